@@ -1,0 +1,69 @@
+import { web } from "../web.ts";
+
+/**
+ * Time and timers, injected into every protocol layer so that the same code runs on a real clock
+ * and, in tests, on the simulated network's virtual clock.
+ */
+
+/** A timer that can be cancelled. */
+export interface TimerHandle {
+  cancel(): void;
+}
+
+export interface Clock {
+  /** Monotonic milliseconds since an arbitrary origin; may have a fractional part. Never goes back. */
+  now(): number;
+  /** Calls `fn` once after `delayMs` milliseconds (0 or more). */
+  setTimer(delayMs: number, fn: () => void): TimerHandle;
+  /**
+   * Calls `fn` as soon as the current work is done, before any timer: how a sender flushes its bundle
+   * once the send queue drains. A microtask on a real clock; on a virtual clock, an event at the
+   * current time.
+   */
+  defer(fn: () => void): void;
+}
+
+/** A source of uniformly distributed numbers; seeded in tests. */
+export interface RandomSource {
+  /** A float in [0, 1). */
+  next(): number;
+  /** An integer in [0, bound). */
+  nextInt(bound: number): number;
+  /** Fills `bytes` with random bytes and returns it. */
+  fill(bytes: Uint8Array): Uint8Array;
+}
+
+/** The real monotonic clock (`performance.now`) with `setTimeout` timers. */
+export const systemClock: Clock = {
+  now: () => web.performance.now(),
+  defer: (fn) => web.queueMicrotask(fn),
+  setTimer(delayMs, fn) {
+    const id = web.setTimeout(fn, Math.max(0, delayMs));
+    // Node's timers keep the process alive; a protocol timer must not, or an idle member
+    // would block its process from exiting after close().
+    (id as { unref?: () => void }).unref?.();
+    return { cancel: () => web.clearTimeout(id) };
+  },
+};
+
+/** Randomness from the runtime's cryptographic generator. */
+export const systemRandom: RandomSource = {
+  next() {
+    const bytes = web.crypto.getRandomValues(new Uint8Array(7));
+    // 53 random bits → [0, 1)
+    let value = 0;
+    for (let i = 0; i < 6; i++) value = value * 256 + bytes[i]!;
+    value = value * 32 + (bytes[6]! & 31);
+    return value / 2 ** 53;
+  },
+  nextInt(bound) {
+    return Math.floor(this.next() * bound);
+  },
+  fill(bytes) {
+    // getRandomValues accepts at most 65,536 bytes a call.
+    for (let offset = 0; offset < bytes.length; offset += 65_536) {
+      web.crypto.getRandomValues(bytes.subarray(offset, Math.min(bytes.length, offset + 65_536)));
+    }
+    return bytes;
+  },
+};

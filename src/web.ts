@@ -1,0 +1,15 @@
+/**
+ * The web-standard globals the core uses, typed here because the core compiles without any runtime's
+ * types (`"types": []`). Node ≥ 20, Bun and Deno all provide them.
+ */
+export interface WebGlobals {
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(id: unknown): void;
+  queueMicrotask(fn: () => void): void;
+  performance: { now(): number };
+  crypto: { getRandomValues<T extends Uint8Array>(array: T): T };
+  TextEncoder: new () => { encode(text: string): Uint8Array };
+  TextDecoder: new (label: string, options?: { fatal?: boolean }) => { decode(bytes: Uint8Array): string };
+}
+
+export const web = globalThis as unknown as WebGlobals;
