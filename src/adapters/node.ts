@@ -1,0 +1,98 @@
+/** The Node.js UDP adapter, on `node:dgram`. */
+import { createSocket, type Socket } from "node:dgram";
+import { isIP } from "node:net";
+import { BlazeError } from "../errors.ts";
+import { resolveTransportOptions } from "../transport/options.ts";
+import type { Address, Transport, TransportFactory } from "../transport/transport.ts";
+import { AdapterCore, toBlazeError, wrongRuntime } from "./shared.ts";
+
+/**
+ * Accepts IP literals only, and answers synchronously: dgram's default `dns.lookup` defers every send
+ * to the next tick, which costs time and lets a caller's later changes to the buffer leak into the datagram.
+ */
+function literalLookup(host: string, _family: unknown, callback: (error: Error | null, address: string, family: number) => void): void {
+  const family = isIP(host);
+  if (family !== 0) callback(null, host, family);
+  else callback(Object.assign(new Error(`"${host}" is not an IP address literal`), { syscall: "send" }), host, 0);
+}
+
+/** The runtime this adapter is for. */
+export const runtime = "node";
+
+export const createUdpTransport: TransportFactory = async (options) => {
+  const versions = (globalThis as { process?: { versions?: { node?: string } } }).process?.versions;
+  // Bun and Deno emulate Node here; their native adapters are the ones that work well there.
+  if (typeof versions?.node !== "string" || "Bun" in globalThis || "Deno" in globalThis) throw wrongRuntime("Node.js");
+  const o = resolveTransportOptions(options);
+  const core = new AdapterCore(o.maxDatagramBytes);
+  const type = isIP(o.bindAddress) === 6 ? "udp6" : "udp4";
+  const socket: Socket = createSocket({ type, reuseAddr: o.reuseAddress, lookup: literalLookup });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      socket.once("error", reject);
+      // exclusive: in a cluster worker, never share the primary's handle (memberships are per socket).
+      socket.bind({ port: o.port, address: o.bindAddress, exclusive: true }, () => {
+        socket.off("error", reject);
+        resolve();
+      });
+    });
+    socket.setMulticastTTL(o.multicastTtl);
+    socket.setMulticastLoopback(o.multicastLoopback);
+    if (o.multicastInterface !== undefined) socket.setMulticastInterface(o.multicastInterface);
+    if (o.receiveBufferBytes !== undefined) socket.setRecvBufferSize(o.receiveBufferBytes);
+    if (o.sendBufferBytes !== undefined) socket.setSendBufferSize(o.sendBufferBytes);
+  } catch (error) {
+    socket.close(() => {});
+    throw toBlazeError("BIND_FAILED", `Could not bind UDP ${o.bindAddress}:${o.port}`, error);
+  }
+  // Without a per-send callback dgram drops most send failures silently; a callback would cost a tick per datagram.
+  socket.on("error", (error: Error & { syscall?: string }) =>
+    core.report(error.syscall === "send" ? "SEND_FAILED" : "TRANSPORT_ERROR", "UDP socket error", error),
+  );
+  socket.on("message", (msg: Buffer, rinfo: { address: string; port: number }) =>
+    core.deliver(new Uint8Array(msg.buffer, msg.byteOffset, msg.length), { host: rinfo.address, port: rinfo.port }),
+  );
+
+  const sendOne = (data: Uint8Array, to: Address): void => {
+    try {
+      socket.send(data, to.port, to.host);
+    } catch (error) {
+      core.report("SEND_FAILED", `Could not send to ${to.host}:${to.port}`, error);
+    }
+  };
+  const membership = (drop: boolean, group: string, iface = o.multicastInterface): void => {
+    if (core.closed) throw new BlazeError("CLOSED", "The transport is closed");
+    try {
+      if (drop) socket.dropMembership(group, iface);
+      else socket.addMembership(group, iface);
+    } catch (error) {
+      throw toBlazeError("BIND_FAILED", `Could not ${drop ? "leave" : "join"} multicast group ${group}`, error);
+    }
+  };
+  const bound = socket.address();
+  let closing: Promise<void> | undefined;
+
+  const transport: Transport = {
+    localAddress: { host: bound.address, port: bound.port },
+    maxDatagramBytes: o.maxDatagramBytes,
+    nativeBatchSend: false,
+    send(data, to) {
+      core.checkSend(data);
+      sendOne(data, to);
+    },
+    sendMany(datagrams) {
+      core.checkBatch(datagrams);
+      for (const [data, to] of datagrams) sendOne(data, to);
+    },
+    joinGroup: (group, iface) => membership(false, group, iface),
+    leaveGroup: (group, iface) => membership(true, group, iface),
+    onReceive: (handler) => core.onReceive(handler),
+    onError: (handler) => core.onError(handler),
+    close() {
+      core.closed = true;
+      closing ??= new Promise<void>((resolve) => socket.close(() => resolve()));
+      return closing;
+    },
+  };
+  return transport;
+};

@@ -1,0 +1,79 @@
+/**
+ * Runtime-neutral pieces of the UDP adapters: option defaults, the size check, and the handler
+ * plumbing that keeps user callbacks from throwing into the runtime. Imports nothing runtime-specific.
+ */
+import { BlazeError, type BlazeErrorCode } from "../errors.ts";
+import {
+  type Address,
+  type ReceiveHandler,
+  type TransportErrorHandler,
+  type TransportOptions,
+} from "../transport/transport.ts";
+
+export function wrongRuntime(runtime: string, detail = ""): BlazeError {
+  return new BlazeError("WRONG_RUNTIME", `This activeblaze UDP adapter needs ${runtime}${detail}; load the adapter for the runtime in use.`);
+}
+
+/** Wraps a runtime failure; the original stays available as `cause`. */
+export function toBlazeError(code: BlazeErrorCode, message: string, cause: unknown): BlazeError {
+  const detail = cause instanceof Error ? cause.message : String(cause);
+  return new BlazeError(code, `${message}: ${detail}`, { cause });
+}
+
+/** True for IPv4 multicast addresses (224.0.0.0/4). */
+export function isMulticastV4(host: string): boolean {
+  const first = Number.parseInt(host, 10);
+  return first >= 224 && first <= 239 && host.includes(".");
+}
+
+/** State every adapter shares: the closed flag, the size check and the guarded user callbacks. */
+export class AdapterCore {
+  closed = false;
+  private receiver: ReceiveHandler = () => {};
+  private errorHandler: TransportErrorHandler | undefined;
+
+  constructor(readonly maxDatagramBytes: number) {}
+
+  /** The synchronous checks of `send`: throws `CLOSED` or `DATAGRAM_TOO_LARGE`. */
+  checkSend(data: Uint8Array): void {
+    if (this.closed) throw new BlazeError("CLOSED", "The transport is closed");
+    if (data.length > this.maxDatagramBytes) {
+      throw new BlazeError(
+        "DATAGRAM_TOO_LARGE",
+        `Datagram of ${data.length} bytes exceeds the maximum of ${this.maxDatagramBytes} bytes`,
+      );
+    }
+  }
+
+  checkBatch(datagrams: ReadonlyArray<readonly [Uint8Array, Address]>): void {
+    if (this.closed) throw new BlazeError("CLOSED", "The transport is closed");
+    for (const [data] of datagrams) this.checkSend(data);
+  }
+
+  onReceive(handler: ReceiveHandler): void {
+    this.receiver = handler;
+  }
+
+  onError(handler: TransportErrorHandler): void {
+    this.errorHandler = handler;
+  }
+
+  /** Hands a datagram to the user; a throwing handler is reported, never propagated into the runtime. */
+  deliver(data: Uint8Array, from: Address): void {
+    try {
+      this.receiver(data, from);
+    } catch (error) {
+      this.report("TRANSPORT_ERROR", "The receive handler threw", error);
+    }
+  }
+
+  report(code: BlazeErrorCode, message: string, cause: unknown): void {
+    const handler = this.errorHandler;
+    if (handler === undefined || this.closed) return;
+    try {
+      handler(toBlazeError(code, message, cause));
+    } catch {
+      // The error handler is the last resort: nothing is left to report its own failure to.
+    }
+  }
+}
