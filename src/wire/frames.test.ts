@@ -1,0 +1,148 @@
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { describe, expect, it } from "vitest";
+import { EnvelopeSchema, FrameSchema } from "../../gen/activeblaze/v1/envelope_pb.ts";
+import { Addressing, DataSchema, HeartbeatSchema } from "../../gen/activeblaze/v1/reliable_pb.ts";
+import { SeededRandom } from "../transport/seeded-random.ts";
+import { createEnvelope, decodeEnvelope, encodeEnvelope } from "./codec.ts";
+import {
+  type DataFields,
+  DatagramBuilder,
+  DatagramReader,
+  encodeEnvelopeHeader,
+  NO_BYTES,
+  type ReceiveResult,
+  toData,
+  toDataFields,
+} from "./frames.ts";
+
+const cluster = "frames";
+const senderId = new Uint8Array(16).map((_, i) => i + 1);
+
+function data(overrides: Partial<DataFields> = {}): DataFields {
+  return {
+    seq: 1,
+    addressing: Addressing.TOPIC,
+    destination: "news",
+    targetId: NO_BYTES,
+    outOfBand: false,
+    fragmentIndex: 0,
+    fragmentCount: 0,
+    messageLength: 0,
+    requestId: 0,
+    format: 0,
+    payload: new Uint8Array([1, 2, 3]),
+    globalSeq: 0,
+    ringSeq: 0,
+    safe: false,
+    ...overrides,
+  };
+}
+
+// What the generated decoder makes of the bytes, in the reader's result form.
+function reference(bytes: Uint8Array): { ok: boolean; reason?: string; frames?: unknown[] } {
+  const result = decodeEnvelope(bytes, { cluster });
+  if (!result.ok) return { ok: false, reason: result.reason };
+  const body = result.envelope.body;
+  const frames = body.case === "bundle" ? body.value.frames.map((f) => f.kind) : [body];
+  // Unknown fields are ignored by the protocol: compare Data by its known fields.
+  const known = frames.map((kind) => (kind.case === "data" ? { case: "data" as const, value: toData(toDataFields(kind.value)!) } : kind));
+  return { ok: true, frames: known.map((kind) => toBinary(FrameSchema, create(FrameSchema, { kind: kind as never }))) };
+}
+
+function normalise(result: ReceiveResult): { ok: boolean; reason?: string; frames?: unknown[] } {
+  if (!result.ok) return { ok: false, reason: result.reason };
+  return {
+    ok: true,
+    frames: result.datagram.frames.map((frame) =>
+      frame.case === "data"
+        ? toBinary(FrameSchema, create(FrameSchema, { kind: { case: "data", value: toData(frame.data) } }))
+        : toBinary(FrameSchema, create(FrameSchema, { kind: frame.frame.kind })),
+    ),
+  };
+}
+
+describe("DatagramBuilder", () => {
+  const header = encodeEnvelopeHeader(cluster, senderId, 7);
+
+  it("writes the bytes the generated encoder writes", () => {
+    const builder = new DatagramBuilder(header);
+    const fields = [
+      data(),
+      data({ seq: 2 ** 40, outOfBand: true, fragmentIndex: 1, fragmentCount: 3, messageLength: 9000, safe: true }),
+      data({ addressing: Addressing.MEMBER, targetId: senderId, requestId: 12, format: 1, globalSeq: 5, ringSeq: 2 }),
+      data({ destination: "ünïcødé 🎉", payload: NO_BYTES }),
+    ];
+    for (const f of fields) builder.addData(f);
+    const datagram = builder.finish()!;
+    const expected = encodeEnvelope(
+      createEnvelope(
+        { cluster, senderId, incarnation: 7n },
+        { case: "bundle", value: { $typeName: "activeblaze.v1.Bundle", frames: fields.map((f) => create(FrameSchema, { kind: { case: "data", value: toData(f) } })) } },
+      ),
+    );
+    expect(Buffer.from(datagram).toString("hex")).toBe(Buffer.from(expected).toString("hex"));
+  });
+
+  it("returns frame views that re-bundle into valid datagrams", () => {
+    const builder = new DatagramBuilder(header);
+    const frame = builder.addData(data({ seq: 99 }));
+    builder.finish();
+    const again = new DatagramBuilder(header);
+    again.addFrame(frame);
+    again.addFrame(toBinary(FrameSchema, create(FrameSchema, { kind: { case: "heartbeat", value: create(HeartbeatSchema, { highestSeq: 99n }) } })));
+    const result = new DatagramReader({ cluster }).read(again.finish()!);
+    expect(result.ok && result.datagram.frames.map((f) => f.case)).toEqual(["data", "heartbeat"]);
+    expect(result.ok && result.datagram.frames[0]!.case === "data" && result.datagram.frames[0]!.data.seq).toBe(99);
+  });
+
+  it("keeps datagrams within the size limit", () => {
+    const builder = new DatagramBuilder(header, 1400);
+    const message = data({ payload: new Uint8Array(100) });
+    let datagrams = 0;
+    for (let i = 0; i < 100; i++) {
+      if (!builder.fits(builder.dataFrameSize(message))) {
+        expect(builder.finish()!.length).toBeLessThanOrEqual(1400);
+        datagrams++;
+      }
+      builder.addData(message);
+    }
+    expect(builder.finish()!.length).toBeLessThanOrEqual(1400);
+    expect(datagrams).toBeGreaterThan(5);
+  });
+});
+
+describe("DatagramReader", () => {
+  const reader = new DatagramReader({ cluster });
+
+  it("agrees with the generated decoder on a single Data body", () => {
+    const bytes = encodeEnvelope(createEnvelope({ cluster, senderId, incarnation: 1n }, { case: "data", value: toData(data({ seq: 5 })) }));
+    expect(normalise(reader.read(bytes))).toEqual(reference(bytes));
+  });
+
+  it("agrees with the generated decoder on 20,000 mutated datagrams", () => {
+    const random = new SeededRandom(20_240_601);
+    const builder = new DatagramBuilder(encodeEnvelopeHeader(cluster, senderId, 3));
+    builder.addData(data({ seq: 1 }));
+    builder.addData(data({ seq: 2, destination: "other", requestId: 300 }));
+    builder.addFrame(toBinary(FrameSchema, create(FrameSchema, { kind: { case: "heartbeat", value: create(HeartbeatSchema, { highestSeq: 2n, intervalMs: 1000 }) } })));
+    const seed = builder.finish()!;
+    for (let round = 0; round < 20_000; round++) {
+      const bytes = seed.slice();
+      const edits = 1 + random.nextInt(3);
+      for (let e = 0; e < edits; e++) bytes[random.nextInt(bytes.length)] = random.nextInt(256);
+      const cut = random.next() < 0.1 ? bytes.subarray(0, random.nextInt(bytes.length)) : bytes;
+      expect(normalise(reader.read(cut)), `round ${round}: ${Buffer.from(cut).toString("hex")}`).toEqual(reference(cut));
+    }
+  });
+
+  it("refuses another cluster, a bad version and oversize datagrams with the generated decoder's reasons", () => {
+    const other = new DatagramBuilder(encodeEnvelopeHeader("elsewhere", senderId, 1));
+    other.addData(data());
+    expect(reader.read(other.finish()!)).toMatchObject({ ok: false, reason: "WRONG_CLUSTER" });
+    const v2 = encodeEnvelope({ ...createEnvelope({ cluster, senderId, incarnation: 1n }, { case: "data", value: toData(data()) }), version: 2 });
+    expect(reader.read(v2)).toMatchObject({ ok: false, reason: "UNSUPPORTED_VERSION" });
+    expect(reader.read(new Uint8Array(70_000))).toMatchObject({ ok: false, reason: "OVERSIZE" });
+    expect(fromBinary(EnvelopeSchema, v2).version).toBe(2);
+    expect(reader.read(toBinary(DataSchema, toData(data())))).toMatchObject({ ok: false });
+  });
+});

@@ -1,0 +1,541 @@
+import { create, fromBinary } from "@bufbuild/protobuf";
+import { type Envelope, type Frame, FrameSchema } from "../../gen/activeblaze/v1/envelope_pb.ts";
+import { type Data, DataSchema } from "../../gen/activeblaze/v1/reliable_pb.ts";
+import { decodeEnvelope, type EnvelopeContext, type Refusal, validateData } from "./codec.ts";
+import { MAX_DATAGRAM_BYTES, MEMBER_ID_BYTES, PROTOCOL_MINOR_VERSION, PROTOCOL_VERSION } from "./limits.ts";
+import { ByteCursor, decodeUtf8, varintSize, writeVarint } from "./varint.ts";
+import { web } from "../web.ts";
+
+/**
+ * The hot path of the wire format: user data is written straight into datagram buffers and read back
+ * without building generated message objects. The bytes are exactly those the generated code writes
+ * (fields in number order, defaults omitted), so the conformance vectors hold for both. Anything the
+ * hand-written reader does not expect (unknown fields, repeated singular fields, numbers past 2^53) is
+ * handed to the generated decoder, which has the last word.
+ */
+
+/** activeblaze.v1.Data with numbers instead of bigints: the form the protocol layers work with. */
+export interface DataFields {
+  seq: number;
+  addressing: number;
+  destination: string;
+  /** The receiver's member id for point-to-point data; empty for multicast. */
+  targetId: Uint8Array;
+  outOfBand: boolean;
+  fragmentIndex: number;
+  fragmentCount: number;
+  messageLength: number;
+  requestId: number;
+  format: number;
+  payload: Uint8Array;
+  globalSeq: number;
+  ringSeq: number;
+  safe: boolean;
+}
+
+/** One frame of a received datagram: user data in hot-path form, or any other protocol message. */
+export type ReceivedFrame =
+  | { readonly case: "data"; readonly data: DataFields }
+  | { readonly case: Exclude<Frame["kind"]["case"], "data" | undefined>; readonly frame: Frame };
+
+/** A received datagram that passed every check. */
+export interface ReceivedDatagram {
+  readonly senderId: Uint8Array;
+  readonly incarnation: number;
+  readonly frames: ReceivedFrame[];
+}
+
+export type ReceiveResult = { readonly ok: true; readonly datagram: ReceivedDatagram } | ({ readonly ok: false } & Refusal);
+
+// Field 17 (bundle) and 16 (data) with wire type 2: each tag is a two-byte varint.
+const TAG_BUNDLE = [0x8a, 0x01] as const;
+const TAG_FRAME = (1 << 3) | 2;
+const TAG_DATA = [0x82, 0x01] as const;
+const encoder = new web.TextEncoder();
+
+/** Encoded destination names, so a topic's UTF-8 is computed once, not per message. */
+class Utf8Cache {
+  #entries = new Map<string, Uint8Array>();
+
+  get(text: string): Uint8Array {
+    let bytes = this.#entries.get(text);
+    if (bytes === undefined) {
+      if (this.#entries.size >= 1024) this.#entries.clear();
+      bytes = encoder.encode(text);
+      this.#entries.set(text, bytes);
+    }
+    return bytes;
+  }
+}
+
+function fieldSize(tagSize: number, value: number): number {
+  return value === 0 ? 0 : tagSize + varintSize(value);
+}
+
+function bytesFieldSize(length: number): number {
+  return length === 0 ? 0 : 1 + varintSize(length) + length;
+}
+
+/** The encoded size of a Data message (without its frame tag and length). */
+function dataSize(data: DataFields, destination: Uint8Array): number {
+  return (
+    fieldSize(1, data.seq) +
+    fieldSize(1, data.addressing) +
+    bytesFieldSize(destination.length) +
+    bytesFieldSize(data.targetId.length) +
+    (data.outOfBand ? 2 : 0) +
+    fieldSize(1, data.fragmentIndex) +
+    fieldSize(1, data.fragmentCount) +
+    fieldSize(1, data.messageLength) +
+    fieldSize(1, data.requestId) +
+    fieldSize(1, data.format) +
+    bytesFieldSize(data.payload.length) +
+    fieldSize(1, data.globalSeq) +
+    fieldSize(1, data.ringSeq) +
+    (data.safe ? 2 : 0)
+  );
+}
+
+function writeUint(buffer: Uint8Array, pos: number, field: number, value: number): number {
+  if (value === 0) return pos;
+  buffer[pos++] = field << 3;
+  return writeVarint(buffer, pos, value);
+}
+
+function writeBytes(buffer: Uint8Array, pos: number, field: number, bytes: Uint8Array): number {
+  if (bytes.length === 0) return pos;
+  buffer[pos++] = (field << 3) | 2;
+  pos = writeVarint(buffer, pos, bytes.length);
+  buffer.set(bytes, pos);
+  return pos + bytes.length;
+}
+
+function writeBool(buffer: Uint8Array, pos: number, field: number, value: boolean): number {
+  if (!value) return pos;
+  buffer[pos++] = field << 3;
+  buffer[pos++] = 1;
+  return pos;
+}
+
+/** The fixed start of every envelope a sender writes: version, minor version, cluster, id, incarnation. */
+export function encodeEnvelopeHeader(cluster: string, senderId: Uint8Array, incarnation: number): Uint8Array {
+  const clusterBytes = encoder.encode(cluster);
+  const size =
+    fieldSize(1, PROTOCOL_VERSION) +
+    fieldSize(1, PROTOCOL_MINOR_VERSION) +
+    bytesFieldSize(clusterBytes.length) +
+    bytesFieldSize(senderId.length) +
+    fieldSize(1, incarnation);
+  const header = new Uint8Array(size);
+  let pos = writeUint(header, 0, 1, PROTOCOL_VERSION);
+  pos = writeUint(header, pos, 2, PROTOCOL_MINOR_VERSION);
+  pos = writeBytes(header, pos, 3, clusterBytes);
+  pos = writeBytes(header, pos, 4, senderId);
+  writeUint(header, pos, 5, incarnation);
+  return header;
+}
+
+// Room kept in front of the first frame for the bundle's length. Datagrams are under 2^21 bytes, so
+// the length takes at most 3 bytes.
+const BUNDLE_LENGTH_ROOM = 3;
+
+/**
+ * Writes frames into one datagram: `[envelope header][bundle tag, length][frame]…`. Frames go straight
+ * into the datagram's buffer; each `add…` returns the frame's bytes (a view), which a sender keeps for
+ * retransmission. `finish()` completes the datagram; a new buffer is taken for the next one, so views
+ * handed out stay valid.
+ */
+export class DatagramBuilder {
+  readonly #header: Uint8Array;
+  readonly #maxBytes: number;
+  readonly #destinations = new Utf8Cache();
+  #buffer: Uint8Array;
+  #start: number;
+  #pos: number;
+  #frames = 0;
+
+  constructor(header: Uint8Array, maxDatagramBytes: number = MAX_DATAGRAM_BYTES) {
+    this.#header = header;
+    this.#maxBytes = maxDatagramBytes;
+    this.#start = header.length + TAG_BUNDLE.length + BUNDLE_LENGTH_ROOM;
+    this.#buffer = new Uint8Array(maxDatagramBytes);
+    this.#pos = this.#start;
+  }
+
+  /** Frames written since the last `finish()`. */
+  get frameCount(): number {
+    return this.#frames;
+  }
+
+  /** The largest Data payload that fits in one frame of an otherwise empty datagram. */
+  maxPayloadBytes(destination: string, overhead = 64): number {
+    return this.#maxBytes - this.#start - this.#destinations.get(destination).length - overhead;
+  }
+
+  /** How many bytes a frame for `data` takes inside a bundle. */
+  dataFrameSize(data: DataFields): number {
+    const size = dataSize(data, this.#destinations.get(data.destination));
+    const frame = 2 + varintSize(size) + size;
+    return 1 + varintSize(frame) + frame;
+  }
+
+  /** True when a frame of `frameBytes` (as from `dataFrameSize`) still fits in the current datagram. */
+  fits(frameBytes: number): boolean {
+    return this.#pos + frameBytes <= this.#maxBytes;
+  }
+
+  /**
+   * Appends a Data frame. The caller checks `fits` first (and finishes the datagram when it does not).
+   * Returns the frame's bytes: `Frame` encoding, i.e. the Data tag, length and message.
+   */
+  addData(data: DataFields): Uint8Array {
+    const destination = this.#destinations.get(data.destination);
+    const size = dataSize(data, destination);
+    const frameSize = 2 + varintSize(size) + size;
+    const buffer = this.#buffer;
+    let pos = this.#pos;
+    buffer[pos++] = TAG_FRAME;
+    pos = writeVarint(buffer, pos, frameSize);
+    const frameStart = pos;
+    buffer[pos++] = TAG_DATA[0];
+    buffer[pos++] = TAG_DATA[1];
+    pos = writeVarint(buffer, pos, size);
+    pos = writeUint(buffer, pos, 1, data.seq);
+    pos = writeUint(buffer, pos, 2, data.addressing);
+    pos = writeBytes(buffer, pos, 3, destination);
+    pos = writeBytes(buffer, pos, 4, data.targetId);
+    pos = writeBool(buffer, pos, 5, data.outOfBand);
+    pos = writeUint(buffer, pos, 6, data.fragmentIndex);
+    pos = writeUint(buffer, pos, 7, data.fragmentCount);
+    pos = writeUint(buffer, pos, 8, data.messageLength);
+    pos = writeUint(buffer, pos, 9, data.requestId);
+    pos = writeUint(buffer, pos, 10, data.format);
+    pos = writeBytes(buffer, pos, 11, data.payload);
+    pos = writeUint(buffer, pos, 12, data.globalSeq);
+    pos = writeUint(buffer, pos, 13, data.ringSeq);
+    pos = writeBool(buffer, pos, 14, data.safe);
+    this.#pos = pos;
+    this.#frames++;
+    return buffer.subarray(frameStart, pos);
+  }
+
+  /** Appends an already encoded frame (a retransmission, or a control message's `Frame` bytes). */
+  addFrame(frame: Uint8Array): void {
+    const buffer = this.#buffer;
+    let pos = this.#pos;
+    buffer[pos++] = TAG_FRAME;
+    pos = writeVarint(buffer, pos, frame.length);
+    buffer.set(frame, pos);
+    this.#pos = pos + frame.length;
+    this.#frames++;
+  }
+
+  /** The bytes an encoded frame of `frameLength` takes in a bundle. */
+  static framedSize(frameLength: number): number {
+    return 1 + varintSize(frameLength) + frameLength;
+  }
+
+  /** Completes the datagram and returns its bytes, or undefined when no frame was added. */
+  finish(): Uint8Array | undefined {
+    if (this.#frames === 0) return undefined;
+    const bodyLength = this.#pos - this.#start;
+    const lengthSize = varintSize(bodyLength);
+    const begin = this.#start - lengthSize - TAG_BUNDLE.length - this.#header.length;
+    const buffer = this.#buffer;
+    buffer.set(this.#header, begin);
+    let pos = begin + this.#header.length;
+    buffer[pos++] = TAG_BUNDLE[0];
+    buffer[pos++] = TAG_BUNDLE[1];
+    writeVarint(buffer, pos, bodyLength);
+    const datagram = buffer.subarray(begin, this.#pos);
+    this.#buffer = new Uint8Array(this.#maxBytes);
+    this.#pos = this.#start;
+    this.#frames = 0;
+    return datagram;
+  }
+}
+
+/** An empty byte array, shared. */
+export const NO_BYTES: Uint8Array = new Uint8Array(0);
+
+/**
+ * Reads datagrams for one receiver: the checks of `decodeEnvelope` (same order, same reasons), with
+ * user data read by hand and everything unusual left to the generated decoder. Never throws.
+ */
+export class DatagramReader {
+  readonly #context: EnvelopeContext;
+  readonly #cluster: Uint8Array;
+  readonly #maxBytes: number;
+  #lastDestinationBytes: Uint8Array = NO_BYTES;
+  #lastDestination = "";
+
+  constructor(context: EnvelopeContext) {
+    this.#context = context;
+    this.#cluster = encoder.encode(context.cluster);
+    this.#maxBytes = context.maxDatagramBytes ?? MAX_DATAGRAM_BYTES;
+  }
+
+  read(bytes: Uint8Array): ReceiveResult {
+    if (bytes.length > this.#maxBytes) {
+      return { ok: false, reason: "OVERSIZE", detail: `datagram of ${bytes.length} bytes exceeds the limit of ${this.#maxBytes}` };
+    }
+    return this.#readFast(bytes) ?? this.#readGenerated(bytes);
+  }
+
+  // Undefined means "not the usual shape": the generated decoder decides.
+  #readFast(bytes: Uint8Array): ReceiveResult | undefined {
+    const cursor = new ByteCursor(bytes, 0, bytes.length);
+    let version = 0;
+    let clusterMatches = false;
+    let senderId: Uint8Array | undefined;
+    let incarnation = 0;
+    let frames: ReceivedFrame[] | undefined;
+    let seen = 0;
+    while (cursor.pos < cursor.end) {
+      const tag = cursor.varint();
+      const field = tag >>> 3;
+      if (field < 31) {
+        // Each singular field once: a repeated one has merge semantics the generated decoder owns.
+        const bit = 1 << field;
+        if (seen & bit) return undefined;
+        seen |= bit;
+      }
+      switch (tag) {
+        case (1 << 3) | 0:
+          version = cursor.varint();
+          break;
+        case (2 << 3) | 0:
+          cursor.varint();
+          break;
+        case (3 << 3) | 2: {
+          const end = cursor.delimitedEnd();
+          clusterMatches = sameBytes(bytes, cursor.pos, end, this.#cluster);
+          cursor.pos = end;
+          break;
+        }
+        case (4 << 3) | 2: {
+          const end = cursor.delimitedEnd();
+          senderId = bytes.subarray(cursor.pos, end);
+          cursor.pos = end;
+          break;
+        }
+        case (5 << 3) | 0:
+          incarnation = cursor.varint();
+          break;
+        case (16 << 3) | 2: {
+          if (frames !== undefined) return undefined;
+          const end = cursor.delimitedEnd();
+          const data = this.#readData(bytes, cursor.pos, end);
+          if (data === undefined) return undefined;
+          frames = [{ case: "data", data }];
+          cursor.pos = end;
+          break;
+        }
+        case (17 << 3) | 2: {
+          if (frames !== undefined) return undefined;
+          const end = cursor.delimitedEnd();
+          frames = this.#readBundle(bytes, cursor.pos, end);
+          if (frames === undefined) return undefined;
+          cursor.pos = end;
+          break;
+        }
+        default:
+          return undefined;
+      }
+      if (cursor.failed) return undefined;
+    }
+    if (version !== PROTOCOL_VERSION || !clusterMatches || senderId?.length !== MEMBER_ID_BYTES || frames === undefined) {
+      return undefined;
+    }
+    const bundled = (seen & (1 << 17)) !== 0;
+    for (let i = 0; i < frames.length; i++) {
+      const frame = frames[i]!;
+      if (frame.case === "data") {
+        const refusal = validateData(frame.data, bundled ? `bundle.frames[${i}].data` : "data");
+        if (refusal !== undefined) return { ok: false, ...refusal };
+      }
+    }
+    return { ok: true, datagram: { senderId, incarnation, frames } };
+  }
+
+  #readBundle(bytes: Uint8Array, start: number, end: number): ReceivedFrame[] | undefined {
+    const cursor = new ByteCursor(bytes, start, end);
+    const frames: ReceivedFrame[] = [];
+    while (cursor.pos < end) {
+      if (cursor.varint() !== TAG_FRAME) return undefined;
+      const frameEnd = cursor.delimitedEnd();
+      if (cursor.failed) return undefined;
+      const frameStart = cursor.pos;
+      if (frameEnd - frameStart > 2 && bytes[frameStart] === TAG_DATA[0] && bytes[frameStart + 1] === TAG_DATA[1]) {
+        cursor.pos = frameStart + 2;
+        const dataEnd = cursor.delimitedEnd();
+        if (dataEnd !== frameEnd) return undefined;
+        const data = this.#readData(bytes, cursor.pos, dataEnd);
+        if (data === undefined) return undefined;
+        frames.push({ case: "data", data });
+      } else {
+        let frame: Frame;
+        try {
+          frame = fromBinary(FrameSchema, bytes.subarray(frameStart, frameEnd));
+        } catch {
+          return undefined;
+        }
+        if (frame.kind.case === undefined || frame.kind.case === "data") return undefined;
+        frames.push({ case: frame.kind.case, frame });
+      }
+      cursor.pos = frameEnd;
+    }
+    return frames;
+  }
+
+  #readData(bytes: Uint8Array, start: number, end: number): DataFields | undefined {
+    const cursor = new ByteCursor(bytes, start, end);
+    const data: DataFields = {
+      seq: 0,
+      addressing: 0,
+      destination: "",
+      targetId: NO_BYTES,
+      outOfBand: false,
+      fragmentIndex: 0,
+      fragmentCount: 0,
+      messageLength: 0,
+      requestId: 0,
+      format: 0,
+      payload: NO_BYTES,
+      globalSeq: 0,
+      ringSeq: 0,
+      safe: false,
+    };
+    let seen = 0;
+    while (cursor.pos < end) {
+      const tag = cursor.varint();
+      const field = tag >>> 3;
+      if (field > 14 || field === 0) return undefined;
+      if (seen & (1 << field)) return undefined;
+      seen |= 1 << field;
+      const wireType = tag & 7;
+      if (field === 3 || field === 4 || field === 11) {
+        if (wireType !== 2) return undefined;
+        const fieldEnd = cursor.delimitedEnd();
+        if (cursor.failed) return undefined;
+        if (field === 3) {
+          const destination = this.#destination(bytes, cursor.pos, fieldEnd);
+          if (destination === undefined) return undefined;
+          data.destination = destination;
+        } else if (field === 4) data.targetId = bytes.subarray(cursor.pos, fieldEnd);
+        else data.payload = bytes.subarray(cursor.pos, fieldEnd);
+        cursor.pos = fieldEnd;
+        continue;
+      }
+      if (wireType !== 0) return undefined;
+      const value = cursor.varint();
+      switch (field) {
+        case 1: data.seq = value; break;
+        case 2: data.addressing = value; break;
+        case 5: data.outOfBand = value !== 0; break;
+        case 6: data.fragmentIndex = value; break;
+        case 7: data.fragmentCount = value; break;
+        case 8: data.messageLength = value; break;
+        case 9: data.requestId = value; break;
+        case 10: data.format = value; break;
+        case 12: data.globalSeq = value; break;
+        case 13: data.ringSeq = value; break;
+        case 14: data.safe = value !== 0; break;
+      }
+      // uint32 fields past 2^32 and bools past 1 are truncated by protobuf decoders: leave those to it.
+      if (cursor.failed || ((field >= 5 && field <= 8) || field === 10 || field === 14 ? value > 0xffffffff : false)) {
+        return undefined;
+      }
+      if ((field === 5 || field === 14) && value > 1) return undefined;
+      if (field === 2 || field === 10) {
+        // Enums are int32: a value past 2^31 is negative on the wire and not ours to judge.
+        if (value > 0x7fffffff) return undefined;
+      }
+    }
+    return data;
+  }
+
+  // Topics repeat from one message to the next; decode a name once.
+  #destination(bytes: Uint8Array, start: number, end: number): string | undefined {
+    if (sameBytes(bytes, start, end, this.#lastDestinationBytes)) return this.#lastDestination;
+    const view = bytes.subarray(start, end);
+    const text = decodeUtf8(view);
+    if (text !== undefined) {
+      this.#lastDestinationBytes = view.slice();
+      this.#lastDestination = text;
+    }
+    return text;
+  }
+
+  #readGenerated(bytes: Uint8Array): ReceiveResult {
+    const result = decodeEnvelope(bytes, this.#context);
+    if (!result.ok) return result;
+    return fromEnvelope(result.envelope);
+  }
+}
+
+function fromEnvelope(envelope: Envelope): ReceiveResult {
+  const incarnation = toSafeNumber(envelope.incarnation);
+  if (incarnation === undefined) return { ok: false, reason: "INVALID_FIELD", detail: "incarnation beyond 2^53" };
+  const body = envelope.body;
+  const generated: Frame[] =
+    body.case === "bundle" ? body.value.frames : [create(FrameSchema, { kind: body as Frame["kind"] })];
+  const frames: ReceivedFrame[] = [];
+  for (const frame of generated) {
+    const kind = frame.kind;
+    if (kind.case === "data") {
+      const data = toDataFields(kind.value);
+      if (data === undefined) return { ok: false, reason: "INVALID_FIELD", detail: "data number beyond 2^53" };
+      frames.push({ case: "data", data });
+    } else if (kind.case !== undefined) {
+      frames.push({ case: kind.case, frame });
+    }
+  }
+  return { ok: true, datagram: { senderId: envelope.senderId, incarnation, frames } };
+}
+
+/** Converts generated Data to hot-path form; undefined when a number is past 2^53. */
+export function toDataFields(data: Data): DataFields | undefined {
+  const seq = toSafeNumber(data.seq);
+  const requestId = toSafeNumber(data.requestId);
+  const globalSeq = toSafeNumber(data.globalSeq);
+  const ringSeq = toSafeNumber(data.ringSeq);
+  if (seq === undefined || requestId === undefined || globalSeq === undefined || ringSeq === undefined) return undefined;
+  return {
+    seq,
+    addressing: data.addressing,
+    destination: data.destination,
+    targetId: data.targetId,
+    outOfBand: data.outOfBand,
+    fragmentIndex: data.fragmentIndex,
+    fragmentCount: data.fragmentCount,
+    messageLength: data.messageLength,
+    requestId,
+    format: data.format,
+    payload: data.payload,
+    globalSeq,
+    ringSeq,
+    safe: data.safe,
+  };
+}
+
+/** Converts hot-path Data to the generated message (for tests and tools). */
+export function toData(fields: DataFields): Data {
+  return create(DataSchema, {
+    ...fields,
+    seq: BigInt(fields.seq),
+    requestId: BigInt(fields.requestId),
+    globalSeq: BigInt(fields.globalSeq),
+    ringSeq: BigInt(fields.ringSeq),
+  });
+}
+
+function toSafeNumber(value: bigint): number | undefined {
+  return value <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(value) : undefined;
+}
+
+function sameBytes(bytes: Uint8Array, start: number, end: number, expected: Uint8Array): boolean {
+  if (end - start !== expected.length) return false;
+  for (let i = 0; i < expected.length; i++) if (bytes[start + i] !== expected[i]) return false;
+  return true;
+}

@@ -1,0 +1,92 @@
+import { web } from "../web.ts";
+
+/**
+ * Protobuf varints for JavaScript numbers up to 2^53, for the hand-written hot-path codec. Values past
+ * `Number.MAX_SAFE_INTEGER` are not representable here; readers report them so the caller can fall back
+ * to the generated (bigint) decoder.
+ */
+
+/** Bytes a varint of `value` (0 ≤ value ≤ 2^53) takes. */
+export function varintSize(value: number): number {
+  if (value < 0x80) return 1;
+  if (value < 0x4000) return 2;
+  if (value < 0x200000) return 3;
+  if (value < 0x10000000) return 4;
+  let size = 4;
+  value = Math.floor(value / 0x10000000);
+  while (value > 0) {
+    size++;
+    value = Math.floor(value / 0x80);
+  }
+  return size;
+}
+
+/** Writes `value` at `pos`; returns the position after it. */
+export function writeVarint(buffer: Uint8Array, pos: number, value: number): number {
+  while (value >= 0x80) {
+    buffer[pos++] = (value % 0x80) | 0x80;
+    value = Math.floor(value / 0x80);
+  }
+  buffer[pos++] = value;
+  return pos;
+}
+
+/**
+ * A cursor over bytes. `read*` methods return NaN (and set `failed`) on anything the hot path does not
+ * handle: truncation, a varint over 2^53 or longer than 10 bytes.
+ */
+export class ByteCursor {
+  pos: number;
+  failed = false;
+
+  constructor(
+    readonly bytes: Uint8Array,
+    start: number,
+    public end: number,
+  ) {
+    this.pos = start;
+  }
+
+  varint(): number {
+    const bytes = this.bytes;
+    let pos = this.pos;
+    let result = 0;
+    let scale = 1;
+    for (let i = 0; i < 8; i++) {
+      if (pos >= this.end) return this.fail();
+      const byte = bytes[pos++]!;
+      result += (byte & 0x7f) * scale;
+      if (byte < 0x80) {
+        this.pos = pos;
+        return result;
+      }
+      scale *= 0x80;
+    }
+    // Eight 7-bit groups hold 56 bits; anything longer is past 2^53 (or malformed): not ours to judge.
+    return this.fail();
+  }
+
+  /** Reads a length prefix and returns the end of the delimited bytes. */
+  delimitedEnd(): number {
+    const length = this.varint();
+    if (Number.isNaN(length)) return length;
+    const end = this.pos + length;
+    return end > this.end ? this.fail() : end;
+  }
+
+  private fail(): number {
+    this.failed = true;
+    return Number.NaN;
+  }
+}
+
+const utf8Decoder = new web.TextDecoder("utf-8", { fatal: true });
+
+/** Decodes UTF-8, or returns undefined for invalid UTF-8. */
+export function decodeUtf8(bytes: Uint8Array): string | undefined {
+  try {
+    return utf8Decoder.decode(bytes);
+  } catch {
+    return undefined;
+  }
+}
