@@ -21,7 +21,7 @@ export default defineConfig([
     clean: true,
     splitting: true,
     treeshake: true,
-    external: ["node:dgram", "node:net", "node:os"],
+    external: ["node:dgram", "node:net", "node:os", "#udp"],
   },
   {
     entry: { "cli/blaze": "src/cli/blaze.ts" },

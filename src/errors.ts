@@ -37,6 +37,8 @@ export type BlazeErrorCode =
   | "OVERSIZE"
   /** A datagram belongs to another cluster. */
   | "WRONG_CLUSTER"
+  /** A user-supplied listener threw; the error is in `cause`. */
+  | "LISTENER_ERROR"
   /** Any other transport failure reported by the runtime. */
   | "TRANSPORT_ERROR";
 

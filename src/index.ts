@@ -1,6 +1,24 @@
 // The public API of activeblaze. Re-exports only.
+export { Channel, createChannel } from "./channel/channel.ts";
+export type {
+  BroadcastOptions,
+  ChannelEvents,
+  ChannelState,
+  ChannelStats,
+  PeerInfo,
+  TopicListener,
+} from "./channel/channel.ts";
+export { channelOptionsSchema } from "./channel/options.ts";
+export type { ChannelOptions } from "./channel/options.ts";
+export { TopicMessage } from "./channel/topic-message.ts";
+export type { WaitOptions } from "./channel/wait.ts";
 export { BlazeError, isBlazeError, isTimeoutError } from "./errors.ts";
 export type { BlazeErrorCode, BlazeErrorOptions } from "./errors.ts";
+export { BlazeMessage } from "./message/blaze-message.ts";
+export type { BlazeValue, BlazeValueKind } from "./message/blaze-message.ts";
+export { DEFAULT_NACK_OPTIONS } from "./reliable/nack/nack-protocol.ts";
+export type { NackOptions } from "./reliable/nack/nack-protocol.ts";
+export type { ProtocolStats } from "./reliable/protocol.ts";
 export { systemClock, systemRandom } from "./transport/clock.ts";
 export type { Clock, RandomSource, TimerHandle } from "./transport/clock.ts";
 export { MAX_UDP_PAYLOAD_BYTES } from "./transport/transport.ts";
@@ -16,3 +34,4 @@ export { resolveTransportOptions, transportOptionsSchema } from "./transport/opt
 export type { ResolvedTransportOptions } from "./transport/options.ts";
 export { DropCounters } from "./wire/drop-reason.ts";
 export type { DropReason } from "./wire/drop-reason.ts";
+export type { AbortSignalLike } from "./web.ts";

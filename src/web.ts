@@ -13,3 +13,11 @@ export interface WebGlobals {
 }
 
 export const web = globalThis as unknown as WebGlobals;
+
+/** The part of the web-standard `AbortSignal` the library uses. */
+export interface AbortSignalLike {
+  readonly aborted: boolean;
+  readonly reason?: unknown;
+  addEventListener(type: "abort", listener: () => void, options?: { once?: boolean }): void;
+  removeEventListener(type: "abort", listener: () => void): void;
+}

@@ -1,0 +1,553 @@
+import { Addressing, PayloadFormat } from "../../gen/activeblaze/v1/reliable_pb.ts";
+import { BlazeError } from "../errors.ts";
+import { BlazeMessage } from "../message/blaze-message.ts";
+import { BestEffortProtocol } from "../reliable/best-effort.ts";
+import { heartbeatFrame } from "../reliable/control-frames.ts";
+import { keyOf } from "../reliable/member-key.ts";
+import { NackProtocol } from "../reliable/nack/nack-protocol.ts";
+import {
+  emptyStats,
+  type OutgoingData,
+  type PeerKey,
+  type ProtocolEvent,
+  type ProtocolHost,
+  type ProtocolStats,
+  type ReliabilityProtocol,
+} from "../reliable/protocol.ts";
+import { Reassembler } from "../reliable/reassembler.ts";
+import { type Clock, type RandomSource, systemClock, systemRandom, type TimerHandle } from "../transport/clock.ts";
+import type { Address, TransportFactory } from "../transport/transport.ts";
+import { DropCounters, type DropReason } from "../wire/drop-reason.ts";
+import type { DataFields, ReceivedFrame } from "../wire/frames.ts";
+import { MAX_NAME_BYTES, MEMBER_ID_BYTES } from "../wire/limits.ts";
+import { web } from "../web.ts";
+import { Endpoint, type EndpointStats, type NetworkConfig, type Peer } from "./endpoint.ts";
+import { Emitter, PushIterator } from "./events.ts";
+import { type ChannelOptions, resolveChannelOptions, type ResolvedChannelOptions } from "./options.ts";
+import { formatName, TopicMessage } from "./topic-message.ts";
+import { waitUntil, type WaitOptions } from "./wait.ts";
+
+/** ActiveBlaze's life cycle: Constructed → Initialized → Started ⇄ Stopped; shutDown returns to Constructed. */
+export type ChannelState = "constructed" | "initialized" | "started" | "stopped";
+
+/** A peer this channel hears. */
+export interface PeerInfo {
+  /** Member id in hex. */
+  readonly id: string;
+  readonly incarnation: number;
+  /** The unicast address its datagrams come from. */
+  readonly address: Address;
+}
+
+export type TopicListener = (message: TopicMessage) => void;
+
+/** Events a channel emits, by name. */
+export interface ChannelEvents {
+  peerUp: { readonly peer: PeerInfo };
+  peerDown: { readonly peer: PeerInfo; readonly reason: "left" | "timeout" };
+  /** A receiver stopped acknowledging and no longer holds this sender's window back. */
+  receiverUnresponsive: { readonly peer: string; readonly silentMs: number };
+  receiverResponsive: { readonly peer: string };
+  /** Messages from `peer` were lost for good (they were dropped by the sender before this member asked). */
+  messagesLost: { readonly peer: string; readonly count: number; readonly firstSeq: number };
+  /** A background failure; `stage` says where ("transport", "listener", "delivery"). */
+  error: { readonly error: BlazeError; readonly stage: string };
+}
+
+export interface BroadcastOptions {
+  /** Deliver without waiting for the sender's earlier messages (still exactly once). Default false. */
+  readonly outOfBand?: boolean;
+}
+
+/** Counters of a channel since it was created. */
+export interface ChannelStats {
+  readonly state: ChannelState;
+  readonly reliability: string;
+  readonly peers: number;
+  readonly network: Readonly<EndpointStats>;
+  /** Datagrams refused, by reason; never delivered. */
+  readonly dropped: Readonly<Record<DropReason, number>>;
+  readonly protocol: Readonly<ProtocolStats>;
+  /** Messages broadcast and waiting for room in the flow-control window. */
+  readonly queued: number;
+  /** Messages delivered to listeners (local copies included). */
+  readonly delivered: number;
+  /** Messages that arrived for a topic nobody here listens to. */
+  readonly unrouted: number;
+  /** Fragmented messages dropped because their pieces did not fit together or stopped arriving. */
+  readonly reassemblyFailures: number;
+  /** Frames of protocol kinds this channel does not handle. */
+  readonly unhandledFrames: number;
+}
+
+interface PendingBroadcast {
+  readonly pieces: OutgoingData[];
+  next: number;
+  readonly resolve: () => void;
+  readonly reject: (error: BlazeError) => void;
+}
+
+const RESOLVED: Promise<void> = Promise.resolve();
+const encoder = new web.TextEncoder();
+
+/**
+ * Creates a channel (ActiveBlaze's broadcast level) and binds its sockets; call `start()` to join the
+ * network. Options are checked at once: an invalid one throws `INVALID_OPTION` naming the field.
+ */
+export async function createChannel(options?: ChannelOptions): Promise<Channel> {
+  const channel = new Channel(options);
+  await channel.init();
+  return channel;
+}
+
+/**
+ * A channel: topic messaging among the members of a cluster, over multicast or a static list of peers,
+ * with the quality of service chosen per channel. Messages of one sender reach every live receiver
+ * exactly once and in the sender's order (reliability "nack"), or at most once as fast as possible
+ * ("best-effort").
+ */
+export class Channel implements AsyncDisposable {
+  readonly #options: ResolvedChannelOptions;
+  readonly #clock: Clock;
+  readonly #random: RandomSource;
+  readonly #memberId: Uint8Array;
+  readonly #key: PeerKey;
+  readonly #topics = new Map<string, Set<TopicListener>>();
+  readonly #events: Emitter<ChannelEvents>;
+  readonly #peerWaiters = new Set<() => void>();
+  readonly #pending: PendingBroadcast[] = [];
+  #state: ChannelState = "constructed";
+  #endpoint: Endpoint | undefined;
+  #protocol: ReliabilityProtocol | undefined;
+  #reassembler: Reassembler;
+  #heartbeatTimer: TimerHandle | undefined;
+  #incarnation: number;
+  #starts = 0;
+  #transition: Promise<void> = RESOLVED;
+  #delivered = 0;
+  #unrouted = 0;
+  #reassemblyFailures = 0;
+  #unhandledFrames = 0;
+
+  constructor(options?: ChannelOptions) {
+    this.#options = resolveChannelOptions(options);
+    this.#clock = this.#options.clock ?? systemClock;
+    this.#random = this.#options.random ?? systemRandom;
+    this.#memberId = this.#random.fill(new Uint8Array(MEMBER_ID_BYTES));
+    this.#key = keyOf(this.#memberId);
+    this.#incarnation = this.#options.incarnation ?? Date.now();
+    this.#reassembler = new Reassembler(this.#options.maxMessageBytes, this.#options.peerTimeoutMs);
+    this.#events = new Emitter<ChannelEvents>((error, type) => {
+      if (type !== "error") this.#events.emit("error", { error, stage: "listener" });
+    });
+  }
+
+  /** This member's id (32 hex digits). */
+  get id(): string {
+    return this.#key;
+  }
+
+  get name(): string {
+    return this.#options.name;
+  }
+
+  get cluster(): string {
+    return this.#options.cluster;
+  }
+
+  get state(): ChannelState {
+    return this.#state;
+  }
+
+  /** The incarnation this member runs as (grows on every start). */
+  get incarnation(): number {
+    return this.#incarnation;
+  }
+
+  /** The unicast address this member sends from (after `init()`). */
+  get localAddress(): Address {
+    return this.#requireEndpoint("localAddress").localAddress;
+  }
+
+  /** The peers this member hears now. */
+  get peers(): PeerInfo[] {
+    return [...(this.#endpoint?.peers.values() ?? [])].map(peerInfo);
+  }
+
+  get stats(): ChannelStats {
+    return {
+      state: this.#state,
+      reliability: this.#options.reliability,
+      peers: this.#endpoint?.peers.size ?? 0,
+      network: { ...(this.#endpoint?.stats ?? EMPTY_ENDPOINT_STATS) },
+      dropped: (this.#endpoint?.drops ?? new DropCounters()).snapshot(),
+      protocol: { ...(this.#protocol?.stats ?? emptyStats()) },
+      queued: this.#pending.length,
+      delivered: this.#delivered,
+      unrouted: this.#unrouted,
+      reassemblyFailures: this.#reassemblyFailures,
+      unhandledFrames: this.#unhandledFrames,
+    };
+  }
+
+  /** Binds the sockets; the configuration is fixed from here on. Idempotent once initialized. */
+  init(): Promise<void> {
+    return this.#serialise(async () => {
+      if (this.#state === "initialized") return;
+      if (this.#state !== "constructed") {
+        throw new BlazeError("ILLEGAL_STATE", `init() on a ${this.#state} channel: shutDown() it first`);
+      }
+      await this.#bind();
+    });
+  }
+
+  /** Starts talking to peers (initializing first if needed). Idempotent. */
+  start(): Promise<void> {
+    return this.#serialise(async () => {
+      if (this.#state === "started") return;
+      if (this.#state === "constructed") await this.#bind();
+      const endpoint = this.#endpoint!;
+      if (this.#starts++ > 0) this.#incarnation++;
+      endpoint.start(this.#incarnation);
+      this.#protocol = this.#createProtocol(endpoint);
+      this.#state = "started";
+      this.#sendHeartbeat();
+      this.#scheduleHeartbeat();
+    });
+  }
+
+  /** Stops talking to peers; `start()` resumes (as a new incarnation). Broadcasts still queued fail with `CLOSED`. Idempotent. */
+  stop(): Promise<void> {
+    return this.#serialise(async () => this.#stopNow());
+  }
+
+  /** Stops and releases the sockets; the channel is Constructed again and may be initialized anew. Idempotent. */
+  shutDown(): Promise<void> {
+    return this.#serialise(async () => {
+      this.#stopNow();
+      if (this.#endpoint !== undefined) await this.#endpoint.close();
+      this.#endpoint = undefined;
+      this.#state = "constructed";
+    });
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.shutDown();
+  }
+
+  /**
+   * Broadcasts a message on a topic. Resolves once the message is on its way (immediately, unless the
+   * flow-control window is full: then when there is room). Throws `ILLEGAL_STATE` unless started,
+   * `MESSAGE_TOO_LARGE` past `maxMessageBytes`, `INVALID_ARGUMENT` for a bad topic.
+   */
+  broadcast(destination: string, message: BlazeMessage | Uint8Array, options: BroadcastOptions = {}): Promise<void> {
+    const protocol = this.#protocol;
+    if (this.#state !== "started" || protocol === undefined) {
+      throw new BlazeError("ILLEGAL_STATE", `broadcast() on a ${this.#state} channel: start() it first`);
+    }
+    checkTopic(destination);
+    const isBlaze = message instanceof BlazeMessage;
+    const payload = isBlaze ? message.toBinary() : message;
+    if (!(payload instanceof Uint8Array)) throw new BlazeError("INVALID_ARGUMENT", "a message is a BlazeMessage or a Uint8Array");
+    if (payload.length > this.#options.maxMessageBytes) {
+      throw new BlazeError(
+        "MESSAGE_TOO_LARGE",
+        `a message of ${payload.length} bytes exceeds maxMessageBytes (${this.#options.maxMessageBytes})`,
+      );
+    }
+    const format = isBlaze ? PayloadFormat.BLAZE_MESSAGE : PayloadFormat.UNSPECIFIED;
+    const outOfBand = options.outOfBand ?? false;
+    if (this.#options.loopback && this.#topics.has(destination)) {
+      this.#clock.defer(() => this.#dispatch(destination, this.id, payload, format, 0, outOfBand));
+    }
+    const pieces = this.#split(destination, payload, format, outOfBand);
+    if (this.#pending.length === 0) {
+      let sent = 0;
+      while (sent < pieces.length && protocol.canSend(pieces[sent]!.payload.length)) protocol.send(pieces[sent++]!);
+      if (sent === pieces.length) return RESOLVED;
+      return new Promise((resolve, reject) => this.#pending.push({ pieces, next: sent, resolve, reject }));
+    }
+    return new Promise((resolve, reject) => this.#pending.push({ pieces, next: 0, resolve, reject }));
+  }
+
+  /** Calls `listener` for every message on `destination` (ActiveBlaze's addBlazeTopicMessageListener). */
+  addTopicListener(destination: string, listener: TopicListener): void {
+    checkTopic(destination);
+    let listeners = this.#topics.get(destination);
+    if (listeners === undefined) {
+      listeners = new Set();
+      this.#topics.set(destination, listeners);
+    }
+    listeners.add(listener);
+  }
+
+  removeTopicListener(destination: string, listener: TopicListener): void {
+    const listeners = this.#topics.get(destination);
+    if (listeners === undefined) return;
+    listeners.delete(listener);
+    if (listeners.size === 0) this.#topics.delete(destination);
+  }
+
+  /** The messages on `destination` as an async iterator; it ends when `signal` aborts or the loop breaks. */
+  subscribe(destination: string, options: { signal?: WaitOptions["signal"] } = {}): AsyncIterableIterator<TopicMessage> {
+    const listener: TopicListener = (message) => iterator.push(message);
+    const onAbort = () => iterator.close();
+    const iterator = new PushIterator<TopicMessage>(() => {
+      this.removeTopicListener(destination, listener);
+      options.signal?.removeEventListener("abort", onAbort);
+    });
+    this.addTopicListener(destination, listener);
+    if (options.signal?.aborted) iterator.close();
+    else options.signal?.addEventListener("abort", onAbort, { once: true });
+    return iterator;
+  }
+
+  /** Adds an event listener; returns a function that removes it. */
+  on<K extends keyof ChannelEvents>(type: K, listener: (event: ChannelEvents[K]) => void): () => void {
+    return this.#events.on(type, listener);
+  }
+
+  off<K extends keyof ChannelEvents>(type: K, listener: (event: ChannelEvents[K]) => void): void {
+    this.#events.off(type, listener);
+  }
+
+  /** Resolves once at least `count` peers are heard. Default timeout 10 s; rejects with `TIMEOUT` or `ABORTED`. */
+  waitForPeers(count: number, options: WaitOptions = {}): Promise<void> {
+    return waitUntil(
+      this.#clock,
+      () => (this.#endpoint?.peers.size ?? 0) >= count,
+      (wake) => {
+        this.#peerWaiters.add(wake);
+        return () => this.#peerWaiters.delete(wake);
+      },
+      `${count} peer(s)`,
+      options,
+      10_000,
+    );
+  }
+
+  // Life-cycle calls run one at a time, in call order.
+  #serialise(step: () => Promise<void>): Promise<void> {
+    const next = this.#transition.then(step);
+    this.#transition = next.catch(() => undefined);
+    return next;
+  }
+
+  async #bind(): Promise<void> {
+    const endpoint = new Endpoint(
+      {
+        cluster: this.#options.cluster,
+        memberId: this.#memberId,
+        network: this.#options.network as NetworkConfig,
+        maxDatagramBytes: this.#options.maxDatagramBytes,
+        peerTimeoutMs: this.#options.peerTimeoutMs,
+      },
+      this.#clock,
+      {
+        frames: (peer, frames) => this.#onFrames(peer, frames),
+        peerUp: (peer) => this.#onPeerUp(peer),
+        peerDown: (peer, reason) => this.#onPeerDown(peer, reason),
+        error: (error) => this.#events.emit("error", { error, stage: "transport" }),
+      },
+    );
+    await endpoint.bind(this.#options.transport ?? (await defaultTransport()));
+    this.#endpoint = endpoint;
+    this.#state = "initialized";
+  }
+
+  #stopNow(): void {
+    if (this.#state !== "started") return;
+    this.#heartbeatTimer?.cancel();
+    this.#heartbeatTimer = undefined;
+    this.#protocol?.close();
+    this.#protocol = undefined;
+    this.#endpoint?.stop();
+    this.#reassembler = new Reassembler(this.#options.maxMessageBytes, this.#options.peerTimeoutMs);
+    for (const pending of this.#pending.splice(0)) {
+      pending.reject(new BlazeError("CLOSED", "the channel stopped before the message could be sent"));
+    }
+    this.#state = "stopped";
+  }
+
+  #createProtocol(endpoint: Endpoint): ReliabilityProtocol {
+    const host: ProtocolHost = {
+      clock: this.#clock,
+      random: this.#random,
+      localKey: endpoint.localKey,
+      multicastData: (data) => endpoint.multicastData(data),
+      multicastFrame: (frame) => endpoint.multicastFrame(frame),
+      unicastFrame: (peer, frame) => endpoint.unicastFrame(peer, frame),
+      deliver: (peer, data) => this.#onDeliver(peer, data),
+      report: (event) => this.#onProtocolEvent(event),
+      writable: () => this.#pump(),
+    };
+    if (this.#options.reliability === "best-effort") return new BestEffortProtocol(host);
+    return new NackProtocol(host, this.#incarnation, this.#options.nack);
+  }
+
+  #split(destination: string, payload: Uint8Array, format: number, outOfBand: boolean): OutgoingData[] {
+    const fragment = this.#endpoint!.maxPayloadBytes(destination);
+    const base = { destination, addressing: Addressing.TOPIC, format, outOfBand, requestId: 0 };
+    if (payload.length <= fragment) {
+      return [{ ...base, payload, fragmentIndex: 0, fragmentCount: 0, messageLength: 0 }];
+    }
+    const count = Math.ceil(payload.length / fragment);
+    const pieces: OutgoingData[] = [];
+    for (let i = 0; i < count; i++) {
+      pieces.push({
+        ...base,
+        payload: payload.subarray(i * fragment, Math.min(payload.length, (i + 1) * fragment)),
+        fragmentIndex: i,
+        fragmentCount: count,
+        messageLength: payload.length,
+      });
+    }
+    return pieces;
+  }
+
+  // The window opened: send queued broadcasts, oldest first.
+  #pump(): void {
+    const protocol = this.#protocol;
+    if (protocol === undefined) return;
+    while (this.#pending.length > 0) {
+      const head = this.#pending[0]!;
+      while (head.next < head.pieces.length && protocol.canSend(head.pieces[head.next]!.payload.length)) {
+        protocol.send(head.pieces[head.next++]!);
+      }
+      if (head.next < head.pieces.length) return;
+      this.#pending.shift();
+      head.resolve();
+    }
+  }
+
+  #onFrames(peer: Peer, frames: readonly ReceivedFrame[]): void {
+    const protocol = this.#protocol;
+    if (protocol === undefined) return;
+    for (const frame of frames) {
+      switch (frame.case) {
+        case "data":
+          protocol.onData(peer.key, peer.incarnation, frame.data);
+          break;
+        case "nack":
+        case "ack":
+        case "heartbeat":
+          protocol.onControl(peer.key, peer.incarnation, frame.frame);
+          break;
+        case "leave":
+          break;
+        default:
+          this.#unhandledFrames++;
+      }
+    }
+  }
+
+  #onDeliver(peer: PeerKey, data: DataFields): void {
+    const result = this.#reassembler.accept(peer, data, this.#clock.now());
+    if (result === undefined) return;
+    if (typeof result === "string") {
+      this.#reassemblyFailures++;
+      return;
+    }
+    this.#dispatch(data.destination, peer, result, data.format, data.seq, data.outOfBand);
+  }
+
+  #dispatch(destination: string, sender: string, payload: Uint8Array, format: number, seq: number, outOfBand: boolean): void {
+    const listeners = this.#topics.get(destination);
+    if (listeners === undefined) {
+      this.#unrouted++;
+      return;
+    }
+    this.#delivered++;
+    const message = new TopicMessage(destination, sender, payload, formatName(format), seq, outOfBand);
+    for (const listener of listeners) {
+      try {
+        listener(message);
+      } catch (error) {
+        this.#events.emit("error", {
+          error: new BlazeError("LISTENER_ERROR", `a listener of topic "${destination}" threw`, { cause: error }),
+          stage: "listener",
+        });
+      }
+    }
+  }
+
+  #onPeerUp(peer: Peer): void {
+    this.#protocol?.onPeerUp(peer.key, peer.incarnation);
+    // Tell a newcomer at once where our stream stands, so it neither waits for nor misses messages.
+    if (this.#protocol !== undefined) this.#endpoint!.unicastFrame(peer.key, this.#heartbeatFrame());
+    this.#events.emit("peerUp", { peer: peerInfo(peer) });
+    for (const wake of [...this.#peerWaiters]) wake();
+  }
+
+  #onPeerDown(peer: Peer, reason: "left" | "timeout"): void {
+    this.#protocol?.onPeerDown(peer.key);
+    this.#reassembler.forget(peer.key);
+    this.#events.emit("peerDown", { peer: peerInfo(peer), reason });
+  }
+
+  #onProtocolEvent(event: ProtocolEvent): void {
+    switch (event.type) {
+      case "receiverUnresponsive":
+        this.#events.emit("receiverUnresponsive", { peer: event.peer, silentMs: event.silentMs });
+        return;
+      case "receiverResponsive":
+        this.#events.emit("receiverResponsive", { peer: event.peer });
+        return;
+      case "messagesLost":
+        this.#events.emit("messagesLost", { peer: event.peer, count: event.count, firstSeq: event.firstSeq });
+        return;
+    }
+  }
+
+  #heartbeatFrame(): Uint8Array {
+    return heartbeatFrame({ ...this.#protocol!.heartbeat(), intervalMs: this.#options.heartbeatIntervalMs });
+  }
+
+  #sendHeartbeat(): void {
+    this.#endpoint!.multicastFrame(this.#heartbeatFrame());
+  }
+
+  #scheduleHeartbeat(): void {
+    this.#heartbeatTimer = this.#clock.setTimer(this.#options.heartbeatIntervalMs, () => {
+      if (this.#state !== "started") return;
+      this.#sendHeartbeat();
+      this.#endpoint!.expirePeers();
+      this.#reassemblyFailures += this.#reassembler.expire(this.#clock.now());
+      this.#scheduleHeartbeat();
+    });
+  }
+
+  #requireEndpoint(what: string): Endpoint {
+    if (this.#endpoint === undefined) throw new BlazeError("ILLEGAL_STATE", `${what} needs an initialized channel`);
+    return this.#endpoint;
+  }
+}
+
+function peerInfo(peer: Peer): PeerInfo {
+  return { id: peer.key, incarnation: peer.incarnation, address: peer.address };
+}
+
+function checkTopic(destination: string): void {
+  if (typeof destination !== "string" || destination.length === 0) {
+    throw new BlazeError("INVALID_ARGUMENT", "a topic is a non-empty string", { path: ["destination"] });
+  }
+  if (destination.length > MAX_NAME_BYTES && encoder.encode(destination).length > MAX_NAME_BYTES) {
+    throw new BlazeError("INVALID_ARGUMENT", `a topic is at most ${MAX_NAME_BYTES} bytes`, { path: ["destination"] });
+  }
+}
+
+// The running runtime's adapter, through the package's "#udp" import map (conditions deno, bun, node).
+async function defaultTransport(): Promise<TransportFactory> {
+  const specifier = "#udp";
+  const adapter = (await import(specifier)) as { createUdpTransport: TransportFactory };
+  return adapter.createUdpTransport;
+}
+
+const EMPTY_ENDPOINT_STATS: EndpointStats = {
+  datagramsSent: 0,
+  datagramsReceived: 0,
+  bytesSent: 0,
+  bytesReceived: 0,
+  ownDatagrams: 0,
+  staleIncarnation: 0,
+};

@@ -1,0 +1,338 @@
+import { create, toBinary } from "@bufbuild/protobuf";
+import { type Frame, FrameSchema } from "../../gen/activeblaze/v1/envelope_pb.ts";
+import { LeaveSchema } from "../../gen/activeblaze/v1/membership_pb.ts";
+import { BlazeError } from "../errors.ts";
+import { keyOf } from "../reliable/member-key.ts";
+import type { PeerKey } from "../reliable/protocol.ts";
+import type { Clock } from "../transport/clock.ts";
+import type { Address, Transport, TransportFactory } from "../transport/transport.ts";
+import { DropCounters } from "../wire/drop-reason.ts";
+import { type DataFields, DatagramBuilder, DatagramReader, encodeEnvelopeHeader, type ReceivedFrame } from "../wire/frames.ts";
+
+/** Where a channel's "everyone" datagrams go. */
+export type NetworkConfig =
+  | {
+      readonly type: "multicast";
+      readonly group: string;
+      readonly port: number;
+      readonly interface: string;
+      readonly ttl: number;
+    }
+  | {
+      readonly type: "static";
+      readonly peers: readonly Address[];
+      readonly bindAddress: string;
+      readonly port: number;
+    };
+
+export interface EndpointConfig {
+  readonly cluster: string;
+  readonly memberId: Uint8Array;
+  readonly network: NetworkConfig;
+  readonly maxDatagramBytes: number;
+  readonly peerTimeoutMs: number;
+}
+
+/** A peer heard on the network. */
+export interface Peer {
+  readonly key: PeerKey;
+  readonly id: Uint8Array;
+  incarnation: number;
+  /** The unicast address its datagrams come from. */
+  address: Address;
+  lastHeardAt: number;
+}
+
+export interface EndpointHandlers {
+  /** A datagram's frames from a live peer, in order. */
+  frames(peer: Peer, frames: readonly ReceivedFrame[]): void;
+  /** A peer was heard for the first time (or with a new incarnation). */
+  peerUp(peer: Peer): void;
+  /** A peer left, or fell silent for longer than the peer timeout. */
+  peerDown(peer: Peer, reason: "left" | "timeout"): void;
+  /** A background failure (a socket error). */
+  error(error: BlazeError): void;
+}
+
+/** Datagram and byte counters of an endpoint. */
+export interface EndpointStats {
+  datagramsSent: number;
+  datagramsReceived: number;
+  bytesSent: number;
+  bytesReceived: number;
+  /** Our own multicast datagrams heard back. */
+  ownDatagrams: number;
+  /** Datagrams from an older incarnation of a known peer. */
+  staleIncarnation: number;
+}
+
+interface Outbox {
+  readonly builder: DatagramBuilder;
+  readonly to: Address | "group";
+}
+
+/**
+ * A channel's network endpoint: the sockets, bundling of outgoing frames into datagrams (flushed when
+ * a datagram is full, and as soon as the current burst of sends is over), the checks on incoming
+ * datagrams (counted by reason and dropped when bad), and the table of peers heard.
+ *
+ * On a multicast network it binds two sockets, as JGroups does: one on the group's port that only
+ * receives multicast, and one on a port of its own for everything it sends and for unicast replies
+ * (so a receiver learns a sender's unicast address from the datagrams themselves).
+ */
+export class Endpoint {
+  readonly #config: EndpointConfig;
+  readonly #clock: Clock;
+  readonly #handlers: EndpointHandlers;
+  readonly #peers = new Map<PeerKey, Peer>();
+  readonly #unicast = new Map<string, Outbox>();
+  readonly drops = new DropCounters();
+  readonly stats: EndpointStats = {
+    datagramsSent: 0,
+    datagramsReceived: 0,
+    bytesSent: 0,
+    bytesReceived: 0,
+    ownDatagrams: 0,
+    staleIncarnation: 0,
+  };
+  readonly localKey: PeerKey;
+  #incarnation = 0;
+  #reader: DatagramReader;
+  #group: Outbox | undefined;
+  #sender: Transport | undefined;
+  #listener: Transport | undefined;
+  #flushScheduled = false;
+  #running = false;
+  #lastKeyBytes: Uint8Array | undefined;
+  #lastKey = "";
+
+  constructor(config: EndpointConfig, clock: Clock, handlers: EndpointHandlers) {
+    this.#config = config;
+    this.#clock = clock;
+    this.#handlers = handlers;
+    this.localKey = keyOf(config.memberId);
+    this.#reader = new DatagramReader({ cluster: config.cluster, maxDatagramBytes: config.maxDatagramBytes });
+  }
+
+  /** The unicast address this endpoint sends from. */
+  get localAddress(): Address {
+    if (this.#sender === undefined) throw new BlazeError("ILLEGAL_STATE", "the endpoint is not bound");
+    return this.#sender.localAddress;
+  }
+
+  get peers(): ReadonlyMap<PeerKey, Peer> {
+    return this.#peers;
+  }
+
+  /** Binds the sockets. */
+  async bind(factory: TransportFactory): Promise<void> {
+    const network = this.#config.network;
+    const maxDatagramBytes = this.#config.maxDatagramBytes;
+    if (network.type === "multicast") {
+      this.#sender = await factory({
+        bindAddress: network.interface,
+        port: 0,
+        multicastInterface: network.interface,
+        multicastTtl: network.ttl,
+        maxDatagramBytes,
+      });
+      try {
+        this.#listener = await factory({ bindAddress: "0.0.0.0", port: network.port, reuseAddress: true, maxDatagramBytes });
+      } catch (error) {
+        await this.#sender.close();
+        this.#sender = undefined;
+        throw error;
+      }
+    } else {
+      this.#sender = await factory({ bindAddress: network.bindAddress, port: network.port, maxDatagramBytes });
+    }
+    for (const transport of [this.#sender, this.#listener]) {
+      transport?.onReceive((bytes, from) => this.#receive(bytes, from));
+      transport?.onError((error) => this.#handlers.error(error));
+    }
+  }
+
+  /** Starts sending and receiving as incarnation `incarnation`. */
+  start(incarnation: number): void {
+    const network = this.#config.network;
+    this.#incarnation = incarnation;
+    const header = encodeEnvelopeHeader(this.#config.cluster, this.#config.memberId, incarnation);
+    this.#group = { builder: new DatagramBuilder(header, this.#config.maxDatagramBytes), to: "group" };
+    this.#unicast.clear();
+    if (network.type === "multicast") this.#listener!.joinGroup(network.group, network.interface);
+    this.#running = true;
+  }
+
+  /** Says goodbye to the peers, stops receiving, and forgets them. */
+  stop(): void {
+    if (!this.#running) return;
+    this.multicastFrame(toBinary(FrameSchema, create(FrameSchema, { kind: { case: "leave", value: create(LeaveSchema) } })));
+    this.flush();
+    this.#running = false;
+    const network = this.#config.network;
+    if (network.type === "multicast") {
+      try {
+        this.#listener!.leaveGroup(network.group, network.interface);
+      } catch (error) {
+        this.#handlers.error(error instanceof BlazeError ? error : new BlazeError("TRANSPORT_ERROR", String(error), { cause: error }));
+      }
+    }
+    this.#peers.clear();
+  }
+
+  async close(): Promise<void> {
+    this.stop();
+    await Promise.all([this.#sender?.close(), this.#listener?.close()]);
+    this.#sender = undefined;
+    this.#listener = undefined;
+  }
+
+  /** The largest payload of one unfragmented Data frame to `destination`. */
+  maxPayloadBytes(destination: string): number {
+    return this.#group!.builder.maxPayloadBytes(destination);
+  }
+
+  multicastData(data: DataFields): Uint8Array {
+    const outbox = this.#group!;
+    if (!outbox.builder.fits(outbox.builder.dataFrameSize(data))) this.#send(outbox);
+    const frame = outbox.builder.addData(data);
+    this.#scheduleFlush();
+    return frame;
+  }
+
+  multicastFrame(frame: Uint8Array): void {
+    this.#queueFrame(this.#group!, frame);
+  }
+
+  unicastFrame(peer: PeerKey, frame: Uint8Array): void {
+    const address = this.#peers.get(peer)?.address;
+    if (address !== undefined) this.unicastFrameTo(address, frame);
+  }
+
+  unicastFrameTo(address: Address, frame: Uint8Array): void {
+    const key = `${address.host}:${address.port}`;
+    let outbox = this.#unicast.get(key);
+    if (outbox === undefined) {
+      if (this.#unicast.size >= 1024) this.#unicast.clear();
+      const header = encodeEnvelopeHeader(this.#config.cluster, this.#config.memberId, this.#incarnation);
+      outbox = { builder: new DatagramBuilder(header, this.#config.maxDatagramBytes), to: address };
+      this.#unicast.set(key, outbox);
+    }
+    this.#queueFrame(outbox, frame);
+  }
+
+  /** Sends every datagram being filled. */
+  flush(): void {
+    this.#flushScheduled = false;
+    if (this.#group !== undefined) this.#send(this.#group);
+    for (const outbox of this.#unicast.values()) this.#send(outbox);
+  }
+
+  /** Removes peers not heard for longer than the peer timeout. */
+  expirePeers(): void {
+    const now = this.#clock.now();
+    for (const peer of [...this.#peers.values()]) {
+      if (now - peer.lastHeardAt > this.#config.peerTimeoutMs) {
+        this.#peers.delete(peer.key);
+        this.#handlers.peerDown(peer, "timeout");
+      }
+    }
+  }
+
+  #queueFrame(outbox: Outbox, frame: Uint8Array): void {
+    if (!outbox.builder.fits(DatagramBuilder.framedSize(frame.length))) this.#send(outbox);
+    outbox.builder.addFrame(frame);
+    this.#scheduleFlush();
+  }
+
+  #scheduleFlush(): void {
+    if (this.#flushScheduled) return;
+    this.#flushScheduled = true;
+    this.#clock.defer(() => this.flush());
+  }
+
+  #send(outbox: Outbox): void {
+    const datagram = outbox.builder.finish();
+    const sender = this.#sender;
+    if (datagram === undefined || sender === undefined || !this.#running) return;
+    try {
+      if (outbox.to !== "group") this.#transmit(sender, datagram, outbox.to);
+      else {
+        const network = this.#config.network;
+        if (network.type === "multicast") this.#transmit(sender, datagram, { host: network.group, port: network.port });
+        else for (const peer of network.peers) if (!isSelf(peer, sender.localAddress)) this.#transmit(sender, datagram, peer);
+      }
+    } catch (error) {
+      this.#handlers.error(error instanceof BlazeError ? error : new BlazeError("SEND_FAILED", String(error), { cause: error }));
+    }
+  }
+
+  #transmit(sender: Transport, datagram: Uint8Array, to: Address): void {
+    sender.send(datagram, to);
+    this.stats.datagramsSent++;
+    this.stats.bytesSent += datagram.length;
+  }
+
+  #receive(bytes: Uint8Array, from: Address): void {
+    if (!this.#running) return;
+    this.stats.datagramsReceived++;
+    this.stats.bytesReceived += bytes.length;
+    const result = this.#reader.read(bytes);
+    if (!result.ok) {
+      this.drops.count(result.reason);
+      return;
+    }
+    const { senderId, incarnation, frames } = result.datagram;
+    const key = this.#keyOf(senderId);
+    if (key === this.localKey) {
+      this.stats.ownDatagrams++;
+      return;
+    }
+    const now = this.#clock.now();
+    let peer = this.#peers.get(key);
+    if (peer !== undefined && incarnation < peer.incarnation) {
+      this.stats.staleIncarnation++;
+      return;
+    }
+    const leaving = frames.some((frame) => frame.case === "leave");
+    if (leaving && peer === undefined) return;
+    if (peer === undefined || incarnation > peer.incarnation) {
+      if (peer !== undefined) this.#handlers.peerDown(peer, "left");
+      peer = { key, id: senderId.slice(), incarnation, address: from, lastHeardAt: now };
+      this.#peers.set(key, peer);
+      this.#handlers.peerUp(peer);
+    }
+    peer.address = from;
+    peer.lastHeardAt = now;
+    this.#handlers.frames(peer, frames);
+    if (leaving) {
+      this.#peers.delete(key);
+      this.#handlers.peerDown(peer, "left");
+    }
+  }
+
+  // Consecutive datagrams mostly come from the same sender: reuse its key.
+  #keyOf(id: Uint8Array): PeerKey {
+    const last = this.#lastKeyBytes;
+    if (last !== undefined && last.length === id.length) {
+      let same = true;
+      for (let i = 0; i < id.length; i++) {
+        if (last[i] !== id[i]) {
+          same = false;
+          break;
+        }
+      }
+      if (same) return this.#lastKey;
+    }
+    this.#lastKeyBytes = id.slice();
+    this.#lastKey = keyOf(id);
+    return this.#lastKey;
+  }
+}
+
+function isSelf(peer: Address, local: Address): boolean {
+  return peer.port === local.port && (peer.host === local.host || (peer.host.startsWith("127.") && local.host.startsWith("127.")));
+}
+
+/** Re-export for callers that dispatch frames. */
+export type { Frame };

@@ -1,0 +1,119 @@
+import * as z from "zod";
+import { parseOptions } from "../options.ts";
+import { DEFAULT_NACK_OPTIONS } from "../reliable/nack/nack-protocol.ts";
+import type { Clock, RandomSource } from "../transport/clock.ts";
+import type { Address, TransportFactory } from "../transport/transport.ts";
+import { MAX_CLUSTER_NAME_BYTES, MAX_DATAGRAM_BYTES } from "../wire/limits.ts";
+import { web } from "../web.ts";
+
+const ms = z.number().int().positive();
+const port = z.number().int().min(1).max(65_535);
+const ipv4 = z.string().regex(/^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/, "expected an IPv4 address");
+const multicastGroup = ipv4.refine((group) => {
+  const first = Number(group.split(".")[0]);
+  return first >= 224 && first <= 239;
+}, "expected an IPv4 multicast address (224.0.0.0 to 239.255.255.255)");
+
+const hostPort = z
+  .string()
+  .regex(/^[^:\s]+:\d{1,5}$/, 'expected "host:port"')
+  .transform((text): Address => {
+    const at = text.lastIndexOf(":");
+    return { host: text.slice(0, at), port: Number(text.slice(at + 1)) };
+  })
+  .refine((address) => address.port >= 1 && address.port <= 65_535, "port must be from 1 to 65535");
+
+const multicastNetwork = z.strictObject({
+  type: z.literal("multicast"),
+  /** Multicast group address. Default "239.255.42.99". */
+  group: multicastGroup.default("239.255.42.99"),
+  /** Group port. Default 45588 (as JGroups). */
+  port: port.default(45_588),
+  /** Interface address for multicast. Default "127.0.0.1" (loopback: no configuration, traffic stays on the host). */
+  interface: ipv4.default("127.0.0.1"),
+  /** Multicast time to live in hops. Default 1. */
+  ttl: z.number().int().min(0).max(255).default(1),
+});
+
+const staticNetwork = z.strictObject({
+  type: z.literal("static"),
+  /** Every member's unicast address as "host:port" (this member's own is skipped when sending). */
+  peers: z.array(hostPort).min(1),
+  /** Address to bind. Default "127.0.0.1". */
+  bindAddress: z.string().min(1).default("127.0.0.1"),
+  /** Port to bind: this member's entry in `peers`. */
+  port,
+});
+
+const nackOptions = z.strictObject({
+  windowMessages: z.number().int().min(16).max(1 << 22).default(DEFAULT_NACK_OPTIONS.windowMessages),
+  windowBytes: z.number().int().min(64 * 1024).default(DEFAULT_NACK_OPTIONS.windowBytes),
+  nackDelayMinMs: z.number().min(0).default(DEFAULT_NACK_OPTIONS.nackDelayMinMs),
+  nackDelayMaxMs: z.number().min(0).default(DEFAULT_NACK_OPTIONS.nackDelayMaxMs),
+  nackRetryMs: ms.default(DEFAULT_NACK_OPTIONS.nackRetryMs),
+  nackRetryMaxMs: ms.default(DEFAULT_NACK_OPTIONS.nackRetryMaxMs),
+  maxNackSeqs: z.number().int().min(1).max(65_536).default(DEFAULT_NACK_OPTIONS.maxNackSeqs),
+  retransmitHoldoffMs: z.number().min(0).default(DEFAULT_NACK_OPTIONS.retransmitHoldoffMs),
+  ackThreshold: z.number().int().min(1).default(DEFAULT_NACK_OPTIONS.ackThreshold),
+  ackDelayMs: ms.default(DEFAULT_NACK_OPTIONS.ackDelayMs),
+  receiverTimeoutMs: ms.default(DEFAULT_NACK_OPTIONS.receiverTimeoutMs),
+  tailAnnounceMs: ms.default(DEFAULT_NACK_OPTIONS.tailAnnounceMs),
+  tailAnnounceMaxMs: ms.default(DEFAULT_NACK_OPTIONS.tailAnnounceMaxMs),
+});
+
+/** The zod schema of {@link ChannelOptions}; every default is documented there. */
+export const channelOptionsSchema = z
+  .strictObject({
+    cluster: z
+      .string()
+      .min(1)
+      .refine((name) => new web.TextEncoder().encode(name).length <= MAX_CLUSTER_NAME_BYTES, `at most ${MAX_CLUSTER_NAME_BYTES} bytes`)
+      .default("activeblaze"),
+    name: z.string().max(255).default(""),
+    network: z.discriminatedUnion("type", [multicastNetwork, staticNetwork]).prefault({ type: "multicast" }),
+    reliability: z.enum(["best-effort", "nack"]).default("nack"),
+    heartbeatIntervalMs: ms.default(1_000),
+    peerTimeoutMs: ms.default(10_000),
+    maxMessageBytes: z.number().int().positive().max(2 ** 31 - 1).default(16 * 1024 * 1024),
+    maxDatagramBytes: z.number().int().min(1_024).max(MAX_DATAGRAM_BYTES).default(MAX_DATAGRAM_BYTES),
+    loopback: z.boolean().default(true),
+    incarnation: z.number().int().positive().max(Number.MAX_SAFE_INTEGER).optional(),
+    nack: nackOptions.prefault({}),
+    transport: z.custom<TransportFactory>((value) => typeof value === "function", "expected a TransportFactory").optional(),
+    clock: z.custom<Clock>((value) => typeof (value as Clock)?.setTimer === "function", "expected a Clock").optional(),
+    random: z.custom<RandomSource>((value) => typeof (value as RandomSource)?.next === "function", "expected a RandomSource").optional(),
+  })
+  .refine((options) => options.peerTimeoutMs > options.heartbeatIntervalMs, {
+    message: "peerTimeoutMs must be longer than heartbeatIntervalMs",
+    path: ["peerTimeoutMs"],
+  })
+  .refine((options) => options.nack.nackDelayMaxMs >= options.nack.nackDelayMinMs, {
+    message: "nackDelayMaxMs must be at least nackDelayMinMs",
+    path: ["nack", "nackDelayMaxMs"],
+  });
+
+/**
+ * Options of {@link createChannel}. Every field is optional.
+ *
+ * | option | unit | default | meaning |
+ * | --- | --- | --- | --- |
+ * | `cluster` | name | `"activeblaze"` | members of other clusters are ignored (their datagrams counted as WRONG_CLUSTER) |
+ * | `name` | text | `""` | this member's name, for people |
+ * | `network` | | multicast 239.255.42.99:45588 on 127.0.0.1, TTL 1 | `{ type: "multicast", group, port, interface, ttl }` or `{ type: "static", peers: ["host:port", …], bindAddress, port }` |
+ * | `reliability` | | `"nack"` | `"nack"` (exactly once, in order per sender) or `"best-effort"` |
+ * | `heartbeatIntervalMs` | ms | 1000 | how often a member says it is alive (and what it has received) |
+ * | `peerTimeoutMs` | ms | 10000 | a peer silent this long is dropped |
+ * | `maxMessageBytes` | bytes | 16 MiB | larger messages are refused with MESSAGE_TOO_LARGE |
+ * | `maxDatagramBytes` | bytes | 65507 | the largest datagram sent; bundles and fragments fill up to it |
+ * | `loopback` | boolean | true | deliver this member's own broadcasts to its own listeners |
+ * | `incarnation` | number | wall-clock ms at creation | grows on every `start()`; set it to restart with a fixed identity |
+ * | `nack` | | see {@link NackOptions} | tuning of the NACK protocol |
+ * | `transport` | | the running runtime's UDP adapter | how sockets are opened (the simulated network's factory in tests) |
+ * | `clock`, `random` | | the system's | injected time and randomness (virtual in tests) |
+ */
+export type ChannelOptions = z.input<typeof channelOptionsSchema>;
+export type ResolvedChannelOptions = z.output<typeof channelOptionsSchema>;
+
+export function resolveChannelOptions(options: ChannelOptions | undefined): ResolvedChannelOptions {
+  return parseOptions(channelOptionsSchema, options, "channel");
+}

@@ -1,0 +1,72 @@
+import { create, toBinary } from "@bufbuild/protobuf";
+import { FrameSchema } from "../../gen/activeblaze/v1/envelope_pb.ts";
+import {
+  AckSchema,
+  type DigestEntry,
+  HeartbeatSchema,
+  NackSchema,
+  SeqRangeSchema,
+  Stream,
+} from "../../gen/activeblaze/v1/reliable_pb.ts";
+
+/**
+ * Encoders of the control frames the reliable protocols exchange. Control traffic is a small fraction
+ * of the datagrams, so these go through the generated code.
+ */
+
+export function nackFrame(stream: Stream, originId: Uint8Array, incarnation: number, missing: ReadonlyArray<readonly [number, number]>): Uint8Array {
+  return toBinary(
+    FrameSchema,
+    create(FrameSchema, {
+      kind: {
+        case: "nack",
+        value: create(NackSchema, {
+          stream,
+          originId,
+          originIncarnation: BigInt(incarnation),
+          missing: missing.map(([first, last]) => create(SeqRangeSchema, { first: BigInt(first), last: BigInt(last) })),
+        }),
+      },
+    }),
+  );
+}
+
+export function ackFrame(stream: Stream, originId: Uint8Array, incarnation: number, cumulative: number): Uint8Array {
+  return toBinary(
+    FrameSchema,
+    create(FrameSchema, {
+      kind: {
+        case: "ack",
+        value: create(AckSchema, { stream, originId, originIncarnation: BigInt(incarnation), cumulative: BigInt(cumulative) }),
+      },
+    }),
+  );
+}
+
+export interface HeartbeatFields {
+  readonly highestSeq: number;
+  readonly lowestSeq: number;
+  readonly intervalMs: number;
+  readonly digest: DigestEntry[];
+  readonly group?: string;
+}
+
+export function heartbeatFrame(fields: HeartbeatFields): Uint8Array {
+  return toBinary(
+    FrameSchema,
+    create(FrameSchema, {
+      kind: {
+        case: "heartbeat",
+        value: create(HeartbeatSchema, {
+          highestSeq: BigInt(fields.highestSeq),
+          lowestSeq: BigInt(fields.lowestSeq),
+          intervalMs: fields.intervalMs,
+          digest: fields.digest,
+          group: fields.group ?? "",
+        }),
+      },
+    }),
+  );
+}
+
+export { Stream };

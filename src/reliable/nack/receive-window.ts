@@ -1,0 +1,122 @@
+import type { DataFields } from "../../wire/frames.ts";
+
+/**
+ * The receiver's side of one sender's NACK stream: delivers in sequence order exactly once, holds
+ * early arrivals, and knows which sequence numbers are missing. Out-of-band messages are delivered on
+ * arrival and skipped when their turn comes.
+ */
+export class ReceiveWindow {
+  /** The next sequence number to deliver in order. */
+  next: number;
+  /** The highest sequence number known to exist (received, or announced by the sender). */
+  highest: number;
+  readonly #early = new Map<number, DataFields | null>();
+  /** Deliveries since the last acknowledgement. */
+  unacked = 0;
+
+  // NACK scheduling state, owned by the protocol.
+  nackTimer: { cancel(): void } | undefined;
+  nackAttempts = 0;
+  ackTimer: { cancel(): void } | undefined;
+
+  constructor(
+    first: number,
+    readonly incarnation: number,
+  ) {
+    this.next = first;
+    this.highest = first - 1;
+  }
+
+  /** True when some message below `highest` has not arrived. */
+  get hasGap(): boolean {
+    return this.highest >= this.next;
+  }
+
+  /**
+   * Accepts a message. Calls `deliver` for it and for every held message it unblocks, in order, and
+   * for an out-of-band message at once. Returns false for a duplicate.
+   */
+  receive(data: DataFields, deliver: (data: DataFields) => void): boolean {
+    const seq = data.seq;
+    if (seq < this.next || this.#early.has(seq)) return false;
+    if (seq > this.highest) this.highest = seq;
+    if (seq !== this.next) {
+      if (data.outOfBand) {
+        // null marks "delivered already" so the in-order pass skips it.
+        this.#early.set(seq, null);
+        deliver(data);
+      } else {
+        this.#early.set(seq, data);
+      }
+      return true;
+    }
+    this.next++;
+    this.unacked++;
+    deliver(data);
+    this.#drain(deliver);
+    return true;
+  }
+
+  /** The sender announced its highest sequence number: a lost last message becomes a visible gap. */
+  announce(highest: number): void {
+    if (highest > this.highest) this.highest = highest;
+  }
+
+  /**
+   * The sender no longer holds anything below `lowest`: skip what is missing below it, deliver what is
+   * held. Returns how many messages were lost.
+   */
+  skipTo(lowest: number, deliver: (data: DataFields) => void): number {
+    let lost = 0;
+    while (this.next < lowest) {
+      const held = this.#early.get(this.next);
+      if (held === undefined) lost++;
+      else {
+        this.#early.delete(this.next);
+        if (held !== null) deliver(held);
+      }
+      this.next++;
+      this.unacked++;
+    }
+    if (this.highest < this.next - 1) this.highest = this.next - 1;
+    this.#drain(deliver);
+    return lost;
+  }
+
+  /** The missing sequence numbers as inclusive ranges, at most `limit` numbers in all. */
+  missing(limit: number): Array<[number, number]> {
+    const ranges: Array<[number, number]> = [];
+    let count = 0;
+    let seq = this.next;
+    while (seq <= this.highest && count < limit) {
+      if (this.#early.has(seq)) {
+        seq++;
+        continue;
+      }
+      const first = seq;
+      while (seq <= this.highest && !this.#early.has(seq) && count < limit) {
+        seq++;
+        count++;
+      }
+      ranges.push([first, seq - 1]);
+    }
+    return ranges;
+  }
+
+  /** Messages held out of order. */
+  get held(): number {
+    return this.#early.size;
+  }
+
+  #drain(deliver: (data: DataFields) => void): void {
+    const early = this.#early;
+    while (early.size > 0) {
+      const held = early.get(this.next);
+      if (held === undefined) return;
+      early.delete(this.next);
+      this.next++;
+      this.unacked++;
+      if (held !== null) deliver(held);
+    }
+  }
+}

@@ -1,0 +1,103 @@
+import type { Frame } from "../../gen/activeblaze/v1/envelope_pb.ts";
+import type { DigestEntry } from "../../gen/activeblaze/v1/reliable_pb.ts";
+import type { Clock, RandomSource } from "../transport/clock.ts";
+import type { DataFields } from "../wire/frames.ts";
+
+/**
+ * The contract between a channel and its quality of service. A protocol is a state machine: the
+ * channel feeds it what arrives and what the user sends, and it answers through its host (frames to
+ * send, messages to deliver, events). It does no I/O and reads no clock of its own, so the same code
+ * runs over UDP and on the simulated network. Best effort and NACK implement it; Totem and FEC plug in
+ * the same way.
+ */
+
+/** A member's id in hex: the key protocols use for peers. */
+export type PeerKey = string;
+
+/** One message (or one fragment of a larger one) to send on the channel's multicast stream. */
+export interface OutgoingData {
+  readonly destination: string;
+  readonly addressing: number;
+  readonly format: number;
+  readonly payload: Uint8Array;
+  readonly outOfBand: boolean;
+  readonly fragmentIndex: number;
+  readonly fragmentCount: number;
+  readonly messageLength: number;
+  readonly requestId: number;
+}
+
+/** What a protocol needs from the channel it runs in. */
+export interface ProtocolHost {
+  readonly clock: Clock;
+  readonly random: RandomSource;
+  /** This member's key. */
+  readonly localKey: PeerKey;
+  /** Writes a Data frame into the next multicast datagram; returns the frame's bytes for retransmission. */
+  multicastData(data: DataFields): Uint8Array;
+  /** Queues an encoded frame for the next multicast datagram. */
+  multicastFrame(frame: Uint8Array): void;
+  /** Queues an encoded frame for the next datagram to one peer. */
+  unicastFrame(peer: PeerKey, frame: Uint8Array): void;
+  /** Hands a received message (or fragment) up to the channel, in the protocol's delivery order. */
+  deliver(peer: PeerKey, data: DataFields): void;
+  /** Reports something worth telling the user (loss, an unresponsive receiver). */
+  report(event: ProtocolEvent): void;
+  /** Called when a blocked sender may send again. */
+  writable(): void;
+}
+
+export type ProtocolEvent =
+  | { readonly type: "receiverUnresponsive"; readonly peer: PeerKey; readonly silentMs: number }
+  | { readonly type: "receiverResponsive"; readonly peer: PeerKey }
+  | { readonly type: "messagesLost"; readonly peer: PeerKey; readonly count: number; readonly firstSeq: number };
+
+/** Counters every protocol keeps; all are totals since start. */
+export interface ProtocolStats {
+  sent: number;
+  delivered: number;
+  duplicates: number;
+  retransmitted: number;
+  nacksSent: number;
+  nacksReceived: number;
+  acksSent: number;
+  lost: number;
+  outOfWindow: number;
+  /** Messages the sender still holds for retransmission (not yet stable). */
+  unstable: number;
+}
+
+export interface ReliabilityProtocol {
+  readonly name: string;
+  /** True when `send` would accept a message of `bytes` bytes now. */
+  canSend(bytes: number): boolean;
+  /** Sends one message or fragment; the caller checks `canSend` first. Returns its sequence number. */
+  send(data: OutgoingData): number;
+  /** A Data frame arrived from `peer` (incarnation `incarnation`). */
+  onData(peer: PeerKey, incarnation: number, data: DataFields): void;
+  /** A control frame (Nack, Ack, Heartbeat, …) arrived from `peer`. */
+  onControl(peer: PeerKey, incarnation: number, frame: Frame): void;
+  /** A peer was heard for the first time, or with a new incarnation. */
+  onPeerUp(peer: PeerKey, incarnation: number): void;
+  /** A peer left or was declared dead: forget its streams. */
+  onPeerDown(peer: PeerKey): void;
+  /** What this member's periodic heartbeat says for the protocol. */
+  heartbeat(): { highestSeq: number; lowestSeq: number; digest: DigestEntry[] };
+  readonly stats: Readonly<ProtocolStats>;
+  close(): void;
+}
+
+export function emptyStats(): ProtocolStats {
+  return {
+    sent: 0,
+    delivered: 0,
+    duplicates: 0,
+    retransmitted: 0,
+    nacksSent: 0,
+    nacksReceived: 0,
+    acksSent: 0,
+    lost: 0,
+    outOfWindow: 0,
+    unstable: 0,
+  };
+}
