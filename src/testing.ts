@@ -15,3 +15,5 @@ export {
 export { VirtualClock, type RunOptions, type VirtualClockOptions } from "./transport/virtual-clock.ts";
 export { SeededRandom } from "./transport/seeded-random.ts";
 export { SeedFailure, expandSeeds, runSeeds, seedsFromEnv, withSeed, type SeedSpec } from "./transport/sim-run.ts";
+export { withLoss } from "./transport/lossy-transport.ts";
+export type { LossOptions } from "./transport/lossy-transport.ts";

@@ -31,6 +31,7 @@ export interface EndpointConfig {
   readonly network: NetworkConfig;
   readonly maxDatagramBytes: number;
   readonly peerTimeoutMs: number;
+  readonly socketBufferBytes: number;
 }
 
 /** A peer heard on the network. */
@@ -97,6 +98,7 @@ export class Endpoint {
   };
   readonly localKey: PeerKey;
   #incarnation = 0;
+  #header: Uint8Array = new Uint8Array(0);
   #reader: DatagramReader;
   #group: Outbox | undefined;
   #sender: Transport | undefined;
@@ -127,24 +129,28 @@ export class Endpoint {
   /** Binds the sockets. */
   async bind(factory: TransportFactory): Promise<void> {
     const network = this.#config.network;
-    const maxDatagramBytes = this.#config.maxDatagramBytes;
+    const common = {
+      maxDatagramBytes: this.#config.maxDatagramBytes,
+      receiveBufferBytes: this.#config.socketBufferBytes,
+      sendBufferBytes: this.#config.socketBufferBytes,
+    };
     if (network.type === "multicast") {
       this.#sender = await factory({
+        ...common,
         bindAddress: network.interface,
         port: 0,
         multicastInterface: network.interface,
         multicastTtl: network.ttl,
-        maxDatagramBytes,
       });
       try {
-        this.#listener = await factory({ bindAddress: "0.0.0.0", port: network.port, reuseAddress: true, maxDatagramBytes });
+        this.#listener = await factory({ ...common, bindAddress: "0.0.0.0", port: network.port, reuseAddress: true });
       } catch (error) {
         await this.#sender.close();
         this.#sender = undefined;
         throw error;
       }
     } else {
-      this.#sender = await factory({ bindAddress: network.bindAddress, port: network.port, maxDatagramBytes });
+      this.#sender = await factory({ ...common, bindAddress: network.bindAddress, port: network.port });
     }
     for (const transport of [this.#sender, this.#listener]) {
       transport?.onReceive((bytes, from) => this.#receive(bytes, from));
@@ -156,8 +162,8 @@ export class Endpoint {
   start(incarnation: number): void {
     const network = this.#config.network;
     this.#incarnation = incarnation;
-    const header = encodeEnvelopeHeader(this.#config.cluster, this.#config.memberId, incarnation);
-    this.#group = { builder: new DatagramBuilder(header, this.#config.maxDatagramBytes), to: "group" };
+    this.#header = encodeEnvelopeHeader(this.#config.cluster, this.#config.memberId, incarnation);
+    this.#group = { builder: new DatagramBuilder(this.#header, this.#config.maxDatagramBytes), to: "group" };
     this.#unicast.clear();
     if (network.type === "multicast") this.#listener!.joinGroup(network.group, network.interface);
     this.#running = true;
@@ -214,8 +220,7 @@ export class Endpoint {
     let outbox = this.#unicast.get(key);
     if (outbox === undefined) {
       if (this.#unicast.size >= 1024) this.#unicast.clear();
-      const header = encodeEnvelopeHeader(this.#config.cluster, this.#config.memberId, this.#incarnation);
-      outbox = { builder: new DatagramBuilder(header, this.#config.maxDatagramBytes), to: address };
+      outbox = { builder: new DatagramBuilder(this.#header, this.#config.maxDatagramBytes), to: address };
       this.#unicast.set(key, outbox);
     }
     this.#queueFrame(outbox, frame);
@@ -277,6 +282,11 @@ export class Endpoint {
     if (!this.#running) return;
     this.stats.datagramsReceived++;
     this.stats.bytesReceived += bytes.length;
+    // Our own multicast comes back to us; our envelope header is a fixed prefix, so skip decoding it.
+    if (startsWith(bytes, this.#header)) {
+      this.stats.ownDatagrams++;
+      return;
+    }
     const result = this.#reader.read(bytes);
     if (!result.ok) {
       this.drops.count(result.reason);
@@ -328,6 +338,12 @@ export class Endpoint {
     this.#lastKey = keyOf(id);
     return this.#lastKey;
   }
+}
+
+function startsWith(bytes: Uint8Array, prefix: Uint8Array): boolean {
+  if (bytes.length < prefix.length || prefix.length === 0) return false;
+  for (let i = prefix.length - 1; i >= 0; i--) if (bytes[i] !== prefix[i]) return false;
+  return true;
 }
 
 function isSelf(peer: Address, local: Address): boolean {

@@ -55,6 +55,7 @@ const nackOptions = z.strictObject({
   maxNackSeqs: z.number().int().min(1).max(65_536).default(DEFAULT_NACK_OPTIONS.maxNackSeqs),
   retransmitHoldoffMs: z.number().min(0).default(DEFAULT_NACK_OPTIONS.retransmitHoldoffMs),
   ackThreshold: z.number().int().min(1).default(DEFAULT_NACK_OPTIONS.ackThreshold),
+  ackThresholdBytes: z.number().int().min(1).default(DEFAULT_NACK_OPTIONS.ackThresholdBytes),
   ackDelayMs: ms.default(DEFAULT_NACK_OPTIONS.ackDelayMs),
   receiverTimeoutMs: ms.default(DEFAULT_NACK_OPTIONS.receiverTimeoutMs),
   tailAnnounceMs: ms.default(DEFAULT_NACK_OPTIONS.tailAnnounceMs),
@@ -77,6 +78,7 @@ export const channelOptionsSchema = z
     maxMessageBytes: z.number().int().positive().max(2 ** 31 - 1).default(16 * 1024 * 1024),
     maxDatagramBytes: z.number().int().min(1_024).max(MAX_DATAGRAM_BYTES).default(MAX_DATAGRAM_BYTES),
     loopback: z.boolean().default(true),
+    socketBufferBytes: z.number().int().min(65_536).default(4 * 1024 * 1024),
     incarnation: z.number().int().positive().max(Number.MAX_SAFE_INTEGER).optional(),
     nack: nackOptions.prefault({}),
     transport: z.custom<TransportFactory>((value) => typeof value === "function", "expected a TransportFactory").optional(),
@@ -106,6 +108,7 @@ export const channelOptionsSchema = z
  * | `maxMessageBytes` | bytes | 16 MiB | larger messages are refused with MESSAGE_TOO_LARGE |
  * | `maxDatagramBytes` | bytes | 65507 | the largest datagram sent; bundles and fragments fill up to it |
  * | `loopback` | boolean | true | deliver this member's own broadcasts to its own listeners |
+ * | `socketBufferBytes` | bytes | 4 MiB | socket receive and send buffer size requested (the OS may cap it; Bun and Deno keep their own) |
  * | `incarnation` | number | wall-clock ms at creation | grows on every `start()`; set it to restart with a fixed identity |
  * | `nack` | | see {@link NackOptions} | tuning of the NACK protocol |
  * | `transport` | | the running runtime's UDP adapter | how sockets are opened (the simulated network's factory in tests) |

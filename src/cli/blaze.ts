@@ -3,6 +3,7 @@ import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { runDemo } from "./demo.ts";
 import { inspectBytes, parseHex } from "./inspect.ts";
+import { formatPerf, runPerf, runPerfChild, writeJson } from "./perf.ts";
 
 const HELP = `blaze: the activeblaze command line
 
@@ -14,6 +15,11 @@ Usage:
       Exits 1 when the bytes are refused, printing the reason.
   blaze demo  [--messages N]
       Start three members on loopback multicast and exchange messages (no configuration needed).
+  blaze perf  [--senders 1] [--receivers 2] [--size 1024] [--seconds 5] [--loss 0]
+              [--reliability nack|best-effort] [--no-baseline] [--json FILE]
+      Run members as separate processes on loopback multicast; print messages/s and MB/s as seen by
+      the slowest receiver, delivery latency p50/p99, and raw node:dgram throughput of the same size
+      measured in the same run. --loss injects receive loss (0..1) in every member.
   blaze --help | --version
 `;
 
@@ -27,6 +33,14 @@ async function main(argv: string[]): Promise<number> {
       type: { type: "string" },
       cluster: { type: "string" },
       messages: { type: "string" },
+      senders: { type: "string" },
+      receivers: { type: "string" },
+      size: { type: "string" },
+      seconds: { type: "string" },
+      loss: { type: "string" },
+      reliability: { type: "string" },
+      "no-baseline": { type: "boolean" },
+      json: { type: "string" },
     },
   });
   const [command, ...rest] = positionals;
@@ -44,10 +58,46 @@ async function main(argv: string[]): Promise<number> {
       return inspect(rest[0], values.type, values.cluster);
     case "demo":
       return runDemo({ messages: values.messages === undefined ? 5 : Number(values.messages) });
+    case "perf": {
+      const reliability = values.reliability ?? "nack";
+      if (reliability !== "nack" && reliability !== "best-effort") throw new Error(`--reliability must be nack or best-effort`);
+      const options = {
+        senders: positiveInt(values.senders ?? "1", "--senders"),
+        receivers: positiveInt(values.receivers ?? "2", "--receivers"),
+        size: positiveInt(values.size ?? "1024", "--size"),
+        seconds: positiveInt(values.seconds ?? "5", "--seconds"),
+        loss: fraction(values.loss ?? "0", "--loss"),
+        reliability,
+        baseline: !values["no-baseline"],
+        progress: true,
+      } as const;
+      if (options.size < 12) throw new Error("--size must be at least 12 bytes (a timestamp and a counter travel in each message)");
+      const result = await runPerf(options, process.argv[1]!);
+      console.log(formatPerf(result));
+      if (values.json !== undefined) writeJson(values.json, result);
+      return result.complete ? 0 : 1;
+    }
+    case "perf-member":
+    case "perf-baseline-receiver":
+    case "perf-baseline-sender":
+      await runPerfChild(command, rest);
+      return 0;
     default:
       console.error(`blaze: unknown command "${command}"\n\n${HELP}`);
       return 2;
   }
+}
+
+function positiveInt(text: string, flag: string): number {
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < 1) throw new Error(`${flag} must be a positive integer, got "${text}"`);
+  return value;
+}
+
+function fraction(text: string, flag: string): number {
+  const value = Number(text);
+  if (!(value >= 0 && value < 1)) throw new Error(`${flag} must be a number from 0 to below 1, got "${text}"`);
+  return value;
 }
 
 function inspect(input: string | undefined, type: string | undefined, cluster: string | undefined): number {
@@ -84,7 +134,8 @@ function readInput(input: string): Uint8Array | undefined {
 
 main(process.argv.slice(2)).then(
   (code) => {
-    process.exitCode = code;
+    // Forked perf processes keep running on their IPC channel; everything else ends here.
+    if (process.send === undefined) process.exitCode = code;
   },
   (error: unknown) => {
     console.error(error instanceof Error ? `blaze: ${error.message}` : error);

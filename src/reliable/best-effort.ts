@@ -31,6 +31,24 @@ export class BestEffortProtocol implements ReliabilityProtocol {
   readonly #senders = new Map<PeerKey, SenderState>();
   readonly #stats: ProtocolStats = emptyStats();
   #nextSeq = 1;
+  // Frames are encoded at once, so one scratch object serves every message.
+  readonly #scratch: DataFields = {
+    case: "data",
+    seq: 0,
+    addressing: 0,
+    destination: "",
+    targetId: NO_BYTES,
+    outOfBand: false,
+    fragmentIndex: 0,
+    fragmentCount: 0,
+    messageLength: 0,
+    requestId: 0,
+    format: 0,
+    payload: NO_BYTES,
+    globalSeq: 0,
+    ringSeq: 0,
+    safe: false,
+  };
 
   constructor(host: ProtocolHost) {
     this.#host = host;
@@ -46,22 +64,19 @@ export class BestEffortProtocol implements ReliabilityProtocol {
 
   send(out: OutgoingData): number {
     const seq = this.#nextSeq++;
-    this.#host.multicastData({
-      seq,
-      addressing: out.addressing,
-      destination: out.destination,
-      targetId: NO_BYTES,
-      outOfBand: out.outOfBand,
-      fragmentIndex: out.fragmentIndex,
-      fragmentCount: out.fragmentCount,
-      messageLength: out.messageLength,
-      requestId: out.requestId,
-      format: out.format,
-      payload: out.payload,
-      globalSeq: 0,
-      ringSeq: 0,
-      safe: false,
-    });
+    const data = this.#scratch;
+    data.seq = seq;
+    data.addressing = out.addressing;
+    data.destination = out.destination;
+    data.outOfBand = out.outOfBand;
+    data.fragmentIndex = out.fragmentIndex;
+    data.fragmentCount = out.fragmentCount;
+    data.messageLength = out.messageLength;
+    data.requestId = out.requestId;
+    data.format = out.format;
+    data.payload = out.payload;
+    this.#host.multicastData(data);
+    data.payload = NO_BYTES;
     this.#stats.sent++;
     return seq;
   }

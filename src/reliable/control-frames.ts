@@ -31,13 +31,15 @@ export function nackFrame(stream: Stream, originId: Uint8Array, incarnation: num
   );
 }
 
-export function ackFrame(stream: Stream, originId: Uint8Array, incarnation: number, cumulative: number): Uint8Array {
+/** A cumulative acknowledgement; `highestReceived` above it is reported as one selective range. */
+export function ackFrame(stream: Stream, originId: Uint8Array, incarnation: number, cumulative: number, highestReceived: number): Uint8Array {
+  const received = highestReceived > cumulative ? [create(SeqRangeSchema, { first: BigInt(highestReceived), last: BigInt(highestReceived) })] : [];
   return toBinary(
     FrameSchema,
     create(FrameSchema, {
       kind: {
         case: "ack",
-        value: create(AckSchema, { stream, originId, originIncarnation: BigInt(incarnation), cumulative: BigInt(cumulative) }),
+        value: create(AckSchema, { stream, originId, originIncarnation: BigInt(incarnation), cumulative: BigInt(cumulative), received }),
       },
     }),
   );

@@ -46,19 +46,13 @@ export const systemClock: Clock = {
   },
 };
 
-/** Randomness from the runtime's cryptographic generator. */
+/**
+ * The runtime's randomness: `Math.random` for protocol choices (fast; called per datagram on some
+ * paths) and the cryptographic generator for bytes (member ids must not collide).
+ */
 export const systemRandom: RandomSource = {
-  next() {
-    const bytes = web.crypto.getRandomValues(new Uint8Array(7));
-    // 53 random bits → [0, 1)
-    let value = 0;
-    for (let i = 0; i < 6; i++) value = value * 256 + bytes[i]!;
-    value = value * 32 + (bytes[6]! & 31);
-    return value / 2 ** 53;
-  },
-  nextInt(bound) {
-    return Math.floor(this.next() * bound);
-  },
+  next: () => Math.random(),
+  nextInt: (bound) => Math.floor(Math.random() * bound),
   fill(bytes) {
     // getRandomValues accepts at most 65,536 bytes a call.
     for (let offset = 0; offset < bytes.length; offset += 65_536) {

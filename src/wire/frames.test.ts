@@ -20,6 +20,7 @@ const senderId = new Uint8Array(16).map((_, i) => i + 1);
 
 function data(overrides: Partial<DataFields> = {}): DataFields {
   return {
+    case: "data",
     seq: 1,
     addressing: Addressing.TOPIC,
     destination: "news",
@@ -55,7 +56,7 @@ function normalise(result: ReceiveResult): { ok: boolean; reason?: string; frame
     ok: true,
     frames: result.datagram.frames.map((frame) =>
       frame.case === "data"
-        ? toBinary(FrameSchema, create(FrameSchema, { kind: { case: "data", value: toData(frame.data) } }))
+        ? toBinary(FrameSchema, create(FrameSchema, { kind: { case: "data", value: toData(frame) } }))
         : toBinary(FrameSchema, create(FrameSchema, { kind: frame.frame.kind })),
     ),
   };
@@ -92,7 +93,7 @@ describe("DatagramBuilder", () => {
     again.addFrame(toBinary(FrameSchema, create(FrameSchema, { kind: { case: "heartbeat", value: create(HeartbeatSchema, { highestSeq: 99n }) } })));
     const result = new DatagramReader({ cluster }).read(again.finish()!);
     expect(result.ok && result.datagram.frames.map((f) => f.case)).toEqual(["data", "heartbeat"]);
-    expect(result.ok && result.datagram.frames[0]!.case === "data" && result.datagram.frames[0]!.data.seq).toBe(99);
+    expect(result.ok && result.datagram.frames[0]!.case === "data" && result.datagram.frames[0]!.seq).toBe(99);
   });
 
   it("keeps datagrams within the size limit", () => {

@@ -14,8 +14,12 @@ import { web } from "../web.ts";
  * handed to the generated decoder, which has the last word.
  */
 
-/** activeblaze.v1.Data with numbers instead of bigints: the form the protocol layers work with. */
+/**
+ * activeblaze.v1.Data with numbers instead of bigints: the form the protocol layers work with. It is
+ * also the received frame of a Data message itself (`case: "data"`), saving an object per message.
+ */
 export interface DataFields {
+  readonly case: "data";
   seq: number;
   addressing: number;
   destination: string;
@@ -35,7 +39,7 @@ export interface DataFields {
 
 /** One frame of a received datagram: user data in hot-path form, or any other protocol message. */
 export type ReceivedFrame =
-  | { readonly case: "data"; readonly data: DataFields }
+  | DataFields
   | { readonly case: Exclude<Frame["kind"]["case"], "data" | undefined>; readonly frame: Frame };
 
 /** A received datagram that passed every check. */
@@ -327,7 +331,7 @@ export class DatagramReader {
           const end = cursor.delimitedEnd();
           const data = this.#readData(bytes, cursor.pos, end);
           if (data === undefined) return undefined;
-          frames = [{ case: "data", data }];
+          frames = [data];
           cursor.pos = end;
           break;
         }
@@ -351,7 +355,7 @@ export class DatagramReader {
     for (let i = 0; i < frames.length; i++) {
       const frame = frames[i]!;
       if (frame.case === "data") {
-        const refusal = validateData(frame.data, bundled ? `bundle.frames[${i}].data` : "data");
+        const refusal = validateData(frame, bundled ? `bundle.frames[${i}].data` : "data");
         if (refusal !== undefined) return { ok: false, ...refusal };
       }
     }
@@ -372,7 +376,7 @@ export class DatagramReader {
         if (dataEnd !== frameEnd) return undefined;
         const data = this.#readData(bytes, cursor.pos, dataEnd);
         if (data === undefined) return undefined;
-        frames.push({ case: "data", data });
+        frames.push(data);
       } else {
         let frame: Frame;
         try {
@@ -391,6 +395,7 @@ export class DatagramReader {
   #readData(bytes: Uint8Array, start: number, end: number): DataFields | undefined {
     const cursor = new ByteCursor(bytes, start, end);
     const data: DataFields = {
+      case: "data",
       seq: 0,
       addressing: 0,
       destination: "",
@@ -486,7 +491,7 @@ function fromEnvelope(envelope: Envelope): ReceiveResult {
     if (kind.case === "data") {
       const data = toDataFields(kind.value);
       if (data === undefined) return { ok: false, reason: "INVALID_FIELD", detail: "data number beyond 2^53" };
-      frames.push({ case: "data", data });
+      frames.push(data);
     } else if (kind.case !== undefined) {
       frames.push({ case: kind.case, frame });
     }
@@ -502,6 +507,7 @@ export function toDataFields(data: Data): DataFields | undefined {
   const ringSeq = toSafeNumber(data.ringSeq);
   if (seq === undefined || requestId === undefined || globalSeq === undefined || ringSeq === undefined) return undefined;
   return {
+    case: "data",
     seq,
     addressing: data.addressing,
     destination: data.destination,
@@ -521,8 +527,9 @@ export function toDataFields(data: Data): DataFields | undefined {
 
 /** Converts hot-path Data to the generated message (for tests and tools). */
 export function toData(fields: DataFields): Data {
+  const { case: _data, ...rest } = fields;
   return create(DataSchema, {
-    ...fields,
+    ...rest,
     seq: BigInt(fields.seq),
     requestId: BigInt(fields.requestId),
     globalSeq: BigInt(fields.globalSeq),

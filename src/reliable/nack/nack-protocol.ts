@@ -2,7 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import type { Frame } from "../../../gen/activeblaze/v1/envelope_pb.ts";
 import { type DigestEntry, DigestEntrySchema, type Nack, Stream } from "../../../gen/activeblaze/v1/reliable_pb.ts";
 import type { TimerHandle } from "../../transport/clock.ts";
-import type { DataFields } from "../../wire/frames.ts";
+import { type DataFields, NO_BYTES } from "../../wire/frames.ts";
 import { ackFrame, heartbeatFrame, nackFrame } from "../control-frames.ts";
 import { idOf } from "../member-key.ts";
 import {
@@ -14,13 +14,13 @@ import {
   type ReliabilityProtocol,
 } from "../protocol.ts";
 import { ReceiveWindow } from "./receive-window.ts";
-import { SendWindow } from "./send-window.ts";
+import { BUFFER_WINDOWS, SendWindow } from "./send-window.ts";
 
 /** Tuning of the NACK protocol. Every duration is in milliseconds. */
 export interface NackOptions {
-  /** Most messages a sender holds unacknowledged (its window). */
+  /** Most messages a sender has in flight (sent, not yet received by every receiver): its window. */
   readonly windowMessages: number;
-  /** Most bytes a sender holds unacknowledged. */
+  /** Most bytes a sender has in flight. While gaps are repaired it may hold up to 4 windows for retransmission. */
   readonly windowBytes: number;
   /** A gap is NACKed after a random delay in [nackDelayMinMs, nackDelayMaxMs], so that one receiver's NACK can spare the others theirs. */
   readonly nackDelayMinMs: number;
@@ -32,8 +32,9 @@ export interface NackOptions {
   readonly maxNackSeqs: number;
   /** A message is not retransmitted twice within this time (several receivers NACKing one loss cost one repair). */
   readonly retransmitHoldoffMs: number;
-  /** A receiver acknowledges after this many deliveries… */
+  /** A receiver acknowledges after this many deliveries, or this many bytes delivered… */
   readonly ackThreshold: number;
+  readonly ackThresholdBytes: number;
   /** …or this long after the first unacknowledged one. */
   readonly ackDelayMs: number;
   /** A receiver silent this long while holding the window back stops counting for flow control (and is reported). */
@@ -46,14 +47,15 @@ export interface NackOptions {
 
 export const DEFAULT_NACK_OPTIONS: NackOptions = {
   windowMessages: 65_536,
-  windowBytes: 8 * 1024 * 1024,
-  nackDelayMinMs: 2,
-  nackDelayMaxMs: 10,
-  nackRetryMs: 40,
-  nackRetryMaxMs: 1_000,
+  windowBytes: 4 * 1024 * 1024,
+  nackDelayMinMs: 1,
+  nackDelayMaxMs: 3,
+  nackRetryMs: 10,
+  nackRetryMaxMs: 40,
   maxNackSeqs: 4_096,
   retransmitHoldoffMs: 10,
-  ackThreshold: 4_096,
+  ackThreshold: 1_024,
+  ackThresholdBytes: 512 * 1024,
   ackDelayMs: 10,
   receiverTimeoutMs: 5_000,
   tailAnnounceMs: 10,
@@ -87,6 +89,23 @@ export class NackProtocol implements ReliabilityProtocol {
   #tailDelay: number;
   #expiryTimer: TimerHandle | undefined;
   #closed = false;
+  readonly #scratch: DataFields = {
+    case: "data",
+    seq: 0,
+    addressing: 0,
+    destination: "",
+    targetId: NO_BYTES,
+    outOfBand: false,
+    fragmentIndex: 0,
+    fragmentCount: 0,
+    messageLength: 0,
+    requestId: 0,
+    format: 0,
+    payload: NO_BYTES,
+    globalSeq: 0,
+    ringSeq: 0,
+    safe: false,
+  };
 
   constructor(host: ProtocolHost, localIncarnation: number, options: Partial<NackOptions> = {}) {
     this.#host = host;
@@ -110,23 +129,20 @@ export class NackProtocol implements ReliabilityProtocol {
   send(out: OutgoingData): number {
     const window = this.#window;
     const seq = window.next();
-    const data: DataFields = {
-      seq,
-      addressing: out.addressing,
-      destination: out.destination,
-      targetId: NO_TARGET,
-      outOfBand: out.outOfBand,
-      fragmentIndex: out.fragmentIndex,
-      fragmentCount: out.fragmentCount,
-      messageLength: out.messageLength,
-      requestId: out.requestId,
-      format: out.format,
-      payload: out.payload,
-      globalSeq: 0,
-      ringSeq: 0,
-      safe: false,
-    };
-    window.record(seq, this.#host.multicastData(data), this.#host.clock.now());
+    // The frame is encoded at once, so one scratch object serves every message.
+    const data = this.#scratch;
+    data.seq = seq;
+    data.addressing = out.addressing;
+    data.destination = out.destination;
+    data.outOfBand = out.outOfBand;
+    data.fragmentIndex = out.fragmentIndex;
+    data.fragmentCount = out.fragmentCount;
+    data.messageLength = out.messageLength;
+    data.requestId = out.requestId;
+    data.format = out.format;
+    data.payload = out.payload;
+    window.record(seq, this.#host.multicastData(data));
+    data.payload = NO_BYTES;
     window.trim();
     this.#stats.sent++;
     this.#tailDelay = this.#options.tailAnnounceMs;
@@ -137,7 +153,7 @@ export class NackProtocol implements ReliabilityProtocol {
   onData(peer: PeerKey, incarnation: number, data: DataFields): void {
     const stream = this.#stream(peer, incarnation, data.seq);
     const window = stream.window;
-    if (data.seq >= window.next + 2 * this.#options.windowMessages) {
+    if (data.seq >= window.next + 2 * BUFFER_WINDOWS * this.#options.windowMessages) {
       // Further ahead than any sender's window allows: not trustworthy.
       this.#stats.outOfWindow++;
       return;
@@ -159,7 +175,9 @@ export class NackProtocol implements ReliabilityProtocol {
         return;
       case "ack":
         if (kind.value.stream === Stream.MULTICAST && sameId(kind.value.originId, this.#localId)) {
-          this.#onAck(peer, Number(kind.value.cumulative));
+          const cumulative = Number(kind.value.cumulative);
+          const received = kind.value.received.reduce((max, range) => Math.max(max, Number(range.last)), cumulative);
+          this.#onAck(peer, cumulative, received);
         }
         return;
       case "heartbeat": {
@@ -177,7 +195,7 @@ export class NackProtocol implements ReliabilityProtocol {
         }
         for (const entry of heartbeat.digest) {
           if (sameId(entry.memberId, this.#localId) && Number(entry.incarnation) === this.#localIncarnation) {
-            this.#onAck(peer, Number(entry.delivered));
+            this.#onAck(peer, Number(entry.delivered), Number(entry.received));
           }
         }
         this.#afterProgress(peer, stream);
@@ -209,11 +227,12 @@ export class NackProtocol implements ReliabilityProtocol {
           memberId: stream.originId,
           incarnation: BigInt(stream.window.incarnation),
           delivered: BigInt(stream.window.next - 1),
-          received: BigInt(stream.window.highest),
+          received: BigInt(stream.window.highestReceived),
         }),
       );
       // The heartbeat carries the acknowledgement.
       stream.window.unacked = 0;
+      stream.window.unackedBytes = 0;
     }
     return { highestSeq: this.#window.nextSeq - 1, lowestSeq: this.#lowestHeld(), digest };
   }
@@ -264,7 +283,9 @@ export class NackProtocol implements ReliabilityProtocol {
       window.nackTimer = undefined;
       window.nackAttempts = 0;
     }
-    if (window.unacked >= this.#options.ackThreshold) this.#sendAck(peer, stream);
+    if (window.unacked >= this.#options.ackThreshold || window.unackedBytes >= this.#options.ackThresholdBytes) {
+      this.#sendAck(peer, stream);
+    }
     else if (window.unacked > 0 && window.ackTimer === undefined) {
       window.ackTimer = this.#host.clock.setTimer(this.#options.ackDelayMs, () => {
         window.ackTimer = undefined;
@@ -276,9 +297,10 @@ export class NackProtocol implements ReliabilityProtocol {
   #sendAck(peer: PeerKey, stream: SenderStream): void {
     const window = stream.window;
     window.unacked = 0;
+    window.unackedBytes = 0;
     window.ackTimer?.cancel();
     window.ackTimer = undefined;
-    this.#host.unicastFrame(peer, ackFrame(Stream.MULTICAST, stream.originId, window.incarnation, window.next - 1));
+    this.#host.unicastFrame(peer, ackFrame(Stream.MULTICAST, stream.originId, window.incarnation, window.next - 1, window.highestReceived));
     this.#stats.acksSent++;
   }
 
@@ -316,7 +338,7 @@ export class NackProtocol implements ReliabilityProtocol {
     this.#stats.nacksReceived++;
     const window = this.#window;
     const now = this.#host.clock.now();
-    window.ack(peer, 0, now);
+    window.ack(peer, 0, 0, now);
     let belowBuffer = false;
     let budget = this.#options.maxNackSeqs;
     for (const range of nack.missing) {
@@ -358,14 +380,14 @@ export class NackProtocol implements ReliabilityProtocol {
     }
   }
 
-  #onAck(peer: PeerKey, cumulative: number): void {
+  #onAck(peer: PeerKey, cumulative: number, received: number): void {
     const window = this.#window;
     if (!window.hasReceiver(peer)) return;
-    const before = window.unstable;
-    if (window.ack(peer, cumulative, this.#host.clock.now())) {
+    const before = window.unstable + window.inFlight;
+    if (window.ack(peer, cumulative, received, this.#host.clock.now())) {
       this.#host.report({ type: "receiverResponsive", peer });
     }
-    if (window.unstable < before) this.#host.writable();
+    if (window.unstable + window.inFlight < before) this.#host.writable();
   }
 
   #tailFrame(): Uint8Array {
@@ -400,8 +422,6 @@ export class NackProtocol implements ReliabilityProtocol {
     });
   }
 }
-
-const NO_TARGET = new Uint8Array(0);
 
 function sameId(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;

@@ -10,9 +10,12 @@ export class ReceiveWindow {
   next: number;
   /** The highest sequence number known to exist (received, or announced by the sender). */
   highest: number;
-  readonly #early = new Map<number, DataFields | null>();
-  /** Deliveries since the last acknowledgement. */
+  /** The highest sequence number received. */
+  highestReceived: number;
+  readonly #early = new EarlyBuffer();
+  /** Messages received, and their payload bytes, since the last acknowledgement. */
   unacked = 0;
+  unackedBytes = 0;
 
   // NACK scheduling state, owned by the protocol.
   nackTimer: { cancel(): void } | undefined;
@@ -25,6 +28,7 @@ export class ReceiveWindow {
   ) {
     this.next = first;
     this.highest = first - 1;
+    this.highestReceived = first - 1;
   }
 
   /** True when some message below `highest` has not arrived. */
@@ -40,6 +44,9 @@ export class ReceiveWindow {
     const seq = data.seq;
     if (seq < this.next || this.#early.has(seq)) return false;
     if (seq > this.highest) this.highest = seq;
+    if (seq > this.highestReceived) this.highestReceived = seq;
+    this.unacked++;
+    this.unackedBytes += data.payload.length;
     if (seq !== this.next) {
       if (data.outOfBand) {
         // null marks "delivered already" so the in-order pass skips it.
@@ -51,7 +58,6 @@ export class ReceiveWindow {
       return true;
     }
     this.next++;
-    this.unacked++;
     deliver(data);
     this.#drain(deliver);
     return true;
@@ -76,8 +82,8 @@ export class ReceiveWindow {
         if (held !== null) deliver(held);
       }
       this.next++;
-      this.unacked++;
     }
+    this.unacked++;
     if (this.highest < this.next - 1) this.highest = this.next - 1;
     this.#drain(deliver);
     return lost;
@@ -115,8 +121,69 @@ export class ReceiveWindow {
       if (held === undefined) return;
       early.delete(this.next);
       this.next++;
-      this.unacked++;
       if (held !== null) deliver(held);
+    }
+  }
+}
+
+/**
+ * Messages that arrived ahead of their turn, by sequence number: a ring of slots indexed by
+ * `seq mod size`, doubled when a message lands beyond it. Cheaper than a Map on the path every
+ * message behind a lost datagram takes.
+ */
+class EarlyBuffer {
+  #slots: Array<DataFields | null | undefined> = new Array(1024);
+  #seqs = new Float64Array(1024).fill(-1);
+  /** Every held sequence number is in [base, base + slots.length). */
+  #base = 0;
+  size = 0;
+
+  has(seq: number): boolean {
+    return this.get(seq) !== undefined;
+  }
+
+  get(seq: number): DataFields | null | undefined {
+    const slot = seq % this.#slots.length;
+    return this.#seqs[slot] === seq ? this.#slots[slot] : undefined;
+  }
+
+  set(seq: number, data: DataFields | null): void {
+    if (this.size === 0) this.#base = seq;
+    else if (seq < this.#base) this.#rebase(seq);
+    while (seq - this.#base >= this.#slots.length) this.#grow();
+    const slot = seq % this.#slots.length;
+    this.#slots[slot] = data;
+    this.#seqs[slot] = seq;
+    this.size++;
+  }
+
+  delete(seq: number): void {
+    const slot = seq % this.#slots.length;
+    if (this.#seqs[slot] !== seq) return;
+    this.#slots[slot] = undefined;
+    this.#seqs[slot] = -1;
+    this.size--;
+    if (seq === this.#base) this.#base++;
+  }
+
+  #rebase(seq: number): void {
+    const span = this.#base + this.#slots.length - seq;
+    this.#base = seq;
+    while (span > this.#slots.length) this.#grow();
+  }
+
+  #grow(): void {
+    const slots = this.#slots;
+    const seqs = this.#seqs;
+    this.#slots = new Array(slots.length * 2);
+    this.#seqs = new Float64Array(slots.length * 2).fill(-1);
+    for (let i = 0; i < slots.length; i++) {
+      const seq = seqs[i]!;
+      if (seq >= 0 && slots[i] !== undefined) {
+        const slot = seq % this.#slots.length;
+        this.#slots[slot] = slots[i];
+        this.#seqs[slot] = seq;
+      }
     }
   }
 }

@@ -1,0 +1,51 @@
+/** Messages between `blaze perf` and the member processes it forks (over Node's IPC channel). */
+
+export interface MemberConfig {
+  readonly role: "sender" | "receiver";
+  readonly index: number;
+  readonly cluster: string;
+  readonly group: string;
+  readonly port: number;
+  readonly size: number;
+  readonly reliability: "nack" | "best-effort";
+  /** Receive loss injected in this member, 0..1. */
+  readonly loss: number;
+  /** Members in all (senders + receivers). */
+  readonly members: number;
+  readonly senders: number;
+  readonly seconds: number;
+}
+
+export type ToMember =
+  | { readonly type: "go"; readonly t0: number }
+  | { readonly type: "expect"; readonly total: number }
+  | { readonly type: "exit" };
+
+export interface ReceiverReport {
+  readonly received: number;
+  readonly bytes: number;
+  /** Absolute time (ms since the epoch, sub-millisecond) of the first and last delivery. */
+  readonly firstAt: number;
+  readonly lastAt: number;
+  readonly latencyP50Ms: number;
+  readonly latencyP99Ms: number;
+  readonly latencyMaxMs: number;
+  readonly outOfOrder: number;
+  readonly duplicates: number;
+  readonly nacksSent: number;
+  readonly retransmitted: number;
+  readonly dropped: number;
+}
+
+export type FromMember =
+  | { readonly type: "ready"; readonly id: string }
+  | { readonly type: "peers" }
+  | { readonly type: "progress"; readonly received: number }
+  | { readonly type: "sent"; readonly count: number; readonly retransmitted: number; readonly elapsedMs: number }
+  | ({ readonly type: "done" } & ReceiverReport)
+  | { readonly type: "failed"; readonly error: string };
+
+/** Absolute time in milliseconds with sub-millisecond precision, comparable across processes on one host. */
+export function absoluteNow(): number {
+  return performance.timeOrigin + performance.now();
+}
