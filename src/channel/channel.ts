@@ -83,6 +83,8 @@ export interface ChannelStats {
 interface PendingBroadcast {
   readonly pieces: OutgoingData[];
   next: number;
+  /** Delivers the member's own copy (loopback) once the message is sent. */
+  readonly local: (() => void) | undefined;
   readonly resolve: () => void;
   readonly reject: (error: BlazeError) => void;
 }
@@ -270,9 +272,11 @@ export class Channel implements AsyncDisposable {
     }
     const format = isBlaze ? PayloadFormat.BLAZE_MESSAGE : PayloadFormat.UNSPECIFIED;
     const outOfBand = options.outOfBand ?? false;
-    if (this.#options.loopback && this.#topics.has(destination)) {
-      this.#clock.defer(() => this.#dispatch(destination, this.id, payload, format, 0, outOfBand));
-    }
+    // The member's own copy is delivered once the message is on its way (never for one that fails queued).
+    const local =
+      this.#options.loopback && this.#topics.has(destination)
+        ? () => this.#clock.defer(() => this.#dispatch(destination, this.id, payload, format, 0, outOfBand))
+        : undefined;
     if (this.#pending.length === 0 && payload.length <= this.#endpoint!.maxPayloadBytes(destination) && protocol.canSend(payload.length)) {
       // The common case: one piece, room in the window. Protocols copy what they send at once, so one
       // scratch object serves every message.
@@ -283,16 +287,19 @@ export class Channel implements AsyncDisposable {
       piece.payload = payload;
       protocol.send(piece);
       piece.payload = NO_BYTES;
+      local?.();
       return RESOLVED;
     }
     const pieces = this.#split(destination, payload, format, outOfBand);
+    let sent = 0;
     if (this.#pending.length === 0) {
-      let sent = 0;
       while (sent < pieces.length && protocol.canSend(pieces[sent]!.payload.length)) protocol.send(pieces[sent++]!);
-      if (sent === pieces.length) return RESOLVED;
-      return new Promise((resolve, reject) => this.#pending.push({ pieces, next: sent, resolve, reject }));
+      if (sent === pieces.length) {
+        local?.();
+        return RESOLVED;
+      }
     }
-    return new Promise((resolve, reject) => this.#pending.push({ pieces, next: 0, resolve, reject }));
+    return new Promise((resolve, reject) => this.#pending.push({ pieces, next: sent, local, resolve, reject }));
   }
 
   /** Calls `listener` for every message on `destination` (ActiveBlaze's addBlazeTopicMessageListener). */
@@ -448,6 +455,7 @@ export class Channel implements AsyncDisposable {
       }
       if (head.next < head.pieces.length) return;
       this.#pending.shift();
+      head.local?.();
       head.resolve();
     }
   }
@@ -567,7 +575,8 @@ function checkTopic(destination: string): void {
   if (typeof destination !== "string" || destination.length === 0) {
     throw new BlazeError("INVALID_ARGUMENT", "a topic is a non-empty string", { path: ["destination"] });
   }
-  if (destination.length > MAX_NAME_BYTES && encoder.encode(destination).length > MAX_NAME_BYTES) {
+  // UTF-8 takes at most 3 bytes per UTF-16 unit: only longer topics need encoding to be measured.
+  if (destination.length * 3 > MAX_NAME_BYTES && encoder.encode(destination).length > MAX_NAME_BYTES) {
     throw new BlazeError("INVALID_ARGUMENT", `a topic is at most ${MAX_NAME_BYTES} bytes`, { path: ["destination"] });
   }
 }

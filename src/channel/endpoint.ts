@@ -86,6 +86,8 @@ export class Endpoint {
   readonly #clock: Clock;
   readonly #handlers: EndpointHandlers;
   readonly #peers = new Map<PeerKey, Peer>();
+  /** Peers that left or timed out, by the incarnation they had, for one peer timeout: their late datagrams are stale. */
+  readonly #departed = new Map<PeerKey, { incarnation: number; at: number }>();
   readonly #unicast = new Map<string, Outbox>();
   readonly drops = new DropCounters();
   readonly stats: EndpointStats = {
@@ -172,6 +174,8 @@ export class Endpoint {
   /** Says goodbye to the peers, stops receiving, and forgets them. */
   stop(): void {
     if (!this.#running) return;
+    // Everything queued goes first: the goodbye must be the last datagram peers get from this incarnation.
+    this.flush();
     this.multicastFrame(toBinary(FrameSchema, create(FrameSchema, { kind: { case: "leave", value: create(LeaveSchema) } })));
     this.flush();
     this.#running = false;
@@ -184,6 +188,7 @@ export class Endpoint {
       }
     }
     this.#peers.clear();
+    this.#departed.clear();
   }
 
   async close(): Promise<void> {
@@ -237,10 +242,10 @@ export class Endpoint {
   expirePeers(): void {
     const now = this.#clock.now();
     for (const peer of [...this.#peers.values()]) {
-      if (now - peer.lastHeardAt > this.#config.peerTimeoutMs) {
-        this.#peers.delete(peer.key);
-        this.#handlers.peerDown(peer, "timeout");
-      }
+      if (now - peer.lastHeardAt > this.#config.peerTimeoutMs) this.#remove(peer, "timeout", now);
+    }
+    for (const [key, departed] of this.#departed) {
+      if (now - departed.at > this.#config.peerTimeoutMs) this.#departed.delete(key);
     }
   }
 
@@ -300,14 +305,14 @@ export class Endpoint {
     }
     const now = this.#clock.now();
     let peer = this.#peers.get(key);
-    if (peer !== undefined && incarnation < peer.incarnation) {
+    if (peer !== undefined ? incarnation < peer.incarnation : this.#isDeparted(key, incarnation, now)) {
       this.stats.staleIncarnation++;
       return;
     }
     const leaving = frames.some((frame) => frame.case === "leave");
     if (leaving && peer === undefined) return;
     if (peer === undefined || incarnation > peer.incarnation) {
-      if (peer !== undefined) this.#handlers.peerDown(peer, "left");
+      if (peer !== undefined) this.#remove(peer, "left", now);
       peer = { key, id: senderId.slice(), incarnation, address: from, lastHeardAt: now };
       this.#peers.set(key, peer);
       this.#handlers.peerUp(peer);
@@ -315,10 +320,24 @@ export class Endpoint {
     peer.address = from;
     peer.lastHeardAt = now;
     this.#handlers.frames(peer, frames);
-    if (leaving) {
-      this.#peers.delete(key);
-      this.#handlers.peerDown(peer, "left");
+    if (leaving) this.#remove(peer, "left", now);
+  }
+
+  #remove(peer: Peer, reason: "left" | "timeout", now: number): void {
+    this.#peers.delete(peer.key);
+    this.#departed.set(peer.key, { incarnation: peer.incarnation, at: now });
+    this.#handlers.peerDown(peer, reason);
+  }
+
+  // A datagram of a departed incarnation that arrives late (reordered behind the goodbye) must not bring it back.
+  #isDeparted(key: PeerKey, incarnation: number, now: number): boolean {
+    const departed = this.#departed.get(key);
+    if (departed === undefined) return false;
+    if (now - departed.at > this.#config.peerTimeoutMs) {
+      this.#departed.delete(key);
+      return false;
     }
+    return incarnation <= departed.incarnation;
   }
 
   // Consecutive datagrams mostly come from the same sender: reuse its key.

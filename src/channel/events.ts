@@ -62,9 +62,11 @@ export class PushIterator<T> implements AsyncIterableIterator<T> {
     else this.#buffer.push(item);
   }
 
+  /** Ends the iteration; messages still buffered are dropped, as a finished iterator yields nothing more. */
   close(): void {
     if (this.#done) return;
     this.#done = true;
+    this.#buffer.length = 0;
     this.onClose();
     for (const waiter of this.#waiting.splice(0)) waiter({ value: undefined, done: true });
   }

@@ -209,9 +209,8 @@ export class BlazeMessage {
 
   /** A plain object of the entries, for logging and JSON (int64 as strings, bytes as base64-free arrays). */
   toJSON(): Record<string, unknown> {
-    const out: Record<string, unknown> = {};
-    for (const key of this.#fields.keys()) out[key] = jsonOf(this.get(key)!);
-    return out;
+    // fromEntries defines own properties, so even a key named "__proto__" stays an ordinary key.
+    return Object.fromEntries([...this.#fields.keys()].map((key) => [key, jsonOf(this.get(key)!)]));
   }
 
   #put(key: string, kind: Value["kind"]): this {
@@ -223,11 +222,8 @@ export class BlazeMessage {
     const value = this.#fields.get(key);
     if (value === undefined) return undefined;
     if (value.kind.case !== kind) {
-      throw new BlazeError(
-        "INVALID_ARGUMENT",
-        `"${key}" holds a ${KIND_NAMES[value.kind.case!]} value, not a ${KIND_NAMES[kind]}`,
-        { path: [key] },
-      );
+      const held = value.kind.case === undefined ? "a value of unknown kind" : `a ${KIND_NAMES[value.kind.case]} value`;
+      throw new BlazeError("INVALID_ARGUMENT", `"${key}" holds ${held}, not a ${KIND_NAMES[kind]}`, { path: [key] });
     }
     return value.kind.value as KindValue<Case>;
   }
