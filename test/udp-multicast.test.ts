@@ -1,0 +1,216 @@
+/**
+ * Reliable multicast over real UDP on loopback multicast: members as separate processes (Node, and
+ * Node, Bun and Deno in one group) running test/runtime/channel-member.ts, and a member's refusal of
+ * other clusters' datagrams and of garbage, in-process.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { createSocket, type Socket } from "node:dgram";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { createUdpTransport } from "../src/adapters/node.ts";
+import { Channel } from "../src/channel/channel.ts";
+import type { TopicMessage } from "../src/channel/topic-message.ts";
+import { encodeEnvelopeHeader } from "../src/wire/frames.ts";
+import type { MemberConfig, MemberResult } from "./runtime/channel-member.ts";
+
+const root = join(import.meta.dirname, "..");
+const bin = (name: string) => join(root, "node_modules", ".bin", name);
+const MEMBER = join("test", "runtime", "channel-member.ts");
+
+/** How each runtime runs the member program. */
+const COMMANDS = {
+  node: [process.execPath, bin("tsx"), MEMBER],
+  bun: [bin("bun"), MEMBER],
+  deno: [bin("deno"), "run", "--allow-net", "--no-lock", "--no-prompt", "--unstable-net", MEMBER],
+} as const;
+type Runtime = keyof typeof COMMANDS;
+
+/** A member gives up (and reports) after this long; its process is killed a little later if it has not exited. */
+const MEMBER_TIMEOUT_MS = 30_000;
+const KILL_AFTER_MS = MEMBER_TIMEOUT_MS + 10_000;
+const TEST_TIMEOUT_MS = KILL_AFTER_MS + 5_000;
+
+const randomInt = (min: number, max: number) => min + Math.floor(Math.random() * (max - min + 1));
+
+/** A multicast group, port and cluster of their own, so that runs (and other tests) never meet. */
+function freshNetwork(): { group: string; port: number; cluster: string } {
+  return {
+    group: `239.255.${randomInt(1, 254)}.${randomInt(1, 254)}`,
+    // Below Linux's ephemeral range (32768 and up), where the members' own sending sockets are bound.
+    port: randomInt(20_000, 32_000),
+    cluster: `udp-test-${Date.now().toString(36)}-${randomInt(0, 1e9).toString(36)}`,
+  };
+}
+
+interface MemberOutcome {
+  readonly runtime: Runtime;
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+  readonly result: MemberResult | undefined;
+  readonly output: string;
+}
+
+const running = new Set<ChildProcess>();
+
+/** Kills a member with everything it started (tsx runs the program in a child process of its own). */
+function killGroup(child: ChildProcess): void {
+  try {
+    process.kill(-child.pid!, "SIGKILL");
+  } catch {
+    // Already gone.
+  }
+}
+
+afterEach(() => {
+  for (const child of running) killGroup(child);
+  running.clear();
+});
+
+/** Runs one member to its end and parses the JSON line it prints last. */
+function runMember(runtime: Runtime, config: MemberConfig): Promise<MemberOutcome> {
+  const [command, ...args] = COMMANDS[runtime];
+  // Its own process group, so that a kill reaches tsx's child too.
+  const child = spawn(command, [...args, JSON.stringify(config)], { cwd: root, detached: true, stdio: ["ignore", "pipe", "pipe"] });
+  running.add(child);
+  let stdout = "";
+  let stderr = "";
+  child.stdout!.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
+  child.stderr!.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
+  const killer = setTimeout(() => killGroup(child), KILL_AFTER_MS);
+  return new Promise((resolve) => {
+    child.on("close", (code, signal) => {
+      clearTimeout(killer);
+      running.delete(child);
+      const last = stdout.trim().split("\n").at(-1) ?? "";
+      let result: MemberResult | undefined;
+      try {
+        result = JSON.parse(last) as MemberResult;
+      } catch {
+        result = undefined;
+      }
+      resolve({ runtime, code, signal, result, output: `${runtime} member ${config.index}: exit ${code ?? signal}\n${stdout}${stderr}` });
+    });
+  });
+}
+
+/** Runs one member per entry of `runtimes` in one group, each broadcasting `messages` messages. */
+async function runGroup(runtimes: readonly Runtime[], messages: number): Promise<MemberOutcome[]> {
+  const network = freshNetwork();
+  return Promise.all(
+    runtimes.map((runtime, index) => runMember(runtime, { ...network, index, members: runtimes.length, messages, timeoutMs: MEMBER_TIMEOUT_MS })),
+  );
+}
+
+/** Every member got every other member's messages, all of them, in order, exactly once, intact. */
+function expectAllDelivered(outcomes: readonly MemberOutcome[], messages: number): void {
+  for (const [index, outcome] of outcomes.entries()) {
+    const result = outcome.result;
+    expect(result, outcome.output).toBeDefined();
+    const expected: Record<string, number> = {};
+    for (let sender = 0; sender < outcomes.length; sender++) if (sender !== index) expected[sender] = messages;
+    expect({ runtime: result!.runtime, index: result!.index, sent: result!.sent, received: result!.received }, outcome.output).toEqual({
+      runtime: outcome.runtime,
+      index,
+      sent: messages,
+      received: expected,
+    });
+    expect({ complete: result!.complete, ordered: result!.ordered, duplicates: result!.duplicates, corrupt: result!.corrupt }, outcome.output).toEqual({
+      complete: true,
+      ordered: true,
+      duplicates: 0,
+      corrupt: 0,
+    });
+    expect(outcome.code, outcome.output).toBe(0);
+  }
+}
+
+describe("reliable multicast over real UDP", () => {
+  it(
+    "four Node processes each broadcast 10,000 messages; everyone gets all of them in order, exactly once",
+    async () => {
+      const messages = 10_000;
+      expectAllDelivered(await runGroup(["node", "node", "node", "node"], messages), messages);
+    },
+    TEST_TIMEOUT_MS,
+  );
+
+  it(
+    "one group of Node, Bun and Deno members: 5,000 messages each, all delivered in order everywhere",
+    async () => {
+      const messages = 5_000;
+      expectAllDelivered(await runGroup(["node", "bun", "deno"], messages), messages);
+    },
+    TEST_TIMEOUT_MS,
+  );
+});
+
+describe("bad input over real UDP", () => {
+  const channels: Channel[] = [];
+  let raw: Socket | undefined;
+  afterEach(async () => {
+    raw?.close();
+    raw = undefined;
+    await Promise.all(channels.splice(0).map((channel) => channel.shutDown()));
+  });
+
+  const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+  /** Repeats `step` every 50 ms until `done()` holds; fails after 10 s. */
+  async function until(done: () => boolean, step: () => void = () => {}): Promise<void> {
+    const deadline = Date.now() + 10_000;
+    while (!done()) {
+      if (Date.now() > deadline) throw new Error(`gave up waiting for ${done.toString()}`);
+      step();
+      await sleep(50);
+    }
+  }
+
+  it("drops and counts another cluster's datagrams and garbage, delivers none of them, and keeps working", async () => {
+    const { group, port, cluster } = freshNetwork();
+    const open = (name: string, ofCluster: string) => {
+      const channel = new Channel({
+        cluster: ofCluster,
+        name,
+        network: { type: "multicast", group, port, interface: "127.0.0.1" },
+        reliability: "nack",
+        loopback: false,
+        // Frequent heartbeats: the stranger's reach the member soon.
+        heartbeatIntervalMs: 50,
+        transport: createUdpTransport,
+      });
+      channels.push(channel);
+      return channel;
+    };
+    const member = open("member", cluster);
+    const partner = open("partner", cluster);
+    const stranger = open("stranger", `${cluster}-other`);
+    const delivered: TopicMessage[] = [];
+    member.addTopicListener("news", (message) => delivered.push(message));
+    await Promise.all([member.start(), partner.start(), stranger.start()]);
+    await member.waitForPeers(1, { timeoutMs: 10_000 });
+
+    // The stranger talks on the same group and port, on the same topic.
+    for (let i = 0; i < 100; i++) void stranger.broadcast("news", new Uint8Array([i]));
+    // Garbage: a header of the member's own cluster whose cluster-name length runs past the datagram's
+    // end, and random bytes.
+    const garbled = encodeEnvelopeHeader(cluster, new Uint8Array(16).fill(7), 1);
+    garbled[garbled.indexOf(0x1a) + 1] = 0x7f;
+    raw = createSocket("udp4");
+    await new Promise<void>((resolve) => raw!.bind(0, "127.0.0.1", resolve));
+    raw.setMulticastInterface("127.0.0.1");
+    const sendGarbage = () => {
+      raw!.send(garbled, port, group);
+      raw!.send(crypto.getRandomValues(new Uint8Array(randomInt(1, 1_400))), port, group);
+    };
+    await until(() => member.stats.dropped.WRONG_CLUSTER > 0 && member.stats.dropped.DECODE_FAILED > 0, sendGarbage);
+
+    // Still working: the partner's message arrives, and it is the only one delivered.
+    await partner.broadcast("news", new TextEncoder().encode("hello"));
+    await until(() => delivered.length > 0);
+    await sleep(200);
+    expect(delivered.map((message) => [message.sender, message.text()])).toEqual([[partner.id, "hello"]]);
+    expect(member.peers.map((peer) => peer.id)).toEqual([partner.id]);
+    expect(member.stats.unrouted).toBe(0);
+    expect(stranger.stats.dropped.WRONG_CLUSTER).toBeGreaterThan(0);
+  });
+});
