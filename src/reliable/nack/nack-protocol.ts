@@ -51,9 +51,9 @@ export const DEFAULT_NACK_OPTIONS: NackOptions = {
   nackDelayMinMs: 1,
   nackDelayMaxMs: 3,
   nackRetryMs: 10,
-  nackRetryMaxMs: 40,
-  maxNackSeqs: 4_096,
-  retransmitHoldoffMs: 10,
+  nackRetryMaxMs: 320,
+  maxNackSeqs: 1_024,
+  retransmitHoldoffMs: 20,
   ackThreshold: 1_024,
   ackThresholdBytes: 512 * 1024,
   ackDelayMs: 10,
@@ -230,9 +230,6 @@ export class NackProtocol implements ReliabilityProtocol {
           received: BigInt(stream.window.highestReceived),
         }),
       );
-      // The heartbeat carries the acknowledgement.
-      stream.window.unacked = 0;
-      stream.window.unackedBytes = 0;
     }
     return { highestSeq: this.#window.nextSeq - 1, lowestSeq: this.#lowestHeld(), digest };
   }
