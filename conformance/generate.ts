@@ -26,10 +26,10 @@ import {
   StateRequestSchema,
   UnlockOpSchema,
 } from "../gen/activeblaze/v1/cluster_pb.ts";
-import { MemberRefSchema } from "../gen/activeblaze/v1/common_pb.ts";
+import { MemberRefSchema, ViewIdSchema } from "../gen/activeblaze/v1/common_pb.ts";
 import { BundleSchema, EnvelopeSchema, FrameSchema } from "../gen/activeblaze/v1/envelope_pb.ts";
 import { FecParitySchema } from "../gen/activeblaze/v1/fec_pb.ts";
-import { ElectionKind, MemberInfoSchema, ViewIdSchema } from "../gen/activeblaze/v1/membership_pb.ts";
+import { ElectionKind, MemberInfoSchema } from "../gen/activeblaze/v1/membership_pb.ts";
 import { BlazeMessageSchema, ValueListSchema, ValueSchema } from "../gen/activeblaze/v1/message_pb.ts";
 import {
   Addressing,
@@ -692,6 +692,13 @@ const MULTICAST: AreaTable = {
         result: "valid",
       },
       {
+        name: "multicast/data/member-incarnation",
+        comment: "A point-to-point message on a stream opened to the receiver's incarnation 3.",
+        flags: [],
+        init: data({ seq: 1n, addressing: Addressing.MEMBER, targetId: ID_B, targetIncarnation: 3n, payload: utf8("hi") }),
+        result: "valid",
+      },
+      {
         name: "multicast/data/member-named-inbox",
         comment: "To one member's named inbox.",
         flags: [],
@@ -924,6 +931,16 @@ const MULTICAST: AreaTable = {
         comment: "A heartbeat with a two-member stability digest.",
         flags: [],
         init: env(sample("heartbeat")),
+        result: "valid",
+      },
+      {
+        name: "multicast/heartbeat/group-member",
+        comment: "A group member's heartbeat: its view, the queues it consumes, the oldest message it can still resend.",
+        flags: [],
+        init: env({
+          case: "heartbeat",
+          value: { highestSeq: 90n, lowestSeq: 12n, intervalMs: 1000, group: "orders", queues: ["jobs", "émails"], viewId: { coordinatorId: ID_B, counter: 7n } },
+        }),
         result: "valid",
       },
       {

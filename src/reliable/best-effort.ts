@@ -48,6 +48,7 @@ export class BestEffortProtocol implements ReliabilityProtocol {
     globalSeq: 0,
     ringSeq: 0,
     safe: false,
+    targetIncarnation: 0,
   };
 
   constructor(host: ProtocolHost) {

@@ -35,6 +35,8 @@ export interface DataFields {
   globalSeq: number;
   ringSeq: number;
   safe: boolean;
+  /** For point-to-point messages: the receiver incarnation the stream was opened to. */
+  targetIncarnation: number;
 }
 
 /** One frame of a received datagram: user data in hot-path form, or any other protocol message. */
@@ -96,7 +98,8 @@ function dataSize(data: DataFields, destination: Uint8Array): number {
     bytesFieldSize(data.payload.length) +
     fieldSize(1, data.globalSeq) +
     fieldSize(1, data.ringSeq) +
-    (data.safe ? 2 : 0)
+    (data.safe ? 2 : 0) +
+    fieldSize(1, data.targetIncarnation)
   );
 }
 
@@ -218,6 +221,7 @@ export class DatagramBuilder {
     pos = writeUint(buffer, pos, 12, data.globalSeq);
     pos = writeUint(buffer, pos, 13, data.ringSeq);
     pos = writeBool(buffer, pos, 14, data.safe);
+    pos = writeUint(buffer, pos, 15, data.targetIncarnation);
     this.#pos = pos;
     this.#frames++;
     return buffer.subarray(frameStart, pos);
@@ -410,12 +414,13 @@ export class DatagramReader {
       globalSeq: 0,
       ringSeq: 0,
       safe: false,
+      targetIncarnation: 0,
     };
     let seen = 0;
     while (cursor.pos < end) {
       const tag = cursor.varint();
       const field = tag >>> 3;
-      if (field > 14 || field === 0) return undefined;
+      if (field > 15 || field === 0) return undefined;
       if (seen & (1 << field)) return undefined;
       seen |= 1 << field;
       const wireType = tag & 7;
@@ -446,6 +451,7 @@ export class DatagramReader {
         case 12: data.globalSeq = value; break;
         case 13: data.ringSeq = value; break;
         case 14: data.safe = value !== 0; break;
+        case 15: data.targetIncarnation = value; break;
       }
       // uint32 fields past 2^32 and bools past 1 are truncated by protobuf decoders: leave those to it.
       if (cursor.failed || ((field >= 5 && field <= 8) || field === 10 || field === 14 ? value > 0xffffffff : false)) {
@@ -505,7 +511,10 @@ export function toDataFields(data: Data): DataFields | undefined {
   const requestId = toSafeNumber(data.requestId);
   const globalSeq = toSafeNumber(data.globalSeq);
   const ringSeq = toSafeNumber(data.ringSeq);
-  if (seq === undefined || requestId === undefined || globalSeq === undefined || ringSeq === undefined) return undefined;
+  const targetIncarnation = toSafeNumber(data.targetIncarnation);
+  if (seq === undefined || requestId === undefined || globalSeq === undefined || ringSeq === undefined || targetIncarnation === undefined) {
+    return undefined;
+  }
   return {
     case: "data",
     seq,
@@ -522,6 +531,7 @@ export function toDataFields(data: Data): DataFields | undefined {
     globalSeq,
     ringSeq,
     safe: data.safe,
+    targetIncarnation,
   };
 }
 
@@ -534,6 +544,7 @@ export function toData(fields: DataFields): Data {
     requestId: BigInt(fields.requestId),
     globalSeq: BigInt(fields.globalSeq),
     ringSeq: BigInt(fields.ringSeq),
+    targetIncarnation: BigInt(fields.targetIncarnation),
   });
 }
 

@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file activeblaze/v1/common.proto.
  */
 export const file_activeblaze_v1_common: GenFile = /*@__PURE__*/
-  fileDesc("ChthY3RpdmVibGF6ZS92MS9jb21tb24ucHJvdG8SDmFjdGl2ZWJsYXplLnYxIiwKCU1lbWJlclJlZhIKCgJpZBgBIAEoDBITCgtpbmNhcm5hdGlvbhgCIAEoBGIGcHJvdG8z");
+  fileDesc("ChthY3RpdmVibGF6ZS92MS9jb21tb24ucHJvdG8SDmFjdGl2ZWJsYXplLnYxIiwKCU1lbWJlclJlZhIKCgJpZBgBIAEoDBITCgtpbmNhcm5hdGlvbhgCIAEoBCIxCgZWaWV3SWQSFgoOY29vcmRpbmF0b3JfaWQYASABKAwSDwoHY291bnRlchgCIAEoBGIGcHJvdG8z");
 
 /**
  * A member's identity on the wire: its id and incarnation.
@@ -35,4 +35,28 @@ export type MemberRef = Message<"activeblaze.v1.MemberRef"> & {
  */
 export const MemberRefSchema: GenMessage<MemberRef> = /*@__PURE__*/
   messageDesc(file_activeblaze_v1_common, 0);
+
+/**
+ * Identifies a view: the member that installed it and a counter that grows with every view.
+ *
+ * @generated from message activeblaze.v1.ViewId
+ */
+export type ViewId = Message<"activeblaze.v1.ViewId"> & {
+  /**
+   * @generated from field: bytes coordinator_id = 1;
+   */
+  coordinatorId: Uint8Array;
+
+  /**
+   * @generated from field: uint64 counter = 2;
+   */
+  counter: bigint;
+};
+
+/**
+ * Describes the message activeblaze.v1.ViewId.
+ * Use `create(ViewIdSchema)` to create a new message.
+ */
+export const ViewIdSchema: GenMessage<ViewId> = /*@__PURE__*/
+  messageDesc(file_activeblaze_v1_common, 1);
 

@@ -4,7 +4,7 @@
 
 import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
-import type { MemberRef } from "./common_pb.ts";
+import type { MemberRef, ViewId } from "./common_pb.ts";
 import { file_activeblaze_v1_common } from "./common_pb.ts";
 import type { DigestEntry } from "./reliable_pb.ts";
 import { file_activeblaze_v1_reliable } from "./reliable_pb.ts";
@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file activeblaze/v1/membership.proto.
  */
 export const file_activeblaze_v1_membership: GenFile = /*@__PURE__*/
-  fileDesc("Ch9hY3RpdmVibGF6ZS92MS9tZW1iZXJzaGlwLnByb3RvEg5hY3RpdmVibGF6ZS52MSL7AQoKTWVtYmVySW5mbxIKCgJpZBgBIAEoDBITCgtpbmNhcm5hdGlvbhgCIAEoBBIMCgRuYW1lGAMgASgJEg4KBndlaWdodBgEIAEoBRI6CghtZXRhZGF0YRgFIAMoCzIoLmFjdGl2ZWJsYXplLnYxLk1lbWJlckluZm8uTWV0YWRhdGFFbnRyeRIOCgZncm91cHMYBiADKAkSDAoEaG9zdBgHIAEoCRIMCgRwb3J0GAggASgNEhUKDXN0YXJ0X3RpbWVfbXMYCSABKAQaLwoNTWV0YWRhdGFFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIjEKBlZpZXdJZBIWCg5jb29yZGluYXRvcl9pZBgBIAEoDBIPCgdjb3VudGVyGAIgASgEIkYKCURpc2NvdmVyeRIqCgZtZW1iZXIYASABKAsyGi5hY3RpdmVibGF6ZS52MS5NZW1iZXJJbmZvEg0KBWdyb3VwGAIgASgJItsBChFEaXNjb3ZlcnlSZXNwb25zZRIqCgZtZW1iZXIYASABKAsyGi5hY3RpdmVibGF6ZS52MS5NZW1iZXJJbmZvEg0KBWdyb3VwGAIgASgJEicKB3ZpZXdfaWQYAyABKAsyFi5hY3RpdmVibGF6ZS52MS5WaWV3SWQSLgoLY29vcmRpbmF0b3IYBCABKAsyGS5hY3RpdmVibGF6ZS52MS5NZW1iZXJSZWYSGAoQY29vcmRpbmF0b3JfaG9zdBgFIAEoCRIYChBjb29yZGluYXRvcl9wb3J0GAYgASgNIkEKBEpvaW4SKgoGbWVtYmVyGAEgASgLMhouYWN0aXZlYmxhemUudjEuTWVtYmVySW5mbxINCgVncm91cBgCIAEoCSKFAQoMSm9pblJlc3BvbnNlEg0KBWdyb3VwGAEgASgJEiIKBHZpZXcYAiABKAsyFC5hY3RpdmVibGF6ZS52MS5WaWV3EisKBmRpZ2VzdBgDIAMoCzIbLmFjdGl2ZWJsYXplLnYxLkRpZ2VzdEVudHJ5EhUKDXJlamVjdF9yZWFzb24YBCABKAkiFgoFTGVhdmUSDQoFZ3JvdXAYASABKAkivgEKBFZpZXcSDQoFZ3JvdXAYASABKAkSIgoCaWQYAiABKAsyFi5hY3RpdmVibGF6ZS52MS5WaWV3SWQSKwoHbWVtYmVycxgDIAMoCzIaLmFjdGl2ZWJsYXplLnYxLk1lbWJlckluZm8SLgoLY29vcmRpbmF0b3IYBCABKAsyGS5hY3RpdmVibGF6ZS52MS5NZW1iZXJSZWYSJgoGbWVyZ2VkGAUgAygLMhYuYWN0aXZlYmxhemUudjEuVmlld0lkIkEKB1ZpZXdBY2sSDQoFZ3JvdXAYASABKAkSJwoHdmlld19pZBgCIAEoCzIWLmFjdGl2ZWJsYXplLnYxLlZpZXdJZCJFCgdTdXNwZWN0Eg0KBWdyb3VwGAEgASgJEisKCHN1c3BlY3RzGAIgAygLMhkuYWN0aXZlYmxhemUudjEuTWVtYmVyUmVmIiQKBFBpbmcSDQoFbm9uY2UYASABKAQSDQoFZ3JvdXAYAiABKAkiJAoEUG9uZxINCgVub25jZRgBIAEoBBINCgVncm91cBgCIAEoCSK7AQoIRWxlY3Rpb24SKgoEa2luZBgBIAEoDjIcLmFjdGl2ZWJsYXplLnYxLkVsZWN0aW9uS2luZBINCgVncm91cBgCIAEoCRINCgVlcG9jaBgDIAEoBBIsCgljYW5kaWRhdGUYBCABKAsyGS5hY3RpdmVibGF6ZS52MS5NZW1iZXJSZWYSDgoGd2VpZ2h0GAUgASgFEicKB3ZpZXdfaWQYBiABKAsyFi5hY3RpdmVibGF6ZS52MS5WaWV3SWQqggEKDEVsZWN0aW9uS2luZBIdChlFTEVDVElPTl9LSU5EX1VOU1BFQ0lGSUVEEAASGgoWRUxFQ1RJT05fS0lORF9FTEVDVElPThABEhgKFEVMRUNUSU9OX0tJTkRfQU5TV0VSEAISHQoZRUxFQ1RJT05fS0lORF9DT09SRElOQVRPUhADYgZwcm90bzM", [file_activeblaze_v1_common, file_activeblaze_v1_reliable]);
+  fileDesc("Ch9hY3RpdmVibGF6ZS92MS9tZW1iZXJzaGlwLnByb3RvEg5hY3RpdmVibGF6ZS52MSL7AQoKTWVtYmVySW5mbxIKCgJpZBgBIAEoDBITCgtpbmNhcm5hdGlvbhgCIAEoBBIMCgRuYW1lGAMgASgJEg4KBndlaWdodBgEIAEoBRI6CghtZXRhZGF0YRgFIAMoCzIoLmFjdGl2ZWJsYXplLnYxLk1lbWJlckluZm8uTWV0YWRhdGFFbnRyeRIOCgZncm91cHMYBiADKAkSDAoEaG9zdBgHIAEoCRIMCgRwb3J0GAggASgNEhUKDXN0YXJ0X3RpbWVfbXMYCSABKAQaLwoNTWV0YWRhdGFFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIkYKCURpc2NvdmVyeRIqCgZtZW1iZXIYASABKAsyGi5hY3RpdmVibGF6ZS52MS5NZW1iZXJJbmZvEg0KBWdyb3VwGAIgASgJItsBChFEaXNjb3ZlcnlSZXNwb25zZRIqCgZtZW1iZXIYASABKAsyGi5hY3RpdmVibGF6ZS52MS5NZW1iZXJJbmZvEg0KBWdyb3VwGAIgASgJEicKB3ZpZXdfaWQYAyABKAsyFi5hY3RpdmVibGF6ZS52MS5WaWV3SWQSLgoLY29vcmRpbmF0b3IYBCABKAsyGS5hY3RpdmVibGF6ZS52MS5NZW1iZXJSZWYSGAoQY29vcmRpbmF0b3JfaG9zdBgFIAEoCRIYChBjb29yZGluYXRvcl9wb3J0GAYgASgNIkEKBEpvaW4SKgoGbWVtYmVyGAEgASgLMhouYWN0aXZlYmxhemUudjEuTWVtYmVySW5mbxINCgVncm91cBgCIAEoCSKFAQoMSm9pblJlc3BvbnNlEg0KBWdyb3VwGAEgASgJEiIKBHZpZXcYAiABKAsyFC5hY3RpdmVibGF6ZS52MS5WaWV3EisKBmRpZ2VzdBgDIAMoCzIbLmFjdGl2ZWJsYXplLnYxLkRpZ2VzdEVudHJ5EhUKDXJlamVjdF9yZWFzb24YBCABKAkiFgoFTGVhdmUSDQoFZ3JvdXAYASABKAkivgEKBFZpZXcSDQoFZ3JvdXAYASABKAkSIgoCaWQYAiABKAsyFi5hY3RpdmVibGF6ZS52MS5WaWV3SWQSKwoHbWVtYmVycxgDIAMoCzIaLmFjdGl2ZWJsYXplLnYxLk1lbWJlckluZm8SLgoLY29vcmRpbmF0b3IYBCABKAsyGS5hY3RpdmVibGF6ZS52MS5NZW1iZXJSZWYSJgoGbWVyZ2VkGAUgAygLMhYuYWN0aXZlYmxhemUudjEuVmlld0lkIkEKB1ZpZXdBY2sSDQoFZ3JvdXAYASABKAkSJwoHdmlld19pZBgCIAEoCzIWLmFjdGl2ZWJsYXplLnYxLlZpZXdJZCJFCgdTdXNwZWN0Eg0KBWdyb3VwGAEgASgJEisKCHN1c3BlY3RzGAIgAygLMhkuYWN0aXZlYmxhemUudjEuTWVtYmVyUmVmIiQKBFBpbmcSDQoFbm9uY2UYASABKAQSDQoFZ3JvdXAYAiABKAkiJAoEUG9uZxINCgVub25jZRgBIAEoBBINCgVncm91cBgCIAEoCSK7AQoIRWxlY3Rpb24SKgoEa2luZBgBIAEoDjIcLmFjdGl2ZWJsYXplLnYxLkVsZWN0aW9uS2luZBINCgVncm91cBgCIAEoCRINCgVlcG9jaBgDIAEoBBIsCgljYW5kaWRhdGUYBCABKAsyGS5hY3RpdmVibGF6ZS52MS5NZW1iZXJSZWYSDgoGd2VpZ2h0GAUgASgFEicKB3ZpZXdfaWQYBiABKAsyFi5hY3RpdmVibGF6ZS52MS5WaWV3SWQqggEKDEVsZWN0aW9uS2luZBIdChlFTEVDVElPTl9LSU5EX1VOU1BFQ0lGSUVEEAASGgoWRUxFQ1RJT05fS0lORF9FTEVDVElPThABEhgKFEVMRUNUSU9OX0tJTkRfQU5TV0VSEAISHQoZRUxFQ1RJT05fS0lORF9DT09SRElOQVRPUhADYgZwcm90bzM", [file_activeblaze_v1_common, file_activeblaze_v1_reliable]);
 
 /**
  * What a member tells the others about itself.
@@ -86,30 +86,6 @@ export const MemberInfoSchema: GenMessage<MemberInfo> = /*@__PURE__*/
   messageDesc(file_activeblaze_v1_membership, 0);
 
 /**
- * Identifies a view: the member that installed it and a counter that grows with every view.
- *
- * @generated from message activeblaze.v1.ViewId
- */
-export type ViewId = Message<"activeblaze.v1.ViewId"> & {
-  /**
-   * @generated from field: bytes coordinator_id = 1;
-   */
-  coordinatorId: Uint8Array;
-
-  /**
-   * @generated from field: uint64 counter = 2;
-   */
-  counter: bigint;
-};
-
-/**
- * Describes the message activeblaze.v1.ViewId.
- * Use `create(ViewIdSchema)` to create a new message.
- */
-export const ViewIdSchema: GenMessage<ViewId> = /*@__PURE__*/
-  messageDesc(file_activeblaze_v1_membership, 1);
-
-/**
  * A member looking for the group (multicast, or sent to each seed address).
  *
  * @generated from message activeblaze.v1.Discovery
@@ -131,7 +107,7 @@ export type Discovery = Message<"activeblaze.v1.Discovery"> & {
  * Use `create(DiscoverySchema)` to create a new message.
  */
 export const DiscoverySchema: GenMessage<Discovery> = /*@__PURE__*/
-  messageDesc(file_activeblaze_v1_membership, 2);
+  messageDesc(file_activeblaze_v1_membership, 1);
 
 /**
  * The answer of a member of the group to a Discovery.
@@ -175,7 +151,7 @@ export type DiscoveryResponse = Message<"activeblaze.v1.DiscoveryResponse"> & {
  * Use `create(DiscoveryResponseSchema)` to create a new message.
  */
 export const DiscoveryResponseSchema: GenMessage<DiscoveryResponse> = /*@__PURE__*/
-  messageDesc(file_activeblaze_v1_membership, 3);
+  messageDesc(file_activeblaze_v1_membership, 2);
 
 /**
  * Asks the coordinator to be added to the group's view.
@@ -199,7 +175,7 @@ export type Join = Message<"activeblaze.v1.Join"> & {
  * Use `create(JoinSchema)` to create a new message.
  */
 export const JoinSchema: GenMessage<Join> = /*@__PURE__*/
-  messageDesc(file_activeblaze_v1_membership, 4);
+  messageDesc(file_activeblaze_v1_membership, 3);
 
 /**
  * The coordinator's answer to a Join.
@@ -237,7 +213,7 @@ export type JoinResponse = Message<"activeblaze.v1.JoinResponse"> & {
  * Use `create(JoinResponseSchema)` to create a new message.
  */
 export const JoinResponseSchema: GenMessage<JoinResponse> = /*@__PURE__*/
-  messageDesc(file_activeblaze_v1_membership, 5);
+  messageDesc(file_activeblaze_v1_membership, 4);
 
 /**
  * A member leaving the group gracefully.
@@ -256,7 +232,7 @@ export type Leave = Message<"activeblaze.v1.Leave"> & {
  * Use `create(LeaveSchema)` to create a new message.
  */
 export const LeaveSchema: GenMessage<Leave> = /*@__PURE__*/
-  messageDesc(file_activeblaze_v1_membership, 6);
+  messageDesc(file_activeblaze_v1_membership, 5);
 
 /**
  * The membership of a group, the same members in the same order at every member.
@@ -299,7 +275,7 @@ export type View = Message<"activeblaze.v1.View"> & {
  * Use `create(ViewSchema)` to create a new message.
  */
 export const ViewSchema: GenMessage<View> = /*@__PURE__*/
-  messageDesc(file_activeblaze_v1_membership, 7);
+  messageDesc(file_activeblaze_v1_membership, 6);
 
 /**
  * A member acknowledges that it installed a view.
@@ -323,7 +299,7 @@ export type ViewAck = Message<"activeblaze.v1.ViewAck"> & {
  * Use `create(ViewAckSchema)` to create a new message.
  */
 export const ViewAckSchema: GenMessage<ViewAck> = /*@__PURE__*/
-  messageDesc(file_activeblaze_v1_membership, 8);
+  messageDesc(file_activeblaze_v1_membership, 7);
 
 /**
  * A member reports members it suspects of having failed.
@@ -347,7 +323,7 @@ export type Suspect = Message<"activeblaze.v1.Suspect"> & {
  * Use `create(SuspectSchema)` to create a new message.
  */
 export const SuspectSchema: GenMessage<Suspect> = /*@__PURE__*/
-  messageDesc(file_activeblaze_v1_membership, 9);
+  messageDesc(file_activeblaze_v1_membership, 8);
 
 /**
  * Are you alive? (suspicion verification, round-trip measurement)
@@ -371,7 +347,7 @@ export type Ping = Message<"activeblaze.v1.Ping"> & {
  * Use `create(PingSchema)` to create a new message.
  */
 export const PingSchema: GenMessage<Ping> = /*@__PURE__*/
-  messageDesc(file_activeblaze_v1_membership, 10);
+  messageDesc(file_activeblaze_v1_membership, 9);
 
 /**
  * The answer to a Ping, echoing its nonce.
@@ -395,7 +371,7 @@ export type Pong = Message<"activeblaze.v1.Pong"> & {
  * Use `create(PongSchema)` to create a new message.
  */
 export const PongSchema: GenMessage<Pong> = /*@__PURE__*/
-  messageDesc(file_activeblaze_v1_membership, 11);
+  messageDesc(file_activeblaze_v1_membership, 10);
 
 /**
  * Coordinator election messages.
@@ -441,7 +417,7 @@ export type Election = Message<"activeblaze.v1.Election"> & {
  * Use `create(ElectionSchema)` to create a new message.
  */
 export const ElectionSchema: GenMessage<Election> = /*@__PURE__*/
-  messageDesc(file_activeblaze_v1_membership, 12);
+  messageDesc(file_activeblaze_v1_membership, 11);
 
 /**
  * @generated from enum activeblaze.v1.ElectionKind

@@ -4,13 +4,15 @@
 
 import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
+import type { ViewId } from "./common_pb.ts";
+import { file_activeblaze_v1_common } from "./common_pb.ts";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file activeblaze/v1/reliable.proto.
  */
 export const file_activeblaze_v1_reliable: GenFile = /*@__PURE__*/
-  fileDesc("Ch1hY3RpdmVibGF6ZS92MS9yZWxpYWJsZS5wcm90bxIOYWN0aXZlYmxhemUudjEiJwoIU2VxUmFuZ2USDQoFZmlyc3QYASABKAQSDAoEbGFzdBgCIAEoBCLQAgoERGF0YRILCgNzZXEYASABKAQSLgoKYWRkcmVzc2luZxgCIAEoDjIaLmFjdGl2ZWJsYXplLnYxLkFkZHJlc3NpbmcSEwoLZGVzdGluYXRpb24YAyABKAkSEQoJdGFyZ2V0X2lkGAQgASgMEhMKC291dF9vZl9iYW5kGAUgASgIEhYKDmZyYWdtZW50X2luZGV4GAYgASgNEhYKDmZyYWdtZW50X2NvdW50GAcgASgNEhYKDm1lc3NhZ2VfbGVuZ3RoGAggASgNEhIKCnJlcXVlc3RfaWQYCSABKAQSLQoGZm9ybWF0GAogASgOMh0uYWN0aXZlYmxhemUudjEuUGF5bG9hZEZvcm1hdBIPCgdwYXlsb2FkGAsgASgMEhIKCmdsb2JhbF9zZXEYDCABKAQSEAoIcmluZ19zZXEYDSABKAQSDAoEc2FmZRgOIAEoCCKIAQoETmFjaxImCgZzdHJlYW0YASABKA4yFi5hY3RpdmVibGF6ZS52MS5TdHJlYW0SEQoJb3JpZ2luX2lkGAIgASgMEhoKEm9yaWdpbl9pbmNhcm5hdGlvbhgDIAEoBBIpCgdtaXNzaW5nGAQgAygLMhguYWN0aXZlYmxhemUudjEuU2VxUmFuZ2UinAEKA0FjaxImCgZzdHJlYW0YASABKA4yFi5hY3RpdmVibGF6ZS52MS5TdHJlYW0SEQoJb3JpZ2luX2lkGAIgASgMEhoKEm9yaWdpbl9pbmNhcm5hdGlvbhgDIAEoBBISCgpjdW11bGF0aXZlGAQgASgEEioKCHJlY2VpdmVkGAUgAygLMhguYWN0aXZlYmxhemUudjEuU2VxUmFuZ2UiWgoLRGlnZXN0RW50cnkSEQoJbWVtYmVyX2lkGAEgASgMEhMKC2luY2FybmF0aW9uGAIgASgEEhEKCWRlbGl2ZXJlZBgDIAEoBBIQCghyZWNlaXZlZBgEIAEoBCKFAQoJSGVhcnRiZWF0EhMKC2hpZ2hlc3Rfc2VxGAEgASgEEhMKC2ludGVydmFsX21zGAIgASgNEisKBmRpZ2VzdBgDIAMoCzIbLmFjdGl2ZWJsYXplLnYxLkRpZ2VzdEVudHJ5Eg0KBWdyb3VwGAQgASgJEhIKCmxvd2VzdF9zZXEYBSABKAQiOAoJU3RhYmlsaXR5EisKBnN0YWJsZRgBIAMoCzIbLmFjdGl2ZWJsYXplLnYxLkRpZ2VzdEVudHJ5ImoKBkNyZWRpdBImCgZzdHJlYW0YASABKA4yFi5hY3RpdmVibGF6ZS52MS5TdHJlYW0SEQoJb3JpZ2luX2lkGAIgASgMEhQKDGNyZWRpdF9ieXRlcxgDIAEoBBIPCgdyZXF1ZXN0GAQgASgIKpsBCgpBZGRyZXNzaW5nEhoKFkFERFJFU1NJTkdfVU5TUEVDSUZJRUQQABIUChBBRERSRVNTSU5HX1RPUElDEAESFQoRQUREUkVTU0lOR19NRU1CRVIQAhIUChBBRERSRVNTSU5HX1FVRVVFEAMSFAoQQUREUkVTU0lOR19SRVBMWRAEEhgKFEFERFJFU1NJTkdfUVVFVUVfQUNLEAUqUQoNUGF5bG9hZEZvcm1hdBIeChpQQVlMT0FEX0ZPUk1BVF9VTlNQRUNJRklFRBAAEiAKHFBBWUxPQURfRk9STUFUX0JMQVpFX01FU1NBR0UQASpKCgZTdHJlYW0SFgoSU1RSRUFNX1VOU1BFQ0lGSUVEEAASFAoQU1RSRUFNX01VTFRJQ0FTVBABEhIKDlNUUkVBTV9VTklDQVNUEAJiBnByb3RvMw");
+  fileDesc("Ch1hY3RpdmVibGF6ZS92MS9yZWxpYWJsZS5wcm90bxIOYWN0aXZlYmxhemUudjEiJwoIU2VxUmFuZ2USDQoFZmlyc3QYASABKAQSDAoEbGFzdBgCIAEoBCLsAgoERGF0YRILCgNzZXEYASABKAQSLgoKYWRkcmVzc2luZxgCIAEoDjIaLmFjdGl2ZWJsYXplLnYxLkFkZHJlc3NpbmcSEwoLZGVzdGluYXRpb24YAyABKAkSEQoJdGFyZ2V0X2lkGAQgASgMEhMKC291dF9vZl9iYW5kGAUgASgIEhYKDmZyYWdtZW50X2luZGV4GAYgASgNEhYKDmZyYWdtZW50X2NvdW50GAcgASgNEhYKDm1lc3NhZ2VfbGVuZ3RoGAggASgNEhIKCnJlcXVlc3RfaWQYCSABKAQSLQoGZm9ybWF0GAogASgOMh0uYWN0aXZlYmxhemUudjEuUGF5bG9hZEZvcm1hdBIPCgdwYXlsb2FkGAsgASgMEhIKCmdsb2JhbF9zZXEYDCABKAQSEAoIcmluZ19zZXEYDSABKAQSDAoEc2FmZRgOIAEoCBIaChJ0YXJnZXRfaW5jYXJuYXRpb24YDyABKAQiiAEKBE5hY2sSJgoGc3RyZWFtGAEgASgOMhYuYWN0aXZlYmxhemUudjEuU3RyZWFtEhEKCW9yaWdpbl9pZBgCIAEoDBIaChJvcmlnaW5faW5jYXJuYXRpb24YAyABKAQSKQoHbWlzc2luZxgEIAMoCzIYLmFjdGl2ZWJsYXplLnYxLlNlcVJhbmdlIpwBCgNBY2sSJgoGc3RyZWFtGAEgASgOMhYuYWN0aXZlYmxhemUudjEuU3RyZWFtEhEKCW9yaWdpbl9pZBgCIAEoDBIaChJvcmlnaW5faW5jYXJuYXRpb24YAyABKAQSEgoKY3VtdWxhdGl2ZRgEIAEoBBIqCghyZWNlaXZlZBgFIAMoCzIYLmFjdGl2ZWJsYXplLnYxLlNlcVJhbmdlIloKC0RpZ2VzdEVudHJ5EhEKCW1lbWJlcl9pZBgBIAEoDBITCgtpbmNhcm5hdGlvbhgCIAEoBBIRCglkZWxpdmVyZWQYAyABKAQSEAoIcmVjZWl2ZWQYBCABKAQivgEKCUhlYXJ0YmVhdBITCgtoaWdoZXN0X3NlcRgBIAEoBBITCgtpbnRlcnZhbF9tcxgCIAEoDRIrCgZkaWdlc3QYAyADKAsyGy5hY3RpdmVibGF6ZS52MS5EaWdlc3RFbnRyeRINCgVncm91cBgEIAEoCRISCgpsb3dlc3Rfc2VxGAUgASgEEg4KBnF1ZXVlcxgGIAMoCRInCgd2aWV3X2lkGAcgASgLMhYuYWN0aXZlYmxhemUudjEuVmlld0lkIjgKCVN0YWJpbGl0eRIrCgZzdGFibGUYASADKAsyGy5hY3RpdmVibGF6ZS52MS5EaWdlc3RFbnRyeSJqCgZDcmVkaXQSJgoGc3RyZWFtGAEgASgOMhYuYWN0aXZlYmxhemUudjEuU3RyZWFtEhEKCW9yaWdpbl9pZBgCIAEoDBIUCgxjcmVkaXRfYnl0ZXMYAyABKAQSDwoHcmVxdWVzdBgEIAEoCCqbAQoKQWRkcmVzc2luZxIaChZBRERSRVNTSU5HX1VOU1BFQ0lGSUVEEAASFAoQQUREUkVTU0lOR19UT1BJQxABEhUKEUFERFJFU1NJTkdfTUVNQkVSEAISFAoQQUREUkVTU0lOR19RVUVVRRADEhQKEEFERFJFU1NJTkdfUkVQTFkQBBIYChRBRERSRVNTSU5HX1FVRVVFX0FDSxAFKlEKDVBheWxvYWRGb3JtYXQSHgoaUEFZTE9BRF9GT1JNQVRfVU5TUEVDSUZJRUQQABIgChxQQVlMT0FEX0ZPUk1BVF9CTEFaRV9NRVNTQUdFEAEqSgoGU3RyZWFtEhYKElNUUkVBTV9VTlNQRUNJRklFRBAAEhQKEFNUUkVBTV9NVUxUSUNBU1QQARISCg5TVFJFQU1fVU5JQ0FTVBACYgZwcm90bzM", [file_activeblaze_v1_common]);
 
 /**
  * An inclusive range of sequence numbers.
@@ -131,6 +133,14 @@ export type Data = Message<"activeblaze.v1.Data"> & {
    * @generated from field: bool safe = 14;
    */
   safe: boolean;
+
+  /**
+   * For point-to-point messages: the receiver's incarnation the unicast stream was opened to. A receiver
+   * of another incarnation drops the message (the stream belongs to its previous life).
+   *
+   * @generated from field: uint64 target_incarnation = 15;
+   */
+  targetIncarnation: bigint;
 };
 
 /**
@@ -302,6 +312,20 @@ export type Heartbeat = Message<"activeblaze.v1.Heartbeat"> & {
    * @generated from field: uint64 lowest_seq = 5;
    */
   lowestSeq: bigint;
+
+  /**
+   * The queues the sender consumes from (queue messaging picks a consumer among the members that do).
+   *
+   * @generated from field: repeated string queues = 6;
+   */
+  queues: string[];
+
+  /**
+   * The view the sender has installed for `group` (a coordinator's heartbeat reveals a partition's view).
+   *
+   * @generated from field: activeblaze.v1.ViewId view_id = 7;
+   */
+  viewId?: ViewId | undefined;
 };
 
 /**

@@ -105,6 +105,7 @@ export class NackProtocol implements ReliabilityProtocol {
     globalSeq: 0,
     ringSeq: 0,
     safe: false,
+    targetIncarnation: 0,
   };
 
   constructor(host: ProtocolHost, localIncarnation: number, options: Partial<NackOptions> = {}) {
