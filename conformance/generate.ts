@@ -742,6 +742,13 @@ const MULTICAST: AreaTable = {
         result: "valid",
       },
       {
+        name: "multicast/data/queue-request",
+        comment: "A request through a queue: one consumer answers with a reply, which also acknowledges it.",
+        flags: [],
+        init: data({ seq: 11n, addressing: Addressing.QUEUE_REQUEST, destination: "jobs", requestId: 32n, targetId: ID_B, payload: utf8("work") }),
+        result: "valid",
+      },
+      {
         name: "multicast/data/request-id-max",
         comment: "Request id at the largest uint64.",
         flags: ["EdgeValue"],
