@@ -37,6 +37,8 @@ export type BlazeErrorCode =
   | "OVERSIZE"
   /** A datagram belongs to another cluster. */
   | "WRONG_CLUSTER"
+  /** The member a message or request was for left the group, or is not in it. */
+  | "UNREACHABLE"
   /** A user-supplied listener threw; the error is in `cause`. */
   | "LISTENER_ERROR"
   /** Any other transport failure reported by the runtime. */

@@ -1,8 +1,8 @@
-import { Addressing, PayloadFormat } from "../../gen/activeblaze/v1/reliable_pb.ts";
+import { Addressing, PayloadFormat, Stream } from "../../gen/activeblaze/v1/reliable_pb.ts";
 import { BlazeError } from "../errors.ts";
 import { BlazeMessage } from "../message/blaze-message.ts";
 import { BestEffortProtocol } from "../reliable/best-effort.ts";
-import { heartbeatFrame } from "../reliable/control-frames.ts";
+import { heartbeatFrame, type HeartbeatFields } from "../reliable/control-frames.ts";
 import { keyOf } from "../reliable/member-key.ts";
 import { NackProtocol } from "../reliable/nack/nack-protocol.ts";
 import {
@@ -18,14 +18,47 @@ import { Reassembler } from "../reliable/reassembler.ts";
 import { type Clock, type RandomSource, systemClock, systemRandom, type TimerHandle } from "../transport/clock.ts";
 import type { Address, TransportFactory } from "../transport/transport.ts";
 import { DropCounters, type DropReason } from "../wire/drop-reason.ts";
-import { type DataFields, NO_BYTES, type ReceivedFrame } from "../wire/frames.ts";
+import { type DataFields, leaveGroupOf, NO_BYTES, type ReceivedFrame, streamOf } from "../wire/frames.ts";
 import { MAX_NAME_BYTES, MEMBER_ID_BYTES } from "../wire/limits.ts";
 import { web } from "../web.ts";
 import { Endpoint, type EndpointStats, type NetworkConfig, type Peer } from "./endpoint.ts";
 import { Emitter, PushIterator } from "./events.ts";
 import { type ChannelOptions, resolveChannelOptions, type ResolvedChannelOptions } from "./options.ts";
+import { splitMessage } from "./fragments.ts";
 import { formatName, TopicMessage } from "./topic-message.ts";
 import { waitUntil, type WaitOptions } from "./wait.ts";
+
+/**
+ * What a higher level (the group channel) plugs into a channel: it sees the frames the channel does not
+ * handle itself, takes part in the life cycle and the heartbeat, and hears of peers. Internal API.
+ */
+export interface ChannelExtension {
+  /** The channel started: the endpoint is live and the multicast protocol running. */
+  started(context: ExtensionContext): void;
+  /** The channel is stopping (the endpoint still sends). */
+  stopping(): void;
+  /** A frame the channel does not handle (membership, point-to-point data, …); returns false if unhandled too. */
+  frame(peer: Peer, frame: ReceivedFrame): boolean;
+  peerUp(peer: Peer): void;
+  peerDown(peer: Peer, reason: "left" | "timeout"): void;
+  /** Adds to this member's heartbeat (e.g. the queues it consumes). */
+  heartbeat(fields: HeartbeatFields): HeartbeatFields;
+  /** Runs on every heartbeat tick. */
+  tick(): void;
+}
+
+/** What an extension gets when the channel starts. */
+export interface ExtensionContext {
+  readonly endpoint: Endpoint;
+  readonly clock: Clock;
+  readonly random: RandomSource;
+  readonly incarnation: number;
+  readonly reassembler: Reassembler;
+  /** Hands a (reassembled) message to topic listeners. */
+  dispatch(destination: string, sender: string, payload: Uint8Array, format: number, seq: number, outOfBand: boolean): void;
+  /** Sends this member's heartbeat now (e.g. after what it advertises changed). */
+  heartbeatNow(): void;
+}
 
 /** ActiveBlaze's life cycle: Constructed → Initialized → Started ⇄ Stopped; shutDown returns to Constructed. */
 export type ChannelState = "constructed" | "initialized" | "started" | "stopped";
@@ -144,7 +177,11 @@ export class Channel implements AsyncDisposable {
   #reassemblyFailures = 0;
   #unhandledFrames = 0;
 
-  constructor(options?: ChannelOptions) {
+  readonly #extension: ChannelExtension | undefined;
+
+  /** @param extension internal: how a higher level (the group channel) plugs in. */
+  constructor(options?: ChannelOptions, extension?: ChannelExtension) {
+    this.#extension = extension;
     this.#options = resolveChannelOptions(options);
     this.#clock = this.#options.clock ?? systemClock;
     this.#random = this.#options.random ?? systemRandom;
@@ -172,6 +209,11 @@ export class Channel implements AsyncDisposable {
 
   get state(): ChannelState {
     return this.#state;
+  }
+
+  /** How often this member sends heartbeats, in ms. */
+  get heartbeatIntervalMs(): number {
+    return this.#options.heartbeatIntervalMs;
   }
 
   /** The incarnation this member runs as (grows on every start). */
@@ -226,6 +268,16 @@ export class Channel implements AsyncDisposable {
       endpoint.start(this.#incarnation);
       this.#protocol = this.#createProtocol(endpoint);
       this.#state = "started";
+      this.#extension?.started({
+        endpoint,
+        clock: this.#clock,
+        random: this.#random,
+        incarnation: this.#incarnation,
+        reassembler: this.#reassembler,
+        dispatch: (destination, sender, payload, format, seq, outOfBand) =>
+          this.#dispatch(destination, sender, payload, format, seq, outOfBand),
+        heartbeatNow: () => this.#sendHeartbeat(),
+      });
       this.#sendHeartbeat();
       this.#scheduleHeartbeat();
     });
@@ -290,7 +342,11 @@ export class Channel implements AsyncDisposable {
       local?.();
       return RESOLVED;
     }
-    const pieces = this.#split(destination, payload, format, outOfBand);
+    const pieces = splitMessage(
+      { destination, addressing: Addressing.TOPIC, format, outOfBand, requestId: 0 },
+      payload,
+      this.#endpoint!.maxPayloadBytes(destination),
+    );
     let sent = 0;
     if (this.#pending.length === 0) {
       while (sent < pieces.length && protocol.canSend(pieces[sent]!.payload.length)) protocol.send(pieces[sent++]!);
@@ -343,6 +399,11 @@ export class Channel implements AsyncDisposable {
     this.#events.off(type, listener);
   }
 
+  /** Reports a background failure as an `error` event (for higher levels built on a channel). */
+  protected emitError(error: BlazeError, stage: string): void {
+    this.#events.emit("error", { error, stage });
+  }
+
   /** Resolves once at least `count` peers are heard. Default timeout 10 s; rejects with `TIMEOUT` or `ABORTED`. */
   waitForPeers(count: number, options: WaitOptions = {}): Promise<void> {
     return waitUntil(
@@ -390,6 +451,7 @@ export class Channel implements AsyncDisposable {
 
   #stopNow(): void {
     if (this.#state !== "started") return;
+    this.#extension?.stopping();
     this.#heartbeatTimer?.cancel();
     this.#heartbeatTimer = undefined;
     this.#protocol?.close();
@@ -418,32 +480,6 @@ export class Channel implements AsyncDisposable {
     return new NackProtocol(host, this.#incarnation, this.#options.nack);
   }
 
-  #split(destination: string, payload: Uint8Array, format: number, outOfBand: boolean): OutgoingData[] {
-    const fragment = this.#endpoint!.maxPayloadBytes(destination);
-    // Object literals, not spreads: on the send path a spread costs several microseconds a message.
-    if (payload.length <= fragment) {
-      return [
-        { destination, addressing: Addressing.TOPIC, format, outOfBand, requestId: 0, payload, fragmentIndex: 0, fragmentCount: 0, messageLength: 0 },
-      ];
-    }
-    const count = Math.ceil(payload.length / fragment);
-    const pieces: OutgoingData[] = [];
-    for (let i = 0; i < count; i++) {
-      pieces.push({
-        destination,
-        addressing: Addressing.TOPIC,
-        format,
-        outOfBand,
-        requestId: 0,
-        payload: payload.subarray(i * fragment, Math.min(payload.length, (i + 1) * fragment)),
-        fragmentIndex: i,
-        fragmentCount: count,
-        messageLength: payload.length,
-      });
-    }
-    return pieces;
-  }
-
   // The window opened: send queued broadcasts, oldest first.
   #pump(): void {
     const protocol = this.#protocol;
@@ -463,23 +499,31 @@ export class Channel implements AsyncDisposable {
   #onFrames(peer: Peer, frames: readonly ReceivedFrame[]): void {
     const protocol = this.#protocol;
     if (protocol === undefined) return;
+    const extension = this.#extension;
     for (const frame of frames) {
       switch (frame.case) {
         case "data":
-          protocol.onData(peer.key, peer.incarnation, frame);
+          // Point-to-point data travels on its own streams, which a higher level runs.
+          if (frame.targetId.length === 0) protocol.onData(peer.key, peer.incarnation, frame);
+          else if (extension?.frame(peer, frame) !== true) this.#unhandledFrames++;
           break;
         case "nack":
         case "ack":
+          if (streamOf(frame.frame) === Stream.MULTICAST) protocol.onControl(peer.key, peer.incarnation, frame.frame);
+          else if (extension?.frame(peer, frame) !== true) this.#unhandledFrames++;
+          break;
         case "heartbeat":
           protocol.onControl(peer.key, peer.incarnation, frame.frame);
-          break;
-        case "leave":
+          extension?.frame(peer, frame);
           break;
         default:
-          this.#unhandledFrames++;
+          // A channel-level goodbye (a Leave of no group) is the endpoint's; everything else goes up.
+          if (frame.case === "leave" && leaveGroupOf(frame.frame) === "") break;
+          if (extension?.frame(peer, frame) !== true) this.#unhandledFrames++;
       }
     }
   }
+
 
   #onDeliver(peer: PeerKey, data: DataFields): void {
     if (data.fragmentCount === 0) {
@@ -517,6 +561,7 @@ export class Channel implements AsyncDisposable {
 
   #onPeerUp(peer: Peer): void {
     this.#protocol?.onPeerUp(peer.key, peer.incarnation);
+    this.#extension?.peerUp(peer);
     // Tell a newcomer at once where our stream stands, so it neither waits for nor misses messages.
     if (this.#protocol !== undefined) this.#endpoint!.unicastFrame(peer.key, this.#heartbeatFrame());
     this.#events.emit("peerUp", { peer: peerInfo(peer) });
@@ -525,6 +570,7 @@ export class Channel implements AsyncDisposable {
 
   #onPeerDown(peer: Peer, reason: "left" | "timeout"): void {
     this.#protocol?.onPeerDown(peer.key);
+    this.#extension?.peerDown(peer, reason);
     this.#reassembler.forget(peer.key);
     this.#events.emit("peerDown", { peer: peerInfo(peer), reason });
   }
@@ -544,7 +590,8 @@ export class Channel implements AsyncDisposable {
   }
 
   #heartbeatFrame(): Uint8Array {
-    return heartbeatFrame({ ...this.#protocol!.heartbeat(), intervalMs: this.#options.heartbeatIntervalMs });
+    const fields: HeartbeatFields = { ...this.#protocol!.heartbeat(), intervalMs: this.#options.heartbeatIntervalMs };
+    return heartbeatFrame(this.#extension?.heartbeat(fields) ?? fields);
   }
 
   #sendHeartbeat(): void {
@@ -556,6 +603,7 @@ export class Channel implements AsyncDisposable {
       if (this.#state !== "started") return;
       this.#sendHeartbeat();
       this.#endpoint!.expirePeers();
+      this.#extension?.tick();
       this.#reassemblyFailures += this.#reassembler.expire(this.#clock.now());
       this.#scheduleHeartbeat();
     });

@@ -7,7 +7,7 @@ import type { PeerKey } from "../reliable/protocol.ts";
 import type { Clock } from "../transport/clock.ts";
 import type { Address, Transport, TransportFactory } from "../transport/transport.ts";
 import { DropCounters } from "../wire/drop-reason.ts";
-import { type DataFields, DatagramBuilder, DatagramReader, encodeEnvelopeHeader, type ReceivedFrame } from "../wire/frames.ts";
+import { type DataFields, DatagramBuilder, DatagramReader, encodeEnvelopeHeader, leaveGroupOf, type ReceivedFrame } from "../wire/frames.ts";
 
 /** Where a channel's "everyone" datagrams go. */
 export type NetworkConfig =
@@ -221,14 +221,30 @@ export class Endpoint {
   }
 
   unicastFrameTo(address: Address, frame: Uint8Array): void {
+    this.#queueFrame(this.#outboxTo(address), frame);
+  }
+
+  /** Writes a point-to-point Data frame into the next datagram to `address`; returns the frame's bytes. */
+  unicastDataTo(address: Address, data: DataFields): Uint8Array {
+    const outbox = this.#outboxTo(address);
+    if (!outbox.builder.fits(outbox.builder.dataFrameSize(data))) this.#send(outbox);
+    const frame = outbox.builder.addData(data);
+    this.#scheduleFlush();
+    return frame;
+  }
+
+  #outboxTo(address: Address): Outbox {
     const key = `${address.host}:${address.port}`;
     let outbox = this.#unicast.get(key);
     if (outbox === undefined) {
-      if (this.#unicast.size >= 1024) this.#unicast.clear();
+      if (this.#unicast.size >= 1024) {
+        this.flush();
+        this.#unicast.clear();
+      }
       outbox = { builder: new DatagramBuilder(this.#header, this.#config.maxDatagramBytes), to: address };
       this.#unicast.set(key, outbox);
     }
-    this.#queueFrame(outbox, frame);
+    return outbox;
   }
 
   /** Sends every datagram being filled. */
@@ -309,7 +325,8 @@ export class Endpoint {
       this.stats.staleIncarnation++;
       return;
     }
-    const leaving = frames.some((frame) => frame.case === "leave");
+    // A Leave of no group is a channel-level goodbye; one naming a group is membership's business.
+    const leaving = frames.some((frame) => frame.case === "leave" && leaveGroupOf(frame.frame) === "");
     if (leaving && peer === undefined) return;
     if (peer === undefined || incarnation > peer.incarnation) {
       if (peer !== undefined) this.#remove(peer, "left", now);

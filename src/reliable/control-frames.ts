@@ -51,6 +51,8 @@ export interface HeartbeatFields {
   readonly intervalMs: number;
   readonly digest: DigestEntry[];
   readonly group?: string;
+  /** The queues the sender consumes from. */
+  readonly queues?: readonly string[];
 }
 
 export function heartbeatFrame(fields: HeartbeatFields): Uint8Array {
@@ -65,6 +67,7 @@ export function heartbeatFrame(fields: HeartbeatFields): Uint8Array {
           intervalMs: fields.intervalMs,
           digest: fields.digest,
           group: fields.group ?? "",
+          queues: [...(fields.queues ?? [])],
         }),
       },
     }),

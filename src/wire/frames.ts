@@ -557,3 +557,14 @@ function sameBytes(bytes: Uint8Array, start: number, end: number, expected: Uint
   for (let i = 0; i < expected.length; i++) if (bytes[start + i] !== expected[i]) return false;
   return true;
 }
+
+/** The stream an Ack or Nack frame refers to (undefined for other kinds). */
+export function streamOf(frame: Frame): number | undefined {
+  const kind = frame.kind;
+  return kind.case === "nack" || kind.case === "ack" ? kind.value.stream : undefined;
+}
+
+/** The group a Leave frame names ("" for a channel-level goodbye; undefined for other kinds). */
+export function leaveGroupOf(frame: Frame): string | undefined {
+  return frame.kind.case === "leave" ? frame.kind.value.group : undefined;
+}
