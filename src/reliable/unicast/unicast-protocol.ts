@@ -1,0 +1,480 @@
+import type { Frame } from "../../../gen/activeblaze/v1/envelope_pb.ts";
+import { type Ack, type Nack, Stream } from "../../../gen/activeblaze/v1/reliable_pb.ts";
+import type { Clock, RandomSource, TimerHandle } from "../../transport/clock.ts";
+import { type DataFields, NO_BYTES } from "../../wire/frames.ts";
+import { ackFrame, nackFrame } from "../control-frames.ts";
+import { idOf } from "../member-key.ts";
+import { ReceiveWindow } from "../nack/receive-window.ts";
+import { emptyStats, type OutgoingData, type PeerKey, type ProtocolStats } from "../protocol.ts";
+
+/** What the point-to-point streams need from the channel they run in. */
+export interface UnicastHost {
+  readonly clock: Clock;
+  readonly random: RandomSource;
+  /** This member's id in hex. */
+  readonly localKey: PeerKey;
+  readonly localIncarnation: number;
+  /** Writes a point-to-point Data frame into the next datagram to `peer`; returns the frame bytes (kept for retransmission). */
+  unicastData(peer: PeerKey, data: DataFields): Uint8Array;
+  /** Queues an encoded frame (a retransmission, an ack or a nack) for the next datagram to `peer`. */
+  unicastFrame(peer: PeerKey, frame: Uint8Array): void;
+  /** Hands a received message up, in order, exactly once per (sender incarnation, receiver incarnation). */
+  deliver(peer: PeerKey, data: DataFields): void;
+  /** The window to `peer` has room again. */
+  writable(peer: PeerKey): void;
+}
+
+/** Tuning of the point-to-point streams. Every duration is in milliseconds. */
+export interface UnicastOptions {
+  /** Most messages sent to one peer and not yet acknowledged: the window. */
+  readonly windowMessages: number;
+  /** Most bytes (encoded frames) sent to one peer and not yet acknowledged. A message always fits in an empty window. */
+  readonly windowBytes: number;
+  /** A receiver acknowledges after this many messages, or this many payload bytes… */
+  readonly ackThreshold: number;
+  readonly ackThresholdBytes: number;
+  /** …or this long after the first unacknowledged one. */
+  readonly ackDelayMs: number;
+  /** A gap is NACKed this long after it appears (a little reordering then costs no NACK). */
+  readonly nackDelayMs: number;
+  /** First wait before repeating an unanswered NACK; doubles up to `nackRetryMaxMs`. */
+  readonly nackRetryMs: number;
+  readonly nackRetryMaxMs: number;
+  /** Most sequence numbers one NACK asks for (and a sender answers). */
+  readonly maxNackSeqs: number;
+  /** A message is not retransmitted twice within this time (a repeated NACK crossing a repair costs no second one). */
+  readonly retransmitHoldoffMs: number;
+  /** With messages unacknowledged and no acknowledgement progress for this long, the highest is resent; doubles up to `rtoMaxMs`. */
+  readonly rtoMs: number;
+  readonly rtoMaxMs: number;
+}
+
+export const DEFAULT_UNICAST_OPTIONS: UnicastOptions = {
+  windowMessages: 16_384,
+  windowBytes: 4 * 1024 * 1024,
+  ackThreshold: 256,
+  ackThresholdBytes: 1024 * 1024,
+  ackDelayMs: 5,
+  nackDelayMs: 1,
+  nackRetryMs: 10,
+  nackRetryMaxMs: 320,
+  maxNackSeqs: 1_024,
+  retransmitHoldoffMs: 20,
+  rtoMs: 40,
+  rtoMaxMs: 1_000,
+};
+
+/**
+ * The unacknowledged frames of one send stream, by sequence number: a ring indexed by `seq mod size`,
+ * doubled when full. It starts small because a member keeps one per peer it talks to, and most
+ * point-to-point traffic (requests, replies) is a few messages at a time.
+ */
+class SendBuffer {
+  /** The next sequence number to hand out. */
+  nextSeq = 1;
+  /** The lowest unacknowledged sequence number. */
+  low = 1;
+  /** Bytes of the frames held. */
+  bytes = 0;
+  #frames: Array<Uint8Array | undefined> = new Array(64);
+  #resentAt = new Float64Array(64);
+
+  /** Messages held: sent and not yet acknowledged. */
+  get size(): number {
+    return this.nextSeq - this.low;
+  }
+
+  /** Keeps the frame of the next message; returns its sequence number. */
+  add(frame: Uint8Array): number {
+    if (this.size === this.#frames.length) this.#grow();
+    const seq = this.nextSeq++;
+    const slot = seq % this.#frames.length;
+    this.#frames[slot] = frame;
+    // Never resent, so a first NACK is answered at once whatever the clock reads.
+    this.#resentAt[slot] = -Infinity;
+    this.bytes += frame.length;
+    return seq;
+  }
+
+  /** The frame of `seq`, if still held. */
+  frame(seq: number): Uint8Array | undefined {
+    return seq >= this.low && seq < this.nextSeq ? this.#frames[seq % this.#frames.length] : undefined;
+  }
+
+  resentAt(seq: number): number {
+    return this.#resentAt[seq % this.#frames.length]!;
+  }
+
+  markResent(seq: number, now: number): void {
+    this.#resentAt[seq % this.#frames.length] = now;
+  }
+
+  /** Drops everything up to `cumulative`; returns how many messages that freed. */
+  ackUpTo(cumulative: number): number {
+    const last = Math.min(cumulative, this.nextSeq - 1);
+    const freed = last - this.low + 1;
+    if (freed <= 0) return 0;
+    const frames = this.#frames;
+    for (let seq = this.low; seq <= last; seq++) {
+      const slot = seq % frames.length;
+      this.bytes -= frames[slot]!.length;
+      frames[slot] = undefined;
+    }
+    this.low = last + 1;
+    return freed;
+  }
+
+  #grow(): void {
+    const frames = this.#frames;
+    const resentAt = this.#resentAt;
+    this.#frames = new Array(frames.length * 2);
+    this.#resentAt = new Float64Array(frames.length * 2);
+    for (let seq = this.low; seq < this.nextSeq; seq++) {
+      this.#frames[seq % this.#frames.length] = frames[seq % frames.length];
+      this.#resentAt[seq % this.#frames.length] = resentAt[seq % frames.length]!;
+    }
+  }
+}
+
+/** Our stream to one incarnation of a peer. */
+interface SendStream {
+  readonly incarnation: number;
+  readonly targetId: Uint8Array;
+  readonly buffer: SendBuffer;
+  /** Armed exactly while messages are unacknowledged; restarted by every acknowledgement that frees some. */
+  rtoTimer: TimerHandle | undefined;
+  /** The current retransmission timeout (backs off while no acknowledgement comes). */
+  rto: number;
+  /** The rto timer's callback, made once per stream. */
+  readonly onRto: () => void;
+}
+
+/** One incarnation of a peer's stream to us. */
+interface ReceiveStream {
+  readonly window: ReceiveWindow;
+  readonly originId: Uint8Array;
+  readonly deliver: (data: DataFields) => void;
+}
+
+/**
+ * Reliable point-to-point streams, in the manner of JGroups' UNICAST3: one numbered stream per ordered
+ * pair of member incarnations. The receiver delivers in order, exactly once, acknowledges cumulatively
+ * (after a few messages or a few milliseconds) and NACKs gaps; the sender keeps frames until they are
+ * acknowledged and retransmits what is NACKed. A lost tail has no later message to reveal it, so when
+ * acknowledgements stall for the retransmission timeout the sender resends its highest unacknowledged
+ * message: the receiver then sees the gap below it (and NACKs it) or a duplicate (and acknowledges again).
+ *
+ * A Data frame names the receiver incarnation its stream was opened to (`targetIncarnation`): a member
+ * that restarted drops what was meant for its previous life, so a stream is never confused with the
+ * next one, which starts again at 1. Received Data for another incarnation of this member, from an
+ * older incarnation of its sender, or too far ahead of the window is counted in `stats.outOfWindow`.
+ */
+export class UnicastProtocol {
+  readonly #host: UnicastHost;
+  readonly #options: UnicastOptions;
+  readonly #localId: Uint8Array;
+  readonly #sendStreams = new Map<PeerKey, SendStream>();
+  readonly #receiveStreams = new Map<PeerKey, ReceiveStream>();
+  /** Each peer's newest incarnation heard of (onPeerUp, or Data). */
+  readonly #incarnations = new Map<PeerKey, number>();
+  readonly #stats: ProtocolStats = emptyStats();
+  #unackedTotal = 0;
+  #closed = false;
+  readonly #scratch: DataFields = {
+    case: "data",
+    seq: 0,
+    addressing: 0,
+    destination: "",
+    targetId: NO_BYTES,
+    outOfBand: false,
+    fragmentIndex: 0,
+    fragmentCount: 0,
+    messageLength: 0,
+    requestId: 0,
+    format: 0,
+    payload: NO_BYTES,
+    globalSeq: 0,
+    ringSeq: 0,
+    safe: false,
+    targetIncarnation: 0,
+  };
+
+  constructor(host: UnicastHost, options: Partial<UnicastOptions> = {}) {
+    this.#host = host;
+    this.#options = { ...DEFAULT_UNICAST_OPTIONS, ...options };
+    this.#localId = idOf(host.localKey);
+  }
+
+  get stats(): Readonly<ProtocolStats> {
+    this.#stats.unstable = this.#unackedTotal;
+    return this.#stats;
+  }
+
+  canSend(peer: PeerKey, bytes: number): boolean {
+    const buffer = this.#sendStreams.get(peer)?.buffer;
+    if (buffer === undefined || buffer.size === 0) return true;
+    return buffer.size < this.#options.windowMessages && buffer.bytes + bytes <= this.#options.windowBytes;
+  }
+
+  send(peer: PeerKey, peerIncarnation: number, out: OutgoingData): number {
+    let stream = this.#sendStreams.get(peer);
+    if (stream === undefined || stream.incarnation !== peerIncarnation) stream = this.#openSend(peer, peerIncarnation);
+    const buffer = stream.buffer;
+    // The frame is encoded at once, so one scratch object serves every message.
+    const data = this.#scratch;
+    data.seq = buffer.nextSeq;
+    data.addressing = out.addressing;
+    data.destination = out.destination;
+    data.targetId = stream.targetId;
+    data.targetIncarnation = peerIncarnation;
+    data.outOfBand = out.outOfBand;
+    data.fragmentIndex = out.fragmentIndex;
+    data.fragmentCount = out.fragmentCount;
+    data.messageLength = out.messageLength;
+    data.requestId = out.requestId;
+    data.format = out.format;
+    data.payload = out.payload;
+    const seq = buffer.add(this.#host.unicastData(peer, data));
+    data.payload = NO_BYTES;
+    this.#unackedTotal++;
+    this.#stats.sent++;
+    // The first unacknowledged message starts the rto.
+    if (stream.rtoTimer === undefined) stream.rtoTimer = this.#host.clock.setTimer(stream.rto, stream.onRto);
+    return seq;
+  }
+
+  onData(peer: PeerKey, incarnation: number, data: DataFields): void {
+    if (data.targetIncarnation !== this.#host.localIncarnation) {
+      // Meant for an earlier (or later) life of this member: that stream is not ours.
+      this.#stats.outOfWindow++;
+      return;
+    }
+    let stream = this.#receiveStreams.get(peer);
+    if (stream === undefined || stream.window.incarnation !== incarnation) {
+      const known = this.#incarnations.get(peer);
+      if (known !== undefined && incarnation < known) {
+        this.#stats.outOfWindow++;
+        return;
+      }
+      if (known !== incarnation) this.onPeerUp(peer, incarnation);
+      stream = this.#openReceive(peer, incarnation);
+    }
+    const window = stream.window;
+    if (data.seq >= window.next + 4 * this.#options.windowMessages) {
+      // Further ahead than a sender's window allows: not trustworthy, and it would grow the early buffer.
+      this.#stats.outOfWindow++;
+      return;
+    }
+    if (!window.receive(data, stream.deliver)) {
+      this.#stats.duplicates++;
+      // A duplicate (typically the sender's rto resend) means our acknowledgement may have been lost: send it again.
+      window.unacked++;
+    }
+    this.#afterReceive(peer, stream);
+  }
+
+  onControl(peer: PeerKey, incarnation: number, frame: Frame): void {
+    const kind = frame.kind;
+    if (kind.case !== "ack" && kind.case !== "nack") return;
+    const control: Ack | Nack = kind.value;
+    if (control.stream !== Stream.UNICAST || !sameId(control.originId, this.#localId)) return;
+    if (Number(control.originIncarnation) !== this.#host.localIncarnation) return;
+    const stream = this.#sendStreams.get(peer);
+    // From another incarnation of the receiver than the one the stream goes to: not about this stream.
+    if (stream === undefined || stream.incarnation !== incarnation) return;
+    if (kind.case === "ack") this.#onAck(peer, stream, Number(kind.value.cumulative));
+    else this.#onNack(peer, stream, kind.value);
+  }
+
+  onPeerUp(peer: PeerKey, incarnation: number): void {
+    const known = this.#incarnations.get(peer);
+    if (known !== undefined && incarnation < known) return;
+    this.#incarnations.set(peer, incarnation);
+    const receiving = this.#receiveStreams.get(peer);
+    if (receiving !== undefined && receiving.window.incarnation !== incarnation) this.#dropReceive(peer, receiving);
+    const sending = this.#sendStreams.get(peer);
+    if (sending !== undefined && sending.incarnation !== incarnation) this.#dropSend(peer, sending);
+  }
+
+  onPeerDown(peer: PeerKey): void {
+    this.#incarnations.delete(peer);
+    const receiving = this.#receiveStreams.get(peer);
+    if (receiving !== undefined) this.#dropReceive(peer, receiving);
+    const sending = this.#sendStreams.get(peer);
+    if (sending !== undefined) this.#dropSend(peer, sending);
+  }
+
+  unacked(peer: PeerKey): number {
+    return this.#sendStreams.get(peer)?.buffer.size ?? 0;
+  }
+
+  close(): void {
+    this.#closed = true;
+    for (const stream of this.#sendStreams.values()) stream.rtoTimer?.cancel();
+    for (const stream of this.#receiveStreams.values()) cancelReceiveTimers(stream.window);
+    this.#sendStreams.clear();
+    this.#receiveStreams.clear();
+    this.#incarnations.clear();
+    this.#unackedTotal = 0;
+  }
+
+  // Replaces any stream to another incarnation of `peer` (its messages are discarded): the caller is
+  // sending, so it needs no writable() call, which could re-enter send() before the new stream exists.
+  #openSend(peer: PeerKey, incarnation: number): SendStream {
+    const old = this.#sendStreams.get(peer);
+    if (old !== undefined) this.#discard(old);
+    const stream: SendStream = {
+      incarnation,
+      targetId: idOf(peer),
+      buffer: new SendBuffer(),
+      rtoTimer: undefined,
+      rto: this.#options.rtoMs,
+      onRto: () => this.#onRto(peer, stream),
+    };
+    this.#sendStreams.set(peer, stream);
+    return stream;
+  }
+
+  // Called last by the peer events, after every other change: writable() may re-enter send().
+  #dropSend(peer: PeerKey, stream: SendStream): void {
+    this.#sendStreams.delete(peer);
+    // A sender blocked on the old stream's window may go on (to the new incarnation, or to fail).
+    if (this.#discard(stream) > 0) this.#host.writable(peer);
+  }
+
+  /** Stops a send stream and forgets its unacknowledged messages; returns how many there were. */
+  #discard(stream: SendStream): number {
+    stream.rtoTimer?.cancel();
+    stream.rtoTimer = undefined;
+    const discarded = stream.buffer.size;
+    this.#unackedTotal -= discarded;
+    return discarded;
+  }
+
+  #openReceive(peer: PeerKey, incarnation: number): ReceiveStream {
+    const host = this.#host;
+    const stats = this.#stats;
+    const stream: ReceiveStream = {
+      window: new ReceiveWindow(1, incarnation),
+      originId: idOf(peer),
+      deliver: (data) => {
+        stats.delivered++;
+        host.deliver(peer, data);
+      },
+    };
+    this.#receiveStreams.set(peer, stream);
+    return stream;
+  }
+
+  #dropReceive(peer: PeerKey, stream: ReceiveStream): void {
+    cancelReceiveTimers(stream.window);
+    this.#receiveStreams.delete(peer);
+  }
+
+  #afterReceive(peer: PeerKey, stream: ReceiveStream): void {
+    const window = stream.window;
+    if (window.hasGap) {
+      if (window.nackTimer === undefined) this.#scheduleNack(peer, stream, this.#options.nackDelayMs);
+    } else if (window.nackTimer !== undefined) {
+      window.nackTimer.cancel();
+      window.nackTimer = undefined;
+      window.nackAttempts = 0;
+    }
+    if (window.unacked >= this.#options.ackThreshold || window.unackedBytes >= this.#options.ackThresholdBytes) {
+      this.#sendAck(peer, stream);
+    } else if (window.unacked > 0 && window.ackTimer === undefined) {
+      window.ackTimer = this.#host.clock.setTimer(this.#options.ackDelayMs, () => {
+        window.ackTimer = undefined;
+        if (!this.#closed && this.#receiveStreams.get(peer) === stream && window.unacked > 0) this.#sendAck(peer, stream);
+      });
+    }
+  }
+
+  #sendAck(peer: PeerKey, stream: ReceiveStream): void {
+    const window = stream.window;
+    window.unacked = 0;
+    window.unackedBytes = 0;
+    window.ackTimer?.cancel();
+    window.ackTimer = undefined;
+    this.#host.unicastFrame(peer, ackFrame(Stream.UNICAST, stream.originId, window.incarnation, window.next - 1, window.highestReceived));
+    this.#stats.acksSent++;
+  }
+
+  #scheduleNack(peer: PeerKey, stream: ReceiveStream, delayMs: number): void {
+    const window = stream.window;
+    window.nackTimer = this.#host.clock.setTimer(delayMs, () => {
+      window.nackTimer = undefined;
+      if (this.#closed || this.#receiveStreams.get(peer) !== stream || !window.hasGap) {
+        window.nackAttempts = 0;
+        return;
+      }
+      this.#host.unicastFrame(peer, nackFrame(Stream.UNICAST, stream.originId, window.incarnation, window.missing(this.#options.maxNackSeqs)));
+      this.#stats.nacksSent++;
+      window.nackAttempts++;
+      const { nackRetryMs, nackRetryMaxMs } = this.#options;
+      this.#scheduleNack(peer, stream, Math.min(nackRetryMaxMs, nackRetryMs * 2 ** Math.min(window.nackAttempts - 1, 10)));
+    });
+  }
+
+  #onAck(peer: PeerKey, stream: SendStream, cumulative: number): void {
+    const freed = stream.buffer.ackUpTo(cumulative);
+    if (freed === 0) return;
+    this.#unackedTotal -= freed;
+    stream.rto = this.#options.rtoMs;
+    stream.rtoTimer?.cancel();
+    stream.rtoTimer = stream.buffer.size > 0 ? this.#host.clock.setTimer(stream.rto, stream.onRto) : undefined;
+    this.#host.writable(peer);
+  }
+
+  // Retransmits what is asked for, each message at most once per holdoff.
+  #onNack(peer: PeerKey, stream: SendStream, nack: Nack): void {
+    this.#stats.nacksReceived++;
+    const buffer = stream.buffer;
+    const now = this.#host.clock.now();
+    const holdoff = this.#options.retransmitHoldoffMs;
+    let budget = this.#options.maxNackSeqs;
+    for (const range of nack.missing) {
+      const first = Math.max(Number(range.first), buffer.low);
+      const last = Math.min(Number(range.last), buffer.nextSeq - 1, first + budget - 1);
+      for (let seq = first; seq <= last; seq++) {
+        budget--;
+        if (now - buffer.resentAt(seq) < holdoff) continue;
+        buffer.markResent(seq, now);
+        this.#host.unicastFrame(peer, buffer.frame(seq)!);
+        this.#stats.retransmitted++;
+      }
+      if (budget <= 0) return;
+    }
+  }
+
+  // No acknowledgement progress for the rto while messages are unacknowledged: the tail may be lost, so
+  // resend the highest message (the receiver NACKs anything missing below it), and back off.
+  #onRto(peer: PeerKey, stream: SendStream): void {
+    stream.rtoTimer = undefined;
+    // Dropped streams cancel their timer; only a send after close() can leave one armed.
+    if (this.#closed) return;
+    const buffer = stream.buffer;
+    const now = this.#host.clock.now();
+    const highest = buffer.nextSeq - 1;
+    if (now - buffer.resentAt(highest) >= this.#options.retransmitHoldoffMs) {
+      buffer.markResent(highest, now);
+      this.#host.unicastFrame(peer, buffer.frame(highest)!);
+      this.#stats.retransmitted++;
+    }
+    stream.rto = Math.min(stream.rto * 2, this.#options.rtoMaxMs);
+    stream.rtoTimer = this.#host.clock.setTimer(stream.rto, stream.onRto);
+  }
+}
+
+function cancelReceiveTimers(window: ReceiveWindow): void {
+  window.nackTimer?.cancel();
+  window.nackTimer = undefined;
+  window.ackTimer?.cancel();
+  window.ackTimer = undefined;
+}
+
+function sameId(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
