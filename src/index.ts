@@ -11,6 +11,21 @@ export type {
 export { channelOptionsSchema } from "./channel/options.ts";
 export type { ChannelOptions } from "./channel/options.ts";
 export { TopicMessage } from "./channel/topic-message.ts";
+export { createGroupChannel, GroupChannel } from "./group/group-channel.ts";
+export type {
+  GroupEvents,
+  GroupMessageListener,
+  InboxListener,
+  MemberChangedListener,
+  MembershipEvent,
+  RequestOptions,
+  SendOptions,
+} from "./group/group-channel.ts";
+export { GroupMessage } from "./group/group-message.ts";
+export { groupOptionsSchema } from "./group/options.ts";
+export type { GroupChannelOptions, GroupOptions } from "./group/options.ts";
+export { defaultCoordinatorSelector } from "./group/view.ts";
+export type { CoordinatorSelector, Member, View, ViewId } from "./group/view.ts";
 export type { WaitOptions } from "./channel/wait.ts";
 export { BlazeError, isBlazeError, isTimeoutError } from "./errors.ts";
 export type { BlazeErrorCode, BlazeErrorOptions } from "./errors.ts";

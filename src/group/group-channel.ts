@@ -1,0 +1,762 @@
+import type { Frame } from "../../gen/activeblaze/v1/envelope_pb.ts";
+import { Addressing, PayloadFormat } from "../../gen/activeblaze/v1/reliable_pb.ts";
+import { Channel, type ChannelExtension, type ExtensionContext } from "../channel/channel.ts";
+import type { Peer } from "../channel/endpoint.ts";
+import { Emitter, PushIterator } from "../channel/events.ts";
+import { splitMessage } from "../channel/fragments.ts";
+import { formatName, type TopicMessage } from "../channel/topic-message.ts";
+import { waitUntil, type WaitOptions } from "../channel/wait.ts";
+import { BlazeError } from "../errors.ts";
+import { BlazeMessage } from "../message/blaze-message.ts";
+import type { HeartbeatFields } from "../reliable/control-frames.ts";
+import type { OutgoingData, PeerKey } from "../reliable/protocol.ts";
+import { Reassembler } from "../reliable/reassembler.ts";
+import { UnicastProtocol } from "../reliable/unicast/unicast-protocol.ts";
+import type { Address } from "../transport/transport.ts";
+import type { DataFields, ReceivedFrame } from "../wire/frames.ts";
+import type { AbortSignalLike } from "../web.ts";
+import { GroupMessage } from "./group-message.ts";
+import { GroupMembership } from "./membership.ts";
+import { type GroupChannelOptions, resolveGroupOptions, type ResolvedGroupOptions } from "./options.ts";
+import { contains, defaultCoordinatorSelector, type Member, type View } from "./view.ts";
+
+/** ActiveBlaze's member listener. */
+export interface MemberChangedListener {
+  memberStarted?(member: Member): void;
+  memberStopped?(member: Member): void;
+}
+
+/** ActiveBlaze's group message listener: broadcasts to a group. */
+export type GroupMessageListener = (sender: Member, message: TopicMessage, group: string) => void;
+
+export type InboxListener = (message: GroupMessage) => void | Promise<void>;
+
+/** Events of a group channel, by name (besides a channel's). */
+export interface GroupEvents {
+  /** A new view was installed in `group`; `joined` and `left` say what changed. */
+  viewChange: { readonly group: string; readonly view: View; readonly previous: View | undefined; readonly joined: readonly Member[]; readonly left: readonly Member[] };
+  /** A member joined `group` (the local member too, when it joins). */
+  join: { readonly group: string; readonly member: Member };
+  /** A member left `group`, gracefully or by failure. */
+  leave: { readonly group: string; readonly member: Member };
+  /** A member fell silent and is being verified. */
+  suspect: { readonly group: string; readonly member: Member };
+  /** The coordinator of `group` changed. */
+  coordinatorChange: { readonly group: string; readonly coordinator: Member; readonly previous: Member | undefined };
+}
+
+/** What a membership iterator yields: first a snapshot, then every change. */
+export type MembershipEvent =
+  | { readonly type: "snapshot"; readonly group: string; readonly view: View | undefined }
+  | ({ readonly type: "viewChange" } & GroupEvents["viewChange"]);
+
+export interface SendOptions {
+  /** The receiver's inbox ("" is the default inbox). */
+  readonly inbox?: string;
+}
+
+export interface RequestOptions extends WaitOptions {
+  readonly inbox?: string;
+}
+
+interface Pending {
+  readonly resolve: (reply: GroupMessage | undefined) => void;
+  readonly reject: (error: BlazeError) => void;
+  readonly timer: { cancel(): void };
+  /** The member it went to (to fail or redeliver when it goes). */
+  target: PeerKey;
+  /** For queue messages: what to send again to another consumer. */
+  readonly queue?: { readonly name: string; readonly payload: Uint8Array; readonly format: number; readonly expectsReply: boolean };
+}
+
+const GROUP_TOPIC_PREFIX = "$group/";
+
+/**
+ * Creates a group channel and binds its sockets; `join()` starts it and joins its groups.
+ * Options are a channel's plus the group ones ({@link GroupOptions}); invalid ones throw `INVALID_OPTION`.
+ */
+export async function createGroupChannel(options?: GroupChannelOptions): Promise<GroupChannel> {
+  const channel = new GroupChannel(options);
+  await channel.init();
+  return channel;
+}
+
+/**
+ * ActiveBlaze's group level: a channel whose members know each other. Members join groups (and leave
+ * them) and get views — the same members in the same order everywhere, with a coordinator; they send
+ * to all of a group, point to point to a member's inboxes, to a queue ("whoever is free": one consumer
+ * per message), and request/reply.
+ */
+export class GroupChannel extends Channel {
+  readonly #group: ResolvedGroupOptions;
+  readonly #memberships = new Map<string, GroupMembership>();
+  readonly #groupEvents: Emitter<GroupEvents>;
+  readonly #memberListeners = new Set<MemberChangedListener>();
+  readonly #groupListeners = new Map<string, Set<GroupMessageListener>>();
+  readonly #inboxes = new Map<string, Set<InboxListener>>();
+  readonly #queueHandlers = new Map<string, InboxListener>();
+  readonly #consumers = new Map<PeerKey, readonly string[]>();
+  readonly #roundRobin = new Map<string, number>();
+  readonly #pending = new Map<number, Pending>();
+  readonly #sendQueues = new Map<PeerKey, Array<{ pieces: OutgoingData[]; next: number; incarnation: number; resolve: () => void; reject: (e: BlazeError) => void }>>();
+  readonly #waiters = new Set<() => void>();
+  #context: ExtensionContext | undefined;
+  #unicast: UnicastProtocol | undefined;
+  #reassembler: Reassembler;
+  #nextId = 1;
+  #weight: number;
+  #unmatchedReplies = 0;
+  readonly #startTimeMs = Date.now();
+
+  constructor(options?: GroupChannelOptions) {
+    const { group, channel } = resolveGroupOptions(options);
+    const extension: { target?: GroupChannel } = {};
+    const hooks: ChannelExtension = {
+      started: (context) => extension.target!.#started(context),
+      stopping: () => extension.target!.#stopping(),
+      frame: (peer, frame) => extension.target!.#frame(peer, frame),
+      peerUp: (peer) => extension.target!.#unicast?.onPeerUp(peer.key, peer.incarnation),
+      peerDown: (peer) => extension.target!.#peerGone(peer.key),
+      heartbeat: (fields) => extension.target!.#heartbeat(fields),
+      tick: () => undefined,
+    };
+    // Members are watched by membership's own failure detection; the channel forgets silent peers later.
+    const peerTimeoutMs = channel.peerTimeoutMs ?? 3 * (group.failureTimeoutMs + group.verifyTimeoutMs);
+    super({ ...channel, peerTimeoutMs }, hooks);
+    extension.target = this;
+    this.#group = group;
+    this.#weight = group.weight;
+    this.#reassembler = new Reassembler(16 * 1024 * 1024, peerTimeoutMs);
+    this.#groupEvents = new Emitter<GroupEvents>((error) => this.#reportListenerError(error));
+  }
+
+  // --- membership ---
+
+  /** Starts the channel and joins its configured groups; resolves with their views once in all of them. */
+  async join(options: WaitOptions = {}): Promise<View[]> {
+    await this.start();
+    return Promise.all(this.#group.groups.map((group) => this.addToGroup(group, options)));
+  }
+
+  /** Leaves every group gracefully and stops the channel. */
+  async leave(): Promise<void> {
+    for (const group of [...this.#memberships.keys()]) this.removeFromGroup(group);
+    this.#context?.endpoint.flush();
+    await this.stop();
+  }
+
+  /** Joins `group` (ActiveBlaze's addToGroup); resolves with the view once this member is in it. */
+  async addToGroup(group: string, options: WaitOptions = {}): Promise<View> {
+    if (this.state !== "started") throw new BlazeError("ILLEGAL_STATE", `addToGroup() on a ${this.state} channel: join() or start() it first`);
+    let membership = this.#memberships.get(group);
+    if (membership === undefined) {
+      membership = this.#createMembership(group);
+      this.#memberships.set(group, membership);
+      this.#addGroupTopic(group);
+      membership.start();
+    }
+    const joined = membership;
+    const context = this.#context!;
+    await waitUntil(context.clock, () => joined.isMember, (wake) => this.#subscribe(wake), `joining group "${group}"`, options, 10 * this.#group.discoveryTimeoutMs);
+    return joined.view!;
+  }
+
+  /** Leaves `group` gracefully; the others see it at once. */
+  removeFromGroup(group: string): void {
+    const membership = this.#memberships.get(group);
+    if (membership === undefined) return;
+    const view = membership.view;
+    membership.leave();
+    this.#memberships.delete(group);
+    if (view !== undefined) this.#emitViewChange(group, undefined, view);
+  }
+
+  /** The groups this member is in (or joining). */
+  getGroups(): string[] {
+    return [...this.#memberships.keys()];
+  }
+
+  /** The current view of `group` (default: the first configured group). */
+  getView(group = this.#defaultGroup()): View | undefined {
+    return this.#memberships.get(group)?.view;
+  }
+
+  getMembers(group = this.#defaultGroup()): Member[] {
+    return [...(this.getView(group)?.members ?? [])];
+  }
+
+  getLocalMember(): Member {
+    return this.#localMember();
+  }
+
+  getMemberById(id: string): Member | undefined {
+    for (const membership of this.#memberships.values()) {
+      const member = membership.view?.members.find((m) => m.id === id);
+      if (member !== undefined) return member;
+    }
+    return undefined;
+  }
+
+  getMemberByName(name: string, group = this.#defaultGroup()): Member | undefined {
+    return this.getView(group)?.members.find((m) => m.name === name);
+  }
+
+  getCoordinator(group = this.#defaultGroup()): Member | undefined {
+    return this.getView(group)?.coordinator;
+  }
+
+  isCoordinator(group = this.#defaultGroup()): boolean {
+    return this.#memberships.get(group)?.isCoordinator ?? false;
+  }
+
+  addMemberChangedListener(listener: MemberChangedListener): void {
+    this.#memberListeners.add(listener);
+  }
+
+  removeMemberChangedListener(listener: MemberChangedListener): void {
+    this.#memberListeners.delete(listener);
+  }
+
+  /** Adds a group event listener; returns a function that removes it. */
+  onGroup<K extends keyof GroupEvents>(type: K, listener: (event: GroupEvents[K]) => void): () => void {
+    return this.#groupEvents.on(type, listener);
+  }
+
+  /** The membership of `group` as an async iterator: a snapshot first, then every view change. */
+  membership(group = this.#defaultGroup(), options: { signal?: AbortSignalLike } = {}): AsyncIterableIterator<MembershipEvent> {
+    const off = this.onGroup("viewChange", (event) => {
+      if (event.group === group) iterator.push({ type: "viewChange", ...event });
+    });
+    const onAbort = () => iterator.close();
+    const iterator = new PushIterator<MembershipEvent>(() => {
+      off();
+      options.signal?.removeEventListener("abort", onAbort);
+    });
+    iterator.push({ type: "snapshot", group, view: this.getView(group) });
+    if (options.signal?.aborted) iterator.close();
+    else options.signal?.addEventListener("abort", onAbort, { once: true });
+    return iterator;
+  }
+
+  // --- group broadcast ---
+
+  /** Sends to every member of `group` (ActiveBlaze's broadcastMessage); the sender gets a copy when `loopback` is on. */
+  broadcastToGroup(group: string, message: BlazeMessage | Uint8Array, options: { outOfBand?: boolean } = {}): Promise<void> {
+    return this.broadcast(GROUP_TOPIC_PREFIX + group, message, options);
+  }
+
+  /** Listens to broadcasts to `group` from its members. */
+  addGroupMessageListener(group: string, listener: GroupMessageListener): void {
+    let set = this.#groupListeners.get(group);
+    if (set === undefined) this.#groupListeners.set(group, (set = new Set()));
+    set.add(listener);
+    if (this.#memberships.has(group)) this.#addGroupTopic(group);
+  }
+
+  removeGroupMessageListener(group: string, listener: GroupMessageListener): void {
+    this.#groupListeners.get(group)?.delete(listener);
+  }
+
+  // --- point to point, inboxes, queues, request/reply ---
+
+  /** Sends to one member's inbox, reliably and in order per pair. Resolves once on its way. */
+  send(to: Member | string, message: BlazeMessage | Uint8Array, options: SendOptions = {}): Promise<void> {
+    const target = this.#target(to);
+    const { payload, format } = encodePayload(message);
+    return this.#sendTo(target.id, target.incarnation, Addressing.MEMBER, options.inbox ?? "", payload, format, 0);
+  }
+
+  /** Listens on a named inbox of this member ("" is the default inbox). Returns a function that stops listening. */
+  onInbox(name: string, listener: InboxListener): () => void {
+    let set = this.#inboxes.get(name);
+    if (set === undefined) this.#inboxes.set(name, (set = new Set()));
+    set.add(listener);
+    return () => set.delete(listener);
+  }
+
+  /** A named inbox as an async iterator. */
+  inbox(name = "", options: { signal?: AbortSignalLike } = {}): AsyncIterableIterator<GroupMessage> {
+    const onAbort = () => iterator.close();
+    const off = this.onInbox(name, (message) => iterator.push(message));
+    const iterator = new PushIterator<GroupMessage>(() => {
+      off();
+      options.signal?.removeEventListener("abort", onAbort);
+    });
+    if (options.signal?.aborted) iterator.close();
+    else options.signal?.addEventListener("abort", onAbort, { once: true });
+    return iterator;
+  }
+
+  /**
+   * Consumes queue `name`: each message sent to the queue reaches exactly one consumer. The message is
+   * acknowledged when the handler returns (or its promise settles); one whose consumer dies before that
+   * goes to another. Returns a function that stops consuming.
+   */
+  consumeQueue(name: string, handler: InboxListener): () => void {
+    if (this.#queueHandlers.has(name)) throw new BlazeError("ILLEGAL_STATE", `queue "${name}" already has a consumer here`);
+    this.#queueHandlers.set(name, handler);
+    this.#context?.heartbeatNow();
+    return () => {
+      if (this.#queueHandlers.get(name) === handler) this.#queueHandlers.delete(name);
+      this.#context?.heartbeatNow();
+    };
+  }
+
+  /**
+   * Sends to queue `name`: exactly one consuming member (round robin among them, in view order)
+   * processes it. Resolves once it has; rejects with `TIMEOUT` if no consumer processed it in time.
+   */
+  async sendToQueue(name: string, message: BlazeMessage | Uint8Array, options: WaitOptions = {}): Promise<void> {
+    await this.#queueRequest(name, message, false, options.timeoutMs ?? this.#group.queueTimeoutMs, options.signal);
+  }
+
+  /** A request to one member's inbox; resolves with the reply, or rejects with `TIMEOUT` / `UNREACHABLE`. */
+  async request(to: Member | string, message: BlazeMessage | Uint8Array, options: RequestOptions = {}): Promise<GroupMessage> {
+    const target = this.#target(to);
+    const id = this.#nextId++;
+    const reply = this.#await(id, target.id, options.timeoutMs ?? this.#group.requestTimeoutMs, options.signal, undefined);
+    const { payload, format } = encodePayload(message);
+    await this.#sendTo(target.id, target.incarnation, Addressing.MEMBER, options.inbox ?? "", payload, format, id);
+    return (await reply)!;
+  }
+
+  /** A request through queue `name`: one consumer answers. */
+  async requestAny(name: string, message: BlazeMessage | Uint8Array, options: WaitOptions = {}): Promise<GroupMessage> {
+    return (await this.#queueRequest(name, message, true, options.timeoutMs ?? this.#group.requestTimeoutMs, options.signal))!;
+  }
+
+  /** Counters of the group level. */
+  get groupStats(): { readonly unmatchedReplies: number; readonly pending: number; readonly unicast: Readonly<Record<string, number>> } {
+    return { unmatchedReplies: this.#unmatchedReplies, pending: this.#pending.size, unicast: { ...(this.#unicast?.stats ?? {}) } };
+  }
+
+  // --- internals ---
+
+  #defaultGroup(): string {
+    return this.#group.groups[0] ?? "default";
+  }
+
+  #localMember(): Member {
+    const context = this.#context;
+    return {
+      id: this.id,
+      incarnation: this.incarnation,
+      name: this.name,
+      weight: this.#weight,
+      metadata: this.#group.metadata,
+      address: context?.endpoint.localAddress ?? { host: "", port: 0 },
+      startTimeMs: this.#startTimeMs,
+    };
+  }
+
+  #createMembership(group: string): GroupMembership {
+    const context = this.#context!;
+    return new GroupMembership(
+      group,
+      {
+        clock: context.clock,
+        random: context.random,
+        local: () => this.#localMember(),
+        multicastFrame: (frame) => context.endpoint.multicastFrame(frame),
+        unicastFrame: (peer, frame) => {
+          const address = this.#addressOf(peer);
+          if (address !== undefined) context.endpoint.unicastFrameTo(address, frame);
+        },
+        unicastFrameTo: (address, frame) => context.endpoint.unicastFrameTo(address, frame),
+        lastHeard: (peer) => context.endpoint.peers.get(peer)?.lastHeardAt,
+        viewInstalled: (view, previous) => this.#emitViewChange(group, view, previous),
+        suspected: (member) => this.#groupEvents.emit("suspect", { group, member }),
+      },
+      {
+        heartbeatIntervalMs: this.heartbeatIntervalMs,
+        failureTimeoutMs: this.#group.failureTimeoutMs,
+        verifyTimeoutMs: this.#group.verifyTimeoutMs,
+        discoveryTimeoutMs: this.#group.discoveryTimeoutMs,
+      },
+      this.#group.coordinatorSelector ?? defaultCoordinatorSelector,
+    );
+  }
+
+  #started(context: ExtensionContext): void {
+    this.#context = context;
+    this.#reassembler = new Reassembler(16 * 1024 * 1024, 60_000);
+    this.#unicast = new UnicastProtocol({
+      clock: context.clock,
+      random: context.random,
+      localKey: this.id,
+      localIncarnation: context.incarnation,
+      unicastData: (peer, data) => context.endpoint.unicastDataTo(this.#addressOf(peer) ?? UNKNOWN_ADDRESS, data),
+      unicastFrame: (peer, frame) => {
+        const address = this.#addressOf(peer);
+        if (address !== undefined) context.endpoint.unicastFrameTo(address, frame);
+      },
+      deliver: (peer, data) => this.#onPointToPoint(peer, data),
+      writable: (peer) => this.#pump(peer),
+    });
+  }
+
+  #stopping(): void {
+    for (const group of [...this.#memberships.keys()]) this.removeFromGroup(group);
+    this.#unicast?.close();
+    this.#unicast = undefined;
+    const closed = new BlazeError("CLOSED", "the group channel stopped");
+    for (const [id, pending] of this.#pending) {
+      pending.timer.cancel();
+      pending.reject(closed);
+      this.#pending.delete(id);
+    }
+    for (const queue of this.#sendQueues.values()) for (const entry of queue.splice(0)) entry.reject(closed);
+    this.#sendQueues.clear();
+    this.#consumers.clear();
+  }
+
+  #addressOf(peer: PeerKey): Address | undefined {
+    return this.#context?.endpoint.peers.get(peer)?.address ?? this.getMemberById(peer)?.address;
+  }
+
+  #frame(peer: Peer, frame: ReceivedFrame): boolean {
+    switch (frame.case) {
+      case "data":
+        this.#unicast?.onData(peer.key, peer.incarnation, frame);
+        return true;
+      case "nack":
+      case "ack":
+        this.#unicast?.onControl(peer.key, peer.incarnation, frame.frame);
+        return true;
+      case "heartbeat": {
+        const kind = frame.frame.kind;
+        if (kind.case === "heartbeat") this.#consumers.set(peer.key, kind.value.queues);
+        this.#wake();
+        return true;
+      }
+      default: {
+        const group = groupOf(frame.frame.kind);
+        const membership = group === undefined ? undefined : this.#memberships.get(group);
+        if (membership === undefined) return false;
+        membership.onFrame(peer.key, peer.address, frame.frame);
+        this.#wake();
+        return true;
+      }
+    }
+  }
+
+  #heartbeat(fields: HeartbeatFields): HeartbeatFields {
+    return this.#queueHandlers.size === 0 ? fields : { ...fields, queues: [...this.#queueHandlers.keys()] };
+  }
+
+  #peerGone(peer: PeerKey): void {
+    this.#unicast?.onPeerDown(peer);
+    this.#consumers.delete(peer);
+    this.#memberGone(peer);
+  }
+
+  // A member left (or died): what was waiting on it fails over (queue messages) or fails (requests).
+  #memberGone(peer: PeerKey): void {
+    for (const [id, pending] of this.#pending) {
+      if (pending.target !== peer) continue;
+      if (pending.queue !== undefined) {
+        this.#dispatchQueue(id, pending);
+        continue;
+      }
+      pending.timer.cancel();
+      this.#pending.delete(id);
+      pending.reject(new BlazeError("UNREACHABLE", `member ${peer.slice(0, 8)} left before answering`));
+    }
+    const queued = this.#sendQueues.get(peer);
+    if (queued !== undefined) {
+      this.#sendQueues.delete(peer);
+      for (const entry of queued) entry.reject(new BlazeError("UNREACHABLE", `member ${peer.slice(0, 8)} left`));
+    }
+  }
+
+  #emitViewChange(group: string, view: View | undefined, previous: View | undefined): void {
+    const joined = view?.members.filter((m) => previous === undefined || !contains(previous, m.id, m.incarnation)) ?? [];
+    const left = previous?.members.filter((m) => view === undefined || !contains(view, m.id, m.incarnation)) ?? [];
+    if (view !== undefined) this.#groupEvents.emit("viewChange", { group, view, previous, joined, left });
+    for (const member of joined) {
+      this.#groupEvents.emit("join", { group, member });
+      for (const listener of this.#memberListeners) this.#safely(() => listener.memberStarted?.(member));
+    }
+    for (const member of left) {
+      this.#groupEvents.emit("leave", { group, member });
+      for (const listener of this.#memberListeners) this.#safely(() => listener.memberStopped?.(member));
+      if (member.id !== this.id && !this.#inAnyView(member.id)) this.#memberGone(member.id);
+    }
+    if (view !== undefined && view.coordinator.id !== previous?.coordinator.id) {
+      this.#groupEvents.emit("coordinatorChange", { group, coordinator: view.coordinator, previous: previous?.coordinator });
+    }
+    this.#wake();
+  }
+
+  #inAnyView(peer: PeerKey): boolean {
+    for (const membership of this.#memberships.values()) if (membership.view !== undefined && contains(membership.view, peer)) return true;
+    return false;
+  }
+
+  #target(to: Member | string): { id: PeerKey; incarnation: number } {
+    const id = typeof to === "string" ? to : to.id;
+    const member = typeof to === "string" ? this.getMemberById(id) : to;
+    const incarnation = member?.incarnation ?? this.#context?.endpoint.peers.get(id)?.incarnation;
+    if (incarnation === undefined) throw new BlazeError("UNREACHABLE", `no member ${id.slice(0, 8)} is known here`);
+    return { id, incarnation };
+  }
+
+  #sendTo(peer: PeerKey, incarnation: number, addressing: Addressing, destination: string, payload: Uint8Array, format: number, requestId: number): Promise<void> {
+    const unicast = this.#unicast;
+    const context = this.#context;
+    if (this.state !== "started" || unicast === undefined || context === undefined) {
+      throw new BlazeError("ILLEGAL_STATE", `sending on a ${this.state} group channel: join() it first`);
+    }
+    if (peer === this.id) {
+      // To ourselves: no network, delivered as if it came back.
+      context.clock.defer(() => this.#deliverPointToPoint(this.id, destination, payload, format, addressing, requestId));
+      return Promise.resolve();
+    }
+    const pieces = splitMessage({ destination, addressing, format, outOfBand: false, requestId }, payload, context.endpoint.maxPayloadBytes(destination));
+    return new Promise((resolve, reject) => {
+      let queue = this.#sendQueues.get(peer);
+      if (queue === undefined) this.#sendQueues.set(peer, (queue = []));
+      queue.push({ pieces, next: 0, incarnation, resolve, reject });
+      if (queue.length === 1) this.#pump(peer);
+    });
+  }
+
+  #pump(peer: PeerKey): void {
+    const unicast = this.#unicast;
+    const queue = this.#sendQueues.get(peer);
+    if (unicast === undefined || queue === undefined) return;
+    while (queue.length > 0) {
+      const head = queue[0]!;
+      while (head.next < head.pieces.length && unicast.canSend(peer, head.pieces[head.next]!.payload.length)) {
+        unicast.send(peer, head.incarnation, head.pieces[head.next++]!);
+      }
+      if (head.next < head.pieces.length) return;
+      queue.shift();
+      head.resolve();
+    }
+    this.#sendQueues.delete(peer);
+  }
+
+  #onPointToPoint(peer: PeerKey, data: DataFields): void {
+    const context = this.#context;
+    if (context === undefined) return;
+    const payload = data.fragmentCount === 0 ? data.payload : this.#reassembler.accept(peer, data, context.clock.now());
+    if (!(payload instanceof Uint8Array)) return;
+    this.#deliverPointToPoint(peer, data.destination, payload, data.format, data.addressing, data.requestId);
+  }
+
+  #deliverPointToPoint(peer: PeerKey, destination: string, payload: Uint8Array, format: number, addressing: number, requestId: number): void {
+    switch (addressing) {
+      case Addressing.REPLY:
+      case Addressing.QUEUE_ACK: {
+        const pending = this.#pending.get(requestId);
+        if (pending === undefined || pending.target !== peer) {
+          this.#unmatchedReplies++;
+          return;
+        }
+        this.#pending.delete(requestId);
+        pending.timer.cancel();
+        pending.resolve(addressing === Addressing.REPLY ? this.#message(peer, destination, payload, format, requestId, undefined) : undefined);
+        return;
+      }
+      case Addressing.QUEUE:
+      case Addressing.QUEUE_REQUEST: {
+        // Not (or no longer) consuming it: acknowledge nothing; the sender redelivers or times out.
+        const handler = this.#queueHandlers.get(destination);
+        if (handler === undefined) return;
+        // A request through a queue is acknowledged by its reply; a plain queue message once processed.
+        const replier = addressing === Addressing.QUEUE_REQUEST ? this.#replier(peer, requestId) : undefined;
+        const message = this.#message(peer, destination, payload, format, requestId, replier);
+        this.#run(handler, message, replier === undefined ? () => void this.#sendAck(peer, destination, requestId) : undefined);
+        return;
+      }
+      default: {
+        const listeners = this.#inboxes.get(destination);
+        const replier = requestId !== 0 ? this.#replier(peer, requestId) : undefined;
+        const message = this.#message(peer, destination, payload, format, requestId, replier);
+        if (listeners === undefined || listeners.size === 0) return;
+        for (const listener of listeners) this.#run(listener, message, undefined);
+      }
+    }
+  }
+
+  #run(listener: InboxListener, message: GroupMessage, done: (() => void) | undefined): void {
+    try {
+      const result = listener(message);
+      if (result instanceof Promise) {
+        result.then(
+          () => done?.(),
+          (error: unknown) => {
+            this.#reportListenerError(error);
+            done?.();
+          },
+        );
+        return;
+      }
+    } catch (error) {
+      this.#reportListenerError(error);
+    }
+    done?.();
+  }
+
+  #message(peer: PeerKey, destination: string, payload: Uint8Array, format: number, requestId: number, replier: GroupMessage["reply"] | undefined): GroupMessage {
+    return new GroupMessage(this.getMemberById(peer), peer, destination, payload, formatName(format), requestId, replier);
+  }
+
+  #replier(peer: PeerKey, requestId: number): (response: BlazeMessage | Uint8Array) => Promise<void> {
+    let answered = false;
+    return (response) => {
+      if (answered) throw new BlazeError("ILLEGAL_STATE", "this request was answered already");
+      answered = true;
+      const target = this.#target(peer);
+      const { payload, format } = encodePayload(response);
+      return this.#sendTo(peer, target.incarnation, Addressing.REPLY, "", payload, format, requestId);
+    };
+  }
+
+  #sendAck(peer: PeerKey, queue: string, requestId: number): Promise<void> {
+    const incarnation = this.#context?.endpoint.peers.get(peer)?.incarnation ?? this.getMemberById(peer)?.incarnation;
+    if (incarnation === undefined) return Promise.resolve();
+    return this.#sendTo(peer, incarnation, Addressing.QUEUE_ACK, queue, new Uint8Array(0), PayloadFormat.UNSPECIFIED, requestId).catch(() => undefined);
+  }
+
+  #await(id: number, target: PeerKey, timeoutMs: number, signal: AbortSignalLike | undefined, queue: Pending["queue"]): Promise<GroupMessage | undefined> {
+    const context = this.#context;
+    if (context === undefined) throw new BlazeError("ILLEGAL_STATE", "the group channel is not started");
+    return new Promise((resolve, reject) => {
+      const fail = (error: BlazeError) => {
+        if (!this.#pending.delete(id)) return;
+        timer.cancel();
+        signal?.removeEventListener("abort", onAbort);
+        reject(error);
+      };
+      const onAbort = () => fail(new BlazeError("ABORTED", "the request was aborted", { cause: signal?.reason }));
+      const timer = context.clock.setTimer(timeoutMs, () => fail(new BlazeError("TIMEOUT", `no answer within ${timeoutMs} ms`)));
+      this.#pending.set(id, {
+        resolve: (reply) => {
+          signal?.removeEventListener("abort", onAbort);
+          resolve(reply);
+        },
+        reject: fail,
+        timer,
+        target,
+        queue,
+      });
+      if (signal?.aborted) onAbort();
+      else signal?.addEventListener("abort", onAbort, { once: true });
+    });
+  }
+
+  #queueRequest(name: string, message: BlazeMessage | Uint8Array, expectsReply: boolean, timeoutMs: number, signal: AbortSignalLike | undefined): Promise<GroupMessage | undefined> {
+    const { payload, format } = encodePayload(message);
+    const id = this.#nextId++;
+    const result = this.#await(id, "", timeoutMs, signal, { name, payload, format, expectsReply });
+    this.#dispatchQueue(id, this.#pending.get(id)!);
+    return result;
+  }
+
+  // Picks the next consumer of the queue (round robin in view order) and sends the message to it; with
+  // none, waits for one to appear.
+  #dispatchQueue(id: number, pending: Pending): void {
+    const queue = pending.queue!;
+    const consumers = this.#queueConsumers(queue.name).filter((peer) => peer !== pending.target || pending.target === this.id);
+    if (consumers.length === 0) {
+      pending.target = "";
+      const retry = () => {
+        if (!this.#pending.has(id) || pending.target !== "") return;
+        if (this.#queueConsumers(queue.name).length > 0) {
+          this.#waiters.delete(retry);
+          this.#dispatchQueue(id, pending);
+        }
+      };
+      this.#waiters.add(retry);
+      return;
+    }
+    const turn = this.#roundRobin.get(queue.name) ?? 0;
+    this.#roundRobin.set(queue.name, turn + 1);
+    const target = consumers[turn % consumers.length]!;
+    pending.target = target;
+    const incarnation = target === this.id ? this.incarnation : (this.getMemberById(target)?.incarnation ?? this.#context!.endpoint.peers.get(target)!.incarnation);
+    const addressing = queue.expectsReply ? Addressing.QUEUE_REQUEST : Addressing.QUEUE;
+    this.#sendTo(target, incarnation, addressing, queue.name, queue.payload, queue.format, id).catch((error: unknown) => {
+      if (this.#pending.has(id) && error instanceof BlazeError && error.code === "UNREACHABLE") this.#dispatchQueue(id, pending);
+    });
+  }
+
+  // Members consuming `name`, in view order (this member too), that are in one of our views.
+  #queueConsumers(name: string): PeerKey[] {
+    const ordered: PeerKey[] = [];
+    for (const membership of this.#memberships.values()) {
+      for (const member of membership.view?.members ?? []) {
+        if (ordered.includes(member.id)) continue;
+        const consumes = member.id === this.id ? this.#queueHandlers.has(name) : (this.#consumers.get(member.id)?.includes(name) ?? false);
+        if (consumes) ordered.push(member.id);
+      }
+    }
+    return ordered;
+  }
+
+  #addGroupTopic(group: string): void {
+    const topic = GROUP_TOPIC_PREFIX + group;
+    if (this.#groupTopics.has(topic)) return;
+    this.#groupTopics.add(topic);
+    this.addTopicListener(topic, (message) => {
+      const membership = this.#memberships.get(group);
+      const sender = membership?.view?.members.find((m) => m.id === message.sender);
+      // ActiveBlaze delivered group messages only from known members.
+      if (sender === undefined) return;
+      for (const listener of this.#groupListeners.get(group) ?? []) this.#safely(() => listener(sender, message, group));
+    });
+  }
+
+  readonly #groupTopics = new Set<string>();
+
+  #subscribe(wake: () => void): () => void {
+    this.#waiters.add(wake);
+    return () => this.#waiters.delete(wake);
+  }
+
+  #wake(): void {
+    for (const wake of [...this.#waiters]) wake();
+  }
+
+  #safely(fn: () => void): void {
+    try {
+      fn();
+    } catch (error) {
+      this.#reportListenerError(error);
+    }
+  }
+
+  #reportListenerError(error: unknown): void {
+    const wrapped = error instanceof BlazeError ? error : new BlazeError("LISTENER_ERROR", "a group listener threw", { cause: error });
+    this.emitError(wrapped, "listener");
+  }
+}
+
+const UNKNOWN_ADDRESS: Address = { host: "0.0.0.0", port: 9 };
+
+function encodePayload(message: BlazeMessage | Uint8Array): { payload: Uint8Array; format: number } {
+  if (message instanceof BlazeMessage) return { payload: message.toBinary(), format: PayloadFormat.BLAZE_MESSAGE };
+  if (message instanceof Uint8Array) return { payload: message, format: PayloadFormat.UNSPECIFIED };
+  throw new BlazeError("INVALID_ARGUMENT", "a message is a BlazeMessage or a Uint8Array");
+}
+
+function groupOf(kind: Frame["kind"]): string | undefined {
+  switch (kind.case) {
+    case "discovery":
+    case "discoveryResponse":
+    case "join":
+    case "joinResponse":
+    case "leave":
+    case "view":
+    case "viewAck":
+    case "suspect":
+    case "ping":
+    case "pong":
+    case "election":
+      return kind.value.group;
+    default:
+      return undefined;
+  }
+}
