@@ -286,7 +286,13 @@ export class Endpoint {
       else {
         const network = this.#config.network;
         if (network.type === "multicast") this.#transmit(sender, datagram, { host: network.group, port: network.port });
-        else for (const peer of network.peers) if (!isSelf(peer, sender.localAddress)) this.#transmit(sender, datagram, peer);
+        else {
+          // The configured peers are seeds: members heard from that are not among them are reached too.
+          for (const peer of network.peers) if (!isSelf(peer, sender.localAddress)) this.#transmit(sender, datagram, peer);
+          for (const peer of this.#peers.values()) {
+            if (!network.peers.some((seed) => sameAddress(seed, peer.address))) this.#transmit(sender, datagram, peer.address);
+          }
+        }
       }
     } catch (error) {
       this.#handlers.error(error instanceof BlazeError ? error : new BlazeError("SEND_FAILED", String(error), { cause: error }));
@@ -380,6 +386,10 @@ function startsWith(bytes: Uint8Array, prefix: Uint8Array): boolean {
   if (bytes.length < prefix.length || prefix.length === 0) return false;
   for (let i = prefix.length - 1; i >= 0; i--) if (bytes[i] !== prefix[i]) return false;
   return true;
+}
+
+function sameAddress(a: Address, b: Address): boolean {
+  return a.port === b.port && a.host === b.host;
 }
 
 function isSelf(peer: Address, local: Address): boolean {
