@@ -136,6 +136,8 @@ class EarlyBuffer {
   #seqs = new Float64Array(1024).fill(-1);
   /** Every held sequence number is in [base, base + slots.length). */
   #base = 0;
+  /** The highest sequence number held since the buffer was last empty (an upper bound of those held). */
+  #top = 0;
   size = 0;
 
   has(seq: number): boolean {
@@ -148,8 +150,9 @@ class EarlyBuffer {
   }
 
   set(seq: number, data: DataFields | null): void {
-    if (this.size === 0) this.#base = seq;
+    if (this.size === 0) this.#base = this.#top = seq;
     else if (seq < this.#base) this.#rebase(seq);
+    else if (seq > this.#top) this.#top = seq;
     while (seq - this.#base >= this.#slots.length) this.#grow();
     const slot = seq % this.#slots.length;
     this.#slots[slot] = data;
@@ -167,9 +170,8 @@ class EarlyBuffer {
   }
 
   #rebase(seq: number): void {
-    const span = this.#base + this.#slots.length - seq;
     this.#base = seq;
-    while (span > this.#slots.length) this.#grow();
+    while (this.#top - seq >= this.#slots.length) this.#grow();
   }
 
   #grow(): void {
