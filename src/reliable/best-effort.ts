@@ -1,7 +1,6 @@
 import type { Frame } from "../../gen/activeblaze/v1/envelope_pb.ts";
 import type { DigestEntry } from "../../gen/activeblaze/v1/reliable_pb.ts";
-import type { DataFields } from "../wire/frames.ts";
-import { NO_BYTES } from "../wire/frames.ts";
+import { type DataFields, emptyDataFields, NO_BYTES } from "../wire/frames.ts";
 import {
   emptyStats,
   type OutgoingData,
@@ -32,24 +31,7 @@ export class BestEffortProtocol implements ReliabilityProtocol {
   readonly #stats: ProtocolStats = emptyStats();
   #nextSeq = 1;
   // Frames are encoded at once, so one scratch object serves every message.
-  readonly #scratch: DataFields = {
-    case: "data",
-    seq: 0,
-    addressing: 0,
-    destination: "",
-    targetId: NO_BYTES,
-    outOfBand: false,
-    fragmentIndex: 0,
-    fragmentCount: 0,
-    messageLength: 0,
-    requestId: 0,
-    format: 0,
-    payload: NO_BYTES,
-    globalSeq: 0,
-    ringSeq: 0,
-    safe: false,
-    targetIncarnation: 0,
-  };
+  readonly #scratch: DataFields = emptyDataFields();
 
   constructor(host: ProtocolHost) {
     this.#host = host;

@@ -8,6 +8,7 @@ import {
   type DataFields,
   DatagramBuilder,
   DatagramReader,
+  emptyDataFields,
   encodeEnvelopeHeader,
   NO_BYTES,
   type ReceiveResult,
@@ -19,25 +20,7 @@ const cluster = "frames";
 const senderId = new Uint8Array(16).map((_, i) => i + 1);
 
 function data(overrides: Partial<DataFields> = {}): DataFields {
-  return {
-    case: "data",
-    seq: 1,
-    addressing: Addressing.TOPIC,
-    destination: "news",
-    targetId: NO_BYTES,
-    outOfBand: false,
-    fragmentIndex: 0,
-    fragmentCount: 0,
-    messageLength: 0,
-    requestId: 0,
-    format: 0,
-    payload: new Uint8Array([1, 2, 3]),
-    globalSeq: 0,
-    ringSeq: 0,
-    safe: false,
-    targetIncarnation: 0,
-    ...overrides,
-  };
+  return { ...emptyDataFields(), seq: 1, addressing: Addressing.TOPIC, destination: "news", payload: new Uint8Array([1, 2, 3]), ...overrides };
 }
 
 // What the generated decoder makes of the bytes, in the reader's result form.

@@ -266,6 +266,28 @@ export class DatagramBuilder {
 /** An empty byte array, shared. */
 export const NO_BYTES: Uint8Array = new Uint8Array(0);
 
+/** A Data message with every field at its default (senders keep one as a scratch object and fill it in). */
+export function emptyDataFields(): DataFields {
+  return {
+    case: "data",
+    seq: 0,
+    addressing: 0,
+    destination: "",
+    targetId: NO_BYTES,
+    outOfBand: false,
+    fragmentIndex: 0,
+    fragmentCount: 0,
+    messageLength: 0,
+    requestId: 0,
+    format: 0,
+    payload: NO_BYTES,
+    globalSeq: 0,
+    ringSeq: 0,
+    safe: false,
+    targetIncarnation: 0,
+  };
+}
+
 /**
  * Reads datagrams for one receiver: the checks of `decodeEnvelope` (same order, same reasons), with
  * user data read by hand and everything unusual left to the generated decoder. Never throws.
@@ -398,24 +420,8 @@ export class DatagramReader {
 
   #readData(bytes: Uint8Array, start: number, end: number): DataFields | undefined {
     const cursor = new ByteCursor(bytes, start, end);
-    const data: DataFields = {
-      case: "data",
-      seq: 0,
-      addressing: 0,
-      destination: "",
-      targetId: NO_BYTES,
-      outOfBand: false,
-      fragmentIndex: 0,
-      fragmentCount: 0,
-      messageLength: 0,
-      requestId: 0,
-      format: 0,
-      payload: NO_BYTES,
-      globalSeq: 0,
-      ringSeq: 0,
-      safe: false,
-      targetIncarnation: 0,
-    };
+    // A fresh object per message: receivers keep it (held out of order, delivered later).
+    const data = emptyDataFields();
     let seen = 0;
     while (cursor.pos < end) {
       const tag = cursor.varint();

@@ -2,7 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import type { Frame } from "../../../gen/activeblaze/v1/envelope_pb.ts";
 import { type DigestEntry, DigestEntrySchema, type Nack, Stream } from "../../../gen/activeblaze/v1/reliable_pb.ts";
 import type { TimerHandle } from "../../transport/clock.ts";
-import { type DataFields, NO_BYTES } from "../../wire/frames.ts";
+import { type DataFields, emptyDataFields, NO_BYTES } from "../../wire/frames.ts";
 import { ackFrame, heartbeatFrame, nackFrame } from "../control-frames.ts";
 import { idOf } from "../member-key.ts";
 import {
@@ -89,24 +89,7 @@ export class NackProtocol implements ReliabilityProtocol {
   #tailDelay: number;
   #expiryTimer: TimerHandle | undefined;
   #closed = false;
-  readonly #scratch: DataFields = {
-    case: "data",
-    seq: 0,
-    addressing: 0,
-    destination: "",
-    targetId: NO_BYTES,
-    outOfBand: false,
-    fragmentIndex: 0,
-    fragmentCount: 0,
-    messageLength: 0,
-    requestId: 0,
-    format: 0,
-    payload: NO_BYTES,
-    globalSeq: 0,
-    ringSeq: 0,
-    safe: false,
-    targetIncarnation: 0,
-  };
+  readonly #scratch: DataFields = emptyDataFields();
 
   constructor(host: ProtocolHost, localIncarnation: number, options: Partial<NackOptions> = {}) {
     this.#host = host;

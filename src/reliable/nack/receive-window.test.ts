@@ -1,26 +1,9 @@
 import { describe, expect, it } from "vitest";
-import { type DataFields, NO_BYTES } from "../../wire/frames.ts";
+import { type DataFields, emptyDataFields } from "../../wire/frames.ts";
 import { ReceiveWindow } from "./receive-window.ts";
 
 function message(seq: number, outOfBand = false): DataFields {
-  return {
-    case: "data",
-    seq,
-    addressing: 1,
-    destination: "t",
-    targetId: NO_BYTES,
-    outOfBand,
-    fragmentIndex: 0,
-    fragmentCount: 0,
-    messageLength: 0,
-    requestId: 0,
-    format: 0,
-    payload: new Uint8Array([seq & 0xff]),
-    globalSeq: 0,
-    ringSeq: 0,
-    safe: false,
-    targetIncarnation: 0,
-  };
+  return { ...emptyDataFields(), seq, addressing: 1, destination: "t", outOfBand, payload: new Uint8Array([seq & 0xff]) };
 }
 
 describe("ReceiveWindow", () => {

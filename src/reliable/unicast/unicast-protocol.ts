@@ -1,7 +1,7 @@
 import type { Frame } from "../../../gen/activeblaze/v1/envelope_pb.ts";
 import { type Ack, type Nack, Stream } from "../../../gen/activeblaze/v1/reliable_pb.ts";
 import type { Clock, RandomSource, TimerHandle } from "../../transport/clock.ts";
-import { type DataFields, NO_BYTES } from "../../wire/frames.ts";
+import { type DataFields, emptyDataFields, NO_BYTES } from "../../wire/frames.ts";
 import { ackFrame, nackFrame } from "../control-frames.ts";
 import { idOf } from "../member-key.ts";
 import { ReceiveWindow } from "../nack/receive-window.ts";
@@ -180,24 +180,7 @@ export class UnicastProtocol {
   readonly #stats: ProtocolStats = emptyStats();
   #unackedTotal = 0;
   #closed = false;
-  readonly #scratch: DataFields = {
-    case: "data",
-    seq: 0,
-    addressing: 0,
-    destination: "",
-    targetId: NO_BYTES,
-    outOfBand: false,
-    fragmentIndex: 0,
-    fragmentCount: 0,
-    messageLength: 0,
-    requestId: 0,
-    format: 0,
-    payload: NO_BYTES,
-    globalSeq: 0,
-    ringSeq: 0,
-    safe: false,
-    targetIncarnation: 0,
-  };
+  readonly #scratch: DataFields = emptyDataFields();
 
   constructor(host: UnicastHost, options: Partial<UnicastOptions> = {}) {
     this.#host = host;
@@ -256,6 +239,7 @@ export class UnicastProtocol {
         this.#stats.outOfWindow++;
         return;
       }
+      // A newer incarnation heard before the channel reported it: its older streams go now.
       if (known !== incarnation) this.onPeerUp(peer, incarnation);
       stream = this.#openReceive(peer, incarnation);
     }
@@ -385,7 +369,7 @@ export class UnicastProtocol {
     } else if (window.unacked > 0 && window.ackTimer === undefined) {
       window.ackTimer = this.#host.clock.setTimer(this.#options.ackDelayMs, () => {
         window.ackTimer = undefined;
-        if (!this.#closed && this.#receiveStreams.get(peer) === stream && window.unacked > 0) this.#sendAck(peer, stream);
+        if (!this.#closed && window.unacked > 0) this.#sendAck(peer, stream);
       });
     }
   }
@@ -404,7 +388,7 @@ export class UnicastProtocol {
     const window = stream.window;
     window.nackTimer = this.#host.clock.setTimer(delayMs, () => {
       window.nackTimer = undefined;
-      if (this.#closed || this.#receiveStreams.get(peer) !== stream || !window.hasGap) {
+      if (this.#closed || !window.hasGap) {
         window.nackAttempts = 0;
         return;
       }
@@ -466,6 +450,7 @@ export class UnicastProtocol {
   }
 }
 
+/** Dropped receive streams cancel their timers, so a timer that fires belongs to a live stream (or follows close()). */
 function cancelReceiveTimers(window: ReceiveWindow): void {
   window.nackTimer?.cancel();
   window.nackTimer = undefined;
