@@ -17,8 +17,8 @@ export interface Clock {
   setTimer(delayMs: number, fn: () => void): TimerHandle;
   /**
    * Calls `fn` as soon as the current work is done, before any timer: how a sender flushes its bundle
-   * once the send queue drains. A microtask on a real clock; on a virtual clock, an event at the
-   * current time.
+   * once the send queue drains. On a real clock, after the I/O callbacks ready now (`setImmediate`
+   * where the runtime has it, else a microtask); on a virtual clock, an event at the current time.
    */
   defer(fn: () => void): void;
 }
@@ -33,10 +33,16 @@ export interface RandomSource {
   fill(bytes: Uint8Array): Uint8Array;
 }
 
+// After the datagrams that are ready now have all been handled, so that what they cause goes out
+// bundled: a microtask would run after each one. Deno has no setImmediate: a microtask there.
+const setImmediateFn = (globalThis as { setImmediate?: (fn: () => void) => unknown }).setImmediate;
+const deferAfterIo: (fn: () => void) => void =
+  setImmediateFn === undefined ? (fn) => web.queueMicrotask(fn) : (fn) => void setImmediateFn(fn);
+
 /** The real monotonic clock (`performance.now`) with `setTimeout` timers. */
 export const systemClock: Clock = {
   now: () => web.performance.now(),
-  defer: (fn) => web.queueMicrotask(fn),
+  defer: deferAfterIo,
   setTimer(delayMs, fn) {
     const id = web.setTimeout(fn, Math.max(0, delayMs));
     // Node's timers keep the process alive; a protocol timer must not, or an idle member

@@ -156,7 +156,11 @@ export class DatagramBuilder {
   readonly #header: Uint8Array;
   readonly #maxBytes: number;
   readonly #destinations = new Utf8Cache();
-  #buffer: Uint8Array;
+  // Datagrams are carved one after another from a slab: a small datagram (a request, an ack) costs no
+  // allocation of its own, and views handed out stay valid because those bytes are never written again.
+  #slab: Uint8Array;
+  /** Where the current datagram's region begins in the slab. */
+  #region = 0;
   #start: number;
   #pos: number;
   #frames = 0;
@@ -164,8 +168,8 @@ export class DatagramBuilder {
   constructor(header: Uint8Array, maxDatagramBytes: number = MAX_DATAGRAM_BYTES) {
     this.#header = header;
     this.#maxBytes = maxDatagramBytes;
-    this.#start = header.length + TAG_BUNDLE.length + BUNDLE_LENGTH_ROOM;
-    this.#buffer = new Uint8Array(maxDatagramBytes);
+    this.#slab = new Uint8Array(SLAB_DATAGRAMS * maxDatagramBytes);
+    this.#start = this.#headerRoom();
     this.#pos = this.#start;
   }
 
@@ -176,7 +180,7 @@ export class DatagramBuilder {
 
   /** The largest Data payload that fits in one frame of an otherwise empty datagram. */
   maxPayloadBytes(destination: string, overhead = 64): number {
-    return this.#maxBytes - this.#start - this.#destinations.get(destination).length - overhead;
+    return this.#maxBytes - this.#headerRoom() - this.#destinations.get(destination).length - overhead;
   }
 
   /** How many bytes a frame for `data` takes inside a bundle. */
@@ -188,7 +192,7 @@ export class DatagramBuilder {
 
   /** True when a frame of `frameBytes` (as from `dataFrameSize`) still fits in the current datagram. */
   fits(frameBytes: number): boolean {
-    return this.#pos + frameBytes <= this.#maxBytes;
+    return this.#pos + frameBytes <= this.#region + this.#maxBytes;
   }
 
   /**
@@ -199,7 +203,7 @@ export class DatagramBuilder {
     const destination = this.#destinations.get(data.destination);
     const size = dataSize(data, destination);
     const frameSize = 2 + varintSize(size) + size;
-    const buffer = this.#buffer;
+    const buffer = this.#slab;
     let pos = this.#pos;
     buffer[pos++] = TAG_FRAME;
     pos = writeVarint(buffer, pos, frameSize);
@@ -229,7 +233,7 @@ export class DatagramBuilder {
 
   /** Appends an already encoded frame (a retransmission, or a control message's `Frame` bytes). */
   addFrame(frame: Uint8Array): void {
-    const buffer = this.#buffer;
+    const buffer = this.#slab;
     let pos = this.#pos;
     buffer[pos++] = TAG_FRAME;
     pos = writeVarint(buffer, pos, frame.length);
@@ -249,19 +253,32 @@ export class DatagramBuilder {
     const bodyLength = this.#pos - this.#start;
     const lengthSize = varintSize(bodyLength);
     const begin = this.#start - lengthSize - TAG_BUNDLE.length - this.#header.length;
-    const buffer = this.#buffer;
+    const buffer = this.#slab;
     buffer.set(this.#header, begin);
     let pos = begin + this.#header.length;
     buffer[pos++] = TAG_BUNDLE[0];
     buffer[pos++] = TAG_BUNDLE[1];
     writeVarint(buffer, pos, bodyLength);
     const datagram = buffer.subarray(begin, this.#pos);
-    this.#buffer = new Uint8Array(this.#maxBytes);
+    // The next datagram starts where this one ended; a fresh slab when a full datagram no longer fits.
+    this.#region = this.#pos;
+    if (this.#slab.length - this.#region < this.#maxBytes) {
+      this.#slab = new Uint8Array(SLAB_DATAGRAMS * this.#maxBytes);
+      this.#region = 0;
+    }
+    this.#start = this.#region + this.#headerRoom();
     this.#pos = this.#start;
     this.#frames = 0;
     return datagram;
   }
+
+  #headerRoom(): number {
+    return this.#header.length + TAG_BUNDLE.length + BUNDLE_LENGTH_ROOM;
+  }
 }
+
+// How many full datagrams one slab holds: two, so that small datagrams share one for a while.
+const SLAB_DATAGRAMS = 2;
 
 /** An empty byte array, shared. */
 export const NO_BYTES: Uint8Array = new Uint8Array(0);

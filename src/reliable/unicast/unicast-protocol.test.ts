@@ -9,7 +9,7 @@ import { type DataFields, DatagramBuilder, DatagramReader, encodeEnvelopeHeader 
 import { ackFrame, Stream } from "../control-frames.ts";
 import { keyOf } from "../member-key.ts";
 import type { OutgoingData, PeerKey } from "../protocol.ts";
-import { type UnicastHost, type UnicastOptions, UnicastProtocol } from "./unicast-protocol.ts";
+import { DEFAULT_UNICAST_OPTIONS, type UnicastHost, type UnicastOptions, UnicastProtocol } from "./unicast-protocol.ts";
 
 const CLUSTER = "unicast-test";
 const FILE = "src/reliable/unicast/unicast-protocol.test.ts";
@@ -348,11 +348,12 @@ describe("UnicastProtocol", () => {
     expect(b.received(a.key)).toEqual(range(0, 9));
     expect(a.protocol.unacked(b.key)).toBe(0);
     a.protocol.send(b.key, 1, outgoing(9));
-    wire.clock.advance(30);
+    const rto = DEFAULT_UNICAST_OPTIONS.rtoMs;
+    wire.clock.advance(rto - 10);
     expect(dropped).toBe(1);
     expect(b.received(a.key)).toEqual(range(0, 9));
-    // The rto (40 ms after the send) resends it.
-    wire.clock.advance(30);
+    // The rto (counted from the send) resends it.
+    wire.clock.advance(20);
     expect(b.received(a.key)).toEqual(range(0, 10));
     wire.clock.runUntilIdle();
     expect(a.protocol.stats.retransmitted).toBe(1);

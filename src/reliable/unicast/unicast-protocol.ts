@@ -60,7 +60,7 @@ export const DEFAULT_UNICAST_OPTIONS: UnicastOptions = {
   nackRetryMaxMs: 320,
   maxNackSeqs: 1_024,
   retransmitHoldoffMs: 20,
-  rtoMs: 40,
+  rtoMs: 100,
   rtoMaxMs: 1_000,
 };
 
