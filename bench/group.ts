@@ -1,0 +1,689 @@
+/**
+ * The group benchmark: members as separate Node processes on loopback multicast (this file forks itself
+ * through tsx, importing the sources). Measures
+ *
+ *  1. view convergence: 16 members told to join at once, until all report the same 16-member view;
+ *  2. crash detection: SIGKILL one member of 5, until every survivor installed a view without it,
+ *     next to failureTimeoutMs + verifyTimeoutMs (default options);
+ *  3. request/reply round trip between two members, p50 and p99 of sequential requests, next to a raw
+ *     node:dgram ping-pong between two processes measured in the same run, same payload;
+ *  4. queue throughput: one producer keeps 1,000 sendToQueue() in flight to 3 consumer processes.
+ *
+ * Writes bench/results/group.json and prints a markdown table.
+ *
+ *   npx tsx bench/group.ts [--members 16] [--trials 3] [--requests 5000] [--chunks 10] [--seconds 5] [--only convergence,crash,rtt,queue]
+ *
+ * `--only` runs some measurements and writes no JSON. GROUP_BENCH_PROFILE=<dir> writes a V8 CPU profile
+ * of every forked process into <dir>; GROUP_BENCH_FROM=dist runs the members on the built package
+ * (dist/, from `npm run build`) instead of the sources.
+ */
+import { type ChildProcess, fork } from "node:child_process";
+import { createSocket } from "node:dgram";
+import { cpus, loadavg } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+
+// --- what the parent and its children say to each other (over Node's IPC channel) ---
+
+interface Network {
+  readonly cluster: string;
+  readonly group: string;
+  readonly port: number;
+}
+
+/** Group options the benchmark sets (everything else is the default). */
+interface Timing {
+  readonly heartbeatIntervalMs?: number;
+  readonly failureTimeoutMs?: number;
+  readonly verifyTimeoutMs?: number;
+  readonly discoveryTimeoutMs?: number;
+}
+
+interface LatencySummary {
+  readonly count: number;
+  readonly p50Ms: number;
+  readonly p90Ms: number;
+  readonly p99Ms: number;
+  readonly maxMs: number;
+  readonly meanMs: number;
+}
+
+type ToChild =
+  | { readonly type: "join"; readonly name: string; readonly network: Network; readonly timing: Timing }
+  | { readonly type: "leave" }
+  /** Sequential requests to member `target` (raw ping: round trips to the echo; no target). */
+  | { readonly type: "rtt"; readonly target: string; readonly warmup: number; readonly count: number; readonly size: number }
+  | { readonly type: "consume"; readonly queue: string }
+  | { readonly type: "count" }
+  | { readonly type: "produce"; readonly queue: string; readonly seconds: number; readonly inFlight: number; readonly size: number }
+  | { readonly type: "exit" };
+
+type FromChild =
+  | { readonly type: "ready" }
+  | { readonly type: "joined"; readonly id: string; readonly at: number }
+  | { readonly type: "view"; readonly at: number; readonly key: string; readonly ids: readonly string[]; readonly coordinator: string }
+  | { readonly type: "left" }
+  /** Round-trip times in ms, in order. */
+  | { readonly type: "rtt-result"; readonly samples: readonly number[]; readonly cpuMs: number; readonly traffic?: Readonly<Record<string, number>> }
+  | { readonly type: "counted"; readonly processed: number }
+  | {
+      readonly type: "produced";
+      readonly acked: number;
+      readonly failed: number;
+      readonly elapsedMs: number;
+      readonly firstError?: string;
+      readonly traffic?: Readonly<Record<string, number>>;
+    }
+  | { readonly type: "listening"; readonly port: number }
+  | { readonly type: "failed"; readonly error: string };
+
+const absoluteNow = () => performance.timeOrigin + performance.now();
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function summarize(samples: number[]): LatencySummary {
+  const sorted = Float64Array.from(samples).sort();
+  const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
+  return { count: sorted.length, p50Ms: at(0.5), p90Ms: at(0.9), p99Ms: at(0.99), maxMs: sorted[sorted.length - 1]!, meanMs: samples.reduce((a, b) => a + b, 0) / samples.length };
+}
+
+/** Counters that moved between two snapshots, per `per` (requests, messages). */
+function trafficDelta(before: Readonly<Record<string, unknown>>, after: Readonly<Record<string, unknown>>, per: number): Record<string, number> {
+  const traffic: Record<string, number> = {};
+  for (const [key, value] of Object.entries(after)) {
+    const previous = before[key];
+    if (typeof value === "number" && typeof previous === "number" && value !== previous) traffic[key] = (value - previous) / per;
+  }
+  return traffic;
+}
+
+function cpuMs(): number {
+  const usage = process.cpuUsage();
+  return (usage.user + usage.system) / 1000;
+}
+
+// --- the children ---
+
+type Library = typeof import("../src/group/group-channel.ts") & typeof import("../src/adapters/node.ts");
+
+/** The sources (through tsx), or with GROUP_BENCH_FROM=dist the built package (`npm run build` first). */
+async function loadLibrary(): Promise<Library> {
+  if (process.env.GROUP_BENCH_FROM === "dist") {
+    // Paths in variables: the type checker must not require dist/ to exist.
+    const index = "../dist/index.js";
+    const adapter = "../dist/adapters/node.js";
+    return { ...((await import(index)) as Library), ...((await import(adapter)) as Library) };
+  }
+  return { ...(await import("../src/group/group-channel.ts")), ...(await import("../src/adapters/node.ts")) };
+}
+
+/** A group member: joins when told, reports its views, answers requests on "echo", consumes or produces when told. */
+async function runMember(): Promise<void> {
+  const { GroupChannel, createUdpTransport } = await loadLibrary();
+  const send = (message: FromChild) => process.send!(message);
+  let channel: InstanceType<typeof GroupChannel> | undefined;
+  let processed = 0;
+
+  const handlers: Record<ToChild["type"], (message: never) => Promise<void> | void> = {
+    join: async (message: Extract<ToChild, { type: "join" }>) => {
+      const ch = new GroupChannel({
+        cluster: message.network.cluster,
+        name: message.name,
+        network: { type: "multicast", group: message.network.group, port: message.network.port, interface: "127.0.0.1" },
+        groups: ["g"],
+        transport: createUdpTransport,
+        ...message.timing,
+      });
+      channel = ch;
+      ch.on("error", ({ error, stage }) => console.error(`${message.name}: ${stage}: ${error.message}`));
+      ch.onGroup("viewChange", ({ view }) =>
+        send({ type: "view", at: absoluteNow(), key: `${view.id.installer}/${view.id.counter}`, ids: view.members.map((m) => m.id), coordinator: view.coordinator.id }),
+      );
+      ch.onInbox("echo", (request) => request.reply(request.payload));
+      await ch.join({ timeoutMs: 60_000 });
+      send({ type: "joined", id: ch.id, at: absoluteNow() });
+    },
+    leave: async () => {
+      await channel?.shutDown();
+      channel = undefined;
+      processed = 0;
+      send({ type: "left" });
+    },
+    rtt: async (message: Extract<ToChild, { type: "rtt" }>) => {
+      const ch = channel!;
+      const payload = new Uint8Array(message.size).fill(7);
+      for (let i = 0; i < message.warmup; i++) await ch.request(message.target, payload, { inbox: "echo", timeoutMs: 5_000 });
+      const samples: number[] = [];
+      const before = { ...ch.stats.network, ...ch.groupStats.unicast };
+      const cpuBefore = cpuMs();
+      for (let i = 0; i < message.count; i++) {
+        const started = performance.now();
+        const reply = await ch.request(message.target, payload, { inbox: "echo", timeoutMs: 5_000 });
+        samples.push(performance.now() - started);
+        if (reply.payload.length !== message.size) throw new Error(`a reply of ${reply.payload.length} bytes`);
+      }
+      const cpu = cpuMs() - cpuBefore;
+      // The requester's traffic during the run, per request.
+      const traffic = trafficDelta(before, { ...ch.stats.network, ...ch.groupStats.unicast }, message.count);
+      send({ type: "rtt-result", samples, cpuMs: cpu, traffic });
+    },
+    consume: (message: Extract<ToChild, { type: "consume" }>) => {
+      channel!.consumeQueue(message.queue, () => {
+        processed++;
+      });
+    },
+    count: () => {
+      send({ type: "counted", processed });
+      processed = 0;
+    },
+    produce: async (message: Extract<ToChild, { type: "produce" }>) => {
+      const ch = channel!;
+      const payload = new Uint8Array(message.size).fill(9);
+      const before = { ...ch.stats.network, ...ch.groupStats.unicast };
+      const startedAt = performance.now();
+      const endAt = startedAt + message.seconds * 1000;
+      let acked = 0;
+      let failed = 0;
+      let firstError: string | undefined;
+      // `inFlight` lanes, each sending its next message as soon as the last one is processed.
+      const lane = async () => {
+        while (performance.now() < endAt) {
+          try {
+            await ch.sendToQueue(message.queue, payload, { timeoutMs: 10_000 });
+            acked++;
+          } catch (error) {
+            failed++;
+            firstError ??= error instanceof Error ? error.message : String(error);
+          }
+        }
+      };
+      await Promise.all(Array.from({ length: message.inFlight }, lane));
+      const elapsedMs = performance.now() - startedAt;
+      const traffic = trafficDelta(before, { ...ch.stats.network, ...ch.groupStats.unicast }, Math.max(1, acked + failed));
+      send({ type: "produced", acked, failed, elapsedMs, traffic, ...(firstError === undefined ? {} : { firstError }) });
+    },
+    exit: async () => {
+      await channel?.shutDown().catch(() => undefined);
+      process.exit(0);
+    },
+  };
+  process.on("message", (message: ToChild) => {
+    Promise.resolve(handlers[message.type](message as never)).catch((error: unknown) => {
+      send({ type: "failed", error: error instanceof Error ? (error.stack ?? error.message) : String(error) });
+    });
+  });
+  send({ type: "ready" });
+}
+
+/** The raw baseline's echo side: sends every datagram back where it came from. */
+async function runRawEcho(): Promise<void> {
+  const socket = createSocket({ type: "udp4", lookup: immediateLookup as never });
+  socket.on("message", (message, rinfo) => socket.send(message, rinfo.port, rinfo.address));
+  await new Promise<void>((resolve) => socket.bind(0, "127.0.0.1", resolve));
+  process.send!({ type: "listening", port: socket.address().port } satisfies FromChild);
+  process.on("message", (message: ToChild) => {
+    if (message.type === "exit") process.exit(0);
+  });
+}
+
+/** The raw baseline's ping side: on each "rtt" command, `warmup` then `count` sequential round trips of `size`-byte datagrams. */
+async function runRawPing(port: number): Promise<void> {
+  const socket = createSocket({ type: "udp4", lookup: immediateLookup as never });
+  await new Promise<void>((resolve) => socket.bind(0, "127.0.0.1", resolve));
+  let answer: (() => void) | undefined;
+  socket.on("message", () => answer?.());
+  const roundTrip = (payload: Uint8Array) =>
+    new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error("a raw datagram was lost")), 1_000);
+      answer = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      socket.send(payload, port, "127.0.0.1");
+    });
+  const run = async (message: Extract<ToChild, { type: "rtt" }>) => {
+    const payload = new Uint8Array(message.size).fill(7);
+    for (let i = 0; i < message.warmup; i++) await roundTrip(payload);
+    const samples: number[] = [];
+    const cpuBefore = cpuMs();
+    for (let i = 0; i < message.count; i++) {
+      const started = performance.now();
+      await roundTrip(payload);
+      samples.push(performance.now() - started);
+    }
+    process.send!({ type: "rtt-result", samples, cpuMs: cpuMs() - cpuBefore } satisfies FromChild);
+  };
+  process.on("message", (message: ToChild) => {
+    if (message.type === "exit") process.exit(0);
+    if (message.type === "rtt") run(message).catch((error: unknown) => process.send!({ type: "failed", error: String(error) } satisfies FromChild));
+  });
+  process.send!({ type: "ready" } satisfies FromChild);
+}
+
+/** As the Node adapter: answers at once (dgram's default lookup defers every send by a tick). */
+function immediateLookup(_host: string, _options: unknown, callback: (error: null, address: string, family: number) => void): void {
+  callback(null, "127.0.0.1", 4);
+}
+
+// --- the parent ---
+
+class Child {
+  readonly process: ChildProcess;
+  readonly #queue: FromChild[] = [];
+  readonly #waiters = new Set<() => void>();
+  /** Every view it reported, in order. */
+  readonly views: Array<Extract<FromChild, { type: "view" }>> = [];
+  #failure: Error | undefined;
+  id = "";
+
+  constructor(args: string[]) {
+    // Through tsx, as this process runs (its loader is in execArgv).
+    const profile = process.env.GROUP_BENCH_PROFILE;
+    const execArgv = profile === undefined ? process.execArgv : [...process.execArgv, "--cpu-prof", `--cpu-prof-dir=${profile}`];
+    this.process = fork(import.meta.filename, ["--child", ...args], { stdio: ["ignore", "inherit", "inherit", "ipc"], execArgv });
+    children.add(this);
+    this.process.on("message", (message: FromChild) => {
+      if (message.type === "view") this.views.push(message);
+      else if (message.type === "failed") this.#failure = new Error(`a member failed: ${message.error}`);
+      else {
+        if (message.type === "joined") this.id = message.id;
+        this.#queue.push(message);
+      }
+      this.#wake();
+    });
+    this.process.on("exit", (code, signal) => {
+      children.delete(this);
+      this.#failure ??= new Error(`a child exited (${code ?? signal})`);
+      this.#wake();
+    });
+  }
+
+  get latestView(): Extract<FromChild, { type: "view" }> | undefined {
+    return this.views.at(-1);
+  }
+
+  post(message: ToChild): void {
+    if (this.process.connected) this.process.send(message);
+  }
+
+  next<T extends FromChild["type"]>(type: T, timeoutMs: number): Promise<Extract<FromChild, { type: T }>> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#waiters.delete(check);
+        reject(new Error(`timed out waiting for "${type}" from a child`));
+      }, timeoutMs);
+      const check = () => {
+        const index = this.#queue.findIndex((m) => m.type === type);
+        if (index < 0 && this.#failure === undefined) return;
+        clearTimeout(timer);
+        this.#waiters.delete(check);
+        if (index >= 0) resolve(this.#queue.splice(index, 1)[0] as Extract<FromChild, { type: T }>);
+        else reject(this.#failure!);
+      };
+      this.#waiters.add(check);
+      check();
+    });
+  }
+
+  kill(): void {
+    this.process.kill("SIGKILL");
+  }
+
+  #wake(): void {
+    for (const waiter of [...this.#waiters]) waiter();
+  }
+}
+
+const children = new Set<Child>();
+
+function killAll(): void {
+  for (const child of children) child.kill();
+}
+
+function freshNetwork(): Network {
+  const r = (min: number, max: number) => min + Math.floor(Math.random() * (max - min + 1));
+  return { cluster: `bench-group-${Date.now().toString(36)}-${r(0, 1e9).toString(36)}`, group: `239.255.${r(1, 254)}.${r(1, 254)}`, port: r(20_000, 32_000) };
+}
+
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted.length % 2 === 1 ? sorted[(sorted.length - 1) / 2]! : (sorted[sorted.length / 2 - 1]! + sorted[sorted.length / 2]!) / 2;
+}
+
+async function startMembers(count: number): Promise<Child[]> {
+  const started = Array.from({ length: count }, () => new Child(["member"]));
+  await Promise.all(started.map((c) => c.next("ready", 60_000)));
+  return started;
+}
+
+/** Until every member's latest view is the same one of `size` members; resolves with that view's key. */
+async function converged(members: readonly Child[], size: number, timeoutMs: number): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const views = members.map((m) => m.latestView);
+    const key = views[0]?.key;
+    if (key !== undefined && views.every((v) => v?.key === key && v.ids.length === size)) return key;
+    if (Date.now() > deadline) throw new Error(`no common ${size}-member view within ${timeoutMs} ms: ${views.map((v) => `${v?.key} (${v?.ids.length})`).join(", ")}`);
+    await sleep(10);
+  }
+}
+
+async function joinAll(members: readonly Child[], network: Network, timing: Timing, prefix: string): Promise<void> {
+  members.forEach((m, i) => m.post({ type: "join", name: `${prefix}-${i}`, network, timing }));
+  await Promise.all(members.map((m) => m.next("joined", 60_000)));
+}
+
+async function leaveAll(members: readonly Child[]): Promise<void> {
+  for (const m of members) m.post({ type: "leave" });
+  await Promise.all(members.map((m) => m.next("left", 10_000)));
+  for (const m of members) m.views.length = 0;
+}
+
+async function exitAll(members: readonly Child[]): Promise<void> {
+  for (const m of members) m.post({ type: "exit" });
+  // Profiles (GROUP_BENCH_PROFILE) are written on exit, which takes a moment.
+  await sleep(process.env.GROUP_BENCH_PROFILE === undefined ? 300 : 3_000);
+  for (const m of members) m.kill();
+}
+
+// 1. Convergence: `count` members told to join at once, until all report one and the same view of all.
+async function measureConvergence(count: number, trials: number): Promise<{
+  members: number;
+  discoveryTimeoutMs: number;
+  trialsMs: number[];
+  /** Distinct views installed on the way, per trial (1 + the joins batched after the first). */
+  viewsPerTrial: number[];
+  medianMs: number;
+  startupMs: number;
+}> {
+  const startedAt = Date.now();
+  const members = await startMembers(count);
+  const startupMs = Date.now() - startedAt;
+  const trialsMs: number[] = [];
+  const viewsPerTrial: number[] = [];
+  try {
+    for (let trial = 0; trial < trials; trial++) {
+      process.stderr.write(`convergence: ${count} members, trial ${trial + 1}/${trials}\n`);
+      const network = freshNetwork();
+      const goAt = absoluteNow();
+      for (const [i, m] of members.entries()) m.post({ type: "join", name: `m${i}`, network, timing: {} });
+      const key = await converged(members, count, 30_000);
+      // When the last member installed that view, in its own (same-machine) clock.
+      const lastInstall = Math.max(...members.map((m) => m.views.find((v) => v.key === key)!.at));
+      trialsMs.push(lastInstall - goAt);
+      viewsPerTrial.push(new Set(members.flatMap((m) => m.views.map((v) => v.key))).size);
+      await Promise.all(members.map((m) => m.next("joined", 10_000)));
+      await leaveAll(members);
+    }
+  } finally {
+    await exitAll(members);
+  }
+  return { members: count, discoveryTimeoutMs: 1_000, trialsMs, viewsPerTrial, medianMs: median(trialsMs), startupMs };
+}
+
+// 2. Crash detection: SIGKILL one member of five (a plain member and the coordinator in turn), until
+// every survivor installed a view without it; a fresh member replaces it for the next trial.
+async function measureCrashDetection(trials: number): Promise<{
+  heartbeatIntervalMs: number;
+  failureTimeoutMs: number;
+  verifyTimeoutMs: number;
+  budgetMs: number;
+  trials: Array<{ victim: "member" | "coordinator"; detectionMs: number; perSurvivorMs: number[] }>;
+  medianMs: number;
+}> {
+  const timing = { heartbeatIntervalMs: 1_000, failureTimeoutMs: 5_000, verifyTimeoutMs: 1_500 } as const;
+  const network = freshNetwork();
+  let members = await startMembers(5);
+  const results: Array<{ victim: "member" | "coordinator"; detectionMs: number; perSurvivorMs: number[] }> = [];
+  let spawned = 5;
+  try {
+    await joinAll(members, network, timing, "c");
+    for (let trial = 0; trial < trials; trial++) {
+      await converged(members, 5, 30_000);
+      // Let the new member's heartbeats settle in before the kill.
+      await sleep(timing.heartbeatIntervalMs * 1.5);
+      const view = members[0]!.latestView!;
+      const victimKind = trial % 2 === 0 ? "member" : "coordinator";
+      const victimId = victimKind === "coordinator" ? view.coordinator : view.ids.filter((id) => id !== view.coordinator).at(-1)!;
+      const victim = members.find((m) => m.id === victimId)!;
+      const survivors = members.filter((m) => m !== victim);
+      process.stderr.write(`crash detection: trial ${trial + 1}/${trials}, killing the ${victimKind}\n`);
+      const killedAt = absoluteNow();
+      victim.kill();
+      const deadline = Date.now() + 30_000;
+      const dropped = () => survivors.map((m) => m.views.find((v) => v.at > killedAt && !v.ids.includes(victimId)));
+      while (dropped().some((v) => v === undefined)) {
+        if (Date.now() > deadline) throw new Error("the survivors did not drop the killed member within 30 s");
+        await sleep(10);
+      }
+      const perSurvivorMs = dropped().map((v) => v!.at - killedAt);
+      results.push({ victim: victimKind, detectionMs: Math.max(...perSurvivorMs), perSurvivorMs });
+      if (trial + 1 < trials) {
+        const [fresh] = await startMembers(1);
+        fresh!.post({ type: "join", name: `c-${spawned++}`, network, timing });
+        await fresh!.next("joined", 30_000);
+        members = [...survivors, fresh!];
+      } else members = survivors;
+    }
+  } finally {
+    await exitAll(members);
+  }
+  const budgetMs = timing.failureTimeoutMs + timing.verifyTimeoutMs;
+  return { ...timing, budgetMs, trials: results, medianMs: median(results.map((r) => r.detectionMs)) };
+}
+
+// 3. Request/reply round trips between two members, next to raw node:dgram ping-pong between two
+// processes. The two alternate in `chunks` chunks, so that a busy moment of this shared machine hits both.
+async function measureRoundTrip(chunks: number, count: number, size: number): Promise<{
+  size: number;
+  requests: number;
+  chunks: number;
+  group: LatencySummary;
+  raw: LatencySummary;
+  /** p50 of each chunk, in order: how steady the machine was. */
+  chunkP50Ms: { group: number[]; raw: number[] };
+  groupCpuMsPerRequest: number;
+  rawCpuMsPerRoundTrip: number;
+  /** The requester's traffic per request (last chunk): datagrams and bytes each way, unicast protocol counters. */
+  requesterTrafficPerRequest: Readonly<Record<string, number>>;
+  p50Ratio: number;
+  p99Ratio: number;
+}> {
+  // JIT and the first chunks run slower: warm both up properly.
+  const warmup = 2_000;
+  const perChunk = Math.ceil(count / chunks);
+  const members = await startMembers(2);
+  const echo = new Child(["raw-echo"]);
+  const groupSamples: number[] = [];
+  const rawSamples: number[] = [];
+  const chunkP50Ms = { group: [] as number[], raw: [] as number[] };
+  let groupCpu = 0;
+  let rawCpu = 0;
+  let traffic: Readonly<Record<string, number>> = {};
+  let ping: Child | undefined;
+  try {
+    const { port } = await echo.next("listening", 30_000);
+    ping = new Child(["raw-ping", String(port)]);
+    await ping.next("ready", 30_000);
+    await joinAll(members, freshNetwork(), {}, "r");
+    await converged(members, 2, 30_000);
+    for (let chunk = 0; chunk < chunks; chunk++) {
+      if (chunk % 5 === 0) process.stderr.write(`request/reply: chunk ${chunk + 1}/${chunks}\n`);
+      members[0]!.post({ type: "rtt", target: members[1]!.id, warmup: chunk === 0 ? warmup : 0, count: perChunk, size });
+      const result = await members[0]!.next("rtt-result", 60_000);
+      groupSamples.push(...result.samples);
+      chunkP50Ms.group.push(summarize([...result.samples]).p50Ms);
+      groupCpu += result.cpuMs;
+      traffic = result.traffic ?? {};
+
+      ping.post({ type: "rtt", target: "", warmup: chunk === 0 ? warmup : 0, count: perChunk, size });
+      const rawResult = await ping.next("rtt-result", 60_000);
+      rawSamples.push(...rawResult.samples);
+      chunkP50Ms.raw.push(summarize([...rawResult.samples]).p50Ms);
+      rawCpu += rawResult.cpuMs;
+    }
+  } finally {
+    ping?.kill();
+    echo.kill();
+    await exitAll(members);
+  }
+  const group = summarize(groupSamples);
+  const raw = summarize(rawSamples);
+  return {
+    size,
+    requests: groupSamples.length,
+    chunks,
+    group,
+    raw,
+    chunkP50Ms,
+    groupCpuMsPerRequest: groupCpu / groupSamples.length,
+    rawCpuMsPerRoundTrip: rawCpu / rawSamples.length,
+    requesterTrafficPerRequest: traffic,
+    p50Ratio: group.p50Ms / raw.p50Ms,
+    p99Ratio: group.p99Ms / raw.p99Ms,
+  };
+}
+
+// 4. Queue throughput: one producer, three consumers, `inFlight` messages outstanding.
+async function measureQueue(seconds: number, inFlight: number, size: number): Promise<{
+  consumers: number;
+  inFlight: number;
+  size: number;
+  seconds: number;
+  acked: number;
+  failed: number;
+  processed: number;
+  perConsumer: number[];
+  messagesPerSecond: number;
+  /** The producer's traffic per message: datagrams and bytes each way, unicast protocol counters. */
+  producerTrafficPerMessage: Readonly<Record<string, number>>;
+}> {
+  const members = await startMembers(4);
+  const [producer, ...consumers] = members as [Child, ...Child[]];
+  try {
+    await joinAll(members, freshNetwork(), {}, "q");
+    await converged(members, 4, 30_000);
+    for (const c of consumers) c.post({ type: "consume", queue: "work" });
+    // The consumers announce their queues in heartbeats (every second by default).
+    await sleep(2_500);
+    process.stderr.write("queue: warm-up\n");
+    producer.post({ type: "produce", queue: "work", seconds: 1, inFlight, size });
+    await producer.next("produced", 60_000);
+    const warm = await Promise.all(consumers.map(async (c) => (c.post({ type: "count" }), (await c.next("counted", 10_000)).processed)));
+    if (warm.some((n) => n === 0)) process.stderr.write(`queue: a consumer got nothing in the warm-up (${warm.join(", ")})\n`);
+    process.stderr.write(`queue: ${seconds} s\n`);
+    producer.post({ type: "produce", queue: "work", seconds, inFlight, size });
+    const produced = await producer.next("produced", seconds * 1000 + 60_000);
+    if (produced.firstError !== undefined) process.stderr.write(`queue: ${produced.failed} failed, first: ${produced.firstError}\n`);
+    const perConsumer = await Promise.all(consumers.map(async (c) => (c.post({ type: "count" }), (await c.next("counted", 10_000)).processed)));
+    const processed = perConsumer.reduce((a, b) => a + b, 0);
+    return { consumers: consumers.length, inFlight, size, seconds, acked: produced.acked, failed: produced.failed, processed, perConsumer, messagesPerSecond: processed / (produced.elapsedMs / 1000), producerTrafficPerMessage: produced.traffic ?? {} };
+  } finally {
+    await exitAll(members);
+  }
+}
+
+const failures: Record<string, string> = {};
+
+/** Runs one measurement within `limitMs`; a failure is reported (and recorded) and the others go on. */
+async function timed<T>(label: string, limitMs: number, run: () => Promise<T>): Promise<(T & { wallMs: number }) | undefined> {
+  const startedAt = Date.now();
+  let timer: NodeJS.Timeout | undefined;
+  const limit = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${label} took over ${limitMs / 1000} s`)), limitMs);
+  });
+  try {
+    const result = await Promise.race([run(), limit]);
+    return { ...result, wallMs: Date.now() - startedAt };
+  } catch (error) {
+    failures[label] = error instanceof Error ? error.message : String(error);
+    process.stderr.write(`${label} FAILED: ${failures[label]}\n`);
+    return undefined;
+  } finally {
+    clearTimeout(timer);
+    killAll();
+  }
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      members: { type: "string", default: "16" },
+      trials: { type: "string", default: "3" },
+      requests: { type: "string", default: "5000" },
+      chunks: { type: "string", default: "10" },
+      seconds: { type: "string", default: "5" },
+      only: { type: "string" },
+    },
+  });
+  const only = values.only?.split(",");
+  const want = (name: string) => only === undefined || only.includes(name);
+  const load = loadavg()[0]!;
+  const startedAt = Date.now();
+  process.on("exit", killAll);
+  for (const signal of ["SIGINT", "SIGTERM"] as const) process.on(signal, () => process.exit(130));
+
+  const convergence = want("convergence") ? await timed("convergence", 90_000, () => measureConvergence(Number(values.members), Number(values.trials))) : undefined;
+  const crash = want("crash") ? await timed("crash detection", 90_000, () => measureCrashDetection(Number(values.trials))) : undefined;
+  const roundTrip = want("rtt") ? await timed("request/reply", 90_000, () => measureRoundTrip(Number(values.chunks), Number(values.requests), 64)) : undefined;
+  const queue = want("queue") ? await timed("queue", 60_000, () => measureQueue(Number(values.seconds), 1_000, 64)) : undefined;
+
+  const summary = {
+    benchmark: "group",
+    date: new Date().toISOString(),
+    machine: { cpus: cpus().length, cpu: cpus()[0]?.model, node: process.version, loadAverageAtStart: load, loadAverageAtEnd: loadavg()[0] },
+    wallSeconds: (Date.now() - startedAt) / 1000,
+    convergence,
+    crashDetection: crash,
+    requestReply: roundTrip,
+    queue,
+    failures,
+    targets: roundTrip === undefined ? [] : [{ target: "request/reply p50 within 1.3× of raw node:dgram ping-pong", value: roundTrip.p50Ratio, goal: 1.3, met: roundTrip.p50Ratio <= 1.3 }],
+  };
+  if (only === undefined) {
+    const { writeFileSync } = await import("node:fs");
+    writeFileSync(join(import.meta.dirname, "results", "group.json"), `${JSON.stringify(summary, null, 2)}\n`);
+  }
+
+  const ms = (x: number) => `${x < 10 ? x.toFixed(3) : Math.round(x).toLocaleString("en-US")} ms`;
+  console.log(`\nGroups, members as separate Node processes on loopback multicast (${cpus().length} cores, Node ${process.version}, load average ${load.toFixed(2)} at start)\n`);
+  console.log("| measurement | result | reference |");
+  console.log("| --- | ---: | --- |");
+  if (convergence !== undefined) {
+    console.log(`| ${convergence.members} members converge on one view (told to join at once) | median ${ms(convergence.medianMs)} (${convergence.trialsMs.map(ms).join(", ")}) | discoveryTimeoutMs ${convergence.discoveryTimeoutMs} ms; views on the way ${convergence.viewsPerTrial.join(", ")}; process start-up ${ms(convergence.startupMs)} not counted |`);
+  }
+  if (crash !== undefined) {
+    const trials = crash.trials.map((t) => `${t.victim} ${ms(t.detectionMs)}`).join(", ");
+    console.log(`| SIGKILL 1 of 5, until every survivor dropped it | median ${ms(crash.medianMs)} (${trials}) | failureTimeoutMs + verifyTimeoutMs = ${crash.failureTimeoutMs} + ${crash.verifyTimeoutMs} = ${crash.budgetMs} ms, heartbeat ${crash.heartbeatIntervalMs} ms |`);
+  }
+  if (roundTrip !== undefined) {
+    const r = roundTrip;
+    const what = `${r.size} B, ${r.requests.toLocaleString("en-US")} sequential`;
+    console.log(`| request/reply round trip, ${what}, p50 | ${ms(r.group.p50Ms)} | raw node:dgram ping-pong ${ms(r.raw.p50Ms)}: ${r.p50Ratio.toFixed(2)}× (goal ≤ 1.3×: ${r.p50Ratio <= 1.3 ? "met" : "NOT met"}) |`);
+    console.log(`| request/reply round trip, ${what}, p99 | ${ms(r.group.p99Ms)} | raw node:dgram ping-pong ${ms(r.raw.p99Ms)}: ${r.p99Ratio.toFixed(2)}× |`);
+    const t = roundTrip.requesterTrafficPerRequest;
+    console.log(`| requester CPU per request | ${ms(roundTrip.groupCpuMsPerRequest)} | raw ${ms(roundTrip.rawCpuMsPerRoundTrip)} per round trip; requester datagrams per request: ${(t.datagramsSent ?? 0).toFixed(2)} sent, ${(t.datagramsReceived ?? 0).toFixed(2)} received |`);
+  }
+  if (queue !== undefined) {
+    console.log(`| queue, 1 producer → ${queue.consumers} consumers, ${queue.size} B, ${queue.inFlight.toLocaleString("en-US")} in flight | ${Math.round(queue.messagesPerSecond).toLocaleString("en-US")} msgs/s | processed ${queue.perConsumer.map((n) => n.toLocaleString("en-US")).join(" + ")}; failed ${queue.failed}; producer datagrams per message: ${(queue.producerTrafficPerMessage.datagramsSent ?? 0).toFixed(2)} sent, ${(queue.producerTrafficPerMessage.datagramsReceived ?? 0).toFixed(2)} received |`);
+  }
+  for (const [label, error] of Object.entries(failures)) console.log(`| ${label} | FAILED | ${error.split("\n")[0]} |`);
+  const busiest = Math.max(load, loadavg()[0]!);
+  if (busiest > cpus().length) {
+    console.log(`\nNote: the machine was busy (load average up to ${busiest.toFixed(1)} on ${cpus().length} cores): latencies and rates are pessimistic and noisy; compare with the raw baseline measured alongside.`);
+  }
+  console.log(`\nwall time ${summary.wallSeconds.toFixed(0)} s; load average at end ${loadavg()[0]!.toFixed(2)}${only === undefined ? "; JSON: bench/results/group.json" : " (partial run: no JSON written)"}`);
+  process.exit(Object.keys(failures).length === 0 ? 0 : 1);
+}
+
+// --- entry ---
+
+const [mode, ...rest] = process.argv.slice(2);
+if (mode === "--child") {
+  const [role, ...args] = rest;
+  if (role === "member") await runMember();
+  else if (role === "raw-echo") await runRawEcho();
+  else if (role === "raw-ping") await runRawPing(Number(args[0]));
+  else throw new Error(`unknown child role ${role}`);
+} else {
+  await main();
+}

@@ -1,0 +1,271 @@
+/**
+ * Groups over real UDP on loopback multicast, members as separate processes running
+ * test/runtime/group-member.ts: five Node members agree on a view and drop a member killed with
+ * SIGKILL (a plain member, then the coordinator) within the failure detection's timeouts; and one group
+ * of a Node, a Bun and a Deno member agrees on its view, exchanges requests, replies, point-to-point
+ * messages and queue messages between every pair.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import type { GroupMemberConfig, GroupMemberEvent } from "./runtime/group-member.ts";
+
+const root = join(import.meta.dirname, "..");
+const bin = (name: string) => join(root, "node_modules", ".bin", name);
+const MEMBER = join("test", "runtime", "group-member.ts");
+
+/** How each runtime runs the member program. */
+const COMMANDS = {
+  node: [process.execPath, bin("tsx"), MEMBER],
+  bun: [bin("bun"), MEMBER],
+  deno: [bin("deno"), "run", "--allow-net", "--no-lock", "--no-prompt", "--unstable-net", MEMBER],
+} as const;
+type Runtime = keyof typeof COMMANDS;
+
+/** Failure detection made quick for the test (the defaults are 1,000, 5,000 and 1,500 ms). */
+const TIMING = { heartbeatIntervalMs: 200, failureTimeoutMs: 1_000, verifyTimeoutMs: 300, discoveryTimeoutMs: 500 } as const;
+/**
+ * How much later than failureTimeoutMs + verifyTimeoutMs after the kill the survivors may install the
+ * view without the dead member: the failure check runs every 50 ms here, the coordinator gathers
+ * changes for 5 ms, the view crosses loopback; the rest is room for a busy two-core machine.
+ */
+const DETECTION_SLACK_MS = 700;
+/** Members exit on their own after this long; tests kill them well before. */
+const MEMBER_LIFETIME_MS = 90_000;
+/** Starting a few tsx, Bun or Deno processes at once on two cores takes seconds. */
+const START_TIMEOUT_MS = 45_000;
+const TEST_TIMEOUT_MS = 90_000;
+
+const randomInt = (min: number, max: number) => min + Math.floor(Math.random() * (max - min + 1));
+const now = () => performance.timeOrigin + performance.now();
+
+/** A multicast group, port and cluster of their own, so that runs (and other tests) never meet. */
+function freshNetwork(): { group: string; port: number; cluster: string } {
+  return {
+    group: `239.255.${randomInt(1, 254)}.${randomInt(1, 254)}`,
+    // Below Linux's ephemeral range (32768 and up), where the members' own sending sockets are bound.
+    port: randomInt(20_000, 32_000),
+    cluster: `udp-group-${Date.now().toString(36)}-${randomInt(0, 1e9).toString(36)}`,
+  };
+}
+
+type ViewEvent = Extract<GroupMemberEvent, { type: "view" }>;
+
+const running = new Set<ChildProcess>();
+
+/** Kills a member with everything it started (tsx runs the program in a child process of its own). */
+function killGroup(child: ChildProcess): void {
+  try {
+    process.kill(-child.pid!, "SIGKILL");
+  } catch {
+    // Already gone.
+  }
+}
+
+afterEach(() => {
+  for (const child of running) killGroup(child);
+  running.clear();
+});
+
+/** A running member: its events as they come, awaited by predicate. */
+class Member {
+  readonly events: GroupMemberEvent[] = [];
+  readonly child: ChildProcess;
+  #output = "";
+  #exited = false;
+  readonly #waiters = new Set<() => void>();
+
+  constructor(
+    readonly runtime: Runtime,
+    readonly config: GroupMemberConfig,
+  ) {
+    const [command, ...args] = COMMANDS[runtime];
+    // Its own process group, so that a kill reaches tsx's child too.
+    this.child = spawn(command, [...args, JSON.stringify(config)], { cwd: root, detached: true, stdio: ["ignore", "pipe", "pipe"] });
+    running.add(this.child);
+    let pending = "";
+    this.child.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
+      this.#output += chunk;
+      pending += chunk;
+      const lines = pending.split("\n");
+      pending = lines.pop()!;
+      for (const line of lines) {
+        if (!line.startsWith("{")) continue;
+        try {
+          this.events.push(JSON.parse(line) as GroupMemberEvent);
+        } catch {
+          // Not an event line.
+        }
+      }
+      this.#wake();
+    });
+    this.child.stderr!.setEncoding("utf8").on("data", (chunk: string) => (this.#output += chunk));
+    this.child.on("close", () => {
+      this.#exited = true;
+      running.delete(this.child);
+      this.#wake();
+    });
+  }
+
+  get name(): string {
+    return this.config.name;
+  }
+
+  /** Everything it printed, for failure messages. */
+  get output(): string {
+    return `--- ${this.runtime} member ${this.name}${this.#exited ? ` (exited ${this.child.exitCode ?? this.child.signalCode})` : ""}\n${this.#output}`;
+  }
+
+  get views(): ViewEvent[] {
+    return this.events.filter((e): e is ViewEvent => e.type === "view");
+  }
+
+  get latestView(): ViewEvent | undefined {
+    return this.views.at(-1);
+  }
+
+  /** The first event (from index `from` on) that `match` accepts, once printed. */
+  waitFor<T extends GroupMemberEvent>(match: (event: GroupMemberEvent) => event is T, timeoutMs: number, what: string, from?: number): Promise<T>;
+  waitFor(match: (event: GroupMemberEvent) => boolean, timeoutMs: number, what: string, from?: number): Promise<GroupMemberEvent>;
+  waitFor(match: (event: GroupMemberEvent) => boolean, timeoutMs: number, what: string, from = 0): Promise<GroupMemberEvent> {
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        const found = this.events.slice(from).find(match);
+        if (found !== undefined || this.#exited) {
+          clearTimeout(timer);
+          this.#waiters.delete(check);
+          if (found !== undefined) resolve(found);
+          else reject(new Error(`${this.name} exited before ${what}\n${this.output}`));
+        }
+      };
+      const timer = setTimeout(() => {
+        this.#waiters.delete(check);
+        reject(new Error(`${this.name}: no ${what} within ${timeoutMs} ms\n${this.output}`));
+      }, timeoutMs);
+      this.#waiters.add(check);
+      check();
+    });
+  }
+
+  kill(): void {
+    killGroup(this.child);
+  }
+
+  #wake(): void {
+    for (const waiter of [...this.#waiters]) waiter();
+  }
+}
+
+function startMembers(runtimes: readonly Runtime[], extra: (index: number) => Partial<GroupMemberConfig> = () => ({})): Member[] {
+  const network = freshNetwork();
+  return runtimes.map(
+    (runtime, index) => new Member(runtime, { ...network, ...TIMING, name: `${runtime}-${index}`, lifetimeMs: MEMBER_LIFETIME_MS, ...extra(index) }),
+  );
+}
+
+const viewKey = (view: ViewEvent | undefined) => (view === undefined ? "none" : `${view.installer}/${view.counter}`);
+const outputs = (members: readonly Member[]) => members.map((m) => m.output).join("\n");
+
+/** Waits until every member's latest view is one and the same view of `size` members. */
+async function converged(members: readonly Member[], size: number, timeoutMs: number): Promise<ViewEvent> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const views = members.map((m) => m.latestView);
+    const first = views[0];
+    if (first !== undefined && first.members.length === size && views.every((v) => viewKey(v) === viewKey(first))) return first;
+    if (Date.now() > deadline) {
+      throw new Error(`no common ${size}-member view within ${timeoutMs} ms: ${views.map((v) => `${viewKey(v)} ${JSON.stringify(v?.members)}`).join(", ")}\n${outputs(members)}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+describe("groups over real UDP", () => {
+  for (const victimRole of ["a plain member", "the coordinator"] as const) {
+    it(
+      `five Node members agree on a view; SIGKILL ${victimRole} and the others drop it within failureTimeoutMs + verifyTimeoutMs`,
+      async () => {
+        const members = startMembers(["node", "node", "node", "node", "node"]);
+        const view = await converged(members, 5, START_TIMEOUT_MS);
+        expect([...view.members].sort()).toEqual(members.map((m) => m.name).sort());
+
+        // The coordinator, or the member furthest from taking over from it.
+        const victimName = victimRole === "the coordinator" ? view.coordinator : view.members.filter((n) => n !== view.coordinator).at(-1)!;
+        const victim = members.find((m) => m.name === victimName)!;
+        const survivors = members.filter((m) => m !== victim);
+        // Kill at a random moment of the heartbeat cycle, not right after the last view's acknowledgements.
+        await new Promise((resolve) => setTimeout(resolve, randomInt(300, 300 + TIMING.heartbeatIntervalMs)));
+        expect(members.map((m) => viewKey(m.latestView)), outputs(members)).toEqual(members.map(() => viewKey(view)));
+        const marks = survivors.map((m) => m.events.length);
+        const killedAt = now();
+        victim.kill();
+
+        const without = await Promise.all(
+          survivors.map((m, i) =>
+            m.waitFor((e): e is ViewEvent => e.type === "view" && !e.members.includes(victimName), 10_000, `view without ${victimName}`, marks[i]),
+          ),
+        );
+        const detectionMs = Math.max(...without.map((v) => v.at)) - killedAt;
+        const budgetMs = TIMING.failureTimeoutMs + TIMING.verifyTimeoutMs;
+        const summary = `detection ${detectionMs.toFixed(0)} ms (budget ${budgetMs} + ${DETECTION_SLACK_MS} ms); per survivor: ${without.map((v) => (v.at - killedAt).toFixed(0)).join(", ")} ms`;
+        console.log(`SIGKILL ${victimRole}: ${summary}`);
+
+        // Everyone installed the same view: the four survivors, nobody else dropped on the way.
+        for (const v of without) {
+          expect(viewKey(v), outputs(members)).toBe(viewKey(without[0]));
+          expect([...v.members].sort(), outputs(members)).toEqual(survivors.map((m) => m.name).sort());
+        }
+        if (victimRole === "the coordinator") expect(without[0]!.coordinator).not.toBe(victimName);
+        else expect(without[0]!.coordinator).toBe(view.coordinator);
+        // Not before the member could have been found silent, and not much after the configured timeouts.
+        expect(detectionMs, summary).toBeGreaterThanOrEqual(TIMING.failureTimeoutMs);
+        expect(detectionMs, summary).toBeLessThanOrEqual(budgetMs + DETECTION_SLACK_MS);
+        // The view stays: no member is suspected or dropped afterwards.
+        await new Promise((resolve) => setTimeout(resolve, 2 * TIMING.failureTimeoutMs));
+        for (const m of survivors) expect(viewKey(m.latestView), outputs(members)).toBe(viewKey(without[0]));
+      },
+      TEST_TIMEOUT_MS,
+    );
+  }
+
+  it(
+    "one group of a Node, a Bun and a Deno member: the same view everywhere, request/reply, messages and a queue between every pair",
+    async () => {
+      const jobs = 9;
+      const members = startMembers(["node", "bun", "deno"], (index) => ({ exchangeAt: 3, consumeQueue: "work", ...(index === 0 ? { produceToQueue: jobs } : {}) }));
+      await Promise.all(members.map((m) => m.waitFor((e) => e.type === "exchanged", START_TIMEOUT_MS, "exchange")));
+      const view = await converged(members, 3, 5_000);
+      expect([...view.members].sort()).toEqual(["bun-1", "deno-2", "node-0"]);
+      // Every member's runtime is the one it was started in.
+      for (const m of members) {
+        const joined = m.events.find((e) => e.type === "joined");
+        expect(joined, m.output).toMatchObject({ runtime: m.runtime, name: m.name });
+      }
+
+      for (const m of members) {
+        const others = members.filter((o) => o !== m).map((o) => o.name).sort();
+        const replies = m.events.filter((e) => e.type === "reply");
+        expect(
+          replies.map((r) => ({ to: r.to, ok: r.ok, text: r.text })).sort((a, b) => a.to.localeCompare(b.to)),
+          outputs(members),
+        ).toEqual(others.map((to) => ({ to, ok: true, text: `${to}:ping from ${m.name}` })));
+        const sent = m.events.filter((e) => e.type === "sent");
+        expect(sent.every((s) => s.ok) && sent.length === 2, outputs(members)).toBe(true);
+      }
+      // Point-to-point messages arrive (sent ones resolve once on their way: give them a moment).
+      for (const m of members) {
+        for (const other of members.filter((o) => o !== m)) {
+          await m.waitFor((e) => e.type === "p2p" && e.from === other.name && e.text === `hello from ${other.name}`, 5_000, `message from ${other.name}`);
+        }
+        expect(m.events.filter((e) => e.type === "p2p"), m.output).toHaveLength(2);
+      }
+      // The queue: every job processed (acknowledged to the producer) exactly once somewhere.
+      const produced = members[0]!.events.find((e) => e.type === "produced");
+      expect(produced, outputs(members)).toEqual({ type: "produced", ok: jobs, failed: 0, errors: [] });
+      const consumed = members.flatMap((m) => m.events.filter((e) => e.type === "consumed").map((e) => e.text));
+      expect(consumed.sort(), outputs(members)).toEqual(Array.from({ length: jobs }, (_, i) => `job ${i}`).sort());
+      for (const m of members) expect(m.events.filter((e) => e.type === "error"), m.output).toEqual([]);
+    },
+    TEST_TIMEOUT_MS,
+  );
+});
