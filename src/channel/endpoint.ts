@@ -348,7 +348,9 @@ export class Endpoint {
 
   #remove(peer: Peer, reason: "left" | "timeout", now: number): void {
     this.#peers.delete(peer.key);
-    this.#departed.set(peer.key, { incarnation: peer.incarnation, at: now });
+    // Only a goodbye makes the incarnation's late datagrams stale; a peer that merely fell silent (a
+    // partition) must be heard again as soon as it speaks.
+    if (reason === "left") this.#departed.set(peer.key, { incarnation: peer.incarnation, at: now });
     this.#handlers.peerDown(peer, reason);
   }
 
