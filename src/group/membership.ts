@@ -8,6 +8,7 @@ import {
   LeaveSchema,
   PingSchema,
   PongSchema,
+  SuspectSchema,
   ViewAckSchema,
 } from "../../gen/activeblaze/v1/membership_pb.ts";
 import { MemberRefSchema } from "../../gen/activeblaze/v1/common_pb.ts";
@@ -65,17 +66,23 @@ const VIEW_ACK_RESEND_MS = 100;
  * Membership of one group, as a state machine over a channel: discovery, join, failure detection with
  * verification, view installation by the coordinator, graceful leave, and the merge of partitions.
  *
- * - Discovery: a starting member multicasts Discovery; members answer with the coordinator. It then
- *   sends Join to the coordinator until a view includes it. If nobody answers within the discovery
- *   timeout it forms the group alone; members that start together agree (by the coordinator selector)
- *   on which of them forms it, and the others join.
- * - Views: only the coordinator installs views, each with a larger counter; it multicasts the view,
- *   resends it to members that do not acknowledge it, and repeats it every heartbeat interval (which
- *   also lets a partition's coordinator notice another's). A member installs a view with a larger
- *   counter than its own; one that finds itself left out by its coordinator joins again.
+ * - Discovery: a starting member multicasts Discovery; members answer with the coordinator (or with
+ *   the view itself, to a member already in it). It then sends Join to the coordinator until a view
+ *   includes it; a member that is not the coordinator answers a Join with its view. If nobody answers
+ *   within the discovery timeout it forms the group alone; members that start together agree (by the
+ *   coordinator selector) on which of them forms it, and the others join.
+ * - Views: only the coordinator installs views, each with a larger counter; its installer resends a
+ *   view to members that do not acknowledge it, and the coordinator repeats it every heartbeat interval
+ *   (which also lets a partition's coordinator notice another's). A member installs a view with a
+ *   larger counter than its own; one that finds itself left out by its coordinator (or by the member
+ *   that took over from a failed one) joins again. A member that holds a view its coordinator's does
+ *   not follow (the coordinator missed it, say a handover) shows it to the coordinator, which adopts it
+ *   or, on a tie of counters, installs a view counted above both.
  * - Failure detection: a member silent for `failureTimeoutMs` is suspected and pinged; if it stays
  *   silent `verifyTimeoutMs` more it is removed (the coordinator removes members; the members remove a
- *   failed coordinator: the survivor chosen by the selector installs the next view). Loss short of
+ *   failed coordinator: the survivor chosen by the selector installs the next view, or any survivor
+ *   does it for it after `verifyTimeoutMs`). A member reports the members it finds failed to the
+ *   coordinator, which verifies them itself at once (it may be newer than their death). Loss short of
  *   total silence for `failureTimeoutMs` plus the pings removes nobody. A graceful leave is seen at once.
  * - Merge: a coordinator hearing another coordinator's view of the same group merges both: the higher
  *   ranked of the two (selector over the pair in id order) installs a view of all members, counter
@@ -94,7 +101,8 @@ export class GroupMembership {
   #joinTarget: Member | undefined;
   readonly #pendingJoins = new Map<PeerKey, Member>();
   readonly #pendingLeaves = new Set<PeerKey>();
-  readonly #verifying = new Map<PeerKey, { since: number; pings: number }>();
+  /** Members being verified; `reported`: on another member's word (see #onSuspect), not our own watch. */
+  readonly #verifying = new Map<PeerKey, { since: number; pings: number; reported?: boolean }>();
   readonly #dead = new Set<PeerKey>();
   #unacked = new Set<PeerKey>();
   #ackDeadline = 0;
@@ -102,6 +110,9 @@ export class GroupMembership {
   #timer: TimerHandle | undefined;
   #nonce = 1;
   #lastViewRepeat = 0;
+  #lastSuspectReport = Number.NEGATIVE_INFINITY;
+  /** When we found the coordinator of our view gone (see #takeOverIfNext). */
+  #takeOverSince: number | undefined;
   #joiningSince = 0;
   /** When each member entered our view: a member never heard is silent since then. */
   readonly #addedAt = new Map<PeerKey, number>();
@@ -178,6 +189,8 @@ export class GroupMembership {
         return;
       case "leave":
         return this.#onLeave(peer);
+      case "suspect":
+        return this.#onSuspect(peer, kind.value.suspects);
       case "ping":
         this.#host.unicastFrameTo(from, encodeFrame({ case: "pong", value: create(PongSchema, { nonce: kind.value.nonce, group: this.group }) }));
         return;
@@ -205,6 +218,12 @@ export class GroupMembership {
     }
     const view = this.#view;
     if (this.#phase !== "member" || view === undefined) return;
+    if (contains(view, member.id, member.incarnation)) {
+      // It is in our view but missed it (it looks again because the coordinator that added it died
+      // before it heard back): the view itself lets it in, and take over if it is next.
+      this.#sendView(view, member);
+      return;
+    }
     this.#host.unicastFrameTo(
       from,
       encodeFrame({
@@ -246,9 +265,11 @@ export class GroupMembership {
   #onJoin(info: Parameters<typeof toMember>[0]): void {
     const member = toMember(info);
     const view = this.#view;
-    if (member === undefined || view === undefined || !this.isCoordinator) return;
-    if (contains(view, member.id, member.incarnation)) {
-      // It missed the view that added it: send it again.
+    if (member === undefined || view === undefined || this.#phase !== "member") return;
+    if (contains(view, member.id, member.incarnation) || !this.isCoordinator) {
+      // It missed the view that added it, or it asks a member that is no longer (or not yet) the
+      // coordinator: the view tells it it is in, or whom to ask. Any member answers, because the one
+      // it asks may be the only one it hears — or it may itself be the coordinator the view names.
       this.#sendView(view, member);
       return;
     }
@@ -331,6 +352,17 @@ export class GroupMembership {
       if (current === undefined || view.id.counter > current.id.counter) {
         this.#adopt(view);
         this.#ackView(peer, view);
+      } else if (!sameView(view.id, current.id) && view.coordinator.id === current.coordinator.id) {
+        if (view.coordinator.id !== local.id) {
+          // Our coordinator sends a view we cannot adopt: it installed it without having seen ours (say
+          // it missed the handover view of the coordinator that left, and took over from an older view).
+          // Show it ours: it adopts it if it is newer, or settles a tie.
+          this.#sendView(current, view.coordinator);
+        } else if (view.id.counter === current.id.counter) {
+          // A tie: a member holds a view naming us coordinator, counted as ours but installed by another
+          // (the handover we missed). A view of both, counted above them, settles it.
+          this.#merge(current, view);
+        }
       }
       return;
     }
@@ -340,9 +372,17 @@ export class GroupMembership {
       if (this.#phase === "joining") this.#joinTarget = view.coordinator;
       return;
     }
-    const fromOurCoordinator = view.id.installer === current.coordinator.id || view.coordinator.id === current.coordinator.id;
+    const fromOurCoordinator = view.id.installer === current.coordinator.id || contains(view, current.coordinator.id);
     if (fromOurCoordinator && view.id.counter > current.id.counter) {
-      // Our coordinator took us for dead: join again.
+      // Our coordinator took us for dead, or went over to another group (a merge) without us: join again.
+      this.#view = undefined;
+      this.#startJoining(view.coordinator);
+      return;
+    }
+    const coordinatorGone = this.#verifying.has(current.coordinator.id) || this.#dead.has(current.coordinator.id);
+    if (!this.isCoordinator && coordinatorGone && contains(current, view.coordinator.id) && view.id.counter >= current.id.counter) {
+      // Our coordinator is gone and the member of our view that took over left us out (it could not
+      // hear us then, in a partition say): we would wait for it forever. Join it.
       this.#view = undefined;
       this.#startJoining(view.coordinator);
       return;
@@ -383,13 +423,14 @@ export class GroupMembership {
     this.#phase = "member";
     this.#joinTarget = undefined;
     this.#candidates.clear();
+    this.#takeOverSince = undefined;
     const now = this.#host.clock.now();
-    for (const member of view.members) {
-      this.#verifying.delete(member.id);
-      if (!this.#addedAt.has(member.id)) this.#addedAt.set(member.id, now);
-    }
+    // Verifications under way go on: a new view does not make a silent member less silent (restarting
+    // them would delay the removal of a member that died with the coordinator by one more verification).
+    for (const member of view.members) if (!this.#addedAt.has(member.id)) this.#addedAt.set(member.id, now);
     for (const id of this.#addedAt.keys()) if (!contains(view, id)) this.#addedAt.delete(id);
     for (const id of this.#verifying.keys()) if (!contains(view, id)) this.#verifying.delete(id);
+    for (const id of this.#dead) if (!contains(view, id)) this.#dead.delete(id);
     this.#schedule(this.#checkInterval());
     this.#host.viewInstalled(view, previous);
   }
@@ -400,10 +441,12 @@ export class GroupMembership {
     if (this.isCoordinator) {
       this.#pendingLeaves.add(peer);
       this.#scheduleInstall();
-    } else if (peer === view.coordinator.id) {
-      // The coordinator left without handing over (or its handover view was lost): take over if next.
+    } else {
+      // Remember it: if the coordinator fails before removing it, whoever takes over leaves it out, and
+      // nobody waits for it to take over.
       this.#dead.add(peer);
-      this.#takeOverIfNext(view, new Set([peer]));
+      // The coordinator left without handing over (or its handover view was lost): take over if next.
+      if (peer === view.coordinator.id) this.#takeOverIfNext(view, new Set([peer]));
     }
   }
 
@@ -458,7 +501,7 @@ export class GroupMembership {
       const heard = this.#host.lastHeard(member.id);
       const silentSince = Math.max(heard ?? 0, this.#addedAt.get(member.id) ?? 0);
       const verification = this.#verifying.get(member.id);
-      if (now - silentSince <= this.#options.failureTimeoutMs) {
+      if (now - silentSince <= this.#options.failureTimeoutMs && verification?.reported !== true) {
         this.#verifying.delete(member.id);
         continue;
       }
@@ -482,17 +525,52 @@ export class GroupMembership {
         for (const id of failed) this.#dead.add(id);
         this.#scheduleInstall();
       }
-      this.#resendView(view, now);
-    } else if (failed.has(view.coordinator.id)) {
+      this.#repeatView(view, now);
+    } else if (failed.has(view.coordinator.id) || this.#dead.has(view.coordinator.id)) {
       this.#takeOverIfNext(view, failed);
+    } else {
+      // The coordinator answers again (a false suspicion): a later failure counts afresh.
+      this.#takeOverSince = undefined;
+      if (failed.size > 0 && now - this.#lastSuspectReport >= this.#options.heartbeatIntervalMs) {
+        // Only the coordinator removes members, and it may not have watched these long enough to know
+        // (a coordinator that joined after they died counts their silence from its join): tell it.
+        this.#lastSuspectReport = now;
+        const suspects = view.members.filter((m) => failed.has(m.id)).map((m) => create(MemberRefSchema, { id: idOf(m.id), incarnation: BigInt(m.incarnation) }));
+        this.#host.unicastFrameTo(view.coordinator.address, encodeFrame({ case: "suspect", value: create(SuspectSchema, { group: this.group, suspects }) }));
+      }
+    }
+    // The installer sends its view again to the members that have not acknowledged it — also when the
+    // view names another coordinator (a heavier joiner, say), which may be the very member that missed it.
+    if (this.#view === view && view.id.installer === local.id) this.#resendUnacked(view, now);
+  }
+
+  // A member verified that these members are silent: the coordinator verifies them itself, at once (its
+  // own watch may have started late), and removes those that stay silent `verifyTimeoutMs`.
+  #onSuspect(peer: PeerKey, suspects: ReadonlyArray<{ id: Uint8Array }>): void {
+    const view = this.#view;
+    if (view === undefined || !this.isCoordinator || !contains(view, peer)) return;
+    const now = this.#host.clock.now();
+    for (const ref of suspects) {
+      if (ref.id.length !== 16) continue;
+      const member = view.members.find((m) => m.id === keyOf(ref.id));
+      if (member === undefined || member.id === this.#host.local().id || this.#verifying.has(member.id)) continue;
+      this.#verifying.set(member.id, { since: now, pings: 0, reported: true });
+      this.#host.suspected(member);
+      this.#ping(member);
     }
   }
 
-  // The coordinator failed: the survivor the selector picks installs the next view.
+  // The coordinator failed (or left): the survivor the selector picks installs the next view. Should it
+  // not have done so within `verifyTimeoutMs` of our finding (it may not know: say it joined as the
+  // coordinator died and never got the view that let it in), we install that view for it — the view
+  // names it coordinator all the same, and it takes over on receiving it.
   #takeOverIfNext(view: View, failed: ReadonlySet<PeerKey>): void {
     const local = this.#host.local();
     const survivors = view.members.filter((m) => !failed.has(m.id) && !this.#dead.has(m.id));
-    if (survivors.length === 0 || this.#select(survivors).id !== local.id) return;
+    if (survivors.length === 0) return;
+    const now = this.#host.clock.now();
+    this.#takeOverSince ??= now;
+    if (this.#select(survivors).id !== local.id && now - this.#takeOverSince < this.#options.verifyTimeoutMs) return;
     this.#dead.clear();
     this.#install(survivors);
   }
@@ -503,12 +581,16 @@ export class GroupMembership {
     this.#host.unicastFrameTo(member.address, encodeFrame({ case: "ping", value: create(PingSchema, { nonce: BigInt(this.#nonce++), group: this.group }) }));
   }
 
-  // Members that have not acknowledged the view get it again, directly; everyone hears it every heartbeat.
-  #resendView(view: View, now: number): void {
+  // Members that have not acknowledged the view get it again, directly.
+  #resendUnacked(view: View, now: number): void {
     if (this.#unacked.size > 0 && now >= this.#ackDeadline) {
       for (const member of view.members) if (this.#unacked.has(member.id)) this.#sendView(view, member);
       this.#ackDeadline = now + VIEW_ACK_RESEND_MS * 4;
     }
+  }
+
+  // Everyone hears the coordinator's view every heartbeat (and another partition's coordinator notices it).
+  #repeatView(view: View, now: number): void {
     if (now - this.#lastViewRepeat >= this.#options.heartbeatIntervalMs) {
       this.#lastViewRepeat = now;
       this.#host.multicastFrame(encodeFrame({ case: "view", value: viewProto(view) }));
