@@ -70,6 +70,7 @@ interface Pending {
 }
 
 const GROUP_TOPIC_PREFIX = "$group/";
+const RESOLVED: Promise<void> = Promise.resolve();
 
 /**
  * Creates a group channel and binds its sockets; `join()` starts it and joins its groups.
@@ -316,7 +317,9 @@ export class GroupChannel extends Channel {
     const id = this.#nextId++;
     const reply = this.#await(id, target.id, options.timeoutMs ?? this.#group.requestTimeoutMs, options.signal, undefined);
     const { payload, format } = encodePayload(message);
-    await this.#sendTo(target.id, target.incarnation, Addressing.MEMBER, options.inbox ?? "", payload, format, id);
+    this.#sendTo(target.id, target.incarnation, Addressing.MEMBER, options.inbox ?? "", payload, format, id).catch((error: unknown) =>
+      this.#pending.get(id)?.reject(error instanceof BlazeError ? error : new BlazeError("SEND_FAILED", String(error), { cause: error })),
+    );
     return (await reply)!;
   }
 
@@ -513,6 +516,11 @@ export class GroupChannel extends Channel {
       return Promise.resolve();
     }
     const pieces = splitMessage({ destination, addressing, format, outOfBand: false, requestId }, payload, context.endpoint.maxPayloadBytes(destination));
+    if (!this.#sendQueues.has(peer) && pieces.length === 1 && unicast.canSend(peer, payload.length)) {
+      // The common case (one piece, room in the window): no queue, no promise of its own.
+      unicast.send(peer, incarnation, pieces[0]!);
+      return RESOLVED;
+    }
     return new Promise((resolve, reject) => {
       let queue = this.#sendQueues.get(peer);
       if (queue === undefined) this.#sendQueues.set(peer, (queue = []));
