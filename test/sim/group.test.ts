@@ -1,0 +1,158 @@
+import { describe, expect, it } from "vitest";
+import type { CoordinatorSelector, View } from "../../src/group/view.ts";
+import { runSeeds, seedsFromEnv } from "../../src/transport/sim-run.ts";
+import {
+  CHECK_INTERVAL_MS,
+  CRASH_BOUND_MS,
+  GROUP,
+  GroupSim,
+  type GroupScenarioResult,
+  MERGE_BOUND_MS,
+  type Proc,
+  runGroupScenario,
+  TIMING,
+} from "./group-scenario.ts";
+
+describe("group membership and messaging on the simulated network", () => {
+  it("agrees on views, detects crashes, merges partitions, removes no live member, delivers queue and point-to-point messages (200 seeds)", async () => {
+    const results: GroupScenarioResult[] = [];
+    await runSeeds({
+      seeds: seedsFromEnv({ from: 1, count: 200 }),
+      run: async (seed) => {
+        results.push(await runGroupScenario(seed));
+      },
+      file: "test/sim/group.test.ts",
+    });
+    // Every bound held for every seed (runGroupScenario throws otherwise); these are the worst cases.
+    for (const result of results) {
+      expect(result.maxCrashDetectionMs).toBeLessThanOrEqual(CRASH_BOUND_MS);
+      expect(result.maxMergeMs).toBeLessThanOrEqual(MERGE_BOUND_MS);
+    }
+    // The sweep must exercise what it claims to.
+    if (results.length >= 200) {
+      const count = (predicate: (r: GroupScenarioResult) => boolean) => results.filter(predicate).length;
+      expect(count((r) => r.kind === "calm" && r.loss > 0.1)).toBeGreaterThan(10);
+      expect(count((r) => r.coldStart >= 3)).toBeGreaterThan(30);
+      expect(results.reduce((sum, r) => sum + r.crashesChecked, 0)).toBeGreaterThan(100);
+      expect(results.reduce((sum, r) => sum + r.mergesChecked, 0)).toBeGreaterThan(30);
+      expect(results.reduce((sum, r) => sum + r.restarts, 0)).toBeGreaterThan(15);
+      expect(results.reduce((sum, r) => sum + r.leaves, 0)).toBeGreaterThan(200);
+      expect(count((r) => r.queueConsumerCrashed)).toBeGreaterThan(50);
+      expect(results.reduce((sum, r) => sum + r.pointToPoint, 0)).toBeGreaterThan(20_000);
+    }
+  }, 600_000);
+});
+
+/** Starts members one after the other, each once the previous one is in the view. */
+async function startInTurn(sim: GroupSim, hosts: string[], weights: number[] = []): Promise<Proc[]> {
+  const procs: Proc[] = [];
+  for (const [i, host] of hosts.entries()) {
+    procs.push(await sim.spawn(host, weights[i] === undefined ? {} : { weight: weights[i] }));
+    await sim.runUntil(() => sim.agreed(), 5_000, `${host} in the view`);
+  }
+  return procs;
+}
+
+function viewOf(proc: Proc): View {
+  const view = proc.channel.getView(GROUP);
+  if (view === undefined) throw new Error(`p${proc.index} has no view`);
+  return view;
+}
+
+describe("coordinator selection", () => {
+  it("elects the heaviest member, the same at every member", async () => {
+    const sim = new GroupSim({ seed: 11 });
+    try {
+      // A cold start all at once: the heaviest forms the group whatever the order.
+      const procs = await Promise.all([0, 3, 1, 3].map((weight, i) => sim.spawn(`h${i}`, { weight })));
+      await sim.runUntil(() => sim.agreed(), 5_000, "one view");
+      const view = viewOf(procs[0]!);
+      expect(view.coordinator.weight).toBe(3);
+      // Of two equally heavy, the one longest in the view (the first in view order).
+      expect(view.coordinator.id).toBe(view.members.find((m) => m.weight === 3)!.id);
+      for (const proc of procs) expect(proc.channel.getCoordinator(GROUP)?.id).toBe(view.coordinator.id);
+      expect(procs.filter((p) => p.channel.isCoordinator(GROUP)).map((p) => p.id)).toEqual([view.coordinator.id]);
+
+      // A heavier member joining takes over at once.
+      const heavy = await sim.spawn("h4", { weight: 7 });
+      await sim.runUntil(() => sim.agreed(), 5_000, "the heavy member in the view");
+      for (const proc of sim.running()) expect(viewOf(proc).coordinator.id).toBe(heavy.id);
+      expect(heavy.channel.isCoordinator(GROUP)).toBe(true);
+    } finally {
+      await sim.shutDown();
+    }
+  });
+
+  it("among equals, the member longest in the view coordinates, and the next longest when it goes", async () => {
+    const sim = new GroupSim({ seed: 12 });
+    try {
+      const [first, second, third] = await startInTurn(sim, ["h0", "h1", "h2"]);
+      for (const proc of sim.running()) expect(viewOf(proc).coordinator.id).toBe(first!.id);
+      expect(viewOf(first!).members.map((m) => m.id)).toEqual([first!.id, second!.id, third!.id]);
+      // A newcomer of the same weight changes nothing.
+      await startInTurn(sim, ["h3"]);
+      for (const proc of sim.running()) expect(viewOf(proc).coordinator.id).toBe(first!.id);
+      await sim.leave(first!);
+      await sim.runUntil(() => sim.agreed(), 1_000, "the view without the first");
+      for (const proc of sim.running()) expect(viewOf(proc).coordinator.id).toBe(second!.id);
+    } finally {
+      await sim.shutDown();
+    }
+  });
+
+  it("honours a coordinatorSelector given in the options", async () => {
+    // The newest member coordinates (the last in view order) — the opposite of the default rule.
+    const newest: CoordinatorSelector = (members) => members[members.length - 1]!;
+    const sim = new GroupSim({ seed: 13, coordinatorSelector: newest });
+    try {
+      const procs = await startInTurn(sim, ["h0", "h1", "h2"], [5, 0, 0]);
+      for (const proc of procs) expect(viewOf(proc).coordinator.id).toBe(procs[2]!.id);
+      expect(procs[2]!.channel.isCoordinator(GROUP)).toBe(true);
+      expect(procs[0]!.channel.isCoordinator(GROUP)).toBe(false);
+      const late = await sim.spawn("h3");
+      await sim.runUntil(() => sim.agreed(), 5_000, "the late member in the view");
+      for (const proc of sim.running()) expect(viewOf(proc).coordinator.id).toBe(late.id);
+    } finally {
+      await sim.shutDown();
+    }
+  });
+});
+
+describe("leaving and crashing", () => {
+  it("sees a graceful leave at once, of a member and of the coordinator", async () => {
+    const sim = new GroupSim({ seed: 14 });
+    try {
+      const procs = await startInTurn(sim, ["h0", "h1", "h2", "h3"]);
+      // A member: the coordinator installs the view without it as soon as the goodbye arrives.
+      await sim.leave(procs[2]!);
+      const memberGone = await sim.runUntil(() => sim.agreed(), 1_000, "the view without the member", 1);
+      // The coordinator: it hands over with a view without itself before saying goodbye.
+      await sim.leave(procs[0]!);
+      const coordinatorGone = await sim.runUntil(() => sim.agreed(), 1_000, "the view without the coordinator", 1);
+      // A datagram (≤ 0.5 ms on this LAN) and the coordinator's 5 ms of gathering changes: far from the failure timeout.
+      expect(memberGone).toBeLessThanOrEqual(10);
+      expect(coordinatorGone).toBeLessThanOrEqual(10);
+      for (const proc of sim.running()) expect(viewOf(proc).coordinator.id).toBe(procs[1]!.id);
+    } finally {
+      await sim.shutDown();
+    }
+  });
+
+  it("removes a crashed member within failureTimeoutMs + verifyTimeoutMs + two checks on a lossless network, and not before", async () => {
+    const sim = new GroupSim({ seed: 15 });
+    try {
+      const procs = await startInTurn(sim, ["h0", "h1", "h2", "h3"]);
+      await sim.run(1_000);
+      // A member, then the coordinator.
+      for (const victim of [procs[2]!, procs[0]!]) {
+        sim.crash(victim);
+        const took = await sim.runUntil(() => sim.agreed(), CRASH_BOUND_MS, `p${victim.index} out of the views`, 1);
+        expect(took).toBeGreaterThan(TIMING.failureTimeoutMs);
+        // The last datagram may have come just before the crash; 5 ms to gather changes, 1 ms of steps.
+        expect(took).toBeLessThanOrEqual(TIMING.failureTimeoutMs + TIMING.verifyTimeoutMs + 2 * CHECK_INTERVAL_MS + 6);
+      }
+    } finally {
+      await sim.shutDown();
+    }
+  });
+});
