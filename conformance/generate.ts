@@ -693,9 +693,9 @@ const MULTICAST: AreaTable = {
       },
       {
         name: "multicast/data/member-incarnation",
-        comment: "A point-to-point message on a stream opened to the receiver's incarnation 3.",
+        comment: "A point-to-point message on a stream opened to the receiver's incarnation 3; the sender holds nothing below 4.",
         flags: [],
-        init: data({ seq: 1n, addressing: Addressing.MEMBER, targetId: ID_B, targetIncarnation: 3n, payload: utf8("hi") }),
+        init: data({ seq: 5n, addressing: Addressing.MEMBER, targetId: ID_B, targetIncarnation: 3n, streamFloor: 4n, payload: utf8("hi") }),
         result: "valid",
       },
       {

@@ -54,7 +54,7 @@ describe("DatagramBuilder", () => {
     const fields = [
       data(),
       data({ seq: 2 ** 40, outOfBand: true, fragmentIndex: 1, fragmentCount: 3, messageLength: 9000, safe: true }),
-      data({ addressing: Addressing.MEMBER, targetId: senderId, requestId: 12, format: 1, globalSeq: 5, ringSeq: 2, targetIncarnation: 7 }),
+      data({ addressing: Addressing.MEMBER, targetId: senderId, requestId: 12, format: 1, globalSeq: 5, ringSeq: 2, targetIncarnation: 7, streamFloor: 300 }),
       data({ destination: "ünïcødé 🎉", payload: NO_BYTES }),
     ];
     for (const f of fields) builder.addData(f);

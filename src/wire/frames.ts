@@ -37,6 +37,8 @@ export interface DataFields {
   safe: boolean;
   /** For point-to-point messages: the receiver incarnation the stream was opened to. */
   targetIncarnation: number;
+  /** For point-to-point messages: the sender holds no message below this one (0: it holds all). */
+  streamFloor: number;
 }
 
 /** One frame of a received datagram: user data in hot-path form, or any other protocol message. */
@@ -99,13 +101,16 @@ function dataSize(data: DataFields, destination: Uint8Array): number {
     fieldSize(1, data.globalSeq) +
     fieldSize(1, data.ringSeq) +
     (data.safe ? 2 : 0) +
-    fieldSize(1, data.targetIncarnation)
+    fieldSize(1, data.targetIncarnation) +
+    fieldSize(2, data.streamFloor)
   );
 }
 
 function writeUint(buffer: Uint8Array, pos: number, field: number, value: number): number {
   if (value === 0) return pos;
-  buffer[pos++] = field << 3;
+  // Fields from 16 on have a two-byte tag.
+  if (field < 16) buffer[pos++] = field << 3;
+  else pos = writeVarint(buffer, pos, field << 3);
   return writeVarint(buffer, pos, value);
 }
 
@@ -226,6 +231,7 @@ export class DatagramBuilder {
     pos = writeUint(buffer, pos, 13, data.ringSeq);
     pos = writeBool(buffer, pos, 14, data.safe);
     pos = writeUint(buffer, pos, 15, data.targetIncarnation);
+    pos = writeUint(buffer, pos, 16, data.streamFloor);
     this.#pos = pos;
     this.#frames++;
     return buffer.subarray(frameStart, pos);
@@ -302,6 +308,7 @@ export function emptyDataFields(): DataFields {
     ringSeq: 0,
     safe: false,
     targetIncarnation: 0,
+    streamFloor: 0,
   };
 }
 
@@ -443,7 +450,7 @@ export class DatagramReader {
     while (cursor.pos < end) {
       const tag = cursor.varint();
       const field = tag >>> 3;
-      if (field > 15 || field === 0) return undefined;
+      if (field > 16 || field === 0) return undefined;
       if (seen & (1 << field)) return undefined;
       seen |= 1 << field;
       const wireType = tag & 7;
@@ -475,6 +482,7 @@ export class DatagramReader {
         case 13: data.ringSeq = value; break;
         case 14: data.safe = value !== 0; break;
         case 15: data.targetIncarnation = value; break;
+        case 16: data.streamFloor = value; break;
       }
       // uint32 fields past 2^32 and bools past 1 are truncated by protobuf decoders: leave those to it.
       if (cursor.failed || ((field >= 5 && field <= 8) || field === 10 || field === 14 ? value > 0xffffffff : false)) {
@@ -535,7 +543,15 @@ export function toDataFields(data: Data): DataFields | undefined {
   const globalSeq = toSafeNumber(data.globalSeq);
   const ringSeq = toSafeNumber(data.ringSeq);
   const targetIncarnation = toSafeNumber(data.targetIncarnation);
-  if (seq === undefined || requestId === undefined || globalSeq === undefined || ringSeq === undefined || targetIncarnation === undefined) {
+  const streamFloor = toSafeNumber(data.streamFloor);
+  if (
+    seq === undefined ||
+    requestId === undefined ||
+    globalSeq === undefined ||
+    ringSeq === undefined ||
+    targetIncarnation === undefined ||
+    streamFloor === undefined
+  ) {
     return undefined;
   }
   return {
@@ -555,6 +571,7 @@ export function toDataFields(data: Data): DataFields | undefined {
     ringSeq,
     safe: data.safe,
     targetIncarnation,
+    streamFloor,
   };
 }
 
@@ -568,6 +585,7 @@ export function toData(fields: DataFields): Data {
     globalSeq: BigInt(fields.globalSeq),
     ringSeq: BigInt(fields.ringSeq),
     targetIncarnation: BigInt(fields.targetIncarnation),
+    streamFloor: BigInt(fields.streamFloor),
   });
 }
 

@@ -441,7 +441,7 @@ describe("UnicastProtocol", () => {
     wire.clock.runUntilIdle();
   });
 
-  it("forgets a peer that goes down: unacknowledged messages are discarded, streams start again at 1", () => {
+  it("forgets a peer that goes down: unacknowledged messages are discarded, and the streams resume past them", () => {
     const { wire, a, b } = pair(6, LOSSLESS);
     // B gets A's 2 and 3 but not 1, then hears nothing more from A.
     let firstDropped = false;
@@ -468,14 +468,41 @@ describe("UnicastProtocol", () => {
     wire.clock.runUntilIdle();
     expect([a.protocol.stats.retransmitted, b.protocol.stats.nacksSent]).toEqual(before);
 
-    // Back up: fresh streams from 1; B's held 2 and 3 of the old stream are gone.
+    // Back up as the same incarnation: numbering goes on past the abandoned 1–5, which B skips.
     wire.drop = undefined;
     a.protocol.onPeerUp(b.key, 1);
     b.protocol.onPeerUp(a.key, 1);
-    expect(a.protocol.send(b.key, 1, outgoing(100))).toBe(1);
-    expect(a.protocol.send(b.key, 1, outgoing(101))).toBe(2);
+    expect(a.protocol.send(b.key, 1, outgoing(100))).toBe(6);
+    expect(a.protocol.send(b.key, 1, outgoing(101))).toBe(7);
     wire.clock.runUntilIdle();
     expect(b.received(a.key)).toEqual([100, 101]);
+    expect(a.protocol.unacked(b.key)).toBe(0);
+  });
+
+  it("goes on when only one side gave the other up (a partition healed between the two timeouts)", () => {
+    const { wire, a, b } = pair(8, LOSSLESS);
+    for (let i = 0; i < 5; i++) a.protocol.send(b.key, 1, outgoing(i));
+    for (let i = 0; i < 3; i++) b.protocol.send(a.key, 1, outgoing(50 + i));
+    wire.clock.runUntilIdle();
+    // A gives B up; B never noticed anything.
+    a.protocol.onPeerDown(b.key);
+    a.protocol.onPeerUp(b.key, 1);
+    for (let i = 5; i < 8; i++) a.protocol.send(b.key, 1, outgoing(i));
+    for (let i = 3; i < 6; i++) b.protocol.send(a.key, 1, outgoing(50 + i));
+    wire.clock.runUntilIdle();
+    expect(b.received(a.key)).toEqual(range(0, 8));
+    expect(a.received(b.key)).toEqual(range(50, 56));
+    // Now a message A had not got acknowledged is abandoned when it gives B up: B skips it, no stall.
+    wire.drop = (from) => from === a.key;
+    a.protocol.send(b.key, 1, outgoing(8));
+    wire.clock.advance(5);
+    a.protocol.onPeerDown(b.key);
+    a.protocol.onPeerUp(b.key, 1);
+    wire.drop = undefined;
+    a.protocol.send(b.key, 1, outgoing(9));
+    wire.clock.runUntilIdle();
+    expect(b.received(a.key)).toEqual([...range(0, 8), 9]);
+    expect(b.protocol.stats.lost).toBe(1);
     expect(a.protocol.unacked(b.key)).toBe(0);
   });
 

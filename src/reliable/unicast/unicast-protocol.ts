@@ -49,6 +49,9 @@ export interface UnicastOptions {
   readonly rtoMaxMs: number;
 }
 
+/** How many peers given up for dead are remembered, in case one was only cut off. */
+const MAX_RESUME_POINTS = 4_096;
+
 export const DEFAULT_UNICAST_OPTIONS: UnicastOptions = {
   windowMessages: 16_384,
   windowBytes: 4 * 1024 * 1024,
@@ -177,6 +180,11 @@ export class UnicastProtocol {
   readonly #receiveStreams = new Map<PeerKey, ReceiveStream>();
   /** Each peer's newest incarnation heard of (onPeerUp, or Data). */
   readonly #incarnations = new Map<PeerKey, number>();
+  /**
+   * Where the streams with a peer given up for dead stood, for the case it was not dead (a partition)
+   * and comes back as the same incarnation: its side kept its streams, so ours resume where they were.
+   */
+  readonly #resume = new Map<PeerKey, { incarnation: number; nextSend: number; nextReceive: number }>();
   readonly #stats: ProtocolStats = emptyStats();
   #unackedTotal = 0;
   #closed = false;
@@ -210,6 +218,8 @@ export class UnicastProtocol {
     data.destination = out.destination;
     data.targetId = stream.targetId;
     data.targetIncarnation = peerIncarnation;
+    // Below the oldest message held, nothing will be resent: the receiver must not wait for it.
+    data.streamFloor = buffer.low > 1 ? buffer.low : 0;
     data.outOfBand = out.outOfBand;
     data.fragmentIndex = out.fragmentIndex;
     data.fragmentCount = out.fragmentCount;
@@ -244,6 +254,10 @@ export class UnicastProtocol {
       stream = this.#openReceive(peer, incarnation);
     }
     const window = stream.window;
+    if (data.streamFloor > window.next) {
+      // The sender gave us up for a while and abandoned what it had not got acknowledged: skip it.
+      this.#stats.lost += window.skipTo(data.streamFloor, stream.deliver);
+    }
     if (data.seq >= window.next + 4 * this.#options.windowMessages) {
       // Further ahead than a sender's window allows: not trustworthy, and it would grow the early buffer.
       this.#stats.outOfWindow++;
@@ -281,10 +295,19 @@ export class UnicastProtocol {
   }
 
   onPeerDown(peer: PeerKey): void {
+    const incarnation = this.#incarnations.get(peer);
     this.#incarnations.delete(peer);
     const receiving = this.#receiveStreams.get(peer);
-    if (receiving !== undefined) this.#dropReceive(peer, receiving);
     const sending = this.#sendStreams.get(peer);
+    if (incarnation !== undefined && (receiving !== undefined || sending !== undefined)) {
+      if (this.#resume.size >= MAX_RESUME_POINTS) this.#resume.delete(this.#resume.keys().next().value!);
+      this.#resume.set(peer, {
+        incarnation,
+        nextSend: sending?.incarnation === incarnation ? sending.buffer.nextSeq : 1,
+        nextReceive: receiving?.window.incarnation === incarnation ? receiving.window.next : 1,
+      });
+    }
+    if (receiving !== undefined) this.#dropReceive(peer, receiving);
     if (sending !== undefined) this.#dropSend(peer, sending);
   }
 
@@ -294,6 +317,7 @@ export class UnicastProtocol {
 
   close(): void {
     this.#closed = true;
+    this.#resume.clear();
     for (const stream of this.#sendStreams.values()) stream.rtoTimer?.cancel();
     for (const stream of this.#receiveStreams.values()) cancelReceiveTimers(stream.window);
     this.#sendStreams.clear();
@@ -307,10 +331,17 @@ export class UnicastProtocol {
   #openSend(peer: PeerKey, incarnation: number): SendStream {
     const old = this.#sendStreams.get(peer);
     if (old !== undefined) this.#discard(old);
+    const buffer = new SendBuffer();
+    const resume = this.#resume.get(peer);
+    if (resume?.incarnation === incarnation) {
+      // Numbering goes on where it stopped; what was abandoned is below the floor the next message carries.
+      buffer.nextSeq = buffer.low = resume.nextSend;
+      resume.nextSend = 1;
+    }
     const stream: SendStream = {
       incarnation,
       targetId: idOf(peer),
-      buffer: new SendBuffer(),
+      buffer,
       rtoTimer: undefined,
       rto: this.#options.rtoMs,
       onRto: () => this.#onRto(peer, stream),
@@ -338,8 +369,15 @@ export class UnicastProtocol {
   #openReceive(peer: PeerKey, incarnation: number): ReceiveStream {
     const host = this.#host;
     const stats = this.#stats;
+    const resume = this.#resume.get(peer);
+    let first = 1;
+    if (resume?.incarnation === incarnation) {
+      // What was delivered before the peer was given up must not be delivered again.
+      first = resume.nextReceive;
+      resume.nextReceive = 1;
+    }
     const stream: ReceiveStream = {
-      window: new ReceiveWindow(1, incarnation),
+      window: new ReceiveWindow(first, incarnation),
       originId: idOf(peer),
       deliver: (data) => {
         stats.delivered++;
