@@ -14,8 +14,8 @@
  *   npx tsx bench/group.ts [--members 16] [--trials 3] [--requests 5000] [--chunks 10] [--seconds 5] [--only convergence,crash,rtt,queue]
  *
  * `--only` runs some measurements and writes no JSON. GROUP_BENCH_PROFILE=<dir> writes a V8 CPU profile
- * of every forked process into <dir>; GROUP_BENCH_FROM=dist runs the members on the built package
- * (dist/, from `npm run build`) instead of the sources.
+ * of every forked process into <dir>. Members run on the built package (dist/, from `npm run build`), as
+ * users run it; GROUP_BENCH_FROM=src runs them on the sources through tsx instead.
  */
 import { type ChildProcess, fork } from "node:child_process";
 import { createSocket } from "node:dgram";
@@ -105,9 +105,9 @@ function cpuMs(): number {
 
 type Library = typeof import("../src/group/group-channel.ts") & typeof import("../src/adapters/node.ts");
 
-/** The sources (through tsx), or with GROUP_BENCH_FROM=dist the built package (`npm run build` first). */
+/** The built package (`npm run build` first), or with GROUP_BENCH_FROM=src the sources through tsx. */
 async function loadLibrary(): Promise<Library> {
-  if (process.env.GROUP_BENCH_FROM === "dist") {
+  if (process.env.GROUP_BENCH_FROM !== "src") {
     // Paths in variables: the type checker must not require dist/ to exist.
     const index = "../dist/index.js";
     const adapter = "../dist/adapters/node.js";
