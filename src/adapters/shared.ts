@@ -7,7 +7,6 @@ import {
   type Address,
   type ReceiveHandler,
   type TransportErrorHandler,
-  type TransportOptions,
 } from "../transport/transport.ts";
 
 export function wrongRuntime(runtime: string, detail = ""): BlazeError {

@@ -99,7 +99,6 @@ export class Endpoint {
     staleIncarnation: 0,
   };
   readonly localKey: PeerKey;
-  #incarnation = 0;
   #header: Uint8Array = new Uint8Array(0);
   #reader: DatagramReader;
   #group: Outbox | undefined;
@@ -163,7 +162,6 @@ export class Endpoint {
   /** Starts sending and receiving as incarnation `incarnation`. */
   start(incarnation: number): void {
     const network = this.#config.network;
-    this.#incarnation = incarnation;
     this.#header = encodeEnvelopeHeader(this.#config.cluster, this.#config.memberId, incarnation);
     this.#group = { builder: new DatagramBuilder(this.#header, this.#config.maxDatagramBytes), to: "group" };
     this.#unicast.clear();

@@ -27,7 +27,7 @@ export async function runPerfMember(config: MemberConfig): Promise<void> {
   await channel.waitForPeers(config.members - 1, { timeoutMs: 20_000 });
   send({ type: "peers" });
 
-  const receiver = config.role === "receiver" ? new ReceiverState(config, channel) : undefined;
+  const receiver = config.role === "receiver" ? new ReceiverState(channel) : undefined;
   process.on("message", (message: ToMember) => {
     switch (message.type) {
       case "go":
@@ -94,10 +94,7 @@ class ReceiverState {
   #stride = 1;
   #seen = 0;
 
-  constructor(
-    private readonly config: MemberConfig,
-    private readonly channel: Channel,
-  ) {
+  constructor(private readonly channel: Channel) {
     channel.addTopicListener(TOPIC, (message) => this.#onMessage(message));
     const progress = setInterval(() => process.send!({ type: "progress", received: this.received } satisfies FromMember), 250);
     progress.unref();

@@ -3,6 +3,7 @@ import type { DigestEntry } from "../../gen/activeblaze/v1/reliable_pb.ts";
 import { type DataFields, emptyDataFields, NO_BYTES } from "../wire/frames.ts";
 import {
   emptyStats,
+  fillData,
   type OutgoingData,
   type PeerKey,
   type ProtocolHost,
@@ -47,17 +48,7 @@ export class BestEffortProtocol implements ReliabilityProtocol {
 
   send(out: OutgoingData): number {
     const seq = this.#nextSeq++;
-    const data = this.#scratch;
-    data.seq = seq;
-    data.addressing = out.addressing;
-    data.destination = out.destination;
-    data.outOfBand = out.outOfBand;
-    data.fragmentIndex = out.fragmentIndex;
-    data.fragmentCount = out.fragmentCount;
-    data.messageLength = out.messageLength;
-    data.requestId = out.requestId;
-    data.format = out.format;
-    data.payload = out.payload;
+    const data = fillData(this.#scratch, seq, out);
     this.#host.multicastData(data);
     data.payload = NO_BYTES;
     this.#stats.sent++;

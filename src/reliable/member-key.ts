@@ -15,3 +15,10 @@ export function idOf(key: PeerKey): Uint8Array {
   for (let i = 0; i < id.length; i++) id[i] = Number.parseInt(key.slice(2 * i, 2 * i + 2), 16);
   return id;
 }
+
+/** True when two member ids are the same bytes. */
+export function sameId(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}

@@ -101,3 +101,22 @@ export function emptyStats(): ProtocolStats {
     unstable: 0,
   };
 }
+
+/**
+ * Copies what a protocol sends of `out` into its scratch Data (the protocol's own fields — sequence
+ * number, target — are set by the caller). Frames are encoded at once, so one scratch object serves
+ * every message.
+ */
+export function fillData(data: DataFields, seq: number, out: OutgoingData): DataFields {
+  data.seq = seq;
+  data.addressing = out.addressing;
+  data.destination = out.destination;
+  data.outOfBand = out.outOfBand;
+  data.fragmentIndex = out.fragmentIndex;
+  data.fragmentCount = out.fragmentCount;
+  data.messageLength = out.messageLength;
+  data.requestId = out.requestId;
+  data.format = out.format;
+  data.payload = out.payload;
+  return data;
+}

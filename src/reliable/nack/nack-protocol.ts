@@ -4,16 +4,17 @@ import { type DigestEntry, DigestEntrySchema, type Nack, Stream } from "../../..
 import type { TimerHandle } from "../../transport/clock.ts";
 import { type DataFields, emptyDataFields, NO_BYTES } from "../../wire/frames.ts";
 import { ackFrame, heartbeatFrame, nackFrame } from "../control-frames.ts";
-import { idOf } from "../member-key.ts";
+import { idOf, sameId } from "../member-key.ts";
 import {
   emptyStats,
+  fillData,
   type OutgoingData,
   type PeerKey,
   type ProtocolHost,
   type ProtocolStats,
   type ReliabilityProtocol,
 } from "../protocol.ts";
-import { ReceiveWindow } from "./receive-window.ts";
+import { type IncomingStream, openIncomingStream } from "./receive-window.ts";
 import { BUFFER_WINDOWS, SendWindow } from "./send-window.ts";
 
 /** Tuning of the NACK protocol. Every duration is in milliseconds. */
@@ -62,11 +63,7 @@ export const DEFAULT_NACK_OPTIONS: NackOptions = {
   tailAnnounceMaxMs: 1_000,
 };
 
-interface SenderStream {
-  readonly window: ReceiveWindow;
-  readonly originId: Uint8Array;
-  readonly deliver: (data: DataFields) => void;
-}
+type SenderStream = IncomingStream;
 
 /**
  * NACK-based reliable multicast, in the manner of JGroups' NAKACK and NORM: every sender numbers its
@@ -113,18 +110,7 @@ export class NackProtocol implements ReliabilityProtocol {
   send(out: OutgoingData): number {
     const window = this.#window;
     const seq = window.next();
-    // The frame is encoded at once, so one scratch object serves every message.
-    const data = this.#scratch;
-    data.seq = seq;
-    data.addressing = out.addressing;
-    data.destination = out.destination;
-    data.outOfBand = out.outOfBand;
-    data.fragmentIndex = out.fragmentIndex;
-    data.fragmentCount = out.fragmentCount;
-    data.messageLength = out.messageLength;
-    data.requestId = out.requestId;
-    data.format = out.format;
-    data.payload = out.payload;
+    const data = fillData(this.#scratch, seq, out);
     window.record(seq, this.#host.multicastData(data));
     data.payload = NO_BYTES;
     window.trim();
@@ -233,25 +219,15 @@ export class NackProtocol implements ReliabilityProtocol {
     let stream = this.#streams.get(peer);
     if (stream !== undefined && stream.window.incarnation === incarnation) return stream;
     if (stream !== undefined) this.#dropStream(peer, stream);
-    const host = this.#host;
-    const stats = this.#stats;
     // A receiver delivers a sender's messages from the first one it hears of: the next one after an
     // announced highest sequence number, or the first message that arrives.
-    stream = {
-      window: new ReceiveWindow(Math.max(1, first), incarnation),
-      originId: idOf(peer),
-      deliver: (data) => {
-        stats.delivered++;
-        host.deliver(peer, data);
-      },
-    };
+    stream = openIncomingStream(peer, Math.max(1, first), incarnation, this.#stats, this.#host.deliver);
     this.#streams.set(peer, stream);
     return stream;
   }
 
   #dropStream(peer: PeerKey, stream: SenderStream): void {
-    stream.window.nackTimer?.cancel();
-    stream.window.ackTimer?.cancel();
+    stream.window.cancelTimers();
     this.#streams.delete(peer);
   }
 
@@ -402,10 +378,4 @@ export class NackProtocol implements ReliabilityProtocol {
       this.#scheduleExpiry();
     });
   }
-}
-
-function sameId(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }

@@ -1,4 +1,33 @@
 import type { DataFields } from "../../wire/frames.ts";
+import { idOf } from "../member-key.ts";
+import type { PeerKey, ProtocolStats } from "../protocol.ts";
+
+/** One sender's stream as a receiver holds it. */
+export interface IncomingStream {
+  readonly window: ReceiveWindow;
+  /** The sender's member id, for acknowledgements and NACKs. */
+  readonly originId: Uint8Array;
+  /** Counts a delivery and hands the message up; made once per stream. */
+  readonly deliver: (data: DataFields) => void;
+}
+
+/** A stream from `peer` (incarnation `incarnation`) whose first expected message is `first`. */
+export function openIncomingStream(
+  peer: PeerKey,
+  first: number,
+  incarnation: number,
+  stats: ProtocolStats,
+  deliver: (peer: PeerKey, data: DataFields) => void,
+): IncomingStream {
+  return {
+    window: new ReceiveWindow(first, incarnation),
+    originId: idOf(peer),
+    deliver: (data) => {
+      stats.delivered++;
+      deliver(peer, data);
+    },
+  };
+}
 
 /**
  * The receiver's side of one sender's NACK stream: delivers in sequence order exactly once, holds
@@ -107,6 +136,14 @@ export class ReceiveWindow {
       ranges.push([first, seq - 1]);
     }
     return ranges;
+  }
+
+  /** Stops the NACK and acknowledgement timers. */
+  cancelTimers(): void {
+    this.nackTimer?.cancel();
+    this.nackTimer = undefined;
+    this.ackTimer?.cancel();
+    this.ackTimer = undefined;
   }
 
   /** Messages held out of order. */

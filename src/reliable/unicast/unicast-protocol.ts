@@ -3,9 +3,9 @@ import { type Ack, type Nack, Stream } from "../../../gen/activeblaze/v1/reliabl
 import type { Clock, RandomSource, TimerHandle } from "../../transport/clock.ts";
 import { type DataFields, emptyDataFields, NO_BYTES } from "../../wire/frames.ts";
 import { ackFrame, nackFrame } from "../control-frames.ts";
-import { idOf } from "../member-key.ts";
-import { ReceiveWindow } from "../nack/receive-window.ts";
-import { emptyStats, type OutgoingData, type PeerKey, type ProtocolStats } from "../protocol.ts";
+import { idOf, sameId } from "../member-key.ts";
+import { type IncomingStream, openIncomingStream } from "../nack/receive-window.ts";
+import { emptyStats, fillData, type OutgoingData, type PeerKey, type ProtocolStats } from "../protocol.ts";
 
 /** What the point-to-point streams need from the channel they run in. */
 export interface UnicastHost {
@@ -153,11 +153,7 @@ interface SendStream {
 }
 
 /** One incarnation of a peer's stream to us. */
-interface ReceiveStream {
-  readonly window: ReceiveWindow;
-  readonly originId: Uint8Array;
-  readonly deliver: (data: DataFields) => void;
-}
+type ReceiveStream = IncomingStream;
 
 /**
  * Reliable point-to-point streams, in the manner of JGroups' UNICAST3: one numbered stream per ordered
@@ -211,22 +207,11 @@ export class UnicastProtocol {
     let stream = this.#sendStreams.get(peer);
     if (stream === undefined || stream.incarnation !== peerIncarnation) stream = this.#openSend(peer, peerIncarnation);
     const buffer = stream.buffer;
-    // The frame is encoded at once, so one scratch object serves every message.
-    const data = this.#scratch;
-    data.seq = buffer.nextSeq;
-    data.addressing = out.addressing;
-    data.destination = out.destination;
+    const data = fillData(this.#scratch, buffer.nextSeq, out);
     data.targetId = stream.targetId;
     data.targetIncarnation = peerIncarnation;
     // Below the oldest message held, nothing will be resent: the receiver must not wait for it.
     data.streamFloor = buffer.low > 1 ? buffer.low : 0;
-    data.outOfBand = out.outOfBand;
-    data.fragmentIndex = out.fragmentIndex;
-    data.fragmentCount = out.fragmentCount;
-    data.messageLength = out.messageLength;
-    data.requestId = out.requestId;
-    data.format = out.format;
-    data.payload = out.payload;
     const seq = buffer.add(this.#host.unicastData(peer, data));
     data.payload = NO_BYTES;
     this.#unackedTotal++;
@@ -319,7 +304,7 @@ export class UnicastProtocol {
     this.#closed = true;
     this.#resume.clear();
     for (const stream of this.#sendStreams.values()) stream.rtoTimer?.cancel();
-    for (const stream of this.#receiveStreams.values()) cancelReceiveTimers(stream.window);
+    for (const stream of this.#receiveStreams.values()) stream.window.cancelTimers();
     this.#sendStreams.clear();
     this.#receiveStreams.clear();
     this.#incarnations.clear();
@@ -367,8 +352,6 @@ export class UnicastProtocol {
   }
 
   #openReceive(peer: PeerKey, incarnation: number): ReceiveStream {
-    const host = this.#host;
-    const stats = this.#stats;
     const resume = this.#resume.get(peer);
     let first = 1;
     if (resume?.incarnation === incarnation) {
@@ -376,20 +359,13 @@ export class UnicastProtocol {
       first = resume.nextReceive;
       resume.nextReceive = 1;
     }
-    const stream: ReceiveStream = {
-      window: new ReceiveWindow(first, incarnation),
-      originId: idOf(peer),
-      deliver: (data) => {
-        stats.delivered++;
-        host.deliver(peer, data);
-      },
-    };
+    const stream = openIncomingStream(peer, first, incarnation, this.#stats, this.#host.deliver);
     this.#receiveStreams.set(peer, stream);
     return stream;
   }
 
   #dropReceive(peer: PeerKey, stream: ReceiveStream): void {
-    cancelReceiveTimers(stream.window);
+    stream.window.cancelTimers();
     this.#receiveStreams.delete(peer);
   }
 
@@ -489,15 +465,3 @@ export class UnicastProtocol {
 }
 
 /** Dropped receive streams cancel their timers, so a timer that fires belongs to a live stream (or follows close()). */
-function cancelReceiveTimers(window: ReceiveWindow): void {
-  window.nackTimer?.cancel();
-  window.nackTimer = undefined;
-  window.ackTimer?.cancel();
-  window.ackTimer = undefined;
-}
-
-function sameId(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
