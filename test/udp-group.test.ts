@@ -7,20 +7,11 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { join } from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
+import { commandFor, freshNetwork, killGroup, randomInt, repositoryRoot, type Runtime, trackMembers } from "./members.ts";
 import type { GroupMemberConfig, GroupMemberEvent } from "./runtime/group-member.ts";
 
-const root = join(import.meta.dirname, "..");
-const bin = (name: string) => join(root, "node_modules", ".bin", name);
 const MEMBER = join("test", "runtime", "group-member.ts");
-
-/** How each runtime runs the member program. */
-const COMMANDS = {
-  node: [process.execPath, bin("tsx"), MEMBER],
-  bun: [bin("bun"), MEMBER],
-  deno: [bin("deno"), "run", "--allow-net", "--no-lock", "--no-prompt", "--unstable-net", MEMBER],
-} as const;
-type Runtime = keyof typeof COMMANDS;
 
 /** Failure detection made quick for the test (the defaults are 1,000, 5,000 and 1,500 ms). */
 const TIMING = { heartbeatIntervalMs: 200, failureTimeoutMs: 1_000, verifyTimeoutMs: 300, discoveryTimeoutMs: 500 } as const;
@@ -36,36 +27,11 @@ const MEMBER_LIFETIME_MS = 90_000;
 const START_TIMEOUT_MS = 45_000;
 const TEST_TIMEOUT_MS = 90_000;
 
-const randomInt = (min: number, max: number) => min + Math.floor(Math.random() * (max - min + 1));
 const now = () => performance.timeOrigin + performance.now();
-
-/** A multicast group, port and cluster of their own, so that runs (and other tests) never meet. */
-function freshNetwork(): { group: string; port: number; cluster: string } {
-  return {
-    group: `239.255.${randomInt(1, 254)}.${randomInt(1, 254)}`,
-    // Below Linux's ephemeral range (32768 and up), where the members' own sending sockets are bound.
-    port: randomInt(20_000, 32_000),
-    cluster: `udp-group-${Date.now().toString(36)}-${randomInt(0, 1e9).toString(36)}`,
-  };
-}
 
 type ViewEvent = Extract<GroupMemberEvent, { type: "view" }>;
 
-const running = new Set<ChildProcess>();
-
-/** Kills a member with everything it started (tsx runs the program in a child process of its own). */
-function killGroup(child: ChildProcess): void {
-  try {
-    process.kill(-child.pid!, "SIGKILL");
-  } catch {
-    // Already gone.
-  }
-}
-
-afterEach(() => {
-  for (const child of running) killGroup(child);
-  running.clear();
-});
+const running = trackMembers();
 
 /** A running member: its events as they come, awaited by predicate. */
 class Member {
@@ -79,9 +45,9 @@ class Member {
     readonly runtime: Runtime,
     readonly config: GroupMemberConfig,
   ) {
-    const [command, ...args] = COMMANDS[runtime];
+    const [command, ...args] = commandFor(runtime, MEMBER);
     // Its own process group, so that a kill reaches tsx's child too.
-    this.child = spawn(command, [...args, JSON.stringify(config)], { cwd: root, detached: true, stdio: ["ignore", "pipe", "pipe"] });
+    this.child = spawn(command, [...args, JSON.stringify(config)], { cwd: repositoryRoot, detached: true, stdio: ["ignore", "pipe", "pipe"] });
     running.add(this.child);
     let pending = "";
     this.child.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
@@ -157,7 +123,7 @@ class Member {
 }
 
 function startMembers(runtimes: readonly Runtime[], extra: (index: number) => Partial<GroupMemberConfig> = () => ({})): Member[] {
-  const network = freshNetwork();
+  const network = freshNetwork("udp-group");
   return runtimes.map(
     (runtime, index) => new Member(runtime, { ...network, ...TIMING, name: `${runtime}-${index}`, lifetimeMs: MEMBER_LIFETIME_MS, ...extra(index) }),
   );

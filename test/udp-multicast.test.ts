@@ -3,7 +3,7 @@
  * Node, Bun and Deno in one group) running test/runtime/channel-member.ts, and a member's refusal of
  * other clusters' datagrams and of garbage, in-process.
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { createSocket, type Socket } from "node:dgram";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -11,36 +11,15 @@ import { createUdpTransport } from "../src/adapters/node.ts";
 import { Channel } from "../src/channel/channel.ts";
 import type { TopicMessage } from "../src/channel/topic-message.ts";
 import { encodeEnvelopeHeader } from "../src/wire/frames.ts";
+import { commandFor, freshNetwork, killGroup, randomInt, repositoryRoot, type Runtime, trackMembers } from "./members.ts";
 import type { MemberConfig, MemberResult } from "./runtime/channel-member.ts";
 
-const root = join(import.meta.dirname, "..");
-const bin = (name: string) => join(root, "node_modules", ".bin", name);
 const MEMBER = join("test", "runtime", "channel-member.ts");
-
-/** How each runtime runs the member program. */
-const COMMANDS = {
-  node: [process.execPath, bin("tsx"), MEMBER],
-  bun: [bin("bun"), MEMBER],
-  deno: [bin("deno"), "run", "--allow-net", "--no-lock", "--no-prompt", "--unstable-net", MEMBER],
-} as const;
-type Runtime = keyof typeof COMMANDS;
 
 /** A member gives up (and reports) after this long; its process is killed a little later if it has not exited. */
 const MEMBER_TIMEOUT_MS = 30_000;
 const KILL_AFTER_MS = MEMBER_TIMEOUT_MS + 10_000;
 const TEST_TIMEOUT_MS = KILL_AFTER_MS + 5_000;
-
-const randomInt = (min: number, max: number) => min + Math.floor(Math.random() * (max - min + 1));
-
-/** A multicast group, port and cluster of their own, so that runs (and other tests) never meet. */
-function freshNetwork(): { group: string; port: number; cluster: string } {
-  return {
-    group: `239.255.${randomInt(1, 254)}.${randomInt(1, 254)}`,
-    // Below Linux's ephemeral range (32768 and up), where the members' own sending sockets are bound.
-    port: randomInt(20_000, 32_000),
-    cluster: `udp-test-${Date.now().toString(36)}-${randomInt(0, 1e9).toString(36)}`,
-  };
-}
 
 interface MemberOutcome {
   readonly runtime: Runtime;
@@ -50,27 +29,13 @@ interface MemberOutcome {
   readonly output: string;
 }
 
-const running = new Set<ChildProcess>();
-
-/** Kills a member with everything it started (tsx runs the program in a child process of its own). */
-function killGroup(child: ChildProcess): void {
-  try {
-    process.kill(-child.pid!, "SIGKILL");
-  } catch {
-    // Already gone.
-  }
-}
-
-afterEach(() => {
-  for (const child of running) killGroup(child);
-  running.clear();
-});
+const running = trackMembers();
 
 /** Runs one member to its end and parses the JSON line it prints last. */
 function runMember(runtime: Runtime, config: MemberConfig): Promise<MemberOutcome> {
-  const [command, ...args] = COMMANDS[runtime];
+  const [command, ...args] = commandFor(runtime, MEMBER);
   // Its own process group, so that a kill reaches tsx's child too.
-  const child = spawn(command, [...args, JSON.stringify(config)], { cwd: root, detached: true, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(command, [...args, JSON.stringify(config)], { cwd: repositoryRoot, detached: true, stdio: ["ignore", "pipe", "pipe"] });
   running.add(child);
   let stdout = "";
   let stderr = "";
@@ -95,7 +60,7 @@ function runMember(runtime: Runtime, config: MemberConfig): Promise<MemberOutcom
 
 /** Runs one member per entry of `runtimes` in one group, each broadcasting `messages` messages. */
 async function runGroup(runtimes: readonly Runtime[], messages: number): Promise<MemberOutcome[]> {
-  const network = freshNetwork();
+  const network = freshNetwork("udp-test");
   return Promise.all(
     runtimes.map((runtime, index) => runMember(runtime, { ...network, index, members: runtimes.length, messages, timeoutMs: MEMBER_TIMEOUT_MS })),
   );
@@ -166,7 +131,7 @@ describe("bad input over real UDP", () => {
   }
 
   it("drops and counts another cluster's datagrams and garbage, delivers none of them, and keeps working", async () => {
-    const { group, port, cluster } = freshNetwork();
+    const { group, port, cluster } = freshNetwork("udp-test");
     const open = (name: string, ofCluster: string) => {
       const channel = new Channel({
         cluster: ofCluster,

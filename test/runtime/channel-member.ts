@@ -9,7 +9,7 @@
  */
 import { Channel } from "../../src/channel/channel.ts";
 import type { TopicMessage } from "../../src/channel/topic-message.ts";
-import type { TransportFactory } from "../../src/transport/transport.ts";
+import { detectRuntime } from "./runtime-host.ts";
 
 export interface MemberConfig {
   /** This member's position in the group, 0 to members - 1; it travels in every payload. */
@@ -72,23 +72,6 @@ function buildPayload(sender: number, counter: number): Uint8Array {
   return payload;
 }
 
-interface RuntimeHost {
-  readonly name: string;
-  readonly args: readonly string[];
-  readonly transport: TransportFactory;
-  exit(code: number): never;
-}
-
-/** The running runtime, its arguments, exit, and its UDP adapter (imported only here: the others refuse to load elsewhere). */
-async function detectRuntime(): Promise<RuntimeHost> {
-  const deno = (globalThis as { Deno?: { args: string[]; exit(code: number): never } }).Deno;
-  if (deno !== undefined) {
-    const { createUdpTransport } = await import("../../src/adapters/deno.ts");
-    return { name: "deno", args: deno.args, transport: createUdpTransport, exit: (code) => deno.exit(code) };
-  }
-  const adapter = "Bun" in globalThis ? await import("../../src/adapters/bun.ts") : await import("../../src/adapters/node.ts");
-  return { name: adapter.runtime, args: process.argv.slice(2), transport: adapter.createUdpTransport, exit: (code) => process.exit(code) };
-}
 
 /** Checks deliveries per sender: the counter must be the next one expected, and the bytes as built. */
 class DeliveryCheck {

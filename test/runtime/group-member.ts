@@ -12,7 +12,7 @@
  */
 import { GroupChannel } from "../../src/group/group-channel.ts";
 import type { View } from "../../src/group/view.ts";
-import type { TransportFactory } from "../../src/transport/transport.ts";
+import { detectRuntime } from "./runtime-host.ts";
 
 export interface GroupMemberConfig {
   /** The member's name (unique in the test). */
@@ -59,23 +59,6 @@ export type GroupMemberEvent =
   | { readonly type: "produced"; readonly ok: number; readonly failed: number; readonly errors: readonly string[] }
   | { readonly type: "error"; readonly message: string };
 
-interface RuntimeHost {
-  readonly name: string;
-  readonly args: readonly string[];
-  readonly transport: TransportFactory;
-  exit(code: number): never;
-}
-
-/** The running runtime, its arguments, exit, and its UDP adapter (imported only here: the others refuse to load elsewhere). */
-async function detectRuntime(): Promise<RuntimeHost> {
-  const deno = (globalThis as { Deno?: { args: string[]; exit(code: number): never } }).Deno;
-  if (deno !== undefined) {
-    const { createUdpTransport } = await import("../../src/adapters/deno.ts");
-    return { name: "deno", args: deno.args, transport: createUdpTransport, exit: (code) => deno.exit(code) };
-  }
-  const adapter = "Bun" in globalThis ? await import("../../src/adapters/bun.ts") : await import("../../src/adapters/node.ts");
-  return { name: adapter.runtime, args: process.argv.slice(2), transport: adapter.createUdpTransport, exit: (code) => process.exit(code) };
-}
 
 const now = () => performance.timeOrigin + performance.now();
 const print = (event: GroupMemberEvent) => console.log(JSON.stringify(event));
