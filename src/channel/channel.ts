@@ -21,7 +21,7 @@ import { DropCounters, type DropReason } from "../wire/drop-reason.ts";
 import { type DataFields, leaveGroupOf, NO_BYTES, type ReceivedFrame, streamOf } from "../wire/frames.ts";
 import { MAX_NAME_BYTES, MEMBER_ID_BYTES } from "../wire/limits.ts";
 import { web } from "../web.ts";
-import { Endpoint, type EndpointStats, type NetworkConfig, type Peer } from "./endpoint.ts";
+import { emptyEndpointStats, Endpoint, type EndpointStats, type NetworkConfig, type Peer } from "./endpoint.ts";
 import { Emitter, PushIterator } from "./events.ts";
 import { type ChannelOptions, resolveChannelOptions, type ResolvedChannelOptions } from "./options.ts";
 import { splitMessage } from "./fragments.ts";
@@ -236,7 +236,7 @@ export class Channel implements AsyncDisposable {
       state: this.#state,
       reliability: this.#options.reliability,
       peers: this.#endpoint?.peers.size ?? 0,
-      network: { ...(this.#endpoint?.stats ?? EMPTY_ENDPOINT_STATS) },
+      network: { ...(this.#endpoint?.stats ?? emptyEndpointStats()) },
       dropped: (this.#endpoint?.drops ?? new DropCounters()).snapshot(),
       protocol: { ...(this.#protocol?.stats ?? emptyStats()) },
       queued: this.#pending.length,
@@ -636,11 +636,3 @@ async function defaultTransport(): Promise<TransportFactory> {
   return adapter.createUdpTransport;
 }
 
-const EMPTY_ENDPOINT_STATS: EndpointStats = {
-  datagramsSent: 0,
-  datagramsReceived: 0,
-  bytesSent: 0,
-  bytesReceived: 0,
-  ownDatagrams: 0,
-  staleIncarnation: 0,
-};

@@ -67,6 +67,10 @@ export interface EndpointStats {
   staleIncarnation: number;
 }
 
+export function emptyEndpointStats(): EndpointStats {
+  return { datagramsSent: 0, datagramsReceived: 0, bytesSent: 0, bytesReceived: 0, ownDatagrams: 0, staleIncarnation: 0 };
+}
+
 interface Outbox {
   readonly builder: DatagramBuilder;
   readonly to: Address | "group";
@@ -90,14 +94,7 @@ export class Endpoint {
   readonly #departed = new Map<PeerKey, { incarnation: number; at: number }>();
   readonly #unicast = new Map<string, Outbox>();
   readonly drops = new DropCounters();
-  readonly stats: EndpointStats = {
-    datagramsSent: 0,
-    datagramsReceived: 0,
-    bytesSent: 0,
-    bytesReceived: 0,
-    ownDatagrams: 0,
-    staleIncarnation: 0,
-  };
+  readonly stats: EndpointStats = emptyEndpointStats();
   readonly localKey: PeerKey;
   #header: Uint8Array = new Uint8Array(0);
   #reader: DatagramReader;

@@ -3,7 +3,7 @@ import type { Frame } from "../../../gen/activeblaze/v1/envelope_pb.ts";
 import { type DigestEntry, DigestEntrySchema, type Nack, Stream } from "../../../gen/activeblaze/v1/reliable_pb.ts";
 import type { TimerHandle } from "../../transport/clock.ts";
 import { type DataFields, emptyDataFields, NO_BYTES } from "../../wire/frames.ts";
-import { ackFrame, heartbeatFrame, nackFrame } from "../control-frames.ts";
+import { heartbeatFrame, nackFrame } from "../control-frames.ts";
 import { idOf, sameId } from "../member-key.ts";
 import {
   emptyStats,
@@ -14,7 +14,7 @@ import {
   type ProtocolStats,
   type ReliabilityProtocol,
 } from "../protocol.ts";
-import { type IncomingStream, openIncomingStream } from "./receive-window.ts";
+import { acknowledge, type IncomingStream, openIncomingStream, takeAck } from "./receive-window.ts";
 import { BUFFER_WINDOWS, SendWindow } from "./send-window.ts";
 
 /** Tuning of the NACK protocol. Every duration is in milliseconds. */
@@ -233,31 +233,13 @@ export class NackProtocol implements ReliabilityProtocol {
 
   #afterProgress(peer: PeerKey, stream: SenderStream): void {
     const window = stream.window;
-    if (window.hasGap) {
-      if (window.nackTimer === undefined) this.#scheduleNack(peer, stream, this.#nackDelay());
-    } else if (window.nackTimer !== undefined) {
-      window.nackTimer.cancel();
-      window.nackTimer = undefined;
-      window.nackAttempts = 0;
-    }
-    if (window.unacked >= this.#options.ackThreshold || window.unackedBytes >= this.#options.ackThresholdBytes) {
-      this.#sendAck(peer, stream);
-    }
-    else if (window.unacked > 0 && window.ackTimer === undefined) {
-      window.ackTimer = this.#host.clock.setTimer(this.#options.ackDelayMs, () => {
-        window.ackTimer = undefined;
-        if (this.#streams.get(peer) === stream && window.unacked > 0) this.#sendAck(peer, stream);
-      });
-    }
+    if (!window.hasGap) window.clearNack();
+    else if (window.nackTimer === undefined) this.#scheduleNack(peer, stream, this.#nackDelay());
+    acknowledge(window, this.#options, this.#host.clock, () => this.#sendAck(peer, stream), () => this.#streams.get(peer) === stream);
   }
 
   #sendAck(peer: PeerKey, stream: SenderStream): void {
-    const window = stream.window;
-    window.unacked = 0;
-    window.unackedBytes = 0;
-    window.ackTimer?.cancel();
-    window.ackTimer = undefined;
-    this.#host.unicastFrame(peer, ackFrame(Stream.MULTICAST, stream.originId, window.incarnation, window.next - 1, window.highestReceived));
+    this.#host.unicastFrame(peer, takeAck(stream, Stream.MULTICAST));
     this.#stats.acksSent++;
   }
 

@@ -1,4 +1,7 @@
+import type { Stream } from "../../../gen/activeblaze/v1/reliable_pb.ts";
+import type { Clock } from "../../transport/clock.ts";
 import type { DataFields } from "../../wire/frames.ts";
+import { ackFrame } from "../control-frames.ts";
 import { idOf } from "../member-key.ts";
 import type { PeerKey, ProtocolStats } from "../protocol.ts";
 
@@ -9,6 +12,37 @@ export interface IncomingStream {
   readonly originId: Uint8Array;
   /** Counts a delivery and hands the message up; made once per stream. */
   readonly deliver: (data: DataFields) => void;
+}
+
+/** When a receiver acknowledges: after this much received, or this long after the first unacknowledged message. */
+export interface AckPolicy {
+  readonly ackThreshold: number;
+  readonly ackThresholdBytes: number;
+  readonly ackDelayMs: number;
+}
+
+/**
+ * After messages arrived: acknowledges at once when enough is unacknowledged, otherwise arms the ack
+ * timer (once). `send` sends the acknowledgement; the timer sends it only while `current()` holds.
+ */
+export function acknowledge(window: ReceiveWindow, policy: AckPolicy, clock: Clock, send: () => void, current: () => boolean): void {
+  if (window.unacked >= policy.ackThreshold || window.unackedBytes >= policy.ackThresholdBytes) send();
+  else if (window.unacked > 0 && window.ackTimer === undefined) {
+    window.ackTimer = clock.setTimer(policy.ackDelayMs, () => {
+      window.ackTimer = undefined;
+      if (current() && window.unacked > 0) send();
+    });
+  }
+}
+
+/** The acknowledgement of everything the stream has delivered and received; counts start again. */
+export function takeAck(stream: IncomingStream, kind: Stream): Uint8Array {
+  const window = stream.window;
+  window.unacked = 0;
+  window.unackedBytes = 0;
+  window.ackTimer?.cancel();
+  window.ackTimer = undefined;
+  return ackFrame(kind, stream.originId, window.incarnation, window.next - 1, window.highestReceived);
 }
 
 /** A stream from `peer` (incarnation `incarnation`) whose first expected message is `first`. */
@@ -136,6 +170,13 @@ export class ReceiveWindow {
       ranges.push([first, seq - 1]);
     }
     return ranges;
+  }
+
+  /** The gap is filled: no NACK is due, and the next one starts afresh. */
+  clearNack(): void {
+    this.nackTimer?.cancel();
+    this.nackTimer = undefined;
+    this.nackAttempts = 0;
   }
 
   /** Stops the NACK and acknowledgement timers. */

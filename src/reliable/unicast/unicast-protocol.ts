@@ -2,9 +2,9 @@ import type { Frame } from "../../../gen/activeblaze/v1/envelope_pb.ts";
 import { type Ack, type Nack, Stream } from "../../../gen/activeblaze/v1/reliable_pb.ts";
 import type { Clock, RandomSource, TimerHandle } from "../../transport/clock.ts";
 import { type DataFields, emptyDataFields, NO_BYTES } from "../../wire/frames.ts";
-import { ackFrame, nackFrame } from "../control-frames.ts";
+import { nackFrame } from "../control-frames.ts";
 import { idOf, sameId } from "../member-key.ts";
-import { type IncomingStream, openIncomingStream } from "../nack/receive-window.ts";
+import { acknowledge, type IncomingStream, openIncomingStream, takeAck } from "../nack/receive-window.ts";
 import { emptyStats, fillData, type OutgoingData, type PeerKey, type ProtocolStats } from "../protocol.ts";
 
 /** What the point-to-point streams need from the channel they run in. */
@@ -371,30 +371,13 @@ export class UnicastProtocol {
 
   #afterReceive(peer: PeerKey, stream: ReceiveStream): void {
     const window = stream.window;
-    if (window.hasGap) {
-      if (window.nackTimer === undefined) this.#scheduleNack(peer, stream, this.#options.nackDelayMs);
-    } else if (window.nackTimer !== undefined) {
-      window.nackTimer.cancel();
-      window.nackTimer = undefined;
-      window.nackAttempts = 0;
-    }
-    if (window.unacked >= this.#options.ackThreshold || window.unackedBytes >= this.#options.ackThresholdBytes) {
-      this.#sendAck(peer, stream);
-    } else if (window.unacked > 0 && window.ackTimer === undefined) {
-      window.ackTimer = this.#host.clock.setTimer(this.#options.ackDelayMs, () => {
-        window.ackTimer = undefined;
-        if (!this.#closed && window.unacked > 0) this.#sendAck(peer, stream);
-      });
-    }
+    if (!window.hasGap) window.clearNack();
+    else if (window.nackTimer === undefined) this.#scheduleNack(peer, stream, this.#options.nackDelayMs);
+    acknowledge(window, this.#options, this.#host.clock, () => this.#sendAck(peer, stream), () => !this.#closed);
   }
 
   #sendAck(peer: PeerKey, stream: ReceiveStream): void {
-    const window = stream.window;
-    window.unacked = 0;
-    window.unackedBytes = 0;
-    window.ackTimer?.cancel();
-    window.ackTimer = undefined;
-    this.#host.unicastFrame(peer, ackFrame(Stream.UNICAST, stream.originId, window.incarnation, window.next - 1, window.highestReceived));
+    this.#host.unicastFrame(peer, takeAck(stream, Stream.UNICAST));
     this.#stats.acksSent++;
   }
 
