@@ -14,7 +14,7 @@ import {
   type ProtocolStats,
   type ReliabilityProtocol,
 } from "../protocol.ts";
-import { acknowledge, type IncomingStream, openIncomingStream, takeAck } from "./receive-window.ts";
+import { type Acknowledger, acknowledge, type IncomingStream, openIncomingStream, takeAck } from "./receive-window.ts";
 import { BUFFER_WINDOWS, SendWindow } from "./send-window.ts";
 
 /** Tuning of the NACK protocol. Every duration is in milliseconds. */
@@ -235,8 +235,13 @@ export class NackProtocol implements ReliabilityProtocol {
     const window = stream.window;
     if (!window.hasGap) window.clearNack();
     else if (window.nackTimer === undefined) this.#scheduleNack(peer, stream, this.#nackDelay());
-    acknowledge(window, this.#options, this.#host.clock, () => this.#sendAck(peer, stream), () => this.#streams.get(peer) === stream);
+    acknowledge(peer, stream, this.#options, this.#host.clock, this.#acknowledger);
   }
+
+  readonly #acknowledger: Acknowledger = {
+    send: (peer, stream) => this.#sendAck(peer, stream),
+    current: (peer, stream) => this.#streams.get(peer) === stream,
+  };
 
   #sendAck(peer: PeerKey, stream: SenderStream): void {
     this.#host.unicastFrame(peer, takeAck(stream, Stream.MULTICAST));

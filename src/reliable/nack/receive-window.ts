@@ -21,16 +21,24 @@ export interface AckPolicy {
   readonly ackDelayMs: number;
 }
 
+/** How a protocol sends a stream's acknowledgement, and whether the stream is still its current one. */
+export interface Acknowledger {
+  send(peer: PeerKey, stream: IncomingStream): void;
+  current(peer: PeerKey, stream: IncomingStream): boolean;
+}
+
 /**
  * After messages arrived: acknowledges at once when enough is unacknowledged, otherwise arms the ack
- * timer (once). `send` sends the acknowledgement; the timer sends it only while `current()` holds.
+ * timer (once). The timer sends only while the stream is still current. Runs per received message, so
+ * it allocates nothing unless it arms the timer.
  */
-export function acknowledge(window: ReceiveWindow, policy: AckPolicy, clock: Clock, send: () => void, current: () => boolean): void {
-  if (window.unacked >= policy.ackThreshold || window.unackedBytes >= policy.ackThresholdBytes) send();
+export function acknowledge(peer: PeerKey, stream: IncomingStream, policy: AckPolicy, clock: Clock, acknowledger: Acknowledger): void {
+  const window = stream.window;
+  if (window.unacked >= policy.ackThreshold || window.unackedBytes >= policy.ackThresholdBytes) acknowledger.send(peer, stream);
   else if (window.unacked > 0 && window.ackTimer === undefined) {
     window.ackTimer = clock.setTimer(policy.ackDelayMs, () => {
       window.ackTimer = undefined;
-      if (current() && window.unacked > 0) send();
+      if (acknowledger.current(peer, stream) && window.unacked > 0) acknowledger.send(peer, stream);
     });
   }
 }

@@ -4,7 +4,7 @@ import type { Clock, RandomSource, TimerHandle } from "../../transport/clock.ts"
 import { type DataFields, emptyDataFields, NO_BYTES } from "../../wire/frames.ts";
 import { nackFrame } from "../control-frames.ts";
 import { idOf, sameId } from "../member-key.ts";
-import { acknowledge, type IncomingStream, openIncomingStream, takeAck } from "../nack/receive-window.ts";
+import { type Acknowledger, acknowledge, type IncomingStream, openIncomingStream, takeAck } from "../nack/receive-window.ts";
 import { emptyStats, fillData, type OutgoingData, type PeerKey, type ProtocolStats } from "../protocol.ts";
 
 /** What the point-to-point streams need from the channel they run in. */
@@ -373,8 +373,13 @@ export class UnicastProtocol {
     const window = stream.window;
     if (!window.hasGap) window.clearNack();
     else if (window.nackTimer === undefined) this.#scheduleNack(peer, stream, this.#options.nackDelayMs);
-    acknowledge(window, this.#options, this.#host.clock, () => this.#sendAck(peer, stream), () => !this.#closed);
+    acknowledge(peer, stream, this.#options, this.#host.clock, this.#acknowledger);
   }
+
+  readonly #acknowledger: Acknowledger = {
+    send: (peer, stream) => this.#sendAck(peer, stream),
+    current: () => !this.#closed,
+  };
 
   #sendAck(peer: PeerKey, stream: ReceiveStream): void {
     this.#host.unicastFrame(peer, takeAck(stream, Stream.UNICAST));
