@@ -332,7 +332,7 @@ describe("Channel options", () => {
     ["nack.windowMessages: 1", { nack: { windowMessages: 1 } }, ["nack", "windowMessages"], /"channel\.nack\.windowMessages"/],
     ["an unknown nack key", { nack: { window: 16 } }, ["nack", "window"], /"channel\.nack\.window"/],
     ["nackDelayMaxMs < nackDelayMinMs", { nack: { nackDelayMinMs: 5, nackDelayMaxMs: 1 } }, ["nack", "nackDelayMaxMs"], /at least nackDelayMinMs/],
-    ["an unknown reliability", { reliability: "totem" }, ["reliability"], /"channel\.reliability"/],
+    ["an unknown reliability", { reliability: "sequencer" }, ["reliability"], /"channel\.reliability"/],
     ["maxDatagramBytes: 100", { maxDatagramBytes: 100 }, ["maxDatagramBytes"], /"channel\.maxDatagramBytes"/],
     ["maxMessageBytes: 0", { maxMessageBytes: 0 }, ["maxMessageBytes"], /"channel\.maxMessageBytes"/],
     ["an empty cluster", { cluster: "" }, ["cluster"], /"channel\.cluster"/],

@@ -5,6 +5,8 @@ import { BestEffortProtocol } from "../reliable/best-effort.ts";
 import { heartbeatFrame, type HeartbeatFields } from "../reliable/control-frames.ts";
 import { keyOf } from "../reliable/member-key.ts";
 import { NackProtocol } from "../reliable/nack/nack-protocol.ts";
+import { FecProtocol } from "../reliable/fec/fec-protocol.ts";
+import { TotemProtocol } from "../reliable/totem/totem-protocol.ts";
 import {
   emptyStats,
   type OutgoingData,
@@ -476,8 +478,16 @@ export class Channel implements AsyncDisposable {
       report: (event) => this.#onProtocolEvent(event),
       writable: () => this.#pump(),
     };
-    if (this.#options.reliability === "best-effort") return new BestEffortProtocol(host);
-    return new NackProtocol(host, this.#incarnation, this.#options.nack);
+    switch (this.#options.reliability) {
+      case "best-effort":
+        return new BestEffortProtocol(host);
+      case "totem":
+        return new TotemProtocol(host, this.#incarnation, this.#options.totem);
+      case "fec":
+        return new FecProtocol(host, this.#incarnation, this.#options.fec, this.#options.nack);
+      default:
+        return new NackProtocol(host, this.#incarnation, this.#options.nack);
+    }
   }
 
   // The window opened: send queued broadcasts, oldest first.
@@ -515,6 +525,12 @@ export class Channel implements AsyncDisposable {
         case "heartbeat":
           protocol.onControl(peer.key, peer.incarnation, frame.frame);
           extension?.frame(peer, frame);
+          break;
+        case "totemToken":
+        case "totemJoin":
+        case "totemCommit":
+        case "fecParity":
+          protocol.onControl(peer.key, peer.incarnation, frame.frame);
           break;
         default:
           // A channel-level goodbye (a Leave of no group) is the endpoint's; everything else goes up.

@@ -1,6 +1,8 @@
 import * as z from "zod";
 import { parseOptions } from "../options.ts";
 import { DEFAULT_NACK_OPTIONS } from "../reliable/nack/nack-protocol.ts";
+import { fecOptionsSchema } from "../reliable/fec/options.ts";
+import { totemOptionsSchema } from "../reliable/totem/options.ts";
 import type { Clock, RandomSource } from "../transport/clock.ts";
 import type { Address, TransportFactory } from "../transport/transport.ts";
 import { MAX_CLUSTER_NAME_BYTES, MAX_DATAGRAM_BYTES } from "../wire/limits.ts";
@@ -72,7 +74,7 @@ export const channelOptionsSchema = z
       .default("activeblaze"),
     name: z.string().max(255).default(""),
     network: z.discriminatedUnion("type", [multicastNetwork, staticNetwork]).prefault({ type: "multicast" }),
-    reliability: z.enum(["best-effort", "nack"]).default("nack"),
+    reliability: z.enum(["best-effort", "nack", "totem", "fec"]).default("nack"),
     heartbeatIntervalMs: ms.default(1_000),
     peerTimeoutMs: ms.default(10_000),
     maxMessageBytes: z.number().int().positive().max(2 ** 31 - 1).default(16 * 1024 * 1024),
@@ -81,6 +83,8 @@ export const channelOptionsSchema = z
     socketBufferBytes: z.number().int().min(65_536).default(4 * 1024 * 1024),
     incarnation: z.number().int().positive().max(Number.MAX_SAFE_INTEGER).optional(),
     nack: nackOptions.prefault({}),
+    totem: totemOptionsSchema.prefault({}),
+    fec: fecOptionsSchema.prefault({}),
     transport: z.custom<TransportFactory>((value) => typeof value === "function", "expected a TransportFactory").optional(),
     clock: z.custom<Clock>((value) => typeof (value as Clock)?.setTimer === "function", "expected a Clock").optional(),
     random: z.custom<RandomSource>((value) => typeof (value as RandomSource)?.next === "function", "expected a RandomSource").optional(),

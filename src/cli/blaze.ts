@@ -16,7 +16,7 @@ Usage:
   blaze demo  [--messages N]
       Start three members on loopback multicast and exchange messages (no configuration needed).
   blaze perf  [--senders 1] [--receivers 2] [--size 1024] [--seconds 5] [--loss 0]
-              [--reliability nack|best-effort] [--no-baseline] [--json FILE]
+              [--reliability nack|best-effort|totem|fec] [--no-baseline] [--json FILE]
       Run members as separate processes on loopback multicast; print messages/s and MB/s as seen by
       the slowest receiver, delivery latency p50/p99, and raw node:dgram throughput of the same size
       measured in the same run. --loss injects receive loss (0..1) in every member.
@@ -60,7 +60,9 @@ async function main(argv: string[]): Promise<number> {
       return runDemo({ messages: values.messages === undefined ? 5 : Number(values.messages) });
     case "perf": {
       const reliability = values.reliability ?? "nack";
-      if (reliability !== "nack" && reliability !== "best-effort") throw new Error(`--reliability must be nack or best-effort`);
+      if (reliability !== "nack" && reliability !== "best-effort" && reliability !== "totem" && reliability !== "fec") {
+        throw new Error("--reliability must be nack, best-effort, totem or fec");
+      }
       const options = {
         senders: positiveInt(values.senders ?? "1", "--senders"),
         receivers: positiveInt(values.receivers ?? "2", "--receivers"),

@@ -7,7 +7,7 @@ export interface MemberConfig {
   readonly group: string;
   readonly port: number;
   readonly size: number;
-  readonly reliability: "nack" | "best-effort";
+  readonly reliability: "nack" | "best-effort" | "totem" | "fec";
   /** Receive loss injected in this member, 0..1. */
   readonly loss: number;
   /** Members in all (senders + receivers). */

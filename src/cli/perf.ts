@@ -14,7 +14,7 @@ export interface PerfOptions {
   readonly seconds: number;
   /** Receive loss injected in every member, 0..1. */
   readonly loss: number;
-  readonly reliability: "nack" | "best-effort";
+  readonly reliability: "nack" | "best-effort" | "totem" | "fec";
   /** Also measure raw node:dgram, one process to one, with the same size. */
   readonly baseline: boolean;
   /** Draw a progress bar on stderr. */
