@@ -367,6 +367,10 @@ const FRAME_SAMPLES: FrameKindInit[] = [
   },
   { case: "syncComplete", value: { epoch: 5n, index: 42n, group: "orders", entryCount: 1n } },
   {
+    case: "stateAck",
+    value: { group: "orders", epoch: 5n, index: 42n, nextFencingToken: 18n, acceptedEpoch: 5n, ready: true },
+  },
+  {
     case: "totemToken",
     value: { ring: RING, tokenSeq: 100n, seq: 500n, aru: 498n, aruId: ID_C, fcc: 12, backlog: 3, nextId: ID_B },
   },
@@ -1387,6 +1391,13 @@ const STATE_MAP: AreaTable = {
         result: "valid",
       },
       {
+        name: "state-map/request/cancel",
+        comment: "Withdraws lock request 1012 still queued for the lock on \"leader\".",
+        flags: [],
+        init: stateRequest(1015n, { case: "cancel", value: { key: "leader", lockRequestId: 1012n } }),
+        result: "valid",
+      },
+      {
         name: "state-map/request/request-id-max",
         comment: "Request id at the largest uint64, with no op: the coordinator answers INVALID, the wire accepts it.",
         flags: ["EdgeValue"],
@@ -1496,6 +1507,52 @@ const STATE_MAP: AreaTable = {
         comment: "The snapshot of an empty map: chunk 0 of 1, no entries.",
         flags: ["EdgeValue"],
         init: env({ case: "stateSnapshot", value: { epoch: 1n, group: "orders", chunkCount: 1 } }),
+        result: "valid",
+      },
+      {
+        name: "state-map/snapshot/locks-and-applied-requests",
+        comment: "The last chunk: a lock on a key with no entry, and a remembered request (its response's previous entry and token).",
+        flags: [],
+        init: env({
+          case: "stateSnapshot",
+          value: {
+            epoch: 5n,
+            index: 42n,
+            group: "orders",
+            chunk: 4,
+            chunkCount: 5,
+            nextFencingToken: 18n,
+            locks: [{ key: "leader", lock: { holder: REF_B, fencingToken: 17n, leaseRemainingMs: 9_500n, releaseOnExit: true } }],
+            applied: [{ requester: REF_A, requestId: 1001n, index: 41n, previous: [ENTRY], fencingToken: 0n }],
+          },
+        }),
+        result: "valid",
+      },
+      {
+        name: "state-map/sync-complete/quorum",
+        comment: "The end of a sync in quorum mode: the members among which the state was agreed.",
+        flags: [],
+        init: env({
+          case: "syncComplete",
+          value: { epoch: 6n, index: 42n, group: "orders", entryCount: 1n, agreed: [REF_A, REF_B, REF_C], nextFencingToken: 18n },
+        }),
+        result: "valid",
+      },
+      {
+        name: "state-map/ack/position-for-view",
+        comment: "A replica reports its position to the coordinator of a new view.",
+        flags: [],
+        init: env({
+          case: "stateAck",
+          value: { group: "orders", epoch: 5n, index: 42n, view: VIEW_ID, nextFencingToken: 18n, acceptedEpoch: 5n, ready: true },
+        }),
+        result: "valid",
+      },
+      {
+        name: "state-map/ack/empty-replica",
+        comment: "A replica that never synced: everything at its default but the group.",
+        flags: ["EdgeValue"],
+        init: env({ case: "stateAck", value: { group: "orders" } }),
         result: "valid",
       },
       {

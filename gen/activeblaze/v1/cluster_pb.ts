@@ -4,7 +4,7 @@
 
 import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
-import type { MemberRef } from "./common_pb.ts";
+import type { MemberRef, ViewId } from "./common_pb.ts";
 import { file_activeblaze_v1_common } from "./common_pb.ts";
 import type { PayloadFormat } from "./reliable_pb.ts";
 import { file_activeblaze_v1_reliable } from "./reliable_pb.ts";
@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file activeblaze/v1/cluster.proto.
  */
 export const file_activeblaze_v1_cluster: GenFile = /*@__PURE__*/
-  fileDesc("ChxhY3RpdmVibGF6ZS92MS9jbHVzdGVyLnByb3RvEg5hY3RpdmVibGF6ZS52MSLmAgoMU3RhdGVSZXF1ZXN0EhIKCnJlcXVlc3RfaWQYASABKAQSDQoFZ3JvdXAYAiABKAkSJAoDcHV0GAMgASgLMhUuYWN0aXZlYmxhemUudjEuUHV0T3BIABIqCgZyZW1vdmUYBCABKAsyGC5hY3RpdmVibGF6ZS52MS5SZW1vdmVPcEgAEigKBWJhdGNoGAUgASgLMhcuYWN0aXZlYmxhemUudjEuQmF0Y2hPcEgAEigKBWNsZWFyGAYgASgLMhcuYWN0aXZlYmxhemUudjEuQ2xlYXJPcEgAEiYKBGxvY2sYByABKAsyFi5hY3RpdmVibGF6ZS52MS5Mb2NrT3BIABIqCgZ1bmxvY2sYCCABKAsyGC5hY3RpdmVibGF6ZS52MS5VbmxvY2tPcEgAEjMKC3JlbmV3X2xlYXNlGAkgASgLMhwuYWN0aXZlYmxhemUudjEuUmVuZXdMZWFzZU9wSABCBAoCb3AiuQEKBVB1dE9wEgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoDBItCgZmb3JtYXQYAyABKA4yHS5hY3RpdmVibGF6ZS52MS5QYXlsb2FkRm9ybWF0Eg4KBnR0bF9tcxgEIAEoBBIWCg5yZW1vdmVfb25fZXhpdBgFIAEoCBIXCgppZl92ZXJzaW9uGAYgASgESACIAQESFQoNZmVuY2luZ190b2tlbhgHIAEoBEINCgtfaWZfdmVyc2lvbiJWCghSZW1vdmVPcBILCgNrZXkYASABKAkSFwoKaWZfdmVyc2lvbhgCIAEoBEgAiAEBEhUKDWZlbmNpbmdfdG9rZW4YAyABKARCDQoLX2lmX3ZlcnNpb24iWQoHQmF0Y2hPcBIjCgRwdXRzGAEgAygLMhUuYWN0aXZlYmxhemUudjEuUHV0T3ASKQoHcmVtb3ZlcxgCIAMoCzIYLmFjdGl2ZWJsYXplLnYxLlJlbW92ZU9wIgkKB0NsZWFyT3AiUQoGTG9ja09wEgsKA2tleRgBIAEoCRIQCghsZWFzZV9tcxgCIAEoBBIPCgd3YWl0X21zGAMgASgEEhcKD3JlbGVhc2Vfb25fZXhpdBgEIAEoCCIuCghVbmxvY2tPcBILCgNrZXkYASABKAkSFQoNZmVuY2luZ190b2tlbhgCIAEoBCJECgxSZW5ld0xlYXNlT3ASCwoDa2V5GAEgASgJEhUKDWZlbmNpbmdfdG9rZW4YAiABKAQSEAoIbGVhc2VfbXMYAyABKAQi7wEKDVN0YXRlUmVzcG9uc2USEgoKcmVxdWVzdF9pZBgBIAEoBBIrCgZyZXN1bHQYAiABKA4yGy5hY3RpdmVibGF6ZS52MS5TdGF0ZVJlc3VsdBIPCgdtZXNzYWdlGAMgASgJEg0KBWVwb2NoGAQgASgEEg0KBWluZGV4GAUgASgEEicKCHByZXZpb3VzGAYgAygLMhUuYWN0aXZlYmxhemUudjEuRW50cnkSFQoNZmVuY2luZ190b2tlbhgHIAEoBBIuCgtjb29yZGluYXRvchgIIAEoCzIZLmFjdGl2ZWJsYXplLnYxLk1lbWJlclJlZiKCAQoJTG9ja1N0YXRlEikKBmhvbGRlchgBIAEoCzIZLmFjdGl2ZWJsYXplLnYxLk1lbWJlclJlZhIVCg1mZW5jaW5nX3Rva2VuGAIgASgEEhoKEmxlYXNlX3JlbWFpbmluZ19tcxgDIAEoBBIXCg9yZWxlYXNlX29uX2V4aXQYBCABKAgi6AEKBUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoDBItCgZmb3JtYXQYAyABKA4yHS5hY3RpdmVibGF6ZS52MS5QYXlsb2FkRm9ybWF0Eg8KB3ZlcnNpb24YBCABKAQSKAoFb3duZXIYBSABKAsyGS5hY3RpdmVibGF6ZS52MS5NZW1iZXJSZWYSFgoOcmVtb3ZlX29uX2V4aXQYBiABKAgSGAoQdHRsX3JlbWFpbmluZ19tcxgHIAEoBBInCgRsb2NrGAggASgLMhkuYWN0aXZlYmxhemUudjEuTG9ja1N0YXRlIm4KC0VudHJ5Q2hhbmdlEigKBGtpbmQYASABKA4yGi5hY3RpdmVibGF6ZS52MS5DaGFuZ2VLaW5kEiQKBWVudHJ5GAIgASgLMhUuYWN0aXZlYmxhemUudjEuRW50cnkSDwoHZXhwaXJlZBgDIAEoCCKqAQoLU3RhdGVVcGRhdGUSDQoFZXBvY2gYASABKAQSDQoFaW5kZXgYAiABKAQSDQoFZ3JvdXAYAyABKAkSEgoKcmVxdWVzdF9pZBgEIAEoBBIsCglyZXF1ZXN0ZXIYBSABKAsyGS5hY3RpdmVibGF6ZS52MS5NZW1iZXJSZWYSLAoHY2hhbmdlcxgGIAMoCzIbLmFjdGl2ZWJsYXplLnYxLkVudHJ5Q2hhbmdlIqQBCg1TdGF0ZVNuYXBzaG90Eg0KBWVwb2NoGAEgASgEEg0KBWluZGV4GAIgASgEEg0KBWdyb3VwGAMgASgJEg0KBWNodW5rGAQgASgNEhMKC2NodW5rX2NvdW50GAUgASgNEiYKB2VudHJpZXMYBiADKAsyFS5hY3RpdmVibGF6ZS52MS5FbnRyeRIaChJuZXh0X2ZlbmNpbmdfdG9rZW4YByABKAQiUAoMU3luY0NvbXBsZXRlEg0KBWVwb2NoGAEgASgEEg0KBWluZGV4GAIgASgEEg0KBWdyb3VwGAMgASgJEhMKC2VudHJ5X2NvdW50GAQgASgEKo4CCgtTdGF0ZVJlc3VsdBIcChhTVEFURV9SRVNVTFRfVU5TUEVDSUZJRUQQABITCg9TVEFURV9SRVNVTFRfT0sQARIXChNTVEFURV9SRVNVTFRfTE9DS0VEEAISIQodU1RBVEVfUkVTVUxUX1ZFUlNJT05fTUlTTUFUQ0gQAxIcChhTVEFURV9SRVNVTFRfU1RBTEVfVE9LRU4QBBIgChxTVEFURV9SRVNVTFRfTk9UX0NPT1JESU5BVE9SEAUSGgoWU1RBVEVfUkVTVUxUX05PX1FVT1JVTRAGEhoKFlNUQVRFX1JFU1VMVF9OT1RfRk9VTkQQBxIYChRTVEFURV9SRVNVTFRfSU5WQUxJRBAIKp8BCgpDaGFuZ2VLaW5kEhsKF0NIQU5HRV9LSU5EX1VOU1BFQ0lGSUVEEAASFgoSQ0hBTkdFX0tJTkRfSU5TRVJUEAESFgoSQ0hBTkdFX0tJTkRfVVBEQVRFEAISFgoSQ0hBTkdFX0tJTkRfUkVNT1ZFEAMSFAoQQ0hBTkdFX0tJTkRfTE9DSxAEEhYKEkNIQU5HRV9LSU5EX1VOTE9DSxAFYgZwcm90bzM", [file_activeblaze_v1_common, file_activeblaze_v1_reliable]);
+  fileDesc("ChxhY3RpdmVibGF6ZS92MS9jbHVzdGVyLnByb3RvEg5hY3RpdmVibGF6ZS52MSKSAwoMU3RhdGVSZXF1ZXN0EhIKCnJlcXVlc3RfaWQYASABKAQSDQoFZ3JvdXAYAiABKAkSJAoDcHV0GAMgASgLMhUuYWN0aXZlYmxhemUudjEuUHV0T3BIABIqCgZyZW1vdmUYBCABKAsyGC5hY3RpdmVibGF6ZS52MS5SZW1vdmVPcEgAEigKBWJhdGNoGAUgASgLMhcuYWN0aXZlYmxhemUudjEuQmF0Y2hPcEgAEigKBWNsZWFyGAYgASgLMhcuYWN0aXZlYmxhemUudjEuQ2xlYXJPcEgAEiYKBGxvY2sYByABKAsyFi5hY3RpdmVibGF6ZS52MS5Mb2NrT3BIABIqCgZ1bmxvY2sYCCABKAsyGC5hY3RpdmVibGF6ZS52MS5VbmxvY2tPcEgAEjMKC3JlbmV3X2xlYXNlGAkgASgLMhwuYWN0aXZlYmxhemUudjEuUmVuZXdMZWFzZU9wSAASKgoGY2FuY2VsGAogASgLMhguYWN0aXZlYmxhemUudjEuQ2FuY2VsT3BIAEIECgJvcCK5AQoFUHV0T3ASCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgMEi0KBmZvcm1hdBgDIAEoDjIdLmFjdGl2ZWJsYXplLnYxLlBheWxvYWRGb3JtYXQSDgoGdHRsX21zGAQgASgEEhYKDnJlbW92ZV9vbl9leGl0GAUgASgIEhcKCmlmX3ZlcnNpb24YBiABKARIAIgBARIVCg1mZW5jaW5nX3Rva2VuGAcgASgEQg0KC19pZl92ZXJzaW9uIlYKCFJlbW92ZU9wEgsKA2tleRgBIAEoCRIXCgppZl92ZXJzaW9uGAIgASgESACIAQESFQoNZmVuY2luZ190b2tlbhgDIAEoBEINCgtfaWZfdmVyc2lvbiJZCgdCYXRjaE9wEiMKBHB1dHMYASADKAsyFS5hY3RpdmVibGF6ZS52MS5QdXRPcBIpCgdyZW1vdmVzGAIgAygLMhguYWN0aXZlYmxhemUudjEuUmVtb3ZlT3AiCQoHQ2xlYXJPcCJRCgZMb2NrT3ASCwoDa2V5GAEgASgJEhAKCGxlYXNlX21zGAIgASgEEg8KB3dhaXRfbXMYAyABKAQSFwoPcmVsZWFzZV9vbl9leGl0GAQgASgIIi4KCFVubG9ja09wEgsKA2tleRgBIAEoCRIVCg1mZW5jaW5nX3Rva2VuGAIgASgEIkQKDFJlbmV3TGVhc2VPcBILCgNrZXkYASABKAkSFQoNZmVuY2luZ190b2tlbhgCIAEoBBIQCghsZWFzZV9tcxgDIAEoBCIwCghDYW5jZWxPcBILCgNrZXkYASABKAkSFwoPbG9ja19yZXF1ZXN0X2lkGAIgASgEIu8BCg1TdGF0ZVJlc3BvbnNlEhIKCnJlcXVlc3RfaWQYASABKAQSKwoGcmVzdWx0GAIgASgOMhsuYWN0aXZlYmxhemUudjEuU3RhdGVSZXN1bHQSDwoHbWVzc2FnZRgDIAEoCRINCgVlcG9jaBgEIAEoBBINCgVpbmRleBgFIAEoBBInCghwcmV2aW91cxgGIAMoCzIVLmFjdGl2ZWJsYXplLnYxLkVudHJ5EhUKDWZlbmNpbmdfdG9rZW4YByABKAQSLgoLY29vcmRpbmF0b3IYCCABKAsyGS5hY3RpdmVibGF6ZS52MS5NZW1iZXJSZWYiggEKCUxvY2tTdGF0ZRIpCgZob2xkZXIYASABKAsyGS5hY3RpdmVibGF6ZS52MS5NZW1iZXJSZWYSFQoNZmVuY2luZ190b2tlbhgCIAEoBBIaChJsZWFzZV9yZW1haW5pbmdfbXMYAyABKAQSFwoPcmVsZWFzZV9vbl9leGl0GAQgASgIIugBCgVFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAwSLQoGZm9ybWF0GAMgASgOMh0uYWN0aXZlYmxhemUudjEuUGF5bG9hZEZvcm1hdBIPCgd2ZXJzaW9uGAQgASgEEigKBW93bmVyGAUgASgLMhkuYWN0aXZlYmxhemUudjEuTWVtYmVyUmVmEhYKDnJlbW92ZV9vbl9leGl0GAYgASgIEhgKEHR0bF9yZW1haW5pbmdfbXMYByABKAQSJwoEbG9jaxgIIAEoCzIZLmFjdGl2ZWJsYXplLnYxLkxvY2tTdGF0ZSJuCgtFbnRyeUNoYW5nZRIoCgRraW5kGAEgASgOMhouYWN0aXZlYmxhemUudjEuQ2hhbmdlS2luZBIkCgVlbnRyeRgCIAEoCzIVLmFjdGl2ZWJsYXplLnYxLkVudHJ5Eg8KB2V4cGlyZWQYAyABKAgiqgEKC1N0YXRlVXBkYXRlEg0KBWVwb2NoGAEgASgEEg0KBWluZGV4GAIgASgEEg0KBWdyb3VwGAMgASgJEhIKCnJlcXVlc3RfaWQYBCABKAQSLAoJcmVxdWVzdGVyGAUgASgLMhkuYWN0aXZlYmxhemUudjEuTWVtYmVyUmVmEiwKB2NoYW5nZXMYBiADKAsyGy5hY3RpdmVibGF6ZS52MS5FbnRyeUNoYW5nZSKAAgoNU3RhdGVTbmFwc2hvdBINCgVlcG9jaBgBIAEoBBINCgVpbmRleBgCIAEoBBINCgVncm91cBgDIAEoCRINCgVjaHVuaxgEIAEoDRITCgtjaHVua19jb3VudBgFIAEoDRImCgdlbnRyaWVzGAYgAygLMhUuYWN0aXZlYmxhemUudjEuRW50cnkSGgoSbmV4dF9mZW5jaW5nX3Rva2VuGAcgASgEEikKBWxvY2tzGAggAygLMhouYWN0aXZlYmxhemUudjEuTG9ja1JlY29yZBIvCgdhcHBsaWVkGAkgAygLMh4uYWN0aXZlYmxhemUudjEuQXBwbGllZFJlcXVlc3QiQgoKTG9ja1JlY29yZBILCgNrZXkYASABKAkSJwoEbG9jaxgCIAEoCzIZLmFjdGl2ZWJsYXplLnYxLkxvY2tTdGF0ZSKhAQoOQXBwbGllZFJlcXVlc3QSLAoJcmVxdWVzdGVyGAEgASgLMhkuYWN0aXZlYmxhemUudjEuTWVtYmVyUmVmEhIKCnJlcXVlc3RfaWQYAiABKAQSDQoFaW5kZXgYAyABKAQSJwoIcHJldmlvdXMYBCADKAsyFS5hY3RpdmVibGF6ZS52MS5FbnRyeRIVCg1mZW5jaW5nX3Rva2VuGAUgASgEIpcBCgxTeW5jQ29tcGxldGUSDQoFZXBvY2gYASABKAQSDQoFaW5kZXgYAiABKAQSDQoFZ3JvdXAYAyABKAkSEwoLZW50cnlfY291bnQYBCABKAQSKQoGYWdyZWVkGAUgAygLMhkuYWN0aXZlYmxhemUudjEuTWVtYmVyUmVmEhoKEm5leHRfZmVuY2luZ190b2tlbhgGIAEoBCKgAQoIU3RhdGVBY2sSDQoFZ3JvdXAYASABKAkSDQoFZXBvY2gYAiABKAQSDQoFaW5kZXgYAyABKAQSJAoEdmlldxgEIAEoCzIWLmFjdGl2ZWJsYXplLnYxLlZpZXdJZBIaChJuZXh0X2ZlbmNpbmdfdG9rZW4YBSABKAQSFgoOYWNjZXB0ZWRfZXBvY2gYBiABKAQSDQoFcmVhZHkYByABKAgqjgIKC1N0YXRlUmVzdWx0EhwKGFNUQVRFX1JFU1VMVF9VTlNQRUNJRklFRBAAEhMKD1NUQVRFX1JFU1VMVF9PSxABEhcKE1NUQVRFX1JFU1VMVF9MT0NLRUQQAhIhCh1TVEFURV9SRVNVTFRfVkVSU0lPTl9NSVNNQVRDSBADEhwKGFNUQVRFX1JFU1VMVF9TVEFMRV9UT0tFThAEEiAKHFNUQVRFX1JFU1VMVF9OT1RfQ09PUkRJTkFUT1IQBRIaChZTVEFURV9SRVNVTFRfTk9fUVVPUlVNEAYSGgoWU1RBVEVfUkVTVUxUX05PVF9GT1VORBAHEhgKFFNUQVRFX1JFU1VMVF9JTlZBTElEEAgqnwEKCkNoYW5nZUtpbmQSGwoXQ0hBTkdFX0tJTkRfVU5TUEVDSUZJRUQQABIWChJDSEFOR0VfS0lORF9JTlNFUlQQARIWChJDSEFOR0VfS0lORF9VUERBVEUQAhIWChJDSEFOR0VfS0lORF9SRU1PVkUQAxIUChBDSEFOR0VfS0lORF9MT0NLEAQSFgoSQ0hBTkdFX0tJTkRfVU5MT0NLEAViBnByb3RvMw", [file_activeblaze_v1_common, file_activeblaze_v1_reliable]);
 
 /**
  * A write, lock or lease request from a member to the coordinator of the replicated state map.
@@ -82,6 +82,12 @@ export type StateRequest = Message<"activeblaze.v1.StateRequest"> & {
      */
     value: RenewLeaseOp;
     case: "renewLease";
+  } | {
+    /**
+     * @generated from field: activeblaze.v1.CancelOp cancel = 10;
+     */
+    value: CancelOp;
+    case: "cancel";
   } | { case: undefined; value?: undefined };
 };
 
@@ -299,6 +305,33 @@ export const RenewLeaseOpSchema: GenMessage<RenewLeaseOp> = /*@__PURE__*/
   messageDesc(file_activeblaze_v1_cluster, 7);
 
 /**
+ * Withdraws a lock request still queued at the coordinator (its requester gave up waiting). If the lock
+ * was granted meanwhile, the requester releases it with an UnlockOp.
+ *
+ * @generated from message activeblaze.v1.CancelOp
+ */
+export type CancelOp = Message<"activeblaze.v1.CancelOp"> & {
+  /**
+   * @generated from field: string key = 1;
+   */
+  key: string;
+
+  /**
+   * The request_id of the LockOp to withdraw.
+   *
+   * @generated from field: uint64 lock_request_id = 2;
+   */
+  lockRequestId: bigint;
+};
+
+/**
+ * Describes the message activeblaze.v1.CancelOp.
+ * Use `create(CancelOpSchema)` to create a new message.
+ */
+export const CancelOpSchema: GenMessage<CancelOp> = /*@__PURE__*/
+  messageDesc(file_activeblaze_v1_cluster, 8);
+
+/**
  * The coordinator's answer to a StateRequest (sent once the change is applied and replicated).
  *
  * @generated from message activeblaze.v1.StateResponse
@@ -356,7 +389,7 @@ export type StateResponse = Message<"activeblaze.v1.StateResponse"> & {
  * Use `create(StateResponseSchema)` to create a new message.
  */
 export const StateResponseSchema: GenMessage<StateResponse> = /*@__PURE__*/
-  messageDesc(file_activeblaze_v1_cluster, 8);
+  messageDesc(file_activeblaze_v1_cluster, 9);
 
 /**
  * A lock on an entry key.
@@ -394,7 +427,7 @@ export type LockState = Message<"activeblaze.v1.LockState"> & {
  * Use `create(LockStateSchema)` to create a new message.
  */
 export const LockStateSchema: GenMessage<LockState> = /*@__PURE__*/
-  messageDesc(file_activeblaze_v1_cluster, 9);
+  messageDesc(file_activeblaze_v1_cluster, 10);
 
 /**
  * One entry of the replicated map.
@@ -454,7 +487,7 @@ export type Entry = Message<"activeblaze.v1.Entry"> & {
  * Use `create(EntrySchema)` to create a new message.
  */
 export const EntrySchema: GenMessage<Entry> = /*@__PURE__*/
-  messageDesc(file_activeblaze_v1_cluster, 10);
+  messageDesc(file_activeblaze_v1_cluster, 11);
 
 /**
  * @generated from message activeblaze.v1.EntryChange
@@ -485,7 +518,7 @@ export type EntryChange = Message<"activeblaze.v1.EntryChange"> & {
  * Use `create(EntryChangeSchema)` to create a new message.
  */
 export const EntryChangeSchema: GenMessage<EntryChange> = /*@__PURE__*/
-  messageDesc(file_activeblaze_v1_cluster, 11);
+  messageDesc(file_activeblaze_v1_cluster, 12);
 
 /**
  * The coordinator replicates every applied change, in its order, to every member.
@@ -533,7 +566,7 @@ export type StateUpdate = Message<"activeblaze.v1.StateUpdate"> & {
  * Use `create(StateUpdateSchema)` to create a new message.
  */
 export const StateUpdateSchema: GenMessage<StateUpdate> = /*@__PURE__*/
-  messageDesc(file_activeblaze_v1_cluster, 12);
+  messageDesc(file_activeblaze_v1_cluster, 13);
 
 /**
  * A chunk of the full map, sent to a joining member; updates after `index` follow as StateUpdates.
@@ -577,6 +610,20 @@ export type StateSnapshot = Message<"activeblaze.v1.StateSnapshot"> & {
    * @generated from field: uint64 next_fencing_token = 7;
    */
   nextFencingToken: bigint;
+
+  /**
+   * Locks on keys that have no entry (locks on entries travel in Entry.lock).
+   *
+   * @generated from field: repeated activeblaze.v1.LockRecord locks = 8;
+   */
+  locks: LockRecord[];
+
+  /**
+   * Requests already applied, so a request retried against a later coordinator is not applied twice.
+   *
+   * @generated from field: repeated activeblaze.v1.AppliedRequest applied = 9;
+   */
+  applied: AppliedRequest[];
 };
 
 /**
@@ -584,7 +631,72 @@ export type StateSnapshot = Message<"activeblaze.v1.StateSnapshot"> & {
  * Use `create(StateSnapshotSchema)` to create a new message.
  */
 export const StateSnapshotSchema: GenMessage<StateSnapshot> = /*@__PURE__*/
-  messageDesc(file_activeblaze_v1_cluster, 13);
+  messageDesc(file_activeblaze_v1_cluster, 14);
+
+/**
+ * @generated from message activeblaze.v1.LockRecord
+ */
+export type LockRecord = Message<"activeblaze.v1.LockRecord"> & {
+  /**
+   * @generated from field: string key = 1;
+   */
+  key: string;
+
+  /**
+   * @generated from field: activeblaze.v1.LockState lock = 2;
+   */
+  lock?: LockState | undefined;
+};
+
+/**
+ * Describes the message activeblaze.v1.LockRecord.
+ * Use `create(LockRecordSchema)` to create a new message.
+ */
+export const LockRecordSchema: GenMessage<LockRecord> = /*@__PURE__*/
+  messageDesc(file_activeblaze_v1_cluster, 15);
+
+/**
+ * A request the map has applied, remembered per requester for idempotent retries.
+ *
+ * @generated from message activeblaze.v1.AppliedRequest
+ */
+export type AppliedRequest = Message<"activeblaze.v1.AppliedRequest"> & {
+  /**
+   * @generated from field: activeblaze.v1.MemberRef requester = 1;
+   */
+  requester?: MemberRef | undefined;
+
+  /**
+   * @generated from field: uint64 request_id = 2;
+   */
+  requestId: bigint;
+
+  /**
+   * The log index at which it was applied.
+   *
+   * @generated from field: uint64 index = 3;
+   */
+  index: bigint;
+
+  /**
+   * What its response said: the entries as they were before the change, and a granted fencing token.
+   *
+   * @generated from field: repeated activeblaze.v1.Entry previous = 4;
+   */
+  previous: Entry[];
+
+  /**
+   * @generated from field: uint64 fencing_token = 5;
+   */
+  fencingToken: bigint;
+};
+
+/**
+ * Describes the message activeblaze.v1.AppliedRequest.
+ * Use `create(AppliedRequestSchema)` to create a new message.
+ */
+export const AppliedRequestSchema: GenMessage<AppliedRequest> = /*@__PURE__*/
+  messageDesc(file_activeblaze_v1_cluster, 16);
 
 /**
  * Ends a snapshot: the receiver's replica is complete as of `index`.
@@ -611,6 +723,21 @@ export type SyncComplete = Message<"activeblaze.v1.SyncComplete"> & {
    * @generated from field: uint64 entry_count = 4;
    */
   entryCount: bigint;
+
+  /**
+   * Quorum mode: the members of the view in which this state was last agreed; a later coordinator
+   * accepts writes only while its view holds a majority of them.
+   *
+   * @generated from field: repeated activeblaze.v1.MemberRef agreed = 5;
+   */
+  agreed: MemberRef[];
+
+  /**
+   * The next fencing token the coordinator will hand out.
+   *
+   * @generated from field: uint64 next_fencing_token = 6;
+   */
+  nextFencingToken: bigint;
 };
 
 /**
@@ -618,7 +745,69 @@ export type SyncComplete = Message<"activeblaze.v1.SyncComplete"> & {
  * Use `create(SyncCompleteSchema)` to create a new message.
  */
 export const SyncCompleteSchema: GenMessage<SyncComplete> = /*@__PURE__*/
-  messageDesc(file_activeblaze_v1_cluster, 14);
+  messageDesc(file_activeblaze_v1_cluster, 17);
+
+/**
+ * A replica's position in the coordinator's update log. Sent to acknowledge applied updates (the
+ * coordinator answers a write once every member of the view has acknowledged it), and on every view
+ * change to tell the view's coordinator where this replica stands (`view` set), so that a new
+ * coordinator can bring every replica to the same state before it takes writes.
+ *
+ * @generated from message activeblaze.v1.StateAck
+ */
+export type StateAck = Message<"activeblaze.v1.StateAck"> & {
+  /**
+   * @generated from field: string group = 1;
+   */
+  group: string;
+
+  /**
+   * The epoch and index of the last update applied (0, 0 for an empty replica that never synced).
+   *
+   * @generated from field: uint64 epoch = 2;
+   */
+  epoch: bigint;
+
+  /**
+   * @generated from field: uint64 index = 3;
+   */
+  index: bigint;
+
+  /**
+   * Set when this reports the replica's position for the view with this id.
+   *
+   * @generated from field: activeblaze.v1.ViewId view = 4;
+   */
+  view?: ViewId | undefined;
+
+  /**
+   * The highest fencing token this replica has seen granted, plus one.
+   *
+   * @generated from field: uint64 next_fencing_token = 5;
+   */
+  nextFencingToken: bigint;
+
+  /**
+   * The highest coordinator epoch this replica has accepted.
+   *
+   * @generated from field: uint64 accepted_epoch = 6;
+   */
+  acceptedEpoch: bigint;
+
+  /**
+   * The replica finished a sync with some coordinator at least once.
+   *
+   * @generated from field: bool ready = 7;
+   */
+  ready: boolean;
+};
+
+/**
+ * Describes the message activeblaze.v1.StateAck.
+ * Use `create(StateAckSchema)` to create a new message.
+ */
+export const StateAckSchema: GenMessage<StateAck> = /*@__PURE__*/
+  messageDesc(file_activeblaze_v1_cluster, 18);
 
 /**
  * @generated from enum activeblaze.v1.StateResult
