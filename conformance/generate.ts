@@ -359,6 +359,7 @@ const FRAME_SAMPLES: FrameKindInit[] = [
       requestId: 1001n,
       requester: REF_A,
       changes: [{ kind: ChangeKind.INSERT, entry: ENTRY }],
+      coordinatorId: ID_B,
     },
   },
   {
@@ -1398,6 +1399,13 @@ const STATE_MAP: AreaTable = {
         result: "valid",
       },
       {
+        name: "state-map/request/pull",
+        comment: "A coordinator taking over asks a replica further along for what follows position (5, B, 40).",
+        flags: [],
+        init: stateRequest(0n, { case: "pull", value: { epoch: 5n, epochCoordinatorId: ID_B, index: 40n } }),
+        result: "valid",
+      },
+      {
         name: "state-map/request/request-id-max",
         comment: "Request id at the largest uint64, with no op: the coordinator answers INVALID, the wire accepts it.",
         flags: ["EdgeValue"],
@@ -1534,7 +1542,15 @@ const STATE_MAP: AreaTable = {
         flags: [],
         init: env({
           case: "syncComplete",
-          value: { epoch: 6n, index: 42n, group: "orders", entryCount: 1n, agreed: [REF_A, REF_B, REF_C], nextFencingToken: 18n },
+          value: {
+            epoch: 6n,
+            index: 42n,
+            group: "orders",
+            entryCount: 1n,
+            agreed: [REF_A, REF_B, REF_C],
+            nextFencingToken: 18n,
+            epochCoordinatorId: ID_B,
+          },
         }),
         result: "valid",
       },
@@ -1544,7 +1560,16 @@ const STATE_MAP: AreaTable = {
         flags: [],
         init: env({
           case: "stateAck",
-          value: { group: "orders", epoch: 5n, index: 42n, view: VIEW_ID, nextFencingToken: 18n, acceptedEpoch: 5n, ready: true },
+          value: {
+            group: "orders",
+            epoch: 5n,
+            index: 42n,
+            view: VIEW_ID,
+            nextFencingToken: 18n,
+            acceptedEpoch: 5n,
+            ready: true,
+            epochCoordinatorId: ID_B,
+          },
         }),
         result: "valid",
       },

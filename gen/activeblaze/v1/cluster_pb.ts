@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file activeblaze/v1/cluster.proto.
  */
 export const file_activeblaze_v1_cluster: GenFile = /*@__PURE__*/
-  fileDesc("ChxhY3RpdmVibGF6ZS92MS9jbHVzdGVyLnByb3RvEg5hY3RpdmVibGF6ZS52MSKSAwoMU3RhdGVSZXF1ZXN0EhIKCnJlcXVlc3RfaWQYASABKAQSDQoFZ3JvdXAYAiABKAkSJAoDcHV0GAMgASgLMhUuYWN0aXZlYmxhemUudjEuUHV0T3BIABIqCgZyZW1vdmUYBCABKAsyGC5hY3RpdmVibGF6ZS52MS5SZW1vdmVPcEgAEigKBWJhdGNoGAUgASgLMhcuYWN0aXZlYmxhemUudjEuQmF0Y2hPcEgAEigKBWNsZWFyGAYgASgLMhcuYWN0aXZlYmxhemUudjEuQ2xlYXJPcEgAEiYKBGxvY2sYByABKAsyFi5hY3RpdmVibGF6ZS52MS5Mb2NrT3BIABIqCgZ1bmxvY2sYCCABKAsyGC5hY3RpdmVibGF6ZS52MS5VbmxvY2tPcEgAEjMKC3JlbmV3X2xlYXNlGAkgASgLMhwuYWN0aXZlYmxhemUudjEuUmVuZXdMZWFzZU9wSAASKgoGY2FuY2VsGAogASgLMhguYWN0aXZlYmxhemUudjEuQ2FuY2VsT3BIAEIECgJvcCK5AQoFUHV0T3ASCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgMEi0KBmZvcm1hdBgDIAEoDjIdLmFjdGl2ZWJsYXplLnYxLlBheWxvYWRGb3JtYXQSDgoGdHRsX21zGAQgASgEEhYKDnJlbW92ZV9vbl9leGl0GAUgASgIEhcKCmlmX3ZlcnNpb24YBiABKARIAIgBARIVCg1mZW5jaW5nX3Rva2VuGAcgASgEQg0KC19pZl92ZXJzaW9uIlYKCFJlbW92ZU9wEgsKA2tleRgBIAEoCRIXCgppZl92ZXJzaW9uGAIgASgESACIAQESFQoNZmVuY2luZ190b2tlbhgDIAEoBEINCgtfaWZfdmVyc2lvbiJZCgdCYXRjaE9wEiMKBHB1dHMYASADKAsyFS5hY3RpdmVibGF6ZS52MS5QdXRPcBIpCgdyZW1vdmVzGAIgAygLMhguYWN0aXZlYmxhemUudjEuUmVtb3ZlT3AiCQoHQ2xlYXJPcCJRCgZMb2NrT3ASCwoDa2V5GAEgASgJEhAKCGxlYXNlX21zGAIgASgEEg8KB3dhaXRfbXMYAyABKAQSFwoPcmVsZWFzZV9vbl9leGl0GAQgASgIIi4KCFVubG9ja09wEgsKA2tleRgBIAEoCRIVCg1mZW5jaW5nX3Rva2VuGAIgASgEIkQKDFJlbmV3TGVhc2VPcBILCgNrZXkYASABKAkSFQoNZmVuY2luZ190b2tlbhgCIAEoBBIQCghsZWFzZV9tcxgDIAEoBCIwCghDYW5jZWxPcBILCgNrZXkYASABKAkSFwoPbG9ja19yZXF1ZXN0X2lkGAIgASgEIu8BCg1TdGF0ZVJlc3BvbnNlEhIKCnJlcXVlc3RfaWQYASABKAQSKwoGcmVzdWx0GAIgASgOMhsuYWN0aXZlYmxhemUudjEuU3RhdGVSZXN1bHQSDwoHbWVzc2FnZRgDIAEoCRINCgVlcG9jaBgEIAEoBBINCgVpbmRleBgFIAEoBBInCghwcmV2aW91cxgGIAMoCzIVLmFjdGl2ZWJsYXplLnYxLkVudHJ5EhUKDWZlbmNpbmdfdG9rZW4YByABKAQSLgoLY29vcmRpbmF0b3IYCCABKAsyGS5hY3RpdmVibGF6ZS52MS5NZW1iZXJSZWYiggEKCUxvY2tTdGF0ZRIpCgZob2xkZXIYASABKAsyGS5hY3RpdmVibGF6ZS52MS5NZW1iZXJSZWYSFQoNZmVuY2luZ190b2tlbhgCIAEoBBIaChJsZWFzZV9yZW1haW5pbmdfbXMYAyABKAQSFwoPcmVsZWFzZV9vbl9leGl0GAQgASgIIugBCgVFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAwSLQoGZm9ybWF0GAMgASgOMh0uYWN0aXZlYmxhemUudjEuUGF5bG9hZEZvcm1hdBIPCgd2ZXJzaW9uGAQgASgEEigKBW93bmVyGAUgASgLMhkuYWN0aXZlYmxhemUudjEuTWVtYmVyUmVmEhYKDnJlbW92ZV9vbl9leGl0GAYgASgIEhgKEHR0bF9yZW1haW5pbmdfbXMYByABKAQSJwoEbG9jaxgIIAEoCzIZLmFjdGl2ZWJsYXplLnYxLkxvY2tTdGF0ZSJuCgtFbnRyeUNoYW5nZRIoCgRraW5kGAEgASgOMhouYWN0aXZlYmxhemUudjEuQ2hhbmdlS2luZBIkCgVlbnRyeRgCIAEoCzIVLmFjdGl2ZWJsYXplLnYxLkVudHJ5Eg8KB2V4cGlyZWQYAyABKAgiqgEKC1N0YXRlVXBkYXRlEg0KBWVwb2NoGAEgASgEEg0KBWluZGV4GAIgASgEEg0KBWdyb3VwGAMgASgJEhIKCnJlcXVlc3RfaWQYBCABKAQSLAoJcmVxdWVzdGVyGAUgASgLMhkuYWN0aXZlYmxhemUudjEuTWVtYmVyUmVmEiwKB2NoYW5nZXMYBiADKAsyGy5hY3RpdmVibGF6ZS52MS5FbnRyeUNoYW5nZSKAAgoNU3RhdGVTbmFwc2hvdBINCgVlcG9jaBgBIAEoBBINCgVpbmRleBgCIAEoBBINCgVncm91cBgDIAEoCRINCgVjaHVuaxgEIAEoDRITCgtjaHVua19jb3VudBgFIAEoDRImCgdlbnRyaWVzGAYgAygLMhUuYWN0aXZlYmxhemUudjEuRW50cnkSGgoSbmV4dF9mZW5jaW5nX3Rva2VuGAcgASgEEikKBWxvY2tzGAggAygLMhouYWN0aXZlYmxhemUudjEuTG9ja1JlY29yZBIvCgdhcHBsaWVkGAkgAygLMh4uYWN0aXZlYmxhemUudjEuQXBwbGllZFJlcXVlc3QiQgoKTG9ja1JlY29yZBILCgNrZXkYASABKAkSJwoEbG9jaxgCIAEoCzIZLmFjdGl2ZWJsYXplLnYxLkxvY2tTdGF0ZSKhAQoOQXBwbGllZFJlcXVlc3QSLAoJcmVxdWVzdGVyGAEgASgLMhkuYWN0aXZlYmxhemUudjEuTWVtYmVyUmVmEhIKCnJlcXVlc3RfaWQYAiABKAQSDQoFaW5kZXgYAyABKAQSJwoIcHJldmlvdXMYBCADKAsyFS5hY3RpdmVibGF6ZS52MS5FbnRyeRIVCg1mZW5jaW5nX3Rva2VuGAUgASgEIpcBCgxTeW5jQ29tcGxldGUSDQoFZXBvY2gYASABKAQSDQoFaW5kZXgYAiABKAQSDQoFZ3JvdXAYAyABKAkSEwoLZW50cnlfY291bnQYBCABKAQSKQoGYWdyZWVkGAUgAygLMhkuYWN0aXZlYmxhemUudjEuTWVtYmVyUmVmEhoKEm5leHRfZmVuY2luZ190b2tlbhgGIAEoBCKgAQoIU3RhdGVBY2sSDQoFZ3JvdXAYASABKAkSDQoFZXBvY2gYAiABKAQSDQoFaW5kZXgYAyABKAQSJAoEdmlldxgEIAEoCzIWLmFjdGl2ZWJsYXplLnYxLlZpZXdJZBIaChJuZXh0X2ZlbmNpbmdfdG9rZW4YBSABKAQSFgoOYWNjZXB0ZWRfZXBvY2gYBiABKAQSDQoFcmVhZHkYByABKAgqjgIKC1N0YXRlUmVzdWx0EhwKGFNUQVRFX1JFU1VMVF9VTlNQRUNJRklFRBAAEhMKD1NUQVRFX1JFU1VMVF9PSxABEhcKE1NUQVRFX1JFU1VMVF9MT0NLRUQQAhIhCh1TVEFURV9SRVNVTFRfVkVSU0lPTl9NSVNNQVRDSBADEhwKGFNUQVRFX1JFU1VMVF9TVEFMRV9UT0tFThAEEiAKHFNUQVRFX1JFU1VMVF9OT1RfQ09PUkRJTkFUT1IQBRIaChZTVEFURV9SRVNVTFRfTk9fUVVPUlVNEAYSGgoWU1RBVEVfUkVTVUxUX05PVF9GT1VORBAHEhgKFFNUQVRFX1JFU1VMVF9JTlZBTElEEAgqnwEKCkNoYW5nZUtpbmQSGwoXQ0hBTkdFX0tJTkRfVU5TUEVDSUZJRUQQABIWChJDSEFOR0VfS0lORF9JTlNFUlQQARIWChJDSEFOR0VfS0lORF9VUERBVEUQAhIWChJDSEFOR0VfS0lORF9SRU1PVkUQAxIUChBDSEFOR0VfS0lORF9MT0NLEAQSFgoSQ0hBTkdFX0tJTkRfVU5MT0NLEAViBnByb3RvMw", [file_activeblaze_v1_common, file_activeblaze_v1_reliable]);
+  fileDesc("ChxhY3RpdmVibGF6ZS92MS9jbHVzdGVyLnByb3RvEg5hY3RpdmVibGF6ZS52MSK6AwoMU3RhdGVSZXF1ZXN0EhIKCnJlcXVlc3RfaWQYASABKAQSDQoFZ3JvdXAYAiABKAkSJAoDcHV0GAMgASgLMhUuYWN0aXZlYmxhemUudjEuUHV0T3BIABIqCgZyZW1vdmUYBCABKAsyGC5hY3RpdmVibGF6ZS52MS5SZW1vdmVPcEgAEigKBWJhdGNoGAUgASgLMhcuYWN0aXZlYmxhemUudjEuQmF0Y2hPcEgAEigKBWNsZWFyGAYgASgLMhcuYWN0aXZlYmxhemUudjEuQ2xlYXJPcEgAEiYKBGxvY2sYByABKAsyFi5hY3RpdmVibGF6ZS52MS5Mb2NrT3BIABIqCgZ1bmxvY2sYCCABKAsyGC5hY3RpdmVibGF6ZS52MS5VbmxvY2tPcEgAEjMKC3JlbmV3X2xlYXNlGAkgASgLMhwuYWN0aXZlYmxhemUudjEuUmVuZXdMZWFzZU9wSAASKgoGY2FuY2VsGAogASgLMhguYWN0aXZlYmxhemUudjEuQ2FuY2VsT3BIABImCgRwdWxsGAsgASgLMhYuYWN0aXZlYmxhemUudjEuUHVsbE9wSABCBAoCb3AiRAoGUHVsbE9wEg0KBWVwb2NoGAEgASgEEhwKFGVwb2NoX2Nvb3JkaW5hdG9yX2lkGAIgASgMEg0KBWluZGV4GAMgASgEIrkBCgVQdXRPcBILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAwSLQoGZm9ybWF0GAMgASgOMh0uYWN0aXZlYmxhemUudjEuUGF5bG9hZEZvcm1hdBIOCgZ0dGxfbXMYBCABKAQSFgoOcmVtb3ZlX29uX2V4aXQYBSABKAgSFwoKaWZfdmVyc2lvbhgGIAEoBEgAiAEBEhUKDWZlbmNpbmdfdG9rZW4YByABKARCDQoLX2lmX3ZlcnNpb24iVgoIUmVtb3ZlT3ASCwoDa2V5GAEgASgJEhcKCmlmX3ZlcnNpb24YAiABKARIAIgBARIVCg1mZW5jaW5nX3Rva2VuGAMgASgEQg0KC19pZl92ZXJzaW9uIlkKB0JhdGNoT3ASIwoEcHV0cxgBIAMoCzIVLmFjdGl2ZWJsYXplLnYxLlB1dE9wEikKB3JlbW92ZXMYAiADKAsyGC5hY3RpdmVibGF6ZS52MS5SZW1vdmVPcCIJCgdDbGVhck9wIlEKBkxvY2tPcBILCgNrZXkYASABKAkSEAoIbGVhc2VfbXMYAiABKAQSDwoHd2FpdF9tcxgDIAEoBBIXCg9yZWxlYXNlX29uX2V4aXQYBCABKAgiLgoIVW5sb2NrT3ASCwoDa2V5GAEgASgJEhUKDWZlbmNpbmdfdG9rZW4YAiABKAQiRAoMUmVuZXdMZWFzZU9wEgsKA2tleRgBIAEoCRIVCg1mZW5jaW5nX3Rva2VuGAIgASgEEhAKCGxlYXNlX21zGAMgASgEIjAKCENhbmNlbE9wEgsKA2tleRgBIAEoCRIXCg9sb2NrX3JlcXVlc3RfaWQYAiABKAQi7wEKDVN0YXRlUmVzcG9uc2USEgoKcmVxdWVzdF9pZBgBIAEoBBIrCgZyZXN1bHQYAiABKA4yGy5hY3RpdmVibGF6ZS52MS5TdGF0ZVJlc3VsdBIPCgdtZXNzYWdlGAMgASgJEg0KBWVwb2NoGAQgASgEEg0KBWluZGV4GAUgASgEEicKCHByZXZpb3VzGAYgAygLMhUuYWN0aXZlYmxhemUudjEuRW50cnkSFQoNZmVuY2luZ190b2tlbhgHIAEoBBIuCgtjb29yZGluYXRvchgIIAEoCzIZLmFjdGl2ZWJsYXplLnYxLk1lbWJlclJlZiKCAQoJTG9ja1N0YXRlEikKBmhvbGRlchgBIAEoCzIZLmFjdGl2ZWJsYXplLnYxLk1lbWJlclJlZhIVCg1mZW5jaW5nX3Rva2VuGAIgASgEEhoKEmxlYXNlX3JlbWFpbmluZ19tcxgDIAEoBBIXCg9yZWxlYXNlX29uX2V4aXQYBCABKAgi6AEKBUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoDBItCgZmb3JtYXQYAyABKA4yHS5hY3RpdmVibGF6ZS52MS5QYXlsb2FkRm9ybWF0Eg8KB3ZlcnNpb24YBCABKAQSKAoFb3duZXIYBSABKAsyGS5hY3RpdmVibGF6ZS52MS5NZW1iZXJSZWYSFgoOcmVtb3ZlX29uX2V4aXQYBiABKAgSGAoQdHRsX3JlbWFpbmluZ19tcxgHIAEoBBInCgRsb2NrGAggASgLMhkuYWN0aXZlYmxhemUudjEuTG9ja1N0YXRlIm4KC0VudHJ5Q2hhbmdlEigKBGtpbmQYASABKA4yGi5hY3RpdmVibGF6ZS52MS5DaGFuZ2VLaW5kEiQKBWVudHJ5GAIgASgLMhUuYWN0aXZlYmxhemUudjEuRW50cnkSDwoHZXhwaXJlZBgDIAEoCCLCAQoLU3RhdGVVcGRhdGUSDQoFZXBvY2gYASABKAQSDQoFaW5kZXgYAiABKAQSDQoFZ3JvdXAYAyABKAkSEgoKcmVxdWVzdF9pZBgEIAEoBBIsCglyZXF1ZXN0ZXIYBSABKAsyGS5hY3RpdmVibGF6ZS52MS5NZW1iZXJSZWYSLAoHY2hhbmdlcxgGIAMoCzIbLmFjdGl2ZWJsYXplLnYxLkVudHJ5Q2hhbmdlEhYKDmNvb3JkaW5hdG9yX2lkGAcgASgMIoACCg1TdGF0ZVNuYXBzaG90Eg0KBWVwb2NoGAEgASgEEg0KBWluZGV4GAIgASgEEg0KBWdyb3VwGAMgASgJEg0KBWNodW5rGAQgASgNEhMKC2NodW5rX2NvdW50GAUgASgNEiYKB2VudHJpZXMYBiADKAsyFS5hY3RpdmVibGF6ZS52MS5FbnRyeRIaChJuZXh0X2ZlbmNpbmdfdG9rZW4YByABKAQSKQoFbG9ja3MYCCADKAsyGi5hY3RpdmVibGF6ZS52MS5Mb2NrUmVjb3JkEi8KB2FwcGxpZWQYCSADKAsyHi5hY3RpdmVibGF6ZS52MS5BcHBsaWVkUmVxdWVzdCJCCgpMb2NrUmVjb3JkEgsKA2tleRgBIAEoCRInCgRsb2NrGAIgASgLMhkuYWN0aXZlYmxhemUudjEuTG9ja1N0YXRlIqEBCg5BcHBsaWVkUmVxdWVzdBIsCglyZXF1ZXN0ZXIYASABKAsyGS5hY3RpdmVibGF6ZS52MS5NZW1iZXJSZWYSEgoKcmVxdWVzdF9pZBgCIAEoBBINCgVpbmRleBgDIAEoBBInCghwcmV2aW91cxgEIAMoCzIVLmFjdGl2ZWJsYXplLnYxLkVudHJ5EhUKDWZlbmNpbmdfdG9rZW4YBSABKAQitQEKDFN5bmNDb21wbGV0ZRINCgVlcG9jaBgBIAEoBBINCgVpbmRleBgCIAEoBBINCgVncm91cBgDIAEoCRITCgtlbnRyeV9jb3VudBgEIAEoBBIpCgZhZ3JlZWQYBSADKAsyGS5hY3RpdmVibGF6ZS52MS5NZW1iZXJSZWYSGgoSbmV4dF9mZW5jaW5nX3Rva2VuGAYgASgEEhwKFGVwb2NoX2Nvb3JkaW5hdG9yX2lkGAcgASgMIr4BCghTdGF0ZUFjaxINCgVncm91cBgBIAEoCRINCgVlcG9jaBgCIAEoBBINCgVpbmRleBgDIAEoBBIkCgR2aWV3GAQgASgLMhYuYWN0aXZlYmxhemUudjEuVmlld0lkEhoKEm5leHRfZmVuY2luZ190b2tlbhgFIAEoBBIWCg5hY2NlcHRlZF9lcG9jaBgGIAEoBBINCgVyZWFkeRgHIAEoCBIcChRlcG9jaF9jb29yZGluYXRvcl9pZBgIIAEoDCqOAgoLU3RhdGVSZXN1bHQSHAoYU1RBVEVfUkVTVUxUX1VOU1BFQ0lGSUVEEAASEwoPU1RBVEVfUkVTVUxUX09LEAESFwoTU1RBVEVfUkVTVUxUX0xPQ0tFRBACEiEKHVNUQVRFX1JFU1VMVF9WRVJTSU9OX01JU01BVENIEAMSHAoYU1RBVEVfUkVTVUxUX1NUQUxFX1RPS0VOEAQSIAocU1RBVEVfUkVTVUxUX05PVF9DT09SRElOQVRPUhAFEhoKFlNUQVRFX1JFU1VMVF9OT19RVU9SVU0QBhIaChZTVEFURV9SRVNVTFRfTk9UX0ZPVU5EEAcSGAoUU1RBVEVfUkVTVUxUX0lOVkFMSUQQCCqfAQoKQ2hhbmdlS2luZBIbChdDSEFOR0VfS0lORF9VTlNQRUNJRklFRBAAEhYKEkNIQU5HRV9LSU5EX0lOU0VSVBABEhYKEkNIQU5HRV9LSU5EX1VQREFURRACEhYKEkNIQU5HRV9LSU5EX1JFTU9WRRADEhQKEENIQU5HRV9LSU5EX0xPQ0sQBBIWChJDSEFOR0VfS0lORF9VTkxPQ0sQBWIGcHJvdG8z", [file_activeblaze_v1_common, file_activeblaze_v1_reliable]);
 
 /**
  * A write, lock or lease request from a member to the coordinator of the replicated state map.
@@ -88,6 +88,12 @@ export type StateRequest = Message<"activeblaze.v1.StateRequest"> & {
      */
     value: CancelOp;
     case: "cancel";
+  } | {
+    /**
+     * @generated from field: activeblaze.v1.PullOp pull = 11;
+     */
+    value: PullOp;
+    case: "pull";
   } | { case: undefined; value?: undefined };
 };
 
@@ -97,6 +103,36 @@ export type StateRequest = Message<"activeblaze.v1.StateRequest"> & {
  */
 export const StateRequestSchema: GenMessage<StateRequest> = /*@__PURE__*/
   messageDesc(file_activeblaze_v1_cluster, 0);
+
+/**
+ * From a coordinator taking over to a replica that is further along: send me what you have after my
+ * position (the updates, or a snapshot when they are no longer in your log), then a SyncComplete.
+ *
+ * @generated from message activeblaze.v1.PullOp
+ */
+export type PullOp = Message<"activeblaze.v1.PullOp"> & {
+  /**
+   * @generated from field: uint64 epoch = 1;
+   */
+  epoch: bigint;
+
+  /**
+   * @generated from field: bytes epoch_coordinator_id = 2;
+   */
+  epochCoordinatorId: Uint8Array;
+
+  /**
+   * @generated from field: uint64 index = 3;
+   */
+  index: bigint;
+};
+
+/**
+ * Describes the message activeblaze.v1.PullOp.
+ * Use `create(PullOpSchema)` to create a new message.
+ */
+export const PullOpSchema: GenMessage<PullOp> = /*@__PURE__*/
+  messageDesc(file_activeblaze_v1_cluster, 1);
 
 /**
  * @generated from message activeblaze.v1.PutOp
@@ -151,7 +187,7 @@ export type PutOp = Message<"activeblaze.v1.PutOp"> & {
  * Use `create(PutOpSchema)` to create a new message.
  */
 export const PutOpSchema: GenMessage<PutOp> = /*@__PURE__*/
-  messageDesc(file_activeblaze_v1_cluster, 1);
+  messageDesc(file_activeblaze_v1_cluster, 2);
 
 /**
  * @generated from message activeblaze.v1.RemoveOp
@@ -178,7 +214,7 @@ export type RemoveOp = Message<"activeblaze.v1.RemoveOp"> & {
  * Use `create(RemoveOpSchema)` to create a new message.
  */
 export const RemoveOpSchema: GenMessage<RemoveOp> = /*@__PURE__*/
-  messageDesc(file_activeblaze_v1_cluster, 2);
+  messageDesc(file_activeblaze_v1_cluster, 3);
 
 /**
  * Several operations applied atomically, in one step of the coordinator's order.
@@ -202,7 +238,7 @@ export type BatchOp = Message<"activeblaze.v1.BatchOp"> & {
  * Use `create(BatchOpSchema)` to create a new message.
  */
 export const BatchOpSchema: GenMessage<BatchOp> = /*@__PURE__*/
-  messageDesc(file_activeblaze_v1_cluster, 3);
+  messageDesc(file_activeblaze_v1_cluster, 4);
 
 /**
  * @generated from message activeblaze.v1.ClearOp
@@ -215,7 +251,7 @@ export type ClearOp = Message<"activeblaze.v1.ClearOp"> & {
  * Use `create(ClearOpSchema)` to create a new message.
  */
 export const ClearOpSchema: GenMessage<ClearOp> = /*@__PURE__*/
-  messageDesc(file_activeblaze_v1_cluster, 4);
+  messageDesc(file_activeblaze_v1_cluster, 5);
 
 /**
  * @generated from message activeblaze.v1.LockOp
@@ -253,7 +289,7 @@ export type LockOp = Message<"activeblaze.v1.LockOp"> & {
  * Use `create(LockOpSchema)` to create a new message.
  */
 export const LockOpSchema: GenMessage<LockOp> = /*@__PURE__*/
-  messageDesc(file_activeblaze_v1_cluster, 5);
+  messageDesc(file_activeblaze_v1_cluster, 6);
 
 /**
  * @generated from message activeblaze.v1.UnlockOp
@@ -275,7 +311,7 @@ export type UnlockOp = Message<"activeblaze.v1.UnlockOp"> & {
  * Use `create(UnlockOpSchema)` to create a new message.
  */
 export const UnlockOpSchema: GenMessage<UnlockOp> = /*@__PURE__*/
-  messageDesc(file_activeblaze_v1_cluster, 6);
+  messageDesc(file_activeblaze_v1_cluster, 7);
 
 /**
  * @generated from message activeblaze.v1.RenewLeaseOp
@@ -302,7 +338,7 @@ export type RenewLeaseOp = Message<"activeblaze.v1.RenewLeaseOp"> & {
  * Use `create(RenewLeaseOpSchema)` to create a new message.
  */
 export const RenewLeaseOpSchema: GenMessage<RenewLeaseOp> = /*@__PURE__*/
-  messageDesc(file_activeblaze_v1_cluster, 7);
+  messageDesc(file_activeblaze_v1_cluster, 8);
 
 /**
  * Withdraws a lock request still queued at the coordinator (its requester gave up waiting). If the lock
@@ -329,7 +365,7 @@ export type CancelOp = Message<"activeblaze.v1.CancelOp"> & {
  * Use `create(CancelOpSchema)` to create a new message.
  */
 export const CancelOpSchema: GenMessage<CancelOp> = /*@__PURE__*/
-  messageDesc(file_activeblaze_v1_cluster, 8);
+  messageDesc(file_activeblaze_v1_cluster, 9);
 
 /**
  * The coordinator's answer to a StateRequest (sent once the change is applied and replicated).
@@ -389,7 +425,7 @@ export type StateResponse = Message<"activeblaze.v1.StateResponse"> & {
  * Use `create(StateResponseSchema)` to create a new message.
  */
 export const StateResponseSchema: GenMessage<StateResponse> = /*@__PURE__*/
-  messageDesc(file_activeblaze_v1_cluster, 9);
+  messageDesc(file_activeblaze_v1_cluster, 10);
 
 /**
  * A lock on an entry key.
@@ -427,7 +463,7 @@ export type LockState = Message<"activeblaze.v1.LockState"> & {
  * Use `create(LockStateSchema)` to create a new message.
  */
 export const LockStateSchema: GenMessage<LockState> = /*@__PURE__*/
-  messageDesc(file_activeblaze_v1_cluster, 10);
+  messageDesc(file_activeblaze_v1_cluster, 11);
 
 /**
  * One entry of the replicated map.
@@ -451,7 +487,8 @@ export type Entry = Message<"activeblaze.v1.Entry"> & {
   format: PayloadFormat;
 
   /**
-   * Grows by one with every write of this key.
+   * Grows with every write of this key: the log index of the write that made this version, so a key
+   * removed and written again never repeats an earlier version.
    *
    * @generated from field: uint64 version = 4;
    */
@@ -487,7 +524,7 @@ export type Entry = Message<"activeblaze.v1.Entry"> & {
  * Use `create(EntrySchema)` to create a new message.
  */
 export const EntrySchema: GenMessage<Entry> = /*@__PURE__*/
-  messageDesc(file_activeblaze_v1_cluster, 11);
+  messageDesc(file_activeblaze_v1_cluster, 12);
 
 /**
  * @generated from message activeblaze.v1.EntryChange
@@ -518,7 +555,7 @@ export type EntryChange = Message<"activeblaze.v1.EntryChange"> & {
  * Use `create(EntryChangeSchema)` to create a new message.
  */
 export const EntryChangeSchema: GenMessage<EntryChange> = /*@__PURE__*/
-  messageDesc(file_activeblaze_v1_cluster, 12);
+  messageDesc(file_activeblaze_v1_cluster, 13);
 
 /**
  * The coordinator replicates every applied change, in its order, to every member.
@@ -559,6 +596,13 @@ export type StateUpdate = Message<"activeblaze.v1.StateUpdate"> & {
    * @generated from field: repeated activeblaze.v1.EntryChange changes = 6;
    */
   changes: EntryChange[];
+
+  /**
+   * The coordinator that ordered the change: (epoch, coordinator) names one coordinator term.
+   *
+   * @generated from field: bytes coordinator_id = 7;
+   */
+  coordinatorId: Uint8Array;
 };
 
 /**
@@ -566,7 +610,7 @@ export type StateUpdate = Message<"activeblaze.v1.StateUpdate"> & {
  * Use `create(StateUpdateSchema)` to create a new message.
  */
 export const StateUpdateSchema: GenMessage<StateUpdate> = /*@__PURE__*/
-  messageDesc(file_activeblaze_v1_cluster, 13);
+  messageDesc(file_activeblaze_v1_cluster, 14);
 
 /**
  * A chunk of the full map, sent to a joining member; updates after `index` follow as StateUpdates.
@@ -631,7 +675,7 @@ export type StateSnapshot = Message<"activeblaze.v1.StateSnapshot"> & {
  * Use `create(StateSnapshotSchema)` to create a new message.
  */
 export const StateSnapshotSchema: GenMessage<StateSnapshot> = /*@__PURE__*/
-  messageDesc(file_activeblaze_v1_cluster, 14);
+  messageDesc(file_activeblaze_v1_cluster, 15);
 
 /**
  * @generated from message activeblaze.v1.LockRecord
@@ -653,7 +697,7 @@ export type LockRecord = Message<"activeblaze.v1.LockRecord"> & {
  * Use `create(LockRecordSchema)` to create a new message.
  */
 export const LockRecordSchema: GenMessage<LockRecord> = /*@__PURE__*/
-  messageDesc(file_activeblaze_v1_cluster, 15);
+  messageDesc(file_activeblaze_v1_cluster, 16);
 
 /**
  * A request the map has applied, remembered per requester for idempotent retries.
@@ -696,7 +740,7 @@ export type AppliedRequest = Message<"activeblaze.v1.AppliedRequest"> & {
  * Use `create(AppliedRequestSchema)` to create a new message.
  */
 export const AppliedRequestSchema: GenMessage<AppliedRequest> = /*@__PURE__*/
-  messageDesc(file_activeblaze_v1_cluster, 16);
+  messageDesc(file_activeblaze_v1_cluster, 17);
 
 /**
  * Ends a snapshot: the receiver's replica is complete as of `index`.
@@ -738,6 +782,13 @@ export type SyncComplete = Message<"activeblaze.v1.SyncComplete"> & {
    * @generated from field: uint64 next_fencing_token = 6;
    */
   nextFencingToken: bigint;
+
+  /**
+   * The coordinator of the term `epoch` names (with `index`, the position the receiver is now at).
+   *
+   * @generated from field: bytes epoch_coordinator_id = 7;
+   */
+  epochCoordinatorId: Uint8Array;
 };
 
 /**
@@ -745,7 +796,7 @@ export type SyncComplete = Message<"activeblaze.v1.SyncComplete"> & {
  * Use `create(SyncCompleteSchema)` to create a new message.
  */
 export const SyncCompleteSchema: GenMessage<SyncComplete> = /*@__PURE__*/
-  messageDesc(file_activeblaze_v1_cluster, 17);
+  messageDesc(file_activeblaze_v1_cluster, 18);
 
 /**
  * A replica's position in the coordinator's update log. Sent to acknowledge applied updates (the
@@ -800,6 +851,13 @@ export type StateAck = Message<"activeblaze.v1.StateAck"> & {
    * @generated from field: bool ready = 7;
    */
   ready: boolean;
+
+  /**
+   * The coordinator of the term `epoch` names.
+   *
+   * @generated from field: bytes epoch_coordinator_id = 8;
+   */
+  epochCoordinatorId: Uint8Array;
 };
 
 /**
@@ -807,7 +865,7 @@ export type StateAck = Message<"activeblaze.v1.StateAck"> & {
  * Use `create(StateAckSchema)` to create a new message.
  */
 export const StateAckSchema: GenMessage<StateAck> = /*@__PURE__*/
-  messageDesc(file_activeblaze_v1_cluster, 18);
+  messageDesc(file_activeblaze_v1_cluster, 19);
 
 /**
  * @generated from enum activeblaze.v1.StateResult
