@@ -42,7 +42,17 @@ export type BlazeErrorCode =
   /** A user-supplied listener threw; the error is in `cause`. */
   | "LISTENER_ERROR"
   /** Any other transport failure reported by the runtime. */
-  | "TRANSPORT_ERROR";
+  | "TRANSPORT_ERROR"
+  /** A state-map write or lock request refused: another member holds the key's lock. */
+  | "LOCKED"
+  /** A compare-and-set refused: the entry is at another version. */
+  | "VERSION_MISMATCH"
+  /** A write or lock operation refused: its fencing token no longer holds the lock. */
+  | "STALE_TOKEN"
+  /** Quorum mode: this side of a partition holds no majority of the last agreed view. */
+  | "NO_QUORUM"
+  /** A lock to release or renew does not exist. */
+  | "NOT_FOUND";
 
 export interface BlazeErrorOptions {
   /** The underlying failure. */

@@ -69,6 +69,16 @@ interface Pending {
   readonly queue?: { readonly name: string; readonly payload: Uint8Array; readonly format: number; readonly expectsReply: boolean };
 }
 
+/** What a level built on the group channel (the cluster level) hooks into. */
+export interface GroupExtension {
+  /** The channel started: its clock and endpoint are ready. */
+  started(context: ExtensionContext): void;
+  /** The channel is stopping. */
+  stopping(): void;
+  /** `group` installed a view here, or this member left it (undefined). Called before the view's events. */
+  view(group: string, view: View | undefined): void;
+}
+
 const GROUP_TOPIC_PREFIX = "$group/";
 const RESOLVED: Promise<void> = Promise.resolve();
 
@@ -108,8 +118,10 @@ export class GroupChannel extends Channel {
   #weight: number;
   #unmatchedReplies = 0;
   readonly #startTimeMs = Date.now();
+  readonly #levelAbove: GroupExtension | undefined;
 
-  constructor(options?: GroupChannelOptions) {
+  /** `levelAbove`: for a level built on this one (the cluster channel); users leave it out. */
+  constructor(options?: GroupChannelOptions, levelAbove?: GroupExtension) {
     const { group, channel } = resolveGroupOptions(options);
     const extension: { target?: GroupChannel } = {};
     const hooks: ChannelExtension = {
@@ -127,6 +139,7 @@ export class GroupChannel extends Channel {
     extension.target = this;
     this.#group = group;
     this.#weight = group.weight;
+    this.#levelAbove = levelAbove;
     this.#reassembler = new Reassembler(16 * 1024 * 1024, peerTimeoutMs);
     this.#groupEvents = new Emitter<GroupEvents>((error) => this.#reportListenerError(error));
   }
@@ -328,6 +341,22 @@ export class GroupChannel extends Channel {
     return (await this.#queueRequest(name, message, true, options.timeoutMs ?? this.#group.requestTimeoutMs, options.signal))!;
   }
 
+  /** This member's coordinator weight. */
+  get weight(): number {
+    return this.#weight;
+  }
+
+  /**
+   * Changes this member's coordinator weight at run time: the coordinator installs a view with the new
+   * weight, and the highest weight is elected (ActiveBlaze's `setMasterWeight`).
+   */
+  setWeight(weight: number): void {
+    if (!Number.isSafeInteger(weight)) throw new BlazeError("INVALID_ARGUMENT", `a weight is an integer, not ${weight}`);
+    if (weight === this.#weight) return;
+    this.#weight = weight;
+    for (const membership of this.#memberships.values()) membership.localChanged();
+  }
+
   /** Counters of the group level. */
   get groupStats(): { readonly unmatchedReplies: number; readonly pending: number; readonly unicast: Readonly<Record<string, number>> } {
     return { unmatchedReplies: this.#unmatchedReplies, pending: this.#pending.size, unicast: { ...(this.#unicast?.stats ?? {}) } };
@@ -382,6 +411,7 @@ export class GroupChannel extends Channel {
 
   #started(context: ExtensionContext): void {
     this.#context = context;
+    this.#levelAbove?.started(context);
     this.#reassembler = new Reassembler(16 * 1024 * 1024, 60_000);
     this.#unicast = new UnicastProtocol({
       clock: context.clock,
@@ -400,6 +430,7 @@ export class GroupChannel extends Channel {
 
   #stopping(): void {
     for (const group of [...this.#memberships.keys()]) this.removeFromGroup(group);
+    this.#levelAbove?.stopping();
     this.#unicast?.close();
     this.#unicast = undefined;
     const closed = new BlazeError("CLOSED", "the group channel stopped");
@@ -475,6 +506,7 @@ export class GroupChannel extends Channel {
   #emitViewChange(group: string, view: View | undefined, previous: View | undefined): void {
     const joined = view?.members.filter((m) => previous === undefined || !contains(previous, m.id, m.incarnation)) ?? [];
     const left = previous?.members.filter((m) => view === undefined || !contains(view, m.id, m.incarnation)) ?? [];
+    this.#levelAbove?.view(group, view);
     if (view !== undefined) this.#groupEvents.emit("viewChange", { group, view, previous, joined, left });
     for (const member of joined) {
       this.#groupEvents.emit("join", { group, member });

@@ -100,6 +100,8 @@ export class GroupMembership {
   #discoveryDeadline = 0;
   #joinTarget: Member | undefined;
   readonly #pendingJoins = new Map<PeerKey, Member>();
+  /** Members of the view whose details (weight) changed: the next view carries the new ones. */
+  readonly #pendingUpdates = new Map<PeerKey, Member>();
   readonly #pendingLeaves = new Set<PeerKey>();
   /** Members being verified; `reported`: on another member's word (see #onSuspect), not our own watch. */
   readonly #verifying = new Map<PeerKey, { since: number; pings: number; reported?: boolean }>();
@@ -159,6 +161,25 @@ export class GroupMembership {
     this.#view = undefined;
     this.#timer?.cancel();
     this.#timer = undefined;
+  }
+
+  /**
+   * This member's details (its weight) changed: the coordinator installs a view with them, which may
+   * elect another coordinator. A member tells its coordinator, and again until a view shows the change.
+   */
+  localChanged(): void {
+    if (this.#phase !== "member") return;
+    if (this.isCoordinator) this.#scheduleInstall();
+    else this.#sendDetails();
+  }
+
+  #sendDetails(): void {
+    const view = this.#view;
+    if (view === undefined) return;
+    this.#host.unicastFrameTo(
+      view.coordinator.address,
+      encodeFrame({ case: "join", value: create(JoinSchema, { member: memberInfo(this.#host.local()), group: this.group }) }),
+    );
   }
 
   /** Stops without a goodbye (the channel is going away). */
@@ -266,6 +287,13 @@ export class GroupMembership {
     const member = toMember(info);
     const view = this.#view;
     if (member === undefined || view === undefined || this.#phase !== "member") return;
+    const known = view.members.find((m) => m.id === member.id && m.incarnation === member.incarnation);
+    if (known !== undefined && this.isCoordinator && known.weight !== member.weight) {
+      // A member in the view changed its weight: the next view carries it (and may elect another).
+      this.#pendingUpdates.set(member.id, member);
+      this.#scheduleInstall();
+      return;
+    }
     if (contains(view, member.id, member.incarnation) || !this.isCoordinator) {
       // It missed the view that added it, or it asks a member that is no longer (or not yet) the
       // coordinator: the view tells it it is in, or whom to ask. Any member answers, because the one
@@ -304,9 +332,15 @@ export class GroupMembership {
       this.#installScheduled = false;
       const view = this.#view;
       if (view === undefined || !this.isCoordinator) return;
-      const members = view.members.filter((m) => !this.#pendingLeaves.has(m.id) && !this.#dead.has(m.id) && !this.#pendingJoins.has(m.id));
+      const members = view.members
+        .filter((m) => !this.#pendingLeaves.has(m.id) && !this.#dead.has(m.id) && !this.#pendingJoins.has(m.id))
+        .map((m) => {
+          const updated = this.#pendingUpdates.get(m.id);
+          return updated !== undefined && updated.incarnation === m.incarnation ? updated : m;
+        });
       for (const joiner of this.#pendingJoins.values()) if (!this.#pendingLeaves.has(joiner.id)) members.push(joiner);
       this.#pendingJoins.clear();
+      this.#pendingUpdates.clear();
       this.#pendingLeaves.clear();
       this.#dead.clear();
       this.#install(members);
@@ -531,6 +565,8 @@ export class GroupMembership {
     } else {
       // The coordinator answers again (a false suspicion): a later failure counts afresh.
       this.#takeOverSince = undefined;
+      // Our weight changed and the view does not show it yet: tell the coordinator (again).
+      if (view.members.find((m) => m.id === local.id)?.weight !== local.weight) this.#sendDetails();
       if (failed.size > 0 && now - this.#lastSuspectReport >= this.#options.heartbeatIntervalMs) {
         // Only the coordinator removes members, and it may not have watched these long enough to know
         // (a coordinator that joined after they died counts their silence from its join): tell it.

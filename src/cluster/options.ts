@@ -1,0 +1,49 @@
+import * as z from "zod";
+import { parseOptions } from "../options.ts";
+import type { GroupChannelOptions } from "../group/options.ts";
+
+const ms = z.number().int().positive();
+const msOrZero = z.number().int().min(0);
+
+/** The zod schema of the state-map options; every default is documented on {@link StateOptions}. */
+export const stateOptionsSchema = z.strictObject({
+  group: z.string().min(1).max(255).optional(),
+  quorum: z.boolean().default(false),
+  requestTimeoutMs: ms.default(10_000),
+  timeToLiveMs: msOrZero.default(0),
+  removeOnExit: z.boolean().default(false),
+  leaseMs: msOrZero.default(0),
+  releaseLockOnExit: z.boolean().default(true),
+  lockTimeoutMs: ms.default(30_000),
+  logLimit: z.number().int().min(16).default(10_000),
+  snapshotChunkEntries: z.number().int().min(1).max(100_000).default(500),
+  retryDelayMs: ms.default(20),
+});
+
+/**
+ * Options of the replicated state map and its locks (the `state` option of a cluster channel).
+ *
+ * | option | unit | default | meaning |
+ * | --- | --- | --- | --- |
+ * | `group` | name | the first of `groups` | the group whose members share the map; its coordinator orders the writes |
+ * | `quorum` | boolean | `false` | refuse writes and lock grants (`NO_QUORUM`) on a side of a partition without a majority of the last agreed view |
+ * | `requestTimeoutMs` | ms | `10000` | default time a write waits to be applied everywhere, else `TIMEOUT` |
+ * | `timeToLiveMs` | ms | `0` = forever | default time to live of an entry, counted on the coordinator's monotonic clock |
+ * | `removeOnExit` | boolean | `false` | default: remove an entry when its owner (last writer) leaves the group |
+ * | `leaseMs` | ms | `0` = until released | default lock lease, counted on the coordinator's monotonic clock |
+ * | `releaseLockOnExit` | boolean | `true` | default: free a member's locks when it leaves the group |
+ * | `lockTimeoutMs` | ms | `30000` | default time `lock()` queues for a lock, else `TIMEOUT` |
+ * | `logLimit` | updates | `10000` | updates kept to bring a replica that fell behind up to date (older: a snapshot) |
+ * | `snapshotChunkEntries` | entries | `500` | entries per snapshot message to a joining member |
+ * | `retryDelayMs` | ms | `20` | wait before a request refused by a member not (yet) coordinating is sent again |
+ */
+export type StateOptions = z.input<typeof stateOptionsSchema>;
+export type ResolvedStateOptions = z.output<typeof stateOptionsSchema>;
+
+/** Options of a cluster channel: a group channel's, plus `state`. */
+export type ClusterChannelOptions = GroupChannelOptions & { readonly state?: StateOptions };
+
+export function resolveClusterOptions(options: ClusterChannelOptions | undefined): { state: ResolvedStateOptions; group: GroupChannelOptions } {
+  const { state, ...group } = options ?? {};
+  return { state: parseOptions(stateOptionsSchema, state, "state"), group };
+}
