@@ -24,7 +24,27 @@ export type {
 export { GroupMessage } from "./group/group-message.ts";
 export { groupOptionsSchema } from "./group/options.ts";
 export type { GroupChannelOptions, GroupOptions } from "./group/options.ts";
+export type { GroupExtension } from "./group/group-channel.ts";
 export { defaultCoordinatorSelector } from "./group/view.ts";
+export { ClusterChannel, createClusterChannel } from "./cluster/cluster-channel.ts";
+export type { MasterChangedListener } from "./cluster/cluster-channel.ts";
+export { stateOptionsSchema } from "./cluster/options.ts";
+export type { ClusterChannelOptions, StateOptions } from "./cluster/options.ts";
+export { LockHandle, ReplicatedMap } from "./cluster/replicated-map.ts";
+export type {
+  LockInfo,
+  LockOptions,
+  MapChange,
+  MapChangedListener,
+  MapEntry,
+  MapEvents,
+  MapValue,
+  PutOptions,
+  RemoveOptions,
+  WriteOptions,
+} from "./cluster/replicated-map.ts";
+export type { MemberInstance } from "./cluster/replica.ts";
+export type { StateStats } from "./cluster/state-engine.ts";
 export type { CoordinatorSelector, Member, View, ViewId } from "./group/view.ts";
 export type { WaitOptions } from "./channel/wait.ts";
 export { BlazeError, isBlazeError, isTimeoutError } from "./errors.ts";

@@ -147,7 +147,7 @@ export class ClusterChannel extends GroupChannel {
         local: { id: this.id, incarnation: context.incarnation },
         group,
         send: (peer, frame) => this.#send(peer, inbox, frame),
-        changed: (changes) => this.map.emit(changes, (error) => this.emitError(new BlazeError("LISTENER_ERROR", "a map listener threw", { cause: error }), "listener")),
+        changed: (changes, resync) => this.map.emit(changes, resync, (error) => this.emitError(new BlazeError("LISTENER_ERROR", "a map listener threw", { cause: error }), "listener")),
         wake: () => this.#wake(),
       },
       {

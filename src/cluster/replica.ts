@@ -81,8 +81,11 @@ export interface Position {
 
 export const ORIGIN: Position = { epoch: 0, coordinator: "", index: 0 };
 
-/** How many applied requests are remembered per requester, for idempotent retries. */
-const APPLIED_PER_REQUESTER = 1_024;
+/**
+ * How many applied requests are remembered per requester, for idempotent retries: a member with more
+ * requests than this in flight when its coordinator fails could see its oldest ones applied twice.
+ */
+const APPLIED_PER_REQUESTER = 4_096;
 /** How many coordinator terms the line history remembers. */
 const HISTORY_TERMS = 64;
 

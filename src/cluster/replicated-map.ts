@@ -35,19 +35,24 @@ export interface LockInfo {
   readonly leaseMs: number;
 }
 
-/** A change of the map, in the map's order (the same at every member). */
-export type MapChange =
+/**
+ * A change of the map, in the map's order (the same at every member). `resync` marks the differences a
+ * snapshot made: this replica had fallen behind (or was on the other side of a partition) and was
+ * brought to the coordinator's state in one step.
+ */
+export type MapChange = (
   | { readonly type: "insert"; readonly key: string; readonly value: MapValue; readonly owner: MemberInstance; readonly version: number }
   | { readonly type: "update"; readonly key: string; readonly value: MapValue; readonly previous: MapValue; readonly owner: MemberInstance; readonly version: number }
-  | { readonly type: "remove"; readonly key: string; readonly value: MapValue; readonly owner: MemberInstance; readonly expired: boolean };
+  | { readonly type: "remove"; readonly key: string; readonly value: MapValue; readonly owner: MemberInstance; readonly expired: boolean }
+) & { readonly resync: boolean };
 
 export interface MapEvents {
   /** An entry was inserted, updated or removed (`expired`: its time to live ran out). */
   change: MapChange;
   /** A lock was granted (or its lease renewed). */
-  lock: LockInfo;
+  lock: LockInfo & { readonly resync: boolean };
   /** A lock was released, freed by its holder's exit, or (`expired`) its lease ran out. */
-  unlock: LockInfo & { readonly expired: boolean };
+  unlock: LockInfo & { readonly expired: boolean; readonly resync: boolean };
   /** A lease ran out: the lock was freed without its holder's release. */
   lockExpired: LockInfo;
 }
@@ -370,33 +375,33 @@ export class ReplicatedMap {
   }
 
   /** @internal The replica changed: tell the listeners, in the map's order. */
-  emit(changes: readonly ReplicaChange[], onError: (error: unknown) => void): void {
+  emit(changes: readonly ReplicaChange[], resync: boolean, onError: (error: unknown) => void): void {
     for (const change of changes) {
       switch (change.kind) {
         case "insert": {
           const value = valueOf(change.entry);
-          this.#events.emit("change", { type: "insert", key: change.entry.key, value, owner: change.entry.owner, version: change.entry.version });
+          this.#events.emit("change", { type: "insert", key: change.entry.key, value, owner: change.entry.owner, version: change.entry.version, resync });
           for (const l of this.#listeners) safely(() => l.mapInsert?.(change.entry.owner, change.entry.key, value), onError);
           break;
         }
         case "update": {
           const value = valueOf(change.entry);
           const previous = valueOf(change.previous);
-          this.#events.emit("change", { type: "update", key: change.entry.key, value, previous, owner: change.entry.owner, version: change.entry.version });
+          this.#events.emit("change", { type: "update", key: change.entry.key, value, previous, owner: change.entry.owner, version: change.entry.version, resync });
           for (const l of this.#listeners) safely(() => l.mapUpdate?.(change.entry.owner, change.entry.key, previous, value), onError);
           break;
         }
         case "remove": {
           const value = valueOf(change.entry);
-          this.#events.emit("change", { type: "remove", key: change.entry.key, value, owner: change.entry.owner, expired: change.expired });
+          this.#events.emit("change", { type: "remove", key: change.entry.key, value, owner: change.entry.owner, expired: change.expired, resync });
           for (const l of this.#listeners) safely(() => l.mapRemove?.(change.entry.owner, change.entry.key, value, change.expired), onError);
           break;
         }
         case "lock":
-          this.#events.emit("lock", lockInfo(change.lock));
+          this.#events.emit("lock", { ...lockInfo(change.lock), resync });
           break;
         case "unlock":
-          this.#events.emit("unlock", { ...lockInfo(change.lock), expired: change.expired });
+          this.#events.emit("unlock", { ...lockInfo(change.lock), expired: change.expired, resync });
           if (change.expired) this.#events.emit("lockExpired", lockInfo(change.lock));
           break;
       }

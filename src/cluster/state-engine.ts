@@ -68,8 +68,11 @@ export interface StateEngineHost {
   readonly group: string;
   /** Sends a frame to a member reliably and in order (to the local member: delivered back, deferred). */
   send(peer: PeerKey, frame: StateFrame): void;
-  /** The replica changed (in the map's order). */
-  changed(changes: readonly ReplicaChange[]): void;
+  /**
+   * The replica changed, in the map's order; `resync`: the differences a snapshot made (a replica that
+   * was behind, or on another side of a partition, was brought to the coordinator's state).
+   */
+  changed(changes: readonly ReplicaChange[], resync: boolean): void;
   /** Readiness, the coordinator role or the term changed: waiters re-check. */
   wake(): void;
 }
@@ -454,7 +457,7 @@ export class StateEngine {
     }
     const changes = this.replica.apply(update, this.#host.clock.now());
     this.stats.updatesApplied++;
-    if (changes.length > 0) this.#host.changed(changes);
+    if (changes.length > 0) this.#host.changed(changes, false);
     if (this.#role !== "pulling") this.#scheduleAck();
   }
 
@@ -495,7 +498,7 @@ export class StateEngine {
       const changes = this.replica.install(staging.entries, staging.locks, staging.applied, now);
       this.replica.resetLog(index);
       this.stats.snapshotsInstalled++;
-      if (changes.length > 0) this.#host.changed(changes);
+      if (changes.length > 0) this.#host.changed(changes, true);
     } else if (index !== this.replica.position.index) {
       // The updates before it did not bring us to its index: we cannot be at its position.
       this.stats.outOfOrder++;
@@ -860,6 +863,8 @@ export class StateEngine {
         }
         let waiters = this.#waiters.get(key);
         if (waiters === undefined) this.#waiters.set(key, (waiters = []));
+        // A retry of a request already queued (sent again after a view change) keeps its place.
+        if (waiters.some((w) => w.requestId === requestId && sameInstance(w.requester, requester))) return;
         const timer = this.#host.clock.setTimer(Number(waitMs), () => {
           const list = this.#waiters.get(key);
           const at = list?.findIndex((w) => w.requestId === requestId && sameInstance(w.requester, requester)) ?? -1;
@@ -989,7 +994,7 @@ export class StateEngine {
     this.stats.updatesApplied++;
     for (const member of view.members) if (member.id !== local.id) this.#host.send(member.id, { case: "stateUpdate", value: update });
     for (const change of applied) this.#track(change);
-    if (applied.length > 0) this.#host.changed(applied);
+    if (applied.length > 0) this.#host.changed(applied, false);
     if (requester !== undefined && requestId !== 0) {
       this.stats.requestsApplied++;
       const record = this.replica.appliedRequest(requester, requestId);
@@ -1018,6 +1023,7 @@ export class StateEngine {
       const waiter = waiters.shift()!;
       waiter.timer?.cancel();
       if (this.#instance(waiter.requester.id) === undefined) continue;
+      if (this.replica.appliedRequest(waiter.requester, waiter.requestId) !== undefined) continue;
       this.#grant(waiter.requester, waiter.requestId, key, waiter.leaseMs, waiter.releaseOnExit, now);
     }
     if (waiters.length === 0) this.#waiters.delete(key);
