@@ -2031,10 +2031,20 @@ const FEC: AreaTable = {
         result: "valid",
       },
       {
+        name: "fec/parity/interleaved",
+        comment: "A parity packet of an interleaved block: sources 200, 232, 264, … (stride 32).",
+        flags: [],
+        init: env({
+          case: "fecParity",
+          value: { stream: Stream.MULTICAST, blockFirstSeq: 200n, k: 8, m: 2, parityIndex: 1, parity: pattern(48), lengthParity: pattern(2), stride: 32 },
+        }),
+        result: "valid",
+      },
+      {
         name: "fec/parity/max",
-        comment: "Block start at the largest uint64 and counts at the largest uint32; empty parity.",
+        comment: "Block start at the largest uint64 and counts and stride at the largest uint32; empty parity.",
         flags: ["EdgeValue"],
-        init: env({ case: "fecParity", value: { blockFirstSeq: U64_MAX, k: U32_MAX, m: U32_MAX, parityIndex: U32_MAX } }),
+        init: env({ case: "fecParity", value: { blockFirstSeq: U64_MAX, k: U32_MAX, m: U32_MAX, parityIndex: U32_MAX, stride: U32_MAX } }),
         result: "valid",
       },
     ]),

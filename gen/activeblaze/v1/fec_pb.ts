@@ -12,12 +12,15 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file activeblaze/v1/fec.proto.
  */
 export const file_activeblaze_v1_fec: GenFile = /*@__PURE__*/
-  fileDesc("ChhhY3RpdmVibGF6ZS92MS9mZWMucHJvdG8SDmFjdGl2ZWJsYXplLnYxIp8BCglGZWNQYXJpdHkSJgoGc3RyZWFtGAEgASgOMhYuYWN0aXZlYmxhemUudjEuU3RyZWFtEhcKD2Jsb2NrX2ZpcnN0X3NlcRgCIAEoBBIJCgFrGAMgASgNEgkKAW0YBCABKA0SFAoMcGFyaXR5X2luZGV4GAUgASgNEg4KBnBhcml0eRgGIAEoDBIVCg1sZW5ndGhfcGFyaXR5GAcgASgMYgZwcm90bzM", [file_activeblaze_v1_reliable]);
+  fileDesc("ChhhY3RpdmVibGF6ZS92MS9mZWMucHJvdG8SDmFjdGl2ZWJsYXplLnYxIq8BCglGZWNQYXJpdHkSJgoGc3RyZWFtGAEgASgOMhYuYWN0aXZlYmxhemUudjEuU3RyZWFtEhcKD2Jsb2NrX2ZpcnN0X3NlcRgCIAEoBBIJCgFrGAMgASgNEgkKAW0YBCABKA0SFAoMcGFyaXR5X2luZGV4GAUgASgNEg4KBnBhcml0eRgGIAEoDBIVCg1sZW5ndGhfcGFyaXR5GAcgASgMEg4KBnN0cmlkZRgIIAEoDWIGcHJvdG8z", [file_activeblaze_v1_reliable]);
 
 /**
  * One parity packet of a systematic Reed-Solomon code over GF(2^8): for each block of `k` source
- * packets (consecutive sequence numbers of the sender's stream from `block_first_seq`), the sender adds
- * `m` parity packets; a receiver missing up to `m` source packets of the block rebuilds them.
+ * packets (sequence numbers `block_first_seq + i * stride` of the sender's stream, 0 <= i < k), the
+ * sender adds `m` parity packets; a receiver missing up to `m` source packets of the block rebuilds them.
+ * A source packet's symbol is its Data message encoded with `seq` 0 (the block says the number).
+ * Parity row j is the sum over i of alpha^(j * i) times symbol i, in GF(2^8) with the polynomial
+ * x^8 + x^4 + x^3 + x^2 + 1 and alpha = 2.
  *
  * @generated from message activeblaze.v1.FecParity
  */
@@ -57,11 +60,20 @@ export type FecParity = Message<"activeblaze.v1.FecParity"> & {
   parity: Uint8Array;
 
   /**
-   * The parity of the source packets' lengths, so rebuilt packets get their exact length back.
+   * The parity of the source packets' lengths, so rebuilt packets get their exact length back: each
+   * length as a two-byte symbol, big-endian.
    *
    * @generated from field: bytes length_parity = 7;
    */
   lengthParity: Uint8Array;
+
+  /**
+   * The distance between the sequence numbers of the block's source packets; 0 (absent) means 1,
+   * consecutive. Interleaved blocks let one lost datagram of bundled messages cost each block little.
+   *
+   * @generated from field: uint32 stride = 8;
+   */
+  stride: number;
 };
 
 /**
