@@ -202,6 +202,11 @@ export class ReplicatedMap {
     return lock === undefined ? undefined : { key, holder: lock.holder, fencingToken: lock.token, leaseMs: lock.leaseMs };
   }
 
+  /** Every lock held now. */
+  locks(): LockInfo[] {
+    return [...this.#engine().replica.locks.values()].map(lockInfo);
+  }
+
   isLocked(key: string): boolean {
     return this.#engine().replica.locks.has(key);
   }

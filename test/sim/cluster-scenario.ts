@@ -1,0 +1,393 @@
+import { ClusterChannel } from "../../src/cluster/cluster-channel.ts";
+import type { LockHandle } from "../../src/cluster/replicated-map.ts";
+import { BlazeError } from "../../src/errors.ts";
+import type { Clock, TimerHandle } from "../../src/transport/clock.ts";
+import { SeededRandom } from "../../src/transport/seeded-random.ts";
+import { SimulatedNetwork } from "../../src/transport/simulated-network.ts";
+
+/**
+ * Seeded simulations of the cluster level: replicated state map and locks on the simulated network,
+ * under loss, duplication, reordering, crashes (the coordinator's above all), restarts, graceful leaves,
+ * partitions (in quorum mode) and forward jumps of members' clocks.
+ *
+ * Every member runs a random workload (puts, removes, compare-and-set, atomic batches, lock → writes
+ * under the fencing token → release, and a journal of unique keys) and every member's stream of map
+ * events is checked as it happens:
+ * - fencing tokens only grow: every lock grant carries a token above every token seen before (a
+ *   renewal keeps its token);
+ * - a locked entry takes writes only from its holder, and a write made under a token only while that
+ *   token holds the lock — so no two members ever have writes accepted under valid leases of one key;
+ * - no request is applied twice: a value written once is in at most one applied change (a snapshot
+ *   that rolls back changes never agreed on takes them back).
+ * At the end, after the network heals and the workload stops, every running member's replica holds the
+ * same entries (value and version) and locks, and every journal write that was acknowledged is there
+ * (with quorum, or when no partition happened: an acknowledged write survives any coordinator crash).
+ */
+
+export const TIMING = { heartbeatIntervalMs: 100, failureTimeoutMs: 500, verifyTimeoutMs: 150, discoveryTimeoutMs: 300 } as const;
+const GROUP = "state";
+const KEYS = 6;
+/** Errors a workload operation may meet under faults; anything else is a violation. */
+const EXPECTED = new Set(["LOCKED", "STALE_TOKEN", "VERSION_MISMATCH", "TIMEOUT", "NO_QUORUM", "CLOSED", "ILLEGAL_STATE", "NOT_FOUND", "UNREACHABLE"]);
+
+/** A member's clock that can jump forward (a monotonic clock may: a suspended VM, say). Timers keep their durations. */
+class JumpyClock implements Clock {
+  offset = 0;
+  constructor(private readonly base: Clock) {}
+  now(): number {
+    return this.base.now() + this.offset;
+  }
+  setTimer(delayMs: number, fn: () => void): TimerHandle {
+    return this.base.setTimer(delayMs, fn);
+  }
+  defer(fn: () => void): void {
+    this.base.defer(fn);
+  }
+}
+
+interface Proc {
+  readonly index: number;
+  readonly host: string;
+  readonly channel: ClusterChannel;
+  readonly clock: JumpyClock;
+  status: "running" | "crashed" | "left";
+  /** The highest fencing token seen in this member's event stream. */
+  maxToken: number;
+  /** Locks as this member's event stream says. */
+  readonly locks: Map<string, { holder: string; token: number }>;
+  /** Applied (not resync) changes per written value. */
+  readonly applied: Map<string, number>;
+  readonly versions: Map<string, number>;
+}
+
+export interface ClusterScenarioResult {
+  readonly seed: number;
+  readonly quorum: boolean;
+  readonly loss: number;
+  readonly members: number;
+  readonly crashes: number;
+  readonly coordinatorCrashes: number;
+  readonly partitions: number;
+  readonly jumps: number;
+  readonly acknowledged: number;
+  readonly journal: number;
+  readonly lockWrites: number;
+  readonly refusedStale: number;
+  readonly retried: number;
+  readonly deduplicated: number;
+  readonly pulls: number;
+  readonly finalWrite: "ok" | "no-quorum";
+}
+
+export async function runClusterScenario(seed: number): Promise<ClusterScenarioResult> {
+  const rng = new SeededRandom(seed);
+  const quorum = rng.next() < 0.5;
+  const loss = rng.next() < 0.3 ? 0 : rng.next() * 0.1;
+  const net = new SimulatedNetwork({
+    seed,
+    defaultLink: { loss, duplicate: rng.next() * 0.05, reorder: rng.next() * 0.1 },
+  });
+  const clock = net.clock;
+  const procs: Proc[] = [];
+  const violations: string[] = [];
+  const log: string[] = [];
+  const note = (text: string) => log.push(`${clock.now().toFixed(1)} ${text}`);
+  const violation = (text: string) => violations.push(`${clock.now().toFixed(1)} ${text}`);
+  const journal = new Map<string, string>();
+  let acknowledged = 0;
+  let lockWrites = 0;
+  let refusedStale = 0;
+  let nextIndex = 0;
+  let valueSeq = 0;
+  let workload = true;
+  let partitioned = false;
+
+  const spawn = async (host: string): Promise<Proc> => {
+    const index = nextIndex++;
+    const jumpy = new JumpyClock(clock);
+    const channel = new ClusterChannel({
+      name: `p${index}`,
+      transport: net.transportFactory(host),
+      clock: jumpy,
+      random: net.random.fork(`p${index}`),
+      incarnation: index + 1,
+      groups: [GROUP],
+      ...TIMING,
+      state: { quorum, requestTimeoutMs: 2_000, lockTimeoutMs: 300 },
+    });
+    const proc: Proc = { index, host, channel, clock: jumpy, status: "running", maxToken: 0, locks: new Map(), applied: new Map(), versions: new Map() };
+    procs.push(proc);
+    note(`start p${index}@${host} ${channel.id.slice(0, 8)}`);
+    watch(proc);
+    channel.on("error", ({ error, stage }) => {
+      if (proc.status === "running" && stage !== "transport") violation(`p${index} reported an error (${stage}): ${error.message}`);
+    });
+    await channel.start();
+    channel.addToGroup(GROUP, { timeoutMs: 3_600_000 }).catch((error: unknown) => {
+      if (proc.status === "running") violation(`p${index} failed to join: ${String(error)}`);
+    });
+    void runWorkload(proc);
+    return proc;
+  };
+
+  const watch = (proc: Proc) => {
+    const map = proc.channel.map;
+    map.on("lock", (event) => {
+      const current = proc.locks.get(event.key);
+      const renewal = current !== undefined && current.token === event.fencingToken && current.holder === event.holder.id;
+      if (!event.resync && !renewal && event.fencingToken <= proc.maxToken) {
+        violation(`p${proc.index}: lock on ${event.key} granted with token ${event.fencingToken}, not above ${proc.maxToken}`);
+      }
+      proc.maxToken = Math.max(proc.maxToken, event.fencingToken);
+      proc.locks.set(event.key, { holder: event.holder.id, token: event.fencingToken });
+    });
+    map.on("unlock", (event) => {
+      if (proc.locks.get(event.key)?.token === event.fencingToken) proc.locks.delete(event.key);
+    });
+    const decode = (v: unknown) => new TextDecoder().decode(v as Uint8Array);
+    const count = (text: string, by: number, version: number) => {
+      const n = (proc.applied.get(text) ?? 0) + by;
+      proc.applied.set(text, n);
+      if (n > 1) violation(`p${proc.index}: the write "${text}" is applied ${n} times (as version ${proc.versions.get(text)}, now ${version})`);
+      if (by > 0) proc.versions.set(text, version);
+    };
+    map.on("change", (change) => {
+      if (change.resync) {
+        // A snapshot brought this replica to the coordinator's state: what it replaced was never
+        // agreed (a side of a partition, or updates of a coordinator that died before they spread).
+        if (change.type === "remove") count(decode(change.value), -1, 0);
+        else {
+          if (change.type === "update") count(decode(change.previous), -1, 0);
+          count(decode(change.value), 1, change.version);
+        }
+        return;
+      }
+      if (change.type === "remove") return;
+      const text = decode(change.value);
+      count(text, 1, change.version);
+      const [, writer, token] = text.split("|");
+      const lock = proc.locks.get(change.key);
+      if (lock !== undefined) {
+        if (lock.holder !== writer) violation(`p${proc.index}: ${change.key} locked by ${lock.holder.slice(0, 8)} took a write from ${writer?.slice(0, 8)}`);
+        else if (Number(token) !== 0 && Number(token) !== lock.token) violation(`p${proc.index}: ${change.key} took a write under token ${token} while the lock has ${lock.token}`);
+      } else if (Number(token) !== 0) {
+        violation(`p${proc.index}: ${change.key} took a write under token ${token} while unlocked`);
+      }
+    });
+  };
+
+  const sleep = (ms: number) => new Promise<void>((resolve) => clock.setTimer(ms, resolve));
+  const value = (proc: Proc, token: number) => new TextEncoder().encode(`w|${proc.channel.id}|${token}|${valueSeq++}`);
+  const expected = (proc: Proc, error: unknown, what: string) => {
+    if (error instanceof BlazeError && EXPECTED.has(error.code)) {
+      if (error.code === "STALE_TOKEN") refusedStale++;
+      return;
+    }
+    if (proc.status === "running") violation(`p${proc.index} ${what}: ${String(error)}`);
+  };
+
+  const runWorkload = async (proc: Proc) => {
+    const random = rng.fork(`workload-${proc.index}`);
+    const map = proc.channel.map;
+    let journalSeq = 0;
+    while (workload && proc.status === "running") {
+      await sleep(5 + random.next() * 40);
+      if (!workload || proc.status !== "running" || !proc.channel.ready) continue;
+      const key = `k${Math.floor(random.next() * KEYS)}`;
+      const pick = random.next();
+      try {
+        if (pick < 0.3) {
+          await map.put(key, value(proc, 0), random.next() < 0.2 ? { timeToLiveMs: 200 + Math.floor(random.next() * 400) } : { removeOnExit: random.next() < 0.2 });
+          acknowledged++;
+        } else if (pick < 0.45) {
+          const journalKey = `j/${proc.index}/${journalSeq++}`;
+          const v = value(proc, 0);
+          await map.put(journalKey, v);
+          journal.set(journalKey, new TextDecoder().decode(v));
+          acknowledged++;
+        } else if (pick < 0.55) {
+          await map.remove(key);
+          acknowledged++;
+        } else if (pick < 0.65) {
+          const version = map.getEntry(key)?.version ?? 0;
+          await map.compareAndSet(key, version, value(proc, 0));
+          acknowledged++;
+        } else if (pick < 0.72) {
+          await map.putAll([
+            [key, value(proc, 0)],
+            [`k${(Number(key.slice(1)) + 1) % KEYS}`, value(proc, 0)],
+          ]);
+          acknowledged++;
+        } else {
+          const lease = random.next() < 0.5 ? 150 + Math.floor(random.next() * 300) : 0;
+          const handle: LockHandle | undefined =
+            random.next() < 0.5 ? await map.tryLock(key, { leaseMs: lease }) : await map.lock(key, { leaseMs: lease, timeoutMs: 200 + Math.floor(random.next() * 300) });
+          if (handle === undefined) continue;
+          try {
+            const writes = 1 + Math.floor(random.next() * 3);
+            for (let i = 0; i < writes && proc.status === "running"; i++) {
+              await map.put(key, value(proc, handle.fencingToken), { lock: handle });
+              lockWrites++;
+              await sleep(random.next() * 60);
+            }
+          } finally {
+            if (proc.status === "running") await handle.release().catch((error: unknown) => expected(proc, error, "release"));
+          }
+        }
+      } catch (error) {
+        expected(proc, error, `operation on ${key}`);
+      }
+    }
+  };
+
+  const running = () => procs.filter((p) => p.status === "running");
+  const crash = (proc: Proc) => {
+    note(`crash p${proc.index}${proc.channel.isMaster() ? " (coordinator)" : ""}`);
+    proc.status = "crashed";
+    net.crash(proc.host);
+    void proc.channel.stop();
+  };
+
+  const step = async (ms: number) => {
+    const end = clock.now() + ms;
+    while (clock.now() < end) {
+      clock.runFor(Math.min(5, end - clock.now()));
+      await flush();
+      if (violations.length > 0) throw failure(seed, violations, log);
+    }
+  };
+
+  // --- the scenario ---
+  const members = 3 + Math.floor(rng.next() * 3);
+  for (let i = 0; i < members; i++) {
+    await spawn(`h${i}`);
+    if (rng.next() < 0.7) await step(50 + rng.next() * 400);
+  }
+  await step(1_500);
+  let crashes = 0;
+  let coordinatorCrashes = 0;
+  let partitions = 0;
+  let jumps = 0;
+  const rounds = 2 + Math.floor(rng.next() * 3);
+  for (let round = 0; round < rounds; round++) {
+    const pick = rng.next();
+    const live = running();
+    if (pick < 0.45 && live.length >= 3) {
+      // Crash the coordinator (mostly) or another member; restart the host later.
+      const master = live.find((p) => p.channel.isMaster());
+      const victim = master !== undefined && rng.next() < 0.75 ? master : live[Math.floor(rng.next() * live.length)]!;
+      if (victim === master) coordinatorCrashes++;
+      crash(victim);
+      crashes++;
+      await step(300 + rng.next() * 1_200);
+      if (rng.next() < 0.7) {
+        net.restart(victim.host);
+        await spawn(victim.host);
+      }
+    } else if (pick < 0.6 && live.length >= 3) {
+      const leaver = live[Math.floor(rng.next() * live.length)]!;
+      note(`leave p${leaver.index}`);
+      leaver.status = "left";
+      await leaver.channel.leave();
+    } else if (pick < 0.8 && quorum && live.length >= 3) {
+      const hosts = live.map((p) => p.host);
+      const cut = 1 + Math.floor(rng.next() * (hosts.length - 1));
+      note(`partition ${hosts.slice(0, cut).join(",")} | ${hosts.slice(cut).join(",")}`);
+      net.partition(hosts.slice(0, cut), hosts.slice(cut));
+      partitioned = true;
+      partitions++;
+      await step(800 + rng.next() * 1_500);
+      note("heal");
+      net.heal();
+    } else {
+      // Clock jumps: forward, less than the failure timeout minus a heartbeat (a larger one is a
+      // silence the failure detector must act on).
+      for (const proc of live) {
+        if (rng.next() < 0.5) {
+          const jump = 20 + rng.next() * 250;
+          proc.clock.offset += jump;
+          jumps++;
+          note(`clock of p${proc.index} jumps ${jump.toFixed(0)} ms`);
+        }
+      }
+    }
+    await step(500 + rng.next() * 1_500);
+  }
+  // Quiet down: heal, stop the workload, let views and terms settle.
+  net.heal();
+  net.setDefaultLink({ loss: 0, duplicate: 0, reorder: 0 });
+  workload = false;
+  await step(3_000);
+  const live = running();
+  // Everyone agrees on a view with a coordinator that serves (or, with quorum, refuses without a majority).
+  let finalWrite: "ok" | "no-quorum" = "ok";
+  const writer = live[0]!;
+  const final = writer.channel.map.put("final", value(writer, 0), { timeoutMs: 5_000 });
+  let outcome: unknown = "pending";
+  final.then(
+    () => (outcome = "ok"),
+    (error: unknown) => (outcome = error),
+  );
+  await step(5_100);
+  if (outcome !== "ok") {
+    if (quorum && outcome instanceof BlazeError && outcome.code === "NO_QUORUM") finalWrite = "no-quorum";
+    else violation(`the final write failed after the network healed: ${String(outcome)}`);
+  }
+  await step(500);
+  if (finalWrite === "ok") {
+    // Replicas converge.
+    const digests = live.map((p) => ({ p, digest: digestOf(p.channel) }));
+    for (const { p, digest } of digests) {
+      if (!p.channel.ready) violation(`p${p.index} is not ready at the end`);
+      if (digest !== digests[0]!.digest) violation(`replicas differ: p${digests[0]!.p.index} ${digests[0]!.digest.slice(0, 400)} vs p${p.index} ${digest.slice(0, 400)}`);
+    }
+    // Acknowledged writes survive (a partition without quorum may lose one side's writes by design).
+    if (quorum || !partitioned) {
+      const map = writer.channel.map;
+      for (const [key, text] of journal) {
+        const stored = map.get(key);
+        if (stored === undefined || new TextDecoder().decode(stored as Uint8Array) !== text) violation(`acknowledged ${key} = ${text} is lost`);
+      }
+    }
+  }
+  if (violations.length > 0) throw failure(seed, violations, log);
+  const stats = procs.map((p) => p.channel.stateStats);
+  for (const proc of running()) await proc.channel.stop();
+  return {
+    seed,
+    quorum,
+    loss,
+    members,
+    crashes,
+    coordinatorCrashes,
+    partitions,
+    jumps,
+    acknowledged,
+    journal: journal.size,
+    lockWrites,
+    refusedStale,
+    retried: stats.reduce((sum, s) => sum + s.requestsRetried, 0),
+    deduplicated: stats.reduce((sum, s) => sum + s.requestsDeduplicated, 0),
+    pulls: stats.reduce((sum, s) => sum + s.pulls, 0),
+    finalWrite,
+  };
+}
+
+function digestOf(channel: ClusterChannel): string {
+  const map = channel.map;
+  const parts: string[] = [];
+  for (const key of map.keys().sort()) {
+    const entry = map.getEntry(key)!;
+    parts.push(`${key}=${new TextDecoder().decode(entry.value as Uint8Array)}@${entry.version}`);
+  }
+  for (const lock of map.locks().sort((a, b) => (a.key < b.key ? -1 : 1))) parts.push(`lock ${lock.key} ${lock.holder.id.slice(0, 8)} ${lock.fencingToken}`);
+  return parts.join(";");
+}
+
+function failure(seed: number, violations: string[], log: string[]): Error {
+  return new Error(`seed ${seed}:\n${violations.slice(0, 10).join("\n")}\n--- story ---\n${log.slice(-60).join("\n")}`);
+}
+
+function flush(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
