@@ -3,6 +3,7 @@ import { SimulatedNetwork } from "../transport/simulated-network.ts";
 import { ClusterChannel } from "./cluster-channel.ts";
 import type { ClusterChannelOptions } from "./options.ts";
 import { BlazeMessage } from "../message/blaze-message.ts";
+import { isBlazeError } from "../errors.ts";
 
 const TIMING = { heartbeatIntervalMs: 100, failureTimeoutMs: 500, verifyTimeoutMs: 150, discoveryTimeoutMs: 300 } as const;
 
@@ -152,5 +153,185 @@ describe("ClusterChannel", () => {
     expect(expiredLocks).toEqual(["l"]);
     expect(lock.valid).toBe(false);
     expect(await bed.settle(b.map.tryLock("l"))).toBeDefined();
+  });
+
+  async function cluster(n: number, seed: number, options: Partial<ClusterChannelOptions> = {}): Promise<ClusterChannel[]> {
+    bed = new Bed(seed);
+    const channels: ClusterChannel[] = [];
+    for (let i = 0; i < n; i++) channels.push(await bed.spawn(options));
+    await bed.settle(Promise.all(channels.map((x) => x.join())));
+    return channels;
+  }
+
+  function stop(channel: ClusterChannel, crash: boolean): void {
+    const index = bed.channels.indexOf(channel);
+    if (crash) bed.net.crash(`h${index}`);
+    void (crash ? channel.stop() : channel.leave());
+  }
+
+  it("removes a leaving owner's removeOnExit entries and frees its locks (graceful leave and crash)", async () => {
+    const [a, b, c] = await cluster(3, 11);
+    await bed.settle(b.map.put("session", text("b"), { removeOnExit: true }));
+    await bed.settle(b.map.put("kept", text("b")));
+    await bed.settle(b.map.lock("l1"));
+    await bed.settle(b.map.lock("l2", { releaseOnExit: false }));
+    await bed.settle(c.map.put("c-session", text("c"), { removeOnExit: true }));
+    const removed: string[] = [];
+    a.map.addMapChangedListener({ mapRemove: (_owner, key, _value, expired) => removed.push(`${key}${expired ? " (expired)" : ""}`) });
+    stop(b, false);
+    await bed.run(300);
+    expect(a.map.has("session")).toBe(false);
+    expect(a.map.has("kept")).toBe(true);
+    expect(a.map.isLocked("l1")).toBe(false);
+    expect(a.map.getLock("l2")?.holder.id).toBe(b.id);
+    stop(c, true);
+    await bed.run(1_500);
+    expect(a.map.has("c-session")).toBe(false);
+    expect(removed).toEqual(["session", "c-session"]);
+  });
+
+  it("quorum: the minority side refuses writes and lock grants with NO_QUORUM, the majority goes on", async () => {
+    const [a, b, c] = await cluster(3, 12, { state: { quorum: true, requestTimeoutMs: 3_000 } });
+    await bed.settle(a.map.put("x", text("0")));
+    const alone = [a, b, c].find((x) => !x.isMaster())!;
+    const aloneHost = `h${bed.channels.indexOf(alone)}`;
+    const others = [a, b, c].filter((x) => x !== alone).map((x) => `h${bed.channels.indexOf(x)}`);
+    bed.net.partition([aloneHost], others);
+    await bed.run(1_500);
+    const error = await bed.settle(alone.map.put("x", text("minority"))).catch((e: unknown) => e);
+    expect(isBlazeError(error, "NO_QUORUM")).toBe(true);
+    expect(isBlazeError(await bed.settle(alone.map.tryLock("y")).catch((e: unknown) => e), "NO_QUORUM")).toBe(true);
+    const majority = [a, b, c].filter((x) => x !== alone);
+    await bed.settle(majority[0]!.map.put("x", text("majority")));
+    bed.net.heal();
+    await bed.run(2_000);
+    for (const x of [a, b, c]) expect(str(x.map.get("x"))).toBe("majority");
+    await bed.settle(alone.map.put("x", text("after")));
+  });
+
+  it("without quorum, a partition's sides both write and the larger history wins when they merge", async () => {
+    const [a, b, c] = await cluster(3, 13);
+    const master = [a, b, c].find((x) => x.isMaster())!;
+    const rest = [a, b, c].filter((x) => x !== master);
+    bed.net.partition([`h${bed.channels.indexOf(master)}`], rest.map((x) => `h${bed.channels.indexOf(x)}`));
+    await bed.run(1_500);
+    await bed.settle(rest[0]!.map.put("side", text("two")));
+    await bed.settle(rest[0]!.map.put("side2", text("two")));
+    await bed.settle(master.map.put("side", text("one")));
+    bed.net.heal();
+    await bed.run(2_500);
+    const digest = (x: ClusterChannel) => x.map.keys().sort().map((k) => `${k}=${str(x.map.get(k))}`).join();
+    expect(new Set([a, b, c].map(digest)).size).toBe(1);
+  });
+
+  it("refuses state frames from a member that is not the coordinator, and counts malformed ones", async () => {
+    const [a, b, c] = await cluster(3, 14);
+    const follower = [a, b, c].find((x) => !x.isMaster())!;
+    const other = [a, b, c].find((x) => !x.isMaster() && x !== follower)!;
+    const { create, toBinary } = await import("@bufbuild/protobuf");
+    const { FrameSchema } = await import("../../gen/activeblaze/v1/envelope_pb.ts");
+    const forged = toBinary(
+      FrameSchema,
+      create(FrameSchema, { kind: { case: "stateUpdate", value: { epoch: 999n, index: BigInt(follower.stateStats.epoch + 1000), group: "g", changes: [] } } }),
+    );
+    const before = follower.stateStats.staleRefused;
+    await bed.settle(other.send(follower.id, forged, { inbox: "$state/g" }));
+    await bed.settle(other.send(follower.id, new Uint8Array([0xff, 0xff, 0xff]), { inbox: "$state/g" }));
+    await bed.run(50);
+    expect(follower.stateStats.staleRefused).toBe(before + 1);
+    expect(follower.stateStats.malformed).toBe(1);
+    await bed.settle(follower.map.put("still", text("fine")));
+  });
+
+  it("elects the highest weight, follows run-time weight changes, and tells masterChanged listeners", async () => {
+    const [a, b, c] = await cluster(3, 15);
+    const first = a.getMaster()!;
+    const masters: string[] = [];
+    for (const x of [a, b, c]) x.addMasterChangedListener((m) => masters.push(m.id));
+    const heavier = [a, b, c].find((x) => x.id !== first.id)!;
+    heavier.setWeight(10);
+    await bed.run(500);
+    for (const x of [a, b, c]) expect(x.getMaster()?.id).toBe(heavier.id);
+    expect(heavier.isMaster()).toBe(true);
+    expect(masters).toEqual([heavier.id, heavier.id, heavier.id]);
+    expect(await bed.settle(a.waitForElection())).toMatchObject({ id: heavier.id, weight: 10 });
+    await bed.settle(a.map.put("after-election", text("ok")));
+  });
+
+  it("compare-and-set, atomic batches, clear, and listeners in the map's order", async () => {
+    const [a, b] = await cluster(2, 16);
+    const seen: string[] = [];
+    b.map.addMapChangedListener({
+      mapInsert: (_o, key) => seen.push(`+${key}`),
+      mapUpdate: (_o, key) => seen.push(`~${key}`),
+      mapRemove: (_o, key) => seen.push(`-${key}`),
+    });
+    const iterator = b.map.changes();
+    expect(await bed.settle(a.map.compareAndSet("c", 0, text("1")))).toBe(true);
+    const version = a.map.getEntry("c")!.version;
+    expect(await bed.settle(a.map.compareAndSet("c", version + 1, text("x")))).toBe(false);
+    expect(await bed.settle(b.map.compareAndSet("c", version, text("2")))).toBe(true);
+    await bed.settle(b.map.put("locked", text("b")));
+    const lock = await bed.settle(b.map.lock("locked"));
+    await expect(bed.settle(a.map.putAll({ free: text("f"), locked: text("l") }))).rejects.toMatchObject({ code: "LOCKED" });
+    expect(a.map.has("free")).toBe(false);
+    await expect(bed.settle(a.map.clear())).rejects.toMatchObject({ code: "LOCKED" });
+    await bed.settle(lock.release());
+    await bed.settle(a.map.putAll({ free: text("f"), locked: text("l") }));
+    await bed.settle(a.map.clear());
+    expect(b.map.size).toBe(0);
+    expect(seen).toEqual(["+c", "~c", "+locked", "+free", "~locked", "-c", "-locked", "-free"]);
+    const first = await iterator.next();
+    expect(first.value).toMatchObject({ type: "insert", key: "c", resync: false });
+    await iterator.return!();
+  });
+
+  it("lock waiters are served in order; locks are not re-entrant; a released handle's token is refused", async () => {
+    const [a, b, c] = await cluster(3, 17);
+    const held = await bed.settle(a.map.lock("q"));
+    const order: string[] = [];
+    const waitB = b.map.lock("q", { timeoutMs: 5_000 }).then((h) => {
+      order.push("b");
+      return h;
+    });
+    await bed.run(20);
+    const waitC = c.map.lock("q", { timeoutMs: 5_000 }).then((h) => {
+      order.push("c");
+      return h;
+    });
+    await bed.run(20);
+    await expect(bed.settle(a.map.lock("q"))).rejects.toMatchObject({ code: "ILLEGAL_STATE" });
+    await bed.settle(held.release());
+    const hb = await bed.settle(waitB);
+    await expect(bed.settle(a.map.put("q", text("late"), { lock: held }))).rejects.toMatchObject({ code: "LOCKED" });
+    await bed.settle(hb[Symbol.asyncDispose]());
+    const hc = await bed.settle(waitC);
+    expect(order).toEqual(["b", "c"]);
+    expect(hc.fencingToken).toBeGreaterThan(hb.fencingToken);
+    await bed.settle(hc.release());
+    await expect(bed.settle(c.map.put("q", text("stale"), { lock: hc }))).rejects.toMatchObject({ code: "STALE_TOKEN" });
+    const timedOut = await bed.settle(b.map.lock("z")).then(() => bed.settle(c.map.lock("z", { timeoutMs: 100 })).catch((e: unknown) => e));
+    expect(isBlazeError(timedOut, "TIMEOUT")).toBe(true);
+  });
+
+  it("renews leases; a write times out with TIMEOUT when the coordinator is unreachable", async () => {
+    const [a, b] = await cluster(2, 18, { state: { requestTimeoutMs: 400 } });
+    const lock = await bed.settle(a.map.lock("r", { leaseMs: 300 }));
+    await bed.run(200);
+    await bed.settle(lock.renew(300));
+    await bed.run(200);
+    expect(b.map.getLock("r")?.fencingToken).toBe(lock.fencingToken);
+    expect(lock.valid).toBe(true);
+    const master = [a, b].find((x) => x.isMaster())!;
+    const other = [a, b].find((x) => x !== master)!;
+    bed.net.partition([`h${bed.channels.indexOf(master)}`], [`h${bed.channels.indexOf(other)}`]);
+    const error = await bed.settle(other.map.put("t", text("x"))).catch((e: unknown) => e);
+    expect(isBlazeError(error, "TIMEOUT")).toBe(true);
+  });
+
+  it("rejects invalid state options naming the field", () => {
+    bed = new Bed(19);
+    expect(() => new ClusterChannel({ state: { quorum: "yes" as unknown as boolean } })).toThrow(/"state\.quorum"/);
+    expect(() => new ClusterChannel({ state: { leaseMs: -1 } })).toThrow(/"state\.leaseMs"/);
   });
 });

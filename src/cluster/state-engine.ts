@@ -368,8 +368,11 @@ export class StateEngine {
       }
       return;
     }
-    if (Number(response.epoch) < this.#acceptedEpoch && response.result !== StateResult.NOT_COORDINATOR) {
+    // A success from a coordinator older than the term we accepted is not taken: the request goes to
+    // the current coordinator, which answers it from the record of applied requests.
+    if (response.result === StateResult.OK && Number(response.epoch) < this.#acceptedEpoch) {
       this.stats.staleRefused++;
+      this.#dispatch(pending, true);
       return;
     }
     if (peer !== pending.sentTo) return;
