@@ -1,0 +1,124 @@
+import type { Clock } from "../../transport/clock.ts";
+import { encodeParityFrame, MAX_STRIDE, symbolOfFrame } from "./fec-wire.ts";
+import type { FecOptions } from "./options.ts";
+import { ReedSolomon } from "./reed-solomon.ts";
+
+/** What the sender side needs from its protocol. */
+export interface ParityOutput {
+  readonly clock: Clock;
+  multicastFrame(frame: Uint8Array): void;
+}
+
+// What a bundled Data frame takes beyond its symbol: the bundle's frame tag and length, the Data tag
+// and length, the seq field. An estimate, used only to size the interleaving.
+const FRAME_OVERHEAD = 12;
+
+/**
+ * The sender's side of FEC. Every Data frame the stream sends joins the open group; the group closes
+ * when it is full (k packets per block times the stride) or when the current burst of sends is over
+ * (`clock.defer`), and each of its blocks is encoded and followed by m parity frames.
+ *
+ * A group of n packets starting at seq f is laid out as `stride` interleaved blocks: block j holds
+ * f + j, f + j + stride, f + j + 2·stride, … The stride is chosen so that `interleaveBytes` of
+ * consecutive packets (one full datagram of bundled messages) hold at most m packets of a block: a lost
+ * datagram then costs each block no more than its parity repairs. Packets too small for that to be
+ * reachable (more than m · MAX_STRIDE of them in a datagram) are not interleaved. The price is paid in
+ * short bursts: a burst of n packets that fits in one datagram becomes blocks of about m packets, each
+ * with m parity packets.
+ */
+export class FecSender {
+  readonly #output: ParityOutput;
+  readonly #k: number;
+  readonly #m: number;
+  readonly #interleaveBytes: number;
+  readonly #codec = new ReedSolomon();
+  readonly #counters: { paritySent: number };
+  /** The open group's symbols, from seq `#first` on. */
+  #symbols: Uint8Array[] = [];
+  #first = 0;
+  #bytes = 0;
+  #flushScheduled = false;
+  #closed = false;
+  readonly #block: Uint8Array[] = [];
+  readonly #flush = () => {
+    this.#flushScheduled = false;
+    if (!this.#closed) this.flush();
+  };
+
+  constructor(output: ParityOutput, options: FecOptions, counters: { paritySent: number }) {
+    this.#output = output;
+    this.#k = options.k;
+    this.#m = options.m;
+    this.#interleaveBytes = options.interleaveBytes;
+    this.#counters = counters;
+  }
+
+  /** The Data frame of message `seq` was sent (the bytes the host returned). */
+  add(seq: number, frame: Uint8Array): void {
+    const symbol = symbolOfFrame(frame);
+    if (symbol === undefined) return;
+    const count = this.#symbols.length;
+    if (count > 0 && seq !== this.#first + count) this.flush();
+    if (this.#symbols.length === 0) this.#first = seq;
+    this.#symbols.push(symbol);
+    this.#bytes += symbol.length;
+    const n = this.#symbols.length;
+    if (n >= this.#k * this.#strideFor(this.#bytes / n, Number.POSITIVE_INFINITY)) this.flush();
+    else if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      this.#output.clock.defer(this.#flush);
+    }
+  }
+
+  /** Encodes the open group and sends its parity. */
+  flush(): void {
+    const symbols = this.#symbols;
+    const n = symbols.length;
+    if (n === 0) return;
+    let stride = this.#strideFor(this.#bytes / n, n);
+    if (Math.ceil(n / stride) > this.#k) stride = Math.ceil(n / this.#k);
+    const block = this.#block;
+    for (let j = 0; j < stride; j++) {
+      block.length = 0;
+      for (let i = j; i < n; i += stride) block.push(symbols[i]!);
+      this.#sendParity(this.#first + j, stride, block);
+    }
+    this.#symbols = [];
+    this.#bytes = 0;
+  }
+
+  /** Stops: the open group is dropped. */
+  close(): void {
+    this.#closed = true;
+    this.#symbols = [];
+  }
+
+  #sendParity(first: number, stride: number, block: readonly Uint8Array[]): void {
+    const codec = this.#codec;
+    const m = this.#m;
+    codec.encode(block, m);
+    for (let row = 0; row < m; row++) {
+      this.#output.multicastFrame(
+        encodeParityFrame({
+          blockFirstSeq: first,
+          k: block.length,
+          m,
+          parityIndex: row,
+          stride,
+          parity: codec.parity(row),
+          lengthParity: codec.lengthParity(row),
+        }),
+      );
+      this.#counters.paritySent++;
+    }
+  }
+
+  // The stride that keeps a datagram's worth of packets of this mean size (or all `count` packets of a
+  // group, when fewer) to m per block.
+  #strideFor(meanSymbolBytes: number, count: number): number {
+    if (this.#interleaveBytes === 0) return 1;
+    const perDatagram = Math.min(count, Math.floor(this.#interleaveBytes / (meanSymbolBytes + FRAME_OVERHEAD)));
+    const stride = Math.ceil(perDatagram / this.#m);
+    return stride > MAX_STRIDE ? 1 : Math.max(1, stride);
+  }
+}
