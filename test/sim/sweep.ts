@@ -1,26 +1,35 @@
 /**
- * The long sweep: thousands of seeded multicast simulations (the test suite runs 200).
+ * The long sweep: thousands of seeded simulations (the test suite runs a few hundred).
  *
- *   npm run sweep -- [--from 1] [--count 5000]
+ *   npm run sweep -- [--scenario multicast|cluster] [--from 1] [--count 5000]
  *
  * Stops at the first failing seed and prints how to replay it.
  */
 import { parseArgs } from "node:util";
+import { runClusterScenario } from "./cluster-scenario.ts";
 import { runMulticastScenario } from "./multicast-scenario.ts";
 
-const { values } = parseArgs({ options: { from: { type: "string", default: "1" }, count: { type: "string", default: "5000" } } });
+const { values } = parseArgs({
+  options: { scenario: { type: "string", default: "multicast" }, from: { type: "string", default: "1" }, count: { type: "string", default: "5000" } },
+});
+const scenarios = {
+  multicast: { run: async (seed: number) => (await runMulticastScenario(seed)).messages, unit: "messages", file: "test/sim/multicast.test.ts" },
+  cluster: { run: async (seed: number) => (await runClusterScenario(seed)).acknowledged, unit: "acknowledged writes", file: "test/sim/cluster.test.ts" },
+} as const;
+const scenario = scenarios[values.scenario as keyof typeof scenarios];
+if (scenario === undefined) throw new Error(`--scenario must be one of ${Object.keys(scenarios).join(", ")}`);
 const from = Number(values.from);
 const count = Number(values.count);
 const started = performance.now();
-let messages = 0;
+let total = 0;
 for (let seed = from; seed < from + count; seed++) {
   try {
-    messages += (await runMulticastScenario(seed)).messages;
+    total += await scenario.run(seed);
   } catch (error) {
     console.error(`seed=${seed} failed: ${error instanceof Error ? error.message : String(error)}`);
-    console.error(`  replay: BLAZE_SEED=${seed} npx vitest run test/sim/multicast.test.ts`);
+    console.error(`  replay: BLAZE_SEED=${seed} npx vitest run ${scenario.file}`);
     process.exit(1);
   }
   if ((seed - from + 1) % 500 === 0) console.log(`${seed - from + 1} seeds passed`);
 }
-console.log(`${count} seeds passed (${messages.toLocaleString("en-US")} messages) in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+console.log(`${count} seeds passed (${total.toLocaleString("en-US")} ${scenario.unit}) in ${((performance.now() - started) / 1000).toFixed(1)} s`);
