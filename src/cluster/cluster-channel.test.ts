@@ -155,12 +155,14 @@ describe("ClusterChannel", () => {
     expect(await bed.settle(b.map.tryLock("l"))).toBeDefined();
   });
 
-  async function cluster(n: number, seed: number, options: Partial<ClusterChannelOptions> = {}): Promise<ClusterChannel[]> {
+  type Members = ClusterChannel[] & { readonly 0: ClusterChannel; readonly 1: ClusterChannel; readonly 2: ClusterChannel };
+
+  async function cluster(n: number, seed: number, options: Partial<ClusterChannelOptions> = {}): Promise<Members> {
     bed = new Bed(seed);
     const channels: ClusterChannel[] = [];
     for (let i = 0; i < n; i++) channels.push(await bed.spawn(options));
     await bed.settle(Promise.all(channels.map((x) => x.join())));
-    return channels;
+    return channels as Members;
   }
 
   function stop(channel: ClusterChannel, crash: boolean): void {
