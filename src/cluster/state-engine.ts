@@ -122,6 +122,7 @@ interface PendingRequest {
 
 interface Waiter {
   readonly requester: MemberInstance;
+  readonly request: StateRequest;
   readonly requestId: number;
   readonly leaseMs: number;
   readonly releaseOnExit: boolean;
@@ -213,7 +214,8 @@ export class StateEngine {
   readonly #early = new Map<string, Map<PeerKey, StateAck>>();
   #pullTarget: PeerKey | undefined;
   readonly #acked = new Map<PeerKey, number>();
-  readonly #awaiting: Array<{ readonly index: number; readonly respond: () => void }> = [];
+  /** Applied requests waiting for every member's acknowledgement before they are answered. */
+  readonly #awaiting: Array<{ readonly index: number; readonly requester: MemberInstance; readonly request: StateRequest }> = [];
   readonly #queued: Array<{ readonly requester: MemberInstance; readonly request: StateRequest }> = [];
   readonly #waiters = new Map<string, Waiter[]>();
   readonly #deadlines = new Deadlines<Due>();
@@ -833,7 +835,7 @@ export class StateEngine {
     if (applied !== undefined) {
       // A retry of a request applied already (by us, or by the coordinator before us).
       this.stats.requestsDeduplicated++;
-      this.#awaitAll(applied.index, () => this.#respondOk(requester, requestId, applied.index, applied.previous, applied.token));
+      this.#awaitAll(applied.index, requester, request);
       return;
     }
     const now = this.#host.clock.now();
@@ -847,7 +849,7 @@ export class StateEngine {
           this.#respond(requester, request, outcome.result, outcome.message);
           return;
         }
-        this.#commit(requester, requestId, outcome, now);
+        this.#commit(requester, request, outcome, now);
         return;
       }
       case "lock": {
@@ -855,7 +857,7 @@ export class StateEngine {
         if (key === "") return this.#respond(requester, request, StateResult.INVALID, "a lock needs a key");
         const held = this.replica.locks.get(key);
         if (held === undefined && (this.#waiters.get(key)?.length ?? 0) === 0) {
-          this.#grant(requester, requestId, key, Number(leaseMs), releaseOnExit, now);
+          this.#grant(requester, request, key, Number(leaseMs), releaseOnExit, now);
           return;
         }
         if (held !== undefined && sameInstance(held.holder, requester)) {
@@ -875,7 +877,7 @@ export class StateEngine {
           list!.splice(at, 1);
           this.#respondTo(requester, requestId, StateResult.LOCKED, `"${key}" was still locked after waiting ${waitMs} ms`);
         });
-        waiters.push({ requester, requestId, leaseMs: Number(leaseMs), releaseOnExit, timer });
+        waiters.push({ requester, request, requestId, leaseMs: Number(leaseMs), releaseOnExit, timer });
         return;
       }
       case "unlock": {
@@ -886,7 +888,7 @@ export class StateEngine {
         if (fencingToken !== 0n && Number(fencingToken) !== held.token) {
           return this.#respond(requester, request, StateResult.STALE_TOKEN, `fencing token ${fencingToken} is not the lock's (${held.token})`);
         }
-        this.#commit(requester, requestId, [unlockChange(held, now, false)], now);
+        this.#commit(requester, request, [unlockChange(held, now, false)], now);
         this.#grantNext(key, now);
         return;
       }
@@ -897,7 +899,7 @@ export class StateEngine {
           return this.#respond(requester, request, StateResult.STALE_TOKEN, `the lock on "${key}" with token ${fencingToken} is no longer held`);
         }
         const renewed: StoredLock = { ...held, leaseMs: Number(leaseMs), expiresAt: leaseMs > 0n ? now + Number(leaseMs) : undefined };
-        this.#commit(requester, requestId, [lockChange(renewed, now)], now);
+        this.#commit(requester, request, [lockChange(renewed, now)], now);
         return;
       }
       default:
@@ -980,7 +982,8 @@ export class StateEngine {
   }
 
   /** Orders changes as the next update: applied here, sent to every member, answered once all have it. */
-  #commit(requester: MemberInstance | undefined, requestId: number, changes: EntryChange[], now: number): number {
+  #commit(requester: MemberInstance | undefined, request: StateRequest | undefined, changes: EntryChange[], now: number): number {
+    const requestId = request === undefined ? 0 : Number(request.requestId);
     const view = this.#view!;
     const local = this.#host.local;
     const index = this.replica.position.index + 1;
@@ -998,15 +1001,14 @@ export class StateEngine {
     for (const member of view.members) if (member.id !== local.id) this.#host.send(member.id, { case: "stateUpdate", value: update });
     for (const change of applied) this.#track(change);
     if (applied.length > 0) this.#host.changed(applied, false);
-    if (requester !== undefined && requestId !== 0) {
+    if (requester !== undefined && request !== undefined && requestId !== 0) {
       this.stats.requestsApplied++;
-      const record = this.replica.appliedRequest(requester, requestId);
-      this.#awaitAll(index, () => this.#respondOk(requester, requestId, index, record?.previous ?? [], record?.token ?? 0));
+      this.#awaitAll(index, requester, request);
     }
     return index;
   }
 
-  #grant(requester: MemberInstance, requestId: number, key: string, leaseMs: number, releaseOnExit: boolean, now: number): void {
+  #grant(requester: MemberInstance, request: StateRequest, key: string, leaseMs: number, releaseOnExit: boolean, now: number): void {
     const lock: StoredLock = {
       key,
       holder: requester,
@@ -1015,7 +1017,7 @@ export class StateEngine {
       expiresAt: leaseMs > 0 ? now + leaseMs : undefined,
       releaseOnExit,
     };
-    this.#commit(requester, requestId, [lockChange(lock, now)], now);
+    this.#commit(requester, request, [lockChange(lock, now)], now);
   }
 
   /** The lock on `key` is free: the first waiter still in the view gets it. */
@@ -1027,7 +1029,7 @@ export class StateEngine {
       waiter.timer?.cancel();
       if (this.#instance(waiter.requester.id) === undefined) continue;
       if (this.replica.appliedRequest(waiter.requester, waiter.requestId) !== undefined) continue;
-      this.#grant(waiter.requester, waiter.requestId, key, waiter.leaseMs, waiter.releaseOnExit, now);
+      this.#grant(waiter.requester, waiter.request, key, waiter.leaseMs, waiter.releaseOnExit, now);
     }
     if (waiters.length === 0) this.#waiters.delete(key);
   }
@@ -1048,7 +1050,7 @@ export class StateEngine {
     const held = this.replica.locks.get(key);
     if (record !== undefined && held !== undefined && held.token === record.token && sameInstance(held.holder, requester)) {
       const now = this.#host.clock.now();
-      this.#commit(requester, 0, [unlockChange(held, now, false)], now);
+      this.#commit(requester, undefined, [unlockChange(held, now, false)], now);
       this.#grantNext(key, now);
     }
   }
@@ -1072,13 +1074,13 @@ export class StateEngine {
       else this.#waiters.set(key, kept);
     }
     if (changes.length === 0) return;
-    this.#commit(undefined, 0, changes, now);
+    this.#commit(undefined, undefined, changes, now);
     for (const key of freed) this.#grantNext(key, now);
   }
 
   /** Answers once every member of the view has applied update `index`. */
-  #awaitAll(index: number, respond: () => void): void {
-    this.#awaiting.push({ index, respond });
+  #awaitAll(index: number, requester: MemberInstance, request: StateRequest): void {
+    this.#awaiting.push({ index, requester, request });
     this.#release();
   }
 
@@ -1088,13 +1090,20 @@ export class StateEngine {
     for (const acked of this.#acked.values()) if (acked < floor) floor = acked;
     if (floor === Number.POSITIVE_INFINITY) floor = this.replica.position.index;
     let kept = 0;
-    const due: Array<() => void> = [];
+    const due: Array<{ readonly index: number; readonly requester: MemberInstance; readonly request: StateRequest }> = [];
     for (const waiting of this.#awaiting) {
-      if (waiting.index <= floor) due.push(waiting.respond);
+      if (waiting.index <= floor) due.push(waiting);
       else this.#awaiting[kept++] = waiting;
     }
     this.#awaiting.length = kept;
-    for (const respond of due) respond();
+    for (const { requester, request } of due) {
+      const requestId = Number(request.requestId);
+      const record = this.replica.appliedRequest(requester, requestId);
+      // Not in our history any more: taking over, we adopted a longer history without it (its update
+      // never reached the others). It was never answered: order it again.
+      if (record === undefined) this.#handle(requester, request);
+      else this.#respondOk(requester, requestId, record.index, record.previous, record.token);
+    }
   }
 
   #respondOk(requester: MemberInstance, requestId: number, index: number, previous: readonly StoredEntry[], token: number): void {
@@ -1192,7 +1201,7 @@ export class StateEngine {
         }
       }
     }
-    if (changes.length > 0) this.#commit(undefined, 0, changes, now);
+    if (changes.length > 0) this.#commit(undefined, undefined, changes, now);
     for (const key of freed) this.#grantNext(key, now);
     this.#armDeadline();
   }

@@ -27,6 +27,8 @@ import { SimulatedNetwork } from "../../src/transport/simulated-network.ts";
 export const TIMING = { heartbeatIntervalMs: 100, failureTimeoutMs: 500, verifyTimeoutMs: 150, discoveryTimeoutMs: 300 } as const;
 const GROUP = "state";
 const KEYS = 6;
+/** Prints every change of this key at every member (to study a failing seed). */
+const TRACE_KEY = typeof process === "undefined" ? undefined : process.env.BLAZE_TRACE_KEY;
 /** Errors a workload operation may meet under faults; anything else is a violation. */
 const EXPECTED = new Set(["LOCKED", "STALE_TOKEN", "VERSION_MISMATCH", "TIMEOUT", "NO_QUORUM", "CLOSED", "ILLEGAL_STATE", "NOT_FOUND", "UNREACHABLE"]);
 
@@ -119,6 +121,9 @@ export async function runClusterScenario(seed: number): Promise<ClusterScenarioR
     procs.push(proc);
     note(`start p${index}@${host} ${channel.id.slice(0, 8)}`);
     watch(proc);
+    if (TRACE_KEY !== undefined) {
+      channel.onGroup("viewChange", ({ view }) => console.log(`${clock.now().toFixed(1)} p${index} view ${view.id.counter} [${view.members.map((m) => m.name).join(",")}] coordinator ${view.coordinator.name}`));
+    }
     channel.on("error", ({ error, stage }) => {
       if (proc.status === "running" && stage !== "transport") violation(`p${index} reported an error (${stage}): ${error.message}`);
     });
@@ -152,6 +157,9 @@ export async function runClusterScenario(seed: number): Promise<ClusterScenarioR
       if (by > 0) proc.versions.set(text, version);
     };
     map.on("change", (change) => {
+      if (TRACE_KEY !== undefined && change.key === TRACE_KEY) {
+        console.log(`${clock.now().toFixed(1)} p${proc.index} ${change.type} ${change.key} ${"version" in change ? change.version : ""} ${decode(change.value)} resync=${change.resync} epoch=${proc.channel.stateStats.epoch}`);
+      }
       if (change.resync) {
         // A snapshot brought this replica to the coordinator's state: what it replaced was never
         // agreed (a side of a partition, or updates of a coordinator that died before they spread).
