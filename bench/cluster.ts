@@ -1,0 +1,616 @@
+/**
+ * The cluster benchmark: cluster channels as separate Node processes on loopback multicast (this file
+ * forks itself, each member loading the built package). Measures
+ *
+ *  1. acknowledged puts/s: one writer (not the coordinator) and three members, 64 B values over a range
+ *     of 10,000 keys; sequential (one put at a time: also its latency) and pipelined (64 in flight);
+ *  2. lock + unlock pairs/s: one member locks and releases one key, sequentially, uncontended;
+ *  3. failover: SIGKILL the coordinator while a member writes (one put at a time); the time from the
+ *     kill to the first write acknowledged under the new coordinator, next to the failure detection's
+ *     timeouts (the defaults, and fast ones) and to when the survivors installed the view without it;
+ *  4. a joiner's time to ready: from creating the channel to `join()` resolving, with 100,000 entries
+ *     of 100 B in the map (and with an empty map, the membership part alone).
+ *
+ * Writes bench/results/cluster.json and prints a markdown table, with the JGroups 2.12 figures measured
+ * on the same machine next to ours.
+ *
+ *   npx tsx bench/cluster.ts [--trials 3] [--seconds 5] [--entries 100000] [--only puts,locks,failover,join]
+ *
+ * `--only` runs some measurements and writes no JSON. Members run on the built package (dist/, from
+ * `npm run build`), as users run it; CLUSTER_BENCH_FROM=src runs them on the sources through tsx instead.
+ */
+import { type ChildProcess, fork } from "node:child_process";
+import { writeFileSync } from "node:fs";
+import { cpus, loadavg } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+
+/** JGroups 2.12 on this machine: ReplicatedHashMap acknowledged puts/s, and lock + unlock pairs/s. */
+const JGROUPS = { putsPerSecond: 2_700, lockPairsPerSecond: 2_900 } as const;
+/** The failure detection timeouts of the failover measurement: the defaults, and fast ones. */
+const DEFAULT_TIMING = { heartbeatIntervalMs: 1_000, failureTimeoutMs: 5_000, verifyTimeoutMs: 1_500 } as const;
+const FAST_TIMING = { heartbeatIntervalMs: 200, failureTimeoutMs: 1_000, verifyTimeoutMs: 300 } as const;
+const KEY_RANGE = 10_000;
+
+// --- what the parent and its children say to each other (over Node's IPC channel) ---
+
+interface Network {
+  readonly cluster: string;
+  readonly group: string;
+  readonly port: number;
+}
+
+interface Timing {
+  readonly heartbeatIntervalMs?: number;
+  readonly failureTimeoutMs?: number;
+  readonly verifyTimeoutMs?: number;
+}
+
+interface LatencySummary {
+  readonly count: number;
+  readonly p50Ms: number;
+  readonly p99Ms: number;
+  readonly maxMs: number;
+}
+
+interface Rate {
+  readonly done: number;
+  readonly failed: number;
+  readonly elapsedMs: number;
+  readonly perSecond: number;
+  /** Per operation, sequential runs only. */
+  readonly latency?: LatencySummary;
+  readonly firstError?: string;
+}
+
+type ToChild =
+  | { readonly type: "join"; readonly name: string; readonly network: Network; readonly timing: Timing; readonly weight: number }
+  | { readonly type: "puts"; readonly seconds: number; readonly inFlight: number; readonly size: number }
+  | { readonly type: "locks"; readonly seconds: number }
+  | { readonly type: "fill"; readonly entries: number; readonly size: number; readonly batch: number }
+  /** Puts one at a time until "stop"; reports the first one acknowledged under another coordinator. */
+  | { readonly type: "stream"; readonly size: number }
+  | { readonly type: "stop" }
+  | { readonly type: "exit" };
+
+type FromChild =
+  | { readonly type: "ready" }
+  /** `joinMs`: from creating the channel to join() resolving; `stateMs`: from the first view with this member in it. */
+  | { readonly type: "joined"; readonly id: string; readonly at: number; readonly joinMs: number; readonly stateMs: number; readonly entries: number }
+  | { readonly type: "view"; readonly at: number; readonly ids: readonly string[]; readonly coordinator: string }
+  | { readonly type: "rate"; readonly rate: Rate }
+  | { readonly type: "filled"; readonly entries: number; readonly elapsedMs: number }
+  | { readonly type: "failover"; readonly at: number }
+  | { readonly type: "streamed"; readonly acked: number; readonly failed: number; readonly firstError?: string }
+  | { readonly type: "failed"; readonly error: string };
+
+const absoluteNow = () => performance.timeOrigin + performance.now();
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const describe = (error: unknown) => (error instanceof Error ? error.message : String(error));
+
+function summarize(samples: readonly number[]): LatencySummary {
+  const sorted = Float64Array.from(samples).sort();
+  const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
+  return { count: sorted.length, p50Ms: at(0.5), p99Ms: at(0.99), maxMs: sorted[sorted.length - 1]! };
+}
+
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted.length % 2 === 1 ? sorted[(sorted.length - 1) / 2]! : (sorted[sorted.length / 2 - 1]! + sorted[sorted.length / 2]!) / 2;
+}
+
+// --- the children ---
+
+type Library = typeof import("../src/cluster/cluster-channel.ts") & typeof import("../src/adapters/node.ts");
+
+/** The built package (`npm run build` first), or with CLUSTER_BENCH_FROM=src the sources through tsx. */
+async function loadLibrary(): Promise<Library> {
+  if (process.env.CLUSTER_BENCH_FROM !== "src") {
+    // Paths in variables: the type checker must not require dist/ to exist.
+    const index = "../dist/index.js";
+    const adapter = "../dist/adapters/node.js";
+    return { ...((await import(index)) as Library), ...((await import(adapter)) as Library) };
+  }
+  return { ...(await import("../src/cluster/cluster-channel.ts")), ...(await import("../src/adapters/node.ts")) };
+}
+
+/** A cluster member: joins when told, reports its views, writes, locks, fills or streams when told. */
+async function runMember(): Promise<void> {
+  const { ClusterChannel, createUdpTransport } = await loadLibrary();
+  const send = (message: FromChild) => process.send!(message);
+  let channel: InstanceType<typeof ClusterChannel> | undefined;
+  let streaming = false;
+
+  /** `lanes` loops of `operation` for `seconds`; sequential runs (one lane) record each operation's latency. */
+  const measure = async (seconds: number, lanes: number, operation: (n: number) => Promise<void>): Promise<Rate> => {
+    const samples: number[] = [];
+    let done = 0;
+    let failed = 0;
+    let firstError: string | undefined;
+    let next = 0;
+    const startedAt = performance.now();
+    const endAt = startedAt + seconds * 1000;
+    const lane = async () => {
+      while (performance.now() < endAt) {
+        const began = performance.now();
+        try {
+          await operation(next++);
+          done++;
+          if (lanes === 1) samples.push(performance.now() - began);
+        } catch (error) {
+          failed++;
+          firstError ??= describe(error);
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: lanes }, lane));
+    const elapsedMs = performance.now() - startedAt;
+    return {
+      done,
+      failed,
+      elapsedMs,
+      perSecond: done / (elapsedMs / 1000),
+      ...(samples.length > 0 ? { latency: summarize(samples) } : {}),
+      ...(firstError === undefined ? {} : { firstError }),
+    };
+  };
+
+  const handlers: Record<ToChild["type"], (message: never) => Promise<void> | void> = {
+    join: async (message: Extract<ToChild, { type: "join" }>) => {
+      const began = performance.now();
+      let inView: number | undefined;
+      const ch = new ClusterChannel({
+        cluster: message.network.cluster,
+        name: message.name,
+        network: { type: "multicast", group: message.network.group, port: message.network.port, interface: "127.0.0.1" },
+        groups: ["g"],
+        weight: message.weight,
+        transport: createUdpTransport,
+        ...message.timing,
+      });
+      channel = ch;
+      ch.on("error", ({ error, stage }) => console.error(`${message.name}: ${stage}: ${error.message}`));
+      ch.onGroup("viewChange", ({ view }) => {
+        inView ??= performance.now();
+        send({ type: "view", at: absoluteNow(), ids: view.members.map((m) => m.id), coordinator: view.coordinator.id });
+      });
+      await ch.init();
+      await ch.join({ timeoutMs: 120_000 });
+      const joinedAt = performance.now();
+      send({ type: "joined", id: ch.id, at: absoluteNow(), joinMs: joinedAt - began, stateMs: joinedAt - (inView ?? began), entries: ch.map.size });
+    },
+    puts: async (message: Extract<ToChild, { type: "puts" }>) => {
+      const map = channel!.map;
+      const value = new Uint8Array(message.size).fill(7);
+      send({ type: "rate", rate: await measure(message.seconds, message.inFlight, (n) => map.put(`k${n % KEY_RANGE}`, value).then(() => undefined)) });
+    },
+    locks: async (message: Extract<ToChild, { type: "locks" }>) => {
+      const map = channel!.map;
+      send({
+        type: "rate",
+        rate: await measure(message.seconds, 1, async () => {
+          const lock = await map.lock("bench-lock");
+          await lock.release();
+        }),
+      });
+    },
+    fill: async (message: Extract<ToChild, { type: "fill" }>) => {
+      const map = channel!.map;
+      const began = performance.now();
+      for (let from = 0; from < message.entries; from += message.batch) {
+        const count = Math.min(message.batch, message.entries - from);
+        await map.putAll(
+          Array.from({ length: count }, (_, i) => [`e${(from + i).toString().padStart(7, "0")}`, new Uint8Array(message.size).fill((from + i) & 0xff)] as const),
+          { timeoutMs: 60_000 },
+        );
+      }
+      send({ type: "filled", entries: map.size, elapsedMs: performance.now() - began });
+    },
+    stream: async (message: Extract<ToChild, { type: "stream" }>) => {
+      const ch = channel!;
+      const value = new Uint8Array(message.size).fill(3);
+      const master = ch.getMaster()?.id;
+      let reported = false;
+      let acked = 0;
+      let failed = 0;
+      let firstError: string | undefined;
+      streaming = true;
+      for (let n = 0; streaming; n++) {
+        try {
+          await ch.map.put(`f${n % KEY_RANGE}`, value, { timeoutMs: 60_000 });
+          acked++;
+          // The first write acknowledged under another coordinator than the one the stream began with.
+          if (!reported && ch.getMaster()?.id !== master) {
+            reported = true;
+            send({ type: "failover", at: absoluteNow() });
+          }
+        } catch (error) {
+          failed++;
+          firstError ??= describe(error);
+        }
+      }
+      send({ type: "streamed", acked, failed, ...(firstError === undefined ? {} : { firstError }) });
+    },
+    stop: () => {
+      streaming = false;
+    },
+    exit: async () => {
+      await channel?.shutDown().catch(() => undefined);
+      process.exit(0);
+    },
+  };
+  process.on("message", (message: ToChild) => {
+    Promise.resolve(handlers[message.type](message as never)).catch((error: unknown) => {
+      send({ type: "failed", error: error instanceof Error ? (error.stack ?? error.message) : String(error) });
+    });
+  });
+  send({ type: "ready" });
+}
+
+// --- the parent ---
+
+class Child {
+  readonly process: ChildProcess;
+  readonly #queue: FromChild[] = [];
+  readonly #waiters = new Set<() => void>();
+  /** Every view it reported, in order. */
+  readonly views: Array<Extract<FromChild, { type: "view" }>> = [];
+  #failure: Error | undefined;
+  id = "";
+
+  constructor() {
+    // As this process runs (through tsx: its loader is in execArgv).
+    this.process = fork(import.meta.filename, ["--child"], { stdio: ["ignore", "inherit", "inherit", "ipc"], execArgv: process.execArgv });
+    children.add(this);
+    this.process.on("message", (message: FromChild) => {
+      if (message.type === "view") this.views.push(message);
+      else if (message.type === "failed") this.#failure = new Error(`a member failed: ${message.error}`);
+      else {
+        if (message.type === "joined") this.id = message.id;
+        this.#queue.push(message);
+      }
+      this.#wake();
+    });
+    this.process.on("exit", (code, signal) => {
+      children.delete(this);
+      this.#failure ??= new Error(`a child exited (${code ?? signal})`);
+      this.#wake();
+    });
+  }
+
+  post(message: ToChild): void {
+    if (this.process.connected) this.process.send(message);
+  }
+
+  next<T extends FromChild["type"]>(type: T, timeoutMs: number): Promise<Extract<FromChild, { type: T }>> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#waiters.delete(check);
+        reject(new Error(`timed out waiting for "${type}" from a child`));
+      }, timeoutMs);
+      const check = () => {
+        const index = this.#queue.findIndex((m) => m.type === type);
+        if (index < 0 && this.#failure === undefined) return;
+        clearTimeout(timer);
+        this.#waiters.delete(check);
+        if (index >= 0) resolve(this.#queue.splice(index, 1)[0] as Extract<FromChild, { type: T }>);
+        else reject(this.#failure!);
+      };
+      this.#waiters.add(check);
+      check();
+    });
+  }
+
+  kill(): void {
+    this.process.kill("SIGKILL");
+  }
+
+  #wake(): void {
+    for (const waiter of [...this.#waiters]) waiter();
+  }
+}
+
+const children = new Set<Child>();
+
+function killAll(): void {
+  for (const child of children) child.kill();
+}
+
+function freshNetwork(): Network {
+  const r = (min: number, max: number) => min + Math.floor(Math.random() * (max - min + 1));
+  return { cluster: `bench-cluster-${Date.now().toString(36)}-${r(0, 1e9).toString(36)}`, group: `239.255.${r(1, 254)}.${r(1, 254)}`, port: r(20_000, 32_000) };
+}
+
+async function startMembers(count: number): Promise<Child[]> {
+  const started = Array.from({ length: count }, () => new Child());
+  await Promise.all(started.map((c) => c.next("ready", 60_000)));
+  return started;
+}
+
+/**
+ * Starts `weights.length` members on a fresh network, the first (the heaviest) first, so that the
+ * coordinator is settled before the others come; resolves once all are in one view with the map ready.
+ */
+async function startCluster(weights: readonly number[], timing: Timing, prefix: string): Promise<{ members: Child[]; network: Network }> {
+  const members = await startMembers(weights.length);
+  const network = freshNetwork();
+  for (const [i, m] of members.entries()) {
+    m.post({ type: "join", name: `${prefix}-${i}`, network, timing, weight: weights[i]! });
+    await m.next("joined", 60_000);
+  }
+  const deadline = Date.now() + 30_000;
+  while (!members.every((m) => m.views.at(-1)?.ids.length === weights.length)) {
+    if (Date.now() > deadline) throw new Error(`no ${weights.length}-member view within 30 s`);
+    await sleep(10);
+  }
+  return { members, network };
+}
+
+async function exitAll(members: readonly Child[]): Promise<void> {
+  for (const m of members) m.post({ type: "exit" });
+  await sleep(300);
+  for (const m of members) m.kill();
+}
+
+// 1. Acknowledged puts/s, one writer of three members (the coordinator is another one).
+async function measurePuts(seconds: number, trials: number, size: number): Promise<{
+  members: number;
+  size: number;
+  seconds: number;
+  sequential: { trials: Rate[]; medianPerSecond: number; medianP50Ms: number; medianP99Ms: number };
+  pipelined: { inFlight: number; trials: Rate[]; medianPerSecond: number };
+}> {
+  const inFlight = 64;
+  const { members } = await startCluster([10, 0, 0], {}, "p");
+  const writer = members[1]!;
+  const sequential: Rate[] = [];
+  const pipelined: Rate[] = [];
+  try {
+    writer.post({ type: "puts", seconds: 1, inFlight, size });
+    await writer.next("rate", 60_000);
+    for (let trial = 0; trial < trials; trial++) {
+      process.stderr.write(`puts: trial ${trial + 1}/${trials}\n`);
+      writer.post({ type: "puts", seconds, inFlight: 1, size });
+      sequential.push((await writer.next("rate", seconds * 1000 + 60_000)).rate);
+      writer.post({ type: "puts", seconds, inFlight, size });
+      pipelined.push((await writer.next("rate", seconds * 1000 + 60_000)).rate);
+    }
+  } finally {
+    await exitAll(members);
+  }
+  return {
+    members: members.length,
+    size,
+    seconds,
+    sequential: {
+      trials: sequential,
+      medianPerSecond: median(sequential.map((r) => r.perSecond)),
+      medianP50Ms: median(sequential.map((r) => r.latency?.p50Ms ?? 0)),
+      medianP99Ms: median(sequential.map((r) => r.latency?.p99Ms ?? 0)),
+    },
+    pipelined: { inFlight, trials: pipelined, medianPerSecond: median(pipelined.map((r) => r.perSecond)) },
+  };
+}
+
+// 2. Lock + unlock pairs/s, sequential, uncontended, by a member that is not the coordinator.
+async function measureLocks(seconds: number, trials: number): Promise<{ members: number; trials: Rate[]; medianPerSecond: number; medianP50Ms: number; medianP99Ms: number }> {
+  const { members } = await startCluster([10, 0, 0], {}, "l");
+  const locker = members[1]!;
+  const rates: Rate[] = [];
+  try {
+    locker.post({ type: "locks", seconds: 1 });
+    await locker.next("rate", 60_000);
+    for (let trial = 0; trial < trials; trial++) {
+      process.stderr.write(`locks: trial ${trial + 1}/${trials}\n`);
+      locker.post({ type: "locks", seconds });
+      rates.push((await locker.next("rate", seconds * 1000 + 60_000)).rate);
+    }
+  } finally {
+    await exitAll(members);
+  }
+  return {
+    members: members.length,
+    trials: rates,
+    medianPerSecond: median(rates.map((r) => r.perSecond)),
+    medianP50Ms: median(rates.map((r) => r.latency?.p50Ms ?? 0)),
+    medianP99Ms: median(rates.map((r) => r.latency?.p99Ms ?? 0)),
+  };
+}
+
+interface FailoverTrial {
+  /** From the kill to the first write acknowledged under the new coordinator. */
+  readonly firstWriteMs: number;
+  /** From the kill to the last survivor installing the view without the dead member. */
+  readonly viewMs: number;
+  readonly acked: number;
+  readonly failed: number;
+}
+
+// 3. Failover: three members, SIGKILL the coordinator while a third member writes one put at a time.
+async function measureFailover(timing: Required<Timing>, trials: number, size: number): Promise<Required<Timing> & { budgetMs: number; trials: FailoverTrial[]; medianFirstWriteMs: number; medianViewMs: number }> {
+  const results: FailoverTrial[] = [];
+  for (let trial = 0; trial < trials; trial++) {
+    process.stderr.write(`failover (failure ${timing.failureTimeoutMs} ms + verify ${timing.verifyTimeoutMs} ms): trial ${trial + 1}/${trials}\n`);
+    const { members } = await startCluster([10, 5, 0], timing, "f");
+    const [victim, successor, writer] = members as [Child, Child, Child];
+    try {
+      writer.post({ type: "stream", size });
+      // A moment of steady writing, and a kill at a random point of the heartbeat cycle.
+      await sleep(1_000 + Math.random() * timing.heartbeatIntervalMs);
+      const killedAt = absoluteNow();
+      victim.kill();
+      const failover = await writer.next("failover", timing.failureTimeoutMs + timing.verifyTimeoutMs + 30_000);
+      writer.post({ type: "stop" });
+      const streamed = await writer.next("streamed", 30_000);
+      const dropped = [successor, writer].map((m) => m.views.find((v) => v.at > killedAt && !v.ids.includes(victim.id))?.at ?? Number.NaN);
+      results.push({ firstWriteMs: failover.at - killedAt, viewMs: Math.max(...dropped) - killedAt, acked: streamed.acked, failed: streamed.failed });
+      if (streamed.failed > 0) process.stderr.write(`failover: ${streamed.failed} writes failed, first: ${streamed.firstError}\n`);
+    } finally {
+      await exitAll(members);
+    }
+  }
+  return {
+    ...timing,
+    budgetMs: timing.failureTimeoutMs + timing.verifyTimeoutMs,
+    trials: results,
+    medianFirstWriteMs: median(results.map((r) => r.firstWriteMs)),
+    medianViewMs: median(results.map((r) => r.viewMs)),
+  };
+}
+
+interface JoinTrial {
+  readonly entries: number;
+  readonly joinMs: number;
+  readonly stateMs: number;
+}
+
+// 4. A joiner's time to ready, with `entries` entries of `size` bytes in a two-member cluster, and with an empty map.
+async function measureJoin(entries: number, size: number, trials: number): Promise<{
+  entries: number;
+  size: number;
+  fillMs: number;
+  empty: { trials: JoinTrial[]; medianJoinMs: number };
+  full: { trials: JoinTrial[]; medianJoinMs: number; medianStateMs: number };
+}> {
+  const { members, network } = await startCluster([10, 0], {}, "j");
+  const empty: JoinTrial[] = [];
+  const full: JoinTrial[] = [];
+  let fillMs = 0;
+  const joinOnce = async (into: JoinTrial[], name: string) => {
+    const [joiner] = await startMembers(1);
+    try {
+      joiner!.post({ type: "join", name, network, timing: {}, weight: 0 });
+      const joined = await joiner!.next("joined", 120_000);
+      into.push({ entries: joined.entries, joinMs: joined.joinMs, stateMs: joined.stateMs });
+    } finally {
+      await exitAll([joiner!]);
+      // Let the cluster drop it (a goodbye) before the next one comes.
+      await sleep(500);
+    }
+  };
+  try {
+    for (let trial = 0; trial < trials; trial++) {
+      process.stderr.write(`join, empty map: trial ${trial + 1}/${trials}\n`);
+      await joinOnce(empty, `empty-${trial}`);
+    }
+    process.stderr.write(`join: filling ${entries.toLocaleString("en-US")} entries\n`);
+    members[1]!.post({ type: "fill", entries, size, batch: 1_000 });
+    const filled = await members[1]!.next("filled", 300_000);
+    fillMs = filled.elapsedMs;
+    if (filled.entries !== entries) throw new Error(`the map holds ${filled.entries} entries, not ${entries}`);
+    for (let trial = 0; trial < trials; trial++) {
+      process.stderr.write(`join, ${entries.toLocaleString("en-US")} entries: trial ${trial + 1}/${trials}\n`);
+      await joinOnce(full, `full-${trial}`);
+      const got = full.at(-1)!.entries;
+      if (got !== entries) throw new Error(`the joiner was ready with ${got} entries, not ${entries}`);
+    }
+  } finally {
+    await exitAll(members);
+  }
+  return {
+    entries,
+    size,
+    fillMs,
+    empty: { trials: empty, medianJoinMs: median(empty.map((t) => t.joinMs)) },
+    full: { trials: full, medianJoinMs: median(full.map((t) => t.joinMs)), medianStateMs: median(full.map((t) => t.stateMs)) },
+  };
+}
+
+const failures: Record<string, string> = {};
+
+/** Runs one measurement within `limitMs`; a failure is reported (and recorded) and the others go on. */
+async function timed<T>(label: string, limitMs: number, run: () => Promise<T>): Promise<(T & { wallMs: number }) | undefined> {
+  const startedAt = Date.now();
+  let timer: NodeJS.Timeout | undefined;
+  const limit = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${label} took over ${limitMs / 1000} s`)), limitMs);
+  });
+  try {
+    const result = await Promise.race([run(), limit]);
+    return { ...result, wallMs: Date.now() - startedAt };
+  } catch (error) {
+    failures[label] = describe(error);
+    process.stderr.write(`${label} FAILED: ${failures[label]}\n`);
+    return undefined;
+  } finally {
+    clearTimeout(timer);
+    killAll();
+  }
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      trials: { type: "string", default: "3" },
+      seconds: { type: "string", default: "5" },
+      entries: { type: "string", default: "100000" },
+      only: { type: "string" },
+    },
+  });
+  const trials = Number(values.trials);
+  const seconds = Number(values.seconds);
+  const only = values.only?.split(",");
+  const want = (name: string) => only === undefined || only.includes(name);
+  const load = loadavg()[0]!;
+  const startedAt = Date.now();
+  process.on("exit", killAll);
+  for (const signal of ["SIGINT", "SIGTERM"] as const) process.on(signal, () => process.exit(130));
+
+  const puts = want("puts") ? await timed("puts", 30_000 + trials * seconds * 2_000 + 60_000, () => measurePuts(seconds, trials, 64)) : undefined;
+  const locks = want("locks") ? await timed("locks", 30_000 + trials * seconds * 1_000 + 60_000, () => measureLocks(seconds, trials)) : undefined;
+  const failoverFast = want("failover") ? await timed("failover, fast timeouts", 60_000 * trials, () => measureFailover(FAST_TIMING, trials, 64)) : undefined;
+  const failoverDefault = want("failover") ? await timed("failover, default timeouts", 60_000 * trials, () => measureFailover(DEFAULT_TIMING, trials, 64)) : undefined;
+  const joiner = want("join") ? await timed("join", 600_000, () => measureJoin(Number(values.entries), 100, trials)) : undefined;
+
+  const summary = {
+    benchmark: "cluster",
+    date: new Date().toISOString(),
+    machine: { cpus: cpus().length, cpu: cpus()[0]?.model, node: process.version, loadAverageAtStart: load, loadAverageAtEnd: loadavg()[0] },
+    wallSeconds: (Date.now() - startedAt) / 1000,
+    trials,
+    reference: { jgroups: "2.12, same machine", ...JGROUPS },
+    puts,
+    locks,
+    failover: { fast: failoverFast, default: failoverDefault },
+    join: joiner,
+    failures,
+  };
+  if (only === undefined) writeFileSync(join(import.meta.dirname, "results", "cluster.json"), `${JSON.stringify(summary, null, 2)}\n`);
+
+  const ms = (x: number) => `${x < 10 ? x.toFixed(2) : Math.round(x).toLocaleString("en-US")} ms`;
+  const rate = (x: number) => Math.round(x).toLocaleString("en-US");
+  const each = (values: readonly number[], format: (x: number) => string) => values.map(format).join(", ");
+  console.log(`\nCluster channels, members as separate Node processes on loopback multicast (${cpus().length} cores, Node ${process.version}, load average ${load.toFixed(2)} at start; medians of ${trials} trials)\n`);
+  console.log("| measurement | result | reference |");
+  console.log("| --- | ---: | --- |");
+  if (puts !== undefined) {
+    const seq = puts.sequential;
+    console.log(`| acknowledged puts, 1 writer of ${puts.members} members, ${puts.size} B, one at a time | ${rate(seq.medianPerSecond)} puts/s (${each(seq.trials.map((r) => r.perSecond), rate)}); p50 ${ms(seq.medianP50Ms)}, p99 ${ms(seq.medianP99Ms)} | JGroups 2.12 replicated map: ${rate(JGROUPS.putsPerSecond)} puts/s |`);
+    const pip = puts.pipelined;
+    console.log(`| acknowledged puts, 1 writer of ${puts.members} members, ${puts.size} B, ${pip.inFlight} in flight | ${rate(pip.medianPerSecond)} puts/s (${each(pip.trials.map((r) => r.perSecond), rate)}) | JGroups 2.12 replicated map: ${rate(JGROUPS.putsPerSecond)} puts/s |`);
+  }
+  if (locks !== undefined) {
+    console.log(`| lock + unlock pairs, one at a time, uncontended, ${locks.members} members | ${rate(locks.medianPerSecond)} pairs/s (${each(locks.trials.map((r) => r.perSecond), rate)}); p50 ${ms(locks.medianP50Ms)}, p99 ${ms(locks.medianP99Ms)} per pair | JGroups 2.12 locks: ${rate(JGROUPS.lockPairsPerSecond)} pairs/s |`);
+  }
+  for (const f of [failoverFast, failoverDefault]) {
+    if (f === undefined) continue;
+    console.log(
+      `| SIGKILL the coordinator (3 members) → first write acknowledged by the new one | ${ms(f.medianFirstWriteMs)} (${each(f.trials.map((t) => t.firstWriteMs), ms)}) | failureTimeoutMs + verifyTimeoutMs = ${f.failureTimeoutMs} + ${f.verifyTimeoutMs} = ${f.budgetMs} ms, heartbeat ${f.heartbeatIntervalMs} ms; view without it after ${ms(f.medianViewMs)}; failed writes ${f.trials.reduce((a, t) => a + t.failed, 0)} |`,
+    );
+  }
+  if (joiner !== undefined) {
+    console.log(`| a joiner ready (join() resolved), ${joiner.full.trials[0]?.entries.toLocaleString("en-US")} entries of ${joiner.size} B | ${ms(joiner.full.medianJoinMs)} (${each(joiner.full.trials.map((t) => t.joinMs), ms)}); the map's transfer ${ms(joiner.full.medianStateMs)} | with an empty map: ${ms(joiner.empty.medianJoinMs)} (discovery and view) |`);
+  }
+  for (const [label, error] of Object.entries(failures)) console.log(`| ${label} | FAILED | ${error.split("\n")[0]} |`);
+  const busiest = Math.max(load, loadavg()[0]!);
+  if (busiest > cpus().length) {
+    console.log(`\nNote: the machine was busy (load average up to ${busiest.toFixed(1)} on ${cpus().length} cores): rates are pessimistic and noisy.`);
+  }
+  console.log(`\nwall time ${summary.wallSeconds.toFixed(0)} s; load average at end ${loadavg()[0]!.toFixed(2)}${only === undefined ? "; JSON: bench/results/cluster.json" : " (partial run: no JSON written)"}`);
+  process.exit(Object.keys(failures).length === 0 ? 0 : 1);
+}
+
+// --- entry ---
+
+if (process.argv[2] === "--child") await runMember();
+else await main();
