@@ -19,9 +19,10 @@ const FRAME_OVERHEAD = 12;
  * (`clock.defer`), and each of its blocks is encoded and followed by m parity frames.
  *
  * A group of n packets starting at seq f is laid out as `stride` interleaved blocks: block j holds
- * f + j, f + j + stride, f + j + 2·stride, … The stride is chosen so that `interleaveBytes` of
- * consecutive packets (one full datagram of bundled messages) hold at most m packets of a block: a lost
- * datagram then costs each block no more than its parity repairs. Packets too small for that to be
+ * f + j, f + j + stride, f + j + 2·stride, … The stride is chosen so that any `interleaveBytes` of
+ * consecutive packets (one full datagram of bundled messages) hold at most m packets of a block — it is
+ * measured on the group's packets as they are sent, over a sliding window — so a lost datagram costs
+ * each block no more than its parity repairs. Packets too small for that to be
  * reachable (more than m · MAX_STRIDE of them in a datagram) are not interleaved. The price is paid in
  * short bursts: a burst of n packets that fits in one datagram becomes blocks of about m packets, each
  * with m parity packets.
@@ -36,7 +37,13 @@ export class FecSender {
   /** The open group's symbols, from seq `#first` on. */
   #symbols: Uint8Array[] = [];
   #first = 0;
-  #bytes = 0;
+  /**
+   * The densest stretch of the group so far: the most consecutive packets that fit in
+   * `interleaveBytes` (a sliding window from `#windowStart`, holding `#windowBytes`).
+   */
+  #densest = 0;
+  #windowStart = 0;
+  #windowBytes = 0;
   #flushScheduled = false;
   #closed = false;
   readonly #block: Uint8Array[] = [];
@@ -57,13 +64,16 @@ export class FecSender {
   add(seq: number, frame: Uint8Array): void {
     const symbol = symbolOfFrame(frame);
     if (symbol === undefined) return;
-    const count = this.#symbols.length;
-    if (count > 0 && seq !== this.#first + count) this.flush();
-    if (this.#symbols.length === 0) this.#first = seq;
-    this.#symbols.push(symbol);
-    this.#bytes += symbol.length;
-    const n = this.#symbols.length;
-    if (n >= this.#k * this.#strideFor(this.#bytes / n, Number.POSITIVE_INFINITY)) this.flush();
+    const symbols = this.#symbols;
+    if (symbols.length > 0 && seq !== this.#first + symbols.length) this.flush();
+    if (symbols.length === 0) this.#first = seq;
+    symbols.push(symbol);
+    this.#windowBytes += symbol.length + FRAME_OVERHEAD;
+    while (this.#windowBytes > this.#interleaveBytes && this.#windowStart < symbols.length) {
+      this.#windowBytes -= symbols[this.#windowStart++]!.length + FRAME_OVERHEAD;
+    }
+    this.#densest = Math.max(this.#densest, symbols.length - this.#windowStart);
+    if (symbols.length >= this.#k * this.#stride()) this.flush();
     else if (!this.#flushScheduled) {
       this.#flushScheduled = true;
       this.#output.clock.defer(this.#flush);
@@ -75,8 +85,7 @@ export class FecSender {
     const symbols = this.#symbols;
     const n = symbols.length;
     if (n === 0) return;
-    let stride = this.#strideFor(this.#bytes / n, n);
-    if (Math.ceil(n / stride) > this.#k) stride = Math.ceil(n / this.#k);
+    const stride = Math.max(Math.min(this.#stride(), n), Math.ceil(n / this.#k));
     const block = this.#block;
     for (let j = 0; j < stride; j++) {
       block.length = 0;
@@ -84,7 +93,9 @@ export class FecSender {
       this.#sendParity(this.#first + j, stride, block);
     }
     this.#symbols = [];
-    this.#bytes = 0;
+    this.#densest = 0;
+    this.#windowStart = 0;
+    this.#windowBytes = 0;
   }
 
   /** Stops: the open group is dropped. */
@@ -113,12 +124,11 @@ export class FecSender {
     }
   }
 
-  // The stride that keeps a datagram's worth of packets of this mean size (or all `count` packets of a
-  // group, when fewer) to m per block.
-  #strideFor(meanSymbolBytes: number, count: number): number {
+  // The stride that keeps the densest datagram's worth of the group's packets to m per block; 1 when
+  // interleaving is off or cannot reach that.
+  #stride(): number {
     if (this.#interleaveBytes === 0) return 1;
-    const perDatagram = Math.min(count, Math.floor(this.#interleaveBytes / (meanSymbolBytes + FRAME_OVERHEAD)));
-    const stride = Math.ceil(perDatagram / this.#m);
+    const stride = Math.ceil(this.#densest / this.#m);
     return stride > MAX_STRIDE ? 1 : Math.max(1, stride);
   }
 }
