@@ -39,7 +39,7 @@ import {
   SeqRangeSchema,
   Stream,
 } from "../gen/activeblaze/v1/reliable_pb.ts";
-import { RingIdSchema, TotemMemberStateSchema } from "../gen/activeblaze/v1/totem_pb.ts";
+import { RingIdSchema, TotemMemberStateSchema, TotemPhase } from "../gen/activeblaze/v1/totem_pb.ts";
 import type { DropReason } from "../src/wire/drop-reason.ts";
 import {
   MAX_CLUSTER_NAME_BYTES,
@@ -266,7 +266,7 @@ const BLAZE_MESSAGE = {
 } as const;
 
 type EnvelopeInit = MessageInitShape<typeof EnvelopeSchema>;
-/** A set Frame.kind: one of the 26 kinds with its message. */
+/** A set Frame.kind: one of the 27 kinds with its message. */
 type FrameKindInit = Extract<MessageInitShape<typeof FrameSchema>["kind"], { case: string }>;
 
 /** The header fields of an envelope. */
@@ -382,8 +382,16 @@ const FRAME_SAMPLES: FrameKindInit[] = [
       ring: { representativeId: ID_A, ringSeq: 16n },
       members: [
         { member: REF_A, oldRing: RING, oldAru: 498n, highDelivered: 497n, received: true },
-        { member: REF_B, oldRing: RING, oldAru: 498n, highDelivered: 498n, received: true },
+        { member: REF_B, oldRing: RING, oldAru: 498n, highDelivered: 498n, received: true, highReceived: 499n },
       ],
+    },
+  },
+  {
+    case: "totemRelay",
+    value: {
+      origin: REF_B,
+      ring: RING,
+      data: { seq: 40n, addressing: Addressing.TOPIC, destination: "ledger", payload: utf8("debit 10"), globalSeq: 501n, ringSeq: 12n },
     },
   },
   {
@@ -1920,6 +1928,59 @@ const TOTEM: AreaTable = {
             aru: U64_MAX,
             fcc: U32_MAX,
             backlog: U32_MAX,
+          },
+        }),
+        result: "valid",
+      },
+      {
+        name: "totem/token/recovery",
+        comment: "A token of a ring in recovery: a member still carries old-ring messages.",
+        flags: [],
+        init: env({
+          case: "totemToken",
+          value: { ring: RING, tokenSeq: 3n, seq: 20n, aru: 18n, aruId: ID_B, recoveryPending: true, nextId: ID_C },
+        }),
+        result: "valid",
+      },
+      {
+        name: "totem/token/install",
+        comment: "The representative's token telling members to install the ring.",
+        flags: [],
+        init: env({
+          case: "totemToken",
+          value: { ring: RING, tokenSeq: 9n, seq: 40n, aru: 40n, nextId: ID_B, phase: TotemPhase.INSTALL },
+        }),
+        result: "valid",
+      },
+      {
+        name: "totem/token/operational",
+        comment: "A token of an operational ring.",
+        flags: [],
+        init: env({
+          case: "totemToken",
+          value: { ring: RING, tokenSeq: 10n, seq: 41n, aru: 41n, fcc: 1, nextId: ID_C, phase: TotemPhase.OPERATIONAL },
+        }),
+        result: "valid",
+      },
+      {
+        name: "totem/relay/retransmit",
+        comment: "A message of ring 12 multicast again by a member other than its originator.",
+        flags: [],
+        init: env(sample("totemRelay")),
+        result: "valid",
+      },
+      {
+        name: "totem/relay/carrier",
+        comment: "A message of old ring 12 carried on new ring 16 during recovery, at place 3 there.",
+        flags: [],
+        init: env({
+          case: "totemRelay",
+          value: {
+            origin: REF_C,
+            ring: RING,
+            data: { seq: 9n, addressing: Addressing.TOPIC, destination: "ledger", payload: utf8("credit 3"), globalSeq: 497n, ringSeq: 12n, safe: true },
+            carrierRing: { representativeId: ID_A, ringSeq: 16n },
+            carrierSeq: 3n,
           },
         }),
         result: "valid",

@@ -92,6 +92,8 @@ export interface ChannelEvents {
 export interface BroadcastOptions {
   /** Deliver without waiting for the sender's earlier messages (still exactly once). Default false. */
   readonly outOfBand?: boolean;
+  /** Totem: deliver only once every ring member has the message. Default: the channel's `totem.delivery`. */
+  readonly safe?: boolean;
 }
 
 /** Counters of a channel since it was created. */
@@ -326,18 +328,21 @@ export class Channel implements AsyncDisposable {
     }
     const format = isBlaze ? PayloadFormat.BLAZE_MESSAGE : PayloadFormat.UNSPECIFIED;
     const outOfBand = options.outOfBand ?? false;
-    // The member's own copy is delivered once the message is on its way (never for one that fails queued).
+    // The member's own copy is delivered once the message is on its way (never for one that fails queued),
+    // unless the protocol delivers it in its own order (total order).
     const local =
-      this.#options.loopback && this.#topics.has(destination)
+      this.#options.loopback && this.#topics.has(destination) && protocol.deliversOwnMessages !== true
         ? () => this.#clock.defer(() => this.#dispatch(destination, this.id, payload, format, 0, outOfBand))
         : undefined;
-    if (this.#pending.length === 0 && payload.length <= this.#endpoint!.maxPayloadBytes(destination) && protocol.canSend(payload.length)) {
+    const pieceBytes = this.#endpoint!.maxPayloadBytes(destination) - (protocol.relayOverheadBytes ?? 0);
+    if (this.#pending.length === 0 && payload.length <= pieceBytes && protocol.canSend(payload.length)) {
       // The common case: one piece, room in the window. Protocols copy what they send at once, so one
       // scratch object serves every message.
       const piece = this.#scratch;
       piece.destination = destination;
       piece.format = format;
       piece.outOfBand = outOfBand;
+      piece.safe = options.safe;
       piece.payload = payload;
       protocol.send(piece);
       piece.payload = NO_BYTES;
@@ -347,8 +352,9 @@ export class Channel implements AsyncDisposable {
     const pieces = splitMessage(
       { destination, addressing: Addressing.TOPIC, format, outOfBand, requestId: 0 },
       payload,
-      this.#endpoint!.maxPayloadBytes(destination),
+      pieceBytes,
     );
+    if (options.safe !== undefined) for (const piece of pieces) (piece as Mutable<OutgoingData>).safe = options.safe;
     let sent = 0;
     if (this.#pending.length === 0) {
       while (sent < pieces.length && protocol.canSend(pieces[sent]!.payload.length)) protocol.send(pieces[sent++]!);
@@ -529,6 +535,7 @@ export class Channel implements AsyncDisposable {
         case "totemToken":
         case "totemJoin":
         case "totemCommit":
+        case "totemRelay":
         case "fecParity":
           protocol.onControl(peer.key, peer.incarnation, frame.frame);
           break;
@@ -542,6 +549,8 @@ export class Channel implements AsyncDisposable {
 
 
   #onDeliver(peer: PeerKey, data: DataFields): void {
+    // A protocol that delivers this member's own messages (total order) hands them up here too.
+    if (peer === this.#key && !this.#options.loopback) return;
     if (data.fragmentCount === 0) {
       this.#dispatch(data.destination, peer, data.payload, data.format, data.seq, data.outOfBand);
       return;

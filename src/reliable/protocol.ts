@@ -25,6 +25,8 @@ export interface OutgoingData {
   readonly fragmentCount: number;
   readonly messageLength: number;
   readonly requestId: number;
+  /** Totem: deliver only once every ring member has the message (default: the channel's `totem.delivery`). */
+  readonly safe?: boolean;
 }
 
 /** What a protocol needs from the channel it runs in. */
@@ -69,6 +71,13 @@ export interface ProtocolStats {
 
 export interface ReliabilityProtocol {
   readonly name: string;
+  /**
+   * True when the protocol hands this member's own messages up through `deliver`, in its delivery
+   * order (total order); the channel then delivers no separate local copy.
+   */
+  readonly deliversOwnMessages?: boolean;
+  /** Bytes the protocol may wrap around a message it sends again (a relay); pieces leave that much room. */
+  readonly relayOverheadBytes?: number;
   /** True when `send` would accept a message of `bytes` bytes now. */
   canSend(bytes: number): boolean;
   /** Sends one message or fragment; the caller checks `canSend` first. Returns its sequence number. */

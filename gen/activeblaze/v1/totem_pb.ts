@@ -2,11 +2,11 @@
 // @generated from file activeblaze/v1/totem.proto (package activeblaze.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
 import type { MemberRef } from "./common_pb.ts";
 import { file_activeblaze_v1_common } from "./common_pb.ts";
-import type { SeqRange } from "./reliable_pb.ts";
+import type { Data, SeqRange } from "./reliable_pb.ts";
 import { file_activeblaze_v1_reliable } from "./reliable_pb.ts";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file activeblaze/v1/totem.proto.
  */
 export const file_activeblaze_v1_totem: GenFile = /*@__PURE__*/
-  fileDesc("ChphY3RpdmVibGF6ZS92MS90b3RlbS5wcm90bxIOYWN0aXZlYmxhemUudjEiNQoGUmluZ0lkEhkKEXJlcHJlc2VudGF0aXZlX2lkGAEgASgMEhAKCHJpbmdfc2VxGAIgASgEIswBCgpUb3RlbVRva2VuEiQKBHJpbmcYASABKAsyFi5hY3RpdmVibGF6ZS52MS5SaW5nSWQSEQoJdG9rZW5fc2VxGAIgASgEEgsKA3NlcRgDIAEoBBILCgNhcnUYBCABKAQSDgoGYXJ1X2lkGAUgASgMEiwKCnJldHJhbnNtaXQYBiADKAsyGC5hY3RpdmVibGF6ZS52MS5TZXFSYW5nZRILCgNmY2MYByABKA0SDwoHYmFja2xvZxgIIAEoDRIPCgduZXh0X2lkGAkgASgMIqUBCglUb3RlbUpvaW4SJAoEcmluZxgBIAEoCzIWLmFjdGl2ZWJsYXplLnYxLlJpbmdJZBIrCghwcm9jX3NldBgCIAMoCzIZLmFjdGl2ZWJsYXplLnYxLk1lbWJlclJlZhIrCghmYWlsX3NldBgDIAMoCzIZLmFjdGl2ZWJsYXplLnYxLk1lbWJlclJlZhIYChBoaWdoZXN0X3Jpbmdfc2VxGAQgASgEIqIBChBUb3RlbU1lbWJlclN0YXRlEikKBm1lbWJlchgBIAEoCzIZLmFjdGl2ZWJsYXplLnYxLk1lbWJlclJlZhIoCghvbGRfcmluZxgCIAEoCzIWLmFjdGl2ZWJsYXplLnYxLlJpbmdJZBIPCgdvbGRfYXJ1GAMgASgEEhYKDmhpZ2hfZGVsaXZlcmVkGAQgASgEEhAKCHJlY2VpdmVkGAUgASgIInwKC1RvdGVtQ29tbWl0EiQKBHJpbmcYASABKAsyFi5hY3RpdmVibGF6ZS52MS5SaW5nSWQSMQoHbWVtYmVycxgCIAMoCzIgLmFjdGl2ZWJsYXplLnYxLlRvdGVtTWVtYmVyU3RhdGUSFAoMbWVtYmVyX2luZGV4GAMgASgNYgZwcm90bzM", [file_activeblaze_v1_common, file_activeblaze_v1_reliable]);
+  fileDesc("ChphY3RpdmVibGF6ZS92MS90b3RlbS5wcm90bxIOYWN0aXZlYmxhemUudjEiNQoGUmluZ0lkEhkKEXJlcHJlc2VudGF0aXZlX2lkGAEgASgMEhAKCHJpbmdfc2VxGAIgASgEIpECCgpUb3RlbVRva2VuEiQKBHJpbmcYASABKAsyFi5hY3RpdmVibGF6ZS52MS5SaW5nSWQSEQoJdG9rZW5fc2VxGAIgASgEEgsKA3NlcRgDIAEoBBILCgNhcnUYBCABKAQSDgoGYXJ1X2lkGAUgASgMEiwKCnJldHJhbnNtaXQYBiADKAsyGC5hY3RpdmVibGF6ZS52MS5TZXFSYW5nZRILCgNmY2MYByABKA0SDwoHYmFja2xvZxgIIAEoDRIPCgduZXh0X2lkGAkgASgMEhgKEHJlY292ZXJ5X3BlbmRpbmcYCiABKAgSKQoFcGhhc2UYCyABKA4yGi5hY3RpdmVibGF6ZS52MS5Ub3RlbVBoYXNlIqUBCglUb3RlbUpvaW4SJAoEcmluZxgBIAEoCzIWLmFjdGl2ZWJsYXplLnYxLlJpbmdJZBIrCghwcm9jX3NldBgCIAMoCzIZLmFjdGl2ZWJsYXplLnYxLk1lbWJlclJlZhIrCghmYWlsX3NldBgDIAMoCzIZLmFjdGl2ZWJsYXplLnYxLk1lbWJlclJlZhIYChBoaWdoZXN0X3Jpbmdfc2VxGAQgASgEIrkBChBUb3RlbU1lbWJlclN0YXRlEikKBm1lbWJlchgBIAEoCzIZLmFjdGl2ZWJsYXplLnYxLk1lbWJlclJlZhIoCghvbGRfcmluZxgCIAEoCzIWLmFjdGl2ZWJsYXplLnYxLlJpbmdJZBIPCgdvbGRfYXJ1GAMgASgEEhYKDmhpZ2hfZGVsaXZlcmVkGAQgASgEEhAKCHJlY2VpdmVkGAUgASgIEhUKDWhpZ2hfcmVjZWl2ZWQYBiABKAQifAoLVG90ZW1Db21taXQSJAoEcmluZxgBIAEoCzIWLmFjdGl2ZWJsYXplLnYxLlJpbmdJZBIxCgdtZW1iZXJzGAIgAygLMiAuYWN0aXZlYmxhemUudjEuVG90ZW1NZW1iZXJTdGF0ZRIUCgxtZW1iZXJfaW5kZXgYAyABKA0ixAEKClRvdGVtUmVsYXkSKQoGb3JpZ2luGAEgASgLMhkuYWN0aXZlYmxhemUudjEuTWVtYmVyUmVmEiQKBHJpbmcYAiABKAsyFi5hY3RpdmVibGF6ZS52MS5SaW5nSWQSIgoEZGF0YRgDIAEoCzIULmFjdGl2ZWJsYXplLnYxLkRhdGESLAoMY2Fycmllcl9yaW5nGAQgASgLMhYuYWN0aXZlYmxhemUudjEuUmluZ0lkEhMKC2NhcnJpZXJfc2VxGAUgASgEKl8KClRvdGVtUGhhc2USGwoXVE9URU1fUEhBU0VfVU5TUEVDSUZJRUQQABIXChNUT1RFTV9QSEFTRV9JTlNUQUxMEAESGwoXVE9URU1fUEhBU0VfT1BFUkFUSU9OQUwQAmIGcHJvdG8z", [file_activeblaze_v1_common, file_activeblaze_v1_reliable]);
 
 /**
  * Identifies a Totem ring: its representative and a sequence number that grows with every new ring.
@@ -104,6 +104,20 @@ export type TotemToken = Message<"activeblaze.v1.TotemToken"> & {
    * @generated from field: bytes next_id = 9;
    */
   nextId: Uint8Array;
+
+  /**
+   * Recovery: some member still has messages of its old ring to carry on this ring.
+   *
+   * @generated from field: bool recovery_pending = 10;
+   */
+  recoveryPending: boolean;
+
+  /**
+   * Where the ring stands in its formation; only an operational ring carries new messages.
+   *
+   * @generated from field: activeblaze.v1.TotemPhase phase = 11;
+   */
+  phase: TotemPhase;
 };
 
 /**
@@ -177,6 +191,13 @@ export type TotemMemberState = Message<"activeblaze.v1.TotemMemberState"> & {
    * @generated from field: bool received = 5;
    */
   received: boolean;
+
+  /**
+   * The highest sequence number the member received on its old ring.
+   *
+   * @generated from field: uint64 high_received = 6;
+   */
+  highReceived: bigint;
 };
 
 /**
@@ -214,4 +235,86 @@ export type TotemCommit = Message<"activeblaze.v1.TotemCommit"> & {
  */
 export const TotemCommitSchema: GenMessage<TotemCommit> = /*@__PURE__*/
   messageDesc(file_activeblaze_v1_totem, 4);
+
+/**
+ * A ring message multicast again by a member that is not necessarily its originator: a retransmission,
+ * or, while a new ring recovers, a message of a member's old ring carried on the new ring so that every
+ * member coming from that ring ends up with the same messages of it.
+ *
+ * @generated from message activeblaze.v1.TotemRelay
+ */
+export type TotemRelay = Message<"activeblaze.v1.TotemRelay"> & {
+  /**
+   * The member that first multicast the message.
+   *
+   * @generated from field: activeblaze.v1.MemberRef origin = 1;
+   */
+  origin?: MemberRef | undefined;
+
+  /**
+   * The ring that ordered the message; `data.global_seq` is its place there.
+   *
+   * @generated from field: activeblaze.v1.RingId ring = 2;
+   */
+  ring?: RingId | undefined;
+
+  /**
+   * @generated from field: activeblaze.v1.Data data = 3;
+   */
+  data?: Data | undefined;
+
+  /**
+   * Recovery only: the new ring carrying the message, and the place the carrier takes on it (its own
+   * global sequence number there). Absent for a plain retransmission.
+   *
+   * @generated from field: activeblaze.v1.RingId carrier_ring = 4;
+   */
+  carrierRing?: RingId | undefined;
+
+  /**
+   * @generated from field: uint64 carrier_seq = 5;
+   */
+  carrierSeq: bigint;
+};
+
+/**
+ * Describes the message activeblaze.v1.TotemRelay.
+ * Use `create(TotemRelaySchema)` to create a new message.
+ */
+export const TotemRelaySchema: GenMessage<TotemRelay> = /*@__PURE__*/
+  messageDesc(file_activeblaze_v1_totem, 5);
+
+/**
+ * The stages a new ring goes through, announced by its representative on the token.
+ *
+ * @generated from enum activeblaze.v1.TotemPhase
+ */
+export enum TotemPhase {
+  /**
+   * Recovery: members carry the messages of their old rings to each other.
+   *
+   * @generated from enum value: TOTEM_PHASE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Every member has every carried message: each delivers its old ring's messages and installs the ring.
+   *
+   * @generated from enum value: TOTEM_PHASE_INSTALL = 1;
+   */
+  INSTALL = 1,
+
+  /**
+   * Every member installed the ring: members may send new messages.
+   *
+   * @generated from enum value: TOTEM_PHASE_OPERATIONAL = 2;
+   */
+  OPERATIONAL = 2,
+}
+
+/**
+ * Describes the enum activeblaze.v1.TotemPhase.
+ */
+export const TotemPhaseSchema: GenEnum<TotemPhase> = /*@__PURE__*/
+  enumDesc(file_activeblaze_v1_totem, 0);
 
