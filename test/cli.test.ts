@@ -52,6 +52,22 @@ describe("blaze", () => {
     expect(blaze("inspect", "0b").stderr).toContain("DECODE_FAILED");
   });
 
+  it("demo: members exchange messages, share a map, and a lock moves from a killed member to a waiting one", () => {
+    // A cluster name of its own: other runs of the demo on this machine use the same multicast group.
+    const { status, stdout, stderr } = blaze("demo", "--cluster", `cli-test-${process.pid}-${Date.now().toString(36)}`);
+    expect(status, `${stdout}\n${stderr}`).toBe(0);
+    expect(stdout).toContain("coordinator bravo (weight 10)");
+    for (const name of ["alpha", "bravo", "charlie"]) {
+      expect(stdout).toContain(`${name}: delivered 16/16 topic messages`);
+      expect(stdout).toContain(`${name} sees update color: green -> red`);
+    }
+    expect(stdout).toContain(`every member reads "color" locally: alpha red, bravo red, charlie red`);
+    expect(stdout).toMatch(/delta \(process \d+\): joined with the map's 2 entries; holds the lock on "printer"/);
+    expect(stdout).toContain(`alpha sees the lock on "printer" freed (delta left the group)`);
+    expect(stdout).toMatch(/charlie got the lock on "printer" \d+ ms after the kill/);
+    expect(stdout).toContain("the map: 2 entries at every member");
+  }, 90_000);
+
   it("rejects input that is neither hex nor a file", () => {
     const { status, stderr } = blaze("inspect", "not-hex-or-file");
     expect(status).toBe(2);

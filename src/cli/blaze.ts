@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { runDemo } from "./demo.ts";
+import { runDemo, runDemoMember } from "./demo.ts";
 import { inspectBytes, parseHex } from "./inspect.ts";
 import { formatPerf, runPerf, runPerfChild, writeJson } from "./perf.ts";
 
@@ -13,8 +13,10 @@ Usage:
       command line, a file holding raw bytes or hex, or - for standard input. --type decodes as another
       message type (default activeblaze.v1.Envelope); --cluster checks an envelope against a cluster.
       Exits 1 when the bytes are refused, printing the reason.
-  blaze demo  [--messages N]
-      Start three members on loopback multicast and exchange messages (no configuration needed).
+  blaze demo  [--messages N] [--cluster NAME]
+      Start three members on loopback multicast and exchange messages, share a replicated map, and
+      move a lock from a member killed with SIGKILL to a waiting one (no configuration needed).
+      --cluster runs it as a cluster of another name (default activeblaze-demo).
   blaze perf  [--senders 1] [--receivers 2] [--size 1024] [--seconds 5] [--loss 0]
               [--reliability nack|best-effort|totem|fec] [--no-baseline] [--json FILE]
       Run members as separate processes on loopback multicast; print messages/s and MB/s as seen by
@@ -57,7 +59,10 @@ async function main(argv: string[]): Promise<number> {
     case "inspect":
       return inspect(rest[0], values.type, values.cluster);
     case "demo":
-      return runDemo({ messages: values.messages === undefined ? 5 : Number(values.messages) });
+      return runDemo({ messages: values.messages === undefined ? 5 : Number(values.messages), ...(values.cluster === undefined ? {} : { cluster: values.cluster }) });
+    case "demo-member":
+      await runDemoMember(rest);
+      return 0;
     case "perf": {
       const reliability = values.reliability ?? "nack";
       if (reliability !== "nack" && reliability !== "best-effort" && reliability !== "totem" && reliability !== "fec") {
