@@ -55,6 +55,7 @@ export async function runFecScenario(seed: number, options: FecScenarioOptions):
   const memberCount = 3 + random.nextInt(3);
   const senderCount = 1 + random.nextInt(2);
   const channels: Channel[] = [];
+  const errors: string[] = [];
   for (let i = 0; i < memberCount; i++) {
     const channel = new Channel({
       name: `m${i}`,
@@ -67,6 +68,7 @@ export async function runFecScenario(seed: number, options: FecScenarioOptions):
       peerTimeoutMs: 600_000,
       fec: options.fec ?? {},
     });
+    channel.on("error", ({ error, stage }) => errors.push(`m${i} ${stage}: ${error.message}`));
     await channel.start();
     channels.push(channel);
   }
@@ -126,6 +128,7 @@ export async function runFecScenario(seed: number, options: FecScenarioOptions):
   } catch (error) {
     throw new Error(`retransmit buffers did not empty: ${channels.map((c) => c.stats.protocol.unstable).join(", ")}`, { cause: error });
   }
+  if (errors.length > 0) throw new Error(`channel errors: ${errors.slice(0, 3).join("; ")}`);
   const stats = channels.map((c) => c.stats.protocol as FecStats);
   const sum = (f: (s: FecStats) => number) => stats.reduce((a, s) => a + f(s), 0);
   const result: FecScenarioResult = {

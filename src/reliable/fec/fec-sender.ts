@@ -22,8 +22,9 @@ const FRAME_OVERHEAD = 12;
  * f + j, f + j + stride, f + j + 2·stride, … The stride is chosen so that any `interleaveBytes` of
  * consecutive packets (one full datagram of bundled messages) hold at most m packets of a block — it is
  * measured on the group's packets as they are sent, over a sliding window — so a lost datagram costs
- * each block no more than its parity repairs. Packets too small for that to be
- * reachable (more than m · MAX_STRIDE of them in a datagram) are not interleaved. The price is paid in
+ * each block no more than its parity repairs. For packets so small that more than m · MAX_STRIDE of
+ * them share a datagram, the stride stops at MAX_STRIDE (blocks stay full; a lost datagram costs
+ * each block more than m, and NACK repairs it). The price is paid in
  * short bursts: a burst of n packets that fits in one datagram becomes blocks of about m packets, each
  * with m parity packets.
  */
@@ -124,11 +125,10 @@ export class FecSender {
     }
   }
 
-  // The stride that keeps the densest datagram's worth of the group's packets to m per block; 1 when
-  // interleaving is off or cannot reach that.
+  // The stride that keeps the densest datagram's worth of the group's packets to m per block (at most
+  // MAX_STRIDE); 1 when interleaving is off.
   #stride(): number {
     if (this.#interleaveBytes === 0) return 1;
-    const stride = Math.ceil(this.#densest / this.#m);
-    return stride > MAX_STRIDE ? 1 : Math.max(1, stride);
+    return Math.min(MAX_STRIDE, Math.max(1, Math.ceil(this.#densest / this.#m)));
   }
 }
