@@ -69,7 +69,8 @@ function recordingHost(clock = new VirtualClock()) {
 }
 
 function parityFrame(value: Partial<FecParity>): Frame {
-  return create(FrameSchema, { kind: { case: "fecParity", value: create(FecParitySchema, value) } });
+  const { $typeName: _, ...fields } = value;
+  return create(FrameSchema, { kind: { case: "fecParity", value: create(FecParitySchema, fields) } });
 }
 
 function outgoing(payload: Uint8Array) {
