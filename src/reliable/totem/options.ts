@@ -10,12 +10,12 @@ export const DEFAULT_TOTEM_OPTIONS = {
   tokenHoldMs: 5,
   joinIntervalMs: 50,
   consensusTimeoutMs: 200,
-  windowMessages: 4_096,
-  maxMessagesPerVisit: 1_024,
-  maxBytesPerVisit: 1024 * 1024,
+  windowMessages: 16_384,
+  maxMessagesPerVisit: 4_096,
+  maxBytesPerVisit: 4 * 1024 * 1024,
   maxRetransmitRequests: 1_024,
   queueMessages: 65_536,
-  queueBytes: 16 * 1024 * 1024,
+  queueBytes: 8 * 1024 * 1024,
   delivery: "agreed" as "agreed" | "safe",
 } as const;
 

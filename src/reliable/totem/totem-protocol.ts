@@ -75,6 +75,8 @@ interface Carrier {
   readonly message: RingMessage;
 }
 
+const SLAB_BYTES = 1 << 20;
+
 const NO_RING: TotemStats["ring"] = { state: "gather", seq: 0, members: [], aru: 0, safe: 0, delivered: 0 };
 
 /**
@@ -155,6 +157,9 @@ export class TotemProtocol implements ReliabilityProtocol {
   #queueHead = 0;
   #queuedBytes = 0;
   #ownSeq = 0;
+  // Queued payloads are copied into slabs: one allocation per many messages instead of one each.
+  #slab = new Uint8Array(0);
+  #slabUsed = 0;
 
   constructor(host: ProtocolHost, incarnation: number, options: TotemOptions) {
     this.#host = host;
@@ -208,7 +213,7 @@ export class TotemProtocol implements ReliabilityProtocol {
     data.requestId = out.requestId;
     data.format = out.format;
     // The message waits for the token: it keeps its own copy of the bytes.
-    data.payload = out.payload.slice();
+    data.payload = this.#copy(out.payload);
     data.safe = out.safe ?? this.#options.delivery === "safe";
     this.#queue.push(data);
     this.#queuedBytes += data.payload.length;
@@ -219,6 +224,19 @@ export class TotemProtocol implements ReliabilityProtocol {
       this.#host.clock.defer(() => this.#release());
     }
     return seq;
+  }
+
+  #copy(payload: Uint8Array): Uint8Array {
+    const length = payload.length;
+    if (length > SLAB_BYTES / 16) return payload.slice();
+    if (this.#slabUsed + length > this.#slab.length) {
+      this.#slab = new Uint8Array(SLAB_BYTES);
+      this.#slabUsed = 0;
+    }
+    const copy = this.#slab.subarray(this.#slabUsed, this.#slabUsed + length);
+    copy.set(payload);
+    this.#slabUsed += length;
+    return copy;
   }
 
   onData(peer: PeerKey, _incarnation: number, data: DataFields): void {

@@ -1,0 +1,315 @@
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { describe, expect, it } from "vitest";
+import { type Frame, FrameSchema } from "../../../gen/activeblaze/v1/envelope_pb.ts";
+import { Channel, type ChannelOptions } from "../../index.ts";
+import { BlazeError } from "../../errors.ts";
+import { SeededRandom } from "../../transport/seeded-random.ts";
+import { SimulatedNetwork } from "../../transport/simulated-network.ts";
+import { VirtualClock } from "../../transport/virtual-clock.ts";
+import { type DataFields, emptyDataFields } from "../../wire/frames.ts";
+import { keyOf } from "../member-key.ts";
+import type { OutgoingData, PeerKey, ProtocolHost } from "../protocol.ts";
+import { totemOptionsSchema } from "./options.ts";
+import { RingStore } from "./ring-store.ts";
+import { encodeRelay, encodeToken, TotemPhase } from "./totem-frames.ts";
+import { TotemProtocol, type TotemStats } from "./totem-protocol.ts";
+
+const A = keyOf(new Uint8Array(16).fill(0xa1));
+const B = keyOf(new Uint8Array(16).fill(0xb2));
+
+function message(seq: number): DataFields {
+  return { ...emptyDataFields(), seq, addressing: 1, destination: "t", payload: new Uint8Array([seq & 0xff]) };
+}
+
+function outgoing(payload: Uint8Array, safe?: boolean): OutgoingData {
+  return {
+    destination: "t",
+    addressing: 1,
+    format: 0,
+    payload,
+    outOfBand: false,
+    fragmentIndex: 0,
+    fragmentCount: 0,
+    messageLength: 0,
+    requestId: 0,
+    ...(safe === undefined ? {} : { safe }),
+  };
+}
+
+/** A protocol on a virtual clock whose host records what it sends and delivers. */
+function harness(options: Partial<ReturnType<typeof totemOptionsSchema.parse>> = {}) {
+  const clock = new VirtualClock();
+  const sent: Array<{ to: PeerKey | "all" | "defer"; frame: Frame | DataFields }> = [];
+  const delivered: Array<{ peer: PeerKey; data: DataFields }> = [];
+  const host: ProtocolHost = {
+    // Deferred work marks where one token visit ends (a ring of one passes the token to itself).
+    clock: {
+      now: () => clock.now(),
+      setTimer: (delayMs, fn) => clock.setTimer(delayMs, fn),
+      defer: (fn) => {
+        sent.push({ to: "defer", frame: emptyDataFields() });
+        clock.defer(fn);
+      },
+    },
+    random: new SeededRandom(1),
+    localKey: A,
+    multicastData: (data) => {
+      sent.push({ to: "all", frame: { ...data } });
+      return new Uint8Array(0);
+    },
+    multicastFrame: (frame) => sent.push({ to: "all", frame: fromBinary(FrameSchema, frame) }),
+    unicastFrame: (peer, frame) => sent.push({ to: peer, frame: fromBinary(FrameSchema, frame) }),
+    deliver: (peer, data) => delivered.push({ peer, data }),
+    report: () => undefined,
+    writable: () => undefined,
+  };
+  const protocol = new TotemProtocol(host, 7, totemOptionsSchema.parse(options));
+  const stats = () => protocol.stats as TotemStats;
+  return { clock, sent, delivered, protocol, stats };
+}
+
+describe("RingStore", () => {
+  it("tracks all-received-up-to, gaps and trimming", () => {
+    const ring = new RingStore({ representative: A, seq: 1 }, [A, B]);
+    const put = (seq: number) => ring.put(seq, { origin: A, originIncarnation: 1, data: message(seq), carrier: undefined });
+    expect(put(1)).toBe(true);
+    expect(put(3)).toBe(true);
+    expect(put(6)).toBe(true);
+    expect(put(3)).toBe(false);
+    expect(ring.aru).toBe(1);
+    expect(ring.highest).toBe(6);
+    expect(ring.missing(2, 6, 100)).toEqual([
+      [2, 2],
+      [4, 5],
+    ]);
+    expect(ring.missing(2, 6, 2)).toEqual([
+      [2, 2],
+      [4, 4],
+    ]);
+    put(2);
+    expect(ring.aru).toBe(3);
+    ring.safe = 3;
+    ring.delivered = 2;
+    ring.trim();
+    // Trimmed up to min(safe, delivered); what is below counts as received.
+    expect(ring.received(1)).toBe(true);
+    expect(ring.get(3)).toBeDefined();
+    expect(put(2)).toBe(false);
+    expect(ring.successor(B)).toBe(A);
+  });
+});
+
+describe("TotemProtocol alone", () => {
+  it("forms a ring of one and delivers its own messages in order, agreed and safe", () => {
+    const { clock, delivered, protocol, stats } = harness();
+    clock.runFor(100);
+    expect(stats().ring.state).toBe("operational");
+    expect(stats().ring.members).toEqual([A]);
+    for (let i = 1; i <= 5; i++) protocol.send(outgoing(new Uint8Array([i]), i % 2 === 0));
+    clock.runFor(50);
+    expect(delivered.map((d) => d.data.payload[0])).toEqual([1, 2, 3, 4, 5]);
+    expect(delivered.every((d) => d.peer === A)).toBe(true);
+    expect(delivered.map((d) => d.data.safe)).toEqual([false, true, false, true, false]);
+    // Per-sender numbers (for reassembly) and global numbers (the total order).
+    expect(delivered.map((d) => d.data.seq)).toEqual([1, 2, 3, 4, 5]);
+    expect(new Set(delivered.map((d) => d.data.globalSeq)).size).toBe(5);
+    protocol.close();
+  });
+
+  it("keeps its own copy of a queued payload", () => {
+    const { clock, delivered, protocol } = harness();
+    clock.runFor(100);
+    const bytes = new Uint8Array([1, 2, 3]);
+    protocol.send(outgoing(bytes));
+    bytes.fill(9);
+    clock.runFor(20);
+    expect([...delivered[0]!.data.payload]).toEqual([1, 2, 3]);
+    protocol.close();
+  });
+
+  it("bounds what one token visit sends (flow control)", () => {
+    const { clock, sent, protocol } = harness({ windowMessages: 8, maxMessagesPerVisit: 3 });
+    clock.runFor(100);
+    sent.length = 0;
+    for (let i = 0; i < 10; i++) protocol.send(outgoing(new Uint8Array([i])));
+    clock.runFor(50);
+    // Visits are separated by the token passing: at most three messages in each.
+    const runs = sent.map((s) => (s.to === "all" && "case" in s.frame && s.frame.case === "data" ? "d" : "|")).join("").split("|");
+    expect(Math.max(...runs.map((run) => run.length))).toBe(3);
+    expect(runs.join("").length).toBe(10);
+    protocol.close();
+  });
+
+  it("drops and counts malformed and foreign frames without throwing", () => {
+    const { clock, protocol, stats } = harness();
+    clock.runFor(100);
+    const before = stats().malformed;
+    const bad: Frame[] = [
+      // A ring id whose representative is not a member id.
+      create(FrameSchema, { kind: { case: "totemToken", value: { ring: { representativeId: new Uint8Array(3), ringSeq: 1n }, tokenSeq: 1n } } }),
+      // aru above seq.
+      create(FrameSchema, { kind: { case: "totemToken", value: { ring: { representativeId: new Uint8Array(16), ringSeq: 1n }, seq: 1n, aru: 2n } } }),
+      // A backwards retransmission range.
+      create(FrameSchema, {
+        kind: { case: "totemToken", value: { ring: { representativeId: new Uint8Array(16), ringSeq: 1n }, seq: 9n, retransmit: [{ first: 5n, last: 4n }] } },
+      }),
+      // A relay without its message.
+      create(FrameSchema, { kind: { case: "totemRelay", value: { origin: { id: new Uint8Array(16) }, ring: { representativeId: new Uint8Array(16), ringSeq: 1n } } } }),
+      // A commit naming one member twice.
+      create(FrameSchema, {
+        kind: {
+          case: "totemCommit",
+          value: { ring: { representativeId: new Uint8Array(16), ringSeq: 9n }, members: [{ member: { id: new Uint8Array(16) } }, { member: { id: new Uint8Array(16) } }] },
+        },
+      }),
+      // A join with a malformed member.
+      create(FrameSchema, { kind: { case: "totemJoin", value: { procSet: [{ id: new Uint8Array(5) }] } } }),
+    ];
+    for (const frame of bad) expect(() => protocol.onControl(B, 1, frame)).not.toThrow();
+    expect(stats().malformed - before).toBe(bad.length);
+    // Data without a place in a ring's order.
+    expect(() => protocol.onData(B, 1, message(1))).not.toThrow();
+    expect(stats().malformed - before).toBe(bad.length + 1);
+    // A well-formed token of a ring this member is not on.
+    const foreign = fromBinary(
+      FrameSchema,
+      encodeToken(
+        { ring: { representative: B, seq: 40 }, tokenSeq: 5, seq: 0, aru: 0, aruId: "", retransmit: [], fcc: 0, backlog: 0, recoveryPending: false, phase: TotemPhase.OPERATIONAL },
+        A,
+      ),
+    );
+    const stale = stats().staleTokens;
+    protocol.onControl(B, 1, foreign);
+    expect(stats().staleTokens).toBe(stale + 1);
+    // A retransmission of a message of a ring this member is not on.
+    const relay = fromBinary(
+      FrameSchema,
+      encodeRelay({ origin: B, originIncarnation: 1, ring: { representative: B, seq: 40 }, data: { ...message(1), globalSeq: 1, ringSeq: 40 }, carrierRing: undefined, carrierSeq: 0 }),
+    );
+    const foreignBefore = stats().foreign;
+    protocol.onControl(B, 1, relay);
+    expect(stats().foreign).toBe(foreignBefore + 1);
+    // A token addressed to this member from another ring: the two rings merge.
+    expect(stats().ring.state).toBe("gather");
+    protocol.close();
+  });
+});
+
+describe("Totem options", () => {
+  const cases: Array<[string, unknown, Array<string | number>, RegExp]> = [
+    ["tokenTimeoutMs: 0", { tokenTimeoutMs: 0 }, ["totem", "tokenTimeoutMs"], /"channel\.totem\.tokenTimeoutMs"/],
+    ["an unknown key", { tokenTimeout: 5 }, ["totem", "tokenTimeout"], /"channel\.totem\.tokenTimeout"/],
+    ["delivery: total", { delivery: "total" }, ["totem", "delivery"], /"channel\.totem\.delivery"/],
+    ["tokenTimeoutMs ≤ tokenRetransmitMs", { tokenTimeoutMs: 50, tokenRetransmitMs: 50 }, ["totem", "tokenTimeoutMs"], /longer than tokenRetransmitMs/],
+    ["windowMessages < maxMessagesPerVisit", { windowMessages: 10, maxMessagesPerVisit: 20 }, ["totem", "windowMessages"], /at least maxMessagesPerVisit/],
+  ];
+  it.each(cases)("refuses %s with INVALID_OPTION naming the field", (_name, totem, path, text) => {
+    let error: unknown;
+    try {
+      new Channel({ reliability: "totem", totem } as ChannelOptions);
+    } catch (caught) {
+      error = caught;
+    }
+    expect(error).toBeInstanceOf(BlazeError);
+    expect((error as BlazeError).code).toBe("INVALID_OPTION");
+    expect((error as BlazeError).path).toEqual(path);
+    expect((error as BlazeError).message).toMatch(text);
+  });
+
+  it("documents its defaults", () => {
+    expect(totemOptionsSchema.parse({})).toEqual({
+      tokenTimeoutMs: 1_000,
+      tokenRetransmitMs: 50,
+      tokenHoldMs: 5,
+      joinIntervalMs: 50,
+      consensusTimeoutMs: 200,
+      windowMessages: 16_384,
+      maxMessagesPerVisit: 4_096,
+      maxBytesPerVisit: 4 * 1024 * 1024,
+      maxRetransmitRequests: 1_024,
+      queueMessages: 65_536,
+      queueBytes: 8 * 1024 * 1024,
+      delivery: "agreed",
+    });
+  });
+});
+
+describe("Totem channels", () => {
+  async function members(count: number, seed: number, extra: Partial<ChannelOptions> = {}) {
+    const net = new SimulatedNetwork({ seed, defaultLink: { delayMs: { min: 0.05, max: 0.3 } } });
+    const channels: Channel[] = [];
+    for (let i = 0; i < count; i++) {
+      const channel = new Channel({
+        name: `m${i}`,
+        transport: net.transportFactory(`h${i}`),
+        clock: net.clock,
+        random: net.random.fork(`m${i}`),
+        incarnation: 1,
+        reliability: "totem",
+        heartbeatIntervalMs: 100,
+        ...extra,
+      });
+      await channel.start();
+      channels.push(channel);
+    }
+    net.clock.runUntil(() => channels.every((c) => (c.stats.protocol as TotemStats).ring.members.length === count && (c.stats.protocol as TotemStats).ring.state === "operational"), { maxMs: 30_000 });
+    return { net, channels };
+  }
+
+  it("delivers a member's own messages in the total order, or not at all without loopback", async () => {
+    const { net, channels } = await members(3, 5);
+    const quiet = new Channel({ transport: net.transportFactory("h9"), clock: net.clock, random: net.random.fork("q"), reliability: "totem", loopback: false });
+    await quiet.start();
+    net.clock.runUntil(() => channels.every((c) => (c.stats.protocol as TotemStats).ring.members.length === 4 && (c.stats.protocol as TotemStats).ring.state === "operational"), { maxMs: 30_000 });
+    const logs = [...channels, quiet].map(() => [] as string[]);
+    [...channels, quiet].forEach((channel, i) => channel.addTopicListener("t", (m) => logs[i]!.push(m.text())));
+    for (let k = 0; k < 20; k++) {
+      void channels[k % 3]!.broadcast("t", new TextEncoder().encode(`m${k % 3}-${k}`));
+      void quiet.broadcast("t", new TextEncoder().encode(`q-${k}`), { safe: k % 2 === 0 });
+    }
+    net.clock.runUntil(() => logs.slice(0, 3).every((log) => log.length === 40) && logs[3]!.length === 20, { maxMs: 30_000 });
+    expect(logs[1]).toEqual(logs[0]);
+    expect(logs[2]).toEqual(logs[0]);
+    // The member without loopback delivers everyone else's messages, in the same order, and not its own.
+    expect(logs[3]).toEqual(logs[0]!.filter((text) => !text.startsWith("q-")));
+    for (const channel of [...channels, quiet]) await channel.shutDown();
+  });
+
+  it("forms a new ring without a member that leaves, and with one that joins", async () => {
+    const { net, channels } = await members(3, 6);
+    const ring = (c: Channel) => (c.stats.protocol as TotemStats).ring;
+    const first = ring(channels[0]!).seq;
+    await channels[2]!.stop();
+    net.clock.runUntil(() => ring(channels[0]!).members.length === 2 && ring(channels[1]!).members.length === 2 && ring(channels[0]!).state === "operational", { maxMs: 30_000 });
+    expect(ring(channels[0]!).seq).toBeGreaterThan(first);
+    await channels[2]!.start();
+    net.clock.runUntil(() => channels.every((c) => ring(c).members.length === 3 && ring(c).state === "operational"), { maxMs: 30_000 });
+    const log: string[][] = channels.map(() => []);
+    channels.forEach((c, i) => c.addTopicListener("t", (m) => log[i]!.push(m.text())));
+    await channels[2]!.broadcast("t", new TextEncoder().encode("back"));
+    net.clock.runUntil(() => log.every((l) => l.length === 1), { maxMs: 10_000 });
+    for (const channel of channels) await channel.shutDown();
+  });
+
+  it("sends a large message in fragments and reassembles it in order", async () => {
+    const { net, channels } = await members(3, 7);
+    const got: number[][] = channels.map(() => []);
+    channels.forEach((c, i) => c.addTopicListener("t", (m) => got[i]!.push(m.payload.length)));
+    void channels[0]!.broadcast("t", new Uint8Array(300_000).fill(7), { safe: true });
+    void channels[1]!.broadcast("t", new Uint8Array(10));
+    net.clock.runUntil(() => got.every((g) => g.length === 2), { maxMs: 30_000 });
+    expect(got[1]).toEqual(got[0]);
+    expect(got[2]).toEqual(got[0]);
+    for (const channel of channels) await channel.shutDown();
+  });
+});
+
+// Encoded frames round-trip through the generated code (what the wire carries).
+describe("Totem frames", () => {
+  it("encode a relay that decodes to the same message", () => {
+    const data = { ...message(4), globalSeq: 9, ringSeq: 2, safe: true };
+    const frame = fromBinary(FrameSchema, encodeRelay({ origin: B, originIncarnation: 3, ring: { representative: A, seq: 2 }, data, carrierRing: undefined, carrierSeq: 0 }));
+    expect(frame.kind.case).toBe("totemRelay");
+    expect(toBinary(FrameSchema, frame).length).toBeGreaterThan(0);
+  });
+});
