@@ -1,0 +1,87 @@
+/**
+ * Totem total order over real UDP on loopback multicast: members as separate processes running
+ * test/runtime/totem-member.ts (three Node processes, and Node, Bun and Deno in one ring). Every member
+ * must deliver every message, its own included, and all of them in one and the same order.
+ */
+import { spawn } from "node:child_process";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { commandFor, freshNetwork, killGroup, repositoryRoot, type Runtime, trackMembers } from "./members.ts";
+import type { TotemMemberConfig, TotemMemberResult } from "./runtime/totem-member.ts";
+
+const MEMBER = join("test", "runtime", "totem-member.ts");
+const MEMBER_TIMEOUT_MS = 40_000;
+const KILL_AFTER_MS = MEMBER_TIMEOUT_MS + 10_000;
+const TEST_TIMEOUT_MS = KILL_AFTER_MS + 5_000;
+
+interface Outcome {
+  readonly runtime: Runtime;
+  readonly code: number | null;
+  readonly result: TotemMemberResult | undefined;
+  readonly output: string;
+}
+
+const running = trackMembers();
+
+function runMember(runtime: Runtime, config: TotemMemberConfig): Promise<Outcome> {
+  const [command, ...args] = commandFor(runtime, MEMBER);
+  const child = spawn(command, [...args, JSON.stringify(config)], { cwd: repositoryRoot, detached: true, stdio: ["ignore", "pipe", "pipe"] });
+  running.add(child);
+  let stdout = "";
+  let stderr = "";
+  child.stdout!.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
+  child.stderr!.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
+  const killer = setTimeout(() => killGroup(child), KILL_AFTER_MS);
+  return new Promise((resolve) => {
+    child.on("close", (code, signal) => {
+      clearTimeout(killer);
+      running.delete(child);
+      let result: TotemMemberResult | undefined;
+      try {
+        result = JSON.parse(stdout.trim().split("\n").at(-1) ?? "") as TotemMemberResult;
+      } catch {
+        result = undefined;
+      }
+      resolve({ runtime, code, result, output: `${runtime} member ${config.index}: exit ${code ?? signal}\n${stdout}${stderr}` });
+    });
+  });
+}
+
+async function runRing(runtimes: readonly Runtime[], messages: number): Promise<Outcome[]> {
+  const network = freshNetwork("udp-totem");
+  return Promise.all(runtimes.map((runtime, index) => runMember(runtime, { ...network, index, members: runtimes.length, messages, timeoutMs: MEMBER_TIMEOUT_MS })));
+}
+
+function expectOneOrder(outcomes: readonly Outcome[], messages: number): void {
+  const all = outcomes.map(() => messages);
+  for (const [index, outcome] of outcomes.entries()) {
+    const result = outcome.result;
+    expect(result, outcome.output).toBeDefined();
+    expect(
+      { runtime: result!.runtime, index: result!.index, sent: result!.sent, received: Object.values(result!.received), complete: result!.complete, ordered: result!.ordered, corrupt: result!.corrupt },
+      outcome.output,
+    ).toEqual({ runtime: outcome.runtime, index, sent: messages, received: all, complete: true, ordered: true, corrupt: 0 });
+    expect(outcome.code, outcome.output).toBe(0);
+  }
+  // One total order: the same digest of the delivery sequence everywhere.
+  const digests = new Set(outcomes.map((o) => o.result!.orderDigest));
+  expect(digests.size, outcomes.map((o) => o.output).join("\n")).toBe(1);
+}
+
+describe("Totem total order over real UDP", () => {
+  it(
+    "three Node processes each broadcast 3,000 messages; everyone delivers all 9,000 in one order",
+    async () => {
+      expectOneOrder(await runRing(["node", "node", "node"], 3_000), 3_000);
+    },
+    TEST_TIMEOUT_MS,
+  );
+
+  it(
+    "one ring of Node, Bun and Deno members: 2,000 messages each, one order everywhere",
+    async () => {
+      expectOneOrder(await runRing(["node", "bun", "deno"], 2_000), 2_000);
+    },
+    TEST_TIMEOUT_MS,
+  );
+});
