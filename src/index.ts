@@ -57,6 +57,9 @@ export { DEFAULT_FEC_OPTIONS, fecOptionsSchema } from "./reliable/fec/options.ts
 export type { FecOptions } from "./reliable/fec/options.ts";
 export type { FecStats } from "./reliable/fec/fec-protocol.ts";
 export type { ProtocolStats } from "./reliable/protocol.ts";
+export { DEFAULT_TOTEM_OPTIONS, totemOptionsSchema } from "./reliable/totem/options.ts";
+export type { TotemOptions } from "./reliable/totem/options.ts";
+export type { TotemState, TotemStats } from "./reliable/totem/totem-protocol.ts";
 export { systemClock, systemRandom } from "./transport/clock.ts";
 export type { Clock, RandomSource, TimerHandle } from "./transport/clock.ts";
 export { MAX_UDP_PAYLOAD_BYTES } from "./transport/transport.ts";
