@@ -29,11 +29,11 @@ export const DEFAULT_TOTEM_OPTIONS = {
  * | `tokenHoldMs` | ms | 5 | on an idle ring each holder keeps the token this long before passing it (less idle traffic; a send passes it at once) |
  * | `joinIntervalMs` | ms | 50 | while a ring forms, a member repeats its join this often |
  * | `consensusTimeoutMs` | ms | 200 | a member that sends no join for this long while a ring forms is left out of it |
- * | `windowMessages` | messages | 4096 | most messages (new and retransmitted) the whole ring sends in one token rotation |
- * | `maxMessagesPerVisit` | messages | 1024 | most new messages one member sends per token visit |
- * | `maxBytesPerVisit` | bytes | 1 MiB | most payload bytes one member sends per token visit |
+ * | `windowMessages` | messages | 16384 | most messages (new and retransmitted) the whole ring sends in one token rotation |
+ * | `maxMessagesPerVisit` | messages | 4096 | most new messages one member sends per token visit |
+ * | `maxBytesPerVisit` | bytes | 4 MiB | most payload bytes one member sends per token visit |
  * | `maxRetransmitRequests` | messages | 1024 | most missing messages the token asks for at once |
- * | `queueMessages`, `queueBytes` | messages, bytes | 65536, 16 MiB | most messages waiting for the token; a fuller queue holds `broadcast` back |
+ * | `queueMessages`, `queueBytes` | messages, bytes | 65536, 8 MiB | most messages waiting for the token; a fuller queue holds `broadcast` back |
  * | `delivery` | | `"agreed"` | `"agreed"`: delivered in the total order as soon as every earlier message is; `"safe"`: also only once every ring member has it. A broadcast's `safe` option overrides it per message |
  */
 export const totemOptionsSchema = z
