@@ -17,8 +17,8 @@ import { SimulatedNetwork } from "../../src/transport/simulated-network.ts";
  *   renewal keeps its token);
  * - a locked entry takes writes only from its holder, and a write made under a token only while that
  *   token holds the lock — so no two members ever have writes accepted under valid leases of one key;
- * - no request is applied twice: a value written once is in at most one applied change (a snapshot
- *   that rolls back changes never agreed on takes them back).
+ * - no request is applied twice: a value written once is in at most one applied change of the history
+ *   a member follows (a snapshot that replaces a history never agreed on starts the count afresh).
  * At the end, after the network heals and the workload stops, every running member's replica holds the
  * same entries (value and version) and locks, and every journal write that was acknowledged is there
  * (with quorum, or when no partition happened: an acknowledged write survives any coordinator crash).
@@ -150,32 +150,34 @@ export async function runClusterScenario(seed: number): Promise<ClusterScenarioR
       if (proc.locks.get(event.key)?.token === event.fencingToken) proc.locks.delete(event.key);
     });
     const decode = (v: unknown) => new TextDecoder().decode(v as Uint8Array);
-    const count = (text: string, by: number, version: number) => {
-      // A snapshot that restores a write as it was (same version: say a remove of it is rolled back)
-      // is not a second application; the same write at another version is.
-      if (by > 0 && proc.versions.get(text) === version) return;
-      const n = (proc.applied.get(text) ?? 0) + by;
+    const count = (text: string, version: number) => {
+      const n = (proc.applied.get(text) ?? 0) + 1;
       proc.applied.set(text, n);
       if (n > 1) violation(`p${proc.index}: the write "${text}" is applied ${n} times (as version ${proc.versions.get(text)}, now ${version})`);
-      if (by > 0) proc.versions.set(text, version);
+      proc.versions.set(text, version);
     };
     map.on("change", (change) => {
       if (TRACE_KEY !== undefined && change.key === TRACE_KEY) {
         console.log(`${clock.now().toFixed(1)} p${proc.index} ${change.type} ${change.key} ${"version" in change ? change.version : ""} ${decode(change.value)} resync=${change.resync} epoch=${proc.channel.stateStats.epoch}`);
       }
       if (change.resync) {
-        // A snapshot brought this replica to the coordinator's state: what it replaced was never
-        // agreed (a side of a partition, or updates of a coordinator that died before they spread).
-        if (change.type === "remove") count(decode(change.value), -1, 0);
-        else {
-          if (change.type === "update") count(decode(change.previous), -1, 0);
-          count(decode(change.value), 1, change.version);
+        // A snapshot brought this replica to the coordinator's state: what it held before may have been
+        // a history that was not agreed (a side of a partition, or updates of a coordinator that died
+        // before they spread). Count afresh from the agreed state; members that followed the agreed
+        // history all along keep counting across it.
+        proc.applied.clear();
+        proc.versions.clear();
+        for (const key of map.keys()) {
+          const entry = map.getEntry(key)!;
+          const text = decode(entry.value);
+          proc.applied.set(text, 1);
+          proc.versions.set(text, entry.version);
         }
         return;
       }
       if (change.type === "remove") return;
       const text = decode(change.value);
-      count(text, 1, change.version);
+      count(text, change.version);
       const [, writer, token] = text.split("|");
       const lock = proc.locks.get(change.key);
       if (lock !== undefined) {
