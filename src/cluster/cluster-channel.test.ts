@@ -211,6 +211,21 @@ describe("ClusterChannel", () => {
     await bed.settle(alone.map.put("x", text("after")));
   });
 
+  it("refuses writes while the view has fewer than minimumMembers members", async () => {
+    bed = new Bed(20);
+    const a = await bed.spawn({ state: { minimumMembers: 2, requestTimeoutMs: 1_000 } });
+    await bed.settle(a.start());
+    await bed.settle(a.addToGroup("g"));
+    await bed.run(100);
+    const error = await bed.settle(a.map.put("x", text("alone"))).catch((e: unknown) => e);
+    expect(isBlazeError(error, "NO_QUORUM")).toBe(true);
+    expect((error as Error).message).toMatch(/1 of the 2 members/);
+    const b = await bed.spawn({ state: { minimumMembers: 2 } });
+    await bed.settle(b.join());
+    await bed.settle(a.map.put("x", text("two")));
+    expect(str(b.map.get("x"))).toBe("two");
+  });
+
   it("without quorum, a partition's sides both write and the larger history wins when they merge", async () => {
     const [a, b, c] = await cluster(3, 13);
     const master = [a, b, c].find((x) => x.isMaster())!;

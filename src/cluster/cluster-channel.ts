@@ -152,6 +152,7 @@ export class ClusterChannel extends GroupChannel {
       },
       {
         quorum: this.#state.quorum,
+        minimumMembers: this.#state.minimumMembers,
         logLimit: this.#state.logLimit,
         snapshotChunkEntries: this.#state.snapshotChunkEntries,
         retryDelayMs: this.#state.retryDelayMs,

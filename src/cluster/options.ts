@@ -9,6 +9,7 @@ const msOrZero = z.number().int().min(0);
 export const stateOptionsSchema = z.strictObject({
   group: z.string().min(1).max(255).optional(),
   quorum: z.boolean().default(false),
+  minimumMembers: z.number().int().min(1).default(1),
   requestTimeoutMs: ms.default(10_000),
   timeToLiveMs: msOrZero.default(0),
   removeOnExit: z.boolean().default(false),
@@ -27,6 +28,7 @@ export const stateOptionsSchema = z.strictObject({
  * | --- | --- | --- | --- |
  * | `group` | name | the first of `groups` | the group whose members share the map; its coordinator orders the writes |
  * | `quorum` | boolean | `false` | refuse writes and lock grants (`NO_QUORUM`) on a side of a partition without a majority of the last agreed view |
+ * | `minimumMembers` | members | `1` | refuse writes and lock grants (`NO_QUORUM`) while the view has fewer members (ActiveBlaze's `minimumGroupSize`); with `quorum`, set it to a majority of the intended cluster size so that two groups formed apart (a partition at first start) cannot both take writes |
  * | `requestTimeoutMs` | ms | `10000` | default time a write waits to be applied everywhere, else `TIMEOUT` |
  * | `timeToLiveMs` | ms | `0` = forever | default time to live of an entry, counted on the coordinator's monotonic clock |
  * | `removeOnExit` | boolean | `false` | default: remove an entry when its owner (last writer) leaves the group |

@@ -80,6 +80,8 @@ export interface StateEngineHost {
 export interface StateEngineOptions {
   /** Quorum mode: refuse writes and grants without a majority of the last agreed view. */
   readonly quorum: boolean;
+  /** Refuse writes and grants while the view has fewer members than this. */
+  readonly minimumMembers: number;
   /** Updates kept for replicas that fall behind (more: a snapshot). */
   readonly logLimit: number;
   /** Entries per snapshot chunk. */
@@ -671,7 +673,7 @@ export class StateEngine {
       });
       return;
     }
-    if (this.#options.quorum && !this.#quorate(view)) {
+    if (view.members.length < this.#options.minimumMembers || (this.#options.quorum && !this.#quorate(view))) {
       this.#role = "noQuorum";
       for (const { requester, request } of this.#queued.splice(0)) this.#refuseNoQuorum(requester, request);
       this.#host.wake();
@@ -820,8 +822,12 @@ export class StateEngine {
   }
 
   #refuseNoQuorum(requester: MemberInstance, request: StateRequest): void {
-    const agreed = this.replica.agreed.length;
-    this.#respond(requester, request, StateResult.NO_QUORUM, `no quorum: this side of the group holds no majority of the ${agreed} members that last agreed on the map`);
+    const members = this.#view?.members.length ?? 0;
+    const message =
+      members < this.#options.minimumMembers
+        ? `no quorum: the group has ${members} of the ${this.#options.minimumMembers} members it needs to take writes`
+        : `no quorum: this side of the group holds no majority of the ${this.replica.agreed.length} members that last agreed on the map`;
+    this.#respond(requester, request, StateResult.NO_QUORUM, message);
   }
 
   #handle(requester: MemberInstance, request: StateRequest): void {
