@@ -47,9 +47,11 @@ function runMember(runtime: Runtime, config: TotemMemberConfig): Promise<Outcome
   });
 }
 
-async function runRing(runtimes: readonly Runtime[], messages: number): Promise<Outcome[]> {
+async function runRing(runtimes: readonly Runtime[], messages: number, crash: { victim: number; crashAfter: number } | {} = {}): Promise<Outcome[]> {
   const network = freshNetwork("udp-totem");
-  return Promise.all(runtimes.map((runtime, index) => runMember(runtime, { ...network, index, members: runtimes.length, messages, timeoutMs: MEMBER_TIMEOUT_MS })));
+  return Promise.all(
+    runtimes.map((runtime, index) => runMember(runtime, { ...network, index, members: runtimes.length, messages, timeoutMs: MEMBER_TIMEOUT_MS, ...crash })),
+  );
 }
 
 function expectOneOrder(outcomes: readonly Outcome[], messages: number): void {
@@ -73,6 +75,32 @@ describe("Totem total order over real UDP", () => {
     "three Node processes each broadcast 3,000 messages; everyone delivers all 9,000 in one order",
     async () => {
       expectOneOrder(await runRing(["node", "node", "node"], 3_000), 3_000);
+    },
+    TEST_TIMEOUT_MS,
+  );
+
+  it(
+    "a member killed while it sends: the other two form a new ring and deliver the same messages in one order",
+    async () => {
+      const outcomes = await runRing(["node", "node", "node"], 3_000, { victim: 2, crashAfter: 1_000 });
+      expect(outcomes[2]!.code, outcomes[2]!.output).not.toBe(0);
+      const survivors = outcomes.slice(0, 2);
+      for (const outcome of survivors) {
+        const result = outcome.result;
+        expect(result, outcome.output).toBeDefined();
+        expect({ complete: result!.complete, ordered: result!.ordered, corrupt: result!.corrupt, mine: result!.received[String(result!.index)] }, outcome.output).toEqual({
+          complete: true,
+          ordered: true,
+          corrupt: 0,
+          mine: 3_000,
+        });
+        // The ring was formed again without the victim.
+        expect(result!.stats["ringsInstalled"], outcome.output).toBeGreaterThanOrEqual(2);
+      }
+      // The same messages (the victim's as far as they got, the same ones at both) in the same order.
+      expect(survivors[0]!.result!.received).toEqual(survivors[1]!.result!.received);
+      expect(survivors[0]!.result!.orderDigest, survivors.map((o) => o.output).join("\n")).toBe(survivors[1]!.result!.orderDigest);
+      expect(survivors[0]!.result!.received["2"]).toBeGreaterThan(0);
     },
     TEST_TIMEOUT_MS,
   );

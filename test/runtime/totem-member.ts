@@ -19,6 +19,9 @@ export interface TotemMemberConfig {
   readonly group: string;
   readonly port: number;
   readonly timeoutMs: number;
+  /** The member that kills itself (SIGKILL) once it has broadcast `crashAfter` messages; the others carry on without it. */
+  readonly victim?: number;
+  readonly crashAfter?: number;
 }
 
 export interface TotemMemberResult {
@@ -85,6 +88,8 @@ async function main(): Promise<void> {
   const received: Record<string, number> = {};
   const next = new Array<number>(config.members).fill(0);
   for (let i = 0; i < config.members; i++) received[i] = 0;
+  // What must arrive: every message of every member that stays up (a victim's, as many as made it).
+  const survivors = config.victim === undefined ? config.members : config.members - 1;
   let ordered = true;
   let corrupt = 0;
   // FNV-1a over the delivery order.
@@ -109,13 +114,13 @@ async function main(): Promise<void> {
     received[sender]++;
     if (counter !== next[sender]) ordered = false;
     next[sender] = counter + 1;
-    if (++total === config.members * config.messages) everything.resolve();
+    if (sender !== config.victim && ++total === survivors * config.messages) everything.resolve();
   });
   const allDone = signal();
   const doneFrom = new Set<number>();
   channel.addTopicListener(DONE, (message) => {
     doneFrom.add(new DataView(message.payload.buffer, message.payload.byteOffset).getUint32(0));
-    if (doneFrom.size === config.members) allDone.resolve();
+    if (doneFrom.size === survivors) allDone.resolve();
   });
 
   const report = (complete: boolean): number => {
@@ -150,6 +155,8 @@ async function main(): Promise<void> {
       for (let i = 0; i < BURST && sent < config.messages; i++) {
         const counter = sent++;
         last = channel.broadcast(DATA, buildPayload(config.index, counter), { safe: counter % 10 === 0 });
+        // Die without a goodbye while still sending: the token is lost and the others form the ring again.
+        if (config.index === config.victim && sent === config.crashAfter) setTimeout(() => process.kill(process.pid, "SIGKILL"), 20);
       }
       await last;
       await sleep(0);
