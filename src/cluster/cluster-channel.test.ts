@@ -325,6 +325,7 @@ describe("ClusterChannel", () => {
     const hc = await bed.settle(waitC);
     expect(order).toEqual(["b", "c"]);
     expect(hc.fencingToken).toBeGreaterThan(hb.fencingToken);
+    await expect(bed.settle(c.map.put("other", text("x"), { lock: hc }))).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
     await bed.settle(hc.release());
     await expect(bed.settle(c.map.put("q", text("stale"), { lock: hc }))).rejects.toMatchObject({ code: "STALE_TOKEN" });
     const timedOut = await bed.settle(b.map.lock("z")).then(() => bed.settle(c.map.lock("z", { timeoutMs: 100 })).catch((e: unknown) => e));

@@ -224,7 +224,7 @@ export class ReplicatedMap {
     const response = await this.#write(
       {
         case: "put",
-        value: { key: checkKey(key), ...encodeValue(value), ...this.#putFields(options) },
+        value: { key: checkKey(key), ...encodeValue(value), ...this.#putFields(options, [key]) },
       },
       options,
       `put("${key}")`,
@@ -249,7 +249,7 @@ export class ReplicatedMap {
     const response = await this.#write(
       {
         case: "remove",
-        value: { key: checkKey(key), ifVersion: optionalVersion(options.ifVersion), fencingToken: tokenOf(options) },
+        value: { key: checkKey(key), ifVersion: optionalVersion(options.ifVersion), fencingToken: tokenOf(options, [key]) },
       },
       options,
       `remove("${key}")`,
@@ -264,7 +264,7 @@ export class ReplicatedMap {
     options: Omit<PutOptions, "ifVersion"> & { readonly remove?: readonly string[] } = {},
   ): Promise<void> {
     const pairs = isIterable(entries) ? [...entries] : Object.entries(entries);
-    const fields = this.#putFields(options);
+    const fields = this.#putFields(options, [...pairs.map(([key]) => key), ...(options.remove ?? [])]);
     await this.#write(
       {
         case: "batch",
@@ -413,14 +413,14 @@ export class ReplicatedMap {
     }
   }
 
-  #putFields(options: PutOptions): { ttlMs: bigint; removeOnExit: boolean; ifVersion: bigint | undefined; fencingToken: bigint } {
+  #putFields(options: PutOptions, keys: readonly string[]): { ttlMs: bigint; removeOnExit: boolean; ifVersion: bigint | undefined; fencingToken: bigint } {
     const ttl = options.timeToLiveMs ?? this.#options.timeToLiveMs;
     checkDuration(ttl, "timeToLiveMs");
     return {
       ttlMs: BigInt(ttl),
       removeOnExit: options.removeOnExit ?? this.#options.removeOnExit,
       ifVersion: optionalVersion(options.ifVersion),
-      fencingToken: tokenOf(options),
+      fencingToken: tokenOf(options, keys),
     };
   }
 
@@ -475,8 +475,15 @@ function optionalVersion(version: number | undefined): bigint | undefined {
   return BigInt(version);
 }
 
-function tokenOf(options: WriteOptions): bigint {
-  return options.lock === undefined ? 0n : BigInt(options.lock.fencingToken);
+/** The fencing token a write carries; a handle guards writes of its own key only. */
+function tokenOf(options: WriteOptions, keys: readonly string[]): bigint {
+  const lock = options.lock;
+  if (lock === undefined) return 0n;
+  if (lock instanceof LockHandle) {
+    const other = keys.find((key) => key !== lock.key);
+    if (other !== undefined) throw new BlazeError("INVALID_ARGUMENT", `the lock on "${lock.key}" guards writes of "${lock.key}", not of "${other}"`, { path: ["lock"] });
+  }
+  return BigInt(lock.fencingToken);
 }
 
 function isIterable(value: unknown): value is Iterable<readonly [string, MapValue]> {
