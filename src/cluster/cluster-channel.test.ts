@@ -115,8 +115,11 @@ describe("ClusterChannel", () => {
     await bed.settle(Promise.all([a, b].map((x) => x.join())));
     await bed.settle(a.map.putAll(Array.from({ length: 1200 }, (_, i) => [`k${i}`, text(`v${i}`)] as const)));
     const c = await bed.spawn();
+    const ready: Array<{ epoch: number; size: number }> = [];
+    c.map.on("ready", (event) => ready.push(event));
     await bed.settle(c.join());
     expect(c.map.size).toBe(1200);
+    expect(ready).toEqual([{ epoch: c.stateStats.epoch, size: 1200 }]);
     expect(str(c.map.get("k777"))).toBe("v777");
   });
 

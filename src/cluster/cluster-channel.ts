@@ -149,6 +149,7 @@ export class ClusterChannel extends GroupChannel {
         send: (peer, frame) => this.#send(peer, inbox, frame),
         changed: (changes, resync) => this.map.emit(changes, resync, (error) => this.emitError(new BlazeError("LISTENER_ERROR", "a map listener threw", { cause: error }), "listener")),
         wake: () => this.#wake(),
+        synced: (epoch) => this.map.emitReady(epoch),
       },
       {
         quorum: this.#state.quorum,

@@ -55,6 +55,11 @@ export interface MapEvents {
   unlock: LockInfo & { readonly expired: boolean; readonly resync: boolean };
   /** A lease ran out: the lock was freed without its holder's release. */
   lockExpired: LockInfo;
+  /**
+   * The replica is complete and current ("state ready"): the coordinator of a new view brought it to
+   * its state (a snapshot or the updates it lacked), at the start of the term with this epoch.
+   */
+  ready: { readonly epoch: number; readonly size: number };
 }
 
 /** ActiveBlaze's map listener. */
@@ -377,6 +382,11 @@ export class ReplicatedMap {
     if (options.signal?.aborted) iterator.close();
     else options.signal?.addEventListener("abort", onAbort, { once: true });
     return iterator;
+  }
+
+  /** @internal The replica was brought up to date at the start of a term. */
+  emitReady(epoch: number): void {
+    this.#events.emit("ready", { epoch, size: this.size });
   }
 
   /** @internal The replica changed: tell the listeners, in the map's order. */

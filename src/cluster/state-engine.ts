@@ -75,6 +75,8 @@ export interface StateEngineHost {
   changed(changes: readonly ReplicaChange[], resync: boolean): void;
   /** Readiness, the coordinator role or the term changed: waiters re-check. */
   wake(): void;
+  /** The replica is complete and current: a coordinator brought it to its state at the start of term `epoch`. */
+  synced(epoch: number): void;
 }
 
 export interface StateEngineOptions {
@@ -524,6 +526,7 @@ export class StateEngine {
     this.#ready = true;
     this.#current = true;
     this.#sendAck();
+    this.#host.synced(epoch);
     this.#host.wake();
   }
 
@@ -703,6 +706,7 @@ export class StateEngine {
     this.#positions.clear();
     this.#rebuildDeadlines();
     this.#removeDeparted(view);
+    this.#host.synced(epoch);
     this.#host.wake();
     for (const { requester, request } of this.#queued.splice(0)) this.#handle(requester, request);
     this.#release();
