@@ -146,7 +146,8 @@ export class ClusterChannel extends GroupChannel {
         clock: context.clock,
         local: { id: this.id, incarnation: context.incarnation },
         group,
-        send: (peer, frame) => this.#send(peer, inbox, frame),
+        send: (peer, frame) => this.#send([peer], inbox, frame),
+        sendToAll: (peers, frame) => this.#send(peers, inbox, frame),
         changed: (changes, resync) => this.map.emit(changes, resync, (error) => this.emitError(new BlazeError("LISTENER_ERROR", "a map listener threw", { cause: error }), "listener")),
         wake: () => this.#wake(),
         synced: (epoch) => this.map.emitReady(epoch),
@@ -204,12 +205,14 @@ export class ClusterChannel extends GroupChannel {
     this.#wake();
   }
 
-  #send(peer: string, inbox: string, frame: StateFrame): void {
+  #send(peers: readonly string[], inbox: string, frame: StateFrame): void {
     const bytes = toBinary(FrameSchema, create(FrameSchema, { kind: frame }));
-    try {
-      this.send(peer, bytes, { inbox }).catch(() => undefined);
-    } catch {
-      // The member is gone: a view change follows, and whatever was pending is sent again then.
+    for (const peer of peers) {
+      try {
+        this.send(peer, bytes, { inbox }).catch(() => undefined);
+      } catch {
+        // The member is gone: a view change follows, and whatever was pending is sent again then.
+      }
     }
   }
 

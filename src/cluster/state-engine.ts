@@ -68,6 +68,8 @@ export interface StateEngineHost {
   readonly group: string;
   /** Sends a frame to a member reliably and in order (to the local member: delivered back, deferred). */
   send(peer: PeerKey, frame: StateFrame): void;
+  /** Sends one frame to several members (encoded once). */
+  sendToAll(peers: readonly PeerKey[], frame: StateFrame): void;
   /**
    * The replica changed, in the map's order; `resync`: the differences a snapshot made (a replica that
    * was behind, or on another side of a partition, was brought to the coordinator's state).
@@ -1008,7 +1010,9 @@ export class StateEngine {
     });
     const applied = this.replica.apply(update, now);
     this.stats.updatesApplied++;
-    for (const member of view.members) if (member.id !== local.id) this.#host.send(member.id, { case: "stateUpdate", value: update });
+    const others: PeerKey[] = [];
+    for (const member of view.members) if (member.id !== local.id) others.push(member.id);
+    if (others.length > 0) this.#host.sendToAll(others, { case: "stateUpdate", value: update });
     for (const change of applied) this.#track(change);
     if (applied.length > 0) this.#host.changed(applied, false);
     if (requester !== undefined && request !== undefined && requestId !== 0) {
