@@ -1986,6 +1986,13 @@ const TOTEM: AreaTable = {
         result: "valid",
       },
       {
+        name: "totem/join/announce",
+        comment: "An operational ring's representative announcing its ring, so that another ring merges with it.",
+        flags: [],
+        init: env({ case: "totemJoin", value: { ring: RING, procSet: [REF_A, REF_B], highestRingSeq: 12n, announce: true } }),
+        result: "valid",
+      },
+      {
         name: "totem/join/typical",
         comment: "A join message with a failed member.",
         flags: [],

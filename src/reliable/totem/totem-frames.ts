@@ -53,6 +53,8 @@ export interface Join {
   readonly members: readonly PeerKey[];
   readonly failed: readonly PeerKey[];
   readonly highestRingSeq: number;
+  /** An operational ring's representative saying the ring runs (see TotemJoin.announce). */
+  readonly announce: boolean;
 }
 
 export interface MemberState {
@@ -165,6 +167,7 @@ export function encodeJoin(join: Join, incarnations: ReadonlyMap<PeerKey, number
       procSet: join.members.map(ref),
       failSet: join.failed.map(ref),
       highestRingSeq: BigInt(join.highestRingSeq),
+      announce: join.announce,
     }),
   });
 }
@@ -189,7 +192,8 @@ export function decodeJoin(frame: Frame): Join | undefined {
     failed.push(key);
   }
   members.sort();
-  return { ring, members, failed, highestRingSeq };
+  if (wire.announce && ring === undefined) return undefined;
+  return { ring, members, failed, highestRingSeq, announce: wire.announce };
 }
 
 export function encodeCommit(commit: Commit): Uint8Array {

@@ -236,6 +236,7 @@ describe("Totem options", () => {
 
 describe("Totem channels", () => {
   async function members(count: number, seed: number, extra: Partial<ChannelOptions> = {}) {
+    // Hosts h0, h1, …: the partition test names them.
     const net = new SimulatedNetwork({ seed, defaultLink: { delayMs: { min: 0.05, max: 0.3 } } });
     const channels: Channel[] = [];
     for (let i = 0; i < count; i++) {
@@ -288,6 +289,31 @@ describe("Totem channels", () => {
     channels.forEach((c, i) => c.addTopicListener("t", (m) => log[i]!.push(m.text())));
     await channels[2]!.broadcast("t", new TextEncoder().encode("back"));
     net.clock.runUntil(() => log.every((l) => l.length === 1), { maxMs: 10_000 });
+    for (const channel of channels) await channel.shutDown();
+  });
+
+  it("runs one ring per side of a partition and merges them into one when it heals", async () => {
+    const { net, channels } = await members(4, 8);
+    const ring = (c: Channel) => (c.stats.protocol as TotemStats).ring;
+    const logs = channels.map(() => [] as string[]);
+    channels.forEach((c, i) => c.addTopicListener("t", (m) => logs[i]!.push(m.text())));
+    net.partition(["h0", "h1"], ["h2", "h3"]);
+    net.clock.runUntil(() => channels.every((c) => ring(c).members.length === 2 && ring(c).state === "operational"), { maxMs: 30_000 });
+    expect(ring(channels[0]!).members).toEqual(ring(channels[1]!).members);
+    expect(ring(channels[2]!).members).toEqual(ring(channels[3]!).members);
+    for (let k = 0; k < 10; k++) channels.forEach((c, i) => void c.broadcast("t", new TextEncoder().encode(`split-${i}-${k}`)));
+    net.clock.runUntil(() => logs.every((log) => log.length === 20), { maxMs: 30_000 });
+    // Each side delivers its own side's messages, in one order on that side.
+    expect(logs[1]).toEqual(logs[0]);
+    expect(logs[3]).toEqual(logs[2]);
+    expect(logs[0]!.every((text) => /^split-[01]-/.test(text))).toBe(true);
+    expect(logs[2]!.every((text) => /^split-[23]-/.test(text))).toBe(true);
+    net.heal();
+    net.clock.runUntil(() => channels.every((c) => ring(c).members.length === 4 && ring(c).state === "operational"), { maxMs: 30_000 });
+    for (let k = 0; k < 10; k++) channels.forEach((c, i) => void c.broadcast("t", new TextEncoder().encode(`merged-${i}-${k}`)));
+    net.clock.runUntil(() => logs.every((log) => log.length === 60), { maxMs: 30_000 });
+    const merged = logs.map((log) => log.slice(20));
+    for (const log of merged) expect(log).toEqual(merged[0]);
     for (const channel of channels) await channel.shutDown();
   });
 

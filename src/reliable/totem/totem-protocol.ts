@@ -147,6 +147,7 @@ export class TotemProtocol implements ReliabilityProtocol {
   readonly #joins = new Map<PeerKey, JoinSeen>();
   #gatherStart = 0;
   #joinTimer: TimerHandle | undefined;
+  #announceTimer: TimerHandle | undefined;
   #commitRing: RingId | undefined;
   #commitMembers = "";
   /** The installed ring is frozen once this member reported its state on it in a commit. */
@@ -322,6 +323,8 @@ export class TotemProtocol implements ReliabilityProtocol {
     this.#cancelTokenTimers();
     this.#joinTimer?.cancel();
     this.#joinTimer = undefined;
+    this.#announceTimer?.cancel();
+    this.#announceTimer = undefined;
     this.#queue = [];
     this.#queueHead = 0;
     this.#queuedBytes = 0;
@@ -348,6 +351,8 @@ export class TotemProtocol implements ReliabilityProtocol {
       }
     }
     this.#cancelTokenTimers();
+    this.#announceTimer?.cancel();
+    this.#announceTimer = undefined;
     this.#state = "gather";
     // A ring that did not finish recovery is abandoned; the installed ring is the member's old ring.
     this.#current = this.#installed;
@@ -389,11 +394,34 @@ export class TotemProtocol implements ReliabilityProtocol {
       members: this.#candidates(),
       failed: [...this.#failed].sort(),
       highestRingSeq: this.#highestRingSeq,
+      announce: false,
     };
     this.#host.multicastFrame(encodeJoin(join, this.#peers));
   }
 
+  // Rings that cannot hear each other run side by side; once they can, the announcement of one makes
+  // the members of the other form a ring of all (an idle ring sends nothing else they would hear).
+  #scheduleAnnounce(): void {
+    this.#announceTimer?.cancel();
+    this.#announceTimer = this.#host.clock.setTimer(this.#options.tokenTimeoutMs, () => {
+      this.#announceTimer = undefined;
+      const ring = this.#installed;
+      if (this.#closed || this.#state !== "operational" || ring === undefined || ring.members[0] !== this.#local) return;
+      const join: Join = { ring: ring.id, members: ring.members, failed: [], highestRingSeq: this.#highestRingSeq, announce: true };
+      this.#host.multicastFrame(encodeJoin(join, this.#peers));
+      this.#scheduleAnnounce();
+    });
+  }
+
   #onJoin(peer: PeerKey, join: Join): void {
+    if (join.announce) {
+      // Another ring runs within hearing: merge with it (its members heard, so no longer failed).
+      if (this.#current?.has(peer) === true && sameRing(join.ring, this.#current.id)) return;
+      for (const member of join.members) this.#failed.delete(member);
+      if (this.#state === "gather") this.#sendJoin();
+      else this.#enterGather();
+      return;
+    }
     if (this.#failed.delete(peer) && this.#state === "gather") this.#sendJoin();
     const key = join.members.join(",");
     this.#joins.set(peer, { key, highestRingSeq: join.highestRingSeq, at: this.#host.clock.now() });
@@ -592,6 +620,7 @@ export class TotemProtocol implements ReliabilityProtocol {
     this.#carrierIndex = 0;
     this.#state = "operational";
     this.#stats.ringsInstalled++;
+    if (ring.members[0] === this.#local) this.#scheduleAnnounce();
   }
 
   // ---- the token -------------------------------------------------------------------------------------
