@@ -15,7 +15,7 @@ export const DEFAULT_TOTEM_OPTIONS = {
   maxBytesPerVisit: 4 * 1024 * 1024,
   maxRetransmitRequests: 1_024,
   queueMessages: 65_536,
-  queueBytes: 8 * 1024 * 1024,
+  queueBytes: 2 * 1024 * 1024,
   delivery: "agreed" as "agreed" | "safe",
 } as const;
 
@@ -33,7 +33,7 @@ export const DEFAULT_TOTEM_OPTIONS = {
  * | `maxMessagesPerVisit` | messages | 4096 | most new messages one member sends per token visit |
  * | `maxBytesPerVisit` | bytes | 4 MiB | most payload bytes one member sends per token visit |
  * | `maxRetransmitRequests` | messages | 1024 | most missing messages the token asks for at once |
- * | `queueMessages`, `queueBytes` | messages, bytes | 65536, 8 MiB | most messages waiting for the token; a fuller queue holds `broadcast` back |
+ * | `queueMessages`, `queueBytes` | messages, bytes | 65536, 2 MiB | most messages waiting for the token; a fuller queue holds `broadcast` back |
  * | `delivery` | | `"agreed"` | `"agreed"`: delivered in the total order as soon as every earlier message is; `"safe"`: also only once every ring member has it. A broadcast's `safe` option overrides it per message |
  */
 export const totemOptionsSchema = z

@@ -228,7 +228,7 @@ describe("Totem options", () => {
       maxBytesPerVisit: 4 * 1024 * 1024,
       maxRetransmitRequests: 1_024,
       queueMessages: 65_536,
-      queueBytes: 8 * 1024 * 1024,
+      queueBytes: 2 * 1024 * 1024,
       delivery: "agreed",
     });
   });
