@@ -469,7 +469,39 @@ export class StateEngine {
     const changes = this.replica.apply(update, this.#host.clock.now());
     this.stats.updatesApplied++;
     if (changes.length > 0) this.#host.changed(changes, false);
-    if (this.#role !== "pulling") this.#scheduleAck();
+    if (this.#role !== "pulling") {
+      this.#scheduleAck();
+      this.#completeOwn(update);
+    }
+  }
+
+  /**
+   * Our own lock operation came back applied from the coordinator: it is on the coordinator and on this
+   * member. When that is a majority of the view (two or three members), it is done — no need to wait
+   * for the coordinator's answer, which only says the same later.
+   */
+  #completeOwn(update: StateUpdate): void {
+    const requester = update.requester;
+    if (requester === undefined || update.requestId === 0n) return;
+    const local = this.#host.local;
+    if (keyOf(requester.id) !== local.id || Number(requester.incarnation) !== local.incarnation) return;
+    const pending = this.#pending.get(Number(update.requestId));
+    const view = this.#view;
+    if (pending === undefined || view === undefined || !isLockOp(pending.request) || majority(view.members.length) > 2) return;
+    const record = this.replica.appliedRequest(local, pending.id);
+    if (record === undefined) return;
+    this.#finish(
+      pending,
+      undefined,
+      create(StateResponseSchema, {
+        requestId: update.requestId,
+        result: StateResult.OK,
+        epoch: update.epoch,
+        index: update.index,
+        fencingToken: BigInt(record.token),
+        coordinator: memberRef(view.coordinator),
+      }),
+    );
   }
 
   #onSnapshot(peer: PeerKey, snapshot: StateSnapshot): void {
@@ -1100,13 +1132,16 @@ export class StateEngine {
 
   #release(): void {
     if (this.#role !== "serving" || this.#awaiting.length === 0) return;
-    let floor = Number.POSITIVE_INFINITY;
-    for (const acked of this.#acked.values()) if (acked < floor) floor = acked;
-    if (floor === Number.POSITIVE_INFINITY) floor = this.replica.position.index;
+    // Map writes are answered once every member has them (any member then reads them); lock operations
+    // once a majority of the view has them (with us), which is what a new coordinator needs to keep them.
+    const acked = [...this.#acked.values()].sort((a, b) => b - a);
+    const floor = acked.length === 0 ? this.replica.position.index : acked[acked.length - 1]!;
+    const othersNeeded = majority(acked.length + 1) - 1;
+    const majorityFloor = othersNeeded === 0 ? this.replica.position.index : acked[othersNeeded - 1]!;
     let kept = 0;
     const due: Array<{ readonly index: number; readonly requester: MemberInstance; readonly request: StateRequest }> = [];
     for (const waiting of this.#awaiting) {
-      if (waiting.index <= floor) due.push(waiting);
+      if (waiting.index <= (isLockOp(waiting.request) ? majorityFloor : floor)) due.push(waiting);
       else this.#awaiting[kept++] = waiting;
     }
     this.#awaiting.length = kept;
@@ -1219,6 +1254,17 @@ export class StateEngine {
     for (const key of freed) this.#grantNext(key, now);
     this.#armDeadline();
   }
+}
+
+/** The smallest majority of `n` members. */
+function majority(n: number): number {
+  return Math.floor(n / 2) + 1;
+}
+
+/** Lock operations need a majority to survive a coordinator's crash; map writes are answered once everyone has them. */
+function isLockOp(request: StateRequest): boolean {
+  const kind = request.op.case;
+  return kind === "lock" || kind === "unlock" || kind === "renewLease";
 }
 
 function positionOf(ack: StateAck): Position {
