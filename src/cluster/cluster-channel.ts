@@ -8,7 +8,7 @@ import type { Member, View } from "../group/view.ts";
 import type { Clock } from "../transport/clock.ts";
 import { type ClusterChannelOptions, resolveClusterOptions, type ResolvedStateOptions } from "./options.ts";
 import { ReplicatedMap } from "./replicated-map.ts";
-import { StateEngine as Engine, type StateFrame, type StateStats } from "./state-engine.ts";
+import { emptyStateStats, StateEngine as Engine, type StateFrame, type StateStats } from "./state-engine.ts";
 
 /** ActiveBlaze's coordinator listener. */
 export type MasterChangedListener = (master: Member) => void;
@@ -224,24 +224,6 @@ export class ClusterChannel extends GroupChannel {
   #wake(): void {
     for (const wake of [...this.#waiters]) wake();
   }
-}
-
-function emptyStateStats(): StateStats {
-  return {
-    requestsSent: 0,
-    requestsRetried: 0,
-    requestsApplied: 0,
-    requestsDeduplicated: 0,
-    updatesApplied: 0,
-    snapshotsSent: 0,
-    snapshotsInstalled: 0,
-    suffixesSent: 0,
-    pulls: 0,
-    staleRefused: 0,
-    outOfOrder: 0,
-    malformed: 0,
-    terms: 0,
-  };
 }
 
 function unstartedClock(): Clock {

@@ -182,21 +182,7 @@ export function responseError(response: StateResponse): BlazeError {
  */
 export class StateEngine {
   readonly replica: Replica;
-  readonly stats: StateStats = {
-    requestsSent: 0,
-    requestsRetried: 0,
-    requestsApplied: 0,
-    requestsDeduplicated: 0,
-    updatesApplied: 0,
-    snapshotsSent: 0,
-    snapshotsInstalled: 0,
-    suffixesSent: 0,
-    pulls: 0,
-    staleRefused: 0,
-    outOfOrder: 0,
-    malformed: 0,
-    terms: 0,
-  };
+  readonly stats: StateStats = emptyStateStats();
   readonly #host: StateEngineHost;
   readonly #options: StateEngineOptions;
   #view: StateView | undefined;
@@ -1254,6 +1240,24 @@ export class StateEngine {
     for (const key of freed) this.#grantNext(key, now);
     this.#armDeadline();
   }
+}
+
+export function emptyStateStats(): StateStats {
+  return {
+    requestsSent: 0,
+    requestsRetried: 0,
+    requestsApplied: 0,
+    requestsDeduplicated: 0,
+    updatesApplied: 0,
+    snapshotsSent: 0,
+    snapshotsInstalled: 0,
+    suffixesSent: 0,
+    pulls: 0,
+    staleRefused: 0,
+    outOfOrder: 0,
+    malformed: 0,
+    terms: 0,
+  };
 }
 
 /** The smallest majority of `n` members. */
