@@ -46,7 +46,7 @@ export const totemOptionsSchema = z
     windowMessages: count.default(DEFAULT_TOTEM_OPTIONS.windowMessages),
     maxMessagesPerVisit: count.default(DEFAULT_TOTEM_OPTIONS.maxMessagesPerVisit),
     maxBytesPerVisit: z.number().int().min(1_024).default(DEFAULT_TOTEM_OPTIONS.maxBytesPerVisit),
-    maxRetransmitRequests: count.default(DEFAULT_TOTEM_OPTIONS.maxRetransmitRequests),
+    maxRetransmitRequests: z.number().int().positive().max(65_536).default(DEFAULT_TOTEM_OPTIONS.maxRetransmitRequests),
     queueMessages: count.default(DEFAULT_TOTEM_OPTIONS.queueMessages),
     queueBytes: z.number().int().min(1_024).default(DEFAULT_TOTEM_OPTIONS.queueBytes),
     delivery: z.enum(["agreed", "safe"]).default(DEFAULT_TOTEM_OPTIONS.delivery),

@@ -30,6 +30,8 @@ export { TotemPhase };
 
 /** Most retransmission ranges a token may carry. */
 export const MAX_TOKEN_RANGES = 1_024;
+/** Most sequence numbers a token may ask to be sent again (the retransmission option's ceiling). */
+export const MAX_TOKEN_REQUESTS = 65_536;
 /** Most members a ring may have. */
 export const MAX_RING_MEMBERS = 1_024;
 
@@ -137,10 +139,15 @@ export function decodeToken(frame: Frame, local: PeerKey): Token | undefined {
   const aruId = wire.aruId.length === 0 ? "" : memberKey(wire.aruId);
   if (aruId === undefined || wire.retransmit.length > MAX_TOKEN_RANGES) return undefined;
   const retransmit: Array<[number, number]> = [];
+  let requested = 0;
   for (const range of wire.retransmit) {
     const first = safe(range.first);
     const last = safe(range.last);
     if (first === undefined || last === undefined || first === 0 || first > last || last > seq) return undefined;
+    // Ascending and disjoint, and no more than a token may ask for: a holder walks every number.
+    const previous = retransmit[retransmit.length - 1];
+    requested += last - first + 1;
+    if ((previous !== undefined && first <= previous[1]) || requested > MAX_TOKEN_REQUESTS) return undefined;
     retransmit.push([first, last]);
   }
   if (wire.phase !== TotemPhase.UNSPECIFIED && wire.phase !== TotemPhase.INSTALL && wire.phase !== TotemPhase.OPERATIONAL) return undefined;

@@ -153,6 +153,17 @@ describe("TotemProtocol alone", () => {
       create(FrameSchema, {
         kind: { case: "totemToken", value: { ring: { representativeId: new Uint8Array(16), ringSeq: 1n }, seq: 9n, retransmit: [{ first: 5n, last: 4n }] } },
       }),
+      // Retransmission requests too many to walk.
+      create(FrameSchema, {
+        kind: { case: "totemToken", value: { ring: { representativeId: new Uint8Array(16), ringSeq: 1n }, seq: 2n ** 40n, retransmit: [{ first: 1n, last: 2n ** 40n }] } },
+      }),
+      // Overlapping retransmission ranges.
+      create(FrameSchema, {
+        kind: {
+          case: "totemToken",
+          value: { ring: { representativeId: new Uint8Array(16), ringSeq: 1n }, seq: 9n, retransmit: [{ first: 2n, last: 5n }, { first: 4n, last: 6n }] },
+        },
+      }),
       // A relay without its message.
       create(FrameSchema, { kind: { case: "totemRelay", value: { origin: { id: new Uint8Array(16) }, ring: { representativeId: new Uint8Array(16), ringSeq: 1n } } } }),
       // A commit naming one member twice.
