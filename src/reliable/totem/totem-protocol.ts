@@ -240,7 +240,7 @@ export class TotemProtocol implements ReliabilityProtocol {
     return copy;
   }
 
-  onData(peer: PeerKey, _incarnation: number, data: DataFields): void {
+  onData(peer: PeerKey, incarnation: number, data: DataFields): void {
     if (this.#closed) return;
     this.#heard.set(peer, this.#host.clock.now());
     if (data.globalSeq === 0 || data.ringSeq === 0) {
@@ -252,7 +252,7 @@ export class TotemProtocol implements ReliabilityProtocol {
       this.#onForeign(peer, data.ringSeq);
       return;
     }
-    this.#accept(ring, data.globalSeq, { origin: peer, originIncarnation: _incarnation, data, carrier: undefined });
+    this.#accept(ring, data.globalSeq, { origin: peer, originIncarnation: incarnation, data, carrier: undefined });
   }
 
   onControl(peer: PeerKey, _incarnation: number, frame: Frame): void {
