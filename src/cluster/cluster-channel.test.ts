@@ -350,6 +350,24 @@ describe("ClusterChannel", () => {
     expect(isBlazeError(error, "TIMEOUT")).toBe(true);
   });
 
+  it("a member that restarts (same id, next incarnation) writes as its new run; its old run's entries go", async () => {
+    const [a, b] = await cluster(2, 21);
+    const member = [a, b].find((x) => !x.isMaster())!;
+    const other = [a, b].find((x) => x !== member)!;
+    await bed.settle(member.map.put("old-run", text("1"), { removeOnExit: true }));
+    const firstRun = member.incarnation;
+    await bed.settle(member.stop());
+    await bed.settle(member.start());
+    expect(member.incarnation).toBeGreaterThan(firstRun);
+    await bed.settle(member.join());
+    await bed.settle(member.map.put("new-run", text("2"), { removeOnExit: true }));
+    await bed.run(500);
+    for (const x of [member, other]) {
+      expect(x.map.has("old-run")).toBe(false);
+      expect(x.map.getEntry("new-run")?.owner).toEqual({ id: member.id, incarnation: member.incarnation });
+    }
+  });
+
   it("rejects invalid state options naming the field", () => {
     bed = new Bed(19);
     expect(() => new ClusterChannel({ state: { quorum: "yes" as unknown as boolean } })).toThrow(/"state\.quorum"/);

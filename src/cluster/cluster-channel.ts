@@ -168,7 +168,8 @@ export class ClusterChannel extends GroupChannel {
         this.#malformed++;
         return;
       }
-      this.#engine?.onFrame(message.senderId, frame);
+      const incarnation = message.senderId === this.id ? context.incarnation : context.endpoint.peers.get(message.senderId)?.incarnation;
+      this.#engine?.onFrame(message.senderId, frame, incarnation);
     });
   }
 

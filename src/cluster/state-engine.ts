@@ -272,12 +272,15 @@ export class StateEngine {
     if (coordinatorChanged) for (const pending of this.#pending.values()) this.#dispatch(pending, true);
   }
 
-  /** A state frame arrived from `peer` (or from ourselves). */
-  onFrame(peer: PeerKey, frame: StateFrame): void {
+  /**
+   * A state frame arrived from `peer` (or from ourselves), running as `incarnation` (undefined when not
+   * known: it is then taken to be the one in our view).
+   */
+  onFrame(peer: PeerKey, frame: StateFrame, incarnation?: number): void {
     if (this.#closed) return;
     switch (frame.case) {
       case "stateRequest":
-        return this.#onRequest(peer, frame.value);
+        return this.#onRequest(peer, frame.value, incarnation);
       case "stateResponse":
         return this.#onResponse(peer, frame.value);
       case "stateUpdate":
@@ -808,7 +811,7 @@ export class StateEngine {
 
   // --- coordinator: requests ---
 
-  #onRequest(peer: PeerKey, request: StateRequest): void {
+  #onRequest(peer: PeerKey, request: StateRequest, incarnation: number | undefined): void {
     const requester = this.#instance(peer);
     if (request.op.case === "pull") {
       // Our view's coordinator takes over and we are further along: send what it lacks.
@@ -822,8 +825,10 @@ export class StateEngine {
       this.#bringUp(peer, position, this.replica.agreed, this.replica.position);
       return;
     }
-    if (requester === undefined) {
-      this.#respondTo({ id: peer, incarnation: 0 }, Number(request.requestId), StateResult.NOT_COORDINATOR, "not a member of this view");
+    if (requester === undefined || (incarnation !== undefined && incarnation !== requester.incarnation)) {
+      // Not (yet) in our view, or restarted and our view still has its previous run: its requests, its
+      // entries and its locks must not be taken for the other run's. It asks again shortly.
+      this.#respondTo({ id: peer, incarnation: incarnation ?? 0 }, Number(request.requestId), StateResult.NOT_COORDINATOR, "not a member of this view");
       return;
     }
     switch (this.#role) {
