@@ -19,11 +19,29 @@
  * `--only` runs some measurements and writes no JSON. Members run on the built package (dist/, from
  * `npm run build`), as users run it; CLUSTER_BENCH_FROM=src runs them on the sources through tsx instead.
  */
-import { type ChildProcess, fork } from "node:child_process";
-import { writeFileSync } from "node:fs";
-import { cpus, loadavg } from "node:os";
-import { join } from "node:path";
+import { cpus } from "node:os";
 import { parseArgs } from "node:util";
+import {
+  absoluteNow,
+  Child as ForkedChild,
+  describe,
+  exitAll,
+  failures,
+  finishRun,
+  freshNetwork,
+  type LatencySummary,
+  loadLibrary,
+  machine,
+  median,
+  type Network,
+  serve,
+  sleep,
+  startRun,
+  summarize,
+  timed,
+  whenReady,
+  writeResults,
+} from "./lib.ts";
 
 /** JGroups 2.12 on this machine: ReplicatedHashMap acknowledged puts/s, and lock + unlock pairs/s. */
 const JGROUPS = { putsPerSecond: 2_700, lockPairsPerSecond: 2_900 } as const;
@@ -34,23 +52,10 @@ const KEY_RANGE = 10_000;
 
 // --- what the parent and its children say to each other (over Node's IPC channel) ---
 
-interface Network {
-  readonly cluster: string;
-  readonly group: string;
-  readonly port: number;
-}
-
 interface Timing {
   readonly heartbeatIntervalMs?: number;
   readonly failureTimeoutMs?: number;
   readonly verifyTimeoutMs?: number;
-}
-
-interface LatencySummary {
-  readonly count: number;
-  readonly p50Ms: number;
-  readonly p99Ms: number;
-  readonly maxMs: number;
 }
 
 interface Rate {
@@ -84,39 +89,16 @@ type FromChild =
   | { readonly type: "streamed"; readonly acked: number; readonly failed: number; readonly firstError?: string }
   | { readonly type: "failed"; readonly error: string };
 
-const absoluteNow = () => performance.timeOrigin + performance.now();
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-const describe = (error: unknown) => (error instanceof Error ? error.message : String(error));
-
-function summarize(samples: readonly number[]): LatencySummary {
-  const sorted = Float64Array.from(samples).sort();
-  const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
-  return { count: sorted.length, p50Ms: at(0.5), p99Ms: at(0.99), maxMs: sorted[sorted.length - 1]! };
-}
-
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted.length % 2 === 1 ? sorted[(sorted.length - 1) / 2]! : (sorted[sorted.length / 2 - 1]! + sorted[sorted.length / 2]!) / 2;
-}
-
 // --- the children ---
 
 type Library = typeof import("../src/cluster/cluster-channel.ts") & typeof import("../src/adapters/node.ts");
 
-/** The built package (`npm run build` first), or with CLUSTER_BENCH_FROM=src the sources through tsx. */
-async function loadLibrary(): Promise<Library> {
-  if (process.env.CLUSTER_BENCH_FROM !== "src") {
-    // Paths in variables: the type checker must not require dist/ to exist.
-    const index = "../dist/index.js";
-    const adapter = "../dist/adapters/node.js";
-    return { ...((await import(index)) as Library), ...((await import(adapter)) as Library) };
-  }
-  return { ...(await import("../src/cluster/cluster-channel.ts")), ...(await import("../src/adapters/node.ts")) };
-}
-
 /** A cluster member: joins when told, reports its views, writes, locks, fills or streams when told. */
 async function runMember(): Promise<void> {
-  const { ClusterChannel, createUdpTransport } = await loadLibrary();
+  const { ClusterChannel, createUdpTransport } = await loadLibrary<Library>(process.env.CLUSTER_BENCH_FROM === "src", async () => ({
+    ...(await import("../src/cluster/cluster-channel.ts")),
+    ...(await import("../src/adapters/node.ts")),
+  }));
   const send = (message: FromChild) => process.send!(message);
   let channel: InstanceType<typeof ClusterChannel> | undefined;
   let streaming = false;
@@ -155,7 +137,7 @@ async function runMember(): Promise<void> {
     };
   };
 
-  const handlers: Record<ToChild["type"], (message: never) => Promise<void> | void> = {
+  serve<ToChild>({
     join: async (message: Extract<ToChild, { type: "join" }>) => {
       const began = performance.now();
       let inView: number | undefined;
@@ -238,93 +220,15 @@ async function runMember(): Promise<void> {
       await channel?.shutDown().catch(() => undefined);
       process.exit(0);
     },
-  };
-  process.on("message", (message: ToChild) => {
-    Promise.resolve(handlers[message.type](message as never)).catch((error: unknown) => {
-      send({ type: "failed", error: error instanceof Error ? (error.stack ?? error.message) : String(error) });
-    });
   });
-  send({ type: "ready" });
 }
 
 // --- the parent ---
 
-class Child {
-  readonly process: ChildProcess;
-  readonly #queue: FromChild[] = [];
-  readonly #waiters = new Set<() => void>();
-  /** Every view it reported, in order. */
-  readonly views: Array<Extract<FromChild, { type: "view" }>> = [];
-  #failure: Error | undefined;
-  id = "";
-
-  constructor() {
-    // As this process runs (through tsx: its loader is in execArgv).
-    this.process = fork(import.meta.filename, ["--child"], { stdio: ["ignore", "inherit", "inherit", "ipc"], execArgv: process.execArgv });
-    children.add(this);
-    this.process.on("message", (message: FromChild) => {
-      if (message.type === "view") this.views.push(message);
-      else if (message.type === "failed") this.#failure = new Error(`a member failed: ${message.error}`);
-      else {
-        if (message.type === "joined") this.id = message.id;
-        this.#queue.push(message);
-      }
-      this.#wake();
-    });
-    this.process.on("exit", (code, signal) => {
-      children.delete(this);
-      this.#failure ??= new Error(`a child exited (${code ?? signal})`);
-      this.#wake();
-    });
-  }
-
-  post(message: ToChild): void {
-    if (this.process.connected) this.process.send(message);
-  }
-
-  next<T extends FromChild["type"]>(type: T, timeoutMs: number): Promise<Extract<FromChild, { type: T }>> {
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.#waiters.delete(check);
-        reject(new Error(`timed out waiting for "${type}" from a child`));
-      }, timeoutMs);
-      const check = () => {
-        const index = this.#queue.findIndex((m) => m.type === type);
-        if (index < 0 && this.#failure === undefined) return;
-        clearTimeout(timer);
-        this.#waiters.delete(check);
-        if (index >= 0) resolve(this.#queue.splice(index, 1)[0] as Extract<FromChild, { type: T }>);
-        else reject(this.#failure!);
-      };
-      this.#waiters.add(check);
-      check();
-    });
-  }
-
-  kill(): void {
-    this.process.kill("SIGKILL");
-  }
-
-  #wake(): void {
-    for (const waiter of [...this.#waiters]) waiter();
-  }
-}
-
-const children = new Set<Child>();
-
-function killAll(): void {
-  for (const child of children) child.kill();
-}
-
-function freshNetwork(): Network {
-  const r = (min: number, max: number) => min + Math.floor(Math.random() * (max - min + 1));
-  return { cluster: `bench-cluster-${Date.now().toString(36)}-${r(0, 1e9).toString(36)}`, group: `239.255.${r(1, 254)}.${r(1, 254)}`, port: r(20_000, 32_000) };
-}
+type Child = ForkedChild<ToChild, FromChild>;
 
 async function startMembers(count: number): Promise<Child[]> {
-  const started = Array.from({ length: count }, () => new Child());
-  await Promise.all(started.map((c) => c.next("ready", 60_000)));
-  return started;
+  return whenReady(Array.from({ length: count }, () => new ForkedChild<ToChild, FromChild>(import.meta.filename, ["--child"])));
 }
 
 /**
@@ -333,23 +237,17 @@ async function startMembers(count: number): Promise<Child[]> {
  */
 async function startCluster(weights: readonly number[], timing: Timing, prefix: string): Promise<{ members: Child[]; network: Network }> {
   const members = await startMembers(weights.length);
-  const network = freshNetwork();
+  const network = freshNetwork("bench-cluster");
   for (const [i, m] of members.entries()) {
     m.post({ type: "join", name: `${prefix}-${i}`, network, timing, weight: weights[i]! });
     await m.next("joined", 60_000);
   }
   const deadline = Date.now() + 30_000;
-  while (!members.every((m) => m.views.at(-1)?.ids.length === weights.length)) {
+  while (!members.every((m) => m.latestView?.ids.length === weights.length)) {
     if (Date.now() > deadline) throw new Error(`no ${weights.length}-member view within 30 s`);
     await sleep(10);
   }
   return { members, network };
-}
-
-async function exitAll(members: readonly Child[]): Promise<void> {
-  for (const m of members) m.post({ type: "exit" });
-  await sleep(300);
-  for (const m of members) m.kill();
 }
 
 // 1. Acknowledged puts/s, one writer of three members (the coordinator is another one).
@@ -516,28 +414,6 @@ async function measureJoin(entries: number, size: number, trials: number): Promi
   };
 }
 
-const failures: Record<string, string> = {};
-
-/** Runs one measurement within `limitMs`; a failure is reported (and recorded) and the others go on. */
-async function timed<T>(label: string, limitMs: number, run: () => Promise<T>): Promise<(T & { wallMs: number }) | undefined> {
-  const startedAt = Date.now();
-  let timer: NodeJS.Timeout | undefined;
-  const limit = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${label} took over ${limitMs / 1000} s`)), limitMs);
-  });
-  try {
-    const result = await Promise.race([run(), limit]);
-    return { ...result, wallMs: Date.now() - startedAt };
-  } catch (error) {
-    failures[label] = describe(error);
-    process.stderr.write(`${label} FAILED: ${failures[label]}\n`);
-    return undefined;
-  } finally {
-    clearTimeout(timer);
-    killAll();
-  }
-}
-
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -551,10 +427,7 @@ async function main(): Promise<void> {
   const seconds = Number(values.seconds);
   const only = values.only?.split(",");
   const want = (name: string) => only === undefined || only.includes(name);
-  const load = loadavg()[0]!;
-  const startedAt = Date.now();
-  process.on("exit", killAll);
-  for (const signal of ["SIGINT", "SIGTERM"] as const) process.on(signal, () => process.exit(130));
+  const { startedAt, load } = startRun();
 
   const puts = want("puts") ? await timed("puts", 30_000 + trials * seconds * 2_000 + 60_000, () => measurePuts(seconds, trials, 64)) : undefined;
   const locks = want("locks") ? await timed("locks", 30_000 + trials * seconds * 1_000 + 60_000, () => measureLocks(seconds, trials)) : undefined;
@@ -565,7 +438,7 @@ async function main(): Promise<void> {
   const summary = {
     benchmark: "cluster",
     date: new Date().toISOString(),
-    machine: { cpus: cpus().length, cpu: cpus()[0]?.model, node: process.version, loadAverageAtStart: load, loadAverageAtEnd: loadavg()[0] },
+    machine: machine(load),
     wallSeconds: (Date.now() - startedAt) / 1000,
     trials,
     reference: { jgroups: "2.12, same machine", ...JGROUPS },
@@ -575,7 +448,7 @@ async function main(): Promise<void> {
     join: joiner,
     failures,
   };
-  if (only === undefined) writeFileSync(join(import.meta.dirname, "results", "cluster.json"), `${JSON.stringify(summary, null, 2)}\n`);
+  if (only === undefined) writeResults("cluster", summary);
 
   const ms = (x: number) => `${x < 10 ? x.toFixed(2) : Math.round(x).toLocaleString("en-US")} ms`;
   const rate = (x: number) => Math.round(x).toLocaleString("en-US");
@@ -601,13 +474,7 @@ async function main(): Promise<void> {
   if (joiner !== undefined) {
     console.log(`| a joiner ready (join() resolved), ${joiner.full.trials[0]?.entries.toLocaleString("en-US")} entries of ${joiner.size} B | ${ms(joiner.full.medianJoinMs)} (${each(joiner.full.trials.map((t) => t.joinMs), ms)}); the map's transfer ${ms(joiner.full.medianStateMs)} | with an empty map: ${ms(joiner.empty.medianJoinMs)} (discovery and view) |`);
   }
-  for (const [label, error] of Object.entries(failures)) console.log(`| ${label} | FAILED | ${error.split("\n")[0]} |`);
-  const busiest = Math.max(load, loadavg()[0]!);
-  if (busiest > cpus().length) {
-    console.log(`\nNote: the machine was busy (load average up to ${busiest.toFixed(1)} on ${cpus().length} cores): rates are pessimistic and noisy.`);
-  }
-  console.log(`\nwall time ${summary.wallSeconds.toFixed(0)} s; load average at end ${loadavg()[0]!.toFixed(2)}${only === undefined ? "; JSON: bench/results/cluster.json" : " (partial run: no JSON written)"}`);
-  process.exit(Object.keys(failures).length === 0 ? 0 : 1);
+  finishRun({ load, wallSeconds: summary.wallSeconds, results: only === undefined ? "cluster" : undefined, busyNote: "rates are pessimistic and noisy." });
 }
 
 // --- entry ---

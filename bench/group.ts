@@ -17,19 +17,32 @@
  * of every forked process into <dir>. Members run on the built package (dist/, from `npm run build`), as
  * users run it; GROUP_BENCH_FROM=src runs them on the sources through tsx instead.
  */
-import { type ChildProcess, execFileSync, fork } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { createSocket } from "node:dgram";
-import { cpus, loadavg } from "node:os";
-import { join } from "node:path";
+import { cpus } from "node:os";
 import { parseArgs } from "node:util";
+import {
+  absoluteNow,
+  Child as ForkedChild,
+  exitAll as exitChildren,
+  failures,
+  finishRun,
+  freshNetwork,
+  type LatencySummary,
+  loadLibrary,
+  machine,
+  median,
+  type Network,
+  serve,
+  sleep,
+  startRun,
+  summarize,
+  timed,
+  whenReady,
+  writeResults,
+} from "./lib.ts";
 
 // --- what the parent and its children say to each other (over Node's IPC channel) ---
-
-interface Network {
-  readonly cluster: string;
-  readonly group: string;
-  readonly port: number;
-}
 
 /** Group options the benchmark sets (everything else is the default). */
 interface Timing {
@@ -37,15 +50,6 @@ interface Timing {
   readonly failureTimeoutMs?: number;
   readonly verifyTimeoutMs?: number;
   readonly discoveryTimeoutMs?: number;
-}
-
-interface LatencySummary {
-  readonly count: number;
-  readonly p50Ms: number;
-  readonly p90Ms: number;
-  readonly p99Ms: number;
-  readonly maxMs: number;
-  readonly meanMs: number;
 }
 
 type ToChild =
@@ -77,15 +81,6 @@ type FromChild =
   | { readonly type: "listening"; readonly port: number }
   | { readonly type: "failed"; readonly error: string };
 
-const absoluteNow = () => performance.timeOrigin + performance.now();
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-function summarize(samples: number[]): LatencySummary {
-  const sorted = Float64Array.from(samples).sort();
-  const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
-  return { count: sorted.length, p50Ms: at(0.5), p90Ms: at(0.9), p99Ms: at(0.99), maxMs: sorted[sorted.length - 1]!, meanMs: samples.reduce((a, b) => a + b, 0) / samples.length };
-}
-
 /** Counters that moved between two snapshots, per `per` (requests, messages). */
 function trafficDelta(before: Readonly<Record<string, unknown>>, after: Readonly<Record<string, unknown>>, per: number): Record<string, number> {
   const traffic: Record<string, number> = {};
@@ -105,25 +100,17 @@ function cpuMs(): number {
 
 type Library = typeof import("../src/group/group-channel.ts") & typeof import("../src/adapters/node.ts");
 
-/** The built package (`npm run build` first), or with GROUP_BENCH_FROM=src the sources through tsx. */
-async function loadLibrary(): Promise<Library> {
-  if (process.env.GROUP_BENCH_FROM !== "src") {
-    // Paths in variables: the type checker must not require dist/ to exist.
-    const index = "../dist/index.js";
-    const adapter = "../dist/adapters/node.js";
-    return { ...((await import(index)) as Library), ...((await import(adapter)) as Library) };
-  }
-  return { ...(await import("../src/group/group-channel.ts")), ...(await import("../src/adapters/node.ts")) };
-}
-
 /** A group member: joins when told, reports its views, answers requests on "echo", consumes or produces when told. */
 async function runMember(): Promise<void> {
-  const { GroupChannel, createUdpTransport } = await loadLibrary();
+  const { GroupChannel, createUdpTransport } = await loadLibrary<Library>(process.env.GROUP_BENCH_FROM === "src", async () => ({
+    ...(await import("../src/group/group-channel.ts")),
+    ...(await import("../src/adapters/node.ts")),
+  }));
   const send = (message: FromChild) => process.send!(message);
   let channel: InstanceType<typeof GroupChannel> | undefined;
   let processed = 0;
 
-  const handlers: Record<ToChild["type"], (message: never) => Promise<void> | void> = {
+  serve<ToChild>({
     join: async (message: Extract<ToChild, { type: "join" }>) => {
       const ch = new GroupChannel({
         cluster: message.network.cluster,
@@ -205,13 +192,7 @@ async function runMember(): Promise<void> {
       await channel?.shutDown().catch(() => undefined);
       process.exit(0);
     },
-  };
-  process.on("message", (message: ToChild) => {
-    Promise.resolve(handlers[message.type](message as never)).catch((error: unknown) => {
-      send({ type: "failed", error: error instanceof Error ? (error.stack ?? error.message) : String(error) });
-    });
   });
-  send({ type: "ready" });
 }
 
 /** The raw baseline's echo side: sends every datagram back where it came from. */
@@ -266,93 +247,17 @@ function immediateLookup(_host: string, _options: unknown, callback: (error: nul
 
 // --- the parent ---
 
-class Child {
-  readonly process: ChildProcess;
-  readonly #queue: FromChild[] = [];
-  readonly #waiters = new Set<() => void>();
-  /** Every view it reported, in order. */
-  readonly views: Array<Extract<FromChild, { type: "view" }>> = [];
-  #failure: Error | undefined;
-  id = "";
+type Child = ForkedChild<ToChild, FromChild>;
 
-  constructor(args: string[]) {
-    // Through tsx, as this process runs (its loader is in execArgv).
-    const profile = process.env.GROUP_BENCH_PROFILE;
-    const execArgv = profile === undefined ? process.execArgv : [...process.execArgv, "--cpu-prof", `--cpu-prof-dir=${profile}`];
-    this.process = fork(import.meta.filename, ["--child", ...args], { stdio: ["ignore", "inherit", "inherit", "ipc"], execArgv });
-    children.add(this);
-    this.process.on("message", (message: FromChild) => {
-      if (message.type === "view") this.views.push(message);
-      else if (message.type === "failed") this.#failure = new Error(`a member failed: ${message.error}`);
-      else {
-        if (message.type === "joined") this.id = message.id;
-        this.#queue.push(message);
-      }
-      this.#wake();
-    });
-    this.process.on("exit", (code, signal) => {
-      children.delete(this);
-      this.#failure ??= new Error(`a child exited (${code ?? signal})`);
-      this.#wake();
-    });
-  }
-
-  get latestView(): Extract<FromChild, { type: "view" }> | undefined {
-    return this.views.at(-1);
-  }
-
-  post(message: ToChild): void {
-    if (this.process.connected) this.process.send(message);
-  }
-
-  next<T extends FromChild["type"]>(type: T, timeoutMs: number): Promise<Extract<FromChild, { type: T }>> {
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.#waiters.delete(check);
-        reject(new Error(`timed out waiting for "${type}" from a child`));
-      }, timeoutMs);
-      const check = () => {
-        const index = this.#queue.findIndex((m) => m.type === type);
-        if (index < 0 && this.#failure === undefined) return;
-        clearTimeout(timer);
-        this.#waiters.delete(check);
-        if (index >= 0) resolve(this.#queue.splice(index, 1)[0] as Extract<FromChild, { type: T }>);
-        else reject(this.#failure!);
-      };
-      this.#waiters.add(check);
-      check();
-    });
-  }
-
-  kill(): void {
-    this.process.kill("SIGKILL");
-  }
-
-  #wake(): void {
-    for (const waiter of [...this.#waiters]) waiter();
-  }
-}
-
-const children = new Set<Child>();
-
-function killAll(): void {
-  for (const child of children) child.kill();
-}
-
-function freshNetwork(): Network {
-  const r = (min: number, max: number) => min + Math.floor(Math.random() * (max - min + 1));
-  return { cluster: `bench-group-${Date.now().toString(36)}-${r(0, 1e9).toString(36)}`, group: `239.255.${r(1, 254)}.${r(1, 254)}`, port: r(20_000, 32_000) };
-}
-
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted.length % 2 === 1 ? sorted[(sorted.length - 1) / 2]! : (sorted[sorted.length / 2 - 1]! + sorted[sorted.length / 2]!) / 2;
+/** A child of this file in `role`; GROUP_BENCH_PROFILE=<dir> has it write a V8 CPU profile there. */
+function spawnChild(...args: string[]): Child {
+  const profile = process.env.GROUP_BENCH_PROFILE;
+  const execArgv = profile === undefined ? process.execArgv : [...process.execArgv, "--cpu-prof", `--cpu-prof-dir=${profile}`];
+  return new ForkedChild<ToChild, FromChild>(import.meta.filename, ["--child", ...args], execArgv);
 }
 
 async function startMembers(count: number): Promise<Child[]> {
-  const started = Array.from({ length: count }, () => new Child(["member"]));
-  await Promise.all(started.map((c) => c.next("ready", 60_000)));
-  return started;
+  return whenReady(Array.from({ length: count }, () => spawnChild("member")));
 }
 
 /** Until every member's latest view is the same one of `size` members; resolves with that view's key. */
@@ -379,10 +284,8 @@ async function leaveAll(members: readonly Child[]): Promise<void> {
 }
 
 async function exitAll(members: readonly Child[]): Promise<void> {
-  for (const m of members) m.post({ type: "exit" });
   // Profiles (GROUP_BENCH_PROFILE) are written on exit, which takes a moment.
-  await sleep(process.env.GROUP_BENCH_PROFILE === undefined ? 300 : 3_000);
-  for (const m of members) m.kill();
+  await exitChildren(members, process.env.GROUP_BENCH_PROFILE === undefined ? 300 : 3_000);
 }
 
 // 1. Convergence: `count` members told to join at once, until all report one and the same view of all.
@@ -403,7 +306,7 @@ async function measureConvergence(count: number, trials: number): Promise<{
   try {
     for (let trial = 0; trial < trials; trial++) {
       process.stderr.write(`convergence: ${count} members, trial ${trial + 1}/${trials}\n`);
-      const network = freshNetwork();
+      const network = freshNetwork("bench-group");
       const goAt = absoluteNow();
       for (const [i, m] of members.entries()) m.post({ type: "join", name: `m${i}`, network, timing: {} });
       const key = await converged(members, count, 30_000);
@@ -431,7 +334,7 @@ async function measureCrashDetection(trials: number): Promise<{
   medianMs: number;
 }> {
   const timing = { heartbeatIntervalMs: 1_000, failureTimeoutMs: 5_000, verifyTimeoutMs: 1_500 } as const;
-  const network = freshNetwork();
+  const network = freshNetwork("bench-group");
   let members = await startMembers(5);
   const results: Array<{ victim: "member" | "coordinator"; detectionMs: number; perSurvivorMs: number[] }> = [];
   let spawned = 5;
@@ -500,7 +403,7 @@ async function measureRoundTrip(chunks: number, count: number, size: number, pla
   const warmup = 2_000;
   const perChunk = Math.ceil(count / chunks);
   const members = await startMembers(2);
-  const echo = new Child(["raw-echo"]);
+  const echo = spawnChild("raw-echo");
   const groupSamples: number[] = [];
   const rawSamples: number[] = [];
   const chunkP50Ms = { group: [] as number[], raw: [] as number[] };
@@ -510,9 +413,9 @@ async function measureRoundTrip(chunks: number, count: number, size: number, pla
   let ping: Child | undefined;
   try {
     const { port } = await echo.next("listening", 30_000);
-    ping = new Child(["raw-ping", String(port)]);
+    ping = spawnChild("raw-ping", String(port));
     await ping.next("ready", 30_000);
-    await joinAll(members, freshNetwork(), {}, "r");
+    await joinAll(members, freshNetwork("bench-group"), {}, "r");
     await converged(members, 2, 30_000);
     // Both pairs are placed alike: a ping-pong between processes on one core is several times faster
     // (no cross-core wake-up) than between two cores, which the scheduler would otherwise pick at will.
@@ -575,7 +478,7 @@ async function measureQueue(seconds: number, inFlight: number, size: number): Pr
   const members = await startMembers(4);
   const [producer, ...consumers] = members as [Child, ...Child[]];
   try {
-    await joinAll(members, freshNetwork(), {}, "q");
+    await joinAll(members, freshNetwork("bench-group"), {}, "q");
     await converged(members, 4, 30_000);
     for (const c of consumers) c.post({ type: "consume", queue: "work" });
     // The consumers announce their queues in heartbeats (every second by default).
@@ -597,28 +500,6 @@ async function measureQueue(seconds: number, inFlight: number, size: number): Pr
   }
 }
 
-const failures: Record<string, string> = {};
-
-/** Runs one measurement within `limitMs`; a failure is reported (and recorded) and the others go on. */
-async function timed<T>(label: string, limitMs: number, run: () => Promise<T>): Promise<(T & { wallMs: number }) | undefined> {
-  const startedAt = Date.now();
-  let timer: NodeJS.Timeout | undefined;
-  const limit = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${label} took over ${limitMs / 1000} s`)), limitMs);
-  });
-  try {
-    const result = await Promise.race([run(), limit]);
-    return { ...result, wallMs: Date.now() - startedAt };
-  } catch (error) {
-    failures[label] = error instanceof Error ? error.message : String(error);
-    process.stderr.write(`${label} FAILED: ${failures[label]}\n`);
-    return undefined;
-  } finally {
-    clearTimeout(timer);
-    killAll();
-  }
-}
-
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -632,10 +513,7 @@ async function main(): Promise<void> {
   });
   const only = values.only?.split(",");
   const want = (name: string) => only === undefined || only.includes(name);
-  const load = loadavg()[0]!;
-  const startedAt = Date.now();
-  process.on("exit", killAll);
-  for (const signal of ["SIGINT", "SIGTERM"] as const) process.on(signal, () => process.exit(130));
+  const { startedAt, load } = startRun();
 
   const convergence = want("convergence") ? await timed("convergence", 90_000, () => measureConvergence(Number(values.members), Number(values.trials))) : undefined;
   const crash = want("crash") ? await timed("crash detection", 90_000, () => measureCrashDetection(Number(values.trials))) : undefined;
@@ -647,7 +525,7 @@ async function main(): Promise<void> {
   const summary = {
     benchmark: "group",
     date: new Date().toISOString(),
-    machine: { cpus: cpus().length, cpu: cpus()[0]?.model, node: process.version, loadAverageAtStart: load, loadAverageAtEnd: loadavg()[0] },
+    machine: machine(load),
     wallSeconds: (Date.now() - startedAt) / 1000,
     convergence,
     crashDetection: crash,
@@ -657,10 +535,7 @@ async function main(): Promise<void> {
     failures,
     targets: roundTrip === undefined ? [] : [{ target: "request/reply p50 within 1.3× of raw node:dgram ping-pong (two cores)", value: roundTrip.p50Ratio, goal: 1.3, met: roundTrip.p50Ratio <= 1.3 }],
   };
-  if (only === undefined) {
-    const { writeFileSync } = await import("node:fs");
-    writeFileSync(join(import.meta.dirname, "results", "group.json"), `${JSON.stringify(summary, null, 2)}\n`);
-  }
+  if (only === undefined) writeResults("group", summary);
 
   const ms = (x: number) => `${x < 10 ? x.toFixed(3) : Math.round(x).toLocaleString("en-US")} ms`;
   console.log(`\nGroups, members as separate Node processes on loopback multicast (${cpus().length} cores, Node ${process.version}, load average ${load.toFixed(2)} at start)\n`);
@@ -685,13 +560,12 @@ async function main(): Promise<void> {
   if (queue !== undefined) {
     console.log(`| queue, 1 producer → ${queue.consumers} consumers, ${queue.size} B, ${queue.inFlight.toLocaleString("en-US")} in flight | ${Math.round(queue.messagesPerSecond).toLocaleString("en-US")} msgs/s | processed ${queue.perConsumer.map((n) => n.toLocaleString("en-US")).join(" + ")}; failed ${queue.failed}; producer datagrams per message: ${(queue.producerTrafficPerMessage.datagramsSent ?? 0).toFixed(2)} sent, ${(queue.producerTrafficPerMessage.datagramsReceived ?? 0).toFixed(2)} received |`);
   }
-  for (const [label, error] of Object.entries(failures)) console.log(`| ${label} | FAILED | ${error.split("\n")[0]} |`);
-  const busiest = Math.max(load, loadavg()[0]!);
-  if (busiest > cpus().length) {
-    console.log(`\nNote: the machine was busy (load average up to ${busiest.toFixed(1)} on ${cpus().length} cores): latencies and rates are pessimistic and noisy; compare with the raw baseline measured alongside.`);
-  }
-  console.log(`\nwall time ${summary.wallSeconds.toFixed(0)} s; load average at end ${loadavg()[0]!.toFixed(2)}${only === undefined ? "; JSON: bench/results/group.json" : " (partial run: no JSON written)"}`);
-  process.exit(Object.keys(failures).length === 0 ? 0 : 1);
+  finishRun({
+    load,
+    wallSeconds: summary.wallSeconds,
+    results: only === undefined ? "group" : undefined,
+    busyNote: "latencies and rates are pessimistic and noisy; compare with the raw baseline measured alongside.",
+  });
 }
 
 // --- entry ---

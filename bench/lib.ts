@@ -1,0 +1,221 @@
+/**
+ * What the benchmarks share: members forked as Node processes that talk to the parent over Node's IPC
+ * channel, medians and latency summaries, measurements run within a time limit, and the report of the
+ * machine, its load and the failures at the end of a run.
+ */
+import { type ChildProcess, fork } from "node:child_process";
+import { writeFileSync } from "node:fs";
+import { cpus, loadavg } from "node:os";
+import { join } from "node:path";
+
+/** A multicast group, port and cluster of a run's own. */
+export interface Network {
+  readonly cluster: string;
+  readonly group: string;
+  readonly port: number;
+}
+
+export interface LatencySummary {
+  readonly count: number;
+  readonly p50Ms: number;
+  readonly p90Ms: number;
+  readonly p99Ms: number;
+  readonly maxMs: number;
+  readonly meanMs: number;
+}
+
+/** Wall-clock ms (with a fraction), comparable across processes of one machine. */
+export const absoluteNow = () => performance.timeOrigin + performance.now();
+export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+export const describe = (error: unknown) => (error instanceof Error ? error.message : String(error));
+
+export function summarize(samples: readonly number[]): LatencySummary {
+  const sorted = Float64Array.from(samples).sort();
+  const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
+  return { count: sorted.length, p50Ms: at(0.5), p90Ms: at(0.9), p99Ms: at(0.99), maxMs: sorted[sorted.length - 1]!, meanMs: samples.reduce((a, b) => a + b, 0) / samples.length };
+}
+
+export function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted.length % 2 === 1 ? sorted[(sorted.length - 1) / 2]! : (sorted[sorted.length / 2 - 1]! + sorted[sorted.length / 2]!) / 2;
+}
+
+export function freshNetwork(prefix: string): Network {
+  const r = (min: number, max: number) => min + Math.floor(Math.random() * (max - min + 1));
+  return { cluster: `${prefix}-${Date.now().toString(36)}-${r(0, 1e9).toString(36)}`, group: `239.255.${r(1, 254)}.${r(1, 254)}`, port: r(20_000, 32_000) };
+}
+
+// --- the children ---
+
+/**
+ * The built package (`npm run build` first), as users run it, with the Node adapter; or, when
+ * `fromSources`, the sources through tsx.
+ */
+export async function loadLibrary<Library>(fromSources: boolean, sources: () => Promise<Library>): Promise<Library> {
+  if (fromSources) return sources();
+  // Paths in variables: the type checker must not require dist/ to exist.
+  const index = "../dist/index.js";
+  const adapter = "../dist/adapters/node.js";
+  return { ...((await import(index)) as Library), ...((await import(adapter)) as Library) };
+}
+
+type Handlers<To extends { readonly type: string }> = { readonly [T in To["type"]]: (message: Extract<To, { type: T }>) => Promise<void> | void };
+
+/** In a child: runs the handler of each message from the parent, reports a handler's failure, and says it is ready. */
+export function serve<To extends { readonly type: string }>(handlers: Handlers<To>): void {
+  process.on("message", (message: To) => {
+    const handler = handlers[message.type as To["type"]] as (message: To) => Promise<void> | void;
+    Promise.resolve(handler(message)).catch((error: unknown) => {
+      process.send!({ type: "failed", error: error instanceof Error ? (error.stack ?? error.message) : String(error) });
+    });
+  });
+  process.send!({ type: "ready" });
+}
+
+// --- the parent ---
+
+/** What the parent reads of every child's messages: its views, its failure, its id once joined. */
+type ChildMessage = { readonly type: string; readonly id?: string; readonly error?: string };
+
+const children = new Set<Child<{ readonly type: string }, ChildMessage>>();
+
+/** A forked child: what it sends is queued by type and awaited with `next`; views are kept apart, in order. */
+export class Child<To extends { readonly type: string }, From extends ChildMessage> {
+  readonly process: ChildProcess;
+  readonly #queue: From[] = [];
+  readonly #waiters = new Set<() => void>();
+  /** Every view it reported, in order. */
+  readonly views: Array<Extract<From, { type: "view" }>> = [];
+  #failure: Error | undefined;
+  id = "";
+
+  /** Forks `script` with `args`, as this process runs (through tsx: its loader is in execArgv). */
+  constructor(script: string, args: readonly string[], execArgv: readonly string[] = process.execArgv) {
+    this.process = fork(script, args, { stdio: ["ignore", "inherit", "inherit", "ipc"], execArgv: [...execArgv] });
+    children.add(this);
+    this.process.on("message", (message: From) => {
+      if (message.type === "view") this.views.push(message as Extract<From, { type: "view" }>);
+      else if (message.type === "failed") this.#failure = new Error(`a member failed: ${message.error}`);
+      else {
+        if (message.type === "joined") this.id = message.id!;
+        this.#queue.push(message);
+      }
+      this.#wake();
+    });
+    this.process.on("exit", (code, signal) => {
+      children.delete(this);
+      this.#failure ??= new Error(`a child exited (${code ?? signal})`);
+      this.#wake();
+    });
+  }
+
+  get latestView(): Extract<From, { type: "view" }> | undefined {
+    return this.views.at(-1);
+  }
+
+  post(message: To): void {
+    if (this.process.connected) this.process.send(message);
+  }
+
+  next<T extends From["type"]>(type: T, timeoutMs: number): Promise<Extract<From, { type: T }>> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#waiters.delete(check);
+        reject(new Error(`timed out waiting for "${type}" from a child`));
+      }, timeoutMs);
+      const check = () => {
+        const index = this.#queue.findIndex((m) => m.type === type);
+        if (index < 0 && this.#failure === undefined) return;
+        clearTimeout(timer);
+        this.#waiters.delete(check);
+        if (index >= 0) resolve(this.#queue.splice(index, 1)[0] as Extract<From, { type: T }>);
+        else reject(this.#failure!);
+      };
+      this.#waiters.add(check);
+      check();
+    });
+  }
+
+  kill(): void {
+    this.process.kill("SIGKILL");
+  }
+
+  #wake(): void {
+    for (const waiter of [...this.#waiters]) waiter();
+  }
+}
+
+/** Kills every child still running. */
+export function killAll(): void {
+  for (const child of children) child.kill();
+}
+
+/** Resolves once each of `started` said it is ready. */
+export async function whenReady<C extends { next(type: "ready", timeoutMs: number): Promise<unknown> }>(started: C[]): Promise<C[]> {
+  await Promise.all(started.map((c) => c.next("ready", 60_000)));
+  return started;
+}
+
+/** Tells `members` to exit, gives them `graceMs`, then kills what is left. */
+export async function exitAll(members: ReadonlyArray<{ post(message: { readonly type: "exit" }): void; kill(): void }>, graceMs = 300): Promise<void> {
+  for (const m of members) m.post({ type: "exit" });
+  await sleep(graceMs);
+  for (const m of members) m.kill();
+}
+
+// --- the run ---
+
+/** Each measurement's failure, by label. */
+export const failures: Record<string, string> = {};
+
+/** Runs one measurement within `limitMs`; a failure is reported (and recorded) and the others go on. */
+export async function timed<T>(label: string, limitMs: number, run: () => Promise<T>): Promise<(T & { wallMs: number }) | undefined> {
+  const startedAt = Date.now();
+  let timer: NodeJS.Timeout | undefined;
+  const limit = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${label} took over ${limitMs / 1000} s`)), limitMs);
+  });
+  try {
+    const result = await Promise.race([run(), limit]);
+    return { ...result, wallMs: Date.now() - startedAt };
+  } catch (error) {
+    failures[label] = describe(error);
+    process.stderr.write(`${label} FAILED: ${failures[label]}\n`);
+    return undefined;
+  } finally {
+    clearTimeout(timer);
+    killAll();
+  }
+}
+
+/** The start of a run of forked members: children are killed when it exits or is interrupted; its load average now. */
+export function startRun(): { startedAt: number; load: number } {
+  process.on("exit", killAll);
+  for (const signal of ["SIGINT", "SIGTERM"] as const) process.on(signal, () => process.exit(130));
+  return { startedAt: Date.now(), load: loadavg()[0]! };
+}
+
+/** The machine, with its load average at the start of the run and now. */
+export function machine(load: number) {
+  return { cpus: cpus().length, cpu: cpus()[0]?.model, node: process.version, loadAverageAtStart: load, loadAverageAtEnd: loadavg()[0] };
+}
+
+/** Writes bench/results/<name>.json. */
+export function writeResults(name: string, summary: unknown): void {
+  writeFileSync(join(import.meta.dirname, "results", `${name}.json`), `${JSON.stringify(summary, null, 2)}\n`);
+}
+
+/**
+ * The end of a run: a table row per failed measurement, a note when the machine was busy (`busyNote`
+ * says what that does to the figures), the wall time; exits 1 if a measurement failed.
+ */
+export function finishRun(run: { load: number; wallSeconds: number; results: string | undefined; busyNote: string }): never {
+  for (const [label, error] of Object.entries(failures)) console.log(`| ${label} | FAILED | ${error.split("\n")[0]} |`);
+  const busiest = Math.max(run.load, loadavg()[0]!);
+  if (busiest > cpus().length) {
+    console.log(`\nNote: the machine was busy (load average up to ${busiest.toFixed(1)} on ${cpus().length} cores): ${run.busyNote}`);
+  }
+  const written = run.results === undefined ? " (partial run: no JSON written)" : `; JSON: bench/results/${run.results}.json`;
+  console.log(`\nwall time ${run.wallSeconds.toFixed(0)} s; load average at end ${loadavg()[0]!.toFixed(2)}${written}`);
+  process.exit(Object.keys(failures).length === 0 ? 0 : 1);
+}
