@@ -1,4 +1,4 @@
-import type { ChildProcess } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { join } from "node:path";
 import { afterEach } from "vitest";
 
@@ -52,4 +52,115 @@ export function trackMembers(): Set<ChildProcess> {
     running.clear();
   });
   return running;
+}
+
+/**
+ * Starts `program` in `runtime` with `config` as its one argument (JSON), in a process group of its own
+ * so that a kill reaches tsx's child too; `running` kills it after the test.
+ */
+export function spawnMember(runtime: Runtime, program: string, config: unknown, running: Set<ChildProcess>): ChildProcess {
+  const [command, ...args] = commandFor(runtime, program);
+  const child = spawn(command, [...args, JSON.stringify(config)], { cwd: repositoryRoot, detached: true, stdio: ["ignore", "pipe", "pipe"] });
+  running.add(child);
+  return child;
+}
+
+/**
+ * A running member that prints one JSON event a line: its events as they come, awaited by predicate,
+ * and the last 100 lines it printed for failure messages (less those `quiet` says are many and dull).
+ */
+export class MemberProcess<Event extends { readonly type: string }, Config extends { readonly name: string }> {
+  readonly events: Event[] = [];
+  readonly child: ChildProcess;
+  readonly #lines: string[] = [];
+  #exited = false;
+  readonly #waiters = new Set<() => void>();
+
+  constructor(
+    readonly runtime: Runtime,
+    program: string,
+    readonly config: Config,
+    running: Set<ChildProcess>,
+    quiet: (line: string) => boolean = () => false,
+  ) {
+    this.child = spawnMember(runtime, program, config, running);
+    let pending = "";
+    this.child.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
+      pending += chunk;
+      const lines = pending.split("\n");
+      pending = lines.pop()!;
+      for (const line of lines) {
+        if (!quiet(line)) this.#keep(line);
+        if (!line.startsWith("{")) continue;
+        try {
+          this.events.push(JSON.parse(line) as Event);
+        } catch {
+          // Not an event line.
+        }
+      }
+      this.#wake();
+    });
+    this.child.stderr!.setEncoding("utf8").on("data", (chunk: string) => this.#keep(chunk));
+    this.child.on("close", () => {
+      this.#exited = true;
+      running.delete(this.child);
+      this.#wake();
+    });
+  }
+
+  get name(): string {
+    return this.config.name;
+  }
+
+  /** The last of what it printed, for failure messages. */
+  get output(): string {
+    return `--- ${this.runtime} member ${this.name}${this.#exited ? ` (exited ${this.child.exitCode ?? this.child.signalCode})` : ""}\n${this.#lines.join("\n")}`;
+  }
+
+  of<T extends Event["type"]>(type: T): Array<Extract<Event, { type: T }>> {
+    return this.events.filter((e): e is Extract<Event, { type: T }> => e.type === type);
+  }
+
+  /** Resolves once `condition` holds over the events printed so far. */
+  until(condition: () => boolean, timeoutMs: number, what: string): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        const met = condition();
+        if (met || this.#exited) {
+          clearTimeout(timer);
+          this.#waiters.delete(check);
+          if (met) resolve();
+          else reject(new Error(`${this.name} exited before ${what}\n${this.output}`));
+        }
+      };
+      const timer = setTimeout(() => {
+        this.#waiters.delete(check);
+        reject(new Error(`${this.name}: no ${what} within ${timeoutMs} ms\n${this.output}`));
+      }, timeoutMs);
+      this.#waiters.add(check);
+      check();
+    });
+  }
+
+  /** The first event (from index `from` on) that `match` accepts, once printed. */
+  waitFor<T extends Event>(match: (event: Event) => event is T, timeoutMs: number, what: string, from?: number): Promise<T>;
+  waitFor(match: (event: Event) => boolean, timeoutMs: number, what: string, from?: number): Promise<Event>;
+  async waitFor(match: (event: Event) => boolean, timeoutMs: number, what: string, from = 0): Promise<Event> {
+    let found: Event | undefined;
+    await this.until(() => (found = this.events.slice(from).find(match)) !== undefined, timeoutMs, what);
+    return found!;
+  }
+
+  kill(): void {
+    killGroup(this.child);
+  }
+
+  #keep(text: string): void {
+    this.#lines.push(text.length > 2_000 ? `${text.slice(0, 2_000)}…` : text);
+    if (this.#lines.length > 100) this.#lines.splice(0, this.#lines.length - 100);
+  }
+
+  #wake(): void {
+    for (const waiter of [...this.#waiters]) waiter();
+  }
 }

@@ -8,10 +8,9 @@
  * survivor holds the same map and lock table, with every acknowledged write in it once. Run with four
  * Node members, and with a Node, a Bun and a Deno member among the four.
  */
-import { type ChildProcess, spawn } from "node:child_process";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { commandFor, freshNetwork, killGroup, randomInt, repositoryRoot, type Runtime, trackMembers } from "./members.ts";
+import { freshNetwork, MemberProcess, randomInt, type Runtime, trackMembers } from "./members.ts";
 import type { ClusterMemberConfig, ClusterMemberEvent } from "./runtime/cluster-member.ts";
 
 const MEMBER = join("test", "runtime", "cluster-member.ts");
@@ -37,92 +36,10 @@ type FinalEvent = Extract<ClusterMemberEvent, { type: "final" }>;
 
 const running = trackMembers();
 
-/** A running member: its events as they come, awaited by predicate. */
-class Member {
-  readonly events: ClusterMemberEvent[] = [];
-  readonly child: ChildProcess;
-  /** The last lines it printed (acknowledgements left out: they are many), for failure messages. */
-  readonly #lines: string[] = [];
-  #exited = false;
-  readonly #waiters = new Set<() => void>();
-
-  constructor(
-    readonly runtime: Runtime,
-    readonly config: ClusterMemberConfig,
-  ) {
-    const [command, ...args] = commandFor(runtime, MEMBER);
-    // Its own process group, so that a kill reaches tsx's child too.
-    this.child = spawn(command, [...args, JSON.stringify(config)], { cwd: repositoryRoot, detached: true, stdio: ["ignore", "pipe", "pipe"] });
-    running.add(this.child);
-    let pending = "";
-    this.child.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
-      pending += chunk;
-      const lines = pending.split("\n");
-      pending = lines.pop()!;
-      for (const line of lines) {
-        if (!line.startsWith('{"type":"acked"')) this.#keep(line);
-        if (!line.startsWith("{")) continue;
-        try {
-          this.events.push(JSON.parse(line) as ClusterMemberEvent);
-        } catch {
-          // Not an event line.
-        }
-      }
-      this.#wake();
-    });
-    this.child.stderr!.setEncoding("utf8").on("data", (chunk: string) => this.#keep(chunk));
-    this.child.on("close", () => {
-      this.#exited = true;
-      running.delete(this.child);
-      this.#wake();
-    });
-  }
-
-  get name(): string {
-    return this.config.name;
-  }
-
-  /** The last of what it printed, for failure messages. */
-  get output(): string {
-    return `--- ${this.runtime} member ${this.name}${this.#exited ? ` (exited ${this.child.exitCode ?? this.child.signalCode})` : ""}\n${this.#lines.join("\n")}`;
-  }
-
-  of<T extends ClusterMemberEvent["type"]>(type: T): Array<Extract<ClusterMemberEvent, { type: T }>> {
-    return this.events.filter((e): e is Extract<ClusterMemberEvent, { type: T }> => e.type === type);
-  }
-
-  /** Resolves once `condition` holds over the events printed so far. */
-  until(condition: () => boolean, timeoutMs: number, what: string): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const check = () => {
-        const met = condition();
-        if (met || this.#exited) {
-          clearTimeout(timer);
-          this.#waiters.delete(check);
-          if (met) resolve();
-          else reject(new Error(`${this.name} exited before ${what}\n${this.output}`));
-        }
-      };
-      const timer = setTimeout(() => {
-        this.#waiters.delete(check);
-        reject(new Error(`${this.name}: no ${what} within ${timeoutMs} ms\n${this.output}`));
-      }, timeoutMs);
-      this.#waiters.add(check);
-      check();
-    });
-  }
-
-  kill(): void {
-    killGroup(this.child);
-  }
-
-  #keep(text: string): void {
-    this.#lines.push(text.length > 2_000 ? `${text.slice(0, 2_000)}…` : text);
-    if (this.#lines.length > 100) this.#lines.splice(0, this.#lines.length - 100);
-  }
-
-  #wake(): void {
-    for (const waiter of [...this.#waiters]) waiter();
+/** A running member; acknowledgements are left out of its output for failure messages (they are many). */
+class Member extends MemberProcess<ClusterMemberEvent, ClusterMemberConfig> {
+  constructor(runtime: Runtime, config: ClusterMemberConfig) {
+    super(runtime, MEMBER, config, running, (line) => line.startsWith('{"type":"acked"'));
   }
 }
 

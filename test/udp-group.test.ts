@@ -5,10 +5,9 @@
  * of a Node, a Bun and a Deno member agrees on its view, exchanges requests, replies, point-to-point
  * messages and queue messages between every pair.
  */
-import { type ChildProcess, spawn } from "node:child_process";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { commandFor, freshNetwork, killGroup, randomInt, repositoryRoot, type Runtime, trackMembers } from "./members.ts";
+import { freshNetwork, MemberProcess, randomInt, type Runtime, trackMembers } from "./members.ts";
 import type { GroupMemberConfig, GroupMemberEvent } from "./runtime/group-member.ts";
 
 const MEMBER = join("test", "runtime", "group-member.ts");
@@ -33,92 +32,18 @@ type ViewEvent = Extract<GroupMemberEvent, { type: "view" }>;
 
 const running = trackMembers();
 
-/** A running member: its events as they come, awaited by predicate. */
-class Member {
-  readonly events: GroupMemberEvent[] = [];
-  readonly child: ChildProcess;
-  #output = "";
-  #exited = false;
-  readonly #waiters = new Set<() => void>();
-
-  constructor(
-    readonly runtime: Runtime,
-    readonly config: GroupMemberConfig,
-  ) {
-    const [command, ...args] = commandFor(runtime, MEMBER);
-    // Its own process group, so that a kill reaches tsx's child too.
-    this.child = spawn(command, [...args, JSON.stringify(config)], { cwd: repositoryRoot, detached: true, stdio: ["ignore", "pipe", "pipe"] });
-    running.add(this.child);
-    let pending = "";
-    this.child.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
-      this.#output += chunk;
-      pending += chunk;
-      const lines = pending.split("\n");
-      pending = lines.pop()!;
-      for (const line of lines) {
-        if (!line.startsWith("{")) continue;
-        try {
-          this.events.push(JSON.parse(line) as GroupMemberEvent);
-        } catch {
-          // Not an event line.
-        }
-      }
-      this.#wake();
-    });
-    this.child.stderr!.setEncoding("utf8").on("data", (chunk: string) => (this.#output += chunk));
-    this.child.on("close", () => {
-      this.#exited = true;
-      running.delete(this.child);
-      this.#wake();
-    });
-  }
-
-  get name(): string {
-    return this.config.name;
-  }
-
-  /** Everything it printed, for failure messages. */
-  get output(): string {
-    return `--- ${this.runtime} member ${this.name}${this.#exited ? ` (exited ${this.child.exitCode ?? this.child.signalCode})` : ""}\n${this.#output}`;
+/** A running member, and the views it installed. */
+class Member extends MemberProcess<GroupMemberEvent, GroupMemberConfig> {
+  constructor(runtime: Runtime, config: GroupMemberConfig) {
+    super(runtime, MEMBER, config, running);
   }
 
   get views(): ViewEvent[] {
-    return this.events.filter((e): e is ViewEvent => e.type === "view");
+    return this.of("view");
   }
 
   get latestView(): ViewEvent | undefined {
     return this.views.at(-1);
-  }
-
-  /** The first event (from index `from` on) that `match` accepts, once printed. */
-  waitFor<T extends GroupMemberEvent>(match: (event: GroupMemberEvent) => event is T, timeoutMs: number, what: string, from?: number): Promise<T>;
-  waitFor(match: (event: GroupMemberEvent) => boolean, timeoutMs: number, what: string, from?: number): Promise<GroupMemberEvent>;
-  waitFor(match: (event: GroupMemberEvent) => boolean, timeoutMs: number, what: string, from = 0): Promise<GroupMemberEvent> {
-    return new Promise((resolve, reject) => {
-      const check = () => {
-        const found = this.events.slice(from).find(match);
-        if (found !== undefined || this.#exited) {
-          clearTimeout(timer);
-          this.#waiters.delete(check);
-          if (found !== undefined) resolve(found);
-          else reject(new Error(`${this.name} exited before ${what}\n${this.output}`));
-        }
-      };
-      const timer = setTimeout(() => {
-        this.#waiters.delete(check);
-        reject(new Error(`${this.name}: no ${what} within ${timeoutMs} ms\n${this.output}`));
-      }, timeoutMs);
-      this.#waiters.add(check);
-      check();
-    });
-  }
-
-  kill(): void {
-    killGroup(this.child);
-  }
-
-  #wake(): void {
-    for (const waiter of [...this.#waiters]) waiter();
   }
 }
 

@@ -3,7 +3,6 @@
  * Node, Bun and Deno in one group) running test/runtime/channel-member.ts, and a member's refusal of
  * other clusters' datagrams and of garbage, in-process.
  */
-import { spawn } from "node:child_process";
 import { createSocket, type Socket } from "node:dgram";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -11,7 +10,7 @@ import { createUdpTransport } from "../src/adapters/node.ts";
 import { Channel } from "../src/channel/channel.ts";
 import type { TopicMessage } from "../src/channel/topic-message.ts";
 import { encodeEnvelopeHeader } from "../src/wire/frames.ts";
-import { commandFor, freshNetwork, killGroup, randomInt, repositoryRoot, type Runtime, trackMembers } from "./members.ts";
+import { freshNetwork, killGroup, randomInt, type Runtime, spawnMember, trackMembers } from "./members.ts";
 import type { MemberConfig, MemberResult } from "./runtime/channel-member.ts";
 
 const MEMBER = join("test", "runtime", "channel-member.ts");
@@ -33,10 +32,7 @@ const running = trackMembers();
 
 /** Runs one member to its end and parses the JSON line it prints last. */
 function runMember(runtime: Runtime, config: MemberConfig): Promise<MemberOutcome> {
-  const [command, ...args] = commandFor(runtime, MEMBER);
-  // Its own process group, so that a kill reaches tsx's child too.
-  const child = spawn(command, [...args, JSON.stringify(config)], { cwd: repositoryRoot, detached: true, stdio: ["ignore", "pipe", "pipe"] });
-  running.add(child);
+  const child = spawnMember(runtime, MEMBER, config, running);
   let stdout = "";
   let stderr = "";
   child.stdout!.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
