@@ -17,25 +17,14 @@
  */
 import { ClusterChannel } from "../../src/cluster/cluster-channel.ts";
 import type { LockHandle, MapValue } from "../../src/cluster/replicated-map.ts";
-import { detectRuntime } from "./runtime-host.ts";
+import { detectRuntime, limitLifetime, type MemberBaseConfig, memberChannelOptions } from "./runtime-host.ts";
 
-export interface ClusterMemberConfig {
-  /** The member's name (unique in the test). */
-  readonly name: string;
-  readonly cluster: string;
-  readonly group: string;
-  readonly port: number;
+export interface ClusterMemberConfig extends MemberBaseConfig {
   readonly weight: number;
-  readonly heartbeatIntervalMs: number;
-  readonly failureTimeoutMs: number;
-  readonly verifyTimeoutMs: number;
-  readonly discoveryTimeoutMs: number;
   /** The size of the cluster: seeding waits for a view this large. */
   readonly members: number;
   /** The members that write a `done/<name>` marker; the final state is printed once all of them did. */
   readonly finishers: readonly string[];
-  /** The member exits after this long. */
-  readonly lifetimeMs: number;
   /** A stream of acknowledged puts, `lanes` of them in flight at a time. */
   readonly write?: { readonly lanes: number; readonly afterFailover: number; readonly maxMs: number };
   /** A loop of lock `L`, put `L` under the lock, release. */
@@ -81,22 +70,8 @@ const decode = (value: MapValue) => (value instanceof Uint8Array ? new TextDecod
 async function main(): Promise<void> {
   const host = await detectRuntime();
   const config = JSON.parse(host.args[0] ?? "") as ClusterMemberConfig;
-  const channel = new ClusterChannel({
-    cluster: config.cluster,
-    name: config.name,
-    network: { type: "multicast", group: config.group, port: config.port, interface: "127.0.0.1" },
-    heartbeatIntervalMs: config.heartbeatIntervalMs,
-    failureTimeoutMs: config.failureTimeoutMs,
-    verifyTimeoutMs: config.verifyTimeoutMs,
-    discoveryTimeoutMs: config.discoveryTimeoutMs,
-    groups: ["g"],
-    weight: config.weight,
-    transport: host.transport,
-  });
-  const lifetime = setTimeout(() => {
-    void channel.shutDown().finally(() => host.exit(0));
-    setTimeout(() => host.exit(0), 1_000);
-  }, config.lifetimeMs);
+  const channel = new ClusterChannel({ ...memberChannelOptions(config, host), weight: config.weight });
+  const giveUp = limitLifetime(host, channel, config);
   channel.on("error", (event) => print({ type: "error", message: `${event.stage}: ${describe(event.error)}` }));
   const masterName = () => channel.getMaster()?.name ?? "";
 
@@ -148,9 +123,7 @@ async function main(): Promise<void> {
     print({ type: "seeded", at: now(), master: seededMaster });
   } catch (error) {
     print({ type: "error", message: `join: ${describe(error)}` });
-    clearTimeout(lifetime);
-    await channel.shutDown().catch(() => undefined);
-    host.exit(1);
+    await giveUp();
   }
 
   /** Runs `step` until `afterFailover` steps completed past a failover, or `maxMs`; then writes the marker. */

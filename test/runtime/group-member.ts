@@ -12,20 +12,9 @@
  */
 import { GroupChannel } from "../../src/group/group-channel.ts";
 import type { View } from "../../src/group/view.ts";
-import { detectRuntime } from "./runtime-host.ts";
+import { detectRuntime, limitLifetime, type MemberBaseConfig, memberChannelOptions } from "./runtime-host.ts";
 
-export interface GroupMemberConfig {
-  /** The member's name (unique in the test). */
-  readonly name: string;
-  readonly cluster: string;
-  readonly group: string;
-  readonly port: number;
-  readonly heartbeatIntervalMs: number;
-  readonly failureTimeoutMs: number;
-  readonly verifyTimeoutMs: number;
-  readonly discoveryTimeoutMs: number;
-  /** The member leaves and exits after this long. */
-  readonly lifetimeMs: number;
+export interface GroupMemberConfig extends MemberBaseConfig {
   /**
    * Once a view with this many members is installed, send one request (inbox "echo") and one message
    * (inbox "p2p") to every other member of it, and report both; then print `{ type: "exchanged" }`.
@@ -67,21 +56,8 @@ const describe = (error: unknown) => (error instanceof Error ? `${error.name}: $
 async function main(): Promise<void> {
   const host = await detectRuntime();
   const config = JSON.parse(host.args[0] ?? "") as GroupMemberConfig;
-  const channel = new GroupChannel({
-    cluster: config.cluster,
-    name: config.name,
-    network: { type: "multicast", group: config.group, port: config.port, interface: "127.0.0.1" },
-    heartbeatIntervalMs: config.heartbeatIntervalMs,
-    failureTimeoutMs: config.failureTimeoutMs,
-    verifyTimeoutMs: config.verifyTimeoutMs,
-    discoveryTimeoutMs: config.discoveryTimeoutMs,
-    groups: ["g"],
-    transport: host.transport,
-  });
-  const lifetime = setTimeout(() => {
-    void channel.shutDown().finally(() => host.exit(0));
-    setTimeout(() => host.exit(0), 1_000);
-  }, config.lifetimeMs);
+  const channel = new GroupChannel({ ...memberChannelOptions(config, host) });
+  const giveUp = limitLifetime(host, channel, config);
   channel.on("error", (event) => print({ type: "error", message: `${event.stage}: ${describe(event.error)}` }));
 
   const nameOf = (id: string) => channel.getMemberById(id)?.name ?? id.slice(0, 8);
@@ -144,9 +120,7 @@ async function main(): Promise<void> {
     print({ type: "joined", runtime: host.name, name: config.name, id: channel.id, at: now() });
   } catch (error) {
     print({ type: "error", message: `join: ${describe(error)}` });
-    clearTimeout(lifetime);
-    await channel.shutDown().catch(() => undefined);
-    host.exit(1);
+    await giveUp();
   }
 }
 
