@@ -1,8 +1,6 @@
-import { Channel } from "../../src/channel/channel.ts";
-import type { TopicMessage } from "../../src/channel/topic-message.ts";
 import type { FecStats } from "../../src/reliable/fec/fec-protocol.ts";
 import { SeededRandom } from "../../src/transport/seeded-random.ts";
-import { SimulatedNetwork } from "../../src/transport/simulated-network.ts";
+import { checkDelivered, discoverPeers, lossyNetwork, recordDeliveries, startChannels } from "./sim-helpers.ts";
 
 /**
  * One seeded run of the "fec" quality of service on the simulated network: 3–5 members, one or two
@@ -43,47 +41,20 @@ export async function runFecScenario(seed: number, options: FecScenarioOptions):
   const random = new SeededRandom(seed).fork("fec-scenario");
   const loss = random.next() * options.maxLoss;
   const disorder = options.disorder ?? 0.02;
-  const net = new SimulatedNetwork({
-    seed,
-    defaultLink: {
-      loss,
-      duplicate: random.next() * disorder,
-      reorder: random.next() * disorder,
-      delayMs: { min: 0.05, max: 0.05 + random.next() * 0.5 },
-    },
-  });
+  const net = lossyNetwork(seed, random, { loss, duplicate: disorder, reorder: disorder, delayMs: 0.5 });
   const memberCount = 3 + random.nextInt(3);
   const senderCount = 1 + random.nextInt(2);
-  const channels: Channel[] = [];
   const errors: string[] = [];
-  for (let i = 0; i < memberCount; i++) {
-    const channel = new Channel({
-      name: `m${i}`,
-      transport: net.transportFactory(`h${i}`),
-      clock: net.clock,
-      random: net.random.fork(`member-${i}`),
-      incarnation: 1,
-      reliability: "fec",
-      heartbeatIntervalMs: 100,
-      peerTimeoutMs: 600_000,
-      fec: options.fec ?? {},
-    });
-    channel.on("error", ({ error, stage }) => errors.push(`m${i} ${stage}: ${error.message}`));
-    await channel.start();
-    channels.push(channel);
-  }
-  net.clock.runUntil(() => channels.every((c) => c.peers.length === memberCount - 1), { maxMs: 60_000 });
+  const channels = await startChannels(
+    net,
+    memberCount,
+    () => ({ reliability: "fec", fec: options.fec ?? {} }),
+    (channel, i) => channel.on("error", ({ error, stage }) => errors.push(`m${i} ${stage}: ${error.message}`)),
+  );
+  discoverPeers(net, channels);
 
-  const delivered = channels.map(() => new Map<number, number[]>());
+  const delivered = recordDeliveries(channels, TOPIC, decode);
   const outOfBand = new Set<string>();
-  channels.forEach((channel, i) => {
-    channel.addTopicListener(TOPIC, (message: TopicMessage) => {
-      const { sender, number } = decode(message.payload);
-      let list = delivered[i]!.get(sender);
-      if (list === undefined) delivered[i]!.set(sender, (list = []));
-      list.push(number);
-    });
-  });
 
   // Each sender sends its messages in bursts at random moments over the first ~200 ms.
   const sent: number[] = [];
@@ -113,14 +84,7 @@ export async function runFecScenario(seed: number, options: FecScenarioOptions):
   }
   channels.forEach((_, i) => {
     sent.forEach((count, s) => {
-      if (s === i) return;
-      const list = delivered[i]!.get(s)!;
-      if (list.length !== count) throw new Error(`member ${i} delivered ${list.length} of sender ${s}'s ${count} messages`);
-      if (new Set(list).size !== count) throw new Error(`member ${i} delivered a message of sender ${s} twice`);
-      const ordered = list.filter((n) => !outOfBand.has(`${s}/${n}`));
-      ordered.forEach((n, k) => {
-        if (k > 0 && n < ordered[k - 1]!) throw new Error(`member ${i} delivered sender ${s}'s ${n} after ${ordered[k - 1]}`);
-      });
+      if (s !== i) checkDelivered(i, s, count, delivered[i]!.get(s)!, outOfBand);
     });
   });
   try {

@@ -1,7 +1,5 @@
-import { Channel } from "../../src/channel/channel.ts";
-import type { TopicMessage } from "../../src/channel/topic-message.ts";
 import { SeededRandom } from "../../src/transport/seeded-random.ts";
-import { SimulatedNetwork } from "../../src/transport/simulated-network.ts";
+import { checkDelivered, decodeMessage, discoverPeers, encodeMessage, lossyNetwork, recordDeliveries, startChannels } from "./sim-helpers.ts";
 
 /**
  * One seeded run of reliable multicast on the simulated network: 3–7 members, several senders, loss up
@@ -27,47 +25,15 @@ const TOPIC = "sim.topic";
 export async function runMulticastScenario(seed: number, reliability: "nack" = "nack"): Promise<ScenarioResult> {
   const random = new SeededRandom(seed).fork("scenario");
   const loss = random.next() < 0.15 ? 0 : random.next() * 0.3;
-  const net = new SimulatedNetwork({
-    seed,
-    defaultLink: {
-      loss,
-      duplicate: random.next() * 0.05,
-      reorder: random.next() * 0.1,
-      delayMs: { min: 0.05, max: 0.05 + random.next() * 3 },
-    },
-  });
+  const net = lossyNetwork(seed, random, { loss, duplicate: 0.05, reorder: 0.1, delayMs: 3 });
   const memberCount = 3 + random.nextInt(5);
   const senderCount = 1 + random.nextInt(memberCount);
   const smallWindow = random.next() < 0.3;
-  const channels: Channel[] = [];
-  for (let i = 0; i < memberCount; i++) {
-    const channel = new Channel({
-      name: `m${i}`,
-      transport: net.transportFactory(`h${i}`),
-      clock: net.clock,
-      random: net.random.fork(`member-${i}`),
-      incarnation: 1,
-      reliability,
-      heartbeatIntervalMs: 100,
-      peerTimeoutMs: 600_000,
-      nack: smallWindow ? { windowMessages: 32, windowBytes: 64 * 1024 } : {},
-    });
-    await channel.start();
-    channels.push(channel);
-  }
-  net.clock.runUntil(() => channels.every((c) => c.peers.length === memberCount - 1), { maxMs: 60_000 });
+  const channels = await startChannels(net, memberCount, () => ({ reliability, nack: smallWindow ? { windowMessages: 32, windowBytes: 64 * 1024 } : {} }));
+  discoverPeers(net, channels);
 
-  // What each member delivered: per sender, the message numbers in delivery order.
-  const delivered = channels.map(() => new Map<number, number[]>());
+  const delivered = recordDeliveries(channels, TOPIC, decodeMessage);
   const outOfBand = new Set<string>();
-  channels.forEach((channel, i) => {
-    channel.addTopicListener(TOPIC, (message: TopicMessage) => {
-      const { sender, number } = decode(message.payload);
-      let list = delivered[i]!.get(sender);
-      if (list === undefined) delivered[i]!.set(sender, (list = []));
-      list.push(number);
-    });
-  });
 
   const crashVictim = memberCount > 3 && senderCount < memberCount && random.next() < 0.25 ? senderCount + random.nextInt(memberCount - senderCount) : -1;
   const sent: number[] = [];
@@ -80,7 +46,7 @@ export async function runMulticastScenario(seed: number, reliability: "nack" = "
       const large = random.next() < 0.02;
       const oob = random.next() < 0.05;
       if (oob) outOfBand.add(`${s}/${n}`);
-      void channels[s]!.broadcast(TOPIC, encode(s, n, large ? 150_000 + random.nextInt(100_000) : random.nextInt(300)), { outOfBand: oob });
+      void channels[s]!.broadcast(TOPIC, encodeMessage(s, n, large ? 150_000 + random.nextInt(100_000) : random.nextInt(300)), { outOfBand: oob });
     }
   }
   if (crashVictim >= 0 && crashVictim < memberCount) {
@@ -97,15 +63,7 @@ export async function runMulticastScenario(seed: number, reliability: "nack" = "
   }
   // Exactly once, in order (out-of-band messages exactly once, anywhere).
   for (const i of live) {
-    sent.forEach((count, s) => {
-      const list = delivered[i]!.get(s)!;
-      if (list.length !== count) throw new Error(`member ${i} delivered ${list.length} of sender ${s}'s ${count} messages`);
-      if (new Set(list).size !== count) throw new Error(`member ${i} delivered a message of sender ${s} twice`);
-      const ordered = list.filter((n) => !outOfBand.has(`${s}/${n}`));
-      ordered.forEach((n, k) => {
-        if (k > 0 && n < ordered[k - 1]!) throw new Error(`member ${i} delivered sender ${s}'s ${n} after ${ordered[k - 1]}`);
-      });
-    });
+    sent.forEach((count, s) => checkDelivered(i, s, count, delivered[i]!.get(s)!, outOfBand));
   }
   // Stability: every live sender's retransmit buffer empties.
   const senders = live.filter((i) => i < senderCount);
@@ -129,18 +87,6 @@ export async function runMulticastScenario(seed: number, reliability: "nack" = "
     datagrams: net.stats.sent,
     retransmitted,
   };
-}
-
-function encode(sender: number, number: number, filler: number): Uint8Array {
-  const bytes = new Uint8Array(6 + filler);
-  bytes[0] = sender;
-  new DataView(bytes.buffer).setUint32(1, number);
-  bytes[5] = 0xab;
-  return bytes;
-}
-
-function decode(payload: Uint8Array): { sender: number; number: number } {
-  return { sender: payload[0]!, number: new DataView(payload.buffer, payload.byteOffset).getUint32(1) };
 }
 
 function progress(live: number[], sent: number[], delivered: Array<Map<number, number[]>>): string {

@@ -1,8 +1,8 @@
-import { Channel } from "../../src/channel/channel.ts";
+import type { Channel } from "../../src/channel/channel.ts";
 import type { TopicMessage } from "../../src/channel/topic-message.ts";
 import type { TotemStats } from "../../src/reliable/totem/totem-protocol.ts";
 import { SeededRandom } from "../../src/transport/seeded-random.ts";
-import { SimulatedNetwork } from "../../src/transport/simulated-network.ts";
+import { decodeMessage, encodeMessage, lossyNetwork, startChannels } from "./sim-helpers.ts";
 
 /**
  * One seeded run of Totem total order on the simulated network: 3–5 members, several senders, loss up
@@ -41,40 +41,20 @@ function totemStats(channel: Channel): TotemStats {
 export async function runTotemScenario(seed: number): Promise<TotemScenarioResult> {
   const random = new SeededRandom(seed).fork("scenario");
   const loss = random.next() < 0.2 ? 0 : random.next() * 0.3;
-  const net = new SimulatedNetwork({
-    seed,
-    defaultLink: {
-      loss,
-      duplicate: random.next() * 0.05,
-      reorder: random.next() * 0.1,
-      delayMs: { min: 0.05, max: 0.05 + random.next() * 2 },
-    },
-  });
+  const net = lossyNetwork(seed, random, { loss, duplicate: 0.05, reorder: 0.1, delayMs: 2 });
   const memberCount = 3 + random.nextInt(3);
   const senderCount = 1 + random.nextInt(memberCount);
   const safeShare = random.next() < 0.3 ? 0 : random.next();
-  const channels: Channel[] = [];
-  for (let i = 0; i < memberCount; i++) {
-    const channel = new Channel({
-      name: `m${i}`,
-      transport: net.transportFactory(`h${i}`),
-      clock: net.clock,
-      random: net.random.fork(`member-${i}`),
-      incarnation: 1,
-      reliability: "totem",
-      heartbeatIntervalMs: 100,
-      peerTimeoutMs: 600_000,
-      totem: {
-        tokenTimeoutMs: 400,
-        tokenRetransmitMs: 20,
-        consensusTimeoutMs: 600,
-        joinIntervalMs: 20,
-        ...(random.next() < 0.3 ? { windowMessages: 64, maxMessagesPerVisit: 16 } : {}),
-      },
-    });
-    await channel.start();
-    channels.push(channel);
-  }
+  const channels = await startChannels(net, memberCount, () => ({
+    reliability: "totem",
+    totem: {
+      tokenTimeoutMs: 400,
+      tokenRetransmitMs: 20,
+      consensusTimeoutMs: 600,
+      joinIntervalMs: 20,
+      ...(random.next() < 0.3 ? { windowMessages: 64, maxMessagesPerVisit: 16 } : {}),
+    },
+  }));
   const hosts = channels.map((_, i) => `h${i}`);
   const ringOfAll = (members: number[]) =>
     members.every((i) => {
@@ -94,7 +74,7 @@ export async function runTotemScenario(seed: number): Promise<TotemScenarioResul
   const violations: string[] = [];
   channels.forEach((channel, i) => {
     channel.addTopicListener(TOPIC, (message: TopicMessage) => {
-      const { sender, number } = decode(message.payload);
+      const { sender, number } = decodeMessage(message.payload);
       const key = `${sender}/${number}`;
       delivered[i]!.push(key);
       if (!safeKeys.has(key)) return;
@@ -126,7 +106,7 @@ export async function runTotemScenario(seed: number): Promise<TotemScenarioResul
         const large = random.next() < 0.02;
         const safe = random.next() < safeShare;
         if (safe) safeKeys.add(`${s}/${n}`);
-        channels[s]!.broadcast(TOPIC, encode(s, n, large ? 100_000 + random.nextInt(100_000) : random.nextInt(300)), { safe }).catch(() => undefined);
+        channels[s]!.broadcast(TOPIC, encodeMessage(s, n, large ? 100_000 + random.nextInt(100_000) : random.nextInt(300)), { safe }).catch(() => undefined);
       }
       if (n < count) net.clock.setTimer(random.nextInt(20), burst);
     };
@@ -192,18 +172,6 @@ export async function runTotemScenario(seed: number): Promise<TotemScenarioResul
   };
   for (const channel of channels) await channel.shutDown();
   return result;
-}
-
-function encode(sender: number, number: number, filler: number): Uint8Array {
-  const bytes = new Uint8Array(6 + filler);
-  bytes[0] = sender;
-  new DataView(bytes.buffer).setUint32(1, number);
-  bytes[5] = 0xcd;
-  return bytes;
-}
-
-function decode(payload: Uint8Array): { sender: number; number: number } {
-  return { sender: payload[0]!, number: new DataView(payload.buffer, payload.byteOffset).getUint32(1) };
 }
 
 function describe(channels: Channel[]): string {
