@@ -8,7 +8,7 @@ const root = join(import.meta.dirname, "..");
 const bin = (name: string) => join(root, "node_modules", ".bin", name);
 
 /** How each runtime runs a member program (a path relative to the repository root). */
-export function commandFor(runtime: "node" | "bun" | "deno", program: string): readonly [string, ...string[]] {
+function commandFor(runtime: "node" | "bun" | "deno", program: string): readonly [string, ...string[]] {
   switch (runtime) {
     case "node":
       return [process.execPath, bin("tsx"), program];
@@ -20,8 +20,6 @@ export function commandFor(runtime: "node" | "bun" | "deno", program: string): r
 }
 
 export type Runtime = Parameters<typeof commandFor>[0];
-
-export const repositoryRoot = root;
 
 export const randomInt = (min: number, max: number) => min + Math.floor(Math.random() * (max - min + 1));
 
@@ -36,7 +34,7 @@ export function freshNetwork(prefix: string): { group: string; port: number; clu
 }
 
 /** Kills a member with everything it started (tsx runs the program in a child process of its own). */
-export function killGroup(child: ChildProcess): void {
+function killGroup(child: ChildProcess): void {
   try {
     process.kill(-child.pid!, "SIGKILL");
   } catch {
@@ -58,9 +56,9 @@ export function trackMembers(): Set<ChildProcess> {
  * Starts `program` in `runtime` with `config` as its one argument (JSON), in a process group of its own
  * so that a kill reaches tsx's child too; `running` kills it after the test.
  */
-export function spawnMember(runtime: Runtime, program: string, config: unknown, running: Set<ChildProcess>): ChildProcess {
+function spawnMember(runtime: Runtime, program: string, config: unknown, running: Set<ChildProcess>): ChildProcess {
   const [command, ...args] = commandFor(runtime, program);
-  const child = spawn(command, [...args, JSON.stringify(config)], { cwd: repositoryRoot, detached: true, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(command, [...args, JSON.stringify(config)], { cwd: root, detached: true, stdio: ["ignore", "pipe", "pipe"] });
   running.add(child);
   return child;
 }
@@ -163,4 +161,42 @@ export class MemberProcess<Event extends { readonly type: string }, Config exten
   #wake(): void {
     for (const waiter of [...this.#waiters]) waiter();
   }
+}
+
+/** How a member that prints one JSON result line as its last line ended. */
+export interface MemberOutcome<Result> {
+  readonly runtime: Runtime;
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+  readonly result: Result | undefined;
+  readonly output: string;
+}
+
+/** Runs member `config.index` to its end (killed after `killAfterMs`) and parses the JSON line it printed last. */
+export function runToEnd<Result>(
+  runtime: Runtime,
+  program: string,
+  config: { readonly index: number },
+  running: Set<ChildProcess>,
+  killAfterMs: number,
+): Promise<MemberOutcome<Result>> {
+  const child = spawnMember(runtime, program, config, running);
+  let stdout = "";
+  let stderr = "";
+  child.stdout!.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
+  child.stderr!.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
+  const killer = setTimeout(() => killGroup(child), killAfterMs);
+  return new Promise((resolve) => {
+    child.on("close", (code, signal) => {
+      clearTimeout(killer);
+      running.delete(child);
+      let result: Result | undefined;
+      try {
+        result = JSON.parse(stdout.trim().split("\n").at(-1) ?? "") as Result;
+      } catch {
+        result = undefined;
+      }
+      resolve({ runtime, code, signal, result, output: `${runtime} member ${config.index}: exit ${code ?? signal}\n${stdout}${stderr}` });
+    });
+  });
 }

@@ -10,7 +10,7 @@ import { createUdpTransport } from "../src/adapters/node.ts";
 import { Channel } from "../src/channel/channel.ts";
 import type { TopicMessage } from "../src/channel/topic-message.ts";
 import { encodeEnvelopeHeader } from "../src/wire/frames.ts";
-import { freshNetwork, killGroup, randomInt, type Runtime, spawnMember, trackMembers } from "./members.ts";
+import { freshNetwork, type MemberOutcome as Outcome, randomInt, type Runtime, runToEnd, trackMembers } from "./members.ts";
 import type { MemberConfig, MemberResult } from "./runtime/channel-member.ts";
 
 const MEMBER = join("test", "runtime", "channel-member.ts");
@@ -20,45 +20,18 @@ const MEMBER_TIMEOUT_MS = 30_000;
 const KILL_AFTER_MS = MEMBER_TIMEOUT_MS + 10_000;
 const TEST_TIMEOUT_MS = KILL_AFTER_MS + 5_000;
 
-interface MemberOutcome {
-  readonly runtime: Runtime;
-  readonly code: number | null;
-  readonly signal: NodeJS.Signals | null;
-  readonly result: MemberResult | undefined;
-  readonly output: string;
-}
+type MemberOutcome = Outcome<MemberResult>;
 
 const running = trackMembers();
-
-/** Runs one member to its end and parses the JSON line it prints last. */
-function runMember(runtime: Runtime, config: MemberConfig): Promise<MemberOutcome> {
-  const child = spawnMember(runtime, MEMBER, config, running);
-  let stdout = "";
-  let stderr = "";
-  child.stdout!.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
-  child.stderr!.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
-  const killer = setTimeout(() => killGroup(child), KILL_AFTER_MS);
-  return new Promise((resolve) => {
-    child.on("close", (code, signal) => {
-      clearTimeout(killer);
-      running.delete(child);
-      const last = stdout.trim().split("\n").at(-1) ?? "";
-      let result: MemberResult | undefined;
-      try {
-        result = JSON.parse(last) as MemberResult;
-      } catch {
-        result = undefined;
-      }
-      resolve({ runtime, code, signal, result, output: `${runtime} member ${config.index}: exit ${code ?? signal}\n${stdout}${stderr}` });
-    });
-  });
-}
 
 /** Runs one member per entry of `runtimes` in one group, each broadcasting `messages` messages. */
 async function runGroup(runtimes: readonly Runtime[], messages: number): Promise<MemberOutcome[]> {
   const network = freshNetwork("udp-test");
   return Promise.all(
-    runtimes.map((runtime, index) => runMember(runtime, { ...network, index, members: runtimes.length, messages, timeoutMs: MEMBER_TIMEOUT_MS })),
+    runtimes.map((runtime, index) => {
+      const config: MemberConfig = { ...network, index, members: runtimes.length, messages, timeoutMs: MEMBER_TIMEOUT_MS };
+      return runToEnd<MemberResult>(runtime, MEMBER, config, running, KILL_AFTER_MS);
+    }),
   );
 }
 

@@ -3,10 +3,9 @@
  * test/runtime/totem-member.ts (three Node processes, and Node, Bun and Deno in one ring). Every member
  * must deliver every message, its own included, and all of them in one and the same order.
  */
-import { spawn } from "node:child_process";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { commandFor, freshNetwork, killGroup, repositoryRoot, type Runtime, trackMembers } from "./members.ts";
+import { freshNetwork, type MemberOutcome, type Runtime, runToEnd, trackMembers } from "./members.ts";
 import type { TotemMemberConfig, TotemMemberResult } from "./runtime/totem-member.ts";
 
 const MEMBER = join("test", "runtime", "totem-member.ts");
@@ -14,43 +13,17 @@ const MEMBER_TIMEOUT_MS = 40_000;
 const KILL_AFTER_MS = MEMBER_TIMEOUT_MS + 10_000;
 const TEST_TIMEOUT_MS = KILL_AFTER_MS + 5_000;
 
-interface Outcome {
-  readonly runtime: Runtime;
-  readonly code: number | null;
-  readonly result: TotemMemberResult | undefined;
-  readonly output: string;
-}
+type Outcome = MemberOutcome<TotemMemberResult>;
 
 const running = trackMembers();
-
-function runMember(runtime: Runtime, config: TotemMemberConfig): Promise<Outcome> {
-  const [command, ...args] = commandFor(runtime, MEMBER);
-  const child = spawn(command, [...args, JSON.stringify(config)], { cwd: repositoryRoot, detached: true, stdio: ["ignore", "pipe", "pipe"] });
-  running.add(child);
-  let stdout = "";
-  let stderr = "";
-  child.stdout!.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
-  child.stderr!.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
-  const killer = setTimeout(() => killGroup(child), KILL_AFTER_MS);
-  return new Promise((resolve) => {
-    child.on("close", (code, signal) => {
-      clearTimeout(killer);
-      running.delete(child);
-      let result: TotemMemberResult | undefined;
-      try {
-        result = JSON.parse(stdout.trim().split("\n").at(-1) ?? "") as TotemMemberResult;
-      } catch {
-        result = undefined;
-      }
-      resolve({ runtime, code, result, output: `${runtime} member ${config.index}: exit ${code ?? signal}\n${stdout}${stderr}` });
-    });
-  });
-}
 
 async function runRing(runtimes: readonly Runtime[], messages: number, crash: { victim: number; crashAfter: number } | {} = {}): Promise<Outcome[]> {
   const network = freshNetwork("udp-totem");
   return Promise.all(
-    runtimes.map((runtime, index) => runMember(runtime, { ...network, index, members: runtimes.length, messages, timeoutMs: MEMBER_TIMEOUT_MS, ...crash })),
+    runtimes.map((runtime, index) => {
+      const config: TotemMemberConfig = { ...network, index, members: runtimes.length, messages, timeoutMs: MEMBER_TIMEOUT_MS, ...crash };
+      return runToEnd<TotemMemberResult>(runtime, MEMBER, config, running, KILL_AFTER_MS);
+    }),
   );
 }
 
