@@ -9,46 +9,32 @@
  */
 import { Channel } from "../../src/channel/channel.ts";
 import type { TopicMessage } from "../../src/channel/topic-message.ts";
+import {
+  announceDone,
+  type BroadcastMemberConfig,
+  type BroadcastMemberResult,
+  buildPayload,
+  DATA,
+  everyoneDone,
+  HEADER_BYTES,
+  runReporting,
+  signal,
+} from "./broadcast-member.ts";
 import { detectRuntime } from "./runtime-host.ts";
 
-export interface MemberConfig {
-  /** This member's position in the group, 0 to members - 1; it travels in every payload. */
-  readonly index: number;
-  readonly members: number;
-  /** Messages this member broadcasts. */
-  readonly messages: number;
-  readonly cluster: string;
-  readonly group: string;
-  readonly port: number;
-  /** The whole run, from start to exit; past it the member reports what it has and exits 1. */
-  readonly timeoutMs: number;
-}
+export type MemberConfig = BroadcastMemberConfig;
 
-export interface MemberResult {
-  readonly runtime: string;
-  readonly index: number;
-  readonly sent: number;
-  /** Messages delivered, by sender index (every other member's index is present, 0 if none came). */
-  readonly received: Record<string, number>;
-  /** False when some sender's messages were delivered with a gap or out of order. */
-  readonly ordered: boolean;
+/**
+ * `received` holds every other member's index (0 if none came); `corrupt` counts wrong lengths or bytes,
+ * unknown or own indexes and counters past the end.
+ */
+export interface MemberResult extends BroadcastMemberResult {
   /** Deliveries of a message already delivered. */
   readonly duplicates: number;
-  /** Deliveries whose payload was not what its sender built (wrong length or bytes, unknown or own index, counter past the end). */
-  readonly corrupt: number;
-  /** Whether the run completed before the timeout. */
-  readonly complete: boolean;
-  readonly elapsedMs: number;
-  readonly stats: Record<string, unknown>;
-  readonly error?: string;
 }
 
-const DATA = "data";
-/** The completion barrier's topic: a member announces on it that it has received everything. */
-const DONE = "done";
 /** Messages broadcast before the sender awaits the window and yields to the event loop. */
 const BURST = 500;
-const HEADER_BYTES = 8;
 
 /**
  * The size of message `counter`: mostly small and varied (bundled many to a datagram), every 97th
@@ -61,17 +47,6 @@ export function messageSize(counter: number): number {
 }
 
 const fillerByte = (sender: number, counter: number, offset: number) => (sender * 29 + counter + offset) & 0xff;
-
-/** Message `counter` of member `sender`: both numbers, then filler the receiver can recompute. */
-function buildPayload(sender: number, counter: number): Uint8Array {
-  const payload = new Uint8Array(messageSize(counter));
-  const view = new DataView(payload.buffer);
-  view.setUint32(0, sender);
-  view.setUint32(4, counter);
-  for (let i = HEADER_BYTES; i < payload.length; i++) payload[i] = fillerByte(sender, counter, i);
-  return payload;
-}
-
 
 /** Checks deliveries per sender: the counter must be the next one expected, and the bytes as built. */
 class DeliveryCheck {
@@ -121,13 +96,6 @@ class DeliveryCheck {
   }
 }
 
-/** A promise with its resolve function outside. */
-function signal(): { promise: Promise<void>; resolve: () => void } {
-  let resolve!: () => void;
-  const promise = new Promise<void>((r) => (resolve = r));
-  return { promise, resolve };
-}
-
 const yieldToEventLoop = () => new Promise<void>((resolve) => setTimeout(resolve, 0));
 
 async function main(): Promise<void> {
@@ -143,20 +111,14 @@ async function main(): Promise<void> {
     transport: host.transport,
   });
   let sent = 0;
-  let error: string | undefined;
   channel.on("error", (event) => console.error(`member ${config.index} (${host.name}): ${event.stage}: ${event.error.message}`));
 
   const everything = signal();
   const check = new DeliveryCheck(config, everything.resolve);
   channel.addTopicListener(DATA, (message) => check.accept(message));
-  const allDone = signal();
-  const doneFrom = new Set<number>();
-  channel.addTopicListener(DONE, (message) => {
-    doneFrom.add(new DataView(message.payload.buffer, message.payload.byteOffset).getUint32(0));
-    if (doneFrom.size === config.members - 1) allDone.resolve();
-  });
+  const allDone = everyoneDone(channel, config.members - 1);
 
-  const report = (complete: boolean): number => {
+  const report = (complete: boolean, error: string | undefined): number => {
     const stats = channel.stats;
     const result: MemberResult = {
       runtime: host.name,
@@ -174,35 +136,27 @@ async function main(): Promise<void> {
     console.log(JSON.stringify(result));
     return complete && check.ordered && check.duplicates === 0 && check.corrupt === 0 ? 0 : 1;
   };
-  // Report what arrived so far and leave, whatever is still pending: a test must never hang on a member.
-  const deadline = setTimeout(() => host.exit(report(false)), config.timeoutMs);
-
-  try {
+  await runReporting(host, channel, config.timeoutMs, async () => {
     await channel.start();
     // Half the run at most, so that a member that never shows up is reported as such.
     await channel.waitForPeers(config.members - 1, { timeoutMs: Math.floor(config.timeoutMs / 2) });
     while (sent < config.messages) {
       let last: Promise<void> | undefined;
-      for (let i = 0; i < BURST && sent < config.messages; i++) last = channel.broadcast(DATA, buildPayload(config.index, sent++));
+      for (let i = 0; i < BURST && sent < config.messages; i++) {
+        const counter = sent++;
+        last = channel.broadcast(DATA, buildPayload(config.index, counter, messageSize(counter), fillerByte));
+      }
       // Broadcasts resolve in order, so the last one stands for the burst; yielding lets acknowledgements in.
       await last;
       await yieldToEventLoop();
     }
     await everything.promise;
-    const done = new Uint8Array(4);
-    new DataView(done.buffer).setUint32(0, config.index);
-    await channel.broadcast(DONE, done);
+    await announceDone(channel, config.index);
     // Everyone has received everything once every member has said so. This member's own "done" (and any
     // repair of it) must still reach the others: wait until every receiver has acknowledged all it sent.
-    await allDone.promise;
+    await allDone;
     while (channel.stats.protocol.unstable > 0) await new Promise((resolve) => setTimeout(resolve, 10));
-  } catch (caught) {
-    error = caught instanceof Error ? caught.message : String(caught);
-  }
-  clearTimeout(deadline);
-  const code = report(error === undefined);
-  await channel.shutDown();
-  host.exit(code);
+  }, report);
 }
 
 await main();

@@ -9,42 +9,32 @@
  */
 import { Channel } from "../../src/channel/channel.ts";
 import type { TotemStats } from "../../src/reliable/totem/totem-protocol.ts";
+import {
+  announceDone,
+  type BroadcastMemberConfig,
+  type BroadcastMemberResult,
+  buildPayload,
+  DATA,
+  everyoneDone,
+  HEADER_BYTES,
+  runReporting,
+  signal,
+} from "./broadcast-member.ts";
 import { detectRuntime } from "./runtime-host.ts";
 
-export interface TotemMemberConfig {
-  readonly index: number;
-  readonly members: number;
-  readonly messages: number;
-  readonly cluster: string;
-  readonly group: string;
-  readonly port: number;
-  readonly timeoutMs: number;
+export interface TotemMemberConfig extends BroadcastMemberConfig {
   /** The member that kills itself (SIGKILL) once it has broadcast `crashAfter` messages; the others carry on without it. */
   readonly victim?: number;
   readonly crashAfter?: number;
 }
 
-export interface TotemMemberResult {
-  readonly runtime: string;
-  readonly index: number;
-  readonly sent: number;
-  /** Messages delivered, by sender index (this member's own included). */
-  readonly received: Record<string, number>;
+/** `received` includes this member's own messages. */
+export interface TotemMemberResult extends BroadcastMemberResult {
   /** A digest of the whole delivery order (sender and number of every message, in order). */
   readonly orderDigest: string;
-  /** False when some sender's messages were delivered with a gap or out of its order. */
-  readonly ordered: boolean;
-  readonly corrupt: number;
-  readonly complete: boolean;
-  readonly elapsedMs: number;
-  readonly stats: Record<string, unknown>;
-  readonly error?: string;
 }
 
-const DATA = "data";
-const DONE = "done";
 const BURST = 200;
-const HEADER_BYTES = 8;
 
 function messageSize(counter: number): number {
   if (counter % 500 === 499) return 150 * 1024;
@@ -52,21 +42,6 @@ function messageSize(counter: number): number {
 }
 
 const fillerByte = (sender: number, counter: number, offset: number) => (sender * 31 + counter + offset) & 0xff;
-
-function buildPayload(sender: number, counter: number): Uint8Array {
-  const payload = new Uint8Array(messageSize(counter));
-  const view = new DataView(payload.buffer);
-  view.setUint32(0, sender);
-  view.setUint32(4, counter);
-  for (let i = HEADER_BYTES; i < payload.length; i++) payload[i] = fillerByte(sender, counter, i);
-  return payload;
-}
-
-function signal(): { promise: Promise<void>; resolve: () => void } {
-  let resolve!: () => void;
-  const promise = new Promise<void>((r) => (resolve = r));
-  return { promise, resolve };
-}
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
@@ -84,7 +59,6 @@ async function main(): Promise<void> {
   });
   channel.on("error", (event) => console.error(`member ${config.index} (${host.name}): ${event.stage}: ${event.error.message}`));
   let sent = 0;
-  let error: string | undefined;
   const received: Record<string, number> = {};
   const next = new Array<number>(config.members).fill(0);
   for (let i = 0; i < config.members; i++) received[i] = 0;
@@ -116,14 +90,9 @@ async function main(): Promise<void> {
     next[sender] = counter + 1;
     if (sender !== config.victim && ++total === survivors * config.messages) everything.resolve();
   });
-  const allDone = signal();
-  const doneFrom = new Set<number>();
-  channel.addTopicListener(DONE, (message) => {
-    doneFrom.add(new DataView(message.payload.buffer, message.payload.byteOffset).getUint32(0));
-    if (doneFrom.size === survivors) allDone.resolve();
-  });
+  const allDone = everyoneDone(channel, survivors);
 
-  const report = (complete: boolean): number => {
+  const report = (complete: boolean, error: string | undefined): number => {
     const stats = channel.stats;
     const { ring, ...counters } = stats.protocol as TotemStats;
     const result: TotemMemberResult = {
@@ -142,9 +111,7 @@ async function main(): Promise<void> {
     console.log(JSON.stringify(result));
     return complete && ordered && corrupt === 0 ? 0 : 1;
   };
-  const deadline = setTimeout(() => host.exit(report(false)), config.timeoutMs);
-
-  try {
+  await runReporting(host, channel, config.timeoutMs, async () => {
     await channel.start();
     await channel.waitForPeers(config.members - 1, { timeoutMs: Math.floor(config.timeoutMs / 2) });
     // Messages sent before the ring holds everyone would reach only the ring they were sent on.
@@ -154,7 +121,7 @@ async function main(): Promise<void> {
       let last: Promise<void> | undefined;
       for (let i = 0; i < BURST && sent < config.messages; i++) {
         const counter = sent++;
-        last = channel.broadcast(DATA, buildPayload(config.index, counter), { safe: counter % 10 === 0 });
+        last = channel.broadcast(DATA, buildPayload(config.index, counter, messageSize(counter), fillerByte), { safe: counter % 10 === 0 });
         // Die without a goodbye while still sending: the token is lost and the others form the ring again.
         if (config.index === config.victim && sent === config.crashAfter) setTimeout(() => process.kill(process.pid, "SIGKILL"), 20);
       }
@@ -162,19 +129,11 @@ async function main(): Promise<void> {
       await sleep(0);
     }
     await everything.promise;
-    const done = new Uint8Array(4);
-    new DataView(done.buffer).setUint32(0, config.index);
     // Safe: once this member delivers every "done", every member holds every "done" and delivers it even
     // if this member leaves at once.
-    await channel.broadcast(DONE, done, { safe: true });
-    await allDone.promise;
-  } catch (caught) {
-    error = caught instanceof Error ? caught.message : String(caught);
-  }
-  clearTimeout(deadline);
-  const code = report(error === undefined);
-  await channel.shutDown();
-  host.exit(code);
+    await announceDone(channel, config.index, { safe: true });
+    await allDone;
+  }, report);
 }
 
 await main();
