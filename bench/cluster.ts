@@ -38,6 +38,7 @@ import {
   sleep,
   startRun,
   summarize,
+  thousands,
   timed,
   whenReady,
   writeResults,
@@ -451,7 +452,7 @@ async function main(): Promise<void> {
   if (only === undefined) writeResults("cluster", summary);
 
   const ms = (x: number) => `${x < 10 ? x.toFixed(2) : Math.round(x).toLocaleString("en-US")} ms`;
-  const rate = (x: number) => Math.round(x).toLocaleString("en-US");
+  const rate = thousands;
   const each = (values: readonly number[], format: (x: number) => string) => values.map(format).join(", ");
   console.log(`\nCluster channels, members as separate Node processes on loopback multicast (${cpus().length} cores, Node ${process.version}, load average ${load.toFixed(2)} at start; medians of ${trials} trials)\n`);
   console.log("| measurement | result | reference |");

@@ -86,13 +86,13 @@ if (process.argv.includes("codec")) {
 
 async function main(): Promise<void> {
   const { join } = await import("node:path");
-  const { runPerf, writeJson } = await import("../src/cli/perf.ts");
+  const { runPerf } = await import("../src/cli/perf.ts");
+  const { blazeCli: cli, finishPerf, machine, median, printTargets, summarizeRuns, thousands: n } = await import("./lib.ts");
   type PerfResult = Awaited<ReturnType<typeof runPerf>>;
   const seconds = Number(option("seconds", "5"));
   const rounds = Number(option("rounds", "3"));
   const codecSeconds = option("codec-seconds", "2");
   const root = join(import.meta.dirname, "..");
-  const cli = join(root, "dist", "cli", "blaze.js");
   const self = join(root, "bench", "fec.ts");
   const bin = (name: string) => join(root, "node_modules", ".bin", name);
 
@@ -128,18 +128,13 @@ async function main(): Promise<void> {
       }
     }
   }
-  const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
   const scenarios = Object.fromEntries(
     [...runs].map(([name, results]) => [
       name,
       {
-        messagesPerSecond: median(results.map((r) => r.messagesPerSecond)),
-        megabytesPerSecond: median(results.map((r) => r.megabytesPerSecond)),
-        latencyP50Ms: median(results.map((r) => r.latencyP50Ms)),
-        latencyP99Ms: median(results.map((r) => r.latencyP99Ms)),
+        ...summarizeRuns(results),
         nacksSent: median(results.map((r) => Math.max(...r.receivers.map((x) => x.nacksSent)))),
         complete: results.every((r) => r.complete),
-        runs: results,
       },
     ]),
   );
@@ -155,7 +150,7 @@ async function main(): Promise<void> {
   const summary = {
     benchmark: "fec",
     date: new Date().toISOString(),
-    machine: { cpus: cpus().length, cpu: cpus()[0]?.model, node: process.version },
+    machine: machine(),
     seconds,
     rounds,
     codec,
@@ -163,9 +158,6 @@ async function main(): Promise<void> {
     targets,
     complete: Object.values(scenarios).every((s) => s.complete),
   };
-  writeJson(join(root, "bench", "results", "fec.json"), summary);
-
-  const n = (x: number) => Math.round(x).toLocaleString("en-US");
   console.log(`\nReed-Solomon codec (MB/s of source data; decode rebuilds m lost packets), ${cpus().length} cores\n`);
   console.log("| runtime | k | m | packet | encode MB/s | decode MB/s |\n| --- | ---: | ---: | ---: | ---: | ---: |");
   for (const [runtime, results] of Object.entries(codec)) {
@@ -181,7 +173,6 @@ async function main(): Promise<void> {
       console.log(`| ${reliability} | ${loss * 100} % | ${n(s.messagesPerSecond)} | ${s.megabytesPerSecond.toFixed(1)} | ${s.latencyP50Ms.toFixed(2)} ms | ${s.latencyP99Ms.toFixed(2)} ms | ${n(s.nacksSent)} |`);
     }
   }
-  console.log("\n| target | measured | goal | met |\n| --- | ---: | ---: | --- |");
-  for (const t of targets) console.log(`| ${t.target} | ${t.unit === "×" ? `${t.value.toFixed(2)}×` : n(t.value)} | ${t.goal} ${t.unit} | ${t.met ? "yes" : "NO"} |`);
-  console.log(`\nevery receiver got every message in every run: ${summary.complete ? "yes" : "NO"}; JSON: bench/results/fec.json`);
+  printTargets(targets, (t) => [t.unit === "×" ? `${t.value.toFixed(2)}×` : n(t.value), `${t.goal} ${t.unit}`]);
+  finishPerf("fec", summary);
 }

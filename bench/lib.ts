@@ -1,12 +1,15 @@
 /**
  * What the benchmarks share: members forked as Node processes that talk to the parent over Node's IPC
- * channel, medians and latency summaries, measurements run within a time limit, and the report of the
- * machine, its load and the failures at the end of a run.
+ * channel, medians and latency summaries, measurements run within a time limit, the report of the
+ * machine, its load and the failures at the end of a run, and the summaries and tables of `blaze perf`
+ * runs.
  */
 import { type ChildProcess, fork } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
 import { join } from "node:path";
+import { parseArgs } from "node:util";
+import type { PerfResult } from "../src/cli/perf.ts";
 
 /** A multicast group, port and cluster of a run's own. */
 export interface Network {
@@ -195,9 +198,10 @@ export function startRun(): { startedAt: number; load: number } {
   return { startedAt: Date.now(), load: loadavg()[0]! };
 }
 
-/** The machine, with its load average at the start of the run and now. */
-export function machine(load: number) {
-  return { cpus: cpus().length, cpu: cpus()[0]?.model, node: process.version, loadAverageAtStart: load, loadAverageAtEnd: loadavg()[0] };
+/** The machine; given the load average at the start of the run, that and the load average now. */
+export function machine(load?: number) {
+  const machine = { cpus: cpus().length, cpu: cpus()[0]?.model, node: process.version };
+  return load === undefined ? machine : { ...machine, loadAverageAtStart: load, loadAverageAtEnd: loadavg()[0] };
 }
 
 /** Writes bench/results/<name>.json. */
@@ -218,4 +222,52 @@ export function finishRun(run: { load: number; wallSeconds: number; results: str
   const written = run.results === undefined ? " (partial run: no JSON written)" : `; JSON: bench/results/${run.results}.json`;
   console.log(`\nwall time ${run.wallSeconds.toFixed(0)} s; load average at end ${loadavg()[0]!.toFixed(2)}${written}`);
   process.exit(Object.keys(failures).length === 0 ? 0 : 1);
+}
+
+// --- runs of `blaze perf` ---
+
+/** The built CLI (`npm run build` first), whose `perf` command runs the members. */
+export const blazeCli = join(import.meta.dirname, "..", "dist", "cli", "blaze.js");
+
+/** `--seconds` of each run (default 5) and `--rounds` of each scenario (default 3). */
+export function perfArgs(): { seconds: number; rounds: number } {
+  const { values } = parseArgs({ options: { seconds: { type: "string", default: "5" }, rounds: { type: "string", default: "3" } } });
+  return { seconds: Number(values.seconds), rounds: Number(values.rounds) };
+}
+
+/** A scenario's medians over its runs, and the runs. */
+export function summarizeRuns(runs: readonly PerfResult[]) {
+  return {
+    megabytesPerSecond: median(runs.map((r) => r.megabytesPerSecond)),
+    messagesPerSecond: median(runs.map((r) => r.messagesPerSecond)),
+    latencyP50Ms: median(runs.map((r) => r.latencyP50Ms)),
+    latencyP99Ms: median(runs.map((r) => r.latencyP99Ms)),
+    runs,
+  };
+}
+
+export const thousands = (x: number) => Math.round(x).toLocaleString("en-US");
+
+/** The table of scenarios: the slowest receiver's messages/s, MB/s and latency percentiles. */
+export function printScenarios(scenarios: ReadonlyArray<readonly [string, Omit<ReturnType<typeof summarizeRuns>, "runs">]>): void {
+  console.log("| scenario | msgs/s (slowest receiver) | MB/s | latency p50 | latency p99 |");
+  console.log("| --- | ---: | ---: | ---: | ---: |");
+  for (const [name, s] of scenarios) {
+    console.log(`| ${name} | ${thousands(s.messagesPerSecond)} | ${s.megabytesPerSecond.toFixed(1)} | ${s.latencyP50Ms.toFixed(2)} ms | ${s.latencyP99Ms.toFixed(2)} ms |`);
+  }
+}
+
+/** The table of targets; `shown` formats a target's measured value and its goal. */
+export function printTargets<T extends { readonly target: string; readonly met: boolean }>(targets: readonly T[], shown: (target: T) => readonly [string, string]): void {
+  console.log("\n| target | measured | goal | met |\n| --- | ---: | ---: | --- |");
+  for (const t of targets) {
+    const [measured, goal] = shown(t);
+    console.log(`| ${t.target} | ${measured} | ${goal} | ${t.met ? "yes" : "NO"} |`);
+  }
+}
+
+/** Writes bench/results/<name>.json and says whether every receiver got every message in every run. */
+export function finishPerf(name: string, summary: { readonly complete: boolean }): void {
+  writeResults(name, summary);
+  console.log(`\nevery receiver got every message in every run: ${summary.complete ? "yes" : "NO"}; JSON: bench/results/${name}.json`);
 }
