@@ -21,28 +21,7 @@
  */
 import { cpus } from "node:os";
 import { parseArgs } from "node:util";
-import {
-  absoluteNow,
-  Child as ForkedChild,
-  describe,
-  exitAll,
-  failures,
-  finishRun,
-  freshNetwork,
-  type LatencySummary,
-  loadLibrary,
-  machine,
-  median,
-  type Network,
-  serve,
-  sleep,
-  startRun,
-  summarize,
-  thousands,
-  timed,
-  whenReady,
-  writeResults,
-} from "./lib.ts";
+import { absoluteNow, Child as ForkedChild, describe, exitAll, failures, finishRun, freshNetwork, type LatencySummary, loadLibrary, machine, memberOptions, median, type Network, serve, sleep, startRun, summarize, thousands, timed, type Timing, whenReady, writeResults } from "./lib.ts";
 
 /** JGroups 2.12 on this machine: ReplicatedHashMap acknowledged puts/s, and lock + unlock pairs/s. */
 const JGROUPS = { putsPerSecond: 2_700, lockPairsPerSecond: 2_900 } as const;
@@ -50,14 +29,10 @@ const JGROUPS = { putsPerSecond: 2_700, lockPairsPerSecond: 2_900 } as const;
 const DEFAULT_TIMING = { heartbeatIntervalMs: 1_000, failureTimeoutMs: 5_000, verifyTimeoutMs: 1_500 } as const;
 const FAST_TIMING = { heartbeatIntervalMs: 200, failureTimeoutMs: 1_000, verifyTimeoutMs: 300 } as const;
 const KEY_RANGE = 10_000;
+/** The failure detection timeouts a failover measurement runs with. */
+type FailureTiming = Required<Omit<Timing, "discoveryTimeoutMs">>;
 
 // --- what the parent and its children say to each other (over Node's IPC channel) ---
-
-interface Timing {
-  readonly heartbeatIntervalMs?: number;
-  readonly failureTimeoutMs?: number;
-  readonly verifyTimeoutMs?: number;
-}
 
 interface Rate {
   readonly done: number;
@@ -142,15 +117,7 @@ async function runMember(): Promise<void> {
     join: async (message: Extract<ToChild, { type: "join" }>) => {
       const began = performance.now();
       let inView: number | undefined;
-      const ch = new ClusterChannel({
-        cluster: message.network.cluster,
-        name: message.name,
-        network: { type: "multicast", group: message.network.group, port: message.network.port, interface: "127.0.0.1" },
-        groups: ["g"],
-        weight: message.weight,
-        transport: createUdpTransport,
-        ...message.timing,
-      });
+      const ch = new ClusterChannel({ ...memberOptions(message, createUdpTransport), weight: message.weight });
       channel = ch;
       ch.on("error", ({ error, stage }) => console.error(`${message.name}: ${stage}: ${error.message}`));
       ch.onGroup("viewChange", ({ view }) => {
@@ -326,7 +293,7 @@ interface FailoverTrial {
 }
 
 // 3. Failover: three members, SIGKILL the coordinator while a third member writes one put at a time.
-async function measureFailover(timing: Required<Timing>, trials: number, size: number): Promise<Required<Timing> & { budgetMs: number; trials: FailoverTrial[]; medianFirstWriteMs: number; medianViewMs: number }> {
+async function measureFailover(timing: FailureTiming, trials: number, size: number): Promise<FailureTiming & { budgetMs: number; trials: FailoverTrial[]; medianFirstWriteMs: number; medianViewMs: number }> {
   const results: FailoverTrial[] = [];
   for (let trial = 0; trial < trials; trial++) {
     process.stderr.write(`failover (failure ${timing.failureTimeoutMs} ms + verify ${timing.verifyTimeoutMs} ms): trial ${trial + 1}/${trials}\n`);

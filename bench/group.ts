@@ -21,36 +21,9 @@ import { execFileSync } from "node:child_process";
 import { createSocket } from "node:dgram";
 import { cpus } from "node:os";
 import { parseArgs } from "node:util";
-import {
-  absoluteNow,
-  Child as ForkedChild,
-  exitAll as exitChildren,
-  failures,
-  finishRun,
-  freshNetwork,
-  type LatencySummary,
-  loadLibrary,
-  machine,
-  median,
-  type Network,
-  serve,
-  sleep,
-  startRun,
-  summarize,
-  timed,
-  whenReady,
-  writeResults,
-} from "./lib.ts";
+import { absoluteNow, Child as ForkedChild, exitAll as exitChildren, failures, finishRun, freshNetwork, type LatencySummary, loadLibrary, machine, memberOptions, median, type Network, serve, sleep, startRun, summarize, timed, type Timing, whenReady, writeResults } from "./lib.ts";
 
 // --- what the parent and its children say to each other (over Node's IPC channel) ---
-
-/** Group options the benchmark sets (everything else is the default). */
-interface Timing {
-  readonly heartbeatIntervalMs?: number;
-  readonly failureTimeoutMs?: number;
-  readonly verifyTimeoutMs?: number;
-  readonly discoveryTimeoutMs?: number;
-}
 
 type ToChild =
   | { readonly type: "join"; readonly name: string; readonly network: Network; readonly timing: Timing }
@@ -112,14 +85,7 @@ async function runMember(): Promise<void> {
 
   serve<ToChild>({
     join: async (message: Extract<ToChild, { type: "join" }>) => {
-      const ch = new GroupChannel({
-        cluster: message.network.cluster,
-        name: message.name,
-        network: { type: "multicast", group: message.network.group, port: message.network.port, interface: "127.0.0.1" },
-        groups: ["g"],
-        transport: createUdpTransport,
-        ...message.timing,
-      });
+      const ch = new GroupChannel(memberOptions(message, createUdpTransport));
       channel = ch;
       ch.on("error", ({ error, stage }) => console.error(`${message.name}: ${stage}: ${error.message}`));
       ch.onGroup("viewChange", ({ view }) =>

@@ -18,6 +18,14 @@ export interface Network {
   readonly port: number;
 }
 
+/** The group options a benchmark sets (everything else is the default). */
+export interface Timing {
+  readonly heartbeatIntervalMs?: number;
+  readonly failureTimeoutMs?: number;
+  readonly verifyTimeoutMs?: number;
+  readonly discoveryTimeoutMs?: number;
+}
+
 export interface LatencySummary {
   readonly count: number;
   readonly p50Ms: number;
@@ -60,6 +68,12 @@ export async function loadLibrary<Library>(fromSources: boolean, sources: () => 
   const index = "../dist/index.js";
   const adapter = "../dist/adapters/node.js";
   return { ...((await import(index)) as Library), ...((await import(adapter)) as Library) };
+}
+
+/** A member's channel options: group "g" on loopback multicast, over `transport`, with the benchmark's timing. */
+export function memberOptions<Transport>(join: { readonly name: string; readonly network: Network; readonly timing: Timing }, transport: Transport) {
+  const { cluster, group, port } = join.network;
+  return { cluster, name: join.name, network: { type: "multicast" as const, group, port, interface: "127.0.0.1" }, groups: ["g"], transport, ...join.timing };
 }
 
 type Handlers<To extends { readonly type: string }> = { readonly [T in To["type"]]: (message: Extract<To, { type: T }>) => Promise<void> | void };
