@@ -9,17 +9,7 @@
  */
 import { Channel } from "../../src/channel/channel.ts";
 import type { TotemStats } from "../../src/reliable/totem/totem-protocol.ts";
-import {
-  announceDone,
-  type BroadcastMemberConfig,
-  type BroadcastMemberResult,
-  buildPayload,
-  DATA,
-  everyoneDone,
-  HEADER_BYTES,
-  runReporting,
-  signal,
-} from "./broadcast-member.ts";
+import { announceDone, type BroadcastMemberConfig, type BroadcastMemberResult, buildPayload, DATA, everyoneDone, HEADER_BYTES, runReporting, signal } from "./broadcast-member.ts";
 import { detectRuntime } from "./runtime-host.ts";
 
 export interface TotemMemberConfig extends BroadcastMemberConfig {
