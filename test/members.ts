@@ -23,6 +23,12 @@ export type Runtime = Parameters<typeof commandFor>[0];
 
 export const randomInt = (min: number, max: number) => min + Math.floor(Math.random() * (max - min + 1));
 
+/** Failure detection made quick for the tests (the defaults are 1,000, 5,000 and 1,500 ms). */
+export const FAST_TIMING = { heartbeatIntervalMs: 200, failureTimeoutMs: 1_000, verifyTimeoutMs: 300, discoveryTimeoutMs: 500 } as const;
+
+/** Wall-clock ms (with a fraction), comparable with the `at` of the members' events. */
+export const now = () => performance.timeOrigin + performance.now();
+
 /** A multicast group, port and cluster of their own, so that runs (and other tests) never meet. */
 export function freshNetwork(prefix: string): { group: string; port: number; cluster: string } {
   return {
@@ -172,20 +178,25 @@ export interface MemberOutcome<Result> {
   readonly output: string;
 }
 
-/** Runs member `config.index` to its end (killed after `killAfterMs`) and parses the JSON line it printed last. */
+/** A member that overran its own `timeoutMs` by this much is killed. */
+export const KILL_GRACE_MS = 10_000;
+
+/**
+ * Runs member `config.index` to its end (killed {@link KILL_GRACE_MS} after its own `timeoutMs`) and
+ * parses the JSON line it printed last.
+ */
 export function runToEnd<Result>(
   runtime: Runtime,
   program: string,
-  config: { readonly index: number },
+  config: { readonly index: number; readonly timeoutMs: number },
   running: Set<ChildProcess>,
-  killAfterMs: number,
 ): Promise<MemberOutcome<Result>> {
   const child = spawnMember(runtime, program, config, running);
   let stdout = "";
   let stderr = "";
   child.stdout!.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
   child.stderr!.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
-  const killer = setTimeout(() => killGroup(child), killAfterMs);
+  const killer = setTimeout(() => killGroup(child), config.timeoutMs + KILL_GRACE_MS);
   return new Promise((resolve) => {
     child.on("close", (code, signal) => {
       clearTimeout(killer);
@@ -200,3 +211,6 @@ export function runToEnd<Result>(
     });
   });
 }
+
+/** What `members` printed last, for failure messages. */
+export const outputs = (members: ReadonlyArray<{ readonly output: string }>) => members.map((m) => m.output).join("\n");

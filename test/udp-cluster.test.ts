@@ -10,13 +10,11 @@
  */
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { freshNetwork, MemberProcess, randomInt, type Runtime, trackMembers } from "./members.ts";
+import { FAST_TIMING, freshNetwork, MemberProcess, now, outputs, randomInt, type Runtime, trackMembers } from "./members.ts";
 import type { ClusterMemberConfig, ClusterMemberEvent } from "./runtime/cluster-member.ts";
 
 const MEMBER = join("test", "runtime", "cluster-member.ts");
 
-/** Failure detection made quick for the test (the defaults are 1,000, 5,000 and 1,500 ms). */
-const TIMING = { heartbeatIntervalMs: 200, failureTimeoutMs: 1_000, verifyTimeoutMs: 300, discoveryTimeoutMs: 500 } as const;
 /** Members exit on their own after this long; tests kill them well before. */
 const MEMBER_LIFETIME_MS = 150_000;
 /** Starting a few tsx, Bun or Deno processes at once on two cores takes seconds. */
@@ -30,8 +28,6 @@ const CYCLES_BEFORE = 5;
 const WRITES_AFTER = 150;
 const CYCLES_AFTER = 15;
 
-const now = () => performance.timeOrigin + performance.now();
-
 type FinalEvent = Extract<ClusterMemberEvent, { type: "final" }>;
 
 const running = trackMembers();
@@ -43,7 +39,6 @@ class Member extends MemberProcess<ClusterMemberEvent, ClusterMemberConfig> {
   }
 }
 
-const outputs = (members: readonly Member[]) => members.map((m) => m.output).join("\n");
 
 /**
  * Four members: [0] the coordinator (the heaviest), killed; [1] the next heaviest, which takes over and
@@ -63,7 +58,7 @@ async function killTheCoordinatorMidStream(runtimes: readonly [Runtime, Runtime,
     (runtime, i) =>
       new Member(runtime, {
         ...network,
-        ...TIMING,
+        ...FAST_TIMING,
         name: names[i]!,
         weight: 0,
         members: runtimes.length,
@@ -144,7 +139,7 @@ async function killTheCoordinatorMidStream(runtimes: readonly [Runtime, Runtime,
   const firstAfter = afterKill[0]!.at - killedAt;
   console.log(
     `SIGKILL the coordinator (${runtimes.join(", ")}; ${lanes} write lane${lanes === 1 ? "" : "s"}): first acknowledged write ${firstAfter.toFixed(0)} ms after the kill ` +
-      `(failureTimeoutMs + verifyTimeoutMs = ${TIMING.failureTimeoutMs + TIMING.verifyTimeoutMs} ms); ${acked.length} writes, ${cycles.length} lock cycles, ${reference.entries.length} entries agreed`,
+      `(failureTimeoutMs + verifyTimeoutMs = ${FAST_TIMING.failureTimeoutMs + FAST_TIMING.verifyTimeoutMs} ms); ${acked.length} writes, ${cycles.length} lock cycles, ${reference.entries.length} entries agreed`,
   );
 }
 

@@ -7,13 +7,11 @@
  */
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { freshNetwork, MemberProcess, randomInt, type Runtime, trackMembers } from "./members.ts";
+import { FAST_TIMING, freshNetwork, MemberProcess, now, outputs, randomInt, type Runtime, trackMembers } from "./members.ts";
 import type { GroupMemberConfig, GroupMemberEvent } from "./runtime/group-member.ts";
 
 const MEMBER = join("test", "runtime", "group-member.ts");
 
-/** Failure detection made quick for the test (the defaults are 1,000, 5,000 and 1,500 ms). */
-const TIMING = { heartbeatIntervalMs: 200, failureTimeoutMs: 1_000, verifyTimeoutMs: 300, discoveryTimeoutMs: 500 } as const;
 /**
  * How much later than failureTimeoutMs + verifyTimeoutMs after the kill the survivors may install the
  * view without the dead member: the failure check runs every 50 ms here, the coordinator gathers
@@ -25,8 +23,6 @@ const MEMBER_LIFETIME_MS = 90_000;
 /** Starting a few tsx, Bun or Deno processes at once on two cores takes seconds. */
 const START_TIMEOUT_MS = 45_000;
 const TEST_TIMEOUT_MS = 90_000;
-
-const now = () => performance.timeOrigin + performance.now();
 
 type ViewEvent = Extract<GroupMemberEvent, { type: "view" }>;
 
@@ -50,12 +46,11 @@ class Member extends MemberProcess<GroupMemberEvent, GroupMemberConfig> {
 function startMembers(runtimes: readonly Runtime[], extra: (index: number) => Partial<GroupMemberConfig> = () => ({})): Member[] {
   const network = freshNetwork("udp-group");
   return runtimes.map(
-    (runtime, index) => new Member(runtime, { ...network, ...TIMING, name: `${runtime}-${index}`, lifetimeMs: MEMBER_LIFETIME_MS, ...extra(index) }),
+    (runtime, index) => new Member(runtime, { ...network, ...FAST_TIMING, name: `${runtime}-${index}`, lifetimeMs: MEMBER_LIFETIME_MS, ...extra(index) }),
   );
 }
 
 const viewKey = (view: ViewEvent | undefined) => (view === undefined ? "none" : `${view.installer}/${view.counter}`);
-const outputs = (members: readonly Member[]) => members.map((m) => m.output).join("\n");
 
 /** Waits until every member's latest view is one and the same view of `size` members. */
 async function converged(members: readonly Member[], size: number, timeoutMs: number): Promise<ViewEvent> {
@@ -85,7 +80,7 @@ describe("groups over real UDP", () => {
         const victim = members.find((m) => m.name === victimName)!;
         const survivors = members.filter((m) => m !== victim);
         // Kill at a random moment of the heartbeat cycle, not right after the last view's acknowledgements.
-        await new Promise((resolve) => setTimeout(resolve, randomInt(300, 300 + TIMING.heartbeatIntervalMs)));
+        await new Promise((resolve) => setTimeout(resolve, randomInt(300, 300 + FAST_TIMING.heartbeatIntervalMs)));
         expect(members.map((m) => viewKey(m.latestView)), outputs(members)).toEqual(members.map(() => viewKey(view)));
         const marks = survivors.map((m) => m.events.length);
         const killedAt = now();
@@ -97,7 +92,7 @@ describe("groups over real UDP", () => {
           ),
         );
         const detectionMs = Math.max(...without.map((v) => v.at)) - killedAt;
-        const budgetMs = TIMING.failureTimeoutMs + TIMING.verifyTimeoutMs;
+        const budgetMs = FAST_TIMING.failureTimeoutMs + FAST_TIMING.verifyTimeoutMs;
         const summary = `detection ${detectionMs.toFixed(0)} ms (budget ${budgetMs} + ${DETECTION_SLACK_MS} ms); per survivor: ${without.map((v) => (v.at - killedAt).toFixed(0)).join(", ")} ms`;
         console.log(`SIGKILL ${victimRole}: ${summary}`);
 
@@ -109,10 +104,10 @@ describe("groups over real UDP", () => {
         if (victimRole === "the coordinator") expect(without[0]!.coordinator).not.toBe(victimName);
         else expect(without[0]!.coordinator).toBe(view.coordinator);
         // Not before the member could have been found silent, and not much after the configured timeouts.
-        expect(detectionMs, summary).toBeGreaterThanOrEqual(TIMING.failureTimeoutMs);
+        expect(detectionMs, summary).toBeGreaterThanOrEqual(FAST_TIMING.failureTimeoutMs);
         expect(detectionMs, summary).toBeLessThanOrEqual(budgetMs + DETECTION_SLACK_MS);
         // The view stays: no member is suspected or dropped afterwards.
-        await new Promise((resolve) => setTimeout(resolve, 2 * TIMING.failureTimeoutMs));
+        await new Promise((resolve) => setTimeout(resolve, 2 * FAST_TIMING.failureTimeoutMs));
         for (const m of survivors) expect(viewKey(m.latestView), outputs(members)).toBe(viewKey(without[0]));
       },
       TEST_TIMEOUT_MS,

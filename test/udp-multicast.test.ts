@@ -10,15 +10,14 @@ import { createUdpTransport } from "../src/adapters/node.ts";
 import { Channel } from "../src/channel/channel.ts";
 import type { TopicMessage } from "../src/channel/topic-message.ts";
 import { encodeEnvelopeHeader } from "../src/wire/frames.ts";
-import { freshNetwork, type MemberOutcome as Outcome, randomInt, type Runtime, runToEnd, trackMembers } from "./members.ts";
+import { freshNetwork, KILL_GRACE_MS, type MemberOutcome as Outcome, randomInt, type Runtime, runToEnd, trackMembers } from "./members.ts";
 import type { MemberConfig, MemberResult } from "./runtime/channel-member.ts";
 
 const MEMBER = join("test", "runtime", "channel-member.ts");
 
 /** A member gives up (and reports) after this long; its process is killed a little later if it has not exited. */
 const MEMBER_TIMEOUT_MS = 30_000;
-const KILL_AFTER_MS = MEMBER_TIMEOUT_MS + 10_000;
-const TEST_TIMEOUT_MS = KILL_AFTER_MS + 5_000;
+const TEST_TIMEOUT_MS = MEMBER_TIMEOUT_MS + KILL_GRACE_MS + 5_000;
 
 type MemberOutcome = Outcome<MemberResult>;
 
@@ -30,7 +29,7 @@ async function runGroup(runtimes: readonly Runtime[], messages: number): Promise
   return Promise.all(
     runtimes.map((runtime, index) => {
       const config: MemberConfig = { ...network, index, members: runtimes.length, messages, timeoutMs: MEMBER_TIMEOUT_MS };
-      return runToEnd<MemberResult>(runtime, MEMBER, config, running, KILL_AFTER_MS);
+      return runToEnd<MemberResult>(runtime, MEMBER, config, running);
     }),
   );
 }

@@ -5,13 +5,12 @@
  */
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { freshNetwork, type MemberOutcome, type Runtime, runToEnd, trackMembers } from "./members.ts";
+import { freshNetwork, KILL_GRACE_MS, type MemberOutcome, type Runtime, runToEnd, trackMembers } from "./members.ts";
 import type { TotemMemberConfig, TotemMemberResult } from "./runtime/totem-member.ts";
 
 const MEMBER = join("test", "runtime", "totem-member.ts");
 const MEMBER_TIMEOUT_MS = 40_000;
-const KILL_AFTER_MS = MEMBER_TIMEOUT_MS + 10_000;
-const TEST_TIMEOUT_MS = KILL_AFTER_MS + 5_000;
+const TEST_TIMEOUT_MS = MEMBER_TIMEOUT_MS + KILL_GRACE_MS + 5_000;
 
 type Outcome = MemberOutcome<TotemMemberResult>;
 
@@ -22,7 +21,7 @@ async function runRing(runtimes: readonly Runtime[], messages: number, crash: { 
   return Promise.all(
     runtimes.map((runtime, index) => {
       const config: TotemMemberConfig = { ...network, index, members: runtimes.length, messages, timeoutMs: MEMBER_TIMEOUT_MS, ...crash };
-      return runToEnd<TotemMemberResult>(runtime, MEMBER, config, running, KILL_AFTER_MS);
+      return runToEnd<TotemMemberResult>(runtime, MEMBER, config, running);
     }),
   );
 }
