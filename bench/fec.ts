@@ -87,7 +87,7 @@ if (process.argv.includes("codec")) {
 async function main(): Promise<void> {
   const { join } = await import("node:path");
   const { runPerf } = await import("../src/cli/perf.ts");
-  const { blazeCli: cli, finishPerf, machine, median, printTargets, summarizeRuns, thousands: n } = await import("./lib.ts");
+  const { blazeCli: cli, finishPerf, median, perfSummary, printTargets, summarizeRuns, thousands: n } = await import("./lib.ts");
   type PerfResult = Awaited<ReturnType<typeof runPerf>>;
   const seconds = Number(option("seconds", "5"));
   const rounds = Number(option("rounds", "3"));
@@ -148,11 +148,7 @@ async function main(): Promise<void> {
     { target: "FEC p99 latency at 1 % loss within 2× of FEC's lossless p99", value: fecP99Ratio, goal: 2, unit: "×", met: fecP99Ratio <= 2 },
   ];
   const summary = {
-    benchmark: "fec",
-    date: new Date().toISOString(),
-    machine: machine(),
-    seconds,
-    rounds,
+    ...perfSummary("fec", seconds, rounds),
     codec,
     scenarios,
     targets,

@@ -249,6 +249,11 @@ export function perfArgs(): { seconds: number; rounds: number } {
   return { seconds: Number(values.seconds), rounds: Number(values.rounds) };
 }
 
+/** The head of a perf benchmark's results: what, when, where, how long and how often. */
+export function perfSummary(benchmark: string, seconds: number, rounds: number) {
+  return { benchmark, date: new Date().toISOString(), machine: machine(), seconds, rounds };
+}
+
 /** A scenario's medians over its runs, and the runs. */
 export function summarizeRuns(runs: readonly PerfResult[]) {
   return {

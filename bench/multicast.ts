@@ -8,7 +8,7 @@
  */
 import { cpus } from "node:os";
 import { type PerfOptions, type PerfResult, runBaseline, runPerf } from "../src/cli/perf.ts";
-import { blazeCli as cli, finishPerf, machine, median, perfArgs, printScenarios, printTargets, summarizeRuns, thousands as n } from "./lib.ts";
+import { blazeCli as cli, finishPerf, median, perfArgs, perfSummary, printScenarios, printTargets, summarizeRuns, thousands as n } from "./lib.ts";
 
 const { seconds, rounds } = perfArgs();
 
@@ -48,11 +48,7 @@ const targets = [
 ].map((t) => ({ ...t, met: t.value >= t.goal }));
 
 const summary = {
-  benchmark: "multicast",
-  date: new Date().toISOString(),
-  machine: machine(),
-  seconds,
-  rounds,
+  ...perfSummary("multicast", seconds, rounds),
   scenarios: {
     ...scenarios,
     rawKib: { megabytesPerSecond: rawMBs, runs: kibRaw },

@@ -10,7 +10,7 @@
  */
 import { cpus } from "node:os";
 import { type PerfOptions, type PerfResult, runPerf } from "../src/cli/perf.ts";
-import { blazeCli as cli, finishPerf, machine, perfArgs, printScenarios, printTargets, summarizeRuns } from "./lib.ts";
+import { blazeCli as cli, finishPerf, perfArgs, perfSummary, printScenarios, printTargets, summarizeRuns } from "./lib.ts";
 
 const { seconds, rounds } = perfArgs();
 const JGROUPS_SEQUENCER_MBS = 64;
@@ -37,11 +37,7 @@ const targets = [
 ].map((t) => ({ ...t, met: t.value >= t.goal }));
 
 const summary = {
-  benchmark: "totem",
-  date: new Date().toISOString(),
-  machine: machine(),
-  seconds,
-  rounds,
+  ...perfSummary("totem", seconds, rounds),
   scenarios,
   totemToNack: scenarios.totem.megabytesPerSecond / scenarios.nack.megabytesPerSecond,
   targets,
