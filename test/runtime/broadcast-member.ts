@@ -52,6 +52,18 @@ export function buildPayload(sender: number, counter: number, size: number, fill
   return payload;
 }
 
+/** Channel options for member `config.index`, named after its runtime, on the config's multicast group, over the runtime's adapter. */
+export function broadcastMemberOptions(config: BroadcastMemberConfig, host: RuntimeHost) {
+  return {
+    cluster: config.cluster,
+    name: `${host.name}-${config.index}`,
+    network: { type: "multicast" as const, group: config.group, port: config.port, interface: "127.0.0.1" },
+    transport: host.transport,
+  };
+}
+
+export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
 /** A promise with its resolve function outside. */
 export function signal(): { promise: Promise<void>; resolve: () => void } {
   let resolve!: () => void;

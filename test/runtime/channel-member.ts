@@ -9,7 +9,7 @@
  */
 import { Channel } from "../../src/channel/channel.ts";
 import type { TopicMessage } from "../../src/channel/topic-message.ts";
-import { announceDone, type BroadcastMemberConfig, type BroadcastMemberResult, buildPayload, DATA, everyoneDone, HEADER_BYTES, runReporting, signal } from "./broadcast-member.ts";
+import { announceDone, type BroadcastMemberConfig, broadcastMemberOptions, type BroadcastMemberResult, buildPayload, DATA, everyoneDone, HEADER_BYTES, runReporting, signal, sleep } from "./broadcast-member.ts";
 import { detectRuntime } from "./runtime-host.ts";
 
 export type MemberConfig = BroadcastMemberConfig;
@@ -86,20 +86,11 @@ class DeliveryCheck {
   }
 }
 
-const yieldToEventLoop = () => new Promise<void>((resolve) => setTimeout(resolve, 0));
-
 async function main(): Promise<void> {
   const startedAt = Date.now();
   const host = await detectRuntime();
   const config = JSON.parse(host.args[0] ?? "") as MemberConfig;
-  const channel = new Channel({
-    cluster: config.cluster,
-    name: `${host.name}-${config.index}`,
-    network: { type: "multicast", group: config.group, port: config.port, interface: "127.0.0.1" },
-    reliability: "nack",
-    loopback: false,
-    transport: host.transport,
-  });
+  const channel = new Channel({ ...broadcastMemberOptions(config, host), reliability: "nack", loopback: false });
   let sent = 0;
   channel.on("error", (event) => console.error(`member ${config.index} (${host.name}): ${event.stage}: ${event.error.message}`));
 
@@ -138,14 +129,14 @@ async function main(): Promise<void> {
       }
       // Broadcasts resolve in order, so the last one stands for the burst; yielding lets acknowledgements in.
       await last;
-      await yieldToEventLoop();
+      await sleep(0);
     }
     await everything.promise;
     await announceDone(channel, config.index);
     // Everyone has received everything once every member has said so. This member's own "done" (and any
     // repair of it) must still reach the others: wait until every receiver has acknowledged all it sent.
     await allDone;
-    while (channel.stats.protocol.unstable > 0) await new Promise((resolve) => setTimeout(resolve, 10));
+    while (channel.stats.protocol.unstable > 0) await sleep(10);
   }, report);
 }
 

@@ -9,7 +9,7 @@
  */
 import { Channel } from "../../src/channel/channel.ts";
 import type { TotemStats } from "../../src/reliable/totem/totem-protocol.ts";
-import { announceDone, type BroadcastMemberConfig, type BroadcastMemberResult, buildPayload, DATA, everyoneDone, HEADER_BYTES, runReporting, signal } from "./broadcast-member.ts";
+import { announceDone, type BroadcastMemberConfig, broadcastMemberOptions, type BroadcastMemberResult, buildPayload, DATA, everyoneDone, HEADER_BYTES, runReporting, signal, sleep } from "./broadcast-member.ts";
 import { detectRuntime } from "./runtime-host.ts";
 
 export interface TotemMemberConfig extends BroadcastMemberConfig {
@@ -33,20 +33,11 @@ function messageSize(counter: number): number {
 
 const fillerByte = (sender: number, counter: number, offset: number) => (sender * 31 + counter + offset) & 0xff;
 
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
 async function main(): Promise<void> {
   const startedAt = Date.now();
   const host = await detectRuntime();
   const config = JSON.parse(host.args[0] ?? "") as TotemMemberConfig;
-  const channel = new Channel({
-    cluster: config.cluster,
-    name: `${host.name}-${config.index}`,
-    network: { type: "multicast", group: config.group, port: config.port, interface: "127.0.0.1" },
-    reliability: "totem",
-    heartbeatIntervalMs: 200,
-    transport: host.transport,
-  });
+  const channel = new Channel({ ...broadcastMemberOptions(config, host), reliability: "totem", heartbeatIntervalMs: 200 });
   channel.on("error", (event) => console.error(`member ${config.index} (${host.name}): ${event.stage}: ${event.error.message}`));
   let sent = 0;
   const received: Record<string, number> = {};
