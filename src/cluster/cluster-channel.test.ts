@@ -368,6 +368,29 @@ describe("ClusterChannel", () => {
     }
   });
 
+  it.each([22, 23, 24, 25])("two groups formed apart merge on one side's history and take writes at once (seed %i)", async (seed) => {
+    bed = new Bed(seed);
+    const [a, b, c] = [await bed.spawn(), await bed.spawn(), await bed.spawn()];
+    bed.net.partition(["h0"], ["h1", "h2"]);
+    await bed.settle(Promise.all([a, b, c].map((x) => x.join())));
+    // The side whose history is longer may or may not be the one whose master leads the merged group.
+    const long = seed % 2 === 0 ? a : b;
+    const short = long === a ? b : a;
+    for (let i = 0; i < 3; i++) await bed.settle(long.map.put(`long${i}`, text("l")));
+    await bed.settle(short.map.put("short", text("s")));
+    bed.net.heal();
+    await bed.run(1_000);
+    for (const x of [a, b, c]) expect(x.getView()?.members.length).toBe(3);
+    const lock = await bed.settle(c.map.lock("after-merge"), 3_000);
+    await bed.settle(a.map.put("after-merge", text("ok")).catch(() => undefined), 3_000);
+    await bed.settle(lock.release(), 3_000);
+    const digest = (x: ClusterChannel) => x.map.keys().sort().join();
+    expect(digest(b)).toBe(digest(a));
+    expect(digest(c)).toBe(digest(a));
+    // The side with the later term wins (then the longer history): all of one side's writes, none of the other's.
+    expect(a.map.has("long2") !== a.map.has("short")).toBe(true);
+  });
+
   it("rejects invalid state options naming the field", () => {
     bed = new Bed(19);
     expect(() => new ClusterChannel({ state: { quorum: "yes" as unknown as boolean } })).toThrow(/"state\.quorum"/);

@@ -298,13 +298,14 @@ export class ReplicatedMap {
   async lock(key: string, options: LockOptions = {}): Promise<LockHandle> {
     const timeoutMs = options.timeoutMs ?? this.#options.lockTimeoutMs;
     const handle = await this.#lock(key, options, timeoutMs);
-    if (handle === undefined) throw new BlazeError("TIMEOUT", `timed out after ${timeoutMs} ms waiting for the lock on "${key}"`);
+    if (typeof handle === "string") throw new BlazeError("TIMEOUT", `timed out after ${timeoutMs} ms waiting for the lock on "${key}" (${handle})`);
     return handle;
   }
 
   /** Locks `key` if it is free now; undefined if another member holds it. */
   async tryLock(key: string, options: Omit<LockOptions, "timeoutMs"> = {}): Promise<LockHandle | undefined> {
-    return this.#lock(key, options, 0);
+    const handle = await this.#lock(key, options, 0);
+    return typeof handle === "string" ? undefined : handle;
   }
 
   /** @internal Used by LockHandle. */
@@ -330,7 +331,8 @@ export class ReplicatedMap {
     if (response.result !== StateResult.OK) throw responseError(response);
   }
 
-  async #lock(key: string, options: LockOptions, waitMs: number): Promise<LockHandle | undefined> {
+  /** The handle, or the coordinator's word on why the lock is taken. */
+  async #lock(key: string, options: LockOptions, waitMs: number): Promise<LockHandle | string> {
     checkKey(key);
     const leaseMs = options.leaseMs ?? this.#options.leaseMs;
     checkDuration(leaseMs, "leaseMs");
@@ -347,7 +349,7 @@ export class ReplicatedMap {
       options.signal,
       `the lock on "${key}"`,
     );
-    if (response.result === StateResult.LOCKED) return undefined;
+    if (response.result === StateResult.LOCKED) return response.message;
     // Locks are not re-entrant: the holder asking again is a mistake, not contention.
     if (response.result === StateResult.INVALID) throw new BlazeError("ILLEGAL_STATE", response.message);
     if (response.result !== StateResult.OK) throw responseError(response);

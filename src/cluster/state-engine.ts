@@ -193,6 +193,8 @@ export class StateEngine {
   #staging: Staging | undefined;
   #ackScheduled = false;
   #closed = false;
+  #reportTimer: TimerHandle | undefined;
+  #watchdog: TimerHandle | undefined;
   // --- client ---
   readonly #pending = new Map<number, PendingRequest>();
   #nextRequestId = 1;
@@ -269,6 +271,7 @@ export class StateEngine {
     else this.#stepDown();
     // Tell the view's coordinator where we stand (to ourselves too, when we are it).
     this.#report(view);
+    this.#watchReport(view);
     if (coordinatorChanged) for (const pending of this.#pending.values()) this.#dispatch(pending, true);
   }
 
@@ -300,6 +303,8 @@ export class StateEngine {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#reportTimer?.cancel();
+    this.#watchdog?.cancel();
     this.#stepDown();
     const closed = new BlazeError("CLOSED", "the cluster channel stopped");
     for (const pending of [...this.#pending.values()]) this.#finish(pending, closed);
@@ -430,6 +435,20 @@ export class StateEngine {
       epochCoordinatorId: position.coordinator === "" ? new Uint8Array(0) : idOf(position.coordinator),
     });
     this.#host.send(view.coordinator.id, { case: "stateAck", value: ack });
+  }
+
+  /**
+   * Reports our position again every RETRY_MS until the view's coordinator has brought us up to date: a
+   * coordinator that had not installed the view yet, or that moved on and back, may have missed it.
+   */
+  #watchReport(view: StateView): void {
+    this.#reportTimer?.cancel();
+    this.#reportTimer = this.#host.clock.setTimer(RETRY_MS, () => {
+      this.#reportTimer = undefined;
+      if (this.#closed || this.#view !== view || this.#current || this.#role === "pulling") return;
+      if (this.#staging === undefined) this.#report(view);
+      this.#watchReport(view);
+    });
   }
 
   /** From whom this member takes updates now: its view's coordinator, or the member it pulls from. */
@@ -643,6 +662,10 @@ export class StateEngine {
         if (this.#role === "collecting" || this.#role === "pulling") {
           this.#positions.set(peer, ack);
           if (this.#role === "collecting") this.#advance();
+        } else if (this.#role === "serving" && Number(ack.acceptedEpoch) < this.#epoch && this.#acked.has(peer)) {
+          // It reports again without having taken this term's sync: bring it up again.
+          this.#acked.set(peer, -1);
+          this.#bringUp(peer, positionOf(ack), view.members, undefined);
         }
       } else if (view === undefined || Number(ack.view.counter) > view.id.counter) {
         let reports = this.#early.get(key);
@@ -686,17 +709,7 @@ export class StateEngine {
       this.#role = "pulling";
       this.#pullTarget = best;
       this.stats.pulls++;
-      const mine = this.replica.position;
-      this.#host.send(best, {
-        case: "stateRequest",
-        value: create(StateRequestSchema, {
-          group: this.#host.group,
-          op: {
-            case: "pull",
-            value: { epoch: BigInt(mine.epoch), epochCoordinatorId: mine.coordinator === "" ? new Uint8Array(0) : idOf(mine.coordinator), index: BigInt(mine.index) },
-          },
-        }),
-      });
+      this.#pull(best);
       return;
     }
     if (view.members.length < this.#options.minimumMembers || (this.#options.quorum && !this.#quorate(view))) {
@@ -733,6 +746,29 @@ export class StateEngine {
     this.#host.wake();
     for (const { requester, request } of this.#queued.splice(0)) this.#handle(requester, request);
     this.#release();
+  }
+
+  /**
+   * Asks `target` for what follows our position, and again every RETRY_MS until it answers: it refuses
+   * a pull before it has installed the view that makes us its coordinator.
+   */
+  #pull(target: PeerKey): void {
+    const mine = this.replica.position;
+    this.#host.send(target, {
+      case: "stateRequest",
+      value: create(StateRequestSchema, {
+        group: this.#host.group,
+        op: {
+          case: "pull",
+          value: { epoch: BigInt(mine.epoch), epochCoordinatorId: mine.coordinator === "" ? new Uint8Array(0) : idOf(mine.coordinator), index: BigInt(mine.index) },
+        },
+      }),
+    });
+    this.#watchdog?.cancel();
+    this.#watchdog = this.#host.clock.setTimer(RETRY_MS, () => {
+      this.#watchdog = undefined;
+      if (this.#role === "pulling" && this.#pullTarget === target && this.#staging === undefined) this.#pull(target);
+    });
   }
 
   /**
@@ -910,7 +946,8 @@ export class StateEngine {
           const at = list?.findIndex((w) => w.requestId === requestId && sameInstance(w.requester, requester)) ?? -1;
           if (at < 0) return;
           list!.splice(at, 1);
-          this.#respondTo(requester, requestId, StateResult.LOCKED, `"${key}" was still locked after waiting ${waitMs} ms`);
+          const holder = this.replica.locks.get(key)?.holder;
+          this.#respondTo(requester, requestId, StateResult.LOCKED, `"${key}" was still locked${holder === undefined ? "" : ` by ${holder.id.slice(0, 8)}`} after waiting ${waitMs} ms`);
         });
         waiters.push({ requester, request, requestId, leaseMs: Number(leaseMs), releaseOnExit, timer });
         return;
@@ -1264,6 +1301,9 @@ export function emptyStateStats(): StateStats {
     terms: 0,
   };
 }
+
+/** How long a member waits before it reports its position again, and a coordinator before it pulls again. */
+const RETRY_MS = 250;
 
 /** The smallest majority of `n` members. */
 function majority(n: number): number {
