@@ -122,7 +122,7 @@ async function main(): Promise<void> {
     seededMaster = masterName();
     print({ type: "seeded", at: now(), master: seededMaster });
   } catch (error) {
-    print({ type: "error", message: `join: ${describe(error)}` });
+    print({ type: "error", message: `join: ${describe(error)}; state ${JSON.stringify(channel.stateStats)}; view ${channel.getView("g")?.members.length}; master ${channel.isMaster()}` });
     await giveUp();
   }
 
@@ -180,6 +180,9 @@ async function main(): Promise<void> {
     tasks.push(
       (async () => {
         try {
+          // Queue only behind its holder: asked before the holder took it, the lock would come here first.
+          const until = now() + 20_000;
+          while (!channel.map.isLocked(key) && now() < until) await new Promise((resolve) => setTimeout(resolve, 20));
           const lock = await channel.map.lock(key, { timeoutMs: 30_000 });
           print({ type: "gotLock", key, token: lock.fencingToken, at: now() });
         } catch (error) {
