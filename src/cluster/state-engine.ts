@@ -124,6 +124,8 @@ interface PendingRequest {
   retry: TimerHandle | undefined;
   sentTo: PeerKey | undefined;
   readonly cleanup: () => void;
+  /** A map write of ours applied here: the update's epoch and index, until every member has it. */
+  applied: { readonly epoch: number; readonly index: number } | undefined;
 }
 
 interface Waiter {
@@ -198,6 +200,10 @@ export class StateEngine {
   // --- client ---
   readonly #pending = new Map<number, PendingRequest>();
   #nextRequestId = 1;
+  /** The last update each member told us it applied (for our map writes). */
+  readonly #noticed = new Map<PeerKey, { epoch: number; index: number }>();
+  /** Notices to send at the end of this tick: requester → the last of its updates we applied. */
+  readonly #notices = new Map<PeerKey, { epoch: number; index: number }>();
   /** Lock requests given up on (id → key): a grant that still arrives for one is released at once. */
   readonly #abandoned = new Map<number, string>();
   // --- coordinator ---
@@ -261,6 +267,7 @@ export class StateEngine {
     const previous = this.#view;
     this.#view = view;
     this.#current = false;
+    this.#forgetNotices();
     if (view === undefined) {
       this.#stepDown();
       return;
@@ -335,6 +342,7 @@ export class StateEngine {
         retry: undefined,
         sentTo: undefined,
         cleanup: () => signal?.removeEventListener("abort", onAbort),
+        applied: undefined,
       };
       pending.timer = this.#host.clock.setTimer(timeoutMs, () =>
         this.#giveUp(pending, new BlazeError("TIMEOUT", `timed out after ${timeoutMs} ms waiting for ${what}`)),
@@ -479,14 +487,16 @@ export class StateEngine {
     if (changes.length > 0) this.#host.changed(changes, false);
     if (this.#role !== "pulling") {
       this.#scheduleAck();
+      this.#notify(update);
       this.#completeOwn(update);
     }
   }
 
   /**
-   * Our own lock operation came back applied from the coordinator: it is on the coordinator and on this
-   * member. When that is a majority of the view (two or three members), it is done — no need to wait
-   * for the coordinator's answer, which only says the same later.
+   * Our own request came back applied from the coordinator, so it is on the coordinator and here. A lock
+   * operation is done when that is a majority of the view (two or three members). A map write is done
+   * once every other member has told us it applied the update too (see #notify) — one hop sooner than
+   * the coordinator's answer, which is still sent and settles the request if that comes first.
    */
   #completeOwn(update: StateUpdate): void {
     const requester = update.requester;
@@ -495,21 +505,82 @@ export class StateEngine {
     if (keyOf(requester.id) !== local.id || Number(requester.incarnation) !== local.incarnation) return;
     const pending = this.#pending.get(Number(update.requestId));
     const view = this.#view;
-    if (pending === undefined || view === undefined || !isLockOp(pending.request) || majority(view.members.length) > 2) return;
-    const record = this.replica.appliedRequest(local, pending.id);
-    if (record === undefined) return;
+    if (pending === undefined || view === undefined) return;
+    if (isLockOp(pending.request)) {
+      if (majority(view.members.length) <= 2) this.#finishApplied(pending, Number(update.epoch), Number(update.index));
+      return;
+    }
+    pending.applied = { epoch: Number(update.epoch), index: Number(update.index) };
+    this.#settleWrites();
+  }
+
+  /** Finishes our map writes that every member of the view (but the coordinator, their source) has noticed. */
+  #settleWrites(): void {
+    const view = this.#view;
+    if (view === undefined) return;
+    for (const pending of this.#pending.values()) {
+      const applied = pending.applied;
+      if (applied === undefined) continue;
+      let everywhere = true;
+      for (const member of view.members) {
+        if (member.id === this.#host.local.id || member.id === view.coordinator.id) continue;
+        const seen = this.#noticed.get(member.id);
+        if (seen === undefined || seen.epoch !== applied.epoch || seen.index < applied.index) {
+          everywhere = false;
+          break;
+        }
+      }
+      if (everywhere) this.#finishApplied(pending, applied.epoch, applied.index);
+    }
+  }
+
+  #finishApplied(pending: PendingRequest, epoch: number, index: number): void {
+    const view = this.#view;
+    const record = this.replica.appliedRequest(this.#host.local, pending.id);
+    if (record === undefined || view === undefined) return;
+    const now = this.#host.clock.now();
     this.#finish(
       pending,
       undefined,
       create(StateResponseSchema, {
-        requestId: update.requestId,
+        requestId: BigInt(pending.id),
         result: StateResult.OK,
-        epoch: update.epoch,
-        index: update.index,
+        epoch: BigInt(epoch),
+        index: BigInt(index),
+        previous: record.previous.map((e) => entryProto(e, now)),
         fencingToken: BigInt(record.token),
         coordinator: memberRef(view.coordinator),
       }),
     );
+  }
+
+  /**
+   * Finishing a write on the members' notices holds within one view only: across a view change (a new
+   * term, perhaps a history replaced) our writes wait for the coordinator's answer.
+   */
+  #forgetNotices(): void {
+    this.#noticed.clear();
+    for (const pending of this.#pending.values()) pending.applied = undefined;
+  }
+
+  /** We applied another member's map write: tell it (batched per tick), so it need not wait for the coordinator. */
+  #notify(update: StateUpdate): void {
+    const requester = update.requester;
+    if (requester === undefined || update.requestId === 0n || update.changes.length === 0) return;
+    const peer = keyOf(requester.id);
+    if (peer === this.#host.local.id || peer === this.#view?.coordinator.id) return;
+    const first = this.#notices.size === 0;
+    this.#notices.set(peer, { epoch: Number(update.epoch), index: Number(update.index) });
+    if (!first) return;
+    this.#host.clock.defer(() => {
+      for (const [to, { epoch, index }] of this.#notices) {
+        this.#host.send(to, {
+          case: "stateAck",
+          value: create(StateAckSchema, { group: this.#host.group, epoch: BigInt(epoch), index: BigInt(index), acceptedEpoch: BigInt(this.#acceptedEpoch), ready: this.#ready }),
+        });
+      }
+      this.#notices.clear();
+    });
   }
 
   #onSnapshot(peer: PeerKey, snapshot: StateSnapshot): void {
@@ -548,6 +619,7 @@ export class StateEngine {
     if (staging !== undefined && staging.from === peer) {
       const changes = this.replica.install(staging.entries, staging.locks, staging.applied, now);
       this.replica.resetLog(index);
+      this.#forgetNotices();
       this.stats.snapshotsInstalled++;
       if (changes.length > 0) this.#host.changed(changes, true);
     } else if (index !== this.replica.position.index) {
@@ -672,6 +744,17 @@ export class StateEngine {
         if (reports === undefined) this.#early.set(key, (reports = new Map()));
         reports.set(peer, ack);
         if (this.#early.size > 8) this.#early.delete(this.#early.keys().next().value!);
+      }
+      return;
+    }
+    if (this.#role === "follower") {
+      // A member applied one of our map writes.
+      const seen = this.#noticed.get(peer);
+      const epoch = Number(ack.epoch);
+      const index = Number(ack.index);
+      if (seen === undefined || epoch > seen.epoch || (epoch === seen.epoch && index > seen.index)) {
+        this.#noticed.set(peer, { epoch, index });
+        this.#settleWrites();
       }
       return;
     }
