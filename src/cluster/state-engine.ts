@@ -567,6 +567,8 @@ export class StateEngine {
   #notify(update: StateUpdate): void {
     const requester = update.requester;
     if (requester === undefined || update.requestId === 0n || update.changes.length === 0) return;
+    // Lock operations finish on a majority (see #completeOwn): no notice needed.
+    if (update.changes.some((c) => c.kind === ChangeKind.LOCK || c.kind === ChangeKind.UNLOCK)) return;
     const peer = keyOf(requester.id);
     if (peer === this.#host.local.id || peer === this.#view?.coordinator.id) return;
     const first = this.#notices.size === 0;
