@@ -106,7 +106,8 @@ function dataSize(data: DataFields, destination: Uint8Array): number {
   );
 }
 
-function writeUint(buffer: Uint8Array, pos: number, field: number, value: number): number {
+/** Writes a varint field (nothing for 0, as proto3 does); returns the position after it. */
+export function writeUint(buffer: Uint8Array, pos: number, field: number, value: number): number {
   if (value === 0) return pos;
   // Fields from 16 on have a two-byte tag.
   if (field < 16) buffer[pos++] = field << 3;
@@ -114,7 +115,8 @@ function writeUint(buffer: Uint8Array, pos: number, field: number, value: number
   return writeVarint(buffer, pos, value);
 }
 
-function writeBytes(buffer: Uint8Array, pos: number, field: number, bytes: Uint8Array): number {
+/** Writes a length-delimited field (nothing when empty); returns the position after it. */
+export function writeBytes(buffer: Uint8Array, pos: number, field: number, bytes: Uint8Array): number {
   if (bytes.length === 0) return pos;
   buffer[pos++] = (field << 3) | 2;
   pos = writeVarint(buffer, pos, bytes.length);

@@ -2,7 +2,7 @@ import { fromBinary } from "@bufbuild/protobuf";
 import { DataSchema, Stream } from "../../../gen/activeblaze/v1/reliable_pb.ts";
 import type { FecParity } from "../../../gen/activeblaze/v1/fec_pb.ts";
 import { validateData } from "../../wire/codec.ts";
-import { type DataFields, toDataFields } from "../../wire/frames.ts";
+import { type DataFields, toDataFields, writeBytes, writeUint } from "../../wire/frames.ts";
 import { varintSize, writeVarint } from "../../wire/varint.ts";
 import { web } from "../../web.ts";
 import { MAX_K, MAX_M, MAX_SYMBOL_BYTES } from "./reed-solomon.ts";
@@ -90,19 +90,6 @@ export class SymbolWriter {
   }
 }
 
-function writeUint(buffer: Uint8Array, pos: number, field: number, value: number): number {
-  if (value === 0) return pos;
-  pos = writeVarint(buffer, pos, field << 3);
-  return writeVarint(buffer, pos, value);
-}
-
-function writeBytes(buffer: Uint8Array, pos: number, field: number, bytes: Uint8Array): number {
-  if (bytes.length === 0) return pos;
-  buffer[pos++] = (field << 3) | 2;
-  pos = writeVarint(buffer, pos, bytes.length);
-  buffer.set(bytes, pos);
-  return pos + bytes.length;
-}
 
 /**
  * The multicast Data message a rebuilt symbol holds, numbered `seq`; undefined when the bytes are not a

@@ -5,6 +5,7 @@ import type { TimerHandle } from "../../transport/clock.ts";
 import { type DataFields, emptyDataFields } from "../../wire/frames.ts";
 import {
   emptyStats,
+  fillData,
   type OutgoingData,
   type PeerKey,
   type ProtocolHost,
@@ -204,15 +205,9 @@ export class TotemProtocol implements ReliabilityProtocol {
 
   send(out: OutgoingData): number {
     const seq = ++this.#ownSeq;
-    const data = emptyDataFields();
-    data.seq = seq;
-    data.addressing = out.addressing;
-    data.destination = out.destination;
-    data.fragmentIndex = out.fragmentIndex;
-    data.fragmentCount = out.fragmentCount;
-    data.messageLength = out.messageLength;
-    data.requestId = out.requestId;
-    data.format = out.format;
+    const data = fillData(emptyDataFields(), seq, out);
+    // Every message is ordered: out of band means nothing here.
+    data.outOfBand = false;
     // The message waits for the token: it keeps its own copy of the bytes.
     data.payload = this.#copy(out.payload);
     data.safe = out.safe ?? this.#options.delivery === "safe";
