@@ -132,6 +132,8 @@ export async function runDemo(options: { messages: number; cluster?: string }): 
       console.log(`charlie got the lock on "${LOCK}" ${Math.round(performance.now() - killedAt)} ms after the kill (fencing token ${lock.fencingToken}, delta's was ${locked.fencingToken})`);
       await charlie.map.put(LOCK, new BlazeMessage("charlie is printing"), { lock });
       await lock.release();
+      // A release is done once a majority has it; the other replicas' lock tables follow a moment later.
+      await waitFor(() => members.every((m) => !m.map.isLocked(LOCK)), 2_000);
       ok &&= lock.fencingToken > locked.fencingToken && members.every((m) => show(m.map.get(LOCK)) === "charlie is printing" && !m.map.isLocked(LOCK));
     } finally {
       delta.kill("SIGKILL");

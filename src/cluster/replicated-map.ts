@@ -126,7 +126,7 @@ export class LockHandle implements AsyncDisposable {
     return !this.#released && this.clock.now() < this.expiresAt;
   }
 
-  /** Releases the lock; resolves once every member knows. Releasing twice does nothing. */
+  /** Releases the lock; resolves once a majority of the view has the release (the next master keeps it). Releasing twice does nothing. */
   async release(options: { timeoutMs?: number; signal?: AbortSignalLike } = {}): Promise<void> {
     if (this.#released) return;
     this.#released = true;
