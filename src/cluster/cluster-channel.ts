@@ -39,7 +39,6 @@ export class ClusterChannel extends GroupChannel {
   #engine: Engine | undefined;
   #context: ExtensionContext | undefined;
   readonly #masterListeners = new Set<MasterChangedListener>();
-  readonly #waiters = new Set<() => void>();
   #offInbox: (() => void) | undefined;
   #malformed = 0;
 
@@ -87,7 +86,7 @@ export class ClusterChannel extends GroupChannel {
     await waitUntil(
       this.#context!.clock,
       () => this.#engine?.current === true && this.getCoordinator(this.#stateGroup) !== undefined,
-      (wake) => this.#subscribe(wake),
+      (wake) => this.addWaiter(wake),
       `the election in group "${this.#stateGroup}"`,
       options,
       this.#state.requestTimeoutMs,
@@ -149,7 +148,7 @@ export class ClusterChannel extends GroupChannel {
         send: (peer, frame) => this.#send([peer], inbox, frame),
         sendToAll: (peers, frame) => this.#send(peers, inbox, frame),
         changed: (changes, resync) => this.map.emit(changes, resync, (error) => this.emitError(new BlazeError("LISTENER_ERROR", "a map listener threw", { cause: error }), "listener")),
-        wake: () => this.#wake(),
+        wake: () => this.wakeWaiters(),
         synced: (epoch) => this.map.emitReady(epoch),
       },
       {
@@ -177,7 +176,7 @@ export class ClusterChannel extends GroupChannel {
     this.#offInbox?.();
     this.#offInbox = undefined;
     this.#engine?.close();
-    this.#wake();
+    this.wakeWaiters();
   }
 
   #onView(group: string, view: View | undefined): void {
@@ -203,7 +202,7 @@ export class ClusterChannel extends GroupChannel {
         }
       }
     }
-    this.#wake();
+    this.wakeWaiters();
   }
 
   #send(peers: readonly string[], inbox: string, frame: StateFrame): void {
@@ -215,15 +214,6 @@ export class ClusterChannel extends GroupChannel {
         // The member is gone: a view change follows, and whatever was pending is sent again then.
       }
     }
-  }
-
-  #subscribe(wake: () => void): () => void {
-    this.#waiters.add(wake);
-    return () => this.#waiters.delete(wake);
-  }
-
-  #wake(): void {
-    for (const wake of [...this.#waiters]) wake();
   }
 }
 

@@ -79,7 +79,7 @@ export interface Position {
   readonly index: number;
 }
 
-export const ORIGIN: Position = { epoch: 0, coordinator: "", index: 0 };
+const ORIGIN: Position = { epoch: 0, coordinator: "", index: 0 };
 
 /**
  * How many applied requests are remembered per requester, for idempotent retries: a member with more
@@ -214,9 +214,10 @@ export class Replica {
 
   /**
    * Replaces the whole state with a snapshot taken at `index`, returning the differences as changes,
-   * so that listeners see what a replica that had followed every update would have seen in sum.
+   * so that listeners see what a replica that had followed every update would have seen in sum. The log
+   * starts afresh: the next update expected is `index + 1`.
    */
-  install(entries: readonly StoredEntry[], locks: readonly StoredLock[], applied: readonly AppliedRecord[], now: number): ReplicaChange[] {
+  install(entries: readonly StoredEntry[], locks: readonly StoredLock[], applied: readonly AppliedRecord[], index: number): ReplicaChange[] {
     const changes: ReplicaChange[] = [];
     const incoming = new Map(entries.map((e) => [e.key, e]));
     for (const [key, entry] of this.entries) {
@@ -248,15 +249,9 @@ export class Replica {
     this.#applied.clear();
     for (const record of applied) this.#remember(record);
     this.#log.clear();
-    this.#history.clear();
-    void now;
-    return changes;
-  }
-
-  /** Positions the log after a snapshot: the next update expected is `index + 1`. */
-  resetLog(index: number): void {
-    this.#log.clear();
     this.#logFirst = index + 1;
+    this.#history.clear();
+    return changes;
   }
 
   /** Every applied request remembered, for a snapshot. */

@@ -24,7 +24,7 @@ import {
   type StateAck,
 } from "../../gen/activeblaze/v1/cluster_pb.ts";
 import type { Frame } from "../../gen/activeblaze/v1/envelope_pb.ts";
-import { BlazeError } from "../errors.ts";
+import { BlazeError, type BlazeErrorCode } from "../errors.ts";
 import { idOf, keyOf } from "../reliable/member-key.ts";
 import type { PeerKey } from "../reliable/protocol.ts";
 import type { Clock, TimerHandle } from "../transport/clock.ts";
@@ -42,7 +42,6 @@ import {
   lockRecordProto,
   type MemberInstance,
   memberRef,
-  ORIGIN,
   type Position,
   Replica,
   type ReplicaChange,
@@ -144,20 +143,27 @@ interface Staging {
   readonly applied: AppliedRecord[];
 }
 
+/** An applied request waiting for the members' acknowledgements before it is answered. */
+interface Awaiting {
+  readonly index: number;
+  readonly requester: MemberInstance;
+  readonly request: StateRequest;
+}
+
 type Due = { readonly kind: "entry"; readonly key: string; readonly version: number } | { readonly kind: "lock"; readonly key: string; readonly token: number };
 
 /** Errors a refused request turns into. */
-const RESULT_CODES: Partial<Record<StateResult, { code: ConstructorParameters<typeof BlazeError>[0] }>> = {
-  [StateResult.LOCKED]: { code: "LOCKED" },
-  [StateResult.VERSION_MISMATCH]: { code: "VERSION_MISMATCH" },
-  [StateResult.STALE_TOKEN]: { code: "STALE_TOKEN" },
-  [StateResult.NO_QUORUM]: { code: "NO_QUORUM" },
-  [StateResult.NOT_FOUND]: { code: "NOT_FOUND" },
-  [StateResult.INVALID]: { code: "INVALID_ARGUMENT" },
+const RESULT_CODES: Partial<Record<StateResult, BlazeErrorCode>> = {
+  [StateResult.LOCKED]: "LOCKED",
+  [StateResult.VERSION_MISMATCH]: "VERSION_MISMATCH",
+  [StateResult.STALE_TOKEN]: "STALE_TOKEN",
+  [StateResult.NO_QUORUM]: "NO_QUORUM",
+  [StateResult.NOT_FOUND]: "NOT_FOUND",
+  [StateResult.INVALID]: "INVALID_ARGUMENT",
 };
 
 export function responseError(response: StateResponse): BlazeError {
-  const code = RESULT_CODES[response.result]?.code ?? "ILLEGAL_STATE";
+  const code = RESULT_CODES[response.result] ?? "ILLEGAL_STATE";
   return new BlazeError(code, response.message || `the coordinator refused the request (${StateResult[response.result]})`);
 }
 
@@ -215,7 +221,7 @@ export class StateEngine {
   #pullTarget: PeerKey | undefined;
   readonly #acked = new Map<PeerKey, number>();
   /** Applied requests waiting for every member's acknowledgement before they are answered. */
-  readonly #awaiting: Array<{ readonly index: number; readonly requester: MemberInstance; readonly request: StateRequest }> = [];
+  readonly #awaiting: Awaiting[] = [];
   readonly #queued: Array<{ readonly requester: MemberInstance; readonly request: StateRequest }> = [];
   readonly #waiters = new Map<string, Waiter[]>();
   readonly #deadlines = new Deadlines<Due>();
@@ -241,10 +247,6 @@ export class StateEngine {
   /** True while this member coordinates the map and takes requests. */
   get serving(): boolean {
     return this.#role === "serving";
-  }
-
-  get role(): Role {
-    return this.#role;
   }
 
   /** The epoch of the term this replica last accepted. */
@@ -431,17 +433,8 @@ export class StateEngine {
   // --- member: replication ---
 
   #report(view: StateView): void {
-    const position = this.replica.position;
-    const ack = create(StateAckSchema, {
-      group: this.#host.group,
-      epoch: BigInt(position.epoch),
-      index: BigInt(position.index),
-      view: viewIdProto(view),
-      nextFencingToken: BigInt(this.replica.nextToken),
-      acceptedEpoch: BigInt(this.#acceptedEpoch),
-      ready: this.#ready,
-      epochCoordinatorId: position.coordinator === "" ? new Uint8Array(0) : idOf(position.coordinator),
-    });
+    const ack = this.#positionAck();
+    ack.view = viewIdProto(view);
     this.#host.send(view.coordinator.id, { case: "stateAck", value: ack });
   }
 
@@ -614,13 +607,11 @@ export class StateEngine {
       this.stats.staleRefused++;
       return;
     }
-    const now = this.#host.clock.now();
     const index = Number(sync.index);
     const staging = this.#staging;
     this.#staging = undefined;
     if (staging !== undefined && staging.from === peer) {
-      const changes = this.replica.install(staging.entries, staging.locks, staging.applied, now);
-      this.replica.resetLog(index);
+      const changes = this.replica.install(staging.entries, staging.locks, staging.applied, index);
       this.#forgetNotices();
       this.stats.snapshotsInstalled++;
       if (changes.length > 0) this.#host.changed(changes, true);
@@ -680,7 +671,7 @@ export class StateEngine {
       nextFencingToken: BigInt(this.replica.nextToken),
       acceptedEpoch: BigInt(this.#acceptedEpoch),
       ready: this.#ready,
-      epochCoordinatorId: position.coordinator === "" ? new Uint8Array(0) : idOf(position.coordinator),
+      epochCoordinatorId: coordinatorIdOf(position),
     });
   }
 
@@ -845,7 +836,7 @@ export class StateEngine {
         group: this.#host.group,
         op: {
           case: "pull",
-          value: { epoch: BigInt(mine.epoch), epochCoordinatorId: mine.coordinator === "" ? new Uint8Array(0) : idOf(mine.coordinator), index: BigInt(mine.index) },
+          value: { epoch: BigInt(mine.epoch), epochCoordinatorId: coordinatorIdOf(mine), index: BigInt(mine.index) },
         },
       }),
     });
@@ -941,9 +932,7 @@ export class StateEngine {
         this.stats.staleRefused++;
         return;
       }
-      const op = request.op.value;
-      const position: Position = { epoch: Number(op.epoch), coordinator: op.epochCoordinatorId.length > 0 ? keyOf(op.epochCoordinatorId) : "", index: Number(op.index) };
-      this.#bringUp(peer, position, this.replica.agreed, this.replica.position);
+      this.#bringUp(peer, positionOf(request.op.value), this.replica.agreed, this.replica.position);
       return;
     }
     if (requester === undefined || (incarnation !== undefined && incarnation !== requester.incarnation)) {
@@ -1252,7 +1241,7 @@ export class StateEngine {
     const othersNeeded = majority(acked.length + 1) - 1;
     const majorityFloor = othersNeeded === 0 ? this.replica.position.index : acked[othersNeeded - 1]!;
     let kept = 0;
-    const due: Array<{ readonly index: number; readonly requester: MemberInstance; readonly request: StateRequest }> = [];
+    const due: Awaiting[] = [];
     for (const waiting of this.#awaiting) {
       if (waiting.index <= (isLockOp(waiting.request) ? majorityFloor : floor)) due.push(waiting);
       else this.#awaiting[kept++] = waiting;
@@ -1353,7 +1342,7 @@ export class StateEngine {
       if (due.kind === "entry") {
         const entry = this.replica.entries.get(due.key);
         if (entry !== undefined && entry.version === due.version && entry.expiresAt !== undefined && entry.expiresAt <= now) {
-          changes.push(create(EntryChangeSchema, { kind: ChangeKind.REMOVE, entry: entryProto(entry, now), expired: true }));
+          changes.push(removeChange(entry, now, true));
         }
       } else {
         const lock = this.replica.locks.get(due.key);
@@ -1401,9 +1390,13 @@ function isLockOp(request: StateRequest): boolean {
   return kind === "lock" || kind === "unlock" || kind === "renewLease";
 }
 
-function positionOf(ack: StateAck): Position {
-  if (ack.index === 0n && ack.epoch === 0n) return ORIGIN;
-  return { epoch: Number(ack.epoch), coordinator: ack.epochCoordinatorId.length > 0 ? keyOf(ack.epochCoordinatorId) : "", index: Number(ack.index) };
+/** A position as a StateAck or a PullOp carries it (a replica that never synced names no coordinator). */
+function positionOf(wire: { readonly epoch: bigint; readonly epochCoordinatorId: Uint8Array; readonly index: bigint }): Position {
+  return { epoch: Number(wire.epoch), coordinator: wire.epochCoordinatorId.length > 0 ? keyOf(wire.epochCoordinatorId) : "", index: Number(wire.index) };
+}
+
+function coordinatorIdOf(position: Position): Uint8Array {
+  return position.coordinator === "" ? new Uint8Array(0) : idOf(position.coordinator);
 }
 
 function viewKey(id: StateView["id"]): string {
@@ -1414,8 +1407,8 @@ function viewIdProto(view: StateView): ViewIdProto {
   return create(ViewIdSchema, { coordinatorId: idOf(view.id.installer), counter: BigInt(view.id.counter) });
 }
 
-function removeChange(entry: StoredEntry, now: number): EntryChange {
-  return create(EntryChangeSchema, { kind: ChangeKind.REMOVE, entry: entryProto(entry, now) });
+function removeChange(entry: StoredEntry, now: number, expired = false): EntryChange {
+  return create(EntryChangeSchema, { kind: ChangeKind.REMOVE, entry: entryProto(entry, now), expired });
 }
 
 function lockChange(lock: StoredLock, now: number): EntryChange {

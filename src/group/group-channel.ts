@@ -171,7 +171,7 @@ export class GroupChannel extends Channel {
     }
     const joined = membership;
     const context = this.#context!;
-    await waitUntil(context.clock, () => joined.isMember, (wake) => this.#subscribe(wake), `joining group "${group}"`, options, 10 * this.#group.discoveryTimeoutMs);
+    await waitUntil(context.clock, () => joined.isMember, (wake) => this.addWaiter(wake), `joining group "${group}"`, options, 10 * this.#group.discoveryTimeoutMs);
     return joined.view!;
   }
 
@@ -460,7 +460,7 @@ export class GroupChannel extends Channel {
       case "heartbeat": {
         const kind = frame.frame.kind;
         if (kind.case === "heartbeat") this.#consumers.set(peer.key, kind.value.queues);
-        this.#wake();
+        this.wakeWaiters();
         return true;
       }
       default: {
@@ -468,7 +468,7 @@ export class GroupChannel extends Channel {
         const membership = group === undefined ? undefined : this.#memberships.get(group);
         if (membership === undefined) return false;
         membership.onFrame(peer.key, peer.address, frame.frame);
-        this.#wake();
+        this.wakeWaiters();
         return true;
       }
     }
@@ -520,7 +520,7 @@ export class GroupChannel extends Channel {
     if (view !== undefined && view.coordinator.id !== previous?.coordinator.id) {
       this.#groupEvents.emit("coordinatorChange", { group, coordinator: view.coordinator, previous: previous?.coordinator });
     }
-    this.#wake();
+    this.wakeWaiters();
   }
 
   #inAnyView(peer: PeerKey): boolean {
@@ -751,12 +751,14 @@ export class GroupChannel extends Channel {
 
   readonly #groupTopics = new Set<string>();
 
-  #subscribe(wake: () => void): () => void {
+  /** Calls `wake` whenever the group's state changed (a view, a frame, a consumer): waiters re-check. */
+  protected addWaiter(wake: () => void): () => void {
     this.#waiters.add(wake);
     return () => this.#waiters.delete(wake);
   }
 
-  #wake(): void {
+  /** Wakes every waiter to re-check its condition. */
+  protected wakeWaiters(): void {
     for (const wake of [...this.#waiters]) wake();
   }
 
