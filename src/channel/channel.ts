@@ -1,6 +1,7 @@
-import { Addressing, PayloadFormat, Stream } from "../../gen/activeblaze/v1/reliable_pb.ts";
+import { Addressing, Stream } from "../../gen/activeblaze/v1/reliable_pb.ts";
 import { BlazeError } from "../errors.ts";
-import { BlazeMessage } from "../message/blaze-message.ts";
+import type { BlazeMessage } from "../message/blaze-message.ts";
+import { encodePayload } from "../message/payload-message.ts";
 import { BestEffortProtocol } from "../reliable/best-effort.ts";
 import { heartbeatFrame, type HeartbeatFields } from "../reliable/control-frames.ts";
 import { keyOf } from "../reliable/member-key.ts";
@@ -317,16 +318,13 @@ export class Channel implements AsyncDisposable {
       throw new BlazeError("ILLEGAL_STATE", `broadcast() on a ${this.#state} channel: start() it first`);
     }
     checkTopic(destination);
-    const isBlaze = message instanceof BlazeMessage;
-    const payload = isBlaze ? message.toBinary() : message;
-    if (!(payload instanceof Uint8Array)) throw new BlazeError("INVALID_ARGUMENT", "a message is a BlazeMessage or a Uint8Array");
+    const { payload, format } = encodePayload(message);
     if (payload.length > this.#options.maxMessageBytes) {
       throw new BlazeError(
         "MESSAGE_TOO_LARGE",
         `a message of ${payload.length} bytes exceeds maxMessageBytes (${this.#options.maxMessageBytes})`,
       );
     }
-    const format = isBlaze ? PayloadFormat.BLAZE_MESSAGE : PayloadFormat.UNSPECIFIED;
     const outOfBand = options.outOfBand ?? false;
     // The member's own copy is delivered once the message is on its way (never for one that fails queued),
     // unless the protocol delivers it in its own order (total order).

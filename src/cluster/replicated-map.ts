@@ -4,6 +4,7 @@ import { type StateRequestSchema, type StateResponse, StateResult } from "../../
 import { Emitter, PushIterator } from "../channel/events.ts";
 import { BlazeError } from "../errors.ts";
 import { BlazeMessage } from "../message/blaze-message.ts";
+import { encodePayload } from "../message/payload-message.ts";
 import type { Clock } from "../transport/clock.ts";
 import type { AbortSignalLike } from "../web.ts";
 import type { MemberInstance, ReplicaChange, StoredEntry } from "./replica.ts";
@@ -229,7 +230,7 @@ export class ReplicatedMap {
     const response = await this.#write(
       {
         case: "put",
-        value: { key: checkKey(key), ...encodeValue(value), ...this.#putFields(options, [key]) },
+        value: { key: checkKey(key), ...storedValue(value), ...this.#putFields(options, [key]) },
       },
       options,
       `put("${key}")`,
@@ -274,7 +275,7 @@ export class ReplicatedMap {
       {
         case: "batch",
         value: {
-          puts: pairs.map(([key, value]) => ({ key: checkKey(key), ...encodeValue(value), ...fields })),
+          puts: pairs.map(([key, value]) => ({ key: checkKey(key), ...storedValue(value), ...fields })),
           removes: (options.remove ?? []).map((key) => ({ key: checkKey(key), fencingToken: fields.fencingToken })),
         },
       },
@@ -466,10 +467,9 @@ function decodeValue(bytes: Uint8Array, format: number): MapValue {
   return bytes;
 }
 
-function encodeValue(value: MapValue): { value: Uint8Array; format: PayloadFormat } {
-  if (value instanceof BlazeMessage) return { value: value.toBinary(), format: PayloadFormat.BLAZE_MESSAGE };
-  if (value instanceof Uint8Array) return { value, format: PayloadFormat.UNSPECIFIED };
-  throw new BlazeError("INVALID_ARGUMENT", "a map value is a BlazeMessage or a Uint8Array");
+function storedValue(value: MapValue): { value: Uint8Array; format: PayloadFormat } {
+  const { payload, format } = encodePayload(value, "a map value");
+  return { value: payload, format };
 }
 
 function checkKey(key: string): string {

@@ -7,7 +7,8 @@ import { splitMessage } from "../channel/fragments.ts";
 import { formatName, type TopicMessage } from "../channel/topic-message.ts";
 import { waitUntil, type WaitOptions } from "../channel/wait.ts";
 import { BlazeError } from "../errors.ts";
-import { BlazeMessage } from "../message/blaze-message.ts";
+import type { BlazeMessage } from "../message/blaze-message.ts";
+import { encodePayload } from "../message/payload-message.ts";
 import type { HeartbeatFields } from "../reliable/control-frames.ts";
 import type { OutgoingData, PeerKey } from "../reliable/protocol.ts";
 import { Reassembler } from "../reliable/reassembler.ts";
@@ -777,12 +778,6 @@ export class GroupChannel extends Channel {
 }
 
 const UNKNOWN_ADDRESS: Address = { host: "0.0.0.0", port: 9 };
-
-function encodePayload(message: BlazeMessage | Uint8Array): { payload: Uint8Array; format: number } {
-  if (message instanceof BlazeMessage) return { payload: message.toBinary(), format: PayloadFormat.BLAZE_MESSAGE };
-  if (message instanceof Uint8Array) return { payload: message, format: PayloadFormat.UNSPECIFIED };
-  throw new BlazeError("INVALID_ARGUMENT", "a message is a BlazeMessage or a Uint8Array");
-}
 
 function groupOf(kind: Frame["kind"]): string | undefined {
   switch (kind.case) {

@@ -1,3 +1,5 @@
+import { PayloadFormat } from "../../gen/activeblaze/v1/reliable_pb.ts";
+import { BlazeError } from "../errors.ts";
 import { BlazeMessage } from "./blaze-message.ts";
 import { web } from "../web.ts";
 
@@ -29,4 +31,11 @@ export abstract class PayloadMessage {
   json<T = unknown>(): T {
     return this.format === "blaze-message" ? (this.message.getObject<T>() as T) : (JSON.parse(this.text()) as T);
   }
+}
+
+/** The bytes and format to send (or store) for a BlazeMessage or raw bytes; `what` names the value in the error. */
+export function encodePayload(message: BlazeMessage | Uint8Array, what = "a message"): { payload: Uint8Array; format: PayloadFormat } {
+  if (message instanceof BlazeMessage) return { payload: message.toBinary(), format: PayloadFormat.BLAZE_MESSAGE };
+  if (message instanceof Uint8Array) return { payload: message, format: PayloadFormat.UNSPECIFIED };
+  throw new BlazeError("INVALID_ARGUMENT", `${what} is a BlazeMessage or a Uint8Array`);
 }
