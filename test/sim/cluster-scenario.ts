@@ -4,6 +4,7 @@ import { BlazeError } from "../../src/errors.ts";
 import type { Clock, TimerHandle } from "../../src/transport/clock.ts";
 import { SeededRandom } from "../../src/transport/seeded-random.ts";
 import { SimulatedNetwork } from "../../src/transport/simulated-network.ts";
+import { flush } from "./sim-helpers.ts";
 
 /**
  * Seeded simulations of the cluster level: replicated state map and locks on the simulated network,
@@ -399,8 +400,4 @@ function digestOf(channel: ClusterChannel): string {
 
 function failure(seed: number, violations: string[], log: string[]): Error {
   return new Error(`seed ${seed}:\n${violations.slice(0, 10).join("\n")}\n--- story ---\n${log.slice(-60).join("\n")}`);
-}
-
-function flush(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
 }

@@ -3,6 +3,7 @@ import type { GroupChannelOptions } from "../../src/group/options.ts";
 import { type CoordinatorSelector, defaultCoordinatorSelector, type Member, type View } from "../../src/group/view.ts";
 import { SeededRandom } from "../../src/transport/seeded-random.ts";
 import { type LinkConditions, SimulatedNetwork } from "../../src/transport/simulated-network.ts";
+import { flush } from "./sim-helpers.ts";
 
 /**
  * Seeded simulations of group membership and group messaging on the simulated network.
@@ -323,11 +324,6 @@ export class GroupSim {
     const proc = this.#byId.get(member.id);
     return proc === undefined ? member.id.slice(0, 8) : `p${proc.index}`;
   }
-}
-
-/** Lets pending promise continuations run (the virtual clock runs timers only). */
-function flush(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
 }
 
 // ------------------------------------------------------------------------------------------------

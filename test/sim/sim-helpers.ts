@@ -4,7 +4,12 @@ import type { TopicMessage } from "../../src/channel/topic-message.ts";
 import type { SeededRandom } from "../../src/transport/seeded-random.ts";
 import { SimulatedNetwork } from "../../src/transport/simulated-network.ts";
 
-/** What the channel-level scenarios (multicast, FEC, Totem) share. */
+/** What the scenarios share. */
+
+/** Lets pending promise continuations run (the virtual clock runs timers only). */
+export function flush(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
 
 /**
  * The network of one seeded run: every link loses `loss` of its datagrams; duplication, reordering and
