@@ -170,16 +170,7 @@ export class GroupMembership {
   localChanged(): void {
     if (this.#phase !== "member") return;
     if (this.isCoordinator) this.#scheduleInstall();
-    else this.#sendDetails();
-  }
-
-  #sendDetails(): void {
-    const view = this.#view;
-    if (view === undefined) return;
-    this.#host.unicastFrameTo(
-      view.coordinator.address,
-      encodeFrame({ case: "join", value: create(JoinSchema, { member: memberInfo(this.#host.local()), group: this.group }) }),
-    );
+    else if (this.#view !== undefined) this.#sendJoinTo(this.#view.coordinator);
   }
 
   /** Stops without a goodbye (the channel is going away). */
@@ -275,8 +266,11 @@ export class GroupMembership {
   }
 
   #sendJoin(): void {
-    const target = this.#joinTarget;
-    if (target === undefined) return;
+    if (this.#joinTarget !== undefined) this.#sendJoinTo(this.#joinTarget);
+  }
+
+  /** A Join to `target`: to join, or (from a member) to show the coordinator our changed details. */
+  #sendJoinTo(target: Member): void {
     this.#host.unicastFrameTo(
       target.address,
       encodeFrame({ case: "join", value: create(JoinSchema, { member: memberInfo(this.#host.local()), group: this.group }) }),
@@ -566,7 +560,7 @@ export class GroupMembership {
       // The coordinator answers again (a false suspicion): a later failure counts afresh.
       this.#takeOverSince = undefined;
       // Our weight changed and the view does not show it yet: tell the coordinator (again).
-      if (view.members.find((m) => m.id === local.id)?.weight !== local.weight) this.#sendDetails();
+      if (view.members.find((m) => m.id === local.id)?.weight !== local.weight) this.#sendJoinTo(view.coordinator);
       if (failed.size > 0 && now - this.#lastSuspectReport >= this.#options.heartbeatIntervalMs) {
         // Only the coordinator removes members, and it may not have watched these long enough to know
         // (a coordinator that joined after they died counts their silence from its join): tell it.
