@@ -99,6 +99,8 @@ const NOTES = {
   Version: "The envelope's major or minor version number.",
   Limit: `A size limit: datagrams of at most ${MAX_DATAGRAM_BYTES} bytes, names of at most ${MAX_NAME_BYTES} UTF-8 bytes, at most ${MAX_FRAGMENT_COUNT} fragments.`,
   Fragmentation: "Data fragment numbering: fragment_index < fragment_count, or both 0 for an unfragmented message.",
+  SafeInteger:
+    "The protocol's rule for numbers: every 64-bit integer in an envelope (sequence numbers, counters, incarnations, epochs, tokens, durations, nonces) is at most 2^53 - 1, so every receiver holds it exactly. A larger one is refused with INVALID_FIELD, after every other check.",
   CheckOrder:
     "Several checks fail; the expected code is the first failing one in the protocol's check order (see conformance/README.md).",
 } as const;
@@ -201,6 +203,8 @@ function filled(length: number, byte: number): Uint8Array {
 
 const U32_MAX = 4_294_967_295;
 const U64_MAX = 18_446_744_073_709_551_615n;
+/** 2^53 − 1: the largest number an envelope may carry (src/wire/safe-integers.ts). */
+const WIRE_MAX = 9_007_199_254_740_991n;
 const I32_MIN = -2_147_483_648;
 const I32_MAX = 2_147_483_647;
 const I64_MIN = -9_223_372_036_854_775_808n;
@@ -332,8 +336,8 @@ const FRAME_SAMPLES: FrameKindInit[] = [
   { case: "view", value: VIEW },
   { case: "viewAck", value: { group: "orders", viewId: VIEW_ID } },
   { case: "suspect", value: { group: "orders", suspects: [REF_C] } },
-  { case: "ping", value: { nonce: 0x0123_4567_89ab_cdefn, group: "orders" } },
-  { case: "pong", value: { nonce: 0x0123_4567_89ab_cdefn, group: "orders" } },
+  { case: "ping", value: { nonce: 0x0012_3456_789a_bcden, group: "orders" } },
+  { case: "pong", value: { nonce: 0x0012_3456_789a_bcden, group: "orders" } },
   {
     case: "election",
     value: { kind: ElectionKind.COORDINATOR, group: "orders", epoch: 5n, candidate: REF_B, weight: 20, viewId: VIEW_ID },
@@ -442,9 +446,9 @@ const ENVELOPE: AreaTable = {
       },
       {
         name: "envelope/header/incarnation-max",
-        comment: "Incarnation at the largest uint64.",
+        comment: "Incarnation at the largest number an envelope carries (2^53 − 1).",
         flags: ["EdgeValue"],
-        init: env(sample("heartbeat"), { incarnation: U64_MAX }),
+        init: env(sample("heartbeat"), { incarnation: WIRE_MAX }),
         result: "valid",
       },
       {
@@ -763,9 +767,9 @@ const MULTICAST: AreaTable = {
       },
       {
         name: "multicast/data/request-id-max",
-        comment: "Request id at the largest uint64.",
+        comment: "Request id at the largest number an envelope carries (2^53 − 1).",
         flags: ["EdgeValue"],
-        init: data({ seq: 5n, addressing: Addressing.MEMBER, targetId: ID_B, requestId: U64_MAX }),
+        init: data({ seq: 5n, addressing: Addressing.MEMBER, targetId: ID_B, requestId: WIRE_MAX }),
         result: "valid",
       },
       {
@@ -804,9 +808,9 @@ const MULTICAST: AreaTable = {
       },
       {
         name: "multicast/data/seq-max",
-        comment: "Sequence number at the largest uint64.",
+        comment: "Sequence number at the largest number an envelope carries (2^53 − 1).",
         flags: ["EdgeValue"],
-        init: data({ seq: U64_MAX, addressing: Addressing.TOPIC, destination: "prices" }),
+        init: data({ seq: WIRE_MAX, addressing: Addressing.TOPIC, destination: "prices" }),
         result: "valid",
       },
       {
@@ -917,7 +921,7 @@ const MULTICAST: AreaTable = {
         flags: ["EdgeValue"],
         init: env({
           case: "nack",
-          value: { stream: Stream.UNICAST, originId: ID_C, originIncarnation: U64_MAX, missing: [{ first: U64_MAX, last: U64_MAX }] },
+          value: { stream: Stream.UNICAST, originId: ID_C, originIncarnation: WIRE_MAX, missing: [{ first: WIRE_MAX, last: WIRE_MAX }] },
         }),
         result: "valid",
       },
@@ -972,9 +976,9 @@ const MULTICAST: AreaTable = {
       },
       {
         name: "multicast/heartbeat/max",
-        comment: "Highest sequence and interval at their largest values.",
+        comment: "Highest sequence and interval at their largest values (2^53 − 1 for 64-bit numbers).",
         flags: ["EdgeValue"],
-        init: env({ case: "heartbeat", value: { highestSeq: U64_MAX, intervalMs: U32_MAX } }),
+        init: env({ case: "heartbeat", value: { highestSeq: WIRE_MAX, intervalMs: U32_MAX } }),
         result: "valid",
       },
       {
@@ -1110,11 +1114,11 @@ const MEMBERSHIP: AreaTable = {
       },
       {
         name: "membership/view/counter-max",
-        comment: "A single-member view whose counter is the largest uint64.",
+        comment: "A single-member view whose counter is the largest number an envelope carries (2^53 − 1).",
         flags: ["EdgeValue"],
         init: env({
           case: "view",
-          value: { group: "orders", id: { coordinatorId: ID_A, counter: U64_MAX }, members: [MEMBER_A], coordinator: REF_A },
+          value: { group: "orders", id: { coordinatorId: ID_A, counter: WIRE_MAX }, members: [MEMBER_A], coordinator: REF_A },
         }),
         result: "valid",
       },
@@ -1134,16 +1138,16 @@ const MEMBERSHIP: AreaTable = {
       },
       {
         name: "membership/ping/typical",
-        comment: "A ping with a 64-bit nonce.",
+        comment: "A ping with a 53-bit nonce.",
         flags: [],
         init: env(sample("ping")),
         result: "valid",
       },
       {
         name: "membership/ping/nonce-max",
-        comment: "A ping whose nonce is the largest uint64.",
+        comment: "A ping whose nonce is the largest number an envelope carries (2^53 − 1).",
         flags: ["EdgeValue"],
-        init: env({ case: "ping", value: { nonce: U64_MAX } }),
+        init: env({ case: "ping", value: { nonce: WIRE_MAX } }),
         result: "valid",
       },
       {
@@ -1176,11 +1180,11 @@ const MEMBERSHIP: AreaTable = {
       },
       {
         name: "membership/election/extremes",
-        comment: "Epoch at the largest uint64 and a negative weight at the smallest int32.",
+        comment: "Epoch at the largest number an envelope carries (2^53 − 1) and a negative weight at the smallest int32.",
         flags: ["EdgeValue"],
         init: env({
           case: "election",
-          value: { kind: ElectionKind.COORDINATOR, epoch: U64_MAX, candidate: REF_C, weight: I32_MIN },
+          value: { kind: ElectionKind.COORDINATOR, epoch: WIRE_MAX, candidate: REF_C, weight: I32_MIN },
         }),
         result: "valid",
       },
@@ -1415,9 +1419,9 @@ const STATE_MAP: AreaTable = {
       },
       {
         name: "state-map/request/request-id-max",
-        comment: "Request id at the largest uint64, with no op: the coordinator answers INVALID, the wire accepts it.",
+        comment: "Request id at the largest number an envelope carries (2^53 − 1), with no op: the coordinator answers INVALID, the wire accepts it.",
         flags: ["EdgeValue"],
-        init: env({ case: "stateRequest", value: { requestId: U64_MAX, group: "orders" } }),
+        init: env({ case: "stateRequest", value: { requestId: WIRE_MAX, group: "orders" } }),
         result: "valid",
       },
       {
@@ -1496,9 +1500,9 @@ const STATE_MAP: AreaTable = {
       },
       {
         name: "state-map/update/index-max",
-        comment: "Epoch and index at the largest uint64.",
+        comment: "Epoch and index at the largest number an envelope carries (2^53 − 1).",
         flags: ["EdgeValue"],
-        init: env({ case: "stateUpdate", value: { epoch: U64_MAX, index: U64_MAX, group: "orders" } }),
+        init: env({ case: "stateUpdate", value: { epoch: WIRE_MAX, index: WIRE_MAX, group: "orders" } }),
         result: "valid",
       },
       {
@@ -1717,9 +1721,9 @@ const LOCKS: AreaTable = {
       },
       {
         name: "locks/request/lock-max",
-        comment: "Lease and wait at the largest uint64.",
+        comment: "Lease and wait at the largest number an envelope carries (2^53 − 1).",
         flags: ["EdgeValue"],
-        init: stateRequest(2003n, { case: "lock", value: { key: "leader", leaseMs: U64_MAX, waitMs: U64_MAX } }),
+        init: stateRequest(2003n, { case: "lock", value: { key: "leader", leaseMs: WIRE_MAX, waitMs: WIRE_MAX } }),
         result: "valid",
       },
       {
@@ -1731,9 +1735,9 @@ const LOCKS: AreaTable = {
       },
       {
         name: "locks/request/unlock-token-max",
-        comment: "Unlock with the largest uint64 fencing token.",
+        comment: "Unlock with the largest number an envelope carries (2^53 − 1) fencing token.",
         flags: ["EdgeValue"],
-        init: stateRequest(2005n, { case: "unlock", value: { key: "leader", fencingToken: U64_MAX } }),
+        init: stateRequest(2005n, { case: "unlock", value: { key: "leader", fencingToken: WIRE_MAX } }),
         result: "valid",
       },
       {
@@ -1917,15 +1921,15 @@ const TOTEM: AreaTable = {
       },
       {
         name: "totem/token/max",
-        comment: "Sequence numbers and counters at their largest values.",
+        comment: "Sequence numbers and counters at their largest values (2^53 − 1 for 64-bit numbers).",
         flags: ["EdgeValue"],
         init: env({
           case: "totemToken",
           value: {
-            ring: { representativeId: ID_C, ringSeq: U64_MAX },
-            tokenSeq: U64_MAX,
-            seq: U64_MAX,
-            aru: U64_MAX,
+            ring: { representativeId: ID_C, ringSeq: WIRE_MAX },
+            tokenSeq: WIRE_MAX,
+            seq: WIRE_MAX,
+            aru: WIRE_MAX,
             fcc: U32_MAX,
             backlog: U32_MAX,
           },
@@ -2040,9 +2044,9 @@ const TOTEM: AreaTable = {
       },
       {
         name: "totem/data/global-seq-max",
-        comment: "Global and ring sequence numbers at the largest uint64.",
+        comment: "Global and ring sequence numbers at the largest number an envelope carries (2^53 − 1).",
         flags: ["EdgeValue"],
-        init: data({ seq: 1n, addressing: Addressing.TOPIC, destination: "ledger", globalSeq: U64_MAX, ringSeq: U64_MAX, safe: true }),
+        init: data({ seq: 1n, addressing: Addressing.TOPIC, destination: "ledger", globalSeq: WIRE_MAX, ringSeq: WIRE_MAX, safe: true }),
         result: "valid",
       },
     ]),
@@ -2110,9 +2114,9 @@ const FEC: AreaTable = {
       },
       {
         name: "fec/parity/max",
-        comment: "Block start at the largest uint64 and counts and stride at the largest uint32; empty parity.",
+        comment: "Block start at the largest number an envelope carries (2^53 − 1) and counts and stride at the largest uint32; empty parity.",
         flags: ["EdgeValue"],
-        init: env({ case: "fecParity", value: { blockFirstSeq: U64_MAX, k: U32_MAX, m: U32_MAX, parityIndex: U32_MAX, stride: U32_MAX } }),
+        init: env({ case: "fecParity", value: { blockFirstSeq: WIRE_MAX, k: U32_MAX, m: U32_MAX, parityIndex: U32_MAX, stride: U32_MAX } }),
         result: "valid",
       },
     ]),
@@ -2466,6 +2470,48 @@ function rawEnvelope(...rest: ArrayLike<number>[]): Uint8Array {
 }
 
 const VALID_ENVELOPE = encode(EnvelopeSchema, env(sample("data")));
+
+/** Envelopes carrying one number past the protocol's limit (2^53 − 1), each in another place. */
+function beyondWireMax(): Case<typeof EnvelopeSchema>[] {
+  const places: ReadonlyArray<readonly [string, string, (n: bigint) => EnvelopeInit]> = [
+    ["incarnation", "the envelope's incarnation", (n) => env(sample("heartbeat"), { incarnation: n })],
+    ["data-seq", "a Data sequence number", (n) => data({ seq: n, addressing: Addressing.TOPIC, destination: "prices" })],
+    ["data-stream-floor", "a point-to-point stream floor", (n) => data({ seq: 5n, addressing: Addressing.MEMBER, targetId: ID_B, targetIncarnation: 1n, streamFloor: n })],
+    ["heartbeat-highest", "a heartbeat's highest sequence number", (n) => env({ case: "heartbeat", value: { highestSeq: n, intervalMs: 1000 } })],
+    ["heartbeat-lowest", "a heartbeat's lowest sequence number", (n) => env({ case: "heartbeat", value: { highestSeq: 10n, lowestSeq: n } })],
+    ["heartbeat-digest", "a digest entry inside a heartbeat", (n) => env({ case: "heartbeat", value: { highestSeq: 10n, digest: [{ memberId: ID_C, incarnation: 1n, delivered: n, received: 1n }] } })],
+    ["nack-range", "a NACK's missing range", (n) => env({ case: "nack", value: { stream: Stream.MULTICAST, originId: ID_C, originIncarnation: 1n, missing: [{ first: 1n, last: n }] } })],
+    ["view-counter", "a view's counter", (n) => env({ case: "view", value: { group: "orders", id: { coordinatorId: ID_A, counter: n }, members: [MEMBER_A], coordinator: REF_A } })],
+    ["member-start-time", "a member's start time inside a join", (n) => env({ case: "join", value: { group: "orders", member: { ...MEMBER_A, startTimeMs: n } } })],
+    ["ping-nonce", "a ping's nonce", (n) => env({ case: "ping", value: { nonce: n, group: "orders" } })],
+    ["state-update-index", "a state update's log index", (n) => env({ case: "stateUpdate", value: { epoch: 1n, index: n, group: "orders" } })],
+    ["lock-lease", "a lock request's lease", (n) => stateRequest(2003n, { case: "lock", value: { key: "leader", leaseMs: n } })],
+    ["totem-aru", "a Totem token's all-received mark", (n) => env({ case: "totemToken", value: { ring: { representativeId: ID_C, ringSeq: 1n }, tokenSeq: 1n, seq: 1n, aru: n } })],
+    ["fec-block", "a parity packet's block start", (n) => env({ case: "fecParity", value: { blockFirstSeq: n, k: 4, m: 1, parityIndex: 0 } })],
+  ];
+  const cases: Case<typeof EnvelopeSchema>[] = [];
+  for (const [name, what, build] of places) {
+    cases.push({
+      name: `invalid/number/${name}-2-pow-53`,
+      comment: `${what[0]!.toUpperCase()}${what.slice(1)} is 2^53, one past the largest number an envelope carries.`,
+      flags: ["SafeInteger", "EdgeValue"],
+      init: build(2n ** 53n),
+      result: "invalid",
+      error: "INVALID_FIELD",
+    });
+  }
+  for (const [name, what, build] of places.slice(0, 4)) {
+    cases.push({
+      name: `invalid/number/${name}-u64-max`,
+      comment: `${what[0]!.toUpperCase()}${what.slice(1)} is the largest uint64.`,
+      flags: ["SafeInteger", "EdgeValue"],
+      init: build(U64_MAX),
+      result: "invalid",
+      error: "INVALID_FIELD",
+    });
+  }
+  return cases;
+}
 
 const INVALID: AreaTable = {
   area: "invalid",
@@ -2857,6 +2903,7 @@ const INVALID: AreaTable = {
         result: "invalid",
         error: "INVALID_FIELD",
       },
+      ...beyondWireMax(),
       {
         name: "invalid/order/version-before-cluster",
         comment: "Version 2 and another cluster: the version is checked first.",
@@ -2940,9 +2987,9 @@ const INVALID: AreaTable = {
       },
       {
         name: "invalid/varint/tenth-byte-overflow",
-        comment: "Incarnation written as 0xff x 9, 0x7f: bits above 63. Kept bits decode as 2^64 - 1.",
+        comment: "Minor version (uint32) written as 0xff x 9, 0x7f: bits above 63. A decoder that keeps the low 32 bits reads 2^32 - 1.",
         flags: ["VarintOverflow"],
-        bytes: rawEnvelope(tag(5, WIRE_VARINT), filled(9, 0xff), [0x7f], RAW_PING),
+        bytes: rawEnvelope(tag(2, WIRE_VARINT), filled(9, 0xff), [0x7f], RAW_PING),
         result: "acceptable",
       },
     ]),

@@ -5,6 +5,7 @@ import {
   type Frame,
 } from "../../gen/activeblaze/v1/envelope_pb.ts";
 import type { DropReason } from "./drop-reason.ts";
+import { unsafeIntegerIn } from "./safe-integers.ts";
 import {
   MAX_CLUSTER_NAME_BYTES,
   MAX_DATAGRAM_BYTES,
@@ -88,6 +89,14 @@ export function validateEnvelope(envelope: Envelope, context: EnvelopeContext): 
       detail: `sender id is ${envelope.senderId.length} bytes, not ${MEMBER_ID_BYTES}`,
     };
   }
+  const refusal = validateBody(envelope);
+  if (refusal !== undefined) return refusal;
+  // Last, so that every other refusal keeps its reason: the rule for numbers (safe-integers.ts).
+  const unsafe = unsafeIntegerIn(EnvelopeSchema, envelope);
+  return unsafe === undefined ? undefined : { reason: "INVALID_FIELD", detail: unsafe };
+}
+
+function validateBody(envelope: Envelope): Refusal | undefined {
   const body = envelope.body;
   switch (body.case) {
     case undefined: {

@@ -2,6 +2,7 @@ import { create, fromBinary } from "@bufbuild/protobuf";
 import { type Envelope, type Frame, FrameSchema } from "../../gen/activeblaze/v1/envelope_pb.ts";
 import { type Data, DataSchema } from "../../gen/activeblaze/v1/reliable_pb.ts";
 import { decodeEnvelope, type EnvelopeContext, type Refusal, validateData } from "./codec.ts";
+import { unsafeIntegerIn } from "./safe-integers.ts";
 import { MAX_DATAGRAM_BYTES, MEMBER_ID_BYTES, PROTOCOL_MINOR_VERSION, PROTOCOL_VERSION } from "./limits.ts";
 import { ByteCursor, decodeUtf8, varintSize, writeVarint } from "./varint.ts";
 import { web } from "../web.ts";
@@ -183,6 +184,12 @@ export class DatagramBuilder {
   /** Frames written since the last `finish()`. */
   get frameCount(): number {
     return this.#frames;
+  }
+
+  /** The largest encoded frame that fits in an otherwise empty datagram. */
+  get maxFrameBytes(): number {
+    const room = this.#maxBytes - this.#headerRoom();
+    return room - 1 - varintSize(room);
   }
 
   /** The largest Data payload that fits in one frame of an otherwise empty datagram. */
@@ -436,7 +443,8 @@ export class DatagramReader {
         } catch {
           return undefined;
         }
-        if (frame.kind.case === undefined || frame.kind.case === "data") return undefined;
+        // Unusual shapes, and numbers past the protocol's limit, go to the generated path, which refuses them with their reason.
+        if (frame.kind.case === undefined || frame.kind.case === "data" || unsafeIntegerIn(FrameSchema, frame) !== undefined) return undefined;
         frames.push({ case: frame.kind.case, frame });
       }
       cursor.pos = frameEnd;

@@ -57,6 +57,8 @@ export class ByteCursor {
       const byte = bytes[pos++]!;
       result += (byte & 0x7f) * scale;
       if (byte < 0x80) {
+        // Up to 56 bits fit in eight groups, but only 2^53 − 1 is exact: past it, not ours to judge.
+        if (result > Number.MAX_SAFE_INTEGER) return this.fail();
         this.pos = pos;
         return result;
       }

@@ -28,6 +28,10 @@ export const file_activeblaze_v1_envelope: GenFile = /*@__PURE__*/
 /**
  * The outer frame of every datagram.
  *
+ * Numbers: every 64-bit integer in an envelope and all it carries (sequence numbers, counters,
+ * incarnations, epochs, fencing tokens, durations, nonces) is at most 2^53 - 1, the largest integer
+ * every receiver holds exactly. A receiver refuses an envelope with a larger one (INVALID_FIELD).
+ *
  * @generated from message activeblaze.v1.Envelope
  */
 export type Envelope = Message<"activeblaze.v1.Envelope"> & {
