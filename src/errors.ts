@@ -52,7 +52,12 @@ export type BlazeErrorCode =
   /** Quorum mode: this side of a partition holds no majority of the last agreed view. */
   | "NO_QUORUM"
   /** A lock to release or renew does not exist. */
-  | "NOT_FOUND";
+  | "NOT_FOUND"
+  /**
+   * A fault inside activeblaze: a protocol timer, callback or the receive path threw. The member carries
+   * on (the datagram or timer in question is skipped); the original exception is in `cause`.
+   */
+  | "INTERNAL_ERROR";
 
 export interface BlazeErrorOptions {
   /** The underlying failure. */
@@ -81,4 +86,11 @@ export function isBlazeError(error: unknown, code?: BlazeErrorCode): error is Bl
 /** True when `error` is a `BlazeError` with code `TIMEOUT`. */
 export function isTimeoutError(error: unknown): error is BlazeError {
   return isBlazeError(error, "TIMEOUT");
+}
+
+/** Wraps anything thrown where activeblaze's own code ran (a timer, the receive path) as `INTERNAL_ERROR`. */
+export function internalError(where: string, cause: unknown): BlazeError {
+  if (cause instanceof BlazeError) return cause;
+  const detail = cause instanceof Error ? cause.message : String(cause);
+  return new BlazeError("INTERNAL_ERROR", `${where} threw: ${detail}`, { cause });
 }

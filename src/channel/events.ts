@@ -24,13 +24,10 @@ export class Emitter<Events extends { [K in keyof Events]: unknown }> {
     this.#listeners.get(type)?.delete(listener as (event: never) => void);
   }
 
-  listenerCount(type: keyof Events): number {
-    return this.#listeners.get(type)?.size ?? 0;
-  }
-
-  emit<K extends keyof Events>(type: K, event: Events[K]): void {
+  /** Calls every listener of `type`; returns false when there was none. */
+  emit<K extends keyof Events>(type: K, event: Events[K]): boolean {
     const set = this.#listeners.get(type);
-    if (set === undefined) return;
+    if (set === undefined || set.size === 0) return false;
     for (const listener of set) {
       try {
         (listener as (event: Events[K]) => void)(event);
@@ -41,6 +38,7 @@ export class Emitter<Events extends { [K in keyof Events]: unknown }> {
         );
       }
     }
+    return true;
   }
 }
 

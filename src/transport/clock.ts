@@ -67,3 +67,23 @@ export const systemRandom: RandomSource = {
     return bytes;
   },
 };
+
+/**
+ * The same clock, with every timer and deferred call guarded: an exception thrown by one is passed to
+ * `onError` instead of escaping into the runtime, where it would end the process. A bug in one protocol
+ * timer is then reported and counted, never fatal.
+ */
+export function guardedClock(clock: Clock, onError: (error: unknown) => void): Clock {
+  const guard = (fn: () => void) => () => {
+    try {
+      fn();
+    } catch (error) {
+      onError(error);
+    }
+  };
+  return {
+    now: () => clock.now(),
+    setTimer: (delayMs, fn) => clock.setTimer(delayMs, guard(fn)),
+    defer: (fn) => clock.defer(guard(fn)),
+  };
+}
