@@ -5,7 +5,8 @@ import { BlazeError, type BlazeErrorCode } from "../errors.ts";
 import { BlazeMessage, utf8 } from "../message/blaze-message.ts";
 import { SeededRandom } from "../transport/seeded-random.ts";
 import { type LinkConditions, SimulatedNetwork } from "../transport/simulated-network.ts";
-import { createEnvelope, encodeEnvelope } from "../wire/codec.ts";
+import { PongSchema } from "../../gen/activeblaze/v1/membership_pb.ts";
+import { createEnvelope, decodeEnvelope, encodeEnvelope } from "../wire/codec.ts";
 import { Channel, type ChannelEvents, createChannel } from "./channel.ts";
 import type { ChannelOptions } from "./options.ts";
 import type { TopicMessage } from "./topic-message.ts";
@@ -906,7 +907,14 @@ describe("Channel bad input", () => {
     expect(got[1]![0]!.text()).toBe("real");
 
     // Control: the same envelope for this cluster and version is accepted, so the checks (not the
-    // route) kept the others out.
+    // route) kept the others out — once its sender answers the members' challenges, as any member does.
+    raw.onReceive((bytes, from) => {
+      const decoded = decodeEnvelope(bytes, { cluster: "activeblaze" });
+      if (decoded.ok && decoded.envelope.body.case === "ping") {
+        const pong = createEnvelope({ cluster: "activeblaze", senderId, incarnation: 1n }, { case: "pong", value: create(PongSchema, { nonce: decoded.envelope.body.value.nonce }) });
+        raw.send(encodeEnvelope(pong), from);
+      }
+    });
     raw.send(envelope("activeblaze"), GROUP);
     net.clock.runUntil(() => got[1]!.length === 2 && got[0]!.length === 2, { maxMs: 1_000 });
     expect(got[1]![1]!.text()).toBe("injected");

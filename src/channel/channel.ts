@@ -1,5 +1,5 @@
 import { Addressing, Stream } from "../../gen/activeblaze/v1/reliable_pb.ts";
-import { BlazeError } from "../errors.ts";
+import { BlazeError, internalError } from "../errors.ts";
 import type { BlazeMessage } from "../message/blaze-message.ts";
 import { encodePayload } from "../message/payload-message.ts";
 import { BestEffortProtocol } from "../reliable/best-effort.ts";
@@ -18,13 +18,14 @@ import {
   type ReliabilityProtocol,
 } from "../reliable/protocol.ts";
 import { Reassembler } from "../reliable/reassembler.ts";
-import { type Clock, type RandomSource, systemClock, systemRandom, type TimerHandle } from "../transport/clock.ts";
+import { type Clock, guardedClock, type RandomSource, systemClock, systemRandom, type TimerHandle } from "../transport/clock.ts";
 import type { Address, TransportFactory } from "../transport/transport.ts";
 import { DropCounters, type DropReason } from "../wire/drop-reason.ts";
 import { type DataFields, leaveGroupOf, NO_BYTES, type ReceivedFrame, streamOf } from "../wire/frames.ts";
 import { MAX_NAME_BYTES, MEMBER_ID_BYTES } from "../wire/limits.ts";
 import { web } from "../web.ts";
-import { emptyEndpointStats, Endpoint, type EndpointStats, type NetworkConfig, type Peer } from "./endpoint.ts";
+import { emptyNetworkStats, Endpoint, type NetworkConfig, type NetworkStats, type Peer } from "./endpoint.ts";
+import { ErrorReport, type ErrorStage } from "./error-report.ts";
 import { Emitter, PushIterator } from "./events.ts";
 import { type ChannelOptions, resolveChannelOptions, type ResolvedChannelOptions } from "./options.ts";
 import { splitMessage } from "./fragments.ts";
@@ -86,8 +87,12 @@ export interface ChannelEvents {
   receiverResponsive: { readonly peer: string };
   /** Messages from `peer` were lost for good (they were dropped by the sender before this member asked). */
   messagesLost: { readonly peer: string; readonly count: number; readonly firstSeq: number };
-  /** A background failure; `stage` says where ("transport", "listener", "delivery"). */
-  error: { readonly error: BlazeError; readonly stage: string };
+  /**
+   * A background failure; `stage` says where: "transport" (a socket), "listener" (a user's listener
+   * threw), "receive", "timer" or "send" (`INTERNAL_ERROR`: activeblaze's own code failed; the member carried on).
+   * With no listener, failures are printed to the console (rate-limited) rather than lost.
+   */
+  error: { readonly error: BlazeError; readonly stage: ErrorStage };
 }
 
 export interface BroadcastOptions {
@@ -102,7 +107,8 @@ export interface ChannelStats {
   readonly state: ChannelState;
   readonly reliability: string;
   readonly peers: number;
-  readonly network: Readonly<EndpointStats>;
+  /** Datagrams and bytes in and out; senders admitted, pending and refused (see "Hostile input" in the README). */
+  readonly network: Readonly<NetworkStats>;
   /** Datagrams refused, by reason; never delivered. */
   readonly dropped: Readonly<Record<DropReason, number>>;
   readonly protocol: Readonly<ProtocolStats>;
@@ -116,6 +122,8 @@ export interface ChannelStats {
   readonly reassemblyFailures: number;
   /** Frames of protocol kinds this channel does not handle. */
   readonly unhandledFrames: number;
+  /** Background failures by stage (each also an `error` event). */
+  readonly errors: Readonly<Record<ErrorStage, number>>;
 }
 
 interface PendingBroadcast {
@@ -128,6 +136,8 @@ interface PendingBroadcast {
 }
 
 const RESOLVED: Promise<void> = Promise.resolve();
+/** The most bytes one digest entry takes in a heartbeat: tag and length, a 16-byte id, three 53-bit numbers. */
+const MAX_DIGEST_ENTRY_BYTES = 2 + 18 + 3 * 9;
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 const encoder = new web.TextEncoder();
@@ -156,6 +166,7 @@ export class Channel implements AsyncDisposable {
   readonly #key: PeerKey;
   readonly #topics = new Map<string, Set<TopicListener>>();
   readonly #events: Emitter<ChannelEvents>;
+  readonly #errors: ErrorReport;
   readonly #peerWaiters = new Set<() => void>();
   readonly #pending: PendingBroadcast[] = [];
   readonly #scratch: Mutable<OutgoingData> = {
@@ -188,14 +199,20 @@ export class Channel implements AsyncDisposable {
   constructor(options?: ChannelOptions, extension?: ChannelExtension) {
     this.#extension = extension;
     this.#options = resolveChannelOptions(options);
-    this.#clock = this.#options.clock ?? systemClock;
+    this.#errors = new ErrorReport(
+      (error, stage) => this.#events.emit("error", { error, stage }),
+      () => (this.#options.clock ?? systemClock).now(),
+      () => `member ${this.#key.slice(0, 8)}${this.#options.name === "" ? "" : ` (${this.#options.name})`}`,
+    );
+    // Every timer of every level runs through this clock: a fault in one is reported, never fatal.
+    this.#clock = guardedClock(this.#options.clock ?? systemClock, (error) => this.#errors.report(internalError("a protocol timer", error), "timer"));
     this.#random = this.#options.random ?? systemRandom;
     this.#memberId = this.#random.fill(new Uint8Array(MEMBER_ID_BYTES));
     this.#key = keyOf(this.#memberId);
     this.#incarnation = this.#options.incarnation ?? Date.now();
     this.#reassembler = new Reassembler(this.#options.maxMessageBytes, this.#options.peerTimeoutMs);
     this.#events = new Emitter<ChannelEvents>((error, type) => {
-      if (type !== "error") this.#events.emit("error", { error, stage: "listener" });
+      if (type !== "error") this.#errors.report(error, "listener");
     });
   }
 
@@ -241,7 +258,7 @@ export class Channel implements AsyncDisposable {
       state: this.#state,
       reliability: this.#options.reliability,
       peers: this.#endpoint?.peers.size ?? 0,
-      network: { ...(this.#endpoint?.stats ?? emptyEndpointStats()) },
+      network: this.#endpoint?.networkStats ?? emptyNetworkStats(),
       dropped: (this.#endpoint?.drops ?? new DropCounters()).snapshot(),
       protocol: { ...(this.#protocol?.stats ?? emptyStats()) },
       queued: this.#pending.length,
@@ -249,6 +266,7 @@ export class Channel implements AsyncDisposable {
       unrouted: this.#unrouted,
       reassemblyFailures: this.#reassemblyFailures,
       unhandledFrames: this.#unhandledFrames,
+      errors: { ...this.#errors.counts },
     };
   }
 
@@ -406,8 +424,8 @@ export class Channel implements AsyncDisposable {
   }
 
   /** Reports a background failure as an `error` event (for higher levels built on a channel). */
-  protected emitError(error: BlazeError, stage: string): void {
-    this.#events.emit("error", { error, stage });
+  protected emitError(error: BlazeError, stage: ErrorStage): void {
+    this.#errors.report(error, stage);
   }
 
   /** Resolves once at least `count` peers are heard. Default timeout 10 s; rejects with `TIMEOUT` or `ABORTED`. */
@@ -441,13 +459,15 @@ export class Channel implements AsyncDisposable {
         maxDatagramBytes: this.#options.maxDatagramBytes,
         peerTimeoutMs: this.#options.peerTimeoutMs,
         socketBufferBytes: this.#options.socketBufferBytes,
+        maxPeers: this.#options.maxPeers,
       },
       this.#clock,
+      this.#random,
       {
         frames: (peer, frames) => this.#onFrames(peer, frames),
         peerUp: (peer) => this.#onPeerUp(peer),
         peerDown: (peer, reason) => this.#onPeerDown(peer, reason),
-        error: (error) => this.#events.emit("error", { error, stage: "transport" }),
+        error: (error, stage) => this.#errors.report(error, stage),
       },
     );
     await endpoint.bind(this.#options.transport ?? (await defaultTransport()));
@@ -574,10 +594,7 @@ export class Channel implements AsyncDisposable {
       try {
         listener(message);
       } catch (error) {
-        this.#events.emit("error", {
-          error: new BlazeError("LISTENER_ERROR", `a listener of topic "${destination}" threw`, { cause: error }),
-          stage: "listener",
-        });
+        this.#errors.report(new BlazeError("LISTENER_ERROR", `a listener of topic "${destination}" threw`, { cause: error }), "listener");
       }
     }
   }
@@ -586,7 +603,7 @@ export class Channel implements AsyncDisposable {
     this.#protocol?.onPeerUp(peer.key, peer.incarnation);
     this.#extension?.peerUp(peer);
     // Tell a newcomer at once where our stream stands, so it neither waits for nor misses messages.
-    if (this.#protocol !== undefined) this.#endpoint!.unicastFrame(peer.key, this.#heartbeatFrame());
+    if (this.#protocol !== undefined) for (const frame of this.#heartbeatFrames()) this.#endpoint!.unicastFrame(peer.key, frame);
     this.#events.emit("peerUp", { peer: peerInfo(peer) });
     for (const wake of [...this.#peerWaiters]) wake();
   }
@@ -612,13 +629,22 @@ export class Channel implements AsyncDisposable {
     }
   }
 
-  #heartbeatFrame(): Uint8Array {
-    const fields: HeartbeatFields = { ...this.#protocol!.heartbeat(), intervalMs: this.#options.heartbeatIntervalMs };
-    return heartbeatFrame(this.#extension?.heartbeat(fields) ?? fields);
+  // One heartbeat, or several when the digest (an entry per sender heard) outgrows a datagram: each
+  // carries the stream's own position and a share of the digest; the level above adds to the first.
+  #heartbeatFrames(): Uint8Array[] {
+    const { digest, ...stream } = this.#protocol!.heartbeat();
+    const first: HeartbeatFields = { ...stream, digest: [], intervalMs: this.#options.heartbeatIntervalMs };
+    const head = this.#extension?.heartbeat(first) ?? first;
+    const perFrame = Math.max(1, Math.floor((this.#endpoint!.maxFrameBytes - heartbeatFrame(head).length) / MAX_DIGEST_ENTRY_BYTES));
+    const frames: Uint8Array[] = [];
+    for (let i = 0; i === 0 || i < digest.length; i += perFrame) {
+      frames.push(heartbeatFrame({ ...(i === 0 ? head : first), digest: digest.slice(i, i + perFrame) }));
+    }
+    return frames;
   }
 
   #sendHeartbeat(): void {
-    this.#endpoint!.multicastFrame(this.#heartbeatFrame());
+    for (const frame of this.#heartbeatFrames()) this.#endpoint!.multicastFrame(frame);
   }
 
   #scheduleHeartbeat(): void {

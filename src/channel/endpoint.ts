@@ -1,13 +1,14 @@
 import { create, toBinary } from "@bufbuild/protobuf";
 import { type Frame, FrameSchema } from "../../gen/activeblaze/v1/envelope_pb.ts";
 import { LeaveSchema } from "../../gen/activeblaze/v1/membership_pb.ts";
-import { BlazeError } from "../errors.ts";
+import { BlazeError, internalError } from "../errors.ts";
 import { keyOf } from "../reliable/member-key.ts";
 import type { PeerKey } from "../reliable/protocol.ts";
-import type { Clock } from "../transport/clock.ts";
+import type { Clock, RandomSource } from "../transport/clock.ts";
 import type { Address, Transport, TransportFactory } from "../transport/transport.ts";
 import { DropCounters } from "../wire/drop-reason.ts";
 import { type DataFields, DatagramBuilder, DatagramReader, encodeEnvelopeHeader, leaveGroupOf, type ReceivedFrame } from "../wire/frames.ts";
+import { Admission, type AdmissionStats, isChallenge } from "./admission.ts";
 
 /** Where a channel's "everyone" datagrams go. */
 export type NetworkConfig =
@@ -32,6 +33,8 @@ export interface EndpointConfig {
   readonly maxDatagramBytes: number;
   readonly peerTimeoutMs: number;
   readonly socketBufferBytes: number;
+  /** Most peers at once; a sender proven while the table is full is not admitted (counted). */
+  readonly maxPeers: number;
 }
 
 /** A peer heard on the network. */
@@ -51,8 +54,8 @@ export interface EndpointHandlers {
   peerUp(peer: Peer): void;
   /** A peer left, or fell silent for longer than the peer timeout. */
   peerDown(peer: Peer, reason: "left" | "timeout"): void;
-  /** A background failure (a socket error). */
-  error(error: BlazeError): void;
+  /** A background failure: a socket error ("transport"), a fault handling a datagram ("receive") or one it could not send ("send"). */
+  error(error: BlazeError, stage: "transport" | "receive" | "send"): void;
 }
 
 /** Datagram and byte counters of an endpoint. */
@@ -65,10 +68,33 @@ export interface EndpointStats {
   ownDatagrams: number;
   /** Datagrams from an older incarnation of a known peer. */
   staleIncarnation: number;
+  /** Datagrams whose handling threw (a fault inside activeblaze, reported as an `INTERNAL_ERROR`). */
+  receiveFaults: number;
+  /** Datagrams in a peer's name from another address than the peer's: refused. */
+  addressMismatch: number;
+  /** Senders proven while the peer table was full (`maxPeers`): not admitted. */
+  peerTableFull: number;
+}
+
+/** An endpoint's counters, admission's included. */
+export type NetworkStats = EndpointStats & AdmissionStats & { readonly pendingSenders: number };
+
+export function emptyNetworkStats(): NetworkStats {
+  return { ...emptyEndpointStats(), unadmittedDatagrams: 0, challengesSent: 0, challengesAnswered: 0, admitted: 0, pendingEvicted: 0, pendingSenders: 0 };
 }
 
 export function emptyEndpointStats(): EndpointStats {
-  return { datagramsSent: 0, datagramsReceived: 0, bytesSent: 0, bytesReceived: 0, ownDatagrams: 0, staleIncarnation: 0 };
+  return {
+    datagramsSent: 0,
+    datagramsReceived: 0,
+    bytesSent: 0,
+    bytesReceived: 0,
+    ownDatagrams: 0,
+    staleIncarnation: 0,
+    receiveFaults: 0,
+    addressMismatch: 0,
+    peerTableFull: 0,
+  };
 }
 
 interface Outbox {
@@ -96,7 +122,10 @@ export class Endpoint {
   readonly drops = new DropCounters();
   readonly stats: EndpointStats = emptyEndpointStats();
   readonly localKey: PeerKey;
+  readonly #admission: Admission;
   #header: Uint8Array = new Uint8Array(0);
+  /** Encodes frames for peers not admitted yet: nothing it builds is sent. */
+  #unsent: DatagramBuilder = new DatagramBuilder(new Uint8Array(0));
   #reader: DatagramReader;
   #group: Outbox | undefined;
   #sender: Transport | undefined;
@@ -106,10 +135,11 @@ export class Endpoint {
   #lastKeyBytes: Uint8Array | undefined;
   #lastKey = "";
 
-  constructor(config: EndpointConfig, clock: Clock, handlers: EndpointHandlers) {
+  constructor(config: EndpointConfig, clock: Clock, random: RandomSource, handlers: EndpointHandlers) {
     this.#config = config;
     this.#clock = clock;
     this.#handlers = handlers;
+    this.#admission = new Admission(random, (to, frame) => this.#sendNow(to, frame));
     this.localKey = keyOf(config.memberId);
     this.#reader = new DatagramReader({ cluster: config.cluster, maxDatagramBytes: config.maxDatagramBytes });
   }
@@ -122,6 +152,11 @@ export class Endpoint {
 
   get peers(): ReadonlyMap<PeerKey, Peer> {
     return this.#peers;
+  }
+
+  /** Datagram counters, admission's included. */
+  get networkStats(): NetworkStats {
+    return { ...this.stats, ...this.#admission.stats, pendingSenders: this.#admission.pending };
   }
 
   /** Binds the sockets. */
@@ -151,8 +186,8 @@ export class Endpoint {
       this.#sender = await factory({ ...common, bindAddress: network.bindAddress, port: network.port });
     }
     for (const transport of [this.#sender, this.#listener]) {
-      transport?.onReceive((bytes, from) => this.#receive(bytes, from));
-      transport?.onError((error) => this.#handlers.error(error));
+      transport?.onReceive((bytes, from) => this.#receiveGuarded(bytes, from));
+      transport?.onError((error) => this.#handlers.error(error, "transport"));
     }
   }
 
@@ -161,6 +196,7 @@ export class Endpoint {
     const network = this.#config.network;
     this.#header = encodeEnvelopeHeader(this.#config.cluster, this.#config.memberId, incarnation);
     this.#group = { builder: new DatagramBuilder(this.#header, this.#config.maxDatagramBytes), to: "group" };
+    this.#unsent = new DatagramBuilder(this.#header, this.#config.maxDatagramBytes);
     this.#unicast.clear();
     if (network.type === "multicast") this.#listener!.joinGroup(network.group, network.interface);
     this.#running = true;
@@ -179,11 +215,12 @@ export class Endpoint {
       try {
         this.#listener!.leaveGroup(network.group, network.interface);
       } catch (error) {
-        this.#handlers.error(error instanceof BlazeError ? error : new BlazeError("TRANSPORT_ERROR", String(error), { cause: error }));
+        this.#handlers.error(error instanceof BlazeError ? error : new BlazeError("TRANSPORT_ERROR", String(error), { cause: error }), "transport");
       }
     }
     this.#peers.clear();
     this.#departed.clear();
+    this.#admission.clear();
   }
 
   async close(): Promise<void> {
@@ -191,6 +228,11 @@ export class Endpoint {
     await Promise.all([this.#sender?.close(), this.#listener?.close()]);
     this.#sender = undefined;
     this.#listener = undefined;
+  }
+
+  /** The largest encoded frame one datagram carries. */
+  get maxFrameBytes(): number {
+    return this.#group!.builder.maxFrameBytes;
   }
 
   /** The largest payload of one unfragmented Data frame to `destination`. */
@@ -215,12 +257,51 @@ export class Endpoint {
     if (address !== undefined) this.unicastFrameTo(address, frame);
   }
 
+  /** Queues a frame for `address`: a peer's, or the source of a datagram just received (a reply). */
   unicastFrameTo(address: Address, frame: Uint8Array): void {
     this.#queueFrame(this.#outboxTo(address), frame);
   }
 
-  /** Writes a point-to-point Data frame into the next datagram to `address`; returns the frame's bytes. */
-  unicastDataTo(address: Address, data: DataFields): Uint8Array {
+  // One frame in a datagram of its own, sent at once: for answers to senders not admitted, which must
+  // cost no outbox (a flood of spoofed sources would otherwise make one each).
+  #sendNow(to: Address, frame: Uint8Array): void {
+    const sender = this.#sender;
+    if (sender === undefined || !this.#running) return;
+    // A Frame's bytes equal the body of an Envelope carrying that kind alone (envelope.proto).
+    const datagram = new Uint8Array(this.#header.length + frame.length);
+    datagram.set(this.#header);
+    datagram.set(frame, this.#header.length);
+    try {
+      this.#transmit(sender, datagram, to);
+    } catch (error) {
+      this.#handlers.error(error instanceof BlazeError ? error : new BlazeError("SEND_FAILED", String(error), { cause: error }), "transport");
+    }
+  }
+
+  /**
+   * Writes a point-to-point Data frame into the next datagram to `peer`; returns the frame's bytes (kept
+   * for retransmission). To a peer not heard from directly yet, the frame is only encoded — the stream
+   * retransmits it once the peer is admitted — and the peer is introduced at `hint`'s address.
+   */
+  unicastData(peer: PeerKey, data: DataFields, hint: { readonly incarnation: number; readonly address: Address } | undefined): Uint8Array {
+    const address = this.#peers.get(peer)?.address;
+    if (address !== undefined) return this.#unicastDataTo(address, data);
+    if (hint !== undefined) this.introduce(peer, hint.incarnation, hint.address);
+    const frame = this.#unsent.addData(data);
+    this.#unsent.finish();
+    return frame;
+  }
+
+  /**
+   * Challenges a member not heard from directly at an address others gave for it, so that it can be
+   * admitted as a peer (on a static network, members learn of each other through views). Rate-limited.
+   */
+  introduce(peer: PeerKey, incarnation: number, address: Address): void {
+    if (this.#peers.has(peer) || peer === this.localKey) return;
+    this.#admission.introduce(peer, incarnation, address, this.#clock.now());
+  }
+
+  #unicastDataTo(address: Address, data: DataFields): Uint8Array {
     const outbox = this.#outboxTo(address);
     if (!outbox.builder.fits(outbox.builder.dataFrameSize(data))) this.#send(outbox);
     const frame = outbox.builder.addData(data);
@@ -261,6 +342,11 @@ export class Endpoint {
   }
 
   #queueFrame(outbox: Outbox, frame: Uint8Array): void {
+    if (frame.length > outbox.builder.maxFrameBytes) {
+      // A caller's bug, not the network's: reported, and the frame dropped rather than the member.
+      this.#handlers.error(new BlazeError("INTERNAL_ERROR", `a ${frame.length}-byte frame does not fit in a datagram (${outbox.builder.maxFrameBytes} bytes at most)`), "send");
+      return;
+    }
     if (!outbox.builder.fits(DatagramBuilder.framedSize(frame.length))) this.#send(outbox);
     outbox.builder.addFrame(frame);
     this.#scheduleFlush();
@@ -290,7 +376,7 @@ export class Endpoint {
         }
       }
     } catch (error) {
-      this.#handlers.error(error instanceof BlazeError ? error : new BlazeError("SEND_FAILED", String(error), { cause: error }));
+      this.#handlers.error(error instanceof BlazeError ? error : new BlazeError("SEND_FAILED", String(error), { cause: error }), "transport");
     }
   }
 
@@ -298,6 +384,16 @@ export class Endpoint {
     sender.send(datagram, to);
     this.stats.datagramsSent++;
     this.stats.bytesSent += datagram.length;
+  }
+
+  // A fault anywhere above while handling one datagram is reported and counted; the next one is handled as usual.
+  #receiveGuarded(bytes: Uint8Array, from: Address): void {
+    try {
+      this.#receive(bytes, from);
+    } catch (error) {
+      this.stats.receiveFaults++;
+      this.#handlers.error(internalError("handling a datagram", error), "receive");
+    }
   }
 
   #receive(bytes: Uint8Array, from: Address): void {
@@ -326,19 +422,40 @@ export class Endpoint {
       this.stats.staleIncarnation++;
       return;
     }
+    if (peer !== undefined && incarnation === peer.incarnation && !sameAddress(peer.address, from)) {
+      // A peer sends from one socket for its whole incarnation: this is someone else using its name.
+      this.stats.addressMismatch++;
+      return;
+    }
+    this.#admission.answer(from, frames);
     // A Leave of no group is a channel-level goodbye; one naming a group is membership's business.
     const leaving = frames.some((frame) => frame.case === "leave" && leaveGroupOf(frame.frame) === "");
-    if (leaving && peer === undefined) return;
+    let held: readonly ReceivedFrame[] | undefined;
     if (peer === undefined || incarnation > peer.incarnation) {
+      if (leaving && peer === undefined) return;
+      const admitted = this.#admission.receive(key, incarnation, from, frames, bytes.length, now);
+      if (!admitted.admitted) return;
+      if (peer === undefined && this.#peers.size >= this.#config.maxPeers) {
+        this.stats.peerTableFull++;
+        return;
+      }
       if (peer !== undefined) this.#remove(peer, "left", now);
       peer = { key, id: senderId.slice(), incarnation, address: from, lastHeardAt: now };
       this.#peers.set(key, peer);
       this.#handlers.peerUp(peer);
+      held = admitted.held;
     }
-    peer.address = from;
     peer.lastHeardAt = now;
-    this.#handlers.frames(peer, frames);
+    // The last datagram it sent while being admitted (a Join, say) is handled now, before this one.
+    if (held !== undefined) this.#handFrames(peer, held);
+    this.#handFrames(peer, frames);
     if (leaving) this.#remove(peer, "left", now);
+  }
+
+  // Challenges are admission's; the rest goes up.
+  #handFrames(peer: Peer, frames: readonly ReceivedFrame[]): void {
+    if (frames.some(isChallenge)) frames = frames.filter((frame) => !isChallenge(frame));
+    if (frames.length > 0) this.#handlers.frames(peer, frames);
   }
 
   #remove(peer: Peer, reason: "left" | "timeout", now: number): void {

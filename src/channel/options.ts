@@ -81,6 +81,7 @@ export const channelOptionsSchema = z
     maxDatagramBytes: z.number().int().min(1_024).max(MAX_DATAGRAM_BYTES).default(MAX_DATAGRAM_BYTES),
     loopback: z.boolean().default(true),
     socketBufferBytes: z.number().int().min(65_536).default(4 * 1024 * 1024),
+    maxPeers: z.number().int().min(1).max(65_536).default(1_024),
     incarnation: z.number().int().positive().max(Number.MAX_SAFE_INTEGER).optional(),
     nack: nackOptions.prefault({}),
     totem: totemOptionsSchema.prefault({}),
@@ -113,6 +114,7 @@ export const channelOptionsSchema = z
  * | `maxDatagramBytes` | bytes | 65507 | the largest datagram sent; bundles and fragments fill up to it |
  * | `loopback` | boolean | true | deliver this member's own broadcasts to its own listeners |
  * | `socketBufferBytes` | bytes | 4 MiB | socket receive and send buffer size requested (the OS may cap it; Bun and Deno keep their own) |
+ * | `maxPeers` | peers | 1024 | most peers at once; a new sender proven while the table is full is not admitted (counted) |
  * | `incarnation` | number | wall-clock ms at creation | grows on every `start()`; set it to restart with a fixed identity |
  * | `nack` | | see {@link NackOptions} | tuning of the NACK protocol |
  * | `transport` | | the running runtime's UDP adapter | how sockets are opened (the simulated network's factory in tests) |

@@ -6,6 +6,7 @@ import { BlazeError } from "../errors.ts";
 import { GroupChannel } from "../group/group-channel.ts";
 import type { Member, View } from "../group/view.ts";
 import type { Clock } from "../transport/clock.ts";
+import { MAX_COUNTER, unsafeIntegerIn } from "../wire/safe-integers.ts";
 import { type ClusterChannelOptions, resolveClusterOptions, type ResolvedStateOptions } from "./options.ts";
 import { ReplicatedMap } from "./replicated-map.ts";
 import { emptyStateStats, StateEngine as Engine, type StateFrame, type StateStats } from "./state-engine.ts";
@@ -162,7 +163,10 @@ export class ClusterChannel extends GroupChannel {
     this.#offInbox = this.onInbox(inbox, (message) => {
       let frame: StateFrame;
       try {
-        frame = fromBinary(FrameSchema, message.payload).kind;
+        const decoded = fromBinary(FrameSchema, message.payload);
+        // Epochs, indexes, tokens and request ids are counted on from: none may be past MAX_COUNTER.
+        if (unsafeIntegerIn(FrameSchema, decoded, BigInt(MAX_COUNTER)) !== undefined) throw new Error("a number past MAX_COUNTER");
+        frame = decoded.kind;
       } catch {
         this.#malformed++;
         return;

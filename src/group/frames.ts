@@ -3,6 +3,8 @@ import { MemberRefSchema, type ViewId as ViewIdProto, ViewIdSchema } from "../..
 import { type Frame, FrameSchema } from "../../gen/activeblaze/v1/envelope_pb.ts";
 import { type MemberInfo, MemberInfoSchema, type View as ViewProto, ViewSchema } from "../../gen/activeblaze/v1/membership_pb.ts";
 import { idOf, keyOf } from "../reliable/member-key.ts";
+import type { Address } from "../transport/transport.ts";
+import { MAX_COUNTER } from "../wire/safe-integers.ts";
 import type { Member, View, ViewId } from "./view.ts";
 
 /** Encoders and decoders between the membership messages of the schema and the group's own types. */
@@ -25,26 +27,39 @@ export function memberInfo(member: Member, groups: readonly string[] = []): Memb
   });
 }
 
-/** Reads a MemberInfo; undefined when it is unusable (no id, no address). */
-export function toMember(info: MemberInfo | undefined): Member | undefined {
-  if (info === undefined || info.id.length !== 16 || info.host === "" || info.port === 0) return undefined;
+/**
+ * Reads a MemberInfo; undefined when it is unusable (no id, no address). `observed`: where the member's
+ * own datagram came from, which is its address whatever the datagram says (a Join names no target).
+ */
+export function toMember(info: MemberInfo | undefined, observed?: Address): Member | undefined {
+  if (info === undefined || info.id.length !== 16) return undefined;
+  const address = observed ?? { host: info.host, port: info.port };
+  if (address.host === "" || !validPort(address.port)) return undefined;
   return {
     id: keyOf(info.id),
     incarnation: Number(info.incarnation),
     name: info.name,
     weight: info.weight,
     metadata: { ...info.metadata },
-    address: { host: info.host, port: info.port },
+    address,
     startTimeMs: Number(info.startTimeMs),
   };
+}
+
+export function validPort(port: number): boolean {
+  return port >= 1 && port <= 65_535;
 }
 
 export function viewIdProto(id: ViewId): ViewIdProto {
   return create(ViewIdSchema, { coordinatorId: idOf(id.installer), counter: BigInt(id.counter) });
 }
 
+/**
+ * Reads a view id; undefined when malformed, or when its counter is above `MAX_COUNTER`: a made-up view
+ * at 2^53 − 1 would otherwise stop the group counting on exactly (or split its views).
+ */
 export function toViewId(proto: ViewIdProto | undefined): ViewId | undefined {
-  if (proto === undefined || proto.coordinatorId.length !== 16) return undefined;
+  if (proto === undefined || proto.coordinatorId.length !== 16 || proto.counter > BigInt(MAX_COUNTER)) return undefined;
   return { installer: keyOf(proto.coordinatorId), counter: Number(proto.counter) };
 }
 

@@ -13,7 +13,6 @@ import type { HeartbeatFields } from "../reliable/control-frames.ts";
 import type { OutgoingData, PeerKey } from "../reliable/protocol.ts";
 import { Reassembler } from "../reliable/reassembler.ts";
 import { UnicastProtocol } from "../reliable/unicast/unicast-protocol.ts";
-import type { Address } from "../transport/transport.ts";
 import type { DataFields, ReceivedFrame } from "../wire/frames.ts";
 import type { AbortSignalLike } from "../web.ts";
 import { GroupMessage } from "./group-message.ts";
@@ -391,11 +390,9 @@ export class GroupChannel extends Channel {
         random: context.random,
         local: () => this.#localMember(),
         multicastFrame: (frame) => context.endpoint.multicastFrame(frame),
-        unicastFrame: (peer, frame) => {
-          const address = this.#addressOf(peer);
-          if (address !== undefined) context.endpoint.unicastFrameTo(address, frame);
-        },
-        unicastFrameTo: (address, frame) => context.endpoint.unicastFrameTo(address, frame),
+        unicastFrame: (peer, frame) => context.endpoint.unicastFrame(peer, frame),
+        unicastTo: (member, frame) => this.#unicastTo(member, frame),
+        reply: (to, frame) => context.endpoint.unicastFrameTo(to, frame),
         lastHeard: (peer) => context.endpoint.peers.get(peer)?.lastHeardAt,
         viewInstalled: (view, previous) => this.#emitViewChange(group, view, previous),
         suspected: (member) => this.#groupEvents.emit("suspect", { group, member }),
@@ -419,11 +416,8 @@ export class GroupChannel extends Channel {
       random: context.random,
       localKey: this.id,
       localIncarnation: context.incarnation,
-      unicastData: (peer, data) => context.endpoint.unicastDataTo(this.#addressOf(peer) ?? UNKNOWN_ADDRESS, data),
-      unicastFrame: (peer, frame) => {
-        const address = this.#addressOf(peer);
-        if (address !== undefined) context.endpoint.unicastFrameTo(address, frame);
-      },
+      unicastData: (peer, data) => context.endpoint.unicastData(peer, data, this.getMemberById(peer)),
+      unicastFrame: (peer, frame) => context.endpoint.unicastFrame(peer, frame),
       deliver: (peer, data) => this.#onPointToPoint(peer, data),
       writable: (peer) => this.#pump(peer),
     });
@@ -445,8 +439,12 @@ export class GroupChannel extends Channel {
     this.#consumers.clear();
   }
 
-  #addressOf(peer: PeerKey): Address | undefined {
-    return this.#context?.endpoint.peers.get(peer)?.address ?? this.getMemberById(peer)?.address;
+  // To the address a member's own datagrams come from; one not heard from directly yet (a static network's
+  // member that talks to others first) is introduced at the address its group gives, and the frame dropped.
+  #unicastTo(member: Member, frame: Uint8Array): void {
+    const endpoint = this.#context!.endpoint;
+    if (endpoint.peers.get(member.id)?.incarnation === member.incarnation) endpoint.unicastFrame(member.id, frame);
+    else endpoint.introduce(member.id, member.incarnation, member.address);
   }
 
   #frame(peer: Peer, frame: ReceivedFrame): boolean {
@@ -777,7 +775,6 @@ export class GroupChannel extends Channel {
   }
 }
 
-const UNKNOWN_ADDRESS: Address = { host: "0.0.0.0", port: 9 };
 
 function groupOf(kind: Frame["kind"]): string | undefined {
   switch (kind.case) {

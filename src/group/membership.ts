@@ -16,7 +16,7 @@ import { idOf, keyOf } from "../reliable/member-key.ts";
 import type { PeerKey } from "../reliable/protocol.ts";
 import type { Clock, RandomSource, TimerHandle } from "../transport/clock.ts";
 import type { Address } from "../transport/transport.ts";
-import { encodeFrame, memberInfo, toMember, toView, toViewId, viewIdProto, viewProto } from "./frames.ts";
+import { encodeFrame, memberInfo, toMember, toView, toViewId, validPort, viewIdProto, viewProto } from "./frames.ts";
 import { contains, type CoordinatorSelector, type Member, sameView, type View, type ViewId } from "./view.ts";
 
 /** Timing of membership. Every duration is in milliseconds. */
@@ -38,8 +38,16 @@ export interface MembershipHost {
   /** This member as the group sees it (read afresh: the weight may change). */
   local(): Member;
   multicastFrame(frame: Uint8Array): void;
+  /** Sends a frame to a peer this member hears (the sender of the frame being handled, say). */
   unicastFrame(peer: PeerKey, frame: Uint8Array): void;
-  unicastFrameTo(address: Address, frame: Uint8Array): void;
+  /**
+   * Sends a frame to a member at the address its own datagrams come from. A member this one has not
+   * heard from directly yet is introduced instead (challenged at the address the group gives for it)
+   * and the frame is dropped: membership repeats what matters.
+   */
+  unicastTo(member: Member, frame: Uint8Array): void;
+  /** Sends a frame back to the source of the datagram being handled (never to an address read from one). */
+  reply(to: Address, frame: Uint8Array): void;
   /** When a datagram from `peer` last arrived (undefined: never, or forgotten). */
   lastHeard(peer: PeerKey): number | undefined;
   /** A new view was installed here. */
@@ -188,9 +196,9 @@ export class GroupMembership {
       case "discovery":
         return this.#onDiscovery(from, kind.value.member);
       case "discoveryResponse":
-        return this.#onDiscoveryResponse(kind.value);
+        return this.#onDiscoveryResponse(from, kind.value);
       case "join":
-        return this.#onJoin(kind.value.member);
+        return this.#onJoin(from, kind.value.member);
       case "joinResponse":
         if (kind.value.view !== undefined) this.#onView(peer, kind.value.view);
         return;
@@ -204,7 +212,7 @@ export class GroupMembership {
       case "suspect":
         return this.#onSuspect(peer, kind.value.suspects);
       case "ping":
-        this.#host.unicastFrameTo(from, encodeFrame({ case: "pong", value: create(PongSchema, { nonce: kind.value.nonce, group: this.group }) }));
+        this.#host.reply(from, encodeFrame({ case: "pong", value: create(PongSchema, { nonce: kind.value.nonce, group: this.group }) }));
         return;
       default:
         // A pong needs no handling: like any datagram, it refreshed the peer's last-heard time.
@@ -221,7 +229,7 @@ export class GroupMembership {
   }
 
   #onDiscovery(from: Address, info: Parameters<typeof toMember>[0]): void {
-    const member = toMember(info);
+    const member = toMember(info, from);
     if (member === undefined || member.id === this.#host.local().id) return;
     if (this.#phase === "discovering") {
       // Another member starting at the same time: remember it, so we agree on who forms the group.
@@ -236,7 +244,7 @@ export class GroupMembership {
       this.#sendView(view, member);
       return;
     }
-    this.#host.unicastFrameTo(
+    this.#host.reply(
       from,
       encodeFrame({
         case: "discoveryResponse",
@@ -252,10 +260,10 @@ export class GroupMembership {
     );
   }
 
-  #onDiscoveryResponse(response: { member?: Parameters<typeof toMember>[0]; coordinatorHost: string; coordinatorPort: number; coordinator?: { id: Uint8Array; incarnation: bigint } }): void {
+  #onDiscoveryResponse(from: Address, response: { member?: Parameters<typeof toMember>[0]; coordinatorHost: string; coordinatorPort: number; coordinator?: { id: Uint8Array; incarnation: bigint } }): void {
     if (this.#phase !== "discovering" && this.#phase !== "joining") return;
-    const member = toMember(response.member);
-    if (member === undefined || response.coordinator === undefined || response.coordinatorPort === 0) return;
+    const member = toMember(response.member, from);
+    if (member === undefined || response.coordinator === undefined || !validPort(response.coordinatorPort)) return;
     const coordinatorKey = keyOf(response.coordinator.id);
     const coordinator: Member =
       coordinatorKey === member.id
@@ -271,14 +279,12 @@ export class GroupMembership {
 
   /** A Join to `target`: to join, or (from a member) to show the coordinator our changed details. */
   #sendJoinTo(target: Member): void {
-    this.#host.unicastFrameTo(
-      target.address,
-      encodeFrame({ case: "join", value: create(JoinSchema, { member: memberInfo(this.#host.local()), group: this.group }) }),
-    );
+    this.#host.unicastTo(target, encodeFrame({ case: "join", value: create(JoinSchema, { member: memberInfo(this.#host.local()), group: this.group }) }));
   }
 
-  #onJoin(info: Parameters<typeof toMember>[0]): void {
-    const member = toMember(info);
+  #onJoin(from: Address, info: Parameters<typeof toMember>[0]): void {
+    // The joiner is where its Join came from, whatever address the Join names: a view goes nowhere else.
+    const member = toMember(info, from);
     const view = this.#view;
     if (member === undefined || view === undefined || this.#phase !== "member") return;
     const known = view.members.find((m) => m.id === member.id && m.incarnation === member.incarnation);
@@ -359,10 +365,7 @@ export class GroupMembership {
   }
 
   #sendView(view: View, to: Member): void {
-    this.#host.unicastFrameTo(
-      to.address,
-      encodeFrame({ case: "joinResponse", value: create(JoinResponseSchema, { group: this.group, view: viewProto(view) }) }),
-    );
+    this.#host.unicastTo(to, encodeFrame({ case: "joinResponse", value: create(JoinResponseSchema, { group: this.group, view: viewProto(view) }) }));
   }
 
   #onView(peer: PeerKey, proto: Parameters<typeof toView>[0]): void {
@@ -566,7 +569,7 @@ export class GroupMembership {
         // (a coordinator that joined after they died counts their silence from its join): tell it.
         this.#lastSuspectReport = now;
         const suspects = view.members.filter((m) => failed.has(m.id)).map((m) => create(MemberRefSchema, { id: idOf(m.id), incarnation: BigInt(m.incarnation) }));
-        this.#host.unicastFrameTo(view.coordinator.address, encodeFrame({ case: "suspect", value: create(SuspectSchema, { group: this.group, suspects }) }));
+        this.#host.unicastTo(view.coordinator, encodeFrame({ case: "suspect", value: create(SuspectSchema, { group: this.group, suspects }) }));
       }
     }
     // The installer sends its view again to the members that have not acknowledged it — also when the
@@ -608,7 +611,7 @@ export class GroupMembership {
   #ping(member: Member): void {
     const verification = this.#verifying.get(member.id);
     if (verification !== undefined) verification.pings++;
-    this.#host.unicastFrameTo(member.address, encodeFrame({ case: "ping", value: create(PingSchema, { nonce: BigInt(this.#nonce++), group: this.group }) }));
+    this.#host.unicastTo(member, encodeFrame({ case: "ping", value: create(PingSchema, { nonce: BigInt(this.#nonce++), group: this.group }) }));
   }
 
   // Members that have not acknowledged the view get it again, directly.
