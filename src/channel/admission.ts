@@ -14,6 +14,11 @@ import type { ReceivedFrame } from "../wire/frames.ts";
  * address, creates no protocol state, gets no reply larger than itself, and cannot make this member
  * send to an address written inside a datagram.
  *
+ * What a sender says while it waits is not lost: its first datagram and its latest one are kept
+ * (within a byte budget) and handed up, in that order, once it is admitted. The first tells a reliable
+ * stream where the sender stood when this member first heard it, so everything it sent from then on is
+ * repaired; the latest carries what it asks now (a Join, say).
+ *
  * The proof is a channel-level Ping (group "") carrying a random nonce, sent to the datagram's source;
  * the sender answers every channel-level Ping with a Pong echoing the nonce, to the Ping's source. Two
  * members that meet challenge each other at once, so admission costs about one round trip.
@@ -21,8 +26,8 @@ import type { ReceivedFrame } from "../wire/frames.ts";
 
 /** Senders awaiting admission at most; past it the longest-waiting one is forgotten. */
 export const MAX_PENDING_SENDERS = 256;
-/** The latest datagram of a pending sender is kept (when this small) and handled once it is admitted. */
-const MAX_HELD_BYTES = 2_048;
+/** Bytes of held datagrams at most, over all pending senders: past it, new ones are not kept. */
+const MAX_HELD_TOTAL_BYTES = 4 * 1024 * 1024;
 /**
  * A pending sender is challenged again, on its next datagram, once this long has passed without an
  * answer. No back-off: a challenge is never larger than the datagram that caused it, and losing the
@@ -36,12 +41,18 @@ interface Pending {
   readonly address: Address;
   readonly nonce: number;
   challengedAt: number;
-  held: { readonly frames: readonly ReceivedFrame[]; readonly at: number } | undefined;
+  first: Held | undefined;
+  latest: Held | undefined;
+}
+
+interface Held {
+  readonly frames: readonly ReceivedFrame[];
+  readonly bytes: number;
 }
 
 /** What admission decided about a datagram from a sender that is not a peer (yet). */
 export type Admitted =
-  | { readonly admitted: true; readonly held: readonly ReceivedFrame[] | undefined; readonly firstHeardAt: number }
+  | { readonly admitted: true; readonly held: ReadonlyArray<readonly ReceivedFrame[]> }
   | { readonly admitted: false };
 
 export interface AdmissionStats {
@@ -59,6 +70,7 @@ export interface AdmissionStats {
 
 export class Admission {
   readonly #pending = new Map<PeerKey, Pending>();
+  #heldBytes = 0;
   readonly stats: AdmissionStats = { unadmittedDatagrams: 0, challengesSent: 0, challengesAnswered: 0, admitted: 0, pendingEvicted: 0 };
 
   constructor(
@@ -80,7 +92,7 @@ export class Admission {
     let entry = this.#pending.get(key);
     if (entry !== undefined && (entry.incarnation !== incarnation || !sameAddress(entry.address, from))) {
       // Another incarnation, or another address: a new claim to prove (the old proof is void).
-      this.#pending.delete(key);
+      this.#remove(entry);
       entry = undefined;
     }
     let proven = false;
@@ -91,23 +103,37 @@ export class Admission {
       }
     }
     if (proven) {
-      this.#pending.delete(key);
+      this.#remove(entry!);
       this.stats.admitted++;
-      return { admitted: true, held: entry!.held?.frames, firstHeardAt: entry!.held?.at ?? now };
+      const held = [entry!.first, entry!.latest].flatMap((h) => (h === undefined ? [] : [h.frames]));
+      return { admitted: true, held };
     }
     this.stats.unadmittedDatagrams++;
     entry ??= this.#add(key, incarnation, from);
-    if (size <= MAX_HELD_BYTES && frames.some(worthHolding)) entry.held = { frames, at: entry.held?.at ?? now };
+    if (frames.some(worthHolding)) this.#hold(entry, frames, size);
     this.#challenge(entry, now);
     return { admitted: false };
   }
 
+  #hold(entry: Pending, frames: readonly ReceivedFrame[], size: number): void {
+    const slot = entry.first === undefined ? "first" : "latest";
+    const replaced = entry[slot]?.bytes ?? 0;
+    if (this.#heldBytes - replaced + size > MAX_HELD_TOTAL_BYTES) return;
+    this.#heldBytes += size - replaced;
+    entry[slot] = { frames, bytes: size };
+  }
+
+  #remove(entry: Pending): void {
+    this.#pending.delete(entry.key);
+    this.#heldBytes -= (entry.first?.bytes ?? 0) + (entry.latest?.bytes ?? 0);
+  }
+
   #add(key: PeerKey, incarnation: number, address: Address): Pending {
     if (this.#pending.size >= MAX_PENDING_SENDERS) {
-      this.#pending.delete(this.#pending.keys().next().value!);
+      this.#remove(this.#pending.values().next().value!);
       this.stats.pendingEvicted++;
     }
-    const entry: Pending = { key, incarnation, address, nonce: this.#nonce(), challengedAt: -Infinity, held: undefined };
+    const entry: Pending = { key, incarnation, address, nonce: this.#nonce(), challengedAt: -Infinity, first: undefined, latest: undefined };
     this.#pending.set(key, entry);
     return entry;
   }
@@ -127,7 +153,7 @@ export class Admission {
     let entry = this.#pending.get(key);
     if (entry !== undefined && (entry.incarnation !== incarnation || !sameAddress(entry.address, address))) {
       if (entry.incarnation > incarnation) return;
-      this.#pending.delete(key);
+      this.#remove(entry);
       entry = undefined;
     }
     if (entry === undefined) entry = this.#add(key, incarnation, address);
@@ -145,13 +171,9 @@ export class Admission {
     }
   }
 
-  /** Forgets a pending sender (it became a peer some other way, or this member stops). */
-  forget(key: PeerKey): void {
-    this.#pending.delete(key);
-  }
-
   clear(): void {
     this.#pending.clear();
+    this.#heldBytes = 0;
   }
 
   // Below 2^53, as every number on the wire.

@@ -430,7 +430,7 @@ export class Endpoint {
     this.#admission.answer(from, frames);
     // A Leave of no group is a channel-level goodbye; one naming a group is membership's business.
     const leaving = frames.some((frame) => frame.case === "leave" && leaveGroupOf(frame.frame) === "");
-    let held: readonly ReceivedFrame[] | undefined;
+    let held: ReadonlyArray<readonly ReceivedFrame[]> = [];
     if (peer === undefined || incarnation > peer.incarnation) {
       if (leaving && peer === undefined) return;
       const admitted = this.#admission.receive(key, incarnation, from, frames, bytes.length, now);
@@ -446,8 +446,8 @@ export class Endpoint {
       held = admitted.held;
     }
     peer.lastHeardAt = now;
-    // The last datagram it sent while being admitted (a Join, say) is handled now, before this one.
-    if (held !== undefined) this.#handFrames(peer, held);
+    // What it sent while being admitted (its first datagram and its latest) is handled now, before this one.
+    for (const frames of held) this.#handFrames(peer, frames);
     this.#handFrames(peer, frames);
     if (leaving) this.#remove(peer, "left", now);
   }
