@@ -516,7 +516,10 @@ export class GroupChannel extends Channel {
     for (const member of left) {
       this.#groupEvents.emit("leave", { group, member });
       for (const listener of this.#memberListeners) this.#safely(() => listener.memberStopped?.(member));
-      if (member.id !== this.id && !this.#inAnyView(member.id)) this.#memberGone(member.id);
+      if (member.id !== this.id && !this.#inAnyView(member.id)) {
+        this.#context?.receiverGone(member.id);
+        this.#memberGone(member.id);
+      }
     }
     if (view !== undefined && view.coordinator.id !== previous?.coordinator.id) {
       this.#groupEvents.emit("coordinatorChange", { group, coordinator: view.coordinator, previous: previous?.coordinator });
