@@ -360,6 +360,31 @@ describe("NackProtocol joiners, low-water mark, partitions and repairs", () => {
     expect(sender.protocol.stats.unstable).toBe(0);
   });
 
+  it("tells a receiver given up before it acknowledged the same start when it is back, and it reports what it missed", () => {
+    const net = new Net();
+    const sender = net.add();
+    sender.send(5);
+    net.clock.runFor(5);
+    const joiner = net.add();
+    // Heard (owed 6 on), then cut off before it hears anything and given up.
+    net.drop = (from, to) => from === joiner || to === joiner;
+    sender.protocol.onPeerUp(joiner.key, 1);
+    sender.send(5);
+    net.clock.runFor(50);
+    sender.protocol.onPeerDown(joiner.key);
+    expect(sender.protocol.stats.unstable).toBe(0);
+    net.drop = () => false;
+    sender.protocol.onPeerUp(joiner.key, 1);
+    sender.send(2);
+    net.clock.runFor(500);
+    const starts = sender.unicast.flatMap(({ to, frame }) =>
+      to === joiner.key && frame.kind.case === "heartbeat" ? frame.kind.value.digest.map((entry) => Number(entry.delivered) + 1) : [],
+    );
+    expect(new Set(starts)).toEqual(new Set([6]));
+    expect(joiner.got(sender.key)).toEqual([11, 12]);
+    expect(joiner.lost()).toEqual([[6, 10]]);
+  });
+
   it("delivers a stream heard from its first message at once, with no notice needed", () => {
     const net = new Net();
     const sender = net.add();

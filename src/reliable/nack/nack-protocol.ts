@@ -23,7 +23,11 @@ export interface NackOptions {
   readonly windowMessages: number;
   /** Most bytes a sender has in flight. While gaps are repaired it may hold up to 4 windows for retransmission. */
   readonly windowBytes: number;
-  /** A gap is NACKed after a random delay in [nackDelayMinMs, nackDelayMaxMs], so that one receiver's NACK can spare the others theirs. */
+  /**
+   * A gap is NACKed after a random delay in [nackDelayMinMs, nackDelayMaxMs]: a little reordering costs
+   * no NACK, and receivers missing the same message ask at slightly different times (the second one
+   * asking gets it sent to everyone).
+   */
   readonly nackDelayMinMs: number;
   readonly nackDelayMaxMs: number;
   /** First wait before repeating an unanswered NACK; doubles up to `nackRetryMaxMs`. */
@@ -74,6 +78,7 @@ const MAX_RESUME_POINTS = 4_096;
 
 /** A receiver this member has not yet told (for sure) where its stream starts for it. */
 interface Joiner {
+  readonly incarnation: number;
   /** The first of our messages it is owed: our next sequence number when we first heard it. */
   readonly start: number;
   attempts: number;
@@ -82,9 +87,10 @@ interface Joiner {
 
 /**
  * NACK-based reliable multicast, in the manner of JGroups' NAKACK and NORM: every sender numbers its
- * messages; receivers deliver each sender's messages exactly once and in order, and ask for what is
- * missing with multicast NACKs after a random delay (a NACK heard from another receiver holds one's
- * own back); the sender retransmits to the one receiver that asked, or by multicast when several did.
+ * messages; receivers deliver each sender's messages exactly once and in order, and ask the sender for
+ * what is missing with NACKs after a random delay; the sender retransmits to the one receiver that
+ * asked, or by multicast when a second one asks within the holdoff (so one lossy receiver's repairs
+ * reach only it, and a loss every receiver shares is repaired by one multicast).
  * Receivers acknowledge what they delivered, which both trims the sender's retransmit buffer
  * (stability) and opens its window (flow control). A sender that falls silent announces its highest
  * sequence number, so a lost last message is noticed.
@@ -112,6 +118,8 @@ export class NackProtocol implements ReliabilityProtocol {
   /** Where the streams of peers given up for dead stood, by the incarnation they had. */
   readonly #resume = new Map<PeerKey, { incarnation: number; next: number }>();
   readonly #joiners = new Map<PeerKey, Joiner>();
+  /** Where our stream starts for receivers given up for dead before they acknowledged it, by their incarnation. */
+  readonly #untold = new Map<PeerKey, { incarnation: number; start: number }>();
   readonly #stats: ProtocolStats = emptyStats();
   readonly #localId: Uint8Array;
   readonly #localIncarnation: number;
@@ -171,8 +179,8 @@ export class NackProtocol implements ReliabilityProtocol {
     }
     const stream = this.#stream(peer, incarnation);
     const window = stream.window;
-    // A stream heard from its first message can start there: nothing before it can be owed.
-    if (!window.opened && data.seq === 1) window.open(1, stream.deliver);
+    // A stream first heard of through its first message can start there: nothing before it can be owed.
+    if (!window.opened && data.seq === 1 && window.highest < 1 && window.held === 0) window.open(1, stream.deliver);
     if (window.opened && data.seq - window.next >= this.#trustSpan) {
       // Further ahead than any sender's buffer allows: not trustworthy.
       this.#stats.outOfWindow++;
@@ -189,9 +197,9 @@ export class NackProtocol implements ReliabilityProtocol {
     switch (kind.case) {
       case "nack": {
         const nack = kind.value;
-        if (nack.stream !== Stream.MULTICAST) return;
-        if (!sameId(nack.originId, this.#localId)) this.#onOthersNack(nack);
-        else if (Number(nack.originIncarnation) === this.#localIncarnation) this.#onNack(peer, nack);
+        if (nack.stream === Stream.MULTICAST && sameId(nack.originId, this.#localId) && Number(nack.originIncarnation) === this.#localIncarnation) {
+          this.#onNack(peer, nack);
+        }
         return;
       }
       case "ack": {
@@ -213,12 +221,16 @@ export class NackProtocol implements ReliabilityProtocol {
     const stream = this.#streams.get(peer);
     if (stream !== undefined && stream.window.incarnation !== incarnation) this.#dropStream(peer, stream);
     if (this.#resume.get(peer)?.incarnation !== incarnation) this.#resume.delete(peer);
-    // It is owed what we send from now on, and is told so until it acknowledges.
+    // It is owed what we send from now on (or from where we first told it, if it never acknowledged
+    // that before it was given up), and is told so until it acknowledges.
+    const untold = this.#untold.get(peer);
+    this.#untold.delete(peer);
     const window = this.#window;
     window.removeReceiver(peer);
     window.addReceiver(peer, window.nextSeq, this.#host.clock.now());
     this.#stopTellingStart(peer);
-    const joiner: Joiner = { start: window.nextSeq, attempts: 0, timer: undefined };
+    const start = untold?.incarnation === incarnation ? untold.start : window.nextSeq;
+    const joiner: Joiner = { incarnation, start, attempts: 0, timer: undefined };
     this.#joiners.set(peer, joiner);
     this.#tellStart(peer, joiner);
   }
@@ -226,12 +238,11 @@ export class NackProtocol implements ReliabilityProtocol {
   onPeerDown(peer: PeerKey): void {
     const stream = this.#streams.get(peer);
     if (stream !== undefined) {
-      if (stream.window.opened) {
-        if (this.#resume.size >= MAX_RESUME_POINTS) this.#resume.delete(this.#resume.keys().next().value!);
-        this.#resume.set(peer, { incarnation: stream.window.incarnation, next: stream.window.next });
-      }
+      if (stream.window.opened) remember(this.#resume, peer, { incarnation: stream.window.incarnation, next: stream.window.next });
       this.#dropStream(peer, stream);
     }
+    const joiner = this.#joiners.get(peer);
+    if (joiner !== undefined) remember(this.#untold, peer, { incarnation: joiner.incarnation, start: joiner.start });
     this.#stopTellingStart(peer);
     if (this.#window.removeReceiver(peer)) this.#host.writable();
   }
@@ -268,6 +279,7 @@ export class NackProtocol implements ReliabilityProtocol {
     for (const [peer, stream] of this.#streams) this.#dropStream(peer, stream);
     for (const peer of [...this.#joiners.keys()]) this.#stopTellingStart(peer);
     this.#resume.clear();
+    this.#untold.clear();
   }
 
   // A peer's stream of this incarnation; a new one resumes where a partition left it, or waits to be told where it starts.
@@ -304,10 +316,14 @@ export class NackProtocol implements ReliabilityProtocol {
         this.#onStart(peer, incarnation, Number(entry.delivered) + 1);
       }
     }
-    const stream = this.#streams.get(peer);
-    if (stream === undefined || stream.window.incarnation !== incarnation || !stream.window.opened) return;
+    // A stream given up for dead resumes on the peer's heartbeat too, so that an idle sender still moves
+    // it on; a sender that has sent something is remembered as having done so.
+    const known = this.#streams.get(peer)?.window.incarnation === incarnation;
+    if (!known && highest === 0 && this.#resume.get(peer)?.incarnation !== incarnation) return;
+    const stream = this.#stream(peer, incarnation);
     const window = stream.window;
     window.announce(highest);
+    if (!window.opened) return;
     // Below its lowest the sender holds nothing: what is missing there is lost.
     const lowest = Number(heartbeat.lowestSeq);
     if (lowest > window.next) this.#skipTo(peer, stream, lowest);
@@ -380,8 +396,7 @@ export class NackProtocol implements ReliabilityProtocol {
       }
       const missing = window.missing(this.#options.maxNackSeqs);
       if (missing.length === 0) return;
-      // Multicast, so that receivers missing the same messages hold their own NACKs back.
-      this.#host.multicastFrame(nackFrame(Stream.MULTICAST, stream.originId, window.incarnation, missing));
+      this.#host.unicastFrame(peer, nackFrame(Stream.MULTICAST, stream.originId, window.incarnation, missing));
       this.#stats.nacksSent++;
       window.nackAttempts++;
       this.#scheduleNack(peer, stream, this.#retryDelay(window.nackAttempts));
@@ -440,25 +455,6 @@ export class NackProtocol implements ReliabilityProtocol {
       this.#host.multicastFrame(frame);
     }
     this.#stats.retransmitted++;
-  }
-
-  // Another receiver's NACK for a stream we also read: if it asks for everything we miss, wait for the
-  // repair it will bring instead of sending the same NACK.
-  #onOthersNack(nack: Nack): void {
-    for (const [peer, stream] of this.#streams) {
-      const window = stream.window;
-      if (!sameId(stream.originId, nack.originId) || window.incarnation !== Number(nack.originIncarnation)) continue;
-      if (window.nackTimer === undefined || window.nackAttempts > 0) return;
-      const asked = nack.missing.map((r) => [Number(r.first), Number(r.last)] as const);
-      const covered = window
-        .missing(this.#options.maxNackSeqs)
-        .every(([first, last]) => asked.some(([a, b]) => a <= first && last <= b));
-      if (!covered) return;
-      window.nackTimer.cancel();
-      window.nackAttempts = 1;
-      this.#scheduleNack(peer, stream, this.#retryDelay(1));
-      return;
-    }
   }
 
   #onAckFrame(peer: PeerKey, ack: Ack): void {
@@ -534,4 +530,11 @@ export class NackProtocol implements ReliabilityProtocol {
       this.#scheduleExpiry();
     });
   }
+}
+
+/** Remembers `point` for `peer`, forgetting the oldest one past {@link MAX_RESUME_POINTS}. */
+function remember<T>(points: Map<PeerKey, T>, peer: PeerKey, point: T): void {
+  points.delete(peer);
+  if (points.size >= MAX_RESUME_POINTS) points.delete(points.keys().next().value!);
+  points.set(peer, point);
 }

@@ -186,7 +186,7 @@ export class ReceiveWindow {
    */
   open(first: number, deliver: (data: DataFields) => void): void {
     this.next = first;
-    this.highest = this.highestReceived = first - 1;
+    this.highestReceived = first - 1;
     const early = this.#early;
     if (early !== undefined) {
       for (const [seq, held] of early) {
@@ -194,7 +194,7 @@ export class ReceiveWindow {
           this.#remove(seq, held);
           continue;
         }
-        if (seq > this.highest) this.highest = this.highestReceived = seq;
+        if (seq > this.highestReceived) this.highestReceived = seq;
         if (held !== null && held.outOfBand && seq !== first) {
           // Out-of-band messages go up as soon as they may.
           early.set(seq, null);
@@ -203,10 +203,12 @@ export class ReceiveWindow {
         }
       }
     }
+    // What the sender announced stays known to exist (a gap to ask for).
+    this.highest = Math.max(this.highest, this.highestReceived);
     this.#drain(deliver);
   }
 
-  /** The sender announced its highest sequence number: a lost last message becomes a visible gap. */
+  /** The sender announced its highest sequence number: a lost last message becomes a visible gap (once opened). */
   announce(highest: number): void {
     if (highest > this.highest) this.highest = highest;
   }
@@ -282,7 +284,8 @@ export class ReceiveWindow {
   }
 
   #count(data: DataFields): void {
-    if (data.seq > this.highest) this.highest = data.seq;
+    // Before the window opens, only what the sender announces counts as known to exist.
+    if (data.seq > this.highest && this.next > 0) this.highest = data.seq;
     if (data.seq > this.highestReceived) this.highestReceived = data.seq;
     this.unacked++;
     this.unackedBytes += data.payload.length;
