@@ -22,7 +22,7 @@ import { decodeMessage, encodeMessage, flush } from "./sim-helpers.ts";
  * Checked throughout: every member delivers each sender's messages exactly once, in order (out-of-band
  * ones exactly once), reports each message it skips with `messagesLost` and the exact range, delivers
  * no message it reported lost, and never acknowledges (in an Ack or a heartbeat's digest) a message it
- * has not delivered or reported lost; what members hold out of order stays within the window. At the
+ * has not delivered or reported lost; what members hold out of order stays within its limit. At the
  * end every member has, for every sender, delivered or reported lost every message from where its
  * stream started (no later than the first message sent after the sender heard it) to the last one,
  * nothing was lost but in a partition, and every sender's retransmit buffer is empty.
@@ -133,8 +133,8 @@ export async function runNackScenario(seed: number, kind: NackScenarioKind): Pro
     ...(kind === "partition" ? { receiverTimeoutMs: 300 } : {}),
   };
   const peerTimeoutMs = kind === "partition" ? 800 : 600_000;
-  const windowMessages = nack.windowMessages ?? 65_536;
-  const windowBytes = nack.windowBytes ?? 4 * 1024 * 1024;
+  // What a receiver may hold out of order per sender: the four windows a sender keeps.
+  const heldLimit = { messages: 4 * (nack.windowMessages ?? 65_536), bytes: 4 * (nack.windowBytes ?? 4 * 1024 * 1024) };
 
   // Who sends how much, and who starts late.
   const totals = Array.from({ length: senderCount }, () => 100 + random.nextInt(300));
@@ -316,13 +316,13 @@ export async function runNackScenario(seed: number, kind: NackScenarioKind): Pro
     }
   }
 
-  // Held messages stay within a window per sender.
+  // Held messages stay within their limit per sender.
   let maxHeld = 0;
   const sample = (): void => {
     for (const i of started()) {
       const { held, heldBytes } = channels[i]!.stats.protocol;
       maxHeld = Math.max(maxHeld, held);
-      if (held > senderCount * windowMessages || heldBytes > senderCount * (windowBytes + 8_000)) {
+      if (held > senderCount * heldLimit.messages || heldBytes > senderCount * (heldLimit.bytes + 8_000)) {
         fail(`m${i} holds ${held} messages (${heldBytes} bytes) out of order`);
       }
     }

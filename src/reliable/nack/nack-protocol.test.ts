@@ -244,20 +244,20 @@ describe("NackProtocol with hostile numbers", () => {
     expect(receiver.got(other.key)).toEqual([]);
   });
 
-  it("caps a sender's held messages at its window, counts what it drops, and gets it again once the gap fills", () => {
+  it("caps a sender's held messages at the four windows it may keep, counts what it drops, and gets it again once the gap fills", () => {
     const net = new Net();
     const sender = net.add({ windowMessages: 16, windowBytes: 64 * 1024 });
     const receiver = net.add({ windowMessages: 16, windowBytes: 64 * 1024 });
     net.meetAll();
     net.clock.runFor(5);
-    // Message 1 is missing while 2–40 arrive (as from a sender with a larger window).
-    for (let seq = 2; seq <= 40; seq++) receiver.protocol.onData(sender.key, 1, data(seq));
-    expect(receiver.protocol.stats.held).toBe(15);
-    expect(receiver.protocol.stats.earlyDropped).toBe(24);
+    // Message 1 is missing while 2–100 arrive (as from a sender with a larger window).
+    for (let seq = 2; seq <= 100; seq++) receiver.protocol.onData(sender.key, 1, data(seq));
+    expect(receiver.protocol.stats.held).toBe(63);
+    expect(receiver.protocol.stats.earlyDropped).toBe(36);
     receiver.protocol.onData(sender.key, 1, data(1));
-    expect(receiver.got(sender.key)).toEqual(range(1, 16));
-    for (let seq = 17; seq <= 40; seq++) receiver.protocol.onData(sender.key, 1, data(seq));
-    expect(receiver.got(sender.key)).toEqual(range(1, 40));
+    expect(receiver.got(sender.key)).toEqual(range(1, 64));
+    for (let seq = 65; seq <= 100; seq++) receiver.protocol.onData(sender.key, 1, data(seq));
+    expect(receiver.got(sender.key)).toEqual(range(1, 100));
   });
 
   it("refuses NACKs, acknowledgements and digests of messages it never sent, counting them and changing nothing", () => {

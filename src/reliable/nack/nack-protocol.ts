@@ -138,7 +138,9 @@ export class NackProtocol implements ReliabilityProtocol {
     this.#window = new SendWindow(this.#options.windowMessages, this.#options.windowBytes);
     this.#localId = idOf(host.localKey);
     this.#localIncarnation = localIncarnation;
-    this.#limits = { messages: this.#options.windowMessages, bytes: this.#options.windowBytes };
+    // A sender keeps up to BUFFER_WINDOWS windows beyond what a receiver delivered: a receiver may have
+    // to hold that much behind a gap, and never more from a sender with the same options.
+    this.#limits = { messages: BUFFER_WINDOWS * this.#options.windowMessages, bytes: BUFFER_WINDOWS * this.#options.windowBytes };
     this.#trustSpan = 2 * BUFFER_WINDOWS * this.#options.windowMessages;
     this.#tailDelay = this.#options.tailAnnounceMs;
     this.#scheduleExpiry();

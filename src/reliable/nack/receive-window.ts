@@ -73,9 +73,9 @@ export function openIncomingStream(
 }
 
 /**
- * How much one stream holds out of order. A sender has at most a window in flight beyond what a
- * receiver has received, so the limits follow the window; what arrives past them is dropped and asked
- * for again once the gap below it is filled.
+ * How much one stream holds out of order: what its sender may have outstanding beyond the next message
+ * the receiver delivers, so that a sender with the same options never overflows it. What arrives past
+ * the limits is dropped and asked for again once the gap below it is filled.
  */
 export interface EarlyLimits {
   /** Most messages held, and how far above the next one to deliver a held message may be. */

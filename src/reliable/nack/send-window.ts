@@ -86,7 +86,6 @@ export class SendWindow {
     const slot = seq % this.capacity;
     this.#frames[slot] = frame;
     this.#resentAt[slot] = -Infinity;
-    this.#resentTo[slot] = undefined;
     this.#bytes += frame.length;
     this.#inFlightBytes += frame.length;
   }
@@ -101,7 +100,7 @@ export class SendWindow {
     return this.#resentAt[seq % this.capacity]!;
   }
 
-  /** Whom `seq` was last retransmitted to: one receiver, or {@link EVERYONE}. */
+  /** Whom `seq` was last retransmitted to: one receiver, or {@link EVERYONE} (meaningless when never resent). */
   resentTo(seq: number): PeerKey | undefined {
     return this.#resentTo[seq % this.capacity];
   }
