@@ -223,15 +223,15 @@ export class NackProtocol implements ReliabilityProtocol {
     const stream = this.#streams.get(peer);
     if (stream !== undefined && stream.window.incarnation !== incarnation) this.#dropStream(peer, stream);
     if (this.#resume.get(peer)?.incarnation !== incarnation) this.#resume.delete(peer);
-    // It is owed what we send from now on (or from where we first told it, if it never acknowledged
-    // that before it was given up), and is told so until it acknowledges.
-    const untold = this.#untold.get(peer);
+    // It is owed what we send from now on (or from where we told it before, if it never acknowledged
+    // that), and is told so until it acknowledges.
+    const earlier = this.#joiners.get(peer) ?? this.#untold.get(peer);
     this.#untold.delete(peer);
     const window = this.#window;
     window.removeReceiver(peer);
     window.addReceiver(peer, window.nextSeq, this.#host.clock.now());
     this.#stopTellingStart(peer);
-    const start = untold?.incarnation === incarnation ? untold.start : window.nextSeq;
+    const start = earlier?.incarnation === incarnation ? earlier.start : window.nextSeq;
     const joiner: Joiner = { incarnation, start, attempts: 0, timer: undefined };
     this.#joiners.set(peer, joiner);
     this.#tellStart(peer, joiner);
@@ -250,7 +250,6 @@ export class NackProtocol implements ReliabilityProtocol {
   }
 
   onReceiverGone(peer: PeerKey): void {
-    this.#stopTellingStart(peer);
     const silentMs = this.#window.release(peer, this.#host.clock.now());
     if (silentMs === undefined) return;
     this.#host.report({ type: "receiverUnresponsive", peer, silentMs });
@@ -491,7 +490,7 @@ export class NackProtocol implements ReliabilityProtocol {
       delivered: BigInt(joiner.start - 1),
       received: BigInt(joiner.start - 1),
     });
-    this.#host.unicastFrame(peer, heartbeatFrame({ highestSeq: this.#window.nextSeq - 1, lowestSeq: this.#window.low, intervalMs: 0, digest: [entry] }));
+    this.#host.unicastFrame(peer, this.#tailFrame([entry]));
     joiner.attempts++;
     joiner.timer = this.#host.clock.setTimer(this.#retryDelay(joiner.attempts), () => {
       joiner.timer = undefined;
@@ -506,8 +505,9 @@ export class NackProtocol implements ReliabilityProtocol {
     this.#joiners.delete(peer);
   }
 
-  #tailFrame(): Uint8Array {
-    return heartbeatFrame({ highestSeq: this.#window.nextSeq - 1, lowestSeq: this.#window.low, intervalMs: 0, digest: [] });
+  /** A heartbeat of our stream's highest and lowest held message (and `digest`), between the periodic ones. */
+  #tailFrame(digest: DigestEntry[] = []): Uint8Array {
+    return heartbeatFrame({ highestSeq: this.#window.nextSeq - 1, lowestSeq: this.#window.low, intervalMs: 0, digest });
   }
 
   // While messages are unacknowledged, keep telling receivers the highest sequence number (backing off),
