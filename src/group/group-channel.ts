@@ -460,7 +460,8 @@ export class GroupChannel extends Channel {
         return true;
       case "heartbeat": {
         const kind = frame.frame.kind;
-        if (kind.case === "heartbeat") this.#consumers.set(peer.key, kind.value.queues);
+        // Only a periodic heartbeat lists the queues; a protocol's own (interval 0) says nothing of them.
+        if (kind.case === "heartbeat" && kind.value.intervalMs > 0) this.#consumers.set(peer.key, kind.value.queues);
         this.wakeWaiters();
         return true;
       }

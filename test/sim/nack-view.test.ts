@@ -70,4 +70,42 @@ describe("NACK flow control on a group channel", () => {
     expect(doneAt).toBeLessThan(peerDownAt);
     for (const member of members.slice(0, 2)) await member.shutDown();
   });
+
+  it("keeps a member's queues known while its NACK stream announces itself between periodic heartbeats", async () => {
+    const net = new SimulatedNetwork({ seed: 4 });
+    const [producer, consumer] = Array.from(
+      { length: 2 },
+      (_, i) =>
+        new GroupChannel({
+          name: `q${i}`,
+          transport: net.transportFactory(`h${i}`),
+          clock: net.clock,
+          random: net.random.fork(`q${i}`),
+          incarnation: 1,
+          groups: ["nack"],
+          heartbeatIntervalMs: 1_000,
+          discoveryTimeoutMs: 300,
+        }),
+    ) as [GroupChannel, GroupChannel];
+    const run = async (ms: number) => {
+      for (const end = net.clock.now() + ms; net.clock.now() < end; ) {
+        net.clock.runFor(5);
+        await flush();
+      }
+    };
+    const joined = Promise.all([producer.join(), consumer.join()]);
+    while (!(producer.getView()?.members.length === 2 && consumer.getView()?.members.length === 2)) await run(10);
+    await joined;
+    let consumed = 0;
+    consumer.consumeQueue("work", () => void consumed++);
+    await run(20);
+    // The consumer broadcasts: its stream announces its highest message (a heartbeat of its own) soon after.
+    for (let i = 0; i < 3; i++) void consumer.broadcastToGroup("nack", encodeMessage(1, i, 10));
+    await run(100);
+    const sent = producer.sendToQueue("work", encodeMessage(0, 0, 10), { timeoutMs: 5_000 });
+    await run(50);
+    expect(consumed).toBe(1);
+    await sent;
+    for (const member of [producer, consumer]) await member.shutDown();
+  });
 });
