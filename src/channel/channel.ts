@@ -62,6 +62,8 @@ export interface ExtensionContext {
   dispatch(destination: string, sender: string, payload: Uint8Array, format: number, seq: number, outOfBand: boolean): void;
   /** Sends this member's heartbeat now (e.g. after what it advertises changed). */
   heartbeatNow(): void;
+  /** `peer` left the level above (a view): the multicast protocol stops waiting for it. */
+  receiverGone(peer: PeerKey): void;
 }
 
 /** ActiveBlaze's life cycle: Constructed → Initialized → Started ⇄ Stopped; shutDown returns to Constructed. */
@@ -85,8 +87,8 @@ export interface ChannelEvents {
   /** A receiver stopped acknowledging and no longer holds this sender's window back. */
   receiverUnresponsive: { readonly peer: string; readonly silentMs: number };
   receiverResponsive: { readonly peer: string };
-  /** Messages from `peer` were lost for good (they were dropped by the sender before this member asked). */
-  messagesLost: { readonly peer: string; readonly count: number; readonly firstSeq: number };
+  /** Messages `firstSeq`–`lastSeq` from `peer` were lost for good (the sender dropped them before this member got them). */
+  messagesLost: { readonly peer: string; readonly count: number; readonly firstSeq: number; readonly lastSeq: number };
   /**
    * A background failure; `stage` says where: "transport" (a socket), "listener" (a user's listener
    * threw), "receive", "timer" or "send" (`INTERNAL_ERROR`: activeblaze's own code failed; the member carried on).
@@ -300,6 +302,7 @@ export class Channel implements AsyncDisposable {
         dispatch: (destination, sender, payload, format, seq, outOfBand) =>
           this.#dispatch(destination, sender, payload, format, seq, outOfBand),
         heartbeatNow: () => this.#sendHeartbeat(),
+        receiverGone: (peer) => this.#protocol?.onReceiverGone?.(peer),
       });
       this.#sendHeartbeat();
       this.#scheduleHeartbeat();
@@ -624,7 +627,7 @@ export class Channel implements AsyncDisposable {
         this.#events.emit("receiverResponsive", { peer: event.peer });
         return;
       case "messagesLost":
-        this.#events.emit("messagesLost", { peer: event.peer, count: event.count, firstSeq: event.firstSeq });
+        this.#events.emit("messagesLost", { peer: event.peer, count: event.count, firstSeq: event.firstSeq, lastSeq: event.lastSeq });
         return;
     }
   }

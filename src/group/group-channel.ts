@@ -458,7 +458,8 @@ export class GroupChannel extends Channel {
         return true;
       case "heartbeat": {
         const kind = frame.frame.kind;
-        if (kind.case === "heartbeat") this.#consumers.set(peer.key, kind.value.queues);
+        // Only a periodic heartbeat lists the queues; a protocol's own (interval 0) says nothing of them.
+        if (kind.case === "heartbeat" && kind.value.intervalMs > 0) this.#consumers.set(peer.key, kind.value.queues);
         this.wakeWaiters();
         return true;
       }
@@ -514,7 +515,10 @@ export class GroupChannel extends Channel {
     for (const member of left) {
       this.#groupEvents.emit("leave", { group, member });
       for (const listener of this.#memberListeners) this.#safely(() => listener.memberStopped?.(member));
-      if (member.id !== this.id && !this.#inAnyView(member.id)) this.#memberGone(member.id);
+      if (member.id !== this.id && !this.#inAnyView(member.id)) {
+        this.#context?.receiverGone(member.id);
+        this.#memberGone(member.id);
+      }
     }
     if (view !== undefined && view.coordinator.id !== previous?.coordinator.id) {
       this.#groupEvents.emit("coordinatorChange", { group, coordinator: view.coordinator, previous: previous?.coordinator });

@@ -52,7 +52,8 @@ export interface ProtocolHost {
 export type ProtocolEvent =
   | { readonly type: "receiverUnresponsive"; readonly peer: PeerKey; readonly silentMs: number }
   | { readonly type: "receiverResponsive"; readonly peer: PeerKey }
-  | { readonly type: "messagesLost"; readonly peer: PeerKey; readonly count: number; readonly firstSeq: number };
+  /** Messages `firstSeq`–`lastSeq` (`count` of them) of `peer`'s stream will never be delivered here. */
+  | { readonly type: "messagesLost"; readonly peer: PeerKey; readonly count: number; readonly firstSeq: number; readonly lastSeq: number };
 
 /** Counters every protocol keeps; all are totals since start. */
 export interface ProtocolStats {
@@ -65,8 +66,17 @@ export interface ProtocolStats {
   acksSent: number;
   lost: number;
   outOfWindow: number;
+  /** Frames whose numbers contradict this member's state (a NACK or acknowledgement of messages never sent, an inconsistent heartbeat or stream floor): dropped unused. */
+  refused: number;
+  /** Messages that arrived ahead of a gap when the stream already held all it may out of order: dropped, and asked for again later. */
+  earlyDropped: number;
+  /** Retransmissions sent only to the one receiver that asked for them (part of `retransmitted`). */
+  retransmittedToOne: number;
   /** Messages the sender still holds for retransmission (not yet stable). */
   unstable: number;
+  /** Messages received out of order and held until the gaps below them fill, over all streams, and their payload bytes. */
+  held: number;
+  heldBytes: number;
 }
 
 export interface ReliabilityProtocol {
@@ -90,6 +100,11 @@ export interface ReliabilityProtocol {
   onPeerUp(peer: PeerKey, incarnation: number): void;
   /** A peer left or was declared dead: forget its streams. */
   onPeerDown(peer: PeerKey): void;
+  /**
+   * A peer was removed from the group's view while it may still be a peer here (a crash the group
+   * noticed first): it stops holding this member's sends back at once.
+   */
+  onReceiverGone?(peer: PeerKey): void;
   /** What this member's periodic heartbeat says for the protocol. */
   heartbeat(): { highestSeq: number; lowestSeq: number; digest: DigestEntry[] };
   readonly stats: Readonly<ProtocolStats>;
@@ -107,7 +122,12 @@ export function emptyStats(): ProtocolStats {
     acksSent: 0,
     lost: 0,
     outOfWindow: 0,
+    refused: 0,
+    earlyDropped: 0,
+    retransmittedToOne: 0,
     unstable: 0,
+    held: 0,
+    heldBytes: 0,
   };
 }
 

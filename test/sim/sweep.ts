@@ -1,22 +1,31 @@
 /**
  * The long sweep: thousands of seeded simulations (the test suite runs a few hundred).
  *
- *   npm run sweep -- [--scenario multicast|cluster] [--from 1] [--count 5000]
+ *   npm run sweep -- [--scenario multicast|cluster|nack-bursty|nack-one-sided|nack-slow|nack-late-joiner|nack-partition] [--from 1] [--count 5000]
  *
  * Stops at the first failing seed and prints how to replay it.
  */
 import { parseArgs } from "node:util";
 import { runClusterScenario } from "./cluster-scenario.ts";
 import { runMulticastScenario } from "./multicast-scenario.ts";
+import { NACK_SCENARIO_KINDS, runNackScenario } from "./nack-scenario.ts";
 
 const { values } = parseArgs({
   options: { scenario: { type: "string", default: "multicast" }, from: { type: "string", default: "1" }, count: { type: "string", default: "5000" } },
 });
-const scenarios = {
-  multicast: { run: async (seed: number) => (await runMulticastScenario(seed)).messages, unit: "messages", file: "test/sim/multicast.test.ts" },
-  cluster: { run: async (seed: number) => (await runClusterScenario(seed)).acknowledged, unit: "acknowledged writes", file: "test/sim/cluster.test.ts" },
-} as const;
-const scenario = scenarios[values.scenario as keyof typeof scenarios];
+interface Scenario {
+  run(seed: number): Promise<number>;
+  readonly unit: string;
+  readonly file: string;
+}
+const scenarios: Record<string, Scenario> = {
+  multicast: { run: async (seed) => (await runMulticastScenario(seed)).messages, unit: "messages", file: "test/sim/multicast.test.ts" },
+  cluster: { run: async (seed) => (await runClusterScenario(seed)).acknowledged, unit: "acknowledged writes", file: "test/sim/cluster.test.ts" },
+};
+for (const kind of NACK_SCENARIO_KINDS) {
+  scenarios[`nack-${kind}`] = { run: async (seed) => (await runNackScenario(seed, kind)).messages, unit: "messages", file: "test/sim/nack.test.ts" };
+}
+const scenario = scenarios[values.scenario];
 if (scenario === undefined) throw new Error(`--scenario must be one of ${Object.keys(scenarios).join(", ")}`);
 const from = Number(values.from);
 const count = Number(values.count);

@@ -93,6 +93,10 @@ export class FecProtocol implements ReliabilityProtocol {
     this.#nack.onPeerDown(peer);
   }
 
+  onReceiverGone(peer: PeerKey): void {
+    this.#nack.onReceiverGone(peer);
+  }
+
   heartbeat(): { highestSeq: number; lowestSeq: number; digest: DigestEntry[] } {
     return this.#nack.heartbeat();
   }

@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import type { Frame } from "../../../gen/activeblaze/v1/envelope_pb.ts";
-import { type DigestEntry, DigestEntrySchema, type Nack, Stream } from "../../../gen/activeblaze/v1/reliable_pb.ts";
+import { type Ack, type DigestEntry, DigestEntrySchema, type Heartbeat, type Nack, type SeqRange, Stream } from "../../../gen/activeblaze/v1/reliable_pb.ts";
 import type { TimerHandle } from "../../transport/clock.ts";
 import { type DataFields, emptyDataFields, NO_BYTES } from "../../wire/frames.ts";
 import { heartbeatFrame, nackFrame } from "../control-frames.ts";
@@ -14,8 +14,8 @@ import {
   type ProtocolStats,
   type ReliabilityProtocol,
 } from "../protocol.ts";
-import { type Acknowledger, acknowledge, type IncomingStream, openIncomingStream, takeAck } from "./receive-window.ts";
-import { BUFFER_WINDOWS, SendWindow } from "./send-window.ts";
+import { type Acknowledger, acknowledge, type EarlyLimits, type IncomingStream, openIncomingStream, takeAck } from "./receive-window.ts";
+import { BUFFER_WINDOWS, EVERYONE, SendWindow } from "./send-window.ts";
 
 /** Tuning of the NACK protocol. Every duration is in milliseconds. */
 export interface NackOptions {
@@ -23,7 +23,11 @@ export interface NackOptions {
   readonly windowMessages: number;
   /** Most bytes a sender has in flight. While gaps are repaired it may hold up to 4 windows for retransmission. */
   readonly windowBytes: number;
-  /** A gap is NACKed after a random delay in [nackDelayMinMs, nackDelayMaxMs], so that one receiver's NACK can spare the others theirs. */
+  /**
+   * A gap is NACKed after a random delay in [nackDelayMinMs, nackDelayMaxMs]: a little reordering costs
+   * no NACK, and receivers missing the same message ask at slightly different times (the second one
+   * asking gets it sent to everyone).
+   */
   readonly nackDelayMinMs: number;
   readonly nackDelayMaxMs: number;
   /** First wait before repeating an unanswered NACK; doubles up to `nackRetryMaxMs`. */
@@ -31,7 +35,11 @@ export interface NackOptions {
   readonly nackRetryMaxMs: number;
   /** Most sequence numbers one NACK asks for. */
   readonly maxNackSeqs: number;
-  /** A message is not retransmitted twice within this time (several receivers NACKing one loss cost one repair). */
+  /**
+   * A message is not retransmitted twice within this time (several receivers NACKing one loss cost one
+   * repair). The first NACK for it is answered to its sender alone; a second receiver asking within this
+   * time gets it sent to everyone.
+   */
   readonly retransmitHoldoffMs: number;
   /** A receiver acknowledges after this many deliveries, or this many bytes delivered… */
   readonly ackThreshold: number;
@@ -65,13 +73,41 @@ export const DEFAULT_NACK_OPTIONS: NackOptions = {
 
 type SenderStream = IncomingStream;
 
+/** How many peers given up for dead are remembered, in case one was only cut off. */
+const MAX_RESUME_POINTS = 4_096;
+
+/** A receiver this member has not yet told (for sure) where its stream starts for it. */
+interface Joiner {
+  readonly incarnation: number;
+  /** The first of our messages it is owed: our next sequence number when we first heard it. */
+  readonly start: number;
+  attempts: number;
+  timer: TimerHandle | undefined;
+}
+
 /**
  * NACK-based reliable multicast, in the manner of JGroups' NAKACK and NORM: every sender numbers its
- * messages; receivers deliver each sender's messages exactly once and in order, and ask for what is
- * missing with multicast NACKs after a random delay (a NACK heard from another receiver holds one's
- * own back); the sender retransmits by multicast. Receivers acknowledge what they delivered, which
- * both trims the sender's retransmit buffer (stability) and opens its window (flow control). A sender
- * that falls silent announces its highest sequence number, so a lost last message is noticed.
+ * messages; receivers deliver each sender's messages exactly once and in order, and ask the sender for
+ * what is missing with NACKs after a random delay; the sender retransmits to the one receiver that
+ * asked, or by multicast when a second one asks within the holdoff (so one lossy receiver's repairs
+ * reach only it, and a loss every receiver shares is repaired by one multicast).
+ * Receivers acknowledge what they delivered, which both trims the sender's retransmit buffer
+ * (stability) and opens its window (flow control). A sender that falls silent announces its highest
+ * sequence number, so a lost last message is noticed.
+ *
+ * Joining: a receiver is owed a sender's messages from the first one sent after the sender heard it
+ * (JGroups' join digest). The sender tells it where that is in a heartbeat sent to it alone, whose
+ * digest holds an entry for the sender's own stream (`delivered`: the last message it is not owed),
+ * and repeats it until the receiver acknowledges. Until then the receiver holds what it gets and
+ * delivers nothing, so it never starts past a message it is owed; a stream heard from its very first
+ * message needs no telling. A stream resumes where it stood when its sender comes back as the same
+ * incarnation after being given up for dead (a partition).
+ *
+ * Every number from the wire is checked against this member's state before anything changes; a frame
+ * that contradicts it is dropped and counted (`refused`). A receiver that skips messages its sender no
+ * longer holds reports each run of them (`messagesLost`, with the range); from the point where its
+ * stream opened, every message is delivered or reported lost, and its acknowledgements cover nothing
+ * else.
  */
 export class NackProtocol implements ReliabilityProtocol {
   readonly name = "nack";
@@ -79,9 +115,17 @@ export class NackProtocol implements ReliabilityProtocol {
   readonly #options: NackOptions;
   readonly #window: SendWindow;
   readonly #streams = new Map<PeerKey, SenderStream>();
+  /** Where the streams of peers given up for dead stood, by the incarnation they had. */
+  readonly #resume = new Map<PeerKey, { incarnation: number; next: number }>();
+  readonly #joiners = new Map<PeerKey, Joiner>();
+  /** Where our stream starts for receivers given up for dead before they acknowledged it, by their incarnation. */
+  readonly #untold = new Map<PeerKey, { incarnation: number; start: number }>();
   readonly #stats: ProtocolStats = emptyStats();
   readonly #localId: Uint8Array;
   readonly #localIncarnation: number;
+  readonly #limits: EarlyLimits;
+  /** A sequence number this far past what a receiver expects is not one a sender's buffer allows: not trusted. */
+  readonly #trustSpan: number;
   #tailTimer: TimerHandle | undefined;
   #tailDelay: number;
   #expiryTimer: TimerHandle | undefined;
@@ -94,13 +138,23 @@ export class NackProtocol implements ReliabilityProtocol {
     this.#window = new SendWindow(this.#options.windowMessages, this.#options.windowBytes);
     this.#localId = idOf(host.localKey);
     this.#localIncarnation = localIncarnation;
+    // A sender keeps up to BUFFER_WINDOWS windows beyond what a receiver delivered: a receiver may have
+    // to hold that much behind a gap, and never more from a sender with the same options.
+    this.#limits = { messages: BUFFER_WINDOWS * this.#options.windowMessages, bytes: BUFFER_WINDOWS * this.#options.windowBytes };
+    this.#trustSpan = 2 * BUFFER_WINDOWS * this.#options.windowMessages;
     this.#tailDelay = this.#options.tailAnnounceMs;
     this.#scheduleExpiry();
   }
 
   get stats(): Readonly<ProtocolStats> {
-    this.#stats.unstable = this.#window.unstable;
-    return this.#stats;
+    const stats = this.#stats;
+    stats.unstable = this.#window.unstable;
+    stats.held = stats.heldBytes = 0;
+    for (const { window } of this.#streams.values()) {
+      stats.held += window.held;
+      stats.heldBytes += window.heldBytes;
+    }
+    return stats;
   }
 
   canSend(bytes: number): boolean {
@@ -121,56 +175,45 @@ export class NackProtocol implements ReliabilityProtocol {
   }
 
   onData(peer: PeerKey, incarnation: number, data: DataFields): void {
-    const stream = this.#stream(peer, incarnation, data.seq);
+    if (data.seq < 1) {
+      this.#stats.refused++;
+      return;
+    }
+    const stream = this.#stream(peer, incarnation);
     const window = stream.window;
-    if (data.seq >= window.next + 2 * BUFFER_WINDOWS * this.#options.windowMessages) {
-      // Further ahead than any sender's window allows: not trustworthy.
+    // A stream first heard of through its first message can start there: nothing before it can be owed.
+    if (!window.opened && data.seq === 1 && window.highest < 1 && window.held === 0) window.open(1, stream.deliver);
+    if (window.opened && data.seq - window.next >= this.#trustSpan) {
+      // Further ahead than any sender's buffer allows: not trustworthy.
       this.#stats.outOfWindow++;
       return;
     }
-    if (!window.receive(data, stream.deliver)) {
-      this.#stats.duplicates++;
-      return;
-    }
-    this.#afterProgress(peer, stream);
+    const receipt = window.receive(data, stream.deliver);
+    if (receipt === "duplicate") this.#stats.duplicates++;
+    else if (receipt === "full") this.#stats.earlyDropped++;
+    else if (window.opened) this.#afterProgress(peer, stream);
   }
 
   onControl(peer: PeerKey, incarnation: number, frame: Frame): void {
     const kind = frame.kind;
     switch (kind.case) {
-      case "nack":
-        if (kind.value.stream !== Stream.MULTICAST) return;
-        if (sameId(kind.value.originId, this.#localId)) this.#onNack(peer, kind.value);
-        else this.#onOthersNack(kind.value);
-        return;
-      case "ack":
-        if (kind.value.stream === Stream.MULTICAST && sameId(kind.value.originId, this.#localId)) {
-          const cumulative = Number(kind.value.cumulative);
-          const received = kind.value.received.reduce((max, range) => Math.max(max, Number(range.last)), cumulative);
-          this.#onAck(peer, cumulative, received);
+      case "nack": {
+        const nack = kind.value;
+        if (nack.stream === Stream.MULTICAST && sameId(nack.originId, this.#localId) && Number(nack.originIncarnation) === this.#localIncarnation) {
+          this.#onNack(peer, nack);
         }
-        return;
-      case "heartbeat": {
-        const heartbeat = kind.value;
-        const highest = Number(heartbeat.highestSeq);
-        const stream = this.#stream(peer, incarnation, highest + 1);
-        stream.window.announce(highest);
-        const lowest = Number(heartbeat.lowestSeq);
-        if (lowest > stream.window.next) {
-          const lost = stream.window.skipTo(lowest, stream.deliver);
-          if (lost > 0) {
-            this.#stats.lost += lost;
-            this.#host.report({ type: "messagesLost", peer, count: lost, firstSeq: lowest - lost });
-          }
-        }
-        for (const entry of heartbeat.digest) {
-          if (sameId(entry.memberId, this.#localId) && Number(entry.incarnation) === this.#localIncarnation) {
-            this.#onAck(peer, Number(entry.delivered), Number(entry.received));
-          }
-        }
-        this.#afterProgress(peer, stream);
         return;
       }
+      case "ack": {
+        const ack = kind.value;
+        if (ack.stream === Stream.MULTICAST && sameId(ack.originId, this.#localId) && Number(ack.originIncarnation) === this.#localIncarnation) {
+          this.#onAckFrame(peer, ack);
+        }
+        return;
+      }
+      case "heartbeat":
+        this.#onHeartbeat(peer, incarnation, kind.value);
+        return;
       default:
         return;
     }
@@ -179,29 +222,55 @@ export class NackProtocol implements ReliabilityProtocol {
   onPeerUp(peer: PeerKey, incarnation: number): void {
     const stream = this.#streams.get(peer);
     if (stream !== undefined && stream.window.incarnation !== incarnation) this.#dropStream(peer, stream);
-    this.#window.removeReceiver(peer);
-    this.#window.addReceiver(peer, this.#window.nextSeq, this.#host.clock.now());
+    if (this.#resume.get(peer)?.incarnation !== incarnation) this.#resume.delete(peer);
+    // It is owed what we send from now on (or from where we told it before, if it never acknowledged
+    // that), and is told so until it acknowledges.
+    const earlier = this.#joiners.get(peer) ?? this.#untold.get(peer);
+    this.#untold.delete(peer);
+    const window = this.#window;
+    window.removeReceiver(peer);
+    window.addReceiver(peer, window.nextSeq, this.#host.clock.now());
+    this.#stopTellingStart(peer);
+    const start = earlier?.incarnation === incarnation ? earlier.start : window.nextSeq;
+    const joiner: Joiner = { incarnation, start, attempts: 0, timer: undefined };
+    this.#joiners.set(peer, joiner);
+    this.#tellStart(peer, joiner);
   }
 
   onPeerDown(peer: PeerKey): void {
     const stream = this.#streams.get(peer);
-    if (stream !== undefined) this.#dropStream(peer, stream);
+    if (stream !== undefined) {
+      if (stream.window.opened) remember(this.#resume, peer, { incarnation: stream.window.incarnation, next: stream.window.next });
+      this.#dropStream(peer, stream);
+    }
+    const joiner = this.#joiners.get(peer);
+    if (joiner !== undefined) remember(this.#untold, peer, { incarnation: joiner.incarnation, start: joiner.start });
+    this.#stopTellingStart(peer);
     if (this.#window.removeReceiver(peer)) this.#host.writable();
+  }
+
+  onReceiverGone(peer: PeerKey): void {
+    const silentMs = this.#window.release(peer, this.#host.clock.now());
+    if (silentMs === undefined) return;
+    this.#host.report({ type: "receiverUnresponsive", peer, silentMs });
+    this.#host.writable();
   }
 
   heartbeat(): { highestSeq: number; lowestSeq: number; digest: DigestEntry[] } {
     const digest: DigestEntry[] = [];
     for (const stream of this.#streams.values()) {
+      const window = stream.window;
+      if (!window.opened) continue;
       digest.push(
         create(DigestEntrySchema, {
           memberId: stream.originId,
-          incarnation: BigInt(stream.window.incarnation),
-          delivered: BigInt(stream.window.next - 1),
-          received: BigInt(stream.window.highestReceived),
+          incarnation: BigInt(window.incarnation),
+          delivered: BigInt(window.next - 1),
+          received: BigInt(window.highestReceived),
         }),
       );
     }
-    return { highestSeq: this.#window.nextSeq - 1, lowestSeq: this.#lowestHeld(), digest };
+    return { highestSeq: this.#window.nextSeq - 1, lowestSeq: this.#window.low, digest };
   }
 
   close(): void {
@@ -209,19 +278,20 @@ export class NackProtocol implements ReliabilityProtocol {
     this.#tailTimer?.cancel();
     this.#expiryTimer?.cancel();
     for (const [peer, stream] of this.#streams) this.#dropStream(peer, stream);
+    for (const peer of [...this.#joiners.keys()]) this.#stopTellingStart(peer);
+    this.#resume.clear();
+    this.#untold.clear();
   }
 
-  #lowestHeld(): number {
-    return this.#window.unstable > 0 ? this.#window.low : 0;
-  }
-
-  #stream(peer: PeerKey, incarnation: number, first: number): SenderStream {
+  // A peer's stream of this incarnation; a new one resumes where a partition left it, or waits to be told where it starts.
+  #stream(peer: PeerKey, incarnation: number): SenderStream {
     let stream = this.#streams.get(peer);
     if (stream !== undefined && stream.window.incarnation === incarnation) return stream;
     if (stream !== undefined) this.#dropStream(peer, stream);
-    // A receiver delivers a sender's messages from the first one it hears of: the next one after an
-    // announced highest sequence number, or the first message that arrives.
-    stream = openIncomingStream(peer, Math.max(1, first), incarnation, this.#stats, this.#host.deliver);
+    const resume = this.#resume.get(peer);
+    const first = resume?.incarnation === incarnation ? resume.next : 0;
+    this.#resume.delete(peer);
+    stream = openIncomingStream(peer, first, incarnation, this.#limits, this.#stats, this.#host.deliver);
     this.#streams.set(peer, stream);
     return stream;
   }
@@ -229,6 +299,70 @@ export class NackProtocol implements ReliabilityProtocol {
   #dropStream(peer: PeerKey, stream: SenderStream): void {
     stream.window.cancelTimers();
     this.#streams.delete(peer);
+  }
+
+  #onHeartbeat(peer: PeerKey, incarnation: number, heartbeat: Heartbeat): void {
+    if (!this.#consistent(peer, incarnation, heartbeat)) {
+      this.#stats.refused++;
+      return;
+    }
+    const highest = Number(heartbeat.highestSeq);
+    const origin = idOf(peer);
+    for (const entry of heartbeat.digest) {
+      if (Number(entry.incarnation) === this.#localIncarnation && sameId(entry.memberId, this.#localId)) {
+        // What the peer has of our stream.
+        this.#onAck(peer, Number(entry.delivered), Number(entry.received));
+      } else if (Number(entry.incarnation) === incarnation && sameId(entry.memberId, origin)) {
+        // The peer's own stream: where it starts for us.
+        this.#onStart(peer, incarnation, Number(entry.delivered) + 1);
+      }
+    }
+    // A stream given up for dead resumes on the peer's heartbeat too, so that an idle sender still moves
+    // it on; a sender that has sent something is remembered as having done so.
+    const known = this.#streams.get(peer)?.window.incarnation === incarnation;
+    if (!known && highest === 0 && this.#resume.get(peer)?.incarnation !== incarnation) return;
+    const stream = this.#stream(peer, incarnation);
+    const window = stream.window;
+    window.announce(highest);
+    if (!window.opened) return;
+    // Below its lowest the sender holds nothing: what is missing there is lost.
+    const lowest = Number(heartbeat.lowestSeq);
+    if (lowest > window.next) this.#skipTo(peer, stream, lowest);
+    this.#afterProgress(peer, stream);
+  }
+
+  /**
+   * True when a heartbeat's numbers can be its sender's: it holds lowest..highest (never more than a
+   * buffer, lowest at most one past highest), and its digest acknowledges only what we sent and starts
+   * its own stream for us no later than one past its highest.
+   */
+  #consistent(peer: PeerKey, incarnation: number, heartbeat: Heartbeat): boolean {
+    const { highestSeq, lowestSeq } = heartbeat;
+    if (lowestSeq < 1n || lowestSeq > highestSeq + 1n || highestSeq + 1n - lowestSeq > BigInt(this.#trustSpan)) return false;
+    const sent = BigInt(this.#window.nextSeq);
+    let origin: Uint8Array | undefined;
+    for (const entry of heartbeat.digest) {
+      if (Number(entry.incarnation) === this.#localIncarnation && sameId(entry.memberId, this.#localId)) {
+        if (entry.delivered >= sent || entry.received >= sent) return false;
+      } else if (Number(entry.incarnation) === incarnation && sameId(entry.memberId, (origin ??= idOf(peer)))) {
+        if (entry.delivered > highestSeq) return false;
+      }
+    }
+    return true;
+  }
+
+  // The sender told us where its stream starts for us: open there (unless open already), and say so.
+  #onStart(peer: PeerKey, incarnation: number, start: number): void {
+    const stream = this.#stream(peer, incarnation);
+    if (!stream.window.opened) stream.window.open(start, stream.deliver);
+    this.#sendAck(peer, stream);
+  }
+
+  #skipTo(peer: PeerKey, stream: SenderStream, lowest: number): void {
+    const lost = stream.window.skipTo(lowest, stream.deliver, (firstSeq, lastSeq) =>
+      this.#host.report({ type: "messagesLost", peer, count: lastSeq - firstSeq + 1, firstSeq, lastSeq }),
+    );
+    this.#stats.lost += lost;
   }
 
   #afterProgress(peer: PeerKey, stream: SenderStream): void {
@@ -263,8 +397,7 @@ export class NackProtocol implements ReliabilityProtocol {
       }
       const missing = window.missing(this.#options.maxNackSeqs);
       if (missing.length === 0) return;
-      // Multicast, so that receivers missing the same messages hold their own NACKs back.
-      this.#host.multicastFrame(nackFrame(Stream.MULTICAST, stream.originId, window.incarnation, missing));
+      this.#host.unicastFrame(peer, nackFrame(Stream.MULTICAST, stream.originId, window.incarnation, missing));
       this.#stats.nacksSent++;
       window.nackAttempts++;
       this.#scheduleNack(peer, stream, this.#retryDelay(window.nackAttempts));
@@ -276,55 +409,70 @@ export class NackProtocol implements ReliabilityProtocol {
     return Math.min(nackRetryMaxMs, nackRetryMs * 2 ** Math.min(attempts - 1, 10));
   }
 
-  // A NACK for our own stream: retransmit what is asked for (each message at most once per holdoff),
-  // and tell the asker where our buffer starts if it asks for messages already dropped.
+  // A NACK for our own stream: retransmit what is asked for (each message at most once per holdoff to
+  // each asker), and tell the asker where our buffer starts if it asks for messages already dropped.
   #onNack(peer: PeerKey, nack: Nack): void {
-    this.#stats.nacksReceived++;
     const window = this.#window;
+    if (!nack.missing.every((range) => this.#sent(range))) {
+      this.#stats.refused++;
+      return;
+    }
+    this.#stats.nacksReceived++;
     const now = this.#host.clock.now();
     window.ack(peer, 0, 0, now);
     let belowBuffer = false;
     let budget = this.#options.maxNackSeqs;
     for (const range of nack.missing) {
-      const first = Number(range.first);
-      const last = Math.min(Number(range.last), window.nextSeq - 1, first + budget - 1);
-      for (let seq = first; seq <= last; seq++) {
-        budget--;
-        const frame = window.frame(seq);
-        if (frame === undefined) {
-          if (seq < window.low) belowBuffer = true;
-          continue;
-        }
-        if (now - window.sentAt(seq) < this.#options.retransmitHoldoffMs) continue;
-        window.markResent(seq, now);
-        this.#host.multicastFrame(frame);
-        this.#stats.retransmitted++;
+      let first = Number(range.first);
+      const last = Number(range.last);
+      if (first < window.low) {
+        belowBuffer = true;
+        first = window.low;
       }
-      if (budget <= 0) break;
+      for (let seq = first; seq <= last && budget > 0; seq++, budget--) this.#retransmit(peer, seq, now);
+      if (budget === 0) break;
     }
     if (belowBuffer) this.#host.unicastFrame(peer, this.#tailFrame());
   }
 
-  // Another receiver's NACK for a stream we also read: if it asks for everything we miss, wait for the
-  // repair it will bring instead of sending the same NACK.
-  #onOthersNack(nack: Nack): void {
-    for (const [peer, stream] of this.#streams) {
-      if (!sameId(stream.originId, nack.originId)) continue;
-      const window = stream.window;
-      if (window.nackTimer === undefined || window.nackAttempts > 0) return;
-      const asked = nack.missing.map((r) => [Number(r.first), Number(r.last)] as const);
-      const covered = window
-        .missing(this.#options.maxNackSeqs)
-        .every(([first, last]) => asked.some(([a, b]) => a <= first && last <= b));
-      if (!covered) return;
-      window.nackTimer.cancel();
-      window.nackAttempts = 1;
-      this.#scheduleNack(peer, stream, this.#retryDelay(1));
+  /** True when `range` is a run of messages this member sent. */
+  #sent(range: SeqRange): boolean {
+    return range.first >= 1n && range.first <= range.last && range.last < BigInt(this.#window.nextSeq);
+  }
+
+  // The first receiver asking for `seq` within the holdoff gets it alone; a second one makes it go to
+  // everyone (several receivers lost it), and then nobody gets it again within the holdoff.
+  #retransmit(peer: PeerKey, seq: number, now: number): void {
+    const window = this.#window;
+    const frame = window.frame(seq)!;
+    if (now - window.resentAt(seq) >= this.#options.retransmitHoldoffMs) {
+      window.markResent(seq, now, peer);
+      this.#host.unicastFrame(peer, frame);
+      this.#stats.retransmittedToOne++;
+    } else {
+      const to = window.resentTo(seq);
+      if (to === peer || to === EVERYONE) return;
+      window.markResent(seq, now, EVERYONE);
+      this.#host.multicastFrame(frame);
+    }
+    this.#stats.retransmitted++;
+  }
+
+  #onAckFrame(peer: PeerKey, ack: Ack): void {
+    const cumulative = Number(ack.cumulative);
+    let received = cumulative;
+    const valid = cumulative < this.#window.nextSeq && ack.received.every((range) => this.#sent(range));
+    if (!valid) {
+      this.#stats.refused++;
       return;
     }
+    for (const range of ack.received) received = Math.max(received, Number(range.last));
+    this.#onAck(peer, cumulative, received);
   }
 
   #onAck(peer: PeerKey, cumulative: number, received: number): void {
+    // Any acknowledgement shows the receiver's stream of ours is open: it needs no more telling where it starts.
+    this.#stopTellingStart(peer);
     const window = this.#window;
     if (!window.hasReceiver(peer)) return;
     const before = window.unstable + window.inFlight;
@@ -334,13 +482,32 @@ export class NackProtocol implements ReliabilityProtocol {
     if (window.unstable + window.inFlight < before) this.#host.writable();
   }
 
-  #tailFrame(): Uint8Array {
-    return heartbeatFrame({
-      highestSeq: this.#window.nextSeq - 1,
-      lowestSeq: this.#lowestHeld(),
-      intervalMs: 0,
-      digest: [],
+  // Tells a receiver where our stream starts for it, again and again (backing off) until it acknowledges.
+  #tellStart(peer: PeerKey, joiner: Joiner): void {
+    const entry = create(DigestEntrySchema, {
+      memberId: this.#localId,
+      incarnation: BigInt(this.#localIncarnation),
+      delivered: BigInt(joiner.start - 1),
+      received: BigInt(joiner.start - 1),
     });
+    this.#host.unicastFrame(peer, this.#tailFrame([entry]));
+    joiner.attempts++;
+    joiner.timer = this.#host.clock.setTimer(this.#retryDelay(joiner.attempts), () => {
+      joiner.timer = undefined;
+      if (!this.#closed && this.#joiners.get(peer) === joiner) this.#tellStart(peer, joiner);
+    });
+  }
+
+  #stopTellingStart(peer: PeerKey): void {
+    const joiner = this.#joiners.get(peer);
+    if (joiner === undefined) return;
+    joiner.timer?.cancel();
+    this.#joiners.delete(peer);
+  }
+
+  /** A heartbeat of our stream's highest and lowest held message (and `digest`), between the periodic ones. */
+  #tailFrame(digest: DigestEntry[] = []): Uint8Array {
+    return heartbeatFrame({ highestSeq: this.#window.nextSeq - 1, lowestSeq: this.#window.low, intervalMs: 0, digest });
   }
 
   // While messages are unacknowledged, keep telling receivers the highest sequence number (backing off),
@@ -365,4 +532,11 @@ export class NackProtocol implements ReliabilityProtocol {
       this.#scheduleExpiry();
     });
   }
+}
+
+/** Remembers `point` for `peer`, forgetting the oldest one past {@link MAX_RESUME_POINTS}. */
+function remember<T>(points: Map<PeerKey, T>, peer: PeerKey, point: T): void {
+  points.delete(peer);
+  if (points.size >= MAX_RESUME_POINTS) points.delete(points.keys().next().value!);
+  points.set(peer, point);
 }

@@ -53,16 +53,17 @@ export function takeAck(stream: IncomingStream, kind: Stream): Uint8Array {
   return ackFrame(kind, stream.originId, window.incarnation, window.next - 1, window.highestReceived);
 }
 
-/** A stream from `peer` (incarnation `incarnation`) whose first expected message is `first`. */
+/** A stream from `peer` (incarnation `incarnation`) whose first expected message is `first` (0: not known yet). */
 export function openIncomingStream(
   peer: PeerKey,
   first: number,
   incarnation: number,
+  limits: EarlyLimits,
   stats: ProtocolStats,
   deliver: (peer: PeerKey, data: DataFields) => void,
 ): IncomingStream {
   return {
-    window: new ReceiveWindow(first, incarnation),
+    window: new ReceiveWindow(first, incarnation, limits),
     originId: idOf(peer),
     deliver: (data) => {
       stats.delivered++;
@@ -72,18 +73,42 @@ export function openIncomingStream(
 }
 
 /**
+ * How much one stream holds out of order: what its sender may have outstanding beyond the next message
+ * the receiver delivers, so that a sender with the same options never overflows it. What arrives past
+ * the limits is dropped and asked for again once the gap below it is filled.
+ */
+export interface EarlyLimits {
+  /** Most messages held, and how far above the next one to deliver a held message may be. */
+  readonly messages: number;
+  /** Most payload bytes held; one message always fits in an empty buffer, as in an empty window. */
+  readonly bytes: number;
+}
+
+/** What became of a received message. */
+export type Receipt = "taken" | "duplicate" | "full";
+
+/**
  * The receiver's side of one sender's NACK stream: delivers in sequence order exactly once, holds
  * early arrivals, and knows which sequence numbers are missing. Out-of-band messages are delivered on
  * arrival and skipped when their turn comes.
+ *
+ * A window may start without knowing where its stream starts for this receiver (`first` 0): it then
+ * holds what arrives, delivers nothing, and is opened once the sender says where to start.
  */
 export class ReceiveWindow {
-  /** The next sequence number to deliver in order. */
+  /** The next sequence number to deliver in order; 0 until the window is opened. */
   next: number;
   /** The highest sequence number known to exist (received, or announced by the sender). */
   highest: number;
   /** The highest sequence number received. */
   highestReceived: number;
-  readonly #early = new EarlyBuffer();
+  /**
+   * Messages that arrived ahead of their turn, by sequence number; null marks an out-of-band message
+   * delivered already, so that the in-order pass skips it. Made on first use: most streams never need
+   * it, and its size follows what it holds, never the span of the numbers.
+   */
+  #early: Map<number, DataFields | null> | undefined;
+  #earlyBytes = 0;
   /** Messages received, and their payload bytes, since the last acknowledgement. */
   unacked = 0;
   unackedBytes = 0;
@@ -96,64 +121,126 @@ export class ReceiveWindow {
   constructor(
     first: number,
     readonly incarnation: number,
+    readonly limits: EarlyLimits,
   ) {
     this.next = first;
     this.highest = first - 1;
     this.highestReceived = first - 1;
   }
 
+  /** False while the window waits to learn where its stream starts. */
+  get opened(): boolean {
+    return this.next > 0;
+  }
+
   /** True when some message below `highest` has not arrived. */
   get hasGap(): boolean {
-    return this.highest >= this.next;
+    return this.next > 0 && this.highest >= this.next;
+  }
+
+  /** Messages held out of order. */
+  get held(): number {
+    return this.#early?.size ?? 0;
+  }
+
+  /** Payload bytes held out of order. */
+  get heldBytes(): number {
+    return this.#earlyBytes;
   }
 
   /**
    * Accepts a message. Calls `deliver` for it and for every held message it unblocks, in order, and
-   * for an out-of-band message at once. Returns false for a duplicate.
+   * for an out-of-band message at once (once opened). Returns "duplicate" for a message delivered or
+   * held already, and "full" for one that would have to be held beyond `limits` (it is dropped).
    */
-  receive(data: DataFields, deliver: (data: DataFields) => void): boolean {
+  receive(data: DataFields, deliver: (data: DataFields) => void): Receipt {
     const seq = data.seq;
-    if (seq < this.next || this.#early.has(seq)) return false;
-    if (seq > this.highest) this.highest = seq;
-    if (seq > this.highestReceived) this.highestReceived = seq;
-    this.unacked++;
-    this.unackedBytes += data.payload.length;
-    if (seq !== this.next) {
-      if (data.outOfBand) {
-        // null marks "delivered already" so the in-order pass skips it.
-        this.#early.set(seq, null);
+    if (seq < this.next) return "duplicate";
+    if (seq !== this.next || this.next === 0) {
+      const early = (this.#early ??= new Map());
+      if (early.has(seq)) return "duplicate";
+      const bytes = data.payload.length;
+      const { messages, bytes: maxBytes } = this.limits;
+      if (early.size >= messages || (this.next > 0 && seq - this.next >= messages)) return "full";
+      if (early.size > 0 && this.#earlyBytes + bytes > maxBytes) return "full";
+      this.#count(data);
+      if (data.outOfBand && this.next > 0) {
+        early.set(seq, null);
         deliver(data);
       } else {
-        this.#early.set(seq, data);
+        early.set(seq, retained(data));
+        this.#earlyBytes += bytes;
       }
-      return true;
+      return "taken";
     }
+    this.#count(data);
     this.next++;
     deliver(data);
     this.#drain(deliver);
-    return true;
+    return "taken";
   }
 
-  /** The sender announced its highest sequence number: a lost last message becomes a visible gap. */
+  /**
+   * Opens a window that did not know where its stream starts: delivery starts at `first`. Held
+   * messages below it (not meant for this receiver) or too far above it are dropped.
+   */
+  open(first: number, deliver: (data: DataFields) => void): void {
+    this.next = first;
+    this.highestReceived = first - 1;
+    const early = this.#early;
+    if (early !== undefined) {
+      for (const [seq, held] of early) {
+        if (seq < first || seq - first >= this.limits.messages) {
+          this.#remove(seq, held);
+          continue;
+        }
+        if (seq > this.highestReceived) this.highestReceived = seq;
+        if (held !== null && held.outOfBand && seq !== first) {
+          // Out-of-band messages go up as soon as they may.
+          early.set(seq, null);
+          this.#earlyBytes -= held.payload.length;
+          deliver(held);
+        }
+      }
+    }
+    // What the sender announced stays known to exist (a gap to ask for).
+    this.highest = Math.max(this.highest, this.highestReceived);
+    this.#drain(deliver);
+  }
+
+  /** The sender announced its highest sequence number: a lost last message becomes a visible gap (once opened). */
   announce(highest: number): void {
     if (highest > this.highest) this.highest = highest;
   }
 
   /**
-   * The sender no longer holds anything below `lowest`: skip what is missing below it, deliver what is
-   * held. Returns how many messages were lost.
+   * The sender no longer holds anything below `lowest`: delivers what is held below it, in order, and
+   * reports each run of missing sequence numbers to `lose`, in order with the deliveries. Works in
+   * time of the messages held, however far it skips. Returns how many messages were lost.
    */
-  skipTo(lowest: number, deliver: (data: DataFields) => void): number {
+  skipTo(lowest: number, deliver: (data: DataFields) => void, lose?: (first: number, last: number) => void): number {
+    if (this.next === 0 || lowest <= this.next) return 0;
+    const early = this.#early;
+    const below: number[] = [];
+    if (early !== undefined) for (const seq of early.keys()) if (seq < lowest) below.push(seq);
+    below.sort((a, b) => a - b);
     let lost = 0;
-    while (this.next < lowest) {
-      const held = this.#early.get(this.next);
-      if (held === undefined) lost++;
-      else {
-        this.#early.delete(this.next);
-        if (held !== null) deliver(held);
+    for (const seq of below) {
+      if (seq > this.next) {
+        lost += seq - this.next;
+        lose?.(this.next, seq - 1);
       }
-      this.next++;
+      const held = early!.get(seq)!;
+      this.#remove(seq, held);
+      this.next = seq + 1;
+      if (held !== null) deliver(held);
     }
+    if (lowest > this.next) {
+      lost += lowest - this.next;
+      lose?.(this.next, lowest - 1);
+      this.next = lowest;
+    }
+    // Acknowledge the new position soon.
     this.unacked++;
     if (this.highest < this.next - 1) this.highest = this.next - 1;
     this.#drain(deliver);
@@ -163,15 +250,16 @@ export class ReceiveWindow {
   /** The missing sequence numbers as inclusive ranges, at most `limit` numbers in all. */
   missing(limit: number): Array<[number, number]> {
     const ranges: Array<[number, number]> = [];
+    const early = this.#early;
     let count = 0;
     let seq = this.next;
     while (seq <= this.highest && count < limit) {
-      if (this.#early.has(seq)) {
+      if (early?.has(seq) === true) {
         seq++;
         continue;
       }
       const first = seq;
-      while (seq <= this.highest && !this.#early.has(seq) && count < limit) {
+      while (seq <= this.highest && early?.has(seq) !== true && count < limit) {
         seq++;
         count++;
       }
@@ -195,17 +283,26 @@ export class ReceiveWindow {
     this.ackTimer = undefined;
   }
 
-  /** Messages held out of order. */
-  get held(): number {
-    return this.#early.size;
+  #count(data: DataFields): void {
+    // Before the window opens, only what the sender announces counts as known to exist.
+    if (data.seq > this.highest && this.next > 0) this.highest = data.seq;
+    if (data.seq > this.highestReceived) this.highestReceived = data.seq;
+    this.unacked++;
+    this.unackedBytes += data.payload.length;
+  }
+
+  #remove(seq: number, held: DataFields | null): void {
+    this.#early!.delete(seq);
+    if (held !== null) this.#earlyBytes -= held.payload.length;
   }
 
   #drain(deliver: (data: DataFields) => void): void {
     const early = this.#early;
+    if (early === undefined) return;
     while (early.size > 0) {
       const held = early.get(this.next);
       if (held === undefined) return;
-      early.delete(this.next);
+      this.#remove(this.next, held);
       this.next++;
       if (held !== null) deliver(held);
     }
@@ -213,65 +310,11 @@ export class ReceiveWindow {
 }
 
 /**
- * Messages that arrived ahead of their turn, by sequence number: a ring of slots indexed by
- * `seq mod size`, doubled when a message lands beyond it. Cheaper than a Map on the path every
- * message behind a lost datagram takes.
+ * A message about to be held, keeping little more memory than its payload: one whose payload is a
+ * small part of a larger datagram gets a copy of its own, so that what is counted is what is kept.
  */
-class EarlyBuffer {
-  #slots: Array<DataFields | null | undefined> = new Array(1024);
-  #seqs = new Float64Array(1024).fill(-1);
-  /** Every held sequence number is in [base, base + slots.length). */
-  #base = 0;
-  /** The highest sequence number held since the buffer was last empty (an upper bound of those held). */
-  #top = 0;
-  size = 0;
-
-  has(seq: number): boolean {
-    return this.get(seq) !== undefined;
-  }
-
-  get(seq: number): DataFields | null | undefined {
-    const slot = seq % this.#slots.length;
-    return this.#seqs[slot] === seq ? this.#slots[slot] : undefined;
-  }
-
-  set(seq: number, data: DataFields | null): void {
-    if (this.size === 0) this.#base = this.#top = seq;
-    else if (seq < this.#base) this.#rebase(seq);
-    else if (seq > this.#top) this.#top = seq;
-    while (seq - this.#base >= this.#slots.length) this.#grow();
-    const slot = seq % this.#slots.length;
-    this.#slots[slot] = data;
-    this.#seqs[slot] = seq;
-    this.size++;
-  }
-
-  delete(seq: number): void {
-    const slot = seq % this.#slots.length;
-    if (this.#seqs[slot] !== seq) return;
-    this.#slots[slot] = undefined;
-    this.#seqs[slot] = -1;
-    this.size--;
-    if (seq === this.#base) this.#base++;
-  }
-
-  #rebase(seq: number): void {
-    this.#base = seq;
-    while (this.#top - seq >= this.#slots.length) this.#grow();
-  }
-
-  #grow(): void {
-    const slots = this.#slots;
-    const seqs = this.#seqs;
-    this.#slots = new Array(slots.length * 2);
-    this.#seqs = new Float64Array(slots.length * 2).fill(-1);
-    for (let i = 0; i < slots.length; i++) {
-      const seq = seqs[i]!;
-      if (seq >= 0 && slots[i] !== undefined) {
-        const slot = seq % this.#slots.length;
-        this.#slots[slot] = slots[i];
-        this.#seqs[slot] = seq;
-      }
-    }
-  }
+function retained(data: DataFields): DataFields {
+  const payload = data.payload;
+  if (payload.buffer.byteLength > 2 * payload.length) data.payload = payload.slice();
+  return data;
 }

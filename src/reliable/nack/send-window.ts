@@ -13,6 +13,9 @@ interface Receiver {
 /** How many times the flow-control window the retransmit buffer may hold while gaps are repaired. */
 export const BUFFER_WINDOWS = 4;
 
+/** The receiver of a retransmission sent to the whole group. */
+export const EVERYONE: PeerKey = "";
+
 /**
  * The sender's side of a NACK stream: the retransmit buffer and the flow-control window.
  *
@@ -36,7 +39,8 @@ export class SendWindow {
   #receivedByAll = 0;
   #inFlightBytes = 0;
   readonly #frames: Array<Uint8Array | undefined>;
-  readonly #sentAt: Float64Array;
+  readonly #resentAt: Float64Array;
+  readonly #resentTo: Array<PeerKey | undefined>;
   readonly #receivers = new Map<PeerKey, Receiver>();
 
   constructor(
@@ -46,7 +50,8 @@ export class SendWindow {
     this.capacity = windowMessages * BUFFER_WINDOWS;
     this.maxBufferBytes = windowBytes * BUFFER_WINDOWS;
     this.#frames = new Array<Uint8Array | undefined>(this.capacity);
-    this.#sentAt = new Float64Array(this.capacity);
+    this.#resentAt = new Float64Array(this.capacity);
+    this.#resentTo = new Array<PeerKey | undefined>(this.capacity);
   }
 
   /** Messages held for retransmission. */
@@ -73,14 +78,14 @@ export class SendWindow {
   }
 
   /**
-   * Keeps the frame of message `seq` (just sent) for retransmission. Its send time is left at 0: a NACK
+   * Keeps the frame of message `seq` (just sent) for retransmission. It counts as never resent: a NACK
    * comes only after a gap has lasted a while, so the first repair may go at once (and the send path
    * saves a clock read per message).
    */
   record(seq: number, frame: Uint8Array): void {
     const slot = seq % this.capacity;
     this.#frames[slot] = frame;
-    this.#sentAt[slot] = 0;
+    this.#resentAt[slot] = -Infinity;
     this.#bytes += frame.length;
     this.#inFlightBytes += frame.length;
   }
@@ -90,13 +95,20 @@ export class SendWindow {
     return seq >= this.low && seq < this.nextSeq ? this.#frames[seq % this.capacity] : undefined;
   }
 
-  /** When `seq` was last retransmitted (0: never). */
-  sentAt(seq: number): number {
-    return this.#sentAt[seq % this.capacity]!;
+  /** When `seq` was last retransmitted (-Infinity: never). */
+  resentAt(seq: number): number {
+    return this.#resentAt[seq % this.capacity]!;
   }
 
-  markResent(seq: number, now: number): void {
-    this.#sentAt[seq % this.capacity] = now;
+  /** Whom `seq` was last retransmitted to: one receiver, or {@link EVERYONE} (meaningless when never resent). */
+  resentTo(seq: number): PeerKey | undefined {
+    return this.#resentTo[seq % this.capacity];
+  }
+
+  markResent(seq: number, now: number, to: PeerKey): void {
+    const slot = seq % this.capacity;
+    this.#resentAt[slot] = now;
+    this.#resentTo[slot] = to;
   }
 
   /** Starts tracking a receiver that has delivered everything before `from`. */
@@ -133,6 +145,18 @@ export class SendWindow {
     receiver.received = Math.min(highest, Math.max(receiver.received, received, receiver.acked));
     this.#update();
     return revived;
+  }
+
+  /**
+   * `peer` stops counting at once, as an unresponsive receiver does (an acknowledgement brings it back).
+   * Returns how long it had been silent, or undefined when it was not a counting receiver.
+   */
+  release(peer: PeerKey, now: number): number | undefined {
+    const receiver = this.#receivers.get(peer);
+    if (receiver === undefined || !receiver.responsive) return undefined;
+    receiver.responsive = false;
+    this.#update();
+    return now - receiver.heardAt;
   }
 
   /**

@@ -5,8 +5,8 @@ import { Addressing } from "../../../gen/activeblaze/v1/reliable_pb.ts";
 import { SeededRandom } from "../../transport/seeded-random.ts";
 import { runSeeds } from "../../transport/sim-run.ts";
 import { VirtualClock } from "../../transport/virtual-clock.ts";
-import { type DataFields, DatagramBuilder, DatagramReader, encodeEnvelopeHeader } from "../../wire/frames.ts";
-import { ackFrame, Stream } from "../control-frames.ts";
+import { type DataFields, DatagramBuilder, DatagramReader, emptyDataFields, encodeEnvelopeHeader, toData, toDataFields } from "../../wire/frames.ts";
+import { ackFrame, nackFrame, Stream } from "../control-frames.ts";
 import { keyOf } from "../member-key.ts";
 import type { OutgoingData, PeerKey } from "../protocol.ts";
 import { DEFAULT_UNICAST_OPTIONS, type UnicastHost, type UnicastOptions, UnicastProtocol } from "./unicast-protocol.ts";
@@ -182,6 +182,11 @@ function outgoing(index: number, size = 16): OutgoingData {
     messageLength: 0,
     requestId: 0,
   };
+}
+
+/** A point-to-point Data message to `to` (incarnation 1) with sequence number `seq`, carrying `index`. */
+function message(to: Member, seq: number, index: number, size = 16): DataFields {
+  return { ...emptyDataFields(), ...outgoing(index, size), seq, targetId: to.id, targetIncarnation: 1 };
 }
 
 function range(from: number, to: number): number[] {
@@ -517,6 +522,54 @@ describe("UnicastProtocol", () => {
     expect(writable).toEqual([b.key]);
     expect(a.protocol.canSend(b.key, 16)).toBe(true);
     expect(b.received(a.key)).toEqual(range(0, 4));
+  });
+
+  it("refuses a floor above its own message, and acknowledgements and NACKs of messages never sent, counting them", () => {
+    const { wire, a, b } = pair(9, LOSSLESS);
+    for (let i = 0; i < 3; i++) a.protocol.send(b.key, 1, outgoing(i));
+    wire.clock.runUntilIdle();
+    expect(b.received(a.key)).toEqual(range(0, 3));
+    const hostile = (seq: number, streamFloor: number): DataFields => ({ ...toDataFields(toData(message(b, seq, 50)))!, streamFloor });
+    b.protocol.onData(a.key, 1, hostile(5, 6));
+    b.protocol.onData(a.key, 1, hostile(0, 0));
+    expect(b.protocol.stats).toMatchObject({ refused: 2, lost: 0 });
+    // Still in step: the next message is 4.
+    b.protocol.onData(a.key, 1, hostile(4, 0));
+    expect(b.received(a.key)).toEqual([...range(0, 3), 50]);
+
+    wire.drop = () => true;
+    a.protocol.send(b.key, 1, outgoing(3));
+    const control = (frame: Uint8Array) => a.protocol.onControl(b.key, 1, fromBinary(FrameSchema, frame));
+    control(ackFrame(Stream.UNICAST, a.id, 1, 5, 5));
+    control(nackFrame(Stream.UNICAST, a.id, 1, [[4, 5]]));
+    control(nackFrame(Stream.UNICAST, a.id, 1, [[4, 3]]));
+    control(nackFrame(Stream.UNICAST, a.id, 1, [[0, 4]]));
+    expect(a.protocol.stats).toMatchObject({ refused: 4, retransmitted: 0 });
+    expect(a.protocol.unacked(b.key)).toBe(1);
+    control(ackFrame(Stream.UNICAST, a.id, 1, 4, 4));
+    expect(a.protocol.unacked(b.key)).toBe(0);
+  });
+
+  it("skips to a floor of 2^53 − 1 in one step, delivering what it holds and counting the rest lost", () => {
+    const { a, b } = pair(10, LOSSLESS);
+    const top = Number.MAX_SAFE_INTEGER;
+    b.protocol.onData(a.key, 1, toDataFields(toData(message(b, 3, 30)))!);
+    expect(b.protocol.stats.held).toBe(1);
+    b.protocol.onData(a.key, 1, { ...toDataFields(toData(message(b, top, 31)))!, streamFloor: top });
+    expect(b.received(a.key)).toEqual([30, 31]);
+    expect(b.protocol.stats).toMatchObject({ lost: top - 2, held: 0 });
+    // Anything below the floor is behind the stream now.
+    b.protocol.onData(a.key, 1, { ...toDataFields(toData(message(b, 100, 32)))!, streamFloor: 0 });
+    expect(b.protocol.stats).toMatchObject({ duplicates: 1, held: 0 });
+  });
+
+  it("holds at most a window of one peer's messages out of order, by count and by bytes", () => {
+    const { a, b } = pair(11, LOSSLESS, { windowMessages: 8, windowBytes: 4_096 });
+    for (let seq = 2; seq <= 20; seq++) b.protocol.onData(a.key, 1, toDataFields(toData(message(b, seq, seq, 100)))!);
+    expect(b.protocol.stats).toMatchObject({ held: 7, earlyDropped: 12 });
+    const { a: c, b: d } = pair(12, LOSSLESS, { windowMessages: 8, windowBytes: 4_096 });
+    for (let seq = 2; seq <= 5; seq++) d.protocol.onData(c.key, 1, toDataFields(toData(message(d, seq, seq, 1_500)))!);
+    expect(d.protocol.stats).toMatchObject({ held: 2, earlyDropped: 2, heldBytes: 3_000 });
   });
 
   it("stops every timer on close", () => {

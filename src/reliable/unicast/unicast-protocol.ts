@@ -4,7 +4,7 @@ import type { Clock, RandomSource, TimerHandle } from "../../transport/clock.ts"
 import { type DataFields, emptyDataFields, NO_BYTES } from "../../wire/frames.ts";
 import { nackFrame } from "../control-frames.ts";
 import { idOf, sameId } from "../member-key.ts";
-import { type Acknowledger, acknowledge, type IncomingStream, openIncomingStream, takeAck } from "../nack/receive-window.ts";
+import { type Acknowledger, acknowledge, type EarlyLimits, type IncomingStream, openIncomingStream, takeAck } from "../nack/receive-window.ts";
 import { emptyStats, fillData, type OutgoingData, type PeerKey, type ProtocolStats } from "../protocol.ts";
 
 /** What the point-to-point streams need from the channel they run in. */
@@ -26,9 +26,9 @@ export interface UnicastHost {
 
 /** Tuning of the point-to-point streams. Every duration is in milliseconds. */
 export interface UnicastOptions {
-  /** Most messages sent to one peer and not yet acknowledged: the window. */
+  /** Most messages sent to one peer and not yet acknowledged: the window. A receiver holds at most this many out of order per peer. */
   readonly windowMessages: number;
-  /** Most bytes (encoded frames) sent to one peer and not yet acknowledged. A message always fits in an empty window. */
+  /** Most bytes (encoded frames) sent to one peer and not yet acknowledged. A message always fits in an empty window. A receiver holds at most this many out of order per peer. */
   readonly windowBytes: number;
   /** A receiver acknowledges after this many messages, or this many payload bytes… */
   readonly ackThreshold: number;
@@ -166,7 +166,9 @@ type ReceiveStream = IncomingStream;
  * A Data frame names the receiver incarnation its stream was opened to (`targetIncarnation`): a member
  * that restarted drops what was meant for its previous life, so a stream is never confused with the
  * next one, which starts again at 1. Received Data for another incarnation of this member, from an
- * older incarnation of its sender, or too far ahead of the window is counted in `stats.outOfWindow`.
+ * older incarnation of its sender, or too far ahead of the window is counted in `stats.outOfWindow`;
+ * acknowledgements and NACKs of messages never sent, and a stream floor above its own message, in
+ * `stats.refused`. A floor far ahead is skipped to in one step, the messages below it counted lost.
  */
 export class UnicastProtocol {
   readonly #host: UnicastHost;
@@ -182,6 +184,7 @@ export class UnicastProtocol {
    */
   readonly #resume = new Map<PeerKey, { incarnation: number; nextSend: number; nextReceive: number }>();
   readonly #stats: ProtocolStats = emptyStats();
+  readonly #limits: EarlyLimits;
   #unackedTotal = 0;
   #closed = false;
   readonly #scratch: DataFields = emptyDataFields();
@@ -190,11 +193,18 @@ export class UnicastProtocol {
     this.#host = host;
     this.#options = { ...DEFAULT_UNICAST_OPTIONS, ...options };
     this.#localId = idOf(host.localKey);
+    this.#limits = { messages: this.#options.windowMessages, bytes: this.#options.windowBytes };
   }
 
   get stats(): Readonly<ProtocolStats> {
-    this.#stats.unstable = this.#unackedTotal;
-    return this.#stats;
+    const stats = this.#stats;
+    stats.unstable = this.#unackedTotal;
+    stats.held = stats.heldBytes = 0;
+    for (const { window } of this.#receiveStreams.values()) {
+      stats.held += window.held;
+      stats.heldBytes += window.heldBytes;
+    }
+    return stats;
   }
 
   canSend(peer: PeerKey, bytes: number): boolean {
@@ -227,6 +237,11 @@ export class UnicastProtocol {
       this.#stats.outOfWindow++;
       return;
     }
+    if (data.seq < 1 || data.streamFloor > data.seq) {
+      // The sender holds the message itself, so its floor cannot be above it.
+      this.#stats.refused++;
+      return;
+    }
     let stream = this.#receiveStreams.get(peer);
     if (stream === undefined || stream.window.incarnation !== incarnation) {
       const known = this.#incarnations.get(peer);
@@ -239,19 +254,22 @@ export class UnicastProtocol {
       stream = this.#openReceive(peer, incarnation);
     }
     const window = stream.window;
+    if (data.seq - Math.max(window.next, data.streamFloor) >= 4 * this.#options.windowMessages) {
+      // Further ahead than a sender's window allows: not trustworthy.
+      this.#stats.outOfWindow++;
+      return;
+    }
     if (data.streamFloor > window.next) {
       // The sender gave us up for a while and abandoned what it had not got acknowledged: skip it.
       this.#stats.lost += window.skipTo(data.streamFloor, stream.deliver);
     }
-    if (data.seq >= window.next + 4 * this.#options.windowMessages) {
-      // Further ahead than a sender's window allows: not trustworthy, and it would grow the early buffer.
-      this.#stats.outOfWindow++;
-      return;
-    }
-    if (!window.receive(data, stream.deliver)) {
+    const receipt = window.receive(data, stream.deliver);
+    if (receipt === "duplicate") {
       this.#stats.duplicates++;
       // A duplicate (typically the sender's rto resend) means our acknowledgement may have been lost: send it again.
       window.unacked++;
+    } else if (receipt === "full") {
+      this.#stats.earlyDropped++;
     }
     this.#afterReceive(peer, stream);
   }
@@ -265,8 +283,16 @@ export class UnicastProtocol {
     const stream = this.#sendStreams.get(peer);
     // From another incarnation of the receiver than the one the stream goes to: not about this stream.
     if (stream === undefined || stream.incarnation !== incarnation) return;
-    if (kind.case === "ack") this.#onAck(peer, stream, Number(kind.value.cumulative));
-    else this.#onNack(peer, stream, kind.value);
+    // Nothing past what was sent on the stream can be acknowledged or missing.
+    const sent = BigInt(stream.buffer.nextSeq);
+    if (kind.case === "ack") {
+      if (kind.value.cumulative < sent) this.#onAck(peer, stream, Number(kind.value.cumulative));
+      else this.#stats.refused++;
+    } else if (kind.value.missing.every((range) => range.first >= 1n && range.first <= range.last && range.last < sent)) {
+      this.#onNack(peer, stream, kind.value);
+    } else {
+      this.#stats.refused++;
+    }
   }
 
   onPeerUp(peer: PeerKey, incarnation: number): void {
@@ -359,7 +385,7 @@ export class UnicastProtocol {
       first = resume.nextReceive;
       resume.nextReceive = 1;
     }
-    const stream = openIncomingStream(peer, first, incarnation, this.#stats, this.#host.deliver);
+    const stream = openIncomingStream(peer, first, incarnation, this.#limits, this.#stats, this.#host.deliver);
     this.#receiveStreams.set(peer, stream);
     return stream;
   }

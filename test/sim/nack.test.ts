@@ -1,0 +1,28 @@
+import { describe, expect, it } from "vitest";
+import { runSeeds, seedsFromEnv } from "../../src/transport/sim-run.ts";
+import { measureRepairTraffic } from "./nack-repair.ts";
+import { NACK_SCENARIO_KINDS, type NackScenarioResult, runNackScenario } from "./nack-scenario.ts";
+
+describe("NACK reliable multicast under adversarial conditions (simulated network)", () => {
+  for (const kind of NACK_SCENARIO_KINDS) {
+    it(`${kind}: exactly once and in order, every skipped message reported with its range, acknowledgements only of what was settled, bounded memory`, async () => {
+      const results: NackScenarioResult[] = [];
+      await runSeeds({
+        seeds: seedsFromEnv({ from: 1, count: 2 }),
+        run: async (seed) => void results.push(await runNackScenario(seed, kind)),
+        file: "test/sim/nack.test.ts",
+      });
+      for (const result of results) {
+        expect(result.members).toBeGreaterThanOrEqual(9);
+        expect(result.retransmitted).toBeGreaterThan(0);
+        if (kind === "partition") expect(result.lost).toBeGreaterThan(0);
+      }
+    }, 120_000);
+  }
+
+  it("repairs one lossy receiver among 9 to it alone: the lossless receivers get none of its repairs", async () => {
+    const traffic = await measureRepairTraffic(1, 9, 0.1, 2_000);
+    expect(traffic.retransmitted).toBeGreaterThan(100);
+    expect(traffic.losslessDuplicates).toBe(0);
+  });
+});
