@@ -404,7 +404,10 @@ export class GroupMembership {
       return;
     }
     const fromOurCoordinator = view.id.installer === current.coordinator.id || contains(view, current.coordinator.id);
-    if (fromOurCoordinator && view.id.counter > current.id.counter) {
+    // Counted above ours — or as ours but installed by another (two sides installed at once) — and
+    // holding our coordinator without us: it follows another view, not ours.
+    const ourCoordinatorMovedOn = view.id.counter > current.id.counter || (view.id.counter === current.id.counter && view.id.installer !== current.id.installer);
+    if (fromOurCoordinator && ourCoordinatorMovedOn) {
       // Our coordinator took us for dead, or went over to another group (a merge) without us: join again.
       this.#view = undefined;
       this.#startJoining(view.coordinator);
@@ -437,7 +440,9 @@ export class GroupMembership {
   #merge(mine: View, theirs: View): void {
     const local = this.#host.local();
     const pair = [mine.coordinator, theirs.coordinator].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-    if (this.#select(pair).id !== local.id) return;
+    // Their coordinator is one of ours (a view installed for it that it never took up): it will not merge.
+    const theirsFollowsUs = contains(mine, theirs.coordinator.id, theirs.coordinator.incarnation);
+    if (!theirsFollowsUs && this.#select(pair).id !== local.id) return;
     const members = [...mine.members];
     for (const member of theirs.members) {
       const index = members.findIndex((m) => m.id === member.id);
