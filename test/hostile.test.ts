@@ -71,6 +71,31 @@ describe("hostile input against live members (loopback UDP)", () => {
     expect(violations(bed, 10)).toEqual([]);
   });
 
+  it("a flood of made-up partitions' views makes no storm of views, and the group is itself again after", async () => {
+    bed = await startBed("cluster");
+    const speakers = await admitted(bed, Array.from({ length: 20 }, (_, i) => fakeId(500 + i)));
+    const channel = bed.members[0]!.channel as ClusterChannel;
+    let views = 0;
+    channel.onGroup("viewChange", () => views++);
+    let counter = BigInt(channel.getView("g")!.id.counter);
+    const started = performance.now();
+    while (performance.now() - started < 2_000) {
+      for (const speaker of speakers) {
+        const id = speaker.identity!.senderId;
+        counter += 1_000n;
+        say(bed, speaker, [{ case: "view", value: { group: "g", id: { coordinatorId: id, counter }, members: [fakeMember(id)], coordinator: memberRef(id) } }]);
+      }
+      await sleep(5);
+    }
+    // A burst of ten, then twenty a second at most.
+    expect(views).toBeLessThanOrEqual(10 + 2 * 20 + 5);
+    // The made-up members never answer the group's pings: they are removed.
+    await sleep(3_000);
+    for (const member of bed.members) expect((member.channel as ClusterChannel).getView("g")!.members).toHaveLength(3);
+    await workload(bed, 10, 1);
+    expect(violations(bed, 10)).toEqual([]);
+  });
+
   it("a Join naming another address is answered at its source, and nothing is sent off loopback", async () => {
     bed = await startBed("cluster");
     const intruder = fakeId(3);

@@ -69,6 +69,15 @@ const JOIN_RETRY_MS = 200;
 const VERIFY_PINGS = 3;
 // View acknowledgements are awaited this long before the view is sent again to the silent members.
 const VIEW_ACK_RESEND_MS = 100;
+// A coordinator installs views in bursts of up to INSTALL_BURST, and then one every INSTALL_INTERVAL_MS
+// (joins, leaves and merges that come meanwhile go into the next): a flood of joins or of made-up
+// partitions cannot make a storm of views, and ordinary changes are never held back.
+const INSTALL_BURST = 10;
+const INSTALL_INTERVAL_MS = 50;
+// A member in a group refuses a view counted further than this above any it has seen: no real group
+// gets a million views ahead of one of its members, and a made-up view could otherwise spend the
+// counters (they stop at MAX_COUNTER) in a few datagrams.
+const MAX_VIEW_STEP = 2 ** 20;
 
 /**
  * Membership of one group, as a state machine over a channel: discovery, join, failure detection with
@@ -117,6 +126,13 @@ export class GroupMembership {
   #unacked = new Set<PeerKey>();
   #ackDeadline = 0;
   #installScheduled = false;
+  /** Views the coordinator may install at once (a token bucket: INSTALL_BURST, one more every INSTALL_INTERVAL_MS). */
+  #installTokens = INSTALL_BURST;
+  #tokensAt = 0;
+  /** Views of other partitions to merge into the next view, by their id. */
+  readonly #pendingMerges = new Map<string, View>();
+  /** Views refused for a counter too far ahead (MAX_VIEW_STEP). */
+  refusedViews = 0;
   #timer: TimerHandle | undefined;
   #nonce = 1;
   #lastViewRepeat = 0;
@@ -328,10 +344,15 @@ export class GroupMembership {
     if (this.#installScheduled) return;
     this.#installScheduled = true;
     // A short wait gathers joins and leaves that come together into one view.
-    this.#host.clock.setTimer(5, () => {
+    const tokens = this.#refillTokens();
+    const wait = Math.max(5, tokens >= 1 ? 0 : (1 - tokens) * INSTALL_INTERVAL_MS);
+    this.#host.clock.setTimer(wait, () => {
       this.#installScheduled = false;
       const view = this.#view;
-      if (view === undefined || !this.isCoordinator) return;
+      if (view === undefined || !this.isCoordinator) {
+        this.#pendingMerges.clear();
+        return;
+      }
       const members = view.members
         .filter((m) => !this.#pendingLeaves.has(m.id) && !this.#dead.has(m.id) && !this.#pendingJoins.has(m.id))
         .map((m) => {
@@ -339,11 +360,21 @@ export class GroupMembership {
           return updated !== undefined && updated.incarnation === m.incarnation ? updated : m;
         });
       for (const joiner of this.#pendingJoins.values()) if (!this.#pendingLeaves.has(joiner.id)) members.push(joiner);
+      const merged = [...this.#pendingMerges.values()];
+      for (const theirs of merged) {
+        for (const member of theirs.members) {
+          if (this.#pendingLeaves.has(member.id) || this.#dead.has(member.id)) continue;
+          const index = members.findIndex((m) => m.id === member.id);
+          if (index < 0) members.push(member);
+          else if (member.incarnation > members[index]!.incarnation) members[index] = member;
+        }
+      }
       this.#pendingJoins.clear();
       this.#pendingUpdates.clear();
       this.#pendingLeaves.clear();
+      this.#pendingMerges.clear();
       this.#dead.clear();
-      this.#install(members);
+      this.#install(members, merged.length === 0 ? [] : [view.id, ...merged.map((theirs) => theirs.id)]);
     });
   }
 
@@ -352,6 +383,7 @@ export class GroupMembership {
     const local = this.#host.local();
     const fresh = members.map((m) => (m.id === local.id ? local : m));
     this.#maxCounter++;
+    this.#installTokens = this.#refillTokens() - 1;
     const view: View = {
       group: this.group,
       id: { installer: local.id, counter: this.#maxCounter },
@@ -364,6 +396,13 @@ export class GroupMembership {
     if (contains(view, local.id)) this.#adopt(view);
   }
 
+  #refillTokens(): number {
+    const now = this.#host.clock.now();
+    this.#installTokens = Math.min(INSTALL_BURST, this.#installTokens + (now - this.#tokensAt) / INSTALL_INTERVAL_MS);
+    this.#tokensAt = now;
+    return this.#installTokens;
+  }
+
   #sendView(view: View, to: Member): void {
     this.#host.unicastTo(to, encodeFrame({ case: "joinResponse", value: create(JoinResponseSchema, { group: this.group, view: viewProto(view) }) }));
   }
@@ -374,6 +413,10 @@ export class GroupMembership {
     if (view === undefined) return;
     const local = this.#host.local();
     const current = this.#view;
+    if (current !== undefined && view.id.counter > this.#maxCounter + MAX_VIEW_STEP) {
+      this.refusedViews++;
+      return;
+    }
     if (view.id.counter > this.#maxCounter) this.#maxCounter = view.id.counter;
     if (current !== undefined && sameView(view.id, current.id)) {
       this.#ackView(peer, view);
@@ -443,14 +486,10 @@ export class GroupMembership {
     // Their coordinator is one of ours (a view installed for it that it never took up): it will not merge.
     const theirsFollowsUs = contains(mine, theirs.coordinator.id, theirs.coordinator.incarnation);
     if (!theirsFollowsUs && this.#select(pair).id !== local.id) return;
-    const members = [...mine.members];
-    for (const member of theirs.members) {
-      const index = members.findIndex((m) => m.id === member.id);
-      if (index < 0) members.push(member);
-      else if (member.incarnation > members[index]!.incarnation) members[index] = member;
-    }
     if (theirs.id.counter > this.#maxCounter) this.#maxCounter = theirs.id.counter;
-    this.#install(members, [mine.id, theirs.id]);
+    // Into the next view, with whatever else comes meanwhile (the latest view of each other side).
+    this.#pendingMerges.set(`${theirs.id.installer}/${theirs.coordinator.id}`, theirs);
+    this.#scheduleInstall();
   }
 
   #adopt(view: View): void {
