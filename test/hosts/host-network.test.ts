@@ -134,8 +134,10 @@ describe.skipIf(unsupported !== undefined)(`hosts in network namespaces${unsuppo
     await network.shape(lossySender, { egressLoss: 0.3 });
     await network.shape(lossyReceiver, { ingressLoss: 0.3 });
     let heard: Array<Record<string, number>>;
+    let dropped: Array<{ egress: number; ingress: number }>;
     try {
       heard = await probe(network.hosts, count);
+      dropped = await Promise.all(network.hosts.map((h) => network.dropped(h)));
     } finally {
       await network.shape(lossySender, {});
       await network.shape(lossyReceiver, {});
@@ -151,6 +153,17 @@ describe.skipIf(unsupported !== undefined)(`hosts in network namespaces${unsuppo
         expect(Math.abs(share(receiver, sender) - expected), `${sender.address} → ${receiver.address} (${network.shaping})`).toBeLessThanOrEqual(lossy ? 0.08 : 0);
       }
     }
+    // The drops are counted: what the lossy sender's link dropped is what a receiver without loss of its
+    // own missed of it, and the lossy receiver's link dropped what it missed of the others less that.
+    // iptables drops UDP datagrams only; netem any packet, IGMP reports among them (two a join).
+    expect(dropped.map((d, i) => (i === lossySender.index ? d.ingress : i === lossyReceiver.index ? d.egress : d.egress + d.ingress))).toEqual([0, 0, 0, 0]);
+    const reports = (joins: number) => (network.shaping === "netem" ? 2 * joins : 0);
+    const missedOfSender = count - heard[2]![lossySender.address]!;
+    const missedByReceiver = 3 * count - Object.values(heard[lossyReceiver.index]!).reduce((a, b) => a + b, 0) - dropped[lossySender.index]!.egress;
+    expect(dropped[lossySender.index]!.egress - missedOfSender).toBeGreaterThanOrEqual(0);
+    expect(dropped[lossySender.index]!.egress - missedOfSender).toBeLessThanOrEqual(reports(1));
+    expect(dropped[lossyReceiver.index]!.ingress - missedByReceiver).toBeGreaterThanOrEqual(0);
+    expect(dropped[lossyReceiver.index]!.ingress - missedByReceiver).toBeLessThanOrEqual(reports(3));
     // Cleared, the links lose nothing.
     expect(await probe(network.hosts, COUNT)).toEqual(hearing(network.hosts, () => 0, COUNT));
   });

@@ -131,6 +131,12 @@ async function netem(namespace: string, device: string, loss: number, delayMs: n
   await tc("del", "dev", device, "root").catch(() => undefined);
 }
 
+/** Packets netem dropped on `device` of `namespace` (0 without netem there). */
+async function netemDrops(namespace: string, device: string): Promise<number> {
+  const qdiscs = JSON.parse(await run("ip", ["netns", "exec", namespace, "tc", "-s", "-j", "qdisc", "show", "dev", device])) as Array<{ kind: string; drops?: number }>;
+  return qdiscs.filter((q) => q.kind === "netem").reduce((sum, q) => sum + (q.drops ?? 0), 0);
+}
+
 /** Which way of shaping links this kernel and these tools allow, found by trying it in `probe`'s namespace. */
 async function probeShaping(probe: Host): Promise<LinkShaping> {
   try {
@@ -262,7 +268,7 @@ export class HostNetwork {
 
   /**
    * Sets `host`'s link conditions (replacing earlier ones; `{}` clears them), in the kernel. With netem,
-   * loss drops IP packets (one fragment loses its whole datagram); with iptables, whole datagrams.
+   * loss drops IP packets (one fragment loses its whole datagram); with iptables, whole UDP datagrams.
    * Delay needs netem. With shaping "none" this throws: start members with in-process loss instead.
    */
   async shape(host: Host, conditions: LinkConditions): Promise<void> {
@@ -292,8 +298,32 @@ export class HostNetwork {
         }
         for (const [chain, loss] of [[EGRESS_LOSS, egressLoss], [INGRESS_LOSS, ingressLoss]] as const) {
           await iptables("-F", chain);
-          if (loss > 0) await iptables("-A", chain, "-m", "statistic", "--mode", "random", "--probability", loss.toFixed(6), "-j", "DROP");
+          // UDP only: the members' datagrams (an IGMP report lost would only blur the counts).
+          if (loss > 0) await iptables("-A", chain, "-p", "udp", "-m", "statistic", "--mode", "random", "--probability", loss.toFixed(6), "-j", "DROP");
         }
+      }
+    }
+  }
+
+  /**
+   * What `host`'s link conditions dropped since they were last set: packets (netem) or datagrams
+   * (iptables) it sent, and that were on their way to it.
+   */
+  async dropped(host: Host): Promise<{ egress: number; ingress: number }> {
+    switch (this.#shaping) {
+      case "none":
+        return { egress: 0, ingress: 0 };
+      case "netem":
+        return { egress: await netemDrops(host.namespace, LINK), ingress: await netemDrops(this.#bridgeNamespace, this.#port(host)) };
+      case "iptables": {
+        if (!this.#lossChains.has(host)) return { egress: 0, ingress: 0 };
+        // `-L -v -x -n`: two lines of heading, then one line a rule, its packet count first.
+        const count = async (chain: string) =>
+          (await run("ip", ["netns", "exec", host.namespace, "iptables", "-w", "-L", chain, "-v", "-x", "-n"]))
+            .split("\n")
+            .slice(2)
+            .reduce((sum, line) => sum + (Number(line.trim().split(/\s+/)[0]) || 0), 0);
+        return { egress: await count(EGRESS_LOSS), ingress: await count(INGRESS_LOSS) };
       }
     }
   }
