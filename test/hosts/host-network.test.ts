@@ -5,6 +5,7 @@
  * nothing of a network outlives it — destroyed, ended with its process, or left by a killed run.
  */
 import { execFileSync, spawn } from "node:child_process";
+import { setTimeout as sleep } from "node:timers/promises";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -16,57 +17,93 @@ const unsupported = await hostNetworkUnsupported();
 if (unsupported !== undefined) console.warn(`test/hosts skipped: ${unsupported}`);
 
 /**
- * One probe per host, all at once: each joins the group on its host's address, sends `count` datagrams
- * to it from `startAt` (wall clock, so that everyone has joined), and prints how many it received from
- * each address by `endAt`.
+ * A probe: joins the group on its host's address and says "ready"; told "send" on stdin, sends `count`
+ * datagrams to the group and says "sent"; told "report", prints how many it received from each address.
  */
 const PROBE = `
 const dgram = require("node:dgram");
-const [iface, group, port, count, startAt, endAt] = process.argv.slice(1);
+const [iface, group, port, count] = process.argv.slice(1);
 const received = {};
 const rx = dgram.createSocket({ type: "udp4", reuseAddr: true });
 rx.on("message", (_, from) => (received[from.address] = (received[from.address] ?? 0) + 1));
-rx.bind(Number(port), "0.0.0.0", () => rx.addMembership(group, iface));
 const tx = dgram.createSocket("udp4");
-tx.bind(0, iface, () => {
-  tx.setMulticastInterface(iface);
-  tx.setMulticastLoopback(false);
-  setTimeout(() => {
-    let sent = 0;
-    const timer = setInterval(() => {
-      for (let i = 0; i < 10 && sent < Number(count); i++, sent++) tx.send(Buffer.alloc(64, sent), Number(port), group);
-      if (sent === Number(count)) clearInterval(timer);
-    }, 2);
-  }, Number(startAt) - Date.now());
+rx.bind(Number(port), "0.0.0.0", () => {
+  rx.addMembership(group, iface);
+  tx.bind(0, iface, () => {
+    tx.setMulticastInterface(iface);
+    tx.setMulticastLoopback(false);
+    console.log("ready");
+  });
 });
-setTimeout(() => { console.log(JSON.stringify(received)); process.exit(0); }, Number(endAt) - Date.now());
+require("node:readline").createInterface({ input: process.stdin }).on("line", (line) => {
+  if (line === "report") {
+    console.log(JSON.stringify(received));
+    process.exit(0);
+  }
+  let sent = 0;
+  const timer = setInterval(() => {
+    for (let i = 0; i < 10 && sent < Number(count); i++, sent++) tx.send(Buffer.alloc(64, sent), Number(port), group);
+    if (sent === Number(count)) {
+      clearInterval(timer);
+      console.log("sent");
+    }
+  }, 2);
+});
 `;
 
-/** What each host received, by sender address, when every host sends `count` datagrams to one group. */
+/** A probe running in `host`, and the lines it printed. */
+class Probe {
+  readonly lines: string[] = [];
+  readonly #child;
+  #exited = false;
+
+  constructor(
+    readonly host: Host,
+    network: { group: string; port: number },
+    count: number,
+  ) {
+    const [command, ...within] = host.within;
+    this.#child = spawn(command, [...within, process.execPath, "-e", PROBE, host.address, network.group, String(network.port), String(count)], { stdio: ["pipe", "pipe", "pipe"] });
+    let pending = "";
+    const keep = (chunk: Buffer) => {
+      const lines = (pending + chunk.toString()).split("\n");
+      pending = lines.pop()!;
+      this.lines.push(...lines);
+    };
+    this.#child.stdout.on("data", keep);
+    this.#child.stderr.on("data", keep);
+    this.#child.on("close", () => (this.#exited = true));
+  }
+
+  tell(line: string): void {
+    this.#child.stdin.write(`${line}\n`);
+  }
+
+  /** The first line `match` accepts, once printed. */
+  async line(match: (line: string) => boolean, what: string): Promise<string> {
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      const found = this.lines.find(match);
+      if (found !== undefined) return found;
+      if (this.#exited || Date.now() > deadline) throw new Error(`the probe in ${this.host.namespace} did not say ${what}: ${this.lines.join("\n")}`);
+      await sleep(10);
+    }
+  }
+}
+
+/**
+ * What each host received, by sender address, when every host sends `count` datagrams to one group:
+ * everyone joins first, then everyone sends, then (a moment after the last send) everyone reports.
+ */
 async function probe(hosts: readonly Host[], count: number): Promise<Array<Record<string, number>>> {
-  const { group, port } = freshNetwork("probe");
-  const startAt = Date.now() + 1_000;
-  const endAt = startAt + 600;
-  return Promise.all(
-    hosts.map(
-      (host) =>
-        new Promise<Record<string, number>>((resolve, reject) => {
-          const [command, ...within] = host.within;
-          const args = [process.execPath, "-e", PROBE, host.address, group, String(port), String(count), String(startAt), String(endAt)];
-          const child = spawn(command, [...within, ...args], { stdio: ["ignore", "pipe", "pipe"] });
-          let output = "";
-          child.stdout.on("data", (chunk: Buffer) => (output += chunk));
-          child.stderr.on("data", (chunk: Buffer) => (output += chunk));
-          child.on("close", (code) => {
-            try {
-              resolve(JSON.parse(output) as Record<string, number>);
-            } catch {
-              reject(new Error(`the probe in ${host.namespace} exited ${code}: ${output}`));
-            }
-          });
-        }),
-    ),
-  );
+  const network = freshNetwork("probe");
+  const probes = hosts.map((host) => new Probe(host, network, count));
+  await Promise.all(probes.map((p) => p.line((line) => line === "ready", '"ready"')));
+  for (const p of probes) p.tell("send");
+  await Promise.all(probes.map((p) => p.line((line) => line === "sent", '"sent"')));
+  await sleep(200);
+  for (const p of probes) p.tell("report");
+  return Promise.all(probes.map(async (p) => JSON.parse(await p.line((line) => line.startsWith("{"), "what it received")) as Record<string, number>));
 }
 
 /** What `probe` gives when each host hears exactly the hosts of its own side, all `count` of their datagrams. */
