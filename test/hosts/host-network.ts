@@ -98,6 +98,9 @@ export function hostNetworkUnsupported(): Promise<string | undefined> {
   return support;
 }
 
+/** The `ip -force -batch` input that deletes `namespaces` (and with them their links and bridges). */
+const deletion = (namespaces: readonly string[]) => `${namespaces.map((name) => `netns del ${name}`).join("\n")}\n`;
+
 /** The namespaces of this harness whose creating process is gone (a run killed before it cleaned up). */
 async function removeStaleNamespaces(): Promise<void> {
   const listed = await ip(["netns", "list"]);
@@ -108,7 +111,7 @@ async function removeStaleNamespaces(): Promise<void> {
       const match = OWN_NAMESPACE.exec(name);
       return match !== null && !processExists(Number(match[1]));
     });
-  if (stale.length > 0) await run("ip", ["-force", "-batch", "-"], `${stale.map((name) => `netns del ${name}`).join("\n")}\n`);
+  if (stale.length > 0) await run("ip", ["-force", "-batch", "-"], deletion(stale));
 }
 
 function processExists(pid: number): boolean {
@@ -173,6 +176,7 @@ export class HostNetwork {
   #shaping: LinkShaping = "none";
   /** Hosts whose loss chains exist (iptables shaping). */
   readonly #lossChains = new Set<Host>();
+  /** Side bridges made so far (partitions reuse them). */
   #sides = 0;
   #destroyed = false;
 
@@ -347,7 +351,7 @@ export class HostNetwork {
     if (this.#destroyed) return;
     this.#destroyed = true;
     process.off("exit", this.#exitHook);
-    await run("ip", ["-force", "-batch", "-"], `${this.#namespaces.map((name) => `netns del ${name}`).join("\n")}\n`);
+    await run("ip", ["-force", "-batch", "-"], deletion(this.#namespaces));
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -359,7 +363,7 @@ export class HostNetwork {
     if (this.#destroyed) return;
     this.#destroyed = true;
     try {
-      execFileSync("ip", ["-force", "-batch", "-"], { input: `${this.#namespaces.map((name) => `netns del ${name}`).join("\n")}\n`, stdio: ["pipe", "ignore", "ignore"] });
+      execFileSync("ip", ["-force", "-batch", "-"], { input: deletion(this.#namespaces), stdio: ["pipe", "ignore", "ignore"] });
     } catch {
       // What is left is removed as stale by the next run.
     }
