@@ -10,7 +10,8 @@
  *  3. NACKs and retransmissions per lost datagram at 1 % loss, one 1 KiB message a datagram every
  *     millisecond timer: lost on the sender's link (every receiver misses the same datagrams: what NACK
  *     suppression is for), and on every receiver's link (each misses its own). Lost datagrams are all
- *     the kernel dropped, heartbeats and NACKs among them;
+ *     the kernel dropped, heartbeats and NACKs among them; and one receiver's link cut for a second
+ *     mid-stream (a burst of losses): retransmissions per message it missed;
  *  4. one receiver at 20 % loss: the others' throughput next to the lossless run, and how far they got
  *     ahead of it next to the sender's retransmit buffer (which bounds it: 4 flow-control windows);
  *  5. crash detection: SIGKILL one member, until every survivor installed a view without it.
@@ -270,6 +271,8 @@ interface Stream {
   readonly complete: boolean;
   readonly receiverCpuUsPerMessage: number;
   readonly senderCpuUsPerMessage: number;
+  /** Datagrams the receivers' kernels dropped for want of socket buffer room (all receivers). */
+  readonly receiveBufferDrops: number;
   readonly sender: StreamReport;
   readonly receiverReports: readonly StreamReport[];
 }
@@ -281,8 +284,10 @@ const rateOf = (report: StreamReport, goAt: number) => report.received / ((repor
  * One stream from `members[0]` to the others, of `size`-byte messages for `seconds` (paced or not);
  * `during` runs while it lasts (it gets the start time).
  */
-async function stream(members: readonly Member[], options: { seconds: number; size: number; paceMs?: number }, during?: (goAt: number) => Promise<void>): Promise<Stream> {
+async function stream(network: HostNetwork, members: readonly Member[], options: { seconds: number; size: number; paceMs?: number }, during?: (goAt: number) => Promise<void>): Promise<Stream> {
   const [sender, ...receivers] = members as [Member, ...Member[]];
+  const overflows = () => Promise.all(receivers.map(async (m) => (await network.datagramCounters(m.host)).receiveBufferErrors));
+  const overflowedBefore = await overflows();
   for (const m of members) m.child.post({ type: "begin" });
   await Promise.all(members.map((m) => m.child.next("begun", 10_000)));
   const goAt = absoluteNow();
@@ -291,6 +296,7 @@ async function stream(members: readonly Member[], options: { seconds: number; si
   const sent = await sender.child.next("sent", options.seconds * 1000 + 150_000);
   await watching;
   const [senderReport, ...reports] = await Promise.all(members.map((m) => m.report()));
+  const overflowed = (await overflows()).reduce((sum, n, i) => sum + n - overflowedBefore[i]!, 0);
   const slowest = Math.min(...reports.map((r) => rateOf(r, goAt)));
   const delivered = reports.reduce((sum, r) => sum + r.received, 0);
   return {
@@ -303,20 +309,21 @@ async function stream(members: readonly Member[], options: { seconds: number; si
     complete: reports.every((r) => r.received === sent.count),
     receiverCpuUsPerMessage: (1000 * reports.reduce((sum, r) => sum + r.cpuMs, 0)) / delivered,
     senderCpuUsPerMessage: (1000 * senderReport!.cpuMs) / sent.count,
+    receiveBufferDrops: overflowed,
     sender: senderReport!,
     receiverReports: reports,
   };
 }
 
 // 2. Throughput: 1 KiB as fast as the window lets, to every other member and (rounds interleaved) to 2.
-async function measureThroughput(members: readonly Member[], seconds: number, rounds: number) {
+async function measureThroughput(network: HostNetwork, members: readonly Member[], seconds: number, rounds: number) {
   const three: Stream[] = [];
   const all: Stream[] = [];
   for (let round = 0; round < rounds; round++) {
     for (const group of [members.slice(0, 3), members]) {
       process.stderr.write(`throughput: 1 → ${group.length - 1}, round ${round + 1}/${rounds}\n`);
       await joinAll(group);
-      (group === members ? all : three).push(await stream(group, { seconds, size: KIB }));
+      (group === members ? all : three).push(await stream(network, group, { seconds, size: KIB }));
       await leaveAll(group);
     }
   }
@@ -325,6 +332,7 @@ async function measureThroughput(members: readonly Member[], seconds: number, ro
     messagesPerSecond: median(runs.map((r) => r.messagesPerSecond)),
     receiverCpuUsPerMessage: median(runs.map((r) => r.receiverCpuUsPerMessage)),
     senderCpuUsPerMessage: median(runs.map((r) => r.senderCpuUsPerMessage)),
+    receiveBufferDrops: median(runs.map((r) => r.receiveBufferDrops)),
     complete: runs.every((r) => r.complete),
     runs: runs.map(({ sender: _, receiverReports: __, ...run }) => run),
   });
@@ -359,7 +367,7 @@ async function measureNacks(network: HostNetwork, members: readonly Member[], se
     try {
       if (lossIn === "kernel") for (const m of scenario.lossy) await network.shape(m.host, { [scenario.way]: loss });
       else await rejoinWithLoss(members, new Set(scenario.lossy), loss);
-      run = await stream(members, { seconds, size: KIB, paceMs: 1 });
+      run = await stream(network, members, { seconds, size: KIB, paceMs: 1 });
       lost =
         lossIn === "kernel"
           ? (await Promise.all(scenario.lossy.map((m) => network.dropped(m.host)))).reduce((sum, d) => sum + d.egress + d.ingress, 0)
@@ -389,6 +397,38 @@ async function measureNacks(network: HostNetwork, members: readonly Member[], se
   return results;
 }
 
+// 3b. A burst: one receiver's link cut for a second in the middle of a paced stream, then healed.
+async function measureCutRepair(network: HostNetwork, members: readonly Member[], seconds: number) {
+  const [sender, ...receivers] = members as [Member, ...Member[]];
+  const victim = receivers.at(-1)!;
+  const cutMs = 1_000;
+  process.stderr.write(`NACKs: ${members.length} members, a receiver's link cut for ${cutMs} ms\n`);
+  await joinAll(members);
+  let missed = 0;
+  const run = await stream(network, members, { seconds, size: KIB, paceMs: 1 }, async () => {
+    await sleep((seconds * 1000 - cutMs) / 2);
+    // What the sender sent while the link was down is what the victim missed (one message a datagram).
+    const before = (await sender.report()).counters.sent ?? 0;
+    await network.cut(victim.host);
+    await sleep(cutMs);
+    const after = (await sender.report()).counters.sent ?? 0;
+    await network.heal(victim.host);
+    missed = after - before;
+  });
+  await leaveAll(members);
+  const retransmitted = run.sender.counters.retransmitted ?? 0;
+  return {
+    cutMs,
+    messages: run.sent,
+    missed,
+    victimNacksSent: run.receiverReports.at(-1)!.counters.nacksSent ?? 0,
+    othersNacksSent: run.receiverReports.slice(0, -1).reduce((sum, r) => sum + (r.counters.nacksSent ?? 0), 0),
+    retransmitted,
+    retransmissionsPerMissed: retransmitted / missed,
+    complete: run.complete,
+  };
+}
+
 // 4. One receiver at 20 % loss: the others' throughput, and how far ahead of it they got.
 async function measureSlowReceiver(network: HostNetwork, members: readonly Member[], seconds: number, lossIn: LossIn, losslessMegabytesPerSecond: number) {
   const lossy = members.at(-1)!;
@@ -401,7 +441,7 @@ async function measureSlowReceiver(network: HostNetwork, members: readonly Membe
   try {
     await joinAll(members);
     if (lossIn === "kernel") await network.shape(lossy.host, { ingressLoss: loss });
-    run = await stream(members, { seconds, size: KIB }, async (goAt) => {
+    run = await stream(network, members, { seconds, size: KIB }, async (goAt) => {
       // While the sender sends: the healthy receivers' lead over the lossy one.
       while (absoluteNow() < goAt + seconds * 1000) {
         const [behind, ...ahead] = await Promise.all([lossy, ...healthy].map((m) => m.report()));
@@ -464,11 +504,12 @@ async function measureSize(network: HostNetwork, size: number, options: { trials
   const startupMs = Date.now() - startedAt;
   try {
     const views = await measureViews(members, options.trials);
-    const throughput = await measureThroughput(members, options.seconds, options.rounds);
+    const throughput = await measureThroughput(network, members, options.seconds, options.rounds);
     const nacks = await measureNacks(network, members, 2 * options.seconds, options.lossIn);
+    const cutRepair = await measureCutRepair(network, members, 2 * options.seconds);
     const slowReceiver = await measureSlowReceiver(network, members, options.seconds, options.lossIn, throughput.toAll.megabytesPerSecond);
     const crash = await measureCrash(members);
-    return { members: size, startupMs, views, throughput, nacks, slowReceiver, crash };
+    return { members: size, startupMs, views, throughput, nacks, cutRepair, slowReceiver, crash };
   } finally {
     await exitAll(members.map((m) => m.child));
   }
@@ -532,6 +573,11 @@ async function main(): Promise<void> {
     (r) => `${r.throughput.toAll.megabytesPerSecond.toFixed(1)} MB/s (${(100 * r.throughput.ratio).toFixed(0)} % of 3 members)`,
     `3 members in the same run: ${results.map((r) => `${r.throughput.toThree.megabytesPerSecond.toFixed(1)}`).join(" / ")} MB/s; goal ≥ 50 %`,
   );
+  row(
+    "datagrams dropped by the receivers' full socket buffers, per receiver (median run)",
+    (r) => per(r.throughput.toAll.receiveBufferDrops / (r.members - 1)),
+    `3 members: ${results.map((r) => per(r.throughput.toThree.receiveBufferDrops / 2)).join(" / ")}`,
+  );
   row("CPU per delivered message, each receiver / the sender", (r) => `${per(r.throughput.toAll.receiverCpuUsPerMessage)} / ${per(r.throughput.toAll.senderCpuUsPerMessage)} µs`, `3 members: ${results.map((r) => `${per(r.throughput.toThree.receiverCpuUsPerMessage)} / ${per(r.throughput.toThree.senderCpuUsPerMessage)} µs`).join("; ")}`);
   for (const where of ["the sender's link", "every receiver's link"] as const) {
     const of = (r: SizeResult) => r.nacks.find((x) => x.where === where);
@@ -543,13 +589,18 @@ async function main(): Promise<void> {
     );
   }
   row(
+    "one receiver's link cut for 1 s mid-stream (1 KiB a ms): retransmissions per missed message",
+    (r) => `${per(r.cutRepair.retransmissionsPerMissed)} (${n(r.cutRepair.retransmitted)} for ${n(r.cutRepair.missed)} missed; NACKs: ${n(r.cutRepair.victimNacksSent)} from it, ${n(r.cutRepair.othersNacksSent)} from the others)`,
+    "1: each missed message sent again once",
+  );
+  row(
     "one receiver at 20 % loss: the others' throughput; their lead over it",
     (r) => `${r.slowReceiver.healthyMegabytesPerSecond.toFixed(1)} MB/s (${(100 * r.slowReceiver.healthyRatioToLossless).toFixed(0)} % of lossless), lossy ${r.slowReceiver.lossyMegabytesPerSecond.toFixed(1)} MB/s; lead ≤ ${(r.slowReceiver.maxLeadBytes / MB).toFixed(2)} MB`,
     `the sender's retransmit buffer: ${BUFFER_WINDOWS} windows of ${(DEFAULT_NACK_OPTIONS.windowBytes / MB).toFixed(2)} MB`,
   );
   row("SIGKILL one member, until every survivor dropped it", (r) => `${ms(r.crash.detectionMs)} (first ${ms(r.crash.firstSurvivorMs)})`, "failureTimeoutMs + verifyTimeoutMs = 5,000 + 1,500 ms");
   row("member processes started (not counted above)", (r) => ms(r.startupMs), "");
-  const delivered = results.every((r) => r.throughput.toAll.complete && r.throughput.toThree.complete && r.nacks.every((x) => x.complete) && r.slowReceiver.complete);
+  const delivered = results.every((r) => r.throughput.toAll.complete && r.throughput.toThree.complete && r.nacks.every((x) => x.complete) && r.cutRepair.complete && r.slowReceiver.complete);
   console.log(`\nevery receiver got every message of every stream: ${delivered ? "yes" : "NO"}`);
   printTargets(targets, (t) => (t.unit === "ratio" ? [`${(t.value * 100).toFixed(0)} %`, `≥ ${t.goal * 100} %`] : t.unit === "ms" ? [ms(t.value), `< ${ms(t.goal)}`] : [`${per(t.value)} ${t.unit}`, `≤ ${per(t.goal)} ${t.unit}`]));
   finishRun({ load, wallSeconds: summary.wallSeconds, results: complete ? "hosts" : undefined, busyNote: "rates are pessimistic: 32 processes share two cores; compare within the run." });

@@ -332,6 +332,21 @@ export class HostNetwork {
     }
   }
 
+  /**
+   * The kernel's datagram counters in `host` since it was made: UDP datagrams delivered to its sockets,
+   * those dropped for want of room in a socket's receive buffer, and IP reassemblies that failed.
+   */
+  async datagramCounters(host: Host): Promise<{ received: number; receiveBufferErrors: number; reassemblyFailures: number }> {
+    const snmp = (await run("ip", ["netns", "exec", host.namespace, "cat", "/proc/net/snmp"])).split("\n");
+    // Each protocol has two lines, "Udp: <names>" then "Udp: <values>".
+    const counters = (protocol: string) => {
+      const [names, values] = snmp.filter((line) => line.startsWith(`${protocol}:`)).map((line) => line.split(/\s+/).slice(1));
+      return (name: string) => Number(values![names!.indexOf(name)]);
+    };
+    const [udp, ip] = [counters("Udp"), counters("Ip")];
+    return { received: udp("InDatagrams"), receiveBufferErrors: udp("RcvbufErrors"), reassemblyFailures: ip("ReasmFails") };
+  }
+
   /** Packets that crossed `host`'s link so far, as the bridge counts them: sent by the host, and delivered to it. */
   async traffic(host: Host): Promise<{ sent: number; received: number }> {
     const [link] = JSON.parse(await ip(["-n", this.#bridgeNamespace, "-s", "-j", "link", "show", this.#port(host)])) as Array<{
