@@ -8,11 +8,11 @@
  *  2. throughput: one sender of 1 KiB messages, as fast as flow control lets it, to every other member,
  *     next to the same with 3 members in the same run (rounds interleaved);
  *  3. NACKs and retransmissions per lost datagram at 1 % loss, one 1 KiB message a datagram every
- *     millisecond timer: lost on the sender's link (every receiver misses the same datagrams: what NACK
+ *     2 ms timer: lost on the sender's link (every receiver misses the same datagrams: what NACK
  *     suppression is for), and on every receiver's link (each misses its own). Lost datagrams are all
  *     the kernel dropped, heartbeats and NACKs among them; and one receiver's link cut for a second
  *     mid-stream (a burst of losses): retransmissions per message it missed;
- *  4. one receiver at 20 % loss: the others' throughput next to the lossless run, and how far they got
+ *  4. one receiver at 20 % loss: the others' throughput next to a lossless stream (rounds alternate), and how far they got
  *     ahead of it next to the sender's retransmit buffer (which bounds it: 4 flow-control windows);
  *  5. crash detection: SIGKILL one member, until every survivor installed a view without it.
  *
@@ -20,7 +20,7 @@
  * counted there; otherwise (or with `--loss-in process`) in the receiving members (`withLoss`), which
  * cannot lose on the sender's link. Writes bench/results/hosts.json and prints a table.
  *
- *   npx tsx bench/hosts.ts [--sizes 16,32] [--trials 2] [--rounds 2] [--seconds 3] [--loss-in kernel|process]
+ *   npx tsx bench/hosts.ts [--sizes 16,32] [--trials 2] [--rounds 2] [--seconds 3] [--nack-seconds 15] [--loss-in kernel|process]
  *
  * Members run on the built package (dist/, from `npm run build`); HOSTS_BENCH_FROM=src runs them on
  * the sources through tsx instead.
@@ -208,6 +208,8 @@ class Member {
 }
 
 const DISCOVERY_TIMEOUT_MS = 1_000;
+/** The paced streams' one message a timer of this many ms: a load 32 processes on two cores keep up with. */
+const PACE_MS = 2;
 /**
  * How far ahead of its slowest receiver's deliveries a sender may run: what its retransmit buffer holds
  * while gaps are repaired (flow control proper counts what was received, gaps or not).
@@ -367,7 +369,7 @@ async function measureNacks(network: HostNetwork, members: readonly Member[], se
     try {
       if (lossIn === "kernel") for (const m of scenario.lossy) await network.shape(m.host, { [scenario.way]: loss });
       else await rejoinWithLoss(members, new Set(scenario.lossy), loss);
-      run = await stream(network, members, { seconds, size: KIB, paceMs: 1 });
+      run = await stream(network, members, { seconds, size: KIB, paceMs: PACE_MS });
       lost =
         lossIn === "kernel"
           ? (await Promise.all(scenario.lossy.map((m) => network.dropped(m.host)))).reduce((sum, d) => sum + d.egress + d.ingress, 0)
@@ -405,7 +407,7 @@ async function measureCutRepair(network: HostNetwork, members: readonly Member[]
   process.stderr.write(`NACKs: ${members.length} members, a receiver's link cut for ${cutMs} ms\n`);
   await joinAll(members);
   let missed = 0;
-  const run = await stream(network, members, { seconds, size: KIB, paceMs: 1 }, async () => {
+  const run = await stream(network, members, { seconds, size: KIB, paceMs: PACE_MS }, async () => {
     await sleep((seconds * 1000 - cutMs) / 2);
     // What the sender sent while the link was down is what the victim missed (one message a datagram).
     const before = (await sender.report()).counters.sent ?? 0;
@@ -429,46 +431,59 @@ async function measureCutRepair(network: HostNetwork, members: readonly Member[]
   };
 }
 
-// 4. One receiver at 20 % loss: the others' throughput, and how far ahead of it they got.
-async function measureSlowReceiver(network: HostNetwork, members: readonly Member[], seconds: number, lossIn: LossIn, losslessMegabytesPerSecond: number) {
+// 4. One receiver at 20 % loss: the others' throughput next to the lossless stream just before (rounds
+// alternate), and how far ahead of it they got.
+async function measureSlowReceiver(network: HostNetwork, members: readonly Member[], seconds: number, rounds: number, lossIn: LossIn) {
   const lossy = members.at(-1)!;
   const healthy = members.slice(1, -1);
   const loss = 0.2;
-  process.stderr.write(`slow receiver: 1 of ${members.length - 1} at 20 % loss\n`);
-  if (lossIn === "process") lossy.receiveLoss = loss;
+  const setLoss = async (on: boolean) => {
+    if (lossIn === "kernel") await network.shape(lossy.host, on ? { ingressLoss: loss } : {});
+    else await rejoinWithLoss(members, new Set(on ? [lossy] : []), loss);
+  };
+  const lossless: number[] = [];
+  const healthyRates: number[] = [];
+  const lossyRates: number[] = [];
   let maxLeadMessages = 0;
-  let run: Stream;
+  let complete = true;
+  await joinAll(members);
   try {
-    await joinAll(members);
-    if (lossIn === "kernel") await network.shape(lossy.host, { ingressLoss: loss });
-    run = await stream(network, members, { seconds, size: KIB }, async (goAt) => {
-      // While the sender sends: the healthy receivers' lead over the lossy one.
-      while (absoluteNow() < goAt + seconds * 1000) {
-        const [behind, ...ahead] = await Promise.all([lossy, ...healthy].map((m) => m.report()));
-        maxLeadMessages = Math.max(maxLeadMessages, Math.min(...ahead.map((r) => r.received)) - behind!.received);
-        await sleep(100);
-      }
-    });
+    for (let round = 0; round < rounds; round++) {
+      process.stderr.write(`slow receiver: 1 of ${members.length - 1} at 20 % loss, round ${round + 1}/${rounds}\n`);
+      await setLoss(false);
+      const clean = await stream(network, members, { seconds, size: KIB });
+      lossless.push(clean.megabytesPerSecond);
+      await setLoss(true);
+      const run = await stream(network, members, { seconds, size: KIB }, async (goAt) => {
+        // While the sender sends: the healthy receivers' lead over the lossy one.
+        while (absoluteNow() < goAt + seconds * 1000) {
+          const [behind, ...ahead] = await Promise.all([lossy, ...healthy].map((m) => m.report()));
+          maxLeadMessages = Math.max(maxLeadMessages, Math.min(...ahead.map((r) => r.received)) - behind!.received);
+          await sleep(100);
+        }
+      });
+      healthyRates.push((Math.min(...run.receiverReports.slice(0, -1).map((r) => rateOf(r, run.goAt))) * KIB) / MB);
+      lossyRates.push((rateOf(run.receiverReports.at(-1)!, run.goAt) * KIB) / MB);
+      complete &&= clean.complete && run.complete;
+    }
   } finally {
-    if (lossIn === "kernel") await network.shape(lossy.host, {});
-    lossy.receiveLoss = 0;
+    await setLoss(false);
   }
   await leaveAll(members);
-  const lossyReport = run.receiverReports.at(-1)!;
-  const healthyMegabytesPerSecond = (Math.min(...run.receiverReports.slice(0, -1).map((r) => rateOf(r, run.goAt))) * KIB) / MB;
+  const healthyMegabytesPerSecond = median(healthyRates);
+  const losslessMegabytesPerSecond = median(lossless);
   return {
     lossIn,
     loss,
     receivers: members.length - 1,
     healthyMegabytesPerSecond,
-    lossyMegabytesPerSecond: (rateOf(lossyReport, run.goAt) * KIB) / MB,
+    lossyMegabytesPerSecond: median(lossyRates),
     losslessMegabytesPerSecond,
     healthyRatioToLossless: healthyMegabytesPerSecond / losslessMegabytesPerSecond,
+    rounds: { lossless, healthy: healthyRates, lossy: lossyRates },
     maxLeadBytes: maxLeadMessages * KIB,
     bufferBytes: BUFFER_BYTES,
-    lossyNacksSent: lossyReport.counters.nacksSent ?? 0,
-    retransmitted: run.sender.counters.retransmitted ?? 0,
-    complete: run.complete,
+    complete,
   };
 }
 
@@ -497,7 +512,7 @@ async function measureCrash(members: Member[]) {
 }
 
 /** Every measurement of one group size, on members started once in the first `size` hosts. */
-async function measureSize(network: HostNetwork, size: number, options: { trials: number; rounds: number; seconds: number; lossIn: LossIn }) {
+async function measureSize(network: HostNetwork, size: number, options: { trials: number; rounds: number; seconds: number; nackSeconds: number; lossIn: LossIn }) {
   const startedAt = Date.now();
   const members = network.hosts.slice(0, size).map((host) => new Member(host));
   await whenReady(members.map((m) => m.child));
@@ -505,9 +520,9 @@ async function measureSize(network: HostNetwork, size: number, options: { trials
   try {
     const views = await measureViews(members, options.trials);
     const throughput = await measureThroughput(network, members, options.seconds, options.rounds);
-    const nacks = await measureNacks(network, members, 2 * options.seconds, options.lossIn);
-    const cutRepair = await measureCutRepair(network, members, 2 * options.seconds);
-    const slowReceiver = await measureSlowReceiver(network, members, options.seconds, options.lossIn, throughput.toAll.megabytesPerSecond);
+    const nacks = await measureNacks(network, members, options.nackSeconds, options.lossIn);
+    const cutRepair = await measureCutRepair(network, members, options.nackSeconds / 2);
+    const slowReceiver = await measureSlowReceiver(network, members, options.seconds, options.rounds, options.lossIn);
     const crash = await measureCrash(members);
     return { members: size, startupMs, views, throughput, nacks, cutRepair, slowReceiver, crash };
   } finally {
@@ -524,6 +539,7 @@ async function main(): Promise<void> {
       trials: { type: "string", default: "2" },
       rounds: { type: "string", default: "2" },
       seconds: { type: "string", default: "3" },
+      "nack-seconds": { type: "string", default: "15" },
       "loss-in": { type: "string", default: "kernel" },
     },
   });
@@ -537,7 +553,7 @@ async function main(): Promise<void> {
   const { startedAt, load } = startRun();
   const network = await HostNetwork.create({ hosts: Math.max(...sizes) });
   const lossIn: LossIn = values["loss-in"] === "process" || network.shaping === "none" ? "process" : "kernel";
-  const options = { trials: Number(values.trials), rounds: Number(values.rounds), seconds: Number(values.seconds), lossIn };
+  const options = { trials: Number(values.trials), rounds: Number(values.rounds), seconds: Number(values.seconds), nackSeconds: Number(values["nack-seconds"]), lossIn };
   const results: SizeResult[] = [];
   try {
     for (const size of sizes) {
@@ -574,6 +590,11 @@ async function main(): Promise<void> {
     `3 members in the same run: ${results.map((r) => `${r.throughput.toThree.megabytesPerSecond.toFixed(1)}`).join(" / ")} MB/s; goal ≥ 50 %`,
   );
   row(
+    "the same, all receivers together (MB/s × receivers): what two cores deliver",
+    (r) => `${(r.throughput.toAll.megabytesPerSecond * (r.members - 1)).toFixed(1)} MB/s`,
+    `3 members: ${results.map((r) => (r.throughput.toThree.megabytesPerSecond * 2).toFixed(1)).join(" / ")} MB/s`,
+  );
+  row(
     "datagrams dropped by the receivers' full socket buffers, per receiver (median run)",
     (r) => per(r.throughput.toAll.receiveBufferDrops / (r.members - 1)),
     `3 members: ${results.map((r) => per(r.throughput.toThree.receiveBufferDrops / 2)).join(" / ")}`,
@@ -583,19 +604,19 @@ async function main(): Promise<void> {
     const of = (r: SizeResult) => r.nacks.find((x) => x.where === where);
     if (!results.some((r) => of(r) !== undefined)) continue;
     row(
-      `1 % loss on ${where}, 1 KiB a ms: NACKs / retransmissions per lost datagram`,
+      `1 % loss on ${where}, 1 KiB every ${PACE_MS} ms: NACKs / retransmissions per lost datagram`,
       (r) => (of(r) === undefined ? "—" : `${per(of(r)!.nacksPerLoss)} / ${per(of(r)!.retransmissionsPerLoss)} (${n(of(r)!.nacksSent)} / ${n(of(r)!.retransmitted)} for ${n(of(r)!.lost)} lost)`),
       "near 1: one NACK and one repair a loss",
     );
   }
   row(
-    "one receiver's link cut for 1 s mid-stream (1 KiB a ms): retransmissions per missed message",
+    `one receiver's link cut for 1 s mid-stream (1 KiB every ${PACE_MS} ms): retransmissions per missed message`,
     (r) => `${per(r.cutRepair.retransmissionsPerMissed)} (${n(r.cutRepair.retransmitted)} for ${n(r.cutRepair.missed)} missed; NACKs: ${n(r.cutRepair.victimNacksSent)} from it, ${n(r.cutRepair.othersNacksSent)} from the others)`,
     "1: each missed message sent again once",
   );
   row(
     "one receiver at 20 % loss: the others' throughput; their lead over it",
-    (r) => `${r.slowReceiver.healthyMegabytesPerSecond.toFixed(1)} MB/s (${(100 * r.slowReceiver.healthyRatioToLossless).toFixed(0)} % of lossless), lossy ${r.slowReceiver.lossyMegabytesPerSecond.toFixed(1)} MB/s; lead ≤ ${(r.slowReceiver.maxLeadBytes / MB).toFixed(2)} MB`,
+    (r) => `${r.slowReceiver.healthyMegabytesPerSecond.toFixed(1)} MB/s (${(100 * r.slowReceiver.healthyRatioToLossless).toFixed(0)} % of ${r.slowReceiver.losslessMegabytesPerSecond.toFixed(1)} lossless), lossy ${r.slowReceiver.lossyMegabytesPerSecond.toFixed(1)} MB/s; lead ≤ ${(r.slowReceiver.maxLeadBytes / MB).toFixed(2)} MB`,
     `the sender's retransmit buffer: ${BUFFER_WINDOWS} windows of ${(DEFAULT_NACK_OPTIONS.windowBytes / MB).toFixed(2)} MB`,
   );
   row("SIGKILL one member, until every survivor dropped it", (r) => `${ms(r.crash.detectionMs)} (first ${ms(r.crash.firstSurvivorMs)})`, "failureTimeoutMs + verifyTimeoutMs = 5,000 + 1,500 ms");
