@@ -106,9 +106,14 @@ export class Child<To extends { readonly type: string }, From extends ChildMessa
   #failure: Error | undefined;
   id = "";
 
-  /** Forks `script` with `args`, as this process runs (through tsx: its loader is in execArgv). */
-  constructor(script: string, args: readonly string[], execArgv: readonly string[] = process.execArgv) {
-    this.process = fork(script, args, { stdio: ["ignore", "inherit", "inherit", "ipc"], execArgv: [...execArgv] });
+  /**
+   * Forks `script` with `args`, as this process runs (through tsx: its loader is in execArgv); `within`
+   * is a command prefix that runs it elsewhere (`ip netns exec <namespace>`, which execs node in the
+   * namespace with the IPC channel's descriptor inherited).
+   */
+  constructor(script: string, args: readonly string[], execArgv: readonly string[] = process.execArgv, within: readonly string[] = []) {
+    const [execPath, ...prefix] = within.length === 0 ? [process.execPath] : [...within, process.execPath];
+    this.process = fork(script, args, { stdio: ["ignore", "inherit", "inherit", "ipc"], execPath, execArgv: [...prefix, ...execArgv] });
     children.add(this);
     this.process.on("message", (message: From) => {
       if (message.type === "view") this.views.push(message as Extract<From, { type: "view" }>);

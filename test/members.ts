@@ -60,10 +60,11 @@ export function trackMembers(): Set<ChildProcess> {
 
 /**
  * Starts `program` in `runtime` with `config` as its one argument (JSON), in a process group of its own
- * so that a kill reaches tsx's child too; `running` kills it after the test.
+ * so that a kill reaches tsx's child too; `running` kills it after the test. `within` is a command
+ * prefix that runs it elsewhere (`ip netns exec <namespace>`: test/hosts/); it must exec, not fork.
  */
-function spawnMember(runtime: Runtime, program: string, config: unknown, running: Set<ChildProcess>): ChildProcess {
-  const [command, ...args] = commandFor(runtime, program);
+function spawnMember(runtime: Runtime, program: string, config: unknown, running: Set<ChildProcess>, within: readonly string[]): ChildProcess {
+  const [command, ...args] = [...within, ...commandFor(runtime, program)] as [string, ...string[]];
   const child = spawn(command, [...args, JSON.stringify(config)], { cwd: root, detached: true, stdio: ["ignore", "pipe", "pipe"] });
   running.add(child);
   return child;
@@ -71,7 +72,8 @@ function spawnMember(runtime: Runtime, program: string, config: unknown, running
 
 /**
  * A running member that prints one JSON event a line: its events as they come, awaited by predicate,
- * and the last 100 lines it printed for failure messages (less those `quiet` says are many and dull).
+ * and the last 100 lines it printed for failure messages (less those `quiet` says are many and dull);
+ * `within` runs it elsewhere (see spawnMember).
  */
 export class MemberProcess<Event extends { readonly type: string }, Config extends { readonly name: string }> {
   readonly events: Event[] = [];
@@ -86,8 +88,9 @@ export class MemberProcess<Event extends { readonly type: string }, Config exten
     readonly config: Config,
     running: Set<ChildProcess>,
     quiet: (line: string) => boolean = () => false,
+    within: readonly string[] = [],
   ) {
-    this.child = spawnMember(runtime, program, config, running);
+    this.child = spawnMember(runtime, program, config, running, within);
     let pending = "";
     this.child.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
       pending += chunk;
@@ -183,15 +186,16 @@ export const KILL_GRACE_MS = 10_000;
 
 /**
  * Runs member `config.index` to its end (killed {@link KILL_GRACE_MS} after its own `timeoutMs`) and
- * parses the JSON line it printed last.
+ * parses the JSON line it printed last; `within` as for {@link MemberProcess}.
  */
 export function runToEnd<Result>(
   runtime: Runtime,
   program: string,
   config: { readonly index: number; readonly timeoutMs: number },
   running: Set<ChildProcess>,
+  within: readonly string[] = [],
 ): Promise<MemberOutcome<Result>> {
-  const child = spawnMember(runtime, program, config, running);
+  const child = spawnMember(runtime, program, config, running, within);
   let stdout = "";
   let stderr = "";
   child.stdout!.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));

@@ -17,6 +17,8 @@ export interface BroadcastMemberConfig {
   readonly port: number;
   /** The whole run, from start to exit; past it the member reports what it has and exits 1. */
   readonly timeoutMs: number;
+  /** The interface address for multicast. Default "127.0.0.1" (loopback); a host's address in test/hosts/. */
+  readonly interface?: string;
 }
 
 export interface BroadcastMemberResult {
@@ -52,12 +54,12 @@ export function buildPayload(sender: number, counter: number, size: number, fill
   return payload;
 }
 
-/** Channel options for member `config.index`, named after its runtime, on the config's multicast group, over the runtime's adapter. */
+/** Channel options for member `config.index`, named after its runtime, on the config's multicast group (loopback unless `config.interface`), over the runtime's adapter. */
 export function broadcastMemberOptions(config: BroadcastMemberConfig, host: RuntimeHost) {
   return {
     cluster: config.cluster,
     name: `${host.name}-${config.index}`,
-    network: { type: "multicast" as const, group: config.group, port: config.port, interface: "127.0.0.1" },
+    network: { type: "multicast" as const, group: config.group, port: config.port, interface: config.interface ?? "127.0.0.1" },
     transport: host.transport,
   };
 }

@@ -32,14 +32,16 @@ export interface MemberBaseConfig {
   readonly discoveryTimeoutMs: number;
   /** The member leaves and exits after this long. */
   readonly lifetimeMs: number;
+  /** The interface address for multicast. Default "127.0.0.1" (loopback); a host's address in test/hosts/. */
+  readonly interface?: string;
 }
 
-/** Channel options for `config`: group "g" on loopback multicast, over the runtime's adapter. */
+/** Channel options for `config`: group "g" on multicast (loopback unless `config.interface`), over the runtime's adapter. */
 export function memberChannelOptions(config: MemberBaseConfig, host: RuntimeHost) {
   return {
     cluster: config.cluster,
     name: config.name,
-    network: { type: "multicast" as const, group: config.group, port: config.port, interface: "127.0.0.1" },
+    network: { type: "multicast" as const, group: config.group, port: config.port, interface: config.interface ?? "127.0.0.1" },
     heartbeatIntervalMs: config.heartbeatIntervalMs,
     failureTimeoutMs: config.failureTimeoutMs,
     verifyTimeoutMs: config.verifyTimeoutMs,
