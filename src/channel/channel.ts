@@ -18,7 +18,8 @@ import {
   type ReliabilityProtocol,
 } from "../reliable/protocol.ts";
 import { Reassembler } from "../reliable/reassembler.ts";
-import { type Clock, guardedClock, type RandomSource, systemClock, systemRandom, type TimerHandle } from "../transport/clock.ts";
+import { Driver, type TimedUnit } from "../core/driver.ts";
+import { type Clock, guardedClock, type RandomSource, systemClock, systemRandom } from "../transport/clock.ts";
 import type { Address, TransportFactory } from "../transport/transport.ts";
 import { DropCounters, type DropReason } from "../wire/drop-reason.ts";
 import { type DataFields, leaveGroupOf, NO_BYTES, type ReceivedFrame, streamOf } from "../wire/frames.ts";
@@ -54,6 +55,8 @@ export interface ChannelExtension {
 /** What an extension gets when the channel starts. */
 export interface ExtensionContext {
   readonly endpoint: Endpoint;
+  /** The channel's driver: units register here for their deadlines; inputs `touch` it. */
+  readonly driver: Driver;
   readonly clock: Clock;
   readonly random: RandomSource;
   readonly incarnation: number;
@@ -186,7 +189,13 @@ export class Channel implements AsyncDisposable {
   #endpoint: Endpoint | undefined;
   #protocol: ReliabilityProtocol | undefined;
   #reassembler: Reassembler;
-  #heartbeatTimer: TimerHandle | undefined;
+  readonly #driver: Driver;
+  /** The channel's own timed work: heartbeats, peer expiry, reassembly expiry. */
+  readonly #ticker: TimedUnit = {
+    pollTimeout: () => this.#nextHeartbeatAt,
+    handleTimeout: (now) => this.#tick(now),
+  };
+  #nextHeartbeatAt = Number.POSITIVE_INFINITY;
   #incarnation: number;
   #starts = 0;
   #transition: Promise<void> = RESOLVED;
@@ -208,6 +217,7 @@ export class Channel implements AsyncDisposable {
     );
     // Every timer of every level runs through this clock: a fault in one is reported, never fatal.
     this.#clock = guardedClock(this.#options.clock ?? systemClock, (error) => this.#errors.report(internalError("a protocol timer", error), "timer"));
+    this.#driver = new Driver(this.#clock, (error) => this.#errors.report(internalError("a protocol unit", error), "timer"));
     this.#random = this.#options.random ?? systemRandom;
     this.#memberId = this.#random.fill(new Uint8Array(MEMBER_ID_BYTES));
     this.#key = keyOf(this.#memberId);
@@ -295,6 +305,7 @@ export class Channel implements AsyncDisposable {
       this.#state = "started";
       this.#extension?.started({
         endpoint,
+        driver: this.#driver,
         clock: this.#clock,
         random: this.#random,
         incarnation: this.#incarnation,
@@ -305,7 +316,8 @@ export class Channel implements AsyncDisposable {
         receiverGone: (peer) => this.#protocol?.onReceiverGone?.(peer),
       });
       this.#sendHeartbeat();
-      this.#scheduleHeartbeat();
+      this.#nextHeartbeatAt = this.#clock.now() + this.#options.heartbeatIntervalMs;
+      this.#driver.add(this.#ticker);
     });
   }
 
@@ -465,6 +477,7 @@ export class Channel implements AsyncDisposable {
         maxPeers: this.#options.maxPeers,
       },
       this.#clock,
+      this.#driver,
       this.#random,
       {
         frames: (peer, frames) => this.#onFrames(peer, frames),
@@ -481,8 +494,8 @@ export class Channel implements AsyncDisposable {
   #stopNow(): void {
     if (this.#state !== "started") return;
     this.#extension?.stopping();
-    this.#heartbeatTimer?.cancel();
-    this.#heartbeatTimer = undefined;
+    this.#driver.remove(this.#ticker);
+    this.#nextHeartbeatAt = Number.POSITIVE_INFINITY;
     this.#protocol?.close();
     this.#protocol = undefined;
     this.#endpoint?.stop();
@@ -650,15 +663,13 @@ export class Channel implements AsyncDisposable {
     for (const frame of this.#heartbeatFrames()) this.#endpoint!.multicastFrame(frame);
   }
 
-  #scheduleHeartbeat(): void {
-    this.#heartbeatTimer = this.#clock.setTimer(this.#options.heartbeatIntervalMs, () => {
-      if (this.#state !== "started") return;
-      this.#sendHeartbeat();
-      this.#endpoint!.expirePeers();
-      this.#extension?.tick();
-      this.#reassemblyFailures += this.#reassembler.expire(this.#clock.now());
-      this.#scheduleHeartbeat();
-    });
+  #tick(now: number): void {
+    if (now < this.#nextHeartbeatAt || this.#state !== "started") return;
+    this.#nextHeartbeatAt = now + this.#options.heartbeatIntervalMs;
+    this.#sendHeartbeat();
+    this.#endpoint!.expirePeers();
+    this.#extension?.tick();
+    this.#reassemblyFailures += this.#reassembler.expire(now);
   }
 
   #requireEndpoint(what: string): Endpoint {

@@ -4,6 +4,7 @@ import { LeaveSchema } from "../../gen/activeblaze/v1/membership_pb.ts";
 import { BlazeError, internalError } from "../errors.ts";
 import { keyOf } from "../reliable/member-key.ts";
 import type { PeerKey } from "../reliable/protocol.ts";
+import type { Driver } from "../core/driver.ts";
 import type { Clock, RandomSource } from "../transport/clock.ts";
 import type { Address, Transport, TransportFactory } from "../transport/transport.ts";
 import { DropCounters } from "../wire/drop-reason.ts";
@@ -114,6 +115,8 @@ interface Outbox {
 export class Endpoint {
   readonly #config: EndpointConfig;
   readonly #clock: Clock;
+  readonly #driver: Driver;
+  readonly #stopFlushing: () => void;
   readonly #handlers: EndpointHandlers;
   readonly #peers = new Map<PeerKey, Peer>();
   /** Peers that left or timed out, by the incarnation they had, for one peer timeout: their late datagrams are stale. */
@@ -135,9 +138,13 @@ export class Endpoint {
   #lastKeyBytes: Uint8Array | undefined;
   #lastKey = "";
 
-  constructor(config: EndpointConfig, clock: Clock, random: RandomSource, handlers: EndpointHandlers) {
+  constructor(config: EndpointConfig, clock: Clock, driver: Driver, random: RandomSource, handlers: EndpointHandlers) {
     this.#config = config;
     this.#clock = clock;
+    this.#driver = driver;
+    this.#stopFlushing = driver.onEndOfTurn(() => {
+      if (this.#flushScheduled) this.flush();
+    });
     this.#handlers = handlers;
     this.#admission = new Admission(random, (to, frame) => this.#sendNow(to, frame));
     this.localKey = keyOf(config.memberId);
@@ -225,6 +232,7 @@ export class Endpoint {
 
   async close(): Promise<void> {
     this.stop();
+    this.#stopFlushing();
     await Promise.all([this.#sender?.close(), this.#listener?.close()]);
     this.#sender = undefined;
     this.#listener = undefined;
@@ -355,7 +363,7 @@ export class Endpoint {
   #scheduleFlush(): void {
     if (this.#flushScheduled) return;
     this.#flushScheduled = true;
-    this.#clock.defer(() => this.flush());
+    this.#driver.touch();
   }
 
   #send(outbox: Outbox): void {

@@ -11,6 +11,7 @@ import type { BlazeMessage } from "../message/blaze-message.ts";
 import { encodePayload } from "../message/payload-message.ts";
 import type { HeartbeatFields } from "../reliable/control-frames.ts";
 import type { OutgoingData, PeerKey } from "../reliable/protocol.ts";
+import { PendingCalls } from "../core/pending.ts";
 import { Reassembler } from "../reliable/reassembler.ts";
 import { UnicastProtocol } from "../reliable/unicast/unicast-protocol.ts";
 import type { DataFields, ReceivedFrame } from "../wire/frames.ts";
@@ -59,11 +60,9 @@ export interface RequestOptions extends WaitOptions {
   readonly inbox?: string;
 }
 
-interface Pending {
-  readonly resolve: (reply: GroupMessage | undefined) => void;
-  readonly reject: (error: BlazeError) => void;
-  readonly timer: { cancel(): void };
-  /** The member it went to (to fail or redeliver when it goes). */
+/** What a request or queue message waiting for its answer keeps. */
+interface Call {
+  /** The member it went to (to fail or redeliver when it goes); "" while a queue message waits for a consumer. */
   target: PeerKey;
   /** For queue messages: what to send again to another consumer. */
   readonly queue?: { readonly name: string; readonly payload: Uint8Array; readonly format: number; readonly expectsReply: boolean };
@@ -108,13 +107,12 @@ export class GroupChannel extends Channel {
   readonly #queueHandlers = new Map<string, InboxListener>();
   readonly #consumers = new Map<PeerKey, readonly string[]>();
   readonly #roundRobin = new Map<string, number>();
-  readonly #pending = new Map<number, Pending>();
+  readonly #calls = new PendingCalls<GroupMessage | undefined, Call>();
   readonly #sendQueues = new Map<PeerKey, Array<{ pieces: OutgoingData[]; next: number; incarnation: number; resolve: () => void; reject: (e: BlazeError) => void }>>();
   readonly #waiters = new Set<() => void>();
   #context: ExtensionContext | undefined;
   #unicast: UnicastProtocol | undefined;
   #reassembler: Reassembler;
-  #nextId = 1;
   #weight: number;
   #unmatchedReplies = 0;
   readonly #startTimeMs = Date.now();
@@ -327,13 +325,12 @@ export class GroupChannel extends Channel {
   /** A request to one member's inbox; resolves with the reply, or rejects with `TIMEOUT` / `UNREACHABLE`. */
   async request(to: Member | string, message: BlazeMessage | Uint8Array, options: RequestOptions = {}): Promise<GroupMessage> {
     const target = this.#target(to);
-    const id = this.#nextId++;
-    const reply = this.#await(id, target.id, options.timeoutMs ?? this.#group.requestTimeoutMs, options.signal, undefined);
+    const { id, promise } = this.#open(options.timeoutMs ?? this.#group.requestTimeoutMs, options.signal, "the request", { target: target.id });
     const { payload, format } = encodePayload(message);
     this.#sendTo(target.id, target.incarnation, Addressing.MEMBER, options.inbox ?? "", payload, format, id).catch((error: unknown) =>
-      this.#pending.get(id)?.reject(error instanceof BlazeError ? error : new BlazeError("SEND_FAILED", String(error), { cause: error })),
+      this.#calls.fail(id, error instanceof BlazeError ? error : new BlazeError("SEND_FAILED", String(error), { cause: error })),
     );
-    return (await reply)!;
+    return (await promise)!;
   }
 
   /** A request through queue `name`: one consumer answers. */
@@ -359,7 +356,7 @@ export class GroupChannel extends Channel {
 
   /** Counters of the group level. */
   get groupStats(): { readonly unmatchedReplies: number; readonly pending: number; readonly unicast: Readonly<Record<string, number>> } {
-    return { unmatchedReplies: this.#unmatchedReplies, pending: this.#pending.size, unicast: { ...(this.#unicast?.stats ?? {}) } };
+    return { unmatchedReplies: this.#unmatchedReplies, pending: this.#calls.size, unicast: { ...(this.#unicast?.stats ?? {}) } };
   }
 
   // --- internals ---
@@ -409,6 +406,7 @@ export class GroupChannel extends Channel {
 
   #started(context: ExtensionContext): void {
     this.#context = context;
+    context.driver.add(this.#calls);
     this.#levelAbove?.started(context);
     this.#reassembler = new Reassembler(16 * 1024 * 1024, 60_000);
     this.#unicast = new UnicastProtocol({
@@ -429,11 +427,8 @@ export class GroupChannel extends Channel {
     this.#unicast?.close();
     this.#unicast = undefined;
     const closed = new BlazeError("CLOSED", "the group channel stopped");
-    for (const [id, pending] of this.#pending) {
-      pending.timer.cancel();
-      pending.reject(closed);
-      this.#pending.delete(id);
-    }
+    this.#calls.failAll(closed);
+    this.#context?.driver.remove(this.#calls);
     for (const queue of this.#sendQueues.values()) for (const entry of queue.splice(0)) entry.reject(closed);
     this.#sendQueues.clear();
     this.#consumers.clear();
@@ -486,15 +481,10 @@ export class GroupChannel extends Channel {
 
   // A member left (or died): what was waiting on it fails over (queue messages) or fails (requests).
   #memberGone(peer: PeerKey): void {
-    for (const [id, pending] of this.#pending) {
-      if (pending.target !== peer) continue;
-      if (pending.queue !== undefined) {
-        this.#dispatchQueue(id, pending);
-        continue;
-      }
-      pending.timer.cancel();
-      this.#pending.delete(id);
-      pending.reject(new BlazeError("UNREACHABLE", `member ${peer.slice(0, 8)} left before answering`));
+    for (const [id, call] of [...this.#calls.entries()]) {
+      if (call.target !== peer) continue;
+      if (call.queue !== undefined) this.#dispatchQueue(id, call);
+      else this.#calls.fail(id, new BlazeError("UNREACHABLE", `member ${peer.slice(0, 8)} left before answering`));
     }
     const queued = this.#sendQueues.get(peer);
     if (queued !== undefined) {
@@ -592,14 +582,11 @@ export class GroupChannel extends Channel {
     switch (addressing) {
       case Addressing.REPLY:
       case Addressing.QUEUE_ACK: {
-        const pending = this.#pending.get(requestId);
-        if (pending === undefined || pending.target !== peer) {
+        if (this.#calls.meta(requestId)?.target !== peer) {
           this.#unmatchedReplies++;
           return;
         }
-        this.#pending.delete(requestId);
-        pending.timer.cancel();
-        pending.resolve(addressing === Addressing.REPLY ? this.#message(peer, destination, payload, format, requestId, undefined) : undefined);
+        this.#calls.settle(requestId, addressing === Addressing.REPLY ? this.#message(peer, destination, payload, format, requestId, undefined) : undefined);
         return;
       }
       case Addressing.QUEUE:
@@ -663,53 +650,38 @@ export class GroupChannel extends Channel {
     return this.#sendTo(peer, incarnation, Addressing.QUEUE_ACK, queue, new Uint8Array(0), PayloadFormat.UNSPECIFIED, requestId).catch(() => undefined);
   }
 
-  #await(id: number, target: PeerKey, timeoutMs: number, signal: AbortSignalLike | undefined, queue: Pending["queue"]): Promise<GroupMessage | undefined> {
+  #open(timeoutMs: number, signal: AbortSignalLike | undefined, what: string, call: Call): { readonly id: number; readonly promise: Promise<GroupMessage | undefined> } {
     const context = this.#context;
     if (context === undefined) throw new BlazeError("ILLEGAL_STATE", "the group channel is not started");
-    return new Promise((resolve, reject) => {
-      const fail = (error: BlazeError) => {
-        if (!this.#pending.delete(id)) return;
-        timer.cancel();
-        signal?.removeEventListener("abort", onAbort);
-        reject(error);
-      };
-      const onAbort = () => fail(new BlazeError("ABORTED", "the request was aborted", { cause: signal?.reason }));
-      const timer = context.clock.setTimer(timeoutMs, () => fail(new BlazeError("TIMEOUT", `no answer within ${timeoutMs} ms`)));
-      this.#pending.set(id, {
-        resolve: (reply) => {
-          signal?.removeEventListener("abort", onAbort);
-          resolve(reply);
-        },
-        reject: fail,
-        timer,
-        target,
-        queue,
-      });
-      if (signal?.aborted) onAbort();
-      else signal?.addEventListener("abort", onAbort, { once: true });
-    });
+    const opened = this.#calls.open(context.driver.now(), timeoutMs, signal, what, call);
+    context.driver.touch();
+    return opened;
   }
 
   #queueRequest(name: string, message: BlazeMessage | Uint8Array, expectsReply: boolean, timeoutMs: number, signal: AbortSignalLike | undefined): Promise<GroupMessage | undefined> {
     const { payload, format } = encodePayload(message);
-    const id = this.#nextId++;
-    const result = this.#await(id, "", timeoutMs, signal, { name, payload, format, expectsReply });
-    this.#dispatchQueue(id, this.#pending.get(id)!);
-    return result;
+    const call: Call = { target: "", queue: { name, payload, format, expectsReply } };
+    const { id, promise } = this.#open(timeoutMs, signal, `the message to queue "${name}"`, call);
+    this.#dispatchQueue(id, call);
+    return promise;
   }
 
   // Picks the next consumer of the queue (round robin in view order) and sends the message to it; with
   // none, waits for one to appear.
-  #dispatchQueue(id: number, pending: Pending): void {
-    const queue = pending.queue!;
-    const consumers = this.#queueConsumers(queue.name).filter((peer) => peer !== pending.target || pending.target === this.id);
+  #dispatchQueue(id: number, call: Call): void {
+    const queue = call.queue!;
+    const consumers = this.#queueConsumers(queue.name).filter((peer) => peer !== call.target || call.target === this.id);
     if (consumers.length === 0) {
-      pending.target = "";
+      call.target = "";
       const retry = () => {
-        if (!this.#pending.has(id) || pending.target !== "") return;
+        if (this.#calls.meta(id) !== call) {
+          this.#waiters.delete(retry);
+          return;
+        }
+        if (call.target !== "") return;
         if (this.#queueConsumers(queue.name).length > 0) {
           this.#waiters.delete(retry);
-          this.#dispatchQueue(id, pending);
+          this.#dispatchQueue(id, call);
         }
       };
       this.#waiters.add(retry);
@@ -718,11 +690,11 @@ export class GroupChannel extends Channel {
     const turn = this.#roundRobin.get(queue.name) ?? 0;
     this.#roundRobin.set(queue.name, turn + 1);
     const target = consumers[turn % consumers.length]!;
-    pending.target = target;
+    call.target = target;
     const incarnation = target === this.id ? this.incarnation : (this.getMemberById(target)?.incarnation ?? this.#context!.endpoint.peers.get(target)!.incarnation);
     const addressing = queue.expectsReply ? Addressing.QUEUE_REQUEST : Addressing.QUEUE;
     this.#sendTo(target, incarnation, addressing, queue.name, queue.payload, queue.format, id).catch((error: unknown) => {
-      if (this.#pending.has(id) && error instanceof BlazeError && error.code === "UNREACHABLE") this.#dispatchQueue(id, pending);
+      if (this.#calls.meta(id) === call && error instanceof BlazeError && error.code === "UNREACHABLE") this.#dispatchQueue(id, call);
     });
   }
 

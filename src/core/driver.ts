@@ -1,0 +1,118 @@
+import type { Clock, TimerHandle } from "../transport/clock.ts";
+
+/**
+ * A protocol unit as its driver sees it: a state machine that never reads a clock or arms a timer of
+ * its own. It says when it next needs to act (`pollTimeout`), and acts when told the time has come.
+ * Inputs (datagrams, user calls) reach it through its own methods, each given `now`.
+ */
+export interface TimedUnit {
+  /** The earliest time, on the driver's clock, at which `handleTimeout` is due; `Infinity` for never. */
+  pollTimeout(): number;
+  /** Does whatever is due at `now` (it may be called early: then it does nothing). */
+  handleTimeout(now: number): void;
+}
+
+/**
+ * The one piece that turns a channel's units into a running member (quinn-proto's shape): after each
+ * turn of inputs it flushes the datagrams they produced and arms one timer — for the earliest deadline
+ * of any unit — and when that timer fires it hands the time to the units that are due. Units never
+ * re-enter each other through it, and nothing in them waits on the event loop.
+ */
+export class Driver {
+  readonly #clock: Clock;
+  readonly #fault: (error: unknown) => void;
+  readonly #units: TimedUnit[] = [];
+  readonly #endOfTurn: Array<() => void> = [];
+  #timer: TimerHandle | undefined;
+  #armedAt = Number.POSITIVE_INFINITY;
+  #turnScheduled = false;
+  #closed = false;
+
+  /** `fault`: where an exception thrown by a unit goes (the member carries on). */
+  constructor(clock: Clock, fault: (error: unknown) => void) {
+    this.#clock = clock;
+    this.#fault = fault;
+  }
+
+  /** The time now, on the driver's clock: what inputs hand to units. */
+  now(): number {
+    return this.#clock.now();
+  }
+
+  add(unit: TimedUnit): void {
+    if (!this.#units.includes(unit)) this.#units.push(unit);
+    this.touch();
+  }
+
+  remove(unit: TimedUnit): void {
+    const index = this.#units.indexOf(unit);
+    if (index >= 0) this.#units.splice(index, 1);
+  }
+
+  /** Runs `fn` at the end of every turn that did something (before the timer is re-armed): a flush. Returns its remover. */
+  onEndOfTurn(fn: () => void): () => void {
+    this.#endOfTurn.push(fn);
+    return () => {
+      const index = this.#endOfTurn.indexOf(fn);
+      if (index >= 0) this.#endOfTurn.splice(index, 1);
+    };
+  }
+
+  /**
+   * An input changed something: at the end of this turn — once the inputs ready now have all been
+   * handled, so that what they produced goes out bundled — flush, and re-arm the timer.
+   */
+  touch(): void {
+    if (this.#turnScheduled || this.#closed) return;
+    this.#turnScheduled = true;
+    this.#clock.defer(this.#turnEnded);
+  }
+
+  /** Stops the timer; the driver does nothing more. */
+  close(): void {
+    this.#closed = true;
+    this.#timer?.cancel();
+    this.#timer = undefined;
+    this.#armedAt = Number.POSITIVE_INFINITY;
+  }
+
+  readonly #turnEnded = (): void => {
+    this.#turnScheduled = false;
+    if (this.#closed) return;
+    for (const fn of this.#endOfTurn) this.#guard(fn);
+    this.#arm();
+  };
+
+  readonly #fire = (): void => {
+    this.#timer = undefined;
+    this.#armedAt = Number.POSITIVE_INFINITY;
+    if (this.#closed) return;
+    const now = this.#clock.now();
+    for (const unit of this.#units) {
+      if (unit.pollTimeout() <= now) this.#guard(() => unit.handleTimeout(now));
+    }
+    this.#turnEnded();
+  };
+
+  // One timer, for the earliest deadline. One armed for a later time is moved earlier; one armed for an
+  // earlier time than needed fires early, finds nothing due, and is armed again.
+  #arm(): void {
+    let next = Number.POSITIVE_INFINITY;
+    for (const unit of this.#units) {
+      const at = unit.pollTimeout();
+      if (at < next) next = at;
+    }
+    if (next >= this.#armedAt) return;
+    this.#timer?.cancel();
+    this.#armedAt = next;
+    this.#timer = next === Number.POSITIVE_INFINITY ? undefined : this.#clock.setTimer(Math.max(0, next - this.#clock.now()), this.#fire);
+  }
+
+  #guard(fn: () => void): void {
+    try {
+      fn();
+    } catch (error) {
+      this.#fault(error);
+    }
+  }
+}
