@@ -302,6 +302,7 @@ export class Channel implements AsyncDisposable {
       if (this.#starts++ > 0) this.#incarnation++;
       endpoint.start(this.#incarnation);
       this.#protocol = this.#createProtocol(endpoint);
+      if (isTimed(this.#protocol)) this.#driver.add(this.#protocol);
       this.#state = "started";
       this.#extension?.started({
         endpoint,
@@ -313,7 +314,7 @@ export class Channel implements AsyncDisposable {
         dispatch: (destination, sender, payload, format, seq, outOfBand) =>
           this.#dispatch(destination, sender, payload, format, seq, outOfBand),
         heartbeatNow: () => this.#sendHeartbeat(),
-        receiverGone: (peer) => this.#protocol?.onReceiverGone?.(peer),
+        receiverGone: (peer) => this.#protocol?.onReceiverGone?.(peer, this.#clock.now()),
       });
       this.#sendHeartbeat();
       this.#nextHeartbeatAt = this.#clock.now() + this.#options.heartbeatIntervalMs;
@@ -375,7 +376,7 @@ export class Channel implements AsyncDisposable {
       piece.outOfBand = outOfBand;
       piece.safe = options.safe;
       piece.payload = payload;
-      protocol.send(piece);
+      protocol.send(piece, this.#clock.now());
       piece.payload = NO_BYTES;
       local?.();
       return RESOLVED;
@@ -388,7 +389,8 @@ export class Channel implements AsyncDisposable {
     if (options.safe !== undefined) for (const piece of pieces) (piece as Mutable<OutgoingData>).safe = options.safe;
     let sent = 0;
     if (this.#pending.length === 0) {
-      while (sent < pieces.length && protocol.canSend(pieces[sent]!.payload.length)) protocol.send(pieces[sent++]!);
+      const now = this.#clock.now();
+      while (sent < pieces.length && protocol.canSend(pieces[sent]!.payload.length)) protocol.send(pieces[sent++]!, now);
       if (sent === pieces.length) {
         local?.();
         return RESOLVED;
@@ -496,6 +498,7 @@ export class Channel implements AsyncDisposable {
     this.#extension?.stopping();
     this.#driver.remove(this.#ticker);
     this.#nextHeartbeatAt = Number.POSITIVE_INFINITY;
+    if (isTimed(this.#protocol)) this.#driver.remove(this.#protocol);
     this.#protocol?.close();
     this.#protocol = undefined;
     this.#endpoint?.stop();
@@ -518,15 +521,16 @@ export class Channel implements AsyncDisposable {
       report: (event) => this.#onProtocolEvent(event),
       writable: () => this.#pump(),
     };
+    const now = this.#clock.now();
     switch (this.#options.reliability) {
       case "best-effort":
         return new BestEffortProtocol(host);
       case "totem":
         return new TotemProtocol(host, this.#incarnation, this.#options.totem);
       case "fec":
-        return new FecProtocol(host, this.#incarnation, this.#options.fec, this.#options.nack);
+        return new FecProtocol(host, this.#incarnation, this.#options.fec, this.#options.nack, now);
       default:
-        return new NackProtocol(host, this.#incarnation, this.#options.nack);
+        return new NackProtocol(host, this.#incarnation, this.#options.nack, now);
     }
   }
 
@@ -534,10 +538,11 @@ export class Channel implements AsyncDisposable {
   #pump(): void {
     const protocol = this.#protocol;
     if (protocol === undefined) return;
+    const now = this.#clock.now();
     while (this.#pending.length > 0) {
       const head = this.#pending[0]!;
       while (head.next < head.pieces.length && protocol.canSend(head.pieces[head.next]!.payload.length)) {
-        protocol.send(head.pieces[head.next++]!);
+        protocol.send(head.pieces[head.next++]!, now);
       }
       if (head.next < head.pieces.length) return;
       this.#pending.shift();
@@ -550,20 +555,22 @@ export class Channel implements AsyncDisposable {
     const protocol = this.#protocol;
     if (protocol === undefined) return;
     const extension = this.#extension;
+    // The endpoint stamped the peer with the datagram's arrival: the time this input is handled at.
+    const now = peer.lastHeardAt;
     for (const frame of frames) {
       switch (frame.case) {
         case "data":
           // Point-to-point data travels on its own streams, which a higher level runs.
-          if (frame.targetId.length === 0) protocol.onData(peer.key, peer.incarnation, frame);
+          if (frame.targetId.length === 0) protocol.onData(peer.key, peer.incarnation, frame, now);
           else if (extension?.frame(peer, frame) !== true) this.#unhandledFrames++;
           break;
         case "nack":
         case "ack":
-          if (streamOf(frame.frame) === Stream.MULTICAST) protocol.onControl(peer.key, peer.incarnation, frame.frame);
+          if (streamOf(frame.frame) === Stream.MULTICAST) protocol.onControl(peer.key, peer.incarnation, frame.frame, now);
           else if (extension?.frame(peer, frame) !== true) this.#unhandledFrames++;
           break;
         case "heartbeat":
-          protocol.onControl(peer.key, peer.incarnation, frame.frame);
+          protocol.onControl(peer.key, peer.incarnation, frame.frame, now);
           extension?.frame(peer, frame);
           break;
         case "totemToken":
@@ -571,7 +578,7 @@ export class Channel implements AsyncDisposable {
         case "totemCommit":
         case "totemRelay":
         case "fecParity":
-          protocol.onControl(peer.key, peer.incarnation, frame.frame);
+          protocol.onControl(peer.key, peer.incarnation, frame.frame, now);
           break;
         default:
           // A channel-level goodbye (a Leave of no group) is the endpoint's; everything else goes up.
@@ -616,7 +623,7 @@ export class Channel implements AsyncDisposable {
   }
 
   #onPeerUp(peer: Peer): void {
-    this.#protocol?.onPeerUp(peer.key, peer.incarnation);
+    this.#protocol?.onPeerUp(peer.key, peer.incarnation, peer.lastHeardAt);
     this.#extension?.peerUp(peer);
     // Tell a newcomer at once where our stream stands, so it neither waits for nor misses messages.
     if (this.#protocol !== undefined) for (const frame of this.#heartbeatFrames()) this.#endpoint!.unicastFrame(peer.key, frame);
@@ -676,6 +683,10 @@ export class Channel implements AsyncDisposable {
     if (this.#endpoint === undefined) throw new BlazeError("ILLEGAL_STATE", `${what} needs an initialized channel`);
     return this.#endpoint;
   }
+}
+
+function isTimed(protocol: ReliabilityProtocol | undefined): protocol is ReliabilityProtocol & TimedUnit {
+  return protocol?.pollTimeout !== undefined && protocol.handleTimeout !== undefined;
 }
 
 function peerInfo(peer: Peer): PeerInfo {

@@ -458,6 +458,8 @@ export class Endpoint {
     for (const frames of held) this.#handFrames(peer, frames);
     this.#handFrames(peer, frames);
     if (leaving) this.#remove(peer, "left", now);
+    // Whatever the frames changed (a deadline, a datagram to send) is taken up at the end of the turn.
+    this.#driver.touch();
   }
 
   // Challenges are admission's; the rest goes up.

@@ -68,3 +68,52 @@ export class Deadlines<T> {
     return top;
   }
 }
+
+/** Something with deadlines of its own in a {@link Timetable}: the earliest one it is queued for. */
+export interface Scheduled {
+  /** The deadline of this item's live entry in its timetable (`Infinity`: none). Owned by the timetable. */
+  queuedAt: number;
+}
+
+/**
+ * The deadlines of many items (streams, say), each with deadlines of its own that move often: an item
+ * is queued once for its earliest one, and moving a deadline later costs nothing — when its entry
+ * comes due early, the owner finds nothing due and queues it again for what is left. So a deadline
+ * that is set on every message and met every time (an acknowledgement, a retransmission timeout) costs
+ * a number written, not a heap operation.
+ */
+export class Timetable<T extends Scheduled> {
+  readonly #heap = new Deadlines<T>();
+
+  /** The earliest deadline of any item (`Infinity`: none). */
+  next(): number {
+    return this.#heap.next();
+  }
+
+  /** `item` has a deadline at `at`: queue it unless it is queued for that time or earlier. */
+  schedule(item: T, at: number): void {
+    if (at >= item.queuedAt) return;
+    item.queuedAt = at;
+    this.#heap.push(at, item);
+  }
+
+  /**
+   * The next item whose queued time is `now` or earlier, unqueued (the owner handles what is due and
+   * schedules it again for what remains); undefined when none is.
+   */
+  popDue(now: number): T | undefined {
+    for (;;) {
+      const at = this.#heap.next();
+      const item = this.#heap.popDue(now);
+      if (item === undefined) return undefined;
+      // An entry for a time the item is no longer queued for was superseded by an earlier one.
+      if (item.queuedAt !== at) continue;
+      item.queuedAt = Number.POSITIVE_INFINITY;
+      return item;
+    }
+  }
+
+  clear(): void {
+    this.#heap.clear();
+  }
+}

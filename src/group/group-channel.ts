@@ -410,8 +410,6 @@ export class GroupChannel extends Channel {
     this.#levelAbove?.started(context);
     this.#reassembler = new Reassembler(16 * 1024 * 1024, 60_000);
     this.#unicast = new UnicastProtocol({
-      clock: context.clock,
-      random: context.random,
       localKey: this.id,
       localIncarnation: context.incarnation,
       unicastData: (peer, data) => context.endpoint.unicastData(peer, data, this.getMemberById(peer)),
@@ -419,11 +417,13 @@ export class GroupChannel extends Channel {
       deliver: (peer, data) => this.#onPointToPoint(peer, data),
       writable: (peer) => this.#pump(peer),
     });
+    context.driver.add(this.#unicast);
   }
 
   #stopping(): void {
     for (const group of [...this.#memberships.keys()]) this.removeFromGroup(group);
     this.#levelAbove?.stopping();
+    if (this.#unicast !== undefined) this.#context?.driver.remove(this.#unicast);
     this.#unicast?.close();
     this.#unicast = undefined;
     const closed = new BlazeError("CLOSED", "the group channel stopped");
@@ -445,11 +445,11 @@ export class GroupChannel extends Channel {
   #frame(peer: Peer, frame: ReceivedFrame): boolean {
     switch (frame.case) {
       case "data":
-        this.#unicast?.onData(peer.key, peer.incarnation, frame);
+        this.#unicast?.onData(peer.key, peer.incarnation, frame, peer.lastHeardAt);
         return true;
       case "nack":
       case "ack":
-        this.#unicast?.onControl(peer.key, peer.incarnation, frame.frame);
+        this.#unicast?.onControl(peer.key, peer.incarnation, frame.frame, peer.lastHeardAt);
         return true;
       case "heartbeat": {
         const kind = frame.frame.kind;
@@ -543,7 +543,7 @@ export class GroupChannel extends Channel {
     const pieces = splitMessage({ destination, addressing, format, outOfBand: false, requestId }, payload, context.endpoint.maxPayloadBytes(destination));
     if (!this.#sendQueues.has(peer) && pieces.length === 1 && unicast.canSend(peer, payload.length)) {
       // The common case (one piece, room in the window): no queue, no promise of its own.
-      unicast.send(peer, incarnation, pieces[0]!);
+      unicast.send(peer, incarnation, pieces[0]!, context.driver.now());
       return RESOLVED;
     }
     return new Promise((resolve, reject) => {
@@ -558,10 +558,11 @@ export class GroupChannel extends Channel {
     const unicast = this.#unicast;
     const queue = this.#sendQueues.get(peer);
     if (unicast === undefined || queue === undefined) return;
+    const now = this.#context!.driver.now();
     while (queue.length > 0) {
       const head = queue[0]!;
       while (head.next < head.pieces.length && unicast.canSend(peer, head.pieces[head.next]!.payload.length)) {
-        unicast.send(peer, head.incarnation, head.pieces[head.next++]!);
+        unicast.send(peer, head.incarnation, head.pieces[head.next++]!, now);
       }
       if (head.next < head.pieces.length) return;
       queue.shift();

@@ -1,5 +1,6 @@
 import type { Frame } from "../../gen/activeblaze/v1/envelope_pb.ts";
 import type { DigestEntry } from "../../gen/activeblaze/v1/reliable_pb.ts";
+import type { TimedUnit } from "../core/driver.ts";
 import type { Clock, RandomSource } from "../transport/clock.ts";
 import type { DataFields } from "../wire/frames.ts";
 
@@ -79,7 +80,12 @@ export interface ProtocolStats {
   heldBytes: number;
 }
 
-export interface ReliabilityProtocol {
+/**
+ * A quality of service as the channel drives it. Inputs come with `now` (the driver's clock); a
+ * protocol with deadlines of its own is a {@link TimedUnit} (`pollTimeout`/`handleTimeout`) and reads
+ * no clock and arms no timer.
+ */
+export interface ReliabilityProtocol extends Partial<TimedUnit> {
   readonly name: string;
   /**
    * True when the protocol hands this member's own messages up through `deliver`, in its delivery
@@ -91,20 +97,20 @@ export interface ReliabilityProtocol {
   /** True when `send` would accept a message of `bytes` bytes now. */
   canSend(bytes: number): boolean;
   /** Sends one message or fragment; the caller checks `canSend` first. Returns its sequence number. */
-  send(data: OutgoingData): number;
+  send(data: OutgoingData, now: number): number;
   /** A Data frame arrived from `peer` (incarnation `incarnation`). */
-  onData(peer: PeerKey, incarnation: number, data: DataFields): void;
+  onData(peer: PeerKey, incarnation: number, data: DataFields, now: number): void;
   /** A control frame (Nack, Ack, Heartbeat, …) arrived from `peer`. */
-  onControl(peer: PeerKey, incarnation: number, frame: Frame): void;
+  onControl(peer: PeerKey, incarnation: number, frame: Frame, now: number): void;
   /** A peer was heard for the first time, or with a new incarnation. */
-  onPeerUp(peer: PeerKey, incarnation: number): void;
+  onPeerUp(peer: PeerKey, incarnation: number, now: number): void;
   /** A peer left or was declared dead: forget its streams. */
   onPeerDown(peer: PeerKey): void;
   /**
    * A peer was removed from the group's view while it may still be a peer here (a crash the group
    * noticed first): it stops holding this member's sends back at once.
    */
-  onReceiverGone?(peer: PeerKey): void;
+  onReceiverGone?(peer: PeerKey, now: number): void;
   /** What this member's periodic heartbeat says for the protocol. */
   heartbeat(): { highestSeq: number; lowestSeq: number; digest: DigestEntry[] };
   readonly stats: Readonly<ProtocolStats>;

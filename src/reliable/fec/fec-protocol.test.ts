@@ -11,9 +11,10 @@ import { SimulatedNetwork } from "../../transport/simulated-network.ts";
 import { VirtualClock } from "../../transport/virtual-clock.ts";
 import { type DataFields, DatagramBuilder, emptyDataFields, toData } from "../../wire/frames.ts";
 import type { ProtocolHost } from "../protocol.ts";
+import { DrivenProtocol } from "../../../test/support/driven-protocol.ts";
 import { FecProtocol, type FecStats } from "./fec-protocol.ts";
 import { encodeParityFrame, readSymbol, symbolOfFrame, SymbolWriter } from "./fec-wire.ts";
-import { fecOptionsSchema } from "./options.ts";
+import { type FecOptions, fecOptionsSchema } from "./options.ts";
 
 const SENDER = "00112233445566778899aabbccddeeff";
 
@@ -36,6 +37,12 @@ function randomData(random: SeededRandom, seq: number): DataFields {
   data.safe = random.next() < 0.1;
   data.streamFloor = random.next() < 0.1 ? random.nextInt(2 ** 33) : 0;
   return data;
+}
+
+/** An FEC protocol on `host`, driven as a channel drives it (its time from the host's clock). */
+function driven(host: ProtocolHost, options: FecOptions): DrivenProtocol<FecProtocol> {
+  const clock = host.clock as VirtualClock;
+  return new DrivenProtocol(new FecProtocol(host, 1, options, {}, clock.now()), clock);
 }
 
 /** A host that records what the protocol sends and delivers. */
@@ -163,7 +170,7 @@ describe("FEC options", () => {
 describe("FEC sender", () => {
   const defaults = fecOptionsSchema.parse({});
 
-  function sendBurst(protocol: FecProtocol, count: number, size: number): void {
+  function sendBurst(protocol: DrivenProtocol<FecProtocol>, count: number, size: number): void {
     for (let i = 0; i < count; i++) protocol.send(outgoing(new Uint8Array(size)));
   }
 
@@ -171,7 +178,7 @@ describe("FEC sender", () => {
     const random = new SeededRandom("fec-layout");
     for (const sizeOf of [() => 1024, () => random.nextInt(3000), () => (random.next() < 0.9 ? random.nextInt(200) : 20_000)]) {
       const { host, parities, clock, datagramOf } = recordingHost();
-      const protocol = new FecProtocol(host, 1, defaults);
+      const protocol = driven(host, defaults);
       for (let i = 0; i < 600; i++) protocol.send(outgoing(new Uint8Array(sizeOf())));
       clock.runFor(0);
       const perDatagram = new Map<string, number>();
@@ -191,7 +198,7 @@ describe("FEC sender", () => {
 
   it("lays a burst of 256 messages of 1 KiB out as 31 interleaved blocks of 8 or 9", () => {
     const { host, parities, clock } = recordingHost();
-    const protocol = new FecProtocol(host, 1, defaults);
+    const protocol = driven(host, defaults);
     sendBurst(protocol, 256, 1024);
     clock.runFor(0);
     const parity = parities();
@@ -205,7 +212,7 @@ describe("FEC sender", () => {
 
   it("closes a full group at once, and a short one when the burst ends", () => {
     const { host, parities, clock } = recordingHost();
-    const protocol = new FecProtocol(host, 1, defaults);
+    const protocol = driven(host, defaults);
     // Messages larger than half a datagram: no interleaving, blocks of k = 16 consecutive packets.
     sendBurst(protocol, 20, 40_000);
     expect(parities().length).toBe(2);
@@ -224,13 +231,13 @@ describe("FEC sender", () => {
 
   it("does not cut small messages into tiny blocks, and does not interleave with interleaveBytes 0", () => {
     const small = recordingHost();
-    const protocol = new FecProtocol(small.host, 1, defaults);
+    const protocol = driven(small.host, defaults);
     // Over 2 × 64 messages of 40 bytes share a datagram: the stride stops at 64, blocks stay full.
     sendBurst(protocol, 1000, 40);
     small.clock.runFor(0);
     expect(small.parities().every((p) => p.k >= 15 && p.stride === 64)).toBe(true);
     const off = recordingHost();
-    const consecutive = new FecProtocol(off.host, 1, { ...defaults, interleaveBytes: 0 });
+    const consecutive = driven(off.host, { ...defaults, interleaveBytes: 0 });
     sendBurst(consecutive, 64, 1024);
     off.clock.runFor(0);
     expect(off.parities().every((p) => p.stride === 0 && p.k === 16)).toBe(true);
@@ -244,7 +251,7 @@ describe("FEC receiver", () => {
   // A sender's frames and parity for `count` messages, through a recording host.
   function sentBlock(count: number, options = defaults) {
     const { host, sent, parities, clock } = recordingHost();
-    const sender = new FecProtocol(host, 1, options);
+    const sender = driven(host, options);
     const frames: Uint8Array[] = [];
     const original = host.multicastData;
     host.multicastData = (data) => {
@@ -262,7 +269,7 @@ describe("FEC receiver", () => {
   it("rebuilds up to m lost packets of a block from parity, with no NACK, and delivers in order", () => {
     const { data, parity } = sentBlock(16, { ...defaults, interleaveBytes: 0 });
     const { host, delivered, clock } = recordingHost();
-    const receiver = new FecProtocol(host, 1, defaults);
+    const receiver = driven(host, defaults);
     receiver.onPeerUp(SENDER, 7);
     for (const d of data) if (d.seq !== 4 && d.seq !== 9) receiver.onData(SENDER, 7, d);
     for (const p of parity) receiver.onControl(SENDER, 7, parityFrame(p));
@@ -277,7 +284,7 @@ describe("FEC receiver", () => {
   it("leaves a block that lost more than m packets to NACK, and finishes it from parity once enough arrived", () => {
     const { data, parity } = sentBlock(16, { ...defaults, interleaveBytes: 0 });
     const { host, delivered, clock } = recordingHost();
-    const receiver = new FecProtocol(host, 1, defaults);
+    const receiver = driven(host, defaults);
     receiver.onPeerUp(SENDER, 7);
     const lost = new Set([2, 5, 11]);
     for (const d of data) if (!lost.has(d.seq)) receiver.onData(SENDER, 7, d);
@@ -307,7 +314,7 @@ describe("FEC receiver", () => {
       { ...good, parity: new Uint8Array(65_536) },
     ];
     const { host, delivered } = recordingHost();
-    const receiver = new FecProtocol(host, 1, defaults);
+    const receiver = driven(host, defaults);
     receiver.onPeerUp(SENDER, 7);
     for (const d of data) if (d.seq === 1 || d.seq > 4) receiver.onData(SENDER, 7, d);
     for (const p of bad) expect(() => receiver.onControl(SENDER, 7, parityFrame(p))).not.toThrow();
@@ -320,7 +327,7 @@ describe("FEC receiver", () => {
     // Parity whose bytes were damaged rebuilds garbage: refused, not delivered.
     const { data: other, parity: otherParity } = sentBlock(16, { ...defaults, interleaveBytes: 0 });
     const { host: host2, delivered: delivered2 } = recordingHost();
-    const receiver2 = new FecProtocol(host2, 1, defaults);
+    const receiver2 = driven(host2, defaults);
     receiver2.onPeerUp(SENDER, 7);
     for (const d of other) if (d.seq !== 16) receiver2.onData(SENDER, 7, d);
     const damaged = otherParity[0]!.parity.slice();
@@ -334,7 +341,7 @@ describe("FEC receiver", () => {
   it("ignores parity of a sender not heard yet and of another incarnation", () => {
     const { data, parity } = sentBlock(4, { ...defaults, interleaveBytes: 0 });
     const { host, delivered } = recordingHost();
-    const receiver = new FecProtocol(host, 1, defaults);
+    const receiver = driven(host, defaults);
     for (const p of parity) receiver.onControl(SENDER, 7, parityFrame(p));
     receiver.onData(SENDER, 7, data[0]!);
     for (const p of parity) receiver.onControl(SENDER, 8, parityFrame(p));

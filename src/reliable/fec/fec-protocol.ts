@@ -1,5 +1,6 @@
 import type { Frame } from "../../../gen/activeblaze/v1/envelope_pb.ts";
 import type { DigestEntry } from "../../../gen/activeblaze/v1/reliable_pb.ts";
+import type { TimedUnit } from "../../core/driver.ts";
 import type { DataFields } from "../../wire/frames.ts";
 import { DEFAULT_NACK_OPTIONS, NackProtocol, type NackOptions } from "../nack/nack-protocol.ts";
 import type { OutgoingData, PeerKey, ProtocolHost, ProtocolStats, ReliabilityProtocol } from "../protocol.ts";
@@ -24,7 +25,7 @@ export interface FecStats extends ProtocolStats, FecReceiveCounters {
  * (through the host), the receiver side sees every Data frame and parity frame before NACK does, and
  * hands rebuilt packets to NACK as if they had arrived.
  */
-export class FecProtocol implements ReliabilityProtocol {
+export class FecProtocol implements ReliabilityProtocol, TimedUnit {
   readonly name = "fec";
   readonly #nack: NackProtocol;
   readonly #sender: FecSender;
@@ -32,7 +33,7 @@ export class FecProtocol implements ReliabilityProtocol {
   readonly #stats: FecStats;
   readonly #counters: FecReceiveCounters & { paritySent: number };
 
-  constructor(host: ProtocolHost, incarnation: number, options: FecOptions, nack: Partial<NackOptions> = {}) {
+  constructor(host: ProtocolHost, incarnation: number, options: FecOptions, nack: Partial<NackOptions> = {}, now = 0) {
     const counters = { paritySent: 0, parityReceived: 0, parityInvalid: 0, recovered: 0, blocksRecovered: 0, blocksUnrecovered: 0 };
     this.#sender = new FecSender(host, options, counters);
     const sender = this.#sender;
@@ -56,8 +57,8 @@ export class FecProtocol implements ReliabilityProtocol {
       ...nack,
       nackDelayMinMs: (nack.nackDelayMinMs ?? DEFAULT_NACK_OPTIONS.nackDelayMinMs) + wait,
       nackDelayMaxMs: (nack.nackDelayMaxMs ?? DEFAULT_NACK_OPTIONS.nackDelayMaxMs) + wait,
-    });
-    this.#receiver = new FecReceiver(counters, (peer, incarnation, data) => this.#nack.onData(peer, incarnation, data));
+    }, now);
+    this.#receiver = new FecReceiver(counters, (peer, incarnation, data, now) => this.#nack.onData(peer, incarnation, data, now));
     this.#stats = { ...this.#nack.stats, ...counters };
     this.#counters = counters;
   }
@@ -70,22 +71,22 @@ export class FecProtocol implements ReliabilityProtocol {
     return this.#nack.canSend(bytes);
   }
 
-  send(data: OutgoingData): number {
-    return this.#nack.send(data);
+  send(data: OutgoingData, now: number): number {
+    return this.#nack.send(data, now);
   }
 
-  onData(peer: PeerKey, incarnation: number, data: DataFields): void {
-    this.#receiver.onData(peer, incarnation, data);
+  onData(peer: PeerKey, incarnation: number, data: DataFields, now: number): void {
+    this.#receiver.onData(peer, incarnation, data, now);
   }
 
-  onControl(peer: PeerKey, incarnation: number, frame: Frame): void {
-    if (frame.kind.case === "fecParity") this.#receiver.onParity(peer, incarnation, frame.kind.value);
-    else this.#nack.onControl(peer, incarnation, frame);
+  onControl(peer: PeerKey, incarnation: number, frame: Frame, now: number): void {
+    if (frame.kind.case === "fecParity") this.#receiver.onParity(peer, incarnation, frame.kind.value, now);
+    else this.#nack.onControl(peer, incarnation, frame, now);
   }
 
-  onPeerUp(peer: PeerKey, incarnation: number): void {
+  onPeerUp(peer: PeerKey, incarnation: number, now: number): void {
     this.#receiver.peerUp(peer, incarnation);
-    this.#nack.onPeerUp(peer, incarnation);
+    this.#nack.onPeerUp(peer, incarnation, now);
   }
 
   onPeerDown(peer: PeerKey): void {
@@ -93,8 +94,16 @@ export class FecProtocol implements ReliabilityProtocol {
     this.#nack.onPeerDown(peer);
   }
 
-  onReceiverGone(peer: PeerKey): void {
-    this.#nack.onReceiverGone(peer);
+  onReceiverGone(peer: PeerKey, now: number): void {
+    this.#nack.onReceiverGone(peer, now);
+  }
+
+  pollTimeout(): number {
+    return this.#nack.pollTimeout();
+  }
+
+  handleTimeout(now: number): void {
+    this.#nack.handleTimeout(now);
   }
 
   heartbeat(): { highestSeq: number; lowestSeq: number; digest: DigestEntry[] } {

@@ -97,25 +97,25 @@ interface SenderState {
 export class FecReceiver {
   readonly #counters: FecReceiveCounters;
   /** Where packets (received and rebuilt) go on: the NACK receiver. */
-  readonly #deliver: (peer: PeerKey, incarnation: number, data: DataFields) => void;
+  readonly #deliver: (peer: PeerKey, incarnation: number, data: DataFields, now: number) => void;
   readonly #senders = new Map<PeerKey, SenderState>();
   readonly #codec = new ReedSolomon();
   readonly #writer = new SymbolWriter();
 
-  constructor(counters: FecReceiveCounters, deliver: (peer: PeerKey, incarnation: number, data: DataFields) => void) {
+  constructor(counters: FecReceiveCounters, deliver: (peer: PeerKey, incarnation: number, data: DataFields, now: number) => void) {
     this.#counters = counters;
     this.#deliver = deliver;
   }
 
   /** A multicast Data frame arrived: keep it, pass it on, and rebuild what it makes rebuildable. */
-  onData(peer: PeerKey, incarnation: number, data: DataFields): void {
+  onData(peer: PeerKey, incarnation: number, data: DataFields, now: number): void {
     let sender = this.#senders.get(peer);
     if (sender === undefined || sender.incarnation !== incarnation) {
       sender = { incarnation, history: new SourceHistory(data.seq), pending: new Map(), waiting: new Map() };
       this.#senders.set(peer, sender);
     }
     sender.history.add(data);
-    this.#deliver(peer, incarnation, data);
+    this.#deliver(peer, incarnation, data, now);
     if (sender.waiting.size === 0) return;
     const block = sender.waiting.get(data.seq);
     if (block === undefined) return;
@@ -123,11 +123,11 @@ export class FecReceiver {
     block.missing--;
     block.late = true;
     if (block.missing === 0) this.#forget(sender, block, false);
-    else if (block.missing <= block.parity.length) this.#rebuild(peer, sender, block);
+    else if (block.missing <= block.parity.length) this.#rebuild(peer, sender, block, now);
   }
 
   /** A FecParity frame arrived. Bad ones are counted and dropped; nothing here throws. */
-  onParity(peer: PeerKey, incarnation: number, parity: FecParity): void {
+  onParity(peer: PeerKey, incarnation: number, parity: FecParity, now: number): void {
     const fields = parityFields(parity);
     if (fields === undefined) {
       this.#counters.parityInvalid++;
@@ -146,7 +146,7 @@ export class FecReceiver {
       }
       if (known.parity.some((p) => p.row === symbol.row)) return;
       known.parity.push(symbol);
-      if (known.missing <= known.parity.length) this.#rebuild(peer, sender, known);
+      if (known.missing <= known.parity.length) this.#rebuild(peer, sender, known, now);
       return;
     }
     const missing: number[] = [];
@@ -157,7 +157,7 @@ export class FecReceiver {
     if (missing.length === 0) return;
     const block: PendingBlock = { first: fields.blockFirstSeq, k: fields.k, m: fields.m, stride: fields.stride, parity: [symbol], missing: missing.length, late: false };
     if (missing.length === 1) {
-      this.#rebuild(peer, sender, block);
+      this.#rebuild(peer, sender, block, now);
       return;
     }
     this.#makeRoom(sender);
@@ -179,7 +179,7 @@ export class FecReceiver {
     this.#senders.clear();
   }
 
-  #rebuild(peer: PeerKey, sender: SenderState, block: PendingBlock): void {
+  #rebuild(peer: PeerKey, sender: SenderState, block: PendingBlock, now: number): void {
     const writer = this.#writer;
     writer.reset();
     const sources: Array<Uint8Array | undefined> = new Array(block.k);
@@ -216,7 +216,7 @@ export class FecReceiver {
     for (const data of packets) {
       this.#counters.recovered++;
       sender.history.add(data);
-      this.#deliver(peer, sender.incarnation, data);
+      this.#deliver(peer, sender.incarnation, data, now);
     }
   }
 

@@ -8,6 +8,7 @@ import { type DataFields, emptyDataFields, toData, toDataFields } from "../../wi
 import { ackFrame, heartbeatFrame, nackFrame, Stream } from "../control-frames.ts";
 import { idOf } from "../member-key.ts";
 import type { OutgoingData, PeerKey, ProtocolEvent, ProtocolHost } from "../protocol.ts";
+import { DrivenProtocol } from "../../../test/support/driven-protocol.ts";
 import { DEFAULT_NACK_OPTIONS, type NackOptions, NackProtocol } from "./nack-protocol.ts";
 import { type EarlyLimits, ReceiveWindow } from "./receive-window.ts";
 import { BUFFER_WINDOWS } from "./send-window.ts";
@@ -43,7 +44,7 @@ class Net {
 /** One member: a NackProtocol whose host sends real frames over the Net and records what it delivers and reports. */
 class Node {
   readonly key: PeerKey;
-  readonly protocol: NackProtocol;
+  readonly protocol: DrivenProtocol<NackProtocol>;
   /** Per sender, the sequence numbers delivered, in delivery order. */
   readonly delivered = new Map<PeerKey, number[]>();
   readonly events: ProtocolEvent[] = [];
@@ -82,7 +83,7 @@ class Node {
       report: (event) => this.events.push(event),
       writable: () => this.writable++,
     };
-    this.protocol = new NackProtocol(host, incarnation, options);
+    this.protocol = new DrivenProtocol(new NackProtocol(host, incarnation, options, net.clock.now()), net.clock);
   }
 
   receive(from: Node, frame: Frame): void {

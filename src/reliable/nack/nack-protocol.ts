@@ -1,7 +1,8 @@
 import { create } from "@bufbuild/protobuf";
 import type { Frame } from "../../../gen/activeblaze/v1/envelope_pb.ts";
 import { type Ack, type DigestEntry, DigestEntrySchema, type Heartbeat, type Nack, type SeqRange, Stream } from "../../../gen/activeblaze/v1/reliable_pb.ts";
-import type { TimerHandle } from "../../transport/clock.ts";
+import { type Scheduled, Timetable } from "../../core/deadlines.ts";
+import type { TimedUnit } from "../../core/driver.ts";
 import { type DataFields, emptyDataFields, NO_BYTES } from "../../wire/frames.ts";
 import { heartbeatFrame, nackFrame } from "../control-frames.ts";
 import { idOf, sameId } from "../member-key.ts";
@@ -14,7 +15,7 @@ import {
   type ProtocolStats,
   type ReliabilityProtocol,
 } from "../protocol.ts";
-import { type Acknowledger, acknowledge, type EarlyLimits, type IncomingStream, openIncomingStream, takeAck } from "./receive-window.ts";
+import { ackDueNow, clearNack, type EarlyLimits, type IncomingStream, openIncomingStream, takeAck } from "./receive-window.ts";
 import { BUFFER_WINDOWS, EVERYONE, SendWindow } from "./send-window.ts";
 
 /** Tuning of the NACK protocol. Every duration is in milliseconds. */
@@ -77,12 +78,14 @@ type SenderStream = IncomingStream;
 const MAX_RESUME_POINTS = 4_096;
 
 /** A receiver this member has not yet told (for sure) where its stream starts for it. */
-interface Joiner {
+interface Joiner extends Scheduled {
+  readonly peer: PeerKey;
   readonly incarnation: number;
   /** The first of our messages it is owed: our next sequence number when we first heard it. */
   readonly start: number;
   attempts: number;
-  timer: TimerHandle | undefined;
+  /** False once it acknowledged (or left): its next telling is not due. */
+  live: boolean;
 }
 
 /**
@@ -109,7 +112,7 @@ interface Joiner {
  * stream opened, every message is delivered or reported lost, and its acknowledgements cover nothing
  * else.
  */
-export class NackProtocol implements ReliabilityProtocol {
+export class NackProtocol implements ReliabilityProtocol, TimedUnit {
   readonly name = "nack";
   readonly #host: ProtocolHost;
   readonly #options: NackOptions;
@@ -126,13 +129,17 @@ export class NackProtocol implements ReliabilityProtocol {
   readonly #limits: EarlyLimits;
   /** A sequence number this far past what a receiver expects is not one a sender's buffer allows: not trusted. */
   readonly #trustSpan: number;
-  #tailTimer: TimerHandle | undefined;
+  /** The deadlines of the incoming streams (acknowledgement, NACK) and of the joiners (telling them again). */
+  readonly #streamTimes = new Timetable<SenderStream>();
+  readonly #joinerTimes = new Timetable<Joiner>();
+  /** When the sender next announces its highest message (`Infinity`: all is stable). */
+  #tailDue = Number.POSITIVE_INFINITY;
   #tailDelay: number;
-  #expiryTimer: TimerHandle | undefined;
-  #closed = false;
+  /** When silent receivers are next looked for. */
+  #expiryDue: number;
   readonly #scratch: DataFields = emptyDataFields();
 
-  constructor(host: ProtocolHost, localIncarnation: number, options: Partial<NackOptions> = {}) {
+  constructor(host: ProtocolHost, localIncarnation: number, options: Partial<NackOptions> = {}, now = 0) {
     this.#host = host;
     this.#options = { ...DEFAULT_NACK_OPTIONS, ...options };
     this.#window = new SendWindow(this.#options.windowMessages, this.#options.windowBytes);
@@ -143,7 +150,7 @@ export class NackProtocol implements ReliabilityProtocol {
     this.#limits = { messages: BUFFER_WINDOWS * this.#options.windowMessages, bytes: BUFFER_WINDOWS * this.#options.windowBytes };
     this.#trustSpan = 2 * BUFFER_WINDOWS * this.#options.windowMessages;
     this.#tailDelay = this.#options.tailAnnounceMs;
-    this.#scheduleExpiry();
+    this.#expiryDue = now + this.#options.receiverTimeoutMs / 4;
   }
 
   get stats(): Readonly<ProtocolStats> {
@@ -161,7 +168,7 @@ export class NackProtocol implements ReliabilityProtocol {
     return this.#window.canSend(bytes);
   }
 
-  send(out: OutgoingData): number {
+  send(out: OutgoingData, now: number): number {
     const window = this.#window;
     const seq = window.next();
     const data = fillData(this.#scratch, seq, out);
@@ -170,11 +177,11 @@ export class NackProtocol implements ReliabilityProtocol {
     window.trim();
     this.#stats.sent++;
     this.#tailDelay = this.#options.tailAnnounceMs;
-    if (this.#tailTimer === undefined) this.#scheduleTail();
+    if (this.#tailDue === Number.POSITIVE_INFINITY) this.#tailDue = now + this.#tailDelay;
     return seq;
   }
 
-  onData(peer: PeerKey, incarnation: number, data: DataFields): void {
+  onData(peer: PeerKey, incarnation: number, data: DataFields, now: number): void {
     if (data.seq < 1) {
       this.#stats.refused++;
       return;
@@ -191,35 +198,35 @@ export class NackProtocol implements ReliabilityProtocol {
     const receipt = window.receive(data, stream.deliver);
     if (receipt === "duplicate") this.#stats.duplicates++;
     else if (receipt === "full") this.#stats.earlyDropped++;
-    else if (window.opened) this.#afterProgress(peer, stream);
+    else if (window.opened) this.#afterProgress(stream, now);
   }
 
-  onControl(peer: PeerKey, incarnation: number, frame: Frame): void {
+  onControl(peer: PeerKey, incarnation: number, frame: Frame, now: number): void {
     const kind = frame.kind;
     switch (kind.case) {
       case "nack": {
         const nack = kind.value;
         if (nack.stream === Stream.MULTICAST && sameId(nack.originId, this.#localId) && Number(nack.originIncarnation) === this.#localIncarnation) {
-          this.#onNack(peer, nack);
+          this.#onNack(peer, nack, now);
         }
         return;
       }
       case "ack": {
         const ack = kind.value;
         if (ack.stream === Stream.MULTICAST && sameId(ack.originId, this.#localId) && Number(ack.originIncarnation) === this.#localIncarnation) {
-          this.#onAckFrame(peer, ack);
+          this.#onAckFrame(peer, ack, now);
         }
         return;
       }
       case "heartbeat":
-        this.#onHeartbeat(peer, incarnation, kind.value);
+        this.#onHeartbeat(peer, incarnation, kind.value, now);
         return;
       default:
         return;
     }
   }
 
-  onPeerUp(peer: PeerKey, incarnation: number): void {
+  onPeerUp(peer: PeerKey, incarnation: number, now: number): void {
     const stream = this.#streams.get(peer);
     if (stream !== undefined && stream.window.incarnation !== incarnation) this.#dropStream(peer, stream);
     if (this.#resume.get(peer)?.incarnation !== incarnation) this.#resume.delete(peer);
@@ -229,12 +236,12 @@ export class NackProtocol implements ReliabilityProtocol {
     this.#untold.delete(peer);
     const window = this.#window;
     window.removeReceiver(peer);
-    window.addReceiver(peer, window.nextSeq, this.#host.clock.now());
+    window.addReceiver(peer, window.nextSeq, now);
     this.#stopTellingStart(peer);
     const start = earlier?.incarnation === incarnation ? earlier.start : window.nextSeq;
-    const joiner: Joiner = { incarnation, start, attempts: 0, timer: undefined };
+    const joiner: Joiner = { peer, incarnation, start, attempts: 0, live: true, queuedAt: Number.POSITIVE_INFINITY };
     this.#joiners.set(peer, joiner);
-    this.#tellStart(peer, joiner);
+    this.#tellStart(joiner, now);
   }
 
   onPeerDown(peer: PeerKey): void {
@@ -249,8 +256,8 @@ export class NackProtocol implements ReliabilityProtocol {
     if (this.#window.removeReceiver(peer)) this.#host.writable();
   }
 
-  onReceiverGone(peer: PeerKey): void {
-    const silentMs = this.#window.release(peer, this.#host.clock.now());
+  onReceiverGone(peer: PeerKey, now: number): void {
+    const silentMs = this.#window.release(peer, now);
     if (silentMs === undefined) return;
     this.#host.report({ type: "receiverUnresponsive", peer, silentMs });
     this.#host.writable();
@@ -273,12 +280,27 @@ export class NackProtocol implements ReliabilityProtocol {
     return { highestSeq: this.#window.nextSeq - 1, lowestSeq: this.#window.low, digest };
   }
 
+  pollTimeout(): number {
+    return Math.min(this.#tailDue, this.#expiryDue, this.#streamTimes.next(), this.#joinerTimes.next());
+  }
+
+  handleTimeout(now: number): void {
+    if (this.#tailDue <= now) this.#announceTail(now);
+    if (this.#expiryDue <= now) this.#expireReceivers(now);
+    for (let stream = this.#streamTimes.popDue(now); stream !== undefined; stream = this.#streamTimes.popDue(now)) {
+      if (stream.live) this.#onStreamDeadline(stream, now);
+    }
+    for (let joiner = this.#joinerTimes.popDue(now); joiner !== undefined; joiner = this.#joinerTimes.popDue(now)) {
+      if (joiner.live) this.#tellStart(joiner, now);
+    }
+  }
+
   close(): void {
-    this.#closed = true;
-    this.#tailTimer?.cancel();
-    this.#expiryTimer?.cancel();
+    this.#tailDue = this.#expiryDue = Number.POSITIVE_INFINITY;
     for (const [peer, stream] of this.#streams) this.#dropStream(peer, stream);
     for (const peer of [...this.#joiners.keys()]) this.#stopTellingStart(peer);
+    this.#streamTimes.clear();
+    this.#joinerTimes.clear();
     this.#resume.clear();
     this.#untold.clear();
   }
@@ -297,11 +319,11 @@ export class NackProtocol implements ReliabilityProtocol {
   }
 
   #dropStream(peer: PeerKey, stream: SenderStream): void {
-    stream.window.cancelTimers();
+    stream.live = false;
     this.#streams.delete(peer);
   }
 
-  #onHeartbeat(peer: PeerKey, incarnation: number, heartbeat: Heartbeat): void {
+  #onHeartbeat(peer: PeerKey, incarnation: number, heartbeat: Heartbeat, now: number): void {
     if (!this.#consistent(peer, incarnation, heartbeat)) {
       this.#stats.refused++;
       return;
@@ -311,7 +333,7 @@ export class NackProtocol implements ReliabilityProtocol {
     for (const entry of heartbeat.digest) {
       if (Number(entry.incarnation) === this.#localIncarnation && sameId(entry.memberId, this.#localId)) {
         // What the peer has of our stream.
-        this.#onAck(peer, Number(entry.delivered), Number(entry.received));
+        this.#onAck(peer, Number(entry.delivered), Number(entry.received), now);
       } else if (Number(entry.incarnation) === incarnation && sameId(entry.memberId, origin)) {
         // The peer's own stream: where it starts for us.
         this.#onStart(peer, incarnation, Number(entry.delivered) + 1);
@@ -328,7 +350,7 @@ export class NackProtocol implements ReliabilityProtocol {
     // Below its lowest the sender holds nothing: what is missing there is lost.
     const lowest = Number(heartbeat.lowestSeq);
     if (lowest > window.next) this.#skipTo(peer, stream, lowest);
-    this.#afterProgress(peer, stream);
+    this.#afterProgress(stream, now);
   }
 
   /**
@@ -355,7 +377,7 @@ export class NackProtocol implements ReliabilityProtocol {
   #onStart(peer: PeerKey, incarnation: number, start: number): void {
     const stream = this.#stream(peer, incarnation);
     if (!stream.window.opened) stream.window.open(start, stream.deliver);
-    this.#sendAck(peer, stream);
+    this.#sendAck(stream);
   }
 
   #skipTo(peer: PeerKey, stream: SenderStream, lowest: number): void {
@@ -365,43 +387,41 @@ export class NackProtocol implements ReliabilityProtocol {
     this.#stats.lost += lost;
   }
 
-  #afterProgress(peer: PeerKey, stream: SenderStream): void {
+  #afterProgress(stream: SenderStream, now: number): void {
     const window = stream.window;
-    if (!window.hasGap) window.clearNack();
-    else if (window.nackTimer === undefined) this.#scheduleNack(peer, stream, this.#nackDelay());
-    acknowledge(peer, stream, this.#options, this.#host.clock, this.#acknowledger);
+    if (!window.hasGap) clearNack(stream);
+    else if (stream.nackDue === Number.POSITIVE_INFINITY) stream.nackDue = now + this.#nackDelay();
+    if (ackDueNow(stream, this.#options, now)) this.#sendAck(stream);
+    this.#streamTimes.schedule(stream, Math.min(stream.ackDue, stream.nackDue));
   }
 
-  readonly #acknowledger: Acknowledger = {
-    send: (peer, stream) => this.#sendAck(peer, stream),
-    current: (peer, stream) => this.#streams.get(peer) === stream,
-  };
+  #onStreamDeadline(stream: SenderStream, now: number): void {
+    const window = stream.window;
+    if (stream.ackDue <= now) {
+      if (window.unacked > 0) this.#sendAck(stream);
+      else stream.ackDue = Number.POSITIVE_INFINITY;
+    }
+    if (stream.nackDue <= now) {
+      const missing = window.hasGap ? window.missing(this.#options.maxNackSeqs) : [];
+      if (missing.length === 0) clearNack(stream);
+      else {
+        this.#host.unicastFrame(stream.peer, nackFrame(Stream.MULTICAST, stream.originId, window.incarnation, missing));
+        this.#stats.nacksSent++;
+        stream.nackAttempts++;
+        stream.nackDue = now + this.#retryDelay(stream.nackAttempts);
+      }
+    }
+    this.#streamTimes.schedule(stream, Math.min(stream.ackDue, stream.nackDue));
+  }
 
-  #sendAck(peer: PeerKey, stream: SenderStream): void {
-    this.#host.unicastFrame(peer, takeAck(stream, Stream.MULTICAST));
+  #sendAck(stream: SenderStream): void {
+    this.#host.unicastFrame(stream.peer, takeAck(stream, Stream.MULTICAST));
     this.#stats.acksSent++;
   }
 
   #nackDelay(): number {
     const { nackDelayMinMs, nackDelayMaxMs } = this.#options;
     return nackDelayMinMs + this.#host.random.next() * (nackDelayMaxMs - nackDelayMinMs);
-  }
-
-  #scheduleNack(peer: PeerKey, stream: SenderStream, delayMs: number): void {
-    const window = stream.window;
-    window.nackTimer = this.#host.clock.setTimer(delayMs, () => {
-      window.nackTimer = undefined;
-      if (this.#closed || this.#streams.get(peer) !== stream || !window.hasGap) {
-        window.nackAttempts = 0;
-        return;
-      }
-      const missing = window.missing(this.#options.maxNackSeqs);
-      if (missing.length === 0) return;
-      this.#host.unicastFrame(peer, nackFrame(Stream.MULTICAST, stream.originId, window.incarnation, missing));
-      this.#stats.nacksSent++;
-      window.nackAttempts++;
-      this.#scheduleNack(peer, stream, this.#retryDelay(window.nackAttempts));
-    });
   }
 
   #retryDelay(attempts: number): number {
@@ -411,14 +431,13 @@ export class NackProtocol implements ReliabilityProtocol {
 
   // A NACK for our own stream: retransmit what is asked for (each message at most once per holdoff to
   // each asker), and tell the asker where our buffer starts if it asks for messages already dropped.
-  #onNack(peer: PeerKey, nack: Nack): void {
+  #onNack(peer: PeerKey, nack: Nack, now: number): void {
     const window = this.#window;
     if (!nack.missing.every((range) => this.#sent(range))) {
       this.#stats.refused++;
       return;
     }
     this.#stats.nacksReceived++;
-    const now = this.#host.clock.now();
     window.ack(peer, 0, 0, now);
     let belowBuffer = false;
     let budget = this.#options.maxNackSeqs;
@@ -458,7 +477,7 @@ export class NackProtocol implements ReliabilityProtocol {
     this.#stats.retransmitted++;
   }
 
-  #onAckFrame(peer: PeerKey, ack: Ack): void {
+  #onAckFrame(peer: PeerKey, ack: Ack, now: number): void {
     const cumulative = Number(ack.cumulative);
     let received = cumulative;
     const valid = cumulative < this.#window.nextSeq && ack.received.every((range) => this.#sent(range));
@@ -467,41 +486,38 @@ export class NackProtocol implements ReliabilityProtocol {
       return;
     }
     for (const range of ack.received) received = Math.max(received, Number(range.last));
-    this.#onAck(peer, cumulative, received);
+    this.#onAck(peer, cumulative, received, now);
   }
 
-  #onAck(peer: PeerKey, cumulative: number, received: number): void {
+  #onAck(peer: PeerKey, cumulative: number, received: number, now: number): void {
     // Any acknowledgement shows the receiver's stream of ours is open: it needs no more telling where it starts.
     this.#stopTellingStart(peer);
     const window = this.#window;
     if (!window.hasReceiver(peer)) return;
     const before = window.unstable + window.inFlight;
-    if (window.ack(peer, cumulative, received, this.#host.clock.now())) {
+    if (window.ack(peer, cumulative, received, now)) {
       this.#host.report({ type: "receiverResponsive", peer });
     }
     if (window.unstable + window.inFlight < before) this.#host.writable();
   }
 
   // Tells a receiver where our stream starts for it, again and again (backing off) until it acknowledges.
-  #tellStart(peer: PeerKey, joiner: Joiner): void {
+  #tellStart(joiner: Joiner, now: number): void {
     const entry = create(DigestEntrySchema, {
       memberId: this.#localId,
       incarnation: BigInt(this.#localIncarnation),
       delivered: BigInt(joiner.start - 1),
       received: BigInt(joiner.start - 1),
     });
-    this.#host.unicastFrame(peer, this.#tailFrame([entry]));
+    this.#host.unicastFrame(joiner.peer, this.#tailFrame([entry]));
     joiner.attempts++;
-    joiner.timer = this.#host.clock.setTimer(this.#retryDelay(joiner.attempts), () => {
-      joiner.timer = undefined;
-      if (!this.#closed && this.#joiners.get(peer) === joiner) this.#tellStart(peer, joiner);
-    });
+    this.#joinerTimes.schedule(joiner, now + this.#retryDelay(joiner.attempts));
   }
 
   #stopTellingStart(peer: PeerKey): void {
     const joiner = this.#joiners.get(peer);
     if (joiner === undefined) return;
-    joiner.timer?.cancel();
+    joiner.live = false;
     this.#joiners.delete(peer);
   }
 
@@ -512,25 +528,22 @@ export class NackProtocol implements ReliabilityProtocol {
 
   // While messages are unacknowledged, keep telling receivers the highest sequence number (backing off),
   // so that a receiver that lost the last messages notices and NACKs them.
-  #scheduleTail(): void {
-    this.#tailTimer = this.#host.clock.setTimer(this.#tailDelay, () => {
-      this.#tailTimer = undefined;
-      if (this.#closed || this.#window.unstable === 0) return;
-      this.#host.multicastFrame(this.#tailFrame());
-      this.#tailDelay = Math.min(this.#tailDelay * 2, this.#options.tailAnnounceMaxMs);
-      this.#scheduleTail();
-    });
+  #announceTail(now: number): void {
+    if (this.#window.unstable === 0) {
+      this.#tailDue = Number.POSITIVE_INFINITY;
+      return;
+    }
+    this.#host.multicastFrame(this.#tailFrame());
+    this.#tailDelay = Math.min(this.#tailDelay * 2, this.#options.tailAnnounceMaxMs);
+    this.#tailDue = now + this.#tailDelay;
   }
 
-  #scheduleExpiry(): void {
+  #expireReceivers(now: number): void {
     const timeout = this.#options.receiverTimeoutMs;
-    this.#expiryTimer = this.#host.clock.setTimer(timeout / 4, () => {
-      if (this.#closed) return;
-      const expired = this.#window.expire(this.#host.clock.now(), timeout);
-      for (const { peer, silentMs } of expired) this.#host.report({ type: "receiverUnresponsive", peer, silentMs });
-      if (expired.length > 0) this.#host.writable();
-      this.#scheduleExpiry();
-    });
+    this.#expiryDue = now + timeout / 4;
+    const expired = this.#window.expire(now, timeout);
+    for (const { peer, silentMs } of expired) this.#host.report({ type: "receiverUnresponsive", peer, silentMs });
+    if (expired.length > 0) this.#host.writable();
   }
 }
 

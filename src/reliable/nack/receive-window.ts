@@ -1,17 +1,26 @@
 import type { Stream } from "../../../gen/activeblaze/v1/reliable_pb.ts";
-import type { Clock } from "../../transport/clock.ts";
+import type { Scheduled } from "../../core/deadlines.ts";
 import type { DataFields } from "../../wire/frames.ts";
 import { ackFrame } from "../control-frames.ts";
 import { idOf } from "../member-key.ts";
 import type { PeerKey, ProtocolStats } from "../protocol.ts";
 
-/** One sender's stream as a receiver holds it. */
-export interface IncomingStream {
+/** One sender's stream as a receiver holds it, with the deadlines of its acknowledgement and its NACK. */
+export interface IncomingStream extends Scheduled {
+  readonly peer: PeerKey;
   readonly window: ReceiveWindow;
   /** The sender's member id, for acknowledgements and NACKs. */
   readonly originId: Uint8Array;
   /** Counts a delivery and hands the message up; made once per stream. */
   readonly deliver: (data: DataFields) => void;
+  /** When the acknowledgement of what is unacknowledged is due (`Infinity`: none is). */
+  ackDue: number;
+  /** When the NACK of the gap is due (`Infinity`: no gap, or not yet). */
+  nackDue: number;
+  /** NACKs sent for the current gap: the retry waits double with each. */
+  nackAttempts: number;
+  /** False once the stream was dropped: a deadline that comes due for it does nothing. */
+  live: boolean;
 }
 
 /** When a receiver acknowledges: after this much received, or this long after the first unacknowledged message. */
@@ -21,26 +30,16 @@ export interface AckPolicy {
   readonly ackDelayMs: number;
 }
 
-/** How a protocol sends a stream's acknowledgement, and whether the stream is still its current one. */
-export interface Acknowledger {
-  send(peer: PeerKey, stream: IncomingStream): void;
-  current(peer: PeerKey, stream: IncomingStream): boolean;
-}
-
 /**
- * After messages arrived: acknowledges at once when enough is unacknowledged, otherwise arms the ack
- * timer (once). The timer sends only while the stream is still current. Runs per received message, so
- * it allocates nothing unless it arms the timer.
+ * After messages arrived: true when enough is unacknowledged to acknowledge at once; otherwise sets
+ * the acknowledgement's deadline (once: the first unacknowledged message starts it) and returns false.
+ * Runs per received message, and allocates nothing.
  */
-export function acknowledge(peer: PeerKey, stream: IncomingStream, policy: AckPolicy, clock: Clock, acknowledger: Acknowledger): void {
+export function ackDueNow(stream: IncomingStream, policy: AckPolicy, now: number): boolean {
   const window = stream.window;
-  if (window.unacked >= policy.ackThreshold || window.unackedBytes >= policy.ackThresholdBytes) acknowledger.send(peer, stream);
-  else if (window.unacked > 0 && window.ackTimer === undefined) {
-    window.ackTimer = clock.setTimer(policy.ackDelayMs, () => {
-      window.ackTimer = undefined;
-      if (acknowledger.current(peer, stream) && window.unacked > 0) acknowledger.send(peer, stream);
-    });
-  }
+  if (window.unacked >= policy.ackThreshold || window.unackedBytes >= policy.ackThresholdBytes) return true;
+  if (window.unacked > 0 && stream.ackDue === Number.POSITIVE_INFINITY) stream.ackDue = now + policy.ackDelayMs;
+  return false;
 }
 
 /** The acknowledgement of everything the stream has delivered and received; counts start again. */
@@ -48,9 +47,14 @@ export function takeAck(stream: IncomingStream, kind: Stream): Uint8Array {
   const window = stream.window;
   window.unacked = 0;
   window.unackedBytes = 0;
-  window.ackTimer?.cancel();
-  window.ackTimer = undefined;
+  stream.ackDue = Number.POSITIVE_INFINITY;
   return ackFrame(kind, stream.originId, window.incarnation, window.next - 1, window.highestReceived);
+}
+
+/** The gap is filled: no NACK is due, and the next one starts afresh. */
+export function clearNack(stream: IncomingStream): void {
+  stream.nackDue = Number.POSITIVE_INFINITY;
+  stream.nackAttempts = 0;
 }
 
 /** A stream from `peer` (incarnation `incarnation`) whose first expected message is `first` (0: not known yet). */
@@ -63,12 +67,18 @@ export function openIncomingStream(
   deliver: (peer: PeerKey, data: DataFields) => void,
 ): IncomingStream {
   return {
+    peer,
     window: new ReceiveWindow(first, incarnation, limits),
     originId: idOf(peer),
     deliver: (data) => {
       stats.delivered++;
       deliver(peer, data);
     },
+    ackDue: Number.POSITIVE_INFINITY,
+    nackDue: Number.POSITIVE_INFINITY,
+    nackAttempts: 0,
+    live: true,
+    queuedAt: Number.POSITIVE_INFINITY,
   };
 }
 
@@ -112,11 +122,6 @@ export class ReceiveWindow {
   /** Messages received, and their payload bytes, since the last acknowledgement. */
   unacked = 0;
   unackedBytes = 0;
-
-  // NACK scheduling state, owned by the protocol.
-  nackTimer: { cancel(): void } | undefined;
-  nackAttempts = 0;
-  ackTimer: { cancel(): void } | undefined;
 
   constructor(
     first: number,
@@ -266,21 +271,6 @@ export class ReceiveWindow {
       ranges.push([first, seq - 1]);
     }
     return ranges;
-  }
-
-  /** The gap is filled: no NACK is due, and the next one starts afresh. */
-  clearNack(): void {
-    this.nackTimer?.cancel();
-    this.nackTimer = undefined;
-    this.nackAttempts = 0;
-  }
-
-  /** Stops the NACK and acknowledgement timers. */
-  cancelTimers(): void {
-    this.nackTimer?.cancel();
-    this.nackTimer = undefined;
-    this.ackTimer?.cancel();
-    this.ackTimer = undefined;
   }
 
   #count(data: DataFields): void {

@@ -9,6 +9,8 @@ import { type DataFields, DatagramBuilder, DatagramReader, emptyDataFields, enco
 import { ackFrame, nackFrame, Stream } from "../control-frames.ts";
 import { keyOf } from "../member-key.ts";
 import type { OutgoingData, PeerKey } from "../protocol.ts";
+import { Driver } from "../../core/driver.ts";
+import type { Frame } from "../../../gen/activeblaze/v1/envelope_pb.ts";
 import { DEFAULT_UNICAST_OPTIONS, type UnicastHost, type UnicastOptions, UnicastProtocol } from "./unicast-protocol.ts";
 
 const CLUSTER = "unicast-test";
@@ -53,10 +55,72 @@ class Wire {
   }
 }
 
+/**
+ * A UnicastProtocol as its channel drives it: every input with the clock's time, and the driver told
+ * (it arms the one timer for the protocol's deadlines, and flushes at the end of the turn).
+ */
+class Driven {
+  readonly #protocol: UnicastProtocol;
+  readonly #driver: Driver;
+  readonly #clock: VirtualClock;
+
+  constructor(protocol: UnicastProtocol, clock: VirtualClock) {
+    this.#protocol = protocol;
+    this.#clock = clock;
+    this.#driver = new Driver(clock, (error) => {
+      throw error;
+    });
+    this.#driver.add(protocol);
+  }
+
+  get stats(): UnicastProtocol["stats"] {
+    return this.#protocol.stats;
+  }
+
+  canSend(peer: PeerKey, bytes: number): boolean {
+    return this.#protocol.canSend(peer, bytes);
+  }
+
+  send(peer: PeerKey, incarnation: number, out: OutgoingData): number {
+    const seq = this.#protocol.send(peer, incarnation, out, this.#clock.now());
+    this.#driver.touch();
+    return seq;
+  }
+
+  onData(peer: PeerKey, incarnation: number, data: DataFields): void {
+    this.#protocol.onData(peer, incarnation, data, this.#clock.now());
+    this.#driver.touch();
+  }
+
+  onControl(peer: PeerKey, incarnation: number, frame: Frame): void {
+    this.#protocol.onControl(peer, incarnation, frame, this.#clock.now());
+    this.#driver.touch();
+  }
+
+  onPeerUp(peer: PeerKey, incarnation: number): void {
+    this.#protocol.onPeerUp(peer, incarnation);
+    this.#driver.touch();
+  }
+
+  onPeerDown(peer: PeerKey): void {
+    this.#protocol.onPeerDown(peer);
+    this.#driver.touch();
+  }
+
+  unacked(peer: PeerKey): number {
+    return this.#protocol.unacked(peer);
+  }
+
+  close(): void {
+    this.#protocol.close();
+    this.#driver.close();
+  }
+}
+
 /** One member incarnation: a UnicastProtocol whose host writes and reads real datagrams. */
 class Member {
   readonly key: PeerKey;
-  readonly protocol: UnicastProtocol;
+  readonly protocol: Driven;
   /** Per sender, the indices of the messages delivered, in delivery order. */
   readonly delivered = new Map<PeerKey, number[]>();
   onWritable: ((peer: PeerKey) => void) | undefined;
@@ -76,8 +140,6 @@ class Member {
     this.key = keyOf(id);
     this.#header = encodeEnvelopeHeader(CLUSTER, id, incarnation);
     const host: UnicastHost = {
-      clock: wire.clock,
-      random: wire.random.fork(`${this.key}/${incarnation}`),
       localKey: this.key,
       localIncarnation: incarnation,
       unicastData: (peer, data) => {
@@ -96,7 +158,7 @@ class Member {
       deliver: (peer, data) => this.#deliver(peer, data),
       writable: (peer) => this.onWritable?.(peer),
     };
-    this.protocol = new UnicastProtocol(host, options);
+    this.protocol = new Driven(new UnicastProtocol(host, options), wire.clock);
     wire.members.set(this.key, this);
   }
 

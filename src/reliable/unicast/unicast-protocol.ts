@@ -1,16 +1,15 @@
 import type { Frame } from "../../../gen/activeblaze/v1/envelope_pb.ts";
 import { type Ack, type Nack, Stream } from "../../../gen/activeblaze/v1/reliable_pb.ts";
-import type { Clock, RandomSource, TimerHandle } from "../../transport/clock.ts";
+import { type Scheduled, Timetable } from "../../core/deadlines.ts";
+import type { TimedUnit } from "../../core/driver.ts";
 import { type DataFields, emptyDataFields, NO_BYTES } from "../../wire/frames.ts";
 import { nackFrame } from "../control-frames.ts";
 import { idOf, sameId } from "../member-key.ts";
-import { type Acknowledger, acknowledge, type EarlyLimits, type IncomingStream, openIncomingStream, takeAck } from "../nack/receive-window.ts";
+import { ackDueNow, clearNack, type EarlyLimits, type IncomingStream, openIncomingStream, takeAck } from "../nack/receive-window.ts";
 import { emptyStats, fillData, type OutgoingData, type PeerKey, type ProtocolStats } from "../protocol.ts";
 
 /** What the point-to-point streams need from the channel they run in. */
 export interface UnicastHost {
-  readonly clock: Clock;
-  readonly random: RandomSource;
   /** This member's id in hex. */
   readonly localKey: PeerKey;
   readonly localIncarnation: number;
@@ -140,16 +139,16 @@ class SendBuffer {
 }
 
 /** Our stream to one incarnation of a peer. */
-interface SendStream {
+interface SendStream extends Scheduled {
+  readonly peer: PeerKey;
   readonly incarnation: number;
   readonly targetId: Uint8Array;
   readonly buffer: SendBuffer;
-  /** Armed exactly while messages are unacknowledged; restarted by every acknowledgement that frees some. */
-  rtoTimer: TimerHandle | undefined;
+  /** When the highest unacknowledged message is resent (`Infinity`: none is unacknowledged). */
+  rtoDue: number;
   /** The current retransmission timeout (backs off while no acknowledgement comes). */
   rto: number;
-  /** The rto timer's callback, made once per stream. */
-  readonly onRto: () => void;
+  live: boolean;
 }
 
 /** One incarnation of a peer's stream to us. */
@@ -158,10 +157,12 @@ type ReceiveStream = IncomingStream;
 /**
  * Reliable point-to-point streams, in the manner of JGroups' UNICAST3: one numbered stream per ordered
  * pair of member incarnations. The receiver delivers in order, exactly once, acknowledges cumulatively
- * (after a few messages or a few milliseconds) and NACKs gaps; the sender keeps frames until they are
- * acknowledged and retransmits what is NACKed. A lost tail has no later message to reveal it, so when
- * acknowledgements stall for the retransmission timeout the sender resends its highest unacknowledged
- * message: the receiver then sees the gap below it (and NACKs it) or a duplicate (and acknowledges again).
+ * (after a few messages or a few milliseconds — or at once with the next message it sends that peer,
+ * a reply say, which carries the acknowledgement in the same datagram) and NACKs gaps; the sender keeps
+ * frames until they are acknowledged and retransmits what is NACKed. A lost tail has no later message
+ * to reveal it, so when acknowledgements stall for the retransmission timeout the sender resends its
+ * highest unacknowledged message: the receiver then sees the gap below it (and NACKs it) or a
+ * duplicate (and acknowledges again).
  *
  * A Data frame names the receiver incarnation its stream was opened to (`targetIncarnation`): a member
  * that restarted drops what was meant for its previous life, so a stream is never confused with the
@@ -169,13 +170,19 @@ type ReceiveStream = IncomingStream;
  * older incarnation of its sender, or too far ahead of the window is counted in `stats.outOfWindow`;
  * acknowledgements and NACKs of messages never sent, and a stream floor above its own message, in
  * `stats.refused`. A floor far ahead is skipped to in one step, the messages below it counted lost.
+ *
+ * A deadline-driven unit: it reads no clock and arms no timer; every input comes with `now`, and its
+ * driver calls `handleTimeout` when `pollTimeout` says.
  */
-export class UnicastProtocol {
+export class UnicastProtocol implements TimedUnit {
   readonly #host: UnicastHost;
   readonly #options: UnicastOptions;
   readonly #localId: Uint8Array;
   readonly #sendStreams = new Map<PeerKey, SendStream>();
   readonly #receiveStreams = new Map<PeerKey, ReceiveStream>();
+  /** The deadlines of the send streams (retransmission) and of the receive streams (acknowledgement, NACK). */
+  readonly #sending = new Timetable<SendStream>();
+  readonly #receiving = new Timetable<ReceiveStream>();
   /** Each peer's newest incarnation heard of (onPeerUp, or Data). */
   readonly #incarnations = new Map<PeerKey, number>();
   /**
@@ -186,7 +193,6 @@ export class UnicastProtocol {
   readonly #stats: ProtocolStats = emptyStats();
   readonly #limits: EarlyLimits;
   #unackedTotal = 0;
-  #closed = false;
   readonly #scratch: DataFields = emptyDataFields();
 
   constructor(host: UnicastHost, options: Partial<UnicastOptions> = {}) {
@@ -213,9 +219,12 @@ export class UnicastProtocol {
     return buffer.size < this.#options.windowMessages && buffer.bytes + bytes <= this.#options.windowBytes;
   }
 
-  send(peer: PeerKey, peerIncarnation: number, out: OutgoingData): number {
+  send(peer: PeerKey, peerIncarnation: number, out: OutgoingData, now: number): number {
     let stream = this.#sendStreams.get(peer);
     if (stream === undefined || stream.incarnation !== peerIncarnation) stream = this.#openSend(peer, peerIncarnation);
+    // What we owe the peer's stream to us rides along (a reply acknowledges its request).
+    const receiving = this.#receiveStreams.get(peer);
+    if (receiving !== undefined && receiving.window.unacked > 0 && receiving.window.incarnation === peerIncarnation) this.#sendAck(receiving);
     const buffer = stream.buffer;
     const data = fillData(this.#scratch, buffer.nextSeq, out);
     data.targetId = stream.targetId;
@@ -227,11 +236,14 @@ export class UnicastProtocol {
     this.#unackedTotal++;
     this.#stats.sent++;
     // The first unacknowledged message starts the rto.
-    if (stream.rtoTimer === undefined) stream.rtoTimer = this.#host.clock.setTimer(stream.rto, stream.onRto);
+    if (stream.rtoDue === Number.POSITIVE_INFINITY) {
+      stream.rtoDue = now + stream.rto;
+      this.#sending.schedule(stream, stream.rtoDue);
+    }
     return seq;
   }
 
-  onData(peer: PeerKey, incarnation: number, data: DataFields): void {
+  onData(peer: PeerKey, incarnation: number, data: DataFields, now: number): void {
     if (data.targetIncarnation !== this.#host.localIncarnation) {
       // Meant for an earlier (or later) life of this member: that stream is not ours.
       this.#stats.outOfWindow++;
@@ -271,10 +283,10 @@ export class UnicastProtocol {
     } else if (receipt === "full") {
       this.#stats.earlyDropped++;
     }
-    this.#afterReceive(peer, stream);
+    this.#afterReceive(stream, now);
   }
 
-  onControl(peer: PeerKey, incarnation: number, frame: Frame): void {
+  onControl(peer: PeerKey, incarnation: number, frame: Frame, now: number): void {
     const kind = frame.kind;
     if (kind.case !== "ack" && kind.case !== "nack") return;
     const control: Ack | Nack = kind.value;
@@ -286,10 +298,10 @@ export class UnicastProtocol {
     // Nothing past what was sent on the stream can be acknowledged or missing.
     const sent = BigInt(stream.buffer.nextSeq);
     if (kind.case === "ack") {
-      if (kind.value.cumulative < sent) this.#onAck(peer, stream, Number(kind.value.cumulative));
+      if (kind.value.cumulative < sent) this.#onAck(stream, Number(kind.value.cumulative), now);
       else this.#stats.refused++;
     } else if (kind.value.missing.every((range) => range.first >= 1n && range.first <= range.last && range.last < sent)) {
-      this.#onNack(peer, stream, kind.value);
+      this.#onNack(stream, kind.value, now);
     } else {
       this.#stats.refused++;
     }
@@ -326,13 +338,27 @@ export class UnicastProtocol {
     return this.#sendStreams.get(peer)?.buffer.size ?? 0;
   }
 
+  pollTimeout(): number {
+    return Math.min(this.#sending.next(), this.#receiving.next());
+  }
+
+  handleTimeout(now: number): void {
+    for (let stream = this.#sending.popDue(now); stream !== undefined; stream = this.#sending.popDue(now)) {
+      if (stream.live) this.#onRto(stream, now);
+    }
+    for (let stream = this.#receiving.popDue(now); stream !== undefined; stream = this.#receiving.popDue(now)) {
+      if (stream.live) this.#onReceiveDeadline(stream, now);
+    }
+  }
+
   close(): void {
-    this.#closed = true;
     this.#resume.clear();
-    for (const stream of this.#sendStreams.values()) stream.rtoTimer?.cancel();
-    for (const stream of this.#receiveStreams.values()) stream.window.cancelTimers();
+    for (const stream of this.#sendStreams.values()) stream.live = false;
+    for (const stream of this.#receiveStreams.values()) stream.live = false;
     this.#sendStreams.clear();
     this.#receiveStreams.clear();
+    this.#sending.clear();
+    this.#receiving.clear();
     this.#incarnations.clear();
     this.#unackedTotal = 0;
   }
@@ -350,12 +376,14 @@ export class UnicastProtocol {
       resume.nextSend = 1;
     }
     const stream: SendStream = {
+      peer,
       incarnation,
       targetId: idOf(peer),
       buffer,
-      rtoTimer: undefined,
+      rtoDue: Number.POSITIVE_INFINITY,
       rto: this.#options.rtoMs,
-      onRto: () => this.#onRto(peer, stream),
+      live: true,
+      queuedAt: Number.POSITIVE_INFINITY,
     };
     this.#sendStreams.set(peer, stream);
     return stream;
@@ -370,8 +398,7 @@ export class UnicastProtocol {
 
   /** Stops a send stream and forgets its unacknowledged messages; returns how many there were. */
   #discard(stream: SendStream): number {
-    stream.rtoTimer?.cancel();
-    stream.rtoTimer = undefined;
+    stream.live = false;
     const discarded = stream.buffer.size;
     this.#unackedTotal -= discarded;
     return discarded;
@@ -391,58 +418,57 @@ export class UnicastProtocol {
   }
 
   #dropReceive(peer: PeerKey, stream: ReceiveStream): void {
-    stream.window.cancelTimers();
+    stream.live = false;
     this.#receiveStreams.delete(peer);
   }
 
-  #afterReceive(peer: PeerKey, stream: ReceiveStream): void {
+  #afterReceive(stream: ReceiveStream, now: number): void {
     const window = stream.window;
-    if (!window.hasGap) window.clearNack();
-    else if (window.nackTimer === undefined) this.#scheduleNack(peer, stream, this.#options.nackDelayMs);
-    acknowledge(peer, stream, this.#options, this.#host.clock, this.#acknowledger);
+    if (!window.hasGap) clearNack(stream);
+    else if (stream.nackDue === Number.POSITIVE_INFINITY) stream.nackDue = now + this.#options.nackDelayMs;
+    if (ackDueNow(stream, this.#options, now)) this.#sendAck(stream);
+    this.#receiving.schedule(stream, Math.min(stream.ackDue, stream.nackDue));
   }
 
-  readonly #acknowledger: Acknowledger = {
-    send: (peer, stream) => this.#sendAck(peer, stream),
-    current: () => !this.#closed,
-  };
+  #onReceiveDeadline(stream: ReceiveStream, now: number): void {
+    const window = stream.window;
+    if (stream.ackDue <= now) {
+      if (window.unacked > 0) this.#sendAck(stream);
+      else stream.ackDue = Number.POSITIVE_INFINITY;
+    }
+    if (stream.nackDue <= now) {
+      if (!window.hasGap) clearNack(stream);
+      else {
+        this.#host.unicastFrame(stream.peer, nackFrame(Stream.UNICAST, stream.originId, window.incarnation, window.missing(this.#options.maxNackSeqs)));
+        this.#stats.nacksSent++;
+        stream.nackAttempts++;
+        const { nackRetryMs, nackRetryMaxMs } = this.#options;
+        stream.nackDue = now + Math.min(nackRetryMaxMs, nackRetryMs * 2 ** Math.min(stream.nackAttempts - 1, 10));
+      }
+    }
+    this.#receiving.schedule(stream, Math.min(stream.ackDue, stream.nackDue));
+  }
 
-  #sendAck(peer: PeerKey, stream: ReceiveStream): void {
-    this.#host.unicastFrame(peer, takeAck(stream, Stream.UNICAST));
+  #sendAck(stream: ReceiveStream): void {
+    this.#host.unicastFrame(stream.peer, takeAck(stream, Stream.UNICAST));
     this.#stats.acksSent++;
   }
 
-  #scheduleNack(peer: PeerKey, stream: ReceiveStream, delayMs: number): void {
-    const window = stream.window;
-    window.nackTimer = this.#host.clock.setTimer(delayMs, () => {
-      window.nackTimer = undefined;
-      if (this.#closed || !window.hasGap) {
-        window.nackAttempts = 0;
-        return;
-      }
-      this.#host.unicastFrame(peer, nackFrame(Stream.UNICAST, stream.originId, window.incarnation, window.missing(this.#options.maxNackSeqs)));
-      this.#stats.nacksSent++;
-      window.nackAttempts++;
-      const { nackRetryMs, nackRetryMaxMs } = this.#options;
-      this.#scheduleNack(peer, stream, Math.min(nackRetryMaxMs, nackRetryMs * 2 ** Math.min(window.nackAttempts - 1, 10)));
-    });
-  }
-
-  #onAck(peer: PeerKey, stream: SendStream, cumulative: number): void {
+  #onAck(stream: SendStream, cumulative: number, now: number): void {
     const freed = stream.buffer.ackUpTo(cumulative);
     if (freed === 0) return;
     this.#unackedTotal -= freed;
     stream.rto = this.#options.rtoMs;
-    stream.rtoTimer?.cancel();
-    stream.rtoTimer = stream.buffer.size > 0 ? this.#host.clock.setTimer(stream.rto, stream.onRto) : undefined;
-    this.#host.writable(peer);
+    // Moved later, or done: the timetable finds out when the old deadline comes.
+    stream.rtoDue = stream.buffer.size > 0 ? now + stream.rto : Number.POSITIVE_INFINITY;
+    this.#sending.schedule(stream, stream.rtoDue);
+    this.#host.writable(stream.peer);
   }
 
   // Retransmits what is asked for, each message at most once per holdoff.
-  #onNack(peer: PeerKey, stream: SendStream, nack: Nack): void {
+  #onNack(stream: SendStream, nack: Nack, now: number): void {
     this.#stats.nacksReceived++;
     const buffer = stream.buffer;
-    const now = this.#host.clock.now();
     const holdoff = this.#options.retransmitHoldoffMs;
     let budget = this.#options.maxNackSeqs;
     for (const range of nack.missing) {
@@ -452,7 +478,7 @@ export class UnicastProtocol {
         budget--;
         if (now - buffer.resentAt(seq) < holdoff) continue;
         buffer.markResent(seq, now);
-        this.#host.unicastFrame(peer, buffer.frame(seq)!);
+        this.#host.unicastFrame(stream.peer, buffer.frame(seq)!);
         this.#stats.retransmitted++;
       }
       if (budget <= 0) return;
@@ -461,21 +487,21 @@ export class UnicastProtocol {
 
   // No acknowledgement progress for the rto while messages are unacknowledged: the tail may be lost, so
   // resend the highest message (the receiver NACKs anything missing below it), and back off.
-  #onRto(peer: PeerKey, stream: SendStream): void {
-    stream.rtoTimer = undefined;
-    // Dropped streams cancel their timer; only a send after close() can leave one armed.
-    if (this.#closed) return;
+  #onRto(stream: SendStream, now: number): void {
+    if (stream.rtoDue > now) {
+      // Moved later by an acknowledgement since this deadline was queued.
+      this.#sending.schedule(stream, stream.rtoDue);
+      return;
+    }
     const buffer = stream.buffer;
-    const now = this.#host.clock.now();
     const highest = buffer.nextSeq - 1;
     if (now - buffer.resentAt(highest) >= this.#options.retransmitHoldoffMs) {
       buffer.markResent(highest, now);
-      this.#host.unicastFrame(peer, buffer.frame(highest)!);
+      this.#host.unicastFrame(stream.peer, buffer.frame(highest)!);
       this.#stats.retransmitted++;
     }
     stream.rto = Math.min(stream.rto * 2, this.#options.rtoMaxMs);
-    stream.rtoTimer = this.#host.clock.setTimer(stream.rto, stream.onRto);
+    stream.rtoDue = now + stream.rto;
+    this.#sending.schedule(stream, stream.rtoDue);
   }
 }
-
-/** Dropped receive streams cancel their timers, so a timer that fires belongs to a live stream (or follows close()). */
