@@ -46,6 +46,8 @@ export interface Peer {
   /** The unicast address its datagrams come from. */
   address: Address;
   lastHeardAt: number;
+  /** The datagram being filled for it (made on first use). */
+  outbox?: Outbox;
 }
 
 export interface EndpointHandlers {
@@ -101,6 +103,8 @@ export function emptyEndpointStats(): EndpointStats {
 interface Outbox {
   readonly builder: DatagramBuilder;
   readonly to: Address | "group";
+  /** Holds frames not sent yet (it is on the list the next flush sends). */
+  dirty: boolean;
 }
 
 /**
@@ -121,7 +125,10 @@ export class Endpoint {
   readonly #peers = new Map<PeerKey, Peer>();
   /** Peers that left or timed out, by the incarnation they had, for one peer timeout: their late datagrams are stale. */
   readonly #departed = new Map<PeerKey, { incarnation: number; at: number }>();
+  /** Outboxes to addresses that are not peers' (replies to a datagram's source), a bounded number. */
   readonly #unicast = new Map<string, Outbox>();
+  /** Outboxes holding frames for the next flush. */
+  readonly #dirty: Outbox[] = [];
   readonly drops = new DropCounters();
   readonly stats: EndpointStats = emptyEndpointStats();
   readonly localKey: PeerKey;
@@ -202,7 +209,8 @@ export class Endpoint {
   start(incarnation: number): void {
     const network = this.#config.network;
     this.#header = encodeEnvelopeHeader(this.#config.cluster, this.#config.memberId, incarnation);
-    this.#group = { builder: new DatagramBuilder(this.#header, this.#config.maxDatagramBytes), to: "group" };
+    this.#group = this.#newOutbox("group");
+    this.#dirty.length = 0;
     this.#unsent = new DatagramBuilder(this.#header, this.#config.maxDatagramBytes);
     this.#unicast.clear();
     if (network.type === "multicast") this.#listener!.joinGroup(network.group, network.interface);
@@ -249,11 +257,7 @@ export class Endpoint {
   }
 
   multicastData(data: DataFields): Uint8Array {
-    const outbox = this.#group!;
-    if (!outbox.builder.fits(outbox.builder.dataFrameSize(data))) this.#send(outbox);
-    const frame = outbox.builder.addData(data);
-    this.#scheduleFlush();
-    return frame;
+    return this.#addData(this.#group!, data);
   }
 
   multicastFrame(frame: Uint8Array): void {
@@ -261,8 +265,8 @@ export class Endpoint {
   }
 
   unicastFrame(peer: PeerKey, frame: Uint8Array): void {
-    const address = this.#peers.get(peer)?.address;
-    if (address !== undefined) this.unicastFrameTo(address, frame);
+    const known = this.#peers.get(peer);
+    if (known !== undefined) this.#queueFrame((known.outbox ??= this.#newOutbox(known.address)), frame);
   }
 
   /** Queues a frame for `address`: a peer's, or the source of a datagram just received (a reply). */
@@ -292,8 +296,8 @@ export class Endpoint {
    * retransmits it once the peer is admitted — and the peer is introduced at `hint`'s address.
    */
   unicastData(peer: PeerKey, data: DataFields, hint: { readonly incarnation: number; readonly address: Address } | undefined): Uint8Array {
-    const address = this.#peers.get(peer)?.address;
-    if (address !== undefined) return this.#unicastDataTo(address, data);
+    const known = this.#peers.get(peer);
+    if (known !== undefined) return this.#addData((known.outbox ??= this.#newOutbox(known.address)), data);
     if (hint !== undefined) this.introduce(peer, hint.incarnation, hint.address);
     const frame = this.#unsent.addData(data);
     this.#unsent.finish();
@@ -309,23 +313,24 @@ export class Endpoint {
     this.#admission.introduce(peer, incarnation, address, this.#clock.now());
   }
 
-  #unicastDataTo(address: Address, data: DataFields): Uint8Array {
-    const outbox = this.#outboxTo(address);
+  #addData(outbox: Outbox, data: DataFields): Uint8Array {
     if (!outbox.builder.fits(outbox.builder.dataFrameSize(data))) this.#send(outbox);
     const frame = outbox.builder.addData(data);
-    this.#scheduleFlush();
+    this.#filled(outbox);
     return frame;
   }
 
+  #newOutbox(to: Address | "group"): Outbox {
+    return { builder: new DatagramBuilder(this.#header, this.#config.maxDatagramBytes), to, dirty: false };
+  }
+
+  // For replies to a datagram's source (rare: a discovery, a ping); a peer's own traffic has its outbox.
   #outboxTo(address: Address): Outbox {
     const key = `${address.host}:${address.port}`;
     let outbox = this.#unicast.get(key);
     if (outbox === undefined) {
-      if (this.#unicast.size >= 1024) {
-        this.flush();
-        this.#unicast.clear();
-      }
-      outbox = { builder: new DatagramBuilder(this.#header, this.#config.maxDatagramBytes), to: address };
+      if (this.#unicast.size >= 1024) this.#unicast.clear();
+      outbox = this.#newOutbox(address);
       this.#unicast.set(key, outbox);
     }
     return outbox;
@@ -335,7 +340,12 @@ export class Endpoint {
   flush(): void {
     this.#flushScheduled = false;
     if (this.#group !== undefined) this.#send(this.#group);
-    for (const outbox of this.#unicast.values()) this.#send(outbox);
+    const dirty = this.#dirty;
+    for (let i = 0; i < dirty.length; i++) {
+      dirty[i]!.dirty = false;
+      this.#send(dirty[i]!);
+    }
+    dirty.length = 0;
   }
 
   /** Removes peers not heard for longer than the peer timeout. */
@@ -357,6 +367,15 @@ export class Endpoint {
     }
     if (!outbox.builder.fits(DatagramBuilder.framedSize(frame.length))) this.#send(outbox);
     outbox.builder.addFrame(frame);
+    this.#filled(outbox);
+  }
+
+  // An outbox got a frame: it goes out with the next flush, at the end of the turn.
+  #filled(outbox: Outbox): void {
+    if (!outbox.dirty && outbox.to !== "group") {
+      outbox.dirty = true;
+      this.#dirty.push(outbox);
+    }
     this.#scheduleFlush();
   }
 

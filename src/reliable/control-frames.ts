@@ -1,17 +1,18 @@
 import { create, toBinary } from "@bufbuild/protobuf";
 import { FrameSchema } from "../../gen/activeblaze/v1/envelope_pb.ts";
 import {
-  AckSchema,
   type DigestEntry,
   HeartbeatSchema,
   NackSchema,
   SeqRangeSchema,
   Stream,
 } from "../../gen/activeblaze/v1/reliable_pb.ts";
+import { encodeAckFrame } from "../wire/ack-codec.ts";
 
 /**
  * Encoders of the control frames the reliable protocols exchange. Control traffic is a small fraction
- * of the datagrams, so these go through the generated code.
+ * of the datagrams, so these go through the generated code — but for acknowledgements, which ride on
+ * every request and reply (`src/wire/ack-codec.ts`).
  */
 
 export function nackFrame(stream: Stream, originId: Uint8Array, incarnation: number, missing: ReadonlyArray<readonly [number, number]>): Uint8Array {
@@ -33,16 +34,7 @@ export function nackFrame(stream: Stream, originId: Uint8Array, incarnation: num
 
 /** A cumulative acknowledgement; `highestReceived` above it is reported as one selective range. */
 export function ackFrame(stream: Stream, originId: Uint8Array, incarnation: number, cumulative: number, highestReceived: number): Uint8Array {
-  const received = highestReceived > cumulative ? [create(SeqRangeSchema, { first: BigInt(highestReceived), last: BigInt(highestReceived) })] : [];
-  return toBinary(
-    FrameSchema,
-    create(FrameSchema, {
-      kind: {
-        case: "ack",
-        value: create(AckSchema, { stream, originId, originIncarnation: BigInt(incarnation), cumulative: BigInt(cumulative), received }),
-      },
-    }),
-  );
+  return encodeAckFrame(stream, originId, incarnation, cumulative, highestReceived);
 }
 
 export interface HeartbeatFields {

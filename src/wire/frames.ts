@@ -2,6 +2,7 @@ import { create, fromBinary } from "@bufbuild/protobuf";
 import { type Envelope, type Frame, FrameSchema } from "../../gen/activeblaze/v1/envelope_pb.ts";
 import { type Data, DataSchema } from "../../gen/activeblaze/v1/reliable_pb.ts";
 import { decodeEnvelope, type EnvelopeContext, type Refusal, validateData } from "./codec.ts";
+import { isAckFrame, readAckFrame } from "./ack-codec.ts";
 import { unsafeIntegerIn } from "./safe-integers.ts";
 import { MAX_DATAGRAM_BYTES, MEMBER_ID_BYTES, PROTOCOL_MINOR_VERSION, PROTOCOL_VERSION } from "./limits.ts";
 import { ByteCursor, decodeUtf8, varintSize, writeVarint } from "./varint.ts";
@@ -429,7 +430,11 @@ export class DatagramReader {
       const frameEnd = cursor.delimitedEnd();
       if (cursor.failed) return undefined;
       const frameStart = cursor.pos;
-      if (frameEnd - frameStart > 2 && bytes[frameStart] === TAG_DATA[0] && bytes[frameStart + 1] === TAG_DATA[1]) {
+      if (isAckFrame(bytes, frameStart, frameEnd)) {
+        const frame = readAckFrame(bytes, frameStart, frameEnd);
+        if (frame === undefined) return undefined;
+        frames.push({ case: "ack", frame });
+      } else if (frameEnd - frameStart > 2 && bytes[frameStart] === TAG_DATA[0] && bytes[frameStart + 1] === TAG_DATA[1]) {
         cursor.pos = frameStart + 2;
         const dataEnd = cursor.delimitedEnd();
         if (dataEnd !== frameEnd) return undefined;
