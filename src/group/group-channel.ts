@@ -11,7 +11,7 @@ import type { BlazeMessage } from "../message/blaze-message.ts";
 import { encodePayload } from "../message/payload-message.ts";
 import type { HeartbeatFields } from "../reliable/control-frames.ts";
 import type { OutgoingData, PeerKey } from "../reliable/protocol.ts";
-import { Reassembler } from "../reliable/reassembler.ts";
+import { Reassembler, reassemblyLimits } from "../reliable/reassembler.ts";
 import { UnicastProtocol } from "../reliable/unicast/unicast-protocol.ts";
 import type { Address } from "../transport/transport.ts";
 import type { DataFields, ReceivedFrame } from "../wire/frames.ts";
@@ -141,7 +141,7 @@ export class GroupChannel extends Channel {
     this.#group = group;
     this.#weight = group.weight;
     this.#levelAbove = levelAbove;
-    this.#reassembler = new Reassembler(16 * 1024 * 1024, peerTimeoutMs);
+    this.#reassembler = new Reassembler({ limits: reassemblyLimits(16 * 1024 * 1024), ordered: true, timeoutMs: peerTimeoutMs });
     this.#groupEvents = new Emitter<GroupEvents>((error) => this.#reportListenerError(error));
   }
 
@@ -413,7 +413,7 @@ export class GroupChannel extends Channel {
   #started(context: ExtensionContext): void {
     this.#context = context;
     this.#levelAbove?.started(context);
-    this.#reassembler = new Reassembler(16 * 1024 * 1024, 60_000);
+    this.#reassembler = new Reassembler({ limits: reassemblyLimits(16 * 1024 * 1024), ordered: true, timeoutMs: 60_000 });
     this.#unicast = new UnicastProtocol({
       clock: context.clock,
       random: context.random,
@@ -424,7 +424,7 @@ export class GroupChannel extends Channel {
         const address = this.#addressOf(peer);
         if (address !== undefined) context.endpoint.unicastFrameTo(address, frame);
       },
-      deliver: (peer, data) => this.#onPointToPoint(peer, data),
+      deliver: (peer, data, incarnation) => this.#onPointToPoint(peer, data, incarnation),
       writable: (peer) => this.#pump(peer),
     });
   }
@@ -481,6 +481,7 @@ export class GroupChannel extends Channel {
 
   #peerGone(peer: PeerKey): void {
     this.#unicast?.onPeerDown(peer);
+    this.#reassembler.forget(peer);
     this.#consumers.delete(peer);
     this.#memberGone(peer);
   }
@@ -578,11 +579,10 @@ export class GroupChannel extends Channel {
     this.#sendQueues.delete(peer);
   }
 
-  #onPointToPoint(peer: PeerKey, data: DataFields): void {
-    const context = this.#context;
-    if (context === undefined) return;
-    const payload = data.fragmentCount === 0 ? data.payload : this.#reassembler.accept(peer, data, context.clock.now());
-    if (!(payload instanceof Uint8Array)) return;
+  #onPointToPoint(peer: PeerKey, data: DataFields, incarnation: number): void {
+    if (this.#context === undefined) return;
+    const payload = this.#reassembler.accept(peer, incarnation, data);
+    if (payload === undefined) return;
     this.#deliverPointToPoint(peer, data.destination, payload, data.format, data.addressing, data.requestId);
   }
 

@@ -59,14 +59,14 @@ export function openIncomingStream(
   first: number,
   incarnation: number,
   stats: ProtocolStats,
-  deliver: (peer: PeerKey, data: DataFields) => void,
+  deliver: (peer: PeerKey, data: DataFields, incarnation: number) => void,
 ): IncomingStream {
   return {
     window: new ReceiveWindow(first, incarnation),
     originId: idOf(peer),
     deliver: (data) => {
       stats.delivered++;
-      deliver(peer, data);
+      deliver(peer, data, incarnation);
     },
   };
 }

@@ -103,6 +103,8 @@ export class TotemProtocol implements ReliabilityProtocol {
   readonly name = "totem";
   /** The member's own messages come back through `deliver`, in the total order. */
   readonly deliversOwnMessages = true;
+  /** Where a sender's stream ends is decided at a ring change, the same at every member moving together. */
+  readonly endsStreams = true;
   /** A message sent again by another member is wrapped in a relay: this much room is kept for it. */
   readonly relayOverheadBytes = 128;
 
@@ -137,6 +139,8 @@ export class TotemProtocol implements ReliabilityProtocol {
   #lossTimer: TimerHandle | undefined;
 
   // Recovery.
+  /** Every new ring member's state on its old ring, from the commit token. */
+  #recoveryStates: readonly MemberState[] = [];
   #carriers: Carrier[] = [];
   #carrierIndex = 0;
   #recoveryHigh = 0;
@@ -500,6 +504,11 @@ export class TotemProtocol implements ReliabilityProtocol {
       return;
     }
     const mine = commit.members[index]!;
+    if (mine.incarnation !== this.#incarnation) {
+      // Formed for an earlier incarnation of this member (a commit token that outlived its crash).
+      this.#stats.foreign++;
+      return;
+    }
     const complete = commit.members.every((m) => m.received);
     if (sameRing(commit.ring, this.#current?.id) && this.#state === "recovery") {
       // The second rotation is back at the representative: the ring starts.
@@ -538,7 +547,9 @@ export class TotemProtocol implements ReliabilityProtocol {
     const ring = new RingStore(
       commit.ring,
       commit.members.map((m) => m.member),
+      new Map(commit.members.map((m) => [m.member, m.incarnation])),
     );
+    this.#recoveryStates = commit.members;
     const old = this.#installed;
     this.#carriers = [];
     this.#carrierIndex = 0;
@@ -606,8 +617,9 @@ export class TotemProtocol implements ReliabilityProtocol {
           continue;
         }
         this.#stats.delivered++;
-        this.#host.deliver(message.origin, message.data);
+        this.#host.deliver(message.origin, message.data, message.originIncarnation);
       }
+      this.#endBrokenStreams(old);
     }
     this.#installed = ring;
     this.#frozen = false;
@@ -616,6 +628,24 @@ export class TotemProtocol implements ReliabilityProtocol {
     this.#state = "operational";
     this.#stats.ringsInstalled++;
     if (ring.members[0] === this.#local) this.#scheduleAnnounce();
+  }
+
+  /**
+   * Where the old ring's senders' streams end. A sender goes on unbroken only when it is on the new ring
+   * as the same incarnation, and every member of the new ring comes from the old ring or from no ring at
+   * all (a newcomer gets nothing sent before it joined): then whatever it sent on the old ring was just
+   * delivered everywhere, and what it sends next follows. Otherwise — it left, or the new ring merges
+   * rings — some member of the new ring lacks part of its stream, so a message delivered in part is
+   * given up by every member (its sender included), alike: all decide from the same commit token.
+   */
+  #endBrokenStreams(old: RingStore): void {
+    const merged = this.#recoveryStates.some((state) => state.oldRing !== undefined && !sameRing(state.oldRing, old.id));
+    for (const member of old.members) {
+      const incarnation = old.incarnations.get(member) ?? 0;
+      const state = this.#recoveryStates.find((s) => s.member === member);
+      if (!merged && state !== undefined && state.incarnation === incarnation && sameRing(state.oldRing, old.id)) continue;
+      this.#host.report({ type: "streamEnded", peer: member, incarnation });
+    }
   }
 
   // ---- the token -------------------------------------------------------------------------------------
@@ -983,7 +1013,7 @@ export class TotemProtocol implements ReliabilityProtocol {
         if (data.safe && seq > ring.safe) break;
         ring.delivered = seq;
         this.#stats.delivered++;
-        this.#host.deliver(message.origin, data);
+        this.#host.deliver(message.origin, data, message.originIncarnation);
       } else ring.delivered = seq;
     }
     if (this.#current !== undefined && this.#current !== ring) this.#skipCarriers(this.#current);
