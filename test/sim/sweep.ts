@@ -1,12 +1,13 @@
 /**
  * The long sweep: thousands of seeded simulations (the test suite runs a few hundred).
  *
- *   npm run sweep -- [--scenario multicast|cluster] [--from 1] [--count 5000]
+ *   npm run sweep -- [--scenario multicast|cluster|large-restart-totem|…] [--from 1] [--count 5000]
  *
  * Stops at the first failing seed and prints how to replay it.
  */
 import { parseArgs } from "node:util";
 import { runClusterScenario } from "./cluster-scenario.ts";
+import { type LargeKind, type LargeProtocol, runLargeScenario } from "./large-scenario.ts";
 import { runMulticastScenario } from "./multicast-scenario.ts";
 
 const { values } = parseArgs({
@@ -15,7 +16,9 @@ const { values } = parseArgs({
 const scenarios = {
   multicast: { run: async (seed: number) => (await runMulticastScenario(seed)).messages, unit: "messages", file: "test/sim/multicast.test.ts" },
   cluster: { run: async (seed: number) => (await runClusterScenario(seed)).acknowledged, unit: "acknowledged writes", file: "test/sim/cluster.test.ts" },
+  ...largeScenarios(),
 } as const;
+
 const scenario = scenarios[values.scenario as keyof typeof scenarios];
 if (scenario === undefined) throw new Error(`--scenario must be one of ${Object.keys(scenarios).join(", ")}`);
 const from = Number(values.from);
@@ -33,3 +36,18 @@ for (let seed = from; seed < from + count; seed++) {
   if ((seed - from + 1) % 500 === 0) console.log(`${seed - from + 1} seeds passed`);
 }
 console.log(`${count} seeds passed (${total.toLocaleString("en-US")} ${scenario.unit}) in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+
+/** large-<restart|slow|stall>-<nack|totem>: large messages under adversity (test/sim/large-scenario.ts). */
+function largeScenarios(): Record<string, { run: (seed: number) => Promise<number>; unit: string; file: string }> {
+  const entries: Record<string, { run: (seed: number) => Promise<number>; unit: string; file: string }> = {};
+  for (const kind of ["restart", "slow", "stall"] as LargeKind[]) {
+    for (const reliability of ["nack", "totem"] as LargeProtocol[]) {
+      entries[`large-${kind}-${reliability}`] = {
+        run: async (seed) => (await runLargeScenario(kind, reliability, seed)).messages,
+        unit: "large messages",
+        file: "test/sim/large.test.ts",
+      };
+    }
+  }
+  return entries;
+}
