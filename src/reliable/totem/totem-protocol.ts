@@ -136,6 +136,11 @@ export class TotemProtocol implements ReliabilityProtocol {
   #releaseScheduled = false;
   #holdTimer: TimerHandle | undefined;
   #passTimer: TimerHandle | undefined;
+  /** When this member last passed the token on, and whether it had to send it again. */
+  #passedAt = 0;
+  #passResent = false;
+  /** How long the token takes to come back once passed on (a smoothed average; 0 before the first). */
+  #returnMs = 0;
   #lossTimer: TimerHandle | undefined;
 
   // Recovery.
@@ -539,7 +544,7 @@ export class TotemProtocol implements ReliabilityProtocol {
     const members = commit.members;
     const index = members.findIndex((m) => m.member === this.#local);
     const next = members[(index + 1) % members.length]!.member;
-    this.#sendToSuccessor(next, encodeCommit(commit));
+    this.#sendToSuccessor(next, encodeCommit(commit), this.#options.tokenRetransmitMs);
   }
 
   #enterRecovery(commit: Commit): void {
@@ -575,6 +580,8 @@ export class TotemProtocol implements ReliabilityProtocol {
     this.#commitRing = undefined;
     if (ring.id.seq > this.#highestRingSeq) this.#highestRingSeq = ring.id.seq;
     this.#lastTokenSeq = 0;
+    this.#passedAt = 0;
+    this.#returnMs = 0;
     this.#lastVisitAru = 0;
     this.#lastVisitSeq = 0;
     this.#myLastFcc = 0;
@@ -664,6 +671,7 @@ export class TotemProtocol implements ReliabilityProtocol {
     this.#lastTokenSeq = token.tokenSeq;
     this.#cancelTokenTimers();
     this.#armLossTimer();
+    this.#measureReturn();
 
     // Safe: every member has what the aru covered on two consecutive visits.
     const safe = Math.min(token.aru, this.#lastVisitAru);
@@ -894,11 +902,34 @@ export class TotemProtocol implements ReliabilityProtocol {
       });
       return;
     }
-    this.#sendToSuccessor(next, encodeToken(token, next));
+    this.#passedAt = this.#host.clock.now();
+    this.#passResent = false;
+    this.#sendToSuccessor(next, encodeToken(token, next), this.#tokenRetransmitMs());
   }
 
-  /** Unicasts a token or commit token, and sends it again while the ring shows no sign of it. */
-  #sendToSuccessor(next: PeerKey, frame: Uint8Array): void {
+  // A token that came back after being sent again says nothing of how long a rotation takes (as Karn's rule for TCP).
+  #measureReturn(): void {
+    if (this.#passedAt === 0 || this.#passResent) return;
+    const sample = this.#host.clock.now() - this.#passedAt;
+    this.#returnMs = this.#returnMs === 0 ? sample : 0.75 * this.#returnMs + 0.25 * sample;
+  }
+
+  /**
+   * How long a token passed on may stay unseen before it is sent again. On an idle ring nothing but the
+   * token's return shows that the successor got it, and a rotation takes each member's hold: a fixed
+   * `tokenRetransmitMs` below the rotation time sends every token twice on a large ring. So: one and a half
+   * times the time the token took to come back lately (or, before that, the members' holds), at least
+   * `tokenRetransmitMs`, at most a quarter of `tokenTimeoutMs` (a lost token is still sent again before
+   * the ring is given up for lost).
+   */
+  #tokenRetransmitMs(): number {
+    const { tokenRetransmitMs, tokenTimeoutMs, tokenHoldMs } = this.#options;
+    const expected = Math.max(this.#returnMs, this.#current!.members.length * tokenHoldMs);
+    return Math.min(Math.max(tokenRetransmitMs, 1.5 * expected), Math.max(tokenRetransmitMs, tokenTimeoutMs / 4));
+  }
+
+  /** Unicasts a token or commit token, and sends it again every `retransmitMs` while the ring shows no sign of it. */
+  #sendToSuccessor(next: PeerKey, frame: Uint8Array, retransmitMs: number): void {
     this.#host.unicastFrame(next, frame);
     this.#passTimer?.cancel();
     const resend = (): void => {
@@ -906,9 +937,10 @@ export class TotemProtocol implements ReliabilityProtocol {
       if (this.#closed) return;
       this.#host.unicastFrame(next, frame);
       this.#stats.tokensResent++;
-      this.#passTimer = this.#host.clock.setTimer(this.#options.tokenRetransmitMs, resend);
+      this.#passResent = true;
+      this.#passTimer = this.#host.clock.setTimer(retransmitMs, resend);
     };
-    this.#passTimer = this.#host.clock.setTimer(this.#options.tokenRetransmitMs, resend);
+    this.#passTimer = this.#host.clock.setTimer(retransmitMs, resend);
   }
 
   #armLossTimer(): void {
