@@ -1,7 +1,7 @@
 /**
  * The long sweep: thousands of seeded simulations (the test suite runs a few hundred).
  *
- *   npm run sweep -- [--scenario multicast|cluster|large-restart-totem|…] [--from 1] [--count 5000]
+ *   npm run sweep -- [--scenario multicast|cluster|totem-partition|large-restart-totem|…] [--from 1] [--count 5000]
  *
  * Stops at the first failing seed and prints how to replay it.
  */
@@ -9,6 +9,7 @@ import { parseArgs } from "node:util";
 import { runClusterScenario } from "./cluster-scenario.ts";
 import { type LargeKind, type LargeProtocol, runLargeScenario } from "./large-scenario.ts";
 import { runMulticastScenario } from "./multicast-scenario.ts";
+import { runTotemPartitionScenario } from "./totem-adv-scenario.ts";
 
 const { values } = parseArgs({
   options: { scenario: { type: "string", default: "multicast" }, from: { type: "string", default: "1" }, count: { type: "string", default: "5000" } },
@@ -16,6 +17,7 @@ const { values } = parseArgs({
 const scenarios = {
   multicast: { run: async (seed: number) => (await runMulticastScenario(seed)).messages, unit: "messages", file: "test/sim/multicast.test.ts" },
   cluster: { run: async (seed: number) => (await runClusterScenario(seed)).acknowledged, unit: "acknowledged writes", file: "test/sim/cluster.test.ts" },
+  "totem-partition": { run: async (seed: number) => (await runTotemPartitionScenario(seed)).messages, unit: "messages", file: "test/sim/totem-adv.test.ts" },
   ...largeScenarios(),
 } as const;
 
