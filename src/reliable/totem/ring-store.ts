@@ -54,6 +54,11 @@ export class RingStore {
     return this.#memberSet.has(member);
   }
 
+  /** True when `member` runs on this ring as incarnation `incarnation` (an earlier or later one is another member). */
+  hasIncarnation(member: PeerKey, incarnation: number): boolean {
+    return this.incarnations.get(member) === incarnation;
+  }
+
   /** The member after `member` in ring order. */
   successor(member: PeerKey): PeerKey {
     const index = this.members.indexOf(member);

@@ -229,6 +229,30 @@ describe("TotemProtocol alone", () => {
     expect(stats().ring.state).toBe("commit");
     protocol.close();
   });
+
+  it("does not take a restarted member's messages for its earlier incarnation's on a ring of the same number", () => {
+    const { clock, protocol, stats } = harness();
+    protocol.onPeerUp(B, 1);
+    clock.runFor(100);
+    const ring = { representative: A, seq: 50 };
+    const state = (member: PeerKey, incarnation: number) => ({ member, incarnation, oldRing: undefined, oldAru: 0, highDelivered: 0, highReceived: 0, received: true });
+    // The commit token's second rotation: the ring {A, B as incarnation 1} recovers.
+    protocol.onControl(B, 1, fromBinary(FrameSchema, encodeCommit({ ring, members: [{ ...state(A, 7), received: false }, state(B, 1)] })));
+    protocol.onControl(B, 1, fromBinary(FrameSchema, encodeCommit({ ring, members: [state(A, 7), state(B, 1)] })));
+    expect(stats().ring.state).toBe("recovery");
+    const data = { ...message(1), globalSeq: 1, ringSeq: 50 };
+    const foreign = stats().foreign;
+    protocol.onData(B, 2, data); // B restarted, on a ring of its own numbered 50 too
+    const retransmission = encodeRelay({ origin: B, originIncarnation: 2, ring, data, carrierRing: undefined, carrierSeq: 0 });
+    protocol.onControl(B, 2, fromBinary(FrameSchema, retransmission));
+    expect(stats().foreign).toBe(foreign + 2);
+    protocol.onData(B, 1, data);
+    expect(stats().foreign).toBe(foreign + 2);
+    expect(stats().duplicates).toBe(0);
+    protocol.onData(B, 1, data);
+    expect(stats().duplicates).toBe(1);
+    protocol.close();
+  });
 });
 
 describe("Totem options", () => {

@@ -251,7 +251,7 @@ export class TotemProtocol implements ReliabilityProtocol {
       this.#stats.malformed++;
       return;
     }
-    const ring = this.#ringOf(data.ringSeq, peer);
+    const ring = this.#ringOf(data.ringSeq, peer, incarnation);
     if (ring === undefined) {
       this.#onForeign(peer, data.ringSeq);
       return;
@@ -259,7 +259,7 @@ export class TotemProtocol implements ReliabilityProtocol {
     this.#accept(ring, data.globalSeq, { origin: peer, originIncarnation: incarnation, data, carrier: undefined });
   }
 
-  onControl(peer: PeerKey, _incarnation: number, frame: Frame): void {
+  onControl(peer: PeerKey, incarnation: number, frame: Frame): void {
     if (this.#closed) return;
     this.#heard.set(peer, this.#host.clock.now());
     switch (frame.kind.case) {
@@ -284,7 +284,7 @@ export class TotemProtocol implements ReliabilityProtocol {
       case "totemRelay": {
         const relay = decodeRelay(frame);
         if (relay === undefined) this.#stats.malformed++;
-        else this.#onRelay(peer, relay, frame);
+        else this.#onRelay(peer, incarnation, relay, frame);
         return;
       }
       default:
@@ -965,11 +965,12 @@ export class TotemProtocol implements ReliabilityProtocol {
 
   // ---- messages --------------------------------------------------------------------------------------
 
-  /** The ring a message of ring number `ringSeq` from `peer` belongs to, if it is one this member reads. */
-  #ringOf(ringSeq: number, peer: PeerKey): RingStore | undefined {
-    // A member is on one ring of each number, so the number and the sender name the ring.
+  /** The ring a message of ring number `ringSeq` from `peer` (incarnation `incarnation`) belongs to, if it is one this member reads. */
+  #ringOf(ringSeq: number, peer: PeerKey, incarnation: number): RingStore | undefined {
+    // A member is on one ring of each number, so the number and the sender name the ring; a sender
+    // restarted since is another member, perhaps on another ring of the same number.
     const current = this.#current;
-    if (current !== undefined && current.id.seq === ringSeq && current.has(peer)) {
+    if (current !== undefined && current.id.seq === ringSeq && current.hasIncarnation(peer, incarnation)) {
       if (current !== this.#installed || !this.#frozen) return current;
       return undefined;
     }
@@ -988,11 +989,16 @@ export class TotemProtocol implements ReliabilityProtocol {
     this.#deliver();
   }
 
-  #onRelay(peer: PeerKey, relay: Relay, frame: Frame): void {
+  #onRelay(peer: PeerKey, incarnation: number, relay: Relay, frame: Frame): void {
     if (relay.carrierRing === undefined) {
       // A retransmission.
       const ring = this.#current;
-      if (ring === undefined || !sameRing(ring.id, relay.ring) || !ring.has(relay.origin) || (ring === this.#installed && this.#frozen)) {
+      if (
+        ring === undefined ||
+        !sameRing(ring.id, relay.ring) ||
+        !ring.hasIncarnation(relay.origin, relay.originIncarnation) ||
+        (ring === this.#installed && this.#frozen)
+      ) {
         this.#stats.foreign++;
         return;
       }
@@ -1001,7 +1007,12 @@ export class TotemProtocol implements ReliabilityProtocol {
     }
     // A message of an old ring carried on the current one.
     const ring = this.#current;
-    if (ring === undefined || !sameRing(ring.id, relay.carrierRing) || (ring === this.#installed && this.#state !== "operational")) {
+    if (
+      ring === undefined ||
+      !sameRing(ring.id, relay.carrierRing) ||
+      !ring.hasIncarnation(peer, incarnation) ||
+      (ring === this.#installed && this.#state !== "operational")
+    ) {
       this.#stats.foreign++;
       return;
     }
@@ -1009,12 +1020,12 @@ export class TotemProtocol implements ReliabilityProtocol {
       this.#stats.outOfWindow++;
       return;
     }
-    if (!ring.put(relay.carrierSeq, { origin: peer, originIncarnation: 0, data: undefined, carrier: toBinary(FrameSchema, frame) })) {
+    if (!ring.put(relay.carrierSeq, { origin: peer, originIncarnation: incarnation, data: undefined, carrier: toBinary(FrameSchema, frame) })) {
       this.#stats.duplicates++;
       return;
     }
     const old = this.#installed;
-    if (this.#state === "recovery" && old !== undefined && sameRing(old.id, relay.ring) && old.has(relay.origin)) {
+    if (this.#state === "recovery" && old !== undefined && sameRing(old.id, relay.ring) && old.hasIncarnation(relay.origin, relay.originIncarnation)) {
       old.put(relay.data.globalSeq, { origin: relay.origin, originIncarnation: relay.originIncarnation, data: relay.data, carrier: undefined });
     }
     this.#deliver();
