@@ -26,8 +26,9 @@ import { flush } from "./sim-helpers.ts";
  * - Totem: the same messages in the same order at every member that never crashed or stalled (a crashed
  *   incarnation's messages included or left out alike); the restarted member delivers a contiguous
  *   stretch of that order. A member that stalled is taken off the ring: it misses what the ring delivers
- *   meanwhile, and others may miss an agreed message it delivered just before (as with a crash: extended
- *   virtual synchrony), but the messages it shares with everyone come in the same order.
+ *   meanwhile, what it sends then reaches only the ring it goes out on, and others may miss an agreed
+ *   message it delivered just before (as with a crash: extended virtual synchrony), but the messages it
+ *   shares with everyone come in the same order.
  */
 export type LargeKind = "restart" | "slow" | "stall";
 export type LargeProtocol = "nack" | "totem";
@@ -216,11 +217,19 @@ export async function runLargeScenario(kind: LargeKind, reliability: LargeProtoc
     const sender = byIndex[Number(s)]!;
     return !sender.crashed && Number(inc) === sender.incarnation;
   };
-  /** A message `m` may lack: one it was told of losing, one Totem delivered while `m` was off the ring. */
-  const excused = (m: Member, key: string) => m.lossReported.has(key.split("/")[0]!) || (totem && m.stalled);
+  /**
+   * A message `m` may lack: one it was told of losing; with Totem, one delivered while `m` was off the
+   * ring, or one its sender sent while off the ring (it reaches only the ring it goes out on).
+   */
+  const excused = (m: Member, key: string) => {
+    const sender = key.split("/")[0]!;
+    return m.lossReported.has(sender) || (totem && (m.stalled || byIndex[Number(sender)]!.stalled));
+  };
+  // With Totem, also until the ring holds every running member again (ring changes are over).
   const complete = () =>
     seriesRunning === 0 &&
     restartedSeries === plannedRestarts &&
+    (!totem || ready()) &&
     [...sent.keys()].every((key) => !current(key) || original().every((m) => m.delivered.includes(key) || excused(m, key)));
   // Restarts wait for promises: the clock runs in steps, with promise continuations between them.
   const deadline = net.clock.now() + (kind === "restart" ? 120_000 : 600_000);

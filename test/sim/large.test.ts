@@ -13,7 +13,8 @@ const kinds: ReadonlyArray<{ kind: LargeKind; reliability: LargeProtocol; seeds:
   { kind: "slow", reliability: "nack", seeds: [1, 4], what: "7–16 MiB messages over 60 ms, 4–40 MB/s links that take longer than peerTimeoutMs" },
   { kind: "slow", reliability: "totem", seeds: [8, 2], what: "7–16 MiB messages over 60 ms, 4–40 MB/s links that take longer than peerTimeoutMs" },
   { kind: "stall", reliability: "nack", seeds: [6, 2], what: "1–16 MiB messages while a member stalls for 5–10 s" },
-  { kind: "stall", reliability: "totem", seeds: [1, 16], what: "1–16 MiB messages while a member stalls for 5–10 s" },
+  // 276 never finished recovering while every member carried every old-ring message over slow links.
+  { kind: "stall", reliability: "totem", seeds: [1, 276], what: "1–16 MiB messages while a member stalls for 5–10 s" },
 ];
 
 describe("large messages under adversity on the simulated network", () => {

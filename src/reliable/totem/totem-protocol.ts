@@ -561,15 +561,22 @@ export class TotemProtocol implements ReliabilityProtocol {
     this.#recoveryHigh = 0;
     if (old !== undefined) {
       // The members coming from this member's old ring end up with every message any of them holds above
-      // the lowest aru among them: each carries what it holds.
+      // the lowest aru among them. Up to the highest aru, the member with that aru (the smallest id among
+      // equals) holds them all and carries them alone; above it, each carries what it holds.
       let low = Number.MAX_SAFE_INTEGER;
       let high = 0;
+      let top: MemberState | undefined;
+      let fromOld = 0;
       for (const state of commit.members) {
         if (!sameRing(state.oldRing, old.id)) continue;
         low = Math.min(low, state.oldAru);
         high = Math.max(high, state.highReceived);
+        if (top === undefined || state.oldAru > top.oldAru) top = state;
+        fromOld++;
       }
-      for (let seq = low + 1; seq <= high; seq++) {
+      // Alone from its old ring, a member has nobody to carry anything to.
+      const from = top?.member === this.#local ? low + 1 : Math.max(low, top?.oldAru ?? 0) + 1;
+      for (let seq = from; seq <= high && fromOld > 1; seq++) {
         const message = old.get(seq);
         if (message?.data !== undefined) this.#carriers.push({ seq, message });
       }
