@@ -144,8 +144,8 @@ export async function runLargeScenario(kind: LargeKind, reliability: LargeProtoc
     return random.next() < 0.3 ? MiB + random.nextInt(6 * MiB) : 7 * MiB + random.nextInt(9 * MiB + 1);
   };
   const countOf = () => (kind === "restart" ? 4 + random.nextInt(7) : 1 + random.nextInt(kind === "slow" ? 2 : 3));
-  /** Sends `count` messages, one every 0–`gapMs`, while the member runs (on its host's clock: a stall holds it too). */
   let seriesRunning = 0;
+  /** Sends `count` messages, one every 0–`gapMs`, while the member runs (on its host's clock: a stall holds it too). */
   const sendSeries = (member: Member, count: number, gapMs: number) => {
     const clock = net.clockOf(member.host);
     let n = 0;
@@ -166,11 +166,11 @@ export async function runLargeScenario(kind: LargeKind, reliability: LargeProtoc
   let stalls = 0;
   // Member 0 crashes while it sends, and comes back with the same id: once, sometimes twice.
   const plannedRestarts = kind !== "restart" ? 0 : random.next() < 0.3 ? 2 : 1;
-  let restartedSeries = 0;
+  /** Restarted members that began sending, or crashed again before they could. */
+  let restartsSettled = 0;
   if (kind === "restart") {
-    const times = plannedRestarts;
     let at = 20 + random.nextInt(300);
-    for (let r = 0; r < times; r++) {
+    for (let r = 0; r < plannedRestarts; r++) {
       const downFor = random.next() < 0.5 ? random.nextInt(50) : random.nextInt(3_000);
       net.clock.setTimer(at, () => {
         const victim = byIndex[0]!;
@@ -183,12 +183,12 @@ export async function runLargeScenario(kind: LargeKind, reliability: LargeProtoc
           void startMember(0, victim.incarnation + 1).then((member) => {
             // It sends once every running member knows it (with Totem: once the ring holds everyone).
             const whenReady = () => {
-              if (member.crashed) return;
-              if (ready()) {
-                restartedSeries++;
-                sendSeries(member, countOf(), 60);
+              if (!member.crashed && !ready()) {
+                net.clock.setTimer(20, whenReady);
+                return;
               }
-              else net.clock.setTimer(20, whenReady);
+              restartsSettled++;
+              if (!member.crashed) sendSeries(member, countOf(), 60);
             };
             whenReady();
           });
@@ -228,7 +228,7 @@ export async function runLargeScenario(kind: LargeKind, reliability: LargeProtoc
   // With Totem, also until the ring holds every running member again (ring changes are over).
   const complete = () =>
     seriesRunning === 0 &&
-    restartedSeries === plannedRestarts &&
+    restartsSettled === plannedRestarts &&
     (!totem || ready()) &&
     [...sent.keys()].every((key) => !current(key) || original().every((m) => m.delivered.includes(key) || excused(m, key)));
   // Restarts wait for promises: the clock runs in steps, with promise continuations between them.
