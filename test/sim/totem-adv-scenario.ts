@@ -162,7 +162,8 @@ export async function runTotemPartitionScenario(seed: number): Promise<TotemPart
     at += 1_000 + random.nextInt(2_000);
     net.clock.setTimer(at, () => net.heal());
   }
-  const healedAt = at;
+  // The fault times above are delays from now.
+  const healedAt = net.clock.now() + at;
   const live = everyone.filter((i) => !(crash && i === victim));
 
   const deadline = healedAt + 120_000;
@@ -171,11 +172,13 @@ export async function runTotemPartitionScenario(seed: number): Promise<TotemPart
     net.clock.runFor(2);
     watchRings();
   }
-  for (let t = 0; t < 1_500; t++) {
+  // Let what is in flight settle; at up to 5 % loss a token may still be lost now and then, and the
+  // ring formed again.
+  for (let t = 0; t < 1_500 || !ringOf(live); t++) {
+    if (net.clock.now() > deadline) throw new Error(`the live members do not end on one ring: ${describe(channels)}`);
     net.clock.runFor(2);
     watchRings();
   }
-  if (!ringOf(live)) throw new Error(`the live members do not end on one ring: ${describe(channels)}`);
 
   // At most once, in each sender's order; any two members agree on the order of what both delivered.
   const positions = delivered.map((list, i) => {
