@@ -920,6 +920,35 @@ describe("Channel bad input", () => {
     expect(got[1]![1]!.text()).toBe("injected");
   });
 
+  it("spends on pieces of made-up huge messages what their bytes cost, and keeps working", async () => {
+    const net = simNet(62);
+    const [a, b] = await group(net, 2);
+    const got = collect(b!, "t");
+    const raw = net.createTransport({ host: "intruder" });
+    const heapBefore = process.memoryUsage().heapUsed;
+    // 500 made-up senders, each with the first piece of a "16 MiB message in 65,536 pieces".
+    for (let sender = 0; sender < 500; sender++) {
+      const senderId = new Uint8Array(16).fill(9);
+      new DataView(senderId.buffer).setUint32(0, sender);
+      const data = create(DataSchema, {
+        seq: 1n,
+        addressing: Addressing.TOPIC,
+        destination: "t",
+        fragmentIndex: 0,
+        fragmentCount: 65_536,
+        messageLength: 16 * 1024 * 1024,
+        payload: new Uint8Array(100),
+      });
+      raw.send(encodeEnvelope(createEnvelope({ cluster: "activeblaze", senderId, incarnation: 1n }, { case: "data", value: data })), GROUP);
+      if (sender % 50 === 49) net.clock.runFor(1);
+    }
+    net.clock.runFor(100);
+    expect(process.memoryUsage().heapUsed - heapBefore).toBeLessThan(64 * 1024 * 1024);
+    await a!.broadcast("t", utf8("real"));
+    net.clock.runUntil(() => got.length === 1, { maxMs: 1_000 });
+    expect(got[0]!.text()).toBe("real");
+  });
+
   it("drops datagrams larger than maxDatagramBytes as OVERSIZE", async () => {
     const net = simNet(61);
     const [a] = await group(net, 2, { maxDatagramBytes: 2_000 });

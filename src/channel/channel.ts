@@ -17,7 +17,7 @@ import {
   type ProtocolStats,
   type ReliabilityProtocol,
 } from "../reliable/protocol.ts";
-import { Reassembler } from "../reliable/reassembler.ts";
+import { Reassembler, reassemblyLimits } from "../reliable/reassembler.ts";
 import { Driver, type TimedUnit } from "../core/driver.ts";
 import { type Clock, guardedClock, type RandomSource, systemClock, systemRandom } from "../transport/clock.ts";
 import type { Address, TransportFactory } from "../transport/transport.ts";
@@ -90,7 +90,10 @@ export interface ChannelEvents {
   /** A receiver stopped acknowledging and no longer holds this sender's window back. */
   receiverUnresponsive: { readonly peer: string; readonly silentMs: number };
   receiverResponsive: { readonly peer: string };
-  /** Messages `firstSeq`–`lastSeq` from `peer` were lost for good (the sender dropped them before this member got them). */
+  /**
+   * Messages `firstSeq`–`lastSeq` from `peer` were lost for good: dropped by the sender before this member
+   * got them, or a large message whose pieces cannot all arrive (the range is then its pieces' numbers).
+   */
   messagesLost: { readonly peer: string; readonly count: number; readonly firstSeq: number; readonly lastSeq: number };
   /**
    * A background failure; `stage` says where: "transport" (a socket), "listener" (a user's listener
@@ -123,7 +126,7 @@ export interface ChannelStats {
   readonly delivered: number;
   /** Messages that arrived for a topic nobody here listens to. */
   readonly unrouted: number;
-  /** Fragmented messages dropped because their pieces did not fit together or stopped arriving. */
+  /** Fragmented messages given up (each also reported as `messagesLost`): pieces missing for good, inconsistent or past the limits. */
   readonly reassemblyFailures: number;
   /** Frames of protocol kinds this channel does not handle. */
   readonly unhandledFrames: number;
@@ -222,7 +225,7 @@ export class Channel implements AsyncDisposable {
     this.#memberId = this.#random.fill(new Uint8Array(MEMBER_ID_BYTES));
     this.#key = keyOf(this.#memberId);
     this.#incarnation = this.#options.incarnation ?? Date.now();
-    this.#reassembler = new Reassembler(this.#options.maxMessageBytes, this.#options.peerTimeoutMs);
+    this.#reassembler = this.#newReassembler();
     this.#events = new Emitter<ChannelEvents>((error, type) => {
       if (type !== "error") this.#errors.report(error, "listener");
     });
@@ -502,11 +505,23 @@ export class Channel implements AsyncDisposable {
     this.#protocol?.close();
     this.#protocol = undefined;
     this.#endpoint?.stop();
-    this.#reassembler = new Reassembler(this.#options.maxMessageBytes, this.#options.peerTimeoutMs);
+    this.#reassembler = this.#newReassembler();
     for (const pending of this.#pending.splice(0)) {
       pending.reject(new BlazeError("CLOSED", "the channel stopped before the message could be sent"));
     }
     this.#state = "stopped";
+  }
+
+  #newReassembler(): Reassembler {
+    return new Reassembler({
+      limits: reassemblyLimits(this.#options.maxMessageBytes),
+      ordered: this.#options.reliability !== "best-effort",
+      timeoutMs: this.#options.peerTimeoutMs,
+      lost: ({ peer, count, firstSeq }) => {
+        this.#reassemblyFailures++;
+        this.#events.emit("messagesLost", { peer, count, firstSeq, lastSeq: firstSeq + count - 1 });
+      },
+    });
   }
 
   #createProtocol(endpoint: Endpoint): ReliabilityProtocol {
@@ -517,7 +532,7 @@ export class Channel implements AsyncDisposable {
       multicastData: (data) => endpoint.multicastData(data),
       multicastFrame: (frame) => endpoint.multicastFrame(frame),
       unicastFrame: (peer, frame) => endpoint.unicastFrame(peer, frame),
-      deliver: (peer, data) => this.#onDeliver(peer, data),
+      deliver: (peer, data, incarnation) => this.#onDeliver(peer, data, incarnation),
       report: (event) => this.#onProtocolEvent(event),
       writable: () => this.#pump(),
     };
@@ -589,20 +604,11 @@ export class Channel implements AsyncDisposable {
   }
 
 
-  #onDeliver(peer: PeerKey, data: DataFields): void {
+  #onDeliver(peer: PeerKey, data: DataFields, incarnation: number): void {
     // A protocol that delivers this member's own messages (total order) hands them up here too.
     if (peer === this.#key && !this.#options.loopback) return;
-    if (data.fragmentCount === 0) {
-      this.#dispatch(data.destination, peer, data.payload, data.format, data.seq, data.outOfBand);
-      return;
-    }
-    const result = this.#reassembler.accept(peer, data, this.#clock.now());
-    if (result === undefined) return;
-    if (typeof result === "string") {
-      this.#reassemblyFailures++;
-      return;
-    }
-    this.#dispatch(data.destination, peer, result, data.format, data.seq, data.outOfBand);
+    const payload = this.#reassembler.accept(peer, incarnation, data);
+    if (payload !== undefined) this.#dispatch(data.destination, peer, payload, data.format, data.seq, data.outOfBand);
   }
 
   #dispatch(destination: string, sender: string, payload: Uint8Array, format: number, seq: number, outOfBand: boolean): void {
@@ -634,7 +640,7 @@ export class Channel implements AsyncDisposable {
   #onPeerDown(peer: Peer, reason: "left" | "timeout"): void {
     this.#protocol?.onPeerDown(peer.key);
     this.#extension?.peerDown(peer, reason);
-    this.#reassembler.forget(peer.key);
+    if (this.#protocol?.endsStreams !== true) this.#reassembler.forget(peer.key);
     this.#events.emit("peerDown", { peer: peerInfo(peer), reason });
   }
 
@@ -648,6 +654,9 @@ export class Channel implements AsyncDisposable {
         return;
       case "messagesLost":
         this.#events.emit("messagesLost", { peer: event.peer, count: event.count, firstSeq: event.firstSeq, lastSeq: event.lastSeq });
+        return;
+      case "streamEnded":
+        this.#reassembler.cut(event.peer, event.incarnation);
         return;
     }
   }
@@ -676,7 +685,7 @@ export class Channel implements AsyncDisposable {
     this.#sendHeartbeat();
     this.#endpoint!.expirePeers();
     this.#extension?.tick();
-    this.#reassemblyFailures += this.#reassembler.expire(now);
+    this.#reassembler.expire(now);
   }
 
   #requireEndpoint(what: string): Endpoint {

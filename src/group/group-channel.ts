@@ -12,7 +12,7 @@ import { encodePayload } from "../message/payload-message.ts";
 import type { HeartbeatFields } from "../reliable/control-frames.ts";
 import type { OutgoingData, PeerKey } from "../reliable/protocol.ts";
 import { PendingCalls } from "../core/pending.ts";
-import { Reassembler } from "../reliable/reassembler.ts";
+import { Reassembler, reassemblyLimits } from "../reliable/reassembler.ts";
 import { UnicastProtocol } from "../reliable/unicast/unicast-protocol.ts";
 import type { DataFields, ReceivedFrame } from "../wire/frames.ts";
 import type { AbortSignalLike } from "../web.ts";
@@ -138,7 +138,7 @@ export class GroupChannel extends Channel {
     this.#group = group;
     this.#weight = group.weight;
     this.#levelAbove = levelAbove;
-    this.#reassembler = new Reassembler(16 * 1024 * 1024, peerTimeoutMs);
+    this.#reassembler = new Reassembler({ limits: reassemblyLimits(16 * 1024 * 1024), ordered: true, timeoutMs: peerTimeoutMs });
     this.#groupEvents = new Emitter<GroupEvents>((error) => this.#reportListenerError(error));
   }
 
@@ -408,13 +408,13 @@ export class GroupChannel extends Channel {
     this.#context = context;
     context.driver.add(this.#calls);
     this.#levelAbove?.started(context);
-    this.#reassembler = new Reassembler(16 * 1024 * 1024, 60_000);
+    this.#reassembler = new Reassembler({ limits: reassemblyLimits(16 * 1024 * 1024), ordered: true, timeoutMs: 60_000 });
     this.#unicast = new UnicastProtocol({
       localKey: this.id,
       localIncarnation: context.incarnation,
       unicastData: (peer, data) => context.endpoint.unicastData(peer, data, this.getMemberById(peer)),
       unicastFrame: (peer, frame) => context.endpoint.unicastFrame(peer, frame),
-      deliver: (peer, data) => this.#onPointToPoint(peer, data),
+      deliver: (peer, data, incarnation) => this.#onPointToPoint(peer, data, incarnation),
       writable: (peer) => this.#pump(peer),
     });
     context.driver.add(this.#unicast);
@@ -475,6 +475,7 @@ export class GroupChannel extends Channel {
 
   #peerGone(peer: PeerKey): void {
     this.#unicast?.onPeerDown(peer);
+    this.#reassembler.forget(peer);
     this.#consumers.delete(peer);
     this.#memberGone(peer);
   }
@@ -571,11 +572,10 @@ export class GroupChannel extends Channel {
     this.#sendQueues.delete(peer);
   }
 
-  #onPointToPoint(peer: PeerKey, data: DataFields): void {
-    const context = this.#context;
-    if (context === undefined) return;
-    const payload = data.fragmentCount === 0 ? data.payload : this.#reassembler.accept(peer, data, context.clock.now());
-    if (!(payload instanceof Uint8Array)) return;
+  #onPointToPoint(peer: PeerKey, data: DataFields, incarnation: number): void {
+    if (this.#context === undefined) return;
+    const payload = this.#reassembler.accept(peer, incarnation, data);
+    if (payload === undefined) return;
     this.#deliverPointToPoint(peer, data.destination, payload, data.format, data.addressing, data.requestId);
   }
 

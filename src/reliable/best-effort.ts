@@ -74,7 +74,7 @@ export class BestEffortProtocol implements ReliabilityProtocol {
     sender.seen[slot] = seq;
     if (seq > sender.highest) sender.highest = seq;
     this.#stats.delivered++;
-    this.#host.deliver(peer, data);
+    this.#host.deliver(peer, data, incarnation);
   }
 
   onControl(_peer: PeerKey, _incarnation: number, _frame: Frame): void {}

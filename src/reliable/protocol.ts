@@ -42,8 +42,8 @@ export interface ProtocolHost {
   multicastFrame(frame: Uint8Array): void;
   /** Queues an encoded frame for the next datagram to one peer. */
   unicastFrame(peer: PeerKey, frame: Uint8Array): void;
-  /** Hands a received message (or fragment) up to the channel, in the protocol's delivery order. */
-  deliver(peer: PeerKey, data: DataFields): void;
+  /** Hands a received message (or fragment) of `peer`'s incarnation `incarnation` up to the channel, in the protocol's delivery order. */
+  deliver(peer: PeerKey, data: DataFields, incarnation: number): void;
   /** Reports something worth telling the user (loss, an unresponsive receiver). */
   report(event: ProtocolEvent): void;
   /** Called when a blocked sender may send again. */
@@ -54,7 +54,12 @@ export type ProtocolEvent =
   | { readonly type: "receiverUnresponsive"; readonly peer: PeerKey; readonly silentMs: number }
   | { readonly type: "receiverResponsive"; readonly peer: PeerKey }
   /** Messages `firstSeq`–`lastSeq` (`count` of them) of `peer`'s stream will never be delivered here. */
-  | { readonly type: "messagesLost"; readonly peer: PeerKey; readonly count: number; readonly firstSeq: number; readonly lastSeq: number };
+  | { readonly type: "messagesLost"; readonly peer: PeerKey; readonly count: number; readonly firstSeq: number; readonly lastSeq: number }
+  /**
+   * The protocol will hand up nothing more of what `peer` (incarnation `incarnation` or older) sent so far
+   * (it left the ring, or this member missed part of its stream): messages of it delivered in part are lost.
+   */
+  | { readonly type: "streamEnded"; readonly peer: PeerKey; readonly incarnation: number };
 
 /** Counters every protocol keeps; all are totals since start. */
 export interface ProtocolStats {
@@ -92,6 +97,12 @@ export interface ReliabilityProtocol extends Partial<TimedUnit> {
    * order (total order); the channel then delivers no separate local copy.
    */
   readonly deliversOwnMessages?: boolean;
+  /**
+   * True when the protocol says where each sender's stream ends (`streamEnded`), at the same place of its
+   * delivery order at every member (total order); the channel then leaves a departed peer's partly
+   * delivered messages to it instead of dropping them when the peer goes.
+   */
+  readonly endsStreams?: boolean;
   /** Bytes the protocol may wrap around a message it sends again (a relay); pieces leave that much room. */
   readonly relayOverheadBytes?: number;
   /** True when `send` would accept a message of `bytes` bytes now. */

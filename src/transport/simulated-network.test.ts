@@ -21,6 +21,11 @@ function bytes(...values: number[]): Uint8Array {
   return Uint8Array.from(values);
 }
 
+/** Orders "what@time" lines by their time (stable). */
+function byTime(x: string, y: string): number {
+  return Number(x.split("@")[1]) - Number(y.split("@")[1]);
+}
+
 function thrown(fn: () => unknown): unknown {
   try {
     fn();
@@ -459,6 +464,82 @@ describe("SimulatedNetwork", () => {
     expect(b.localAddress).toEqual({ host: "10.7.7.7", port: 1234 });
     expect(a.localAddress.host).not.toBe(b.localAddress.host);
     await expect(factory({ bindAddress: "10.7.7.7", port: 1234 })).rejects.toMatchObject({ code: "BIND_FAILED" });
+  });
+
+  it("serializes datagrams at a link's bandwidth, link by link, and keeps each link in order", () => {
+    const net = new SimulatedNetwork({ seed: 20, defaultLink: { delayMs: { min: 1, max: 1 } } });
+    const [a, b, c] = [0, 1, 2].map(() => net.createTransport({ port: 7000 }));
+    b!.joinGroup("239.0.0.9");
+    c!.joinGroup("239.0.0.9");
+    // 1 MB/s to b: 10,000 bytes take 10 ms to go out; c keeps the default (no serialization delay).
+    net.setLink(a!.localAddress.host, b!.localAddress.host, { bandwidthBytesPerSecond: 1_000_000 });
+    expect(net.linkConditions(a!.localAddress.host, b!.localAddress.host).bandwidthBytesPerSecond).toBe(1_000_000);
+    expect(net.linkConditions(a!.localAddress.host, c!.localAddress.host).bandwidthBytesPerSecond).toBe(Infinity);
+    const [gotB, gotC] = [b!, c!].map((t) => listen(net, t));
+    for (let i = 0; i < 5; i++) a!.send(new Uint8Array(10_000).fill(i), { host: "239.0.0.9", port: 7000 });
+    net.clock.advance(20);
+    // A datagram sent later, once the link is idle again, waits for nothing.
+    net.clock.runUntilIdle();
+    expect(gotB!.map((r) => r.at)).toEqual([11, 21, 31, 41, 51]);
+    expect(gotB!.map((r) => r.data[0])).toEqual([0, 1, 2, 3, 4]);
+    expect(gotC!.map((r) => r.at)).toEqual([1, 1, 1, 1, 1]);
+    a!.send(new Uint8Array(1_000), b!.localAddress);
+    net.clock.runUntilIdle();
+    expect(gotB!.at(-1)!.at).toBe(net.clock.now());
+    expect(gotB!.at(-1)!.at).toBeCloseTo(51 + 1 + 1, 9);
+    expect(isBlazeError(thrown(() => net.setLink("x", "y", { bandwidthBytesPerSecond: 0 })), "INVALID_OPTION")).toBe(true);
+    expect((thrown(() => net.setDefaultLink({ bandwidthBytesPerSecond: -1 })) as BlazeError).path).toEqual(["conditions", "bandwidthBytesPerSecond"]);
+  });
+
+  it("stalls a host: its timers and arriving datagrams wait, then run at once in the order they fell due", () => {
+    const net = new SimulatedNetwork({ seed: 21, trace: true, defaultLink: { delayMs: { min: 5, max: 5 } } });
+    const a = net.createTransport({ host: "a" });
+    const b = net.createTransport({ host: "b" });
+    const clockB = net.clockOf("b");
+    expect(net.clockOf("b")).toBe(clockB);
+    const events: string[] = [];
+    const at = (what: string) => events.push(`${what}@${net.clock.now()}`);
+    b.onReceive((data) => at(`datagram ${data[0]}`));
+    a.onReceive((data) => at(`a got ${data[0]}`));
+    clockB.setTimer(10, () => at("timer 10"));
+    const cancelled = clockB.setTimer(30, () => at("cancelled"));
+    clockB.setTimer(200, () => at("timer 200"));
+    net.clock.setTimer(20, () => at("network timer 20")); // not on b's clock: runs on time
+    a.send(bytes(1), b.localAddress); // arrives at 5, during the stall
+    net.clock.advance(1);
+    net.stall("b", 99);
+    expect(net.isStalled("b")).toBe(true);
+    b.send(bytes(9), a.localAddress); // b's own traffic is not held (a stalled process sends nothing anyway)
+    net.clock.advance(49);
+    cancelled.cancel(); // fell due at 30 and waits: cancelling it still counts
+    net.stall("b", 10); // ends before the first stall: changes nothing
+    net.clock.advance(100);
+    expect(net.isStalled("b")).toBe(false);
+    expect(clockB.now()).toBe(net.clock.now());
+    net.clock.runUntilIdle();
+    expect(events).toEqual(["datagram 1@100", "timer 10@100", "a got 9@6", "network timer 20@20", "timer 200@200"].sort(byTime));
+    // Three waited (the cancelled timer among them, skipped when its turn came).
+    expect(net.traceLines().some((line) => line.endsWith("resume b 3"))).toBe(true);
+
+    // A stall grows when a longer one starts during it; a crash during a stall drops what waited.
+    const start = net.clock.now();
+    clockB.setTimer(10, () => at("late"));
+    net.stall("b", 20);
+    net.clock.advance(5);
+    net.stall("b", 50);
+    net.clock.advance(30);
+    expect(net.isStalled("b")).toBe(true);
+    net.clock.advance(30);
+    expect(events.at(-1)).toBe(`late@${start + 5 + 50}`);
+    clockB.setTimer(1, () => at("never"));
+    a.send(bytes(2), b.localAddress);
+    net.stall("b", 100);
+    net.clock.advance(10);
+    net.crash("b");
+    net.clock.advance(200);
+    expect(events.some((e) => e.startsWith("never") || e.startsWith("datagram 2"))).toBe(false);
+    expect(net.stats.dropped.crashed).toBe(1);
+    expect(isBlazeError(thrown(() => net.stall("a", Number.NaN)), "INVALID_OPTION")).toBe(true);
   });
 
   it("is fast enough for protocol tests", () => {

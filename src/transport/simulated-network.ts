@@ -1,10 +1,12 @@
 /**
  * A deterministic, in-memory UDP network for tests: virtual hosts and transports on a
- * {@link VirtualClock}, with seeded loss, duplication, reordering, delay, partitions and crashes.
+ * {@link VirtualClock}, with seeded loss, duplication, reordering, delay, bandwidth, partitions,
+ * crashes and stalled processes.
  * Every random choice comes from the seed, and every delivery is a clock timer, so the same seed
  * and the same test actions replay the same run, event for event.
  */
 import { BlazeError } from "../errors.ts";
+import type { Clock, TimerHandle } from "./clock.ts";
 import { SeededRandom } from "./seeded-random.ts";
 import {
   MAX_UDP_PAYLOAD_BYTES,
@@ -44,6 +46,14 @@ export interface LinkConditions {
   readonly delayMs: DelayRange;
   /** Extra delay of a held-back (reordered) datagram, in milliseconds. Default `{ min: 1, max: 5 }`. */
   readonly reorderDelayMs: DelayRange;
+  /**
+   * How many bytes a second the link carries, > 0. Default `Infinity` (no serialization delay). A
+   * datagram leaves once the link has finished with the ones sent before it and takes `size / bandwidth`
+   * to go out, then the delay: a 16 MiB burst over a 10 MB/s link takes 1.7 s. The queue in front of the
+   * link is unbounded (nothing is dropped for being late). Each link has its own: a multicast datagram
+   * takes the time on the link to each receiver.
+   */
+  readonly bandwidthBytesPerSecond: number;
 }
 
 /** The built-in default link: a clean LAN. */
@@ -53,6 +63,7 @@ export const DEFAULT_LINK: LinkConditions = Object.freeze({
   reorder: 0,
   delayMs: Object.freeze({ min: 0.1, max: 0.5 }),
   reorderDelayMs: Object.freeze({ min: 1, max: 5 }),
+  bandwidthBytesPerSecond: Infinity,
 });
 
 /** A host's link to itself (loopback): lossless, in order, no delay, unless set with `setLink`. */
@@ -62,6 +73,7 @@ const LOOPBACK_LINK: LinkConditions = Object.freeze({
   reorder: 0,
   delayMs: Object.freeze({ min: 0, max: 0 }),
   reorderDelayMs: DEFAULT_LINK.reorderDelayMs,
+  bandwidthBytesPerSecond: Infinity,
 });
 
 export interface SimulatedNetworkOptions {
@@ -127,7 +139,8 @@ export interface NetworkStats {
  *
  * Nothing happens until the clock runs: `send` only schedules deliveries on {@link clock}, so drive
  * a test with `network.clock.runFor(ms)` / `runUntil(...)`. Give protocol layers `network.clock`
- * and `network.random.fork(label)` so one seed determines the whole run.
+ * (or `network.clockOf(host)`, to stall them with their host) and `network.random.fork(label)` so one
+ * seed determines the whole run.
  *
  * Partitions and link conditions are applied when a datagram is sent; datagrams already in flight
  * still arrive. A crash drops everything in flight *to* the host; what it sent before still arrives.
@@ -243,6 +256,33 @@ export class SimulatedNetwork {
     return this.engine.host(host, false).crashed;
   }
 
+  /**
+   * The clock of the code running on a host: the network's clock, but for what {@link stall} does to
+   * it. Give it to the members on that host (`clock: net.clockOf("h1")`) so that a stall reaches them.
+   * Created with the host when the name is new; the same object on every call.
+   */
+  clockOf(host: string): Clock {
+    return this.engine.clockOf(this.engine.host(host, true));
+  }
+
+  /**
+   * Stalls the process on a host for `ms` (a long garbage collection, a suspended VM; to the process it
+   * is a forward jump of its clock): timers set through {@link clockOf} that fall due and datagrams that
+   * reach its transports wait, then all run when the stall ends, in the order they fell due, at that
+   * moment. Nothing is lost to the stall (a crash during it drops what waits). A stall during a stall
+   * ends at the later of the two ends.
+   * @throws BlazeError `INVALID_OPTION` unless `ms` is a finite number ≥ 0.
+   */
+  stall(host: string, ms: number): void {
+    if (!(ms >= 0 && Number.isFinite(ms))) throw invalid(`stall: ms must be a finite number ≥ 0, got ${ms}`, "ms");
+    this.engine.stall(this.engine.host(host, true), ms);
+  }
+
+  /** True while the host's process is stalled. */
+  isStalled(host: string): boolean {
+    return this.engine.host(host, false).stalledUntil !== undefined;
+  }
+
   /** A snapshot of the counters. */
   get stats(): NetworkStats {
     const c = this.engine.counters;
@@ -290,6 +330,8 @@ class Compiled {
   readonly delaySpan: number;
   readonly reorderMin: number;
   readonly reorderSpan: number;
+  /** Serialization time of one byte; 0 for an unlimited link. */
+  readonly msPerByte: number;
 
   constructor(source: LinkConditions) {
     this.source = source;
@@ -300,6 +342,7 @@ class Compiled {
     this.delaySpan = (source.delayMs.max - source.delayMs.min) / TWO_POW_32;
     this.reorderMin = source.reorderDelayMs.min;
     this.reorderSpan = (source.reorderDelayMs.max - source.reorderDelayMs.min) / TWO_POW_32;
+    this.msPerByte = 1_000 / source.bandwidthBytesPerSecond;
   }
 }
 
@@ -312,6 +355,8 @@ class Link {
   blocked = false;
   /** Arrival time of the latest in-order datagram: later ones may not arrive before it. */
   fifoAt = -Infinity;
+  /** With a finite bandwidth: when the link has finished sending what it was given. */
+  busyUntil = 0;
 
   constructor(rng: SeededRandom, conditions: Compiled) {
     this.rng = rng;
@@ -324,6 +369,11 @@ class Host {
   readonly id: number;
   crashed = false;
   isolated = false;
+  /** While the process is stalled: when the stall ends. */
+  stalledUntil: number | undefined;
+  /** What fell due during the stall, in that order: datagrams and timers. */
+  backlog: Array<InFlight | HostTimer> = [];
+  clock: HostClock | undefined;
   /** Open transports by port (several only with reuseAddress), in bind order. */
   readonly ports = new Map<number, SimTransport[]>();
   /** Outgoing links by destination host id, created on first use. */
@@ -349,6 +399,62 @@ class InFlight {
     this.data = data;
     this.from = from;
   }
+}
+
+/** A timer of a host's process: it runs when it falls due, or when the stall it fell due in ends. */
+class HostTimer implements TimerHandle {
+  fn: (() => void) | null;
+  inner: TimerHandle | undefined;
+
+  constructor(fn: () => void) {
+    this.fn = fn;
+  }
+
+  cancel(): void {
+    this.fn = null;
+    this.inner?.cancel();
+  }
+}
+
+/** The clock a host's process sees: the network's, with its timers held while the host is stalled. */
+class HostClock implements Clock {
+  private readonly clock: VirtualClock;
+  private readonly host: Host;
+  /** One callback for every timer, so that scheduling one allocates no closure beyond the timer. */
+  private readonly fire = (timer: HostTimer): void => {
+    if (timer.fn === null) return;
+    if (this.host.stalledUntil !== undefined) {
+      this.host.backlog.push(timer);
+      return;
+    }
+    runTimer(timer);
+  };
+
+  constructor(clock: VirtualClock, host: Host) {
+    this.clock = clock;
+    this.host = host;
+  }
+
+  now(): number {
+    return this.clock.now();
+  }
+
+  setTimer(delayMs: number, fn: () => void): TimerHandle {
+    const timer = new HostTimer(fn);
+    timer.inner = this.clock.scheduleAt(this.clock.now() + (delayMs > 0 ? delayMs : 0), this.fire, timer);
+    return timer;
+  }
+
+  defer(fn: () => void): void {
+    this.setTimer(0, fn);
+  }
+}
+
+function runTimer(timer: HostTimer): void {
+  const fn = timer.fn;
+  if (fn === null) return;
+  timer.fn = null;
+  fn();
 }
 
 class SimTransport implements Transport {
@@ -594,6 +700,12 @@ class Engine {
     const host = this.host(name, false);
     if (host.crashed) return;
     host.crashed = true;
+    // The stalled process died: what waited for it goes with it.
+    for (const waiting of host.backlog) {
+      if (waiting instanceof InFlight) this.drop(waiting.id, "crashed", waiting.to.localAddress);
+    }
+    host.backlog = [];
+    host.stalledUntil = undefined;
     for (const bound of [...host.ports.values()]) {
       for (const t of [...bound]) {
         this.unregister(t);
@@ -608,6 +720,42 @@ class Engine {
     if (!host.crashed) return;
     host.crashed = false;
     if (this.tracing) this.trace(`restart ${name}`);
+  }
+
+  clockOf(host: Host): HostClock {
+    host.clock ??= new HostClock(this.clock, host);
+    return host.clock;
+  }
+
+  stall(host: Host, ms: number): void {
+    if (host.crashed) return;
+    const until = this.clock.now() + ms;
+    if (this.tracing) this.trace(`stall ${host.name} ${ms}`);
+    if (host.stalledUntil !== undefined) {
+      if (until > host.stalledUntil) host.stalledUntil = until;
+      return;
+    }
+    host.stalledUntil = until;
+    this.clock.scheduleAt(until, this.resumeFn, host);
+  }
+
+  private readonly resumeFn = (host: Host): void => this.resume(host);
+
+  /** The stall is over: everything that fell due meanwhile runs now, in order. */
+  private resume(host: Host): void {
+    if (host.stalledUntil === undefined) return;
+    if (host.stalledUntil > this.clock.now()) {
+      this.clock.scheduleAt(host.stalledUntil, this.resumeFn, host);
+      return;
+    }
+    host.stalledUntil = undefined;
+    const backlog = host.backlog;
+    host.backlog = [];
+    if (this.tracing) this.trace(`resume ${host.name} ${backlog.length}`);
+    for (const waiting of backlog) {
+      if (waiting instanceof InFlight) this.deliver(waiting);
+      else runTimer(waiting);
+    }
   }
 
   // --- links ---
@@ -738,7 +886,14 @@ class Engine {
   private dispatch(link: Link, target: SimTransport, data: Uint8Array, id: number, fromAddress: Address): void {
     const c = link.conditions;
     const rng = link.rng;
-    let at = this.clock.now() + c.delayMin;
+    let at = this.clock.now();
+    if (c.msPerByte > 0) {
+      // The datagram goes out once the link is done with the ones before it.
+      if (at < link.busyUntil) at = link.busyUntil;
+      at += data.length * c.msPerByte;
+      link.busyUntil = at;
+    }
+    at += c.delayMin;
     if (c.delaySpan > 0) at += rng.nextUint32() * c.delaySpan;
     if (c.reorderT > 0 && rng.nextUint32() < c.reorderT) {
       at += c.reorderMin;
@@ -771,6 +926,11 @@ class Engine {
 
   private deliver(d: InFlight): void {
     const t = d.to;
+    if (t.state === OPEN && t.host.stalledUntil !== undefined) {
+      t.host.backlog.push(d);
+      if (this.tracing) this.trace(`hold #${d.id} ${addr(t.localAddress)}`);
+      return;
+    }
     if (t.state !== OPEN) return this.drop(d.id, t.state === CLOSED ? "closed" : "crashed", t.localAddress);
     this.counters.delivered++;
     if (this.tracing) this.trace(`deliver #${d.id} ${addr(t.localAddress)}`);
@@ -839,6 +999,7 @@ function mergeLink(base: LinkConditions, patch: Partial<LinkConditions>, path: s
     reorder: patch.reorder ?? base.reorder,
     delayMs: Object.freeze({ ...(patch.delayMs ?? base.delayMs) }),
     reorderDelayMs: Object.freeze({ ...(patch.reorderDelayMs ?? base.reorderDelayMs) }),
+    bandwidthBytesPerSecond: patch.bandwidthBytesPerSecond ?? base.bandwidthBytesPerSecond,
   };
   for (const field of ["loss", "duplicate", "reorder"] as const) {
     const p = merged[field];
@@ -852,13 +1013,19 @@ function mergeLink(base: LinkConditions, patch: Partial<LinkConditions>, path: s
       });
     }
   }
+  if (!(merged.bandwidthBytesPerSecond > 0)) {
+    throw new BlazeError("INVALID_OPTION", `bandwidthBytesPerSecond must be > 0, got ${merged.bandwidthBytesPerSecond}`, {
+      path: [path, "bandwidthBytesPerSecond"],
+    });
+  }
   return Object.freeze(merged);
 }
 
 function describeLink(c: LinkConditions): string {
   return (
     `loss=${c.loss} dup=${c.duplicate} reorder=${c.reorder} delay=${c.delayMs.min}..${c.delayMs.max}` +
-    ` reorderDelay=${c.reorderDelayMs.min}..${c.reorderDelayMs.max}`
+    ` reorderDelay=${c.reorderDelayMs.min}..${c.reorderDelayMs.max}` +
+    (c.bandwidthBytesPerSecond === Infinity ? "" : ` bandwidth=${c.bandwidthBytesPerSecond}`)
   );
 }
 

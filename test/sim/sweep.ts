@@ -1,14 +1,18 @@
 /**
  * The long sweep: thousands of seeded simulations (the test suite runs a few hundred).
  *
- *   npm run sweep -- [--scenario multicast|cluster|nack-bursty|nack-one-sided|nack-slow|nack-late-joiner|nack-partition] [--from 1] [--count 5000]
+ *   npm run sweep -- [--scenario multicast|cluster|nack-<kind>|totem-partition|large-<kind>-<protocol>] [--from 1] [--count 5000]
+
  *
  * Stops at the first failing seed and prints how to replay it.
  */
 import { parseArgs } from "node:util";
 import { runClusterScenario } from "./cluster-scenario.ts";
+import { type LargeKind, type LargeProtocol, runLargeScenario } from "./large-scenario.ts";
 import { runMulticastScenario } from "./multicast-scenario.ts";
 import { NACK_SCENARIO_KINDS, runNackScenario } from "./nack-scenario.ts";
+import { runTotemPartitionScenario } from "./totem-adv-scenario.ts";
+
 
 const { values } = parseArgs({
   options: { scenario: { type: "string", default: "multicast" }, from: { type: "string", default: "1" }, count: { type: "string", default: "5000" } },
@@ -21,11 +25,14 @@ interface Scenario {
 const scenarios: Record<string, Scenario> = {
   multicast: { run: async (seed) => (await runMulticastScenario(seed)).messages, unit: "messages", file: "test/sim/multicast.test.ts" },
   cluster: { run: async (seed) => (await runClusterScenario(seed)).acknowledged, unit: "acknowledged writes", file: "test/sim/cluster.test.ts" },
+  "totem-partition": { run: async (seed) => (await runTotemPartitionScenario(seed)).messages, unit: "messages", file: "test/sim/totem-adv.test.ts" },
+  ...largeScenarios(),
 };
 for (const kind of NACK_SCENARIO_KINDS) {
   scenarios[`nack-${kind}`] = { run: async (seed) => (await runNackScenario(seed, kind)).messages, unit: "messages", file: "test/sim/nack.test.ts" };
 }
 const scenario = scenarios[values.scenario];
+
 if (scenario === undefined) throw new Error(`--scenario must be one of ${Object.keys(scenarios).join(", ")}`);
 const from = Number(values.from);
 const count = Number(values.count);
@@ -42,3 +49,18 @@ for (let seed = from; seed < from + count; seed++) {
   if ((seed - from + 1) % 500 === 0) console.log(`${seed - from + 1} seeds passed`);
 }
 console.log(`${count} seeds passed (${total.toLocaleString("en-US")} ${scenario.unit}) in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+
+/** large-<restart|slow|stall>-<nack|totem>: large messages under adversity (test/sim/large-scenario.ts). */
+function largeScenarios(): Record<string, Scenario> {
+  const entries: Record<string, Scenario> = {};
+  for (const kind of ["restart", "slow", "stall"] as LargeKind[]) {
+    for (const reliability of ["nack", "totem"] as LargeProtocol[]) {
+      entries[`large-${kind}-${reliability}`] = {
+        run: async (seed) => (await runLargeScenario(kind, reliability, seed)).messages,
+        unit: "large messages",
+        file: "test/sim/large.test.ts",
+      };
+    }
+  }
+  return entries;
+}

@@ -48,7 +48,7 @@ export class FecProtocol implements ReliabilityProtocol, TimedUnit {
       },
       multicastFrame: (frame) => host.multicastFrame(frame),
       unicastFrame: (peer, frame) => host.unicastFrame(peer, frame),
-      deliver: (peer, data) => host.deliver(peer, data),
+      deliver: (peer, data, incarnation) => host.deliver(peer, data, incarnation),
       report: (event) => host.report(event),
       writable: () => host.writable(),
     };

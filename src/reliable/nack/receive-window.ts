@@ -64,7 +64,7 @@ export function openIncomingStream(
   incarnation: number,
   limits: EarlyLimits,
   stats: ProtocolStats,
-  deliver: (peer: PeerKey, data: DataFields) => void,
+  deliver: (peer: PeerKey, data: DataFields, incarnation: number) => void,
 ): IncomingStream {
   return {
     peer,
@@ -72,7 +72,7 @@ export function openIncomingStream(
     originId: idOf(peer),
     deliver: (data) => {
       stats.delivered++;
-      deliver(peer, data);
+      deliver(peer, data, incarnation);
     },
     ackDue: Number.POSITIVE_INFINITY,
     nackDue: Number.POSITIVE_INFINITY,

@@ -24,8 +24,8 @@ export const DEFAULT_TOTEM_OPTIONS = {
  *
  * | option | unit | default | meaning |
  * | --- | --- | --- | --- |
- * | `tokenTimeoutMs` | ms | 1000 | no token for this long: the ring is lost and formed again |
- * | `tokenRetransmitMs` | ms | 50 | a token passed on is sent again after this long while the ring shows no sign of it |
+ * | `tokenTimeoutMs` | ms | 1000 | no token for this long: the ring is lost and formed again (a rotation, with one visit's `maxBytesPerVisit` on the slowest link, must fit in it) |
+ * | `tokenRetransmitMs` | ms | 50 | a token passed on is sent again while the ring shows no sign of it, after 1.5 times the time it took lately to come back (at least this long, at most a quarter of `tokenTimeoutMs`) |
  * | `tokenHoldMs` | ms | 5 | on an idle ring each holder keeps the token this long before passing it (less idle traffic; a send passes it at once) |
  * | `joinIntervalMs` | ms | 50 | while a ring forms, a member repeats its join this often |
  * | `consensusTimeoutMs` | ms | 200 | a member that sends no join for this long while a ring forms is left out of it |

@@ -32,6 +32,8 @@ export class RingStore {
   readonly id: RingId;
   /** The members in ring order (the token goes from each to the next). */
   readonly members: readonly PeerKey[];
+  /** The incarnation each member runs as on this ring (what the commit token said). */
+  readonly incarnations: ReadonlyMap<PeerKey, number>;
   readonly #memberSet: ReadonlySet<PeerKey>;
   // Slot i holds sequence number base + i.
   #slots: Array<RingMessage | undefined> = [];
@@ -41,14 +43,20 @@ export class RingStore {
   delivered = 0;
   safe = 0;
 
-  constructor(id: RingId, members: readonly PeerKey[]) {
+  constructor(id: RingId, members: readonly PeerKey[], incarnations: ReadonlyMap<PeerKey, number> = new Map()) {
     this.id = id;
     this.members = members;
+    this.incarnations = incarnations;
     this.#memberSet = new Set(members);
   }
 
   has(member: PeerKey): boolean {
     return this.#memberSet.has(member);
+  }
+
+  /** True when `member` runs on this ring as incarnation `incarnation` (an earlier or later one is another member). */
+  hasIncarnation(member: PeerKey, incarnation: number): boolean {
+    return this.incarnations.get(member) === incarnation;
   }
 
   /** The member after `member` in ring order. */

@@ -11,7 +11,7 @@ import { keyOf } from "../member-key.ts";
 import type { OutgoingData, PeerKey, ProtocolHost } from "../protocol.ts";
 import { totemOptionsSchema } from "./options.ts";
 import { RingStore } from "./ring-store.ts";
-import { encodeRelay, encodeToken, TotemPhase } from "./totem-frames.ts";
+import { encodeCommit, encodeRelay, encodeToken, TotemPhase } from "./totem-frames.ts";
 import { TotemProtocol, type TotemStats } from "./totem-protocol.ts";
 
 const A = keyOf(new Uint8Array(16).fill(0xa1));
@@ -204,6 +204,55 @@ describe("TotemProtocol alone", () => {
     expect(stats().ring.state).toBe("gather");
     protocol.close();
   });
+
+  it("takes part only in a ring formed for this incarnation of it", () => {
+    const { clock, protocol, stats } = harness();
+    protocol.onPeerUp(B, 1);
+    clock.runFor(100);
+    const commit = (incarnation: number) =>
+      fromBinary(
+        FrameSchema,
+        encodeCommit({
+          ring: { representative: A, seq: 50 },
+          members: [
+            { member: A, incarnation, oldRing: undefined, oldAru: 0, highDelivered: 0, highReceived: 0, received: false },
+            { member: B, incarnation: 1, oldRing: undefined, oldAru: 0, highDelivered: 0, highReceived: 0, received: true },
+          ],
+        }),
+      );
+    // A commit token that outlived this member's previous incarnation.
+    const foreign = stats().foreign;
+    protocol.onControl(B, 1, commit(6));
+    expect(stats().foreign).toBe(foreign + 1);
+    expect(stats().ring.state).toBe("gather");
+    protocol.onControl(B, 1, commit(7));
+    expect(stats().ring.state).toBe("commit");
+    protocol.close();
+  });
+
+  it("does not take a restarted member's messages for its earlier incarnation's on a ring of the same number", () => {
+    const { clock, protocol, stats } = harness();
+    protocol.onPeerUp(B, 1);
+    clock.runFor(100);
+    const ring = { representative: A, seq: 50 };
+    const state = (member: PeerKey, incarnation: number) => ({ member, incarnation, oldRing: undefined, oldAru: 0, highDelivered: 0, highReceived: 0, received: true });
+    // The commit token's second rotation: the ring {A, B as incarnation 1} recovers.
+    protocol.onControl(B, 1, fromBinary(FrameSchema, encodeCommit({ ring, members: [{ ...state(A, 7), received: false }, state(B, 1)] })));
+    protocol.onControl(B, 1, fromBinary(FrameSchema, encodeCommit({ ring, members: [state(A, 7), state(B, 1)] })));
+    expect(stats().ring.state).toBe("recovery");
+    const data = { ...message(1), globalSeq: 1, ringSeq: 50 };
+    const foreign = stats().foreign;
+    protocol.onData(B, 2, data); // B restarted, on a ring of its own numbered 50 too
+    const retransmission = encodeRelay({ origin: B, originIncarnation: 2, ring, data, carrierRing: undefined, carrierSeq: 0 });
+    protocol.onControl(B, 2, fromBinary(FrameSchema, retransmission));
+    expect(stats().foreign).toBe(foreign + 2);
+    protocol.onData(B, 1, data);
+    expect(stats().foreign).toBe(foreign + 2);
+    expect(stats().duplicates).toBe(0);
+    protocol.onData(B, 1, data);
+    expect(stats().duplicates).toBe(1);
+    protocol.close();
+  });
 });
 
 describe("Totem options", () => {
@@ -325,6 +374,22 @@ describe("Totem channels", () => {
     net.clock.runUntil(() => logs.every((log) => log.length === 60), { maxMs: 30_000 });
     const merged = logs.map((log) => log.slice(20));
     for (const log of merged) expect(log).toEqual(merged[0]);
+    for (const channel of channels) await channel.shutDown();
+  });
+
+  it("passes each token once on an idle ring of 16, and still sends again a token the network lost", async () => {
+    const { net, channels } = await members(16, 11);
+    const total = (what: "tokensResent" | "tokenLosses") => channels.reduce((sum, c) => sum + (c.stats.protocol as TotemStats)[what], 0);
+    net.clock.runFor(1_000);
+    // A rotation takes each member's hold (16 × 5 ms), longer than tokenRetransmitMs: the resend timer follows it.
+    const resent = total("tokensResent");
+    net.clock.runFor(10_000);
+    expect(total("tokensResent") - resent).toBeLessThanOrEqual(2);
+    net.setDefaultLink({ loss: 0.03 });
+    const [resentBefore, lossesBefore] = [total("tokensResent"), total("tokenLosses")];
+    net.clock.runFor(10_000);
+    expect(total("tokensResent") - resentBefore).toBeGreaterThan(20);
+    expect(total("tokenLosses")).toBe(lossesBefore);
     for (const channel of channels) await channel.shutDown();
   });
 

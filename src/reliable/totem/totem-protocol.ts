@@ -103,6 +103,8 @@ export class TotemProtocol implements ReliabilityProtocol {
   readonly name = "totem";
   /** The member's own messages come back through `deliver`, in the total order. */
   readonly deliversOwnMessages = true;
+  /** Where a sender's stream ends is decided at a ring change, the same at every member moving together. */
+  readonly endsStreams = true;
   /** A message sent again by another member is wrapped in a relay: this much room is kept for it. */
   readonly relayOverheadBytes = 128;
 
@@ -134,9 +136,16 @@ export class TotemProtocol implements ReliabilityProtocol {
   #releaseScheduled = false;
   #holdTimer: TimerHandle | undefined;
   #passTimer: TimerHandle | undefined;
+  /** When this member last passed the token on, and whether it had to send it again. */
+  #passedAt = 0;
+  #passResent = false;
+  /** How long the token takes to come back once passed on (a smoothed average; 0 before the first). */
+  #returnMs = 0;
   #lossTimer: TimerHandle | undefined;
 
   // Recovery.
+  /** Every new ring member's state on its old ring, from the commit token. */
+  #recoveryStates: readonly MemberState[] = [];
   #carriers: Carrier[] = [];
   #carrierIndex = 0;
   #recoveryHigh = 0;
@@ -242,7 +251,7 @@ export class TotemProtocol implements ReliabilityProtocol {
       this.#stats.malformed++;
       return;
     }
-    const ring = this.#ringOf(data.ringSeq, peer);
+    const ring = this.#ringOf(data.ringSeq, peer, incarnation);
     if (ring === undefined) {
       this.#onForeign(peer, data.ringSeq);
       return;
@@ -250,7 +259,7 @@ export class TotemProtocol implements ReliabilityProtocol {
     this.#accept(ring, data.globalSeq, { origin: peer, originIncarnation: incarnation, data, carrier: undefined });
   }
 
-  onControl(peer: PeerKey, _incarnation: number, frame: Frame): void {
+  onControl(peer: PeerKey, incarnation: number, frame: Frame): void {
     if (this.#closed) return;
     this.#heard.set(peer, this.#host.clock.now());
     switch (frame.kind.case) {
@@ -275,7 +284,7 @@ export class TotemProtocol implements ReliabilityProtocol {
       case "totemRelay": {
         const relay = decodeRelay(frame);
         if (relay === undefined) this.#stats.malformed++;
-        else this.#onRelay(peer, relay, frame);
+        else this.#onRelay(peer, incarnation, relay, frame);
         return;
       }
       default:
@@ -500,6 +509,11 @@ export class TotemProtocol implements ReliabilityProtocol {
       return;
     }
     const mine = commit.members[index]!;
+    if (mine.incarnation !== this.#incarnation) {
+      // Formed for an earlier incarnation of this member (a commit token that outlived its crash).
+      this.#stats.foreign++;
+      return;
+    }
     const complete = commit.members.every((m) => m.received);
     if (sameRing(commit.ring, this.#current?.id) && this.#state === "recovery") {
       // The second rotation is back at the representative: the ring starts.
@@ -530,7 +544,7 @@ export class TotemProtocol implements ReliabilityProtocol {
     const members = commit.members;
     const index = members.findIndex((m) => m.member === this.#local);
     const next = members[(index + 1) % members.length]!.member;
-    this.#sendToSuccessor(next, encodeCommit(commit));
+    this.#sendToSuccessor(next, encodeCommit(commit), this.#options.tokenRetransmitMs);
   }
 
   #enterRecovery(commit: Commit): void {
@@ -538,22 +552,31 @@ export class TotemProtocol implements ReliabilityProtocol {
     const ring = new RingStore(
       commit.ring,
       commit.members.map((m) => m.member),
+      new Map(commit.members.map((m) => [m.member, m.incarnation])),
     );
+    this.#recoveryStates = commit.members;
     const old = this.#installed;
     this.#carriers = [];
     this.#carrierIndex = 0;
     this.#recoveryHigh = 0;
     if (old !== undefined) {
       // The members coming from this member's old ring end up with every message any of them holds above
-      // the lowest aru among them: each carries what it holds.
+      // the lowest aru among them. Up to the highest aru, the member with that aru (the smallest id among
+      // equals) holds them all and carries them alone; above it, each carries what it holds.
       let low = Number.MAX_SAFE_INTEGER;
       let high = 0;
+      let top: MemberState | undefined;
+      let fromOld = 0;
       for (const state of commit.members) {
         if (!sameRing(state.oldRing, old.id)) continue;
         low = Math.min(low, state.oldAru);
         high = Math.max(high, state.highReceived);
+        if (top === undefined || state.oldAru > top.oldAru) top = state;
+        fromOld++;
       }
-      for (let seq = low + 1; seq <= high; seq++) {
+      // Alone from its old ring, a member has nobody to carry anything to.
+      const from = top?.member === this.#local ? low + 1 : Math.max(low, top?.oldAru ?? 0) + 1;
+      for (let seq = from; seq <= high && fromOld > 1; seq++) {
         const message = old.get(seq);
         if (message?.data !== undefined) this.#carriers.push({ seq, message });
       }
@@ -564,6 +587,8 @@ export class TotemProtocol implements ReliabilityProtocol {
     this.#commitRing = undefined;
     if (ring.id.seq > this.#highestRingSeq) this.#highestRingSeq = ring.id.seq;
     this.#lastTokenSeq = 0;
+    this.#passedAt = 0;
+    this.#returnMs = 0;
     this.#lastVisitAru = 0;
     this.#lastVisitSeq = 0;
     this.#myLastFcc = 0;
@@ -606,8 +631,9 @@ export class TotemProtocol implements ReliabilityProtocol {
           continue;
         }
         this.#stats.delivered++;
-        this.#host.deliver(message.origin, message.data);
+        this.#host.deliver(message.origin, message.data, message.originIncarnation);
       }
+      this.#endBrokenStreams(old);
     }
     this.#installed = ring;
     this.#frozen = false;
@@ -616,6 +642,24 @@ export class TotemProtocol implements ReliabilityProtocol {
     this.#state = "operational";
     this.#stats.ringsInstalled++;
     if (ring.members[0] === this.#local) this.#scheduleAnnounce();
+  }
+
+  /**
+   * Where the old ring's senders' streams end. A sender goes on unbroken only when it is on the new ring
+   * as the same incarnation, and every member of the new ring comes from the old ring or from no ring at
+   * all (a newcomer gets nothing sent before it joined): then whatever it sent on the old ring was just
+   * delivered everywhere, and what it sends next follows. Otherwise — it left, or the new ring merges
+   * rings — some member of the new ring lacks part of its stream, so a message delivered in part is
+   * given up by every member (its sender included), alike: all decide from the same commit token.
+   */
+  #endBrokenStreams(old: RingStore): void {
+    const merged = this.#recoveryStates.some((state) => state.oldRing !== undefined && !sameRing(state.oldRing, old.id));
+    for (const member of old.members) {
+      const incarnation = old.incarnations.get(member) ?? 0;
+      const state = this.#recoveryStates.find((s) => s.member === member);
+      if (!merged && state !== undefined && state.incarnation === incarnation && sameRing(state.oldRing, old.id)) continue;
+      this.#host.report({ type: "streamEnded", peer: member, incarnation });
+    }
   }
 
   // ---- the token -------------------------------------------------------------------------------------
@@ -634,6 +678,7 @@ export class TotemProtocol implements ReliabilityProtocol {
     this.#lastTokenSeq = token.tokenSeq;
     this.#cancelTokenTimers();
     this.#armLossTimer();
+    this.#measureReturn();
 
     // Safe: every member has what the aru covered on two consecutive visits.
     const safe = Math.min(token.aru, this.#lastVisitAru);
@@ -864,11 +909,34 @@ export class TotemProtocol implements ReliabilityProtocol {
       });
       return;
     }
-    this.#sendToSuccessor(next, encodeToken(token, next));
+    this.#passedAt = this.#host.clock.now();
+    this.#passResent = false;
+    this.#sendToSuccessor(next, encodeToken(token, next), this.#tokenRetransmitMs());
   }
 
-  /** Unicasts a token or commit token, and sends it again while the ring shows no sign of it. */
-  #sendToSuccessor(next: PeerKey, frame: Uint8Array): void {
+  // A token that came back after being sent again says nothing of how long a rotation takes (as Karn's rule for TCP).
+  #measureReturn(): void {
+    if (this.#passedAt === 0 || this.#passResent) return;
+    const sample = this.#host.clock.now() - this.#passedAt;
+    this.#returnMs = this.#returnMs === 0 ? sample : 0.75 * this.#returnMs + 0.25 * sample;
+  }
+
+  /**
+   * How long a token passed on may stay unseen before it is sent again. On an idle ring nothing but the
+   * token's return shows that the successor got it, and a rotation takes each member's hold: a fixed
+   * `tokenRetransmitMs` below the rotation time sends every token twice on a large ring. So: one and a half
+   * times the time the token took to come back lately (or, before that, the members' holds), at least
+   * `tokenRetransmitMs`, at most a quarter of `tokenTimeoutMs` (a lost token is still sent again before
+   * the ring is given up for lost).
+   */
+  #tokenRetransmitMs(): number {
+    const { tokenRetransmitMs, tokenTimeoutMs, tokenHoldMs } = this.#options;
+    const expected = Math.max(this.#returnMs, this.#current!.members.length * tokenHoldMs);
+    return Math.min(Math.max(tokenRetransmitMs, 1.5 * expected), Math.max(tokenRetransmitMs, tokenTimeoutMs / 4));
+  }
+
+  /** Unicasts a token or commit token, and sends it again every `retransmitMs` while the ring shows no sign of it. */
+  #sendToSuccessor(next: PeerKey, frame: Uint8Array, retransmitMs: number): void {
     this.#host.unicastFrame(next, frame);
     this.#passTimer?.cancel();
     const resend = (): void => {
@@ -876,9 +944,10 @@ export class TotemProtocol implements ReliabilityProtocol {
       if (this.#closed) return;
       this.#host.unicastFrame(next, frame);
       this.#stats.tokensResent++;
-      this.#passTimer = this.#host.clock.setTimer(this.#options.tokenRetransmitMs, resend);
+      this.#passResent = true;
+      this.#passTimer = this.#host.clock.setTimer(retransmitMs, resend);
     };
-    this.#passTimer = this.#host.clock.setTimer(this.#options.tokenRetransmitMs, resend);
+    this.#passTimer = this.#host.clock.setTimer(retransmitMs, resend);
   }
 
   #armLossTimer(): void {
@@ -903,11 +972,12 @@ export class TotemProtocol implements ReliabilityProtocol {
 
   // ---- messages --------------------------------------------------------------------------------------
 
-  /** The ring a message of ring number `ringSeq` from `peer` belongs to, if it is one this member reads. */
-  #ringOf(ringSeq: number, peer: PeerKey): RingStore | undefined {
-    // A member is on one ring of each number, so the number and the sender name the ring.
+  /** The ring a message of ring number `ringSeq` from `peer` (incarnation `incarnation`) belongs to, if it is one this member reads. */
+  #ringOf(ringSeq: number, peer: PeerKey, incarnation: number): RingStore | undefined {
+    // A member is on one ring of each number, so the number and the sender name the ring; a sender
+    // restarted since is another member, perhaps on another ring of the same number.
     const current = this.#current;
-    if (current !== undefined && current.id.seq === ringSeq && current.has(peer)) {
+    if (current !== undefined && current.id.seq === ringSeq && current.hasIncarnation(peer, incarnation)) {
       if (current !== this.#installed || !this.#frozen) return current;
       return undefined;
     }
@@ -926,11 +996,16 @@ export class TotemProtocol implements ReliabilityProtocol {
     this.#deliver();
   }
 
-  #onRelay(peer: PeerKey, relay: Relay, frame: Frame): void {
+  #onRelay(peer: PeerKey, incarnation: number, relay: Relay, frame: Frame): void {
     if (relay.carrierRing === undefined) {
       // A retransmission.
       const ring = this.#current;
-      if (ring === undefined || !sameRing(ring.id, relay.ring) || !ring.has(relay.origin) || (ring === this.#installed && this.#frozen)) {
+      if (
+        ring === undefined ||
+        !sameRing(ring.id, relay.ring) ||
+        !ring.hasIncarnation(relay.origin, relay.originIncarnation) ||
+        (ring === this.#installed && this.#frozen)
+      ) {
         this.#stats.foreign++;
         return;
       }
@@ -939,7 +1014,12 @@ export class TotemProtocol implements ReliabilityProtocol {
     }
     // A message of an old ring carried on the current one.
     const ring = this.#current;
-    if (ring === undefined || !sameRing(ring.id, relay.carrierRing) || (ring === this.#installed && this.#state !== "operational")) {
+    if (
+      ring === undefined ||
+      !sameRing(ring.id, relay.carrierRing) ||
+      !ring.hasIncarnation(peer, incarnation) ||
+      (ring === this.#installed && this.#state !== "operational")
+    ) {
       this.#stats.foreign++;
       return;
     }
@@ -947,12 +1027,12 @@ export class TotemProtocol implements ReliabilityProtocol {
       this.#stats.outOfWindow++;
       return;
     }
-    if (!ring.put(relay.carrierSeq, { origin: peer, originIncarnation: 0, data: undefined, carrier: toBinary(FrameSchema, frame) })) {
+    if (!ring.put(relay.carrierSeq, { origin: peer, originIncarnation: incarnation, data: undefined, carrier: toBinary(FrameSchema, frame) })) {
       this.#stats.duplicates++;
       return;
     }
     const old = this.#installed;
-    if (this.#state === "recovery" && old !== undefined && sameRing(old.id, relay.ring) && old.has(relay.origin)) {
+    if (this.#state === "recovery" && old !== undefined && sameRing(old.id, relay.ring) && old.hasIncarnation(relay.origin, relay.originIncarnation)) {
       old.put(relay.data.globalSeq, { origin: relay.origin, originIncarnation: relay.originIncarnation, data: relay.data, carrier: undefined });
     }
     this.#deliver();
@@ -983,7 +1063,7 @@ export class TotemProtocol implements ReliabilityProtocol {
         if (data.safe && seq > ring.safe) break;
         ring.delivered = seq;
         this.#stats.delivered++;
-        this.#host.deliver(message.origin, data);
+        this.#host.deliver(message.origin, data, message.originIncarnation);
       } else ring.delivered = seq;
     }
     if (this.#current !== undefined && this.#current !== ring) this.#skipCarriers(this.#current);

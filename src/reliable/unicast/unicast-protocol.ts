@@ -17,8 +17,8 @@ export interface UnicastHost {
   unicastData(peer: PeerKey, data: DataFields): Uint8Array;
   /** Queues an encoded frame (a retransmission, an ack or a nack) for the next datagram to `peer`. */
   unicastFrame(peer: PeerKey, frame: Uint8Array): void;
-  /** Hands a received message up, in order, exactly once per (sender incarnation, receiver incarnation). */
-  deliver(peer: PeerKey, data: DataFields): void;
+  /** Hands a received message of `peer`'s incarnation `incarnation` up, in order, exactly once per (sender incarnation, receiver incarnation). */
+  deliver(peer: PeerKey, data: DataFields, incarnation: number): void;
   /** The window to `peer` has room again. */
   writable(peer: PeerKey): void;
 }
