@@ -681,9 +681,12 @@ export class Channel implements AsyncDisposable {
 
   #tick(now: number): void {
     if (now < this.#nextHeartbeatAt || this.#state !== "started") return;
+    // A tick far later than due means this process stalled (a long pause, a blocking handler): the
+    // datagrams its peers sent meanwhile wait behind this timer, so their silence proves nothing yet.
+    const stalled = now - this.#nextHeartbeatAt > this.#options.heartbeatIntervalMs;
     this.#nextHeartbeatAt = now + this.#options.heartbeatIntervalMs;
     this.#sendHeartbeat();
-    this.#endpoint!.expirePeers();
+    if (!stalled) this.#endpoint!.expirePeers();
     this.#extension?.tick();
     this.#reassembler.expire(now);
   }
