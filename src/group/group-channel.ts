@@ -165,7 +165,9 @@ export class GroupChannel extends Channel {
       membership = this.#createMembership(group);
       this.#memberships.set(group, membership);
       this.#addGroupTopic(group);
-      membership.start();
+      this.#context!.driver.add(membership);
+      membership.start(this.#context!.driver.now());
+      this.#context!.driver.touch();
     }
     const joined = membership;
     const context = this.#context!;
@@ -178,7 +180,9 @@ export class GroupChannel extends Channel {
     const membership = this.#memberships.get(group);
     if (membership === undefined) return;
     const view = membership.view;
-    membership.leave();
+    membership.leave(this.#context?.driver.now() ?? 0);
+    this.#context?.driver.remove(membership);
+    this.#context?.driver.touch();
     this.#memberships.delete(group);
     if (view !== undefined) this.#emitViewChange(group, undefined, view);
   }
@@ -351,7 +355,9 @@ export class GroupChannel extends Channel {
     if (!Number.isSafeInteger(weight)) throw new BlazeError("INVALID_ARGUMENT", `a weight is an integer, not ${weight}`);
     if (weight === this.#weight) return;
     this.#weight = weight;
-    for (const membership of this.#memberships.values()) membership.localChanged();
+    const driver = this.#context?.driver;
+    for (const membership of this.#memberships.values()) membership.localChanged(driver?.now() ?? 0);
+    driver?.touch();
   }
 
   /** Counters of the group level. */
@@ -383,7 +389,6 @@ export class GroupChannel extends Channel {
     return new GroupMembership(
       group,
       {
-        clock: context.clock,
         random: context.random,
         local: () => this.#localMember(),
         multicastFrame: (frame) => context.endpoint.multicastFrame(frame),
@@ -462,7 +467,7 @@ export class GroupChannel extends Channel {
         const group = groupOf(frame.frame.kind);
         const membership = group === undefined ? undefined : this.#memberships.get(group);
         if (membership === undefined) return false;
-        membership.onFrame(peer.key, peer.address, frame.frame);
+        membership.onFrame(peer.key, peer.address, frame.frame, peer.lastHeardAt);
         this.wakeWaiters();
         return true;
       }

@@ -14,7 +14,8 @@ import {
 import { MemberRefSchema } from "../../gen/activeblaze/v1/common_pb.ts";
 import { idOf, keyOf } from "../reliable/member-key.ts";
 import type { PeerKey } from "../reliable/protocol.ts";
-import type { Clock, RandomSource, TimerHandle } from "../transport/clock.ts";
+import type { TimedUnit } from "../core/driver.ts";
+import type { RandomSource } from "../transport/clock.ts";
 import type { Address } from "../transport/transport.ts";
 import { encodeFrame, memberInfo, toMember, toView, toViewId, validPort, viewIdProto, viewProto } from "./frames.ts";
 import { contains, type CoordinatorSelector, type Member, sameView, type View, type ViewId } from "./view.ts";
@@ -33,7 +34,6 @@ export interface MembershipOptions {
 
 /** What membership needs from the channel it runs in. */
 export interface MembershipHost {
-  readonly clock: Clock;
   readonly random: RandomSource;
   /** This member as the group sees it (read afresh: the weight may change). */
   local(): Member;
@@ -105,7 +105,7 @@ const MAX_VIEW_STEP = 2 ** 20;
  *   ranked of the two (selector over the pair in id order) installs a view of all members, counter
  *   above both.
  */
-export class GroupMembership {
+export class GroupMembership implements TimedUnit {
   readonly group: string;
   readonly #host: MembershipHost;
   readonly #options: MembershipOptions;
@@ -125,7 +125,6 @@ export class GroupMembership {
   readonly #dead = new Set<PeerKey>();
   #unacked = new Set<PeerKey>();
   #ackDeadline = 0;
-  #installScheduled = false;
   /** Views the coordinator may install at once (a token bucket: INSTALL_BURST, one more every INSTALL_INTERVAL_MS). */
   #installTokens = INSTALL_BURST;
   #tokensAt = 0;
@@ -133,7 +132,12 @@ export class GroupMembership {
   readonly #pendingMerges = new Map<string, View>();
   /** Views refused for a counter too far ahead (MAX_VIEW_STEP). */
   refusedViews = 0;
-  #timer: TimerHandle | undefined;
+  /** When the next periodic step (discovery, join retry, failure check) is due (`Infinity`: none). */
+  #tickDue = Number.POSITIVE_INFINITY;
+  /** When the gathered changes are installed as a view (`Infinity`: none are waiting). */
+  #installDue = Number.POSITIVE_INFINITY;
+  /** The time of the input being handled: every entry point sets it; nothing here reads a clock. */
+  #now = 0;
   #nonce = 1;
   #lastViewRepeat = 0;
   #lastSuspectReport = Number.NEGATIVE_INFINITY;
@@ -163,16 +167,18 @@ export class GroupMembership {
   }
 
   /** Starts looking for the group. */
-  start(): void {
+  start(now: number): void {
+    this.#now = now;
     if (this.#phase !== "idle" && this.#phase !== "left") return;
     this.#phase = "discovering";
-    this.#discoveryDeadline = this.#host.clock.now() + this.#options.discoveryTimeoutMs;
+    this.#discoveryDeadline = now + this.#options.discoveryTimeoutMs;
     this.#sendDiscovery();
     this.#schedule(DISCOVERY_INTERVAL_MS);
   }
 
   /** Leaves the group gracefully: a coordinator hands over first; everyone says goodbye. */
-  leave(): void {
+  leave(now: number): void {
+    this.#now = now;
     if (this.#phase === "idle" || this.#phase === "left") return;
     const view = this.#view;
     const local = this.#host.local();
@@ -183,15 +189,15 @@ export class GroupMembership {
     this.#host.multicastFrame(encodeFrame({ case: "leave", value: create(LeaveSchema, { group: this.group }) }));
     this.#phase = "left";
     this.#view = undefined;
-    this.#timer?.cancel();
-    this.#timer = undefined;
+    this.#tickDue = this.#installDue = Number.POSITIVE_INFINITY;
   }
 
   /**
    * This member's details (its weight) changed: the coordinator installs a view with them, which may
    * elect another coordinator. A member tells its coordinator, and again until a view shows the change.
    */
-  localChanged(): void {
+  localChanged(now: number): void {
+    this.#now = now;
     if (this.#phase !== "member") return;
     if (this.isCoordinator) this.#scheduleInstall();
     else if (this.#view !== undefined) this.#sendJoinTo(this.#view.coordinator);
@@ -199,13 +205,13 @@ export class GroupMembership {
 
   /** Stops without a goodbye (the channel is going away). */
   stop(): void {
-    this.#timer?.cancel();
-    this.#timer = undefined;
+    this.#tickDue = this.#installDue = Number.POSITIVE_INFINITY;
     this.#phase = "left";
   }
 
   /** A membership frame for this group arrived from `peer`, whose datagram came from `from`. */
-  onFrame(peer: PeerKey, from: Address, frame: Frame): void {
+  onFrame(peer: PeerKey, from: Address, frame: Frame, now: number): void {
+    this.#now = now;
     if (this.#phase === "idle" || this.#phase === "left") return;
     const kind = frame.kind;
     switch (kind.case) {
@@ -333,7 +339,7 @@ export class GroupMembership {
       return;
     }
     // Wait for the former to answer (it will, once its own discovery expires); then join it.
-    this.#discoveryDeadline = this.#host.clock.now() + this.#options.discoveryTimeoutMs;
+    this.#discoveryDeadline = this.#now + this.#options.discoveryTimeoutMs;
     this.#candidates.delete(former.id);
     this.#sendDiscovery();
   }
@@ -341,41 +347,41 @@ export class GroupMembership {
   // --- views ---
 
   #scheduleInstall(): void {
-    if (this.#installScheduled) return;
-    this.#installScheduled = true;
+    if (this.#installDue !== Number.POSITIVE_INFINITY) return;
     // A short wait gathers joins and leaves that come together into one view.
     const tokens = this.#refillTokens();
-    const wait = Math.max(5, tokens >= 1 ? 0 : (1 - tokens) * INSTALL_INTERVAL_MS);
-    this.#host.clock.setTimer(wait, () => {
-      this.#installScheduled = false;
-      const view = this.#view;
-      if (view === undefined || !this.isCoordinator) {
-        this.#pendingMerges.clear();
-        return;
-      }
-      const members = view.members
-        .filter((m) => !this.#pendingLeaves.has(m.id) && !this.#dead.has(m.id) && !this.#pendingJoins.has(m.id))
-        .map((m) => {
-          const updated = this.#pendingUpdates.get(m.id);
-          return updated !== undefined && updated.incarnation === m.incarnation ? updated : m;
-        });
-      for (const joiner of this.#pendingJoins.values()) if (!this.#pendingLeaves.has(joiner.id)) members.push(joiner);
-      const merged = [...this.#pendingMerges.values()];
-      for (const theirs of merged) {
-        for (const member of theirs.members) {
-          if (this.#pendingLeaves.has(member.id) || this.#dead.has(member.id)) continue;
-          const index = members.findIndex((m) => m.id === member.id);
-          if (index < 0) members.push(member);
-          else if (member.incarnation > members[index]!.incarnation) members[index] = member;
-        }
-      }
-      this.#pendingJoins.clear();
-      this.#pendingUpdates.clear();
-      this.#pendingLeaves.clear();
+    this.#installDue = this.#now + Math.max(5, tokens >= 1 ? 0 : (1 - tokens) * INSTALL_INTERVAL_MS);
+  }
+
+  #installGathered(): void {
+    this.#installDue = Number.POSITIVE_INFINITY;
+    const view = this.#view;
+    if (view === undefined || !this.isCoordinator) {
       this.#pendingMerges.clear();
-      this.#dead.clear();
-      this.#install(members, merged.length === 0 ? [] : [view.id, ...merged.map((theirs) => theirs.id)]);
-    });
+      return;
+    }
+    const members = view.members
+      .filter((m) => !this.#pendingLeaves.has(m.id) && !this.#dead.has(m.id) && !this.#pendingJoins.has(m.id))
+      .map((m) => {
+        const updated = this.#pendingUpdates.get(m.id);
+        return updated !== undefined && updated.incarnation === m.incarnation ? updated : m;
+      });
+    for (const joiner of this.#pendingJoins.values()) if (!this.#pendingLeaves.has(joiner.id)) members.push(joiner);
+    const merged = [...this.#pendingMerges.values()];
+    for (const theirs of merged) {
+      for (const member of theirs.members) {
+        if (this.#pendingLeaves.has(member.id) || this.#dead.has(member.id)) continue;
+        const index = members.findIndex((m) => m.id === member.id);
+        if (index < 0) members.push(member);
+        else if (member.incarnation > members[index]!.incarnation) members[index] = member;
+      }
+    }
+    this.#pendingJoins.clear();
+    this.#pendingUpdates.clear();
+    this.#pendingLeaves.clear();
+    this.#pendingMerges.clear();
+    this.#dead.clear();
+    this.#install(members, merged.length === 0 ? [] : [view.id, ...merged.map((theirs) => theirs.id)]);
   }
 
   /** Installs (as coordinator) and disseminates a view of `members`, in this order. */
@@ -391,13 +397,13 @@ export class GroupMembership {
       coordinator: this.#select(fresh),
     };
     this.#unacked = new Set(fresh.map((m) => m.id).filter((id) => id !== local.id));
-    this.#ackDeadline = this.#host.clock.now() + VIEW_ACK_RESEND_MS;
+    this.#ackDeadline = this.#now + VIEW_ACK_RESEND_MS;
     this.#host.multicastFrame(encodeFrame({ case: "view", value: viewProto(view, mergedIds) }));
     if (contains(view, local.id)) this.#adopt(view);
   }
 
   #refillTokens(): number {
-    const now = this.#host.clock.now();
+    const now = this.#now;
     this.#installTokens = Math.min(INSTALL_BURST, this.#installTokens + (now - this.#tokensAt) / INSTALL_INTERVAL_MS);
     this.#tokensAt = now;
     return this.#installTokens;
@@ -474,7 +480,7 @@ export class GroupMembership {
 
   #startJoining(target: Member | undefined): void {
     this.#phase = "joining";
-    this.#joiningSince = this.#host.clock.now();
+    this.#joiningSince = this.#now;
     this.#joinTarget = target;
     this.#sendJoin();
     this.#schedule(JOIN_RETRY_MS);
@@ -499,7 +505,7 @@ export class GroupMembership {
     this.#joinTarget = undefined;
     this.#candidates.clear();
     this.#takeOverSince = undefined;
-    const now = this.#host.clock.now();
+    const now = this.#now;
     // Verifications under way go on: a new view does not make a silent member less silent (restarting
     // them would delay the removal of a member that died with the coordinator by one more verification).
     for (const member of view.members) if (!this.#addedAt.has(member.id)) this.#addedAt.set(member.id, now);
@@ -532,15 +538,23 @@ export class GroupMembership {
   }
 
   #schedule(delayMs: number): void {
-    this.#timer?.cancel();
-    this.#timer = this.#host.clock.setTimer(delayMs, () => {
-      this.#timer = undefined;
-      this.#tick();
-    });
+    this.#tickDue = this.#now + delayMs;
   }
 
-  #tick(): void {
-    const now = this.#host.clock.now();
+  pollTimeout(): number {
+    return Math.min(this.#tickDue, this.#installDue);
+  }
+
+  handleTimeout(now: number): void {
+    this.#now = now;
+    if (this.#installDue <= now) this.#installGathered();
+    if (this.#tickDue <= now) {
+      this.#tickDue = Number.POSITIVE_INFINITY;
+      this.#tick(now);
+    }
+  }
+
+  #tick(now: number): void {
     switch (this.#phase) {
       case "discovering":
         if (now >= this.#discoveryDeadline) this.#discoveryExpired();
@@ -551,7 +565,7 @@ export class GroupMembership {
         if (now - this.#joiningSince > 2 * this.#options.discoveryTimeoutMs) {
           // The coordinator we were sent to does not answer (it may have died): look again.
           this.#phase = "idle";
-          this.start();
+          this.start(now);
           return;
         }
         if (this.#joinTarget === undefined) this.#sendDiscovery();
@@ -626,7 +640,7 @@ export class GroupMembership {
   #onSuspect(peer: PeerKey, suspects: ReadonlyArray<{ id: Uint8Array }>): void {
     const view = this.#view;
     if (view === undefined || !this.isCoordinator || !contains(view, peer)) return;
-    const now = this.#host.clock.now();
+    const now = this.#now;
     for (const ref of suspects) {
       if (ref.id.length !== 16) continue;
       const member = view.members.find((m) => m.id === keyOf(ref.id));
@@ -645,7 +659,7 @@ export class GroupMembership {
     const local = this.#host.local();
     const survivors = view.members.filter((m) => !failed.has(m.id) && !this.#dead.has(m.id));
     if (survivors.length === 0) return;
-    const now = this.#host.clock.now();
+    const now = this.#now;
     this.#takeOverSince ??= now;
     if (this.#select(survivors).id !== local.id && now - this.#takeOverSince < this.#options.verifyTimeoutMs) return;
     this.#dead.clear();
