@@ -5,7 +5,10 @@ import { fileURLToPath } from "node:url";
 import type { DescField } from "@bufbuild/protobuf";
 import { isReflectMessage, reflect, type ReflectMessage } from "@bufbuild/protobuf/reflect";
 import { afterAll, describe, expect, it } from "vitest";
+import { EnvelopeSchema } from "../gen/activeblaze/v1/envelope_pb.ts";
+import { decodeEnvelope } from "../src/wire/codec.ts";
 import { DROP_REASONS } from "../src/wire/drop-reason.ts";
+import { DatagramReader } from "../src/wire/frames.ts";
 import { wireRegistry } from "../src/wire/registry.ts";
 import { differingFiles, generateVectorFiles, SCHEMA_FILE } from "./generate.ts";
 import {
@@ -13,6 +16,7 @@ import {
   FAILING_DIR,
   hexToBytes,
   messageSchema,
+  RECEIVER_CONTEXT,
   PORT,
   runVectorDirectory,
   runVectorFile,
@@ -251,6 +255,28 @@ describe("the TypeScript port", () => {
     const report = runVectorDirectory();
     expect(report.staleNames).toEqual([]);
     expect(report.ok).toBe(true);
+  });
+});
+
+describe("the receive path's own reader (src/wire/frames.ts, with the generated hot-path codec)", () => {
+  it("accepts and refuses every envelope vector as the conformance decoder does, with the same reason and the same frames", () => {
+    const reader = new DatagramReader(RECEIVER_CONTEXT);
+    let checked = 0;
+    for (const file of files.values()) {
+      for (const group of file.testGroups) {
+        if (group.messageType !== EnvelopeSchema.typeName) continue;
+        for (const test of group.tests) {
+          const bytes = hexToBytes(test.hex);
+          const expected = decodeEnvelope(bytes, RECEIVER_CONTEXT);
+          const read = reader.read(bytes);
+          expect(read.ok, test.name).toBe(expected.ok);
+          if (!read.ok && !expected.ok) expect(read.reason, test.name).toBe(expected.reason);
+          if (read.ok && expected.ok) expect(read.datagram.frames.length, test.name).toBe(expected.envelope.body.case === "bundle" ? expected.envelope.body.value.frames.length : 1);
+          checked++;
+        }
+      }
+    }
+    expect(checked).toBeGreaterThan(200);
   });
 });
 

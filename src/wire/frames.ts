@@ -2,6 +2,7 @@ import { create, fromBinary } from "@bufbuild/protobuf";
 import { type Envelope, type Frame, FrameSchema } from "../../gen/activeblaze/v1/envelope_pb.ts";
 import { type Data, DataSchema } from "../../gen/activeblaze/v1/reliable_pb.ts";
 import { decodeEnvelope, type EnvelopeContext, type Refusal, validateData } from "./codec.ts";
+import { type DataFields, dataSize, readData, writeData } from "../../gen/activeblaze/v1/reliable_fast.ts";
 import { isAckFrame, readAckFrame } from "./ack-codec.ts";
 import { unsafeIntegerIn } from "./safe-integers.ts";
 import { MAX_DATAGRAM_BYTES, MEMBER_ID_BYTES, PROTOCOL_MINOR_VERSION, PROTOCOL_VERSION } from "./limits.ts";
@@ -19,29 +20,10 @@ import { web } from "../web.ts";
 /**
  * activeblaze.v1.Data with numbers instead of bigints: the form the protocol layers work with. It is
  * also the received frame of a Data message itself (`case: "data"`), saving an object per message.
+ * Its codec is generated from the schema (gen/activeblaze/v1/reliable_fast.ts).
  */
-export interface DataFields {
-  readonly case: "data";
-  seq: number;
-  addressing: number;
-  destination: string;
-  /** The receiver's member id for point-to-point data; empty for multicast. */
-  targetId: Uint8Array;
-  outOfBand: boolean;
-  fragmentIndex: number;
-  fragmentCount: number;
-  messageLength: number;
-  requestId: number;
-  format: number;
-  payload: Uint8Array;
-  globalSeq: number;
-  ringSeq: number;
-  safe: boolean;
-  /** For point-to-point messages: the receiver incarnation the stream was opened to. */
-  targetIncarnation: number;
-  /** For point-to-point messages: the sender holds no message below this one (0: it holds all). */
-  streamFloor: number;
-}
+export type { DataFields } from "../../gen/activeblaze/v1/reliable_fast.ts";
+export { emptyDataFields } from "../../gen/activeblaze/v1/reliable_fast.ts";
 
 /** One frame of a received datagram: user data in hot-path form, or any other protocol message. */
 export type ReceivedFrame =
@@ -86,27 +68,6 @@ function bytesFieldSize(length: number): number {
   return length === 0 ? 0 : 1 + varintSize(length) + length;
 }
 
-/** The encoded size of a Data message (without its frame tag and length). */
-function dataSize(data: DataFields, destination: Uint8Array): number {
-  return (
-    fieldSize(1, data.seq) +
-    fieldSize(1, data.addressing) +
-    bytesFieldSize(destination.length) +
-    bytesFieldSize(data.targetId.length) +
-    (data.outOfBand ? 2 : 0) +
-    fieldSize(1, data.fragmentIndex) +
-    fieldSize(1, data.fragmentCount) +
-    fieldSize(1, data.messageLength) +
-    fieldSize(1, data.requestId) +
-    fieldSize(1, data.format) +
-    bytesFieldSize(data.payload.length) +
-    fieldSize(1, data.globalSeq) +
-    fieldSize(1, data.ringSeq) +
-    (data.safe ? 2 : 0) +
-    fieldSize(1, data.targetIncarnation) +
-    fieldSize(2, data.streamFloor)
-  );
-}
 
 /** Writes a varint field (nothing for 0, as proto3 does); returns the position after it. */
 export function writeUint(buffer: Uint8Array, pos: number, field: number, value: number): number {
@@ -126,12 +87,6 @@ export function writeBytes(buffer: Uint8Array, pos: number, field: number, bytes
   return pos + bytes.length;
 }
 
-function writeBool(buffer: Uint8Array, pos: number, field: number, value: boolean): number {
-  if (!value) return pos;
-  buffer[pos++] = field << 3;
-  buffer[pos++] = 1;
-  return pos;
-}
 
 /** The fixed start of every envelope a sender writes: version, minor version, cluster, id, incarnation. */
 export function encodeEnvelopeHeader(cluster: string, senderId: Uint8Array, incarnation: number): Uint8Array {
@@ -226,22 +181,7 @@ export class DatagramBuilder {
     buffer[pos++] = TAG_DATA[0];
     buffer[pos++] = TAG_DATA[1];
     pos = writeVarint(buffer, pos, size);
-    pos = writeUint(buffer, pos, 1, data.seq);
-    pos = writeUint(buffer, pos, 2, data.addressing);
-    pos = writeBytes(buffer, pos, 3, destination);
-    pos = writeBytes(buffer, pos, 4, data.targetId);
-    pos = writeBool(buffer, pos, 5, data.outOfBand);
-    pos = writeUint(buffer, pos, 6, data.fragmentIndex);
-    pos = writeUint(buffer, pos, 7, data.fragmentCount);
-    pos = writeUint(buffer, pos, 8, data.messageLength);
-    pos = writeUint(buffer, pos, 9, data.requestId);
-    pos = writeUint(buffer, pos, 10, data.format);
-    pos = writeBytes(buffer, pos, 11, data.payload);
-    pos = writeUint(buffer, pos, 12, data.globalSeq);
-    pos = writeUint(buffer, pos, 13, data.ringSeq);
-    pos = writeBool(buffer, pos, 14, data.safe);
-    pos = writeUint(buffer, pos, 15, data.targetIncarnation);
-    pos = writeUint(buffer, pos, 16, data.streamFloor);
+    pos = writeData(buffer, pos, data, destination);
     this.#pos = pos;
     this.#frames++;
     return buffer.subarray(frameStart, pos);
@@ -299,28 +239,6 @@ const SLAB_DATAGRAMS = 2;
 /** An empty byte array, shared. */
 export const NO_BYTES: Uint8Array = new Uint8Array(0);
 
-/** A Data message with every field at its default (senders keep one as a scratch object and fill it in). */
-export function emptyDataFields(): DataFields {
-  return {
-    case: "data",
-    seq: 0,
-    addressing: 0,
-    destination: "",
-    targetId: NO_BYTES,
-    outOfBand: false,
-    fragmentIndex: 0,
-    fragmentCount: 0,
-    messageLength: 0,
-    requestId: 0,
-    format: 0,
-    payload: NO_BYTES,
-    globalSeq: 0,
-    ringSeq: 0,
-    safe: false,
-    targetIncarnation: 0,
-    streamFloor: 0,
-  };
-}
 
 /**
  * Reads datagrams for one receiver: the checks of `decodeEnvelope` (same order, same reasons), with
@@ -389,7 +307,7 @@ export class DatagramReader {
         case (16 << 3) | 2: {
           if (frames !== undefined) return undefined;
           const end = cursor.delimitedEnd();
-          const data = this.#readData(bytes, cursor.pos, end);
+          const data = readData(bytes, cursor.pos, end, this.#readDestination);
           if (data === undefined) return undefined;
           frames = [data];
           cursor.pos = end;
@@ -438,7 +356,7 @@ export class DatagramReader {
         cursor.pos = frameStart + 2;
         const dataEnd = cursor.delimitedEnd();
         if (dataEnd !== frameEnd) return undefined;
-        const data = this.#readData(bytes, cursor.pos, dataEnd);
+        const data = readData(bytes, cursor.pos, dataEnd, this.#readDestination);
         if (data === undefined) return undefined;
         frames.push(data);
       } else {
@@ -457,62 +375,9 @@ export class DatagramReader {
     return frames;
   }
 
-  #readData(bytes: Uint8Array, start: number, end: number): DataFields | undefined {
-    const cursor = new ByteCursor(bytes, start, end);
-    // A fresh object per message: receivers keep it (held out of order, delivered later).
-    const data = emptyDataFields();
-    let seen = 0;
-    while (cursor.pos < end) {
-      const tag = cursor.varint();
-      const field = tag >>> 3;
-      if (field > 16 || field === 0) return undefined;
-      if (seen & (1 << field)) return undefined;
-      seen |= 1 << field;
-      const wireType = tag & 7;
-      if (field === 3 || field === 4 || field === 11) {
-        if (wireType !== 2) return undefined;
-        const fieldEnd = cursor.delimitedEnd();
-        if (cursor.failed) return undefined;
-        if (field === 3) {
-          const destination = this.#destination(bytes, cursor.pos, fieldEnd);
-          if (destination === undefined) return undefined;
-          data.destination = destination;
-        } else if (field === 4) data.targetId = bytes.subarray(cursor.pos, fieldEnd);
-        else data.payload = bytes.subarray(cursor.pos, fieldEnd);
-        cursor.pos = fieldEnd;
-        continue;
-      }
-      if (wireType !== 0) return undefined;
-      const value = cursor.varint();
-      switch (field) {
-        case 1: data.seq = value; break;
-        case 2: data.addressing = value; break;
-        case 5: data.outOfBand = value !== 0; break;
-        case 6: data.fragmentIndex = value; break;
-        case 7: data.fragmentCount = value; break;
-        case 8: data.messageLength = value; break;
-        case 9: data.requestId = value; break;
-        case 10: data.format = value; break;
-        case 12: data.globalSeq = value; break;
-        case 13: data.ringSeq = value; break;
-        case 14: data.safe = value !== 0; break;
-        case 15: data.targetIncarnation = value; break;
-        case 16: data.streamFloor = value; break;
-      }
-      // uint32 fields past 2^32 and bools past 1 are truncated by protobuf decoders: leave those to it.
-      if (cursor.failed || ((field >= 5 && field <= 8) || field === 10 || field === 14 ? value > 0xffffffff : false)) {
-        return undefined;
-      }
-      if ((field === 5 || field === 14) && value > 1) return undefined;
-      if (field === 2 || field === 10) {
-        // Enums are int32: a value past 2^31 is negative on the wire and not ours to judge.
-        if (value > 0x7fffffff) return undefined;
-      }
-    }
-    return data;
-  }
-
   // Topics repeat from one message to the next; decode a name once.
+  readonly #readDestination = (bytes: Uint8Array, start: number, end: number): string | undefined => this.#destination(bytes, start, end);
+
   #destination(bytes: Uint8Array, start: number, end: number): string | undefined {
     if (sameBytes(bytes, start, end, this.#lastDestinationBytes)) return this.#lastDestination;
     const view = bytes.subarray(start, end);

@@ -2,6 +2,7 @@ import { fromBinary } from "@bufbuild/protobuf";
 import { DataSchema, Stream } from "../../../gen/activeblaze/v1/reliable_pb.ts";
 import type { FecParity } from "../../../gen/activeblaze/v1/fec_pb.ts";
 import { validateData } from "../../wire/codec.ts";
+import { dataSize, writeData } from "../../../gen/activeblaze/v1/reliable_fast.ts";
 import { type DataFields, toDataFields, writeBytes, writeUint } from "../../wire/frames.ts";
 import { varintSize, writeVarint } from "../../wire/varint.ts";
 import { web } from "../../web.ts";
@@ -60,31 +61,16 @@ export class SymbolWriter {
       this.#destinationBytes = encoder.encode(data.destination);
     }
     const destination = this.#destinationBytes;
-    // An upper bound: eleven varint fields of at most 10 bytes with a tag of 2, three length-delimited fields.
-    const bound = 11 * 12 + 3 * 12 + destination.length + data.targetId.length + data.payload.length;
-    if (this.#pos + bound > this.#buffer.length) {
+    // Everything after the seq field, as the sender's encoder wrote it.
+    const size = dataSize(data, destination, 2);
+    if (this.#pos + size > this.#buffer.length) {
       // The symbols written so far stay valid in the old buffer.
-      this.#buffer = new Uint8Array(Math.max(bound, this.#buffer.length * 2));
+      this.#buffer = new Uint8Array(Math.max(size, this.#buffer.length * 2));
       this.#pos = 0;
     }
     const buffer = this.#buffer;
     const start = this.#pos;
-    let pos = start;
-    pos = writeUint(buffer, pos, 2, data.addressing);
-    pos = writeBytes(buffer, pos, 3, destination);
-    pos = writeBytes(buffer, pos, 4, data.targetId);
-    pos = writeUint(buffer, pos, 5, data.outOfBand ? 1 : 0);
-    pos = writeUint(buffer, pos, 6, data.fragmentIndex);
-    pos = writeUint(buffer, pos, 7, data.fragmentCount);
-    pos = writeUint(buffer, pos, 8, data.messageLength);
-    pos = writeUint(buffer, pos, 9, data.requestId);
-    pos = writeUint(buffer, pos, 10, data.format);
-    pos = writeBytes(buffer, pos, 11, data.payload);
-    pos = writeUint(buffer, pos, 12, data.globalSeq);
-    pos = writeUint(buffer, pos, 13, data.ringSeq);
-    pos = writeUint(buffer, pos, 14, data.safe ? 1 : 0);
-    pos = writeUint(buffer, pos, 15, data.targetIncarnation);
-    pos = writeUint(buffer, pos, 16, data.streamFloor);
+    const pos = writeData(buffer, start, data, destination, 2);
     this.#pos = pos;
     return buffer.subarray(start, pos);
   }
