@@ -314,8 +314,11 @@ export class Endpoint {
   }
 
   #addData(outbox: Outbox, data: DataFields): Uint8Array {
-    if (!outbox.builder.fits(outbox.builder.dataFrameSize(data))) this.#send(outbox);
-    const frame = outbox.builder.addData(data);
+    let frame = outbox.builder.tryAddData(data);
+    if (frame === undefined) {
+      this.#send(outbox);
+      frame = outbox.builder.addData(data);
+    }
     this.#filled(outbox);
     return frame;
   }

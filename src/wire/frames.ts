@@ -170,9 +170,18 @@ export class DatagramBuilder {
    * Returns the frame's bytes: `Frame` encoding, i.e. the Data tag, length and message.
    */
   addData(data: DataFields): Uint8Array {
+    return this.tryAddData(data)!;
+  }
+
+  /**
+   * Appends a Data frame when it fits in the current datagram, sizing it once; returns its bytes, or
+   * undefined (and adds nothing) when the datagram is too full for it.
+   */
+  tryAddData(data: DataFields): Uint8Array | undefined {
     const destination = this.#destinations.get(data.destination);
     const size = dataSize(data, destination);
     const frameSize = 2 + varintSize(size) + size;
+    if (this.#frames > 0 && this.#pos + 1 + varintSize(frameSize) + frameSize > this.#region + this.#maxBytes) return undefined;
     const buffer = this.#slab;
     let pos = this.#pos;
     buffer[pos++] = TAG_FRAME;
