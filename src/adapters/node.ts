@@ -6,14 +6,21 @@ import { resolveTransportOptions } from "../transport/options.ts";
 import type { Address, Transport, TransportFactory } from "../transport/transport.ts";
 import { AdapterCore, toBlazeError, wrongRuntime } from "./shared.ts";
 
+let lastHost = "";
+let lastFamily = 0;
+
 /**
  * Accepts IP literals only, and answers synchronously: dgram's default `dns.lookup` defers every send
  * to the next tick, which costs time and lets a caller's later changes to the buffer leak into the datagram.
  */
 function literalLookup(host: string, _family: unknown, callback: (error: Error | null, address: string, family: number) => void): void {
-  const family = isIP(host);
-  if (family !== 0) callback(null, host, family);
-  else callback(Object.assign(new Error(`"${host}" is not an IP address literal`), { syscall: "send" }), host, 0);
+  // Datagrams mostly go to the host of the one before: remember the last answer.
+  const family = host === lastHost ? lastFamily : isIP(host);
+  if (family !== 0) {
+    lastHost = host;
+    lastFamily = family;
+    callback(null, host, family);
+  } else callback(Object.assign(new Error(`"${host}" is not an IP address literal`), { syscall: "send" }), host, 0);
 }
 
 /** The runtime this adapter is for. */

@@ -14,7 +14,7 @@ import type { OutgoingData, PeerKey } from "../reliable/protocol.ts";
 import { PendingCalls } from "../core/pending.ts";
 import { Reassembler, reassemblyLimits } from "../reliable/reassembler.ts";
 import { UnicastProtocol } from "../reliable/unicast/unicast-protocol.ts";
-import type { DataFields, ReceivedFrame } from "../wire/frames.ts";
+import { type DataFields, NO_BYTES, type ReceivedFrame } from "../wire/frames.ts";
 import type { AbortSignalLike } from "../web.ts";
 import { GroupMessage } from "./group-message.ts";
 import { GroupMembership } from "./membership.ts";
@@ -108,6 +108,19 @@ export class GroupChannel extends Channel {
   readonly #consumers = new Map<PeerKey, readonly string[]>();
   readonly #roundRobin = new Map<string, number>();
   readonly #calls = new PendingCalls<GroupMessage | undefined, Call>();
+  readonly #scratch: { -readonly [K in keyof OutgoingData]: OutgoingData[K] } = {
+    destination: "",
+    addressing: 0,
+    format: 0,
+    payload: NO_BYTES,
+    outOfBand: false,
+    fragmentIndex: 0,
+    fragmentCount: 0,
+    messageLength: 0,
+    requestId: 0,
+  };
+  /** Every member of this member's views, by id (the first group's, where several have it). */
+  readonly #membersById = new Map<PeerKey, Member>();
   readonly #sendQueues = new Map<PeerKey, Array<{ pieces: OutgoingData[]; next: number; incarnation: number; resolve: () => void; reject: (e: BlazeError) => void }>>();
   readonly #waiters = new Set<() => void>();
   #context: ExtensionContext | undefined;
@@ -206,11 +219,7 @@ export class GroupChannel extends Channel {
   }
 
   getMemberById(id: string): Member | undefined {
-    for (const membership of this.#memberships.values()) {
-      const member = membership.view?.members.find((m) => m.id === id);
-      if (member !== undefined) return member;
-    }
-    return undefined;
+    return this.#membersById.get(id);
   }
 
   getMemberByName(name: string, group = this.#defaultGroup()): Member | undefined {
@@ -327,14 +336,19 @@ export class GroupChannel extends Channel {
   }
 
   /** A request to one member's inbox; resolves with the reply, or rejects with `TIMEOUT` / `UNREACHABLE`. */
-  async request(to: Member | string, message: BlazeMessage | Uint8Array, options: RequestOptions = {}): Promise<GroupMessage> {
-    const target = this.#target(to);
-    const { id, promise } = this.#open(options.timeoutMs ?? this.#group.requestTimeoutMs, options.signal, "the request", { target: target.id });
-    const { payload, format } = encodePayload(message);
-    this.#sendTo(target.id, target.incarnation, Addressing.MEMBER, options.inbox ?? "", payload, format, id).catch((error: unknown) =>
-      this.#calls.fail(id, error instanceof BlazeError ? error : new BlazeError("SEND_FAILED", String(error), { cause: error })),
-    );
-    return (await promise)!;
+  request(to: Member | string, message: BlazeMessage | Uint8Array, options: RequestOptions = {}): Promise<GroupMessage> {
+    try {
+      const target = this.#target(to);
+      const { id, promise } = this.#open(options.timeoutMs ?? this.#group.requestTimeoutMs, options.signal, "the request", { target: target.id });
+      const { payload, format } = encodePayload(message);
+      this.#sendTo(target.id, target.incarnation, Addressing.MEMBER, options.inbox ?? "", payload, format, id).catch((error: unknown) =>
+        this.#calls.fail(id, error instanceof BlazeError ? error : new BlazeError("SEND_FAILED", String(error), { cause: error })),
+      );
+      // A request's call settles with the reply (a queue message's with undefined).
+      return promise as Promise<GroupMessage>;
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
   /** A request through queue `name`: one consumer answers. */
@@ -500,6 +514,10 @@ export class GroupChannel extends Channel {
   }
 
   #emitViewChange(group: string, view: View | undefined, previous: View | undefined): void {
+    this.#membersById.clear();
+    for (const membership of this.#memberships.values()) {
+      for (const member of membership.view?.members ?? []) if (!this.#membersById.has(member.id)) this.#membersById.set(member.id, member);
+    }
     const joined = view?.members.filter((m) => previous === undefined || !contains(previous, m.id, m.incarnation)) ?? [];
     const left = previous?.members.filter((m) => view === undefined || !contains(view, m.id, m.incarnation)) ?? [];
     this.#levelAbove?.view(group, view);
@@ -546,12 +564,21 @@ export class GroupChannel extends Channel {
       context.clock.defer(() => this.#deliverPointToPoint(this.id, destination, payload, format, addressing, requestId));
       return Promise.resolve();
     }
-    const pieces = splitMessage({ destination, addressing, format, outOfBand: false, requestId }, payload, context.endpoint.maxPayloadBytes(destination));
-    if (!this.#sendQueues.has(peer) && pieces.length === 1 && unicast.canSend(peer, payload.length)) {
-      // The common case (one piece, room in the window): no queue, no promise of its own.
-      unicast.send(peer, incarnation, pieces[0]!, context.driver.now());
+    const maxPiece = context.endpoint.maxPayloadBytes(destination);
+    if (!this.#sendQueues.has(peer) && payload.length <= maxPiece && unicast.canSend(peer, payload.length)) {
+      // The common case (one piece, room in the window): no queue, no promise of its own, and one scratch
+      // piece (the protocol encodes it at once).
+      const piece = this.#scratch;
+      piece.destination = destination;
+      piece.addressing = addressing;
+      piece.format = format;
+      piece.requestId = requestId;
+      piece.payload = payload;
+      unicast.send(peer, incarnation, piece, context.driver.now());
+      piece.payload = NO_BYTES;
       return RESOLVED;
     }
+    const pieces = splitMessage({ destination, addressing, format, outOfBand: false, requestId }, payload, maxPiece);
     return new Promise((resolve, reject) => {
       let queue = this.#sendQueues.get(peer);
       if (queue === undefined) this.#sendQueues.set(peer, (queue = []));
