@@ -435,7 +435,7 @@ export class GroupChannel extends Channel {
       unicastFrame: (peer, frame) => context.endpoint.unicastFrame(peer, frame),
       deliver: (peer, data, incarnation) => this.#onPointToPoint(peer, data, incarnation),
       writable: (peer) => this.#pump(peer),
-    });
+    }, this.#group.unicast);
     context.driver.add(this.#unicast);
   }
 

@@ -1,40 +1,34 @@
 import * as z from "zod";
+import { documented } from "../options-doc.ts";
 import { parseOptions } from "../options.ts";
 import type { ChannelOptions } from "../channel/options.ts";
+import { unicastOptionsSchema } from "../reliable/unicast/options.ts";
 import type { CoordinatorSelector } from "./view.ts";
 
 const ms = z.number().int().positive();
 const name = z.string().min(1).max(255);
 
-/** The zod schema of the group-specific options; every default is documented on {@link GroupOptions}. */
-export const groupOptionsSchema = z
-  .strictObject({
-    groups: z.array(name).default(["default"]),
-    weight: z.number().int().default(0),
-    metadata: z.record(z.string(), z.string()).default({}),
-    failureTimeoutMs: ms.default(5_000),
-    verifyTimeoutMs: ms.default(1_500),
-    discoveryTimeoutMs: ms.default(1_000),
-    requestTimeoutMs: ms.default(10_000),
-    queueTimeoutMs: ms.default(30_000),
-    coordinatorSelector: z.custom<CoordinatorSelector>((value) => typeof value === "function", "expected a function").optional(),
-  });
+const d = documented;
 
-/**
- * Options of a group channel, besides every {@link ChannelOptions} one.
- *
- * | option | unit | default | meaning |
- * | --- | --- | --- | --- |
- * | `groups` | names | `["default"]` | the groups `join()` joins |
- * | `weight` | integer | `0` | coordinator weight: the highest is elected |
- * | `metadata` | strings | `{}` | told to the other members |
- * | `failureTimeoutMs` | ms | `5000` | a member silent this long is suspected and pinged… |
- * | `verifyTimeoutMs` | ms | `1500` | …and removed if still silent this long after |
- * | `discoveryTimeoutMs` | ms | `1000` | how long a starting member looks for its group before forming it |
- * | `requestTimeoutMs` | ms | `10000` | default timeout of `request` and `requestAny` |
- * | `queueTimeoutMs` | ms | `30000` | default time `sendToQueue` waits for a consumer to process a message |
- * | `coordinatorSelector` | function | highest weight, then longest in the view | picks the coordinator from a view's members |
- */
+/** The zod schema of the group-specific options, each documented for the README's table. */
+export const groupOptionsSchema = z.strictObject({
+  groups: d(z.array(name).default(["default"]), { unit: "names", description: "the groups `join()` joins (`addToGroup`/`removeFromGroup` change them)" }),
+  weight: d(z.number().int().default(0), { unit: "integer", description: "coordinator weight: the highest is elected" }),
+  metadata: d(z.record(z.string(), z.string()).default({}), { unit: "strings", description: "told to the other members" }),
+  failureTimeoutMs: d(ms.default(5_000), { unit: "ms", description: "silence before a member is suspected and pinged (memberlist and JGroups' VERIFY_SUSPECT2 scale)…" }),
+  verifyTimeoutMs: d(ms.default(1_500), { unit: "ms", description: "…and removed if still silent this long after" }),
+  discoveryTimeoutMs: d(ms.default(1_000), { unit: "ms", description: "discovery before forming a group alone (JGroups' join timeout)" }),
+  requestTimeoutMs: d(ms.default(10_000), { unit: "ms", description: "default timeout of `request` and `requestAny`" }),
+  queueTimeoutMs: d(ms.default(30_000), { unit: "ms", description: "default time `sendToQueue` waits for a consumer to process a message" }),
+  unicast: unicastOptionsSchema.prefault({}),
+  coordinatorSelector: d(z.custom<CoordinatorSelector>((value) => typeof value === "function", "expected a function").optional(), {
+    unit: "function",
+    defaultText: "weight, then longest in view",
+    description: "picks the coordinator from a view's members",
+  }),
+});
+
+/** Options of a group channel, besides every {@link ChannelOptions} one; the README's table documents each. */
 export type GroupOptions = z.input<typeof groupOptionsSchema>;
 export type ResolvedGroupOptions = z.output<typeof groupOptionsSchema>;
 export type GroupChannelOptions = ChannelOptions & GroupOptions;

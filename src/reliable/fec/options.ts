@@ -1,4 +1,5 @@
 import * as z from "zod";
+import { documented } from "../../options-doc.ts";
 import { MAX_K, MAX_M } from "./reed-solomon.ts";
 
 /** Defaults of {@link FecOptions}; the README's table repeats them. */
@@ -9,22 +10,30 @@ export const DEFAULT_FEC_OPTIONS = {
   parityWaitMs: 2,
 } as const;
 
+const d = documented;
+const F = DEFAULT_FEC_OPTIONS;
+
 /**
  * Tuning of forward error correction (`reliability: "fec"`): NACK reliability plus proactive
- * Reed-Solomon parity.
- *
- * | option | unit | default | meaning |
- * | --- | --- | --- | --- |
- * | `k` | packets | 16 | source packets (messages or fragments) per block, at most; 1 to 64. A burst that ends sooner closes a shorter block |
- * | `m` | packets | 2 | parity packets sent after each block: a receiver that lost up to `m` of a block's packets rebuilds them with no retransmission; 1 to 3 |
- * | `interleaveBytes` | bytes | 65507 | blocks are interleaved so that this many consecutive bytes of the stream (what one lost datagram of bundled messages takes) hold at most `m` packets of any block; 0: consecutive blocks |
- * | `parityWaitMs` | ms | 2 | gaps are NACKed this much later than with `"nack"` (`nack.nackDelayMinMs`/`MaxMs` plus this), so parity can fill them first |
+ * Reed-Solomon parity. Each option is documented for the README's table.
  */
 export const fecOptionsSchema = z.strictObject({
-  k: z.number().int().min(1).max(MAX_K).default(DEFAULT_FEC_OPTIONS.k),
-  m: z.number().int().min(1).max(MAX_M).default(DEFAULT_FEC_OPTIONS.m),
-  interleaveBytes: z.number().int().min(0).max(16 * 1024 * 1024).default(DEFAULT_FEC_OPTIONS.interleaveBytes),
-  parityWaitMs: z.number().min(0).max(60_000).default(DEFAULT_FEC_OPTIONS.parityWaitMs),
+  k: d(z.number().int().min(1).max(MAX_K).default(F.k), {
+    unit: "packets",
+    description: 'with `reliability: "fec"`: source packets (messages or fragments) per block, at most (1–64); a burst that ends sooner closes a shorter block',
+  }),
+  m: d(z.number().int().min(1).max(MAX_M).default(F.m), {
+    unit: "packets",
+    description: "parity packets sent after each block (1–3): a receiver that lost up to `m` of a block's packets rebuilds them with no retransmission",
+  }),
+  interleaveBytes: d(z.number().int().min(0).max(16 * 1024 * 1024).default(F.interleaveBytes), {
+    unit: "bytes",
+    description: "blocks are interleaved so that this many consecutive bytes (one lost datagram of bundled messages) hold at most `m` packets of a block; `0`: consecutive blocks",
+  }),
+  parityWaitMs: d(z.number().min(0).max(60_000).default(F.parityWaitMs), {
+    unit: "ms",
+    description: 'gaps are NACKed this much later than with `"nack"`, so parity can fill them first',
+  }),
 });
 
 export type FecOptions = z.output<typeof fecOptionsSchema>;

@@ -1,4 +1,5 @@
 import * as z from "zod";
+import { documented } from "../../options-doc.ts";
 
 const ms = z.number().int().positive().max(3_600_000);
 const count = z.number().int().positive().max(1 << 24);
@@ -19,37 +20,41 @@ export const DEFAULT_TOTEM_OPTIONS = {
   delivery: "agreed" as "agreed" | "safe",
 } as const;
 
-/**
- * Tuning of the Totem single-ring protocol (`reliability: "totem"`). Every duration is in milliseconds.
- *
- * | option | unit | default | meaning |
- * | --- | --- | --- | --- |
- * | `tokenTimeoutMs` | ms | 1000 | no token for this long: the ring is lost and formed again (a rotation, with one visit's `maxBytesPerVisit` on the slowest link, must fit in it) |
- * | `tokenRetransmitMs` | ms | 50 | a token passed on is sent again while the ring shows no sign of it, after 1.5 times the time it took lately to come back (at least this long, at most a quarter of `tokenTimeoutMs`) |
- * | `tokenHoldMs` | ms | 5 | on an idle ring each holder keeps the token this long before passing it (less idle traffic; a send passes it at once) |
- * | `joinIntervalMs` | ms | 50 | while a ring forms, a member repeats its join this often |
- * | `consensusTimeoutMs` | ms | 200 | a member that sends no join for this long while a ring forms is left out of it |
- * | `windowMessages` | messages | 16384 | most messages (new and retransmitted) the whole ring sends in one token rotation |
- * | `maxMessagesPerVisit` | messages | 4096 | most new messages one member sends per token visit |
- * | `maxBytesPerVisit` | bytes | 4 MiB | most payload bytes one member sends per token visit |
- * | `maxRetransmitRequests` | messages | 1024 | most missing messages the token asks for at once |
- * | `queueMessages`, `queueBytes` | messages, bytes | 65536, 2 MiB | most messages waiting for the token; a fuller queue holds `broadcast` back |
- * | `delivery` | | `"agreed"` | `"agreed"`: delivered in the total order as soon as every earlier message is; `"safe"`: also only once every ring member has it. A broadcast's `safe` option overrides it per message |
- */
+const d = documented;
+const T = DEFAULT_TOTEM_OPTIONS;
+
+/** Tuning of the Totem single-ring protocol (`reliability: "totem"`), each option documented for the README's table. */
 export const totemOptionsSchema = z
   .strictObject({
-    tokenTimeoutMs: ms.default(DEFAULT_TOTEM_OPTIONS.tokenTimeoutMs),
-    tokenRetransmitMs: ms.default(DEFAULT_TOTEM_OPTIONS.tokenRetransmitMs),
-    tokenHoldMs: z.number().min(0).max(60_000).default(DEFAULT_TOTEM_OPTIONS.tokenHoldMs),
-    joinIntervalMs: ms.default(DEFAULT_TOTEM_OPTIONS.joinIntervalMs),
-    consensusTimeoutMs: ms.default(DEFAULT_TOTEM_OPTIONS.consensusTimeoutMs),
-    windowMessages: count.default(DEFAULT_TOTEM_OPTIONS.windowMessages),
-    maxMessagesPerVisit: count.default(DEFAULT_TOTEM_OPTIONS.maxMessagesPerVisit),
-    maxBytesPerVisit: z.number().int().min(1_024).default(DEFAULT_TOTEM_OPTIONS.maxBytesPerVisit),
-    maxRetransmitRequests: z.number().int().positive().max(65_536).default(DEFAULT_TOTEM_OPTIONS.maxRetransmitRequests),
-    queueMessages: count.default(DEFAULT_TOTEM_OPTIONS.queueMessages),
-    queueBytes: z.number().int().min(1_024).default(DEFAULT_TOTEM_OPTIONS.queueBytes),
-    delivery: z.enum(["agreed", "safe"]).default(DEFAULT_TOTEM_OPTIONS.delivery),
+    delivery: d(z.enum(["agreed", "safe"]).default(T.delivery), {
+      description:
+        'with `reliability: "totem"`: `"agreed"` delivers in the total order as soon as every earlier message is delivered; `"safe"` also waits until every ring member holds the message. `broadcast(topic, message, { safe })` chooses per message',
+    }),
+    tokenTimeoutMs: d(ms.default(T.tokenTimeoutMs), {
+      unit: "ms",
+      description:
+        "no token for this long: the ring is lost and formed again. A rotation must fit in it, including the time one visit's bytes (`maxBytesPerVisit`) take on the slowest link: lower that, or raise this, on slow links",
+    }),
+    tokenRetransmitMs: d(ms.default(T.tokenRetransmitMs), {
+      unit: "ms",
+      description:
+        "a token passed on is sent again when it has not come back within 1.5 times the time it took lately (at least this long, at most a quarter of `tokenTimeoutMs`): on an idle ring of many members a rotation takes longer than this",
+    }),
+    tokenHoldMs: d(z.number().min(0).max(60_000).default(T.tokenHoldMs), {
+      unit: "ms",
+      description: "on an idle ring each holder keeps the token this long (a send passes it on at once)",
+    }),
+    joinIntervalMs: d(ms.default(T.joinIntervalMs), { unit: "ms", description: "while a ring forms, joins are repeated this often" }),
+    consensusTimeoutMs: d(ms.default(T.consensusTimeoutMs), { unit: "ms", description: "a member that sends no join for this long while a ring forms is left out of it" }),
+    windowMessages: d(count.default(T.windowMessages), { unit: "messages", description: "most messages (new and retransmitted) the whole ring sends in one token rotation" }),
+    maxMessagesPerVisit: d(count.default(T.maxMessagesPerVisit), { unit: "messages", description: "most new messages one member sends per token visit" }),
+    maxBytesPerVisit: d(z.number().int().min(1_024).default(T.maxBytesPerVisit), { unit: "bytes", defaultText: "4 MiB", description: "most payload bytes one member sends per token visit" }),
+    maxRetransmitRequests: d(z.number().int().positive().max(65_536).default(T.maxRetransmitRequests), {
+      unit: "messages",
+      description: "most missing messages the token asks for at once",
+    }),
+    queueMessages: d(count.default(T.queueMessages), { unit: "messages", description: "most messages waiting for the token; past it `broadcast` waits for room" }),
+    queueBytes: d(z.number().int().min(1_024).default(T.queueBytes), { unit: "bytes", defaultText: "2 MiB", description: "most bytes waiting for the token" }),
   })
   .refine((options) => options.tokenTimeoutMs > options.tokenRetransmitMs, {
     message: "tokenTimeoutMs must be longer than tokenRetransmitMs",
