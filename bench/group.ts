@@ -21,7 +21,7 @@ import { execFileSync } from "node:child_process";
 import { createSocket } from "node:dgram";
 import { cpus } from "node:os";
 import { parseArgs } from "node:util";
-import { absoluteNow, Child as ForkedChild, exitAll as exitChildren, failures, finishRun, freshNetwork, type LatencySummary, loadLibrary, machine, memberOptions, median, type Network, serve, sleep, startRun, summarize, timed, type Timing, whenReady, writeResults } from "./lib.ts";
+import { absoluteNow, Child as ForkedChild, exitAll as exitChildren, failures, finishRun, freshNetwork, jgroupsFigures, type LatencySummary, loadLibrary, machine, memberOptions, median, type Network, serve, sleep, startRun, summarize, timed, type Timing, whenReady, writeResults } from "./lib.ts";
 
 // --- what the parent and its children say to each other (over Node's IPC channel) ---
 
@@ -475,6 +475,7 @@ async function main(): Promise<void> {
       chunks: { type: "string", default: "10" },
       seconds: { type: "string", default: "5" },
       only: { type: "string" },
+      jgroups: { type: "string" },
     },
   });
   const only = values.only?.split(",");
@@ -487,6 +488,9 @@ async function main(): Promise<void> {
   const roundTrip = want("rtt") ? await timed("request/reply", 90_000, () => measureRoundTrip(Number(values.chunks), Number(values.requests), 64, "two cores")) : undefined;
   const roundTripOneCore = want("rtt") ? await timed("request/reply, one core", 90_000, () => measureRoundTrip(Number(values.chunks), Number(values.requests), 64, "one core")) : undefined;
   const queue = want("queue") ? await timed("queue", 60_000, () => measureQueue(Number(values.seconds), 1_000, 64)) : undefined;
+  // The peer, in this same run: JGroups 2.12's unicast request/reply (../shared/peers/jgroups/run.sh).
+  const jgroups = want("rtt") ? jgroupsFigures(values.jgroups, "rtt") : undefined;
+  const jgroupsP50Ms = jgroups?.["unicast_msg_rtt_p50"] === undefined ? undefined : jgroups["unicast_msg_rtt_p50"] / 1000;
 
   const summary = {
     benchmark: "group",
@@ -498,8 +502,24 @@ async function main(): Promise<void> {
     requestReply: roundTrip,
     requestReplyOneCore: roundTripOneCore,
     queue,
+    jgroups,
     failures,
-    targets: roundTrip === undefined ? [] : [{ target: "request/reply p50 within 1.3× of raw node:dgram ping-pong (two cores)", value: roundTrip.p50Ratio, goal: 1.3, met: roundTrip.p50Ratio <= 1.3 }],
+    targets:
+      roundTrip === undefined
+        ? []
+        : [
+            { target: "request/reply p50 within 1.15× of raw node:dgram ping-pong (two cores)", value: roundTrip.p50Ratio, goal: 1.15, met: roundTrip.p50Ratio <= 1.15 },
+            { target: "request/reply p99 within 2.5× of raw (two cores)", value: roundTrip.p99Ratio, goal: 2.5, met: roundTrip.p99Ratio <= 2.5 },
+            {
+              target: "requester CPU per request within 1.3× of raw per round trip (two cores)",
+              value: roundTrip.groupCpuMsPerRequest / roundTrip.rawCpuMsPerRoundTrip,
+              goal: 1.3,
+              met: roundTrip.groupCpuMsPerRequest / roundTrip.rawCpuMsPerRoundTrip <= 1.3,
+            },
+            ...(jgroupsP50Ms === undefined
+              ? []
+              : [{ target: "request/reply p50 no slower than JGroups 2.12's in the same run", value: roundTrip.group.p50Ms / jgroupsP50Ms, goal: 1, met: roundTrip.group.p50Ms <= jgroupsP50Ms }]),
+          ],
   };
   if (only === undefined) writeResults("group", summary);
 
@@ -517,11 +537,14 @@ async function main(): Promise<void> {
   for (const r of [roundTrip, roundTripOneCore]) {
     if (r === undefined) continue;
     const what = `${r.size} B, ${r.requests.toLocaleString("en-US")} sequential, ${r.placement}`;
-    const goal = r.placement === "two cores" ? ` (goal ≤ 1.3×: ${r.p50Ratio <= 1.3 ? "met" : "NOT met"})` : "";
+    const goal = r.placement === "two cores" ? ` (goal ≤ 1.15×: ${r.p50Ratio <= 1.15 ? "met" : "NOT met"})` : "";
     console.log(`| request/reply round trip, ${what}, p50 | ${ms(r.group.p50Ms)} | raw node:dgram ping-pong ${ms(r.raw.p50Ms)}: ${r.p50Ratio.toFixed(2)}×${goal} |`);
     console.log(`| request/reply round trip, ${what}, p99 | ${ms(r.group.p99Ms)} | raw node:dgram ping-pong ${ms(r.raw.p99Ms)}: ${r.p99Ratio.toFixed(2)}× |`);
     const t = r.requesterTrafficPerRequest;
-    console.log(`| requester CPU per request, ${r.placement} | ${ms(r.groupCpuMsPerRequest)} | raw ${ms(r.rawCpuMsPerRoundTrip)} per round trip; requester datagrams per request: ${(t.datagramsSent ?? 0).toFixed(2)} sent, ${(t.datagramsReceived ?? 0).toFixed(2)} received |`);
+    console.log(`| requester CPU per request, ${r.placement} | ${ms(r.groupCpuMsPerRequest)} | raw ${ms(r.rawCpuMsPerRoundTrip)} per round trip (${(r.groupCpuMsPerRequest / r.rawCpuMsPerRoundTrip).toFixed(2)}×); requester datagrams per request: ${(t.datagramsSent ?? 0).toFixed(2)} sent, ${(t.datagramsReceived ?? 0).toFixed(2)} received |`);
+  }
+  if (jgroups !== undefined && roundTrip !== undefined && jgroupsP50Ms !== undefined) {
+    console.log(`| JGroups 2.12 unicast request/reply, 64 B, this run, p50 / p99 | ${ms(jgroupsP50Ms)} / ${ms((jgroups["unicast_msg_rtt_p99"] ?? Number.NaN) / 1000)} | ours ${ms(roundTrip.group.p50Ms)}: ${(roundTrip.group.p50Ms / jgroupsP50Ms).toFixed(2)}× |`);
   }
   if (queue !== undefined) {
     console.log(`| queue, 1 producer → ${queue.consumers} consumers, ${queue.size} B, ${queue.inFlight.toLocaleString("en-US")} in flight | ${Math.round(queue.messagesPerSecond).toLocaleString("en-US")} msgs/s | processed ${queue.perConsumer.map((n) => n.toLocaleString("en-US")).join(" + ")}; failed ${queue.failed}; producer datagrams per message: ${(queue.producerTrafficPerMessage.datagramsSent ?? 0).toFixed(2)} sent, ${(queue.producerTrafficPerMessage.datagramsReceived ?? 0).toFixed(2)} received |`);

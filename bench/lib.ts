@@ -4,7 +4,7 @@
  * machine, its load and the failures at the end of a run, and the summaries and tables of `blaze perf`
  * runs.
  */
-import { type ChildProcess, fork } from "node:child_process";
+import { type ChildProcess, execFileSync, fork } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
 import { join } from "node:path";
@@ -294,4 +294,25 @@ export function printTargets<T extends { readonly target: string; readonly met: 
 export function finishPerf(name: string, summary: { readonly complete: boolean }): void {
   writeResults(name, summary);
   console.log(`\nevery receiver got every message in every run: ${summary.complete ? "yes" : "NO"}; JSON: bench/results/${name}.json`);
+}
+
+/**
+ * The peer's figures measured in this run: `run.sh` of the JGroups 2.12 peer benchmark (its path given
+ * with `--jgroups`; it needs Debian's libjgroups-java) for the groups of measurements `only` names, as
+ * `name → value`. Undefined when no path was given, or the peer could not run (then said on stderr).
+ */
+export function jgroupsFigures(runSh: string | undefined, only: string): Record<string, number> | undefined {
+  if (runSh === undefined) return undefined;
+  try {
+    const out = execFileSync("bash", [runSh], { env: { ...process.env, ONLY: only }, encoding: "utf8", stdio: ["ignore", "pipe", "inherit"], timeout: 600_000 });
+    const figures: Record<string, number> = {};
+    for (const line of out.split("\n")) {
+      const match = /^(\w+): ([\d.]+) /.exec(line);
+      if (match !== null) figures[match[1]!] = Number(match[2]);
+    }
+    return figures;
+  } catch (error) {
+    console.error(`the JGroups peer did not run: ${describe(error)}`);
+    return undefined;
+  }
 }
