@@ -470,7 +470,11 @@ export class JMSContext implements AsyncDisposable {
     const at = this.#consumed.findIndex((c) => c.message === message);
     if (at < 0) return;
     const [record] = this.#consumed.splice(at, 1);
-    this.#acknowledge([record!]).catch((error: unknown) => this.#reportError(error instanceof BlazeError ? error : new BlazeError("INTERNAL_ERROR", String(error), { cause: error })));
+    this.#acknowledge([record!]).catch((error: unknown) => {
+      // Closing while an acknowledgement is on its way: the message is redelivered, nothing to report.
+      if (error instanceof BlazeError && error.code === "CLOSED") return;
+      this.#reportError(error instanceof BlazeError ? error : new BlazeError("INTERNAL_ERROR", String(error), { cause: error }));
+    });
   }
 
   #acknowledgeMessage(record: Consumed): Promise<void> {

@@ -211,7 +211,7 @@ export class QueueReplica {
       subscription: consumer.subscription ?? "",
     });
     this.#channel.map.put(CONSUMER_PREFIX + consumer.id, registration, { removeOnExit: true, timeoutMs: this.#options.sendTimeoutMs }).catch((error: unknown) => {
-      if (!consumer.closed) this.#report(wrap(error, `advertising consumer ${consumer.id}`));
+      if (!consumer.closed && !this.#closed && !(error instanceof BlazeError && error.code === "CLOSED")) this.#report(wrap(error, `advertising consumer ${consumer.id}`));
     });
   }
 

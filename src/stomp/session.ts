@@ -401,18 +401,19 @@ export class StompSession {
   /** A JMS message from a SEND frame: a TextMessage, or a BytesMessage when a content-length says the body is bytes. */
   #toMessage(frame: StompFrame): Message {
     const { headers, body } = frame;
-    const type = headers.get("content-type") ?? "";
-    let message: Message;
-    if (headers.has("content-length") && !type.startsWith("text/") && !type.startsWith("application/json")) message = new BytesMessage(body);
-    else {
-      let text: string;
+    // A text content type, or none with a UTF-8 body: a TextMessage; any other content type, or bytes
+    // that are not UTF-8: a BytesMessage (content-length alone says nothing: most clients always send it).
+    const type = headers.get("content-type");
+    const textual = type === undefined || type.startsWith("text/") || type.startsWith("application/json");
+    let text: string | undefined;
+    if (textual) {
       try {
         text = decoder.decode(body);
       } catch {
-        throw new StompProtocolError("a text body that is not UTF-8 (send bytes with a content-length and a non-text content-type)");
+        text = undefined;
       }
-      message = new TextMessage(text);
     }
+    const message: Message = text === undefined ? new BytesMessage(body) : new TextMessage(text);
     const correlation = headers.get("correlation-id");
     if (correlation !== undefined) message.JMSCorrelationID = correlation;
     const type_ = headers.get("type");
