@@ -1,12 +1,13 @@
 /**
  * The long sweep: thousands of seeded simulations (the test suite runs a few hundred).
  *
- *   npm run sweep -- [--scenario multicast|cluster|nack-bursty|nack-one-sided|nack-slow|nack-late-joiner|nack-partition] [--from 1] [--count 5000]
+ *   npm run sweep -- [--scenario multicast|cluster|jms|nack-bursty|nack-one-sided|nack-slow|nack-late-joiner|nack-partition] [--from 1] [--count 5000]
  *
  * Stops at the first failing seed and prints how to replay it.
  */
 import { parseArgs } from "node:util";
 import { runClusterScenario } from "./cluster-scenario.ts";
+import { runJmsScenario } from "./jms-scenario.ts";
 import { runMulticastScenario } from "./multicast-scenario.ts";
 import { NACK_SCENARIO_KINDS, runNackScenario } from "./nack-scenario.ts";
 
@@ -21,6 +22,7 @@ interface Scenario {
 const scenarios: Record<string, Scenario> = {
   multicast: { run: async (seed) => (await runMulticastScenario(seed)).messages, unit: "messages", file: "test/sim/multicast.test.ts" },
   cluster: { run: async (seed) => (await runClusterScenario(seed)).acknowledged, unit: "acknowledged writes", file: "test/sim/cluster.test.ts" },
+  jms: { run: async (seed) => (await runJmsScenario(seed)).processed, unit: "messages processed once", file: "test/sim/jms.test.ts" },
 };
 for (const kind of NACK_SCENARIO_KINDS) {
   scenarios[`nack-${kind}`] = { run: async (seed) => (await runNackScenario(seed, kind)).messages, unit: "messages", file: "test/sim/nack.test.ts" };
