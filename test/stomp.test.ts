@@ -4,7 +4,9 @@
  * a gateway. Queues, topics, ack and nack, transactions, interoperation with JMS-API code on the
  * members, failover to the other member's gateway, and refusals (bad frames, limits, failed logins).
  */
+import { spawn } from "node:child_process";
 import { connect as tcpConnect } from "node:net";
+import { join } from "node:path";
 import { Client, type IMessage, type StompSubscription } from "@stomp/stompjs";
 import stompit from "stompit";
 import { afterEach, describe, expect, it } from "vitest";
@@ -279,6 +281,39 @@ describe("the STOMP gateway with third-party clients", () => {
     expect(text).toMatch(/^CONNECTED\n(.*\n)*heart-beat:100,100\n/);
     expect(text).toMatch(/\0\n+ERROR\n[\s\S]*no frame or heart-beat/);
     expect(a!.gateway.stats.errors).toBeGreaterThanOrEqual(6);
+  });
+});
+
+describe("blaze gateway", () => {
+  it("joins the cluster, serves STOMP with a login, and leaves on SIGTERM", async () => {
+    const network = freshNetwork("blaze-gateway");
+    const root = join(import.meta.dirname, "..");
+    const child = spawn(process.execPath, [join(root, "node_modules", "tsx", "dist", "cli.mjs"), join(root, "src", "cli", "blaze.ts"), "gateway", "--port", "0", "--ws-port", "0", "--cluster", network.cluster, "--login", "ops", "--passcode", "pw"], {
+      cwd: root,
+      detached: true,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    const exited = new Promise<number | null>((resolve) => child.on("close", (code) => resolve(code)));
+    open.push({ close: () => void (child.exitCode === null && process.kill(-child.pid!, "SIGKILL")) });
+    let output = "";
+    child.stdout!.setEncoding("utf8").on("data", (chunk: string) => (output += chunk));
+    child.stderr!.setEncoding("utf8").on("data", (chunk: string) => (output += chunk));
+    await until(() => output.includes('"listening"'), 30_000, `the gateway to listen (output: ${output})`);
+    const listening = JSON.parse(output.split("\n").find((line) => line.includes('"listening"'))!) as { port: number; websocketPort: number };
+    expect(listening.websocketPort).toBeGreaterThan(0);
+    expect((await raw(listening.port, "CONNECT\naccept-version:1.2\nlogin:ops\npasscode:nope\n\n\0")).join("")).toMatch(/^ERROR/);
+    const client = await tcpClient(listening.port, { login: "ops", passcode: "pw" });
+    const received = new Promise<string>((resolve) => {
+      client.subscribe({ destination: "/queue/cli", ack: "auto" }, (error, message) => {
+        if (error) return;
+        message.readString("utf-8", (_e, body) => resolve(body ?? ""));
+      });
+    });
+    await stompitReceipt(client, { destination: "/queue/cli", receipt: "r" }, "through the CLI");
+    expect(await withTimeout(received, 10_000, "the message")).toBe("through the CLI");
+    client.disconnect();
+    process.kill(-child.pid!, "SIGTERM");
+    expect(await withTimeout(exited, 20_000, "the gateway to exit")).toBe(0);
   });
 });
 
