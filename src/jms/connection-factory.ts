@@ -58,7 +58,8 @@ export async function createConnectionFactory(options?: ConnectionFactoryOptions
   let channel = resolved.channel;
   const owned = channel === undefined;
   if (channel === undefined) {
-    channel = await createClusterChannel(resolved.cluster);
+    // The factory hands its own topic messages to its own subscribers itself (see publish): no loopback copies.
+    channel = await createClusterChannel({ loopback: false, ...resolved.cluster });
     try {
       await channel.join();
     } catch (error) {
@@ -96,6 +97,7 @@ export class ConnectionFactory implements AsyncDisposable {
   readonly #errors: ErrorReport;
   readonly #onTopic = (message: TopicMessage) => this.#routeTopic(message);
   readonly #offInbox: () => void;
+  readonly #local: Array<readonly WireMessage[]> = [];
   #nextContext = 0;
   #nextConsumer = 0;
   #closed = false;
@@ -234,10 +236,11 @@ export class ConnectionFactory implements AsyncDisposable {
    * @internal Publishes topic messages as one channel message: every member delivers all of them or
    * none. Messages with a delivery delay wait here first; priority 7–9 alone go out of band.
    */
-  async publish(messages: readonly WireMessage[]): Promise<void> {
-    if (messages.length === 0) return;
-    const delayed = messages.filter((m) => m.headers.deliveryDelayMs > 0);
-    const now = messages.filter((m) => m.headers.deliveryDelayMs === 0);
+  publish(messages: readonly WireMessage[]): Promise<void> {
+    if (messages.length === 0) return RESOLVED;
+    const single = messages.length === 1 && messages[0]!.headers.deliveryDelayMs === 0;
+    const delayed = single ? [] : messages.filter((m) => m.headers.deliveryDelayMs > 0);
+    const now = single ? messages : messages.filter((m) => m.headers.deliveryDelayMs === 0);
     if (delayed.length > 0) {
       const delayMs = Math.max(...delayed.map((m) => m.headers.deliveryDelayMs));
       this.clock.setTimer(delayMs, () => {
@@ -247,10 +250,16 @@ export class ConnectionFactory implements AsyncDisposable {
         );
       });
     }
-    if (now.length === 0) return;
+    if (now.length === 0) return RESOLVED;
     const outOfBand = now.every((m) => m.headers.priority >= 7);
+    const sent = this.channel.broadcast(MESSAGING_TOPIC, encodeBatch(now), outOfBand ? OUT_OF_BAND : IN_ORDER);
     this.counters.published += now.length;
-    await this.channel.broadcast(MESSAGING_TOPIC, encodeBatch(now), { outOfBand });
+    if (this.#topicConsumers.size > 0) {
+      // This member's own subscribers, without a trip through the codec: after the current work, all at once.
+      if (this.#local.length === 0) this.clock.defer(() => this.#routeLocal());
+      this.#local.push(now);
+    }
+    return sent;
   }
 
   /** @internal Sends messages to temporary queues, one point-to-point message per owning member. */
@@ -267,12 +276,24 @@ export class ConnectionFactory implements AsyncDisposable {
   }
 
   #routeTopic(message: TopicMessage): void {
-    if (this.#closed) return;
+    // This member's own messages were routed when published (a channel with loopback on brings them again).
+    if (this.#closed || message.sender === this.memberId) return;
     const batch = decodeBatch(message.payload);
     if (batch === undefined) {
       this.counters.malformed++;
       return;
     }
+    this.#route(batch);
+  }
+
+  #routeLocal(): void {
+    const batches = this.#local.splice(0);
+    if (this.#closed) return;
+    for (const batch of batches) this.#route(batch);
+  }
+
+  /** Hands a batch of topic messages to the subscribers here that take them, all in one go. */
+  #route(batch: readonly WireMessage[]): void {
     const now = this.clock.now();
     for (const wire of batch) {
       const { destination } = wire.headers;
@@ -352,6 +373,10 @@ export class ConnectionFactory implements AsyncDisposable {
     }
   }
 }
+
+const RESOLVED: Promise<void> = Promise.resolve();
+const OUT_OF_BAND = { outOfBand: true } as const;
+const IN_ORDER = { outOfBand: false } as const;
 
 /** FNV-1a of a string: the same choice on every member. */
 function hash(text: string): number {

@@ -414,7 +414,8 @@ export class JMSContext implements AsyncDisposable {
     this.#factory.removeConsumer(consumer);
   }
 
-  async #send(destination: Destination, message: Message, settings: ProducerSettings): Promise<void> {
+  /** Sends (or holds for the commit); throws what is wrong with the call at once. */
+  #send(destination: Destination, message: Message, settings: ProducerSettings): Promise<void> {
     this.#requireOpen("send()");
     if (destination instanceof Topic && destination.isWildcard) throw new BlazeError("INVALID_ARGUMENT", `cannot send to the wildcard topic "${destination.name}"`);
     if ((destination instanceof TemporaryQueue || destination instanceof TemporaryTopic) && destination.name.startsWith(`${this.#factory.memberId}/`) && !this.#factory.hasTemporary(destination.name)) {
@@ -431,7 +432,7 @@ export class JMSContext implements AsyncDisposable {
     const wire = toWireMessage(message, settings.timeToLiveMs, settings.deliveryDelayMs);
     if (this.transacted) {
       this.#held.push({ destination, wire });
-      return;
+      return RESOLVED;
     }
     if (destination instanceof Queue) return this.#factory.replica.enqueue([wire]);
     if (destination instanceof TemporaryQueue) return this.#factory.sendToTemporaryQueues([wire]);
@@ -467,10 +468,14 @@ export class JMSContext implements AsyncDisposable {
 
   #processed(message: Message): void {
     if (this.sessionMode !== "AUTO_ACKNOWLEDGE" && this.sessionMode !== "DUPS_OK_ACKNOWLEDGE") return;
-    const at = this.#consumed.findIndex((c) => c.message === message);
+    // Usually the last one delivered: searched from the end.
+    let at = this.#consumed.length - 1;
+    while (at >= 0 && this.#consumed[at]!.message !== message) at--;
     if (at < 0) return;
-    const [record] = this.#consumed.splice(at, 1);
-    this.#acknowledge([record!]).catch((error: unknown) => {
+    const record = at === this.#consumed.length - 1 ? this.#consumed.pop()! : this.#consumed.splice(at, 1)[0]!;
+    // Only queue messages are acknowledged anywhere; the others are done with here.
+    if (record.incoming.queue === undefined) return;
+    this.#acknowledge([record]).catch((error: unknown) => {
       // Closing while an acknowledgement is on its way: the message is redelivered, nothing to report.
       if (error instanceof BlazeError && error.code === "CLOSED") return;
       this.#reportError(error instanceof BlazeError ? error : new BlazeError("INTERNAL_ERROR", String(error), { cause: error }));
@@ -524,7 +529,9 @@ export class JMSContext implements AsyncDisposable {
         if (next === undefined) continue;
         let failed = false;
         try {
-          await next.listener(next.message);
+          // A listener that returns no promise is not awaited: no turn of the event loop per message.
+          const result = next.listener(next.message);
+          if (result instanceof Promise) await result;
         } catch (error) {
           failed = true;
           this.#reportError(new BlazeError("LISTENER_ERROR", `a message listener on ${consumer.destination} threw`, { cause: error }));
@@ -550,6 +557,8 @@ export class JMSContext implements AsyncDisposable {
     this.#factory.requireOpen(what);
   }
 }
+
+const RESOLVED: Promise<void> = Promise.resolve();
 
 function compile(selector: string | undefined): Selector | undefined {
   return selector === undefined || selector.trim() === "" ? undefined : parseSelector(selector);

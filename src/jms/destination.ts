@@ -92,7 +92,16 @@ export function topicMatches(pattern: string, name: string): boolean {
   return want.length === have.length;
 }
 
+const wireForms = new WeakMap<Destination, WireDestination>();
+
+/** The wire form of a destination (made once per destination object). */
 export function toWire(destination: Destination): WireDestination {
+  let wire = wireForms.get(destination);
+  if (wire === undefined) wireForms.set(destination, (wire = wireOf(destination)));
+  return wire;
+}
+
+function wireOf(destination: Destination): WireDestination {
   switch (destination.kind) {
     case "topic":
       return { kind: DestinationKind.TOPIC, name: destination.name };
@@ -105,9 +114,22 @@ export function toWire(destination: Destination): WireDestination {
   }
 }
 
+/** Destinations are values: the ones received lately are reused rather than parsed for every message. */
+const received = new Map<string, Destination | undefined>();
+const MAX_REMEMBERED = 1024;
+
 /** The destination a wire value names, or undefined when it names none this version knows. */
 export function fromWire(destination: WireDestination | undefined): Destination | undefined {
   if (destination === undefined) return undefined;
+  const key = `${destination.kind}:${destination.name}`;
+  if (received.has(key)) return received.get(key);
+  const made = make(destination);
+  if (received.size >= MAX_REMEMBERED) received.clear();
+  received.set(key, made);
+  return made;
+}
+
+function make(destination: WireDestination): Destination | undefined {
   try {
     switch (destination.kind) {
       case DestinationKind.TOPIC:

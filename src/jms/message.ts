@@ -5,7 +5,7 @@ import { BlazeError } from "../errors.ts";
 import { BlazeMessage, type BlazeValue } from "../message/blaze-message.ts";
 import { type Destination, fromWire, toWire } from "./destination.ts";
 import type { SelectorLookup, SelectorValue } from "./selector.ts";
-import { DEFAULT_PRIORITY, decodeStream, encodeStream, type PropertyValue, type WireBody, type WireHeaders, type WireMessage } from "./wire.ts";
+import { DEFAULT_PRIORITY, decodeStream, encodeStream, NO_PROPERTIES, type PropertyValue, type WireBody, type WireHeaders, type WireMessage } from "./wire.ts";
 
 /** JMSDeliveryMode. Only NON_PERSISTENT is sent; PERSISTENT is refused where it is asked for. */
 export type DeliveryMode = "NON_PERSISTENT" | "PERSISTENT";
@@ -50,7 +50,8 @@ export class Message {
   JMSDeliveryTime = 0;
   /** True when this delivery is not the first (JMSXDeliveryCount > 1). */
   JMSRedelivered = false;
-  readonly #properties = new Map<string, PropertyValue>();
+  // Made on the first property: most messages have none.
+  #properties: Map<string, PropertyValue> = NO_PROPERTIES as Map<string, PropertyValue>;
   #delivery: Delivery | undefined;
 
   // --- properties ---
@@ -164,7 +165,7 @@ export class Message {
   }
 
   clearProperties(): void {
-    this.#properties.clear();
+    this.#properties = NO_PROPERTIES as Map<string, PropertyValue>;
   }
 
   // --- body and acknowledgement ---
@@ -210,8 +211,14 @@ export class Message {
 
   #set(name: string, value: PropertyValue): this {
     checkPropertyName(name);
+    if (this.#properties === NO_PROPERTIES) this.#properties = new Map();
     this.#properties.set(name, value);
     return this;
+  }
+
+  /** @internal Takes received properties as they are (their names were checked). */
+  adoptProperties(properties: Map<string, PropertyValue>): void {
+    this.#properties = properties;
   }
 }
 
@@ -424,7 +431,8 @@ export function toWireMessage(message: Message, timeToLiveMs: number, deliveryDe
     priority: message.JMSPriority,
     timeToLiveMs,
     deliveryDelayMs,
-    properties: new Map(message.properties),
+    // Read while encoding, never kept: no copy.
+    properties: message.properties as Map<string, PropertyValue>,
   };
   return { headers, body: message.wireBody() };
 }
@@ -466,13 +474,10 @@ export function fromWireMessage(wire: WireMessage): Message | undefined {
   message.JMSType = h.type === "" ? null : h.type;
   message.JMSDeliveryMode = h.deliveryMode === WireDeliveryMode.PERSISTENT ? "PERSISTENT" : "NON_PERSISTENT";
   message.JMSPriority = h.priority;
-  for (const [name, value] of h.properties) {
-    try {
-      checkPropertyName(name);
-      (message.properties as Map<string, PropertyValue>).set(name, value);
-    } catch {
-      // A name no JMS property may have (another port's mistake): not delivered as a property.
-    }
+  if (h.properties.size > 0) {
+    // A name no JMS property may have (another port's mistake) is not delivered as a property.
+    for (const name of h.properties.keys()) if (!validPropertyName(name)) h.properties.delete(name);
+    message.adoptProperties(h.properties);
   }
   return message;
 }
@@ -502,6 +507,15 @@ export function wireLookup(headers: WireHeaders, deliveryCount: number): Selecto
       }
     }
   };
+}
+
+function validPropertyName(name: string): boolean {
+  try {
+    checkPropertyName(name);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 export function checkPropertyName(name: string): void {

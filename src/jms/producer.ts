@@ -38,16 +38,20 @@ export class JMSProducer {
    * once it is held for the commit. Rejects with `QUEUE_FULL`, `TIMEOUT`, `MESSAGE_TOO_LARGE`, `CLOSED`.
    */
   send(destination: Destination, body: unknown): Promise<void> {
-    const message = messageOf(body);
-    if (this.#correlationId !== null) message.JMSCorrelationID = this.#correlationId;
-    if (this.#replyTo !== null) message.JMSReplyTo = this.#replyTo;
-    if (this.#type !== null) message.JMSType = this.#type;
-    for (const [name, value] of this.#properties) message.setProperty(name, value);
-    return this.host.send(destination, message, {
-      priority: this.#priority,
-      timeToLiveMs: this.#timeToLiveMs,
-      deliveryDelayMs: this.#deliveryDelayMs,
-    });
+    try {
+      const message = messageOf(body);
+      if (this.#correlationId !== null) message.JMSCorrelationID = this.#correlationId;
+      if (this.#replyTo !== null) message.JMSReplyTo = this.#replyTo;
+      if (this.#type !== null) message.JMSType = this.#type;
+      for (const [name, value] of this.#properties) message.setProperty(name, value);
+      return this.host.send(destination, message, this.#settings);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  get #settings(): ProducerSettings {
+    return { priority: this.#priority, timeToLiveMs: this.#timeToLiveMs, deliveryDelayMs: this.#deliveryDelayMs };
   }
 
   setDeliveryMode(mode: DeliveryMode): this {

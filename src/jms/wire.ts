@@ -40,6 +40,7 @@ export interface WireHeaders {
   priority: number;
   timeToLiveMs: number;
   deliveryDelayMs: number;
+  /** Shared and empty (NO_PROPERTIES) until a property is set: most messages have none. */
   properties: Map<string, PropertyValue>;
 }
 
@@ -70,6 +71,8 @@ export interface WireRegistration {
 }
 
 export const DEFAULT_PRIORITY = 4;
+/** The properties of headers that have none; never written to (a message with properties gets its own map). */
+export const NO_PROPERTIES: ReadonlyMap<string, PropertyValue> = new Map();
 const NO_DESTINATION: WireDestination = { kind: DestinationKind.UNSPECIFIED, name: "" };
 const NONE: WireBody = { kind: "none" };
 
@@ -85,7 +88,7 @@ export function emptyHeaders(): WireHeaders {
     priority: DEFAULT_PRIORITY,
     timeToLiveMs: 0,
     deliveryDelayMs: 0,
-    properties: new Map(),
+    properties: NO_PROPERTIES as Map<string, PropertyValue>,
   };
 }
 
@@ -410,13 +413,11 @@ function varint64(c: ByteCursor): bigint | undefined {
   return undefined;
 }
 
-/** A tag's field number and wire type, or undefined at a bad tag. */
-function readTag(c: ByteCursor): { field: number; wireType: number } | undefined {
+/** A tag (field number × 8 + wire type), or -1 at a bad one. Numbers, not objects: this runs for every field. */
+function readTag(c: ByteCursor): number {
   const key = c.varint();
-  if (Number.isNaN(key) || key >= UINT32) return undefined;
-  const field = Math.floor(key / 8);
-  if (field === 0) return undefined;
-  return { field, wireType: key % 8 };
+  if (Number.isNaN(key) || key >= UINT32 || key < 8) return -1;
+  return key;
 }
 
 function readString(c: ByteCursor): string | undefined {
@@ -431,9 +432,8 @@ function readString(c: ByteCursor): string | undefined {
     }
   }
   let text: string | undefined;
-  if (ascii && end - c.pos < 64) {
-    text = "";
-    for (let i = c.pos; i < end; i++) text += String.fromCharCode(bytes[i]!);
+  if (ascii && end - c.pos <= 256) {
+    text = String.fromCharCode.apply(null, bytes.subarray(c.pos, end) as unknown as number[]);
   } else {
     text = decodeUtf8(bytes.subarray(c.pos, end));
   }
@@ -468,17 +468,17 @@ function decodeDestination(c: ByteCursor, end: number, into: WireDestination | u
   let kind = into?.kind ?? DestinationKind.UNSPECIFIED;
   let name = into?.name ?? "";
   while (c.pos < end) {
-    const tag = readTag(c);
-    if (tag === undefined) return undefined;
-    if (tag.field === 1 && tag.wireType === VARINT) {
+    const key = readTag(c);
+    if (key < 0) return undefined;
+    if (key === (1 << 3) + VARINT) {
       const value = readInt32(c, false);
       if (value === undefined) return undefined;
       kind = value as DestinationKind;
-    } else if (tag.field === 2 && tag.wireType === LEN) {
+    } else if (key === (2 << 3) + LEN) {
       const value = readString(c);
       if (value === undefined) return undefined;
       name = value;
-    } else if (!skip(c, tag.wireType)) return undefined;
+    } else if (!skip(c, key & 7)) return undefined;
   }
   c.end = outer;
   return c.pos === end ? { kind, name } : undefined;
@@ -489,8 +489,9 @@ function decodeProperty(c: ByteCursor, end: number): PropertyValue | null | unde
   c.end = end;
   let property: PropertyValue | null = null;
   while (c.pos < end) {
-    const tag = readTag(c);
-    if (tag === undefined) return undefined;
+    const key = readTag(c);
+    if (key < 0) return undefined;
+    const tag = { field: key >>> 3, wireType: key & 7 };
     switch (tag.wireType === VARINT || tag.wireType === LEN || tag.wireType === I32 || tag.wireType === I64 ? tag.field : 0) {
       case 1: {
         if (tag.wireType !== VARINT) return undefined;
@@ -547,19 +548,19 @@ function decodePropertyEntry(c: ByteCursor, end: number, into: Map<string, Prope
   let name = "";
   let property: PropertyValue | null = null;
   while (c.pos < end) {
-    const tag = readTag(c);
-    if (tag === undefined) return false;
-    if (tag.field === 1 && tag.wireType === LEN) {
+    const key = readTag(c);
+    if (key < 0) return false;
+    if (key === (1 << 3) + LEN) {
       const value = readString(c);
       if (value === undefined) return false;
       name = value;
-    } else if (tag.field === 2 && tag.wireType === LEN) {
+    } else if (key === (2 << 3) + LEN) {
       const valueEnd = c.delimitedEnd();
       if (Number.isNaN(valueEnd)) return false;
       const value = decodeProperty(c, valueEnd);
       if (value === undefined) return false;
       property = value;
-    } else if (!skip(c, tag.wireType)) return false;
+    } else if (!skip(c, key & 7)) return false;
   }
   c.end = outer;
   if (c.pos !== end) return false;
@@ -573,9 +574,10 @@ function decodeHeaders(c: ByteCursor, end: number, h: WireHeaders): boolean {
   const outer = c.end;
   c.end = end;
   while (c.pos < end) {
-    const tag = readTag(c);
-    if (tag === undefined) return false;
-    const { field, wireType } = tag;
+    const key = readTag(c);
+    if (key < 0) return false;
+    const field = key >>> 3;
+    const wireType = key & 7;
     if (wireType === LEN && (field === 1 || field === 5)) {
       const destinationEnd = c.delimitedEnd();
       if (Number.isNaN(destinationEnd)) return false;
@@ -602,6 +604,7 @@ function decodeHeaders(c: ByteCursor, end: number, h: WireHeaders): boolean {
       else h.priority = value;
     } else if (wireType === LEN && field === 11) {
       const entryEnd = c.delimitedEnd();
+      if (h.properties === NO_PROPERTIES) h.properties = new Map();
       if (Number.isNaN(entryEnd) || !decodePropertyEntry(c, entryEnd, h.properties)) return false;
     } else if (!skip(c, wireType)) return false;
   }
@@ -615,9 +618,10 @@ function decodeMessageAt(c: ByteCursor, end: number): WireMessage | undefined {
   const headers = emptyHeaders();
   let body: WireBody = NONE;
   while (c.pos < end) {
-    const tag = readTag(c);
-    if (tag === undefined) return undefined;
-    const { field, wireType } = tag;
+    const key = readTag(c);
+    if (key < 0) return undefined;
+    const field = key >>> 3;
+    const wireType = key & 7;
     if (wireType !== LEN || field < 1 || field > 6) {
       if (!skip(c, wireType)) return undefined;
       continue;
@@ -654,15 +658,15 @@ export function decodeBatch(bytes: Uint8Array): WireMessage[] | undefined {
   const c = new ByteCursor(bytes, 0, bytes.length);
   const messages: WireMessage[] = [];
   while (c.pos < c.end) {
-    const tag = readTag(c);
-    if (tag === undefined) return undefined;
-    if (tag.field === 1 && tag.wireType === LEN) {
+    const key = readTag(c);
+    if (key < 0) return undefined;
+    if (key === (1 << 3) + LEN) {
       const end = c.delimitedEnd();
       if (Number.isNaN(end)) return undefined;
       const message = decodeMessageAt(c, end);
       if (message === undefined) return undefined;
       messages.push(message);
-    } else if (!skip(c, tag.wireType)) return undefined;
+    } else if (!skip(c, key & 7)) return undefined;
   }
   return messages;
 }
@@ -677,17 +681,17 @@ export function decodeAssignment(bytes: Uint8Array): WireAssignment | undefined 
   let consumer = "";
   let deliveryCount = 0;
   while (c.pos < c.end) {
-    const tag = readTag(c);
-    if (tag === undefined) return undefined;
-    if (tag.field === 1 && tag.wireType === LEN) {
+    const key = readTag(c);
+    if (key < 0) return undefined;
+    if (key === (1 << 3) + LEN) {
       const value = readString(c);
       if (value === undefined) return undefined;
       consumer = value;
-    } else if (tag.field === 2 && tag.wireType === VARINT) {
+    } else if (key === (2 << 3) + VARINT) {
       const value = readInt32(c, false);
       if (value === undefined) return undefined;
       deliveryCount = value;
-    } else if (!skip(c, tag.wireType)) return undefined;
+    } else if (!skip(c, key & 7)) return undefined;
   }
   return { consumer, deliveryCount };
 }
@@ -699,8 +703,9 @@ export function decodeRegistration(bytes: Uint8Array): WireRegistration | undefi
   let prefetch = 0;
   let subscription = "";
   while (c.pos < c.end) {
-    const tag = readTag(c);
-    if (tag === undefined) return undefined;
+    const key = readTag(c);
+    if (key < 0) return undefined;
+    const tag = { field: key >>> 3, wireType: key & 7 };
     if (tag.field === 1 && tag.wireType === LEN) {
       const end = c.delimitedEnd();
       const value = Number.isNaN(end) ? undefined : decodeDestination(c, end, destination);
