@@ -203,13 +203,10 @@ export class StompSession {
         if (transaction === undefined) throw new StompProtocolError(`no transaction "${id}"`);
         this.#transactions.delete(id);
         try {
-          if (command === "COMMIT") {
-            await transaction.context.commit();
-            for (const { context, message } of transaction.nacked) context.redeliver([message]);
-          } else {
-            await transaction.context.rollback();
-            // Messages NACKed in the transaction stay unacknowledged where they were.
-          }
+          // ABORT rolls back the transaction's ACKs (those messages are redelivered); NACKs redeliver either way.
+          if (command === "COMMIT") await transaction.context.commit();
+          else await transaction.context.rollback();
+          for (const { context, message } of transaction.nacked) context.redeliver([message]);
         } finally {
           await transaction.context.close();
         }
