@@ -289,7 +289,7 @@ export class QueueReplica {
       if (message !== undefined) message.inFlight = false;
       if (assignment.consumer === "") {
         // Given back: first in line again at the dispatcher.
-        if (this.#dispatching && message !== undefined) this.#lane(queue, message)?.unshift(id);
+        if (this.#dispatching && message !== undefined) this.#requeue(message);
         return;
       }
       this.#deliverLocally(queue, id, assignment);
@@ -338,7 +338,7 @@ export class QueueReplica {
       for (const [id, assignment] of this.#assignments) {
         if (assignment.consumer !== consumerId) continue;
         const message = this.#messages.get(id);
-        if (message !== undefined) this.#lane(message.queue, message)?.unshift(id);
+        if (message !== undefined) this.#requeue(message);
       }
     }
   }
@@ -403,6 +403,15 @@ export class QueueReplica {
     let lanes = this.#lanes.get(queue);
     if (lanes === undefined) this.#lanes.set(queue, (lanes = Array.from({ length: PRIORITIES }, () => [])));
     return lanes[Math.min(PRIORITIES - 1, Math.max(0, message.headers.priority))];
+  }
+
+  /** Puts a message back in line at its place in the map's order (before what was sent after it). */
+  #requeue(message: PendingMessage): void {
+    const lane = this.#lane(message.queue, message);
+    if (lane === undefined) return;
+    let at = 0;
+    while (at < lane.length && (this.#messages.get(lane[at]!)?.version ?? 0) < message.version) at++;
+    lane.splice(at, 0, message.id);
   }
 
   #scheduleDispatch(): void {
@@ -491,17 +500,17 @@ export class QueueReplica {
           if (message?.inFlight !== true) continue;
           message.inFlight = false;
           const assignment = this.#assignments.get(id);
-          if (assignment === undefined || assignment.consumer === "" || !this.#registrations.has(assignment.consumer)) this.#lane(message.queue, message)?.unshift(id);
+          if (assignment === undefined || assignment.consumer === "" || !this.#registrations.has(assignment.consumer)) this.#requeue(message);
         }
         for (const registration of this.#registrations.values()) registration.outstanding = 0;
         for (const assignment of this.#assignments.values()) this.#outstanding(assignment.consumer, +1);
         for (const key of removes) {
           if (!key.startsWith(MESSAGE_PREFIX)) continue;
-          const { queue, id } = splitKey(key, MESSAGE_PREFIX);
+          const { id } = splitKey(key, MESSAGE_PREFIX);
           const message = this.#messages.get(id);
           if (message?.inFlight === true) {
             message.inFlight = false;
-            this.#lane(queue, message)?.unshift(id);
+            this.#requeue(message);
           }
         }
         this.#clock.setTimer(20, () => this.#dispatching && this.#scheduleDispatch());
