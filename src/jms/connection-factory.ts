@@ -58,8 +58,9 @@ export async function createConnectionFactory(options?: ConnectionFactoryOptions
   let channel = resolved.channel;
   const owned = channel === undefined;
   if (channel === undefined) {
-    // The factory hands its own topic messages to its own subscribers itself (see publish): no loopback copies.
-    channel = await createClusterChannel({ loopback: false, ...resolved.cluster });
+    // The factory hands its own topic messages to its own subscribers itself (see publish): no loopback
+    // copies — except in total order, where its own messages must come back in the ring's order.
+    channel = await createClusterChannel({ loopback: resolved.cluster?.reliability === "totem", ...resolved.cluster });
     try {
       await channel.join();
     } catch (error) {
@@ -98,6 +99,8 @@ export class ConnectionFactory implements AsyncDisposable {
   readonly #onTopic = (message: TopicMessage) => this.#routeTopic(message);
   readonly #offInbox: () => void;
   readonly #local: Array<readonly WireMessage[]> = [];
+  /** The channel orders every message (Totem): its own come back through the ring. */
+  readonly #totalOrder: boolean;
   #nextContext = 0;
   #nextConsumer = 0;
   #closed = false;
@@ -108,6 +111,7 @@ export class ConnectionFactory implements AsyncDisposable {
     this.#owned = owned;
     this.options = options;
     this.clock = options.clock ?? systemClock;
+    this.#totalOrder = channel.stats.reliability === "totem";
     this.#events = new Emitter<FactoryEvents>(() => undefined);
     this.#errors = new ErrorReport((error, stage) => this.#events.emit("error", { error, stage }), () => this.clock.now(), () => `jms ${channel.name || channel.id.slice(0, 8)}`);
     this.replica = new QueueReplica(channel, this.clock, options, (error) => this.report(error));
@@ -254,7 +258,7 @@ export class ConnectionFactory implements AsyncDisposable {
     const outOfBand = now.every((m) => m.headers.priority >= 7);
     const sent = this.channel.broadcast(MESSAGING_TOPIC, encodeBatch(now), outOfBand ? OUT_OF_BAND : IN_ORDER);
     this.counters.published += now.length;
-    if (this.#topicConsumers.size > 0) {
+    if (!this.#totalOrder && this.#topicConsumers.size > 0) {
       // This member's own subscribers, without a trip through the codec: after the current work, all at once.
       if (this.#local.length === 0) this.clock.defer(() => this.#routeLocal());
       this.#local.push(now);
@@ -276,8 +280,9 @@ export class ConnectionFactory implements AsyncDisposable {
   }
 
   #routeTopic(message: TopicMessage): void {
-    // This member's own messages were routed when published (a channel with loopback on brings them again).
-    if (this.#closed || message.sender === this.memberId) return;
+    // This member's own messages were routed when published (a channel with loopback on brings them
+    // again) — but in total order they are routed here, in the ring's order.
+    if (this.#closed || (message.sender === this.memberId && !this.#totalOrder)) return;
     const batch = decodeBatch(message.payload);
     if (batch === undefined) {
       this.counters.malformed++;

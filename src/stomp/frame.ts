@@ -177,7 +177,10 @@ function unescape(text: string): string {
   return out;
 }
 
+const NEEDS_ESCAPE = /[\\\n\r:]/;
+
 function escape(text: string): string {
+  if (!NEEDS_ESCAPE.test(text)) return text;
   return text.replace(/[\\\n\r:]/g, (char) => (char === "\\" ? "\\\\" : char === "\n" ? "\\n" : char === "\r" ? "\\r" : "\\c"));
 }
 

@@ -89,6 +89,7 @@ export class StompGateway {
         socket.on("close", () => this.#sockets.delete(socket));
         const transport: StompTransport = {
           write: (bytes) => {
+            corked(socket);
             connection.send(bytes, !isText(bytes));
             return connection.bufferedBytes < this.#options.writeHighWaterBytes;
           },
@@ -134,6 +135,7 @@ export class StompGateway {
     this.#sockets.add(socket);
     const transport: StompTransport = {
       write: (bytes) => {
+        corked(socket);
         socket.write(bytes);
         return socket.writableLength < this.#options.writeHighWaterBytes;
       },
@@ -172,6 +174,16 @@ function listen(server: TcpServer | HttpServer, port: number, host: string, what
       resolve();
     });
   });
+}
+
+/**
+ * Holds a socket's writes until the current burst of deliveries is over, then sends them together: one
+ * write to the kernel for many frames instead of one each.
+ */
+function corked(socket: { cork(): void; uncork(): void; writableCorked: number }): void {
+  if (socket.writableCorked > 0) return;
+  socket.cork();
+  setImmediate(() => socket.uncork());
 }
 
 /** Frames whose bytes are all UTF-8 text travel as WebSocket text messages (what browser clients expect). */

@@ -79,6 +79,7 @@ export class StompSession {
   readonly #subscriptions = new Map<string, Subscription>();
   readonly #transactions = new Map<string, { context: JMSContext; nacked: Array<{ context: JMSContext; message: Message }> }>();
   readonly #temporaryQueues = new Map<string, TemporaryQueue>();
+  readonly #destinations = new Map<string, Destination>();
   readonly #queue: StompFrame[] = [];
   #main: JMSContext | undefined;
   #connected = false;
@@ -333,14 +334,16 @@ export class StompSession {
   }
 
   /** Writes a MESSAGE frame; waits (holding the subscription's next deliveries back) while the client is slow to read. */
-  async #deliver(subscription: Subscription, message: Message): Promise<void> {
+  #deliver(subscription: Subscription, message: Message): Promise<void> | undefined {
     if (this.#closed) throw new BlazeError("CLOSED", "the STOMP connection closed");
     const ackId = `${++this.#nextAck}`;
     if (subscription.ack !== "auto") subscription.unacked.set(ackId, message);
     this.#counters.messagesOut++;
     const { headers, body } = this.#toFrameParts(message, subscription, ackId);
     const full = !this.#write(encodeFrame("MESSAGE", headers, body));
-    if (full && !this.#closed) await new Promise<void>((resolve) => this.#drainWaiters.push(resolve));
+    // Only a full socket makes the next delivery wait (a promise only then: no turn of the loop per message).
+    if (full && !this.#closed) return new Promise<void>((resolve) => this.#drainWaiters.push(resolve));
+    return undefined;
   }
 
   async #acknowledge(frame: StompFrame): Promise<void> {
@@ -377,8 +380,16 @@ export class StompSession {
   }
 
   #destination(header: string, use: "send" | "subscribe"): Destination {
-    if (header.startsWith("/topic/")) return new Topic(header.slice(7));
-    if (header.startsWith("/queue/")) return new Queue(header.slice(7));
+    if (header.startsWith("/topic/") || header.startsWith("/queue/")) {
+      let destination = this.#destinations.get(header);
+      if (destination === undefined) {
+        destination = header.startsWith("/topic/") ? new Topic(header.slice(7)) : new Queue(header.slice(7));
+        // Destinations are values: a connection's are parsed once (a bounded number of them).
+        if (this.#destinations.size >= 1024) this.#destinations.clear();
+        this.#destinations.set(header, destination);
+      }
+      return destination;
+    }
     if (header.startsWith(TEMP_QUEUE)) {
       const name = header.slice(TEMP_QUEUE.length);
       const own = this.#temporaryQueues.get(name);

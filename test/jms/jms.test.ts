@@ -73,6 +73,53 @@ describe("JMS topics", () => {
     expect(own.pending).toBe(5);
   });
 
+  it("delivers higher priorities first, out of band for 7–9, and never an expired message", async () => {
+    bed = new MessagingBed();
+    const a = await bed.add();
+    const b = await bed.add();
+    await bed.run(500);
+    const subscriber = b.createContext({ autoStart: false });
+    const consumer = subscriber.createConsumer(subscriber.topic("alerts"));
+    await bed.run(50);
+    const publisher = a.createContext();
+    const topic = publisher.topic("alerts");
+    const producer = publisher.createProducer();
+    await bed.settle(producer.setPriority(1).send(topic, "low"));
+    await bed.settle(producer.setPriority(9).send(topic, "urgent"));
+    await bed.settle(producer.setPriority(4).setTimeToLive(100).send(topic, "perishable"));
+    await bed.settle(producer.setPriority(4).setTimeToLive(0).send(topic, "normal"));
+    await bed.run(300);
+    subscriber.start();
+    const order: string[] = [];
+    for (let i = 0; i < 3; i++) order.push((await bed.settle(consumer.receive({ timeoutMs: 1_000 })) as TextMessage).text!);
+    expect(order).toEqual(["urgent", "normal", "low"]);
+    expect(b.stats.expired).toBe(1);
+  });
+
+  it("gives every subscriber one order of all senders' messages on a Totem channel", async () => {
+    bed = new MessagingBed();
+    const members = [];
+    for (let i = 0; i < 3; i++) members.push(await bed.add({ channel: { reliability: "totem" } }));
+    await bed.run(1_000);
+    const consumers = members.map((factory) => {
+      const context = factory.createContext();
+      return context.createConsumer(context.topic("ledger"));
+    });
+    await bed.run(100);
+    const sends = members.slice(0, 2).flatMap((factory, m) => {
+      const context = factory.createContext();
+      const producer = context.createProducer();
+      return Array.from({ length: 20 }, (_, i) => producer.send(context.topic("ledger"), `m${m}-${i}`));
+    });
+    await bed.settle(Promise.all(sends));
+    const orders = await Promise.all(consumers.map(async (consumer) => {
+      const seen: string[] = [];
+      for (let i = 0; i < 40; i++) seen.push((await bed.settle(consumer.receive({ timeoutMs: 5_000 })) as TextMessage).text!);
+      return seen.join(",");
+    }));
+    expect(new Set(orders).size).toBe(1);
+  });
+
   it("rejects a receive that times out with TIMEOUT, never a silent null", async () => {
     bed = new MessagingBed();
     const a = await bed.add();
