@@ -7,6 +7,7 @@ import { type ConsumerHost, type Incoming, JMSConsumer } from "./consumer.ts";
 import { type Destination, Queue, TemporaryQueue, TemporaryTopic, Topic } from "./destination.ts";
 import {
   BytesMessage,
+  type Delivery,
   fromWireMessage,
   MapMessage,
   Message,
@@ -33,11 +34,27 @@ export interface RequestOptions {
   readonly signal?: AbortSignalLike;
 }
 
-/** A message the application has, not yet acknowledged (or committed). */
-interface Consumed {
-  readonly consumer: JMSConsumer;
-  readonly incoming: Incoming;
-  readonly message: Message;
+/** A message the application has, not yet acknowledged (or committed); its delivery as the message sees it. */
+class Consumed implements Delivery {
+  constructor(
+    readonly owner: JMSContext,
+    readonly consumer: JMSConsumer,
+    readonly incoming: Incoming,
+    readonly message: Message,
+    readonly expiration: number,
+  ) {}
+
+  get redelivered(): boolean {
+    return this.incoming.deliveryCount > 1;
+  }
+
+  get deliveryCount(): number {
+    return this.incoming.deliveryCount;
+  }
+
+  acknowledge(): Promise<void> {
+    return this.owner.acknowledgeDelivered(this);
+  }
 }
 
 /** A send held for the commit. */
@@ -453,14 +470,8 @@ export class JMSContext implements AsyncDisposable {
       if (incoming.queue !== undefined) this.#factory.replica.acknowledge([incoming.queue]).catch(() => undefined);
       return undefined;
     }
-    const record: Consumed = { consumer, incoming, message };
-    message.delivered({
-      owner: this,
-      redelivered: incoming.deliveryCount > 1,
-      deliveryCount: incoming.deliveryCount,
-      expiration: incoming.expiresAt === Number.POSITIVE_INFINITY ? 0 : Date.now() + (incoming.expiresAt - now),
-      acknowledge: () => this.#acknowledgeMessage(record),
-    });
+    const record = new Consumed(this, consumer, incoming, message, incoming.expiresAt === Number.POSITIVE_INFINITY ? 0 : Date.now() + (incoming.expiresAt - now));
+    message.delivered(record);
     this.#consumed.push(record);
     this.#factory.counters.delivered++;
     return message;
@@ -482,7 +493,8 @@ export class JMSContext implements AsyncDisposable {
     });
   }
 
-  #acknowledgeMessage(record: Consumed): Promise<void> {
+  /** @internal `message.acknowledge()`, by the session mode. */
+  acknowledgeDelivered(record: Consumed): Promise<void> {
     if (this.#closed) return Promise.reject(new BlazeError("CLOSED", "acknowledge() after the context closed"));
     if (this.sessionMode === "CLIENT_ACKNOWLEDGE") return this.#acknowledge(this.#consumed.splice(0));
     if (this.sessionMode !== "INDIVIDUAL_ACKNOWLEDGE") return Promise.resolve();

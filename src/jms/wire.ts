@@ -166,6 +166,12 @@ class ProtoWriter {
   /** A length-prefixed UTF-8 string (present even when empty). */
   text(text: string): void {
     const start = this.begin(text.length * 3);
+    if (text.length > 24) {
+      // Long strings: the runtime's encoder beats a loop in JavaScript.
+      this.pos += encoder.encodeInto(text, this.buffer.subarray(this.pos)).written;
+      this.end(start);
+      return;
+    }
     const buffer = this.buffer;
     let pos = this.pos;
     let i = 0;
@@ -224,10 +230,29 @@ class ProtoWriter {
     this.buffer[pos] = value;
   }
 
-  finish(): Uint8Array {
-    return this.buffer.slice(0, this.pos);
+  /**
+   * The bytes written, copied out of the writer's buffer: for bytes that are sent and dropped (`pooled`),
+   * into a shared slab (as Node pools small buffers); for bytes kept long (map entries), on their own.
+   */
+  finish(pooled = false): Uint8Array {
+    const length = this.pos;
+    if (!pooled || length > SLAB_BYTES / 8) return this.buffer.slice(0, length);
+    if (slabUsed + length > SLAB_BYTES) {
+      slab = new Uint8Array(SLAB_BYTES);
+      slabUsed = 0;
+    }
+    const out = slab.subarray(slabUsed, slabUsed + length);
+    out.set(this.buffer.subarray(0, length));
+    // Views never share bytes: the next one starts at an 8-byte boundary past this one.
+    slabUsed += (length + 7) & ~7;
+    return out;
   }
 }
+
+/** Encoded messages are cut from slabs of this size; a slab is freed once no message refers to it. */
+const SLAB_BYTES = 64 * 1024;
+let slab = new Uint8Array(SLAB_BYTES);
+let slabUsed = 0;
 
 const writer = new ProtoWriter();
 
@@ -323,7 +348,7 @@ function writeMessage(w: ProtoWriter, message: WireMessage): void {
   }
 }
 
-/** Encodes a MessagingBatch of `messages`. */
+/** Encodes a MessagingBatch of `messages` (bytes to send: they may share a slab with others). */
 export function encodeBatch(messages: readonly WireMessage[]): Uint8Array {
   writer.reset();
   for (const message of messages) {
@@ -332,7 +357,7 @@ export function encodeBatch(messages: readonly WireMessage[]): Uint8Array {
     writeMessage(writer, message);
     writer.end(start);
   }
-  return writer.finish();
+  return writer.finish(true);
 }
 
 /** Encodes one MessagingMessage. */
@@ -424,21 +449,19 @@ function readString(c: ByteCursor): string | undefined {
   const end = c.delimitedEnd();
   if (Number.isNaN(end)) return undefined;
   const bytes = c.bytes;
-  let ascii = true;
-  for (let i = c.pos; i < end; i++) {
-    if (bytes[i]! >= 0x80) {
-      ascii = false;
-      break;
-    }
-  }
-  let text: string | undefined;
-  if (ascii && end - c.pos <= 256) {
-    text = String.fromCharCode.apply(null, bytes.subarray(c.pos, end) as unknown as number[]);
-  } else {
-    text = decodeUtf8(bytes.subarray(c.pos, end));
-  }
+  const start = c.pos;
   c.pos = end;
-  return text;
+  // Short ASCII strings (names, selectors' usual values) are quicker by hand than through the decoder.
+  if (end - start <= 16) {
+    let text = "";
+    for (let i = start; i < end; i++) {
+      const byte = bytes[i]!;
+      if (byte >= 0x80) return decodeUtf8(bytes.subarray(start, end));
+      text += String.fromCharCode(byte);
+    }
+    return text;
+  }
+  return decodeUtf8(bytes.subarray(start, end));
 }
 
 function readBytes(c: ByteCursor): Uint8Array | undefined {
