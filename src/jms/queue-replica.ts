@@ -581,7 +581,8 @@ export class QueueReplica {
       for (let at = 0; at < Math.max(batch.puts.length, batch.removes.length); at += MAX_BATCH_ENTRIES) {
         await map.putAll(batch.puts.slice(at, at + MAX_BATCH_ENTRIES), { remove: batch.removes.slice(at, at + MAX_BATCH_ENTRIES), ifVersions: batch.ifVersions, timeoutMs });
       }
-      if (batch === this.#acks || batch.ifVersions.size > 0) this.stats.acknowledged += batch.removes.length / 2;
+      // Only acknowledgements remove: a message and its assignment each.
+      this.stats.acknowledged += batch.removes.length / 2;
       for (const waiter of batch.settle) waiter.resolve();
     } catch (error) {
       if (error instanceof BlazeError && error.code === "VERSION_MISMATCH" && batch.removes.length > 2) {
