@@ -263,6 +263,34 @@ describe("the STOMP gateway with third-party clients", () => {
     await until(() => a!.factory.queueDepth("work") === 0, 10_000, "the acknowledgement");
   });
 
+  it("does not let a client that stops reading hold up the member: its topic subscription loses its oldest messages", async () => {
+    const network = freshNetwork("stomp-slow");
+    const channel = await createClusterChannel({ cluster: network.cluster, name: "m0", network: { type: "multicast", group: network.group, port: network.port }, groups: ["g"], loopback: false, ...FAST_TIMING });
+    await channel.join({ timeoutMs: 20_000 });
+    const factory = await createConnectionFactory({ channel, maxBufferedMessages: 500 });
+    const gateway = await createStompGateway(factory, { port: 0, writeHighWaterBytes: 16 * 1024 });
+    open.push({ close: async () => { await factory.close(); await channel.shutDown(); } });
+    // A client that subscribes, then never reads again.
+    const socket = tcpConnect(gateway.port!, "127.0.0.1");
+    await new Promise<void>((resolve) => socket.once("connect", () => resolve()));
+    socket.write("CONNECT\naccept-version:1.2\n\n\0SUBSCRIBE\nid:0\ndestination:/topic/firehose\n\n\0");
+    await sleep(300);
+    socket.pause();
+    open.push({ close: () => void socket.destroy() });
+    const context = factory.createContext();
+    const watcher = context.createConsumer(context.topic("firehose"));
+    let watched = 0;
+    watcher.setMessageListener(() => {
+      watched++;
+    });
+    const producer = context.createProducer();
+    const body = "x".repeat(1024);
+    for (let i = 0; i < 5_000; i++) await producer.send(context.topic("firehose"), body);
+    await until(() => watched === 5_000, 20_000, "the member's own consumer to get every message");
+    await until(() => factory.stats.slowConsumerDropped > 0, 10_000, "the slow subscription to drop messages");
+    expect(factory.stats.slowConsumerDropped).toBeGreaterThan(3_000);
+  });
+
   it("refuses bad frames and failed logins with an ERROR frame, keeps heart-beats, and holds limits", async () => {
     const [a] = await members(1, { authenticate: (login, passcode) => login === "ops" && passcode === "secret", heartbeatSendMs: 100, heartbeatReceiveMs: 100, maxHeaders: 8 });
     const port = a!.gateway.port!;

@@ -281,16 +281,15 @@ export class JMSConsumer implements AsyncIterable<Message> {
     return undefined;
   }
 
+  /** A topic consumer holds topic messages only: the oldest of the lowest priority goes. */
   #dropOldestTopicMessage(): void {
     for (let priority = 0; priority < PRIORITIES; priority++) {
       const lane = this.#lanes[priority]!;
-      const at = lane.findIndex((incoming) => incoming.queue === undefined);
-      if (at >= 0) {
-        lane.splice(at, 1);
-        this.#count--;
-        this.onOverflow();
-        return;
-      }
+      if (lane.length === 0) continue;
+      lane.shift();
+      this.#count--;
+      this.onOverflow();
+      return;
     }
   }
 }
