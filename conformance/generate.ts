@@ -3246,6 +3246,20 @@ const MESSAGING: AreaTable = {
         result: "valid",
       },
       {
+        name: "messaging/headers/temporary-topic",
+        comment: "JMSDestination a temporary topic: only its owner's context consumes from it.",
+        flags: [],
+        init: { destination: { kind: DestinationKind.TEMPORARY_TOPIC, name: "0102030405060708090a0b0c0d0e0f10/1/2" } },
+        result: "valid",
+      },
+      {
+        name: "messaging/headers/persistent",
+        comment: "JMSDeliveryMode PERSISTENT decodes (a later version or another port may send it); this version refuses to send it.",
+        flags: [],
+        init: { deliveryMode: DeliveryMode.PERSISTENT },
+        result: "valid",
+      },
+      {
         name: "messaging/headers/temporary-reply-to",
         comment: "JMSReplyTo a temporary queue: the owner's member id leads the name.",
         flags: [],

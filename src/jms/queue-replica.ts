@@ -392,10 +392,13 @@ export class QueueReplica {
   /** The lane (by priority) of a message at the dispatcher; decodes its headers the first time. */
   #lane(queue: string, message: PendingMessage): string[] | undefined {
     if (message.headers === undefined) {
-      const body = this.#channel.map.get(messageKey(queue, message.id));
+      const key = messageKey(queue, message.id);
+      const body = this.#channel.map.get(key);
       const wire = body instanceof Uint8Array ? decodeMessage(body) : undefined;
       if (wire === undefined) {
+        // Not a message (a faulty member wrote it): dropped, counted, never dispatched.
         this.stats.malformed++;
+        this.#channel.map.putAll([], { remove: [key, assignmentKey(queue, message.id)], timeoutMs: this.#options.sendTimeoutMs }).catch(() => undefined);
         return undefined;
       }
       message.headers = wire.headers;

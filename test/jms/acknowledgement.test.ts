@@ -193,6 +193,26 @@ describe("limits and hostile input", () => {
   });
 });
 
+describe("queue entries written by a faulty member", () => {
+  it("counts entries under the messaging keys that do not decode, and goes on dispatching the others", async () => {
+    bed = new MessagingBed();
+    const a = await bed.add();
+    const b = await bed.add();
+    await bed.run(500);
+    const garbage = new Uint8Array([0xff, 0xff]);
+    await bed.settle(a.channel.map.put("$jms/a/work/ID:nothing:1:1", garbage));
+    await bed.settle(a.channel.map.put("$jms/c/not-a-consumer", garbage));
+    await bed.settle(a.channel.map.put("$jms/m/work/ID:garbled:1:1", garbage));
+    const context = b.createContext();
+    const consumer = context.createConsumer(context.queue("work"));
+    await bed.settle(a.createContext().createProducer().send(context.queue("work"), "fine"));
+    expect(text(await bed.settle(consumer.receive({ timeoutMs: 2_000 })))).toBe("fine");
+    expect(a.stats.queue.malformed + b.stats.queue.malformed).toBeGreaterThanOrEqual(3);
+    // The dispatcher dropped the garbled message: it does not take a place in the queue.
+    await bed.until(() => a.queueDepth("work") === 0 && b.queueDepth("work") === 0);
+  });
+});
+
 function emptyHeaders() {
   return {
     destination: { kind: 0, name: "" },
