@@ -439,11 +439,17 @@ export class QueueReplica {
     let wakeAt = Number.POSITIVE_INFINITY;
     for (const [queue, lanes] of this.#lanes) {
       const consumers = [...this.#registrations.entries()].filter(([, r]) => r.queue === queue);
+      // No consumer with room: nothing to scan (the queue may be long; it waits as it is).
+      const hasRoom = () => consumers.some(([, r]) => r.outstanding < r.prefetch);
+      if (!hasRoom()) continue;
       for (let priority = PRIORITIES - 1; priority >= 0; priority--) {
         const lane = lanes[priority]!;
         const kept: string[] = [];
         const seen = new Set<string>();
-        for (const id of lane) {
+        let at = 0;
+        for (; at < lane.length; at++) {
+          if (puts.length >= MAX_BATCH_ENTRIES || !hasRoom()) break;
+          const id = lane[at]!;
           if (seen.has(id)) continue;
           seen.add(id);
           const message = this.#messages.get(id);
@@ -485,12 +491,16 @@ export class QueueReplica {
           assigned.push(id);
           this.#registrations.get(consumer)!.outstanding++;
           if (count > 1) this.stats.redelivered++;
-          if (puts.length >= MAX_BATCH_ENTRIES) break;
         }
+        // What was not looked at (the batch is full, or no consumer has room) stays, after what was kept.
+        const rest = lane.slice(at);
         lane.length = 0;
-        lane.push(...kept);
+        for (const id of kept) lane.push(id);
+        for (const id of rest) lane.push(id);
       }
     }
+    // A full batch leaves work: the next round follows once this one is written.
+    if (puts.length >= MAX_BATCH_ENTRIES) this.#clock.setTimer(0, () => this.#dispatching && this.#scheduleDispatch());
     this.#armWake(wakeAt);
     if (puts.length === 0 && removes.length === 0) return;
     this.#channel.map.putAll(puts, { remove: removes, ifVersions, timeoutMs: this.#options.sendTimeoutMs }).then(
