@@ -98,6 +98,7 @@ export class JMSContext implements AsyncDisposable {
   constructor(factory: ConnectionFactory, number: number, options: ResolvedContextOptions) {
     this.#factory = factory;
     this.#number = number;
+    this.messageIdPrefix = `ID:${factory.memberId}:${number}:`;
     this.sessionMode = options.sessionMode;
     this.clientId = options.clientId;
     this.#autoStart = options.autoStart;
@@ -119,9 +120,7 @@ export class JMSContext implements AsyncDisposable {
   }
 
   /** @internal The prefix of this context's message ids (noLocal compares it). */
-  get messageIdPrefix(): string {
-    return `ID:${this.#factory.memberId}:${this.#number}:`;
-  }
+  readonly messageIdPrefix: string;
 
   get transacted(): boolean {
     return this.sessionMode === "SESSION_TRANSACTED";
