@@ -5,6 +5,8 @@ export const entries = {
   index: "src/index.ts",
   "wire/index": "src/wire/index.ts",
   testing: "src/testing.ts",
+  "jms/index": "src/jms/index.ts",
+  "stomp/index": "src/stomp/index.ts",
   "adapters/node": "src/adapters/node.ts",
   "adapters/bun": "src/adapters/bun.ts",
   "adapters/deno": "src/adapters/deno.ts",
@@ -21,7 +23,7 @@ export default defineConfig([
     clean: true,
     splitting: true,
     treeshake: true,
-    external: ["node:dgram", "node:net", "node:os", "#udp"],
+    external: ["node:dgram", "node:net", "node:os", "node:http", "node:crypto", "node:stream", "#udp"],
   },
   {
     entry: { "cli/blaze": "src/cli/blaze.ts" },

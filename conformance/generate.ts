@@ -32,6 +32,15 @@ import { FecParitySchema } from "../gen/activeblaze/v1/fec_pb.ts";
 import { ElectionKind, MemberInfoSchema } from "../gen/activeblaze/v1/membership_pb.ts";
 import { BlazeMessageSchema, ValueListSchema, ValueSchema } from "../gen/activeblaze/v1/message_pb.ts";
 import {
+  ConsumerRegistrationSchema,
+  DeliveryMode,
+  DestinationKind,
+  MessagingBatchSchema,
+  MessagingHeadersSchema,
+  MessagingMessageSchema,
+  QueueAssignmentSchema,
+} from "../gen/activeblaze/v1/messaging_pb.ts";
+import {
   Addressing,
   DataSchema,
   DigestEntrySchema,
@@ -3027,7 +3036,273 @@ const INVALID: AreaTable = {
   ],
 };
 
-export const AREAS: readonly AreaTable[] = [ENVELOPE, BUNDLE, MULTICAST, MEMBERSHIP, STATE_MAP, LOCKS, TOTEM, FEC, MESSAGE, INVALID];
+const ORDERS_QUEUE = { kind: DestinationKind.QUEUE, name: "orders" };
+const PRICES_TOPIC = { kind: DestinationKind.TOPIC, name: "prices.eu.acme" };
+const REPLY_QUEUE = { kind: DestinationKind.TEMPORARY_QUEUE, name: "0102030405060708090a0b0c0d0e0f10/1/1" };
+const HEADERS = {
+  destination: ORDERS_QUEUE,
+  messageId: "ID:0102030405060708090a0b0c0d0e0f10:1:42",
+  timestampMs: 1_767_225_600_000n,
+  correlationId: "order-7",
+  replyTo: REPLY_QUEUE,
+  type: "NewOrder",
+  deliveryMode: DeliveryMode.NON_PERSISTENT,
+  priority: 7,
+  timeToLiveMs: 30_000n,
+};
+
+const MESSAGING: AreaTable = {
+  area: "messaging",
+  groups: [
+    group(MessagingBatchSchema, [
+      {
+        name: "messaging/batch/one-text-message",
+        comment: "One TextMessage to a topic, headers as a producer sets them by default: the common payload of the messaging topic.",
+        flags: [],
+        init: {
+          messages: [
+            {
+              headers: { destination: PRICES_TOPIC, messageId: "ID:0102030405060708090a0b0c0d0e0f10:1:1", timestampMs: 1_767_225_600_000n, deliveryMode: DeliveryMode.NON_PERSISTENT },
+              body: { case: "text", value: "12.50" },
+            },
+          ],
+        },
+        result: "valid",
+      },
+      {
+        name: "messaging/batch/transaction",
+        comment: "A committed transaction's three messages to topics, delivered all or none, in this order.",
+        flags: [],
+        init: {
+          messages: [
+            { headers: { destination: PRICES_TOPIC, messageId: "ID:0102030405060708090a0b0c0d0e0f10:2:1" }, body: { case: "text", value: "a" } },
+            { headers: { destination: { kind: DestinationKind.TOPIC, name: "news" }, messageId: "ID:0102030405060708090a0b0c0d0e0f10:2:2" }, body: { case: "bytes", value: pattern(4) } },
+            { headers: { destination: PRICES_TOPIC, messageId: "ID:0102030405060708090a0b0c0d0e0f10:2:3" } },
+          ],
+        },
+        result: "valid",
+      },
+      {
+        name: "messaging/batch/empty",
+        comment: "No messages: zero bytes (nothing to deliver).",
+        flags: ["EdgeValue"],
+        init: {},
+        result: "valid",
+      },
+      {
+        name: "messaging/batch/truncated",
+        comment: "A message's length prefix reaches past the end.",
+        flags: ["LengthOverrun"],
+        bytes: concat(tag(1, WIRE_LEN), varint(40), lenField(1, lenField(2, utf8("ID:x")))),
+        result: "invalid",
+        error: "DECODE_FAILED",
+      },
+    ]),
+    group(MessagingMessageSchema, [
+      {
+        name: "messaging/message/every-header",
+        comment: "Every header set, with a TextMessage body.",
+        flags: [],
+        init: { headers: { ...HEADERS, deliveryDelayMs: 250n }, body: { case: "text", value: "buy 10 ACME" } },
+        result: "valid",
+      },
+      {
+        name: "messaging/message/no-body",
+        comment: "A plain Message: headers only.",
+        flags: [],
+        init: { headers: { destination: ORDERS_QUEUE, messageId: "ID:0102030405060708090a0b0c0d0e0f10:1:2" } },
+        result: "valid",
+      },
+      {
+        name: "messaging/message/empty-text",
+        comment: "A TextMessage whose text is empty: the oneof member is on the wire, unlike a message without body.",
+        flags: ["ExplicitPresence"],
+        init: { headers: { destination: ORDERS_QUEUE }, body: { case: "text", value: "" } },
+        result: "valid",
+      },
+      {
+        name: "messaging/message/bytes-body",
+        comment: "A BytesMessage of 4 KiB.",
+        flags: ["LargeBytes"],
+        init: { headers: { destination: ORDERS_QUEUE }, body: { case: "bytes", value: pattern(KIB4) } },
+        result: "valid",
+      },
+      {
+        name: "messaging/message/map-body",
+        comment: "A MapMessage: the body is a BlazeMessage.",
+        flags: [],
+        init: { headers: { destination: ORDERS_QUEUE }, body: { case: "map", value: BLAZE_MESSAGE } },
+        result: "valid",
+      },
+      {
+        name: "messaging/message/object-body",
+        comment: "An ObjectMessage: the object as JSON text.",
+        flags: [],
+        init: { headers: { destination: ORDERS_QUEUE }, body: { case: "json", value: '{"sku":"A-1","qty":3}' } },
+        result: "valid",
+      },
+      {
+        name: "messaging/message/stream-body",
+        comment: "A StreamMessage: values of several kinds, in order.",
+        flags: [],
+        init: {
+          headers: { destination: ORDERS_QUEUE },
+          body: {
+            case: "stream",
+            value: { values: [{ kind: { case: "stringValue", value: "ACME" } }, { kind: { case: "int32Value", value: 10 } }, { kind: { case: "boolValue", value: true } }] },
+          },
+        },
+        result: "valid",
+      },
+      {
+        name: "messaging/message/unicode-text",
+        comment: "A text body beyond ASCII.",
+        flags: ["Unicode"],
+        init: { headers: { destination: ORDERS_QUEUE }, body: { case: "text", value: MIXED_TEXT } },
+        result: "valid",
+      },
+      {
+        name: "messaging/message/two-bodies",
+        comment: "A text body, then a bytes body: the last oneof member wins.",
+        flags: ["DuplicateField"],
+        bytes: concat(lenField(2, utf8("first")), lenField(3, [1, 2])),
+        result: "valid",
+        roundtrip: false,
+      },
+      {
+        name: "messaging/message/unknown-field",
+        comment: "A field a later minor version may add (number 15): skipped.",
+        flags: ["UnknownField"],
+        bytes: concat(lenField(2, utf8("hi")), varintField(15, 1)),
+        result: "valid",
+        roundtrip: false,
+      },
+      {
+        name: "messaging/message/invalid-utf8-text",
+        comment: "A text body that is not UTF-8.",
+        flags: ["InvalidUtf8"],
+        bytes: concat(lenField(2, [0xc3, 0x28])),
+        result: "invalid",
+        error: "DECODE_FAILED",
+      },
+    ]),
+    group(MessagingHeadersSchema, [
+      {
+        name: "messaging/headers/default-priority-absent",
+        comment: "No priority on the wire: JMSPriority 4.",
+        flags: [],
+        init: { messageId: "ID:a" },
+        result: "valid",
+      },
+      {
+        name: "messaging/headers/priority-zero",
+        comment: "JMSPriority 0 is written (explicit presence): it differs from an absent priority (4).",
+        flags: ["ExplicitPresence", "EdgeValue"],
+        init: { priority: 0 },
+        result: "valid",
+      },
+      {
+        name: "messaging/headers/priority-nine",
+        comment: "The highest JMSPriority.",
+        flags: ["EdgeValue"],
+        init: { priority: 9 },
+        result: "valid",
+      },
+      {
+        name: "messaging/headers/relative-time-to-live",
+        comment: "Time to live and delivery delay are relative durations in ms (no clock skew between members).",
+        flags: [],
+        init: { timeToLiveMs: 60_000n, deliveryDelayMs: 1_000n },
+        result: "valid",
+      },
+      {
+        name: "messaging/headers/property-of-every-type",
+        comment: "One property of each JMS type: boolean, int, long, float, double, String.",
+        flags: ["MapOrder"],
+        init: {
+          properties: {
+            urgent: { kind: { case: "boolValue", value: true } },
+            quantity: { kind: { case: "intValue", value: -3 } },
+            total: { kind: { case: "longValue", value: -9_000_000_000n } },
+            ratio: { kind: { case: "floatValue", value: 0.25 } },
+            price: { kind: { case: "doubleValue", value: 101.5 } },
+            region: { kind: { case: "stringValue", value: "EU" } },
+          },
+        },
+        result: "valid",
+      },
+      {
+        name: "messaging/headers/long-property-extremes",
+        comment: "A long property at the smallest int64: ten bytes on the wire.",
+        flags: ["EdgeValue"],
+        init: { properties: { min: { kind: { case: "longValue", value: I64_MIN } } } },
+        result: "valid",
+      },
+      {
+        name: "messaging/headers/unicode-property",
+        comment: "A property name and value beyond ASCII.",
+        flags: ["Unicode"],
+        init: { properties: { [CJK]: { kind: { case: "stringValue", value: EMOJI } } } },
+        result: "valid",
+      },
+      {
+        name: "messaging/headers/temporary-topic",
+        comment: "JMSDestination a temporary topic: only its owner's context consumes from it.",
+        flags: [],
+        init: { destination: { kind: DestinationKind.TEMPORARY_TOPIC, name: "0102030405060708090a0b0c0d0e0f10/1/2" } },
+        result: "valid",
+      },
+      {
+        name: "messaging/headers/persistent",
+        comment: "JMSDeliveryMode PERSISTENT decodes (a later version or another port may send it); this version refuses to send it.",
+        flags: [],
+        init: { deliveryMode: DeliveryMode.PERSISTENT },
+        result: "valid",
+      },
+      {
+        name: "messaging/headers/temporary-reply-to",
+        comment: "JMSReplyTo a temporary queue: the owner's member id leads the name.",
+        flags: [],
+        init: { replyTo: REPLY_QUEUE, correlationId: "c-1" },
+        result: "valid",
+      },
+    ]),
+    group(QueueAssignmentSchema, [
+      {
+        name: "messaging/assignment/first-delivery",
+        comment: "A queue message given to consumer 3 of a member: its first delivery.",
+        flags: [],
+        init: { consumer: "0102030405060708090a0b0c0d0e0f10/3", deliveryCount: 1 },
+        result: "valid",
+      },
+      {
+        name: "messaging/assignment/given-back",
+        comment: "Given back after two deliveries (rollback): no consumer, waiting for the next one.",
+        flags: [],
+        init: { deliveryCount: 2 },
+        result: "valid",
+      },
+    ]),
+    group(ConsumerRegistrationSchema, [
+      {
+        name: "messaging/registration/queue-consumer",
+        comment: "A queue consumer with a selector and a prefetch of 10.",
+        flags: [],
+        init: { destination: ORDERS_QUEUE, selector: "region = 'EU' AND qty > 5", prefetch: 10 },
+        result: "valid",
+      },
+      {
+        name: "messaging/registration/shared-subscription",
+        comment: "A shared subscription named \"billing\" on a wildcard topic.",
+        flags: [],
+        init: { destination: { kind: DestinationKind.TOPIC, name: "orders.>" }, prefetch: 1000, subscription: "billing" },
+        result: "valid",
+      },
+    ]),
+  ],
+};
+
+export const AREAS: readonly AreaTable[] = [ENVELOPE, BUNDLE, MULTICAST, MEMBERSHIP, STATE_MAP, LOCKS, TOTEM, FEC, MESSAGE, MESSAGING, INVALID];
 
 // ---------------------------------------------------------------------------------------------------
 // From tables to files.

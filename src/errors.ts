@@ -53,6 +53,14 @@ export type BlazeErrorCode =
   | "NO_QUORUM"
   /** A lock to release or renew does not exist. */
   | "NOT_FOUND"
+  /** A JMS message selector does not parse; the message names the position (JMS's InvalidSelectorException). */
+  | "INVALID_SELECTOR"
+  /** A transaction could not commit and was rolled back: nothing it sent or acknowledged took effect. */
+  | "TRANSACTION_ROLLED_BACK"
+  /** Asked for something this version does not do (e.g. PERSISTENT delivery); never silently downgraded. */
+  | "UNSUPPORTED"
+  /** A queue holds its most messages or bytes: the send is refused (JMS's ResourceAllocationException). */
+  | "QUEUE_FULL"
   /**
    * A fault inside activeblaze: a protocol timer, callback or the receive path threw. The member carries
    * on (the datagram or timer in question is skipped); the original exception is in `cause`.

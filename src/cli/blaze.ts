@@ -2,6 +2,7 @@
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { runDemo, runDemoMember } from "./demo.ts";
+import { runGateway } from "./gateway.ts";
 import { inspectBytes, parseHex } from "./inspect.ts";
 import { formatPerf, runPerf, runPerfChild, writeJson } from "./perf.ts";
 
@@ -22,6 +23,11 @@ Usage:
       Run members as separate processes on loopback multicast; print messages/s and MB/s as seen by
       the slowest receiver, delivery latency p50/p99, and raw node:dgram throughput of the same size
       measured in the same run. --loss injects receive loss (0..1) in every member.
+  blaze gateway  [--port 61613] [--ws-port 61614] [--host 127.0.0.1] [--cluster NAME] [--name NAME]
+                 [--group jms] [--login USER --passcode PASS]
+      Join the cluster as a member (loopback multicast) and run a STOMP 1.2 gateway on it: TCP on
+      --port, WebSocket on --ws-port (0: any free port). With --login, clients must CONNECT with that
+      login and passcode. Prints {"type":"listening",...} with the ports; leaves on SIGINT or SIGTERM.
   blaze --help | --version
 `;
 
@@ -43,6 +49,13 @@ async function main(argv: string[]): Promise<number> {
       reliability: { type: "string" },
       "no-baseline": { type: "boolean" },
       json: { type: "string" },
+      port: { type: "string" },
+      "ws-port": { type: "string" },
+      host: { type: "string" },
+      name: { type: "string" },
+      group: { type: "string" },
+      login: { type: "string" },
+      passcode: { type: "string" },
     },
   });
   const [command, ...rest] = positionals;
@@ -60,6 +73,17 @@ async function main(argv: string[]): Promise<number> {
       return inspect(rest[0], values.type, values.cluster);
     case "demo":
       return runDemo({ messages: values.messages === undefined ? 5 : Number(values.messages), ...(values.cluster === undefined ? {} : { cluster: values.cluster }) });
+    case "gateway":
+      return runGateway({
+        port: port(values.port ?? "61613", "--port"),
+        websocketPort: values["ws-port"] === undefined ? 61614 : port(values["ws-port"], "--ws-port"),
+        host: values.host ?? "127.0.0.1",
+        cluster: values.cluster,
+        name: values.name ?? "gateway",
+        group: values.group ?? "jms",
+        login: values.login,
+        passcode: values.passcode,
+      });
     case "demo-member":
       await runDemoMember(rest);
       return 0;
@@ -98,6 +122,12 @@ async function main(argv: string[]): Promise<number> {
 function positiveInt(text: string, flag: string): number {
   const value = Number(text);
   if (!Number.isInteger(value) || value < 1) throw new Error(`${flag} must be a positive integer, got "${text}"`);
+  return value;
+}
+
+function port(text: string, flag: string): number {
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < 0 || value > 65_535) throw new Error(`${flag} must be a port from 0 to 65535, got "${text}"`);
   return value;
 }
 

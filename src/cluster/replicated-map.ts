@@ -264,19 +264,24 @@ export class ReplicatedMap {
     return previous === undefined ? undefined : decodeValue(previous.value, previous.format);
   }
 
-  /** Writes several entries (and removes keys) atomically: all of them in one step of the map's order, or none. */
+  /**
+   * Writes several entries (and removes keys) atomically: all of them in one step of the map's order, or
+   * none. `ifVersions` makes it a compare-and-set of the keys it names (0: absent), written or removed:
+   * one key at another version refuses the whole batch with `VERSION_MISMATCH`.
+   */
   async putAll(
     entries: Iterable<readonly [string, MapValue]> | Readonly<Record<string, MapValue>>,
-    options: Omit<PutOptions, "ifVersion"> & { readonly remove?: readonly string[] } = {},
+    options: Omit<PutOptions, "ifVersion"> & { readonly remove?: readonly string[]; readonly ifVersions?: ReadonlyMap<string, number> } = {},
   ): Promise<void> {
     const pairs = isIterable(entries) ? [...entries] : Object.entries(entries);
     const fields = this.#putFields(options, [...pairs.map(([key]) => key), ...(options.remove ?? [])]);
+    const versionOf = (key: string) => optionalVersion(options.ifVersions?.get(key));
     await this.#write(
       {
         case: "batch",
         value: {
-          puts: pairs.map(([key, value]) => ({ key: checkKey(key), ...storedValue(value), ...fields })),
-          removes: (options.remove ?? []).map((key) => ({ key: checkKey(key), fencingToken: fields.fencingToken })),
+          puts: pairs.map(([key, value]) => ({ key: checkKey(key), ...storedValue(value), ...fields, ifVersion: versionOf(key) })),
+          removes: (options.remove ?? []).map((key) => ({ key: checkKey(key), fencingToken: fields.fencingToken, ifVersion: versionOf(key) })),
         },
       },
       options,

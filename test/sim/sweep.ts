@@ -1,18 +1,17 @@
 /**
  * The long sweep: thousands of seeded simulations (the test suite runs a few hundred).
  *
- *   npm run sweep -- [--scenario multicast|cluster|nack-<kind>|totem-partition|large-<kind>-<protocol>] [--from 1] [--count 5000]
-
+ *   npm run sweep -- [--scenario multicast|cluster|jms|nack-<kind>|totem-partition|large-<kind>-<protocol>] [--from 1] [--count 5000]
  *
  * Stops at the first failing seed and prints how to replay it.
  */
 import { parseArgs } from "node:util";
 import { runClusterScenario } from "./cluster-scenario.ts";
 import { type LargeKind, type LargeProtocol, runLargeScenario } from "./large-scenario.ts";
+import { runJmsScenario } from "./jms-scenario.ts";
 import { runMulticastScenario } from "./multicast-scenario.ts";
 import { NACK_SCENARIO_KINDS, runNackScenario } from "./nack-scenario.ts";
 import { runTotemPartitionScenario } from "./totem-adv-scenario.ts";
-
 
 const { values } = parseArgs({
   options: { scenario: { type: "string", default: "multicast" }, from: { type: "string", default: "1" }, count: { type: "string", default: "5000" } },
@@ -27,12 +26,12 @@ const scenarios: Record<string, Scenario> = {
   cluster: { run: async (seed) => (await runClusterScenario(seed)).acknowledged, unit: "acknowledged writes", file: "test/sim/cluster.test.ts" },
   "totem-partition": { run: async (seed) => (await runTotemPartitionScenario(seed)).messages, unit: "messages", file: "test/sim/totem-adv.test.ts" },
   ...largeScenarios(),
+  jms: { run: async (seed) => (await runJmsScenario(seed)).processed, unit: "messages processed once", file: "test/sim/jms.test.ts" },
 };
 for (const kind of NACK_SCENARIO_KINDS) {
   scenarios[`nack-${kind}`] = { run: async (seed) => (await runNackScenario(seed, kind)).messages, unit: "messages", file: "test/sim/nack.test.ts" };
 }
 const scenario = scenarios[values.scenario];
-
 if (scenario === undefined) throw new Error(`--scenario must be one of ${Object.keys(scenarios).join(", ")}`);
 const from = Number(values.from);
 const count = Number(values.count);

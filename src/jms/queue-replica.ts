@@ -1,0 +1,648 @@
+import { DestinationKind } from "../../gen/activeblaze/v1/messaging_pb.ts";
+import type { ClusterChannel } from "../cluster/cluster-channel.ts";
+import type { MapChange } from "../cluster/replicated-map.ts";
+import { BlazeError } from "../errors.ts";
+import type { Clock, TimerHandle } from "../transport/clock.ts";
+import type { Incoming, JMSConsumer } from "./consumer.ts";
+import { wireLookup } from "./message.ts";
+import type { ResolvedFactoryOptions } from "./options.ts";
+import { parseSelector, type Selector } from "./selector.ts";
+import {
+  decodeAssignment,
+  decodeMessage,
+  decodeRegistration,
+  encodeAssignment,
+  encodeMessage,
+  encodeRegistration,
+  type WireHeaders,
+  type WireMessage,
+} from "./wire.ts";
+
+/**
+ * Queues held in the cluster's replicated state map, so that a pending message survives its producer's
+ * and its consumer's crash (JMS queues on ActiveBlaze's third level):
+ *
+ * - `$jms/m/<queue>/<id>`: a pending message (a MessagingMessage), written by its producer. A send
+ *   resolves once every member of the view holds it.
+ * - `$jms/c/<consumer>`: a consumer (a ConsumerRegistration: queue, selector, prefetch), written by its
+ *   member and removed by the map when that member leaves.
+ * - `$jms/a/<queue>/<id>`: who has the message (a QueueAssignment), written by the dispatcher — the
+ *   map's coordinator — in the map's order, so that a new coordinator knows exactly what was given to
+ *   whom. A consumer that gives a message back (rollback, recover, closing) writes it with no consumer.
+ * - An acknowledgement removes the message and its assignment in one write, on condition that the
+ *   assignment is still the one that gave it to this consumer (its version); a transaction's commit is
+ *   one such write holding its sends and its acknowledgements, so it applies whole or not at all.
+ *
+ * The dispatcher gives each consumer up to its prefetch of unacknowledged messages, highest priority
+ * first, then in the order the map took them, skipping consumers whose selector does not match; a
+ * message whose consumer left is given to another one with its delivery count raised, and past
+ * `maxRedeliveries` goes to the dead-letter queue. Every member applies the same changes, so whichever
+ * becomes coordinator carries on from the map alone.
+ */
+
+const MESSAGE_PREFIX = "$jms/m/";
+const ASSIGNMENT_PREFIX = "$jms/a/";
+const CONSUMER_PREFIX = "$jms/c/";
+/** Property set on a message moved to the dead-letter queue: the queue it was sent to. */
+export const ORIGINAL_DESTINATION_PROPERTY = "JMS_OriginalDestination";
+/** Most entries in one coalesced write (the rest go in the next). */
+const MAX_BATCH_ENTRIES = 1024;
+const PRIORITIES = 10;
+
+/** A queue message as a consumer holds it. */
+export interface QueueRef {
+  readonly queue: string;
+  readonly id: string;
+  /** The version of the assignment that gave it to the consumer. */
+  readonly version: number;
+}
+
+interface PendingMessage {
+  readonly id: string;
+  readonly queue: string;
+  readonly version: number;
+  /** When this member first saw it, on its clock. */
+  readonly seenAt: number;
+  /** Decoded headers (the dispatcher's): priority, delay, time to live, properties for selectors. */
+  headers?: WireHeaders;
+  /** The dispatcher wrote an assignment for it that is not applied yet. */
+  inFlight?: boolean;
+}
+
+interface Assignment {
+  readonly consumer: string;
+  readonly deliveryCount: number;
+  readonly version: number;
+}
+
+interface Registration {
+  readonly queue: string;
+  readonly selector: Selector | undefined;
+  readonly prefetch: number;
+  readonly member: string;
+  outstanding: number;
+}
+
+interface WriteBatch {
+  readonly puts: Array<readonly [string, Uint8Array]>;
+  readonly removes: string[];
+  readonly ifVersions: Map<string, number>;
+  readonly settle: Array<{ resolve: () => void; reject: (error: BlazeError) => void }>;
+}
+
+export interface QueueStats {
+  enqueued: number;
+  acknowledged: number;
+  redelivered: number;
+  deadLettered: number;
+  expired: number;
+  staleAcknowledgements: number;
+  malformed: number;
+}
+
+export class QueueReplica {
+  readonly #channel: ClusterChannel;
+  readonly #clock: Clock;
+  readonly #options: ResolvedFactoryOptions;
+  readonly #report: (error: BlazeError) => void;
+  readonly #messages = new Map<string, PendingMessage>();
+  readonly #assignments = new Map<string, Assignment>();
+  readonly #registrations = new Map<string, Registration>();
+  readonly #local = new Map<string, JMSConsumer>();
+  readonly #depth = new Map<string, number>();
+  readonly stats: QueueStats = { enqueued: 0, acknowledged: 0, redelivered: 0, deadLettered: 0, expired: 0, staleAcknowledgements: 0, malformed: 0 };
+  #offChange: (() => void) | undefined;
+  #offReady: (() => void) | undefined;
+  #enqueues: WriteBatch | undefined;
+  #acks: WriteBatch | undefined;
+  #releases: WriteBatch | undefined;
+  // The dispatcher's state, while this member coordinates the map.
+  #dispatching = false;
+  #lanes = new Map<string, string[][]>();
+  #roundRobin = new Map<string, number>();
+  #dispatchQueued = false;
+  #wakeTimer: TimerHandle | undefined;
+  #wakeAt = Number.POSITIVE_INFINITY;
+  #closed = false;
+
+  constructor(channel: ClusterChannel, clock: Clock, options: ResolvedFactoryOptions, report: (error: BlazeError) => void) {
+    this.#channel = channel;
+    this.#clock = clock;
+    this.#options = options;
+    this.#report = report;
+  }
+
+  start(): void {
+    for (const [key, value] of this.#channel.map.entries()) {
+      const version = this.#channel.map.getEntry(key)?.version ?? 0;
+      if (value instanceof Uint8Array) this.#apply(key, value, version);
+    }
+    this.#offChange = this.#channel.map.on("change", (change) => this.#onChange(change));
+    this.#offReady = this.#channel.map.on("ready", () => this.#checkRole());
+    this.#checkRole();
+  }
+
+  close(): void {
+    this.#closed = true;
+    this.#offChange?.();
+    this.#offReady?.();
+    this.#wakeTimer?.cancel();
+    this.#dispatching = false;
+    const closed = new BlazeError("CLOSED", "the connection factory closed");
+    for (const batch of [this.#enqueues, this.#acks, this.#releases]) for (const waiter of batch?.settle ?? []) waiter.reject(closed);
+    this.#enqueues = this.#acks = this.#releases = undefined;
+  }
+
+  /** Messages of `queue` held in the map now. */
+  depth(queue: string): number {
+    return this.#depth.get(queue) ?? 0;
+  }
+
+  get dispatching(): boolean {
+    return this.#dispatching;
+  }
+
+  // --- producers ---
+
+  /** Adds messages to their queues; resolves once every member holds them (coalesced with other sends of this tick). */
+  enqueue(messages: readonly WireMessage[]): Promise<void> {
+    for (const message of messages) this.#checkRoom(message.headers.destination.name, 1);
+    return new Promise((resolve, reject) => {
+      const batch = (this.#enqueues ??= this.#newBatch(() => (this.#enqueues = undefined)));
+      for (const message of messages) batch.puts.push([messageKey(message.headers.destination.name, message.headers.messageId), encodeMessage(message)]);
+      batch.settle.push({ resolve, reject });
+      this.stats.enqueued += messages.length;
+    });
+  }
+
+  /** A transaction's queue part as one write: its sends, and its acknowledgements on condition. */
+  async commit(messages: readonly WireMessage[], acks: readonly QueueRef[]): Promise<void> {
+    const perQueue = new Map<string, number>();
+    for (const message of messages) perQueue.set(message.headers.destination.name, (perQueue.get(message.headers.destination.name) ?? 0) + 1);
+    for (const [queue, count] of perQueue) this.#checkRoom(queue, count);
+    const ifVersions = new Map<string, number>();
+    const removes: string[] = [];
+    for (const ack of acks) {
+      removes.push(messageKey(ack.queue, ack.id), assignmentKey(ack.queue, ack.id));
+      ifVersions.set(assignmentKey(ack.queue, ack.id), ack.version);
+    }
+    try {
+      await this.#channel.map.putAll(
+        messages.map((message) => [messageKey(message.headers.destination.name, message.headers.messageId), encodeMessage(message)] as const),
+        { remove: removes, ifVersions, timeoutMs: this.#options.sendTimeoutMs },
+      );
+    } catch (error) {
+      const why = error instanceof BlazeError && error.code === "VERSION_MISMATCH" ? "a message it consumed was given to another consumer meanwhile" : (error as Error).message;
+      throw new BlazeError("TRANSACTION_ROLLED_BACK", `the transaction was rolled back: ${why}`, { cause: error });
+    }
+    this.stats.enqueued += messages.length;
+    this.stats.acknowledged += acks.length;
+  }
+
+  // --- consumers ---
+
+  /** Advertises a local queue consumer (or shared subscriber) to the dispatcher. */
+  register(consumer: JMSConsumer): void {
+    this.#local.set(consumer.id, consumer);
+    const registration = encodeRegistration({
+      destination: { kind: consumer.destination.isTopic ? DestinationKind.TOPIC : DestinationKind.QUEUE, name: consumer.destination.name },
+      selector: consumer.selector?.text ?? "",
+      prefetch: consumer.prefetch,
+      subscription: consumer.subscription ?? "",
+    });
+    this.#channel.map.put(CONSUMER_PREFIX + consumer.id, registration, { removeOnExit: true, timeoutMs: this.#options.sendTimeoutMs }).catch((error: unknown) => {
+      if (!consumer.closed && !this.#closed && !(error instanceof BlazeError && error.code === "CLOSED")) this.#report(wrap(error, `advertising consumer ${consumer.id}`));
+    });
+  }
+
+  unregister(consumer: JMSConsumer): void {
+    this.#local.delete(consumer.id);
+    if (this.#closed || this.#channel.state !== "started") return;
+    this.#channel.map.remove(CONSUMER_PREFIX + consumer.id, { timeoutMs: this.#options.sendTimeoutMs }).catch(() => undefined);
+  }
+
+  /** Shared subscribers of `subscription` anywhere in the cluster (consumer ids in a fixed order), with their selectors. */
+  sharedSubscribers(subscription: string): Array<{ readonly id: string; readonly selector: Selector | undefined }> {
+    const found: Array<{ id: string; selector: Selector | undefined }> = [];
+    for (const [id, registration] of this.#registrations) {
+      if (registration.queue === `\u0000${subscription}`) found.push({ id, selector: registration.selector });
+    }
+    return found.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  }
+
+  /** Acknowledges queue messages (coalesced per tick); rejects for one given to another consumer meanwhile. */
+  acknowledge(refs: readonly QueueRef[]): Promise<void> {
+    if (refs.length === 0) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const batch = (this.#acks ??= this.#newBatch(() => (this.#acks = undefined)));
+      for (const ref of refs) {
+        batch.removes.push(messageKey(ref.queue, ref.id), assignmentKey(ref.queue, ref.id));
+        batch.ifVersions.set(assignmentKey(ref.queue, ref.id), ref.version);
+      }
+      batch.settle.push({ resolve, reject });
+    });
+  }
+
+  /** Gives messages back to their queue; `delivered` ones count as a delivery (they are redelivered). */
+  release(items: ReadonlyArray<{ readonly ref: QueueRef; readonly deliveryCount: number; readonly delivered: boolean }>): void {
+    if (items.length === 0 || this.#closed) return;
+    const batch = (this.#releases ??= this.#newBatch(() => (this.#releases = undefined)));
+    for (const { ref, deliveryCount, delivered } of items) {
+      const key = assignmentKey(ref.queue, ref.id);
+      batch.puts.push([key, encodeAssignment({ consumer: "", deliveryCount: delivered ? deliveryCount : deliveryCount - 1 })]);
+      batch.ifVersions.set(key, ref.version);
+    }
+    batch.settle.push({ resolve: () => undefined, reject: () => undefined });
+  }
+
+  // --- the map's changes ---
+
+  #onChange(change: MapChange): void {
+    if (!change.key.startsWith("$jms/")) return;
+    if (change.type === "remove") this.#remove(change.key, change.expired);
+    else if (change.value instanceof Uint8Array) this.#apply(change.key, change.value, change.version);
+    if (this.#dispatching) this.#scheduleDispatch();
+  }
+
+  #apply(key: string, value: Uint8Array, version: number): void {
+    if (key.startsWith(MESSAGE_PREFIX)) {
+      const { queue, id } = splitKey(key, MESSAGE_PREFIX);
+      if (!this.#messages.has(id)) this.#depth.set(queue, (this.#depth.get(queue) ?? 0) + 1);
+      this.#messages.set(id, { id, queue, version, seenAt: this.#clock.now() });
+      if (this.#dispatching && !this.#assignments.has(id)) this.#lane(queue, this.#messages.get(id)!)?.push(id);
+      return;
+    }
+    if (key.startsWith(ASSIGNMENT_PREFIX)) {
+      const { queue, id } = splitKey(key, ASSIGNMENT_PREFIX);
+      const decoded = decodeAssignment(value);
+      if (decoded === undefined) {
+        this.stats.malformed++;
+        return;
+      }
+      const previous = this.#assignments.get(id);
+      if (previous !== undefined) this.#outstanding(previous.consumer, -1);
+      const assignment = { consumer: decoded.consumer, deliveryCount: decoded.deliveryCount, version };
+      this.#assignments.set(id, assignment);
+      const message = this.#messages.get(id);
+      // The dispatcher counted its own assignment when it made it.
+      if (message?.inFlight !== true) this.#outstanding(assignment.consumer, +1);
+      if (message !== undefined) message.inFlight = false;
+      if (assignment.consumer === "") {
+        // Given back: first in line again at the dispatcher.
+        if (this.#dispatching && message !== undefined) this.#requeue(message);
+        return;
+      }
+      this.#deliverLocally(queue, id, assignment);
+      return;
+    }
+    if (key.startsWith(CONSUMER_PREFIX)) {
+      const consumerId = key.slice(CONSUMER_PREFIX.length);
+      const decoded = decodeRegistration(value);
+      if (decoded === undefined) {
+        this.stats.malformed++;
+        return;
+      }
+      let selector: Selector | undefined;
+      try {
+        selector = decoded.selector === "" ? undefined : parseSelector(decoded.selector);
+      } catch {
+        this.stats.malformed++;
+        return;
+      }
+      const outstanding = [...this.#assignments.values()].filter((a) => a.consumer === consumerId).length;
+      // Shared subscriptions are kept apart from queues under a name no queue can have.
+      const queue = decoded.subscription !== "" ? `\u0000${decoded.subscription}` : decoded.destination.name;
+      this.#registrations.set(consumerId, { queue, selector, prefetch: Math.max(1, decoded.prefetch), member: consumerId.slice(0, consumerId.indexOf("/")), outstanding });
+    }
+  }
+
+  #remove(key: string, expired: boolean): void {
+    if (key.startsWith(MESSAGE_PREFIX)) {
+      const { queue, id } = splitKey(key, MESSAGE_PREFIX);
+      if (this.#messages.delete(id)) this.#depth.set(queue, Math.max(0, (this.#depth.get(queue) ?? 1) - 1));
+      if (expired) this.stats.expired++;
+      return;
+    }
+    if (key.startsWith(ASSIGNMENT_PREFIX)) {
+      const { id } = splitKey(key, ASSIGNMENT_PREFIX);
+      const previous = this.#assignments.get(id);
+      if (previous !== undefined) this.#outstanding(previous.consumer, -1);
+      this.#assignments.delete(id);
+      return;
+    }
+    if (key.startsWith(CONSUMER_PREFIX)) {
+      const consumerId = key.slice(CONSUMER_PREFIX.length);
+      this.#registrations.delete(consumerId);
+      if (!this.#dispatching) return;
+      // Its messages go to the others, as redeliveries.
+      for (const [id, assignment] of this.#assignments) {
+        if (assignment.consumer !== consumerId) continue;
+        const message = this.#messages.get(id);
+        if (message !== undefined) this.#requeue(message);
+      }
+    }
+  }
+
+  #outstanding(consumer: string, delta: number): void {
+    if (consumer === "") return;
+    const registration = this.#registrations.get(consumer);
+    if (registration !== undefined) registration.outstanding = Math.max(0, registration.outstanding + delta);
+  }
+
+  #deliverLocally(queue: string, id: string, assignment: Assignment): void {
+    const consumer = this.#local.get(assignment.consumer);
+    if (consumer === undefined || consumer.closed) return;
+    const body = this.#channel.map.get(messageKey(queue, id));
+    const message = this.#messages.get(id);
+    const wire = body instanceof Uint8Array ? decodeMessage(body) : undefined;
+    if (wire === undefined || message === undefined) {
+      this.stats.malformed++;
+      return;
+    }
+    const ttl = wire.headers.timeToLiveMs;
+    consumer.push({
+      wire,
+      queue: { queue, id, version: assignment.version },
+      deliveryCount: assignment.deliveryCount,
+      expiresAt: ttl > 0 ? message.seenAt + ttl : Number.POSITIVE_INFINITY,
+    } satisfies Incoming);
+  }
+
+  // --- the dispatcher ---
+
+  #checkRole(): void {
+    const master = !this.#closed && this.#channel.isMaster();
+    if (master === this.#dispatching) return;
+    this.#dispatching = master;
+    this.#lanes.clear();
+    if (!master) return;
+    // Taking over: every pending message not held by a live consumer waits in its queue, in map order.
+    const ordered = [...this.#messages.entries()].sort((a, b) => a[1].version - b[1].version);
+    for (const [id, message] of ordered) {
+      message.inFlight = false;
+      const assignment = this.#assignments.get(id);
+      if (assignment !== undefined && assignment.consumer !== "" && this.#registrations.has(assignment.consumer)) continue;
+      this.#lane(message.queue, message)?.push(id);
+    }
+    for (const registration of this.#registrations.values()) registration.outstanding = 0;
+    for (const assignment of this.#assignments.values()) this.#outstanding(assignment.consumer, +1);
+    this.#scheduleDispatch();
+  }
+
+  /** The lane (by priority) of a message at the dispatcher; decodes its headers the first time. */
+  #lane(queue: string, message: PendingMessage): string[] | undefined {
+    if (message.headers === undefined) {
+      const key = messageKey(queue, message.id);
+      const body = this.#channel.map.get(key);
+      const wire = body instanceof Uint8Array ? decodeMessage(body) : undefined;
+      if (wire === undefined) {
+        // Not a message (a faulty member wrote it): dropped, counted, never dispatched.
+        this.stats.malformed++;
+        this.#channel.map.putAll([], { remove: [key, assignmentKey(queue, message.id)], timeoutMs: this.#options.sendTimeoutMs }).catch(() => undefined);
+        return undefined;
+      }
+      message.headers = wire.headers;
+    }
+    let lanes = this.#lanes.get(queue);
+    if (lanes === undefined) this.#lanes.set(queue, (lanes = Array.from({ length: PRIORITIES }, () => [])));
+    return lanes[Math.min(PRIORITIES - 1, Math.max(0, message.headers.priority))];
+  }
+
+  /** Puts a message back in line at its place in the map's order (before what was sent after it). */
+  #requeue(message: PendingMessage): void {
+    const lane = this.#lane(message.queue, message);
+    if (lane === undefined) return;
+    let at = 0;
+    while (at < lane.length && (this.#messages.get(lane[at]!)?.version ?? 0) < message.version) at++;
+    lane.splice(at, 0, message.id);
+  }
+
+  #scheduleDispatch(): void {
+    if (this.#dispatchQueued) return;
+    this.#dispatchQueued = true;
+    this.#clock.defer(() => {
+      this.#dispatchQueued = false;
+      if (!this.#closed) this.#dispatch();
+    });
+  }
+
+  #dispatch(): void {
+    if (!this.#channel.isMaster()) {
+      this.#checkRole();
+      return;
+    }
+    const now = this.#clock.now();
+    const puts: Array<readonly [string, Uint8Array]> = [];
+    const removes: string[] = [];
+    const ifVersions = new Map<string, number>();
+    const assigned: string[] = [];
+    let wakeAt = Number.POSITIVE_INFINITY;
+    for (const [queue, lanes] of this.#lanes) {
+      const consumers = [...this.#registrations.entries()].filter(([, r]) => r.queue === queue);
+      // No consumer with room: nothing to scan (the queue may be long; it waits as it is).
+      const hasRoom = () => consumers.some(([, r]) => r.outstanding < r.prefetch);
+      if (!hasRoom()) continue;
+      for (let priority = PRIORITIES - 1; priority >= 0; priority--) {
+        const lane = lanes[priority]!;
+        const kept: string[] = [];
+        const seen = new Set<string>();
+        let at = 0;
+        for (; at < lane.length; at++) {
+          if (puts.length >= MAX_BATCH_ENTRIES || !hasRoom()) break;
+          const id = lane[at]!;
+          if (seen.has(id)) continue;
+          seen.add(id);
+          const message = this.#messages.get(id);
+          const assignment = this.#assignments.get(id);
+          // Gone, on its way to a consumer, or held by a live one: not pending (any more).
+          if (message === undefined || message.inFlight === true) continue;
+          if (assignment !== undefined && assignment.consumer !== "" && this.#registrations.has(assignment.consumer)) continue;
+          const headers = message.headers!;
+          if (headers.timeToLiveMs > 0 && now >= message.seenAt + headers.timeToLiveMs) {
+            removes.push(messageKey(queue, id), assignmentKey(queue, id));
+            message.inFlight = true;
+            this.stats.expired++;
+            continue;
+          }
+          const deliverAt = message.seenAt + headers.deliveryDelayMs;
+          if (deliverAt > now) {
+            wakeAt = Math.min(wakeAt, deliverAt);
+            kept.push(id);
+            continue;
+          }
+          const count = (assignment?.deliveryCount ?? 0) + 1;
+          if (this.#options.maxRedeliveries >= 0 && count > this.#options.maxRedeliveries + 1 && queue !== this.#options.deadLetterQueue) {
+            const deadLetter = this.#deadLetter(queue, id);
+            if (deadLetter !== undefined) puts.push(deadLetter);
+            removes.push(messageKey(queue, id), assignmentKey(queue, id));
+            message.inFlight = true;
+            this.stats.deadLettered++;
+            continue;
+          }
+          const consumer = this.#choose(queue, consumers, headers, count);
+          if (consumer === undefined) {
+            kept.push(id);
+            continue;
+          }
+          const key = assignmentKey(queue, id);
+          puts.push([key, encodeAssignment({ consumer, deliveryCount: count })]);
+          ifVersions.set(key, assignment?.version ?? 0);
+          message.inFlight = true;
+          assigned.push(id);
+          this.#registrations.get(consumer)!.outstanding++;
+          if (count > 1) this.stats.redelivered++;
+        }
+        // What was not looked at (the batch is full, or no consumer has room) stays, after what was kept.
+        const rest = lane.slice(at);
+        lane.length = 0;
+        for (const id of kept) lane.push(id);
+        for (const id of rest) lane.push(id);
+      }
+    }
+    // A full batch leaves work: the next round follows once this one is written.
+    if (puts.length >= MAX_BATCH_ENTRIES) this.#clock.setTimer(0, () => this.#dispatching && this.#scheduleDispatch());
+    this.#armWake(wakeAt);
+    if (puts.length === 0 && removes.length === 0) return;
+    this.#channel.map.putAll(puts, { remove: removes, ifVersions, timeoutMs: this.#options.sendTimeoutMs }).then(
+      () => undefined,
+      () => {
+        // Refused (a consumer gave a message back meanwhile, or this member no longer coordinates): what
+        // did not apply waits again, from the map as it now is.
+        for (const id of assigned) {
+          const message = this.#messages.get(id);
+          if (message?.inFlight !== true) continue;
+          message.inFlight = false;
+          const assignment = this.#assignments.get(id);
+          if (assignment === undefined || assignment.consumer === "" || !this.#registrations.has(assignment.consumer)) this.#requeue(message);
+        }
+        for (const registration of this.#registrations.values()) registration.outstanding = 0;
+        for (const assignment of this.#assignments.values()) this.#outstanding(assignment.consumer, +1);
+        for (const key of removes) {
+          if (!key.startsWith(MESSAGE_PREFIX)) continue;
+          const { id } = splitKey(key, MESSAGE_PREFIX);
+          const message = this.#messages.get(id);
+          if (message?.inFlight === true) {
+            message.inFlight = false;
+            this.#requeue(message);
+          }
+        }
+        this.#clock.setTimer(20, () => this.#dispatching && this.#scheduleDispatch());
+      },
+    );
+  }
+
+  /** Round robin among the queue's consumers with room whose selector takes the message. */
+  #choose(queue: string, consumers: ReadonlyArray<readonly [string, Registration]>, headers: WireHeaders, deliveryCount: number): string | undefined {
+    if (consumers.length === 0) return undefined;
+    const start = this.#roundRobin.get(queue) ?? 0;
+    const lookup = wireLookup(headers, deliveryCount);
+    for (let i = 0; i < consumers.length; i++) {
+      const at = (start + i) % consumers.length;
+      const [id, registration] = consumers[at]!;
+      if (registration.outstanding >= registration.prefetch) continue;
+      if (registration.selector !== undefined && !registration.selector.matches(lookup)) continue;
+      this.#roundRobin.set(queue, at + 1);
+      return id;
+    }
+    return undefined;
+  }
+
+  #deadLetter(queue: string, id: string): readonly [string, Uint8Array] | undefined {
+    const body = this.#channel.map.get(messageKey(queue, id));
+    const wire = body instanceof Uint8Array ? decodeMessage(body) : undefined;
+    if (wire === undefined) return undefined;
+    const dlq = this.#options.deadLetterQueue;
+    wire.headers.properties.set(ORIGINAL_DESTINATION_PROPERTY, { type: "string", value: queue });
+    wire.headers.destination = { kind: DestinationKind.QUEUE, name: dlq };
+    // Its own entry id: the index of pending messages is by id, and the original is removed in the same write.
+    return [messageKey(dlq, `${id}!dead`), encodeMessage(wire)];
+  }
+
+  #armWake(at: number): void {
+    if (at === Number.POSITIVE_INFINITY || at >= this.#wakeAt) return;
+    this.#wakeTimer?.cancel();
+    this.#wakeAt = at;
+    this.#wakeTimer = this.#clock.setTimer(Math.max(0, at - this.#clock.now()), () => {
+      this.#wakeAt = Number.POSITIVE_INFINITY;
+      this.#wakeTimer = undefined;
+      if (this.#dispatching) this.#scheduleDispatch();
+    });
+  }
+
+  // --- coalesced writes ---
+
+  #checkRoom(queue: string, count: number): void {
+    if (this.depth(queue) + count > this.#options.maxQueueMessages) {
+      throw new BlazeError("QUEUE_FULL", `queue "${queue}" holds ${this.depth(queue)} messages (maxQueueMessages ${this.#options.maxQueueMessages})`);
+    }
+  }
+
+  #newBatch(detach: () => void): WriteBatch {
+    const batch: WriteBatch = { puts: [], removes: [], ifVersions: new Map(), settle: [] };
+    this.#clock.defer(() => {
+      detach();
+      if (this.#closed) return;
+      void this.#flush(batch);
+    });
+    return batch;
+  }
+
+  async #flush(batch: WriteBatch): Promise<void> {
+    const map = this.#channel.map;
+    const timeoutMs = this.#options.sendTimeoutMs;
+    try {
+      for (let at = 0; at < Math.max(batch.puts.length, batch.removes.length); at += MAX_BATCH_ENTRIES) {
+        await map.putAll(batch.puts.slice(at, at + MAX_BATCH_ENTRIES), { remove: batch.removes.slice(at, at + MAX_BATCH_ENTRIES), ifVersions: batch.ifVersions, timeoutMs });
+      }
+      // Only acknowledgements remove: a message and its assignment each.
+      this.stats.acknowledged += batch.removes.length / 2;
+      for (const waiter of batch.settle) waiter.resolve();
+    } catch (error) {
+      if (error instanceof BlazeError && error.code === "VERSION_MISMATCH" && batch.removes.length > 2) {
+        // One of them went to another consumer meanwhile: the others still apply, one by one.
+        await this.#oneByOne(batch);
+        return;
+      }
+      if (error instanceof BlazeError && error.code === "VERSION_MISMATCH") this.stats.staleAcknowledgements++;
+      const failure = wrap(error, "a queue write");
+      for (const waiter of batch.settle) waiter.reject(failure);
+    }
+  }
+
+  async #oneByOne(batch: WriteBatch): Promise<void> {
+    let failure: BlazeError | undefined;
+    for (let at = 0; at < batch.removes.length; at += 2) {
+      const keys = batch.removes.slice(at, at + 2);
+      const versions = new Map(keys.filter((key) => batch.ifVersions.has(key)).map((key) => [key, batch.ifVersions.get(key)!]));
+      try {
+        await this.#channel.map.putAll([], { remove: keys, ifVersions: versions, timeoutMs: this.#options.sendTimeoutMs });
+        this.stats.acknowledged++;
+      } catch (error) {
+        if (error instanceof BlazeError && error.code === "VERSION_MISMATCH") this.stats.staleAcknowledgements++;
+        failure ??= new BlazeError("ILLEGAL_STATE", "a queue message was given to another consumer before it was acknowledged (it will be redelivered there)", { cause: error });
+      }
+    }
+    for (const waiter of batch.settle) {
+      if (failure === undefined) waiter.resolve();
+      else waiter.reject(failure);
+    }
+  }
+}
+
+function messageKey(queue: string, id: string): string {
+  return `${MESSAGE_PREFIX}${queue}/${id}`;
+}
+
+function assignmentKey(queue: string, id: string): string {
+  return `${ASSIGNMENT_PREFIX}${queue}/${id}`;
+}
+
+/** A message id holds no "/": the last one separates it from the queue name. */
+function splitKey(key: string, prefix: string): { queue: string; id: string } {
+  const at = key.lastIndexOf("/");
+  return { queue: key.slice(prefix.length, at), id: key.slice(at + 1) };
+}
+
+function wrap(error: unknown, what: string): BlazeError {
+  return error instanceof BlazeError ? error : new BlazeError("INTERNAL_ERROR", `${what} failed: ${String(error)}`, { cause: error });
+}

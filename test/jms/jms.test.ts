@@ -1,0 +1,316 @@
+import { afterEach, describe, expect, it } from "vitest";
+import { isBlazeError } from "../../src/errors.ts";
+import { BlazeMessage } from "../../src/message/blaze-message.ts";
+import {
+  BytesMessage,
+  MapMessage,
+  type Message,
+  ObjectMessage,
+  StreamMessage,
+  TextMessage,
+} from "../../src/jms/index.ts";
+import { MessagingBed } from "./messaging-bed.ts";
+
+// The JMS API on simulated members (virtual time): topics, queues, selectors, acknowledgement modes,
+// transactions, request/reply, priority, expiration, dead letters.
+
+let bed: MessagingBed;
+afterEach(async () => {
+  await bed.close();
+});
+
+describe("JMS topics", () => {
+  it("delivers to every subscriber, with wildcards, selectors, headers, properties and every body type", async () => {
+    bed = new MessagingBed();
+    const a = await bed.add();
+    const b = await bed.add();
+    await bed.run(500);
+    const publisher = a.createContext();
+    const subscriber = b.createContext();
+    const all = subscriber.createConsumer(subscriber.topic("prices.>"));
+    const acme = subscriber.createConsumer(subscriber.topic("prices.*.acme"), { selector: "bid > 10" });
+    const local = publisher.createConsumer(publisher.topic("prices.eu.acme"), { noLocal: true });
+    const own = publisher.createConsumer(publisher.topic("prices.eu.acme"));
+    await bed.run(50);
+    const producer = publisher.createProducer().setProperty("venue", "XETRA").setJMSType("Quote").setJMSCorrelationID("c-1");
+    const topic = publisher.topic("prices.eu.acme");
+    const replyTo = publisher.queue("quotes.replies");
+    producer.setJMSReplyTo(replyTo);
+    await producer.send(topic, new TextMessage("cheap").setDoubleProperty("bid", 5));
+    await producer.send(topic, new TextMessage("dear").setDoubleProperty("bid", 12.5).setLongProperty("size", 2n ** 40n));
+    await producer.send(publisher.topic("prices.us.other"), new Uint8Array([1, 2, 3]));
+    await producer.send(topic, new BlazeMessage({ symbol: "ACME", bid: 12.5 }));
+    await producer.send(topic, { symbol: "ACME", nested: { deep: true } });
+    await producer.send(topic, new StreamMessage(["ACME", 3, true]));
+
+    const received: Message[] = [];
+    for (let i = 0; i < 6; i++) received.push(await bed.settle(all.receive({ timeoutMs: 5_000 })));
+    expect(received.map((m) => m.constructor.name)).toEqual(["TextMessage", "TextMessage", "BytesMessage", "MapMessage", "ObjectMessage", "StreamMessage"]);
+    const [cheap, dear, bytes, map, object, stream] = received as [TextMessage, TextMessage, BytesMessage, MapMessage, ObjectMessage, StreamMessage];
+    expect(cheap.text).toBe("cheap");
+    expect(dear.getDoubleProperty("bid")).toBe(12.5);
+    expect(dear.getLongProperty("size")).toBe(2n ** 40n);
+    expect(dear.getStringProperty("venue")).toBe("XETRA");
+    expect(dear.JMSType).toBe("Quote");
+    expect(dear.JMSCorrelationID).toBe("c-1");
+    expect(dear.JMSReplyTo?.equals(replyTo)).toBe(true);
+    expect(dear.JMSDestination?.name).toBe("prices.eu.acme");
+    expect(dear.JMSMessageID).toMatch(/^ID:[0-9a-f]{32}:1:2$/);
+    expect(dear.JMSDeliveryMode).toBe("NON_PERSISTENT");
+    expect(dear.JMSPriority).toBe(4);
+    expect(dear.JMSRedelivered).toBe(false);
+    expect(dear.getIntProperty("JMSXDeliveryCount")).toBe(1);
+    expect(bytes.bytes).toEqual(new Uint8Array([1, 2, 3]));
+    expect(map.map.getDoubleValue("bid")).toBe(12.5);
+    expect(object.object).toEqual({ symbol: "ACME", nested: { deep: true } });
+    expect(stream.values).toEqual(["ACME", 3, true]);
+
+    const selected = await bed.settle(acme.receive({ timeoutMs: 5_000 }));
+    expect((selected as TextMessage).text).toBe("dear");
+    // The other messages have no "bid" (UNKNOWN) or another topic: not selected.
+    expect(acme.receiveNoWait()).toBeUndefined();
+    expect(local.receiveNoWait()).toBeUndefined();
+    expect(own.pending).toBe(5);
+  });
+
+  it("delivers higher priorities first, out of band for 7–9, and never an expired message", async () => {
+    bed = new MessagingBed();
+    const a = await bed.add();
+    const b = await bed.add();
+    await bed.run(500);
+    const subscriber = b.createContext({ autoStart: false });
+    const consumer = subscriber.createConsumer(subscriber.topic("alerts"));
+    await bed.run(50);
+    const publisher = a.createContext();
+    const topic = publisher.topic("alerts");
+    const producer = publisher.createProducer();
+    await bed.settle(producer.setPriority(1).send(topic, "low"));
+    await bed.settle(producer.setPriority(9).send(topic, "urgent"));
+    await bed.settle(producer.setPriority(4).setTimeToLive(100).send(topic, "perishable"));
+    await bed.settle(producer.setPriority(4).setTimeToLive(0).send(topic, "normal"));
+    await bed.run(300);
+    subscriber.start();
+    const order: string[] = [];
+    for (let i = 0; i < 3; i++) order.push((await bed.settle(consumer.receive({ timeoutMs: 1_000 })) as TextMessage).text!);
+    expect(order).toEqual(["urgent", "normal", "low"]);
+    expect(b.stats.expired).toBe(1);
+  });
+
+  it("gives every subscriber one order of all senders' messages on a Totem channel", async () => {
+    bed = new MessagingBed();
+    const members = [];
+    for (let i = 0; i < 3; i++) members.push(await bed.add({ channel: { reliability: "totem" } }));
+    await bed.run(1_000);
+    const consumers = members.map((factory) => {
+      const context = factory.createContext();
+      return context.createConsumer(context.topic("ledger"));
+    });
+    await bed.run(100);
+    const sends = members.slice(0, 2).flatMap((factory, m) => {
+      const context = factory.createContext();
+      const producer = context.createProducer();
+      return Array.from({ length: 20 }, (_, i) => producer.send(context.topic("ledger"), `m${m}-${i}`));
+    });
+    await bed.settle(Promise.all(sends));
+    const orders = await Promise.all(consumers.map(async (consumer) => {
+      const seen: string[] = [];
+      for (let i = 0; i < 40; i++) seen.push((await bed.settle(consumer.receive({ timeoutMs: 5_000 })) as TextMessage).text!);
+      return seen.join(",");
+    }));
+    expect(new Set(orders).size).toBe(1);
+  });
+
+  it("rejects a receive that times out with TIMEOUT, never a silent null", async () => {
+    bed = new MessagingBed();
+    const a = await bed.add();
+    const context = a.createContext();
+    const consumer = context.createConsumer(context.topic("quiet"));
+    const error = await bed.settle(consumer.receive({ timeoutMs: 100 })).catch((e: unknown) => e);
+    expect(isBlazeError(error, "TIMEOUT")).toBe(true);
+  });
+});
+
+describe("JMS producers", () => {
+  it("refuses PERSISTENT at once, and bad priorities and destinations", async () => {
+    bed = new MessagingBed();
+    const a = await bed.add();
+    const context = a.createContext();
+    const producer = context.createProducer();
+    expect(() => producer.setDeliveryMode("PERSISTENT")).toThrow(expect.objectContaining({ code: "UNSUPPORTED" }));
+    expect(() => producer.setPriority(10)).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
+    await expect(producer.send(context.topic("a.>"), "x")).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
+    expect(() => context.createConsumer(context.topic("a.b>"))).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
+    expect(() => context.createConsumer(context.queue("q"), { selector: "a = " })).toThrow(expect.objectContaining({ code: "INVALID_SELECTOR" }));
+  });
+});
+
+describe("JMS queues", () => {
+  it("gives each message to exactly one consumer, within prefetch, in priority order", async () => {
+    bed = new MessagingBed();
+    const a = await bed.add();
+    const b = await bed.add();
+    const c = await bed.add();
+    await bed.run(500);
+    const producerContext = a.createContext();
+    const queue = producerContext.queue("orders");
+    const producer = producerContext.createProducer();
+    for (let i = 0; i < 20; i++) await bed.settle(producer.setPriority(i % 2 === 0 ? 2 : 8).send(queue, `order-${i}`));
+    expect(a.queueDepth("orders")).toBe(20);
+    const got: string[][] = [[], []];
+    const consumers = [b, c].map((factory, i) => {
+      const context = factory.createContext();
+      const consumer = context.createConsumer(queue, { prefetch: 5 });
+      consumer.setMessageListener((m) => {
+        got[i]!.push((m as TextMessage).text!);
+      });
+      return consumer;
+    });
+    await bed.until(() => got[0]!.length + got[1]!.length === 20);
+    const all = [...got[0]!, ...got[1]!];
+    expect(new Set(all).size).toBe(20);
+    expect(got[0]!.length).toBeGreaterThan(0);
+    expect(got[1]!.length).toBeGreaterThan(0);
+    // The first messages each consumer got were the high-priority ones.
+    for (const list of got) expect(Number(list[0]!.split("-")[1]) % 2).toBe(1);
+    await bed.until(() => a.queueDepth("orders") === 0 && b.queueDepth("orders") === 0);
+    void consumers;
+  });
+
+  it("keeps a message its producer sent when the producer crashes, and redelivers one whose consumer crashed", async () => {
+    bed = new MessagingBed();
+    const a = await bed.add();
+    const b = await bed.add();
+    const c = await bed.add();
+    await bed.run(500);
+    const queue = a.createContext().queue("jobs");
+    await bed.settle(a.createContext().createProducer().send(queue, "job-1"));
+    bed.crash(0);
+    await bed.run(1_500);
+    const context = b.createContext({ sessionMode: "CLIENT_ACKNOWLEDGE" });
+    const consumer = context.createConsumer(queue);
+    const first = await bed.settle(consumer.receive({ timeoutMs: 5_000 }));
+    expect((first as TextMessage).text).toBe("job-1");
+    expect(first.JMSRedelivered).toBe(false);
+    // b dies holding it unacknowledged: c gets it again.
+    bed.crash(1);
+    const other = c.createContext().createConsumer(queue);
+    const again = await bed.settle(other.receive({ timeoutMs: 10_000 }));
+    expect((again as TextMessage).text).toBe("job-1");
+    expect(again.JMSRedelivered).toBe(true);
+    expect(again.getIntProperty("JMSXDeliveryCount")).toBe(2);
+    await bed.until(() => c.queueDepth("jobs") === 0);
+  });
+
+  it("sends a message past maxRedeliveries to the dead-letter queue", async () => {
+    bed = new MessagingBed();
+    const a = await bed.add({ factory: { maxRedeliveries: 2 } });
+    await bed.run(300);
+    const context = a.createContext({ sessionMode: "SESSION_TRANSACTED" });
+    const queue = context.queue("poison");
+    await bed.settle(a.createContext().createProducer().send(queue, "bad"));
+    const consumer = context.createConsumer(queue);
+    for (let delivery = 1; delivery <= 3; delivery++) {
+      const message = await bed.settle(consumer.receive({ timeoutMs: 5_000 }));
+      expect(message.getIntProperty("JMSXDeliveryCount")).toBe(delivery);
+      await bed.settle(context.rollback());
+    }
+    const dead = await bed.settle(a.createContext().createConsumer(context.queue("DLQ")).receive({ timeoutMs: 5_000 }));
+    expect((dead as TextMessage).text).toBe("bad");
+    expect(dead.getStringProperty("JMS_OriginalDestination")).toBe("poison");
+    expect(a.stats.queue.deadLettered).toBe(1);
+  });
+
+  it("never delivers an expired message, and counts it", async () => {
+    bed = new MessagingBed();
+    const a = await bed.add();
+    await bed.run(300);
+    const context = a.createContext();
+    const queue = context.queue("perishable");
+    const producer = context.createProducer().setTimeToLive(100);
+    await bed.settle(producer.send(queue, "old"));
+    await bed.settle(context.createProducer().send(queue, "fresh"));
+    await bed.run(200);
+    const consumer = context.createConsumer(queue);
+    const message = await bed.settle(consumer.receive({ timeoutMs: 2_000 }));
+    expect((message as TextMessage).text).toBe("fresh");
+    await bed.until(() => a.queueDepth("perishable") === 0);
+    expect(a.stats.queue.expired + a.stats.expired).toBe(1);
+  });
+
+  it("holds a delayed message until its delivery time", async () => {
+    bed = new MessagingBed();
+    const a = await bed.add();
+    await bed.run(300);
+    const context = a.createContext();
+    const queue = context.queue("later");
+    await bed.settle(context.createProducer().setDeliveryDelay(500).send(queue, "later"));
+    const start = bed.net.clock.now();
+    const message = await bed.settle(context.createConsumer(queue).receive({ timeoutMs: 5_000 }));
+    expect((message as TextMessage).text).toBe("later");
+    expect(bed.net.clock.now() - start).toBeGreaterThanOrEqual(450);
+  });
+});
+
+describe("JMS transactions", () => {
+  it("holds sends until commit and delivers them together; rollback drops them and redelivers what was consumed", async () => {
+    bed = new MessagingBed();
+    const a = await bed.add();
+    const b = await bed.add();
+    await bed.run(500);
+    const tx = a.createContext({ sessionMode: "SESSION_TRANSACTED" });
+    const watcher = b.createContext();
+    const topicConsumer = watcher.createConsumer(watcher.topic("audit"));
+    const queueConsumer = watcher.createConsumer(watcher.queue("out"));
+    await bed.run(50);
+    const producer = tx.createProducer();
+    await producer.send(tx.topic("audit"), "t1");
+    await producer.send(tx.queue("out"), "q1");
+    await producer.send(tx.topic("audit"), "t2");
+    await bed.run(200);
+    expect(topicConsumer.receiveNoWait()).toBeUndefined();
+    expect(queueConsumer.receiveNoWait()).toBeUndefined();
+    await bed.settle(tx.commit());
+    await bed.until(() => topicConsumer.pending === 2 && queueConsumer.pending === 1);
+    expect((topicConsumer.receiveNoWait() as TextMessage).text).toBe("t1");
+    expect((topicConsumer.receiveNoWait() as TextMessage).text).toBe("t2");
+
+    await producer.send(tx.topic("audit"), "dropped");
+    await bed.settle(tx.rollback());
+    await bed.settle(tx.commit());
+    await bed.run(200);
+    expect(topicConsumer.pending).toBe(0);
+
+    // Consume in a transaction, roll back: redelivered; commit: gone.
+    await bed.settle(a.createContext().createProducer().send(tx.queue("in"), "work"));
+    const input = tx.createConsumer(tx.queue("in"));
+    const first = await bed.settle(input.receive({ timeoutMs: 5_000 }));
+    expect(first.JMSRedelivered).toBe(false);
+    await bed.settle(tx.rollback());
+    const second = await bed.settle(input.receive({ timeoutMs: 5_000 }));
+    expect((second as TextMessage).text).toBe("work");
+    expect(second.JMSRedelivered).toBe(true);
+    await producer.send(tx.queue("out"), "result");
+    await bed.settle(tx.commit());
+    await bed.until(() => a.queueDepth("in") === 0 && a.queueDepth("out") === 2);
+  });
+});
+
+describe("JMS request/reply", () => {
+  it("answers through a temporary queue, matched by correlation id; times out with TIMEOUT", async () => {
+    bed = new MessagingBed();
+    const a = await bed.add();
+    const b = await bed.add();
+    await bed.run(500);
+    const server = b.createContext();
+    const replies = server.createProducer();
+    server.createConsumer(server.queue("rpc")).setMessageListener(async (request) => {
+      await replies.setJMSCorrelationID(request.JMSCorrelationID).send(request.JMSReplyTo!, `echo:${(request as TextMessage).text}`);
+    });
+    await bed.run(100);
+    const client = a.createContext();
+    const reply = await bed.settle(client.request(client.queue("rpc"), "hi", { timeoutMs: 5_000 }));
+    expect((reply as TextMessage).text).toBe("echo:hi");
+    const error = await bed.settle(client.request(client.queue("nobody"), "hello?", { timeoutMs: 300 })).catch((e: unknown) => e);
+    expect(isBlazeError(error, "TIMEOUT")).toBe(true);
+  });
+});
