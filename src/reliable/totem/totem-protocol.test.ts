@@ -7,6 +7,7 @@ import { SeededRandom } from "../../transport/seeded-random.ts";
 import { SimulatedNetwork } from "../../transport/simulated-network.ts";
 import { VirtualClock } from "../../transport/virtual-clock.ts";
 import { type DataFields, emptyDataFields } from "../../wire/frames.ts";
+import { DrivenProtocol } from "../../../test/support/driven-protocol.ts";
 import { keyOf } from "../member-key.ts";
 import type { OutgoingData, PeerKey, ProtocolHost } from "../protocol.ts";
 import { totemOptionsSchema } from "./options.ts";
@@ -36,21 +37,12 @@ function outgoing(payload: Uint8Array, safe?: boolean): OutgoingData {
   };
 }
 
-/** A protocol on a virtual clock whose host records what it sends and delivers. */
+/** A protocol driven on a virtual clock (as a channel drives it), whose host records what it sends and delivers. */
 function harness(options: Partial<ReturnType<typeof totemOptionsSchema.parse>> = {}) {
   const clock = new VirtualClock();
-  const sent: Array<{ to: PeerKey | "all" | "defer"; frame: Frame | DataFields }> = [];
+  const sent: Array<{ to: PeerKey | "all" | "turn"; frame: Frame | DataFields }> = [];
   const delivered: Array<{ peer: PeerKey; data: DataFields }> = [];
   const host: ProtocolHost = {
-    // Deferred work marks where one token visit ends (a ring of one passes the token to itself).
-    clock: {
-      now: () => clock.now(),
-      setTimer: (delayMs, fn) => clock.setTimer(delayMs, fn),
-      defer: (fn) => {
-        sent.push({ to: "defer", frame: emptyDataFields() });
-        clock.defer(fn);
-      },
-    },
     random: new SeededRandom(1),
     localKey: A,
     multicastData: (data) => {
@@ -62,8 +54,11 @@ function harness(options: Partial<ReturnType<typeof totemOptionsSchema.parse>> =
     deliver: (peer, data) => delivered.push({ peer, data }),
     report: () => undefined,
     writable: () => undefined,
+    atEndOfTurn: (fn) => clock.defer(fn),
   };
-  const protocol = new TotemProtocol(host, 7, totemOptionsSchema.parse(options));
+  const protocol = new DrivenProtocol(new TotemProtocol(host, 7, totemOptionsSchema.parse(options), clock.now()), clock);
+  // The end of each turn marks where one token visit ends (a ring of one passes the token to itself in the next turn).
+  protocol.onEndOfTurn(() => sent.push({ to: "turn", frame: emptyDataFields() }));
   const stats = () => protocol.stats as TotemStats;
   return { clock, sent, delivered, protocol, stats };
 }
