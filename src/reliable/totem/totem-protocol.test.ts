@@ -12,7 +12,7 @@ import { keyOf } from "../member-key.ts";
 import type { OutgoingData, PeerKey, ProtocolHost } from "../protocol.ts";
 import { totemOptionsSchema } from "./options.ts";
 import { RingStore } from "./ring-store.ts";
-import { encodeCommit, encodeRelay, encodeToken, TotemPhase } from "./totem-frames.ts";
+import { encodeCommit, encodeJoin, encodeRelay, encodeToken, TotemPhase } from "./totem-frames.ts";
 import { TotemProtocol, type TotemStats } from "./totem-protocol.ts";
 
 const A = keyOf(new Uint8Array(16).fill(0xa1));
@@ -222,6 +222,25 @@ describe("TotemProtocol alone", () => {
     expect(stats().ring.state).toBe("gather");
     protocol.onControl(B, 1, commit(7));
     expect(stats().ring.state).toBe("commit");
+    protocol.close();
+  });
+
+  it("gives a ring up whose commit token does not come back, and sends that token no more (the loss and a resend due at once)", () => {
+    const { clock, sent, protocol, stats } = harness({ tokenTimeoutMs: 1_000, tokenRetransmitMs: 50 });
+    protocol.onPeerUp(B, 1);
+    const join = encodeJoin({ ring: undefined, members: [A, B], failed: [], highestRingSeq: 0, announce: false }, new Map());
+    protocol.onControl(B, 1, fromBinary(FrameSchema, join));
+    // A forms the ring at its first join deadline, and passes the commit token to B: B never answers.
+    clock.runFor(50);
+    expect(stats().ring.state).toBe("commit");
+    const commits = () => sent.filter((s) => s.to === B && "kind" in s.frame && s.frame.kind.case === "totemCommit").length;
+    clock.runFor(999);
+    expect(commits()).toBe(20);
+    // At 1,050 ms the ring is lost just as the token is due to be sent again: it is not sent.
+    clock.runFor(1);
+    expect(stats().ring.state).toBe("gather");
+    expect(stats().tokenLosses).toBe(1);
+    expect(commits()).toBe(20);
     protocol.close();
   });
 

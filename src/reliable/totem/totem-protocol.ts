@@ -251,6 +251,12 @@ export class TotemProtocol implements ReliabilityProtocol, TimedUnit {
 
   handleTimeout(now: number): void {
     if (this.#closed) return;
+    // A lost ring comes first: nothing of it is passed on or sent again once it is given up (a commit
+    // token sent again then would draw a member that gathers into a ring the others left).
+    if (this.#lossDue <= now) {
+      this.#stats.tokenLosses++;
+      this.#enterGather(now);
+    }
     if (this.#selfPassDue <= now) {
       const token = this.#selfPass!;
       this.#selfPass = undefined;
@@ -270,10 +276,6 @@ export class TotemProtocol implements ReliabilityProtocol, TimedUnit {
       this.#stats.tokensResent++;
       this.#passResent = true;
       this.#resendDue = now + this.#resendEvery;
-    }
-    if (this.#lossDue <= now) {
-      this.#stats.tokenLosses++;
-      this.#enterGather(now);
     }
     if (this.#formation.pollTimeout() <= now) this.#follow(this.#formation.handleTimeout(now, this.#rings), now);
   }
