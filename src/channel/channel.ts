@@ -381,6 +381,8 @@ export class Channel implements AsyncDisposable {
       piece.payload = payload;
       protocol.send(piece, this.#clock.now());
       piece.payload = NO_BYTES;
+      // A send is an input: what it changed (a deadline of the protocol) is taken up at the end of the turn.
+      this.#driver.touch();
       local?.();
       return RESOLVED;
     }
@@ -394,6 +396,7 @@ export class Channel implements AsyncDisposable {
     if (this.#pending.length === 0) {
       const now = this.#clock.now();
       while (sent < pieces.length && protocol.canSend(pieces[sent]!.payload.length)) protocol.send(pieces[sent++]!, now);
+      this.#driver.touch();
       if (sent === pieces.length) {
         local?.();
         return RESOLVED;
@@ -526,7 +529,6 @@ export class Channel implements AsyncDisposable {
 
   #createProtocol(endpoint: Endpoint): ReliabilityProtocol {
     const host: ProtocolHost = {
-      clock: this.#clock,
       random: this.#random,
       localKey: endpoint.localKey,
       multicastData: (data) => endpoint.multicastData(data),
@@ -535,13 +537,14 @@ export class Channel implements AsyncDisposable {
       deliver: (peer, data, incarnation) => this.#onDeliver(peer, data, incarnation),
       report: (event) => this.#onProtocolEvent(event),
       writable: () => this.#pump(),
+      atEndOfTurn: (fn) => this.#driver.atEndOfTurn(fn),
     };
     const now = this.#clock.now();
     switch (this.#options.reliability) {
       case "best-effort":
         return new BestEffortProtocol(host);
       case "totem":
-        return new TotemProtocol(host, this.#incarnation, this.#options.totem);
+        return new TotemProtocol(host, this.#incarnation, this.#options.totem, now);
       case "fec":
         return new FecProtocol(host, this.#incarnation, this.#options.fec, this.#options.nack, now);
       default:
@@ -638,7 +641,7 @@ export class Channel implements AsyncDisposable {
   }
 
   #onPeerDown(peer: Peer, reason: "left" | "timeout"): void {
-    this.#protocol?.onPeerDown(peer.key);
+    this.#protocol?.onPeerDown(peer.key, this.#clock.now());
     this.#extension?.peerDown(peer, reason);
     if (this.#protocol?.endsStreams !== true) this.#reassembler.forget(peer.key);
     this.#events.emit("peerDown", { peer: peerInfo(peer), reason });

@@ -23,6 +23,7 @@ export class Driver {
   readonly #fault: (error: unknown) => void;
   readonly #units: TimedUnit[] = [];
   readonly #endOfTurn: Array<() => void> = [];
+  #once: Array<() => void> = [];
   #timer: TimerHandle | undefined;
   #armedAt = Number.POSITIVE_INFINITY;
   #turnScheduled = false;
@@ -59,6 +60,15 @@ export class Driver {
   }
 
   /**
+   * Runs `fn` once, at the end of this turn, after the flush: how a unit closes what a burst of inputs
+   * built up (an FEC block). What it sends goes out in a datagram of its own, with the next flush.
+   */
+  atEndOfTurn(fn: () => void): void {
+    this.#once.push(fn);
+    this.touch();
+  }
+
+  /**
    * An input changed something: at the end of this turn — once the inputs ready now have all been
    * handled, so that what they produced goes out bundled — flush, and re-arm the timer.
    */
@@ -71,36 +81,52 @@ export class Driver {
   /** Stops the timer; the driver does nothing more. */
   close(): void {
     this.#closed = true;
+    this.#once = [];
     this.#timer?.cancel();
     this.#timer = undefined;
     this.#armedAt = Number.POSITIVE_INFINITY;
   }
 
+  // Units whose deadline has come act first (a touch meanwhile is part of this turn), then the flush
+  // sends what the turn produced, then the one-shot calls run.
   readonly #turnEnded = (): void => {
+    if (this.#closed) {
+      this.#turnScheduled = false;
+      return;
+    }
+    const now = this.#clock.now();
+    for (const unit of this.#units) {
+      if (unit.pollTimeout() <= now) this.#guard(() => unit.handleTimeout(now));
+    }
     this.#turnScheduled = false;
-    if (this.#closed) return;
     for (const fn of this.#endOfTurn) this.#guard(fn);
+    const once = this.#once;
+    if (once.length > 0) {
+      this.#once = [];
+      for (const fn of once) this.#guard(fn);
+    }
     this.#arm();
   };
 
   readonly #fire = (): void => {
     this.#timer = undefined;
     this.#armedAt = Number.POSITIVE_INFINITY;
-    if (this.#closed) return;
-    const now = this.#clock.now();
-    for (const unit of this.#units) {
-      if (unit.pollTimeout() <= now) this.#guard(() => unit.handleTimeout(now));
-    }
     this.#turnEnded();
   };
 
   // One timer, for the earliest deadline. One armed for a later time is moved earlier; one armed for an
-  // earlier time than needed fires early, finds nothing due, and is armed again.
+  // earlier time than needed fires early, finds nothing due, and is armed again. A deadline that has
+  // come already (a unit that is to act now), or a one-shot call added by one, takes another turn, not a
+  // timer: a timer of 0 ms waits a millisecond or more on some runtimes.
   #arm(): void {
     let next = Number.POSITIVE_INFINITY;
     for (const unit of this.#units) {
       const at = unit.pollTimeout();
       if (at < next) next = at;
+    }
+    if (next <= this.#clock.now() || this.#once.length > 0) {
+      this.touch();
+      return;
     }
     if (next >= this.#armedAt) return;
     this.#timer?.cancel();

@@ -1,7 +1,7 @@
 import type { Frame } from "../../gen/activeblaze/v1/envelope_pb.ts";
 import type { DigestEntry } from "../../gen/activeblaze/v1/reliable_pb.ts";
 import type { TimedUnit } from "../core/driver.ts";
-import type { Clock, RandomSource } from "../transport/clock.ts";
+import type { RandomSource } from "../transport/clock.ts";
 import type { DataFields } from "../wire/frames.ts";
 
 /**
@@ -32,7 +32,6 @@ export interface OutgoingData {
 
 /** What a protocol needs from the channel it runs in. */
 export interface ProtocolHost {
-  readonly clock: Clock;
   readonly random: RandomSource;
   /** This member's key. */
   readonly localKey: PeerKey;
@@ -48,6 +47,8 @@ export interface ProtocolHost {
   report(event: ProtocolEvent): void;
   /** Called when a blocked sender may send again. */
   writable(): void;
+  /** Calls `fn` once at the end of the current turn of inputs (a burst of sends is over), before its datagrams go out. */
+  atEndOfTurn(fn: () => void): void;
 }
 
 export type ProtocolEvent =
@@ -116,7 +117,7 @@ export interface ReliabilityProtocol extends Partial<TimedUnit> {
   /** A peer was heard for the first time, or with a new incarnation. */
   onPeerUp(peer: PeerKey, incarnation: number, now: number): void;
   /** A peer left or was declared dead: forget its streams. */
-  onPeerDown(peer: PeerKey): void;
+  onPeerDown(peer: PeerKey, now: number): void;
   /**
    * A peer was removed from the group's view while it may still be a peer here (a crash the group
    * noticed first): it stops holding this member's sends back at once.

@@ -48,11 +48,16 @@ export class DrivenProtocol<P extends ReliabilityProtocol & TimedUnit> {
   }
 
   onPeerDown(peer: PeerKey): void {
-    this.#input(() => this.inner.onPeerDown(peer));
+    this.#input(() => this.inner.onPeerDown(peer, this.clock.now()));
   }
 
   onReceiverGone(peer: PeerKey): void {
     this.#input(() => this.inner.onReceiverGone?.(peer, this.clock.now()));
+  }
+
+  /** Runs `fn` at the end of every turn of the driver. */
+  onEndOfTurn(fn: () => void): void {
+    this.#driver.onEndOfTurn(fn);
   }
 
   heartbeat(): { highestSeq: number; lowestSeq: number; digest: DigestEntry[] } {

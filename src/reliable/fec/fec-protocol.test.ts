@@ -39,9 +39,12 @@ function randomData(random: SeededRandom, seq: number): DataFields {
   return data;
 }
 
+/** A protocol host on a virtual clock. */
+type ClockedHost = ProtocolHost & { readonly clock: VirtualClock };
+
 /** An FEC protocol on `host`, driven as a channel drives it (its time from the host's clock). */
-function driven(host: ProtocolHost, options: FecOptions): DrivenProtocol<FecProtocol> {
-  const clock = host.clock as VirtualClock;
+function driven(host: ClockedHost, options: FecOptions): DrivenProtocol<FecProtocol> {
+  const clock = host.clock;
   return new DrivenProtocol(new FecProtocol(host, 1, options, {}, clock.now()), clock);
 }
 
@@ -52,7 +55,7 @@ function recordingHost(clock = new VirtualClock()) {
   const delivered: DataFields[] = [];
   const datagrams = new Map<number, number>();
   let datagram = 0;
-  const host: ProtocolHost = {
+  const host: ClockedHost = {
     clock,
     random: new SeededRandom(1),
     localKey: "ffeeddccbbaa99887766554433221100",
@@ -69,6 +72,7 @@ function recordingHost(clock = new VirtualClock()) {
     deliver: (_, data) => delivered.push(data),
     report: () => undefined,
     writable: () => undefined,
+    atEndOfTurn: (fn) => clock.defer(fn),
   };
   const parities = () =>
     sent.map((bytes) => fromBinary(FrameSchema, bytes)).flatMap((frame) => (frame.kind.case === "fecParity" ? [frame.kind.value] : []));

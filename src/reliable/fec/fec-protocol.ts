@@ -38,7 +38,6 @@ export class FecProtocol implements ReliabilityProtocol, TimedUnit {
     this.#sender = new FecSender(host, options, counters);
     const sender = this.#sender;
     const tapped: ProtocolHost = {
-      clock: host.clock,
       random: host.random,
       localKey: host.localKey,
       multicastData(data) {
@@ -51,6 +50,7 @@ export class FecProtocol implements ReliabilityProtocol, TimedUnit {
       deliver: (peer, data, incarnation) => host.deliver(peer, data, incarnation),
       report: (event) => host.report(event),
       writable: () => host.writable(),
+      atEndOfTurn: (fn) => host.atEndOfTurn(fn),
     };
     const wait = options.parityWaitMs;
     this.#nack = new NackProtocol(tapped, incarnation, {

@@ -1,12 +1,12 @@
-import type { Clock } from "../../transport/clock.ts";
 import { encodeParityFrame, MAX_STRIDE, symbolOfFrame } from "./fec-wire.ts";
 import type { FecOptions } from "./options.ts";
 import { ReedSolomon } from "./reed-solomon.ts";
 
 /** What the sender side needs from its protocol. */
 export interface ParityOutput {
-  readonly clock: Clock;
   multicastFrame(frame: Uint8Array): void;
+  /** Calls `fn` once when the current burst of sends is over. */
+  atEndOfTurn(fn: () => void): void;
 }
 
 // What a bundled Data frame takes beyond its symbol: the bundle's frame tag and length, the Data tag
@@ -16,7 +16,7 @@ const FRAME_OVERHEAD = 12;
 /**
  * The sender's side of FEC. Every Data frame the stream sends joins the open group; the group closes
  * when it is full (k packets per block times the stride) or when the current burst of sends is over
- * (`clock.defer`), and each of its blocks is encoded and followed by m parity frames.
+ * (the end of the turn), and each of its blocks is encoded and followed by m parity frames.
  *
  * A group of n packets starting at seq f is laid out as `stride` interleaved blocks: block j holds
  * f + j, f + j + stride, f + j + 2·stride, … The stride is chosen so that any `interleaveBytes` of
@@ -77,7 +77,7 @@ export class FecSender {
     if (symbols.length >= this.#k * this.#stride()) this.flush();
     else if (!this.#flushScheduled) {
       this.#flushScheduled = true;
-      this.#output.clock.defer(this.#flush);
+      this.#output.atEndOfTurn(this.#flush);
     }
   }
 

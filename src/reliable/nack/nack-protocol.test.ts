@@ -63,7 +63,6 @@ class Node {
     this.#net = net;
     this.key = (index + 1).toString(16).padStart(32, "0");
     const host: ProtocolHost = {
-      clock: net.clock,
       random: new SeededRandom(`node-${index}`),
       localKey: this.key,
       multicastData: (data) => {
@@ -82,6 +81,7 @@ class Node {
       deliver: (peer, data) => this.got(peer).push(data.seq),
       report: (event) => this.events.push(event),
       writable: () => this.writable++,
+      atEndOfTurn: (fn) => net.clock.defer(fn),
     };
     this.protocol = new DrivenProtocol(new NackProtocol(host, incarnation, options, net.clock.now()), net.clock);
   }

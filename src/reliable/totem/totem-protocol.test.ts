@@ -7,11 +7,12 @@ import { SeededRandom } from "../../transport/seeded-random.ts";
 import { SimulatedNetwork } from "../../transport/simulated-network.ts";
 import { VirtualClock } from "../../transport/virtual-clock.ts";
 import { type DataFields, emptyDataFields } from "../../wire/frames.ts";
+import { DrivenProtocol } from "../../../test/support/driven-protocol.ts";
 import { keyOf } from "../member-key.ts";
 import type { OutgoingData, PeerKey, ProtocolHost } from "../protocol.ts";
 import { totemOptionsSchema } from "./options.ts";
 import { RingStore } from "./ring-store.ts";
-import { encodeCommit, encodeRelay, encodeToken, TotemPhase } from "./totem-frames.ts";
+import { encodeCommit, encodeJoin, encodeRelay, encodeToken, TotemPhase } from "./totem-frames.ts";
 import { TotemProtocol, type TotemStats } from "./totem-protocol.ts";
 
 const A = keyOf(new Uint8Array(16).fill(0xa1));
@@ -36,21 +37,12 @@ function outgoing(payload: Uint8Array, safe?: boolean): OutgoingData {
   };
 }
 
-/** A protocol on a virtual clock whose host records what it sends and delivers. */
+/** A protocol driven on a virtual clock (as a channel drives it), whose host records what it sends and delivers. */
 function harness(options: Partial<ReturnType<typeof totemOptionsSchema.parse>> = {}) {
   const clock = new VirtualClock();
-  const sent: Array<{ to: PeerKey | "all" | "defer"; frame: Frame | DataFields }> = [];
+  const sent: Array<{ to: PeerKey | "all" | "turn"; frame: Frame | DataFields }> = [];
   const delivered: Array<{ peer: PeerKey; data: DataFields }> = [];
   const host: ProtocolHost = {
-    // Deferred work marks where one token visit ends (a ring of one passes the token to itself).
-    clock: {
-      now: () => clock.now(),
-      setTimer: (delayMs, fn) => clock.setTimer(delayMs, fn),
-      defer: (fn) => {
-        sent.push({ to: "defer", frame: emptyDataFields() });
-        clock.defer(fn);
-      },
-    },
     random: new SeededRandom(1),
     localKey: A,
     multicastData: (data) => {
@@ -62,8 +54,11 @@ function harness(options: Partial<ReturnType<typeof totemOptionsSchema.parse>> =
     deliver: (peer, data) => delivered.push({ peer, data }),
     report: () => undefined,
     writable: () => undefined,
+    atEndOfTurn: (fn) => clock.defer(fn),
   };
-  const protocol = new TotemProtocol(host, 7, totemOptionsSchema.parse(options));
+  const protocol = new DrivenProtocol(new TotemProtocol(host, 7, totemOptionsSchema.parse(options), clock.now()), clock);
+  // The end of each turn marks where one token visit ends (a ring of one passes the token to itself in the next turn).
+  protocol.onEndOfTurn(() => sent.push({ to: "turn", frame: emptyDataFields() }));
   const stats = () => protocol.stats as TotemStats;
   return { clock, sent, delivered, protocol, stats };
 }
@@ -227,6 +222,25 @@ describe("TotemProtocol alone", () => {
     expect(stats().ring.state).toBe("gather");
     protocol.onControl(B, 1, commit(7));
     expect(stats().ring.state).toBe("commit");
+    protocol.close();
+  });
+
+  it("gives a ring up whose commit token does not come back, and sends that token no more (the loss and a resend due at once)", () => {
+    const { clock, sent, protocol, stats } = harness({ tokenTimeoutMs: 1_000, tokenRetransmitMs: 50 });
+    protocol.onPeerUp(B, 1);
+    const join = encodeJoin({ ring: undefined, members: [A, B], failed: [], highestRingSeq: 0, announce: false }, new Map());
+    protocol.onControl(B, 1, fromBinary(FrameSchema, join));
+    // A forms the ring at its first join deadline, and passes the commit token to B: B never answers.
+    clock.runFor(50);
+    expect(stats().ring.state).toBe("commit");
+    const commits = () => sent.filter((s) => s.to === B && "kind" in s.frame && s.frame.kind.case === "totemCommit").length;
+    clock.runFor(999);
+    expect(commits()).toBe(20);
+    // At 1,050 ms the ring is lost just as the token is due to be sent again: it is not sent.
+    clock.runFor(1);
+    expect(stats().ring.state).toBe("gather");
+    expect(stats().tokenLosses).toBe(1);
+    expect(commits()).toBe(20);
     protocol.close();
   });
 

@@ -1,0 +1,99 @@
+import { describe, expect, it } from "vitest";
+import type { Clock } from "../transport/clock.ts";
+import { VirtualClock } from "../transport/virtual-clock.ts";
+import { Driver, type TimedUnit } from "./driver.ts";
+
+/** A virtual clock that counts the timers armed on it. */
+function countingClock() {
+  const clock = new VirtualClock();
+  const armed: number[] = [];
+  const counting: Clock = {
+    now: () => clock.now(),
+    defer: (fn) => clock.defer(fn),
+    setTimer: (delayMs, fn) => {
+      armed.push(delayMs);
+      return clock.setTimer(delayMs, fn);
+    },
+  };
+  return { clock, counting, armed };
+}
+
+/** A unit with one deadline, that logs when it acts. */
+function unitWithDeadline(log: string[], name: string): TimedUnit & { due: number } {
+  const unit: TimedUnit & { due: number } = {
+    due: Number.POSITIVE_INFINITY,
+    pollTimeout: () => unit.due,
+    handleTimeout: (now: number) => {
+      if (unit.due > now) return;
+      unit.due = Number.POSITIVE_INFINITY;
+      log.push(`${name}@${now}`);
+    },
+  };
+  return unit;
+}
+
+describe("Driver", () => {
+  it("acts on a deadline that has come already in the next turn, arming no timer for it", () => {
+    const { clock, counting, armed } = countingClock();
+    const log: string[] = [];
+    const driver = new Driver(counting, (error) => {
+      throw error;
+    });
+    const unit = unitWithDeadline(log, "u");
+    driver.add(unit);
+    clock.runFor(0);
+    unit.due = clock.now();
+    driver.touch();
+    clock.runFor(0);
+    expect(log).toEqual(["u@0"]);
+    expect(armed).toEqual([]);
+    // A later deadline is a timer.
+    unit.due = 7;
+    driver.touch();
+    clock.runFor(10);
+    expect(log).toEqual(["u@0", "u@7"]);
+    expect(armed).toEqual([7]);
+    driver.close();
+  });
+
+  it("runs a one-shot call once at the end of the turn, after the units due and the flush", () => {
+    const { clock, counting } = countingClock();
+    const log: string[] = [];
+    const driver = new Driver(counting, (error) => {
+      throw error;
+    });
+    const unit = unitWithDeadline(log, "unit");
+    driver.add(unit);
+    driver.onEndOfTurn(() => log.push("flush"));
+    clock.runFor(0);
+    log.length = 0;
+    unit.due = clock.now();
+    driver.atEndOfTurn(() => log.push("once"));
+    clock.runFor(0);
+    expect(log).toEqual(["unit@0", "flush", "once"]);
+    // It does not run again on later turns.
+    driver.touch();
+    clock.runFor(0);
+    expect(log).toEqual(["unit@0", "flush", "once", "flush"]);
+    // One added by a one-shot call runs in a turn of its own.
+    driver.atEndOfTurn(() => driver.atEndOfTurn(() => log.push("again")));
+    clock.runFor(0);
+    expect(log.slice(4)).toEqual(["flush", "flush", "again"]);
+    driver.close();
+  });
+
+  it("runs nothing once closed", () => {
+    const { clock, counting } = countingClock();
+    const log: string[] = [];
+    const driver = new Driver(counting, (error) => {
+      throw error;
+    });
+    const unit = unitWithDeadline(log, "u");
+    driver.add(unit);
+    unit.due = 5;
+    driver.atEndOfTurn(() => log.push("once"));
+    driver.close();
+    clock.runFor(10);
+    expect(log).toEqual([]);
+  });
+});
