@@ -6,6 +6,7 @@ import { file_activeblaze_v1_fec } from "../../gen/activeblaze/v1/fec_pb.ts";
 import { file_activeblaze_v1_membership } from "../../gen/activeblaze/v1/membership_pb.ts";
 import { file_activeblaze_v1_message } from "../../gen/activeblaze/v1/message_pb.ts";
 import { file_activeblaze_v1_reliable } from "../../gen/activeblaze/v1/reliable_pb.ts";
+import { file_activeblaze_v1_security } from "../../gen/activeblaze/v1/security_pb.ts";
 import { file_activeblaze_v1_totem } from "../../gen/activeblaze/v1/totem_pb.ts";
 
 /** Every file of the activeblaze.v1 schema, for lookups by fully qualified name. */
@@ -17,6 +18,7 @@ export const wireFiles = [
   file_activeblaze_v1_cluster,
   file_activeblaze_v1_totem,
   file_activeblaze_v1_fec,
+  file_activeblaze_v1_security,
   file_activeblaze_v1_envelope,
 ] as const;
 
