@@ -8,6 +8,8 @@ export const entries = {
   "adapters/node": "src/adapters/node.ts",
   "adapters/bun": "src/adapters/bun.ts",
   "adapters/deno": "src/adapters/deno.ts",
+  "adapters/node-crypto": "src/adapters/node-crypto.ts",
+  "security/web-crypto": "src/security/web-crypto.ts",
 };
 
 export default defineConfig([
@@ -21,7 +23,7 @@ export default defineConfig([
     clean: true,
     splitting: true,
     treeshake: true,
-    external: ["node:dgram", "node:net", "node:os", "#udp"],
+    external: ["node:dgram", "node:net", "node:os", "node:crypto", "#udp", "#crypto"],
   },
   {
     entry: { "cli/blaze": "src/cli/blaze.ts" },

@@ -9,6 +9,11 @@ import type { Address, Transport, TransportFactory } from "../transport/transpor
 import { DropCounters } from "../wire/drop-reason.ts";
 import { type DataFields, DatagramBuilder, DatagramReader, encodeEnvelopeHeader, leaveGroupOf, type ReceivedFrame } from "../wire/frames.ts";
 import { Admission, type AdmissionStats, isChallenge } from "./admission.ts";
+import type { CryptoProvider } from "../security/crypto-provider.ts";
+import { DatagramGuard, type SecurityStats } from "../security/datagram-guard.ts";
+import { KeyRotation } from "../security/key-rotation.ts";
+import type { KeyRing } from "../security/keyring.ts";
+import type { ResolvedSecurityOptions } from "../security/options.ts";
 
 /** Where a channel's "everyone" datagrams go. */
 export type NetworkConfig =
@@ -35,6 +40,8 @@ export interface EndpointConfig {
   readonly socketBufferBytes: number;
   /** Most peers at once; a sender proven while the table is full is not admitted (counted). */
   readonly maxPeers: number;
+  /** Sealed datagrams (src/security/): every datagram out is sealed, every datagram in opened first. */
+  readonly security?: { readonly options: ResolvedSecurityOptions; readonly keyring: KeyRing; readonly provider: CryptoProvider };
 }
 
 /** A peer heard on the network. */
@@ -76,8 +83,8 @@ export interface EndpointStats {
   peerTableFull: number;
 }
 
-/** An endpoint's counters, admission's included. */
-export type NetworkStats = EndpointStats & AdmissionStats & { readonly pendingSenders: number };
+/** An endpoint's counters, admission's included, and the seal's with security on. */
+export type NetworkStats = EndpointStats & AdmissionStats & { readonly pendingSenders: number; readonly security?: SecurityStats };
 
 export function emptyNetworkStats(): NetworkStats {
   return { ...emptyEndpointStats(), unadmittedDatagrams: 0, challengesSent: 0, challengesAnswered: 0, admitted: 0, pendingEvicted: 0, pendingSenders: 0 };
@@ -134,6 +141,9 @@ export class Endpoint {
   #running = false;
   #lastKeyBytes: Uint8Array | undefined;
   #lastKey = "";
+  /** With security: seals what goes out and opens what comes in (the one seam of the security layer). */
+  readonly #guard: DatagramGuard | undefined;
+  readonly #rotation: KeyRotation | undefined;
 
   constructor(config: EndpointConfig, clock: Clock, random: RandomSource, handlers: EndpointHandlers) {
     this.#config = config;
@@ -142,6 +152,36 @@ export class Endpoint {
     this.#admission = new Admission(random, (to, frame) => this.#sendNow(to, frame));
     this.localKey = keyOf(config.memberId);
     this.#reader = new DatagramReader({ cluster: config.cluster, maxDatagramBytes: config.maxDatagramBytes });
+    const security = config.security;
+    if (security !== undefined) {
+      this.#guard = new DatagramGuard(security.options, security.keyring, security.provider, config, {
+        refused: (reason) => this.drops.count(reason),
+        fault: (error) => {
+          this.stats.receiveFaults++;
+          handlers.error(internalError("sealing or opening a datagram", error), "receive");
+        },
+      });
+      this.#rotation = new KeyRotation(security.keyring, {
+        clock,
+        random,
+        peers: () => this.#peers.keys(),
+        send: (peer, frame, keyId) => {
+          const address = this.#peers.get(peer)?.address;
+          if (address !== undefined) this.#sendNow(address, frame, keyId);
+        },
+      });
+    }
+  }
+
+  /** The key rotation driver of a secured endpoint. */
+  get rotation(): KeyRotation | undefined {
+    return this.#rotation;
+  }
+
+  // The largest datagram the builders fill: room is left for the seal.
+  get #builderBytes(): number {
+    const security = this.#config.security;
+    return this.#config.maxDatagramBytes - (security === undefined ? 0 : DatagramGuard.overheadBytes(security.options, this.#config.maxDatagramBytes));
   }
 
   /** The unicast address this endpoint sends from. */
@@ -156,7 +196,8 @@ export class Endpoint {
 
   /** Datagram counters, admission's included. */
   get networkStats(): NetworkStats {
-    return { ...this.stats, ...this.#admission.stats, pendingSenders: this.#admission.pending };
+    const stats = { ...this.stats, ...this.#admission.stats, pendingSenders: this.#admission.pending };
+    return this.#guard === undefined ? stats : { ...stats, security: this.#guard.stats };
   }
 
   /** Binds the sockets. */
@@ -195,8 +236,9 @@ export class Endpoint {
   start(incarnation: number): void {
     const network = this.#config.network;
     this.#header = encodeEnvelopeHeader(this.#config.cluster, this.#config.memberId, incarnation);
-    this.#group = { builder: new DatagramBuilder(this.#header, this.#config.maxDatagramBytes), to: "group" };
-    this.#unsent = new DatagramBuilder(this.#header, this.#config.maxDatagramBytes);
+    this.#group = { builder: new DatagramBuilder(this.#header, this.#builderBytes), to: "group" };
+    this.#unsent = new DatagramBuilder(this.#header, this.#builderBytes);
+    this.#guard?.start(incarnation);
     this.#unicast.clear();
     if (network.type === "multicast") this.#listener!.joinGroup(network.group, network.interface);
     this.#running = true;
@@ -221,10 +263,14 @@ export class Endpoint {
     this.#peers.clear();
     this.#departed.clear();
     this.#admission.clear();
+    this.#guard?.clear();
+    this.#rotation?.close();
   }
 
   async close(): Promise<void> {
     this.stop();
+    // The goodbye may still be being sealed (an asynchronous provider): it goes out before the sockets close.
+    await this.#guard?.drained();
     await Promise.all([this.#sender?.close(), this.#listener?.close()]);
     this.#sender = undefined;
     this.#listener = undefined;
@@ -263,19 +309,22 @@ export class Endpoint {
   }
 
   // One frame in a datagram of its own, sent at once: for answers to senders not admitted, which must
-  // cost no outbox (a flood of spoofed sources would otherwise make one each).
-  #sendNow(to: Address, frame: Uint8Array): void {
+  // cost no outbox (a flood of spoofed sources would otherwise make one each), and for key rotation
+  // (sealed with the key `keyId`, not necessarily the primary one).
+  #sendNow(to: Address, frame: Uint8Array, keyId?: number): void {
     const sender = this.#sender;
     if (sender === undefined || !this.#running) return;
     // A Frame's bytes equal the body of an Envelope carrying that kind alone (envelope.proto).
     const datagram = new Uint8Array(this.#header.length + frame.length);
     datagram.set(this.#header);
     datagram.set(frame, this.#header.length);
-    try {
-      this.#transmit(sender, datagram, to);
-    } catch (error) {
-      this.#handlers.error(error instanceof BlazeError ? error : new BlazeError("SEND_FAILED", String(error), { cause: error }), "transport");
-    }
+    this.#seal(datagram, false, (bytes) => this.#transmitTo(sender, bytes, to), keyId);
+  }
+
+  // Sealed once per datagram, however many receivers it goes to.
+  #seal(datagram: Uint8Array, toGroup: boolean, send: (bytes: Uint8Array) => void, keyId?: number): void {
+    if (this.#guard === undefined) send(datagram);
+    else this.#guard.seal(datagram, this.#header.length, toGroup, send, keyId);
   }
 
   /**
@@ -362,8 +411,12 @@ export class Endpoint {
     const datagram = outbox.builder.finish();
     const sender = this.#sender;
     if (datagram === undefined || sender === undefined || !this.#running) return;
+    this.#seal(datagram, outbox.to === "group", (bytes) => this.#transmitTo(sender, bytes, outbox.to));
+  }
+
+  #transmitTo(sender: Transport, datagram: Uint8Array, to: Address | "group"): void {
     try {
-      if (outbox.to !== "group") this.#transmit(sender, datagram, outbox.to);
+      if (to !== "group") this.#transmit(sender, datagram, to);
       else {
         const network = this.#config.network;
         if (network.type === "multicast") this.#transmit(sender, datagram, { host: network.group, port: network.port });
@@ -405,6 +458,14 @@ export class Endpoint {
       this.stats.ownDatagrams++;
       return;
     }
+    if (this.#guard === undefined) this.#receivePlain(bytes, from, undefined);
+    else this.#guard.open(bytes, (plain, keyId) => this.#receivePlain(plain, from, keyId));
+  }
+
+  // A plain envelope: as received, or opened (`sealedWith` the key that sealed it). With an
+  // asynchronous provider this runs later, in arrival order, so the endpoint may have stopped since.
+  #receivePlain(bytes: Uint8Array, from: Address, sealedWith: number | undefined): void {
+    if (!this.#running) return;
     const result = this.#reader.read(bytes);
     if (!result.ok) {
       this.drops.count(result.reason);
@@ -447,19 +508,24 @@ export class Endpoint {
     }
     peer.lastHeardAt = now;
     // What it sent while being admitted (its first datagram and its latest) is handled now, before this one.
-    for (const frames of held) this.#handFrames(peer, frames);
-    this.#handFrames(peer, frames);
+    for (const frames of held) this.#handFrames(peer, frames, undefined);
+    this.#handFrames(peer, frames, sealedWith);
     if (leaving) this.#remove(peer, "left", now);
   }
 
-  // Challenges are admission's; the rest goes up.
-  #handFrames(peer: Peer, frames: readonly ReceivedFrame[]): void {
-    if (frames.some(isChallenge)) frames = frames.filter((frame) => !isChallenge(frame));
+  // Challenges are admission's, key rotation's frames the rotation's (with security on); the rest goes up.
+  #handFrames(peer: Peer, frames: readonly ReceivedFrame[], sealedWith: number | undefined): void {
+    const rotation = this.#rotation;
+    if (frames.some((frame) => isChallenge(frame) || (rotation !== undefined && isKeyRotation(frame)))) {
+      for (const frame of frames) if (rotation !== undefined && isKeyRotation(frame)) rotation.onFrame(peer.key, frame, sealedWith);
+      frames = frames.filter((frame) => !isChallenge(frame) && (rotation === undefined || !isKeyRotation(frame)));
+    }
     if (frames.length > 0) this.#handlers.frames(peer, frames);
   }
 
   #remove(peer: Peer, reason: "left" | "timeout", now: number): void {
     this.#peers.delete(peer.key);
+    this.#rotation?.peerDown(peer.key);
     // Only a goodbye makes the incarnation's late datagrams stale; a peer that merely fell silent (a
     // partition) must be heard again as soon as it speaks.
     if (reason === "left") this.#departed.set(peer.key, { incarnation: peer.incarnation, at: now });
@@ -494,6 +560,10 @@ export class Endpoint {
     this.#lastKey = keyOf(id);
     return this.#lastKey;
   }
+}
+
+function isKeyRotation(frame: ReceivedFrame): boolean {
+  return frame.case === "keyUpdate" || frame.case === "keyUpdateAck";
 }
 
 function startsWith(bytes: Uint8Array, prefix: Uint8Array): boolean {

@@ -3,6 +3,7 @@ import { parseOptions } from "../options.ts";
 import { DEFAULT_NACK_OPTIONS } from "../reliable/nack/nack-protocol.ts";
 import { fecOptionsSchema } from "../reliable/fec/options.ts";
 import { totemOptionsSchema } from "../reliable/totem/options.ts";
+import { securityOptionsSchema } from "../security/options.ts";
 import type { Clock, RandomSource } from "../transport/clock.ts";
 import type { Address, TransportFactory } from "../transport/transport.ts";
 import { MAX_CLUSTER_NAME_BYTES, MAX_DATAGRAM_BYTES } from "../wire/limits.ts";
@@ -86,6 +87,7 @@ export const channelOptionsSchema = z
     nack: nackOptions.prefault({}),
     totem: totemOptionsSchema.prefault({}),
     fec: fecOptionsSchema.prefault({}),
+    security: securityOptionsSchema.optional(),
     transport: z.custom<TransportFactory>((value) => typeof value === "function", "expected a TransportFactory").optional(),
     clock: z.custom<Clock>((value) => typeof (value as Clock)?.setTimer === "function", "expected a Clock").optional(),
     random: z.custom<RandomSource>((value) => typeof (value as RandomSource)?.next === "function", "expected a RandomSource").optional(),
@@ -117,6 +119,7 @@ export const channelOptionsSchema = z
  * | `maxPeers` | peers | 1024 | most peers at once; a new sender proven while the table is full is not admitted (counted) |
  * | `incarnation` | number | wall-clock ms at creation | grows on every `start()`; set it to restart with a fixed identity |
  * | `nack` | | see {@link NackOptions} | tuning of the NACK protocol |
+ * | `security` | | none (datagrams in clear) | keys, seal mode and limits of authenticated, encrypted datagrams: see {@link SecurityOptions} |
  * | `transport` | | the running runtime's UDP adapter | how sockets are opened (the simulated network's factory in tests) |
  * | `clock`, `random` | | the system's | injected time and randomness (virtual in tests) |
  */
