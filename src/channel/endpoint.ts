@@ -2,7 +2,7 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { type Frame, FrameSchema } from "../../gen/activeblaze/v1/envelope_pb.ts";
 import { LeaveSchema } from "../../gen/activeblaze/v1/membership_pb.ts";
 import { BlazeError, internalError } from "../errors.ts";
-import { keyOf } from "../reliable/member-key.ts";
+import { idOf, keyOf } from "../reliable/member-key.ts";
 import type { PeerKey } from "../reliable/protocol.ts";
 import type { Clock, RandomSource } from "../transport/clock.ts";
 import type { Address, Transport, TransportFactory } from "../transport/transport.ts";
@@ -123,6 +123,8 @@ export class Endpoint {
   readonly #clock: Clock;
   readonly #handlers: EndpointHandlers;
   readonly #peers = new Map<PeerKey, Peer>();
+  /** The same peers by "host:port": whom a datagram to an address is for (a sealed one names its receiver). */
+  readonly #peersByAddress = new Map<string, Peer>();
   /** Peers that left or timed out, by the incarnation they had, for one peer timeout: their late datagrams are stale. */
   readonly #departed = new Map<PeerKey, { incarnation: number; at: number }>();
   readonly #unicast = new Map<string, Outbox>();
@@ -149,7 +151,7 @@ export class Endpoint {
     this.#config = config;
     this.#clock = clock;
     this.#handlers = handlers;
-    this.#admission = new Admission(random, (to, frame) => this.#sendNow(to, frame));
+    this.#admission = new Admission(random, (to, frame, receiver) => this.#sendNow(to, frame, receiver));
     this.localKey = keyOf(config.memberId);
     this.#reader = new DatagramReader({ cluster: config.cluster, maxDatagramBytes: config.maxDatagramBytes });
     const security = config.security;
@@ -167,7 +169,7 @@ export class Endpoint {
         peers: () => this.#peers.keys(),
         send: (peer, frame, keyId) => {
           const address = this.#peers.get(peer)?.address;
-          if (address !== undefined) this.#sendNow(address, frame, keyId);
+          if (address !== undefined) this.#sendNow(address, frame, peer, keyId);
         },
       });
     }
@@ -261,6 +263,7 @@ export class Endpoint {
       }
     }
     this.#peers.clear();
+    this.#peersByAddress.clear();
     this.#departed.clear();
     this.#admission.clear();
     this.#guard?.clear();
@@ -311,20 +314,20 @@ export class Endpoint {
   // One frame in a datagram of its own, sent at once: for answers to senders not admitted, which must
   // cost no outbox (a flood of spoofed sources would otherwise make one each), and for key rotation
   // (sealed with the key `keyId`, not necessarily the primary one).
-  #sendNow(to: Address, frame: Uint8Array, keyId?: number): void {
+  #sendNow(to: Address, frame: Uint8Array, receiver: PeerKey, keyId?: number): void {
     const sender = this.#sender;
     if (sender === undefined || !this.#running) return;
     // A Frame's bytes equal the body of an Envelope carrying that kind alone (envelope.proto).
     const datagram = new Uint8Array(this.#header.length + frame.length);
     datagram.set(this.#header);
     datagram.set(frame, this.#header.length);
-    this.#seal(datagram, false, (bytes) => this.#transmitTo(sender, bytes, to), keyId);
+    this.#seal(datagram, idOf(receiver), (bytes) => this.#transmitTo(sender, bytes, to), keyId);
   }
 
-  // Sealed once per datagram, however many receivers it goes to.
-  #seal(datagram: Uint8Array, toGroup: boolean, send: (bytes: Uint8Array) => void, keyId?: number): void {
+  // Sealed once per datagram, however many receivers it goes to; one to a single member names it.
+  #seal(datagram: Uint8Array, receiver: Uint8Array | "group" | undefined, send: (bytes: Uint8Array) => void, keyId?: number): void {
     if (this.#guard === undefined) send(datagram);
-    else this.#guard.seal(datagram, this.#header.length, toGroup, send, keyId);
+    else this.#guard.seal(datagram, this.#header.length, receiver, send, keyId);
   }
 
   /**
@@ -359,7 +362,7 @@ export class Endpoint {
   }
 
   #outboxTo(address: Address): Outbox {
-    const key = `${address.host}:${address.port}`;
+    const key = addressKey(address);
     let outbox = this.#unicast.get(key);
     if (outbox === undefined) {
       if (this.#unicast.size >= 1024) {
@@ -411,7 +414,8 @@ export class Endpoint {
     const datagram = outbox.builder.finish();
     const sender = this.#sender;
     if (datagram === undefined || sender === undefined || !this.#running) return;
-    this.#seal(datagram, outbox.to === "group", (bytes) => this.#transmitTo(sender, bytes, outbox.to));
+    const receiver = outbox.to === "group" ? "group" : this.#peersByAddress.get(addressKey(outbox.to))?.id;
+    this.#seal(datagram, receiver, (bytes) => this.#transmitTo(sender, bytes, outbox.to));
   }
 
   #transmitTo(sender: Transport, datagram: Uint8Array, to: Address | "group"): void {
@@ -488,7 +492,7 @@ export class Endpoint {
       this.stats.addressMismatch++;
       return;
     }
-    this.#admission.answer(from, frames);
+    this.#admission.answer(from, key, frames);
     // A Leave of no group is a channel-level goodbye; one naming a group is membership's business.
     const leaving = frames.some((frame) => frame.case === "leave" && leaveGroupOf(frame.frame) === "");
     let held: ReadonlyArray<readonly ReceivedFrame[]> = [];
@@ -503,6 +507,7 @@ export class Endpoint {
       if (peer !== undefined) this.#remove(peer, "left", now);
       peer = { key, id: senderId.slice(), incarnation, address: from, lastHeardAt: now };
       this.#peers.set(key, peer);
+      this.#peersByAddress.set(addressKey(from), peer);
       this.#handlers.peerUp(peer);
       held = admitted.held;
     }
@@ -525,6 +530,7 @@ export class Endpoint {
 
   #remove(peer: Peer, reason: "left" | "timeout", now: number): void {
     this.#peers.delete(peer.key);
+    if (this.#peersByAddress.get(addressKey(peer.address)) === peer) this.#peersByAddress.delete(addressKey(peer.address));
     this.#rotation?.peerDown(peer.key);
     // Only a goodbye makes the incarnation's late datagrams stale; a peer that merely fell silent (a
     // partition) must be heard again as soon as it speaks.
@@ -570,6 +576,10 @@ function startsWith(bytes: Uint8Array, prefix: Uint8Array): boolean {
   if (bytes.length < prefix.length || prefix.length === 0) return false;
   for (let i = prefix.length - 1; i >= 0; i--) if (bytes[i] !== prefix[i]) return false;
   return true;
+}
+
+function addressKey(address: Address): string {
+  return `${address.host}:${address.port}`;
 }
 
 function sameAddress(a: Address, b: Address): boolean {

@@ -47,7 +47,7 @@ interface Side {
   /** Opens `bytes` and waits until it is handed on (or refused). */
   receive(bytes: Uint8Array): Promise<void>;
   /** Seals a plain datagram from this side and returns the sealed bytes. */
-  send(plain: { datagram: Uint8Array; headerLength: number }, toGroup?: boolean, keyId?: number): Promise<Uint8Array>;
+  send(plain: { datagram: Uint8Array; headerLength: number }, to?: Uint8Array | "group" | undefined, keyId?: number): Promise<Uint8Array>;
 }
 
 function side(provider: CryptoProvider, id: Uint8Array, options: Partial<SecurityOptions> = {}, incarnation = 1): Side {
@@ -73,9 +73,9 @@ function side(provider: CryptoProvider, id: Uint8Array, options: Partial<Securit
       guard.open(bytes, (plain, keyId) => delivered.push({ plain, keyId }));
       await guard.drained();
     },
-    async send(plain, toGroup = true, keyId) {
+    async send(plain, to = "group", keyId) {
       let sealed: Uint8Array | undefined;
-      guard.seal(plain.datagram, plain.headerLength, toGroup, (bytes) => (sealed = bytes), keyId);
+      guard.seal(plain.datagram, plain.headerLength, to, (bytes) => (sealed = bytes), keyId);
       await guard.drained();
       return sealed!;
     },
@@ -128,10 +128,22 @@ describe.each(providers)("DatagramGuard with %s", (_name, provider) => {
     const a = side(provider(), ID_A);
     const b = side(provider(), ID_B);
     const toGroup = await a.send(plainFrom(ID_A));
-    const toOne = await a.send(plainFrom(ID_A), false);
+    const toOne = await a.send(plainFrom(ID_A), ID_B);
     for (const bytes of [toGroup, toOne, toGroup, toOne, toOne]) await b.receive(bytes);
     expect(b.delivered).toHaveLength(2);
     expect(b.refused).toEqual({ REPLAYED: 3 });
+  });
+
+  it("refuses a datagram to one member replayed to another, which has not seen its counter", async () => {
+    const a = side(provider(), ID_A);
+    const b = side(provider(), ID_B);
+    const c = side(provider(), new Uint8Array(16).fill(0xc3));
+    const toB = await a.send(plainFrom(ID_A), ID_B);
+    await c.receive(toB);
+    await b.receive(toB);
+    expect(c.refused).toEqual({ REPLAYED: 1 });
+    expect(c.guard.stats.senders).toBe(0);
+    expect(b.delivered).toHaveLength(1);
   });
 
   it("refuses every flipped bit and every truncation, delivers nothing and remembers nobody", async () => {
@@ -191,10 +203,10 @@ describe.each(providers)("DatagramGuard with %s", (_name, provider) => {
     const a = side(provider(), ID_A, { keys: [{ id: 1, secret: SECRET_1 }, { id: 2, secret: SECRET_2 }], primary: 2 });
     const b = side(provider(), ID_B, { keys: [{ id: 1, secret: SECRET_1 }, { id: 2, secret: SECRET_2 }], primary: 2 });
     await b.receive(await a.send(plainFrom(ID_A)));
-    await b.receive(await a.send(plainFrom(ID_A), true, 1));
+    await b.receive(await a.send(plainFrom(ID_A), "group", 1));
     expect(b.delivered.map((d) => d.keyId)).toEqual([2, 1]);
     b.guard.keyring.retire(1);
-    await b.receive(await a.send(plainFrom(ID_A), true, 1));
+    await b.receive(await a.send(plainFrom(ID_A), "group", 1));
     expect(b.refused).toEqual({ UNKNOWN_KEY: 1 });
   });
 
@@ -206,7 +218,7 @@ describe.each(providers)("DatagramGuard with %s", (_name, provider) => {
     for (let i = 1; i <= 200; i++) {
       const plain = plainFrom(ID_A, (i % 7) + 1);
       sent.push(plain.datagram);
-      sealed.push(await a.send(plain, i % 3 !== 0));
+      sealed.push(await a.send(plain, i % 3 !== 0 ? "group" : i % 2 === 0 ? ID_B : undefined));
     }
     for (const bytes of sealed) b.guard.open(bytes, (plain, keyId) => b.delivered.push({ plain, keyId }));
     await b.guard.drained();

@@ -2,7 +2,7 @@ import { keyOf } from "../reliable/member-key.ts";
 import type { PeerKey } from "../reliable/protocol.ts";
 import type { EnvelopeContext } from "../wire/codec.ts";
 import type { DropReason } from "../wire/drop-reason.ts";
-import { MAX_DATAGRAM_BYTES } from "../wire/limits.ts";
+import { MAX_DATAGRAM_BYTES, MEMBER_ID_BYTES } from "../wire/limits.ts";
 import { web } from "../web.ts";
 import {
   type CryptoProvider,
@@ -193,7 +193,13 @@ export class DatagramGuard {
    */
   static overheadBytes(options: ResolvedSecurityOptions, maxDatagramBytes: number = MAX_DATAGRAM_BYTES): number {
     const insider = options.identity !== undefined;
-    const fields: SealFields = { keyId: 0xffff_ffff, mode: options.mode, counter: Number.MAX_SAFE_INTEGER, signerKey: new Uint8Array(insider ? KEY_BYTES : 0) };
+    const fields: SealFields = {
+      keyId: 0xffff_ffff,
+      mode: options.mode,
+      counter: Number.MAX_SAFE_INTEGER,
+      signerKey: new Uint8Array(insider ? KEY_BYTES : 0),
+      receiverId: new Uint8Array(MEMBER_ID_BYTES),
+    };
     // The seal's fields around a payload as long as a datagram can be (the longest lengths), the tag, the signature.
     return sealedPrefixSize(NO_BYTES, fields, maxDatagramBytes) + TAG_BYTES + (insider ? SIGNATURE_BYTES : 0);
   }
@@ -219,11 +225,13 @@ export class DatagramGuard {
   }
 
   /**
-   * Seals `datagram` (an envelope: `headerLength` bytes of header, then its body) for the group or for
-   * one member, with key `keyId` (default: the primary key), and hands the sealed datagram to `send`:
-   * at once, or — with an asynchronous provider — once it and every datagram sealed before it are ready.
+   * Seals `datagram` (an envelope: `headerLength` bytes of header, then its body) for the group
+   * (`receiverId` "group") or for one member (its id, or undefined when not known), with key `keyId`
+   * (default: the primary key), and hands the sealed datagram to `send`: at once, or — with an
+   * asynchronous provider — once it and every datagram sealed before it are ready.
    */
-  seal(datagram: Uint8Array, headerLength: number, toGroup: boolean, send: (sealed: Uint8Array) => void, keyId: number = this.keyring.primary): void {
+  seal(datagram: Uint8Array, headerLength: number, receiverId: Uint8Array | "group" | undefined, send: (sealed: Uint8Array) => void, keyId: number = this.keyring.primary): void {
+    const toGroup = receiverId === "group";
     const counter = toGroup ? this.#groupCounter : this.#unicastCounter;
     if (counter > Number.MAX_SAFE_INTEGER - 2) {
       // 2^52 datagrams in one incarnation: not reached in practice; restarting starts a new one.
@@ -234,7 +242,7 @@ export class DatagramGuard {
     else this.#unicastCounter += 2;
     const header = datagram.subarray(0, headerLength);
     const body = datagram.subarray(headerLength);
-    const fields: SealFields = { keyId, mode: this.#options.mode, counter, signerKey: this.#signer };
+    const fields: SealFields = { keyId, mode: this.#options.mode, counter, signerKey: this.#signer, receiverId: toGroup ? NO_BYTES : (receiverId ?? NO_BYTES) };
     const plainLength = body.length + (this.#signer.length > 0 ? SIGNATURE_BYTES : 0);
     const payloadLength = plainLength + TAG_BYTES;
     const out = new Uint8Array(sealedPrefixSize(header, fields, payloadLength) + payloadLength);
@@ -322,6 +330,7 @@ export class DatagramGuard {
       return ["WRONG_MODE", `sealed ${sealed.mode ?? "in an unknown mode"}${sealed.signerKey.length > 0 ? " with signatures" : ""}; this member uses ${this.#options.mode}${insider ? " with signatures" : ""}`];
     }
     if (!this.keyring.has(sealed.keyId)) return ["UNKNOWN_KEY", `sealed with key ${sealed.keyId}, which this member does not hold`];
+    if (sealed.receiverId.length > 0 && !equalBytes(sealed.receiverId, this.#localId)) return ["REPLAYED", "a datagram to another member"];
     if (insider) {
       if (!signerMatches(sealed.signerKey, sealed.senderId)) return ["UNTRUSTED_SIGNER", "the signer key is not the sender's (its first 16 bytes are the member id)"];
       if (this.#trusted !== undefined && !this.#trusted.has(keyOf(sealed.signerKey))) return ["UNTRUSTED_SIGNER", "the signer is not a trusted member"];

@@ -12,8 +12,8 @@ import { KEY_BYTES, type SealMode } from "./crypto-provider.ts";
  * The layout of a sealed datagram: the envelope's header fields, then `Envelope.sealed` (field 96) as
  * the last field, holding the key id, mode, counter, signer key and, last of all, the payload:
  *
- *   [version][minor][cluster][sender id][incarnation] [96: [key id][mode][counter][signer key] [15: payload]]
- *   └──────────────────────────── associated data ─────────────────────────────────────────┘ └─ payload ─┘
+ *   [version][minor][cluster][sender id][incarnation] [96: [key id][mode][counter][signer key][receiver id] [15: payload]]
+ *   └──────────────────────────────────── associated data ───────────────────────────────────────────┘ └─ payload ─┘
  *
  * The associated data is every byte before the payload, so the clear header, the key id, the mode and
  * the counter are all authenticated, and a port computes it without re-encoding anything: the datagram
@@ -39,6 +39,8 @@ export interface SealedDatagram {
   readonly counter: number;
   /** Insider mode's Ed25519 public key; empty otherwise. */
   readonly signerKey: Uint8Array;
+  /** The member a datagram to one member is for; empty when it does not say. */
+  readonly receiverId: Uint8Array;
   /** Every byte before the payload. */
   readonly aad: Uint8Array;
   readonly payload: Uint8Array;
@@ -61,6 +63,8 @@ export interface SealFields {
   readonly counter: number;
   /** Insider mode's public key, or empty. */
   readonly signerKey: Uint8Array;
+  /** For a datagram to one member: its id, or empty. */
+  readonly receiverId: Uint8Array;
 }
 
 /** The bytes a seal adds to a datagram whose body is `bodyLength` bytes, besides the payload's own. */
@@ -75,6 +79,7 @@ function sealedInnerSize(fields: SealFields, payloadLength: number): number {
     2 +
     1 + varintSize(fields.counter) +
     (fields.signerKey.length === 0 ? 0 : 2 + fields.signerKey.length) +
+    (fields.receiverId.length === 0 ? 0 : 2 + fields.receiverId.length) +
     1 + varintSize(payloadLength) + payloadLength
   );
 }
@@ -100,6 +105,12 @@ export function writeSealedPrefix(out: Uint8Array, header: Uint8Array, fields: S
     out[pos++] = fields.signerKey.length;
     out.set(fields.signerKey, pos);
     pos += fields.signerKey.length;
+  }
+  if (fields.receiverId.length > 0) {
+    out[pos++] = (5 << 3) | 2;
+    out[pos++] = fields.receiverId.length;
+    out.set(fields.receiverId, pos);
+    pos += fields.receiverId.length;
   }
   out[pos++] = TAG_PAYLOAD;
   return writeVarint(out, pos, payloadLength);
@@ -175,6 +186,7 @@ function readSeal(bytes: Uint8Array, headerEnd: number, start: number, senderId:
   let mode = 0;
   let counter = 0;
   let signerKey: Uint8Array = NO_BYTES;
+  let receiverId: Uint8Array = NO_BYTES;
   let seen = 0;
   while (cursor.pos < cursor.end) {
     const tag = cursor.varint();
@@ -197,6 +209,12 @@ function readSeal(bytes: Uint8Array, headerEnd: number, start: number, senderId:
         cursor.pos = end;
         break;
       }
+      case (5 << 3) | 2: {
+        const end = cursor.delimitedEnd();
+        receiverId = bytes.subarray(cursor.pos, end);
+        cursor.pos = end;
+        break;
+      }
       case TAG_PAYLOAD: {
         const end = cursor.delimitedEnd();
         if (cursor.failed || end !== bytes.length) return undefined;
@@ -210,6 +228,7 @@ function readSeal(bytes: Uint8Array, headerEnd: number, start: number, senderId:
           mode: modeOf(mode),
           counter,
           signerKey,
+          receiverId,
           aad: bytes.subarray(0, cursor.pos),
           payload: bytes.subarray(cursor.pos),
         };
@@ -252,6 +271,7 @@ function readGenerated(bytes: Uint8Array, context: EnvelopeContext): SealedRead 
     mode: modeOf(seal.mode),
     counter: Number(seal.counter),
     signerKey: seal.signerKey,
+    receiverId: seal.receiverId,
     aad: bytes.subarray(0, payloadStart),
     payload: bytes.subarray(payloadStart),
   };

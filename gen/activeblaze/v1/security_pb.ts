@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file activeblaze/v1/security.proto.
  */
 export const file_activeblaze_v1_security: GenFile = /*@__PURE__*/
-  fileDesc("Ch1hY3RpdmVibGF6ZS92MS9zZWN1cml0eS5wcm90bxIOYWN0aXZlYmxhemUudjEidgoGU2VhbGVkEg4KBmtleV9pZBgBIAEoDRImCgRtb2RlGAIgASgOMhguYWN0aXZlYmxhemUudjEuU2VhbE1vZGUSDwoHY291bnRlchgDIAEoBBISCgpzaWduZXJfa2V5GAQgASgMEg8KB3BheWxvYWQYDyABKAwiVQoJS2V5VXBkYXRlEg0KBW5vbmNlGAEgASgEEikKBmFjdGlvbhgCIAEoDjIZLmFjdGl2ZWJsYXplLnYxLktleUFjdGlvbhIOCgZrZXlfaWQYAyABKA0iLgoMS2V5VXBkYXRlQWNrEg0KBW5vbmNlGAEgASgEEg8KB3JlZnVzYWwYAiABKAkqXAoIU2VhbE1vZGUSGQoVU0VBTF9NT0RFX1VOU1BFQ0lGSUVEEAASGQoVU0VBTF9NT0RFX0FFU18yNTZfR0NNEAESGgoWU0VBTF9NT0RFX0hNQUNfU0hBXzI1NhACKmgKCUtleUFjdGlvbhIaChZLRVlfQUNUSU9OX1VOU1BFQ0lGSUVEEAASFAoQS0VZX0FDVElPTl9DSEVDSxABEhIKDktFWV9BQ1RJT05fVVNFEAISFQoRS0VZX0FDVElPTl9SRVRJUkUQA2IGcHJvdG8z");
+  fileDesc("Ch1hY3RpdmVibGF6ZS92MS9zZWN1cml0eS5wcm90bxIOYWN0aXZlYmxhemUudjEiiwEKBlNlYWxlZBIOCgZrZXlfaWQYASABKA0SJgoEbW9kZRgCIAEoDjIYLmFjdGl2ZWJsYXplLnYxLlNlYWxNb2RlEg8KB2NvdW50ZXIYAyABKAQSEgoKc2lnbmVyX2tleRgEIAEoDBITCgtyZWNlaXZlcl9pZBgFIAEoDBIPCgdwYXlsb2FkGA8gASgMIlUKCUtleVVwZGF0ZRINCgVub25jZRgBIAEoBBIpCgZhY3Rpb24YAiABKA4yGS5hY3RpdmVibGF6ZS52MS5LZXlBY3Rpb24SDgoGa2V5X2lkGAMgASgNIi4KDEtleVVwZGF0ZUFjaxINCgVub25jZRgBIAEoBBIPCgdyZWZ1c2FsGAIgASgJKlwKCFNlYWxNb2RlEhkKFVNFQUxfTU9ERV9VTlNQRUNJRklFRBAAEhkKFVNFQUxfTU9ERV9BRVNfMjU2X0dDTRABEhoKFlNFQUxfTU9ERV9ITUFDX1NIQV8yNTYQAipoCglLZXlBY3Rpb24SGgoWS0VZX0FDVElPTl9VTlNQRUNJRklFRBAAEhQKEEtFWV9BQ1RJT05fQ0hFQ0sQARISCg5LRVlfQUNUSU9OX1VTRRACEhUKEUtFWV9BQ1RJT05fUkVUSVJFEANiBnByb3RvMw");
 
 /**
  * The body of a sealed datagram (Envelope.sealed): another envelope body (a Bundle, or one message),
@@ -53,6 +53,15 @@ export type Sealed = Message<"activeblaze.v1.Sealed"> & {
    * @generated from field: bytes signer_key = 4;
    */
   signerKey: Uint8Array;
+
+  /**
+   * For a datagram to one member (an even counter): that member's id, when the sender knows it. A
+   * receiver refuses a datagram to another member (REPLAYED), so that one member's datagram cannot be
+   * replayed to another, which has not seen its counter.
+   *
+   * @generated from field: bytes receiver_id = 5;
+   */
+  receiverId: Uint8Array;
 
   /**
    * The sealed body and its tag. Always the last field of the datagram.
