@@ -12,6 +12,7 @@ import {
   type SenderKey,
   SIGNATURE_BYTES,
   type SigningKey,
+  type SyncCryptoProvider,
   TAG_BYTES,
   type VerifyKey,
 } from "./crypto-provider.ts";
@@ -243,22 +244,18 @@ export class DatagramGuard {
     const header = datagram.subarray(0, headerLength);
     const body = datagram.subarray(headerLength);
     const fields: SealFields = { keyId, mode: this.#options.mode, counter, signerKey: this.#signer, receiverId: toGroup ? NO_BYTES : (receiverId ?? NO_BYTES) };
-    const plainLength = body.length + (this.#signer.length > 0 ? SIGNATURE_BYTES : 0);
-    const payloadLength = plainLength + TAG_BYTES;
-    const out = new Uint8Array(sealedPrefixSize(header, fields, payloadLength) + payloadLength);
-    const payloadStart = writeSealedPrefix(out, header, fields, payloadLength);
-    const aad = out.subarray(0, payloadStart);
     const key = this.#ownKey(keyId);
     const provider = this.#provider;
     if (provider.synchronous) {
-      const plain = this.#signer.length > 0 ? withSignature(body, provider.sign(this.#signingKey as SigningKey, concat(aad, body))) : body;
-      out.set(provider.seal(key as SenderKey, fields.mode, counter, aad, plain), payloadStart);
+      const sealed = sealDatagram(provider, header, body, fields, key as SenderKey, this.#signingKey as SigningKey | undefined);
       this.#stats.sealed++;
-      send(out);
+      send(sealed);
       return;
     }
     const work = (async () => {
-      const plain = this.#signer.length > 0 ? withSignature(body, await provider.sign(await this.#signingKey!, concat(aad, body))) : body;
+      const { out, aad, payloadStart } = sealedFrame(header, body, fields);
+      const signingKey = await this.#signingKey;
+      const plain = signingKey === undefined ? body : concat(body, await provider.sign(signingKey, concat(aad, body)));
       out.set(await provider.seal(await key, fields.mode, counter, aad, plain), payloadStart);
       return out;
     })();
@@ -407,15 +404,31 @@ export class DatagramGuard {
   }
 }
 
+/**
+ * Seals one datagram (its `header` and `body`) with the given fields and the sender's key, synchronously:
+ * a sender's steps, for the guard and for tools and vectors that need a given counter.
+ */
+export function sealDatagram(provider: SyncCryptoProvider, header: Uint8Array, body: Uint8Array, fields: SealFields, key: SenderKey, signingKey: SigningKey | undefined): Uint8Array {
+  const { out, aad, payloadStart } = sealedFrame(header, body, fields);
+  const plain = signingKey === undefined ? body : concat(body, provider.sign(signingKey, concat(aad, body)));
+  out.set(provider.seal(key, fields.mode, fields.counter, aad, plain), payloadStart);
+  return out;
+}
+
+// The sealed datagram's buffer, its associated data written; the payload goes at `payloadStart`.
+function sealedFrame(header: Uint8Array, body: Uint8Array, fields: SealFields): { out: Uint8Array; aad: Uint8Array; payloadStart: number } {
+  const plainLength = body.length + (fields.signerKey.length > 0 ? SIGNATURE_BYTES : 0);
+  const payloadLength = plainLength + TAG_BYTES;
+  const out = new Uint8Array(sealedPrefixSize(header, fields, payloadLength) + payloadLength);
+  const payloadStart = writeSealedPrefix(out, header, fields, payloadLength);
+  return { out, aad: out.subarray(0, payloadStart), payloadStart };
+}
+
 function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
   const joined = new Uint8Array(a.length + b.length);
   joined.set(a);
   joined.set(b, a.length);
   return joined;
-}
-
-function withSignature(body: Uint8Array, signature: Uint8Array): Uint8Array {
-  return concat(body, signature);
 }
 
 function signed(body: Uint8Array): boolean {
