@@ -2,17 +2,25 @@
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { runDemo, runDemoMember } from "./demo.ts";
-import { inspectBytes, parseHex } from "./inspect.ts";
+import { nodeCrypto } from "../adapters/node-crypto.ts";
+import { KEY_BYTES } from "../security/crypto-provider.ts";
+import { generateSecret } from "../security/keys.ts";
+import { decodeBase64, encodeBase64 } from "../security/options.ts";
+import { inspectBytes, inspectSealed, parseHex } from "./inspect.ts";
 import { formatPerf, runPerf, runPerfChild, writeJson } from "./perf.ts";
 
 const HELP = `blaze: the activeblaze command line
 
 Usage:
-  blaze inspect <hex | file | ->  [--type NAME] [--cluster NAME]
+  blaze inspect <hex | file | ->  [--type NAME] [--cluster NAME] [--key SECRET]
       Decode one datagram through the schema and print it as ProtoJSON. The input is hex on the
       command line, a file holding raw bytes or hex, or - for standard input. --type decodes as another
       message type (default activeblaze.v1.Envelope); --cluster checks an envelope against a cluster.
-      Exits 1 when the bytes are refused, printing the reason.
+      --key opens a sealed datagram with a key's secret (base64) and prints its seal and the envelope
+      inside. Exits 1 when the bytes are refused (or do not open), printing the reason.
+  blaze keygen  [--id N] [--identity]
+      Print a new random key for the security option, { "id": N, "secret": "<32 bytes, base64>" }
+      (id 1 unless --id), or with --identity a new Ed25519 key pair for insider mode.
   blaze demo  [--messages N] [--cluster NAME]
       Start three members on loopback multicast and exchange messages, share a replicated map, and
       move a lock from a member killed with SIGKILL to a waiting one (no configuration needed).
@@ -43,6 +51,9 @@ async function main(argv: string[]): Promise<number> {
       reliability: { type: "string" },
       "no-baseline": { type: "boolean" },
       json: { type: "string" },
+      key: { type: "string" },
+      id: { type: "string" },
+      identity: { type: "boolean" },
     },
   });
   const [command, ...rest] = positionals;
@@ -57,7 +68,9 @@ async function main(argv: string[]): Promise<number> {
   }
   switch (command) {
     case "inspect":
-      return inspect(rest[0], values.type, values.cluster);
+      return inspect(rest[0], values.type, values.cluster, values.key);
+    case "keygen":
+      return keygen(values.id, values.identity ?? false);
     case "demo":
       return runDemo({ messages: values.messages === undefined ? 5 : Number(values.messages), ...(values.cluster === undefined ? {} : { cluster: values.cluster }) });
     case "demo-member":
@@ -107,7 +120,19 @@ function fraction(text: string, flag: string): number {
   return value;
 }
 
-function inspect(input: string | undefined, type: string | undefined, cluster: string | undefined): number {
+function keygen(id: string | undefined, identity: boolean): number {
+  if (identity) {
+    const keys = nodeCrypto.generateIdentity();
+    console.log(JSON.stringify({ publicKey: encodeBase64(keys.publicKey), privateKey: encodeBase64(keys.privateKey) }, null, 2));
+    return 0;
+  }
+  const keyId = id === undefined ? 1 : Number(id);
+  if (!Number.isInteger(keyId) || keyId < 1 || keyId > 0xffff_ffff) throw new Error(`--id must be an integer from 1 to 4294967295, got "${id}"`);
+  console.log(JSON.stringify({ id: keyId, secret: generateSecret() }, null, 2));
+  return 0;
+}
+
+function inspect(input: string | undefined, type: string | undefined, cluster: string | undefined, key: string | undefined): number {
   if (input === undefined) {
     console.error("blaze inspect: give hex, a file or - for standard input");
     return 2;
@@ -117,10 +142,19 @@ function inspect(input: string | undefined, type: string | undefined, cluster: s
     console.error(`blaze inspect: "${input}" is neither hex nor a readable file`);
     return 2;
   }
-  const result = inspectBytes(bytes, type, cluster);
+  let secret: Uint8Array | undefined;
+  if (key !== undefined) {
+    secret = decodeBase64(key);
+    if (secret?.length !== KEY_BYTES) {
+      console.error(`blaze inspect: --key is a key's secret, ${KEY_BYTES} bytes in base64`);
+      return 2;
+    }
+  }
+  const result = secret === undefined ? inspectBytes(bytes, type, cluster) : inspectSealed(bytes, secret, cluster);
   if (result.json !== undefined) console.log(JSON.stringify(result.json, null, 2));
   if (result.error !== undefined) {
     console.error(`refused: ${result.error.code}: ${result.error.detail}`);
+    if (secret === undefined && result.error.code === "UNKNOWN_KEY") console.error("(a sealed datagram: --key SECRET opens it)");
     return 1;
   }
   return 0;
