@@ -6,7 +6,6 @@ import {
   createPrivateKey,
   createPublicKey,
   generateKeyPairSync,
-  hkdfSync,
   type KeyObject,
   sign,
   timingSafeEqual,
@@ -16,7 +15,6 @@ import {
   type CryptoProvider,
   ED25519_PKCS8_PREFIX,
   ED25519_SPKI_PREFIX,
-  KEY_BYTES,
   nonceOf,
   type SenderKey,
   type SigningKey,
@@ -26,7 +24,21 @@ import {
   withPrefix,
 } from "../security/crypto-provider.ts";
 
-const NO_SALT = new Uint8Array(0);
+/** HKDF's extract step with an empty salt is HMAC keyed with 32 zero bytes (RFC 5869, 2.2). */
+const ZERO_SALT = new Uint8Array(32);
+const EXPAND_FIRST_BLOCK = Uint8Array.of(1);
+/** HKDF-Extract of each secret: it depends on the secret alone, so a sender's key costs one HMAC. */
+const extracted = new WeakMap<Uint8Array, Buffer>();
+
+function hkdf32(secret: Uint8Array, info: Uint8Array): Uint8Array {
+  let prk = extracted.get(secret);
+  if (prk === undefined) {
+    prk = createHmac("sha256", ZERO_SALT).update(secret).digest();
+    extracted.set(secret, prk);
+  }
+  // 32 bytes are one block of HKDF-Expand: T(1) = HMAC(PRK, info ‖ 0x01).
+  return new Uint8Array(createHmac("sha256", prk).update(info).update(EXPAND_FIRST_BLOCK).digest());
+}
 
 function rawKeyFromJwk(key: KeyObject, part: "x" | "d"): Uint8Array {
   const jwk = key.export({ format: "jwk" });
@@ -42,7 +54,7 @@ export const nodeCrypto: SyncCryptoProvider = {
   synchronous: true,
 
   deriveKey(_mode, secret, info) {
-    return new Uint8Array(hkdfSync("sha256", secret, NO_SALT, info, KEY_BYTES)) as unknown as SenderKey;
+    return hkdf32(secret, info) as unknown as SenderKey;
   },
 
   seal(key, mode, counter, aad, body) {
