@@ -57,21 +57,18 @@ export const nodeCrypto: SyncCryptoProvider = {
     return hkdf32(secret, info) as unknown as SenderKey;
   },
 
-  seal(key, mode, counter, aad, body) {
-    const payload = new Uint8Array(body.length + TAG_BYTES);
+  seal(key, mode, counter, aad, body, out, offset) {
     if (mode === "authenticate") {
-      payload.set(body);
-      payload.set(hmacTag(key, aad, body), body.length);
-      return payload;
+      out.set(body, offset);
+      out.set(hmacTag(key, aad, body), offset + body.length);
+      return;
     }
     const cipher = createCipheriv("aes-256-gcm", key as unknown as Uint8Array, nonceOf(counter));
     cipher.setAAD(aad);
-    const ciphertext = cipher.update(body);
-    payload.set(ciphertext);
+    out.set(cipher.update(body), offset);
     // GCM is a stream mode: update returns every byte, final none.
     cipher.final();
-    payload.set(cipher.getAuthTag(), ciphertext.length);
-    return payload;
+    out.set(cipher.getAuthTag(), offset + body.length);
   },
 
   open(key, mode, counter, aad, payload) {

@@ -8,6 +8,7 @@ import { generateSecret } from "../security/keys.ts";
 import { decodeBase64, encodeBase64 } from "../security/options.ts";
 import { inspectBytes, inspectSealed, parseHex } from "./inspect.ts";
 import { formatPerf, runPerf, runPerfChild, writeJson } from "./perf.ts";
+import type { PerfSecurity } from "./perf-protocol.ts";
 
 const HELP = `blaze: the activeblaze command line
 
@@ -26,10 +27,13 @@ Usage:
       move a lock from a member killed with SIGKILL to a waiting one (no configuration needed).
       --cluster runs it as a cluster of another name (default activeblaze-demo).
   blaze perf  [--senders 1] [--receivers 2] [--size 1024] [--seconds 5] [--loss 0]
-              [--reliability nack|best-effort|totem|fec] [--no-baseline] [--json FILE]
+              [--reliability nack|best-effort|totem|fec] [--security encrypt|authenticate|insider]
+              [--crypto node|web] [--no-baseline] [--json FILE]
       Run members as separate processes on loopback multicast; print messages/s and MB/s as seen by
       the slowest receiver, delivery latency p50/p99, and raw node:dgram throughput of the same size
-      measured in the same run. --loss injects receive loss (0..1) in every member.
+      measured in the same run. --loss injects receive loss (0..1) in every member. --security seals
+      every datagram under a key made for the run (insider: with Ed25519 signatures too), with
+      node:crypto or, with --crypto web, WebCrypto.
   blaze --help | --version
 `;
 
@@ -49,6 +53,8 @@ async function main(argv: string[]): Promise<number> {
       seconds: { type: "string" },
       loss: { type: "string" },
       reliability: { type: "string" },
+      security: { type: "string" },
+      crypto: { type: "string" },
       "no-baseline": { type: "boolean" },
       json: { type: "string" },
       key: { type: "string" },
@@ -90,6 +96,7 @@ async function main(argv: string[]): Promise<number> {
         reliability,
         baseline: !values["no-baseline"],
         progress: true,
+        ...securityFlags(values.security, values.crypto),
       } as const;
       if (options.size < 12) throw new Error("--size must be at least 12 bytes (a timestamp and a counter travel in each message)");
       const result = await runPerf(options, process.argv[1]!);
@@ -106,6 +113,14 @@ async function main(argv: string[]): Promise<number> {
       console.error(`blaze: unknown command "${command}"\n\n${HELP}`);
       return 2;
   }
+}
+
+function securityFlags(security: string | undefined, crypto: string | undefined): { security?: PerfSecurity; crypto?: "node" | "web" } {
+  if (security !== undefined && security !== "encrypt" && security !== "authenticate" && security !== "insider") {
+    throw new Error("--security must be encrypt, authenticate or insider");
+  }
+  if (crypto !== undefined && crypto !== "node" && crypto !== "web") throw new Error("--crypto must be node or web");
+  return { ...(security === undefined ? {} : { security }), ...(crypto === undefined ? {} : { crypto }) };
 }
 
 function positiveInt(text: string, flag: string): number {

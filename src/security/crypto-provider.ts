@@ -43,10 +43,11 @@ export interface CryptoOperations<Synchronous extends boolean> {
   /** HKDF-SHA-256 of `secret` (empty salt, `info`, 32 bytes), prepared as a key for `mode`. */
   deriveKey(mode: SealMode, secret: Uint8Array, info: Uint8Array): CryptoResult<Synchronous, SenderKey>;
   /**
-   * The sealed payload of `body`: AES-256-GCM ciphertext then tag (nonce: 4 zero bytes and `counter`
-   * as 8 bytes big-endian), or `body` then the first 16 bytes of HMAC-SHA-256(aad ‖ body).
+   * Writes the sealed payload of `body` into `out` at `offset` (room for the body and the tag):
+   * AES-256-GCM ciphertext then tag (nonce: 4 zero bytes and `counter` as 8 bytes big-endian), or
+   * `body` then the first 16 bytes of HMAC-SHA-256(aad ‖ body).
    */
-  seal(key: SenderKey, mode: SealMode, counter: number, aad: Uint8Array, body: Uint8Array): CryptoResult<Synchronous, Uint8Array>;
+  seal(key: SenderKey, mode: SealMode, counter: number, aad: Uint8Array, body: Uint8Array, out: Uint8Array, offset: number): CryptoResult<Synchronous, void>;
   /** The body of a sealed payload, or undefined when it does not authenticate. Never throws for bad input. */
   open(key: SenderKey, mode: SealMode, counter: number, aad: Uint8Array, payload: Uint8Array): CryptoResult<Synchronous, Uint8Array | undefined>;
   signingKey(privateKey: Uint8Array): CryptoResult<Synchronous, SigningKey>;

@@ -256,7 +256,7 @@ export class DatagramGuard {
       const { out, aad, payloadStart } = sealedFrame(header, body, fields);
       const signingKey = await this.#signingKey;
       const plain = signingKey === undefined ? body : concat(body, await provider.sign(signingKey, concat(aad, body)));
-      out.set(await provider.seal(await key, fields.mode, counter, aad, plain), payloadStart);
+      await provider.seal(await key, fields.mode, counter, aad, plain, out, payloadStart);
       return out;
     })();
     const queued = this.#sealing.push(
@@ -411,7 +411,7 @@ export class DatagramGuard {
 export function sealDatagram(provider: SyncCryptoProvider, header: Uint8Array, body: Uint8Array, fields: SealFields, key: SenderKey, signingKey: SigningKey | undefined): Uint8Array {
   const { out, aad, payloadStart } = sealedFrame(header, body, fields);
   const plain = signingKey === undefined ? body : concat(body, provider.sign(signingKey, concat(aad, body)));
-  out.set(provider.seal(key, fields.mode, fields.counter, aad, plain), payloadStart);
+  provider.seal(key, fields.mode, fields.counter, aad, plain, out, payloadStart);
   return out;
 }
 

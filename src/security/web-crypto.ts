@@ -70,15 +70,15 @@ export const webCrypto: AsyncCryptoProvider = {
     return { key } satisfies WebSenderKey as unknown as SenderKey;
   },
 
-  async seal(key, mode, counter, aad, body) {
+  async seal(key, mode, counter, aad, body, out, offset) {
     if (mode === "authenticate") {
-      const payload = new Uint8Array(body.length + TAG_BYTES);
-      payload.set(body);
-      payload.set(await hmacTag(key, aad, body), body.length);
-      return payload;
+      const tag = await hmacTag(key, aad, body);
+      out.set(body, offset);
+      out.set(tag, offset + body.length);
+      return;
     }
     const algorithm = { name: "AES-GCM", iv: nonceOf(counter), additionalData: aad, tagLength: TAG_BYTES * 8 };
-    return new Uint8Array(await subtle().encrypt(algorithm, (key as unknown as WebSenderKey).key, body));
+    out.set(new Uint8Array(await subtle().encrypt(algorithm, (key as unknown as WebSenderKey).key, body)), offset);
   },
 
   async open(key, mode, counter, aad, payload) {
