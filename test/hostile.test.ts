@@ -196,6 +196,20 @@ describe("hostile input against live members (loopback UDP)", () => {
     expect(violations(bed, 10)).toEqual([]);
   });
 
+  it("2,000 messages claiming 65,536 fragments of 16 MB each hold what arrived of them, at most 16 a sender", async () => {
+    bed = await startBed("nack");
+    const [speaker] = await admitted(bed, [fakeId(40)]);
+    const before = liveHeap();
+    for (let seq = 1; seq <= 2_000; seq++) {
+      say(bed, speaker!, [{ case: "data", value: { seq: BigInt(seq), addressing: 1, destination: "work", fragmentIndex: 0, fragmentCount: 65_536, messageLength: 16_000_000, payload: new Uint8Array(10) } }]);
+      if (seq % 100 === 0) await sleep(5);
+    }
+    await sleep(300);
+    expect(liveHeap() - before).toBeLessThan(16 * 1024 * 1024);
+    await workload(bed, 10, 1);
+    expect(violations(bed, 10)).toEqual([]);
+  });
+
   for (const level of ["nack", "fec", "totem", "cluster"] as const) {
     it(`${level}: 4,000 mutated datagrams (seeded) — no fault, no freeze, no growth, the real members' messages intact`, async () => {
       bed = await startBed(level);
