@@ -12,7 +12,7 @@
  * within +20 % of the plain one. Writes bench/results/security.json and prints a table.
  *
  *   npm run bench:security
- *   npx tsx bench/security.ts [--seconds 5] [--rounds 3] [--requests 5000] [--chunks 10]
+ *   npx tsx bench/security.ts [--seconds 5] [--rounds 3] [--requests 5000] [--chunks 10] [--only throughput,rtt]
  */
 import { execFileSync } from "node:child_process";
 import { cpus } from "node:os";
@@ -54,7 +54,7 @@ type FromChild =
   | { readonly type: "ready" }
   | { readonly type: "joined"; readonly id: string; readonly at: number }
   | { readonly type: "view"; readonly at: number; readonly key: string; readonly ids: readonly string[]; readonly coordinator: string }
-  | { readonly type: "rtt-result"; readonly samples: readonly number[] }
+  | { readonly type: "rtt-result"; readonly samples: readonly number[]; readonly cpuMs: number }
   | { readonly type: "failed"; readonly error: string };
 
 type Library = typeof import("../src/group/group-channel.ts") & typeof import("../src/adapters/node.ts");
@@ -83,12 +83,14 @@ async function runMember(): Promise<void> {
       const payload = new Uint8Array(message.size).fill(7);
       for (let i = 0; i < message.warmup; i++) await ch.request(message.target, payload, { inbox: "echo", timeoutMs: 5_000 });
       const samples: number[] = [];
+      const cpuBefore = process.cpuUsage();
       for (let i = 0; i < message.count; i++) {
         const started = performance.now();
         await ch.request(message.target, payload, { inbox: "echo", timeoutMs: 5_000 });
         samples.push(performance.now() - started);
       }
-      send({ type: "rtt-result", samples });
+      const cpu = process.cpuUsage(cpuBefore);
+      send({ type: "rtt-result", samples, cpuMs: (cpu.user + cpu.system) / 1000 });
     },
     exit: async () => {
       await channel?.shutDown();
@@ -122,6 +124,8 @@ async function measureRoundTrip(chunks: number, count: number, size: number): Pr
   plain: LatencySummary;
   sealed: LatencySummary;
   chunkP50Ms: { plain: number[]; sealed: number[] };
+  /** The requester's CPU time per request. */
+  requesterCpuUsPerRequest: { plain: number; sealed: number };
   p50Ratio: number;
   p99Ratio: number;
 }> {
@@ -130,6 +134,7 @@ async function measureRoundTrip(chunks: number, count: number, size: number): Pr
   const sealed = await pair(generateSecret());
   const samples = { plain: [] as number[], sealed: [] as number[] };
   const chunkP50Ms = { plain: [] as number[], sealed: [] as number[] };
+  const cpuMs = { plain: 0, sealed: 0 };
   const perChunk = Math.ceil(count / chunks);
   try {
     for (let chunk = 0; chunk < chunks; chunk++) {
@@ -138,6 +143,7 @@ async function measureRoundTrip(chunks: number, count: number, size: number): Pr
         requester.post({ type: "rtt", target: responder.id, warmup: chunk === 0 ? 2_000 : 0, count: perChunk, size });
         const result = await requester.next("rtt-result", 60_000);
         samples[name].push(...result.samples);
+        cpuMs[name] += result.cpuMs;
         chunkP50Ms[name].push(summarize([...result.samples]).p50Ms);
       }
     }
@@ -145,7 +151,8 @@ async function measureRoundTrip(chunks: number, count: number, size: number): Pr
     await exitAll([...plain, ...sealed]);
   }
   const summaries = { plain: summarize(samples.plain), sealed: summarize(samples.sealed) };
-  return { size, requests: samples.sealed.length, ...summaries, chunkP50Ms, p50Ratio: summaries.sealed.p50Ms / summaries.plain.p50Ms, p99Ratio: summaries.sealed.p99Ms / summaries.plain.p99Ms };
+  const requesterCpuUsPerRequest = { plain: (cpuMs.plain * 1000) / samples.plain.length, sealed: (cpuMs.sealed * 1000) / samples.sealed.length };
+  return { size, requests: samples.sealed.length, ...summaries, chunkP50Ms, requesterCpuUsPerRequest, p50Ratio: summaries.sealed.p50Ms / summaries.plain.p50Ms, p99Ratio: summaries.sealed.p99Ms / summaries.plain.p99Ms };
 }
 
 // --- throughput ---
@@ -189,13 +196,16 @@ async function main(): Promise<void> {
       rounds: { type: "string", default: "3" },
       requests: { type: "string", default: "5000" },
       chunks: { type: "string", default: "10" },
+      only: { type: "string" },
     },
   });
+  const only = values.only?.split(",");
+  const want = (name: string) => only === undefined || only.includes(name);
   const { startedAt, load } = startRun();
   const seconds = Number(values.seconds);
   const rounds = Number(values.rounds);
-  const throughput = await timed("throughput", (rounds * SETTINGS.length * (seconds + 30)) * 1000, async () => ({ scenarios: await measureThroughput(seconds, rounds) }));
-  const roundTrip = await timed("request/reply", 180_000, () => measureRoundTrip(Number(values.chunks), Number(values.requests), 64));
+  const throughput = want("throughput") ? await timed("throughput", rounds * SETTINGS.length * (seconds + 30) * 1000, async () => ({ scenarios: await measureThroughput(seconds, rounds) })) : undefined;
+  const roundTrip = want("rtt") ? await timed("request/reply", 180_000, () => measureRoundTrip(Number(values.chunks), Number(values.requests), 64)) : undefined;
 
   const scenarios = throughput?.scenarios;
   const plainMBs = scenarios?.[SETTINGS[0]!.name]?.megabytesPerSecond ?? 0;
@@ -217,7 +227,7 @@ async function main(): Promise<void> {
     complete: Object.values(scenarios ?? {}).every((s) => s.runs.every((r) => r.complete)),
     failures,
   };
-  writeResults("security", summary);
+  if (only === undefined) writeResults("security", summary);
 
   console.log(`\nSealed datagrams, security on against off in one run (${cpus().length} cores, Node ${process.version}, load average ${load.toFixed(2)} at start)\n`);
   if (scenarios !== undefined) {
@@ -237,11 +247,13 @@ async function main(): Promise<void> {
     console.log(`\nrequest/reply, ${roundTrip.size} B, ${roundTrip.requests.toLocaleString("en-US")} sequential each, two cores:`);
     console.log(`- p50: plain ${ms(roundTrip.plain.p50Ms)}, sealed ${ms(roundTrip.sealed.p50Ms)} (${roundTrip.p50Ratio.toFixed(2)}×)`);
     console.log(`- p99: plain ${ms(roundTrip.plain.p99Ms)}, sealed ${ms(roundTrip.sealed.p99Ms)} (${roundTrip.p99Ratio.toFixed(2)}×)`);
+    const cpu = roundTrip.requesterCpuUsPerRequest;
+    console.log(`- requester CPU per request: plain ${cpu.plain.toFixed(1)} µs, sealed ${cpu.sealed.toFixed(1)} µs`);
   }
   console.log("\n| target | measured | goal | met |\n| --- | ---: | ---: | --- |");
   for (const t of targets) console.log(`| ${t.target} | ${t.goal < 1 ? `${(t.value * 100).toFixed(1)} %` : `${t.value.toFixed(2)}×`} | ${t.goal < 1 ? `${t.goal * 100} %` : `${t.goal}×`} | ${t.met ? "yes" : "NO"} |`);
   console.log(`\nevery receiver got every message in every run: ${summary.complete ? "yes" : "NO"}`);
-  finishRun({ load, wallSeconds: summary.wallSeconds, results: "security", busyNote: "the figures are noisy; the scenarios were interleaved so that load hits them alike." });
+  finishRun({ load, wallSeconds: summary.wallSeconds, results: only === undefined ? "security" : undefined, busyNote: "the figures are noisy; the scenarios were interleaved so that load hits them alike." });
 }
 
 const [mode] = process.argv.slice(2);
