@@ -274,6 +274,7 @@ export class Endpoint {
     this.stop();
     // The goodbye may still be being sealed (an asynchronous provider): it goes out before the sockets close.
     await this.#guard?.drained();
+    this.#guard?.close();
     await Promise.all([this.#sender?.close(), this.#listener?.close()]);
     this.#sender = undefined;
     this.#listener = undefined;
@@ -369,7 +370,7 @@ export class Endpoint {
         this.flush();
         this.#unicast.clear();
       }
-      outbox = { builder: new DatagramBuilder(this.#header, this.#config.maxDatagramBytes), to: address };
+      outbox = { builder: new DatagramBuilder(this.#header, this.#builderBytes), to: address };
       this.#unicast.set(key, outbox);
     }
     return outbox;

@@ -147,6 +147,7 @@ export class DatagramGuard {
   #signingKey: SigningKey | Promise<SigningKey> | undefined;
   #lastId: Uint8Array | undefined;
   #lastKey = "";
+  readonly #unsubscribe: () => void;
 
   constructor(
     options: ResolvedSecurityOptions,
@@ -169,7 +170,7 @@ export class DatagramGuard {
     this.#trusted = options.trustedMembers === undefined ? undefined : new Set(options.trustedMembers.map((key) => keyOf(key)));
     this.#opening = new OrderedQueue(options.cryptoQueue, (error) => host.fault(error));
     this.#sealing = new OrderedQueue(options.cryptoQueue, (error) => host.fault(error));
-    keyring.onRetired((id) => {
+    this.#unsubscribe = keyring.onRetired((id) => {
       this.#ownKeys.delete(id);
       for (const sender of this.#senders.values()) sender.keys.delete(id);
     });
@@ -218,6 +219,11 @@ export class DatagramGuard {
   /** Forgets every sender (the endpoint stopped). */
   clear(): void {
     this.#senders.clear();
+  }
+
+  /** Stops following the keyring (the endpoint closed; the keyring outlives it). */
+  close(): void {
+    this.#unsubscribe();
   }
 
   /** Resolves once every datagram being sealed or opened has been handed on. */

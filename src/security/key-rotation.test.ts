@@ -1,7 +1,6 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { nodeCrypto } from "../adapters/node-crypto.ts";
 import { Channel } from "../channel/channel.ts";
-import { ClusterChannel } from "../cluster/cluster-channel.ts";
 import { BlazeMessage } from "../message/blaze-message.ts";
 import { SimulatedNetwork } from "../transport/simulated-network.ts";
 import type { SecurityOptions } from "./options.ts";
@@ -115,40 +114,5 @@ describe("key rotation", () => {
     await expect(first).rejects.toMatchObject({ code: "CLOSED" });
     await expect(security.rotateKey(2)).rejects.toMatchObject({ code: "ILLEGAL_STATE" });
     expect(security.primaryKeyId).toBe(1);
-  });
-});
-
-describe("a cluster in insider mode", () => {
-  it("forms a view, replicates writes and grants locks with every datagram signed by its sender", async () => {
-    const net = new SimulatedNetwork({ seed: 6, defaultLink: { loss: 0.02 } });
-    const identities = [nodeCrypto.generateIdentity(), nodeCrypto.generateIdentity(), nodeCrypto.generateIdentity()];
-    const cluster = identities.map(
-      (identity, i) =>
-        new ClusterChannel({
-          name: `m${i}`,
-          transport: net.transportFactory(`h${i}`),
-          clock: net.clock,
-          random: net.random.fork(`m${i}`),
-          incarnation: i + 1,
-          groups: ["g"],
-          heartbeatIntervalMs: 100,
-          failureTimeoutMs: 500,
-          verifyTimeoutMs: 150,
-          discoveryTimeoutMs: 300,
-          security: { keys: [K1], identity, trustedMembers: identities.map((id) => id.publicKey), provider: nodeCrypto },
-        }),
-    );
-    open.push(...cluster);
-    await settle(net, Promise.all(cluster.map((member) => member.join())));
-    expect(cluster.map((member) => member.getView("g")!.members.length)).toEqual([3, 3, 3]);
-    await settle(net, cluster[1]!.map.put("k", new TextEncoder().encode("v")));
-    const lock = await settle(net, cluster[2]!.map.lock("resource"));
-    expect(lock.fencingToken).toBeGreaterThan(0);
-    net.clock.runFor(200);
-    for (const member of cluster) {
-      expect(new TextDecoder().decode(member.map.get("k") as Uint8Array)).toBe("v");
-      expect(member.stats.network.security).toMatchObject({ insider: true, senders: 2 });
-      expect(member.id).toBe(Buffer.from(identities[cluster.indexOf(member)]!.publicKey.subarray(0, 16)).toString("hex"));
-    }
   });
 });
