@@ -141,7 +141,15 @@ export function openAs(receiver: SealedReceiver, history: readonly Uint8Array[],
     new KeyRing(options.keys, options.primary),
     nodeCrypto,
     { cluster: CONTEXT_CLUSTER, memberId: bytesOf(receiver.receiverId), maxDatagramBytes: MAX_DATAGRAM_BYTES },
-    { refused: (reason, detail) => (refusal = { reason, detail }), fault: (error) => { throw error; } },
+    {
+      refused: (reason, detail) => (refusal = { reason, detail }),
+      fault: (error) => {
+        throw error;
+      },
+      own: () => {
+        throw new Error("a datagram in the receiver's own name");
+      },
+    },
     () => receiver.nowMs,
   );
   for (const [i, earlier] of history.entries()) {

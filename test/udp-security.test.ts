@@ -117,7 +117,7 @@ class Intruder {
         if (kind === "unsealed") return plain;
         // Sealed in the member's name under key id 1 or 2, with a secret of the intruder's own.
         const options = securityOptionsSchema.parse({ keys: [{ id: 1 + this.#next(2), secret: randomKey() }] });
-        const guard = new DatagramGuard(options, new KeyRing(options.keys, options.primary), nodeCrypto, { cluster, memberId: senderId, maxDatagramBytes: 65_507 }, { refused: () => undefined, fault: () => undefined });
+        const guard = new DatagramGuard(options, new KeyRing(options.keys, options.primary), nodeCrypto, { cluster, memberId: senderId, maxDatagramBytes: 65_507 }, { refused: () => undefined, fault: () => undefined, own: () => undefined });
         guard.start(incarnation);
         let sealed: Uint8Array | undefined;
         guard.seal(plain, header.length, "group", (bytes) => (sealed = bytes));
@@ -264,7 +264,7 @@ describe("secured channels over real UDP, under attack", () => {
       const victim = ready[0]!;
       const speakAs = (signer: { publicKey: Uint8Array; privateKey: Uint8Array }, senderId: Uint8Array, signWith = signer) => {
         const options = securityOptionsSchema.parse({ keys: [key], mode: "authenticate", identity: { publicKey: signer.publicKey, privateKey: signWith.privateKey } });
-        const guard = new DatagramGuard(options, new KeyRing(options.keys, options.primary), nodeCrypto, { cluster: network.cluster, memberId: senderId, maxDatagramBytes: 65_507 }, { refused: () => undefined, fault: () => undefined });
+        const guard = new DatagramGuard(options, new KeyRing(options.keys, options.primary), nodeCrypto, { cluster: network.cluster, memberId: senderId, maxDatagramBytes: 65_507 }, { refused: () => undefined, fault: () => undefined, own: () => undefined });
         const incarnation = Date.now();
         guard.start(incarnation);
         const header = encodeEnvelopeHeader(network.cluster, senderId, incarnation);

@@ -20,6 +20,7 @@ import {
 import { Reassembler } from "../reliable/reassembler.ts";
 import { ChannelSecurity } from "../security/channel-security.ts";
 import { equalBytes } from "../security/crypto-provider.ts";
+import type { SenderState } from "../security/datagram-guard.ts";
 import { defaultCryptoProvider } from "../security/default-provider.ts";
 import { KeyRing } from "../security/keyring.ts";
 import { type Clock, guardedClock, type RandomSource, systemClock, systemRandom, type TimerHandle } from "../transport/clock.ts";
@@ -202,6 +203,8 @@ export class Channel implements AsyncDisposable {
   readonly #extension: ChannelExtension | undefined;
   readonly #keyring: KeyRing | undefined;
   readonly #security: ChannelSecurity | undefined;
+  /** Senders heard under security, with their replay windows: kept across restarts and re-binds. */
+  readonly #senders = new Map<PeerKey, SenderState>();
 
   /** @param extension internal: how a higher level (the group channel) plugs in. */
   constructor(options?: ChannelOptions, extension?: ChannelExtension) {
@@ -512,7 +515,7 @@ export class Channel implements AsyncDisposable {
         });
       }
     }
-    return { options, keyring: this.#keyring!, provider };
+    return { options, keyring: this.#keyring!, provider, senders: this.#senders };
   }
 
   #stopNow(): void {

@@ -6,11 +6,11 @@ import { idOf, keyOf } from "../reliable/member-key.ts";
 import type { PeerKey } from "../reliable/protocol.ts";
 import type { Clock, RandomSource } from "../transport/clock.ts";
 import type { Address, Transport, TransportFactory } from "../transport/transport.ts";
-import { DropCounters } from "../wire/drop-reason.ts";
+import { DropCounters, type DropReason } from "../wire/drop-reason.ts";
 import { type DataFields, DatagramBuilder, DatagramReader, encodeEnvelopeHeader, leaveGroupOf, type ReceivedFrame } from "../wire/frames.ts";
 import { Admission, type AdmissionStats, isChallenge } from "./admission.ts";
 import type { CryptoProvider } from "../security/crypto-provider.ts";
-import { DatagramGuard, type SecurityStats } from "../security/datagram-guard.ts";
+import { DatagramGuard, type SecurityStats, type SenderState } from "../security/datagram-guard.ts";
 import { KeyRotation } from "../security/key-rotation.ts";
 import type { KeyRing } from "../security/keyring.ts";
 import type { ResolvedSecurityOptions } from "../security/options.ts";
@@ -41,7 +41,13 @@ export interface EndpointConfig {
   /** Most peers at once; a sender proven while the table is full is not admitted (counted). */
   readonly maxPeers: number;
   /** Sealed datagrams (src/security/): every datagram out is sealed, every datagram in opened first. */
-  readonly security?: { readonly options: ResolvedSecurityOptions; readonly keyring: KeyRing; readonly provider: CryptoProvider };
+  readonly security?: {
+    readonly options: ResolvedSecurityOptions;
+    readonly keyring: KeyRing;
+    readonly provider: CryptoProvider;
+    /** The senders heard, kept by the channel across its endpoints (their replay windows). */
+    readonly senders: Map<PeerKey, SenderState>;
+  };
 }
 
 /** A peer heard on the network. */
@@ -156,13 +162,15 @@ export class Endpoint {
     this.#reader = new DatagramReader({ cluster: config.cluster, maxDatagramBytes: config.maxDatagramBytes });
     const security = config.security;
     if (security !== undefined) {
-      this.#guard = new DatagramGuard(security.options, security.keyring, security.provider, config, {
-        refused: (reason) => this.drops.count(reason),
-        fault: (error) => {
+      const host = {
+        refused: (reason: DropReason) => this.drops.count(reason),
+        fault: (error: unknown) => {
           this.stats.receiveFaults++;
           handlers.error(internalError("sealing or opening a datagram", error), "receive");
         },
-      });
+        own: () => this.stats.ownDatagrams++,
+      };
+      this.#guard = new DatagramGuard(security.options, security.keyring, security.provider, config, host, () => Date.now(), security.senders);
       this.#rotation = new KeyRotation(security.keyring, {
         clock,
         random,
@@ -266,7 +274,6 @@ export class Endpoint {
     this.#peersByAddress.clear();
     this.#departed.clear();
     this.#admission.clear();
-    this.#guard?.clear();
     this.#rotation?.close();
   }
 

@@ -44,6 +44,8 @@ interface Side {
   readonly refused: Partial<Record<DropReason, number>>;
   readonly delivered: Array<{ plain: Uint8Array; keyId: number }>;
   readonly faults: unknown[];
+  /** Datagrams in this side's own name (an earlier incarnation's) heard back. */
+  readonly own: { count: number };
   /** Opens `bytes` and waits until it is handed on (or refused). */
   receive(bytes: Uint8Array): Promise<void>;
   /** Seals a plain datagram from this side and returns the sealed bytes. */
@@ -55,12 +57,13 @@ function side(provider: CryptoProvider, id: Uint8Array, options: Partial<Securit
   const refused: Partial<Record<DropReason, number>> = {};
   const delivered: Array<{ plain: Uint8Array; keyId: number }> = [];
   const faults: unknown[] = [];
+  const own = { count: 0 };
   const guard = new DatagramGuard(
     resolved,
     new KeyRing(resolved.keys, resolved.primary),
     provider,
     { cluster: CLUSTER, memberId: id, maxDatagramBytes: MAX_DATAGRAM_BYTES },
-    { refused: (reason) => (refused[reason] = (refused[reason] ?? 0) + 1), fault: (error) => faults.push(error) },
+    { refused: (reason) => (refused[reason] = (refused[reason] ?? 0) + 1), fault: (error) => faults.push(error), own: () => own.count++ },
     () => NOW,
   );
   guard.start(incarnation);
@@ -69,6 +72,7 @@ function side(provider: CryptoProvider, id: Uint8Array, options: Partial<Securit
     refused,
     delivered,
     faults,
+    own,
     async receive(bytes) {
       guard.open(bytes, (plain, keyId) => delivered.push({ plain, keyId }));
       await guard.drained();
@@ -197,6 +201,13 @@ describe.each(providers)("DatagramGuard with %s", (_name, provider) => {
     await b.receive(older);
     expect(b.delivered).toHaveLength(2);
     expect(b.refused).toEqual({ REPLAYED: 1 });
+  });
+
+  it("counts a datagram in its own name (an earlier incarnation's, heard back) as its own: nothing opened, nobody tracked", async () => {
+    const earlier = side(provider(), ID_B, {}, 1);
+    const now = side(provider(), ID_B, {}, 2);
+    await now.receive(await earlier.send(plainFrom(ID_B)));
+    expect({ own: now.own.count, delivered: now.delivered.length, senders: now.guard.stats.senders, refused: now.refused }).toEqual({ own: 1, delivered: 0, senders: 0, refused: {} });
   });
 
   it("opens datagrams of every key in the ring, seals with the primary, and refuses a retired key", async () => {

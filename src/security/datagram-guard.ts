@@ -62,10 +62,12 @@ export interface GuardHost {
   refused(reason: DropReason, detail: string): void;
   /** The crypto provider failed (a fault of the runtime or of activeblaze, not of the datagram). */
   fault(error: unknown): void;
+  /** One of this member's own datagrams came back (an earlier incarnation's, heard after a restart). */
+  own(): void;
 }
 
 /** Key material of one authenticated sender (incarnation): derived keys, replay windows, signer. */
-interface SenderState {
+export interface SenderState {
   incarnation: number;
   /** Datagrams to the group (odd counters) and to one member (even counters). */
   windows: readonly [ReplayWindow, ReplayWindow];
@@ -131,7 +133,7 @@ export class DatagramGuard {
   readonly #context: EnvelopeContext;
   readonly #host: GuardHost;
   readonly #wallClock: () => number;
-  readonly #senders = new Map<PeerKey, SenderState>();
+  readonly #senders: Map<PeerKey, SenderState>;
   readonly #trusted: ReadonlySet<string> | undefined;
   readonly #opening: OrderedQueue;
   readonly #sealing: OrderedQueue;
@@ -156,7 +158,13 @@ export class DatagramGuard {
     identity: { readonly cluster: string; readonly memberId: Uint8Array; readonly maxDatagramBytes: number },
     host: GuardHost,
     wallClock: () => number = () => Date.now(),
+    /**
+     * The senders heard: a channel keeps them from one endpoint to the next (a restart of this member
+     * must not make other members' recorded datagrams open again).
+     */
+    senders: Map<PeerKey, SenderState> = new Map(),
   ) {
+    this.#senders = senders;
     this.#options = options;
     this.keyring = keyring;
     this.#provider = provider;
@@ -214,11 +222,6 @@ export class DatagramGuard {
     this.#ownKeys.clear();
     const identity = this.#options.identity;
     if (identity !== undefined && this.#signingKey === undefined) this.#signingKey = this.#provider.signingKey(identity.privateKey);
-  }
-
-  /** Forgets every sender (the endpoint stopped). */
-  clear(): void {
-    this.#senders.clear();
   }
 
   /** Stops following the keyring (the endpoint closed; the keyring outlives it). */
@@ -285,6 +288,7 @@ export class DatagramGuard {
     const read = readSealed(bytes, this.#context, this.#clusterBytes);
     if (!read.ok) return this.#host.refused(read.reason, read.detail);
     const sealed = read.sealed;
+    if (equalBytes(sealed.senderId, this.#localId)) return this.#host.own();
     const refusal = this.#check(sealed);
     if (refusal !== undefined) return this.#host.refused(refusal[0], refusal[1]);
     const senderKey = this.#keyOf(sealed.senderId);

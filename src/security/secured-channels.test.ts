@@ -1,9 +1,10 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { nodeCrypto } from "../adapters/node-crypto.ts";
-import type { Channel } from "../channel/channel.ts";
+import { Channel } from "../channel/channel.ts";
 import { ClusterChannel } from "../cluster/cluster-channel.ts";
 import { GroupChannel } from "../group/group-channel.ts";
 import { SimulatedNetwork } from "../transport/simulated-network.ts";
+import type { Address, Transport, TransportFactory } from "../transport/transport.ts";
 
 /** Groups and clusters over sealed datagrams, on the simulated network. */
 
@@ -37,6 +38,63 @@ async function settle<T>(net: SimulatedNetwork, promise: Promise<T>, maxMs = 30_
 }
 
 const TIMING = { heartbeatIntervalMs: 100, failureTimeoutMs: 500, verifyTimeoutMs: 150, discoveryTimeoutMs: 300 } as const;
+
+describe("a channel over sealed datagrams", () => {
+  it("still refuses another member's recorded datagrams after it restarts, or shuts down and starts again", async () => {
+    const net = new SimulatedNetwork({ seed: 8 });
+    const recorded: Uint8Array[] = [];
+    const tapped: TransportFactory = async (options) => {
+      const inner = await net.transportFactory("h0")(options);
+      return {
+        get localAddress() {
+          return inner.localAddress;
+        },
+        maxDatagramBytes: inner.maxDatagramBytes,
+        nativeBatchSend: inner.nativeBatchSend,
+        send: (data: Uint8Array, to: Address) => {
+          recorded.push(data.slice());
+          inner.send(data, to);
+        },
+        sendMany: (datagrams) => inner.sendMany(datagrams),
+        joinGroup: (group, iface) => inner.joinGroup(group, iface),
+        leaveGroup: (group, iface) => inner.leaveGroup(group, iface),
+        onReceive: (handler) => inner.onReceive(handler),
+        onError: (handler) => inner.onError(handler),
+        close: () => inner.close(),
+      } satisfies Transport;
+    };
+    const common = { clock: net.clock, incarnation: 1, heartbeatIntervalMs: 100, security: { keys: [K1], provider: nodeCrypto } };
+    const a = new Channel({ ...common, name: "a", transport: tapped, random: net.random.fork("a") });
+    const b = new Channel({ ...common, name: "b", transport: net.transportFactory("h1"), random: net.random.fork("b") });
+    open.push(a, b);
+    await a.start();
+    await b.start();
+    net.clock.runUntil(() => a.peers.length === 1 && b.peers.length === 1, { maxMs: 5_000 });
+    // What A said before B listened is news to B, not a replay: record from here on.
+    recorded.length = 0;
+    net.clock.runFor(500);
+    // A says goodbye and goes: from here on, whatever opens at B is a replay.
+    await a.stop();
+    net.clock.runFor(100);
+    const intruder = net.createTransport({ host: "intruder" });
+    const group = { host: "239.255.42.99", port: 45_588 };
+    // Every replay is refused as one, and none opens.
+    const replayAll = () => {
+      const before = { opened: b.stats.network.security!.opened, replayed: b.stats.dropped.REPLAYED };
+      for (const bytes of recorded) intruder.send(bytes, group);
+      net.clock.runFor(50);
+      return { opened: b.stats.network.security!.opened - before.opened, replayed: b.stats.dropped.REPLAYED - before.replayed };
+    };
+    const refusedAll = { opened: 0, replayed: recorded.length };
+    expect(replayAll()).toEqual(refusedAll);
+    await b.stop();
+    await b.start();
+    expect(replayAll()).toEqual(refusedAll);
+    await b.shutDown();
+    await b.start();
+    expect(replayAll()).toEqual(refusedAll);
+  });
+});
 
 describe("a group over sealed datagrams", () => {
   it("point-to-point messages that fill whole datagrams arrive, sealed within the datagram limit", async () => {

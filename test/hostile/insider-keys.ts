@@ -44,7 +44,7 @@ export class InsiderKeys {
   /** A speaker's seal and opener for `identity`. */
   speakerFor(identity: Identity): SpeakerCrypto {
     const options = this.#options;
-    const guard = new DatagramGuard(options, new KeyRing(options.keys, options.primary), nodeCrypto, { cluster: this.#cluster, memberId: identity.senderId, maxDatagramBytes: 65_507 }, { refused: () => undefined, fault: () => undefined });
+    const guard = new DatagramGuard(options, new KeyRing(options.keys, options.primary), nodeCrypto, { cluster: this.#cluster, memberId: identity.senderId, maxDatagramBytes: 65_507 }, { refused: () => undefined, fault: () => undefined, own: () => undefined });
     const incarnation = Number(identity.incarnation);
     guard.start(incarnation);
     const headerLength = encodeEnvelopeHeader(this.#cluster, identity.senderId, incarnation).length;

@@ -327,7 +327,7 @@ function outsiderSealer(mode: "encrypt" | "authenticate", seed: number): (victim
   return (victim, n) => {
     const options = securityOptionsSchema.parse({ keys: [{ id: 1, secret }], mode });
     const id = Uint8Array.from(Buffer.from(victim.id, "hex"));
-    const guard = new DatagramGuard(options, new KeyRing(options.keys, options.primary), nodeCrypto, { cluster: victim.cluster, memberId: id, maxDatagramBytes: 65_507 }, { refused: () => undefined, fault: () => undefined });
+    const guard = new DatagramGuard(options, new KeyRing(options.keys, options.primary), nodeCrypto, { cluster: victim.cluster, memberId: id, maxDatagramBytes: 65_507 }, { refused: () => undefined, fault: () => undefined, own: () => undefined });
     guard.start(victim.incarnation);
     const plain = plainForgery(victim, n);
     let out = plain;
