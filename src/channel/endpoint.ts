@@ -4,16 +4,16 @@ import { LeaveSchema } from "../../gen/activeblaze/v1/membership_pb.ts";
 import { BlazeError, internalError } from "../errors.ts";
 import { idOf, keyOf } from "../reliable/member-key.ts";
 import type { PeerKey } from "../reliable/protocol.ts";
-import type { Clock, RandomSource } from "../transport/clock.ts";
-import type { Address, Transport, TransportFactory } from "../transport/transport.ts";
-import { DropCounters, type DropReason } from "../wire/drop-reason.ts";
-import { type DataFields, DatagramBuilder, DatagramReader, encodeEnvelopeHeader, leaveGroupOf, type ReceivedFrame } from "../wire/frames.ts";
-import { Admission, type AdmissionStats, isChallenge } from "./admission.ts";
 import type { CryptoProvider } from "../security/crypto-provider.ts";
 import { DatagramGuard, type SecurityStats, type SenderState } from "../security/datagram-guard.ts";
 import { KeyRotation } from "../security/key-rotation.ts";
 import type { KeyRing } from "../security/keyring.ts";
 import type { ResolvedSecurityOptions } from "../security/options.ts";
+import type { Clock, RandomSource } from "../transport/clock.ts";
+import type { Address, Transport, TransportFactory } from "../transport/transport.ts";
+import { DropCounters, type DropReason } from "../wire/drop-reason.ts";
+import { type DataFields, DatagramBuilder, DatagramReader, encodeEnvelopeHeader, leaveGroupOf, type ReceivedFrame } from "../wire/frames.ts";
+import { Admission, type AdmissionStats, isChallenge } from "./admission.ts";
 
 /** Where a channel's "everyone" datagrams go. */
 export type NetworkConfig =

@@ -1,8 +1,7 @@
 import { create, toBinary } from "@bufbuild/protobuf";
 import { FrameSchema } from "../../gen/activeblaze/v1/envelope_pb.ts";
 import { nodeCrypto } from "../../src/adapters/node-crypto.ts";
-import type { Channel } from "../../src/channel/channel.ts";
-import { Channel as ChannelClass } from "../../src/channel/channel.ts";
+import { Channel } from "../../src/channel/channel.ts";
 import type { KeyRotationResult } from "../../src/security/key-rotation.ts";
 import { DatagramGuard } from "../../src/security/datagram-guard.ts";
 import { KeyRing } from "../../src/security/keyring.ts";
@@ -263,7 +262,7 @@ export async function runSecureScenario(seed: number): Promise<SecureScenarioRes
     [memberCount, "old-key", [rotate && retire ? key1 : { id: 7, secret: keyRandom.fill(new Uint8Array(32)) }]],
     [memberCount + 1, "wrong-secret", [{ id: inUse.id, secret: keyRandom.fill(new Uint8Array(32)) }]],
   ] as const) {
-    const latecomer = new ChannelClass({
+    const latecomer = new Channel({
       name,
       transport: net.transportFactory(`late-${name}`),
       clock: net.clock,
