@@ -10,6 +10,8 @@ export const entries = {
   "adapters/node": "src/adapters/node.ts",
   "adapters/bun": "src/adapters/bun.ts",
   "adapters/deno": "src/adapters/deno.ts",
+  "adapters/node-crypto": "src/adapters/node-crypto.ts",
+  "security/web-crypto": "src/security/web-crypto.ts",
 };
 
 export default defineConfig([
@@ -23,7 +25,7 @@ export default defineConfig([
     clean: true,
     splitting: true,
     treeshake: true,
-    external: ["node:dgram", "node:net", "node:os", "node:http", "node:crypto", "node:stream", "#udp"],
+    external: ["node:dgram", "node:net", "node:os", "node:http", "node:crypto", "node:stream", "#udp", "#crypto"],
   },
   {
     entry: { "cli/blaze": "src/cli/blaze.ts" },

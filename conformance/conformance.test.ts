@@ -2,21 +2,25 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { DescField } from "@bufbuild/protobuf";
+import { type DescField, fromBinary } from "@bufbuild/protobuf";
+import { EnvelopeSchema } from "../gen/activeblaze/v1/envelope_pb.ts";
+import { nodeCrypto } from "../src/adapters/node-crypto.ts";
+import { nonceOf } from "../src/security/crypto-provider.ts";
+import { senderKeyInfo } from "../src/security/datagram-guard.ts";
+import { readSealed } from "../src/security/sealed-datagram.ts";
 import { isReflectMessage, reflect, type ReflectMessage } from "@bufbuild/protobuf/reflect";
 import { afterAll, describe, expect, it } from "vitest";
-import { EnvelopeSchema } from "../gen/activeblaze/v1/envelope_pb.ts";
 import { decodeEnvelope } from "../src/wire/codec.ts";
 import { DROP_REASONS } from "../src/wire/drop-reason.ts";
 import { DatagramReader } from "../src/wire/frames.ts";
 import { wireRegistry } from "../src/wire/registry.ts";
 import { differingFiles, generateVectorFiles, SCHEMA_FILE } from "./generate.ts";
 import {
-  decodeAs,
   FAILING_DIR,
   hexToBytes,
   messageSchema,
   RECEIVER_CONTEXT,
+  outcomeOf,
   PORT,
   runVectorDirectory,
   runVectorFile,
@@ -212,7 +216,7 @@ describe("the JSON Schema", () => {
 });
 
 describe("the vector files", () => {
-  it("are the ten areas, freshly generated (a hand edit fails here)", () => {
+  it("are the eleven areas, freshly generated (a hand edit fails here)", () => {
     expect(fileNames).toEqual([...generateVectorFiles().keys()].sort());
     expect(differingFiles(generateVectorFiles())).toEqual([]);
   });
@@ -313,6 +317,25 @@ describe("the runner", () => {
     expect(runEdited(edit, { strict: false }).ok).toBe(true);
   });
 
+  it("opens sealed tests with their group's receiver and history", () => {
+    const edit = (change: (tests: VectorFile["testGroups"][number]["tests"]) => void) => {
+      const file = structuredClone(files.get("sealed.json")!);
+      change(file.testGroups[0]!.tests);
+      const path = join(dir, "sealed-edited.json");
+      writeFileSync(path, JSON.stringify(file));
+      return runVectorFile(path, { failing: new Set() });
+    };
+    expect(edit(() => undefined).ok).toBe(true);
+    // Without its history, a replay is the first delivery: it opens, and the test fails.
+    expect(edit((tests) => delete tests.find((t) => t.name === "sealed/aes-gcm/replayed")!.history).ok).toBe(false);
+    // Another receiver key: the valid tests no longer open.
+    const file = structuredClone(files.get("sealed.json")!);
+    file.testGroups[0]!.security!.keys[0]!.secret = "A".repeat(43) + "=";
+    const path = join(dir, "sealed-rekeyed.json");
+    writeFileSync(path, JSON.stringify(file));
+    expect(runVectorFile(path, { failing: new Set() }).ok).toBe(false);
+  });
+
   it("reports a listed test that passes as an unexpected pass, and a name in no file as stale", () => {
     const file = files.get("invalid.json")!;
     const name = file.testGroups[0]!.tests[0]!.name;
@@ -322,6 +345,39 @@ describe("the runner", () => {
     const stale = runVectorDirectory(VECTORS_DIR, { failing: new Set(["invalid/no-such-test"]) });
     expect(stale.staleNames).toEqual(["invalid/no-such-test"]);
     expect(stale.ok).toBe(false);
+  });
+});
+
+describe("the worked example of conformance/README.md", () => {
+  it("is what this implementation computes for sealed/aes-gcm/one-message", () => {
+    const readme = readFileSync(fileURLToPath(new URL("./README.md", import.meta.url)), "utf8");
+    const line = (label: string) => new RegExp(`^${label} +([0-9a-f]+)$`, "m").exec(readme)?.[1];
+    const file = files.get("sealed.json")!;
+    const test = file.testGroups[0]!.tests.find((t) => t.name === "sealed/aes-gcm/one-message")!;
+    const read = readSealed(hexToBytes(test.hex), { cluster: "conformance" }, new TextEncoder().encode("conformance"));
+    if (!read.ok) throw new Error(read.detail);
+    const sealed = read.sealed;
+    const secret = Uint8Array.from(Buffer.from(file.testGroups[0]!.security!.keys[0]!.secret, "base64"));
+    const info = senderKeyInfo("encrypt", sealed.keyId, sealed.senderId, sealed.incarnation, "conformance");
+    const key = nodeCrypto.deriveKey("encrypt", secret, info);
+    const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString("hex");
+    expect({
+      secret: line("secret"),
+      info: line("info"),
+      key: line("sender key"),
+      nonce: line("nonce"),
+      aad: line("aad"),
+      body: line("body"),
+      payload: line("payload"),
+    }).toEqual({
+      secret: hex(secret),
+      info: hex(info),
+      key: hex(key as unknown as Uint8Array),
+      nonce: hex(nonceOf(sealed.counter)),
+      aad: hex(sealed.aad),
+      body: hex(nodeCrypto.open(key, "encrypt", sealed.counter, sealed.aad, sealed.payload)!),
+      payload: hex(sealed.payload),
+    });
   });
 });
 
@@ -362,8 +418,10 @@ describe("coverage of the schema by valid vectors", () => {
     for (const group of file.testGroups) {
       const schema = messageSchema(group.messageType);
       for (const test of group.tests.filter((t) => t.result === "valid")) {
-        const outcome = decodeAs(schema, hexToBytes(test.hex));
+        const outcome = outcomeOf(schema, group.security, test);
         if (outcome.accepted) collect(reflect(schema, outcome.message), seen);
+        // A sealed datagram is an envelope too: its seal covers Envelope.sealed, Sealed and SealMode.
+        if (group.security !== undefined) collect(reflect(EnvelopeSchema, fromBinary(EnvelopeSchema, hexToBytes(test.hex))), seen);
       }
     }
   }

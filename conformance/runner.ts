@@ -13,9 +13,16 @@ import {
   toBinary,
 } from "@bufbuild/protobuf";
 import { isReflectMessage, reflect, type ReflectMessage } from "@bufbuild/protobuf/reflect";
-import { EnvelopeSchema } from "../gen/activeblaze/v1/envelope_pb.ts";
+import { type Envelope, EnvelopeSchema } from "../gen/activeblaze/v1/envelope_pb.ts";
+import { nodeCrypto } from "../src/adapters/node-crypto.ts";
+import { DatagramGuard, sealDatagram, senderKeyInfo } from "../src/security/datagram-guard.ts";
+import { KeyRing } from "../src/security/keyring.ts";
+import { decodeBase64, securityOptionsSchema } from "../src/security/options.ts";
+import { readSealed } from "../src/security/sealed-datagram.ts";
 import { decodeEnvelope, type EnvelopeContext } from "../src/wire/codec.ts";
 import type { DropReason } from "../src/wire/drop-reason.ts";
+import { encodeEnvelopeHeader } from "../src/wire/frames.ts";
+import { MAX_DATAGRAM_BYTES } from "../src/wire/limits.ts";
 import { wireRegistry } from "../src/wire/registry.ts";
 
 /** The receiver every Envelope vector is checked against. */
@@ -39,10 +46,34 @@ export interface VectorTest {
   expected?: JsonObject;
   roundtrip?: boolean;
   error?: DropReason;
+  /** Sealed datagrams only: datagrams (hex) the receiver opened before this one, in order. */
+  history?: string[];
+}
+
+/** Byte strings in a receiver's description are standard base64. */
+export interface SealedReceiver {
+  /** "encrypt" (AES-256-GCM) or "authenticate" (HMAC-SHA-256). */
+  mode: "encrypt" | "authenticate";
+  /** The receiver's keyring. */
+  keys: Array<{ id: number; secret: string }>;
+  /** The receiver's member id. */
+  receiverId: string;
+  /** The receiver's wall clock, in ms since the Unix epoch. */
+  nowMs: number;
+  incarnationSkewMs: number;
+  replayWindow: number;
+  /** Insider mode: the receiver's own Ed25519 key pair. */
+  identity?: { publicKey: string; privateKey: string };
+  /** Insider mode: the only public keys allowed to speak. */
+  trustedMembers?: string[];
+  /** The senders' published test identities, to seal `expected` again (roundtrip). */
+  signers?: Array<{ publicKey: string; privateKey: string }>;
 }
 
 export interface TestGroup {
   messageType: string;
+  /** For sealed datagrams: the receiver that opens them (see conformance/README.md). */
+  security?: SealedReceiver;
   tests: VectorTest[];
 }
 
@@ -85,6 +116,68 @@ export function decodeAs(schema: DescMessage, bytes: Uint8Array): Outcome {
   } catch (error) {
     return { accepted: false, error: "DECODE_FAILED", detail: error instanceof Error ? error.message : String(error) };
   }
+}
+
+const bytesOf = (base64: string): Uint8Array => decodeBase64(base64)!;
+
+/**
+ * Opens a sealed datagram as `receiver` does after opening `history` (each must open), then applies
+ * the protocol's checks to the opened envelope: the outcome is the opened envelope, or the first refusal.
+ */
+export function openAs(receiver: SealedReceiver, history: readonly Uint8Array[], bytes: Uint8Array): Outcome {
+  const options = securityOptionsSchema.parse({
+    keys: receiver.keys.map((key) => ({ id: key.id, secret: key.secret })),
+    mode: receiver.mode,
+    replayWindow: receiver.replayWindow,
+    incarnationSkewMs: receiver.incarnationSkewMs,
+    provider: nodeCrypto,
+    ...(receiver.identity === undefined ? {} : { identity: receiver.identity }),
+    ...(receiver.trustedMembers === undefined ? {} : { trustedMembers: receiver.trustedMembers }),
+  });
+  let refusal: { reason: DropReason; detail: string } | undefined;
+  let opened: Uint8Array | undefined;
+  const guard = new DatagramGuard(
+    options,
+    new KeyRing(options.keys, options.primary),
+    nodeCrypto,
+    { cluster: CONTEXT_CLUSTER, memberId: bytesOf(receiver.receiverId), maxDatagramBytes: MAX_DATAGRAM_BYTES },
+    {
+      refused: (reason, detail) => (refusal = { reason, detail }),
+      fault: (error) => {
+        throw error;
+      },
+      own: () => {
+        throw new Error("a datagram in the receiver's own name");
+      },
+    },
+    () => receiver.nowMs,
+  );
+  for (const [i, earlier] of history.entries()) {
+    guard.open(earlier, () => undefined);
+    if (refusal !== undefined) throw new Error(`history[${i}] does not open: ${refusal.reason}: ${refusal.detail}`);
+  }
+  guard.open(bytes, (plain) => (opened = plain));
+  if (refusal !== undefined) return { accepted: false, error: refusal.reason, detail: refusal.detail };
+  const decoded = decodeEnvelope(opened!, RECEIVER_CONTEXT);
+  return decoded.ok ? { accepted: true, message: decoded.envelope } : { accepted: false, error: decoded.reason, detail: decoded.detail };
+}
+
+/**
+ * Seals an opened envelope again as its sender did `sealed` — same key id, counter, receiver id and
+ * signer — with `receiver`'s keys and the published signers: what a valid sealed test's roundtrip compares.
+ */
+export function resealAs(receiver: SealedReceiver, opened: Message, sealed: Uint8Array): Uint8Array {
+  const read = readSealed(sealed, RECEIVER_CONTEXT, new TextEncoder().encode(CONTEXT_CLUSTER));
+  if (!read.ok) throw new Error(`not a sealed datagram: ${read.reason}`);
+  const { keyId, counter, receiverId, signerKey, mode } = read.sealed;
+  const envelope = opened as Envelope;
+  const plain = toBinary(EnvelopeSchema, envelope);
+  const header = encodeEnvelopeHeader(envelope.cluster, envelope.senderId, Number(envelope.incarnation));
+  const secret = bytesOf(receiver.keys.find((key) => key.id === keyId)!.secret);
+  const key = nodeCrypto.deriveKey(mode!, secret, senderKeyInfo(mode!, keyId, envelope.senderId, Number(envelope.incarnation), envelope.cluster));
+  const signer = receiver.signers?.find((s) => sameBytes(bytesOf(s.publicKey), signerKey));
+  const signingKey = signerKey.length === 0 ? undefined : nodeCrypto.signingKey(bytesOf(signer!.privateKey));
+  return sealDatagram(nodeCrypto, header, plain.subarray(header.length), { keyId, mode: mode!, counter, signerKey, receiverId }, key, signingKey);
 }
 
 /**
@@ -182,7 +275,7 @@ export function runVectorFile(path: string, options: RunOptions = {}): FileRepor
   for (const group of file.testGroups) {
     const schema = messageSchema(group.messageType);
     for (const test of group.tests) {
-      const detail = checkTest(schema, test, strict);
+      const detail = checkTest(schema, group.security, test, strict);
       const passed = detail === "";
       const listed = failing.has(test.name);
       const status: TestStatus = listed ? (passed ? "unexpected-pass" : "expected-failure") : passed ? "pass" : "fail";
@@ -225,17 +318,33 @@ export function readFailingList(port: string): Set<string> {
   );
 }
 
-/** Applies the pass rules to one test; returns "" when it passes, otherwise why it fails. */
-function checkTest(schema: DescMessage, test: VectorTest, strict: boolean): string {
+/** What a test's bytes come to: decoded (and checked) as its type, or opened by its group's receiver. */
+export function outcomeOf(schema: DescMessage, security: SealedReceiver | undefined, test: Pick<VectorTest, "hex" | "history">): Outcome {
   const bytes = hexToBytes(test.hex);
-  const outcome = decodeAs(schema, bytes);
+  return security === undefined ? decodeAs(schema, bytes) : openAs(security, (test.history ?? []).map(hexToBytes), bytes);
+}
+
+/** The bytes re-encoding a test's decoded message gives: the encoding, or for a sealed datagram the seal again. */
+export function reencode(schema: DescMessage, security: SealedReceiver | undefined, message: Message, hex: string): Uint8Array {
+  return security === undefined ? toBinary(schema, message) : resealAs(security, message, hexToBytes(hex));
+}
+
+/** Applies the pass rules to one test; returns "" when it passes, otherwise why it fails. */
+function checkTest(schema: DescMessage, security: SealedReceiver | undefined, test: VectorTest, strict: boolean): string {
+  let outcome: Outcome;
+  try {
+    outcome = outcomeOf(schema, security, test);
+  } catch (error) {
+    // A history that does not open: the test cannot run as written.
+    return `cannot run: ${error instanceof Error ? error.message : String(error)}`;
+  }
   switch (test.result) {
     case "valid": {
       if (!outcome.accepted) return `refused (${outcome.error}: ${outcome.detail}), expected valid`;
       const mismatch = compareExpected(schema, outcome.message, test);
       if (mismatch !== "") return mismatch;
       if (test.roundtrip === true) {
-        const encoded = bytesToHex(toBinary(schema, outcome.message));
+        const encoded = bytesToHex(reencode(schema, security, outcome.message, test.hex));
         if (encoded !== test.hex) return `re-encoding gives ${encoded}`;
       }
       return "";

@@ -10,6 +10,8 @@ export interface WebGlobals {
   crypto: { getRandomValues<T extends Uint8Array>(array: T): T };
   TextEncoder: new () => { encode(text: string): Uint8Array };
   TextDecoder: new (label: string, options?: { fatal?: boolean }) => { decode(bytes: Uint8Array): string };
+  atob(base64: string): string;
+  btoa(binary: string): string;
   console: { error(...data: unknown[]): void };
 }
 

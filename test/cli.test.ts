@@ -68,6 +68,41 @@ describe("blaze", () => {
     expect(stdout).toContain("the map: 2 entries at every member");
   }, 90_000);
 
+  it("keygen prints a new key, or an identity, each time another", () => {
+    const first = JSON.parse(blaze("keygen").stdout) as { id: number; secret: string };
+    const second = JSON.parse(blaze("keygen", "--id", "9").stdout) as { id: number; secret: string };
+    expect(first.id).toBe(1);
+    expect(second.id).toBe(9);
+    for (const key of [first, second]) expect(Buffer.from(key.secret, "base64")).toHaveLength(32);
+    expect(first.secret).not.toBe(second.secret);
+    const identity = JSON.parse(blaze("keygen", "--identity").stdout) as { publicKey: string; privateKey: string };
+    expect(Buffer.from(identity.publicKey, "base64")).toHaveLength(32);
+    expect(Buffer.from(identity.privateKey, "base64")).toHaveLength(32);
+    expect(blaze("keygen", "--id", "0").status).toBe(1);
+  });
+
+  it("inspect --key opens a sealed datagram and prints its seal and envelope; another key or a changed byte is refused", () => {
+    const sealed = JSON.parse(readFileSync(join(root, "conformance", "vectors", "v1", "sealed.json"), "utf8")) as VectorFile & {
+      testGroups: Array<{ security?: { keys: Array<{ secret: string }> } }>;
+    };
+    const group = sealed.testGroups[0]!;
+    const test = group.tests.find((t) => t.name === "sealed/aes-gcm/bundle")!;
+    const secret = group.security!.keys[0]!.secret;
+    const opened = blaze("inspect", test.hex, "--key", secret);
+    expect(opened.status, opened.stderr).toBe(0);
+    expect(JSON.parse(opened.stdout)).toEqual({ seal: { keyId: 1, mode: "encrypt", counter: 1 }, envelope: test.expected });
+    const wrong = blaze("inspect", test.hex, "--key", Buffer.alloc(32, 7).toString("base64"));
+    expect(wrong.status).toBe(1);
+    expect(wrong.stderr).toContain("AUTH_FAILED");
+    const flipped = Buffer.from(test.hex, "hex");
+    flipped[flipped.length - 3]! ^= 1;
+    expect(blaze("inspect", flipped.toString("hex"), "--key", secret).stderr).toContain("AUTH_FAILED");
+    const unopened = blaze("inspect", test.hex);
+    expect(unopened.status).toBe(1);
+    expect(unopened.stderr).toContain("--key SECRET opens it");
+    expect(blaze("inspect", test.hex, "--key", "short").status).toBe(2);
+  });
+
   it("rejects input that is neither hex nor a file", () => {
     const { status, stderr } = blaze("inspect", "not-hex-or-file");
     expect(status).toBe(2);

@@ -1,9 +1,12 @@
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import { afterEach, describe, expect, it } from "vitest";
 import { createUdpTransport } from "../src/adapters/node.ts";
 import type { ClusterChannel } from "../src/index.ts";
 import type { Speaker } from "./hostile/attacker.ts";
 import { fakeId, forge, type FrameKind, TWO_53, U64_MAX } from "./hostile/forge.ts";
-import { fuzz, type LiveBed, loopLag, sleep, startBed, violations, workload } from "./hostile/live.ts";
+import { bedKeys, fuzz, type LiveBed, loopLag, sleep, startBed, violations, workload } from "./hostile/live.ts";
+import { reSign } from "./hostile/mutate.ts";
 
 /**
  * Hostile input against live members over loopback UDP: what one datagram, or a stream of crafted or
@@ -193,6 +196,20 @@ describe("hostile input against live members (loopback UDP)", () => {
     expect(violations(bed, 10)).toEqual([]);
   });
 
+  it("2,000 messages claiming 65,536 fragments of 16 MB each hold what arrived of them, at most 16 a sender", async () => {
+    bed = await startBed("nack");
+    const [speaker] = await admitted(bed, [fakeId(40)]);
+    const before = liveHeap();
+    for (let seq = 1; seq <= 2_000; seq++) {
+      say(bed, speaker!, [{ case: "data", value: { seq: BigInt(seq), addressing: 1, destination: "work", fragmentIndex: 0, fragmentCount: 65_536, messageLength: 16_000_000, payload: new Uint8Array(10) } }]);
+      if (seq % 100 === 0) await sleep(5);
+    }
+    await sleep(300);
+    expect(liveHeap() - before).toBeLessThan(16 * 1024 * 1024);
+    await workload(bed, 10, 1);
+    expect(violations(bed, 10)).toEqual([]);
+  });
+
   for (const level of ["nack", "fec", "totem", "cluster"] as const) {
     it(`${level}: 4,000 mutated datagrams (seeded) — no fault, no freeze, no growth, the real members' messages intact`, async () => {
       bed = await startBed(level);
@@ -205,4 +222,87 @@ describe("hostile input against live members (loopback UDP)", () => {
       expect(heap() - before).toBeLessThan(96 * 1024 * 1024);
     });
   }
+});
+
+// The heap after a full collection: what is still held, not what awaits collection.
+setFlagsFromString("--expose-gc");
+const collect = runInNewContext("gc") as () => void;
+const liveHeap = () => {
+  collect();
+  return process.memoryUsage().heapUsed;
+};
+
+/**
+ * Sends `count` datagrams to the group, paced by what the members have read: a flood that outruns
+ * them only fills the kernel's buffers, and the test is about what reaches them.
+ */
+async function flood(target: LiveBed, count: number, datagram: (i: number) => Uint8Array): Promise<void> {
+  const read = () => Math.min(...target.members.map((m) => m.channel.stats.network.datagramsReceived));
+  const start = read();
+  for (let i = 0; i < count; i++) {
+    target.attacker.send(datagram(i));
+    if (i % 100 === 99) {
+      const deadline = performance.now() + 500;
+      while (read() - start < i - 400 && performance.now() < deadline) await sleep(1);
+    }
+  }
+}
+
+describe("hostile input against secured members (loopback UDP)", () => {
+  for (const level of ["nack", "cluster"] as const) {
+    it(`${level}: 4,000 mutated datagrams from an insider who holds the key, and raw mutants of sealed ones — no fault, no freeze, no growth, the real members' messages intact`, async () => {
+      bed = await startBed(level, 3, {}, bedKeys());
+      await workload(bed, 50, 1);
+      const before = heap();
+      await fuzz(bed, 11, 4_000);
+      expect(await loopLag()).toBeLessThan(250);
+      await workload(bed, 50, 51, 15_000);
+      expect(violations(bed, 100)).toEqual([]);
+      expect(heap() - before).toBeLessThan(96 * 1024 * 1024);
+      for (const member of bed.members) {
+        const { dropped } = member.channel.stats;
+        // Raw mutants of sealed datagrams never open; the insider's sealed mutants do, and meet the protocols' checks.
+        expect(dropped.AUTH_FAILED + dropped.DECODE_FAILED + dropped.REPLAYED).toBeGreaterThan(100);
+        expect(member.channel.stats.network.security!.opened).toBeGreaterThan(100);
+      }
+    });
+  }
+
+  it("a flood of 100,000 distinct made-up senders: nothing is remembered of any, memory stays flat, the members carry on", async () => {
+    bed = await startBed("nack", 3, {}, bedKeys());
+    await workload(bed, 20, 1);
+    const sealed = bed.corpus.find((bytes) => bytes.length < 300)!;
+    const before = liveHeap();
+    // A member's sealed datagram in another sender's name: it fails the seal (the header is associated data).
+    await flood(bed, 100_000, (i) => reSign(sealed, fakeId(100_000 + i), 1n));
+    await sleep(200);
+    await workload(bed, 20, 21);
+    expect(violations(bed, 40)).toEqual([]);
+    const grown = liveHeap() - before;
+    for (const member of bed.members) {
+      const { network, dropped } = member.channel.stats;
+      expect({ pending: network.pendingSenders, tracked: network.security!.senders, peers: member.channel.peers.length }).toEqual({ pending: 0, tracked: 2, peers: 2 });
+      // Loopback may drop a few under the flood; nearly all arrive, and each is refused.
+      expect(dropped.AUTH_FAILED).toBeGreaterThan(95_000);
+    }
+    // Nothing per made-up sender: what grows is the members' own traffic (their windows, their buffers).
+    expect(grown).toBeLessThan(4 * 1024 * 1024);
+  });
+
+  it("a flood of 100,000 distinct made-up senders without security: the pending table stays at its bound", async () => {
+    bed = await startBed("nack");
+    await workload(bed, 20, 1);
+    const before = liveHeap();
+    await flood(bed, 100_000, (i) => forge({ cluster: bed!.cluster, senderId: fakeId(300_000 + i), incarnation: 1n }, [{ case: "heartbeat", value: { highestSeq: 5n } }]));
+    await sleep(200);
+    await workload(bed, 20, 21);
+    expect(violations(bed, 40)).toEqual([]);
+    for (const member of bed.members) {
+      expect(member.channel.stats.network.pendingSenders).toBeLessThanOrEqual(256);
+      expect(member.channel.stats.network.pendingEvicted).toBeGreaterThan(95_000);
+      expect(member.channel.peers).toHaveLength(2);
+    }
+    // 256 pending senders at most per member, each with at most two held datagrams (4 MiB over all).
+    expect(liveHeap() - before).toBeLessThan(3 * 4 * 1024 * 1024);
+  });
 });

@@ -75,8 +75,8 @@ export class Admission {
 
   constructor(
     private readonly random: RandomSource,
-    /** Sends one encoded frame to an address at once (the source of a datagram just received). */
-    private readonly reply: (to: Address, frame: Uint8Array) => void,
+    /** Sends one encoded frame at once to an address (the source of a datagram just received), for member `receiver`. */
+    private readonly reply: (to: Address, frame: Uint8Array, receiver: PeerKey) => void,
   ) {}
 
   /** Senders awaiting admission. */
@@ -141,7 +141,7 @@ export class Admission {
   #challenge(entry: Pending, now: number): void {
     if (now - entry.challengedAt < RECHALLENGE_MS) return;
     entry.challengedAt = now;
-    this.reply(entry.address, challengeFrame(entry.nonce));
+    this.reply(entry.address, challengeFrame(entry.nonce), entry.key);
     this.stats.challengesSent++;
   }
 
@@ -160,13 +160,13 @@ export class Admission {
     this.#challenge(entry, now);
   }
 
-  /** Answers channel-level challenges among `frames` (from anyone: it is how others admit us). */
-  answer(from: Address, frames: readonly ReceivedFrame[]): void {
+  /** Answers channel-level challenges among `frames` from `sender` (anyone: it is how others admit us). */
+  answer(from: Address, sender: PeerKey, frames: readonly ReceivedFrame[]): void {
     for (const frame of frames) {
       if (frame.case !== "ping") continue;
       const ping = frame.frame.kind.value as { group: string; nonce: bigint };
       if (ping.group !== "") continue;
-      this.reply(from, answerFrame(ping.nonce));
+      this.reply(from, answerFrame(ping.nonce), sender);
       this.stats.challengesAnswered++;
     }
   }

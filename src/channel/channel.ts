@@ -19,6 +19,11 @@ import {
 } from "../reliable/protocol.ts";
 import { Reassembler, reassemblyLimits } from "../reliable/reassembler.ts";
 import { Driver, type TimedUnit } from "../core/driver.ts";
+import { ChannelSecurity } from "../security/channel-security.ts";
+import { equalBytes } from "../security/crypto-provider.ts";
+import type { SenderState } from "../security/datagram-guard.ts";
+import { defaultCryptoProvider } from "../security/default-provider.ts";
+import { KeyRing } from "../security/keyring.ts";
 import { type Clock, guardedClock, type RandomSource, systemClock, systemRandom } from "../transport/clock.ts";
 import type { Address, TransportFactory } from "../transport/transport.ts";
 import { DropCounters, type DropReason } from "../wire/drop-reason.ts";
@@ -208,6 +213,10 @@ export class Channel implements AsyncDisposable {
   #unhandledFrames = 0;
 
   readonly #extension: ChannelExtension | undefined;
+  readonly #keyring: KeyRing | undefined;
+  readonly #security: ChannelSecurity | undefined;
+  /** Senders heard under security, with their replay windows: kept across restarts and re-binds. */
+  readonly #senders = new Map<PeerKey, SenderState>();
 
   /** @param extension internal: how a higher level (the group channel) plugs in. */
   constructor(options?: ChannelOptions, extension?: ChannelExtension) {
@@ -222,7 +231,13 @@ export class Channel implements AsyncDisposable {
     this.#clock = guardedClock(this.#options.clock ?? systemClock, (error) => this.#errors.report(internalError("a protocol timer", error), "timer"));
     this.#driver = new Driver(this.#clock, (error) => this.#errors.report(internalError("a protocol unit", error), "timer"));
     this.#random = this.#options.random ?? systemRandom;
-    this.#memberId = this.#random.fill(new Uint8Array(MEMBER_ID_BYTES));
+    const security = this.#options.security;
+    // Insider mode: the member id is the identity's public key's first 16 bytes (bound to it on the wire).
+    this.#memberId = security?.identity?.publicKey.slice(0, MEMBER_ID_BYTES) ?? this.#random.fill(new Uint8Array(MEMBER_ID_BYTES));
+    if (security !== undefined) {
+      this.#keyring = new KeyRing(security.keys, security.primary);
+      this.#security = new ChannelSecurity(this.#keyring, () => (this.#state === "started" ? this.#endpoint?.rotation : undefined));
+    }
     this.#key = keyOf(this.#memberId);
     this.#incarnation = this.#options.incarnation ?? Date.now();
     this.#reassembler = this.#newReassembler();
@@ -261,6 +276,11 @@ export class Channel implements AsyncDisposable {
   /** The unicast address this member sends from (after `init()`). */
   get localAddress(): Address {
     return this.#requireEndpoint("localAddress").localAddress;
+  }
+
+  /** The keyring and key rotation of a channel with `security`; undefined without. */
+  get security(): ChannelSecurity | undefined {
+    return this.#security;
   }
 
   /** The peers this member hears now. */
@@ -474,6 +494,7 @@ export class Channel implements AsyncDisposable {
   }
 
   async #bind(): Promise<void> {
+    const security = await this.#securityConfig();
     const endpoint = new Endpoint(
       {
         cluster: this.#options.cluster,
@@ -483,6 +504,7 @@ export class Channel implements AsyncDisposable {
         peerTimeoutMs: this.#options.peerTimeoutMs,
         socketBufferBytes: this.#options.socketBufferBytes,
         maxPeers: this.#options.maxPeers,
+        ...(security === undefined ? {} : { security }),
       },
       this.#clock,
       this.#driver,
@@ -497,6 +519,24 @@ export class Channel implements AsyncDisposable {
     await endpoint.bind(this.#options.transport ?? (await defaultTransport()));
     this.#endpoint = endpoint;
     this.#state = "initialized";
+  }
+
+  // The crypto provider, and insider mode's identity checked against it: a public key that is not the
+  // private key's fails here, naming the option.
+  async #securityConfig() {
+    const options = this.#options.security;
+    if (options === undefined) return undefined;
+    const provider = options.provider ?? (await defaultCryptoProvider());
+    const identity = options.identity;
+    if (identity !== undefined) {
+      const publicKey = await provider.publicKeyOf(identity.privateKey);
+      if (!equalBytes(publicKey, identity.publicKey)) {
+        throw new BlazeError("INVALID_OPTION", 'invalid option "channel.security.identity.publicKey": not the public key of identity.privateKey', {
+          path: ["security", "identity", "publicKey"],
+        });
+      }
+    }
+    return { options, keyring: this.#keyring!, provider, senders: this.#senders };
   }
 
   #stopNow(): void {

@@ -2,12 +2,17 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { type Frame, FrameSchema } from "../../gen/activeblaze/v1/envelope_pb.ts";
 import { LeaveSchema } from "../../gen/activeblaze/v1/membership_pb.ts";
 import { BlazeError, internalError } from "../errors.ts";
-import { keyOf } from "../reliable/member-key.ts";
+import { idOf, keyOf } from "../reliable/member-key.ts";
 import type { PeerKey } from "../reliable/protocol.ts";
 import type { Driver } from "../core/driver.ts";
+import type { CryptoProvider } from "../security/crypto-provider.ts";
+import { DatagramGuard, type SecurityStats, type SenderState } from "../security/datagram-guard.ts";
+import { KeyRotation } from "../security/key-rotation.ts";
+import type { KeyRing } from "../security/keyring.ts";
+import type { ResolvedSecurityOptions } from "../security/options.ts";
 import type { Clock, RandomSource } from "../transport/clock.ts";
 import type { Address, Transport, TransportFactory } from "../transport/transport.ts";
-import { DropCounters } from "../wire/drop-reason.ts";
+import { DropCounters, type DropReason } from "../wire/drop-reason.ts";
 import { type DataFields, DatagramBuilder, DatagramReader, encodeEnvelopeHeader, leaveGroupOf, type ReceivedFrame } from "../wire/frames.ts";
 import { Admission, type AdmissionStats, isChallenge } from "./admission.ts";
 
@@ -36,6 +41,14 @@ export interface EndpointConfig {
   readonly socketBufferBytes: number;
   /** Most peers at once; a sender proven while the table is full is not admitted (counted). */
   readonly maxPeers: number;
+  /** Sealed datagrams (src/security/): every datagram out is sealed, every datagram in opened first. */
+  readonly security?: {
+    readonly options: ResolvedSecurityOptions;
+    readonly keyring: KeyRing;
+    readonly provider: CryptoProvider;
+    /** The senders heard, kept by the channel across its endpoints (their replay windows). */
+    readonly senders: Map<PeerKey, SenderState>;
+  };
 }
 
 /** A peer heard on the network. */
@@ -79,8 +92,8 @@ export interface EndpointStats {
   peerTableFull: number;
 }
 
-/** An endpoint's counters, admission's included. */
-export type NetworkStats = EndpointStats & AdmissionStats & { readonly pendingSenders: number };
+/** An endpoint's counters, admission's included, and the seal's with security on. */
+export type NetworkStats = EndpointStats & AdmissionStats & { readonly pendingSenders: number; readonly security?: SecurityStats };
 
 export function emptyNetworkStats(): NetworkStats {
   return { ...emptyEndpointStats(), unadmittedDatagrams: 0, challengesSent: 0, challengesAnswered: 0, admitted: 0, pendingEvicted: 0, pendingSenders: 0 };
@@ -123,6 +136,8 @@ export class Endpoint {
   readonly #stopFlushing: () => void;
   readonly #handlers: EndpointHandlers;
   readonly #peers = new Map<PeerKey, Peer>();
+  /** The same peers by "host:port": whom a datagram to an address is for (a sealed one names its receiver). */
+  readonly #peersByAddress = new Map<string, Peer>();
   /** Peers that left or timed out, by the incarnation they had, for one peer timeout: their late datagrams are stale. */
   readonly #departed = new Map<PeerKey, { incarnation: number; at: number }>();
   /** Outboxes to addresses that are not peers' (replies to a datagram's source), a bounded number. */
@@ -144,6 +159,9 @@ export class Endpoint {
   #running = false;
   #lastKeyBytes: Uint8Array | undefined;
   #lastKey = "";
+  /** With security: seals what goes out and opens what comes in (the one seam of the security layer). */
+  readonly #guard: DatagramGuard | undefined;
+  readonly #rotation: KeyRotation | undefined;
 
   constructor(config: EndpointConfig, clock: Clock, driver: Driver, random: RandomSource, handlers: EndpointHandlers) {
     this.#config = config;
@@ -153,9 +171,41 @@ export class Endpoint {
       if (this.#flushScheduled) this.flush();
     });
     this.#handlers = handlers;
-    this.#admission = new Admission(random, (to, frame) => this.#sendNow(to, frame));
+    this.#admission = new Admission(random, (to, frame, receiver) => this.#sendNow(to, frame, receiver));
     this.localKey = keyOf(config.memberId);
     this.#reader = new DatagramReader({ cluster: config.cluster, maxDatagramBytes: config.maxDatagramBytes });
+    const security = config.security;
+    if (security !== undefined) {
+      const host = {
+        refused: (reason: DropReason) => this.drops.count(reason),
+        fault: (error: unknown) => {
+          this.stats.receiveFaults++;
+          handlers.error(internalError("sealing or opening a datagram", error), "receive");
+        },
+        own: () => this.stats.ownDatagrams++,
+      };
+      this.#guard = new DatagramGuard(security.options, security.keyring, security.provider, config, host, () => Date.now(), security.senders);
+      this.#rotation = new KeyRotation(security.keyring, {
+        clock,
+        random,
+        peers: () => this.#peers.keys(),
+        send: (peer, frame, keyId) => {
+          const address = this.#peers.get(peer)?.address;
+          if (address !== undefined) this.#sendNow(address, frame, peer, keyId);
+        },
+      });
+    }
+  }
+
+  /** The key rotation driver of a secured endpoint. */
+  get rotation(): KeyRotation | undefined {
+    return this.#rotation;
+  }
+
+  // The largest datagram the builders fill: room is left for the seal.
+  get #builderBytes(): number {
+    const security = this.#config.security;
+    return this.#config.maxDatagramBytes - (security === undefined ? 0 : DatagramGuard.overheadBytes(security.options, this.#config.maxDatagramBytes));
   }
 
   /** The unicast address this endpoint sends from. */
@@ -170,7 +220,8 @@ export class Endpoint {
 
   /** Datagram counters, admission's included. */
   get networkStats(): NetworkStats {
-    return { ...this.stats, ...this.#admission.stats, pendingSenders: this.#admission.pending };
+    const stats = { ...this.stats, ...this.#admission.stats, pendingSenders: this.#admission.pending };
+    return this.#guard === undefined ? stats : { ...stats, security: this.#guard.stats };
   }
 
   /** Binds the sockets. */
@@ -211,7 +262,8 @@ export class Endpoint {
     this.#header = encodeEnvelopeHeader(this.#config.cluster, this.#config.memberId, incarnation);
     this.#group = this.#newOutbox("group");
     this.#dirty.length = 0;
-    this.#unsent = new DatagramBuilder(this.#header, this.#config.maxDatagramBytes);
+    this.#unsent = new DatagramBuilder(this.#header, this.#builderBytes);
+    this.#guard?.start(incarnation);
     this.#unicast.clear();
     if (network.type === "multicast") this.#listener!.joinGroup(network.group, network.interface);
     this.#running = true;
@@ -234,13 +286,18 @@ export class Endpoint {
       }
     }
     this.#peers.clear();
+    this.#peersByAddress.clear();
     this.#departed.clear();
     this.#admission.clear();
+    this.#rotation?.close();
   }
 
   async close(): Promise<void> {
     this.stop();
     this.#stopFlushing();
+    // The goodbye may still be being sealed (an asynchronous provider): it goes out before the sockets close.
+    await this.#guard?.drained();
+    this.#guard?.close();
     await Promise.all([this.#sender?.close(), this.#listener?.close()]);
     this.#sender = undefined;
     this.#listener = undefined;
@@ -275,19 +332,22 @@ export class Endpoint {
   }
 
   // One frame in a datagram of its own, sent at once: for answers to senders not admitted, which must
-  // cost no outbox (a flood of spoofed sources would otherwise make one each).
-  #sendNow(to: Address, frame: Uint8Array): void {
+  // cost no outbox (a flood of spoofed sources would otherwise make one each), and for key rotation
+  // (sealed with the key `keyId`, not necessarily the primary one).
+  #sendNow(to: Address, frame: Uint8Array, receiver: PeerKey, keyId?: number): void {
     const sender = this.#sender;
     if (sender === undefined || !this.#running) return;
     // A Frame's bytes equal the body of an Envelope carrying that kind alone (envelope.proto).
     const datagram = new Uint8Array(this.#header.length + frame.length);
     datagram.set(this.#header);
     datagram.set(frame, this.#header.length);
-    try {
-      this.#transmit(sender, datagram, to);
-    } catch (error) {
-      this.#handlers.error(error instanceof BlazeError ? error : new BlazeError("SEND_FAILED", String(error), { cause: error }), "transport");
-    }
+    this.#seal(datagram, idOf(receiver), (bytes) => this.#transmitTo(sender, bytes, to), keyId);
+  }
+
+  // Sealed once per datagram, however many receivers it goes to; one to a single member names it.
+  #seal(datagram: Uint8Array, receiver: Uint8Array | "group" | undefined, send: (bytes: Uint8Array) => void, keyId?: number): void {
+    if (this.#guard === undefined) send(datagram);
+    else this.#guard.seal(datagram, this.#header.length, receiver, send, keyId);
   }
 
   /**
@@ -324,12 +384,12 @@ export class Endpoint {
   }
 
   #newOutbox(to: Address | "group"): Outbox {
-    return { builder: new DatagramBuilder(this.#header, this.#config.maxDatagramBytes), to, dirty: false };
+    return { builder: new DatagramBuilder(this.#header, this.#builderBytes), to, dirty: false };
   }
 
   // For replies to a datagram's source (rare: a discovery, a ping); a peer's own traffic has its outbox.
   #outboxTo(address: Address): Outbox {
-    const key = `${address.host}:${address.port}`;
+    const key = addressKey(address);
     let outbox = this.#unicast.get(key);
     if (outbox === undefined) {
       if (this.#unicast.size >= 1024) this.#unicast.clear();
@@ -392,8 +452,13 @@ export class Endpoint {
     const datagram = outbox.builder.finish();
     const sender = this.#sender;
     if (datagram === undefined || sender === undefined || !this.#running) return;
+    const receiver = outbox.to === "group" ? "group" : this.#peersByAddress.get(addressKey(outbox.to))?.id;
+    this.#seal(datagram, receiver, (bytes) => this.#transmitTo(sender, bytes, outbox.to));
+  }
+
+  #transmitTo(sender: Transport, datagram: Uint8Array, to: Address | "group"): void {
     try {
-      if (outbox.to !== "group") this.#transmit(sender, datagram, outbox.to);
+      if (to !== "group") this.#transmit(sender, datagram, to);
       else {
         const network = this.#config.network;
         if (network.type === "multicast") this.#transmit(sender, datagram, { host: network.group, port: network.port });
@@ -435,6 +500,14 @@ export class Endpoint {
       this.stats.ownDatagrams++;
       return;
     }
+    if (this.#guard === undefined) this.#receivePlain(bytes, from, undefined);
+    else this.#guard.open(bytes, (plain, keyId) => this.#receivePlain(plain, from, keyId));
+  }
+
+  // A plain envelope: as received, or opened (`sealedWith` the key that sealed it). With an
+  // asynchronous provider this runs later, in arrival order, so the endpoint may have stopped since.
+  #receivePlain(bytes: Uint8Array, from: Address, sealedWith: number | undefined): void {
+    if (!this.#running) return;
     const result = this.#reader.read(bytes);
     if (!result.ok) {
       this.drops.count(result.reason);
@@ -457,7 +530,7 @@ export class Endpoint {
       this.stats.addressMismatch++;
       return;
     }
-    this.#admission.answer(from, frames);
+    this.#admission.answer(from, key, frames);
     // A Leave of no group is a channel-level goodbye; one naming a group is membership's business.
     const leaving = frames.some((frame) => frame.case === "leave" && leaveGroupOf(frame.frame) === "");
     let held: ReadonlyArray<readonly ReceivedFrame[]> = [];
@@ -472,26 +545,33 @@ export class Endpoint {
       if (peer !== undefined) this.#remove(peer, "left", now);
       peer = { key, id: senderId.slice(), incarnation, address: from, lastHeardAt: now };
       this.#peers.set(key, peer);
+      this.#peersByAddress.set(addressKey(from), peer);
       this.#handlers.peerUp(peer);
       held = admitted.held;
     }
     peer.lastHeardAt = now;
     // What it sent while being admitted (its first datagram and its latest) is handled now, before this one.
-    for (const frames of held) this.#handFrames(peer, frames);
-    this.#handFrames(peer, frames);
+    for (const frames of held) this.#handFrames(peer, frames, undefined);
+    this.#handFrames(peer, frames, sealedWith);
     if (leaving) this.#remove(peer, "left", now);
     // Whatever the frames changed (a deadline, a datagram to send) is taken up at the end of the turn.
     this.#driver.touch();
   }
 
-  // Challenges are admission's; the rest goes up.
-  #handFrames(peer: Peer, frames: readonly ReceivedFrame[]): void {
-    if (frames.some(isChallenge)) frames = frames.filter((frame) => !isChallenge(frame));
+  // Challenges are admission's, key rotation's frames the rotation's (with security on); the rest goes up.
+  #handFrames(peer: Peer, frames: readonly ReceivedFrame[], sealedWith: number | undefined): void {
+    const rotation = this.#rotation;
+    if (frames.some((frame) => isChallenge(frame) || (rotation !== undefined && isKeyRotation(frame)))) {
+      for (const frame of frames) if (rotation !== undefined && isKeyRotation(frame)) rotation.onFrame(peer.key, frame, sealedWith);
+      frames = frames.filter((frame) => !isChallenge(frame) && (rotation === undefined || !isKeyRotation(frame)));
+    }
     if (frames.length > 0) this.#handlers.frames(peer, frames);
   }
 
   #remove(peer: Peer, reason: "left" | "timeout", now: number): void {
     this.#peers.delete(peer.key);
+    if (this.#peersByAddress.get(addressKey(peer.address)) === peer) this.#peersByAddress.delete(addressKey(peer.address));
+    this.#rotation?.peerDown(peer.key);
     // Only a goodbye makes the incarnation's late datagrams stale; a peer that merely fell silent (a
     // partition) must be heard again as soon as it speaks.
     if (reason === "left") this.#departed.set(peer.key, { incarnation: peer.incarnation, at: now });
@@ -528,10 +608,18 @@ export class Endpoint {
   }
 }
 
+function isKeyRotation(frame: ReceivedFrame): boolean {
+  return frame.case === "keyUpdate" || frame.case === "keyUpdateAck";
+}
+
 function startsWith(bytes: Uint8Array, prefix: Uint8Array): boolean {
   if (bytes.length < prefix.length || prefix.length === 0) return false;
   for (let i = prefix.length - 1; i >= 0; i--) if (bytes[i] !== prefix[i]) return false;
   return true;
+}
+
+function addressKey(address: Address): string {
+  return `${address.host}:${address.port}`;
 }
 
 function sameAddress(a: Address, b: Address): boolean {

@@ -4,6 +4,7 @@ import { parseOptions } from "../options.ts";
 import { DEFAULT_NACK_OPTIONS } from "../reliable/nack/nack-protocol.ts";
 import { fecOptionsSchema } from "../reliable/fec/options.ts";
 import { totemOptionsSchema } from "../reliable/totem/options.ts";
+import { securityOptionsSchema } from "../security/options.ts";
 import type { Clock, RandomSource } from "../transport/clock.ts";
 import type { Address, TransportFactory } from "../transport/transport.ts";
 import { MAX_CLUSTER_NAME_BYTES, MAX_DATAGRAM_BYTES } from "../wire/limits.ts";
@@ -134,6 +135,10 @@ export const channelOptionsSchema = z
     nack: nackOptionsSchema.prefault({}),
     totem: totemOptionsSchema.prefault({}),
     fec: fecOptionsSchema.prefault({}),
+    security: d(securityOptionsSchema.optional(), {
+      defaultText: "none (datagrams in clear)",
+      description: "keys, seal mode and limits of authenticated, encrypted datagrams: see [Security](#security)",
+    }),
     transport: d(z.custom<TransportFactory>((value) => typeof value === "function", "expected a TransportFactory").optional(), {
       defaultText: "the runtime's adapter",
       description: "how sockets are opened (the simulated network's factory in tests)",

@@ -1,5 +1,10 @@
 import { fromBinary, toJson, type DescMessage } from "@bufbuild/protobuf";
 import { EnvelopeSchema } from "../../gen/activeblaze/v1/envelope_pb.ts";
+import { nodeCrypto } from "../adapters/node-crypto.ts";
+import { SIGNATURE_BYTES } from "../security/crypto-provider.ts";
+import { senderKeyInfo } from "../security/datagram-guard.ts";
+import { encodeBase64 } from "../security/options.ts";
+import { plainEnvelope, readSealed } from "../security/sealed-datagram.ts";
 import { wireRegistry } from "../wire/registry.ts";
 import { validateEnvelope } from "../wire/codec.ts";
 
@@ -45,4 +50,49 @@ export function inspectBytes(bytes: Uint8Array, messageType = "activeblaze.v1.En
     }
   }
   return { messageType, ok: true, json };
+}
+
+/**
+ * Opens a sealed datagram with a key's secret (whatever id the datagram names) and decodes what it
+ * holds: the seal's clear fields, and the envelope inside, checked by the protocol's rules. No replay
+ * window and no clock: a lone datagram is judged on its bytes alone. A signed datagram's signature is
+ * checked against the signer key it carries.
+ */
+export function inspectSealed(bytes: Uint8Array, secret: Uint8Array, cluster?: string): InspectResult {
+  const messageType = EnvelopeSchema.typeName;
+  let claimed: string;
+  try {
+    claimed = fromBinary(EnvelopeSchema, bytes).cluster;
+  } catch (error) {
+    return { messageType, ok: false, error: { code: "DECODE_FAILED", detail: (error as Error).message } };
+  }
+  const context = { cluster: cluster ?? claimed };
+  const read = readSealed(bytes, context, new TextEncoder().encode(context.cluster));
+  if (!read.ok) return { messageType, ok: false, error: { code: read.reason, detail: read.detail } };
+  const sealed = read.sealed;
+  const seal = {
+    keyId: sealed.keyId,
+    mode: sealed.mode ?? "unknown",
+    counter: sealed.counter,
+    ...(sealed.receiverId.length > 0 ? { receiverId: encodeBase64(sealed.receiverId) } : {}),
+    ...(sealed.signerKey.length > 0 ? { signerKey: encodeBase64(sealed.signerKey) } : {}),
+  };
+  if (sealed.mode === undefined) return { messageType, ok: false, json: { seal }, error: { code: "WRONG_MODE", detail: "an unknown seal mode" } };
+  const key = nodeCrypto.deriveKey(sealed.mode, secret, senderKeyInfo(sealed.mode, sealed.keyId, sealed.senderId, sealed.incarnation, context.cluster));
+  let body = nodeCrypto.open(key, sealed.mode, sealed.counter, sealed.aad, sealed.payload);
+  if (body === undefined) return { messageType, ok: false, json: { seal }, error: { code: "AUTH_FAILED", detail: `the datagram does not open with this secret under key ${sealed.keyId}` } };
+  let signature: string | undefined;
+  if (sealed.signerKey.length > 0) {
+    const signed = body.subarray(0, body.length - SIGNATURE_BYTES);
+    const data = new Uint8Array(sealed.aad.length + signed.length);
+    data.set(sealed.aad);
+    data.set(signed, sealed.aad.length);
+    const valid = body.length > SIGNATURE_BYTES && nodeCrypto.verify(nodeCrypto.verifyKey(sealed.signerKey), data, body.subarray(signed.length));
+    signature = valid ? "valid" : "invalid";
+    body = signed;
+    if (!valid) return { messageType, ok: false, json: { seal: { ...seal, signature } }, error: { code: "AUTH_FAILED", detail: "the signature does not verify" } };
+  }
+  const opened = inspectBytes(plainEnvelope(sealed.header, body), messageType, context.cluster);
+  const json = { seal: signature === undefined ? seal : { ...seal, signature }, envelope: opened.json };
+  return opened.error === undefined ? { messageType, ok: true, json } : { messageType, ok: false, json, error: opened.error };
 }

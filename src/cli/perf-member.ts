@@ -1,4 +1,7 @@
 import { createUdpTransport } from "../adapters/node.ts";
+import { nodeCrypto } from "../adapters/node-crypto.ts";
+import type { SecurityOptions } from "../security/options.ts";
+import { webCrypto } from "../security/web-crypto.ts";
 import { Channel } from "../channel/channel.ts";
 import type { TopicMessage } from "../channel/topic-message.ts";
 import { withLoss } from "../transport/lossy-transport.ts";
@@ -20,6 +23,7 @@ export async function runPerfMember(config: MemberConfig): Promise<void> {
     loopback: false,
     heartbeatIntervalMs: 500,
     transport,
+    ...(config.security === undefined ? {} : { security: securityOf(config.security) }),
   });
   channel.on("error", ({ error, stage }) => console.error(`${config.role}-${config.index}: ${stage}: ${error.message}`));
   await channel.start();
@@ -43,12 +47,23 @@ export async function runPerfMember(config: MemberConfig): Promise<void> {
   });
 }
 
+function securityOf(security: NonNullable<MemberConfig["security"]>): SecurityOptions {
+  return {
+    keys: [{ id: 1, secret: security.secret }],
+    mode: security.mode === "authenticate" ? "authenticate" : "encrypt",
+    provider: security.crypto === "web" ? webCrypto : nodeCrypto,
+    // Insider mode: a key pair of this member's own; every datagram it sends is signed.
+    ...(security.mode === "insider" ? { identity: nodeCrypto.generateIdentity() } : {}),
+  };
+}
+
 function fail(error: unknown): void {
   process.send!({ type: "failed", error: error instanceof Error ? error.stack ?? error.message : String(error) } satisfies FromMember);
 }
 
 async function runSender(config: MemberConfig, channel: Channel, t0: number): Promise<FromMember> {
   const endAt = t0 + config.seconds * 1000;
+  const cpuBefore = cpuMs();
   let count = 0;
   const started = absoluteNow();
   // Send in bursts, yielding to the event loop between them so acknowledgements get in; await only
@@ -76,11 +91,17 @@ async function runSender(config: MemberConfig, channel: Channel, t0: number): Pr
     await new Promise((resolve) => setImmediate(resolve));
   }
   // Stay until every receiver has everything (retransmissions come from here).
-  return { type: "sent", count, retransmitted: channel.stats.protocol.retransmitted, elapsedMs: absoluteNow() - started };
+  return { type: "sent", count, retransmitted: channel.stats.protocol.retransmitted, elapsedMs: absoluteNow() - started, cpuMs: cpuMs() - cpuBefore };
+}
+
+function cpuMs(): number {
+  const usage = process.cpuUsage();
+  return (usage.user + usage.system) / 1000;
 }
 
 class ReceiverState {
   received = 0;
+  #cpuAtFirst = 0;
   bytes = 0;
   firstAt = 0;
   lastAt = 0;
@@ -120,7 +141,10 @@ class ReceiverState {
     const last = this.received >= this.#expected;
     if (this.received % SAMPLE_EVERY !== 1 && !last) return;
     const now = absoluteNow();
-    if (this.firstAt === 0) this.firstAt = now;
+    if (this.firstAt === 0) {
+      this.firstAt = now;
+      this.#cpuAtFirst = cpuMs();
+    }
     this.lastAt = now;
     // A uniform sample of latencies in bounded memory: every stride-th sampled message, the stride
     // doubling (and the sample thinning) whenever the buffer fills.
@@ -156,6 +180,7 @@ class ReceiverState {
       nacksSent: stats.protocol.nacksSent,
       retransmitted: stats.protocol.retransmitted,
       dropped: Object.values(stats.dropped).reduce((sum, n) => sum + n, 0),
+      cpuMs: cpuMs() - this.#cpuAtFirst,
     } satisfies FromMember);
   }
 }

@@ -14,7 +14,12 @@ export interface MemberConfig {
   readonly members: number;
   readonly senders: number;
   readonly seconds: number;
+  /** Sealed datagrams: the mode, the run's key (base64), the crypto provider. */
+  readonly security?: { readonly mode: PerfSecurity; readonly secret: string; readonly crypto: "node" | "web" };
 }
+
+/** How a perf run seals its datagrams: AES-256-GCM, HMAC-SHA-256, or AES-256-GCM with Ed25519 signatures. */
+export type PerfSecurity = "encrypt" | "authenticate" | "insider";
 
 export type ToMember =
   | { readonly type: "go"; readonly t0: number }
@@ -35,13 +40,15 @@ export interface ReceiverReport {
   readonly nacksSent: number;
   readonly retransmitted: number;
   readonly dropped: number;
+  /** CPU time (user and system) the receiver spent from its first message to its last. */
+  readonly cpuMs: number;
 }
 
 export type FromMember =
   | { readonly type: "ready"; readonly id: string }
   | { readonly type: "peers" }
   | { readonly type: "progress"; readonly received: number }
-  | { readonly type: "sent"; readonly count: number; readonly retransmitted: number; readonly elapsedMs: number }
+  | { readonly type: "sent"; readonly count: number; readonly retransmitted: number; readonly elapsedMs: number; readonly cpuMs: number }
   | ({ readonly type: "done" } & ReceiverReport)
   | { readonly type: "failed"; readonly error: string };
 

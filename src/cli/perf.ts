@@ -2,7 +2,8 @@ import { type ChildProcess, fork } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { runBaselineReceiver, runBaselineSender, type BaselineMessage } from "./perf-baseline.ts";
 import { runPerfMember } from "./perf-member.ts";
-import { absoluteNow, type FromMember, type MemberConfig, type ReceiverReport, type ToMember } from "./perf-protocol.ts";
+import { generateSecret } from "../security/keys.ts";
+import { absoluteNow, type FromMember, type MemberConfig, type PerfSecurity, type ReceiverReport, type ToMember } from "./perf-protocol.ts";
 
 /** What `blaze perf` runs. */
 export interface PerfOptions {
@@ -19,6 +20,10 @@ export interface PerfOptions {
   readonly baseline: boolean;
   /** Draw a progress bar on stderr. */
   readonly progress: boolean;
+  /** Seal every datagram: AES-256-GCM ("encrypt"), HMAC-SHA-256 ("authenticate"), or AES-256-GCM with Ed25519 signatures ("insider"). Default: none. */
+  readonly security?: PerfSecurity;
+  /** The crypto provider of sealing members: node:crypto (default) or WebCrypto (asynchronous). */
+  readonly crypto?: "node" | "web";
 }
 
 export interface PerfResult {
@@ -30,6 +35,9 @@ export interface PerfResult {
   readonly megabytesPerSecond: number;
   readonly latencyP50Ms: number;
   readonly latencyP99Ms: number;
+  /** CPU time per message delivered: the sender's, and the busiest receiver's (µs). */
+  readonly senderCpuUsPerMessage: number;
+  readonly receiverCpuUsPerMessage: number;
   readonly complete: boolean;
   readonly baseline?: { readonly messagesPerSecond: number; readonly megabytesPerSecond: number };
   /** Reliable MB/s over the baseline's MB/s. */
@@ -55,6 +63,8 @@ export async function runPerf(options: PerfOptions, script: string): Promise<Per
     members,
     senders: options.senders,
     seconds: options.seconds,
+    // One key for the run, told to every member.
+    ...(options.security === undefined ? {} : { security: { mode: options.security, secret: generateSecret(), crypto: options.crypto ?? "node" } }),
   };
   const children: Array<{ process: ChildProcess; config: MemberConfig }> = [];
   for (let i = 0; i < members; i++) {
@@ -77,7 +87,7 @@ export async function runPerf(options: PerfOptions, script: string): Promise<Per
     const done = await Promise.all(receiverInbox.map((box) => box.next("done", 60_000).catch(() => undefined)));
     progress?.stop();
     const reports = done.map((report, i) => {
-      const fallback: ReceiverReport = { received: receiverInbox[i]!.lastProgress, bytes: 0, firstAt: t0, lastAt: absoluteNow(), latencyP50Ms: 0, latencyP99Ms: 0, latencyMaxMs: 0, outOfOrder: 0, duplicates: 0, nacksSent: 0, retransmitted: 0, dropped: 0 };
+      const fallback: ReceiverReport = { received: receiverInbox[i]!.lastProgress, bytes: 0, firstAt: t0, lastAt: absoluteNow(), latencyP50Ms: 0, latencyP99Ms: 0, latencyMaxMs: 0, outOfOrder: 0, duplicates: 0, nacksSent: 0, retransmitted: 0, dropped: 0, cpuMs: 0 };
       const r = report ?? fallback;
       const seconds = (r.lastAt - t0) / 1000;
       return { ...r, messagesPerSecond: r.received / seconds, megabytesPerSecond: (r.received * options.size) / MB / seconds };
@@ -91,6 +101,8 @@ export async function runPerf(options: PerfOptions, script: string): Promise<Per
       megabytesPerSecond: slowest.megabytesPerSecond,
       latencyP50Ms: Math.max(...reports.map((r) => r.latencyP50Ms)),
       latencyP99Ms: Math.max(...reports.map((r) => r.latencyP99Ms)),
+      senderCpuUsPerMessage: (sentReports.reduce((sum, report) => sum + report.cpuMs, 0) * 1000) / Math.max(1, sent),
+      receiverCpuUsPerMessage: Math.max(...reports.map((r) => (r.cpuMs * 1000) / Math.max(1, r.received))),
       complete: done.every((report) => report !== undefined && report.received === sent),
     };
     if (!options.baseline) return result;
@@ -135,7 +147,7 @@ export async function runPerfChild(command: string, args: string[]): Promise<voi
 export function formatPerf(result: PerfResult): string {
   const s = result.scenario;
   const lines = [
-    `${s.senders} sender(s) → ${s.receivers} receiver(s), ${s.size} B messages, ${s.reliability}, ${(s.loss * 100).toFixed(1)} % loss, ${s.seconds} s`,
+    `${s.senders} sender(s) → ${s.receivers} receiver(s), ${s.size} B messages, ${s.reliability}, ${(s.loss * 100).toFixed(1)} % loss, ${s.seconds} s${s.security === undefined ? "" : `, sealed: ${s.security} (${s.crypto ?? "node"})`}`,
     `  sent ${fmt(result.sent)} messages; every receiver got all: ${result.complete ? "yes" : "NO"}`,
     `  slowest receiver: ${fmt(result.messagesPerSecond)} msgs/s, ${result.megabytesPerSecond.toFixed(1)} MB/s; latency p50 ${result.latencyP50Ms.toFixed(2)} ms, p99 ${result.latencyP99Ms.toFixed(2)} ms`,
   ];

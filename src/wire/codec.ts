@@ -66,6 +66,15 @@ export function decodeEnvelope(bytes: Uint8Array, context: EnvelopeContext): Dec
  * every port reports the same reason for the same bytes. Returns undefined when the envelope is valid.
  */
 export function validateEnvelope(envelope: Envelope, context: EnvelopeContext): Refusal | undefined {
+  const refusal = validateHeader(envelope, context) ?? validateBody(envelope);
+  if (refusal !== undefined) return refusal;
+  // Last, so that every other refusal keeps its reason: the rule for numbers (safe-integers.ts).
+  const unsafe = unsafeIntegerIn(EnvelopeSchema, envelope);
+  return unsafe === undefined ? undefined : { reason: "INVALID_FIELD", detail: unsafe };
+}
+
+/** The checks on an envelope's header (version, cluster, sender id), for plain and sealed datagrams alike. */
+export function validateHeader(envelope: Envelope, context: EnvelopeContext): Refusal | undefined {
   if (envelope.version === 0) return { reason: "MISSING_FIELD", detail: "envelope has no version" };
   if (envelope.version !== PROTOCOL_VERSION) {
     return {
@@ -89,11 +98,7 @@ export function validateEnvelope(envelope: Envelope, context: EnvelopeContext): 
       detail: `sender id is ${envelope.senderId.length} bytes, not ${MEMBER_ID_BYTES}`,
     };
   }
-  const refusal = validateBody(envelope);
-  if (refusal !== undefined) return refusal;
-  // Last, so that every other refusal keeps its reason: the rule for numbers (safe-integers.ts).
-  const unsafe = unsafeIntegerIn(EnvelopeSchema, envelope);
-  return unsafe === undefined ? undefined : { reason: "INVALID_FIELD", detail: unsafe };
+  return undefined;
 }
 
 function validateBody(envelope: Envelope): Refusal | undefined {
@@ -107,6 +112,9 @@ function validateBody(envelope: Envelope): Refusal | undefined {
         detail: unknown === undefined ? "envelope has no body" : `envelope body of unknown kind (field ${unknown.no})`,
       };
     }
+    case "sealed":
+      // Opened by the security layer before this point; reaching here, the receiver holds no keys.
+      return { reason: "UNKNOWN_KEY", detail: `sealed datagram (key ${body.value.keyId}), and this member has no keys` };
     case "data":
       return validateData(body.value, "data");
     case "bundle":

@@ -15,6 +15,20 @@ export const DROP_REASONS = [
   "OVERSIZE",
   /** The envelope belongs to another cluster. */
   "WRONG_CLUSTER",
+  /** With security: a datagram that is not sealed. */
+  "UNSEALED",
+  /** Sealed in another way than this member's: the other seal mode, or with member signatures or without. */
+  "WRONG_MODE",
+  /** Sealed with a key id this member does not hold (or sealed, and this member holds no keys). */
+  "UNKNOWN_KEY",
+  /** Insider mode: the signer's key is not the sender's (its id is not the key's first 16 bytes), or not a trusted member's. */
+  "UNTRUSTED_SIGNER",
+  /** The sender's incarnation is further ahead of this member's wall clock than `security.incarnationSkewMs`. */
+  "FUTURE_INCARNATION",
+  /** A sealed datagram whose counter was seen already, is too old for the replay window, or is of an older incarnation than one heard. */
+  "REPLAYED",
+  /** A sealed datagram that does not authenticate: another secret under the same key id, a changed byte, a cut tag, a bad signature. */
+  "AUTH_FAILED",
 ] as const;
 
 export type DropReason = (typeof DROP_REASONS)[number];
@@ -28,6 +42,13 @@ export class DropCounters {
     INVALID_FIELD: 0,
     OVERSIZE: 0,
     WRONG_CLUSTER: 0,
+    UNSEALED: 0,
+    WRONG_MODE: 0,
+    UNKNOWN_KEY: 0,
+    UNTRUSTED_SIGNER: 0,
+    FUTURE_INCARNATION: 0,
+    REPLAYED: 0,
+    AUTH_FAILED: 0,
   };
   #total = 0;
 

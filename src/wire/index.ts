@@ -16,4 +16,5 @@ export * from "../../gen/activeblaze/v1/membership_pb.ts";
 export * from "../../gen/activeblaze/v1/message_pb.ts";
 export * from "../../gen/activeblaze/v1/messaging_pb.ts";
 export * from "../../gen/activeblaze/v1/reliable_pb.ts";
+export * from "../../gen/activeblaze/v1/security_pb.ts";
 export * from "../../gen/activeblaze/v1/totem_pb.ts";

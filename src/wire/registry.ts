@@ -7,6 +7,7 @@ import { file_activeblaze_v1_membership } from "../../gen/activeblaze/v1/members
 import { file_activeblaze_v1_message } from "../../gen/activeblaze/v1/message_pb.ts";
 import { file_activeblaze_v1_messaging } from "../../gen/activeblaze/v1/messaging_pb.ts";
 import { file_activeblaze_v1_reliable } from "../../gen/activeblaze/v1/reliable_pb.ts";
+import { file_activeblaze_v1_security } from "../../gen/activeblaze/v1/security_pb.ts";
 import { file_activeblaze_v1_totem } from "../../gen/activeblaze/v1/totem_pb.ts";
 
 /** Every file of the activeblaze.v1 schema, for lookups by fully qualified name. */
@@ -18,6 +19,7 @@ export const wireFiles = [
   file_activeblaze_v1_cluster,
   file_activeblaze_v1_totem,
   file_activeblaze_v1_fec,
+  file_activeblaze_v1_security,
   file_activeblaze_v1_envelope,
   file_activeblaze_v1_messaging,
 ] as const;

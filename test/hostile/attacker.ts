@@ -4,6 +4,7 @@ import { EnvelopeSchema } from "../../gen/activeblaze/v1/envelope_pb.ts";
 import { PongSchema } from "../../gen/activeblaze/v1/membership_pb.ts";
 import { PROTOCOL_VERSION } from "../../src/wire/limits.ts";
 import type { Address } from "../../src/transport/transport.ts";
+import type { SpeakerCrypto } from "./insider-keys.ts";
 
 /** A made-up member: the sender id and incarnation forged datagrams carry. */
 export interface Identity {
@@ -30,7 +31,7 @@ export class Attacker {
   }
 
   static async open(group: Address, cluster: string): Promise<Attacker> {
-    return new Attacker(await Speaker.open(group, cluster, undefined), group, cluster);
+    return new Attacker(await Speaker.open(group, cluster, undefined, undefined), group, cluster);
   }
 
   /** Sends `bytes` from the plain socket to the group, or to one member's unicast address. */
@@ -38,9 +39,9 @@ export class Attacker {
     this.#plain.send(bytes, to);
   }
 
-  /** A socket speaking for `identity` (it answers that identity's challenges). */
-  async as(identity: Identity): Promise<Speaker> {
-    const speaker = await Speaker.open(this.group, this.cluster, identity);
+  /** A socket speaking for `identity` (it answers that identity's challenges; sealed, with `crypto`). */
+  async as(identity: Identity, crypto?: SpeakerCrypto): Promise<Speaker> {
+    const speaker = await Speaker.open(this.group, this.cluster, identity, crypto);
     this.#speakers.push(speaker);
     return speaker;
   }
@@ -63,14 +64,20 @@ export class Speaker {
     private readonly group: Address,
     private readonly cluster: string,
     readonly identity: Identity | undefined,
+    private readonly crypto: SpeakerCrypto | undefined,
   ) {
     socket.on("message", (bytes, from) => this.#onMessage(bytes, { host: from.address, port: from.port }));
   }
 
-  static async open(group: Address, cluster: string, identity: Identity | undefined): Promise<Speaker> {
+  static async open(group: Address, cluster: string, identity: Identity | undefined, crypto: SpeakerCrypto | undefined): Promise<Speaker> {
     const socket = createSocket("udp4");
     await new Promise<void>((resolve) => socket.bind(0, "127.0.0.1", resolve));
-    return new Speaker(socket, group, cluster, identity);
+    return new Speaker(socket, group, cluster, identity, crypto);
+  }
+
+  /** Seals a plain envelope of this speaker's (as is without crypto). */
+  seal(plain: Uint8Array, toGroup = true): Uint8Array {
+    return this.crypto === undefined ? plain : this.crypto.seal(plain, toGroup);
   }
 
   send(bytes: Uint8Array, to: Address = this.group): void {
@@ -82,9 +89,11 @@ export class Speaker {
     return new Promise((resolve) => this.socket.close(() => resolve()));
   }
 
-  #onMessage(bytes: Uint8Array, from: Address): void {
+  #onMessage(received: Uint8Array, from: Address): void {
     const identity = this.identity;
     if (identity === undefined) return;
+    const bytes = this.crypto === undefined ? received : this.crypto.open(received);
+    if (bytes === undefined) return;
     let envelope;
     try {
       envelope = fromBinary(EnvelopeSchema, bytes);
@@ -103,7 +112,7 @@ export class Speaker {
         body: { case: "pong", value: create(PongSchema, { nonce: ping.nonce }) },
       });
       this.answered++;
-      this.send(toBinary(EnvelopeSchema, pong), from);
+      this.send(this.seal(toBinary(EnvelopeSchema, pong), false), from);
     }
   }
 }

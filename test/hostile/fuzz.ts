@@ -1,7 +1,11 @@
 /**
  * The long fuzz campaign: mutated valid datagrams into live members over loopback UDP, per level.
  *
- *   npm run fuzz -- [--count 100000] [--seed 1] [--level all|nack|fec|totem|cluster] [--json file]
+ *   npm run fuzz -- [--count 100000] [--seed 1] [--level all|nack|fec|totem|cluster] [--security] [--json file]
+ *
+ * With --security the members seal their datagrams (AES-256-GCM) and the fuzzer is an insider that
+ * holds the key: it opens their datagrams, mutates the envelopes inside and seals the mutants as its
+ * made-up senders; the rest are their sealed datagrams mutated as they are (see live.ts, fuzz).
  *
  * After every 10,000 datagrams the real members exchange a round of messages, which must arrive
  * exactly once, in order, intact; nothing may be sent off loopback; no fault may happen inside a
@@ -10,13 +14,14 @@
  */
 import { writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { fuzz, type Level, loopLag, startBed, violations, workload } from "./live.ts";
+import { bedKeys, fuzz, type Level, loopLag, startBed, violations, workload } from "./live.ts";
 
 const { values } = parseArgs({
   options: {
     count: { type: "string", default: "100000" },
     seed: { type: "string", default: "1" },
     level: { type: "string", default: "all" },
+    security: { type: "boolean", default: false },
     json: { type: "string" },
   },
 });
@@ -45,11 +50,14 @@ interface Row {
   refused: Record<string, number>;
   admitted: number;
   addressMismatch: number;
+  /** With --security: datagrams that opened (the insider's mutants), of all received. */
+  opened?: number;
+  received: number;
 }
 
 const rows: Row[] = [];
 for (const level of levels) {
-  const bed = await startBed(level);
+  const bed = await startBed(level, 3, {}, values.security ? bedKeys() : undefined);
   let delivered = 0;
   await workload(bed, WORK, 1);
   delivered += WORK;
@@ -82,20 +90,26 @@ for (const level of levels) {
     refused: { ...stats.dropped, staleIncarnation: stats.network.staleIncarnation, unadmitted: stats.network.unadmittedDatagrams },
     admitted: stats.network.admitted,
     addressMismatch: stats.network.addressMismatch,
+    ...(stats.network.security === undefined ? {} : { opened: stats.network.security.opened }),
+    received: stats.network.datagramsReceived,
   });
   process.stdout.write("\n");
   await bed.close();
 }
 
-console.log(`\nfuzz campaign, seed ${seed}, ${count.toLocaleString("en-US")} datagrams a level, 3 members a level (member m0's counters)\n`);
-console.log("| level | datagrams | seconds | RSS before → after (MiB) | worst loop lag (ms) | refused at decode | not admitted | wrong address |");
-console.log("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+const mode = values.security ? "sealed (AES-256-GCM), the fuzzer an insider holding the key" : "in clear";
+console.log(`\nfuzz campaign, seed ${seed}, ${count.toLocaleString("en-US")} datagrams a level, 3 members a level, datagrams ${mode} (member m0's counters)\n`);
+console.log("| level | datagrams | seconds | RSS before → after (MiB) | worst loop lag (ms) | refused at decode | refused by the seal | not admitted | wrong address |");
+console.log("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+const SEAL_REASONS = ["UNSEALED", "WRONG_MODE", "UNKNOWN_KEY", "UNTRUSTED_SIGNER", "FUTURE_INCARNATION", "REPLAYED", "AUTH_FAILED"];
 for (const row of rows) {
-  const decode = Object.entries(row.refused).filter(([k]) => k === k.toUpperCase()).reduce((sum, [, v]) => sum + v, 0);
+  const codes = Object.entries(row.refused).filter(([k]) => k === k.toUpperCase());
+  const decode = codes.filter(([k]) => !SEAL_REASONS.includes(k)).reduce((sum, [, v]) => sum + v, 0);
+  const seal = codes.filter(([k]) => SEAL_REASONS.includes(k)).reduce((sum, [, v]) => sum + v, 0);
   console.log(
-    `| ${row.level} | ${row.datagrams.toLocaleString("en-US")} | ${row.seconds.toFixed(1)} | ${row.rssBeforeMiB.toFixed(0)} → ${row.rssAfterMiB.toFixed(0)} | ${row.maxLagMs.toFixed(0)} | ${decode.toLocaleString("en-US")} | ${row.refused.unadmitted!.toLocaleString("en-US")} | ${row.addressMismatch.toLocaleString("en-US")} |`,
+    `| ${row.level} | ${row.datagrams.toLocaleString("en-US")} | ${row.seconds.toFixed(1)} | ${row.rssBeforeMiB.toFixed(0)} → ${row.rssAfterMiB.toFixed(0)} | ${row.maxLagMs.toFixed(0)} | ${decode.toLocaleString("en-US")} | ${seal.toLocaleString("en-US")} | ${row.refused.unadmitted!.toLocaleString("en-US")} | ${row.addressMismatch.toLocaleString("en-US")} |`,
   );
 }
-if (values.json !== undefined) writeFileSync(values.json, `${JSON.stringify({ campaign: "fuzz", seed, date: new Date().toISOString(), rows }, null, 2)}\n`);
+if (values.json !== undefined) writeFileSync(values.json, `${JSON.stringify({ campaign: "fuzz", seed, security: values.security, date: new Date().toISOString(), rows }, null, 2)}\n`);
 console.log("\nno violation: every real message delivered once, in order, intact; nothing sent off loopback; no internal fault");
 process.exit(0);

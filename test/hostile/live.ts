@@ -1,10 +1,14 @@
 import { createUdpTransport } from "../../src/adapters/node.ts";
+import { nodeCrypto } from "../../src/adapters/node-crypto.ts";
+import type { SecurityOptions } from "../../src/security/options.ts";
 import type { Channel } from "../../src/channel/channel.ts";
 import { BlazeMessage, createChannel, createClusterChannel, type ClusterChannel } from "../../src/index.ts";
 import { SeededRandom } from "../../src/transport/seeded-random.ts";
 import type { Address, Transport, TransportFactory } from "../../src/transport/transport.ts";
+import { encodeEnvelopeHeader } from "../../src/wire/frames.ts";
 import { Attacker } from "./attacker.ts";
 import { fakeId } from "./forge.ts";
+import { InsiderKeys } from "./insider-keys.ts";
 import { loopbackOnly } from "./loopback-only.ts";
 import { mutate, reSign } from "./mutate.ts";
 
@@ -35,6 +39,8 @@ export interface LiveBed {
   readonly corpus: Uint8Array[];
   /** The members' unicast addresses. */
   readonly unicast: Address[];
+  /** The members' keys and seal mode, when they seal their datagrams. */
+  readonly security: Pick<SecurityOptions, "keys" | "mode"> | undefined;
   close(): Promise<void>;
 }
 
@@ -84,7 +90,12 @@ export function freshGroup(): { group: Address; cluster: string } {
   };
 }
 
-export async function startBed(level: Level, count = 3, extra: Record<string, unknown> = {}): Promise<LiveBed> {
+/** Keys for a secured bed: one random secret. */
+export function bedKeys(mode: "encrypt" | "authenticate" = "encrypt"): Pick<SecurityOptions, "keys" | "mode"> {
+  return { keys: [{ id: 1, secret: nodeCrypto.generateIdentity().privateKey }], mode };
+}
+
+export async function startBed(level: Level, count = 3, extra: Record<string, unknown> = {}, security?: Pick<SecurityOptions, "keys" | "mode">): Promise<LiveBed> {
   const { group, cluster } = freshGroup();
   const refused: Address[] = [];
   const corpus: Uint8Array[] = [];
@@ -96,6 +107,7 @@ export async function startBed(level: Level, count = 3, extra: Record<string, un
     heartbeatIntervalMs: 100,
     // A made-up sender that is admitted but never acknowledges holds a sender's window until then.
     nack: { receiverTimeoutMs: 1_000 },
+    ...(security === undefined ? {} : { security: { ...security, provider: nodeCrypto } }),
     ...extra,
   };
   const members: LiveMember[] = [];
@@ -137,6 +149,7 @@ export async function startBed(level: Level, count = 3, extra: Record<string, un
     refused,
     corpus,
     unicast: members.map((m) => m.channel.localAddress),
+    security,
     async close() {
       await attacker.close();
       await Promise.all(members.map((m) => m.channel.shutDown()));
@@ -184,25 +197,44 @@ export function violations(bed: LiveBed, expected: number): string[] {
  * ports. Most go out re-signed as one of `identities` made-up senders, each from a socket of its own
  * that answers its challenges (so it is admitted and its mutants reach the protocols); the rest keep
  * the id they had (a member's, from the wrong address, or a mutated one).
+ *
+ * Against a secured bed the fuzzer is an insider, who holds the cluster's keys: it opens the members'
+ * datagrams, mutates the envelopes inside and seals the mutants as its made-up senders (so they get
+ * past the seal and reach the protocols); the rest are the members' sealed datagrams mutated as they
+ * are, which no seal survives.
  */
 export async function fuzz(bed: LiveBed, seed: number, count: number, identities = 8): Promise<void> {
   const random = new SeededRandom(seed);
   const ids = Array.from({ length: identities }, (_, i) => ({ senderId: fakeId(seed * 1000 + i), incarnation: BigInt(1 + i) }));
-  const speakers = await Promise.all(ids.map((identity) => bed.attacker.as(identity)));
+  const insider = bed.security === undefined ? undefined : new InsiderKeys(bed.security, bed.cluster);
+  const speakers = await Promise.all(ids.map((identity) => bed.attacker.as(identity, insider?.speakerFor(identity))));
   const memberIds = bed.members.map((m) => Uint8Array.from(hexBytes(m.channel.id)));
   const corpus = bed.corpus.slice();
+  const opened = insider === undefined ? corpus : corpus.flatMap((bytes) => insider.open(bytes) ?? []);
   for (let i = 0; i < count; i++) {
-    const original = corpus[random.nextInt(corpus.length)]!;
-    let mutant = mutate(original, random, [...memberIds, ...ids.map((id) => id.senderId)]);
     const to = random.nextInt(3) === 0 ? bed.unicast[random.nextInt(bed.unicast.length)]! : bed.group;
-    if (random.nextInt(10) < 7) {
+    if (random.nextInt(10) < 7 && opened.length > 0) {
+      const original = opened[random.nextInt(opened.length)]!;
       const speaker = speakers[random.nextInt(speakers.length)]!;
-      mutant = reSign(mutant, speaker.identity!.senderId, speaker.identity!.incarnation);
-      speaker.send(mutant, to);
-    } else bed.attacker.send(mutant, to);
+      const mutant = reSign(mutate(original, random, [...memberIds, ...ids.map((id) => id.senderId)]), speaker.identity!.senderId, speaker.identity!.incarnation);
+      speaker.send(speaker.seal(insider === undefined ? mutant : asSpeaker(mutant, bed.cluster, speaker.identity!), to === bed.group), to);
+    } else bed.attacker.send(mutate(corpus[random.nextInt(corpus.length)]!, random, [...memberIds, ...ids.map((id) => id.senderId)]), to);
     // Let the members breathe (and challenges be answered) now and then.
     if (i % 200 === 199) await sleep(2);
   }
+}
+
+/**
+ * A mutant as the speaker's own envelope: its header, then whatever followed the mutant's header (a
+ * seal covers the body; mutated headers are for the unsealed fuzz and the raw mutants).
+ */
+function asSpeaker(mutant: Uint8Array, cluster: string, identity: { readonly senderId: Uint8Array; readonly incarnation: bigint }): Uint8Array {
+  const header = encodeEnvelopeHeader(cluster, identity.senderId, Number(identity.incarnation));
+  const body = mutant.subarray(Math.min(header.length, mutant.length));
+  const plain = new Uint8Array(header.length + body.length);
+  plain.set(header);
+  plain.set(body, header.length);
+  return plain;
 }
 
 function hexBytes(hex: string): number[] {
