@@ -28,7 +28,7 @@ describe("the packed package", () => {
   }, 180_000);
   afterAll(() => rmSync(project, { recursive: true, force: true }));
 
-  const expected = { decoded: true, tooLarge: true, simulated: true };
+  const expected = { decoded: true, tooLarge: true, simulated: true, inspected: 'BlazeMessage { text: "hi", n: 5 }' };
 
   it("works from Node with the node:dgram adapter", () => {
     expect(lastJsonLine(run(process.execPath, ["consumer.mjs"]))).toEqual({ runtime: "node", ...expected });
