@@ -25,6 +25,8 @@ export type BlazeErrorCode =
   | "BIND_FAILED"
   /** A datagram could not be sent. */
   | "SEND_FAILED"
+  /** A configured host name (a static peer) could not be resolved; it is tried again. */
+  | "RESOLVE_FAILED"
   /** A runtime adapter was loaded in a runtime it does not support. */
   | "WRONG_RUNTIME"
   /** Bytes are not a valid protobuf encoding of the expected message. */

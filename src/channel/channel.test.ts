@@ -29,6 +29,9 @@ function simNet(seed: number, link: Partial<LinkConditions> = {}): SimulatedNetw
   return new SimulatedNetwork({ seed, defaultLink: link });
 }
 
+/** The simulated network's hosts go by their names: "h1" is the address of host h1. */
+const simulatedHosts = async (name: string): Promise<string[]> => [name];
+
 /** A member on host `h${i}` (not started). */
 function member(net: SimulatedNetwork, i: number, options: ChannelOptions = {}): Channel {
   const channel = new Channel({
@@ -137,7 +140,7 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
 describe("Channel life cycle", () => {
   it("goes Constructed → Initialized → Started ⇄ Stopped, shuts down to Constructed and initializes again", async () => {
     const net = simNet(1);
-    const channel = member(net, 1, { network: { type: "static", peers: ["h1:7000", "h2:7000"], port: 7_000 } });
+    const channel = member(net, 1, { network: { type: "static", peers: ["h1:7000", "h2:7000"], port: 7_000 }, resolver: simulatedHosts });
     expect(channel.state).toBe("constructed");
     expect(channel.stats.state).toBe("constructed");
     expectCode(() => channel.localAddress, "ILLEGAL_STATE");
@@ -933,7 +936,7 @@ describe("Channel on a static peer list", () => {
   it("delivers among 3 members with 5 % loss", async () => {
     const net = simNet(70, { loss: 0.05 });
     const peers = ["h1:7000", "h2:7000", "h3:7000"];
-    const channels = await group(net, 3, { network: { type: "static", peers, port: 7_000 } });
+    const channels = await group(net, 3, { network: { type: "static", peers, port: 7_000 }, resolver: simulatedHosts });
     channels.forEach((channel, i) => {
       expect(channel.localAddress).toEqual({ host: `h${i + 1}`, port: 7_000 });
       expect(channel.peers.map((p) => `${p.address.host}:${p.address.port}`).sort()).toEqual(peers.filter((_, j) => j !== i));

@@ -1,5 +1,5 @@
 import { Addressing, Stream } from "../../gen/activeblaze/v1/reliable_pb.ts";
-import { BlazeError, internalError } from "../errors.ts";
+import { BlazeError, internalError, isTimeoutError } from "../errors.ts";
 import type { BlazeMessage } from "../message/blaze-message.ts";
 import { encodePayload } from "../message/payload-message.ts";
 import { BestEffortProtocol } from "../reliable/best-effort.ts";
@@ -19,7 +19,7 @@ import {
 } from "../reliable/protocol.ts";
 import { Reassembler } from "../reliable/reassembler.ts";
 import { type Clock, guardedClock, type RandomSource, systemClock, systemRandom, type TimerHandle } from "../transport/clock.ts";
-import type { Address, TransportFactory } from "../transport/transport.ts";
+import type { Address } from "../transport/transport.ts";
 import { DropCounters, type DropReason } from "../wire/drop-reason.ts";
 import { type DataFields, leaveGroupOf, NO_BYTES, type ReceivedFrame, streamOf } from "../wire/frames.ts";
 import { MAX_NAME_BYTES, MEMBER_ID_BYTES } from "../wire/limits.ts";
@@ -431,7 +431,11 @@ export class Channel implements AsyncDisposable {
     this.#errors.report(error, stage);
   }
 
-  /** Resolves once at least `count` peers are heard. Default timeout 10 s; rejects with `TIMEOUT` or `ABORTED`. */
+  /**
+   * Resolves once at least `count` peers are heard. Default timeout 10 s; rejects with `TIMEOUT` (saying
+   * what may be wrong: static peers that do not resolve or never answered, datagrams of other clusters)
+   * or `ABORTED`.
+   */
   waitForPeers(count: number, options: WaitOptions = {}): Promise<void> {
     return waitUntil(
       this.#clock,
@@ -443,7 +447,27 @@ export class Channel implements AsyncDisposable {
       `${count} peer(s)`,
       options,
       10_000,
-    );
+    ).catch((error: unknown) => {
+      if (!isTimeoutError(error)) throw error;
+      throw new BlazeError("TIMEOUT", `${error.message}: ${this.#whyNoPeers()}`);
+    });
+  }
+
+  // What a member that hears too few peers can check, for the TIMEOUT of waitForPeers.
+  #whyNoPeers(): string {
+    const endpoint = this.#endpoint;
+    const heard = `${endpoint?.peers.size ?? 0} heard`;
+    if (endpoint === undefined || this.#state !== "started") return `${heard}; the channel is ${this.#state}, not started`;
+    const network = this.#options.network;
+    const where =
+      network.type === "multicast"
+        ? `multicast ${network.group}:${network.port} on ${network.interface}`
+        : endpoint.describeSeeds() || "every static peer answers";
+    const otherClusters = endpoint.drops.snapshot().WRONG_CLUSTER;
+    const clusters = otherClusters > 0 ? `; ${otherClusters} datagram(s) of other clusters arrived (this is cluster "${this.#options.cluster}")` : "";
+    const pending = endpoint.networkStats.pendingSenders;
+    const admitting = pending > 0 ? `; ${pending} sender(s) have not answered admission challenges` : "";
+    return `${heard}; ${where}${clusters}${admitting}`;
   }
 
   // Life-cycle calls run one at a time, in call order.
@@ -454,6 +478,8 @@ export class Channel implements AsyncDisposable {
   }
 
   async #bind(): Promise<void> {
+    // The running runtime's adapters (Deno's, Bun's or Node's), for what the options do not inject.
+    const runtime = await import("../adapters/runtime.ts");
     const endpoint = new Endpoint(
       {
         cluster: this.#options.cluster,
@@ -463,6 +489,7 @@ export class Channel implements AsyncDisposable {
         peerTimeoutMs: this.#options.peerTimeoutMs,
         socketBufferBytes: this.#options.socketBufferBytes,
         maxPeers: this.#options.maxPeers,
+        resolver: this.#options.resolver ?? runtime.lookupHost,
       },
       this.#clock,
       this.#random,
@@ -473,7 +500,7 @@ export class Channel implements AsyncDisposable {
         error: (error, stage) => this.#errors.report(error, stage),
       },
     );
-    await endpoint.bind(this.#options.transport ?? (await defaultTransport()));
+    await endpoint.bind(this.#options.transport ?? (await runtime.runtimeTransport()));
     this.#endpoint = endpoint;
     this.#state = "initialized";
   }
@@ -679,12 +706,5 @@ function checkTopic(destination: string): void {
   if (destination.length * 3 > MAX_NAME_BYTES && encoder.encode(destination).length > MAX_NAME_BYTES) {
     throw new BlazeError("INVALID_ARGUMENT", `a topic is at most ${MAX_NAME_BYTES} bytes`, { path: ["destination"] });
   }
-}
-
-// The running runtime's adapter, through the package's "#udp" import map (conditions deno, bun, node).
-async function defaultTransport(): Promise<TransportFactory> {
-  const specifier = "#udp";
-  const adapter = (await import(specifier)) as { createUdpTransport: TransportFactory };
-  return adapter.createUdpTransport;
 }
 

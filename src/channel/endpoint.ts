@@ -5,6 +5,7 @@ import { BlazeError, internalError } from "../errors.ts";
 import { keyOf } from "../reliable/member-key.ts";
 import type { PeerKey } from "../reliable/protocol.ts";
 import type { Clock, RandomSource } from "../transport/clock.ts";
+import { familyOf, type HostResolver, type Seed, StaticSeeds } from "../transport/host-names.ts";
 import type { Address, Transport, TransportFactory } from "../transport/transport.ts";
 import { DropCounters } from "../wire/drop-reason.ts";
 import { type DataFields, DatagramBuilder, DatagramReader, encodeEnvelopeHeader, leaveGroupOf, type ReceivedFrame } from "../wire/frames.ts";
@@ -21,7 +22,8 @@ export type NetworkConfig =
     }
   | {
       readonly type: "static";
-      readonly peers: readonly Address[];
+      /** Addresses, host names and `dns:` names (see host-names.ts); names are resolved at bind. */
+      readonly peers: readonly Seed[];
       readonly bindAddress: string;
       readonly port: number;
     };
@@ -35,6 +37,8 @@ export interface EndpointConfig {
   readonly socketBufferBytes: number;
   /** Most peers at once; a sender proven while the table is full is not admitted (counted). */
   readonly maxPeers: number;
+  /** Resolves the host names among static peers (never a name read from a datagram). */
+  readonly resolver: HostResolver;
 }
 
 /** A peer heard on the network. */
@@ -130,6 +134,8 @@ export class Endpoint {
   #group: Outbox | undefined;
   #sender: Transport | undefined;
   #listener: Transport | undefined;
+  /** A static network's peers, names resolved. */
+  #seeds: StaticSeeds | undefined;
   #flushScheduled = false;
   #running = false;
   #lastKeyBytes: Uint8Array | undefined;
@@ -184,6 +190,8 @@ export class Endpoint {
       }
     } else {
       this.#sender = await factory({ ...common, bindAddress: network.bindAddress, port: network.port });
+      this.#seeds = new StaticSeeds(network.peers, familyOf(network.bindAddress), this.#config.resolver, (error) => this.#handlers.error(error, "transport"));
+      await this.#seeds.resolveAll(this.#clock.now());
     }
     for (const transport of [this.#sender, this.#listener]) {
       transport?.onReceive((bytes, from) => this.#receiveGuarded(bytes, from));
@@ -330,9 +338,10 @@ export class Endpoint {
     for (const outbox of this.#unicast.values()) this.#send(outbox);
   }
 
-  /** Removes peers not heard for longer than the peer timeout. */
+  /** Removes peers not heard for longer than the peer timeout; resolves static peers' names again where due. */
   expirePeers(): void {
     const now = this.#clock.now();
+    this.#seeds?.refresh(now, (address) => this.#isPeerAddress(address));
     for (const peer of [...this.#peers.values()]) {
       if (now - peer.lastHeardAt > this.#config.peerTimeoutMs) this.#remove(peer, "timeout", now);
     }
@@ -369,9 +378,10 @@ export class Endpoint {
         if (network.type === "multicast") this.#transmit(sender, datagram, { host: network.group, port: network.port });
         else {
           // The configured peers are seeds: members heard from that are not among them are reached too.
-          for (const peer of network.peers) if (!isSelf(peer, sender.localAddress)) this.#transmit(sender, datagram, peer);
+          const seeds = this.#seeds!.addresses;
+          for (const peer of seeds) if (!isSelf(peer, sender.localAddress)) this.#transmit(sender, datagram, peer);
           for (const peer of this.#peers.values()) {
-            if (!network.peers.some((seed) => sameAddress(seed, peer.address))) this.#transmit(sender, datagram, peer.address);
+            if (!seeds.some((seed) => sameAddress(seed, peer.address))) this.#transmit(sender, datagram, peer.address);
           }
         }
       }
@@ -466,6 +476,16 @@ export class Endpoint {
     this.#handlers.peerDown(peer, reason);
   }
 
+  /** Why no peer may be heard, for people: static peers that do not resolve or never answered. */
+  describeSeeds(): string {
+    return this.#seeds?.describe((address) => this.#isPeerAddress(address)) ?? "";
+  }
+
+  #isPeerAddress(address: Address): boolean {
+    for (const peer of this.#peers.values()) if (sameAddress(peer.address, address)) return true;
+    return false;
+  }
+
   // A datagram of a departed incarnation that arrives late (reordered behind the goodbye) must not bring it back.
   #isDeparted(key: PeerKey, incarnation: number, now: number): boolean {
     const departed = this.#departed.get(key);
@@ -506,8 +526,9 @@ function sameAddress(a: Address, b: Address): boolean {
   return a.port === b.port && a.host === b.host;
 }
 
+// Exact: members may share a port on different loopback addresses (127.0.0.2, 127.0.0.3), as on different hosts.
 function isSelf(peer: Address, local: Address): boolean {
-  return peer.port === local.port && (peer.host === local.host || (peer.host.startsWith("127.") && local.host.startsWith("127.")));
+  return sameAddress(peer, local);
 }
 
 /** Re-export for callers that dispatch frames. */

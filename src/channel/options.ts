@@ -4,7 +4,8 @@ import { DEFAULT_NACK_OPTIONS } from "../reliable/nack/nack-protocol.ts";
 import { fecOptionsSchema } from "../reliable/fec/options.ts";
 import { totemOptionsSchema } from "../reliable/totem/options.ts";
 import type { Clock, RandomSource } from "../transport/clock.ts";
-import type { Address, TransportFactory } from "../transport/transport.ts";
+import { type HostResolver, parseSeed, type Seed } from "../transport/host-names.ts";
+import type { TransportFactory } from "../transport/transport.ts";
 import { MAX_CLUSTER_NAME_BYTES, MAX_DATAGRAM_BYTES } from "../wire/limits.ts";
 import { web } from "../web.ts";
 
@@ -16,14 +17,12 @@ const multicastGroup = ipv4.refine((group) => {
   return first >= 224 && first <= 239;
 }, "expected an IPv4 multicast address (224.0.0.0 to 239.255.255.255)");
 
-const hostPort = z
-  .string()
-  .regex(/^[^:\s]+:\d{1,5}$/, 'expected "host:port"')
-  .transform((text): Address => {
-    const at = text.lastIndexOf(":");
-    return { host: text.slice(0, at), port: Number(text.slice(at + 1)) };
-  })
-  .refine((address) => address.port >= 1 && address.port <= 65_535, "port must be from 1 to 65535");
+// An address, a host name or "dns:" a name (host-names.ts); names are resolved at init(), never from datagrams.
+const seed = z.string().transform((text, context): Seed => {
+  const parsed = parseSeed(text);
+  if (typeof parsed === "string") context.addIssue({ code: "custom", message: parsed });
+  return parsed as Seed;
+});
 
 const multicastNetwork = z.strictObject({
   type: z.literal("multicast"),
@@ -39,9 +38,9 @@ const multicastNetwork = z.strictObject({
 
 const staticNetwork = z.strictObject({
   type: z.literal("static"),
-  /** Every member's unicast address as "host:port" (this member's own is skipped when sending). */
-  peers: z.array(hostPort).min(1),
-  /** Address to bind. Default "127.0.0.1". */
+  /** Members' unicast addresses as "host:port", "[ipv6]:port", "name:port" or "dns:name:port" (this member's own is skipped when sending). */
+  peers: z.array(seed).min(1),
+  /** Address to bind: IPv4, or IPv6 to reach IPv6 peers. Default "127.0.0.1". */
   bindAddress: z.string().min(1).default("127.0.0.1"),
   /** Port to bind: this member's entry in `peers`. */
   port,
@@ -87,6 +86,7 @@ export const channelOptionsSchema = z
     totem: totemOptionsSchema.prefault({}),
     fec: fecOptionsSchema.prefault({}),
     transport: z.custom<TransportFactory>((value) => typeof value === "function", "expected a TransportFactory").optional(),
+    resolver: z.custom<HostResolver>((value) => typeof value === "function", "expected a HostResolver").optional(),
     clock: z.custom<Clock>((value) => typeof (value as Clock)?.setTimer === "function", "expected a Clock").optional(),
     random: z.custom<RandomSource>((value) => typeof (value as RandomSource)?.next === "function", "expected a RandomSource").optional(),
   })
@@ -106,7 +106,7 @@ export const channelOptionsSchema = z
  * | --- | --- | --- | --- |
  * | `cluster` | name | `"activeblaze"` | members of other clusters are ignored (their datagrams counted as WRONG_CLUSTER) |
  * | `name` | text | `""` | this member's name, for people |
- * | `network` | | multicast 239.255.42.99:45588 on 127.0.0.1, TTL 1 | `{ type: "multicast", group, port, interface, ttl }` or `{ type: "static", peers: ["host:port", …], bindAddress, port }` |
+ * | `network` | | multicast 239.255.42.99:45588 on 127.0.0.1, TTL 1 | `{ type: "multicast", group, port, interface, ttl }` or `{ type: "static", peers: ["host:port", "[ipv6]:port", "dns:name:port", …], bindAddress, port }` |
  * | `reliability` | | `"nack"` | `"nack"` (exactly once, in order per sender) or `"best-effort"` |
  * | `heartbeatIntervalMs` | ms | 1000 | how often a member says it is alive (and what it has received) |
  * | `peerTimeoutMs` | ms | 10000 | a peer silent this long is dropped |
@@ -118,6 +118,7 @@ export const channelOptionsSchema = z
  * | `incarnation` | number | wall-clock ms at creation | grows on every `start()`; set it to restart with a fixed identity |
  * | `nack` | | see {@link NackOptions} | tuning of the NACK protocol |
  * | `transport` | | the running runtime's UDP adapter | how sockets are opened (the simulated network's factory in tests) |
+ * | `resolver` | | the system's (`/etc/hosts`, DNS) | resolves the host names among static peers |
  * | `clock`, `random` | | the system's | injected time and randomness (virtual in tests) |
  */
 export type ChannelOptions = z.input<typeof channelOptionsSchema>;
