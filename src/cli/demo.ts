@@ -1,5 +1,4 @@
 import { fork } from "node:child_process";
-import { createUdpTransport } from "../adapters/node.ts";
 import { ClusterChannel } from "../cluster/cluster-channel.ts";
 import type { MapValue } from "../cluster/replicated-map.ts";
 import { BlazeMessage } from "../message/blaze-message.ts";
@@ -29,7 +28,7 @@ export async function runDemo(options: { messages: number; cluster?: string }): 
   const cluster = options.cluster ?? DEFAULT_CLUSTER;
   const names = ["alpha", "bravo", "charlie"];
   const members = names.map(
-    (name, i) => new ClusterChannel({ name, cluster, groups: [GROUP], weight: i === 1 ? 10 : 0, transport: createUdpTransport, ...TIMING }),
+    (name, i) => new ClusterChannel({ name, cluster, groups: [GROUP], weight: i === 1 ? 10 : 0, ...TIMING }),
   );
   const [alpha, bravo, charlie] = members as [ClusterChannel, ClusterChannel, ClusterChannel];
   const received = new Map<string, number>(names.map((name) => [name, 0]));
@@ -166,7 +165,7 @@ export async function runDemo(options: { messages: number; cluster?: string }): 
 export async function runDemoMember(args: readonly string[]): Promise<void> {
   const { cluster } = JSON.parse(args[0] ?? "{}") as { cluster?: string };
   const send = (message: FromDemoMember) => process.send?.(message);
-  const delta = new ClusterChannel({ name: "delta", cluster: cluster ?? DEFAULT_CLUSTER, groups: [GROUP], transport: createUdpTransport, ...TIMING });
+  const delta = new ClusterChannel({ name: "delta", cluster: cluster ?? DEFAULT_CLUSTER, groups: [GROUP], ...TIMING });
   // Never outlive the demo.
   process.on("disconnect", () => process.exit(0));
   setTimeout(() => process.exit(0), 30_000).unref();

@@ -1,4 +1,4 @@
-import { createUdpTransport } from "../adapters/node.ts";
+import { runtimeTransport } from "../adapters/runtime.ts";
 import { Channel } from "../channel/channel.ts";
 import type { TopicMessage } from "../channel/topic-message.ts";
 import { withLoss } from "../transport/lossy-transport.ts";
@@ -11,7 +11,8 @@ const SAMPLE_EVERY = 16;
 /** One member of a `blaze perf` run, in its own process: a sender or a receiver on one channel. */
 export async function runPerfMember(config: MemberConfig): Promise<void> {
   const send = (message: FromMember) => process.send!(message);
-  const transport = config.loss > 0 ? withLoss(createUdpTransport, { receiveLoss: config.loss }) : createUdpTransport;
+  const udp = await runtimeTransport();
+  const transport = config.loss > 0 ? withLoss(udp, { receiveLoss: config.loss }) : udp;
   const channel = new Channel({
     cluster: config.cluster,
     name: `${config.role}-${config.index}`,
