@@ -25,6 +25,7 @@ import { type DataFields, leaveGroupOf, NO_BYTES, type ReceivedFrame, streamOf }
 import { MAX_NAME_BYTES, MEMBER_ID_BYTES } from "../wire/limits.ts";
 import { web } from "../web.ts";
 import { emptyNetworkStats, Endpoint, type NetworkConfig, type NetworkStats, type Peer } from "./endpoint.ts";
+import { MemberObserver } from "../diagnostics/member-observer.ts";
 import { ErrorReport, type ErrorStage } from "./error-report.ts";
 import { Emitter, PushIterator } from "./events.ts";
 import { type ChannelOptions, resolveChannelOptions, type ResolvedChannelOptions } from "./options.ts";
@@ -169,6 +170,7 @@ export class Channel implements AsyncDisposable {
   readonly #topics = new Map<string, Set<TopicListener>>();
   readonly #events: Emitter<ChannelEvents>;
   readonly #errors: ErrorReport;
+  readonly #observer: MemberObserver;
   readonly #peerWaiters = new Set<() => void>();
   readonly #pending: PendingBroadcast[] = [];
   readonly #scratch: Mutable<OutgoingData> = {
@@ -205,6 +207,9 @@ export class Channel implements AsyncDisposable {
       (error, stage) => this.#events.emit("error", { error, stage }),
       () => (this.#options.clock ?? systemClock).now(),
       () => `member ${this.#key.slice(0, 8)}${this.#options.name === "" ? "" : ` (${this.#options.name})`}`,
+      this.#options.logger === undefined
+        ? undefined
+        : (error, stage, suppressed) => this.#observer.log("error", error.message, { stage, code: error.code, error, suppressed: suppressed > 0 ? suppressed : undefined }),
     );
     // Every timer of every level runs through this clock: a fault in one is reported, never fatal.
     this.#clock = guardedClock(this.#options.clock ?? systemClock, (error) => this.#errors.report(internalError("a protocol timer", error), "timer"));
@@ -216,6 +221,7 @@ export class Channel implements AsyncDisposable {
     this.#events = new Emitter<ChannelEvents>((error, type) => {
       if (type !== "error") this.#errors.report(error, "listener");
     });
+    this.#observer = new MemberObserver(this, this.#options.logger, this.#options.metrics, (error) => this.#errors.report(error, "listener"));
   }
 
   /** This member's id (32 hex digits). */
@@ -306,6 +312,8 @@ export class Channel implements AsyncDisposable {
       });
       this.#sendHeartbeat();
       this.#scheduleHeartbeat();
+      this.#observer.watch();
+      this.#observer.log("info", `started as incarnation ${this.#incarnation} at ${endpoint.localAddress.host}:${endpoint.localAddress.port}`, { event: "started" });
     });
   }
 
@@ -426,6 +434,11 @@ export class Channel implements AsyncDisposable {
     this.#events.off(type, listener);
   }
 
+  /** What this member tells about itself (its log, metrics and recent events), for higher levels and diagnostics. */
+  protected get observer(): MemberObserver {
+    return this.#observer;
+  }
+
   /** Reports a background failure as an `error` event (for higher levels built on a channel). */
   protected emitError(error: BlazeError, stage: ErrorStage): void {
     this.#errors.report(error, stage);
@@ -507,6 +520,7 @@ export class Channel implements AsyncDisposable {
 
   #stopNow(): void {
     if (this.#state !== "started") return;
+    this.#observer.log("info", "stopped", { event: "stopped" });
     this.#extension?.stopping();
     this.#heartbeatTimer?.cancel();
     this.#heartbeatTimer = undefined;

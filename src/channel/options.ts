@@ -4,6 +4,8 @@ import { DEFAULT_NACK_OPTIONS } from "../reliable/nack/nack-protocol.ts";
 import { fecOptionsSchema } from "../reliable/fec/options.ts";
 import { totemOptionsSchema } from "../reliable/totem/options.ts";
 import type { Clock, RandomSource } from "../transport/clock.ts";
+import type { Logger } from "../diagnostics/logger.ts";
+import type { Metrics } from "../diagnostics/metrics.ts";
 import { type HostResolver, parseSeed, type Seed } from "../transport/host-names.ts";
 import type { TransportFactory } from "../transport/transport.ts";
 import { MAX_CLUSTER_NAME_BYTES, MAX_DATAGRAM_BYTES } from "../wire/limits.ts";
@@ -87,6 +89,11 @@ export const channelOptionsSchema = z
     fec: fecOptionsSchema.prefault({}),
     transport: z.custom<TransportFactory>((value) => typeof value === "function", "expected a TransportFactory").optional(),
     resolver: z.custom<HostResolver>((value) => typeof value === "function", "expected a HostResolver").optional(),
+    logger: z.custom<Logger>((value) => typeof value === "function", "expected a Logger (a function taking a log entry)").optional(),
+    metrics: z
+      .custom<Metrics>((value) => typeof (value as Metrics)?.count === "function" && typeof (value as Metrics)?.record === "function", "expected Metrics (count and record)")
+      .optional(),
+    diagnostics: z.boolean().default(true),
     clock: z.custom<Clock>((value) => typeof (value as Clock)?.setTimer === "function", "expected a Clock").optional(),
     random: z.custom<RandomSource>((value) => typeof (value as RandomSource)?.next === "function", "expected a RandomSource").optional(),
   })
@@ -119,6 +126,9 @@ export const channelOptionsSchema = z
  * | `nack` | | see {@link NackOptions} | tuning of the NACK protocol |
  * | `transport` | | the running runtime's UDP adapter | how sockets are opened (the simulated network's factory in tests) |
  * | `resolver` | | the system's (`/etc/hosts`, DNS) | resolves the host names among static peers |
+ * | `logger` | function | none (unhandled failures go to the console) | takes this member's log: every background failure, and what an operator wants to know (see {@link Logger}) |
+ * | `metrics` | | none | where counters and durations go (see {@link Metrics}; `activeblaze/otel` for OpenTelemetry) |
+ * | `diagnostics` | boolean | `true` | answer diagnostics requests (`blaze probe`, the dashboard) from peers and from askers that answer admission challenges |
  * | `clock`, `random` | | the system's | injected time and randomness (virtual in tests) |
  */
 export type ChannelOptions = z.input<typeof channelOptionsSchema>;

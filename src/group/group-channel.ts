@@ -43,6 +43,11 @@ export interface GroupEvents {
   suspect: { readonly group: string; readonly member: Member };
   /** The coordinator of `group` changed. */
   coordinatorChange: { readonly group: string; readonly coordinator: Member; readonly previous: Member | undefined };
+  /**
+   * This member's event loop stalled for `stalledMs` (a long GC pause, a blocking handler): it noticed on
+   * waking, before judging anyone, and gives its peers time to be heard before it suspects them.
+   */
+  stalled: { readonly stalledMs: number };
 }
 
 /** What a membership iterator yields: first a snapshot, then every change. */
@@ -117,6 +122,8 @@ export class GroupChannel extends Channel {
   #nextId = 1;
   #weight: number;
   #unmatchedReplies = 0;
+  #stalls = 0;
+  #lastStallAt = Number.NEGATIVE_INFINITY;
   readonly #startTimeMs = Date.now();
   readonly #levelAbove: GroupExtension | undefined;
 
@@ -333,12 +340,31 @@ export class GroupChannel extends Channel {
     this.#sendTo(target.id, target.incarnation, Addressing.MEMBER, options.inbox ?? "", payload, format, id).catch((error: unknown) =>
       this.#pending.get(id)?.reject(error instanceof BlazeError ? error : new BlazeError("SEND_FAILED", String(error), { cause: error })),
     );
-    return (await reply)!;
+    return (await this.#timed("member", reply))!;
   }
 
   /** A request through queue `name`: one consumer answers. */
   async requestAny(name: string, message: BlazeMessage | Uint8Array, options: WaitOptions = {}): Promise<GroupMessage> {
-    return (await this.#queueRequest(name, message, true, options.timeoutMs ?? this.#group.requestTimeoutMs, options.signal))!;
+    return (await this.#timed("queue", this.#queueRequest(name, message, true, options.timeoutMs ?? this.#group.requestTimeoutMs, options.signal)))!;
+  }
+
+  // How long requests take to be answered, for the `metrics` option.
+  #timed<T>(to: "member" | "queue", reply: Promise<T>): Promise<T> {
+    return this.observer.measuring ? this.#measured(to, reply) : reply;
+  }
+
+  async #measured<T>(to: "member" | "queue", reply: Promise<T>): Promise<T> {
+    const clock = this.#context!.clock;
+    const started = clock.now();
+    const done = (outcome: string) => this.observer.record("activeblaze.request.duration", clock.now() - started, { to, outcome });
+    try {
+      const result = await reply;
+      done("ok");
+      return result;
+    } catch (error) {
+      done(error instanceof BlazeError ? error.code : "error");
+      throw error;
+    }
   }
 
   /** This member's coordinator weight. */
@@ -357,9 +383,9 @@ export class GroupChannel extends Channel {
     for (const membership of this.#memberships.values()) membership.localChanged();
   }
 
-  /** Counters of the group level. */
-  get groupStats(): { readonly unmatchedReplies: number; readonly pending: number; readonly unicast: Readonly<Record<string, number>> } {
-    return { unmatchedReplies: this.#unmatchedReplies, pending: this.#pending.size, unicast: { ...(this.#unicast?.stats ?? {}) } };
+  /** Counters of the group level (`stalls`: times this member's event loop stalled, see the `stalled` event). */
+  get groupStats(): { readonly unmatchedReplies: number; readonly pending: number; readonly stalls: number; readonly unicast: Readonly<Record<string, number>> } {
+    return { unmatchedReplies: this.#unmatchedReplies, pending: this.#pending.size, stalls: this.#stalls, unicast: { ...(this.#unicast?.stats ?? {}) } };
   }
 
   // --- internals ---
@@ -396,6 +422,7 @@ export class GroupChannel extends Channel {
         lastHeard: (peer) => context.endpoint.peers.get(peer)?.lastHeardAt,
         viewInstalled: (view, previous) => this.#emitViewChange(group, view, previous),
         suspected: (member) => this.#groupEvents.emit("suspect", { group, member }),
+        stalled: (stalledMs) => this.#onStall(stalledMs),
       },
       {
         heartbeatIntervalMs: this.heartbeatIntervalMs,
@@ -405,6 +432,15 @@ export class GroupChannel extends Channel {
       },
       this.#group.coordinatorSelector ?? defaultCoordinatorSelector,
     );
+  }
+
+  // Every group's membership notices the same stall: it is told once.
+  #onStall(stalledMs: number): void {
+    const now = this.#context!.clock.now();
+    if (now - this.#lastStallAt < stalledMs) return;
+    this.#lastStallAt = now;
+    this.#stalls++;
+    this.#groupEvents.emit("stalled", { stalledMs });
   }
 
   #started(context: ExtensionContext): void {

@@ -54,6 +54,8 @@ export interface MembershipHost {
   viewInstalled(view: View, previous: View | undefined): void;
   /** `peer` is suspected of having failed (it is being verified). */
   suspected(peer: Member): void;
+  /** This member's own timer ran `stalledMs` late (its event loop stalled): it blamed nobody for it. */
+  stalled(stalledMs: number): void;
 }
 
 type Phase = "idle" | "discovering" | "joining" | "member" | "left";
@@ -142,6 +144,10 @@ export class GroupMembership {
   #joiningSince = 0;
   /** When each member entered our view: a member never heard is silent since then. */
   readonly #addedAt = new Map<PeerKey, number>();
+  /** When this member's own timer should fire: later than that, this member stalled, not its peers. */
+  #tickDueAt = 0;
+  /** When this member woke from its last stall: nobody counts as silent from before it. */
+  #resumedAt = 0;
 
   constructor(group: string, host: MembershipHost, options: MembershipOptions, select: CoordinatorSelector) {
     this.group = group;
@@ -533,6 +539,7 @@ export class GroupMembership {
 
   #schedule(delayMs: number): void {
     this.#timer?.cancel();
+    this.#tickDueAt = this.#host.clock.now() + delayMs;
     this.#timer = this.#host.clock.setTimer(delayMs, () => {
       this.#timer = undefined;
       this.#tick();
@@ -541,6 +548,8 @@ export class GroupMembership {
 
   #tick(): void {
     const now = this.#host.clock.now();
+    const late = now - this.#tickDueAt;
+    if (late > this.#options.failureTimeoutMs / 4) this.#resumeAfterStall(now, late);
     switch (this.#phase) {
       case "discovering":
         if (now >= this.#discoveryDeadline) this.#discoveryExpired();
@@ -574,7 +583,7 @@ export class GroupMembership {
     for (const member of view.members) {
       if (member.id === local.id) continue;
       const heard = this.#host.lastHeard(member.id);
-      const silentSince = Math.max(heard ?? 0, this.#addedAt.get(member.id) ?? 0);
+      const silentSince = Math.max(heard ?? 0, this.#addedAt.get(member.id) ?? 0, this.#resumedAt);
       const verification = this.#verifying.get(member.id);
       if (now - silentSince <= this.#options.failureTimeoutMs && verification?.reported !== true) {
         this.#verifying.delete(member.id);
@@ -619,6 +628,21 @@ export class GroupMembership {
     // The installer sends its view again to the members that have not acknowledged it — also when the
     // view names another coordinator (a heavier joiner, say), which may be the very member that missed it.
     if (this.#view === view && view.id.installer === local.id) this.#resendUnacked(view, now);
+  }
+
+  /**
+   * This member's timer fired `late` ms late: its event loop stalled (a long GC pause, a blocking
+   * handler), and timers run before the datagrams that arrived meanwhile. Its peers' silence is its own,
+   * so it blames nobody for it: silence counts from now, verifications under way start again, and a
+   * discovery that was under way gets the time it lost.
+   */
+  #resumeAfterStall(now: number, late: number): void {
+    this.#resumedAt = now;
+    this.#verifying.clear();
+    this.#takeOverSince = undefined;
+    this.#discoveryDeadline += late;
+    this.#joiningSince += late;
+    this.#host.stalled(Math.round(late));
   }
 
   // A member verified that these members are silent: the coordinator verifies them itself, at once (its
