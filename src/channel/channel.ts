@@ -491,8 +491,6 @@ export class Channel implements AsyncDisposable {
   }
 
   async #bind(): Promise<void> {
-    // The running runtime's adapters (Deno's, Bun's or Node's), for what the options do not inject.
-    const runtime = await import("../adapters/runtime.ts");
     const endpoint = new Endpoint(
       {
         cluster: this.#options.cluster,
@@ -502,7 +500,7 @@ export class Channel implements AsyncDisposable {
         peerTimeoutMs: this.#options.peerTimeoutMs,
         socketBufferBytes: this.#options.socketBufferBytes,
         maxPeers: this.#options.maxPeers,
-        resolver: this.#options.resolver ?? runtime.lookupHost,
+        resolver: this.#options.resolver ?? (async (name) => (await runtimeAdapters()).lookupHost(name)),
       },
       this.#clock,
       this.#random,
@@ -513,7 +511,7 @@ export class Channel implements AsyncDisposable {
         error: (error, stage) => this.#errors.report(error, stage),
       },
     );
-    await endpoint.bind(this.#options.transport ?? (await runtime.runtimeTransport()));
+    await endpoint.bind(this.#options.transport ?? (await (await runtimeAdapters()).runtimeTransport()));
     this.#endpoint = endpoint;
     this.#state = "initialized";
   }
@@ -722,3 +720,7 @@ function checkTopic(destination: string): void {
   }
 }
 
+// The running runtime's adapters (Deno's, Bun's or Node's), loaded only for what the options do not inject.
+function runtimeAdapters(): Promise<typeof import("../adapters/runtime.ts")> {
+  return import("../adapters/runtime.ts");
+}
