@@ -25,7 +25,9 @@ import { type DataFields, leaveGroupOf, NO_BYTES, type ReceivedFrame, streamOf }
 import { MAX_NAME_BYTES, MEMBER_ID_BYTES } from "../wire/limits.ts";
 import { web } from "../web.ts";
 import { emptyNetworkStats, Endpoint, type NetworkConfig, type NetworkStats, type Peer } from "./endpoint.ts";
+import type { DiagnosticsRequest } from "../../gen/activeblaze/v1/diagnostics_pb.ts";
 import { MemberObserver } from "../diagnostics/member-observer.ts";
+import { reportFrame } from "../diagnostics/member-report.ts";
 import { ErrorReport, type ErrorStage } from "./error-report.ts";
 import { Emitter, PushIterator } from "./events.ts";
 import { type ChannelOptions, resolveChannelOptions, type ResolvedChannelOptions } from "./options.ts";
@@ -139,6 +141,9 @@ interface PendingBroadcast {
 }
 
 const RESOLVED: Promise<void> = Promise.resolve();
+/** Diagnostics requests answered per second at most, and in a burst. */
+const REPORTS_PER_SECOND = 10;
+const REPORT_BURST = 20;
 /** The most bytes one digest entry takes in a heartbeat: tag and length, a 16-byte id, three 53-bit numbers. */
 const MAX_DIGEST_ENTRY_BYTES = 2 + 18 + 3 * 9;
 
@@ -196,6 +201,9 @@ export class Channel implements AsyncDisposable {
   #unrouted = 0;
   #reassemblyFailures = 0;
   #unhandledFrames = 0;
+  readonly #createdAt: number;
+  #reportTokens = REPORT_BURST;
+  #reportTokensAt = 0;
 
   readonly #extension: ChannelExtension | undefined;
 
@@ -214,6 +222,7 @@ export class Channel implements AsyncDisposable {
     // Every timer of every level runs through this clock: a fault in one is reported, never fatal.
     this.#clock = guardedClock(this.#options.clock ?? systemClock, (error) => this.#errors.report(internalError("a protocol timer", error), "timer"));
     this.#random = this.#options.random ?? systemRandom;
+    this.#createdAt = this.#clock.now();
     this.#memberId = this.#random.fill(new Uint8Array(MEMBER_ID_BYTES));
     this.#key = keyOf(this.#memberId);
     this.#incarnation = this.#options.incarnation ?? Date.now();
@@ -509,11 +518,30 @@ export class Channel implements AsyncDisposable {
         peerUp: (peer) => this.#onPeerUp(peer),
         peerDown: (peer, reason) => this.#onPeerDown(peer, reason),
         error: (error, stage) => this.#errors.report(error, stage),
+        diagnostics: (request, maxFrameBytes) => this.#report(request, maxFrameBytes),
       },
     );
     await endpoint.bind(this.#options.transport ?? (await (await runtimeAdapters()).runtimeTransport()));
     this.#endpoint = endpoint;
     this.#state = "initialized";
+  }
+
+  // A diagnostics request: this member's report, unless diagnostics are off or too many came at once
+  // (building one costs more than a datagram: a few a second is what probes and dashboards need).
+  #report(request: DiagnosticsRequest, maxFrameBytes: number): Uint8Array | undefined {
+    const now = this.#clock.now();
+    this.#reportTokens = Math.min(REPORT_BURST, this.#reportTokens + ((now - this.#reportTokensAt) * REPORTS_PER_SECOND) / 1000);
+    this.#reportTokensAt = now;
+    if (!this.#options.diagnostics || this.#reportTokens < 1) return undefined;
+    this.#reportTokens--;
+    return reportFrame(this, {
+      nonce: request.nonce,
+      includeEntries: request.includeEntries,
+      uptimeMs: now - this.#createdAt,
+      peers: [...this.#endpoint!.peers.values()].map((peer) => ({ key: peer.key, incarnation: peer.incarnation, address: peer.address, silentMs: now - peer.lastHeardAt })),
+      recent: this.#observer.recent,
+      maxFrameBytes,
+    });
   }
 
   #stopNow(): void {

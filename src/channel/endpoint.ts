@@ -1,4 +1,5 @@
 import { create, toBinary } from "@bufbuild/protobuf";
+import type { DiagnosticsRequest } from "../../gen/activeblaze/v1/diagnostics_pb.ts";
 import { type Frame, FrameSchema } from "../../gen/activeblaze/v1/envelope_pb.ts";
 import { LeaveSchema } from "../../gen/activeblaze/v1/membership_pb.ts";
 import { BlazeError, internalError } from "../errors.ts";
@@ -60,6 +61,11 @@ export interface EndpointHandlers {
   peerDown(peer: Peer, reason: "left" | "timeout"): void;
   /** A background failure: a socket error ("transport"), a fault handling a datagram ("receive") or one it could not send ("send"). */
   error(error: BlazeError, stage: "transport" | "receive" | "send"): void;
+  /**
+   * A diagnostics request from a peer, or from an asker that answered its admission challenge: the
+   * reply frame (at most `maxFrameBytes`), or undefined to refuse it.
+   */
+  diagnostics(request: DiagnosticsRequest, maxFrameBytes: number): Uint8Array | undefined;
 }
 
 /** Datagram and byte counters of an endpoint. */
@@ -78,6 +84,10 @@ export interface EndpointStats {
   addressMismatch: number;
   /** Senders proven while the peer table was full (`maxPeers`): not admitted. */
   peerTableFull: number;
+  /** Diagnostics requests answered (from peers, and from askers that answered a challenge and stay no peer). */
+  diagnosticsAnswered: number;
+  /** Diagnostics requests refused: diagnostics turned off, or too many at once. */
+  diagnosticsRefused: number;
 }
 
 /** An endpoint's counters, admission's included. */
@@ -98,6 +108,8 @@ export function emptyEndpointStats(): EndpointStats {
     receiveFaults: 0,
     addressMismatch: 0,
     peerTableFull: 0,
+    diagnosticsAnswered: 0,
+    diagnosticsRefused: 0,
   };
 }
 
@@ -445,6 +457,11 @@ export class Endpoint {
       if (leaving && peer === undefined) return;
       const admitted = this.#admission.receive(key, incarnation, from, frames, bytes.length, now);
       if (!admitted.admitted) return;
+      // An asker that proved its address and only asks for diagnostics (`blaze probe`) is answered, and stays no peer.
+      if (peer === undefined && asksOnlyDiagnostics([...admitted.held, frames])) {
+        for (const frame of [...admitted.held.flat(), ...frames]) this.#answerDiagnostics(from, frame);
+        return;
+      }
       if (peer === undefined && this.#peers.size >= this.#config.maxPeers) {
         this.stats.peerTableFull++;
         return;
@@ -462,10 +479,25 @@ export class Endpoint {
     if (leaving) this.#remove(peer, "left", now);
   }
 
-  // Challenges are admission's; the rest goes up.
+  // Challenges are admission's, diagnostics requests answered here; the rest goes up.
   #handFrames(peer: Peer, frames: readonly ReceivedFrame[]): void {
-    if (frames.some(isChallenge)) frames = frames.filter((frame) => !isChallenge(frame));
+    if (frames.some((frame) => isChallenge(frame) || frame.case === "diagnosticsRequest")) {
+      for (const frame of frames) this.#answerDiagnostics(peer.address, frame);
+      frames = frames.filter((frame) => !isChallenge(frame) && frame.case !== "diagnosticsRequest");
+    }
     if (frames.length > 0) this.#handlers.frames(peer, frames);
+  }
+
+  // The reply goes in a datagram of its own, at once, to where the request came from.
+  #answerDiagnostics(to: Address, frame: ReceivedFrame): void {
+    if (frame.case !== "diagnosticsRequest") return;
+    const reply = this.#handlers.diagnostics(frame.frame.kind.value as DiagnosticsRequest, this.#config.maxDatagramBytes - this.#header.length);
+    if (reply === undefined) {
+      this.stats.diagnosticsRefused++;
+      return;
+    }
+    this.stats.diagnosticsAnswered++;
+    this.#sendNow(to, reply);
   }
 
   #remove(peer: Peer, reason: "left" | "timeout", now: number): void {
@@ -514,6 +546,18 @@ export class Endpoint {
     this.#lastKey = keyOf(id);
     return this.#lastKey;
   }
+}
+
+/** True when, challenges aside, the datagrams hold diagnostics requests and nothing else. */
+function asksOnlyDiagnostics(datagrams: ReadonlyArray<readonly ReceivedFrame[]>): boolean {
+  let asks = false;
+  for (const frames of datagrams) {
+    for (const frame of frames) {
+      if (frame.case === "diagnosticsRequest") asks = true;
+      else if (!isChallenge(frame)) return false;
+    }
+  }
+  return asks;
 }
 
 function startsWith(bytes: Uint8Array, prefix: Uint8Array): boolean {
