@@ -159,8 +159,10 @@ describe("diagnostics", () => {
     const send = (frames: FrameKind[]) => peer.transport.send(forge(identity, frames), open.localAddress);
     peer.transport.onReceive((bytes, from) => {
       const body = fromBinary(EnvelopeSchema, bytes).body;
-      const frames = body.case === "bundle" ? body.value.frames.map((f) => f.kind) : [body as FrameKind];
-      for (const frame of frames) if (frame.case === "ping" && frame.value.group === "") peer.transport.send(forge(identity, [{ case: "pong", value: create(PongSchema, { nonce: frame.value.nonce }) }]), from);
+      const frames = body.case === "bundle" ? body.value.frames.map((f) => f.kind) : [body];
+      for (const frame of frames) {
+        if (frame.case === "ping" && frame.value.group === "") peer.transport.send(forge(identity, [{ case: "pong", value: create(PongSchema, { nonce: frame.value.nonce }) }]), from);
+      }
       peer.received.push({ from, kinds: frames.map((f) => f.case ?? ""), bytes: bytes.length });
     });
     send([{ case: "heartbeat", value: { intervalMs: 100 } }]);

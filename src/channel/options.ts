@@ -26,7 +26,8 @@ const seed = z.string().transform((text, context): Seed => {
   return parsed as Seed;
 });
 
-const multicastNetwork = z.strictObject({
+/** A channel's multicast network (`network: { type: "multicast", … }`). */
+export const multicastNetwork = z.strictObject({
   type: z.literal("multicast"),
   /** Multicast group address. Default "239.255.42.99". */
   group: multicastGroup.default("239.255.42.99"),
@@ -38,7 +39,8 @@ const multicastNetwork = z.strictObject({
   ttl: z.number().int().min(0).max(255).default(1),
 });
 
-const staticNetwork = z.strictObject({
+/** A channel's static network (`network: { type: "static", … }`). */
+export const staticNetwork = z.strictObject({
   type: z.literal("static"),
   /** Members' unicast addresses as "host:port", "[ipv6]:port", "name:port" or "dns:name:port" (this member's own is skipped when sending). */
   peers: z.array(seed).min(1),

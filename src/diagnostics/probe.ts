@@ -2,7 +2,7 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import type { DiagnosticsReply } from "../../gen/activeblaze/v1/diagnostics_pb.ts";
 import { FrameSchema } from "../../gen/activeblaze/v1/envelope_pb.ts";
 import { PongSchema } from "../../gen/activeblaze/v1/membership_pb.ts";
-import { channelOptionsSchema } from "../channel/options.ts";
+import { channelOptionsSchema, multicastNetwork, staticNetwork } from "../channel/options.ts";
 import { BlazeError } from "../errors.ts";
 import { parseOptions } from "../options.ts";
 import { keyOf } from "../reliable/member-key.ts";
@@ -17,7 +17,8 @@ import { type MemberReport, readReport } from "./member-report.ts";
 /** The zod schema of {@link ProbeOptions}. */
 export const probeOptionsSchema: z.ZodType<ResolvedProbeOptions, ProbeOptions> = z.strictObject({
   cluster: channelOptionsSchema.shape.cluster,
-  network: channelOptionsSchema.shape.network,
+  // The members' network; a static one without the port, which is each member's own.
+  network: z.discriminatedUnion("type", [multicastNetwork, staticNetwork.omit({ port: true })]).prefault({ type: "multicast" }),
   timeoutMs: z.number().int().positive().max(600_000).default(1_000),
   includeEntries: z.boolean().default(false),
   transport: channelOptionsSchema.shape.transport,
@@ -48,13 +49,13 @@ export interface ProbeOptions {
   readonly random?: RandomSource;
 }
 
-type ChannelNetworkInput = z.input<typeof channelOptionsSchema.shape.network>;
+type ChannelNetworkInput = z.input<typeof multicastNetwork> | Omit<z.input<typeof staticNetwork>, "port">;
 
 interface ResolvedProbeOptions {
   readonly cluster: string;
   readonly network:
     | { readonly type: "multicast"; readonly group: string; readonly port: number; readonly interface: string; readonly ttl: number }
-    | { readonly type: "static"; readonly peers: readonly Seed[]; readonly bindAddress: string; readonly port: number };
+    | { readonly type: "static"; readonly peers: readonly Seed[]; readonly bindAddress: string };
   readonly timeoutMs: number;
   readonly includeEntries: boolean;
   readonly transport?: TransportFactory | undefined;
