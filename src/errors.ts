@@ -43,6 +43,8 @@ export type BlazeErrorCode =
   | "UNREACHABLE"
   /** A user-supplied listener threw; the error is in `cause`. */
   | "LISTENER_ERROR"
+  /** A subscription's messages waited unread past its `highWaterMark`: it ended (see `subscribe`). */
+  | "OVERFLOW"
   /** Any other transport failure reported by the runtime. */
   | "TRANSPORT_ERROR"
   /** A state-map write or lock request refused: another member holds the key's lock. */

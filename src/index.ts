@@ -47,6 +47,7 @@ export type { MemberInstance } from "./cluster/replica.ts";
 export type { StateStats } from "./cluster/state-engine.ts";
 export type { CoordinatorSelector, Member, View, ViewId } from "./group/view.ts";
 export type { WaitOptions } from "./channel/wait.ts";
+export type { SubscribeOptions, Subscription } from "./channel/events.ts";
 export { BlazeError, isBlazeError, isTimeoutError } from "./errors.ts";
 export type { BlazeErrorCode, BlazeErrorOptions } from "./errors.ts";
 export { BlazeMessage } from "./message/blaze-message.ts";

@@ -536,6 +536,55 @@ describe("Channel topic messaging", () => {
     net.clock.runUntil(() => b!.stats.unrouted === unrouted + 2, { maxMs: 1_000 });
   });
 
+  it("bounds what a subscribe() iterator holds unread: past highWaterMark it ends with OVERFLOW once the rest is read", async () => {
+    const net = simNet(28);
+    const [a, b] = await group(net, 2);
+    const iterator = b!.subscribe("t", { highWaterMark: 3 });
+    for (let i = 0; i < 6; i++) await a!.broadcast("t", utf8(`m${i}`));
+    net.clock.runUntil(() => b!.stats.delivered + b!.stats.unrouted === 6, { maxMs: 1_000 });
+    // The 4th found 3 waiting: the subscription stopped listening (the 5th and 6th reached nobody).
+    expect(b!.stats.delivered).toBe(4);
+    const got: string[] = [];
+    const failure = await (async () => {
+      try {
+        for await (const message of iterator) got.push(message.text());
+      } catch (error) {
+        return error;
+      }
+      return undefined;
+    })();
+    expect(got).toEqual(["m0", "m1", "m2"]);
+    expect(failure).toMatchObject({ code: "OVERFLOW", message: 'the subscription to topic "t": 3 messages waited unread (the highWaterMark); the subscription ended' });
+    expect(await iterator.next()).toEqual({ value: undefined, done: true });
+    // The default bound is 10,000.
+    const unbounded = b!.subscribe("u");
+    for (let i = 0; i < 10_001; i++) void a!.broadcast("u", utf8(`${i}`));
+    net.clock.runUntil(() => b!.stats.delivered >= 4 + 10_001, { maxMs: 10_000 });
+    let read = 0;
+    await expect((async () => {
+      for await (const _ of unbounded) read++;
+    })()).rejects.toMatchObject({ code: "OVERFLOW" });
+    expect(read).toBe(10_000);
+  });
+
+  it("drops the oldest unread messages with overflow \"drop-oldest\", counting them, and goes on", async () => {
+    const net = simNet(29);
+    const [a, b] = await group(net, 2);
+    const iterator = b!.subscribe("t", { highWaterMark: 2, overflow: "drop-oldest" });
+    for (let i = 0; i < 5; i++) await a!.broadcast("t", utf8(`m${i}`));
+    net.clock.runUntil(() => b!.stats.delivered === 5, { maxMs: 1_000 });
+    expect(iterator.dropped).toBe(3);
+    expect((await iterator.next()).value?.text()).toBe("m3");
+    expect((await iterator.next()).value?.text()).toBe("m4");
+    const next = iterator.next();
+    await a!.broadcast("t", utf8("m5"));
+    net.clock.runUntil(() => b!.stats.delivered === 6, { maxMs: 1_000 });
+    expect((await next).value?.text()).toBe("m5");
+    await iterator.return?.();
+    expectCode(() => b!.subscribe("t", { highWaterMark: 0 }), "INVALID_ARGUMENT", /highWaterMark/);
+    expectCode(() => b!.subscribe("t", { overflow: "newest" as "end" }), "INVALID_ARGUMENT", /overflow/);
+  });
+
   it("delivers own broadcasts to own listeners (loopback), exactly once, unless loopback is false", async () => {
     const net = simNet(27);
     const a = member(net, 1);

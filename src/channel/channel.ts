@@ -29,7 +29,7 @@ import type { DiagnosticsRequest } from "../../gen/activeblaze/v1/diagnostics_pb
 import { MemberObserver } from "../diagnostics/member-observer.ts";
 import { reportFrame } from "../diagnostics/member-report.ts";
 import { ErrorReport, type ErrorStage } from "./error-report.ts";
-import { Emitter, PushIterator } from "./events.ts";
+import { Emitter, PushIterator, type SubscribeOptions, type Subscription } from "./events.ts";
 import { type ChannelOptions, resolveChannelOptions, type ResolvedChannelOptions } from "./options.ts";
 import { splitMessage } from "./fragments.ts";
 import { formatName, TopicMessage } from "./topic-message.ts";
@@ -420,17 +420,17 @@ export class Channel implements AsyncDisposable {
     if (listeners.size === 0) this.#topics.delete(destination);
   }
 
-  /** The messages on `destination` as an async iterator; it ends when `signal` aborts or the loop breaks. */
-  subscribe(destination: string, options: { signal?: WaitOptions["signal"] } = {}): AsyncIterableIterator<TopicMessage> {
+  /**
+   * The messages on `destination` as an async iterator; it ends when `signal` aborts or the loop breaks.
+   * At most `highWaterMark` messages (default 10,000) wait unread: past it the subscription ends with
+   * `OVERFLOW` once those are read, or (`overflow: "drop-oldest"`) drops the oldest, counting them in
+   * `dropped`. A listener (`addTopicListener`) has no such bound: it runs as each message arrives.
+   */
+  subscribe(destination: string, options: SubscribeOptions = {}): Subscription<TopicMessage> {
+    checkTopic(destination);
     const listener: TopicListener = (message) => iterator.push(message);
-    const onAbort = () => iterator.close();
-    const iterator = new PushIterator<TopicMessage>(() => {
-      this.removeTopicListener(destination, listener);
-      options.signal?.removeEventListener("abort", onAbort);
-    });
-    this.addTopicListener(destination, listener);
-    if (options.signal?.aborted) iterator.close();
-    else options.signal?.addEventListener("abort", onAbort, { once: true });
+    const iterator = new PushIterator<TopicMessage>(() => this.removeTopicListener(destination, listener), options, `the subscription to topic "${destination}"`);
+    if (!iterator.ended) this.addTopicListener(destination, listener);
     return iterator;
   }
 

@@ -1,7 +1,7 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { PayloadFormat } from "../../gen/activeblaze/v1/reliable_pb.ts";
 import { type StateRequestSchema, type StateResponse, StateResult } from "../../gen/activeblaze/v1/cluster_pb.ts";
-import { Emitter, PushIterator } from "../channel/events.ts";
+import { Emitter, PushIterator, type SubscribeOptions, type Subscription } from "../channel/events.ts";
 import { BlazeError } from "../errors.ts";
 import { BlazeMessage } from "../message/blaze-message.ts";
 import { encodePayload } from "../message/payload-message.ts";
@@ -391,16 +391,11 @@ export class ReplicatedMap {
     this.#listeners.delete(listener);
   }
 
-  /** The map's changes as an async iterator, from now on. */
-  changes(options: { signal?: AbortSignalLike } = {}): AsyncIterableIterator<MapChange> {
-    const onAbort = () => iterator.close();
-    const off = this.on("change", (change) => iterator.push(change));
-    const iterator = new PushIterator<MapChange>(() => {
-      off();
-      options.signal?.removeEventListener("abort", onAbort);
-    });
-    if (options.signal?.aborted) iterator.close();
-    else options.signal?.addEventListener("abort", onAbort, { once: true });
+  /** The map's changes as an async iterator, from now on; bounded as `subscribe` on a channel is. */
+  changes(options: SubscribeOptions = {}): Subscription<MapChange> {
+    let off = () => {};
+    const iterator = new PushIterator<MapChange>(() => off(), options, "the map's changes");
+    if (!iterator.ended) off = this.on("change", (change) => iterator.push(change));
     return iterator;
   }
 

@@ -2,7 +2,7 @@ import type { Frame } from "../../gen/activeblaze/v1/envelope_pb.ts";
 import { Addressing, PayloadFormat } from "../../gen/activeblaze/v1/reliable_pb.ts";
 import { Channel, type ChannelExtension, type ExtensionContext } from "../channel/channel.ts";
 import type { Peer } from "../channel/endpoint.ts";
-import { Emitter, PushIterator } from "../channel/events.ts";
+import { Emitter, PushIterator, type SubscribeOptions, type Subscription } from "../channel/events.ts";
 import { splitMessage } from "../channel/fragments.ts";
 import { formatName, type TopicMessage } from "../channel/topic-message.ts";
 import { waitUntil, type WaitOptions } from "../channel/wait.ts";
@@ -295,16 +295,11 @@ export class GroupChannel extends Channel {
     return () => set.delete(listener);
   }
 
-  /** A named inbox as an async iterator. */
-  inbox(name = "", options: { signal?: AbortSignalLike } = {}): AsyncIterableIterator<GroupMessage> {
-    const onAbort = () => iterator.close();
-    const off = this.onInbox(name, (message) => iterator.push(message));
-    const iterator = new PushIterator<GroupMessage>(() => {
-      off();
-      options.signal?.removeEventListener("abort", onAbort);
-    });
-    if (options.signal?.aborted) iterator.close();
-    else options.signal?.addEventListener("abort", onAbort, { once: true });
+  /** A named inbox as an async iterator, bounded as {@link Channel.subscribe} is. */
+  inbox(name = "", options: SubscribeOptions = {}): Subscription<GroupMessage> {
+    let off = () => {};
+    const iterator = new PushIterator<GroupMessage>(() => off(), options, `inbox "${name}"`);
+    if (!iterator.ended) off = this.onInbox(name, (message) => iterator.push(message));
     return iterator;
   }
 
