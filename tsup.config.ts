@@ -5,6 +5,8 @@ export const entries = {
   index: "src/index.ts",
   "wire/index": "src/wire/index.ts",
   testing: "src/testing.ts",
+  "diagnostics/index": "src/diagnostics/index.ts",
+  otel: "src/otel.ts",
   "adapters/node": "src/adapters/node.ts",
   "adapters/bun": "src/adapters/bun.ts",
   "adapters/deno": "src/adapters/deno.ts",
