@@ -7,6 +7,7 @@ export const entries = {
   testing: "src/testing.ts",
   "diagnostics/index": "src/diagnostics/index.ts",
   otel: "src/otel.ts",
+  "dashboard/index": "src/dashboard/index.ts",
   "adapters/node": "src/adapters/node.ts",
   "adapters/bun": "src/adapters/bun.ts",
   "adapters/deno": "src/adapters/deno.ts",

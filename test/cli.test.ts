@@ -46,7 +46,7 @@ describe("blaze", () => {
   it("prints help", () => {
     const { status, stdout } = blaze("--help");
     expect(status).toBe(0);
-    for (const command of ["inspect", "demo", "probe", "perf"]) expect(stdout).toContain(`blaze ${command}`);
+    for (const command of ["inspect", "demo", "probe", "dashboard", "perf"]) expect(stdout).toContain(`blaze ${command}`);
   });
 
   it("inspect decodes hex through the schema, member ids in hex (--protojson: canonical ProtoJSON)", () => {
@@ -90,7 +90,9 @@ describe("blaze", () => {
       [["perf", "--loss", "1"], "--loss must be a number from 0 to below 1"],
       [["perf", "--loss", "x"], "--loss must be a number from 0 to below 1"],
       [["perf", "--reliability", "fast"], "--reliability must be nack, best-effort, totem or fec"],
-      [["probe", "--port", "70000"], "--port must be a whole number from 1 to 65,535"],
+      [["probe", "--group-port", "70000"], "--group-port must be a whole number from 1 to 65,535"],
+      [["dashboard", "--port", "http"], "--port must be a whole number from 0 to 65,535"],
+      [["probe", "--port", "1"], "probe takes no --port"],
       [["probe", "--interval", "1.5", "--watch"], "--interval must be a whole number"],
       [["probe", "--timeout", ""], "--timeout must be a whole number"],
       [["probe", "--count", "0"], "--count must be a whole number"],
@@ -173,7 +175,7 @@ describe("blaze probe", () => {
     await Promise.all(members.map((member) => member.shutDown()));
   });
 
-  const where = () => ["--cluster", cluster, "--group", network.group, "--port", String(network.port)];
+  const where = () => ["--cluster", cluster, "--group", network.group, "--group-port", String(network.port)];
 
   it("prints every member, its view and coordinator, the map and its locks", async () => {
     const { status, stdout, stderr } = await blazeAsync("probe", ...where(), "--entries");
@@ -202,7 +204,7 @@ describe("blaze probe", () => {
   });
 
   it("exits 1, saying so, when no member answers", async () => {
-    const { status, stdout } = await blazeAsync("probe", "--cluster", `${cluster}-nobody`, "--group", network.group, "--port", String(network.port), "--timeout", "300");
+    const { status, stdout } = await blazeAsync("probe", "--cluster", `${cluster}-nobody`, "--group", network.group, "--group-port", String(network.port), "--timeout", "300");
     expect(status).toBe(1);
     expect(stdout).toContain("no member answered");
   });

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { readFileSync } from "node:fs";
+import { startDashboard } from "../dashboard/dashboard.ts";
 import { VERSION } from "../version.ts";
 import { parseCommandLine, UsageError } from "./command-line.ts";
 import { runDemo, runDemoMember } from "./demo.ts";
@@ -25,6 +26,12 @@ Usage:
       drops, queue depths, map and locks, and print a table (--json: one JSON object per round on
       stdout). --watch asks again every --interval ms (default 1000), --count times or until Ctrl-C.
       --entries lists the replicated map's entries too. Exits 1 when no member answered.
+  blaze dashboard [network] [--port 8080] [--host 127.0.0.1] [--interval MS]
+      Serve a live web page of the cluster at http://127.0.0.1:8080/: members and their views,
+      coordinators, members per view and per-member throughput and retransmissions over time, the
+      replicated map's entries and locks, and recent events. It watches as the probe asks (every
+      --interval ms, default 1000): it counts in no view, takes no queue message and holds no sender
+      back. Runs until Ctrl-C.
   blaze perf  [--senders 1] [--receivers 2] [--size 1024] [--seconds 5] [--loss 0]
               [--reliability nack|best-effort|totem|fec] [--no-baseline] [--json]
       Run members as separate processes on loopback multicast; print messages/s and MB/s as seen by
@@ -33,9 +40,10 @@ Usage:
       (0..1) in every member. Progress is drawn on a terminal only.
   blaze --help | --version
 
-Network (probe), as the cluster's members are configured:
+Network (probe, dashboard), as the cluster's members are configured:
   --cluster NAME          the cluster (default activeblaze)
-  --group ADDR --port N   multicast group and port (default 239.255.42.99 45588)
+  --group ADDR            multicast group (default 239.255.42.99)
+  --group-port N          multicast port (default 45588)
   --interface ADDR        multicast interface (default 127.0.0.1)
   --ttl N                 multicast time to live (default 1)
   --peers LIST            static peers instead of multicast: host:port,[ipv6]:port,dns:name:port,...
@@ -61,6 +69,13 @@ async function main(argv: string[]): Promise<number> {
       const stop = new AbortController();
       process.once("SIGINT", () => stop.abort());
       return runProbe(command.command, process.stdout, stop.signal);
+    }
+    case "dashboard": {
+      const dashboard = await startDashboard(command.options);
+      console.log(`blaze dashboard: watching cluster "${command.options.cluster ?? "activeblaze"}" at ${dashboard.url} (Ctrl-C stops)`);
+      await new Promise<void>((resolve) => process.once("SIGINT", () => resolve()));
+      await dashboard.close();
+      return 0;
     }
     case "perf": {
       const result = await runPerf(command.options, process.argv[1]!);

@@ -1,4 +1,5 @@
 import { parseArgs } from "node:util";
+import type { DashboardOptions } from "../dashboard/dashboard.ts";
 import type { ProbeOptions } from "../diagnostics/probe.ts";
 import type { PerfOptions } from "./perf.ts";
 import type { ProbeCommand } from "./probe.ts";
@@ -10,6 +11,7 @@ export type Command =
   | { readonly kind: "inspect"; readonly input: string | undefined; readonly type: string | undefined; readonly cluster: string | undefined; readonly protoJson: boolean }
   | { readonly kind: "demo"; readonly messages: number; readonly cluster: string }
   | { readonly kind: "probe"; readonly command: ProbeCommand }
+  | { readonly kind: "dashboard"; readonly options: DashboardOptions }
   | { readonly kind: "perf"; readonly options: PerfOptions; readonly json: boolean }
   /** The processes `blaze demo` and `blaze perf` fork. */
   | { readonly kind: "child"; readonly name: string; readonly args: readonly string[] }
@@ -44,14 +46,17 @@ const OPTIONS = {
   watch: { type: "boolean" },
   interval: { type: "string" },
   count: { type: "string" },
+  host: { type: "string" },
+  "group-port": { type: "string" },
 } as const;
 
 /** Which flags each command takes: any other is refused, naming it. */
 const FLAGS: Record<string, ReadonlyArray<keyof typeof OPTIONS>> = {
   inspect: ["type", "cluster", "protojson"],
   demo: ["messages", "cluster"],
-  probe: ["cluster", "group", "port", "interface", "ttl", "peers", "bind", "entries", "timeout", "watch", "interval", "count", "json"],
+  probe: ["cluster", "group", "group-port", "interface", "ttl", "peers", "bind", "entries", "timeout", "watch", "interval", "count", "json"],
   perf: ["senders", "receivers", "size", "seconds", "loss", "reliability", "no-baseline", "json"],
+  dashboard: ["cluster", "group", "group-port", "interface", "ttl", "peers", "bind", "interval", "port", "host"],
 };
 
 const CHILDREN = new Set(["demo-member", "perf-member", "perf-baseline-receiver", "perf-baseline-sender"]);
@@ -80,6 +85,18 @@ export function parseCommandLine(argv: readonly string[], terminal: { readonly p
       return { kind: "inspect", input: rest[0], type: values.type, cluster: values.cluster, protoJson: values.protojson === true };
     case "demo":
       return { kind: "demo", messages: integer(values.messages ?? "5", "--messages", 1, 10_000), cluster: values.cluster ?? `demo-${Math.random().toString(36).slice(2, 8)}` };
+    case "dashboard": {
+      const { includeEntries: _entries, ...probe } = probeOptions(values);
+      return {
+        kind: "dashboard",
+        options: {
+          ...probe,
+          port: integer(values.port ?? "8080", "--port", 0, 65_535),
+          host: values.host ?? "127.0.0.1",
+          intervalMs: integer(values.interval ?? "1000", "--interval", 100, 3_600_000),
+        },
+      };
+    }
     case "probe":
       return {
         kind: "probe",
@@ -124,8 +141,8 @@ function probeOptions(values: Values): ProbeOptions {
     includeEntries: values.entries === true,
   };
   if (values.peers !== undefined) {
-    if (values.group !== undefined || values.port !== undefined || values.interface !== undefined || values.ttl !== undefined) {
-      throw new UsageError("--peers takes no --group, --port, --interface or --ttl");
+    if (values.group !== undefined || values["group-port"] !== undefined || values.interface !== undefined || values.ttl !== undefined) {
+      throw new UsageError("--peers takes no --group, --group-port, --interface or --ttl");
     }
     const peers = values.peers.split(",").map((peer) => peer.trim()).filter((peer) => peer !== "");
     return { ...common, network: { type: "static", peers, ...(values.bind === undefined ? {} : { bindAddress: values.bind }) } };
@@ -136,7 +153,7 @@ function probeOptions(values: Values): ProbeOptions {
     network: {
       type: "multicast",
       ...(values.group === undefined ? {} : { group: values.group }),
-      ...(values.port === undefined ? {} : { port: integer(values.port, "--port", 1, 65_535) }),
+      ...(values["group-port"] === undefined ? {} : { port: integer(values["group-port"], "--group-port", 1, 65_535) }),
       ...(values.interface === undefined ? {} : { interface: values.interface }),
       ...(values.ttl === undefined ? {} : { ttl: integer(values.ttl, "--ttl", 0, 255) }),
     },

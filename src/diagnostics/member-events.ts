@@ -47,7 +47,7 @@ export function watchMember(member: Channel, handler: (event: MemberEvent) => vo
       handler({ kind: "peerDown", level: "info", message: `peer ${short(peer.id)} down (${reason})`, member: { id: peer.id, name: "" }, reason }),
     ),
     member.on("receiverUnresponsive", ({ peer, silentMs }) =>
-      handler({ kind: "receiverUnresponsive", level: "warn", message: `receiver ${short(peer)} silent for ${silentMs} ms no longer holds this sender back`, member: { id: peer, name: "" }, value: silentMs }),
+      handler({ kind: "receiverUnresponsive", level: "warn", message: `receiver ${short(peer)} silent for ${Math.round(silentMs)} ms no longer holds this sender back`, member: { id: peer, name: "" }, value: silentMs }),
     ),
     member.on("messagesLost", ({ peer, count, firstSeq, lastSeq }) =>
       handler({ kind: "messagesLost", level: "warn", message: `lost ${count} message(s) of ${short(peer)} for good (${firstSeq}–${lastSeq})`, member: { id: peer, name: "" }, value: count }),
@@ -61,7 +61,7 @@ export function watchMember(member: Channel, handler: (event: MemberEvent) => vo
         handler({
           kind: "viewChange",
           level: "info",
-          message: `group "${group}": view ${view.id.counter} of ${view.members.length} (${view.members.map((m) => m.name || m.id.slice(0, 8)).join(", ")}), coordinator ${view.coordinator.name || view.coordinator.id.slice(0, 8)}`,
+          message: `group "${group}": view ${view.id.counter}, ${view.members.length} member(s) (${view.members.map((m) => m.name || m.id.slice(0, 8)).join(", ")}), coordinator ${view.coordinator.name || view.coordinator.id.slice(0, 8)}`,
           group,
           value: view.id.counter,
         }),
