@@ -135,7 +135,7 @@ export class Endpoint {
   /** Peers that left or timed out, by the incarnation they had, for one peer timeout: their late datagrams are stale. */
   readonly #departed = new Map<PeerKey, { incarnation: number; at: number }>();
   readonly #unicast = new Map<string, Outbox>();
-  readonly drops = new DropCounters();
+  readonly drops: DropCounters = new DropCounters();
   readonly stats: EndpointStats = emptyEndpointStats();
   readonly localKey: PeerKey;
   readonly #admission: Admission;

@@ -1,8 +1,8 @@
 import * as z from "zod";
 import { parseOptions } from "../options.ts";
-import { DEFAULT_NACK_OPTIONS } from "../reliable/nack/nack-protocol.ts";
-import { fecOptionsSchema } from "../reliable/fec/options.ts";
-import { totemOptionsSchema } from "../reliable/totem/options.ts";
+import { DEFAULT_NACK_OPTIONS, type NackOptions } from "../reliable/nack/nack-protocol.ts";
+import { type FecOptions, fecOptionsSchema } from "../reliable/fec/options.ts";
+import { type TotemOptions, totemOptionsSchema } from "../reliable/totem/options.ts";
 import type { Clock, RandomSource } from "../transport/clock.ts";
 import type { Logger } from "../diagnostics/logger.ts";
 import type { Metrics } from "../diagnostics/metrics.ts";
@@ -67,9 +67,8 @@ const nackOptions = z.strictObject({
   tailAnnounceMaxMs: ms.default(DEFAULT_NACK_OPTIONS.tailAnnounceMaxMs),
 });
 
-/** The zod schema of {@link ChannelOptions}; every default is documented there. */
-export const channelOptionsSchema = z
-  .strictObject({
+/** The fields of a channel's options, each with its check and default (the probe takes some of them). */
+export const channelOptionFields = z.strictObject({
     cluster: z
       .string()
       .min(1)
@@ -98,7 +97,10 @@ export const channelOptionsSchema = z
     diagnostics: z.boolean().default(true),
     clock: z.custom<Clock>((value) => typeof (value as Clock)?.setTimer === "function", "expected a Clock").optional(),
     random: z.custom<RandomSource>((value) => typeof (value as RandomSource)?.next === "function", "expected a RandomSource").optional(),
-  })
+});
+
+/** The zod schema of {@link ChannelOptions}; every default is documented there. */
+export const channelOptionsSchema: z.ZodType<ResolvedChannelOptions, ChannelOptions> = channelOptionFields
   .refine((options) => options.peerTimeoutMs > options.heartbeatIntervalMs, {
     message: "peerTimeoutMs must be longer than heartbeatIntervalMs",
     path: ["peerTimeoutMs"],
@@ -133,8 +135,82 @@ export const channelOptionsSchema = z
  * | `diagnostics` | boolean | `true` | answer diagnostics requests (`blaze probe`, the dashboard) from peers and from askers that answer admission challenges |
  * | `clock`, `random` | | the system's | injected time and randomness (virtual in tests) |
  */
-export type ChannelOptions = z.input<typeof channelOptionsSchema>;
-export type ResolvedChannelOptions = z.output<typeof channelOptionsSchema>;
+export interface ChannelOptions {
+  readonly cluster?: string | undefined;
+  readonly name?: string | undefined;
+  readonly network?: MulticastNetworkOptions | StaticNetworkOptions | undefined;
+  readonly reliability?: "best-effort" | "nack" | "totem" | "fec" | undefined;
+  readonly heartbeatIntervalMs?: number | undefined;
+  readonly peerTimeoutMs?: number | undefined;
+  readonly maxMessageBytes?: number | undefined;
+  readonly maxDatagramBytes?: number | undefined;
+  readonly loopback?: boolean | undefined;
+  readonly socketBufferBytes?: number | undefined;
+  readonly maxPeers?: number | undefined;
+  readonly incarnation?: number | undefined;
+  readonly nack?: Partial<NackOptions> | undefined;
+  readonly totem?: Partial<TotemOptions> | undefined;
+  readonly fec?: Partial<FecOptions> | undefined;
+  readonly transport?: TransportFactory | undefined;
+  readonly resolver?: HostResolver | undefined;
+  readonly logger?: Logger | undefined;
+  readonly metrics?: Metrics | undefined;
+  readonly diagnostics?: boolean | undefined;
+  readonly clock?: Clock | undefined;
+  readonly random?: RandomSource | undefined;
+}
+
+/** A multicast network (the default): members find each other on a group; its defaults are on {@link ChannelOptions}. */
+export interface MulticastNetworkOptions {
+  readonly type: "multicast";
+  /** Multicast group address. Default "239.255.42.99". */
+  readonly group?: string | undefined;
+  /** Group port. Default 45588. */
+  readonly port?: number | undefined;
+  /** Interface address for multicast. Default "127.0.0.1" (loopback: traffic stays on the host). */
+  readonly interface?: string | undefined;
+  /** Multicast time to live in hops. Default 1. */
+  readonly ttl?: number | undefined;
+}
+
+/** A static list of peers, for networks without multicast. */
+export interface StaticNetworkOptions {
+  readonly type: "static";
+  /** Members' unicast addresses: "host:port", "[ipv6]:port", "name:port" or "dns:name:port" (every address of the name). */
+  readonly peers: readonly string[];
+  /** Address to bind: IPv4, or IPv6 to reach IPv6 peers. Default "127.0.0.1". */
+  readonly bindAddress?: string | undefined;
+  /** Port to bind: this member's entry in `peers`. */
+  readonly port: number;
+}
+
+/** {@link ChannelOptions} with their defaults filled in, static peers parsed. */
+export interface ResolvedChannelOptions {
+  readonly cluster: string;
+  readonly name: string;
+  readonly network:
+    | { readonly type: "multicast"; readonly group: string; readonly port: number; readonly interface: string; readonly ttl: number }
+    | { readonly type: "static"; readonly peers: readonly Seed[]; readonly bindAddress: string; readonly port: number };
+  readonly reliability: "best-effort" | "nack" | "totem" | "fec";
+  readonly heartbeatIntervalMs: number;
+  readonly peerTimeoutMs: number;
+  readonly maxMessageBytes: number;
+  readonly maxDatagramBytes: number;
+  readonly loopback: boolean;
+  readonly socketBufferBytes: number;
+  readonly maxPeers: number;
+  readonly incarnation?: number | undefined;
+  readonly nack: NackOptions;
+  readonly totem: TotemOptions;
+  readonly fec: FecOptions;
+  readonly transport?: TransportFactory | undefined;
+  readonly resolver?: HostResolver | undefined;
+  readonly logger?: Logger | undefined;
+  readonly metrics?: Metrics | undefined;
+  readonly diagnostics: boolean;
+  readonly clock?: Clock | undefined;
+  readonly random?: RandomSource | undefined;
+}
 
 export function resolveChannelOptions(options: ChannelOptions | undefined): ResolvedChannelOptions {
   return parseOptions(channelOptionsSchema, options, "channel");

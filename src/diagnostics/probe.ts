@@ -2,7 +2,7 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import type { DiagnosticsReply } from "../../gen/activeblaze/v1/diagnostics_pb.ts";
 import { FrameSchema } from "../../gen/activeblaze/v1/envelope_pb.ts";
 import { PongSchema } from "../../gen/activeblaze/v1/membership_pb.ts";
-import { channelOptionsSchema, multicastNetwork, staticNetwork } from "../channel/options.ts";
+import { channelOptionFields, multicastNetwork, type MulticastNetworkOptions, staticNetwork, type StaticNetworkOptions } from "../channel/options.ts";
 import { BlazeError } from "../errors.ts";
 import { parseOptions } from "../options.ts";
 import { keyOf } from "../reliable/member-key.ts";
@@ -16,15 +16,15 @@ import { type MemberReport, readReport } from "./member-report.ts";
 
 /** The zod schema of {@link ProbeOptions}. */
 export const probeOptionsSchema: z.ZodType<ResolvedProbeOptions, ProbeOptions> = z.strictObject({
-  cluster: channelOptionsSchema.shape.cluster,
+  cluster: channelOptionFields.shape.cluster,
   // The members' network; a static one without the port, which is each member's own.
   network: z.discriminatedUnion("type", [multicastNetwork, staticNetwork.omit({ port: true })]).prefault({ type: "multicast" }),
   timeoutMs: z.number().int().positive().max(600_000).default(1_000),
   includeEntries: z.boolean().default(false),
-  transport: channelOptionsSchema.shape.transport,
-  resolver: channelOptionsSchema.shape.resolver,
-  clock: channelOptionsSchema.shape.clock,
-  random: channelOptionsSchema.shape.random,
+  transport: channelOptionFields.shape.transport,
+  resolver: channelOptionFields.shape.resolver,
+  clock: channelOptionFields.shape.clock,
+  random: channelOptionFields.shape.random,
 });
 
 /**
@@ -49,7 +49,7 @@ export interface ProbeOptions {
   readonly random?: RandomSource;
 }
 
-type ChannelNetworkInput = z.input<typeof multicastNetwork> | Omit<z.input<typeof staticNetwork>, "port">;
+type ChannelNetworkInput = MulticastNetworkOptions | Omit<StaticNetworkOptions, "port">;
 
 interface ResolvedProbeOptions {
   readonly cluster: string;

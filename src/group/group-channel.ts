@@ -198,11 +198,11 @@ export class GroupChannel extends Channel {
   }
 
   /** The current view of `group` (default: the first configured group). */
-  getView(group = this.#defaultGroup()): View | undefined {
+  getView(group: string = this.#defaultGroup()): View | undefined {
     return this.#memberships.get(group)?.view;
   }
 
-  getMembers(group = this.#defaultGroup()): Member[] {
+  getMembers(group: string = this.#defaultGroup()): Member[] {
     return [...(this.getView(group)?.members ?? [])];
   }
 
@@ -218,15 +218,15 @@ export class GroupChannel extends Channel {
     return undefined;
   }
 
-  getMemberByName(name: string, group = this.#defaultGroup()): Member | undefined {
+  getMemberByName(name: string, group: string = this.#defaultGroup()): Member | undefined {
     return this.getView(group)?.members.find((m) => m.name === name);
   }
 
-  getCoordinator(group = this.#defaultGroup()): Member | undefined {
+  getCoordinator(group: string = this.#defaultGroup()): Member | undefined {
     return this.getView(group)?.coordinator;
   }
 
-  isCoordinator(group = this.#defaultGroup()): boolean {
+  isCoordinator(group: string = this.#defaultGroup()): boolean {
     return this.#memberships.get(group)?.isCoordinator ?? false;
   }
 
@@ -244,7 +244,7 @@ export class GroupChannel extends Channel {
   }
 
   /** The membership of `group` as an async iterator: a snapshot first, then every view change. */
-  membership(group = this.#defaultGroup(), options: { signal?: AbortSignalLike } = {}): AsyncIterableIterator<MembershipEvent> {
+  membership(group: string = this.#defaultGroup(), options: { signal?: AbortSignalLike } = {}): AsyncIterableIterator<MembershipEvent> {
     const off = this.onGroup("viewChange", (event) => {
       if (event.group === group) iterator.push({ type: "viewChange", ...event });
     });

@@ -6,8 +6,7 @@ import type { CoordinatorSelector } from "./view.ts";
 const ms = z.number().int().positive();
 const name = z.string().min(1).max(255);
 
-/** The zod schema of the group-specific options; every default is documented on {@link GroupOptions}. */
-export const groupOptionsSchema = z
+const groupOptions = z
   .strictObject({
     groups: z.array(name).default(["default"]),
     weight: z.number().int().default(0),
@@ -19,6 +18,9 @@ export const groupOptionsSchema = z
     queueTimeoutMs: ms.default(30_000),
     coordinatorSelector: z.custom<CoordinatorSelector>((value) => typeof value === "function", "expected a function").optional(),
   });
+
+/** The zod schema of the group-specific options; every default is documented on {@link GroupOptions}. */
+export const groupOptionsSchema: z.ZodType<ResolvedGroupOptions, GroupOptions> = groupOptions;
 
 /**
  * Options of a group channel, besides every {@link ChannelOptions} one.
@@ -35,11 +37,33 @@ export const groupOptionsSchema = z
  * | `queueTimeoutMs` | ms | `30000` | default time `sendToQueue` waits for a consumer to process a message |
  * | `coordinatorSelector` | function | highest weight, then longest in the view | picks the coordinator from a view's members |
  */
-export type GroupOptions = z.input<typeof groupOptionsSchema>;
-export type ResolvedGroupOptions = z.output<typeof groupOptionsSchema>;
+export interface GroupOptions {
+  readonly groups?: readonly string[] | undefined;
+  readonly weight?: number | undefined;
+  readonly metadata?: Readonly<Record<string, string>> | undefined;
+  readonly failureTimeoutMs?: number | undefined;
+  readonly verifyTimeoutMs?: number | undefined;
+  readonly discoveryTimeoutMs?: number | undefined;
+  readonly requestTimeoutMs?: number | undefined;
+  readonly queueTimeoutMs?: number | undefined;
+  readonly coordinatorSelector?: CoordinatorSelector | undefined;
+}
+
+/** {@link GroupOptions} with their defaults filled in. */
+export interface ResolvedGroupOptions {
+  readonly groups: readonly string[];
+  readonly weight: number;
+  readonly metadata: Readonly<Record<string, string>>;
+  readonly failureTimeoutMs: number;
+  readonly verifyTimeoutMs: number;
+  readonly discoveryTimeoutMs: number;
+  readonly requestTimeoutMs: number;
+  readonly queueTimeoutMs: number;
+  readonly coordinatorSelector?: CoordinatorSelector | undefined;
+}
 export type GroupChannelOptions = ChannelOptions & GroupOptions;
 
-const GROUP_KEYS = Object.keys(groupOptionsSchema.shape) as Array<keyof GroupOptions>;
+const GROUP_KEYS = Object.keys(groupOptions.shape) as Array<keyof GroupOptions>;
 
 /** Splits group options from channel options and validates the group ones. */
 export function resolveGroupOptions(options: GroupChannelOptions | undefined): { group: ResolvedGroupOptions; channel: ChannelOptions } {

@@ -2,12 +2,12 @@ import * as z from "zod";
 import { MAX_K, MAX_M } from "./reed-solomon.ts";
 
 /** Defaults of {@link FecOptions}; the README's table repeats them. */
-export const DEFAULT_FEC_OPTIONS = {
+export const DEFAULT_FEC_OPTIONS: FecOptions = {
   k: 16,
   m: 2,
   interleaveBytes: 65_507,
   parityWaitMs: 2,
-} as const;
+};
 
 /**
  * Tuning of forward error correction (`reliability: "fec"`): NACK reliability plus proactive
@@ -20,11 +20,16 @@ export const DEFAULT_FEC_OPTIONS = {
  * | `interleaveBytes` | bytes | 65507 | blocks are interleaved so that this many consecutive bytes of the stream (what one lost datagram of bundled messages takes) hold at most `m` packets of any block; 0: consecutive blocks |
  * | `parityWaitMs` | ms | 2 | gaps are NACKed this much later than with `"nack"` (`nack.nackDelayMinMs`/`MaxMs` plus this), so parity can fill them first |
  */
-export const fecOptionsSchema = z.strictObject({
+export const fecOptionsSchema: z.ZodType<FecOptions, Partial<FecOptions>> = z.strictObject({
   k: z.number().int().min(1).max(MAX_K).default(DEFAULT_FEC_OPTIONS.k),
   m: z.number().int().min(1).max(MAX_M).default(DEFAULT_FEC_OPTIONS.m),
   interleaveBytes: z.number().int().min(0).max(16 * 1024 * 1024).default(DEFAULT_FEC_OPTIONS.interleaveBytes),
   parityWaitMs: z.number().min(0).max(60_000).default(DEFAULT_FEC_OPTIONS.parityWaitMs),
 });
 
-export type FecOptions = z.output<typeof fecOptionsSchema>;
+export interface FecOptions {
+  readonly k: number;
+  readonly m: number;
+  readonly interleaveBytes: number;
+  readonly parityWaitMs: number;
+}

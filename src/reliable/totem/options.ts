@@ -4,7 +4,7 @@ const ms = z.number().int().positive().max(3_600_000);
 const count = z.number().int().positive().max(1 << 24);
 
 /** Defaults of {@link TotemOptions}; the table in the README repeats them. */
-export const DEFAULT_TOTEM_OPTIONS = {
+export const DEFAULT_TOTEM_OPTIONS: TotemOptions = {
   tokenTimeoutMs: 1_000,
   tokenRetransmitMs: 50,
   tokenHoldMs: 5,
@@ -16,8 +16,8 @@ export const DEFAULT_TOTEM_OPTIONS = {
   maxRetransmitRequests: 1_024,
   queueMessages: 65_536,
   queueBytes: 2 * 1024 * 1024,
-  delivery: "agreed" as "agreed" | "safe",
-} as const;
+  delivery: "agreed",
+};
 
 /**
  * Tuning of the Totem single-ring protocol (`reliability: "totem"`). Every duration is in milliseconds.
@@ -36,7 +36,7 @@ export const DEFAULT_TOTEM_OPTIONS = {
  * | `queueMessages`, `queueBytes` | messages, bytes | 65536, 2 MiB | most messages waiting for the token; a fuller queue holds `broadcast` back |
  * | `delivery` | | `"agreed"` | `"agreed"`: delivered in the total order as soon as every earlier message is; `"safe"`: also only once every ring member has it. A broadcast's `safe` option overrides it per message |
  */
-export const totemOptionsSchema = z
+export const totemOptionsSchema: z.ZodType<TotemOptions, Partial<TotemOptions>> = z
   .strictObject({
     tokenTimeoutMs: ms.default(DEFAULT_TOTEM_OPTIONS.tokenTimeoutMs),
     tokenRetransmitMs: ms.default(DEFAULT_TOTEM_OPTIONS.tokenRetransmitMs),
@@ -68,4 +68,17 @@ export const totemOptionsSchema = z
     path: ["windowMessages"],
   });
 
-export type TotemOptions = z.output<typeof totemOptionsSchema>;
+export interface TotemOptions {
+  readonly tokenTimeoutMs: number;
+  readonly tokenRetransmitMs: number;
+  readonly tokenHoldMs: number;
+  readonly joinIntervalMs: number;
+  readonly consensusTimeoutMs: number;
+  readonly windowMessages: number;
+  readonly maxMessagesPerVisit: number;
+  readonly maxBytesPerVisit: number;
+  readonly maxRetransmitRequests: number;
+  readonly queueMessages: number;
+  readonly queueBytes: number;
+  readonly delivery: "agreed" | "safe";
+}
