@@ -9,7 +9,11 @@ export type {
   TopicListener,
 } from "./channel/channel.ts";
 export { channelOptionsSchema } from "./channel/options.ts";
-export type { ChannelOptions } from "./channel/options.ts";
+export type { ChannelOptions, MulticastNetworkOptions, ResolvedChannelOptions, StaticNetworkOptions } from "./channel/options.ts";
+export type { EndpointStats, NetworkStats } from "./channel/endpoint.ts";
+export type { AdmissionStats } from "./channel/admission.ts";
+export type { ErrorStage } from "./channel/error-report.ts";
+export type { HostResolver, Seed } from "./transport/host-names.ts";
 export { TopicMessage } from "./channel/topic-message.ts";
 export { createGroupChannel, GroupChannel } from "./group/group-channel.ts";
 export type {
@@ -23,13 +27,13 @@ export type {
 } from "./group/group-channel.ts";
 export { GroupMessage } from "./group/group-message.ts";
 export { groupOptionsSchema } from "./group/options.ts";
-export type { GroupChannelOptions, GroupOptions } from "./group/options.ts";
+export type { GroupChannelOptions, GroupOptions, ResolvedGroupOptions } from "./group/options.ts";
 export type { GroupExtension } from "./group/group-channel.ts";
 export { defaultCoordinatorSelector } from "./group/view.ts";
 export { ClusterChannel, createClusterChannel } from "./cluster/cluster-channel.ts";
 export type { MasterChangedListener } from "./cluster/cluster-channel.ts";
 export { stateOptionsSchema } from "./cluster/options.ts";
-export type { ClusterChannelOptions, StateOptions } from "./cluster/options.ts";
+export type { ClusterChannelOptions, ResolvedStateOptions, StateOptions } from "./cluster/options.ts";
 export { LockHandle, ReplicatedMap } from "./cluster/replicated-map.ts";
 export type {
   LockInfo,

@@ -3,7 +3,7 @@
  * `probeCluster`: what `blaze probe` and the dashboard use), and the types of the `logger` and
  * `metrics` options with the names of what members measure.
  */
-export { Prober, probeCluster, probeOptionsSchema, type ProbeOptions, type ProbeResult } from "./probe.ts";
+export { Prober, probeCluster, probeOptionsSchema, type ProbeNetworkOptions, type ProbeOptions, type ProbeResult, type ResolvedProbeOptions } from "./probe.ts";
 export type { MemberReport } from "./member-report.ts";
 export type { LogEntry, Logger, LogLevel } from "./logger.ts";
 export {

@@ -40,7 +40,7 @@ export const probeOptionsSchema: z.ZodType<ResolvedProbeOptions, ProbeOptions> =
  */
 export interface ProbeOptions {
   readonly cluster?: string;
-  readonly network?: ChannelNetworkInput;
+  readonly network?: ProbeNetworkOptions;
   readonly timeoutMs?: number;
   readonly includeEntries?: boolean;
   readonly transport?: TransportFactory;
@@ -49,9 +49,11 @@ export interface ProbeOptions {
   readonly random?: RandomSource;
 }
 
-type ChannelNetworkInput = MulticastNetworkOptions | Omit<StaticNetworkOptions, "port">;
+/** The members' network, as their `network` option, less a static network's port (each member's own). */
+export type ProbeNetworkOptions = MulticastNetworkOptions | Omit<StaticNetworkOptions, "port">;
 
-interface ResolvedProbeOptions {
+/** {@link ProbeOptions} with their defaults filled in, static peers parsed. */
+export interface ResolvedProbeOptions {
   readonly cluster: string;
   readonly network:
     | { readonly type: "multicast"; readonly group: string; readonly port: number; readonly interface: string; readonly ttl: number }
