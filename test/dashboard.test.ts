@@ -67,13 +67,14 @@ describe.skipIf(!existsSync(CHROMIUM))(`the dashboard in headless Chromium (${CH
     expect(await page.textContent(`#entries tr[data-key="color"]`)).toContain('BlazeMessage { text: "blue" }');
     await page.waitForSelector(`#locks tr[data-key="printer"]`, { timeout: 10_000 });
     expect(await page.textContent(`#locks tr[data-key="printer"]`)).toContain(`bravo${lock.fencingToken}`);
-    await page.waitForFunction(() => document.querySelectorAll("#throughput polyline").length >= 3, undefined, { timeout: 10_000 });
+    // Page-side expressions (run in the browser, not here).
+    await page.waitForFunction(`document.querySelectorAll("#throughput polyline").length >= 3`, undefined, { timeout: 10_000 });
 
     // charlie is killed: it stops answering, and its peers drop it from the view, which the page shows.
     charlie.kill("SIGKILL");
     await page.waitForSelector(`#members tr[data-member="charlie"]`, { state: "detached", timeout: 15_000 });
     await expect.poll(() => page.textContent(`#members tr[data-member="alpha"]`), { timeout: 15_000 }).toMatch(/2 members, bravo/);
-    await page.waitForFunction(() => [...document.querySelectorAll('#events li[data-kind="leave"]')].some((li) => li.textContent?.includes("charlie")), undefined, { timeout: 15_000 });
+    await page.waitForFunction(`[...document.querySelectorAll('#events li[data-kind="leave"]')].some((li) => li.textContent.includes("charlie"))`, undefined, { timeout: 15_000 });
 
     const state = (await (await fetch(`${dashboard.url}state`)).json()) as DashboardState;
     expect(state.members.map((m) => m.name)).toEqual(["alpha", "bravo"]);
