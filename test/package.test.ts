@@ -11,8 +11,8 @@ const bin = (name: string) => join(root, "node_modules", ".bin", name);
 const project = mkdtempSync(join(tmpdir(), "activeblaze-consumer-"));
 let tarball = "";
 
-function run(command: string, args: string[], cwd = project): string {
-  return execFileSync(command, args, { cwd, encoding: "utf8", timeout: 120_000, stdio: ["ignore", "pipe", "pipe"] });
+function run(command: string, args: string[], cwd = project, timeout = 120_000): string {
+  return execFileSync(command, args, { cwd, encoding: "utf8", timeout, stdio: ["ignore", "pipe", "pipe"] });
 }
 
 function attempt(command: string, args: string[]): { status: number | null; output: string } {
@@ -36,9 +36,10 @@ describe("the packed package", () => {
     if (!existsSync(join(root, "dist", "index.js"))) throw new Error("build first: npm run build");
     tarball = run("npm", ["pack", "--silent", "--pack-destination", project], root).trim().split("\n").at(-1)!;
     writeFileSync(join(project, "package.json"), JSON.stringify({ name: "consumer", private: true, type: "module" }));
-    run("npm", ["install", "--prefer-offline", "--no-audit", "--no-fund", join(project, tarball)]);
+    // npm may take minutes on a machine busy with other work.
+    run("npm", ["install", "--prefer-offline", "--no-audit", "--no-fund", join(project, tarball)], project, 300_000);
     copyFileSync(join(root, "test", "fixtures", "consumer.mjs"), join(project, "consumer.mjs"));
-  }, 180_000);
+  }, 360_000);
   afterAll(() => rmSync(project, { recursive: true, force: true }));
 
   const expected = { decoded: true, tooLarge: true, simulated: true, inspected: 'BlazeMessage { text: "hi", n: 5 }' };
