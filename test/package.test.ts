@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from "node:child_process";
-import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -109,6 +109,9 @@ describe("the packed package", () => {
       return file;
     });
     // A user's strict project, with no runtime's types: the snippets need none.
+    // The OpenTelemetry snippet's API package is the user's to install (an optional peer): this repository's copy stands in.
+    mkdirSync(join(project, "node_modules", "@opentelemetry"), { recursive: true });
+    symlinkSync(join(root, "node_modules", "@opentelemetry", "api"), join(project, "node_modules", "@opentelemetry", "api"));
     const compilerOptions = { strict: true, noEmit: true, skipLibCheck: true, target: "es2022", module: "nodenext", moduleResolution: "nodenext", lib: ["es2022", "esnext.disposable", "dom"], types: [] };
     writeFileSync(join(project, "tsconfig.json"), JSON.stringify({ compilerOptions, files }));
     const tsc = attempt(bin("tsc"), ["-p", project]);
