@@ -80,6 +80,8 @@ const INSTALL_INTERVAL_MS = 50;
 // gets a million views ahead of one of its members, and a made-up view could otherwise spend the
 // counters (they stop at MAX_COUNTER) in a few datagrams.
 const MAX_VIEW_STEP = 2 ** 20;
+// The stalls a member remembers, to credit its peers' silence with (a member silent longer is long gone).
+const MAX_STALLS = 16;
 
 /**
  * Membership of one group, as a state machine over a channel: discovery, join, failure detection with
@@ -146,8 +148,8 @@ export class GroupMembership {
   readonly #addedAt = new Map<PeerKey, number>();
   /** When this member's own timer should fire: later than that, this member stalled, not its peers. */
   #tickDueAt = 0;
-  /** When this member woke from its last stall: nobody counts as silent from before it. */
-  #resumedAt = 0;
+  /** This member's recent stalls (when it woke, for how long): time nobody is blamed for. */
+  readonly #stalls: Array<{ readonly at: number; readonly ms: number }> = [];
 
   constructor(group: string, host: MembershipHost, options: MembershipOptions, select: CoordinatorSelector) {
     this.group = group;
@@ -583,9 +585,9 @@ export class GroupMembership {
     for (const member of view.members) {
       if (member.id === local.id) continue;
       const heard = this.#host.lastHeard(member.id);
-      const silentSince = Math.max(heard ?? 0, this.#addedAt.get(member.id) ?? 0, this.#resumedAt);
+      const silentSince = Math.max(heard ?? 0, this.#addedAt.get(member.id) ?? 0);
       const verification = this.#verifying.get(member.id);
-      if (now - silentSince <= this.#options.failureTimeoutMs && verification?.reported !== true) {
+      if (now - silentSince - this.#stalledSince(silentSince) <= this.#options.failureTimeoutMs && verification?.reported !== true) {
         this.#verifying.delete(member.id);
         continue;
       }
@@ -632,17 +634,25 @@ export class GroupMembership {
 
   /**
    * This member's timer fired `late` ms late: its event loop stalled (a long GC pause, a blocking
-   * handler), and timers run before the datagrams that arrived meanwhile. Its peers' silence is its own,
-   * so it blames nobody for it: silence counts from now, verifications under way start again, and a
-   * discovery that was under way gets the time it lost.
+   * handler), and timers run before the datagrams that arrived meanwhile. That much of its peers'
+   * silence is its own, so it blames nobody for it: the stall does not count as anyone's silence,
+   * verifications under way start again, and a discovery that was under way gets the time it lost.
    */
   #resumeAfterStall(now: number, late: number): void {
-    this.#resumedAt = now;
+    if (this.#stalls.length === MAX_STALLS) this.#stalls.shift();
+    this.#stalls.push({ at: now, ms: late });
     this.#verifying.clear();
     this.#takeOverSince = undefined;
     this.#discoveryDeadline += late;
     this.#joiningSince += late;
     this.#host.stalled(Math.round(late));
+  }
+
+  /** How long this member itself stalled since `since`: silence of others it does not count. */
+  #stalledSince(since: number): number {
+    let stalled = 0;
+    for (const stall of this.#stalls) if (stall.at > since) stalled += stall.ms;
+    return stalled;
   }
 
   // A member verified that these members are silent: the coordinator verifies them itself, at once (its
