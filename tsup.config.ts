@@ -7,6 +7,9 @@ export const entries = {
   testing: "src/testing.ts",
   "jms/index": "src/jms/index.ts",
   "stomp/index": "src/stomp/index.ts",
+  "diagnostics/index": "src/diagnostics/index.ts",
+  otel: "src/otel.ts",
+  "dashboard/index": "src/dashboard/index.ts",
   "adapters/node": "src/adapters/node.ts",
   "adapters/bun": "src/adapters/bun.ts",
   "adapters/deno": "src/adapters/deno.ts",
@@ -14,25 +17,17 @@ export const entries = {
   "security/web-crypto": "src/security/web-crypto.ts",
 };
 
-export default defineConfig([
-  {
-    entry: entries,
-    format: ["esm"],
-    target: "es2022",
-    platform: "neutral",
-    dts: { compilerOptions: { types: ["node"] } },
-    sourcemap: true,
-    clean: true,
-    splitting: true,
-    treeshake: true,
-    external: ["node:dgram", "node:net", "node:os", "node:http", "node:crypto", "node:stream", "#udp", "#crypto"],
-  },
-  {
-    entry: { "cli/blaze": "src/cli/blaze.ts" },
-    format: ["esm"],
-    target: "node20",
-    platform: "node",
-    sourcemap: true,
-    // The CLI is a Node program run from the package as installed; dependencies stay external.
-  },
-]);
+export default defineConfig({
+  // The command line shares the library's chunks; it runs in Node, Bun and Deno alike.
+  entry: { ...entries, "cli/blaze": "src/cli/blaze.ts" },
+  format: ["esm"],
+  target: "es2022",
+  platform: "neutral",
+  dts: { entry: entries, compilerOptions: { types: ["node"] } },
+  // No source maps in the package: they were most of its size, and the sources ship for Deno (JSR).
+  sourcemap: false,
+  clean: true,
+  splitting: true,
+  treeshake: true,
+  external: [/^node:/],
+});

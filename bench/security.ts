@@ -68,7 +68,7 @@ async function runMember(): Promise<void> {
   let channel: InstanceType<typeof GroupChannel> | undefined;
   serve<ToChild>({
     join: async (message: Extract<ToChild, { type: "join" }>) => {
-      // The built package's own crypto provider (#crypto: node:crypto on Node).
+      // The built package's own crypto provider (node:crypto on Node).
       const security = message.secret === undefined ? {} : { security: { keys: [{ id: 1, secret: message.secret }] } };
       const ch = new GroupChannel({ ...memberOptions({ name: message.name, network: message.network, timing: {} }, createUdpTransport), ...security });
       channel = ch;

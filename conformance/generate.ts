@@ -428,6 +428,23 @@ const FRAME_SAMPLES: FrameKindInit[] = [
   },
   { case: "keyUpdate", value: { nonce: 0x0012_3456_789a_bcden, action: KeyAction.CHECK, keyId: 2 } },
   { case: "keyUpdateAck", value: { nonce: 0x0012_3456_789a_bcden } },
+  { case: "diagnosticsRequest", value: { nonce: 0x0000_0abc_def0_1234n } },
+  {
+    case: "diagnosticsReply",
+    value: {
+      nonce: 0x0000_0abc_def0_1234n,
+      name: "alpha",
+      software: "node 20.20.2, activeblaze 0.1.0",
+      reliability: "nack",
+      state: "started",
+      uptimeMs: 61_000n,
+      groups: [{ group: "orders", viewId: VIEW_ID, members: [MEMBER_B, MEMBER_A], coordinator: REF_B }],
+      peers: [{ member: REF_B, host: "10.0.0.2", port: 7801, silentMs: 120n }],
+      peerCount: 1,
+      totals: { "datagrams.received": 1_204n },
+      levels: { peers: 1n },
+    },
+  },
 ];
 
 function sample(kind: FrameKindInit["case"]): FrameKindInit {
@@ -2158,6 +2175,94 @@ const FEC: AreaTable = {
   ],
 };
 
+const DIAGNOSTICS: AreaTable = {
+  area: "diagnostics",
+  groups: [
+    group(EnvelopeSchema, [
+      {
+        name: "diagnostics/request/typical",
+        comment: "A probe asks a member to describe itself.",
+        flags: [],
+        init: env(sample("diagnosticsRequest")),
+        result: "valid",
+      },
+      {
+        name: "diagnostics/request/entries",
+        comment: "A probe asks for the replicated map's entries too.",
+        flags: [],
+        init: env({ case: "diagnosticsRequest", value: { nonce: 9n, includeEntries: true } }),
+        result: "valid",
+      },
+      {
+        name: "diagnostics/reply/typical",
+        comment: "A member of one group with one peer describes itself.",
+        flags: [],
+        init: env(sample("diagnosticsReply")),
+        result: "valid",
+      },
+      {
+        name: "diagnostics/reply/cluster-member",
+        comment: "A cluster member: counters by name, its map with a lock and an entry, recent events, lists cut short.",
+        flags: ["MapOrder", "EdgeValue"],
+        init: env({
+          case: "diagnosticsReply",
+          value: {
+            nonce: 9n,
+            name: "bravo",
+            software: "deno 2.9.6, activeblaze 0.1.0",
+            reliability: "totem",
+            state: "started",
+            uptimeMs: 3_600_000n,
+            groups: [
+              { group: "orders", viewId: VIEW_ID, members: [MEMBER_B, MEMBER_A], coordinator: REF_B },
+              { group: "joining" },
+            ],
+            peers: [
+              { member: REF_A, host: "10.0.0.1", port: 7800, silentMs: 3n },
+              { member: REF_C, host: "fd00::3", port: 7802 },
+            ],
+            peerCount: 9,
+            totals: { "messages.sent": 10_000n, "datagrams.dropped/WRONG_CLUSTER": 12n, "errors/listener": 0n, retransmissions: WIRE_MAX },
+            levels: { peers: 9n, "queue.depth/state": 2n, "map.entries": 1n },
+            stateMap: {
+              group: "orders",
+              master: REF_B,
+              epoch: 5n,
+              ready: true,
+              entryCount: 1,
+              locks: [{ key: "printer", holder: REF_A, fencingToken: 17n, leaseMs: 10_000n }],
+              lockCount: 1,
+              entries: [{ key: "color", version: 3n, owner: REF_A, size: 14, preview: 'BlazeMessage { text: "red" }' }],
+            },
+            events: [
+              { atMs: 1_764_741_600_000n, kind: "join", group: "orders", member: REF_A, message: "member alpha joined group \"orders\"" },
+              { atMs: 1_764_741_601_000n, kind: "stalled", message: "this member's event loop stalled for 2400 ms" },
+            ],
+            truncated: true,
+          },
+        }),
+        result: "valid",
+      },
+      {
+        name: "diagnostics/reply/total-2-pow-53",
+        comment: "A total of 2^53, one past the largest number an envelope carries.",
+        flags: ["SafeInteger", "EdgeValue"],
+        init: env({ case: "diagnosticsReply", value: { nonce: 1n, totals: { retransmissions: 2n ** 53n } } }),
+        result: "invalid",
+        error: "INVALID_FIELD",
+      },
+      {
+        name: "diagnostics/request/nonce-2-pow-53",
+        comment: "A request's nonce of 2^53, one past the largest number an envelope carries.",
+        flags: ["SafeInteger", "EdgeValue"],
+        init: env({ case: "diagnosticsRequest", value: { nonce: 2n ** 53n } }),
+        result: "invalid",
+        error: "INVALID_FIELD",
+      },
+    ]),
+  ],
+};
+
 type ValueKindInit = Extract<MessageInitShape<typeof ValueSchema>["kind"], { case: string }>;
 
 /** A Value vector from its kind. */
@@ -3494,7 +3599,7 @@ const SEALED: AreaTable = {
   ],
 };
 
-export const AREAS: readonly AreaTable[] = [ENVELOPE, BUNDLE, MULTICAST, MEMBERSHIP, STATE_MAP, LOCKS, TOTEM, FEC, MESSAGE, MESSAGING, INVALID, SEALED];
+export const AREAS: readonly AreaTable[] = [ENVELOPE, BUNDLE, MULTICAST, MEMBERSHIP, STATE_MAP, LOCKS, TOTEM, FEC, DIAGNOSTICS, MESSAGE, MESSAGING, INVALID, SEALED];
 
 // ---------------------------------------------------------------------------------------------------
 // From tables to files.

@@ -25,6 +25,8 @@ export type BlazeErrorCode =
   | "BIND_FAILED"
   /** A datagram could not be sent. */
   | "SEND_FAILED"
+  /** A configured host name (a static peer) could not be resolved; it is tried again. */
+  | "RESOLVE_FAILED"
   /** A runtime adapter was loaded in a runtime it does not support. */
   | "WRONG_RUNTIME"
   /** Bytes are not a valid protobuf encoding of the expected message. */
@@ -41,6 +43,8 @@ export type BlazeErrorCode =
   | "UNREACHABLE"
   /** A user-supplied listener threw; the error is in `cause`. */
   | "LISTENER_ERROR"
+  /** A subscription's messages waited unread past its `highWaterMark`: it ended (see `subscribe`). */
+  | "OVERFLOW"
   /** Any other transport failure reported by the runtime. */
   | "TRANSPORT_ERROR"
   /** A state-map write or lock request refused: another member holds the key's lock. */

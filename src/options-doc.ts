@@ -3,7 +3,7 @@ import type * as z from "zod";
 /**
  * Documentation of options, from their zod schemas: every option carries its meaning, unit and (where
  * the value alone says too little) the text of its default in `.meta()`, and the README's option
- * tables are made from that (`npm run docs`), and checked against it by a test — so the tables cannot
+ * tables are made from that (`npm run docs:options`), and checked against it by a test — so the tables cannot
  * drift from the code again.
  */
 

@@ -1,13 +1,15 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { VERSION } from "../src/version.ts";
 import { entries } from "../tsup.config.ts";
 
 const root = join(import.meta.dirname, "..");
 const pkg = JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as {
+  version: string;
   exports: Record<string, string | Record<string, string>>;
 };
-const deno = JSON.parse(readFileSync(join(root, "deno.json"), "utf8")) as { exports: Record<string, string> };
+const deno = JSON.parse(readFileSync(join(root, "deno.json"), "utf8")) as { version: string; exports: Record<string, string> };
 
 // dist/x.js is built from the tsup entry named x; deno.json must point at that entry's source.
 const sourceOfDist = new Map(Object.entries(entries).map(([name, source]) => [`./dist/${name}.js`, `./${source}`]));
@@ -40,5 +42,10 @@ describe("export maps", () => {
       node: "./dist/adapters/node.js",
       default: "./dist/adapters/node.js",
     });
+  });
+
+  it("package.json, deno.json and the library say the same version", () => {
+    expect(deno.version).toBe(pkg.version);
+    expect(VERSION).toBe(pkg.version);
   });
 });

@@ -1,6 +1,7 @@
 /** The Deno UDP adapter, on the native `Deno.listenDatagram` (needs `--unstable-net`). */
 import { BlazeError } from "../errors.ts";
 import { type ResolvedTransportOptions, resolveTransportOptions } from "../transport/options.ts";
+import { isIpLiteral } from "../transport/host-names.ts";
 import type { Address, Transport, TransportFactory } from "../transport/transport.ts";
 import { AdapterCore, isMulticastV4, toBlazeError, wrongRuntime } from "./shared.ts";
 
@@ -101,7 +102,16 @@ export const createUdpTransport: TransportFactory = async (options) => {
     }
     flushing = false;
   };
+  // Deno resolves a host name it is given; a member never resolves a name it read from a datagram.
+  let literal = "";
   const sendOne = (data: Uint8Array, to: Address): void => {
+    if (to.host !== literal) {
+      if (!isIpLiteral(to.host)) {
+        core.report("SEND_FAILED", `Could not send to ${to.host}:${to.port}`, new Error(`"${to.host}" is not an IP address literal`));
+        return;
+      }
+      literal = to.host;
+    }
     queue.push([isMulticastV4(to.host) ? multicastSender : main, data, { transport: "udp", hostname: to.host, port: to.port }]);
     if (!flushing) void flush();
   };

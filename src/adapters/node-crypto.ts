@@ -1,17 +1,5 @@
 /** The crypto provider of Node.js and Bun, on `node:crypto`: synchronous, so sealing adds no scheduling. */
 import {
-  createCipheriv,
-  createDecipheriv,
-  createHmac,
-  createPrivateKey,
-  createPublicKey,
-  generateKeyPairSync,
-  type KeyObject,
-  sign,
-  timingSafeEqual,
-  verify,
-} from "node:crypto";
-import {
   type CryptoProvider,
   ED25519_PKCS8_PREFIX,
   ED25519_SPKI_PREFIX,
@@ -23,30 +11,72 @@ import {
   type VerifyKey,
   withPrefix,
 } from "../security/crypto-provider.ts";
+import { decodeBase64 } from "../security/options.ts";
+
+/**
+ * The part of `node:crypto` this provider uses, loaded through `process.getBuiltinModule` (Node 20.16
+ * and later, Bun) rather than imported, as the UDP adapter loads `node:dgram`: no module of the library
+ * imports a `node:` module, so it loads wherever Node is not running.
+ */
+interface KeyObject {
+  export(options: { format: "jwk" }): { x?: string; d?: string };
+}
+interface Cipher {
+  setAAD(aad: Uint8Array): void;
+  update(data: Uint8Array): Uint8Array;
+  final(): Uint8Array;
+  getAuthTag(): Uint8Array;
+  setAuthTag(tag: Uint8Array): void;
+}
+interface Hmac {
+  update(data: Uint8Array): Hmac;
+  digest(): Uint8Array;
+}
+interface NodeCrypto {
+  createCipheriv(algorithm: "aes-256-gcm", key: Uint8Array, iv: Uint8Array): Cipher;
+  createDecipheriv(algorithm: "aes-256-gcm", key: Uint8Array, iv: Uint8Array): Cipher;
+  createHmac(algorithm: "sha256", key: Uint8Array): Hmac;
+  createPrivateKey(options: { key: Uint8Array; format: "der"; type: "pkcs8" }): KeyObject;
+  createPublicKey(options: { key: Uint8Array; format: "der"; type: "spki" } | KeyObject): KeyObject;
+  generateKeyPairSync(type: "ed25519"): { privateKey: KeyObject; publicKey: KeyObject };
+  sign(algorithm: null, data: Uint8Array, key: KeyObject): Uint8Array;
+  verify(algorithm: null, data: Uint8Array, key: KeyObject, signature: Uint8Array): boolean;
+  timingSafeEqual(a: Uint8Array, b: Uint8Array): boolean;
+}
+
+let loaded: NodeCrypto | undefined;
+
+// Loaded on first use: importing this module costs nothing where it is not used.
+function nc(): NodeCrypto {
+  if (loaded !== undefined) return loaded;
+  const getBuiltinModule = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process?.getBuiltinModule;
+  if (typeof getBuiltinModule !== "function") throw new Error("node:crypto needs Node 20.16 or later, or Bun (process.getBuiltinModule)");
+  loaded = getBuiltinModule("node:crypto") as NodeCrypto;
+  return loaded;
+}
 
 /** HKDF's extract step with an empty salt is HMAC keyed with 32 zero bytes (RFC 5869, 2.2). */
 const ZERO_SALT = new Uint8Array(32);
 const EXPAND_FIRST_BLOCK = Uint8Array.of(1);
 /** HKDF-Extract of each secret: it depends on the secret alone, so a sender's key costs one HMAC. */
-const extracted = new WeakMap<Uint8Array, Buffer>();
+const extracted = new WeakMap<Uint8Array, Uint8Array>();
 
 function hkdf32(secret: Uint8Array, info: Uint8Array): Uint8Array {
   let prk = extracted.get(secret);
   if (prk === undefined) {
-    prk = createHmac("sha256", ZERO_SALT).update(secret).digest();
+    prk = nc().createHmac("sha256", ZERO_SALT).update(secret).digest();
     extracted.set(secret, prk);
   }
   // 32 bytes are one block of HKDF-Expand: T(1) = HMAC(PRK, info ‖ 0x01).
-  return new Uint8Array(createHmac("sha256", prk).update(info).update(EXPAND_FIRST_BLOCK).digest());
+  return new Uint8Array(nc().createHmac("sha256", prk).update(info).update(EXPAND_FIRST_BLOCK).digest());
 }
 
 function rawKeyFromJwk(key: KeyObject, part: "x" | "d"): Uint8Array {
-  const jwk = key.export({ format: "jwk" });
-  return new Uint8Array(Buffer.from(jwk[part]!, "base64url"));
+  return decodeBase64(key.export({ format: "jwk" })[part]!)!;
 }
 
 function hmacTag(key: SenderKey, aad: Uint8Array, body: Uint8Array): Uint8Array {
-  return createHmac("sha256", key as unknown as Uint8Array).update(aad).update(body).digest().subarray(0, TAG_BYTES);
+  return nc().createHmac("sha256", key as unknown as Uint8Array).update(aad).update(body).digest().subarray(0, TAG_BYTES);
 }
 
 export const nodeCrypto: SyncCryptoProvider = {
@@ -63,7 +93,7 @@ export const nodeCrypto: SyncCryptoProvider = {
       out.set(hmacTag(key, aad, body), offset + body.length);
       return;
     }
-    const cipher = createCipheriv("aes-256-gcm", key as unknown as Uint8Array, nonceOf(counter));
+    const cipher = nc().createCipheriv("aes-256-gcm", key as unknown as Uint8Array, nonceOf(counter));
     cipher.setAAD(aad);
     out.set(cipher.update(body), offset);
     // GCM is a stream mode: update returns every byte, final none.
@@ -76,8 +106,8 @@ export const nodeCrypto: SyncCryptoProvider = {
     const bodyLength = payload.length - TAG_BYTES;
     const body = payload.subarray(0, bodyLength);
     const tag = payload.subarray(bodyLength);
-    if (mode === "authenticate") return timingSafeEqual(hmacTag(key, aad, body), tag) ? body : undefined;
-    const decipher = createDecipheriv("aes-256-gcm", key as unknown as Uint8Array, nonceOf(counter));
+    if (mode === "authenticate") return nc().timingSafeEqual(hmacTag(key, aad, body), tag) ? body : undefined;
+    const decipher = nc().createDecipheriv("aes-256-gcm", key as unknown as Uint8Array, nonceOf(counter));
     decipher.setAAD(aad);
     decipher.setAuthTag(tag);
     const plain = decipher.update(body);
@@ -90,34 +120,34 @@ export const nodeCrypto: SyncCryptoProvider = {
   },
 
   signingKey(privateKey) {
-    return createPrivateKey({ key: Buffer.from(withPrefix(ED25519_PKCS8_PREFIX, privateKey)), format: "der", type: "pkcs8" }) as unknown as SigningKey;
+    return nc().createPrivateKey({ key: withPrefix(ED25519_PKCS8_PREFIX, privateKey), format: "der", type: "pkcs8" }) as unknown as SigningKey;
   },
 
   verifyKey(publicKey) {
-    return createPublicKey({ key: Buffer.from(withPrefix(ED25519_SPKI_PREFIX, publicKey)), format: "der", type: "spki" }) as unknown as VerifyKey;
+    return nc().createPublicKey({ key: withPrefix(ED25519_SPKI_PREFIX, publicKey), format: "der", type: "spki" }) as unknown as VerifyKey;
   },
 
   sign(key, data) {
-    return new Uint8Array(sign(null, data, key as unknown as KeyObject));
+    return new Uint8Array(nc().sign(null, data, key as unknown as KeyObject));
   },
 
   verify(key, data, signature) {
     try {
-      return verify(null, data, key as unknown as KeyObject, signature);
+      return nc().verify(null, data, key as unknown as KeyObject, signature);
     } catch {
       return false;
     }
   },
 
   publicKeyOf(privateKey) {
-    return rawKeyFromJwk(createPublicKey(this.signingKey(privateKey) as unknown as KeyObject), "x");
+    return rawKeyFromJwk(nc().createPublicKey(this.signingKey(privateKey) as unknown as KeyObject), "x");
   },
 
   generateIdentity() {
-    const { privateKey, publicKey } = generateKeyPairSync("ed25519");
+    const { privateKey, publicKey } = nc().generateKeyPairSync("ed25519");
     return { privateKey: rawKeyFromJwk(privateKey, "d"), publicKey: rawKeyFromJwk(publicKey, "x") };
   },
 };
 
-/** The provider `#crypto` resolves to on Node and Bun. */
+/** The provider a channel uses by default on Node and Bun. */
 export const cryptoProvider: CryptoProvider = nodeCrypto;

@@ -1,39 +1,73 @@
 /** The Node.js UDP adapter, on `node:dgram`. */
-import { createSocket, type Socket } from "node:dgram";
-import { isIP } from "node:net";
 import { BlazeError } from "../errors.ts";
 import { resolveTransportOptions } from "../transport/options.ts";
 import type { Address, Transport, TransportFactory } from "../transport/transport.ts";
 import { AdapterCore, toBlazeError, wrongRuntime } from "./shared.ts";
 
-let lastHost = "";
-let lastFamily = 0;
+/**
+ * The part of `node:dgram` and `node:net` this adapter uses. They are loaded through
+ * `process.getBuiltinModule` (Node 20.16 and later) rather than imported, so that the library can pick
+ * this adapter at run time without any module importing `node:` modules where Node is not running.
+ */
+interface NodeSocket {
+  bind(options: { port: number; address: string; exclusive: boolean }, callback: () => void): void;
+  once(event: "error", listener: (error: Error) => void): void;
+  off(event: "error", listener: (error: Error) => void): void;
+  on(event: "error", listener: (error: Error & { syscall?: string }) => void): void;
+  on(event: "message", listener: (message: Uint8Array, rinfo: { address: string; port: number }) => void): void;
+  address(): { address: string; port: number };
+  send(data: Uint8Array, port: number, host: string): void;
+  setMulticastTTL(ttl: number): void;
+  setMulticastLoopback(enabled: boolean): void;
+  setMulticastInterface(iface: string): void;
+  setRecvBufferSize(bytes: number): void;
+  setSendBufferSize(bytes: number): void;
+  addMembership(group: string, iface?: string): void;
+  dropMembership(group: string, iface?: string): void;
+  close(callback: () => void): void;
+}
+interface NodeDgram {
+  createSocket(options: { type: "udp4" | "udp6"; reuseAddr: boolean; lookup: Lookup }): NodeSocket;
+}
+interface NodeNet {
+  isIP(host: string): number;
+}
+type GetBuiltinModule = (id: string) => unknown;
+
+type Lookup = (host: string, family: unknown, callback: (error: Error | null, address: string, family: number) => void) => void;
 
 /**
  * Accepts IP literals only, and answers synchronously: dgram's default `dns.lookup` defers every send
  * to the next tick, which costs time and lets a caller's later changes to the buffer leak into the datagram.
  */
-function literalLookup(host: string, _family: unknown, callback: (error: Error | null, address: string, family: number) => void): void {
+function literalLookup(isIP: NodeNet["isIP"]): Lookup {
   // Datagrams mostly go to the host of the one before: remember the last answer.
-  const family = host === lastHost ? lastFamily : isIP(host);
-  if (family !== 0) {
-    lastHost = host;
-    lastFamily = family;
-    callback(null, host, family);
-  } else callback(Object.assign(new Error(`"${host}" is not an IP address literal`), { syscall: "send" }), host, 0);
+  let lastHost = "";
+  let lastFamily = 0;
+  return (host, _family, callback) => {
+    const family = host === lastHost ? lastFamily : isIP(host);
+    if (family !== 0) {
+      lastHost = host;
+      lastFamily = family;
+      callback(null, host, family);
+    } else callback(Object.assign(new Error(`"${host}" is not an IP address literal`), { syscall: "send" }), host, 0);
+  };
 }
 
 /** The runtime this adapter is for. */
 export const runtime = "node";
 
 export const createUdpTransport: TransportFactory = async (options) => {
-  const versions = (globalThis as { process?: { versions?: { node?: string } } }).process?.versions;
+  const process = (globalThis as { process?: { versions?: { node?: string }; getBuiltinModule?: GetBuiltinModule } }).process;
   // Bun and Deno emulate Node here; their native adapters are the ones that work well there.
-  if (typeof versions?.node !== "string" || "Bun" in globalThis || "Deno" in globalThis) throw wrongRuntime("Node.js");
+  if (typeof process?.versions?.node !== "string" || "Bun" in globalThis || "Deno" in globalThis) throw wrongRuntime("Node.js");
+  if (typeof process.getBuiltinModule !== "function") throw wrongRuntime("Node.js", ` 20.16 or later (this is ${process.versions.node})`);
+  const { createSocket } = process.getBuiltinModule("node:dgram") as NodeDgram;
+  const { isIP } = process.getBuiltinModule("node:net") as NodeNet;
   const o = resolveTransportOptions(options);
   const core = new AdapterCore(o.maxDatagramBytes);
   const type = isIP(o.bindAddress) === 6 ? "udp6" : "udp4";
-  const socket: Socket = createSocket({ type, reuseAddr: o.reuseAddress, lookup: literalLookup });
+  const socket = createSocket({ type, reuseAddr: o.reuseAddress, lookup: literalLookup(isIP) });
   try {
     await new Promise<void>((resolve, reject) => {
       socket.once("error", reject);
@@ -56,9 +90,8 @@ export const createUdpTransport: TransportFactory = async (options) => {
   socket.on("error", (error: Error & { syscall?: string }) =>
     core.report(error.syscall === "send" ? "SEND_FAILED" : "TRANSPORT_ERROR", "UDP socket error", error),
   );
-  socket.on("message", (msg: Buffer, rinfo: { address: string; port: number }) =>
-    core.deliver(new Uint8Array(msg.buffer, msg.byteOffset, msg.length), { host: rinfo.address, port: rinfo.port }),
-  );
+  // A Buffer is a Uint8Array; a plain view of its bytes is what receivers get in every runtime.
+  socket.on("message", (msg, rinfo) => core.deliver(new Uint8Array(msg.buffer, msg.byteOffset, msg.length), { host: rinfo.address, port: rinfo.port }));
 
   const sendOne = (data: Uint8Array, to: Address): void => {
     try {

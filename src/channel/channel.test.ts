@@ -31,6 +31,9 @@ function simNet(seed: number, link: Partial<LinkConditions> = {}): SimulatedNetw
   return new SimulatedNetwork({ seed, defaultLink: link });
 }
 
+/** The simulated network's hosts go by their names: "h1" is the address of host h1. */
+const simulatedHosts = async (name: string): Promise<string[]> => [name];
+
 /** A member on host `h${i}` (not started). */
 function member(net: SimulatedNetwork, i: number, options: ChannelOptions = {}): Channel {
   const channel = new Channel({
@@ -139,7 +142,7 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
 describe("Channel life cycle", () => {
   it("goes Constructed → Initialized → Started ⇄ Stopped, shuts down to Constructed and initializes again", async () => {
     const net = simNet(1);
-    const channel = member(net, 1, { network: { type: "static", peers: ["h1:7000", "h2:7000"], port: 7_000 } });
+    const channel = member(net, 1, { network: { type: "static", peers: ["h1:7000", "h2:7000"], port: 7_000 }, resolver: simulatedHosts });
     expect(channel.state).toBe("constructed");
     expect(channel.stats.state).toBe("constructed");
     expectCode(() => channel.localAddress, "ILLEGAL_STATE");
@@ -535,6 +538,55 @@ describe("Channel topic messaging", () => {
     net.clock.runUntil(() => b!.stats.unrouted === unrouted + 2, { maxMs: 1_000 });
   });
 
+  it("bounds what a subscribe() iterator holds unread: past highWaterMark it ends with OVERFLOW once the rest is read", async () => {
+    const net = simNet(28);
+    const [a, b] = await group(net, 2);
+    const iterator = b!.subscribe("t", { highWaterMark: 3 });
+    for (let i = 0; i < 6; i++) await a!.broadcast("t", utf8(`m${i}`));
+    net.clock.runUntil(() => b!.stats.delivered + b!.stats.unrouted === 6, { maxMs: 1_000 });
+    // The 4th found 3 waiting: the subscription stopped listening (the 5th and 6th reached nobody).
+    expect(b!.stats.delivered).toBe(4);
+    const got: string[] = [];
+    const failure = await (async () => {
+      try {
+        for await (const message of iterator) got.push(message.text());
+      } catch (error) {
+        return error;
+      }
+      return undefined;
+    })();
+    expect(got).toEqual(["m0", "m1", "m2"]);
+    expect(failure).toMatchObject({ code: "OVERFLOW", message: 'the subscription to topic "t": 3 messages waited unread (the highWaterMark); the subscription ended' });
+    expect(await iterator.next()).toEqual({ value: undefined, done: true });
+    // The default bound is 10,000.
+    const unbounded = b!.subscribe("u");
+    for (let i = 0; i < 10_001; i++) void a!.broadcast("u", utf8(`${i}`));
+    net.clock.runUntil(() => b!.stats.delivered >= 4 + 10_001, { maxMs: 10_000 });
+    let read = 0;
+    await expect((async () => {
+      for await (const _ of unbounded) read++;
+    })()).rejects.toMatchObject({ code: "OVERFLOW" });
+    expect(read).toBe(10_000);
+  });
+
+  it("drops the oldest unread messages with overflow \"drop-oldest\", counting them, and goes on", async () => {
+    const net = simNet(29);
+    const [a, b] = await group(net, 2);
+    const iterator = b!.subscribe("t", { highWaterMark: 2, overflow: "drop-oldest" });
+    for (let i = 0; i < 5; i++) await a!.broadcast("t", utf8(`m${i}`));
+    net.clock.runUntil(() => b!.stats.delivered === 5, { maxMs: 1_000 });
+    expect(iterator.dropped).toBe(3);
+    expect((await iterator.next()).value?.text()).toBe("m3");
+    expect((await iterator.next()).value?.text()).toBe("m4");
+    const next = iterator.next();
+    await a!.broadcast("t", utf8("m5"));
+    net.clock.runUntil(() => b!.stats.delivered === 6, { maxMs: 1_000 });
+    expect((await next).value?.text()).toBe("m5");
+    await iterator.return?.();
+    expectCode(() => b!.subscribe("t", { highWaterMark: 0 }), "INVALID_ARGUMENT", /highWaterMark/);
+    expectCode(() => b!.subscribe("t", { overflow: "newest" as "end" }), "INVALID_ARGUMENT", /overflow/);
+  });
+
   it("delivers own broadcasts to own listeners (loopback), exactly once, unless loopback is false", async () => {
     const net = simNet(27);
     const a = member(net, 1);
@@ -709,7 +761,7 @@ describe("Channel events", () => {
     net.clock.runFor(2);
     await short.done;
     expect(short.error).toBeInstanceOf(BlazeError);
-    expect(short.error).toMatchObject({ code: "TIMEOUT", message: "timed out after 500 ms waiting for 2 peer(s)" });
+    expect(short.error).toMatchObject({ code: "TIMEOUT", message: expect.stringMatching(/^timed out after 500 ms waiting for 2 peer\(s\): 1 heard; multicast /) });
     net.clock.runFor(9_000);
     await tick();
     expect(long.settled).toBe(false);
@@ -964,7 +1016,7 @@ describe("Channel on a static peer list", () => {
   it("delivers among 3 members with 5 % loss", async () => {
     const net = simNet(70, { loss: 0.05 });
     const peers = ["h1:7000", "h2:7000", "h3:7000"];
-    const channels = await group(net, 3, { network: { type: "static", peers, port: 7_000 } });
+    const channels = await group(net, 3, { network: { type: "static", peers, port: 7_000 }, resolver: simulatedHosts });
     channels.forEach((channel, i) => {
       expect(channel.localAddress).toEqual({ host: `h${i + 1}`, port: 7_000 });
       expect(channel.peers.map((p) => `${p.address.host}:${p.address.port}`).sort()).toEqual(peers.filter((_, j) => j !== i));

@@ -1,5 +1,5 @@
 import { Addressing, Stream } from "../../gen/activeblaze/v1/reliable_pb.ts";
-import { BlazeError, internalError } from "../errors.ts";
+import { BlazeError, internalError, isTimeoutError } from "../errors.ts";
 import type { BlazeMessage } from "../message/blaze-message.ts";
 import { encodePayload } from "../message/payload-message.ts";
 import { BestEffortProtocol } from "../reliable/best-effort.ts";
@@ -25,14 +25,17 @@ import type { SenderState } from "../security/datagram-guard.ts";
 import { defaultCryptoProvider } from "../security/default-provider.ts";
 import { KeyRing } from "../security/keyring.ts";
 import { type Clock, guardedClock, type RandomSource, systemClock, systemRandom } from "../transport/clock.ts";
-import type { Address, TransportFactory } from "../transport/transport.ts";
+import type { Address } from "../transport/transport.ts";
 import { DropCounters, type DropReason } from "../wire/drop-reason.ts";
 import { type DataFields, leaveGroupOf, NO_BYTES, type ReceivedFrame, streamOf } from "../wire/frames.ts";
 import { MAX_NAME_BYTES, MEMBER_ID_BYTES } from "../wire/limits.ts";
 import { web } from "../web.ts";
 import { emptyNetworkStats, Endpoint, type NetworkConfig, type NetworkStats, type Peer } from "./endpoint.ts";
+import type { DiagnosticsRequest } from "../../gen/activeblaze/v1/diagnostics_pb.ts";
+import { MemberObserver } from "../diagnostics/member-observer.ts";
+import { reportFrame } from "../diagnostics/member-report.ts";
 import { ErrorReport, type ErrorStage } from "./error-report.ts";
-import { Emitter, PushIterator } from "./events.ts";
+import { Emitter, PushIterator, type SubscribeOptions, type Subscription } from "./events.ts";
 import { type ChannelOptions, resolveChannelOptions, type ResolvedChannelOptions } from "./options.ts";
 import { splitMessage } from "./fragments.ts";
 import { formatName, TopicMessage } from "./topic-message.ts";
@@ -149,6 +152,9 @@ interface PendingBroadcast {
 }
 
 const RESOLVED: Promise<void> = Promise.resolve();
+/** Diagnostics requests answered per second at most, and in a burst. */
+const REPORTS_PER_SECOND = 10;
+const REPORT_BURST = 20;
 /** The most bytes one digest entry takes in a heartbeat: tag and length, a 16-byte id, three 53-bit numbers. */
 const MAX_DIGEST_ENTRY_BYTES = 2 + 18 + 3 * 9;
 
@@ -180,6 +186,7 @@ export class Channel implements AsyncDisposable {
   readonly #topics = new Map<string, Set<TopicListener>>();
   readonly #events: Emitter<ChannelEvents>;
   readonly #errors: ErrorReport;
+  readonly #observer: MemberObserver;
   readonly #peerWaiters = new Set<() => void>();
   readonly #pending: PendingBroadcast[] = [];
   readonly #scratch: Mutable<OutgoingData> = {
@@ -211,6 +218,9 @@ export class Channel implements AsyncDisposable {
   #unrouted = 0;
   #reassemblyFailures = 0;
   #unhandledFrames = 0;
+  readonly #createdAt: number;
+  #reportTokens = REPORT_BURST;
+  #reportTokensAt = 0;
 
   readonly #extension: ChannelExtension | undefined;
   readonly #keyring: KeyRing | undefined;
@@ -226,11 +236,15 @@ export class Channel implements AsyncDisposable {
       (error, stage) => this.#events.emit("error", { error, stage }),
       () => (this.#options.clock ?? systemClock).now(),
       () => `member ${this.#key.slice(0, 8)}${this.#options.name === "" ? "" : ` (${this.#options.name})`}`,
+      this.#options.logger === undefined
+        ? undefined
+        : (error, stage, suppressed) => this.#observer.log("error", error.message, { stage, code: error.code, error, suppressed: suppressed > 0 ? suppressed : undefined }),
     );
     // Every timer of every level runs through this clock: a fault in one is reported, never fatal.
     this.#clock = guardedClock(this.#options.clock ?? systemClock, (error) => this.#errors.report(internalError("a protocol timer", error), "timer"));
     this.#driver = new Driver(this.#clock, (error) => this.#errors.report(internalError("a protocol unit", error), "timer"));
     this.#random = this.#options.random ?? systemRandom;
+    this.#createdAt = this.#clock.now();
     const security = this.#options.security;
     // Insider mode: the member id is the identity's public key's first 16 bytes (bound to it on the wire).
     this.#memberId = security?.identity?.publicKey.slice(0, MEMBER_ID_BYTES) ?? this.#random.fill(new Uint8Array(MEMBER_ID_BYTES));
@@ -244,6 +258,7 @@ export class Channel implements AsyncDisposable {
     this.#events = new Emitter<ChannelEvents>((error, type) => {
       if (type !== "error") this.#errors.report(error, "listener");
     });
+    this.#observer = new MemberObserver(this, this.#options.logger, this.#options.metrics, (error) => this.#errors.report(error, "listener"));
   }
 
   /** This member's id (32 hex digits). */
@@ -342,6 +357,8 @@ export class Channel implements AsyncDisposable {
       this.#sendHeartbeat();
       this.#nextHeartbeatAt = this.#clock.now() + this.#options.heartbeatIntervalMs;
       this.#driver.add(this.#ticker);
+      this.#observer.watch();
+      this.#observer.log("info", `started as incarnation ${this.#incarnation} at ${endpoint.localAddress.host}:${endpoint.localAddress.port}`, { event: "started" });
     });
   }
 
@@ -443,17 +460,17 @@ export class Channel implements AsyncDisposable {
     if (listeners.size === 0) this.#topics.delete(destination);
   }
 
-  /** The messages on `destination` as an async iterator; it ends when `signal` aborts or the loop breaks. */
-  subscribe(destination: string, options: { signal?: WaitOptions["signal"] } = {}): AsyncIterableIterator<TopicMessage> {
+  /**
+   * The messages on `destination` as an async iterator; it ends when `signal` aborts or the loop breaks.
+   * At most `highWaterMark` messages (default 10,000) wait unread: past it the subscription ends with
+   * `OVERFLOW` once those are read, or (`overflow: "drop-oldest"`) drops the oldest, counting them in
+   * `dropped`. A listener (`addTopicListener`) has no such bound: it runs as each message arrives.
+   */
+  subscribe(destination: string, options: SubscribeOptions = {}): Subscription<TopicMessage> {
+    checkTopic(destination);
     const listener: TopicListener = (message) => iterator.push(message);
-    const onAbort = () => iterator.close();
-    const iterator = new PushIterator<TopicMessage>(() => {
-      this.removeTopicListener(destination, listener);
-      options.signal?.removeEventListener("abort", onAbort);
-    });
-    this.addTopicListener(destination, listener);
-    if (options.signal?.aborted) iterator.close();
-    else options.signal?.addEventListener("abort", onAbort, { once: true });
+    const iterator = new PushIterator<TopicMessage>(() => this.removeTopicListener(destination, listener), options, `the subscription to topic "${destination}"`);
+    if (!iterator.ended) this.addTopicListener(destination, listener);
     return iterator;
   }
 
@@ -466,12 +483,21 @@ export class Channel implements AsyncDisposable {
     this.#events.off(type, listener);
   }
 
+  /** What this member tells about itself (its log, metrics and recent events), for higher levels and diagnostics. */
+  protected get observer(): MemberObserver {
+    return this.#observer;
+  }
+
   /** Reports a background failure as an `error` event (for higher levels built on a channel). */
   protected emitError(error: BlazeError, stage: ErrorStage): void {
     this.#errors.report(error, stage);
   }
 
-  /** Resolves once at least `count` peers are heard. Default timeout 10 s; rejects with `TIMEOUT` or `ABORTED`. */
+  /**
+   * Resolves once at least `count` peers are heard. Default timeout 10 s; rejects with `TIMEOUT` (saying
+   * what may be wrong: static peers that do not resolve or never answered, datagrams of other clusters)
+   * or `ABORTED`.
+   */
   waitForPeers(count: number, options: WaitOptions = {}): Promise<void> {
     return waitUntil(
       this.#clock,
@@ -483,7 +509,27 @@ export class Channel implements AsyncDisposable {
       `${count} peer(s)`,
       options,
       10_000,
-    );
+    ).catch((error: unknown) => {
+      if (!isTimeoutError(error)) throw error;
+      throw new BlazeError("TIMEOUT", `${error.message}: ${this.#whyNoPeers()}`);
+    });
+  }
+
+  // What a member that hears too few peers can check, for the TIMEOUT of waitForPeers.
+  #whyNoPeers(): string {
+    const endpoint = this.#endpoint;
+    const heard = `${endpoint?.peers.size ?? 0} heard`;
+    if (endpoint === undefined || this.#state !== "started") return `${heard}; the channel is ${this.#state}, not started`;
+    const network = this.#options.network;
+    const where =
+      network.type === "multicast"
+        ? `multicast ${network.group}:${network.port} on ${network.interface}`
+        : endpoint.describeSeeds() || "every static peer answers";
+    const otherClusters = endpoint.drops.snapshot().WRONG_CLUSTER;
+    const clusters = otherClusters > 0 ? `; ${otherClusters} datagram(s) of other clusters arrived (this is cluster "${this.#options.cluster}")` : "";
+    const pending = endpoint.networkStats.pendingSenders;
+    const admitting = pending > 0 ? `; ${pending} sender(s) have not answered admission challenges` : "";
+    return `${heard}; ${where}${clusters}${admitting}`;
   }
 
   // Life-cycle calls run one at a time, in call order.
@@ -505,6 +551,7 @@ export class Channel implements AsyncDisposable {
         socketBufferBytes: this.#options.socketBufferBytes,
         maxPeers: this.#options.maxPeers,
         ...(security === undefined ? {} : { security }),
+        resolver: this.#options.resolver ?? (async (name) => (await runtimeAdapters()).lookupHost(name)),
       },
       this.#clock,
       this.#driver,
@@ -514,9 +561,10 @@ export class Channel implements AsyncDisposable {
         peerUp: (peer) => this.#onPeerUp(peer),
         peerDown: (peer, reason) => this.#onPeerDown(peer, reason),
         error: (error, stage) => this.#errors.report(error, stage),
+        diagnostics: (request, maxFrameBytes) => this.#report(request, maxFrameBytes),
       },
     );
-    await endpoint.bind(this.#options.transport ?? (await defaultTransport()));
+    await endpoint.bind(this.#options.transport ?? (await (await runtimeAdapters()).runtimeTransport()));
     this.#endpoint = endpoint;
     this.#state = "initialized";
   }
@@ -539,8 +587,27 @@ export class Channel implements AsyncDisposable {
     return { options, keyring: this.#keyring!, provider, senders: this.#senders };
   }
 
+  // A diagnostics request: this member's report, unless diagnostics are off or too many came at once
+  // (building one costs more than a datagram: a few a second is what probes and dashboards need).
+  #report(request: DiagnosticsRequest, maxFrameBytes: number): Uint8Array | undefined {
+    const now = this.#clock.now();
+    this.#reportTokens = Math.min(REPORT_BURST, this.#reportTokens + ((now - this.#reportTokensAt) * REPORTS_PER_SECOND) / 1000);
+    this.#reportTokensAt = now;
+    if (!this.#options.diagnostics || this.#reportTokens < 1) return undefined;
+    this.#reportTokens--;
+    return reportFrame(this, {
+      nonce: request.nonce,
+      includeEntries: request.includeEntries,
+      uptimeMs: now - this.#createdAt,
+      peers: [...this.#endpoint!.peers.values()].map((peer) => ({ key: peer.key, incarnation: peer.incarnation, address: peer.address, silentMs: now - peer.lastHeardAt })),
+      recent: this.#observer.recent,
+      maxFrameBytes,
+    });
+  }
+
   #stopNow(): void {
     if (this.#state !== "started") return;
+    this.#observer.log("info", "stopped", { event: "stopped" });
     this.#extension?.stopping();
     this.#driver.remove(this.#ticker);
     this.#nextHeartbeatAt = Number.POSITIVE_INFINITY;
@@ -758,10 +825,7 @@ function checkTopic(destination: string): void {
   }
 }
 
-// The running runtime's adapter, through the package's "#udp" import map (conditions deno, bun, node).
-async function defaultTransport(): Promise<TransportFactory> {
-  const specifier = "#udp";
-  const adapter = (await import(specifier)) as { createUdpTransport: TransportFactory };
-  return adapter.createUdpTransport;
+// The running runtime's adapters (Deno's, Bun's or Node's), loaded only for what the options do not inject.
+function runtimeAdapters(): Promise<typeof import("../adapters/runtime.ts")> {
+  return import("../adapters/runtime.ts");
 }
-

@@ -1,4 +1,5 @@
 import { create, toBinary } from "@bufbuild/protobuf";
+import type { DiagnosticsRequest } from "../../gen/activeblaze/v1/diagnostics_pb.ts";
 import { type Frame, FrameSchema } from "../../gen/activeblaze/v1/envelope_pb.ts";
 import { LeaveSchema } from "../../gen/activeblaze/v1/membership_pb.ts";
 import { BlazeError, internalError } from "../errors.ts";
@@ -11,6 +12,7 @@ import { KeyRotation } from "../security/key-rotation.ts";
 import type { KeyRing } from "../security/keyring.ts";
 import type { ResolvedSecurityOptions } from "../security/options.ts";
 import type { Clock, RandomSource } from "../transport/clock.ts";
+import { familyOf, type HostResolver, type Seed, StaticSeeds } from "../transport/host-names.ts";
 import type { Address, Transport, TransportFactory } from "../transport/transport.ts";
 import { DropCounters, type DropReason } from "../wire/drop-reason.ts";
 import { type DataFields, DatagramBuilder, DatagramReader, encodeEnvelopeHeader, leaveGroupOf, type ReceivedFrame } from "../wire/frames.ts";
@@ -27,7 +29,8 @@ export type NetworkConfig =
     }
   | {
       readonly type: "static";
-      readonly peers: readonly Address[];
+      /** Addresses, host names and `dns:` names (see host-names.ts); names are resolved at bind. */
+      readonly peers: readonly Seed[];
       readonly bindAddress: string;
       readonly port: number;
     };
@@ -49,6 +52,8 @@ export interface EndpointConfig {
     /** The senders heard, kept by the channel across its endpoints (their replay windows). */
     readonly senders: Map<PeerKey, SenderState>;
   };
+  /** Resolves the host names among static peers (never a name read from a datagram). */
+  readonly resolver: HostResolver;
 }
 
 /** A peer heard on the network. */
@@ -72,6 +77,11 @@ export interface EndpointHandlers {
   peerDown(peer: Peer, reason: "left" | "timeout"): void;
   /** A background failure: a socket error ("transport"), a fault handling a datagram ("receive") or one it could not send ("send"). */
   error(error: BlazeError, stage: "transport" | "receive" | "send"): void;
+  /**
+   * A diagnostics request from a peer, or from an asker that answered its admission challenge: the
+   * reply frame (at most `maxFrameBytes`), or undefined to refuse it.
+   */
+  diagnostics(request: DiagnosticsRequest, maxFrameBytes: number): Uint8Array | undefined;
 }
 
 /** Datagram and byte counters of an endpoint. */
@@ -90,6 +100,10 @@ export interface EndpointStats {
   addressMismatch: number;
   /** Senders proven while the peer table was full (`maxPeers`): not admitted. */
   peerTableFull: number;
+  /** Diagnostics requests answered (from peers, and from askers that answered a challenge and stay no peer). */
+  diagnosticsAnswered: number;
+  /** Diagnostics requests refused: diagnostics turned off, or too many at once. */
+  diagnosticsRefused: number;
 }
 
 /** An endpoint's counters, admission's included, and the seal's with security on. */
@@ -110,6 +124,8 @@ export function emptyEndpointStats(): EndpointStats {
     receiveFaults: 0,
     addressMismatch: 0,
     peerTableFull: 0,
+    diagnosticsAnswered: 0,
+    diagnosticsRefused: 0,
   };
 }
 
@@ -144,7 +160,7 @@ export class Endpoint {
   readonly #unicast = new Map<string, Outbox>();
   /** Outboxes holding frames for the next flush. */
   readonly #dirty: Outbox[] = [];
-  readonly drops = new DropCounters();
+  readonly drops: DropCounters = new DropCounters();
   readonly stats: EndpointStats = emptyEndpointStats();
   readonly localKey: PeerKey;
   readonly #admission: Admission;
@@ -155,6 +171,8 @@ export class Endpoint {
   #group: Outbox | undefined;
   #sender: Transport | undefined;
   #listener: Transport | undefined;
+  /** A static network's peers, names resolved. */
+  #seeds: StaticSeeds | undefined;
   #flushScheduled = false;
   #running = false;
   #lastKeyBytes: Uint8Array | undefined;
@@ -249,6 +267,8 @@ export class Endpoint {
       }
     } else {
       this.#sender = await factory({ ...common, bindAddress: network.bindAddress, port: network.port });
+      this.#seeds = new StaticSeeds(network.peers, familyOf(network.bindAddress), this.#config.resolver, (error) => this.#handlers.error(error, "transport"));
+      await this.#seeds.resolveAll(this.#clock.now());
     }
     for (const transport of [this.#sender, this.#listener]) {
       transport?.onReceive((bytes, from) => this.#receiveGuarded(bytes, from));
@@ -411,9 +431,10 @@ export class Endpoint {
     dirty.length = 0;
   }
 
-  /** Removes peers not heard for longer than the peer timeout. */
+  /** Removes peers not heard for longer than the peer timeout; resolves static peers' names again where due. */
   expirePeers(): void {
     const now = this.#clock.now();
+    this.#seeds?.refresh(now, (address) => this.#isPeerAddress(address));
     for (const peer of [...this.#peers.values()]) {
       if (now - peer.lastHeardAt > this.#config.peerTimeoutMs) this.#remove(peer, "timeout", now);
     }
@@ -464,9 +485,10 @@ export class Endpoint {
         if (network.type === "multicast") this.#transmit(sender, datagram, { host: network.group, port: network.port });
         else {
           // The configured peers are seeds: members heard from that are not among them are reached too.
-          for (const peer of network.peers) if (!isSelf(peer, sender.localAddress)) this.#transmit(sender, datagram, peer);
+          const seeds = this.#seeds!.addresses;
+          for (const peer of seeds) if (!isSelf(peer, sender.localAddress)) this.#transmit(sender, datagram, peer);
           for (const peer of this.#peers.values()) {
-            if (!network.peers.some((seed) => sameAddress(seed, peer.address))) this.#transmit(sender, datagram, peer.address);
+            if (!seeds.some((seed) => sameAddress(seed, peer.address))) this.#transmit(sender, datagram, peer.address);
           }
         }
       }
@@ -538,6 +560,11 @@ export class Endpoint {
       if (leaving && peer === undefined) return;
       const admitted = this.#admission.receive(key, incarnation, from, frames, bytes.length, now);
       if (!admitted.admitted) return;
+      // An asker that proved its address and only asks for diagnostics (`blaze probe`) is answered, and stays no peer.
+      if (peer === undefined && asksOnlyDiagnostics([...admitted.held, frames])) {
+        for (const frame of [...admitted.held.flat(), ...frames]) this.#answerDiagnostics(from, key, frame);
+        return;
+      }
       if (peer === undefined && this.#peers.size >= this.#config.maxPeers) {
         this.stats.peerTableFull++;
         return;
@@ -558,14 +585,30 @@ export class Endpoint {
     this.#driver.touch();
   }
 
-  // Challenges are admission's, key rotation's frames the rotation's (with security on); the rest goes up.
+  // Challenges are admission's, diagnostics requests answered here, key rotation's frames the
+  // rotation's (with security on); the rest goes up.
   #handFrames(peer: Peer, frames: readonly ReceivedFrame[], sealedWith: number | undefined): void {
     const rotation = this.#rotation;
-    if (frames.some((frame) => isChallenge(frame) || (rotation !== undefined && isKeyRotation(frame)))) {
-      for (const frame of frames) if (rotation !== undefined && isKeyRotation(frame)) rotation.onFrame(peer.key, frame, sealedWith);
-      frames = frames.filter((frame) => !isChallenge(frame) && (rotation === undefined || !isKeyRotation(frame)));
+    if (frames.some((frame) => isChallenge(frame) || frame.case === "diagnosticsRequest" || (rotation !== undefined && isKeyRotation(frame)))) {
+      for (const frame of frames) {
+        if (rotation !== undefined && isKeyRotation(frame)) rotation.onFrame(peer.key, frame, sealedWith);
+        else this.#answerDiagnostics(peer.address, peer.key, frame);
+      }
+      frames = frames.filter((frame) => !isChallenge(frame) && frame.case !== "diagnosticsRequest" && (rotation === undefined || !isKeyRotation(frame)));
     }
     if (frames.length > 0) this.#handlers.frames(peer, frames);
+  }
+
+  // The reply goes in a datagram of its own, at once, to where the request came from.
+  #answerDiagnostics(to: Address, receiver: PeerKey, frame: ReceivedFrame): void {
+    if (frame.case !== "diagnosticsRequest") return;
+    const reply = this.#handlers.diagnostics(frame.frame.kind.value as DiagnosticsRequest, this.#builderBytes - this.#header.length);
+    if (reply === undefined) {
+      this.stats.diagnosticsRefused++;
+      return;
+    }
+    this.stats.diagnosticsAnswered++;
+    this.#sendNow(to, reply, receiver);
   }
 
   #remove(peer: Peer, reason: "left" | "timeout", now: number): void {
@@ -576,6 +619,16 @@ export class Endpoint {
     // partition) must be heard again as soon as it speaks.
     if (reason === "left") this.#departed.set(peer.key, { incarnation: peer.incarnation, at: now });
     this.#handlers.peerDown(peer, reason);
+  }
+
+  /** Why no peer may be heard, for people: static peers that do not resolve or never answered. */
+  describeSeeds(): string {
+    return this.#seeds?.describe((address) => this.#isPeerAddress(address)) ?? "";
+  }
+
+  #isPeerAddress(address: Address): boolean {
+    for (const peer of this.#peers.values()) if (sameAddress(peer.address, address)) return true;
+    return false;
   }
 
   // A datagram of a departed incarnation that arrives late (reordered behind the goodbye) must not bring it back.
@@ -612,6 +665,18 @@ function isKeyRotation(frame: ReceivedFrame): boolean {
   return frame.case === "keyUpdate" || frame.case === "keyUpdateAck";
 }
 
+/** True when, challenges aside, the datagrams hold diagnostics requests and nothing else. */
+function asksOnlyDiagnostics(datagrams: ReadonlyArray<readonly ReceivedFrame[]>): boolean {
+  let asks = false;
+  for (const frames of datagrams) {
+    for (const frame of frames) {
+      if (frame.case === "diagnosticsRequest") asks = true;
+      else if (!isChallenge(frame)) return false;
+    }
+  }
+  return asks;
+}
+
 function startsWith(bytes: Uint8Array, prefix: Uint8Array): boolean {
   if (bytes.length < prefix.length || prefix.length === 0) return false;
   for (let i = prefix.length - 1; i >= 0; i--) if (bytes[i] !== prefix[i]) return false;
@@ -626,8 +691,9 @@ function sameAddress(a: Address, b: Address): boolean {
   return a.port === b.port && a.host === b.host;
 }
 
+// Exact: members may share a port on different loopback addresses (127.0.0.2, 127.0.0.3), as on different hosts.
 function isSelf(peer: Address, local: Address): boolean {
-  return peer.port === local.port && (peer.host === local.host || (peer.host.startsWith("127.") && local.host.startsWith("127.")));
+  return sameAddress(peer, local);
 }
 
 /** Re-export for callers that dispatch frames. */

@@ -1,12 +1,15 @@
 import * as z from "zod";
 import { documented } from "../options-doc.ts";
 import { parseOptions } from "../options.ts";
-import { DEFAULT_NACK_OPTIONS } from "../reliable/nack/nack-protocol.ts";
-import { fecOptionsSchema } from "../reliable/fec/options.ts";
-import { totemOptionsSchema } from "../reliable/totem/options.ts";
-import { securityOptionsSchema } from "../security/options.ts";
+import { DEFAULT_NACK_OPTIONS, type NackOptions } from "../reliable/nack/nack-protocol.ts";
+import { type FecOptions, fecOptionsSchema } from "../reliable/fec/options.ts";
+import { type TotemOptions, totemOptionsSchema } from "../reliable/totem/options.ts";
+import { type ResolvedSecurityOptions, type SecurityOptions, securityOptionsSchema } from "../security/options.ts";
 import type { Clock, RandomSource } from "../transport/clock.ts";
-import type { Address, TransportFactory } from "../transport/transport.ts";
+import type { Logger } from "../diagnostics/logger.ts";
+import type { Metrics } from "../diagnostics/metrics.ts";
+import { type HostResolver, parseSeed, type Seed } from "../transport/host-names.ts";
+import type { TransportFactory } from "../transport/transport.ts";
 import { MAX_CLUSTER_NAME_BYTES, MAX_DATAGRAM_BYTES } from "../wire/limits.ts";
 import { web } from "../web.ts";
 
@@ -18,16 +21,15 @@ const multicastGroup = ipv4.refine((group) => {
   return first >= 224 && first <= 239;
 }, "expected an IPv4 multicast address (224.0.0.0 to 239.255.255.255)");
 
-const hostPort = z
-  .string()
-  .regex(/^[^:\s]+:\d{1,5}$/, 'expected "host:port"')
-  .transform((text): Address => {
-    const at = text.lastIndexOf(":");
-    return { host: text.slice(0, at), port: Number(text.slice(at + 1)) };
-  })
-  .refine((address) => address.port >= 1 && address.port <= 65_535, "port must be from 1 to 65535");
+// An address, a host name or "dns:" a name (host-names.ts); names are resolved at init(), never from datagrams.
+const seed = z.string().transform((text, context): Seed => {
+  const parsed = parseSeed(text);
+  if (typeof parsed === "string") context.addIssue({ code: "custom", message: parsed });
+  return parsed as Seed;
+});
 
-const multicastNetwork = z.strictObject({
+/** A channel's multicast network (`network: { type: "multicast", … }`). */
+export const multicastNetwork = z.strictObject({
   type: z.literal("multicast"),
   /** Multicast group address. Default "239.255.42.99". */
   group: multicastGroup.default("239.255.42.99"),
@@ -39,11 +41,12 @@ const multicastNetwork = z.strictObject({
   ttl: z.number().int().min(0).max(255).default(1),
 });
 
-const staticNetwork = z.strictObject({
+/** A channel's static network (`network: { type: "static", … }`). */
+export const staticNetwork = z.strictObject({
   type: z.literal("static"),
-  /** Every member's unicast address as "host:port" (this member's own is skipped when sending). */
-  peers: z.array(hostPort).min(1),
-  /** Address to bind. Default "127.0.0.1". */
+  /** Members' unicast addresses as "host:port", "[ipv6]:port", "name:port" or "dns:name:port" (this member's own is skipped when sending). */
+  peers: z.array(seed).min(1),
+  /** Address to bind: IPv4, or IPv6 to reach IPv6 peers. Default "127.0.0.1". */
   bindAddress: z.string().min(1).default("127.0.0.1"),
   /** Port to bind: this member's entry in `peers`. */
   port,
@@ -53,7 +56,7 @@ const d = documented;
 const N = DEFAULT_NACK_OPTIONS;
 
 /** The zod schema of the NACK options (`nack: { … }`), each documented for the README's table. */
-export const nackOptionsSchema = z.strictObject({
+export const nackOptionsSchema: z.ZodType<NackOptions, Partial<NackOptions>> = z.strictObject({
   windowMessages: d(z.number().int().min(16).max(1 << 22).default(N.windowMessages), {
     unit: "messages",
     description: "most messages in flight (sent, not yet received by every receiver)",
@@ -89,9 +92,8 @@ export const nackOptionsSchema = z.strictObject({
   tailAnnounceMaxMs: d(ms.default(N.tailAnnounceMaxMs), { unit: "ms", description: "…to at most this" }),
 });
 
-/** The zod schema of {@link ChannelOptions}, each option documented for the README's table. */
-export const channelOptionsSchema = z
-  .strictObject({
+/** The fields of a channel's options, each with its check, default and documentation (the README's table; the probe takes some of them). */
+export const channelOptionFields = z.strictObject({
     cluster: d(
       z
         .string()
@@ -143,6 +145,25 @@ export const channelOptionsSchema = z
       defaultText: "the runtime's adapter",
       description: "how sockets are opened (the simulated network's factory in tests)",
     }),
+    resolver: d(z.custom<HostResolver>((value) => typeof value === "function", "expected a HostResolver").optional(), {
+      defaultText: "the system's (`/etc/hosts`, DNS)",
+      description: "resolves the host names among static peers (never a name read from a datagram)",
+    }),
+    logger: d(z.custom<Logger>((value) => typeof value === "function", "expected a Logger (a function taking a log entry)").optional(), {
+      unit: "function",
+      defaultText: "none (unhandled failures go to the console)",
+      description: "takes this member's log: every background failure, and what an operator wants to know (see [Seeing a cluster](#seeing-a-cluster))",
+    }),
+    metrics: d(
+      z
+        .custom<Metrics>((value) => typeof (value as Metrics)?.count === "function" && typeof (value as Metrics)?.record === "function", "expected Metrics (count and record)")
+        .optional(),
+      { defaultText: "none", description: "where counters and durations go (`activeblaze/otel` for OpenTelemetry)" },
+    ),
+    diagnostics: d(z.boolean().default(true), {
+      unit: "boolean",
+      description: "answer diagnostics requests (`blaze probe`, the dashboard) from peers and from askers that answer admission challenges",
+    }),
     clock: d(z.custom<Clock>((value) => typeof (value as Clock)?.setTimer === "function", "expected a Clock").optional(), {
       defaultText: "the system's",
       description: "injected time (virtual in tests)",
@@ -151,7 +172,10 @@ export const channelOptionsSchema = z
       defaultText: "the system's",
       description: "injected randomness (seeded in tests)",
     }),
-  })
+});
+
+/** The zod schema of {@link ChannelOptions}. */
+export const channelOptionsSchema: z.ZodType<ResolvedChannelOptions, ChannelOptions> = channelOptionFields
   .refine((options) => options.peerTimeoutMs > options.heartbeatIntervalMs, {
     message: "peerTimeoutMs must be longer than heartbeatIntervalMs",
     path: ["peerTimeoutMs"],
@@ -162,8 +186,84 @@ export const channelOptionsSchema = z
   });
 
 /** Options of {@link createChannel}. Every field is optional; the README's "Channel options" table documents each (made from the schema above). */
-export type ChannelOptions = z.input<typeof channelOptionsSchema>;
-export type ResolvedChannelOptions = z.output<typeof channelOptionsSchema>;
+export interface ChannelOptions {
+  readonly cluster?: string | undefined;
+  readonly name?: string | undefined;
+  readonly network?: MulticastNetworkOptions | StaticNetworkOptions | undefined;
+  readonly reliability?: "best-effort" | "nack" | "totem" | "fec" | undefined;
+  readonly heartbeatIntervalMs?: number | undefined;
+  readonly peerTimeoutMs?: number | undefined;
+  readonly maxMessageBytes?: number | undefined;
+  readonly maxDatagramBytes?: number | undefined;
+  readonly loopback?: boolean | undefined;
+  readonly socketBufferBytes?: number | undefined;
+  readonly maxPeers?: number | undefined;
+  readonly incarnation?: number | undefined;
+  readonly nack?: Partial<NackOptions> | undefined;
+  readonly totem?: Partial<TotemOptions> | undefined;
+  readonly fec?: Partial<FecOptions> | undefined;
+  readonly security?: SecurityOptions | undefined;
+  readonly transport?: TransportFactory | undefined;
+  readonly resolver?: HostResolver | undefined;
+  readonly logger?: Logger | undefined;
+  readonly metrics?: Metrics | undefined;
+  readonly diagnostics?: boolean | undefined;
+  readonly clock?: Clock | undefined;
+  readonly random?: RandomSource | undefined;
+}
+
+/** A multicast network (the default): members find each other on a group; its defaults are on {@link ChannelOptions}. */
+export interface MulticastNetworkOptions {
+  readonly type: "multicast";
+  /** Multicast group address. Default "239.255.42.99". */
+  readonly group?: string | undefined;
+  /** Group port. Default 45588. */
+  readonly port?: number | undefined;
+  /** Interface address for multicast. Default "127.0.0.1" (loopback: traffic stays on the host). */
+  readonly interface?: string | undefined;
+  /** Multicast time to live in hops. Default 1. */
+  readonly ttl?: number | undefined;
+}
+
+/** A static list of peers, for networks without multicast. */
+export interface StaticNetworkOptions {
+  readonly type: "static";
+  /** Members' unicast addresses: "host:port", "[ipv6]:port", "name:port" or "dns:name:port" (every address of the name). */
+  readonly peers: readonly string[];
+  /** Address to bind: IPv4, or IPv6 to reach IPv6 peers. Default "127.0.0.1". */
+  readonly bindAddress?: string | undefined;
+  /** Port to bind: this member's entry in `peers`. */
+  readonly port: number;
+}
+
+/** {@link ChannelOptions} with their defaults filled in, static peers parsed. */
+export interface ResolvedChannelOptions {
+  readonly cluster: string;
+  readonly name: string;
+  readonly network:
+    | { readonly type: "multicast"; readonly group: string; readonly port: number; readonly interface: string; readonly ttl: number }
+    | { readonly type: "static"; readonly peers: readonly Seed[]; readonly bindAddress: string; readonly port: number };
+  readonly reliability: "best-effort" | "nack" | "totem" | "fec";
+  readonly heartbeatIntervalMs: number;
+  readonly peerTimeoutMs: number;
+  readonly maxMessageBytes: number;
+  readonly maxDatagramBytes: number;
+  readonly loopback: boolean;
+  readonly socketBufferBytes: number;
+  readonly maxPeers: number;
+  readonly incarnation?: number | undefined;
+  readonly nack: NackOptions;
+  readonly totem: TotemOptions;
+  readonly fec: FecOptions;
+  readonly security?: ResolvedSecurityOptions | undefined;
+  readonly transport?: TransportFactory | undefined;
+  readonly resolver?: HostResolver | undefined;
+  readonly logger?: Logger | undefined;
+  readonly metrics?: Metrics | undefined;
+  readonly diagnostics: boolean;
+  readonly clock?: Clock | undefined;
+  readonly random?: RandomSource | undefined;
+}
 
 export function resolveChannelOptions(options: ChannelOptions | undefined): ResolvedChannelOptions {
   return parseOptions(channelOptionsSchema, options, "channel");

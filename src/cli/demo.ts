@@ -1,12 +1,10 @@
 import { fork } from "node:child_process";
-import { createUdpTransport } from "../adapters/node.ts";
 import { ClusterChannel } from "../cluster/cluster-channel.ts";
 import type { MapValue } from "../cluster/replicated-map.ts";
 import { BlazeMessage } from "../message/blaze-message.ts";
 
 const TOPIC = "demo.chat";
 const GROUP = "demo";
-const DEFAULT_CLUSTER = "activeblaze-demo";
 /** Quick failure detection, so that a killed member is gone within about 1.5 s (the defaults take 6.5 s). */
 const TIMING = { heartbeatIntervalMs: 200, failureTimeoutMs: 1_000, verifyTimeoutMs: 300 } as const;
 const LOCK = "printer";
@@ -25,11 +23,11 @@ type FromDemoMember = { readonly type: "locked"; readonly fencingToken: number }
  *    delta is killed with SIGKILL, and the lock moves to charlie once the others find delta dead;
  * 6. charlie leaves, and the others see it at once.
  */
-export async function runDemo(options: { messages: number; cluster?: string }): Promise<number> {
-  const cluster = options.cluster ?? DEFAULT_CLUSTER;
+export async function runDemo(options: { readonly messages: number; readonly cluster: string }): Promise<number> {
+  const cluster = options.cluster;
   const names = ["alpha", "bravo", "charlie"];
   const members = names.map(
-    (name, i) => new ClusterChannel({ name, cluster, groups: [GROUP], weight: i === 1 ? 10 : 0, transport: createUdpTransport, ...TIMING }),
+    (name, i) => new ClusterChannel({ name, cluster, groups: [GROUP], weight: i === 1 ? 10 : 0, ...TIMING }),
   );
   const [alpha, bravo, charlie] = members as [ClusterChannel, ClusterChannel, ClusterChannel];
   const received = new Map<string, number>(names.map((name) => [name, 0]));
@@ -54,7 +52,7 @@ export async function runDemo(options: { messages: number; cluster?: string }): 
   }
   let ok = true;
   try {
-    console.log(`-- joining group "${GROUP}" on multicast 239.255.42.99:45588 over 127.0.0.1`);
+    console.log(`-- cluster "${cluster}": joining group "${GROUP}" on multicast 239.255.42.99:45588 over 127.0.0.1`);
     await Promise.all(members.map((member) => member.join({ timeoutMs: 10_000 })));
     await waitFor(() => members.every((m) => m.getView(GROUP)?.members.length === 3 && m.ready), 10_000);
     await Promise.all(members.map((m) => m.waitForElection({ timeoutMs: 10_000 })));
@@ -164,9 +162,9 @@ export async function runDemo(options: { messages: number; cluster?: string }): 
  * the lock, writes under it, tells the demo, and waits to be killed. It exits when the demo goes away.
  */
 export async function runDemoMember(args: readonly string[]): Promise<void> {
-  const { cluster } = JSON.parse(args[0] ?? "{}") as { cluster?: string };
+  const { cluster } = JSON.parse(args[0] ?? "{}") as { cluster: string };
   const send = (message: FromDemoMember) => process.send?.(message);
-  const delta = new ClusterChannel({ name: "delta", cluster: cluster ?? DEFAULT_CLUSTER, groups: [GROUP], transport: createUdpTransport, ...TIMING });
+  const delta = new ClusterChannel({ name: "delta", cluster, groups: [GROUP], ...TIMING });
   // Never outlive the demo.
   process.on("disconnect", () => process.exit(0));
   setTimeout(() => process.exit(0), 30_000).unref();

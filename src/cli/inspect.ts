@@ -96,3 +96,30 @@ export function inspectSealed(bytes: Uint8Array, secret: Uint8Array, cluster?: s
   const json = { seal: signature === undefined ? seal : { ...seal, signature }, envelope: opened.json };
   return opened.error === undefined ? { messageType, ok: true, json } : { messageType, ok: false, json, error: opened.error };
 }
+
+/**
+ * ProtoJSON with member ids (16-byte fields named `id` or `…Id`) in hex, as the API and logs show
+ * them, instead of base64.
+ */
+export function idsInHex(json: unknown): unknown {
+  if (Array.isArray(json)) return json.map(idsInHex);
+  if (json === null || typeof json !== "object") return json;
+  return Object.fromEntries(
+    Object.entries(json).map(([key, value]) => {
+      if ((key === "id" || key.endsWith("Id")) && typeof value === "string") {
+        const bytes = base64Bytes(value);
+        if (bytes?.length === 16) return [key, Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("")];
+      }
+      return [key, idsInHex(value)];
+    }),
+  );
+}
+
+function base64Bytes(text: string): Uint8Array | undefined {
+  if (!/^[A-Za-z0-9+/_-]*={0,2}$/.test(text)) return undefined;
+  try {
+    return Uint8Array.from(atob(text.replace(/-/g, "+").replace(/_/g, "/")), (c) => c.charCodeAt(0));
+  } catch {
+    return undefined;
+  }
+}

@@ -1,5 +1,5 @@
-import { createUdpTransport } from "../adapters/node.ts";
 import { nodeCrypto } from "../adapters/node-crypto.ts";
+import { runtimeTransport } from "../adapters/runtime.ts";
 import type { SecurityOptions } from "../security/options.ts";
 import { webCrypto } from "../security/web-crypto.ts";
 import { Channel } from "../channel/channel.ts";
@@ -14,7 +14,8 @@ const SAMPLE_EVERY = 16;
 /** One member of a `blaze perf` run, in its own process: a sender or a receiver on one channel. */
 export async function runPerfMember(config: MemberConfig): Promise<void> {
   const send = (message: FromMember) => process.send!(message);
-  const transport = config.loss > 0 ? withLoss(createUdpTransport, { receiveLoss: config.loss }) : createUdpTransport;
+  const udp = await runtimeTransport();
+  const transport = config.loss > 0 ? withLoss(udp, { receiveLoss: config.loss }) : udp;
   const channel = new Channel({
     cluster: config.cluster,
     name: `${config.role}-${config.index}`,

@@ -59,6 +59,7 @@ export class ClusterChannel extends GroupChannel {
       state,
       () => this.#context?.clock ?? unstartedClock(),
       (error) => this.emitError(error, "listener"),
+      (name, ms, attributes) => this.observer.record(name, ms, attributes),
     );
   }
 

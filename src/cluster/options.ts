@@ -6,7 +6,7 @@ const ms = z.number().int().positive();
 const msOrZero = z.number().int().min(0);
 
 /** The zod schema of the state-map options; every default is documented on {@link StateOptions}. */
-export const stateOptionsSchema = z.strictObject({
+export const stateOptionsSchema: z.ZodType<ResolvedStateOptions, StateOptions> = z.strictObject({
   group: z.string().min(1).max(255).optional(),
   quorum: z.boolean().default(false),
   minimumMembers: z.number().int().min(1).default(1),
@@ -39,8 +39,36 @@ export const stateOptionsSchema = z.strictObject({
  * | `snapshotChunkEntries` | entries | `500` | entries per snapshot message to a joining member |
  * | `retryDelayMs` | ms | `20` | wait before a request refused by a member not (yet) coordinating is sent again |
  */
-export type StateOptions = z.input<typeof stateOptionsSchema>;
-export type ResolvedStateOptions = z.output<typeof stateOptionsSchema>;
+export interface StateOptions {
+  readonly group?: string | undefined;
+  readonly quorum?: boolean | undefined;
+  readonly minimumMembers?: number | undefined;
+  readonly requestTimeoutMs?: number | undefined;
+  readonly timeToLiveMs?: number | undefined;
+  readonly removeOnExit?: boolean | undefined;
+  readonly leaseMs?: number | undefined;
+  readonly releaseLockOnExit?: boolean | undefined;
+  readonly lockTimeoutMs?: number | undefined;
+  readonly logLimit?: number | undefined;
+  readonly snapshotChunkEntries?: number | undefined;
+  readonly retryDelayMs?: number | undefined;
+}
+
+/** {@link StateOptions} with their defaults filled in. */
+export interface ResolvedStateOptions {
+  readonly group?: string | undefined;
+  readonly quorum: boolean;
+  readonly minimumMembers: number;
+  readonly requestTimeoutMs: number;
+  readonly timeToLiveMs: number;
+  readonly removeOnExit: boolean;
+  readonly leaseMs: number;
+  readonly releaseLockOnExit: boolean;
+  readonly lockTimeoutMs: number;
+  readonly logLimit: number;
+  readonly snapshotChunkEntries: number;
+  readonly retryDelayMs: number;
+}
 
 /** Options of a cluster channel: a group channel's, plus `state`. */
 export type ClusterChannelOptions = GroupChannelOptions & { readonly state?: StateOptions };

@@ -114,8 +114,8 @@ export function comparePositions(a: Position, b: Position): number {
  * replication driver feed it updates and snapshots and read back what changed.
  */
 export class Replica {
-  readonly entries = new Map<string, StoredEntry>();
-  readonly locks = new Map<string, StoredLock>();
+  readonly entries: Map<string, StoredEntry> = new Map();
+  readonly locks: Map<string, StoredLock> = new Map();
   readonly #applied = new Map<string, Map<number, AppliedRecord>>();
   #position: Position = ORIGIN;
   #nextToken = 1;

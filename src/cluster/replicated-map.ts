@@ -1,7 +1,7 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { PayloadFormat } from "../../gen/activeblaze/v1/reliable_pb.ts";
 import { type StateRequestSchema, type StateResponse, StateResult } from "../../gen/activeblaze/v1/cluster_pb.ts";
-import { Emitter, PushIterator } from "../channel/events.ts";
+import { Emitter, PushIterator, type SubscribeOptions, type Subscription } from "../channel/events.ts";
 import { BlazeError } from "../errors.ts";
 import { BlazeMessage } from "../message/blaze-message.ts";
 import { encodePayload } from "../message/payload-message.ts";
@@ -165,12 +165,22 @@ export class ReplicatedMap {
   readonly #events: Emitter<MapEvents>;
   readonly #listeners = new Set<MapChangedListener>();
 
+  /** Where write and lock-wait durations go (the `metrics` option). */
+  readonly #measure: MeasureMap;
+
   /** @internal Created by the cluster channel. */
-  constructor(engine: () => StateEngine, options: ResolvedStateOptions, clock: () => Clock, onListenerError: (error: BlazeError) => void) {
+  constructor(
+    engine: () => StateEngine,
+    options: ResolvedStateOptions,
+    clock: () => Clock,
+    onListenerError: (error: BlazeError) => void,
+    measure: MeasureMap = () => undefined,
+  ) {
     this.#engine = engine;
     this.#options = options;
     this.#clock = clock;
     this.#events = new Emitter<MapEvents>((error) => onListenerError(error));
+    this.#measure = measure;
   }
 
   // --- reads: local and synchronous ---
@@ -345,16 +355,23 @@ export class ReplicatedMap {
     checkDuration(waitMs, "timeoutMs");
     const clock = this.#clock();
     const asked = clock.now();
+    const waited = (outcome: string) => this.#measure("activeblaze.map.lock.wait", clock.now() - asked, { outcome });
     // The coordinator gives up after waitMs; this member waits a little longer for that answer.
-    const response = await this.#engine().request(
-      {
-        case: "lock",
-        value: { key, leaseMs: BigInt(leaseMs), waitMs: BigInt(waitMs), releaseOnExit: options.releaseOnExit ?? this.#options.releaseLockOnExit },
-      },
-      waitMs + this.#options.requestTimeoutMs,
-      options.signal,
-      `the lock on "${key}"`,
-    );
+    const response = await this.#engine()
+      .request(
+        {
+          case: "lock",
+          value: { key, leaseMs: BigInt(leaseMs), waitMs: BigInt(waitMs), releaseOnExit: options.releaseOnExit ?? this.#options.releaseLockOnExit },
+        },
+        waitMs + this.#options.requestTimeoutMs,
+        options.signal,
+        `the lock on "${key}"`,
+      )
+      .catch((error: unknown) => {
+        waited(error instanceof BlazeError ? error.code : "error");
+        throw error;
+      });
+    waited(response.result === StateResult.OK ? "acquired" : response.result === StateResult.LOCKED ? "LOCKED" : responseError(response).code);
     if (response.result === StateResult.LOCKED) return response.message;
     // Locks are not re-entrant: the holder asking again is a mistake, not contention.
     if (response.result === StateResult.INVALID) throw new BlazeError("ILLEGAL_STATE", response.message);
@@ -379,16 +396,11 @@ export class ReplicatedMap {
     this.#listeners.delete(listener);
   }
 
-  /** The map's changes as an async iterator, from now on. */
-  changes(options: { signal?: AbortSignalLike } = {}): AsyncIterableIterator<MapChange> {
-    const onAbort = () => iterator.close();
-    const off = this.on("change", (change) => iterator.push(change));
-    const iterator = new PushIterator<MapChange>(() => {
-      off();
-      options.signal?.removeEventListener("abort", onAbort);
-    });
-    if (options.signal?.aborted) iterator.close();
-    else options.signal?.addEventListener("abort", onAbort, { once: true });
+  /** The map's changes as an async iterator, from now on; bounded as `subscribe` on a channel is. */
+  changes(options: SubscribeOptions = {}): Subscription<MapChange> {
+    let off = () => {};
+    const iterator = new PushIterator<MapChange>(() => off(), options, "the map's changes");
+    if (!iterator.ended) off = this.on("change", (change) => iterator.push(change));
     return iterator;
   }
 
@@ -443,11 +455,24 @@ export class ReplicatedMap {
   }
 
   async #write(op: MessageInitShape<typeof StateRequestSchema>["op"], options: WriteOptions, what: string): Promise<StateResponse> {
-    const response = await this.#engine().request(op, options.timeoutMs ?? this.#options.requestTimeoutMs, options.signal, what);
+    const engine = this.#engine();
+    const started = this.#clock().now();
+    const outcome = (result: string) => this.#measure("activeblaze.map.write.duration", this.#clock().now() - started, { operation: op?.case ?? "", outcome: result });
+    let response: StateResponse;
+    try {
+      response = await engine.request(op, options.timeoutMs ?? this.#options.requestTimeoutMs, options.signal, what);
+    } catch (error) {
+      outcome(error instanceof BlazeError ? error.code : "error");
+      throw error;
+    }
+    outcome(response.result === StateResult.OK ? "ok" : responseError(response).code);
     if (response.result !== StateResult.OK) throw responseError(response);
     return response;
   }
 }
+
+/** Records how long a write took to be acknowledged, or a lock to be granted, in ms. */
+type MeasureMap = (name: "activeblaze.map.write.duration" | "activeblaze.map.lock.wait", ms: number, attributes: Record<string, string>) => void;
 
 function lockInfo(lock: { key: string; holder: MemberInstance; token: number; leaseMs: number }): LockInfo {
   return { key: lock.key, holder: lock.holder, fencingToken: lock.token, leaseMs: lock.leaseMs };

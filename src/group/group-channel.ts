@@ -2,7 +2,7 @@ import type { Frame } from "../../gen/activeblaze/v1/envelope_pb.ts";
 import { Addressing, PayloadFormat } from "../../gen/activeblaze/v1/reliable_pb.ts";
 import { Channel, type ChannelExtension, type ExtensionContext } from "../channel/channel.ts";
 import type { Peer } from "../channel/endpoint.ts";
-import { Emitter, PushIterator } from "../channel/events.ts";
+import { Emitter, PushIterator, type SubscribeOptions, type Subscription } from "../channel/events.ts";
 import { splitMessage } from "../channel/fragments.ts";
 import { formatName, type TopicMessage } from "../channel/topic-message.ts";
 import { waitUntil, type WaitOptions } from "../channel/wait.ts";
@@ -44,6 +44,11 @@ export interface GroupEvents {
   suspect: { readonly group: string; readonly member: Member };
   /** The coordinator of `group` changed. */
   coordinatorChange: { readonly group: string; readonly coordinator: Member; readonly previous: Member | undefined };
+  /**
+   * This member's event loop stalled for `stalledMs` (a long GC pause, a blocking handler): it noticed on
+   * waking, before judging anyone, and gives its peers time to be heard before it suspects them.
+   */
+  stalled: { readonly stalledMs: number };
 }
 
 /** What a membership iterator yields: first a snapshot, then every change. */
@@ -128,6 +133,8 @@ export class GroupChannel extends Channel {
   #reassembler: Reassembler;
   #weight: number;
   #unmatchedReplies = 0;
+  #stalls = 0;
+  #lastStallAt = Number.NEGATIVE_INFINITY;
   readonly #startTimeMs = Date.now();
   readonly #levelAbove: GroupExtension | undefined;
 
@@ -206,11 +213,11 @@ export class GroupChannel extends Channel {
   }
 
   /** The current view of `group` (default: the first configured group). */
-  getView(group = this.#defaultGroup()): View | undefined {
+  getView(group: string = this.#defaultGroup()): View | undefined {
     return this.#memberships.get(group)?.view;
   }
 
-  getMembers(group = this.#defaultGroup()): Member[] {
+  getMembers(group: string = this.#defaultGroup()): Member[] {
     return [...(this.getView(group)?.members ?? [])];
   }
 
@@ -222,15 +229,15 @@ export class GroupChannel extends Channel {
     return this.#membersById.get(id);
   }
 
-  getMemberByName(name: string, group = this.#defaultGroup()): Member | undefined {
+  getMemberByName(name: string, group: string = this.#defaultGroup()): Member | undefined {
     return this.getView(group)?.members.find((m) => m.name === name);
   }
 
-  getCoordinator(group = this.#defaultGroup()): Member | undefined {
+  getCoordinator(group: string = this.#defaultGroup()): Member | undefined {
     return this.getView(group)?.coordinator;
   }
 
-  isCoordinator(group = this.#defaultGroup()): boolean {
+  isCoordinator(group: string = this.#defaultGroup()): boolean {
     return this.#memberships.get(group)?.isCoordinator ?? false;
   }
 
@@ -248,7 +255,7 @@ export class GroupChannel extends Channel {
   }
 
   /** The membership of `group` as an async iterator: a snapshot first, then every view change. */
-  membership(group = this.#defaultGroup(), options: { signal?: AbortSignalLike } = {}): AsyncIterableIterator<MembershipEvent> {
+  membership(group: string = this.#defaultGroup(), options: { signal?: AbortSignalLike } = {}): AsyncIterableIterator<MembershipEvent> {
     const off = this.onGroup("viewChange", (event) => {
       if (event.group === group) iterator.push({ type: "viewChange", ...event });
     });
@@ -299,16 +306,11 @@ export class GroupChannel extends Channel {
     return () => set.delete(listener);
   }
 
-  /** A named inbox as an async iterator. */
-  inbox(name = "", options: { signal?: AbortSignalLike } = {}): AsyncIterableIterator<GroupMessage> {
-    const onAbort = () => iterator.close();
-    const off = this.onInbox(name, (message) => iterator.push(message));
-    const iterator = new PushIterator<GroupMessage>(() => {
-      off();
-      options.signal?.removeEventListener("abort", onAbort);
-    });
-    if (options.signal?.aborted) iterator.close();
-    else options.signal?.addEventListener("abort", onAbort, { once: true });
+  /** A named inbox as an async iterator, bounded as {@link Channel.subscribe} is. */
+  inbox(name = "", options: SubscribeOptions = {}): Subscription<GroupMessage> {
+    let off = () => {};
+    const iterator = new PushIterator<GroupMessage>(() => off(), options, `inbox "${name}"`);
+    if (!iterator.ended) off = this.onInbox(name, (message) => iterator.push(message));
     return iterator;
   }
 
@@ -345,7 +347,7 @@ export class GroupChannel extends Channel {
         this.#calls.fail(id, error instanceof BlazeError ? error : new BlazeError("SEND_FAILED", String(error), { cause: error })),
       );
       // A request's call settles with the reply (a queue message's with undefined).
-      return promise as Promise<GroupMessage>;
+      return this.#timed("member", promise as Promise<GroupMessage>);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -353,7 +355,26 @@ export class GroupChannel extends Channel {
 
   /** A request through queue `name`: one consumer answers. */
   async requestAny(name: string, message: BlazeMessage | Uint8Array, options: WaitOptions = {}): Promise<GroupMessage> {
-    return (await this.#queueRequest(name, message, true, options.timeoutMs ?? this.#group.requestTimeoutMs, options.signal))!;
+    return (await this.#timed("queue", this.#queueRequest(name, message, true, options.timeoutMs ?? this.#group.requestTimeoutMs, options.signal)))!;
+  }
+
+  // How long requests take to be answered, for the `metrics` option.
+  #timed<T>(to: "member" | "queue", reply: Promise<T>): Promise<T> {
+    return this.observer.measuring ? this.#measured(to, reply) : reply;
+  }
+
+  async #measured<T>(to: "member" | "queue", reply: Promise<T>): Promise<T> {
+    const clock = this.#context!.clock;
+    const started = clock.now();
+    const done = (outcome: string) => this.observer.record("activeblaze.request.duration", clock.now() - started, { to, outcome });
+    try {
+      const result = await reply;
+      done("ok");
+      return result;
+    } catch (error) {
+      done(error instanceof BlazeError ? error.code : "error");
+      throw error;
+    }
   }
 
   /** This member's coordinator weight. */
@@ -374,9 +395,9 @@ export class GroupChannel extends Channel {
     driver?.touch();
   }
 
-  /** Counters of the group level. */
-  get groupStats(): { readonly unmatchedReplies: number; readonly pending: number; readonly unicast: Readonly<Record<string, number>> } {
-    return { unmatchedReplies: this.#unmatchedReplies, pending: this.#calls.size, unicast: { ...(this.#unicast?.stats ?? {}) } };
+  /** Counters of the group level (`stalls`: times this member's event loop stalled, see the `stalled` event). */
+  get groupStats(): { readonly unmatchedReplies: number; readonly pending: number; readonly stalls: number; readonly unicast: Readonly<Record<string, number>> } {
+    return { unmatchedReplies: this.#unmatchedReplies, pending: this.#calls.size, stalls: this.#stalls, unicast: { ...(this.#unicast?.stats ?? {}) } };
   }
 
   // --- internals ---
@@ -412,6 +433,7 @@ export class GroupChannel extends Channel {
         lastHeard: (peer) => context.endpoint.peers.get(peer)?.lastHeardAt,
         viewInstalled: (view, previous) => this.#emitViewChange(group, view, previous),
         suspected: (member) => this.#groupEvents.emit("suspect", { group, member }),
+        stalled: (stalledMs) => this.#onStall(stalledMs),
       },
       {
         heartbeatIntervalMs: this.heartbeatIntervalMs,
@@ -421,6 +443,15 @@ export class GroupChannel extends Channel {
       },
       this.#group.coordinatorSelector ?? defaultCoordinatorSelector,
     );
+  }
+
+  // Every group's membership notices the same stall: it is told once.
+  #onStall(stalledMs: number): void {
+    const now = this.#context!.clock.now();
+    if (now - this.#lastStallAt < stalledMs) return;
+    this.#lastStallAt = now;
+    this.#stalls++;
+    this.#groupEvents.emit("stalled", { stalledMs });
   }
 
   #started(context: ExtensionContext): void {

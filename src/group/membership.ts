@@ -54,6 +54,8 @@ export interface MembershipHost {
   viewInstalled(view: View, previous: View | undefined): void;
   /** `peer` is suspected of having failed (it is being verified). */
   suspected(peer: Member): void;
+  /** This member's own timer ran `stalledMs` late (its event loop stalled): it blamed nobody for it. */
+  stalled(stalledMs: number): void;
 }
 
 type Phase = "idle" | "discovering" | "joining" | "member" | "left";
@@ -78,6 +80,8 @@ const INSTALL_INTERVAL_MS = 50;
 // gets a million views ahead of one of its members, and a made-up view could otherwise spend the
 // counters (they stop at MAX_COUNTER) in a few datagrams.
 const MAX_VIEW_STEP = 2 ** 20;
+// The stalls a member remembers, to credit its peers' silence with (a member silent longer is long gone).
+const MAX_STALLS = 16;
 
 /**
  * Membership of one group, as a state machine over a channel: discovery, join, failure detection with
@@ -146,6 +150,8 @@ export class GroupMembership implements TimedUnit {
   #joiningSince = 0;
   /** When each member entered our view: a member never heard is silent since then. */
   readonly #addedAt = new Map<PeerKey, number>();
+  /** This member's recent stalls (when it woke, for how long): time nobody is blamed for. */
+  readonly #stalls: Array<{ readonly at: number; readonly ms: number }> = [];
 
   constructor(group: string, host: MembershipHost, options: MembershipOptions, select: CoordinatorSelector) {
     this.group = group;
@@ -549,7 +555,10 @@ export class GroupMembership implements TimedUnit {
     this.#now = now;
     if (this.#installDue <= now) this.#installGathered();
     if (this.#tickDue <= now) {
+      // Later than due by much: this member's event loop stalled, not its peers.
+      const late = now - this.#tickDue;
       this.#tickDue = Number.POSITIVE_INFINITY;
+      if (late > this.#options.failureTimeoutMs / 4) this.#resumeAfterStall(now, late);
       this.#tick(now);
     }
   }
@@ -590,7 +599,7 @@ export class GroupMembership implements TimedUnit {
       const heard = this.#host.lastHeard(member.id);
       const silentSince = Math.max(heard ?? 0, this.#addedAt.get(member.id) ?? 0);
       const verification = this.#verifying.get(member.id);
-      if (now - silentSince <= this.#options.failureTimeoutMs && verification?.reported !== true) {
+      if (now - silentSince - this.#stalledSince(silentSince) <= this.#options.failureTimeoutMs && verification?.reported !== true) {
         this.#verifying.delete(member.id);
         continue;
       }
@@ -633,6 +642,29 @@ export class GroupMembership implements TimedUnit {
     // The installer sends its view again to the members that have not acknowledged it — also when the
     // view names another coordinator (a heavier joiner, say), which may be the very member that missed it.
     if (this.#view === view && view.id.installer === local.id) this.#resendUnacked(view, now);
+  }
+
+  /**
+   * This member's timer fired `late` ms late: its event loop stalled (a long GC pause, a blocking
+   * handler), and timers run before the datagrams that arrived meanwhile. That much of its peers'
+   * silence is its own, so it blames nobody for it: the stall does not count as anyone's silence,
+   * verifications under way start again, and a discovery that was under way gets the time it lost.
+   */
+  #resumeAfterStall(now: number, late: number): void {
+    if (this.#stalls.length === MAX_STALLS) this.#stalls.shift();
+    this.#stalls.push({ at: now, ms: late });
+    this.#verifying.clear();
+    this.#takeOverSince = undefined;
+    this.#discoveryDeadline += late;
+    this.#joiningSince += late;
+    this.#host.stalled(Math.round(late));
+  }
+
+  /** How long this member itself stalled since `since`: silence of others it does not count. */
+  #stalledSince(since: number): number {
+    let stalled = 0;
+    for (const stall of this.#stalls) if (stall.at > since) stalled += stall.ms;
+    return stalled;
   }
 
   // A member verified that these members are silent: the coordinator verifies them itself, at once (its

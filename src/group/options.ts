@@ -3,6 +3,7 @@ import { documented } from "../options-doc.ts";
 import { parseOptions } from "../options.ts";
 import type { ChannelOptions } from "../channel/options.ts";
 import { unicastOptionsSchema } from "../reliable/unicast/options.ts";
+import type { UnicastOptions } from "../reliable/unicast/unicast-protocol.ts";
 import type { CoordinatorSelector } from "./view.ts";
 
 const ms = z.number().int().positive();
@@ -10,8 +11,7 @@ const name = z.string().min(1).max(255);
 
 const d = documented;
 
-/** The zod schema of the group-specific options, each documented for the README's table. */
-export const groupOptionsSchema = z.strictObject({
+const groupOptions = z.strictObject({
   groups: d(z.array(name).default(["default"]), { unit: "names", description: "the groups `join()` joins (`addToGroup`/`removeFromGroup` change them)" }),
   weight: d(z.number().int().default(0), { unit: "integer", description: "coordinator weight: the highest is elected" }),
   metadata: d(z.record(z.string(), z.string()).default({}), { unit: "strings", description: "told to the other members" }),
@@ -28,12 +28,40 @@ export const groupOptionsSchema = z.strictObject({
   }),
 });
 
+/** The zod schema of the group-specific options, each documented for the README's table. */
+export const groupOptionsSchema: z.ZodType<ResolvedGroupOptions, GroupOptions> = groupOptions;
+
 /** Options of a group channel, besides every {@link ChannelOptions} one; the README's table documents each. */
-export type GroupOptions = z.input<typeof groupOptionsSchema>;
-export type ResolvedGroupOptions = z.output<typeof groupOptionsSchema>;
+export interface GroupOptions {
+  readonly groups?: readonly string[] | undefined;
+  readonly weight?: number | undefined;
+  readonly metadata?: Readonly<Record<string, string>> | undefined;
+  readonly failureTimeoutMs?: number | undefined;
+  readonly verifyTimeoutMs?: number | undefined;
+  readonly discoveryTimeoutMs?: number | undefined;
+  readonly requestTimeoutMs?: number | undefined;
+  readonly queueTimeoutMs?: number | undefined;
+  /** Tuning of the point-to-point streams. */
+  readonly unicast?: Partial<UnicastOptions> | undefined;
+  readonly coordinatorSelector?: CoordinatorSelector | undefined;
+}
+
+/** {@link GroupOptions} with their defaults filled in. */
+export interface ResolvedGroupOptions {
+  readonly groups: readonly string[];
+  readonly weight: number;
+  readonly metadata: Readonly<Record<string, string>>;
+  readonly failureTimeoutMs: number;
+  readonly verifyTimeoutMs: number;
+  readonly discoveryTimeoutMs: number;
+  readonly requestTimeoutMs: number;
+  readonly queueTimeoutMs: number;
+  readonly unicast: UnicastOptions;
+  readonly coordinatorSelector?: CoordinatorSelector | undefined;
+}
 export type GroupChannelOptions = ChannelOptions & GroupOptions;
 
-const GROUP_KEYS = Object.keys(groupOptionsSchema.shape) as Array<keyof GroupOptions>;
+const GROUP_KEYS = Object.keys(groupOptions.shape) as Array<keyof GroupOptions>;
 
 /** Splits group options from channel options and validates the group ones. */
 export function resolveGroupOptions(options: GroupChannelOptions | undefined): { group: ResolvedGroupOptions; channel: ChannelOptions } {

@@ -113,7 +113,7 @@ export class ConnectionFactory implements AsyncDisposable {
     this.clock = options.clock ?? systemClock;
     this.#totalOrder = channel.stats.reliability === "totem";
     this.#events = new Emitter<FactoryEvents>(() => undefined);
-    this.#errors = new ErrorReport((error, stage) => this.#events.emit("error", { error, stage }), () => this.clock.now(), () => `jms ${channel.name || channel.id.slice(0, 8)}`);
+    this.#errors = new ErrorReport((error, stage) => this.#events.emit("error", { error, stage }), () => this.clock.now(), () => `jms ${channel.name || channel.id.slice(0, 8)}`, undefined);
     this.replica = new QueueReplica(channel, this.clock, options, (error) => this.report(error));
     channel.addTopicListener(MESSAGING_TOPIC, this.#onTopic);
     this.#offInbox = channel.onInbox(TEMPORARY_INBOX, (message) => this.#routeTemporary(message));

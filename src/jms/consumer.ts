@@ -63,7 +63,9 @@ export class JMSConsumer implements AsyncIterable<Message> {
   /** The message an iterator handed out last, processed when the next is asked for. */
   #iterated: Message | undefined;
 
+  /** @internal A context makes its consumers (`createConsumer`). */
   constructor(
+    /** @internal */
     readonly host: ConsumerHost,
     /** This consumer's id among the cluster's: the member id, "/", its number. */
     readonly id: string,

@@ -53,7 +53,7 @@ export const SessionMode = {
 } as const;
 export type SessionMode = (typeof SessionMode)[keyof typeof SessionMode];
 
-export const contextOptionsSchema = z.strictObject({
+export const contextOptionsSchema: z.ZodType<ResolvedContextOptions, ContextOptions> = z.strictObject({
   sessionMode: z.enum(Object.values(SessionMode) as [SessionMode, ...SessionMode[]]).default("AUTO_ACKNOWLEDGE"),
   clientId: z.string().max(255).optional(),
   autoStart: z.boolean().default(true),
@@ -68,22 +68,43 @@ export const contextOptionsSchema = z.strictObject({
  * | `clientId` | none | the client id (informational; JMS uses it for durable subscriptions, which are a later step) |
  * | `autoStart` | `true` | start delivery when the first consumer is created |
  */
-export type ContextOptions = z.input<typeof contextOptionsSchema>;
-export type ResolvedContextOptions = z.output<typeof contextOptionsSchema>;
+export interface ContextOptions {
+  readonly sessionMode?: SessionMode | undefined;
+  readonly clientId?: string | undefined;
+  readonly autoStart?: boolean | undefined;
+}
+
+/** {@link ContextOptions} with their defaults filled in. */
+export interface ResolvedContextOptions {
+  readonly sessionMode: SessionMode;
+  readonly clientId?: string | undefined;
+  readonly autoStart: boolean;
+}
 
 export function resolveContextOptions(options: ContextOptions | undefined): ResolvedContextOptions {
   return parseOptions(contextOptionsSchema, options, "context");
 }
 
-export const consumerOptionsSchema = z.strictObject({
+export const consumerOptionsSchema: z.ZodType<ResolvedConsumerOptions, ConsumerOptions> = z.strictObject({
   selector: z.string().optional(),
   noLocal: z.boolean().default(false),
   prefetch: z.number().int().min(1).max(65_535).optional(),
 });
 
 /** Options of a consumer: a JMS selector, `noLocal` (topics: skip this context's own messages), `prefetch` (queues). */
-export type ConsumerOptions = z.input<typeof consumerOptionsSchema>;
+export interface ConsumerOptions {
+  readonly selector?: string | undefined;
+  readonly noLocal?: boolean | undefined;
+  readonly prefetch?: number | undefined;
+}
 
-export function resolveConsumerOptions(options: ConsumerOptions | undefined): z.output<typeof consumerOptionsSchema> {
+/** {@link ConsumerOptions} with their defaults filled in. */
+export interface ResolvedConsumerOptions {
+  readonly selector?: string | undefined;
+  readonly noLocal: boolean;
+  readonly prefetch?: number | undefined;
+}
+
+export function resolveConsumerOptions(options: ConsumerOptions | undefined): ResolvedConsumerOptions {
   return parseOptions(consumerOptionsSchema, options, "consumer");
 }

@@ -30,6 +30,7 @@ export class JMSProducer {
   #type: string | null = null;
   readonly #properties = new Map<string, PropertyType>();
 
+  /** @internal A context makes its producers (`createProducer`). */
   constructor(private readonly host: ProducerHost) {}
 
   /**

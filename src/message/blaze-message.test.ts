@@ -417,3 +417,35 @@ describe("BlazeMessage.toJSON", () => {
     expect(Object.keys(m.toJSON())).toEqual(["__proto__", "other"]);
   });
 });
+
+describe("BlazeMessage's readable form", () => {
+  it("shows every entry with its value", () => {
+    const m = new BlazeMessage("hi")
+      .setIntValue("n", 5)
+      .setLongValue("id", 2n ** 53n + 1n)
+      .setDoubleValue("bid", 12.5)
+      .setBooleanValue("ok", true)
+      .setBytesValue("raw", new Uint8Array([1, 2, 0xff]))
+      .setMapValue("nested", new BlazeMessage({ x: 1 }))
+      .setListValue("list", [1, "two"])
+      .setStringValue("odd key", "");
+    expect(String(m)).toBe(
+      'BlazeMessage { text: "hi", n: 5, id: 9007199254740993n, bid: 12.5, ok: true, raw: <bytes 01 02 ff>, nested: BlazeMessage { x: 1 }, list: [1, "two"], "odd key": "" }',
+    );
+    expect(String(new BlazeMessage())).toBe("BlazeMessage {}");
+  });
+
+  it("cuts long strings and bytes short", () => {
+    const m = new BlazeMessage().setStringValue("s", "a".repeat(1000)).setBytesValue("b", new Uint8Array(1 << 20));
+    expect(m.toString()).toBe(
+      `BlazeMessage { s: "${"a".repeat(200)}"… (1,000 characters), b: <bytes ${"00 ".repeat(16).trim()} … (1,048,576 bytes)> }`,
+    );
+  });
+
+  it("is what Node's console.log and util.inspect print", async () => {
+    const { inspect } = await import("node:util");
+    const m = new BlazeMessage("hi").setIntValue("n", 5);
+    expect(inspect(m)).toBe('BlazeMessage { text: "hi", n: 5 }');
+    expect(inspect({ message: m })).toBe('{ message: BlazeMessage { text: "hi", n: 5 } }');
+  });
+});

@@ -23,6 +23,10 @@ export type BlazeValue =
 export type BlazeValueKind = "bool" | "int32" | "int64" | "float" | "double" | "string" | "bytes" | "map" | "list";
 
 const TEXT_KEY = "text";
+const nodeInspect: unique symbol = Symbol.for("nodejs.util.inspect.custom");
+const denoInspect: unique symbol = Symbol.for("Deno.customInspect");
+const MAX_SHOWN_CHARS = 200;
+const MAX_SHOWN_BYTES = 16;
 const BYTES_KEY = "bytes";
 const OBJECT_KEY = "object";
 const INT32_MIN = -(2 ** 31);
@@ -213,6 +217,24 @@ export class BlazeMessage {
     return Object.fromEntries([...this.#fields.keys()].map((key) => [key, jsonOf(this.get(key)!)]));
   }
 
+  /**
+   * A readable form for logs: `BlazeMessage { text: "hi", n: 5, id: 9007199254740993n, blob: <bytes 00 01 02 … (1,048,576 bytes)> }`.
+   * Strings longer than 200 characters and bytes past the first 16 are cut short.
+   */
+  toString(): string {
+    const entries = [...this.#fields.keys()].map((key) => `${/^[A-Za-z_$][\w$]*$/.test(key) ? key : JSON.stringify(key)}: ${show(this.get(key)!)}`);
+    return entries.length === 0 ? "BlazeMessage {}" : `BlazeMessage { ${entries.join(", ")} }`;
+  }
+
+  // console.log and util.inspect show the readable form in Node and Bun (the first symbol) and Deno (the second).
+  [nodeInspect](): string {
+    return this.toString();
+  }
+
+  [denoInspect](): string {
+    return this.toString();
+  }
+
   #put(key: string, kind: Value["kind"]): this {
     this.#fields.set(key, create(ValueSchema, { kind }));
     return this;
@@ -288,6 +310,21 @@ function jsonOf(value: BlazeValue): unknown {
   if (value instanceof BlazeMessage) return value.toJSON();
   if (Array.isArray(value)) return (value as readonly BlazeValue[]).map(jsonOf);
   return value;
+}
+
+function show(value: BlazeValue): string {
+  if (typeof value === "bigint") return `${value}n`;
+  if (typeof value === "string") {
+    return value.length <= MAX_SHOWN_CHARS ? JSON.stringify(value) : `${JSON.stringify(value.slice(0, MAX_SHOWN_CHARS))}… (${value.length.toLocaleString("en-US")} characters)`;
+  }
+  if (value instanceof Uint8Array) {
+    const hex = Array.from(value.subarray(0, MAX_SHOWN_BYTES), (byte) => byte.toString(16).padStart(2, "0")).join(" ");
+    const more = value.length > MAX_SHOWN_BYTES ? ` … (${value.length.toLocaleString("en-US")} bytes)` : "";
+    return value.length === 0 ? "<bytes>" : `<bytes ${hex}${more}>`;
+  }
+  if (value instanceof BlazeMessage) return value.toString();
+  if (Array.isArray(value)) return `[${(value as readonly BlazeValue[]).map(show).join(", ")}]`;
+  return String(value);
 }
 
 function checkInteger(key: string, value: number, min: number, max: number): number {

@@ -10,7 +10,7 @@ export class ChannelSecurity {
   readonly #keyring: KeyRing;
   readonly #rotation: () => KeyRotation | undefined;
 
-  /** @param rotation the running channel's rotation driver (undefined unless started). */
+  /** @internal A channel makes its own; `channel.security` is how to reach it. */
   constructor(keyring: KeyRing, rotation: () => KeyRotation | undefined) {
     this.#keyring = keyring;
     this.#rotation = rotation;

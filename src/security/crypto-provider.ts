@@ -1,8 +1,8 @@
 /**
  * The cryptography a secured channel needs, behind one small interface, so that the core stays free of
  * any runtime's modules: `node:crypto` on Node and Bun (synchronous, fast), WebCrypto on Deno and
- * wherever `node:crypto` is missing (asynchronous). A channel picks its runtime's provider through the
- * package's `#crypto` import map; `security.provider` replaces it.
+ * wherever `node:crypto` is missing (asynchronous). A channel picks its runtime's provider at run time
+ * (src/adapters/runtime.ts); `security.provider` replaces it.
  *
  * Keys handed out by a provider are opaque to the rest of activeblaze: only the provider that made
  * them uses them.

@@ -91,7 +91,7 @@ export const securityOptionsSchema = z
  * | `cryptoQueue` | datagrams | 4096 | with an asynchronous provider (WebCrypto): datagrams being opened at once, at most; past it they are dropped (counted) |
  * | `identity` | | none | insider mode: this member's Ed25519 key pair `{ publicKey, privateKey }` (`blaze keygen --identity`); its member id is the public key's first 16 bytes, and every datagram it sends is signed |
  * | `trustedMembers` | | anyone with the keys | insider mode: the public keys allowed to speak |
- * | `provider` | | the runtime's (`#crypto`) | the crypto provider: `node:crypto` on Node and Bun, WebCrypto elsewhere |
+ * | `provider` | | the runtime's | the crypto provider: `node:crypto` on Node and Bun, WebCrypto elsewhere |
  */
 export type SecurityOptions = z.input<typeof securityOptionsSchema>;
 export type ResolvedSecurityOptions = z.output<typeof securityOptionsSchema>;

@@ -128,5 +128,5 @@ export const webCrypto: AsyncCryptoProvider = {
   },
 };
 
-/** The provider `#crypto` resolves to on Deno and in runtimes without `node:crypto`. */
+/** The provider a channel uses by default on Deno and in runtimes without `node:crypto`. */
 export const cryptoProvider: CryptoProvider = webCrypto;

@@ -10,6 +10,7 @@ export * from "./limits.ts";
 export { wireFiles, wireRegistry } from "./registry.ts";
 export * from "../../gen/activeblaze/v1/cluster_pb.ts";
 export * from "../../gen/activeblaze/v1/common_pb.ts";
+export * from "../../gen/activeblaze/v1/diagnostics_pb.ts";
 export * from "../../gen/activeblaze/v1/envelope_pb.ts";
 export * from "../../gen/activeblaze/v1/fec_pb.ts";
 export * from "../../gen/activeblaze/v1/membership_pb.ts";

@@ -1,6 +1,7 @@
-import { createRegistry } from "@bufbuild/protobuf";
+import { createRegistry, type Registry } from "@bufbuild/protobuf";
 import { file_activeblaze_v1_cluster } from "../../gen/activeblaze/v1/cluster_pb.ts";
 import { file_activeblaze_v1_common } from "../../gen/activeblaze/v1/common_pb.ts";
+import { file_activeblaze_v1_diagnostics } from "../../gen/activeblaze/v1/diagnostics_pb.ts";
 import { file_activeblaze_v1_envelope } from "../../gen/activeblaze/v1/envelope_pb.ts";
 import { file_activeblaze_v1_fec } from "../../gen/activeblaze/v1/fec_pb.ts";
 import { file_activeblaze_v1_membership } from "../../gen/activeblaze/v1/membership_pb.ts";
@@ -20,9 +21,10 @@ export const wireFiles = [
   file_activeblaze_v1_totem,
   file_activeblaze_v1_fec,
   file_activeblaze_v1_security,
+  file_activeblaze_v1_diagnostics,
   file_activeblaze_v1_envelope,
   file_activeblaze_v1_messaging,
 ] as const;
 
 /** A registry of every message and enum type of the activeblaze.v1 schema. */
-export const wireRegistry = createRegistry(...wireFiles);
+export const wireRegistry: Registry = createRegistry(...wireFiles);

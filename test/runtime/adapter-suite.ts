@@ -230,6 +230,27 @@ const checks: Record<string, Check> = {
     if (a.errors.length > 0) fail(`reported ${a.errors.map((e) => `${e.code}: ${e.message}`).join("; ")}`);
   },
 
+  async "IPv6 unicast round trip on ::1"(open) {
+    const a = await open({ bindAddress: "::1" });
+    const b = await open({ bindAddress: "::1" });
+    if (a.transport.localAddress.host !== "::1") fail(`bound to ${show(a.transport.localAddress)}`);
+    b.transport.onReceive((data, from) => b.transport.send(data.slice().reverse(), from));
+    a.transport.send(bytes(4, 5, 6), b.transport.localAddress);
+    await a.until(() => a.received.length > 0);
+    const [reply] = a.received;
+    if (reply!.data.join() !== "6,5,4" || !sameAddress(reply!.from, b.transport.localAddress)) fail(`reply ${reply!.data.join()} from ${show(reply!.from)}`);
+  },
+
+  async "a host name is refused at send, never resolved"(open) {
+    const a = await open({ bindAddress: LOOPBACK });
+    const b = await open({ bindAddress: LOOPBACK });
+    a.transport.send(bytes(9), { host: "localhost", port: b.transport.localAddress.port });
+    await a.until(() => a.errors.length > 0);
+    await sleep(50);
+    if (b.received.length > 0) fail("a datagram sent to a host name arrived");
+    if (a.errors[0]!.code !== "SEND_FAILED") fail(`reported ${a.errors[0]!.code}: ${a.errors[0]!.message}`);
+  },
+
   async "binding an address this host lacks fails with BIND_FAILED"(open) {
     await expectRejection(open({ bindAddress: "203.0.113.77" }), "BIND_FAILED");
     await expectRejection(open({ port: 70_000 }), "INVALID_OPTION");

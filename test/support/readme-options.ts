@@ -2,7 +2,7 @@
  * The README's option tables, made from the options' zod schemas (src/options-doc.ts): between
  * `<!-- options: NAME -->` and `<!-- /options -->` stands the table of schema NAME.
  *
- *   npm run docs        rewrites the README's tables
+ *   npm run docs:options  rewrites the README's tables
  *   (test/docs.test.ts checks that they are what this makes)
  */
 import { readFileSync, writeFileSync } from "node:fs";

@@ -3,12 +3,12 @@ import { documented } from "../../options-doc.ts";
 import { MAX_K, MAX_M } from "./reed-solomon.ts";
 
 /** Defaults of {@link FecOptions}; the README's table repeats them. */
-export const DEFAULT_FEC_OPTIONS = {
+export const DEFAULT_FEC_OPTIONS: FecOptions = {
   k: 16,
   m: 2,
   interleaveBytes: 65_507,
   parityWaitMs: 2,
-} as const;
+};
 
 const d = documented;
 const F = DEFAULT_FEC_OPTIONS;
@@ -17,7 +17,7 @@ const F = DEFAULT_FEC_OPTIONS;
  * Tuning of forward error correction (`reliability: "fec"`): NACK reliability plus proactive
  * Reed-Solomon parity. Each option is documented for the README's table.
  */
-export const fecOptionsSchema = z.strictObject({
+export const fecOptionsSchema: z.ZodType<FecOptions, Partial<FecOptions>> = z.strictObject({
   k: d(z.number().int().min(1).max(MAX_K).default(F.k), {
     unit: "packets",
     description: 'with `reliability: "fec"`: source packets (messages or fragments) per block, at most (1–64); a burst that ends sooner closes a shorter block',
@@ -36,4 +36,9 @@ export const fecOptionsSchema = z.strictObject({
   }),
 });
 
-export type FecOptions = z.output<typeof fecOptionsSchema>;
+export interface FecOptions {
+  readonly k: number;
+  readonly m: number;
+  readonly interleaveBytes: number;
+  readonly parityWaitMs: number;
+}

@@ -5,7 +5,7 @@ const ms = z.number().int().positive().max(3_600_000);
 const count = z.number().int().positive().max(1 << 24);
 
 /** Defaults of {@link TotemOptions}; the table in the README repeats them. */
-export const DEFAULT_TOTEM_OPTIONS = {
+export const DEFAULT_TOTEM_OPTIONS: TotemOptions = {
   tokenTimeoutMs: 1_000,
   tokenRetransmitMs: 50,
   tokenHoldMs: 5,
@@ -17,14 +17,14 @@ export const DEFAULT_TOTEM_OPTIONS = {
   maxRetransmitRequests: 1_024,
   queueMessages: 65_536,
   queueBytes: 2 * 1024 * 1024,
-  delivery: "agreed" as "agreed" | "safe",
-} as const;
+  delivery: "agreed",
+};
 
 const d = documented;
 const T = DEFAULT_TOTEM_OPTIONS;
 
 /** Tuning of the Totem single-ring protocol (`reliability: "totem"`), each option documented for the README's table. */
-export const totemOptionsSchema = z
+export const totemOptionsSchema: z.ZodType<TotemOptions, Partial<TotemOptions>> = z
   .strictObject({
     delivery: d(z.enum(["agreed", "safe"]).default(T.delivery), {
       description:
@@ -73,4 +73,17 @@ export const totemOptionsSchema = z
     path: ["windowMessages"],
   });
 
-export type TotemOptions = z.output<typeof totemOptionsSchema>;
+export interface TotemOptions {
+  readonly tokenTimeoutMs: number;
+  readonly tokenRetransmitMs: number;
+  readonly tokenHoldMs: number;
+  readonly joinIntervalMs: number;
+  readonly consensusTimeoutMs: number;
+  readonly windowMessages: number;
+  readonly maxMessagesPerVisit: number;
+  readonly maxBytesPerVisit: number;
+  readonly maxRetransmitRequests: number;
+  readonly queueMessages: number;
+  readonly queueBytes: number;
+  readonly delivery: "agreed" | "safe";
+}

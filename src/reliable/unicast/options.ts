@@ -1,13 +1,13 @@
 import * as z from "zod";
 import { documented } from "../../options-doc.ts";
-import { DEFAULT_UNICAST_OPTIONS } from "./unicast-protocol.ts";
+import { DEFAULT_UNICAST_OPTIONS, type UnicastOptions } from "./unicast-protocol.ts";
 
 const d = documented;
 const U = DEFAULT_UNICAST_OPTIONS;
 const ms = z.number().int().positive().max(3_600_000);
 
 /** Tuning of the point-to-point streams (`unicast: { … }` of a group channel), each documented for the README's table. */
-export const unicastOptionsSchema = z
+export const unicastOptionsSchema: z.ZodType<UnicastOptions, Partial<UnicastOptions>> = z
   .strictObject({
     windowMessages: d(z.number().int().min(16).max(1 << 22).default(U.windowMessages), {
       unit: "messages",

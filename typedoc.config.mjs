@@ -1,0 +1,34 @@
+// API documentation of every public subpath, from the doc comments: `npm run docs` (npm test builds it,
+// and fails on any warning, so the docs cannot rot).
+import { OptionDefaults } from "typedoc";
+
+/** @type {Partial<import("typedoc").TypeDocOptions>} */
+export default {
+  name: "activeblaze",
+  entryPoints: [
+    "src/index.ts",
+    "src/wire/index.ts",
+    "src/testing.ts",
+    "src/jms/index.ts",
+    "src/stomp/index.ts",
+    "src/diagnostics/index.ts",
+    "src/otel.ts",
+    "src/dashboard/index.ts",
+    "src/adapters/node.ts",
+    "src/adapters/bun.ts",
+    "src/adapters/deno.ts",
+    "src/adapters/node-crypto.ts",
+    "src/security/web-crypto.ts",
+  ],
+  tsconfig: "tsconfig.docs.json",
+  out: "docs/api",
+  readme: "README.md",
+  excludePrivate: true,
+  excludeInternal: true,
+  treatWarningsAsErrors: true,
+  // The generated schema code marks its origin with @generated.
+  blockTags: [...OptionDefaults.blockTags, "@generated"],
+  validation: { notExported: true, invalidLink: true, notDocumented: false },
+  // The plumbing by which one level of a member plugs into the one below: internal, not for users.
+  intentionallyNotExported: ["ChannelExtension", "ExtensionContext", "MemberObserver"],
+};
