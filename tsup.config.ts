@@ -5,6 +5,7 @@ export const entries = {
   index: "src/index.ts",
   "wire/index": "src/wire/index.ts",
   testing: "src/testing.ts",
+  "relay/index": "src/relay/index.ts",
   "adapters/node": "src/adapters/node.ts",
   "adapters/bun": "src/adapters/bun.ts",
   "adapters/deno": "src/adapters/deno.ts",
