@@ -115,7 +115,8 @@ export class OriginStreams {
     for (const position of positions) {
       if (position.origin.id !== this.origin.id || position.origin.incarnation !== this.origin.incarnation) continue;
       const stream = position.stream === "topic" ? this.#topic : this.#direct.get(position.targetId);
-      if (stream === undefined || (stream.target !== undefined && stream.target.site !== site)) continue;
+      // Only a site the stream goes to acknowledges it (and only such sites are remembered).
+      if (stream === undefined || (stream.target === undefined ? !this.#upSites.has(site) : stream.target.site !== site)) continue;
       // Never past what was sent: a hostile or confused acknowledgement cannot release the unsent.
       const seq = Math.min(position.seq, stream.next - 1);
       if (seq <= (stream.acked.get(site) ?? 0)) continue;

@@ -18,7 +18,7 @@ import { OriginStreams, type Resend } from "./origin-streams.ts";
 import { ReceivedStreams, type ReceivedStats } from "./received-streams.ts";
 import { decodeRelay, encodeRelay, type RelayBody, type RelayedMessage, type SiteAnnouncement, type SiteMember, type StreamKind } from "./relay-frames.ts";
 import type { SiteBusFactory } from "./site-bus.ts";
-import { type GatewayStats, SiteGateway } from "./site-gateway.ts";
+import { type GatewayStats, MAX_SITES, SiteGateway } from "./site-gateway.ts";
 import { SiteMessage } from "./site-message.ts";
 
 /** The reserved topic and inbox of the relay's own frames inside a site. */
@@ -679,6 +679,7 @@ export class RelayChannel implements AsyncDisposable {
     for (const [site, announcement] of previous) {
       if (next.has(site)) continue;
       this.#down.set(site, announcement);
+      if (this.#down.size > MAX_SITES) this.#down.delete(this.#down.keys().next().value!);
       for (const target of origin?.siteDown(site) ?? []) this.#unreachable(target, "siteDown");
       for (const [id, call] of this.#calls) if (call.target.site === site) this.#failCall(id, new BlazeError("UNREACHABLE", `site ${site} went down`));
       this.#events.emit("siteDown", { site });

@@ -10,6 +10,8 @@ import type { SiteBus, SiteBusFactory } from "./site-bus.ts";
 
 /** Positions per acknowledgement frame: about 70 bytes each, far below any bus's payload limit. */
 const POSITIONS_PER_FRAME = 1_000;
+/** Most other sites a gateway follows: announcements of more are refused (counted in `unknownSite`). */
+export const MAX_SITES = 256;
 
 /** What a gateway needs from the member it runs in. */
 export interface GatewayHost {
@@ -44,6 +46,8 @@ export interface GatewayStats {
   refused: number;
   /** Acknowledgements ignored: from a gateway another than the one its site announced. */
   foreignAcks: number;
+  /** Frames from a site that is not up here (or announcements past `MAX_SITES`), dropped. */
+  unknownSite: number;
 }
 
 /**
@@ -55,7 +59,7 @@ export interface GatewayStats {
  * the origins send again through the next gateway.
  */
 export class SiteGateway {
-  readonly stats: GatewayStats = { published: 0, received: 0, refused: 0, foreignAcks: 0 };
+  readonly stats: GatewayStats = { published: 0, received: 0, refused: 0, foreignAcks: 0, unknownSite: 0 };
   readonly #acks: SiteAcknowledgements;
   readonly #directory = new Map<string, { announcement: SiteAnnouncement; heardAt: number }>();
   readonly #subscriptions: Array<() => void> = [];
@@ -199,7 +203,11 @@ export class SiteGateway {
         return;
       case "ack": {
         const gateway = this.#directory.get(body.site)?.announcement.gateway;
-        if (gateway !== undefined && gateway.id !== body.gatewayId) {
+        if (gateway === undefined) {
+          this.stats.unknownSite++;
+          return;
+        }
+        if (gateway.id !== body.gatewayId) {
           this.stats.foreignAcks++;
           return;
         }
@@ -215,6 +223,10 @@ export class SiteGateway {
         return;
       }
       case "refusal": {
+        if (!this.#directory.has(body.site)) {
+          this.stats.unknownSite++;
+          return;
+        }
         const origin = body.position.origin;
         if (origin.site === this.site && this.host.siteMembers().some((m) => m.id === origin.id)) this.host.sendTo(origin.id, body);
         return;
@@ -227,6 +239,10 @@ export class SiteGateway {
   #heard(announcement: SiteAnnouncement): void {
     if (announcement.site === this.site) return;
     const known = this.#directory.get(announcement.site);
+    if (known === undefined && this.#directory.size >= MAX_SITES) {
+      this.stats.unknownSite++;
+      return;
+    }
     this.#directory.set(announcement.site, { announcement, heardAt: this.host.clock.now() });
     const changed = known === undefined || known.announcement.gateway.id !== announcement.gateway.id || known.announcement.gateway.incarnation !== announcement.gateway.incarnation;
     if (changed) this.#tableChanged(true);
@@ -236,6 +252,11 @@ export class SiteGateway {
   #deliver(message: RelayedMessage): void {
     if (message.origin.site === this.site) {
       this.host.dropped("INVALID_FIELD");
+      return;
+    }
+    // From a site not up here: its origin sends it again once this gateway heard the site announced.
+    if (!this.#directory.has(message.origin.site)) {
+      this.stats.unknownSite++;
       return;
     }
     if (message.stream === "topic") {
