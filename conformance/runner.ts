@@ -14,6 +14,8 @@ import {
 } from "@bufbuild/protobuf";
 import { isReflectMessage, reflect, type ReflectMessage } from "@bufbuild/protobuf/reflect";
 import { EnvelopeSchema } from "../gen/activeblaze/v1/envelope_pb.ts";
+import { RelayFrameSchema } from "../gen/activeblaze/v1/relay_pb.ts";
+import { decodeRelay } from "../src/relay/relay-frames.ts";
 import { decodeEnvelope, type EnvelopeContext } from "../src/wire/codec.ts";
 import type { DropReason } from "../src/wire/drop-reason.ts";
 import { wireRegistry } from "../src/wire/registry.ts";
@@ -70,8 +72,8 @@ export function messageSchema(typeName: string): DescMessage {
 
 /**
  * Decodes bytes as `schema`. An Envelope goes through the receiver's full path (size limit, decoding,
- * protocol checks with RECEIVER_CONTEXT); any other type is only decoded, so it can fail only with
- * DECODE_FAILED.
+ * protocol checks with RECEIVER_CONTEXT), a RelayFrame through the bridge's checks; any other type is
+ * only decoded, so it can fail only with DECODE_FAILED.
  */
 export function decodeAs(schema: DescMessage, bytes: Uint8Array): Outcome {
   if (schema.typeName === EnvelopeSchema.typeName) {
@@ -79,6 +81,11 @@ export function decodeAs(schema: DescMessage, bytes: Uint8Array): Outcome {
     return decoded.ok
       ? { accepted: true, message: decoded.envelope }
       : { accepted: false, error: decoded.reason, detail: decoded.detail };
+  }
+  if (schema.typeName === RelayFrameSchema.typeName) {
+    // A frame between bridged sites: the bridge's checks (relay-frames.ts), with no size limit of its own.
+    const decoded = decodeRelay(bytes, Number.POSITIVE_INFINITY);
+    if (!decoded.ok) return { accepted: false, error: decoded.reason, detail: decoded.detail };
   }
   try {
     return { accepted: true, message: fromBinary(schema, bytes) };
