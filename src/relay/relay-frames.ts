@@ -181,6 +181,7 @@ function fromWire(kind: RelayFrame["kind"]): RelayBody {
   switch (kind.case) {
     case "message": {
       const m = kind.value;
+      const origin = memberFromWire(required(m.origin, "message.origin"), "message.origin");
       const stream = streamOf(m.stream, "message.stream");
       const seq = Number(m.seq);
       const floor = Number(m.floor);
@@ -193,7 +194,7 @@ function fromWire(kind: RelayFrame["kind"]): RelayBody {
       return {
         kind: "message",
         message: {
-          origin: memberFromWire(required(m.origin, "message.origin"), "message.origin"),
+          origin,
           stream,
           seq,
           floor,
@@ -255,9 +256,10 @@ function memberFromWire(member: RelayMember, path: string): SiteMember {
 }
 
 function positionFromWire(position: RelayPosition, path: string): StreamPosition {
+  const origin = memberFromWire(required(position.origin, `${path}.origin`), `${path}.origin`);
   const stream = streamOf(position.stream, `${path}.stream`);
   return {
-    origin: memberFromWire(required(position.origin, `${path}.origin`), `${path}.origin`),
+    origin,
     stream,
     targetId: stream === "topic" ? "" : idFromWire(position.targetId, `${path}.targetId`),
     seq: Number(position.seq),
