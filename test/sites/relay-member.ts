@@ -4,8 +4,9 @@
  *
  * It prints one JSON line per event (ready, site up/down, gateway changes, messages lost, errors) and
  * answers commands read from stdin, one JSON line each: `stream` broadcasts numbered messages on the
- * relayed topic, `report` prints what it delivered from each origin (count, first, last, whether in order
- * with no gap or copy), `request` asks a member of any site, `exit` leaves. It answers requests on its
+ * relayed topic ("stream") or a topic that stays in the site ("local"), `report` prints what it
+ * delivered from each origin on each (count, first, last, whether in order with no gap or copy, when,
+ * and the latencies), `reset` forgets it, `request` asks a member of any site, `exit` leaves. It answers requests on its
  * default inbox with `re:<text>`, and exits on its own after `lifetimeMs`, whatever happens.
  */
 import { createInterface } from "node:readline";
@@ -27,6 +28,7 @@ export interface RelayMemberConfig {
 export type RelayMemberCommand =
   | { readonly cmd: "stream"; readonly count: number; readonly from?: number; readonly pauseEvery?: number; readonly pauseMs?: number; readonly topic?: string }
   | { readonly cmd: "report" }
+  | { readonly cmd: "reset" }
   | { readonly cmd: "request"; readonly site: string; readonly id: string; readonly text: string }
   | { readonly cmd: "exit" };
 
@@ -35,6 +37,9 @@ export interface OriginReport {
   readonly first: number;
   readonly last: number;
   readonly inOrder: boolean;
+  /** Wall-clock time of the first and the last delivery, ms. */
+  readonly firstAt: number;
+  readonly lastAt: number;
   /** Wall-clock delivery latency of the streamed messages, ms (send time rides in the payload). */
   readonly latencies: readonly number[];
 }
@@ -70,19 +75,21 @@ const relay = await createRelayChannel({
 setTimeout(() => void relay.close().finally(() => process.exit(0)), config.lifetimeMs).unref();
 
 // What it delivered, by topic and origin: "stream" is relayed to every site, "local" stays in the site.
-const origins = new Map<string, { count: number; first: number; last: number; inOrder: boolean; latencies: number[] }>();
+const origins = new Map<string, { count: number; first: number; last: number; inOrder: boolean; firstAt: number; lastAt: number; latencies: number[] }>();
 for (const topic of ["stream", "local"]) {
   relay.addTopicListener(topic, (message) => {
     const view = new DataView(message.payload.buffer, message.payload.byteOffset, message.payload.byteLength);
     const n = view.getFloat64(0);
-    const latency = now() - view.getFloat64(8);
+    const at = now();
+    const latency = at - view.getFloat64(8);
     const key = `${topic}:${message.origin.name}`;
     const seen = origins.get(key);
     if (seen === undefined) {
-      origins.set(key, { count: 1, first: n, last: n, inOrder: true, latencies: [latency] });
+      origins.set(key, { count: 1, first: n, last: n, inOrder: true, firstAt: at, lastAt: at, latencies: [latency] });
       return;
     }
     seen.count++;
+    seen.lastAt = at;
     if (n !== seen.last + 1) seen.inOrder = false;
     seen.last = n;
     if (seen.latencies.length < 100_000) seen.latencies.push(latency);
@@ -121,6 +128,9 @@ for await (const line of createInterface({ input: process.stdin })) {
       break;
     case "report":
       print({ type: "report", origins: Object.fromEntries(origins), isGateway: relay.isGateway });
+      break;
+    case "reset":
+      origins.clear();
       break;
     case "request": {
       const start = now();
