@@ -70,7 +70,7 @@ const relay = await createRelayChannel({
   failureTimeoutMs: 1_000,
   verifyTimeoutMs: 300,
   discoveryTimeoutMs: 500,
-  relay: { site: config.site, nats: { servers: [config.nats] }, topics: ["stream"], announceIntervalMs: 200, siteTimeoutMs: 3_000, resendTimeoutMs: 500 },
+  relay: { site: config.site, nats: { servers: [config.nats] }, topics: ["stream"], announceIntervalMs: 200, siteTimeoutMs: 5_000, resendTimeoutMs: 500 },
 });
 setTimeout(() => void relay.close().finally(() => process.exit(0)), config.lifetimeMs).unref();
 
