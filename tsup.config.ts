@@ -10,6 +10,7 @@ export const entries = {
   "diagnostics/index": "src/diagnostics/index.ts",
   otel: "src/otel.ts",
   "dashboard/index": "src/dashboard/index.ts",
+  "relay/index": "src/relay/index.ts",
   "adapters/node": "src/adapters/node.ts",
   "adapters/bun": "src/adapters/bun.ts",
   "adapters/deno": "src/adapters/deno.ts",

@@ -11,6 +11,7 @@ export default {
     "src/testing.ts",
     "src/jms/index.ts",
     "src/stomp/index.ts",
+    "src/relay/index.ts",
     "src/diagnostics/index.ts",
     "src/otel.ts",
     "src/dashboard/index.ts",

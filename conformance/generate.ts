@@ -49,6 +49,7 @@ import {
   Stream,
 } from "../gen/activeblaze/v1/reliable_pb.ts";
 import { KeyAction, KeyUpdateAckSchema, KeyUpdateSchema } from "../gen/activeblaze/v1/security_pb.ts";
+import { RelayFrameSchema, RelayStream } from "../gen/activeblaze/v1/relay_pb.ts";
 import { RingIdSchema, TotemMemberStateSchema, TotemPhase } from "../gen/activeblaze/v1/totem_pb.ts";
 import { nodeCrypto } from "../src/adapters/node-crypto.ts";
 import type { IdentityKeys, SealMode } from "../src/security/crypto-provider.ts";
@@ -125,6 +126,8 @@ const NOTES = {
   History: "The receiver opened the datagrams of `history` first, in order (each of them opens); they fill its replay windows.",
   Tampered: "A sealed datagram with bytes changed or cut after sealing: the header, the seal's fields, the ciphertext or the tag.",
   Insider: "Insider mode: every datagram carries its sender's Ed25519 public key (whose first 16 bytes are the sender id) and a signature; the receiver has a key pair of its own and trusts only the listed members.",
+  RelayRules:
+    "A frame between bridged sites (activeblaze/relay), not a datagram: decode the bytes as an activeblaze.v1.RelayFrame, then apply the bridge's checks in their order (see conformance/README.md): version 1, every 64-bit integer at most 2^53 - 1, a kind, and the rules of relay.proto (site names, 16-byte member ids, streams, 1 <= floor <= seq).",
 } as const;
 
 type Flag = keyof typeof NOTES;
@@ -3599,7 +3602,81 @@ const SEALED: AreaTable = {
   ],
 };
 
-export const AREAS: readonly AreaTable[] = [ENVELOPE, BUNDLE, MULTICAST, MEMBERSHIP, STATE_MAP, LOCKS, TOTEM, FEC, DIAGNOSTICS, MESSAGE, MESSAGING, INVALID, SEALED];
+// ---------------------------------------------------------------------------------------------------
+// Frames between bridged sites: not datagrams, the payloads of NATS messages and of "$relay" group messages.
+
+const SITE_EU = { site: "eu", id: ID_A, incarnation: 7n, name: "alpha" };
+const SITE_US = { site: "us", id: ID_B, incarnation: 2n, name: "beta" };
+const SITE_US_GATEWAY = { site: "us", id: ID_C, incarnation: 1n, name: "gamma" };
+const TOPIC_MESSAGE = { origin: SITE_EU, stream: RelayStream.TOPIC, seq: 5n, floor: 3n, destination: "prices", format: PayloadFormat.BLAZE_MESSAGE, payload: utf8("bid=12.5") };
+const DIRECT_MESSAGE = { origin: SITE_EU, stream: RelayStream.DIRECT, seq: 1n, floor: 1n, destination: "orders", target: SITE_US, requestId: 9n, payload: utf8("ping") };
+const ANNOUNCE_US = { site: "us", gateway: SITE_US_GATEWAY, members: [SITE_US_GATEWAY, SITE_US], intervalMs: 1000n };
+
+type RelayInit = MessageInitShape<typeof RelayFrameSchema>;
+
+function relayCase(name: string, comment: string, init: RelayInit, flags: Flag[] = []): Case<typeof RelayFrameSchema> {
+  return { name: `relay/${name}`, comment, flags: ["RelayRules", ...flags], init, result: "valid" };
+}
+
+function refusedRelay(name: string, comment: string, init: RelayInit | Uint8Array, error: DropReason, flags: Flag[] = []): Case<typeof RelayFrameSchema> {
+  const body = init instanceof Uint8Array ? { bytes: init } : { init };
+  return { name: `relay/invalid/${name}`, comment, flags: ["RelayRules", ...flags], ...body, result: "invalid", error };
+}
+
+const RELAY: AreaTable = {
+  area: "relay",
+  groups: [
+    group(RelayFrameSchema, [
+      relayCase("message/topic", "A message on a relayed topic: the 5th of its origin's topic stream, which still holds it from the 3rd.", { version: 1, kind: { case: "message", value: TOPIC_MESSAGE } }),
+      relayCase("message/topic-resend", "A topic message an origin sends its gateway again, for two sites only.", { version: 1, kind: { case: "message", value: { ...TOPIC_MESSAGE, sites: ["us", "ap-south"] } } }),
+      relayCase("message/direct-request", "A request to a member of another site: a direct stream's first message, with the origin's call id.", { version: 1, kind: { case: "message", value: DIRECT_MESSAGE } }),
+      relayCase("message/direct-reply", "The reply, in the direct stream from the target back to the origin.", {
+        version: 1,
+        kind: { case: "message", value: { ...DIRECT_MESSAGE, origin: SITE_US, target: SITE_EU, destination: "", reply: true } },
+      }),
+      relayCase("message/max", "Numbers at the largest an envelope carries (2^53 - 1).", { version: 1, kind: { case: "message", value: { ...TOPIC_MESSAGE, seq: WIRE_MAX, floor: WIRE_MAX } } }, ["EdgeValue"]),
+      relayCase("ack", "A site's gateway acknowledges a topic stream and a direct stream of an origin of the other site.", {
+        version: 1,
+        kind: {
+          case: "ack",
+          value: {
+            site: "us",
+            gatewayId: ID_C,
+            positions: [
+              { origin: SITE_EU, stream: RelayStream.TOPIC, seq: 41n },
+              { origin: SITE_EU, stream: RelayStream.DIRECT, targetId: ID_B, seq: 3n },
+            ],
+          },
+        },
+      }),
+      relayCase("report/complete", "A member's complete report to a new gateway: every stream it follows.", {
+        version: 1,
+        kind: { case: "report", value: { positions: [{ origin: SITE_EU, stream: RelayStream.TOPIC, seq: 40n }], complete: true } },
+      }),
+      relayCase("refusal", "A gateway refuses a direct message for a member its site does not have.", {
+        version: 1,
+        kind: { case: "refusal", value: { site: "us", position: { origin: SITE_EU, stream: RelayStream.DIRECT, targetId: ID_C, seq: 1n } } },
+      }),
+      relayCase("site-announce", "A gateway announces its site: itself and the site's members.", { version: 1, kind: { case: "siteAnnounce", value: ANNOUNCE_US } }),
+      relayCase("site-table", "A gateway tells its members the other sites that are up.", { version: 1, kind: { case: "siteTable", value: { sites: [ANNOUNCE_US] } } }),
+      refusedRelay("no-version", "A frame without a version.", { kind: { case: "siteTable", value: {} } }, "MISSING_FIELD"),
+      refusedRelay("version-2", "A frame of a bridge protocol version this one does not speak.", { version: 2, kind: { case: "siteTable", value: {} } }, "UNSUPPORTED_VERSION"),
+      refusedRelay("no-kind", "A frame with a version and nothing else.", { version: 1 }, "MISSING_FIELD"),
+      refusedRelay("seq-unsafe", "A message numbered past 2^53 - 1.", { version: 1, kind: { case: "message", value: { ...TOPIC_MESSAGE, seq: WIRE_MAX + 1n } } }, "INVALID_FIELD", ["SafeInteger"]),
+      refusedRelay("seq-zero", "A message numbered 0 (streams count from 1).", { version: 1, kind: { case: "message", value: { ...TOPIC_MESSAGE, seq: 0n, floor: 0n } } }, "INVALID_FIELD", ["EdgeValue"]),
+      refusedRelay("floor-above-seq", "A message whose origin claims to hold nothing below a number above its own.", { version: 1, kind: { case: "message", value: { ...TOPIC_MESSAGE, floor: 6n } } }, "INVALID_FIELD"),
+      refusedRelay("no-stream", "A message of no stream kind.", { version: 1, kind: { case: "message", value: { ...TOPIC_MESSAGE, stream: RelayStream.UNSPECIFIED } } }, "INVALID_FIELD"),
+      refusedRelay("direct-without-target", "A direct message that names no target.", { version: 1, kind: { case: "message", value: { ...DIRECT_MESSAGE, target: undefined } } }, "MISSING_FIELD"),
+      refusedRelay("no-origin", "A message without its origin.", { version: 1, kind: { case: "message", value: { ...TOPIC_MESSAGE, origin: undefined } } }, "MISSING_FIELD"),
+      refusedRelay("short-member-id", "An origin whose member id has 3 bytes.", { version: 1, kind: { case: "message", value: { ...TOPIC_MESSAGE, origin: { ...SITE_EU, id: Uint8Array.of(1, 2, 3) } } } }, "INVALID_FIELD"),
+      refusedRelay("bad-site-name", "A site name that is no NATS subject token.", { version: 1, kind: { case: "message", value: { ...TOPIC_MESSAGE, origin: { ...SITE_EU, site: "eu.west" } } } }, "INVALID_FIELD"),
+      refusedRelay("announce-foreign-member", "An announcement listing a member of another site.", { version: 1, kind: { case: "siteAnnounce", value: { ...ANNOUNCE_US, members: [SITE_EU] } } }, "INVALID_FIELD"),
+      refusedRelay("truncated", "A frame cut inside its message.", encode(RelayFrameSchema, { version: 1, kind: { case: "message", value: TOPIC_MESSAGE } }).slice(0, 12), "DECODE_FAILED", ["Truncated"]),
+    ]),
+  ],
+};
+
+export const AREAS: readonly AreaTable[] = [ENVELOPE, BUNDLE, MULTICAST, MEMBERSHIP, STATE_MAP, LOCKS, TOTEM, FEC, DIAGNOSTICS, MESSAGE, MESSAGING, INVALID, SEALED, RELAY];
 
 // ---------------------------------------------------------------------------------------------------
 // From tables to files.

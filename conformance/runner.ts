@@ -14,7 +14,9 @@ import {
 } from "@bufbuild/protobuf";
 import { isReflectMessage, reflect, type ReflectMessage } from "@bufbuild/protobuf/reflect";
 import { type Envelope, EnvelopeSchema } from "../gen/activeblaze/v1/envelope_pb.ts";
+import { RelayFrameSchema } from "../gen/activeblaze/v1/relay_pb.ts";
 import { nodeCrypto } from "../src/adapters/node-crypto.ts";
+import { decodeRelay } from "../src/relay/relay-frames.ts";
 import { DatagramGuard, sealDatagram, senderKeyInfo } from "../src/security/datagram-guard.ts";
 import { KeyRing } from "../src/security/keyring.ts";
 import { decodeBase64, securityOptionsSchema } from "../src/security/options.ts";
@@ -101,8 +103,8 @@ export function messageSchema(typeName: string): DescMessage {
 
 /**
  * Decodes bytes as `schema`. An Envelope goes through the receiver's full path (size limit, decoding,
- * protocol checks with RECEIVER_CONTEXT); any other type is only decoded, so it can fail only with
- * DECODE_FAILED.
+ * protocol checks with RECEIVER_CONTEXT), a RelayFrame through the bridge's checks; any other type is
+ * only decoded, so it can fail only with DECODE_FAILED.
  */
 export function decodeAs(schema: DescMessage, bytes: Uint8Array): Outcome {
   if (schema.typeName === EnvelopeSchema.typeName) {
@@ -110,6 +112,11 @@ export function decodeAs(schema: DescMessage, bytes: Uint8Array): Outcome {
     return decoded.ok
       ? { accepted: true, message: decoded.envelope }
       : { accepted: false, error: decoded.reason, detail: decoded.detail };
+  }
+  if (schema.typeName === RelayFrameSchema.typeName) {
+    // A frame between bridged sites: the bridge's checks (relay-frames.ts), with no size limit of its own.
+    const decoded = decodeRelay(bytes, Number.POSITIVE_INFINITY);
+    if (!decoded.ok) return { accepted: false, error: decoded.reason, detail: decoded.detail };
   }
   try {
     return { accepted: true, message: fromBinary(schema, bytes) };

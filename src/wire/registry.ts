@@ -7,6 +7,7 @@ import { file_activeblaze_v1_fec } from "../../gen/activeblaze/v1/fec_pb.ts";
 import { file_activeblaze_v1_membership } from "../../gen/activeblaze/v1/membership_pb.ts";
 import { file_activeblaze_v1_message } from "../../gen/activeblaze/v1/message_pb.ts";
 import { file_activeblaze_v1_messaging } from "../../gen/activeblaze/v1/messaging_pb.ts";
+import { file_activeblaze_v1_relay } from "../../gen/activeblaze/v1/relay_pb.ts";
 import { file_activeblaze_v1_reliable } from "../../gen/activeblaze/v1/reliable_pb.ts";
 import { file_activeblaze_v1_security } from "../../gen/activeblaze/v1/security_pb.ts";
 import { file_activeblaze_v1_totem } from "../../gen/activeblaze/v1/totem_pb.ts";
@@ -24,6 +25,8 @@ export const wireFiles = [
   file_activeblaze_v1_diagnostics,
   file_activeblaze_v1_envelope,
   file_activeblaze_v1_messaging,
+  // Not in envelopes: the frames between bridged sites (activeblaze/relay).
+  file_activeblaze_v1_relay,
 ] as const;
 
 /** A registry of every message and enum type of the activeblaze.v1 schema. */

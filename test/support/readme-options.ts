@@ -11,12 +11,15 @@ import type * as z from "zod";
 import { channelOptionsSchema } from "../../src/channel/options.ts";
 import { groupOptionsSchema } from "../../src/group/options.ts";
 import { optionTable } from "../../src/options-doc.ts";
+import { natsOptionsSchema, relayOptionsSchema } from "../../src/relay/options.ts";
 
 export const README = join(import.meta.dirname, "..", "..", "README.md");
 
 const SCHEMAS: Record<string, z.ZodType> = {
   channel: channelOptionsSchema,
   group: groupOptionsSchema,
+  relay: relayOptionsSchema,
+  nats: natsOptionsSchema,
 };
 
 const SECTION = /(<!-- options: (\w+) -->\n)[\s\S]*?(<!-- \/options -->)/g;
