@@ -84,7 +84,7 @@ export type { KeyRotationOptions, KeyRotationResult } from "./security/key-rotat
 export type { KeyInput } from "./security/keyring.ts";
 export { generateIdentity, generateSecret } from "./security/keys.ts";
 export { DEFAULT_SECURITY_OPTIONS, securityOptionsSchema } from "./security/options.ts";
-export type { SecurityOptions } from "./security/options.ts";
+export type { ResolvedSecurityOptions, SecurityOptions } from "./security/options.ts";
 export { systemClock, systemRandom } from "./transport/clock.ts";
 export type { Clock, RandomSource, TimerHandle } from "./transport/clock.ts";
 export { MAX_UDP_PAYLOAD_BYTES } from "./transport/transport.ts";

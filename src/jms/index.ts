@@ -11,7 +11,7 @@ export { Destination, Queue, TemporaryQueue, TemporaryTopic, Topic, topicMatches
 export { BytesMessage, MapMessage, Message, ObjectMessage, StreamMessage, TextMessage } from "./message.ts";
 export type { DeliveryMode, PropertyType } from "./message.ts";
 export { connectionFactoryOptionsSchema, SessionMode } from "./options.ts";
-export type { ConnectionFactoryOptions, ConsumerOptions, ContextOptions } from "./options.ts";
+export type { ConnectionFactoryOptions, ConsumerOptions, ContextOptions, ResolvedFactoryOptions } from "./options.ts";
 export { ORIGINAL_DESTINATION_PROPERTY } from "./queue-replica.ts";
 export type { QueueStats } from "./queue-replica.ts";
 export { parseSelector } from "./selector.ts";

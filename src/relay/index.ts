@@ -3,7 +3,7 @@ export { createRelayChannel, MAX_RELAYED_PAYLOAD_BYTES, RelayChannel } from "./r
 export type { RelayEvents, RelayStats, SiteAddress, SiteInfo, SiteMessageListener } from "./relay-channel.ts";
 export { SiteMessage } from "./site-message.ts";
 export { natsOptionsSchema, relayOptionsSchema } from "./options.ts";
-export type { NatsOptions, RelayChannelOptions, RelayOptions } from "./options.ts";
+export type { NatsOptions, RelayChannelOptions, RelayOptions, ResolvedRelayOptions } from "./options.ts";
 export type { SiteMember, StreamKind } from "./relay-frames.ts";
 export type { ReceivedStats } from "./received-streams.ts";
 export type { GatewayStats } from "./site-gateway.ts";

@@ -3,4 +3,4 @@
 export { createStompGateway, StompGateway } from "./gateway.ts";
 export type { GatewayStats } from "./gateway.ts";
 export { stompGatewayOptionsSchema } from "./options.ts";
-export type { StompGatewayOptions } from "./options.ts";
+export type { ResolvedGatewayOptions, StompGatewayOptions } from "./options.ts";
