@@ -83,8 +83,8 @@ const ROUNDS_PER_ASK = 3;
  * Asks a cluster's members to describe themselves, as `blaze probe` does, over a socket of its own.
  * It is no member: it answers the members' admission challenges (proving its address), so they answer
  * it, but it never becomes their peer, and it sends only to the cluster's multicast group or to its
- * configured static peers — never to an address read from a reply. With security on, the seal and
- * open of its datagrams go where `#send` and `#receive` are, with the cluster's key.
+ * configured static peers — never to an address read from a reply. It speaks in clear: members with
+ * `security` refuse its datagrams (probing a secured cluster, with the cluster's key, is not built yet).
  */
 export class Prober implements AsyncDisposable {
   readonly #options: ResolvedProbeOptions;
