@@ -166,7 +166,7 @@ export class Sequencer implements TimedUnit {
     this.#lastSentAt = now;
     for (const member of term.members) {
       if (member.id === host.local.id) continue;
-      this.#members.set(member.id, { member, accepted: false, acked: -1, progressAt: now, repairedAt: now, heardAt: Number.NEGATIVE_INFINITY });
+      this.#members.set(member.id, { member, accepted: false, acked: -1, progressAt: now, repairedAt: Number.NEGATIVE_INFINITY, heardAt: Number.NEGATIVE_INFINITY });
     }
     this.#locks = new LockQueue((waiter) => this.#respondTo(waiter.requester, waiter.requestId, "LOCKED", `"${waiter.key}" was still locked after waiting`));
     this.#expiry = new Expiry(host.replica, (changes, at) => this.#coordinatorChanges(changes, at));
