@@ -46,15 +46,16 @@ describe("quorumRefusal", () => {
     // A holds the term's state; C restarted (it remembers the term, not the data): a quorum.
     expect(quorumRefusal([A, restarted(C)], [report(A, ac), report(restarted(C), ac, 0)])).toBeUndefined();
     const abc = term(8, A, [A, B, C]);
-    // Of {A, B, C} a lock operation needs two: with two restarted, the one left may lack it.
-    expect(quorumRefusal([restarted(A), restarted(B), C], [report(restarted(A), abc, 0), report(restarted(B), abc, 0), report(C, abc)])).toMatch(/1 member\(s\) here still hold/);
-    expect(quorumRefusal([A, restarted(B), C], [report(A, abc), report(restarted(B), abc, 0), report(C, abc)])).toBeUndefined();
+    // Two of three restarted at once: the third holds everything done (done means on every member).
+    expect(quorumRefusal([restarted(A), restarted(B), C], [report(restarted(A), abc, 0), report(restarted(B), abc, 0), report(C, abc)])).toBeUndefined();
+    // All restarted: nobody holds it.
+    expect(quorumRefusal([restarted(A), restarted(B), restarted(C)], [report(restarted(A), abc, 0), report(restarted(B), abc, 0), report(restarted(C), abc, 0)])).toMatch(/no member here still holds/);
   });
 
   it("does not count a member that did not accept the latest term as holding its state", () => {
     const abc = term(8, A, [A, B, C]);
     const older = term(7, A, [A, B, C]);
-    expect(quorumRefusal([A, B, C], [report(A, abc), report(B, older), report(C, older)])).toMatch(/1 member\(s\) here still hold/);
+    expect(quorumRefusal([restarted(A), B, C], [report(restarted(A), abc, 0), report(B, older), report(C, older)])).toMatch(/no member here still holds/);
   });
 });
 

@@ -1,5 +1,5 @@
 import type { PeerKey } from "../reliable/protocol.ts";
-import { comparePositions, majority, type MemberInstance, type Position, type StateAck, type Term } from "./state-types.ts";
+import { comparePositions, type MemberInstance, type Position, type StateAck, type Term } from "./state-types.ts";
 
 /** What a member of the view answered the coordinator's PrepareOp with: a promise, and where it stands. */
 export interface Report {
@@ -30,9 +30,9 @@ export interface ElectionRules {
  *   coordinator — counted by member id: a member that restarted (same id, a later incarnation) counts
  *   as itself, because its earlier run is certainly gone and a restarted member keeps the term it
  *   accepted and the epochs it promised across its restart;
- * - and enough of them still hold that term's data (they accepted it, in the incarnation it names, and
- *   did not restart since) to meet every majority of the term: whatever the term committed (a write on
- *   every member, a lock operation on a majority) is then here.
+ * - and one of them at least still holds that term's data: it accepted the term in the incarnation the
+ *   term names (it did not restart since). Whatever the term committed is on every one of its members,
+ *   so it is then here.
  *
  * A term's members are those of its view, and it begins only once every one of them accepted it, so the
  * agreed set changes only with a majority of the old one: two sides of a partition can never both pass.
@@ -49,12 +49,10 @@ export function quorumRefusal(view: readonly MemberInstance[], reports: readonly
   if (present * 2 < size || (present * 2 === size && !ids.has(term.coordinator))) {
     return `no quorum: this side holds ${present} of the ${size} members that last agreed on the map`;
   }
-  const intact = reports.filter(
+  const intact = reports.some(
     (r) => r.accepted.epoch === term.epoch && r.accepted.coordinator === term.coordinator && term.members.some((m) => m.id === r.member.id && m.incarnation === r.member.incarnation),
-  ).length;
-  if (intact < size - majority(size) + 1) {
-    return `no quorum: ${intact} member(s) here still hold the state the ${size} members that last agreed on the map held (the others restarted), fewer than it needs`;
-  }
+  );
+  if (!intact) return `no quorum: no member here still holds the state the ${size} members that last agreed on the map held (those here restarted since)`;
   return undefined;
 }
 

@@ -224,7 +224,7 @@ export class LockHandle implements AsyncDisposable {
   }
 
   /**
-   * Releases the lock; resolves once a majority has the release (the next master keeps it). A release
+   * Releases the lock; resolves once every member has the release (any next master keeps it). A release
    * that fails (a timeout during a failover, say) leaves the handle held, and may be called again.
    * Releasing twice, or concurrently, releases once.
    */

@@ -7,7 +7,6 @@ import {
   type Announce,
   type AppliedRecord,
   type Change,
-  isLockOp,
   majority,
   type MemberInstance,
   putBytes,
@@ -101,9 +100,8 @@ interface Batch {
   readonly index: number;
   readonly requests: OrderedRequest[];
   readonly keys: Set<string>;
-  /** The requests in it (requester and id), and which of them are lock operations. */
+  /** The requests in it (requester and id). */
   readonly ids: Set<string>;
-  readonly lockOps: Set<string>;
   bytes: number;
 }
 
@@ -119,9 +117,8 @@ type Refusal = { readonly outcome: StateOutcome; readonly message: string };
  * touch different keys become one update, multicast once to the group — and applies them here at once.
  * Members acknowledge cumulatively; one that lags (or says it lacks updates) is sent them again point to
  * point from the log, or brought up by snapshot when the log no longer has them. An update is committed
- * once a majority of the term holds it (the application here sees it then); this member's own requests
- * are answered once every member holds a write, a majority a lock operation; other members' requests
- * finish at their requesters (see StateClient).
+ * once every member of the term holds it: the application here sees it then, and this member's own
+ * requests are answered; other members' requests finish at their requesters (see StateClient).
  *
  * It serves (takes requests) only while every member of the term accepted the term and a majority heard
  * from it within the lease (the failure timeout): a coordinator cut off from its majority stops before
@@ -142,7 +139,7 @@ export class Sequencer implements TimedUnit {
   /** Lock grants waiting for the token ceiling to be raised. */
   readonly #tokenWait: Waiter[] = [];
   /** This member's own requests applied and not answered yet. */
-  readonly #awaiting: Array<{ readonly index: number; readonly requestId: number; readonly lock: boolean }> = [];
+  readonly #awaiting: Array<{ readonly index: number; readonly requestId: number }> = [];
   #batch: Batch | undefined;
   #forget: MemberInstance[] = [];
   #usableCeiling: number;
@@ -327,8 +324,8 @@ export class Sequencer implements TimedUnit {
       // Sent again: applied already (here, or by a coordinator before us). Answered once it is committed
       // as far as it needs; until then, its requester hears of it from the update.
       this.stats.requestsDeduplicated++;
-      if (applied.index <= this.#floor(isLockOp(op))) this.#respondOk(requester, applied);
-      else if (sameInstance(requester, this.#host.local)) this.#await(applied.index, requestId, isLockOp(op));
+      if (applied.index <= this.#floor()) this.#respondOk(requester, applied);
+      else if (sameInstance(requester, this.#host.local)) this.#await(applied.index, requestId);
       return;
     }
     if (this.#locks.isQueued(requester, requestId) || this.#tokenWait.some((w) => w.requestId === requestId && sameInstance(w.requester, requester))) return;
@@ -358,7 +355,7 @@ export class Sequencer implements TimedUnit {
         if (held === undefined) return this.#respond(requester, request, "NOT_FOUND", `"${key}" is not locked`);
         if (!sameInstance(held.holder, requester)) return this.#respond(requester, request, "LOCKED", `"${key}" is locked by another member`);
         if (fencingToken !== 0 && fencingToken !== held.token) return this.#respond(requester, request, "STALE_TOKEN", `fencing token ${fencingToken} is not the lock's (${held.token})`);
-        this.#add(requester, requestId, [{ kind: "unlock", key, expired: false }], [key], true);
+        this.#add(requester, requestId, [{ kind: "unlock", key, expired: false }], [key]);
         this.#grantNext(key, now);
         return;
       }
@@ -370,7 +367,7 @@ export class Sequencer implements TimedUnit {
           return this.#respond(requester, request, "STALE_TOKEN", `the lock on "${key}" with token ${fencingToken} is no longer held`);
         }
         const change: Change = { kind: "lock", lock: { key, holder: held.holder, token: held.token, leaseMs, releaseOnExit: held.releaseOnExit } };
-        this.#add(requester, requestId, [change], [key], true);
+        this.#add(requester, requestId, [change], [key]);
         return;
       }
       case "cancel":
@@ -396,7 +393,7 @@ export class Sequencer implements TimedUnit {
       for (const [key, lock] of replica.locks) {
         if (replica.entries.has(key) && !sameInstance(lock.holder, requester)) return this.#respond(requester, request, "LOCKED", `"${key}" is locked by another member: nothing was cleared`);
       }
-      this.#add(requester, request.requestId, [{ kind: "clear" }], undefined, false);
+      this.#add(requester, request.requestId, [{ kind: "clear" }], undefined);
       this.#commitBatch(now);
       return;
     }
@@ -425,7 +422,7 @@ export class Sequencer implements TimedUnit {
       if (refusal !== undefined) return this.#respond(requester, request, refusal.outcome, refusal.message);
       if (replica.entries.has(remove.key)) changes.push({ kind: "remove", key: remove.key, expired: false });
     }
-    this.#add(requester, request.requestId, changes, keys, false);
+    this.#add(requester, request.requestId, changes, keys);
   }
 
   #check(requester: MemberInstance, key: string, ifVersion: number | undefined, fencingToken: number, seen: Set<string>): Refusal | undefined {
@@ -454,7 +451,7 @@ export class Sequencer implements TimedUnit {
       return;
     }
     const token = replica.takeToken();
-    this.#add(waiter.requester, waiter.requestId, [{ kind: "lock", lock: { key: waiter.key, holder: waiter.requester, token, leaseMs: waiter.leaseMs, releaseOnExit: waiter.releaseOnExit } }], [waiter.key], true);
+    this.#add(waiter.requester, waiter.requestId, [{ kind: "lock", lock: { key: waiter.key, holder: waiter.requester, token, leaseMs: waiter.leaseMs, releaseOnExit: waiter.releaseOnExit } }], [waiter.key]);
     if (replica.nextToken + TOKEN_BLOCK / 2 >= this.#usableCeiling) this.#raiseCeiling();
   }
 
@@ -480,7 +477,7 @@ export class Sequencer implements TimedUnit {
       const held = replica.locks.get(key);
       if (record.token > 0 && held !== undefined && held.token === record.token && sameInstance(held.holder, requester)) {
         this.#open([key], 0, now);
-        this.#add(requester, requestId, [{ kind: "unlock", key, expired: false }], [key], true);
+        this.#add(requester, requestId, [{ kind: "unlock", key, expired: false }], [key]);
         this.#grantNext(key, now);
       } else {
         this.#respondTo(requester, requestId, "OK", "");
@@ -491,8 +488,8 @@ export class Sequencer implements TimedUnit {
     const waiting = this.#tokenWait.findIndex((w) => w.requestId === lockRequestId && sameInstance(w.requester, requester));
     if (waiting >= 0) this.#tokenWait.splice(waiting, 1);
     this.#open([], 0, now);
-    this.#add(requester, lockRequestId, [], [], true);
-    this.#add(requester, requestId, [], [], true);
+    this.#add(requester, lockRequestId, [], []);
+    this.#add(requester, requestId, [], []);
   }
 
   /** Expiry and exits: changes of the coordinator's own, ordered like requests. */
@@ -501,7 +498,7 @@ export class Sequencer implements TimedUnit {
     for (const change of changes) {
       const key = change.kind === "put" ? change.entry.key : change.kind === "lock" ? change.lock.key : change.kind === "clear" ? "" : change.key;
       this.#open([key], REQUEST_OVERHEAD_BYTES + changeBytes(change), now);
-      this.#add(undefined, 0, [change], [key], false);
+      this.#add(undefined, 0, [change], [key]);
       if (change.kind === "unlock") freed.push(change.key);
     }
     for (const key of freed) this.#grantNext(key, now);
@@ -539,16 +536,13 @@ export class Sequencer implements TimedUnit {
     this.#batch = emptyBatch(this.#host.replica.position.index + 1);
   }
 
-  /** Adds a request's changes to the open batch (`lock`: it is a lock operation, done on a majority). */
-  #add(requester: MemberInstance | undefined, requestId: number, changes: readonly Change[], keys: readonly string[] | undefined, lock: boolean): void {
+  /** Adds a request's changes to the open batch. */
+  #add(requester: MemberInstance | undefined, requestId: number, changes: readonly Change[], keys: readonly string[] | undefined): void {
     const batch = this.#batch!;
     batch.requests.push({ requestId, requester, changes });
     if (keys === undefined) batch.keys.add("");
     else for (const key of keys) batch.keys.add(key);
-    if (requester !== undefined) {
-      batch.ids.add(requestKey(requester, requestId));
-      if (lock) batch.lockOps.add(requestKey(requester, requestId));
-    }
+    if (requester !== undefined) batch.ids.add(requestKey(requester, requestId));
     for (const change of changes) batch.bytes += changeBytes(change);
   }
 
@@ -578,7 +572,7 @@ export class Sequencer implements TimedUnit {
     for (const change of changes) this.#expiry.track(change);
     for (const record of records) {
       this.stats.requestsApplied++;
-      if (sameInstance(record.requester, this.#host.local)) this.#await(record.index, record.requestId, batch.lockOps.has(requestKey(record.requester, record.requestId)));
+      if (sameInstance(record.requester, this.#host.local)) this.#await(record.index, record.requestId);
     }
     if (this.#members.size > 0) {
       this.#host.multicastUpdate(update, this.#probeFor(now));
@@ -590,17 +584,16 @@ export class Sequencer implements TimedUnit {
 
   /** Commit points moved (an acknowledgement, an update of our own): show, answer, release tokens. */
   #advance(now: number): void {
-    const all = this.#floor(false);
-    const committed = this.#floor(true);
-    if (committed > this.#committed) {
-      this.#committed = committed;
-      const shown = this.#host.visible.commit(committed);
+    const all = this.#floor();
+    if (all > this.#committed) {
+      this.#committed = all;
+      const shown = this.#host.visible.commit(all);
       if (shown.length > 0) this.#host.shown(shown);
     }
     if (this.#awaiting.length > 0) {
       let kept = 0;
       for (const waiting of this.#awaiting) {
-        if (waiting.index <= (waiting.lock ? committed : all)) {
+        if (waiting.index <= all) {
           const record = this.#host.replica.appliedRequest(this.#host.local, waiting.requestId);
           if (record !== undefined) this.#respondOk(this.#host.local, record);
         } else this.#awaiting[kept++] = waiting;
@@ -619,14 +612,11 @@ export class Sequencer implements TimedUnit {
     }
   }
 
-  /** The highest index every member holds (`majorityOnly`: a majority of the term, us included). */
-  #floor(majorityOnly: boolean): number {
-    const own = this.#host.replica.position.index;
-    if (this.#members.size === 0) return own;
-    const acked = [own];
-    for (const state of this.#members.values()) acked.push(state.accepted ? state.acked : -1);
-    acked.sort((a, b) => b - a);
-    return majorityOnly ? acked[majority(this.#size) - 1]! : acked[acked.length - 1]!;
+  /** The highest index every member of the term holds: what is committed. */
+  #floor(): number {
+    let floor = this.#host.replica.position.index;
+    for (const state of this.#members.values()) floor = Math.min(floor, state.accepted ? state.acked : -1);
+    return floor;
   }
 
   #raiseCeiling(): void {
@@ -650,7 +640,7 @@ export class Sequencer implements TimedUnit {
   #announce(now: number): void {
     this.#lastSentAt = now;
     this.stats.announcesSent++;
-    const probe = this.#probeFor(now, true);
+    const probe = this.#probeFor(now);
     if (this.#members.size > 0) this.#host.multicastAnnounce({ epoch: this.#epoch, coordinator: this.#host.local.id, index: this.#host.replica.position.index, leaseProbe: probe });
   }
 
@@ -665,8 +655,8 @@ export class Sequencer implements TimedUnit {
     return this.#probe;
   }
 
-  #await(index: number, requestId: number, lock: boolean): void {
-    if (!this.#awaiting.some((w) => w.requestId === requestId)) this.#awaiting.push({ index, requestId, lock });
+  #await(index: number, requestId: number): void {
+    if (!this.#awaiting.some((w) => w.requestId === requestId)) this.#awaiting.push({ index, requestId });
   }
 
   #respondOk(requester: MemberInstance, record: AppliedRecord): void {
@@ -684,7 +674,7 @@ export class Sequencer implements TimedUnit {
 }
 
 function emptyBatch(index: number): Batch {
-  return { index, requests: [], keys: new Set(), ids: new Set(), lockOps: new Set(), bytes: UPDATE_OVERHEAD_BYTES };
+  return { index, requests: [], keys: new Set(), ids: new Set(), bytes: UPDATE_OVERHEAD_BYTES };
 }
 
 /** At most what a change takes in an update. */

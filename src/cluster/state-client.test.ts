@@ -78,9 +78,11 @@ describe("StateClient", () => {
     expect(bed.answers.size).toBe(0);
     bed.client.onNotice(R.id, { epoch: 3, coordinator: M.id, index: 9 }, 0);
     expect(bed.answers.get(id)).toMatchObject({ outcome: "OK", index: 7 });
-    // A lock operation in a term of three needs no notice: the coordinator and this member are a majority.
+    // In a term of two (this member and the coordinator), applying it here is enough.
+    bed.term = { epoch: 4, coordinator: M.id, members: [ME, M] };
+    bed.client.onTerm();
     const lock = bed.open({ case: "lock", key: "l", leaseMs: 0, waitMs: 0, releaseOnExit: true });
-    bed.client.onApplied({ requester: ME, requestId: lock, index: 8, previous: [], token: 4 }, 3, 0);
+    bed.client.onApplied({ requester: ME, requestId: lock, index: 8, previous: [], token: 4 }, 4, 0);
     expect(bed.answers.get(lock)).toMatchObject({ outcome: "OK", token: 4 });
   });
 

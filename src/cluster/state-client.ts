@@ -2,7 +2,6 @@ import type { TimedUnit } from "../core/driver.ts";
 import type { PeerKey } from "../reliable/protocol.ts";
 import {
   type AppliedRecord,
-  isLockOp,
   type MemberInstance,
   noticesNeeded,
   type Position,
@@ -146,7 +145,7 @@ export class StateClient implements TimedUnit {
     if (outstanding === undefined) return;
     const term = this.#host.term();
     if (term.epoch !== epoch || !term.members.some((m) => m.id === this.#host.local.id)) return;
-    outstanding.applied = { record, epoch, needed: noticesNeeded(term.members.length, isLockOp(outstanding.request.op)) };
+    outstanding.applied = { record, epoch, needed: noticesNeeded(term.members.length) };
     this.#settle(record.requestId, outstanding, now);
   }
 

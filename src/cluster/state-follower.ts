@@ -5,7 +5,6 @@ import {
   type Announce,
   type AppliedRecord,
   type EpochPromise,
-  isLockChanges,
   type MemberInstance,
   noticesNeeded,
   type Position,
@@ -301,11 +300,8 @@ export class ReplicaFollower {
     for (const record of records) {
       if (record.requester.id === local.id) {
         if (record.requester.incarnation === local.incarnation) this.#host.ownApplied(record, update.epoch);
-      } else if (record.requester.id !== update.coordinator) {
-        const request = update.requests.find((r) => r.requestId === record.requestId && r.requester?.id === record.requester.id);
-        if (noticesNeeded(term.members.length, isLockChanges(request?.changes ?? [])) > 0) {
-          this.#notices.set(record.requester.id, { epoch: update.epoch, coordinator: update.coordinator, index: update.index });
-        }
+      } else if (record.requester.id !== update.coordinator && noticesNeeded(term.members.length) > 0) {
+        this.#notices.set(record.requester.id, { epoch: update.epoch, coordinator: update.coordinator, index: update.index });
       }
     }
   }

@@ -261,23 +261,13 @@ export function majority(n: number): number {
   return Math.floor(n / 2) + 1;
 }
 
-/** Lock operations need a majority to survive a coordinator's crash; map writes are answered once everyone has them. */
-export function isLockOp(op: StateOp): boolean {
-  return op.case === "lock" || op.case === "unlock" || op.case === "renewLease" || op.case === "cancel";
-}
-
-/** True when the changes are those of a lock operation (grant, release, renewal). */
-export function isLockChanges(changes: readonly Change[]): boolean {
-  return changes.length > 0 && changes.every((c) => c.kind === "lock" || c.kind === "unlock");
-}
-
 /**
  * How many members besides the coordinator and the requester must have applied a request before it is
- * done, in a term of `members` members: every one for a map write (any member then reads it), a majority
- * with the two for a lock operation (what a next coordinator needs to keep it).
+ * done, in a term of `members` members: every one. Any member then reads it, and any member that did
+ * not restart since holds everything done — what lets a restarted majority rejoin its quorum.
  */
-export function noticesNeeded(members: number, lock: boolean): number {
-  return Math.max(0, (lock ? majority(members) : members) - 2);
+export function noticesNeeded(members: number): number {
+  return Math.max(0, members - 2);
 }
 
 /** The UTF-8 length of `text`. */

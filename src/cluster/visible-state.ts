@@ -10,8 +10,8 @@ interface Hidden<T> {
 /**
  * The state this member's application sees. A replica that follows a coordinator shows every update as
  * it applies it. The coordinator applies what it orders at once (later requests are checked against
- * it), but shows an update — to reads and to listeners — only once it is committed: applied by a
- * majority of its term, which is what a next coordinator keeps. A deposed coordinator therefore never
+ * it), but shows an update — to reads and to listeners — only once it is committed: applied by every
+ * member of its term, so that any next coordinator keeps it. A deposed coordinator therefore never
  * shows its application an update that a new one could replace.
  *
  * Updates not yet committed are kept with what they replaced, key by key; reads of a key they touched
