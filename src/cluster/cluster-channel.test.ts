@@ -410,6 +410,91 @@ describe("ClusterChannel", () => {
     expect(a.map.has("long2") !== a.map.has("short")).toBe(true);
   });
 
+  it("another task of the holder queues behind it here, and gets the lock after its release, after earlier waiters", async () => {
+    const [a, b] = await cluster(2, 31);
+    const first = await bed.settle(a.map.lock("k"));
+    const order: string[] = [];
+    const secondOfA = a.map.lock("k", { timeoutMs: 5_000 }).then((h) => {
+      order.push("a");
+      return h;
+    });
+    await bed.run(20);
+    const ofB = b.map.lock("k", { timeoutMs: 5_000 }).then((h) => {
+      order.push("b");
+      return h;
+    });
+    await bed.run(20);
+    // Only one lock() of a key goes to the coordinator from a member: the second waits here, unseen.
+    expect(a.map.getLock("k")?.fencingToken).toBe(first.fencingToken);
+    await bed.settle(first.release());
+    const hb = await bed.settle(ofB);
+    expect(order).toEqual(["b"]);
+    await bed.settle(hb.release());
+    const ha = await bed.settle(secondOfA);
+    expect(order).toEqual(["b", "a"]);
+    expect(ha.fencingToken).toBeGreaterThan(hb.fencingToken);
+    await bed.settle(ha.release());
+  });
+
+  it("an auto-renewed lock stays held past its lease; cut off, its lost signal aborts", async () => {
+    const [a, b] = await cluster(2, 32, { state: { requestTimeoutMs: 400 } });
+    const holder = a.isMaster() ? b : a;
+    const lock = await bed.settle(holder.map.lock("r", { leaseMs: 300, autoRenew: true }));
+    const lostAt: number[] = [];
+    lock.lost.addEventListener("abort", () => lostAt.push(bed.net.clock.now()));
+    await bed.run(1_000);
+    expect(lock.valid).toBe(true);
+    expect(holder.map.getLock("r")?.fencingToken).toBe(lock.fencingToken);
+    const cutAt = bed.net.clock.now();
+    bed.net.partition([`h${bed.channels.indexOf(a)}`], [`h${bed.channels.indexOf(b)}`]);
+    await bed.run(600);
+    expect(lostAt).toHaveLength(1);
+    expect(lostAt[0]! - cutAt).toBeLessThanOrEqual(300);
+    expect(lock.valid).toBe(false);
+    expect(isBlazeError(lock.lost.reason, "STALE_TOKEN")).toBe(true);
+    await expect(bed.settle(holder.map.lock("r", { autoRenew: true }))).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
+  });
+
+  it("a release that fails during a failover leaves the handle held, and succeeds when tried again", async () => {
+    const [a, b, c] = await cluster(3, 33, { state: { requestTimeoutMs: 300 } });
+    const master = [a, b, c].find((x) => x.isMaster())!;
+    const holder = [a, b, c].find((x) => x !== master)!;
+    const lock = await bed.settle(holder.map.lock("f"));
+    bed.net.partition([`h${bed.channels.indexOf(master)}`], [a, b, c].filter((x) => x !== master).map((x) => `h${bed.channels.indexOf(x)}`));
+    const error = await bed.settle(lock.release()).catch((e: unknown) => e);
+    expect(isBlazeError(error, "TIMEOUT")).toBe(true);
+    expect(lock.released).toBe(false);
+    await bed.run(1_500);
+    await bed.settle(lock.release());
+    expect(lock.released).toBe(true);
+    for (const x of [a, b, c].filter((y) => y !== master)) expect(x.map.isLocked("f")).toBe(false);
+  });
+
+  it("a lock request given up on never leaves its member holding the lock, whenever the grant comes", async () => {
+    const [a, b, c] = await cluster(3, 34, { state: { requestTimeoutMs: 300 } });
+    const held = await bed.settle(a.map.lock("t"));
+    const master = [a, b, c].find((x) => x.isMaster())!;
+    const waiter = [b, c].find((x) => x !== master)!;
+    const [waiterHost, masterHost] = [waiter, master].map((x) => `h${bed.channels.indexOf(x)}`) as [string, string];
+    const controller = new AbortController();
+    const given = waiter.map.lock("t", { signal: controller.signal, timeoutMs: 5_000 }).catch((e: unknown) => e);
+    await bed.run(50);
+    // Its withdrawal cannot reach the master yet: the master grants it the lock once a releases it.
+    bed.net.setLink(waiterHost, masterHost, { loss: 1 });
+    controller.abort();
+    expect(isBlazeError(await bed.settle(given), "ABORTED")).toBe(true);
+    const released = held.release({ timeoutMs: 5_000 });
+    await bed.run(300);
+    expect(waiter.map.getLock("t")?.holder.id).toBe(waiter.id);
+    bed.net.clearLink(waiterHost, masterHost);
+    await bed.settle(released);
+    await bed.run(1_000);
+    // The withdrawal, sent until the master confirmed it, released the grant: the lock is free everywhere.
+    for (const x of [a, b, c]) expect(x.map.isLocked("t")).toBe(false);
+    expect(waiter.stateStats.cancelsSent).toBe(1);
+    expect(await bed.settle(a.map.tryLock("t"))).toBeDefined();
+  });
+
   it("rejects invalid state options naming the field", () => {
     bed = new Bed(19);
     expect(() => new ClusterChannel({ state: { quorum: "yes" as unknown as boolean } })).toThrow(/"state\.quorum"/);

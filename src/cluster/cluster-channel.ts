@@ -279,5 +279,6 @@ function emptyStateStats(): StateStats {
     outOfOrder: 0,
     malformed: 0,
     terms: 0,
+    appliedRequesters: 0,
   };
 }

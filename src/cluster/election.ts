@@ -32,7 +32,8 @@ export interface ElectionRules {
  *   accepted and the epochs it promised across its restart;
  * - and one of them at least still holds that term's data: it accepted the term in the incarnation the
  *   term names (it did not restart since). Whatever the term committed is on every one of its members,
- *   so it is then here.
+ *   so it is then here. With every member of the term here, each having taken it up and restarted
+ *   since, nothing of its data is left anywhere: the map starts again from what they hold.
  *
  * A term's members are those of its view, and it begins only once every one of them accepted it, so the
  * agreed set changes only with a majority of the old one: two sides of a partition can never both pass.
@@ -49,10 +50,11 @@ export function quorumRefusal(view: readonly MemberInstance[], reports: readonly
   if (present * 2 < size || (present * 2 === size && !ids.has(term.coordinator))) {
     return `no quorum: this side holds ${present} of the ${size} members that last agreed on the map`;
   }
-  const intact = reports.some(
-    (r) => r.accepted.epoch === term.epoch && r.accepted.coordinator === term.coordinator && term.members.some((m) => m.id === r.member.id && m.incarnation === r.member.incarnation),
-  );
-  if (!intact) return `no quorum: no member here still holds the state the ${size} members that last agreed on the map held (those here restarted since)`;
+  const tookUp = reports.filter((r) => r.accepted.epoch === term.epoch && r.accepted.coordinator === term.coordinator);
+  const intact = tookUp.some((r) => term.members.some((m) => m.id === r.member.id && m.incarnation === r.member.incarnation));
+  if (!intact && tookUp.length < size) {
+    return `no quorum: no member here still holds the state the ${size} members that last agreed on the map held (those here restarted since)`;
+  }
   return undefined;
 }
 

@@ -66,6 +66,8 @@ export interface StateStats {
   outOfOrder: number;
   malformed: number;
   terms: number;
+  /** Members whose applied requests this replica remembers (for retries): those of the view, and a bounded number gone. */
+  appliedRequesters: number;
 }
 
 type Role = "follower" | "electing" | "pulling" | "term" | "refused";
@@ -207,6 +209,7 @@ export class StateEngine implements TimedUnit {
       outOfOrder: follower.outOfOrder,
       malformed: this.#malformed,
       terms: this.#terms,
+      appliedRequesters: this.replica.requesters().length,
     };
   }
 
