@@ -41,6 +41,8 @@ interface Outstanding {
   /** Whoever waits for it; undefined for a withdrawal of a lock request given up on (sent until confirmed). */
   readonly answer: Answer | undefined;
   sentTo: PeerKey | undefined;
+  /** Every coordinator it was sent to: one of them may have applied it even if another refuses it. */
+  readonly sentToAll: Set<PeerKey>;
   resendAt: number;
   resendMs: number;
   /** Our own request, applied here at this position: done once enough members noticed it too. */
@@ -79,19 +81,19 @@ export class StateClient implements TimedUnit {
   /** Opens a request, answered through `answer` (perhaps before this returns); returns its id. */
   open(op: StateOp, answer: Answer, now: number): number {
     const id = this.#nextId++;
-    this.#outstanding.set(id, { request: { requestId: id, op }, answer, sentTo: undefined, resendAt: now, resendMs: RESEND_FIRST_MS, applied: undefined });
+    this.#outstanding.set(id, { request: { requestId: id, op }, answer, sentTo: undefined, sentToAll: new Set(), resendAt: now, resendMs: RESEND_FIRST_MS, applied: undefined });
     this.stats.requestsSent++;
     this.#dispatch(id, now, false);
     return id;
   }
 
-  /** The caller of request `id` stopped waiting (timeout, abort): a lock request is withdrawn. */
+  /** The caller of request `id` stopped waiting (timeout, abort): a lock request that went out is withdrawn. */
   abandon(id: number, now: number): void {
     const outstanding = this.#outstanding.get(id);
     if (outstanding === undefined || outstanding.answer === undefined) return;
     this.#outstanding.delete(id);
     const op = outstanding.request.op;
-    if (op.case === "lock") this.#withdraw(op.key, id, now);
+    if (op.case === "lock" && outstanding.sentToAll.size > 0) this.#withdraw(op.key, id, now);
   }
 
   /** The view changed: requests go to its coordinator. */
@@ -117,8 +119,9 @@ export class StateClient implements TimedUnit {
       return;
     }
     if (peer !== outstanding.sentTo) return;
-    if (response.outcome === "NOT_COORDINATOR") {
-      // Not (yet) the coordinator, or it stepped down: ask again shortly, wherever the view says.
+    // Not (yet) the coordinator, or it stepped down — or, for a withdrawal, any answer but its
+    // confirmation: ask again shortly, wherever the view says.
+    if (response.outcome === "NOT_COORDINATOR" || (outstanding.answer === undefined && response.outcome !== "OK")) {
       outstanding.resendAt = Math.min(outstanding.resendAt, now + this.#retryDelayMs);
       return;
     }
@@ -129,7 +132,7 @@ export class StateClient implements TimedUnit {
   onLocalResponse(response: StateResponse, now: number): void {
     const outstanding = this.#outstanding.get(response.requestId);
     if (outstanding === undefined) return;
-    if (response.outcome === "NOT_COORDINATOR") {
+    if (response.outcome === "NOT_COORDINATOR" || (outstanding.answer === undefined && response.outcome !== "OK")) {
       outstanding.resendAt = now + this.#retryDelayMs;
       return;
     }
@@ -193,8 +196,14 @@ export class StateClient implements TimedUnit {
     this.#outstanding.delete(id);
     if (outstanding.answer === undefined) return;
     const op = outstanding.request.op;
-    // A lock granted to a caller that gave up meanwhile is withdrawn (and so released) at once.
-    if (!outstanding.answer(response) && op.case === "lock" && response.outcome === "OK" && response.token > 0) this.#withdraw(op.key, id, now);
+    const taken = outstanding.answer(response);
+    if (op.case !== "lock") return;
+    // A lock granted to a caller that gave up meanwhile is withdrawn (and so released) at once. So is one
+    // refused where a grant may live on elsewhere: by a coordinator without a quorum (it did not look),
+    // or when another coordinator had the request too (it may have granted it, in a history that lives on).
+    const granted = response.outcome === "OK" && response.token > 0;
+    const elsewhere = [...outstanding.sentToAll].some((peer) => peer !== outstanding.sentTo);
+    if (granted ? !taken : response.outcome === "NO_QUORUM" || elsewhere) this.#withdraw(op.key, id, now);
   }
 
   #withdraw(key: string, lockRequestId: number, now: number): void {
@@ -203,6 +212,7 @@ export class StateClient implements TimedUnit {
       request: { requestId: id, op: { case: "cancel", key, lockRequestId } },
       answer: undefined,
       sentTo: undefined,
+      sentToAll: new Set(),
       resendAt: now,
       resendMs: RESEND_FIRST_MS,
       applied: undefined,
@@ -221,6 +231,7 @@ export class StateClient implements TimedUnit {
     }
     if (retry) this.stats.requestsRetried++;
     outstanding.sentTo = coordinator.id;
+    outstanding.sentToAll.add(coordinator.id);
     if (coordinator.id === this.#host.local.id) {
       // Handed over here, nothing is lost on the way: the coordinator answers (or refuses) it.
       outstanding.resendAt = Number.POSITIVE_INFINITY;

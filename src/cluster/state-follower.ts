@@ -290,6 +290,12 @@ export class ReplicaFollower {
   }
 
   #apply(update: Update, now: number): void {
+    // Updates this member ordered as coordinator and did not show yet are on the line of the one that
+    // sends this (it follows on from our position): they are kept, and shown first, in order.
+    if (this.#host.visible.pending > 0) {
+      const shown = this.#host.visible.commitAll();
+      if (shown.length > 0) this.#host.changed(shown, false);
+    }
     const { changes, records } = this.#host.replica.apply(update, now);
     this.stats.updatesApplied++;
     if (changes.length > 0) this.#host.changed(changes, false);

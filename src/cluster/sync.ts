@@ -30,8 +30,8 @@ export interface SyncTarget {
  */
 export function bringUp(host: SyncHost, peer: PeerKey, position: Position, target: SyncTarget, now: number): SyncComplete {
   const replica = host.replica;
-  // An empty replica (index 0) is on every line: the whole log brings it up, if the log still has it.
-  const updates = position.index === 0 || replica.follows(position) ? replica.updatesAfter(position.index) : undefined;
+  // A replica that never applied anything (index 0) gets a snapshot: the state, not its history.
+  const updates = replica.follows(position) ? replica.updatesAfter(position.index) : undefined;
   let transfer = 0;
   let chunks = 0;
   if (updates !== undefined) {

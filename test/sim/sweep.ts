@@ -1,7 +1,7 @@
 /**
  * The long sweep: thousands of seeded simulations (the test suite runs a few hundred).
  *
- *   npm run sweep -- [--scenario multicast|cluster|nack-bursty|nack-one-sided|nack-slow|nack-late-joiner|nack-partition] [--from 1] [--count 5000]
+ *   npm run sweep -- [--scenario multicast|cluster|cluster-quorum-change|cluster-restarts|cluster-drop-together|cluster-deposed|nack-bursty|…] [--from 1] [--count 5000]
  *
  * Stops at the first failing seed and prints how to replay it.
  */
@@ -22,6 +22,9 @@ const scenarios: Record<string, Scenario> = {
   multicast: { run: async (seed) => (await runMulticastScenario(seed)).messages, unit: "messages", file: "test/sim/multicast.test.ts" },
   cluster: { run: async (seed) => (await runClusterScenario(seed)).acknowledged, unit: "acknowledged writes", file: "test/sim/cluster.test.ts" },
 };
+for (const kind of ["quorum-change", "restarts", "drop-together", "deposed"] as const) {
+  scenarios[`cluster-${kind}`] = { run: async (seed) => (await runClusterScenario(seed, kind)).acknowledged, unit: "acknowledged writes", file: "test/sim/cluster-safety.test.ts" };
+}
 for (const kind of NACK_SCENARIO_KINDS) {
   scenarios[`nack-${kind}`] = { run: async (seed) => (await runNackScenario(seed, kind)).messages, unit: "messages", file: "test/sim/nack.test.ts" };
 }
