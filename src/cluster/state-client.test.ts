@@ -103,4 +103,19 @@ describe("StateClient", () => {
     bed.client.onResponse(M.id, ok(late, 3, 12), 3, 300);
     expect(bed.sent.at(-1)![1].op).toEqual({ case: "cancel", key: "m", lockRequestId: late });
   });
+
+  it("withdraws a lock request refused after it went out twice (the copy on its way would be granted to nobody); not one sent once", () => {
+    const bed = new Bed();
+    const locked = (requestId: number): StateResponse => ({ requestId, outcome: "LOCKED", message: "still locked", epoch: 3, index: 0, previous: [], token: 0 });
+    const once = bed.open({ case: "lock", key: "l", leaseMs: 0, waitMs: 50, releaseOnExit: true });
+    bed.client.onResponse(M.id, locked(once), 3, 60);
+    expect(bed.answers.get(once)?.outcome).toBe("LOCKED");
+    expect(bed.sent.map(([, request]) => request.op.case)).toEqual(["lock"]);
+    const twice = bed.open({ case: "lock", key: "l", leaseMs: 0, waitMs: 500, releaseOnExit: true }, 100);
+    bed.client.handleTimeout(200);
+    expect(bed.sent.filter(([, request]) => request.requestId === twice)).toHaveLength(2);
+    bed.client.onResponse(M.id, locked(twice), 3, 600);
+    expect(bed.answers.get(twice)?.outcome).toBe("LOCKED");
+    expect(bed.sent.at(-1)![1].op).toEqual({ case: "cancel", key: "l", lockRequestId: twice });
+  });
 });

@@ -43,6 +43,8 @@ interface Outstanding {
   sentTo: PeerKey | undefined;
   /** Every coordinator it was sent to: one of them may have applied it even if another refuses it. */
   readonly sentToAll: Set<PeerKey>;
+  /** Times it went out (to a remote coordinator): a copy sent earlier may still be on its way. */
+  sends: number;
   resendAt: number;
   resendMs: number;
   /** Our own request, applied here at this position: done once enough members noticed it too. */
@@ -81,7 +83,7 @@ export class StateClient implements TimedUnit {
   /** Opens a request, answered through `answer` (perhaps before this returns); returns its id. */
   open(op: StateOp, answer: Answer, now: number): number {
     const id = this.#nextId++;
-    this.#outstanding.set(id, { request: { requestId: id, op }, answer, sentTo: undefined, sentToAll: new Set(), resendAt: now, resendMs: RESEND_FIRST_MS, applied: undefined });
+    this.#outstanding.set(id, { request: { requestId: id, op }, answer, sentTo: undefined, sentToAll: new Set(), sends: 0, resendAt: now, resendMs: RESEND_FIRST_MS, applied: undefined });
     this.stats.requestsSent++;
     this.#dispatch(id, now, false);
     return id;
@@ -200,10 +202,12 @@ export class StateClient implements TimedUnit {
     if (op.case !== "lock") return;
     // A lock granted to a caller that gave up meanwhile is withdrawn (and so released) at once. So is one
     // refused where a grant may live on elsewhere: by a coordinator without a quorum (it did not look),
-    // or when another coordinator had the request too (it may have granted it, in a history that lives on).
+    // when another coordinator had the request too (it may have granted it, in a history that lives on),
+    // or when it went out more than once: a copy still on its way (sent before the refusal came) finds the
+    // request no longer waiting there and would be granted, to nobody.
     const granted = response.outcome === "OK" && response.token > 0;
     const elsewhere = [...outstanding.sentToAll].some((peer) => peer !== outstanding.sentTo);
-    if (granted ? !taken : response.outcome === "NO_QUORUM" || elsewhere) this.#withdraw(op.key, id, now);
+    if (granted ? !taken : response.outcome === "NO_QUORUM" || elsewhere || outstanding.sends > 1) this.#withdraw(op.key, id, now);
   }
 
   #withdraw(key: string, lockRequestId: number, now: number): void {
@@ -213,6 +217,7 @@ export class StateClient implements TimedUnit {
       answer: undefined,
       sentTo: undefined,
       sentToAll: new Set(),
+      sends: 0,
       resendAt: now,
       resendMs: RESEND_FIRST_MS,
       applied: undefined,
@@ -236,6 +241,7 @@ export class StateClient implements TimedUnit {
       // Handed over here, nothing is lost on the way: the coordinator answers (or refuses) it.
       outstanding.resendAt = Number.POSITIVE_INFINITY;
     } else {
+      outstanding.sends++;
       outstanding.resendAt = now + outstanding.resendMs;
       outstanding.resendMs = Math.min(RESEND_MOST_MS, outstanding.resendMs * 2);
     }
