@@ -216,8 +216,9 @@ export class Sequencer implements TimedUnit {
       state.progressAt = now;
       this.#advance(now);
     }
-    // It says it lacks updates below one it holds: repair now.
-    if (ack.highestSeen > index && index < this.#host.replica.position.index && now - state.repairedAt >= GAP_REPAIR_HOLDOFF_MS) this.#repair(state, now);
+    // It says it lacks updates below one it holds: repair now, from where it says it is — which may be
+    // below what it acknowledged before, when a snapshot replaced its replica meanwhile.
+    if (ack.highestSeen > index && index < this.#host.replica.position.index && now - state.repairedAt >= GAP_REPAIR_HOLDOFF_MS) this.#repair(state, now, index);
   }
 
   /** A request of a member of the term (this member's own included). */
@@ -626,11 +627,12 @@ export class Sequencer implements TimedUnit {
     this.#batch ??= emptyBatch(this.#host.replica.position.index + 1);
   }
 
-  #repair(state: MemberState, now: number): void {
+  #repair(state: MemberState, now: number, held = state.acked): void {
     state.repairedAt = now;
-    const updates = this.#host.replica.updatesAfter(state.acked, REPAIR_BATCH);
+    const from = Math.min(held, state.acked);
+    const updates = this.#host.replica.updatesAfter(from, REPAIR_BATCH);
     if (updates === undefined) {
-      this.#host.resync(state.member, { ...this.#host.replica.position, index: state.acked });
+      this.#host.resync(state.member, { ...this.#host.replica.position, index: from });
       return;
     }
     for (const update of updates) this.#host.sendUpdate(state.member.id, update);
