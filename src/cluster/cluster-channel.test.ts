@@ -323,6 +323,17 @@ describe("ClusterChannel", () => {
     await iterator.return!();
   });
 
+  it("an atomic batch with per-key versions: one key at another version refuses all of it", async () => {
+    const [a, b] = await cluster(2, 21);
+    await bed.settle(a.map.put("x", text("1")));
+    const x = a.map.getEntry("x")!.version;
+    await expect(bed.settle(b.map.putAll({ x: text("2"), y: text("2") }, { ifVersions: new Map([["x", x + 1], ["y", 0]]) }))).rejects.toMatchObject({ code: "VERSION_MISMATCH" });
+    await expect(bed.settle(b.map.putAll({ y: text("2") }, { remove: ["x"], ifVersions: new Map([["x", x], ["y", x]]) }))).rejects.toMatchObject({ code: "VERSION_MISMATCH" });
+    expect([a.map.has("y"), b.map.has("y"), b.map.has("x")]).toEqual([false, false, true]);
+    await bed.settle(b.map.putAll({ y: text("2") }, { remove: ["x"], ifVersions: new Map([["x", x], ["y", 0]]) }));
+    expect([a.map.has("x"), new TextDecoder().decode(a.map.get("y") as Uint8Array)]).toEqual([false, "2"]);
+  });
+
   it("lock waiters are served in order; locks are not re-entrant; a released handle's token is refused", async () => {
     const [a, b, c] = await cluster(3, 17);
     const held = await bed.settle(a.map.lock("q"));

@@ -404,16 +404,18 @@ export class ReplicatedMap {
 
   /**
    * Writes several entries (and removes keys) atomically: all of them in one step of the map's order, or
-   * none. The whole batch travels in one datagram: `MESSAGE_TOO_LARGE` if it does not fit.
+   * none. `ifVersions` makes it a compare-and-set of the keys it names (0: absent), written or removed:
+   * one key at another version refuses the whole batch with `VERSION_MISMATCH`. The whole batch travels
+   * in one datagram: `MESSAGE_TOO_LARGE` if it does not fit.
    */
   async putAll(
     entries: Iterable<readonly [string, MapValue]> | Readonly<Record<string, MapValue>>,
-    options: Omit<PutOptions, "ifVersion"> & { readonly remove?: readonly string[] } = {},
+    options: Omit<PutOptions, "ifVersion"> & { readonly remove?: readonly string[]; readonly ifVersions?: ReadonlyMap<string, number> } = {},
   ): Promise<void> {
     const pairs = isIterable(entries) ? [...entries] : Object.entries(entries);
     const keys = [...pairs.map(([key]) => key), ...(options.remove ?? [])];
-    const puts = pairs.map(([key, value]) => this.#putSpec(key, value, options, keys));
-    const removes = (options.remove ?? []).map((key) => ({ key: checkKey(key), ifVersion: undefined, fencingToken: tokenOf(options, keys) }));
+    const puts = pairs.map(([key, value]) => this.#putSpec(key, value, { ...options, ifVersion: options.ifVersions?.get(key) }, keys));
+    const removes = (options.remove ?? []).map((key) => ({ key: checkKey(key), ifVersion: optionalVersion(options.ifVersions?.get(key)), fencingToken: tokenOf(options, keys) }));
     await this.#write({ case: "batch", puts, removes }, this.#bytesOf(puts, removes), options, `putAll(${pairs.length} entries)`);
   }
 
