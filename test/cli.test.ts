@@ -84,7 +84,7 @@ describe("blaze", () => {
     const identity = JSON.parse(blaze("keygen", "--identity").stdout) as { publicKey: string; privateKey: string };
     expect(Buffer.from(identity.publicKey, "base64")).toHaveLength(32);
     expect(Buffer.from(identity.privateKey, "base64")).toHaveLength(32);
-    expect(blaze("keygen", "--id", "0").status).toBe(1);
+    expect(blaze("keygen", "--id", "0").status).toBe(2);
   });
 
   it("inspect --key opens a sealed datagram and prints its seal and envelope; another key or a changed byte is refused", () => {

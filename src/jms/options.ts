@@ -7,7 +7,7 @@ import type { Clock } from "../transport/clock.ts";
 const ms = z.number().int().positive();
 
 /** The zod schema of {@link ConnectionFactoryOptions}; every default is documented there. */
-export const connectionFactoryOptionsSchema = z.strictObject({
+export const connectionFactoryOptionsSchema: z.ZodType<ResolvedFactoryOptions, ConnectionFactoryOptions> = z.strictObject({
   channel: z.custom<ClusterChannel>((value) => typeof value === "object" && value !== null && "map" in value && "join" in value, "expected a ClusterChannel").optional(),
   cluster: z.custom<ClusterChannelOptions>((value) => typeof value === "object" && value !== null, "expected cluster channel options").optional(),
   clock: z.custom<Clock>((value) => typeof value === "object" && value !== null && "now" in value && "setTimer" in value, "expected a Clock").optional(),
@@ -36,8 +36,32 @@ export const connectionFactoryOptionsSchema = z.strictObject({
  * | `requestTimeoutMs` | ms | `10000` | default timeout of `request` |
  * | `maxBufferedMessages` | messages | `10000` | most topic messages a consumer holds undelivered; a slower consumer loses the oldest (counted in `stats.slowConsumerDropped`) |
  */
-export type ConnectionFactoryOptions = z.input<typeof connectionFactoryOptionsSchema>;
-export type ResolvedFactoryOptions = z.output<typeof connectionFactoryOptionsSchema>;
+export interface ConnectionFactoryOptions {
+  readonly channel?: ClusterChannel | undefined;
+  readonly cluster?: ClusterChannelOptions | undefined;
+  readonly clock?: Clock | undefined;
+  readonly prefetch?: number | undefined;
+  readonly maxRedeliveries?: number | undefined;
+  readonly deadLetterQueue?: string | undefined;
+  readonly maxQueueMessages?: number | undefined;
+  readonly sendTimeoutMs?: number | undefined;
+  readonly requestTimeoutMs?: number | undefined;
+  readonly maxBufferedMessages?: number | undefined;
+}
+
+/** {@link ConnectionFactoryOptions} with their defaults filled in. */
+export interface ResolvedFactoryOptions {
+  readonly channel?: ClusterChannel | undefined;
+  readonly cluster?: ClusterChannelOptions | undefined;
+  readonly clock?: Clock | undefined;
+  readonly prefetch: number;
+  readonly maxRedeliveries: number;
+  readonly deadLetterQueue: string;
+  readonly maxQueueMessages: number;
+  readonly sendTimeoutMs: number;
+  readonly requestTimeoutMs: number;
+  readonly maxBufferedMessages: number;
+}
 
 export function resolveFactoryOptions(options: ConnectionFactoryOptions | undefined): ResolvedFactoryOptions {
   return parseOptions(connectionFactoryOptionsSchema, options, "jms");

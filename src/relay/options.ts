@@ -13,7 +13,7 @@ const token = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, "expected 1 to 64 letter
 const topic = z.string().min(1).max(255).refine((name) => !name.startsWith("$"), "topics starting with '$' are reserved");
 
 /** How the gateway reaches NATS (`nats: { … }`), passed to the NATS client as they are. */
-export const natsOptionsSchema = z.strictObject({
+export const natsOptionsSchema: z.ZodType<NatsOptions, NatsOptions> = z.strictObject({
   servers: d(z.array(z.string().min(1)).min(1), { description: 'NATS server URLs, e.g. `["nats://127.0.0.1:4222"]`' }),
   name: d(z.string().optional(), { defaultText: '"activeblaze <site>"', description: "the connection's name, as the server shows it" }),
   user: d(z.string().optional(), { description: "user name…" }),
@@ -22,7 +22,7 @@ export const natsOptionsSchema = z.strictObject({
 });
 
 /** The zod schema of the relay options (`relay: { … }`), each documented for the README's table. */
-export const relayOptionsSchema = z.strictObject({
+export const relayOptionsSchema: z.ZodType<ResolvedRelayOptions, RelayOptions> = z.strictObject({
   site: d(token, { unit: "name", description: "this site's name; every member of the site's group gives the same one" }),
   nats: d(natsOptionsSchema.optional(), { description: "the NATS servers the site's gateway connects to (required unless `bus` is given)" }),
   topics: d(z.array(topic).default([]), { unit: "names", description: "the topics relayed to every other site; other topics stay in the site" }),
@@ -54,9 +54,48 @@ export const relayOptionsSchema = z.strictObject({
   }),
 });
 
-export type RelayOptions = z.input<typeof relayOptionsSchema>;
-export type ResolvedRelayOptions = z.output<typeof relayOptionsSchema>;
-export type NatsOptions = z.input<typeof natsOptionsSchema>;
+/** How the gateway reaches NATS; the README's table documents each field. */
+export interface NatsOptions {
+  readonly servers: readonly string[];
+  readonly name?: string | undefined;
+  readonly user?: string | undefined;
+  readonly pass?: string | undefined;
+  readonly token?: string | undefined;
+}
+
+/** The relay options (`relay: { … }`); the README's table documents each field. */
+export interface RelayOptions {
+  readonly site: string;
+  readonly nats?: NatsOptions | undefined;
+  readonly topics?: readonly string[] | undefined;
+  readonly group?: string | undefined;
+  readonly subjectPrefix?: string | undefined;
+  readonly announceIntervalMs?: number | undefined;
+  readonly siteTimeoutMs?: number | undefined;
+  readonly ackDelayMs?: number | undefined;
+  readonly resendTimeoutMs?: number | undefined;
+  readonly windowMessages?: number | undefined;
+  readonly windowBytes?: number | undefined;
+  readonly maxStreams?: number | undefined;
+  readonly bus?: SiteBusFactory | undefined;
+}
+
+/** {@link RelayOptions} with their defaults filled in. */
+export interface ResolvedRelayOptions {
+  readonly site: string;
+  readonly nats?: NatsOptions | undefined;
+  readonly topics: readonly string[];
+  readonly group?: string | undefined;
+  readonly subjectPrefix: string;
+  readonly announceIntervalMs: number;
+  readonly siteTimeoutMs: number;
+  readonly ackDelayMs: number;
+  readonly resendTimeoutMs: number;
+  readonly windowMessages: number;
+  readonly windowBytes: number;
+  readonly maxStreams: number;
+  readonly bus?: SiteBusFactory | undefined;
+}
 
 /** A group channel's options plus `relay`. */
 export type RelayChannelOptions = GroupChannelOptions & { relay: RelayOptions };

@@ -49,7 +49,7 @@ const key32 = (what: string) =>
 const keyId = z.number().int().min(1).max(0xffff_ffff);
 
 /** The zod schema of {@link SecurityOptions}. */
-export const securityOptionsSchema = z
+export const securityOptionsSchema: z.ZodType<ResolvedSecurityOptions, SecurityOptions> = z
   .strictObject({
     keys: z
       .array(z.strictObject({ id: keyId, secret: key32("key secret") }))
@@ -93,5 +93,29 @@ export const securityOptionsSchema = z
  * | `trustedMembers` | | anyone with the keys | insider mode: the public keys allowed to speak |
  * | `provider` | | the runtime's | the crypto provider: `node:crypto` on Node and Bun, WebCrypto elsewhere |
  */
-export type SecurityOptions = z.input<typeof securityOptionsSchema>;
-export type ResolvedSecurityOptions = z.output<typeof securityOptionsSchema>;
+export interface SecurityOptions {
+  readonly keys: ReadonlyArray<{ readonly id: number; readonly secret: Uint8Array | string }>;
+  readonly primary?: number | undefined;
+  readonly mode?: "encrypt" | "authenticate" | undefined;
+  readonly replayWindow?: number | undefined;
+  readonly maxSenders?: number | undefined;
+  readonly incarnationSkewMs?: number | undefined;
+  readonly cryptoQueue?: number | undefined;
+  readonly identity?: { readonly publicKey: Uint8Array | string; readonly privateKey: Uint8Array | string } | undefined;
+  readonly trustedMembers?: ReadonlyArray<Uint8Array | string> | undefined;
+  readonly provider?: CryptoProvider | undefined;
+}
+
+/** {@link SecurityOptions} checked, keys as bytes, the primary key chosen. */
+export interface ResolvedSecurityOptions {
+  readonly keys: ReadonlyArray<{ readonly id: number; readonly secret: Uint8Array }>;
+  readonly primary: number;
+  readonly mode: "encrypt" | "authenticate";
+  readonly replayWindow: number;
+  readonly maxSenders: number;
+  readonly incarnationSkewMs: number;
+  readonly cryptoQueue: number;
+  readonly identity?: { readonly publicKey: Uint8Array; readonly privateKey: Uint8Array } | undefined;
+  readonly trustedMembers?: readonly Uint8Array[] | undefined;
+  readonly provider?: CryptoProvider | undefined;
+}

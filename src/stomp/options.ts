@@ -5,7 +5,7 @@ const port = z.number().int().min(0).max(65_535);
 const msOrZero = z.number().int().min(0);
 
 /** The zod schema of {@link StompGatewayOptions}; every default is documented there. */
-export const stompGatewayOptionsSchema = z.strictObject({
+export const stompGatewayOptionsSchema: z.ZodType<ResolvedGatewayOptions, StompGatewayOptions> = z.strictObject({
   port: port.optional(),
   websocketPort: port.optional(),
   host: z.string().min(1).default("127.0.0.1"),
@@ -44,8 +44,44 @@ export const stompGatewayOptionsSchema = z.strictObject({
  * | `maxInFlightSends` | messages | `1000` | SENDs without receipt not yet replicated before the connection stops reading |
  * | `writeHighWaterBytes` | bytes | 1 MiB | bytes waiting to go to a client before its deliveries pause (a slow client holds back only its own subscriptions) |
  */
-export type StompGatewayOptions = z.input<typeof stompGatewayOptionsSchema>;
-export type ResolvedGatewayOptions = z.output<typeof stompGatewayOptionsSchema>;
+export interface StompGatewayOptions {
+  readonly port?: number | undefined;
+  readonly websocketPort?: number | undefined;
+  readonly host?: string | undefined;
+  readonly authenticate?: ((login: string, passcode: string) => boolean | Promise<boolean>) | undefined;
+  readonly heartbeatSendMs?: number | undefined;
+  readonly heartbeatReceiveMs?: number | undefined;
+  readonly connectTimeoutMs?: number | undefined;
+  readonly maxConnections?: number | undefined;
+  readonly maxFrameBytes?: number | undefined;
+  readonly maxHeaders?: number | undefined;
+  readonly maxHeaderBytes?: number | undefined;
+  readonly maxSubscriptions?: number | undefined;
+  readonly maxTransactions?: number | undefined;
+  readonly maxQueuedFrames?: number | undefined;
+  readonly maxInFlightSends?: number | undefined;
+  readonly writeHighWaterBytes?: number | undefined;
+}
+
+/** {@link StompGatewayOptions} with their defaults filled in. */
+export interface ResolvedGatewayOptions {
+  readonly port?: number | undefined;
+  readonly websocketPort?: number | undefined;
+  readonly host: string;
+  readonly authenticate?: ((login: string, passcode: string) => boolean | Promise<boolean>) | undefined;
+  readonly heartbeatSendMs: number;
+  readonly heartbeatReceiveMs: number;
+  readonly connectTimeoutMs: number;
+  readonly maxConnections: number;
+  readonly maxFrameBytes: number;
+  readonly maxHeaders: number;
+  readonly maxHeaderBytes: number;
+  readonly maxSubscriptions: number;
+  readonly maxTransactions: number;
+  readonly maxQueuedFrames: number;
+  readonly maxInFlightSends: number;
+  readonly writeHighWaterBytes: number;
+}
 
 export function resolveGatewayOptions(options: StompGatewayOptions | undefined): ResolvedGatewayOptions {
   const resolved = parseOptions(stompGatewayOptionsSchema, options, "stomp");
