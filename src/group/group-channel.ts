@@ -432,7 +432,10 @@ export class GroupChannel extends Channel {
         unicastFrame: (peer, frame) => context.endpoint.unicastFrame(peer, frame),
         unicastTo: (member, frame) => this.#unicastTo(member, frame),
         reply: (to, frame) => context.endpoint.unicastFrameTo(to, frame),
-        lastHeard: (peer) => context.endpoint.peers.get(peer)?.lastHeardAt,
+        lastHeard: (member) => {
+          const peer = context.endpoint.peers.get(member.id);
+          return peer?.incarnation === member.incarnation ? peer.lastHeardAt : undefined;
+        },
         viewInstalled: (view, previous) => this.#emitViewChange(group, view, previous),
         suspected: (member) => this.#groupEvents.emit("suspect", { group, member }),
         stalled: (stalledMs) => this.#onStall(stalledMs),

@@ -48,8 +48,12 @@ export interface MembershipHost {
   unicastTo(member: Member, frame: Uint8Array): void;
   /** Sends a frame back to the source of the datagram being handled (never to an address read from one). */
   reply(to: Address, frame: Uint8Array): void;
-  /** When a datagram from `peer` last arrived (undefined: never, or forgotten). */
-  lastHeard(peer: PeerKey): number | undefined;
+  /**
+   * When a datagram from `member` — this incarnation of it — last arrived (undefined: never, or
+   * forgotten). A member restarted in place comes back under the same id: its new incarnation's
+   * datagrams say nothing of the old one, which may still be in a view that missed its goodbye.
+   */
+  lastHeard(member: Member): number | undefined;
   /** A new view was installed here. */
   viewInstalled(view: View, previous: View | undefined): void;
   /** `peer` is suspected of having failed (it is being verified). */
@@ -596,7 +600,7 @@ export class GroupMembership implements TimedUnit {
     const failed = new Set<PeerKey>();
     for (const member of view.members) {
       if (member.id === local.id) continue;
-      const heard = this.#host.lastHeard(member.id);
+      const heard = this.#host.lastHeard(member);
       const silentSince = Math.max(heard ?? 0, this.#addedAt.get(member.id) ?? 0);
       const verification = this.#verifying.get(member.id);
       if (now - silentSince - this.#stalledSince(silentSince) <= this.#options.failureTimeoutMs && verification?.reported !== true) {

@@ -298,6 +298,8 @@ export class GroupSim {
         continue;
       }
       if (gone.status !== "running") continue;
+      // An earlier incarnation of a process restarted in place (same id) is gone, whatever the id says.
+      if (member.incarnation < gone.channel.incarnation) continue;
       // A live member was removed: only a recent partition between it and this member, or between it
       // and the member that installed the view (a coordinator's decision is everyone's), explains it.
       const since = this.now - PARTITION_EXCUSE_MS;

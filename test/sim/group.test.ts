@@ -138,6 +138,35 @@ describe("leaving and crashing", () => {
     }
   });
 
+  it("a coordinator restarted in place whose handover and goodbye one member missed is taken for gone there, and all agree again", async () => {
+    const sim = new GroupSim({ seed: 15 });
+    try {
+      const [first, second, third] = await startInTurn(sim, ["h0", "h1", "h2"]);
+      // The second hears nothing of the first's last incarnation: neither its handover view nor its goodbye
+      // (as when the channel's goodbye overtakes the handover, and the handover, from an incarnation
+      // that said goodbye, is refused as stale).
+      sim.net.setLink("h0", "h1", { loss: 1 });
+      first!.status = "left";
+      await first!.channel.stop();
+      await sim.run(50);
+      expect(viewOf(third!).coordinator.id).toBe(second!.id);
+      expect(viewOf(second!).coordinator.id).toBe(first!.id);
+      sim.net.clearLink("h0", "h1");
+      // Back as its next incarnation, within the failure timeout: the datagrams of the new incarnation
+      // must not keep the old one alive in the view of the member that missed its departure.
+      await first!.channel.start();
+      first!.status = "running";
+      const rejoined = first!.channel.addToGroup(GROUP);
+      await sim.runUntil(() => sim.agreed(), 3_000, "one view of all three again");
+      await rejoined;
+      const view = viewOf(second!);
+      expect(view.members.find((m) => m.id === first!.id)?.incarnation).toBe(first!.channel.incarnation);
+      expect(view.coordinator.id).toBe(second!.id);
+    } finally {
+      await sim.shutDown();
+    }
+  });
+
   it("removes a crashed member within failureTimeoutMs + verifyTimeoutMs + two checks on a lossless network, and not before", async () => {
     const sim = new GroupSim({ seed: 15 });
     try {
