@@ -149,7 +149,7 @@ export class GroupChannel extends Channel {
       stopping: () => extension.target!.#stopping(),
       frame: (peer, frame) => extension.target!.#frame(peer, frame),
       peerUp: (peer) => extension.target!.#unicast?.onPeerUp(peer.key, peer.incarnation),
-      peerDown: (peer) => extension.target!.#peerGone(peer.key),
+      peerDown: (peer, reason) => extension.target!.#peerGone(peer, reason),
       heartbeat: (fields) => extension.target!.#heartbeat(fields),
       tick: () => undefined,
     };
@@ -533,11 +533,18 @@ export class GroupChannel extends Channel {
     return this.#queueHandlers.size === 0 ? fields : { ...fields, queues: [...this.#queueHandlers.keys()] };
   }
 
-  #peerGone(peer: PeerKey): void {
-    this.#unicast?.onPeerDown(peer);
-    this.#reassembler.forget(peer);
-    this.#consumers.delete(peer);
-    this.#memberGone(peer);
+  #peerGone(peer: Peer, reason: "left" | "timeout"): void {
+    const key = peer.key;
+    this.#unicast?.onPeerDown(key);
+    this.#reassembler.forget(key);
+    this.#consumers.delete(key);
+    this.#memberGone(key);
+    // A goodbye to the channel (or a new incarnation, which ends the old one) leaves every group, even when
+    // it overtook the group's Leave, which then comes from a departed incarnation and is refused as stale.
+    if (reason === "left") {
+      const now = this.#context?.driver.now() ?? 0;
+      for (const membership of this.#memberships.values()) membership.peerLeft(key, peer.incarnation, now);
+    }
   }
 
   // A member left (or died): what was waiting on it fails over (queue messages) or fails (requests).

@@ -213,6 +213,13 @@ export class GroupMembership implements TimedUnit {
     else if (this.#view !== undefined) this.#sendJoinTo(this.#view.coordinator);
   }
 
+  /** `incarnation` of `peer` said goodbye to the channel: it left the group, whether or not its Leave arrives. */
+  peerLeft(peer: PeerKey, incarnation: number, now: number): void {
+    this.#now = now;
+    const view = this.#view;
+    if (this.#phase === "member" && view !== undefined && contains(view, peer, incarnation)) this.#onLeave(peer);
+  }
+
   /** Stops without a goodbye (the channel is going away). */
   stop(): void {
     this.#tickDue = this.#installDue = Number.POSITIVE_INFINITY;

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { CoordinatorSelector, View } from "../../src/group/view.ts";
 import { runSeeds, seedsFromEnv } from "../../src/transport/sim-run.ts";
+import type { Transport, TransportFactory } from "../../src/transport/transport.ts";
 import {
   CHECK_INTERVAL_MS,
   CRASH_BOUND_MS,
@@ -44,10 +45,10 @@ describe("group membership and messaging on the simulated network", () => {
 });
 
 /** Starts members one after the other, each once the previous one is in the view. */
-async function startInTurn(sim: GroupSim, hosts: string[], weights: number[] = []): Promise<Proc[]> {
+async function startInTurn(sim: GroupSim, hosts: string[], weights: number[] = [], options: Array<{ transport: TransportFactory }> = []): Promise<Proc[]> {
   const procs: Proc[] = [];
   for (const [i, host] of hosts.entries()) {
-    procs.push(await sim.spawn(host, weights[i] === undefined ? {} : { weight: weights[i] }));
+    procs.push(await sim.spawn(host, { ...(weights[i] === undefined ? {} : { weight: weights[i] }), ...options[i] }));
     await sim.runUntil(() => sim.agreed(), 5_000, `${host} in the view`);
   }
   return procs;
@@ -138,6 +139,28 @@ describe("leaving and crashing", () => {
     }
   });
 
+  it("sees the coordinator's leave at once when its goodbye overtakes its handover view", async () => {
+    const sim = new GroupSim({ seed: 14 });
+    try {
+      const sender = heldBack(sim, "h0");
+      const [first, second] = await startInTurn(sim, ["h0", "h1", "h2"], [], [{ transport: sender.factory }]);
+      // Everything the leaving coordinator sends is held back; its goodbye (the last datagram) goes first.
+      sender.holding = true;
+      first!.status = "left";
+      await first!.channel.stop();
+      sender.holding = false;
+      const goodbye = sender.held.pop()!;
+      goodbye();
+      for (const send of sender.held.splice(0)) send();
+      const gone = await sim.runUntil(() => sim.agreed(), 1_000, "the view without the coordinator", 1);
+      // As quick as a leave in order (see above), not a failure timeout later.
+      expect(gone).toBeLessThanOrEqual(10);
+      for (const proc of sim.running()) expect(viewOf(proc).coordinator.id).toBe(second!.id);
+    } finally {
+      await sim.shutDown();
+    }
+  });
+
   it("a coordinator restarted in place whose handover and goodbye one member missed is taken for gone there, and all agree again", async () => {
     const sim = new GroupSim({ seed: 15 });
     try {
@@ -185,3 +208,33 @@ describe("leaving and crashing", () => {
     }
   });
 });
+
+/** Transports on `host` whose datagrams, while `holding`, wait in `held` (each a send) for the test to let them go. */
+function heldBack(sim: GroupSim, host: string): { holding: boolean; readonly held: Array<() => void>; readonly factory: TransportFactory } {
+  const state = {
+    holding: false,
+    held: [] as Array<() => void>,
+    factory: async (options?: Parameters<TransportFactory>[0]): Promise<Transport> => {
+      const transport = await sim.net.transportFactory(host)(options);
+      const send = (data: Uint8Array, to: Parameters<Transport["send"]>[1]) => {
+        if (state.holding) state.held.push(() => transport.send(data, to));
+        else transport.send(data, to);
+      };
+      return {
+        localAddress: transport.localAddress,
+        maxDatagramBytes: transport.maxDatagramBytes,
+        nativeBatchSend: transport.nativeBatchSend,
+        send,
+        sendMany: (datagrams) => {
+          for (const [data, to] of datagrams) send(data, to);
+        },
+        joinGroup: (group, interfaceAddress) => transport.joinGroup(group, interfaceAddress),
+        leaveGroup: (group, interfaceAddress) => transport.leaveGroup(group, interfaceAddress),
+        onReceive: (handler) => transport.onReceive(handler),
+        onError: (handler) => transport.onError(handler),
+        close: () => transport.close(),
+      };
+    },
+  };
+  return state;
+}
