@@ -122,4 +122,25 @@ describe("ReplicaFollower", () => {
     expect(bed.follower.current).toBe(true);
     expect(bed.changes).toEqual([[expect.objectContaining({ kind: "insert" }), true]]);
   });
+
+  it("does not take its replica back to a copy of a snapshot of the term it already installed and went past", () => {
+    const bed = new Bed();
+    bed.follower.onPrepare(M.id, 5, VIEW.id);
+    const chunk = { transfer: 1, epoch: 5, index: 40, chunkCount: 1, chunk: 0, entries: [], locks: [], applied: [], nextToken: 5 };
+    const sync = { epoch: 5, coordinator: M.id, index: 40, members: VIEW.members, tokenCeiling: 100, snapshotTransfer: 1, snapshotChunks: 1, entryCount: 0 };
+    bed.follower.onSnapshot(M.id, chunk);
+    bed.follower.onSync(M.id, sync, 0);
+    expect(bed.follower.current).toBe(true);
+    bed.follower.onUpdate(M.id, update(41), 0, 0);
+    bed.follower.onUpdate(M.id, update(42), 0, 0);
+    expect(bed.replica.position.index).toBe(42);
+    // The chunk and the SyncComplete again (resent before our acceptance reached the coordinator, or duplicated).
+    bed.follower.onSnapshot(M.id, chunk);
+    bed.follower.onSync(M.id, sync, 0);
+    expect(bed.replica.position.index).toBe(42);
+    expect(bed.replica.entries.has("k42")).toBe(true);
+    expect(bed.follower.stats.snapshotsInstalled).toBe(1);
+    bed.follower.flush();
+    expect(bed.acks.filter(([peer]) => peer === M.id).at(-1)![1]).toMatchObject({ position: { index: 42 } });
+  });
 });

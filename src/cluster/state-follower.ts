@@ -225,6 +225,14 @@ export class ReplicaFollower {
         return;
       }
       this.#staging = undefined;
+      if (sameTerm && staging.index < replica.position.index && replica.position.epoch === sync.epoch && replica.position.coordinator === sync.coordinator) {
+        // A copy of a snapshot of this term already installed (its chunks and SyncComplete resent, or
+        // duplicated, after we took it): we went on past it on the same line, and installing it again
+        // would take the replica back. Our acknowledgement says where we are.
+        this.stats.staleRefused++;
+        this.#ackDue = true;
+        return;
+      }
       // Count the differences from what the application saw.
       this.#host.visible.revert();
       const changes = replica.install(staging.entries, staging.locks, staging.applied, staging.index, staging.nextToken, now);
