@@ -15,6 +15,7 @@
  * on the same machine next to ours.
  *
  *   npx tsx bench/cluster.ts [--trials 3] [--seconds 5] [--entries 100000] [--only puts,locks,failover,join]
+ *                            [--jgroups-puts N --jgroups-locks N]
  *
  * `--only` runs some measurements and writes no JSON. Members run on the built package (dist/, from
  * `npm run build`), as users run it; CLUSTER_BENCH_FROM=src runs them on the sources through tsx instead.
@@ -23,8 +24,13 @@ import { cpus } from "node:os";
 import { parseArgs } from "node:util";
 import { absoluteNow, Child as ForkedChild, describe, exitAll, failures, finishRun, freshNetwork, type LatencySummary, loadLibrary, machine, memberOptions, median, type Network, serve, sleep, startRun, summarize, thousands, timed, type Timing, whenReady, writeResults } from "./lib.ts";
 
-/** JGroups 2.12 on this machine: ReplicatedHashMap acknowledged puts/s, and lock + unlock pairs/s. */
-const JGROUPS = { putsPerSecond: 2_700, lockPairsPerSecond: 2_900 } as const;
+/**
+ * JGroups 2.12 on this machine (../shared/peers/jgroups/run.sh, ONLY="rhm lock": rhm_nobundling_sync_puts
+ * and lock_pairs): ReplicatedHashMap acknowledged puts/s, and lock + unlock pairs/s. The machine is shared
+ * and noisy: pass the figures of a JGroups run made just before this one (--jgroups-puts, --jgroups-locks)
+ * to compare within one run.
+ */
+const JGROUPS_EARLIER = { putsPerSecond: 2_700, lockPairsPerSecond: 2_900 } as const;
 /** The failure detection timeouts of the failover measurement: the defaults, and fast ones. */
 const DEFAULT_TIMING = { heartbeatIntervalMs: 1_000, failureTimeoutMs: 5_000, verifyTimeoutMs: 1_500 } as const;
 const FAST_TIMING = { heartbeatIntervalMs: 200, failureTimeoutMs: 1_000, verifyTimeoutMs: 300 } as const;
@@ -360,7 +366,8 @@ async function measureJoin(entries: number, size: number, trials: number): Promi
       await joinOnce(empty, `empty-${trial}`);
     }
     process.stderr.write(`join: filling ${entries.toLocaleString("en-US")} entries\n`);
-    members[1]!.post({ type: "fill", entries, size, batch: 1_000 });
+    // An atomic batch travels in one datagram: 250 entries of 100 B (about 150 B each, encoded) fit.
+    members[1]!.post({ type: "fill", entries, size, batch: 250 });
     const filled = await members[1]!.next("filled", 300_000);
     fillMs = filled.elapsedMs;
     if (filled.entries !== entries) throw new Error(`the map holds ${filled.entries} entries, not ${entries}`);
@@ -389,12 +396,18 @@ async function main(): Promise<void> {
       seconds: { type: "string", default: "5" },
       entries: { type: "string", default: "100000" },
       only: { type: "string" },
+      "jgroups-puts": { type: "string" },
+      "jgroups-locks": { type: "string" },
     },
   });
   const trials = Number(values.trials);
   const seconds = Number(values.seconds);
   const only = values.only?.split(",");
   const want = (name: string) => only === undefined || only.includes(name);
+  const sameRun = values["jgroups-puts"] !== undefined && values["jgroups-locks"] !== undefined;
+  const JGROUPS = sameRun ? { putsPerSecond: Number(values["jgroups-puts"]), lockPairsPerSecond: Number(values["jgroups-locks"]) } : JGROUPS_EARLIER;
+  if ((values["jgroups-puts"] === undefined) !== (values["jgroups-locks"] === undefined)) throw new Error("--jgroups-puts and --jgroups-locks go together");
+  if (!(JGROUPS.putsPerSecond > 0 && JGROUPS.lockPairsPerSecond > 0)) throw new Error("--jgroups-puts and --jgroups-locks must be positive rates (puts/s, pairs/s)");
   const { startedAt, load } = startRun();
 
   const puts = want("puts") ? await timed("puts", 30_000 + trials * seconds * 2_000 + 60_000, () => measurePuts(seconds, trials, 64)) : undefined;
@@ -409,7 +422,15 @@ async function main(): Promise<void> {
     machine: machine(load),
     wallSeconds: (Date.now() - startedAt) / 1000,
     trials,
-    reference: { jgroups: "2.12, same machine", ...JGROUPS },
+    reference: {
+      jgroups: sameRun ? "2.12, same machine, measured just before this run" : "2.12, same machine, an earlier run",
+      ...JGROUPS,
+      ratios: {
+        sequentialPuts: puts === undefined ? undefined : puts.sequential.medianPerSecond / JGROUPS.putsPerSecond,
+        pipelinedPuts: puts === undefined ? undefined : puts.pipelined.medianPerSecond / JGROUPS.putsPerSecond,
+        lockPairs: locks === undefined ? undefined : locks.medianPerSecond / JGROUPS.lockPairsPerSecond,
+      },
+    },
     puts,
     locks,
     failover: { fast: failoverFast, default: failoverDefault },
@@ -426,12 +447,12 @@ async function main(): Promise<void> {
   console.log("| --- | ---: | --- |");
   if (puts !== undefined) {
     const seq = puts.sequential;
-    console.log(`| acknowledged puts, 1 writer of ${puts.members} members, ${puts.size} B, one at a time | ${rate(seq.medianPerSecond)} puts/s (${each(seq.trials.map((r) => r.perSecond), rate)}); p50 ${ms(seq.medianP50Ms)}, p99 ${ms(seq.medianP99Ms)} | JGroups 2.12 replicated map: ${rate(JGROUPS.putsPerSecond)} puts/s |`);
+    console.log(`| acknowledged puts, 1 writer of ${puts.members} members, ${puts.size} B, one at a time | ${rate(seq.medianPerSecond)} puts/s (${each(seq.trials.map((r) => r.perSecond), rate)}); p50 ${ms(seq.medianP50Ms)}, p99 ${ms(seq.medianP99Ms)} | JGroups 2.12 replicated map: ${rate(JGROUPS.putsPerSecond)} puts/s (× ${(seq.medianPerSecond / JGROUPS.putsPerSecond).toFixed(2)}) |`);
     const pip = puts.pipelined;
-    console.log(`| acknowledged puts, 1 writer of ${puts.members} members, ${puts.size} B, ${pip.inFlight} in flight | ${rate(pip.medianPerSecond)} puts/s (${each(pip.trials.map((r) => r.perSecond), rate)}) | JGroups 2.12 replicated map: ${rate(JGROUPS.putsPerSecond)} puts/s |`);
+    console.log(`| acknowledged puts, 1 writer of ${puts.members} members, ${puts.size} B, ${pip.inFlight} in flight | ${rate(pip.medianPerSecond)} puts/s (${each(pip.trials.map((r) => r.perSecond), rate)}) | JGroups 2.12 replicated map: ${rate(JGROUPS.putsPerSecond)} puts/s (× ${(pip.medianPerSecond / JGROUPS.putsPerSecond).toFixed(2)}) |`);
   }
   if (locks !== undefined) {
-    console.log(`| lock + unlock pairs, one at a time, uncontended, ${locks.members} members | ${rate(locks.medianPerSecond)} pairs/s (${each(locks.trials.map((r) => r.perSecond), rate)}); p50 ${ms(locks.medianP50Ms)}, p99 ${ms(locks.medianP99Ms)} per pair | JGroups 2.12 locks: ${rate(JGROUPS.lockPairsPerSecond)} pairs/s |`);
+    console.log(`| lock + unlock pairs, one at a time, uncontended, ${locks.members} members | ${rate(locks.medianPerSecond)} pairs/s (${each(locks.trials.map((r) => r.perSecond), rate)}); p50 ${ms(locks.medianP50Ms)}, p99 ${ms(locks.medianP99Ms)} per pair | JGroups 2.12 locks: ${rate(JGROUPS.lockPairsPerSecond)} pairs/s (× ${(locks.medianPerSecond / JGROUPS.lockPairsPerSecond).toFixed(2)}) |`);
   }
   for (const f of [failoverFast, failoverDefault]) {
     if (f === undefined) continue;

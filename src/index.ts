@@ -47,7 +47,7 @@ export type {
   RemoveOptions,
   WriteOptions,
 } from "./cluster/replicated-map.ts";
-export type { MemberInstance } from "./cluster/replica.ts";
+export type { MemberInstance } from "./cluster/state-types.ts";
 export type { StateStats } from "./cluster/state-engine.ts";
 export type { CoordinatorSelector, Member, View, ViewId } from "./group/view.ts";
 export type { WaitOptions } from "./channel/wait.ts";

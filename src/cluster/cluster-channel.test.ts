@@ -4,6 +4,9 @@ import { ClusterChannel } from "./cluster-channel.ts";
 import type { ClusterChannelOptions } from "./options.ts";
 import { BlazeMessage } from "../message/blaze-message.ts";
 import { isBlazeError } from "../errors.ts";
+import type { Address } from "../transport/transport.ts";
+import { create, fromBinary, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
+import { EnvelopeSchema, type FrameSchema } from "../../gen/activeblaze/v1/envelope_pb.ts";
 
 const TIMING = { heartbeatIntervalMs: 100, failureTimeoutMs: 500, verifyTimeoutMs: 150, discoveryTimeoutMs: 300 } as const;
 
@@ -69,6 +72,23 @@ class Bed {
 
 const text = (s: string) => new TextEncoder().encode(s);
 const str = (v: unknown) => new TextDecoder().decode(v as Uint8Array);
+
+/** A made-up member on the simulated network: it answers admission challenges, and sends the frames it is given. */
+async function impostor(net: SimulatedNetwork, host: string, cluster: string) {
+  const id = new Uint8Array(16).fill(0xfe);
+  const transport = await net.transportFactory(host)({});
+  const envelope = (body: MessageInitShape<typeof EnvelopeSchema>["body"]) =>
+    toBinary(EnvelopeSchema, create(EnvelopeSchema, { version: 1, cluster, senderId: id, incarnation: 1n, body }));
+  transport.onReceive((bytes, from) => {
+    const body = fromBinary(EnvelopeSchema, bytes).body;
+    const kinds = body.case === "bundle" ? body.value.frames.map((f) => f.kind) : [body];
+    for (const kind of kinds) if (kind.case === "ping" && kind.value.group === "") transport.send(envelope({ case: "pong", value: { nonce: kind.value.nonce } }), from);
+  });
+  return {
+    id,
+    send: (to: Address, kinds: ReadonlyArray<MessageInitShape<typeof FrameSchema>["kind"]>) => transport.send(envelope({ case: "bundle", value: { frames: kinds.map((kind) => ({ kind })) } }), to),
+  };
+}
 
 describe("ClusterChannel", () => {
   let bed: Bed;
@@ -247,16 +267,13 @@ describe("ClusterChannel", () => {
   it("refuses state frames from a member that is not the coordinator, and counts malformed ones", async () => {
     const [a, b, c] = await cluster(3, 14);
     const follower = [a, b, c].find((x) => !x.isMaster())!;
-    const other = [a, b, c].find((x) => !x.isMaster() && x !== follower)!;
-    const { create, toBinary } = await import("@bufbuild/protobuf");
-    const { FrameSchema } = await import("../../gen/activeblaze/v1/envelope_pb.ts");
-    const forged = toBinary(
-      FrameSchema,
-      create(FrameSchema, { kind: { case: "stateUpdate", value: { epoch: 999n, index: BigInt(follower.stateStats.epoch + 1000), group: "g", changes: [] } } }),
-    );
+    // A sender that is not the coordinator: admitted (it answers the challenge), its frames reach the map.
+    const other = await impostor(bed.net, "h-other", follower.cluster);
     const before = follower.stateStats.staleRefused;
-    await bed.settle(other.send(follower.id, forged, { inbox: "$state/g" }));
-    await bed.settle(other.send(follower.id, new Uint8Array([0xff, 0xff, 0xff]), { inbox: "$state/g" }));
+    const update = { epoch: 999n, index: BigInt(follower.stateStats.epoch + 1000), group: "g", coordinatorId: other.id, changes: [] };
+    other.send(follower.localAddress, [{ case: "stateUpdate", value: update }]);
+    // A member id of 3 bytes: malformed.
+    other.send(follower.localAddress, [{ case: "stateUpdate", value: { ...update, coordinatorId: new Uint8Array([1, 2, 3]) } }]);
     await bed.run(50);
     expect(follower.stateStats.staleRefused).toBe(before + 1);
     expect(follower.stateStats.malformed).toBe(1);
@@ -306,6 +323,17 @@ describe("ClusterChannel", () => {
     await iterator.return!();
   });
 
+  it("an atomic batch with per-key versions: one key at another version refuses all of it", async () => {
+    const [a, b] = await cluster(2, 21);
+    await bed.settle(a.map.put("x", text("1")));
+    const x = a.map.getEntry("x")!.version;
+    await expect(bed.settle(b.map.putAll({ x: text("2"), y: text("2") }, { ifVersions: new Map([["x", x + 1], ["y", 0]]) }))).rejects.toMatchObject({ code: "VERSION_MISMATCH" });
+    await expect(bed.settle(b.map.putAll({ y: text("2") }, { remove: ["x"], ifVersions: new Map([["x", x], ["y", x]]) }))).rejects.toMatchObject({ code: "VERSION_MISMATCH" });
+    expect([a.map.has("y"), b.map.has("y"), b.map.has("x")]).toEqual([false, false, true]);
+    await bed.settle(b.map.putAll({ y: text("2") }, { remove: ["x"], ifVersions: new Map([["x", x], ["y", 0]]) }));
+    expect([a.map.has("x"), new TextDecoder().decode(a.map.get("y") as Uint8Array)]).toEqual([false, "2"]);
+  });
+
   it("lock waiters are served in order; locks are not re-entrant; a released handle's token is refused", async () => {
     const [a, b, c] = await cluster(3, 17);
     const held = await bed.settle(a.map.lock("q"));
@@ -320,7 +348,9 @@ describe("ClusterChannel", () => {
       return h;
     });
     await bed.run(20);
-    await expect(bed.settle(a.map.lock("q"))).rejects.toMatchObject({ code: "ILLEGAL_STATE" });
+    // Not re-entrant: another task of the holder queues behind it (here), it does not get the lock too.
+    expect(await bed.settle(a.map.tryLock("q"))).toBeUndefined();
+    await expect(bed.settle(a.map.lock("q", { timeoutMs: 50 }))).rejects.toMatchObject({ code: "TIMEOUT" });
     await bed.settle(held.release());
     const hb = await bed.settle(waitB);
     await expect(bed.settle(a.map.put("q", text("late"), { lock: held }))).rejects.toMatchObject({ code: "LOCKED" });
@@ -389,6 +419,91 @@ describe("ClusterChannel", () => {
     expect(digest(c)).toBe(digest(a));
     // The side with the later term wins (then the longer history): all of one side's writes, none of the other's.
     expect(a.map.has("long2") !== a.map.has("short")).toBe(true);
+  });
+
+  it("another task of the holder queues behind it here, and gets the lock after its release, after earlier waiters", async () => {
+    const [a, b] = await cluster(2, 31);
+    const first = await bed.settle(a.map.lock("k"));
+    const order: string[] = [];
+    const secondOfA = a.map.lock("k", { timeoutMs: 5_000 }).then((h) => {
+      order.push("a");
+      return h;
+    });
+    await bed.run(20);
+    const ofB = b.map.lock("k", { timeoutMs: 5_000 }).then((h) => {
+      order.push("b");
+      return h;
+    });
+    await bed.run(20);
+    // Only one lock() of a key goes to the coordinator from a member: the second waits here, unseen.
+    expect(a.map.getLock("k")?.fencingToken).toBe(first.fencingToken);
+    await bed.settle(first.release());
+    const hb = await bed.settle(ofB);
+    expect(order).toEqual(["b"]);
+    await bed.settle(hb.release());
+    const ha = await bed.settle(secondOfA);
+    expect(order).toEqual(["b", "a"]);
+    expect(ha.fencingToken).toBeGreaterThan(hb.fencingToken);
+    await bed.settle(ha.release());
+  });
+
+  it("an auto-renewed lock stays held past its lease; cut off, its lost signal aborts", async () => {
+    const [a, b] = await cluster(2, 32, { state: { requestTimeoutMs: 400 } });
+    const holder = a.isMaster() ? b : a;
+    const lock = await bed.settle(holder.map.lock("r", { leaseMs: 300, autoRenew: true }));
+    const lostAt: number[] = [];
+    lock.lost.addEventListener("abort", () => lostAt.push(bed.net.clock.now()));
+    await bed.run(1_000);
+    expect(lock.valid).toBe(true);
+    expect(holder.map.getLock("r")?.fencingToken).toBe(lock.fencingToken);
+    const cutAt = bed.net.clock.now();
+    bed.net.partition([`h${bed.channels.indexOf(a)}`], [`h${bed.channels.indexOf(b)}`]);
+    await bed.run(600);
+    expect(lostAt).toHaveLength(1);
+    expect(lostAt[0]! - cutAt).toBeLessThanOrEqual(300);
+    expect(lock.valid).toBe(false);
+    expect(isBlazeError(lock.lost.reason, "STALE_TOKEN")).toBe(true);
+    await expect(bed.settle(holder.map.lock("r", { autoRenew: true }))).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
+  });
+
+  it("a release that fails during a failover leaves the handle held, and succeeds when tried again", async () => {
+    const [a, b, c] = await cluster(3, 33, { state: { requestTimeoutMs: 300 } });
+    const master = [a, b, c].find((x) => x.isMaster())!;
+    const holder = [a, b, c].find((x) => x !== master)!;
+    const lock = await bed.settle(holder.map.lock("f"));
+    bed.net.partition([`h${bed.channels.indexOf(master)}`], [a, b, c].filter((x) => x !== master).map((x) => `h${bed.channels.indexOf(x)}`));
+    const error = await bed.settle(lock.release()).catch((e: unknown) => e);
+    expect(isBlazeError(error, "TIMEOUT")).toBe(true);
+    expect(lock.released).toBe(false);
+    await bed.run(1_500);
+    await bed.settle(lock.release());
+    expect(lock.released).toBe(true);
+    for (const x of [a, b, c].filter((y) => y !== master)) expect(x.map.isLocked("f")).toBe(false);
+  });
+
+  it("a lock request given up on never leaves its member holding the lock, whenever the grant comes", async () => {
+    const [a, b, c] = await cluster(3, 34, { state: { requestTimeoutMs: 300 } });
+    const held = await bed.settle(a.map.lock("t"));
+    const master = [a, b, c].find((x) => x.isMaster())!;
+    const waiter = [b, c].find((x) => x !== master)!;
+    const [waiterHost, masterHost] = [waiter, master].map((x) => `h${bed.channels.indexOf(x)}`) as [string, string];
+    const controller = new AbortController();
+    const given = waiter.map.lock("t", { signal: controller.signal, timeoutMs: 5_000 }).catch((e: unknown) => e);
+    await bed.run(50);
+    // Its withdrawal cannot reach the master yet: the master grants it the lock once a releases it.
+    bed.net.setLink(waiterHost, masterHost, { loss: 1 });
+    controller.abort();
+    expect(isBlazeError(await bed.settle(given), "ABORTED")).toBe(true);
+    const released = held.release({ timeoutMs: 5_000 });
+    await bed.run(300);
+    expect(waiter.map.getLock("t")?.holder.id).toBe(waiter.id);
+    bed.net.clearLink(waiterHost, masterHost);
+    await bed.settle(released);
+    await bed.run(1_000);
+    // The withdrawal, sent until the master confirmed it, released the grant: the lock is free everywhere.
+    for (const x of [a, b, c]) expect(x.map.isLocked("t")).toBe(false);
+    expect(waiter.stateStats.cancelsSent).toBe(1);
+    expect(await bed.settle(a.map.tryLock("t"))).toBeDefined();
   });
 
   it("rejects invalid state options naming the field", () => {

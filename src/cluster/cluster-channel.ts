@@ -1,20 +1,22 @@
-import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { FrameSchema } from "../../gen/activeblaze/v1/envelope_pb.ts";
 import type { ExtensionContext } from "../channel/channel.ts";
+import { resolveChannelOptions } from "../channel/options.ts";
 import { waitUntil, type WaitOptions } from "../channel/wait.ts";
 import { BlazeError } from "../errors.ts";
 import { GroupChannel } from "../group/group-channel.ts";
+import { resolveGroupOptions } from "../group/options.ts";
 import type { Member, View } from "../group/view.ts";
-import type { Clock } from "../transport/clock.ts";
-import { MAX_COUNTER, unsafeIntegerIn } from "../wire/safe-integers.ts";
+import type { PeerKey } from "../reliable/protocol.ts";
 import { type ClusterChannelOptions, resolveClusterOptions, type ResolvedStateOptions } from "./options.ts";
 import { ReplicatedMap } from "./replicated-map.ts";
-import { emptyStateStats, StateEngine as Engine, type StateFrame, type StateStats } from "./state-engine.ts";
+import { StateEngine, type StateStats, type TermMemory } from "./state-engine.ts";
+import { NO_PROMISE, NO_TERM } from "./state-types.ts";
+import { decodeStateFrame, STATE_FRAME_KINDS } from "./state-wire.ts";
 
 /** ActiveBlaze's coordinator listener. */
 export type MasterChangedListener = (master: Member) => void;
 
-const STATE_INBOX_PREFIX = "$state/";
+/** Room kept in a datagram's largest frame for what an update adds to its changes. */
+const UPDATE_MARGIN_BYTES = 64;
 
 /**
  * Creates a cluster channel and binds its sockets; `join()` starts it, joins its groups and resolves
@@ -30,18 +32,22 @@ export async function createClusterChannel(options?: ClusterChannelOptions): Pro
  * ActiveBlaze's cluster level: a group channel with an elected coordinator (the "master": the highest
  * weight, then the longest in the view) and a replicated state map with write locks, which survive
  * members coming and going. See {@link ReplicatedMap} for the map and `StateEngine` for how the
- * coordinator orders writes and how a new one takes over.
+ * coordinator orders writes and how a new one takes over. The map's messages are frames of their own
+ * kinds, handed to it by the group channel's frame routing.
  */
 export class ClusterChannel extends GroupChannel {
   /** The replicated state map of the state group. */
   readonly map: ReplicatedMap;
   readonly #state: ResolvedStateOptions;
   readonly #stateGroup: string;
-  #engine: Engine | undefined;
+  readonly #leaseMs: number;
+  /** The term accepted and the epoch promised, kept across restarts (stop, start) of this member. */
+  readonly #memory: TermMemory = { accepted: NO_TERM, promised: NO_PROMISE };
+  #engine: StateEngine | undefined;
   #context: ExtensionContext | undefined;
   readonly #masterListeners = new Set<MasterChangedListener>();
-  #offInbox: (() => void) | undefined;
-  #malformed = 0;
+  #stopRouting: (() => void) | undefined;
+  #stopFlushing: (() => void) | undefined;
 
   constructor(options?: ClusterChannelOptions) {
     const { state, group } = resolveClusterOptions(options);
@@ -54,10 +60,17 @@ export class ClusterChannel extends GroupChannel {
     self.target = this;
     this.#state = state;
     this.#stateGroup = state.group ?? group.groups?.[0] ?? "default";
+    this.#leaseMs = resolveGroupOptions(group).group.failureTimeoutMs;
+    const maxValueBytes = resolveChannelOptions(resolveGroupOptions(group).channel).maxMessageBytes;
     this.map = new ReplicatedMap(
-      () => this.#requireEngine(),
+      {
+        engine: () => this.#requireEngine(),
+        now: () => this.#requireContext().driver.now(),
+        touch: () => this.#context?.driver.touch(),
+        maxUpdateBytes: () => this.#requireContext().endpoint.maxFrameBytes - UPDATE_MARGIN_BYTES,
+        maxValueBytes,
+      },
       state,
-      () => this.#context?.clock ?? unstartedClock(),
       (error) => this.emitError(error, "listener"),
       (name, ms, attributes) => this.observer.record(name, ms, attributes),
     );
@@ -106,9 +119,14 @@ export class ClusterChannel extends GroupChannel {
     return this.getCoordinator(this.#stateGroup);
   }
 
-  /** True while this member coordinates the map (ActiveBlaze's isMaster): elected and serving. */
+  /**
+   * True while this member coordinates the map and serves (ActiveBlaze's isMaster): elected, every
+   * member took up its term, and a majority heard from it within the failure timeout — a master cut off
+   * from its majority stops being one before another can have been elected.
+   */
   isMaster(): boolean {
-    return this.#engine?.serving === true;
+    const context = this.#context;
+    return context !== undefined && this.#engine?.serving(context.driver.now()) === true;
   }
 
   addMasterChangedListener(listener: MasterChangedListener): void {
@@ -120,74 +138,104 @@ export class ClusterChannel extends GroupChannel {
   }
 
   /** Counters of the state map. */
-  get stateStats(): Readonly<StateStats> & { readonly epoch: number; readonly pendingRequests: number; readonly malformed: number } {
+  get stateStats(): Readonly<StateStats> & { readonly epoch: number; readonly pendingRequests: number } {
     const engine = this.#engine;
-    return {
-      ...(engine?.stats ?? emptyStateStats()),
-      epoch: engine?.epoch ?? 0,
-      pendingRequests: engine?.pendingRequests ?? 0,
-      malformed: this.#malformed + (engine?.stats.malformed ?? 0),
-    };
+    return { ...(engine?.stats ?? emptyStateStats()), epoch: this.#memory.accepted.epoch, pendingRequests: engine?.pendingRequests ?? 0 };
   }
 
   // --- internals ---
 
-  #requireEngine(): Engine {
+  #requireEngine(): StateEngine {
     const engine = this.#engine;
     if (engine === undefined) throw new BlazeError("ILLEGAL_STATE", `the state map of a ${this.state} channel: join() it first`);
     return engine;
   }
 
+  #requireContext(): ExtensionContext {
+    const context = this.#context;
+    if (context === undefined) throw new BlazeError("ILLEGAL_STATE", "the cluster channel is not started: join() it first");
+    return context;
+  }
+
   #started(context: ExtensionContext): void {
     this.#context = context;
-    const group = this.#stateGroup;
-    const inbox = STATE_INBOX_PREFIX + group;
-    this.#engine = new Engine(
+    const { driver, endpoint } = context;
+    let queued = 0;
+    const engine = new StateEngine(
       {
-        clock: context.clock,
         local: { id: this.id, incarnation: context.incarnation },
-        group,
-        send: (peer, frame) => this.#send([peer], inbox, frame),
-        sendToAll: (peers, frame) => this.#send(peers, inbox, frame),
+        group: this.#stateGroup,
+        unicast: (peer, frame) => {
+          queued++;
+          this.#unicast(peer, frame);
+        },
+        multicast: (frame) => {
+          queued++;
+          endpoint.multicastFrame(frame);
+        },
         changed: (changes, resync) => this.map.emit(changes, resync, (error) => this.emitError(new BlazeError("LISTENER_ERROR", "a map listener threw", { cause: error }), "listener")),
-        wake: () => this.wakeWaiters(),
         synced: (epoch) => this.map.emitReady(epoch),
+        wake: () => this.wakeWaiters(),
       },
       {
         quorum: this.#state.quorum,
         minimumMembers: this.#state.minimumMembers,
         logLimit: this.#state.logLimit,
-        snapshotChunkEntries: this.#state.snapshotChunkEntries,
+        snapshotChunkBytes: Math.min(this.#state.snapshotChunkBytes, endpoint.maxFrameBytes - UPDATE_MARGIN_BYTES),
+        maxUpdateBytes: endpoint.maxFrameBytes - UPDATE_MARGIN_BYTES,
         retryDelayMs: this.#state.retryDelayMs,
+        leaseMs: this.#leaseMs,
       },
+      this.#memory,
     );
-    this.#offInbox = this.onInbox(inbox, (message) => {
-      let frame: StateFrame;
-      try {
-        const decoded = fromBinary(FrameSchema, message.payload);
-        // Epochs, indexes, tokens and request ids are counted on from: none may be past MAX_COUNTER.
-        if (unsafeIntegerIn(FrameSchema, decoded, BigInt(MAX_COUNTER)) !== undefined) throw new Error("a number past MAX_COUNTER");
-        frame = decoded.kind;
-      } catch {
-        this.#malformed++;
-        return;
-      }
-      const incarnation = message.senderId === this.id ? context.incarnation : context.endpoint.peers.get(message.senderId)?.incarnation;
-      this.#engine?.onFrame(message.senderId, frame, incarnation);
+    this.#engine = engine;
+    driver.add(engine);
+    for (const unit of this.map.units) driver.add(unit);
+    this.#stopRouting = this.routeFrames(STATE_FRAME_KINDS, (peer, frame) => {
+      const now = driver.now();
+      engine.onFrame(peer.key, peer.incarnation, decodeStateFrame(frame, now), now);
+      driver.touch();
+    });
+    // What a turn produced (the coordinator's batch, acknowledgements, notices) goes out with the turn.
+    this.#stopFlushing = driver.onEndOfTurn(() => {
+      queued = 0;
+      engine.flush(driver.now());
+      if (queued > 0) endpoint.flush();
     });
   }
 
   #stopping(): void {
-    this.#offInbox?.();
-    this.#offInbox = undefined;
-    this.#engine?.close();
+    const context = this.#context;
+    this.#stopRouting?.();
+    this.#stopFlushing?.();
+    this.#stopRouting = undefined;
+    this.#stopFlushing = undefined;
+    const engine = this.#engine;
+    if (engine !== undefined && context !== undefined) {
+      engine.close(context.driver.now());
+      context.driver.remove(engine);
+      for (const unit of this.map.units) context.driver.remove(unit);
+    }
+    this.map.closed();
     this.wakeWaiters();
+  }
+
+  /** To the address a member's own datagrams come from; one not heard from directly yet is introduced (and the frame dropped: it is sent again). */
+  #unicast(peer: PeerKey, frame: Uint8Array): void {
+    const endpoint = this.#context!.endpoint;
+    if (endpoint.peers.has(peer)) {
+      endpoint.unicastFrame(peer, frame);
+      return;
+    }
+    const member = this.getMemberById(peer);
+    if (member !== undefined) endpoint.introduce(peer, member.incarnation, member.address);
   }
 
   #onView(group: string, view: View | undefined): void {
     if (group !== this.#stateGroup) return;
     const engine = this.#engine;
-    if (engine === undefined) return;
+    const context = this.#context;
+    if (engine === undefined || context === undefined) return;
     const previous = engine.coordinator;
     engine.onView(
       view === undefined
@@ -197,7 +245,9 @@ export class ClusterChannel extends GroupChannel {
             members: view.members.map((m) => ({ id: m.id, incarnation: m.incarnation })),
             coordinator: { id: view.coordinator.id, incarnation: view.coordinator.incarnation },
           },
+      context.driver.now(),
     );
+    context.driver.touch();
     if (view !== undefined && (previous === undefined || previous.id !== view.coordinator.id || previous.incarnation !== view.coordinator.incarnation)) {
       for (const listener of this.#masterListeners) {
         try {
@@ -209,19 +259,27 @@ export class ClusterChannel extends GroupChannel {
     }
     this.wakeWaiters();
   }
-
-  #send(peers: readonly string[], inbox: string, frame: StateFrame): void {
-    const bytes = toBinary(FrameSchema, create(FrameSchema, { kind: frame }));
-    for (const peer of peers) {
-      try {
-        this.send(peer, bytes, { inbox }).catch(() => undefined);
-      } catch {
-        // The member is gone: a view change follows, and whatever was pending is sent again then.
-      }
-    }
-  }
 }
 
-function unstartedClock(): Clock {
-  throw new BlazeError("ILLEGAL_STATE", "the cluster channel is not started: join() it first");
+function emptyStateStats(): StateStats {
+  return {
+    requestsSent: 0,
+    requestsRetried: 0,
+    requestsApplied: 0,
+    requestsDeduplicated: 0,
+    cancelsSent: 0,
+    updatesApplied: 0,
+    updatesSent: 0,
+    repairsSent: 0,
+    snapshotsSent: 0,
+    snapshotChunksSent: 0,
+    snapshotsInstalled: 0,
+    suffixesSent: 0,
+    pulls: 0,
+    staleRefused: 0,
+    outOfOrder: 0,
+    malformed: 0,
+    terms: 0,
+    appliedRequesters: 0,
+  };
 }

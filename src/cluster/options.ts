@@ -17,7 +17,7 @@ export const stateOptionsSchema: z.ZodType<ResolvedStateOptions, StateOptions> =
   releaseLockOnExit: z.boolean().default(true),
   lockTimeoutMs: ms.default(30_000),
   logLimit: z.number().int().min(16).default(10_000),
-  snapshotChunkEntries: z.number().int().min(1).max(100_000).default(500),
+  snapshotChunkBytes: z.number().int().min(1_024).max(65_536).default(60_000),
   retryDelayMs: ms.default(20),
 });
 
@@ -36,7 +36,7 @@ export const stateOptionsSchema: z.ZodType<ResolvedStateOptions, StateOptions> =
  * | `releaseLockOnExit` | boolean | `true` | default: free a member's locks when it leaves the group |
  * | `lockTimeoutMs` | ms | `30000` | default time `lock()` queues for a lock, else `TIMEOUT` |
  * | `logLimit` | updates | `10000` | updates kept to bring a replica that fell behind up to date (older: a snapshot) |
- * | `snapshotChunkEntries` | entries | `500` | entries per snapshot message to a joining member |
+ * | `snapshotChunkBytes` | bytes | `60000` | the largest snapshot chunk sent to a member the log cannot bring up to date (at most a datagram's largest frame) |
  * | `retryDelayMs` | ms | `20` | wait before a request refused by a member not (yet) coordinating is sent again |
  */
 export interface StateOptions {
@@ -50,7 +50,7 @@ export interface StateOptions {
   readonly releaseLockOnExit?: boolean | undefined;
   readonly lockTimeoutMs?: number | undefined;
   readonly logLimit?: number | undefined;
-  readonly snapshotChunkEntries?: number | undefined;
+  readonly snapshotChunkBytes?: number | undefined;
   readonly retryDelayMs?: number | undefined;
 }
 
@@ -66,7 +66,7 @@ export interface ResolvedStateOptions {
   readonly releaseLockOnExit: boolean;
   readonly lockTimeoutMs: number;
   readonly logLimit: number;
-  readonly snapshotChunkEntries: number;
+  readonly snapshotChunkBytes: number;
   readonly retryDelayMs: number;
 }
 

@@ -1,15 +1,29 @@
-import type { MessageInitShape } from "@bufbuild/protobuf";
 import { PayloadFormat } from "../../gen/activeblaze/v1/reliable_pb.ts";
-import { type StateRequestSchema, type StateResponse, StateResult } from "../../gen/activeblaze/v1/cluster_pb.ts";
 import { Emitter, PushIterator, type SubscribeOptions, type Subscription } from "../channel/events.ts";
-import { BlazeError } from "../errors.ts";
+import { PendingCalls } from "../core/pending.ts";
+import { BlazeError, type BlazeErrorCode } from "../errors.ts";
 import { BlazeMessage } from "../message/blaze-message.ts";
 import { encodePayload } from "../message/payload-message.ts";
-import type { Clock } from "../transport/clock.ts";
 import type { AbortSignalLike } from "../web.ts";
-import type { MemberInstance, ReplicaChange, StoredEntry } from "./replica.ts";
+import { LockKeeper } from "./lock-keeper.ts";
 import type { ResolvedStateOptions } from "./options.ts";
-import { responseError, type StateEngine } from "./state-engine.ts";
+import type { StateEngine } from "./state-engine.ts";
+import {
+  type MemberInstance,
+  putBytes,
+  type PutSpec,
+  removeBytes,
+  type ReplicaChange,
+  REQUEST_OVERHEAD_BYTES,
+  type StateOp,
+  type StateOutcome,
+  type StateResponse,
+  type StoredEntry,
+  type StoredLock,
+  UPDATE_OVERHEAD_BYTES,
+} from "./state-types.ts";
+
+export type { MemberInstance } from "./state-types.ts";
 
 /** What the map holds: a BlazeMessage, or bytes. */
 export type MapValue = BlazeMessage | Uint8Array;
@@ -97,12 +111,61 @@ export interface RemoveOptions extends WriteOptions {
 export interface LockOptions {
   /** Lease in ms (0 = until released), on the coordinator's monotonic clock. Default: the map's `leaseMs`. */
   readonly leaseMs?: number;
-  /** How long to queue for the lock before `TIMEOUT`. Default: the map's `lockTimeoutMs`. */
+  /**
+   * Renew the lease while the lock is held (a third of the lease before it runs out); the handle's
+   * `lost` signal aborts when a renewal is refused or the lease runs out first. Needs a lease.
+   */
+  readonly autoRenew?: boolean;
+  /** How long to queue for the lock (behind this member's own holder too) before `TIMEOUT`. Default: the map's `lockTimeoutMs`. */
   readonly timeoutMs?: number;
   readonly signal?: AbortSignalLike;
   /** Free the lock when this member leaves. Default: the map's `releaseLockOnExit`. */
   readonly releaseOnExit?: boolean;
 }
+
+/** What the map needs of the channel it belongs to. */
+export interface MapAccess {
+  /** The running engine (throws `ILLEGAL_STATE` before the channel started). */
+  engine(): StateEngine;
+  /** The driver's time. */
+  now(): number;
+  /** An input changed something: flush and re-arm at the end of the turn. */
+  touch(): void;
+  /** The largest update (encoded) one datagram carries. */
+  maxUpdateBytes(): number;
+  /** `maxMessageBytes` of the channel: the largest value. */
+  readonly maxValueBytes: number;
+}
+
+/** How a refused request's outcome maps to an error code. */
+const OUTCOME_CODES: Partial<Record<StateOutcome, BlazeErrorCode>> = {
+  LOCKED: "LOCKED",
+  VERSION_MISMATCH: "VERSION_MISMATCH",
+  STALE_TOKEN: "STALE_TOKEN",
+  NO_QUORUM: "NO_QUORUM",
+  NOT_FOUND: "NOT_FOUND",
+  INVALID: "INVALID_ARGUMENT",
+  TOO_LARGE: "MESSAGE_TOO_LARGE",
+};
+
+export function responseError(response: StateResponse): BlazeError {
+  const code = OUTCOME_CODES[response.outcome] ?? "ILLEGAL_STATE";
+  return new BlazeError(code, response.message || `the coordinator refused the request (${response.outcome})`);
+}
+
+/** A lock's end: the handle no longer holds it. */
+type LossReason = "refused" | "expired" | "freed";
+
+/** What a handle needs of its map. */
+interface HandleAccess {
+  now(): number;
+  unlock(handle: LockHandle, options: { timeoutMs?: number; signal?: AbortSignalLike }): Promise<void>;
+  renew(handle: LockHandle, leaseMs: number, options: { timeoutMs?: number; signal?: AbortSignalLike }): Promise<void>;
+  /** The handle no longer holds the lock (released or lost): this member's next waiter for the key goes on. */
+  ended(handle: LockHandle): void;
+}
+
+const { AbortController } = globalThis as unknown as { AbortController: new () => { readonly signal: AbortSignalLike; abort(reason?: unknown): void } };
 
 /**
  * A granted lock. Its fencing token grows with every grant of any lock of the map, across coordinators:
@@ -110,126 +173,206 @@ export interface LockOptions {
  * is refused. `valid` is this member's conservative view: the lease counted from when it asked.
  */
 export class LockHandle implements AsyncDisposable {
+  readonly #access: HandleAccess;
+  readonly #lost = new AbortController();
   #released = false;
+  #releasing: Promise<void> | undefined;
+  /** When the lease ends on this member's monotonic clock (Infinity without a lease). */
+  #expiresAt: number;
 
+  /** @internal Made by the map. */
   constructor(
     readonly key: string,
     readonly fencingToken: number,
     readonly leaseMs: number,
-    /** When the lease ends on this member's monotonic clock (Infinity without a lease). */
-    public expiresAt: number,
-    private readonly map: ReplicatedMap,
-    private readonly clock: Clock,
-  ) {}
-
-  /** True until released, and until the lease (counted from the request) may have run out. */
-  get valid(): boolean {
-    return !this.#released && this.clock.now() < this.expiresAt;
+    expiresAt: number,
+    /** Renewed while held (see LockOptions.autoRenew). */
+    readonly autoRenew: boolean,
+    access: HandleAccess,
+  ) {
+    this.#expiresAt = expiresAt;
+    this.#access = access;
   }
 
-  /** Releases the lock; resolves once a majority of the view has the release (the next master keeps it). Releasing twice does nothing. */
-  async release(options: { timeoutMs?: number; signal?: AbortSignalLike } = {}): Promise<void> {
-    if (this.#released) return;
-    this.#released = true;
-    await this.map.unlock(this.key, this.fencingToken, options);
+  /** When the lease ends on this member's monotonic clock (Infinity without a lease). */
+  get expiresAt(): number {
+    return this.#expiresAt;
+  }
+
+  /** True until released or lost, and until the lease (counted from the last request) may have run out. */
+  get valid(): boolean {
+    return !this.#released && !this.#lost.signal.aborted && this.#access.now() < this.#expiresAt;
+  }
+
+  /** True once released (the release acknowledged). */
+  get released(): boolean {
+    return this.#released;
+  }
+
+  /** @internal A release is on its way. */
+  get releasing(): boolean {
+    return this.#releasing !== undefined;
+  }
+
+  /**
+   * Aborts when this member learns the lock is no longer held by this handle without its release: a
+   * renewal refused, the lease run out (before a renewal succeeded), or the lock freed another way (its
+   * holder's exit). Its reason is a `BlazeError` saying which.
+   */
+  get lost(): AbortSignalLike {
+    return this.#lost.signal;
+  }
+
+  /**
+   * Releases the lock; resolves once every member has the release (any next master keeps it). A release
+   * that fails (a timeout during a failover, say) leaves the handle held, and may be called again.
+   * Releasing twice, or concurrently, releases once.
+   */
+  release(options: { timeoutMs?: number; signal?: AbortSignalLike } = {}): Promise<void> {
+    if (this.#released) return Promise.resolve();
+    this.#releasing ??= this.#access.unlock(this, options).then(
+      () => this.#end(),
+      (error: unknown) => {
+        this.#releasing = undefined;
+        // Not held any more (its lease ran out, its holder was removed): there is nothing to release.
+        if (error instanceof BlazeError && (error.code === "STALE_TOKEN" || error.code === "NOT_FOUND" || error.code === "LOCKED")) this.#end();
+        throw error;
+      },
+    );
+    return this.#releasing;
   }
 
   /** Renews the lease for `leaseMs` from now (default: the original lease). Throws `STALE_TOKEN` if it was lost. */
   async renew(leaseMs = this.leaseMs, options: { timeoutMs?: number; signal?: AbortSignalLike } = {}): Promise<void> {
     if (this.#released) throw new BlazeError("ILLEGAL_STATE", `the lock on "${this.key}" was released`);
-    const asked = this.clock.now();
-    await this.map.renew(this.key, this.fencingToken, leaseMs, options);
-    this.expiresAt = leaseMs > 0 ? asked + leaseMs : Number.POSITIVE_INFINITY;
+    const asked = this.#access.now();
+    try {
+      await this.#access.renew(this, leaseMs, options);
+    } catch (error) {
+      if (error instanceof BlazeError && error.code === "STALE_TOKEN") this.lose("refused", error);
+      throw error;
+    }
+    this.#expiresAt = leaseMs > 0 ? asked + leaseMs : Number.POSITIVE_INFINITY;
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
     try {
       await this.release();
     } catch (error) {
-      // A lock already lost (its lease ran out, its holder was removed) has nothing to release.
+      // A lock already lost has nothing to release.
       if (!(error instanceof BlazeError) || (error.code !== "STALE_TOKEN" && error.code !== "NOT_FOUND" && error.code !== "LOCKED")) throw error;
     }
   }
+
+  /** @internal The lock is no longer this handle's. */
+  lose(reason: LossReason, cause?: unknown): void {
+    if (this.#released || this.#lost.signal.aborted) return;
+    const what =
+      reason === "refused" ? "its renewal was refused" : reason === "expired" ? "its lease ran out before it was renewed" : "it was freed without this handle's release";
+    this.#lost.abort(new BlazeError("STALE_TOKEN", `the lock on "${this.key}" (fencing token ${this.fencingToken}) was lost: ${what}`, cause === undefined ? undefined : { cause }));
+    this.#access.ended(this);
+  }
+
+  #end(): void {
+    if (this.#released) return;
+    this.#released = true;
+    if (!this.#lost.signal.aborted) this.#access.ended(this);
+  }
 }
+
+/** What a map call keeps while it waits: the engine's request id, or a turn in this member's queue for a key. */
+type CallMeta = { readonly request: true } | { readonly turn: string };
 
 /**
  * The replicated state map of a cluster channel's group (ActiveBlaze's distributed state map). Every
  * member holds the whole map: reads are local and synchronous; writes go to the group's coordinator,
  * which orders them, and resolve once applied on every member of the view. Entries have an owner (the
  * last writer), an optional time to live and `removeOnExit`; keys can be write-locked with leases.
+ *
+ * The calls waiting for an answer are one table ({@link PendingCalls}: timeout, abort, clean-up); a
+ * call given up on is abandoned at the engine (a lock request is withdrawn). Locks of this member queue
+ * here first: a key is requested from the coordinator by one lock() at a time, the others wait behind it
+ * in order, and get it after its release.
  */
 export class ReplicatedMap {
-  readonly #engine: () => StateEngine;
+  readonly #access: MapAccess;
   readonly #options: ResolvedStateOptions;
-  readonly #clock: () => Clock;
   readonly #events: Emitter<MapEvents>;
-  readonly #listeners = new Set<MapChangedListener>();
-
   /** Where write and lock-wait durations go (the `metrics` option). */
   readonly #measure: MeasureMap;
+  readonly #listeners = new Set<MapChangedListener>();
+  readonly #calls = new PendingCalls<StateResponse | undefined, CallMeta>();
+  /** Keys this member holds or is asking for, and the calls queued behind. */
+  readonly #turns = new Map<string, { queue: number[] }>();
+  readonly #handles = new Map<string, LockHandle>();
+  readonly #keeper: LockKeeper;
+  readonly #handleAccess: HandleAccess;
 
   /** @internal Created by the cluster channel. */
-  constructor(
-    engine: () => StateEngine,
-    options: ResolvedStateOptions,
-    clock: () => Clock,
-    onListenerError: (error: BlazeError) => void,
-    measure: MeasureMap = () => undefined,
-  ) {
-    this.#engine = engine;
-    this.#options = options;
-    this.#clock = clock;
-    this.#events = new Emitter<MapEvents>((error) => onListenerError(error));
+  constructor(access: MapAccess, options: ResolvedStateOptions, onListenerError: (error: BlazeError) => void, measure: MeasureMap = () => undefined) {
+    this.#access = access;
     this.#measure = measure;
+    this.#options = options;
+    this.#events = new Emitter<MapEvents>((error) => onListenerError(error));
+    this.#handleAccess = {
+      now: () => access.now(),
+      unlock: (handle, opts) => this.#unlock(handle, opts),
+      renew: (handle, leaseMs, opts) => this.#renew(handle, leaseMs, opts),
+      ended: (handle) => this.#ended(handle),
+    };
+    this.#keeper = new LockKeeper(
+      (handle) => handle.renew(handle.leaseMs, { timeoutMs: Math.max(1, Math.floor(handle.leaseMs / 3)) }),
+      () => access.touch(),
+    );
   }
 
   // --- reads: local and synchronous ---
 
   get(key: string): MapValue | undefined {
-    const entry = this.#engine().replica.entries.get(key);
+    const entry = this.#engine().visible.getEntry(key);
     return entry === undefined ? undefined : valueOf(entry);
   }
 
   has(key: string): boolean {
-    return this.#engine().replica.entries.has(key);
+    return this.#engine().visible.getEntry(key) !== undefined;
   }
 
   get size(): number {
-    return this.#engine().replica.entries.size;
+    return this.#engine().visible.size;
   }
 
   keys(): string[] {
-    return [...this.#engine().replica.entries.keys()];
+    return [...this.#engine().visible.entries()].map((e) => e.key);
   }
 
   entries(): Array<[string, MapValue]> {
-    return [...this.#engine().replica.entries.values()].map((e) => [e.key, valueOf(e)]);
+    return [...this.#engine().visible.entries()].map((e) => [e.key, valueOf(e)]);
   }
 
   /** The entry with its version, owner and options. */
   getEntry(key: string): MapEntry | undefined {
-    const entry = this.#engine().replica.entries.get(key);
+    const entry = this.#engine().visible.getEntry(key);
     return entry === undefined ? undefined : mapEntry(entry);
   }
 
   /** The lock on `key`, if any. */
   getLock(key: string): LockInfo | undefined {
-    const lock = this.#engine().replica.locks.get(key);
-    return lock === undefined ? undefined : { key, holder: lock.holder, fencingToken: lock.token, leaseMs: lock.leaseMs };
+    const lock = this.#engine().visible.getLock(key);
+    return lock === undefined ? undefined : lockInfo(lock);
   }
 
   /** Every lock held now. */
   locks(): LockInfo[] {
-    return [...this.#engine().replica.locks.values()].map(lockInfo);
+    return [...this.#engine().visible.locks()].map(lockInfo);
   }
 
   isLocked(key: string): boolean {
-    return this.#engine().replica.locks.has(key);
+    return this.#engine().visible.getLock(key) !== undefined;
   }
 
   /** True when this member wrote the entry last (ActiveBlaze's isOwner). */
   isOwner(key: string, local: MemberInstance): boolean {
-    const owner = this.#engine().replica.entries.get(key)?.owner;
+    const owner = this.#engine().visible.getEntry(key)?.owner;
     return owner !== undefined && owner.id === local.id && owner.incarnation === local.incarnation;
   }
 
@@ -237,16 +380,10 @@ export class ReplicatedMap {
 
   /** Writes `key`; resolves with the value it had before (undefined: it was absent) once applied everywhere. */
   async put(key: string, value: MapValue, options: PutOptions = {}): Promise<MapValue | undefined> {
-    const response = await this.#write(
-      {
-        case: "put",
-        value: { key: checkKey(key), ...storedValue(value), ...this.#putFields(options, [key]) },
-      },
-      options,
-      `put("${key}")`,
-    );
+    const put = this.#putSpec(key, value, options, [key]);
+    const response = await this.#write({ case: "put", put }, this.#bytesOf([put], []), options, `put("${key}")`);
     const previous = response.previous[0];
-    return previous === undefined ? undefined : decodeValue(previous.value, previous.format);
+    return previous === undefined ? undefined : valueOf(previous);
   }
 
   /** Compare-and-set: writes `key` only if it is at `version` (0: absent); false if it was not. */
@@ -262,54 +399,40 @@ export class ReplicatedMap {
 
   /** Removes `key`; resolves with its value before (undefined: it was absent). */
   async remove(key: string, options: RemoveOptions = {}): Promise<MapValue | undefined> {
-    const response = await this.#write(
-      {
-        case: "remove",
-        value: { key: checkKey(key), ifVersion: optionalVersion(options.ifVersion), fencingToken: tokenOf(options, [key]) },
-      },
-      options,
-      `remove("${key}")`,
-    );
+    const remove = { key: checkKey(key), ifVersion: optionalVersion(options.ifVersion), fencingToken: tokenOf(options, [key]) };
+    const response = await this.#write({ case: "remove", remove }, this.#bytesOf([], [remove]), options, `remove("${key}")`);
     const previous = response.previous[0];
-    return previous === undefined ? undefined : decodeValue(previous.value, previous.format);
+    return previous === undefined ? undefined : valueOf(previous);
   }
 
   /**
    * Writes several entries (and removes keys) atomically: all of them in one step of the map's order, or
    * none. `ifVersions` makes it a compare-and-set of the keys it names (0: absent), written or removed:
-   * one key at another version refuses the whole batch with `VERSION_MISMATCH`.
+   * one key at another version refuses the whole batch with `VERSION_MISMATCH`. The whole batch travels
+   * in one datagram: `MESSAGE_TOO_LARGE` if it does not fit.
    */
   async putAll(
     entries: Iterable<readonly [string, MapValue]> | Readonly<Record<string, MapValue>>,
     options: Omit<PutOptions, "ifVersion"> & { readonly remove?: readonly string[]; readonly ifVersions?: ReadonlyMap<string, number> } = {},
   ): Promise<void> {
     const pairs = isIterable(entries) ? [...entries] : Object.entries(entries);
-    const fields = this.#putFields(options, [...pairs.map(([key]) => key), ...(options.remove ?? [])]);
-    const versionOf = (key: string) => optionalVersion(options.ifVersions?.get(key));
-    await this.#write(
-      {
-        case: "batch",
-        value: {
-          puts: pairs.map(([key, value]) => ({ key: checkKey(key), ...storedValue(value), ...fields, ifVersion: versionOf(key) })),
-          removes: (options.remove ?? []).map((key) => ({ key: checkKey(key), fencingToken: fields.fencingToken, ifVersion: versionOf(key) })),
-        },
-      },
-      options,
-      `putAll(${pairs.length} entries)`,
-    );
+    const keys = [...pairs.map(([key]) => key), ...(options.remove ?? [])];
+    const puts = pairs.map(([key, value]) => this.#putSpec(key, value, { ...options, ifVersion: options.ifVersions?.get(key) }, keys));
+    const removes = (options.remove ?? []).map((key) => ({ key: checkKey(key), ifVersion: optionalVersion(options.ifVersions?.get(key)), fencingToken: tokenOf(options, keys) }));
+    await this.#write({ case: "batch", puts, removes }, this.#bytesOf(puts, removes), options, `putAll(${pairs.length} entries)`);
   }
 
   /** Removes every entry; refused (`LOCKED`, nothing removed) while another member holds a lock on one. */
   async clear(options: WriteOptions = {}): Promise<void> {
-    await this.#write({ case: "clear", value: {} }, options, "clear()");
+    await this.#write({ case: "clear" }, 0, options, "clear()");
   }
 
   // --- locks ---
 
   /**
-   * Write-locks `key` (the key need not exist); queues behind earlier requests, in order. Locks are not
-   * re-entrant: locking a key this member holds fails with `ILLEGAL_STATE`. Rejects with `TIMEOUT` after
-   * `timeoutMs` in the queue.
+   * Write-locks `key` (the key need not exist); queues behind earlier requests, in order — behind this
+   * member's own holder of the key too (another task of this member gets it once that one releases it).
+   * Rejects with `TIMEOUT` after `timeoutMs` in the queue.
    */
   async lock(key: string, options: LockOptions = {}): Promise<LockHandle> {
     const timeoutMs = options.timeoutMs ?? this.#options.lockTimeoutMs;
@@ -318,66 +441,10 @@ export class ReplicatedMap {
     return handle;
   }
 
-  /** Locks `key` if it is free now; undefined if another member holds it. */
+  /** Locks `key` if it is free now; undefined if another member (or another task of this one) holds it. */
   async tryLock(key: string, options: Omit<LockOptions, "timeoutMs"> = {}): Promise<LockHandle | undefined> {
     const handle = await this.#lock(key, options, 0);
     return typeof handle === "string" ? undefined : handle;
-  }
-
-  /** @internal Used by LockHandle. */
-  async unlock(key: string, fencingToken: number, options: { timeoutMs?: number; signal?: AbortSignalLike }): Promise<void> {
-    const response = await this.#engine().request(
-      { case: "unlock", value: { key, fencingToken: BigInt(fencingToken) } },
-      options.timeoutMs ?? this.#options.requestTimeoutMs,
-      options.signal,
-      `unlock("${key}")`,
-    );
-    if (response.result !== StateResult.OK) throw responseError(response);
-  }
-
-  /** @internal Used by LockHandle. */
-  async renew(key: string, fencingToken: number, leaseMs: number, options: { timeoutMs?: number; signal?: AbortSignalLike }): Promise<void> {
-    checkDuration(leaseMs, "leaseMs");
-    const response = await this.#engine().request(
-      { case: "renewLease", value: { key, fencingToken: BigInt(fencingToken), leaseMs: BigInt(leaseMs) } },
-      options.timeoutMs ?? this.#options.requestTimeoutMs,
-      options.signal,
-      `renewing the lease on "${key}"`,
-    );
-    if (response.result !== StateResult.OK) throw responseError(response);
-  }
-
-  /** The handle, or the coordinator's word on why the lock is taken. */
-  async #lock(key: string, options: LockOptions, waitMs: number): Promise<LockHandle | string> {
-    checkKey(key);
-    const leaseMs = options.leaseMs ?? this.#options.leaseMs;
-    checkDuration(leaseMs, "leaseMs");
-    checkDuration(waitMs, "timeoutMs");
-    const clock = this.#clock();
-    const asked = clock.now();
-    const waited = (outcome: string) => this.#measure("activeblaze.map.lock.wait", clock.now() - asked, { outcome });
-    // The coordinator gives up after waitMs; this member waits a little longer for that answer.
-    const response = await this.#engine()
-      .request(
-        {
-          case: "lock",
-          value: { key, leaseMs: BigInt(leaseMs), waitMs: BigInt(waitMs), releaseOnExit: options.releaseOnExit ?? this.#options.releaseLockOnExit },
-        },
-        waitMs + this.#options.requestTimeoutMs,
-        options.signal,
-        `the lock on "${key}"`,
-      )
-      .catch((error: unknown) => {
-        waited(error instanceof BlazeError ? error.code : "error");
-        throw error;
-      });
-    waited(response.result === StateResult.OK ? "acquired" : response.result === StateResult.LOCKED ? "LOCKED" : responseError(response).code);
-    if (response.result === StateResult.LOCKED) return response.message;
-    // Locks are not re-entrant: the holder asking again is a mistake, not contention.
-    if (response.result === StateResult.INVALID) throw new BlazeError("ILLEGAL_STATE", response.message);
-    if (response.result !== StateResult.OK) throw responseError(response);
-    const token = Number(response.fencingToken);
-    return new LockHandle(key, token, leaseMs, leaseMs > 0 ? asked + leaseMs : Number.POSITIVE_INFINITY, this, clock);
   }
 
   // --- events ---
@@ -402,6 +469,22 @@ export class ReplicatedMap {
     const iterator = new PushIterator<MapChange>(() => off(), options, "the map's changes");
     if (!iterator.ended) off = this.on("change", (change) => iterator.push(change));
     return iterator;
+  }
+
+  // --- internal: the channel's side ---
+
+  /** @internal The timed parts of the map (waiting calls, lease renewals), for the channel's driver. */
+  get units(): readonly [PendingCalls<StateResponse | undefined, CallMeta>, LockKeeper] {
+    return [this.#calls, this.#keeper];
+  }
+
+  /** @internal The channel stopped: every waiting call fails with CLOSED; held locks are lost. */
+  closed(): void {
+    this.#calls.failAll(new BlazeError("CLOSED", "the cluster channel stopped"));
+    this.#turns.clear();
+    for (const handle of [...this.#handles.values()]) handle.lose("freed");
+    this.#handles.clear();
+    this.#keeper.clear();
   }
 
   /** @internal The replica was brought up to date at the start of a term. */
@@ -435,46 +518,199 @@ export class ReplicatedMap {
         case "lock":
           this.#events.emit("lock", { ...lockInfo(change.lock), resync });
           break;
-        case "unlock":
+        case "unlock": {
+          // A lock of ours freed without our release: the handle lost it.
+          const handle = this.#handles.get(change.lock.key);
+          if (handle !== undefined && handle.fencingToken === change.lock.token && !handle.releasing) handle.lose(change.expired ? "expired" : "freed");
           this.#events.emit("unlock", { ...lockInfo(change.lock), expired: change.expired, resync });
           if (change.expired) this.#events.emit("lockExpired", lockInfo(change.lock));
           break;
+        }
       }
     }
   }
 
-  #putFields(options: PutOptions, keys: readonly string[]): { ttlMs: bigint; removeOnExit: boolean; ifVersion: bigint | undefined; fencingToken: bigint } {
+  // --- internals ---
+
+  #engine(): StateEngine {
+    return this.#access.engine();
+  }
+
+  /** Sends `op` and waits for its answer (refusals included): rejects with TIMEOUT, ABORTED or CLOSED. */
+  #call(op: StateOp, timeoutMs: number, signal: AbortSignalLike | undefined, what: string): Promise<StateResponse> {
+    const engine = this.#engine();
+    const access = this.#access;
+    const { id, promise } = this.#calls.open(access.now(), timeoutMs, signal, what, { request: true });
+    let answered = false;
+    const request = engine.request(
+      op,
+      (response) => {
+        answered = true;
+        return this.#calls.settle(id, response);
+      },
+      access.now(),
+    );
+    access.touch();
+    // However the call ends without its answer, the engine stops asking (and withdraws a lock request).
+    promise.catch(() => {
+      if (answered) return;
+      engine.abandon(request, access.now());
+      access.touch();
+    });
+    return promise as Promise<StateResponse>;
+  }
+
+  async #write(op: StateOp, bytes: number, options: WriteOptions, what: string): Promise<StateResponse> {
+    const max = this.#access.maxUpdateBytes();
+    if (bytes > max) throw new BlazeError("MESSAGE_TOO_LARGE", `${what} makes an update of about ${bytes} bytes, more than one datagram carries (${max})`);
+    const timeoutMs = options.timeoutMs ?? this.#options.requestTimeoutMs;
+    checkDuration(timeoutMs, "timeoutMs");
+    const started = this.#access.now();
+    const outcome = (result: string) => this.#measure("activeblaze.map.write.duration", this.#access.now() - started, { operation: op.case, outcome: result });
+    let response: StateResponse;
+    try {
+      response = await this.#call(op, timeoutMs, options.signal, what);
+    } catch (error) {
+      outcome(error instanceof BlazeError ? error.code : "error");
+      throw error;
+    }
+    outcome(response.outcome === "OK" ? "ok" : responseError(response).code);
+    if (response.outcome !== "OK") throw responseError(response);
+    return response;
+  }
+
+  #putSpec(key: string, value: MapValue, options: PutOptions, keys: readonly string[]): PutSpec {
+    checkKey(key);
     const ttl = options.timeToLiveMs ?? this.#options.timeToLiveMs;
     checkDuration(ttl, "timeToLiveMs");
+    const { payload, format } = encodePayload(value, "a map value");
+    if (payload.length > this.#access.maxValueBytes) {
+      throw new BlazeError("MESSAGE_TOO_LARGE", `a map value of ${payload.length} bytes exceeds maxMessageBytes (${this.#access.maxValueBytes})`);
+    }
     return {
-      ttlMs: BigInt(ttl),
+      key,
+      value: payload,
+      format,
+      ttlMs: ttl,
       removeOnExit: options.removeOnExit ?? this.#options.removeOnExit,
       ifVersion: optionalVersion(options.ifVersion),
       fencingToken: tokenOf(options, keys),
     };
   }
 
-  async #write(op: MessageInitShape<typeof StateRequestSchema>["op"], options: WriteOptions, what: string): Promise<StateResponse> {
-    const engine = this.#engine();
-    const started = this.#clock().now();
-    const outcome = (result: string) => this.#measure("activeblaze.map.write.duration", this.#clock().now() - started, { operation: op?.case ?? "", outcome: result });
-    let response: StateResponse;
+  /** At most what the update of these writes takes (as the coordinator counts it). */
+  #bytesOf(puts: readonly PutSpec[], removes: ReadonlyArray<{ readonly key: string }>): number {
+    let bytes = UPDATE_OVERHEAD_BYTES + REQUEST_OVERHEAD_BYTES;
+    for (const put of puts) bytes += putBytes(put.key, put.value.length);
+    for (const remove of removes) bytes += removeBytes(remove.key);
+    return bytes;
+  }
+
+  /** The handle, or the coordinator's word on why the lock is taken. */
+  async #lock(key: string, options: LockOptions, waitMs: number): Promise<LockHandle | string> {
+    checkKey(key);
+    const leaseMs = options.leaseMs ?? this.#options.leaseMs;
+    checkDuration(leaseMs, "leaseMs");
+    checkDuration(waitMs, "timeoutMs");
+    const autoRenew = options.autoRenew ?? false;
+    if (autoRenew && leaseMs === 0) throw new BlazeError("INVALID_ARGUMENT", "autoRenew renews a lease: give the lock a leaseMs", { path: ["autoRenew"] });
+    this.#engine();
+    const access = this.#access;
+    const began = access.now();
+    // This member's turn for the key first: one lock() of a key at a time goes to the coordinator.
+    const turn = await this.#takeTurn(key, waitMs, options.signal);
+    if (turn !== undefined) return turn;
+    let handle: LockHandle | undefined;
     try {
-      response = await engine.request(op, options.timeoutMs ?? this.#options.requestTimeoutMs, options.signal, what);
-    } catch (error) {
-      outcome(error instanceof BlazeError ? error.code : "error");
-      throw error;
+      const asked = access.now();
+      const wait = Math.max(0, waitMs - Math.round(asked - began));
+      // The coordinator gives up after `wait`; this member waits a little longer for that answer.
+      const waited = (outcome: string) => this.#measure("activeblaze.map.lock.wait", access.now() - asked, { outcome });
+      const response = await this.#call(
+        { case: "lock", key, leaseMs, waitMs: wait, releaseOnExit: options.releaseOnExit ?? this.#options.releaseLockOnExit },
+        wait + this.#options.requestTimeoutMs,
+        options.signal,
+        `the lock on "${key}"`,
+      ).catch((error: unknown) => {
+        waited(error instanceof BlazeError ? error.code : "error");
+        throw error;
+      });
+      waited(response.outcome === "OK" ? "acquired" : response.outcome === "LOCKED" ? "LOCKED" : responseError(response).code);
+      if (response.outcome === "LOCKED") return response.message;
+      // Locks are not re-entrant at the coordinator (this member's own tasks queue here, above).
+      if (response.outcome === "INVALID") throw new BlazeError("ILLEGAL_STATE", response.message);
+      if (response.outcome !== "OK") throw responseError(response);
+      handle = new LockHandle(key, response.token, leaseMs, leaseMs > 0 ? asked + leaseMs : Number.POSITIVE_INFINITY, autoRenew, this.#handleAccess);
+      this.#handles.set(key, handle);
+      if (leaseMs > 0) this.#keeper.watch(handle, access.now());
+      access.touch();
+      return handle;
+    } finally {
+      if (handle === undefined) this.#passTurn(key);
     }
-    outcome(response.result === StateResult.OK ? "ok" : responseError(response).code);
-    if (response.result !== StateResult.OK) throw responseError(response);
-    return response;
+  }
+
+  /** Waits for this member's turn at `key`; returns why not (tryLock: held here), or undefined once it is ours. */
+  async #takeTurn(key: string, waitMs: number, signal: AbortSignalLike | undefined): Promise<string | undefined> {
+    const slot = this.#turns.get(key);
+    if (slot === undefined) {
+      this.#turns.set(key, { queue: [] });
+      return undefined;
+    }
+    if (waitMs === 0) return "held by this member";
+    const access = this.#access;
+    const { id, promise } = this.#calls.open(access.now(), waitMs, signal, `the lock on "${key}" (held by this member)`, { turn: key });
+    slot.queue.push(id);
+    access.touch();
+    try {
+      await promise;
+    } finally {
+      const at = slot.queue.indexOf(id);
+      if (at >= 0) slot.queue.splice(at, 1);
+    }
+    return undefined;
+  }
+
+  /** The key's turn goes to the next call of this member waiting for it (or nobody's). */
+  #passTurn(key: string): void {
+    const slot = this.#turns.get(key);
+    if (slot === undefined) return;
+    while (slot.queue.length > 0) {
+      const next = slot.queue.shift()!;
+      if (this.#calls.settle(next, undefined)) return;
+    }
+    this.#turns.delete(key);
+  }
+
+  #ended(handle: LockHandle): void {
+    if (this.#handles.get(handle.key) !== handle) return;
+    this.#handles.delete(handle.key);
+    this.#keeper.forget(handle);
+    this.#passTurn(handle.key);
+  }
+
+  async #unlock(handle: LockHandle, options: { timeoutMs?: number; signal?: AbortSignalLike }): Promise<void> {
+    const timeoutMs = options.timeoutMs ?? this.#options.requestTimeoutMs;
+    const response = await this.#call({ case: "unlock", key: handle.key, fencingToken: handle.fencingToken }, timeoutMs, options.signal, `unlock("${handle.key}")`);
+    if (response.outcome !== "OK") throw responseError(response);
+  }
+
+  async #renew(handle: LockHandle, leaseMs: number, options: { timeoutMs?: number; signal?: AbortSignalLike }): Promise<void> {
+    checkDuration(leaseMs, "leaseMs");
+    const timeoutMs = options.timeoutMs ?? this.#options.requestTimeoutMs;
+    const response = await this.#call(
+      { case: "renewLease", key: handle.key, fencingToken: handle.fencingToken, leaseMs },
+      timeoutMs,
+      options.signal,
+      `renewing the lease on "${handle.key}"`,
+    );
+    if (response.outcome !== "OK") throw responseError(response);
+    this.#keeper.renewed(handle, this.#access.now());
+    this.#access.touch();
   }
 }
 
-/** Records how long a write took to be acknowledged, or a lock to be granted, in ms. */
-type MeasureMap = (name: "activeblaze.map.write.duration" | "activeblaze.map.lock.wait", ms: number, attributes: Record<string, string>) => void;
-
-function lockInfo(lock: { key: string; holder: MemberInstance; token: number; leaseMs: number }): LockInfo {
+function lockInfo(lock: StoredLock): LockInfo {
   return { key: lock.key, holder: lock.holder, fencingToken: lock.token, leaseMs: lock.leaseMs };
 }
 
@@ -483,23 +719,14 @@ function mapEntry(entry: StoredEntry): MapEntry {
 }
 
 function valueOf(entry: StoredEntry): MapValue {
-  return decodeValue(entry.value, entry.format);
-}
-
-function decodeValue(bytes: Uint8Array, format: number): MapValue {
-  if (format === PayloadFormat.BLAZE_MESSAGE) {
+  if (entry.format === PayloadFormat.BLAZE_MESSAGE) {
     try {
-      return BlazeMessage.fromBinary(bytes);
+      return BlazeMessage.fromBinary(entry.value);
     } catch {
-      return bytes;
+      return entry.value;
     }
   }
-  return bytes;
-}
-
-function storedValue(value: MapValue): { value: Uint8Array; format: PayloadFormat } {
-  const { payload, format } = encodePayload(value, "a map value");
-  return { value: payload, format };
+  return entry.value;
 }
 
 function checkKey(key: string): string {
@@ -511,21 +738,21 @@ function checkDuration(value: number, name: string): void {
   if (!Number.isSafeInteger(value) || value < 0) throw new BlazeError("INVALID_ARGUMENT", `${name} is a whole number of ms, 0 or more, not ${value}`, { path: [name] });
 }
 
-function optionalVersion(version: number | undefined): bigint | undefined {
+function optionalVersion(version: number | undefined): number | undefined {
   if (version === undefined) return undefined;
   checkDuration(version, "ifVersion");
-  return BigInt(version);
+  return version;
 }
 
 /** The fencing token a write carries; a handle guards writes of its own key only. */
-function tokenOf(options: WriteOptions, keys: readonly string[]): bigint {
+function tokenOf(options: WriteOptions, keys: readonly string[]): number {
   const lock = options.lock;
-  if (lock === undefined) return 0n;
+  if (lock === undefined) return 0;
   if (lock instanceof LockHandle) {
     const other = keys.find((key) => key !== lock.key);
     if (other !== undefined) throw new BlazeError("INVALID_ARGUMENT", `the lock on "${lock.key}" guards writes of "${lock.key}", not of "${other}"`, { path: ["lock"] });
   }
-  return BigInt(lock.fencingToken);
+  return lock.fencingToken;
 }
 
 function isIterable(value: unknown): value is Iterable<readonly [string, MapValue]> {
@@ -539,3 +766,6 @@ function safely(fn: () => void, onError: (error: unknown) => void): void {
     onError(error);
   }
 }
+
+/** Records how long a write took to be acknowledged, or a lock to be granted, in ms. */
+type MeasureMap = (name: "activeblaze.map.write.duration" | "activeblaze.map.lock.wait", ms: number, attributes: Record<string, string>) => void;

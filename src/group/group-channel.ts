@@ -137,6 +137,8 @@ export class GroupChannel extends Channel {
   #lastStallAt = Number.NEGATIVE_INFINITY;
   readonly #startTimeMs = Date.now();
   readonly #levelAbove: GroupExtension | undefined;
+  /** Frame kinds a level above handles itself (the cluster level's state frames), by kind. */
+  readonly #routes = new Map<string, (peer: Peer, frame: Frame) => void>();
 
   /** `levelAbove`: for a level built on this one (the cluster channel); users leave it out. */
   constructor(options?: GroupChannelOptions, levelAbove?: GroupExtension) {
@@ -512,6 +514,11 @@ export class GroupChannel extends Channel {
         return true;
       }
       default: {
+        const route = this.#routes.get(frame.case);
+        if (route !== undefined) {
+          route(peer, frame.frame);
+          return true;
+        }
         const group = groupOf(frame.frame.kind);
         const membership = group === undefined ? undefined : this.#memberships.get(group);
         if (membership === undefined) return false;
@@ -799,6 +806,14 @@ export class GroupChannel extends Channel {
   }
 
   readonly #groupTopics = new Set<string>();
+
+  /** Hands frames of `kinds` to `handler` (for a level built on this one); returns the function that stops it. */
+  protected routeFrames(kinds: ReadonlyArray<NonNullable<Frame["kind"]["case"]>>, handler: (peer: Peer, frame: Frame) => void): () => void {
+    for (const kind of kinds) this.#routes.set(kind, handler);
+    return () => {
+      for (const kind of kinds) if (this.#routes.get(kind) === handler) this.#routes.delete(kind);
+    };
+  }
 
   /** Calls `wake` whenever the group's state changed (a view, a frame, a consumer): waiters re-check. */
   protected addWaiter(wake: () => void): () => void {

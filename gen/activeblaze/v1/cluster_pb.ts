@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file activeblaze/v1/cluster.proto.
  */
 export const file_activeblaze_v1_cluster: GenFile = /*@__PURE__*/
-  fileDesc("ChxhY3RpdmVibGF6ZS92MS9jbHVzdGVyLnByb3RvEg5hY3RpdmVibGF6ZS52MSK6AwoMU3RhdGVSZXF1ZXN0EhIKCnJlcXVlc3RfaWQYASABKAQSDQoFZ3JvdXAYAiABKAkSJAoDcHV0GAMgASgLMhUuYWN0aXZlYmxhemUudjEuUHV0T3BIABIqCgZyZW1vdmUYBCABKAsyGC5hY3RpdmVibGF6ZS52MS5SZW1vdmVPcEgAEigKBWJhdGNoGAUgASgLMhcuYWN0aXZlYmxhemUudjEuQmF0Y2hPcEgAEigKBWNsZWFyGAYgASgLMhcuYWN0aXZlYmxhemUudjEuQ2xlYXJPcEgAEiYKBGxvY2sYByABKAsyFi5hY3RpdmVibGF6ZS52MS5Mb2NrT3BIABIqCgZ1bmxvY2sYCCABKAsyGC5hY3RpdmVibGF6ZS52MS5VbmxvY2tPcEgAEjMKC3JlbmV3X2xlYXNlGAkgASgLMhwuYWN0aXZlYmxhemUudjEuUmVuZXdMZWFzZU9wSAASKgoGY2FuY2VsGAogASgLMhguYWN0aXZlYmxhemUudjEuQ2FuY2VsT3BIABImCgRwdWxsGAsgASgLMhYuYWN0aXZlYmxhemUudjEuUHVsbE9wSABCBAoCb3AiRAoGUHVsbE9wEg0KBWVwb2NoGAEgASgEEhwKFGVwb2NoX2Nvb3JkaW5hdG9yX2lkGAIgASgMEg0KBWluZGV4GAMgASgEIrkBCgVQdXRPcBILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAwSLQoGZm9ybWF0GAMgASgOMh0uYWN0aXZlYmxhemUudjEuUGF5bG9hZEZvcm1hdBIOCgZ0dGxfbXMYBCABKAQSFgoOcmVtb3ZlX29uX2V4aXQYBSABKAgSFwoKaWZfdmVyc2lvbhgGIAEoBEgAiAEBEhUKDWZlbmNpbmdfdG9rZW4YByABKARCDQoLX2lmX3ZlcnNpb24iVgoIUmVtb3ZlT3ASCwoDa2V5GAEgASgJEhcKCmlmX3ZlcnNpb24YAiABKARIAIgBARIVCg1mZW5jaW5nX3Rva2VuGAMgASgEQg0KC19pZl92ZXJzaW9uIlkKB0JhdGNoT3ASIwoEcHV0cxgBIAMoCzIVLmFjdGl2ZWJsYXplLnYxLlB1dE9wEikKB3JlbW92ZXMYAiADKAsyGC5hY3RpdmVibGF6ZS52MS5SZW1vdmVPcCIJCgdDbGVhck9wIlEKBkxvY2tPcBILCgNrZXkYASABKAkSEAoIbGVhc2VfbXMYAiABKAQSDwoHd2FpdF9tcxgDIAEoBBIXCg9yZWxlYXNlX29uX2V4aXQYBCABKAgiLgoIVW5sb2NrT3ASCwoDa2V5GAEgASgJEhUKDWZlbmNpbmdfdG9rZW4YAiABKAQiRAoMUmVuZXdMZWFzZU9wEgsKA2tleRgBIAEoCRIVCg1mZW5jaW5nX3Rva2VuGAIgASgEEhAKCGxlYXNlX21zGAMgASgEIjAKCENhbmNlbE9wEgsKA2tleRgBIAEoCRIXCg9sb2NrX3JlcXVlc3RfaWQYAiABKAQi7wEKDVN0YXRlUmVzcG9uc2USEgoKcmVxdWVzdF9pZBgBIAEoBBIrCgZyZXN1bHQYAiABKA4yGy5hY3RpdmVibGF6ZS52MS5TdGF0ZVJlc3VsdBIPCgdtZXNzYWdlGAMgASgJEg0KBWVwb2NoGAQgASgEEg0KBWluZGV4GAUgASgEEicKCHByZXZpb3VzGAYgAygLMhUuYWN0aXZlYmxhemUudjEuRW50cnkSFQoNZmVuY2luZ190b2tlbhgHIAEoBBIuCgtjb29yZGluYXRvchgIIAEoCzIZLmFjdGl2ZWJsYXplLnYxLk1lbWJlclJlZiKCAQoJTG9ja1N0YXRlEikKBmhvbGRlchgBIAEoCzIZLmFjdGl2ZWJsYXplLnYxLk1lbWJlclJlZhIVCg1mZW5jaW5nX3Rva2VuGAIgASgEEhoKEmxlYXNlX3JlbWFpbmluZ19tcxgDIAEoBBIXCg9yZWxlYXNlX29uX2V4aXQYBCABKAgi6AEKBUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoDBItCgZmb3JtYXQYAyABKA4yHS5hY3RpdmVibGF6ZS52MS5QYXlsb2FkRm9ybWF0Eg8KB3ZlcnNpb24YBCABKAQSKAoFb3duZXIYBSABKAsyGS5hY3RpdmVibGF6ZS52MS5NZW1iZXJSZWYSFgoOcmVtb3ZlX29uX2V4aXQYBiABKAgSGAoQdHRsX3JlbWFpbmluZ19tcxgHIAEoBBInCgRsb2NrGAggASgLMhkuYWN0aXZlYmxhemUudjEuTG9ja1N0YXRlIm4KC0VudHJ5Q2hhbmdlEigKBGtpbmQYASABKA4yGi5hY3RpdmVibGF6ZS52MS5DaGFuZ2VLaW5kEiQKBWVudHJ5GAIgASgLMhUuYWN0aXZlYmxhemUudjEuRW50cnkSDwoHZXhwaXJlZBgDIAEoCCLCAQoLU3RhdGVVcGRhdGUSDQoFZXBvY2gYASABKAQSDQoFaW5kZXgYAiABKAQSDQoFZ3JvdXAYAyABKAkSEgoKcmVxdWVzdF9pZBgEIAEoBBIsCglyZXF1ZXN0ZXIYBSABKAsyGS5hY3RpdmVibGF6ZS52MS5NZW1iZXJSZWYSLAoHY2hhbmdlcxgGIAMoCzIbLmFjdGl2ZWJsYXplLnYxLkVudHJ5Q2hhbmdlEhYKDmNvb3JkaW5hdG9yX2lkGAcgASgMIoACCg1TdGF0ZVNuYXBzaG90Eg0KBWVwb2NoGAEgASgEEg0KBWluZGV4GAIgASgEEg0KBWdyb3VwGAMgASgJEg0KBWNodW5rGAQgASgNEhMKC2NodW5rX2NvdW50GAUgASgNEiYKB2VudHJpZXMYBiADKAsyFS5hY3RpdmVibGF6ZS52MS5FbnRyeRIaChJuZXh0X2ZlbmNpbmdfdG9rZW4YByABKAQSKQoFbG9ja3MYCCADKAsyGi5hY3RpdmVibGF6ZS52MS5Mb2NrUmVjb3JkEi8KB2FwcGxpZWQYCSADKAsyHi5hY3RpdmVibGF6ZS52MS5BcHBsaWVkUmVxdWVzdCJCCgpMb2NrUmVjb3JkEgsKA2tleRgBIAEoCRInCgRsb2NrGAIgASgLMhkuYWN0aXZlYmxhemUudjEuTG9ja1N0YXRlIqEBCg5BcHBsaWVkUmVxdWVzdBIsCglyZXF1ZXN0ZXIYASABKAsyGS5hY3RpdmVibGF6ZS52MS5NZW1iZXJSZWYSEgoKcmVxdWVzdF9pZBgCIAEoBBINCgVpbmRleBgDIAEoBBInCghwcmV2aW91cxgEIAMoCzIVLmFjdGl2ZWJsYXplLnYxLkVudHJ5EhUKDWZlbmNpbmdfdG9rZW4YBSABKAQitQEKDFN5bmNDb21wbGV0ZRINCgVlcG9jaBgBIAEoBBINCgVpbmRleBgCIAEoBBINCgVncm91cBgDIAEoCRITCgtlbnRyeV9jb3VudBgEIAEoBBIpCgZhZ3JlZWQYBSADKAsyGS5hY3RpdmVibGF6ZS52MS5NZW1iZXJSZWYSGgoSbmV4dF9mZW5jaW5nX3Rva2VuGAYgASgEEhwKFGVwb2NoX2Nvb3JkaW5hdG9yX2lkGAcgASgMIr4BCghTdGF0ZUFjaxINCgVncm91cBgBIAEoCRINCgVlcG9jaBgCIAEoBBINCgVpbmRleBgDIAEoBBIkCgR2aWV3GAQgASgLMhYuYWN0aXZlYmxhemUudjEuVmlld0lkEhoKEm5leHRfZmVuY2luZ190b2tlbhgFIAEoBBIWCg5hY2NlcHRlZF9lcG9jaBgGIAEoBBINCgVyZWFkeRgHIAEoCBIcChRlcG9jaF9jb29yZGluYXRvcl9pZBgIIAEoDCqOAgoLU3RhdGVSZXN1bHQSHAoYU1RBVEVfUkVTVUxUX1VOU1BFQ0lGSUVEEAASEwoPU1RBVEVfUkVTVUxUX09LEAESFwoTU1RBVEVfUkVTVUxUX0xPQ0tFRBACEiEKHVNUQVRFX1JFU1VMVF9WRVJTSU9OX01JU01BVENIEAMSHAoYU1RBVEVfUkVTVUxUX1NUQUxFX1RPS0VOEAQSIAocU1RBVEVfUkVTVUxUX05PVF9DT09SRElOQVRPUhAFEhoKFlNUQVRFX1JFU1VMVF9OT19RVU9SVU0QBhIaChZTVEFURV9SRVNVTFRfTk9UX0ZPVU5EEAcSGAoUU1RBVEVfUkVTVUxUX0lOVkFMSUQQCCqfAQoKQ2hhbmdlS2luZBIbChdDSEFOR0VfS0lORF9VTlNQRUNJRklFRBAAEhYKEkNIQU5HRV9LSU5EX0lOU0VSVBABEhYKEkNIQU5HRV9LSU5EX1VQREFURRACEhYKEkNIQU5HRV9LSU5EX1JFTU9WRRADEhQKEENIQU5HRV9LSU5EX0xPQ0sQBBIWChJDSEFOR0VfS0lORF9VTkxPQ0sQBWIGcHJvdG8z", [file_activeblaze_v1_common, file_activeblaze_v1_reliable]);
+  fileDesc("ChxhY3RpdmVibGF6ZS92MS9jbHVzdGVyLnByb3RvEg5hY3RpdmVibGF6ZS52MSLoAwoMU3RhdGVSZXF1ZXN0EhIKCnJlcXVlc3RfaWQYASABKAQSDQoFZ3JvdXAYAiABKAkSJAoDcHV0GAMgASgLMhUuYWN0aXZlYmxhemUudjEuUHV0T3BIABIqCgZyZW1vdmUYBCABKAsyGC5hY3RpdmVibGF6ZS52MS5SZW1vdmVPcEgAEigKBWJhdGNoGAUgASgLMhcuYWN0aXZlYmxhemUudjEuQmF0Y2hPcEgAEigKBWNsZWFyGAYgASgLMhcuYWN0aXZlYmxhemUudjEuQ2xlYXJPcEgAEiYKBGxvY2sYByABKAsyFi5hY3RpdmVibGF6ZS52MS5Mb2NrT3BIABIqCgZ1bmxvY2sYCCABKAsyGC5hY3RpdmVibGF6ZS52MS5VbmxvY2tPcEgAEjMKC3JlbmV3X2xlYXNlGAkgASgLMhwuYWN0aXZlYmxhemUudjEuUmVuZXdMZWFzZU9wSAASKgoGY2FuY2VsGAogASgLMhguYWN0aXZlYmxhemUudjEuQ2FuY2VsT3BIABImCgRwdWxsGAsgASgLMhYuYWN0aXZlYmxhemUudjEuUHVsbE9wSAASLAoHcHJlcGFyZRgMIAEoCzIZLmFjdGl2ZWJsYXplLnYxLlByZXBhcmVPcEgAQgQKAm9wIkAKCVByZXBhcmVPcBINCgVlcG9jaBgBIAEoBBIkCgR2aWV3GAIgASgLMhYuYWN0aXZlYmxhemUudjEuVmlld0lkIkQKBlB1bGxPcBINCgVlcG9jaBgBIAEoBBIcChRlcG9jaF9jb29yZGluYXRvcl9pZBgCIAEoDBINCgVpbmRleBgDIAEoBCK5AQoFUHV0T3ASCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgMEi0KBmZvcm1hdBgDIAEoDjIdLmFjdGl2ZWJsYXplLnYxLlBheWxvYWRGb3JtYXQSDgoGdHRsX21zGAQgASgEEhYKDnJlbW92ZV9vbl9leGl0GAUgASgIEhcKCmlmX3ZlcnNpb24YBiABKARIAIgBARIVCg1mZW5jaW5nX3Rva2VuGAcgASgEQg0KC19pZl92ZXJzaW9uIlYKCFJlbW92ZU9wEgsKA2tleRgBIAEoCRIXCgppZl92ZXJzaW9uGAIgASgESACIAQESFQoNZmVuY2luZ190b2tlbhgDIAEoBEINCgtfaWZfdmVyc2lvbiJZCgdCYXRjaE9wEiMKBHB1dHMYASADKAsyFS5hY3RpdmVibGF6ZS52MS5QdXRPcBIpCgdyZW1vdmVzGAIgAygLMhguYWN0aXZlYmxhemUudjEuUmVtb3ZlT3AiCQoHQ2xlYXJPcCJRCgZMb2NrT3ASCwoDa2V5GAEgASgJEhAKCGxlYXNlX21zGAIgASgEEg8KB3dhaXRfbXMYAyABKAQSFwoPcmVsZWFzZV9vbl9leGl0GAQgASgIIi4KCFVubG9ja09wEgsKA2tleRgBIAEoCRIVCg1mZW5jaW5nX3Rva2VuGAIgASgEIkQKDFJlbmV3TGVhc2VPcBILCgNrZXkYASABKAkSFQoNZmVuY2luZ190b2tlbhgCIAEoBBIQCghsZWFzZV9tcxgDIAEoBCIwCghDYW5jZWxPcBILCgNrZXkYASABKAkSFwoPbG9ja19yZXF1ZXN0X2lkGAIgASgEIu8BCg1TdGF0ZVJlc3BvbnNlEhIKCnJlcXVlc3RfaWQYASABKAQSKwoGcmVzdWx0GAIgASgOMhsuYWN0aXZlYmxhemUudjEuU3RhdGVSZXN1bHQSDwoHbWVzc2FnZRgDIAEoCRINCgVlcG9jaBgEIAEoBBINCgVpbmRleBgFIAEoBBInCghwcmV2aW91cxgGIAMoCzIVLmFjdGl2ZWJsYXplLnYxLkVudHJ5EhUKDWZlbmNpbmdfdG9rZW4YByABKAQSLgoLY29vcmRpbmF0b3IYCCABKAsyGS5hY3RpdmVibGF6ZS52MS5NZW1iZXJSZWYiggEKCUxvY2tTdGF0ZRIpCgZob2xkZXIYASABKAsyGS5hY3RpdmVibGF6ZS52MS5NZW1iZXJSZWYSFQoNZmVuY2luZ190b2tlbhgCIAEoBBIaChJsZWFzZV9yZW1haW5pbmdfbXMYAyABKAQSFwoPcmVsZWFzZV9vbl9leGl0GAQgASgIIugBCgVFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAwSLQoGZm9ybWF0GAMgASgOMh0uYWN0aXZlYmxhemUudjEuUGF5bG9hZEZvcm1hdBIPCgd2ZXJzaW9uGAQgASgEEigKBW93bmVyGAUgASgLMhkuYWN0aXZlYmxhemUudjEuTWVtYmVyUmVmEhYKDnJlbW92ZV9vbl9leGl0GAYgASgIEhgKEHR0bF9yZW1haW5pbmdfbXMYByABKAQSJwoEbG9jaxgIIAEoCzIZLmFjdGl2ZWJsYXplLnYxLkxvY2tTdGF0ZSJuCgtFbnRyeUNoYW5nZRIoCgRraW5kGAEgASgOMhouYWN0aXZlYmxhemUudjEuQ2hhbmdlS2luZBIkCgVlbnRyeRgCIAEoCzIVLmFjdGl2ZWJsYXplLnYxLkVudHJ5Eg8KB2V4cGlyZWQYAyABKAgi4gIKC1N0YXRlVXBkYXRlEg0KBWVwb2NoGAEgASgEEg0KBWluZGV4GAIgASgEEg0KBWdyb3VwGAMgASgJEhIKCnJlcXVlc3RfaWQYBCABKAQSLAoJcmVxdWVzdGVyGAUgASgLMhkuYWN0aXZlYmxhemUudjEuTWVtYmVyUmVmEiwKB2NoYW5nZXMYBiADKAsyGy5hY3RpdmVibGF6ZS52MS5FbnRyeUNoYW5nZRIWCg5jb29yZGluYXRvcl9pZBgHIAEoDBItCgViYXRjaBgIIAMoCzIeLmFjdGl2ZWJsYXplLnYxLkJhdGNoZWRSZXF1ZXN0Eh0KFWZlbmNpbmdfdG9rZW5fY2VpbGluZxgJIAEoBBITCgtsZWFzZV9wcm9iZRgKIAEoBBIQCghhbm5vdW5jZRgLIAEoCBIpCgZmb3JnZXQYDCADKAsyGS5hY3RpdmVibGF6ZS52MS5NZW1iZXJSZWYigAEKDkJhdGNoZWRSZXF1ZXN0EhIKCnJlcXVlc3RfaWQYASABKAQSLAoJcmVxdWVzdGVyGAIgASgLMhkuYWN0aXZlYmxhemUudjEuTWVtYmVyUmVmEiwKB2NoYW5nZXMYAyADKAsyGy5hY3RpdmVibGF6ZS52MS5FbnRyeUNoYW5nZSKSAgoNU3RhdGVTbmFwc2hvdBINCgVlcG9jaBgBIAEoBBINCgVpbmRleBgCIAEoBBINCgVncm91cBgDIAEoCRINCgVjaHVuaxgEIAEoDRITCgtjaHVua19jb3VudBgFIAEoDRImCgdlbnRyaWVzGAYgAygLMhUuYWN0aXZlYmxhemUudjEuRW50cnkSGgoSbmV4dF9mZW5jaW5nX3Rva2VuGAcgASgEEikKBWxvY2tzGAggAygLMhouYWN0aXZlYmxhemUudjEuTG9ja1JlY29yZBIvCgdhcHBsaWVkGAkgAygLMh4uYWN0aXZlYmxhemUudjEuQXBwbGllZFJlcXVlc3QSEAoIdHJhbnNmZXIYCiABKAQiQgoKTG9ja1JlY29yZBILCgNrZXkYASABKAkSJwoEbG9jaxgCIAEoCzIZLmFjdGl2ZWJsYXplLnYxLkxvY2tTdGF0ZSKhAQoOQXBwbGllZFJlcXVlc3QSLAoJcmVxdWVzdGVyGAEgASgLMhkuYWN0aXZlYmxhemUudjEuTWVtYmVyUmVmEhIKCnJlcXVlc3RfaWQYAiABKAQSDQoFaW5kZXgYAyABKAQSJwoIcHJldmlvdXMYBCADKAsyFS5hY3RpdmVibGF6ZS52MS5FbnRyeRIVCg1mZW5jaW5nX3Rva2VuGAUgASgEIogCCgxTeW5jQ29tcGxldGUSDQoFZXBvY2gYASABKAQSDQoFaW5kZXgYAiABKAQSDQoFZ3JvdXAYAyABKAkSEwoLZW50cnlfY291bnQYBCABKAQSKQoGYWdyZWVkGAUgAygLMhkuYWN0aXZlYmxhemUudjEuTWVtYmVyUmVmEhoKEm5leHRfZmVuY2luZ190b2tlbhgGIAEoBBIcChRlcG9jaF9jb29yZGluYXRvcl9pZBgHIAEoDBIdChVmZW5jaW5nX3Rva2VuX2NlaWxpbmcYCCABKAQSGQoRc25hcHNob3RfdHJhbnNmZXIYCSABKAQSFwoPc25hcHNob3RfY2h1bmtzGAogASgNIqIDCghTdGF0ZUFjaxINCgVncm91cBgBIAEoCRINCgVlcG9jaBgCIAEoBBINCgVpbmRleBgDIAEoBBIkCgR2aWV3GAQgASgLMhYuYWN0aXZlYmxhemUudjEuVmlld0lkEhoKEm5leHRfZmVuY2luZ190b2tlbhgFIAEoBBIWCg5hY2NlcHRlZF9lcG9jaBgGIAEoBBINCgVyZWFkeRgHIAEoCBIcChRlcG9jaF9jb29yZGluYXRvcl9pZBgIIAEoDBIUCgxoaWdoZXN0X3NlZW4YCSABKAQSEwoLbGVhc2VfcHJvYmUYCiABKAQSGQoRc25hcHNob3RfdHJhbnNmZXIYCyABKAQSFwoPc25hcHNob3RfY2h1bmtzGAwgASgNEh8KF2FjY2VwdGVkX2Nvb3JkaW5hdG9yX2lkGA0gASgMEikKBmFncmVlZBgOIAMoCzIZLmFjdGl2ZWJsYXplLnYxLk1lbWJlclJlZhIWCg5wcm9taXNlZF9lcG9jaBgPIAEoBBIfChdwcm9taXNlZF9jb29yZGluYXRvcl9pZBgQIAEoDCqqAgoLU3RhdGVSZXN1bHQSHAoYU1RBVEVfUkVTVUxUX1VOU1BFQ0lGSUVEEAASEwoPU1RBVEVfUkVTVUxUX09LEAESFwoTU1RBVEVfUkVTVUxUX0xPQ0tFRBACEiEKHVNUQVRFX1JFU1VMVF9WRVJTSU9OX01JU01BVENIEAMSHAoYU1RBVEVfUkVTVUxUX1NUQUxFX1RPS0VOEAQSIAocU1RBVEVfUkVTVUxUX05PVF9DT09SRElOQVRPUhAFEhoKFlNUQVRFX1JFU1VMVF9OT19RVU9SVU0QBhIaChZTVEFURV9SRVNVTFRfTk9UX0ZPVU5EEAcSGAoUU1RBVEVfUkVTVUxUX0lOVkFMSUQQCBIaChZTVEFURV9SRVNVTFRfVE9PX0xBUkdFEAkqtgEKCkNoYW5nZUtpbmQSGwoXQ0hBTkdFX0tJTkRfVU5TUEVDSUZJRUQQABIWChJDSEFOR0VfS0lORF9JTlNFUlQQARIWChJDSEFOR0VfS0lORF9VUERBVEUQAhIWChJDSEFOR0VfS0lORF9SRU1PVkUQAxIUChBDSEFOR0VfS0lORF9MT0NLEAQSFgoSQ0hBTkdFX0tJTkRfVU5MT0NLEAUSFQoRQ0hBTkdFX0tJTkRfQ0xFQVIQBmIGcHJvdG8z", [file_activeblaze_v1_common, file_activeblaze_v1_reliable]);
 
 /**
  * A write, lock or lease request from a member to the coordinator of the replicated state map.
@@ -94,6 +94,12 @@ export type StateRequest = Message<"activeblaze.v1.StateRequest"> & {
      */
     value: PullOp;
     case: "pull";
+  } | {
+    /**
+     * @generated from field: activeblaze.v1.PrepareOp prepare = 12;
+     */
+    value: PrepareOp;
+    case: "prepare";
   } | { case: undefined; value?: undefined };
 };
 
@@ -103,6 +109,33 @@ export type StateRequest = Message<"activeblaze.v1.StateRequest"> & {
  */
 export const StateRequestSchema: GenMessage<StateRequest> = /*@__PURE__*/
   messageDesc(file_activeblaze_v1_cluster, 0);
+
+/**
+ * From the coordinator of a view to its members, before it starts a term: promise not to accept a term
+ * below `epoch` and say where you stand (the answer is a StateAck with `view` and `promised_epoch`). A
+ * member promises only in the view named, and only above every epoch it promised or accepted; else its
+ * answer shows the higher epoch, and the coordinator asks again above it.
+ *
+ * @generated from message activeblaze.v1.PrepareOp
+ */
+export type PrepareOp = Message<"activeblaze.v1.PrepareOp"> & {
+  /**
+   * @generated from field: uint64 epoch = 1;
+   */
+  epoch: bigint;
+
+  /**
+   * @generated from field: activeblaze.v1.ViewId view = 2;
+   */
+  view?: ViewId | undefined;
+};
+
+/**
+ * Describes the message activeblaze.v1.PrepareOp.
+ * Use `create(PrepareOpSchema)` to create a new message.
+ */
+export const PrepareOpSchema: GenMessage<PrepareOp> = /*@__PURE__*/
+  messageDesc(file_activeblaze_v1_cluster, 1);
 
 /**
  * From a coordinator taking over to a replica that is further along: send me what you have after my
@@ -132,7 +165,7 @@ export type PullOp = Message<"activeblaze.v1.PullOp"> & {
  * Use `create(PullOpSchema)` to create a new message.
  */
 export const PullOpSchema: GenMessage<PullOp> = /*@__PURE__*/
-  messageDesc(file_activeblaze_v1_cluster, 1);
+  messageDesc(file_activeblaze_v1_cluster, 2);
 
 /**
  * @generated from message activeblaze.v1.PutOp
@@ -187,7 +220,7 @@ export type PutOp = Message<"activeblaze.v1.PutOp"> & {
  * Use `create(PutOpSchema)` to create a new message.
  */
 export const PutOpSchema: GenMessage<PutOp> = /*@__PURE__*/
-  messageDesc(file_activeblaze_v1_cluster, 2);
+  messageDesc(file_activeblaze_v1_cluster, 3);
 
 /**
  * @generated from message activeblaze.v1.RemoveOp
@@ -214,7 +247,7 @@ export type RemoveOp = Message<"activeblaze.v1.RemoveOp"> & {
  * Use `create(RemoveOpSchema)` to create a new message.
  */
 export const RemoveOpSchema: GenMessage<RemoveOp> = /*@__PURE__*/
-  messageDesc(file_activeblaze_v1_cluster, 3);
+  messageDesc(file_activeblaze_v1_cluster, 4);
 
 /**
  * Several operations applied atomically, in one step of the coordinator's order.
@@ -238,7 +271,7 @@ export type BatchOp = Message<"activeblaze.v1.BatchOp"> & {
  * Use `create(BatchOpSchema)` to create a new message.
  */
 export const BatchOpSchema: GenMessage<BatchOp> = /*@__PURE__*/
-  messageDesc(file_activeblaze_v1_cluster, 4);
+  messageDesc(file_activeblaze_v1_cluster, 5);
 
 /**
  * @generated from message activeblaze.v1.ClearOp
@@ -251,7 +284,7 @@ export type ClearOp = Message<"activeblaze.v1.ClearOp"> & {
  * Use `create(ClearOpSchema)` to create a new message.
  */
 export const ClearOpSchema: GenMessage<ClearOp> = /*@__PURE__*/
-  messageDesc(file_activeblaze_v1_cluster, 5);
+  messageDesc(file_activeblaze_v1_cluster, 6);
 
 /**
  * @generated from message activeblaze.v1.LockOp
@@ -289,7 +322,7 @@ export type LockOp = Message<"activeblaze.v1.LockOp"> & {
  * Use `create(LockOpSchema)` to create a new message.
  */
 export const LockOpSchema: GenMessage<LockOp> = /*@__PURE__*/
-  messageDesc(file_activeblaze_v1_cluster, 6);
+  messageDesc(file_activeblaze_v1_cluster, 7);
 
 /**
  * @generated from message activeblaze.v1.UnlockOp
@@ -311,7 +344,7 @@ export type UnlockOp = Message<"activeblaze.v1.UnlockOp"> & {
  * Use `create(UnlockOpSchema)` to create a new message.
  */
 export const UnlockOpSchema: GenMessage<UnlockOp> = /*@__PURE__*/
-  messageDesc(file_activeblaze_v1_cluster, 7);
+  messageDesc(file_activeblaze_v1_cluster, 8);
 
 /**
  * @generated from message activeblaze.v1.RenewLeaseOp
@@ -338,7 +371,7 @@ export type RenewLeaseOp = Message<"activeblaze.v1.RenewLeaseOp"> & {
  * Use `create(RenewLeaseOpSchema)` to create a new message.
  */
 export const RenewLeaseOpSchema: GenMessage<RenewLeaseOp> = /*@__PURE__*/
-  messageDesc(file_activeblaze_v1_cluster, 8);
+  messageDesc(file_activeblaze_v1_cluster, 9);
 
 /**
  * Withdraws a lock request still queued at the coordinator (its requester gave up waiting). If the lock
@@ -365,7 +398,7 @@ export type CancelOp = Message<"activeblaze.v1.CancelOp"> & {
  * Use `create(CancelOpSchema)` to create a new message.
  */
 export const CancelOpSchema: GenMessage<CancelOp> = /*@__PURE__*/
-  messageDesc(file_activeblaze_v1_cluster, 9);
+  messageDesc(file_activeblaze_v1_cluster, 10);
 
 /**
  * The coordinator's answer to a StateRequest (sent once the change is applied and replicated).
@@ -425,7 +458,7 @@ export type StateResponse = Message<"activeblaze.v1.StateResponse"> & {
  * Use `create(StateResponseSchema)` to create a new message.
  */
 export const StateResponseSchema: GenMessage<StateResponse> = /*@__PURE__*/
-  messageDesc(file_activeblaze_v1_cluster, 10);
+  messageDesc(file_activeblaze_v1_cluster, 11);
 
 /**
  * A lock on an entry key.
@@ -463,7 +496,7 @@ export type LockState = Message<"activeblaze.v1.LockState"> & {
  * Use `create(LockStateSchema)` to create a new message.
  */
 export const LockStateSchema: GenMessage<LockState> = /*@__PURE__*/
-  messageDesc(file_activeblaze_v1_cluster, 11);
+  messageDesc(file_activeblaze_v1_cluster, 12);
 
 /**
  * One entry of the replicated map.
@@ -495,7 +528,8 @@ export type Entry = Message<"activeblaze.v1.Entry"> & {
   version: bigint;
 
   /**
-   * The member that last wrote the entry.
+   * The member that last wrote the entry. Left out of a put in a StateUpdate: its owner is the requester
+   * of the request it belongs to.
    *
    * @generated from field: activeblaze.v1.MemberRef owner = 5;
    */
@@ -524,7 +558,7 @@ export type Entry = Message<"activeblaze.v1.Entry"> & {
  * Use `create(EntrySchema)` to create a new message.
  */
 export const EntrySchema: GenMessage<Entry> = /*@__PURE__*/
-  messageDesc(file_activeblaze_v1_cluster, 12);
+  messageDesc(file_activeblaze_v1_cluster, 13);
 
 /**
  * @generated from message activeblaze.v1.EntryChange
@@ -536,7 +570,7 @@ export type EntryChange = Message<"activeblaze.v1.EntryChange"> & {
   kind: ChangeKind;
 
   /**
-   * The entry after the change (for REMOVE: as it was).
+   * The entry after the change (for REMOVE: its key; the receiver has the rest).
    *
    * @generated from field: activeblaze.v1.Entry entry = 2;
    */
@@ -555,10 +589,12 @@ export type EntryChange = Message<"activeblaze.v1.EntryChange"> & {
  * Use `create(EntryChangeSchema)` to create a new message.
  */
 export const EntryChangeSchema: GenMessage<EntryChange> = /*@__PURE__*/
-  messageDesc(file_activeblaze_v1_cluster, 13);
+  messageDesc(file_activeblaze_v1_cluster, 14);
 
 /**
- * The coordinator replicates every applied change, in its order, to every member.
+ * The coordinator replicates every applied change, in its order, to every member: multicast once to the
+ * group (members of other groups ignore it). Members acknowledge cumulatively (StateAck); the coordinator
+ * sends again, point to point, what a member lacks.
  *
  * @generated from message activeblaze.v1.StateUpdate
  */
@@ -603,6 +639,46 @@ export type StateUpdate = Message<"activeblaze.v1.StateUpdate"> & {
    * @generated from field: bytes coordinator_id = 7;
    */
   coordinatorId: Uint8Array;
+
+  /**
+   * Further requests ordered in the same step of the map's order (a batch), each with its own changes.
+   * No two requests of one update touch the same key, so a key's version still grows with every write.
+   *
+   * @generated from field: repeated activeblaze.v1.BatchedRequest batch = 8;
+   */
+  batch: BatchedRequest[];
+
+  /**
+   * Raises the fencing-token ceiling to this: a coordinator grants tokens only below a ceiling every
+   * member of its term has acknowledged, and a later coordinator starts above every ceiling reported, so
+   * that a token never repeats, even when the coordinator and a holder drop out together.
+   *
+   * @generated from field: uint64 fencing_token_ceiling = 9;
+   */
+  fencingTokenCeiling: bigint;
+
+  /**
+   * The coordinator's latest lease probe: members acknowledge the highest they have seen
+   * (StateAck.lease_probe), which tells the coordinator when a majority last heard from it.
+   *
+   * @generated from field: uint64 lease_probe = 10;
+   */
+  leaseProbe: bigint;
+
+  /**
+   * Not a log entry: the coordinator's last index (`index`) and a lease probe, sent when it has had nothing
+   * else to send for a while; a member that lacks updates up to `index` says so.
+   *
+   * @generated from field: bool announce = 11;
+   */
+  announce: boolean;
+
+  /**
+   * Members whose records of applied requests are forgotten: they restarted or left, and cannot retry.
+   *
+   * @generated from field: repeated activeblaze.v1.MemberRef forget = 12;
+   */
+  forget: MemberRef[];
 };
 
 /**
@@ -610,10 +686,41 @@ export type StateUpdate = Message<"activeblaze.v1.StateUpdate"> & {
  * Use `create(StateUpdateSchema)` to create a new message.
  */
 export const StateUpdateSchema: GenMessage<StateUpdate> = /*@__PURE__*/
-  messageDesc(file_activeblaze_v1_cluster, 14);
+  messageDesc(file_activeblaze_v1_cluster, 15);
 
 /**
- * A chunk of the full map, sent to a joining member; updates after `index` follow as StateUpdates.
+ * A request ordered in the same update as the first (StateUpdate.batch).
+ *
+ * @generated from message activeblaze.v1.BatchedRequest
+ */
+export type BatchedRequest = Message<"activeblaze.v1.BatchedRequest"> & {
+  /**
+   * @generated from field: uint64 request_id = 1;
+   */
+  requestId: bigint;
+
+  /**
+   * @generated from field: activeblaze.v1.MemberRef requester = 2;
+   */
+  requester?: MemberRef | undefined;
+
+  /**
+   * @generated from field: repeated activeblaze.v1.EntryChange changes = 3;
+   */
+  changes: EntryChange[];
+};
+
+/**
+ * Describes the message activeblaze.v1.BatchedRequest.
+ * Use `create(BatchedRequestSchema)` to create a new message.
+ */
+export const BatchedRequestSchema: GenMessage<BatchedRequest> = /*@__PURE__*/
+  messageDesc(file_activeblaze_v1_cluster, 16);
+
+/**
+ * A chunk of the full map, sent to a member that cannot be brought up to date from the log; updates after
+ * `index` follow as StateUpdates. A chunk fits in one datagram; the receiver acknowledges the chunks it
+ * holds in order (StateAck.snapshot_chunks) and the sender keeps a window of chunks in flight.
  *
  * @generated from message activeblaze.v1.StateSnapshot
  */
@@ -668,6 +775,13 @@ export type StateSnapshot = Message<"activeblaze.v1.StateSnapshot"> & {
    * @generated from field: repeated activeblaze.v1.AppliedRequest applied = 9;
    */
   applied: AppliedRequest[];
+
+  /**
+   * Names this transfer among the sender's (acknowledgements and SyncComplete refer to it).
+   *
+   * @generated from field: uint64 transfer = 10;
+   */
+  transfer: bigint;
 };
 
 /**
@@ -675,7 +789,7 @@ export type StateSnapshot = Message<"activeblaze.v1.StateSnapshot"> & {
  * Use `create(StateSnapshotSchema)` to create a new message.
  */
 export const StateSnapshotSchema: GenMessage<StateSnapshot> = /*@__PURE__*/
-  messageDesc(file_activeblaze_v1_cluster, 15);
+  messageDesc(file_activeblaze_v1_cluster, 17);
 
 /**
  * @generated from message activeblaze.v1.LockRecord
@@ -697,7 +811,7 @@ export type LockRecord = Message<"activeblaze.v1.LockRecord"> & {
  * Use `create(LockRecordSchema)` to create a new message.
  */
 export const LockRecordSchema: GenMessage<LockRecord> = /*@__PURE__*/
-  messageDesc(file_activeblaze_v1_cluster, 16);
+  messageDesc(file_activeblaze_v1_cluster, 18);
 
 /**
  * A request the map has applied, remembered per requester for idempotent retries.
@@ -740,7 +854,7 @@ export type AppliedRequest = Message<"activeblaze.v1.AppliedRequest"> & {
  * Use `create(AppliedRequestSchema)` to create a new message.
  */
 export const AppliedRequestSchema: GenMessage<AppliedRequest> = /*@__PURE__*/
-  messageDesc(file_activeblaze_v1_cluster, 17);
+  messageDesc(file_activeblaze_v1_cluster, 19);
 
 /**
  * Ends a snapshot: the receiver's replica is complete as of `index`.
@@ -789,6 +903,26 @@ export type SyncComplete = Message<"activeblaze.v1.SyncComplete"> & {
    * @generated from field: bytes epoch_coordinator_id = 7;
    */
   epochCoordinatorId: Uint8Array;
+
+  /**
+   * The fencing-token ceiling of the term (see StateUpdate.fencing_token_ceiling).
+   *
+   * @generated from field: uint64 fencing_token_ceiling = 8;
+   */
+  fencingTokenCeiling: bigint;
+
+  /**
+   * The snapshot that precedes this: its transfer and number of chunks (0 chunks: no snapshot, the
+   * receiver reaches `index` with the updates sent before this).
+   *
+   * @generated from field: uint64 snapshot_transfer = 9;
+   */
+  snapshotTransfer: bigint;
+
+  /**
+   * @generated from field: uint32 snapshot_chunks = 10;
+   */
+  snapshotChunks: number;
 };
 
 /**
@@ -796,12 +930,13 @@ export type SyncComplete = Message<"activeblaze.v1.SyncComplete"> & {
  * Use `create(SyncCompleteSchema)` to create a new message.
  */
 export const SyncCompleteSchema: GenMessage<SyncComplete> = /*@__PURE__*/
-  messageDesc(file_activeblaze_v1_cluster, 18);
+  messageDesc(file_activeblaze_v1_cluster, 20);
 
 /**
- * A replica's position in the coordinator's update log. Sent to acknowledge applied updates (the
- * coordinator answers a write once every member of the view has acknowledged it), and on every view
- * change to tell the view's coordinator where this replica stands (`view` set), so that a new
+ * A replica's position in the coordinator's update log. Sent to acknowledge applied updates (cumulatively,
+ * once a turn: what the coordinator counts to commit, and what tells it what to send again), to tell a
+ * requester that its request was applied here (a notice), to acknowledge snapshot chunks, and — with
+ * `view` set — to answer a coordinator's PrepareOp with where this replica stands, so that a new
  * coordinator can bring every replica to the same state before it takes writes.
  *
  * @generated from message activeblaze.v1.StateAck
@@ -858,6 +993,58 @@ export type StateAck = Message<"activeblaze.v1.StateAck"> & {
    * @generated from field: bytes epoch_coordinator_id = 8;
    */
   epochCoordinatorId: Uint8Array;
+
+  /**
+   * The highest index received, in order or not: above `index`, the replica lacks the updates between.
+   *
+   * @generated from field: uint64 highest_seen = 9;
+   */
+  highestSeen: bigint;
+
+  /**
+   * The highest lease probe seen from the coordinator (StateUpdate.lease_probe).
+   *
+   * @generated from field: uint64 lease_probe = 10;
+   */
+  leaseProbe: bigint;
+
+  /**
+   * Acknowledges snapshot chunks: of transfer `snapshot_transfer`, the first `snapshot_chunks` are held.
+   *
+   * @generated from field: uint64 snapshot_transfer = 11;
+   */
+  snapshotTransfer: bigint;
+
+  /**
+   * @generated from field: uint32 snapshot_chunks = 12;
+   */
+  snapshotChunks: number;
+
+  /**
+   * With `view` (an answer to a PrepareOp): the term this replica accepted last (`accepted_epoch` and
+   * its coordinator) and that term's members. A coordinator counts its quorum on the latest such term
+   * reported (quorum mode).
+   *
+   * @generated from field: bytes accepted_coordinator_id = 13;
+   */
+  acceptedCoordinatorId: Uint8Array;
+
+  /**
+   * @generated from field: repeated activeblaze.v1.MemberRef agreed = 14;
+   */
+  agreed: MemberRef[];
+
+  /**
+   * With `view`: the highest epoch this replica promised, and to which coordinator.
+   *
+   * @generated from field: uint64 promised_epoch = 15;
+   */
+  promisedEpoch: bigint;
+
+  /**
+   * @generated from field: bytes promised_coordinator_id = 16;
+   */
+  promisedCoordinatorId: Uint8Array;
 };
 
 /**
@@ -865,7 +1052,7 @@ export type StateAck = Message<"activeblaze.v1.StateAck"> & {
  * Use `create(StateAckSchema)` to create a new message.
  */
 export const StateAckSchema: GenMessage<StateAck> = /*@__PURE__*/
-  messageDesc(file_activeblaze_v1_cluster, 19);
+  messageDesc(file_activeblaze_v1_cluster, 21);
 
 /**
  * @generated from enum activeblaze.v1.StateResult
@@ -927,6 +1114,13 @@ export enum StateResult {
    * @generated from enum value: STATE_RESULT_INVALID = 8;
    */
   INVALID = 8,
+
+  /**
+   * The update the request would make does not fit in one datagram (split the batch, or use smaller values).
+   *
+   * @generated from enum value: STATE_RESULT_TOO_LARGE = 9;
+   */
+  TOO_LARGE = 9,
 }
 
 /**
@@ -968,6 +1162,13 @@ export enum ChangeKind {
    * @generated from enum value: CHANGE_KIND_UNLOCK = 5;
    */
   UNLOCK = 5,
+
+  /**
+   * Removes every entry (`entry` is unset): a clear() in one change, whatever the map's size.
+   *
+   * @generated from enum value: CHANGE_KIND_CLEAR = 6;
+   */
+  CLEAR = 6,
 }
 
 /**

@@ -1,0 +1,125 @@
+import { describe, expect, it } from "vitest";
+import { quorumRefusal, type Report, TermElection } from "./election.ts";
+import { type MemberInstance, NO_PROMISE, NO_TERM, type StateAck, type Term } from "./state-types.ts";
+
+const A = { id: "a".repeat(32), incarnation: 1 };
+const B = { id: "b".repeat(32), incarnation: 1 };
+const C = { id: "c".repeat(32), incarnation: 1 };
+const D = { id: "d".repeat(32), incarnation: 1 };
+const E = { id: "e".repeat(32), incarnation: 1 };
+const restarted = (m: MemberInstance) => ({ id: m.id, incarnation: m.incarnation + 1 });
+
+const term = (epoch: number, coordinator: MemberInstance, members: MemberInstance[]): Term => ({ epoch, coordinator: coordinator.id, members });
+const report = (member: MemberInstance, accepted: Term, index = 10): Report => ({
+  member,
+  position: { epoch: accepted.epoch, coordinator: accepted.coordinator, index },
+  accepted,
+  tokenCeiling: 1,
+});
+
+describe("quorumRefusal", () => {
+  const abcde = term(5, A, [A, B, C, D, E]);
+
+  it("lets a group that never agreed on anything start", () => {
+    expect(quorumRefusal([A, B], [{ ...report(A, NO_TERM, 0) }, { ...report(B, NO_TERM, 0) }])).toBeUndefined();
+  });
+
+  it("needs a majority of the latest term's members, counted by id", () => {
+    expect(quorumRefusal([A, B, C], [report(A, abcde), report(B, abcde), report(C, abcde)])).toBeUndefined();
+    expect(quorumRefusal([D, E], [report(D, abcde), report(E, abcde)])).toMatch(/holds 2 of the 5 members/);
+  });
+
+  it("counts on the latest term any member reports, not on each member's own", () => {
+    // C took part in the later term {A, B, C}: D and E, with C, hold one of its three members.
+    const abc = term(6, A, [A, B, C]);
+    expect(quorumRefusal([C, D, E], [report(C, abc), report(D, abcde), report(E, abcde)])).toMatch(/holds 1 of the 3 members/);
+  });
+
+  it("takes exactly half of the members with the term's coordinator, never without it", () => {
+    const ac = term(7, A, [A, C]);
+    expect(quorumRefusal([A], [report(A, ac)])).toBeUndefined();
+    expect(quorumRefusal([C], [report(C, ac)])).toMatch(/holds 1 of the 2/);
+  });
+
+  it("counts a restarted member (same id, later incarnation) as itself, but not its data", () => {
+    const ac = term(7, A, [A, C]);
+    // A holds the term's state; C restarted (it remembers the term, not the data): a quorum.
+    expect(quorumRefusal([A, restarted(C)], [report(A, ac), report(restarted(C), ac, 0)])).toBeUndefined();
+    const abc = term(8, A, [A, B, C]);
+    // Two of three restarted at once: the third holds everything done (done means on every member).
+    expect(quorumRefusal([restarted(A), restarted(B), C], [report(restarted(A), abc, 0), report(restarted(B), abc, 0), report(C, abc)])).toBeUndefined();
+    // Two restarted, the third away: it may hold what was done.
+    expect(quorumRefusal([restarted(A), restarted(B)], [report(restarted(A), abc, 0), report(restarted(B), abc, 0)])).toMatch(/no member here still holds/);
+    // All restarted and here: nothing of it is left anywhere; they start again.
+    expect(quorumRefusal([restarted(A), restarted(B), restarted(C)], [report(restarted(A), abc, 0), report(restarted(B), abc, 0), report(restarted(C), abc, 0)])).toBeUndefined();
+  });
+
+  it("does not count a member that did not accept the latest term as holding its state", () => {
+    const abc = term(8, A, [A, B, C]);
+    const older = term(7, A, [A, B, C]);
+    expect(quorumRefusal([restarted(A), B, C], [report(restarted(A), abc, 0), report(B, older), report(C, older)])).toMatch(/no member here still holds/);
+  });
+});
+
+function ack(accepted: Term, promised: { epoch: number; coordinator: string }, index = 3, tokenCeiling = 1): StateAck {
+  return {
+    position: { epoch: accepted.epoch, coordinator: accepted.coordinator, index },
+    view: { installer: A.id, counter: 1 },
+    tokenCeiling,
+    accepted,
+    promised,
+    ready: true,
+    highestSeen: index,
+    leaseProbe: 0,
+    snapshotTransfer: 0,
+    snapshotChunks: 0,
+  };
+}
+
+describe("TermElection", () => {
+  const rules = { quorum: true, minimumMembers: 1 };
+  const t3 = term(3, A, [A, B, C]);
+
+  it("decides once every member promised its epoch; starts above every ceiling reported", () => {
+    const election = new TermElection([A, B, C], 4);
+    election.answer(A.id, 1, ack(t3, { epoch: 4, coordinator: A.id }, 5, 10), A.id);
+    election.answer(B.id, 1, ack(t3, { epoch: 4, coordinator: A.id }, 5, 2_000), A.id);
+    expect(election.decide(A.id, rules)).toBeUndefined();
+    expect(election.missing()).toEqual([C]);
+    election.answer(C.id, 1, ack(t3, { epoch: 4, coordinator: A.id }, 5, 30), A.id);
+    expect(election.decide(A.id, rules)).toEqual({ kind: "start", nextToken: 2_000 });
+  });
+
+  it("takes no promise made to another coordinator, and asks above an epoch promised elsewhere", () => {
+    const election = new TermElection([A, B], 4);
+    election.answer(B.id, 1, ack(t3, { epoch: 4, coordinator: C.id }), A.id);
+    expect(election.missing()).toContainEqual(B);
+    expect(election.higher).toBe(4);
+    election.answer(B.id, 1, ack(t3, { epoch: 9, coordinator: C.id }), A.id);
+    expect(election.higher).toBe(9);
+  });
+
+  it("ignores answers from members not in the view, or from another incarnation", () => {
+    const election = new TermElection([A, B], 4);
+    election.answer(D.id, 1, ack(t3, { epoch: 4, coordinator: A.id }), A.id);
+    election.answer(B.id, 2, ack(t3, { epoch: 4, coordinator: A.id }), A.id);
+    expect(election.missing()).toEqual([A, B]);
+  });
+
+  it("pulls from a member further along, then starts with its position", () => {
+    const election = new TermElection([A, B], 4);
+    election.answer(A.id, 1, ack(t3, { epoch: 4, coordinator: A.id }, 5), A.id);
+    election.answer(B.id, 1, ack(t3, { epoch: 4, coordinator: A.id }, 9), A.id);
+    expect(election.decide(A.id, { quorum: false, minimumMembers: 1 })).toEqual({ kind: "pull", from: B.id });
+    election.updateOwn(A.id, { epoch: 3, coordinator: A.id, index: 9 }, 1);
+    expect(election.decide(A.id, { quorum: false, minimumMembers: 1 })).toMatchObject({ kind: "start" });
+  });
+
+  it("refuses below minimumMembers, and without a quorum", () => {
+    const alone = new TermElection([A], 4);
+    alone.answer(A.id, 1, ack(t3, { epoch: 4, coordinator: A.id }), A.id);
+    expect(alone.decide(A.id, { quorum: false, minimumMembers: 2 })).toMatchObject({ kind: "refuse", reason: expect.stringMatching(/1 of the 2 members/) });
+    expect(alone.decide(A.id, rules)).toMatchObject({ kind: "refuse", reason: expect.stringMatching(/holds 1 of the 3/) });
+    expect(NO_PROMISE.epoch).toBe(0);
+  });
+});

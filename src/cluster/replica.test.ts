@@ -1,0 +1,53 @@
+import { describe, expect, it } from "vitest";
+import { Replica } from "./replica.ts";
+import type { OrderedRequest, Update } from "./state-types.ts";
+
+const A = { id: "0a".repeat(16), incarnation: 1 };
+const B = { id: "0b".repeat(16), incarnation: 1 };
+const entry = (key: string, version: number) => ({ key, value: new Uint8Array([version]), format: 0, version, owner: A, removeOnExit: false, ttlMs: 0 });
+const update = (index: number, requests: OrderedRequest[], extra: Partial<Update> = {}): Update => ({ epoch: 1, index, coordinator: B.id, requests, tokenCeiling: 0, forget: [], ...extra });
+
+describe("Replica", () => {
+  it("records each request of a batch, with what it replaced only for single-key writes", () => {
+    const replica = new Replica(16);
+    replica.apply(update(1, [{ requestId: 1, requester: A, changes: [{ kind: "put", entry: entry("x", 1), inserted: true }] }]), 0);
+    const { records, changes } = replica.apply(
+      update(2, [
+        { requestId: 2, requester: A, changes: [{ kind: "put", entry: entry("x", 2), inserted: false }] },
+        { requestId: 3, requester: B, changes: [{ kind: "put", entry: entry("y", 2), inserted: true }, { kind: "put", entry: entry("z", 2), inserted: true }] },
+        { requestId: 4, requester: B, changes: [{ kind: "lock", lock: { key: "l", holder: B, token: 9, leaseMs: 0, releaseOnExit: true } }] },
+      ]),
+      0,
+    );
+    expect(changes.map((c) => c.kind)).toEqual(["update", "insert", "insert", "lock"]);
+    expect(records.map((r) => [r.requestId, r.previous.length, r.token])).toEqual([
+      [2, 1, 0],
+      [3, 0, 0],
+      [4, 0, 9],
+    ]);
+    expect(replica.appliedRequest(A, 2)?.index).toBe(2);
+    expect(replica.nextToken).toBe(10);
+  });
+
+  it("forgets the records of members an update names, and keeps the highest token ceiling", () => {
+    const replica = new Replica(16);
+    replica.apply(update(1, [{ requestId: 1, requester: A, changes: [] }], { tokenCeiling: 1_024 }), 0);
+    expect(replica.requesters()).toEqual([A]);
+    replica.apply(update(2, [], { forget: [A], tokenCeiling: 100 }), 0);
+    expect(replica.appliedRequest(A, 1)).toBeUndefined();
+    expect(replica.tokenCeiling).toBe(1_024);
+  });
+
+  it("keeps a log of the last updates for replicas behind, and knows the line it follows", () => {
+    const replica = new Replica(16);
+    for (let i = 1; i <= 20; i++) replica.apply(update(i, []), 0);
+    expect(replica.updatesAfter(10)?.map((u) => u.index)).toEqual([11, 12, 13, 14, 15, 16, 17, 18, 19, 20]);
+    expect(replica.updatesAfter(2)).toBeUndefined();
+    expect(replica.follows({ epoch: 1, coordinator: B.id, index: 12 })).toBe(true);
+    expect(replica.follows({ epoch: 1, coordinator: A.id, index: 12 })).toBe(false);
+    // A snapshot replaces all of it; the differences are the changes listeners see.
+    const diff = replica.install([entry("n", 30)], [], [], 30, 1, 0);
+    expect(diff.map((c) => c.kind)).toEqual(["insert"]);
+    expect(replica.updatesAfter(30)).toEqual([]);
+  });
+});

@@ -1,0 +1,694 @@
+import type { TimedUnit } from "../core/driver.ts";
+import type { PeerKey } from "../reliable/protocol.ts";
+import { Expiry } from "./expiry.ts";
+import { LockQueue, type Waiter } from "./lock-queue.ts";
+import type { Replica } from "./replica.ts";
+import {
+  type Announce,
+  type AppliedRecord,
+  type Change,
+  majority,
+  type MemberInstance,
+  putBytes,
+  removeBytes,
+  REQUEST_OVERHEAD_BYTES,
+  UPDATE_OVERHEAD_BYTES,
+  type OrderedRequest,
+  type Position,
+  type PutSpec,
+  type RemoveSpec,
+  type ReplicaChange,
+  sameInstance,
+  type StateAck,
+  type StateOutcome,
+  type StateRequest,
+  type StateResponse,
+  type Update,
+} from "./state-types.ts";
+import type { VisibleState } from "./visible-state.ts";
+
+/** A member that lags and has not acknowledged anything new for this long is sent what it lacks again. */
+const REPAIR_MS = 20;
+/** A member that says it lacks updates (a gap) is repaired at once, but not twice within this. */
+const GAP_REPAIR_HOLDOFF_MS = 3;
+/** Updates sent to one member in one repair. */
+const REPAIR_BATCH = 256;
+/** Fencing tokens reserved at once: a ceiling every member acknowledged before tokens below it are granted. */
+export const TOKEN_BLOCK = 1_024;
+/** Lease probes whose send times are kept (older echoes count as not heard). */
+const PROBES_KEPT = 64;
+/** Departed members whose applied requests are remembered (beyond: the longest gone are forgotten). */
+const DEPARTED_REMEMBERED = 64;
+
+export interface SequencerHost {
+  readonly local: MemberInstance;
+  readonly replica: Replica;
+  readonly visible: VisibleState;
+  multicastUpdate(update: Update, leaseProbe: number): void;
+  multicastAnnounce(announce: Announce): void;
+  /** Sends one update to one member (a repair). */
+  sendUpdate(peer: PeerKey, update: Update): void;
+  /** Answers a request (this member's own: to its client). */
+  respond(requester: MemberInstance, response: StateResponse): void;
+  /** Committed changes: the application sees them now. */
+  shown(changes: readonly ReplicaChange[]): void;
+  /** `member` at `position` lacks updates the log no longer has: bring it up by snapshot. */
+  resync(member: MemberInstance, position: Position): void;
+  /** The fencing-token ceiling was raised (SyncCompletes sent from now on name it). */
+  ceilingRaised(ceiling: number): void;
+  /** Serving began or stopped (the lease), or the term is over: waiters re-check. */
+  wake(): void;
+}
+
+export interface SequencerOptions {
+  /** A coordinator serves while a majority of its term heard from it within this (the failure timeout). */
+  readonly leaseMs: number;
+  /** The largest update (encoded) that fits in one datagram. */
+  readonly maxUpdateBytes: number;
+}
+
+/** A coordinator term as the sequencer runs it. */
+export interface SequencerTerm {
+  readonly epoch: number;
+  readonly members: readonly MemberInstance[];
+  /** The fencing-token ceiling of the term, usable once every member accepted the term. */
+  readonly tokenCeiling: number;
+}
+
+export interface SequencerStats {
+  /** Updates ordered (and applied here). */
+  updatesApplied: number;
+  requestsApplied: number;
+  requestsDeduplicated: number;
+  updatesSent: number;
+  repairsSent: number;
+  announcesSent: number;
+}
+
+interface MemberState {
+  readonly member: MemberInstance;
+  accepted: boolean;
+  /** The last index it acknowledged, in this term. */
+  acked: number;
+  progressAt: number;
+  repairedAt: number;
+  /** When it last heard from us, as far as we know (the send time of the lease probe it echoed). */
+  heardAt: number;
+}
+
+interface Batch {
+  readonly index: number;
+  readonly requests: OrderedRequest[];
+  readonly keys: Set<string>;
+  /** The requests in it (requester and id). */
+  readonly ids: Set<string>;
+  bytes: number;
+}
+
+function requestKey(requester: MemberInstance, requestId: number): string {
+  return `${requester.id}:${requester.incarnation}:${requestId}`;
+}
+
+type Refusal = { readonly outcome: StateOutcome; readonly message: string };
+
+/**
+ * The coordinator's sequencer for one term: it orders the requests of the term's members (checked
+ * against locks, versions and tokens) into the log, a batch at a time — the requests of one turn that
+ * touch different keys become one update, multicast once to the group — and applies them here at once.
+ * Members acknowledge cumulatively; one that lags (or says it lacks updates) is sent them again point to
+ * point from the log, or brought up by snapshot when the log no longer has them. An update is committed
+ * once every member of the term holds it: the application here sees it then, and this member's own
+ * requests are answered; other members' requests finish at their requesters (see StateClient).
+ *
+ * It serves (takes requests) only while every member of the term accepted the term and a majority heard
+ * from it within the lease (the failure timeout): a coordinator cut off from its majority stops before
+ * a new one can have been elected. It grants fencing tokens only below a ceiling every member has
+ * acknowledged, raised a block at a time, so a later coordinator — which starts above every ceiling it
+ * hears of — never hands out a token again.
+ */
+export class Sequencer implements TimedUnit {
+  readonly stats: SequencerStats = { updatesApplied: 0, requestsApplied: 0, requestsDeduplicated: 0, updatesSent: 0, repairsSent: 0, announcesSent: 0 };
+  readonly #host: SequencerHost;
+  readonly #options: SequencerOptions;
+  readonly #epoch: number;
+  readonly #size: number;
+  readonly #members = new Map<PeerKey, MemberState>();
+  readonly #locks: LockQueue;
+  readonly #expiry: Expiry;
+  readonly #queued: Array<{ readonly requester: MemberInstance; readonly request: StateRequest }> = [];
+  /** Lock grants waiting for the token ceiling to be raised. */
+  readonly #tokenWait: Waiter[] = [];
+  /** This member's own requests applied and not answered yet. */
+  readonly #awaiting: Array<{ readonly index: number; readonly requestId: number }> = [];
+  #batch: Batch | undefined;
+  #forget: MemberInstance[] = [];
+  #usableCeiling: number;
+  #raise: { readonly ceiling: number; index: number } | undefined;
+  #committed = 0;
+  #ready = false;
+  #closed = false;
+  #probe: number;
+  #probeIssuedAt = Number.NEGATIVE_INFINITY;
+  readonly #probes = new Map<number, number>();
+  #lastSentAt: number;
+  #wasServing = false;
+
+  constructor(host: SequencerHost, options: SequencerOptions, term: SequencerTerm, firstProbe: number, now: number) {
+    this.#host = host;
+    this.#options = options;
+    this.#epoch = term.epoch;
+    this.#size = term.members.length;
+    this.#usableCeiling = term.tokenCeiling;
+    this.#probe = firstProbe;
+    this.#lastSentAt = now;
+    for (const member of term.members) {
+      if (member.id === host.local.id) continue;
+      this.#members.set(member.id, { member, accepted: false, acked: -1, progressAt: now, repairedAt: Number.NEGATIVE_INFINITY, heardAt: Number.NEGATIVE_INFINITY });
+    }
+    this.#locks = new LockQueue((waiter) => this.#respondTo(waiter.requester, waiter.requestId, "LOCKED", `"${waiter.key}" was still locked after waiting`));
+    this.#expiry = new Expiry(host.replica, (changes, at) => this.#coordinatorChanges(changes, at));
+    this.#committed = host.replica.position.index - 1;
+    this.#announce(now);
+    this.#checkReady(now);
+  }
+
+  /** The highest lease probe used (the next term goes on from it). */
+  get probe(): number {
+    return this.#probe;
+  }
+
+  /** True while it takes requests: the term began everywhere and the lease holds at `now`. */
+  serving(now: number): boolean {
+    return this.#ready && !this.#closed && this.#leaseHolds(now);
+  }
+
+  /** The term began everywhere (every member accepted it). */
+  get ready(): boolean {
+    return this.#ready;
+  }
+
+  /** A member accepted the term, at `index`. */
+  accepted(peer: PeerKey, index: number, now: number): void {
+    const state = this.#members.get(peer);
+    if (state === undefined) return;
+    state.accepted = true;
+    if (index > state.acked) {
+      state.acked = index;
+      state.progressAt = now;
+    }
+    this.#checkReady(now);
+    this.#advance(now);
+  }
+
+  /** An acknowledgement from a member that accepted this term. */
+  onAck(peer: PeerKey, ack: StateAck, now: number): void {
+    const state = this.#members.get(peer);
+    if (state === undefined || !state.accepted) return;
+    const heard = this.#probes.get(ack.leaseProbe);
+    if (heard !== undefined && heard > state.heardAt) {
+      const before = this.serving(now);
+      state.heardAt = heard;
+      if (!before && this.serving(now)) this.#resume(now);
+    }
+    const index = ack.position.index;
+    if (ack.position.epoch <= this.#epoch && index > state.acked) {
+      state.acked = index;
+      state.progressAt = now;
+      this.#advance(now);
+    }
+    // It says it lacks updates below one it holds: repair now, from where it says it is — which may be
+    // below what it acknowledged before, when a snapshot replaced its replica meanwhile.
+    if (ack.highestSeen > index && index < this.#host.replica.position.index && now - state.repairedAt >= GAP_REPAIR_HOLDOFF_MS) this.#repair(state, now, index);
+  }
+
+  /** A request of a member of the term (this member's own included). */
+  onRequest(requester: MemberInstance, request: StateRequest, now: number): void {
+    if (!this.serving(now)) {
+      this.#queued.push({ requester, request });
+      return;
+    }
+    this.#handle(requester, request, now);
+  }
+
+  /** The end of a turn: the batch becomes an update and goes out. */
+  flush(now: number): void {
+    this.#commitBatch(now);
+  }
+
+  /**
+   * The term is over: what was ordered goes out, and the requests still waiting here are returned, to
+   * be told to ask again (at the next coordinator).
+   */
+  close(now: number): Array<{ readonly requester: MemberInstance; readonly requestId: number }> {
+    this.#commitBatch(now);
+    this.#closed = true;
+    const waiting = [
+      ...this.#queued.splice(0).map(({ requester, request }) => ({ requester, requestId: request.requestId })),
+      ...this.#locks.drain().map((w) => ({ requester: w.requester, requestId: w.requestId })),
+      ...this.#tokenWait.splice(0).map((w) => ({ requester: w.requester, requestId: w.requestId })),
+    ];
+    this.#expiry.clear();
+    this.#awaiting.length = 0;
+    return waiting;
+  }
+
+  pollTimeout(): number {
+    if (this.#closed) return Number.POSITIVE_INFINITY;
+    let next = Math.min(this.#lastSentAt + this.#options.leaseMs / 4, this.#locks.pollTimeout());
+    if (this.#ready) next = Math.min(next, this.#expiry.pollTimeout());
+    const position = this.#host.replica.position.index;
+    for (const state of this.#members.values()) {
+      if (state.accepted && state.acked < position) next = Math.min(next, Math.max(state.progressAt, state.repairedAt) + REPAIR_MS);
+    }
+    // The lease runs out (serving stops) when the majority's latest probe echo gets too old.
+    if (this.#wasServing) next = Math.min(next, this.#leaseEnd());
+    return next;
+  }
+
+  handleTimeout(now: number): void {
+    if (this.#closed) return;
+    this.#locks.handleTimeout(now);
+    if (this.#ready) this.#expiry.handleTimeout(now);
+    const position = this.#host.replica.position.index;
+    for (const state of this.#members.values()) {
+      if (state.accepted && state.acked < position && Math.max(state.progressAt, state.repairedAt) + REPAIR_MS <= now) this.#repair(state, now);
+    }
+    if (this.#lastSentAt + this.#options.leaseMs / 4 <= now) this.#announce(now);
+    const serving = this.serving(now);
+    if (serving !== this.#wasServing) {
+      this.#wasServing = serving;
+      this.#host.wake();
+    }
+  }
+
+  // --- serving ---
+
+  #checkReady(now: number): void {
+    if (this.#ready) return;
+    for (const state of this.#members.values()) if (!state.accepted) return;
+    this.#ready = true;
+    this.#expiry.rebuild();
+    this.#removeDeparted(now);
+    this.#advance(now);
+    if (this.serving(now)) this.#resume(now);
+  }
+
+  #resume(now: number): void {
+    this.#wasServing = true;
+    this.#host.wake();
+    for (const { requester, request } of this.#queued.splice(0)) {
+      if (!this.serving(now)) {
+        this.#queued.push({ requester, request });
+        continue;
+      }
+      this.#handle(requester, request, now);
+    }
+  }
+
+  #leaseEnd(): number {
+    const heard = [Number.POSITIVE_INFINITY];
+    for (const state of this.#members.values()) heard.push(state.heardAt);
+    heard.sort((a, b) => b - a);
+    return heard[majority(this.#size) - 1]! + this.#options.leaseMs;
+  }
+
+  #leaseHolds(now: number): boolean {
+    return this.#leaseEnd() > now;
+  }
+
+  #handle(requester: MemberInstance, request: StateRequest, now: number): void {
+    const requestId = request.requestId;
+    const op = request.op;
+    if (this.#batch?.ids.has(requestKey(requester, requestId))) return;
+    const applied = this.#host.replica.appliedRequest(requester, requestId);
+    if (applied !== undefined) {
+      // Sent again: applied already (here, or by a coordinator before us). Answered once it is committed
+      // as far as it needs; until then, its requester hears of it from the update.
+      this.stats.requestsDeduplicated++;
+      if (applied.index <= this.#floor()) this.#respondOk(requester, applied);
+      else if (sameInstance(requester, this.#host.local)) this.#await(applied.index, requestId);
+      return;
+    }
+    if (this.#locks.isQueued(requester, requestId) || this.#tokenWait.some((w) => w.requestId === requestId && sameInstance(w.requester, requester))) return;
+    switch (op.case) {
+      case "put":
+      case "remove":
+      case "batch":
+      case "clear":
+        return this.#write(requester, request, now);
+      case "lock": {
+        const { key, leaseMs, waitMs, releaseOnExit } = op;
+        if (key === "") return this.#respond(requester, request, "INVALID", "a lock needs a key");
+        this.#open([key], 0, now);
+        const held = this.#host.replica.locks.get(key);
+        if (held === undefined && !this.#locks.hasWaiters(key)) return this.#grant({ key, requester, requestId, leaseMs, releaseOnExit, deadline: now + waitMs }, now);
+        if (held !== undefined && sameInstance(held.holder, requester)) {
+          return this.#respond(requester, request, "INVALID", `"${key}" is already locked by this member (locks are not re-entrant)`);
+        }
+        if (waitMs === 0) return this.#respond(requester, request, "LOCKED", `"${key}" is locked by ${held?.holder.id.slice(0, 8) ?? "another member"}`);
+        this.#locks.enqueue({ key, requester, requestId, leaseMs, releaseOnExit, deadline: now + waitMs });
+        return;
+      }
+      case "unlock": {
+        const { key, fencingToken } = op;
+        this.#open([key], 0, now);
+        const held = this.#host.replica.locks.get(key);
+        if (held === undefined) return this.#respond(requester, request, "NOT_FOUND", `"${key}" is not locked`);
+        if (!sameInstance(held.holder, requester)) return this.#respond(requester, request, "LOCKED", `"${key}" is locked by another member`);
+        if (fencingToken !== 0 && fencingToken !== held.token) return this.#respond(requester, request, "STALE_TOKEN", `fencing token ${fencingToken} is not the lock's (${held.token})`);
+        this.#add(requester, requestId, [{ kind: "unlock", key, expired: false }], [key]);
+        this.#grantNext(key, now);
+        return;
+      }
+      case "renewLease": {
+        const { key, fencingToken, leaseMs } = op;
+        this.#open([key], 0, now);
+        const held = this.#host.replica.locks.get(key);
+        if (held === undefined || !sameInstance(held.holder, requester) || fencingToken !== held.token) {
+          return this.#respond(requester, request, "STALE_TOKEN", `the lock on "${key}" with token ${fencingToken} is no longer held`);
+        }
+        const change: Change = { kind: "lock", lock: { key, holder: held.holder, token: held.token, leaseMs, releaseOnExit: held.releaseOnExit } };
+        this.#add(requester, requestId, [change], [key]);
+        return;
+      }
+      case "cancel":
+        return this.#cancel(requester, requestId, op.key, op.lockRequestId, now);
+      default:
+        this.#respond(requester, request, "INVALID", "the request has no operation");
+    }
+  }
+
+  #write(requester: MemberInstance, request: StateRequest, now: number): void {
+    const op = request.op as Extract<StateRequest["op"], { case: "put" | "remove" | "batch" | "clear" }>;
+    const puts: PutSpec[] = [];
+    const removes: RemoveSpec[] = [];
+    if (op.case === "put") puts.push(op.put);
+    else if (op.case === "remove") removes.push(op.remove);
+    else if (op.case === "batch") {
+      puts.push(...op.puts);
+      removes.push(...op.removes);
+    }
+    const replica = this.#host.replica;
+    if (op.case === "clear") {
+      this.#open(undefined, 0, now);
+      for (const [key, lock] of replica.locks) {
+        if (replica.entries.has(key) && !sameInstance(lock.holder, requester)) return this.#respond(requester, request, "LOCKED", `"${key}" is locked by another member: nothing was cleared`);
+      }
+      this.#add(requester, request.requestId, [{ kind: "clear" }], undefined);
+      this.#commitBatch(now);
+      return;
+    }
+    const keys = [...puts.map((p) => p.key), ...removes.map((r) => r.key)];
+    let bytes = REQUEST_OVERHEAD_BYTES;
+    for (const put of puts) bytes += putBytes(put.key, put.value.length);
+    for (const remove of removes) bytes += removeBytes(remove.key);
+    if (bytes + UPDATE_OVERHEAD_BYTES > this.#options.maxUpdateBytes) {
+      return this.#respond(requester, request, "TOO_LARGE", `the update would take about ${bytes} bytes, more than one datagram carries (${this.#options.maxUpdateBytes})`);
+    }
+    this.#open(keys, bytes, now);
+    const index = this.#batch!.index;
+    const seen = new Set<string>();
+    const changes: Change[] = [];
+    for (const put of puts) {
+      const refusal = this.#check(requester, put.key, put.ifVersion, put.fencingToken, seen);
+      if (refusal !== undefined) return this.#respond(requester, request, refusal.outcome, refusal.message);
+      changes.push({
+        kind: "put",
+        entry: { key: put.key, value: put.value, format: put.format, version: index, owner: requester, removeOnExit: put.removeOnExit, ttlMs: put.ttlMs },
+        inserted: !replica.entries.has(put.key),
+      });
+    }
+    for (const remove of removes) {
+      const refusal = this.#check(requester, remove.key, remove.ifVersion, remove.fencingToken, seen);
+      if (refusal !== undefined) return this.#respond(requester, request, refusal.outcome, refusal.message);
+      if (replica.entries.has(remove.key)) changes.push({ kind: "remove", key: remove.key, expired: false });
+    }
+    this.#add(requester, request.requestId, changes, keys);
+  }
+
+  #check(requester: MemberInstance, key: string, ifVersion: number | undefined, fencingToken: number, seen: Set<string>): Refusal | undefined {
+    if (key === "") return { outcome: "INVALID", message: "an entry needs a key" };
+    if (seen.has(key)) return { outcome: "INVALID", message: `"${key}" appears twice in one batch` };
+    seen.add(key);
+    const replica = this.#host.replica;
+    const lock = replica.locks.get(key);
+    if (lock !== undefined && !sameInstance(lock.holder, requester)) return { outcome: "LOCKED", message: `"${key}" is locked by ${lock.holder.id.slice(0, 8)}` };
+    if (fencingToken !== 0 && (lock === undefined || fencingToken !== lock.token)) {
+      return { outcome: "STALE_TOKEN", message: `fencing token ${fencingToken} no longer holds the lock on "${key}"` };
+    }
+    if (ifVersion !== undefined) {
+      const version = replica.entries.get(key)?.version ?? 0;
+      if (version !== ifVersion) return { outcome: "VERSION_MISMATCH", message: `"${key}" is at version ${version}, not ${ifVersion}` };
+    }
+    return undefined;
+  }
+
+  #grant(waiter: Waiter, now: number): void {
+    const replica = this.#host.replica;
+    if (replica.nextToken >= this.#usableCeiling) {
+      // No token below a ceiling every member acknowledged: wait for the next one.
+      this.#tokenWait.push(waiter);
+      this.#raiseCeiling();
+      return;
+    }
+    const token = replica.takeToken();
+    this.#add(waiter.requester, waiter.requestId, [{ kind: "lock", lock: { key: waiter.key, holder: waiter.requester, token, leaseMs: waiter.leaseMs, releaseOnExit: waiter.releaseOnExit } }], [waiter.key]);
+    if (replica.nextToken + TOKEN_BLOCK / 2 >= this.#usableCeiling) this.#raiseCeiling();
+  }
+
+  /** The lock on `key` is free: the first waiter not applied already gets it. */
+  #grantNext(key: string, now: number): void {
+    const replica = this.#host.replica;
+    const waiter = this.#locks.next(key, (w) => replica.appliedRequest(w.requester, w.requestId) === undefined);
+    if (waiter === undefined) return;
+    this.#open([key], 0, now);
+    this.#grant(waiter, now);
+  }
+
+  /**
+   * Withdraws lock request `lockRequestId` of `requester`: a queued one leaves the queue, one not seen
+   * yet is recorded as applied without a grant (so it is never granted later, here or at a next
+   * coordinator), and a granted one is released. Answered like a lock operation.
+   */
+  #cancel(requester: MemberInstance, requestId: number, key: string, lockRequestId: number, now: number): void {
+    if (this.#batch?.ids.has(requestKey(requester, lockRequestId))) this.#commitBatch(now);
+    const replica = this.#host.replica;
+    const record = replica.appliedRequest(requester, lockRequestId);
+    if (record !== undefined) {
+      const held = replica.locks.get(key);
+      if (record.token > 0 && held !== undefined && held.token === record.token && sameInstance(held.holder, requester)) {
+        this.#open([key], 0, now);
+        this.#add(requester, requestId, [{ kind: "unlock", key, expired: false }], [key]);
+        this.#grantNext(key, now);
+      } else {
+        this.#respondTo(requester, requestId, "OK", "");
+      }
+      return;
+    }
+    this.#locks.withdraw(key, requester, lockRequestId);
+    const waiting = this.#tokenWait.findIndex((w) => w.requestId === lockRequestId && sameInstance(w.requester, requester));
+    if (waiting >= 0) this.#tokenWait.splice(waiting, 1);
+    this.#open([], 0, now);
+    this.#add(requester, lockRequestId, [], []);
+    this.#add(requester, requestId, [], []);
+  }
+
+  /** Expiry and exits: changes of the coordinator's own, ordered like requests. */
+  #coordinatorChanges(changes: readonly Change[], now: number): void {
+    const freed: string[] = [];
+    for (const change of changes) {
+      const key = change.kind === "put" ? change.entry.key : change.kind === "lock" ? change.lock.key : change.kind === "clear" ? "" : change.key;
+      this.#open([key], REQUEST_OVERHEAD_BYTES + changeBytes(change), now);
+      this.#add(undefined, 0, [change], [key]);
+      if (change.kind === "unlock") freed.push(change.key);
+    }
+    for (const key of freed) this.#grantNext(key, now);
+  }
+
+  /** Members that left: their removeOnExit entries go, their releaseOnExit locks are freed, old records are forgotten. */
+  #removeDeparted(now: number): void {
+    const replica = this.#host.replica;
+    const members = [this.#host.local, ...[...this.#members.values()].map((s) => s.member)];
+    const present = (member: MemberInstance) => members.some((m) => sameInstance(m, member));
+    const changes: Change[] = [];
+    for (const entry of replica.entries.values()) if (entry.removeOnExit && !present(entry.owner)) changes.push({ kind: "remove", key: entry.key, expired: false });
+    for (const lock of replica.locks.values()) if (lock.releaseOnExit && !present(lock.holder)) changes.push({ kind: "unlock", key: lock.key, expired: false });
+    // A requester restarted (a later incarnation is here) cannot retry its old requests; of those merely
+    // gone, the records of the longest gone go past a bound.
+    const departed = replica.requesters().filter((r) => !present(r));
+    const restarted = departed.filter((r) => members.some((m) => m.id === r.id && m.incarnation > r.incarnation));
+    const gone = departed.filter((r) => !restarted.includes(r)).sort((a, b) => replica.lastAppliedIndex(b) - replica.lastAppliedIndex(a));
+    this.#forget = [...restarted, ...gone.slice(DEPARTED_REMEMBERED)];
+    if (changes.length > 0) this.#coordinatorChanges(changes, now);
+    else if (this.#forget.length > 0) this.#open([], 0, now);
+    this.#commitBatch(now);
+  }
+
+  // --- the log ---
+
+  /** Opens a batch for changes to `keys` (undefined: every key) of about `bytes`, closing the current one if they would clash. */
+  #open(keys: readonly string[] | undefined, bytes: number, now: number): void {
+    const batch = this.#batch;
+    if (batch !== undefined) {
+      const clash = keys === undefined || batch.keys.has("") || keys.some((key) => batch.keys.has(key)) || batch.bytes + bytes > this.#options.maxUpdateBytes;
+      if (!clash) return;
+      this.#commitBatch(now);
+    }
+    this.#batch = emptyBatch(this.#host.replica.position.index + 1);
+  }
+
+  /** Adds a request's changes to the open batch. */
+  #add(requester: MemberInstance | undefined, requestId: number, changes: readonly Change[], keys: readonly string[] | undefined): void {
+    const batch = this.#batch!;
+    batch.requests.push({ requestId, requester, changes });
+    if (keys === undefined) batch.keys.add("");
+    else for (const key of keys) batch.keys.add(key);
+    if (requester !== undefined) batch.ids.add(requestKey(requester, requestId));
+    for (const change of changes) batch.bytes += changeBytes(change);
+  }
+
+  #commitBatch(now: number): void {
+    const batch = this.#batch;
+    if (batch === undefined) return;
+    this.#batch = undefined;
+    const raise = this.#raise !== undefined && this.#raise.index === 0 ? this.#raise : undefined;
+    if (batch.requests.length === 0 && raise === undefined && this.#forget.length === 0) return;
+    const replica = this.#host.replica;
+    const update: Update = {
+      epoch: this.#epoch,
+      index: batch.index,
+      coordinator: this.#host.local.id,
+      requests: batch.requests,
+      tokenCeiling: raise?.ceiling ?? 0,
+      forget: this.#forget,
+    };
+    this.#forget = [];
+    if (raise !== undefined) {
+      raise.index = batch.index;
+      this.#host.ceilingRaised(raise.ceiling);
+    }
+    const { changes, records } = replica.apply(update, now);
+    this.stats.updatesApplied++;
+    this.#host.visible.hide(update.index, changes);
+    for (const change of changes) this.#expiry.track(change);
+    for (const record of records) {
+      this.stats.requestsApplied++;
+      if (sameInstance(record.requester, this.#host.local)) this.#await(record.index, record.requestId);
+    }
+    if (this.#members.size > 0) {
+      this.#host.multicastUpdate(update, this.#probeFor(now));
+      this.stats.updatesSent++;
+      this.#lastSentAt = now;
+    }
+    this.#advance(now);
+  }
+
+  /** Commit points moved (an acknowledgement, an update of our own): show, answer, release tokens. */
+  #advance(now: number): void {
+    const all = this.#floor();
+    if (all > this.#committed) {
+      this.#committed = all;
+      const shown = this.#host.visible.commit(all);
+      if (shown.length > 0) this.#host.shown(shown);
+    }
+    if (this.#awaiting.length > 0) {
+      let kept = 0;
+      for (const waiting of this.#awaiting) {
+        if (waiting.index <= all) {
+          const record = this.#host.replica.appliedRequest(this.#host.local, waiting.requestId);
+          if (record !== undefined) this.#respondOk(this.#host.local, record);
+        } else this.#awaiting[kept++] = waiting;
+      }
+      this.#awaiting.length = kept;
+    }
+    const raise = this.#raise;
+    if (raise !== undefined && raise.index > 0 && all >= raise.index) {
+      this.#usableCeiling = raise.ceiling;
+      this.#raise = undefined;
+      for (const waiter of this.#tokenWait.splice(0)) {
+        this.#open([waiter.key], 0, now);
+        if (this.#host.replica.locks.has(waiter.key)) this.#locks.enqueue(waiter);
+        else this.#grant(waiter, now);
+      }
+    }
+  }
+
+  /** The highest index every member of the term holds: what is committed. */
+  #floor(): number {
+    let floor = this.#host.replica.position.index;
+    for (const state of this.#members.values()) floor = Math.min(floor, state.accepted ? state.acked : -1);
+    return floor;
+  }
+
+  #raiseCeiling(): void {
+    if (this.#raise !== undefined) return;
+    this.#raise = { ceiling: Math.max(this.#usableCeiling, this.#host.replica.nextToken) + TOKEN_BLOCK, index: 0 };
+    // Carried by the next update: make one if nothing else is ordered this turn.
+    this.#batch ??= emptyBatch(this.#host.replica.position.index + 1);
+  }
+
+  #repair(state: MemberState, now: number, held = state.acked): void {
+    state.repairedAt = now;
+    const from = Math.min(held, state.acked);
+    const updates = this.#host.replica.updatesAfter(from, REPAIR_BATCH);
+    if (updates === undefined) {
+      this.#host.resync(state.member, { ...this.#host.replica.position, index: from });
+      return;
+    }
+    for (const update of updates) this.#host.sendUpdate(state.member.id, update);
+    this.stats.repairsSent += updates.length;
+  }
+
+  #announce(now: number): void {
+    this.#lastSentAt = now;
+    this.stats.announcesSent++;
+    const probe = this.#probeFor(now);
+    if (this.#members.size > 0) this.#host.multicastAnnounce({ epoch: this.#epoch, coordinator: this.#host.local.id, index: this.#host.replica.position.index, leaseProbe: probe });
+  }
+
+  /** The lease probe to send now: a new one every eighth of the lease (its send time is what an echo proves). */
+  #probeFor(now: number, fresh = false): number {
+    if (fresh || now - this.#probeIssuedAt >= this.#options.leaseMs / 8) {
+      this.#probe++;
+      this.#probeIssuedAt = now;
+      this.#probes.set(this.#probe, now);
+      if (this.#probes.size > PROBES_KEPT) this.#probes.delete(this.#probes.keys().next().value!);
+    }
+    return this.#probe;
+  }
+
+  #await(index: number, requestId: number): void {
+    if (!this.#awaiting.some((w) => w.requestId === requestId)) this.#awaiting.push({ index, requestId });
+  }
+
+  #respondOk(requester: MemberInstance, record: AppliedRecord): void {
+    this.#host.respond(requester, { requestId: record.requestId, outcome: "OK", message: "", epoch: this.#epoch, index: record.index, previous: record.previous, token: record.token });
+  }
+
+  #respond(requester: MemberInstance, request: StateRequest, outcome: StateOutcome, message: string): void {
+    this.#respondTo(requester, request.requestId, outcome, message);
+  }
+
+  #respondTo(requester: MemberInstance, requestId: number, outcome: StateOutcome, message: string): void {
+    if (requestId === 0) return;
+    this.#host.respond(requester, { requestId, outcome, message, epoch: this.#epoch, index: 0, previous: [], token: 0 });
+  }
+}
+
+function emptyBatch(index: number): Batch {
+  return { index, requests: [], keys: new Set(), ids: new Set(), bytes: UPDATE_OVERHEAD_BYTES };
+}
+
+/** At most what a change takes in an update. */
+function changeBytes(change: Change): number {
+  switch (change.kind) {
+    case "put":
+      return putBytes(change.entry.key, change.entry.value.length);
+    case "lock":
+      return removeBytes(change.lock.key) + 48;
+    case "clear":
+      return 4;
+    default:
+      return removeBytes(change.key);
+  }
+}

@@ -1,0 +1,81 @@
+import { describe, expect, it } from "vitest";
+import { SnapshotLayout, SnapshotSender, type SnapshotSource, type Staging, stageChunk } from "./snapshot.ts";
+import type { SnapshotChunk, StoredEntry } from "./state-types.ts";
+
+const OWNER = { id: "0a".repeat(16), incarnation: 1 };
+
+function source(count: number, valueBytes: number): SnapshotSource {
+  const entries: StoredEntry[] = Array.from({ length: count }, (_, i) => ({
+    key: `k${i}`,
+    value: new Uint8Array(valueBytes),
+    format: 0,
+    version: i + 1,
+    owner: OWNER,
+    removeOnExit: false,
+    ttlMs: 0,
+    expiresAt: undefined,
+  }));
+  return {
+    epoch: 2,
+    index: count,
+    entries,
+    locks: new Map([["free", { key: "free", holder: OWNER, token: 5, leaseMs: 0, expiresAt: undefined, releaseOnExit: true }]]),
+    applied: [{ requester: OWNER, requestId: 1, index: 1, previous: [], token: 0 }],
+    nextToken: 6,
+  };
+}
+
+describe("snapshots", () => {
+  it("cuts chunks by bytes, entries first, then the other locks and the applied requests", () => {
+    const layout = new SnapshotLayout(source(1_000, 100), 10_000);
+    // 1,000 entries of about 168 bytes each: some 60 per chunk.
+    expect(layout.chunkCount).toBeGreaterThan(15);
+    expect(layout.chunkCount).toBeLessThan(20);
+    let entries = 0;
+    for (let k = 0; k < layout.chunkCount; k++) {
+      const chunk = layout.chunk(k, 0);
+      entries += chunk.entries.length;
+      const bytes = chunk.entries.reduce((sum, e) => sum + e.key.length + e.value.length + 64, 0);
+      expect(bytes).toBeLessThanOrEqual(10_000);
+    }
+    expect(entries).toBe(1_000);
+    const last = layout.chunk(layout.chunkCount - 1, 0);
+    expect(last.locks.map((l) => l.key)).toEqual(["free"]);
+    expect(last.applied).toHaveLength(1);
+    // An entry larger than a chunk still travels, alone (then a chunk of the lock and the record).
+    expect(new SnapshotLayout(source(3, 20_000), 10_000).chunkCount).toBe(4);
+  });
+
+  it("keeps a window of chunks in flight, goes on as they are acknowledged, and sends again from the first missing one", () => {
+    const sent: number[] = [];
+    const sender = new SnapshotSender(10_000, (_peer, chunk) => sent.push(chunk.chunk));
+    const { transfer, chunks } = sender.start("p", source(3_000, 100), 0);
+    expect(sent).toEqual(Array.from({ length: 16 }, (_, i) => i));
+    sender.onAck("p", transfer, 4, 10);
+    expect(sent.slice(16)).toEqual([16, 17, 18, 19]);
+    // Nothing acknowledged for a while: back to chunk 4.
+    expect(sender.pollTimeout()).toBe(110);
+    sender.handleTimeout(110);
+    expect(sent.slice(20, 24)).toEqual([4, 5, 6, 7]);
+    // An acknowledgement of another transfer, or an old one, is ignored.
+    sender.onAck("p", transfer + 1, 10, 120);
+    sender.onAck("p", transfer, 2, 120);
+    expect(sender.inProgress("p", transfer)).toBe(true);
+    sender.onAck("p", transfer, chunks, 130);
+    expect(sender.inProgress("p", transfer)).toBe(false);
+    expect(sender.pollTimeout()).toBe(Number.POSITIVE_INFINITY);
+  });
+
+  it("stages chunks in order only, and starts over on a new transfer", () => {
+    const chunk = (transfer: number, k: number): SnapshotChunk => ({ transfer, epoch: 1, index: 9, chunk: k, chunkCount: 3, entries: [], locks: [], applied: [], nextToken: 1 });
+    let staging: Staging | undefined;
+    staging = stageChunk(staging, "p", chunk(1, 0));
+    staging = stageChunk(staging, "p", chunk(1, 2));
+    expect(staging.held).toBe(1);
+    staging = stageChunk(staging, "p", chunk(1, 1));
+    staging = stageChunk(staging, "p", chunk(1, 1));
+    expect(staging.held).toBe(2);
+    staging = stageChunk(staging, "p", chunk(2, 0));
+    expect(staging).toMatchObject({ transfer: 2, held: 1 });
+  });
+});

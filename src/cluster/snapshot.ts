@@ -1,0 +1,229 @@
+import type { TimedUnit } from "../core/driver.ts";
+import type { PeerKey } from "../reliable/protocol.ts";
+import { entrySpec, remaining } from "./state-wire.ts";
+import { type AppliedRecord, type EntrySpec, type LockSpec, type SnapshotChunk, type StoredEntry, type StoredLock, utf8Length } from "./state-types.ts";
+
+/** Chunks in flight to one receiver before it acknowledges some. */
+const WINDOW_CHUNKS = 16;
+/** A transfer that made no progress this long sends again from the first chunk not acknowledged. */
+const RESEND_MS = 100;
+/** At most what an entry costs in a chunk beyond its key and value: tags, lengths, version, owner, options. */
+const ENTRY_OVERHEAD_BYTES = 64;
+const LOCK_BYTES = 48;
+const RECORD_OVERHEAD_BYTES = 48;
+
+/** The state a snapshot carries, as it stood when the transfer began (later changes follow as updates). */
+export interface SnapshotSource {
+  readonly epoch: number;
+  readonly index: number;
+  readonly entries: readonly StoredEntry[];
+  readonly locks: ReadonlyMap<string, StoredLock>;
+  readonly applied: readonly AppliedRecord[];
+  readonly nextToken: number;
+}
+
+/** The upper bound of what `entry` adds to a chunk. */
+function entryBytes(entry: StoredEntry, locked: boolean): number {
+  return utf8Length(entry.key) + entry.value.length + ENTRY_OVERHEAD_BYTES + (locked ? LOCK_BYTES : 0);
+}
+
+function recordBytes(record: AppliedRecord): number {
+  let bytes = RECORD_OVERHEAD_BYTES;
+  for (const entry of record.previous) bytes += entryBytes(entry, false);
+  return bytes;
+}
+
+/**
+ * Where each chunk of a snapshot begins: the entries first, then the locks on keys without an entry,
+ * then the records of applied requests, cut so that no chunk's estimate passes `chunkBytes` (a chunk
+ * holds at least one item, whatever its size: the map's values are bounded to fit a datagram).
+ */
+export class SnapshotLayout {
+  readonly entries: readonly StoredEntry[];
+  readonly looseLocks: readonly StoredLock[];
+  readonly applied: readonly AppliedRecord[];
+  /** Chunk k holds items [starts[k], starts[k + 1]) of entries ++ looseLocks ++ applied. */
+  readonly starts: readonly number[];
+
+  constructor(source: SnapshotSource, chunkBytes: number) {
+    this.entries = source.entries;
+    const keys = new Set<string>();
+    for (const entry of source.entries) keys.add(entry.key);
+    this.looseLocks = [...source.locks.values()].filter((lock) => !keys.has(lock.key));
+    this.applied = source.applied;
+    const starts = [0];
+    let bytes = 0;
+    let item = 0;
+    const add = (size: number) => {
+      if (bytes > 0 && bytes + size > chunkBytes) {
+        starts.push(item);
+        bytes = 0;
+      }
+      bytes += size;
+      item++;
+    };
+    for (const entry of source.entries) add(entryBytes(entry, source.locks.has(entry.key)));
+    for (let i = 0; i < this.looseLocks.length; i++) add(LOCK_BYTES);
+    for (const record of source.applied) add(recordBytes(record));
+    this.starts = starts;
+  }
+
+  get chunkCount(): number {
+    return this.starts.length;
+  }
+
+  /** The items of chunk `k`, as the wire carries them (times to live and leases left at `now`). */
+  chunk(k: number, now: number): Pick<SnapshotChunk, "entries" | "locks" | "applied"> {
+    const from = this.starts[k]!;
+    const to = k + 1 < this.starts.length ? this.starts[k + 1]! : this.entries.length + this.looseLocks.length + this.applied.length;
+    const entries: EntrySpec[] = [];
+    const locks: LockSpec[] = [];
+    const applied: AppliedRecord[] = [];
+    const lockBase = this.entries.length;
+    const appliedBase = lockBase + this.looseLocks.length;
+    for (let i = from; i < to; i++) {
+      if (i < lockBase) entries.push(entrySpec(this.entries[i]!, now));
+      else if (i < appliedBase) locks.push(lockSpec(this.looseLocks[i - lockBase]!, now));
+      else applied.push(this.applied[i - appliedBase]!);
+    }
+    return { entries, locks, applied };
+  }
+}
+
+export function lockSpec(lock: StoredLock, now: number): LockSpec {
+  return { key: lock.key, holder: lock.holder, token: lock.token, leaseMs: remaining(lock.expiresAt, now), releaseOnExit: lock.releaseOnExit };
+}
+
+interface Transfer {
+  readonly peer: PeerKey;
+  readonly id: number;
+  readonly source: SnapshotSource;
+  readonly layout: SnapshotLayout;
+  /** Chunks the receiver acknowledged (it holds chunks 0 .. acked − 1). */
+  acked: number;
+  /** Chunks sent since the last resend from `acked`. */
+  sent: number;
+  progressAt: number;
+}
+
+/**
+ * Snapshots on their way to other members, one per receiver: chunks bounded by bytes, a window of them
+ * in flight, acknowledged cumulatively by the receiver (StateAck.snapshot_chunks); a transfer that makes
+ * no progress sends again from the first chunk not acknowledged (go-back-N). It sends through `send`
+ * (the chunk's frame is made by `encode`) and reads no clock.
+ */
+export class SnapshotSender implements TimedUnit {
+  readonly #transfers = new Map<PeerKey, Transfer>();
+  readonly #chunkBytes: number;
+  readonly #send: (peer: PeerKey, chunk: SnapshotChunk, lockOf: (key: string) => LockSpec | undefined, now: number) => void;
+  #nextId = 1;
+  chunksSent = 0;
+
+  constructor(chunkBytes: number, send: (peer: PeerKey, chunk: SnapshotChunk, lockOf: (key: string) => LockSpec | undefined, now: number) => void) {
+    this.#chunkBytes = chunkBytes;
+    this.#send = send;
+  }
+
+  /** Starts sending `source` to `peer` (replacing a transfer to it); returns the transfer's id and size. */
+  start(peer: PeerKey, source: SnapshotSource, now: number): { readonly transfer: number; readonly chunks: number } {
+    const transfer: Transfer = { peer, id: this.#nextId++, source, layout: new SnapshotLayout(source, this.#chunkBytes), acked: 0, sent: 0, progressAt: now };
+    this.#transfers.set(peer, transfer);
+    this.#fill(transfer, now);
+    return { transfer: transfer.id, chunks: transfer.layout.chunkCount };
+  }
+
+  /** The transfer to `peer` of this id is still on its way. */
+  inProgress(peer: PeerKey, id: number): boolean {
+    return this.#transfers.get(peer)?.id === id;
+  }
+
+  /** `peer` holds the first `chunks` chunks of transfer `id`. */
+  onAck(peer: PeerKey, id: number, chunks: number, now: number): void {
+    const transfer = this.#transfers.get(peer);
+    if (transfer === undefined || transfer.id !== id || chunks <= transfer.acked) return;
+    transfer.acked = Math.min(chunks, transfer.layout.chunkCount);
+    transfer.progressAt = now;
+    if (transfer.acked === transfer.layout.chunkCount) {
+      this.#transfers.delete(peer);
+      return;
+    }
+    this.#fill(transfer, now);
+  }
+
+  cancel(peer: PeerKey): void {
+    this.#transfers.delete(peer);
+  }
+
+  clear(): void {
+    this.#transfers.clear();
+  }
+
+  pollTimeout(): number {
+    let next = Number.POSITIVE_INFINITY;
+    for (const transfer of this.#transfers.values()) next = Math.min(next, transfer.progressAt + RESEND_MS);
+    return next;
+  }
+
+  handleTimeout(now: number): void {
+    for (const transfer of this.#transfers.values()) {
+      if (transfer.progressAt + RESEND_MS > now) continue;
+      transfer.sent = transfer.acked;
+      transfer.progressAt = now;
+      this.#fill(transfer, now);
+    }
+  }
+
+  #fill(transfer: Transfer, now: number): void {
+    const { layout, source } = transfer;
+    const end = Math.min(layout.chunkCount, transfer.acked + WINDOW_CHUNKS);
+    if (transfer.sent < transfer.acked) transfer.sent = transfer.acked;
+    const lockOf = (key: string) => {
+      const lock = source.locks.get(key);
+      return lock === undefined ? undefined : lockSpec(lock, now);
+    };
+    for (; transfer.sent < end; transfer.sent++) {
+      const k = transfer.sent;
+      this.#send(
+        transfer.peer,
+        { transfer: transfer.id, epoch: source.epoch, index: source.index, chunk: k, chunkCount: layout.chunkCount, nextToken: source.nextToken, ...layout.chunk(k, now) },
+        lockOf,
+        now,
+      );
+      this.chunksSent++;
+    }
+  }
+}
+
+/** A snapshot being received: the chunks held in order. */
+export interface Staging {
+  readonly from: PeerKey;
+  readonly transfer: number;
+  readonly epoch: number;
+  readonly index: number;
+  readonly chunkCount: number;
+  /** Chunks held (0 .. held − 1). */
+  held: number;
+  readonly entries: EntrySpec[];
+  readonly locks: LockSpec[];
+  readonly applied: AppliedRecord[];
+  nextToken: number;
+}
+
+/**
+ * Takes chunk `chunk` from `from` into `staging` (a new transfer starts a new staging); returns the
+ * staging to keep. Chunks are taken in order only: one past the next expected is dropped (the sender
+ * sends again from what the acknowledgement says).
+ */
+export function stageChunk(staging: Staging | undefined, from: PeerKey, chunk: SnapshotChunk): Staging {
+  let current = staging;
+  if (current === undefined || current.from !== from || current.transfer !== chunk.transfer) {
+    current = { from, transfer: chunk.transfer, epoch: chunk.epoch, index: chunk.index, chunkCount: chunk.chunkCount, held: 0, entries: [], locks: [], applied: [], nextToken: chunk.nextToken };
+  }
+  if (chunk.chunk !== current.held || chunk.chunk >= current.chunkCount) return current;
+  for (const entry of chunk.entries) current.entries.push(entry);
+  for (const lock of chunk.locks) current.locks.push(lock);
+  for (const record of chunk.applied) current.applied.push(record);
+  if (chunk.nextToken > current.nextToken) current.nextToken = chunk.nextToken;
+  current.held++;
+  return current;
+}

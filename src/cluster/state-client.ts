@@ -1,0 +1,250 @@
+import type { TimedUnit } from "../core/driver.ts";
+import type { PeerKey } from "../reliable/protocol.ts";
+import {
+  type AppliedRecord,
+  type MemberInstance,
+  noticesNeeded,
+  type Position,
+  type StateOp,
+  type StateRequest,
+  type StateResponse,
+  type Term,
+} from "./state-types.ts";
+
+/** First wait for an answer before a request is sent again; it doubles up to the most. */
+const RESEND_FIRST_MS = 100;
+const RESEND_MOST_MS = 1_000;
+
+/** What the client needs from the member it runs in. */
+export interface ClientHost {
+  readonly local: MemberInstance;
+  /** The coordinator of the current view (undefined: none yet). */
+  coordinator(): MemberInstance | undefined;
+  /** The term this replica accepted last: whose notices count, and how many are needed. */
+  term(): Term;
+  /** Sends a request to the coordinator (to this member itself: handed over locally). */
+  sendRequest(to: PeerKey, request: StateRequest, now: number): void;
+}
+
+/** Hands a request's answer to whoever waits for it; false when nobody does any more (it gave up meanwhile). */
+export type Answer = (response: StateResponse) => boolean;
+
+export interface ClientStats {
+  requestsSent: number;
+  requestsRetried: number;
+  cancelsSent: number;
+  staleRefused: number;
+}
+
+interface Outstanding {
+  readonly request: StateRequest;
+  /** Whoever waits for it; undefined for a withdrawal of a lock request given up on (sent until confirmed). */
+  readonly answer: Answer | undefined;
+  sentTo: PeerKey | undefined;
+  /** Every coordinator it was sent to: one of them may have applied it even if another refuses it. */
+  readonly sentToAll: Set<PeerKey>;
+  /** Times it went out (to a remote coordinator): a copy sent earlier may still be on its way. */
+  sends: number;
+  resendAt: number;
+  resendMs: number;
+  /** Our own request, applied here at this position: done once enough members noticed it too. */
+  applied: { readonly record: AppliedRecord; readonly epoch: number; readonly needed: number } | undefined;
+}
+
+/**
+ * The requests this member makes of the coordinator: sent to the current view's coordinator, sent again
+ * (same id: applied at most once) until answered, and sent to a new coordinator when the view names
+ * one. A write or lock operation of ours is done when the coordinator answers, or sooner: when this
+ * replica applied it from the coordinator's update and enough members of the coordinator's term
+ * noticed it too — how many is the term's, not this member's view's. A lock request given up on (its
+ * caller timed out or aborted) is withdrawn by a cancel, sent until a coordinator confirms it, which
+ * also releases the lock if it was granted meanwhile. Holds no promise: the map API does.
+ */
+export class StateClient implements TimedUnit {
+  readonly stats: ClientStats = { requestsSent: 0, requestsRetried: 0, cancelsSent: 0, staleRefused: 0 };
+  readonly #host: ClientHost;
+  readonly #retryDelayMs: number;
+  readonly #outstanding = new Map<number, Outstanding>();
+  /** The last update each member told us it applied (notices of our requests), in the accepted term. */
+  readonly #noticed = new Map<PeerKey, Position>();
+  #nextId = 1;
+
+  constructor(host: ClientHost, retryDelayMs: number) {
+    this.#host = host;
+    this.#retryDelayMs = retryDelayMs;
+  }
+
+  get pending(): number {
+    let count = 0;
+    for (const outstanding of this.#outstanding.values()) if (outstanding.answer !== undefined) count++;
+    return count;
+  }
+
+  /** Opens a request, answered through `answer` (perhaps before this returns); returns its id. */
+  open(op: StateOp, answer: Answer, now: number): number {
+    const id = this.#nextId++;
+    this.#outstanding.set(id, { request: { requestId: id, op }, answer, sentTo: undefined, sentToAll: new Set(), sends: 0, resendAt: now, resendMs: RESEND_FIRST_MS, applied: undefined });
+    this.stats.requestsSent++;
+    this.#dispatch(id, now, false);
+    return id;
+  }
+
+  /** The caller of request `id` stopped waiting (timeout, abort): a lock request that went out is withdrawn. */
+  abandon(id: number, now: number): void {
+    const outstanding = this.#outstanding.get(id);
+    if (outstanding === undefined || outstanding.answer === undefined) return;
+    this.#outstanding.delete(id);
+    const op = outstanding.request.op;
+    if (op.case === "lock" && outstanding.sentToAll.size > 0) this.#withdraw(op.key, id, now);
+  }
+
+  /** The view changed: requests go to its coordinator. */
+  onView(now: number): void {
+    for (const id of this.#outstanding.keys()) this.#dispatch(id, now, true);
+  }
+
+  /** A new term was accepted here: notices of the last one no longer count. */
+  onTerm(): void {
+    this.#noticed.clear();
+    for (const outstanding of this.#outstanding.values()) outstanding.applied = undefined;
+  }
+
+  onResponse(peer: PeerKey, response: StateResponse, acceptedEpoch: number, now: number): void {
+    const id = response.requestId;
+    const outstanding = this.#outstanding.get(id);
+    if (outstanding === undefined) return;
+    // A success from a coordinator older than the term we accepted is not taken: the request goes to
+    // the current coordinator, which answers it from the record of applied requests.
+    if (response.outcome === "OK" && response.epoch < acceptedEpoch) {
+      this.stats.staleRefused++;
+      this.#dispatch(id, now, true);
+      return;
+    }
+    if (peer !== outstanding.sentTo) return;
+    // Not (yet) the coordinator, or it stepped down — or, for a withdrawal, any answer but its
+    // confirmation: ask again shortly, wherever the view says.
+    if (response.outcome === "NOT_COORDINATOR" || (outstanding.answer === undefined && response.outcome !== "OK")) {
+      outstanding.resendAt = Math.min(outstanding.resendAt, now + this.#retryDelayMs);
+      return;
+    }
+    this.#finish(id, outstanding, response, now);
+  }
+
+  /** The coordinator here answered one of our requests (this member coordinates). */
+  onLocalResponse(response: StateResponse, now: number): void {
+    const outstanding = this.#outstanding.get(response.requestId);
+    if (outstanding === undefined) return;
+    if (response.outcome === "NOT_COORDINATOR" || (outstanding.answer === undefined && response.outcome !== "OK")) {
+      outstanding.resendAt = now + this.#retryDelayMs;
+      return;
+    }
+    this.#finish(response.requestId, outstanding, response, now);
+  }
+
+  /**
+   * This replica applied one of our requests, from the coordinator of the term it accepted (`term`):
+   * done now if the term needs no other member's notice for it, else once enough have come.
+   */
+  onApplied(record: AppliedRecord, epoch: number, now: number): void {
+    const outstanding = this.#outstanding.get(record.requestId);
+    if (outstanding === undefined) return;
+    const term = this.#host.term();
+    if (term.epoch !== epoch || !term.members.some((m) => m.id === this.#host.local.id)) return;
+    outstanding.applied = { record, epoch, needed: noticesNeeded(term.members.length) };
+    this.#settle(record.requestId, outstanding, now);
+  }
+
+  /** Member `peer` applied the updates of term `position.epoch` up to `position.index` (a notice). */
+  onNotice(peer: PeerKey, position: Position, now: number): void {
+    const term = this.#host.term();
+    if (position.epoch !== term.epoch || peer === term.coordinator || !term.members.some((m) => m.id === peer)) return;
+    const seen = this.#noticed.get(peer);
+    if (seen !== undefined && seen.index >= position.index) return;
+    this.#noticed.set(peer, position);
+    for (const [id, outstanding] of this.#outstanding) if (outstanding.applied !== undefined) this.#settle(id, outstanding, now);
+  }
+
+  /** Fails nothing (the map API fails its calls): forgets every request. */
+  close(): void {
+    this.#outstanding.clear();
+    this.#noticed.clear();
+  }
+
+  pollTimeout(): number {
+    let next = Number.POSITIVE_INFINITY;
+    for (const outstanding of this.#outstanding.values()) if (outstanding.resendAt < next) next = outstanding.resendAt;
+    return next;
+  }
+
+  handleTimeout(now: number): void {
+    for (const [id, outstanding] of this.#outstanding) if (outstanding.resendAt <= now) this.#dispatch(id, now, outstanding.sentTo !== undefined);
+  }
+
+  #settle(id: number, outstanding: Outstanding, now: number): void {
+    const applied = outstanding.applied!;
+    const term = this.#host.term();
+    let noticed = 0;
+    for (const member of term.members) {
+      if (member.id === this.#host.local.id || member.id === term.coordinator) continue;
+      const seen = this.#noticed.get(member.id);
+      if (seen !== undefined && seen.epoch === applied.epoch && seen.index >= applied.record.index) noticed++;
+    }
+    if (noticed < applied.needed) return;
+    const { record } = applied;
+    this.#finish(id, outstanding, { requestId: id, outcome: "OK", message: "", epoch: applied.epoch, index: record.index, previous: record.previous, token: record.token }, now);
+  }
+
+  #finish(id: number, outstanding: Outstanding, response: StateResponse, now: number): void {
+    this.#outstanding.delete(id);
+    if (outstanding.answer === undefined) return;
+    const op = outstanding.request.op;
+    const taken = outstanding.answer(response);
+    if (op.case !== "lock") return;
+    // A lock granted to a caller that gave up meanwhile is withdrawn (and so released) at once. So is one
+    // refused where a grant may live on elsewhere: by a coordinator without a quorum (it did not look),
+    // when another coordinator had the request too (it may have granted it, in a history that lives on),
+    // or when it went out more than once: a copy still on its way (sent before the refusal came) finds the
+    // request no longer waiting there and would be granted, to nobody.
+    const granted = response.outcome === "OK" && response.token > 0;
+    const elsewhere = [...outstanding.sentToAll].some((peer) => peer !== outstanding.sentTo);
+    if (granted ? !taken : response.outcome === "NO_QUORUM" || elsewhere || outstanding.sends > 1) this.#withdraw(op.key, id, now);
+  }
+
+  #withdraw(key: string, lockRequestId: number, now: number): void {
+    const id = this.#nextId++;
+    this.#outstanding.set(id, {
+      request: { requestId: id, op: { case: "cancel", key, lockRequestId } },
+      answer: undefined,
+      sentTo: undefined,
+      sentToAll: new Set(),
+      sends: 0,
+      resendAt: now,
+      resendMs: RESEND_FIRST_MS,
+      applied: undefined,
+    });
+    this.stats.cancelsSent++;
+    this.#dispatch(id, now, false);
+  }
+
+  #dispatch(id: number, now: number, retry: boolean): void {
+    const outstanding = this.#outstanding.get(id)!;
+    const coordinator = this.#host.coordinator();
+    if (coordinator === undefined) {
+      // Sent when a view names a coordinator.
+      outstanding.resendAt = Number.POSITIVE_INFINITY;
+      return;
+    }
+    if (retry) this.stats.requestsRetried++;
+    outstanding.sentTo = coordinator.id;
+    outstanding.sentToAll.add(coordinator.id);
+    if (coordinator.id === this.#host.local.id) {
+      // Handed over here, nothing is lost on the way: the coordinator answers (or refuses) it.
+      outstanding.resendAt = Number.POSITIVE_INFINITY;
+    } else {
+      outstanding.sends++;
+      outstanding.resendAt = now + outstanding.resendMs;
+      outstanding.resendMs = Math.min(RESEND_MOST_MS, outstanding.resendMs * 2);
+    }
+    this.#host.sendRequest(coordinator.id, outstanding.request, now);
+  }
+}

@@ -1,0 +1,146 @@
+import { describe, expect, it } from "vitest";
+import { Replica } from "./replica.ts";
+import { ReplicaFollower, type TermMemory } from "./state-follower.ts";
+import { NO_PROMISE, NO_TERM, type ReplicaChange, type StateAck, type Update } from "./state-types.ts";
+import { VisibleState } from "./visible-state.ts";
+
+const ME = { id: "0a".repeat(16), incarnation: 1 };
+const M = { id: "0b".repeat(16), incarnation: 1 };
+const R = { id: "0c".repeat(16), incarnation: 1 };
+const VIEW = { id: { installer: M.id, counter: 4 }, members: [M, ME, R], coordinator: M };
+
+class Bed {
+  readonly replica = new Replica(64);
+  readonly visible = new VisibleState(this.replica);
+  readonly memory: TermMemory = { accepted: NO_TERM, promised: NO_PROMISE };
+  readonly acks: Array<[string, StateAck]> = [];
+  readonly changes: Array<[ReplicaChange, boolean]> = [];
+  readonly own: number[] = [];
+  accepted = 0;
+  readonly follower = new ReplicaFollower({
+    local: ME,
+    replica: this.replica,
+    visible: this.visible,
+    memory: this.memory,
+    sendAck: (peer, ack) => this.acks.push([peer, ack]),
+    changed: (changes, resync) => this.changes.push(...changes.map((c) => [c, resync] as [ReplicaChange, boolean])),
+    ownApplied: (record) => this.own.push(record.requestId),
+    accepted: () => this.accepted++,
+    pulled: () => undefined,
+  });
+
+  constructor() {
+    this.follower.onView(VIEW);
+  }
+
+  /** Promises epoch 5 to M and accepts its term at index `index`. */
+  join(index = 0): void {
+    this.follower.onPrepare(M.id, 5, VIEW.id);
+    this.follower.onSync(M.id, { epoch: 5, coordinator: M.id, index, members: VIEW.members, tokenCeiling: 100, snapshotTransfer: 0, snapshotChunks: 0, entryCount: 0 }, 0);
+  }
+}
+
+function update(index: number, requester = R, epoch = 5): Update {
+  return {
+    epoch,
+    index,
+    coordinator: M.id,
+    requests: [{ requestId: index, requester, changes: [{ kind: "put", entry: { key: `k${index}`, value: new Uint8Array([index]), format: 0, version: index, owner: requester, removeOnExit: false, ttlMs: 0 }, inserted: true }] }],
+    tokenCeiling: 0,
+    forget: [],
+  };
+}
+
+describe("ReplicaFollower", () => {
+  it("promises an epoch above every one it promised or accepted, in its view, to its coordinator only", () => {
+    const bed = new Bed();
+    bed.follower.onPrepare(R.id, 9, VIEW.id);
+    bed.follower.onPrepare(M.id, 9, { installer: M.id, counter: 3 });
+    expect(bed.acks).toHaveLength(0);
+    bed.follower.onPrepare(M.id, 5, VIEW.id);
+    expect(bed.memory.promised).toEqual({ epoch: 5, coordinator: M.id });
+    bed.follower.onPrepare(M.id, 4, VIEW.id);
+    expect(bed.memory.promised.epoch).toBe(5);
+    expect(bed.acks.at(-1)![1]).toMatchObject({ view: VIEW.id, promised: { epoch: 5, coordinator: M.id } });
+  });
+
+  it("accepts a term not below its promise, from its coordinator, found at the term's index", () => {
+    const bed = new Bed();
+    bed.follower.onPrepare(M.id, 5, VIEW.id);
+    const sync = { epoch: 4, coordinator: M.id, index: 0, members: VIEW.members, tokenCeiling: 100, snapshotTransfer: 0, snapshotChunks: 0, entryCount: 0 };
+    bed.follower.onSync(M.id, sync, 0);
+    expect(bed.follower.current).toBe(false);
+    bed.follower.onSync(M.id, { ...sync, epoch: 5, index: 2 }, 0);
+    expect(bed.follower.current).toBe(false);
+    // The updates before it (of an older term) bring it there.
+    bed.follower.onUpdate(M.id, update(1, R, 3), 0, 0);
+    bed.follower.onUpdate(M.id, update(2, R, 3), 0, 0);
+    bed.follower.onSync(M.id, { ...sync, epoch: 5, index: 2 }, 0);
+    expect(bed.follower.current).toBe(true);
+    expect(bed.memory.accepted).toMatchObject({ epoch: 5, coordinator: M.id });
+    expect(bed.replica.position).toEqual({ epoch: 5, coordinator: M.id, index: 2 });
+  });
+
+  it("applies in order, keeps updates past a gap until it is filled, and says what it lacks", () => {
+    const bed = new Bed();
+    bed.join();
+    bed.follower.onUpdate(M.id, update(1), 3, 0);
+    bed.follower.onUpdate(M.id, update(3), 3, 0);
+    bed.follower.flush();
+    expect(bed.acks.filter(([peer]) => peer === M.id).at(-1)![1]).toMatchObject({ position: { index: 1 }, highestSeen: 3, leaseProbe: 3 });
+    bed.follower.onUpdate(M.id, update(2), 3, 0);
+    expect(bed.replica.position.index).toBe(3);
+    expect(bed.changes.map(([c]) => c.kind === "insert" && c.entry.key)).toEqual(["k1", "k2", "k3"]);
+    // From a member that is not its coordinator: refused.
+    bed.follower.onUpdate(R.id, update(4), 3, 0);
+    expect(bed.follower.stats.staleRefused).toBe(1);
+  });
+
+  it("tells a requester it applied its request, when the term needs that notice", () => {
+    const bed = new Bed();
+    bed.join();
+    bed.follower.onUpdate(M.id, update(1, R), 0, 0);
+    bed.follower.onUpdate(M.id, update(2, ME), 0, 0);
+    bed.follower.flush();
+    expect(bed.acks.filter(([peer]) => peer === R.id).map(([, ack]) => ack.position.index)).toEqual([1]);
+    expect(bed.own).toEqual([2]);
+  });
+
+  it("installs a snapshot once it holds every chunk, showing the differences as a resync", () => {
+    const bed = new Bed();
+    bed.follower.onPrepare(M.id, 5, VIEW.id);
+    const chunk = { transfer: 1, epoch: 3, index: 40, chunkCount: 2, locks: [], applied: [], nextToken: 5 };
+    const entry = { key: "s", value: new Uint8Array([1]), format: 0, version: 30, owner: R, removeOnExit: false, ttlMs: 0 };
+    bed.follower.onSnapshot(M.id, { ...chunk, chunk: 0, entries: [entry] });
+    const sync = { epoch: 5, coordinator: M.id, index: 40, members: VIEW.members, tokenCeiling: 100, snapshotTransfer: 1, snapshotChunks: 2, entryCount: 1 };
+    bed.follower.onSync(M.id, sync, 0);
+    expect(bed.follower.current).toBe(false);
+    bed.follower.flush();
+    expect(bed.acks.at(-1)![1]).toMatchObject({ snapshotTransfer: 1, snapshotChunks: 1 });
+    bed.follower.onSnapshot(M.id, { ...chunk, chunk: 1, entries: [] });
+    bed.follower.onSync(M.id, sync, 0);
+    expect(bed.follower.current).toBe(true);
+    expect(bed.changes).toEqual([[expect.objectContaining({ kind: "insert" }), true]]);
+  });
+
+  it("does not take its replica back to a copy of a snapshot of the term it already installed and went past", () => {
+    const bed = new Bed();
+    bed.follower.onPrepare(M.id, 5, VIEW.id);
+    const chunk = { transfer: 1, epoch: 5, index: 40, chunkCount: 1, chunk: 0, entries: [], locks: [], applied: [], nextToken: 5 };
+    const sync = { epoch: 5, coordinator: M.id, index: 40, members: VIEW.members, tokenCeiling: 100, snapshotTransfer: 1, snapshotChunks: 1, entryCount: 0 };
+    bed.follower.onSnapshot(M.id, chunk);
+    bed.follower.onSync(M.id, sync, 0);
+    expect(bed.follower.current).toBe(true);
+    bed.follower.onUpdate(M.id, update(41), 0, 0);
+    bed.follower.onUpdate(M.id, update(42), 0, 0);
+    expect(bed.replica.position.index).toBe(42);
+    // The chunk and the SyncComplete again (resent before our acceptance reached the coordinator, or duplicated).
+    bed.follower.onSnapshot(M.id, chunk);
+    bed.follower.onSync(M.id, sync, 0);
+    expect(bed.replica.position.index).toBe(42);
+    expect(bed.replica.entries.has("k42")).toBe(true);
+    expect(bed.follower.stats.snapshotsInstalled).toBe(1);
+    bed.follower.flush();
+    expect(bed.acks.filter(([peer]) => peer === M.id).at(-1)![1]).toMatchObject({ position: { index: 42 } });
+  });
+});

@@ -1,0 +1,553 @@
+import { create, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
+import { type MemberRef, MemberRefSchema, ViewIdSchema } from "../../gen/activeblaze/v1/common_pb.ts";
+import {
+  type AppliedRequestSchema,
+  ChangeKind,
+  type Entry,
+  type EntryChangeSchema,
+  type EntrySchema,
+  type LockStateSchema,
+  type StateRequestSchema,
+  type EntryChange,
+  type LockState,
+  type StateAck as WireAck,
+  type StateRequest as WireRequest,
+  type StateResponse as WireResponse,
+  StateResult,
+  type StateSnapshot as WireSnapshot,
+  type StateUpdate as WireUpdate,
+  type SyncComplete as WireSync,
+} from "../../gen/activeblaze/v1/cluster_pb.ts";
+import { type Frame, FrameSchema } from "../../gen/activeblaze/v1/envelope_pb.ts";
+import { idOf, keyOf } from "../reliable/member-key.ts";
+import type { PeerKey } from "../reliable/protocol.ts";
+import { MAX_COUNTER } from "../wire/safe-integers.ts";
+import { MEMBER_ID_BYTES } from "../wire/limits.ts";
+import type {
+  Announce,
+  AppliedRecord,
+  Change,
+  EntrySpec,
+  LockSpec,
+  MemberInstance,
+  OrderedRequest,
+  Position,
+  PutSpec,
+  RemoveSpec,
+  SnapshotChunk,
+  StateAck,
+  StateOp,
+  StateOutcome,
+  StateRequest,
+  StateResponse,
+  StoredEntry,
+  SyncComplete,
+  Term,
+  Update,
+} from "./state-types.ts";
+
+/**
+ * The boundary between the state map and the wire: its frames encoded from the map's own forms, and
+ * decoded back with every number checked. Nothing else in the map touches a bigint or a generated message.
+ *
+ * Counters a member counts on from (epochs, indexes, request ids, fencing tokens) are refused past
+ * MAX_COUNTER, member ids that are not 16 bytes are refused: a frame that breaks either decodes to
+ * undefined (counted as malformed by its receiver, and dropped).
+ */
+
+/** The frame kinds of the state map. */
+export const STATE_FRAME_KINDS = ["stateRequest", "stateResponse", "stateUpdate", "stateSnapshot", "syncComplete", "stateAck"] as const;
+
+/** A decoded state frame. */
+export type StateFrame =
+  | { readonly kind: "request"; readonly group: string; readonly request: StateRequest }
+  | { readonly kind: "response"; readonly response: StateResponse }
+  | { readonly kind: "update"; readonly group: string; readonly update: Update; readonly leaseProbe: number }
+  | { readonly kind: "announce"; readonly group: string; readonly announce: Announce }
+  | { readonly kind: "snapshot"; readonly group: string; readonly chunk: SnapshotChunk }
+  | { readonly kind: "sync"; readonly group: string; readonly sync: SyncComplete }
+  | { readonly kind: "ack"; readonly group: string; readonly ack: StateAck };
+
+class Malformed extends Error {}
+
+const OUTCOMES: Record<StateOutcome, StateResult> = {
+  OK: StateResult.OK,
+  LOCKED: StateResult.LOCKED,
+  VERSION_MISMATCH: StateResult.VERSION_MISMATCH,
+  STALE_TOKEN: StateResult.STALE_TOKEN,
+  NOT_COORDINATOR: StateResult.NOT_COORDINATOR,
+  NO_QUORUM: StateResult.NO_QUORUM,
+  NOT_FOUND: StateResult.NOT_FOUND,
+  INVALID: StateResult.INVALID,
+  TOO_LARGE: StateResult.TOO_LARGE,
+};
+const OUTCOME_OF = new Map<StateResult, StateOutcome>(Object.entries(OUTCOMES).map(([name, result]) => [result, name as StateOutcome]));
+
+// --- numbers and members ---
+
+function counter(value: bigint): number {
+  if (value > BigInt(MAX_COUNTER)) throw new Malformed("a counter past MAX_COUNTER");
+  return Number(value);
+}
+
+/** Durations and the like: the envelope's check already keeps them within 2^53 − 1. */
+function num(value: bigint): number {
+  return Number(value);
+}
+
+function peerOf(id: Uint8Array): PeerKey {
+  if (id.length !== MEMBER_ID_BYTES) throw new Malformed("a member id that is not 16 bytes");
+  return keyOf(id);
+}
+
+/** An id that may be absent (a replica that never synced names no coordinator). */
+function optionalPeerOf(id: Uint8Array): PeerKey {
+  return id.length === 0 ? "" : peerOf(id);
+}
+
+function instanceOf(ref: MemberRef | undefined): MemberInstance {
+  if (ref === undefined) throw new Malformed("a member reference is missing");
+  return { id: peerOf(ref.id), incarnation: num(ref.incarnation) };
+}
+
+function refOf(member: MemberInstance): MessageInitShape<typeof MemberRefSchema> {
+  return { id: idOf(member.id), incarnation: BigInt(member.incarnation) };
+}
+
+function optionalIdOf(peer: PeerKey): Uint8Array {
+  return peer === "" ? new Uint8Array(0) : idOf(peer);
+}
+
+// --- entries, locks, changes ---
+
+/** An entry on the wire; `ownerShown` false leaves out its owner (a put in an update: the request's requester). */
+function entryInit(entry: EntrySpec, lock?: LockSpec, ownerShown = true): MessageInitShape<typeof EntrySchema> {
+  return {
+    key: entry.key,
+    value: entry.value,
+    format: entry.format,
+    version: BigInt(entry.version),
+    owner: ownerShown ? refOf(entry.owner) : undefined,
+    removeOnExit: entry.removeOnExit,
+    ttlRemainingMs: BigInt(entry.ttlMs),
+    lock: lock === undefined ? undefined : lockInit(lock),
+  };
+}
+
+function lockInit(lock: LockSpec): MessageInitShape<typeof LockStateSchema> {
+  return { holder: refOf(lock.holder), fencingToken: BigInt(lock.token), leaseRemainingMs: BigInt(lock.leaseMs), releaseOnExit: lock.releaseOnExit };
+}
+
+/** An entry from the wire; `requester` owns it when it names no owner (a put in an update). */
+function entrySpecOf(wire: Entry, requester?: MemberInstance): EntrySpec {
+  return {
+    key: wire.key,
+    value: wire.value,
+    format: wire.format,
+    version: counter(wire.version),
+    owner: wire.owner === undefined && requester !== undefined ? requester : instanceOf(wire.owner),
+    removeOnExit: wire.removeOnExit,
+    ttlMs: num(wire.ttlRemainingMs),
+  };
+}
+
+function lockSpecOf(key: string, wire: LockState): LockSpec {
+  return { key, holder: instanceOf(wire.holder), token: counter(wire.fencingToken), leaseMs: num(wire.leaseRemainingMs), releaseOnExit: wire.releaseOnExit };
+}
+
+/** A change in an update: a put's entry names no owner when its owner is the request's requester. */
+function changeInit(change: Change, requester: MemberInstance | undefined): MessageInitShape<typeof EntryChangeSchema> {
+  switch (change.kind) {
+    case "put": {
+      const owned = requester !== undefined && change.entry.owner.id === requester.id && change.entry.owner.incarnation === requester.incarnation;
+      return { kind: change.inserted ? ChangeKind.INSERT : ChangeKind.UPDATE, entry: entryInit(change.entry, undefined, !owned) };
+    }
+    case "remove":
+      return { kind: ChangeKind.REMOVE, entry: { key: change.key }, expired: change.expired };
+    case "lock":
+      return { kind: ChangeKind.LOCK, entry: { key: change.lock.key, lock: lockInit(change.lock) } };
+    case "unlock":
+      return { kind: ChangeKind.UNLOCK, entry: { key: change.key }, expired: change.expired };
+    case "clear":
+      return { kind: ChangeKind.CLEAR };
+  }
+}
+
+function changeOf(wire: EntryChange, requester: MemberInstance | undefined): Change {
+  const entry = wire.entry;
+  switch (wire.kind) {
+    case ChangeKind.INSERT:
+    case ChangeKind.UPDATE:
+      if (entry === undefined) throw new Malformed("a put without its entry");
+      return { kind: "put", entry: entrySpecOf(entry, requester), inserted: wire.kind === ChangeKind.INSERT };
+    case ChangeKind.REMOVE:
+      if (entry === undefined) throw new Malformed("a remove without its key");
+      return { kind: "remove", key: entry.key, expired: wire.expired };
+    case ChangeKind.LOCK:
+      if (entry?.lock === undefined) throw new Malformed("a lock without its state");
+      return { kind: "lock", lock: lockSpecOf(entry.key, entry.lock) };
+    case ChangeKind.UNLOCK:
+      if (entry === undefined) throw new Malformed("an unlock without its key");
+      return { kind: "unlock", key: entry.key, expired: wire.expired };
+    case ChangeKind.CLEAR:
+      return { kind: "clear" };
+    default:
+      throw new Malformed("a change of no known kind");
+  }
+}
+
+function storedOf(spec: EntrySpec, now: number): StoredEntry {
+  return { ...spec, expiresAt: spec.ttlMs > 0 ? now + spec.ttlMs : undefined };
+}
+
+/** An entry as it stands now, with the time to live it has left. */
+export function entrySpec(entry: StoredEntry, now: number): EntrySpec {
+  return {
+    key: entry.key,
+    value: entry.value,
+    format: entry.format,
+    version: entry.version,
+    owner: entry.owner,
+    removeOnExit: entry.removeOnExit,
+    ttlMs: remaining(entry.expiresAt, now),
+  };
+}
+
+export function remaining(expiresAt: number | undefined, now: number): number {
+  return expiresAt === undefined ? 0 : Math.max(1, Math.ceil(expiresAt - now));
+}
+
+function appliedInit(record: AppliedRecord, now: number): MessageInitShape<typeof AppliedRequestSchema> {
+  return {
+    requester: refOf(record.requester),
+    requestId: BigInt(record.requestId),
+    index: BigInt(record.index),
+    previous: record.previous.map((e) => entryInit(entrySpec(e, now))),
+    fencingToken: BigInt(record.token),
+  };
+}
+
+// --- encoding ---
+
+function frame(kind: Frame["kind"] | MessageInitShape<typeof FrameSchema>["kind"]): Uint8Array {
+  return toBinary(FrameSchema, create(FrameSchema, { kind } as MessageInitShape<typeof FrameSchema>));
+}
+
+function opInit(op: StateOp): MessageInitShape<typeof StateRequestSchema>["op"] {
+  const put = (p: PutSpec) => ({
+    key: p.key,
+    value: p.value,
+    format: p.format,
+    ttlMs: BigInt(p.ttlMs),
+    removeOnExit: p.removeOnExit,
+    ifVersion: p.ifVersion === undefined ? undefined : BigInt(p.ifVersion),
+    fencingToken: BigInt(p.fencingToken),
+  });
+  const remove = (r: RemoveSpec) => ({ key: r.key, ifVersion: r.ifVersion === undefined ? undefined : BigInt(r.ifVersion), fencingToken: BigInt(r.fencingToken) });
+  switch (op.case) {
+    case "put":
+      return { case: "put", value: put(op.put) };
+    case "remove":
+      return { case: "remove", value: remove(op.remove) };
+    case "batch":
+      return { case: "batch", value: { puts: op.puts.map(put), removes: op.removes.map(remove) } };
+    case "clear":
+      return { case: "clear", value: {} };
+    case "lock":
+      return { case: "lock", value: { key: op.key, leaseMs: BigInt(op.leaseMs), waitMs: BigInt(op.waitMs), releaseOnExit: op.releaseOnExit } };
+    case "unlock":
+      return { case: "unlock", value: { key: op.key, fencingToken: BigInt(op.fencingToken) } };
+    case "renewLease":
+      return { case: "renewLease", value: { key: op.key, fencingToken: BigInt(op.fencingToken), leaseMs: BigInt(op.leaseMs) } };
+    case "cancel":
+      return { case: "cancel", value: { key: op.key, lockRequestId: BigInt(op.lockRequestId) } };
+    case "pull":
+      return { case: "pull", value: { epoch: BigInt(op.position.epoch), epochCoordinatorId: optionalIdOf(op.position.coordinator), index: BigInt(op.position.index) } };
+    case "prepare":
+      return { case: "prepare", value: { epoch: BigInt(op.epoch), view: { coordinatorId: idOf(op.view.installer), counter: BigInt(op.view.counter) } } };
+  }
+}
+
+export function encodeRequest(group: string, request: StateRequest): Uint8Array {
+  return frame({ case: "stateRequest", value: { requestId: BigInt(request.requestId), group, op: opInit(request.op) } });
+}
+
+export function encodeResponse(response: StateResponse, now: number): Uint8Array {
+  return frame({
+    case: "stateResponse",
+    value: {
+      requestId: BigInt(response.requestId),
+      result: OUTCOMES[response.outcome],
+      message: response.message,
+      epoch: BigInt(response.epoch),
+      index: BigInt(response.index),
+      previous: response.previous.map((e) => entryInit(entrySpec(e, now))),
+      fencingToken: BigInt(response.token),
+    },
+  });
+}
+
+/** An update as the coordinator multicasts it (and sends again, with no lease probe, to a member that lacks it). */
+export function encodeUpdate(group: string, update: Update, leaseProbe: number): Uint8Array {
+  const [first, ...rest] = update.requests;
+  const changes = (request: OrderedRequest | undefined) => (request?.changes ?? []).map((change) => changeInit(change, request?.requester));
+  return frame({
+    case: "stateUpdate",
+    value: {
+      epoch: BigInt(update.epoch),
+      index: BigInt(update.index),
+      group,
+      requestId: BigInt(first?.requestId ?? 0),
+      requester: first?.requester === undefined ? undefined : refOf(first.requester),
+      changes: changes(first),
+      coordinatorId: idOf(update.coordinator),
+      batch: rest.map((r) => ({ requestId: BigInt(r.requestId), requester: r.requester === undefined ? undefined : refOf(r.requester), changes: changes(r) })),
+      fencingTokenCeiling: BigInt(update.tokenCeiling),
+      leaseProbe: BigInt(leaseProbe),
+      forget: update.forget.map(refOf),
+    },
+  });
+}
+
+export function encodeAnnounce(group: string, announce: Announce): Uint8Array {
+  return frame({
+    case: "stateUpdate",
+    value: { epoch: BigInt(announce.epoch), index: BigInt(announce.index), group, coordinatorId: idOf(announce.coordinator), leaseProbe: BigInt(announce.leaseProbe), announce: true },
+  });
+}
+
+/** A snapshot chunk: `entries` with the locks on their keys, the other locks and the applied records in the last chunk. */
+export function encodeSnapshot(group: string, chunk: SnapshotChunk, lockOf: (key: string) => LockSpec | undefined, now: number): Uint8Array {
+  return frame({
+    case: "stateSnapshot",
+    value: {
+      transfer: BigInt(chunk.transfer),
+      epoch: BigInt(chunk.epoch),
+      index: BigInt(chunk.index),
+      group,
+      chunk: chunk.chunk,
+      chunkCount: chunk.chunkCount,
+      entries: chunk.entries.map((entry) => entryInit(entry, lockOf(entry.key))),
+      locks: chunk.locks.map((lock) => ({ key: lock.key, lock: lockInit(lock) })),
+      applied: chunk.applied.map((record) => appliedInit(record, now)),
+      nextFencingToken: BigInt(chunk.nextToken),
+    },
+  });
+}
+
+export function encodeSync(group: string, sync: SyncComplete): Uint8Array {
+  return frame({
+    case: "syncComplete",
+    value: {
+      epoch: BigInt(sync.epoch),
+      index: BigInt(sync.index),
+      group,
+      entryCount: BigInt(sync.entryCount),
+      agreed: sync.members.map(refOf),
+      nextFencingToken: BigInt(sync.tokenCeiling),
+      epochCoordinatorId: optionalIdOf(sync.coordinator),
+      fencingTokenCeiling: BigInt(sync.tokenCeiling),
+      snapshotTransfer: BigInt(sync.snapshotTransfer),
+      snapshotChunks: sync.snapshotChunks,
+    },
+  });
+}
+
+export function encodeAck(group: string, ack: StateAck): Uint8Array {
+  return frame({
+    case: "stateAck",
+    value: {
+      group,
+      epoch: BigInt(ack.position.epoch),
+      index: BigInt(ack.position.index),
+      view: ack.view === undefined ? undefined : create(ViewIdSchema, { coordinatorId: idOf(ack.view.installer), counter: BigInt(ack.view.counter) }),
+      nextFencingToken: BigInt(ack.tokenCeiling),
+      acceptedEpoch: BigInt(ack.accepted.epoch),
+      ready: ack.ready,
+      epochCoordinatorId: optionalIdOf(ack.position.coordinator),
+      highestSeen: BigInt(ack.highestSeen),
+      leaseProbe: BigInt(ack.leaseProbe),
+      snapshotTransfer: BigInt(ack.snapshotTransfer),
+      snapshotChunks: ack.snapshotChunks,
+      acceptedCoordinatorId: optionalIdOf(ack.accepted.coordinator),
+      agreed: ack.view === undefined ? [] : ack.accepted.members.map(refOf),
+      promisedEpoch: BigInt(ack.promised.epoch),
+      promisedCoordinatorId: optionalIdOf(ack.promised.coordinator),
+    },
+  });
+}
+
+// --- decoding ---
+
+/** Decodes a state frame; undefined when it is not one, or breaks a rule above. */
+export function decodeStateFrame(frame: Frame, now: number): StateFrame | undefined {
+  try {
+    const kind = frame.kind;
+    switch (kind.case) {
+      case "stateRequest":
+        return { kind: "request", group: kind.value.group, request: requestOf(kind.value) };
+      case "stateResponse":
+        return { kind: "response", response: responseOf(kind.value, now) };
+      case "stateUpdate":
+        return kind.value.announce
+          ? { kind: "announce", group: kind.value.group, announce: announceOf(kind.value) }
+          : { kind: "update", group: kind.value.group, update: updateOf(kind.value), leaseProbe: counter(kind.value.leaseProbe) };
+      case "stateSnapshot":
+        return { kind: "snapshot", group: kind.value.group, chunk: snapshotOf(kind.value, now) };
+      case "syncComplete":
+        return { kind: "sync", group: kind.value.group, sync: syncOf(kind.value) };
+      case "stateAck":
+        return { kind: "ack", group: kind.value.group, ack: ackOf(kind.value) };
+      default:
+        return undefined;
+    }
+  } catch (error) {
+    if (error instanceof Malformed) return undefined;
+    throw error;
+  }
+}
+
+function optionalCounter(value: bigint | undefined): number | undefined {
+  return value === undefined ? undefined : counter(value);
+}
+
+function requestOf(wire: WireRequest): StateRequest {
+  const requestId = counter(wire.requestId);
+  const op = wire.op;
+  const put = (p: { key: string; value: Uint8Array; format: number; ttlMs: bigint; removeOnExit: boolean; ifVersion?: bigint; fencingToken: bigint }): PutSpec => ({
+    key: p.key,
+    value: p.value,
+    format: p.format,
+    ttlMs: num(p.ttlMs),
+    removeOnExit: p.removeOnExit,
+    ifVersion: optionalCounter(p.ifVersion),
+    fencingToken: counter(p.fencingToken),
+  });
+  const remove = (r: { key: string; ifVersion?: bigint; fencingToken: bigint }): RemoveSpec => ({ key: r.key, ifVersion: optionalCounter(r.ifVersion), fencingToken: counter(r.fencingToken) });
+  switch (op.case) {
+    case "put":
+      return { requestId, op: { case: "put", put: put(op.value) } };
+    case "remove":
+      return { requestId, op: { case: "remove", remove: remove(op.value) } };
+    case "batch":
+      return { requestId, op: { case: "batch", puts: op.value.puts.map(put), removes: op.value.removes.map(remove) } };
+    case "clear":
+      return { requestId, op: { case: "clear" } };
+    case "lock":
+      return { requestId, op: { case: "lock", key: op.value.key, leaseMs: num(op.value.leaseMs), waitMs: num(op.value.waitMs), releaseOnExit: op.value.releaseOnExit } };
+    case "unlock":
+      return { requestId, op: { case: "unlock", key: op.value.key, fencingToken: counter(op.value.fencingToken) } };
+    case "renewLease":
+      return { requestId, op: { case: "renewLease", key: op.value.key, fencingToken: counter(op.value.fencingToken), leaseMs: num(op.value.leaseMs) } };
+    case "cancel":
+      return { requestId, op: { case: "cancel", key: op.value.key, lockRequestId: counter(op.value.lockRequestId) } };
+    case "pull":
+      return {
+        requestId,
+        op: { case: "pull", position: { epoch: counter(op.value.epoch), coordinator: optionalPeerOf(op.value.epochCoordinatorId), index: counter(op.value.index) } },
+      };
+    case "prepare": {
+      const view = op.value.view;
+      if (view === undefined) throw new Malformed("a prepare without its view");
+      return { requestId, op: { case: "prepare", epoch: counter(op.value.epoch), view: { installer: peerOf(view.coordinatorId), counter: counter(view.counter) } } };
+    }
+    default:
+      throw new Malformed("a request with no operation");
+  }
+}
+
+function responseOf(wire: WireResponse, now: number): StateResponse {
+  const outcome = OUTCOME_OF.get(wire.result);
+  if (outcome === undefined) throw new Malformed("a response with no known result");
+  return {
+    requestId: counter(wire.requestId),
+    outcome,
+    message: wire.message,
+    epoch: counter(wire.epoch),
+    index: counter(wire.index),
+    previous: wire.previous.map((e) => storedOf(entrySpecOf(e), now)),
+    token: counter(wire.fencingToken),
+  };
+}
+
+function orderedOf(requestId: bigint, requester: MemberRef | undefined, changes: readonly EntryChange[]): OrderedRequest {
+  const id = counter(requestId);
+  const by = id === 0 ? undefined : instanceOf(requester);
+  return { requestId: id, requester: by, changes: changes.map((change) => changeOf(change, by)) };
+}
+
+function updateOf(wire: WireUpdate): Update {
+  return {
+    epoch: counter(wire.epoch),
+    index: counter(wire.index),
+    coordinator: peerOf(wire.coordinatorId),
+    requests: [orderedOf(wire.requestId, wire.requester, wire.changes), ...wire.batch.map((b) => orderedOf(b.requestId, b.requester, b.changes))],
+    tokenCeiling: counter(wire.fencingTokenCeiling),
+    forget: wire.forget.map(instanceOf),
+  };
+}
+
+function announceOf(wire: WireUpdate): Announce {
+  return { epoch: counter(wire.epoch), coordinator: peerOf(wire.coordinatorId), index: counter(wire.index), leaseProbe: counter(wire.leaseProbe) };
+}
+
+function snapshotOf(wire: WireSnapshot, now: number): SnapshotChunk {
+  const locks: LockSpec[] = [];
+  const entries: EntrySpec[] = [];
+  for (const entry of wire.entries) {
+    entries.push(entrySpecOf(entry));
+    if (entry.lock !== undefined) locks.push(lockSpecOf(entry.key, entry.lock));
+  }
+  for (const record of wire.locks) if (record.lock !== undefined) locks.push(lockSpecOf(record.key, record.lock));
+  return {
+    transfer: counter(wire.transfer),
+    epoch: counter(wire.epoch),
+    index: counter(wire.index),
+    chunk: wire.chunk,
+    chunkCount: wire.chunkCount,
+    entries,
+    locks,
+    applied: wire.applied.map((record) => ({
+      requester: instanceOf(record.requester),
+      requestId: counter(record.requestId),
+      index: counter(record.index),
+      previous: record.previous.map((e) => storedOf(entrySpecOf(e), now)),
+      token: counter(record.fencingToken),
+    })),
+    nextToken: counter(wire.nextFencingToken),
+  };
+}
+
+function syncOf(wire: WireSync): SyncComplete {
+  return {
+    epoch: counter(wire.epoch),
+    coordinator: optionalPeerOf(wire.epochCoordinatorId),
+    index: counter(wire.index),
+    members: wire.agreed.map(instanceOf),
+    tokenCeiling: Math.max(counter(wire.fencingTokenCeiling), counter(wire.nextFencingToken)),
+    snapshotTransfer: counter(wire.snapshotTransfer),
+    snapshotChunks: wire.snapshotChunks,
+    entryCount: num(wire.entryCount),
+  };
+}
+
+function ackOf(wire: WireAck): StateAck {
+  const accepted: Term = { epoch: counter(wire.acceptedEpoch), coordinator: optionalPeerOf(wire.acceptedCoordinatorId), members: wire.agreed.map(instanceOf) };
+  return {
+    position: { epoch: counter(wire.epoch), coordinator: optionalPeerOf(wire.epochCoordinatorId), index: counter(wire.index) } satisfies Position,
+    view: wire.view === undefined ? undefined : { installer: peerOf(wire.view.coordinatorId), counter: counter(wire.view.counter) },
+    tokenCeiling: counter(wire.nextFencingToken),
+    accepted,
+    promised: { epoch: counter(wire.promisedEpoch), coordinator: optionalPeerOf(wire.promisedCoordinatorId) },
+    ready: wire.ready,
+    highestSeen: counter(wire.highestSeen),
+    leaseProbe: counter(wire.leaseProbe),
+    snapshotTransfer: counter(wire.snapshotTransfer),
+    snapshotChunks: wire.snapshotChunks,
+  };
+}
+
+/** A stored entry built from what a change or snapshot carried, its time to live counted from `now`. */
+export function storedEntry(spec: EntrySpec, now: number): StoredEntry {
+  return storedOf(spec, now);
+}

@@ -1,0 +1,146 @@
+import type { Replica } from "./replica.ts";
+import type { ReplicaChange, StoredEntry, StoredLock } from "./state-types.ts";
+
+/** What a key held before the first update not yet committed that touched it. */
+interface Hidden<T> {
+  readonly index: number;
+  readonly before: T | undefined;
+}
+
+/**
+ * The state this member's application sees. A replica that follows a coordinator shows every update as
+ * it applies it. The coordinator applies what it orders at once (later requests are checked against
+ * it), but shows an update — to reads and to listeners — only once it is committed: applied by every
+ * member of its term, so that any next coordinator keeps it. A deposed coordinator therefore never
+ * shows its application an update that a new one could replace.
+ *
+ * Updates not yet committed are kept with what they replaced, key by key; reads of a key they touched
+ * see what it held before the first of them.
+ */
+export class VisibleState {
+  readonly #replica: Replica;
+  readonly #entries = new Map<string, Array<Hidden<StoredEntry>>>();
+  readonly #locks = new Map<string, Array<Hidden<StoredLock>>>();
+  /** Updates applied and not yet shown, in order, with their changes for the listeners. */
+  readonly #pending: Array<{ readonly index: number; readonly changes: readonly ReplicaChange[] }> = [];
+
+  constructor(replica: Replica) {
+    this.#replica = replica;
+  }
+
+  /** Updates applied and not shown yet. */
+  get pending(): number {
+    return this.#pending.length;
+  }
+
+  /** The coordinator applied update `index` (not committed yet): hide what it changed. */
+  hide(index: number, changes: readonly ReplicaChange[]): void {
+    if (changes.length === 0) return;
+    this.#pending.push({ index, changes });
+    const seen = new Set<string>();
+    for (const change of changes) {
+      if (change.kind === "lock" || change.kind === "unlock") {
+        const key = `lock ${change.lock.key}`;
+        if (seen.has(key)) continue;
+        seen.add(key);
+        push(this.#locks, change.lock.key, { index, before: change.kind === "lock" ? change.previous : change.lock });
+      } else {
+        const entryKey = change.entry.key;
+        if (seen.has(entryKey)) continue;
+        seen.add(entryKey);
+        push(this.#entries, entryKey, { index, before: change.kind === "insert" ? undefined : change.kind === "update" ? change.previous : change.entry });
+      }
+    }
+  }
+
+  /** Shows the updates up to `index` (committed); returns their changes, in order, for the listeners. */
+  commit(index: number): ReplicaChange[] {
+    const shown: ReplicaChange[] = [];
+    while (this.#pending.length > 0 && this.#pending[0]!.index <= index) {
+      const { changes } = this.#pending.shift()!;
+      for (const change of changes) shown.push(change);
+    }
+    if (shown.length > 0) {
+      release(this.#entries, index);
+      release(this.#locks, index);
+    }
+    return shown;
+  }
+
+  /** Shows every update applied (the next term keeps this history). */
+  commitAll(): ReplicaChange[] {
+    return this.commit(Number.POSITIVE_INFINITY);
+  }
+
+  /**
+   * Puts the replica back to what was shown, dropping the updates not committed (a snapshot is about to
+   * replace the history; its differences are then counted from what the application saw).
+   */
+  revert(): void {
+    for (const [key, hidden] of this.#entries) {
+      const before = hidden[0]!.before;
+      if (before === undefined) this.#replica.entries.delete(key);
+      else this.#replica.entries.set(key, before);
+    }
+    for (const [key, hidden] of this.#locks) {
+      const before = hidden[0]!.before;
+      if (before === undefined) this.#replica.locks.delete(key);
+      else this.#replica.locks.set(key, before);
+    }
+    this.#entries.clear();
+    this.#locks.clear();
+    this.#pending.length = 0;
+  }
+
+  // --- reads ---
+
+  getEntry(key: string): StoredEntry | undefined {
+    const hidden = this.#entries.get(key);
+    return hidden === undefined ? this.#replica.entries.get(key) : hidden[0]!.before;
+  }
+
+  getLock(key: string): StoredLock | undefined {
+    const hidden = this.#locks.get(key);
+    return hidden === undefined ? this.#replica.locks.get(key) : hidden[0]!.before;
+  }
+
+  get size(): number {
+    let size = this.#replica.entries.size;
+    for (const [key, hidden] of this.#entries) size += (hidden[0]!.before === undefined ? 0 : 1) - (this.#replica.entries.has(key) ? 1 : 0);
+    return size;
+  }
+
+  *entries(): IterableIterator<StoredEntry> {
+    for (const [key, entry] of this.#replica.entries) {
+      const hidden = this.#entries.get(key);
+      if (hidden === undefined) yield entry;
+      else if (hidden[0]!.before !== undefined) yield hidden[0]!.before;
+    }
+    for (const [key, hidden] of this.#entries) if (!this.#replica.entries.has(key) && hidden[0]!.before !== undefined) yield hidden[0]!.before;
+  }
+
+  *locks(): IterableIterator<StoredLock> {
+    for (const [key, lock] of this.#replica.locks) {
+      const hidden = this.#locks.get(key);
+      if (hidden === undefined) yield lock;
+      else if (hidden[0]!.before !== undefined) yield hidden[0]!.before;
+    }
+    for (const [key, hidden] of this.#locks) if (!this.#replica.locks.has(key) && hidden[0]!.before !== undefined) yield hidden[0]!.before;
+  }
+}
+
+function push<T>(map: Map<string, Array<Hidden<T>>>, key: string, hidden: Hidden<T>): void {
+  const list = map.get(key);
+  if (list === undefined) map.set(key, [hidden]);
+  else list.push(hidden);
+}
+
+/** Forgets what updates up to `index` hid: a key none of the later ones touched shows the replica's value again. */
+function release<T>(map: Map<string, Array<Hidden<T>>>, index: number): void {
+  for (const [key, list] of map) {
+    let drop = 0;
+    while (drop < list.length && list[drop]!.index <= index) drop++;
+    if (drop === list.length) map.delete(key);
+    else if (drop > 0) list.splice(0, drop);
+  }
+}
