@@ -1464,6 +1464,13 @@ const STATE_MAP: AreaTable = {
         result: "valid",
       },
       {
+        name: "state-map/request/prepare",
+        comment: "A coordinator about to start term 6 in view (B, 4) asks a member to promise it and say where it stands.",
+        flags: [],
+        init: stateRequest(0n, { case: "prepare", value: { epoch: 6n, view: VIEW_ID } }),
+        result: "valid",
+      },
+      {
         name: "state-map/request/request-id-max",
         comment: "Request id at the largest number an envelope carries (2^53 − 1), with no op: the coordinator answers INVALID, the wire accepts it.",
         flags: ["EdgeValue"],
@@ -1486,6 +1493,7 @@ const STATE_MAP: AreaTable = {
           [StateResult.NO_QUORUM, "no-quorum", "2 of 5 members reachable"],
           [StateResult.NOT_FOUND, "not-found", ""],
           [StateResult.INVALID, "invalid", "request has no operation"],
+          [StateResult.TOO_LARGE, "too-large", "the update would take 70000 bytes, more than one datagram carries"],
         ] as const
       ).map(
         ([result, slug, message]): Case<typeof EnvelopeSchema> => ({
@@ -1532,6 +1540,32 @@ const STATE_MAP: AreaTable = {
             ],
           },
         }),
+        result: "valid",
+      },
+      {
+        name: "state-map/update/batched-requests",
+        comment: "Two requests ordered in one step of the map's order: the first's changes in the update, the second's in `batch`.",
+        flags: [],
+        init: env({
+          case: "stateUpdate",
+          value: {
+            epoch: 5n,
+            index: 46n,
+            group: "orders",
+            requestId: 1010n,
+            requester: REF_A,
+            changes: [{ kind: ChangeKind.INSERT, entry: { key: "x", value: utf8("1"), version: 1n, owner: REF_A } }],
+            coordinatorId: ID_B,
+            batch: [{ requestId: 2001n, requester: REF_B, changes: [{ kind: ChangeKind.UPDATE, entry: { key: "y", value: utf8("2"), version: 3n, owner: REF_B } }] }],
+          },
+        }),
+        result: "valid",
+      },
+      {
+        name: "state-map/update/clear",
+        comment: "A clear(): one change without an entry removes every entry, whatever the map's size.",
+        flags: [],
+        init: env({ case: "stateUpdate", value: { epoch: 5n, index: 47n, group: "orders", requestId: 1011n, requester: REF_A, changes: [{ kind: ChangeKind.CLEAR }] } }),
         result: "valid",
       },
       {
