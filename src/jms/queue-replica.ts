@@ -47,6 +47,8 @@ const CONSUMER_PREFIX = "$jms/c/";
 export const ORIGINAL_DESTINATION_PROPERTY = "JMS_OriginalDestination";
 /** Most entries in one coalesced write (the rest go in the next). */
 const MAX_BATCH_ENTRIES = 1024;
+/** How often a coordinator whose term has not begun everywhere looks whether it serves yet. */
+const ROLE_RECHECK_MS = 10;
 const PRIORITIES = 10;
 
 /** A queue message as a consumer holds it. */
@@ -122,6 +124,8 @@ export class QueueReplica {
   #roundRobin = new Map<string, number>();
   #dispatchQueued = false;
   #wakeTimer: TimerHandle | undefined;
+  /** While this member coordinates the view but its term has not begun everywhere: when to look again. */
+  #roleTimer: TimerHandle | undefined;
   #wakeAt = Number.POSITIVE_INFINITY;
   #closed = false;
 
@@ -147,6 +151,7 @@ export class QueueReplica {
     this.#offChange?.();
     this.#offReady?.();
     this.#wakeTimer?.cancel();
+    this.#roleTimer?.cancel();
     this.#dispatching = false;
     const closed = new BlazeError("CLOSED", "the connection factory closed");
     for (const batch of [this.#enqueues, this.#acks, this.#releases]) for (const waiter of batch?.settle ?? []) waiter.reject(closed);
@@ -372,6 +377,13 @@ export class QueueReplica {
 
   #checkRole(): void {
     const master = !this.#closed && this.#channel.isMaster();
+    this.#roleTimer?.cancel();
+    this.#roleTimer = undefined;
+    // The view's coordinator serves once every member took up its term (after the map's "ready"), and
+    // nothing else tells the dispatcher: it looks again shortly.
+    if (!master && !this.#closed && this.#channel.getMaster()?.id === this.#channel.id) {
+      this.#roleTimer = this.#clock.setTimer(ROLE_RECHECK_MS, () => this.#checkRole());
+    }
     if (master === this.#dispatching) return;
     this.#dispatching = master;
     this.#lanes.clear();
