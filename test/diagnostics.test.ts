@@ -181,7 +181,10 @@ describe("diagnostics", () => {
   it("cuts a report too large for one datagram short, and says so", async () => {
     const net = new SimulatedNetwork({ seed: 14 });
     const [a, b] = (await cluster(net, 2, () => ({ maxDatagramBytes: 1_024 }))) as [ClusterChannel, ClusterChannel];
-    await settle(net, a.map.putAll(Array.from({ length: 200 }, (_, i) => [`key-${i}`, new BlazeMessage(`value number ${i}`)] as const)));
+    // One batch travels in one datagram (1 KiB here): the entries go in batches of 10.
+    for (let at = 0; at < 200; at += 10) {
+      await settle(net, a.map.putAll(Array.from({ length: 10 }, (_, i) => [`key-${at + i}`, new BlazeMessage(`value number ${at + i}`)] as const)));
+    }
     const result = await settle(net, probeCluster({ cluster: "probed", transport: net.transportFactory("probe"), clock: net.clock, random: net.random.fork("p"), includeEntries: true }));
     for (const report of result.members) {
       expect(report.truncated).toBe(true);

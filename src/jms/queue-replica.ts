@@ -1,7 +1,7 @@
 import { DestinationKind } from "../../gen/activeblaze/v1/messaging_pb.ts";
 import type { ClusterChannel } from "../cluster/cluster-channel.ts";
 import type { MapChange } from "../cluster/replicated-map.ts";
-import { BlazeError } from "../errors.ts";
+import { BlazeError, isTimeoutError } from "../errors.ts";
 import type { Clock, TimerHandle } from "../transport/clock.ts";
 import type { Incoming, JMSConsumer } from "./consumer.ts";
 import { wireLookup } from "./message.ts";
@@ -47,6 +47,8 @@ const CONSUMER_PREFIX = "$jms/c/";
 export const ORIGINAL_DESTINATION_PROPERTY = "JMS_OriginalDestination";
 /** Most entries in one coalesced write (the rest go in the next). */
 const MAX_BATCH_ENTRIES = 1024;
+/** How often an in-doubt commit looks whether its first write reached the local replica. */
+const DOUBT_POLL_MS = 5;
 /** How often a coordinator whose term has not begun everywhere looks whether it serves yet. */
 const ROLE_RECHECK_MS = 10;
 const PRIORITIES = 10;
@@ -191,14 +193,14 @@ export class QueueReplica {
       removes.push(messageKey(ack.queue, ack.id), assignmentKey(ack.queue, ack.id));
       ifVersions.set(assignmentKey(ack.queue, ack.id), ack.version);
     }
+    const puts = messages.map((message) => [messageKey(message.headers.destination.name, message.headers.messageId), encodeMessage(message)] as const);
     try {
-      await this.#channel.map.putAll(
-        messages.map((message) => [messageKey(message.headers.destination.name, message.headers.messageId), encodeMessage(message)] as const),
-        { remove: removes, ifVersions, timeoutMs: this.#options.sendTimeoutMs },
-      );
+      await this.#channel.map.putAll(puts, { remove: removes, ifVersions, timeoutMs: this.#options.sendTimeoutMs });
     } catch (error) {
-      const why = error instanceof BlazeError && error.code === "VERSION_MISMATCH" ? "a message it consumed was given to another consumer meanwhile" : (error as Error).message;
-      throw new BlazeError("TRANSACTION_ROLLED_BACK", `the transaction was rolled back: ${why}`, { cause: error });
+      if (!isTimeoutError(error) || !(await this.#committedAfterAll(puts, removes, ifVersions))) {
+        const why = error instanceof BlazeError && error.code === "VERSION_MISMATCH" ? "a message it consumed was given to another consumer meanwhile" : (error as Error).message;
+        throw new BlazeError("TRANSACTION_ROLLED_BACK", `the transaction was rolled back: ${why}`, { cause: error });
+      }
     }
     this.stats.enqueued += messages.length;
     this.stats.acknowledged += acks.length;
@@ -597,6 +599,38 @@ export class QueueReplica {
       void this.#flush(batch);
     });
     return batch;
+  }
+
+  /**
+   * A commit whose write timed out is in doubt: the coordinator may still have ordered it (a write is
+   * answered once every member holds it, and a coordinator's crash can hold the answer back). The same
+   * write is sent again on the same conditions, which makes it once-only: the acknowledged messages'
+   * assignments at the versions this consumer holds, the sent messages' keys absent. If it applies now,
+   * the first never will; if it is refused, the first applied exactly when the acknowledged messages
+   * are gone from the map (no one else removes a message and its assignment together) — or, for a
+   * transaction of sends alone, when its messages are there. True when the transaction took effect.
+   */
+  async #committedAfterAll(
+    puts: ReadonlyArray<readonly [string, Uint8Array]>,
+    removes: readonly string[],
+    ifVersions: ReadonlyMap<string, number>,
+  ): Promise<boolean> {
+    const conditions = new Map(ifVersions);
+    for (const [key] of puts) conditions.set(key, 0);
+    const map = this.#channel.map;
+    try {
+      await map.putAll(puts, { remove: removes, ifVersions: conditions, timeoutMs: this.#options.sendTimeoutMs });
+      return true;
+    } catch (error) {
+      if (!(error instanceof BlazeError) || error.code !== "VERSION_MISMATCH") return false;
+    }
+    // Refused: the first write's effect, if it applied, reaches the local replica shortly.
+    const applied = () => (removes.length > 0 ? removes.every((key) => !map.has(key)) : puts.every(([key]) => map.has(key)));
+    const deadline = this.#clock.now() + this.#options.sendTimeoutMs;
+    while (!applied() && this.#clock.now() < deadline && !this.#closed) {
+      await new Promise<void>((resolve) => this.#clock.setTimer(DOUBT_POLL_MS, resolve));
+    }
+    return applied();
   }
 
   async #flush(batch: WriteBatch): Promise<void> {
