@@ -289,7 +289,7 @@ type CallMeta = { readonly request: true } | { readonly turn: string };
  * which orders them, and resolve once applied on every member of the view. Entries have an owner (the
  * last writer), an optional time to live and `removeOnExit`; keys can be write-locked with leases.
  *
- * The calls waiting for an answer are one table ({@link PendingCalls}: timeout, abort, clean-up); a
+ * The calls waiting for an answer are one table (`PendingCalls`: timeout, abort, clean-up); a
  * call given up on is abandoned at the engine (a lock request is withdrawn). Locks of this member queue
  * here first: a key is requested from the coordinator by one lock() at a time, the others wait behind it
  * in order, and get it after its release.

@@ -807,7 +807,7 @@ export class GroupChannel extends Channel {
 
   readonly #groupTopics = new Set<string>();
 
-  /** Hands frames of `kinds` to `handler` (for a level built on this one); returns the function that stops it. */
+  /** @internal Hands frames of `kinds` to `handler` (for a level built on this one); returns the function that stops it. */
   protected routeFrames(kinds: ReadonlyArray<NonNullable<Frame["kind"]["case"]>>, handler: (peer: Peer, frame: Frame) => void): () => void {
     for (const kind of kinds) this.#routes.set(kind, handler);
     return () => {
