@@ -195,6 +195,7 @@ describe("blaze probe", () => {
   const cluster = `probe-${process.pid}-${Date.now().toString(36)}`;
   const network = { type: "multicast" as const, group: `239.255.${1 + (process.pid % 250)}.${1 + (Date.now() % 250)}`, port: 20_000 + (process.pid % 20_000) };
   const members: ClusterChannel[] = [];
+  let printerToken = 0;
 
   beforeAll(async () => {
     for (const name of ["alpha", "bravo", "charlie"]) {
@@ -204,7 +205,8 @@ describe("blaze probe", () => {
     }
     await Promise.all(members.map((member) => member.join({ timeoutMs: 10_000 })));
     await members[0]!.map.put("color", new BlazeMessage("blue"));
-    await members[2]!.map.lock("printer");
+    // Fencing tokens are unique, not numbered from 1: a term starts above every ceiling reported.
+    printerToken = (await members[2]!.map.lock("printer")).fencingToken;
   }, 30_000);
   afterAll(async () => {
     await Promise.all(members.map((member) => member.shutDown()));
@@ -218,7 +220,7 @@ describe("blaze probe", () => {
     expect(stdout).toContain(`cluster "${cluster}": 3 member(s) answered`);
     for (const member of members) expect(stdout).toMatch(new RegExp(`\\n${member.name}\\s+${member.id.slice(0, 8)}\\s+127\\.0\\.0\\.1:${member.localAddress.port}\\s+node \\S+\\s+nack\\s+\\S+\\s+g \\(v\\d+, 3 members, bravo\\)`));
     expect(stdout).toContain(`replicated map of group "g": master bravo`);
-    expect(stdout).toContain(`lock "printer": held by charlie, fencing token 1`);
+    expect(stdout).toContain(`lock "printer": held by charlie, fencing token ${printerToken}`);
     expect(stdout).toContain(`color = BlazeMessage { text: "blue" } (version 1`);
     expect(stdout).toMatch(/recent events:\n/);
   });
