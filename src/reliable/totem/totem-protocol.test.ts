@@ -7,12 +7,13 @@ import { SeededRandom } from "../../transport/seeded-random.ts";
 import { SimulatedNetwork } from "../../transport/simulated-network.ts";
 import { VirtualClock } from "../../transport/virtual-clock.ts";
 import { type DataFields, emptyDataFields } from "../../wire/frames.ts";
+import { MAX_COUNTER } from "../../wire/safe-integers.ts";
 import { DrivenProtocol } from "../../../test/support/driven-protocol.ts";
 import { keyOf } from "../member-key.ts";
 import type { OutgoingData, PeerKey, ProtocolHost } from "../protocol.ts";
 import { totemOptionsSchema } from "./options.ts";
 import { RingStore } from "./ring-store.ts";
-import { type Commit, decodeToken, encodeCommit, encodeJoin, encodeRelay, encodeToken, type Token, TotemPhase } from "./totem-frames.ts";
+import { type Commit, decodeCommit, decodeToken, encodeCommit, encodeJoin, encodeRelay, encodeToken, type Token, TotemPhase } from "./totem-frames.ts";
 import { TotemProtocol, type TotemStats } from "./totem-protocol.ts";
 
 const A = keyOf(new Uint8Array(16).fill(0xa1));
@@ -336,6 +337,21 @@ describe("TotemProtocol under made-up frames", () => {
     expect(stats().foreign).toBe(foreign + 1);
     rotate(2);
     expect(delivered).toEqual([]);
+    protocol.close();
+  });
+
+  it("counts rings on from no number past MAX_COUNTER a join names", () => {
+    const { clock, sent, protocol, stats } = harness();
+    protocol.onPeerUp(B, 1);
+    const join = (highestRingSeq: number) => fromBinary(FrameSchema, encodeJoin({ ring: undefined, members: [A, B], failed: [], highestRingSeq, announce: false }, new Map()));
+    // Taken, the next ring would be numbered 2^53, past what a member reads: no commit token of it,
+    // nor of any ring after it, would be taken.
+    const malformed = stats().malformed;
+    protocol.onControl(B, 1, join(Number.MAX_SAFE_INTEGER));
+    expect(stats().malformed).toBe(malformed + 1);
+    protocol.onControl(B, 1, join(MAX_COUNTER));
+    clock.runFor(50);
+    expect(decodeCommit(lastSent(sent, B, "totemCommit"))?.ring.seq).toBe(MAX_COUNTER + 1);
     protocol.close();
   });
 
