@@ -15,6 +15,7 @@ import {
 import { validateData } from "../../wire/codec.ts";
 import { type DataFields, toData, toDataFields } from "../../wire/frames.ts";
 import { MEMBER_ID_BYTES } from "../../wire/limits.ts";
+import { MAX_COUNTER } from "../../wire/safe-integers.ts";
 import { idOf, keyOf } from "../member-key.ts";
 import type { PeerKey } from "../protocol.ts";
 import type { RingId } from "./ring-store.ts";
@@ -22,8 +23,9 @@ import type { RingId } from "./ring-store.ts";
 /**
  * The Totem frames in working form (numbers and member keys instead of bigints and bytes), with their
  * encoders and checked decoders. A decoder returns undefined for a frame that cannot be right (a
- * malformed id, a number past 2^53, a backwards range): the protocol drops and counts it. Tokens pass
- * once per member per rotation, so these go through the generated code.
+ * malformed id, a number past 2^53, a count to go on from past `MAX_COUNTER`, a backwards range): the
+ * protocol drops and counts it. Tokens pass once per member per rotation, so these go through the
+ * generated code.
  */
 
 export { TotemPhase };
@@ -95,6 +97,15 @@ function safe(value: bigint): number | undefined {
   return value <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(value) : undefined;
 }
 
+/**
+ * A number members count on from (the next ring is numbered above the highest heard of; a token's
+ * visits); undefined past `MAX_COUNTER`. Counted on from 2^53 − 1, the next ring's number would be past
+ * what any member reads: no commit token of it, nor of any ring after it, would be taken.
+ */
+function counter(value: bigint): number | undefined {
+  return value <= BigInt(MAX_COUNTER) ? Number(value) : undefined;
+}
+
 function memberKey(id: Uint8Array): PeerKey | undefined {
   return id.length === MEMBER_ID_BYTES ? keyOf(id) : undefined;
 }
@@ -131,7 +142,7 @@ export function decodeToken(frame: Frame, local: PeerKey): Token | undefined {
   if (frame.kind.case !== "totemToken") return undefined;
   const wire = frame.kind.value;
   const ring = ringOf(wire.ring);
-  const tokenSeq = safe(wire.tokenSeq);
+  const tokenSeq = counter(wire.tokenSeq);
   const seq = safe(wire.seq);
   const aru = safe(wire.aru);
   if (ring === undefined || tokenSeq === undefined || seq === undefined || aru === undefined || aru > seq) return undefined;
@@ -182,7 +193,7 @@ export function encodeJoin(join: Join, incarnations: ReadonlyMap<PeerKey, number
 export function decodeJoin(frame: Frame): Join | undefined {
   if (frame.kind.case !== "totemJoin") return undefined;
   const wire = frame.kind.value;
-  const highestRingSeq = safe(wire.highestRingSeq);
+  const highestRingSeq = counter(wire.highestRingSeq);
   const ring = wire.ring === undefined ? undefined : ringOf(wire.ring);
   if (highestRingSeq === undefined || (wire.ring !== undefined && ring === undefined)) return undefined;
   if (wire.procSet.length > MAX_RING_MEMBERS || wire.failSet.length > MAX_RING_MEMBERS) return undefined;

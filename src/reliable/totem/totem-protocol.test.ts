@@ -7,16 +7,19 @@ import { SeededRandom } from "../../transport/seeded-random.ts";
 import { SimulatedNetwork } from "../../transport/simulated-network.ts";
 import { VirtualClock } from "../../transport/virtual-clock.ts";
 import { type DataFields, emptyDataFields } from "../../wire/frames.ts";
+import { MAX_COUNTER } from "../../wire/safe-integers.ts";
 import { DrivenProtocol } from "../../../test/support/driven-protocol.ts";
 import { keyOf } from "../member-key.ts";
 import type { OutgoingData, PeerKey, ProtocolHost } from "../protocol.ts";
 import { totemOptionsSchema } from "./options.ts";
 import { RingStore } from "./ring-store.ts";
-import { encodeCommit, encodeJoin, encodeRelay, encodeToken, TotemPhase } from "./totem-frames.ts";
+import { type Commit, decodeCommit, decodeToken, encodeCommit, encodeJoin, encodeRelay, encodeToken, type Token, TotemPhase } from "./totem-frames.ts";
 import { TotemProtocol, type TotemStats } from "./totem-protocol.ts";
 
 const A = keyOf(new Uint8Array(16).fill(0xa1));
 const B = keyOf(new Uint8Array(16).fill(0xb2));
+/** A peer of the channel (it answered its admission challenge) that is on no ring of A's. */
+const C = keyOf(new Uint8Array(16).fill(0xc3));
 
 function message(seq: number): DataFields {
   return { ...emptyDataFields(), seq, addressing: 1, destination: "t", payload: new Uint8Array([seq & 0xff]) };
@@ -265,6 +268,106 @@ describe("TotemProtocol alone", () => {
     expect(stats().duplicates).toBe(0);
     protocol.onData(B, 1, data);
     expect(stats().duplicates).toBe(1);
+    protocol.close();
+  });
+});
+
+describe("TotemProtocol under made-up frames", () => {
+  const RING = { representative: A, seq: 50 };
+  const state = (member: PeerKey, incarnation: number, received = true) => ({ member, incarnation, oldRing: undefined, oldAru: 0, highDelivered: 0, highReceived: 0, received });
+  const commitFrame = (commit: Commit) => fromBinary(FrameSchema, encodeCommit(commit));
+  /** The last frame of kind `kind` unicast to `peer`. */
+  const lastSent = (sent: ReturnType<typeof harness>["sent"], peer: PeerKey, kind: Frame["kind"]["case"]): Frame => {
+    const frames = sent.flatMap((s) => (s.to === peer && "kind" in s.frame && s.frame.kind.case === kind ? [s.frame] : []));
+    return frames[frames.length - 1]!;
+  };
+
+  /** A on a running ring {A, B}; B is played by the test: it passes back each token A passes it. */
+  function ringOfTwo() {
+    const h = harness();
+    h.protocol.onPeerUp(B, 1);
+    h.clock.runFor(100);
+    // The commit token's rotations, from B (the member before A): the ring recovers, then its token starts.
+    h.protocol.onControl(B, 1, commitFrame({ ring: RING, members: [state(A, 7, false), state(B, 1)] }));
+    h.protocol.onControl(B, 1, commitFrame({ ring: RING, members: [state(A, 7), state(B, 1)] }));
+    h.protocol.onControl(B, 1, commitFrame({ ring: RING, members: [state(A, 7), state(B, 1)] }));
+    const lastToB = (): Token => decodeToken(lastSent(h.sent, B, "totemToken"), B)!;
+    /** B passes the token back (it received everything A sent), `rotations` times. */
+    const rotate = (rotations: number) => {
+      for (let i = 0; i < rotations; i++) {
+        h.clock.runFor(10);
+        const token = lastToB();
+        h.protocol.onControl(B, 1, fromBinary(FrameSchema, encodeToken({ ...token, tokenSeq: token.tokenSeq + 1 }, A)));
+      }
+      h.clock.runFor(10);
+    };
+    rotate(4);
+    expect(h.stats().ring.state).toBe("operational");
+    return { ...h, rotate, lastToB };
+  }
+
+  it("takes the token only from the member before it on the ring", () => {
+    const { delivered, protocol, rotate, lastToB, stats } = ringOfTwo();
+    protocol.send(outgoing(new Uint8Array([1])));
+    rotate(2);
+    expect(delivered.map((d) => [...d.data.payload])).toEqual([[1]]);
+    // An old token of the ring, with a tokenSeq above the real one's, from a peer that is not on the
+    // ring: taken, it would run in the real token's place and A's next messages would be stamped with
+    // numbers already used.
+    const forged: Token = { ring: RING, tokenSeq: 2 ** 32, seq: 0, aru: 0, aruId: "", retransmit: [], fcc: 0, backlog: 0, recoveryPending: false, phase: TotemPhase.OPERATIONAL };
+    const before = { foreign: stats().foreign, tokenSeq: lastToB().tokenSeq };
+    protocol.onControl(C, 1, fromBinary(FrameSchema, encodeToken(forged, A)));
+    // Nor from B as another incarnation than the one on the ring.
+    protocol.onControl(B, 2, fromBinary(FrameSchema, encodeToken(forged, A)));
+    expect(stats().foreign).toBe(before.foreign + 2);
+    expect(lastToB().tokenSeq).toBe(before.tokenSeq);
+    protocol.send(outgoing(new Uint8Array([2])));
+    rotate(3);
+    expect(delivered.map((d) => [...d.data.payload])).toEqual([[1], [2]]);
+    expect(stats().ring.state).toBe("operational");
+    protocol.close();
+  });
+
+  it("takes a retransmission only from a member of the ring", () => {
+    const { delivered, protocol, rotate, stats } = ringOfTwo();
+    // A message of B's numbered 1 before B sent one: taken, it would take the place of B's real one.
+    const data = { ...message(1), globalSeq: 1, ringSeq: RING.seq };
+    const foreign = stats().foreign;
+    protocol.onControl(C, 1, fromBinary(FrameSchema, encodeRelay({ origin: B, originIncarnation: 1, ring: RING, data, carrierRing: undefined, carrierSeq: 0 })));
+    expect(stats().foreign).toBe(foreign + 1);
+    rotate(2);
+    expect(delivered).toEqual([]);
+    protocol.close();
+  });
+
+  it("counts rings on from no number past MAX_COUNTER a join names", () => {
+    const { clock, sent, protocol, stats } = harness();
+    protocol.onPeerUp(B, 1);
+    const join = (highestRingSeq: number) => fromBinary(FrameSchema, encodeJoin({ ring: undefined, members: [A, B], failed: [], highestRingSeq, announce: false }, new Map()));
+    // Taken, the next ring would be numbered 2^53, past what a member reads: no commit token of it,
+    // nor of any ring after it, would be taken.
+    const malformed = stats().malformed;
+    protocol.onControl(B, 1, join(Number.MAX_SAFE_INTEGER));
+    expect(stats().malformed).toBe(malformed + 1);
+    protocol.onControl(B, 1, join(MAX_COUNTER));
+    clock.runFor(50);
+    expect(decodeCommit(lastSent(sent, B, "totemCommit"))?.ring.seq).toBe(MAX_COUNTER + 1);
+    protocol.close();
+  });
+
+  it("takes a commit token only from the member before it on the ring it proposes", () => {
+    const { clock, protocol, stats } = harness();
+    protocol.onPeerUp(B, 1);
+    clock.runFor(100);
+    // A commit token for the very ring A gathers for ({A, B}) from a peer not on it: taken, A would
+    // wait in a ring that never forms, silent, while the others leave it out of theirs.
+    const foreign = stats().foreign;
+    protocol.onControl(C, 1, commitFrame({ ring: RING, members: [state(A, 7, false), state(B, 1)] }));
+    protocol.onControl(B, 2, commitFrame({ ring: RING, members: [state(A, 7, false), state(B, 1)] }));
+    expect(stats().foreign).toBe(foreign + 2);
+    expect(stats().ring.state).toBe("gather");
+    protocol.onControl(B, 1, commitFrame({ ring: RING, members: [state(A, 7, false), state(B, 1)] }));
+    expect(stats().ring.state).toBe("commit");
     protocol.close();
   });
 });

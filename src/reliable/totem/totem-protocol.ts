@@ -39,7 +39,7 @@ export interface TotemStats extends ProtocolStats {
   staleTokens: number;
   /** Totem frames dropped as malformed. */
   malformed: number;
-  /** Messages and tokens of a ring this member is not in. */
+  /** Messages and tokens of a ring this member is not in, and tokens, commit tokens and retransmissions from a member not in a place to send them. */
   foreign: number;
   /** Messages of old rings carried to the other members during recovery. */
   carried: number;
@@ -205,7 +205,7 @@ export class TotemProtocol implements ReliabilityProtocol, TimedUnit {
       case "totemToken": {
         const token = decodeToken(frame, this.#local);
         if (token === undefined) this.#stats.malformed++;
-        else this.#receiveToken(peer, token, now);
+        else this.#receiveToken(peer, incarnation, token, now);
         return;
       }
       case "totemJoin": {
@@ -217,7 +217,7 @@ export class TotemProtocol implements ReliabilityProtocol, TimedUnit {
       case "totemCommit": {
         const commit = decodeCommit(frame);
         if (commit === undefined) this.#stats.malformed++;
-        else this.#onCommit(commit, now);
+        else this.#onCommit(peer, incarnation, commit, now);
         return;
       }
       case "totemRelay": {
@@ -261,7 +261,7 @@ export class TotemProtocol implements ReliabilityProtocol, TimedUnit {
       const token = this.#selfPass!;
       this.#selfPass = undefined;
       this.#selfPassDue = NEVER;
-      this.#receiveToken(this.#local, token, now);
+      this.#receiveToken(this.#local, this.#incarnation, token, now);
     }
     if (this.#holdDue <= now) {
       const token = this.#held!;
@@ -329,7 +329,7 @@ export class TotemProtocol implements ReliabilityProtocol, TimedUnit {
     this.#lossDue = now + this.#options.tokenTimeoutMs;
   }
 
-  #onCommit(commit: Commit, now: number): void {
+  #onCommit(from: PeerKey, incarnation: number, commit: Commit, now: number): void {
     const index = commit.members.findIndex((m) => m.member === this.#local);
     if (index < 0) {
       this.#stats.foreign++;
@@ -338,6 +338,14 @@ export class TotemProtocol implements ReliabilityProtocol, TimedUnit {
     const mine = commit.members[index]!;
     if (mine.incarnation !== this.#incarnation) {
       // Formed for an earlier incarnation of this member (a commit token that outlived its crash).
+      this.#stats.foreign++;
+      return;
+    }
+    // A commit token goes round the ring it proposes: only the member before this one passes it here.
+    // Taken from anyone else, a made-up one would hold this member in a ring that never forms, silent
+    // while the others leave it out of theirs.
+    const previous = commit.members[(index + commit.members.length - 1) % commit.members.length]!;
+    if (previous.member !== from || previous.incarnation !== incarnation) {
       this.#stats.foreign++;
       return;
     }
@@ -391,7 +399,7 @@ export class TotemProtocol implements ReliabilityProtocol, TimedUnit {
       recoveryPending: true,
       phase: TotemPhase.UNSPECIFIED,
     };
-    this.#receiveToken(this.#local, token, now);
+    this.#receiveToken(this.#local, this.#incarnation, token, now);
   }
 
   /** Delivers the old ring's remaining messages (the same at every member coming from it) and runs the new one. */
@@ -422,11 +430,19 @@ export class TotemProtocol implements ReliabilityProtocol, TimedUnit {
 
   // ---- the token -------------------------------------------------------------------------------------
 
-  #receiveToken(from: PeerKey, token: Token, now: number): void {
+  /** The token, from `from` (incarnation `incarnation`): the member before this one on the ring, or this member itself. */
+  #receiveToken(from: PeerKey, incarnation: number, token: Token, now: number): void {
     const ring = this.#rings.current;
     if (ring === undefined || (this.#state !== "recovery" && this.#state !== "operational") || !sameRing(token.ring, ring.id)) {
       this.#stats.staleTokens++;
       if (this.#state === "operational" && !ring!.has(from)) this.#onForeign(from, token.ring.seq, now);
+      return;
+    }
+    // Only the member before this one passes it the token. Taken from anyone else, a made-up token
+    // (an old one with a higher tokenSeq) would run in the real one's place: the real one dropped as
+    // stale, new messages stamped with numbers already used and dropped everywhere as duplicates.
+    if (from !== this.#local && (ring.successor(from) !== this.#local || !ring.hasIncarnation(from, incarnation))) {
+      this.#stats.foreign++;
       return;
     }
     if (token.tokenSeq <= this.#lastTokenSeq) {
@@ -613,10 +629,12 @@ export class TotemProtocol implements ReliabilityProtocol, TimedUnit {
   #onRelay(peer: PeerKey, incarnation: number, relay: Relay, frame: Frame): void {
     const { installed, current } = this.#rings;
     if (relay.carrierRing === undefined) {
-      // A retransmission.
+      // A retransmission, by a member of the ring (a holder of the token): from anyone else it could
+      // take the place of a message yet to come.
       if (
         current === undefined ||
         !sameRing(current.id, relay.ring) ||
+        !current.hasIncarnation(peer, incarnation) ||
         !current.hasIncarnation(relay.origin, relay.originIncarnation) ||
         (current === installed && this.#frozen)
       ) {
