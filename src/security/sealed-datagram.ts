@@ -2,7 +2,7 @@ import { fromBinary } from "@bufbuild/protobuf";
 import { type Envelope, EnvelopeSchema } from "../../gen/activeblaze/v1/envelope_pb.ts";
 import { SealMode as WireSealMode } from "../../gen/activeblaze/v1/security_pb.ts";
 import { type EnvelopeContext, type Refusal, validateHeader } from "../wire/codec.ts";
-import { encodeEnvelopeHeader } from "../wire/frames.ts";
+import { encodeEnvelopeHeader, sameBytes } from "../wire/frames.ts";
 import { MAX_DATAGRAM_BYTES, MEMBER_ID_BYTES, PROTOCOL_VERSION } from "../wire/limits.ts";
 import { ByteCursor, varintSize, writeVarint } from "../wire/varint.ts";
 import { web } from "../web.ts";
@@ -307,9 +307,3 @@ export function signerMatches(signerKey: Uint8Array, senderId: Uint8Array): bool
 
 const NO_BYTES = new Uint8Array(0);
 export const encodeUtf8 = (text: string): Uint8Array => new web.TextEncoder().encode(text);
-
-function sameBytes(bytes: Uint8Array, start: number, end: number, expected: Uint8Array): boolean {
-  if (end - start !== expected.length) return false;
-  for (let i = 0; i < expected.length; i++) if (bytes[start + i] !== expected[i]) return false;
-  return true;
-}

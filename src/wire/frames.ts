@@ -482,7 +482,8 @@ function toSafeNumber(value: bigint): number | undefined {
   return value <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(value) : undefined;
 }
 
-function sameBytes(bytes: Uint8Array, start: number, end: number, expected: Uint8Array): boolean {
+/** True when `bytes[start, end)` holds exactly `expected`. */
+export function sameBytes(bytes: Uint8Array, start: number, end: number, expected: Uint8Array): boolean {
   if (end - start !== expected.length) return false;
   for (let i = 0; i < expected.length; i++) if (bytes[start + i] !== expected[i]) return false;
   return true;
