@@ -139,41 +139,30 @@ class Parser {
   }
 
   #or(): Node {
-    let left = this.#and();
-    while (this.#isKeyword("OR")) {
-      const op = this.#next();
-      const a = this.#condition(left, "OR");
-      const b = this.#condition(this.#and(), "OR");
-      left = {
-        kind: "boolean",
-        pos: op.pos,
-        eval: (lookup) => {
-          const x = truth(a.eval(lookup));
-          if (x === true) return true;
-          const y = truth(b.eval(lookup));
-          if (y === true) return true;
-          return x === null || y === null ? null : false;
-        },
-      };
-    }
-    return left;
+    return this.#connective("OR", () => this.#and(), true);
   }
 
   #and(): Node {
-    let left = this.#not();
-    while (this.#isKeyword("AND")) {
+    return this.#connective("AND", () => this.#not(), false);
+  }
+
+  // OR and AND in SQL's three-valued logic: one operand equal to `decisive` decides (true for OR, false
+  // for AND, the right one not evaluated); otherwise an unknown operand makes the result unknown.
+  #connective(keyword: "OR" | "AND", operand: () => Node, decisive: boolean): Node {
+    let left = operand();
+    while (this.#isKeyword(keyword)) {
       const op = this.#next();
-      const a = this.#condition(left, "AND");
-      const b = this.#condition(this.#not(), "AND");
+      const a = this.#condition(left, keyword);
+      const b = this.#condition(operand(), keyword);
       left = {
         kind: "boolean",
         pos: op.pos,
         eval: (lookup) => {
           const x = truth(a.eval(lookup));
-          if (x === false) return false;
+          if (x === decisive) return decisive;
           const y = truth(b.eval(lookup));
-          if (y === false) return false;
-          return x === null || y === null ? null : true;
+          if (y === decisive) return decisive;
+          return x === null || y === null ? null : !decisive;
         },
       };
     }
