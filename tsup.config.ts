@@ -3,6 +3,9 @@ import { defineConfig } from "tsup";
 // One entry per public subpath; the paths mirror src/ so package.json and deno.json map alike.
 export const entries = {
   index: "src/index.ts",
+  "option-schemas": "src/option-schemas.ts",
+  "transport/index": "src/transport/index.ts",
+  "security/index": "src/security/index.ts",
   "wire/index": "src/wire/index.ts",
   testing: "src/testing.ts",
   "jms/index": "src/jms/index.ts",

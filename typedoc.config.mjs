@@ -7,6 +7,9 @@ export default {
   name: "activeblaze",
   entryPoints: [
     "src/index.ts",
+    "src/option-schemas.ts",
+    "src/transport/index.ts",
+    "src/security/index.ts",
     "src/wire/index.ts",
     "src/testing.ts",
     "src/jms/index.ts",
@@ -31,5 +34,5 @@ export default {
   blockTags: [...OptionDefaults.blockTags, "@generated"],
   validation: { notExported: true, invalidLink: true, notDocumented: false },
   // The plumbing by which one level of a member plugs into the one below: internal, not for users.
-  intentionallyNotExported: ["ChannelExtension", "ExtensionContext", "MemberObserver"],
+  intentionallyNotExported: ["ChannelExtension", "ExtensionContext", "GroupExtension", "MemberObserver"],
 };

@@ -126,7 +126,7 @@ async function runMember(): Promise<void> {
       const ch = new ClusterChannel({ ...memberOptions(message, createUdpTransport), weight: message.weight });
       channel = ch;
       ch.on("error", ({ error, stage }) => console.error(`${message.name}: ${stage}: ${error.message}`));
-      ch.onGroup("viewChange", ({ view }) => {
+      ch.on("viewChange", ({ view }) => {
         inView ??= performance.now();
         send({ type: "view", at: absoluteNow(), ids: view.members.map((m) => m.id), coordinator: view.coordinator.id });
       });

@@ -88,7 +88,7 @@ async function runMember(): Promise<void> {
       const ch = new GroupChannel(memberOptions(message, createUdpTransport));
       channel = ch;
       ch.on("error", ({ error, stage }) => console.error(`${message.name}: ${stage}: ${error.message}`));
-      ch.onGroup("viewChange", ({ view }) =>
+      ch.on("viewChange", ({ view }) =>
         send({ type: "view", at: absoluteNow(), key: `${view.id.installer}/${view.id.counter}`, ids: view.members.map((m) => m.id), coordinator: view.coordinator.id }),
       );
       ch.onInbox("echo", (request) => request.reply(request.payload));

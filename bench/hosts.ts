@@ -125,10 +125,10 @@ async function runMember(): Promise<void> {
       const ch = new GroupChannel({ ...options, network: { ...options.network, interface: message.address }, loopback: false });
       channel = ch;
       ch.on("error", ({ error, stage }) => console.error(`${message.name}: ${stage}: ${error.message}`));
-      ch.onGroup("viewChange", ({ view }) =>
+      ch.on("viewChange", ({ view }) =>
         send({ type: "view", at: absoluteNow(), key: `${view.id.installer}/${view.id.counter}`, ids: view.members.map((m) => m.id), coordinator: view.coordinator.id }),
       );
-      ch.addTopicListener(TOPIC, () => {
+      ch.onTopic(TOPIC, () => {
         const at = absoluteNow();
         if (received++ === 0) firstAt = at;
         lastAt = at;

@@ -2,7 +2,7 @@
  * The messaging layer's figures, members as separate Node processes on loopback multicast:
  *
  *  1. topic throughput: one publisher process → two subscriber processes, `--size` bytes a message (and
- *     `--large-size`), the core API (`broadcast` / `addTopicListener`) and activeblaze/jms (`send` to a
+ *     `--large-size`), the core API (`broadcast` / `onTopic`) and activeblaze/jms (`send` to a
  *     topic / a consumer's listener) alternating in the same processes, `--rounds` times each; the
  *     slowest subscriber's rate.
  *  2. queue throughput: one producer → three consumer processes, `--in-flight` sends outstanding; the
@@ -74,8 +74,7 @@ async function runMember(): Promise<void> {
     },
     subscribe: (message) => {
       if (message.api === "core") {
-        channel!.addTopicListener(message.topic, onMessage);
-        stop = () => channel!.removeTopicListener(message.topic, onMessage);
+        stop = channel!.onTopic(message.topic, onMessage);
       } else {
         const consumer = context!.createConsumer(context!.topic(message.topic));
         consumer.setMessageListener(onMessage);

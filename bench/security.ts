@@ -73,7 +73,7 @@ async function runMember(): Promise<void> {
       const ch = new GroupChannel({ ...memberOptions({ name: message.name, network: message.network, timing: {} }, createUdpTransport), ...security });
       channel = ch;
       ch.on("error", ({ error, stage }) => console.error(`${message.name}: ${stage}: ${error.message}`));
-      ch.onGroup("viewChange", ({ view }) => send({ type: "view", at: Date.now(), key: `${view.id.installer}/${view.id.counter}`, ids: view.members.map((m) => m.id), coordinator: view.coordinator.id }));
+      ch.on("viewChange", ({ view }) => send({ type: "view", at: Date.now(), key: `${view.id.installer}/${view.id.counter}`, ids: view.members.map((m) => m.id), coordinator: view.coordinator.id }));
       ch.onInbox("echo", (request) => request.reply(request.payload));
       await ch.join({ timeoutMs: 60_000 });
       send({ type: "joined", id: ch.id, at: Date.now() });

@@ -79,7 +79,7 @@ describe("hostile input against live members (loopback UDP)", () => {
     const speakers = await admitted(bed, Array.from({ length: 20 }, (_, i) => fakeId(500 + i)));
     const channel = bed.members[0]!.channel as ClusterChannel;
     let views = 0;
-    channel.onGroup("viewChange", () => views++);
+    channel.on("viewChange", () => views++);
     let counter = BigInt(channel.getView("g")!.id.counter);
     const started = performance.now();
     while (performance.now() - started < 2_000) {

@@ -76,7 +76,7 @@ describe("a failure nobody listens for", () => {
     const [a, b] = [channel(net, 1), channel(net, 2)];
     await Promise.all([a.start(), b.start()]);
     net.clock.runUntil(() => a.peers.length === 1 && b.peers.length === 1, { maxMs: 5_000 });
-    b.addTopicListener("t", () => {
+    b.onTopic("t", () => {
       throw new Error("listener bug");
     });
     for (let n = 0; n < 3; n++) await a.broadcast("t", new BlazeMessage(`${n}`));
@@ -137,7 +137,7 @@ describe("the logger option", () => {
     a.on("error", () => undefined); // logged all the same
     await Promise.all([a.start(), b.start()]);
     net.clock.runUntil(() => a.peers.length === 1, { maxMs: 5_000 });
-    a.addTopicListener("t", () => {
+    a.onTopic("t", () => {
       throw new Error("listener bug");
     });
     for (let n = 0; n < 3; n++) await b.broadcast("t", new BlazeMessage(`${n}`));

@@ -118,7 +118,7 @@ describe("bad input over real UDP", () => {
     const partner = open("partner", cluster);
     const stranger = open("stranger", `${cluster}-other`);
     const delivered: TopicMessage[] = [];
-    member.addTopicListener("news", (message) => delivered.push(message));
+    member.onTopic("news", (message) => delivered.push(message));
     await Promise.all([member.start(), partner.start(), stranger.start()]);
     await member.waitForPeers(1, { timeoutMs: 10_000 });
 

@@ -52,7 +52,7 @@ function fakeDns(records: Record<string, readonly string[] | Error>): HostResolv
 
 async function exchange(members: readonly Channel[]): Promise<void> {
   const got = members.map(() => new Set<string>());
-  members.forEach((member, i) => member.addTopicListener("t", (message) => got[i]!.add(`${message.sender}:${message.text()}`)));
+  members.forEach((member, i) => member.onTopic("t", (message) => got[i]!.add(`${message.sender}:${message.text()}`)));
   for (const member of members) await member.broadcast("t", new BlazeMessage(`from ${member.name}`));
   const deadline = Date.now() + 5_000;
   while (got.some((set) => set.size < members.length - 1) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));

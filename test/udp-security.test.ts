@@ -161,7 +161,7 @@ describe("secured channels over real UDP, under attack", () => {
       cleanup.push(() => conductor.shutDown());
       conductor.on("error", () => undefined);
       const done = new Set<string>();
-      conductor.addTopicListener("done", (message) => done.add(new TextDecoder().decode(message.payload)));
+      conductor.onTopic("done", (message) => done.add(new TextDecoder().decode(message.payload)));
       await conductor.start();
       const intruder = await Intruder.open(group);
       cleanup.push(() => intruder.close());

@@ -28,7 +28,7 @@ describe("a static peer list over real UDP (no multicast)", () => {
     const received = ports.map(() => new Map<string, number[]>());
     for (const [i, port] of ports.entries()) {
       const channel = new Channel({ cluster: `static-${ports[0]}`, network: { type: "static", peers, port }, transport: createUdpTransport, loopback: false });
-      channel.addTopicListener("t", (message) => {
+      channel.onTopic("t", (message) => {
         const list = received[i]!.get(message.sender) ?? [];
         list.push(new DataView(message.payload.buffer, message.payload.byteOffset).getUint32(0));
         received[i]!.set(message.sender, list);

@@ -68,7 +68,7 @@ async function group<N extends 1 | 2 | 3>(net: SimulatedNetwork, count: N, optio
 
 function collect(channel: Channel, topic: string): TopicMessage[] {
   const got: TopicMessage[] = [];
-  channel.addTopicListener(topic, (message) => got.push(message));
+  channel.onTopic(topic, (message) => got.push(message));
   return got;
 }
 
@@ -449,18 +449,18 @@ describe("Channel topic messaging", () => {
     const second: string[] = [];
     const one = (m: TopicMessage) => first.push(m.text());
     const two = (m: TopicMessage) => second.push(m.text());
-    b!.addTopicListener("t", one);
-    b!.addTopicListener("t", one); // the same listener once
-    b!.addTopicListener("t", two);
+    const offOne = b!.onTopic("t", one);
+    b!.onTopic("t", one); // the same listener once
+    const offTwo = b!.onTopic("t", two);
     await a!.broadcast("t", utf8("1"));
     net.clock.runUntil(() => second.length === 1, { maxMs: 1_000 });
-    b!.removeTopicListener("t", one);
+    offOne();
     await a!.broadcast("t", utf8("2"));
     net.clock.runUntil(() => second.length === 2, { maxMs: 1_000 });
     expect(first).toEqual(["1"]);
     expect(second).toEqual(["1", "2"]);
-    b!.removeTopicListener("t", two);
-    b!.removeTopicListener("elsewhere", two); // harmless
+    offTwo();
+    offTwo(); // harmless
     const unrouted = b!.stats.unrouted;
     await a!.broadcast("t", utf8("3"));
     net.clock.runUntil(() => b!.stats.unrouted === unrouted + 1, { maxMs: 1_000 });
@@ -472,7 +472,7 @@ describe("Channel topic messaging", () => {
     const [a] = await group(net, 1);
     expectCode(() => a!.broadcast("", utf8("x")), "INVALID_ARGUMENT", /non-empty/);
     expectCode(() => a!.broadcast("x".repeat(256), utf8("x")), "INVALID_ARGUMENT", /255 bytes/);
-    expectCode(() => a!.addTopicListener("", () => undefined), "INVALID_ARGUMENT");
+    expectCode(() => a!.onTopic("", () => undefined), "INVALID_ARGUMENT");
     expectCode(() => a!.subscribe(""), "INVALID_ARGUMENT");
     expectCode(() => a!.broadcast("t", "not bytes" as unknown as Uint8Array), "INVALID_ARGUMENT");
     await a!.broadcast("x".repeat(255), utf8("x")); // 255 bytes is fine
@@ -792,10 +792,10 @@ describe("Channel events", () => {
     b!.on("error", (event) => errors.push(event));
     const boom = new Error("boom");
     const after: string[] = [];
-    b!.addTopicListener("t", () => {
+    b!.onTopic("t", () => {
       throw boom;
     });
-    b!.addTopicListener("t", (message) => after.push(message.text()));
+    b!.onTopic("t", (message) => after.push(message.text()));
     await a!.broadcast("t", utf8("1"));
     await a!.broadcast("t", utf8("2"));
     net.clock.runUntil(() => after.length === 2, { maxMs: 1_000 });

@@ -56,8 +56,6 @@ export interface ChannelExtension {
   peerDown(peer: Peer, reason: "left" | "timeout"): void;
   /** Adds to this member's heartbeat (e.g. the queues it consumes). */
   heartbeat(fields: HeartbeatFields): HeartbeatFields;
-  /** Runs on every heartbeat tick. */
-  tick(): void;
 }
 
 /** What an extension gets when the channel starts. */
@@ -442,8 +440,11 @@ export class Channel implements AsyncDisposable {
     return new Promise((resolve, reject) => this.#pending.push({ pieces, next: sent, local, resolve, reject }));
   }
 
-  /** Calls `listener` for every message on `destination` (ActiveBlaze's addBlazeTopicMessageListener). */
-  addTopicListener(destination: string, listener: TopicListener): void {
+  /**
+   * Calls `listener` for every message on `destination` (ActiveBlaze's addBlazeTopicMessageListener);
+   * returns a function that stops it.
+   */
+  onTopic(destination: string, listener: TopicListener): () => void {
     checkTopic(destination);
     let listeners = this.#topics.get(destination);
     if (listeners === undefined) {
@@ -451,26 +452,25 @@ export class Channel implements AsyncDisposable {
       this.#topics.set(destination, listeners);
     }
     listeners.add(listener);
-  }
-
-  removeTopicListener(destination: string, listener: TopicListener): void {
-    const listeners = this.#topics.get(destination);
-    if (listeners === undefined) return;
-    listeners.delete(listener);
-    if (listeners.size === 0) this.#topics.delete(destination);
+    return () => {
+      const current = this.#topics.get(destination);
+      if (current === undefined) return;
+      current.delete(listener);
+      if (current.size === 0) this.#topics.delete(destination);
+    };
   }
 
   /**
    * The messages on `destination` as an async iterator; it ends when `signal` aborts or the loop breaks.
    * At most `highWaterMark` messages (default 10,000) wait unread: past it the subscription ends with
    * `OVERFLOW` once those are read, or (`overflow: "drop-oldest"`) drops the oldest, counting them in
-   * `dropped`. A listener (`addTopicListener`) has no such bound: it runs as each message arrives.
+   * `dropped`. A listener (`onTopic`) has no such bound: it runs as each message arrives.
    */
   subscribe(destination: string, options: SubscribeOptions = {}): Subscription<TopicMessage> {
     checkTopic(destination);
-    const listener: TopicListener = (message) => iterator.push(message);
-    const iterator = new PushIterator<TopicMessage>(() => this.removeTopicListener(destination, listener), options, `the subscription to topic "${destination}"`);
-    if (!iterator.ended) this.addTopicListener(destination, listener);
+    let off = () => {};
+    const iterator = new PushIterator<TopicMessage>(() => off(), options, `the subscription to topic "${destination}"`);
+    if (!iterator.ended) off = this.onTopic(destination, (message) => iterator.push(message));
     return iterator;
   }
 
@@ -797,7 +797,6 @@ export class Channel implements AsyncDisposable {
     this.#nextHeartbeatAt = now + this.#options.heartbeatIntervalMs;
     this.#sendHeartbeat();
     if (!stalled) this.#endpoint!.expirePeers();
-    this.#extension?.tick();
     this.#reassembler.expire(now);
   }
 

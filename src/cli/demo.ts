@@ -35,14 +35,12 @@ export async function runDemo(options: { readonly messages: number; readonly clu
   const known = new Map<string, string>();
   const nameOf = (id: string) => known.get(id) ?? id.slice(0, 8);
   for (const member of members) {
-    member.addMemberChangedListener({
-      memberStarted: (m) => {
-        known.set(m.id, m.name);
-        console.log(`${member.name}: member started: ${m.name}`);
-      },
-      memberStopped: (m) => console.log(`${member.name}: member stopped: ${m.name}`),
+    member.on("join", ({ member: m }) => {
+      known.set(m.id, m.name);
+      console.log(`${member.name}: member started: ${m.name}`);
     });
-    member.addTopicListener(TOPIC, (message) => {
+    member.on("leave", ({ member: m }) => console.log(`${member.name}: member stopped: ${m.name}`));
+    member.onTopic(TOPIC, (message) => {
       received.set(member.name, received.get(member.name)! + 1);
       const body = message.message;
       const big = body.getBytesValue("blob");

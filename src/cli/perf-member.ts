@@ -117,7 +117,7 @@ class ReceiverState {
   #seen = 0;
 
   constructor(private readonly channel: Channel) {
-    channel.addTopicListener(TOPIC, (message) => this.#onMessage(message));
+    channel.onTopic(TOPIC, (message) => this.#onMessage(message));
     const progress = setInterval(() => process.send!({ type: "progress", received: this.received } satisfies FromMember), 250);
     progress.unref();
   }

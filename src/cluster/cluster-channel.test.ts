@@ -202,7 +202,7 @@ describe("ClusterChannel", () => {
     await bed.settle(b.map.lock("l2", { releaseOnExit: false }));
     await bed.settle(c.map.put("c-session", text("c"), { removeOnExit: true }));
     const removed: string[] = [];
-    a.map.addMapChangedListener({ mapRemove: (_owner, key, _value, expired) => removed.push(`${key}${expired ? " (expired)" : ""}`) });
+    a.map.on("change", (change) => change.type === "remove" && removed.push(`${change.key}${change.expired ? " (expired)" : ""}`));
     stop(b, false);
     await bed.run(300);
     expect(a.map.has("session")).toBe(false);
@@ -284,7 +284,7 @@ describe("ClusterChannel", () => {
     const [a, b, c] = await cluster(3, 15);
     const first = a.getMaster()!;
     const masters: string[] = [];
-    for (const x of [a, b, c]) x.addMasterChangedListener((m) => masters.push(m.id));
+    for (const x of [a, b, c]) x.on("masterChange", ({ master }) => masters.push(master.id));
     const heavier = [a, b, c].find((x) => x.id !== first.id)!;
     heavier.setWeight(10);
     await bed.run(500);
@@ -298,11 +298,8 @@ describe("ClusterChannel", () => {
   it("compare-and-set, atomic batches, clear, and listeners in the map's order", async () => {
     const [a, b] = await cluster(2, 16);
     const seen: string[] = [];
-    b.map.addMapChangedListener({
-      mapInsert: (_o, key) => seen.push(`+${key}`),
-      mapUpdate: (_o, key) => seen.push(`~${key}`),
-      mapRemove: (_o, key) => seen.push(`-${key}`),
-    });
+    const marks = { insert: "+", update: "~", remove: "-" } as const;
+    b.map.on("change", (change) => seen.push(`${marks[change.type]}${change.key}`));
     const iterator = b.map.changes();
     expect(await bed.settle(a.map.compareAndSet("c", 0, text("1")))).toBe(true);
     const version = a.map.getEntry("c")!.version;

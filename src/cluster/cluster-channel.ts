@@ -1,8 +1,9 @@
 import type { ExtensionContext } from "../channel/channel.ts";
 import { resolveChannelOptions } from "../channel/options.ts";
+import { Emitter } from "../channel/events.ts";
 import { waitUntil, type WaitOptions } from "../channel/wait.ts";
 import { BlazeError } from "../errors.ts";
-import { GroupChannel } from "../group/group-channel.ts";
+import { GroupChannel, type GroupChannelEvents } from "../group/group-channel.ts";
 import { resolveGroupOptions } from "../group/options.ts";
 import type { Member, View } from "../group/view.ts";
 import type { PeerKey } from "../reliable/protocol.ts";
@@ -12,8 +13,14 @@ import { StateEngine, type StateStats, type TermMemory } from "./state-engine.ts
 import { NO_PROMISE, NO_TERM } from "./state-types.ts";
 import { decodeStateFrame, STATE_FRAME_KINDS } from "./state-wire.ts";
 
-/** ActiveBlaze's coordinator listener. */
-export type MasterChangedListener = (master: Member) => void;
+/** Events of a cluster channel, by name (besides a group channel's). */
+export interface ClusterEvents {
+  /** The state group's coordinator — the map's master — changed (ActiveBlaze's masterChanged). */
+  masterChange: { readonly master: Member; readonly previous: Member | undefined };
+}
+
+/** Events of a cluster channel, by name: a group channel's and the cluster's. */
+export type ClusterChannelEvents = GroupChannelEvents & ClusterEvents;
 
 /** Room kept in a datagram's largest frame for what an update adds to its changes. */
 const UPDATE_MARGIN_BYTES = 64;
@@ -45,7 +52,9 @@ export class ClusterChannel extends GroupChannel {
   readonly #memory: TermMemory = { accepted: NO_TERM, promised: NO_PROMISE };
   #engine: StateEngine | undefined;
   #context: ExtensionContext | undefined;
-  readonly #masterListeners = new Set<MasterChangedListener>();
+  readonly #clusterEvents = new Emitter<ClusterEvents>((error) => this.emitError(error, "listener"));
+  /** The master last announced to `masterChange` listeners. */
+  #master: Member | undefined;
   #stopRouting: (() => void) | undefined;
   #stopFlushing: (() => void) | undefined;
 
@@ -129,12 +138,15 @@ export class ClusterChannel extends GroupChannel {
     return context !== undefined && this.#engine?.serving(context.driver.now()) === true;
   }
 
-  addMasterChangedListener(listener: MasterChangedListener): void {
-    this.#masterListeners.add(listener);
+  /** Adds a listener of a channel, group or cluster event; returns a function that removes it. */
+  override on<K extends keyof ClusterChannelEvents>(type: K, listener: (event: ClusterChannelEvents[K]) => void): () => void {
+    if (type !== "masterChange") return super.on(type as keyof GroupChannelEvents, listener as (event: GroupChannelEvents[keyof GroupChannelEvents]) => void);
+    return this.#clusterEvents.on("masterChange", listener as (event: ClusterEvents["masterChange"]) => void);
   }
 
-  removeMasterChangedListener(listener: MasterChangedListener): void {
-    this.#masterListeners.delete(listener);
+  override off<K extends keyof ClusterChannelEvents>(type: K, listener: (event: ClusterChannelEvents[K]) => void): void {
+    if (type !== "masterChange") return super.off(type as keyof GroupChannelEvents, listener as (event: GroupChannelEvents[keyof GroupChannelEvents]) => void);
+    this.#clusterEvents.off("masterChange", listener as (event: ClusterEvents["masterChange"]) => void);
   }
 
   /** Counters of the state map. */
@@ -173,7 +185,7 @@ export class ClusterChannel extends GroupChannel {
           queued++;
           endpoint.multicastFrame(frame);
         },
-        changed: (changes, resync) => this.map.emit(changes, resync, (error) => this.emitError(new BlazeError("LISTENER_ERROR", "a map listener threw", { cause: error }), "listener")),
+        changed: (changes, resync) => this.map.emit(changes, resync),
         synced: (epoch) => this.map.emitReady(epoch),
         wake: () => this.wakeWaiters(),
       },
@@ -237,6 +249,7 @@ export class ClusterChannel extends GroupChannel {
     const context = this.#context;
     if (engine === undefined || context === undefined) return;
     const previous = engine.coordinator;
+    const previousMaster = this.#master;
     engine.onView(
       view === undefined
         ? undefined
@@ -249,13 +262,8 @@ export class ClusterChannel extends GroupChannel {
     );
     context.driver.touch();
     if (view !== undefined && (previous === undefined || previous.id !== view.coordinator.id || previous.incarnation !== view.coordinator.incarnation)) {
-      for (const listener of this.#masterListeners) {
-        try {
-          listener(view.coordinator);
-        } catch (error) {
-          this.emitError(new BlazeError("LISTENER_ERROR", "a masterChanged listener threw", { cause: error }), "listener");
-        }
-      }
+      this.#master = view.coordinator;
+      this.#clusterEvents.emit("masterChange", { master: view.coordinator, previous: previousMaster });
     }
     this.wakeWaiters();
   }

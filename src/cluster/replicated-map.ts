@@ -77,13 +77,6 @@ export interface MapEvents {
   ready: { readonly epoch: number; readonly size: number };
 }
 
-/** ActiveBlaze's map listener. */
-export interface MapChangedListener {
-  mapInsert?(owner: MemberInstance, key: string, value: MapValue): void;
-  mapUpdate?(owner: MemberInstance, key: string, oldValue: MapValue, newValue: MapValue): void;
-  mapRemove?(owner: MemberInstance, key: string, value: MapValue, expired: boolean): void;
-}
-
 export interface WriteOptions {
   /** Give up with `TIMEOUT` if the write is not applied everywhere by then. Default: the map's `requestTimeoutMs`. */
   readonly timeoutMs?: number;
@@ -300,7 +293,6 @@ export class ReplicatedMap {
   readonly #events: Emitter<MapEvents>;
   /** Where write and lock-wait durations go (the `metrics` option). */
   readonly #measure: MeasureMap;
-  readonly #listeners = new Set<MapChangedListener>();
   readonly #calls = new PendingCalls<StateResponse | undefined, CallMeta>();
   /** Keys this member holds or is asking for, and the calls queued behind. */
   readonly #turns = new Map<string, { queue: number[] }>();
@@ -454,15 +446,6 @@ export class ReplicatedMap {
     return this.#events.on(type, listener);
   }
 
-  /** ActiveBlaze's listener: mapInsert, mapUpdate, mapRemove. */
-  addMapChangedListener(listener: MapChangedListener): void {
-    this.#listeners.add(listener);
-  }
-
-  removeMapChangedListener(listener: MapChangedListener): void {
-    this.#listeners.delete(listener);
-  }
-
   /** The map's changes as an async iterator, from now on; bounded as `subscribe` on a channel is. */
   changes(options: SubscribeOptions = {}): Subscription<MapChange> {
     let off = () => {};
@@ -493,26 +476,23 @@ export class ReplicatedMap {
   }
 
   /** @internal The replica changed: tell the listeners, in the map's order. */
-  emit(changes: readonly ReplicaChange[], resync: boolean, onError: (error: unknown) => void): void {
+  emit(changes: readonly ReplicaChange[], resync: boolean): void {
     for (const change of changes) {
       switch (change.kind) {
         case "insert": {
           const value = valueOf(change.entry);
           this.#events.emit("change", { type: "insert", key: change.entry.key, value, owner: change.entry.owner, version: change.entry.version, resync });
-          for (const l of this.#listeners) safely(() => l.mapInsert?.(change.entry.owner, change.entry.key, value), onError);
           break;
         }
         case "update": {
           const value = valueOf(change.entry);
           const previous = valueOf(change.previous);
           this.#events.emit("change", { type: "update", key: change.entry.key, value, previous, owner: change.entry.owner, version: change.entry.version, resync });
-          for (const l of this.#listeners) safely(() => l.mapUpdate?.(change.entry.owner, change.entry.key, previous, value), onError);
           break;
         }
         case "remove": {
           const value = valueOf(change.entry);
           this.#events.emit("change", { type: "remove", key: change.entry.key, value, owner: change.entry.owner, expired: change.expired, resync });
-          for (const l of this.#listeners) safely(() => l.mapRemove?.(change.entry.owner, change.entry.key, value, change.expired), onError);
           break;
         }
         case "lock":
@@ -757,14 +737,6 @@ function tokenOf(options: WriteOptions, keys: readonly string[]): number {
 
 function isIterable(value: unknown): value is Iterable<readonly [string, MapValue]> {
   return typeof (value as Iterable<unknown>)[Symbol.iterator] === "function";
-}
-
-function safely(fn: () => void, onError: (error: unknown) => void): void {
-  try {
-    fn();
-  } catch (error) {
-    onError(error);
-  }
 }
 
 /** Records how long a write took to be acknowledged, or a lock to be granted, in ms. */

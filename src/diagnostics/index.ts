@@ -20,3 +20,12 @@ export {
 } from "./metrics.ts";
 export { MEMBER_LEVELS, MEMBER_TOTALS } from "./member-counters.ts";
 export type { MemberEvent, MemberEventKind } from "./member-events.ts";
+// The counters a member's `stats` getters return, by level.
+export type { AdmissionStats } from "../channel/admission.ts";
+export type { EndpointStats, NetworkStats } from "../channel/endpoint.ts";
+export type { ErrorStage } from "../channel/error-report.ts";
+export type { ProtocolStats } from "../reliable/protocol.ts";
+export type { FecStats } from "../reliable/fec/fec-protocol.ts";
+export type { TotemState, TotemStats } from "../reliable/totem/totem-protocol.ts";
+export type { StateStats } from "../cluster/state-engine.ts";
+export type { SecurityStats } from "../security/datagram-guard.ts";

@@ -53,9 +53,9 @@ export function watchMember(member: Channel, handler: (event: MemberEvent) => vo
       handler({ kind: "messagesLost", level: "warn", message: `lost ${count} message(s) of ${short(peer)} for good (${firstSeq}–${lastSeq})`, member: { id: peer, name: "" }, value: count }),
     ),
   ];
-  const groups = member as Partial<GroupChannel>;
-  if (typeof groups.onGroup === "function") {
-    const onGroup = groups.onGroup.bind(member);
+  if (typeof (member as Partial<GroupChannel>).getView === "function") {
+    const groups = member as GroupChannel;
+    const onGroup = groups.on.bind(groups);
     offs.push(
       onGroup("viewChange", ({ group, view }) =>
         handler({

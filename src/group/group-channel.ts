@@ -1,6 +1,6 @@
 import type { Frame } from "../../gen/activeblaze/v1/envelope_pb.ts";
 import { Addressing, PayloadFormat } from "../../gen/activeblaze/v1/reliable_pb.ts";
-import { Channel, type ChannelExtension, type ExtensionContext } from "../channel/channel.ts";
+import { Channel, type ChannelEvents, type ChannelExtension, type ExtensionContext } from "../channel/channel.ts";
 import type { Peer } from "../channel/endpoint.ts";
 import { Emitter, PushIterator, type SubscribeOptions, type Subscription } from "../channel/events.ts";
 import { splitMessage } from "../channel/fragments.ts";
@@ -20,12 +20,6 @@ import { GroupMessage } from "./group-message.ts";
 import { GroupMembership } from "./membership.ts";
 import { type GroupChannelOptions, resolveGroupOptions, type ResolvedGroupOptions } from "./options.ts";
 import { contains, defaultCoordinatorSelector, type Member, type View } from "./view.ts";
-
-/** ActiveBlaze's member listener. */
-export interface MemberChangedListener {
-  memberStarted?(member: Member): void;
-  memberStopped?(member: Member): void;
-}
 
 /** ActiveBlaze's group message listener: broadcasts to a group. */
 export type GroupMessageListener = (sender: Member, message: TopicMessage, group: string) => void;
@@ -49,6 +43,15 @@ export interface GroupEvents {
    * waking, before judging anyone, and gives its peers time to be heard before it suspects them.
    */
   stalled: { readonly stalledMs: number };
+}
+
+/** Events of a group channel, by name: a channel's and its groups'. */
+export type GroupChannelEvents = ChannelEvents & GroupEvents;
+
+const GROUP_EVENTS: ReadonlySet<string> = new Set<keyof GroupEvents>(["viewChange", "join", "leave", "suspect", "coordinatorChange", "stalled"]);
+
+function isGroupEvent(type: keyof GroupChannelEvents): type is keyof GroupEvents {
+  return GROUP_EVENTS.has(type);
 }
 
 /** What a membership iterator yields: first a snapshot, then every change. */
@@ -106,7 +109,6 @@ export class GroupChannel extends Channel {
   readonly #group: ResolvedGroupOptions;
   readonly #memberships = new Map<string, GroupMembership>();
   readonly #groupEvents: Emitter<GroupEvents>;
-  readonly #memberListeners = new Set<MemberChangedListener>();
   readonly #groupListeners = new Map<string, Set<GroupMessageListener>>();
   readonly #inboxes = new Map<string, Set<InboxListener>>();
   readonly #queueHandlers = new Map<string, InboxListener>();
@@ -151,7 +153,6 @@ export class GroupChannel extends Channel {
       peerUp: (peer) => extension.target!.#unicast?.onPeerUp(peer.key, peer.incarnation),
       peerDown: (peer, reason) => extension.target!.#peerGone(peer, reason),
       heartbeat: (fields) => extension.target!.#heartbeat(fields),
-      tick: () => undefined,
     };
     // Members are watched by membership's own failure detection; the channel forgets silent peers later.
     const peerTimeoutMs = channel.peerTimeoutMs ?? 3 * (group.failureTimeoutMs + group.verifyTimeoutMs);
@@ -243,22 +244,20 @@ export class GroupChannel extends Channel {
     return this.#memberships.get(group)?.isCoordinator ?? false;
   }
 
-  addMemberChangedListener(listener: MemberChangedListener): void {
-    this.#memberListeners.add(listener);
+  /** Adds a listener of a channel or group event; returns a function that removes it. */
+  override on<K extends keyof GroupChannelEvents>(type: K, listener: (event: GroupChannelEvents[K]) => void): () => void {
+    if (!isGroupEvent(type)) return super.on(type as keyof ChannelEvents, listener as (event: ChannelEvents[keyof ChannelEvents]) => void);
+    return this.#groupEvents.on(type, listener as (event: GroupEvents[keyof GroupEvents]) => void);
   }
 
-  removeMemberChangedListener(listener: MemberChangedListener): void {
-    this.#memberListeners.delete(listener);
-  }
-
-  /** Adds a group event listener; returns a function that removes it. */
-  onGroup<K extends keyof GroupEvents>(type: K, listener: (event: GroupEvents[K]) => void): () => void {
-    return this.#groupEvents.on(type, listener);
+  override off<K extends keyof GroupChannelEvents>(type: K, listener: (event: GroupChannelEvents[K]) => void): void {
+    if (!isGroupEvent(type)) return super.off(type as keyof ChannelEvents, listener as (event: ChannelEvents[keyof ChannelEvents]) => void);
+    this.#groupEvents.off(type, listener as (event: GroupEvents[keyof GroupEvents]) => void);
   }
 
   /** The membership of `group` as an async iterator: a snapshot first, then every view change. */
   membership(group: string = this.#defaultGroup(), options: { signal?: AbortSignalLike } = {}): AsyncIterableIterator<MembershipEvent> {
-    const off = this.onGroup("viewChange", (event) => {
+    const off = this.on("viewChange", (event) => {
       if (event.group === group) iterator.push({ type: "viewChange", ...event });
     });
     const onAbort = () => iterator.close();
@@ -279,16 +278,13 @@ export class GroupChannel extends Channel {
     return this.broadcast(GROUP_TOPIC_PREFIX + group, message, options);
   }
 
-  /** Listens to broadcasts to `group` from its members. */
-  addGroupMessageListener(group: string, listener: GroupMessageListener): void {
+  /** Listens to broadcasts to `group` from its members; returns a function that stops it. */
+  onGroupMessage(group: string, listener: GroupMessageListener): () => void {
     let set = this.#groupListeners.get(group);
     if (set === undefined) this.#groupListeners.set(group, (set = new Set()));
     set.add(listener);
     if (this.#memberships.has(group)) this.#addGroupTopic(group);
-  }
-
-  removeGroupMessageListener(group: string, listener: GroupMessageListener): void {
-    this.#groupListeners.get(group)?.delete(listener);
+    return () => set.delete(listener);
   }
 
   // --- point to point, inboxes, queues, request/reply ---
@@ -572,11 +568,9 @@ export class GroupChannel extends Channel {
     if (view !== undefined) this.#groupEvents.emit("viewChange", { group, view, previous, joined, left });
     for (const member of joined) {
       this.#groupEvents.emit("join", { group, member });
-      for (const listener of this.#memberListeners) this.#safely(() => listener.memberStarted?.(member));
     }
     for (const member of left) {
       this.#groupEvents.emit("leave", { group, member });
-      for (const listener of this.#memberListeners) this.#safely(() => listener.memberStopped?.(member));
       if (member.id !== this.id && !this.#inAnyView(member.id)) {
         this.#context?.receiverGone(member.id);
         this.#memberGone(member.id);
@@ -796,7 +790,7 @@ export class GroupChannel extends Channel {
     const topic = GROUP_TOPIC_PREFIX + group;
     if (this.#groupTopics.has(topic)) return;
     this.#groupTopics.add(topic);
-    this.addTopicListener(topic, (message) => {
+    this.onTopic(topic, (message) => {
       const membership = this.#memberships.get(group);
       const sender = membership?.view?.members.find((m) => m.id === message.sender);
       // ActiveBlaze delivered group messages only from known members.

@@ -96,7 +96,7 @@ export class ConnectionFactory implements AsyncDisposable {
   readonly counters: { -readonly [K in Exclude<keyof MessagingStats, "queue">]: number } = { published: 0, delivered: 0, expired: 0, slowConsumerDropped: 0, redeliveriesExhausted: 0, unroutable: 0, malformed: 0 };
   readonly #events: Emitter<FactoryEvents>;
   readonly #errors: ErrorReport;
-  readonly #onTopic = (message: TopicMessage) => this.#routeTopic(message);
+  readonly #offTopic: () => void;
   readonly #offInbox: () => void;
   readonly #local: Array<readonly WireMessage[]> = [];
   /** The channel orders every message (Totem): its own come back through the ring. */
@@ -115,7 +115,7 @@ export class ConnectionFactory implements AsyncDisposable {
     this.#events = new Emitter<FactoryEvents>(() => undefined);
     this.#errors = new ErrorReport((error, stage) => this.#events.emit("error", { error, stage }), () => this.clock.now(), () => `jms ${channel.name || channel.id.slice(0, 8)}`, undefined);
     this.replica = new QueueReplica(channel, this.clock, options, (error) => this.report(error));
-    channel.addTopicListener(MESSAGING_TOPIC, this.#onTopic);
+    this.#offTopic = channel.onTopic(MESSAGING_TOPIC, (message) => this.#routeTopic(message));
     this.#offInbox = channel.onInbox(TEMPORARY_INBOX, (message) => this.#routeTemporary(message));
     this.replica.start();
   }
@@ -158,7 +158,7 @@ export class ConnectionFactory implements AsyncDisposable {
     for (const context of [...this.#contexts]) await context.close();
     this.#closed = true;
     this.replica.close();
-    this.channel.removeTopicListener(MESSAGING_TOPIC, this.#onTopic);
+    this.#offTopic();
     this.#offInbox();
     if (this.#owned) {
       await this.channel.leave().catch(() => undefined);

@@ -138,7 +138,7 @@ export class RelayChannel implements AsyncDisposable {
   readonly #connect: SiteBusFactory;
   readonly #drops = new DropCounters();
   readonly #received: ReceivedStreams;
-  readonly #topicListeners = new Map<string, Map<SiteMessageListener, (message: TopicMessage) => void>>();
+  readonly #topicListeners = new Map<string, Map<SiteMessageListener, () => void>>();
   readonly #inboxListeners = new Map<string, Set<SiteMessageListener>>();
   readonly #calls = new Map<number, Call>();
   readonly #waiting: Waiting[] = [];
@@ -196,10 +196,9 @@ export class RelayChannel implements AsyncDisposable {
   async join(options: WaitOptions = {}): Promise<View[]> {
     if (this.#offs.length === 0) {
       this.#offs.push(
-        this.group.onGroup("viewChange", (event) => event.group === this.#siteGroup && this.#guard(() => this.#viewChanged(event.view, event.previous))),
+        this.group.on("viewChange", (event) => event.group === this.#siteGroup && this.#guard(() => this.#viewChanged(event.view, event.previous))),
       );
-      this.group.addTopicListener(RELAY, this.#onRelayTopic);
-      this.#offs.push(() => this.group.removeTopicListener(RELAY, this.#onRelayTopic));
+      this.#offs.push(this.group.onTopic(RELAY, this.#onRelayTopic));
       this.#offs.push(this.group.onInbox(RELAY, (message) => this.#guard(() => this.#onRelayInbox(message))));
     }
     await this.group.start();
@@ -288,39 +287,40 @@ export class RelayChannel implements AsyncDisposable {
     }
   }
 
-  /** Listens to a topic: messages from this site and, for a relayed topic, from every other. */
-  addTopicListener(topic: string, listener: SiteMessageListener): void {
+  /**
+   * Listens to a topic: messages from this site and, for a relayed topic, from every other. Returns a
+   * function that stops it.
+   */
+  onTopic(topic: string, listener: SiteMessageListener): () => void {
     let listeners = this.#topicListeners.get(topic);
     if (listeners === undefined) this.#topicListeners.set(topic, (listeners = new Map()));
-    if (listeners.has(listener)) return;
-    // What members of this site broadcast on the topic through their group channel comes too.
-    const local = (message: TopicMessage) => {
-      const sender = this.group.getMemberById(message.sender);
-      const origin: SiteMember = { site: this.site, id: message.sender, incarnation: sender?.incarnation ?? 0, name: sender?.name ?? "" };
-      this.#run(listener, new SiteMessage(origin, topic, message.payload, message.format, 0, undefined));
+    if (!listeners.has(listener)) {
+      // What members of this site broadcast on the topic through their group channel comes too.
+      const local = (message: TopicMessage) => {
+        const sender = this.group.getMemberById(message.sender);
+        const origin: SiteMember = { site: this.site, id: message.sender, incarnation: sender?.incarnation ?? 0, name: sender?.name ?? "" };
+        this.#run(listener, new SiteMessage(origin, topic, message.payload, message.format, 0, undefined));
+      };
+      listeners.set(listener, this.group.onTopic(topic, local));
+    }
+    return () => {
+      const current = this.#topicListeners.get(topic);
+      const off = current?.get(listener);
+      if (off === undefined) return;
+      off();
+      current!.delete(listener);
+      if (current!.size === 0) this.#topicListeners.delete(topic);
     };
-    listeners.set(listener, local);
-    this.group.addTopicListener(topic, local);
-  }
-
-  removeTopicListener(topic: string, listener: SiteMessageListener): void {
-    const listeners = this.#topicListeners.get(topic);
-    const local = listeners?.get(listener);
-    if (local === undefined) return;
-    this.group.removeTopicListener(topic, local);
-    listeners!.delete(listener);
-    if (listeners!.size === 0) this.#topicListeners.delete(topic);
   }
 
   /** A topic as an async iterator; it ends when `signal` aborts or the loop breaks. */
   subscribe(topic: string, options: { signal?: AbortSignalLike } = {}): AsyncIterableIterator<SiteMessage> {
-    const listener: SiteMessageListener = (message) => iterator.push(message);
     const onAbort = () => iterator.close();
     const iterator = new PushIterator<SiteMessage>(() => {
-      this.removeTopicListener(topic, listener);
+      off();
       options.signal?.removeEventListener("abort", onAbort);
     });
-    this.addTopicListener(topic, listener);
+    const off = this.onTopic(topic, (message) => iterator.push(message));
     if (options.signal?.aborted) iterator.close();
     else options.signal?.addEventListener("abort", onAbort, { once: true });
     return iterator;

@@ -58,7 +58,7 @@ async function members(net: SimulatedNetwork, keyrings: ReadonlyArray<SecurityOp
 
 function counting(channels: readonly Channel[]): number[] {
   const got = channels.map(() => 0);
-  channels.forEach((channel, i) => channel.addTopicListener("t", () => got[i]!++));
+  channels.forEach((channel, i) => channel.onTopic("t", () => got[i]!++));
   return got;
 }
 

@@ -120,7 +120,7 @@ export async function startBed(level: Level, count = 3, extra: Record<string, un
     const member: LiveMember = { channel, name, delivered: new Map() };
     // Every background failure is counted in stats.errors; listening keeps the console quiet.
     channel.on("error", () => undefined);
-    channel.addTopicListener(WORKLOAD_TOPIC, (message) => {
+    channel.onTopic(WORKLOAD_TOPIC, (message) => {
       let text = "";
       try {
         text = message.text();

@@ -77,7 +77,7 @@ export function signal(): { promise: Promise<void>; resolve: () => void } {
 export function everyoneDone(channel: Channel, expected: number): Promise<void> {
   const allDone = signal();
   const doneFrom = new Set<number>();
-  channel.addTopicListener(DONE, (message) => {
+  channel.onTopic(DONE, (message) => {
     doneFrom.add(new DataView(message.payload.buffer, message.payload.byteOffset).getUint32(0));
     if (doneFrom.size === expected) allDone.resolve();
   });

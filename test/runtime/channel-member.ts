@@ -96,7 +96,7 @@ async function main(): Promise<void> {
 
   const everything = signal();
   const check = new DeliveryCheck(config, everything.resolve);
-  channel.addTopicListener(DATA, (message) => check.accept(message));
+  channel.onTopic(DATA, (message) => check.accept(message));
   const allDone = everyoneDone(channel, config.members - 1);
 
   const report = (complete: boolean, error: string | undefined): number => {

@@ -78,7 +78,7 @@ async function main(): Promise<void> {
   // Failover: the coordinator changed after seeding.
   let seededMaster: string | undefined;
   let failedOver = false;
-  channel.addMasterChangedListener((master) => {
+  channel.on("masterChange", ({ master }) => {
     print({ type: "master", at: now(), master: master.name });
     if (seededMaster !== undefined && master.name !== seededMaster) failedOver = true;
   });

@@ -69,12 +69,12 @@ async function main(): Promise<void> {
   const channel = new ClusterChannel({ ...memberChannelOptions(config, host), weight: config.weight, state: { quorum: config.quorum } });
   const giveUp = limitLifetime(host, channel, config);
   channel.on("error", (event) => print({ type: "error", message: `${event.stage}: ${describe(event.error)}` }));
-  channel.addMasterChangedListener((master) => print({ type: "master", at: now(), master: master.name }));
+  channel.on("masterChange", ({ master }) => print({ type: "master", at: now(), master: master.name }));
 
   // The workload ends `afterHealMs` after the view is whole again, once it has shrunk.
   let shrunk = false;
   let healedAt: number | undefined;
-  channel.onGroup("viewChange", ({ view }) => {
+  channel.on("viewChange", ({ view }) => {
     print({ type: "view", at: now(), members: view.members.map((m) => m.name) });
     if (view.members.length < config.members) {
       shrunk = true;

@@ -98,7 +98,7 @@ async function main(): Promise<void> {
     print({ type: "exchanged" });
   };
 
-  channel.onGroup("viewChange", ({ view }) => {
+  channel.on("viewChange", ({ view }) => {
     print({
       type: "view",
       at: now(),
@@ -113,7 +113,7 @@ async function main(): Promise<void> {
       exchange(view).catch((error: unknown) => print({ type: "error", message: `exchange: ${describe(error)}` }));
     }
   });
-  channel.onGroup("suspect", ({ member }) => print({ type: "suspect", at: now(), member: member.name }));
+  channel.on("suspect", ({ member }) => print({ type: "suspect", at: now(), member: member.name }));
 
   try {
     await channel.join({ timeoutMs: Math.max(10_000, 10 * config.discoveryTimeoutMs) });

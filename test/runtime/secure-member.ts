@@ -111,7 +111,7 @@ async function main(): Promise<void> {
   for (let s = 0; s < config.senders; s++) if (s !== config.index) received[s] = 0;
   let wrong = 0;
   let completeFrom = 0;
-  channel.addTopicListener(DATA, (message) => {
+  channel.onTopic(DATA, (message) => {
     const bytes = message.payload;
     const view = new DataView(bytes.buffer, bytes.byteOffset);
     const sender = bytes.length >= 8 ? view.getUint32(0) : -1;
@@ -156,7 +156,7 @@ async function main(): Promise<void> {
     await channel.shutDown();
     host.exit(code);
   };
-  channel.addTopicListener(CONTROL, (message) => {
+  channel.onTopic(CONTROL, (message) => {
     if (new TextDecoder().decode(message.payload) === "report") void finish(0);
   });
 

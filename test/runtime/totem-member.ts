@@ -54,7 +54,7 @@ async function main(): Promise<void> {
   };
   const everything = signal();
   let total = 0;
-  channel.addTopicListener(DATA, (message) => {
+  channel.onTopic(DATA, (message) => {
     const payload = message.payload;
     const view = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
     const sender = payload.length >= HEADER_BYTES ? view.getUint32(0) : -1;

@@ -154,7 +154,7 @@ export async function runClusterScenario(seed: number, kind: ClusterScenarioKind
     note(`start p${index}@${host} ${channel.id.slice(0, 8)}`);
     watch(proc);
     if (TRACE_KEY !== undefined) {
-      channel.onGroup("viewChange", ({ view }) => console.log(`${clock.now().toFixed(1)} p${index} view ${view.id.counter} [${view.members.map((m) => m.name).join(",")}] coordinator ${view.coordinator.name}`));
+      channel.on("viewChange", ({ view }) => console.log(`${clock.now().toFixed(1)} p${index} view ${view.id.counter} [${view.members.map((m) => m.name).join(",")}] coordinator ${view.coordinator.name}`));
     }
     channel.on("error", ({ error, stage }) => {
       if (proc.status === "running" && stage !== "transport") violation(`p${index} reported an error (${stage}): ${error.message}`);

@@ -143,7 +143,7 @@ export class GroupSim {
     this.note(`start p${index}@${host} ${channel.id.slice(0, 8)}${options.weight === undefined ? "" : ` weight ${options.weight}`}`);
     this.procs.push(proc);
     this.#byId.set(proc.id, proc);
-    channel.onGroup("viewChange", (event) => this.#onViewChange(proc, event.view, event.left));
+    channel.on("viewChange", (event) => this.#onViewChange(proc, event.view, event.left));
     channel.on("error", ({ error, stage }) => {
       if (proc.status === "running") this.#violation(`${this.#name(proc)} reported an error (${stage}): ${error.message}`);
     });

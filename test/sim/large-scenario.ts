@@ -97,7 +97,7 @@ export async function runLargeScenario(kind: LargeKind, reliability: LargeProtoc
       ...options,
     });
     const member: Member = { index, host: hosts[index]!, incarnation, channel, delivered: [], lossReported: new Set(), crashed: false, stalled: false };
-    channel.addTopicListener(TOPIC, (message: TopicMessage) => {
+    channel.onTopic(TOPIC, (message: TopicMessage) => {
       const key = keyOf(message.payload);
       const expected = sent.get(key);
       if (expected === undefined || expected.length !== message.payload.length || checksum(message.payload) !== expected.checksum) {

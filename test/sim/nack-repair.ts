@@ -41,7 +41,7 @@ export async function measureRepairTraffic(seed: number, members: number, loss: 
   net.clock.runUntil(() => channels.every((c) => c.peers.length === members - 1), { maxMs: 10_000 });
   for (let i = 0; i < members; i++) if (i !== 1) net.setLink(`h${i}`, "h1", { loss });
   let delivered = 0;
-  for (const channel of channels.slice(1)) channel.addTopicListener(TOPIC, () => delivered++);
+  for (const channel of channels.slice(1)) channel.onTopic(TOPIC, () => delivered++);
   const before = channels.map((c) => c.stats.network.datagramsReceived);
 
   let sent = 0;

@@ -190,7 +190,7 @@ export async function runNackScenario(seed: number, kind: NackScenarioKind): Pro
     };
     const channel = new Channel(options);
     indexOf.set(channel.id, i);
-    channel.addTopicListener(TOPIC, (message) => {
+    channel.onTopic(TOPIC, (message) => {
       const s = indexOf.get(message.sender)!;
       if (s === i) return;
       const { sender, number } = decodeMessage(message.payload);

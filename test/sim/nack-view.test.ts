@@ -34,7 +34,7 @@ describe("NACK flow control on a group channel", () => {
     const doomed = members[2]!;
     let got = 0;
     let doneAt = Infinity;
-    live.addTopicListener("flow", () => {
+    live.onTopic("flow", () => {
       if (++got === 500) doneAt = net.clock.now();
     });
     let peerDownAt = Infinity;
@@ -47,7 +47,7 @@ describe("NACK flow control on a group channel", () => {
     });
     let viewDroppedAt: number | undefined;
     let gotBeforeViewDrop = 0;
-    sender.onGroup("viewChange", ({ view }) => {
+    sender.on("viewChange", ({ view }) => {
       if (view.members.some((m) => m.id === doomed.id) || viewDroppedAt !== undefined) return;
       viewDroppedAt = net.clock.now();
       gotBeforeViewDrop = got;

@@ -74,7 +74,7 @@ export function recordDeliveries(
 ): Array<Map<number, number[]>> {
   const delivered = channels.map(() => new Map<number, number[]>());
   channels.forEach((channel, i) => {
-    channel.addTopicListener(topic, (message: TopicMessage) => {
+    channel.onTopic(topic, (message: TopicMessage) => {
       const { sender, number } = decode(message.payload);
       let list = delivered[i]!.get(sender);
       if (list === undefined) delivered[i]!.set(sender, (list = []));

@@ -88,10 +88,10 @@ async function stallScenario(seed: number): Promise<void> {
   await flush();
   const suspicions: Array<GroupEvents["suspect"]> = [];
   const stalls: Array<GroupEvents["stalled"]> = [];
-  sleeper.onGroup("suspect", (event) => suspicions.push(event));
-  sleeper.onGroup("stalled", (event) => stalls.push(event));
+  sleeper.on("suspect", (event) => suspicions.push(event));
+  sleeper.on("stalled", (event) => stalls.push(event));
   const othersSuspect: string[] = [];
-  for (const other of members.slice(1)) other.onGroup("suspect", ({ member }) => othersSuspect.push(member.name));
+  for (const other of members.slice(1)) other.on("suspect", ({ member }) => othersSuspect.push(member.name));
 
   // Stalled past the failure timeout (its peers suspect it), woken before their verification ends.
   const stallMs = TIMING.failureTimeoutMs + 1_000;

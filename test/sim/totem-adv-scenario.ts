@@ -101,7 +101,7 @@ export async function runTotemPartitionScenario(seed: number): Promise<TotemPart
   const delivered = channels.map(() => [] as Delivery[]);
   const safeKeys = new Set<string>();
   channels.forEach((channel, i) => {
-    channel.addTopicListener(TOPIC, (message: TopicMessage) => {
+    channel.onTopic(TOPIC, (message: TopicMessage) => {
       const { sender, number } = decodeMessage(message.payload);
       const key = `${sender}/${number}`;
       const ring = totemStats(channel).ring;

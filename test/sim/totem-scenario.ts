@@ -73,7 +73,7 @@ export async function runTotemScenario(seed: number): Promise<TotemScenarioResul
   const safeKeys = new Set<string>();
   const violations: string[] = [];
   channels.forEach((channel, i) => {
-    channel.addTopicListener(TOPIC, (message: TopicMessage) => {
+    channel.onTopic(TOPIC, (message: TopicMessage) => {
       const { sender, number } = decodeMessage(message.payload);
       const key = `${sender}/${number}`;
       delivered[i]!.push(key);

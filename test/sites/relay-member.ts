@@ -77,7 +77,7 @@ setTimeout(() => void relay.close().finally(() => process.exit(0)), config.lifet
 // What it delivered, by topic and origin: "stream" is relayed to every site, "local" stays in the site.
 const origins = new Map<string, { count: number; first: number; last: number; inOrder: boolean; firstAt: number; lastAt: number; latencies: number[] }>();
 for (const topic of ["stream", "local"]) {
-  relay.addTopicListener(topic, (message) => {
+  relay.onTopic(topic, (message) => {
     const view = new DataView(message.payload.buffer, message.payload.byteOffset, message.payload.byteLength);
     const n = view.getFloat64(0);
     const at = now();

@@ -108,7 +108,7 @@ export class SitesSim {
       if (list === undefined) into.set(message.origin.id, (list = []));
       list.push(Number(message.text().split(":")[1]));
     };
-    relayChannel.addTopicListener(TOPIC, record(proc.topic));
+    relayChannel.onTopic(TOPIC, record(proc.topic));
     relayChannel.onInbox("", (message) => {
       if (message.isRequest) return message.reply(new TextEncoder().encode(`re:${message.text()}`));
       record(proc.direct)(message);

@@ -377,8 +377,8 @@ describe("FEC channels", () => {
     net.clock.runUntil(() => channels.every((c) => c.peers.length === 2), { maxMs: 10_000 });
     const topic = "t".repeat(255);
     const got: Uint8Array[][] = [[], []];
-    channels[1]!.addTopicListener(topic, (m) => got[0]!.push(m.payload));
-    channels[2]!.addTopicListener(topic, (m) => got[1]!.push(m.payload));
+    channels[1]!.onTopic(topic, (m) => got[0]!.push(m.payload));
+    channels[2]!.onTopic(topic, (m) => got[1]!.push(m.payload));
     const random = new SeededRandom("fragments");
     const messages = Array.from({ length: 30 }, () => random.fill(new Uint8Array(20_000 + random.nextInt(20_000))));
     for (const message of messages) void channels[0]!.broadcast(topic, message, { outOfBand: random.next() < 0.3 });

@@ -440,7 +440,7 @@ describe("Totem channels", () => {
     await quiet.start();
     net.clock.runUntil(() => channels.every((c) => (c.stats.protocol as TotemStats).ring.members.length === 4 && (c.stats.protocol as TotemStats).ring.state === "operational"), { maxMs: 30_000 });
     const logs = [...channels, quiet].map(() => [] as string[]);
-    [...channels, quiet].forEach((channel, i) => channel.addTopicListener("t", (m) => logs[i]!.push(m.text())));
+    [...channels, quiet].forEach((channel, i) => channel.onTopic("t", (m) => logs[i]!.push(m.text())));
     for (let k = 0; k < 20; k++) {
       void channels[k % 3]!.broadcast("t", new TextEncoder().encode(`m${k % 3}-${k}`));
       void quiet.broadcast("t", new TextEncoder().encode(`q-${k}`), { safe: k % 2 === 0 });
@@ -463,7 +463,7 @@ describe("Totem channels", () => {
     await channels[2]!.start();
     net.clock.runUntil(() => channels.every((c) => ring(c).members.length === 3 && ring(c).state === "operational"), { maxMs: 30_000 });
     const log: string[][] = channels.map(() => []);
-    channels.forEach((c, i) => c.addTopicListener("t", (m) => log[i]!.push(m.text())));
+    channels.forEach((c, i) => c.onTopic("t", (m) => log[i]!.push(m.text())));
     await channels[2]!.broadcast("t", new TextEncoder().encode("back"));
     net.clock.runUntil(() => log.every((l) => l.length === 1), { maxMs: 10_000 });
     for (const channel of channels) await channel.shutDown();
@@ -473,7 +473,7 @@ describe("Totem channels", () => {
     const { net, channels } = await members(4, 8);
     const ring = (c: Channel) => (c.stats.protocol as TotemStats).ring;
     const logs = channels.map(() => [] as string[]);
-    channels.forEach((c, i) => c.addTopicListener("t", (m) => logs[i]!.push(m.text())));
+    channels.forEach((c, i) => c.onTopic("t", (m) => logs[i]!.push(m.text())));
     net.partition(["h0", "h1"], ["h2", "h3"]);
     net.clock.runUntil(() => channels.every((c) => ring(c).members.length === 2 && ring(c).state === "operational"), { maxMs: 30_000 });
     expect(ring(channels[0]!).members).toEqual(ring(channels[1]!).members);
@@ -513,7 +513,7 @@ describe("Totem channels", () => {
   it("sends a large message in fragments and reassembles it in order", async () => {
     const { net, channels } = await members(3, 7);
     const got: number[][] = channels.map(() => []);
-    channels.forEach((c, i) => c.addTopicListener("t", (m) => got[i]!.push(m.payload.length)));
+    channels.forEach((c, i) => c.onTopic("t", (m) => got[i]!.push(m.payload.length)));
     void channels[0]!.broadcast("t", new Uint8Array(300_000).fill(7), { safe: true });
     void channels[1]!.broadcast("t", new Uint8Array(10));
     net.clock.runUntil(() => got.every((g) => g.length === 2), { maxMs: 30_000 });
