@@ -137,11 +137,6 @@ export class DatagramBuilder {
     this.#pos = this.#start;
   }
 
-  /** Frames written since the last `finish()`. */
-  get frameCount(): number {
-    return this.#frames;
-  }
-
   /** The largest encoded frame that fits in an otherwise empty datagram. */
   get maxFrameBytes(): number {
     const room = this.#maxBytes - this.#headerRoom();
