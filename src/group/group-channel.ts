@@ -696,7 +696,9 @@ export class GroupChannel extends Channel {
   #run(listener: InboxListener, message: GroupMessage, done: (() => void) | undefined): void {
     try {
       const result = listener(message);
-      if (result instanceof Promise) {
+      // A reply sent at once gives the shared resolved promise (`(request) => request.reply(...)`): nothing
+      // to wait for, and no reaction to pay for on every request.
+      if (result instanceof Promise && result !== RESOLVED) {
         result.then(
           () => done?.(),
           (error: unknown) => {
