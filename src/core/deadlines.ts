@@ -33,6 +33,16 @@ export class Deadlines<T> {
     items[i] = item;
   }
 
+  /** The item of the earliest deadline, or undefined when empty. */
+  first(): T | undefined {
+    return this.#at.length === 0 ? undefined : this.#items[0];
+  }
+
+  /** Removes the entry of the earliest deadline (nothing when empty). */
+  dropFirst(): void {
+    if (this.#at.length > 0) this.#pop();
+  }
+
   /** Removes and returns the earliest item due at `now` or earlier; undefined when none is. */
   popDue(now: number): T | undefined {
     return this.#at.length > 0 && this.#at[0]! <= now ? this.#pop() : undefined;

@@ -77,7 +77,11 @@ export class PendingCalls<T, M = undefined> implements TimedUnit {
   }
 
   pollTimeout(): number {
-    return this.#deadlines.next();
+    // A call that ended before its deadline leaves its entry in the heap: dropped here once it is the
+    // earliest, or every answered call would wake the driver for nothing when its deadline came.
+    const deadlines = this.#deadlines;
+    for (let id = deadlines.first(); id !== undefined && !this.#entries.has(id); id = deadlines.first()) deadlines.dropFirst();
+    return deadlines.next();
   }
 
   handleTimeout(now: number): void {

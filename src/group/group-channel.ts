@@ -341,9 +341,11 @@ export class GroupChannel extends Channel {
       const target = this.#target(to);
       const { id, promise } = this.#open(options.timeoutMs ?? this.#group.requestTimeoutMs, options.signal, "the request", { target: target.id });
       const { payload, format } = encodePayload(message);
-      this.#sendTo(target.id, target.incarnation, Addressing.MEMBER, options.inbox ?? "", payload, format, id).catch((error: unknown) =>
-        this.#calls.fail(id, error instanceof BlazeError ? error : new BlazeError("SEND_FAILED", String(error), { cause: error })),
-      );
+      const sent = this.#sendTo(target.id, target.incarnation, Addressing.MEMBER, options.inbox ?? "", payload, format, id);
+      // Sent at once (the common case) it cannot fail: no handler, which would cost a promise and a microtask per request.
+      if (sent !== RESOLVED) {
+        sent.catch((error: unknown) => this.#calls.fail(id, error instanceof BlazeError ? error : new BlazeError("SEND_FAILED", String(error), { cause: error })));
+      }
       // A request's call settles with the reply (a queue message's with undefined).
       return this.#timed("member", promise as Promise<GroupMessage>);
     } catch (error) {
@@ -688,7 +690,9 @@ export class GroupChannel extends Channel {
   #run(listener: InboxListener, message: GroupMessage, done: (() => void) | undefined): void {
     try {
       const result = listener(message);
-      if (result instanceof Promise) {
+      // A reply sent at once gives the shared resolved promise (`(request) => request.reply(...)`): nothing
+      // to wait for, and no reaction to pay for on every request.
+      if (result instanceof Promise && result !== RESOLVED) {
         result.then(
           () => done?.(),
           (error: unknown) => {
@@ -768,9 +772,12 @@ export class GroupChannel extends Channel {
     call.target = target;
     const incarnation = target === this.id ? this.incarnation : (this.getMemberById(target)?.incarnation ?? this.#context!.endpoint.peers.get(target)!.incarnation);
     const addressing = queue.expectsReply ? Addressing.QUEUE_REQUEST : Addressing.QUEUE;
-    this.#sendTo(target, incarnation, addressing, queue.name, queue.payload, queue.format, id).catch((error: unknown) => {
-      if (this.#calls.meta(id) === call && error instanceof BlazeError && error.code === "UNREACHABLE") this.#dispatchQueue(id, call);
-    });
+    const sent = this.#sendTo(target, incarnation, addressing, queue.name, queue.payload, queue.format, id);
+    if (sent !== RESOLVED) {
+      sent.catch((error: unknown) => {
+        if (this.#calls.meta(id) === call && error instanceof BlazeError && error.code === "UNREACHABLE") this.#dispatchQueue(id, call);
+      });
+    }
   }
 
   // Members consuming `name`, in view order (this member too), that are in one of our views.

@@ -44,10 +44,24 @@ export const systemClock: Clock = {
   now: () => web.performance.now(),
   defer: deferAfterIo,
   setTimer(delayMs, fn) {
-    const id = web.setTimeout(fn, Math.max(0, delayMs));
-    // Node's timers keep the process alive; a protocol timer must not, or an idle member
-    // would block its process from exiting after close().
-    (id as { unref?: () => void }).unref?.();
+    // Runtimes count timers in whole milliseconds from a time read at the start of the event loop's
+    // turn, so a fractional delay mostly ends up to a millisecond early, and a driver woken early finds
+    // nothing due and arms another timer. Rounded up, and with what is left waited out when still early,
+    // a timer never fires before its delay.
+    const due = web.performance.now() + delayMs;
+    const arm = (ms: number) => {
+      const id = web.setTimeout(fire, Math.ceil(Math.max(0, ms)));
+      // Node's timers keep the process alive; a protocol timer must not, or an idle member
+      // would block its process from exiting after close().
+      (id as { unref?: () => void }).unref?.();
+      return id;
+    };
+    const fire = () => {
+      const left = due - web.performance.now();
+      if (left > 0) id = arm(left);
+      else fn();
+    };
+    let id = arm(delayMs);
     return { cancel: () => web.clearTimeout(id) };
   },
 };

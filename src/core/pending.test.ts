@@ -1,0 +1,48 @@
+import { describe, expect, it } from "vitest";
+import { BlazeError } from "../errors.ts";
+import { PendingCalls } from "./pending.ts";
+
+describe("PendingCalls", () => {
+  it("is due at its earliest open call's deadline, not at one of a call that ended", async () => {
+    const calls = new PendingCalls<string>();
+    const first = calls.open(0, 100, undefined, "first", undefined);
+    const second = calls.open(10, 100, undefined, "second", undefined);
+    const third = calls.open(20, 50, undefined, "third", undefined);
+    expect(calls.pollTimeout()).toBe(70);
+    expect(calls.settle(third.id, "three")).toBe(true);
+    expect(calls.pollTimeout()).toBe(100);
+    expect(calls.settle(first.id, "one")).toBe(true);
+    expect(calls.pollTimeout()).toBe(110);
+    expect(calls.fail(second.id, new BlazeError("CLOSED", "closed"))).toBe(true);
+    expect(calls.pollTimeout()).toBe(Number.POSITIVE_INFINITY);
+    await expect(first.promise).resolves.toBe("one");
+    await expect(third.promise).resolves.toBe("three");
+    await expect(second.promise).rejects.toMatchObject({ code: "CLOSED" });
+  });
+
+  it("sequential calls answered in time leave no deadline behind to wake the driver", () => {
+    const calls = new PendingCalls<number>();
+    for (let i = 0; i < 10_000; i++) {
+      const { id } = calls.open(i, 5_000, undefined, "call", undefined);
+      expect(calls.pollTimeout()).toBe(i + 5_000);
+      calls.settle(id, i);
+    }
+    // Time passes beyond every deadline: nothing is due, nothing fails.
+    expect(calls.pollTimeout()).toBe(Number.POSITIVE_INFINITY);
+    calls.handleTimeout(20_000);
+    expect(calls.size).toBe(0);
+  });
+
+  it("fails a call that is not answered by its deadline with TIMEOUT, and only then", async () => {
+    const calls = new PendingCalls<string>();
+    const answered = calls.open(0, 10, undefined, "the answered call", undefined);
+    const late = calls.open(0, 20, undefined, "the late call", undefined);
+    calls.settle(answered.id, "yes");
+    calls.handleTimeout(19);
+    expect(calls.size).toBe(1);
+    calls.handleTimeout(20);
+    expect(calls.size).toBe(0);
+    await expect(late.promise).rejects.toMatchObject({ code: "TIMEOUT", message: "the late call: no answer within 20 ms" });
+    expect(calls.settle(late.id, "too late")).toBe(false);
+  });
+});
