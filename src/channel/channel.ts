@@ -24,6 +24,7 @@ import type { SenderState } from "../security/datagram-guard.ts";
 import { securityProvider } from "../security/default-provider.ts";
 import { KeyRing } from "../security/keyring.ts";
 import { type Clock, guardedClock, type RandomSource, systemClock, systemRandom } from "../transport/clock.ts";
+import { formatAddress } from "../transport/host-names.ts";
 import type { Address } from "../transport/transport.ts";
 import { DropCounters, type DropReason } from "../wire/drop-reason.ts";
 import { type DataFields, leaveGroupOf, NO_BYTES, type ReceivedFrame, streamOf } from "../wire/frames.ts";
@@ -522,7 +523,7 @@ export class Channel implements AsyncDisposable {
     const network = this.#options.network;
     const where =
       network.type === "multicast"
-        ? `multicast ${network.group}:${network.port} on ${network.interface}`
+        ? `multicast ${formatAddress({ host: network.group, port: network.port })} on ${network.interface}`
         : endpoint.describeSeeds() || "every static peer answers";
     const otherClusters = endpoint.drops.snapshot().WRONG_CLUSTER;
     const clusters = otherClusters > 0 ? `; ${otherClusters} datagram(s) of other clusters arrived (this is cluster "${this.#options.cluster}")` : "";

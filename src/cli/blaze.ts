@@ -59,9 +59,10 @@ Usage:
 
 Network and key (probe, dashboard), as the cluster's members are configured:
   --cluster NAME          the cluster (default activeblaze)
-  --group ADDR            multicast group (default 239.255.42.99)
+  --group ADDR            multicast group (default 239.255.42.99; IPv6 too: ff15::1234)
   --group-port N          multicast port (default 45588)
-  --interface ADDR        multicast interface (default 127.0.0.1)
+  --interface ADDR        multicast interface (default 127.0.0.1); for an IPv6 group its name
+                          (eth0) or one of its IPv6 addresses
   --ttl N                 multicast time to live (default 1)
   --peers LIST            static peers instead of multicast: host:port,[ipv6]:port,dns:name:port,...
   --bind ADDR             address to bind with --peers (default 127.0.0.1; ::1 or :: for IPv6)

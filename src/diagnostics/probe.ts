@@ -2,7 +2,7 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import type { DiagnosticsReply } from "../../gen/activeblaze/v1/diagnostics_pb.ts";
 import { FrameSchema } from "../../gen/activeblaze/v1/envelope_pb.ts";
 import { PongSchema } from "../../gen/activeblaze/v1/membership_pb.ts";
-import { channelOptionFields, multicastNetwork, type MulticastNetworkOptions, staticNetwork, type StaticNetworkOptions } from "../channel/options.ts";
+import { channelOptionFields, multicastBindings, multicastNetwork, type MulticastNetworkOptions, staticNetwork, type StaticNetworkOptions } from "../channel/options.ts";
 import { BlazeError } from "../errors.ts";
 import { parseOptions } from "../options.ts";
 import { keyOf } from "../reliable/member-key.ts";
@@ -158,7 +158,7 @@ export class Prober implements AsyncDisposable {
     const factory = resolved.transport ?? (await runtime!.runtimeTransport());
     const transport =
       network.type === "multicast"
-        ? await factory({ bindAddress: network.interface, multicastInterface: network.interface, multicastTtl: network.ttl })
+        ? await factory({ bindAddress: multicastBindings(network).sender, multicastInterface: network.interface, multicastTtl: network.ttl })
         : await factory({ bindAddress: network.bindAddress });
     let seeds: StaticSeeds | undefined;
     const warnings: string[] = [];
