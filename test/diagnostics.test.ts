@@ -257,4 +257,45 @@ describe("diagnostics", () => {
     const mismatched = { publicKey: identities[3]!.publicKey, privateKey: identities[0]!.privateKey };
     await expect(probe(mismatched, "mismatched")).rejects.toMatchObject({ code: "INVALID_OPTION", message: expect.stringContaining('"probe.security.identity.publicKey"') });
   });
+
+  it("under loss, duplication and reordering (8 seeds), a keyed probe is answered by members only and becomes no peer; a keyless one is never answered", async () => {
+    const K1 = { id: 1, secret: new Uint8Array(32).fill(0x11) };
+    for (let seed = 100; seed < 108; seed++) {
+      const net = new SimulatedNetwork({ seed });
+      const members = await cluster(net, 3, () => ({ security: { keys: [K1], provider: nodeCrypto } }));
+      const errors: string[] = [];
+      const peerUps: string[] = [];
+      for (const member of members) {
+        member.on("error", (event) => errors.push(`${member.name}: ${event.error.code} ${event.error.message}`));
+        member.on("peerUp", ({ peer }) => peerUps.push(peer.id));
+      }
+      net.setDefaultLink({ loss: 0.15, duplicate: 0.1, reorder: 0.1 });
+      const ids = new Set(members.map((m) => m.id));
+      const open = (name: string, security: SecurityOptions | undefined) =>
+        settle(net, Prober.open({ cluster: "probed", transport: net.transportFactory(name), clock: net.clock, random: net.random.fork(name), ...(security === undefined ? {} : { security }) }));
+
+      const keyed = await open("keyed", { keys: [K1], provider: nodeCrypto });
+      const answered = new Set<string>();
+      for (let round = 0; round < 6 && answered.size < 3; round++) {
+        const result = await settle(net, keyed.ask());
+        for (const report of result.members) {
+          expect(ids.has(report.id), `seed ${seed}: an answer from ${report.id}`).toBe(true);
+          answered.add(report.id);
+        }
+      }
+      await keyed.close();
+      expect(answered.size, `seed ${seed}`).toBe(3);
+
+      const answeredBefore = members.map((m) => m.stats.network.diagnosticsAnswered);
+      const keyless = await open("keyless", undefined);
+      for (let round = 0; round < 3; round++) expect((await settle(net, keyless.ask())).members, `seed ${seed}`).toEqual([]);
+      await keyless.close();
+      expect(members.map((m) => m.stats.network.diagnosticsAnswered), `seed ${seed}`).toEqual(answeredBefore);
+      expect(members.map((m) => m.stats.dropped.UNSEALED).every((n) => n > 0), `seed ${seed}`).toBe(true);
+
+      expect(peerUps, `seed ${seed}`).toEqual([]);
+      expect(errors, `seed ${seed}`).toEqual([]);
+      await Promise.all(closing.splice(0).map((member) => member.shutDown()));
+    }
+  }, 60_000);
 });
