@@ -403,6 +403,21 @@ describe("Channel options", () => {
 });
 
 describe("Channel topic messaging", () => {
+  it("over an IPv6 multicast group, with loss and reordering (5 seeds): every message to every member, once, in order", async () => {
+    for (let seed = 40; seed < 45; seed++) {
+      const net = simNet(seed, { loss: 0.1, reorder: 0.1 });
+      const channels = await group(net, 3, { network: { type: "multicast", group: "ff15::1234", interface: "eth0" } });
+      const got = channels.map((channel) => collect(channel, "v6"));
+      for (let n = 0; n < 20; n++) for (const channel of channels) await channel.broadcast("v6", utf8(`${channel.name} ${n}`));
+      net.clock.runUntil(() => got.every((g) => g.length === 60), { maxMs: 10_000 });
+      net.clock.runFor(500);
+      for (const received of got) {
+        for (const sender of channels) expect(from(received, sender).map((m) => m.text()), `seed ${seed}`).toEqual(Array.from({ length: 20 }, (_, n) => `${sender.name} ${n}`));
+      }
+      for (const channel of open.splice(0)) await channel.shutDown();
+    }
+  });
+
   it("delivers BlazeMessages and raw bytes to all 3 members, with text(), json() and typed getters", async () => {
     const net = simNet(20);
     const [a, b, c] = await group(net, 3);
