@@ -49,20 +49,22 @@ export const multicastNetwork = z
     ttl: z.number().int().min(0).max(255).default(1),
   })
   .transform((network, context) => {
-    const v6 = isMulticastV6(network.group);
-    const iface = network.interface ?? (v6 ? undefined : "127.0.0.1");
-    const fault =
-      iface === undefined
-        ? 'an IPv6 group needs an interface: its name ("eth0") or one of its IPv6 addresses'
-        : v6
-          ? isIpLiteral(iface) ? (familyOf(iface) === 6 ? undefined : "expected an IPv6 address or an interface name (the group is IPv6)") : INTERFACE_NAME.test(iface) ? undefined : "expected an interface name or an IPv6 address"
-          : ipv4.safeParse(iface).success ? undefined : "expected an IPv4 address (the group is IPv4)";
+    const iface = network.interface ?? (isMulticastV6(network.group) ? undefined : "127.0.0.1");
+    const fault = interfaceFault(network.group, iface);
     if (fault !== undefined) {
       context.addIssue({ code: "custom", message: fault, path: ["interface"] });
       return z.NEVER;
     }
     return { ...network, interface: iface! };
   });
+
+// What is wrong with a multicast network's interface, given its group's family; undefined when nothing.
+function interfaceFault(group: string, iface: string | undefined): string | undefined {
+  if (!isMulticastV6(group)) return iface !== undefined && ipv4.safeParse(iface).success ? undefined : "expected an IPv4 address (the group is IPv4)";
+  if (iface === undefined) return 'an IPv6 group needs an interface: its name ("eth0") or one of its IPv6 addresses';
+  if (isIpLiteral(iface)) return familyOf(iface) === 6 ? undefined : "expected an IPv6 address or an interface name (the group is IPv6)";
+  return INTERFACE_NAME.test(iface) ? undefined : "expected an interface name or an IPv6 address";
+}
 
 /**
  * Where a multicast member's sockets bind: the sending one to the interface's address (for an
