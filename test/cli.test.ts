@@ -115,6 +115,41 @@ describe("blaze", () => {
     expect(stderr).toContain("neither hex nor a readable file");
   });
 
+  it("probe and dashboard take a key: --key (with --key-id), or --key-file holding a secret, keygen's output or a security option", () => {
+    const secret = Buffer.alloc(32, 5).toString("base64");
+    const directory = mkdtempSync(join(tmpdir(), "blaze-keys-"));
+    const file = (name: string, text: string) => (writeFileSync(join(directory, name), text), join(directory, name));
+    const bare = file("bare", `${secret}\n`);
+    const keygen = file("keygen.json", JSON.stringify({ id: 3, secret }));
+    const option = file("security.json", JSON.stringify({ keys: [{ id: 1, secret }, { id: 2, secret }], primary: 2, mode: "authenticate" }));
+    const securityOf = (args: string[]) => {
+      const command = parseCommandLine(args, { progress: false }) as { command?: { probe: { security?: unknown } }; options?: { security?: unknown } };
+      return command.command?.probe.security ?? command.options?.security;
+    };
+    expect(securityOf(["probe", "--key", secret])).toEqual({ keys: [{ id: 1, secret }] });
+    expect(securityOf(["dashboard", "--key", secret, "--key-id", "9"])).toEqual({ keys: [{ id: 9, secret }] });
+    expect(securityOf(["probe", "--key-file", bare, "--key-id", "4"])).toEqual({ keys: [{ id: 4, secret }] });
+    expect(securityOf(["probe", "--key-file", keygen])).toEqual({ keys: [{ id: 3, secret }] });
+    expect(securityOf(["dashboard", "--key-file", option])).toEqual({ keys: [{ id: 1, secret }, { id: 2, secret }], primary: 2, mode: "authenticate" });
+    expect(securityOf(["probe"])).toBeUndefined();
+    const refusals: Array<[string[], string]> = [
+      [["probe", "--key", "short"], "--key is a key's secret, 32 bytes in base64"],
+      [["probe", "--key", secret, "--key-file", bare], "--key and --key-file are one or the other"],
+      [["probe", "--key-id", "2"], "--key-id goes with --key or --key-file"],
+      [["probe", "--key", secret, "--key-id", "0"], "--key-id must be a whole number from 1"],
+      [["probe", "--key-file", keygen, "--key-id", "2"], "--key-id goes with a bare secret"],
+      [["probe", "--key-file", join(directory, "missing")], "--key-file: cannot read"],
+      [["probe", "--key-file", file("broken.json", "{ id: 1")], "is not JSON"],
+      [["probe", "--key-file", file("other.json", '{ "secrets": [] }')], "holds neither a key"],
+      [["probe", "--key-file", file("null.json", "null")], "is a key's secret"],
+      [["inspect", "--key-file", bare], "inspect takes no --key-file"],
+    ];
+    for (const [args, message] of refusals) {
+      expect(() => parseCommandLine(args, { progress: false }), args.join(" ")).toThrow(UsageError);
+      expect(() => parseCommandLine(args, { progress: false }), args.join(" ")).toThrow(message);
+    }
+  });
+
   it("checks every numeric flag, and refuses flags a command does not take", () => {
     const refusals: Array<[string[], string]> = [
       [["demo", "--messages", "abc"], '--messages must be a whole number from 1 to 10,000, got "abc"'],

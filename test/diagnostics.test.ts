@@ -2,7 +2,8 @@
  * Diagnostics on the simulated network: a probe asks a cluster's members to describe themselves; they
  * answer only once the asker answered their admission challenge, never make it a peer, answer a few
  * requests a second at most, and none when diagnostics are off; a peer may ask too; a reply too large
- * for one datagram is cut short and says so.
+ * for one datagram is cut short and says so. A secured cluster answers a probe that holds its key,
+ * sealed, and refuses (counting) one without it or with another.
  */
 import { create, fromBinary } from "@bufbuild/protobuf";
 import { afterEach, describe, expect, it } from "vitest";
@@ -10,8 +11,10 @@ import { EnvelopeSchema } from "../gen/activeblaze/v1/envelope_pb.ts";
 import { PongSchema } from "../gen/activeblaze/v1/membership_pb.ts";
 import { Channel } from "../src/channel/channel.ts";
 import { ClusterChannel } from "../src/cluster/cluster-channel.ts";
+import { nodeCrypto } from "../src/adapters/node-crypto.ts";
 import { Prober, probeCluster } from "../src/diagnostics/probe.ts";
 import { BlazeMessage } from "../src/message/blaze-message.ts";
+import type { SecurityOptions } from "../src/security/options.ts";
 import { SimulatedNetwork } from "../src/transport/simulated-network.ts";
 import type { Address, Transport } from "../src/transport/transport.ts";
 import { fakeId, forge, type FrameKind } from "./hostile/forge.ts";
@@ -194,4 +197,105 @@ describe("diagnostics", () => {
     }
     expect(result.members.map((m) => m.id).sort()).toEqual([a.id, b.id].sort());
   });
+
+  it("a secured cluster answers a probe holding its key, sealed, and refuses one in clear or under another key, counting it", async () => {
+    const net = new SimulatedNetwork({ seed: 15 });
+    const K1 = { id: 1, secret: new Uint8Array(32).fill(0x11) };
+    const members = await cluster(net, 3, () => ({ security: { keys: [K1], provider: nodeCrypto } }));
+    const probe = (security: SecurityOptions | undefined, name: string) =>
+      settle(net, probeCluster({ cluster: "probed", transport: net.transportFactory(name), clock: net.clock, random: net.random.fork(name), ...(security === undefined ? {} : { security }) }));
+    const dropped = () => members.map((m) => m.stats.dropped);
+    const before = dropped();
+
+    const keyed = await probe({ keys: [K1], provider: nodeCrypto }, "keyed");
+    expect(keyed.members.map((m) => m.name)).toEqual(["c0", "c1", "c2"]);
+    expect(keyed.warnings).toEqual([]);
+    for (const report of keyed.members) expect(report.groups[0]!.members).toHaveLength(3);
+    expect(dropped()).toEqual(before);
+    // It proved its address and was answered, sealed, but is no peer; each member holds one more sender's windows.
+    for (const member of members) {
+      expect(member.peers).toHaveLength(2);
+      expect(member.stats.network.diagnosticsAnswered).toBeGreaterThanOrEqual(1);
+      expect(member.stats.network.security).toMatchObject({ senders: 3 });
+    }
+
+    const refusals = [
+      { security: undefined, reason: "UNSEALED", warning: "no answer: the cluster may need a key" },
+      { security: { keys: [{ id: 1, secret: new Uint8Array(32).fill(0x22) }], provider: nodeCrypto }, reason: "AUTH_FAILED", warning: "no answer: the cluster may hold another key" },
+      { security: { keys: [{ id: 2, secret: K1.secret }], provider: nodeCrypto }, reason: "UNKNOWN_KEY", warning: "sealed under a key it does not hold; this probe seals with key 2" },
+      { security: { keys: [K1], mode: "authenticate", provider: nodeCrypto }, reason: "WRONG_MODE", warning: "no answer: the cluster may hold another key" },
+    ] as const;
+    for (const [i, { security, reason, warning }] of refusals.entries()) {
+      const answered = members.map((m) => m.stats.network.diagnosticsAnswered);
+      const counted = dropped().map((d) => d[reason]);
+      const result = await probe(security, `refused-${i}`);
+      expect(result.members, reason).toEqual([]);
+      expect(result.warnings.join("\n")).toContain(warning);
+      // Each member refused every request (three a round, to the group), counted them, and answered nothing.
+      expect(dropped().map((d, j) => d[reason] - counted[j]!)).toEqual([3, 3, 3]);
+      expect(members.map((m) => m.stats.network.diagnosticsAnswered)).toEqual(answered);
+      for (const member of members) expect(member.stats.network.security).toMatchObject({ senders: 3 });
+    }
+  });
+
+  it("insider mode: a probe with an identity of its own that the members trust is answered; an untrusted one is refused, a mismatched one fails at open", async () => {
+    const net = new SimulatedNetwork({ seed: 16 });
+    const K1 = { id: 1, secret: new Uint8Array(32).fill(0x11) };
+    const identities = Array.from({ length: 4 }, () => nodeCrypto.generateIdentity());
+    const trustedMembers = identities.map((identity) => identity.publicKey);
+    const members = await cluster(net, 3, (i) => ({ security: { keys: [K1], identity: identities[i]!, trustedMembers, provider: nodeCrypto } }));
+    const probe = (identity: { publicKey: Uint8Array; privateKey: Uint8Array }, name: string) =>
+      settle(net, probeCluster({ cluster: "probed", transport: net.transportFactory(name), clock: net.clock, random: net.random.fork(name), security: { keys: [K1], identity, provider: nodeCrypto } }));
+
+    const trusted = await probe(identities[3]!, "trusted");
+    expect(trusted.members.map((m) => m.name)).toEqual(["c0", "c1", "c2"]);
+
+    const untrusted = await probe(nodeCrypto.generateIdentity(), "untrusted");
+    expect(untrusted.members).toEqual([]);
+    expect(members.map((m) => m.stats.dropped.UNTRUSTED_SIGNER)).toEqual([3, 3, 3]);
+
+    const mismatched = { publicKey: identities[3]!.publicKey, privateKey: identities[0]!.privateKey };
+    await expect(probe(mismatched, "mismatched")).rejects.toMatchObject({ code: "INVALID_OPTION", message: expect.stringContaining('"probe.security.identity.publicKey"') });
+  });
+
+  it("under loss, duplication and reordering (8 seeds), a keyed probe is answered by members only and becomes no peer; a keyless one is never answered", async () => {
+    const K1 = { id: 1, secret: new Uint8Array(32).fill(0x11) };
+    for (let seed = 100; seed < 108; seed++) {
+      const net = new SimulatedNetwork({ seed });
+      const members = await cluster(net, 3, () => ({ security: { keys: [K1], provider: nodeCrypto } }));
+      const errors: string[] = [];
+      const peerUps: string[] = [];
+      for (const member of members) {
+        member.on("error", (event) => errors.push(`${member.name}: ${event.error.code} ${event.error.message}`));
+        member.on("peerUp", ({ peer }) => peerUps.push(peer.id));
+      }
+      net.setDefaultLink({ loss: 0.15, duplicate: 0.1, reorder: 0.1 });
+      const ids = new Set(members.map((m) => m.id));
+      const open = (name: string, security: SecurityOptions | undefined) =>
+        settle(net, Prober.open({ cluster: "probed", transport: net.transportFactory(name), clock: net.clock, random: net.random.fork(name), ...(security === undefined ? {} : { security }) }));
+
+      const keyed = await open("keyed", { keys: [K1], provider: nodeCrypto });
+      const answered = new Set<string>();
+      for (let round = 0; round < 6 && answered.size < 3; round++) {
+        const result = await settle(net, keyed.ask());
+        for (const report of result.members) {
+          expect(ids.has(report.id), `seed ${seed}: an answer from ${report.id}`).toBe(true);
+          answered.add(report.id);
+        }
+      }
+      await keyed.close();
+      expect(answered.size, `seed ${seed}`).toBe(3);
+
+      const answeredBefore = members.map((m) => m.stats.network.diagnosticsAnswered);
+      const keyless = await open("keyless", undefined);
+      for (let round = 0; round < 3; round++) expect((await settle(net, keyless.ask())).members, `seed ${seed}`).toEqual([]);
+      await keyless.close();
+      expect(members.map((m) => m.stats.network.diagnosticsAnswered), `seed ${seed}`).toEqual(answeredBefore);
+      expect(members.map((m) => m.stats.dropped.UNSEALED).every((n) => n > 0), `seed ${seed}`).toBe(true);
+
+      expect(peerUps, `seed ${seed}`).toEqual([]);
+      expect(errors, `seed ${seed}`).toEqual([]);
+      await Promise.all(closing.splice(0).map((member) => member.shutDown()));
+    }
+  }, 60_000);
 });

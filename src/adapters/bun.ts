@@ -2,7 +2,7 @@
 import { BlazeError } from "../errors.ts";
 import { resolveTransportOptions } from "../transport/options.ts";
 import type { Address, Transport, TransportFactory } from "../transport/transport.ts";
-import { AdapterCore, toBlazeError, wrongRuntime } from "./shared.ts";
+import { AdapterCore, type InterfaceList, ipv6MulticastScope, toBlazeError, wrongRuntime } from "./shared.ts";
 
 /** The part of Bun's UDP socket this adapter uses (Bun 1.4). */
 interface BunUdpSocket {
@@ -45,6 +45,10 @@ export const createUdpTransport: TransportFactory = async (options) => {
   if (typeof udpSocket !== "function") throw wrongRuntime("Bun");
   const o = resolveTransportOptions(options);
   const core = new AdapterCore(o.maxDatagramBytes);
+  // An IPv6 socket's multicast interface is a scope ("::%eth0"), found from a name or an address.
+  const getBuiltinModule = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process?.getBuiltinModule;
+  const multicastInterface = (iface: string) =>
+    o.bindAddress.includes(":") ? ipv6MulticastScope(iface, () => (getBuiltinModule?.("node:os") as { networkInterfaces(): InterfaceList } | undefined)?.networkInterfaces() ?? {}) : iface;
   let socket: BunUdpSocket;
   try {
     socket = await udpSocket({
@@ -69,7 +73,7 @@ export const createUdpTransport: TransportFactory = async (options) => {
     socket.setMulticastTTL(o.multicastTtl);
     socket.setMulticastLoopback(o.multicastLoopback);
     // Bun answers false, without throwing, for an address it cannot parse.
-    if (o.multicastInterface !== undefined && !socket.setMulticastInterface(o.multicastInterface)) {
+    if (o.multicastInterface !== undefined && !socket.setMulticastInterface(multicastInterface(o.multicastInterface))) {
       throw new Error(`"${o.multicastInterface}" is not an IP address`);
     }
     // Bun has no way to size the socket buffers (its node:dgram only pretends to): the options are ignored.
@@ -106,8 +110,9 @@ export const createUdpTransport: TransportFactory = async (options) => {
   const membership = (drop: boolean, group: string, iface = o.multicastInterface): void => {
     if (core.closed) throw new BlazeError("CLOSED", "The transport is closed");
     try {
-      if (drop) socket.dropMembership(group, iface);
-      else socket.addMembership(group, iface);
+      const on = iface === undefined ? undefined : multicastInterface(iface);
+      if (drop) socket.dropMembership(group, on);
+      else socket.addMembership(group, on);
     } catch (error) {
       throw toBlazeError("BIND_FAILED", `Could not ${drop ? "leave" : "join"} multicast group ${group}`, error);
     }

@@ -37,6 +37,17 @@ async function setMulticastTtl(conn: DenoDatagramConn, o: ResolvedTransportOptio
   await membership.leave();
 }
 
+/**
+ * Deno's UDP API can neither choose the interface IPv6 multicast goes out of nor join an IPv6 group by
+ * interface name or address (only by index, which it does not tell): refused at once, not half done.
+ */
+function noIpv6Multicast(iface: string): BlazeError {
+  return new BlazeError(
+    "UNSUPPORTED",
+    `IPv6 multicast (interface "${iface}") is not available on Deno: its UDP API cannot choose the interface of IPv6 multicast. An IPv6 group (network.group) needs Node or Bun; on Deno use an IPv4 group or a static network`,
+  );
+}
+
 /** The runtime this adapter is for. */
 export const runtime = "deno";
 
@@ -46,6 +57,7 @@ export const createUdpTransport: TransportFactory = async (options) => {
   const listen = deno.listenDatagram;
   if (typeof listen !== "function") throw wrongRuntime("Deno", " started with --unstable-net");
   const o = resolveTransportOptions(options);
+  if (o.multicastInterface !== undefined && o.bindAddress.includes(":")) throw noIpv6Multicast(o.multicastInterface);
   const core = new AdapterCore(o.maxDatagramBytes);
   // Deno cannot set IP_MULTICAST_IF, and Linux sends multicast out of the interface a socket is bound to.
   // So a wildcard-bound transport sends multicast through a second socket bound to the interface, on the
@@ -135,6 +147,7 @@ export const createUdpTransport: TransportFactory = async (options) => {
     joinGroup(group, on = defaultIface) {
       const key = `${group}@${on}`;
       if (core.closed) throw new BlazeError("CLOSED", "The transport is closed");
+      if (group.includes(":")) throw noIpv6Multicast(on);
       if (memberships.has(key)) throw new BlazeError("BIND_FAILED", `Already a member of multicast group ${key}`);
       const joined: Promise<DenoMembership | undefined> = main.joinMulticastV4(group, on).catch((error: unknown) => {
         if (memberships.get(key) === joined) memberships.delete(key);

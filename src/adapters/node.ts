@@ -2,7 +2,7 @@
 import { BlazeError } from "../errors.ts";
 import { resolveTransportOptions } from "../transport/options.ts";
 import type { Address, Transport, TransportFactory } from "../transport/transport.ts";
-import { AdapterCore, toBlazeError, wrongRuntime } from "./shared.ts";
+import { AdapterCore, type InterfaceList, ipv6MulticastScope, toBlazeError, wrongRuntime } from "./shared.ts";
 
 /**
  * The part of `node:dgram` and `node:net` this adapter uses. They are loaded through
@@ -31,6 +31,9 @@ interface NodeDgram {
 }
 interface NodeNet {
   isIP(host: string): number;
+}
+interface NodeOs {
+  networkInterfaces(): InterfaceList;
 }
 type GetBuiltinModule = (id: string) => unknown;
 
@@ -68,6 +71,9 @@ export const createUdpTransport: TransportFactory = async (options) => {
   const core = new AdapterCore(o.maxDatagramBytes);
   const type = isIP(o.bindAddress) === 6 ? "udp6" : "udp4";
   const socket = createSocket({ type, reuseAddr: o.reuseAddress, lookup: literalLookup(isIP) });
+  // An IPv6 socket's multicast interface is a scope ("::%eth0"), found from a name or an address.
+  const multicastInterface = (iface: string) =>
+    type === "udp6" ? ipv6MulticastScope(iface, () => (process.getBuiltinModule!("node:os") as NodeOs).networkInterfaces()) : iface;
   try {
     await new Promise<void>((resolve, reject) => {
       socket.once("error", reject);
@@ -79,7 +85,7 @@ export const createUdpTransport: TransportFactory = async (options) => {
     });
     socket.setMulticastTTL(o.multicastTtl);
     socket.setMulticastLoopback(o.multicastLoopback);
-    if (o.multicastInterface !== undefined) socket.setMulticastInterface(o.multicastInterface);
+    if (o.multicastInterface !== undefined) socket.setMulticastInterface(multicastInterface(o.multicastInterface));
     if (o.receiveBufferBytes !== undefined) socket.setRecvBufferSize(o.receiveBufferBytes);
     if (o.sendBufferBytes !== undefined) socket.setSendBufferSize(o.sendBufferBytes);
   } catch (error) {
@@ -103,8 +109,9 @@ export const createUdpTransport: TransportFactory = async (options) => {
   const membership = (drop: boolean, group: string, iface = o.multicastInterface): void => {
     if (core.closed) throw new BlazeError("CLOSED", "The transport is closed");
     try {
-      if (drop) socket.dropMembership(group, iface);
-      else socket.addMembership(group, iface);
+      const on = iface === undefined ? undefined : multicastInterface(iface);
+      if (drop) socket.dropMembership(group, on);
+      else socket.addMembership(group, on);
     } catch (error) {
       throw toBlazeError("BIND_FAILED", `Could not ${drop ? "leave" : "join"} multicast group ${group}`, error);
     }

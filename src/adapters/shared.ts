@@ -25,6 +25,41 @@ export function isMulticastV4(host: string): boolean {
   return first >= 224 && first <= 239 && host.includes(".");
 }
 
+/** A host's network interfaces by name, each with its addresses (as `os.networkInterfaces()` gives them). */
+export type InterfaceList = Readonly<Record<string, ReadonlyArray<{ readonly address: string }> | undefined>>;
+
+/**
+ * The interface of IPv6 multicast as socket APIs take it, a scope ("::%eth0"): IPv6 multicast goes by
+ * interface, not by address. From a name, an address with its zone ("fe80::1%eth0"), or an address of
+ * one of `interfaces`; throws `BIND_FAILED` when no interface has that address.
+ */
+export function ipv6MulticastScope(iface: string, interfaces: () => InterfaceList): string {
+  const zone = iface.indexOf("%");
+  if (zone >= 0) return `::${iface.slice(zone)}`;
+  if (!iface.includes(":")) return `::%${iface}`;
+  const wanted = canonicalIpv6(iface);
+  for (const [name, addresses] of Object.entries(interfaces())) {
+    if (addresses?.some((entry) => canonicalIpv6(entry.address) === wanted)) return `::%${name}`;
+  }
+  throw new BlazeError("BIND_FAILED", `No network interface of this host has the address ${iface} (give the interface's name instead)`);
+}
+
+// One spelling of an IPv6 address, its eight groups in full ("fd00:0::1" and "fd00::1" are the same).
+function canonicalIpv6(address: string): string {
+  const [head, tail] = address.toLowerCase().split("::") as [string, string?];
+  const groups = (text: string): number[] =>
+    text === ""
+      ? []
+      : text.split(":").flatMap((part) => {
+          if (!part.includes(".")) return [Number.parseInt(part, 16)];
+          const [a = 0, b = 0, c = 0, d = 0] = part.split(".").map(Number);
+          return [(a << 8) | b, (c << 8) | d];
+        });
+  const left = groups(head);
+  const right = tail === undefined ? [] : groups(tail);
+  return [...left, ...new Array<number>(Math.max(0, 8 - left.length - right.length)).fill(0), ...right].map((group) => group.toString(16)).join(":");
+}
+
 /** State every adapter shares: the closed flag, the size check and the guarded user callbacks. */
 export class AdapterCore {
   closed = false;

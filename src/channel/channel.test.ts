@@ -8,7 +8,7 @@ import { type LinkConditions, SimulatedNetwork } from "../transport/simulated-ne
 import { PongSchema } from "../../gen/activeblaze/v1/membership_pb.ts";
 import { createEnvelope, decodeEnvelope, encodeEnvelope } from "../wire/codec.ts";
 import { Channel, type ChannelEvents, createChannel } from "./channel.ts";
-import type { ChannelOptions } from "./options.ts";
+import { type ChannelOptions, channelOptionsSchema, multicastBindings } from "./options.ts";
 import type { TopicMessage } from "./topic-message.ts";
 
 // Every test runs on the deterministic simulated network: members on hosts h1, h2, …, time advanced
@@ -330,6 +330,10 @@ describe("Channel options", () => {
     ],
     ["a non-multicast group", { network: { type: "multicast", group: "10.1.2.3" } }, ["network", "group"], /multicast address/],
     ["a group that is not an address", { network: { type: "multicast", group: "group" } }, ["network", "group"], /IPv4/],
+    ["an IPv6 unicast group", { network: { type: "multicast", group: "fd00::1", interface: "eth0" } }, ["network", "group"], /multicast address/],
+    ["an IPv6 group without an interface", { network: { type: "multicast", group: "ff15::1234" } }, ["network", "interface"], /an IPv6 group needs an interface/],
+    ["an IPv6 group on an IPv4 interface", { network: { type: "multicast", group: "ff15::1234", interface: "127.0.0.1" } }, ["network", "interface"], /the group is IPv6/],
+    ["an IPv4 group on an interface name", { network: { type: "multicast", group: "239.1.2.3", interface: "eth0" } }, ["network", "interface"], /the group is IPv4/],
     ["a static peer without a port", { network: { type: "static", peers: ["host"], port: 7_000 } }, ["network", "peers", 0], /host:port/],
     ["a static peer with port 70000", { network: { type: "static", peers: ["h1:7000", "h2:70000"], port: 7_000 } }, ["network", "peers", 1], /port/],
     ["an empty static peer list", { network: { type: "static", peers: [], port: 7_000 } }, ["network", "peers"], /"channel\.network\.peers"/],
@@ -350,6 +354,17 @@ describe("Channel options", () => {
     const error = expectCode(() => new Channel(options as ChannelOptions), "INVALID_OPTION", message);
     expect(error.path).toEqual(path);
     expect(error.message).toMatch(/^invalid option "channel\./);
+  });
+
+  it("takes an IPv6 group with an interface name or IPv6 address, and keeps loopback the default of an IPv4 one", () => {
+    const network = (options: object) => channelOptionsSchema.parse({ network: { type: "multicast", ...options } }).network;
+    expect(network({ group: "ff15::1234", interface: "eth0" })).toEqual({ type: "multicast", group: "ff15::1234", port: 45_588, interface: "eth0", ttl: 1 });
+    expect(network({ group: "ff02::1:2", interface: "fe80::1%eth0" })).toMatchObject({ interface: "fe80::1%eth0" });
+    expect(network({ group: "ff15::1234", interface: "fd77::2" })).toMatchObject({ interface: "fd77::2" });
+    expect(network({})).toEqual({ type: "multicast", group: "239.255.42.99", port: 45_588, interface: "127.0.0.1", ttl: 1 });
+    expect(multicastBindings({ group: "ff15::1234", interface: "eth0" })).toEqual({ sender: "::", listener: "::" });
+    expect(multicastBindings({ group: "ff15::1234", interface: "fd77::2" })).toEqual({ sender: "fd77::2", listener: "::" });
+    expect(multicastBindings({ group: "239.1.2.3", interface: "10.0.0.5" })).toEqual({ sender: "10.0.0.5", listener: "0.0.0.0" });
   });
 
   it("rejects createChannel with the same error, before opening anything", async () => {
@@ -388,6 +403,21 @@ describe("Channel options", () => {
 });
 
 describe("Channel topic messaging", () => {
+  it("over an IPv6 multicast group, with loss and reordering (5 seeds): every message to every member, once, in order", async () => {
+    for (let seed = 40; seed < 45; seed++) {
+      const net = simNet(seed, { loss: 0.1, reorder: 0.1 });
+      const channels = await group(net, 3, { network: { type: "multicast", group: "ff15::1234", interface: "eth0" } });
+      const got = channels.map((channel) => collect(channel, "v6"));
+      for (let n = 0; n < 20; n++) for (const channel of channels) await channel.broadcast("v6", utf8(`${channel.name} ${n}`));
+      net.clock.runUntil(() => got.every((g) => g.length === 60), { maxMs: 10_000 });
+      net.clock.runFor(500);
+      for (const received of got) {
+        for (const sender of channels) expect(from(received, sender).map((m) => m.text()), `seed ${seed}`).toEqual(Array.from({ length: 20 }, (_, n) => `${sender.name} ${n}`));
+      }
+      for (const channel of open.splice(0)) await channel.shutDown();
+    }
+  });
+
   it("delivers BlazeMessages and raw bytes to all 3 members, with text(), json() and typed getters", async () => {
     const net = simNet(20);
     const [a, b, c] = await group(net, 3);

@@ -20,11 +20,11 @@ import {
 import { Reassembler, reassemblyLimits } from "../reliable/reassembler.ts";
 import { Driver, type TimedUnit } from "../core/driver.ts";
 import { ChannelSecurity } from "../security/channel-security.ts";
-import { equalBytes } from "../security/crypto-provider.ts";
 import type { SenderState } from "../security/datagram-guard.ts";
-import { defaultCryptoProvider } from "../security/default-provider.ts";
+import { securityProvider } from "../security/default-provider.ts";
 import { KeyRing } from "../security/keyring.ts";
 import { type Clock, guardedClock, type RandomSource, systemClock, systemRandom } from "../transport/clock.ts";
+import { formatAddress } from "../transport/host-names.ts";
 import type { Address } from "../transport/transport.ts";
 import { DropCounters, type DropReason } from "../wire/drop-reason.ts";
 import { type DataFields, leaveGroupOf, NO_BYTES, type ReceivedFrame, streamOf } from "../wire/frames.ts";
@@ -523,7 +523,7 @@ export class Channel implements AsyncDisposable {
     const network = this.#options.network;
     const where =
       network.type === "multicast"
-        ? `multicast ${network.group}:${network.port} on ${network.interface}`
+        ? `multicast ${formatAddress({ host: network.group, port: network.port })} on ${network.interface}`
         : endpoint.describeSeeds() || "every static peer answers";
     const otherClusters = endpoint.drops.snapshot().WRONG_CLUSTER;
     const clusters = otherClusters > 0 ? `; ${otherClusters} datagram(s) of other clusters arrived (this is cluster "${this.#options.cluster}")` : "";
@@ -569,21 +569,11 @@ export class Channel implements AsyncDisposable {
     this.#state = "initialized";
   }
 
-  // The crypto provider, and insider mode's identity checked against it: a public key that is not the
-  // private key's fails here, naming the option.
+  // The crypto provider, and insider mode's identity checked against it.
   async #securityConfig() {
     const options = this.#options.security;
     if (options === undefined) return undefined;
-    const provider = options.provider ?? (await defaultCryptoProvider());
-    const identity = options.identity;
-    if (identity !== undefined) {
-      const publicKey = await provider.publicKeyOf(identity.privateKey);
-      if (!equalBytes(publicKey, identity.publicKey)) {
-        throw new BlazeError("INVALID_OPTION", 'invalid option "channel.security.identity.publicKey": not the public key of identity.privateKey', {
-          path: ["security", "identity", "publicKey"],
-        });
-      }
-    }
+    const provider = await securityProvider(options, "channel");
     return { options, keyring: this.#keyring!, provider, senders: this.#senders };
   }
 

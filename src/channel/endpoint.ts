@@ -17,6 +17,7 @@ import type { Address, Transport, TransportFactory } from "../transport/transpor
 import { DropCounters, type DropReason } from "../wire/drop-reason.ts";
 import { type DataFields, DatagramBuilder, DatagramReader, encodeEnvelopeHeader, leaveGroupOf, type ReceivedFrame } from "../wire/frames.ts";
 import { Admission, type AdmissionStats, isChallenge } from "./admission.ts";
+import { multicastBindings } from "./options.ts";
 
 /** Where a channel's "everyone" datagrams go. */
 export type NetworkConfig =
@@ -251,15 +252,16 @@ export class Endpoint {
       sendBufferBytes: this.#config.socketBufferBytes,
     };
     if (network.type === "multicast") {
+      const bindings = multicastBindings(network);
       this.#sender = await factory({
         ...common,
-        bindAddress: network.interface,
+        bindAddress: bindings.sender,
         port: 0,
         multicastInterface: network.interface,
         multicastTtl: network.ttl,
       });
       try {
-        this.#listener = await factory({ ...common, bindAddress: "0.0.0.0", port: network.port, reuseAddress: true });
+        this.#listener = await factory({ ...common, bindAddress: bindings.listener, port: network.port, reuseAddress: true });
       } catch (error) {
         await this.#sender.close();
         this.#sender = undefined;

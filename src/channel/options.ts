@@ -8,7 +8,7 @@ import { type ResolvedSecurityOptions, type SecurityOptions, securityOptionsSche
 import type { Clock, RandomSource } from "../transport/clock.ts";
 import type { Logger } from "../diagnostics/logger.ts";
 import type { Metrics } from "../diagnostics/metrics.ts";
-import { type HostResolver, parseSeed, type Seed } from "../transport/host-names.ts";
+import { familyOf, type HostResolver, isIpLiteral, isMulticastV6, parseSeed, type Seed } from "../transport/host-names.ts";
 import type { TransportFactory } from "../transport/transport.ts";
 import { MAX_CLUSTER_NAME_BYTES, MAX_DATAGRAM_BYTES } from "../wire/limits.ts";
 import { web } from "../web.ts";
@@ -16,10 +16,13 @@ import { web } from "../web.ts";
 const ms = z.number().int().positive();
 const port = z.number().int().min(1).max(65_535);
 const ipv4 = z.string().regex(/^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/, "expected an IPv4 address");
-const multicastGroup = ipv4.refine((group) => {
+const multicastGroup = z.string().refine((group) => {
+  if (isMulticastV6(group)) return true;
   const first = Number(group.split(".")[0]);
-  return first >= 224 && first <= 239;
-}, "expected an IPv4 multicast address (224.0.0.0 to 239.255.255.255)");
+  return ipv4.safeParse(group).success && first >= 224 && first <= 239;
+}, "expected a multicast address: IPv4 224.0.0.0 to 239.255.255.255, or IPv6 ff00::/8");
+/** A network interface's name, as Linux allows them (at most 15 characters). */
+const INTERFACE_NAME = /^[\w.-]{1,15}$/;
 
 // An address, a host name or "dns:" a name (host-names.ts); names are resolved at init(), never from datagrams.
 const seed = z.string().transform((text, context): Seed => {
@@ -29,17 +32,49 @@ const seed = z.string().transform((text, context): Seed => {
 });
 
 /** A channel's multicast network (`network: { type: "multicast", … }`). */
-export const multicastNetwork = z.strictObject({
-  type: z.literal("multicast"),
-  /** Multicast group address. Default "239.255.42.99". */
-  group: multicastGroup.default("239.255.42.99"),
-  /** Group port. Default 45588 (as JGroups). */
-  port: port.default(45_588),
-  /** Interface address for multicast. Default "127.0.0.1" (loopback: no configuration, traffic stays on the host). */
-  interface: ipv4.default("127.0.0.1"),
-  /** Multicast time to live in hops. Default 1. */
-  ttl: z.number().int().min(0).max(255).default(1),
-});
+export const multicastNetwork = z
+  .strictObject({
+    type: z.literal("multicast"),
+    /** Multicast group address, IPv4 or IPv6. Default "239.255.42.99". */
+    group: multicastGroup.default("239.255.42.99"),
+    /** Group port. Default 45588 (as JGroups). */
+    port: port.default(45_588),
+    /**
+     * The interface for multicast: for an IPv4 group its IPv4 address, default "127.0.0.1" (loopback: no
+     * configuration, traffic stays on the host); for an IPv6 group its name ("eth0") or one of its IPv6
+     * addresses, no default (Linux's loopback carries no IPv6 multicast).
+     */
+    interface: z.string().min(1).optional(),
+    /** Multicast time to live in hops. Default 1. */
+    ttl: z.number().int().min(0).max(255).default(1),
+  })
+  .transform((network, context) => {
+    const iface = network.interface ?? (isMulticastV6(network.group) ? undefined : "127.0.0.1");
+    const fault = interfaceFault(network.group, iface);
+    if (fault !== undefined) {
+      context.addIssue({ code: "custom", message: fault, path: ["interface"] });
+      return z.NEVER;
+    }
+    return { ...network, interface: iface! };
+  });
+
+// What is wrong with a multicast network's interface, given its group's family; undefined when nothing.
+function interfaceFault(group: string, iface: string | undefined): string | undefined {
+  if (!isMulticastV6(group)) return iface !== undefined && ipv4.safeParse(iface).success ? undefined : "expected an IPv4 address (the group is IPv4)";
+  if (iface === undefined) return 'an IPv6 group needs an interface: its name ("eth0") or one of its IPv6 addresses';
+  if (isIpLiteral(iface)) return familyOf(iface) === 6 ? undefined : "expected an IPv6 address or an interface name (the group is IPv6)";
+  return INTERFACE_NAME.test(iface) ? undefined : "expected an interface name or an IPv6 address";
+}
+
+/**
+ * Where a multicast member's sockets bind: the sending one to the interface's address (for an
+ * interface given by name, to every IPv6 address: the interface is chosen by scope), the listening one
+ * to every address of the group's family.
+ */
+export function multicastBindings(network: { readonly group: string; readonly interface: string }): { readonly sender: string; readonly listener: string } {
+  if (!isMulticastV6(network.group)) return { sender: network.interface, listener: "0.0.0.0" };
+  return { sender: isIpLiteral(network.interface) ? network.interface : "::", listener: "::" };
+}
 
 /** A channel's static network (`network: { type: "static", … }`). */
 export const staticNetwork = z.strictObject({
@@ -106,7 +141,7 @@ export const channelOptionFields = z.strictObject({
     network: d(z.discriminatedUnion("type", [multicastNetwork, staticNetwork]).prefault({ type: "multicast" }), {
       defaultText: "multicast",
       description:
-        '`{ type: "multicast", group: "239.255.42.99", port: 45588, interface: "127.0.0.1", ttl: 1 }`, or `{ type: "static", peers: ["host:port", …], bindAddress: "127.0.0.1", port }` for networks without multicast: the peers are seeds, and members heard from are reached too',
+        '`{ type: "multicast", group: "239.255.42.99", port: 45588, interface: "127.0.0.1", ttl: 1 }` (an IPv6 group such as `"ff15::1234"` with an interface name or IPv6 address), or `{ type: "static", peers: ["host:port", …], bindAddress: "127.0.0.1", port }` for networks without multicast: the peers are seeds, and members heard from are reached too',
     }),
     reliability: d(z.enum(["best-effort", "nack", "totem", "fec"]).default("nack"), {
       description: '`"nack"`, `"best-effort"`, `"totem"` (total order) or `"fec"`',
@@ -215,11 +250,14 @@ export interface ChannelOptions {
 /** A multicast network (the default): members find each other on a group; its defaults are on {@link ChannelOptions}. */
 export interface MulticastNetworkOptions {
   readonly type: "multicast";
-  /** Multicast group address. Default "239.255.42.99". */
+  /** Multicast group address: IPv4 (224.0.0.0/4) or IPv6 (ff00::/8, e.g. "ff15::1234"). Default "239.255.42.99". */
   readonly group?: string | undefined;
   /** Group port. Default 45588. */
   readonly port?: number | undefined;
-  /** Interface address for multicast. Default "127.0.0.1" (loopback: traffic stays on the host). */
+  /**
+   * The interface for multicast: for an IPv4 group its IPv4 address, default "127.0.0.1" (loopback:
+   * traffic stays on the host); for an IPv6 group its name ("eth0") or one of its IPv6 addresses, required.
+   */
   readonly interface?: string | undefined;
   /** Multicast time to live in hops. Default 1. */
   readonly ttl?: number | undefined;

@@ -30,12 +30,12 @@ Usage:
       Start three members on loopback multicast and exchange messages, share a replicated map, and
       move a lock from a member killed with SIGKILL to a waiting one (no configuration needed). Each run
       is a cluster of its own (demo-<random>) unless --cluster names one.
-  blaze probe [network] [--entries] [--timeout MS] [--watch [--interval MS] [--count N]] [--json]
+  blaze probe [network] [key] [--entries] [--timeout MS] [--watch [--interval MS] [--count N]] [--json]
       Ask every member of a cluster for its identity, groups, views, coordinator, peers, counters,
       drops, queue depths, map and locks, and print a table (--json: one JSON object per round on
       stdout). --watch asks again every --interval ms (default 1000), --count times or until Ctrl-C.
       --entries lists the replicated map's entries too. Exits 1 when no member answered.
-  blaze dashboard [network] [--port 8080] [--host 127.0.0.1] [--interval MS]
+  blaze dashboard [network] [key] [--port 8080] [--host 127.0.0.1] [--interval MS]
       Serve a live web page of the cluster at http://127.0.0.1:8080/: members and their views,
       coordinators, members per view and per-member throughput and retransmissions over time, the
       replicated map's entries and locks, and recent events. It watches as the probe asks (every
@@ -57,14 +57,20 @@ Usage:
       login and passcode. Prints {"type":"listening",...} with the ports; leaves on SIGINT or SIGTERM.
   blaze --help | --version
 
-Network (probe, dashboard), as the cluster's members are configured:
+Network and key (probe, dashboard), as the cluster's members are configured:
   --cluster NAME          the cluster (default activeblaze)
-  --group ADDR            multicast group (default 239.255.42.99)
+  --group ADDR            multicast group (default 239.255.42.99; IPv6 too: ff15::1234)
   --group-port N          multicast port (default 45588)
-  --interface ADDR        multicast interface (default 127.0.0.1)
+  --interface ADDR        multicast interface (default 127.0.0.1); for an IPv6 group its name
+                          (eth0) or one of its IPv6 addresses
   --ttl N                 multicast time to live (default 1)
   --peers LIST            static peers instead of multicast: host:port,[ipv6]:port,dns:name:port,...
   --bind ADDR             address to bind with --peers (default 127.0.0.1; ::1 or :: for IPv6)
+  --key SECRET            a secured cluster's key (base64, as blaze keygen prints it): requests are
+                          sealed with it and answers opened; members refuse a probe without their key
+  --key-id N              the key's id (default 1)
+  --key-file PATH         the key from a file instead (not shown in the process list): a secret,
+                          blaze keygen's output, or the members' security option as JSON
 
 Runtimes: npx blaze …, bunx --bun blaze …, deno run -A --unstable-net npm:activeblaze/blaze …
 `;

@@ -1,6 +1,9 @@
+import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import type { DashboardOptions } from "../dashboard/dashboard.ts";
 import type { ProbeOptions } from "../diagnostics/probe.ts";
+import { KEY_BYTES } from "../security/crypto-provider.ts";
+import { decodeBase64, type SecurityOptions } from "../security/options.ts";
 import type { GatewayCommandOptions } from "./gateway.ts";
 import type { PerfOptions } from "./perf.ts";
 import type { ProbeCommand } from "./probe.ts";
@@ -64,6 +67,8 @@ const OPTIONS = {
   login: { type: "string" },
   passcode: { type: "string" },
   key: { type: "string" },
+  "key-id": { type: "string" },
+  "key-file": { type: "string" },
   id: { type: "string" },
   identity: { type: "boolean" },
   security: { type: "string" },
@@ -76,9 +81,9 @@ const FLAGS: Record<string, ReadonlyArray<keyof typeof OPTIONS>> = {
   keygen: ["id", "identity"],
   gateway: ["port", "ws-port", "host", "cluster", "name", "group", "login", "passcode"],
   demo: ["messages", "cluster"],
-  probe: ["cluster", "group", "group-port", "interface", "ttl", "peers", "bind", "entries", "timeout", "watch", "interval", "count", "json"],
+  probe: ["cluster", "group", "group-port", "interface", "ttl", "peers", "bind", "key", "key-id", "key-file", "entries", "timeout", "watch", "interval", "count", "json"],
   perf: ["senders", "receivers", "size", "seconds", "loss", "reliability", "no-baseline", "json", "security", "crypto"],
-  dashboard: ["cluster", "group", "group-port", "interface", "ttl", "peers", "bind", "interval", "port", "host"],
+  dashboard: ["cluster", "group", "group-port", "interface", "ttl", "peers", "bind", "key", "key-id", "key-file", "interval", "port", "host"],
 };
 
 const CHILDREN = new Set(["demo-member", "perf-member", "perf-baseline-receiver", "perf-baseline-sender"]);
@@ -180,10 +185,12 @@ export function parseCommandLine(argv: readonly string[], terminal: { readonly p
   }
 }
 
-/** The probe's network from the flags: multicast by default, static peers with --peers. */
+/** The probe's network from the flags: multicast by default, static peers with --peers; the cluster's key. */
 function probeOptions(values: Values): ProbeOptions {
+  const security = probeSecurity(values);
   const common = {
     ...(values.cluster === undefined ? {} : { cluster: values.cluster }),
+    ...(security === undefined ? {} : { security }),
     ...(values.timeout === undefined ? {} : { timeoutMs: integer(values.timeout, "--timeout", 10, 600_000) }),
     includeEntries: values.entries === true,
   };
@@ -205,6 +212,45 @@ function probeOptions(values: Values): ProbeOptions {
       ...(values.ttl === undefined ? {} : { ttl: integer(values.ttl, "--ttl", 0, 255) }),
     },
   };
+}
+
+/**
+ * The cluster's key, for a secured cluster: --key, a secret in base64 (key id --key-id, default 1), or
+ * --key-file, a file holding one (kept out of the process list): a bare secret, `blaze keygen`'s
+ * output, or the members' whole `security` option in JSON (several keys, a mode, an identity).
+ */
+function probeSecurity(values: Values): SecurityOptions | undefined {
+  const file = values["key-file"];
+  if (values.key !== undefined && file !== undefined) throw new UsageError("--key and --key-file are one or the other");
+  let text = values.key;
+  if (file !== undefined) {
+    try {
+      text = readFileSync(file, "utf8").trim();
+    } catch (error) {
+      throw new UsageError(`--key-file: cannot read "${file}": ${(error as Error).message}`);
+    }
+  }
+  if (text === undefined) {
+    if (values["key-id"] !== undefined) throw new UsageError("--key-id goes with --key or --key-file");
+    return undefined;
+  }
+  if (file !== undefined && text.startsWith("{")) {
+    if (values["key-id"] !== undefined) throw new UsageError(`--key-id goes with a bare secret: "${file}" names its keys`);
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch (error) {
+      throw new UsageError(`--key-file: "${file}" is not JSON: ${(error as Error).message}`);
+    }
+    if (typeof json !== "object" || json === null || Array.isArray(json)) throw new UsageError(`--key-file: "${file}" holds JSON that is not an object`);
+    const object = json as Record<string, unknown>;
+    // `blaze keygen`'s output is one key; the security option is checked as the probe's options are.
+    if ("keys" in object) return object as unknown as SecurityOptions;
+    if ("id" in object && "secret" in object) return { keys: [object as unknown as { id: number; secret: string }] };
+    throw new UsageError(`--key-file: "${file}" holds neither a key ({ "id", "secret" }) nor a security option ({ "keys": [...] })`);
+  }
+  if (decodeBase64(text)?.length !== KEY_BYTES) throw new UsageError(`${file === undefined ? "--key" : `--key-file "${file}"`} is a key's secret, ${KEY_BYTES} bytes in base64 (blaze keygen makes one)`);
+  return { keys: [{ id: integer(values["key-id"] ?? "1", "--key-id", 1, 0xffff_ffff), secret: text }] };
 }
 
 function integer(text: string, flag: string, min: number, max: number): number {

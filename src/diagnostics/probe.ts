@@ -2,14 +2,19 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import type { DiagnosticsReply } from "../../gen/activeblaze/v1/diagnostics_pb.ts";
 import { FrameSchema } from "../../gen/activeblaze/v1/envelope_pb.ts";
 import { PongSchema } from "../../gen/activeblaze/v1/membership_pb.ts";
-import { channelOptionFields, multicastNetwork, type MulticastNetworkOptions, staticNetwork, type StaticNetworkOptions } from "../channel/options.ts";
+import { channelOptionFields, multicastBindings, multicastNetwork, type MulticastNetworkOptions, staticNetwork, type StaticNetworkOptions } from "../channel/options.ts";
 import { BlazeError } from "../errors.ts";
 import { parseOptions } from "../options.ts";
 import { keyOf } from "../reliable/member-key.ts";
+import { DatagramGuard } from "../security/datagram-guard.ts";
+import { securityProvider } from "../security/default-provider.ts";
+import { KeyRing } from "../security/keyring.ts";
+import type { ResolvedSecurityOptions, SecurityOptions } from "../security/options.ts";
+import type { CryptoProvider } from "../security/crypto-provider.ts";
 import { type Clock, type RandomSource, systemClock, systemRandom } from "../transport/clock.ts";
 import { familyOf, type HostResolver, type Seed, StaticSeeds } from "../transport/host-names.ts";
 import type { Address, Transport, TransportFactory } from "../transport/transport.ts";
-import { MEMBER_ID_BYTES } from "../wire/limits.ts";
+import { MAX_DATAGRAM_BYTES, MEMBER_ID_BYTES } from "../wire/limits.ts";
 import { DatagramReader, encodeEnvelopeHeader } from "../wire/frames.ts";
 import * as z from "zod";
 import { type MemberReport, readReport } from "./member-report.ts";
@@ -21,6 +26,7 @@ export const probeOptionsSchema: z.ZodType<ResolvedProbeOptions, ProbeOptions> =
   network: z.discriminatedUnion("type", [multicastNetwork, staticNetwork.omit({ port: true })]).prefault({ type: "multicast" }),
   timeoutMs: z.number().int().positive().max(600_000).default(1_000),
   includeEntries: z.boolean().default(false),
+  security: channelOptionFields.shape.security,
   transport: channelOptionFields.shape.transport,
   resolver: channelOptionFields.shape.resolver,
   clock: channelOptionFields.shape.clock,
@@ -36,6 +42,7 @@ export const probeOptionsSchema: z.ZodType<ResolvedProbeOptions, ProbeOptions> =
  * | `network` | | loopback multicast | where its members are: the members' own `network` option |
  * | `timeoutMs` | ms | `1000` | how long to wait for answers (the request is repeated meanwhile) |
  * | `includeEntries` | boolean | `false` | also ask for the replicated map's entries |
+ * | `security` | | none (in clear) | the cluster's keys, as its members' `security` option: the probe seals its requests and opens the answers (in insider mode, with an `identity` of its own that the members trust) |
  * | `transport`, `resolver`, `clock`, `random` | | the runtime's | as for a channel |
  */
 export interface ProbeOptions {
@@ -43,6 +50,7 @@ export interface ProbeOptions {
   readonly network?: ProbeNetworkOptions;
   readonly timeoutMs?: number;
   readonly includeEntries?: boolean;
+  readonly security?: SecurityOptions;
   readonly transport?: TransportFactory;
   readonly resolver?: HostResolver;
   readonly clock?: Clock;
@@ -60,6 +68,7 @@ export interface ResolvedProbeOptions {
     | { readonly type: "static"; readonly peers: readonly Seed[]; readonly bindAddress: string };
   readonly timeoutMs: number;
   readonly includeEntries: boolean;
+  readonly security?: ResolvedSecurityOptions | undefined;
   readonly transport?: TransportFactory | undefined;
   readonly resolver?: HostResolver | undefined;
   readonly clock?: Clock | undefined;
@@ -72,9 +81,16 @@ export interface ProbeResult {
   readonly members: readonly MemberReport[];
   /** Members others list (in a view, or as a peer) that did not answer: down, unreachable, or with diagnostics off. */
   readonly silent: ReadonlyArray<{ readonly id: string; readonly name: string; readonly listedBy: readonly string[] }>;
-  /** Configured peers whose names did not resolve. */
+  /**
+   * What may be wrong: configured peers whose names did not resolve, the provider failing to seal or
+   * open, and — when no member answered — that the cluster may need a key (or another one).
+   */
   readonly warnings: readonly string[];
 }
+
+/** Why no member may have answered: members with `security` refuse a probe in clear, or under a key they do not hold. */
+const NO_KEY = "no answer: the cluster may need a key (a member with security on refuses a probe without its key: the security option, --key or --key-file)";
+const wrongKey = (keyId: number) => `no answer: the cluster may hold another key (a member with security on refuses a probe sealed under a key it does not hold; this probe seals with key ${keyId})`;
 
 /** How often a request is repeated within one round, for the members that have not answered. */
 const ROUNDS_PER_ASK = 3;
@@ -83,8 +99,10 @@ const ROUNDS_PER_ASK = 3;
  * Asks a cluster's members to describe themselves, as `blaze probe` does, over a socket of its own.
  * It is no member: it answers the members' admission challenges (proving its address), so they answer
  * it, but it never becomes their peer, and it sends only to the cluster's multicast group or to its
- * configured static peers — never to an address read from a reply. It speaks in clear: members with
- * `security` refuse its datagrams (probing a secured cluster, with the cluster's key, is not built yet).
+ * configured static peers — never to an address read from a reply. A secured cluster's members refuse
+ * (and count) a probe's datagrams unless they are sealed under their key: with `security`, the probe
+ * seals what it sends as a sender of its own (its own id and incarnation, counters of its own) and opens
+ * what they answer, which they seal too.
  */
 export class Prober implements AsyncDisposable {
   readonly #options: ResolvedProbeOptions;
@@ -96,9 +114,11 @@ export class Prober implements AsyncDisposable {
   readonly #header: Uint8Array;
   readonly #reader: DatagramReader;
   readonly #random: RandomSource;
+  /** With `security`: seals what the probe sends, opens what it hears. */
+  readonly #guard: DatagramGuard | undefined;
   #round: { readonly nonce: bigint; readonly replies: Map<string, MemberReport> } | undefined;
 
-  private constructor(options: ResolvedProbeOptions, transport: Transport, seeds: StaticSeeds | undefined, warnings: string[]) {
+  private constructor(options: ResolvedProbeOptions, transport: Transport, seeds: StaticSeeds | undefined, warnings: string[], provider: CryptoProvider | undefined) {
     this.#warnings = warnings;
     this.#options = options;
     this.#clock = options.clock ?? systemClock;
@@ -108,9 +128,22 @@ export class Prober implements AsyncDisposable {
     const network = options.network;
     const group: readonly Address[] = network.type === "multicast" ? [{ host: network.group, port: network.port }] : [];
     this.#targets = () => seeds?.addresses ?? group;
-    const id = this.#random.fill(new Uint8Array(MEMBER_ID_BYTES));
-    this.#header = encodeEnvelopeHeader(options.cluster, id, Math.max(1, Math.floor(Date.now())));
+    const security = options.security;
+    // In insider mode a sender's id is its public key's first 16 bytes, as a member's.
+    const id = security?.identity?.publicKey.slice(0, MEMBER_ID_BYTES) ?? this.#random.fill(new Uint8Array(MEMBER_ID_BYTES));
+    const incarnation = Math.max(1, Math.floor(Date.now()));
+    this.#header = encodeEnvelopeHeader(options.cluster, id, incarnation);
     this.#reader = new DatagramReader({ cluster: options.cluster });
+    if (security !== undefined && provider !== undefined) {
+      const identity = { cluster: options.cluster, memberId: id, maxDatagramBytes: MAX_DATAGRAM_BYTES };
+      this.#guard = new DatagramGuard(security, new KeyRing(security.keys, security.primary), provider, identity, {
+        // Datagrams that do not open are not the probe's business (it tells only of members that answered).
+        refused: () => {},
+        fault: (error) => this.#warn(`sealing or opening a datagram failed: ${error instanceof Error ? error.message : String(error)}`),
+        own: () => {},
+      });
+      this.#guard.start(incarnation);
+    }
     transport.onReceive((bytes, from) => this.#receive(bytes, from));
   }
 
@@ -118,13 +151,14 @@ export class Prober implements AsyncDisposable {
   static async open(options: ProbeOptions = {}): Promise<Prober> {
     const resolved = parseOptions(probeOptionsSchema, options, "probe");
     const network = resolved.network;
+    const provider = resolved.security === undefined ? undefined : await securityProvider(resolved.security, "probe");
     // The running runtime's adapters, only for what the options do not inject.
     const needsRuntime = resolved.transport === undefined || (network.type === "static" && resolved.resolver === undefined);
     const runtime = needsRuntime ? await import("../adapters/runtime.ts") : undefined;
     const factory = resolved.transport ?? (await runtime!.runtimeTransport());
     const transport =
       network.type === "multicast"
-        ? await factory({ bindAddress: network.interface, multicastInterface: network.interface, multicastTtl: network.ttl })
+        ? await factory({ bindAddress: multicastBindings(network).sender, multicastInterface: network.interface, multicastTtl: network.ttl })
         : await factory({ bindAddress: network.bindAddress });
     let seeds: StaticSeeds | undefined;
     const warnings: string[] = [];
@@ -132,7 +166,7 @@ export class Prober implements AsyncDisposable {
       seeds = new StaticSeeds(network.peers, familyOf(network.bindAddress), resolved.resolver ?? runtime!.lookupHost, (error) => warnings.push(error.message));
       await seeds.resolveAll(0);
     }
-    return new Prober(resolved, transport, seeds, warnings);
+    return new Prober(resolved, transport, seeds, warnings, provider);
   }
 
   /** Asks every member once (repeating the request within `timeoutMs` for those that have not answered). */
@@ -141,6 +175,8 @@ export class Prober implements AsyncDisposable {
     const timeoutMs = options.timeoutMs ?? this.#options.timeoutMs;
     const nonce = BigInt(this.#random.nextInt(2 ** 31) * 2 ** 21 + this.#random.nextInt(2 ** 21) + 1);
     const round = { nonce, replies: new Map<string, MemberReport>() };
+    // Sealed for the whole group, or for whoever is at a static peer's address.
+    const receiver = this.#options.network.type === "multicast" ? "group" : undefined;
     this.#round = round;
     const request = toBinary(
       FrameSchema,
@@ -148,7 +184,7 @@ export class Prober implements AsyncDisposable {
     );
     try {
       for (let i = 0; i < ROUNDS_PER_ASK; i++) {
-        for (const target of this.#targets()) this.#send(request, target);
+        for (const target of this.#targets()) this.#send(request, target, receiver);
         await new Promise<void>((resolve) => this.#clock.setTimer(timeoutMs / ROUNDS_PER_ASK, resolve));
       }
     } finally {
@@ -156,10 +192,15 @@ export class Prober implements AsyncDisposable {
     }
     // Names that did not resolve are tried again, as a member would.
     this.#seeds?.refresh(this.#clock.now(), () => true);
-    return { ...summarize([...round.replies.values()]), warnings: [...this.#warnings] };
+    const warnings = [...this.#warnings];
+    if (round.replies.size === 0) warnings.push(this.#guard === undefined ? NO_KEY : wrongKey(this.#guard.keyring.primary));
+    return { ...summarize([...round.replies.values()]), warnings };
   }
 
   async close(): Promise<void> {
+    // What is being sealed (with an asynchronous provider) goes out before the socket closes.
+    await this.#guard?.drained();
+    this.#guard?.close();
     await this.#transport.close();
   }
 
@@ -167,19 +208,34 @@ export class Prober implements AsyncDisposable {
     return this.close();
   }
 
-  // A frame in a datagram of its own (its bytes are the body of an envelope carrying it alone).
-  #send(frame: Uint8Array, to: Address): void {
+  // A frame in a datagram of its own (its bytes are the body of an envelope carrying it alone); with
+  // security, sealed for `receiver`: the group, one member, or (undefined) whoever is at the address.
+  #send(frame: Uint8Array, to: Address, receiver: Uint8Array | "group" | undefined): void {
     const datagram = new Uint8Array(this.#header.length + frame.length);
     datagram.set(this.#header);
     datagram.set(frame, this.#header.length);
-    try {
-      this.#transport.send(datagram, to);
-    } catch {
-      // A target that cannot be sent to answers nothing: it shows as silent.
-    }
+    const send = (bytes: Uint8Array) => {
+      try {
+        this.#transport.send(bytes, to);
+      } catch {
+        // A target that cannot be sent to answers nothing: it shows as silent.
+      }
+    };
+    if (this.#guard === undefined) send(datagram);
+    else this.#guard.seal(datagram, this.#header.length, receiver, send);
+  }
+
+  // A fault of the crypto provider is told in the warnings of every round from then on, once.
+  #warn(message: string): void {
+    if (!this.#warnings.includes(message)) this.#warnings.push(message);
   }
 
   #receive(bytes: Uint8Array, from: Address): void {
+    if (this.#guard === undefined) this.#receivePlain(bytes, from);
+    else this.#guard.open(bytes, (plain) => this.#receivePlain(plain, from));
+  }
+
+  #receivePlain(bytes: Uint8Array, from: Address): void {
     const result = this.#reader.read(bytes);
     if (!result.ok) return;
     const { senderId, incarnation, frames } = result.datagram;
@@ -188,7 +244,7 @@ export class Prober implements AsyncDisposable {
         // A member's admission challenge: answered from this socket, which proves the probe's address.
         const ping = frame.frame.kind.value as { group: string; nonce: bigint };
         if (ping.group !== "") continue;
-        this.#send(toBinary(FrameSchema, create(FrameSchema, { kind: { case: "pong", value: create(PongSchema, { nonce: ping.nonce }) } })), from);
+        this.#send(toBinary(FrameSchema, create(FrameSchema, { kind: { case: "pong", value: create(PongSchema, { nonce: ping.nonce }) } })), from, senderId);
       } else if (frame.case === "diagnosticsReply") {
         const reply = frame.frame.kind.value as DiagnosticsReply;
         const round = this.#round;

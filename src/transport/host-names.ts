@@ -17,6 +17,11 @@ const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]
 const IPV6 = /^(?=.*:)[0-9A-Fa-f:.]{2,45}(%[\w.-]{1,32})?$/;
 const HOST_NAME = /^(?=.{1,253}\.?$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
 
+/** True for an IPv6 multicast address (ff00::/8). */
+export function isMulticastV6(host: string): boolean {
+  return /^ff[0-9a-f]{2}:/i.test(host) && IPV6.test(host) && isIpLiteral(host);
+}
+
 /** True for an IPv4 or IPv6 address literal (never a name: names read from datagrams are never resolved). */
 export function isIpLiteral(host: string): boolean {
   return IPV4.test(host) || (IPV6.test(host) && host.split("::").length <= 2);

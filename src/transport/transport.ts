@@ -37,8 +37,8 @@ export interface Transport {
   /** Sends several datagrams, in order; natively batched where the runtime can. Same errors as `send`. */
   sendMany(datagrams: ReadonlyArray<readonly [data: Uint8Array, to: Address]>): void;
   /**
-   * Joins a multicast group on an interface (default: the interface the transport is bound to, or the
-   * one given as `multicastInterface` when it was created).
+   * Joins a multicast group on an interface, given by address or (IPv6) by name (default: the interface
+   * the transport is bound to, or the one given as `multicastInterface` when it was created).
    * @throws BlazeError `BIND_FAILED` when the runtime refuses.
    */
   joinGroup(group: string, interfaceAddress?: string): void;
@@ -60,7 +60,10 @@ export interface TransportOptions {
   readonly port?: number;
   /** Allow several sockets on one port (needed for several multicast members on one host). Default false. */
   readonly reuseAddress?: boolean;
-  /** Interface address for outgoing multicast and for `joinGroup` without one. Default: the runtime's choice. */
+  /**
+   * Interface for outgoing multicast and for `joinGroup` without one: its address; on an IPv6 socket
+   * also its name ("eth0"), since IPv6 multicast goes by interface. Default: the runtime's choice.
+   */
   readonly multicastInterface?: string;
   /** Time to live of outgoing multicast datagrams, in hops. Default 1 (the LAN). */
   readonly multicastTtl?: number;

@@ -42,6 +42,8 @@ export interface Host {
   readonly namespace: string;
   /** Its address on the LAN. */
   readonly address: string;
+  /** Its IPv6 address on the LAN (fd77::<index + 1>), on a LAN made with `ipv6`. */
+  readonly address6: string | undefined;
   /** The command prefix that runs a program in this host: `[...within, program, ...args]`. */
   readonly within: readonly [string, ...string[]];
 }
@@ -165,6 +167,8 @@ export interface HostNetworkOptions {
   readonly hosts: number;
   /** Every link's MTU in bytes. Default 1500 (an Ethernet LAN: large datagrams travel as IP fragments). */
   readonly mtu?: number;
+  /** IPv6 too: an address fd77::<index + 1>/64 on every link, and a route for IPv6 multicast over it. Default false. */
+  readonly ipv6?: boolean;
 }
 
 /** A LAN of hosts in network namespaces; `await using` destroys it. */
@@ -189,7 +193,7 @@ export class HostNetwork {
 
   /** Makes the LAN (root and iproute2 required: check {@link hostNetworkUnsupported} first). */
   static async create(options: HostNetworkOptions): Promise<HostNetwork> {
-    const { hosts: count, mtu = 1500 } = options;
+    const { hosts: count, mtu = 1500, ipv6 = false } = options;
     if (!Number.isInteger(count) || count < 1 || count > MAX_HOSTS) throw new RangeError(`hosts: expected an integer from 1 to ${MAX_HOSTS}, got ${count}`);
     if (!Number.isInteger(mtu) || mtu < 576 || mtu > 65_535) throw new RangeError(`mtu: expected an integer from 576 to 65535, got ${mtu}`);
     await removeStaleNamespaces();
@@ -197,7 +201,7 @@ export class HostNetwork {
     const bridge = `${runName}-br`;
     const hosts: Host[] = Array.from({ length: count }, (_, index) => {
       const namespace = `${runName}-h${index}`;
-      return { index, namespace, address: `10.77.0.${index + 1}`, within: ["ip", "netns", "exec", namespace] };
+      return { index, namespace, address: `10.77.0.${index + 1}`, address6: ipv6 ? `fd77::${index + 1}` : undefined, within: ["ip", "netns", "exec", namespace] };
     });
     const network = new HostNetwork(runName, hosts);
     try {
@@ -218,8 +222,11 @@ export class HostNetwork {
             // No IPv6 link-local address: the link carries the members' traffic only.
             `link set ${LINK} addrgenmode none`,
             `addr add ${h.address}/24 dev ${LINK}`,
+            // No duplicate address detection: the address is usable at once, and only this run hands them out.
+            ...(ipv6 ? [`addr add ${h.address6}/64 dev ${LINK} nodad`] : []),
             `link set ${LINK} up`,
             `route add 224.0.0.0/4 dev ${LINK}`,
+            ...(ipv6 ? [`route replace multicast ff00::/8 dev ${LINK} table local`] : []),
           ], h.namespace),
         ),
       );

@@ -241,6 +241,23 @@ const checks: Record<string, Check> = {
     if (reply!.data.join() !== "6,5,4" || !sameAddress(reply!.from, b.transport.localAddress)) fail(`reply ${reply!.data.join()} from ${show(reply!.from)}`);
   },
 
+  async "IPv6 multicast: the interface by its address, one no interface has refused (Deno refuses IPv6 multicast)"(open) {
+    const group = `ff15::${(1 + Math.floor(Math.random() * 0xfffe)).toString(16)}`;
+    if ("Deno" in globalThis) {
+      await expectRejection(open({ bindAddress: "::1", multicastInterface: "::1" }), "UNSUPPORTED");
+      const listener = await open({ bindAddress: "::" });
+      expectCode(() => listener.transport.joinGroup(group, "::1"), "UNSUPPORTED", "network.group");
+      return;
+    }
+    // Linux's loopback carries no IPv6 multicast (test/hosts/multicast-ipv6.test.ts sends it): joins and interfaces only.
+    await open({ bindAddress: "::1", multicastInterface: "::1" });
+    const listener = await open({ bindAddress: "::", reuseAddress: true });
+    listener.transport.joinGroup(group, "::1");
+    listener.transport.leaveGroup(group, "::1");
+    await expectRejection(open({ bindAddress: "::", multicastInterface: "2001:db8::77" }), "BIND_FAILED");
+    expectCode(() => listener.transport.joinGroup(group, "2001:db8::77"), "BIND_FAILED", "2001:db8::77");
+  },
+
   async "a host name is refused at send, never resolved"(open) {
     const a = await open({ bindAddress: LOOPBACK });
     const b = await open({ bindAddress: LOOPBACK });
