@@ -175,6 +175,8 @@ export class Endpoint {
   /** A static network's peers, names resolved. */
   #seeds: StaticSeeds | undefined;
   #flushScheduled = false;
+  /** On a runtime that sends in batches: the datagrams of the flush under way, sent together at its end. */
+  #batch: Array<readonly [Uint8Array, Address]> | undefined;
   #running = false;
   #lastKeyBytes: Uint8Array | undefined;
   #lastKey = "";
@@ -424,13 +426,33 @@ export class Endpoint {
   /** Sends every datagram being filled. */
   flush(): void {
     this.#flushScheduled = false;
-    if (this.#group !== undefined) this.#send(this.#group);
-    const dirty = this.#dirty;
-    for (let i = 0; i < dirty.length; i++) {
-      dirty[i]!.dirty = false;
-      this.#send(dirty[i]!);
+    const sender = this.#sender;
+    const batching = sender !== undefined && sender.nativeBatchSend && this.#batch === undefined;
+    if (batching) this.#batch = [];
+    try {
+      if (this.#group !== undefined) this.#send(this.#group);
+      const dirty = this.#dirty;
+      for (let i = 0; i < dirty.length; i++) {
+        dirty[i]!.dirty = false;
+        this.#send(dirty[i]!);
+      }
+      dirty.length = 0;
+    } finally {
+      if (batching) this.#sendBatch(sender, this.#batch!);
     }
-    dirty.length = 0;
+  }
+
+  // The datagrams one flush produced, in one native call (a sealed datagram that an asynchronous
+  // provider finishes later is sent on its own then).
+  #sendBatch(sender: Transport, batch: Array<readonly [Uint8Array, Address]>): void {
+    this.#batch = undefined;
+    if (batch.length === 0) return;
+    try {
+      if (batch.length === 1) sender.send(batch[0]![0], batch[0]![1]);
+      else sender.sendMany(batch);
+    } catch (error) {
+      this.#handlers.error(error instanceof BlazeError ? error : new BlazeError("SEND_FAILED", String(error), { cause: error }), "transport");
+    }
   }
 
   /** Removes peers not heard for longer than the peer timeout; resolves static peers' names again where due. */
@@ -500,7 +522,8 @@ export class Endpoint {
   }
 
   #transmit(sender: Transport, datagram: Uint8Array, to: Address): void {
-    sender.send(datagram, to);
+    if (this.#batch !== undefined) this.#batch.push([datagram, to]);
+    else sender.send(datagram, to);
     this.stats.datagramsSent++;
     this.stats.bytesSent += datagram.length;
   }
