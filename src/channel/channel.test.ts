@@ -5,7 +5,8 @@ import { BlazeError, type BlazeErrorCode } from "../errors.ts";
 import { BlazeMessage, utf8 } from "../message/blaze-message.ts";
 import { SeededRandom } from "../transport/seeded-random.ts";
 import { type LinkConditions, SimulatedNetwork } from "../transport/simulated-network.ts";
-import type { Address, Transport, TransportFactory } from "../transport/transport.ts";
+import type { Address } from "../transport/transport.ts";
+import { wrapTransports } from "../transport/transport-wrapper.ts";
 import { PongSchema } from "../../gen/activeblaze/v1/membership_pb.ts";
 import { createEnvelope, decodeEnvelope, encodeEnvelope } from "../wire/codec.ts";
 import { Channel, type ChannelEvents, createChannel } from "./channel.ts";
@@ -1067,32 +1068,19 @@ describe("Channel on a transport that sends in batches", () => {
   it("hands each flush's datagrams to one sendMany: a static network's copies of a datagram and every outbox", async () => {
     const net = simNet(71);
     const calls: Array<{ readonly many: boolean; readonly to: readonly string[] }> = [];
+    const record = (many: boolean, datagrams: ReadonlyArray<readonly [Uint8Array, Address]>) => calls.push({ many, to: datagrams.map(([, to]) => `${to.host}:${to.port}`) });
     // h1's transport, as a runtime with a native batched send (Bun's) would offer it, recording its calls.
-    const batching: TransportFactory = async (options) => {
-      const inner = await net.transportFactory("h1")(options);
-      const record = (many: boolean, datagrams: ReadonlyArray<readonly [Uint8Array, Address]>) =>
-        calls.push({ many, to: datagrams.map(([, to]) => `${to.host}:${to.port}`) });
-      return {
-        get localAddress() {
-          return inner.localAddress;
-        },
-        maxDatagramBytes: inner.maxDatagramBytes,
-        nativeBatchSend: true,
-        send: (data, to) => {
-          record(false, [[data, to]]);
-          inner.send(data, to);
-        },
-        sendMany: (datagrams) => {
-          record(true, datagrams);
-          inner.sendMany(datagrams);
-        },
-        joinGroup: (group, iface) => inner.joinGroup(group, iface),
-        leaveGroup: (group, iface) => inner.leaveGroup(group, iface),
-        onReceive: (handler) => inner.onReceive(handler),
-        onError: (handler) => inner.onError(handler),
-        close: () => inner.close(),
-      } satisfies Transport;
-    };
+    const batching = wrapTransports(net.transportFactory("h1"), (inner) => ({
+      nativeBatchSend: true,
+      send: (data, to) => {
+        record(false, [[data, to]]);
+        inner.send(data, to);
+      },
+      sendMany: (datagrams) => {
+        record(true, datagrams);
+        inner.sendMany(datagrams);
+      },
+    }));
     const network = { type: "static", peers: ["h1:7000", "h2:7000", "h3:7000"], port: 7_000 } as const;
     const a = member(net, 1, { network, resolver: simulatedHosts, transport: batching });
     const others = [member(net, 2, { network, resolver: simulatedHosts }), member(net, 3, { network, resolver: simulatedHosts })];

@@ -4,7 +4,7 @@ import { Channel } from "../channel/channel.ts";
 import { ClusterChannel } from "../cluster/cluster-channel.ts";
 import { GroupChannel } from "../group/group-channel.ts";
 import { SimulatedNetwork } from "../transport/simulated-network.ts";
-import type { Address, Transport, TransportFactory } from "../transport/transport.ts";
+import { wrapTransports } from "../transport/transport-wrapper.ts";
 
 /** Groups and clusters over sealed datagrams, on the simulated network. */
 
@@ -43,26 +43,7 @@ describe("a channel over sealed datagrams", () => {
   it("still refuses another member's recorded datagrams after it restarts, or shuts down and starts again", async () => {
     const net = new SimulatedNetwork({ seed: 8 });
     const recorded: Uint8Array[] = [];
-    const tapped: TransportFactory = async (options) => {
-      const inner = await net.transportFactory("h0")(options);
-      return {
-        get localAddress() {
-          return inner.localAddress;
-        },
-        maxDatagramBytes: inner.maxDatagramBytes,
-        nativeBatchSend: inner.nativeBatchSend,
-        send: (data: Uint8Array, to: Address) => {
-          recorded.push(data.slice());
-          inner.send(data, to);
-        },
-        sendMany: (datagrams) => inner.sendMany(datagrams),
-        joinGroup: (group, iface) => inner.joinGroup(group, iface),
-        leaveGroup: (group, iface) => inner.leaveGroup(group, iface),
-        onReceive: (handler) => inner.onReceive(handler),
-        onError: (handler) => inner.onError(handler),
-        close: () => inner.close(),
-      } satisfies Transport;
-    };
+    const tapped = wrapTransports(net.transportFactory("h0"), () => ({ beforeSend: (data) => void recorded.push(data.slice()) }));
     const common = { clock: net.clock, incarnation: 1, heartbeatIntervalMs: 100, security: { keys: [K1], provider: nodeCrypto } };
     const a = new Channel({ ...common, name: "a", transport: tapped, random: net.random.fork("a") });
     const b = new Channel({ ...common, name: "b", transport: net.transportFactory("h1"), random: net.random.fork("b") });

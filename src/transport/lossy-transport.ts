@@ -1,6 +1,7 @@
 import type { RandomSource } from "./clock.ts";
 import { systemRandom } from "./clock.ts";
 import type { Transport, TransportFactory } from "./transport.ts";
+import { wrapTransport } from "./transport-wrapper.ts";
 
 /** Loss injected in-process, for benchmarks and tests over real sockets (where `tc netem` is not available). */
 export interface LossOptions {
@@ -20,21 +21,9 @@ export function withLoss(factory: TransportFactory, options: LossOptions): Trans
 }
 
 function lossyTransport(inner: Transport, loss: number, random: RandomSource): Transport {
-  return {
-    get localAddress() {
-      return inner.localAddress;
+  return wrapTransport(inner, {
+    receive: (handler) => (data, from) => {
+      if (random.next() >= loss) handler(data, from);
     },
-    maxDatagramBytes: inner.maxDatagramBytes,
-    nativeBatchSend: inner.nativeBatchSend,
-    send: (data, to) => inner.send(data, to),
-    sendMany: (datagrams) => inner.sendMany(datagrams),
-    joinGroup: (group, iface) => inner.joinGroup(group, iface),
-    leaveGroup: (group, iface) => inner.leaveGroup(group, iface),
-    onReceive: (handler) =>
-      inner.onReceive((data, from) => {
-        if (random.next() >= loss) handler(data, from);
-      }),
-    onError: (handler) => inner.onError(handler),
-    close: () => inner.close(),
-  };
+  });
 }

@@ -4,7 +4,8 @@ import type { SecurityOptions } from "../../src/security/options.ts";
 import type { Channel } from "../../src/channel/channel.ts";
 import { BlazeMessage, createChannel, createClusterChannel, type ClusterChannel } from "../../src/index.ts";
 import { SeededRandom } from "../../src/transport/seeded-random.ts";
-import type { Address, Transport, TransportFactory } from "../../src/transport/transport.ts";
+import type { Address, TransportFactory } from "../../src/transport/transport.ts";
+import { wrapTransports } from "../../src/transport/transport-wrapper.ts";
 import { encodeEnvelopeHeader } from "../../src/wire/frames.ts";
 import { Attacker } from "./attacker.ts";
 import { fakeId } from "./forge.ts";
@@ -57,29 +58,7 @@ function tapped(factory: TransportFactory, corpus: Uint8Array[]): TransportFacto
       else corpus.push(data.slice());
     }
   };
-  return async (options) => {
-    const inner: Transport = await factory(options);
-    return {
-      get localAddress() {
-        return inner.localAddress;
-      },
-      maxDatagramBytes: inner.maxDatagramBytes,
-      nativeBatchSend: inner.nativeBatchSend,
-      send: (data, to) => {
-        keep(data);
-        inner.send(data, to);
-      },
-      sendMany: (datagrams) => {
-        for (const [data] of datagrams) keep(data);
-        inner.sendMany(datagrams);
-      },
-      joinGroup: (group, iface) => inner.joinGroup(group, iface),
-      leaveGroup: (group, iface) => inner.leaveGroup(group, iface),
-      onReceive: (handler) => inner.onReceive(handler),
-      onError: (handler) => inner.onError(handler),
-      close: () => inner.close(),
-    };
-  };
+  return wrapTransports(factory, () => ({ beforeSend: (data) => keep(data) }));
 }
 
 export function freshGroup(): { group: Address; cluster: string } {

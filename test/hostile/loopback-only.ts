@@ -1,4 +1,5 @@
-import type { Address, Transport, TransportFactory } from "../../src/transport/transport.ts";
+import type { Address, TransportFactory } from "../../src/transport/transport.ts";
+import { wrapTransports } from "../../src/transport/transport-wrapper.ts";
 
 /**
  * A transport factory for tests that forge or fuzz datagrams: every member it opens may send only to
@@ -7,28 +8,11 @@ import type { Address, Transport, TransportFactory } from "../../src/transport/t
  */
 export function loopbackOnly(factory: TransportFactory, multicastGroup: string, refused: Address[]): TransportFactory {
   const allowed = (to: Address) => to.host.startsWith("127.") || to.host === multicastGroup;
-  return async (options) => {
-    const inner: Transport = await factory(options);
-    const guard = (to: Address): boolean => {
+  return wrapTransports(factory, () => ({
+    beforeSend: (_data, to) => {
       if (allowed(to)) return true;
       refused.push(to);
       return false;
-    };
-    return {
-      get localAddress() {
-        return inner.localAddress;
-      },
-      maxDatagramBytes: inner.maxDatagramBytes,
-      nativeBatchSend: inner.nativeBatchSend,
-      send: (data, to) => {
-        if (guard(to)) inner.send(data, to);
-      },
-      sendMany: (datagrams) => inner.sendMany(datagrams.filter(([, to]) => guard(to))),
-      joinGroup: (group, iface) => inner.joinGroup(group, iface),
-      leaveGroup: (group, iface) => inner.leaveGroup(group, iface),
-      onReceive: (handler) => inner.onReceive(handler),
-      onError: (handler) => inner.onError(handler),
-      close: () => inner.close(),
-    };
-  };
+    },
+  }));
 }

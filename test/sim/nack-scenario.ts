@@ -4,7 +4,8 @@ import type { ChannelOptions } from "../../src/channel/options.ts";
 import { keyOf } from "../../src/reliable/member-key.ts";
 import { SeededRandom } from "../../src/transport/seeded-random.ts";
 import { SimulatedNetwork } from "../../src/transport/simulated-network.ts";
-import type { Transport, TransportFactory } from "../../src/transport/transport.ts";
+import type { TransportFactory } from "../../src/transport/transport.ts";
+import { wrapTransports } from "../../src/transport/transport-wrapper.ts";
 import { DatagramReader } from "../../src/wire/frames.ts";
 import { decodeMessage, encodeMessage, flush } from "./sim-helpers.ts";
 
@@ -87,29 +88,7 @@ class Observed {
 
 /** A transport that shows every datagram it sends to `tap` first. */
 function tapped(factory: TransportFactory, tap: (datagram: Uint8Array) => void): TransportFactory {
-  return async (options) => {
-    const inner: Transport = await factory(options);
-    return {
-      get localAddress() {
-        return inner.localAddress;
-      },
-      maxDatagramBytes: inner.maxDatagramBytes,
-      nativeBatchSend: inner.nativeBatchSend,
-      send: (data, to) => {
-        tap(data);
-        inner.send(data, to);
-      },
-      sendMany: (datagrams) => {
-        for (const [data] of datagrams) tap(data);
-        inner.sendMany(datagrams);
-      },
-      joinGroup: (group, iface) => inner.joinGroup(group, iface),
-      leaveGroup: (group, iface) => inner.leaveGroup(group, iface),
-      onReceive: (handler) => inner.onReceive(handler),
-      onError: (handler) => inner.onError(handler),
-      close: () => inner.close(),
-    };
-  };
+  return wrapTransports(factory, () => ({ beforeSend: (data) => tap(data) }));
 }
 
 export async function runNackScenario(seed: number, kind: NackScenarioKind): Promise<NackScenarioResult> {

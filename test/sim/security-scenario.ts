@@ -8,7 +8,8 @@ import { KeyRing } from "../../src/security/keyring.ts";
 import { type SecurityOptions, securityOptionsSchema } from "../../src/security/options.ts";
 import { SeededRandom } from "../../src/transport/seeded-random.ts";
 import type { SimulatedNetwork } from "../../src/transport/simulated-network.ts";
-import type { Address, Transport, TransportFactory } from "../../src/transport/transport.ts";
+import type { Address, TransportFactory } from "../../src/transport/transport.ts";
+import { wrapTransports } from "../../src/transport/transport-wrapper.ts";
 import { DatagramBuilder, encodeEnvelopeHeader } from "../../src/wire/frames.ts";
 import { checkDelivered, decodeMessage, discoverPeers, encodeMessage, flush, lossyNetwork, recordDeliveries, startChannels } from "./sim-helpers.ts";
 
@@ -77,39 +78,21 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
  */
 function watched(factory: TransportFactory, sealed: DatagramSet, sent: Uint8Array[], channel: () => Channel | undefined, violations: string[], name: string): TransportFactory {
   const accepted = new DatagramSet();
-  return async (options) => {
-    const inner: Transport = await factory(options);
-    return {
-      get localAddress() {
-        return inner.localAddress;
-      },
-      maxDatagramBytes: inner.maxDatagramBytes,
-      nativeBatchSend: inner.nativeBatchSend,
-      send: (data, to) => {
-        sealed.add(data);
-        if (sent.length < 20_000) sent.push(data.slice());
-        inner.send(data, to);
-      },
-      sendMany: (datagrams) => {
-        for (const [data] of datagrams) sealed.add(data);
-        inner.sendMany(datagrams);
-      },
-      joinGroup: (group, iface) => inner.joinGroup(group, iface),
-      leaveGroup: (group, iface) => inner.leaveGroup(group, iface),
-      onReceive: (handler) =>
-        inner.onReceive((bytes, from) => {
-          const before = channel()?.stats.network.security?.opened ?? 0;
-          handler(bytes, from);
-          const after = channel()?.stats.network.security?.opened ?? 0;
-          if (after === before) return;
-          if (!sealed.has(bytes)) violations.push(`${name} accepted bytes no member sealed (from ${from.host})`);
-          else if (accepted.has(bytes)) violations.push(`${name} accepted one datagram twice (from ${from.host})`);
-          accepted.add(bytes);
-        }),
-      onError: (handler) => inner.onError(handler),
-      close: () => inner.close(),
-    };
-  };
+  return wrapTransports(factory, () => ({
+    beforeSend: (data) => {
+      sealed.add(data);
+      if (sent.length < 20_000) sent.push(data.slice());
+    },
+    receive: (handler) => (bytes, from) => {
+      const before = channel()?.stats.network.security?.opened ?? 0;
+      handler(bytes, from);
+      const after = channel()?.stats.network.security?.opened ?? 0;
+      if (after === before) return;
+      if (!sealed.has(bytes)) violations.push(`${name} accepted bytes no member sealed (from ${from.host})`);
+      else if (accepted.has(bytes)) violations.push(`${name} accepted one datagram twice (from ${from.host})`);
+      accepted.add(bytes);
+    },
+  }));
 }
 
 /** Runs the clock in slices, letting promise continuations (a rotation's steps) run in between. */
