@@ -187,6 +187,8 @@ export class Endpoint {
     this.#driver = driver;
     this.#stopFlushing = driver.onEndOfTurn(() => {
       if (this.#flushScheduled) this.flush();
+      // With security, what the next datagrams' seals need is made now that this turn's are out.
+      this.#guard?.prepare();
     });
     this.#handlers = handlers;
     this.#admission = new Admission(random, (to, frame, receiver) => this.#sendNow(to, frame, receiver));

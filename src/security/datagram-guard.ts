@@ -149,6 +149,8 @@ export class DatagramGuard {
   #signingKey: SigningKey | Promise<SigningKey> | undefined;
   #lastId: Uint8Array | undefined;
   #lastKey = "";
+  /** Senders' keys heard this turn, with the counter each sender's next datagram in that sequence will carry. */
+  readonly #heard = new Map<SenderKey, number>();
   readonly #unsubscribe: () => void;
 
   constructor(
@@ -222,6 +224,25 @@ export class DatagramGuard {
     this.#ownKeys.clear();
     const identity = this.#options.identity;
     if (identity !== undefined && this.#signingKey === undefined) this.#signingKey = this.#provider.signingKey(identity.privateKey);
+  }
+
+  /**
+   * Makes ahead what the next datagrams will need, with a provider that can (node:crypto creates a
+   * cipher per datagram): for this member's next counters under its primary key, and for the next
+   * counter of each sender heard this turn. The endpoint calls it at the end of a turn, once that
+   * turn's datagrams are sent, so the work stays off their way.
+   */
+  prepare(): void {
+    const provider = this.#provider;
+    if (!provider.synchronous || provider.prepare === undefined) return;
+    const mode = this.#options.mode;
+    const own = this.#ownKeys.get(this.keyring.primary) as SenderKey | undefined;
+    if (own !== undefined) {
+      provider.prepare(own, mode, this.#groupCounter, "seal");
+      provider.prepare(own, mode, this.#unicastCounter, "seal");
+    }
+    for (const [key, counter] of this.#heard) provider.prepare(key, mode, counter, "open");
+    this.#heard.clear();
   }
 
   /** Stops following the keyring (the endpoint closed; the keyring outlives it). */
@@ -371,6 +392,7 @@ export class DatagramGuard {
     }
     state.lastHeard = this.#wallClock();
     state.keys.set(sealed.keyId, opened.key);
+    if (this.#provider.prepare !== undefined) this.#heard.set(opened.key, sealed.counter + 2);
     state.verifyKey = opened.verifyKey;
     const body = this.#signer.length > 0 ? unsigned(opened.body) : opened.body;
     if (!isOneBodyField(body)) return this.#host.refused("INVALID_FIELD", "a sealed payload holds exactly one envelope body field");
