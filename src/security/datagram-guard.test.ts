@@ -5,7 +5,7 @@ import { nodeCrypto } from "../adapters/node-crypto.ts";
 import { SeededRandom } from "../transport/seeded-random.ts";
 import { decodeEnvelope } from "../wire/codec.ts";
 import type { DropReason } from "../wire/drop-reason.ts";
-import { DatagramBuilder, encodeEnvelopeHeader } from "../wire/frames.ts";
+import { DatagramBuilder, encodeEnvelopeHeader, plainEnvelope } from "../wire/frames.ts";
 import { MAX_DATAGRAM_BYTES } from "../wire/limits.ts";
 import type { AsyncCryptoProvider, CryptoProvider, SyncCryptoProvider } from "./crypto-provider.ts";
 import { DatagramGuard } from "./datagram-guard.ts";
@@ -74,7 +74,7 @@ function side(provider: CryptoProvider, id: Uint8Array, options: Partial<Securit
     faults,
     own,
     async receive(bytes) {
-      guard.open(bytes, (plain, keyId) => delivered.push({ plain, keyId }));
+      guard.open(bytes, (opened, keyId) => delivered.push({ plain: plainEnvelope(opened.header, opened.body), keyId }));
       await guard.drained();
     },
     async send(plain, to = "group", keyId) {
@@ -231,7 +231,7 @@ describe.each(providers)("DatagramGuard with %s", (_name, provider) => {
       sent.push(plain.datagram);
       sealed.push(await a.send(plain, i % 3 !== 0 ? "group" : i % 2 === 0 ? ID_B : undefined));
     }
-    for (const bytes of sealed) b.guard.open(bytes, (plain, keyId) => b.delivered.push({ plain, keyId }));
+    for (const bytes of sealed) b.guard.open(bytes, (opened, keyId) => b.delivered.push({ plain: plainEnvelope(opened.header, opened.body), keyId }));
     await b.guard.drained();
     expect(b.delivered.map((d) => d.plain)).toEqual(sent);
     expect(b.faults).toEqual([]);

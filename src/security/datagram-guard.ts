@@ -1,6 +1,7 @@
 import { keyOf } from "../reliable/member-key.ts";
 import type { PeerKey } from "../reliable/protocol.ts";
 import type { EnvelopeContext } from "../wire/codec.ts";
+import type { SplitEnvelope } from "../wire/frames.ts";
 import type { DropReason } from "../wire/drop-reason.ts";
 import { MAX_DATAGRAM_BYTES, MEMBER_ID_BYTES } from "../wire/limits.ts";
 import { web } from "../web.ts";
@@ -22,7 +23,6 @@ import { OrderedQueue } from "./ordered-queue.ts";
 import { ReplayWindow } from "./replay-window.ts";
 import {
   isOneBodyField,
-  plainEnvelope,
   readSealed,
   type SealedDatagram,
   type SealFields,
@@ -301,11 +301,11 @@ export class DatagramGuard {
   }
 
   /**
-   * Opens a datagram and hands its plain envelope (header, then body) to `deliver`, with the id of the
-   * key that sealed it — at once, or in arrival order with an asynchronous provider. A datagram that
+   * Opens a datagram and hands its plain envelope (its header, read with the seal, and its body) to
+   * `deliver`, with the id of the key that sealed it — at once, or in arrival order with an asynchronous provider. A datagram that
    * does not open is counted through the host and never reaches `deliver`.
    */
-  open(bytes: Uint8Array, deliver: (plain: Uint8Array, keyId: number) => void): void {
+  open(bytes: Uint8Array, deliver: (opened: SplitEnvelope, keyId: number) => void): void {
     const read = readSealed(bytes, this.#context, this.#clusterBytes);
     if (!read.ok) return this.#host.refused(read.reason, read.detail);
     const sealed = read.sealed;
@@ -377,7 +377,7 @@ export class DatagramGuard {
   }
 
   // An authentic datagram, in arrival order: now (and only now) the sender is remembered.
-  #accept(senderKey: PeerKey, sealed: SealedDatagram, opened: Opened, deliver: (plain: Uint8Array, keyId: number) => void): void {
+  #accept(senderKey: PeerKey, sealed: SealedDatagram, opened: Opened, deliver: (opened: SplitEnvelope, keyId: number) => void): void {
     let state = this.#senders.get(senderKey);
     if (state !== undefined && sealed.incarnation < state.incarnation) {
       return this.#host.refused("REPLAYED", `incarnation ${sealed.incarnation} is older than ${state.incarnation}, already heard`);
@@ -397,7 +397,7 @@ export class DatagramGuard {
     const body = this.#signer.length > 0 ? unsigned(opened.body) : opened.body;
     if (!isOneBodyField(body)) return this.#host.refused("INVALID_FIELD", "a sealed payload holds exactly one envelope body field");
     this.#stats.opened++;
-    deliver(plainEnvelope(sealed.header, body), sealed.keyId);
+    deliver({ header: sealed.header, senderId: sealed.senderId, incarnation: sealed.incarnation, body }, sealed.keyId);
   }
 
   #forgetLongestSilent(): void {
