@@ -528,8 +528,9 @@ export class Endpoint {
     else this.#guard.open(bytes, (opened, keyId) => this.#receivePlain(this.#reader.readSplit(opened), opened.header.length + opened.body.length, from, keyId));
   }
 
-  // A plain envelope of `length` bytes, read: as received, or opened (`sealedWith` the key that sealed it). With an
-  // asynchronous provider this runs later, in arrival order, so the endpoint may have stopped since.
+  // A plain envelope of `length` bytes, read: as received, or opened (`sealedWith` the key that sealed
+  // it). With an asynchronous provider this runs later, in arrival order, so the endpoint may have
+  // stopped since.
   #receivePlain(result: ReceiveResult, length: number, from: Address, sealedWith: number | undefined): void {
     if (!this.#running) return;
     if (!result.ok) {

@@ -302,8 +302,9 @@ export class DatagramGuard {
 
   /**
    * Opens a datagram and hands its plain envelope (its header, read with the seal, and its body) to
-   * `deliver`, with the id of the key that sealed it — at once, or in arrival order with an asynchronous provider. A datagram that
-   * does not open is counted through the host and never reaches `deliver`.
+   * `deliver`, with the id of the key that sealed it — at once, or in arrival order with an
+   * asynchronous provider. A datagram that does not open is counted through the host and never
+   * reaches `deliver`.
    */
   open(bytes: Uint8Array, deliver: (opened: SplitEnvelope, keyId: number) => void): void {
     const read = readSealed(bytes, this.#context, this.#clusterBytes);

@@ -271,14 +271,10 @@ export function readEnvelopeHeader(bytes: Uint8Array, cluster: Uint8Array): Enve
   let incarnation = 0;
   let seen = 0;
   let end = 0;
-  while (cursor.pos < cursor.end) {
-    end = cursor.pos;
+  while (end < bytes.length) {
     const tag = cursor.varint();
     const field = tag >>> 3;
-    if (field > 5) {
-      cursor.pos = end;
-      break;
-    }
+    if (field > 5) break;
     // Each field once: a repeated one has merge semantics the generated decoder owns.
     if (seen & (1 << field)) return undefined;
     seen |= 1 << field;
