@@ -250,7 +250,7 @@ export const NO_BYTES: Uint8Array = new Uint8Array(0);
 
 
 /** The clear header of an envelope, read by hand: its sender, the sender's incarnation, where it ends. */
-export interface EnvelopeHeader {
+export interface ClearHeader {
   readonly senderId: Uint8Array;
   readonly incarnation: number;
   /** Where the first field after the header's starts. */
@@ -263,7 +263,7 @@ export interface EnvelopeHeader {
  * number. Undefined for anything else: the generated decoder has the last word on it. Plain and
  * sealed datagrams start alike, so both readers start here.
  */
-export function readEnvelopeHeader(bytes: Uint8Array, cluster: Uint8Array): EnvelopeHeader | undefined {
+export function readEnvelopeHeader(bytes: Uint8Array, cluster: Uint8Array): ClearHeader | undefined {
   const cursor = new ByteCursor(bytes, 0, bytes.length);
   let version = 0;
   let clusterMatches = false;
