@@ -23,7 +23,7 @@ import { decodeBase64, securityOptionsSchema } from "../src/security/options.ts"
 import { readSealed } from "../src/security/sealed-datagram.ts";
 import { decodeEnvelope, type EnvelopeContext } from "../src/wire/codec.ts";
 import type { DropReason } from "../src/wire/drop-reason.ts";
-import { encodeEnvelopeHeader } from "../src/wire/frames.ts";
+import { encodeEnvelopeHeader, plainEnvelope } from "../src/wire/frames.ts";
 import { MAX_DATAGRAM_BYTES } from "../src/wire/limits.ts";
 import { wireRegistry } from "../src/wire/registry.ts";
 
@@ -163,7 +163,7 @@ export function openAs(receiver: SealedReceiver, history: readonly Uint8Array[],
     guard.open(earlier, () => undefined);
     if (refusal !== undefined) throw new Error(`history[${i}] does not open: ${refusal.reason}: ${refusal.detail}`);
   }
-  guard.open(bytes, (plain) => (opened = plain));
+  guard.open(bytes, (split) => (opened = plainEnvelope(split.header, split.body)));
   if (refusal !== undefined) return { accepted: false, error: refusal.reason, detail: refusal.detail };
   const decoded = decodeEnvelope(opened!, RECEIVER_CONTEXT);
   return decoded.ok ? { accepted: true, message: decoded.envelope } : { accepted: false, error: decoded.reason, detail: decoded.detail };

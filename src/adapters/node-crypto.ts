@@ -4,6 +4,7 @@ import {
   ED25519_PKCS8_PREFIX,
   ED25519_SPKI_PREFIX,
   nonceOf,
+  type SealMode,
   type SenderKey,
   type SigningKey,
   type SyncCryptoProvider,
@@ -75,8 +76,42 @@ function rawKeyFromJwk(key: KeyObject, part: "x" | "d"): Uint8Array {
   return decodeBase64(key.export({ format: "jwk" })[part]!)!;
 }
 
-function hmacTag(key: SenderKey, aad: Uint8Array, body: Uint8Array): Uint8Array {
-  return nc().createHmac("sha256", key as unknown as Uint8Array).update(aad).update(body).digest().subarray(0, TAG_BYTES);
+/**
+ * A derived key, with what was made ahead for the next datagram of each of its two counter sequences
+ * (odd counters for the group, even ones for single members): creating a cipher or an HMAC is most of
+ * what sealing a small datagram costs here, and it can be done between turns, off the datagram's way.
+ */
+interface NodeSenderKey {
+  readonly secret: Uint8Array;
+  /** By counter parity: a cipher (or HMAC) for exactly one counter and one use, used once. */
+  readonly ready: [Ready | undefined, Ready | undefined];
+}
+
+interface Ready {
+  readonly counter: number;
+  readonly use: "seal" | "open";
+  readonly made: Cipher | Hmac;
+}
+
+function nodeKey(key: SenderKey): NodeSenderKey {
+  return key as unknown as NodeSenderKey;
+}
+
+function make(key: NodeSenderKey, mode: SealMode, counter: number, use: "seal" | "open"): Cipher | Hmac {
+  if (mode === "authenticate") return nc().createHmac("sha256", key.secret);
+  return use === "seal" ? nc().createCipheriv("aes-256-gcm", key.secret, nonceOf(counter)) : nc().createDecipheriv("aes-256-gcm", key.secret, nonceOf(counter));
+}
+
+// What was made ahead for `counter` and `use`, taken (it serves once), or a new one. A cipher's nonce is
+// fixed when it is made: one made for another counter is never used for this one.
+function take(key: NodeSenderKey, mode: SealMode, counter: number, use: "seal" | "open"): Cipher | Hmac {
+  const slot = counter % 2;
+  const ready = key.ready[slot];
+  if (ready !== undefined && ready.counter === counter && ready.use === use) {
+    key.ready[slot] = undefined;
+    return ready.made;
+  }
+  return make(key, mode, counter, use);
 }
 
 export const nodeCrypto: SyncCryptoProvider = {
@@ -84,16 +119,25 @@ export const nodeCrypto: SyncCryptoProvider = {
   synchronous: true,
 
   deriveKey(_mode, secret, info) {
-    return hkdf32(secret, info) as unknown as SenderKey;
+    return { secret: hkdf32(secret, info), ready: [undefined, undefined] } satisfies NodeSenderKey as unknown as SenderKey;
+  },
+
+  prepare(key, mode, counter, use) {
+    const prepared = nodeKey(key);
+    const slot = counter % 2;
+    const ready = prepared.ready[slot];
+    if (ready !== undefined && ready.counter === counter && ready.use === use) return;
+    prepared.ready[slot] = { counter, use, made: make(prepared, mode, counter, use) };
   },
 
   seal(key, mode, counter, aad, body, out, offset) {
+    const made = take(nodeKey(key), mode, counter, "seal");
     if (mode === "authenticate") {
       out.set(body, offset);
-      out.set(hmacTag(key, aad, body), offset + body.length);
+      out.set((made as Hmac).update(aad).update(body).digest().subarray(0, TAG_BYTES), offset + body.length);
       return;
     }
-    const cipher = nc().createCipheriv("aes-256-gcm", key as unknown as Uint8Array, nonceOf(counter));
+    const cipher = made as Cipher;
     cipher.setAAD(aad);
     out.set(cipher.update(body), offset);
     // GCM is a stream mode: update returns every byte, final none.
@@ -106,8 +150,12 @@ export const nodeCrypto: SyncCryptoProvider = {
     const bodyLength = payload.length - TAG_BYTES;
     const body = payload.subarray(0, bodyLength);
     const tag = payload.subarray(bodyLength);
-    if (mode === "authenticate") return nc().timingSafeEqual(hmacTag(key, aad, body), tag) ? body : undefined;
-    const decipher = nc().createDecipheriv("aes-256-gcm", key as unknown as Uint8Array, nonceOf(counter));
+    const made = take(nodeKey(key), mode, counter, "open");
+    if (mode === "authenticate") {
+      const expected = (made as Hmac).update(aad).update(body).digest().subarray(0, TAG_BYTES);
+      return nc().timingSafeEqual(expected, tag) ? body : undefined;
+    }
+    const decipher = made as Cipher;
     decipher.setAAD(aad);
     decipher.setAuthTag(tag);
     const plain = decipher.update(body);

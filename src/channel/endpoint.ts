@@ -15,7 +15,7 @@ import type { Clock, RandomSource } from "../transport/clock.ts";
 import { familyOf, type HostResolver, type Seed, StaticSeeds } from "../transport/host-names.ts";
 import type { Address, Transport, TransportFactory } from "../transport/transport.ts";
 import { DropCounters, type DropReason } from "../wire/drop-reason.ts";
-import { type DataFields, DatagramBuilder, DatagramReader, encodeEnvelopeHeader, leaveGroupOf, type ReceivedFrame } from "../wire/frames.ts";
+import { type DataFields, DatagramBuilder, DatagramReader, encodeEnvelopeHeader, leaveGroupOf, type ReceivedFrame, type ReceiveResult } from "../wire/frames.ts";
 import { Admission, type AdmissionStats, isChallenge } from "./admission.ts";
 import { multicastBindings } from "./options.ts";
 
@@ -190,6 +190,8 @@ export class Endpoint {
     this.#driver = driver;
     this.#stopFlushing = driver.onEndOfTurn(() => {
       if (this.#flushScheduled) this.flush();
+      // With security, what the next datagrams' seals need is made now that this turn's are out.
+      this.#guard?.prepare();
     });
     this.#handlers = handlers;
     this.#admission = new Admission(random, (to, frame, receiver) => this.#sendNow(to, frame, receiver));
@@ -547,15 +549,15 @@ export class Endpoint {
       this.stats.ownDatagrams++;
       return;
     }
-    if (this.#guard === undefined) this.#receivePlain(bytes, from, undefined);
-    else this.#guard.open(bytes, (plain, keyId) => this.#receivePlain(plain, from, keyId));
+    if (this.#guard === undefined) this.#receivePlain(this.#reader.read(bytes), bytes.length, from, undefined);
+    else this.#guard.open(bytes, (opened, keyId) => this.#receivePlain(this.#reader.readSplit(opened), opened.header.length + opened.body.length, from, keyId));
   }
 
-  // A plain envelope: as received, or opened (`sealedWith` the key that sealed it). With an
-  // asynchronous provider this runs later, in arrival order, so the endpoint may have stopped since.
-  #receivePlain(bytes: Uint8Array, from: Address, sealedWith: number | undefined): void {
+  // A plain envelope of `length` bytes, read: as received, or opened (`sealedWith` the key that sealed
+  // it). With an asynchronous provider this runs later, in arrival order, so the endpoint may have
+  // stopped since.
+  #receivePlain(result: ReceiveResult, length: number, from: Address, sealedWith: number | undefined): void {
     if (!this.#running) return;
-    const result = this.#reader.read(bytes);
     if (!result.ok) {
       this.drops.count(result.reason);
       return;
@@ -583,7 +585,7 @@ export class Endpoint {
     let held: ReadonlyArray<readonly ReceivedFrame[]> = [];
     if (peer === undefined || incarnation > peer.incarnation) {
       if (leaving && peer === undefined) return;
-      const admitted = this.#admission.receive(key, incarnation, from, frames, bytes.length, now);
+      const admitted = this.#admission.receive(key, incarnation, from, frames, length, now);
       if (!admitted.admitted) return;
       // An asker that proved its address and only asks for diagnostics (`blaze probe`) is answered, and stays no peer.
       if (peer === undefined && asksOnlyDiagnostics([...admitted.held, frames])) {

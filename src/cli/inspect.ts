@@ -4,9 +4,10 @@ import { nodeCrypto } from "../adapters/node-crypto.ts";
 import { SIGNATURE_BYTES } from "../security/crypto-provider.ts";
 import { senderKeyInfo } from "../security/datagram-guard.ts";
 import { encodeBase64 } from "../security/options.ts";
-import { plainEnvelope, readSealed } from "../security/sealed-datagram.ts";
+import { readSealed } from "../security/sealed-datagram.ts";
 import { wireRegistry } from "../wire/registry.ts";
 import { validateEnvelope } from "../wire/codec.ts";
+import { plainEnvelope } from "../wire/frames.ts";
 
 /** Parses hex (whitespace, `0x` and `:` separators allowed) into bytes; undefined if it is not hex. */
 export function parseHex(text: string): Uint8Array | undefined {

@@ -48,6 +48,12 @@ export interface CryptoOperations<Synchronous extends boolean> {
    * `body` then the first 16 bytes of HMAC-SHA-256(aad ‖ body).
    */
   seal(key: SenderKey, mode: SealMode, counter: number, aad: Uint8Array, body: Uint8Array, out: Uint8Array, offset: number): CryptoResult<Synchronous, void>;
+  /**
+   * Optional: makes ahead of time what sealing (or opening) the datagram with `counter` under `key` will
+   * need, so that the seal or open itself does less when it comes. A channel calls it once what a turn
+   * had to send is sent: for its own next counters, and for the next counter of each sender just heard.
+   */
+  prepare?(key: SenderKey, mode: SealMode, counter: number, use: "seal" | "open"): void;
   /** The body of a sealed payload, or undefined when it does not authenticate. Never throws for bad input. */
   open(key: SenderKey, mode: SealMode, counter: number, aad: Uint8Array, payload: Uint8Array): CryptoResult<Synchronous, Uint8Array | undefined>;
   signingKey(privateKey: Uint8Array): CryptoResult<Synchronous, SigningKey>;

@@ -1,6 +1,7 @@
 import { keyOf } from "../reliable/member-key.ts";
 import type { PeerKey } from "../reliable/protocol.ts";
 import type { EnvelopeContext } from "../wire/codec.ts";
+import type { SplitEnvelope } from "../wire/frames.ts";
 import type { DropReason } from "../wire/drop-reason.ts";
 import { MAX_DATAGRAM_BYTES, MEMBER_ID_BYTES } from "../wire/limits.ts";
 import { web } from "../web.ts";
@@ -22,7 +23,6 @@ import { OrderedQueue } from "./ordered-queue.ts";
 import { ReplayWindow } from "./replay-window.ts";
 import {
   isOneBodyField,
-  plainEnvelope,
   readSealed,
   type SealedDatagram,
   type SealFields,
@@ -149,6 +149,8 @@ export class DatagramGuard {
   #signingKey: SigningKey | Promise<SigningKey> | undefined;
   #lastId: Uint8Array | undefined;
   #lastKey = "";
+  /** Senders' keys heard this turn, with the counter each sender's next datagram in that sequence will carry. */
+  readonly #heard = new Map<SenderKey, number>();
   readonly #unsubscribe: () => void;
 
   constructor(
@@ -224,6 +226,25 @@ export class DatagramGuard {
     if (identity !== undefined && this.#signingKey === undefined) this.#signingKey = this.#provider.signingKey(identity.privateKey);
   }
 
+  /**
+   * Makes ahead what the next datagrams will need, with a provider that can (node:crypto creates a
+   * cipher per datagram): for this member's next counters under its primary key, and for the next
+   * counter of each sender heard this turn. The endpoint calls it at the end of a turn, once that
+   * turn's datagrams are sent, so the work stays off their way.
+   */
+  prepare(): void {
+    const provider = this.#provider;
+    if (!provider.synchronous || provider.prepare === undefined) return;
+    const mode = this.#options.mode;
+    const own = this.#ownKeys.get(this.keyring.primary) as SenderKey | undefined;
+    if (own !== undefined) {
+      provider.prepare(own, mode, this.#groupCounter, "seal");
+      provider.prepare(own, mode, this.#unicastCounter, "seal");
+    }
+    for (const [key, counter] of this.#heard) provider.prepare(key, mode, counter, "open");
+    this.#heard.clear();
+  }
+
   /** Stops following the keyring (the endpoint closed; the keyring outlives it). */
   close(): void {
     this.#unsubscribe();
@@ -280,11 +301,12 @@ export class DatagramGuard {
   }
 
   /**
-   * Opens a datagram and hands its plain envelope (header, then body) to `deliver`, with the id of the
-   * key that sealed it — at once, or in arrival order with an asynchronous provider. A datagram that
-   * does not open is counted through the host and never reaches `deliver`.
+   * Opens a datagram and hands its plain envelope (its header, read with the seal, and its body) to
+   * `deliver`, with the id of the key that sealed it — at once, or in arrival order with an
+   * asynchronous provider. A datagram that does not open is counted through the host and never
+   * reaches `deliver`.
    */
-  open(bytes: Uint8Array, deliver: (plain: Uint8Array, keyId: number) => void): void {
+  open(bytes: Uint8Array, deliver: (opened: SplitEnvelope, keyId: number) => void): void {
     const read = readSealed(bytes, this.#context, this.#clusterBytes);
     if (!read.ok) return this.#host.refused(read.reason, read.detail);
     const sealed = read.sealed;
@@ -356,7 +378,7 @@ export class DatagramGuard {
   }
 
   // An authentic datagram, in arrival order: now (and only now) the sender is remembered.
-  #accept(senderKey: PeerKey, sealed: SealedDatagram, opened: Opened, deliver: (plain: Uint8Array, keyId: number) => void): void {
+  #accept(senderKey: PeerKey, sealed: SealedDatagram, opened: Opened, deliver: (opened: SplitEnvelope, keyId: number) => void): void {
     let state = this.#senders.get(senderKey);
     if (state !== undefined && sealed.incarnation < state.incarnation) {
       return this.#host.refused("REPLAYED", `incarnation ${sealed.incarnation} is older than ${state.incarnation}, already heard`);
@@ -371,11 +393,12 @@ export class DatagramGuard {
     }
     state.lastHeard = this.#wallClock();
     state.keys.set(sealed.keyId, opened.key);
+    if (this.#provider.prepare !== undefined) this.#heard.set(opened.key, sealed.counter + 2);
     state.verifyKey = opened.verifyKey;
     const body = this.#signer.length > 0 ? unsigned(opened.body) : opened.body;
     if (!isOneBodyField(body)) return this.#host.refused("INVALID_FIELD", "a sealed payload holds exactly one envelope body field");
     this.#stats.opened++;
-    deliver(plainEnvelope(sealed.header, body), sealed.keyId);
+    deliver({ header: sealed.header, senderId: sealed.senderId, incarnation: sealed.incarnation, body }, sealed.keyId);
   }
 
   #forgetLongestSilent(): void {

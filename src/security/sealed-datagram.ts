@@ -2,8 +2,8 @@ import { fromBinary } from "@bufbuild/protobuf";
 import { type Envelope, EnvelopeSchema } from "../../gen/activeblaze/v1/envelope_pb.ts";
 import { SealMode as WireSealMode } from "../../gen/activeblaze/v1/security_pb.ts";
 import { type EnvelopeContext, type Refusal, validateHeader } from "../wire/codec.ts";
-import { encodeEnvelopeHeader, sameBytes } from "../wire/frames.ts";
-import { MAX_DATAGRAM_BYTES, MEMBER_ID_BYTES, PROTOCOL_VERSION } from "../wire/limits.ts";
+import { encodeEnvelopeHeader, readEnvelopeHeader, sameBytes } from "../wire/frames.ts";
+import { MAX_DATAGRAM_BYTES, MEMBER_ID_BYTES } from "../wire/limits.ts";
 import { ByteCursor, varintSize, writeVarint } from "../wire/varint.ts";
 import { web } from "../web.ts";
 import { KEY_BYTES, type SealMode } from "./crypto-provider.ts";
@@ -130,54 +130,13 @@ export function readSealed(bytes: Uint8Array, context: EnvelopeContext, cluster:
 
 // The layout members write, read by hand; undefined for anything else (the generated decoder decides).
 function readCanonical(bytes: Uint8Array, cluster: Uint8Array): SealedRead | undefined {
-  const cursor = new ByteCursor(bytes, 0, bytes.length);
-  let version = 0;
-  let clusterMatches = false;
-  let senderId: Uint8Array | undefined;
-  let incarnation = 0;
-  let seen = 0;
-  while (cursor.pos < cursor.end) {
-    const fieldStart = cursor.pos;
-    const tag = cursor.varint();
-    const field = tag >>> 3;
-    if (field >= 1 && field <= 5) {
-      if (seen & (1 << field)) return undefined;
-      seen |= 1 << field;
-    }
-    switch (tag) {
-      case (1 << 3) | 0:
-        version = cursor.varint();
-        break;
-      case (2 << 3) | 0:
-        cursor.varint();
-        break;
-      case (3 << 3) | 2: {
-        const end = cursor.delimitedEnd();
-        clusterMatches = sameBytes(bytes, cursor.pos, end, cluster);
-        cursor.pos = end;
-        break;
-      }
-      case (4 << 3) | 2: {
-        const end = cursor.delimitedEnd();
-        senderId = bytes.subarray(cursor.pos, end);
-        cursor.pos = end;
-        break;
-      }
-      case (5 << 3) | 0:
-        incarnation = cursor.varint();
-        break;
-      case (SEALED_FIELD << 3) | 2: {
-        const end = cursor.delimitedEnd();
-        if (cursor.failed || end !== bytes.length) return undefined;
-        if (version !== PROTOCOL_VERSION || !clusterMatches || senderId?.length !== MEMBER_ID_BYTES) return undefined;
-        return readSeal(bytes, fieldStart, cursor.pos, senderId, incarnation);
-      }
-      default:
-        return undefined;
-    }
-    if (cursor.failed) return undefined;
-  }
-  return undefined;
+  const header = readEnvelopeHeader(bytes, cluster);
+  if (header === undefined) return undefined;
+  const cursor = new ByteCursor(bytes, header.end, bytes.length);
+  if (cursor.varint() !== ((SEALED_FIELD << 3) | 2)) return undefined;
+  const end = cursor.delimitedEnd();
+  if (cursor.failed || end !== bytes.length) return undefined;
+  return readSeal(bytes, header.end, cursor.pos, header.senderId, header.incarnation);
 }
 
 function readSeal(bytes: Uint8Array, headerEnd: number, start: number, senderId: Uint8Array, incarnation: number): SealedRead | undefined {
@@ -290,14 +249,6 @@ export function isOneBodyField(body: Uint8Array): boolean {
   if (field < FIRST_BODY_FIELD || field === SEALED_FIELD) return false;
   const end = cursor.delimitedEnd();
   return !cursor.failed && end === body.length;
-}
-
-/** The plain envelope of an opened datagram: its header, then its body. */
-export function plainEnvelope(header: Uint8Array, body: Uint8Array): Uint8Array {
-  const plain = new Uint8Array(header.length + body.length);
-  plain.set(header);
-  plain.set(body, header.length);
-  return plain;
 }
 
 /** Insider mode: the signer key is the sender's (its first 16 bytes are the member id). */

@@ -120,6 +120,34 @@ describe("DatagramReader", () => {
     }
   });
 
+  it("reads an envelope split into its header and its body as it reads the whole, on 5,000 mutated bodies", () => {
+    const random = new SeededRandom(20_261_203);
+    const header = encodeEnvelopeHeader(cluster, senderId, 3);
+    const builder = new DatagramBuilder(header);
+    builder.addData(data({ seq: 1 }));
+    builder.addFrame(toBinary(FrameSchema, create(FrameSchema, { kind: { case: "heartbeat", value: create(HeartbeatSchema, { highestSeq: 2n, intervalMs: 1000 }) } })));
+    const bundle = builder.finish()!.subarray(header.length);
+    const single = encodeEnvelope(createEnvelope({ cluster, senderId, incarnation: 3n }, { case: "data", value: toData(data({ seq: 5 })) })).subarray(header.length);
+    const heartbeat = encodeEnvelope(createEnvelope({ cluster, senderId, incarnation: 3n }, { case: "heartbeat", value: create(HeartbeatSchema, { highestSeq: 9n }) })).subarray(header.length);
+    let accepted = 0;
+    for (let round = 0; round < 5_000; round++) {
+      const body = [bundle, single, heartbeat][round % 3]!.slice();
+      const edits = round < 3 ? 0 : 1 + random.nextInt(2);
+      for (let e = 0; e < edits; e++) body[random.nextInt(body.length)] = random.nextInt(256);
+      const whole = new Uint8Array(header.length + body.length);
+      whole.set(header);
+      whole.set(body, header.length);
+      const split = reader.readSplit({ header, senderId, incarnation: 3, body });
+      expect(normalise(split), `round ${round}: ${Buffer.from(body).toString("hex")}`).toEqual(normalise(reader.read(whole)));
+      if (split.ok) {
+        accepted++;
+        expect(split.datagram.senderId).toEqual(senderId);
+        expect(split.datagram.incarnation).toBe(3);
+      }
+    }
+    expect(accepted).toBeGreaterThan(100);
+  });
+
   it("refuses another cluster, a bad version and oversize datagrams with the generated decoder's reasons", () => {
     const other = new DatagramBuilder(encodeEnvelopeHeader("elsewhere", senderId, 1));
     other.addData(data());

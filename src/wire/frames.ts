@@ -244,6 +244,84 @@ const SLAB_DATAGRAMS = 2;
 export const NO_BYTES: Uint8Array = new Uint8Array(0);
 
 
+/** The clear header of an envelope, read by hand: its sender, the sender's incarnation, where it ends. */
+export interface ClearHeader {
+  readonly senderId: Uint8Array;
+  readonly incarnation: number;
+  /** Where the first field after the header's starts. */
+  readonly end: number;
+}
+
+/**
+ * Reads the header fields (1 to 5) that start an envelope as members write it — each once, this
+ * protocol version, the cluster `cluster`, a whole member id — up to the first field of another
+ * number. Undefined for anything else: the generated decoder has the last word on it. Plain and
+ * sealed datagrams start alike, so both readers start here.
+ */
+export function readEnvelopeHeader(bytes: Uint8Array, cluster: Uint8Array): ClearHeader | undefined {
+  const cursor = new ByteCursor(bytes, 0, bytes.length);
+  let version = 0;
+  let clusterMatches = false;
+  let senderId: Uint8Array | undefined;
+  let incarnation = 0;
+  let seen = 0;
+  let end = 0;
+  while (end < bytes.length) {
+    const tag = cursor.varint();
+    const field = tag >>> 3;
+    if (field > 5) break;
+    // Each field once: a repeated one has merge semantics the generated decoder owns.
+    if (seen & (1 << field)) return undefined;
+    seen |= 1 << field;
+    switch (tag) {
+      case (1 << 3) | 0:
+        version = cursor.varint();
+        break;
+      case (2 << 3) | 0:
+        cursor.varint();
+        break;
+      case (3 << 3) | 2: {
+        const fieldEnd = cursor.delimitedEnd();
+        clusterMatches = sameBytes(bytes, cursor.pos, fieldEnd, cluster);
+        cursor.pos = fieldEnd;
+        break;
+      }
+      case (4 << 3) | 2: {
+        const fieldEnd = cursor.delimitedEnd();
+        senderId = bytes.subarray(cursor.pos, fieldEnd);
+        cursor.pos = fieldEnd;
+        break;
+      }
+      case (5 << 3) | 0:
+        incarnation = cursor.varint();
+        break;
+      default:
+        return undefined;
+    }
+    if (cursor.failed) return undefined;
+    end = cursor.pos;
+  }
+  if (version !== PROTOCOL_VERSION || !clusterMatches || senderId?.length !== MEMBER_ID_BYTES) return undefined;
+  return { senderId, incarnation, end };
+}
+
+/** An envelope in two parts: its header, read already, and its body (one body field). */
+export interface SplitEnvelope {
+  /** The header's bytes: the envelope is these followed by `body`. */
+  readonly header: Uint8Array;
+  readonly senderId: Uint8Array;
+  readonly incarnation: number;
+  readonly body: Uint8Array;
+}
+
+/** An envelope from its header's bytes and its body's. */
+export function plainEnvelope(header: Uint8Array, body: Uint8Array): Uint8Array {
+  const plain = new Uint8Array(header.length + body.length);
+  plain.set(header);
+  plain.set(body, header.length);
+  return plain;
+}
+
 /**
  * Reads datagrams for one receiver: the checks of `decodeEnvelope` (same order, same reasons), with
  * user data read by hand and everything unusual left to the generated decoder. Never throws.
@@ -268,72 +346,35 @@ export class DatagramReader {
     return this.#readFast(bytes) ?? this.#readGenerated(bytes);
   }
 
+  /**
+   * Reads an envelope whose header was read already (a sealed datagram's, read with its seal), its body
+   * apart: no copy of the two into one envelope, and no second reading of the header.
+   */
+  readSplit(split: SplitEnvelope): ReceiveResult {
+    return this.#readBody(split.body, 0, split) ?? this.#readGenerated(plainEnvelope(split.header, split.body));
+  }
+
   // Undefined means "not the usual shape": the generated decoder decides.
   #readFast(bytes: Uint8Array): ReceiveResult | undefined {
-    const cursor = new ByteCursor(bytes, 0, bytes.length);
-    let version = 0;
-    let clusterMatches = false;
-    let senderId: Uint8Array | undefined;
-    let incarnation = 0;
+    const header = readEnvelopeHeader(bytes, this.#cluster);
+    return header === undefined ? undefined : this.#readBody(bytes, header.end, header);
+  }
+
+  // The body that follows a header: one Data or one Bundle field, up to the end.
+  #readBody(bytes: Uint8Array, start: number, header: { readonly senderId: Uint8Array; readonly incarnation: number }): ReceiveResult | undefined {
+    const cursor = new ByteCursor(bytes, start, bytes.length);
+    const tag = cursor.varint();
+    const end = cursor.delimitedEnd();
+    if (cursor.failed || end !== bytes.length) return undefined;
     let frames: ReceivedFrame[] | undefined;
-    let seen = 0;
-    while (cursor.pos < cursor.end) {
-      const tag = cursor.varint();
-      const field = tag >>> 3;
-      if (field < 31) {
-        // Each singular field once: a repeated one has merge semantics the generated decoder owns.
-        const bit = 1 << field;
-        if (seen & bit) return undefined;
-        seen |= bit;
-      }
-      switch (tag) {
-        case (1 << 3) | 0:
-          version = cursor.varint();
-          break;
-        case (2 << 3) | 0:
-          cursor.varint();
-          break;
-        case (3 << 3) | 2: {
-          const end = cursor.delimitedEnd();
-          clusterMatches = sameBytes(bytes, cursor.pos, end, this.#cluster);
-          cursor.pos = end;
-          break;
-        }
-        case (4 << 3) | 2: {
-          const end = cursor.delimitedEnd();
-          senderId = bytes.subarray(cursor.pos, end);
-          cursor.pos = end;
-          break;
-        }
-        case (5 << 3) | 0:
-          incarnation = cursor.varint();
-          break;
-        case (16 << 3) | 2: {
-          if (frames !== undefined) return undefined;
-          const end = cursor.delimitedEnd();
-          const data = readData(bytes, cursor.pos, end, this.#readDestination);
-          if (data === undefined) return undefined;
-          frames = [data];
-          cursor.pos = end;
-          break;
-        }
-        case (17 << 3) | 2: {
-          if (frames !== undefined) return undefined;
-          const end = cursor.delimitedEnd();
-          frames = this.#readBundle(bytes, cursor.pos, end);
-          if (frames === undefined) return undefined;
-          cursor.pos = end;
-          break;
-        }
-        default:
-          return undefined;
-      }
-      if (cursor.failed) return undefined;
+    if (tag === ((16 << 3) | 2)) {
+      const data = readData(bytes, cursor.pos, end, this.#readDestination);
+      frames = data === undefined ? undefined : [data];
+    } else if (tag === ((17 << 3) | 2)) {
+      frames = this.#readBundle(bytes, cursor.pos, end);
     }
-    if (version !== PROTOCOL_VERSION || !clusterMatches || senderId?.length !== MEMBER_ID_BYTES || frames === undefined) {
-      return undefined;
-    }
-    const bundled = (seen & (1 << 17)) !== 0;
+    if (frames === undefined) return undefined;
+    const bundled = tag !== ((16 << 3) | 2);
     for (let i = 0; i < frames.length; i++) {
       const frame = frames[i]!;
       if (frame.case === "data") {
@@ -341,7 +382,7 @@ export class DatagramReader {
         if (refusal !== undefined) return { ok: false, ...refusal };
       }
     }
-    return { ok: true, datagram: { senderId, incarnation, frames } };
+    return { ok: true, datagram: { senderId: header.senderId, incarnation: header.incarnation, frames } };
   }
 
   #readBundle(bytes: Uint8Array, start: number, end: number): ReceivedFrame[] | undefined {

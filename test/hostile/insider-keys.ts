@@ -2,8 +2,8 @@ import { nodeCrypto } from "../../src/adapters/node-crypto.ts";
 import { DatagramGuard, senderKeyInfo } from "../../src/security/datagram-guard.ts";
 import { KeyRing } from "../../src/security/keyring.ts";
 import { type SecurityOptions, securityOptionsSchema } from "../../src/security/options.ts";
-import { plainEnvelope, readSealed } from "../../src/security/sealed-datagram.ts";
-import { encodeEnvelopeHeader } from "../../src/wire/frames.ts";
+import { readSealed } from "../../src/security/sealed-datagram.ts";
+import { encodeEnvelopeHeader, plainEnvelope } from "../../src/wire/frames.ts";
 import type { Identity } from "./attacker.ts";
 
 /** How a speaker seals what it says and opens what it hears. */
@@ -56,7 +56,7 @@ export class InsiderKeys {
       },
       open(bytes) {
         let opened: Uint8Array | undefined;
-        guard.open(bytes, (plain) => (opened = plain));
+        guard.open(bytes, (split) => (opened = plainEnvelope(split.header, split.body)));
         return opened;
       },
     };
