@@ -15,7 +15,7 @@ import { type Clock, type RandomSource, systemClock, systemRandom } from "../tra
 import { familyOf, type HostResolver, type Seed, StaticSeeds } from "../transport/host-names.ts";
 import type { Address, Transport, TransportFactory } from "../transport/transport.ts";
 import { MAX_DATAGRAM_BYTES, MEMBER_ID_BYTES } from "../wire/limits.ts";
-import { DatagramReader, encodeEnvelopeHeader } from "../wire/frames.ts";
+import { DatagramReader, encodeEnvelopeHeader, type ReceiveResult } from "../wire/frames.ts";
 import * as z from "zod";
 import { type MemberReport, readReport } from "./member-report.ts";
 
@@ -231,12 +231,11 @@ export class Prober implements AsyncDisposable {
   }
 
   #receive(bytes: Uint8Array, from: Address): void {
-    if (this.#guard === undefined) this.#receivePlain(bytes, from);
-    else this.#guard.open(bytes, (plain) => this.#receivePlain(plain, from));
+    if (this.#guard === undefined) this.#receivePlain(this.#reader.read(bytes), from);
+    else this.#guard.open(bytes, (opened) => this.#receivePlain(this.#reader.readSplit(opened), from));
   }
 
-  #receivePlain(bytes: Uint8Array, from: Address): void {
-    const result = this.#reader.read(bytes);
+  #receivePlain(result: ReceiveResult, from: Address): void {
     if (!result.ok) return;
     const { senderId, incarnation, frames } = result.datagram;
     for (const frame of frames) {
