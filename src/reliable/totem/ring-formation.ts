@@ -100,11 +100,11 @@ export class RingFormation {
   handleTimeout(now: number, rings: MemberRings): Formed | undefined {
     if (this.#announceDue <= now) this.#announce(now, rings);
     if (this.#joinDue > now) return undefined;
-    // A pass far later than due means this process stalled (a long pause, a blocking handler): the
-    // datagrams its peers sent meanwhile wait behind this timer, so their silence proves nothing yet.
-    const stalled = now - this.#joinDue > this.#options.joinIntervalMs;
+    // Silence is measured up to the time this pass was due: one that runs late (the process stalled: a
+    // long pause, a blocking handler) has the datagrams its peers sent meanwhile waiting behind it.
+    const due = this.#joinDue;
     this.#joinDue = now + this.#options.joinIntervalMs;
-    if (!stalled && now - this.#gatherStart >= this.#options.consensusTimeoutMs) this.#failSilent(now);
+    if (now - this.#gatherStart >= this.#options.consensusTimeoutMs) this.#failSilent(due);
     this.#sendJoin(rings);
     return this.#consensus(now, rings);
   }
@@ -256,14 +256,14 @@ export class RingFormation {
   // a member that hears none of the others is more likely overloaded (its socket full of other
   // traffic, its process starved) than alone, and a ring of one splits everyone off at once: it
   // leaves them all out only once every one of them has been silent for twice the consensus timeout.
-  #failSilent(now: number): void {
+  #failSilent(until: number): void {
     const { consensusTimeoutMs } = this.#options;
     const members = this.candidates();
     const silent: PeerKey[] = [];
     let shortestSilence = Number.POSITIVE_INFINITY;
     for (const member of members) {
       if (member === this.#local) continue;
-      const silence = now - (this.#heard.get(member) ?? 0);
+      const silence = until - (this.#heard.get(member) ?? 0);
       if (silence < consensusTimeoutMs) continue;
       silent.push(member);
       shortestSilence = Math.min(shortestSilence, silence);
