@@ -252,7 +252,7 @@ export class RingFormation {
   }
 
   // A member that says nothing while the ring forms has failed, whatever it said before (a member
-  // that crashed just after a join naming this set would otherwise hold the formation for ever). But
+  // that crashed just after a join naming this set would otherwise hold the formation forever). But
   // a member that hears none of the others is more likely overloaded (its socket full of other
   // traffic, its process starved) than alone, and a ring of one splits everyone off at once: it
   // leaves them all out only once every one of them has been silent for twice the consensus timeout.
