@@ -1,8 +1,10 @@
 import { Channel } from "../../src/channel/channel.ts";
 import type { ChannelOptions } from "../../src/channel/options.ts";
 import type { TopicMessage } from "../../src/channel/topic-message.ts";
+import type { Clock, TimerHandle } from "../../src/transport/clock.ts";
 import type { SeededRandom } from "../../src/transport/seeded-random.ts";
 import { SimulatedNetwork } from "../../src/transport/simulated-network.ts";
+import type { ReceiveHandler, TransportFactory } from "../../src/transport/transport.ts";
 
 /** What the scenarios share. */
 
@@ -108,4 +110,54 @@ export function encodeMessage(sender: number, number: number, filler: number): U
 
 export function decodeMessage(payload: Uint8Array): { sender: number; number: number } {
   return { sender: payload[0]!, number: new DataView(payload.buffer, payload.byteOffset).getUint32(1) };
+}
+
+/** One member's event loop: while stalled, nothing of it runs; on waking, what came due runs, timers first. */
+export class EventLoop {
+  #stalledUntil = 0;
+  #timers: Array<() => void> = [];
+  #datagrams: Array<() => void> = [];
+
+  constructor(private readonly clock: Clock) {}
+
+  stall(ms: number): void {
+    this.#stalledUntil = this.clock.now() + ms;
+    this.clock.setTimer(ms, () => {
+      for (const run of this.#timers.splice(0)) run();
+      for (const run of this.#datagrams.splice(0)) run();
+    });
+  }
+
+  get stalled(): boolean {
+    return this.clock.now() < this.#stalledUntil;
+  }
+
+  readonly memberClock: Clock = {
+    now: () => this.clock.now(),
+    setTimer: (delayMs, fn): TimerHandle => {
+      let cancelled = false;
+      const inner = this.clock.setTimer(delayMs, () => {
+        if (!this.stalled) fn();
+        else this.#timers.push(() => cancelled || fn());
+      });
+      return {
+        cancel: () => {
+          cancelled = true;
+          inner.cancel();
+        },
+      };
+    },
+    defer: (fn) => this.clock.defer(() => (this.stalled ? this.#timers.push(fn) : fn())),
+  };
+
+  transport(factory: TransportFactory): TransportFactory {
+    return async (options) => {
+      const transport = await factory(options);
+      const onReceive = transport.onReceive.bind(transport);
+      return Object.assign(transport, {
+        onReceive: (handler: ReceiveHandler) =>
+          onReceive((data, from) => (this.stalled ? this.#datagrams.push(() => handler(data, from)) : handler(data, from))),
+      });
+    };
+  }
 }

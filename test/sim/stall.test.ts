@@ -7,63 +7,11 @@
 import { describe, expect, it } from "vitest";
 import type { GroupEvents } from "../../src/group/group-channel.ts";
 import { GroupChannel } from "../../src/group/group-channel.ts";
-import type { Clock, TimerHandle } from "../../src/transport/clock.ts";
 import { SimulatedNetwork } from "../../src/transport/simulated-network.ts";
-import type { ReceiveHandler, TransportFactory } from "../../src/transport/transport.ts";
 import { runSeeds } from "../../src/transport/sim-run.ts";
-import { flush } from "./sim-helpers.ts";
+import { EventLoop, flush } from "./sim-helpers.ts";
 
 const TIMING = { heartbeatIntervalMs: 200, failureTimeoutMs: 2_000, verifyTimeoutMs: 1_500, discoveryTimeoutMs: 500 } as const;
-
-/** One member's event loop: while stalled, nothing of it runs; on waking, what came due runs, timers first. */
-class EventLoop {
-  #stalledUntil = 0;
-  #timers: Array<() => void> = [];
-  #datagrams: Array<() => void> = [];
-
-  constructor(private readonly clock: Clock) {}
-
-  stall(ms: number): void {
-    this.#stalledUntil = this.clock.now() + ms;
-    this.clock.setTimer(ms, () => {
-      for (const run of this.#timers.splice(0)) run();
-      for (const run of this.#datagrams.splice(0)) run();
-    });
-  }
-
-  get stalled(): boolean {
-    return this.clock.now() < this.#stalledUntil;
-  }
-
-  readonly memberClock: Clock = {
-    now: () => this.clock.now(),
-    setTimer: (delayMs, fn): TimerHandle => {
-      let cancelled = false;
-      const inner = this.clock.setTimer(delayMs, () => {
-        if (!this.stalled) fn();
-        else this.#timers.push(() => cancelled || fn());
-      });
-      return {
-        cancel: () => {
-          cancelled = true;
-          inner.cancel();
-        },
-      };
-    },
-    defer: (fn) => this.clock.defer(() => (this.stalled ? this.#timers.push(fn) : fn())),
-  };
-
-  transport(factory: TransportFactory): TransportFactory {
-    return async (options) => {
-      const transport = await factory(options);
-      const onReceive = transport.onReceive.bind(transport);
-      return Object.assign(transport, {
-        onReceive: (handler: ReceiveHandler) =>
-          onReceive((data, from) => (this.stalled ? this.#datagrams.push(() => handler(data, from)) : handler(data, from))),
-      });
-    };
-  }
-}
 
 async function stallScenario(seed: number): Promise<void> {
   const net = new SimulatedNetwork({ seed, defaultLink: { loss: 0.02, delayMs: { min: 0.1, max: 2 } } });

@@ -1,7 +1,7 @@
 /**
  * The long sweep: thousands of seeded simulations (the test suite runs a few hundred).
  *
- *   npm run sweep -- [--scenario multicast|cluster|cluster-quorum-change|cluster-restarts|cluster-drop-together|cluster-deposed|jms|nack-<kind>|totem-partition|large-<kind>-<protocol>] [--from 1] [--count 5000]
+ *   npm run sweep -- [--scenario multicast|cluster|cluster-quorum-change|cluster-restarts|cluster-drop-together|cluster-deposed|jms|nack-<kind>|totem-partition|totem-flood|large-<kind>-<protocol>] [--from 1] [--count 5000]
  *
  * Stops at the first failing seed and prints how to replay it.
  */
@@ -12,6 +12,7 @@ import { runJmsScenario } from "./jms-scenario.ts";
 import { runMulticastScenario } from "./multicast-scenario.ts";
 import { NACK_SCENARIO_KINDS, runNackScenario } from "./nack-scenario.ts";
 import { runTotemPartitionScenario } from "./totem-adv-scenario.ts";
+import { runTotemFloodScenario } from "./totem-flood-scenario.ts";
 
 const { values } = parseArgs({
   options: { scenario: { type: "string", default: "multicast" }, from: { type: "string", default: "1" }, count: { type: "string", default: "5000" } },
@@ -25,6 +26,7 @@ const scenarios: Record<string, Scenario> = {
   multicast: { run: async (seed) => (await runMulticastScenario(seed)).messages, unit: "messages", file: "test/sim/multicast.test.ts" },
   cluster: { run: async (seed) => (await runClusterScenario(seed)).acknowledged, unit: "acknowledged writes", file: "test/sim/cluster.test.ts" },
   "totem-partition": { run: async (seed) => (await runTotemPartitionScenario(seed)).messages, unit: "messages", file: "test/sim/totem-adv.test.ts" },
+  "totem-flood": { run: async (seed) => (await runTotemFloodScenario(seed)).messages, unit: "messages", file: "test/sim/totem-flood.test.ts" },
   ...largeScenarios(),
   jms: { run: async (seed) => (await runJmsScenario(seed)).processed, unit: "messages processed once", file: "test/sim/jms.test.ts" },
 };

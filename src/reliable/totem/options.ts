@@ -10,7 +10,7 @@ export const DEFAULT_TOTEM_OPTIONS: TotemOptions = {
   tokenRetransmitMs: 50,
   tokenHoldMs: 5,
   joinIntervalMs: 50,
-  consensusTimeoutMs: 200,
+  consensusTimeoutMs: 1_200,
   windowMessages: 16_384,
   maxMessagesPerVisit: 4_096,
   maxBytesPerVisit: 4 * 1024 * 1024,
@@ -45,7 +45,11 @@ export const totemOptionsSchema: z.ZodType<TotemOptions, Partial<TotemOptions>> 
       description: "on an idle ring each holder keeps the token this long (a send passes it on at once)",
     }),
     joinIntervalMs: d(ms.default(T.joinIntervalMs), { unit: "ms", description: "while a ring forms, joins are repeated this often" }),
-    consensusTimeoutMs: d(ms.default(T.consensusTimeoutMs), { unit: "ms", description: "a member that sends no join for this long while a ring forms is left out of it" }),
+    consensusTimeoutMs: d(ms.default(T.consensusTimeoutMs), {
+      unit: "ms",
+      description:
+        "a member not heard at all for this long while a ring forms is left out of it, whatever it said before; one that hears none of the others waits twice as long before it forms a ring alone. 1.2 × `tokenTimeoutMs`, as in Corosync, keeps a member that is slow for a moment (a flood, a pause) in the ring",
+    }),
     windowMessages: d(count.default(T.windowMessages), { unit: "messages", description: "most messages (new and retransmitted) the whole ring sends in one token rotation" }),
     maxMessagesPerVisit: d(count.default(T.maxMessagesPerVisit), { unit: "messages", description: "most new messages one member sends per token visit" }),
     maxBytesPerVisit: d(z.number().int().min(1_024).default(T.maxBytesPerVisit), { unit: "bytes", defaultText: "4 MiB", description: "most payload bytes one member sends per token visit" }),

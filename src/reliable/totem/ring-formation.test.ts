@@ -107,14 +107,102 @@ describe("RingFormation", () => {
     const { formation, rings } = formationAt(A);
     formation.gather(0, rings);
     formation.peerUp(B, 1, 0, rings);
+    formation.peerUp(C, 1, 0, rings);
     formation.heard(B, 150);
-    for (const now of [50, 100, 150, 200, 250, 300]) formation.handleTimeout(now, rings);
-    expect(formation.candidates()).toEqual([A, B]);
+    for (const now of [50, 100, 150, 200, 250, 300]) {
+      // C names the set A wants, whatever it is: it stays, and A is not left alone.
+      formation.onJoin(C, join(formation.candidates()), now, rings);
+      formation.handleTimeout(now, rings);
+    }
+    expect(formation.candidates()).toEqual([A, B, C]);
     formation.handleTimeout(350, rings);
-    expect(formation.candidates()).toEqual([A]);
+    expect(formation.candidates()).toEqual([A, C]);
     // A join from it makes it a candidate again (and this member says so at once).
-    formation.onJoin(B, join([A, B]), 360, rings);
+    formation.onJoin(B, join([A, B, C]), 360, rings);
+    expect(formation.candidates()).toEqual([A, B, C]);
+  });
+
+  it("leaves out a member silent since a join naming this set: one that crashed just after it must not hold the formation", () => {
+    const { formation, rings } = formationAt(A);
+    formation.gather(0, rings);
+    formation.peerUp(B, 1, 0, rings);
+    formation.peerUp(C, 1, 0, rings);
+    // C names A's set once and crashes; B, which left C out already, names the others.
+    formation.onJoin(C, join([A, B, C]), 10, rings);
+    for (let now = 50; now <= 200; now += 50) {
+      formation.onJoin(B, join([A, B]), now, rings);
+      expect(formation.handleTimeout(now, rings)).toBeUndefined();
+    }
+    expect(formation.candidates()).toEqual([A, B, C]);
+    formation.onJoin(B, join([A, B]), 250, rings);
+    expect(formation.handleTimeout(250, rings)?.kind).toBe("commit");
     expect(formation.candidates()).toEqual([A, B]);
+  });
+
+  it("hearing none of the others, waits twice the consensus timeout before it forms a ring alone", () => {
+    const { formation, rings } = formationAt(A);
+    formation.gather(0, rings);
+    formation.peerUp(B, 1, 0, rings);
+    formation.peerUp(C, 1, 0, rings);
+    // B and C fall silent at 100 (an overloaded socket, say): from 300 on A has heard nobody for 200 ms.
+    formation.heard(B, 100);
+    formation.heard(C, 100);
+    for (let now = 50; now < 500; now += 50) expect(formation.handleTimeout(now, rings)).toBeUndefined();
+    expect(formation.candidates()).toEqual([A, B, C]);
+    // Heard again in time, neither is left out.
+    formation.heard(B, 460);
+    formation.heard(C, 460);
+    for (let now = 500; now < 900; now += 50) formation.handleTimeout(now, rings);
+    expect(formation.candidates()).toEqual([A, B, C]);
+    // Silent on: once both were silent 400 ms (at 860, after 460), A leaves both out and forms a ring alone.
+    expect(formation.handleTimeout(900, rings)?.kind).toBe("recover");
+    expect(formation.candidates()).toEqual([A]);
+  });
+
+  it("hearing some of the others, leaves the silent ones out after the consensus timeout", () => {
+    const { formation, rings } = formationAt(A);
+    formation.gather(0, rings);
+    formation.peerUp(B, 1, 0, rings);
+    formation.peerUp(C, 1, 0, rings);
+    for (let now = 50; now <= 200; now += 50) {
+      // B is heard all along (no join of its own yet); C never after it came up.
+      formation.heard(B, now);
+      formation.handleTimeout(now, rings);
+    }
+    expect(formation.candidates()).toEqual([A, B]);
+  });
+
+  it("measures silence up to the time a pass was due: the process stalled, and what its peers sent waits behind the timer", () => {
+    const { formation, joins, rings } = formationAt(A);
+    formation.gather(0, rings);
+    formation.peerUp(B, 1, 0, rings);
+    formation.peerUp(C, 1, 0, rings);
+    formation.onJoin(C, join([A, B, C]), 40, rings);
+    formation.handleTimeout(50, rings);
+    // The process stalls from 60 to 500: the pass due at 100 runs at 500, where B has been silent 500 ms.
+    expect(formation.handleTimeout(500, rings)).toBeUndefined();
+    expect(formation.candidates()).toEqual([A, B, C]);
+    expect(joins.at(-1)).toEqual(join([A, B, C]));
+    // Then the datagrams that waited: C again, nothing from B. The next pass, on time, leaves B out.
+    formation.onJoin(C, join([A, B, C]), 500, rings);
+    formation.handleTimeout(550, rings);
+    expect(formation.candidates()).toEqual([A, C]);
+  });
+
+  it("leaves a silent member out though every pass runs a little late (a busy process)", () => {
+    const { formation, rings } = formationAt(A);
+    formation.gather(0, rings);
+    formation.peerUp(B, 1, 0, rings);
+    formation.peerUp(C, 1, 0, rings);
+    // Each pass runs 60 ms after it was due (more than a join interval); C is heard all along, B never.
+    let now = 0;
+    while (now < 400 && formation.candidates().includes(B)) {
+      now = formation.pollTimeout() + 60;
+      formation.onJoin(C, join(formation.candidates()), now, rings);
+      formation.handleTimeout(now, rings);
+    }
+    expect(formation.candidates()).toEqual([A, C]);
+    expect(now).toBeLessThan(400);
   });
 
   it("waits, as a larger member, for the commit token and fills in its state on its first rotation", () => {

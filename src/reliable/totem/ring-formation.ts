@@ -100,19 +100,11 @@ export class RingFormation {
   handleTimeout(now: number, rings: MemberRings): Formed | undefined {
     if (this.#announceDue <= now) this.#announce(now, rings);
     if (this.#joinDue > now) return undefined;
+    // Silence is measured up to the time this pass was due: one that runs late (the process stalled: a
+    // long pause, a blocking handler) has the datagrams its peers sent meanwhile waiting behind it.
+    const due = this.#joinDue;
     this.#joinDue = now + this.#options.joinIntervalMs;
-    const { consensusTimeoutMs } = this.#options;
-    if (now - this.#gatherStart >= consensusTimeoutMs) {
-      // A member that says nothing while the ring forms has failed.
-      const members = this.candidates();
-      const key = members.join(",");
-      const since = this.#gatherStart - this.#options.joinIntervalMs;
-      for (const member of members) {
-        const join = this.#joins.get(member);
-        if (member === this.#local || (join !== undefined && join.key === key && join.at >= since)) continue;
-        if (now - (this.#heard.get(member) ?? 0) >= consensusTimeoutMs) this.#failed.add(member);
-      }
-    }
+    if (now - this.#gatherStart >= this.#options.consensusTimeoutMs) this.#failSilent(due);
     this.#sendJoin(rings);
     return this.#consensus(now, rings);
   }
@@ -171,6 +163,7 @@ export class RingFormation {
 
   onJoin(peer: PeerKey, join: Join, now: number, rings: MemberRings): Formed | undefined {
     const { current } = rings;
+    this.#heard.set(peer, now);
     if (join.announce) {
       // Another ring runs within hearing: merge with it (its members heard, so no longer failed).
       if (current?.has(peer) === true && sameRing(join.ring, current.id)) return undefined;
@@ -256,6 +249,28 @@ export class RingFormation {
     // Alone: nobody else's state to wait for.
     this.formed(commit.ring);
     return { kind: "recover", commit };
+  }
+
+  // A member that says nothing while the ring forms has failed, whatever it said before (a member
+  // that crashed just after a join naming this set would otherwise hold the formation forever). But
+  // a member that hears none of the others is more likely overloaded (its socket full of other
+  // traffic, its process starved) than alone, and a ring of one splits everyone off at once: it
+  // leaves them all out only once every one of them has been silent for twice the consensus timeout.
+  #failSilent(until: number): void {
+    const { consensusTimeoutMs } = this.#options;
+    const members = this.candidates();
+    const silent: PeerKey[] = [];
+    let shortestSilence = Number.POSITIVE_INFINITY;
+    for (const member of members) {
+      if (member === this.#local) continue;
+      const silence = until - (this.#heard.get(member) ?? 0);
+      if (silence < consensusTimeoutMs) continue;
+      silent.push(member);
+      shortestSilence = Math.min(shortestSilence, silence);
+    }
+    const alone = silent.length === members.length - 1;
+    if (alone && shortestSilence < 2 * consensusTimeoutMs) return;
+    for (const member of silent) this.#failed.add(member);
   }
 
   #commit(commit: Commit): void {

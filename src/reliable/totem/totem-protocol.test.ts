@@ -399,7 +399,7 @@ describe("Totem options", () => {
       tokenRetransmitMs: 50,
       tokenHoldMs: 5,
       joinIntervalMs: 50,
-      consensusTimeoutMs: 200,
+      consensusTimeoutMs: 1_200,
       windowMessages: 16_384,
       maxMessagesPerVisit: 4_096,
       maxBytesPerVisit: 4 * 1024 * 1024,
