@@ -92,7 +92,7 @@ export async function runTotemFloodScenario(seed: number): Promise<TotemFloodRes
 
   const delivered = channels.map(() => [] as string[]);
   channels.forEach((channel, i) => {
-    channel.addTopicListener(TOPIC, (message: TopicMessage) => {
+    channel.onTopic(TOPIC, (message: TopicMessage) => {
       const { sender, number } = decodeMessage(message.payload);
       delivered[i]!.push(`${sender}/${number}`);
     });
