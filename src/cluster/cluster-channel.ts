@@ -27,7 +27,7 @@ const UPDATE_MARGIN_BYTES = 64;
 
 /**
  * Creates a cluster channel and binds its sockets; `join()` starts it, joins its groups and resolves
- * once the state map is complete here. Options are a group channel's plus `state` ({@link StateOptions}).
+ * once the state map is complete here. Options are a group channel's plus `state` ({@link option-schemas!StateOptions}).
  */
 export async function createClusterChannel(options?: ClusterChannelOptions): Promise<ClusterChannel> {
   const channel = new ClusterChannel(options);

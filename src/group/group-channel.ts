@@ -91,7 +91,7 @@ const RESOLVED: Promise<void> = Promise.resolve();
 
 /**
  * Creates a group channel and binds its sockets; `join()` starts it and joins its groups.
- * Options are a channel's plus the group ones ({@link GroupOptions}); invalid ones throw `INVALID_OPTION`.
+ * Options are a channel's plus the group ones ({@link option-schemas!GroupOptions}); invalid ones throw `INVALID_OPTION`.
  */
 export async function createGroupChannel(options?: GroupChannelOptions): Promise<GroupChannel> {
   const channel = new GroupChannel(options);

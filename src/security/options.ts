@@ -76,7 +76,7 @@ export const securityOptionsSchema: z.ZodType<ResolvedSecurityOptions, SecurityO
   .transform(({ primary, ...rest }) => ({ ...rest, primary: primary ?? rest.keys[0]!.id }));
 
 /**
- * Authenticated (and by default encrypted) datagrams: `security` of {@link ChannelOptions}. Every member
+ * Authenticated (and by default encrypted) datagrams: `security` of {@link index!ChannelOptions}. Every member
  * of the cluster needs the same keys; a datagram that does not open under one of them is refused and
  * counted, and creates no state.
  *
