@@ -1,13 +1,18 @@
 /**
- * What one lossy receiver's repairs cost the others: one sender, `members` − 1 receivers, one of them
- * losing `loss` of what reaches it, every other link lossless. Counts the datagrams each receiver gets
- * while 20,000 messages of 200 bytes go out (four every millisecond), and the copies of messages it
- * already had.
+ * What repairs cost, one sender and `members` − 1 receivers, while messages of 200 bytes go out (four
+ * every millisecond; 20,000 by default, 10,000 in the shared-loss table):
  *
- *   npx tsx test/sim/nack-repair.ts     prints the table for 9 and 16 members at 5, 10 and 20 % loss
+ * - one lossy receiver: one of them loses `loss` of what reaches it, every other link lossless; counts
+ *   the datagrams each receiver gets and the copies of messages it already had;
+ * - shared loss: the sender's own link loses `loss` of what it sends, so every receiver misses the same
+ *   datagrams; counts the NACKs and retransmissions per lost datagram.
+ *
+ *   npx tsx test/sim/nack-repair.ts     prints both tables for 9 and 16 members (one lossy receiver at
+ *                                       5, 10 and 20 % loss; the sender's link at 1 and 5 %)
  */
 import { Channel } from "../../src/channel/channel.ts";
 import { SimulatedNetwork } from "../../src/transport/simulated-network.ts";
+import { wrapTransports } from "../../src/transport/transport-wrapper.ts";
 import { encodeMessage, flush } from "./sim-helpers.ts";
 
 export interface RepairTraffic {
@@ -67,6 +72,64 @@ export async function measureRepairTraffic(seed: number, members: number, loss: 
   return result;
 }
 
+export interface SharedLossRepairs {
+  readonly members: number;
+  readonly loss: number;
+  /** Datagrams the sender's link lost. */
+  readonly lost: number;
+  /** NACKs every receiver sent, together. */
+  readonly nacks: number;
+  readonly retransmitted: number;
+  /** Retransmissions that went to the one receiver that asked. */
+  readonly retransmittedToOne: number;
+}
+
+export async function measureSharedLoss(seed: number, members: number, loss: number, messages = 20_000): Promise<SharedLossRepairs> {
+  const net = new SimulatedNetwork({ seed, defaultLink: { delayMs: { min: 0.05, max: 0.3 } } });
+  const drops = net.random.fork("sender link");
+  let lossOn = false;
+  let lost = 0;
+  const channels: Channel[] = [];
+  for (let i = 0; i < members; i++) {
+    const transport =
+      i === 0
+        ? wrapTransports(net.transportFactory("h0"), () => ({
+            beforeSend: () => {
+              if (!lossOn || drops.next() >= loss) return true;
+              lost++;
+              return false;
+            },
+          }))
+        : net.transportFactory(`h${i}`);
+    const channel = new Channel({ transport, clock: net.clock, random: net.random.fork(`m${i}`), incarnation: 1, heartbeatIntervalMs: 100, peerTimeoutMs: 600_000 });
+    await channel.start();
+    channels.push(channel);
+  }
+  net.clock.runUntil(() => channels.every((c) => c.peers.length === members - 1), { maxMs: 10_000 });
+  let delivered = 0;
+  for (const channel of channels.slice(1)) channel.onTopic(TOPIC, () => delivered++);
+  lossOn = true;
+  let sent = 0;
+  const burst = (): void => {
+    for (let k = 0; k < 4 && sent < messages; k++) void channels[0]!.broadcast(TOPIC, encodeMessage(0, sent++, 194));
+    if (sent < messages) net.clock.setTimer(1, burst);
+  };
+  burst();
+  net.clock.runUntil(() => delivered === messages * (members - 1) && channels[0]!.stats.protocol.unstable === 0, { maxMs: 120_000 });
+  await flush();
+  const sender = channels[0]!.stats.protocol;
+  const result: SharedLossRepairs = {
+    members,
+    loss,
+    lost,
+    nacks: channels.slice(1).reduce((sum, c) => sum + c.stats.protocol.nacksSent, 0),
+    retransmitted: sender.retransmitted,
+    retransmittedToOne: sender.retransmittedToOne,
+  };
+  for (const channel of channels) await channel.shutDown();
+  return result;
+}
+
 if (process.argv[1]?.endsWith("nack-repair.ts")) {
   console.log("| members | loss at one receiver | datagrams per lossless receiver | repeats it already had | datagrams at the lossy one | retransmitted |");
   console.log("| ---: | ---: | ---: | ---: | ---: | ---: |");
@@ -74,6 +137,14 @@ if (process.argv[1]?.endsWith("nack-repair.ts")) {
     for (const loss of [0.05, 0.1, 0.2]) {
       const r = await measureRepairTraffic(1, members, loss);
       console.log(`| ${members} | ${loss * 100} % | ${r.losslessDatagrams.toFixed(0)} | ${r.losslessDuplicates.toFixed(0)} | ${r.lossyDatagrams} | ${r.retransmitted} |`);
+    }
+  }
+  console.log("\n| members | loss on the sender's link | datagrams lost | NACKs per lost datagram | retransmissions per lost datagram | of them to one receiver |");
+  console.log("| ---: | ---: | ---: | ---: | ---: | ---: |");
+  for (const members of [9, 16]) {
+    for (const loss of [0.01, 0.05]) {
+      const r = await measureSharedLoss(1, members, loss, 10_000);
+      console.log(`| ${members} | ${loss * 100} % | ${r.lost} | ${(r.nacks / r.lost).toFixed(2)} | ${(r.retransmitted / r.lost).toFixed(2)} | ${r.retransmittedToOne} |`);
     }
   }
 }

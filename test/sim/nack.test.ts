@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { runSeeds, seedsFromEnv } from "../../src/transport/sim-run.ts";
-import { measureRepairTraffic } from "./nack-repair.ts";
+import { measureRepairTraffic, measureSharedLoss } from "./nack-repair.ts";
 import { NACK_SCENARIO_KINDS, type NackScenarioResult, runNackScenario } from "./nack-scenario.ts";
 
 describe("NACK reliable multicast under adversarial conditions (simulated network)", () => {
@@ -24,5 +24,15 @@ describe("NACK reliable multicast under adversarial conditions (simulated networ
     const traffic = await measureRepairTraffic(1, 9, 0.1, 2_000);
     expect(traffic.retransmitted).toBeGreaterThan(100);
     expect(traffic.losslessDuplicates).toBe(0);
+  });
+
+  it("repairs a loss every receiver shares to everyone at the first NACK, once it sees its losses are shared", async () => {
+    // The sender's own link loses 5 %: all 8 receivers miss the same datagrams. Sent first to the one
+    // receiver that asked, each repair would go out twice (to one, then to everyone).
+    const repairs = await measureSharedLoss(1, 9, 0.05, 4_000);
+    expect(repairs.lost).toBeGreaterThan(30);
+    expect(repairs.retransmittedToOne / repairs.retransmitted).toBeLessThan(0.35);
+    // About four messages a datagram, each retransmitted about once.
+    expect(repairs.retransmitted / repairs.lost).toBeLessThan(5.5);
   });
 });

@@ -16,6 +16,7 @@ import {
   type ReliabilityProtocol,
 } from "../protocol.ts";
 import { ackDueNow, clearNack, type EarlyLimits, type IncomingStream, openIncomingStream, takeAck } from "./receive-window.ts";
+import { RepairScope } from "./repair-scope.ts";
 import { BUFFER_WINDOWS, EVERYONE, SendWindow } from "./send-window.ts";
 
 /** Tuning of the NACK protocol. Every duration is in milliseconds. */
@@ -38,8 +39,9 @@ export interface NackOptions {
   readonly maxNackSeqs: number;
   /**
    * A message is not retransmitted twice within this time (several receivers NACKing one loss cost one
-   * repair). The first NACK for it is answered to its sender alone; a second receiver asking within this
-   * time gets it sent to everyone.
+   * repair). The first NACK for it is answered to its sender alone (or to everyone, once most of this
+   * sender's losses were shared: see RepairScope); a second receiver asking within this time gets it
+   * sent to everyone.
    */
   readonly retransmitHoldoffMs: number;
   /** A receiver acknowledges after this many deliveries, or this many bytes delivered… */
@@ -117,6 +119,7 @@ export class NackProtocol implements ReliabilityProtocol, TimedUnit {
   readonly #host: ProtocolHost;
   readonly #options: NackOptions;
   readonly #window: SendWindow;
+  readonly #repairScope: RepairScope;
   readonly #streams = new Map<PeerKey, SenderStream>();
   /** Where the streams of peers given up for dead stood, by the incarnation they had. */
   readonly #resume = new Map<PeerKey, { incarnation: number; next: number }>();
@@ -143,6 +146,7 @@ export class NackProtocol implements ReliabilityProtocol, TimedUnit {
     this.#host = host;
     this.#options = { ...DEFAULT_NACK_OPTIONS, ...options };
     this.#window = new SendWindow(this.#options.windowMessages, this.#options.windowBytes);
+    this.#repairScope = new RepairScope(this.#options.retransmitHoldoffMs);
     this.#localId = idOf(host.localKey);
     this.#localIncarnation = localIncarnation;
     // A sender keeps up to BUFFER_WINDOWS windows beyond what a receiver delivered: a receiver may have
@@ -441,6 +445,7 @@ export class NackProtocol implements ReliabilityProtocol, TimedUnit {
     window.ack(peer, 0, 0, now);
     let belowBuffer = false;
     let budget = this.#options.maxNackSeqs;
+    const scope = this.#repairScope.choose(now);
     for (const range of nack.missing) {
       let first = Number(range.first);
       const last = Number(range.last);
@@ -448,7 +453,7 @@ export class NackProtocol implements ReliabilityProtocol, TimedUnit {
         belowBuffer = true;
         first = window.low;
       }
-      for (let seq = first; seq <= last && budget > 0; seq++, budget--) this.#retransmit(peer, seq, now);
+      for (let seq = first; seq <= last && budget > 0; seq++, budget--) this.#retransmit(peer, seq, now, scope);
       if (budget === 0) break;
     }
     if (belowBuffer) this.#host.unicastFrame(peer, this.#tailFrame());
@@ -459,18 +464,26 @@ export class NackProtocol implements ReliabilityProtocol, TimedUnit {
     return range.first >= 1n && range.first <= range.last && range.last < BigInt(this.#window.nextSeq);
   }
 
-  // The first receiver asking for `seq` within the holdoff gets it alone; a second one makes it go to
-  // everyone (several receivers lost it), and then nobody gets it again within the holdoff.
-  #retransmit(peer: PeerKey, seq: number, now: number): void {
+  // The first receiver asking for `seq` within the holdoff gets it alone — unless this sender's losses
+  // are mostly shared (RepairScope) — and a second one makes it go to everyone (several receivers lost
+  // it); then nobody gets it again within the holdoff.
+  #retransmit(peer: PeerKey, seq: number, now: number, scope: "one" | "everyone"): void {
     const window = this.#window;
     const frame = window.frame(seq)!;
     if (now - window.resentAt(seq) >= this.#options.retransmitHoldoffMs) {
-      window.markResent(seq, now, peer);
-      this.#host.unicastFrame(peer, frame);
-      this.#stats.retransmittedToOne++;
+      if (scope === "everyone") {
+        window.markResent(seq, now, EVERYONE);
+        this.#host.multicastFrame(frame);
+      } else {
+        window.markResent(seq, now, peer);
+        this.#host.unicastFrame(peer, frame);
+        this.#repairScope.sentToOne(seq, now);
+        this.#stats.retransmittedToOne++;
+      }
     } else {
       const to = window.resentTo(seq);
       if (to === peer || to === EVERYONE) return;
+      this.#repairScope.askedAgain(seq);
       window.markResent(seq, now, EVERYONE);
       this.#host.multicastFrame(frame);
     }
