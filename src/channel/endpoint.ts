@@ -453,7 +453,7 @@ export class Endpoint {
       if (batch.length === 1) sender.send(batch[0]![0], batch[0]![1]);
       else sender.sendMany(batch);
     } catch (error) {
-      this.#handlers.error(error instanceof BlazeError ? error : new BlazeError("SEND_FAILED", String(error), { cause: error }), "transport");
+      this.#sendFailed(error);
     }
   }
 
@@ -519,8 +519,12 @@ export class Endpoint {
         }
       }
     } catch (error) {
-      this.#handlers.error(error instanceof BlazeError ? error : new BlazeError("SEND_FAILED", String(error), { cause: error }), "transport");
+      this.#sendFailed(error);
     }
+  }
+
+  #sendFailed(error: unknown): void {
+    this.#handlers.error(error instanceof BlazeError ? error : new BlazeError("SEND_FAILED", String(error), { cause: error }), "transport");
   }
 
   #transmit(sender: Transport, datagram: Uint8Array, to: Address): void {
