@@ -8,7 +8,7 @@ export interface WebGlobals {
   queueMicrotask(fn: () => void): void;
   performance: { now(): number };
   crypto: { getRandomValues<T extends Uint8Array>(array: T): T };
-  TextEncoder: new () => { encode(text: string): Uint8Array };
+  TextEncoder: new () => { encode(text: string): Uint8Array; encodeInto(text: string, into: Uint8Array): { read: number; written: number } };
   TextDecoder: new (label: string, options?: { fatal?: boolean }) => { decode(bytes: Uint8Array): string };
   atob(base64: string): string;
   btoa(binary: string): string;

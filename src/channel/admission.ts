@@ -1,9 +1,7 @@
-import { create, toBinary } from "@bufbuild/protobuf";
-import { FrameSchema } from "../../gen/activeblaze/v1/envelope_pb.ts";
-import { PingSchema, PongSchema } from "../../gen/activeblaze/v1/membership_pb.ts";
 import type { PeerKey } from "../reliable/protocol.ts";
 import type { RandomSource } from "../transport/clock.ts";
 import type { Address } from "../transport/transport.ts";
+import { encodeFrame } from "../wire/frames.ts";
 import type { ReceivedFrame } from "../wire/frames.ts";
 
 /**
@@ -193,11 +191,11 @@ function worthHolding(frame: ReceivedFrame): boolean {
 }
 
 function challengeFrame(nonce: number): Uint8Array {
-  return toBinary(FrameSchema, create(FrameSchema, { kind: { case: "ping", value: create(PingSchema, { nonce: BigInt(nonce) }) } }));
+  return encodeFrame({ case: "ping", value: { nonce: BigInt(nonce) } });
 }
 
 function answerFrame(nonce: bigint): Uint8Array {
-  return toBinary(FrameSchema, create(FrameSchema, { kind: { case: "pong", value: create(PongSchema, { nonce }) } }));
+  return encodeFrame({ case: "pong", value: { nonce } });
 }
 
 function sameAddress(a: Address, b: Address): boolean {

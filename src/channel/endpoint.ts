@@ -1,7 +1,5 @@
-import { create, toBinary } from "@bufbuild/protobuf";
 import type { DiagnosticsRequest } from "../../gen/activeblaze/v1/diagnostics_pb.ts";
-import { type Frame, FrameSchema } from "../../gen/activeblaze/v1/envelope_pb.ts";
-import { LeaveSchema } from "../../gen/activeblaze/v1/membership_pb.ts";
+import type { Frame } from "../../gen/activeblaze/v1/envelope_pb.ts";
 import { BlazeError, internalError } from "../errors.ts";
 import { idOf, keyOf } from "../reliable/member-key.ts";
 import type { PeerKey } from "../reliable/protocol.ts";
@@ -15,7 +13,7 @@ import type { Clock, RandomSource } from "../transport/clock.ts";
 import { familyOf, type HostResolver, type Seed, StaticSeeds } from "../transport/host-names.ts";
 import type { Address, Transport, TransportFactory } from "../transport/transport.ts";
 import { DropCounters, type DropReason } from "../wire/drop-reason.ts";
-import { type DataFields, DatagramBuilder, DatagramReader, encodeEnvelopeHeader, leaveGroupOf, type ReceivedFrame, type ReceiveResult } from "../wire/frames.ts";
+import { type DataFields, DatagramBuilder, DatagramReader, encodeEnvelopeHeader, encodeFrame, leaveGroupOf, type ReceivedFrame, type ReceiveResult } from "../wire/frames.ts";
 import { Admission, type AdmissionStats, isChallenge } from "./admission.ts";
 import { multicastBindings } from "./options.ts";
 
@@ -300,7 +298,7 @@ export class Endpoint {
     if (!this.#running) return;
     // Everything queued goes first: the goodbye must be the last datagram peers get from this incarnation.
     this.flush();
-    this.multicastFrame(toBinary(FrameSchema, create(FrameSchema, { kind: { case: "leave", value: create(LeaveSchema) } })));
+    this.multicastFrame(encodeFrame({ case: "leave", value: {} }));
     this.flush();
     this.#running = false;
     const network = this.#config.network;

@@ -1,4 +1,4 @@
-import { create, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { type MemberRef, MemberRefSchema, ViewIdSchema } from "../../gen/activeblaze/v1/common_pb.ts";
 import {
   type AppliedRequestSchema,
@@ -18,8 +18,9 @@ import {
   type StateUpdate as WireUpdate,
   type SyncComplete as WireSync,
 } from "../../gen/activeblaze/v1/cluster_pb.ts";
-import { type Frame, FrameSchema } from "../../gen/activeblaze/v1/envelope_pb.ts";
+import type { Frame } from "../../gen/activeblaze/v1/envelope_pb.ts";
 import { idOf, keyOf } from "../reliable/member-key.ts";
+import { encodeFrame } from "../wire/frames.ts";
 import type { PeerKey } from "../reliable/protocol.ts";
 import { MAX_COUNTER } from "../wire/safe-integers.ts";
 import { MEMBER_ID_BYTES } from "../wire/limits.ts";
@@ -229,10 +230,6 @@ function appliedInit(record: AppliedRecord, now: number): MessageInitShape<typeo
 
 // --- encoding ---
 
-function frame(kind: Frame["kind"] | MessageInitShape<typeof FrameSchema>["kind"]): Uint8Array {
-  return toBinary(FrameSchema, create(FrameSchema, { kind } as MessageInitShape<typeof FrameSchema>));
-}
-
 function opInit(op: StateOp): MessageInitShape<typeof StateRequestSchema>["op"] {
   const put = (p: PutSpec) => ({
     key: p.key,
@@ -269,11 +266,11 @@ function opInit(op: StateOp): MessageInitShape<typeof StateRequestSchema>["op"] 
 }
 
 export function encodeRequest(group: string, request: StateRequest): Uint8Array {
-  return frame({ case: "stateRequest", value: { requestId: BigInt(request.requestId), group, op: opInit(request.op) } });
+  return encodeFrame({ case: "stateRequest", value: { requestId: BigInt(request.requestId), group, op: opInit(request.op) } });
 }
 
 export function encodeResponse(response: StateResponse, now: number): Uint8Array {
-  return frame({
+  return encodeFrame({
     case: "stateResponse",
     value: {
       requestId: BigInt(response.requestId),
@@ -291,7 +288,7 @@ export function encodeResponse(response: StateResponse, now: number): Uint8Array
 export function encodeUpdate(group: string, update: Update, leaseProbe: number): Uint8Array {
   const [first, ...rest] = update.requests;
   const changes = (request: OrderedRequest | undefined) => (request?.changes ?? []).map((change) => changeInit(change, request?.requester));
-  return frame({
+  return encodeFrame({
     case: "stateUpdate",
     value: {
       epoch: BigInt(update.epoch),
@@ -310,7 +307,7 @@ export function encodeUpdate(group: string, update: Update, leaseProbe: number):
 }
 
 export function encodeAnnounce(group: string, announce: Announce): Uint8Array {
-  return frame({
+  return encodeFrame({
     case: "stateUpdate",
     value: { epoch: BigInt(announce.epoch), index: BigInt(announce.index), group, coordinatorId: idOf(announce.coordinator), leaseProbe: BigInt(announce.leaseProbe), announce: true },
   });
@@ -318,7 +315,7 @@ export function encodeAnnounce(group: string, announce: Announce): Uint8Array {
 
 /** A snapshot chunk: `entries` with the locks on their keys, the other locks and the applied records in the last chunk. */
 export function encodeSnapshot(group: string, chunk: SnapshotChunk, lockOf: (key: string) => LockSpec | undefined, now: number): Uint8Array {
-  return frame({
+  return encodeFrame({
     case: "stateSnapshot",
     value: {
       transfer: BigInt(chunk.transfer),
@@ -336,7 +333,7 @@ export function encodeSnapshot(group: string, chunk: SnapshotChunk, lockOf: (key
 }
 
 export function encodeSync(group: string, sync: SyncComplete): Uint8Array {
-  return frame({
+  return encodeFrame({
     case: "syncComplete",
     value: {
       epoch: BigInt(sync.epoch),
@@ -354,7 +351,7 @@ export function encodeSync(group: string, sync: SyncComplete): Uint8Array {
 }
 
 export function encodeAck(group: string, ack: StateAck): Uint8Array {
-  return frame({
+  return encodeFrame({
     case: "stateAck",
     value: {
       group,

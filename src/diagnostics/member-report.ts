@@ -1,4 +1,4 @@
-import { create, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { MemberRefSchema } from "../../gen/activeblaze/v1/common_pb.ts";
 import {
   type DiagnosticsReply,
@@ -9,7 +9,7 @@ import {
   type LockReportSchema,
   type PeerReportSchema,
 } from "../../gen/activeblaze/v1/diagnostics_pb.ts";
-import { FrameSchema } from "../../gen/activeblaze/v1/envelope_pb.ts";
+import { encodeFrame } from "../wire/frames.ts";
 import type { Channel } from "../channel/channel.ts";
 import type { ClusterChannel } from "../cluster/cluster-channel.ts";
 import { memberInfo } from "../group/frames.ts";
@@ -86,7 +86,7 @@ const MIN_ELEMENT_BYTES = 16;
 export function reportFrame(member: Channel, context: ReportContext): Uint8Array {
   const reply = create(DiagnosticsReplySchema, describe(member, context));
   for (;;) {
-    const frame = toBinary(FrameSchema, create(FrameSchema, { kind: { case: "diagnosticsReply", value: reply } }));
+    const frame = encodeFrame({ case: "diagnosticsReply", value: reply });
     if (frame.length <= context.maxFrameBytes || !shorten(reply)) return frame;
     reply.truncated = true;
   }

@@ -1,7 +1,6 @@
 import { create, toBinary } from "@bufbuild/protobuf";
 import type { DiagnosticsReply } from "../../gen/activeblaze/v1/diagnostics_pb.ts";
 import { FrameSchema } from "../../gen/activeblaze/v1/envelope_pb.ts";
-import { PongSchema } from "../../gen/activeblaze/v1/membership_pb.ts";
 import { channelOptionFields, multicastBindings, multicastNetwork, type MulticastNetworkOptions, staticNetwork, type StaticNetworkOptions } from "../channel/options.ts";
 import { BlazeError } from "../errors.ts";
 import { parseOptions } from "../options.ts";
@@ -15,7 +14,7 @@ import { type Clock, type RandomSource, systemClock, systemRandom } from "../tra
 import { familyOf, type HostResolver, type Seed, StaticSeeds } from "../transport/host-names.ts";
 import type { Address, Transport, TransportFactory } from "../transport/transport.ts";
 import { MAX_DATAGRAM_BYTES, MEMBER_ID_BYTES } from "../wire/limits.ts";
-import { DatagramReader, encodeEnvelopeHeader, type ReceiveResult } from "../wire/frames.ts";
+import { DatagramReader, encodeEnvelopeHeader, encodeFrame, type ReceiveResult } from "../wire/frames.ts";
 import * as z from "zod";
 import { type MemberReport, readReport } from "./member-report.ts";
 
@@ -243,7 +242,7 @@ export class Prober implements AsyncDisposable {
         // A member's admission challenge: answered from this socket, which proves the probe's address.
         const ping = frame.frame.kind.value as { group: string; nonce: bigint };
         if (ping.group !== "") continue;
-        this.#send(toBinary(FrameSchema, create(FrameSchema, { kind: { case: "pong", value: create(PongSchema, { nonce: ping.nonce }) } })), from, senderId);
+        this.#send(encodeFrame({ case: "pong", value: { nonce: ping.nonce } }), from, senderId);
       } else if (frame.case === "diagnosticsReply") {
         const reply = frame.frame.kind.value as DiagnosticsReply;
         const round = this.#round;

@@ -1,6 +1,5 @@
-import { create, toBinary } from "@bufbuild/protobuf";
+import { create } from "@bufbuild/protobuf";
 import { MemberRefSchema, type ViewId as ViewIdProto, ViewIdSchema } from "../../gen/activeblaze/v1/common_pb.ts";
-import { type Frame, FrameSchema } from "../../gen/activeblaze/v1/envelope_pb.ts";
 import { type MemberInfo, MemberInfoSchema, type View as ViewProto, ViewSchema } from "../../gen/activeblaze/v1/membership_pb.ts";
 import { idOf, keyOf } from "../reliable/member-key.ts";
 import type { Address } from "../transport/transport.ts";
@@ -9,9 +8,7 @@ import type { Member, View, ViewId } from "./view.ts";
 
 /** Encoders and decoders between the membership messages of the schema and the group's own types. */
 
-export function encodeFrame(kind: Frame["kind"]): Uint8Array {
-  return toBinary(FrameSchema, create(FrameSchema, { kind }));
-}
+export { encodeFrame } from "../wire/frames.ts";
 
 export function memberInfo(member: Member, groups: readonly string[] = []): MemberInfo {
   return create(MemberInfoSchema, {

@@ -1,35 +1,18 @@
-import { create, toBinary } from "@bufbuild/protobuf";
-import { FrameSchema } from "../../gen/activeblaze/v1/envelope_pb.ts";
-import {
-  type DigestEntry,
-  HeartbeatSchema,
-  NackSchema,
-  SeqRangeSchema,
-  Stream,
-} from "../../gen/activeblaze/v1/reliable_pb.ts";
+import { type DigestEntry, Stream } from "../../gen/activeblaze/v1/reliable_pb.ts";
 import { encodeAckFrame } from "../wire/ack-codec.ts";
+import { encodeFrame } from "../wire/frames.ts";
 
 /**
- * Encoders of the control frames the reliable protocols exchange. Control traffic is a small fraction
- * of the datagrams, so these go through the generated code — but for acknowledgements, which ride on
- * every request and reply (`src/wire/ack-codec.ts`).
+ * Encoders of the control frames the reliable protocols exchange, through the compiled frame codec
+ * (`src/wire/fast-codec.ts`) — but for acknowledgements, which ride on every request and reply and are
+ * written by hand (`src/wire/ack-codec.ts`).
  */
 
 export function nackFrame(stream: Stream, originId: Uint8Array, incarnation: number, missing: ReadonlyArray<readonly [number, number]>): Uint8Array {
-  return toBinary(
-    FrameSchema,
-    create(FrameSchema, {
-      kind: {
-        case: "nack",
-        value: create(NackSchema, {
-          stream,
-          originId,
-          originIncarnation: BigInt(incarnation),
-          missing: missing.map(([first, last]) => create(SeqRangeSchema, { first: BigInt(first), last: BigInt(last) })),
-        }),
-      },
-    }),
-  );
+  return encodeFrame({
+    case: "nack",
+    value: { stream, originId, originIncarnation: BigInt(incarnation), missing: missing.map(([first, last]) => ({ first: BigInt(first), last: BigInt(last) })) },
+  });
 }
 
 /** A cumulative acknowledgement; `highestReceived` above it is reported as one selective range. */
@@ -48,22 +31,17 @@ export interface HeartbeatFields {
 }
 
 export function heartbeatFrame(fields: HeartbeatFields): Uint8Array {
-  return toBinary(
-    FrameSchema,
-    create(FrameSchema, {
-      kind: {
-        case: "heartbeat",
-        value: create(HeartbeatSchema, {
-          highestSeq: BigInt(fields.highestSeq),
-          lowestSeq: BigInt(fields.lowestSeq),
-          intervalMs: fields.intervalMs,
-          digest: fields.digest,
-          group: fields.group ?? "",
-          queues: [...(fields.queues ?? [])],
-        }),
-      },
-    }),
-  );
+  return encodeFrame({
+    case: "heartbeat",
+    value: {
+      highestSeq: BigInt(fields.highestSeq),
+      lowestSeq: BigInt(fields.lowestSeq),
+      intervalMs: fields.intervalMs,
+      digest: fields.digest,
+      group: fields.group ?? "",
+      queues: [...(fields.queues ?? [])],
+    },
+  });
 }
 
 export { Stream };

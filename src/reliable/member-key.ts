@@ -9,10 +9,14 @@ export function keyOf(id: Uint8Array): PeerKey {
   return key;
 }
 
+/** The value of a lowercase hex digit's character code (keys are made by `keyOf`). */
+const DIGIT = new Uint8Array(128);
+for (let i = 0; i < 16; i++) DIGIT[i.toString(16).charCodeAt(0)] = i;
+
 /** The member id of a key. */
 export function idOf(key: PeerKey): Uint8Array {
-  const id = new Uint8Array(key.length / 2);
-  for (let i = 0; i < id.length; i++) id[i] = Number.parseInt(key.slice(2 * i, 2 * i + 2), 16);
+  const id = new Uint8Array(key.length >> 1);
+  for (let i = 0; i < id.length; i++) id[i] = (DIGIT[key.charCodeAt(2 * i) & 0x7f]! << 4) | DIGIT[key.charCodeAt(2 * i + 1) & 0x7f]!;
   return id;
 }
 

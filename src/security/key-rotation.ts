@@ -1,11 +1,9 @@
-import { create, toBinary } from "@bufbuild/protobuf";
-import { FrameSchema } from "../../gen/activeblaze/v1/envelope_pb.ts";
 import { KeyAction, type KeyUpdate, type KeyUpdateAck } from "../../gen/activeblaze/v1/security_pb.ts";
 import { waitUntil, type WaitOptions } from "../channel/wait.ts";
 import { BlazeError } from "../errors.ts";
 import type { PeerKey } from "../reliable/protocol.ts";
 import type { Clock, RandomSource, TimerHandle } from "../transport/clock.ts";
-import type { ReceivedFrame } from "../wire/frames.ts";
+import { encodeFrame, type ReceivedFrame } from "../wire/frames.ts";
 import type { KeyRing } from "./keyring.ts";
 
 /** How a key rotation runs. */
@@ -209,11 +207,11 @@ export class KeyRotation {
 }
 
 function updateFrame(nonce: bigint, action: KeyAction, keyId: number): Uint8Array {
-  return toBinary(FrameSchema, create(FrameSchema, { kind: { case: "keyUpdate", value: { nonce, action, keyId } } }));
+  return encodeFrame({ case: "keyUpdate", value: { nonce, action, keyId } });
 }
 
 function ackFrame(nonce: bigint, refusal: string): Uint8Array {
-  return toBinary(FrameSchema, create(FrameSchema, { kind: { case: "keyUpdateAck", value: { nonce, refusal } } }));
+  return encodeFrame({ case: "keyUpdateAck", value: { nonce, refusal } });
 }
 
 function sleep(clock: Clock, ms: number): Promise<void> {

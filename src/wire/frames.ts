@@ -1,10 +1,10 @@
-import { create, fromBinary } from "@bufbuild/protobuf";
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { type Envelope, type Frame, FrameSchema } from "../../gen/activeblaze/v1/envelope_pb.ts";
 import { type Data, DataSchema } from "../../gen/activeblaze/v1/reliable_pb.ts";
 import { decodeEnvelope, type EnvelopeContext, type Refusal, validateData } from "./codec.ts";
 import { type DataFields, dataSize, readData, writeData } from "../../gen/activeblaze/v1/reliable_fast.ts";
 import { isAckFrame, readAckFrame } from "./ack-codec.ts";
-import { unsafeIntegerIn } from "./safe-integers.ts";
+import { fastCodec } from "./fast-codec.ts";
 import { MAX_DATAGRAM_BYTES, MEMBER_ID_BYTES, PROTOCOL_MINOR_VERSION, PROTOCOL_VERSION } from "./limits.ts";
 import { ByteCursor, decodeUtf8, varintSize, writeVarint } from "./varint.ts";
 import { web } from "../web.ts";
@@ -243,6 +243,13 @@ const SLAB_DATAGRAMS = 2;
 /** An empty byte array, shared. */
 export const NO_BYTES: Uint8Array = new Uint8Array(0);
 
+const FRAME_CODEC = fastCodec(FrameSchema);
+
+/** The bytes of a frame of `kind` (an initializer: no need to create its messages first). */
+export function encodeFrame(kind: MessageInitShape<typeof FrameSchema>["kind"] | Frame["kind"]): Uint8Array {
+  return FRAME_CODEC.encode({ kind } as MessageInitShape<typeof FrameSchema>);
+}
+
 
 /** The clear header of an envelope, read by hand: its sender, the sender's incarnation, where it ends. */
 export interface ClearHeader {
@@ -407,12 +414,13 @@ export class DatagramReader {
       } else {
         let frame: Frame;
         try {
-          frame = fromBinary(FrameSchema, bytes.subarray(frameStart, frameEnd));
+          frame = FRAME_CODEC.decode(bytes, frameStart, frameEnd);
         } catch {
+          // Malformed, or a number past the protocol's limit: the generated path refuses it with its reason.
           return undefined;
         }
-        // Unusual shapes, and numbers past the protocol's limit, go to the generated path, which refuses them with their reason.
-        if (frame.kind.case === undefined || frame.kind.case === "data" || unsafeIntegerIn(FrameSchema, frame) !== undefined) return undefined;
+        // Unusual shapes go to the generated path too.
+        if (frame.kind.case === undefined || frame.kind.case === "data") return undefined;
         frames.push({ case: frame.kind.case, frame });
       }
       cursor.pos = frameEnd;

@@ -1,6 +1,6 @@
-import { create, toBinary } from "@bufbuild/protobuf";
+import { create } from "@bufbuild/protobuf";
 import { MemberRefSchema } from "../../../gen/activeblaze/v1/common_pb.ts";
-import { type Frame, FrameSchema } from "../../../gen/activeblaze/v1/envelope_pb.ts";
+import type { Frame } from "../../../gen/activeblaze/v1/envelope_pb.ts";
 import { SeqRangeSchema } from "../../../gen/activeblaze/v1/reliable_pb.ts";
 import {
   type RingId as WireRingId,
@@ -13,7 +13,7 @@ import {
   TotemTokenSchema,
 } from "../../../gen/activeblaze/v1/totem_pb.ts";
 import { validateData } from "../../wire/codec.ts";
-import { type DataFields, toData, toDataFields } from "../../wire/frames.ts";
+import { type DataFields, encodeFrame, toData, toDataFields } from "../../wire/frames.ts";
 import { MEMBER_ID_BYTES } from "../../wire/limits.ts";
 import { MAX_COUNTER } from "../../wire/safe-integers.ts";
 import { idOf, keyOf } from "../member-key.ts";
@@ -85,10 +85,6 @@ export interface Relay {
   readonly carrierSeq: number;
 }
 
-function frame(kind: Frame["kind"]): Uint8Array {
-  return toBinary(FrameSchema, create(FrameSchema, { kind }));
-}
-
 function wireRing(ring: RingId): WireRingId {
   return create(RingIdSchema, { representativeId: idOf(ring.representative), ringSeq: BigInt(ring.seq) });
 }
@@ -119,7 +115,7 @@ function ringOf(ring: WireRingId | undefined): RingId | undefined {
 }
 
 export function encodeToken(token: Token, next: PeerKey): Uint8Array {
-  return frame({
+  return encodeFrame({
     case: "totemToken",
     value: create(TotemTokenSchema, {
       ring: wireRing(token.ring),
@@ -178,7 +174,7 @@ export function decodeToken(frame: Frame, local: PeerKey): Token | undefined {
 
 export function encodeJoin(join: Join, incarnations: ReadonlyMap<PeerKey, number>): Uint8Array {
   const ref = (key: PeerKey) => create(MemberRefSchema, { id: idOf(key), incarnation: BigInt(incarnations.get(key) ?? 0) });
-  return frame({
+  return encodeFrame({
     case: "totemJoin",
     value: create(TotemJoinSchema, {
       ring: join.ring === undefined ? undefined : wireRing(join.ring),
@@ -215,7 +211,7 @@ export function decodeJoin(frame: Frame): Join | undefined {
 }
 
 export function encodeCommit(commit: Commit): Uint8Array {
-  return frame({
+  return encodeFrame({
     case: "totemCommit",
     value: create(TotemCommitSchema, {
       ring: wireRing(commit.ring),
@@ -268,7 +264,7 @@ export function decodeCommit(frame: Frame): Commit | undefined {
 }
 
 export function encodeRelay(relay: Relay): Uint8Array {
-  return frame({
+  return encodeFrame({
     case: "totemRelay",
     value: create(TotemRelaySchema, {
       origin: create(MemberRefSchema, { id: idOf(relay.origin), incarnation: BigInt(relay.originIncarnation) }),

@@ -1,8 +1,7 @@
-import { toBinary } from "@bufbuild/protobuf";
-import { type Frame, FrameSchema } from "../../../gen/activeblaze/v1/envelope_pb.ts";
+import type { Frame } from "../../../gen/activeblaze/v1/envelope_pb.ts";
 import type { DigestEntry } from "../../../gen/activeblaze/v1/reliable_pb.ts";
 import type { TimedUnit } from "../../core/driver.ts";
-import type { DataFields } from "../../wire/frames.ts";
+import { type DataFields, encodeFrame } from "../../wire/frames.ts";
 import { emptyStats, type OutgoingData, type PeerKey, type ProtocolHost, type ProtocolStats, type ReliabilityProtocol } from "../protocol.ts";
 import type { TotemOptions } from "./options.ts";
 import { Recovery } from "./recovery.ts";
@@ -658,7 +657,7 @@ export class TotemProtocol implements ReliabilityProtocol, TimedUnit {
       this.#stats.outOfWindow++;
       return;
     }
-    if (!current.put(relay.carrierSeq, { origin: peer, originIncarnation: incarnation, data: undefined, carrier: toBinary(FrameSchema, frame) })) {
+    if (!current.put(relay.carrierSeq, { origin: peer, originIncarnation: incarnation, data: undefined, carrier: encodeFrame(frame.kind) })) {
       this.#stats.duplicates++;
       return;
     }
