@@ -2,9 +2,11 @@
  * The cluster benchmark: cluster channels as separate Node processes on loopback multicast (this file
  * forks itself, each member loading the built package). Measures
  *
- *  1. acknowledged puts/s: one writer (not the coordinator) and three members, 64 B values over a range
- *     of 10,000 keys; sequential (one put at a time: also its latency) and pipelined (64 in flight);
- *  2. lock + unlock pairs/s: one member locks and releases one key, sequentially, uncontended;
+ *  1. acknowledged puts/s: one writer (not the coordinator) of two members (as JGroups' figure is
+ *     measured) and of three, 64 B values over a range of 10,000 keys; sequential (one put at a time:
+ *     also its latency) and pipelined (64 in flight);
+ *  2. lock + unlock pairs/s: one member (not the coordinator) of two and of three locks and releases one
+ *     key, sequentially, uncontended;
  *  3. failover: SIGKILL the coordinator while a member writes (one put at a time); the time from the
  *     kill to the first write acknowledged under the new coordinator, next to the failure detection's
  *     timeouts (the defaults, and fast ones) and to when the survivors installed the view without it;
@@ -224,8 +226,16 @@ async function startCluster(weights: readonly number[], timing: Timing, prefix: 
   return { members, network };
 }
 
-// 1. Acknowledged puts/s, one writer of three members (the coordinator is another one).
-async function measurePuts(seconds: number, trials: number, size: number): Promise<{
+type PutsResult = Awaited<ReturnType<typeof measurePuts>>;
+type LocksResult = Awaited<ReturnType<typeof measureLocks>>;
+
+/** One member is the coordinator; the others weigh nothing. */
+function weightsOf(count: number): number[] {
+  return Array.from({ length: count }, (_, i) => (i === 0 ? 10 : 0));
+}
+
+// 1. Acknowledged puts/s, one writer of `count` members (the coordinator is another one).
+async function measurePuts(count: number, seconds: number, trials: number, size: number): Promise<{
   members: number;
   size: number;
   seconds: number;
@@ -233,7 +243,7 @@ async function measurePuts(seconds: number, trials: number, size: number): Promi
   pipelined: { inFlight: number; trials: Rate[]; medianPerSecond: number };
 }> {
   const inFlight = 64;
-  const { members } = await startCluster([10, 0, 0], {}, "p");
+  const { members } = await startCluster(weightsOf(count), {}, "p");
   const writer = members[1]!;
   const sequential: Rate[] = [];
   const pipelined: Rate[] = [];
@@ -265,8 +275,8 @@ async function measurePuts(seconds: number, trials: number, size: number): Promi
 }
 
 // 2. Lock + unlock pairs/s, sequential, uncontended, by a member that is not the coordinator.
-async function measureLocks(seconds: number, trials: number): Promise<{ members: number; trials: Rate[]; medianPerSecond: number; medianP50Ms: number; medianP99Ms: number }> {
-  const { members } = await startCluster([10, 0, 0], {}, "l");
+async function measureLocks(count: number, seconds: number, trials: number): Promise<{ members: number; trials: Rate[]; medianPerSecond: number; medianP50Ms: number; medianP99Ms: number }> {
+  const { members } = await startCluster(weightsOf(count), {}, "l");
   const locker = members[1]!;
   const rates: Rate[] = [];
   try {
@@ -410,8 +420,14 @@ async function main(): Promise<void> {
   if (!(JGROUPS.putsPerSecond > 0 && JGROUPS.lockPairsPerSecond > 0)) throw new Error("--jgroups-puts and --jgroups-locks must be positive rates (puts/s, pairs/s)");
   const { startedAt, load } = startRun();
 
-  const puts = want("puts") ? await timed("puts", 30_000 + trials * seconds * 2_000 + 60_000, () => measurePuts(seconds, trials, 64)) : undefined;
-  const locks = want("locks") ? await timed("locks", 30_000 + trials * seconds * 1_000 + 60_000, () => measureLocks(seconds, trials)) : undefined;
+  const puts: PutsResult[] = [];
+  const locks: LocksResult[] = [];
+  for (const count of [2, 3]) {
+    const p = want("puts") ? await timed(`puts, ${count} members`, 30_000 + trials * seconds * 2_000 + 60_000, () => measurePuts(count, seconds, trials, 64)) : undefined;
+    if (p !== undefined) puts.push(p);
+    const l = want("locks") ? await timed(`locks, ${count} members`, 30_000 + trials * seconds * 1_000 + 60_000, () => measureLocks(count, seconds, trials)) : undefined;
+    if (l !== undefined) locks.push(l);
+  }
   const failoverFast = want("failover") ? await timed("failover, fast timeouts", 60_000 * trials, () => measureFailover(FAST_TIMING, trials, 64)) : undefined;
   const failoverDefault = want("failover") ? await timed("failover, default timeouts", 60_000 * trials, () => measureFailover(DEFAULT_TIMING, trials, 64)) : undefined;
   const joiner = want("join") ? await timed("join", 600_000, () => measureJoin(Number(values.entries), 100, trials)) : undefined;
@@ -425,11 +441,21 @@ async function main(): Promise<void> {
     reference: {
       jgroups: sameRun ? "2.12, same machine, measured just before this run" : "2.12, same machine, an earlier run",
       ...JGROUPS,
-      ratios: {
-        sequentialPuts: puts === undefined ? undefined : puts.sequential.medianPerSecond / JGROUPS.putsPerSecond,
-        pipelinedPuts: puts === undefined ? undefined : puts.pipelined.medianPerSecond / JGROUPS.putsPerSecond,
-        lockPairs: locks === undefined ? undefined : locks.medianPerSecond / JGROUPS.lockPairsPerSecond,
-      },
+      // By the number of members of our cluster (JGroups' figures are of two).
+      ratios: Object.fromEntries(
+        [2, 3].map((count) => {
+          const p = puts.find((r) => r.members === count);
+          const l = locks.find((r) => r.members === count);
+          return [
+            `members${count}`,
+            {
+              sequentialPuts: p === undefined ? undefined : p.sequential.medianPerSecond / JGROUPS.putsPerSecond,
+              pipelinedPuts: p === undefined ? undefined : p.pipelined.medianPerSecond / JGROUPS.putsPerSecond,
+              lockPairs: l === undefined ? undefined : l.medianPerSecond / JGROUPS.lockPairsPerSecond,
+            },
+          ];
+        }),
+      ),
     },
     puts,
     locks,
@@ -445,14 +471,14 @@ async function main(): Promise<void> {
   console.log(`\nCluster channels, members as separate Node processes on loopback multicast (${cpus().length} cores, Node ${process.version}, load average ${load.toFixed(2)} at start; medians of ${trials} trials)\n`);
   console.log("| measurement | result | reference |");
   console.log("| --- | ---: | --- |");
-  if (puts !== undefined) {
-    const seq = puts.sequential;
-    console.log(`| acknowledged puts, 1 writer of ${puts.members} members, ${puts.size} B, one at a time | ${rate(seq.medianPerSecond)} puts/s (${each(seq.trials.map((r) => r.perSecond), rate)}); p50 ${ms(seq.medianP50Ms)}, p99 ${ms(seq.medianP99Ms)} | JGroups 2.12 replicated map: ${rate(JGROUPS.putsPerSecond)} puts/s (× ${(seq.medianPerSecond / JGROUPS.putsPerSecond).toFixed(2)}) |`);
-    const pip = puts.pipelined;
-    console.log(`| acknowledged puts, 1 writer of ${puts.members} members, ${puts.size} B, ${pip.inFlight} in flight | ${rate(pip.medianPerSecond)} puts/s (${each(pip.trials.map((r) => r.perSecond), rate)}) | JGroups 2.12 replicated map: ${rate(JGROUPS.putsPerSecond)} puts/s (× ${(pip.medianPerSecond / JGROUPS.putsPerSecond).toFixed(2)}) |`);
+  for (const p of puts) {
+    const seq = p.sequential;
+    console.log(`| acknowledged puts, 1 writer of ${p.members} members, ${p.size} B, one at a time | ${rate(seq.medianPerSecond)} puts/s (${each(seq.trials.map((r) => r.perSecond), rate)}); p50 ${ms(seq.medianP50Ms)}, p99 ${ms(seq.medianP99Ms)} | JGroups 2.12 replicated map: ${rate(JGROUPS.putsPerSecond)} puts/s (× ${(seq.medianPerSecond / JGROUPS.putsPerSecond).toFixed(2)}) |`);
+    const pip = p.pipelined;
+    console.log(`| acknowledged puts, 1 writer of ${p.members} members, ${p.size} B, ${pip.inFlight} in flight | ${rate(pip.medianPerSecond)} puts/s (${each(pip.trials.map((r) => r.perSecond), rate)}) | JGroups 2.12 replicated map: ${rate(JGROUPS.putsPerSecond)} puts/s (× ${(pip.medianPerSecond / JGROUPS.putsPerSecond).toFixed(2)}) |`);
   }
-  if (locks !== undefined) {
-    console.log(`| lock + unlock pairs, one at a time, uncontended, ${locks.members} members | ${rate(locks.medianPerSecond)} pairs/s (${each(locks.trials.map((r) => r.perSecond), rate)}); p50 ${ms(locks.medianP50Ms)}, p99 ${ms(locks.medianP99Ms)} per pair | JGroups 2.12 locks: ${rate(JGROUPS.lockPairsPerSecond)} pairs/s (× ${(locks.medianPerSecond / JGROUPS.lockPairsPerSecond).toFixed(2)}) |`);
+  for (const l of locks) {
+    console.log(`| lock + unlock pairs, one at a time, uncontended, ${l.members} members | ${rate(l.medianPerSecond)} pairs/s (${each(l.trials.map((r) => r.perSecond), rate)}); p50 ${ms(l.medianP50Ms)}, p99 ${ms(l.medianP99Ms)} per pair | JGroups 2.12 locks: ${rate(JGROUPS.lockPairsPerSecond)} pairs/s (× ${(l.medianPerSecond / JGROUPS.lockPairsPerSecond).toFixed(2)}) |`);
   }
   for (const f of [failoverFast, failoverDefault]) {
     if (f === undefined) continue;

@@ -1,4 +1,4 @@
-import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { create, fromBinary } from "@bufbuild/protobuf";
 import {
   type BlazeMessage as BlazeMessageProto,
   BlazeMessageSchema,
@@ -8,6 +8,7 @@ import {
 } from "../../gen/activeblaze/v1/message_pb.ts";
 import { BlazeError } from "../errors.ts";
 import { web } from "../web.ts";
+import { fastCodec } from "../wire/fast-codec.ts";
 
 /** A value a BlazeMessage can hold. */
 export type BlazeValue =
@@ -22,6 +23,11 @@ export type BlazeValue =
 /** The wire kind of a value. */
 export type BlazeValueKind = "bool" | "int32" | "int64" | "float" | "double" | "string" | "bytes" | "map" | "list";
 
+/**
+ * Written by the compiled codec (it writes any 64-bit value); read by the generated one, which takes the
+ * whole 64-bit range of an application's numbers (the compiled reader keeps to the protocol's 2^53 − 1).
+ */
+const BLAZE_MESSAGE_CODEC = fastCodec(BlazeMessageSchema);
 const TEXT_KEY = "text";
 const nodeInspect: unique symbol = Symbol.for("nodejs.util.inspect.custom");
 const denoInspect: unique symbol = Symbol.for("Deno.customInspect");
@@ -76,7 +82,7 @@ export class BlazeMessage {
   }
 
   toBinary(): Uint8Array {
-    return toBinary(BlazeMessageSchema, this.toProto());
+    return BLAZE_MESSAGE_CODEC.encode({ fields: Object.fromEntries(this.#fields) });
   }
 
   get size(): number {
