@@ -35,6 +35,6 @@ export default {
   // The generated schema code marks its origin with @generated.
   blockTags: [...OptionDefaults.blockTags, "@generated"],
   validation: { notExported: true, invalidLink: true, notDocumented: false },
-  // The plumbing by which one level of a member plugs into the one below: internal, not for users.
-  intentionallyNotExported: ["ChannelExtension", "GroupExtension", "MemberObserver"],
+  // The constructor parameter by which a group or cluster channel names itself to the channel it runs on: internal.
+  intentionallyNotExported: ["DescribedMember"],
 };

@@ -1,4 +1,4 @@
-import { Addressing, Stream } from "../../gen/activeblaze/v1/reliable_pb.ts";
+import { Addressing } from "../../gen/activeblaze/v1/reliable_pb.ts";
 import { BlazeError, internalError, isTimeoutError } from "../errors.ts";
 import type { BlazeMessage } from "../message/blaze-message.ts";
 import { encodePayload } from "../message/payload-message.ts";
@@ -27,48 +27,30 @@ import { type Clock, guardedClock, type RandomSource, systemClock, systemRandom 
 import { formatAddress } from "../transport/host-names.ts";
 import type { Address } from "../transport/transport.ts";
 import { DropCounters, type DropReason } from "../wire/drop-reason.ts";
-import { type DataFields, leaveGroupOf, NO_BYTES, type ReceivedFrame, streamOf } from "../wire/frames.ts";
+import { type DataFields, NO_BYTES, type ReceivedFrame } from "../wire/frames.ts";
 import { MAX_NAME_BYTES, MEMBER_ID_BYTES } from "../wire/limits.ts";
 import { web } from "../web.ts";
 import { emptyNetworkStats, Endpoint, type NetworkConfig, type NetworkStats, type Peer } from "./endpoint.ts";
 import type { DiagnosticsRequest } from "../../gen/activeblaze/v1/diagnostics_pb.ts";
+import type { DescribedMember } from "../diagnostics/member-events.ts";
 import { MemberObserver } from "../diagnostics/member-observer.ts";
 import { reportFrame } from "../diagnostics/member-report.ts";
 import { ErrorReport, type ErrorStage } from "./error-report.ts";
+import { type FrameHandler, type FrameRoute, FrameRoutes, routeOf } from "./frame-routes.ts";
 import { Emitter, PushIterator, type SubscribeOptions, type Subscription } from "./events.ts";
 import { type ChannelOptions, resolveChannelOptions, type ResolvedChannelOptions } from "./options.ts";
 import { splitMessage } from "./fragments.ts";
 import { formatName, TopicMessage } from "./topic-message.ts";
 import { waitUntil, type WaitOptions } from "./wait.ts";
 
-/**
- * What a higher level (the group channel) plugs into a channel: it sees the frames the channel does not
- * handle itself, takes part in the life cycle and the heartbeat, and hears of peers. Internal API.
- */
-export interface ChannelExtension {
-  /** The channel started: the endpoint is live and the multicast protocol running. */
-  started(context: ExtensionContext): void;
-  /** The channel is stopping (the endpoint still sends). */
-  stopping(): void;
-  /** A frame the channel does not handle (membership, point-to-point data, …); returns false if unhandled too. */
-  frame(peer: Peer, frame: ReceivedFrame): boolean;
-  peerUp(peer: Peer): void;
-  peerDown(peer: Peer, reason: "left" | "timeout"): void;
-  /** Adds to this member's heartbeat (e.g. the queues it consumes). */
-  heartbeat(fields: HeartbeatFields): HeartbeatFields;
-}
-
-/** What an extension gets when the channel starts. */
-export interface ExtensionContext {
+/** What a level built on a channel (the group channel, the cluster's state map) gets when the channel starts. */
+export interface ChannelContext {
   readonly endpoint: Endpoint;
   /** The channel's driver: units register here for their deadlines; inputs `touch` it. */
   readonly driver: Driver;
   readonly clock: Clock;
   readonly random: RandomSource;
   readonly incarnation: number;
-  readonly reassembler: Reassembler;
-  /** Hands a (reassembled) message to topic listeners. */
-  dispatch(destination: string, sender: string, payload: Uint8Array, format: number, seq: number, outOfBand: boolean): void;
   /** Sends this member's heartbeat now (e.g. after what it advertises changed). */
   heartbeatNow(): void;
   /** `peer` left the level above (a view): the multicast protocol stops waiting for it. */
@@ -185,6 +167,7 @@ export class Channel implements AsyncDisposable {
   readonly #events: Emitter<ChannelEvents>;
   readonly #errors: ErrorReport;
   readonly #observer: MemberObserver;
+  readonly #member: DescribedMember;
   readonly #peerWaiters = new Set<() => void>();
   readonly #pending: PendingBroadcast[] = [];
   readonly #scratch: Mutable<OutgoingData> = {
@@ -220,15 +203,23 @@ export class Channel implements AsyncDisposable {
   #reportTokens = REPORT_BURST;
   #reportTokensAt = 0;
 
-  readonly #extension: ChannelExtension | undefined;
+  /** Which unit handles which received frames: the multicast protocol's, and those of the levels built on this channel. */
+  readonly #routes = new FrameRoutes();
+  /** The levels built on this channel, as they registered: what each is told of the life cycle, peers and heartbeat. */
+  readonly #started: Array<(context: ChannelContext) => void> = [];
+  readonly #stopping: Array<() => void> = [];
+  readonly #peerWatchers: Array<{ readonly up: (peer: Peer) => void; readonly down: (peer: Peer, reason: "left" | "timeout") => void }> = [];
+  readonly #heartbeatFields: Array<(fields: HeartbeatFields) => HeartbeatFields> = [];
   readonly #keyring: KeyRing | undefined;
   readonly #security: ChannelSecurity | undefined;
   /** Senders heard under security, with their replay windows: kept across restarts and re-binds. */
   readonly #senders = new Map<PeerKey, SenderState>();
 
-  /** @param extension internal: how a higher level (the group channel) plugs in. */
-  constructor(options?: ChannelOptions, extension?: ChannelExtension) {
-    this.#extension = extension;
+  /**
+   * @param member internal: the level built on this channel that users hold (a group or cluster channel),
+   * which diagnostics describe; this channel itself by default.
+   */
+  constructor(options?: ChannelOptions, member?: DescribedMember) {
     this.#options = resolveChannelOptions(options);
     this.#errors = new ErrorReport(
       (error, stage) => this.#events.emit("error", { error, stage }),
@@ -256,7 +247,15 @@ export class Channel implements AsyncDisposable {
     this.#events = new Emitter<ChannelEvents>((error, type) => {
       if (type !== "error") this.#errors.report(error, "listener");
     });
-    this.#observer = new MemberObserver(this, this.#options.logger, this.#options.metrics, (error) => this.#errors.report(error, "listener"));
+    this.#member = member ?? this;
+    this.#observer = new MemberObserver(this, this.#member, this.#options.logger, this.#options.metrics, (error) => this.#errors.report(error, "listener"));
+    // The multicast protocol's frames: its stream's data, acks and NACKs, heartbeats, and Totem's and FEC's own.
+    this.#routes.add(["multicastStream", "heartbeat", "totemToken", "totemJoin", "totemCommit", "totemRelay", "fecParity"], (peer, frame) => {
+      const protocol = this.#protocol!;
+      // The endpoint stamped the peer with the datagram's arrival: the time this input is handled at.
+      if (frame.case === "data") protocol.onData(peer.key, peer.incarnation, frame, peer.lastHeardAt);
+      else protocol.onControl(peer.key, peer.incarnation, frame.frame, peer.lastHeardAt);
+    });
   }
 
   /** This member's id (32 hex digits). */
@@ -340,18 +339,16 @@ export class Channel implements AsyncDisposable {
       this.#protocol = this.#createProtocol(endpoint);
       if (isTimed(this.#protocol)) this.#driver.add(this.#protocol);
       this.#state = "started";
-      this.#extension?.started({
+      const context: ChannelContext = {
         endpoint,
         driver: this.#driver,
         clock: this.#clock,
         random: this.#random,
         incarnation: this.#incarnation,
-        reassembler: this.#reassembler,
-        dispatch: (destination, sender, payload, format, seq, outOfBand) =>
-          this.#dispatch(destination, sender, payload, format, seq, outOfBand),
         heartbeatNow: () => this.#sendHeartbeat(),
         receiverGone: (peer) => this.#protocol?.onReceiverGone?.(peer, this.#clock.now()),
-      });
+      };
+      for (const started of this.#started) started(context);
       this.#sendHeartbeat();
       this.#nextHeartbeatAt = this.#clock.now() + this.#options.heartbeatIntervalMs;
       this.#driver.add(this.#ticker);
@@ -483,14 +480,40 @@ export class Channel implements AsyncDisposable {
     this.#events.off(type, listener);
   }
 
-  /** What this member tells about itself (its log, metrics and recent events), for higher levels and diagnostics. */
-  protected get observer(): MemberObserver {
+  // --- internal: how a level built on a channel (the group channel, the cluster's state map) takes part in it ---
+
+  /** @internal What this member tells about itself (its log, metrics and recent events). */
+  get observer(): MemberObserver {
     return this.#observer;
   }
 
-  /** Reports a background failure as an `error` event (for higher levels built on a channel). */
-  protected emitError(error: BlazeError, stage: ErrorStage): void {
+  /** @internal Reports a background failure as an `error` event. */
+  reportError(error: BlazeError, stage: ErrorStage): void {
     this.#errors.report(error, stage);
+  }
+
+  /** @internal Hands received frames of `routes` to `handler` (after the handlers registered before it); returns the function that stops it. */
+  routeFrames<R extends FrameRoute>(routes: readonly R[], handler: FrameHandler<R>): () => void {
+    return this.#routes.add(routes, handler);
+  }
+
+  /**
+   * @internal Calls `started` each time the channel starts (the endpoint is live and the multicast protocol
+   * running), and `stopping` each time it stops (the endpoint still sends), in registration order.
+   */
+  onLifecycle(started: (context: ChannelContext) => void, stopping: () => void): void {
+    this.#started.push(started);
+    this.#stopping.push(stopping);
+  }
+
+  /** @internal Calls `up` and `down` as peers come and go, before the channel's `peerUp` and `peerDown` events. */
+  watchPeers(up: (peer: Peer) => void, down: (peer: Peer, reason: "left" | "timeout") => void): void {
+    this.#peerWatchers.push({ up, down });
+  }
+
+  /** @internal `add` adds to this member's periodic heartbeat (the queues it consumes, say). */
+  extendHeartbeat(add: (fields: HeartbeatFields) => HeartbeatFields): void {
+    this.#heartbeatFields.push(add);
   }
 
   /**
@@ -585,7 +608,7 @@ export class Channel implements AsyncDisposable {
     this.#reportTokensAt = now;
     if (!this.#options.diagnostics || this.#reportTokens < 1) return undefined;
     this.#reportTokens--;
-    return reportFrame(this, {
+    return reportFrame(this.#member, {
       nonce: request.nonce,
       includeEntries: request.includeEntries,
       uptimeMs: now - this.#createdAt,
@@ -598,7 +621,7 @@ export class Channel implements AsyncDisposable {
   #stopNow(): void {
     if (this.#state !== "started") return;
     this.#observer.log("info", "stopped", { event: "stopped" });
-    this.#extension?.stopping();
+    for (const stopping of this.#stopping) stopping();
     this.#driver.remove(this.#ticker);
     this.#nextHeartbeatAt = Number.POSITIVE_INFINITY;
     if (isTimed(this.#protocol)) this.#driver.remove(this.#protocol);
@@ -667,42 +690,12 @@ export class Channel implements AsyncDisposable {
   }
 
   #onFrames(peer: Peer, frames: readonly ReceivedFrame[]): void {
-    const protocol = this.#protocol;
-    if (protocol === undefined) return;
-    const extension = this.#extension;
-    // The endpoint stamped the peer with the datagram's arrival: the time this input is handled at.
-    const now = peer.lastHeardAt;
+    if (this.#protocol === undefined) return;
     for (const frame of frames) {
-      switch (frame.case) {
-        case "data":
-          // Point-to-point data travels on its own streams, which a higher level runs.
-          if (frame.targetId.length === 0) protocol.onData(peer.key, peer.incarnation, frame, now);
-          else if (extension?.frame(peer, frame) !== true) this.#unhandledFrames++;
-          break;
-        case "nack":
-        case "ack":
-          if (streamOf(frame.frame) === Stream.MULTICAST) protocol.onControl(peer.key, peer.incarnation, frame.frame, now);
-          else if (extension?.frame(peer, frame) !== true) this.#unhandledFrames++;
-          break;
-        case "heartbeat":
-          protocol.onControl(peer.key, peer.incarnation, frame.frame, now);
-          extension?.frame(peer, frame);
-          break;
-        case "totemToken":
-        case "totemJoin":
-        case "totemCommit":
-        case "totemRelay":
-        case "fecParity":
-          protocol.onControl(peer.key, peer.incarnation, frame.frame, now);
-          break;
-        default:
-          // A channel-level goodbye (a Leave of no group) is the endpoint's; everything else goes up.
-          if (frame.case === "leave" && leaveGroupOf(frame.frame) === "") break;
-          if (extension?.frame(peer, frame) !== true) this.#unhandledFrames++;
-      }
+      const route = routeOf(frame);
+      if (route !== undefined && !this.#routes.dispatch(route, peer, frame)) this.#unhandledFrames++;
     }
   }
-
 
   #onDeliver(peer: PeerKey, data: DataFields, incarnation: number): void {
     // A protocol that delivers this member's own messages (total order) hands them up here too.
@@ -730,7 +723,7 @@ export class Channel implements AsyncDisposable {
 
   #onPeerUp(peer: Peer): void {
     this.#protocol?.onPeerUp(peer.key, peer.incarnation, peer.lastHeardAt);
-    this.#extension?.peerUp(peer);
+    for (const watcher of this.#peerWatchers) watcher.up(peer);
     // Tell a newcomer at once where our stream stands, so it neither waits for nor misses messages.
     if (this.#protocol !== undefined) for (const frame of this.#heartbeatFrames()) this.#endpoint!.unicastFrame(peer.key, frame);
     this.#events.emit("peerUp", { peer: peerInfo(peer) });
@@ -739,7 +732,7 @@ export class Channel implements AsyncDisposable {
 
   #onPeerDown(peer: Peer, reason: "left" | "timeout"): void {
     this.#protocol?.onPeerDown(peer.key, this.#clock.now());
-    this.#extension?.peerDown(peer, reason);
+    for (const watcher of this.#peerWatchers) watcher.down(peer, reason);
     if (this.#protocol?.endsStreams !== true) this.#reassembler.forget(peer.key);
     this.#events.emit("peerDown", { peer: peerInfo(peer), reason });
   }
@@ -766,7 +759,7 @@ export class Channel implements AsyncDisposable {
   #heartbeatFrames(): Uint8Array[] {
     const { digest, ...stream } = this.#protocol!.heartbeat();
     const first: HeartbeatFields = { ...stream, digest: [], intervalMs: this.#options.heartbeatIntervalMs };
-    const head = this.#extension?.heartbeat(first) ?? first;
+    const head = this.#heartbeatFields.reduce((fields, add) => add(fields), first);
     const perFrame = Math.max(1, Math.floor((this.#endpoint!.maxFrameBytes - heartbeatFrame(head).length) / MAX_DIGEST_ENTRY_BYTES));
     const frames: Uint8Array[] = [];
     for (let i = 0; i === 0 || i < digest.length; i += perFrame) {

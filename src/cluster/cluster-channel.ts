@@ -1,4 +1,4 @@
-import type { ExtensionContext } from "../channel/channel.ts";
+import type { ChannelContext } from "../channel/channel.ts";
 import { resolveChannelOptions } from "../channel/options.ts";
 import { Emitter } from "../channel/events.ts";
 import { waitUntil, type WaitOptions } from "../channel/wait.ts";
@@ -51,8 +51,8 @@ export class ClusterChannel extends GroupChannel {
   /** The term accepted and the epoch promised, kept across restarts (stop, start) of this member. */
   readonly #memory: TermMemory = { accepted: NO_TERM, promised: NO_PROMISE };
   #engine: StateEngine | undefined;
-  #context: ExtensionContext | undefined;
-  readonly #clusterEvents = new Emitter<ClusterEvents>((error) => this.emitError(error, "listener"));
+  #context: ChannelContext | undefined;
+  readonly #clusterEvents = new Emitter<ClusterEvents>((error) => this.channel.reportError(error, "listener"));
   /** The master last announced to `masterChange` listeners. */
   #master: Member | undefined;
   #stopRouting: (() => void) | undefined;
@@ -60,13 +60,13 @@ export class ClusterChannel extends GroupChannel {
 
   constructor(options?: ClusterChannelOptions) {
     const { state, group } = resolveClusterOptions(options);
-    const self: { target?: ClusterChannel } = {};
-    super(group, {
-      started: (context) => self.target!.#started(context),
-      stopping: () => self.target!.#stopping(),
-      view: (name, view) => self.target!.#onView(name, view),
-    });
-    self.target = this;
+    super(group);
+    // After the group level's: the state map starts once the group level has, and stops once it left its groups.
+    this.channel.onLifecycle(
+      (context) => this.#started(context),
+      () => this.#stopping(),
+    );
+    this.watchViews((name, view) => this.#onView(name, view));
     this.#state = state;
     this.#stateGroup = state.group ?? group.groups?.[0] ?? "default";
     this.#leaseMs = resolveGroupOptions(group).group.failureTimeoutMs;
@@ -80,8 +80,8 @@ export class ClusterChannel extends GroupChannel {
         maxValueBytes,
       },
       state,
-      (error) => this.emitError(error, "listener"),
-      (name, ms, attributes) => this.observer.record(name, ms, attributes),
+      (error) => this.channel.reportError(error, "listener"),
+      (name, ms, attributes) => this.channel.observer.record(name, ms, attributes),
     );
   }
 
@@ -163,13 +163,13 @@ export class ClusterChannel extends GroupChannel {
     return engine;
   }
 
-  #requireContext(): ExtensionContext {
+  #requireContext(): ChannelContext {
     const context = this.#context;
     if (context === undefined) throw new BlazeError("ILLEGAL_STATE", "the cluster channel is not started: join() it first");
     return context;
   }
 
-  #started(context: ExtensionContext): void {
+  #started(context: ChannelContext): void {
     this.#context = context;
     const { driver, endpoint } = context;
     let queued = 0;
@@ -203,7 +203,7 @@ export class ClusterChannel extends GroupChannel {
     this.#engine = engine;
     driver.add(engine);
     for (const unit of this.map.units) driver.add(unit);
-    this.#stopRouting = this.routeFrames(STATE_FRAME_KINDS, (peer, frame) => {
+    this.#stopRouting = this.channel.routeFrames(STATE_FRAME_KINDS, (peer, { frame }) => {
       const now = driver.now();
       engine.onFrame(peer.key, peer.incarnation, decodeStateFrame(frame, now), now);
       driver.touch();

@@ -1,6 +1,6 @@
-import type { Channel } from "../channel/channel.ts";
 import type { ClusterChannel } from "../cluster/cluster-channel.ts";
 import type { GroupChannel } from "../group/group-channel.ts";
+import type { DescribedMember } from "./member-events.ts";
 
 /** Attributes of a measurement: what it is about (a drop reason, an error stage, a queue). */
 export interface MetricAttributes {
@@ -43,7 +43,7 @@ export type MemberTotalName = keyof typeof MEMBER_TOTALS;
 export type MemberLevelName = keyof typeof MEMBER_LEVELS;
 
 /** A member's totals and levels now, from its public statistics, at whatever level it is. */
-export function memberCounters(member: Channel): { readonly totals: MeasuredValue[]; readonly levels: MeasuredValue[] } {
+export function memberCounters(member: DescribedMember): { readonly totals: MeasuredValue[]; readonly levels: MeasuredValue[] } {
   const stats = member.stats;
   const totals: MeasuredValue[] = [
     { name: "activeblaze.messages.sent", value: stats.protocol.sent },

@@ -32,24 +32,29 @@ export interface MemberEvent {
   readonly reason?: "left" | "timeout";
 }
 
+/** A member as diagnostics see it, at whatever level users hold it: a channel, a group channel or a cluster channel. */
+export type DescribedMember = Channel | GroupChannel;
+
 /**
  * Calls `handler` for every event of `member` worth telling an operator, at whatever level the member is
  * (a channel, a group channel, a cluster channel), through the public event API. Never listens for
  * `error`: that would count as handling errors, and unhandled ones must still be reported.
  */
-export function watchMember(member: Channel, handler: (event: MemberEvent) => void): () => void {
+export function watchMember(member: DescribedMember, handler: (event: MemberEvent) => void): () => void {
   const short = (id: string, name = "") => `${name === "" ? "" : `${name} `}(${id.slice(0, 8)})`;
+  // Every level takes a channel's events.
+  const channel: Pick<Channel, "on"> = member;
   const offs = [
-    member.on("peerUp", ({ peer }) =>
+    channel.on("peerUp", ({ peer }) =>
       handler({ kind: "peerUp", level: "info", message: `peer ${short(peer.id)} up at ${peer.address.host}:${peer.address.port}`, member: { id: peer.id, name: "" } }),
     ),
-    member.on("peerDown", ({ peer, reason }) =>
+    channel.on("peerDown", ({ peer, reason }) =>
       handler({ kind: "peerDown", level: "info", message: `peer ${short(peer.id)} down (${reason})`, member: { id: peer.id, name: "" }, reason }),
     ),
-    member.on("receiverUnresponsive", ({ peer, silentMs }) =>
+    channel.on("receiverUnresponsive", ({ peer, silentMs }) =>
       handler({ kind: "receiverUnresponsive", level: "warn", message: `receiver ${short(peer)} silent for ${Math.round(silentMs)} ms no longer holds this sender back`, member: { id: peer, name: "" }, value: silentMs }),
     ),
-    member.on("messagesLost", ({ peer, count, firstSeq, lastSeq }) =>
+    channel.on("messagesLost", ({ peer, count, firstSeq, lastSeq }) =>
       handler({ kind: "messagesLost", level: "warn", message: `lost ${count} message(s) of ${short(peer)} for good (${firstSeq}–${lastSeq})`, member: { id: peer, name: "" }, value: count }),
     ),
   ];

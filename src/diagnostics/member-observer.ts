@@ -2,7 +2,7 @@ import type { Channel } from "../channel/channel.ts";
 import { BlazeError } from "../errors.ts";
 import type { LogEntry, Logger, LogLevel } from "./logger.ts";
 import { memberCounters, type MetricAttributes } from "./member-counters.ts";
-import { type MemberEvent, watchMember } from "./member-events.ts";
+import { type DescribedMember, type MemberEvent, watchMember } from "./member-events.ts";
 import type { MemberEventCounterName, MemberHistogramName, Metrics } from "./metrics.ts";
 
 /** How many recent events a member keeps for diagnostics requests. */
@@ -25,7 +25,8 @@ const EVENT_COUNTERS: Partial<Record<MemberEvent["kind"], MemberEventCounterName
  * and the recent events diagnostics requests return. It watches the member through its public events.
  */
 export class MemberObserver {
-  readonly #member: Channel;
+  readonly #channel: Channel;
+  readonly #member: DescribedMember;
   readonly #logger: Logger | undefined;
   readonly #metrics: Metrics | undefined;
   readonly #recent: RecordedEvent[] = [];
@@ -33,15 +34,17 @@ export class MemberObserver {
 
   readonly #onError: (error: BlazeError) => void;
 
-  constructor(member: Channel, logger: Logger | undefined, metrics: Metrics | undefined, onError: (error: BlazeError) => void) {
+  /** `channel` names the member; `member` is the level built on it that users hold (the channel itself, or a group or cluster channel): what is watched and counted. */
+  constructor(channel: Channel, member: DescribedMember, logger: Logger | undefined, metrics: Metrics | undefined, onError: (error: BlazeError) => void) {
+    this.#channel = channel;
     this.#member = member;
     this.#onError = onError;
     this.#logger = logger;
     this.#metrics = metrics;
     metrics?.observe?.({
-      id: member.id,
-      name: member.name,
-      cluster: member.cluster,
+      id: channel.id,
+      name: channel.name,
+      cluster: channel.cluster,
       read: () => {
         const { totals, levels } = memberCounters(member);
         const who = this.attributes();
@@ -89,7 +92,7 @@ export class MemberObserver {
   log(level: LogLevel, message: string, fields: Omit<Partial<LogEntry>, "level" | "message">): void {
     const logger = this.#logger;
     if (logger === undefined) return;
-    const member = this.#member;
+    const member = this.#channel;
     const entry: Record<string, unknown> = { level, message, time: Date.now(), member: member.id.slice(0, 8), name: member.name, cluster: member.cluster };
     for (const [field, value] of Object.entries(fields)) if (value !== undefined) entry[field] = value;
     try {
@@ -116,7 +119,7 @@ export class MemberObserver {
 
   /** `member` (its name, or its id's first 8 hex digits) and `cluster`: on every measurement. */
   attributes(): MetricAttributes {
-    const member = this.#member;
+    const member = this.#channel;
     return { member: member.name === "" ? member.id.slice(0, 8) : member.name, cluster: member.cluster };
   }
 }

@@ -10,10 +10,10 @@ import {
   type PeerReportSchema,
 } from "../../gen/activeblaze/v1/diagnostics_pb.ts";
 import { encodeFrame } from "../wire/frames.ts";
-import type { Channel } from "../channel/channel.ts";
 import type { ClusterChannel } from "../cluster/cluster-channel.ts";
 import { memberInfo } from "../group/frames.ts";
 import type { GroupChannel } from "../group/group-channel.ts";
+import type { DescribedMember } from "./member-events.ts";
 import { BlazeMessage } from "../message/blaze-message.ts";
 import { idOf, keyOf } from "../reliable/member-key.ts";
 import type { Address } from "../transport/transport.ts";
@@ -83,7 +83,7 @@ const MIN_ELEMENT_BYTES = 16;
  * The DiagnosticsReply frame of `member`, at most `context.maxFrameBytes` long: lists that do not fit
  * (entries first, then events, peers, locks, group members) are halved until it fits, and marked.
  */
-export function reportFrame(member: Channel, context: ReportContext): Uint8Array {
+export function reportFrame(member: DescribedMember, context: ReportContext): Uint8Array {
   const reply = create(DiagnosticsReplySchema, describe(member, context));
   for (;;) {
     const frame = encodeFrame({ case: "diagnosticsReply", value: reply });
@@ -107,7 +107,7 @@ function shorten(reply: DiagnosticsReply): boolean {
   return true;
 }
 
-function describe(member: Channel, context: ReportContext): MessageInitShape<typeof DiagnosticsReplySchema> {
+function describe(member: DescribedMember, context: ReportContext): MessageInitShape<typeof DiagnosticsReplySchema> {
   const ref = (id: string, incarnation: number) => create(MemberRefSchema, { id: idOf(id), incarnation: BigInt(incarnation) });
   const { totals, levels } = memberCounters(member);
   const groups: Array<MessageInitShape<typeof GroupReportSchema>> = [];
@@ -156,7 +156,7 @@ function describe(member: Channel, context: ReportContext): MessageInitShape<typ
 }
 
 function stateReport(
-  member: Channel,
+  member: DescribedMember,
   includeEntries: boolean,
   most: number,
   ref: (id: string, incarnation: number) => ReturnType<typeof create<typeof MemberRefSchema>>,

@@ -1,20 +1,31 @@
 import type { Frame } from "../../gen/activeblaze/v1/envelope_pb.ts";
 import { Addressing, PayloadFormat } from "../../gen/activeblaze/v1/reliable_pb.ts";
-import { Channel, type ChannelEvents, type ChannelExtension, type ExtensionContext } from "../channel/channel.ts";
+import {
+  type BroadcastOptions,
+  Channel,
+  type ChannelContext,
+  type ChannelEvents,
+  type ChannelState,
+  type ChannelStats,
+  type PeerInfo,
+  type TopicListener,
+} from "../channel/channel.ts";
 import type { Peer } from "../channel/endpoint.ts";
 import { Emitter, PushIterator, type SubscribeOptions, type Subscription } from "../channel/events.ts";
 import { splitMessage } from "../channel/fragments.ts";
+import type { FrameRoute } from "../channel/frame-routes.ts";
 import { formatName, type TopicMessage } from "../channel/topic-message.ts";
 import { waitUntil, type WaitOptions } from "../channel/wait.ts";
 import { BlazeError } from "../errors.ts";
 import type { BlazeMessage } from "../message/blaze-message.ts";
 import { encodePayload } from "../message/payload-message.ts";
-import type { HeartbeatFields } from "../reliable/control-frames.ts";
 import type { OutgoingData, PeerKey } from "../reliable/protocol.ts";
 import { PendingCalls } from "../core/pending.ts";
 import { Reassembler, reassemblyLimits } from "../reliable/reassembler.ts";
 import { UnicastProtocol } from "../reliable/unicast/unicast-protocol.ts";
-import { type DataFields, NO_BYTES, type ReceivedFrame } from "../wire/frames.ts";
+import type { ChannelSecurity } from "../security/channel-security.ts";
+import type { Address } from "../transport/transport.ts";
+import { type DataFields, NO_BYTES } from "../wire/frames.ts";
 import type { AbortSignalLike } from "../web.ts";
 import { GroupMessage } from "./group-message.ts";
 import { GroupMembership } from "./membership.ts";
@@ -76,15 +87,8 @@ interface Call {
   readonly queue?: { readonly name: string; readonly payload: Uint8Array; readonly format: number; readonly expectsReply: boolean };
 }
 
-/** What a level built on the group channel (the cluster level) hooks into. */
-export interface GroupExtension {
-  /** The channel started: its clock and endpoint are ready. */
-  started(context: ExtensionContext): void;
-  /** The channel is stopping. */
-  stopping(): void;
-  /** `group` installed a view here, or this member left it (undefined). Called before the view's events. */
-  view(group: string, view: View | undefined): void;
-}
+/** The frames of group membership (each names its group). */
+const MEMBERSHIP_ROUTES = ["discovery", "discoveryResponse", "join", "joinResponse", "leave", "view", "viewAck", "suspect", "ping", "pong", "election"] as const satisfies readonly FrameRoute[];
 
 const GROUP_TOPIC_PREFIX = "$group/";
 const RESOLVED: Promise<void> = Promise.resolve();
@@ -103,9 +107,11 @@ export async function createGroupChannel(options?: GroupChannelOptions): Promise
  * ActiveBlaze's group level: a channel whose members know each other. Members join groups (and leave
  * them) and get views — the same members in the same order everywhere, with a coordinator; they send
  * to all of a group, point to point to a member's inboxes, to a queue ("whoever is free": one consumer
- * per message), and request/reply.
+ * per message), and request/reply. It runs on a {@link Channel} of its own, whose topics, events and
+ * life cycle it offers too.
  */
-export class GroupChannel extends Channel {
+export class GroupChannel implements AsyncDisposable {
+  readonly #channel: Channel;
   readonly #group: ResolvedGroupOptions;
   readonly #memberships = new Map<string, GroupMembership>();
   readonly #groupEvents: Emitter<GroupEvents>;
@@ -130,7 +136,9 @@ export class GroupChannel extends Channel {
   readonly #membersById = new Map<PeerKey, Member>();
   readonly #sendQueues = new Map<PeerKey, Array<{ pieces: OutgoingData[]; next: number; incarnation: number; resolve: () => void; reject: (e: BlazeError) => void }>>();
   readonly #waiters = new Set<() => void>();
-  #context: ExtensionContext | undefined;
+  /** What levels built on this one (the cluster's state map) are told of views, in registration order. */
+  readonly #viewWatchers: Array<(group: string, view: View | undefined) => void> = [];
+  #context: ChannelContext | undefined;
   #unicast: UnicastProtocol | undefined;
   #reassembler: Reassembler;
   #weight: number;
@@ -138,31 +146,131 @@ export class GroupChannel extends Channel {
   #stalls = 0;
   #lastStallAt = Number.NEGATIVE_INFINITY;
   readonly #startTimeMs = Date.now();
-  readonly #levelAbove: GroupExtension | undefined;
-  /** Frame kinds a level above handles itself (the cluster level's state frames), by kind. */
-  readonly #routes = new Map<string, (peer: Peer, frame: Frame) => void>();
 
-  /** `levelAbove`: for a level built on this one (the cluster channel); users leave it out. */
-  constructor(options?: GroupChannelOptions, levelAbove?: GroupExtension) {
-    const { group, channel } = resolveGroupOptions(options);
-    const extension: { target?: GroupChannel } = {};
-    const hooks: ChannelExtension = {
-      started: (context) => extension.target!.#started(context),
-      stopping: () => extension.target!.#stopping(),
-      frame: (peer, frame) => extension.target!.#frame(peer, frame),
-      peerUp: (peer) => extension.target!.#unicast?.onPeerUp(peer.key, peer.incarnation),
-      peerDown: (peer, reason) => extension.target!.#peerGone(peer, reason),
-      heartbeat: (fields) => extension.target!.#heartbeat(fields),
-    };
+  constructor(options?: GroupChannelOptions) {
+    const { group, channel: channelOptions } = resolveGroupOptions(options);
     // Members are watched by membership's own failure detection; the channel forgets silent peers later.
-    const peerTimeoutMs = channel.peerTimeoutMs ?? 3 * (group.failureTimeoutMs + group.verifyTimeoutMs);
-    super({ ...channel, peerTimeoutMs }, hooks);
-    extension.target = this;
+    const peerTimeoutMs = channelOptions.peerTimeoutMs ?? 3 * (group.failureTimeoutMs + group.verifyTimeoutMs);
+    const channel = new Channel({ ...channelOptions, peerTimeoutMs }, this);
+    this.#channel = channel;
     this.#group = group;
     this.#weight = group.weight;
-    this.#levelAbove = levelAbove;
     this.#reassembler = new Reassembler({ limits: reassemblyLimits(16 * 1024 * 1024), ordered: true, timeoutMs: peerTimeoutMs });
     this.#groupEvents = new Emitter<GroupEvents>((error) => this.#reportListenerError(error));
+    channel.onLifecycle(
+      (context) => this.#started(context),
+      () => this.#stopping(),
+    );
+    channel.watchPeers(
+      (peer) => this.#unicast?.onPeerUp(peer.key, peer.incarnation),
+      (peer, reason) => this.#peerGone(peer, reason),
+    );
+    channel.extendHeartbeat((fields) => (this.#queueHandlers.size === 0 ? fields : { ...fields, queues: [...this.#queueHandlers.keys()] }));
+    // Point-to-point data, acks and NACKs: the unicast streams this level runs.
+    channel.routeFrames(["unicastStream"], (peer, frame) => {
+      const unicast = this.#unicast;
+      if (unicast === undefined) return;
+      if (frame.case === "data") unicast.onData(peer.key, peer.incarnation, frame, peer.lastHeardAt);
+      else unicast.onControl(peer.key, peer.incarnation, frame.frame, peer.lastHeardAt);
+    });
+    channel.routeFrames(["heartbeat"], (peer, { frame }) => this.#onHeartbeat(peer, frame));
+    channel.routeFrames(MEMBERSHIP_ROUTES, (peer, { frame }) => this.#onMembershipFrame(peer, frame));
+  }
+
+  // --- the channel it runs on: identity, life cycle, topics and its events ---
+
+  /** This member's id (32 hex digits). */
+  get id(): string {
+    return this.#channel.id;
+  }
+
+  get name(): string {
+    return this.#channel.name;
+  }
+
+  get cluster(): string {
+    return this.#channel.cluster;
+  }
+
+  get state(): ChannelState {
+    return this.#channel.state;
+  }
+
+  /** How often this member sends heartbeats, in ms. */
+  get heartbeatIntervalMs(): number {
+    return this.#channel.heartbeatIntervalMs;
+  }
+
+  /** The incarnation this member runs as (grows on every start). */
+  get incarnation(): number {
+    return this.#channel.incarnation;
+  }
+
+  /** The unicast address this member sends from (after `init()`). */
+  get localAddress(): Address {
+    return this.#channel.localAddress;
+  }
+
+  /** The keyring and key rotation of a channel with `security`; undefined without. */
+  get security(): ChannelSecurity | undefined {
+    return this.#channel.security;
+  }
+
+  /** The peers this member hears now. */
+  get peers(): PeerInfo[] {
+    return this.#channel.peers;
+  }
+
+  /** The channel's counters (see {@link GroupChannel.groupStats} for the group level's). */
+  get stats(): ChannelStats {
+    return this.#channel.stats;
+  }
+
+  /** Binds the sockets; the configuration is fixed from here on. Idempotent once initialized. */
+  init(): Promise<void> {
+    return this.#channel.init();
+  }
+
+  /** Starts talking to peers (initializing first if needed), in no group yet: see {@link GroupChannel.join}. Idempotent. */
+  start(): Promise<void> {
+    return this.#channel.start();
+  }
+
+  /**
+   * Leaves every group and stops talking to peers; `start()` resumes (as a new incarnation). Broadcasts,
+   * sends and requests still waiting fail with `CLOSED`. Idempotent.
+   */
+  stop(): Promise<void> {
+    return this.#channel.stop();
+  }
+
+  /** Stops and releases the sockets; the channel is Constructed again and may be initialized anew. Idempotent. */
+  shutDown(): Promise<void> {
+    return this.#channel.shutDown();
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.shutDown();
+  }
+
+  /** Broadcasts a message on a topic to every member of the channel: see {@link Channel.broadcast}. */
+  broadcast(destination: string, message: BlazeMessage | Uint8Array, options: BroadcastOptions = {}): Promise<void> {
+    return this.#channel.broadcast(destination, message, options);
+  }
+
+  /** Calls `listener` for every message on topic `destination`; returns a function that stops it. */
+  onTopic(destination: string, listener: TopicListener): () => void {
+    return this.#channel.onTopic(destination, listener);
+  }
+
+  /** The messages on topic `destination` as an async iterator: see {@link Channel.subscribe}. */
+  subscribe(destination: string, options: SubscribeOptions = {}): Subscription<TopicMessage> {
+    return this.#channel.subscribe(destination, options);
+  }
+
+  /** Resolves once at least `count` peers are heard: see {@link Channel.waitForPeers}. */
+  waitForPeers(count: number, options: WaitOptions = {}): Promise<void> {
+    return this.#channel.waitForPeers(count, options);
   }
 
   // --- membership ---
@@ -245,13 +353,13 @@ export class GroupChannel extends Channel {
   }
 
   /** Adds a listener of a channel or group event; returns a function that removes it. */
-  override on<K extends keyof GroupChannelEvents>(type: K, listener: (event: GroupChannelEvents[K]) => void): () => void {
-    if (!isGroupEvent(type)) return super.on(type as keyof ChannelEvents, listener as (event: ChannelEvents[keyof ChannelEvents]) => void);
+  on<K extends keyof GroupChannelEvents>(type: K, listener: (event: GroupChannelEvents[K]) => void): () => void {
+    if (!isGroupEvent(type)) return this.#channel.on(type as keyof ChannelEvents, listener as (event: ChannelEvents[keyof ChannelEvents]) => void);
     return this.#groupEvents.on(type, listener as (event: GroupEvents[keyof GroupEvents]) => void);
   }
 
-  override off<K extends keyof GroupChannelEvents>(type: K, listener: (event: GroupChannelEvents[K]) => void): void {
-    if (!isGroupEvent(type)) return super.off(type as keyof ChannelEvents, listener as (event: ChannelEvents[keyof ChannelEvents]) => void);
+  off<K extends keyof GroupChannelEvents>(type: K, listener: (event: GroupChannelEvents[K]) => void): void {
+    if (!isGroupEvent(type)) return this.#channel.off(type as keyof ChannelEvents, listener as (event: ChannelEvents[keyof ChannelEvents]) => void);
     this.#groupEvents.off(type, listener as (event: GroupEvents[keyof GroupEvents]) => void);
   }
 
@@ -360,13 +468,13 @@ export class GroupChannel extends Channel {
 
   // How long requests take to be answered, for the `metrics` option.
   #timed<T>(to: "member" | "queue", reply: Promise<T>): Promise<T> {
-    return this.observer.measuring ? this.#measured(to, reply) : reply;
+    return this.#channel.observer.measuring ? this.#measured(to, reply) : reply;
   }
 
   async #measured<T>(to: "member" | "queue", reply: Promise<T>): Promise<T> {
     const clock = this.#context!.clock;
     const started = clock.now();
-    const done = (outcome: string) => this.observer.record("activeblaze.request.duration", clock.now() - started, { to, outcome });
+    const done = (outcome: string) => this.#channel.observer.record("activeblaze.request.duration", clock.now() - started, { to, outcome });
     try {
       const result = await reply;
       done("ok");
@@ -457,10 +565,9 @@ export class GroupChannel extends Channel {
     this.#groupEvents.emit("stalled", { stalledMs });
   }
 
-  #started(context: ExtensionContext): void {
+  #started(context: ChannelContext): void {
     this.#context = context;
     context.driver.add(this.#calls);
-    this.#levelAbove?.started(context);
     this.#reassembler = new Reassembler({ limits: reassemblyLimits(16 * 1024 * 1024), ordered: true, timeoutMs: 60_000 });
     this.#unicast = new UnicastProtocol({
       localKey: this.id,
@@ -475,7 +582,6 @@ export class GroupChannel extends Channel {
 
   #stopping(): void {
     for (const group of [...this.#memberships.keys()]) this.removeFromGroup(group);
-    this.#levelAbove?.stopping();
     if (this.#unicast !== undefined) this.#context?.driver.remove(this.#unicast);
     this.#unicast?.close();
     this.#unicast = undefined;
@@ -495,40 +601,20 @@ export class GroupChannel extends Channel {
     else endpoint.introduce(member.id, member.incarnation, member.address);
   }
 
-  #frame(peer: Peer, frame: ReceivedFrame): boolean {
-    switch (frame.case) {
-      case "data":
-        this.#unicast?.onData(peer.key, peer.incarnation, frame, peer.lastHeardAt);
-        return true;
-      case "nack":
-      case "ack":
-        this.#unicast?.onControl(peer.key, peer.incarnation, frame.frame, peer.lastHeardAt);
-        return true;
-      case "heartbeat": {
-        const kind = frame.frame.kind;
-        // Only a periodic heartbeat lists the queues; a protocol's own (interval 0) says nothing of them.
-        if (kind.case === "heartbeat" && kind.value.intervalMs > 0) this.#consumers.set(peer.key, kind.value.queues);
-        this.wakeWaiters();
-        return true;
-      }
-      default: {
-        const route = this.#routes.get(frame.case);
-        if (route !== undefined) {
-          route(peer, frame.frame);
-          return true;
-        }
-        const group = groupOf(frame.frame.kind);
-        const membership = group === undefined ? undefined : this.#memberships.get(group);
-        if (membership === undefined) return false;
-        membership.onFrame(peer.key, peer.address, frame.frame, peer.lastHeardAt);
-        this.wakeWaiters();
-        return true;
-      }
-    }
+  #onHeartbeat(peer: Peer, frame: Frame): void {
+    const kind = frame.kind;
+    // Only a periodic heartbeat lists the queues; a protocol's own (interval 0) says nothing of them.
+    if (kind.case === "heartbeat" && kind.value.intervalMs > 0) this.#consumers.set(peer.key, kind.value.queues);
+    this.wakeWaiters();
   }
 
-  #heartbeat(fields: HeartbeatFields): HeartbeatFields {
-    return this.#queueHandlers.size === 0 ? fields : { ...fields, queues: [...this.#queueHandlers.keys()] };
+  // A frame of a group this member is not in (or no longer) is ignored.
+  #onMembershipFrame(peer: Peer, frame: Frame): void {
+    const group = groupOf(frame.kind);
+    const membership = group === undefined ? undefined : this.#memberships.get(group);
+    if (membership === undefined) return;
+    membership.onFrame(peer.key, peer.address, frame, peer.lastHeardAt);
+    this.wakeWaiters();
   }
 
   #peerGone(peer: Peer, reason: "left" | "timeout"): void {
@@ -566,7 +652,7 @@ export class GroupChannel extends Channel {
     }
     const joined = view?.members.filter((m) => previous === undefined || !contains(previous, m.id, m.incarnation)) ?? [];
     const left = previous?.members.filter((m) => view === undefined || !contains(view, m.id, m.incarnation)) ?? [];
-    this.#levelAbove?.view(group, view);
+    for (const watcher of this.#viewWatchers) watcher(group, view);
     if (view !== undefined) this.#groupEvents.emit("viewChange", { group, view, previous, joined, left });
     for (const member of joined) {
       this.#groupEvents.emit("join", { group, member });
@@ -808,22 +894,26 @@ export class GroupChannel extends Channel {
 
   readonly #groupTopics = new Set<string>();
 
-  /** @internal Hands frames of `kinds` to `handler` (for a level built on this one); returns the function that stops it. */
-  protected routeFrames(kinds: ReadonlyArray<NonNullable<Frame["kind"]["case"]>>, handler: (peer: Peer, frame: Frame) => void): () => void {
-    for (const kind of kinds) this.#routes.set(kind, handler);
-    return () => {
-      for (const kind of kinds) if (this.#routes.get(kind) === handler) this.#routes.delete(kind);
-    };
+  // --- internal: how a level built on a group channel (the cluster's state map) takes part in it ---
+
+  /** @internal The channel this one runs on: where a level built on it registers for frames and the life cycle. */
+  get channel(): Channel {
+    return this.#channel;
   }
 
-  /** Calls `wake` whenever the group's state changed (a view, a frame, a consumer): waiters re-check. */
-  protected addWaiter(wake: () => void): () => void {
+  /** @internal Calls `watcher` when `group` installs a view here, or this member leaves it (undefined), before the view's events. */
+  watchViews(watcher: (group: string, view: View | undefined) => void): void {
+    this.#viewWatchers.push(watcher);
+  }
+
+  /** @internal Calls `wake` whenever the group's state changed (a view, a frame, a consumer): waiters re-check. */
+  addWaiter(wake: () => void): () => void {
     this.#waiters.add(wake);
     return () => this.#waiters.delete(wake);
   }
 
-  /** Wakes every waiter to re-check its condition. */
-  protected wakeWaiters(): void {
+  /** @internal Wakes every waiter to re-check its condition. */
+  wakeWaiters(): void {
     for (const wake of [...this.#waiters]) wake();
   }
 
@@ -837,7 +927,7 @@ export class GroupChannel extends Channel {
 
   #reportListenerError(error: unknown): void {
     const wrapped = error instanceof BlazeError ? error : new BlazeError("LISTENER_ERROR", "a group listener threw", { cause: error });
-    this.emitError(wrapped, "listener");
+    this.#channel.reportError(wrapped, "listener");
   }
 }
 

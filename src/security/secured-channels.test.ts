@@ -10,7 +10,7 @@ import { wrapTransports } from "../transport/transport-wrapper.ts";
 
 const K1 = { id: 1, secret: new Uint8Array(32).fill(0x11) };
 
-let open: Channel[] = [];
+let open: Array<Channel | GroupChannel> = [];
 afterEach(async () => {
   for (const channel of open) await channel.shutDown();
   open = [];

@@ -22,7 +22,7 @@ import { mutate, reSign } from "./mutate.ts";
 export type Level = "nack" | "fec" | "totem" | "cluster";
 
 export interface LiveMember {
-  readonly channel: Channel;
+  readonly channel: Channel | ClusterChannel;
   readonly name: string;
   /** Per sender id: the sequence of workload messages delivered from it. */
   readonly delivered: Map<string, number[]>;
@@ -98,7 +98,7 @@ export async function startBed(level: Level, count = 3, extra: Record<string, un
         : await createChannel({ ...common, name, reliability: level });
     const member: LiveMember = { channel, name, delivered: new Map() };
     // Every background failure is counted in stats.errors; listening keeps the console quiet.
-    channel.on("error", () => undefined);
+    (channel as Pick<Channel, "on">).on("error", () => undefined);
     channel.onTopic(WORKLOAD_TOPIC, (message) => {
       let text = "";
       try {
