@@ -97,6 +97,9 @@ export async function runDemo(options: { readonly messages: number; readonly clu
     console.log(`alpha: put("color", "blue")`);
     await alpha.map.put("color", new BlazeMessage("blue"));
     console.log(`charlie: put("color", "green") -> was ${show(await charlie.map.put("color", new BlazeMessage("green")))}`);
+    // The master shows a write once it learns every member holds it: as a rule when the write resolves,
+    // but on a busy machine a moment later.
+    await waitFor(() => show(bravo.map.get("color")) === "green", 2_000);
     const version = bravo.map.getEntry("color")!.version;
     console.log(`bravo: compareAndSet("color", version ${version}, "red") -> ${await bravo.map.compareAndSet("color", version, new BlazeMessage("red"))}`);
     console.log(`alpha: compareAndSet("color", version ${version}, "pink") -> ${await alpha.map.compareAndSet("color", version, new BlazeMessage("pink"))} (someone wrote it since)`);
