@@ -83,6 +83,31 @@ class Bed {
 }
 
 describe("Sequencer", () => {
+  it("refuses a copy of a refused request again, even once what refused it is gone (a duplicated datagram)", () => {
+    const bed = new Bed();
+    bed.start();
+    const held = bed.lock(C, "k", 0);
+    bed.sequencer.flush(bed.now);
+    const token = bed.response(held)?.token ?? bed.replica.locks.get("k")!.token;
+    // B's tryLock and put while C holds the lock: both refused.
+    const tryLock = { requestId: 100, op: { case: "lock", key: "k", leaseMs: 0, waitMs: 0, releaseOnExit: true } } as const;
+    const put = { requestId: 101, op: { case: "put", put: { key: "k", value: new Uint8Array([2]), format: 0, ttlMs: 0, removeOnExit: false, ifVersion: undefined, fencingToken: 0 } } } as const;
+    bed.sequencer.onRequest(B, tryLock, bed.now);
+    bed.sequencer.onRequest(B, put, bed.now);
+    expect(bed.responses.filter(([, r]) => r.requestId >= 100).map(([, r]) => r.outcome)).toEqual(["LOCKED", "LOCKED"]);
+    // C releases; then the network delivers the copies of B's requests.
+    bed.request(C, { case: "unlock", key: "k", fencingToken: token });
+    bed.sequencer.flush(bed.now);
+    expect(bed.replica.locks.has("k")).toBe(false);
+    bed.sequencer.onRequest(B, tryLock, bed.now);
+    bed.sequencer.onRequest(B, put, bed.now);
+    bed.sequencer.flush(bed.now);
+    expect(bed.replica.locks.has("k")).toBe(false);
+    expect(bed.replica.appliedRequest(B, 101)).toBeUndefined();
+    expect(bed.responses.filter(([, r]) => r.requestId >= 100).map(([, r]) => r.outcome)).toEqual(["LOCKED", "LOCKED", "LOCKED", "LOCKED"]);
+    expect(bed.sequencer.stats.requestsDeduplicated).toBe(2);
+  });
+
   it("waits until every member took up the term and a majority echoed its lease probe", () => {
     const bed = new Bed();
     bed.put(B, "x");

@@ -31,6 +31,13 @@ import type { VisibleState } from "./visible-state.ts";
 const REPAIR_MS = 20;
 /** A member that says it lacks updates (a gap) is repaired at once, but not twice within this. */
 const GAP_REPAIR_HOLDOFF_MS = 3;
+/**
+ * Refusals remembered, so that a copy of a refused request (a duplicated datagram) is refused again
+ * rather than applied once what refused it is gone: a put told LOCKED must not be written after the
+ * unlock, a tryLock told LOCKED must not be granted to a caller that went on. Copies come within
+ * moments; these are the latest refusals of the term.
+ */
+const REFUSALS_KEPT = 4_096;
 /** Updates sent to one member in one repair. */
 const REPAIR_BATCH = 256;
 /** Fencing tokens reserved at once: a ceiling every member acknowledged before tokens below it are granted. */
@@ -150,6 +157,8 @@ export class Sequencer implements TimedUnit {
   #probe: number;
   #probeIssuedAt = Number.NEGATIVE_INFINITY;
   readonly #probes = new Map<number, number>();
+  /** The latest refusals, by requester and request id, oldest first. */
+  readonly #refused = new Map<string, Refusal>();
   #lastSentAt: number;
   #wasServing = false;
 
@@ -330,6 +339,11 @@ export class Sequencer implements TimedUnit {
       return;
     }
     if (this.#locks.isQueued(requester, requestId) || this.#tokenWait.some((w) => w.requestId === requestId && sameInstance(w.requester, requester))) return;
+    const refusal = this.#refused.get(requestKey(requester, requestId));
+    if (refusal !== undefined) {
+      this.stats.requestsDeduplicated++;
+      return this.#respondTo(requester, requestId, refusal.outcome, refusal.message);
+    }
     switch (op.case) {
       case "put":
       case "remove":
@@ -671,6 +685,10 @@ export class Sequencer implements TimedUnit {
 
   #respondTo(requester: MemberInstance, requestId: number, outcome: StateOutcome, message: string): void {
     if (requestId === 0) return;
+    if (outcome !== "OK") {
+      this.#refused.set(requestKey(requester, requestId), { outcome, message });
+      if (this.#refused.size > REFUSALS_KEPT) this.#refused.delete(this.#refused.keys().next().value!);
+    }
     this.#host.respond(requester, { requestId, outcome, message, epoch: this.#epoch, index: 0, previous: [], token: 0 });
   }
 }
