@@ -186,7 +186,7 @@ export class Endpoint {
     this.#config = config;
     this.#clock = clock;
     this.#driver = driver;
-    this.#stopFlushing = driver.onEndOfTurn(() => {
+    this.#stopFlushing = driver.onFlush(() => {
       if (this.#flushScheduled) this.flush();
       // With security, what the next datagrams' seals need is made now that this turn's are out.
       this.#guard?.prepare();

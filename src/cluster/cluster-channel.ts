@@ -172,19 +172,12 @@ export class ClusterChannel extends GroupChannel {
   #started(context: ChannelContext): void {
     this.#context = context;
     const { driver, endpoint } = context;
-    let queued = 0;
     const engine = new StateEngine(
       {
         local: { id: this.id, incarnation: context.incarnation },
         group: this.#stateGroup,
-        unicast: (peer, frame) => {
-          queued++;
-          this.#unicast(peer, frame);
-        },
-        multicast: (frame) => {
-          queued++;
-          endpoint.multicastFrame(frame);
-        },
+        unicast: (peer, frame) => this.#unicast(peer, frame),
+        multicast: (frame) => endpoint.multicastFrame(frame),
         changed: (changes, resync) => this.map.emit(changes, resync),
         synced: (epoch) => this.map.emitReady(epoch),
         wake: () => this.wakeWaiters(),
@@ -208,12 +201,9 @@ export class ClusterChannel extends GroupChannel {
       engine.onFrame(peer.key, peer.incarnation, decodeStateFrame(frame, now), now);
       driver.touch();
     });
-    // What a turn produced (the coordinator's batch, acknowledgements, notices) goes out with the turn.
-    this.#stopFlushing = driver.onEndOfTurn(() => {
-      queued = 0;
-      engine.flush(driver.now());
-      if (queued > 0) endpoint.flush();
-    });
+    // What a turn produced (the coordinator's batch, acknowledgements, notices) goes out with the turn,
+    // in the endpoint's flush (after this): with whatever else goes to the same peers.
+    this.#stopFlushing = driver.onEndOfTurn(() => engine.flush(driver.now()));
   }
 
   #stopping(): void {

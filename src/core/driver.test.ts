@@ -56,6 +56,37 @@ describe("Driver", () => {
     driver.close();
   });
 
+  it("flushes after every end-of-turn call, whenever each was registered, and takes no extra turn for what those calls queue", () => {
+    const clock = new VirtualClock();
+    let turns = 0;
+    const counting: Clock = {
+      now: () => clock.now(),
+      defer: (fn) => {
+        turns++;
+        clock.defer(fn);
+      },
+      setTimer: (delayMs, fn) => clock.setTimer(delayMs, fn),
+    };
+    const driver = new Driver(counting, (error) => {
+      throw error;
+    });
+    clock.runFor(0);
+    const log: string[] = [];
+    driver.onFlush(() => log.push("flush"));
+    // Registered after the flush, as a level built on a channel registers its own: it still comes first,
+    // and what it queues (it touches the driver) goes out with this flush, not in a turn of its own.
+    driver.onEndOfTurn(() => {
+      log.push("level");
+      driver.touch();
+    });
+    turns = 0;
+    driver.touch();
+    clock.runFor(0);
+    expect(log).toEqual(["level", "flush"]);
+    expect(turns).toBe(1);
+    driver.close();
+  });
+
   it("runs a one-shot call once at the end of the turn, after the units due and the flush", () => {
     const { clock, counting } = countingClock();
     const log: string[] = [];

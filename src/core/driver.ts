@@ -23,10 +23,13 @@ export class Driver {
   readonly #fault: (error: unknown) => void;
   readonly #units: TimedUnit[] = [];
   readonly #endOfTurn: Array<() => void> = [];
+  readonly #flushes: Array<() => void> = [];
   #once: Array<() => void> = [];
   #timer: TimerHandle | undefined;
   #armedAt = Number.POSITIVE_INFINITY;
   #turnScheduled = false;
+  /** While the end-of-turn calls run: what they touch goes out with this turn's flush, which follows. */
+  #endingTurn = false;
   #closed = false;
 
   /** `fault`: where an exception thrown by a unit goes (the member carries on). */
@@ -60,6 +63,19 @@ export class Driver {
   }
 
   /**
+   * Runs `fn` at the end of every turn that did something, after every `onEndOfTurn` call: the flush
+   * that sends what the turn produced, those calls' frames included (one datagram for a request and
+   * an acknowledgement to the same peer). Returns its remover.
+   */
+  onFlush(fn: () => void): () => void {
+    this.#flushes.push(fn);
+    return () => {
+      const index = this.#flushes.indexOf(fn);
+      if (index >= 0) this.#flushes.splice(index, 1);
+    };
+  }
+
+  /**
    * Runs `fn` once, at the end of this turn, after the flush: how a unit closes what a burst of inputs
    * built up (an FEC block). What it sends goes out in a datagram of its own, with the next flush.
    */
@@ -73,7 +89,7 @@ export class Driver {
    * handled, so that what they produced goes out bundled — flush, and re-arm the timer.
    */
   touch(): void {
-    if (this.#turnScheduled || this.#closed) return;
+    if (this.#turnScheduled || this.#endingTurn || this.#closed) return;
     this.#turnScheduled = true;
     this.#clock.defer(this.#turnEnded);
   }
@@ -87,8 +103,8 @@ export class Driver {
     this.#armedAt = Number.POSITIVE_INFINITY;
   }
 
-  // Units whose deadline has come act first (a touch meanwhile is part of this turn), then the flush
-  // sends what the turn produced, then the one-shot calls run.
+  // Units whose deadline has come act first (a touch meanwhile is part of this turn), then the
+  // end-of-turn calls, then the flush sends what the turn produced, then the one-shot calls run.
   readonly #turnEnded = (): void => {
     if (this.#closed) {
       this.#turnScheduled = false;
@@ -99,7 +115,13 @@ export class Driver {
       if (unit.pollTimeout() <= now) this.#guard(() => unit.handleTimeout(now));
     }
     this.#turnScheduled = false;
-    for (const fn of this.#endOfTurn) this.#guard(fn);
+    this.#endingTurn = true;
+    try {
+      for (const fn of this.#endOfTurn) this.#guard(fn);
+    } finally {
+      this.#endingTurn = false;
+    }
+    for (const fn of this.#flushes) this.#guard(fn);
     const once = this.#once;
     if (once.length > 0) {
       this.#once = [];
