@@ -433,9 +433,10 @@ export class JMSContext implements AsyncDisposable {
   /** Sends (or holds for the commit); throws what is wrong with the call at once. */
   #send(destination: Destination, message: Message, settings: ProducerSettings): Promise<void> {
     this.#requireOpen("send()");
-    if (destination instanceof Topic) {
-      if (destination.isWildcard) throw new BlazeError("INVALID_ARGUMENT", `cannot send to the wildcard topic "${destination.name}"`);
-    } else if ((destination instanceof TemporaryQueue || destination instanceof TemporaryTopic) && destination.name.startsWith(`${this.#factory.memberId}/`) && !this.#factory.hasTemporary(destination.name)) {
+    const kind = destination.kind;
+    if (kind === "topic") {
+      if ((destination as Topic).isWildcard) throw new BlazeError("INVALID_ARGUMENT", `cannot send to the wildcard topic "${destination.name}"`);
+    } else if (kind !== "queue" && destination.name.startsWith(`${this.#factory.memberId}/`) && !this.#factory.hasTemporary(destination.name)) {
       throw new BlazeError("INVALID_ARGUMENT", `${destination} was deleted (its context closed)`);
     }
     const now = Date.now();
@@ -451,8 +452,8 @@ export class JMSContext implements AsyncDisposable {
       this.#held.push({ destination, wire });
       return RESOLVED;
     }
-    if (destination instanceof Queue) return this.#factory.replica.enqueue([wire]);
-    if (destination instanceof TemporaryQueue) return this.#factory.sendToTemporaryQueues([wire]);
+    if (kind === "queue") return this.#factory.replica.enqueue([wire]);
+    if (kind === "temporary-queue") return this.#factory.sendToTemporaryQueues([wire]);
     return this.#factory.publish([wire]);
   }
 

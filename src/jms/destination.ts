@@ -119,18 +119,27 @@ const received = new Map<DestinationKind, Map<string, Destination | undefined>>(
   [DestinationKind.TOPIC, DestinationKind.QUEUE, DestinationKind.TEMPORARY_QUEUE, DestinationKind.TEMPORARY_TOPIC].map((kind) => [kind, new Map()]),
 );
 const MAX_REMEMBERED = 1024;
+let last: Destination | undefined;
+let lastKind = DestinationKind.UNSPECIFIED;
 
 /** The destination a wire value names, or undefined when it names none this version knows. */
 export function fromWire(destination: WireDestination | undefined): Destination | undefined {
   if (destination === undefined) return undefined;
+  // Mostly the destination of the message before: a comparison of names, not a lookup.
+  if (last !== undefined && destination.name === last.name && destination.kind === lastKind) return last;
   const byName = received.get(destination.kind);
   // A kind this version does not know names no destination.
   if (byName === undefined) return undefined;
-  const known = byName.get(destination.name);
-  if (known !== undefined || byName.has(destination.name)) return known;
-  const made = make(destination);
-  if (byName.size >= MAX_REMEMBERED) byName.clear();
-  byName.set(destination.name, made);
+  let made = byName.get(destination.name);
+  if (made === undefined && !byName.has(destination.name)) {
+    made = make(destination);
+    if (byName.size >= MAX_REMEMBERED) byName.clear();
+    byName.set(destination.name, made);
+  }
+  if (made !== undefined) {
+    last = made;
+    lastKind = destination.kind;
+  }
   return made;
 }
 
