@@ -279,6 +279,32 @@ describe("JMS queues", () => {
     void consumers;
   });
 
+  it("takes more sends, assignments and acknowledgements at once than one write of the replicated map holds", async () => {
+    bed = new MessagingBed();
+    const a = await bed.add();
+    const b = await bed.add();
+    await bed.run(500);
+    const context = a.createContext();
+    const queue = context.queue("bulk");
+    const producer = context.createProducer();
+    const body = new Uint8Array(600).fill(1);
+    // About 700 bytes each in the map: 700 sends in one tick are several datagrams' worth, and so are
+    // the dispatcher's 700 assignments to a consumer with room for all, and their acknowledgement.
+    const sends = Array.from({ length: 700 }, () => producer.send(queue, body));
+    const outcomes = await bed.settle(Promise.allSettled(sends));
+    expect(outcomes.filter((o) => o.status === "rejected").map((o) => String((o as PromiseRejectedResult).reason))).toEqual([]);
+    expect(a.queueDepth("bulk")).toBe(700);
+    const consumerContext = b.createContext({ sessionMode: "CLIENT_ACKNOWLEDGE" });
+    const consumer = consumerContext.createConsumer(queue);
+    await bed.until(() => consumer.pending === 700);
+    const ids = new Set<string>();
+    for (let i = 0; i < 700; i++) ids.add(consumer.receiveNoWait()!.JMSMessageID!);
+    expect(ids.size).toBe(700);
+    await bed.settle(consumerContext.acknowledge());
+    await bed.until(() => a.queueDepth("bulk") === 0 && b.queueDepth("bulk") === 0);
+    expect(b.stats.queue.acknowledged).toBe(700);
+  });
+
   it("keeps a message its producer sent when the producer crashes, and redelivers one whose consumer crashed", async () => {
     bed = new MessagingBed();
     const a = await bed.add();
