@@ -699,7 +699,8 @@ export class QueueReplica {
         for (const item of items) await this.#write([item]);
         return;
       }
-      if (code === "VERSION_MISMATCH") {
+      // A lone item whose condition failed: an acknowledgement (or a release) of a message given to another consumer meanwhile.
+      if (code === "VERSION_MISMATCH" && items[0]!.removes.length > 0) {
         this.stats.staleAcknowledgements++;
         failure = new BlazeError("ILLEGAL_STATE", "a queue message was given to another consumer before it was acknowledged (it will be redelivered there)", { cause: error });
       } else failure = wrap(error, "a queue write");
