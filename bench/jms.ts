@@ -4,7 +4,9 @@
  *  1. topic throughput: one publisher process → two subscriber processes, `--size` bytes a message (and
  *     `--large-size`), the core API (`broadcast` / `onTopic`) and activeblaze/jms (`send` to a
  *     topic / a consumer's listener) alternating in the same processes, `--rounds` times each; the
- *     slowest subscriber's rate.
+ *     slowest subscriber's rate, and the CPU time each process spent per message (the publisher's while
+ *     it sent, a subscriber's from its subscription to the count): a measure of what each API costs that
+ *     a busy machine disturbs far less than rates.
  *  2. queue throughput: one producer → three consumer processes, `--in-flight` sends outstanding; the
  *     core API's queue (`sendToQueue` / `consumeQueue`: held by the sender, acknowledged by the consumer)
  *     and the JMS queue (replicated in the state map before `send` resolves, dispatched by the map's
@@ -37,8 +39,8 @@ type ToChild =
 type FromChild =
   | { readonly type: "ready" }
   | { readonly type: "joined"; readonly id: string; readonly members: number }
-  | { readonly type: "counted"; readonly received: number; readonly elapsedMs: number }
-  | { readonly type: "published"; readonly sent: number; readonly elapsedMs: number; readonly failed: number; readonly firstError?: string }
+  | { readonly type: "counted"; readonly received: number; readonly elapsedMs: number; readonly cpuMs: number }
+  | { readonly type: "published"; readonly sent: number; readonly elapsedMs: number; readonly cpuMs: number; readonly failed: number; readonly firstError?: string }
   | { readonly type: "gateway-port"; readonly port: number }
   | { readonly type: "failed"; readonly error: string };
 
@@ -56,6 +58,11 @@ async function runMember(): Promise<void> {
   let firstAt = 0;
   let lastAt = 0;
   let stop: (() => void) | undefined;
+  let cpuFrom = process.cpuUsage();
+  const cpuMsSince = (from: NodeJS.CpuUsage) => {
+    const used = process.cpuUsage(from);
+    return (used.user + used.system) / 1000;
+  };
   const send = (message: FromChild) => process.send!(message);
   const onMessage = () => {
     const now = performance.now();
@@ -73,6 +80,7 @@ async function runMember(): Promise<void> {
       send({ type: "joined", id: channel.id, members: channel.getMembers("g").length });
     },
     subscribe: (message) => {
+      cpuFrom = process.cpuUsage();
       if (message.api === "core") {
         stop = channel!.onTopic(message.topic, onMessage);
       } else {
@@ -94,11 +102,12 @@ async function runMember(): Promise<void> {
       stop = undefined;
     },
     count: () => {
-      send({ type: "counted", received, elapsedMs: lastAt - firstAt });
+      send({ type: "counted", received, elapsedMs: lastAt - firstAt, cpuMs: cpuMsSince(cpuFrom) });
       received = 0;
     },
     publish: async (message) => {
       const payload = new Uint8Array(message.size).fill(7);
+      const cpuAtStart = process.cpuUsage();
       const startedAt = performance.now();
       const endAt = startedAt + message.seconds * 1000;
       let sent = 0;
@@ -113,7 +122,7 @@ async function runMember(): Promise<void> {
           for (let i = 0; i < 64; i++, sent++) await producer.send(topic, payload);
         }
       }
-      send({ type: "published", sent, elapsedMs: performance.now() - startedAt, failed: 0 });
+      send({ type: "published", sent, elapsedMs: performance.now() - startedAt, cpuMs: cpuMsSince(cpuAtStart), failed: 0 });
     },
     produce: async (message) => {
       const payload = new Uint8Array(message.size).fill(9);
@@ -138,7 +147,7 @@ async function runMember(): Promise<void> {
         }
       };
       await Promise.all(Array.from({ length: message.inFlight }, lane));
-      send({ type: "published", sent, failed, elapsedMs: performance.now() - startedAt, ...(firstError === undefined ? {} : { firstError }) });
+      send({ type: "published", sent, failed, elapsedMs: performance.now() - startedAt, cpuMs: 0, ...(firstError === undefined ? {} : { firstError }) });
     },
     gateway: async () => {
       const gateway = await createStompGateway(factory!, { port: 0 });
@@ -166,7 +175,7 @@ async function startMembers(count: number): Promise<Member[]> {
   return members;
 }
 
-async function countAll(members: readonly Member[]): Promise<Array<{ received: number; elapsedMs: number }>> {
+async function countAll(members: readonly Member[]): Promise<Array<{ received: number; elapsedMs: number; cpuMs: number }>> {
   return Promise.all(members.map(async (m) => (m.post({ type: "count" }), await m.next("counted", 30_000))));
 }
 
@@ -175,10 +184,23 @@ interface Comparison {
   readonly jmsMessagesPerSecond: number;
   /** JMS as a fraction of the core API in the same processes. */
   readonly ratio: number;
-  readonly rounds: ReadonlyArray<{ readonly api: "core" | "jms"; readonly messagesPerSecond: number; readonly perReceiver: readonly number[] }>;
+  readonly rounds: ReadonlyArray<{ readonly api: "core" | "jms"; readonly messagesPerSecond: number; readonly perReceiver: readonly number[]; readonly cpu?: CpuPerMessage }>;
 }
 
-async function measureTopic(seconds: number, rounds: number, size: number): Promise<Comparison & { size: number; subscribers: number }> {
+/** CPU time per message, µs: the publisher's per message sent, a subscriber's (their mean) per message received. */
+interface CpuPerMessage {
+  readonly publisherMicros: number;
+  readonly subscriberMicros: number;
+}
+
+interface CpuComparison {
+  readonly core: CpuPerMessage;
+  readonly jms: CpuPerMessage;
+  /** What JMS costs beyond the core API, as a fraction of the core API's cost (publisher and subscriber CPU per message together). */
+  readonly layerCost: number;
+}
+
+async function measureTopic(seconds: number, rounds: number, size: number): Promise<Comparison & { size: number; subscribers: number; cpu: CpuComparison }> {
   const members = await startMembers(3);
   const [publisher, ...subscribers] = members as [Member, ...Member[]];
   try {
@@ -196,10 +218,14 @@ async function measureTopic(seconds: number, rounds: number, size: number): Prom
         for (const s of subscribers) s.post({ type: "stop-consuming" });
         // The slowest subscriber's rate over the publisher's sending time (what was not received by then counts against it).
         const perReceiver = counts.map((c) => Math.min(c.received, published.sent) / (published.elapsedMs / 1000));
-        runs.push({ api, messagesPerSecond: Math.min(...perReceiver), perReceiver });
+        const cpu = {
+          publisherMicros: (published.cpuMs * 1000) / published.sent,
+          subscriberMicros: counts.reduce((sum, c) => sum + (c.cpuMs * 1000) / Math.max(1, c.received), 0) / counts.length,
+        };
+        runs.push({ api, messagesPerSecond: Math.min(...perReceiver), perReceiver, cpu });
       }
     }
-    return { ...compare(runs), size, subscribers: subscribers.length };
+    return { ...compare(runs), size, subscribers: subscribers.length, cpu: compareCpu(runs) };
   } finally {
     await exitAll(members);
   }
@@ -239,6 +265,17 @@ function compare(runs: Comparison["rounds"]): Comparison {
   const core = median(runs.filter((r) => r.api === "core").map((r) => r.messagesPerSecond));
   const jms = median(runs.filter((r) => r.api === "jms").map((r) => r.messagesPerSecond));
   return { coreMessagesPerSecond: core, jmsMessagesPerSecond: jms, ratio: jms / core, rounds: runs };
+}
+
+function compareCpu(runs: Comparison["rounds"]): CpuComparison {
+  const of = (api: "core" | "jms"): CpuPerMessage => {
+    const mine = runs.filter((r) => r.api === api && r.cpu !== undefined).map((r) => r.cpu!);
+    return { publisherMicros: median(mine.map((c) => c.publisherMicros)), subscriberMicros: median(mine.map((c) => c.subscriberMicros)) };
+  };
+  const core = of("core");
+  const jms = of("jms");
+  const total = (c: CpuPerMessage) => c.publisherMicros + c.subscriberMicros;
+  return { core, jms, layerCost: (total(jms) - total(core)) / total(core) };
 }
 
 async function measureStomp(seconds: number, size: number): Promise<{ messagesPerSecond: number; sent: number; received: number; size: number }> {
@@ -326,6 +363,8 @@ async function main(): Promise<void> {
   for (const t of [topic, largeTopic]) {
     if (t === undefined) continue;
     console.log(`| topic, 1 publisher → ${t.subscribers} subscribers, ${t.size} B, slowest subscriber | ${thousands(t.coreMessagesPerSecond)} msgs/s | ${thousands(t.jmsMessagesPerSecond)} msgs/s | ${(t.ratio * 100).toFixed(0)} % |`);
+    const cpu = (c: CpuPerMessage) => `${c.publisherMicros.toFixed(1)} + ${c.subscriberMicros.toFixed(1)} µs`;
+    console.log(`| topic, ${t.size} B, CPU per message (publisher + a subscriber) | ${cpu(t.cpu.core)} | ${cpu(t.cpu.jms)} | the layer costs ${(t.cpu.layerCost * 100).toFixed(0)} % more |`);
   }
   if (queue !== undefined) {
     console.log(`| queue, 1 producer → ${queue.consumers} consumers, ${queue.size} B, ${queue.inFlight} in flight | ${thousands(queue.coreMessagesPerSecond)} msgs/s (held by the sender) | ${thousands(queue.jmsMessagesPerSecond)} msgs/s (replicated) | ${(queue.ratio * 100).toFixed(0)} % |`);

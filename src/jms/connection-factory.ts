@@ -12,7 +12,7 @@ import { Queue, TemporaryQueue, topicMatches } from "./destination.ts";
 import { wireLookup } from "./message.ts";
 import { type ConnectionFactoryOptions, type ContextOptions, resolveContextOptions, resolveFactoryOptions, type ResolvedFactoryOptions } from "./options.ts";
 import { QueueReplica, type QueueStats } from "./queue-replica.ts";
-import { decodeBatch, encodeBatch, type WireMessage } from "./wire.ts";
+import { decodeBatch, encodeBatch, type WireDestination, type WireMessage } from "./wire.ts";
 
 /** The channel topic every member publishes its topic messages on (one stream per member: FIFO across topics). */
 export const MESSAGING_TOPIC = "$jms/topic";
@@ -89,6 +89,12 @@ export class ConnectionFactory implements AsyncDisposable {
   readonly #owned: boolean;
   readonly #contexts = new Set<JMSContext>();
   readonly #topicConsumers = new Map<JMSConsumer, JMSContext>();
+  /** Who takes a topic's messages here, by topic name: made on a topic's first message, dropped whenever a topic consumer comes or goes. */
+  readonly #topicRoutes = new Map<string, TopicRoute>();
+  readonly #temporaryTopicRoutes = new Map<string, TopicRoute>();
+  #lastRoutes: Map<string, TopicRoute> | undefined;
+  #lastRouteName = "";
+  #lastRoute: TopicRoute = NO_ROUTE;
   readonly #temporary = new Map<string, JMSContext>();
   readonly #temporaryConsumers = new Map<string, JMSConsumer[]>();
   readonly #attachments: FactoryAttachment[] = [];
@@ -205,12 +211,15 @@ export class ConnectionFactory implements AsyncDisposable {
       const list = this.#temporaryConsumers.get(destination.name) ?? [];
       list.push(consumer);
       this.#temporaryConsumers.set(destination.name, list);
-    } else if (destination.isTopic) this.#topicConsumers.set(consumer, context);
+    } else if (destination.isTopic) {
+      this.#topicConsumers.set(consumer, context);
+      this.#forgetRoutes();
+    }
   }
 
   /** @internal */
   removeConsumer(consumer: JMSConsumer): void {
-    this.#topicConsumers.delete(consumer);
+    if (this.#topicConsumers.delete(consumer)) this.#forgetRoutes();
     const destination = consumer.destination;
     if (destination instanceof Queue || consumer.subscription !== undefined) this.replica.unregister(consumer);
     if (destination instanceof TemporaryQueue) {
@@ -299,37 +308,72 @@ export class ConnectionFactory implements AsyncDisposable {
 
   /** Hands a batch of topic messages to the subscribers here that take them, all in one go. */
   #route(batch: readonly WireMessage[]): void {
-    const now = this.clock.now();
+    // The clock is read once a message with a time to live needs it.
+    let now = Number.NaN;
     for (const wire of batch) {
       const { destination } = wire.headers;
-      if (destination.kind === DestinationKind.TEMPORARY_TOPIC) {
+      let routes: Map<string, TopicRoute>;
+      if (destination.kind === DestinationKind.TOPIC) routes = this.#topicRoutes;
+      else if (destination.kind === DestinationKind.TEMPORARY_TOPIC) {
         if (!destination.name.startsWith(`${this.memberId}/`)) continue;
         if (!this.#temporary.has(destination.name)) {
           this.counters.unroutable++;
           continue;
         }
-      } else if (destination.kind !== DestinationKind.TOPIC) {
+        routes = this.#temporaryTopicRoutes;
+      } else {
         this.counters.malformed++;
         continue;
       }
-      const expiresAt = wire.headers.timeToLiveMs > 0 ? now + wire.headers.timeToLiveMs : Number.POSITIVE_INFINITY;
+      // Mostly the same topic as the message before: a comparison, not a lookup.
+      let route = this.#lastRoute;
+      if (routes !== this.#lastRoutes || destination.name !== this.#lastRouteName) {
+        route = routes.get(destination.name) ?? this.#newRoute(routes, destination);
+        this.#lastRoutes = routes;
+        this.#lastRouteName = destination.name;
+        this.#lastRoute = route;
+      }
+      if (route === NO_ROUTE) continue;
+      let expiresAt = Number.POSITIVE_INFINITY;
+      if (wire.headers.timeToLiveMs > 0) {
+        if (Number.isNaN(now)) now = this.clock.now();
+        expiresAt = now + wire.headers.timeToLiveMs;
+      }
       let lookup: ReturnType<typeof wireLookup> | undefined;
-      const shared = new Map<string, JMSConsumer[]>();
-      for (const [consumer, context] of this.#topicConsumers) {
-        if (consumer.destination.kind !== (destination.kind === DestinationKind.TOPIC ? "topic" : "temporary-topic")) continue;
-        if (!topicMatches(consumer.destination.name, destination.name)) continue;
-        if (consumer.noLocal && wire.headers.messageId.startsWith(context.messageIdPrefix)) continue;
-        if (consumer.subscription !== undefined) {
-          const list = shared.get(consumer.subscription) ?? [];
-          list.push(consumer);
-          shared.set(consumer.subscription, list);
-          continue;
-        }
+      for (const { consumer, localPrefix } of route.subscribers) {
+        if (localPrefix !== undefined && wire.headers.messageId.startsWith(localPrefix)) continue;
         if (consumer.selector !== undefined && !consumer.selector.matches((lookup ??= wireLookup(wire.headers, 1)))) continue;
         consumer.push({ wire, deliveryCount: 1, expiresAt });
       }
-      for (const [subscription, locals] of shared) this.#routeShared(subscription, locals, wire, expiresAt);
+      for (const [subscription, locals] of route.shared) this.#routeShared(subscription, locals, wire, expiresAt);
     }
+  }
+
+  /** The consumers here of topic `destination` (wildcard ones too), remembered in `routes` under its name. */
+  #newRoute(routes: Map<string, TopicRoute>, destination: WireDestination): TopicRoute {
+    const kind = destination.kind === DestinationKind.TOPIC ? "topic" : "temporary-topic";
+    const subscribers: Array<TopicRoute["subscribers"][number]> = [];
+    const shared = new Map<string, JMSConsumer[]>();
+    for (const [consumer, context] of this.#topicConsumers) {
+      if (consumer.destination.kind !== kind || !topicMatches(consumer.destination.name, destination.name)) continue;
+      if (consumer.subscription === undefined) subscribers.push({ consumer, localPrefix: consumer.noLocal ? context.messageIdPrefix : undefined });
+      else {
+        const list = shared.get(consumer.subscription) ?? [];
+        list.push(consumer);
+        shared.set(consumer.subscription, list);
+      }
+    }
+    const route = subscribers.length === 0 && shared.size === 0 ? NO_ROUTE : { subscribers, shared: [...shared] };
+    // Names come from the network: past a bound the routes are made afresh rather than kept.
+    if (routes.size >= MAX_ROUTES) routes.clear();
+    routes.set(destination.name, route);
+    return route;
+  }
+
+  #forgetRoutes(): void {
+    this.#topicRoutes.clear();
+    this.#temporaryTopicRoutes.clear();
+    this.#lastRoutes = undefined;
   }
 
   /**
@@ -379,6 +423,16 @@ export class ConnectionFactory implements AsyncDisposable {
   }
 }
 
+/** This member's consumers of one topic: each plain subscriber takes every message its selector takes, each shared subscription one. */
+interface TopicRoute {
+  /** `localPrefix`: a noLocal consumer's context's message id prefix (its own messages are skipped). */
+  readonly subscribers: ReadonlyArray<{ readonly consumer: JMSConsumer; readonly localPrefix: string | undefined }>;
+  readonly shared: ReadonlyArray<readonly [string, readonly JMSConsumer[]]>;
+}
+
+const NO_ROUTE: TopicRoute = { subscribers: [], shared: [] };
+/** Most topic names whose routes are remembered. */
+const MAX_ROUTES = 1024;
 const RESOLVED: Promise<void> = Promise.resolve();
 const OUT_OF_BAND = { outOfBand: true } as const;
 const IN_ORDER = { outOfBand: false } as const;

@@ -115,12 +115,15 @@ export class JMSConsumer implements AsyncIterable<Message> {
     if (this.#listener !== undefined && this.#count > 0) this.host.schedule(this);
   }
 
-  /** @internal The listener and its next message, for the context's serial delivery. */
-  nextForListener(): { listener: MessageListener; message: Message } | undefined {
-    const listener = this.#listener;
-    if (listener === undefined || !this.host.started || this.#closed) return undefined;
-    const message = this.#take();
-    return message === undefined ? undefined : { listener, message };
+  /** @internal The next message for the listener (read `listener` first), for the context's serial delivery. */
+  nextForListener(): Message | undefined {
+    if (this.#listener === undefined || !this.host.started || this.#closed) return undefined;
+    return this.#take();
+  }
+
+  /** @internal */
+  get listener(): MessageListener | undefined {
+    return this.#listener;
   }
 
   /**

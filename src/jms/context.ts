@@ -433,8 +433,10 @@ export class JMSContext implements AsyncDisposable {
   /** Sends (or holds for the commit); throws what is wrong with the call at once. */
   #send(destination: Destination, message: Message, settings: ProducerSettings): Promise<void> {
     this.#requireOpen("send()");
-    if (destination instanceof Topic && destination.isWildcard) throw new BlazeError("INVALID_ARGUMENT", `cannot send to the wildcard topic "${destination.name}"`);
-    if ((destination instanceof TemporaryQueue || destination instanceof TemporaryTopic) && destination.name.startsWith(`${this.#factory.memberId}/`) && !this.#factory.hasTemporary(destination.name)) {
+    const kind = destination.kind;
+    if (kind === "topic") {
+      if ((destination as Topic).isWildcard) throw new BlazeError("INVALID_ARGUMENT", `cannot send to the wildcard topic "${destination.name}"`);
+    } else if (kind !== "queue" && destination.name.startsWith(`${this.#factory.memberId}/`) && !this.#factory.hasTemporary(destination.name)) {
       throw new BlazeError("INVALID_ARGUMENT", `${destination} was deleted (its context closed)`);
     }
     const now = Date.now();
@@ -450,14 +452,15 @@ export class JMSContext implements AsyncDisposable {
       this.#held.push({ destination, wire });
       return RESOLVED;
     }
-    if (destination instanceof Queue) return this.#factory.replica.enqueue([wire]);
-    if (destination instanceof TemporaryQueue) return this.#factory.sendToTemporaryQueues([wire]);
+    if (kind === "queue") return this.#factory.replica.enqueue([wire]);
+    if (kind === "temporary-queue") return this.#factory.sendToTemporaryQueues([wire]);
     return this.#factory.publish([wire]);
   }
 
   #deliver(consumer: JMSConsumer, incoming: Incoming): Message | undefined {
-    const now = this.#factory.clock.now();
-    if (now >= incoming.expiresAt) {
+    const expires = incoming.expiresAt !== Number.POSITIVE_INFINITY;
+    const now = expires ? this.#factory.clock.now() : 0;
+    if (expires && now >= incoming.expiresAt) {
       this.#factory.counters.expired++;
       // An expired queue message leaves its queue (never delivered, counted).
       if (incoming.queue !== undefined) this.#factory.replica.acknowledge([incoming.queue]).catch(() => undefined);
@@ -469,7 +472,7 @@ export class JMSContext implements AsyncDisposable {
       if (incoming.queue !== undefined) this.#factory.replica.acknowledge([incoming.queue]).catch(() => undefined);
       return undefined;
     }
-    const record = new Consumed(this, consumer, incoming, message, incoming.expiresAt === Number.POSITIVE_INFINITY ? 0 : Date.now() + (incoming.expiresAt - now));
+    const record = new Consumed(this, consumer, incoming, message, expires ? Date.now() + (incoming.expiresAt - now) : 0);
     message.delivered(record);
     this.#consumed.push(record);
     this.#factory.counters.delivered++;
@@ -527,36 +530,62 @@ export class JMSContext implements AsyncDisposable {
 
   #schedule(consumer: JMSConsumer): void {
     if (!this.#listenerQueue.includes(consumer)) this.#listenerQueue.push(consumer);
-    if (!this.#pumping) void this.#pump();
+    if (!this.#pumping) this.#pump();
   }
 
-  /** Delivers to listeners one message at a time across the context. */
-  async #pump(): Promise<void> {
+  /**
+   * Delivers to listeners one message at a time across the context. A listener that returns no promise
+   * is not waited for (no turn of the event loop per message); one that does holds the next delivery
+   * back until its promise settles.
+   */
+  #pump(): void {
     this.#pumping = true;
+    let waiting = false;
     try {
       while (this.#listenerQueue.length > 0 && this.#started) {
         const consumer = this.#listenerQueue.shift()!;
-        const next = consumer.nextForListener();
-        if (next === undefined) continue;
-        let failed = false;
+        const listener = consumer.listener;
+        const message = consumer.nextForListener();
+        if (listener === undefined || message === undefined) continue;
+        let result: void | Promise<void>;
         try {
-          // A listener that returns no promise is not awaited: no turn of the event loop per message.
-          const result = next.listener(next.message);
-          if (result instanceof Promise) await result;
+          result = listener(message);
         } catch (error) {
-          failed = true;
-          this.#reportError(new BlazeError("LISTENER_ERROR", `a message listener on ${consumer.destination} threw`, { cause: error }));
+          this.#listened(consumer, message, error, true);
+          continue;
         }
-        if (failed && (this.sessionMode === "AUTO_ACKNOWLEDGE" || this.sessionMode === "DUPS_OK_ACKNOWLEDGE")) {
-          // JMS: a listener that throws in an auto-acknowledging context gets the message again.
-          const at = this.#consumed.findIndex((c) => c.message === next.message);
-          if (at >= 0) this.#giveBackConsumed(this.#consumed.splice(at, 1));
-        } else this.#processed(next.message);
-        if (consumer.pending > 0) this.#listenerQueue.push(consumer);
+        if (result instanceof Promise) {
+          waiting = true;
+          result.then(
+            () => this.#resume(consumer, message, undefined, false),
+            (error: unknown) => this.#resume(consumer, message, error, true),
+          );
+          return;
+        }
+        this.#listened(consumer, message, undefined, false);
       }
     } finally {
-      this.#pumping = false;
+      if (!waiting) this.#pumping = false;
     }
+  }
+
+  #resume(consumer: JMSConsumer, message: Message, error: unknown, failed: boolean): void {
+    try {
+      this.#listened(consumer, message, error, failed);
+    } finally {
+      this.#pump();
+    }
+  }
+
+  /** After a listener returned (or threw, `failed`): the message is done with, or given back. */
+  #listened(consumer: JMSConsumer, message: Message, error: unknown, failed: boolean): void {
+    if (failed) this.#reportError(new BlazeError("LISTENER_ERROR", `a message listener on ${consumer.destination} threw`, { cause: error }));
+    if (failed && (this.sessionMode === "AUTO_ACKNOWLEDGE" || this.sessionMode === "DUPS_OK_ACKNOWLEDGE")) {
+      // JMS: a listener that throws in an auto-acknowledging context gets the message again.
+      const at = this.#consumed.findIndex((c) => c.message === message);
+      if (at >= 0) this.#giveBackConsumed(this.#consumed.splice(at, 1));
+    } else this.#processed(message);
+    if (consumer.pending > 0) this.#listenerQueue.push(consumer);
   }
 
   #reportError(error: BlazeError): void {

@@ -114,18 +114,32 @@ function wireOf(destination: Destination): WireDestination {
   }
 }
 
-/** Destinations are values: the ones received lately are reused rather than parsed for every message. */
-const received = new Map<string, Destination | undefined>();
+/** Destinations are values: the ones received lately are reused rather than parsed for every message (by kind, then name). */
+const received = new Map<DestinationKind, Map<string, Destination | undefined>>(
+  [DestinationKind.TOPIC, DestinationKind.QUEUE, DestinationKind.TEMPORARY_QUEUE, DestinationKind.TEMPORARY_TOPIC].map((kind) => [kind, new Map()]),
+);
 const MAX_REMEMBERED = 1024;
+let last: Destination | undefined;
+let lastKind = DestinationKind.UNSPECIFIED;
 
 /** The destination a wire value names, or undefined when it names none this version knows. */
 export function fromWire(destination: WireDestination | undefined): Destination | undefined {
   if (destination === undefined) return undefined;
-  const key = `${destination.kind}:${destination.name}`;
-  if (received.has(key)) return received.get(key);
-  const made = make(destination);
-  if (received.size >= MAX_REMEMBERED) received.clear();
-  received.set(key, made);
+  // Mostly the destination of the message before: a comparison of names, not a lookup.
+  if (last !== undefined && destination.name === last.name && destination.kind === lastKind) return last;
+  const byName = received.get(destination.kind);
+  // A kind this version does not know names no destination.
+  if (byName === undefined) return undefined;
+  let made = byName.get(destination.name);
+  if (made === undefined && !byName.has(destination.name)) {
+    made = make(destination);
+    if (byName.size >= MAX_REMEMBERED) byName.clear();
+    byName.set(destination.name, made);
+  }
+  if (made !== undefined) {
+    last = made;
+    lastKind = destination.kind;
+  }
   return made;
 }
 

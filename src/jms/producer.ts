@@ -22,9 +22,8 @@ export interface ProducerSettings {
  * at once rather than silently sending without durable retention.
  */
 export class JMSProducer {
-  #priority = 4;
-  #timeToLiveMs = 0;
-  #deliveryDelayMs = 0;
+  /** Replaced (never changed) by the setters: every send passes the same object. */
+  #settings: ProducerSettings = { priority: 4, timeToLiveMs: 0, deliveryDelayMs: 0 };
   #correlationId: string | null = null;
   #replyTo: Destination | null = null;
   #type: string | null = null;
@@ -44,15 +43,11 @@ export class JMSProducer {
       if (this.#correlationId !== null) message.JMSCorrelationID = this.#correlationId;
       if (this.#replyTo !== null) message.JMSReplyTo = this.#replyTo;
       if (this.#type !== null) message.JMSType = this.#type;
-      for (const [name, value] of this.#properties) message.setProperty(name, value);
+      if (this.#properties.size > 0) for (const [name, value] of this.#properties) message.setProperty(name, value);
       return this.host.send(destination, message, this.#settings);
     } catch (error) {
       return Promise.reject(error);
     }
-  }
-
-  get #settings(): ProducerSettings {
-    return { priority: this.#priority, timeToLiveMs: this.#timeToLiveMs, deliveryDelayMs: this.#deliveryDelayMs };
   }
 
   setDeliveryMode(mode: DeliveryMode): this {
@@ -70,32 +65,32 @@ export class JMSProducer {
   /** JMSPriority 0–9 (default 4); 7–9 travel out of band on topics (delivered on arrival, ahead of earlier messages). */
   setPriority(priority: number): this {
     if (!Number.isInteger(priority) || priority < 0 || priority > 9) throw new BlazeError("INVALID_ARGUMENT", `a priority is an integer from 0 to 9, not ${priority}`, { path: ["priority"] });
-    this.#priority = priority;
+    this.#settings = { ...this.#settings, priority };
     return this;
   }
 
   getPriority(): number {
-    return this.#priority;
+    return this.#settings.priority;
   }
 
   /** Time to live in ms (0 = forever); an expired message is never delivered. */
   setTimeToLive(timeToLiveMs: number): this {
-    this.#timeToLiveMs = duration(timeToLiveMs, "timeToLive");
+    this.#settings = { ...this.#settings, timeToLiveMs: duration(timeToLiveMs, "timeToLive") };
     return this;
   }
 
   getTimeToLive(): number {
-    return this.#timeToLiveMs;
+    return this.#settings.timeToLiveMs;
   }
 
   /** Delivery delay in ms (JMS 2.0): no consumer gets the message earlier. */
   setDeliveryDelay(deliveryDelayMs: number): this {
-    this.#deliveryDelayMs = duration(deliveryDelayMs, "deliveryDelay");
+    this.#settings = { ...this.#settings, deliveryDelayMs: duration(deliveryDelayMs, "deliveryDelay") };
     return this;
   }
 
   getDeliveryDelay(): number {
-    return this.#deliveryDelayMs;
+    return this.#settings.deliveryDelayMs;
   }
 
   setJMSCorrelationID(correlationId: string | null): this {

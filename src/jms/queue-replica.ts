@@ -52,6 +52,7 @@ const DOUBT_POLL_MS = 5;
 /** How often a coordinator whose term has not begun everywhere looks whether it serves yet. */
 const ROLE_RECHECK_MS = 10;
 const PRIORITIES = 10;
+const NONE: readonly never[] = [];
 
 /** A queue message as a consumer holds it. */
 export interface QueueRef {
@@ -87,12 +88,26 @@ interface Registration {
   outstanding: number;
 }
 
-interface WriteBatch {
-  readonly puts: Array<readonly [string, Uint8Array]>;
-  readonly removes: string[];
-  readonly ifVersions: Map<string, number>;
-  readonly settle: Array<{ resolve: () => void; reject: (error: BlazeError) => void }>;
+/** One call's writes (a send, an acknowledgement, a release): settled once all its items are written, or one failed. */
+interface Waiter {
+  readonly resolve: () => void;
+  readonly reject: (error: BlazeError) => void;
+  /** Items not written yet. */
+  pending: number;
+  failure?: BlazeError;
 }
+
+/** Entries written together or not at all (a message; an acknowledgement's message and assignment). */
+interface WriteItem {
+  readonly puts: ReadonlyArray<readonly [string, Uint8Array]>;
+  readonly removes: readonly string[];
+  /** The conditions: keys of this item and the versions they must have. */
+  readonly ifVersions: ReadonlyArray<readonly [string, number]>;
+  readonly waiter: Waiter;
+}
+
+/** The writes of one kind coalesced in a tick, written in order. */
+type WriteBatch = WriteItem[];
 
 export interface QueueStats {
   enqueued: number;
@@ -125,6 +140,8 @@ export class QueueReplica {
   #lanes = new Map<string, string[][]>();
   #roundRobin = new Map<string, number>();
   #dispatchQueued = false;
+  /** Most entries in one write of the dispatcher (fewer once a write was too large for a datagram). */
+  #dispatchEntries = MAX_BATCH_ENTRIES;
   #wakeTimer: TimerHandle | undefined;
   /** While this member coordinates the view but its term has not begun everywhere: when to look again. */
   #roleTimer: TimerHandle | undefined;
@@ -156,7 +173,7 @@ export class QueueReplica {
     this.#roleTimer?.cancel();
     this.#dispatching = false;
     const closed = new BlazeError("CLOSED", "the connection factory closed");
-    for (const batch of [this.#enqueues, this.#acks, this.#releases]) for (const waiter of batch?.settle ?? []) waiter.reject(closed);
+    for (const batch of [this.#enqueues, this.#acks, this.#releases]) for (const item of batch ?? []) item.waiter.reject(closed);
     this.#enqueues = this.#acks = this.#releases = undefined;
   }
 
@@ -176,8 +193,10 @@ export class QueueReplica {
     for (const message of messages) this.#checkRoom(message.headers.destination.name, 1);
     return new Promise((resolve, reject) => {
       const batch = (this.#enqueues ??= this.#newBatch(() => (this.#enqueues = undefined)));
-      for (const message of messages) batch.puts.push([messageKey(message.headers.destination.name, message.headers.messageId), encodeMessage(message)]);
-      batch.settle.push({ resolve, reject });
+      const waiter: Waiter = { resolve, reject, pending: messages.length };
+      for (const message of messages) {
+        batch.push({ puts: [[messageKey(message.headers.destination.name, message.headers.messageId), encodeMessage(message)]], removes: NONE, ifVersions: NONE, waiter });
+      }
       this.stats.enqueued += messages.length;
     });
   }
@@ -242,11 +261,11 @@ export class QueueReplica {
     if (refs.length === 0) return Promise.resolve();
     return new Promise((resolve, reject) => {
       const batch = (this.#acks ??= this.#newBatch(() => (this.#acks = undefined)));
+      const waiter: Waiter = { resolve, reject, pending: refs.length };
       for (const ref of refs) {
-        batch.removes.push(messageKey(ref.queue, ref.id), assignmentKey(ref.queue, ref.id));
-        batch.ifVersions.set(assignmentKey(ref.queue, ref.id), ref.version);
+        const assignment = assignmentKey(ref.queue, ref.id);
+        batch.push({ puts: NONE, removes: [messageKey(ref.queue, ref.id), assignment], ifVersions: [[assignment, ref.version]], waiter });
       }
-      batch.settle.push({ resolve, reject });
     });
   }
 
@@ -254,12 +273,11 @@ export class QueueReplica {
   release(items: ReadonlyArray<{ readonly ref: QueueRef; readonly deliveryCount: number; readonly delivered: boolean }>): void {
     if (items.length === 0 || this.#closed) return;
     const batch = (this.#releases ??= this.#newBatch(() => (this.#releases = undefined)));
+    const waiter: Waiter = { resolve: () => undefined, reject: () => undefined, pending: items.length };
     for (const { ref, deliveryCount, delivered } of items) {
       const key = assignmentKey(ref.queue, ref.id);
-      batch.puts.push([key, encodeAssignment({ consumer: "", deliveryCount: delivered ? deliveryCount : deliveryCount - 1 })]);
-      batch.ifVersions.set(key, ref.version);
+      batch.push({ puts: [[key, encodeAssignment({ consumer: "", deliveryCount: delivered ? deliveryCount : deliveryCount - 1 })]], removes: NONE, ifVersions: [[key, ref.version]], waiter });
     }
-    batch.settle.push({ resolve: () => undefined, reject: () => undefined });
   }
 
   // --- the map's changes ---
@@ -462,7 +480,7 @@ export class QueueReplica {
         const seen = new Set<string>();
         let at = 0;
         for (; at < lane.length; at++) {
-          if (puts.length >= MAX_BATCH_ENTRIES || !hasRoom()) break;
+          if (puts.length + removes.length >= this.#dispatchEntries || !hasRoom()) break;
           const id = lane[at]!;
           if (seen.has(id)) continue;
           seen.add(id);
@@ -514,12 +532,15 @@ export class QueueReplica {
       }
     }
     // A full batch leaves work: the next round follows once this one is written.
-    if (puts.length >= MAX_BATCH_ENTRIES) this.#clock.setTimer(0, () => this.#dispatching && this.#scheduleDispatch());
+    if (puts.length + removes.length >= this.#dispatchEntries) this.#clock.setTimer(0, () => this.#dispatching && this.#scheduleDispatch());
     this.#armWake(wakeAt);
     if (puts.length === 0 && removes.length === 0) return;
     this.#channel.map.putAll(puts, { remove: removes, ifVersions, timeoutMs: this.#options.sendTimeoutMs }).then(
       () => undefined,
-      () => {
+      (error: unknown) => {
+        // More than a datagram carries: smaller writes from now on (the limit is the channel's, it stays).
+        const shrunk = error instanceof BlazeError && error.code === "MESSAGE_TOO_LARGE" && puts.length + removes.length > 1;
+        if (shrunk) this.#dispatchEntries = Math.floor((puts.length + removes.length) / 2);
         // Refused (a consumer gave a message back meanwhile, or this member no longer coordinates): what
         // did not apply waits again, from the map as it now is.
         for (const id of assigned) {
@@ -540,7 +561,7 @@ export class QueueReplica {
             this.#requeue(message);
           }
         }
-        this.#clock.setTimer(20, () => this.#dispatching && this.#scheduleDispatch());
+        this.#clock.setTimer(shrunk ? 0 : 20, () => this.#dispatching && this.#scheduleDispatch());
       },
     );
   }
@@ -592,7 +613,7 @@ export class QueueReplica {
   }
 
   #newBatch(detach: () => void): WriteBatch {
-    const batch: WriteBatch = { puts: [], removes: [], ifVersions: new Map(), settle: [] };
+    const batch: WriteBatch = [];
     this.#clock.defer(() => {
       detach();
       if (this.#closed) return;
@@ -633,44 +654,65 @@ export class QueueReplica {
     return applied();
   }
 
+  /** Writes a tick's coalesced items in order, up to MAX_BATCH_ENTRIES entries a write. */
   async #flush(batch: WriteBatch): Promise<void> {
-    const map = this.#channel.map;
-    const timeoutMs = this.#options.sendTimeoutMs;
-    try {
-      for (let at = 0; at < Math.max(batch.puts.length, batch.removes.length); at += MAX_BATCH_ENTRIES) {
-        await map.putAll(batch.puts.slice(at, at + MAX_BATCH_ENTRIES), { remove: batch.removes.slice(at, at + MAX_BATCH_ENTRIES), ifVersions: batch.ifVersions, timeoutMs });
+    let from = 0;
+    let entries = 0;
+    for (let at = 0; at < batch.length; at++) {
+      const size = batch[at]!.puts.length + batch[at]!.removes.length;
+      if (at > from && entries + size > MAX_BATCH_ENTRIES) {
+        await this.#write(batch.slice(from, at));
+        from = at;
+        entries = 0;
       }
-      // Only acknowledgements remove: a message and its assignment each.
-      this.stats.acknowledged += batch.removes.length / 2;
-      for (const waiter of batch.settle) waiter.resolve();
-    } catch (error) {
-      if (error instanceof BlazeError && error.code === "VERSION_MISMATCH" && batch.removes.length > 2) {
-        // One of them went to another consumer meanwhile: the others still apply, one by one.
-        await this.#oneByOne(batch);
-        return;
-      }
-      if (error instanceof BlazeError && error.code === "VERSION_MISMATCH") this.stats.staleAcknowledgements++;
-      const failure = wrap(error, "a queue write");
-      for (const waiter of batch.settle) waiter.reject(failure);
+      entries += size;
     }
+    if (from < batch.length) await this.#write(batch.slice(from));
   }
 
-  async #oneByOne(batch: WriteBatch): Promise<void> {
-    let failure: BlazeError | undefined;
-    for (let at = 0; at < batch.removes.length; at += 2) {
-      const keys = batch.removes.slice(at, at + 2);
-      const versions = new Map(keys.filter((key) => batch.ifVersions.has(key)).map((key) => [key, batch.ifVersions.get(key)!]));
-      try {
-        await this.#channel.map.putAll([], { remove: keys, ifVersions: versions, timeoutMs: this.#options.sendTimeoutMs });
-        this.stats.acknowledged++;
-      } catch (error) {
-        if (error instanceof BlazeError && error.code === "VERSION_MISMATCH") this.stats.staleAcknowledgements++;
-        failure ??= new BlazeError("ILLEGAL_STATE", "a queue message was given to another consumer before it was acknowledged (it will be redelivered there)", { cause: error });
-      }
+  /**
+   * Writes `items` as one update. Refused whole, they are written again in parts: in halves when the
+   * update is more than a datagram carries, one by one when a condition failed (an acknowledgement of a
+   * message given to another consumer meanwhile), so that the others still apply.
+   */
+  async #write(items: readonly WriteItem[]): Promise<void> {
+    const puts: Array<readonly [string, Uint8Array]> = [];
+    const removes: string[] = [];
+    const ifVersions = new Map<string, number>();
+    for (const item of items) {
+      for (const put of item.puts) puts.push(put);
+      for (const key of item.removes) removes.push(key);
+      for (const [key, version] of item.ifVersions) ifVersions.set(key, version);
     }
-    for (const waiter of batch.settle) {
-      if (failure === undefined) waiter.resolve();
-      else waiter.reject(failure);
+    let failure: BlazeError | undefined;
+    try {
+      await this.#channel.map.putAll(puts, { remove: removes, ifVersions, timeoutMs: this.#options.sendTimeoutMs });
+    } catch (error) {
+      const code = error instanceof BlazeError ? error.code : undefined;
+      if (items.length > 1 && code === "MESSAGE_TOO_LARGE") {
+        const half = Math.ceil(items.length / 2);
+        await this.#write(items.slice(0, half));
+        await this.#write(items.slice(half));
+        return;
+      }
+      if (items.length > 1 && code === "VERSION_MISMATCH") {
+        for (const item of items) await this.#write([item]);
+        return;
+      }
+      // A lone item whose condition failed: an acknowledgement (or a release) of a message given to another consumer meanwhile.
+      if (code === "VERSION_MISMATCH" && items[0]!.removes.length > 0) {
+        this.stats.staleAcknowledgements++;
+        failure = new BlazeError("ILLEGAL_STATE", "a queue message was given to another consumer before it was acknowledged (it will be redelivered there)", { cause: error });
+      } else failure = wrap(error, "a queue write");
+    }
+    for (const item of items) {
+      // Only acknowledgements remove: a message and its assignment each.
+      if (failure === undefined && item.removes.length > 0) this.stats.acknowledged++;
+      const waiter = item.waiter;
+      waiter.failure ??= failure;
+      if (--waiter.pending > 0) continue;
+      if (waiter.failure === undefined) waiter.resolve();
+      else waiter.reject(waiter.failure);
     }
   }
 }

@@ -120,6 +120,109 @@ describe("JMS topics", () => {
     expect(new Set(orders).size).toBe(1);
   });
 
+  it("routes each message to the consumers its topic has when it arrives, as they come and go, past many topic names", async () => {
+    bed = new MessagingBed();
+    const a = await bed.add();
+    const b = await bed.add();
+    await bed.run(500);
+    const publisher = a.createContext();
+    const producer = publisher.createProducer();
+    const subscriber = b.createContext();
+    const got = new Map<string, string[]>();
+    const listen = (name: string) => (message: Message) => void got.set(name, [...(got.get(name) ?? []), (message as TextMessage).text!]);
+    const take = (name: string) => {
+      const list = got.get(name) ?? [];
+      got.delete(name);
+      return list;
+    };
+    const sport = publisher.topic("news.sport");
+    const send = async (topic = sport, text = "") => {
+      await bed.settle(producer.send(topic, text));
+      await bed.run(20);
+    };
+
+    const first = subscriber.createConsumer(subscriber.topic("news.sport"));
+    first.setMessageListener(listen("first"));
+    await bed.run(50);
+    await send(sport, "1");
+    expect(take("first")).toEqual(["1"]);
+
+    // Consumers of a topic that already has messages: a wildcard, a selector, a shared subscription, and on the publisher's own member one with noLocal and one without.
+    subscriber.createConsumer(subscriber.topic("news.>")).setMessageListener(listen("wildcard"));
+    subscriber.createConsumer(subscriber.topic("news.sport"), { selector: "JMSType = 'goal'" }).setMessageListener(listen("goals"));
+    subscriber.createSharedConsumer(subscriber.topic("news.*"), "tally").setMessageListener(listen("shared"));
+    publisher.createConsumer(sport, { noLocal: true }).setMessageListener(listen("noLocal"));
+    publisher.createConsumer(sport).setMessageListener(listen("own"));
+    await bed.run(300);
+    await send(sport, "2");
+    expect(take("first")).toEqual(["2"]);
+    expect(take("wildcard")).toEqual(["2"]);
+    expect(take("shared")).toEqual(["2"]);
+    expect(take("own")).toEqual(["2"]);
+    expect(take("goals")).toEqual([]);
+    expect(take("noLocal")).toEqual([]);
+    await bed.settle(producer.setJMSType("goal").send(sport, "3"));
+    producer.setJMSType(null);
+    await bed.run(20);
+    expect(take("goals")).toEqual(["3"]);
+    expect(take("noLocal")).toEqual([]);
+    got.clear();
+
+    first.close();
+    await send(sport, "4");
+    expect(take("first")).toEqual([]);
+    expect(take("wildcard")).toEqual(["4"]);
+    expect(take("own")).toEqual(["4"]);
+    got.clear();
+
+    // More topic names than the routes a member remembers: each still reaches its subscribers, and one subscribed after them too.
+    const names = Array.from({ length: 1_100 }, (_, i) => `news.n${i}`);
+    await bed.settle(Promise.all(names.map((name) => producer.send(publisher.topic(name), name))));
+    await bed.run(200);
+    expect(take("wildcard")).toEqual(names);
+    expect(take("shared")).toEqual(names);
+    subscriber.createConsumer(subscriber.topic("news.n7")).setMessageListener(listen("late"));
+    await send(publisher.topic("news.n7"), "5");
+    expect(take("late")).toEqual(["5"]);
+    expect(take("wildcard")).toEqual(["5"]);
+  });
+
+  it("runs a context's listeners one at a time, waiting for those that return a promise, and redelivers when one rejects", async () => {
+    bed = new MessagingBed();
+    const a = await bed.add();
+    const b = await bed.add();
+    await bed.run(500);
+    const subscriber = b.createContext();
+    const errors: string[] = [];
+    subscriber.on("error", ({ error }) => errors.push(error.code));
+    let running = 0;
+    let most = 0;
+    const seen: string[] = [];
+    const slow = async (message: Message) => {
+      running++;
+      most = Math.max(most, running);
+      await new Promise<void>((resolve) => bed.net.clock.setTimer(5, resolve));
+      running--;
+      const text = (message as TextMessage).text!;
+      seen.push(`${text}${message.JMSRedelivered ? "'" : ""}`);
+      if (text === "a2" && !message.JMSRedelivered) throw new Error("fails the first time");
+    };
+    subscriber.createConsumer(subscriber.topic("work.a")).setMessageListener(slow);
+    subscriber.createConsumer(subscriber.topic("work.b")).setMessageListener((message) => void seen.push((message as TextMessage).text!));
+    await bed.run(50);
+    const publisher = a.createContext();
+    const producer = publisher.createProducer();
+    for (let i = 1; i <= 3; i++) {
+      void producer.send(publisher.topic("work.a"), `a${i}`);
+      void producer.send(publisher.topic("work.b"), `b${i}`);
+    }
+    await bed.until(() => seen.length === 7);
+    expect(most).toBe(1);
+    expect(seen.filter((s) => s.startsWith("a"))).toEqual(["a1", "a2", "a2'", "a3"]);
+    expect(seen.filter((s) => s.startsWith("b"))).toEqual(["b1", "b2", "b3"]);
+    expect(errors).toEqual(["LISTENER_ERROR"]);
+  });
+
   it("rejects a receive that times out with TIMEOUT, never a silent null", async () => {
     bed = new MessagingBed();
     const a = await bed.add();
@@ -174,6 +277,32 @@ describe("JMS queues", () => {
     for (const list of got) expect(Number(list[0]!.split("-")[1]) % 2).toBe(1);
     await bed.until(() => a.queueDepth("orders") === 0 && b.queueDepth("orders") === 0);
     void consumers;
+  });
+
+  it("takes more sends, assignments and acknowledgements at once than one write of the replicated map holds", async () => {
+    bed = new MessagingBed();
+    const a = await bed.add();
+    const b = await bed.add();
+    await bed.run(500);
+    const context = a.createContext();
+    const queue = context.queue("bulk");
+    const producer = context.createProducer();
+    const body = new Uint8Array(600).fill(1);
+    // About 700 bytes each in the map: 700 sends in one tick are several datagrams' worth, and so are
+    // the dispatcher's 700 assignments to a consumer with room for all, and their acknowledgement.
+    const sends = Array.from({ length: 700 }, () => producer.send(queue, body));
+    const outcomes = await bed.settle(Promise.allSettled(sends));
+    expect(outcomes.filter((o) => o.status === "rejected").map((o) => String((o as PromiseRejectedResult).reason))).toEqual([]);
+    expect(a.queueDepth("bulk")).toBe(700);
+    const consumerContext = b.createContext({ sessionMode: "CLIENT_ACKNOWLEDGE" });
+    const consumer = consumerContext.createConsumer(queue);
+    await bed.until(() => consumer.pending === 700);
+    const ids = new Set<string>();
+    for (let i = 0; i < 700; i++) ids.add(consumer.receiveNoWait()!.JMSMessageID!);
+    expect(ids.size).toBe(700);
+    await bed.settle(consumerContext.acknowledge());
+    await bed.until(() => a.queueDepth("bulk") === 0 && b.queueDepth("bulk") === 0);
+    expect(b.stats.queue.acknowledged).toBe(700);
   });
 
   it("keeps a message its producer sent when the producer crashes, and redelivers one whose consumer crashed", async () => {
