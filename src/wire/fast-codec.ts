@@ -1,7 +1,7 @@
 import { type DescField, type DescMessage, type MessageInitShape, type MessageShape, ScalarType } from "@bufbuild/protobuf";
 import { web } from "../web.ts";
 import { MAX_WIRE_INTEGER } from "./safe-integers.ts";
-import { decodeUtf8 } from "./varint.ts";
+import { decodeUtf8, varintSize, writeVarint } from "./varint.ts";
 
 /**
  * A binary codec for a message of the schema, compiled once from its descriptor: the bytes it writes
@@ -713,29 +713,6 @@ function writeString(buffer: Uint8Array, pos: number, text: string): number {
   }
   utf8.encodeInto(text, buffer.subarray(pos, pos + length));
   return pos + length;
-}
-
-function varintSize(value: number): number {
-  if (value < 0x80) return 1;
-  if (value < 0x4000) return 2;
-  if (value < 0x200000) return 3;
-  if (value < 0x10000000) return 4;
-  let size = 4;
-  value = Math.floor(value / 0x10000000);
-  while (value > 0) {
-    size++;
-    value = Math.floor(value / 0x80);
-  }
-  return size;
-}
-
-function writeVarint(buffer: Uint8Array, pos: number, value: number): number {
-  while (value >= 0x80) {
-    buffer[pos++] = (value % 0x80) | 0x80;
-    value = Math.floor(value / 0x80);
-  }
-  buffer[pos++] = value;
-  return pos;
 }
 
 // --- reading ---
