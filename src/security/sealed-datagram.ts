@@ -162,18 +162,12 @@ function readSeal(bytes: Uint8Array, headerEnd: number, start: number, senderId:
       case (3 << 3) | 0:
         counter = cursor.varint();
         break;
-      case (4 << 3) | 2: {
-        const end = cursor.delimitedEnd();
-        signerKey = bytes.subarray(cursor.pos, end);
-        cursor.pos = end;
+      case (4 << 3) | 2:
+        signerKey = cursor.delimitedBytes();
         break;
-      }
-      case (5 << 3) | 2: {
-        const end = cursor.delimitedEnd();
-        receiverId = bytes.subarray(cursor.pos, end);
-        cursor.pos = end;
+      case (5 << 3) | 2:
+        receiverId = cursor.delimitedBytes();
         break;
-      }
       case TAG_PAYLOAD: {
         const end = cursor.delimitedEnd();
         if (cursor.failed || end !== bytes.length) return undefined;

@@ -91,10 +91,8 @@ export function readAckFrame(bytes: Uint8Array, start: number, end: number): Fra
         if (stream > 0x7fffffff) return undefined;
         break;
       case (2 << 3) | 2: {
-        const idEnd = cursor.delimitedEnd();
+        originId = cursor.delimitedBytes();
         if (cursor.failed) return undefined;
-        originId = bytes.subarray(cursor.pos, idEnd);
-        cursor.pos = idEnd;
         break;
       }
       case (3 << 3) | 0:

@@ -293,12 +293,9 @@ export function readEnvelopeHeader(bytes: Uint8Array, cluster: Uint8Array): Clea
         cursor.pos = fieldEnd;
         break;
       }
-      case (4 << 3) | 2: {
-        const fieldEnd = cursor.delimitedEnd();
-        senderId = bytes.subarray(cursor.pos, fieldEnd);
-        cursor.pos = fieldEnd;
+      case (4 << 3) | 2:
+        senderId = cursor.delimitedBytes();
         break;
-      }
       case (5 << 3) | 0:
         incarnation = cursor.varint();
         break;

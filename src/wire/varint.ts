@@ -76,6 +76,14 @@ export class ByteCursor {
     return end > this.end ? this.fail() : end;
   }
 
+  /** A length-delimited field's bytes (a view, not a copy), the cursor moved past them; empty once it failed. */
+  delimitedBytes(): Uint8Array {
+    const end = this.delimitedEnd();
+    const bytes = this.bytes.subarray(this.pos, end);
+    this.pos = end;
+    return bytes;
+  }
+
   private fail(): number {
     this.failed = true;
     return Number.NaN;
