@@ -1,7 +1,8 @@
 import type { TimedUnit } from "../core/driver.ts";
 import type { PeerKey } from "../reliable/protocol.ts";
 import { entrySpec, remaining } from "./state-wire.ts";
-import { type AppliedRecord, type EntrySpec, type LockSpec, type SnapshotChunk, type StoredEntry, type StoredLock, utf8Length } from "./state-types.ts";
+import { type AppliedRecord, type EntrySpec, type LockSpec, type SnapshotChunk, type StoredEntry, type StoredLock } from "./state-types.ts";
+import { utf8Length } from "../wire/varint.ts";
 
 /** Chunks in flight to one receiver before it acknowledges some. */
 const WINDOW_CHUNKS = 16;

@@ -1,4 +1,5 @@
 import type { PeerKey } from "../reliable/protocol.ts";
+import { utf8Length } from "../wire/varint.ts";
 
 /**
  * The state map's own forms of what travels in its frames: plain numbers where the wire has 64-bit
@@ -270,15 +271,6 @@ export function noticesNeeded(members: number): number {
   return Math.max(0, members - 2);
 }
 
-/** The UTF-8 length of `text`. */
-export function utf8Length(text: string): number {
-  let bytes = text.length;
-  for (let i = 0; i < text.length; i++) {
-    const code = text.charCodeAt(i);
-    if (code >= 0x80) bytes += code >= 0x800 && (code < 0xd800 || code > 0xdfff) ? 2 : 1;
-  }
-  return bytes;
-}
 
 /** At most what a put of `key` with a value of `valueBytes` adds to an update (its owner is the request's). */
 export function putBytes(key: string, valueBytes: number): number {

@@ -6,6 +6,7 @@ import {
 } from "../../gen/activeblaze/v1/envelope_pb.ts";
 import type { DropReason } from "./drop-reason.ts";
 import { unsafeIntegerIn } from "./safe-integers.ts";
+import { utf8Length } from "./varint.ts";
 import {
   MAX_CLUSTER_NAME_BYTES,
   MAX_DATAGRAM_BYTES,
@@ -199,18 +200,4 @@ function exceedsUtf8Bytes(text: string, limit: number): boolean {
   if (text.length * 3 <= limit) return false;
   if (text.length > limit) return true;
   return utf8Length(text) > limit;
-}
-
-function utf8Length(text: string): number {
-  let bytes = 0;
-  for (let i = 0; i < text.length; i++) {
-    const unit = text.charCodeAt(i);
-    if (unit < 0x80) bytes += 1;
-    else if (unit < 0x800) bytes += 2;
-    else if (unit >= 0xd800 && unit <= 0xdbff && i + 1 < text.length) {
-      bytes += 4;
-      i++;
-    } else bytes += 3;
-  }
-  return bytes;
 }

@@ -15,6 +15,7 @@ import * as security from "../../gen/activeblaze/v1/security_pb.ts";
 import * as totem from "../../gen/activeblaze/v1/totem_pb.ts";
 import { fastCodec } from "./fast-codec.ts";
 import { MAX_WIRE_INTEGER, unsafeIntegerIn } from "./safe-integers.ts";
+import { utf8Length } from "./varint.ts";
 
 /** Every message type of the schema. */
 const SCHEMAS: DescMessage[] = [cluster, common, diagnostics, envelope, fec, membership, message, messaging, relay, reliable, security, totem]
@@ -216,6 +217,10 @@ describe("fastCodec", () => {
       }
     }
     expect(read).toBeGreaterThan(100);
+  });
+
+  it("counts a string's UTF-8 bytes as the runtime's encoder writes them, lone surrogates included", () => {
+    for (const text of [...TEXTS, "\udc00", "a\ud83d", "\ud83d\ud83d\ude00", "ß€𐍈"]) expect(utf8Length(text), JSON.stringify(text)).toBe(new TextEncoder().encode(text).length);
   });
 
   it("refuses a value of the wrong type when writing, naming the field", () => {

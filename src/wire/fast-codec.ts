@@ -1,7 +1,7 @@
 import { type DescField, type DescMessage, type MessageInitShape, type MessageShape, ScalarType } from "@bufbuild/protobuf";
 import { web } from "../web.ts";
 import { MAX_WIRE_INTEGER } from "./safe-integers.ts";
-import { decodeUtf8, varintSize, writeVarint } from "./varint.ts";
+import { decodeUtf8, utf8Length, varintSize, writeVarint } from "./varint.ts";
 
 /**
  * A binary codec for a message of the schema, compiled once from its descriptor: the bytes it writes
@@ -686,22 +686,6 @@ function writeVarint64(buffer: Uint8Array, pos: number, bits: bigint): number {
   }
   buffer[pos++] = Number(bits);
   return pos;
-}
-
-/** UTF-8 bytes of `text`, a lone surrogate counting as U+FFFD (as TextEncoder writes it). */
-function utf8Length(text: string): number {
-  let bytes = text.length;
-  for (let i = 0; i < text.length; i++) {
-    const code = text.charCodeAt(i);
-    if (code < 0x80) continue;
-    if (code < 0x800) bytes += 1;
-    else if (code >= 0xd800 && code <= 0xdbff && i + 1 < text.length && (text.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
-      // A surrogate pair: 4 bytes for 2 code units.
-      bytes += 2;
-      i++;
-    } else bytes += 2;
-  }
-  return bytes;
 }
 
 function writeString(buffer: Uint8Array, pos: number, text: string): number {

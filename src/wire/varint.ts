@@ -90,6 +90,22 @@ export class ByteCursor {
   }
 }
 
+/** UTF-8 bytes of `text`, a lone surrogate counting as U+FFFD (as TextEncoder writes it). */
+export function utf8Length(text: string): number {
+  let bytes = text.length;
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code < 0x80) continue;
+    if (code < 0x800) bytes += 1;
+    else if (code >= 0xd800 && code <= 0xdbff && i + 1 < text.length && (text.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
+      // A surrogate pair: 4 bytes for 2 code units.
+      bytes += 2;
+      i++;
+    } else bytes += 2;
+  }
+  return bytes;
+}
+
 const utf8Decoder = new web.TextDecoder("utf-8", { fatal: true });
 
 /** Decodes UTF-8, or returns undefined for invalid UTF-8. */
