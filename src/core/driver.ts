@@ -119,6 +119,7 @@ export class Driver {
     try {
       for (const fn of this.#endOfTurn) this.#guard(fn);
     } finally {
+      // `fault` may throw (tests make it): touches must not stay held back after that.
       this.#endingTurn = false;
     }
     for (const fn of this.#flushes) this.#guard(fn);

@@ -8,7 +8,6 @@ import type { Member, View, ViewId } from "./view.ts";
 
 /** Encoders and decoders between the membership messages of the schema and the group's own types. */
 
-export { encodeFrame } from "../wire/frames.ts";
 
 export function memberInfo(member: Member, groups: readonly string[] = []): MemberInfo {
   return create(MemberInfoSchema, {

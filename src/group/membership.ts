@@ -17,7 +17,8 @@ import type { PeerKey } from "../reliable/protocol.ts";
 import type { TimedUnit } from "../core/driver.ts";
 import type { RandomSource } from "../transport/clock.ts";
 import type { Address } from "../transport/transport.ts";
-import { encodeFrame, memberInfo, toMember, toView, toViewId, validPort, viewIdProto, viewProto } from "./frames.ts";
+import { memberInfo, toMember, toView, toViewId, validPort, viewIdProto, viewProto } from "./frames.ts";
+import { encodeFrame } from "../wire/frames.ts";
 import { contains, type CoordinatorSelector, type Member, sameView, type View, type ViewId } from "./view.ts";
 
 /** Timing of membership. Every duration is in milliseconds. */

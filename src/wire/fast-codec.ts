@@ -75,10 +75,8 @@ interface FieldPlan {
 
 interface MessagePlan {
   readonly typeName: string;
-  /** By field number order. */
-  fields: FieldPlan[];
   /** The fields that are no oneof's cases, by number order. */
-  regular: FieldPlan[];
+  readonly regular: FieldPlan[];
   /** Each oneof's cases, by case name: one lookup finds what is set, however many cases it has. */
   readonly oneofs: Array<{ readonly name: string; readonly cases: Map<string, FieldPlan> }>;
   readonly byNumber: Map<number, FieldPlan>;
@@ -91,7 +89,7 @@ const plans = new WeakMap<DescMessage, MessagePlan>();
 function planOf(desc: DescMessage): MessagePlan {
   const known = plans.get(desc);
   if (known !== undefined) return known;
-  const plan: MessagePlan = { typeName: desc.typeName, fields: [], regular: [], oneofs: [], byNumber: new Map(), defaults: [] };
+  const plan: MessagePlan = { typeName: desc.typeName, regular: [], oneofs: [], byNumber: new Map(), defaults: [] };
   // Registered before its fields: a recursive type reaches itself.
   plans.set(desc, plan);
   const seenOneofs = new Set<string>();
@@ -110,8 +108,7 @@ function planOf(desc: DescMessage): MessagePlan {
       plan.defaults.push({ name: field.localName, make: scalarOf(field) === ScalarType.BYTES ? () => new Uint8Array(0) : () => zero });
     }
   }
-  plan.fields = [...desc.fields].sort((a, b) => a.number - b.number).map((field) => fieldPlanOf(field));
-  for (const field of plan.fields) {
+  for (const field of [...desc.fields].sort((a, b) => a.number - b.number).map((f) => fieldPlanOf(f))) {
     plan.byNumber.set(field.no, field);
     if (field.oneof === undefined) {
       plan.regular.push(field);
