@@ -250,7 +250,6 @@ export function encodeFrame(kind: MessageInitShape<typeof FrameSchema>["kind"] |
   return FRAME_CODEC.encode({ kind } as MessageInitShape<typeof FrameSchema>);
 }
 
-
 /** The clear header of an envelope, read by hand: its sender, the sender's incarnation, where it ends. */
 export interface ClearHeader {
   readonly senderId: Uint8Array;
