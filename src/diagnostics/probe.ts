@@ -1,6 +1,4 @@
-import { create, toBinary } from "@bufbuild/protobuf";
 import type { DiagnosticsReply } from "../../gen/activeblaze/v1/diagnostics_pb.ts";
-import { FrameSchema } from "../../gen/activeblaze/v1/envelope_pb.ts";
 import { channelOptionFields, multicastBindings, multicastNetwork, type MulticastNetworkOptions, staticNetwork, type StaticNetworkOptions } from "../channel/options.ts";
 import { BlazeError } from "../errors.ts";
 import { parseOptions } from "../options.ts";
@@ -177,10 +175,7 @@ export class Prober implements AsyncDisposable {
     // Sealed for the whole group, or for whoever is at a static peer's address.
     const receiver = this.#options.network.type === "multicast" ? "group" : undefined;
     this.#round = round;
-    const request = toBinary(
-      FrameSchema,
-      create(FrameSchema, { kind: { case: "diagnosticsRequest", value: { nonce, includeEntries: options.includeEntries ?? this.#options.includeEntries } } }),
-    );
+    const request = encodeFrame({ case: "diagnosticsRequest", value: { nonce, includeEntries: options.includeEntries ?? this.#options.includeEntries } });
     try {
       for (let i = 0; i < ROUNDS_PER_ASK; i++) {
         for (const target of this.#targets()) this.#send(request, target, receiver);
