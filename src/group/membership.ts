@@ -595,7 +595,7 @@ export class GroupMembership implements TimedUnit {
         return;
       case "member":
         this.#checkMembers(now);
-        this.#schedule(this.#checkInterval());
+        if (this.#phase === "member") this.#schedule(Math.max(1, Math.min(this.#checkInterval(), this.#nextVerdict(now) - now)));
         return;
       default:
         return;
@@ -654,6 +654,33 @@ export class GroupMembership implements TimedUnit {
     // The installer sends its view again to the members that have not acknowledged it — also when the
     // view names another coordinator (a heavier joiner, say), which may be the very member that missed it.
     if (this.#view === view && view.id.installer === local.id) this.#resendUnacked(view, now);
+  }
+
+  /**
+   * The earliest time a check could find something new: a member's silence passing `failureTimeoutMs`,
+   * a verification's next ping or its end, a take-over's wait running out. Checks wake at that time, not
+   * a check interval later, so a crash is acted on when its timeouts say.
+   */
+  #nextVerdict(now: number): number {
+    const view = this.#view;
+    if (view === undefined) return Number.POSITIVE_INFINITY;
+    const { failureTimeoutMs, verifyTimeoutMs } = this.#options;
+    const local = this.#host.local();
+    let next = Number.POSITIVE_INFINITY;
+    for (const member of view.members) {
+      if (member.id === local.id) continue;
+      const verification = this.#verifying.get(member.id);
+      if (verification === undefined) {
+        const silentSince = Math.max(this.#host.lastHeard(member) ?? 0, this.#addedAt.get(member.id) ?? 0);
+        // Suspected once silent for longer than the timeout: the first millisecond past it.
+        next = Math.min(next, silentSince + this.#stalledSince(silentSince) + failureTimeoutMs + 1);
+      } else {
+        const nextPing = verification.pings < VERIFY_PINGS ? verification.since + (verification.pings * verifyTimeoutMs) / VERIFY_PINGS : Number.POSITIVE_INFINITY;
+        next = Math.min(next, nextPing, verification.since + verifyTimeoutMs);
+      }
+    }
+    if (this.#takeOverSince !== undefined) next = Math.min(next, this.#takeOverSince + verifyTimeoutMs);
+    return Math.max(next, now);
   }
 
   /**

@@ -3,7 +3,6 @@ import type { CoordinatorSelector, View } from "../../src/group/view.ts";
 import { runSeeds, seedsFromEnv } from "../../src/transport/sim-run.ts";
 import type { Transport, TransportFactory } from "../../src/transport/transport.ts";
 import {
-  CHECK_INTERVAL_MS,
   CRASH_BOUND_MS,
   GROUP,
   GroupSim,
@@ -190,23 +189,36 @@ describe("leaving and crashing", () => {
     }
   });
 
-  it("removes a crashed member within failureTimeoutMs + verifyTimeoutMs + two checks on a lossless network, and not before", async () => {
-    const sim = new GroupSim({ seed: 15 });
-    try {
-      const procs = await startInTurn(sim, ["h0", "h1", "h2", "h3"]);
-      await sim.run(1_000);
-      // A member, then the coordinator.
-      for (const victim of [procs[2]!, procs[0]!]) {
-        sim.crash(victim);
-        const took = await sim.runUntil(() => sim.agreed(), CRASH_BOUND_MS, `p${victim.index} out of the views`, 1);
-        expect(took).toBeGreaterThan(TIMING.failureTimeoutMs);
-        // The last datagram may have come just before the crash; 5 ms to gather changes, 1 ms of steps.
-        expect(took).toBeLessThanOrEqual(TIMING.failureTimeoutMs + TIMING.verifyTimeoutMs + 2 * CHECK_INTERVAL_MS + 6);
+  // Checks wake when a silence or a verification runs out, not on the next periodic check.
+  for (const [name, timing] of [
+    ["the simulation's timing", {}],
+    ["the default timing", { heartbeatIntervalMs: 1_000, failureTimeoutMs: 5_000, verifyTimeoutMs: 1_500 }],
+  ] as const) {
+    it(`removes a crashed member within failureTimeoutMs + verifyTimeoutMs + 7 ms on a lossless network, and not before (${name})`, async () => {
+      const failureTimeoutMs = "failureTimeoutMs" in timing ? timing.failureTimeoutMs : TIMING.failureTimeoutMs;
+      const verifyTimeoutMs = "verifyTimeoutMs" in timing ? timing.verifyTimeoutMs : TIMING.verifyTimeoutMs;
+      const sim = new GroupSim({ seed: 15 });
+      try {
+        const procs: Proc[] = [];
+        for (const host of ["h0", "h1", "h2", "h3"]) {
+          procs.push(await sim.spawn(host, timing));
+          await sim.runUntil(() => sim.agreed(), 5_000, `${host} in the view`);
+        }
+        await sim.run(3 * (failureTimeoutMs + verifyTimeoutMs));
+        // A member, then the coordinator.
+        for (const victim of [procs[2]!, procs[0]!]) {
+          sim.crash(victim);
+          const took = await sim.runUntil(() => sim.agreed(), 2 * (failureTimeoutMs + verifyTimeoutMs), `p${victim.index} out of the views`, 1);
+          expect(took).toBeGreaterThan(failureTimeoutMs);
+          // The last datagram may have come just before the crash; 1 ms past the timeout, 5 ms to gather
+          // changes, 1 ms of steps.
+          expect(took).toBeLessThanOrEqual(failureTimeoutMs + verifyTimeoutMs + 7);
+        }
+      } finally {
+        await sim.shutDown();
       }
-    } finally {
-      await sim.shutDown();
-    }
-  });
+    });
+  }
 });
 
 /** Transports on `host` whose datagrams, while `holding`, wait in `held` (each a send) for the test to let them go. */
