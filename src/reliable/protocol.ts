@@ -70,6 +70,8 @@ export interface ProtocolStats {
   retransmitted: number;
   nacksSent: number;
   nacksReceived: number;
+  /** NACKs this member did not send because another receiver's NACK, heard first, asked for the same messages. */
+  nacksSuppressed: number;
   acksSent: number;
   lost: number;
   outOfWindow: number;
@@ -137,6 +139,7 @@ export function emptyStats(): ProtocolStats {
     retransmitted: 0,
     nacksSent: 0,
     nacksReceived: 0,
+    nacksSuppressed: 0,
     acksSent: 0,
     lost: 0,
     outOfWindow: 0,

@@ -79,6 +79,8 @@ export interface SharedLossRepairs {
   readonly lost: number;
   /** NACKs every receiver sent, together. */
   readonly nacks: number;
+  /** NACKs receivers held back because another receiver's NACK asked for the same messages. */
+  readonly suppressed: number;
   readonly retransmitted: number;
   /** Retransmissions that went to the one receiver that asked. */
   readonly retransmittedToOne: number;
@@ -123,6 +125,7 @@ export async function measureSharedLoss(seed: number, members: number, loss: num
     loss,
     lost,
     nacks: channels.slice(1).reduce((sum, c) => sum + c.stats.protocol.nacksSent, 0),
+    suppressed: channels.slice(1).reduce((sum, c) => sum + c.stats.protocol.nacksSuppressed, 0),
     retransmitted: sender.retransmitted,
     retransmittedToOne: sender.retransmittedToOne,
   };
@@ -139,12 +142,12 @@ if (process.argv[1]?.endsWith("nack-repair.ts")) {
       console.log(`| ${members} | ${loss * 100} % | ${r.losslessDatagrams.toFixed(0)} | ${r.losslessDuplicates.toFixed(0)} | ${r.lossyDatagrams} | ${r.retransmitted} |`);
     }
   }
-  console.log("\n| members | loss on the sender's link | datagrams lost | NACKs per lost datagram | retransmissions per lost datagram | of them to one receiver |");
-  console.log("| ---: | ---: | ---: | ---: | ---: | ---: |");
+  console.log("\n| members | loss on the sender's link | datagrams lost | NACKs per lost datagram | held back per lost datagram | retransmissions per lost datagram | of them to one receiver |");
+  console.log("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
   for (const members of [9, 16]) {
     for (const loss of [0.01, 0.05]) {
       const r = await measureSharedLoss(1, members, loss, 10_000);
-      console.log(`| ${members} | ${loss * 100} % | ${r.lost} | ${(r.nacks / r.lost).toFixed(2)} | ${(r.retransmitted / r.lost).toFixed(2)} | ${r.retransmittedToOne} |`);
+      console.log(`| ${members} | ${loss * 100} % | ${r.lost} | ${(r.nacks / r.lost).toFixed(2)} | ${(r.suppressed / r.lost).toFixed(2)} | ${(r.retransmitted / r.lost).toFixed(2)} | ${r.retransmittedToOne} |`);
     }
   }
 }

@@ -5,7 +5,7 @@ import { type Scheduled, Timetable } from "../../core/deadlines.ts";
 import type { TimedUnit } from "../../core/driver.ts";
 import { type DataFields, emptyDataFields, NO_BYTES } from "../../wire/frames.ts";
 import { heartbeatFrame, nackFrame } from "../control-frames.ts";
-import { idOf, sameId } from "../member-key.ts";
+import { idOf, keyOf, sameId } from "../member-key.ts";
 import {
   emptyStats,
   fillData,
@@ -28,7 +28,9 @@ export interface NackOptions {
   /**
    * A gap is NACKed after a random delay in [nackDelayMinMs, nackDelayMaxMs]: a little reordering costs
    * no NACK, and receivers missing the same message ask at slightly different times (the second one
-   * asking gets it sent to everyone).
+   * asking gets it sent to everyone; where losses are shared, the first one heard holds the others
+   * back). For a shared loss in a group of more than four, the range's width grows by half the log2 of
+   * the group's size.
    */
   readonly nackDelayMinMs: number;
   readonly nackDelayMaxMs: number;
@@ -76,6 +78,18 @@ export const DEFAULT_NACK_OPTIONS: NackOptions = {
 
 type SenderStream = IncomingStream;
 
+/** A NACK heard from another receiver is compared with ours only when both have at most this many ranges. */
+const MAX_COMPARED_RANGES = 64;
+
+/** NACK delays of shared losses spread by log2(group size) / this, so groups of up to four keep `nackDelayMaxMs` as it is. */
+const NACK_SPREAD_DIVISOR = 2;
+/** Past this share of a stream's gaps repaired for others too, its losses count as shared. */
+const SHARED_LOSSES = 0.5;
+/** Weight of each gap in that moving average (about the last 8 count). */
+const SHARED_LOSSES_WEIGHT = 1 / 8;
+/** A receiver's NACK is put off for other receivers' NACKs at most this many times in a row. */
+const MAX_PUT_OFFS = 3;
+
 /** How many peers given up for dead are remembered, in case one was only cut off. */
 const MAX_RESUME_POINTS = 4_096;
 
@@ -95,7 +109,9 @@ interface Joiner extends Scheduled {
  * messages; receivers deliver each sender's messages exactly once and in order, and ask the sender for
  * what is missing with NACKs after a random delay; the sender retransmits to the one receiver that
  * asked, or by multicast when a second one asks within the holdoff (so one lossy receiver's repairs
- * reach only it, and a loss every receiver shares is repaired by one multicast).
+ * reach only it, and a loss every receiver shares is repaired by one multicast). A receiver whose
+ * losses are mostly shared sends its NACKs to the whole group, and one that hears another's NACK for
+ * what it misses holds its own back (SRM and NORM suppression), so a shared loss costs about one NACK.
  * Receivers acknowledge what they delivered, which both trims the sender's retransmit buffer
  * (stability) and opens its window (flow control). A sender that falls silent announces its highest
  * sequence number, so a lost last message is noticed.
@@ -210,9 +226,10 @@ export class NackProtocol implements ReliabilityProtocol, TimedUnit {
     switch (kind.case) {
       case "nack": {
         const nack = kind.value;
-        if (nack.stream === Stream.MULTICAST && sameId(nack.originId, this.#localId) && Number(nack.originIncarnation) === this.#localIncarnation) {
-          this.#onNack(peer, nack, now);
-        }
+        if (nack.stream !== Stream.MULTICAST) return;
+        if (sameId(nack.originId, this.#localId)) {
+          if (Number(nack.originIncarnation) === this.#localIncarnation) this.#onNack(peer, nack, now);
+        } else this.#onOtherNack(nack, now);
         return;
       }
       case "ack": {
@@ -393,8 +410,13 @@ export class NackProtocol implements ReliabilityProtocol, TimedUnit {
 
   #afterProgress(stream: SenderStream, now: number): void {
     const window = stream.window;
-    if (!window.hasGap) clearNack(stream);
-    else if (stream.nackDue === Number.POSITIVE_INFINITY) stream.nackDue = now + this.#nackDelay();
+    if (!window.hasGap) {
+      if (stream.nackDue !== Number.POSITIVE_INFINITY) this.#gapFilled(stream, now);
+      clearNack(stream);
+    } else if (stream.nackDue === Number.POSITIVE_INFINITY) {
+      stream.gapSince = now;
+      stream.nackDue = now + this.#nackDelay(stream);
+    }
     if (ackDueNow(stream, this.#options, now)) this.#sendAck(stream);
     this.#streamTimes.schedule(stream, Math.min(stream.ackDue, stream.nackDue));
   }
@@ -409,9 +431,14 @@ export class NackProtocol implements ReliabilityProtocol, TimedUnit {
       const missing = window.hasGap ? window.missing(this.#options.maxNackSeqs) : [];
       if (missing.length === 0) clearNack(stream);
       else {
-        this.#host.unicastFrame(stream.peer, nackFrame(Stream.MULTICAST, stream.originId, window.incarnation, missing));
+        const nack = nackFrame(Stream.MULTICAST, stream.originId, window.incarnation, missing);
+        // Losses shared: to the whole group, where receivers missing the same messages hear it and hold
+        // their own NACK back (#onOtherNack). Otherwise to the sender alone.
+        if (stream.sharedLosses >= SHARED_LOSSES) this.#host.multicastFrame(nack);
+        else this.#host.unicastFrame(stream.peer, nack);
         this.#stats.nacksSent++;
         stream.nackAttempts++;
+        stream.nackPutOffs = 0;
         stream.nackDue = now + this.#retryDelay(stream.nackAttempts);
       }
     }
@@ -423,9 +450,46 @@ export class NackProtocol implements ReliabilityProtocol, TimedUnit {
     this.#stats.acksSent++;
   }
 
-  #nackDelay(): number {
+  // Where losses are shared, in a larger group NACKs of one loss spread wider (by the log of its size,
+  // as NORM scales its backoff), so that the first one is heard before most others are due.
+  #nackDelay(stream: SenderStream): number {
     const { nackDelayMinMs, nackDelayMaxMs } = this.#options;
-    return nackDelayMinMs + this.#host.random.next() * (nackDelayMaxMs - nackDelayMinMs);
+    const spread = stream.sharedLosses < SHARED_LOSSES ? 1 : Math.max(1, Math.log2(this.#window.receivers + 1) / NACK_SPREAD_DIVISOR);
+    return nackDelayMinMs + this.#host.random.next() * (nackDelayMaxMs - nackDelayMinMs) * spread;
+  }
+
+  // A gap closed: learn whether another receiver had it repaired too. Filled before we asked (and too
+  // late to be reordering), or after our NACK was put off for another's: shared. Filled after we asked
+  // ourselves: ours alone, as far as we can tell.
+  #gapFilled(stream: SenderStream, now: number): void {
+    let shared: 0 | 1;
+    if (stream.nackPutOffs > 0) shared = 1;
+    else if (stream.nackAttempts > 0) shared = 0;
+    else if (now - stream.gapSince >= this.#options.nackDelayMinMs) shared = 1;
+    else return;
+    stream.sharedLosses += (shared - stream.sharedLosses) * SHARED_LOSSES_WEIGHT;
+  }
+
+  /**
+   * Another receiver's NACK for a stream we receive (SRM's and NORM's suppression): when it asks for
+   * every message our own pending NACK would, ours waits as long as a NACK of ours would wait for its
+   * answer — the repair that NACK brings, if it goes to everyone, fills our gap too. A NACK is put off
+   * at most MAX_PUT_OFFS times in a row, so nobody can hold it back for long.
+   */
+  #onOtherNack(nack: Nack, now: number): void {
+    const stream = this.#streams.get(keyOf(nack.originId));
+    if (stream === undefined || stream.nackPutOffs >= MAX_PUT_OFFS || stream.nackDue === Number.POSITIVE_INFINITY || stream.nackDue <= now) return;
+    const window = stream.window;
+    if (Number(nack.originIncarnation) !== window.incarnation || !window.hasGap || nack.missing.length > MAX_COMPARED_RANGES) return;
+    const ours = window.missing(this.#options.maxNackSeqs);
+    if (ours.length > MAX_COMPARED_RANGES) return;
+    const covered = ours.every(([first, last]) => nack.missing.some((range) => range.first <= BigInt(first) && BigInt(last) <= range.last));
+    if (!covered) return;
+    stream.nackPutOffs++;
+    // With a fresh random delay on top: receivers put off by the same NACK must not all come due together.
+    stream.nackDue = now + this.#retryDelay(stream.nackAttempts + 1) + this.#nackDelay(stream);
+    this.#stats.nacksSuppressed++;
+    this.#streamTimes.schedule(stream, Math.min(stream.ackDue, stream.nackDue));
   }
 
   #retryDelay(attempts: number): number {

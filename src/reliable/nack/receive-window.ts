@@ -19,6 +19,17 @@ export interface IncomingStream extends Scheduled {
   nackDue: number;
   /** NACKs sent for the current gap: the retry waits double with each. */
   nackAttempts: number;
+  /** Times the NACK now due was put off because another receiver asked for the same messages. */
+  nackPutOffs: number;
+  /** When the current gap opened. */
+  gapSince: number;
+  /**
+   * How many of this stream's recent gaps other receivers asked to repair too (a moving average, 0–1):
+   * a gap filled before we asked, or a NACK of ours put off for another's. NACKs of a stream whose
+   * losses are shared go to the whole group, so that one NACK per loss suffices; those of a receiver
+   * that loses alone go to the sender only, and cost the other receivers nothing.
+   */
+  sharedLosses: number;
   /** False once the stream was dropped: a deadline that comes due for it does nothing. */
   live: boolean;
 }
@@ -55,6 +66,7 @@ export function takeAck(stream: IncomingStream, kind: Stream): Uint8Array {
 export function clearNack(stream: IncomingStream): void {
   stream.nackDue = Number.POSITIVE_INFINITY;
   stream.nackAttempts = 0;
+  stream.nackPutOffs = 0;
 }
 
 /** A stream from `peer` (incarnation `incarnation`) whose first expected message is `first` (0: not known yet). */
@@ -77,6 +89,9 @@ export function openIncomingStream(
     ackDue: Number.POSITIVE_INFINITY,
     nackDue: Number.POSITIVE_INFINITY,
     nackAttempts: 0,
+    nackPutOffs: 0,
+    gapSince: 0,
+    sharedLosses: 0,
     live: true,
     queuedAt: Number.POSITIVE_INFINITY,
   };

@@ -64,6 +64,11 @@ export class SendWindow {
     return this.#bytes;
   }
 
+  /** The receivers tracked: the other members of the group. */
+  get receivers(): number {
+    return this.#receivers.size;
+  }
+
   /** Messages sent and not yet received by every responsive receiver. */
   get inFlight(): number {
     return this.nextSeq - 1 - this.#receivedByAll;
