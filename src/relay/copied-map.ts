@@ -229,7 +229,7 @@ export class CopiedMap {
       const before = current === undefined ? undefined : decodeStored(key, current.value);
       const time = Math.max(Math.floor(this.#options.wallClock()), (before?.time ?? 0) + 1);
       const entry: CopiedEntry = { key, time, site: access.site, removed, format, value };
-      const left = Math.max(1, deadline - access.now());
+      const left = Math.max(1, Math.ceil(deadline - access.now()));
       try {
         await raw.put(key, encodeStored(entry), {
           ifVersion: version,

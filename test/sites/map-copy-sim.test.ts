@@ -42,7 +42,7 @@ describe("the merge rule", () => {
       const second = eu0!.relay.map.put("k", bytes("eu second"));
       const [usStamp, euStamp] = await settle(sim, [first, second]);
       await sim.runUntil(() => converged(sim) && sim.running().every((p) => p.relay.map.has("k")), 5_000, "both sites agree on k");
-      expect(usStamp.time).toBeGreaterThan(euStamp.time);
+      expect(usStamp!.time).toBeGreaterThan(euStamp!.time);
       for (const proc of sim.running()) {
         expect(text(proc.relay.map.get("k"))).toBe("us first");
         expect(proc.relay.map.getEntry("k")!.stamp).toEqual(usStamp);
