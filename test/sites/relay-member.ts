@@ -10,9 +10,10 @@
  * default inbox with `re:<text>`, and exits on its own after `lifetimeMs`, whatever happens.
  *
  * With `map`, the site's replicated map is copied across sites (`relay.map`): `put` writes a key,
- * `fill` writes `count` keys with at most `window` writes under way (each value `<text>@<wall ms>`),
- * `map` prints every entry and tombstone with its stamp, and the delivery lag of the entries copied
- * from other sites (wall clock from the write to the change here).
+ * `fill` writes `count` keys with at most `window` writes under way (each value `<text>@<wall ms>`;
+ * `pauseMs` after each), `map` prints every entry and tombstone with its stamp, and the delivery lag
+ * of the entries copied from other sites (wall clock from the write to the change here) since the
+ * last `reset`.
  */
 import { createInterface } from "node:readline";
 import { createRelayChannel } from "../../src/relay/index.ts";
@@ -38,7 +39,7 @@ export type RelayMemberCommand =
   | { readonly cmd: "reset" }
   | { readonly cmd: "request"; readonly site: string; readonly id: string; readonly text: string }
   | { readonly cmd: "put"; readonly key: string; readonly text: string }
-  | { readonly cmd: "fill"; readonly prefix: string; readonly count: number; readonly window: number }
+  | { readonly cmd: "fill"; readonly prefix: string; readonly count: number; readonly window: number; readonly pauseMs?: number }
   | { readonly cmd: "map" }
   | { readonly cmd: "exit" };
 
@@ -160,6 +161,7 @@ async function fill(command: Extract<RelayMemberCommand, { cmd: "fill" }>): Prom
       try {
         await relay.map.put(key, new TextEncoder().encode(`${key}@${now()}`));
         acknowledged.push(key);
+        if (command.pauseMs !== undefined) await new Promise((resolve) => setTimeout(resolve, command.pauseMs));
       } catch (error) {
         print({ type: "putFailed", key, code: `${(error as { code?: string }).code}: ${(error as Error).message}` });
       }
@@ -197,6 +199,8 @@ for await (const line of createInterface({ input: process.stdin })) {
       break;
     case "reset":
       origins.clear();
+      lags.length = 0;
+      copiedAt.length = 0;
       break;
     case "request": {
       const start = now();
