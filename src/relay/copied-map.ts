@@ -207,8 +207,10 @@ export class CopiedMap {
     const resync = change.resync;
     if (entry !== undefined && !entry.removed) {
       this.#events.emit("change", { type: "put", key: change.key, value: valueOf(entry), stamp: { time: entry.time, site: entry.site }, resync });
-    } else if (entry !== undefined && before !== undefined && !before.removed) {
-      this.#events.emit("change", { type: "remove", key: change.key, stamp: { time: entry.time, site: entry.site }, resync });
+    } else if (before !== undefined && !before.removed) {
+      // A tombstone over a live entry, or a live entry gone from the site's map (a resync): the removal's stamp, else the entry's.
+      const stamp = entry ?? before;
+      this.#events.emit("change", { type: "remove", key: change.key, stamp: { time: stamp.time, site: stamp.site }, resync });
     }
   }
 

@@ -159,7 +159,8 @@ export class RelayChannel implements AsyncDisposable {
   /** The map as copied across sites (with `relay.map`), and its copy while this member is the gateway. */
   readonly #copied: CopiedMap | undefined;
   #mapCopy: MapCopy | undefined;
-  readonly #mapTimeoutMs: number = 0;
+  /** The state map's `requestTimeoutMs`: how long the copy's writes wait (with `relay.map`). */
+  readonly #mapTimeoutMs: number;
   #gatewayMember: SiteMember | undefined;
   #reportTimer: TimerHandle | undefined;
   #resendTimer: TimerHandle | undefined;
@@ -187,23 +188,24 @@ export class RelayChannel implements AsyncDisposable {
       if (type !== "error") this.#errors.report(error, "listener");
     });
     this.#received = new ReceivedStreams(relay.windowMessages, relay.windowBytes, relay.maxStreams);
-    if (relay.map !== undefined) {
-      const cluster = this.group as ClusterChannel;
-      const state = parseOptions(stateOptionsSchema, group.state, "state");
-      this.#mapTimeoutMs = state.requestTimeoutMs;
-      this.#copied = new CopiedMap(
-        {
-          raw: () => cluster.map,
-          site: relay.site,
-          now: () => this.#clock.now(),
-          delay: (ms) => new Promise((resolve) => this.#clock.setTimer(ms, resolve)),
-          requestTimeoutMs: this.#mapTimeoutMs,
-          retryDelayMs: state.retryDelayMs,
-          reportListenerError: (error) => this.#errors.report(error, "listener"),
-        },
-        relay.map,
-      );
-    }
+    // Without relay.map there is no state option (resolveRelayOptions refuses one): the defaults, unused.
+    const state = parseOptions(stateOptionsSchema, group.state, "state");
+    this.#mapTimeoutMs = state.requestTimeoutMs;
+    this.#copied =
+      relay.map === undefined
+        ? undefined
+        : new CopiedMap(
+            {
+              raw: () => (this.group as ClusterChannel).map,
+              site: relay.site,
+              now: () => this.#clock.now(),
+              delay: (ms) => new Promise((resolve) => this.#clock.setTimer(ms, resolve)),
+              requestTimeoutMs: state.requestTimeoutMs,
+              retryDelayMs: state.retryDelayMs,
+              reportListenerError: (error) => this.#errors.report(error, "listener"),
+            },
+            relay.map,
+          );
   }
 
   /**
