@@ -61,6 +61,21 @@ export function compareStamps(a: CopyStamp, b: CopyStamp): number {
   return a.site < b.site ? -1 : a.site > b.site ? 1 : 0;
 }
 
+/**
+ * The merge order of two entries of one key: their stamps; for one stamp (two writes of a site in
+ * one millisecond, the first lost by its site in a master failover after another site got it), the
+ * removal, then the greater format and value bytes — so that every site picks the same one.
+ */
+export function compareEntries(a: CopiedEntry, b: CopiedEntry): number {
+  const byStamp = compareStamps(a, b);
+  if (byStamp !== 0) return byStamp;
+  if (a.removed !== b.removed) return a.removed ? 1 : -1;
+  if (a.format !== b.format) return a.format - b.format;
+  const length = Math.min(a.value.length, b.value.length);
+  for (let i = 0; i < length; i++) if (a.value[i] !== b.value[i]) return a.value[i]! - b.value[i]!;
+  return a.value.length - b.value.length;
+}
+
 /** The map's value of a copied entry: the entry itself, without its key (the map's key is the key). */
 export function encodeStored(entry: CopiedEntry): Uint8Array {
   return toBinary(RelayMapEntrySchema, create(RelayMapEntrySchema, copiedToWire({ ...entry, key: "" })));

@@ -3,7 +3,7 @@ import { BlazeError } from "../errors.ts";
 import type { MapChange, ReplicatedMap } from "../cluster/replicated-map.ts";
 import type { Clock, TimerHandle } from "../transport/clock.ts";
 import { utf8Length } from "../wire/varint.ts";
-import { compareStamps, decodeStored, encodeStored, tombstoneOver } from "./copied-map.ts";
+import { compareEntries, decodeStored, encodeStored, tombstoneOver } from "./copied-map.ts";
 import type { ResolvedMapCopyOptions } from "./options.ts";
 import { type CopiedEntry, DIGEST_BUCKETS, type RelayBody } from "./relay-frames.ts";
 
@@ -61,11 +61,12 @@ export interface MapCopyStats {
  *   is sent at once to every other site up. A change applied from another site keeps that site's
  *   stamp and is not sent again, so nothing loops.
  * - **Applying.** An entry from another site is written through the site's map (an ordinary write, so
- *   every member of the site sees it as a change) if its stamp is greater than the one the map has for
- *   the key — a compare-and-set on the version compared, tried again when a local write came first.
+ *   every member of the site sees it as a change) if it is greater than the entry the map has for the
+ *   key ({@link compareEntries}: by stamp) — a compare-and-set on the version compared, tried again
+ *   when a local write came first.
  * - **Repair** (anti-entropy; what the bus lost, what a crashed gateway never sent, a site's outage):
  *   a gateway sends every other site a digest of its map — 64 buckets of keys, two XORed 32-bit
- *   hashes of each entry's key and stamp per bucket — every `digestIntervalMs`, when it connects, and
+ *   hashes of each entry's key, stamp and value per bucket — every `digestIntervalMs`, when it connects, and
  *   when another site comes up or changes gateway. The receiver pushes its entries of every bucket
  *   that differs and answers with its own digest, so both sides push what the other lacks. The copy
  *   keeps no log: memory is the digest (computed from the map when needed) and a bounded queue of
@@ -168,7 +169,7 @@ export class MapCopy {
     const hashes = new Array<number>(2 * DIGEST_BUCKETS).fill(0);
     for (const entry of entries) {
       const b = bucketOf(entry.key);
-      const text = `${entry.key}\u0000${entry.time}\u0000${entry.site}\u0000${entry.removed ? 1 : 0}`;
+      const text = `${entry.key}\u0000${entry.time}\u0000${entry.site}\u0000${entry.removed ? 1 : 0}\u0000${entry.format}\u0000${valueHash(entry.value)}`;
       hashes[2 * b] = (hashes[2 * b]! ^ fnv1a(text, 0x811c9dc5)) >>> 0;
       hashes[2 * b + 1] = (hashes[2 * b + 1]! ^ fnv1a(text, 0x050c5d1f)) >>> 0;
     }
@@ -217,7 +218,7 @@ export class MapCopy {
     }
     const waiting = this.#pending.get(entry.key);
     if (waiting !== undefined) {
-      if (compareStamps(entry, waiting) > 0) this.#pending.set(entry.key, entry);
+      if (compareEntries(entry, waiting) > 0) this.#pending.set(entry.key, entry);
       else this.stats.superseded++;
       return;
     }
@@ -252,7 +253,7 @@ export class MapCopy {
       const current = map.getEntry(entry.key);
       const local = current === undefined ? undefined : decodeStored(entry.key, current.value);
       const now = this.options.wallClock();
-      if ((local !== undefined && compareStamps(local, entry) >= 0) || (entry.removed && tombstoneOver(entry.time, now, this.options.tombstoneMs))) {
+      if ((local !== undefined && compareEntries(local, entry) >= 0) || (entry.removed && tombstoneOver(entry.time, now, this.options.tombstoneMs))) {
         this.stats.superseded++;
         return;
       }
@@ -277,6 +278,20 @@ export class MapCopy {
     }
     this.stats.deferred++;
   }
+}
+
+/** Value hashes, once per stored value (a map entry's value is the same object until the key is written again). */
+const valueHashes = new WeakMap<Uint8Array, number>();
+
+function valueHash(value: Uint8Array): number {
+  let hash = valueHashes.get(value);
+  if (hash === undefined) {
+    hash = 0x811c9dc5;
+    for (let i = 0; i < value.length; i++) hash = Math.imul(hash ^ value[i]!, 0x01000193);
+    hash >>>= 0;
+    valueHashes.set(value, hash);
+  }
+  return hash;
 }
 
 function bucketOf(key: string): number {

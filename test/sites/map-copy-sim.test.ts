@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { runSeeds, seedsFromEnv } from "../../src/transport/sim-run.ts";
 import type { ClusterChannel } from "../../src/cluster/cluster-channel.ts";
 import { RelayChannel } from "../../src/relay/relay-channel.ts";
+import { compareEntries } from "../../src/relay/copied-map.ts";
 import { encodeRelay } from "../../src/relay/relay-frames.ts";
 import { converged, FAULTS, MAP_TIMING, mapSites, type MapScenarioResult, runMapScenario, sumStats } from "./map-copy-scenario.ts";
 import type { SitesSim } from "./sites-sim.ts";
@@ -83,6 +84,34 @@ describe("the merge rule", () => {
       await sim.runUntil(() => sim.running().every((p) => p.relay.map.stamped().length === 0), 5_000, "the tombstones gone");
       await settle(sim, [eu0!.relay.map.put("gone", bytes("back"))]);
       await sim.runUntil(() => sim.running().every((p) => text(p.relay.map.get("gone")) === "back"), 5_000, "the new write at us");
+    } finally {
+      await sim.close();
+    }
+  });
+});
+
+describe("one stamp, two entries", () => {
+  it("are ordered the same at every site: the removal, then the greater value bytes", () => {
+    const entry = { key: "k", time: 7, site: "eu", removed: false, format: 0, value: bytes("b") };
+    expect(compareEntries(entry, { ...entry, time: 8 })).toBeLessThan(0);
+    expect(compareEntries(entry, { ...entry, site: "us" })).toBeLessThan(0);
+    expect(compareEntries(entry, { ...entry, removed: true, value: new Uint8Array(0) })).toBeLessThan(0);
+    expect(compareEntries(entry, { ...entry, value: bytes("a") })).toBeGreaterThan(0);
+    expect(compareEntries(entry, { ...entry, value: bytes("ba") })).toBeLessThan(0);
+    expect(compareEntries(entry, { ...entry, value: bytes("b") })).toBe(0);
+  });
+
+  it("converge: a second entry of one stamp, with another value, reaches every site through the digests (they hash values too)", async () => {
+    const sim = await mapSites(48);
+    try {
+      const [us0] = sim.running("us");
+      const [stamp] = await settle(sim, [us0!.relay.map.put("k", bytes("aaa"))]);
+      await sim.runUntil(() => converged(sim) && sim.running().every((p) => p.relay.map.has("k")), 5_000, "k everywhere");
+      // As if us had lost that write in a failover and written another in the same millisecond: eu gets it, us does not.
+      const attacker = await sim.bus.factory()("attacker");
+      attacker.publish("activeblaze.relay.site.eu", encodeRelay({ kind: "mapEntries", site: "us", entries: [{ key: "k", ...stamp!, removed: false, format: 0, value: bytes("zzz") }] }));
+      await sim.runUntil(() => converged(sim) && sim.running().every((p) => text(p.relay.map.get("k")) === "zzz"), 5_000, "the greater value everywhere");
+      expect(sim.running().every((p) => p.relay.map.getEntry("k")!.stamp.time === stamp!.time)).toBe(true);
     } finally {
       await sim.close();
     }
