@@ -6,6 +6,7 @@ import { utf8Length } from "../wire/varint.ts";
 import { compareEntries, decodeStored, encodeStored, tombstoneOver } from "./copied-map.ts";
 import type { ResolvedMapCopyOptions } from "./options.ts";
 import { type CopiedEntry, DIGEST_BUCKETS, type RelayBody } from "./relay-frames.ts";
+import { MAX_SITES } from "./site-gateway.ts";
 
 /** Entries waiting to be applied at most: past it, what comes is left to the next digest's repair. */
 const MAX_PENDING_APPLIES = 16_384;
@@ -51,6 +52,8 @@ export interface MapCopyStats {
   refused: number;
   /** Entries too large for one bus message: not copied. */
   tooLarge: number;
+  /** Digests not answered: another from the same site was answered less than a fifth of the digest interval before. */
+  throttled: number;
 }
 
 /**
@@ -73,13 +76,15 @@ export interface MapCopyStats {
  *   entries waiting to be applied.
  */
 export class MapCopy {
-  readonly stats: MapCopyStats = { shipped: 0, pushed: 0, digests: 0, applied: 0, superseded: 0, deferred: 0, refused: 0, tooLarge: 0 };
+  readonly stats: MapCopyStats = { shipped: 0, pushed: 0, digests: 0, applied: 0, superseded: 0, deferred: 0, refused: 0, tooLarge: 0, throttled: 0 };
   /** Changes of this site waiting for the end of the turn, to go in one frame per site. */
   #outgoing = new Map<string, CopiedEntry>();
   #outgoingArmed = false;
   /** Entries from other sites waiting to be applied, by key: the greatest stamp heard. */
   readonly #pending = new Map<string, CopiedEntry>();
   readonly #applying = new Set<string>();
+  /** When a digest of each site was last answered: a site's digests are answered at most every fifth of the interval. */
+  readonly #answered = new Map<string, number>();
   #digestTimer: TimerHandle | undefined;
   #closed = false;
 
@@ -177,7 +182,19 @@ export class MapCopy {
   }
 
   // Another site's digest: push what differs, and answer with this site's digest unless it is an answer.
+  // Answers are rate-limited per site, so that forged digests cannot make the gateway push its map without end.
   #compare(site: string, theirs: readonly number[], reply: boolean): void {
+    const now = this.host.clock.now();
+    const last = this.#answered.get(site);
+    if (last !== undefined && now - last < this.options.digestIntervalMs / 5) {
+      this.stats.throttled++;
+      return;
+    }
+    this.#answered.set(site, now);
+    if (this.#answered.size > MAX_SITES) {
+      const up = new Set(this.host.sitesUp());
+      for (const known of this.#answered.keys()) if (!up.has(known)) this.#answered.delete(known);
+    }
     const entries = this.#entries();
     const ours = this.#digest(entries);
     const differing = new Set<number>();

@@ -74,7 +74,7 @@ export function converged(sim: SitesSim): boolean {
 }
 
 export function sumStats(all: ReadonlyArray<MapCopyStats | undefined>): MapCopyStats {
-  const sum: MapCopyStats = { shipped: 0, pushed: 0, digests: 0, applied: 0, superseded: 0, deferred: 0, refused: 0, tooLarge: 0 };
+  const sum: MapCopyStats = { shipped: 0, pushed: 0, digests: 0, applied: 0, superseded: 0, deferred: 0, refused: 0, tooLarge: 0, throttled: 0 };
   for (const stats of all) if (stats !== undefined) for (const key of Object.keys(sum) as Array<keyof MapCopyStats>) sum[key] += stats[key];
   return sum;
 }

@@ -188,6 +188,13 @@ describe("the copy's bounds", () => {
       expect(gateway.relay.stats.mapCopy!.refused).toBe(1);
       expect(gateway.relay.stats.bus!.unknownSite).toBe(unknownBefore + 1);
       expect(sim.running().every((p) => !p.relay.map.has("k"))).toBe(true);
+      // A flood of forged digests makes the gateway push its map at most every fifth of the digest interval.
+      await settle(sim, [gateway.relay.map.put("held", bytes("x"))]);
+      const pushedBefore = gateway.relay.stats.mapCopy!.pushed;
+      for (let i = 0; i < 100; i++) attacker.publish(subject, encodeRelay({ kind: "mapDigest", site: "us", hashes: new Array<number>(128).fill(i + 1), reply: true }));
+      await sim.run(50);
+      expect(gateway.relay.stats.mapCopy!.pushed - pushedBefore).toBeLessThanOrEqual(1);
+      expect(gateway.relay.stats.mapCopy!.throttled).toBeGreaterThanOrEqual(99);
       const [us0] = sim.running("us");
       await settle(sim, [us0!.relay.map.put("k", bytes("real"))]);
       await sim.runUntil(() => converged(sim) && sim.running().every((p) => text(p.relay.map.get("k")) === "real"), 5_000, "the real write everywhere");
