@@ -42,15 +42,20 @@ interface Write {
 }
 
 /** Starts two sites of `size` members with the map copied; resolves once every member's map is ready and both sites are up. */
-export async function mapSites(seed: number, options: { size?: number; busLoss?: number; skewMs?: number; map?: Partial<NonNullable<RelayOptions["map"]>> } = {}): Promise<SitesSim> {
+export async function mapSites(
+  seed: number,
+  options: { sites?: readonly string[]; size?: number; busLoss?: number; skewMs?: number; map?: Partial<NonNullable<RelayOptions["map"]>> } = {},
+): Promise<SitesSim> {
   const sim = new SitesSim(seed, { busLoss: options.busLoss ?? 0 });
-  const skew: Record<string, number> = { eu: 0, us: options.skewMs ?? 0 };
-  for (const site of ["eu", "us"]) {
+  const sites = options.sites ?? ["eu", "us"];
+  // The first site's clock is right; each next one is `skewMs` further off.
+  for (const [s, site] of sites.entries()) {
+    const skew = s * (options.skewMs ?? 0);
     for (let i = 0; i < (options.size ?? 3); i++) {
-      await sim.spawn(site, `h${i}`, { map: { ...MAP_TIMING, wallClock: () => 1_000_000 + sim.now + skew[site]!, ...options.map } });
+      await sim.spawn(site, `h${i}`, { map: { ...MAP_TIMING, wallClock: () => 1_000_000 + sim.now + skew, ...options.map } });
     }
   }
-  await sim.runUntil(() => sim.siteAgreed("eu") && sim.siteAgreed("us") && sim.sitesUp(["eu", "us"]) && sim.running().every((p) => cluster(p).ready), 15_000, "both sites up, maps ready");
+  await sim.runUntil(() => sites.every((site) => sim.siteAgreed(site)) && sim.sitesUp(sites) && sim.running().every((p) => cluster(p).ready), 15_000, "the sites up, maps ready");
   return sim;
 }
 

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { runSeeds, seedsFromEnv } from "../../src/transport/sim-run.ts";
 import type { ClusterChannel } from "../../src/cluster/cluster-channel.ts";
 import { RelayChannel } from "../../src/relay/relay-channel.ts";
-import { compareEntries } from "../../src/relay/copied-map.ts";
+import { compareEntries, compareStamps, type CopyStamp } from "../../src/relay/copied-map.ts";
 import { encodeRelay } from "../../src/relay/relay-frames.ts";
 import { converged, FAULTS, MAP_TIMING, mapSites, type MapScenarioResult, runMapScenario, sumStats } from "./map-copy-scenario.ts";
 import type { SitesSim } from "./sites-sim.ts";
@@ -30,6 +30,46 @@ describe("the map copied between sites over a simulated NATS server", () => {
 
 const text = (value: unknown) => (value instanceof Uint8Array ? new TextDecoder().decode(value) : undefined);
 const bytes = (value: string) => new TextEncoder().encode(value);
+
+describe("three sites", () => {
+  it("converge when all three write the same keys, one of them cut off the bus past the site timeout meanwhile", async () => {
+    const sim = await mapSites(49, { sites: ["ap", "eu", "us"], size: 2, skewMs: 15 });
+    try {
+      const writers = sim.running();
+      const writes: Array<Promise<CopyStamp>> = [];
+      const written: Array<{ key: string; value: string }> = [];
+      let n = 0;
+      const round = async () => {
+        for (const writer of writers) {
+          const key = `k${n % 4}`;
+          const value = n % 7 === 0 ? "×" : `${writer.site}${writer.index}:${n}`;
+          writes.push(value === "×" ? writer.relay.map.remove(key) : writer.relay.map.put(key, bytes(value)));
+          written.push({ key, value });
+          n++;
+        }
+        await sim.run(15);
+      };
+      for (let i = 0; i < 10; i++) await round();
+      sim.bus.disconnect("ap");
+      for (let i = 0; i < 40; i++) await round();
+      await sim.runUntil(() => sim.running().every((p) => p.relay.getSites().filter((site) => !site.up).length === (p.site === "ap" ? 2 : 1)), 5_000, "ap down for the others, and they for ap");
+      for (let i = 0; i < 10; i++) await round();
+      sim.bus.reconnect("ap");
+      const stamps = await settle(sim, writes);
+      await sim.runUntil(() => converged(sim) && sim.sitesUp(["ap", "eu", "us"]), 10_000, "the three sites agree");
+      // Every key holds its write with the greatest stamp.
+      const final = new Map(sim.running()[0]!.relay.map.stamped().map((e) => [e.key, e]));
+      for (const key of ["k0", "k1", "k2", "k3"]) {
+        const latest = written.map((w, i) => ({ ...w, stamp: stamps[i]! })).filter((w) => w.key === key).sort((a, b) => compareStamps(a.stamp, b.stamp)).at(-1)!;
+        const entry = final.get(key)!;
+        expect({ time: entry.time, site: entry.site, value: entry.removed ? "×" : text(entry.value) }).toEqual({ ...latest.stamp, value: latest.value });
+      }
+      for (const proc of sim.running()) expect(proc.errors.filter((e) => e.includes("INTERNAL_ERROR"))).toEqual([]);
+    } finally {
+      await sim.close();
+    }
+  });
+});
 
 describe("the merge rule", () => {
   it("of two writes of one key at both sites, the greater stamp wins everywhere: the later wall clock, even when its write came first", async () => {
