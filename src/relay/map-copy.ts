@@ -8,8 +8,9 @@ import type { ResolvedMapCopyOptions } from "./options.ts";
 import { type CopiedEntry, DIGEST_BUCKETS, type RelayBody } from "./relay-frames.ts";
 import { MAX_SITES } from "./site-gateway.ts";
 
-/** Entries waiting to be applied at most: past it, what comes is left to the next digest's repair. */
+/** Entries (and their value bytes) waiting to be applied at most: past it, what comes is left to the next digest's repair. */
 const MAX_PENDING_APPLIES = 16_384;
+const MAX_PENDING_BYTES = 16 * 1024 * 1024;
 /** Writes of copied entries to the site's map under way at once. */
 const APPLY_CONCURRENCY = 32;
 /** A write of a copied entry refused because a write of the key came first is tried this often. */
@@ -72,8 +73,8 @@ export interface MapCopyStats {
  *   hashes of each entry's key, stamp and value per bucket — every `digestIntervalMs`, when it connects, and
  *   when another site comes up or changes gateway. The receiver pushes its entries of every bucket
  *   that differs and answers with its own digest, so both sides push what the other lacks. The copy
- *   keeps no log: memory is the digest (computed from the map when needed) and a bounded queue of
- *   entries waiting to be applied.
+ *   keeps no log: memory is the digest (computed from the map when needed) and a queue of entries
+ *   waiting to be applied (at most 16,384, of 16 MiB of values, 32 writes under way).
  */
 export class MapCopy {
   readonly stats: MapCopyStats = { shipped: 0, pushed: 0, digests: 0, applied: 0, superseded: 0, deferred: 0, refused: 0, tooLarge: 0, throttled: 0 };
@@ -82,6 +83,7 @@ export class MapCopy {
   #outgoingArmed = false;
   /** Entries from other sites waiting to be applied, by key: the greatest stamp heard. */
   readonly #pending = new Map<string, CopiedEntry>();
+  #pendingBytes = 0;
   readonly #applying = new Set<string>();
   /** When a digest of each site was last answered: a site's digests are answered at most every fifth of the interval. */
   readonly #answered = new Map<string, number>();
@@ -105,6 +107,7 @@ export class MapCopy {
     this.#closed = true;
     this.#digestTimer?.cancel();
     this.#pending.clear();
+    this.#pendingBytes = 0;
     this.#outgoing.clear();
   }
 
@@ -234,15 +237,16 @@ export class MapCopy {
       return;
     }
     const waiting = this.#pending.get(entry.key);
-    if (waiting !== undefined) {
-      if (compareEntries(entry, waiting) > 0) this.#pending.set(entry.key, entry);
-      else this.stats.superseded++;
+    if (waiting !== undefined && compareEntries(entry, waiting) <= 0) {
+      this.stats.superseded++;
       return;
     }
-    if (this.#pending.size >= MAX_PENDING_APPLIES) {
+    const bytes = this.#pendingBytes - (waiting?.value.length ?? 0) + entry.value.length;
+    if ((waiting === undefined && this.#pending.size >= MAX_PENDING_APPLIES) || bytes > MAX_PENDING_BYTES) {
       this.stats.deferred++;
       return;
     }
+    this.#pendingBytes = bytes;
     this.#pending.set(entry.key, entry);
   }
 
@@ -252,6 +256,7 @@ export class MapCopy {
       if (this.#applying.size >= APPLY_CONCURRENCY) return;
       if (this.#applying.has(key)) continue;
       this.#pending.delete(key);
+      this.#pendingBytes -= entry.value.length;
       this.#applying.add(key);
       this.#apply(entry)
         .catch((error: unknown) => this.host.report(error instanceof BlazeError ? error : new BlazeError("INTERNAL_ERROR", "applying a copied entry threw", { cause: error }), "receive"))

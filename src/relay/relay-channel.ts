@@ -10,13 +10,13 @@ import type { GroupMessage } from "../group/group-message.ts";
 import type { Member, View } from "../group/view.ts";
 import type { BlazeMessage } from "../message/blaze-message.ts";
 import { encodePayload } from "../message/payload-message.ts";
+import { parseOptions } from "../options.ts";
 import type { PeerKey } from "../reliable/protocol.ts";
 import { type Clock, guardedClock, systemClock, type TimerHandle } from "../transport/clock.ts";
 import { DropCounters, type DropReason } from "../wire/drop-reason.ts";
 import type { AbortSignalLike } from "../web.ts";
 import { CopiedMap } from "./copied-map.ts";
-import { MapCopy, type MapCopyStats } from "./map-copy.ts";
-import { parseOptions } from "../options.ts";
+import { MapCopy, type MapCopyHost, type MapCopyStats } from "./map-copy.ts";
 import { natsBus } from "./nats-bus.ts";
 import { type RelayChannelOptions, resolveRelayOptions, type ResolvedRelayOptions } from "./options.ts";
 import { OriginStreams, type Resend } from "./origin-streams.ts";
@@ -714,7 +714,7 @@ export class RelayChannel implements AsyncDisposable {
     };
   }
 
-  #mapCopyHost(gateway: SiteGateway): ConstructorParameters<typeof MapCopy>[0] {
+  #mapCopyHost(gateway: SiteGateway): MapCopyHost {
     const cluster = this.group as ClusterChannel;
     return {
       clock: this.#clock,
