@@ -6,7 +6,6 @@ import { BlazeError } from "../errors.ts";
 import type { LockHandle, LockOptions, MapChange, MapValue, ReplicatedMap, WriteOptions } from "../cluster/replicated-map.ts";
 import { BlazeMessage } from "../message/blaze-message.ts";
 import { encodePayload } from "../message/payload-message.ts";
-import type { AbortSignalLike } from "../web.ts";
 import { MAX_NAME_BYTES } from "../wire/limits.ts";
 import { utf8Length } from "../wire/varint.ts";
 import type { ResolvedMapCopyOptions } from "./options.ts";
@@ -35,8 +34,7 @@ export type CopiedMapChange =
   | { readonly type: "put"; readonly key: string; readonly value: MapValue; readonly stamp: CopyStamp; readonly resync: boolean }
   | { readonly type: "remove"; readonly key: string; readonly stamp: CopyStamp; readonly resync: boolean };
 
-export interface CopiedWriteOptions extends Omit<WriteOptions, "signal"> {
-  readonly signal?: AbortSignalLike;
+export interface CopiedWriteOptions extends WriteOptions {
   /** Compare-and-set: write only if the entry is at this version of the site's map (0: absent). */
   readonly ifVersion?: number;
 }
@@ -46,7 +44,7 @@ export interface CopiedMapAccess {
   /** The site's replicated map (throws `ILLEGAL_STATE` before the channel joined). */
   raw(): ReplicatedMap;
   readonly site: string;
-  /** The driver's time (monotonic). */
+  /** The relay channel's clock (monotonic, ms). */
   now(): number;
   /** Resolves after `ms` (a write refused because the replica here was behind is tried again). */
   delay(ms: number): Promise<void>;
