@@ -7,7 +7,7 @@ export type { MapCopyOptions, NatsOptions, RelayChannelOptions, RelayOptions, Re
 export { CopiedMap, compareStamps } from "./copied-map.ts";
 export type { CopiedMapChange, CopiedMapEntry, CopiedWriteOptions, CopyStamp } from "./copied-map.ts";
 export type { MapCopyStats } from "./map-copy.ts";
-export type { SiteMember, StreamKind } from "./relay-frames.ts";
+export type { CopiedEntry, SiteMember, StreamKind } from "./relay-frames.ts";
 export type { ReceivedStats } from "./received-streams.ts";
 export type { GatewayStats } from "./site-gateway.ts";
 export type { SiteBus, SiteBusFactory } from "./site-bus.ts";
