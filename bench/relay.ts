@@ -8,16 +8,21 @@
  *    control lets it; measured at eu's receiver;
  *  - across the bridge: the same on a relayed topic; measured at us's receiver (sender → multicast →
  *    eu's gateway → NATS → us's gateway → multicast → receiver) and, for the same messages, at eu's;
- *  - latency at a low rate: one message a millisecond (paced), within the site and across.
+ *  - latency at a low rate: one message a millisecond (paced), within the site and across;
+ *  - the map's copy (every member copies its site's map, `relay.map`): the sender writes N keys with
+ *    up to 32 writes under way; measured are the writes per second at eu (each acknowledged by eu's
+ *    map) and the entries per second copied into us's map at us's receiver (first to last change
+ *    there), with the copy lag: from the write's start at eu to the change at us's receiver; then the
+ *    lag of writes one at a time, a millisecond apart.
  *
  * Rates are messages delivered per second at the receiver (first to last delivery); latencies are
  * send-to-delivery wall clock. Writes bench/results/relay.json and prints a table.
  *
- *   npx tsx bench/relay.ts [--messages 20000] [--paced 2000] [--bytes 256] [--rounds 3]
+ *   npx tsx bench/relay.ts [--messages 20000] [--paced 2000] [--bytes 256] [--entries 5000] [--rounds 3]
  */
 import { parseArgs } from "node:util";
 import { NatsServer, natsServerMissing } from "../test/sites/nats-server.ts";
-import type { OriginReport } from "../test/sites/relay-member.ts";
+import type { OriginReport, RelayMemberEvent } from "../test/sites/relay-member.ts";
 import { RelayProcess, siteNetwork, waitFor } from "../test/sites/relay-processes.ts";
 import { type LatencySummary, machine, median, startRun, summarize, writeResults } from "./lib.ts";
 
@@ -26,6 +31,7 @@ const { values } = parseArgs({
     messages: { type: "string", default: "20000" },
     paced: { type: "string", default: "2000" },
     bytes: { type: "string", default: "256" },
+    entries: { type: "string", default: "5000" },
     rounds: { type: "string", default: "3" },
   },
 });
@@ -33,10 +39,14 @@ const MESSAGES = Number(values.messages);
 const PACED = Number(values.paced);
 const BYTES = Number(values.bytes);
 const ROUNDS = Number(values.rounds);
+const ENTRIES = Number(values.entries);
+/** Writes under way at once when the sender fills the map. */
+const WRITE_WINDOW = 32;
 
 interface Measurement {
   readonly messagesPerSecond: number;
-  readonly latency: LatencySummary;
+  /** Not measured for the writes at the site: their rate alone. */
+  readonly latency: LatencySummary | undefined;
 }
 
 const missing = natsServerMissing();
@@ -57,7 +67,7 @@ try {
   const cluster = `relay-bench-${Date.now().toString(36)}`;
   const networks = { eu: siteNetwork(), us: siteNetwork() };
   const start = async (site: "eu" | "us", name: string) => {
-    const member = new RelayProcess({ name, site, cluster, ...networks[site], nats: nats.url, lifetimeMs: 1_800_000, bytes: BYTES });
+    const member = new RelayProcess({ name, site, cluster, ...networks[site], nats: nats.url, lifetimeMs: 1_800_000, bytes: BYTES, map: true });
     members.push(member);
     await member.next("ready", 60_000, 0);
     return member;
@@ -73,7 +83,9 @@ try {
 
   let next = 1;
   const measure = async (topic: "local" | "stream", count: number, paced: boolean, receivers: readonly RelayProcess[]): Promise<Measurement[]> => {
+    // A report answers after the reset (one stdin, in order): nothing of the stream is counted before it.
     for (const receiver of receivers) receiver.command({ cmd: "reset" });
+    await Promise.all(receivers.map((receiver) => receiver.report()));
     const from = sender.events.length;
     sender.command({ cmd: "stream", topic, count, from: next, ...(paced ? { pauseEvery: 1, pauseMs: 1 } : {}) });
     next += count;
@@ -89,14 +101,47 @@ try {
     return reports.map((r) => ({ messagesPerSecond: (r.count - 1) / ((r.lastAt - r.firstAt) / 1_000), latency: summarize(r.latencies) }));
   };
 
+  let fills = 0;
+  // The sender writes `count` keys; measured at us's receiver once every acknowledged one is there.
+  const copy = async (count: number, window: number, pauseMs: number | undefined): Promise<{ written: Measurement; copied: Measurement }> => {
+    usReceiver.command({ cmd: "reset" });
+    await usReceiver.report();
+    const prefix = `fill${++fills}/`;
+    const from = sender.events.length;
+    sender.command({ cmd: "fill", prefix, count, window, ...(pauseMs === undefined ? {} : { pauseMs }) });
+    const filled = await sender.next("filled", 300_000, from);
+    if (filled.acknowledged.length !== count) throw new Error(`${count - filled.acknowledged.length} writes failed`);
+    let map: Extract<RelayMemberEvent, { type: "map" }> | undefined;
+    await waitFor(
+      async () => {
+        const mark = usReceiver.events.length;
+        usReceiver.command({ cmd: "map" });
+        map = await usReceiver.next("map", 10_000, mark);
+        return filled.acknowledged.every((key) => map!.entries[key] !== undefined);
+      },
+      120_000,
+      `${count} entries copied to ${usReceiver.name}`,
+      members,
+    );
+    const copiedAt = map!.copiedAt;
+    return {
+      written: { messagesPerSecond: count / (filled.ms / 1_000), latency: undefined },
+      copied: { messagesPerSecond: (copiedAt.length - 1) / ((copiedAt.at(-1)! - copiedAt[0]!) / 1_000), latency: summarize([...map!.lags]) },
+    };
+  };
+
   const rounds: Array<Record<string, Measurement>> = [];
   for (let round = 0; round < ROUNDS; round++) {
     const [withinSite] = await measure("local", MESSAGES, false, [euReceiver]);
     const [acrossAtEu, across] = await measure("stream", MESSAGES, false, [euReceiver, usReceiver]);
     const [pacedWithin] = await measure("local", PACED, true, [euReceiver]);
     const [, pacedAcross] = await measure("stream", PACED, true, [euReceiver, usReceiver]);
-    rounds.push({ withinSite: withinSite!, across: across!, acrossAtEu: acrossAtEu!, pacedWithin: pacedWithin!, pacedAcross: pacedAcross! });
-    console.error(`round ${round + 1}: within ${withinSite!.messagesPerSecond.toFixed(0)}/s, across ${across!.messagesPerSecond.toFixed(0)}/s`);
+    const { written: mapWritten, copied: mapCopied } = await copy(ENTRIES, WRITE_WINDOW, undefined);
+    const { copied: mapPaced } = await copy(Math.min(ENTRIES, 1_000), 1, 1);
+    rounds.push({ withinSite: withinSite!, across: across!, acrossAtEu: acrossAtEu!, pacedWithin: pacedWithin!, pacedAcross: pacedAcross!, mapWritten, mapCopied, mapPaced });
+    console.error(
+      `round ${round + 1}: within ${withinSite!.messagesPerSecond.toFixed(0)}/s, across ${across!.messagesPerSecond.toFixed(0)}/s, map written ${mapWritten.messagesPerSecond.toFixed(0)}/s, copied ${mapCopied.messagesPerSecond.toFixed(0)}/s`,
+    );
   }
   const errors = members.flatMap((m) => m.of("error").map((e) => `${m.name}: ${e.stage} ${e.message}`));
   const lost = members.flatMap((m) => m.of("lost"));
@@ -104,8 +149,8 @@ try {
   const medianOf = (name: string, pick: (m: Measurement) => number) => median(rounds.map((r) => pick(r[name]!)));
   const row = (name: string) => ({
     messagesPerSecond: medianOf(name, (m) => m.messagesPerSecond),
-    p50Ms: medianOf(name, (m) => m.latency.p50Ms),
-    p99Ms: medianOf(name, (m) => m.latency.p99Ms),
+    p50Ms: medianOf(name, (m) => m.latency?.p50Ms ?? Number.NaN),
+    p99Ms: medianOf(name, (m) => m.latency?.p99Ms ?? Number.NaN),
   });
   const summary = {
     benchmark: "relay",
@@ -114,6 +159,7 @@ try {
     messages: MESSAGES,
     paced: PACED,
     bytes: BYTES,
+    entries: ENTRIES,
     rounds: ROUNDS,
     medians: {
       withinSite: row("withinSite"),
@@ -121,6 +167,9 @@ try {
       relayedTopicWithinSite: row("acrossAtEu"),
       pacedWithinSite: row("pacedWithin"),
       pacedAcrossTheBridge: row("pacedAcross"),
+      mapWrittenAtTheSite: { entriesPerSecond: row("mapWritten").messagesPerSecond },
+      mapCopiedAcrossTheBridge: row("mapCopied"),
+      mapPacedCopyLag: row("mapPaced"),
     },
     runs: rounds,
     lost,
@@ -138,6 +187,12 @@ try {
   console.log(`| the same relayed messages, in the sender's site | ${fmt(m.relayedTopicWithinSite.messagesPerSecond)} | ${fmt(m.relayedTopicWithinSite.p50Ms)} ms | ${fmt(m.relayedTopicWithinSite.p99Ms)} ms |`);
   console.log(`| paced, within a site | | ${fmt(m.pacedWithinSite.p50Ms)} ms | ${fmt(m.pacedWithinSite.p99Ms)} ms |`);
   console.log(`| paced, across the bridge | | ${fmt(m.pacedAcrossTheBridge.p50Ms)} ms | ${fmt(m.pacedAcrossTheBridge.p99Ms)} ms |`);
+  console.log(`\nThe map's copy: ${ENTRIES} keys written at eu with up to ${WRITE_WINDOW} writes under way, then ${Math.min(ENTRIES, 1_000)} one at a time a millisecond apart\n`);
+  console.log("| measurement | entries/s | copy lag p50 | copy lag p99 |");
+  console.log("| --- | ---: | ---: | ---: |");
+  console.log(`| written to the site's map at eu (acknowledged) | ${fmt(m.mapWrittenAtTheSite.entriesPerSecond)} | | |`);
+  console.log(`| copied into us's map, at us's receiver | ${fmt(m.mapCopiedAcrossTheBridge.messagesPerSecond)} | ${fmt(m.mapCopiedAcrossTheBridge.p50Ms)} ms | ${fmt(m.mapCopiedAcrossTheBridge.p99Ms)} ms |`);
+  console.log(`| one at a time, copied into us's map | | ${fmt(m.mapPacedCopyLag.p50Ms)} ms | ${fmt(m.mapPacedCopyLag.p99Ms)} ms |`);
   if (lost.length > 0 || errors.length > 0) console.log(`\nlost: ${JSON.stringify(lost)}; errors: ${errors.join("; ")}`);
   console.log(`\nwall time ${((Date.now() - run.startedAt) / 1_000).toFixed(0)} s; JSON: bench/results/relay.json`);
 } finally {

@@ -3646,6 +3646,10 @@ const TOPIC_MESSAGE = { origin: SITE_EU, stream: RelayStream.TOPIC, seq: 5n, flo
 const DIRECT_MESSAGE = { origin: SITE_EU, stream: RelayStream.DIRECT, seq: 1n, floor: 1n, destination: "orders", target: SITE_US, requestId: 9n, payload: utf8("ping") };
 const ANNOUNCE_US = { site: "us", gateway: SITE_US_GATEWAY, members: [SITE_US_GATEWAY, SITE_US], intervalMs: 1000n };
 
+const MAP_ENTRY = { key: "orders/17", time: 1_764_770_000_000n, site: "eu", format: PayloadFormat.UNSPECIFIED, value: utf8("open") };
+const MAP_TOMBSTONE = { key: "orders/18", time: 1_764_770_000_001n, site: "us", removed: true };
+const DIGEST_HASHES = Array.from({ length: 128 }, (_, i) => (i * 0x9e3779b1) >>> 0);
+
 type RelayInit = MessageInitShape<typeof RelayFrameSchema>;
 
 function relayCase(name: string, comment: string, init: RelayInit, flags: Flag[] = []): Case<typeof RelayFrameSchema> {
@@ -3693,6 +3697,12 @@ const RELAY: AreaTable = {
       }),
       relayCase("site-announce", "A gateway announces its site: itself and the site's members.", { version: 1, kind: { case: "siteAnnounce", value: ANNOUNCE_US } }),
       relayCase("site-table", "A gateway tells its members the other sites that are up.", { version: 1, kind: { case: "siteTable", value: { sites: [ANNOUNCE_US] } } }),
+      relayCase("map-entries", "A site's gateway sends another site entries of its map: a write and a removal (a tombstone, no value), each with its stamp.", {
+        version: 1,
+        kind: { case: "mapEntries", value: { site: "eu", entries: [MAP_ENTRY, MAP_TOMBSTONE] } },
+      }),
+      relayCase("map-digest", "A digest of a site's map: two hashes for each of its 64 buckets.", { version: 1, kind: { case: "mapDigest", value: { site: "us", hashes: DIGEST_HASHES } } }),
+      relayCase("map-digest/reply", "The digest a site answers a digest with.", { version: 1, kind: { case: "mapDigest", value: { site: "eu", hashes: DIGEST_HASHES, reply: true } } }),
       refusedRelay("no-version", "A frame without a version.", { kind: { case: "siteTable", value: {} } }, "MISSING_FIELD"),
       refusedRelay("version-2", "A frame of a bridge protocol version this one does not speak.", { version: 2, kind: { case: "siteTable", value: {} } }, "UNSUPPORTED_VERSION"),
       refusedRelay("no-kind", "A frame with a version and nothing else.", { version: 1 }, "MISSING_FIELD"),
@@ -3705,6 +3715,11 @@ const RELAY: AreaTable = {
       refusedRelay("short-member-id", "An origin whose member id has 3 bytes.", { version: 1, kind: { case: "message", value: { ...TOPIC_MESSAGE, origin: { ...SITE_EU, id: Uint8Array.of(1, 2, 3) } } } }, "INVALID_FIELD"),
       refusedRelay("bad-site-name", "A site name that is no NATS subject token.", { version: 1, kind: { case: "message", value: { ...TOPIC_MESSAGE, origin: { ...SITE_EU, site: "eu.west" } } } }, "INVALID_FIELD"),
       refusedRelay("announce-foreign-member", "An announcement listing a member of another site.", { version: 1, kind: { case: "siteAnnounce", value: { ...ANNOUNCE_US, members: [SITE_EU] } } }, "INVALID_FIELD"),
+      refusedRelay("map-entry-time-zero", "A copied entry without a stamp time.", { version: 1, kind: { case: "mapEntries", value: { site: "eu", entries: [{ ...MAP_ENTRY, time: 0n }] } } }, "INVALID_FIELD", ["EdgeValue"]),
+      refusedRelay("map-entry-bad-site", "A copied entry stamped with no site name.", { version: 1, kind: { case: "mapEntries", value: { site: "eu", entries: [{ ...MAP_ENTRY, site: "" }] } } }, "INVALID_FIELD"),
+      refusedRelay("map-tombstone-value", "A removal that carries a value.", { version: 1, kind: { case: "mapEntries", value: { site: "us", entries: [{ ...MAP_TOMBSTONE, value: utf8("x") }] } } }, "INVALID_FIELD"),
+      refusedRelay("map-entry-long-key", "A copied entry whose key is over 255 UTF-8 bytes.", { version: 1, kind: { case: "mapEntries", value: { site: "eu", entries: [{ ...MAP_ENTRY, key: "k".repeat(256) }] } } }, "OVERSIZE"),
+      refusedRelay("map-digest-short", "A digest of 63 buckets.", { version: 1, kind: { case: "mapDigest", value: { site: "us", hashes: DIGEST_HASHES.slice(0, 126) } } }, "INVALID_FIELD"),
       refusedRelay("truncated", "A frame cut inside its message.", encode(RelayFrameSchema, { version: 1, kind: { case: "message", value: TOPIC_MESSAGE } }).slice(0, 12), "DECODE_FAILED", ["Truncated"]),
     ]),
   ],

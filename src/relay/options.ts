@@ -1,6 +1,6 @@
 import * as z from "zod";
 import { BlazeError } from "../errors.ts";
-import type { GroupChannelOptions } from "../group/options.ts";
+import type { ClusterChannelOptions } from "../cluster/options.ts";
 import { documented } from "../options-doc.ts";
 import { parseOptions } from "../options.ts";
 import type { SiteBusFactory } from "./site-bus.ts";
@@ -19,6 +19,25 @@ export const natsOptionsSchema: z.ZodType<NatsOptions, NatsOptions> = z.strictOb
   user: d(z.string().optional(), { description: "user name…" }),
   pass: d(z.string().optional(), { description: "…and password, where the server asks for them" }),
   token: d(z.string().optional(), { description: "an authentication token, where the server asks for one" }),
+});
+
+/** The copy of the site's replicated map (`map: { … }`): given, the relay channel is a cluster channel whose map is copied. */
+export const mapCopyOptionsSchema: z.ZodType<ResolvedMapCopyOptions, MapCopyOptions> = z.strictObject({
+  keys: d(z.array(z.string().min(1).max(255)).min(1).optional(), {
+    unit: "prefixes",
+    defaultText: "every key",
+    description: "with `map` given, the site's map is copied to the other sites (`relay.map`): the keys starting with one of these; sites bridged together give the same",
+  }),
+  tombstoneMs: d(ms.default(3_600_000), {
+    unit: "ms",
+    description: "a removal is kept (and copied) as a tombstone this long after its stamp, so that an older write arriving later cannot bring the key back; a site cut off for longer may",
+  }),
+  digestIntervalMs: d(ms.default(5_000), { unit: "ms", description: "how often a gateway sends the other sites a digest of its map, and they push what differs (the copy's repair)" }),
+  wallClock: d(z.custom<() => number>((value) => typeof value === "function", "expected a function").default(() => Date.now), {
+    unit: "function",
+    defaultText: "`Date.now`",
+    description: "the wall clock that stamps writes (ms); the merge rule compares stamps of different sites",
+  }),
 });
 
 /** The zod schema of the relay options (`relay: { … }`), each documented for the README's table. */
@@ -52,7 +71,24 @@ export const relayOptionsSchema: z.ZodType<ResolvedRelayOptions, RelayOptions> =
     defaultText: "NATS",
     description: "how a gateway connects to the other sites (a simulated bus in tests)",
   }),
+  map: mapCopyOptionsSchema.optional(),
 });
+
+/** The copy of the site's replicated map; the README's table documents each field. */
+export interface MapCopyOptions {
+  readonly keys?: readonly string[] | undefined;
+  readonly tombstoneMs?: number | undefined;
+  readonly digestIntervalMs?: number | undefined;
+  readonly wallClock?: (() => number) | undefined;
+}
+
+/** {@link MapCopyOptions} with their defaults filled in. */
+export interface ResolvedMapCopyOptions {
+  readonly keys?: readonly string[] | undefined;
+  readonly tombstoneMs: number;
+  readonly digestIntervalMs: number;
+  readonly wallClock: () => number;
+}
 
 /** How the gateway reaches NATS; the README's table documents each field. */
 export interface NatsOptions {
@@ -78,6 +114,7 @@ export interface RelayOptions {
   readonly windowBytes?: number | undefined;
   readonly maxStreams?: number | undefined;
   readonly bus?: SiteBusFactory | undefined;
+  readonly map?: MapCopyOptions | undefined;
 }
 
 /** {@link RelayOptions} with their defaults filled in. */
@@ -95,15 +132,19 @@ export interface ResolvedRelayOptions {
   readonly windowBytes: number;
   readonly maxStreams: number;
   readonly bus?: SiteBusFactory | undefined;
+  readonly map?: ResolvedMapCopyOptions | undefined;
 }
 
-/** A group channel's options plus `relay`. */
-export type RelayChannelOptions = GroupChannelOptions & { relay: RelayOptions };
+/** A group channel's options plus `relay`; with `relay.map`, a cluster channel's (`state` too). */
+export type RelayChannelOptions = ClusterChannelOptions & { relay: RelayOptions };
 
 /** Validates the relay options against the group's: invalid ones throw `INVALID_OPTION` naming the field. */
-export function resolveRelayOptions(options: RelayChannelOptions | undefined): { relay: ResolvedRelayOptions; group: GroupChannelOptions } {
+export function resolveRelayOptions(options: RelayChannelOptions | undefined): { relay: ResolvedRelayOptions; group: ClusterChannelOptions } {
   const { relay, ...group } = options ?? ({} as RelayChannelOptions);
   const resolved = parseOptions(relayOptionsSchema, relay, "relay");
+  if (group.state !== undefined && resolved.map === undefined) {
+    throw new BlazeError("INVALID_OPTION", 'invalid option "state": a relay channel has a replicated map only with relay.map (its copy across sites)', { path: ["state"] });
+  }
   if (resolved.nats === undefined && resolved.bus === undefined) {
     throw new BlazeError("INVALID_OPTION", 'invalid option "relay.nats": required (the NATS servers the gateway connects to)', { path: ["nats"] });
   }

@@ -2,16 +2,21 @@ import { ErrorReport, type ErrorStage } from "../channel/error-report.ts";
 import { Emitter, PushIterator } from "../channel/events.ts";
 import { formatName, type TopicMessage } from "../channel/topic-message.ts";
 import type { WaitOptions } from "../channel/wait.ts";
+import { ClusterChannel } from "../cluster/cluster-channel.ts";
+import { stateOptionsSchema } from "../cluster/options.ts";
 import { BlazeError, internalError } from "../errors.ts";
 import { GroupChannel } from "../group/group-channel.ts";
 import type { GroupMessage } from "../group/group-message.ts";
 import type { Member, View } from "../group/view.ts";
 import type { BlazeMessage } from "../message/blaze-message.ts";
 import { encodePayload } from "../message/payload-message.ts";
+import { parseOptions } from "../options.ts";
 import type { PeerKey } from "../reliable/protocol.ts";
 import { type Clock, guardedClock, systemClock, type TimerHandle } from "../transport/clock.ts";
 import { DropCounters, type DropReason } from "../wire/drop-reason.ts";
 import type { AbortSignalLike } from "../web.ts";
+import { CopiedMap } from "./copied-map.ts";
+import { MapCopy, type MapCopyHost, type MapCopyStats } from "./map-copy.ts";
 import { natsBus } from "./nats-bus.ts";
 import { type RelayChannelOptions, resolveRelayOptions, type ResolvedRelayOptions } from "./options.ts";
 import { OriginStreams, type Resend } from "./origin-streams.ts";
@@ -86,6 +91,8 @@ export interface RelayStats {
   readonly dropped: Readonly<Record<DropReason, number>>;
   /** This member's counters as a gateway (since it last became one). */
   readonly bus: Readonly<GatewayStats> | undefined;
+  /** The map's copy at this member as a gateway (since it last became one); undefined without `relay.map` or when not the gateway. */
+  readonly mapCopy: Readonly<MapCopyStats> | undefined;
 }
 
 interface Call {
@@ -127,7 +134,7 @@ export async function createRelayChannel(options: RelayChannelOptions): Promise<
  * origin-streams.ts and the README's "Sites bridged over NATS").
  */
 export class RelayChannel implements AsyncDisposable {
-  /** The site's group channel: membership, and everything that stays within the site. */
+  /** The site's group channel: membership, and everything that stays within the site (a cluster channel with `relay.map`). */
   readonly group: GroupChannel;
   readonly #options: ResolvedRelayOptions;
   readonly #siteGroup: string;
@@ -149,6 +156,11 @@ export class RelayChannel implements AsyncDisposable {
   #tableFrom: PeerKey | undefined;
   #origin: OriginStreams | undefined;
   #gateway: SiteGateway | undefined;
+  /** The map as copied across sites (with `relay.map`), and its copy while this member is the gateway. */
+  readonly #copied: CopiedMap | undefined;
+  #mapCopy: MapCopy | undefined;
+  /** The state map's `requestTimeoutMs`: how long the copy's writes wait (with `relay.map`). */
+  readonly #mapTimeoutMs: number;
   #gatewayMember: SiteMember | undefined;
   #reportTimer: TimerHandle | undefined;
   #resendTimer: TimerHandle | undefined;
@@ -163,7 +175,8 @@ export class RelayChannel implements AsyncDisposable {
     this.#siteGroup = relay.group ?? group.groups?.[0] ?? "default";
     this.#relayed = new Set(relay.topics);
     this.#connect = relay.bus ?? natsBus(relay.nats!);
-    this.group = new GroupChannel({ ...group, metadata: { ...group.metadata, [SITE_METADATA]: relay.site } });
+    const siteOptions = { ...group, metadata: { ...group.metadata, [SITE_METADATA]: relay.site } };
+    this.group = relay.map === undefined ? new GroupChannel(siteOptions) : new ClusterChannel(siteOptions);
     this.#errors = new ErrorReport(
       (error, stage) => this.#events.emit("error", { error, stage }),
       () => (group.clock ?? systemClock).now(),
@@ -175,6 +188,34 @@ export class RelayChannel implements AsyncDisposable {
       if (type !== "error") this.#errors.report(error, "listener");
     });
     this.#received = new ReceivedStreams(relay.windowMessages, relay.windowBytes, relay.maxStreams);
+    // Without relay.map there is no state option (resolveRelayOptions refuses one): the defaults, unused.
+    const state = parseOptions(stateOptionsSchema, group.state, "state");
+    this.#mapTimeoutMs = state.requestTimeoutMs;
+    this.#copied =
+      relay.map === undefined
+        ? undefined
+        : new CopiedMap(
+            {
+              raw: () => (this.group as ClusterChannel).map,
+              site: relay.site,
+              now: () => this.#clock.now(),
+              delay: (ms) => new Promise((resolve) => this.#clock.setTimer(ms, resolve)),
+              requestTimeoutMs: state.requestTimeoutMs,
+              retryDelayMs: state.retryDelayMs,
+              reportListenerError: (error) => this.#errors.report(error, "listener"),
+            },
+            relay.map,
+          );
+  }
+
+  /**
+   * The site's replicated map, copied to the other sites (with `relay.map`): each site its own map,
+   * master and locks; writes of each site reach the others asynchronously and merge by their stamps
+   * (see {@link CopiedMap}). Throws `ILLEGAL_STATE` without `relay.map`.
+   */
+  get map(): CopiedMap {
+    if (this.#copied === undefined) throw new BlazeError("ILLEGAL_STATE", "a relay channel has a copied map only with relay.map");
+    return this.#copied;
   }
 
   /** This member's site. */
@@ -200,6 +241,17 @@ export class RelayChannel implements AsyncDisposable {
       );
       this.#offs.push(this.group.onTopic(RELAY, this.#onRelayTopic));
       this.#offs.push(this.group.onInbox(RELAY, (message) => this.#guard(() => this.#onRelayInbox(message))));
+      if (this.#copied !== undefined) {
+        const copied = this.#copied;
+        this.#offs.push(
+          (this.group as ClusterChannel).map.on("change", (change) =>
+            this.#guard(() => {
+              copied.changed(change);
+              this.#mapCopy?.changed(change);
+            }),
+          ),
+        );
+      }
     }
     await this.group.start();
     this.#origin ??= new OriginStreams(this.local, this.#options.windowMessages, this.#options.windowBytes);
@@ -260,6 +312,7 @@ export class RelayChannel implements AsyncDisposable {
       received: { ...this.#received.stats },
       dropped: this.#drops.snapshot(),
       bus: this.#gateway === undefined ? undefined : { ...this.#gateway.stats },
+      mapCopy: this.#mapCopy === undefined ? undefined : { ...this.#mapCopy.stats },
     };
   }
 
@@ -609,6 +662,7 @@ export class RelayChannel implements AsyncDisposable {
     const gatewayChanged = coordinator.id !== previous?.coordinator.id;
     if (coordinator.id === this.group.id && this.#gateway === undefined && this.#origin !== undefined) {
       this.#gateway = new SiteGateway(this.site, this.#options, this.#connect, this.#gatewayHost());
+      if (this.#options.map !== undefined) this.#mapCopy = new MapCopy(this.#mapCopyHost(this.#gateway), this.#options.map);
     } else if (coordinator.id !== this.group.id && this.#gateway !== undefined) {
       this.#closeGateway();
     } else {
@@ -626,6 +680,8 @@ export class RelayChannel implements AsyncDisposable {
   #closeGateway(): void {
     const gateway = this.#gateway;
     this.#gateway = undefined;
+    this.#mapCopy?.close();
+    this.#mapCopy = undefined;
     gateway?.close().catch((error: unknown) => this.#errors.report(internalError("closing the bus", error), "transport"));
   }
 
@@ -650,8 +706,24 @@ export class RelayChannel implements AsyncDisposable {
         this.#report(true);
         if (this.#origin !== undefined) this.#resend(this.#origin.unacknowledged(this.#clock.now()));
         this.#armResend();
+        this.#mapCopy?.connected();
       },
+      mapFrame: (body) => this.#mapCopy?.received(body),
       dropped: (reason) => this.#drops.count(reason),
+      report: (error, stage) => this.#errors.report(error, stage),
+    };
+  }
+
+  #mapCopyHost(gateway: SiteGateway): MapCopyHost {
+    const cluster = this.group as ClusterChannel;
+    return {
+      clock: this.#clock,
+      site: this.site,
+      map: () => cluster.map,
+      publish: (site, body) => gateway.publishTo(site, body),
+      sitesUp: () => gateway.sitesUp(),
+      maxPayloadBytes: () => gateway.maxPayloadBytes,
+      requestTimeoutMs: this.#mapTimeoutMs,
       report: (error, stage) => this.#errors.report(error, stage),
     };
   }
@@ -671,9 +743,12 @@ export class RelayChannel implements AsyncDisposable {
       if (before === undefined) {
         this.#down.delete(site);
         origin?.siteUp(site);
+        // The copy's repair with a site that comes up, or that has a new gateway: digests both ways.
+        if (from === this.group.id) this.#mapCopy?.digestTo(site, false);
         this.#events.emit("siteUp", { site, gateway: announcement.gateway });
       } else if (before.gateway.id !== announcement.gateway.id || before.gateway.incarnation !== announcement.gateway.incarnation) {
         resendTo.add(site);
+        if (from === this.group.id) this.#mapCopy?.digestTo(site, false);
         this.#events.emit("gatewayChange", { site, gateway: announcement.gateway, previous: before.gateway });
       }
     }
@@ -723,6 +798,8 @@ export class RelayChannel implements AsyncDisposable {
     this.#resendAt = Number.POSITIVE_INFINITY;
     const gateway = this.#gateway;
     this.#gateway = undefined;
+    this.#mapCopy?.close();
+    this.#mapCopy = undefined;
     await gateway?.close();
     const closed = new BlazeError("CLOSED", "the relay channel stopped");
     for (const id of [...this.#calls.keys()]) this.#failCall(id, closed);

@@ -2,6 +2,8 @@ import { create, fromBinary, type MessageInitShape, toBinary } from "@bufbuild/p
 import {
   type RelayFrame,
   RelayFrameSchema,
+  type RelayMapEntry,
+  type RelayMapEntrySchema,
   type RelayMember,
   type RelayMemberSchema,
   type RelayPosition,
@@ -66,13 +68,29 @@ export interface SiteAnnouncement {
   readonly intervalMs: number;
 }
 
+/** An entry of the cross-site copy of the map (RelayMapEntry): a key, its stamp, and its value or a tombstone. */
+export interface CopiedEntry {
+  readonly key: string;
+  /** The stamp: hybrid clock time (ms), then site, orders two entries of a key. */
+  readonly time: number;
+  readonly site: string;
+  readonly removed: boolean;
+  readonly format: number;
+  readonly value: Uint8Array;
+}
+
+/** Hashes in a map digest: two per bucket. */
+export const DIGEST_BUCKETS = 64;
+
 export type RelayBody =
   | { readonly kind: "message"; readonly message: RelayedMessage }
   | { readonly kind: "ack"; readonly site: string; readonly gatewayId: PeerKey; readonly positions: readonly StreamPosition[] }
   | { readonly kind: "report"; readonly positions: readonly StreamPosition[]; readonly complete: boolean }
   | { readonly kind: "refusal"; readonly site: string; readonly position: StreamPosition }
   | { readonly kind: "announce"; readonly announcement: SiteAnnouncement }
-  | { readonly kind: "table"; readonly sites: readonly SiteAnnouncement[] };
+  | { readonly kind: "table"; readonly sites: readonly SiteAnnouncement[] }
+  | { readonly kind: "mapEntries"; readonly site: string; readonly entries: readonly CopiedEntry[] }
+  | { readonly kind: "mapDigest"; readonly site: string; readonly hashes: readonly number[]; readonly reply: boolean };
 
 export type RelayDecoded = { readonly ok: true; readonly body: RelayBody } | { readonly ok: false; readonly reason: DropReason; readonly detail: string };
 
@@ -116,7 +134,15 @@ function toWire(body: RelayBody): MessageInitShape<typeof RelayFrameSchema>["kin
       return { case: "siteAnnounce", value: announceToWire(body.announcement) };
     case "table":
       return { case: "siteTable", value: { sites: body.sites.map(announceToWire) } };
+    case "mapEntries":
+      return { case: "mapEntries", value: { site: body.site, entries: body.entries.map(copiedToWire) } };
+    case "mapDigest":
+      return { case: "mapDigest", value: { site: body.site, hashes: [...body.hashes], reply: body.reply } };
   }
+}
+
+export function copiedToWire(entry: CopiedEntry): MessageInitShape<typeof RelayMapEntrySchema> {
+  return { key: entry.key, time: BigInt(entry.time), site: entry.site, removed: entry.removed, format: entry.format, value: entry.value };
 }
 
 function memberToWire(member: SiteMember): MessageInitShape<typeof RelayMemberSchema> {
@@ -220,6 +246,13 @@ function fromWire(kind: RelayFrame["kind"]): RelayBody {
       return { kind: "announce", announcement: announceFromWire(kind.value, "siteAnnounce") };
     case "siteTable":
       return { kind: "table", sites: kind.value.sites.map((s) => announceFromWire(s, "siteTable.sites")) };
+    case "mapEntries":
+      checkSite(kind.value.site, "mapEntries.site");
+      return { kind: "mapEntries", site: kind.value.site, entries: kind.value.entries.map((e) => copiedFromWire(e, "mapEntries.entries")) };
+    case "mapDigest":
+      checkSite(kind.value.site, "mapDigest.site");
+      if (kind.value.hashes.length !== 2 * DIGEST_BUCKETS) throw new Refused("INVALID_FIELD", `mapDigest.hashes has ${kind.value.hashes.length} hashes, not ${2 * DIGEST_BUCKETS}`);
+      return { kind: "mapDigest", site: kind.value.site, hashes: kind.value.hashes, reply: kind.value.reply };
     default:
       throw new Refused("MISSING_FIELD", "no kind");
   }
@@ -264,6 +297,19 @@ function positionFromWire(position: RelayPosition, path: string): StreamPosition
     targetId: stream === "topic" ? "" : idFromWire(position.targetId, `${path}.targetId`),
     seq: Number(position.seq),
   };
+}
+
+/**
+ * Checks an entry of the copy (`path` names it in the refusal). Exported for the map's own copies of
+ * entries (key ""), which are checked as strictly as the bus's.
+ */
+export function copiedFromWire(entry: RelayMapEntry, path: string): CopiedEntry {
+  checkName(entry.key, `${path}.key`);
+  checkSite(entry.site, `${path}.site`);
+  const time = Number(entry.time);
+  if (time < 1) throw new Refused("INVALID_FIELD", `${path}.time is 0`);
+  if (entry.removed && entry.value.length > 0) throw new Refused("INVALID_FIELD", `${path}: a removal with a value`);
+  return { key: entry.key, time, site: entry.site, removed: entry.removed, format: entry.format, value: entry.value };
 }
 
 function announceFromWire(announce: RelaySiteAnnounce, path: string): SiteAnnouncement {

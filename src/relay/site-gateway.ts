@@ -32,6 +32,8 @@ export interface GatewayHost {
   tableChanged(sites: readonly SiteAnnouncement[]): void;
   /** The bus is connected: this member's own unacknowledged messages go out again. */
   connected(): void;
+  /** A frame of the map's copy from a site that is up (mapEntries, mapDigest). */
+  mapFrame(body: RelayBody): void;
   /** A frame from the bus refused: counted under its reason. */
   dropped(reason: DropReason): void;
   report(error: BlazeError, stage: ErrorStage): void;
@@ -104,6 +106,21 @@ export class SiteGateway {
     for (const site of message.sites.length === 0 ? this.#directory.keys() : message.sites) {
       if (this.#directory.has(site)) this.#publishBytes(this.#siteSubject(site), bytes);
     }
+  }
+
+  /** The other sites up, as this gateway last heard them. */
+  sitesUp(): string[] {
+    return [...this.#directory.keys()];
+  }
+
+  /** The largest frame the bus carries. */
+  get maxPayloadBytes(): number {
+    return this.#bus?.maxPayloadBytes ?? 1024 * 1024;
+  }
+
+  /** Publishes a frame to another site's gateway, if that site is up (lost while the bus is down). */
+  publishTo(site: string, body: RelayBody): void {
+    if (this.#directory.has(site)) this.#publish(this.#siteSubject(site), body);
   }
 
   /** A member's report of how far it delivered. */
@@ -222,6 +239,14 @@ export class SiteGateway {
         for (const [origin, positions] of byOrigin) if (members.has(origin)) this.host.sendTo(origin, { kind: "ack", site: body.site, gatewayId: body.gatewayId, positions });
         return;
       }
+      case "mapEntries":
+      case "mapDigest":
+        if (!this.#directory.has(body.site)) {
+          this.stats.unknownSite++;
+          return;
+        }
+        this.host.mapFrame(body);
+        return;
       case "refusal": {
         if (!this.#directory.has(body.site)) {
           this.stats.unknownSite++;

@@ -8,6 +8,12 @@
  * delivered from each origin on each (count, first, last, whether in order with no gap or copy, when,
  * and the latencies), `reset` forgets it, `request` asks a member of any site, `exit` leaves. It answers requests on its
  * default inbox with `re:<text>`, and exits on its own after `lifetimeMs`, whatever happens.
+ *
+ * With `map`, the site's replicated map is copied across sites (`relay.map`): `put` writes a key,
+ * `fill` writes `count` keys with at most `window` writes under way (each value `<text>@<wall ms>`;
+ * `pauseMs` after each), `map` prints every entry and tombstone with its stamp, and the delivery lag
+ * of the entries copied from other sites (wall clock from the write to the change here) since the
+ * last `reset`.
  */
 import { createInterface } from "node:readline";
 import { createRelayChannel } from "../../src/relay/index.ts";
@@ -23,6 +29,8 @@ export interface RelayMemberConfig {
   readonly lifetimeMs: number;
   /** The payload size of streamed messages. Default: just the number. */
   readonly bytes?: number;
+  /** Copy the site's replicated map across sites. */
+  readonly map?: boolean;
 }
 
 export type RelayMemberCommand =
@@ -30,6 +38,9 @@ export type RelayMemberCommand =
   | { readonly cmd: "report" }
   | { readonly cmd: "reset" }
   | { readonly cmd: "request"; readonly site: string; readonly id: string; readonly text: string }
+  | { readonly cmd: "put"; readonly key: string; readonly text: string }
+  | { readonly cmd: "fill"; readonly prefix: string; readonly count: number; readonly window: number; readonly pauseMs?: number }
+  | { readonly cmd: "map" }
   | { readonly cmd: "exit" };
 
 export interface OriginReport {
@@ -54,6 +65,11 @@ export type RelayMemberEvent =
   | { readonly type: "report"; readonly origins: Record<string, OriginReport>; readonly isGateway: boolean }
   | { readonly type: "reply"; readonly text: string; readonly ms: number }
   | { readonly type: "requestFailed"; readonly code: string }
+  | { readonly type: "put"; readonly key: string; readonly time: number; readonly site: string }
+  | { readonly type: "putFailed"; readonly key: string; readonly code: string }
+  | { readonly type: "filled"; readonly count: number; readonly acknowledged: readonly string[]; readonly ms: number }
+  /** Every entry as `value@time/site` (tombstones `×@time/site`), the lags of copied entries, ms, and the gateway's copy counters. */
+  | { readonly type: "map"; readonly entries: Record<string, string>; readonly lags: readonly number[]; readonly copiedAt: readonly number[]; readonly stats: unknown }
   | { readonly type: "error"; readonly stage: string; readonly message: string };
 
 const config = JSON.parse(process.argv[2]!) as RelayMemberConfig;
@@ -70,7 +86,15 @@ const relay = await createRelayChannel({
   failureTimeoutMs: 1_000,
   verifyTimeoutMs: 300,
   discoveryTimeoutMs: 500,
-  relay: { site: config.site, nats: { servers: [config.nats] }, topics: ["stream"], announceIntervalMs: 200, siteTimeoutMs: 5_000, resendTimeoutMs: 500 },
+  relay: {
+    site: config.site,
+    nats: { servers: [config.nats] },
+    topics: ["stream"],
+    announceIntervalMs: 200,
+    siteTimeoutMs: 5_000,
+    resendTimeoutMs: 500,
+    ...(config.map === true ? { map: { digestIntervalMs: 1_000 } } : {}),
+  },
 });
 setTimeout(() => void relay.close().finally(() => process.exit(0)), config.lifetimeMs).unref();
 
@@ -103,6 +127,50 @@ relay.on("messagesLost", ({ origin, firstSeq, lastSeq }) => print({ type: "lost"
 relay.on("error", ({ error, stage }) => print({ type: "error", stage, message: `${error.code}: ${error.message}` }));
 relay.group.on("error", ({ error, stage }) => print({ type: "error", stage, message: `${error.code}: ${error.message}` }));
 
+// Entries copied from other sites: how long after their write (the wall time in the value) they changed here.
+const lags: number[] = [];
+const copiedAt: number[] = [];
+if (config.map === true) {
+  relay.map.on("change", (change) => {
+    if (change.type !== "put" || change.stamp.site === config.site || lags.length >= 100_000) return;
+    const text = new TextDecoder().decode(change.value as Uint8Array);
+    const at = now();
+    lags.push(at - Number(text.slice(text.lastIndexOf("@") + 1)));
+    copiedAt.push(at);
+  });
+}
+
+async function put(key: string, text: string): Promise<boolean> {
+  try {
+    const stamp = await relay.map.put(key, new TextEncoder().encode(`${text}@${now()}`));
+    print({ type: "put", key, time: stamp.time, site: stamp.site });
+    return true;
+  } catch (error) {
+    print({ type: "putFailed", key, code: `${(error as { code?: string }).code}: ${(error as Error).message}` });
+    return false;
+  }
+}
+
+async function fill(command: Extract<RelayMemberCommand, { cmd: "fill" }>): Promise<void> {
+  const start = now();
+  const acknowledged: string[] = [];
+  let next = 0;
+  const worker = async () => {
+    while (next < command.count) {
+      const key = `${command.prefix}${next++}`;
+      try {
+        await relay.map.put(key, new TextEncoder().encode(`${key}@${now()}`));
+        acknowledged.push(key);
+        if (command.pauseMs !== undefined) await new Promise((resolve) => setTimeout(resolve, command.pauseMs));
+      } catch (error) {
+        print({ type: "putFailed", key, code: `${(error as { code?: string }).code}: ${(error as Error).message}` });
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: command.window }, worker));
+  print({ type: "filled", count: command.count, acknowledged, ms: now() - start });
+}
+
 await relay.join({ timeoutMs: 30_000 });
 print({ type: "ready", name: config.name, id: relay.group.id, site: config.site });
 
@@ -131,6 +199,8 @@ for await (const line of createInterface({ input: process.stdin })) {
       break;
     case "reset":
       origins.clear();
+      lags.length = 0;
+      copiedAt.length = 0;
       break;
     case "request": {
       const start = now();
@@ -138,6 +208,18 @@ for await (const line of createInterface({ input: process.stdin })) {
         .request({ site: command.site, id: command.id }, new TextEncoder().encode(command.text), { timeoutMs: 10_000 })
         .then((reply) => print({ type: "reply", text: reply.text(), ms: now() - start }))
         .catch((error: { code?: string }) => print({ type: "requestFailed", code: error.code ?? String(error) }));
+      break;
+    }
+    case "put":
+      void put(command.key, command.text);
+      break;
+    case "fill":
+      void fill(command);
+      break;
+    case "map": {
+      const entries: Record<string, string> = {};
+      for (const e of relay.map.stamped()) entries[e.key] = `${e.removed ? "×" : new TextDecoder().decode(e.value)}@${e.time}/${e.site}`;
+      print({ type: "map", entries, lags, copiedAt, stats: relay.stats.mapCopy ?? null });
       break;
     }
     case "exit":

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file activeblaze/v1/relay.proto.
  */
 export const file_activeblaze_v1_relay: GenFile = /*@__PURE__*/
-  fileDesc("ChphY3RpdmVibGF6ZS92MS9yZWxheS5wcm90bxIOYWN0aXZlYmxhemUudjEi0QIKClJlbGF5RnJhbWUSDwoHdmVyc2lvbhgBIAEoDRIvCgdtZXNzYWdlGBAgASgLMhwuYWN0aXZlYmxhemUudjEuUmVsYXlNZXNzYWdlSAASJwoDYWNrGBEgASgLMhguYWN0aXZlYmxhemUudjEuUmVsYXlBY2tIABItCgZyZXBvcnQYEiABKAsyGy5hY3RpdmVibGF6ZS52MS5SZWxheVJlcG9ydEgAEi8KB3JlZnVzYWwYEyABKAsyHC5hY3RpdmVibGF6ZS52MS5SZWxheVJlZnVzYWxIABI6Cg1zaXRlX2Fubm91bmNlGBQgASgLMiEuYWN0aXZlYmxhemUudjEuUmVsYXlTaXRlQW5ub3VuY2VIABI0CgpzaXRlX3RhYmxlGBUgASgLMh4uYWN0aXZlYmxhemUudjEuUmVsYXlTaXRlVGFibGVIAEIGCgRraW5kIkoKC1JlbGF5TWVtYmVyEgwKBHNpdGUYASABKAkSCgoCaWQYAiABKAwSEwoLaW5jYXJuYXRpb24YAyABKAQSDAoEbmFtZRgEIAEoCSK4AgoMUmVsYXlNZXNzYWdlEisKBm9yaWdpbhgBIAEoCzIbLmFjdGl2ZWJsYXplLnYxLlJlbGF5TWVtYmVyEisKBnN0cmVhbRgCIAEoDjIbLmFjdGl2ZWJsYXplLnYxLlJlbGF5U3RyZWFtEgsKA3NlcRgDIAEoBBINCgVmbG9vchgEIAEoBBITCgtkZXN0aW5hdGlvbhgFIAEoCRIrCgZ0YXJnZXQYBiABKAsyGy5hY3RpdmVibGF6ZS52MS5SZWxheU1lbWJlchISCgpyZXF1ZXN0X2lkGAcgASgEEg0KBXJlcGx5GAggASgIEi0KBmZvcm1hdBgJIAEoDjIdLmFjdGl2ZWJsYXplLnYxLlBheWxvYWRGb3JtYXQSDwoHcGF5bG9hZBgKIAEoDBINCgVzaXRlcxgLIAMoCSKJAQoNUmVsYXlQb3NpdGlvbhIrCgZvcmlnaW4YASABKAsyGy5hY3RpdmVibGF6ZS52MS5SZWxheU1lbWJlchIrCgZzdHJlYW0YAiABKA4yGy5hY3RpdmVibGF6ZS52MS5SZWxheVN0cmVhbRIRCgl0YXJnZXRfaWQYAyABKAwSCwoDc2VxGAQgASgEIl4KCFJlbGF5QWNrEgwKBHNpdGUYASABKAkSEgoKZ2F0ZXdheV9pZBgCIAEoDBIwCglwb3NpdGlvbnMYAyADKAsyHS5hY3RpdmVibGF6ZS52MS5SZWxheVBvc2l0aW9uIlEKC1JlbGF5UmVwb3J0EjAKCXBvc2l0aW9ucxgBIAMoCzIdLmFjdGl2ZWJsYXplLnYxLlJlbGF5UG9zaXRpb24SEAoIY29tcGxldGUYAiABKAgiTQoMUmVsYXlSZWZ1c2FsEgwKBHNpdGUYASABKAkSLwoIcG9zaXRpb24YAiABKAsyHS5hY3RpdmVibGF6ZS52MS5SZWxheVBvc2l0aW9uIpIBChFSZWxheVNpdGVBbm5vdW5jZRIMCgRzaXRlGAEgASgJEiwKB2dhdGV3YXkYAiABKAsyGy5hY3RpdmVibGF6ZS52MS5SZWxheU1lbWJlchIsCgdtZW1iZXJzGAMgAygLMhsuYWN0aXZlYmxhemUudjEuUmVsYXlNZW1iZXISEwoLaW50ZXJ2YWxfbXMYBCABKAQiQgoOUmVsYXlTaXRlVGFibGUSMAoFc2l0ZXMYASADKAsyIS5hY3RpdmVibGF6ZS52MS5SZWxheVNpdGVBbm5vdW5jZSpcCgtSZWxheVN0cmVhbRIcChhSRUxBWV9TVFJFQU1fVU5TUEVDSUZJRUQQABIWChJSRUxBWV9TVFJFQU1fVE9QSUMQARIXChNSRUxBWV9TVFJFQU1fRElSRUNUEAJiBnByb3RvMw", [file_activeblaze_v1_reliable]);
+  fileDesc("ChphY3RpdmVibGF6ZS92MS9yZWxheS5wcm90bxIOYWN0aXZlYmxhemUudjEivwMKClJlbGF5RnJhbWUSDwoHdmVyc2lvbhgBIAEoDRIvCgdtZXNzYWdlGBAgASgLMhwuYWN0aXZlYmxhemUudjEuUmVsYXlNZXNzYWdlSAASJwoDYWNrGBEgASgLMhguYWN0aXZlYmxhemUudjEuUmVsYXlBY2tIABItCgZyZXBvcnQYEiABKAsyGy5hY3RpdmVibGF6ZS52MS5SZWxheVJlcG9ydEgAEi8KB3JlZnVzYWwYEyABKAsyHC5hY3RpdmVibGF6ZS52MS5SZWxheVJlZnVzYWxIABI6Cg1zaXRlX2Fubm91bmNlGBQgASgLMiEuYWN0aXZlYmxhemUudjEuUmVsYXlTaXRlQW5ub3VuY2VIABI0CgpzaXRlX3RhYmxlGBUgASgLMh4uYWN0aXZlYmxhemUudjEuUmVsYXlTaXRlVGFibGVIABI2CgttYXBfZW50cmllcxgWIAEoCzIfLmFjdGl2ZWJsYXplLnYxLlJlbGF5TWFwRW50cmllc0gAEjQKCm1hcF9kaWdlc3QYFyABKAsyHi5hY3RpdmVibGF6ZS52MS5SZWxheU1hcERpZ2VzdEgAQgYKBGtpbmQiSgoLUmVsYXlNZW1iZXISDAoEc2l0ZRgBIAEoCRIKCgJpZBgCIAEoDBITCgtpbmNhcm5hdGlvbhgDIAEoBBIMCgRuYW1lGAQgASgJIrgCCgxSZWxheU1lc3NhZ2USKwoGb3JpZ2luGAEgASgLMhsuYWN0aXZlYmxhemUudjEuUmVsYXlNZW1iZXISKwoGc3RyZWFtGAIgASgOMhsuYWN0aXZlYmxhemUudjEuUmVsYXlTdHJlYW0SCwoDc2VxGAMgASgEEg0KBWZsb29yGAQgASgEEhMKC2Rlc3RpbmF0aW9uGAUgASgJEisKBnRhcmdldBgGIAEoCzIbLmFjdGl2ZWJsYXplLnYxLlJlbGF5TWVtYmVyEhIKCnJlcXVlc3RfaWQYByABKAQSDQoFcmVwbHkYCCABKAgSLQoGZm9ybWF0GAkgASgOMh0uYWN0aXZlYmxhemUudjEuUGF5bG9hZEZvcm1hdBIPCgdwYXlsb2FkGAogASgMEg0KBXNpdGVzGAsgAygJIokBCg1SZWxheVBvc2l0aW9uEisKBm9yaWdpbhgBIAEoCzIbLmFjdGl2ZWJsYXplLnYxLlJlbGF5TWVtYmVyEisKBnN0cmVhbRgCIAEoDjIbLmFjdGl2ZWJsYXplLnYxLlJlbGF5U3RyZWFtEhEKCXRhcmdldF9pZBgDIAEoDBILCgNzZXEYBCABKAQiXgoIUmVsYXlBY2sSDAoEc2l0ZRgBIAEoCRISCgpnYXRld2F5X2lkGAIgASgMEjAKCXBvc2l0aW9ucxgDIAMoCzIdLmFjdGl2ZWJsYXplLnYxLlJlbGF5UG9zaXRpb24iUQoLUmVsYXlSZXBvcnQSMAoJcG9zaXRpb25zGAEgAygLMh0uYWN0aXZlYmxhemUudjEuUmVsYXlQb3NpdGlvbhIQCghjb21wbGV0ZRgCIAEoCCJNCgxSZWxheVJlZnVzYWwSDAoEc2l0ZRgBIAEoCRIvCghwb3NpdGlvbhgCIAEoCzIdLmFjdGl2ZWJsYXplLnYxLlJlbGF5UG9zaXRpb24ikgEKEVJlbGF5U2l0ZUFubm91bmNlEgwKBHNpdGUYASABKAkSLAoHZ2F0ZXdheRgCIAEoCzIbLmFjdGl2ZWJsYXplLnYxLlJlbGF5TWVtYmVyEiwKB21lbWJlcnMYAyADKAsyGy5hY3RpdmVibGF6ZS52MS5SZWxheU1lbWJlchITCgtpbnRlcnZhbF9tcxgEIAEoBCJCCg5SZWxheVNpdGVUYWJsZRIwCgVzaXRlcxgBIAMoCzIhLmFjdGl2ZWJsYXplLnYxLlJlbGF5U2l0ZUFubm91bmNlIocBCg1SZWxheU1hcEVudHJ5EgsKA2tleRgBIAEoCRIMCgR0aW1lGAIgASgEEgwKBHNpdGUYAyABKAkSDwoHcmVtb3ZlZBgEIAEoCBItCgZmb3JtYXQYBSABKA4yHS5hY3RpdmVibGF6ZS52MS5QYXlsb2FkRm9ybWF0Eg0KBXZhbHVlGAYgASgMIk8KD1JlbGF5TWFwRW50cmllcxIMCgRzaXRlGAEgASgJEi4KB2VudHJpZXMYAiADKAsyHS5hY3RpdmVibGF6ZS52MS5SZWxheU1hcEVudHJ5Ij0KDlJlbGF5TWFwRGlnZXN0EgwKBHNpdGUYASABKAkSDgoGaGFzaGVzGAIgAygHEg0KBXJlcGx5GAMgASgIKlwKC1JlbGF5U3RyZWFtEhwKGFJFTEFZX1NUUkVBTV9VTlNQRUNJRklFRBAAEhYKElJFTEFZX1NUUkVBTV9UT1BJQxABEhcKE1JFTEFZX1NUUkVBTV9ESVJFQ1QQAmIGcHJvdG8z", [file_activeblaze_v1_reliable]);
 
 /**
  * Sites bridged over NATS (activeblaze/relay). These are not datagrams: a RelayFrame is the payload of
@@ -69,6 +69,18 @@ export type RelayFrame = Message<"activeblaze.v1.RelayFrame"> & {
      */
     value: RelaySiteTable;
     case: "siteTable";
+  } | {
+    /**
+     * @generated from field: activeblaze.v1.RelayMapEntries map_entries = 22;
+     */
+    value: RelayMapEntries;
+    case: "mapEntries";
+  } | {
+    /**
+     * @generated from field: activeblaze.v1.RelayMapDigest map_digest = 23;
+     */
+    value: RelayMapDigest;
+    case: "mapDigest";
   } | { case: undefined; value?: undefined };
 };
 
@@ -376,6 +388,120 @@ export type RelaySiteTable = Message<"activeblaze.v1.RelaySiteTable"> & {
  */
 export const RelaySiteTableSchema: GenMessage<RelaySiteTable> = /*@__PURE__*/
   messageDesc(file_activeblaze_v1_relay, 8);
+
+/**
+ * An entry of a site's replicated map as the cross-site copy carries it. The map stores the same
+ * message (with key "") as the entry's value, so that every member of the site, and the next gateway,
+ * knows the entry's stamp. Of two entries of one key, the one with the greater stamp wins: the greater
+ * time, then the greater site name (compared as UTF-8 bytes).
+ *
+ * @generated from message activeblaze.v1.RelayMapEntry
+ */
+export type RelayMapEntry = Message<"activeblaze.v1.RelayMapEntry"> & {
+  /**
+   * Between sites: the key. In the map: "" (the map's own key is the key).
+   *
+   * @generated from field: string key = 1;
+   */
+  key: string;
+
+  /**
+   * The write's hybrid clock time, ms: its site's wall clock, or one more than the stamp it replaced.
+   *
+   * @generated from field: uint64 time = 2;
+   */
+  time: bigint;
+
+  /**
+   * The site where it was written.
+   *
+   * @generated from field: string site = 3;
+   */
+  site: string;
+
+  /**
+   * A removal: a tombstone, kept (and copied) for the copy's tombstone time after `time`; no value.
+   *
+   * @generated from field: bool removed = 4;
+   */
+  removed: boolean;
+
+  /**
+   * @generated from field: activeblaze.v1.PayloadFormat format = 5;
+   */
+  format: PayloadFormat;
+
+  /**
+   * @generated from field: bytes value = 6;
+   */
+  value: Uint8Array;
+};
+
+/**
+ * Describes the message activeblaze.v1.RelayMapEntry.
+ * Use `create(RelayMapEntrySchema)` to create a new message.
+ */
+export const RelayMapEntrySchema: GenMessage<RelayMapEntry> = /*@__PURE__*/
+  messageDesc(file_activeblaze_v1_relay, 9);
+
+/**
+ * From a site's gateway to another's: entries of its map, written at its site (as they are committed)
+ * or pushed for a digest's buckets that differ. The receiver applies each through its site's map by
+ * the merge rule, and never sends an applied entry on as a change of its own.
+ *
+ * @generated from message activeblaze.v1.RelayMapEntries
+ */
+export type RelayMapEntries = Message<"activeblaze.v1.RelayMapEntries"> & {
+  /**
+   * @generated from field: string site = 1;
+   */
+  site: string;
+
+  /**
+   * @generated from field: repeated activeblaze.v1.RelayMapEntry entries = 2;
+   */
+  entries: RelayMapEntry[];
+};
+
+/**
+ * Describes the message activeblaze.v1.RelayMapEntries.
+ * Use `create(RelayMapEntriesSchema)` to create a new message.
+ */
+export const RelayMapEntriesSchema: GenMessage<RelayMapEntries> = /*@__PURE__*/
+  messageDesc(file_activeblaze_v1_relay, 10);
+
+/**
+ * From a site's gateway to another's: a digest of its map, per bucket of keys (by a hash of the key)
+ * two 32-bit hashes of its entries' keys and stamps, XORed. The receiver pushes its entries of every
+ * bucket that differs, and (unless this digest is a reply) answers with its own digest.
+ *
+ * @generated from message activeblaze.v1.RelayMapDigest
+ */
+export type RelayMapDigest = Message<"activeblaze.v1.RelayMapDigest"> & {
+  /**
+   * @generated from field: string site = 1;
+   */
+  site: string;
+
+  /**
+   * 2 x 64 hashes: bucket b's are hashes[2b] and hashes[2b + 1].
+   *
+   * @generated from field: repeated fixed32 hashes = 2;
+   */
+  hashes: number[];
+
+  /**
+   * @generated from field: bool reply = 3;
+   */
+  reply: boolean;
+};
+
+/**
+ * Describes the message activeblaze.v1.RelayMapDigest.
+ * Use `create(RelayMapDigestSchema)` to create a new message.
+ */
+export const RelayMapDigestSchema: GenMessage<RelayMapDigest> = /*@__PURE__*/
+  messageDesc(file_activeblaze_v1_relay, 11);
 
 /**
  * What a relayed message travels in.
