@@ -66,6 +66,27 @@ describe("snapshots", () => {
     expect(sender.pollTimeout()).toBe(Number.POSITIVE_INFINITY);
   });
 
+  it("sends entries in one block only to a member whose acknowledgements say it reads them", () => {
+    const blocks: Array<[string, boolean]> = [];
+    const sender = new SnapshotSender(10_000, (peer, chunk, _lockOf, _now, entryBlock) => {
+      if (chunk.chunk === 0) blocks.push([peer, entryBlock]);
+    });
+    sender.readsEntryBlock("new", true);
+    sender.readsEntryBlock("old", false);
+    sender.readsEntryBlock("restarted", true);
+    sender.readsEntryBlock("restarted", false);
+    sender.readsEntryBlock("gone", true);
+    sender.retain(new Set(["new", "old", "restarted", "unheard"]));
+    for (const peer of ["new", "old", "restarted", "unheard", "gone"]) sender.start(peer, source(10, 10), 0);
+    expect(blocks).toEqual([
+      ["new", true],
+      ["old", false],
+      ["restarted", false],
+      ["unheard", false],
+      ["gone", false],
+    ]);
+  });
+
   it("stages chunks in order only, and starts over on a new transfer", () => {
     const chunk = (transfer: number, k: number): SnapshotChunk => ({ transfer, epoch: 1, index: 9, chunk: k, chunkCount: 3, entries: [], locks: [], applied: [], nextToken: 1 });
     let staging: Staging | undefined;
@@ -77,5 +98,9 @@ describe("snapshots", () => {
     expect(staging.held).toBe(2);
     staging = stageChunk(staging, "p", chunk(2, 0));
     expect(staging).toMatchObject({ transfer: 2, held: 1 });
+    // The entries go into the map the replica will take over, as they come.
+    const entry = source(1, 1).entries[0]!;
+    staging = stageChunk(staging, "p", { ...chunk(2, 1), entries: [entry] });
+    expect([...staging.entries.values()]).toEqual([entry]);
   });
 });

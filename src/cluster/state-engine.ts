@@ -24,6 +24,8 @@ export interface StateEngineHost {
   multicast(frame: Uint8Array): void;
   /** The map changed, in its order (`resync`: the differences a snapshot made). */
   changed(changes: readonly ReplicaChange[], resync: boolean): void;
+  /** Someone listens to the entries' changes. */
+  changesWatched(): boolean;
   /** The replica is complete and current: a coordinator brought it to its state at the start of term `epoch`. */
   synced(epoch: number): void;
   /** Readiness, the coordinator role, serving or the term changed: waiters re-check. */
@@ -124,7 +126,7 @@ export class StateEngine implements TimedUnit {
     this.replica = new Replica(options.logLimit);
     this.visible = new VisibleState(this.replica);
     const group = host.group;
-    this.#snapshots = new SnapshotSender(options.snapshotChunkBytes, (peer, chunk, lockOf, now) => host.unicast(peer, encodeSnapshot(group, chunk, lockOf, now)));
+    this.#snapshots = new SnapshotSender(options.snapshotChunkBytes, (peer, chunk, lockOf, now, entryBlock) => host.unicast(peer, encodeSnapshot(group, chunk, lockOf, now, entryBlock)));
     this.#follower = new ReplicaFollower({
       local: host.local,
       replica: this.replica,
@@ -132,6 +134,7 @@ export class StateEngine implements TimedUnit {
       memory,
       sendAck: (peer, ack) => host.unicast(peer, encodeAck(group, ack)),
       changed: (changes, resync) => this.#later.push(() => host.changed(changes, resync)),
+      changesWatched: () => host.changesWatched(),
       ownApplied: (record, epoch) => this.#later.push(() => this.#client.onApplied(record, epoch, this.#now)),
       accepted: (epoch, newTerm) => {
         if (newTerm) this.#client.onTerm();
@@ -224,6 +227,7 @@ export class StateEngine implements TimedUnit {
       const previous = this.#view;
       this.#view = view;
       this.#follower.onView(view);
+      if (view !== undefined) this.#snapshots.retain(new Set(view.members.map((m) => m.id)));
       if (view !== undefined && view.coordinator.id === this.#host.local.id) this.#elect(now, 0);
       else this.#stepDown(now);
       const coordinatorChanged = previous?.coordinator.id !== view?.coordinator.id || previous?.coordinator.incarnation !== view?.coordinator.incarnation;
@@ -254,6 +258,7 @@ export class StateEngine implements TimedUnit {
         case "sync":
           return this.#follower.onSync(peer, frame.sync, now);
         case "ack":
+          this.#snapshots.readsEntryBlock(peer, frame.readsEntryBlock);
           return this.#onAck(peer, incarnation, frame.ack, now);
       }
     });
