@@ -26,29 +26,29 @@ import type { PeerKey } from "../reliable/protocol.ts";
 import { MAX_COUNTER } from "../wire/safe-integers.ts";
 import { MEMBER_ID_BYTES } from "../wire/limits.ts";
 import { type BlockLock, readEntryBlock, writeEntryBlock } from "./entry-block.ts";
-import type {
-  Announce,
-  AppliedRecord,
-  Change,
-  EntrySpec,
-  LockSpec,
-  MemberInstance,
-  OrderedRequest,
-  Position,
-  PutSpec,
-  RemoveSpec,
-  SnapshotChunk,
-  StateAck,
-  StateOp,
-  StateOutcome,
-  StateRequest,
-  StateResponse,
-  StoredEntry,
-  SyncComplete,
-  Term,
-  Update,
+import {
+  type Announce,
+  type AppliedRecord,
+  type Change,
+  type EntrySpec,
+  type LockSpec,
+  type MemberInstance,
+  type OrderedRequest,
+  type Position,
+  type PutSpec,
+  remaining,
+  type RemoveSpec,
+  type SnapshotChunk,
+  type StateAck,
+  type StateOp,
+  type StateOutcome,
+  type StateRequest,
+  type StateResponse,
+  type StoredEntry,
+  type SyncComplete,
+  type Term,
+  type Update,
 } from "./state-types.ts";
-import { remaining } from "./state-types.ts";
 
 /**
  * The boundary between the state map and the wire: its frames encoded from the map's own forms, and
@@ -138,20 +138,6 @@ function entryInit(entry: EntrySpec, lock?: LockSpec, ownerShown = true): Messag
     owner: ownerShown ? refOf(entry.owner) : undefined,
     removeOnExit: entry.removeOnExit,
     ttlRemainingMs: BigInt(entry.ttlMs),
-    lock: lock === undefined ? undefined : lockInit(lock),
-  };
-}
-
-/** A stored entry on the wire, its time to live as it stands at `now`. */
-function storedInit(entry: StoredEntry, now: number, lock: LockSpec | undefined): MessageInitShape<typeof EntrySchema> {
-  return {
-    key: entry.key,
-    value: entry.value,
-    format: entry.format,
-    version: BigInt(entry.version),
-    owner: refOf(entry.owner),
-    removeOnExit: entry.removeOnExit,
-    ttlRemainingMs: BigInt(remaining(entry.expiresAt, now)),
     lock: lock === undefined ? undefined : lockInit(lock),
   };
 }
@@ -363,7 +349,7 @@ export function encodeSnapshot(group: string, chunk: SnapshotChunk, lockOf: (key
       group,
       chunk: chunk.chunk,
       chunkCount: chunk.chunkCount,
-      entries: entryBlock ? [] : chunk.entries.map((entry) => storedInit(entry, now, lockOf(entry.key))),
+      entries: entryBlock ? [] : chunk.entries.map((entry) => entryInit(entrySpec(entry, now), lockOf(entry.key))),
       locks: chunk.locks.map((lock) => ({ key: lock.key, lock: lockInit(lock) })),
       applied: chunk.applied.map((record) => appliedInit(record, now)),
       nextFencingToken: BigInt(chunk.nextToken),
