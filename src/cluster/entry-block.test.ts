@@ -46,6 +46,9 @@ describe("entry blocks", () => {
     // The time to live left when written (1,500 ms), counted from the reader's clock.
     expect(read).toEqual([entries[0], { ...entries[1], ttlMs: 1_500, expiresAt: 11_500 }, entries[2]]);
     expect(locks).toEqual([{ key: "plain", state: lockBytes }]);
+    // A block larger than the buffer it is written in at first (the buffer grows).
+    const large = [0, 1, 2].map((i) => ({ ...entries[0]!, key: `big${i}`, value: new Uint8Array(30_000).fill(i) }));
+    expect(readEntryBlock(writeEntryBlock(large, () => undefined, 0).slice(), 0, [])).toEqual(large);
     // One owner instance for consecutive entries of one owner.
     const [first, second] = readEntryBlock(writeEntryBlock([entries[0]!, entries[2]!], () => undefined, 0), 0, [])!;
     expect(second!.owner).toBe(first!.owner);

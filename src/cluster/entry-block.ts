@@ -73,51 +73,51 @@ function varintFieldSize(value: number): number {
   return value === 0 ? 0 : 1 + varintSize(value);
 }
 
+/** The buffer blocks are written in, grown as needed and used again by the next block. */
+let scratch = new Uint8Array(64 * 1024);
+
 /**
  * The SnapshotEntries message of `entries`, their times to live as they stand at `now`; `lockOf` gives
- * the encoded LockState of a key's lock (carried in its entry), or undefined.
+ * the encoded LockState of a key's lock (carried in its entry), or undefined. The bytes are a view of a
+ * buffer the next call writes over: the caller copies them (into its frame) before.
  */
 export function writeEntryBlock(entries: readonly StoredEntry[], lockOf: (key: string) => Uint8Array | undefined, now: number): Uint8Array {
   const owners = new OwnerBytes();
-  const sizes = new Int32Array(entries.length);
-  const keyBytes = new Int32Array(entries.length);
-  const locks: Array<Uint8Array | undefined> = new Array(entries.length);
-  let total = 0;
-  for (let i = 0; i < entries.length; i++) {
-    const entry = entries[i]!;
+  let block = scratch;
+  let pos = 0;
+  for (const entry of entries) {
     const keyLength = utf8Length(entry.key);
+    const valueLength = entry.value.length;
+    const owner = owners.of(entry.owner);
+    const ttl = remaining(entry.expiresAt, now);
     const lock = lockOf(entry.key);
     const size =
       (keyLength === 0 ? 0 : delimitedSize(keyLength)) +
-      (entry.value.length === 0 ? 0 : delimitedSize(entry.value.length)) +
+      (valueLength === 0 ? 0 : delimitedSize(valueLength)) +
       varintFieldSize(entry.format) +
       varintFieldSize(entry.version) +
-      delimitedSize(owners.of(entry.owner).length) +
+      delimitedSize(owner.length) +
       (entry.removeOnExit ? 2 : 0) +
-      varintFieldSize(remaining(entry.expiresAt, now)) +
+      varintFieldSize(ttl) +
       (lock === undefined ? 0 : delimitedSize(lock.length));
-    sizes[i] = size;
-    keyBytes[i] = keyLength;
-    locks[i] = lock;
-    total += delimitedSize(size);
-  }
-  const block = new Uint8Array(total);
-  let pos = 0;
-  for (let i = 0; i < entries.length; i++) {
-    const entry = entries[i]!;
+    const end = pos + delimitedSize(size);
+    if (end > block.length) {
+      const grown = new Uint8Array(Math.max(end, 2 * block.length));
+      grown.set(block.subarray(0, pos));
+      block = scratch = grown;
+    }
     block[pos++] = TAG_ENTRY;
-    pos = writeVarint(block, pos, sizes[i]!);
-    const keyLength = keyBytes[i]!;
+    pos = writeVarint(block, pos, size);
     if (keyLength > 0) {
       block[pos++] = TAG_KEY;
       pos = writeVarint(block, pos, keyLength);
       pos = writeKey(block, pos, entry.key, keyLength);
     }
-    if (entry.value.length > 0) {
+    if (valueLength > 0) {
       block[pos++] = TAG_VALUE;
-      pos = writeVarint(block, pos, entry.value.length);
+      pos = writeVarint(block, pos, valueLength);
       block.set(entry.value, pos);
-      pos += entry.value.length;
+      pos += valueLength;
     }
     if (entry.format !== 0) {
       block[pos++] = TAG_FORMAT;
@@ -127,7 +127,6 @@ export function writeEntryBlock(entries: readonly StoredEntry[], lockOf: (key: s
       block[pos++] = TAG_VERSION;
       pos = writeVarint(block, pos, entry.version);
     }
-    const owner = owners.of(entry.owner);
     block[pos++] = TAG_OWNER;
     pos = writeVarint(block, pos, owner.length);
     block.set(owner, pos);
@@ -136,12 +135,10 @@ export function writeEntryBlock(entries: readonly StoredEntry[], lockOf: (key: s
       block[pos++] = TAG_REMOVE_ON_EXIT;
       block[pos++] = 1;
     }
-    const ttl = remaining(entry.expiresAt, now);
     if (ttl !== 0) {
       block[pos++] = TAG_TTL;
       pos = writeVarint(block, pos, ttl);
     }
-    const lock = locks[i];
     if (lock !== undefined) {
       block[pos++] = TAG_LOCK;
       pos = writeVarint(block, pos, lock.length);
@@ -149,7 +146,7 @@ export function writeEntryBlock(entries: readonly StoredEntry[], lockOf: (key: s
       pos += lock.length;
     }
   }
-  return block;
+  return block.subarray(0, pos);
 }
 
 function writeKey(block: Uint8Array, pos: number, key: string, byteLength: number): number {

@@ -66,6 +66,25 @@ describe("snapshots", () => {
     expect(sender.pollTimeout()).toBe(Number.POSITIVE_INFINITY);
   });
 
+  it("waits twice as long after each resend that brought no progress, and 100 ms again once the receiver moves on", () => {
+    const sent: number[] = [];
+    const sender = new SnapshotSender(10_000, (_peer, chunk) => sent.push(chunk.chunk));
+    const { transfer } = sender.start("p", source(3_000, 100), 0);
+    for (const [at, next] of [
+      [100, 300],
+      [300, 700],
+      [700, 1_500],
+      [1_500, 2_300],
+    ] as const) {
+      expect(sender.pollTimeout()).toBe(at);
+      sender.handleTimeout(at);
+      expect(sent.at(-16)).toBe(0);
+      expect(sender.pollTimeout()).toBe(next);
+    }
+    sender.onAck("p", transfer, 3, 2_000);
+    expect(sender.pollTimeout()).toBe(2_100);
+  });
+
   it("sends entries in one block only to a member whose acknowledgements say it reads them", () => {
     const blocks: Array<[string, boolean]> = [];
     const sender = new SnapshotSender(10_000, (peer, chunk, _lockOf, _now, entryBlock) => {

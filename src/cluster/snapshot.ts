@@ -5,8 +5,13 @@ import { utf8Length } from "../wire/varint.ts";
 
 /** Chunks in flight to one receiver before it acknowledges some. */
 const WINDOW_CHUNKS = 16;
-/** A transfer that made no progress this long sends again from the first chunk not acknowledged. */
+/**
+ * A transfer that made no progress this long sends again from the first chunk not acknowledged; twice
+ * as long after each such resend that brought none (up to MAX_RESEND_MS): a receiver slower than the
+ * window (a busy machine) is not sent the window again and again while it works through the first.
+ */
 const RESEND_MS = 100;
+const MAX_RESEND_MS = 800;
 /** At most what an entry costs in a chunk beyond its key and value: tags, lengths, version, owner, options. */
 const ENTRY_OVERHEAD_BYTES = 64;
 const LOCK_BYTES = 48;
@@ -109,6 +114,8 @@ interface Transfer {
   /** Chunks sent since the last resend from `acked`. */
   sent: number;
   progressAt: number;
+  /** The wait for progress before the next resend. */
+  resendMs: number;
 }
 
 /**
@@ -146,7 +153,7 @@ export class SnapshotSender implements TimedUnit {
   /** Starts sending `source` to `peer` (replacing a transfer to it); returns the transfer's id and size. */
   start(peer: PeerKey, source: SnapshotSource, now: number): { readonly transfer: number; readonly chunks: number } {
     const layout = new SnapshotLayout(source, this.#chunkBytes);
-    const transfer: Transfer = { peer, id: this.#nextId++, source, layout, entryBlock: this.#blockReaders.has(peer), acked: 0, sent: 0, progressAt: now };
+    const transfer: Transfer = { peer, id: this.#nextId++, source, layout, entryBlock: this.#blockReaders.has(peer), acked: 0, sent: 0, progressAt: now, resendMs: RESEND_MS };
     this.#transfers.set(peer, transfer);
     this.#fill(transfer, now);
     return { transfer: transfer.id, chunks: transfer.layout.chunkCount };
@@ -163,6 +170,7 @@ export class SnapshotSender implements TimedUnit {
     if (transfer === undefined || transfer.id !== id || chunks <= transfer.acked) return;
     transfer.acked = Math.min(chunks, transfer.layout.chunkCount);
     transfer.progressAt = now;
+    transfer.resendMs = RESEND_MS;
     if (transfer.acked === transfer.layout.chunkCount) {
       this.#transfers.delete(peer);
       return;
@@ -181,15 +189,16 @@ export class SnapshotSender implements TimedUnit {
 
   pollTimeout(): number {
     let next = Number.POSITIVE_INFINITY;
-    for (const transfer of this.#transfers.values()) next = Math.min(next, transfer.progressAt + RESEND_MS);
+    for (const transfer of this.#transfers.values()) next = Math.min(next, transfer.progressAt + transfer.resendMs);
     return next;
   }
 
   handleTimeout(now: number): void {
     for (const transfer of this.#transfers.values()) {
-      if (transfer.progressAt + RESEND_MS > now) continue;
+      if (transfer.progressAt + transfer.resendMs > now) continue;
       transfer.sent = transfer.acked;
       transfer.progressAt = now;
+      transfer.resendMs = Math.min(2 * transfer.resendMs, MAX_RESEND_MS);
       this.#fill(transfer, now);
     }
   }
