@@ -10,14 +10,14 @@
  *  3. failover: SIGKILL the coordinator while a member writes (one put at a time); the time from the
  *     kill to the first write acknowledged under the new coordinator, next to the failure detection's
  *     timeouts (the defaults, and fast ones) and to when the survivors installed the view without it;
- *  4. a joiner's time to ready: from creating the channel to `join()` resolving, with 100,000 entries
+ *  4. a joiner's time to ready: from creating the channel to `join()` resolving, with 1,000,000 entries
  *     of 100 B in the map (and with an empty map, the membership part alone), and the joiner's memory
  *     once ready (resident set, heap, the values' buffers outside the heap, and the resident set's peak).
  *
  * Writes bench/results/cluster.json and prints a markdown table, with the JGroups 2.12 figures measured
  * on the same machine next to ours.
  *
- *   npx tsx bench/cluster.ts [--trials 3] [--seconds 5] [--entries 100000] [--only puts,locks,failover,join]
+ *   npx tsx bench/cluster.ts [--trials 3] [--seconds 5] [--entries 1000000] [--only puts,locks,failover,join]
  *                            [--jgroups-puts N --jgroups-locks N]
  *
  * `--only` runs some measurements and writes no JSON. Members run on the built package (dist/, from
@@ -436,7 +436,7 @@ async function main(): Promise<void> {
     options: {
       trials: { type: "string", default: "3" },
       seconds: { type: "string", default: "5" },
-      entries: { type: "string", default: "100000" },
+      entries: { type: "string", default: "1000000" },
       only: { type: "string" },
       "jgroups-puts": { type: "string" },
       "jgroups-locks": { type: "string" },
