@@ -2,6 +2,7 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
 import { LockStateSchema, SnapshotEntriesSchema } from "../../gen/activeblaze/v1/cluster_pb.ts";
 import { idOf } from "../reliable/member-key.ts";
+import { SeededRandom } from "../transport/seeded-random.ts";
 import { MAX_COUNTER } from "../wire/safe-integers.ts";
 import { type BlockLock, readEntryBlock, writeEntryBlock } from "./entry-block.ts";
 import type { StoredEntry } from "./state-types.ts";
@@ -82,4 +83,16 @@ describe("entry blocks", () => {
     // A group (wire type 3) cannot be skipped.
     expect(readEntryBlock(new Uint8Array([0x1b]), 0, [])).toBeUndefined();
   });
+
+  it("reads corrupted blocks without throwing: entries, or undefined", () => {
+    const random = new SeededRandom(11);
+    const valid = writeEntryBlock(entries, lockOf, 0).slice();
+    for (let i = 0; i < 2_000; i++) {
+      const bytes = valid.slice();
+      for (let flips = 1 + Math.floor(random.next() * 4); flips > 0; flips--) bytes[Math.floor(random.next() * bytes.length)] = Math.floor(random.next() * 256);
+      const read = readEntryBlock(bytes, 0, []);
+      if (read !== undefined) for (const entry of read) expect(entry.owner.id).toHaveLength(32);
+    }
+  });
 });
+
