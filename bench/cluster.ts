@@ -10,13 +10,14 @@
  *  3. failover: SIGKILL the coordinator while a member writes (one put at a time); the time from the
  *     kill to the first write acknowledged under the new coordinator, next to the failure detection's
  *     timeouts (the defaults, and fast ones) and to when the survivors installed the view without it;
- *  4. a joiner's time to ready: from creating the channel to `join()` resolving, with 100,000 entries
- *     of 100 B in the map (and with an empty map, the membership part alone).
+ *  4. a joiner's time to ready: from creating the channel to `join()` resolving, with 1,000,000 entries
+ *     of 100 B in the map (and with an empty map, the membership part alone), and the joiner's memory
+ *     once ready (resident set, heap, the values' buffers outside the heap, and the resident set's peak).
  *
  * Writes bench/results/cluster.json and prints a markdown table, with the JGroups 2.12 figures measured
  * on the same machine next to ours.
  *
- *   npx tsx bench/cluster.ts [--trials 3] [--seconds 5] [--entries 100000] [--only puts,locks,failover,join]
+ *   npx tsx bench/cluster.ts [--trials 3] [--seconds 5] [--entries 1000000] [--only puts,locks,failover,join]
  *                            [--jgroups-puts N --jgroups-locks N]
  *
  * `--only` runs some measurements and writes no JSON. Members run on the built package (dist/, from
@@ -65,13 +66,29 @@ type ToChild =
 type FromChild =
   | { readonly type: "ready" }
   /** `joinMs`: from creating the channel to join() resolving; `stateMs`: from the first view with this member in it. */
-  | { readonly type: "joined"; readonly id: string; readonly at: number; readonly joinMs: number; readonly stateMs: number; readonly entries: number }
+  /** `cpuMs`: the CPU time the member's process spent meanwhile (a busy machine disturbs it far less than `joinMs`). */
+  | { readonly type: "joined"; readonly id: string; readonly at: number; readonly joinMs: number; readonly stateMs: number; readonly cpuMs: number; readonly entries: number; readonly memory: JoinerMemory }
   | { readonly type: "view"; readonly at: number; readonly ids: readonly string[]; readonly coordinator: string }
   | { readonly type: "rate"; readonly rate: Rate }
   | { readonly type: "filled"; readonly entries: number; readonly elapsedMs: number }
   | { readonly type: "failover"; readonly at: number }
   | { readonly type: "streamed"; readonly acked: number; readonly failed: number; readonly firstError?: string }
   | { readonly type: "failed"; readonly error: string };
+
+/** A joiner's memory once ready, MB: as `process.memoryUsage()` tells it, and the peak resident set of its process. */
+interface JoinerMemory {
+  readonly rssMB: number;
+  readonly heapUsedMB: number;
+  /** Outside the heap: buffers (a map's values among them). */
+  readonly externalMB: number;
+  readonly peakRssMB: number;
+}
+
+function memoryNow(): JoinerMemory {
+  const usage = process.memoryUsage();
+  const mb = (bytes: number) => Math.round(bytes / 1e5) / 10;
+  return { rssMB: mb(usage.rss), heapUsedMB: mb(usage.heapUsed), externalMB: mb(usage.external), peakRssMB: mb(process.resourceUsage().maxRSS * 1024) };
+}
 
 // --- the children ---
 
@@ -124,6 +141,7 @@ async function runMember(): Promise<void> {
   serve<ToChild>({
     join: async (message: Extract<ToChild, { type: "join" }>) => {
       const began = performance.now();
+      const cpuBefore = process.cpuUsage();
       let inView: number | undefined;
       const ch = new ClusterChannel({ ...memberOptions(message, createUdpTransport), weight: message.weight });
       channel = ch;
@@ -135,7 +153,8 @@ async function runMember(): Promise<void> {
       await ch.init();
       await ch.join({ timeoutMs: 120_000 });
       const joinedAt = performance.now();
-      send({ type: "joined", id: ch.id, at: absoluteNow(), joinMs: joinedAt - began, stateMs: joinedAt - (inView ?? began), entries: ch.map.size });
+      const cpu = process.cpuUsage(cpuBefore);
+      send({ type: "joined", id: ch.id, at: absoluteNow(), joinMs: joinedAt - began, stateMs: joinedAt - (inView ?? began), cpuMs: (cpu.user + cpu.system) / 1000, entries: ch.map.size, memory: memoryNow() });
     },
     puts: async (message: Extract<ToChild, { type: "puts" }>) => {
       const map = channel!.map;
@@ -344,6 +363,10 @@ interface JoinTrial {
   readonly entries: number;
   readonly joinMs: number;
   readonly stateMs: number;
+  /** The joiner's CPU time meanwhile. */
+  readonly cpuMs: number;
+  /** The joiner's, once ready. */
+  readonly memory: JoinerMemory;
 }
 
 // 4. A joiner's time to ready, with `entries` entries of `size` bytes in a two-member cluster, and with an empty map.
@@ -351,8 +374,8 @@ async function measureJoin(entries: number, size: number, trials: number): Promi
   entries: number;
   size: number;
   fillMs: number;
-  empty: { trials: JoinTrial[]; medianJoinMs: number };
-  full: { trials: JoinTrial[]; medianJoinMs: number; medianStateMs: number };
+  empty: { trials: JoinTrial[]; medianJoinMs: number; medianRssMB: number };
+  full: { trials: JoinTrial[]; medianJoinMs: number; medianStateMs: number; medianCpuMs: number; medianRssMB: number; medianHeapUsedMB: number; medianExternalMB: number; medianPeakRssMB: number };
 }> {
   const { members, network } = await startCluster([10, 0], {}, "j");
   const empty: JoinTrial[] = [];
@@ -363,7 +386,7 @@ async function measureJoin(entries: number, size: number, trials: number): Promi
     try {
       joiner!.post({ type: "join", name, network, timing: {}, weight: 0 });
       const joined = await joiner!.next("joined", 120_000);
-      into.push({ entries: joined.entries, joinMs: joined.joinMs, stateMs: joined.stateMs });
+      into.push({ entries: joined.entries, joinMs: joined.joinMs, stateMs: joined.stateMs, cpuMs: joined.cpuMs, memory: joined.memory });
     } finally {
       await exitAll([joiner!]);
       // Let the cluster drop it (a goodbye) before the next one comes.
@@ -394,8 +417,17 @@ async function measureJoin(entries: number, size: number, trials: number): Promi
     entries,
     size,
     fillMs,
-    empty: { trials: empty, medianJoinMs: median(empty.map((t) => t.joinMs)) },
-    full: { trials: full, medianJoinMs: median(full.map((t) => t.joinMs)), medianStateMs: median(full.map((t) => t.stateMs)) },
+    empty: { trials: empty, medianJoinMs: median(empty.map((t) => t.joinMs)), medianRssMB: median(empty.map((t) => t.memory.rssMB)) },
+    full: {
+      trials: full,
+      medianJoinMs: median(full.map((t) => t.joinMs)),
+      medianStateMs: median(full.map((t) => t.stateMs)),
+      medianCpuMs: median(full.map((t) => t.cpuMs)),
+      medianRssMB: median(full.map((t) => t.memory.rssMB)),
+      medianHeapUsedMB: median(full.map((t) => t.memory.heapUsedMB)),
+      medianExternalMB: median(full.map((t) => t.memory.externalMB)),
+      medianPeakRssMB: median(full.map((t) => t.memory.peakRssMB)),
+    },
   };
 }
 
@@ -404,7 +436,7 @@ async function main(): Promise<void> {
     options: {
       trials: { type: "string", default: "3" },
       seconds: { type: "string", default: "5" },
-      entries: { type: "string", default: "100000" },
+      entries: { type: "string", default: "1000000" },
       only: { type: "string" },
       "jgroups-puts": { type: "string" },
       "jgroups-locks": { type: "string" },
@@ -487,7 +519,12 @@ async function main(): Promise<void> {
     );
   }
   if (joiner !== undefined) {
-    console.log(`| a joiner ready (join() resolved), ${joiner.full.trials[0]?.entries.toLocaleString("en-US")} entries of ${joiner.size} B | ${ms(joiner.full.medianJoinMs)} (${each(joiner.full.trials.map((t) => t.joinMs), ms)}); the map's transfer ${ms(joiner.full.medianStateMs)} | with an empty map: ${ms(joiner.empty.medianJoinMs)} (discovery and view) |`);
+    const { full, empty } = joiner;
+    const mb = (x: number) => `${Math.round(x).toLocaleString("en-US")} MB`;
+    console.log(`| a joiner ready (join() resolved), ${full.trials[0]?.entries.toLocaleString("en-US")} entries of ${joiner.size} B | ${ms(full.medianJoinMs)} (${each(full.trials.map((t) => t.joinMs), ms)}); the map's transfer ${ms(full.medianStateMs)}; the joiner's CPU time ${ms(full.medianCpuMs)} | with an empty map: ${ms(empty.medianJoinMs)} (discovery and view) |`);
+    console.log(
+      `| the joiner's memory once ready, ${full.trials[0]?.entries.toLocaleString("en-US")} entries of ${joiner.size} B | resident ${mb(full.medianRssMB)} (peak ${mb(full.medianPeakRssMB)}); heap used ${mb(full.medianHeapUsedMB)}, buffers outside the heap ${mb(full.medianExternalMB)} | with an empty map: resident ${mb(empty.medianRssMB)} |`,
+    );
   }
   finishRun({ load, wallSeconds: summary.wallSeconds, results: only === undefined ? "cluster" : undefined, busyNote: "rates are pessimistic and noisy." });
 }

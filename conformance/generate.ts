@@ -22,6 +22,7 @@ import {
   PutOpSchema,
   RemoveOpSchema,
   RenewLeaseOpSchema,
+  SnapshotEntriesSchema,
   StateResult,
   StateRequestSchema,
   UnlockOpSchema,
@@ -1603,6 +1604,16 @@ const STATE_MAP: AreaTable = {
         result: "valid",
       },
       {
+        name: "state-map/snapshot/entry-block",
+        comment: "Chunk 2 of 5 with its two entries in one entry block (an encoded SnapshotEntries), as a member that reads them is sent.",
+        flags: [],
+        init: env({
+          case: "stateSnapshot",
+          value: { epoch: 5n, index: 42n, group: "orders", chunk: 2, chunkCount: 5, entryBlock: encode(SnapshotEntriesSchema, { entries: [ENTRY, LOCKED_ENTRY] }) },
+        }),
+        result: "valid",
+      },
+      {
         name: "state-map/snapshot/empty-map",
         comment: "The snapshot of an empty map: chunk 0 of 1, no entries.",
         flags: ["EdgeValue"],
@@ -1722,6 +1733,15 @@ const STATE_MAP: AreaTable = {
           removeOnExit: true,
           ttlRemainingMs: U64_MAX,
         },
+        result: "valid",
+      },
+    ]),
+    group(SnapshotEntriesSchema, [
+      {
+        name: "state-map/snapshot-entries/two",
+        comment: "A snapshot chunk's entry block (StateSnapshot.entry_block): two entries, one of them locked.",
+        flags: [],
+        init: { entries: [ENTRY, LOCKED_ENTRY] },
         result: "valid",
       },
     ]),

@@ -179,6 +179,7 @@ export class ClusterChannel extends GroupChannel {
         unicast: (peer, frame) => this.#unicast(peer, frame),
         multicast: (frame) => endpoint.multicastFrame(frame),
         changed: (changes, resync) => this.map.emit(changes, resync),
+        changesWatched: () => this.map.changesWatched,
         synced: (epoch) => this.map.emitReady(epoch),
         wake: () => this.wakeWaiters(),
       },

@@ -1,10 +1,12 @@
 import { describe, expect, it } from "vitest";
 import { Replica } from "./replica.ts";
-import type { OrderedRequest, Update } from "./state-types.ts";
+import type { OrderedRequest, StoredEntry, Update } from "./state-types.ts";
 
 const A = { id: "0a".repeat(16), incarnation: 1 };
 const B = { id: "0b".repeat(16), incarnation: 1 };
 const entry = (key: string, version: number) => ({ key, value: new Uint8Array([version]), format: 0, version, owner: A, removeOnExit: false, ttlMs: 0 });
+const stored = (key: string, version: number): StoredEntry => ({ ...entry(key, version), expiresAt: undefined });
+const snapshot = (...entries: StoredEntry[]) => new Map(entries.map((e) => [e.key, e]));
 const update = (index: number, requests: OrderedRequest[], extra: Partial<Update> = {}): Update => ({ epoch: 1, index, coordinator: B.id, requests, tokenCeiling: 0, forget: [], ...extra });
 
 describe("Replica", () => {
@@ -46,8 +48,42 @@ describe("Replica", () => {
     expect(replica.follows({ epoch: 1, coordinator: B.id, index: 12 })).toBe(true);
     expect(replica.follows({ epoch: 1, coordinator: A.id, index: 12 })).toBe(false);
     // A snapshot replaces all of it; the differences are the changes listeners see.
-    const diff = replica.install([entry("n", 30)], [], [], 30, 1, 0);
+    const diff = replica.install(snapshot(stored("n", 30)), [], [], 30, 1, 0);
     expect(diff.map((c) => c.kind)).toEqual(["insert"]);
     expect(replica.updatesAfter(30)).toEqual([]);
+  });
+
+  it("installs a snapshot into an empty replica (a joiner) and into one with entries to the same state, with the differences as changes", () => {
+    const incoming = () => snapshot(stored("a", 5), stored("b", 6), stored("c", 7));
+    const joiner = new Replica(16);
+    const joined = joiner.install(incoming(), [], [], 40, 1, 0);
+    expect(joined.map((c) => [c.kind, c.kind === "insert" ? c.entry.key : ""])).toEqual([
+      ["insert", "a"],
+      ["insert", "b"],
+      ["insert", "c"],
+    ]);
+    const behind = new Replica(16);
+    behind.apply(update(1, [{ requestId: 1, requester: A, changes: ["a", "x"].map((key) => ({ kind: "put", entry: entry(key, 1), inserted: true })) }]), 0);
+    behind.apply(update(2, [{ requestId: 2, requester: A, changes: [{ kind: "put", entry: { ...entry("b", 6) }, inserted: true }] }]), 0);
+    const caught = behind.install(incoming(), [], [], 40, 1, 0);
+    // x went, a changed, b is as it was, c came.
+    expect(caught.map((c) => [c.kind, c.kind === "lock" || c.kind === "unlock" ? c.lock.key : c.entry.key])).toEqual([
+      ["remove", "x"],
+      ["update", "a"],
+      ["insert", "c"],
+    ]);
+    const state = (replica: Replica) => [...replica.entries.values()].map((e) => [e.key, e.version]).sort();
+    expect(state(behind)).toEqual(state(joiner));
+    expect(state(joiner)).toEqual([
+      ["a", 5],
+      ["b", 6],
+      ["c", 7],
+    ]);
+    // Unwatched: the same state, and only the locks' changes.
+    const unwatched = new Replica(16);
+    unwatched.apply(update(1, [{ requestId: 1, requester: A, changes: [{ kind: "put", entry: entry("x", 1), inserted: true }, { kind: "lock", lock: { key: "x", holder: A, token: 3, leaseMs: 0, releaseOnExit: false } }] }]), 0);
+    const quiet = unwatched.install(incoming(), [], [], 40, 1, 0, false);
+    expect(quiet.map((c) => c.kind)).toEqual(["unlock"]);
+    expect(state(unwatched)).toEqual(state(joiner));
   });
 });

@@ -3,7 +3,6 @@ import { storedEntry } from "./state-wire.ts";
 import {
   type AppliedRecord,
   type Change,
-  type EntrySpec,
   instanceKey,
   type LockSpec,
   type MemberInstance,
@@ -40,7 +39,7 @@ export interface Applied {
  * the map feed it updates and snapshots (with the time) and read back what changed.
  */
 export class Replica {
-  readonly entries: Map<string, StoredEntry> = new Map();
+  #entries = new Map<string, StoredEntry>();
   readonly locks: Map<string, StoredLock> = new Map();
   readonly #applied = new Map<string, Map<number, AppliedRecord>>();
   #position: Position = ORIGIN;
@@ -55,6 +54,11 @@ export class Replica {
 
   constructor(logLimit: number) {
     this.#logLimit = logLimit;
+  }
+
+  /** The entries by key (a snapshot installed replaces this map with its own). */
+  get entries(): Map<string, StoredEntry> {
+    return this.#entries;
   }
 
   get position(): Position {
@@ -155,26 +159,24 @@ export class Replica {
 
   /**
    * Replaces the whole state with a snapshot taken at `index`, returning the differences as changes,
-   * so that listeners see what a replica that had followed every update would have seen in sum. The log
-   * starts afresh: the next update expected is `index + 1`.
+   * so that listeners see what a replica that had followed every update would have seen in sum; with
+   * `entryChanges` false (nobody listens) only the locks' changes, which the map acts on itself. The
+   * replica takes `entries` over as its own map. The log starts afresh: the next update expected is
+   * `index + 1`.
    */
-  install(entries: readonly EntrySpec[], locks: readonly LockSpec[], applied: readonly AppliedRecord[], index: number, nextToken: number, now: number): ReplicaChange[] {
+  install(entries: Map<string, StoredEntry>, locks: readonly LockSpec[], applied: readonly AppliedRecord[], index: number, nextToken: number, now: number, entryChanges = true): ReplicaChange[] {
     const changes: ReplicaChange[] = [];
-    const incoming = new Map<string, EntrySpec>();
-    for (const entry of entries) incoming.set(entry.key, entry);
-    for (const [key, entry] of this.entries) {
-      if (!incoming.has(key)) {
-        this.entries.delete(key);
-        changes.push({ kind: "remove", entry, expired: false });
+    if (entryChanges) {
+      for (const [key, entry] of this.#entries) if (!entries.has(key)) changes.push({ kind: "remove", entry, expired: false });
+      // An empty replica (a joiner) sees every entry inserted: no lookups.
+      const empty = this.#entries.size === 0;
+      for (const entry of entries.values()) {
+        const current = empty ? undefined : this.#entries.get(entry.key);
+        if (current === undefined) changes.push({ kind: "insert", entry });
+        else if (current.version !== entry.version || !sameBytes(current.value, entry.value)) changes.push({ kind: "update", entry, previous: current });
       }
     }
-    for (const spec of entries) {
-      const entry = storedEntry(spec, now);
-      const current = this.entries.get(entry.key);
-      this.entries.set(entry.key, entry);
-      if (current === undefined) changes.push({ kind: "insert", entry });
-      else if (current.version !== entry.version || !sameBytes(current.value, entry.value)) changes.push({ kind: "update", entry, previous: current });
-    }
+    this.#entries = entries;
     const incomingLocks = new Map(locks.map((l) => [l.key, l]));
     for (const [key, lock] of this.locks) {
       const next = incomingLocks.get(key);

@@ -291,6 +291,8 @@ export class ReplicatedMap {
   readonly #access: MapAccess;
   readonly #options: ResolvedStateOptions;
   readonly #events: Emitter<MapEvents>;
+  /** Listeners of "change" (a snapshot's entry changes are worked out only for someone). */
+  #changeListeners = 0;
   /** Where write and lock-wait durations go (the `metrics` option). */
   readonly #measure: MeasureMap;
   readonly #calls = new PendingCalls<StateResponse | undefined, CallMeta>();
@@ -443,7 +445,15 @@ export class ReplicatedMap {
 
   /** Listens to `type`; returns a function that stops listening. */
   on<K extends keyof MapEvents>(type: K, listener: (event: MapEvents[K]) => void): () => void {
-    return this.#events.on(type, listener);
+    const off = this.#events.on(type, listener);
+    if (type !== "change") return off;
+    this.#changeListeners++;
+    let listening = true;
+    return () => {
+      if (listening) this.#changeListeners--;
+      listening = false;
+      off();
+    };
   }
 
   /** The map's changes as an async iterator, from now on; bounded as `subscribe` on a channel is. */
@@ -473,6 +483,11 @@ export class ReplicatedMap {
   /** @internal The replica was brought up to date at the start of a term. */
   emitReady(epoch: number): void {
     this.#events.emit("ready", { epoch, size: this.size });
+  }
+
+  /** @internal Someone listens to the entries' changes (`on("change")`, `changes()`). */
+  get changesWatched(): boolean {
+    return this.#changeListeners > 0;
   }
 
   /** @internal The replica changed: tell the listeners, in the map's order. */

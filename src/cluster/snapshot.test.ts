@@ -66,6 +66,46 @@ describe("snapshots", () => {
     expect(sender.pollTimeout()).toBe(Number.POSITIVE_INFINITY);
   });
 
+  it("waits twice as long after each resend that brought no progress, and 100 ms again once the receiver moves on", () => {
+    const sent: number[] = [];
+    const sender = new SnapshotSender(10_000, (_peer, chunk) => sent.push(chunk.chunk));
+    const { transfer } = sender.start("p", source(3_000, 100), 0);
+    for (const [at, next] of [
+      [100, 300],
+      [300, 700],
+      [700, 1_500],
+      [1_500, 2_300],
+    ] as const) {
+      expect(sender.pollTimeout()).toBe(at);
+      sender.handleTimeout(at);
+      expect(sent.at(-16)).toBe(0);
+      expect(sender.pollTimeout()).toBe(next);
+    }
+    sender.onAck("p", transfer, 3, 2_000);
+    expect(sender.pollTimeout()).toBe(2_100);
+  });
+
+  it("sends entries in one block only to a member whose acknowledgements say it reads them", () => {
+    const blocks: Array<[string, boolean]> = [];
+    const sender = new SnapshotSender(10_000, (peer, chunk, _lockOf, _now, entryBlock) => {
+      if (chunk.chunk === 0) blocks.push([peer, entryBlock]);
+    });
+    sender.readsEntryBlock("new", true);
+    sender.readsEntryBlock("old", false);
+    sender.readsEntryBlock("restarted", true);
+    sender.readsEntryBlock("restarted", false);
+    sender.readsEntryBlock("gone", true);
+    sender.retain(new Set(["new", "old", "restarted", "unheard"]));
+    for (const peer of ["new", "old", "restarted", "unheard", "gone"]) sender.start(peer, source(10, 10), 0);
+    expect(blocks).toEqual([
+      ["new", true],
+      ["old", false],
+      ["restarted", false],
+      ["unheard", false],
+      ["gone", false],
+    ]);
+  });
+
   it("stages chunks in order only, and starts over on a new transfer", () => {
     const chunk = (transfer: number, k: number): SnapshotChunk => ({ transfer, epoch: 1, index: 9, chunk: k, chunkCount: 3, entries: [], locks: [], applied: [], nextToken: 1 });
     let staging: Staging | undefined;
@@ -77,5 +117,9 @@ describe("snapshots", () => {
     expect(staging.held).toBe(2);
     staging = stageChunk(staging, "p", chunk(2, 0));
     expect(staging).toMatchObject({ transfer: 2, held: 1 });
+    // The entries go into the map the replica will take over, as they come.
+    const entry = source(1, 1).entries[0]!;
+    staging = stageChunk(staging, "p", { ...chunk(2, 1), entries: [entry] });
+    expect([...staging.entries.values()]).toEqual([entry]);
   });
 });

@@ -1,13 +1,17 @@
 import type { TimedUnit } from "../core/driver.ts";
 import type { PeerKey } from "../reliable/protocol.ts";
-import { entrySpec, remaining } from "./state-wire.ts";
-import { type AppliedRecord, type EntrySpec, type LockSpec, type SnapshotChunk, type StoredEntry, type StoredLock } from "./state-types.ts";
+import { type AppliedRecord, type LockSpec, remaining, type SnapshotChunk, type StoredEntry, type StoredLock } from "./state-types.ts";
 import { utf8Length } from "../wire/varint.ts";
 
 /** Chunks in flight to one receiver before it acknowledges some. */
 const WINDOW_CHUNKS = 16;
-/** A transfer that made no progress this long sends again from the first chunk not acknowledged. */
+/**
+ * A transfer that made no progress this long sends again from the first chunk not acknowledged; twice
+ * as long after each such resend that brought none (up to MAX_RESEND_MS): a receiver slower than the
+ * window (a busy machine) is not sent the window again and again while it works through the first.
+ */
 const RESEND_MS = 100;
+const MAX_RESEND_MS = 800;
 /** At most what an entry costs in a chunk beyond its key and value: tags, lengths, version, owner, options. */
 const ENTRY_OVERHEAD_BYTES = 64;
 const LOCK_BYTES = 48;
@@ -48,9 +52,12 @@ export class SnapshotLayout {
 
   constructor(source: SnapshotSource, chunkBytes: number) {
     this.entries = source.entries;
-    const keys = new Set<string>();
-    for (const entry of source.entries) keys.add(entry.key);
-    this.looseLocks = [...source.locks.values()].filter((lock) => !keys.has(lock.key));
+    if (source.locks.size === 0) this.looseLocks = [];
+    else {
+      const keys = new Set<string>();
+      for (const entry of source.entries) keys.add(entry.key);
+      this.looseLocks = [...source.locks.values()].filter((lock) => !keys.has(lock.key));
+    }
     this.applied = source.applied;
     const starts = [0];
     let bytes = 0;
@@ -63,7 +70,8 @@ export class SnapshotLayout {
       bytes += size;
       item++;
     };
-    for (const entry of source.entries) add(entryBytes(entry, source.locks.has(entry.key)));
+    const locked = source.locks.size > 0;
+    for (const entry of source.entries) add(entryBytes(entry, locked && source.locks.has(entry.key)));
     for (let i = 0; i < this.looseLocks.length; i++) add(LOCK_BYTES);
     for (const record of source.applied) add(recordBytes(record));
     this.starts = starts;
@@ -73,18 +81,17 @@ export class SnapshotLayout {
     return this.starts.length;
   }
 
-  /** The items of chunk `k`, as the wire carries them (times to live and leases left at `now`). */
+  /** The items of chunk `k` (the loose locks with their leases left at `now`; the entries as stored). */
   chunk(k: number, now: number): Pick<SnapshotChunk, "entries" | "locks" | "applied"> {
     const from = this.starts[k]!;
     const to = k + 1 < this.starts.length ? this.starts[k + 1]! : this.entries.length + this.looseLocks.length + this.applied.length;
-    const entries: EntrySpec[] = [];
-    const locks: LockSpec[] = [];
-    const applied: AppliedRecord[] = [];
     const lockBase = this.entries.length;
     const appliedBase = lockBase + this.looseLocks.length;
-    for (let i = from; i < to; i++) {
-      if (i < lockBase) entries.push(entrySpec(this.entries[i]!, now));
-      else if (i < appliedBase) locks.push(lockSpec(this.looseLocks[i - lockBase]!, now));
+    const entries = this.entries.slice(Math.min(from, lockBase), Math.min(to, lockBase));
+    const locks: LockSpec[] = [];
+    const applied: AppliedRecord[] = [];
+    for (let i = Math.max(from, lockBase); i < to; i++) {
+      if (i < appliedBase) locks.push(lockSpec(this.looseLocks[i - lockBase]!, now));
       else applied.push(this.applied[i - appliedBase]!);
     }
     return { entries, locks, applied };
@@ -100,34 +107,53 @@ interface Transfer {
   readonly id: number;
   readonly source: SnapshotSource;
   readonly layout: SnapshotLayout;
+  /** The receiver reads entries from an entry block. */
+  readonly entryBlock: boolean;
   /** Chunks the receiver acknowledged (it holds chunks 0 .. acked − 1). */
   acked: number;
   /** Chunks sent since the last resend from `acked`. */
   sent: number;
   progressAt: number;
+  /** The wait for progress before the next resend. */
+  resendMs: number;
 }
 
 /**
  * Snapshots on their way to other members, one per receiver: chunks bounded by bytes, a window of them
  * in flight, acknowledged cumulatively by the receiver (StateAck.snapshot_chunks); a transfer that makes
  * no progress sends again from the first chunk not acknowledged (go-back-N). It sends through `send`
- * (the chunk's frame is made by `encode`) and reads no clock.
+ * and reads no clock. A member that said it reads entry blocks (StateAck.reads_entry_block) is sent
+ * its entries in one; any other, one message per entry.
  */
 export class SnapshotSender implements TimedUnit {
   readonly #transfers = new Map<PeerKey, Transfer>();
+  /** The members of the view that read entry blocks, as their acknowledgements say. */
+  readonly #blockReaders = new Set<PeerKey>();
   readonly #chunkBytes: number;
-  readonly #send: (peer: PeerKey, chunk: SnapshotChunk, lockOf: (key: string) => LockSpec | undefined, now: number) => void;
+  readonly #send: (peer: PeerKey, chunk: SnapshotChunk, lockOf: (key: string) => LockSpec | undefined, now: number, entryBlock: boolean) => void;
   #nextId = 1;
   chunksSent = 0;
 
-  constructor(chunkBytes: number, send: (peer: PeerKey, chunk: SnapshotChunk, lockOf: (key: string) => LockSpec | undefined, now: number) => void) {
+  constructor(chunkBytes: number, send: (peer: PeerKey, chunk: SnapshotChunk, lockOf: (key: string) => LockSpec | undefined, now: number, entryBlock: boolean) => void) {
     this.#chunkBytes = chunkBytes;
     this.#send = send;
   }
 
+  /** What `peer`'s latest acknowledgement said: it reads entry blocks, or not. */
+  readsEntryBlock(peer: PeerKey, reads: boolean): void {
+    if (reads) this.#blockReaders.add(peer);
+    else this.#blockReaders.delete(peer);
+  }
+
+  /** Forgets what members not in `members` said (they left the view). */
+  retain(members: ReadonlySet<PeerKey>): void {
+    for (const peer of this.#blockReaders) if (!members.has(peer)) this.#blockReaders.delete(peer);
+  }
+
   /** Starts sending `source` to `peer` (replacing a transfer to it); returns the transfer's id and size. */
   start(peer: PeerKey, source: SnapshotSource, now: number): { readonly transfer: number; readonly chunks: number } {
-    const transfer: Transfer = { peer, id: this.#nextId++, source, layout: new SnapshotLayout(source, this.#chunkBytes), acked: 0, sent: 0, progressAt: now };
+    const layout = new SnapshotLayout(source, this.#chunkBytes);
+    const transfer: Transfer = { peer, id: this.#nextId++, source, layout, entryBlock: this.#blockReaders.has(peer), acked: 0, sent: 0, progressAt: now, resendMs: RESEND_MS };
     this.#transfers.set(peer, transfer);
     this.#fill(transfer, now);
     return { transfer: transfer.id, chunks: transfer.layout.chunkCount };
@@ -144,6 +170,7 @@ export class SnapshotSender implements TimedUnit {
     if (transfer === undefined || transfer.id !== id || chunks <= transfer.acked) return;
     transfer.acked = Math.min(chunks, transfer.layout.chunkCount);
     transfer.progressAt = now;
+    transfer.resendMs = RESEND_MS;
     if (transfer.acked === transfer.layout.chunkCount) {
       this.#transfers.delete(peer);
       return;
@@ -157,19 +184,21 @@ export class SnapshotSender implements TimedUnit {
 
   clear(): void {
     this.#transfers.clear();
+    this.#blockReaders.clear();
   }
 
   pollTimeout(): number {
     let next = Number.POSITIVE_INFINITY;
-    for (const transfer of this.#transfers.values()) next = Math.min(next, transfer.progressAt + RESEND_MS);
+    for (const transfer of this.#transfers.values()) next = Math.min(next, transfer.progressAt + transfer.resendMs);
     return next;
   }
 
   handleTimeout(now: number): void {
     for (const transfer of this.#transfers.values()) {
-      if (transfer.progressAt + RESEND_MS > now) continue;
+      if (transfer.progressAt + transfer.resendMs > now) continue;
       transfer.sent = transfer.acked;
       transfer.progressAt = now;
+      transfer.resendMs = Math.min(2 * transfer.resendMs, MAX_RESEND_MS);
       this.#fill(transfer, now);
     }
   }
@@ -189,13 +218,17 @@ export class SnapshotSender implements TimedUnit {
         { transfer: transfer.id, epoch: source.epoch, index: source.index, chunk: k, chunkCount: layout.chunkCount, nextToken: source.nextToken, ...layout.chunk(k, now) },
         lockOf,
         now,
+        transfer.entryBlock,
       );
       this.chunksSent++;
     }
   }
 }
 
-/** A snapshot being received: the chunks held in order. */
+/**
+ * A snapshot being received: the chunks held in order, their entries put in the map the replica takes
+ * over once the snapshot is complete (built as the chunks come, not after the last one).
+ */
 export interface Staging {
   readonly from: PeerKey;
   readonly transfer: number;
@@ -204,7 +237,7 @@ export interface Staging {
   readonly chunkCount: number;
   /** Chunks held (0 .. held − 1). */
   held: number;
-  readonly entries: EntrySpec[];
+  readonly entries: Map<string, StoredEntry>;
   readonly locks: LockSpec[];
   readonly applied: AppliedRecord[];
   nextToken: number;
@@ -218,10 +251,10 @@ export interface Staging {
 export function stageChunk(staging: Staging | undefined, from: PeerKey, chunk: SnapshotChunk): Staging {
   let current = staging;
   if (current === undefined || current.from !== from || current.transfer !== chunk.transfer) {
-    current = { from, transfer: chunk.transfer, epoch: chunk.epoch, index: chunk.index, chunkCount: chunk.chunkCount, held: 0, entries: [], locks: [], applied: [], nextToken: chunk.nextToken };
+    current = { from, transfer: chunk.transfer, epoch: chunk.epoch, index: chunk.index, chunkCount: chunk.chunkCount, held: 0, entries: new Map(), locks: [], applied: [], nextToken: chunk.nextToken };
   }
   if (chunk.chunk !== current.held || chunk.chunk >= current.chunkCount) return current;
-  for (const entry of chunk.entries) current.entries.push(entry);
+  for (const entry of chunk.entries) current.entries.set(entry.key, entry);
   for (const lock of chunk.locks) current.locks.push(lock);
   for (const record of chunk.applied) current.applied.push(record);
   if (chunk.nextToken > current.nextToken) current.nextToken = chunk.nextToken;

@@ -6,7 +6,7 @@ import { Sequencer, TOKEN_BLOCK } from "./sequencer.ts";
 import { SnapshotSender } from "./snapshot.ts";
 import { type Answer, StateClient } from "./state-client.ts";
 import { ReplicaFollower, type StateView, type TermMemory } from "./state-follower.ts";
-import type { MemberInstance, ReplicaChange, StateAck, StateOp, StateRequest, StateResponse } from "./state-types.ts";
+import { comparePositions, type MemberInstance, type Position, type ReplicaChange, type StateAck, type StateOp, type StateRequest, type StateResponse, type SyncComplete } from "./state-types.ts";
 import { encodeAck, encodeAnnounce, encodeRequest, encodeResponse, encodeSnapshot, encodeSync, encodeUpdate, type StateFrame } from "./state-wire.ts";
 import { bringUp, TermSync } from "./sync.ts";
 import { VisibleState } from "./visible-state.ts";
@@ -24,6 +24,8 @@ export interface StateEngineHost {
   multicast(frame: Uint8Array): void;
   /** The map changed, in its order (`resync`: the differences a snapshot made). */
   changed(changes: readonly ReplicaChange[], resync: boolean): void;
+  /** Someone listens to the entries' changes. */
+  changesWatched(): boolean;
   /** The replica is complete and current: a coordinator brought it to its state at the start of term `epoch`. */
   synced(epoch: number): void;
   /** Readiness, the coordinator role, serving or the term changed: waiters re-check. */
@@ -106,6 +108,8 @@ export class StateEngine implements TimedUnit {
   #refusal = "";
   #retryAt = Number.POSITIVE_INFINITY;
   #pullTarget: PeerKey | undefined;
+  /** What this member last sent the coordinator that pulled from it: where the coordinator stood, and the SyncComplete. */
+  #pullAnswer: { readonly peer: PeerKey; readonly from: Position; readonly sync: SyncComplete } | undefined;
   #probe = 0;
   #pulls = 0;
   #terms = 0;
@@ -124,7 +128,7 @@ export class StateEngine implements TimedUnit {
     this.replica = new Replica(options.logLimit);
     this.visible = new VisibleState(this.replica);
     const group = host.group;
-    this.#snapshots = new SnapshotSender(options.snapshotChunkBytes, (peer, chunk, lockOf, now) => host.unicast(peer, encodeSnapshot(group, chunk, lockOf, now)));
+    this.#snapshots = new SnapshotSender(options.snapshotChunkBytes, (peer, chunk, lockOf, now, entryBlock) => host.unicast(peer, encodeSnapshot(group, chunk, lockOf, now, entryBlock)));
     this.#follower = new ReplicaFollower({
       local: host.local,
       replica: this.replica,
@@ -132,6 +136,7 @@ export class StateEngine implements TimedUnit {
       memory,
       sendAck: (peer, ack) => host.unicast(peer, encodeAck(group, ack)),
       changed: (changes, resync) => this.#later.push(() => host.changed(changes, resync)),
+      changesWatched: () => host.changesWatched(),
       ownApplied: (record, epoch) => this.#later.push(() => this.#client.onApplied(record, epoch, this.#now)),
       accepted: (epoch, newTerm) => {
         if (newTerm) this.#client.onTerm();
@@ -223,7 +228,9 @@ export class StateEngine implements TimedUnit {
     this.#run(now, () => {
       const previous = this.#view;
       this.#view = view;
+      this.#pullAnswer = undefined;
       this.#follower.onView(view);
+      if (view !== undefined) this.#snapshots.retain(new Set(view.members.map((m) => m.id)));
       if (view !== undefined && view.coordinator.id === this.#host.local.id) this.#elect(now, 0);
       else this.#stepDown(now);
       const coordinatorChanged = previous?.coordinator.id !== view?.coordinator.id || previous?.coordinator.incarnation !== view?.coordinator.incarnation;
@@ -254,6 +261,7 @@ export class StateEngine implements TimedUnit {
         case "sync":
           return this.#follower.onSync(peer, frame.sync, now);
         case "ack":
+          this.#snapshots.readsEntryBlock(peer, frame.readsEntryBlock);
           return this.#onAck(peer, incarnation, frame.ack, now);
       }
     });
@@ -519,7 +527,15 @@ export class StateEngine implements TimedUnit {
       // Our view's coordinator takes over and we are further along: send it what it lacks.
       if (this.#view?.coordinator.id !== peer || peer === this.#host.local.id) return;
       const at = this.replica.position;
-      bringUp(
+      const answer = this.#pullAnswer;
+      if (answer !== undefined && answer.peer === peer && answer.sync.snapshotTransfer !== 0 && answer.sync.index === at.index && comparePositions(answer.from, op.position) === 0) {
+        // The same pull again (its SyncComplete lost, or the snapshot slower than the pull's retry):
+        // the snapshot on its way goes on — started afresh at every retry, a map that takes longer to
+        // send than that would never arrive — and its SyncComplete is sent again.
+        this.#host.unicast(peer, encodeSync(this.#host.group, answer.sync));
+        return;
+      }
+      const sync = bringUp(
         {
           replica: this.replica,
           snapshots: this.#snapshots,
@@ -531,6 +547,7 @@ export class StateEngine implements TimedUnit {
         { epoch: at.epoch, coordinator: at.coordinator, members: this.memory.accepted.members, tokenCeiling: this.replica.tokenCeiling },
         now,
       );
+      this.#pullAnswer = { peer, from: op.position, sync };
       return;
     }
     const view = this.#view;

@@ -17,6 +17,8 @@ class Bed {
   readonly changes: Array<[ReplicaChange, boolean]> = [];
   readonly own: number[] = [];
   accepted = 0;
+  /** Someone listens to the map's changes. */
+  watched = true;
   readonly follower = new ReplicaFollower({
     local: ME,
     replica: this.replica,
@@ -24,6 +26,7 @@ class Bed {
     memory: this.memory,
     sendAck: (peer, ack) => this.acks.push([peer, ack]),
     changed: (changes, resync) => this.changes.push(...changes.map((c) => [c, resync] as [ReplicaChange, boolean])),
+    changesWatched: () => this.watched,
     ownApplied: (record) => this.own.push(record.requestId),
     accepted: () => this.accepted++,
     pulled: () => undefined,
@@ -110,7 +113,7 @@ describe("ReplicaFollower", () => {
     const bed = new Bed();
     bed.follower.onPrepare(M.id, 5, VIEW.id);
     const chunk = { transfer: 1, epoch: 3, index: 40, chunkCount: 2, locks: [], applied: [], nextToken: 5 };
-    const entry = { key: "s", value: new Uint8Array([1]), format: 0, version: 30, owner: R, removeOnExit: false, ttlMs: 0 };
+    const entry = { key: "s", value: new Uint8Array([1]), format: 0, version: 30, owner: R, removeOnExit: false, ttlMs: 0, expiresAt: undefined };
     bed.follower.onSnapshot(M.id, { ...chunk, chunk: 0, entries: [entry] });
     const sync = { epoch: 5, coordinator: M.id, index: 40, members: VIEW.members, tokenCeiling: 100, snapshotTransfer: 1, snapshotChunks: 2, entryCount: 1 };
     bed.follower.onSync(M.id, sync, 0);
@@ -121,6 +124,19 @@ describe("ReplicaFollower", () => {
     bed.follower.onSync(M.id, sync, 0);
     expect(bed.follower.current).toBe(true);
     expect(bed.changes).toEqual([[expect.objectContaining({ kind: "insert" }), true]]);
+  });
+
+  it("installs a snapshot nobody watches with no entry changes, but with its locks' (the map acts on them)", () => {
+    const bed = new Bed();
+    bed.watched = false;
+    bed.follower.onPrepare(M.id, 5, VIEW.id);
+    const entry = { key: "s", value: new Uint8Array([1]), format: 0, version: 30, owner: R, removeOnExit: false, ttlMs: 0, expiresAt: undefined };
+    const lock = { key: "s", holder: R, token: 4, leaseMs: 0, releaseOnExit: false };
+    bed.follower.onSnapshot(M.id, { transfer: 1, epoch: 3, index: 40, chunkCount: 1, chunk: 0, entries: [entry], locks: [lock], applied: [], nextToken: 5 });
+    bed.follower.onSync(M.id, { epoch: 5, coordinator: M.id, index: 40, members: VIEW.members, tokenCeiling: 100, snapshotTransfer: 1, snapshotChunks: 1, entryCount: 1 }, 0);
+    expect(bed.follower.current).toBe(true);
+    expect(bed.replica.entries.get("s")).toBe(entry);
+    expect(bed.changes).toEqual([[expect.objectContaining({ kind: "lock" }), true]]);
   });
 
   it("does not take its replica back to a copy of a snapshot of the term it already installed and went past", () => {

@@ -45,6 +45,8 @@ export interface FollowerHost {
   sendAck(peer: PeerKey, ack: StateAck): void;
   /** The replica changed, in the map's order (`resync`: the differences a snapshot made). */
   changed(changes: readonly ReplicaChange[], resync: boolean): void;
+  /** Someone listens to the entries' changes (else a snapshot's are not worked out). */
+  changesWatched(): boolean;
   /** This replica applied one of this member's requests. */
   ownApplied(record: AppliedRecord, epoch: number): void;
   /** A new term was accepted: the replica is complete and current. */
@@ -235,7 +237,7 @@ export class ReplicaFollower {
       }
       // Count the differences from what the application saw.
       this.#host.visible.revert();
-      const changes = replica.install(staging.entries, staging.locks, staging.applied, staging.index, staging.nextToken, now);
+      const changes = replica.install(staging.entries, staging.locks, staging.applied, staging.index, staging.nextToken, now, this.#host.changesWatched());
       this.stats.snapshotsInstalled++;
       if (changes.length > 0) this.#host.changed(changes, true);
     } else if (replica.position.index !== sync.index) {

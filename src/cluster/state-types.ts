@@ -192,7 +192,8 @@ export interface SnapshotChunk {
   readonly index: number;
   readonly chunk: number;
   readonly chunkCount: number;
-  readonly entries: readonly EntrySpec[];
+  /** As the map stores them: the sender's (the wire carries the times to live left), or the receiver's (counted from when it read them). */
+  readonly entries: readonly StoredEntry[];
   readonly locks: readonly LockSpec[];
   readonly applied: readonly AppliedRecord[];
   readonly nextToken: number;
@@ -271,6 +272,11 @@ export function noticesNeeded(members: number): number {
   return Math.max(0, members - 2);
 }
 
+
+/** The time to live (or lease) left at `now` of what expires at `expiresAt`: 0 for never, else at least 1 ms. */
+export function remaining(expiresAt: number | undefined, now: number): number {
+  return expiresAt === undefined ? 0 : Math.max(1, Math.ceil(expiresAt - now));
+}
 
 /** At most what a put of `key` with a value of `valueBytes` adds to an update (its owner is the request's). */
 export function putBytes(key: string, valueBytes: number): number {

@@ -45,14 +45,25 @@ describe("state frames on the wire", () => {
       index: 99,
       chunk: 1,
       chunkCount: 4,
-      entries: [{ key: "e", value: new Uint8Array([3]), format: 0, version: 12, owner: A, removeOnExit: false, ttlMs: 0 }],
+      entries: [
+        { key: "e", value: new Uint8Array([3]), format: 0, version: 12, owner: A, removeOnExit: false, ttlMs: 0, expiresAt: undefined },
+        { key: "t", value: new Uint8Array([4, 5]), format: 1, version: 13, owner: B, removeOnExit: true, ttlMs: 1_000, expiresAt: 1_400 },
+      ],
       locks: [{ key: "f", holder: B, token: 7, leaseMs: 0, releaseOnExit: true }],
       applied: [{ requester: A, requestId: 2, index: 12, previous: [], token: 0 }],
       nextToken: 9,
     };
-    // A lock on an entry's key travels with the entry; the others apart.
+    // A lock on an entry's key travels with the entry; the others apart. Times to live travel as what
+    // is left (600 ms at 800), counted again from the receiver's clock (1,000 → 1,600); whether the
+    // entries travel one message each or in one block.
     const onEntry = { key: "e", holder: B, token: 8, leaseMs: 300, releaseOnExit: true };
-    expect(decode(encodeSnapshot("g", chunk, (key) => (key === "e" ? onEntry : undefined), 0))).toEqual({ kind: "snapshot", group: "g", chunk: { ...chunk, locks: [onEntry, ...chunk.locks] } });
+    const received = { ...chunk, entries: [chunk.entries[0], { ...chunk.entries[1], ttlMs: 600, expiresAt: 1_600 }], locks: [onEntry, ...chunk.locks] };
+    for (const entryBlock of [false, true]) {
+      const bytes = encodeSnapshot("g", chunk, (key) => (key === "e" ? onEntry : undefined), 800, entryBlock);
+      const wire = fromBinary(FrameSchema, bytes);
+      expect(wire.kind.case === "stateSnapshot" && [wire.kind.value.entries.length, wire.kind.value.entryBlock.length > 0]).toEqual(entryBlock ? [0, true] : [2, false]);
+      expect(decode(bytes, 1_000)).toEqual({ kind: "snapshot", group: "g", chunk: received });
+    }
     const sync = { epoch: 5, coordinator: A.id, index: 99, members: [A, B], tokenCeiling: 1_100, snapshotTransfer: 2, snapshotChunks: 4, entryCount: 1 };
     expect(decode(encodeSync("g", sync))).toEqual({ kind: "sync", group: "g", sync });
     const ack: StateAck = {
@@ -67,7 +78,8 @@ describe("state frames on the wire", () => {
       snapshotTransfer: 0,
       snapshotChunks: 0,
     };
-    expect(decode(encodeAck("g", ack))).toEqual({ kind: "ack", group: "g", ack });
+    // This member reads entry blocks, and says so.
+    expect(decode(encodeAck("g", ack))).toEqual({ kind: "ack", group: "g", ack, readsEntryBlock: true });
   });
 
   it("refuses counters past MAX_COUNTER and member ids that are not 16 bytes", () => {

@@ -6,7 +6,7 @@ import {
   type Entry,
   type EntryChangeSchema,
   type EntrySchema,
-  type LockStateSchema,
+  LockStateSchema,
   type StateRequestSchema,
   type EntryChange,
   type LockState,
@@ -20,31 +20,34 @@ import {
 } from "../../gen/activeblaze/v1/cluster_pb.ts";
 import type { Frame } from "../../gen/activeblaze/v1/envelope_pb.ts";
 import { idOf, keyOf } from "../reliable/member-key.ts";
+import { fastCodec } from "../wire/fast-codec.ts";
 import { encodeFrame } from "../wire/frames.ts";
 import type { PeerKey } from "../reliable/protocol.ts";
 import { MAX_COUNTER } from "../wire/safe-integers.ts";
 import { MEMBER_ID_BYTES } from "../wire/limits.ts";
-import type {
-  Announce,
-  AppliedRecord,
-  Change,
-  EntrySpec,
-  LockSpec,
-  MemberInstance,
-  OrderedRequest,
-  Position,
-  PutSpec,
-  RemoveSpec,
-  SnapshotChunk,
-  StateAck,
-  StateOp,
-  StateOutcome,
-  StateRequest,
-  StateResponse,
-  StoredEntry,
-  SyncComplete,
-  Term,
-  Update,
+import { type BlockLock, readEntryBlock, writeEntryBlock } from "./entry-block.ts";
+import {
+  type Announce,
+  type AppliedRecord,
+  type Change,
+  type EntrySpec,
+  type LockSpec,
+  type MemberInstance,
+  type OrderedRequest,
+  type Position,
+  type PutSpec,
+  remaining,
+  type RemoveSpec,
+  type SnapshotChunk,
+  type StateAck,
+  type StateOp,
+  type StateOutcome,
+  type StateRequest,
+  type StateResponse,
+  type StoredEntry,
+  type SyncComplete,
+  type Term,
+  type Update,
 } from "./state-types.ts";
 
 /**
@@ -67,7 +70,8 @@ export type StateFrame =
   | { readonly kind: "announce"; readonly group: string; readonly announce: Announce }
   | { readonly kind: "snapshot"; readonly group: string; readonly chunk: SnapshotChunk }
   | { readonly kind: "sync"; readonly group: string; readonly sync: SyncComplete }
-  | { readonly kind: "ack"; readonly group: string; readonly ack: StateAck };
+  /** `readsEntryBlock`: its sender reads snapshot entries from StateSnapshot.entry_block. */
+  | { readonly kind: "ack"; readonly group: string; readonly ack: StateAck; readonly readsEntryBlock: boolean };
 
 class Malformed extends Error {}
 
@@ -86,8 +90,11 @@ const OUTCOME_OF = new Map<StateResult, StateOutcome>(Object.entries(OUTCOMES).m
 
 // --- numbers and members ---
 
+const MAX_COUNTER_BIG = BigInt(MAX_COUNTER);
+const LOCK_CODEC = fastCodec(LockStateSchema);
+
 function counter(value: bigint): number {
-  if (value > BigInt(MAX_COUNTER)) throw new Malformed("a counter past MAX_COUNTER");
+  if (value > MAX_COUNTER_BIG) throw new Malformed("a counter past MAX_COUNTER");
   return Number(value);
 }
 
@@ -201,8 +208,23 @@ function storedOf(spec: EntrySpec, now: number): StoredEntry {
   return { ...spec, expiresAt: spec.ttlMs > 0 ? now + spec.ttlMs : undefined };
 }
 
+/** An entry of a snapshot as the map stores it, its time to live counted from `now`. */
+function storedEntryOf(wire: Entry, now: number): StoredEntry {
+  const ttlMs = num(wire.ttlRemainingMs);
+  return {
+    key: wire.key,
+    value: wire.value,
+    format: wire.format,
+    version: counter(wire.version),
+    owner: instanceOf(wire.owner),
+    removeOnExit: wire.removeOnExit,
+    ttlMs,
+    expiresAt: ttlMs > 0 ? now + ttlMs : undefined,
+  };
+}
+
 /** An entry as it stands now, with the time to live it has left. */
-export function entrySpec(entry: StoredEntry, now: number): EntrySpec {
+function entrySpec(entry: StoredEntry, now: number): EntrySpec {
   return {
     key: entry.key,
     value: entry.value,
@@ -212,10 +234,6 @@ export function entrySpec(entry: StoredEntry, now: number): EntrySpec {
     removeOnExit: entry.removeOnExit,
     ttlMs: remaining(entry.expiresAt, now),
   };
-}
-
-export function remaining(expiresAt: number | undefined, now: number): number {
-  return expiresAt === undefined ? 0 : Math.max(1, Math.ceil(expiresAt - now));
 }
 
 function appliedInit(record: AppliedRecord, now: number): MessageInitShape<typeof AppliedRequestSchema> {
@@ -313,8 +331,15 @@ export function encodeAnnounce(group: string, announce: Announce): Uint8Array {
   });
 }
 
-/** A snapshot chunk: `entries` with the locks on their keys, the other locks and the applied records in the last chunk. */
-export function encodeSnapshot(group: string, chunk: SnapshotChunk, lockOf: (key: string) => LockSpec | undefined, now: number): Uint8Array {
+/**
+ * A snapshot chunk: `entries` with the locks on their keys, the other locks and the applied records in
+ * the last chunk. `entryBlock`: the entries go in one SnapshotEntries block (to a member that reads it).
+ */
+export function encodeSnapshot(group: string, chunk: SnapshotChunk, lockOf: (key: string) => LockSpec | undefined, now: number, entryBlock: boolean): Uint8Array {
+  const lockBytes = (key: string) => {
+    const lock = lockOf(key);
+    return lock === undefined ? undefined : LOCK_CODEC.encode(lockInit(lock));
+  };
   return encodeFrame({
     case: "stateSnapshot",
     value: {
@@ -324,10 +349,11 @@ export function encodeSnapshot(group: string, chunk: SnapshotChunk, lockOf: (key
       group,
       chunk: chunk.chunk,
       chunkCount: chunk.chunkCount,
-      entries: chunk.entries.map((entry) => entryInit(entry, lockOf(entry.key))),
+      entries: entryBlock ? [] : chunk.entries.map((entry) => entryInit(entrySpec(entry, now), lockOf(entry.key))),
       locks: chunk.locks.map((lock) => ({ key: lock.key, lock: lockInit(lock) })),
       applied: chunk.applied.map((record) => appliedInit(record, now)),
       nextFencingToken: BigInt(chunk.nextToken),
+      entryBlock: entryBlock && chunk.entries.length > 0 ? writeEntryBlock(chunk.entries, lockBytes, now) : undefined,
     },
   });
 }
@@ -370,6 +396,7 @@ export function encodeAck(group: string, ack: StateAck): Uint8Array {
       agreed: ack.view === undefined ? [] : ack.accepted.members.map(refOf),
       promisedEpoch: BigInt(ack.promised.epoch),
       promisedCoordinatorId: optionalIdOf(ack.promised.coordinator),
+      readsEntryBlock: true,
     },
   });
 }
@@ -394,7 +421,7 @@ export function decodeStateFrame(frame: Frame, now: number): StateFrame | undefi
       case "syncComplete":
         return { kind: "sync", group: kind.value.group, sync: syncOf(kind.value) };
       case "stateAck":
-        return { kind: "ack", group: kind.value.group, ack: ackOf(kind.value) };
+        return { kind: "ack", group: kind.value.group, ack: ackOf(kind.value), readsEntryBlock: kind.value.readsEntryBlock };
       default:
         return undefined;
     }
@@ -490,10 +517,17 @@ function announceOf(wire: WireUpdate): Announce {
 
 function snapshotOf(wire: WireSnapshot, now: number): SnapshotChunk {
   const locks: LockSpec[] = [];
-  const entries: EntrySpec[] = [];
+  const entries: StoredEntry[] = [];
   for (const entry of wire.entries) {
-    entries.push(entrySpecOf(entry));
+    entries.push(storedEntryOf(entry, now));
     if (entry.lock !== undefined) locks.push(lockSpecOf(entry.key, entry.lock));
+  }
+  if (wire.entryBlock.length > 0) {
+    const blockLocks: BlockLock[] = [];
+    const block = readEntryBlock(wire.entryBlock, now, blockLocks);
+    if (block === undefined) throw new Malformed("an entry block that is not a SnapshotEntries message");
+    for (const entry of block) entries.push(entry);
+    for (const { key, state } of blockLocks) locks.push(lockSpecOf(key, lockStateOf(state)));
   }
   for (const record of wire.locks) if (record.lock !== undefined) locks.push(lockSpecOf(record.key, record.lock));
   return {
@@ -513,6 +547,14 @@ function snapshotOf(wire: WireSnapshot, now: number): SnapshotChunk {
     })),
     nextToken: counter(wire.nextFencingToken),
   };
+}
+
+function lockStateOf(bytes: Uint8Array): LockState {
+  try {
+    return LOCK_CODEC.decode(bytes);
+  } catch {
+    throw new Malformed("a lock state that does not decode");
+  }
 }
 
 function syncOf(wire: WireSync): SyncComplete {
