@@ -12,7 +12,7 @@ import { Queue, TemporaryQueue, topicMatches } from "./destination.ts";
 import { wireLookup } from "./message.ts";
 import { type ConnectionFactoryOptions, type ContextOptions, resolveContextOptions, resolveFactoryOptions, type ResolvedFactoryOptions } from "./options.ts";
 import { QueueReplica, type QueueStats } from "./queue-replica.ts";
-import { decodeBatch, encodeBatch, type WireDestination, type WireMessage } from "./wire.ts";
+import { decodeBatch, encodeBatch, type MessageIdPrefix, type WireDestination, type WireMessage } from "./wire.ts";
 
 /** The channel topic every member publishes its topic messages on (one stream per member: FIFO across topics). */
 export const MESSAGING_TOPIC = "$jms/topic";
@@ -386,7 +386,7 @@ export class ConnectionFactory implements AsyncDisposable {
     const registered = this.replica.sharedSubscribers(subscription).filter((s) => s.selector === undefined || s.selector.matches(lookup));
     let chosen: JMSConsumer | undefined;
     if (registered.length > 0) {
-      const id = registered[hash(wire.headers.messageId) % registered.length]!.id;
+      const id = registered[hash(wire.headers.messageId.text) % registered.length]!.id;
       chosen = locals.find((c) => c.id === id);
     } else {
       chosen = locals.find((c) => c.selector === undefined || c.selector.matches(lookup));
@@ -426,7 +426,7 @@ export class ConnectionFactory implements AsyncDisposable {
 /** This member's consumers of one topic: each plain subscriber takes every message its selector takes, each shared subscription one. */
 interface TopicRoute {
   /** `localPrefix`: a noLocal consumer's context's message id prefix (its own messages are skipped). */
-  readonly subscribers: ReadonlyArray<{ readonly consumer: JMSConsumer; readonly localPrefix: string | undefined }>;
+  readonly subscribers: ReadonlyArray<{ readonly consumer: JMSConsumer; readonly localPrefix: MessageIdPrefix | undefined }>;
   readonly shared: ReadonlyArray<readonly [string, readonly JMSConsumer[]]>;
 }
 

@@ -195,7 +195,7 @@ export class QueueReplica {
       const batch = (this.#enqueues ??= this.#newBatch(() => (this.#enqueues = undefined)));
       const waiter: Waiter = { resolve, reject, pending: messages.length };
       for (const message of messages) {
-        batch.push({ puts: [[messageKey(message.headers.destination.name, message.headers.messageId), encodeMessage(message)]], removes: NONE, ifVersions: NONE, waiter });
+        batch.push({ puts: [[messageKey(message.headers.destination.name, message.headers.messageId.text), encodeMessage(message)]], removes: NONE, ifVersions: NONE, waiter });
       }
       this.stats.enqueued += messages.length;
     });
@@ -212,7 +212,7 @@ export class QueueReplica {
       removes.push(messageKey(ack.queue, ack.id), assignmentKey(ack.queue, ack.id));
       ifVersions.set(assignmentKey(ack.queue, ack.id), ack.version);
     }
-    const puts = messages.map((message) => [messageKey(message.headers.destination.name, message.headers.messageId), encodeMessage(message)] as const);
+    const puts = messages.map((message) => [messageKey(message.headers.destination.name, message.headers.messageId.text), encodeMessage(message)] as const);
     try {
       await this.#channel.map.putAll(puts, { remove: removes, ifVersions, timeoutMs: this.#options.sendTimeoutMs });
     } catch (error) {

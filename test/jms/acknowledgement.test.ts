@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { BlazeError } from "../../src/errors.ts";
-import { encodeBatch } from "../../src/jms/wire.ts";
+import { encodeBatch, MessageId } from "../../src/jms/wire.ts";
 import { MESSAGING_TOPIC, TEMPORARY_INBOX } from "../../src/jms/connection-factory.ts";
 import type { TextMessage } from "../../src/jms/index.ts";
 import { MessagingBed } from "./messaging-bed.ts";
@@ -216,7 +216,7 @@ describe("queue entries written by a faulty member", () => {
 function emptyHeaders() {
   return {
     destination: { kind: 0, name: "" },
-    messageId: "",
+    messageId: MessageId.NONE,
     timestampMs: 0,
     correlationId: "",
     replyTo: undefined,
