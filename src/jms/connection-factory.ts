@@ -252,7 +252,7 @@ export class ConnectionFactory implements AsyncDisposable {
   publish(messages: readonly WireMessage[]): Promise<void> {
     if (messages.length === 0) return RESOLVED;
     const single = messages.length === 1 && messages[0]!.headers.deliveryDelayMs === 0;
-    const delayed = single ? [] : messages.filter((m) => m.headers.deliveryDelayMs > 0);
+    const delayed = single ? NO_MESSAGES : messages.filter((m) => m.headers.deliveryDelayMs > 0);
     const now = single ? messages : messages.filter((m) => m.headers.deliveryDelayMs === 0);
     if (delayed.length > 0) {
       const delayMs = Math.max(...delayed.map((m) => m.headers.deliveryDelayMs));
@@ -264,7 +264,7 @@ export class ConnectionFactory implements AsyncDisposable {
       });
     }
     if (now.length === 0) return RESOLVED;
-    const outOfBand = now.every((m) => m.headers.priority >= 7);
+    const outOfBand = single ? now[0]!.headers.priority >= 7 : now.every((m) => m.headers.priority >= 7);
     const sent = this.channel.broadcast(MESSAGING_TOPIC, encodeBatch(now), outOfBand ? OUT_OF_BAND : IN_ORDER);
     this.counters.published += now.length;
     if (!this.#totalOrder && this.#topicConsumers.size > 0) {
@@ -434,6 +434,7 @@ const NO_ROUTE: TopicRoute = { subscribers: [], shared: [] };
 /** Most topic names whose routes are remembered. */
 const MAX_ROUTES = 1024;
 const RESOLVED: Promise<void> = Promise.resolve();
+const NO_MESSAGES: readonly WireMessage[] = [];
 const OUT_OF_BAND = { outOfBand: true } as const;
 const IN_ORDER = { outOfBand: false } as const;
 

@@ -3,7 +3,7 @@ import { BlazeMessageSchema, ValueListSchema } from "../../gen/activeblaze/v1/me
 import { DeliveryMode as WireDeliveryMode } from "../../gen/activeblaze/v1/messaging_pb.ts";
 import { BlazeError } from "../errors.ts";
 import { BlazeMessage, type BlazeValue } from "../message/blaze-message.ts";
-import { type Destination, fromWire, toWire } from "./destination.ts";
+import { type Destination, fromWire } from "./destination.ts";
 import type { SelectorLookup, SelectorValue } from "./selector.ts";
 import { DEFAULT_PRIORITY, decodeStream, encodeStream, MessageId, NO_PROPERTIES, type PropertyValue, type WireBody, type WireHeaders, type WireMessage } from "./wire.ts";
 
@@ -440,11 +440,11 @@ function isBlazeValue(value: unknown): boolean {
 /** The wire form of `message` with the headers `send` set. */
 export function toWireMessage(message: Message, timeToLiveMs: number, deliveryDelayMs: number): WireMessage {
   const headers: WireHeaders = {
-    destination: toWire(message.JMSDestination!),
+    destination: message.JMSDestination!.wire,
     messageId: message.wireMessageId,
     timestampMs: message.JMSTimestamp,
     correlationId: message.JMSCorrelationID ?? "",
-    replyTo: message.JMSReplyTo === null ? undefined : toWire(message.JMSReplyTo),
+    replyTo: message.JMSReplyTo === null ? undefined : message.JMSReplyTo.wire,
     type: message.JMSType ?? "",
     deliveryMode: WireDeliveryMode.NON_PERSISTENT,
     priority: message.JMSPriority,
