@@ -194,8 +194,11 @@ class ProtoWriter {
   }
 
   ensure(extra: number): void {
-    if (this.pos + extra <= this.buffer.length) return;
-    // A new slab, the part written so far moved to its start.
+    if (this.pos + extra > this.buffer.length) this.#grow(extra);
+  }
+
+  /** A new slab, the part written so far moved to its start. */
+  #grow(extra: number): void {
     const written = this.pos - this.base;
     let size = SLAB_BYTES;
     while (size < written + extra) size *= 2;
