@@ -168,6 +168,22 @@ describe("the messaging codec's writer and reader", () => {
     }
   });
 
+  it("tells a context's message ids by their prefix, sent or received", () => {
+    const one = new MessageIdPrefix("ID:0123456789abcdef0123456789abcdef:1:");
+    const eleven = new MessageIdPrefix("ID:0123456789abcdef0123456789abcdef:11:");
+    const received = (id: MessageId) => decodeBatch(encodeBatch([{ headers: { ...emptyHeaders(), messageId: id }, body: { kind: "none" } }]))![0]!.headers.messageId;
+    for (const id of [MessageId.sent(one, 5), received(MessageId.sent(one, 5)), MessageId.of(`${one.text}5`)]) {
+      expect(id.startsWith(one)).toBe(true);
+      expect(id.startsWith(new MessageIdPrefix(one.text))).toBe(true);
+      expect(id.startsWith(eleven)).toBe(false);
+    }
+    for (const id of [MessageId.sent(eleven, 5), received(MessageId.sent(eleven, 5)), MessageId.of(`${eleven.text}5`)]) {
+      expect(id.startsWith(eleven)).toBe(true);
+      expect(id.startsWith(one)).toBe(false);
+    }
+    expect(MessageId.of("ID:0").startsWith(one)).toBe(false);
+  });
+
   it("reads a message id that is not ASCII as its string, and refuses one that is not UTF-8", () => {
     const wire: WireMessage = { headers: { ...emptyHeaders(), messageId: MessageId.of("ID:é:1") }, body: { kind: "none" } };
     const bytes = encodeBatch([wire]);

@@ -156,9 +156,9 @@ export class MessageId {
   /** True when the id begins with `prefix` (a message of that context). */
   startsWith(prefix: MessageIdPrefix): boolean {
     if (this.bytes === prefix.bytes) return true;
-    if (this.bytes === undefined || this.sequence >= 0) return this.text.startsWith(prefix.text);
     const want = prefix.bytes;
-    if (this.end - this.start < want.length) return false;
+    // Bytes as long as the prefix are compared as bytes (they are the id's text, ASCII); the rest as text.
+    if (this.bytes === undefined || this.end - this.start < want.length) return this.text.startsWith(prefix.text);
     for (let i = 0; i < want.length; i++) if (this.bytes[this.start + i] !== want[i]) return false;
     return true;
   }
