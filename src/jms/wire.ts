@@ -473,7 +473,6 @@ function bodyLength(body: WireBody): number {
       return 0;
     case "text":
     case "json":
-      return body.value.length;
     case "bytes":
       return body.value.length;
     default:
