@@ -230,6 +230,20 @@ describe("the messaging codec's writer and reader", () => {
     for (const wire of wires) expect(decodeBatch(encodeBatch([wire]))![0]!.headers.destination).toEqual(wire.headers.destination);
     expect(decodeBatch(encodeBatch(wires))!.map((m) => m.headers.destination)).toEqual(destinations);
   });
+
+  it("writes a destination as the generated codec, however often and in whichever field the same one is written", () => {
+    const topic = { kind: DestinationKind.TOPIC, name: "prices.acme" };
+    const queue = { kind: DestinationKind.QUEUE, name: "orders" };
+    const wires: WireMessage[] = [
+      { headers: { ...emptyHeaders(), destination: topic }, body: { kind: "none" } },
+      { headers: { ...emptyHeaders(), destination: topic, replyTo: topic }, body: { kind: "none" } },
+      { headers: { ...emptyHeaders(), destination: queue, replyTo: topic }, body: { kind: "none" } },
+      { headers: { ...emptyHeaders(), destination: topic, replyTo: queue }, body: { kind: "none" } },
+    ];
+    for (const wire of [...wires, ...wires]) expect(sameBytes(encodeBatch([wire]), generated(wire))).toBe(true);
+    const decoded = decodeBatch(encodeBatch(wires))!;
+    expect(decoded.map((m) => [m.headers.destination, m.headers.replyTo])).toEqual(wires.map((m) => [m.headers.destination, m.headers.replyTo]));
+  });
 });
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {

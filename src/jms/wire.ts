@@ -301,13 +301,18 @@ class ProtoWriter {
     this.pos = pos + digits;
   }
 
+  /** Bytes written as they are. */
+  raw(bytes: Uint8Array): void {
+    this.ensure(bytes.length);
+    this.buffer.set(bytes, this.pos);
+    this.pos += bytes.length;
+  }
+
   bytes(field: number, bytes: Uint8Array, always = false): void {
     if (bytes.length === 0 && !always) return;
     this.tag(field, LEN);
     this.varint(bytes.length);
-    this.ensure(bytes.length);
-    this.buffer.set(bytes, this.pos);
-    this.pos += bytes.length;
+    this.raw(bytes);
   }
 
   float(value: number): void {
@@ -371,12 +376,22 @@ class ProtoWriter {
 
 const writer = new ProtoWriter();
 
+/** The destination written last and its bytes (length included): a producer mostly sends to one destination. */
+let lastWritten: WireDestination | undefined;
+let lastWrittenBytes = new Uint8Array(0);
+
 function writeDestination(w: ProtoWriter, field: number, destination: WireDestination): void {
   w.tag(field, LEN);
+  if (destination === lastWritten) {
+    w.raw(lastWrittenBytes);
+    return;
+  }
   const start = w.begin(8);
   w.uint(1, destination.kind);
   w.string(2, destination.name);
   w.end(start);
+  lastWritten = destination;
+  lastWrittenBytes = w.buffer.slice(w.base + start, w.pos);
 }
 
 function writeProperty(w: ProtoWriter, name: string, property: PropertyValue): void {
