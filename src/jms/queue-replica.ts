@@ -312,8 +312,9 @@ export class QueueReplica {
       // The dispatcher counted its own assignment when it made it.
       if (message?.inFlight !== true) this.#outstanding(assignment.consumer, +1);
       if (message !== undefined) message.inFlight = false;
-      if (assignment.consumer === "") {
-        // Given back: first in line again at the dispatcher.
+      // Given back, or given to a consumer that left while the assignment was on its way (its leaving gave
+      // back only what it held then): first in line again at the dispatcher.
+      if (assignment.consumer === "" || !this.#registrations.has(assignment.consumer)) {
         if (this.#dispatching && message !== undefined) this.#requeue(message);
         return;
       }

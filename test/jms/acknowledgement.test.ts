@@ -113,6 +113,30 @@ describe("acknowledgement", () => {
   });
 });
 
+describe("consumers that close during traffic", () => {
+  it("gives the messages the dispatcher was assigning to a consumer as it closed to another consumer", async () => {
+    bed = new MessagingBed();
+    for (let i = 0; i < 3; i++) await bed.add();
+    await bed.run(500);
+    // The producer sits at the dispatcher (the map's coordinator); the consumers at the other two members.
+    const dispatcher = bed.members.find((m) => m.channel.isMaster())!.factory;
+    const [leaving, staying] = bed.members.filter((m) => m.factory !== dispatcher).map((m) => m.factory.createContext());
+    const queue = leaving!.queue("q");
+    const closing = leaving!.createConsumer(queue);
+    const received = new Set<string>();
+    closing.setMessageListener((m) => void received.add(text(m)!));
+    staying!.createConsumer(queue).setMessageListener((m) => void received.add(text(m)!));
+    await bed.run(300);
+    const producer = dispatcher.createContext().createProducer();
+    const sends = Array.from({ length: 200 }, (_, i) => producer.send(queue, `m${i}`));
+    // Closed as the first sends are dispatched to it: assignments to it are on their way as it leaves.
+    closing.close();
+    await bed.settle(Promise.all(sends));
+    await bed.until(() => received.size === 200 && bed.members.every((m) => m.factory.queueDepth("q") === 0), 10_000);
+    expect(received.size).toBe(200);
+  });
+});
+
 describe("topics", () => {
   it("splits a shared subscription's messages between its consumers on different members, each message once", async () => {
     bed = new MessagingBed();
