@@ -114,7 +114,7 @@ export class MessageIdPrefix {
  */
 export class MessageId {
   /** No id (absent on the wire). */
-  static readonly NONE = new MessageId(undefined, 0, 0, -1, "");
+  static readonly NONE: MessageId = new MessageId(undefined, 0, 0, -1, "");
   #text: string | undefined;
   /** A sent id's prefix, as text. */
   readonly #head: string;
