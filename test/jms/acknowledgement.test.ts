@@ -164,6 +164,48 @@ describe("topics", () => {
     expect(counts[1]).toBeGreaterThan(0);
   });
 
+  it("splits a shared subscription's messages among the consumers it has when each message comes, as they come and go", async () => {
+    bed = new MessagingBed();
+    const factories = [await bed.add(), await bed.add(), await bed.add()];
+    await bed.run(500);
+    const counts = [0, 0, 0];
+    const seen = new Set<string>();
+    const subscribe = (i: number) => {
+      const context = factories[i]!.createContext();
+      const consumer = context.createSharedConsumer(context.topic("events"), "billing");
+      consumer.setMessageListener((m) => {
+        counts[i]!++;
+        seen.add(text(m)!);
+      });
+      return consumer;
+    };
+    const producer = factories[0]!.createContext().createProducer();
+    const topic = factories[0]!.createContext().topic("events");
+    const send = async (from: number, count: number) => {
+      for (let i = from; i < from + count; i++) await bed.settle(producer.send(topic, `e${i}`));
+      await bed.until(() => seen.size === from + count);
+      await bed.run(200);
+    };
+    const leaving = subscribe(1);
+    subscribe(2);
+    await bed.run(300);
+    await send(0, 40);
+    expect(counts[1]).toBeGreaterThan(0);
+    expect(counts[2]).toBeGreaterThan(0);
+    leaving.close();
+    await bed.run(300);
+    const before = [...counts];
+    await send(40, 20);
+    expect(counts[1]).toBe(before[1]);
+    expect(counts[2]).toBe(before[2]! + 20);
+    subscribe(0);
+    await bed.run(300);
+    await send(60, 40);
+    expect(counts[0]).toBeGreaterThan(0);
+    expect(counts[2]).toBeGreaterThan(before[2]! + 20);
+    expect(counts[0]! + counts[1]! + counts[2]!).toBe(100);
+  });
+
   it("delivers a temporary topic only to its own context, and refuses its use after the context closed", async () => {
     bed = new MessagingBed();
     const a = await bed.add();
