@@ -69,6 +69,7 @@ export class Message {
     return this.#messageId;
   }
 
+  /** @internal */
   set wireMessageId(id: MessageId) {
     this.#messageId = id;
   }
