@@ -12,7 +12,7 @@ import { Queue, TemporaryQueue, topicMatches } from "./destination.ts";
 import { wireLookup } from "./message.ts";
 import { type ConnectionFactoryOptions, type ContextOptions, resolveContextOptions, resolveFactoryOptions, type ResolvedFactoryOptions } from "./options.ts";
 import { QueueReplica, type QueueStats } from "./queue-replica.ts";
-import { decodeBatch, encodeBatch, type WireDestination, type WireMessage } from "./wire.ts";
+import { decodeBatch, encodeBatch, type MessageIdPrefix, type WireDestination, type WireMessage } from "./wire.ts";
 
 /** The channel topic every member publishes its topic messages on (one stream per member: FIFO across topics). */
 export const MESSAGING_TOPIC = "$jms/topic";
@@ -252,7 +252,7 @@ export class ConnectionFactory implements AsyncDisposable {
   publish(messages: readonly WireMessage[]): Promise<void> {
     if (messages.length === 0) return RESOLVED;
     const single = messages.length === 1 && messages[0]!.headers.deliveryDelayMs === 0;
-    const delayed = single ? [] : messages.filter((m) => m.headers.deliveryDelayMs > 0);
+    const delayed = single ? NO_MESSAGES : messages.filter((m) => m.headers.deliveryDelayMs > 0);
     const now = single ? messages : messages.filter((m) => m.headers.deliveryDelayMs === 0);
     if (delayed.length > 0) {
       const delayMs = Math.max(...delayed.map((m) => m.headers.deliveryDelayMs));
@@ -264,7 +264,7 @@ export class ConnectionFactory implements AsyncDisposable {
       });
     }
     if (now.length === 0) return RESOLVED;
-    const outOfBand = now.every((m) => m.headers.priority >= 7);
+    const outOfBand = single ? now[0]!.headers.priority >= 7 : now.every((m) => m.headers.priority >= 7);
     const sent = this.channel.broadcast(MESSAGING_TOPIC, encodeBatch(now), outOfBand ? OUT_OF_BAND : IN_ORDER);
     this.counters.published += now.length;
     if (!this.#totalOrder && this.#topicConsumers.size > 0) {
@@ -386,7 +386,7 @@ export class ConnectionFactory implements AsyncDisposable {
     const registered = this.replica.sharedSubscribers(subscription).filter((s) => s.selector === undefined || s.selector.matches(lookup));
     let chosen: JMSConsumer | undefined;
     if (registered.length > 0) {
-      const id = registered[hash(wire.headers.messageId) % registered.length]!.id;
+      const id = registered[hash(wire.headers.messageId.text) % registered.length]!.id;
       chosen = locals.find((c) => c.id === id);
     } else {
       chosen = locals.find((c) => c.selector === undefined || c.selector.matches(lookup));
@@ -426,7 +426,7 @@ export class ConnectionFactory implements AsyncDisposable {
 /** This member's consumers of one topic: each plain subscriber takes every message its selector takes, each shared subscription one. */
 interface TopicRoute {
   /** `localPrefix`: a noLocal consumer's context's message id prefix (its own messages are skipped). */
-  readonly subscribers: ReadonlyArray<{ readonly consumer: JMSConsumer; readonly localPrefix: string | undefined }>;
+  readonly subscribers: ReadonlyArray<{ readonly consumer: JMSConsumer; readonly localPrefix: MessageIdPrefix | undefined }>;
   readonly shared: ReadonlyArray<readonly [string, readonly JMSConsumer[]]>;
 }
 
@@ -434,6 +434,7 @@ const NO_ROUTE: TopicRoute = { subscribers: [], shared: [] };
 /** Most topic names whose routes are remembered. */
 const MAX_ROUTES = 1024;
 const RESOLVED: Promise<void> = Promise.resolve();
+const NO_MESSAGES: readonly WireMessage[] = [];
 const OUT_OF_BAND = { outOfBand: true } as const;
 const IN_ORDER = { outOfBand: false } as const;
 

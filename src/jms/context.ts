@@ -20,7 +20,7 @@ import {
 import { type ConsumerOptions, resolveConsumerOptions, type ResolvedContextOptions, type SessionMode } from "./options.ts";
 import { JMSProducer, type ProducerSettings } from "./producer.ts";
 import { parseSelector, type Selector } from "./selector.ts";
-import type { WireMessage } from "./wire.ts";
+import { MessageId, MessageIdPrefix, type WireMessage } from "./wire.ts";
 import type { BlazeMessage, BlazeValue } from "../message/blaze-message.ts";
 
 /** Events of a context: `error` is JMS's exception listener. */
@@ -98,7 +98,7 @@ export class JMSContext implements AsyncDisposable {
   constructor(factory: ConnectionFactory, number: number, options: ResolvedContextOptions) {
     this.#factory = factory;
     this.#number = number;
-    this.messageIdPrefix = `ID:${factory.memberId}:${number}:`;
+    this.messageIdPrefix = new MessageIdPrefix(`ID:${factory.memberId}:${number}:`);
     this.sessionMode = options.sessionMode;
     this.clientId = options.clientId;
     this.#autoStart = options.autoStart;
@@ -120,7 +120,7 @@ export class JMSContext implements AsyncDisposable {
   }
 
   /** @internal The prefix of this context's message ids (noLocal compares it). */
-  readonly messageIdPrefix: string;
+  readonly messageIdPrefix: MessageIdPrefix;
 
   get transacted(): boolean {
     return this.sessionMode === "SESSION_TRANSACTED";
@@ -270,7 +270,7 @@ export class JMSContext implements AsyncDisposable {
     this.#requireOpen("request()");
     if (this.transacted) throw new BlazeError("ILLEGAL_STATE", "request() in a transacted context would wait for its own commit");
     const message = messageOf(body);
-    const correlationId = message.JMSCorrelationID ?? `${this.messageIdPrefix}request:${++this.#sequence}`;
+    const correlationId = message.JMSCorrelationID ?? `${this.messageIdPrefix.text}request:${++this.#sequence}`;
     message.JMSCorrelationID = correlationId;
     message.JMSReplyTo = (this.#replyQueue ??= this.createTemporaryQueue());
     const timeoutMs = options.timeoutMs ?? this.#factory.options.requestTimeoutMs;
@@ -443,7 +443,7 @@ export class JMSContext implements AsyncDisposable {
     message.JMSDestination = destination;
     message.JMSDeliveryMode = "NON_PERSISTENT";
     message.JMSPriority = settings.priority;
-    message.JMSMessageID = `${this.messageIdPrefix}${++this.#sequence}`;
+    message.wireMessageId = MessageId.sent(this.messageIdPrefix, ++this.#sequence);
     message.JMSTimestamp = now;
     message.JMSExpiration = settings.timeToLiveMs > 0 ? now + settings.timeToLiveMs : 0;
     message.JMSDeliveryTime = now + settings.deliveryDelayMs;

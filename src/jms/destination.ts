@@ -15,6 +15,7 @@ const encoder = new web.TextEncoder();
  */
 export abstract class Destination {
   abstract readonly kind: "topic" | "queue" | "temporary-queue" | "temporary-topic";
+  #wire: WireDestination | undefined;
 
   constructor(readonly name: string) {
     checkName(name);
@@ -31,6 +32,11 @@ export abstract class Destination {
 
   get isTopic(): boolean {
     return this.kind === "topic" || this.kind === "temporary-topic";
+  }
+
+  /** @internal The wire form (made once). */
+  get wire(): WireDestination {
+    return (this.#wire ??= wireOf(this));
   }
 }
 
@@ -90,15 +96,6 @@ export function topicMatches(pattern: string, name: string): boolean {
     if (segment !== "*" && segment !== have[i]) return false;
   }
   return want.length === have.length;
-}
-
-const wireForms = new WeakMap<Destination, WireDestination>();
-
-/** The wire form of a destination (made once per destination object). */
-export function toWire(destination: Destination): WireDestination {
-  let wire = wireForms.get(destination);
-  if (wire === undefined) wireForms.set(destination, (wire = wireOf(destination)));
-  return wire;
 }
 
 function wireOf(destination: Destination): WireDestination {

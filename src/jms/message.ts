@@ -3,9 +3,9 @@ import { BlazeMessageSchema, ValueListSchema } from "../../gen/activeblaze/v1/me
 import { DeliveryMode as WireDeliveryMode } from "../../gen/activeblaze/v1/messaging_pb.ts";
 import { BlazeError } from "../errors.ts";
 import { BlazeMessage, type BlazeValue } from "../message/blaze-message.ts";
-import { type Destination, fromWire, toWire } from "./destination.ts";
+import { type Destination, fromWire } from "./destination.ts";
 import type { SelectorLookup, SelectorValue } from "./selector.ts";
-import { DEFAULT_PRIORITY, decodeStream, encodeStream, NO_PROPERTIES, type PropertyValue, type WireBody, type WireHeaders, type WireMessage } from "./wire.ts";
+import { DEFAULT_PRIORITY, decodeStream, encodeStream, MessageId, NO_PROPERTIES, type PropertyValue, type WireBody, type WireHeaders, type WireMessage } from "./wire.ts";
 
 /** JMSDeliveryMode. Only NON_PERSISTENT is sent; PERSISTENT is refused where it is asked for. */
 export type DeliveryMode = "NON_PERSISTENT" | "PERSISTENT";
@@ -35,7 +35,8 @@ export interface Delivery {
  * JMSPriority, JMSDeliveryMode, JMSDeliveryTime) on the message it is given, as in JMS.
  */
 export class Message {
-  JMSMessageID: string | null = null;
+  // The id as it travels: a received message's string is made when JMSMessageID is first read.
+  #messageId = MessageId.NONE;
   /** The sender's wall clock when sent, ms since the Unix epoch (0 before). */
   JMSTimestamp = 0;
   JMSCorrelationID: string | null = null;
@@ -53,6 +54,25 @@ export class Message {
   // Made on the first property: most messages have none.
   #properties: Map<string, PropertyValue> = NO_PROPERTIES as Map<string, PropertyValue>;
   #delivery: Delivery | undefined;
+
+  /** Set by `send`: "ID:", the sender's member id, its context's number and the message's number, separated by ":". */
+  get JMSMessageID(): string | null {
+    return this.#messageId === MessageId.NONE ? null : this.#messageId.text;
+  }
+
+  set JMSMessageID(id: string | null) {
+    this.#messageId = MessageId.of(id ?? "");
+  }
+
+  /** @internal JMSMessageID as it travels. */
+  get wireMessageId(): MessageId {
+    return this.#messageId;
+  }
+
+  /** @internal */
+  set wireMessageId(id: MessageId) {
+    this.#messageId = id;
+  }
 
   // --- properties ---
 
@@ -421,11 +441,11 @@ function isBlazeValue(value: unknown): boolean {
 /** The wire form of `message` with the headers `send` set. */
 export function toWireMessage(message: Message, timeToLiveMs: number, deliveryDelayMs: number): WireMessage {
   const headers: WireHeaders = {
-    destination: toWire(message.JMSDestination!),
-    messageId: message.JMSMessageID ?? "",
+    destination: message.JMSDestination!.wire,
+    messageId: message.wireMessageId,
     timestampMs: message.JMSTimestamp,
     correlationId: message.JMSCorrelationID ?? "",
-    replyTo: message.JMSReplyTo === null ? undefined : toWire(message.JMSReplyTo),
+    replyTo: message.JMSReplyTo === null ? undefined : message.JMSReplyTo.wire,
     type: message.JMSType ?? "",
     deliveryMode: WireDeliveryMode.NON_PERSISTENT,
     priority: message.JMSPriority,
@@ -467,7 +487,7 @@ export function fromWireMessage(wire: WireMessage): Message | undefined {
   }
   const h = wire.headers;
   message.JMSDestination = fromWire(h.destination) ?? null;
-  message.JMSMessageID = h.messageId === "" ? null : h.messageId;
+  message.wireMessageId = h.messageId;
   message.JMSTimestamp = h.timestampMs;
   message.JMSCorrelationID = h.correlationId === "" ? null : h.correlationId;
   message.JMSReplyTo = fromWire(h.replyTo) ?? null;
@@ -491,7 +511,7 @@ export function wireLookup(headers: WireHeaders, deliveryCount: number): Selecto
       case "JMSPriority":
         return BigInt(headers.priority);
       case "JMSMessageID":
-        return headers.messageId === "" ? null : headers.messageId;
+        return headers.messageId === MessageId.NONE ? null : headers.messageId.text;
       case "JMSTimestamp":
         return BigInt(headers.timestampMs);
       case "JMSCorrelationID":

@@ -88,6 +88,12 @@ interface Registration {
   outstanding: number;
 }
 
+/** A shared subscription's consumer, anywhere in the cluster. */
+export interface SharedSubscriber {
+  readonly id: string;
+  readonly selector: Selector | undefined;
+}
+
 /** One call's writes (a send, an acknowledgement, a release): settled once all its items are written, or one failed. */
 interface Waiter {
   readonly resolve: () => void;
@@ -127,6 +133,7 @@ export class QueueReplica {
   readonly #messages = new Map<string, PendingMessage>();
   readonly #assignments = new Map<string, Assignment>();
   readonly #registrations = new Map<string, Registration>();
+  readonly #shared = new Map<string, SharedSubscriber[]>();
   readonly #local = new Map<string, JMSConsumer>();
   readonly #depth = new Map<string, number>();
   readonly stats: QueueStats = { enqueued: 0, acknowledged: 0, redelivered: 0, deadLettered: 0, expired: 0, staleAcknowledgements: 0, malformed: 0 };
@@ -195,7 +202,7 @@ export class QueueReplica {
       const batch = (this.#enqueues ??= this.#newBatch(() => (this.#enqueues = undefined)));
       const waiter: Waiter = { resolve, reject, pending: messages.length };
       for (const message of messages) {
-        batch.push({ puts: [[messageKey(message.headers.destination.name, message.headers.messageId), encodeMessage(message)]], removes: NONE, ifVersions: NONE, waiter });
+        batch.push({ puts: [[messageKey(message.headers.destination.name, message.headers.messageId.text), encodeMessage(message)]], removes: NONE, ifVersions: NONE, waiter });
       }
       this.stats.enqueued += messages.length;
     });
@@ -212,7 +219,7 @@ export class QueueReplica {
       removes.push(messageKey(ack.queue, ack.id), assignmentKey(ack.queue, ack.id));
       ifVersions.set(assignmentKey(ack.queue, ack.id), ack.version);
     }
-    const puts = messages.map((message) => [messageKey(message.headers.destination.name, message.headers.messageId), encodeMessage(message)] as const);
+    const puts = messages.map((message) => [messageKey(message.headers.destination.name, message.headers.messageId.text), encodeMessage(message)] as const);
     try {
       await this.#channel.map.putAll(puts, { remove: removes, ifVersions, timeoutMs: this.#options.sendTimeoutMs });
     } catch (error) {
@@ -247,13 +254,21 @@ export class QueueReplica {
     this.#channel.map.remove(CONSUMER_PREFIX + consumer.id, { timeoutMs: this.#options.sendTimeoutMs }).catch(() => undefined);
   }
 
-  /** Shared subscribers of `subscription` anywhere in the cluster (consumer ids in a fixed order), with their selectors. */
-  sharedSubscribers(subscription: string): Array<{ readonly id: string; readonly selector: Selector | undefined }> {
-    const found: Array<{ id: string; selector: Selector | undefined }> = [];
-    for (const [id, registration] of this.#registrations) {
-      if (registration.queue === `\u0000${subscription}`) found.push({ id, selector: registration.selector });
+  /**
+   * Shared subscribers of `subscription` anywhere in the cluster (consumer ids in a fixed order), with
+   * their selectors: found once, then kept until a registration comes or goes (asked for every message).
+   */
+  sharedSubscribers(subscription: string): readonly SharedSubscriber[] {
+    let found = this.#shared.get(subscription);
+    if (found === undefined) {
+      found = [];
+      for (const [id, registration] of this.#registrations) {
+        if (registration.queue === `\u0000${subscription}`) found.push({ id, selector: registration.selector });
+      }
+      found.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+      this.#shared.set(subscription, found);
     }
-    return found.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    return found;
   }
 
   /** Acknowledges queue messages (coalesced per tick); rejects for one given to another consumer meanwhile. */
@@ -312,8 +327,9 @@ export class QueueReplica {
       // The dispatcher counted its own assignment when it made it.
       if (message?.inFlight !== true) this.#outstanding(assignment.consumer, +1);
       if (message !== undefined) message.inFlight = false;
-      if (assignment.consumer === "") {
-        // Given back: first in line again at the dispatcher.
+      // Given back, or given to a consumer that left while the assignment was on its way (its leaving gave
+      // back only what it held then): first in line again at the dispatcher.
+      if (assignment.consumer === "" || !this.#registrations.has(assignment.consumer)) {
         if (this.#dispatching && message !== undefined) this.#requeue(message);
         return;
       }
@@ -338,6 +354,7 @@ export class QueueReplica {
       // Shared subscriptions are kept apart from queues under a name no queue can have.
       const queue = decoded.subscription !== "" ? `\u0000${decoded.subscription}` : decoded.destination.name;
       this.#registrations.set(consumerId, { queue, selector, prefetch: Math.max(1, decoded.prefetch), member: consumerId.slice(0, consumerId.indexOf("/")), outstanding });
+      this.#shared.clear();
     }
   }
 
@@ -358,6 +375,7 @@ export class QueueReplica {
     if (key.startsWith(CONSUMER_PREFIX)) {
       const consumerId = key.slice(CONSUMER_PREFIX.length);
       this.#registrations.delete(consumerId);
+      this.#shared.clear();
       if (!this.#dispatching) return;
       // Its messages go to the others, as redeliveries.
       for (const [id, assignment] of this.#assignments) {

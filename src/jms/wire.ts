@@ -7,10 +7,13 @@ import { web } from "../web.ts";
 /**
  * The messaging layer's codec for activeblaze.v1.MessagingBatch, MessagingMessage, QueueAssignment and
  * ConsumerRegistration (schema/activeblaze/v1/messaging.proto), written by hand: every topic and queue
- * message passes through it, and the generated codec costs several times the channel's own work per
- * message. It writes what the generated encoder writes (fields in number order, defaults left out) and
- * reads any valid encoding; the messaging conformance vectors hold it to both. Decoding never throws:
- * malformed bytes give undefined.
+ * message passes through it, and a codec of generic messages — the generated one, or the compiled one
+ * of src/wire/fast-codec.ts — costs several times more per message: it builds every field (a bigint
+ * timestamp, a string message id, a copied body), where this one keeps a body and a message id as the
+ * bytes they came in, reuses the destination of the message before, and writes a sent message id from
+ * its context's prefix, encoded once. It writes what the generated encoder writes (fields in number
+ * order, defaults left out) and reads any valid encoding; the messaging conformance vectors hold it to
+ * both. Decoding never throws: malformed bytes give undefined.
  */
 
 /** A destination as the wire names it. */
@@ -30,7 +33,7 @@ export type PropertyValue =
 
 export interface WireHeaders {
   destination: WireDestination;
-  messageId: string;
+  messageId: MessageId;
   timestampMs: number;
   correlationId: string;
   replyTo: WireDestination | undefined;
@@ -79,7 +82,7 @@ const NONE: WireBody = { kind: "none" };
 export function emptyHeaders(): WireHeaders {
   return {
     destination: NO_DESTINATION,
-    messageId: "",
+    messageId: MessageId.NONE,
     timestampMs: 0,
     correlationId: "",
     replyTo: undefined,
@@ -92,6 +95,75 @@ export function emptyHeaders(): WireHeaders {
   };
 }
 
+/**
+ * What leads the ids of a context's messages: "ID:", its member id, its number and ":" (ASCII), encoded
+ * once — each message id is these bytes and the message's number.
+ */
+export class MessageIdPrefix {
+  readonly bytes: Uint8Array;
+
+  constructor(readonly text: string) {
+    this.bytes = encoder.encode(text);
+  }
+}
+
+/**
+ * JMSMessageID as it travels, its string made only when asked for: a sent id is its context's prefix
+ * and the message's number, written as they are; a received one is the bytes it came in (a consumer
+ * that never reads the id never pays for a string).
+ */
+export class MessageId {
+  /** No id (absent on the wire). */
+  static readonly NONE: MessageId = new MessageId(undefined, 0, 0, -1, "");
+  #text: string | undefined;
+  /** A sent id's prefix, as text. */
+  readonly #head: string;
+
+  private constructor(
+    /** The id's ASCII bytes from `start` to `end` (a sent id's: its prefix's); undefined when it was made from its string. */
+    readonly bytes: Uint8Array | undefined,
+    readonly start: number,
+    readonly end: number,
+    /** A sent id's number, in decimal after the bytes; −1 for the others. */
+    readonly sequence: number,
+    text: string | undefined,
+    head = "",
+  ) {
+    this.#text = text;
+    this.#head = head;
+  }
+
+  /** The id of a context's message number `sequence`. */
+  static sent(prefix: MessageIdPrefix, sequence: number): MessageId {
+    return new MessageId(prefix.bytes, 0, prefix.bytes.length, sequence, undefined, prefix.text);
+  }
+
+  /** An id read from the wire: `bytes` from `start` to `end`, all ASCII (other ids are read as strings: `of`). */
+  static received(bytes: Uint8Array, start: number, end: number): MessageId {
+    return start === end ? MessageId.NONE : new MessageId(bytes, start, end, -1, undefined);
+  }
+
+  static of(text: string): MessageId {
+    return text === "" ? MessageId.NONE : new MessageId(undefined, 0, 0, -1, text);
+  }
+
+  get text(): string {
+    // Received bytes are ASCII: the runtime's decoder makes a string of this length quicker than a loop does.
+    this.#text ??= this.sequence >= 0 ? `${this.#head}${this.sequence}` : decodeUtf8(this.bytes!.subarray(this.start, this.end))!;
+    return this.#text;
+  }
+
+  /** True when the id begins with `prefix` (a message of that context). */
+  startsWith(prefix: MessageIdPrefix): boolean {
+    if (this.bytes === prefix.bytes) return true;
+    const want = prefix.bytes;
+    // Bytes as long as the prefix are compared as bytes (they are the id's text, ASCII); the rest as text.
+    if (this.bytes === undefined || this.end - this.start < want.length) return this.text.startsWith(prefix.text);
+    for (let i = 0; i < want.length; i++) if (this.bytes[this.start + i] !== want[i]) return false;
+    return true;
+  }
+}
+
 // --- encoding ---
 
 const LEN = 2;
@@ -99,29 +171,43 @@ const VARINT = 0;
 const I32 = 5;
 const I64 = 1;
 
-interface Utf8Encoder {
-  encodeInto(text: string, into: Uint8Array): { read: number; written: number };
-}
-const encoder = new web.TextEncoder() as unknown as Utf8Encoder;
+const encoder = new web.TextEncoder();
 
-/** A growing buffer that writes protobuf; nested messages are written in place, their length fixed after. */
+/** Encoded messages are cut from slabs of this size (larger for a larger message); a slab is freed once no message refers to it. */
+const SLAB_BYTES = 64 * 1024;
+
+/**
+ * Writes protobuf straight into a slab, where the bytes it gives out stay (no copy for bytes that are
+ * sent and dropped). Nested messages are written in place, their length fixed after: `begin` reserves
+ * what the length is expected to take, so that `end` seldom moves the part. Positions it hands out are
+ * relative to the message being written, which moves to a new slab when the slab is full.
+ */
 class ProtoWriter {
-  buffer = new Uint8Array(256);
+  buffer = new Uint8Array(SLAB_BYTES);
+  /** Where the message being written starts in `buffer` (the bytes before it were given out). */
+  base = 0;
   pos = 0;
   #view = new DataView(this.buffer.buffer);
 
   reset(): void {
-    this.pos = 0;
+    this.pos = this.base;
   }
 
   ensure(extra: number): void {
-    if (this.pos + extra <= this.buffer.length) return;
-    let size = this.buffer.length * 2;
-    while (size < this.pos + extra) size *= 2;
-    const grown = new Uint8Array(size);
-    grown.set(this.buffer.subarray(0, this.pos));
-    this.buffer = grown;
-    this.#view = new DataView(grown.buffer);
+    if (this.pos + extra > this.buffer.length) this.#grow(extra);
+  }
+
+  /** A new slab, the part written so far moved to its start. */
+  #grow(extra: number): void {
+    const written = this.pos - this.base;
+    let size = SLAB_BYTES;
+    while (size < written + extra) size *= 2;
+    const slab = new Uint8Array(size);
+    slab.set(this.buffer.subarray(this.base, this.pos));
+    this.buffer = slab;
+    this.#view = new DataView(slab.buffer);
+    this.base = 0;
+    this.pos = written;
   }
 
   varint(value: number): void {
@@ -165,8 +251,8 @@ class ProtoWriter {
 
   /** A length-prefixed UTF-8 string (present even when empty). */
   text(text: string): void {
-    const start = this.begin(text.length * 3);
-    if (text.length > 24) {
+    const start = this.begin(text.length * 3, varintSize(text.length));
+    if (text.length > 64) {
       // Long strings: the runtime's encoder beats a loop in JavaScript.
       this.pos += encoder.encodeInto(text, this.buffer.subarray(this.pos)).written;
       this.end(start);
@@ -185,13 +271,48 @@ class ProtoWriter {
     this.end(start);
   }
 
+  /** A message id: a sent one as its prefix's bytes and its number in decimal, without a string. */
+  messageId(field: number, id: MessageId): void {
+    const bytes = id.bytes;
+    if (bytes === undefined) {
+      this.string(field, id.text);
+      return;
+    }
+    let digits = 0;
+    if (id.sequence >= 0) {
+      digits = 1;
+      for (let ten = 10; id.sequence >= ten; ten *= 10) digits++;
+    }
+    const length = id.end - id.start + digits;
+    this.tag(field, LEN);
+    this.varint(length);
+    this.ensure(length);
+    const buffer = this.buffer;
+    let pos = this.pos;
+    if (id.start === 0 && id.end === bytes.length) {
+      buffer.set(bytes, pos);
+      pos += bytes.length;
+    } else for (let i = id.start; i < id.end; i++) buffer[pos++] = bytes[i]!;
+    let rest = id.sequence;
+    for (let at = pos + digits - 1; at >= pos; at--) {
+      buffer[at] = 0x30 + (rest % 10);
+      rest = Math.floor(rest / 10);
+    }
+    this.pos = pos + digits;
+  }
+
+  /** Bytes written as they are. */
+  raw(bytes: Uint8Array): void {
+    this.ensure(bytes.length);
+    this.buffer.set(bytes, this.pos);
+    this.pos += bytes.length;
+  }
+
   bytes(field: number, bytes: Uint8Array, always = false): void {
     if (bytes.length === 0 && !always) return;
     this.tag(field, LEN);
     this.varint(bytes.length);
-    this.ensure(bytes.length);
-    this.buffer.set(bytes, this.pos);
-    this.pos += bytes.length;
+    this.raw(bytes);
   }
 
   float(value: number): void {
@@ -206,23 +327,32 @@ class ProtoWriter {
     this.pos += 8;
   }
 
-  /** Starts a length-delimited part of up to `room` more bytes; returns its start for `end`. */
-  begin(room: number): number {
-    this.ensure(room + 6);
-    return this.pos++;
+  /**
+   * Starts a length-delimited part of up to `room` more bytes whose length is expected to take
+   * `lengthBytes`; returns its start (relative to the message) for `end`.
+   */
+  begin(room: number, lengthBytes = 1): number {
+    this.ensure(room + 10);
+    const start = this.pos - this.base;
+    // The count reserved waits in the first reserved byte until `end` writes the length there.
+    this.buffer[this.pos] = lengthBytes;
+    this.pos += lengthBytes;
+    return start;
   }
 
-  /** Fixes the length of the part started at `start`, moving it when the length takes more than a byte. */
+  /** Fixes the length of the part started at `start`, moving the part when its length takes other than the bytes reserved. */
   end(start: number): void {
-    const length = this.pos - start - 1;
+    const at = this.base + start;
+    const reserved = this.buffer[at]!;
+    const length = this.pos - at - reserved;
     const size = varintSize(length);
-    if (size > 1) {
-      this.ensure(size - 1);
-      this.buffer.copyWithin(start + size, start + 1, this.pos);
-      this.pos += size - 1;
+    if (size !== reserved) {
+      this.ensure(size - reserved);
+      this.buffer.copyWithin(this.base + start + size, this.base + start + reserved, this.pos);
+      this.pos += size - reserved;
     }
     let value = length;
-    let pos = start;
+    let pos = this.base + start;
     while (value >= 0x80) {
       this.buffer[pos++] = (value % 0x80) | 0x80;
       value = Math.floor(value / 0x80);
@@ -231,37 +361,37 @@ class ProtoWriter {
   }
 
   /**
-   * The bytes written, copied out of the writer's buffer: for bytes that are sent and dropped (`pooled`),
-   * into a shared slab (as Node pools small buffers); for bytes kept long (map entries), on their own.
+   * The bytes written: for bytes that are sent and dropped (`pooled`), a view of the slab, which the
+   * next message does not touch; for bytes kept long (map entries), a copy of their own.
    */
   finish(pooled = false): Uint8Array {
-    const length = this.pos;
-    if (!pooled || length > SLAB_BYTES / 8) return this.buffer.slice(0, length);
-    if (slabUsed + length > SLAB_BYTES) {
-      slab = new Uint8Array(SLAB_BYTES);
-      slabUsed = 0;
-    }
-    const out = slab.subarray(slabUsed, slabUsed + length);
-    out.set(this.buffer.subarray(0, length));
+    const start = this.base;
+    const end = this.pos;
+    if (!pooled) return this.buffer.slice(start, end);
     // Views never share bytes: the next one starts at an 8-byte boundary past this one.
-    slabUsed += (length + 7) & ~7;
-    return out;
+    this.base = Math.min(this.buffer.length, (end + 7) & ~7);
+    return this.buffer.subarray(start, end);
   }
 }
 
-/** Encoded messages are cut from slabs of this size; a slab is freed once no message refers to it. */
-const SLAB_BYTES = 64 * 1024;
-let slab = new Uint8Array(SLAB_BYTES);
-let slabUsed = 0;
-
 const writer = new ProtoWriter();
+
+/** The destination written last and its bytes (length included): a producer mostly sends to one destination. */
+let lastWritten: WireDestination | undefined;
+let lastWrittenBytes = new Uint8Array(0);
 
 function writeDestination(w: ProtoWriter, field: number, destination: WireDestination): void {
   w.tag(field, LEN);
+  if (destination === lastWritten) {
+    w.raw(lastWrittenBytes);
+    return;
+  }
   const start = w.begin(8);
   w.uint(1, destination.kind);
   w.string(2, destination.name);
   w.end(start);
+  lastWritten = destination;
+  lastWrittenBytes = w.buffer.slice(w.base + start, w.pos);
 }
 
 function writeProperty(w: ProtoWriter, name: string, property: PropertyValue): void {
@@ -303,7 +433,7 @@ function writeProperty(w: ProtoWriter, name: string, property: PropertyValue): v
 
 function writeHeaders(w: ProtoWriter, h: WireHeaders): void {
   if (h.destination.kind !== DestinationKind.UNSPECIFIED || h.destination.name !== "") writeDestination(w, 1, h.destination);
-  w.string(2, h.messageId);
+  w.messageId(2, h.messageId);
   w.uint(3, h.timestampMs);
   w.string(4, h.correlationId);
   if (h.replyTo !== undefined) writeDestination(w, 5, h.replyTo);
@@ -348,12 +478,29 @@ function writeMessage(w: ProtoWriter, message: WireMessage): void {
   }
 }
 
+/** What the headers of a message usually take: a destination, a message id, a timestamp and a delivery mode. */
+const HEADERS_GUESS = 80;
+
+/** About what a body takes (a string's length in UTF-16 units, not bytes). */
+function bodyLength(body: WireBody): number {
+  switch (body.kind) {
+    case "none":
+      return 0;
+    case "text":
+    case "json":
+    case "bytes":
+      return body.value.length;
+    default:
+      return body.encoded.length;
+  }
+}
+
 /** Encodes a MessagingBatch of `messages` (bytes to send: they may share a slab with others). */
 export function encodeBatch(messages: readonly WireMessage[]): Uint8Array {
   writer.reset();
   for (const message of messages) {
     writer.tag(1, LEN);
-    const start = writer.begin(128);
+    const start = writer.begin(128, varintSize(HEADERS_GUESS + bodyLength(message.body)));
     writeMessage(writer, message);
     writer.end(start);
   }
@@ -480,6 +627,12 @@ function readUint(c: ByteCursor): number | undefined {
 
 /** An int32 or enum varint: its low 32 bits, signed for int32. */
 function readInt32(c: ByteCursor, signed: boolean): number | undefined {
+  // Mostly one byte (an enum, a priority): no bigint.
+  const pos = c.pos;
+  if (pos < c.end && c.bytes[pos]! < 0x80) {
+    c.pos = pos + 1;
+    return c.bytes[pos]!;
+  }
   const value = varint64(c);
   if (value === undefined) return undefined;
   return signed ? Number(BigInt.asIntN(32, value)) : Number(BigInt.asUintN(32, value));
@@ -593,6 +746,42 @@ function decodePropertyEntry(c: ByteCursor, end: number, into: Map<string, Prope
   return true;
 }
 
+/** The destination decoded last and its bytes: a sender's messages mostly go to one destination, found again by comparing bytes. */
+let lastDestination: WireDestination = NO_DESTINATION;
+let lastDestinationBytes = new Uint8Array(0);
+
+/** A message's destination from `c.pos` to `end`: the one decoded last when its bytes are the same. */
+function readDestination(c: ByteCursor, end: number): WireDestination | undefined {
+  const start = c.pos;
+  const bytes = c.bytes;
+  const last = lastDestinationBytes;
+  if (end - start === last.length) {
+    let i = 0;
+    while (i < last.length && bytes[start + i] === last[i]) i++;
+    if (i === last.length) {
+      c.pos = end;
+      return lastDestination;
+    }
+  }
+  const destination = decodeDestination(c, end, undefined);
+  if (destination !== undefined) {
+    lastDestination = destination;
+    lastDestinationBytes = bytes.slice(start, end);
+  }
+  return destination;
+}
+
+/** A message id: kept as its bytes when they are ASCII (as every id this library makes), else decoded now; undefined when not UTF-8. */
+function readMessageId(bytes: Uint8Array, start: number, end: number): MessageId | undefined {
+  for (let i = start; i < end; i++) {
+    if (bytes[i]! >= 0x80) {
+      const text = decodeUtf8(bytes.subarray(start, end));
+      return text === undefined ? undefined : MessageId.of(text);
+    }
+  }
+  return MessageId.received(bytes, start, end);
+}
+
 function decodeHeaders(c: ByteCursor, end: number, h: WireHeaders): boolean {
   const outer = c.end;
   c.end = end;
@@ -601,18 +790,31 @@ function decodeHeaders(c: ByteCursor, end: number, h: WireHeaders): boolean {
     if (key < 0) return false;
     const field = key >>> 3;
     const wireType = key & 7;
-    if (wireType === LEN && (field === 1 || field === 5)) {
+    if (wireType === LEN && field === 1 && h.destination === NO_DESTINATION) {
+      const destinationEnd = c.delimitedEnd();
+      if (Number.isNaN(destinationEnd)) return false;
+      const destination = readDestination(c, destinationEnd);
+      if (destination === undefined) return false;
+      h.destination = destination;
+    } else if (wireType === LEN && (field === 1 || field === 5)) {
+      // The reply-to destination, or a second destination field that merges into the first.
       const destinationEnd = c.delimitedEnd();
       if (Number.isNaN(destinationEnd)) return false;
       const destination = decodeDestination(c, destinationEnd, field === 1 ? h.destination : h.replyTo);
       if (destination === undefined) return false;
       if (field === 1) h.destination = destination;
       else h.replyTo = destination;
-    } else if (wireType === LEN && (field === 2 || field === 4 || field === 6)) {
+    } else if (wireType === LEN && field === 2) {
+      const idEnd = c.delimitedEnd();
+      if (Number.isNaN(idEnd)) return false;
+      const id = readMessageId(c.bytes, c.pos, idEnd);
+      if (id === undefined) return false;
+      c.pos = idEnd;
+      h.messageId = id;
+    } else if (wireType === LEN && (field === 4 || field === 6)) {
       const value = readString(c);
       if (value === undefined) return false;
-      if (field === 2) h.messageId = value;
-      else if (field === 4) h.correlationId = value;
+      if (field === 4) h.correlationId = value;
       else h.type = value;
     } else if (wireType === VARINT && (field === 3 || field === 9 || field === 10)) {
       const value = readUint(c);

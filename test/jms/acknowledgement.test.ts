@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { BlazeError } from "../../src/errors.ts";
-import { encodeBatch } from "../../src/jms/wire.ts";
+import { encodeBatch, MessageId } from "../../src/jms/wire.ts";
 import { MESSAGING_TOPIC, TEMPORARY_INBOX } from "../../src/jms/connection-factory.ts";
 import type { TextMessage } from "../../src/jms/index.ts";
 import { MessagingBed } from "./messaging-bed.ts";
@@ -113,6 +113,30 @@ describe("acknowledgement", () => {
   });
 });
 
+describe("consumers that close during traffic", () => {
+  it("gives the messages the dispatcher was assigning to a consumer as it closed to another consumer", async () => {
+    bed = new MessagingBed();
+    for (let i = 0; i < 3; i++) await bed.add();
+    await bed.run(500);
+    // The producer sits at the dispatcher (the map's coordinator); the consumers at the other two members.
+    const dispatcher = bed.members.find((m) => m.channel.isMaster())!.factory;
+    const [leaving, staying] = bed.members.filter((m) => m.factory !== dispatcher).map((m) => m.factory.createContext());
+    const queue = leaving!.queue("q");
+    const closing = leaving!.createConsumer(queue);
+    const received = new Set<string>();
+    closing.setMessageListener((m) => void received.add(text(m)!));
+    staying!.createConsumer(queue).setMessageListener((m) => void received.add(text(m)!));
+    await bed.run(300);
+    const producer = dispatcher.createContext().createProducer();
+    const sends = Array.from({ length: 200 }, (_, i) => producer.send(queue, `m${i}`));
+    // Closed as the first sends are dispatched to it: assignments to it are on their way as it leaves.
+    closing.close();
+    await bed.settle(Promise.all(sends));
+    await bed.until(() => received.size === 200 && bed.members.every((m) => m.factory.queueDepth("q") === 0), 10_000);
+    expect(received.size).toBe(200);
+  });
+});
+
 describe("topics", () => {
   it("splits a shared subscription's messages between its consumers on different members, each message once", async () => {
     bed = new MessagingBed();
@@ -138,6 +162,48 @@ describe("topics", () => {
     expect(seen.size).toBe(40);
     expect(counts[0]).toBeGreaterThan(0);
     expect(counts[1]).toBeGreaterThan(0);
+  });
+
+  it("splits a shared subscription's messages among the consumers it has when each message comes, as they come and go", async () => {
+    bed = new MessagingBed();
+    const factories = [await bed.add(), await bed.add(), await bed.add()];
+    await bed.run(500);
+    const counts = [0, 0, 0];
+    const seen = new Set<string>();
+    const subscribe = (i: number) => {
+      const context = factories[i]!.createContext();
+      const consumer = context.createSharedConsumer(context.topic("events"), "billing");
+      consumer.setMessageListener((m) => {
+        counts[i]!++;
+        seen.add(text(m)!);
+      });
+      return consumer;
+    };
+    const producer = factories[0]!.createContext().createProducer();
+    const topic = factories[0]!.createContext().topic("events");
+    const send = async (from: number, count: number) => {
+      for (let i = from; i < from + count; i++) await bed.settle(producer.send(topic, `e${i}`));
+      await bed.until(() => seen.size === from + count);
+      await bed.run(200);
+    };
+    const leaving = subscribe(1);
+    subscribe(2);
+    await bed.run(300);
+    await send(0, 40);
+    expect(counts[1]).toBeGreaterThan(0);
+    expect(counts[2]).toBeGreaterThan(0);
+    leaving.close();
+    await bed.run(300);
+    const before = [...counts];
+    await send(40, 20);
+    expect(counts[1]).toBe(before[1]);
+    expect(counts[2]).toBe(before[2]! + 20);
+    subscribe(0);
+    await bed.run(300);
+    await send(60, 40);
+    expect(counts[0]).toBeGreaterThan(0);
+    expect(counts[2]).toBeGreaterThan(before[2]! + 20);
+    expect(counts[0]! + counts[1]! + counts[2]!).toBe(100);
   });
 
   it("delivers a temporary topic only to its own context, and refuses its use after the context closed", async () => {
@@ -216,7 +282,7 @@ describe("queue entries written by a faulty member", () => {
 function emptyHeaders() {
   return {
     destination: { kind: 0, name: "" },
-    messageId: "",
+    messageId: MessageId.NONE,
     timestampMs: 0,
     correlationId: "",
     replyTo: undefined,
