@@ -15,7 +15,7 @@ import {
   type ProtocolStats,
   type ReliabilityProtocol,
 } from "../protocol.ts";
-import { ackDueNow, clearNack, type EarlyLimits, type IncomingStream, openIncomingStream, takeAck } from "./receive-window.ts";
+import { ackDueNow, clearNack, type EarlyLimits, type IncomingStream, openIncomingStream, SHARED_LOSSES, takeAck } from "./receive-window.ts";
 import { RepairScope } from "./repair-scope.ts";
 import { BUFFER_WINDOWS, EVERYONE, SendWindow } from "./send-window.ts";
 
@@ -83,8 +83,6 @@ const MAX_COMPARED_RANGES = 64;
 
 /** NACK delays of shared losses spread by log2(group size) / this, so groups of up to four keep `nackDelayMaxMs` as it is. */
 const NACK_SPREAD_DIVISOR = 2;
-/** Past this share of a stream's gaps repaired for others too, its losses count as shared. */
-const SHARED_LOSSES = 0.5;
 /** Weight of each gap in that moving average (about the last 8 count). */
 const SHARED_LOSSES_WEIGHT = 1 / 8;
 /** A receiver's NACK is put off for other receivers' NACKs at most this many times in a row. */

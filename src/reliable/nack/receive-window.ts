@@ -34,6 +34,9 @@ export interface IncomingStream extends Scheduled {
   live: boolean;
 }
 
+/** Past this share of a stream's gaps repaired for others too, its losses count as shared. */
+export const SHARED_LOSSES = 0.5;
+
 /** When a receiver acknowledges: after this much received, or this long after the first unacknowledged message. */
 export interface AckPolicy {
   readonly ackThreshold: number;
@@ -91,7 +94,8 @@ export function openIncomingStream(
     nackAttempts: 0,
     nackPutOffs: 0,
     gapSince: 0,
-    sharedLosses: 0,
+    // At the threshold: shared until its first gap says otherwise (one gap of a lone lossy receiver does).
+    sharedLosses: SHARED_LOSSES,
     live: true,
     queuedAt: Number.POSITIVE_INFINITY,
   };
