@@ -4,6 +4,7 @@ import { ByteCursor, decodeUtf8, utf8Length, varintSize, writeVarint } from "../
 import { MEMBER_ID_BYTES } from "../wire/limits.ts";
 import { web } from "../web.ts";
 import { type MemberInstance, remaining, type StoredEntry } from "./state-types.ts";
+import { bytesEqual, concatBytes } from "../wire/bytes.ts";
 
 /**
  * A snapshot chunk's entries as one SnapshotEntries message (StateSnapshot.entry_block), written and
@@ -237,7 +238,7 @@ export function readEntryBlock(block: Uint8Array, now: number, locks: BlockLock[
           break;
         case TAG_LOCK: {
           const bytes = cursor.delimitedBytes();
-          lock = lock === undefined ? bytes : concat(lock, bytes);
+          lock = lock === undefined ? bytes : concatBytes(lock, bytes);
           break;
         }
         default:
@@ -248,7 +249,7 @@ export function readEntryBlock(block: Uint8Array, now: number, locks: BlockLock[
     cursor.end = block.length;
     if (!owned || ownerId === undefined || ownerId.length !== MEMBER_ID_BYTES) return undefined;
     let owner: MemberInstance;
-    if (lastOwner !== undefined && lastOwner.incarnation === incarnation && sameBytes(lastId!, ownerId)) owner = lastOwner;
+    if (lastOwner !== undefined && lastOwner.incarnation === incarnation && bytesEqual(lastId!, ownerId)) owner = lastOwner;
     else {
       owner = { id: keyOf(ownerId), incarnation };
       lastOwner = owner;
@@ -297,15 +298,3 @@ function skip(cursor: ByteCursor, tag: number): boolean {
   return !cursor.failed && cursor.pos <= cursor.end;
 }
 
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
-
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const joined = new Uint8Array(a.length + b.length);
-  joined.set(a);
-  joined.set(b, a.length);
-  return joined;
-}

@@ -13,6 +13,7 @@ import {
   type StoredLock,
   type Update,
 } from "./state-types.ts";
+import { bytesEqual } from "../wire/bytes.ts";
 
 /**
  * How many applied requests are remembered per requester, for idempotent retries: a member with more
@@ -173,7 +174,7 @@ export class Replica {
       for (const entry of entries.values()) {
         const current = empty ? undefined : this.#entries.get(entry.key);
         if (current === undefined) changes.push({ kind: "insert", entry });
-        else if (current.version !== entry.version || !sameBytes(current.value, entry.value)) changes.push({ kind: "update", entry, previous: current });
+        else if (current.version !== entry.version || !bytesEqual(current.value, entry.value)) changes.push({ kind: "update", entry, previous: current });
       }
     }
     this.#entries = entries;
@@ -289,8 +290,3 @@ export function storedLock(spec: LockSpec, now: number): StoredLock {
   };
 }
 
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}

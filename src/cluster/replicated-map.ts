@@ -713,7 +713,8 @@ function mapEntry(entry: StoredEntry): MapEntry {
   return { key: entry.key, value: valueOf(entry), version: entry.version, owner: entry.owner, removeOnExit: entry.removeOnExit, timeToLiveMs: entry.ttlMs };
 }
 
-function valueOf(entry: StoredEntry): MapValue {
+/** A stored value as the application sees it: a BlazeMessage if it was written as one, else its bytes. */
+export function valueOf(entry: { readonly format: PayloadFormat; readonly value: Uint8Array }): MapValue {
   if (entry.format === PayloadFormat.BLAZE_MESSAGE) {
     try {
       return BlazeMessage.fromBinary(entry.value);

@@ -3,6 +3,7 @@ import { type ValueList, ValueListSchema } from "../../gen/activeblaze/v1/messag
 import { DeliveryMode, DestinationKind } from "../../gen/activeblaze/v1/messaging_pb.ts";
 import { ByteCursor, decodeUtf8, varintSize } from "../wire/varint.ts";
 import { web } from "../web.ts";
+import { concatBytes } from "../wire/bytes.ts";
 
 /**
  * The messaging layer's codec for activeblaze.v1.MessagingBatch, MessagingMessage, QueueAssignment and
@@ -864,18 +865,11 @@ function decodeMessageAt(c: ByteCursor, end: number): WireMessage | undefined {
       // Message fields of one oneof member merge; two map (or stream) parts concatenate as protobuf merges them.
       const kind = field === 3 ? "bytes" : field === 4 ? "map" : "stream";
       if (kind === "bytes") body = { kind, value };
-      else body = { kind, encoded: body.kind === kind ? concat(body.encoded, value) : value };
+      else body = { kind, encoded: body.kind === kind ? concatBytes(body.encoded, value) : value };
     }
   }
   c.end = outer;
   return c.pos === end ? { headers, body } : undefined;
-}
-
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const joined = new Uint8Array(a.length + b.length);
-  joined.set(a);
-  joined.set(b, a.length);
-  return joined;
 }
 
 /** Decodes a MessagingBatch; undefined when the bytes are not one. */

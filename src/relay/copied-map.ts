@@ -3,8 +3,7 @@ import { PayloadFormat } from "../../gen/activeblaze/v1/reliable_pb.ts";
 import { RelayMapEntrySchema } from "../../gen/activeblaze/v1/relay_pb.ts";
 import { Emitter } from "../channel/events.ts";
 import { BlazeError } from "../errors.ts";
-import type { LockHandle, LockOptions, MapChange, MapValue, ReplicatedMap, WriteOptions } from "../cluster/replicated-map.ts";
-import { BlazeMessage } from "../message/blaze-message.ts";
+import { type LockHandle, type LockOptions, type MapChange, type MapValue, type ReplicatedMap, valueOf, type WriteOptions } from "../cluster/replicated-map.ts";
 import { encodePayload } from "../message/payload-message.ts";
 import { MAX_NAME_BYTES } from "../wire/limits.ts";
 import { utf8Length } from "../wire/varint.ts";
@@ -271,13 +270,3 @@ function checkCopiedKey(key: string): void {
   if (utf8Length(key) > MAX_NAME_BYTES) throw new BlazeError("INVALID_ARGUMENT", `a copied map key is at most ${MAX_NAME_BYTES} bytes of UTF-8`, { path: ["key"] });
 }
 
-function valueOf(entry: CopiedEntry): MapValue {
-  if (entry.format === PayloadFormat.BLAZE_MESSAGE) {
-    try {
-      return BlazeMessage.fromBinary(entry.value);
-    } catch {
-      return entry.value;
-    }
-  }
-  return entry.value;
-}

@@ -2,6 +2,7 @@ import { keyOf } from "../reliable/member-key.ts";
 import type { PeerKey } from "../reliable/protocol.ts";
 import type { EnvelopeContext } from "../wire/codec.ts";
 import type { SplitEnvelope } from "../wire/frames.ts";
+import { concatBytes } from "../wire/bytes.ts";
 import type { DropReason } from "../wire/drop-reason.ts";
 import { MAX_DATAGRAM_BYTES, MEMBER_ID_BYTES } from "../wire/limits.ts";
 import { web } from "../web.ts";
@@ -285,7 +286,7 @@ export class DatagramGuard {
     const work = (async () => {
       const { out, aad, payloadStart } = sealedFrame(header, body, fields);
       const signingKey = await this.#signingKey;
-      const plain = signingKey === undefined ? body : concat(body, await provider.sign(signingKey, concat(aad, body)));
+      const plain = signingKey === undefined ? body : concatBytes(body, await provider.sign(signingKey, concatBytes(aad, body)));
       await provider.seal(await key, fields.mode, counter, aad, plain, out, payloadStart);
       return out;
     })();
@@ -324,7 +325,7 @@ export class DatagramGuard {
       let verifyKey: VerifyKey | undefined;
       if (this.#signer.length > 0) {
         verifyKey = state?.verifyKey ?? provider.verifyKey(sealed.signerKey);
-        if (!signed(body) || !provider.verify(verifyKey, concat(sealed.aad, unsigned(body)), signatureOf(body))) {
+        if (!signed(body) || !provider.verify(verifyKey, concatBytes(sealed.aad, unsigned(body)), signatureOf(body))) {
           return this.#host.refused("AUTH_FAILED", `the signature of ${senderKey.slice(0, 8)} does not verify`);
         }
       }
@@ -337,7 +338,7 @@ export class DatagramGuard {
       let verifyKey: VerifyKey | undefined;
       if (this.#signer.length > 0) {
         verifyKey = state?.verifyKey ?? (await provider.verifyKey(sealed.signerKey));
-        if (!signed(body) || !(await provider.verify(verifyKey, concat(sealed.aad, unsigned(body)), signatureOf(body)))) return undefined;
+        if (!signed(body) || !(await provider.verify(verifyKey, concatBytes(sealed.aad, unsigned(body)), signatureOf(body)))) return undefined;
       }
       return { body, key, verifyKey };
     })();
@@ -443,7 +444,7 @@ export class DatagramGuard {
  */
 export function sealDatagram(provider: SyncCryptoProvider, header: Uint8Array, body: Uint8Array, fields: SealFields, key: SenderKey, signingKey: SigningKey | undefined): Uint8Array {
   const { out, aad, payloadStart } = sealedFrame(header, body, fields);
-  const plain = signingKey === undefined ? body : concat(body, provider.sign(signingKey, concat(aad, body)));
+  const plain = signingKey === undefined ? body : concatBytes(body, provider.sign(signingKey, concatBytes(aad, body)));
   provider.seal(key, fields.mode, fields.counter, aad, plain, out, payloadStart);
   return out;
 }
@@ -455,13 +456,6 @@ function sealedFrame(header: Uint8Array, body: Uint8Array, fields: SealFields): 
   const out = new Uint8Array(sealedPrefixSize(header, fields, payloadLength) + payloadLength);
   const payloadStart = writeSealedPrefix(out, header, fields, payloadLength);
   return { out, aad: out.subarray(0, payloadStart), payloadStart };
-}
-
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const joined = new Uint8Array(a.length + b.length);
-  joined.set(a);
-  joined.set(b, a.length);
-  return joined;
 }
 
 function signed(body: Uint8Array): boolean {

@@ -6,6 +6,7 @@
  * exactly that many bytes (NULs allowed); without it, the body ends at the first NUL. Lines end with LF
  * or CR LF; bare end-of-lines between frames are heart-beats.
  */
+import { concatBytes } from "../wire/bytes.ts";
 
 export interface StompFrame {
   readonly command: string;
@@ -58,7 +59,7 @@ export class FrameParser {
 
   /** Adds bytes; returns the frames they complete (heart-beats as the command ""). Throws StompProtocolError. */
   push(chunk: Uint8Array): StompFrame[] {
-    this.#buffer = this.#buffer.length === 0 ? chunk : concat(this.#buffer, chunk);
+    this.#buffer = this.#buffer.length === 0 ? chunk : concatBytes(this.#buffer, chunk);
     const frames: StompFrame[] = [];
     for (;;) {
       const frame = this.#next();
@@ -199,9 +200,3 @@ export function encodeFrame(command: string, headers: Iterable<readonly [string,
   return frame;
 }
 
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const joined = new Uint8Array(a.length + b.length);
-  joined.set(a);
-  joined.set(b, a.length);
-  return joined;
-}

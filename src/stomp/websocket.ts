@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
+import { concatBytes } from "../wire/bytes.ts";
 
 /**
  * The server side of RFC 6455 WebSockets, enough for STOMP: the upgrade handshake with subprotocol
@@ -80,7 +81,7 @@ export class WebSocketConnection {
   }
 
   #receive(chunk: Uint8Array): void {
-    this.#buffer = this.#buffer.length === 0 ? chunk : concat(this.#buffer, chunk);
+    this.#buffer = this.#buffer.length === 0 ? chunk : concatBytes(this.#buffer, chunk);
     while (!this.#closed) {
       const buffer = this.#buffer;
       if (buffer.length < 2) return;
@@ -227,9 +228,3 @@ function frame(opcode: number, payload: Uint8Array): Uint8Array {
   return out;
 }
 
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const joined = new Uint8Array(a.length + b.length);
-  joined.set(a);
-  joined.set(b, a.length);
-  return joined;
-}
