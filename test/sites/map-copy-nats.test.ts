@@ -5,10 +5,10 @@
  * gateway (its map's master too) SIGKILLed while another member writes loses no acknowledged write.
  * Skips, saying why, where nats-server is not installed.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { NatsServer, natsServerMissing } from "./nats-server.ts";
+import { describe, expect, it } from "vitest";
+import { natsServerMissing } from "./nats-server.ts";
 import type { RelayMemberEvent } from "./relay-member.ts";
-import { RelayProcess, siteNetwork, waitFor } from "./relay-processes.ts";
+import { bridgedSites, type RelayProcess, waitFor } from "./relay-processes.ts";
 
 const missing = natsServerMissing();
 const LIFETIME_MS = 150_000;
@@ -17,16 +17,7 @@ const START_MS = 45_000;
 type MapEvent = Extract<RelayMemberEvent, { type: "map" }>;
 
 describe.skipIf(missing !== undefined)(`the map copied between sites over a real nats-server${missing === undefined ? "" : ` (skipped: ${missing})`}`, () => {
-  let nats: NatsServer;
-  const members: RelayProcess[] = [];
-  const cluster = `map-${Date.now().toString(36)}`;
-  const networks = { eu: siteNetwork(), us: siteNetwork() };
-  const start = (site: "eu" | "us", name: string) => {
-    const member = new RelayProcess({ name, site, cluster, ...networks[site], nats: nats.url, lifetimeMs: LIFETIME_MS, map: true });
-    members.push(member);
-    return member;
-  };
-  const alive = (site?: string) => members.filter((m) => m.child.exitCode === null && m.child.signalCode === null && (site === undefined || m.config.site === site));
+  const { members, start, alive, gatewayOf } = bridgedSites("map", { lifetimeMs: LIFETIME_MS, map: true });
   const mapOf = async (member: RelayProcess): Promise<MapEvent> => {
     const from = member.events.length;
     member.command({ cmd: "map" });
@@ -35,19 +26,6 @@ describe.skipIf(missing !== undefined)(`the map copied between sites over a real
   const maps = () => Promise.all(alive().map(mapOf));
   const sorted = (map: MapEvent) => JSON.stringify(Object.entries(map.entries).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
   const same = (a: MapEvent, b: MapEvent) => sorted(a) === sorted(b);
-  const gatewayOf = async (site: string) => {
-    for (const member of alive(site)) if ((await member.report()).isGateway) return member;
-    throw new Error(`site ${site} has no gateway`);
-  };
-
-  beforeAll(async () => {
-    nats = await NatsServer.start();
-  });
-
-  afterAll(async () => {
-    for (const member of members) member.kill();
-    await nats?.stop();
-  });
 
   it(
     "copies writes both ways, and a write of one key at both sites at once ends as the greater stamp everywhere",

@@ -4,9 +4,9 @@
  * gateway SIGKILLed mid-stream with nothing lost and the order kept, and a site going down and coming
  * back seen as site events. Skips, saying why, where nats-server is not installed.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { NatsServer, natsServerMissing } from "./nats-server.ts";
-import { RelayProcess, siteNetwork, waitFor } from "./relay-processes.ts";
+import { describe, expect, it } from "vitest";
+import { natsServerMissing } from "./nats-server.ts";
+import { bridgedSites, type RelayProcess, waitFor } from "./relay-processes.ts";
 
 const missing = natsServerMissing();
 /** Members exit on their own after this long; the test kills them well before. */
@@ -15,20 +15,7 @@ const LIFETIME_MS = 150_000;
 const START_MS = 45_000;
 
 describe.skipIf(missing !== undefined)(`sites bridged over a real nats-server${missing === undefined ? "" : ` (skipped: ${missing})`}`, () => {
-  let nats: NatsServer;
-  const members: RelayProcess[] = [];
-  const cluster = `relay-${Date.now().toString(36)}`;
-  const networks = { eu: siteNetwork(), us: siteNetwork() };
-  const start = (site: "eu" | "us", name: string) => {
-    const member = new RelayProcess({ name, site, cluster, ...networks[site], nats: nats.url, lifetimeMs: LIFETIME_MS });
-    members.push(member);
-    return member;
-  };
-  const alive = (site?: string) => members.filter((m) => m.child.exitCode === null && m.child.signalCode === null && (site === undefined || m.config.site === site));
-  const gatewayOf = async (site: string) => {
-    for (const member of alive(site)) if ((await member.report()).isGateway) return member;
-    throw new Error(`site ${site} has no gateway`);
-  };
+  const { members, start, alive, gatewayOf } = bridgedSites("relay", { lifetimeMs: LIFETIME_MS });
   /** Waits until every member of `receivers` delivered `count` messages from `origin` in order, then checks them. */
   const delivered = async (receivers: readonly RelayProcess[], origin: string, count: number, timeoutMs: number) => {
     const key = `stream:${origin}`;
@@ -38,15 +25,6 @@ describe.skipIf(missing !== undefined)(`sites bridged over a real nats-server${m
       expect({ name: receiver.name, count: report.count, last: report.last, inOrder: report.inOrder }).toEqual({ name: receiver.name, count, last: report.first + count - 1, inOrder: true });
     }
   };
-
-  beforeAll(async () => {
-    nats = await NatsServer.start();
-  });
-
-  afterAll(async () => {
-    for (const member of members) member.kill();
-    await nats?.stop();
-  });
 
   it(
     "relays topics both ways and answers a request across",

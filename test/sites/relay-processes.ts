@@ -1,5 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { join } from "node:path";
+import { afterAll, beforeAll } from "vitest";
+import { NatsServer } from "./nats-server.ts";
 import type { RelayMemberCommand, RelayMemberConfig, RelayMemberEvent } from "./relay-member.ts";
 
 /**
@@ -120,6 +122,36 @@ export class RelayProcess {
 export function siteNetwork(): { group: string; port: number } {
   const random = (min: number, max: number) => min + Math.floor(Math.random() * (max - min + 1));
   return { group: `239.255.${random(1, 254)}.${random(1, 254)}`, port: random(20_000, 32_000) };
+}
+
+/**
+ * Two sites, "eu" and "us" (each its own multicast group), of member processes bridged through a
+ * nats-server of the test's own: the server starts before the tests of the calling `describe` block,
+ * and it and every member started are stopped after them.
+ */
+export function bridgedSites(prefix: string, member: { readonly lifetimeMs: number; readonly map?: boolean }) {
+  let nats: NatsServer | undefined;
+  const members: RelayProcess[] = [];
+  const cluster = `${prefix}-${Date.now().toString(36)}`;
+  const networks = { eu: siteNetwork(), us: siteNetwork() };
+  beforeAll(async () => {
+    nats = await NatsServer.start();
+  });
+  afterAll(async () => {
+    for (const started of members) started.kill();
+    await nats?.stop();
+  });
+  const start = (site: "eu" | "us", name: string): RelayProcess => {
+    const started = new RelayProcess({ name, site, cluster, ...networks[site], nats: nats!.url, ...member });
+    members.push(started);
+    return started;
+  };
+  const alive = (site?: string) => members.filter((m) => m.child.exitCode === null && m.child.signalCode === null && (site === undefined || m.config.site === site));
+  const gatewayOf = async (site: string): Promise<RelayProcess> => {
+    for (const candidate of alive(site)) if ((await candidate.report()).isGateway) return candidate;
+    throw new Error(`site ${site} has no gateway`);
+  };
+  return { members, start, alive, gatewayOf };
 }
 
 /** Resolves once `condition` holds, polling; rejects after `timeoutMs` with `what` and the members' output. */
