@@ -382,13 +382,7 @@ export class ReplicatedMap {
 
   /** Compare-and-set: writes `key` only if it is at `version` (0: absent); false if it was not. */
   async compareAndSet(key: string, version: number, value: MapValue, options: Omit<PutOptions, "ifVersion"> = {}): Promise<boolean> {
-    try {
-      await this.put(key, value, { ...options, ifVersion: version });
-      return true;
-    } catch (error) {
-      if (error instanceof BlazeError && error.code === "VERSION_MISMATCH") return false;
-      throw error;
-    }
+    return versionMatched(this.put(key, value, { ...options, ifVersion: version }));
   }
 
   /** Removes `key`; resolves with its value before (undefined: it was absent). */
@@ -711,6 +705,17 @@ function lockInfo(lock: StoredLock): LockInfo {
 
 function mapEntry(entry: StoredEntry): MapEntry {
   return { key: entry.key, value: valueOf(entry), version: entry.version, owner: entry.owner, removeOnExit: entry.removeOnExit, timeToLiveMs: entry.ttlMs };
+}
+
+/** True once a write made with `ifVersion` succeeds; false when it failed on `VERSION_MISMATCH` (another write came first). */
+export async function versionMatched(write: Promise<unknown>): Promise<boolean> {
+  try {
+    await write;
+    return true;
+  } catch (error) {
+    if (error instanceof BlazeError && error.code === "VERSION_MISMATCH") return false;
+    throw error;
+  }
 }
 
 /** A stored value as the application sees it: a BlazeMessage if it was written as one, else its bytes. */

@@ -3,7 +3,7 @@ import { PayloadFormat } from "../../gen/activeblaze/v1/reliable_pb.ts";
 import { RelayMapEntrySchema } from "../../gen/activeblaze/v1/relay_pb.ts";
 import { Emitter } from "../channel/events.ts";
 import { BlazeError } from "../errors.ts";
-import { type LockHandle, type LockOptions, type MapChange, type MapValue, type ReplicatedMap, valueOf, type WriteOptions } from "../cluster/replicated-map.ts";
+import { type LockHandle, type LockOptions, type MapChange, type MapValue, type ReplicatedMap, valueOf, versionMatched, type WriteOptions } from "../cluster/replicated-map.ts";
 import { encodePayload } from "../message/payload-message.ts";
 import { MAX_NAME_BYTES } from "../wire/limits.ts";
 import { utf8Length } from "../wire/varint.ts";
@@ -185,13 +185,7 @@ export class CopiedMap {
 
   /** Compare-and-set on the site's version of the entry (0: absent); false if it was at another. */
   async compareAndSet(key: string, version: number, value: MapValue, options: Omit<CopiedWriteOptions, "ifVersion"> = {}): Promise<boolean> {
-    try {
-      await this.put(key, value, { ...options, ifVersion: version });
-      return true;
-    } catch (error) {
-      if (error instanceof BlazeError && error.code === "VERSION_MISMATCH") return false;
-      throw error;
-    }
+    return versionMatched(this.put(key, value, { ...options, ifVersion: version }));
   }
 
   // --- locks: this site's only ---
