@@ -609,7 +609,7 @@ export class GroupMembership implements TimedUnit {
     for (const member of view.members) {
       if (member.id === local.id) continue;
       const heard = this.#host.lastHeard(member);
-      const silentSince = Math.max(heard ?? 0, this.#addedAt.get(member.id) ?? 0);
+      const silentSince = this.#silentSince(member);
       const verification = this.#verifying.get(member.id);
       if (now - silentSince - this.#stalledSince(silentSince) <= this.#options.failureTimeoutMs && verification?.reported !== true) {
         this.#verifying.delete(member.id);
@@ -626,7 +626,7 @@ export class GroupMembership implements TimedUnit {
         continue;
       }
       if (now - verification.since >= this.#options.verifyTimeoutMs) failed.add(member.id);
-      else if (verification.pings < VERIFY_PINGS && now - verification.since >= (verification.pings * this.#options.verifyTimeoutMs) / VERIFY_PINGS) {
+      else if (now >= this.#nextPingAt(verification)) {
         this.#ping(member);
       }
     }
@@ -656,6 +656,16 @@ export class GroupMembership implements TimedUnit {
     if (this.#view === view && view.id.installer === local.id) this.#resendUnacked(view, now);
   }
 
+  /** Since when `member` has been silent: its last datagram, or its joining the view if later. */
+  #silentSince(member: Member): number {
+    return Math.max(this.#host.lastHeard(member) ?? 0, this.#addedAt.get(member.id) ?? 0);
+  }
+
+  /** When a verification's next ping is due (they spread over `verifyTimeoutMs`); never once all were sent. */
+  #nextPingAt(verification: { readonly since: number; readonly pings: number }): number {
+    return verification.pings < VERIFY_PINGS ? verification.since + (verification.pings * this.#options.verifyTimeoutMs) / VERIFY_PINGS : Number.POSITIVE_INFINITY;
+  }
+
   /**
    * The earliest time a check could find something new: a member's silence passing `failureTimeoutMs`,
    * a verification's next ping or its end, a take-over's wait running out. Checks wake at that time, not
@@ -671,13 +681,10 @@ export class GroupMembership implements TimedUnit {
       if (member.id === local.id) continue;
       const verification = this.#verifying.get(member.id);
       if (verification === undefined) {
-        const silentSince = Math.max(this.#host.lastHeard(member) ?? 0, this.#addedAt.get(member.id) ?? 0);
+        const silentSince = this.#silentSince(member);
         // Suspected once silent for longer than the timeout: the first millisecond past it.
         next = Math.min(next, silentSince + this.#stalledSince(silentSince) + failureTimeoutMs + 1);
-      } else {
-        const nextPing = verification.pings < VERIFY_PINGS ? verification.since + (verification.pings * verifyTimeoutMs) / VERIFY_PINGS : Number.POSITIVE_INFINITY;
-        next = Math.min(next, nextPing, verification.since + verifyTimeoutMs);
-      }
+      } else next = Math.min(next, this.#nextPingAt(verification), verification.since + verifyTimeoutMs);
     }
     if (this.#takeOverSince !== undefined) next = Math.min(next, this.#takeOverSince + verifyTimeoutMs);
     return Math.max(next, now);

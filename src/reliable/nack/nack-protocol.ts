@@ -83,7 +83,7 @@ const MAX_COMPARED_RANGES = 64;
 
 /** NACK delays of shared losses spread by log2(group size) / this, so groups of up to four keep `nackDelayMaxMs` as it is. */
 const NACK_SPREAD_DIVISOR = 2;
-/** Weight of each gap in that moving average (about the last 8 count). */
+/** Weight of each gap in a stream's `sharedLosses` moving average (about the last 8 count). */
 const SHARED_LOSSES_WEIGHT = 1 / 8;
 /** A receiver's NACK is put off for other receivers' NACKs at most this many times in a row. */
 const MAX_PUT_OFFS = 3;
