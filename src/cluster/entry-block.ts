@@ -1,8 +1,7 @@
 import { idOf, keyOf } from "../reliable/member-key.ts";
 import { MAX_COUNTER } from "../wire/safe-integers.ts";
-import { ByteCursor, decodeUtf8, utf8Length, varintSize, writeVarint } from "../wire/varint.ts";
+import { ByteCursor, readUtf8, utf8Length, varintSize, writeUtf8, writeVarint } from "../wire/varint.ts";
 import { MEMBER_ID_BYTES } from "../wire/limits.ts";
-import { web } from "../web.ts";
 import { type MemberInstance, remaining, type StoredEntry } from "./state-types.ts";
 import { bytesEqual, concatBytes } from "../wire/bytes.ts";
 
@@ -33,10 +32,6 @@ const WIRE_64 = 1;
 const WIRE_LEN = 2;
 const WIRE_32 = 5;
 
-/** Keys this long or shorter, all ASCII, are made from their bytes directly (no decoder call). */
-const SHORT_ASCII = 64;
-
-const encoder = new web.TextEncoder();
 const NO_VALUE: Uint8Array = new Uint8Array(0);
 
 /** A MemberRef's bytes, kept for the owner met last (a map's entries are mostly written by few members). */
@@ -112,7 +107,7 @@ export function writeEntryBlock(entries: readonly StoredEntry[], lockOf: (key: s
     if (keyLength > 0) {
       block[pos++] = TAG_KEY;
       pos = writeVarint(block, pos, keyLength);
-      pos = writeKey(block, pos, entry.key, keyLength);
+      pos = writeUtf8(block, pos, entry.key, keyLength);
     }
     if (valueLength > 0) {
       block[pos++] = TAG_VALUE;
@@ -148,15 +143,6 @@ export function writeEntryBlock(entries: readonly StoredEntry[], lockOf: (key: s
     }
   }
   return block.subarray(0, pos);
-}
-
-function writeKey(block: Uint8Array, pos: number, key: string, byteLength: number): number {
-  if (byteLength === key.length) {
-    for (let i = 0; i < key.length; i++) block[pos + i] = key.charCodeAt(i);
-    return pos + byteLength;
-  }
-  encoder.encodeInto(key, block.subarray(pos, pos + byteLength));
-  return pos + byteLength;
 }
 
 /** A lock an entry of the block carried: its key, and its LockState's bytes. */
@@ -199,7 +185,7 @@ export function readEntryBlock(block: Uint8Array, now: number, locks: BlockLock[
       switch (field) {
         case TAG_KEY: {
           const bytes = cursor.delimitedBytes();
-          const text = keyOf8(bytes);
+          const text = readUtf8(bytes, 0, bytes.length);
           if (text === undefined) return undefined;
           key = text;
           break;
@@ -259,21 +245,6 @@ export function readEntryBlock(block: Uint8Array, now: number, locks: BlockLock[
     if (lock !== undefined) locks.push({ key, state: lock });
   }
   return cursor.failed ? undefined : entries;
-}
-
-/** A key from its UTF-8 bytes: short ASCII ones by hand, the rest through the decoder (undefined: not UTF-8). */
-function keyOf8(bytes: Uint8Array): string | undefined {
-  if (bytes.length <= SHORT_ASCII) {
-    let ascii = true;
-    for (let i = 0; i < bytes.length; i++) {
-      if (bytes[i]! >= 0x80) {
-        ascii = false;
-        break;
-      }
-    }
-    if (ascii) return String.fromCharCode.apply(null, bytes as unknown as number[]);
-  }
-  return decodeUtf8(bytes);
 }
 
 /** Skips a field of `tag` the reader does not use; false when it cannot (a group, a bad wire type, truncation). */

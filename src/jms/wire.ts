@@ -1,7 +1,7 @@
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import { type ValueList, ValueListSchema } from "../../gen/activeblaze/v1/message_pb.ts";
 import { DeliveryMode, DestinationKind } from "../../gen/activeblaze/v1/messaging_pb.ts";
-import { ByteCursor, decodeUtf8, varintSize } from "../wire/varint.ts";
+import { ByteCursor, decodeUtf8, readUtf8, varintSize } from "../wire/varint.ts";
 import { web } from "../web.ts";
 import { concatBytes } from "../wire/bytes.ts";
 
@@ -596,20 +596,9 @@ function readTag(c: ByteCursor): number {
 function readString(c: ByteCursor): string | undefined {
   const end = c.delimitedEnd();
   if (Number.isNaN(end)) return undefined;
-  const bytes = c.bytes;
   const start = c.pos;
   c.pos = end;
-  // Short ASCII strings (names, selectors' usual values) are quicker by hand than through the decoder.
-  if (end - start <= 16) {
-    let text = "";
-    for (let i = start; i < end; i++) {
-      const byte = bytes[i]!;
-      if (byte >= 0x80) return decodeUtf8(bytes.subarray(start, end));
-      text += String.fromCharCode(byte);
-    }
-    return text;
-  }
-  return decodeUtf8(bytes.subarray(start, end));
+  return readUtf8(c.bytes, start, end);
 }
 
 function readBytes(c: ByteCursor): Uint8Array | undefined {

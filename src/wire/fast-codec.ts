@@ -1,7 +1,6 @@
 import { type DescField, type DescMessage, type MessageInitShape, type MessageShape, ScalarType } from "@bufbuild/protobuf";
-import { web } from "../web.ts";
 import { MAX_WIRE_INTEGER } from "./safe-integers.ts";
-import { decodeUtf8, utf8Length, varintSize, writeVarint } from "./varint.ts";
+import { readUtf8, utf8Length, varintSize, writeUtf8, writeVarint } from "./varint.ts";
 
 /**
  * A binary codec for a message of the schema, compiled once from its descriptor: the bytes it writes
@@ -225,7 +224,6 @@ let sizes: number[] = [];
 let sizesTop = 0;
 let sizeAt = 0;
 const scratch = new DataView(new ArrayBuffer(8));
-const utf8 = new web.TextEncoder();
 
 /** A getter of a message being encoded could encode another one meanwhile: that one gets arrays of its own. */
 let encoding = false;
@@ -687,13 +685,7 @@ function writeVarint64(buffer: Uint8Array, pos: number, bits: bigint): number {
 
 function writeString(buffer: Uint8Array, pos: number, text: string): number {
   const length = utf8Length(text);
-  pos = writeVarint(buffer, pos, length);
-  if (length === text.length) {
-    for (let i = 0; i < length; i++) buffer[pos + i] = text.charCodeAt(i);
-    return pos + length;
-  }
-  utf8.encodeInto(text, buffer.subarray(pos, pos + length));
-  return pos + length;
+  return writeUtf8(buffer, writeVarint(buffer, pos, length), text, length);
 }
 
 // --- reading ---
@@ -929,7 +921,7 @@ function readScalar(reader: Reader, scalar: ScalarType): unknown {
     case ScalarType.STRING: {
       const length = reader.uint32();
       const start = reader.take(length);
-      return readUtf8(reader.bytes, start, start + length);
+      return readString(reader.bytes, start, start + length);
     }
     case ScalarType.BYTES: {
       const length = reader.uint32();
@@ -1019,20 +1011,8 @@ function safeSigned(lo: number, hi: number): bigint {
   return -BigInt(magnitudeHi * TWO_32 + magnitudeLo);
 }
 
-function readUtf8(bytes: Uint8Array, start: number, end: number): string {
-  let ascii = true;
-  for (let i = start; i < end; i++) {
-    if (bytes[i]! >= 0x80) {
-      ascii = false;
-      break;
-    }
-  }
-  if (ascii && end - start < 64) {
-    let text = "";
-    for (let i = start; i < end; i++) text += String.fromCharCode(bytes[i]!);
-    return text;
-  }
-  const text = decodeUtf8(bytes.subarray(start, end));
+function readString(bytes: Uint8Array, start: number, end: number): string {
+  const text = readUtf8(bytes, start, end);
   if (text === undefined) throw new FastDecodeError("invalid UTF-8");
   return text;
 }

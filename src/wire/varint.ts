@@ -106,7 +106,34 @@ export function utf8Length(text: string): number {
   return bytes;
 }
 
+const utf8Encoder = new web.TextEncoder();
 const utf8Decoder = new web.TextDecoder("utf-8", { fatal: true });
+
+/** Strings of at most this many bytes, all ASCII, are read by hand: quicker than the decoder. */
+const SHORT_ASCII_BYTES = 64;
+
+/** Writes `text`, `byteLength` bytes of UTF-8 (its {@link utf8Length}), at `pos`; returns the end. */
+export function writeUtf8(buffer: Uint8Array, pos: number, text: string, byteLength: number): number {
+  if (byteLength === text.length) {
+    // ASCII: one byte a code unit.
+    for (let i = 0; i < byteLength; i++) buffer[pos + i] = text.charCodeAt(i);
+  } else utf8Encoder.encodeInto(text, buffer.subarray(pos, pos + byteLength));
+  return pos + byteLength;
+}
+
+/** The text of the UTF-8 in `bytes` from `start` to `end`, or undefined for invalid UTF-8. */
+export function readUtf8(bytes: Uint8Array, start: number, end: number): string | undefined {
+  if (end - start <= SHORT_ASCII_BYTES) {
+    let text = "";
+    for (let i = start; i < end; i++) {
+      const byte = bytes[i]!;
+      if (byte >= 0x80) return decodeUtf8(bytes.subarray(start, end));
+      text += String.fromCharCode(byte);
+    }
+    return text;
+  }
+  return decodeUtf8(bytes.subarray(start, end));
+}
 
 /** Decodes UTF-8, or returns undefined for invalid UTF-8. */
 export function decodeUtf8(bytes: Uint8Array): string | undefined {
