@@ -88,7 +88,7 @@ interface Call {
 }
 
 /** The frames of group membership (each names its group). */
-const MEMBERSHIP_ROUTES = ["discovery", "discoveryResponse", "join", "joinResponse", "leave", "view", "viewAck", "suspect", "ping", "pong", "election"] as const satisfies readonly FrameRoute[];
+const MEMBERSHIP_ROUTES = ["discovery", "discoveryResponse", "join", "joinResponse", "leave", "view", "viewAck", "suspect", "ping", "pong"] as const satisfies readonly FrameRoute[];
 
 const GROUP_TOPIC_PREFIX = "$group/";
 const RESOLVED: Promise<void> = Promise.resolve();
@@ -944,7 +944,6 @@ function groupOf(kind: Frame["kind"]): string | undefined {
     case "suspect":
     case "ping":
     case "pong":
-    case "election":
       return kind.value.group;
     default:
       return undefined;

@@ -13,9 +13,9 @@ import type { DiagnosticsReply, DiagnosticsRequest } from "./diagnostics_pb.ts";
 import { file_activeblaze_v1_diagnostics } from "./diagnostics_pb.ts";
 import type { FecParity } from "./fec_pb.ts";
 import { file_activeblaze_v1_fec } from "./fec_pb.ts";
-import type { Discovery, DiscoveryResponse, Election, Join, JoinResponse, Leave, Ping, Pong, Suspect, View, ViewAck } from "./membership_pb.ts";
+import type { Discovery, DiscoveryResponse, Join, JoinResponse, Leave, Ping, Pong, Suspect, View, ViewAck } from "./membership_pb.ts";
 import { file_activeblaze_v1_membership } from "./membership_pb.ts";
-import type { Ack, Credit, Data, Heartbeat, Nack, Stability } from "./reliable_pb.ts";
+import type { Ack, Data, Heartbeat, Nack } from "./reliable_pb.ts";
 import { file_activeblaze_v1_reliable } from "./reliable_pb.ts";
 import type { KeyUpdate, KeyUpdateAck, Sealed } from "./security_pb.ts";
 import { file_activeblaze_v1_security } from "./security_pb.ts";
@@ -27,7 +27,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file activeblaze/v1/envelope.proto.
  */
 export const file_activeblaze_v1_envelope: GenFile = /*@__PURE__*/
-  fileDesc("Ch1hY3RpdmVibGF6ZS92MS9lbnZlbG9wZS5wcm90bxIOYWN0aXZlYmxhemUudjEi3A0KCEVudmVsb3BlEg8KB3ZlcnNpb24YASABKA0SFQoNbWlub3JfdmVyc2lvbhgCIAEoDRIPCgdjbHVzdGVyGAMgASgJEhEKCXNlbmRlcl9pZBgEIAEoDBITCgtpbmNhcm5hdGlvbhgFIAEoBBIkCgRkYXRhGBAgASgLMhQuYWN0aXZlYmxhemUudjEuRGF0YUgAEigKBmJ1bmRsZRgRIAEoCzIWLmFjdGl2ZWJsYXplLnYxLkJ1bmRsZUgAEiQKBG5hY2sYEiABKAsyFC5hY3RpdmVibGF6ZS52MS5OYWNrSAASIgoDYWNrGBMgASgLMhMuYWN0aXZlYmxhemUudjEuQWNrSAASLgoJaGVhcnRiZWF0GBQgASgLMhkuYWN0aXZlYmxhemUudjEuSGVhcnRiZWF0SAASLgoJc3RhYmlsaXR5GBUgASgLMhkuYWN0aXZlYmxhemUudjEuU3RhYmlsaXR5SAASKAoGY3JlZGl0GBYgASgLMhYuYWN0aXZlYmxhemUudjEuQ3JlZGl0SAASLgoJZGlzY292ZXJ5GB4gASgLMhkuYWN0aXZlYmxhemUudjEuRGlzY292ZXJ5SAASPwoSZGlzY292ZXJ5X3Jlc3BvbnNlGB8gASgLMiEuYWN0aXZlYmxhemUudjEuRGlzY292ZXJ5UmVzcG9uc2VIABIkCgRqb2luGCAgASgLMhQuYWN0aXZlYmxhemUudjEuSm9pbkgAEjUKDWpvaW5fcmVzcG9uc2UYISABKAsyHC5hY3RpdmVibGF6ZS52MS5Kb2luUmVzcG9uc2VIABImCgVsZWF2ZRgiIAEoCzIVLmFjdGl2ZWJsYXplLnYxLkxlYXZlSAASJAoEdmlldxgjIAEoCzIULmFjdGl2ZWJsYXplLnYxLlZpZXdIABIrCgh2aWV3X2FjaxgkIAEoCzIXLmFjdGl2ZWJsYXplLnYxLlZpZXdBY2tIABIqCgdzdXNwZWN0GCUgASgLMhcuYWN0aXZlYmxhemUudjEuU3VzcGVjdEgAEiQKBHBpbmcYJiABKAsyFC5hY3RpdmVibGF6ZS52MS5QaW5nSAASJAoEcG9uZxgnIAEoCzIULmFjdGl2ZWJsYXplLnYxLlBvbmdIABIsCghlbGVjdGlvbhgoIAEoCzIYLmFjdGl2ZWJsYXplLnYxLkVsZWN0aW9uSAASNQoNc3RhdGVfcmVxdWVzdBgwIAEoCzIcLmFjdGl2ZWJsYXplLnYxLlN0YXRlUmVxdWVzdEgAEjcKDnN0YXRlX3Jlc3BvbnNlGDEgASgLMh0uYWN0aXZlYmxhemUudjEuU3RhdGVSZXNwb25zZUgAEjMKDHN0YXRlX3VwZGF0ZRgyIAEoCzIbLmFjdGl2ZWJsYXplLnYxLlN0YXRlVXBkYXRlSAASNwoOc3RhdGVfc25hcHNob3QYMyABKAsyHS5hY3RpdmVibGF6ZS52MS5TdGF0ZVNuYXBzaG90SAASNQoNc3luY19jb21wbGV0ZRg0IAEoCzIcLmFjdGl2ZWJsYXplLnYxLlN5bmNDb21wbGV0ZUgAEi0KCXN0YXRlX2Fjaxg1IAEoCzIYLmFjdGl2ZWJsYXplLnYxLlN0YXRlQWNrSAASMQoLdG90ZW1fdG9rZW4YOCABKAsyGi5hY3RpdmVibGF6ZS52MS5Ub3RlbVRva2VuSAASLwoKdG90ZW1fam9pbhg5IAEoCzIZLmFjdGl2ZWJsYXplLnYxLlRvdGVtSm9pbkgAEjMKDHRvdGVtX2NvbW1pdBg6IAEoCzIbLmFjdGl2ZWJsYXplLnYxLlRvdGVtQ29tbWl0SAASMQoLdG90ZW1fcmVsYXkYOyABKAsyGi5hY3RpdmVibGF6ZS52MS5Ub3RlbVJlbGF5SAASLwoKZmVjX3Bhcml0eRhAIAEoCzIZLmFjdGl2ZWJsYXplLnYxLkZlY1Bhcml0eUgAEi8KCmtleV91cGRhdGUYSCABKAsyGS5hY3RpdmVibGF6ZS52MS5LZXlVcGRhdGVIABI2Cg5rZXlfdXBkYXRlX2FjaxhJIAEoCzIcLmFjdGl2ZWJsYXplLnYxLktleVVwZGF0ZUFja0gAEkEKE2RpYWdub3N0aWNzX3JlcXVlc3QYSiABKAsyIi5hY3RpdmVibGF6ZS52MS5EaWFnbm9zdGljc1JlcXVlc3RIABI9ChFkaWFnbm9zdGljc19yZXBseRhLIAEoCzIgLmFjdGl2ZWJsYXplLnYxLkRpYWdub3N0aWNzUmVwbHlIABIoCgZzZWFsZWQYYCABKAsyFi5hY3RpdmVibGF6ZS52MS5TZWFsZWRIAEIGCgRib2R5Ii8KBkJ1bmRsZRIlCgZmcmFtZXMYASADKAsyFS5hY3RpdmVibGF6ZS52MS5GcmFtZSKkDAoFRnJhbWUSJAoEZGF0YRgQIAEoCzIULmFjdGl2ZWJsYXplLnYxLkRhdGFIABIkCgRuYWNrGBIgASgLMhQuYWN0aXZlYmxhemUudjEuTmFja0gAEiIKA2FjaxgTIAEoCzITLmFjdGl2ZWJsYXplLnYxLkFja0gAEi4KCWhlYXJ0YmVhdBgUIAEoCzIZLmFjdGl2ZWJsYXplLnYxLkhlYXJ0YmVhdEgAEi4KCXN0YWJpbGl0eRgVIAEoCzIZLmFjdGl2ZWJsYXplLnYxLlN0YWJpbGl0eUgAEigKBmNyZWRpdBgWIAEoCzIWLmFjdGl2ZWJsYXplLnYxLkNyZWRpdEgAEi4KCWRpc2NvdmVyeRgeIAEoCzIZLmFjdGl2ZWJsYXplLnYxLkRpc2NvdmVyeUgAEj8KEmRpc2NvdmVyeV9yZXNwb25zZRgfIAEoCzIhLmFjdGl2ZWJsYXplLnYxLkRpc2NvdmVyeVJlc3BvbnNlSAASJAoEam9pbhggIAEoCzIULmFjdGl2ZWJsYXplLnYxLkpvaW5IABI1Cg1qb2luX3Jlc3BvbnNlGCEgASgLMhwuYWN0aXZlYmxhemUudjEuSm9pblJlc3BvbnNlSAASJgoFbGVhdmUYIiABKAsyFS5hY3RpdmVibGF6ZS52MS5MZWF2ZUgAEiQKBHZpZXcYIyABKAsyFC5hY3RpdmVibGF6ZS52MS5WaWV3SAASKwoIdmlld19hY2sYJCABKAsyFy5hY3RpdmVibGF6ZS52MS5WaWV3QWNrSAASKgoHc3VzcGVjdBglIAEoCzIXLmFjdGl2ZWJsYXplLnYxLlN1c3BlY3RIABIkCgRwaW5nGCYgASgLMhQuYWN0aXZlYmxhemUudjEuUGluZ0gAEiQKBHBvbmcYJyABKAsyFC5hY3RpdmVibGF6ZS52MS5Qb25nSAASLAoIZWxlY3Rpb24YKCABKAsyGC5hY3RpdmVibGF6ZS52MS5FbGVjdGlvbkgAEjUKDXN0YXRlX3JlcXVlc3QYMCABKAsyHC5hY3RpdmVibGF6ZS52MS5TdGF0ZVJlcXVlc3RIABI3Cg5zdGF0ZV9yZXNwb25zZRgxIAEoCzIdLmFjdGl2ZWJsYXplLnYxLlN0YXRlUmVzcG9uc2VIABIzCgxzdGF0ZV91cGRhdGUYMiABKAsyGy5hY3RpdmVibGF6ZS52MS5TdGF0ZVVwZGF0ZUgAEjcKDnN0YXRlX3NuYXBzaG90GDMgASgLMh0uYWN0aXZlYmxhemUudjEuU3RhdGVTbmFwc2hvdEgAEjUKDXN5bmNfY29tcGxldGUYNCABKAsyHC5hY3RpdmVibGF6ZS52MS5TeW5jQ29tcGxldGVIABItCglzdGF0ZV9hY2sYNSABKAsyGC5hY3RpdmVibGF6ZS52MS5TdGF0ZUFja0gAEjEKC3RvdGVtX3Rva2VuGDggASgLMhouYWN0aXZlYmxhemUudjEuVG90ZW1Ub2tlbkgAEi8KCnRvdGVtX2pvaW4YOSABKAsyGS5hY3RpdmVibGF6ZS52MS5Ub3RlbUpvaW5IABIzCgx0b3RlbV9jb21taXQYOiABKAsyGy5hY3RpdmVibGF6ZS52MS5Ub3RlbUNvbW1pdEgAEjEKC3RvdGVtX3JlbGF5GDsgASgLMhouYWN0aXZlYmxhemUudjEuVG90ZW1SZWxheUgAEi8KCmZlY19wYXJpdHkYQCABKAsyGS5hY3RpdmVibGF6ZS52MS5GZWNQYXJpdHlIABIvCgprZXlfdXBkYXRlGEggASgLMhkuYWN0aXZlYmxhemUudjEuS2V5VXBkYXRlSAASNgoOa2V5X3VwZGF0ZV9hY2sYSSABKAsyHC5hY3RpdmVibGF6ZS52MS5LZXlVcGRhdGVBY2tIABJBChNkaWFnbm9zdGljc19yZXF1ZXN0GEogASgLMiIuYWN0aXZlYmxhemUudjEuRGlhZ25vc3RpY3NSZXF1ZXN0SAASPQoRZGlhZ25vc3RpY3NfcmVwbHkYSyABKAsyIC5hY3RpdmVibGF6ZS52MS5EaWFnbm9zdGljc1JlcGx5SABCBgoEa2luZGIGcHJvdG8z", [file_activeblaze_v1_cluster, file_activeblaze_v1_diagnostics, file_activeblaze_v1_fec, file_activeblaze_v1_membership, file_activeblaze_v1_reliable, file_activeblaze_v1_security, file_activeblaze_v1_totem]);
+  fileDesc("Ch1hY3RpdmVibGF6ZS92MS9lbnZlbG9wZS5wcm90bxIOYWN0aXZlYmxhemUudjEigw0KCEVudmVsb3BlEg8KB3ZlcnNpb24YASABKA0SFQoNbWlub3JfdmVyc2lvbhgCIAEoDRIPCgdjbHVzdGVyGAMgASgJEhEKCXNlbmRlcl9pZBgEIAEoDBITCgtpbmNhcm5hdGlvbhgFIAEoBBIkCgRkYXRhGBAgASgLMhQuYWN0aXZlYmxhemUudjEuRGF0YUgAEigKBmJ1bmRsZRgRIAEoCzIWLmFjdGl2ZWJsYXplLnYxLkJ1bmRsZUgAEiQKBG5hY2sYEiABKAsyFC5hY3RpdmVibGF6ZS52MS5OYWNrSAASIgoDYWNrGBMgASgLMhMuYWN0aXZlYmxhemUudjEuQWNrSAASLgoJaGVhcnRiZWF0GBQgASgLMhkuYWN0aXZlYmxhemUudjEuSGVhcnRiZWF0SAASLgoJZGlzY292ZXJ5GB4gASgLMhkuYWN0aXZlYmxhemUudjEuRGlzY292ZXJ5SAASPwoSZGlzY292ZXJ5X3Jlc3BvbnNlGB8gASgLMiEuYWN0aXZlYmxhemUudjEuRGlzY292ZXJ5UmVzcG9uc2VIABIkCgRqb2luGCAgASgLMhQuYWN0aXZlYmxhemUudjEuSm9pbkgAEjUKDWpvaW5fcmVzcG9uc2UYISABKAsyHC5hY3RpdmVibGF6ZS52MS5Kb2luUmVzcG9uc2VIABImCgVsZWF2ZRgiIAEoCzIVLmFjdGl2ZWJsYXplLnYxLkxlYXZlSAASJAoEdmlldxgjIAEoCzIULmFjdGl2ZWJsYXplLnYxLlZpZXdIABIrCgh2aWV3X2FjaxgkIAEoCzIXLmFjdGl2ZWJsYXplLnYxLlZpZXdBY2tIABIqCgdzdXNwZWN0GCUgASgLMhcuYWN0aXZlYmxhemUudjEuU3VzcGVjdEgAEiQKBHBpbmcYJiABKAsyFC5hY3RpdmVibGF6ZS52MS5QaW5nSAASJAoEcG9uZxgnIAEoCzIULmFjdGl2ZWJsYXplLnYxLlBvbmdIABI1Cg1zdGF0ZV9yZXF1ZXN0GDAgASgLMhwuYWN0aXZlYmxhemUudjEuU3RhdGVSZXF1ZXN0SAASNwoOc3RhdGVfcmVzcG9uc2UYMSABKAsyHS5hY3RpdmVibGF6ZS52MS5TdGF0ZVJlc3BvbnNlSAASMwoMc3RhdGVfdXBkYXRlGDIgASgLMhsuYWN0aXZlYmxhemUudjEuU3RhdGVVcGRhdGVIABI3Cg5zdGF0ZV9zbmFwc2hvdBgzIAEoCzIdLmFjdGl2ZWJsYXplLnYxLlN0YXRlU25hcHNob3RIABI1Cg1zeW5jX2NvbXBsZXRlGDQgASgLMhwuYWN0aXZlYmxhemUudjEuU3luY0NvbXBsZXRlSAASLQoJc3RhdGVfYWNrGDUgASgLMhguYWN0aXZlYmxhemUudjEuU3RhdGVBY2tIABIxCgt0b3RlbV90b2tlbhg4IAEoCzIaLmFjdGl2ZWJsYXplLnYxLlRvdGVtVG9rZW5IABIvCgp0b3RlbV9qb2luGDkgASgLMhkuYWN0aXZlYmxhemUudjEuVG90ZW1Kb2luSAASMwoMdG90ZW1fY29tbWl0GDogASgLMhsuYWN0aXZlYmxhemUudjEuVG90ZW1Db21taXRIABIxCgt0b3RlbV9yZWxheRg7IAEoCzIaLmFjdGl2ZWJsYXplLnYxLlRvdGVtUmVsYXlIABIvCgpmZWNfcGFyaXR5GEAgASgLMhkuYWN0aXZlYmxhemUudjEuRmVjUGFyaXR5SAASLwoKa2V5X3VwZGF0ZRhIIAEoCzIZLmFjdGl2ZWJsYXplLnYxLktleVVwZGF0ZUgAEjYKDmtleV91cGRhdGVfYWNrGEkgASgLMhwuYWN0aXZlYmxhemUudjEuS2V5VXBkYXRlQWNrSAASQQoTZGlhZ25vc3RpY3NfcmVxdWVzdBhKIAEoCzIiLmFjdGl2ZWJsYXplLnYxLkRpYWdub3N0aWNzUmVxdWVzdEgAEj0KEWRpYWdub3N0aWNzX3JlcGx5GEsgASgLMiAuYWN0aXZlYmxhemUudjEuRGlhZ25vc3RpY3NSZXBseUgAEigKBnNlYWxlZBhgIAEoCzIWLmFjdGl2ZWJsYXplLnYxLlNlYWxlZEgAQgYKBGJvZHlKBAgVEBZKBAgWEBdKBAgoEClSCXN0YWJpbGl0eVIGY3JlZGl0UghlbGVjdGlvbiIvCgZCdW5kbGUSJQoGZnJhbWVzGAEgAygLMhUuYWN0aXZlYmxhemUudjEuRnJhbWUiywsKBUZyYW1lEiQKBGRhdGEYECABKAsyFC5hY3RpdmVibGF6ZS52MS5EYXRhSAASJAoEbmFjaxgSIAEoCzIULmFjdGl2ZWJsYXplLnYxLk5hY2tIABIiCgNhY2sYEyABKAsyEy5hY3RpdmVibGF6ZS52MS5BY2tIABIuCgloZWFydGJlYXQYFCABKAsyGS5hY3RpdmVibGF6ZS52MS5IZWFydGJlYXRIABIuCglkaXNjb3ZlcnkYHiABKAsyGS5hY3RpdmVibGF6ZS52MS5EaXNjb3ZlcnlIABI/ChJkaXNjb3ZlcnlfcmVzcG9uc2UYHyABKAsyIS5hY3RpdmVibGF6ZS52MS5EaXNjb3ZlcnlSZXNwb25zZUgAEiQKBGpvaW4YICABKAsyFC5hY3RpdmVibGF6ZS52MS5Kb2luSAASNQoNam9pbl9yZXNwb25zZRghIAEoCzIcLmFjdGl2ZWJsYXplLnYxLkpvaW5SZXNwb25zZUgAEiYKBWxlYXZlGCIgASgLMhUuYWN0aXZlYmxhemUudjEuTGVhdmVIABIkCgR2aWV3GCMgASgLMhQuYWN0aXZlYmxhemUudjEuVmlld0gAEisKCHZpZXdfYWNrGCQgASgLMhcuYWN0aXZlYmxhemUudjEuVmlld0Fja0gAEioKB3N1c3BlY3QYJSABKAsyFy5hY3RpdmVibGF6ZS52MS5TdXNwZWN0SAASJAoEcGluZxgmIAEoCzIULmFjdGl2ZWJsYXplLnYxLlBpbmdIABIkCgRwb25nGCcgASgLMhQuYWN0aXZlYmxhemUudjEuUG9uZ0gAEjUKDXN0YXRlX3JlcXVlc3QYMCABKAsyHC5hY3RpdmVibGF6ZS52MS5TdGF0ZVJlcXVlc3RIABI3Cg5zdGF0ZV9yZXNwb25zZRgxIAEoCzIdLmFjdGl2ZWJsYXplLnYxLlN0YXRlUmVzcG9uc2VIABIzCgxzdGF0ZV91cGRhdGUYMiABKAsyGy5hY3RpdmVibGF6ZS52MS5TdGF0ZVVwZGF0ZUgAEjcKDnN0YXRlX3NuYXBzaG90GDMgASgLMh0uYWN0aXZlYmxhemUudjEuU3RhdGVTbmFwc2hvdEgAEjUKDXN5bmNfY29tcGxldGUYNCABKAsyHC5hY3RpdmVibGF6ZS52MS5TeW5jQ29tcGxldGVIABItCglzdGF0ZV9hY2sYNSABKAsyGC5hY3RpdmVibGF6ZS52MS5TdGF0ZUFja0gAEjEKC3RvdGVtX3Rva2VuGDggASgLMhouYWN0aXZlYmxhemUudjEuVG90ZW1Ub2tlbkgAEi8KCnRvdGVtX2pvaW4YOSABKAsyGS5hY3RpdmVibGF6ZS52MS5Ub3RlbUpvaW5IABIzCgx0b3RlbV9jb21taXQYOiABKAsyGy5hY3RpdmVibGF6ZS52MS5Ub3RlbUNvbW1pdEgAEjEKC3RvdGVtX3JlbGF5GDsgASgLMhouYWN0aXZlYmxhemUudjEuVG90ZW1SZWxheUgAEi8KCmZlY19wYXJpdHkYQCABKAsyGS5hY3RpdmVibGF6ZS52MS5GZWNQYXJpdHlIABIvCgprZXlfdXBkYXRlGEggASgLMhkuYWN0aXZlYmxhemUudjEuS2V5VXBkYXRlSAASNgoOa2V5X3VwZGF0ZV9hY2sYSSABKAsyHC5hY3RpdmVibGF6ZS52MS5LZXlVcGRhdGVBY2tIABJBChNkaWFnbm9zdGljc19yZXF1ZXN0GEogASgLMiIuYWN0aXZlYmxhemUudjEuRGlhZ25vc3RpY3NSZXF1ZXN0SAASPQoRZGlhZ25vc3RpY3NfcmVwbHkYSyABKAsyIC5hY3RpdmVibGF6ZS52MS5EaWFnbm9zdGljc1JlcGx5SABCBgoEa2luZEoECBUQFkoECBYQF0oECCgQKVIJc3RhYmlsaXR5UgZjcmVkaXRSCGVsZWN0aW9uYgZwcm90bzM", [file_activeblaze_v1_cluster, file_activeblaze_v1_diagnostics, file_activeblaze_v1_fec, file_activeblaze_v1_membership, file_activeblaze_v1_reliable, file_activeblaze_v1_security, file_activeblaze_v1_totem]);
 
 /**
  * The outer frame of every datagram.
@@ -77,9 +77,6 @@ export type Envelope = Message<"activeblaze.v1.Envelope"> & {
   incarnation: bigint;
 
   /**
-   * What the datagram carries. Field numbers 16 and up; each kind has the same field number here as in
-   * Frame, so a Frame's bytes equal the body bytes of an Envelope carrying that kind alone.
-   *
    * @generated from oneof activeblaze.v1.Envelope.body
    */
   body: {
@@ -112,18 +109,6 @@ export type Envelope = Message<"activeblaze.v1.Envelope"> & {
      */
     value: Heartbeat;
     case: "heartbeat";
-  } | {
-    /**
-     * @generated from field: activeblaze.v1.Stability stability = 21;
-     */
-    value: Stability;
-    case: "stability";
-  } | {
-    /**
-     * @generated from field: activeblaze.v1.Credit credit = 22;
-     */
-    value: Credit;
-    case: "credit";
   } | {
     /**
      * @generated from field: activeblaze.v1.Discovery discovery = 30;
@@ -184,12 +169,6 @@ export type Envelope = Message<"activeblaze.v1.Envelope"> & {
      */
     value: Pong;
     case: "pong";
-  } | {
-    /**
-     * @generated from field: activeblaze.v1.Election election = 40;
-     */
-    value: Election;
-    case: "election";
   } | {
     /**
      * @generated from field: activeblaze.v1.StateRequest state_request = 48;
@@ -356,18 +335,6 @@ export type Frame = Message<"activeblaze.v1.Frame"> & {
     case: "heartbeat";
   } | {
     /**
-     * @generated from field: activeblaze.v1.Stability stability = 21;
-     */
-    value: Stability;
-    case: "stability";
-  } | {
-    /**
-     * @generated from field: activeblaze.v1.Credit credit = 22;
-     */
-    value: Credit;
-    case: "credit";
-  } | {
-    /**
      * @generated from field: activeblaze.v1.Discovery discovery = 30;
      */
     value: Discovery;
@@ -426,12 +393,6 @@ export type Frame = Message<"activeblaze.v1.Frame"> & {
      */
     value: Pong;
     case: "pong";
-  } | {
-    /**
-     * @generated from field: activeblaze.v1.Election election = 40;
-     */
-    value: Election;
-    case: "election";
   } | {
     /**
      * @generated from field: activeblaze.v1.StateRequest state_request = 48;

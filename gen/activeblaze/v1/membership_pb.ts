@@ -2,8 +2,8 @@
 // @generated from file activeblaze/v1/membership.proto (package activeblaze.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
-import { enumDesc, fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
+import { fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
 import type { MemberRef, ViewId } from "./common_pb.ts";
 import { file_activeblaze_v1_common } from "./common_pb.ts";
 import type { DigestEntry } from "./reliable_pb.ts";
@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file activeblaze/v1/membership.proto.
  */
 export const file_activeblaze_v1_membership: GenFile = /*@__PURE__*/
-  fileDesc("Ch9hY3RpdmVibGF6ZS92MS9tZW1iZXJzaGlwLnByb3RvEg5hY3RpdmVibGF6ZS52MSL7AQoKTWVtYmVySW5mbxIKCgJpZBgBIAEoDBITCgtpbmNhcm5hdGlvbhgCIAEoBBIMCgRuYW1lGAMgASgJEg4KBndlaWdodBgEIAEoBRI6CghtZXRhZGF0YRgFIAMoCzIoLmFjdGl2ZWJsYXplLnYxLk1lbWJlckluZm8uTWV0YWRhdGFFbnRyeRIOCgZncm91cHMYBiADKAkSDAoEaG9zdBgHIAEoCRIMCgRwb3J0GAggASgNEhUKDXN0YXJ0X3RpbWVfbXMYCSABKAQaLwoNTWV0YWRhdGFFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIkYKCURpc2NvdmVyeRIqCgZtZW1iZXIYASABKAsyGi5hY3RpdmVibGF6ZS52MS5NZW1iZXJJbmZvEg0KBWdyb3VwGAIgASgJItsBChFEaXNjb3ZlcnlSZXNwb25zZRIqCgZtZW1iZXIYASABKAsyGi5hY3RpdmVibGF6ZS52MS5NZW1iZXJJbmZvEg0KBWdyb3VwGAIgASgJEicKB3ZpZXdfaWQYAyABKAsyFi5hY3RpdmVibGF6ZS52MS5WaWV3SWQSLgoLY29vcmRpbmF0b3IYBCABKAsyGS5hY3RpdmVibGF6ZS52MS5NZW1iZXJSZWYSGAoQY29vcmRpbmF0b3JfaG9zdBgFIAEoCRIYChBjb29yZGluYXRvcl9wb3J0GAYgASgNIkEKBEpvaW4SKgoGbWVtYmVyGAEgASgLMhouYWN0aXZlYmxhemUudjEuTWVtYmVySW5mbxINCgVncm91cBgCIAEoCSKFAQoMSm9pblJlc3BvbnNlEg0KBWdyb3VwGAEgASgJEiIKBHZpZXcYAiABKAsyFC5hY3RpdmVibGF6ZS52MS5WaWV3EisKBmRpZ2VzdBgDIAMoCzIbLmFjdGl2ZWJsYXplLnYxLkRpZ2VzdEVudHJ5EhUKDXJlamVjdF9yZWFzb24YBCABKAkiFgoFTGVhdmUSDQoFZ3JvdXAYASABKAkivgEKBFZpZXcSDQoFZ3JvdXAYASABKAkSIgoCaWQYAiABKAsyFi5hY3RpdmVibGF6ZS52MS5WaWV3SWQSKwoHbWVtYmVycxgDIAMoCzIaLmFjdGl2ZWJsYXplLnYxLk1lbWJlckluZm8SLgoLY29vcmRpbmF0b3IYBCABKAsyGS5hY3RpdmVibGF6ZS52MS5NZW1iZXJSZWYSJgoGbWVyZ2VkGAUgAygLMhYuYWN0aXZlYmxhemUudjEuVmlld0lkIkEKB1ZpZXdBY2sSDQoFZ3JvdXAYASABKAkSJwoHdmlld19pZBgCIAEoCzIWLmFjdGl2ZWJsYXplLnYxLlZpZXdJZCJFCgdTdXNwZWN0Eg0KBWdyb3VwGAEgASgJEisKCHN1c3BlY3RzGAIgAygLMhkuYWN0aXZlYmxhemUudjEuTWVtYmVyUmVmIiQKBFBpbmcSDQoFbm9uY2UYASABKAQSDQoFZ3JvdXAYAiABKAkiJAoEUG9uZxINCgVub25jZRgBIAEoBBINCgVncm91cBgCIAEoCSK7AQoIRWxlY3Rpb24SKgoEa2luZBgBIAEoDjIcLmFjdGl2ZWJsYXplLnYxLkVsZWN0aW9uS2luZBINCgVncm91cBgCIAEoCRINCgVlcG9jaBgDIAEoBBIsCgljYW5kaWRhdGUYBCABKAsyGS5hY3RpdmVibGF6ZS52MS5NZW1iZXJSZWYSDgoGd2VpZ2h0GAUgASgFEicKB3ZpZXdfaWQYBiABKAsyFi5hY3RpdmVibGF6ZS52MS5WaWV3SWQqggEKDEVsZWN0aW9uS2luZBIdChlFTEVDVElPTl9LSU5EX1VOU1BFQ0lGSUVEEAASGgoWRUxFQ1RJT05fS0lORF9FTEVDVElPThABEhgKFEVMRUNUSU9OX0tJTkRfQU5TV0VSEAISHQoZRUxFQ1RJT05fS0lORF9DT09SRElOQVRPUhADYgZwcm90bzM", [file_activeblaze_v1_common, file_activeblaze_v1_reliable]);
+  fileDesc("Ch9hY3RpdmVibGF6ZS92MS9tZW1iZXJzaGlwLnByb3RvEg5hY3RpdmVibGF6ZS52MSL7AQoKTWVtYmVySW5mbxIKCgJpZBgBIAEoDBITCgtpbmNhcm5hdGlvbhgCIAEoBBIMCgRuYW1lGAMgASgJEg4KBndlaWdodBgEIAEoBRI6CghtZXRhZGF0YRgFIAMoCzIoLmFjdGl2ZWJsYXplLnYxLk1lbWJlckluZm8uTWV0YWRhdGFFbnRyeRIOCgZncm91cHMYBiADKAkSDAoEaG9zdBgHIAEoCRIMCgRwb3J0GAggASgNEhUKDXN0YXJ0X3RpbWVfbXMYCSABKAQaLwoNTWV0YWRhdGFFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIkYKCURpc2NvdmVyeRIqCgZtZW1iZXIYASABKAsyGi5hY3RpdmVibGF6ZS52MS5NZW1iZXJJbmZvEg0KBWdyb3VwGAIgASgJItsBChFEaXNjb3ZlcnlSZXNwb25zZRIqCgZtZW1iZXIYASABKAsyGi5hY3RpdmVibGF6ZS52MS5NZW1iZXJJbmZvEg0KBWdyb3VwGAIgASgJEicKB3ZpZXdfaWQYAyABKAsyFi5hY3RpdmVibGF6ZS52MS5WaWV3SWQSLgoLY29vcmRpbmF0b3IYBCABKAsyGS5hY3RpdmVibGF6ZS52MS5NZW1iZXJSZWYSGAoQY29vcmRpbmF0b3JfaG9zdBgFIAEoCRIYChBjb29yZGluYXRvcl9wb3J0GAYgASgNIkEKBEpvaW4SKgoGbWVtYmVyGAEgASgLMhouYWN0aXZlYmxhemUudjEuTWVtYmVySW5mbxINCgVncm91cBgCIAEoCSKFAQoMSm9pblJlc3BvbnNlEg0KBWdyb3VwGAEgASgJEiIKBHZpZXcYAiABKAsyFC5hY3RpdmVibGF6ZS52MS5WaWV3EisKBmRpZ2VzdBgDIAMoCzIbLmFjdGl2ZWJsYXplLnYxLkRpZ2VzdEVudHJ5EhUKDXJlamVjdF9yZWFzb24YBCABKAkiFgoFTGVhdmUSDQoFZ3JvdXAYASABKAkivgEKBFZpZXcSDQoFZ3JvdXAYASABKAkSIgoCaWQYAiABKAsyFi5hY3RpdmVibGF6ZS52MS5WaWV3SWQSKwoHbWVtYmVycxgDIAMoCzIaLmFjdGl2ZWJsYXplLnYxLk1lbWJlckluZm8SLgoLY29vcmRpbmF0b3IYBCABKAsyGS5hY3RpdmVibGF6ZS52MS5NZW1iZXJSZWYSJgoGbWVyZ2VkGAUgAygLMhYuYWN0aXZlYmxhemUudjEuVmlld0lkIkEKB1ZpZXdBY2sSDQoFZ3JvdXAYASABKAkSJwoHdmlld19pZBgCIAEoCzIWLmFjdGl2ZWJsYXplLnYxLlZpZXdJZCJFCgdTdXNwZWN0Eg0KBWdyb3VwGAEgASgJEisKCHN1c3BlY3RzGAIgAygLMhkuYWN0aXZlYmxhemUudjEuTWVtYmVyUmVmIiQKBFBpbmcSDQoFbm9uY2UYASABKAQSDQoFZ3JvdXAYAiABKAkiJAoEUG9uZxINCgVub25jZRgBIAEoBBINCgVncm91cBgCIAEoCWIGcHJvdG8z", [file_activeblaze_v1_common, file_activeblaze_v1_reliable]);
 
 /**
  * What a member tells the others about itself.
@@ -372,87 +372,4 @@ export type Pong = Message<"activeblaze.v1.Pong"> & {
  */
 export const PongSchema: GenMessage<Pong> = /*@__PURE__*/
   messageDesc(file_activeblaze_v1_membership, 10);
-
-/**
- * Coordinator election messages.
- *
- * @generated from message activeblaze.v1.Election
- */
-export type Election = Message<"activeblaze.v1.Election"> & {
-  /**
-   * @generated from field: activeblaze.v1.ElectionKind kind = 1;
-   */
-  kind: ElectionKind;
-
-  /**
-   * @generated from field: string group = 2;
-   */
-  group: string;
-
-  /**
-   * The coordinator term: grows with every election; messages of an older term are refused.
-   *
-   * @generated from field: uint64 epoch = 3;
-   */
-  epoch: bigint;
-
-  /**
-   * @generated from field: activeblaze.v1.MemberRef candidate = 4;
-   */
-  candidate?: MemberRef | undefined;
-
-  /**
-   * @generated from field: int32 weight = 5;
-   */
-  weight: number;
-
-  /**
-   * @generated from field: activeblaze.v1.ViewId view_id = 6;
-   */
-  viewId?: ViewId | undefined;
-};
-
-/**
- * Describes the message activeblaze.v1.Election.
- * Use `create(ElectionSchema)` to create a new message.
- */
-export const ElectionSchema: GenMessage<Election> = /*@__PURE__*/
-  messageDesc(file_activeblaze_v1_membership, 11);
-
-/**
- * @generated from enum activeblaze.v1.ElectionKind
- */
-export enum ElectionKind {
-  /**
-   * @generated from enum value: ELECTION_KIND_UNSPECIFIED = 0;
-   */
-  UNSPECIFIED = 0,
-
-  /**
-   * Calls an election: sent to members that rank higher.
-   *
-   * @generated from enum value: ELECTION_KIND_ELECTION = 1;
-   */
-  ELECTION = 1,
-
-  /**
-   * A higher-ranked member answers that it is alive and takes over.
-   *
-   * @generated from enum value: ELECTION_KIND_ANSWER = 2;
-   */
-  ANSWER = 2,
-
-  /**
-   * The winner announces itself with its new term.
-   *
-   * @generated from enum value: ELECTION_KIND_COORDINATOR = 3;
-   */
-  COORDINATOR = 3,
-}
-
-/**
- * Describes the enum activeblaze.v1.ElectionKind.
- */
-export const ElectionKindSchema: GenEnum<ElectionKind> = /*@__PURE__*/
-  enumDesc(file_activeblaze_v1_membership, 0);
 

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file activeblaze/v1/reliable.proto.
  */
 export const file_activeblaze_v1_reliable: GenFile = /*@__PURE__*/
-  fileDesc("Ch1hY3RpdmVibGF6ZS92MS9yZWxpYWJsZS5wcm90bxIOYWN0aXZlYmxhemUudjEiJwoIU2VxUmFuZ2USDQoFZmlyc3QYASABKAQSDAoEbGFzdBgCIAEoBCKCAwoERGF0YRILCgNzZXEYASABKAQSLgoKYWRkcmVzc2luZxgCIAEoDjIaLmFjdGl2ZWJsYXplLnYxLkFkZHJlc3NpbmcSEwoLZGVzdGluYXRpb24YAyABKAkSEQoJdGFyZ2V0X2lkGAQgASgMEhMKC291dF9vZl9iYW5kGAUgASgIEhYKDmZyYWdtZW50X2luZGV4GAYgASgNEhYKDmZyYWdtZW50X2NvdW50GAcgASgNEhYKDm1lc3NhZ2VfbGVuZ3RoGAggASgNEhIKCnJlcXVlc3RfaWQYCSABKAQSLQoGZm9ybWF0GAogASgOMh0uYWN0aXZlYmxhemUudjEuUGF5bG9hZEZvcm1hdBIPCgdwYXlsb2FkGAsgASgMEhIKCmdsb2JhbF9zZXEYDCABKAQSEAoIcmluZ19zZXEYDSABKAQSDAoEc2FmZRgOIAEoCBIaChJ0YXJnZXRfaW5jYXJuYXRpb24YDyABKAQSFAoMc3RyZWFtX2Zsb29yGBAgASgEIogBCgROYWNrEiYKBnN0cmVhbRgBIAEoDjIWLmFjdGl2ZWJsYXplLnYxLlN0cmVhbRIRCglvcmlnaW5faWQYAiABKAwSGgoSb3JpZ2luX2luY2FybmF0aW9uGAMgASgEEikKB21pc3NpbmcYBCADKAsyGC5hY3RpdmVibGF6ZS52MS5TZXFSYW5nZSKcAQoDQWNrEiYKBnN0cmVhbRgBIAEoDjIWLmFjdGl2ZWJsYXplLnYxLlN0cmVhbRIRCglvcmlnaW5faWQYAiABKAwSGgoSb3JpZ2luX2luY2FybmF0aW9uGAMgASgEEhIKCmN1bXVsYXRpdmUYBCABKAQSKgoIcmVjZWl2ZWQYBSADKAsyGC5hY3RpdmVibGF6ZS52MS5TZXFSYW5nZSJaCgtEaWdlc3RFbnRyeRIRCgltZW1iZXJfaWQYASABKAwSEwoLaW5jYXJuYXRpb24YAiABKAQSEQoJZGVsaXZlcmVkGAMgASgEEhAKCHJlY2VpdmVkGAQgASgEIr4BCglIZWFydGJlYXQSEwoLaGlnaGVzdF9zZXEYASABKAQSEwoLaW50ZXJ2YWxfbXMYAiABKA0SKwoGZGlnZXN0GAMgAygLMhsuYWN0aXZlYmxhemUudjEuRGlnZXN0RW50cnkSDQoFZ3JvdXAYBCABKAkSEgoKbG93ZXN0X3NlcRgFIAEoBBIOCgZxdWV1ZXMYBiADKAkSJwoHdmlld19pZBgHIAEoCzIWLmFjdGl2ZWJsYXplLnYxLlZpZXdJZCI4CglTdGFiaWxpdHkSKwoGc3RhYmxlGAEgAygLMhsuYWN0aXZlYmxhemUudjEuRGlnZXN0RW50cnkiagoGQ3JlZGl0EiYKBnN0cmVhbRgBIAEoDjIWLmFjdGl2ZWJsYXplLnYxLlN0cmVhbRIRCglvcmlnaW5faWQYAiABKAwSFAoMY3JlZGl0X2J5dGVzGAMgASgEEg8KB3JlcXVlc3QYBCABKAgquQEKCkFkZHJlc3NpbmcSGgoWQUREUkVTU0lOR19VTlNQRUNJRklFRBAAEhQKEEFERFJFU1NJTkdfVE9QSUMQARIVChFBRERSRVNTSU5HX01FTUJFUhACEhQKEEFERFJFU1NJTkdfUVVFVUUQAxIUChBBRERSRVNTSU5HX1JFUExZEAQSGAoUQUREUkVTU0lOR19RVUVVRV9BQ0sQBRIcChhBRERSRVNTSU5HX1FVRVVFX1JFUVVFU1QQBipRCg1QYXlsb2FkRm9ybWF0Eh4KGlBBWUxPQURfRk9STUFUX1VOU1BFQ0lGSUVEEAASIAocUEFZTE9BRF9GT1JNQVRfQkxBWkVfTUVTU0FHRRABKkoKBlN0cmVhbRIWChJTVFJFQU1fVU5TUEVDSUZJRUQQABIUChBTVFJFQU1fTVVMVElDQVNUEAESEgoOU1RSRUFNX1VOSUNBU1QQAmIGcHJvdG8z", [file_activeblaze_v1_common]);
+  fileDesc("Ch1hY3RpdmVibGF6ZS92MS9yZWxpYWJsZS5wcm90bxIOYWN0aXZlYmxhemUudjEiJwoIU2VxUmFuZ2USDQoFZmlyc3QYASABKAQSDAoEbGFzdBgCIAEoBCKCAwoERGF0YRILCgNzZXEYASABKAQSLgoKYWRkcmVzc2luZxgCIAEoDjIaLmFjdGl2ZWJsYXplLnYxLkFkZHJlc3NpbmcSEwoLZGVzdGluYXRpb24YAyABKAkSEQoJdGFyZ2V0X2lkGAQgASgMEhMKC291dF9vZl9iYW5kGAUgASgIEhYKDmZyYWdtZW50X2luZGV4GAYgASgNEhYKDmZyYWdtZW50X2NvdW50GAcgASgNEhYKDm1lc3NhZ2VfbGVuZ3RoGAggASgNEhIKCnJlcXVlc3RfaWQYCSABKAQSLQoGZm9ybWF0GAogASgOMh0uYWN0aXZlYmxhemUudjEuUGF5bG9hZEZvcm1hdBIPCgdwYXlsb2FkGAsgASgMEhIKCmdsb2JhbF9zZXEYDCABKAQSEAoIcmluZ19zZXEYDSABKAQSDAoEc2FmZRgOIAEoCBIaChJ0YXJnZXRfaW5jYXJuYXRpb24YDyABKAQSFAoMc3RyZWFtX2Zsb29yGBAgASgEIogBCgROYWNrEiYKBnN0cmVhbRgBIAEoDjIWLmFjdGl2ZWJsYXplLnYxLlN0cmVhbRIRCglvcmlnaW5faWQYAiABKAwSGgoSb3JpZ2luX2luY2FybmF0aW9uGAMgASgEEikKB21pc3NpbmcYBCADKAsyGC5hY3RpdmVibGF6ZS52MS5TZXFSYW5nZSKcAQoDQWNrEiYKBnN0cmVhbRgBIAEoDjIWLmFjdGl2ZWJsYXplLnYxLlN0cmVhbRIRCglvcmlnaW5faWQYAiABKAwSGgoSb3JpZ2luX2luY2FybmF0aW9uGAMgASgEEhIKCmN1bXVsYXRpdmUYBCABKAQSKgoIcmVjZWl2ZWQYBSADKAsyGC5hY3RpdmVibGF6ZS52MS5TZXFSYW5nZSJaCgtEaWdlc3RFbnRyeRIRCgltZW1iZXJfaWQYASABKAwSEwoLaW5jYXJuYXRpb24YAiABKAQSEQoJZGVsaXZlcmVkGAMgASgEEhAKCHJlY2VpdmVkGAQgASgEIr4BCglIZWFydGJlYXQSEwoLaGlnaGVzdF9zZXEYASABKAQSEwoLaW50ZXJ2YWxfbXMYAiABKA0SKwoGZGlnZXN0GAMgAygLMhsuYWN0aXZlYmxhemUudjEuRGlnZXN0RW50cnkSDQoFZ3JvdXAYBCABKAkSEgoKbG93ZXN0X3NlcRgFIAEoBBIOCgZxdWV1ZXMYBiADKAkSJwoHdmlld19pZBgHIAEoCzIWLmFjdGl2ZWJsYXplLnYxLlZpZXdJZCq5AQoKQWRkcmVzc2luZxIaChZBRERSRVNTSU5HX1VOU1BFQ0lGSUVEEAASFAoQQUREUkVTU0lOR19UT1BJQxABEhUKEUFERFJFU1NJTkdfTUVNQkVSEAISFAoQQUREUkVTU0lOR19RVUVVRRADEhQKEEFERFJFU1NJTkdfUkVQTFkQBBIYChRBRERSRVNTSU5HX1FVRVVFX0FDSxAFEhwKGEFERFJFU1NJTkdfUVVFVUVfUkVRVUVTVBAGKlEKDVBheWxvYWRGb3JtYXQSHgoaUEFZTE9BRF9GT1JNQVRfVU5TUEVDSUZJRUQQABIgChxQQVlMT0FEX0ZPUk1BVF9CTEFaRV9NRVNTQUdFEAEqSgoGU3RyZWFtEhYKElNUUkVBTV9VTlNQRUNJRklFRBAAEhQKEFNUUkVBTV9NVUxUSUNBU1QQARISCg5TVFJFQU1fVU5JQ0FTVBACYgZwcm90bzM", [file_activeblaze_v1_common]);
 
 /**
  * An inclusive range of sequence numbers.
@@ -343,61 +343,6 @@ export type Heartbeat = Message<"activeblaze.v1.Heartbeat"> & {
  */
 export const HeartbeatSchema: GenMessage<Heartbeat> = /*@__PURE__*/
   messageDesc(file_activeblaze_v1_reliable, 5);
-
-/**
- * The element-wise minimum of all members' digests: messages at or below `delivered` are stable
- * (received everywhere) and may be dropped from retransmit buffers.
- *
- * @generated from message activeblaze.v1.Stability
- */
-export type Stability = Message<"activeblaze.v1.Stability"> & {
-  /**
-   * @generated from field: repeated activeblaze.v1.DigestEntry stable = 1;
-   */
-  stable: DigestEntry[];
-};
-
-/**
- * Describes the message activeblaze.v1.Stability.
- * Use `create(StabilitySchema)` to create a new message.
- */
-export const StabilitySchema: GenMessage<Stability> = /*@__PURE__*/
-  messageDesc(file_activeblaze_v1_reliable, 6);
-
-/**
- * Flow control: a receiver grants a sender more bytes of credit on a stream, or a blocked sender asks
- * for credit.
- *
- * @generated from message activeblaze.v1.Credit
- */
-export type Credit = Message<"activeblaze.v1.Credit"> & {
-  /**
-   * @generated from field: activeblaze.v1.Stream stream = 1;
-   */
-  stream: Stream;
-
-  /**
-   * @generated from field: bytes origin_id = 2;
-   */
-  originId: Uint8Array;
-
-  /**
-   * @generated from field: uint64 credit_bytes = 3;
-   */
-  creditBytes: bigint;
-
-  /**
-   * @generated from field: bool request = 4;
-   */
-  request: boolean;
-};
-
-/**
- * Describes the message activeblaze.v1.Credit.
- * Use `create(CreditSchema)` to create a new message.
- */
-export const CreditSchema: GenMessage<Credit> = /*@__PURE__*/
-  messageDesc(file_activeblaze_v1_reliable, 7);
 
 /**
  * How a Data message is addressed.
