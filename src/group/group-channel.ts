@@ -106,6 +106,16 @@ export async function createGroupChannel(options?: GroupChannelOptions): Promise
   return channel;
 }
 
+/** The members by which a block built on a group channel takes part in it: not a group channel's public API. */
+type GroupChannelInternals = "onLifecycle" | "routeFrames" | "watchViews" | "addWaiter" | "wakeWaiters" | "reportError" | "observer";
+
+/**
+ * A group channel's API, whichever level offers it: a {@link GroupChannel}, or a
+ * {@link index!ClusterChannel}, which runs on a group channel of its own and offers its
+ * API too. Code that needs only the group level takes this type and works with either.
+ */
+export type GroupChannelApi = Omit<GroupChannel, GroupChannelInternals>;
+
 /**
  * ActiveBlaze's group level: a channel whose members know each other. Members join groups (and leave
  * them) and get views — the same members in the same order everywhere, with a coordinator; they send
@@ -909,11 +919,6 @@ export class GroupChannel implements AsyncDisposable {
    */
   onLifecycle(started: (context: ChannelContext) => void, stopping: () => void): () => void {
     return this.#channel.onLifecycle(started, stopping);
-  }
-
-  /** @internal The channel this one runs on. */
-  get channel(): Channel {
-    return this.#channel;
   }
 
   /** @internal Hands received frames of `routes` to `handler`; returns the function that stops it. */
