@@ -35,6 +35,7 @@ export default {
   // The generated schema code marks its origin with @generated.
   blockTags: [...OptionDefaults.blockTags, "@generated"],
   validation: { notExported: true, invalidLink: true, notDocumented: false },
-  // The constructor parameter by which a group or cluster channel names itself to the channel it runs on: internal.
-  intentionallyNotExported: ["DescribedMember"],
+  // The constructor parameter by which a group or cluster channel names itself to the channel it runs on,
+  // and the members by which a block built on a group channel takes part in it: internal.
+  intentionallyNotExported: ["DescribedMember", "GroupChannelInternals"],
 };

@@ -11,6 +11,7 @@ export { TopicMessage } from "./channel/topic-message.ts";
 // A group channel: membership, point to point, inboxes, queues, request/reply.
 export { createGroupChannel, GroupChannel } from "./group/group-channel.ts";
 export type {
+  GroupChannelApi,
   GroupChannelEvents,
   GroupEvents,
   GroupMessageListener,
@@ -25,7 +26,8 @@ export type { Member, View, ViewId } from "./group/view.ts";
 
 // A cluster channel: the replicated map and its locks.
 export { ClusterChannel, createClusterChannel } from "./cluster/cluster-channel.ts";
-export type { ClusterChannelEvents, ClusterEvents } from "./cluster/cluster-channel.ts";
+export type { ClusterChannelEvents } from "./cluster/cluster-channel.ts";
+export type { ClusterEvents } from "./cluster/cluster-state.ts";
 export type { ClusterChannelOptions } from "./cluster/options.ts";
 export { LockHandle, ReplicatedMap } from "./cluster/replicated-map.ts";
 export type {

@@ -206,8 +206,8 @@ export class Channel implements AsyncDisposable {
   /** Which unit handles which received frames: the multicast protocol's, and those of the levels built on this channel. */
   readonly #routes = new FrameRoutes();
   /** The levels built on this channel, as they registered: what each is told of the life cycle, peers and heartbeat. */
-  readonly #started: Array<(context: ChannelContext) => void> = [];
-  readonly #stopping: Array<() => void> = [];
+  readonly #started = new Set<(context: ChannelContext) => void>();
+  readonly #stopping = new Set<() => void>();
   readonly #peerWatchers: Array<{ readonly up: (peer: Peer) => void; readonly down: (peer: Peer, reason: "left" | "timeout") => void }> = [];
   readonly #heartbeatFields: Array<(fields: HeartbeatFields) => HeartbeatFields> = [];
   readonly #keyring: KeyRing | undefined;
@@ -500,10 +500,15 @@ export class Channel implements AsyncDisposable {
   /**
    * @internal Calls `started` each time the channel starts (the endpoint is live and the multicast protocol
    * running), and `stopping` each time it stops (the endpoint still sends), in registration order.
+   * Returns the function that stops calling them.
    */
-  onLifecycle(started: (context: ChannelContext) => void, stopping: () => void): void {
-    this.#started.push(started);
-    this.#stopping.push(stopping);
+  onLifecycle(started: (context: ChannelContext) => void, stopping: () => void): () => void {
+    this.#started.add(started);
+    this.#stopping.add(stopping);
+    return () => {
+      this.#started.delete(started);
+      this.#stopping.delete(stopping);
+    };
   }
 
   /** @internal Calls `up` and `down` as peers come and go, before the channel's `peerUp` and `peerDown` events. */

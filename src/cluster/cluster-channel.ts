@@ -1,29 +1,30 @@
-import type { ChannelContext } from "../channel/channel.ts";
-import { resolveChannelOptions } from "../channel/options.ts";
-import { Emitter } from "../channel/events.ts";
-import { waitUntil, type WaitOptions } from "../channel/wait.ts";
-import { BlazeError } from "../errors.ts";
-import { GroupChannel, type GroupChannelEvents } from "../group/group-channel.ts";
-import { resolveGroupOptions } from "../group/options.ts";
+import type { BroadcastOptions, ChannelState, ChannelStats, PeerInfo, TopicListener } from "../channel/channel.ts";
+import type { SubscribeOptions, Subscription } from "../channel/events.ts";
+import type { TopicMessage } from "../channel/topic-message.ts";
+import type { WaitOptions } from "../channel/wait.ts";
+import {
+  GroupChannel,
+  type GroupChannelApi,
+  type GroupChannelEvents,
+  type GroupMessageListener,
+  type InboxListener,
+  type MembershipEvent,
+  type RequestOptions,
+  type SendOptions,
+} from "../group/group-channel.ts";
+import type { GroupMessage } from "../group/group-message.ts";
 import type { Member, View } from "../group/view.ts";
-import type { PeerKey } from "../reliable/protocol.ts";
-import { type ClusterChannelOptions, resolveClusterOptions, type ResolvedStateOptions } from "./options.ts";
-import { ReplicatedMap } from "./replicated-map.ts";
-import { StateEngine, type StateStats, type TermMemory } from "./state-engine.ts";
-import { NO_PROMISE, NO_TERM } from "./state-types.ts";
-import { decodeStateFrame, STATE_FRAME_KINDS } from "./state-wire.ts";
-
-/** Events of a cluster channel, by name (besides a group channel's). */
-export interface ClusterEvents {
-  /** The state group's coordinator — the map's master — changed (ActiveBlaze's masterChanged). */
-  masterChange: { readonly master: Member; readonly previous: Member | undefined };
-}
+import type { BlazeMessage } from "../message/blaze-message.ts";
+import type { ChannelSecurity } from "../security/channel-security.ts";
+import type { Address } from "../transport/transport.ts";
+import type { AbortSignalLike } from "../web.ts";
+import { type ClusterEvents, ClusterState } from "./cluster-state.ts";
+import { type ClusterChannelOptions, resolveClusterOptions } from "./options.ts";
+import type { ReplicatedMap } from "./replicated-map.ts";
+import type { StateStats } from "./state-engine.ts";
 
 /** Events of a cluster channel, by name: a group channel's and the cluster's. */
 export type ClusterChannelEvents = GroupChannelEvents & ClusterEvents;
-
-/** Room kept in a datagram's largest frame for what an update adds to its changes. */
-const UPDATE_MARGIN_BYTES = 64;
 
 /**
  * Creates a cluster channel and binds its sockets; `join()` starts it, joins its groups and resolves
@@ -39,65 +40,41 @@ export async function createClusterChannel(options?: ClusterChannelOptions): Pro
  * ActiveBlaze's cluster level: a group channel with an elected coordinator (the "master": the highest
  * weight, then the longest in the view) and a replicated state map with write locks, which survive
  * members coming and going. See {@link ReplicatedMap} for the map and `StateEngine` for how the
- * coordinator orders writes and how a new one takes over. The map's messages are frames of their own
- * kinds, handed to it by the group channel's frame routing.
+ * coordinator orders writes and how a new one takes over. It runs on a {@link GroupChannel} of its own,
+ * whose API it offers too (it is a {@link GroupChannelApi}), with the state map built on that group
+ * channel: the map's messages are frames of their own kinds, handed to it by the channel's frame routing.
  */
-export class ClusterChannel extends GroupChannel {
-  /** The replicated state map of the state group. */
-  readonly map: ReplicatedMap;
-  readonly #state: ResolvedStateOptions;
-  readonly #stateGroup: string;
-  readonly #leaseMs: number;
-  /** The term accepted and the epoch promised, kept across restarts (stop, start) of this member. */
-  readonly #memory: TermMemory = { accepted: NO_TERM, promised: NO_PROMISE };
-  #engine: StateEngine | undefined;
-  #context: ChannelContext | undefined;
-  readonly #clusterEvents = new Emitter<ClusterEvents>((error) => this.channel.reportError(error, "listener"));
-  /** The master last announced to `masterChange` listeners. */
-  #master: Member | undefined;
-  #stopRouting: (() => void) | undefined;
-  #stopFlushing: (() => void) | undefined;
+export class ClusterChannel implements GroupChannelApi, AsyncDisposable {
+  readonly #group: GroupChannel;
+  readonly #state: ClusterState;
 
   constructor(options?: ClusterChannelOptions) {
     const { state, group } = resolveClusterOptions(options);
-    super(group);
-    // After the group level's: the state map starts once the group level has, and stops once it left its groups.
-    this.channel.onLifecycle(
-      (context) => this.#started(context),
-      () => this.#stopping(),
-    );
-    this.watchViews((name, view) => this.#onView(name, view));
-    this.#state = state;
-    this.#stateGroup = state.group ?? group.groups?.[0] ?? "default";
-    this.#leaseMs = resolveGroupOptions(group).group.failureTimeoutMs;
-    const maxValueBytes = resolveChannelOptions(resolveGroupOptions(group).channel).maxMessageBytes;
-    this.map = new ReplicatedMap(
-      {
-        engine: () => this.#requireEngine(),
-        now: () => this.#requireContext().driver.now(),
-        touch: () => this.#context?.driver.touch(),
-        maxUpdateBytes: () => this.#requireContext().endpoint.maxFrameBytes - UPDATE_MARGIN_BYTES,
-        maxValueBytes,
-      },
-      state,
-      (error) => this.channel.reportError(error, "listener"),
-      (name, ms, attributes) => this.channel.observer.record(name, ms, attributes),
-    );
+    this.#group = new GroupChannel(group, this);
+    this.#state = new ClusterState(this.#group, state);
+  }
+
+  // --- the cluster level ---
+
+  /** The replicated state map of the state group. */
+  get map(): ReplicatedMap {
+    return this.#state.map;
   }
 
   /** The group whose members share the map. */
   get stateGroup(): string {
-    return this.#stateGroup;
+    return this.#state.stateGroup;
   }
 
   /**
    * Starts the channel, joins its groups (the state group among them) and resolves once the coordinator
    * has brought this member's replica of the map up to date.
    */
-  override async join(options: WaitOptions = {}): Promise<View[]> {
-    const views = await super.join(options);
-    if (!this.getGroups().includes(this.#stateGroup)) views.push(await this.addToGroup(this.#stateGroup, options));
-    await this.waitForElection(options);
+  async join(options: WaitOptions = {}): Promise<View[]> {
+    const group = this.#group;
+    const views = await group.join(options);
+    if (!group.getGroups().includes(this.stateGroup)) views.push(await group.addToGroup(this.stateGroup, options));
+    await this.#state.waitForElection(options);
     return views;
   }
 
@@ -105,27 +82,18 @@ export class ClusterChannel extends GroupChannel {
    * Resolves with the coordinator once the election of the current view is over: the coordinator has
    * taken over the map and this member's replica is up to date. Rejects with `TIMEOUT` or `ABORTED`.
    */
-  async waitForElection(options: WaitOptions = {}): Promise<Member> {
-    if (this.state !== "started") throw new BlazeError("ILLEGAL_STATE", `waitForElection() on a ${this.state} channel: join() it first`);
-    await waitUntil(
-      this.#context!.clock,
-      () => this.#engine?.current === true && this.getCoordinator(this.#stateGroup) !== undefined,
-      (wake) => this.addWaiter(wake),
-      `the election in group "${this.#stateGroup}"`,
-      options,
-      this.#state.requestTimeoutMs,
-    );
-    return this.getCoordinator(this.#stateGroup)!;
+  waitForElection(options: WaitOptions = {}): Promise<Member> {
+    return this.#state.waitForElection(options);
   }
 
   /** True once the map is complete here (it was brought up to date by a coordinator at least once). */
   get ready(): boolean {
-    return this.#engine?.ready === true;
+    return this.#state.ready;
   }
 
   /** The coordinator of the state group (ActiveBlaze's getMaster), or undefined before a view. */
   getMaster(): Member | undefined {
-    return this.getCoordinator(this.#stateGroup);
+    return this.#state.getMaster();
   }
 
   /**
@@ -134,151 +102,227 @@ export class ClusterChannel extends GroupChannel {
    * from its majority stops being one before another can have been elected.
    */
   isMaster(): boolean {
-    const context = this.#context;
-    return context !== undefined && this.#engine?.serving(context.driver.now()) === true;
+    return this.#state.isMaster();
   }
 
   /** Adds a listener of a channel, group or cluster event; returns a function that removes it. */
-  override on<K extends keyof ClusterChannelEvents>(type: K, listener: (event: ClusterChannelEvents[K]) => void): () => void {
-    if (type !== "masterChange") return super.on(type as keyof GroupChannelEvents, listener as (event: GroupChannelEvents[keyof GroupChannelEvents]) => void);
-    return this.#clusterEvents.on("masterChange", listener as (event: ClusterEvents["masterChange"]) => void);
+  on<K extends keyof ClusterChannelEvents>(type: K, listener: (event: ClusterChannelEvents[K]) => void): () => void {
+    if (type !== "masterChange") return this.#group.on(type as keyof GroupChannelEvents, listener as (event: GroupChannelEvents[keyof GroupChannelEvents]) => void);
+    return this.#state.on("masterChange", listener as (event: ClusterEvents["masterChange"]) => void);
   }
 
-  override off<K extends keyof ClusterChannelEvents>(type: K, listener: (event: ClusterChannelEvents[K]) => void): void {
-    if (type !== "masterChange") return super.off(type as keyof GroupChannelEvents, listener as (event: GroupChannelEvents[keyof GroupChannelEvents]) => void);
-    this.#clusterEvents.off("masterChange", listener as (event: ClusterEvents["masterChange"]) => void);
+  off<K extends keyof ClusterChannelEvents>(type: K, listener: (event: ClusterChannelEvents[K]) => void): void {
+    if (type !== "masterChange") return this.#group.off(type as keyof GroupChannelEvents, listener as (event: GroupChannelEvents[keyof GroupChannelEvents]) => void);
+    this.#state.off("masterChange", listener as (event: ClusterEvents["masterChange"]) => void);
   }
 
   /** Counters of the state map. */
   get stateStats(): Readonly<StateStats> & { readonly epoch: number; readonly pendingRequests: number } {
-    const engine = this.#engine;
-    return { ...(engine?.stats ?? emptyStateStats()), epoch: this.#memory.accepted.epoch, pendingRequests: engine?.pendingRequests ?? 0 };
+    return this.#state.stateStats;
   }
 
-  // --- internals ---
+  // --- the group channel it runs on: see GroupChannel for each ---
 
-  #requireEngine(): StateEngine {
-    const engine = this.#engine;
-    if (engine === undefined) throw new BlazeError("ILLEGAL_STATE", `the state map of a ${this.state} channel: join() it first`);
-    return engine;
+  /** This member's id (32 hex digits). */
+  get id(): string {
+    return this.#group.id;
   }
 
-  #requireContext(): ChannelContext {
-    const context = this.#context;
-    if (context === undefined) throw new BlazeError("ILLEGAL_STATE", "the cluster channel is not started: join() it first");
-    return context;
+  get name(): string {
+    return this.#group.name;
   }
 
-  #started(context: ChannelContext): void {
-    this.#context = context;
-    const { driver, endpoint } = context;
-    const engine = new StateEngine(
-      {
-        local: { id: this.id, incarnation: context.incarnation },
-        group: this.#stateGroup,
-        unicast: (peer, frame) => this.#unicast(peer, frame),
-        multicast: (frame) => endpoint.multicastFrame(frame),
-        changed: (changes, resync) => this.map.emit(changes, resync),
-        changesWatched: () => this.map.changesWatched,
-        synced: (epoch) => this.map.emitReady(epoch),
-        wake: () => this.wakeWaiters(),
-      },
-      {
-        quorum: this.#state.quorum,
-        minimumMembers: this.#state.minimumMembers,
-        logLimit: this.#state.logLimit,
-        snapshotChunkBytes: Math.min(this.#state.snapshotChunkBytes, endpoint.maxFrameBytes - UPDATE_MARGIN_BYTES),
-        maxUpdateBytes: endpoint.maxFrameBytes - UPDATE_MARGIN_BYTES,
-        retryDelayMs: this.#state.retryDelayMs,
-        leaseMs: this.#leaseMs,
-      },
-      this.#memory,
-    );
-    this.#engine = engine;
-    driver.add(engine);
-    for (const unit of this.map.units) driver.add(unit);
-    this.#stopRouting = this.channel.routeFrames(STATE_FRAME_KINDS, (peer, { frame }) => {
-      const now = driver.now();
-      engine.onFrame(peer.key, peer.incarnation, decodeStateFrame(frame, now), now);
-      driver.touch();
-    });
-    // What a turn produced (the coordinator's batch, acknowledgements, notices) goes out with the turn,
-    // in the endpoint's flush (after this): with whatever else goes to the same peers.
-    this.#stopFlushing = driver.onEndOfTurn(() => engine.flush(driver.now()));
+  get cluster(): string {
+    return this.#group.cluster;
   }
 
-  #stopping(): void {
-    const context = this.#context;
-    this.#stopRouting?.();
-    this.#stopFlushing?.();
-    this.#stopRouting = undefined;
-    this.#stopFlushing = undefined;
-    const engine = this.#engine;
-    if (engine !== undefined && context !== undefined) {
-      engine.close(context.driver.now());
-      context.driver.remove(engine);
-      for (const unit of this.map.units) context.driver.remove(unit);
-    }
-    this.map.closed();
-    this.wakeWaiters();
+  get state(): ChannelState {
+    return this.#group.state;
   }
 
-  /** To the address a member's own datagrams come from; one not heard from directly yet is introduced (and the frame dropped: it is sent again). */
-  #unicast(peer: PeerKey, frame: Uint8Array): void {
-    const endpoint = this.#context!.endpoint;
-    if (endpoint.peers.has(peer)) {
-      endpoint.unicastFrame(peer, frame);
-      return;
-    }
-    const member = this.getMemberById(peer);
-    if (member !== undefined) endpoint.introduce(peer, member.incarnation, member.address);
+  /** How often this member sends heartbeats, in ms. */
+  get heartbeatIntervalMs(): number {
+    return this.#group.heartbeatIntervalMs;
   }
 
-  #onView(group: string, view: View | undefined): void {
-    if (group !== this.#stateGroup) return;
-    const engine = this.#engine;
-    const context = this.#context;
-    if (engine === undefined || context === undefined) return;
-    const previous = engine.coordinator;
-    const previousMaster = this.#master;
-    engine.onView(
-      view === undefined
-        ? undefined
-        : {
-            id: view.id,
-            members: view.members.map((m) => ({ id: m.id, incarnation: m.incarnation })),
-            coordinator: { id: view.coordinator.id, incarnation: view.coordinator.incarnation },
-          },
-      context.driver.now(),
-    );
-    context.driver.touch();
-    if (view !== undefined && (previous === undefined || previous.id !== view.coordinator.id || previous.incarnation !== view.coordinator.incarnation)) {
-      this.#master = view.coordinator;
-      this.#clusterEvents.emit("masterChange", { master: view.coordinator, previous: previousMaster });
-    }
-    this.wakeWaiters();
+  /** The incarnation this member runs as (grows on every start). */
+  get incarnation(): number {
+    return this.#group.incarnation;
   }
-}
 
-function emptyStateStats(): StateStats {
-  return {
-    requestsSent: 0,
-    requestsRetried: 0,
-    requestsApplied: 0,
-    requestsDeduplicated: 0,
-    cancelsSent: 0,
-    updatesApplied: 0,
-    updatesSent: 0,
-    repairsSent: 0,
-    snapshotsSent: 0,
-    snapshotChunksSent: 0,
-    snapshotsInstalled: 0,
-    suffixesSent: 0,
-    pulls: 0,
-    staleRefused: 0,
-    outOfOrder: 0,
-    malformed: 0,
-    terms: 0,
-    appliedRequesters: 0,
-  };
+  /** The unicast address this member sends from (after `init()`). */
+  get localAddress(): Address {
+    return this.#group.localAddress;
+  }
+
+  /** The keyring and key rotation of a channel with `security`; undefined without. */
+  get security(): ChannelSecurity | undefined {
+    return this.#group.security;
+  }
+
+  /** The peers this member hears now. */
+  get peers(): PeerInfo[] {
+    return this.#group.peers;
+  }
+
+  /** The channel's counters (see {@link ClusterChannel.groupStats} and {@link ClusterChannel.stateStats} for the levels above). */
+  get stats(): ChannelStats {
+    return this.#group.stats;
+  }
+
+  /** Counters of the group level: see {@link GroupChannel.groupStats}. */
+  get groupStats(): GroupChannel["groupStats"] {
+    return this.#group.groupStats;
+  }
+
+  /** Binds the sockets; the configuration is fixed from here on. Idempotent once initialized. */
+  init(): Promise<void> {
+    return this.#group.init();
+  }
+
+  /** Starts talking to peers (initializing first if needed), in no group yet: see {@link ClusterChannel.join}. Idempotent. */
+  start(): Promise<void> {
+    return this.#group.start();
+  }
+
+  /** Leaves every group and stops talking to peers: see {@link GroupChannel.stop}. Idempotent. */
+  stop(): Promise<void> {
+    return this.#group.stop();
+  }
+
+  /** Stops and releases the sockets; the channel is Constructed again and may be initialized anew. Idempotent. */
+  shutDown(): Promise<void> {
+    return this.#group.shutDown();
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.shutDown();
+  }
+
+  /** Leaves every group gracefully and stops the channel. */
+  leave(): Promise<void> {
+    return this.#group.leave();
+  }
+
+  /** Joins `group`: see {@link GroupChannel.addToGroup}. */
+  addToGroup(group: string, options: WaitOptions = {}): Promise<View> {
+    return this.#group.addToGroup(group, options);
+  }
+
+  /** Leaves `group` gracefully; the others see it at once. */
+  removeFromGroup(group: string): void {
+    this.#group.removeFromGroup(group);
+  }
+
+  getGroups(): string[] {
+    return this.#group.getGroups();
+  }
+
+  getView(group?: string): View | undefined {
+    return this.#group.getView(group);
+  }
+
+  getMembers(group?: string): Member[] {
+    return this.#group.getMembers(group);
+  }
+
+  getLocalMember(): Member {
+    return this.#group.getLocalMember();
+  }
+
+  getMemberById(id: string): Member | undefined {
+    return this.#group.getMemberById(id);
+  }
+
+  getMemberByName(name: string, group?: string): Member | undefined {
+    return this.#group.getMemberByName(name, group);
+  }
+
+  getCoordinator(group?: string): Member | undefined {
+    return this.#group.getCoordinator(group);
+  }
+
+  isCoordinator(group?: string): boolean {
+    return this.#group.isCoordinator(group);
+  }
+
+  /** The membership of `group` as an async iterator: see {@link GroupChannel.membership}. */
+  membership(group?: string, options: { signal?: AbortSignalLike } = {}): AsyncIterableIterator<MembershipEvent> {
+    return this.#group.membership(group, options);
+  }
+
+  /** This member's coordinator weight. */
+  get weight(): number {
+    return this.#group.weight;
+  }
+
+  /** Changes this member's coordinator weight at run time: see {@link GroupChannel.setWeight}. */
+  setWeight(weight: number): void {
+    this.#group.setWeight(weight);
+  }
+
+  /** Resolves once at least `count` peers are heard: see {@link GroupChannel.waitForPeers}. */
+  waitForPeers(count: number, options: WaitOptions = {}): Promise<void> {
+    return this.#group.waitForPeers(count, options);
+  }
+
+  /** Broadcasts a message on a topic to every member of the channel: see {@link GroupChannel.broadcast}. */
+  broadcast(destination: string, message: BlazeMessage | Uint8Array, options: BroadcastOptions = {}): Promise<void> {
+    return this.#group.broadcast(destination, message, options);
+  }
+
+  /** Calls `listener` for every message on topic `destination`; returns a function that stops it. */
+  onTopic(destination: string, listener: TopicListener): () => void {
+    return this.#group.onTopic(destination, listener);
+  }
+
+  /** The messages on topic `destination` as an async iterator: see {@link GroupChannel.subscribe}. */
+  subscribe(destination: string, options: SubscribeOptions = {}): Subscription<TopicMessage> {
+    return this.#group.subscribe(destination, options);
+  }
+
+  /** Sends to every member of `group`: see {@link GroupChannel.broadcastToGroup}. */
+  broadcastToGroup(group: string, message: BlazeMessage | Uint8Array, options: { outOfBand?: boolean } = {}): Promise<void> {
+    return this.#group.broadcastToGroup(group, message, options);
+  }
+
+  /** Listens to broadcasts to `group` from its members; returns a function that stops it. */
+  onGroupMessage(group: string, listener: GroupMessageListener): () => void {
+    return this.#group.onGroupMessage(group, listener);
+  }
+
+  /** Sends to one member's inbox: see {@link GroupChannel.send}. */
+  send(to: Member | string, message: BlazeMessage | Uint8Array, options: SendOptions = {}): Promise<void> {
+    return this.#group.send(to, message, options);
+  }
+
+  /** Listens on a named inbox of this member ("" is the default inbox). Returns a function that stops listening. */
+  onInbox(name: string, listener: InboxListener): () => void {
+    return this.#group.onInbox(name, listener);
+  }
+
+  /** A named inbox as an async iterator: see {@link GroupChannel.inbox}. */
+  inbox(name = "", options: SubscribeOptions = {}): Subscription<GroupMessage> {
+    return this.#group.inbox(name, options);
+  }
+
+  /** Consumes queue `name`: see {@link GroupChannel.consumeQueue}. */
+  consumeQueue(name: string, handler: InboxListener): () => void {
+    return this.#group.consumeQueue(name, handler);
+  }
+
+  /** Sends to queue `name`: see {@link GroupChannel.sendToQueue}. */
+  sendToQueue(name: string, message: BlazeMessage | Uint8Array, options: WaitOptions = {}): Promise<void> {
+    return this.#group.sendToQueue(name, message, options);
+  }
+
+  /** A request to one member's inbox: see {@link GroupChannel.request}. */
+  request(to: Member | string, message: BlazeMessage | Uint8Array, options: RequestOptions = {}): Promise<GroupMessage> {
+    return this.#group.request(to, message, options);
+  }
+
+  /** A request through queue `name`: one consumer answers. */
+  requestAny(name: string, message: BlazeMessage | Uint8Array, options: WaitOptions = {}): Promise<GroupMessage> {
+    return this.#group.requestAny(name, message, options);
+  }
 }

@@ -1,6 +1,7 @@
 import * as z from "zod";
 import { parseOptions } from "../options.ts";
-import type { GroupChannelOptions } from "../group/options.ts";
+import { resolveChannelOptions } from "../channel/options.ts";
+import { type GroupChannelOptions, resolveGroupOptions } from "../group/options.ts";
 
 const ms = z.number().int().positive();
 const msOrZero = z.number().int().min(0);
@@ -73,7 +74,29 @@ export interface ResolvedStateOptions {
 /** Options of a cluster channel: a group channel's, plus `state`. */
 export type ClusterChannelOptions = GroupChannelOptions & { readonly state?: StateOptions };
 
-export function resolveClusterOptions(options: ClusterChannelOptions | undefined): { state: ResolvedStateOptions; group: GroupChannelOptions } {
+/** What the state map is built with: its options, and what it takes from its group channel's. */
+export interface ClusterStateSettings {
+  readonly options: ResolvedStateOptions;
+  /** The group whose members share the map: `state.group`, else the first of `groups`. */
+  readonly group: string;
+  /** How long a coordinator serves unheard by a majority: the group's `failureTimeoutMs`. */
+  readonly leaseMs: number;
+  /** The largest value: the channel's `maxMessageBytes`. */
+  readonly maxValueBytes: number;
+}
+
+/** Splits a cluster channel's options into the state map's settings and its group channel's options (validating both). */
+export function resolveClusterOptions(options: ClusterChannelOptions | undefined): { state: ClusterStateSettings; group: GroupChannelOptions } {
   const { state, ...group } = options ?? {};
-  return { state: parseOptions(stateOptionsSchema, state, "state"), group };
+  const resolved = parseOptions(stateOptionsSchema, state, "state");
+  const groupLevel = resolveGroupOptions(group);
+  return {
+    state: {
+      options: resolved,
+      group: resolved.group ?? group.groups?.[0] ?? "default",
+      leaseMs: groupLevel.group.failureTimeoutMs,
+      maxValueBytes: resolveChannelOptions(groupLevel.channel).maxMessageBytes,
+    },
+    group,
+  };
 }

@@ -1,6 +1,6 @@
 import type { Channel } from "../channel/channel.ts";
 import type { ClusterChannel } from "../cluster/cluster-channel.ts";
-import type { GroupChannel } from "../group/group-channel.ts";
+import type { GroupChannelApi } from "../group/group-channel.ts";
 import type { LogLevel } from "./logger.ts";
 
 /** What happened to a member that an operator wants to know: the events its log, metrics and diagnostics share. */
@@ -33,7 +33,7 @@ export interface MemberEvent {
 }
 
 /** A member as diagnostics see it, at whatever level users hold it: a channel, a group channel or a cluster channel. */
-export type DescribedMember = Channel | GroupChannel;
+export type DescribedMember = Channel | GroupChannelApi;
 
 /**
  * Calls `handler` for every event of `member` worth telling an operator, at whatever level the member is
@@ -58,8 +58,8 @@ export function watchMember(member: DescribedMember, handler: (event: MemberEven
       handler({ kind: "messagesLost", level: "warn", message: `lost ${count} message(s) of ${short(peer)} for good (${firstSeq}–${lastSeq})`, member: { id: peer, name: "" }, value: count }),
     ),
   ];
-  if (typeof (member as Partial<GroupChannel>).getView === "function") {
-    const groups = member as GroupChannel;
+  if (typeof (member as Partial<GroupChannelApi>).getView === "function") {
+    const groups = member as GroupChannelApi;
     const onGroup = groups.on.bind(groups);
     offs.push(
       onGroup("viewChange", ({ group, view }) =>

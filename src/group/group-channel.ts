@@ -13,7 +13,8 @@ import {
 import type { Peer } from "../channel/endpoint.ts";
 import { Emitter, PushIterator, type SubscribeOptions, type Subscription } from "../channel/events.ts";
 import { splitMessage } from "../channel/fragments.ts";
-import type { FrameRoute } from "../channel/frame-routes.ts";
+import type { ErrorStage } from "../channel/error-report.ts";
+import type { FrameHandler, FrameRoute } from "../channel/frame-routes.ts";
 import { formatName, type TopicMessage } from "../channel/topic-message.ts";
 import { waitUntil, type WaitOptions } from "../channel/wait.ts";
 import { BlazeError } from "../errors.ts";
@@ -26,6 +27,8 @@ import { UnicastProtocol } from "../reliable/unicast/unicast-protocol.ts";
 import type { ChannelSecurity } from "../security/channel-security.ts";
 import type { Address } from "../transport/transport.ts";
 import { type DataFields, NO_BYTES } from "../wire/frames.ts";
+import type { DescribedMember } from "../diagnostics/member-events.ts";
+import type { MemberObserver } from "../diagnostics/member-observer.ts";
 import type { AbortSignalLike } from "../web.ts";
 import { GroupMessage } from "./group-message.ts";
 import { GroupMembership } from "./membership.ts";
@@ -103,6 +106,16 @@ export async function createGroupChannel(options?: GroupChannelOptions): Promise
   return channel;
 }
 
+/** The members by which a block built on a group channel takes part in it: not a group channel's public API. */
+type GroupChannelInternals = "onLifecycle" | "routeFrames" | "watchViews" | "addWaiter" | "wakeWaiters" | "reportError" | "observer";
+
+/**
+ * A group channel's API, whichever level offers it: a {@link GroupChannel}, or a
+ * {@link index!ClusterChannel}, which runs on a group channel of its own and offers its
+ * API too. Code that needs only the group level takes this type and works with either.
+ */
+export type GroupChannelApi = Omit<GroupChannel, GroupChannelInternals>;
+
 /**
  * ActiveBlaze's group level: a channel whose members know each other. Members join groups (and leave
  * them) and get views — the same members in the same order everywhere, with a coordinator; they send
@@ -136,8 +149,8 @@ export class GroupChannel implements AsyncDisposable {
   readonly #membersById = new Map<PeerKey, Member>();
   readonly #sendQueues = new Map<PeerKey, Array<{ pieces: OutgoingData[]; next: number; incarnation: number; resolve: () => void; reject: (e: BlazeError) => void }>>();
   readonly #waiters = new Set<() => void>();
-  /** What levels built on this one (the cluster's state map) are told of views, in registration order. */
-  readonly #viewWatchers: Array<(group: string, view: View | undefined) => void> = [];
+  /** What blocks built on this channel (the cluster's state map) are told of views, in registration order. */
+  readonly #viewWatchers = new Set<(group: string, view: View | undefined) => void>();
   #context: ChannelContext | undefined;
   #unicast: UnicastProtocol | undefined;
   #reassembler: Reassembler;
@@ -147,11 +160,15 @@ export class GroupChannel implements AsyncDisposable {
   #lastStallAt = Number.NEGATIVE_INFINITY;
   readonly #startTimeMs = Date.now();
 
-  constructor(options?: GroupChannelOptions) {
+  /**
+   * @param member internal: the level users hold when it is not this group channel (a cluster channel
+   * runs on one), which diagnostics describe; this group channel by default.
+   */
+  constructor(options?: GroupChannelOptions, member?: DescribedMember) {
     const { group, channel: channelOptions } = resolveGroupOptions(options);
     // Members are watched by membership's own failure detection; the channel forgets silent peers later.
     const peerTimeoutMs = channelOptions.peerTimeoutMs ?? 3 * (group.failureTimeoutMs + group.verifyTimeoutMs);
-    const channel = new Channel({ ...channelOptions, peerTimeoutMs }, this);
+    const channel = new Channel({ ...channelOptions, peerTimeoutMs }, member ?? this);
     this.#channel = channel;
     this.#group = group;
     this.#weight = group.weight;
@@ -894,16 +911,25 @@ export class GroupChannel implements AsyncDisposable {
 
   readonly #groupTopics = new Set<string>();
 
-  // --- internal: how a level built on a group channel (the cluster's state map) takes part in it ---
+  // --- internal: how a block built on a group channel (the cluster's state map) takes part in it; each registration returns its remover ---
 
-  /** @internal The channel this one runs on: where a level built on it registers for frames and the life cycle. */
-  get channel(): Channel {
-    return this.#channel;
+  /**
+   * @internal Calls `started` each time the channel starts and `stopping` each time it stops, after this
+   * group channel's own: a block starts once the group level has, and stops once it left its groups.
+   */
+  onLifecycle(started: (context: ChannelContext) => void, stopping: () => void): () => void {
+    return this.#channel.onLifecycle(started, stopping);
+  }
+
+  /** @internal Hands received frames of `routes` to `handler`; returns the function that stops it. */
+  routeFrames<R extends FrameRoute>(routes: readonly R[], handler: FrameHandler<R>): () => void {
+    return this.#channel.routeFrames(routes, handler);
   }
 
   /** @internal Calls `watcher` when `group` installs a view here, or this member leaves it (undefined), before the view's events. */
-  watchViews(watcher: (group: string, view: View | undefined) => void): void {
-    this.#viewWatchers.push(watcher);
+  watchViews(watcher: (group: string, view: View | undefined) => void): () => void {
+    this.#viewWatchers.add(watcher);
+    return () => this.#viewWatchers.delete(watcher);
   }
 
   /** @internal Calls `wake` whenever the group's state changed (a view, a frame, a consumer): waiters re-check. */
@@ -915,6 +941,16 @@ export class GroupChannel implements AsyncDisposable {
   /** @internal Wakes every waiter to re-check its condition. */
   wakeWaiters(): void {
     for (const wake of [...this.#waiters]) wake();
+  }
+
+  /** @internal Reports a background failure as the channel's `error` event. */
+  reportError(error: BlazeError, stage: ErrorStage): void {
+    this.#channel.reportError(error, stage);
+  }
+
+  /** @internal What this member tells about itself (its log, metrics and recent events). */
+  get observer(): MemberObserver {
+    return this.#channel.observer;
   }
 
   #safely(fn: () => void): void {

@@ -5,7 +5,7 @@ import type { WaitOptions } from "../channel/wait.ts";
 import { ClusterChannel } from "../cluster/cluster-channel.ts";
 import { stateOptionsSchema } from "../cluster/options.ts";
 import { BlazeError, internalError } from "../errors.ts";
-import { GroupChannel } from "../group/group-channel.ts";
+import { GroupChannel, type GroupChannelApi } from "../group/group-channel.ts";
 import type { GroupMessage } from "../group/group-message.ts";
 import type { Member, View } from "../group/view.ts";
 import type { BlazeMessage } from "../message/blaze-message.ts";
@@ -135,7 +135,9 @@ export async function createRelayChannel(options: RelayChannelOptions): Promise<
  */
 export class RelayChannel implements AsyncDisposable {
   /** The site's group channel: membership, and everything that stays within the site (a cluster channel with `relay.map`). */
-  readonly group: GroupChannel;
+  readonly group: GroupChannelApi;
+  /** The site's cluster channel (`group` itself), with `relay.map`. */
+  readonly #cluster: ClusterChannel | undefined;
   readonly #options: ResolvedRelayOptions;
   readonly #siteGroup: string;
   readonly #relayed: ReadonlySet<string>;
@@ -176,7 +178,9 @@ export class RelayChannel implements AsyncDisposable {
     this.#relayed = new Set(relay.topics);
     this.#connect = relay.bus ?? natsBus(relay.nats!);
     const siteOptions = { ...group, metadata: { ...group.metadata, [SITE_METADATA]: relay.site } };
-    this.group = relay.map === undefined ? new GroupChannel(siteOptions) : new ClusterChannel(siteOptions);
+    const cluster = relay.map === undefined ? undefined : new ClusterChannel(siteOptions);
+    this.#cluster = cluster;
+    this.group = cluster ?? new GroupChannel(siteOptions);
     this.#errors = new ErrorReport(
       (error, stage) => this.#events.emit("error", { error, stage }),
       () => (group.clock ?? systemClock).now(),
@@ -192,11 +196,11 @@ export class RelayChannel implements AsyncDisposable {
     const state = parseOptions(stateOptionsSchema, group.state, "state");
     this.#mapTimeoutMs = state.requestTimeoutMs;
     this.#copied =
-      relay.map === undefined
+      relay.map === undefined || cluster === undefined
         ? undefined
         : new CopiedMap(
             {
-              raw: () => (this.group as ClusterChannel).map,
+              raw: () => cluster.map,
               site: relay.site,
               now: () => this.#clock.now(),
               delay: (ms) => new Promise((resolve) => this.#clock.setTimer(ms, resolve)),
@@ -241,10 +245,10 @@ export class RelayChannel implements AsyncDisposable {
       );
       this.#offs.push(this.group.onTopic(RELAY, this.#onRelayTopic));
       this.#offs.push(this.group.onInbox(RELAY, (message) => this.#guard(() => this.#onRelayInbox(message))));
-      if (this.#copied !== undefined) {
-        const copied = this.#copied;
+      const copied = this.#copied;
+      if (copied !== undefined && this.#cluster !== undefined) {
         this.#offs.push(
-          (this.group as ClusterChannel).map.on("change", (change) =>
+          this.#cluster.map.on("change", (change) =>
             this.#guard(() => {
               copied.changed(change);
               this.#mapCopy?.changed(change);
@@ -662,7 +666,7 @@ export class RelayChannel implements AsyncDisposable {
     const gatewayChanged = coordinator.id !== previous?.coordinator.id;
     if (coordinator.id === this.group.id && this.#gateway === undefined && this.#origin !== undefined) {
       this.#gateway = new SiteGateway(this.site, this.#options, this.#connect, this.#gatewayHost());
-      if (this.#options.map !== undefined) this.#mapCopy = new MapCopy(this.#mapCopyHost(this.#gateway), this.#options.map);
+      if (this.#options.map !== undefined && this.#cluster !== undefined) this.#mapCopy = new MapCopy(this.#mapCopyHost(this.#gateway, this.#cluster), this.#options.map);
     } else if (coordinator.id !== this.group.id && this.#gateway !== undefined) {
       this.#closeGateway();
     } else {
@@ -714,8 +718,7 @@ export class RelayChannel implements AsyncDisposable {
     };
   }
 
-  #mapCopyHost(gateway: SiteGateway): MapCopyHost {
-    const cluster = this.group as ClusterChannel;
+  #mapCopyHost(gateway: SiteGateway, cluster: ClusterChannel): MapCopyHost {
     return {
       clock: this.#clock,
       site: this.site,

@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { nodeCrypto } from "../adapters/node-crypto.ts";
 import { Channel } from "../channel/channel.ts";
 import { ClusterChannel } from "../cluster/cluster-channel.ts";
-import { GroupChannel } from "../group/group-channel.ts";
+import { GroupChannel, type GroupChannelApi } from "../group/group-channel.ts";
 import { SimulatedNetwork } from "../transport/simulated-network.ts";
 import { wrapTransports } from "../transport/transport-wrapper.ts";
 
@@ -10,7 +10,7 @@ import { wrapTransports } from "../transport/transport-wrapper.ts";
 
 const K1 = { id: 1, secret: new Uint8Array(32).fill(0x11) };
 
-let open: Array<Channel | GroupChannel> = [];
+let open: Array<Channel | GroupChannelApi> = [];
 afterEach(async () => {
   for (const channel of open) await channel.shutDown();
   open = [];
