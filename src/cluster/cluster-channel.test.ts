@@ -215,6 +215,26 @@ describe("ClusterChannel", () => {
     expect(removed).toEqual(["session", "c-session"]);
   });
 
+  it("a write made on the master as another member leaves completes, and the leaver is sent no snapshot afterwards", async () => {
+    for (const how of ["leave", "removeFromGroup"] as const) {
+      bed = new Bed(12);
+      const members = [await bed.spawn({ state: { group: "state" } }), await bed.spawn({ state: { group: "state" } }), await bed.spawn({ state: { group: "state" } })];
+      await bed.settle(Promise.all(members.map((m) => m.join())));
+      await bed.settle(members[0]!.map.put("k", text("1")));
+      const master = members.find((m) => m.isMaster())!;
+      const leaver = members.find((m) => m !== master)!;
+      if (how === "leave") void leaver.leave();
+      else leaver.removeFromGroup("state");
+      // The write waited on the leaver's acknowledgement in the term that ended with it, and was lost with that term.
+      await bed.settle(master.map.put("k", text("2"), { timeoutMs: 5_000 }), 6_000);
+      for (const m of members) if (m !== leaver) expect(str(m.map.get("k"))).toBe("2");
+      const chunks = master.stateStats.snapshotChunksSent;
+      await bed.run(10_000);
+      expect(master.stateStats.snapshotChunksSent - chunks, how).toBeLessThanOrEqual(1);
+      for (const c of bed.channels) await c.stop().catch(() => undefined);
+    }
+  });
+
   it("quorum: the minority side refuses writes and lock grants with NO_QUORUM, the majority goes on", async () => {
     const [a, b, c] = await cluster(3, 12, { state: { quorum: true, requestTimeoutMs: 3_000 } });
     await bed.settle(a.map.put("x", text("0")));

@@ -85,6 +85,19 @@ describe("snapshots", () => {
     expect(sender.pollTimeout()).toBe(2_100);
   });
 
+  it("stops sending to a member that left the view, and drops at its first resend a transfer started to one afterwards", () => {
+    const sent: string[] = [];
+    const sender = new SnapshotSender(10_000, (peer) => sent.push(peer));
+    sender.start("stays", source(3_000, 100), 0);
+    sender.start("leaves", source(3_000, 100), 0);
+    sender.retain(new Set(["stays"]));
+    // A repair of the last term, started once the view no longer had the member.
+    sender.start("left", source(3_000, 100), 10);
+    sent.length = 0;
+    for (let at = sender.pollTimeout(); at < 10_000; at = sender.pollTimeout()) sender.handleTimeout(at);
+    expect(new Set(sent)).toEqual(new Set(["stays"]));
+  });
+
   it("sends entries in one block only to a member whose acknowledgements say it reads them", () => {
     const blocks: Array<[string, boolean]> = [];
     const sender = new SnapshotSender(10_000, (peer, chunk, _lockOf, _now, entryBlock) => {

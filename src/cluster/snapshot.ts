@@ -129,6 +129,8 @@ export class SnapshotSender implements TimedUnit {
   readonly #transfers = new Map<PeerKey, Transfer>();
   /** The members of the view that read entry blocks, as their acknowledgements say. */
   readonly #blockReaders = new Set<PeerKey>();
+  /** The members of the current view (undefined before the first): nobody else is sent a snapshot for long. */
+  #members: ReadonlySet<PeerKey> | undefined;
   readonly #chunkBytes: number;
   readonly #send: (peer: PeerKey, chunk: SnapshotChunk, lockOf: (key: string) => LockSpec | undefined, now: number, entryBlock: boolean) => void;
   #nextId = 1;
@@ -145,9 +147,15 @@ export class SnapshotSender implements TimedUnit {
     else this.#blockReaders.delete(peer);
   }
 
-  /** Forgets what members not in `members` said (they left the view). */
+  /**
+   * The view is now `members`: forgets what the others said, and stops sending to them. A transfer
+   * started to one of them later (a repair of the term it was in) is dropped at its first resend:
+   * nothing would ever acknowledge it, and it holds a copy of the whole map.
+   */
   retain(members: ReadonlySet<PeerKey>): void {
+    this.#members = members;
     for (const peer of this.#blockReaders) if (!members.has(peer)) this.#blockReaders.delete(peer);
+    for (const peer of this.#transfers.keys()) if (!members.has(peer)) this.#transfers.delete(peer);
   }
 
   /** Starts sending `source` to `peer` (replacing a transfer to it); returns the transfer's id and size. */
@@ -185,6 +193,7 @@ export class SnapshotSender implements TimedUnit {
   clear(): void {
     this.#transfers.clear();
     this.#blockReaders.clear();
+    this.#members = undefined;
   }
 
   pollTimeout(): number {
@@ -196,6 +205,10 @@ export class SnapshotSender implements TimedUnit {
   handleTimeout(now: number): void {
     for (const transfer of this.#transfers.values()) {
       if (transfer.progressAt + transfer.resendMs > now) continue;
+      if (this.#members !== undefined && !this.#members.has(transfer.peer)) {
+        this.#transfers.delete(transfer.peer);
+        continue;
+      }
       transfer.sent = transfer.acked;
       transfer.progressAt = now;
       transfer.resendMs = Math.min(2 * transfer.resendMs, MAX_RESEND_MS);

@@ -80,10 +80,32 @@ describe("StateClient", () => {
     expect(bed.answers.get(id)).toMatchObject({ outcome: "OK", index: 7 });
     // In a term of two (this member and the coordinator), applying it here is enough.
     bed.term = { epoch: 4, coordinator: M.id, members: [ME, M] };
-    bed.client.onTerm();
+    bed.client.onTerm(0);
     const lock = bed.open({ case: "lock", key: "l", leaseMs: 0, waitMs: 0, releaseOnExit: true });
     bed.client.onApplied({ requester: ME, requestId: lock, index: 8, previous: [], token: 4 }, 4, 0);
     expect(bed.answers.get(lock)).toMatchObject({ outcome: "OK", token: 4 });
+  });
+
+  it("sends a request handed to its own coordinator again when a new term starts, though the coordinator stays the same", () => {
+    const bed = new Bed();
+    bed.coordinator = ME;
+    bed.term = { epoch: 3, coordinator: ME.id, members: [ME, M, R] };
+    const id = bed.open(put, 0);
+    expect(bed.sent).toEqual([[ME.id, { requestId: id, op: put }]]);
+    // Handed over here: nothing is lost on the way, so nothing is sent again…
+    expect(bed.client.pollTimeout()).toBe(Number.POSITIVE_INFINITY);
+    // …until the term it was waiting in ends (R left): the coordinator's new term answers it afresh.
+    bed.term = { epoch: 4, coordinator: ME.id, members: [ME, M] };
+    bed.client.onTerm(50);
+    expect(bed.client.pollTimeout()).toBe(50);
+    bed.client.handleTimeout(50);
+    expect(bed.sent.at(-1)).toEqual([ME.id, { requestId: id, op: put }]);
+    expect(bed.client.stats.requestsRetried).toBe(1);
+    // A request sent to a remote coordinator keeps its own resend time (its first wait: 100 ms).
+    const other = new Bed();
+    other.open(put, 60);
+    other.client.onTerm(70);
+    expect(other.client.pollTimeout()).toBe(160);
   });
 
   it("withdraws a lock request given up on, until a coordinator confirms it; and a grant nobody takes any more", () => {

@@ -103,10 +103,18 @@ export class StateClient implements TimedUnit {
     for (const id of this.#outstanding.keys()) this.#dispatch(id, now, true);
   }
 
-  /** A new term was accepted here: notices of the last one no longer count. */
-  onTerm(): void {
+  /**
+   * A new term was accepted here: notices of the last one no longer count. Requests handed to this
+   * member's own coordinator go again: what it was waiting on to answer them ended with its term, and
+   * nothing else would send them again while the coordinator stays the same.
+   */
+  onTerm(now: number): void {
     this.#noticed.clear();
-    for (const outstanding of this.#outstanding.values()) outstanding.applied = undefined;
+    const local = this.#host.local.id;
+    for (const outstanding of this.#outstanding.values()) {
+      outstanding.applied = undefined;
+      if (outstanding.sentTo === local) outstanding.resendAt = now;
+    }
   }
 
   onResponse(peer: PeerKey, response: StateResponse, acceptedEpoch: number, now: number): void {

@@ -139,7 +139,7 @@ export class StateEngine implements TimedUnit {
       changesWatched: () => host.changesWatched(),
       ownApplied: (record, epoch) => this.#later.push(() => this.#client.onApplied(record, epoch, this.#now)),
       accepted: (epoch, newTerm) => {
-        if (newTerm) this.#client.onTerm();
+        if (newTerm) this.#client.onTerm(this.#now);
         this.#later.push(() => {
           host.synced(epoch);
           host.wake();
@@ -405,7 +405,7 @@ export class StateEngine implements TimedUnit {
     this.#retryAt = Number.POSITIVE_INFINITY;
     this.#terms++;
     this.#follower.termStarted();
-    this.#client.onTerm();
+    this.#client.onTerm(now);
     const replica = this.replica;
     const group = this.#host.group;
     this.#sync = new TermSync(
