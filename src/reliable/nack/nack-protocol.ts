@@ -472,11 +472,13 @@ export class NackProtocol implements ReliabilityProtocol, TimedUnit {
    * Another receiver's NACK for a stream we receive (SRM's and NORM's suppression): when it asks for
    * every message our own pending NACK would, ours waits as long as a NACK of ours would wait for its
    * answer — the repair that NACK brings, if it goes to everyone, fills our gap too. A NACK is put off
-   * at most MAX_PUT_OFFS times in a row, so nobody can hold it back for long.
+   * at most MAX_PUT_OFFS times in a row, so nobody can hold it back for long. One already due but not
+   * yet sent is put off too: a process descheduled for a while reads the others' NACKs before its late
+   * timer runs.
    */
   #onOtherNack(nack: Nack, now: number): void {
     const stream = this.#streams.get(keyOf(nack.originId));
-    if (stream === undefined || stream.nackPutOffs >= MAX_PUT_OFFS || stream.nackDue === Number.POSITIVE_INFINITY || stream.nackDue <= now) return;
+    if (stream === undefined || stream.nackPutOffs >= MAX_PUT_OFFS || stream.nackDue === Number.POSITIVE_INFINITY) return;
     const window = stream.window;
     if (Number(nack.originIncarnation) !== window.incarnation || !window.hasGap || nack.missing.length > MAX_COMPARED_RANGES) return;
     const ours = window.missing(this.#options.maxNackSeqs);
