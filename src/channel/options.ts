@@ -102,7 +102,7 @@ export const nackOptionsSchema: z.ZodType<NackOptions, Partial<NackOptions>> = z
     description: "most bytes in flight; up to 4 windows are kept for retransmission while gaps are repaired, and a receiver holds at most as much of one sender out of order",
   }),
   nackDelayMinMs: d(z.number().min(0).default(N.nackDelayMinMs), { unit: "ms", description: "a gap is NACKed after a random delay of at least this…" }),
-  nackDelayMaxMs: d(z.number().min(0).default(N.nackDelayMaxMs), { unit: "ms", description: "…and at most this (a loss shared in a group of more than four: the range widens by half the log2 of the group's size)" }),
+  nackDelayMaxMs: d(z.number().min(0).default(N.nackDelayMaxMs), { unit: "ms", description: "…and at most this (a loss shared in a group of more than four: the range widens by half the log2 of the group's size, and most delays fall late in it)" }),
   nackRetryMs: d(ms.default(N.nackRetryMs), {
     unit: "ms",
     description: "an unanswered NACK is repeated after this long, the wait doubling up to `nackRetryMaxMs` (so is the start a joiner is told, until it acknowledges)",

@@ -56,6 +56,29 @@ describe("Driver", () => {
     driver.close();
   });
 
+  it("acts on a deadline its timer brings after the inputs ready by then: a unit sees what they changed", () => {
+    const clock = new VirtualClock();
+    const log: string[] = [];
+    const driver = new Driver(clock, (error) => {
+      throw error;
+    });
+    const unit = unitWithDeadline(log, "u");
+    driver.add(unit);
+    clock.runFor(0);
+    unit.due = 5;
+    driver.touch();
+    clock.runFor(1);
+    // A datagram that reaches the process when its timer falls due (after the timer, in the event loop's
+    // order, as when a descheduled process wakes to both): it is handled before the unit acts.
+    clock.setTimer(4, () => {
+      log.push("input");
+      driver.touch();
+    });
+    clock.runFor(10);
+    expect(log).toEqual(["input", "u@5"]);
+    driver.close();
+  });
+
   it("flushes after every end-of-turn call, whenever each was registered, and takes no extra turn for what those calls queue", () => {
     const clock = new VirtualClock();
     let turns = 0;

@@ -15,8 +15,9 @@ export interface TimedUnit {
 /**
  * The one piece that turns a channel's units into a running member (quinn-proto's shape): after each
  * turn of inputs it flushes the datagrams they produced and arms one timer — for the earliest deadline
- * of any unit — and when that timer fires it hands the time to the units that are due. Units never
- * re-enter each other through it, and nothing in them waits on the event loop.
+ * of any unit — and when that timer fires it takes a turn, after the inputs ready by then, that hands
+ * the time to the units that are due. Units never re-enter each other through it, and nothing in them
+ * waits on the event loop.
  */
 export class Driver {
   readonly #clock: Clock;
@@ -131,10 +132,14 @@ export class Driver {
     this.#arm();
   };
 
+  // A timer takes a turn like an input does, after the inputs ready now: a process that was descheduled
+  // wakes to due timers and to datagrams already waiting, and runtimes run timers first (Node before it
+  // polls its sockets). Acting at once, a unit would answer what those datagrams already settled — a
+  // receiver would send the NACK another receiver's NACK, waiting unread, was about to hold back.
   readonly #fire = (): void => {
     this.#timer = undefined;
     this.#armedAt = Number.POSITIVE_INFINITY;
-    this.#turnEnded();
+    this.touch();
   };
 
   // One timer, for the earliest deadline. One armed for a later time is moved earlier; one armed for an

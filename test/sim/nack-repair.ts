@@ -5,7 +5,8 @@
  * - one lossy receiver: one of them loses `loss` of what reaches it, every other link lossless; counts
  *   the datagrams each receiver gets and the copies of messages it already had;
  * - shared loss: the sender's own link loses `loss` of what it sends, so every receiver misses the same
- *   datagrams; counts the NACKs and retransmissions per lost datagram.
+ *   datagrams; counts the NACKs and retransmissions per lost datagram, with receivers that always run
+ *   or that are descheduled now and then (see Descheduling).
  *
  *   npx tsx test/sim/nack-repair.ts     prints both tables for 9 and 16 members (one lossy receiver at
  *                                       5, 10 and 20 % loss; the sender's link at 1 and 5 %)
@@ -13,7 +14,7 @@
 import { Channel } from "../../src/channel/channel.ts";
 import { SimulatedNetwork } from "../../src/transport/simulated-network.ts";
 import { wrapTransports } from "../../src/transport/transport-wrapper.ts";
-import { encodeMessage, flush } from "./sim-helpers.ts";
+import { encodeMessage, EventLoop, flush } from "./sim-helpers.ts";
 
 export interface RepairTraffic {
   readonly members: number;
@@ -86,13 +87,29 @@ export interface SharedLossRepairs {
   readonly retransmittedToOne: number;
 }
 
-export async function measureSharedLoss(seed: number, members: number, loss: number, messages = 20_000): Promise<SharedLossRepairs> {
+/**
+ * Receivers that lose the processor now and then, as many processes sharing a few cores do: each runs
+ * for `runMs`, then is descheduled for `stalledMs` (both drawn anew each time, uniformly), again and
+ * again; on waking it runs its timers that came due, then reads the datagrams that wait (an event loop's
+ * order: see EventLoop).
+ */
+export interface Descheduling {
+  readonly runMs: { readonly min: number; readonly max: number };
+  readonly stalledMs: { readonly min: number; readonly max: number };
+}
+
+/** About what 17 processes on two cores see: runs of 1–10 ms, descheduled for 0.5–5 ms between them. */
+export const DESCHEDULED: Descheduling = { runMs: { min: 1, max: 10 }, stalledMs: { min: 0.5, max: 5 } };
+
+export async function measureSharedLoss(seed: number, members: number, loss: number, messages = 20_000, descheduling?: Descheduling): Promise<SharedLossRepairs> {
   const net = new SimulatedNetwork({ seed, defaultLink: { delayMs: { min: 0.05, max: 0.3 } } });
   const drops = net.random.fork("sender link");
   let lossOn = false;
   let lost = 0;
   const channels: Channel[] = [];
+  const loops: EventLoop[] = [];
   for (let i = 0; i < members; i++) {
+    const loop = new EventLoop(net.clock);
     const transport =
       i === 0
         ? wrapTransports(net.transportFactory("h0"), () => ({
@@ -102,14 +119,31 @@ export async function measureSharedLoss(seed: number, members: number, loss: num
               return false;
             },
           }))
-        : net.transportFactory(`h${i}`);
-    const channel = new Channel({ transport, clock: net.clock, random: net.random.fork(`m${i}`), incarnation: 1, heartbeatIntervalMs: 100, peerTimeoutMs: 600_000 });
+        : loop.transport(net.transportFactory(`h${i}`));
+    const clock = i === 0 ? net.clock : loop.memberClock;
+    const channel = new Channel({ transport, clock, random: net.random.fork(`m${i}`), incarnation: 1, heartbeatIntervalMs: 100, peerTimeoutMs: 600_000 });
     await channel.start();
     channels.push(channel);
+    loops.push(loop);
   }
   net.clock.runUntil(() => channels.every((c) => c.peers.length === members - 1), { maxMs: 10_000 });
   let delivered = 0;
   for (const channel of channels.slice(1)) channel.onTopic(TOPIC, () => delivered++);
+  let streaming = true;
+  if (descheduling !== undefined) {
+    const { runMs, stalledMs } = descheduling;
+    const schedule = net.random.fork("descheduling");
+    const between = (range: { min: number; max: number }) => range.min + schedule.next() * (range.max - range.min);
+    for (const loop of loops.slice(1)) {
+      const run = (): void => {
+        if (!streaming) return;
+        const stalled = between(stalledMs);
+        loop.stall(stalled);
+        net.clock.setTimer(stalled + between(runMs), run);
+      };
+      net.clock.setTimer(between(runMs), run);
+    }
+  }
   lossOn = true;
   let sent = 0;
   const burst = (): void => {
@@ -118,6 +152,7 @@ export async function measureSharedLoss(seed: number, members: number, loss: num
   };
   burst();
   net.clock.runUntil(() => delivered === messages * (members - 1) && channels[0]!.stats.protocol.unstable === 0, { maxMs: 120_000 });
+  streaming = false;
   await flush();
   const sender = channels[0]!.stats.protocol;
   const result: SharedLossRepairs = {
@@ -142,12 +177,15 @@ if (process.argv[1]?.endsWith("nack-repair.ts")) {
       console.log(`| ${members} | ${loss * 100} % | ${r.losslessDatagrams.toFixed(0)} | ${r.losslessDuplicates.toFixed(0)} | ${r.lossyDatagrams} | ${r.retransmitted} |`);
     }
   }
-  console.log("\n| members | loss on the sender's link | datagrams lost | NACKs per lost datagram | held back per lost datagram | retransmissions per lost datagram | of them to one receiver |");
-  console.log("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+  console.log("\n| members | loss on the sender's link | receivers | datagrams lost | NACKs per lost datagram | held back per lost datagram | retransmissions per lost datagram | of them to one receiver |");
+  console.log("| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |");
   for (const members of [9, 16]) {
     for (const loss of [0.01, 0.05]) {
-      const r = await measureSharedLoss(1, members, loss, 10_000);
-      console.log(`| ${members} | ${loss * 100} % | ${r.lost} | ${(r.nacks / r.lost).toFixed(2)} | ${(r.suppressed / r.lost).toFixed(2)} | ${(r.retransmitted / r.lost).toFixed(2)} | ${r.retransmittedToOne} |`);
+      for (const descheduling of [undefined, DESCHEDULED]) {
+        const r = await measureSharedLoss(1, members, loss, 10_000, descheduling);
+        const receivers = descheduling === undefined ? "always running" : "descheduled now and then";
+        console.log(`| ${members} | ${loss * 100} % | ${receivers} | ${r.lost} | ${(r.nacks / r.lost).toFixed(2)} | ${(r.suppressed / r.lost).toFixed(2)} | ${(r.retransmitted / r.lost).toFixed(2)} | ${r.retransmittedToOne} |`);
+      }
     }
   }
 }

@@ -529,6 +529,20 @@ describe("NackProtocol: NACKs other receivers hear", () => {
     expect(nacksSent()).toBeGreaterThan(0);
   });
 
+  it("puts off a NACK already due but not yet sent: a receiver whose timer runs late reads the other NACK first", () => {
+    const { receiver, sender, other, nacksSent } = gapPending();
+    const nack = receiver.protocol.inner;
+    // Due within nackDelayMaxMs (3 ms); the process was descheduled for 10 ms, and reads the other
+    // receiver's NACK before its timer runs.
+    nack.onControl(other.key, other.incarnation, fromBinary(FrameSchema, nackFrame(Stream.MULTICAST, idOf(sender.key), sender.incarnation, [[2, 2]])), 10);
+    nack.handleTimeout(10);
+    expect(receiver.protocol.stats.nacksSuppressed).toBe(1);
+    expect(nacksSent()).toBe(0);
+    // The gap stays: it asks once the put-off (nackRetryMs and a fresh delay) has run out.
+    nack.handleTimeout(40);
+    expect(nacksSent()).toBe(1);
+  });
+
   it("does not put it off for a NACK that asks for less, for another incarnation, or lists too many ranges", () => {
     const { net, sender, receiver, other, nacksSent } = gapPending();
     receiver.protocol.onData(sender.key, 1, data(6));

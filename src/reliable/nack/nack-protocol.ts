@@ -30,7 +30,8 @@ export interface NackOptions {
    * no NACK, and receivers missing the same message ask at slightly different times (the second one
    * asking gets it sent to everyone; where losses are shared, the first one heard holds the others
    * back). For a shared loss in a group of more than four, the range's width grows by half the log2 of
-   * the group's size.
+   * the group's size, and most delays fall late in it (a truncated exponential draw, as NORM's backoff):
+   * few receivers come due early.
    */
   readonly nackDelayMinMs: number;
   readonly nackDelayMaxMs: number;
@@ -81,7 +82,7 @@ type SenderStream = IncomingStream;
 /** A NACK heard from another receiver is compared with ours only when both have at most this many ranges. */
 const MAX_COMPARED_RANGES = 64;
 
-/** NACK delays of shared losses spread by log2(group size) / this, so groups of up to four keep `nackDelayMaxMs` as it is. */
+/** NACK delays of shared losses in groups of more than four spread by log2(group size) / this (2 for 16 members). */
 const NACK_SPREAD_DIVISOR = 2;
 /** Weight of each gap in a stream's `sharedLosses` moving average (about the last 8 count). */
 const SHARED_LOSSES_WEIGHT = 1 / 8;
@@ -448,12 +449,21 @@ export class NackProtocol implements ReliabilityProtocol, TimedUnit {
     this.#stats.acksSent++;
   }
 
-  // Where losses are shared, in a larger group NACKs of one loss spread wider (by the log of its size,
-  // as NORM scales its backoff), so that the first one is heard before most others are due.
+  // Where losses are shared, in a group of more than four NACKs of one loss spread wider (by the log of
+  // its size), and most fall late in the range (NORM's truncated exponential backoff, λ = ln(group
+  // size) + 1): few receivers come due early, so that the first NACK is heard before the next is due.
+  // Drawn uniformly, one in six of 16 would come due in the first sixth of the range.
   #nackDelay(stream: SenderStream): number {
     const { nackDelayMinMs, nackDelayMaxMs } = this.#options;
-    const spread = stream.sharedLosses < SHARED_LOSSES ? 1 : Math.max(1, Math.log2(this.#window.receivers + 1) / NACK_SPREAD_DIVISOR);
-    return nackDelayMinMs + this.#host.random.next() * (nackDelayMaxMs - nackDelayMinMs) * spread;
+    const groupSize = this.#window.receivers + 1;
+    let draw = this.#host.random.next();
+    let spread = 1;
+    if (stream.sharedLosses >= SHARED_LOSSES && groupSize > 4) {
+      spread = Math.log2(groupSize) / NACK_SPREAD_DIVISOR;
+      const lambda = Math.log(groupSize) + 1;
+      draw = Math.log1p(draw * Math.expm1(lambda)) / lambda;
+    }
+    return nackDelayMinMs + draw * (nackDelayMaxMs - nackDelayMinMs) * spread;
   }
 
   // A gap closed: learn whether another receiver had it repaired too. Filled before we asked (and too
@@ -472,11 +482,13 @@ export class NackProtocol implements ReliabilityProtocol, TimedUnit {
    * Another receiver's NACK for a stream we receive (SRM's and NORM's suppression): when it asks for
    * every message our own pending NACK would, ours waits as long as a NACK of ours would wait for its
    * answer — the repair that NACK brings, if it goes to everyone, fills our gap too. A NACK is put off
-   * at most MAX_PUT_OFFS times in a row, so nobody can hold it back for long.
+   * at most MAX_PUT_OFFS times in a row, so nobody can hold it back for long. One already due but not
+   * yet sent is put off too: a process descheduled for a while reads the others' NACKs before its late
+   * timer runs.
    */
   #onOtherNack(nack: Nack, now: number): void {
     const stream = this.#streams.get(keyOf(nack.originId));
-    if (stream === undefined || stream.nackPutOffs >= MAX_PUT_OFFS || stream.nackDue === Number.POSITIVE_INFINITY || stream.nackDue <= now) return;
+    if (stream === undefined || stream.nackPutOffs >= MAX_PUT_OFFS || stream.nackDue === Number.POSITIVE_INFINITY) return;
     const window = stream.window;
     if (Number(nack.originIncarnation) !== window.incarnation || !window.hasGap || nack.missing.length > MAX_COMPARED_RANGES) return;
     const ours = window.missing(this.#options.maxNackSeqs);

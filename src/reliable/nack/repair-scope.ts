@@ -9,10 +9,12 @@
  * second receiver, its losses are shared, and a first NACK's repair goes to everyone at once — every
  * other receiver's NACK timer is then met by the repair (one NACK per loss). One repair in
  * `PROBE_EVERY` still goes to its asker alone, so the sender notices when losses stop being shared.
+ * A new sender starts just short of shared: two repairs asked for twice tell it so, where each costs
+ * every receiver missing it a second NACK; one asked for by its receiver alone says the opposite.
  */
 export class RepairScope {
   /** Share of recent one-receiver repairs that a second receiver asked for too (a moving average). */
-  #shared = 0;
+  #shared = START;
   /** One-receiver repairs not yet judged: a second asker may still come within the holdoff. */
   readonly #open = new Map<number, number>();
   #firsts = 0;
@@ -52,6 +54,8 @@ export class RepairScope {
 
 /** Past this share of repairs asked for twice, losses count as shared. */
 const SHARED = 0.5;
+/** Where the share starts: two repairs asked for twice take it past SHARED (0.4 → 0.475 → 0.54). */
+const START = 0.4;
 /** Weight of each judged repair in the moving average (about the last 8 count). */
 const WEIGHT = 1 / 8;
 /** While losses are shared, every this many NACKs one is still repaired to its asker alone. */
