@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { Replica } from "./replica.ts";
 import { Sequencer, type SequencerHost, TOKEN_BLOCK } from "./sequencer.ts";
 import type { MemberInstance, ReplicaChange, StateAck, StateOp, StateResponse, Update } from "./state-types.ts";
+import { encodeUpdate } from "./state-wire.ts";
 import { VisibleState } from "./visible-state.ts";
 
 const M = { id: "0a".repeat(16), incarnation: 1 };
@@ -21,7 +22,7 @@ class Bed {
   now = 0;
   #id = 1;
 
-  constructor(members: MemberInstance[] = [M, B, C], ceiling = TOKEN_BLOCK + 1) {
+  constructor(members: MemberInstance[] = [M, B, C], ceiling = TOKEN_BLOCK + 1, maxUpdateBytes = 60_000) {
     const host: SequencerHost = {
       local: M,
       replica: this.replica,
@@ -35,7 +36,7 @@ class Bed {
       ceilingRaised: () => undefined,
       wake: () => undefined,
     };
-    this.sequencer = new Sequencer(host, { leaseMs: LEASE, maxUpdateBytes: 60_000 }, { epoch: 2, members, tokenCeiling: ceiling }, 0, 0);
+    this.sequencer = new Sequencer(host, { leaseMs: LEASE, maxUpdateBytes }, { epoch: 2, members, tokenCeiling: ceiling }, 0, 0);
     this.replica.synced(2, M.id, 0, ceiling);
   }
 
@@ -262,5 +263,32 @@ describe("Sequencer", () => {
       removes: [],
     });
     expect(bed.response(big)).toMatchObject({ outcome: "TOO_LARGE" });
+  });
+
+  it("keeps every update within the largest a datagram carries, however many requests a turn brings", () => {
+    // Incarnations and request ids as large as they come (8-byte varints): the most a request takes.
+    const big = (member: MemberInstance) => ({ id: member.id, incarnation: 2 ** 52 });
+    const [b, c] = [big(B), big(C)];
+    const maxUpdateBytes = 4_000;
+    const bed = new Bed([M, b, c], TOKEN_BLOCK + 1, maxUpdateBytes);
+    bed.sequencer.accepted(b.id, 0, 0);
+    bed.sequencer.accepted(c.id, 0, 0);
+    for (const peer of [b, c]) bed.ack(peer, 0);
+    const ids: number[] = [];
+    for (let i = 0; i < 1_500; i++) {
+      const requester = i % 2 === 0 ? b : c;
+      const requestId = 2 ** 52 - i;
+      const op: StateOp =
+        i % 5 === 4
+          ? { case: "lock", key: `lock-${i}`, leaseMs: 0, waitMs: 0, releaseOnExit: true }
+          : { case: "put", put: { key: `key-${i}`.repeat(1 + (i % 7)), value: new Uint8Array(i % 97), format: 0, ttlMs: 1_000, removeOnExit: true, ifVersion: undefined, fencingToken: 0 } };
+      bed.sequencer.onRequest(requester, { requestId, op }, bed.now);
+      ids.push(requestId);
+    }
+    bed.sequencer.flush(bed.now);
+    expect(bed.responses.filter(([, r]) => r.outcome !== "OK")).toEqual([]);
+    expect(bed.multicast.flatMap((u) => u.requests.map((r) => r.requestId)).filter((id) => id !== 0).sort((x, y) => y - x)).toEqual(ids);
+    expect(bed.multicast.length).toBeGreaterThan(10);
+    for (const update of bed.multicast) expect(encodeUpdate("g", update, 2 ** 52).length).toBeLessThanOrEqual(maxUpdateBytes);
   });
 });

@@ -353,7 +353,7 @@ export class Sequencer implements TimedUnit {
       case "lock": {
         const { key, leaseMs, waitMs, releaseOnExit } = op;
         if (key === "") return this.#respond(requester, request, "INVALID", "a lock needs a key");
-        this.#open([key], 0, now);
+        this.#open([key], lockRequestBytes(key), now);
         const held = this.#host.replica.locks.get(key);
         if (held === undefined && !this.#locks.hasWaiters(key)) return this.#grant({ key, requester, requestId, leaseMs, releaseOnExit, deadline: now + waitMs }, now);
         if (held !== undefined && sameInstance(held.holder, requester)) {
@@ -365,7 +365,7 @@ export class Sequencer implements TimedUnit {
       }
       case "unlock": {
         const { key, fencingToken } = op;
-        this.#open([key], 0, now);
+        this.#open([key], lockRequestBytes(key), now);
         const held = this.#host.replica.locks.get(key);
         if (held === undefined) return this.#respond(requester, request, "NOT_FOUND", `"${key}" is not locked`);
         if (!sameInstance(held.holder, requester)) return this.#respond(requester, request, "LOCKED", `"${key}" is locked by another member`);
@@ -376,7 +376,7 @@ export class Sequencer implements TimedUnit {
       }
       case "renewLease": {
         const { key, fencingToken, leaseMs } = op;
-        this.#open([key], 0, now);
+        this.#open([key], lockRequestBytes(key), now);
         const held = this.#host.replica.locks.get(key);
         if (held === undefined || !sameInstance(held.holder, requester) || fencingToken !== held.token) {
           return this.#respond(requester, request, "STALE_TOKEN", `the lock on "${key}" with token ${fencingToken} is no longer held`);
@@ -475,7 +475,7 @@ export class Sequencer implements TimedUnit {
     const replica = this.#host.replica;
     const waiter = this.#locks.next(key, (w) => replica.appliedRequest(w.requester, w.requestId) === undefined);
     if (waiter === undefined) return;
-    this.#open([key], 0, now);
+    this.#open([key], lockRequestBytes(key), now);
     this.#grant(waiter, now);
   }
 
@@ -491,7 +491,7 @@ export class Sequencer implements TimedUnit {
     if (record !== undefined) {
       const held = replica.locks.get(key);
       if (record.token > 0 && held !== undefined && held.token === record.token && sameInstance(held.holder, requester)) {
-        this.#open([key], 0, now);
+        this.#open([key], lockRequestBytes(key), now);
         this.#add(requester, requestId, [{ kind: "unlock", key, expired: false }], [key]);
         this.#grantNext(key, now);
       } else {
@@ -502,7 +502,7 @@ export class Sequencer implements TimedUnit {
     this.#locks.withdraw(key, requester, lockRequestId);
     const waiting = this.#tokenWait.findIndex((w) => w.requestId === lockRequestId && sameInstance(w.requester, requester));
     if (waiting >= 0) this.#tokenWait.splice(waiting, 1);
-    this.#open([], 0, now);
+    this.#open([], 2 * REQUEST_OVERHEAD_BYTES, now);
     this.#add(requester, lockRequestId, [], []);
     this.#add(requester, requestId, [], []);
   }
@@ -551,13 +551,14 @@ export class Sequencer implements TimedUnit {
     this.#batch = emptyBatch(this.#host.replica.position.index + 1);
   }
 
-  /** Adds a request's changes to the open batch. */
+  /** Adds a request's changes to the open batch (#open made room for them). */
   #add(requester: MemberInstance | undefined, requestId: number, changes: readonly Change[], keys: readonly string[] | undefined): void {
     const batch = this.#batch!;
     batch.requests.push({ requestId, requester, changes });
     if (keys === undefined) batch.keys.add("");
     else for (const key of keys) batch.keys.add(key);
     if (requester !== undefined) batch.ids.add(requestKey(requester, requestId));
+    batch.bytes += REQUEST_OVERHEAD_BYTES;
     for (const change of changes) batch.bytes += changeBytes(change);
   }
 
@@ -620,7 +621,7 @@ export class Sequencer implements TimedUnit {
       this.#usableCeiling = raise.ceiling;
       this.#raise = undefined;
       for (const waiter of this.#tokenWait.splice(0)) {
-        this.#open([waiter.key], 0, now);
+        this.#open([waiter.key], lockRequestBytes(waiter.key), now);
         if (this.#host.replica.locks.has(waiter.key)) this.#locks.enqueue(waiter);
         else this.#grant(waiter, now);
       }
@@ -695,6 +696,11 @@ export class Sequencer implements TimedUnit {
 
 function emptyBatch(index: number): Batch {
   return { index, requests: [], keys: new Set(), ids: new Set(), bytes: UPDATE_OVERHEAD_BYTES };
+}
+
+/** At most what a lock, unlock or lease renewal of `key` adds to an update (the request with its change). */
+function lockRequestBytes(key: string): number {
+  return REQUEST_OVERHEAD_BYTES + changeBytes({ kind: "lock", lock: { key, holder: { id: "", incarnation: 0 }, token: 0, leaseMs: 0, releaseOnExit: false } });
 }
 
 /** At most what a change takes in an update. */

@@ -288,6 +288,9 @@ export function removeBytes(key: string): number {
   return utf8Length(key) + 12;
 }
 
-/** At most what an update adds beyond its changes, and each request in it. */
+/**
+ * At most what an update adds beyond its changes, and each request in it: its id and requester (up to
+ * 8-byte varints each, and the 16-byte member id) with the tags and length prefixes around them.
+ */
 export const UPDATE_OVERHEAD_BYTES = 96;
-export const REQUEST_OVERHEAD_BYTES = 40;
+export const REQUEST_OVERHEAD_BYTES = 48;
