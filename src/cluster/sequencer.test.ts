@@ -15,6 +15,7 @@ class Bed {
   readonly visible = new VisibleState(this.replica);
   readonly multicast: Update[] = [];
   readonly unicast: Array<[string, Update]> = [];
+  readonly probes: Array<[string, number]> = [];
   readonly responses: Array<[MemberInstance, StateResponse]> = [];
   readonly shown: ReplicaChange[] = [];
   readonly resyncs: string[] = [];
@@ -29,6 +30,7 @@ class Bed {
       visible: this.visible,
       multicastUpdate: (update) => this.multicast.push(update),
       multicastAnnounce: () => undefined,
+      sendAnnounce: (peer, announce) => this.probes.push([peer, announce.index]),
       sendUpdate: (peer, update) => this.unicast.push([peer, update]),
       respond: (requester, response) => this.responses.push([requester, response]),
       shown: (changes) => this.shown.push(...changes),
@@ -160,7 +162,7 @@ describe("Sequencer", () => {
     expect(bed.sequencer.stats.requestsDeduplicated).toBe(1);
   });
 
-  it("sends a member what it says it lacks, and what it has not acknowledged for a while", () => {
+  it("sends a member what it says it lacks, and what it has not acknowledged for a while (once a probe found it lacks it)", () => {
     const bed = new Bed();
     bed.start();
     for (const key of ["a", "b", "c"]) {
@@ -174,7 +176,17 @@ describe("Sequencer", () => {
     ]);
     bed.now = bed.sequencer.pollTimeout();
     bed.sequencer.handleTimeout(bed.now);
+    // C said nothing new for a while: told the last index, it says it lacks what comes before.
+    expect(bed.probes.filter(([peer]) => peer === C.id)).toEqual([[C.id, 3]]);
+    bed.ack(C, 0, 3);
     expect(bed.unicast.filter(([peer]) => peer === C.id).map(([, u]) => u.index)).toEqual([1, 2, 3]);
+    // Not sent again at its next acknowledgement (they may be on their way still), but after a while.
+    bed.now += 5;
+    bed.ack(C, 0, 3);
+    expect(bed.unicast.filter(([peer]) => peer === C.id)).toHaveLength(3);
+    bed.now += 20;
+    bed.ack(C, 0, 3);
+    expect(bed.unicast.filter(([peer]) => peer === C.id).map(([, u]) => u.index)).toEqual([1, 2, 3, 1, 2, 3]);
   });
 
   it("stops serving when no majority heard from it within the lease", () => {
