@@ -256,7 +256,8 @@ export class Sequencer implements TimedUnit {
 
   /**
    * The term is over: what was ordered goes out, and the requests still waiting here are returned, to
-   * be told to ask again (at the next coordinator).
+   * be told to ask again (at the next coordinator) — this member's own applied ones not committed yet
+   * among them: asked again, a coordinator answers them once they are committed in its term.
    */
   close(now: number): Array<{ readonly requester: MemberInstance; readonly requestId: number }> {
     this.#commitBatch(now);
@@ -265,6 +266,7 @@ export class Sequencer implements TimedUnit {
       ...this.#queued.splice(0).map(({ requester, request }) => ({ requester, requestId: request.requestId })),
       ...this.#locks.drain().map((w) => ({ requester: w.requester, requestId: w.requestId })),
       ...this.#tokenWait.splice(0).map((w) => ({ requester: w.requester, requestId: w.requestId })),
+      ...this.#awaiting.map((w) => ({ requester: this.#host.local, requestId: w.requestId })),
     ];
     this.#expiry.clear();
     this.#awaiting.length = 0;
