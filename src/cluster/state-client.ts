@@ -51,7 +51,8 @@ interface Outstanding {
   sends: number;
   /** When it first went out to a remote coordinator. */
   sentAt: number;
-  /** The place of its latest send among this client's sends (to a remote coordinator). */
+  /** The places of its first and latest sends among this client's sends (to a remote coordinator). */
+  firstSeq: number;
   sendSeq: number;
   resendAt: number;
   resendMs: number;
@@ -80,7 +81,10 @@ export class StateClient implements TimedUnit {
   #answerMs = 0;
   #answerVarianceMs = 0;
   #sendSeq = 0;
-  /** The latest send of a write the coordinator took (answered, or applied here), and when that was known. */
+  /**
+   * The latest first send of a write the coordinator took (answered, or applied here), and when that was
+   * known: a write whose latest send came before it was overtaken (lost on its way).
+   */
   #takenSeq = 0;
   #takenAt = Number.NEGATIVE_INFINITY;
 
@@ -98,7 +102,7 @@ export class StateClient implements TimedUnit {
   /** Opens a request, answered through `answer` (perhaps before this returns); returns its id. */
   open(op: StateOp, answer: Answer, now: number): number {
     const id = this.#nextId++;
-    this.#outstanding.set(id, { request: { requestId: id, op }, answer, sentTo: undefined, sentToAll: new Set(), sends: 0, sentAt: now, sendSeq: 0, resendAt: now, resendMs: this.#resendFirstMs(), applied: undefined });
+    this.#outstanding.set(id, { request: { requestId: id, op }, answer, sentTo: undefined, sentToAll: new Set(), sends: 0, sentAt: now, firstSeq: 0, sendSeq: 0, resendAt: now, resendMs: this.#resendFirstMs(), applied: undefined });
     this.stats.requestsSent++;
     this.#dispatch(id, now, false);
     return id;
@@ -195,9 +199,10 @@ export class StateClient implements TimedUnit {
   handleTimeout(now: number): void {
     for (const [id, outstanding] of this.#outstanding) {
       if (outstanding.resendAt > now) continue;
-      // A write waits its turn at a coordinator that takes our writes, while none sent after it was taken:
-      // sent again, it would only load it further. One overtaken by a later write was lost on its way.
-      const waiting = outstanding.sends > 0 && outstanding.sendSeq > this.#takenSeq && WRITES.has(outstanding.request.op.case);
+      // A write waits its turn at a coordinator that takes our writes, while none sent after it was taken —
+      // or it was taken, and applied here, and waits for other members' notices: sent again, it would
+      // only load the coordinator further. One overtaken by a later write was lost on its way.
+      const waiting = outstanding.sends > 0 && WRITES.has(outstanding.request.op.case) && (outstanding.applied !== undefined || outstanding.sendSeq > this.#takenSeq);
       if (waiting && now < this.#takenAt + this.#resendFirstMs()) {
         outstanding.resendAt = this.#takenAt + this.#resendFirstMs();
         continue;
@@ -210,7 +215,8 @@ export class StateClient implements TimedUnit {
   #taken(outstanding: Outstanding, now: number): void {
     if (outstanding.sends === 0 || !WRITES.has(outstanding.request.op.case)) return;
     this.#takenAt = now;
-    if (outstanding.sendSeq > this.#takenSeq) this.#takenSeq = outstanding.sendSeq;
+    // Its first send: the copy taken may be that one, and the writes sent after it are not overtaken.
+    if (outstanding.firstSeq > this.#takenSeq) this.#takenSeq = outstanding.firstSeq;
   }
 
   #settle(id: number, outstanding: Outstanding, now: number): void {
@@ -256,6 +262,7 @@ export class StateClient implements TimedUnit {
       sentToAll: new Set(),
       sends: 0,
       sentAt: now,
+      firstSeq: 0,
       sendSeq: 0,
       resendAt: now,
       resendMs: this.#resendFirstMs(),
@@ -280,8 +287,11 @@ export class StateClient implements TimedUnit {
       // Handed over here, nothing is lost on the way: the coordinator answers (or refuses) it.
       outstanding.resendAt = Number.POSITIVE_INFINITY;
     } else {
-      if (outstanding.sends++ === 0) outstanding.sentAt = now;
       outstanding.sendSeq = ++this.#sendSeq;
+      if (outstanding.sends++ === 0) {
+        outstanding.sentAt = now;
+        outstanding.firstSeq = outstanding.sendSeq;
+      }
       outstanding.resendAt = now + outstanding.resendMs;
       outstanding.resendMs = Math.min(RESEND_MOST_MS, outstanding.resendMs * 2);
     }
