@@ -248,8 +248,13 @@ export function sameInstance(a: MemberInstance, b: MemberInstance): boolean {
   return a.id === b.id && a.incarnation === b.incarnation;
 }
 
+/** Keys made, by instance: an update's requests share their requester's instance (see state-wire.ts). */
+const INSTANCE_KEYS = new WeakMap<MemberInstance, string>();
+
 export function instanceKey(member: MemberInstance): string {
-  return `${member.id}:${member.incarnation}`;
+  let key = INSTANCE_KEYS.get(member);
+  if (key === undefined) INSTANCE_KEYS.set(member, (key = `${member.id}:${member.incarnation}`));
+  return key;
 }
 
 export function comparePositions(a: Position, b: Position): number {
