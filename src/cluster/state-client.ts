@@ -77,8 +77,8 @@ export class StateClient implements TimedUnit {
   /** The last update each member told us it applied (notices of our requests), in the accepted term. */
   readonly #noticed = new Map<PeerKey, Position>();
   #nextId = 1;
-  /** How long answers to writes take (smoothed, and its variation), from their first send. */
-  #answerMs = 0;
+  /** How long answers to writes take (smoothed, and its variation), from their first send; undefined: none yet. */
+  #answerMs: number | undefined;
   #answerVarianceMs = 0;
   #sendSeq = 0;
   /**
@@ -298,9 +298,9 @@ export class StateClient implements TimedUnit {
     this.#host.sendRequest(coordinator.id, outstanding.request, now);
   }
 
-  /** An answer came `ms` after its request went out (once): how long answers take (RFC 6298's estimator). */
+  /** An answer to a write came `ms` after its first send: how long answers take (RFC 6298's estimator). */
   #answered(ms: number): void {
-    if (this.#answerMs === 0) {
+    if (this.#answerMs === undefined) {
       this.#answerMs = ms;
       this.#answerVarianceMs = ms / 2;
       return;
@@ -315,6 +315,7 @@ export class StateClient implements TimedUnit {
    * they would all go again, and load it further.
    */
   #resendFirstMs(): number {
+    if (this.#answerMs === undefined) return RESEND_FIRST_MS;
     return Math.min(RESEND_MOST_MS, Math.max(RESEND_FIRST_MS, this.#answerMs + 4 * this.#answerVarianceMs));
   }
 }
