@@ -4,7 +4,8 @@
  *
  *  1. acknowledged puts/s: one writer (not the coordinator) of two members (as JGroups' figure is
  *     measured) and of three, 64 B values over a range of 10,000 keys; sequential (one put at a time:
- *     also its latency) and pipelined (64 in flight);
+ *     also its latency) and pipelined (64 and 1,024 in flight); and every member writing at once (its
+ *     own range of keys, 1,024 in flight each), the writers' aggregate;
  *  2. lock + unlock pairs/s: one member (not the coordinator) of two and of three locks and releases one
  *     key, sequentially, uncontended;
  *  3. failover: SIGKILL the coordinator while a member writes (one put at a time); the time from the
@@ -18,9 +19,11 @@
  * on the same machine next to ours.
  *
  *   npx tsx bench/cluster.ts [--trials 3] [--seconds 5] [--entries 1000000] [--only puts,locks,failover,join]
- *                            [--jgroups-puts N --jgroups-locks N]
+ *                            [--members 2,3] [--in-flight 64,1024] [--jgroups-puts N --jgroups-locks N]
  *
- * `--only` runs some measurements and writes no JSON. Members run on the built package (dist/, from
+ * `--only` runs some measurements and writes no JSON, as do `--members` and `--in-flight` (the numbers
+ * of members of the puts and locks measurements, and the pipelined puts' windows; the last window is
+ * the multi-writer one's). Members run on the built package (dist/, from
  * `npm run build`), as users run it; CLUSTER_BENCH_FROM=src runs them on the sources through tsx instead.
  */
 import { cpus } from "node:os";
@@ -55,7 +58,8 @@ interface Rate {
 
 type ToChild =
   | { readonly type: "join"; readonly name: string; readonly network: Network; readonly timing: Timing; readonly weight: number }
-  | { readonly type: "puts"; readonly seconds: number; readonly inFlight: number; readonly size: number }
+  /** Puts to keys `${prefix}k0` … over KEY_RANGE keys. */
+  | { readonly type: "puts"; readonly seconds: number; readonly inFlight: number; readonly size: number; readonly prefix: string }
   | { readonly type: "locks"; readonly seconds: number }
   | { readonly type: "fill"; readonly entries: number; readonly size: number; readonly batch: number }
   /** Puts one at a time until "stop"; reports the first one acknowledged under another coordinator. */
@@ -159,7 +163,8 @@ async function runMember(): Promise<void> {
     puts: async (message: Extract<ToChild, { type: "puts" }>) => {
       const map = channel!.map;
       const value = new Uint8Array(message.size).fill(7);
-      send({ type: "rate", rate: await measure(message.seconds, message.inFlight, (n) => map.put(`k${n % KEY_RANGE}`, value).then(() => undefined)) });
+      const keys = Array.from({ length: KEY_RANGE }, (_, i) => `${message.prefix}k${i}`);
+      send({ type: "rate", rate: await measure(message.seconds, message.inFlight, (n) => map.put(keys[n % KEY_RANGE]!, value).then(() => undefined)) });
     },
     locks: async (message: Extract<ToChild, { type: "locks" }>) => {
       const map = channel!.map;
@@ -253,28 +258,35 @@ function weightsOf(count: number): number[] {
   return Array.from({ length: count }, (_, i) => (i === 0 ? 10 : 0));
 }
 
-// 1. Acknowledged puts/s, one writer of `count` members (the coordinator is another one).
-async function measurePuts(count: number, seconds: number, trials: number, size: number): Promise<{
+// 1. Acknowledged puts/s, one writer of `count` members (the coordinator is another one), and every member writing.
+async function measurePuts(count: number, seconds: number, trials: number, size: number, windows: readonly number[]): Promise<{
   members: number;
   size: number;
   seconds: number;
   sequential: { trials: Rate[]; medianPerSecond: number; medianP50Ms: number; medianP99Ms: number };
-  pipelined: { inFlight: number; trials: Rate[]; medianPerSecond: number };
+  pipelined: Array<{ inFlight: number; trials: Rate[]; medianPerSecond: number }>;
+  /** Every member writing at once (its own keys), `inFlight` each: the writers' puts/s summed. */
+  writers: { count: number; inFlight: number; trials: Array<{ perSecond: number; writers: Rate[] }>; medianPerSecond: number };
 }> {
-  const inFlight = 64;
   const { members } = await startCluster(weightsOf(count), {}, "p");
   const writer = members[1]!;
+  const writersInFlight = windows.at(-1)!;
   const sequential: Rate[] = [];
-  const pipelined: Rate[] = [];
+  const pipelined = windows.map((inFlight) => ({ inFlight, trials: [] as Rate[] }));
+  const writers: Array<{ perSecond: number; writers: Rate[] }> = [];
+  const puts = async (by: Child, inFlight: number, prefix = "") => {
+    by.post({ type: "puts", seconds, inFlight, size, prefix });
+    return (await by.next("rate", seconds * 1000 + 60_000)).rate;
+  };
   try {
-    writer.post({ type: "puts", seconds: 1, inFlight, size });
+    writer.post({ type: "puts", seconds: 1, inFlight: windows[0]!, size, prefix: "" });
     await writer.next("rate", 60_000);
     for (let trial = 0; trial < trials; trial++) {
       process.stderr.write(`puts: trial ${trial + 1}/${trials}\n`);
-      writer.post({ type: "puts", seconds, inFlight: 1, size });
-      sequential.push((await writer.next("rate", seconds * 1000 + 60_000)).rate);
-      writer.post({ type: "puts", seconds, inFlight, size });
-      pipelined.push((await writer.next("rate", seconds * 1000 + 60_000)).rate);
+      sequential.push(await puts(writer, 1));
+      for (const window of pipelined) window.trials.push(await puts(writer, window.inFlight));
+      const rates = await Promise.all(members.map((m, i) => puts(m, writersInFlight, `w${i}-`)));
+      writers.push({ perSecond: rates.reduce((sum, r) => sum + r.done, 0) / (Math.max(...rates.map((r) => r.elapsedMs)) / 1000), writers: rates });
     }
   } finally {
     await exitAll(members);
@@ -289,7 +301,8 @@ async function measurePuts(count: number, seconds: number, trials: number, size:
       medianP50Ms: median(sequential.map((r) => r.latency?.p50Ms ?? 0)),
       medianP99Ms: median(sequential.map((r) => r.latency?.p99Ms ?? 0)),
     },
-    pipelined: { inFlight, trials: pipelined, medianPerSecond: median(pipelined.map((r) => r.perSecond)) },
+    pipelined: pipelined.map((w) => ({ ...w, medianPerSecond: median(w.trials.map((r) => r.perSecond)) })),
+    writers: { count: members.length, inFlight: writersInFlight, trials: writers, medianPerSecond: median(writers.map((w) => w.perSecond)) },
   };
 }
 
@@ -438,6 +451,8 @@ async function main(): Promise<void> {
       seconds: { type: "string", default: "5" },
       entries: { type: "string", default: "1000000" },
       only: { type: "string" },
+      members: { type: "string", default: "2,3" },
+      "in-flight": { type: "string", default: "64,1024" },
       "jgroups-puts": { type: "string" },
       "jgroups-locks": { type: "string" },
     },
@@ -445,6 +460,11 @@ async function main(): Promise<void> {
   const trials = Number(values.trials);
   const seconds = Number(values.seconds);
   const only = values.only?.split(",");
+  const counts = values.members.split(",").map(Number);
+  const windows = values["in-flight"].split(",").map(Number);
+  if (!counts.every((n) => Number.isInteger(n) && n >= 2)) throw new Error("--members: numbers of members, 2 or more each (2,3)");
+  if (!windows.every((n) => Number.isInteger(n) && n >= 1)) throw new Error("--in-flight: puts in flight, 1 or more each (64,1024)");
+  const fullRun = only === undefined && values.members === "2,3" && values["in-flight"] === "64,1024";
   const want = (name: string) => only === undefined || only.includes(name);
   const sameRun = values["jgroups-puts"] !== undefined && values["jgroups-locks"] !== undefined;
   const JGROUPS = sameRun ? { putsPerSecond: Number(values["jgroups-puts"]), lockPairsPerSecond: Number(values["jgroups-locks"]) } : JGROUPS_EARLIER;
@@ -454,8 +474,8 @@ async function main(): Promise<void> {
 
   const puts: PutsResult[] = [];
   const locks: LocksResult[] = [];
-  for (const count of [2, 3]) {
-    const p = want("puts") ? await timed(`puts, ${count} members`, 30_000 + trials * seconds * 2_000 + 60_000, () => measurePuts(count, seconds, trials, 64)) : undefined;
+  for (const count of counts) {
+    const p = want("puts") ? await timed(`puts, ${count} members`, 30_000 + trials * seconds * (windows.length + 2) * 1_000 + 60_000, () => measurePuts(count, seconds, trials, 64, windows)) : undefined;
     if (p !== undefined) puts.push(p);
     const l = want("locks") ? await timed(`locks, ${count} members`, 30_000 + trials * seconds * 1_000 + 60_000, () => measureLocks(count, seconds, trials)) : undefined;
     if (l !== undefined) locks.push(l);
@@ -482,7 +502,7 @@ async function main(): Promise<void> {
             `members${count}`,
             {
               sequentialPuts: p === undefined ? undefined : p.sequential.medianPerSecond / JGROUPS.putsPerSecond,
-              pipelinedPuts: p === undefined ? undefined : p.pipelined.medianPerSecond / JGROUPS.putsPerSecond,
+              pipelinedPuts: p === undefined ? undefined : p.pipelined[0]!.medianPerSecond / JGROUPS.putsPerSecond,
               lockPairs: l === undefined ? undefined : l.medianPerSecond / JGROUPS.lockPairsPerSecond,
             },
           ];
@@ -495,7 +515,7 @@ async function main(): Promise<void> {
     join: joiner,
     failures,
   };
-  if (only === undefined) writeResults("cluster", summary);
+  if (fullRun) writeResults("cluster", summary);
 
   const ms = (x: number) => `${x < 10 ? x.toFixed(2) : Math.round(x).toLocaleString("en-US")} ms`;
   const rate = thousands;
@@ -506,8 +526,11 @@ async function main(): Promise<void> {
   for (const p of puts) {
     const seq = p.sequential;
     console.log(`| acknowledged puts, 1 writer of ${p.members} members, ${p.size} B, one at a time | ${rate(seq.medianPerSecond)} puts/s (${each(seq.trials.map((r) => r.perSecond), rate)}); p50 ${ms(seq.medianP50Ms)}, p99 ${ms(seq.medianP99Ms)} | JGroups 2.12 replicated map: ${rate(JGROUPS.putsPerSecond)} puts/s (× ${(seq.medianPerSecond / JGROUPS.putsPerSecond).toFixed(2)}) |`);
-    const pip = p.pipelined;
-    console.log(`| acknowledged puts, 1 writer of ${p.members} members, ${p.size} B, ${pip.inFlight} in flight | ${rate(pip.medianPerSecond)} puts/s (${each(pip.trials.map((r) => r.perSecond), rate)}) | JGroups 2.12 replicated map: ${rate(JGROUPS.putsPerSecond)} puts/s (× ${(pip.medianPerSecond / JGROUPS.putsPerSecond).toFixed(2)}) |`);
+    for (const pip of p.pipelined) {
+      console.log(`| acknowledged puts, 1 writer of ${p.members} members, ${p.size} B, ${pip.inFlight} in flight | ${rate(pip.medianPerSecond)} puts/s (${each(pip.trials.map((r) => r.perSecond), rate)}) | JGroups 2.12 replicated map: ${rate(JGROUPS.putsPerSecond)} puts/s (× ${(pip.medianPerSecond / JGROUPS.putsPerSecond).toFixed(2)}) |`);
+    }
+    const w = p.writers;
+    console.log(`| acknowledged puts, all ${w.count} members writing at once (own keys), ${p.size} B, ${w.inFlight} in flight each | ${rate(w.medianPerSecond)} puts/s in all (${each(w.trials.map((t) => t.perSecond), rate)}) | 1 writer, ${w.inFlight} in flight: ${rate(p.pipelined.at(-1)!.medianPerSecond)} puts/s |`);
   }
   for (const l of locks) {
     console.log(`| lock + unlock pairs, one at a time, uncontended, ${l.members} members | ${rate(l.medianPerSecond)} pairs/s (${each(l.trials.map((r) => r.perSecond), rate)}); p50 ${ms(l.medianP50Ms)}, p99 ${ms(l.medianP99Ms)} per pair | JGroups 2.12 locks: ${rate(JGROUPS.lockPairsPerSecond)} pairs/s (× ${(l.medianPerSecond / JGROUPS.lockPairsPerSecond).toFixed(2)}) |`);
@@ -526,7 +549,7 @@ async function main(): Promise<void> {
       `| the joiner's memory once ready, ${full.trials[0]?.entries.toLocaleString("en-US")} entries of ${joiner.size} B | resident ${mb(full.medianRssMB)} (peak ${mb(full.medianPeakRssMB)}); heap used ${mb(full.medianHeapUsedMB)}, buffers outside the heap ${mb(full.medianExternalMB)} | with an empty map: resident ${mb(empty.medianRssMB)} |`,
     );
   }
-  finishRun({ load, wallSeconds: summary.wallSeconds, results: only === undefined ? "cluster" : undefined, busyNote: "rates are pessimistic and noisy." });
+  finishRun({ load, wallSeconds: summary.wallSeconds, results: fullRun ? "cluster" : undefined, busyNote: "rates are pessimistic and noisy." });
 }
 
 // --- entry ---

@@ -486,7 +486,10 @@ export class ReplicatedMap {
 
   /** @internal The replica changed: tell the listeners, in the map's order. */
   emit(changes: readonly ReplicaChange[], resync: boolean): void {
+    const entryEvents = this.#changeListeners > 0;
     for (const change of changes) {
+      // An entry's change event (its value decoded) is made only for someone who listens.
+      if (!entryEvents && (change.kind === "insert" || change.kind === "update" || change.kind === "remove")) continue;
       switch (change.kind) {
         case "insert": {
           const value = valueOf(change.entry);

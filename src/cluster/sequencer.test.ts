@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { Replica } from "./replica.ts";
 import { Sequencer, type SequencerHost, TOKEN_BLOCK } from "./sequencer.ts";
 import type { MemberInstance, ReplicaChange, StateAck, StateOp, StateResponse, Update } from "./state-types.ts";
+import { encodeUpdate } from "./state-wire.ts";
 import { VisibleState } from "./visible-state.ts";
 
 const M = { id: "0a".repeat(16), incarnation: 1 };
@@ -14,6 +15,7 @@ class Bed {
   readonly visible = new VisibleState(this.replica);
   readonly multicast: Update[] = [];
   readonly unicast: Array<[string, Update]> = [];
+  readonly probes: Array<[string, number]> = [];
   readonly responses: Array<[MemberInstance, StateResponse]> = [];
   readonly shown: ReplicaChange[] = [];
   readonly resyncs: string[] = [];
@@ -21,13 +23,14 @@ class Bed {
   now = 0;
   #id = 1;
 
-  constructor(members: MemberInstance[] = [M, B, C], ceiling = TOKEN_BLOCK + 1) {
+  constructor(members: MemberInstance[] = [M, B, C], ceiling = TOKEN_BLOCK + 1, maxUpdateBytes = 60_000) {
     const host: SequencerHost = {
       local: M,
       replica: this.replica,
       visible: this.visible,
       multicastUpdate: (update) => this.multicast.push(update),
       multicastAnnounce: () => undefined,
+      sendAnnounce: (peer, announce) => this.probes.push([peer, announce.index]),
       sendUpdate: (peer, update) => this.unicast.push([peer, update]),
       respond: (requester, response) => this.responses.push([requester, response]),
       shown: (changes) => this.shown.push(...changes),
@@ -35,7 +38,7 @@ class Bed {
       ceilingRaised: () => undefined,
       wake: () => undefined,
     };
-    this.sequencer = new Sequencer(host, { leaseMs: LEASE, maxUpdateBytes: 60_000 }, { epoch: 2, members, tokenCeiling: ceiling }, 0, 0);
+    this.sequencer = new Sequencer(host, { leaseMs: LEASE, maxUpdateBytes }, { epoch: 2, members, tokenCeiling: ceiling }, 0, 0);
     this.replica.synced(2, M.id, 0, ceiling);
   }
 
@@ -159,7 +162,7 @@ describe("Sequencer", () => {
     expect(bed.sequencer.stats.requestsDeduplicated).toBe(1);
   });
 
-  it("sends a member what it says it lacks, and what it has not acknowledged for a while", () => {
+  it("sends a member what it says it lacks, and what it has not acknowledged for a while (once a probe found it lacks it)", () => {
     const bed = new Bed();
     bed.start();
     for (const key of ["a", "b", "c"]) {
@@ -173,7 +176,17 @@ describe("Sequencer", () => {
     ]);
     bed.now = bed.sequencer.pollTimeout();
     bed.sequencer.handleTimeout(bed.now);
+    // C said nothing new for a while: told the last index, it says it lacks what comes before.
+    expect(bed.probes.filter(([peer]) => peer === C.id)).toEqual([[C.id, 3]]);
+    bed.ack(C, 0, 3);
     expect(bed.unicast.filter(([peer]) => peer === C.id).map(([, u]) => u.index)).toEqual([1, 2, 3]);
+    // Not sent again at its next acknowledgement (they may be on their way still), but after a while.
+    bed.now += 5;
+    bed.ack(C, 0, 3);
+    expect(bed.unicast.filter(([peer]) => peer === C.id)).toHaveLength(3);
+    bed.now += 20;
+    bed.ack(C, 0, 3);
+    expect(bed.unicast.filter(([peer]) => peer === C.id).map(([, u]) => u.index)).toEqual([1, 2, 3, 1, 2, 3]);
   });
 
   it("stops serving when no majority heard from it within the lease", () => {
@@ -262,5 +275,32 @@ describe("Sequencer", () => {
       removes: [],
     });
     expect(bed.response(big)).toMatchObject({ outcome: "TOO_LARGE" });
+  });
+
+  it("keeps every update within the largest a datagram carries, however many requests a turn brings", () => {
+    // Incarnations and request ids as large as they come (8-byte varints): the most a request takes.
+    const big = (member: MemberInstance) => ({ id: member.id, incarnation: 2 ** 52 });
+    const [b, c] = [big(B), big(C)];
+    const maxUpdateBytes = 4_000;
+    const bed = new Bed([M, b, c], TOKEN_BLOCK + 1, maxUpdateBytes);
+    bed.sequencer.accepted(b.id, 0, 0);
+    bed.sequencer.accepted(c.id, 0, 0);
+    for (const peer of [b, c]) bed.ack(peer, 0);
+    const ids: number[] = [];
+    for (let i = 0; i < 1_500; i++) {
+      const requester = i % 2 === 0 ? b : c;
+      const requestId = 2 ** 52 - i;
+      const op: StateOp =
+        i % 5 === 4
+          ? { case: "lock", key: `lock-${i}`, leaseMs: 0, waitMs: 0, releaseOnExit: true }
+          : { case: "put", put: { key: `key-${i}`.repeat(1 + (i % 7)), value: new Uint8Array(i % 97), format: 0, ttlMs: 1_000, removeOnExit: true, ifVersion: undefined, fencingToken: 0 } };
+      bed.sequencer.onRequest(requester, { requestId, op }, bed.now);
+      ids.push(requestId);
+    }
+    bed.sequencer.flush(bed.now);
+    expect(bed.responses.filter(([, r]) => r.outcome !== "OK")).toEqual([]);
+    expect(bed.multicast.flatMap((u) => u.requests.map((r) => r.requestId)).filter((id) => id !== 0).sort((x, y) => y - x)).toEqual(ids);
+    expect(bed.multicast.length).toBeGreaterThan(10);
+    for (const update of bed.multicast) expect(encodeUpdate("g", update, 2 ** 52).length).toBeLessThanOrEqual(maxUpdateBytes);
   });
 });

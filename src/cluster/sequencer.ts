@@ -27,7 +27,11 @@ import {
 } from "./state-types.ts";
 import type { VisibleState } from "./visible-state.ts";
 
-/** A member that lags and has not acknowledged anything new for this long is sent what it lacks again. */
+/**
+ * A member that lags and has not acknowledged anything new for this long is told the last index (a
+ * probe: it may lack the last updates, and no later one shows it the gap); an update sent again is not
+ * sent again to the same member within this.
+ */
 const REPAIR_MS = 20;
 /** A member that says it lacks updates (a gap) is repaired at once, but not twice within this. */
 const GAP_REPAIR_HOLDOFF_MS = 3;
@@ -53,6 +57,8 @@ export interface SequencerHost {
   readonly visible: VisibleState;
   multicastUpdate(update: Update, leaseProbe: number): void;
   multicastAnnounce(announce: Announce): void;
+  /** Sends an announce to one member (a probe of one that lags). */
+  sendAnnounce(peer: PeerKey, announce: Announce): void;
   /** Sends one update to one member (a repair). */
   sendUpdate(peer: PeerKey, update: Update): void;
   /** Answers a request (this member's own: to its client). */
@@ -99,6 +105,10 @@ interface MemberState {
   acked: number;
   progressAt: number;
   repairedAt: number;
+  probedAt: number;
+  /** The highest index sent to it again, and when (not sent again within REPAIR_MS). */
+  resentUpTo: number;
+  resentAt: number;
   /** When it last heard from us, as far as we know (the send time of the lease probe it echoed). */
   heardAt: number;
 }
@@ -172,7 +182,7 @@ export class Sequencer implements TimedUnit {
     this.#lastSentAt = now;
     for (const member of term.members) {
       if (member.id === host.local.id) continue;
-      this.#members.set(member.id, { member, accepted: false, acked: -1, progressAt: now, repairedAt: Number.NEGATIVE_INFINITY, heardAt: Number.NEGATIVE_INFINITY });
+      this.#members.set(member.id, { member, accepted: false, acked: -1, progressAt: now, repairedAt: Number.NEGATIVE_INFINITY, probedAt: Number.NEGATIVE_INFINITY, resentUpTo: 0, resentAt: Number.NEGATIVE_INFINITY, heardAt: Number.NEGATIVE_INFINITY });
     }
     this.#locks = new LockQueue((waiter) => this.#respondTo(waiter.requester, waiter.requestId, "LOCKED", `"${waiter.key}" was still locked after waiting`));
     this.#expiry = new Expiry(host.replica, (changes, at) => this.#coordinatorChanges(changes, at));
@@ -225,9 +235,9 @@ export class Sequencer implements TimedUnit {
       state.progressAt = now;
       this.#advance(now);
     }
-    // It says it lacks updates below one it holds: repair now, from where it says it is — which may be
+    // It says it lacks updates below one it knows of: repair now, from where it says it is — which may be
     // below what it acknowledged before, when a snapshot replaced its replica meanwhile.
-    if (ack.highestSeen > index && index < this.#host.replica.position.index && now - state.repairedAt >= GAP_REPAIR_HOLDOFF_MS) this.#repair(state, now, index);
+    if (ack.highestSeen > index && index < this.#host.replica.position.index && now - state.repairedAt >= GAP_REPAIR_HOLDOFF_MS) this.#repair(state, now, index, ack.highestSeen);
   }
 
   /** A request of a member of the term (this member's own included). */
@@ -246,7 +256,8 @@ export class Sequencer implements TimedUnit {
 
   /**
    * The term is over: what was ordered goes out, and the requests still waiting here are returned, to
-   * be told to ask again (at the next coordinator).
+   * be told to ask again (at the next coordinator) — this member's own applied ones not committed yet
+   * among them: asked again, a coordinator answers them once they are committed in its term.
    */
   close(now: number): Array<{ readonly requester: MemberInstance; readonly requestId: number }> {
     this.#commitBatch(now);
@@ -255,6 +266,7 @@ export class Sequencer implements TimedUnit {
       ...this.#queued.splice(0).map(({ requester, request }) => ({ requester, requestId: request.requestId })),
       ...this.#locks.drain().map((w) => ({ requester: w.requester, requestId: w.requestId })),
       ...this.#tokenWait.splice(0).map((w) => ({ requester: w.requester, requestId: w.requestId })),
+      ...this.#awaiting.map((w) => ({ requester: this.#host.local, requestId: w.requestId })),
     ];
     this.#expiry.clear();
     this.#awaiting.length = 0;
@@ -267,7 +279,7 @@ export class Sequencer implements TimedUnit {
     if (this.#ready) next = Math.min(next, this.#expiry.pollTimeout());
     const position = this.#host.replica.position.index;
     for (const state of this.#members.values()) {
-      if (state.accepted && state.acked < position) next = Math.min(next, Math.max(state.progressAt, state.repairedAt) + REPAIR_MS);
+      if (state.accepted && state.acked < position) next = Math.min(next, Math.max(state.progressAt, state.repairedAt, state.probedAt) + REPAIR_MS);
     }
     // The lease runs out (serving stops) when the majority's latest probe echo gets too old.
     if (this.#wasServing) next = Math.min(next, this.#leaseEnd());
@@ -280,7 +292,7 @@ export class Sequencer implements TimedUnit {
     if (this.#ready) this.#expiry.handleTimeout(now);
     const position = this.#host.replica.position.index;
     for (const state of this.#members.values()) {
-      if (state.accepted && state.acked < position && Math.max(state.progressAt, state.repairedAt) + REPAIR_MS <= now) this.#repair(state, now);
+      if (state.accepted && state.acked < position && Math.max(state.progressAt, state.repairedAt, state.probedAt) + REPAIR_MS <= now) this.#probeLagging(state, now);
     }
     if (this.#lastSentAt + this.#options.leaseMs / 4 <= now) this.#announce(now);
     const serving = this.serving(now);
@@ -353,7 +365,7 @@ export class Sequencer implements TimedUnit {
       case "lock": {
         const { key, leaseMs, waitMs, releaseOnExit } = op;
         if (key === "") return this.#respond(requester, request, "INVALID", "a lock needs a key");
-        this.#open([key], 0, now);
+        this.#open([key], lockRequestBytes(key), now);
         const held = this.#host.replica.locks.get(key);
         if (held === undefined && !this.#locks.hasWaiters(key)) return this.#grant({ key, requester, requestId, leaseMs, releaseOnExit, deadline: now + waitMs }, now);
         if (held !== undefined && sameInstance(held.holder, requester)) {
@@ -365,7 +377,7 @@ export class Sequencer implements TimedUnit {
       }
       case "unlock": {
         const { key, fencingToken } = op;
-        this.#open([key], 0, now);
+        this.#open([key], lockRequestBytes(key), now);
         const held = this.#host.replica.locks.get(key);
         if (held === undefined) return this.#respond(requester, request, "NOT_FOUND", `"${key}" is not locked`);
         if (!sameInstance(held.holder, requester)) return this.#respond(requester, request, "LOCKED", `"${key}" is locked by another member`);
@@ -376,7 +388,7 @@ export class Sequencer implements TimedUnit {
       }
       case "renewLease": {
         const { key, fencingToken, leaseMs } = op;
-        this.#open([key], 0, now);
+        this.#open([key], lockRequestBytes(key), now);
         const held = this.#host.replica.locks.get(key);
         if (held === undefined || !sameInstance(held.holder, requester) || fencingToken !== held.token) {
           return this.#respond(requester, request, "STALE_TOKEN", `the lock on "${key}" with token ${fencingToken} is no longer held`);
@@ -475,7 +487,7 @@ export class Sequencer implements TimedUnit {
     const replica = this.#host.replica;
     const waiter = this.#locks.next(key, (w) => replica.appliedRequest(w.requester, w.requestId) === undefined);
     if (waiter === undefined) return;
-    this.#open([key], 0, now);
+    this.#open([key], lockRequestBytes(key), now);
     this.#grant(waiter, now);
   }
 
@@ -491,7 +503,7 @@ export class Sequencer implements TimedUnit {
     if (record !== undefined) {
       const held = replica.locks.get(key);
       if (record.token > 0 && held !== undefined && held.token === record.token && sameInstance(held.holder, requester)) {
-        this.#open([key], 0, now);
+        this.#open([key], lockRequestBytes(key), now);
         this.#add(requester, requestId, [{ kind: "unlock", key, expired: false }], [key]);
         this.#grantNext(key, now);
       } else {
@@ -502,7 +514,7 @@ export class Sequencer implements TimedUnit {
     this.#locks.withdraw(key, requester, lockRequestId);
     const waiting = this.#tokenWait.findIndex((w) => w.requestId === lockRequestId && sameInstance(w.requester, requester));
     if (waiting >= 0) this.#tokenWait.splice(waiting, 1);
-    this.#open([], 0, now);
+    this.#open([], 2 * REQUEST_OVERHEAD_BYTES, now);
     this.#add(requester, lockRequestId, [], []);
     this.#add(requester, requestId, [], []);
   }
@@ -551,13 +563,14 @@ export class Sequencer implements TimedUnit {
     this.#batch = emptyBatch(this.#host.replica.position.index + 1);
   }
 
-  /** Adds a request's changes to the open batch. */
+  /** Adds a request's changes to the open batch (#open made room for them). */
   #add(requester: MemberInstance | undefined, requestId: number, changes: readonly Change[], keys: readonly string[] | undefined): void {
     const batch = this.#batch!;
     batch.requests.push({ requestId, requester, changes });
     if (keys === undefined) batch.keys.add("");
     else for (const key of keys) batch.keys.add(key);
     if (requester !== undefined) batch.ids.add(requestKey(requester, requestId));
+    batch.bytes += REQUEST_OVERHEAD_BYTES;
     for (const change of changes) batch.bytes += changeBytes(change);
   }
 
@@ -620,7 +633,7 @@ export class Sequencer implements TimedUnit {
       this.#usableCeiling = raise.ceiling;
       this.#raise = undefined;
       for (const waiter of this.#tokenWait.splice(0)) {
-        this.#open([waiter.key], 0, now);
+        this.#open([waiter.key], lockRequestBytes(waiter.key), now);
         if (this.#host.replica.locks.has(waiter.key)) this.#locks.enqueue(waiter);
         else this.#grant(waiter, now);
       }
@@ -641,16 +654,36 @@ export class Sequencer implements TimedUnit {
     this.#batch ??= emptyBatch(this.#host.replica.position.index + 1);
   }
 
-  #repair(state: MemberState, now: number, held = state.acked): void {
+  /**
+   * Sends `state`'s member the updates after `held` up to `seen` (the highest it knows of), but those
+   * sent to it again within REPAIR_MS (they may be on their way still); a snapshot when the log no
+   * longer has them.
+   */
+  #repair(state: MemberState, now: number, held: number, seen: number): void {
     state.repairedAt = now;
-    const from = Math.min(held, state.acked);
+    let from = Math.min(held, state.acked);
     const updates = this.#host.replica.updatesAfter(from, REPAIR_BATCH);
     if (updates === undefined) {
       this.#host.resync(state.member, { ...this.#host.replica.position, index: from });
       return;
     }
-    for (const update of updates) this.#host.sendUpdate(state.member.id, update);
-    this.stats.repairsSent += updates.length;
+    if (now - state.resentAt < REPAIR_MS) from = Math.max(from, state.resentUpTo);
+    let sent = 0;
+    for (const update of updates) {
+      if (update.index <= from || update.index > seen) continue;
+      this.#host.sendUpdate(state.member.id, update);
+      state.resentUpTo = update.index;
+      sent++;
+    }
+    if (sent > 0) state.resentAt = now;
+    this.stats.repairsSent += sent;
+  }
+
+  /** A member lags and said nothing new for a while: it is told our last index (it says what it lacks). */
+  #probeLagging(state: MemberState, now: number): void {
+    state.probedAt = now;
+    this.stats.announcesSent++;
+    this.#host.sendAnnounce(state.member.id, { epoch: this.#epoch, coordinator: this.#host.local.id, index: this.#host.replica.position.index, leaseProbe: this.#probeFor(now) });
   }
 
   #announce(now: number): void {
@@ -695,6 +728,11 @@ export class Sequencer implements TimedUnit {
 
 function emptyBatch(index: number): Batch {
   return { index, requests: [], keys: new Set(), ids: new Set(), bytes: UPDATE_OVERHEAD_BYTES };
+}
+
+/** At most what a lock, unlock or lease renewal of `key` adds to an update (the request with its change). */
+function lockRequestBytes(key: string): number {
+  return REQUEST_OVERHEAD_BYTES + changeBytes({ kind: "lock", lock: { key, holder: { id: "", incarnation: 0 }, token: 0, leaseMs: 0, releaseOnExit: false } });
 }
 
 /** At most what a change takes in an update. */

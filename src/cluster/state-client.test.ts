@@ -140,4 +140,41 @@ describe("StateClient", () => {
     expect(bed.answers.get(twice)?.outcome).toBe("LOCKED");
     expect(bed.sent.at(-1)![1].op).toEqual({ case: "cancel", key: "l", lockRequestId: twice });
   });
+
+  it("waits longer before sending a write again when answers take longer; never less than 100 ms", () => {
+    const bed = new Bed();
+    const first = bed.open(put, 0);
+    bed.client.onResponse(M.id, ok(first), 3, 10);
+    const quick = bed.open(put, 100);
+    expect(bed.client.pollTimeout()).toBe(200);
+    bed.client.onResponse(M.id, ok(quick), 3, 110);
+    for (let i = 0; i < 8; i++) {
+      const slow = bed.open(put, 1_000 * (i + 1));
+      bed.client.onResponse(M.id, ok(slow), 3, 1_000 * (i + 1) + 400);
+    }
+    const later = bed.open(put, 10_000);
+    expect(bed.client.pollTimeout()).toBeGreaterThan(10_400);
+    expect(bed.client.pollTimeout()).toBeLessThanOrEqual(11_000);
+    bed.client.onResponse(M.id, ok(later), 3, 10_010);
+  });
+
+  it("does not send a write again while the coordinator takes the ones sent before it; sends one overtaken by a later one", () => {
+    const bed = new Bed();
+    const ids = [bed.open(put, 0), bed.open(put, 0), bed.open(put, 0)];
+    // The first is answered just before its wait ends: the others wait their turn.
+    bed.client.onResponse(M.id, ok(ids[0]!), 3, 95);
+    bed.client.handleTimeout(100);
+    expect(bed.sent).toHaveLength(3);
+    // Nothing more taken for a while: they go again.
+    bed.client.handleTimeout(bed.client.pollTimeout());
+    expect(bed.sent.map(([, r]) => r.requestId)).toEqual([...ids, ids[1], ids[2]]);
+    // A later write is taken while the one before it is not: that one was lost, and goes again when its
+    // wait is over, though the coordinator takes writes.
+    const other = new Bed();
+    const lost = other.open(put, 0);
+    const taken = other.open(put, 0);
+    other.client.onResponse(M.id, ok(taken), 3, 95);
+    other.client.handleTimeout(100);
+    expect(other.sent.filter(([, r]) => r.requestId === lost)).toHaveLength(2);
+  });
 });

@@ -11,9 +11,13 @@ import {
   type Term,
 } from "./state-types.ts";
 
-/** First wait for an answer before a request is sent again; it doubles up to the most. */
+/**
+ * First wait for an answer before a request is sent again — at least this, or longer when answers take
+ * longer (see #resendFirstMs) — it doubles up to the most.
+ */
 const RESEND_FIRST_MS = 100;
 const RESEND_MOST_MS = 1_000;
+const WRITES: ReadonlySet<StateOp["case"]> = new Set(["put", "remove", "batch", "clear"]);
 
 /** What the client needs from the member it runs in. */
 export interface ClientHost {
@@ -45,6 +49,11 @@ interface Outstanding {
   readonly sentToAll: Set<PeerKey>;
   /** Times it went out (to a remote coordinator): a copy sent earlier may still be on its way. */
   sends: number;
+  /** When it first went out to a remote coordinator. */
+  sentAt: number;
+  /** The places of its first and latest sends among this client's sends (to a remote coordinator). */
+  firstSeq: number;
+  sendSeq: number;
   resendAt: number;
   resendMs: number;
   /** Our own request, applied here at this position: done once enough members noticed it too. */
@@ -68,6 +77,16 @@ export class StateClient implements TimedUnit {
   /** The last update each member told us it applied (notices of our requests), in the accepted term. */
   readonly #noticed = new Map<PeerKey, Position>();
   #nextId = 1;
+  /** How long answers to writes take (smoothed, and its variation), from their first send; undefined: none yet. */
+  #answerMs: number | undefined;
+  #answerVarianceMs = 0;
+  #sendSeq = 0;
+  /**
+   * The latest first send of a write the coordinator took (answered, or applied here), and when that was
+   * known: a write whose latest send came before it was overtaken (lost on its way).
+   */
+  #takenSeq = 0;
+  #takenAt = Number.NEGATIVE_INFINITY;
 
   constructor(host: ClientHost, retryDelayMs: number) {
     this.#host = host;
@@ -83,7 +102,7 @@ export class StateClient implements TimedUnit {
   /** Opens a request, answered through `answer` (perhaps before this returns); returns its id. */
   open(op: StateOp, answer: Answer, now: number): number {
     const id = this.#nextId++;
-    this.#outstanding.set(id, { request: { requestId: id, op }, answer, sentTo: undefined, sentToAll: new Set(), sends: 0, resendAt: now, resendMs: RESEND_FIRST_MS, applied: undefined });
+    this.#outstanding.set(id, { request: { requestId: id, op }, answer, sentTo: undefined, sentToAll: new Set(), sends: 0, sentAt: now, firstSeq: 0, sendSeq: 0, resendAt: now, resendMs: this.#resendFirstMs(), applied: undefined });
     this.stats.requestsSent++;
     this.#dispatch(id, now, false);
     return id;
@@ -159,6 +178,7 @@ export class StateClient implements TimedUnit {
     const term = this.#host.term();
     if (term.epoch !== epoch || !term.members.some((m) => m.id === this.#host.local.id)) return;
     outstanding.applied = { record, epoch, needed: noticesNeeded(term.members.length) };
+    this.#taken(outstanding, now);
     this.#settle(record.requestId, outstanding, now);
   }
 
@@ -185,7 +205,26 @@ export class StateClient implements TimedUnit {
   }
 
   handleTimeout(now: number): void {
-    for (const [id, outstanding] of this.#outstanding) if (outstanding.resendAt <= now) this.#dispatch(id, now, outstanding.sentTo !== undefined);
+    for (const [id, outstanding] of this.#outstanding) {
+      if (outstanding.resendAt > now) continue;
+      // A write waits its turn at a coordinator that takes our writes, while none sent after it was taken —
+      // or it was taken, and applied here, and waits for other members' notices: sent again, it would
+      // only load the coordinator further. One overtaken by a later write was lost on its way.
+      const waiting = outstanding.sends > 0 && WRITES.has(outstanding.request.op.case) && (outstanding.applied !== undefined || outstanding.sendSeq > this.#takenSeq);
+      if (waiting && now < this.#takenAt + this.#resendFirstMs()) {
+        outstanding.resendAt = this.#takenAt + this.#resendFirstMs();
+        continue;
+      }
+      this.#dispatch(id, now, outstanding.sentTo !== undefined);
+    }
+  }
+
+  /** The coordinator took write `outstanding` (it answered it, or this replica applied it). */
+  #taken(outstanding: Outstanding, now: number): void {
+    if (outstanding.sends === 0 || !WRITES.has(outstanding.request.op.case)) return;
+    this.#takenAt = now;
+    // Its first send: the copy taken may be that one, and the writes sent after it are not overtaken.
+    if (outstanding.firstSeq > this.#takenSeq) this.#takenSeq = outstanding.firstSeq;
   }
 
   #settle(id: number, outstanding: Outstanding, now: number): void {
@@ -204,6 +243,10 @@ export class StateClient implements TimedUnit {
 
   #finish(id: number, outstanding: Outstanding, response: StateResponse, now: number): void {
     this.#outstanding.delete(id);
+    this.#taken(outstanding, now);
+    // Only writes tell how long answers take (a lock's answer waits for the lock), counted from their
+    // first send: a write sent again counts its wait too, which errs on the long side, never the short.
+    if (outstanding.sends > 0 && outstanding.sentTo !== this.#host.local.id && WRITES.has(outstanding.request.op.case)) this.#answered(now - outstanding.sentAt);
     if (outstanding.answer === undefined) return;
     const op = outstanding.request.op;
     const taken = outstanding.answer(response);
@@ -226,8 +269,11 @@ export class StateClient implements TimedUnit {
       sentTo: undefined,
       sentToAll: new Set(),
       sends: 0,
+      sentAt: now,
+      firstSeq: 0,
+      sendSeq: 0,
       resendAt: now,
-      resendMs: RESEND_FIRST_MS,
+      resendMs: this.#resendFirstMs(),
       applied: undefined,
     });
     this.stats.cancelsSent++;
@@ -249,10 +295,35 @@ export class StateClient implements TimedUnit {
       // Handed over here, nothing is lost on the way: the coordinator answers (or refuses) it.
       outstanding.resendAt = Number.POSITIVE_INFINITY;
     } else {
-      outstanding.sends++;
+      outstanding.sendSeq = ++this.#sendSeq;
+      if (outstanding.sends++ === 0) {
+        outstanding.sentAt = now;
+        outstanding.firstSeq = outstanding.sendSeq;
+      }
       outstanding.resendAt = now + outstanding.resendMs;
       outstanding.resendMs = Math.min(RESEND_MOST_MS, outstanding.resendMs * 2);
     }
     this.#host.sendRequest(coordinator.id, outstanding.request, now);
+  }
+
+  /** An answer to a write came `ms` after its first send: how long answers take (RFC 6298's estimator). */
+  #answered(ms: number): void {
+    if (this.#answerMs === undefined) {
+      this.#answerMs = ms;
+      this.#answerVarianceMs = ms / 2;
+      return;
+    }
+    this.#answerVarianceMs = 0.75 * this.#answerVarianceMs + 0.25 * Math.abs(this.#answerMs - ms);
+    this.#answerMs = 0.875 * this.#answerMs + 0.125 * ms;
+  }
+
+  /**
+   * The first wait before a request is sent again: longer than answers take now. Many requests in flight
+   * wait their turn at a busy coordinator far longer than a round trip; sent again after a fixed wait,
+   * they would all go again, and load it further.
+   */
+  #resendFirstMs(): number {
+    if (this.#answerMs === undefined) return RESEND_FIRST_MS;
+    return Math.min(RESEND_MOST_MS, Math.max(RESEND_FIRST_MS, this.#answerMs + 4 * this.#answerVarianceMs));
   }
 }

@@ -427,6 +427,7 @@ export class StateEngine implements TimedUnit {
         visible: this.visible,
         multicastUpdate: (update, probe) => this.#host.multicast(encodeUpdate(group, update, probe)),
         multicastAnnounce: (announce) => this.#host.multicast(encodeAnnounce(group, announce)),
+        sendAnnounce: (peer, announce) => this.#host.unicast(peer, encodeAnnounce(group, announce)),
         sendUpdate: (peer, update) => this.#host.unicast(peer, encodeUpdate(group, update, 0)),
         respond: (requester, response) => this.#respond(requester, response),
         shown: (changes) => this.#later.push(() => this.#host.changed(changes, false)),

@@ -248,8 +248,13 @@ export function sameInstance(a: MemberInstance, b: MemberInstance): boolean {
   return a.id === b.id && a.incarnation === b.incarnation;
 }
 
+/** Keys made, by instance: an update's requests share their requester's instance (see state-wire.ts). */
+const INSTANCE_KEYS = new WeakMap<MemberInstance, string>();
+
 export function instanceKey(member: MemberInstance): string {
-  return `${member.id}:${member.incarnation}`;
+  let key = INSTANCE_KEYS.get(member);
+  if (key === undefined) INSTANCE_KEYS.set(member, (key = `${member.id}:${member.incarnation}`));
+  return key;
 }
 
 export function comparePositions(a: Position, b: Position): number {
@@ -288,6 +293,9 @@ export function removeBytes(key: string): number {
   return utf8Length(key) + 12;
 }
 
-/** At most what an update adds beyond its changes, and each request in it. */
+/**
+ * At most what an update adds beyond its changes, and each request in it: its id and requester (up to
+ * 8-byte varints each, and the 16-byte member id) with the tags and length prefixes around them.
+ */
 export const UPDATE_OVERHEAD_BYTES = 96;
-export const REQUEST_OVERHEAD_BYTES = 40;
+export const REQUEST_OVERHEAD_BYTES = 48;

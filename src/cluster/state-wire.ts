@@ -19,7 +19,7 @@ import {
   type SyncComplete as WireSync,
 } from "../../gen/activeblaze/v1/cluster_pb.ts";
 import type { Frame } from "../../gen/activeblaze/v1/envelope_pb.ts";
-import { idOf, keyOf } from "../reliable/member-key.ts";
+import { idOf, keyOf, sameId } from "../reliable/member-key.ts";
 import { fastCodec } from "../wire/fast-codec.ts";
 import { encodeFrame } from "../wire/frames.ts";
 import type { PeerKey } from "../reliable/protocol.ts";
@@ -205,7 +205,8 @@ function changeOf(wire: EntryChange, requester: MemberInstance | undefined): Cha
 }
 
 function storedOf(spec: EntrySpec, now: number): StoredEntry {
-  return { ...spec, expiresAt: spec.ttlMs > 0 ? now + spec.ttlMs : undefined };
+  const { key, value, format, version, owner, removeOnExit, ttlMs } = spec;
+  return { key, value, format, version, owner, removeOnExit, ttlMs, expiresAt: ttlMs > 0 ? now + ttlMs : undefined };
 }
 
 /** An entry of a snapshot as the map stores it, its time to live counted from `now`. */
@@ -494,18 +495,29 @@ function responseOf(wire: WireResponse, now: number): StateResponse {
   };
 }
 
-function orderedOf(requestId: bigint, requester: MemberRef | undefined, changes: readonly EntryChange[]): OrderedRequest {
-  const id = counter(requestId);
-  const by = id === 0 ? undefined : instanceOf(requester);
-  return { requestId: id, requester: by, changes: changes.map((change) => changeOf(change, by)) };
+function orderedOf(requestId: bigint, requester: MemberInstance | undefined, changes: readonly EntryChange[]): OrderedRequest {
+  return { requestId: counter(requestId), requester, changes: changes.map((change) => changeOf(change, requester)) };
 }
 
 function updateOf(wire: WireUpdate): Update {
+  // The requests of an update mostly come from a few members: one instance each (and one key: see instanceKey).
+  let lastRef: MemberRef | undefined;
+  let last: MemberInstance | undefined;
+  const requesterOf = (requestId: bigint, ref: MemberRef | undefined) => {
+    if (requestId === 0n) return undefined;
+    if (ref === undefined || lastRef === undefined || ref.incarnation !== lastRef.incarnation || !sameId(ref.id, lastRef.id)) {
+      last = instanceOf(ref);
+      lastRef = ref;
+    }
+    return last;
+  };
+  const requests = [orderedOf(wire.requestId, requesterOf(wire.requestId, wire.requester), wire.changes)];
+  for (const b of wire.batch) requests.push(orderedOf(b.requestId, requesterOf(b.requestId, b.requester), b.changes));
   return {
     epoch: counter(wire.epoch),
     index: counter(wire.index),
     coordinator: peerOf(wire.coordinatorId),
-    requests: [orderedOf(wire.requestId, wire.requester, wire.changes), ...wire.batch.map((b) => orderedOf(b.requestId, b.requester, b.changes))],
+    requests,
     tokenCeiling: counter(wire.fencingTokenCeiling),
     forget: wire.forget.map(instanceOf),
   };
