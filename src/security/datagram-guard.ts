@@ -2,7 +2,7 @@ import { keyOf } from "../reliable/member-key.ts";
 import type { PeerKey } from "../reliable/protocol.ts";
 import type { EnvelopeContext } from "../wire/codec.ts";
 import type { SplitEnvelope } from "../wire/frames.ts";
-import { concatBytes } from "../wire/bytes.ts";
+import { concatBytes, Slab } from "../wire/bytes.ts";
 import type { DropReason } from "../wire/drop-reason.ts";
 import { MAX_DATAGRAM_BYTES, MEMBER_ID_BYTES } from "../wire/limits.ts";
 import { web } from "../web.ts";
@@ -152,6 +152,8 @@ export class DatagramGuard {
   #lastKey = "";
   /** Senders' keys heard this turn, with the counter each sender's next datagram in that sequence will carry. */
   readonly #heard = new Map<SenderKey, number>();
+  /** Sealed datagrams are carved from here: a small one costs no buffer of its own. */
+  readonly #sealedBuffers = new Slab(1 << 18);
   readonly #unsubscribe: () => void;
 
   constructor(
@@ -278,13 +280,13 @@ export class DatagramGuard {
     const key = this.#ownKey(keyId);
     const provider = this.#provider;
     if (provider.synchronous) {
-      const sealed = sealDatagram(provider, header, body, fields, key as SenderKey, this.#signingKey as SigningKey | undefined);
+      const sealed = sealDatagram(provider, header, body, fields, key as SenderKey, this.#signingKey as SigningKey | undefined, this.#sealedBuffers);
       this.#stats.sealed++;
       send(sealed);
       return;
     }
     const work = (async () => {
-      const { out, aad, payloadStart } = sealedFrame(header, body, fields);
+      const { out, aad, payloadStart } = sealedFrame(header, body, fields, this.#sealedBuffers);
       const signingKey = await this.#signingKey;
       const plain = signingKey === undefined ? body : concatBytes(body, await provider.sign(signingKey, concatBytes(aad, body)));
       await provider.seal(await key, fields.mode, counter, aad, plain, out, payloadStart);
@@ -442,18 +444,27 @@ export class DatagramGuard {
  * Seals one datagram (its `header` and `body`) with the given fields and the sender's key, synchronously:
  * a sender's steps, for the guard and for tools and vectors that need a given counter.
  */
-export function sealDatagram(provider: SyncCryptoProvider, header: Uint8Array, body: Uint8Array, fields: SealFields, key: SenderKey, signingKey: SigningKey | undefined): Uint8Array {
-  const { out, aad, payloadStart } = sealedFrame(header, body, fields);
+export function sealDatagram(
+  provider: SyncCryptoProvider,
+  header: Uint8Array,
+  body: Uint8Array,
+  fields: SealFields,
+  key: SenderKey,
+  signingKey: SigningKey | undefined,
+  buffers?: Slab,
+): Uint8Array {
+  const { out, aad, payloadStart } = sealedFrame(header, body, fields, buffers);
   const plain = signingKey === undefined ? body : concatBytes(body, provider.sign(signingKey, concatBytes(aad, body)));
   provider.seal(key, fields.mode, fields.counter, aad, plain, out, payloadStart);
   return out;
 }
 
-// The sealed datagram's buffer, its associated data written; the payload goes at `payloadStart`.
-function sealedFrame(header: Uint8Array, body: Uint8Array, fields: SealFields): { out: Uint8Array; aad: Uint8Array; payloadStart: number } {
+// The sealed datagram's buffer (from `buffers` when given), its associated data written; the payload goes at `payloadStart`.
+function sealedFrame(header: Uint8Array, body: Uint8Array, fields: SealFields, buffers?: Slab): { out: Uint8Array; aad: Uint8Array; payloadStart: number } {
   const plainLength = body.length + (fields.signerKey.length > 0 ? SIGNATURE_BYTES : 0);
   const payloadLength = plainLength + TAG_BYTES;
-  const out = new Uint8Array(sealedPrefixSize(header, fields, payloadLength) + payloadLength);
+  const length = sealedPrefixSize(header, fields, payloadLength) + payloadLength;
+  const out = buffers === undefined ? new Uint8Array(length) : buffers.take(length);
   const payloadStart = writeSealedPrefix(out, header, fields, payloadLength);
   return { out, aad: out.subarray(0, payloadStart), payloadStart };
 }

@@ -14,3 +14,38 @@ export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
 }
+
+/**
+ * Hands out buffers carved one after another from larger regions, and never hands out a byte twice: a
+ * buffer stays valid as long as anyone keeps it (a datagram the transport still holds, a queued copy),
+ * a small one costs no allocation of its own, and a region is freed once nothing refers to any buffer
+ * in it. A buffer larger than a sixteenth of a region gets one of its own.
+ */
+export class Slab {
+  readonly #regionBytes: number;
+  #region = new Uint8Array(0);
+  #used = 0;
+
+  constructor(regionBytes: number) {
+    this.#regionBytes = regionBytes;
+  }
+
+  /** `length` zeroed bytes. */
+  take(length: number): Uint8Array {
+    if (length > this.#regionBytes / 16) return new Uint8Array(length);
+    if (this.#used + length > this.#region.length) {
+      this.#region = new Uint8Array(this.#regionBytes);
+      this.#used = 0;
+    }
+    const taken = this.#region.subarray(this.#used, this.#used + length);
+    this.#used += length;
+    return taken;
+  }
+
+  /** A copy of `bytes`. */
+  copy(bytes: Uint8Array): Uint8Array {
+    const copy = this.take(bytes.length);
+    copy.set(bytes);
+    return copy;
+  }
+}

@@ -1,3 +1,4 @@
+import { Slab } from "../../wire/bytes.ts";
 import { type DataFields, emptyDataFields } from "../../wire/frames.ts";
 import { fillData, type OutgoingData } from "../protocol.ts";
 
@@ -7,7 +8,6 @@ export interface SendQueueLimits {
   readonly queueBytes: number;
 }
 
-const SLAB_BYTES = 1 << 20;
 // Taken messages are dropped from the front of the array once this many have piled up there.
 const COMPACT_AFTER = 4_096;
 
@@ -23,8 +23,7 @@ export class SendQueue {
   #head = 0;
   #bytes = 0;
   #lastSeq = 0;
-  #slab = new Uint8Array(0);
-  #slabUsed = 0;
+  readonly #copies = new Slab(1 << 20);
 
   constructor(limits: SendQueueLimits) {
     this.#limits = limits;
@@ -53,7 +52,7 @@ export class SendQueue {
     const data = fillData(emptyDataFields(), seq, out);
     // Every message is ordered: out of band means nothing here.
     data.outOfBand = false;
-    data.payload = this.#copy(out.payload);
+    data.payload = this.#copies.copy(out.payload);
     data.safe = safe;
     this.#messages.push(data);
     this.#bytes += data.payload.length;
@@ -87,18 +86,5 @@ export class SendQueue {
     this.#messages = [];
     this.#head = 0;
     this.#bytes = 0;
-  }
-
-  #copy(payload: Uint8Array): Uint8Array {
-    const length = payload.length;
-    if (length > SLAB_BYTES / 16) return payload.slice();
-    if (this.#slabUsed + length > this.#slab.length) {
-      this.#slab = new Uint8Array(SLAB_BYTES);
-      this.#slabUsed = 0;
-    }
-    const copy = this.#slab.subarray(this.#slabUsed, this.#slabUsed + length);
-    copy.set(payload);
-    this.#slabUsed += length;
-    return copy;
   }
 }
