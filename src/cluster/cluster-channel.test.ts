@@ -308,6 +308,21 @@ describe("ClusterChannel", () => {
     await bed.settle(follower.map.put("still", text("fine")));
   });
 
+  it("a master that leaves gracefully hands over at once: the next serves without waiting for the lease the members gave the one that left", async () => {
+    const members = await cluster(3, 17);
+    const master = members.find((m) => m.isMaster())!;
+    const rest = members.filter((m) => m !== master);
+    // The members heard from the master just now (their answers carry its lease probes).
+    await bed.settle(rest[0]!.map.put("before", text("1")));
+    const start = bed.net.clock.now();
+    void master.leave();
+    const next = await bed.settle(rest[0]!.waitForElection());
+    await bed.settle(rest[1]!.map.put("after", text("2")));
+    // A failure timeout (the lease) is 500 ms here.
+    expect(bed.net.clock.now() - start).toBeLessThan(100);
+    expect(rest.filter((m) => m.isMaster()).map((m) => m.id)).toEqual([next.id]);
+  });
+
   it("elects the highest weight, follows run-time weight changes, and tells masterChanged listeners", async () => {
     const [a, b, c] = await cluster(3, 15);
     const first = a.getMaster()!;

@@ -396,11 +396,14 @@ export class StateEngine implements TimedUnit {
    * yet that its members went over to another view (a merge). A member promises a next term only after
    * that, and a coordinator starts one only after that, so that the term's members — a majority of the
    * last agreed set — no longer count for that lease when it begins: two never serve at once. One that
-   * is in our view stands down as it installs it (a heavier member took over): nothing to wait for.
+   * installed our view, or is in it, stood down as it did (it left and handed over, or a heavier member
+   * took over): nothing to wait for.
    */
   #echoedLeaseEnd(coordinator: PeerKey): number {
     const echoed = this.#echoed;
-    if (echoed === undefined || echoed.coordinator === coordinator || this.#view?.members.some((m) => m.id === echoed.coordinator)) return Number.NEGATIVE_INFINITY;
+    const view = this.#view;
+    if (echoed === undefined || echoed.coordinator === coordinator) return Number.NEGATIVE_INFINITY;
+    if (view !== undefined && (view.id.installer === echoed.coordinator || view.members.some((m) => m.id === echoed.coordinator))) return Number.NEGATIVE_INFINITY;
     return echoed.at + this.#options.leaseMs;
   }
 
