@@ -135,4 +135,15 @@ describe("snapshots", () => {
     staging = stageChunk(staging, "p", { ...chunk(2, 1), entries: [entry] });
     expect([...staging.entries.values()]).toEqual([entry]);
   });
+
+  it("starts over on a snapshot of another position under a transfer number it staged: the sender restarted in place and counts its transfers afresh", () => {
+    const entry = (value: number): StoredEntry => ({ ...source(1, 1).entries[0]!, value: new Uint8Array([value]) });
+    // A copy of the last chunk of a snapshot installed already (a duplicate, come late): staged again.
+    let staging: Staging | undefined = stageChunk(undefined, "p", { transfer: 1, epoch: 8, index: 655, chunk: 0, chunkCount: 1, entries: [entry(1)], locks: [], applied: [], nextToken: 7 });
+    expect(staging.held).toBe(1);
+    // The sender's next incarnation (same id) sends its first transfer, of a later position.
+    staging = stageChunk(staging, "p", { transfer: 1, epoch: 12, index: 988, chunk: 0, chunkCount: 1, entries: [entry(2)], locks: [], applied: [], nextToken: 9 });
+    expect(staging).toMatchObject({ transfer: 1, epoch: 12, index: 988, held: 1, nextToken: 9 });
+    expect([...staging.entries.values()]).toEqual([entry(2)]);
+  });
 });

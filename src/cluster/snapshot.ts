@@ -259,11 +259,12 @@ export interface Staging {
 /**
  * Takes chunk `chunk` from `from` into `staging` (a new transfer starts a new staging); returns the
  * staging to keep. Chunks are taken in order only: one past the next expected is dropped (the sender
- * sends again from what the acknowledgement says).
+ * sends again from what the acknowledgement says). A chunk of another position is of another transfer
+ * whatever its number: a sender restarted in place (same id) numbers its transfers afresh.
  */
 export function stageChunk(staging: Staging | undefined, from: PeerKey, chunk: SnapshotChunk): Staging {
   let current = staging;
-  if (current === undefined || current.from !== from || current.transfer !== chunk.transfer) {
+  if (current === undefined || current.from !== from || current.transfer !== chunk.transfer || current.epoch !== chunk.epoch || current.index !== chunk.index) {
     current = { from, transfer: chunk.transfer, epoch: chunk.epoch, index: chunk.index, chunkCount: chunk.chunkCount, held: 0, entries: new Map(), locks: [], applied: [], nextToken: chunk.nextToken };
   }
   if (chunk.chunk !== current.held || chunk.chunk >= current.chunkCount) return current;

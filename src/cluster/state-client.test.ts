@@ -86,7 +86,7 @@ describe("StateClient", () => {
     expect(bed.answers.get(lock)).toMatchObject({ outcome: "OK", token: 4 });
   });
 
-  it("sends a request handed to its own coordinator again when a new term starts, though the coordinator stays the same", () => {
+  it("sends its requests again when a new term starts, though the coordinator stays the same (one handed to its own coordinator would never go again)", () => {
     const bed = new Bed();
     bed.coordinator = ME;
     bed.term = { epoch: 3, coordinator: ME.id, members: [ME, M, R] };
@@ -101,11 +101,16 @@ describe("StateClient", () => {
     bed.client.handleTimeout(50);
     expect(bed.sent.at(-1)).toEqual([ME.id, { requestId: id, op: put }]);
     expect(bed.client.stats.requestsRetried).toBe(1);
-    // A request sent to a remote coordinator keeps its own resend time (its first wait: 100 ms).
+    // One sent to a remote coordinator goes again at once too, rather than at its next resend (160).
     const other = new Bed();
-    other.open(put, 60);
+    const remote = other.open(put, 60);
     other.client.onTerm(70);
-    expect(other.client.pollTimeout()).toBe(160);
+    expect(other.client.pollTimeout()).toBe(70);
+    other.client.handleTimeout(70);
+    expect(other.sent).toEqual([
+      [M.id, { requestId: remote, op: put }],
+      [M.id, { requestId: remote, op: put }],
+    ]);
   });
 
   it("withdraws a lock request given up on, until a coordinator confirms it; and a grant nobody takes any more", () => {

@@ -123,16 +123,16 @@ export class StateClient implements TimedUnit {
   }
 
   /**
-   * A new term was accepted here: notices of the last one no longer count. Requests handed to this
-   * member's own coordinator go again: what it was waiting on to answer them ended with its term, and
-   * nothing else would send them again while the coordinator stays the same.
+   * A new term was accepted here: notices of the last one no longer count, and every request sent goes
+   * again at once (same id: applied at most once). What the coordinator waited on to answer them ended
+   * with its term; its new term answers them from its record of applied requests. With the same
+   * coordinator nothing else would send them soon — one handed to this member's own coordinator never.
    */
   onTerm(now: number): void {
     this.#noticed.clear();
-    const local = this.#host.local.id;
     for (const outstanding of this.#outstanding.values()) {
       outstanding.applied = undefined;
-      if (outstanding.sentTo === local) outstanding.resendAt = now;
+      if (outstanding.sentTo !== undefined) outstanding.resendAt = now;
     }
   }
 

@@ -111,6 +111,8 @@ export class StateEngine implements TimedUnit {
   /** What this member last sent the coordinator that pulled from it: where the coordinator stood, and the SyncComplete. */
   #pullAnswer: { readonly peer: PeerKey; readonly from: Position; readonly sync: SyncComplete } | undefined;
   #probe = 0;
+  /** The coordinator whose lease probes this member last followed, and when it last had one. */
+  #echoed: { readonly coordinator: PeerKey; readonly at: number } | undefined;
   #pulls = 0;
   #terms = 0;
   #malformed = 0;
@@ -247,6 +249,9 @@ export class StateEngine implements TimedUnit {
         return;
       }
       if ("group" in frame && frame.group !== this.#host.group) return;
+      if ((frame.kind === "update" || frame.kind === "announce") && peer === this.#view?.coordinator.id && peer !== this.#host.local.id) {
+        this.#echoed = { coordinator: peer, at: now };
+      }
       switch (frame.kind) {
         case "request":
           return this.#onRequest(peer, incarnation, frame.request, now);
@@ -347,8 +352,10 @@ export class StateEngine implements TimedUnit {
   }
 
   #retry(now: number): void {
-    if (this.#role === "electing") this.#askPromises(now);
-    else if (this.#role === "pulling") this.#pull(now);
+    if (this.#role === "electing") {
+      this.#askPromises(now);
+      this.#decide(now);
+    } else if (this.#role === "pulling") this.#pull(now);
     else this.#retryAt = Number.POSITIVE_INFINITY;
   }
 
@@ -372,9 +379,32 @@ export class StateEngine implements TimedUnit {
         for (const { requester, request } of this.#queued.splice(0)) this.#respond(requester, { ...refusal(request.requestId, "NO_QUORUM", decision.reason) });
         this.#later.push(() => this.#host.wake());
         return;
-      case "start":
+      case "start": {
+        const leaseEnd = this.#echoedLeaseEnd(this.#host.local.id);
+        if (now < leaseEnd) {
+          this.#retryAt = Math.min(this.#retryAt, leaseEnd);
+          return;
+        }
         this.#startTerm(election, decision.nextToken, now);
+      }
     }
+  }
+
+  /**
+   * Until when another coordinator than `coordinator` may still serve on the lease probes this member
+   * echoed: it serves while a majority of its term echoed one within the lease, and may not have heard
+   * yet that its members went over to another view (a merge). A member promises a next term only after
+   * that, and a coordinator starts one only after that, so that the term's members — a majority of the
+   * last agreed set — no longer count for that lease when it begins: two never serve at once. One that
+   * installed our view, or is in it, stood down as it did (it left and handed over, or a heavier member
+   * took over): nothing to wait for.
+   */
+  #echoedLeaseEnd(coordinator: PeerKey): number {
+    const echoed = this.#echoed;
+    const view = this.#view;
+    if (echoed === undefined || echoed.coordinator === coordinator) return Number.NEGATIVE_INFINITY;
+    if (view !== undefined && (view.id.installer === echoed.coordinator || view.members.some((m) => m.id === echoed.coordinator))) return Number.NEGATIVE_INFINITY;
+    return echoed.at + this.#options.leaseMs;
   }
 
   /** Asks the replica further along for what follows our position (again every RETRY_MS until it came). */
@@ -523,7 +553,11 @@ export class StateEngine implements TimedUnit {
 
   #onRequest(peer: PeerKey, incarnation: number, request: StateRequest, now: number): void {
     const op = request.op;
-    if (op.case === "prepare") return this.#follower.onPrepare(peer, op.epoch, op.view);
+    if (op.case === "prepare") {
+      // Not while the coordinator we followed may serve on our echoes: the coordinator asks again.
+      if (now < this.#echoedLeaseEnd(peer)) return;
+      return this.#follower.onPrepare(peer, op.epoch, op.view);
+    }
     if (op.case === "pull") {
       // Our view's coordinator takes over and we are further along: send it what it lacks.
       if (this.#view?.coordinator.id !== peer || peer === this.#host.local.id) return;

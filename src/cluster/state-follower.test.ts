@@ -159,4 +159,48 @@ describe("ReplicaFollower", () => {
     bed.follower.flush();
     expect(bed.acks.filter(([peer]) => peer === M.id).at(-1)![1]).toMatchObject({ position: { index: 42 } });
   });
+
+  it("takes an update the coordinator multicast only in the term it accepted and follows: one of another term may not follow on from its replica", () => {
+    const bed = new Bed();
+    // It accepted R's term 4 and holds two updates R ordered in it that nobody else got (R was cut off with them).
+    const viewOfR = { id: { installer: R.id, counter: 3 }, members: VIEW.members, coordinator: R };
+    bed.follower.onView(viewOfR);
+    bed.follower.onPrepare(R.id, 4, viewOfR.id);
+    bed.follower.onSync(R.id, { epoch: 4, coordinator: R.id, index: 0, members: VIEW.members, tokenCeiling: 100, snapshotTransfer: 0, snapshotChunks: 0, entryCount: 0 }, 0);
+    for (const index of [1, 2]) bed.follower.onUpdate(R.id, { ...update(index, R, 4), coordinator: R.id }, 2, 0);
+    expect(bed.replica.position).toEqual({ epoch: 4, coordinator: R.id, index: 2 });
+    // M's side went on without it (M's term 6), and M, coordinating the next view, asks for its promise.
+    bed.follower.onView(VIEW);
+    bed.follower.onPrepare(M.id, 7, VIEW.id);
+    // M's multicast of its term 6 (index 3 of its line, not of R's), delayed past the prepare: refused.
+    const refused = bed.follower.stats.staleRefused;
+    bed.follower.onUpdate(M.id, update(3, R, 6), 9, 0);
+    expect(bed.replica.position).toEqual({ epoch: 4, coordinator: R.id, index: 2 });
+    expect(bed.replica.entries.has("k3")).toBe(false);
+    expect(bed.follower.stats.staleRefused).toBe(refused + 1);
+    // Once it accepted a term, the multicast of that term goes on from its position.
+    bed.follower.onSnapshot(M.id, { transfer: 1, epoch: 6, index: 3, chunkCount: 1, chunk: 0, entries: [], locks: [], applied: [], nextToken: 5 });
+    bed.follower.onSync(M.id, { epoch: 7, coordinator: M.id, index: 3, members: VIEW.members, tokenCeiling: 100, snapshotTransfer: 1, snapshotChunks: 1, entryCount: 0 }, 0);
+    bed.follower.onUpdate(M.id, update(4, R, 7), 10, 0);
+    expect(bed.replica.position).toEqual({ epoch: 7, coordinator: M.id, index: 4 });
+  });
+
+  it("once it promised a next term, takes no more of the last term's multicast, and drops what it kept past a gap: the next term's sync brings what follows its position", () => {
+    const bed = new Bed();
+    bed.join();
+    bed.follower.onUpdate(M.id, update(1), 3, 0);
+    // Past a gap: kept.
+    bed.follower.onUpdate(M.id, update(3), 3, 0);
+    // M's next election, after a term 6 of R's without us: M takes R's line, further along than its own.
+    bed.follower.onPrepare(M.id, 8, VIEW.id);
+    bed.follower.onUpdate(M.id, update(2), 3, 0);
+    expect(bed.replica.position.index).toBe(1);
+    // The sync of term 8 from where it stands: R's line at 2 (point to point), then the SyncComplete.
+    bed.follower.onUpdate(M.id, { ...update(2, ME, 6), coordinator: R.id }, 0, 0);
+    expect(bed.replica.position).toEqual({ epoch: 6, coordinator: R.id, index: 2 });
+    bed.follower.onSync(M.id, { epoch: 8, coordinator: M.id, index: 2, members: VIEW.members, tokenCeiling: 100, snapshotTransfer: 0, snapshotChunks: 0, entryCount: 0 }, 0);
+    expect(bed.follower.current).toBe(true);
+    expect(bed.replica.position).toEqual({ epoch: 8, coordinator: M.id, index: 2 });
+    expect(bed.replica.entries.has("k3")).toBe(false);
+  });
 });

@@ -131,7 +131,12 @@ export class ReplicaFollower {
     const current = this.#view;
     if (current === undefined || current.coordinator.id !== peer || current.id.installer !== view.installer || current.id.counter !== view.counter) return;
     const memory = this.#host.memory;
-    if (epoch > memory.promised.epoch && epoch > memory.accepted.epoch) memory.promised = { epoch, coordinator: peer };
+    if (epoch > memory.promised.epoch && epoch > memory.accepted.epoch) {
+      memory.promised = { epoch, coordinator: peer };
+      // What we kept past a gap is of the term we leave, and may not be on the next term's line: its
+      // sync brings what follows the position we report.
+      this.#buffer.clear();
+    }
     this.#host.sendAck(peer, this.report());
   }
 
@@ -166,7 +171,7 @@ export class ReplicaFollower {
       return;
     }
     if (this.#pullSource === undefined) {
-      if (!this.#acceptable(update)) return;
+      if (!this.#acceptable(update, leaseProbe !== 0)) return;
       if (leaseProbe > this.#leaseProbe) this.#leaseProbe = leaseProbe;
     }
     const position = this.#host.replica.position.index;
@@ -286,11 +291,23 @@ export class ReplicaFollower {
   /**
    * An update of the coordinator we follow: of the term we accepted, or of an older one — the updates a
    * coordinator sends before its SyncComplete, from terms below the epoch we promised it.
+   *
+   * One `probing` the lease was multicast as the coordinator ordered it, to the members of its term: it
+   * follows on from our replica only while we follow that term. Of another term (the coordinator's
+   * previous one, delayed past its prepare), or once we promised a next term, it may continue a history
+   * other than ours — a deposed coordinator's that we hold, or the coordinator's own from before it took
+   * a replica further along — and is refused: the next term's sync, from the position we report, brings
+   * what we lack.
    */
-  #acceptable(update: Update): boolean {
+  #acceptable(update: Update, probing: boolean): boolean {
     const { accepted, promised } = this.#host.memory;
+    const ourTerm = update.epoch === accepted.epoch && update.coordinator === accepted.coordinator;
+    if (probing && (!ourTerm || promised.epoch > accepted.epoch)) {
+      this.stats.staleRefused++;
+      return false;
+    }
     if (update.epoch === accepted.epoch) {
-      if (update.coordinator === accepted.coordinator) return true;
+      if (ourTerm) return true;
       this.stats.staleRefused++;
       return false;
     }
@@ -327,7 +344,7 @@ export class ReplicaFollower {
       const next = this.#buffer.get(this.#host.replica.position.index + 1);
       if (next === undefined) break;
       this.#buffer.delete(next.index);
-      if (this.#pullSource === undefined && !this.#acceptable(next)) break;
+      if (this.#pullSource === undefined && !this.#acceptable(next, false)) break;
       this.#apply(next, now);
     }
     if (this.#buffer.size > 0) {

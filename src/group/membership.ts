@@ -466,8 +466,11 @@ export class GroupMembership implements TimedUnit {
     }
     // A view without us.
     if (current === undefined) {
-      // Not in the group yet: the view names the coordinator to join.
+      // Not in the group yet: the view names the coordinator to join. A member still discovering joins
+      // it too: the group exists (the answers to our Discovery were lost), and forming one alone at the
+      // discovery's end would make a second group, with a second coordinator.
       if (this.#phase === "joining") this.#joinTarget = view.coordinator;
+      else if (this.#phase === "discovering") this.#startJoining(view.coordinator);
       return;
     }
     const fromOurCoordinator = view.id.installer === current.coordinator.id || contains(view, current.coordinator.id);

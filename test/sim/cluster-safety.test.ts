@@ -53,4 +53,14 @@ describe("cluster safety on the simulated network", () => {
     const results = await sweep("deposed");
     if (results.length >= SEEDS) expect(sum(results, (r) => r.partitions)).toBeGreaterThanOrEqual(SEEDS);
   }, 600_000);
+
+  it("seeds that once failed: a merge takes members of a coordinator still serving on their echoes into another's view (quorum-change 1197), a snapshot staged from a member's earlier run (restarts 1012)", async () => {
+    for (const [seed, kind] of [
+      [1197, "quorum-change"],
+      [1012, "restarts"],
+    ] as const) {
+      const result = await runClusterScenario(seed, kind);
+      expect(result.finalWrite).toBe("ok");
+    }
+  }, 600_000);
 });

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { CoordinatorSelector, View } from "../../src/group/view.ts";
 import { runSeeds, seedsFromEnv } from "../../src/transport/sim-run.ts";
-import type { Transport, TransportFactory } from "../../src/transport/transport.ts";
+import type { Address, Transport, TransportFactory } from "../../src/transport/transport.ts";
 import {
   CRASH_BOUND_MS,
   GROUP,
@@ -118,6 +118,28 @@ describe("coordinator selection", () => {
   });
 });
 
+describe("discovery", () => {
+  it("a starting member that hears the group's view joins it, though nobody hears its Discovery: it forms no group of its own", async () => {
+    const sim = new GroupSim({ seed: 16 });
+    try {
+      const [first] = await startInTurn(sim, ["h0"]);
+      // Nothing the newcomer multicasts (its Discovery) arrives, so nobody answers it (as when the answers
+      // are lost); it hears the view the coordinator repeats every heartbeat.
+      const newcomer = heldBack(sim, "h1", (to) => to.host.startsWith("239."));
+      newcomer.holding = true;
+      const second = await sim.spawn("h1", { transport: newcomer.factory });
+      await sim.runUntil(() => second.views.length > 0, 2 * TIMING.discoveryTimeoutMs, "a view at the newcomer");
+      newcomer.holding = false;
+      newcomer.held.length = 0;
+      // Its first view is the group's: alone, it would have been a second coordinator (of a second state map).
+      expect(second.views[0]!.view.members.map((m) => m.id)).toEqual([first!.id, second.id]);
+      await sim.runUntil(() => sim.agreed(), 3_000, "one view of both");
+    } finally {
+      await sim.shutDown();
+    }
+  });
+});
+
 describe("leaving and crashing", () => {
   it("sees a graceful leave at once, of a member and of the coordinator", async () => {
     const sim = new GroupSim({ seed: 14 });
@@ -221,15 +243,22 @@ describe("leaving and crashing", () => {
   }
 });
 
-/** Transports on `host` whose datagrams, while `holding`, wait in `held` (each a send) for the test to let them go. */
-function heldBack(sim: GroupSim, host: string): { holding: boolean; readonly held: Array<() => void>; readonly factory: TransportFactory } {
+/**
+ * Transports on `host` whose datagrams (those to an address `which` picks), while `holding`, wait in
+ * `held` (each a send) for the test to let them go.
+ */
+function heldBack(
+  sim: GroupSim,
+  host: string,
+  which: (to: Address) => boolean = () => true,
+): { holding: boolean; readonly held: Array<() => void>; readonly factory: TransportFactory } {
   const state = {
     holding: false,
     held: [] as Array<() => void>,
     factory: async (options?: Parameters<TransportFactory>[0]): Promise<Transport> => {
       const transport = await sim.net.transportFactory(host)(options);
-      const send = (data: Uint8Array, to: Parameters<Transport["send"]>[1]) => {
-        if (state.holding) state.held.push(() => transport.send(data, to));
+      const send = (data: Uint8Array, to: Address) => {
+        if (state.holding && which(to)) state.held.push(() => transport.send(data, to));
         else transport.send(data, to);
       };
       return {
