@@ -18,29 +18,14 @@ import type { SecurityOptions } from "../src/security/options.ts";
 import { SimulatedNetwork } from "../src/transport/simulated-network.ts";
 import type { Address, Transport } from "../src/transport/transport.ts";
 import { fakeId, forge, type FrameKind } from "./hostile/forge.ts";
+import { settleInVirtualTime } from "./support/virtual-time.ts";
 
 const TIMING = { heartbeatIntervalMs: 100, failureTimeoutMs: 500, verifyTimeoutMs: 150, discoveryTimeoutMs: 300 } as const;
 const GROUP: Address = { host: "239.255.42.99", port: 45_588 };
 
-async function flush(): Promise<void> {
-  for (let i = 0; i < 5; i++) await new Promise<void>((resolve) => queueMicrotask(resolve));
-}
-
 /** Runs virtual time until the promise settles. */
 async function settle<T>(net: SimulatedNetwork, promise: Promise<T>, maxMs = 20_000): Promise<T> {
-  let outcome: { value: T } | { error: unknown } | undefined;
-  promise.then(
-    (value) => (outcome = { value }),
-    (error: unknown) => (outcome = { error }),
-  );
-  const start = net.clock.now();
-  while (outcome === undefined) {
-    if (net.clock.now() - start > maxMs) throw new Error(`not settled within ${maxMs} ms`);
-    net.clock.runFor(2);
-    await flush();
-  }
-  if ("error" in outcome) throw outcome.error;
-  return outcome.value;
+  return settleInVirtualTime(net.clock, promise, maxMs);
 }
 
 const closing: Array<{ shutDown(): Promise<void> }> = [];

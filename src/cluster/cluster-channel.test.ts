@@ -7,12 +7,9 @@ import { isBlazeError } from "../errors.ts";
 import type { Address } from "../transport/transport.ts";
 import { create, fromBinary, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
 import { EnvelopeSchema, type FrameSchema } from "../../gen/activeblaze/v1/envelope_pb.ts";
+import { flushMicrotasks as flush, settleInVirtualTime } from "../../test/support/virtual-time.ts";
 
 const TIMING = { heartbeatIntervalMs: 100, failureTimeoutMs: 500, verifyTimeoutMs: 150, discoveryTimeoutMs: 300 } as const;
-
-async function flush(): Promise<void> {
-  for (let i = 0; i < 5; i++) await new Promise<void>((resolve) => queueMicrotask(resolve));
-}
 
 class Bed {
   readonly net: SimulatedNetwork;
@@ -39,27 +36,7 @@ class Bed {
   }
   /** Runs virtual time until the promise settles. */
   async settle<T>(promise: Promise<T>, maxMs = 20_000): Promise<T> {
-    let done = false;
-    let value: T | undefined;
-    let error: unknown;
-    promise.then(
-      (v) => {
-        done = true;
-        value = v;
-      },
-      (e: unknown) => {
-        done = true;
-        error = e;
-      },
-    );
-    const start = this.net.clock.now();
-    while (!done) {
-      if (this.net.clock.now() - start > maxMs) throw new Error(`not settled within ${maxMs} ms`);
-      this.net.clock.runFor(2);
-      await flush();
-    }
-    if (error !== undefined) throw error;
-    return value as T;
+    return settleInVirtualTime(this.net.clock, promise, maxMs);
   }
   async run(ms: number): Promise<void> {
     const end = this.net.clock.now() + ms;

@@ -3,14 +3,11 @@ import { GroupChannel } from "../group/group-channel.ts";
 import { SimulatedNetwork } from "../transport/simulated-network.ts";
 import { ClusterState } from "./cluster-state.ts";
 import { resolveClusterOptions } from "./options.ts";
+import { flushMicrotasks as flush, settleInVirtualTime } from "../../test/support/virtual-time.ts";
 
 const TIMING = { heartbeatIntervalMs: 100, failureTimeoutMs: 500, verifyTimeoutMs: 150, discoveryTimeoutMs: 300 } as const;
 const text = (s: string) => new TextEncoder().encode(s);
 const str = (v: unknown) => new TextDecoder().decode(v as Uint8Array);
-
-async function flush(): Promise<void> {
-  for (let i = 0; i < 5; i++) await new Promise<void>((resolve) => queueMicrotask(resolve));
-}
 
 /** Group channels on the simulated network, each with the state map built on it (its own group, "state"). */
 class Bed {
@@ -53,27 +50,7 @@ class Bed {
   }
   /** Runs virtual time until the promise settles. */
   async settle<T>(promise: Promise<T>, maxMs = 20_000): Promise<T> {
-    let done = false;
-    let value: T | undefined;
-    let error: unknown;
-    promise.then(
-      (v) => {
-        done = true;
-        value = v;
-      },
-      (e: unknown) => {
-        done = true;
-        error = e;
-      },
-    );
-    const start = this.net.clock.now();
-    while (!done) {
-      if (this.net.clock.now() - start > maxMs) throw new Error(`not settled within ${maxMs} ms`);
-      this.net.clock.runFor(2);
-      await flush();
-    }
-    if (error !== undefined) throw error;
-    return value as T;
+    return settleInVirtualTime(this.net.clock, promise, maxMs);
   }
 }
 

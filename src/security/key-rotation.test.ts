@@ -4,6 +4,7 @@ import { Channel } from "../channel/channel.ts";
 import { BlazeMessage } from "../message/blaze-message.ts";
 import { SimulatedNetwork } from "../transport/simulated-network.ts";
 import type { SecurityOptions } from "./options.ts";
+import { settleInVirtualTime } from "../../test/support/virtual-time.ts";
 
 const K1 = { id: 1, secret: new Uint8Array(32).fill(0x11) };
 const K2 = { id: 2, secret: new Uint8Array(32).fill(0x22) };
@@ -15,25 +16,9 @@ afterEach(async () => {
   open = [];
 });
 
-async function flush(): Promise<void> {
-  for (let i = 0; i < 5; i++) await new Promise<void>((resolve) => queueMicrotask(resolve));
-}
-
 /** Runs virtual time until the promise settles; its value, or what it threw. */
 async function settle<T>(net: SimulatedNetwork, promise: Promise<T>, maxMs = 30_000): Promise<T> {
-  let outcome: { ok: true; value: T } | { ok: false; error: unknown } | undefined;
-  promise.then(
-    (value) => (outcome = { ok: true, value }),
-    (error: unknown) => (outcome = { ok: false, error }),
-  );
-  const end = net.clock.now() + maxMs;
-  while (outcome === undefined) {
-    if (net.clock.now() > end) throw new Error(`not settled within ${maxMs} virtual ms`);
-    net.clock.runFor(5);
-    await flush();
-  }
-  if (!outcome.ok) throw outcome.error;
-  return outcome.value;
+  return settleInVirtualTime(net.clock, promise, maxMs, 5);
 }
 
 async function members(net: SimulatedNetwork, keyrings: ReadonlyArray<SecurityOptions["keys"]>): Promise<Channel[]> {

@@ -5,6 +5,7 @@ import { ClusterChannel } from "../cluster/cluster-channel.ts";
 import { GroupChannel, type GroupChannelApi } from "../group/group-channel.ts";
 import { SimulatedNetwork } from "../transport/simulated-network.ts";
 import { wrapTransports } from "../transport/transport-wrapper.ts";
+import { settleInVirtualTime } from "../../test/support/virtual-time.ts";
 
 /** Groups and clusters over sealed datagrams, on the simulated network. */
 
@@ -16,25 +17,9 @@ afterEach(async () => {
   open = [];
 });
 
-async function flush(): Promise<void> {
-  for (let i = 0; i < 5; i++) await new Promise<void>((resolve) => queueMicrotask(resolve));
-}
-
 /** Runs virtual time until the promise settles; its value, or what it threw. */
 async function settle<T>(net: SimulatedNetwork, promise: Promise<T>, maxMs = 30_000): Promise<T> {
-  let outcome: { ok: true; value: T } | { ok: false; error: unknown } | undefined;
-  promise.then(
-    (value) => (outcome = { ok: true, value }),
-    (error: unknown) => (outcome = { ok: false, error }),
-  );
-  const end = net.clock.now() + maxMs;
-  while (outcome === undefined) {
-    if (net.clock.now() > end) throw new Error(`not settled within ${maxMs} virtual ms`);
-    net.clock.runFor(5);
-    await flush();
-  }
-  if (!outcome.ok) throw outcome.error;
-  return outcome.value;
+  return settleInVirtualTime(net.clock, promise, maxMs, 5);
 }
 
 const TIMING = { heartbeatIntervalMs: 100, failureTimeoutMs: 500, verifyTimeoutMs: 150, discoveryTimeoutMs: 300 } as const;

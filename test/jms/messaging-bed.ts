@@ -3,6 +3,7 @@ import type { ClusterChannelOptions } from "../../src/cluster/options.ts";
 import { SimulatedNetwork, type SimulatedNetworkOptions } from "../../src/transport/simulated-network.ts";
 import { ConnectionFactory, createConnectionFactory } from "../../src/jms/connection-factory.ts";
 import type { ConnectionFactoryOptions } from "../../src/jms/options.ts";
+import { flushMicrotasks as flush, settleInVirtualTime } from "../support/virtual-time.ts";
 
 /** Member timings for simulations: failures are detected within about a virtual second. */
 export const SIM_TIMING = { heartbeatIntervalMs: 100, failureTimeoutMs: 500, verifyTimeoutMs: 150, discoveryTimeoutMs: 300 } as const;
@@ -43,27 +44,7 @@ export class MessagingBed {
 
   /** Runs virtual time until the promise settles (or `maxMs` passes: then throws). */
   async settle<T>(promise: Promise<T>, maxMs = 30_000): Promise<T> {
-    let done = false;
-    let value: T | undefined;
-    let error: unknown;
-    promise.then(
-      (v) => {
-        done = true;
-        value = v;
-      },
-      (e: unknown) => {
-        done = true;
-        error = e;
-      },
-    );
-    const start = this.net.clock.now();
-    while (!done) {
-      if (this.net.clock.now() - start > maxMs) throw new Error(`not settled within ${maxMs} virtual ms`);
-      this.net.clock.runFor(2);
-      await flush();
-    }
-    if (error !== undefined) throw error;
-    return value as T;
+    return settleInVirtualTime(this.net.clock, promise, maxMs);
   }
 
   /** Runs `ms` of virtual time. */
@@ -99,6 +80,3 @@ export class MessagingBed {
   }
 }
 
-async function flush(): Promise<void> {
-  for (let i = 0; i < 5; i++) await new Promise<void>((resolve) => queueMicrotask(resolve));
-}
