@@ -101,11 +101,8 @@ export class StateClient implements TimedUnit {
 
   /** Opens a request, answered through `answer` (perhaps before this returns); returns its id. */
   open(op: StateOp, answer: Answer, now: number): number {
-    const id = this.#nextId++;
-    this.#outstanding.set(id, { request: { requestId: id, op }, answer, sentTo: undefined, sentToAll: new Set(), sends: 0, sentAt: now, firstSeq: 0, sendSeq: 0, resendAt: now, resendMs: this.#resendFirstMs(), applied: undefined });
     this.stats.requestsSent++;
-    this.#dispatch(id, now, false);
-    return id;
+    return this.#send(op, answer, now);
   }
 
   /** The caller of request `id` stopped waiting (timeout, abort): a lock request that went out is withdrawn. */
@@ -262,10 +259,16 @@ export class StateClient implements TimedUnit {
   }
 
   #withdraw(key: string, lockRequestId: number, now: number): void {
+    this.stats.cancelsSent++;
+    this.#send({ case: "cancel", key, lockRequestId }, undefined, now);
+  }
+
+  /** A new outstanding request for `op`, sent at once; returns its id. */
+  #send(op: StateOp, answer: Answer | undefined, now: number): number {
     const id = this.#nextId++;
     this.#outstanding.set(id, {
-      request: { requestId: id, op: { case: "cancel", key, lockRequestId } },
-      answer: undefined,
+      request: { requestId: id, op },
+      answer,
       sentTo: undefined,
       sentToAll: new Set(),
       sends: 0,
@@ -276,8 +279,8 @@ export class StateClient implements TimedUnit {
       resendMs: this.#resendFirstMs(),
       applied: undefined,
     });
-    this.stats.cancelsSent++;
     this.#dispatch(id, now, false);
+    return id;
   }
 
   #dispatch(id: number, now: number, retry: boolean): void {
