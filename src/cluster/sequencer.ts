@@ -683,14 +683,19 @@ export class Sequencer implements TimedUnit {
   #probeLagging(state: MemberState, now: number): void {
     state.probedAt = now;
     this.stats.announcesSent++;
-    this.#host.sendAnnounce(state.member.id, { epoch: this.#epoch, coordinator: this.#host.local.id, index: this.#host.replica.position.index, leaseProbe: this.#probeFor(now) });
+    this.#host.sendAnnounce(state.member.id, this.#announcement(now));
   }
 
   #announce(now: number): void {
     this.#lastSentAt = now;
     this.stats.announcesSent++;
-    const probe = this.#probeFor(now);
-    if (this.#members.size > 0) this.#host.multicastAnnounce({ epoch: this.#epoch, coordinator: this.#host.local.id, index: this.#host.replica.position.index, leaseProbe: probe });
+    const announcement = this.#announcement(now);
+    if (this.#members.size > 0) this.#host.multicastAnnounce(announcement);
+  }
+
+  /** This term and our last index, with the lease probe to send now. */
+  #announcement(now: number): Announce {
+    return { epoch: this.#epoch, coordinator: this.#host.local.id, index: this.#host.replica.position.index, leaseProbe: this.#probeFor(now) };
   }
 
   /** The lease probe to send now: a new one every eighth of the lease (its send time is what an echo proves). */
