@@ -9,11 +9,17 @@ const D = { id: "d".repeat(32), incarnation: 1 };
 const E = { id: "e".repeat(32), incarnation: 1 };
 const restarted = (m: MemberInstance) => ({ id: m.id, incarnation: m.incarnation + 1 });
 
-const term = (epoch: number, coordinator: MemberInstance, members: MemberInstance[]): Term => ({ epoch, coordinator: coordinator.id, members });
-const report = (member: MemberInstance, accepted: Term, index = 10): Report => ({
+const term = (epoch: number, coordinator: MemberInstance, members: MemberInstance[], prior: Term[] = []): Term => ({
+  epoch,
+  coordinator: coordinator.id,
+  members,
+  prior: prior.map(({ epoch, coordinator, members }) => ({ epoch, coordinator, members })),
+});
+const report = (member: MemberInstance, accepted: Term, index = 10, begun = false): Report => ({
   member,
   position: { epoch: accepted.epoch, coordinator: accepted.coordinator, index },
   accepted,
+  begun,
   tokenCeiling: 1,
 });
 
@@ -54,10 +60,36 @@ describe("quorumRefusal", () => {
     expect(quorumRefusal([restarted(A), restarted(B), restarted(C)], [report(restarted(A), abc, 0), report(restarted(B), abc, 0), report(restarted(C), abc, 0)])).toBeUndefined();
   });
 
+  it("counts on the earlier agreed set too while the latest term is not known to have begun (a term begun on some of its members only)", () => {
+    // {A..E} began at 23. A started 24 with {A, B, C} (D, E cut off), and C missed its sync: 24 never
+    // began, so {A..E} may still be the agreed set. A and B alone hold 2 of its 5 (before, 2 of 3 of 24
+    // passed) while C, D and E — 3 of 5, and they never accepted 24 — pass: never both.
+    const all = term(23, A, [A, B, C, D, E]);
+    const abc = term(24, A, [A, B, C], [all]);
+    expect(quorumRefusal([A, B], [report(A, abc), report(B, abc)])).toMatch(/holds 2 of the 5 members of the term 23/);
+    expect(quorumRefusal([C, D, E], [report(C, all, 10, true), report(D, all, 10, true), report(E, all, 10, true)])).toBeUndefined();
+    // Once 24 is known to have begun (its coordinator said every member accepted it), C accepted it too:
+    // its members alone are the agreed set, and C, D and E hold 1 of them.
+    expect(quorumRefusal([A, B], [report(A, abc, 10, true), report(B, abc)])).toBeUndefined();
+    expect(quorumRefusal([C, D, E], [report(C, abc), report(D, all), report(E, all)])).toMatch(/holds 1 of the 3 members/);
+  });
+
+  it("leaves out a term one of its members here never accepted: it never began, and its data is the earlier term's", () => {
+    // {A, B, C} at 3; 4 = {A, B} began on A alone. Both restart; C still holds 3 intact.
+    const abc = term(3, A, [A, B, C]);
+    const ab = term(4, A, [A, B], [abc]);
+    expect(quorumRefusal([restarted(A), restarted(B), C], [report(restarted(A), ab, 0), report(restarted(B), abc, 0), report(C, abc)])).toBeUndefined();
+    // Without C, no one holds 3's data.
+    expect(quorumRefusal([restarted(A), restarted(B)], [report(restarted(A), ab, 0), report(restarted(B), abc, 0)])).toMatch(/no member here still holds/);
+  });
+
   it("does not count a member that did not accept the latest term as holding its state", () => {
-    const abc = term(8, A, [A, B, C]);
+    // 8 = {A, B} may have begun (B is away): C, which did not accept it, does not hold what it committed.
     const older = term(7, A, [A, B, C]);
-    expect(quorumRefusal([restarted(A), B, C], [report(restarted(A), abc, 0), report(B, older), report(C, older)])).toMatch(/no member here still holds/);
+    const ab = term(8, A, [A, B], [older]);
+    expect(quorumRefusal([restarted(A), C], [report(restarted(A), ab, 0), report(C, older)])).toMatch(/no member here still holds/);
+    // Had B been here not having accepted 8 either, 8 never began: C holds 7, all there is.
+    expect(quorumRefusal([restarted(A), B, C], [report(restarted(A), ab, 0), report(B, older), report(C, older)])).toBeUndefined();
   });
 });
 
@@ -67,6 +99,7 @@ function ack(accepted: Term, promised: { epoch: number; coordinator: string }, i
     view: { installer: A.id, counter: 1 },
     tokenCeiling,
     accepted,
+    acceptedBegun: false,
     promised,
     ready: true,
     highestSeen: index,
@@ -88,6 +121,21 @@ describe("TermElection", () => {
     expect(election.missing()).toEqual([C]);
     election.answer(C.id, 1, ack(t3, { epoch: 4, coordinator: A.id }, 5, 30), A.id);
     expect(election.decide(A.id, rules)).toEqual({ kind: "start", nextToken: 2_000 });
+  });
+
+  it("names as the new term's prior the terms that may hold the agreed set: the latest, and its own prior until it is known to have begun", () => {
+    const t2 = term(2, B, [A, B, C, D]);
+    const t3after2 = term(3, A, [A, B, C], [t2]);
+    const promise = { epoch: 4, coordinator: A.id };
+    const record = ({ epoch, coordinator, members }: Term) => ({ epoch, coordinator, members });
+    const notKnown = new TermElection([A, B], 4);
+    notKnown.answer(A.id, 1, ack(t3after2, promise), A.id);
+    notKnown.answer(B.id, 1, ack(t3after2, promise), A.id);
+    expect(notKnown.prior()).toEqual([record(t3after2), record(t2)]);
+    const known = new TermElection([A, B], 4);
+    known.answer(A.id, 1, { ...ack(t3after2, promise), acceptedBegun: true }, A.id);
+    known.answer(B.id, 1, ack(t3after2, promise), A.id);
+    expect(known.prior()).toEqual([record(t3after2)]);
   });
 
   it("takes no promise made to another coordinator, and asks above an epoch promised elsewhere", () => {

@@ -1,11 +1,13 @@
 import type { PeerKey } from "../reliable/protocol.ts";
-import { comparePositions, type MemberInstance, type Position, type StateAck, type Term } from "./state-types.ts";
+import { comparePositions, type MemberInstance, type Position, type StateAck, type Term, type TermRecord } from "./state-types.ts";
 
 /** What a member of the view answered the coordinator's PrepareOp with: a promise, and where it stands. */
 export interface Report {
   readonly member: MemberInstance;
   readonly position: Position;
   readonly accepted: Term;
+  /** The member knows `accepted` began (every one of its members accepted it). */
+  readonly begun: boolean;
   readonly tokenCeiling: number;
 }
 
@@ -23,37 +25,65 @@ export interface ElectionRules {
   readonly minimumMembers: number;
 }
 
+function record(term: TermRecord): TermRecord {
+  return { epoch: term.epoch, coordinator: term.coordinator, members: term.members };
+}
+
 /**
- * Whether a view may start a term, in quorum mode, from what its members reported: the quorum is
- * counted on the latest term any of them accepted (its members are the agreed set), and
- * - the view holds more than half of that term's members — or exactly half, with the term's
- *   coordinator — counted by member id: a member that restarted (same id, a later incarnation) counts
- *   as itself, because its earlier run is certainly gone and a restarted member keeps the term it
- *   accepted and the epochs it promised across its restart;
- * - and one of them at least still holds that term's data: it accepted the term in the incarnation the
- *   term names (it did not restart since). Whatever the term committed is on every one of its members,
- *   so it is then here. With every member of the term here, each having taken it up and restarted
- *   since, nothing of its data is left anywhere: the map starts again from what they hold.
- *
- * A term's members are those of its view, and it begins only once every one of them accepted it, so the
- * agreed set changes only with a majority of the old one: two sides of a partition can never both pass.
- * A group that never agreed on anything (a first start) passes. Returns why not, or undefined.
+ * The terms whose members may be the agreed set, from what the members of a view reported, newest first:
+ * the latest term any of them accepted and — unless one of them knows it began — the terms its own
+ * election counted on (its `prior`). A term begins only once every one of its members accepted it, and
+ * a member remembers what it accepted across restarts: so a term one of its members here reports not
+ * having accepted never began, and never will (that member promised a later epoch), and is left out.
+ * This list is the `prior` of the term the view's election starts.
  */
-export function quorumRefusal(view: readonly MemberInstance[], reports: readonly Report[]): string | undefined {
+export function agreedCandidates(reports: readonly Report[]): TermRecord[] {
   let latest: Term | undefined;
   for (const report of reports) if (report.accepted.epoch > (latest?.epoch ?? 0)) latest = report.accepted;
-  if (latest === undefined) return undefined;
+  if (latest === undefined) return [];
   const term = latest;
+  const begun = reports.some((r) => r.begun && r.accepted.epoch === term.epoch && r.accepted.coordinator === term.coordinator);
+  const candidates = begun ? [record(term)] : [record(term), ...term.prior];
+  return candidates.filter((candidate) => !reports.some((r) => r.accepted.epoch < candidate.epoch && candidate.members.some((m) => m.id === r.member.id)));
+}
+
+/**
+ * Whether a view may start a term, in quorum mode, from what its members reported (see
+ * {@link agreedCandidates} for the terms that may hold the agreed set):
+ * - the view holds more than half of the members of each such term — or exactly half, with the term's
+ *   coordinator — counted by member id: a member that restarted (same id, a later incarnation) counts as
+ *   itself, because its earlier run is certainly gone and a restarted member keeps the term it accepted
+ *   and the epochs it promised across its restart;
+ * - and one of them at least still holds the newest such term's data: it accepted that term, or a later
+ *   one, in the incarnation the term names (it did not restart since). Whatever a term committed is on
+ *   every one of its members, and a later term's sync brought it along, so it is then here. With every
+ *   member of the latest term here, each having taken it up and restarted since, nothing of its data is
+ *   left anywhere: the map starts again from what they hold.
+ *
+ * Each election counts on every term that may still be the agreed set until one is known to have begun,
+ * so the agreed set changes only with a majority of the old one — also when a term began on only some of
+ * its members: two sides of a partition can never both pass. A group that never agreed on anything (a
+ * first start) passes. Returns why not, or undefined.
+ */
+export function quorumRefusal(view: readonly MemberInstance[], reports: readonly Report[]): string | undefined {
+  const candidates = agreedCandidates(reports);
+  const newest = candidates[0];
+  if (newest === undefined) return undefined;
   const ids = new Set(view.map((m) => m.id));
-  const size = term.members.length;
-  const present = term.members.filter((m) => ids.has(m.id)).length;
-  if (present * 2 < size || (present * 2 === size && !ids.has(term.coordinator))) {
-    return `no quorum: this side holds ${present} of the ${size} members that last agreed on the map`;
+  for (const term of candidates) {
+    const size = term.members.length;
+    const present = term.members.filter((m) => ids.has(m.id)).length;
+    if (present * 2 < size || (present * 2 === size && !ids.has(term.coordinator))) {
+      const which = term === newest ? "that last agreed on the map" : `of the term ${term.epoch} that may still hold the agreed set`;
+      return `no quorum: this side holds ${present} of the ${size} members ${which}`;
+    }
   }
-  const tookUp = reports.filter((r) => r.accepted.epoch === term.epoch && r.accepted.coordinator === term.coordinator);
-  const intact = tookUp.some((r) => term.members.some((m) => m.id === r.member.id && m.incarnation === r.member.incarnation));
-  if (!intact && tookUp.length < size) {
-    return `no quorum: no member here still holds the state the ${size} members that last agreed on the map held (those here restarted since)`;
+  const holds = (r: Report) => r.accepted.epoch >= newest.epoch && r.accepted.members.some((m) => m.id === r.member.id && m.incarnation === r.member.incarnation);
+  if (reports.some(holds)) return undefined;
+  const tookUp = reports.filter((r) => r.accepted.epoch === newest.epoch && r.accepted.coordinator === newest.coordinator);
+  const latest = reports.every((r) => r.accepted.epoch <= newest.epoch);
+  if (!latest || tookUp.length < newest.members.length) {
+    return `no quorum: no member here still holds the state the ${newest.members.length} members that last agreed on the map held (those here restarted since)`;
   }
   return undefined;
 }
@@ -86,7 +116,7 @@ export class TermElection {
     if (member === undefined) return;
     const seen = Math.max(ack.promised.epoch, ack.accepted.epoch, ack.position.epoch);
     if (ack.promised.epoch === this.epoch && ack.promised.coordinator === local) {
-      this.#reports.set(peer, { member, position: ack.position, accepted: ack.accepted, tokenCeiling: ack.tokenCeiling });
+      this.#reports.set(peer, { member, position: ack.position, accepted: ack.accepted, begun: ack.acceptedBegun, tokenCeiling: ack.tokenCeiling });
     } else if (seen >= this.epoch) {
       this.#higher = Math.max(this.#higher, seen);
     }
@@ -110,6 +140,11 @@ export class TermElection {
   updateOwn(local: PeerKey, position: Position, tokenCeiling: number): void {
     const own = this.#reports.get(local);
     if (own !== undefined) this.#reports.set(local, { ...own, position, tokenCeiling: Math.max(own.tokenCeiling, tokenCeiling) });
+  }
+
+  /** The `prior` of the term this election starts (once every member promised). */
+  prior(): TermRecord[] {
+    return agreedCandidates([...this.#reports.values()]);
   }
 
   /** Once every member promised: what to do (undefined before). */

@@ -55,7 +55,8 @@ class Bed {
       position: { epoch: 2, coordinator: M.id, index },
       view: undefined,
       tokenCeiling: 0,
-      accepted: { epoch: 2, coordinator: M.id, members: [] },
+      accepted: { epoch: 2, coordinator: M.id, members: [], prior: [] },
+      acceptedBegun: true,
       promised: { epoch: 2, coordinator: M.id },
       ready: true,
       highestSeen,
@@ -301,6 +302,6 @@ describe("Sequencer", () => {
     expect(bed.responses.filter(([, r]) => r.outcome !== "OK")).toEqual([]);
     expect(bed.multicast.flatMap((u) => u.requests.map((r) => r.requestId)).filter((id) => id !== 0).sort((x, y) => y - x)).toEqual(ids);
     expect(bed.multicast.length).toBeGreaterThan(10);
-    for (const update of bed.multicast) expect(encodeUpdate("g", update, 2 ** 52).length).toBeLessThanOrEqual(maxUpdateBytes);
+    for (const update of bed.multicast) expect(encodeUpdate("g", update, 2 ** 52, true).length).toBeLessThanOrEqual(maxUpdateBytes);
   });
 });

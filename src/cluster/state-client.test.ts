@@ -9,7 +9,7 @@ const S = { id: "0d".repeat(16), incarnation: 1 };
 
 class Bed {
   coordinator: MemberInstance | undefined = M;
-  term: Term = { epoch: 3, coordinator: M.id, members: [ME, M, R] };
+  term: Term = { epoch: 3, coordinator: M.id, members: [ME, M, R], prior: [] };
   readonly sent: Array<[string, StateRequest]> = [];
   readonly client = new StateClient(
     { local: ME, coordinator: () => this.coordinator, term: () => this.term, sendRequest: (to, request) => this.sent.push([to, request]) },
@@ -79,7 +79,7 @@ describe("StateClient", () => {
     bed.client.onNotice(R.id, { epoch: 3, coordinator: M.id, index: 9 }, 0);
     expect(bed.answers.get(id)).toMatchObject({ outcome: "OK", index: 7 });
     // In a term of two (this member and the coordinator), applying it here is enough.
-    bed.term = { epoch: 4, coordinator: M.id, members: [ME, M] };
+    bed.term = { epoch: 4, coordinator: M.id, members: [ME, M], prior: [] };
     bed.client.onTerm(0);
     const lock = bed.open({ case: "lock", key: "l", leaseMs: 0, waitMs: 0, releaseOnExit: true });
     bed.client.onApplied({ requester: ME, requestId: lock, index: 8, previous: [], token: 4 }, 4, 0);
@@ -89,13 +89,13 @@ describe("StateClient", () => {
   it("sends its requests again when a new term starts, though the coordinator stays the same (one handed to its own coordinator would never go again)", () => {
     const bed = new Bed();
     bed.coordinator = ME;
-    bed.term = { epoch: 3, coordinator: ME.id, members: [ME, M, R] };
+    bed.term = { epoch: 3, coordinator: ME.id, members: [ME, M, R], prior: [] };
     const id = bed.open(put, 0);
     expect(bed.sent).toEqual([[ME.id, { requestId: id, op: put }]]);
     // Handed over here: nothing is lost on the way, so nothing is sent again…
     expect(bed.client.pollTimeout()).toBe(Number.POSITIVE_INFINITY);
     // …until the term it was waiting in ends (R left): the coordinator's new term answers it afresh.
-    bed.term = { epoch: 4, coordinator: ME.id, members: [ME, M] };
+    bed.term = { epoch: 4, coordinator: ME.id, members: [ME, M], prior: [] };
     bed.client.onTerm(50);
     expect(bed.client.pollTimeout()).toBe(50);
     bed.client.handleTimeout(50);

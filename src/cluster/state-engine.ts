@@ -6,7 +6,7 @@ import { Sequencer, TOKEN_BLOCK } from "./sequencer.ts";
 import { SnapshotSender } from "./snapshot.ts";
 import { type Answer, StateClient } from "./state-client.ts";
 import { ReplicaFollower, type StateView, type TermMemory } from "./state-follower.ts";
-import { comparePositions, type MemberInstance, type Position, type ReplicaChange, type StateAck, type StateOp, type StateRequest, type StateResponse, type SyncComplete } from "./state-types.ts";
+import { comparePositions, type MemberInstance, type Position, type ReplicaChange, type StateAck, type StateOp, type StateRequest, type StateResponse, type SyncComplete, type Update } from "./state-types.ts";
 import { encodeAck, encodeAnnounce, encodeRequest, encodeResponse, encodeSnapshot, encodeSync, encodeUpdate, type StateFrame } from "./state-wire.ts";
 import { bringUp, TermSync } from "./sync.ts";
 import { VisibleState } from "./visible-state.ts";
@@ -258,9 +258,9 @@ export class StateEngine implements TimedUnit {
         case "response":
           return this.#client.onResponse(peer, frame.response, this.memory.accepted.epoch, now);
         case "update":
-          return this.#follower.onUpdate(peer, frame.update, frame.leaseProbe, now);
+          return this.#follower.onUpdate(peer, frame.update, frame.leaseProbe, frame.termBegun, now);
         case "announce":
-          return this.#follower.onAnnounce(peer, frame.announce);
+          return this.#follower.onAnnounce(peer, frame.announce, frame.termBegun);
         case "snapshot":
           return this.#follower.onSnapshot(peer, frame.chunk);
         case "sync":
@@ -430,7 +430,9 @@ export class StateEngine implements TimedUnit {
     this.replica.raiseTokens(nextToken);
     const ceiling = this.replica.nextToken + TOKEN_BLOCK;
     this.replica.synced(epoch, local.id, this.replica.position.index, ceiling);
-    this.memory.accepted = { epoch, coordinator: local.id, members };
+    const memory = this.memory;
+    const prior = election.prior();
+    memory.accepted = { epoch, coordinator: local.id, members, prior };
     this.#election = undefined;
     this.#retryAt = Number.POSITIVE_INFINITY;
     this.#terms++;
@@ -438,27 +440,31 @@ export class StateEngine implements TimedUnit {
     this.#client.onTerm(now);
     const replica = this.replica;
     const group = this.#host.group;
+    // Updates and announces of this term say once it has begun (every member accepted it): what lets a
+    // later election count on this term's members alone.
+    const begun = (update: Update) => memory.begun && update.epoch === epoch && update.coordinator === local.id;
     this.#sync = new TermSync(
       {
         replica,
         snapshots: this.#snapshots,
-        sendUpdate: (peer, update) => this.#host.unicast(peer, encodeUpdate(group, update, 0)),
+        sendUpdate: (peer, update) => this.#host.unicast(peer, encodeUpdate(group, update, 0, begun(update))),
         sendSync: (peer, sync) => this.#host.unicast(peer, encodeSync(group, sync)),
       },
       this.#syncStats,
-      { epoch, coordinator: local.id, members, tokenCeiling: ceiling },
+      { epoch, coordinator: local.id, members, prior, tokenCeiling: ceiling },
       election.positions(),
       now,
     );
+    memory.begun = this.#sync.waiting === 0;
     const sequencer = new Sequencer(
       {
         local,
         replica,
         visible: this.visible,
-        multicastUpdate: (update, probe) => this.#host.multicast(encodeUpdate(group, update, probe)),
-        multicastAnnounce: (announce) => this.#host.multicast(encodeAnnounce(group, announce)),
-        sendAnnounce: (peer, announce) => this.#host.unicast(peer, encodeAnnounce(group, announce)),
-        sendUpdate: (peer, update) => this.#host.unicast(peer, encodeUpdate(group, update, 0)),
+        multicastUpdate: (update, probe) => this.#host.multicast(encodeUpdate(group, update, probe, begun(update))),
+        multicastAnnounce: (announce) => this.#host.multicast(encodeAnnounce(group, announce, memory.begun)),
+        sendAnnounce: (peer, announce) => this.#host.unicast(peer, encodeAnnounce(group, announce, memory.begun)),
+        sendUpdate: (peer, update) => this.#host.unicast(peer, encodeUpdate(group, update, 0, begun(update))),
         respond: (requester, response) => this.#respond(requester, response),
         shown: (changes) => this.#later.push(() => this.#host.changed(changes, false)),
         resync: (member, position) => this.#sync?.resync(member, position, this.#now),
@@ -536,6 +542,7 @@ export class StateEngine implements TimedUnit {
       if (ack.accepted.epoch === epoch && ack.accepted.coordinator === local) {
         if (this.#sync?.isWaiting(peer)) {
           this.#sync.accepted(peer);
+          if (this.#sync.waiting === 0) this.memory.begun = true;
           sequencer.accepted(peer, ack.position.index, now);
         }
         sequencer.onAck(peer, ack, now);
@@ -574,12 +581,12 @@ export class StateEngine implements TimedUnit {
         {
           replica: this.replica,
           snapshots: this.#snapshots,
-          sendUpdate: (to, update) => this.#host.unicast(to, encodeUpdate(this.#host.group, update, 0)),
+          sendUpdate: (to, update) => this.#host.unicast(to, encodeUpdate(this.#host.group, update, 0, false)),
           sendSync: (to, sync) => this.#host.unicast(to, encodeSync(this.#host.group, sync)),
         },
         peer,
         op.position,
-        { epoch: at.epoch, coordinator: at.coordinator, members: this.memory.accepted.members, tokenCeiling: this.replica.tokenCeiling },
+        { epoch: at.epoch, coordinator: at.coordinator, members: this.memory.accepted.members, prior: this.memory.accepted.prior, tokenCeiling: this.replica.tokenCeiling },
         now,
       );
       this.#pullAnswer = { peer, from: op.position, sync };

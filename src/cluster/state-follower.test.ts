@@ -12,7 +12,7 @@ const VIEW = { id: { installer: M.id, counter: 4 }, members: [M, ME, R], coordin
 class Bed {
   readonly replica = new Replica(64);
   readonly visible = new VisibleState(this.replica);
-  readonly memory: TermMemory = { accepted: NO_TERM, promised: NO_PROMISE };
+  readonly memory: TermMemory = { accepted: NO_TERM, begun: false, promised: NO_PROMISE };
   readonly acks: Array<[string, StateAck]> = [];
   readonly changes: Array<[ReplicaChange, boolean]> = [];
   readonly own: number[] = [];
@@ -39,7 +39,7 @@ class Bed {
   /** Promises epoch 5 to M and accepts its term at index `index`. */
   join(index = 0): void {
     this.follower.onPrepare(M.id, 5, VIEW.id);
-    this.follower.onSync(M.id, { epoch: 5, coordinator: M.id, index, members: VIEW.members, tokenCeiling: 100, snapshotTransfer: 0, snapshotChunks: 0, entryCount: 0 }, 0);
+    this.follower.onSync(M.id, { epoch: 5, coordinator: M.id, index, members: VIEW.members, tokenCeiling: 100, snapshotTransfer: 0, snapshotChunks: 0, entryCount: 0, prior: [] }, 0);
   }
 }
 
@@ -70,14 +70,14 @@ describe("ReplicaFollower", () => {
   it("accepts a term not below its promise, from its coordinator, found at the term's index", () => {
     const bed = new Bed();
     bed.follower.onPrepare(M.id, 5, VIEW.id);
-    const sync = { epoch: 4, coordinator: M.id, index: 0, members: VIEW.members, tokenCeiling: 100, snapshotTransfer: 0, snapshotChunks: 0, entryCount: 0 };
+    const sync = { epoch: 4, coordinator: M.id, index: 0, members: VIEW.members, tokenCeiling: 100, snapshotTransfer: 0, snapshotChunks: 0, entryCount: 0, prior: [] };
     bed.follower.onSync(M.id, sync, 0);
     expect(bed.follower.current).toBe(false);
     bed.follower.onSync(M.id, { ...sync, epoch: 5, index: 2 }, 0);
     expect(bed.follower.current).toBe(false);
     // The updates before it (of an older term) bring it there.
-    bed.follower.onUpdate(M.id, update(1, R, 3), 0, 0);
-    bed.follower.onUpdate(M.id, update(2, R, 3), 0, 0);
+    bed.follower.onUpdate(M.id, update(1, R, 3), 0, false, 0);
+    bed.follower.onUpdate(M.id, update(2, R, 3), 0, false, 0);
     bed.follower.onSync(M.id, { ...sync, epoch: 5, index: 2 }, 0);
     expect(bed.follower.current).toBe(true);
     expect(bed.memory.accepted).toMatchObject({ epoch: 5, coordinator: M.id });
@@ -87,23 +87,45 @@ describe("ReplicaFollower", () => {
   it("applies in order, keeps updates past a gap until it is filled, and says what it lacks", () => {
     const bed = new Bed();
     bed.join();
-    bed.follower.onUpdate(M.id, update(1), 3, 0);
-    bed.follower.onUpdate(M.id, update(3), 3, 0);
+    bed.follower.onUpdate(M.id, update(1), 3, false, 0);
+    bed.follower.onUpdate(M.id, update(3), 3, false, 0);
     bed.follower.flush();
     expect(bed.acks.filter(([peer]) => peer === M.id).at(-1)![1]).toMatchObject({ position: { index: 1 }, highestSeen: 3, leaseProbe: 3 });
-    bed.follower.onUpdate(M.id, update(2), 3, 0);
+    bed.follower.onUpdate(M.id, update(2), 3, false, 0);
     expect(bed.replica.position.index).toBe(3);
     expect(bed.changes.map(([c]) => c.kind === "insert" && c.entry.key)).toEqual(["k1", "k2", "k3"]);
     // From a member that is not its coordinator: refused.
-    bed.follower.onUpdate(R.id, update(4), 3, 0);
+    bed.follower.onUpdate(R.id, update(4), 3, false, 0);
     expect(bed.follower.stats.staleRefused).toBe(1);
+  });
+
+  it("knows its term began once its coordinator says so in an update or announce of that term, reports it, and forgets it at a new term", () => {
+    const bed = new Bed();
+    const prior = [{ epoch: 4, coordinator: R.id, members: [M, ME, R] }];
+    bed.follower.onPrepare(M.id, 5, VIEW.id);
+    bed.follower.onSync(M.id, { epoch: 5, coordinator: M.id, index: 0, members: VIEW.members, tokenCeiling: 100, snapshotTransfer: 0, snapshotChunks: 0, entryCount: 0, prior }, 0);
+    expect(bed.memory).toMatchObject({ accepted: { epoch: 5, prior }, begun: false });
+    // Of an older term, or naming another coordinator than its sender: not ours.
+    bed.follower.onUpdate(M.id, { ...update(1, R, 4) }, 0, true, 0);
+    bed.follower.onAnnounce(M.id, { epoch: 5, coordinator: R.id, index: 1, leaseProbe: 0 }, true);
+    expect(bed.memory.begun).toBe(false);
+    bed.follower.onUpdate(M.id, update(2), 0, false, 0);
+    expect(bed.memory.begun).toBe(false);
+    bed.follower.onAnnounce(M.id, { epoch: 5, coordinator: M.id, index: 2, leaseProbe: 0 }, true);
+    expect(bed.memory.begun).toBe(true);
+    bed.follower.onPrepare(M.id, 6, VIEW.id);
+    expect(bed.acks.at(-1)![1]).toMatchObject({ view: VIEW.id, accepted: { epoch: 5, prior }, acceptedBegun: true });
+    bed.follower.onSync(M.id, { epoch: 6, coordinator: M.id, index: 2, members: VIEW.members, tokenCeiling: 100, snapshotTransfer: 0, snapshotChunks: 0, entryCount: 0, prior: [] }, 0);
+    expect(bed.memory).toMatchObject({ accepted: { epoch: 6 }, begun: false });
+    bed.follower.onUpdate(M.id, update(3, R, 6), 0, true, 0);
+    expect(bed.memory.begun).toBe(true);
   });
 
   it("tells a requester it applied its request, when the term needs that notice", () => {
     const bed = new Bed();
     bed.join();
-    bed.follower.onUpdate(M.id, update(1, R), 0, 0);
-    bed.follower.onUpdate(M.id, update(2, ME), 0, 0);
+    bed.follower.onUpdate(M.id, update(1, R), 0, false, 0);
+    bed.follower.onUpdate(M.id, update(2, ME), 0, false, 0);
     bed.follower.flush();
     expect(bed.acks.filter(([peer]) => peer === R.id).map(([, ack]) => ack.position.index)).toEqual([1]);
     expect(bed.own).toEqual([2]);
@@ -115,7 +137,7 @@ describe("ReplicaFollower", () => {
     const chunk = { transfer: 1, epoch: 3, index: 40, chunkCount: 2, locks: [], applied: [], nextToken: 5 };
     const entry = { key: "s", value: new Uint8Array([1]), format: 0, version: 30, owner: R, removeOnExit: false, ttlMs: 0, expiresAt: undefined };
     bed.follower.onSnapshot(M.id, { ...chunk, chunk: 0, entries: [entry] });
-    const sync = { epoch: 5, coordinator: M.id, index: 40, members: VIEW.members, tokenCeiling: 100, snapshotTransfer: 1, snapshotChunks: 2, entryCount: 1 };
+    const sync = { epoch: 5, coordinator: M.id, index: 40, members: VIEW.members, tokenCeiling: 100, snapshotTransfer: 1, snapshotChunks: 2, entryCount: 1, prior: [] };
     bed.follower.onSync(M.id, sync, 0);
     expect(bed.follower.current).toBe(false);
     bed.follower.flush();
@@ -133,7 +155,7 @@ describe("ReplicaFollower", () => {
     const entry = { key: "s", value: new Uint8Array([1]), format: 0, version: 30, owner: R, removeOnExit: false, ttlMs: 0, expiresAt: undefined };
     const lock = { key: "s", holder: R, token: 4, leaseMs: 0, releaseOnExit: false };
     bed.follower.onSnapshot(M.id, { transfer: 1, epoch: 3, index: 40, chunkCount: 1, chunk: 0, entries: [entry], locks: [lock], applied: [], nextToken: 5 });
-    bed.follower.onSync(M.id, { epoch: 5, coordinator: M.id, index: 40, members: VIEW.members, tokenCeiling: 100, snapshotTransfer: 1, snapshotChunks: 1, entryCount: 1 }, 0);
+    bed.follower.onSync(M.id, { epoch: 5, coordinator: M.id, index: 40, members: VIEW.members, tokenCeiling: 100, snapshotTransfer: 1, snapshotChunks: 1, entryCount: 1, prior: [] }, 0);
     expect(bed.follower.current).toBe(true);
     expect(bed.replica.entries.get("s")).toBe(entry);
     expect(bed.changes).toEqual([[expect.objectContaining({ kind: "lock" }), true]]);
@@ -143,12 +165,12 @@ describe("ReplicaFollower", () => {
     const bed = new Bed();
     bed.follower.onPrepare(M.id, 5, VIEW.id);
     const chunk = { transfer: 1, epoch: 5, index: 40, chunkCount: 1, chunk: 0, entries: [], locks: [], applied: [], nextToken: 5 };
-    const sync = { epoch: 5, coordinator: M.id, index: 40, members: VIEW.members, tokenCeiling: 100, snapshotTransfer: 1, snapshotChunks: 1, entryCount: 0 };
+    const sync = { epoch: 5, coordinator: M.id, index: 40, members: VIEW.members, tokenCeiling: 100, snapshotTransfer: 1, snapshotChunks: 1, entryCount: 0, prior: [] };
     bed.follower.onSnapshot(M.id, chunk);
     bed.follower.onSync(M.id, sync, 0);
     expect(bed.follower.current).toBe(true);
-    bed.follower.onUpdate(M.id, update(41), 0, 0);
-    bed.follower.onUpdate(M.id, update(42), 0, 0);
+    bed.follower.onUpdate(M.id, update(41), 0, false, 0);
+    bed.follower.onUpdate(M.id, update(42), 0, false, 0);
     expect(bed.replica.position.index).toBe(42);
     // The chunk and the SyncComplete again (resent before our acceptance reached the coordinator, or duplicated).
     bed.follower.onSnapshot(M.id, chunk);
@@ -166,39 +188,39 @@ describe("ReplicaFollower", () => {
     const viewOfR = { id: { installer: R.id, counter: 3 }, members: VIEW.members, coordinator: R };
     bed.follower.onView(viewOfR);
     bed.follower.onPrepare(R.id, 4, viewOfR.id);
-    bed.follower.onSync(R.id, { epoch: 4, coordinator: R.id, index: 0, members: VIEW.members, tokenCeiling: 100, snapshotTransfer: 0, snapshotChunks: 0, entryCount: 0 }, 0);
-    for (const index of [1, 2]) bed.follower.onUpdate(R.id, { ...update(index, R, 4), coordinator: R.id }, 2, 0);
+    bed.follower.onSync(R.id, { epoch: 4, coordinator: R.id, index: 0, members: VIEW.members, tokenCeiling: 100, snapshotTransfer: 0, snapshotChunks: 0, entryCount: 0, prior: [] }, 0);
+    for (const index of [1, 2]) bed.follower.onUpdate(R.id, { ...update(index, R, 4), coordinator: R.id }, 2, false, 0);
     expect(bed.replica.position).toEqual({ epoch: 4, coordinator: R.id, index: 2 });
     // M's side went on without it (M's term 6), and M, coordinating the next view, asks for its promise.
     bed.follower.onView(VIEW);
     bed.follower.onPrepare(M.id, 7, VIEW.id);
     // M's multicast of its term 6 (index 3 of its line, not of R's), delayed past the prepare: refused.
     const refused = bed.follower.stats.staleRefused;
-    bed.follower.onUpdate(M.id, update(3, R, 6), 9, 0);
+    bed.follower.onUpdate(M.id, update(3, R, 6), 9, false, 0);
     expect(bed.replica.position).toEqual({ epoch: 4, coordinator: R.id, index: 2 });
     expect(bed.replica.entries.has("k3")).toBe(false);
     expect(bed.follower.stats.staleRefused).toBe(refused + 1);
     // Once it accepted a term, the multicast of that term goes on from its position.
     bed.follower.onSnapshot(M.id, { transfer: 1, epoch: 6, index: 3, chunkCount: 1, chunk: 0, entries: [], locks: [], applied: [], nextToken: 5 });
-    bed.follower.onSync(M.id, { epoch: 7, coordinator: M.id, index: 3, members: VIEW.members, tokenCeiling: 100, snapshotTransfer: 1, snapshotChunks: 1, entryCount: 0 }, 0);
-    bed.follower.onUpdate(M.id, update(4, R, 7), 10, 0);
+    bed.follower.onSync(M.id, { epoch: 7, coordinator: M.id, index: 3, members: VIEW.members, tokenCeiling: 100, snapshotTransfer: 1, snapshotChunks: 1, entryCount: 0, prior: [] }, 0);
+    bed.follower.onUpdate(M.id, update(4, R, 7), 10, false, 0);
     expect(bed.replica.position).toEqual({ epoch: 7, coordinator: M.id, index: 4 });
   });
 
   it("once it promised a next term, takes no more of the last term's multicast, and drops what it kept past a gap: the next term's sync brings what follows its position", () => {
     const bed = new Bed();
     bed.join();
-    bed.follower.onUpdate(M.id, update(1), 3, 0);
+    bed.follower.onUpdate(M.id, update(1), 3, false, 0);
     // Past a gap: kept.
-    bed.follower.onUpdate(M.id, update(3), 3, 0);
+    bed.follower.onUpdate(M.id, update(3), 3, false, 0);
     // M's next election, after a term 6 of R's without us: M takes R's line, further along than its own.
     bed.follower.onPrepare(M.id, 8, VIEW.id);
-    bed.follower.onUpdate(M.id, update(2), 3, 0);
+    bed.follower.onUpdate(M.id, update(2), 3, false, 0);
     expect(bed.replica.position.index).toBe(1);
     // The sync of term 8 from where it stands: R's line at 2 (point to point), then the SyncComplete.
-    bed.follower.onUpdate(M.id, { ...update(2, ME, 6), coordinator: R.id }, 0, 0);
+    bed.follower.onUpdate(M.id, { ...update(2, ME, 6), coordinator: R.id }, 0, false, 0);
     expect(bed.replica.position).toEqual({ epoch: 6, coordinator: R.id, index: 2 });
-    bed.follower.onSync(M.id, { epoch: 8, coordinator: M.id, index: 2, members: VIEW.members, tokenCeiling: 100, snapshotTransfer: 0, snapshotChunks: 0, entryCount: 0 }, 0);
+    bed.follower.onSync(M.id, { epoch: 8, coordinator: M.id, index: 2, members: VIEW.members, tokenCeiling: 100, snapshotTransfer: 0, snapshotChunks: 0, entryCount: 0, prior: [] }, 0);
     expect(bed.follower.current).toBe(true);
     expect(bed.replica.position).toEqual({ epoch: 8, coordinator: M.id, index: 2 });
     expect(bed.replica.entries.has("k3")).toBe(false);

@@ -34,6 +34,8 @@ export interface StateView {
  */
 export interface TermMemory {
   accepted: Term;
+  /** The accepted term is known to have begun: every one of its members accepted it. */
+  begun: boolean;
   promised: EpochPromise;
 }
 
@@ -165,7 +167,7 @@ export class ReplicaFollower {
     return coordinator !== undefined && coordinator.id === peer && peer !== this.#host.local.id;
   }
 
-  onUpdate(peer: PeerKey, update: Update, leaseProbe: number, now: number): void {
+  onUpdate(peer: PeerKey, update: Update, leaseProbe: number, termBegun: boolean, now: number): void {
     if (!this.isSource(peer)) {
       this.stats.staleRefused++;
       return;
@@ -173,6 +175,7 @@ export class ReplicaFollower {
     if (this.#pullSource === undefined) {
       if (!this.#acceptable(update, leaseProbe !== 0)) return;
       if (leaseProbe > this.#leaseProbe) this.#leaseProbe = leaseProbe;
+      if (termBegun) this.#termBegun(peer, update.epoch, update.coordinator);
     }
     const position = this.#host.replica.position.index;
     if (update.index <= position) {
@@ -192,8 +195,9 @@ export class ReplicaFollower {
   }
 
   /** The coordinator says where it is and probes its lease: answer now, saying what we lack. */
-  onAnnounce(peer: PeerKey, announce: Announce): void {
+  onAnnounce(peer: PeerKey, announce: Announce, termBegun: boolean): void {
     if (!this.isSource(peer) || this.#pullSource !== undefined) return;
+    if (termBegun) this.#termBegun(peer, announce.epoch, announce.coordinator);
     if (announce.leaseProbe > this.#leaseProbe) this.#leaseProbe = announce.leaseProbe;
     if (announce.index > this.#highestSeen) this.#highestSeen = announce.index;
     this.#ackDue = true;
@@ -262,12 +266,21 @@ export class ReplicaFollower {
       this.#host.pulled();
       return;
     }
-    if (!sameTerm) this.#host.memory.accepted = { epoch: sync.epoch, coordinator: sync.coordinator, members: sync.members };
+    if (!sameTerm) {
+      this.#host.memory.accepted = { epoch: sync.epoch, coordinator: sync.coordinator, members: sync.members, prior: sync.prior };
+      this.#host.memory.begun = false;
+    }
     this.#current = true;
     this.#ready = true;
     this.#ackDue = true;
     this.#host.accepted(sync.epoch, !sameTerm);
     this.#drain(now);
+  }
+
+  /** `peer`, coordinating the term (epoch, coordinator), says it began: if it is the term we accepted, we know so. */
+  #termBegun(peer: PeerKey, epoch: number, coordinator: PeerKey): void {
+    const memory = this.#host.memory;
+    if (coordinator === peer && epoch === memory.accepted.epoch && coordinator === memory.accepted.coordinator) memory.begun = true;
   }
 
   /** What this turn owes: the acknowledgement to the coordinator, notices to requesters, snapshot acknowledgements. */
@@ -360,6 +373,7 @@ export class ReplicaFollower {
       view,
       tokenCeiling: replica.tokenCeiling,
       accepted: this.#host.memory.accepted,
+      acceptedBegun: this.#host.memory.begun,
       promised: this.#host.memory.promised,
       ready: this.#ready,
       highestSeen: Math.max(this.#highestSeen, replica.position.index),

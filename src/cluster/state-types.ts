@@ -25,14 +25,24 @@ export interface Position {
 
 export const ORIGIN: Position = { epoch: 0, coordinator: "", index: 0 };
 
-/** A coordinator term as a replica accepted it: its epoch, its coordinator and its members (the agreed set). */
-export interface Term {
+/** A coordinator term: its epoch, its coordinator and its members. */
+export interface TermRecord {
   readonly epoch: number;
   readonly coordinator: PeerKey;
   readonly members: readonly MemberInstance[];
 }
 
-export const NO_TERM: Term = { epoch: 0, coordinator: "", members: [] };
+/**
+ * A coordinator term as a replica accepted it: its members are the agreed set once it has begun (every
+ * one of them accepted it). Until it is known to have begun, the agreed set may still be that of one of
+ * `prior`: the latest term its election counted on and, when that one was not known to have begun
+ * either, that term's own `prior` — newest first (quorum mode counts a majority of each).
+ */
+export interface Term extends TermRecord {
+  readonly prior: readonly TermRecord[];
+}
+
+export const NO_TERM: Term = { epoch: 0, coordinator: "", members: [], prior: [] };
 
 /** A replica's promise not to accept a term below `epoch` (made to `coordinator`'s PrepareOp). */
 export interface EpochPromise {
@@ -209,6 +219,8 @@ export interface SyncComplete {
   readonly snapshotTransfer: number;
   readonly snapshotChunks: number;
   readonly entryCount: number;
+  /** The term's `prior` (see {@link Term}). */
+  readonly prior: readonly TermRecord[];
 }
 
 /** A view as a position report names it. */
@@ -227,6 +239,8 @@ export interface StateAck {
   /** The fencing-token ceiling it knows (no token at or above it was ever handed out in its history). */
   readonly tokenCeiling: number;
   readonly accepted: Term;
+  /** The accepted term is known to have begun: its coordinator said every one of its members accepted it. */
+  readonly acceptedBegun: boolean;
   /** The highest epoch promised (to a coordinator's PrepareOp), and to whom. */
   readonly promised: EpochPromise;
   readonly ready: boolean;

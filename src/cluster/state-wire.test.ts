@@ -7,6 +7,7 @@ import { decodeStateFrame, encodeAck, encodeAnnounce, encodeRequest, encodeRespo
 
 const A = { id: "0a".repeat(16), incarnation: 7 };
 const B = { id: "0b".repeat(16), incarnation: 3 };
+const C = { id: "0c".repeat(16), incarnation: 1 };
 const decode = (bytes: Uint8Array, now = 0): StateFrame | undefined => decodeStateFrame(fromBinary(FrameSchema, bytes), now);
 
 describe("state frames on the wire", () => {
@@ -24,10 +25,11 @@ describe("state frames on the wire", () => {
       tokenCeiling: 2_048,
       forget: [B],
     };
-    const bytes = encodeUpdate("g", update, 12);
+    const bytes = encodeUpdate("g", update, 12, true);
     const wire = fromBinary(FrameSchema, bytes);
     expect(wire.kind.case === "stateUpdate" && wire.kind.value.changes[0]!.entry!.owner).toBeUndefined();
-    expect(decode(bytes)).toEqual({ kind: "update", group: "g", update, leaseProbe: 12 });
+    expect(decode(bytes)).toEqual({ kind: "update", group: "g", update, leaseProbe: 12, termBegun: true });
+    expect(decode(encodeUpdate("g", update, 12, false))).toEqual({ kind: "update", group: "g", update, leaseProbe: 12, termBegun: false });
   });
 
   it("round-trips requests, responses, announcements, snapshots, syncs and acknowledgements", () => {
@@ -38,7 +40,7 @@ describe("state frames on the wire", () => {
     const response = { requestId: 6, outcome: "VERSION_MISMATCH", message: "no", epoch: 2, index: 0, previous: [], token: 0 } as const;
     expect(decode(encodeResponse(response, 0))).toEqual({ kind: "response", response });
     const announce = { epoch: 3, coordinator: B.id, index: 99, leaseProbe: 4 };
-    expect(decode(encodeAnnounce("g", announce))).toEqual({ kind: "announce", group: "g", announce });
+    expect(decode(encodeAnnounce("g", announce, true))).toEqual({ kind: "announce", group: "g", announce, termBegun: true });
     const chunk = {
       transfer: 2,
       epoch: 3,
@@ -64,13 +66,19 @@ describe("state frames on the wire", () => {
       expect(wire.kind.case === "stateSnapshot" && [wire.kind.value.entries.length, wire.kind.value.entryBlock.length > 0]).toEqual(entryBlock ? [0, true] : [2, false]);
       expect(decode(bytes, 1_000)).toEqual({ kind: "snapshot", group: "g", chunk: received });
     }
-    const sync = { epoch: 5, coordinator: A.id, index: 99, members: [A, B], tokenCeiling: 1_100, snapshotTransfer: 2, snapshotChunks: 4, entryCount: 1 };
+    // The terms that may still hold the agreed set travel with the term, newest first.
+    const prior = [
+      { epoch: 4, coordinator: B.id, members: [A, B, C] },
+      { epoch: 2, coordinator: A.id, members: [A, C] },
+    ];
+    const sync = { epoch: 5, coordinator: A.id, index: 99, members: [A, B], tokenCeiling: 1_100, snapshotTransfer: 2, snapshotChunks: 4, entryCount: 1, prior };
     expect(decode(encodeSync("g", sync))).toEqual({ kind: "sync", group: "g", sync });
     const ack: StateAck = {
       position: { epoch: 5, coordinator: A.id, index: 99 },
       view: { installer: A.id, counter: 12 },
       tokenCeiling: 1_100,
-      accepted: { epoch: 5, coordinator: A.id, members: [A, B] },
+      accepted: { epoch: 5, coordinator: A.id, members: [A, B], prior },
+      acceptedBegun: true,
       promised: { epoch: 6, coordinator: B.id },
       ready: true,
       highestSeen: 101,
@@ -80,6 +88,13 @@ describe("state frames on the wire", () => {
     };
     // This member reads entry blocks, and says so.
     expect(decode(encodeAck("g", ack))).toEqual({ kind: "ack", group: "g", ack, readsEntryBlock: true });
+    // Only an answer to a PrepareOp says what the accepted term is and whether it began.
+    expect(decode(encodeAck("g", { ...ack, view: undefined }))).toEqual({
+      kind: "ack",
+      group: "g",
+      ack: { ...ack, view: undefined, accepted: { ...ack.accepted, members: [], prior: [] }, acceptedBegun: false },
+      readsEntryBlock: true,
+    });
   });
 
   it("refuses counters past MAX_COUNTER and member ids that are not 16 bytes", () => {

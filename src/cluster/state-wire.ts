@@ -17,6 +17,8 @@ import {
   type StateSnapshot as WireSnapshot,
   type StateUpdate as WireUpdate,
   type SyncComplete as WireSync,
+  type TermRecord as WireTermRecord,
+  type TermRecordSchema,
 } from "../../gen/activeblaze/v1/cluster_pb.ts";
 import type { Frame } from "../../gen/activeblaze/v1/envelope_pb.ts";
 import { idOf, keyOf, sameId } from "../reliable/member-key.ts";
@@ -47,6 +49,7 @@ import {
   type StoredEntry,
   type SyncComplete,
   type Term,
+  type TermRecord,
   type Update,
 } from "./state-types.ts";
 
@@ -66,8 +69,9 @@ export const STATE_FRAME_KINDS = ["stateRequest", "stateResponse", "stateUpdate"
 export type StateFrame =
   | { readonly kind: "request"; readonly group: string; readonly request: StateRequest }
   | { readonly kind: "response"; readonly response: StateResponse }
-  | { readonly kind: "update"; readonly group: string; readonly update: Update; readonly leaseProbe: number }
-  | { readonly kind: "announce"; readonly group: string; readonly announce: Announce }
+  /** `termBegun`: the coordinator says the term the update names has begun (every member accepted it). */
+  | { readonly kind: "update"; readonly group: string; readonly update: Update; readonly leaseProbe: number; readonly termBegun: boolean }
+  | { readonly kind: "announce"; readonly group: string; readonly announce: Announce; readonly termBegun: boolean }
   | { readonly kind: "snapshot"; readonly group: string; readonly chunk: SnapshotChunk }
   | { readonly kind: "sync"; readonly group: string; readonly sync: SyncComplete }
   /** `readsEntryBlock`: its sender reads snapshot entries from StateSnapshot.entry_block. */
@@ -116,6 +120,14 @@ function optionalPeerOf(id: Uint8Array): PeerKey {
 function instanceOf(ref: MemberRef | undefined): MemberInstance {
   if (ref === undefined) throw new Malformed("a member reference is missing");
   return { id: peerOf(ref.id), incarnation: num(ref.incarnation) };
+}
+
+function termRecordInit(term: TermRecord): MessageInitShape<typeof TermRecordSchema> {
+  return { epoch: BigInt(term.epoch), coordinatorId: optionalIdOf(term.coordinator), members: term.members.map(refOf) };
+}
+
+function termRecordOf(wire: WireTermRecord): TermRecord {
+  return { epoch: counter(wire.epoch), coordinator: optionalPeerOf(wire.coordinatorId), members: wire.members.map(instanceOf) };
 }
 
 function refOf(member: MemberInstance): MessageInitShape<typeof MemberRefSchema> {
@@ -303,8 +315,11 @@ export function encodeResponse(response: StateResponse, now: number): Uint8Array
   });
 }
 
-/** An update as the coordinator multicasts it (and sends again, with no lease probe, to a member that lacks it). */
-export function encodeUpdate(group: string, update: Update, leaseProbe: number): Uint8Array {
+/**
+ * An update as the coordinator multicasts it (and sends again, with no lease probe, to a member that lacks
+ * it); `termBegun`: the term it names has begun, as its coordinator knows.
+ */
+export function encodeUpdate(group: string, update: Update, leaseProbe: number, termBegun: boolean): Uint8Array {
   const [first, ...rest] = update.requests;
   const changes = (request: OrderedRequest | undefined) => (request?.changes ?? []).map((change) => changeInit(change, request?.requester));
   return encodeFrame({
@@ -321,14 +336,15 @@ export function encodeUpdate(group: string, update: Update, leaseProbe: number):
       fencingTokenCeiling: BigInt(update.tokenCeiling),
       leaseProbe: BigInt(leaseProbe),
       forget: update.forget.map(refOf),
+      termBegun,
     },
   });
 }
 
-export function encodeAnnounce(group: string, announce: Announce): Uint8Array {
+export function encodeAnnounce(group: string, announce: Announce, termBegun: boolean): Uint8Array {
   return encodeFrame({
     case: "stateUpdate",
-    value: { epoch: BigInt(announce.epoch), index: BigInt(announce.index), group, coordinatorId: idOf(announce.coordinator), leaseProbe: BigInt(announce.leaseProbe), announce: true },
+    value: { epoch: BigInt(announce.epoch), index: BigInt(announce.index), group, coordinatorId: idOf(announce.coordinator), leaseProbe: BigInt(announce.leaseProbe), announce: true, termBegun },
   });
 }
 
@@ -373,6 +389,7 @@ export function encodeSync(group: string, sync: SyncComplete): Uint8Array {
       fencingTokenCeiling: BigInt(sync.tokenCeiling),
       snapshotTransfer: BigInt(sync.snapshotTransfer),
       snapshotChunks: sync.snapshotChunks,
+      prior: sync.prior.map(termRecordInit),
     },
   });
 }
@@ -398,6 +415,8 @@ export function encodeAck(group: string, ack: StateAck): Uint8Array {
       promisedEpoch: BigInt(ack.promised.epoch),
       promisedCoordinatorId: optionalIdOf(ack.promised.coordinator),
       readsEntryBlock: true,
+      acceptedBegun: ack.view !== undefined && ack.acceptedBegun,
+      acceptedPrior: ack.view === undefined ? [] : ack.accepted.prior.map(termRecordInit),
     },
   });
 }
@@ -415,8 +434,8 @@ export function decodeStateFrame(frame: Frame, now: number): StateFrame | undefi
         return { kind: "response", response: responseOf(kind.value, now) };
       case "stateUpdate":
         return kind.value.announce
-          ? { kind: "announce", group: kind.value.group, announce: announceOf(kind.value) }
-          : { kind: "update", group: kind.value.group, update: updateOf(kind.value), leaseProbe: counter(kind.value.leaseProbe) };
+          ? { kind: "announce", group: kind.value.group, announce: announceOf(kind.value), termBegun: kind.value.termBegun }
+          : { kind: "update", group: kind.value.group, update: updateOf(kind.value), leaseProbe: counter(kind.value.leaseProbe), termBegun: kind.value.termBegun };
       case "stateSnapshot":
         return { kind: "snapshot", group: kind.value.group, chunk: snapshotOf(kind.value, now) };
       case "syncComplete":
@@ -579,16 +598,23 @@ function syncOf(wire: WireSync): SyncComplete {
     snapshotTransfer: counter(wire.snapshotTransfer),
     snapshotChunks: wire.snapshotChunks,
     entryCount: num(wire.entryCount),
+    prior: wire.prior.map(termRecordOf),
   };
 }
 
 function ackOf(wire: WireAck): StateAck {
-  const accepted: Term = { epoch: counter(wire.acceptedEpoch), coordinator: optionalPeerOf(wire.acceptedCoordinatorId), members: wire.agreed.map(instanceOf) };
+  const accepted: Term = {
+    epoch: counter(wire.acceptedEpoch),
+    coordinator: optionalPeerOf(wire.acceptedCoordinatorId),
+    members: wire.agreed.map(instanceOf),
+    prior: wire.acceptedPrior.map(termRecordOf),
+  };
   return {
     position: { epoch: counter(wire.epoch), coordinator: optionalPeerOf(wire.epochCoordinatorId), index: counter(wire.index) } satisfies Position,
     view: wire.view === undefined ? undefined : { installer: peerOf(wire.view.coordinatorId), counter: counter(wire.view.counter) },
     tokenCeiling: counter(wire.nextFencingToken),
     accepted,
+    acceptedBegun: wire.acceptedBegun,
     promised: { epoch: counter(wire.promisedEpoch), coordinator: optionalPeerOf(wire.promisedCoordinatorId) },
     ready: wire.ready,
     highestSeen: counter(wire.highestSeen),

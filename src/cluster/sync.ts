@@ -2,7 +2,7 @@ import type { TimedUnit } from "../core/driver.ts";
 import type { PeerKey } from "../reliable/protocol.ts";
 import type { Replica } from "./replica.ts";
 import type { SnapshotSender } from "./snapshot.ts";
-import type { MemberInstance, Position, SyncComplete, Update } from "./state-types.ts";
+import type { MemberInstance, Position, SyncComplete, TermRecord, Update } from "./state-types.ts";
 
 /** A member that has not accepted the term this long is sent what it lacks (or the SyncComplete) again. */
 const RESEND_MS = 100;
@@ -20,6 +20,7 @@ export interface SyncTarget {
   readonly epoch: number;
   readonly coordinator: PeerKey;
   readonly members: readonly MemberInstance[];
+  readonly prior: readonly TermRecord[];
   readonly tokenCeiling: number;
 }
 

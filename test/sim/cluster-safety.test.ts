@@ -54,9 +54,10 @@ describe("cluster safety on the simulated network", () => {
     if (results.length >= SEEDS) expect(sum(results, (r) => r.partitions)).toBeGreaterThanOrEqual(SEEDS);
   }, 600_000);
 
-  it("seeds that once failed: a merge takes members of a coordinator still serving on their echoes into another's view (quorum-change 1197), a snapshot staged from a member's earlier run (restarts 1012)", async () => {
+  it("seeds that once failed: a merge takes members of a coordinator still serving on their echoes into another's view (quorum-change 1197), a snapshot staged from a member's earlier run (restarts 1012), a term begun on only some of its members counted as the agreed set (quorum-change 405: two masters)", async () => {
     for (const [seed, kind] of [
       [1197, "quorum-change"],
+      [405, "quorum-change"],
       [1012, "restarts"],
     ] as const) {
       const result = await runClusterScenario(seed, kind);
