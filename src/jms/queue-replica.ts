@@ -35,12 +35,14 @@ import {
  * - `$jms/dispatch`: the dispatcher's turn. Each dispatch write changes it, on condition that it is at
  *   the version the dispatcher last saw: dispatch writes apply one after the other, each made knowing
  *   the ones before (a coordinator that lost its term cannot give a message a second time).
- * - An acknowledgement removes the message, on condition that the entry that gave it to this consumer
- *   is still there at its version; a transaction's commit is one such write holding its sends and its
- *   acknowledgements, so it applies whole or not at all. An entry is never rewritten: whenever the
- *   dispatcher takes a message from one (its consumer left), it removes the entry in the same write and
- *   names what the entry still held in an entry with no consumer — so an acknowledgement of a message
- *   given to another consumer meanwhile is refused. The dispatcher removes entries that hold nothing.
+ * - An acknowledgement removes the message, on condition that the message's entry is at the version
+ *   it had when the consumer was given it; a transaction's commit is one such write holding its sends
+ *   and its acknowledgements, so it applies whole or not at all. A message is written again (the same
+ *   value) whenever it is taken from a consumer other than by its acknowledgement: given back by the
+ *   consumer (rollback, recover, closing: on the same condition), or taken by the dispatcher from a
+ *   consumer that left (which also removes that consumer's entry, and names what it still held in an
+ *   entry with no consumer) — so an acknowledgement or a giving back of a message given to another
+ *   consumer meanwhile is refused. The dispatcher removes entries that hold nothing.
  *
  * The dispatcher gives each consumer up to its prefetch of unacknowledged messages, highest priority
  * first, then in the order the map took them, skipping consumers whose selector does not match; a
@@ -71,15 +73,17 @@ const NONE: readonly never[] = [];
 export interface QueueRef {
   readonly queue: string;
   readonly id: string;
-  /** The key of the assignment entry that gave it to the consumer, and that entry's version. */
-  readonly assignment: string;
+  /** The version of the message's entry when the consumer was given it. */
   readonly version: number;
 }
 
 interface PendingMessage {
   readonly id: string;
   readonly queue: string;
+  /** The version it was first written at: its place in the queue. */
   readonly version: number;
+  /** The version of its entry now (it is written again when taken from a consumer). */
+  current: number;
   /** When this member first saw it, on its clock. */
   readonly seenAt: number;
   /** Decoded headers (the dispatcher's): priority, delay, time to live, properties for selectors. */
@@ -264,8 +268,9 @@ export class QueueReplica {
     const ifVersions = new Map<string, number>();
     const removes: string[] = [];
     for (const ack of acks) {
-      removes.push(messageKey(ack.queue, ack.id));
-      ifVersions.set(ack.assignment, ack.version);
+      const key = messageKey(ack.queue, ack.id);
+      removes.push(key);
+      ifVersions.set(key, ack.version);
     }
     const puts = messages.map((message) => [messageKey(message.headers.destination.name, message.headers.messageId.text), encodeMessage(message)] as const);
     try {
@@ -325,32 +330,43 @@ export class QueueReplica {
     return new Promise((resolve, reject) => {
       const batch = (this.#acks ??= this.#newBatch(() => (this.#acks = undefined)));
       const waiter: Waiter = { resolve, reject, pending: refs.length };
-      for (const ref of refs) batch.push({ puts: NONE, removes: [messageKey(ref.queue, ref.id)], ifVersions: [[ref.assignment, ref.version]], waiter });
+      for (const ref of refs) {
+        const key = messageKey(ref.queue, ref.id);
+        batch.push({ puts: NONE, removes: [key], ifVersions: [[key, ref.version]], waiter });
+      }
     });
   }
 
   /**
-   * Gives messages back to their queue; `delivered` ones count as a delivery (they are redelivered). One
-   * entry with no consumer per queue and delivery count, on condition that the entries that gave them
-   * are still there (the dispatcher did not give them to another consumer meanwhile).
+   * Gives messages back to their queue; `delivered` ones count as a delivery (they are redelivered).
+   * Each is written again, with an entry naming it with no consumer, on condition that it is at the
+   * version it had when it was given (not given to another consumer meanwhile). Not a hot path: one
+   * message a write item, so that one refused leaves the others to apply.
    */
   release(items: ReadonlyArray<{ readonly ref: QueueRef; readonly deliveryCount: number; readonly delivered: boolean }>): void {
     if (items.length === 0 || this.#closed) return;
-    const groups = new Map<string, { queue: string; deliveryCount: number; refs: QueueRef[] }>();
-    for (const { ref, deliveryCount, delivered } of items) {
-      const count = delivered ? deliveryCount : deliveryCount - 1;
-      const group = `${count}/${ref.queue}`;
-      let found = groups.get(group);
-      if (found === undefined) groups.set(group, (found = { queue: ref.queue, deliveryCount: count, refs: [] }));
-      found.refs.push(ref);
-    }
     const batch = (this.#releases ??= this.#newBatch(() => (this.#releases = undefined)));
-    const waiter: Waiter = { resolve: () => undefined, reject: () => undefined, pending: groups.size };
-    for (const { queue, deliveryCount, refs } of groups.values()) {
-      const key = this.#newAssignmentKey(queue);
-      const ifVersions: Array<readonly [string, number]> = [[key, 0]];
-      for (const ref of refs) ifVersions.push([ref.assignment, ref.version]);
-      batch.push({ puts: [[key, encodeAssignment({ consumer: "", deliveryCount, messageIds: refs.map((ref) => ref.id) })]], removes: NONE, ifVersions, waiter });
+    const waiter: Waiter = { resolve: () => undefined, reject: () => undefined, pending: items.length };
+    for (const { ref, deliveryCount, delivered } of items) {
+      const key = messageKey(ref.queue, ref.id);
+      const body = this.#channel.map.get(key);
+      if (!(body instanceof Uint8Array)) {
+        waiter.pending--;
+        continue;
+      }
+      const entry = this.#newAssignmentKey(ref.queue);
+      batch.push({
+        puts: [
+          [key, body],
+          [entry, encodeAssignment({ consumer: "", deliveryCount: delivered ? deliveryCount : deliveryCount - 1, messageIds: [ref.id] })],
+        ],
+        removes: NONE,
+        ifVersions: [
+          [key, ref.version],
+          [entry, 0],
+        ],
+        waiter,
+      });
     }
   }
 
@@ -366,9 +382,14 @@ export class QueueReplica {
   #apply(key: string, value: Uint8Array, version: number): void {
     if (key.startsWith(MESSAGE_PREFIX)) {
       const { queue, id } = splitKey(key, MESSAGE_PREFIX);
-      if (this.#messages.has(id)) return;
+      const known = this.#messages.get(id);
+      if (known !== undefined) {
+        // Written again: taken from a consumer (what has it now follows in the same update).
+        known.current = version;
+        return;
+      }
       this.#depth.set(queue, (this.#depth.get(queue) ?? 0) + 1);
-      const message: PendingMessage = { id, queue, version, seenAt: this.#clock.now() };
+      const message: PendingMessage = { id, queue, version, current: version, seenAt: this.#clock.now() };
       this.#messages.set(id, message);
       const assignment = this.#assignments.get(id);
       // Named by an entry applied before it (a snapshot's changes come in no particular order).
@@ -517,7 +538,7 @@ export class QueueReplica {
     const ttl = wire.headers.timeToLiveMs;
     consumer.push({
       wire,
-      queue: { queue, id, assignment: assignment.key, version: assignment.version },
+      queue: { queue, id, version: message.current },
       deliveryCount: assignment.deliveryCount,
       expiresAt: ttl > 0 ? message.seenAt + ttl : Number.POSITIVE_INFINITY,
     } satisfies Incoming);
@@ -581,12 +602,15 @@ export class QueueReplica {
     return lanes[Math.min(PRIORITIES - 1, Math.max(0, message.headers.priority))];
   }
 
-  /** Puts a message back in line at its place in the map's order (before what was sent after it). */
+  /**
+   * Puts a message back in line at its place in the map's order: before what was sent after it, after
+   * what was sent with it (messages put back in their order keep it).
+   */
   #requeue(message: PendingMessage): void {
     const lane = this.#lane(message.queue, message);
     if (lane === undefined) return;
     let at = 0;
-    while (at < lane.length && (this.#messages.get(lane[at]!)?.version ?? 0) < message.version) at++;
+    while (at < lane.length && (this.#messages.get(lane[at]!)?.version ?? 0) <= message.version) at++;
     lane.splice(at, 0, message.id);
   }
 
@@ -613,11 +637,20 @@ export class QueueReplica {
     const assigned: string[] = [];
     // The round's new entries: per queue, consumer and delivery count, the message ids.
     const given = new Map<string, { queue: string; consumer: string; deliveryCount: number; ids: string[] }>();
-    const give = (queue: string, consumer: string, deliveryCount: number, id: string) => {
+    const give = (queue: string, consumer: string, deliveryCount: number, message: PendingMessage, from: Assignment | undefined) => {
       const group = `${deliveryCount}/${consumer}/${queue}`;
       let found = given.get(group);
       if (found === undefined) given.set(group, (found = { queue, consumer, deliveryCount, ids: [] }));
-      found.ids.push(id);
+      found.ids.push(message.id);
+      // Taken from a consumer that left: written again (before the entries), so that what that
+      // consumer may still send for it (an acknowledgement, a giving back) is refused.
+      if (from === undefined || from.consumer === "") return;
+      const key = messageKey(queue, message.id);
+      const body = this.#channel.map.get(key);
+      if (!(body instanceof Uint8Array)) return;
+      puts.push([key, body]);
+      ifVersions.set(key, message.current);
+      size++;
     };
     let size = 0;
     let wakeAt = Number.POSITIVE_INFINITY;
@@ -670,7 +703,7 @@ export class QueueReplica {
             kept.push(id);
             continue;
           }
-          give(queue, consumer, count, id);
+          give(queue, consumer, count, message, assignment);
           message.inFlight = true;
           assigned.push(id);
           size++;
@@ -696,7 +729,7 @@ export class QueueReplica {
         const assignment = this.#assignments.get(id);
         const message = this.#messages.get(id);
         if (assignment?.key !== entry.key || message === undefined || message.inFlight === true) continue;
-        give(queueOf(entry.key), "", assignment.deliveryCount, id);
+        give(queueOf(entry.key), "", assignment.deliveryCount, message, assignment);
         size++;
       }
       removes.push(entry.key);
