@@ -839,11 +839,11 @@ export class QueueReplica {
   /**
    * A commit whose write timed out is in doubt: the coordinator may still have ordered it (a write is
    * answered once every member holds it, and a coordinator's crash can hold the answer back). The same
-   * write is sent again on the same conditions, which makes it once-only: the acknowledged messages'
-   * assignments at the versions this consumer holds, the sent messages' keys absent. If it applies now,
-   * the first never will; if it is refused, the first applied exactly when the acknowledged messages
-   * are gone from the map (no one else removes a message and its assignment together) — or, for a
-   * transaction of sends alone, when its messages are there. True when the transaction took effect.
+   * write is sent again on the same conditions, which makes it once-only: the acknowledged messages at
+   * the versions this consumer was given them, the sent messages' keys absent. If it applies now, the
+   * first never will; if it is refused, the first applied exactly when the acknowledged messages are
+   * gone from the map (no one else removes a message a consumer holds) — or, for a transaction of sends
+   * alone, when its messages are there. True when the transaction took effect.
    */
   async #committedAfterAll(
     puts: ReadonlyArray<readonly [string, Uint8Array]>,
