@@ -65,7 +65,7 @@ export interface WireMessage {
 export interface WireAssignment {
   readonly consumer: string;
   readonly deliveryCount: number;
-  readonly messageIds: readonly string[];
+  readonly messageIds: string[];
 }
 
 export interface WireRegistration {
