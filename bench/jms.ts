@@ -10,13 +10,15 @@
  *  2. queue throughput: one producer → three consumer processes, `--in-flight` sends outstanding; the
  *     core API's queue (`sendToQueue` / `consumeQueue`: held by the sender, acknowledged by the consumer)
  *     and the JMS queue (replicated in the state map before `send` resolves, dispatched by the map's
- *     coordinator, acknowledged by removing it), alternating likewise.
+ *     coordinator, acknowledged by removing it), alternating likewise; and the CPU time the producer and
+ *     the consumers together spent per message, from the first send until all was consumed.
  *  3. the STOMP gateway with one client: a member runs the gateway; one TCP client in this process
  *     subscribes to a topic and publishes to it (SEND without receipt), counting what comes back.
  *
- *   npx tsx bench/jms.ts [--seconds 3] [--rounds 2] [--size 256] [--large-size 4096] [--in-flight 256] [--only topic,queue,stomp]
+ *   npx tsx bench/jms.ts [--seconds 3] [--rounds 2] [--size 256] [--large-size 4096] [--in-flight 256] [--only topic,queue,stomp] [--apis core,jms]
  *
- * Writes bench/results/jms.json (full runs) and prints a table.
+ * `--apis jms` measures the queue of one API only (to profile it: `node --cpu-prof --import tsx bench/jms.ts …`,
+ * whose members inherit the flag). Writes bench/results/jms.json (full runs) and prints a table.
  */
 import { connect } from "node:net";
 import { cpus } from "node:os";
@@ -90,6 +92,7 @@ async function runMember(): Promise<void> {
       }
     },
     consume: (message) => {
+      cpuFrom = process.cpuUsage();
       if (message.api === "core") stop = channel!.consumeQueue(message.queue, onMessage);
       else {
         const consumer = context!.createConsumer(context!.queue(message.queue));
@@ -126,6 +129,8 @@ async function runMember(): Promise<void> {
     },
     produce: async (message) => {
       const payload = new Uint8Array(message.size).fill(9);
+      // Counted until the consumers are done too (a `count` after this round).
+      cpuFrom = process.cpuUsage();
       const startedAt = performance.now();
       const endAt = startedAt + message.seconds * 1000;
       let sent = 0;
@@ -231,14 +236,27 @@ async function measureTopic(seconds: number, rounds: number, size: number): Prom
   }
 }
 
-async function measureQueue(seconds: number, rounds: number, size: number, inFlight: number): Promise<Comparison & { size: number; consumers: number; inFlight: number; failed: number }> {
+/** CPU time per message consumed, µs: the producer's, and the consumers' together. */
+interface QueueCpuPerMessage {
+  readonly producerMicros: number;
+  readonly consumersMicros: number;
+}
+
+async function measureQueue(
+  seconds: number,
+  rounds: number,
+  size: number,
+  inFlight: number,
+  apis: ReadonlyArray<"core" | "jms">,
+): Promise<Comparison & { size: number; consumers: number; inFlight: number; failed: number; cpu: Partial<Record<"core" | "jms", QueueCpuPerMessage>> }> {
   const members = await startMembers(4);
   const [producer, ...consumers] = members as [Member, ...Member[]];
   let failed = 0;
   try {
     const runs: Array<Comparison["rounds"][number]> = [];
+    const cpuRuns: Array<{ readonly api: "core" | "jms"; readonly cpu: QueueCpuPerMessage }> = [];
     for (let round = 0; round < rounds; round++) {
-      for (const api of ["core", "jms"] as const) {
+      for (const api of apis) {
         const queue = `bench-${api}-${round}`;
         for (const c of consumers) c.post({ type: "consume", api, queue });
         // The core API's consumers announce their queues in heartbeats (every second by default).
@@ -249,13 +267,20 @@ async function measureQueue(seconds: number, rounds: number, size: number, inFli
         failed += produced.failed;
         if (produced.firstError !== undefined) process.stderr.write(`queue: ${produced.failed} failed, first: ${produced.firstError}\n`);
         await sleep(2_000);
-        const counts = await countAll(consumers);
+        const [producerCount, ...counts] = await countAll(members);
         for (const c of consumers) c.post({ type: "stop-consuming" });
         const total = counts.reduce((sum, c) => sum + c.received, 0);
         runs.push({ api, messagesPerSecond: Math.min(total, produced.sent) / (produced.elapsedMs / 1000), perReceiver: counts.map((c) => c.received) });
+        const consumersCpuMs = counts.reduce((sum, c) => sum + c.cpuMs, 0);
+        cpuRuns.push({ api, cpu: { producerMicros: (producerCount!.cpuMs * 1000) / Math.max(1, total), consumersMicros: (consumersCpuMs * 1000) / Math.max(1, total) } });
       }
     }
-    return { ...compare(runs), size, consumers: consumers.length, inFlight, failed };
+    const cpu: Partial<Record<"core" | "jms", QueueCpuPerMessage>> = {};
+    for (const api of apis) {
+      const mine = cpuRuns.filter((r) => r.api === api).map((r) => r.cpu);
+      cpu[api] = { producerMicros: median(mine.map((c) => c.producerMicros)), consumersMicros: median(mine.map((c) => c.consumersMicros)) };
+    }
+    return { ...compare(runs), size, consumers: consumers.length, inFlight, failed, cpu };
   } finally {
     await exitAll(members);
   }
@@ -332,9 +357,12 @@ async function main(): Promise<void> {
       "large-size": { type: "string", default: "4096" },
       "in-flight": { type: "string", default: "256" },
       only: { type: "string" },
+      apis: { type: "string", default: "core,jms" },
     },
   });
   const only = values.only?.split(",");
+  const apis = values.apis.split(",").filter((api): api is "core" | "jms" => api === "core" || api === "jms");
+  if (apis.length === 0) throw new Error(`--apis takes core, jms or both, not "${values.apis}"`);
   const want = (name: string) => only === undefined || only.includes(name);
   const seconds = Number(values.seconds);
   const rounds = Number(values.rounds);
@@ -342,7 +370,7 @@ async function main(): Promise<void> {
   const { startedAt, load } = startRun();
   const topic = want("topic") ? await timed("topic", 300_000, () => measureTopic(seconds, rounds, size)) : undefined;
   const largeTopic = want("topic") ? await timed("topic, large messages", 300_000, () => measureTopic(seconds, rounds, Number(values["large-size"]))) : undefined;
-  const queue = want("queue") ? await timed("queue", 300_000, () => measureQueue(seconds, rounds, size, Number(values["in-flight"]))) : undefined;
+  const queue = want("queue") ? await timed("queue", 300_000, () => measureQueue(seconds, rounds, size, Number(values["in-flight"]), apis)) : undefined;
   const stomp = want("stomp") ? await timed("stomp", 120_000, () => measureStomp(seconds, size)) : undefined;
   const summary = {
     benchmark: "jms",
@@ -368,6 +396,8 @@ async function main(): Promise<void> {
   }
   if (queue !== undefined) {
     console.log(`| queue, 1 producer → ${queue.consumers} consumers, ${queue.size} B, ${queue.inFlight} in flight | ${thousands(queue.coreMessagesPerSecond)} msgs/s (held by the sender) | ${thousands(queue.jmsMessagesPerSecond)} msgs/s (replicated) | ${(queue.ratio * 100).toFixed(0)} % |`);
+    const cpu = (c: QueueCpuPerMessage | undefined) => (c === undefined ? "" : `${c.producerMicros.toFixed(1)} + ${c.consumersMicros.toFixed(1)} µs`);
+    console.log(`| queue, CPU per message (producer + the consumers together) | ${cpu(queue.cpu.core)} | ${cpu(queue.cpu.jms)} | |`);
   }
   if (stomp !== undefined) console.log(`| STOMP gateway, one TCP client publishing to a topic it subscribes to, ${stomp.size} B | | ${thousands(stomp.messagesPerSecond)} msgs/s round trip | |`);
   finishRun({ load, wallSeconds: summary.wallSeconds, results: only === undefined ? "jms" : undefined, busyNote: "rates are pessimistic and noisy; the ratios compare runs in the same processes." });

@@ -3459,16 +3459,16 @@ const MESSAGING: AreaTable = {
     group(QueueAssignmentSchema, [
       {
         name: "messaging/assignment/first-delivery",
-        comment: "A queue message given to consumer 3 of a member: its first delivery.",
+        comment: "Two queue messages given to consumer 3 of a member at once: their first delivery.",
         flags: [],
-        init: { consumer: "0102030405060708090a0b0c0d0e0f10/3", deliveryCount: 1 },
+        init: { consumer: "0102030405060708090a0b0c0d0e0f10/3", deliveryCount: 1, messageIds: ["ID:0102030405060708090a0b0c0d0e0f10:1:7", "ID:0102030405060708090a0b0c0d0e0f10:1:8"] },
         result: "valid",
       },
       {
         name: "messaging/assignment/given-back",
-        comment: "Given back after two deliveries (rollback): no consumer, waiting for the next one.",
+        comment: "A message given back after two deliveries (rollback): no consumer, waiting for the next one.",
         flags: [],
-        init: { deliveryCount: 2 },
+        init: { deliveryCount: 2, messageIds: ["ID:0102030405060708090a0b0c0d0e0f10:1:7"] },
         result: "valid",
       },
     ]),

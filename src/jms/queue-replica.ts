@@ -26,12 +26,23 @@ import {
  *   resolves once every member of the view holds it.
  * - `$jms/c/<consumer>`: a consumer (a ConsumerRegistration: queue, selector, prefetch), written by its
  *   member and removed by the map when that member leaves.
- * - `$jms/a/<queue>/<id>`: who has the message (a QueueAssignment), written by the dispatcher — the
- *   map's coordinator — in the map's order, so that a new coordinator knows exactly what was given to
- *   whom. A consumer that gives a message back (rollback, recover, closing) writes it with no consumer.
- * - An acknowledgement removes the message and its assignment in one write, on condition that the
- *   assignment is still the one that gave it to this consumer (its version); a transaction's commit is
- *   one such write holding its sends and its acknowledgements, so it applies whole or not at all.
+ * - `$jms/a/<queue>/<name>`: messages given to a consumer at once (a QueueAssignment: the consumer, the
+ *   delivery count, the message ids), written by the dispatcher — the map's coordinator — in the map's
+ *   order, so that a new coordinator knows exactly what was given to whom. A message belongs to the
+ *   latest entry naming it. A consumer that gives messages back (rollback, recover, closing) writes an
+ *   entry with no consumer. One entry per consumer and dispatch round, not one per message: an entry
+ *   costs every member about what a message does, and most of a message's cost is its entries.
+ * - `$jms/dispatch`: the dispatcher's turn. Each dispatch write changes it, on condition that it is at
+ *   the version the dispatcher last saw: dispatch writes apply one after the other, each made knowing
+ *   the ones before (a coordinator that lost its term cannot give a message a second time).
+ * - An acknowledgement removes the message, on condition that the message's entry is at the version
+ *   it had when the consumer was given it; a transaction's commit is one such write holding its sends
+ *   and its acknowledgements, so it applies whole or not at all. A message is written again (the same
+ *   value) whenever it is taken from a consumer other than by its acknowledgement: given back by the
+ *   consumer (rollback, recover, closing: on the same condition), or taken by the dispatcher from a
+ *   consumer that left (which also removes that consumer's entry, and names what it still held in an
+ *   entry with no consumer) — so an acknowledgement or a giving back of a message given to another
+ *   consumer meanwhile is refused. The dispatcher removes entries that hold nothing.
  *
  * The dispatcher gives each consumer up to its prefetch of unacknowledged messages, highest priority
  * first, then in the order the map took them, skipping consumers whose selector does not match; a
@@ -43,6 +54,10 @@ import {
 const MESSAGE_PREFIX = "$jms/m/";
 const ASSIGNMENT_PREFIX = "$jms/a/";
 const CONSUMER_PREFIX = "$jms/c/";
+const DISPATCH_KEY = "$jms/dispatch";
+const EMPTY = new Uint8Array(0);
+/** Replicas made in this process: with the member id, what names their assignment entries apart. */
+let replicasMade = 0;
 /** Property set on a message moved to the dead-letter queue: the queue it was sent to. */
 export const ORIGINAL_DESTINATION_PROPERTY = "JMS_OriginalDestination";
 /** Most entries in one coalesced write (the rest go in the next). */
@@ -58,26 +73,44 @@ const NONE: readonly never[] = [];
 export interface QueueRef {
   readonly queue: string;
   readonly id: string;
-  /** The version of the assignment that gave it to the consumer. */
+  /** The version of the message's entry when the consumer was given it. */
   readonly version: number;
 }
 
 interface PendingMessage {
   readonly id: string;
   readonly queue: string;
+  /** The version it was first written at: its place in the queue. */
   readonly version: number;
+  /** The version of its entry now (it is written again when taken from a consumer). */
+  current: number;
   /** When this member first saw it, on its clock. */
   readonly seenAt: number;
   /** Decoded headers (the dispatcher's): priority, delay, time to live, properties for selectors. */
   headers?: WireHeaders;
-  /** The dispatcher wrote an assignment for it that is not applied yet. */
+  /** The dispatcher's write in flight assigns (or removes) it. */
   inFlight?: boolean;
 }
 
+/** Who has a message: the latest entry naming it. */
 interface Assignment {
   readonly consumer: string;
   readonly deliveryCount: number;
   readonly version: number;
+  /** The entry's key. */
+  readonly key: string;
+}
+
+/** An assignment entry of the map, as applied here. */
+interface AssignmentEntry {
+  readonly key: string;
+  readonly consumer: string;
+  readonly version: number;
+  readonly ids: readonly string[];
+  /** Messages present whose latest entry this is. */
+  held: number;
+  /** The dispatcher's write in flight removes it. */
+  removing?: boolean;
 }
 
 interface Registration {
@@ -132,6 +165,10 @@ export class QueueReplica {
   readonly #report: (error: BlazeError) => void;
   readonly #messages = new Map<string, PendingMessage>();
   readonly #assignments = new Map<string, Assignment>();
+  readonly #entries = new Map<string, AssignmentEntry>();
+  /** What names this replica's assignment entries: the member id, this replica's number, "." and a count. */
+  readonly #namePrefix: string;
+  #named = 0;
   readonly #registrations = new Map<string, Registration>();
   readonly #shared = new Map<string, SharedSubscriber[]>();
   readonly #local = new Map<string, JMSConsumer>();
@@ -147,6 +184,10 @@ export class QueueReplica {
   #lanes = new Map<string, string[][]>();
   #roundRobin = new Map<string, number>();
   #dispatchQueued = false;
+  /** The version of the dispatcher's turn as applied here. */
+  #turn = 0;
+  /** A dispatch write is on its way (the next waits for its turn to be applied). */
+  #dispatchWriting = false;
   /** Most entries in one write of the dispatcher (fewer once a write was too large for a datagram). */
   #dispatchEntries = MAX_BATCH_ENTRIES;
   #wakeTimer: TimerHandle | undefined;
@@ -160,12 +201,23 @@ export class QueueReplica {
     this.#clock = clock;
     this.#options = options;
     this.#report = report;
+    this.#namePrefix = `${channel.id}-${++replicasMade}.`;
   }
 
   start(): void {
-    for (const [key, value] of this.#channel.map.entries()) {
-      const version = this.#channel.map.getEntry(key)?.version ?? 0;
-      if (value instanceof Uint8Array) this.#apply(key, value, version);
+    const map = this.#channel.map;
+    // In the map's order: an entry names messages written before it.
+    const present = map.keys().flatMap((key) => {
+      const entry = map.getEntry(key);
+      return key.startsWith("$jms/") && entry !== undefined && entry.value instanceof Uint8Array ? [{ key, value: entry.value, version: entry.version }] : [];
+    });
+    present.sort((a, b) => a.version - b.version);
+    for (const { key, value, version } of present) {
+      this.#apply(key, value, version);
+      // A member restarted with this id (in a new process) names its entries past the ones it left.
+      if (key.startsWith(ASSIGNMENT_PREFIX) && key.lastIndexOf(`/${this.#namePrefix}`) > 0) {
+        this.#named = Math.max(this.#named, Number(key.slice(key.lastIndexOf(".") + 1)) || 0);
+      }
     }
     this.#offChange = this.#channel.map.on("change", (change) => this.#onChange(change));
     this.#offReady = this.#channel.map.on("ready", () => this.#checkRole());
@@ -216,8 +268,9 @@ export class QueueReplica {
     const ifVersions = new Map<string, number>();
     const removes: string[] = [];
     for (const ack of acks) {
-      removes.push(messageKey(ack.queue, ack.id), assignmentKey(ack.queue, ack.id));
-      ifVersions.set(assignmentKey(ack.queue, ack.id), ack.version);
+      const key = messageKey(ack.queue, ack.id);
+      removes.push(key);
+      ifVersions.set(key, ack.version);
     }
     const puts = messages.map((message) => [messageKey(message.headers.destination.name, message.headers.messageId.text), encodeMessage(message)] as const);
     try {
@@ -278,20 +331,42 @@ export class QueueReplica {
       const batch = (this.#acks ??= this.#newBatch(() => (this.#acks = undefined)));
       const waiter: Waiter = { resolve, reject, pending: refs.length };
       for (const ref of refs) {
-        const assignment = assignmentKey(ref.queue, ref.id);
-        batch.push({ puts: NONE, removes: [messageKey(ref.queue, ref.id), assignment], ifVersions: [[assignment, ref.version]], waiter });
+        const key = messageKey(ref.queue, ref.id);
+        batch.push({ puts: NONE, removes: [key], ifVersions: [[key, ref.version]], waiter });
       }
     });
   }
 
-  /** Gives messages back to their queue; `delivered` ones count as a delivery (they are redelivered). */
+  /**
+   * Gives messages back to their queue; `delivered` ones count as a delivery (they are redelivered).
+   * Each is written again, with an entry naming it with no consumer, on condition that it is at the
+   * version it had when it was given (not given to another consumer meanwhile). Not a hot path: one
+   * message a write item, so that one refused leaves the others to apply.
+   */
   release(items: ReadonlyArray<{ readonly ref: QueueRef; readonly deliveryCount: number; readonly delivered: boolean }>): void {
     if (items.length === 0 || this.#closed) return;
     const batch = (this.#releases ??= this.#newBatch(() => (this.#releases = undefined)));
     const waiter: Waiter = { resolve: () => undefined, reject: () => undefined, pending: items.length };
     for (const { ref, deliveryCount, delivered } of items) {
-      const key = assignmentKey(ref.queue, ref.id);
-      batch.push({ puts: [[key, encodeAssignment({ consumer: "", deliveryCount: delivered ? deliveryCount : deliveryCount - 1 })]], removes: NONE, ifVersions: [[key, ref.version]], waiter });
+      const key = messageKey(ref.queue, ref.id);
+      const body = this.#channel.map.get(key);
+      if (!(body instanceof Uint8Array)) {
+        waiter.pending--;
+        continue;
+      }
+      const entry = this.#newAssignmentKey(ref.queue);
+      batch.push({
+        puts: [
+          [key, body],
+          [entry, encodeAssignment({ consumer: "", deliveryCount: delivered ? deliveryCount : deliveryCount - 1, messageIds: [ref.id] })],
+        ],
+        removes: NONE,
+        ifVersions: [
+          [key, ref.version],
+          [entry, 0],
+        ],
+        waiter,
+      });
     }
   }
 
@@ -307,33 +382,28 @@ export class QueueReplica {
   #apply(key: string, value: Uint8Array, version: number): void {
     if (key.startsWith(MESSAGE_PREFIX)) {
       const { queue, id } = splitKey(key, MESSAGE_PREFIX);
-      if (!this.#messages.has(id)) this.#depth.set(queue, (this.#depth.get(queue) ?? 0) + 1);
-      this.#messages.set(id, { id, queue, version, seenAt: this.#clock.now() });
-      if (this.#dispatching && !this.#assignments.has(id)) this.#lane(queue, this.#messages.get(id)!)?.push(id);
+      const known = this.#messages.get(id);
+      if (known !== undefined) {
+        // Written again: taken from a consumer (what has it now follows in the same update).
+        known.current = version;
+        return;
+      }
+      this.#depth.set(queue, (this.#depth.get(queue) ?? 0) + 1);
+      const message: PendingMessage = { id, queue, version, current: version, seenAt: this.#clock.now() };
+      this.#messages.set(id, message);
+      const assignment = this.#assignments.get(id);
+      // Named by an entry applied before it (a snapshot's changes come in no particular order).
+      if (assignment !== undefined) this.#hold(assignment, +1, true);
+      if (this.#dispatching && (assignment === undefined || assignment.consumer === "" || !this.#registrations.has(assignment.consumer))) this.#lane(queue, message)?.push(id);
       return;
     }
     if (key.startsWith(ASSIGNMENT_PREFIX)) {
-      const { queue, id } = splitKey(key, ASSIGNMENT_PREFIX);
-      const decoded = decodeAssignment(value);
-      if (decoded === undefined) {
-        this.stats.malformed++;
-        return;
-      }
-      const previous = this.#assignments.get(id);
-      if (previous !== undefined) this.#outstanding(previous.consumer, -1);
-      const assignment = { consumer: decoded.consumer, deliveryCount: decoded.deliveryCount, version };
-      this.#assignments.set(id, assignment);
-      const message = this.#messages.get(id);
-      // The dispatcher counted its own assignment when it made it.
-      if (message?.inFlight !== true) this.#outstanding(assignment.consumer, +1);
-      if (message !== undefined) message.inFlight = false;
-      // Given back, or given to a consumer that left while the assignment was on its way (its leaving gave
-      // back only what it held then): first in line again at the dispatcher.
-      if (assignment.consumer === "" || !this.#registrations.has(assignment.consumer)) {
-        if (this.#dispatching && message !== undefined) this.#requeue(message);
-        return;
-      }
-      this.#deliverLocally(queue, id, assignment);
+      this.#applyAssignment(key, value, version);
+      return;
+    }
+    if (key === DISPATCH_KEY) {
+      this.#turn = version;
+      this.#dispatchWriting = false;
       return;
     }
     if (key.startsWith(CONSUMER_PREFIX)) {
@@ -350,7 +420,8 @@ export class QueueReplica {
         this.stats.malformed++;
         return;
       }
-      const outstanding = [...this.#assignments.values()].filter((a) => a.consumer === consumerId).length;
+      let outstanding = 0;
+      for (const [id, assignment] of this.#assignments) if (assignment.consumer === consumerId && this.#messages.has(id)) outstanding++;
       // Shared subscriptions are kept apart from queues under a name no queue can have.
       const queue = decoded.subscription !== "" ? `\u0000${decoded.subscription}` : decoded.destination.name;
       this.#registrations.set(consumerId, { queue, selector, prefetch: Math.max(1, decoded.prefetch), member: consumerId.slice(0, consumerId.indexOf("/")), outstanding });
@@ -358,18 +429,57 @@ export class QueueReplica {
     }
   }
 
+  /** An assignment entry: each message it names goes to its consumer, unless a later entry names it. */
+  #applyAssignment(key: string, value: Uint8Array, version: number): void {
+    const decoded = decodeAssignment(value);
+    if (decoded === undefined) {
+      this.stats.malformed++;
+      return;
+    }
+    // Entries are written once; a key written again (by a faulty member) stands for its latest value.
+    if (this.#entries.has(key)) this.#removeAssignment(key);
+    const { queue } = splitKey(key, ASSIGNMENT_PREFIX);
+    const entry: AssignmentEntry = { key, consumer: decoded.consumer, version, ids: decoded.messageIds, held: 0 };
+    this.#entries.set(key, entry);
+    const live = entry.consumer !== "" && this.#registrations.has(entry.consumer);
+    // One for all the messages it names (they share all of it).
+    const assignment: Assignment = { consumer: entry.consumer, deliveryCount: decoded.deliveryCount, version, key };
+    for (const id of entry.ids) {
+      const previous = this.#assignments.get(id);
+      if (previous !== undefined && previous.version >= version) continue;
+      const message = this.#messages.get(id);
+      if (previous !== undefined && message !== undefined) this.#hold(previous, -1, true);
+      this.#assignments.set(id, assignment);
+      if (message === undefined) continue;
+      // The dispatcher counted its own assignment against the consumer's prefetch when it made it.
+      this.#hold(assignment, +1, message.inFlight !== true);
+      message.inFlight = false;
+      // Given back, or given to a consumer that left while the entry was on its way (its leaving gave
+      // back only what it held then): first in line again at the dispatcher.
+      if (!live) {
+        if (this.#dispatching) this.#requeue(message);
+        continue;
+      }
+      this.#deliverLocally(queue, id, assignment);
+    }
+  }
+
   #remove(key: string, expired: boolean): void {
     if (key.startsWith(MESSAGE_PREFIX)) {
-      const { queue, id } = splitKey(key, MESSAGE_PREFIX);
-      if (this.#messages.delete(id)) this.#depth.set(queue, Math.max(0, (this.#depth.get(queue) ?? 1) - 1));
       if (expired) this.stats.expired++;
+      const id = key.slice(key.lastIndexOf("/") + 1);
+      const message = this.#messages.get(id);
+      if (message === undefined) return;
+      this.#messages.delete(id);
+      this.#depth.set(message.queue, Math.max(0, (this.#depth.get(message.queue) ?? 1) - 1));
+      const assignment = this.#assignments.get(id);
+      if (assignment === undefined) return;
+      this.#assignments.delete(id);
+      this.#hold(assignment, -1, true);
       return;
     }
     if (key.startsWith(ASSIGNMENT_PREFIX)) {
-      const { id } = splitKey(key, ASSIGNMENT_PREFIX);
-      const previous = this.#assignments.get(id);
-      if (previous !== undefined) this.#outstanding(previous.consumer, -1);
-      this.#assignments.delete(id);
+      this.#removeAssignment(key);
       return;
     }
     if (key.startsWith(CONSUMER_PREFIX)) {
@@ -384,6 +494,29 @@ export class QueueReplica {
         if (message !== undefined) this.#requeue(message);
       }
     }
+  }
+
+  /** An entry went: what it still held (none, as the dispatcher writes) has no assignment any more. */
+  #removeAssignment(key: string): void {
+    const entry = this.#entries.get(key);
+    if (entry === undefined) return;
+    this.#entries.delete(key);
+    for (const id of entry.ids) {
+      const assignment = this.#assignments.get(id);
+      if (assignment?.key !== key) continue;
+      this.#assignments.delete(id);
+      const message = this.#messages.get(id);
+      if (message === undefined) continue;
+      this.#hold(assignment, -1, true);
+      if (this.#dispatching) this.#requeue(message);
+    }
+  }
+
+  /** A present message is held by `assignment`, or no longer: its entry's count and its consumer's outstanding. */
+  #hold(assignment: Assignment, delta: number, countConsumer: boolean): void {
+    const entry = this.#entries.get(assignment.key);
+    if (entry !== undefined) entry.held += delta;
+    if (countConsumer) this.#outstanding(assignment.consumer, delta);
   }
 
   #outstanding(consumer: string, delta: number): void {
@@ -405,10 +538,14 @@ export class QueueReplica {
     const ttl = wire.headers.timeToLiveMs;
     consumer.push({
       wire,
-      queue: { queue, id, version: assignment.version },
+      queue: { queue, id, version: message.current },
       deliveryCount: assignment.deliveryCount,
       expiresAt: ttl > 0 ? message.seenAt + ttl : Number.POSITIVE_INFINITY,
     } satisfies Incoming);
+  }
+
+  #newAssignmentKey(queue: string): string {
+    return `${ASSIGNMENT_PREFIX}${queue}/${this.#namePrefix}${++this.#named}`;
   }
 
   // --- the dispatcher ---
@@ -434,9 +571,16 @@ export class QueueReplica {
       if (assignment !== undefined && assignment.consumer !== "" && this.#registrations.has(assignment.consumer)) continue;
       this.#lane(message.queue, message)?.push(id);
     }
-    for (const registration of this.#registrations.values()) registration.outstanding = 0;
-    for (const assignment of this.#assignments.values()) this.#outstanding(assignment.consumer, +1);
+    for (const entry of this.#entries.values()) entry.removing = false;
+    this.#dispatchWriting = false;
+    this.#recount();
     this.#scheduleDispatch();
+  }
+
+  /** Counts again what each consumer holds (taking over, or after a refused write). */
+  #recount(): void {
+    for (const registration of this.#registrations.values()) registration.outstanding = 0;
+    for (const [id, assignment] of this.#assignments) if (this.#messages.has(id)) this.#outstanding(assignment.consumer, +1);
   }
 
   /** The lane (by priority) of a message at the dispatcher; decodes its headers the first time. */
@@ -448,7 +592,7 @@ export class QueueReplica {
       if (wire === undefined) {
         // Not a message (a faulty member wrote it): dropped, counted, never dispatched.
         this.stats.malformed++;
-        this.#channel.map.putAll([], { remove: [key, assignmentKey(queue, message.id)], timeoutMs: this.#options.sendTimeoutMs }).catch(() => undefined);
+        this.#channel.map.putAll([], { remove: [key], timeoutMs: this.#options.sendTimeoutMs }).catch(() => undefined);
         return undefined;
       }
       message.headers = wire.headers;
@@ -458,12 +602,15 @@ export class QueueReplica {
     return lanes[Math.min(PRIORITIES - 1, Math.max(0, message.headers.priority))];
   }
 
-  /** Puts a message back in line at its place in the map's order (before what was sent after it). */
+  /**
+   * Puts a message back in line at its place in the map's order: before what was sent after it, after
+   * what was sent with it (messages put back in their order keep it).
+   */
   #requeue(message: PendingMessage): void {
     const lane = this.#lane(message.queue, message);
     if (lane === undefined) return;
     let at = 0;
-    while (at < lane.length && (this.#messages.get(lane[at]!)?.version ?? 0) < message.version) at++;
+    while (at < lane.length && (this.#messages.get(lane[at]!)?.version ?? 0) <= message.version) at++;
     lane.splice(at, 0, message.id);
   }
 
@@ -481,11 +628,31 @@ export class QueueReplica {
       this.#checkRole();
       return;
     }
+    // One dispatch write at a time: the next is made once this one's turn is applied here.
+    if (this.#dispatchWriting) return;
     const now = this.#clock.now();
     const puts: Array<readonly [string, Uint8Array]> = [];
     const removes: string[] = [];
     const ifVersions = new Map<string, number>();
     const assigned: string[] = [];
+    // The round's new entries: per queue, consumer and delivery count, the message ids.
+    const given = new Map<string, { queue: string; consumer: string; deliveryCount: number; ids: string[] }>();
+    const give = (queue: string, consumer: string, deliveryCount: number, message: PendingMessage, from: Assignment | undefined) => {
+      const group = `${deliveryCount}/${consumer}/${queue}`;
+      let found = given.get(group);
+      if (found === undefined) given.set(group, (found = { queue, consumer, deliveryCount, ids: [] }));
+      found.ids.push(message.id);
+      // Taken from a consumer that left: written again (before the entries), so that what that
+      // consumer may still send for it (an acknowledgement, a giving back) is refused.
+      if (from === undefined || from.consumer === "") return;
+      const key = messageKey(queue, message.id);
+      const body = this.#channel.map.get(key);
+      if (!(body instanceof Uint8Array)) return;
+      puts.push([key, body]);
+      ifVersions.set(key, message.current);
+      size++;
+    };
+    let size = 0;
     let wakeAt = Number.POSITIVE_INFINITY;
     for (const [queue, lanes] of this.#lanes) {
       const consumers = [...this.#registrations.entries()].filter(([, r]) => r.queue === queue);
@@ -498,7 +665,7 @@ export class QueueReplica {
         const seen = new Set<string>();
         let at = 0;
         for (; at < lane.length; at++) {
-          if (puts.length + removes.length >= this.#dispatchEntries || !hasRoom()) break;
+          if (size >= this.#dispatchEntries || !hasRoom()) break;
           const id = lane[at]!;
           if (seen.has(id)) continue;
           seen.add(id);
@@ -509,8 +676,9 @@ export class QueueReplica {
           if (assignment !== undefined && assignment.consumer !== "" && this.#registrations.has(assignment.consumer)) continue;
           const headers = message.headers!;
           if (headers.timeToLiveMs > 0 && now >= message.seenAt + headers.timeToLiveMs) {
-            removes.push(messageKey(queue, id), assignmentKey(queue, id));
+            removes.push(messageKey(queue, id));
             message.inFlight = true;
+            size++;
             this.stats.expired++;
             continue;
           }
@@ -524,8 +692,9 @@ export class QueueReplica {
           if (this.#options.maxRedeliveries >= 0 && count > this.#options.maxRedeliveries + 1 && queue !== this.#options.deadLetterQueue) {
             const deadLetter = this.#deadLetter(queue, id);
             if (deadLetter !== undefined) puts.push(deadLetter);
-            removes.push(messageKey(queue, id), assignmentKey(queue, id));
+            removes.push(messageKey(queue, id));
             message.inFlight = true;
+            size += 2;
             this.stats.deadLettered++;
             continue;
           }
@@ -534,11 +703,10 @@ export class QueueReplica {
             kept.push(id);
             continue;
           }
-          const key = assignmentKey(queue, id);
-          puts.push([key, encodeAssignment({ consumer, deliveryCount: count })]);
-          ifVersions.set(key, assignment?.version ?? 0);
+          give(queue, consumer, count, message, assignment);
           message.inFlight = true;
           assigned.push(id);
+          size++;
           this.#registrations.get(consumer)!.outstanding++;
           if (count > 1) this.stats.redelivered++;
         }
@@ -549,18 +717,47 @@ export class QueueReplica {
         for (const id of rest) lane.push(id);
       }
     }
-    // A full batch leaves work: the next round follows once this one is written.
-    if (puts.length + removes.length >= this.#dispatchEntries) this.#clock.setTimer(0, () => this.#dispatching && this.#scheduleDispatch());
+    // Entries that hold nothing go; so do those of consumers that left, what they still hold (and this
+    // round does not give to another) named again with no consumer — their acknowledgements are refused.
+    const retired: AssignmentEntry[] = [];
+    for (const entry of this.#entries.values()) {
+      if (size >= this.#dispatchEntries) break;
+      if (entry.removing === true) continue;
+      const left = entry.consumer !== "" && !this.#registrations.has(entry.consumer);
+      if (entry.held > 0 && !left) continue;
+      for (const id of entry.ids) {
+        const assignment = this.#assignments.get(id);
+        const message = this.#messages.get(id);
+        if (assignment?.key !== entry.key || message === undefined || message.inFlight === true) continue;
+        give(queueOf(entry.key), "", assignment.deliveryCount, message, assignment);
+        size++;
+      }
+      removes.push(entry.key);
+      ifVersions.set(entry.key, entry.version);
+      entry.removing = true;
+      retired.push(entry);
+      size++;
+    }
     this.#armWake(wakeAt);
-    if (puts.length === 0 && removes.length === 0) return;
+    if (given.size === 0 && removes.length === 0) return;
+    for (const { queue, consumer, deliveryCount, ids } of given.values()) {
+      const key = this.#newAssignmentKey(queue);
+      puts.push([key, encodeAssignment({ consumer, deliveryCount, messageIds: ids })]);
+      ifVersions.set(key, 0);
+    }
+    puts.push([DISPATCH_KEY, EMPTY]);
+    ifVersions.set(DISPATCH_KEY, this.#turn);
+    this.#dispatchWriting = true;
     this.#channel.map.putAll(puts, { remove: removes, ifVersions, timeoutMs: this.#options.sendTimeoutMs }).then(
       () => undefined,
       (error: unknown) => {
+        this.#dispatchWriting = false;
         // More than a datagram carries: smaller writes from now on (the limit is the channel's, it stays).
-        const shrunk = error instanceof BlazeError && error.code === "MESSAGE_TOO_LARGE" && puts.length + removes.length > 1;
-        if (shrunk) this.#dispatchEntries = Math.floor((puts.length + removes.length) / 2);
+        const shrunk = error instanceof BlazeError && error.code === "MESSAGE_TOO_LARGE" && size > 1;
+        if (shrunk) this.#dispatchEntries = Math.max(1, Math.floor(size / 2));
         // Refused (a consumer gave a message back meanwhile, or this member no longer coordinates): what
         // did not apply waits again, from the map as it now is.
+        for (const entry of retired) entry.removing = false;
         for (const id of assigned) {
           const message = this.#messages.get(id);
           if (message?.inFlight !== true) continue;
@@ -568,8 +765,7 @@ export class QueueReplica {
           const assignment = this.#assignments.get(id);
           if (assignment === undefined || assignment.consumer === "" || !this.#registrations.has(assignment.consumer)) this.#requeue(message);
         }
-        for (const registration of this.#registrations.values()) registration.outstanding = 0;
-        for (const assignment of this.#assignments.values()) this.#outstanding(assignment.consumer, +1);
+        this.#recount();
         for (const key of removes) {
           if (!key.startsWith(MESSAGE_PREFIX)) continue;
           const { id } = splitKey(key, MESSAGE_PREFIX);
@@ -643,11 +839,11 @@ export class QueueReplica {
   /**
    * A commit whose write timed out is in doubt: the coordinator may still have ordered it (a write is
    * answered once every member holds it, and a coordinator's crash can hold the answer back). The same
-   * write is sent again on the same conditions, which makes it once-only: the acknowledged messages'
-   * assignments at the versions this consumer holds, the sent messages' keys absent. If it applies now,
-   * the first never will; if it is refused, the first applied exactly when the acknowledged messages
-   * are gone from the map (no one else removes a message and its assignment together) — or, for a
-   * transaction of sends alone, when its messages are there. True when the transaction took effect.
+   * write is sent again on the same conditions, which makes it once-only: the acknowledged messages at
+   * the versions this consumer was given them, the sent messages' keys absent. If it applies now, the
+   * first never will; if it is refused, the first applied exactly when the acknowledged messages are
+   * gone from the map (no one else removes a message a consumer holds) — or, for a transaction of sends
+   * alone, when its messages are there. True when the transaction took effect.
    */
   async #committedAfterAll(
     puts: ReadonlyArray<readonly [string, Uint8Array]>,
@@ -739,8 +935,9 @@ function messageKey(queue: string, id: string): string {
   return `${MESSAGE_PREFIX}${queue}/${id}`;
 }
 
-function assignmentKey(queue: string, id: string): string {
-  return `${ASSIGNMENT_PREFIX}${queue}/${id}`;
+/** The queue of an assignment entry's key. */
+function queueOf(key: string): string {
+  return key.slice(ASSIGNMENT_PREFIX.length, key.lastIndexOf("/"));
 }
 
 /** A message id holds no "/": the last one separates it from the queue name. */

@@ -65,6 +65,7 @@ export interface WireMessage {
 export interface WireAssignment {
   readonly consumer: string;
   readonly deliveryCount: number;
+  readonly messageIds: string[];
 }
 
 export interface WireRegistration {
@@ -519,6 +520,11 @@ export function encodeAssignment(assignment: WireAssignment): Uint8Array {
   writer.reset();
   writer.string(1, assignment.consumer);
   writer.uint(2, assignment.deliveryCount);
+  for (const id of assignment.messageIds) {
+    // Repeated: an element is written even when empty.
+    writer.tag(3, LEN);
+    writer.text(id);
+  }
   return writer.finish();
 }
 
@@ -888,6 +894,7 @@ export function decodeAssignment(bytes: Uint8Array): WireAssignment | undefined 
   const c = new ByteCursor(bytes, 0, bytes.length);
   let consumer = "";
   let deliveryCount = 0;
+  const messageIds: string[] = [];
   while (c.pos < c.end) {
     const key = readTag(c);
     if (key < 0) return undefined;
@@ -895,13 +902,20 @@ export function decodeAssignment(bytes: Uint8Array): WireAssignment | undefined 
       const value = readString(c);
       if (value === undefined) return undefined;
       consumer = value;
+    } else if (key === (3 << 3) + LEN) {
+      // Ids become map keys: the runtime's decoder makes a flat string quicker than readString's loop does.
+      const end = c.delimitedEnd();
+      const value = Number.isNaN(end) ? undefined : decodeUtf8(c.bytes.subarray(c.pos, end));
+      if (value === undefined) return undefined;
+      c.pos = end;
+      messageIds.push(value);
     } else if (key === (2 << 3) + VARINT) {
       const value = readInt32(c, false);
       if (value === undefined) return undefined;
       deliveryCount = value;
     } else if (!skip(c, key & 7)) return undefined;
   }
-  return { consumer, deliveryCount };
+  return { consumer, deliveryCount, messageIds };
 }
 
 export function decodeRegistration(bytes: Uint8Array): WireRegistration | undefined {

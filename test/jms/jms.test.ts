@@ -378,6 +378,93 @@ describe("JMS queues", () => {
     expect((message as TextMessage).text).toBe("later");
     expect(bed.net.clock.now() - start).toBeGreaterThanOrEqual(450);
   });
+  it("names a consumer's messages in one assignment entry per dispatch round, and leaves no entry once they are acknowledged", async () => {
+    bed = new MessagingBed();
+    const a = await bed.add();
+    const b = await bed.add();
+    await bed.run(500);
+    const queue = a.createContext().queue("batched");
+    const producer = a.createContext().createProducer();
+    await bed.settle(Promise.all(Array.from({ length: 200 }, (_, i) => producer.send(queue, `m-${i}`))));
+    const context = b.createContext({ sessionMode: "CLIENT_ACKNOWLEDGE" });
+    const consumer = context.createConsumer(queue);
+    await bed.until(() => consumer.pending === 200);
+    const entries = () => a.channel.map.keys().filter((key) => key.startsWith("$jms/a/"));
+    // 200 messages, but a handful of entries (one per dispatch round), the same at every member.
+    expect(entries().length).toBeGreaterThan(0);
+    expect(entries().length).toBeLessThanOrEqual(4);
+    expect(b.channel.map.keys().filter((key) => key.startsWith("$jms/a/"))).toEqual(entries());
+    const texts = new Set<string>();
+    for (let i = 0; i < 200; i++) texts.add((consumer.receiveNoWait() as TextMessage).text!);
+    expect(texts.size).toBe(200);
+    await bed.settle(context.acknowledge());
+    await bed.until(() => a.queueDepth("batched") === 0 && b.queueDepth("batched") === 0 && entries().length === 0);
+    expect(b.stats.queue.acknowledged).toBe(200);
+  });
+
+  it("redelivers every message of a batch whose consumer crashed holding it, each once, to another consumer", async () => {
+    bed = new MessagingBed();
+    const a = await bed.add();
+    const b = await bed.add();
+    const c = await bed.add();
+    await bed.run(500);
+    const queue = a.createContext().queue("jobs");
+    const producer = a.createContext().createProducer();
+    await bed.settle(Promise.all(Array.from({ length: 60 }, (_, i) => producer.send(queue, `job-${i}`))));
+    const doomed = b.createContext({ sessionMode: "CLIENT_ACKNOWLEDGE" }).createConsumer(queue);
+    await bed.until(() => doomed.pending === 60);
+    // It takes 40 of them (delivered, unacknowledged); 20 wait prefetched. Then it dies.
+    for (let i = 0; i < 40; i++) expect(doomed.receiveNoWait()).toBeDefined();
+    bed.crash(1);
+    const got = new Map<string, Message>();
+    const context = c.createContext({ sessionMode: "CLIENT_ACKNOWLEDGE" });
+    const other = context.createConsumer(queue);
+    other.setMessageListener((message) => {
+      got.set((message as TextMessage).text!, message);
+    });
+    await bed.until(() => got.size === 60, 10_000);
+    await bed.run(500);
+    expect(got.size).toBe(60);
+    for (const message of got.values()) {
+      expect(message.JMSRedelivered).toBe(true);
+      expect(message.getIntProperty("JMSXDeliveryCount")).toBe(2);
+    }
+    await bed.settle(context.acknowledge());
+    await bed.until(() => a.queueDepth("jobs") === 0 && c.queueDepth("jobs") === 0);
+    await bed.until(() => a.channel.map.keys().every((key) => !key.startsWith("$jms/a/")));
+    expect(c.stats.queue.staleAcknowledgements).toBe(0);
+  });
+
+  it("rolls back a transaction whose messages went to another consumer when its own registration went, and the other processes each once", async () => {
+    bed = new MessagingBed();
+    const a = await bed.add();
+    const b = await bed.add();
+    const c = await bed.add();
+    await bed.run(500);
+    const queue = a.createContext().queue("work");
+    const producer = a.createContext().createProducer();
+    await bed.settle(Promise.all(Array.from({ length: 10 }, (_, i) => producer.send(queue, `w-${i}`))));
+    const tx = b.createContext({ sessionMode: "SESSION_TRANSACTED" });
+    const slow = tx.createConsumer(queue);
+    await bed.until(() => slow.pending === 10);
+    for (let i = 0; i < 10; i++) expect(slow.receiveNoWait()).toBeDefined();
+    // The map drops the consumer's registration (as when its member leaves the view): its messages go
+    // to the other consumer while it still works on them.
+    await bed.settle(a.channel.map.remove(`$jms/c/${slow.id}`));
+    const done: string[] = [];
+    const other = c.createContext({ sessionMode: "SESSION_TRANSACTED" });
+    other.createConsumer(queue).setMessageListener(async (message) => {
+      done.push((message as TextMessage).text!);
+      await other.commit();
+    });
+    await bed.until(() => done.length === 10);
+    // Its commit is refused whole: the entry that gave it the messages is gone.
+    await expect(bed.settle(tx.commit())).rejects.toMatchObject({ code: "TRANSACTION_ROLLED_BACK" });
+    await bed.until(() => a.queueDepth("work") === 0 && c.queueDepth("work") === 0);
+    await bed.run(500);
+    // Each once, in the order they were sent.
+    expect(done).toEqual(Array.from({ length: 10 }, (_, i) => `w-${i}`));
+  });
 });
 
 describe("JMS transactions", () => {
