@@ -349,6 +349,8 @@ describe("ClusterChannel", () => {
     expect([a.map.has("y"), b.map.has("y"), b.map.has("x")]).toEqual([false, false, true]);
     await bed.settle(b.map.putAll({ y: text("2") }, { remove: ["x"], ifVersions: new Map([["x", x], ["y", 0]]) }));
     expect([a.map.has("x"), new TextDecoder().decode(a.map.get("y") as Uint8Array)]).toEqual([false, "2"]);
+    // A version on a key the batch does not change would be checked by no one: refused at once.
+    await expect(b.map.putAll({ y: text("3") }, { ifVersions: new Map([["x", 0]]) })).rejects.toMatchObject({ code: "INVALID_ARGUMENT", path: ["ifVersions", "x"] });
   });
 
   it("lock waiters are served in order; locks are not re-entrant; a released handle's token is refused", async () => {

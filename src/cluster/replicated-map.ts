@@ -396,7 +396,8 @@ export class ReplicatedMap {
   /**
    * Writes several entries (and removes keys) atomically: all of them in one step of the map's order, or
    * none. `ifVersions` makes it a compare-and-set of the keys it names (0: absent), written or removed:
-   * one key at another version refuses the whole batch with `VERSION_MISMATCH`. The whole batch travels
+   * one key at another version refuses the whole batch with `VERSION_MISMATCH` (naming a key the batch
+   * does not change fails at once with `INVALID_ARGUMENT`). The whole batch travels
    * in one datagram: `MESSAGE_TOO_LARGE` if it does not fit.
    */
   async putAll(
@@ -405,6 +406,10 @@ export class ReplicatedMap {
   ): Promise<void> {
     const pairs = isIterable(entries) ? [...entries] : Object.entries(entries);
     const keys = [...pairs.map(([key]) => key), ...(options.remove ?? [])];
+    for (const key of options.ifVersions?.keys() ?? []) {
+      // A version is checked only on a key the batch changes: one on any other key would be no condition at all.
+      if (!keys.includes(key)) throw new BlazeError("INVALID_ARGUMENT", `ifVersions names "${key}", which this putAll neither writes nor removes`, { path: ["ifVersions", key] });
+    }
     const puts = pairs.map(([key, value]) => this.#putSpec(key, value, { ...options, ifVersion: options.ifVersions?.get(key) }, keys));
     const removes = (options.remove ?? []).map((key) => ({ key: checkKey(key), ifVersion: optionalVersion(options.ifVersions?.get(key)), fencingToken: tokenOf(options, keys) }));
     await this.#write({ case: "batch", puts, removes }, this.#bytesOf(puts, removes), options, `putAll(${pairs.length} entries)`);
