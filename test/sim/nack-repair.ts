@@ -25,6 +25,8 @@ export interface RepairTraffic {
   readonly losslessDuplicates: number;
   readonly lossyDatagrams: number;
   readonly retransmitted: number;
+  /** Retransmissions that went to the one receiver that asked. */
+  readonly retransmittedToOne: number;
 }
 
 const TOPIC = "repair";
@@ -68,6 +70,7 @@ export async function measureRepairTraffic(seed: number, members: number, loss: 
     losslessDuplicates: lossless.reduce((sum, c) => sum + c.stats.protocol.duplicates, 0) / lossless.length,
     lossyDatagrams: received[1]!,
     retransmitted: channels[0]!.stats.protocol.retransmitted,
+    retransmittedToOne: channels[0]!.stats.protocol.retransmittedToOne,
   };
   for (const channel of channels) await channel.shutDown();
   return result;
@@ -169,12 +172,12 @@ export async function measureSharedLoss(seed: number, members: number, loss: num
 }
 
 if (process.argv[1]?.endsWith("nack-repair.ts")) {
-  console.log("| members | loss at one receiver | datagrams per lossless receiver | repeats it already had | datagrams at the lossy one | retransmitted |");
-  console.log("| ---: | ---: | ---: | ---: | ---: | ---: |");
+  console.log("| members | loss at one receiver | datagrams per lossless receiver | repeats it already had | datagrams at the lossy one | retransmitted | of them to one receiver |");
+  console.log("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
   for (const members of [9, 16]) {
     for (const loss of [0.05, 0.1, 0.2]) {
       const r = await measureRepairTraffic(1, members, loss);
-      console.log(`| ${members} | ${loss * 100} % | ${r.losslessDatagrams.toFixed(0)} | ${r.losslessDuplicates.toFixed(0)} | ${r.lossyDatagrams} | ${r.retransmitted} |`);
+      console.log(`| ${members} | ${loss * 100} % | ${r.losslessDatagrams.toFixed(0)} | ${r.losslessDuplicates.toFixed(0)} | ${r.lossyDatagrams} | ${r.retransmitted} | ${r.retransmittedToOne} |`);
     }
   }
   console.log("\n| members | loss on the sender's link | receivers | datagrams lost | NACKs per lost datagram | held back per lost datagram | retransmissions per lost datagram | of them to one receiver |");
