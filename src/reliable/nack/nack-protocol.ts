@@ -85,13 +85,6 @@ const MAX_COMPARED_RANGES = 64;
 const NACK_SPREAD_DIVISOR = 2;
 /** Weight of each gap in a stream's `sharedLosses` moving average (about the last 8 count). */
 const SHARED_LOSSES_WEIGHT = 1 / 8;
-/**
- * Weight of a gap filled after our NACK to the group: it says little, since other receivers lacking it
- * too held their NACKs back for ours. Enough that a receiver whose losses became its own stops asking
- * for repairs to everyone within a score of gaps; little enough that the receivers first to ask for
- * shared losses stay shared (with two receivers, each first half the time: 0.8 on average).
- */
-const GROUP_NACK_WEIGHT = 1 / 32;
 /** A receiver's NACK is put off for other receivers' NACKs at most this many times in a row. */
 const MAX_PUT_OFFS = 3;
 
@@ -222,10 +215,10 @@ export class NackProtocol implements ReliabilityProtocol, TimedUnit {
     const receipt = window.receive(data, stream.deliver);
     if (receipt === "duplicate") {
       this.#stats.duplicates++;
-      if (stream.pendingAloneWeight > 0 && data.seq >= stream.askedFirst && data.seq <= stream.askedLast) {
+      if (stream.pendingAlone && data.seq >= stream.askedFirst && data.seq <= stream.askedLast) {
         // Repaired to us, then again: a second receiver asked for it too. The gap was shared after all.
-        stream.pendingAloneWeight = 0;
-        learnSharedLoss(stream, 1, SHARED_LOSSES_WEIGHT);
+        stream.pendingAlone = false;
+        learnSharedLoss(stream, 1);
       }
     } else if (receipt === "full") this.#stats.earlyDropped++;
     else if (window.opened) this.#afterProgress(stream, now);
@@ -424,9 +417,9 @@ export class NackProtocol implements ReliabilityProtocol, TimedUnit {
       if (stream.nackDue !== Number.POSITIVE_INFINITY) this.#gapFilled(stream, now);
       clearNack(stream);
     } else if (stream.nackDue === Number.POSITIVE_INFINITY) {
-      if (stream.pendingAloneWeight > 0) {
-        learnSharedLoss(stream, 0, stream.pendingAloneWeight);
-        stream.pendingAloneWeight = 0;
+      if (stream.pendingAlone) {
+        stream.pendingAlone = false;
+        learnSharedLoss(stream, 0);
       }
       stream.gapSince = now;
       stream.nackDue = now + this.#nackDelay(stream);
@@ -450,11 +443,10 @@ export class NackProtocol implements ReliabilityProtocol, TimedUnit {
         // first gap (at the threshold: nothing judged yet), whose repair goes to us alone unless another
         // receiver asks too: a lone lossy receiver's first repair costs the others nothing. Otherwise to
         // the sender alone.
-        stream.nackToGroup = stream.sharedLosses >= SHARED_LOSSES;
         stream.askedFirst = missing[0]![0];
         stream.askedLast = missing.at(-1)![1];
         const nack = nackFrame(Stream.MULTICAST, stream.originId, window.incarnation, missing, stream.sharedLosses > SHARED_LOSSES);
-        if (stream.nackToGroup) this.#host.multicastFrame(nack);
+        if (stream.sharedLosses >= SHARED_LOSSES) this.#host.multicastFrame(nack);
         else this.#host.unicastFrame(stream.peer, nack);
         this.#stats.nacksSent++;
         stream.nackAttempts++;
@@ -489,14 +481,14 @@ export class NackProtocol implements ReliabilityProtocol, TimedUnit {
 
   // A gap closed: learn whether another receiver had it repaired too. Filled before we asked (and too
   // late to be reordering), or after our NACK was put off for another's: shared. Filled after we asked
-  // ourselves: ours alone, as far as we can tell (little, when our NACK went to the group) — unless the
-  // repair comes again before the next gap opens (onData), as it does when a second receiver asks for
-  // what was repaired to us alone: a receiver whose NACKs go to the sender alone, being first to ask
-  // for shared losses (its NACK delays do not spread), would otherwise learn they are its own.
+  // ourselves: ours alone, as far as we can tell — unless the repair comes again before the next gap
+  // opens (onData), as it does when a second receiver asks for what was repaired to us alone: a
+  // receiver whose NACKs go to the sender alone, being first to ask for shared losses (its NACK delays
+  // do not spread), would otherwise learn they are its own, and stay so.
   #gapFilled(stream: SenderStream, now: number): void {
-    if (stream.othersAsked) learnSharedLoss(stream, 1, SHARED_LOSSES_WEIGHT);
-    else if (stream.nackAttempts > 0) stream.pendingAloneWeight = stream.nackToGroup ? GROUP_NACK_WEIGHT : SHARED_LOSSES_WEIGHT;
-    else if (now - stream.gapSince >= this.#options.nackDelayMinMs) learnSharedLoss(stream, 1, SHARED_LOSSES_WEIGHT);
+    if (stream.othersAsked) learnSharedLoss(stream, 1);
+    else if (stream.nackAttempts > 0) stream.pendingAlone = true;
+    else if (now - stream.gapSince >= this.#options.nackDelayMinMs) learnSharedLoss(stream, 1);
   }
 
   /**
@@ -654,9 +646,9 @@ export class NackProtocol implements ReliabilityProtocol, TimedUnit {
   }
 }
 
-/** One more gap judged shared (1) or ours alone (0), in the stream's moving average, with `weight`. */
-function learnSharedLoss(stream: SenderStream, shared: 0 | 1, weight: number): void {
-  stream.sharedLosses += (shared - stream.sharedLosses) * weight;
+/** One more gap judged shared (1) or ours alone (0), in the stream's moving average. */
+function learnSharedLoss(stream: SenderStream, shared: 0 | 1): void {
+  stream.sharedLosses += (shared - stream.sharedLosses) * SHARED_LOSSES_WEIGHT;
 }
 
 /** Remembers `point` for `peer`, forgetting the oldest one past {@link MAX_RESUME_POINTS}. */

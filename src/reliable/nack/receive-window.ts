@@ -21,18 +21,16 @@ export interface IncomingStream extends Scheduled {
   nackAttempts: number;
   /** Times the NACK now due was put off because another receiver asked for the same messages. */
   nackPutOffs: number;
-  /** The last NACK for the current gap went to the whole group (not to the sender alone). */
-  nackToGroup: boolean;
   /** Another receiver asked for all of the current gap while a NACK of ours was pending (and put it off). */
   othersAsked: boolean;
   /** The first and last message our last NACK asked for. */
   askedFirst: number;
   askedLast: number;
   /**
-   * A gap filled after our NACK counts as ours alone with this weight once the next gap opens — unless a
-   * copy of a message of it comes first: a second receiver asked for it too. 0: no such verdict waits.
+   * The last gap, filled after our NACK, counts as ours alone once the next gap opens — unless a copy
+   * of a message of it comes first: a second receiver asked for it too.
    */
-  pendingAloneWeight: number;
+  pendingAlone: boolean;
   /** When the current gap opened. */
   gapSince: number;
   /**
@@ -83,7 +81,6 @@ export function clearNack(stream: IncomingStream): void {
   stream.nackDue = Number.POSITIVE_INFINITY;
   stream.nackAttempts = 0;
   stream.nackPutOffs = 0;
-  stream.nackToGroup = false;
   stream.othersAsked = false;
 }
 
@@ -108,11 +105,10 @@ export function openIncomingStream(
     nackDue: Number.POSITIVE_INFINITY,
     nackAttempts: 0,
     nackPutOffs: 0,
-    nackToGroup: false,
     othersAsked: false,
     askedFirst: 0,
     askedLast: 0,
-    pendingAloneWeight: 0,
+    pendingAlone: false,
     gapSince: 0,
     // At the threshold: shared until its first gap says otherwise (one gap of a lone lossy receiver does).
     sharedLosses: SHARED_LOSSES,
