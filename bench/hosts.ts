@@ -389,6 +389,7 @@ async function measureNacks(network: HostNetwork, members: readonly Member[], se
       nacksSent,
       nacksReceivedBySender: run.sender.counters.nacksReceived ?? 0,
       retransmitted,
+      retransmittedToOne: run.sender.counters.retransmittedToOne ?? 0,
       nacksPerLoss: nacksSent / lost,
       retransmissionsPerLoss: retransmitted / lost,
       complete: run.complete,
@@ -605,7 +606,7 @@ async function main(): Promise<void> {
     if (!results.some((r) => of(r) !== undefined)) continue;
     row(
       `1 % loss on ${where}, 1 KiB every ${PACE_MS} ms: NACKs / retransmissions per lost datagram`,
-      (r) => (of(r) === undefined ? "—" : `${per(of(r)!.nacksPerLoss)} / ${per(of(r)!.retransmissionsPerLoss)} (${n(of(r)!.nacksSent)} / ${n(of(r)!.retransmitted)} for ${n(of(r)!.lost)} lost)`),
+      (r) => (of(r) === undefined ? "—" : `${per(of(r)!.nacksPerLoss)} / ${per(of(r)!.retransmissionsPerLoss)} (${n(of(r)!.nacksSent)} / ${n(of(r)!.retransmitted)} for ${n(of(r)!.lost)} lost; ${n(of(r)!.retransmittedToOne)} repairs to one receiver)`),
       "near 1: one NACK and one repair a loss",
     );
   }

@@ -963,6 +963,13 @@ const MULTICAST: AreaTable = {
         result: "valid",
       },
       {
+        name: "multicast/nack/shared",
+        comment: "A multicast NACK from a receiver whose losses are mostly shared: the sender repairs it to the whole group.",
+        flags: [],
+        init: env({ case: "nack", value: { stream: Stream.MULTICAST, originId: ID_B, originIncarnation: 2n, missing: [{ first: 5n, last: 7n }], shared: true } }),
+        result: "valid",
+      },
+      {
         name: "multicast/nack/unicast-max-range",
         comment: "A unicast NACK whose range is the single largest sequence number.",
         flags: ["EdgeValue"],

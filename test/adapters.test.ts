@@ -14,12 +14,12 @@ import { runAdapterSuite, type SuiteResult } from "./runtime/adapter-suite.ts";
 const root = fileURLToPath(new URL("..", import.meta.url));
 
 /** Runs a suite entry file in another runtime and parses the JSON line it prints last. */
-function runIn(binary: string, args: string[]): Promise<SuiteResult> {
+function runIn<Result = SuiteResult>(binary: string, args: string[]): Promise<Result> {
   return new Promise((resolve, reject) => {
     execFile(`${root}node_modules/.bin/${binary}`, args, { cwd: root, timeout: 60_000 }, (error, stdout, stderr) => {
       const last = stdout.trim().split("\n").at(-1) ?? "";
       try {
-        resolve(JSON.parse(last) as SuiteResult);
+        resolve(JSON.parse(last) as Result);
       } catch {
         reject(new Error(`${binary} printed no result (${error?.message ?? "exit 0"})\n${stdout}\n${stderr}`));
       }
@@ -46,6 +46,13 @@ describe("runtime UDP adapters", () => {
   it("Deno.listenDatagram adapter passes the suite under Deno", async () => {
     const result = await runIn("deno", ["run", "--unstable-net", "--allow-net", "--no-lock", "--no-prompt", "test/runtime/deno-adapter.ts"]);
     expectAllPassed(result, false);
+  });
+
+  it("on Deno, a driver's timer takes its turn after a datagram that waited at the socket when it fired", async () => {
+    // With the turn deferred as on Node (setImmediate), or by a microtask: 1 trial in 30.
+    const args = ["run", "--unstable-net", "--allow-net", "--allow-read=test/runtime", "--no-lock", "--no-prompt", "test/runtime/deno-timer-order.ts"];
+    const result = await runIn<{ trials: number; datagramFirst: number }>("deno", args);
+    expect(result.datagramFirst).toBe(result.trials);
   });
 
   it("the Bun and Deno adapters refuse to run on Node with WRONG_RUNTIME", async () => {

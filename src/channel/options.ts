@@ -114,7 +114,7 @@ export const nackOptionsSchema: z.ZodType<NackOptions, Partial<NackOptions>> = z
   }),
   retransmitHoldoffMs: d(z.number().min(0).default(N.retransmitHoldoffMs), {
     unit: "ms",
-    description: "a message is not retransmitted twice within this time: the first receiver asking gets it alone (or everyone, once most of the sender's losses were shared), a second one asking makes it go to everyone",
+    description: "a message is not retransmitted twice within this time: the first receiver asking gets it alone (or everyone, when its NACK says its losses are mostly shared), a second one asking makes it go to everyone",
   }),
   ackThreshold: d(z.number().int().min(1).default(N.ackThreshold), { unit: "messages", description: "a receiver acknowledges after this many messages received…" }),
   ackThresholdBytes: d(z.number().int().min(1).default(N.ackThresholdBytes), { unit: "bytes", defaultText: "512 KiB", description: "…or this many bytes…" }),

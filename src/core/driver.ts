@@ -135,7 +135,9 @@ export class Driver {
   // A timer takes a turn like an input does, after the inputs ready now: a process that was descheduled
   // wakes to due timers and to datagrams already waiting, and runtimes run timers first (Node before it
   // polls its sockets). Acting at once, a unit would answer what those datagrams already settled — a
-  // receiver would send the NACK another receiver's NACK, waiting unread, was about to hold back.
+  // receiver would send the NACK another receiver's NACK, waiting unread, was about to hold back. (On
+  // Deno, whose deferred turns all come before a pending receive, the system clock's timers themselves
+  // wait for the sockets to be polled.)
   readonly #fire = (): void => {
     this.#timer = undefined;
     this.#armedAt = Number.POSITIVE_INFINITY;

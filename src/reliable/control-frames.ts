@@ -8,10 +8,11 @@ import { encodeFrame } from "../wire/frames.ts";
  * written by hand (`src/wire/ack-codec.ts`).
  */
 
-export function nackFrame(stream: Stream, originId: Uint8Array, incarnation: number, missing: ReadonlyArray<readonly [number, number]>): Uint8Array {
+/** A NACK; `shared`: the asker's losses are mostly shared, and the repair is asked for the whole group (`Nack.shared`). */
+export function nackFrame(stream: Stream, originId: Uint8Array, incarnation: number, missing: ReadonlyArray<readonly [number, number]>, shared = false): Uint8Array {
   return encodeFrame({
     case: "nack",
-    value: { stream, originId, originIncarnation: BigInt(incarnation), missing: missing.map(([first, last]) => ({ first: BigInt(first), last: BigInt(last) })) },
+    value: { stream, originId, originIncarnation: BigInt(incarnation), missing: missing.map(([first, last]) => ({ first: BigInt(first), last: BigInt(last) })), shared },
   });
 }
 

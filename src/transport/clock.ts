@@ -34,10 +34,17 @@ export interface RandomSource {
 }
 
 // After the datagrams that are ready now have all been handled, so that what they cause goes out
-// bundled: a microtask would run after each one. Deno has no setImmediate: a microtask there.
+// bundled: a microtask would run after each one. A runtime without setImmediate: a microtask there.
 const setImmediateFn = (globalThis as { setImmediate?: (fn: () => void) => unknown }).setImmediate;
 const deferAfterIo: (fn: () => void) => void =
   setImmediateFn === undefined ? (fn) => web.queueMicrotask(fn) : (fn) => void setImmediateFn(fn);
+
+// Node and Bun run timers before they poll sockets; a channel's driver takes a timer's turn after the
+// datagrams ready by then through `defer` (setImmediate). Deno runs its setImmediate, a microtask and a
+// MessageChannel message all before a pending receive resolves, so there a timer itself waits for the
+// next turn of the event loop, which polls sockets first: a timeout of 0, one to two milliseconds later
+// (test/runtime/deno-timer-order.ts).
+const timersWaitForIo = "Deno" in globalThis;
 
 /** The real monotonic clock (`performance.now`) with `setTimeout` timers. */
 export const systemClock: Clock = {
@@ -56,10 +63,14 @@ export const systemClock: Clock = {
       (id as { unref?: () => void }).unref?.();
       return id;
     };
+    let waitedForIo = !timersWaitForIo;
     const fire = () => {
       const left = due - web.performance.now();
       if (left > 0) id = arm(left);
-      else fn();
+      else if (!waitedForIo) {
+        waitedForIo = true;
+        id = arm(0);
+      } else fn();
     };
     let id = arm(delayMs);
     return { cancel: () => web.clearTimeout(id) };

@@ -25,6 +25,8 @@ export interface RepairTraffic {
   readonly losslessDuplicates: number;
   readonly lossyDatagrams: number;
   readonly retransmitted: number;
+  /** Retransmissions that went to the one receiver that asked. */
+  readonly retransmittedToOne: number;
 }
 
 const TOPIC = "repair";
@@ -68,6 +70,7 @@ export async function measureRepairTraffic(seed: number, members: number, loss: 
     losslessDuplicates: lossless.reduce((sum, c) => sum + c.stats.protocol.duplicates, 0) / lossless.length,
     lossyDatagrams: received[1]!,
     retransmitted: channels[0]!.stats.protocol.retransmitted,
+    retransmittedToOne: channels[0]!.stats.protocol.retransmittedToOne,
   };
   for (const channel of channels) await channel.shutDown();
   return result;
@@ -168,13 +171,62 @@ export async function measureSharedLoss(seed: number, members: number, loss: num
   return result;
 }
 
+export interface LossTurningPrivate {
+  /** Retransmissions while the loss was every receiver's own, and of them to the one receiver that asked: first half, then second. */
+  readonly early: { readonly retransmitted: number; readonly toOne: number };
+  readonly late: { readonly retransmitted: number; readonly toOne: number };
+}
+
+/**
+ * The sender's link loses `loss` of what it sends for `messages`, then heals, and every receiver's own
+ * link loses `loss` instead (each loss its own) for `2 × messages`: how soon repairs go to their asker
+ * alone again.
+ */
+export async function measureLossTurningPrivate(seed: number, members: number, loss: number, messages: number): Promise<LossTurningPrivate> {
+  const net = new SimulatedNetwork({ seed, defaultLink: { delayMs: { min: 0.05, max: 0.3 } } });
+  const drops = net.random.fork("sender link");
+  let senderLoss = 0;
+  const channels: Channel[] = [];
+  for (let i = 0; i < members; i++) {
+    const transport =
+      i === 0 ? wrapTransports(net.transportFactory("h0"), () => ({ beforeSend: () => senderLoss === 0 || drops.next() >= senderLoss })) : net.transportFactory(`h${i}`);
+    const channel = new Channel({ transport, clock: net.clock, random: net.random.fork(`m${i}`), incarnation: 1, heartbeatIntervalMs: 100, peerTimeoutMs: 600_000 });
+    await channel.start();
+    channels.push(channel);
+  }
+  net.clock.runUntil(() => channels.every((c) => c.peers.length === members - 1), { maxMs: 10_000 });
+  let delivered = 0;
+  for (const channel of channels.slice(1)) channel.onTopic(TOPIC, () => delivered++);
+  let sent = 0;
+  const sender = () => channels[0]!.stats.protocol;
+  const stream = (count: number): { retransmitted: number; toOne: number } => {
+    const { retransmitted, retransmittedToOne: toOne } = sender();
+    const target = sent + count;
+    const burst = (): void => {
+      for (let k = 0; k < 4 && sent < target; k++) void channels[0]!.broadcast(TOPIC, encodeMessage(0, sent++, 194));
+      if (sent < target) net.clock.setTimer(1, burst);
+    };
+    burst();
+    net.clock.runUntil(() => delivered === sent * (members - 1) && channels[0]!.stats.protocol.unstable === 0, { maxMs: 120_000 });
+    return { retransmitted: sender().retransmitted - retransmitted, toOne: sender().retransmittedToOne - toOne };
+  };
+  senderLoss = loss;
+  stream(messages);
+  senderLoss = 0;
+  for (let i = 1; i < members; i++) net.setLink("h0", `h${i}`, { loss });
+  const result = { early: stream(messages), late: stream(messages) };
+  await flush();
+  for (const channel of channels) await channel.shutDown();
+  return result;
+}
+
 if (process.argv[1]?.endsWith("nack-repair.ts")) {
-  console.log("| members | loss at one receiver | datagrams per lossless receiver | repeats it already had | datagrams at the lossy one | retransmitted |");
-  console.log("| ---: | ---: | ---: | ---: | ---: | ---: |");
+  console.log("| members | loss at one receiver | datagrams per lossless receiver | repeats it already had | datagrams at the lossy one | retransmitted | of them to one receiver |");
+  console.log("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
   for (const members of [9, 16]) {
     for (const loss of [0.05, 0.1, 0.2]) {
       const r = await measureRepairTraffic(1, members, loss);
-      console.log(`| ${members} | ${loss * 100} % | ${r.losslessDatagrams.toFixed(0)} | ${r.losslessDuplicates.toFixed(0)} | ${r.lossyDatagrams} | ${r.retransmitted} |`);
+      console.log(`| ${members} | ${loss * 100} % | ${r.losslessDatagrams.toFixed(0)} | ${r.losslessDuplicates.toFixed(0)} | ${r.lossyDatagrams} | ${r.retransmitted} | ${r.retransmittedToOne} |`);
     }
   }
   console.log("\n| members | loss on the sender's link | receivers | datagrams lost | NACKs per lost datagram | held back per lost datagram | retransmissions per lost datagram | of them to one receiver |");

@@ -502,6 +502,107 @@ describe("NackProtocol joiners, low-water mark, partitions and repairs", () => {
     // The receiver that lost nothing heard the one repair that went to everyone, and no other.
     expect(third.protocol.stats.duplicates).toBe(1);
   });
+
+  it("repairs a NACK that says its asker's losses are shared to everyone at once, once within the holdoff", () => {
+    const net = new Net();
+    const sender = net.add();
+    const [asker, other, third] = [net.add(), net.add(), net.add()];
+    net.meetAll();
+    net.clock.runFor(5);
+    sender.send(10);
+    net.clock.runFor(5);
+    const nack = (from: Node) => sender.protocol.onControl(from.key, from.incarnation, fromBinary(FrameSchema, nackFrame(Stream.MULTICAST, idOf(sender.key), sender.incarnation, [[3, 4]], true)));
+    nack(asker);
+    nack(other);
+    net.clock.runFor(5);
+    const stats = sender.protocol.stats;
+    expect(stats.retransmitted).toBe(2);
+    expect(stats.retransmittedToOne).toBe(0);
+    for (const node of [asker, other, third]) expect(node.protocol.stats.duplicates).toBe(2);
+  });
+
+  /** Sends 10 messages `rounds` times; the first copy of message 3 of each round is lost on the way to `losers`. */
+  function lossRounds(losers: (net: Net, sender: Node) => Node[], rounds: number): { sender: Node; nacks: Array<{ round: number; shared: boolean; to: "group" | "sender" }> } {
+    const net = new Net();
+    const sender = net.add();
+    for (let i = 0; i < 4; i++) net.add();
+    net.meetAll();
+    net.clock.runFor(5);
+    const lose = new Set(losers(net, sender));
+    const dropped = new Set<string>();
+    net.drop = (from, to, frame) => {
+      if (from !== sender || frame.kind.case !== "data" || frame.kind.value.seq % 10n !== 3n || !lose.has(to)) return false;
+      const key = `${frame.kind.value.seq}/${to.key}`;
+      if (dropped.has(key)) return false;
+      dropped.add(key);
+      return true;
+    };
+    // Every NACK reaches the sender; those some receiver sent it alone went to the sender, the rest to the group.
+    const nacks: Array<{ round: number; shared: boolean; to: "group" | "sender" }> = [];
+    for (let round = 0; round < rounds; round++) {
+      const heardBefore = sender.received.length;
+      const sentBefore = net.nodes.map((node) => node.unicast.length);
+      sender.send(10);
+      net.clock.runFor(200);
+      const unicast = new Set(net.nodes.flatMap((node, i) => node.unicast.slice(sentBefore[i]).flatMap(({ to, frame }) => (to === sender.key && frame.kind.case === "nack" ? [frame] : []))));
+      for (const frame of sender.received.slice(heardBefore)) {
+        if (frame.kind.case !== "nack") continue;
+        const to = [...unicast].some((sent) => toBinary(FrameSchema, sent).join() === toBinary(FrameSchema, frame).join()) ? "sender" : "group";
+        nacks.push({ round, shared: frame.kind.value.shared, to });
+      }
+    }
+    for (const node of net.nodes.slice(1)) expect(node.got(sender.key)).toEqual(range(1, 10 * rounds));
+    return { sender, nacks };
+  }
+
+  it("asks for the repair of a loss every receiver shares to go to everyone once its gaps were shared: each loss repaired once, by multicast", () => {
+    const { sender, nacks } = lossRounds((net, sender) => net.nodes.filter((node) => node !== sender), 8);
+    // The stream's first gap: its NACK goes to the group (the others hold theirs back) but asks for the
+    // repair for its asker alone; the others, put off by it, learn that their losses are shared, and the
+    // asker learns it when the repair comes again for the second asker.
+    expect(nacks.filter((n) => n.round === 0).every((n) => n.to === "group" && !n.shared)).toBe(true);
+    // Just past the threshold, a receiver first to ask may count one gap as its own and ask the sender
+    // alone once; the repair coming again sets it right.
+    expect(nacks.filter((n) => n.round >= 3).every((n) => n.to === "group" && n.shared)).toBe(true);
+    const { retransmitted, retransmittedToOne } = sender.protocol.stats;
+    expect(retransmittedToOne).toBeLessThanOrEqual(2);
+    // Each loss once to everyone, and a loss first repaired to one receiver once more.
+    expect(retransmitted).toBe(8 + retransmittedToOne);
+  });
+
+  it("sends a lone lossy receiver's NACKs to the sender alone after its first, never asking for repairs to everyone", () => {
+    const { sender, nacks } = lossRounds((net) => [net.nodes[1]!], 8);
+    expect(nacks.length).toBe(8);
+    expect(nacks.every((n) => !n.shared)).toBe(true);
+    expect(nacks.filter((n) => n.to === "group").length).toBe(1);
+    expect(sender.protocol.stats.retransmittedToOne).toBe(8);
+    expect(sender.protocol.stats.retransmitted).toBe(8);
+  });
+
+  it("learns that a gap repaired to it was shared after all when the repair comes again (a second receiver asked), and that it was its own when not", () => {
+    /** The NACK of the gap at 4 after the one at 2 was repaired (and repaired again, with `again`). */
+    const secondNack = (again: boolean) => {
+      const { net, sender, receiver } = openReceiver();
+      net.add();
+      const nacks = () => sender.received.filter((frame) => frame.kind.case === "nack");
+      receiver.protocol.onData(sender.key, 1, data(3));
+      net.clock.runFor(5);
+      // A new stream's first NACK: to the group, asking for the repair for itself.
+      expect(nacks().map((frame) => frame.kind.case === "nack" && frame.kind.value.shared)).toEqual([false]);
+      expect(receiver.unicast.filter(({ frame }) => frame.kind.case === "nack")).toEqual([]);
+      receiver.protocol.onData(sender.key, 1, data(2));
+      if (again) receiver.protocol.onData(sender.key, 1, data(2));
+      receiver.protocol.onData(sender.key, 1, data(5));
+      net.clock.runFor(5);
+      const nack = nacks()[1]!;
+      return {
+        toSenderAlone: receiver.unicast.some(({ frame }) => frame.kind.case === "nack"),
+        shared: nack.kind.case === "nack" && nack.kind.value.shared,
+      };
+    };
+    expect(secondNack(false)).toEqual({ toSenderAlone: true, shared: false });
+    expect(secondNack(true)).toEqual({ toSenderAlone: false, shared: true });
+  });
 });
 
 describe("NackProtocol: NACKs other receivers hear", () => {

@@ -16,7 +16,6 @@ import {
   type ReliabilityProtocol,
 } from "../protocol.ts";
 import { ackDueNow, clearNack, type EarlyLimits, type IncomingStream, openIncomingStream, SHARED_LOSSES, takeAck } from "./receive-window.ts";
-import { RepairScope } from "./repair-scope.ts";
 import { BUFFER_WINDOWS, EVERYONE, SendWindow } from "./send-window.ts";
 
 /** Tuning of the NACK protocol. Every duration is in milliseconds. */
@@ -42,9 +41,9 @@ export interface NackOptions {
   readonly maxNackSeqs: number;
   /**
    * A message is not retransmitted twice within this time (several receivers NACKing one loss cost one
-   * repair). The first NACK for it is answered to its sender alone (or to everyone, once most of this
-   * sender's losses were shared: see RepairScope); a second receiver asking within this time gets it
-   * sent to everyone.
+   * repair). The first NACK for it is answered to its sender alone (or to everyone, when the NACK went
+   * to the group from a receiver whose losses are mostly shared: `Nack.shared`); a second receiver
+   * asking within this time gets it sent to everyone.
    */
   readonly retransmitHoldoffMs: number;
   /** A receiver acknowledges after this many deliveries, or this many bytes delivered… */
@@ -108,9 +107,10 @@ interface Joiner extends Scheduled {
  * messages; receivers deliver each sender's messages exactly once and in order, and ask the sender for
  * what is missing with NACKs after a random delay; the sender retransmits to the one receiver that
  * asked, or by multicast when a second one asks within the holdoff (so one lossy receiver's repairs
- * reach only it, and a loss every receiver shares is repaired by one multicast). A receiver whose
- * losses are mostly shared sends its NACKs to the whole group, and one that hears another's NACK for
- * what it misses holds its own back (SRM and NORM suppression), so a shared loss costs about one NACK.
+ * reach only it). A receiver whose losses are mostly shared sends its NACKs to the whole group, saying
+ * so (`Nack.shared`): one that hears another's NACK for what it misses holds its own back (SRM and
+ * NORM suppression), and the sender repairs it by multicast at once, so a shared loss costs about one
+ * NACK and one repair.
  * Receivers acknowledge what they delivered, which both trims the sender's retransmit buffer
  * (stability) and opens its window (flow control). A sender that falls silent announces its highest
  * sequence number, so a lost last message is noticed.
@@ -134,7 +134,6 @@ export class NackProtocol implements ReliabilityProtocol, TimedUnit {
   readonly #host: ProtocolHost;
   readonly #options: NackOptions;
   readonly #window: SendWindow;
-  readonly #repairScope: RepairScope;
   readonly #streams = new Map<PeerKey, SenderStream>();
   /** Where the streams of peers given up for dead stood, by the incarnation they had. */
   readonly #resume = new Map<PeerKey, { incarnation: number; next: number }>();
@@ -161,7 +160,6 @@ export class NackProtocol implements ReliabilityProtocol, TimedUnit {
     this.#host = host;
     this.#options = { ...DEFAULT_NACK_OPTIONS, ...options };
     this.#window = new SendWindow(this.#options.windowMessages, this.#options.windowBytes);
-    this.#repairScope = new RepairScope(this.#options.retransmitHoldoffMs);
     this.#localId = idOf(host.localKey);
     this.#localIncarnation = localIncarnation;
     // A sender keeps up to BUFFER_WINDOWS windows beyond what a receiver delivered: a receiver may have
@@ -215,8 +213,14 @@ export class NackProtocol implements ReliabilityProtocol, TimedUnit {
       return;
     }
     const receipt = window.receive(data, stream.deliver);
-    if (receipt === "duplicate") this.#stats.duplicates++;
-    else if (receipt === "full") this.#stats.earlyDropped++;
+    if (receipt === "duplicate") {
+      this.#stats.duplicates++;
+      if (stream.pendingAlone && data.seq >= stream.askedFirst && data.seq <= stream.askedLast) {
+        // Repaired to us, then again: a second receiver asked for it too. The gap was shared after all.
+        stream.pendingAlone = false;
+        learnSharedLoss(stream, 1);
+      }
+    } else if (receipt === "full") this.#stats.earlyDropped++;
     else if (window.opened) this.#afterProgress(stream, now);
   }
 
@@ -413,6 +417,10 @@ export class NackProtocol implements ReliabilityProtocol, TimedUnit {
       if (stream.nackDue !== Number.POSITIVE_INFINITY) this.#gapFilled(stream, now);
       clearNack(stream);
     } else if (stream.nackDue === Number.POSITIVE_INFINITY) {
+      if (stream.pendingAlone) {
+        stream.pendingAlone = false;
+        learnSharedLoss(stream, 0);
+      }
       stream.gapSince = now;
       stream.nackDue = now + this.#nackDelay(stream);
     }
@@ -430,9 +438,14 @@ export class NackProtocol implements ReliabilityProtocol, TimedUnit {
       const missing = window.hasGap ? window.missing(this.#options.maxNackSeqs) : [];
       if (missing.length === 0) clearNack(stream);
       else {
-        const nack = nackFrame(Stream.MULTICAST, stream.originId, window.incarnation, missing);
         // Losses shared: to the whole group, where receivers missing the same messages hear it and hold
-        // their own NACK back (#onOtherNack). Otherwise to the sender alone.
+        // their own NACK back (#onOtherNack), asking the sender to repair to everyone — but a new stream's
+        // first gap (at the threshold: nothing judged yet), whose repair goes to us alone unless another
+        // receiver asks too: a lone lossy receiver's first repair costs the others nothing. Otherwise to
+        // the sender alone.
+        stream.askedFirst = missing[0]![0];
+        stream.askedLast = missing.at(-1)![1];
+        const nack = nackFrame(Stream.MULTICAST, stream.originId, window.incarnation, missing, stream.sharedLosses > SHARED_LOSSES);
         if (stream.sharedLosses >= SHARED_LOSSES) this.#host.multicastFrame(nack);
         else this.#host.unicastFrame(stream.peer, nack);
         this.#stats.nacksSent++;
@@ -468,14 +481,14 @@ export class NackProtocol implements ReliabilityProtocol, TimedUnit {
 
   // A gap closed: learn whether another receiver had it repaired too. Filled before we asked (and too
   // late to be reordering), or after our NACK was put off for another's: shared. Filled after we asked
-  // ourselves: ours alone, as far as we can tell.
+  // ourselves: ours alone, as far as we can tell — unless the repair comes again before the next gap
+  // opens (onData), as it does when a second receiver asks for what was repaired to us alone: a
+  // receiver whose NACKs go to the sender alone, being first to ask for shared losses (its NACK delays
+  // do not spread), would otherwise learn they are its own, and stay so.
   #gapFilled(stream: SenderStream, now: number): void {
-    let shared: 0 | 1;
-    if (stream.nackPutOffs > 0) shared = 1;
-    else if (stream.nackAttempts > 0) shared = 0;
-    else if (now - stream.gapSince >= this.#options.nackDelayMinMs) shared = 1;
-    else return;
-    stream.sharedLosses += (shared - stream.sharedLosses) * SHARED_LOSSES_WEIGHT;
+    if (stream.othersAsked) learnSharedLoss(stream, 1);
+    else if (stream.nackAttempts > 0) stream.pendingAlone = true;
+    else if (now - stream.gapSince >= this.#options.nackDelayMinMs) learnSharedLoss(stream, 1);
   }
 
   /**
@@ -496,6 +509,7 @@ export class NackProtocol implements ReliabilityProtocol, TimedUnit {
     const covered = ours.every(([first, last]) => nack.missing.some((range) => range.first <= BigInt(first) && BigInt(last) <= range.last));
     if (!covered) return;
     stream.nackPutOffs++;
+    stream.othersAsked = true;
     // With a fresh random delay on top: receivers put off by the same NACK must not all come due together.
     stream.nackDue = now + this.#retryDelay(stream.nackAttempts + 1) + this.#nackDelay(stream);
     this.#stats.nacksSuppressed++;
@@ -519,7 +533,7 @@ export class NackProtocol implements ReliabilityProtocol, TimedUnit {
     window.ack(peer, 0, 0, now);
     let belowBuffer = false;
     let budget = this.#options.maxNackSeqs;
-    const scope = this.#repairScope.choose(now);
+    const scope = nack.shared ? "everyone" : "one";
     for (const range of nack.missing) {
       let first = Number(range.first);
       const last = Number(range.last);
@@ -538,9 +552,9 @@ export class NackProtocol implements ReliabilityProtocol, TimedUnit {
     return range.first >= 1n && range.first <= range.last && range.last < BigInt(this.#window.nextSeq);
   }
 
-  // The first receiver asking for `seq` within the holdoff gets it alone — unless this sender's losses
-  // are mostly shared (RepairScope) — and a second one makes it go to everyone (several receivers lost
-  // it); then nobody gets it again within the holdoff.
+  // The first receiver asking for `seq` within the holdoff gets it alone — unless its NACK went to the
+  // group for a loss others share (`Nack.shared`) — and a second one makes it go to everyone (several
+  // receivers lost it); then nobody gets it again within the holdoff.
   #retransmit(peer: PeerKey, seq: number, now: number, scope: "one" | "everyone"): void {
     const window = this.#window;
     const frame = window.frame(seq)!;
@@ -551,13 +565,11 @@ export class NackProtocol implements ReliabilityProtocol, TimedUnit {
       } else {
         window.markResent(seq, now, peer);
         this.#host.unicastFrame(peer, frame);
-        this.#repairScope.sentToOne(seq, now);
         this.#stats.retransmittedToOne++;
       }
     } else {
       const to = window.resentTo(seq);
       if (to === peer || to === EVERYONE) return;
-      this.#repairScope.askedAgain(seq);
       window.markResent(seq, now, EVERYONE);
       this.#host.multicastFrame(frame);
     }
@@ -632,6 +644,11 @@ export class NackProtocol implements ReliabilityProtocol, TimedUnit {
     for (const { peer, silentMs } of expired) this.#host.report({ type: "receiverUnresponsive", peer, silentMs });
     if (expired.length > 0) this.#host.writable();
   }
+}
+
+/** One more gap judged shared (1) or ours alone (0), in the stream's moving average. */
+function learnSharedLoss(stream: SenderStream, shared: 0 | 1): void {
+  stream.sharedLosses += (shared - stream.sharedLosses) * SHARED_LOSSES_WEIGHT;
 }
 
 /** Remembers `point` for `peer`, forgetting the oldest one past {@link MAX_RESUME_POINTS}. */

@@ -21,13 +21,24 @@ export interface IncomingStream extends Scheduled {
   nackAttempts: number;
   /** Times the NACK now due was put off because another receiver asked for the same messages. */
   nackPutOffs: number;
+  /** Another receiver asked for all of the current gap while a NACK of ours was pending (and put it off). */
+  othersAsked: boolean;
+  /** The first and last message our last NACK asked for. */
+  askedFirst: number;
+  askedLast: number;
+  /**
+   * The last gap, filled after our NACK, counts as ours alone once the next gap opens — unless a copy
+   * of a message of it comes first: a second receiver asked for it too.
+   */
+  pendingAlone: boolean;
   /** When the current gap opened. */
   gapSince: number;
   /**
    * How many of this stream's recent gaps other receivers asked to repair too (a moving average, 0–1):
    * a gap filled before we asked, or a NACK of ours put off for another's. NACKs of a stream whose
-   * losses are shared go to the whole group, so that one NACK per loss suffices; those of a receiver
-   * that loses alone go to the sender only, and cost the other receivers nothing.
+   * losses are shared go to the whole group and ask for the repair to go to everyone, so that one NACK
+   * per loss suffices; those of a receiver that loses alone go to the sender only, are repaired to it
+   * alone, and cost the other receivers nothing.
    */
   sharedLosses: number;
   /** False once the stream was dropped: a deadline that comes due for it does nothing. */
@@ -70,6 +81,7 @@ export function clearNack(stream: IncomingStream): void {
   stream.nackDue = Number.POSITIVE_INFINITY;
   stream.nackAttempts = 0;
   stream.nackPutOffs = 0;
+  stream.othersAsked = false;
 }
 
 /** A stream from `peer` (incarnation `incarnation`) whose first expected message is `first` (0: not known yet). */
@@ -93,6 +105,10 @@ export function openIncomingStream(
     nackDue: Number.POSITIVE_INFINITY,
     nackAttempts: 0,
     nackPutOffs: 0,
+    othersAsked: false,
+    askedFirst: 0,
+    askedLast: 0,
+    pendingAlone: false,
     gapSince: 0,
     // At the threshold: shared until its first gap says otherwise (one gap of a lone lossy receiver does).
     sharedLosses: SHARED_LOSSES,
