@@ -8,6 +8,8 @@
  *     own range of keys, 1,024 in flight each), the writers' aggregate;
  *  2. lock + unlock pairs/s: one member (not the coordinator) of two and of three locks and releases one
  *     key, sequentially, uncontended;
+ *     of both sequential measurements, also the CPU time the members' processes spent on one operation,
+ *     in all: on a busy machine the latency is mostly waiting for a core, the CPU time much less so;
  *  3. failover: SIGKILL the coordinator while a member writes (one put at a time); the time from the
  *     kill to the first write acknowledged under the new coordinator, next to the failure detection's
  *     timeouts (the defaults, and fast ones) and to when the survivors installed the view without it;
@@ -65,6 +67,8 @@ type ToChild =
   /** Puts one at a time until "stop"; reports the first one acknowledged under another coordinator. */
   | { readonly type: "stream"; readonly size: number }
   | { readonly type: "stop" }
+  /** The CPU time its process spent so far. */
+  | { readonly type: "cpu" }
   | { readonly type: "exit" };
 
 type FromChild =
@@ -77,6 +81,7 @@ type FromChild =
   | { readonly type: "filled"; readonly entries: number; readonly elapsedMs: number }
   | { readonly type: "failover"; readonly at: number }
   | { readonly type: "streamed"; readonly acked: number; readonly failed: number; readonly firstError?: string }
+  | { readonly type: "cpu"; readonly cpuMs: number }
   | { readonly type: "failed"; readonly error: string };
 
 /** A joiner's memory once ready, MB: as `process.memoryUsage()` tells it, and the peak resident set of its process. */
@@ -216,6 +221,10 @@ async function runMember(): Promise<void> {
     stop: () => {
       streaming = false;
     },
+    cpu: () => {
+      const cpu = process.cpuUsage();
+      send({ type: "cpu", cpuMs: (cpu.user + cpu.system) / 1000 });
+    },
     exit: async () => {
       await channel?.shutDown().catch(() => undefined);
       process.exit(0);
@@ -250,6 +259,26 @@ async function startCluster(weights: readonly number[], timing: Timing, prefix: 
   return { members, network };
 }
 
+/** The CPU time the members' processes spent so far, in all. */
+async function cpuOf(members: readonly Child[]): Promise<number> {
+  for (const m of members) m.post({ type: "cpu" });
+  const reports = await Promise.all(members.map((m) => m.next("cpu", 30_000)));
+  return reports.reduce((sum, r) => sum + r.cpuMs, 0);
+}
+
+/**
+ * A sequential run of `by` (the operation's rate and latency), with the CPU time every member spent
+ * on one operation: steadier than the rate on a busy machine, where waiting for a core is most of
+ * the latency.
+ */
+async function sequentialRun(members: readonly Child[], by: Child, message: ToChild, seconds: number): Promise<Rate & { readonly cpuUsPerOp: number }> {
+  const before = await cpuOf(members);
+  by.post(message);
+  const rate = (await by.next("rate", seconds * 1000 + 60_000)).rate;
+  const cpuMs = (await cpuOf(members)) - before;
+  return { ...rate, cpuUsPerOp: (cpuMs * 1000) / Math.max(1, rate.done) };
+}
+
 type PutsResult = Awaited<ReturnType<typeof measurePuts>>;
 type LocksResult = Awaited<ReturnType<typeof measureLocks>>;
 
@@ -263,7 +292,7 @@ async function measurePuts(count: number, seconds: number, trials: number, size:
   members: number;
   size: number;
   seconds: number;
-  sequential: { trials: Rate[]; medianPerSecond: number; medianP50Ms: number; medianP99Ms: number };
+  sequential: { trials: Array<Rate & { readonly cpuUsPerOp: number }>; medianPerSecond: number; medianP50Ms: number; medianP99Ms: number; medianCpuUsPerOp: number };
   pipelined: Array<{ inFlight: number; trials: Rate[]; medianPerSecond: number }>;
   /** Every member writing at once (its own keys), `inFlight` each: the writers' puts/s summed. */
   writers: { count: number; inFlight: number; trials: Array<{ perSecond: number; writers: Rate[] }>; medianPerSecond: number };
@@ -271,7 +300,7 @@ async function measurePuts(count: number, seconds: number, trials: number, size:
   const { members } = await startCluster(weightsOf(count), {}, "p");
   const writer = members[1]!;
   const writersInFlight = windows.at(-1)!;
-  const sequential: Rate[] = [];
+  const sequential: Array<Rate & { readonly cpuUsPerOp: number }> = [];
   const pipelined = windows.map((inFlight) => ({ inFlight, trials: [] as Rate[] }));
   const writers: Array<{ perSecond: number; writers: Rate[] }> = [];
   const puts = async (by: Child, inFlight: number, prefix = "") => {
@@ -283,7 +312,7 @@ async function measurePuts(count: number, seconds: number, trials: number, size:
     await writer.next("rate", 60_000);
     for (let trial = 0; trial < trials; trial++) {
       process.stderr.write(`puts: trial ${trial + 1}/${trials}\n`);
-      sequential.push(await puts(writer, 1));
+      sequential.push(await sequentialRun(members, writer, { type: "puts", seconds, inFlight: 1, size, prefix: "" }, seconds));
       for (const window of pipelined) window.trials.push(await puts(writer, window.inFlight));
       const rates = await Promise.all(members.map((m, i) => puts(m, writersInFlight, `w${i}-`)));
       writers.push({ perSecond: rates.reduce((sum, r) => sum + r.done, 0) / (Math.max(...rates.map((r) => r.elapsedMs)) / 1000), writers: rates });
@@ -300,6 +329,7 @@ async function measurePuts(count: number, seconds: number, trials: number, size:
       medianPerSecond: median(sequential.map((r) => r.perSecond)),
       medianP50Ms: median(sequential.map((r) => r.latency?.p50Ms ?? 0)),
       medianP99Ms: median(sequential.map((r) => r.latency?.p99Ms ?? 0)),
+      medianCpuUsPerOp: median(sequential.map((r) => r.cpuUsPerOp)),
     },
     pipelined: pipelined.map((w) => ({ ...w, medianPerSecond: median(w.trials.map((r) => r.perSecond)) })),
     writers: { count: members.length, inFlight: writersInFlight, trials: writers, medianPerSecond: median(writers.map((w) => w.perSecond)) },
@@ -307,17 +337,16 @@ async function measurePuts(count: number, seconds: number, trials: number, size:
 }
 
 // 2. Lock + unlock pairs/s, sequential, uncontended, by a member that is not the coordinator.
-async function measureLocks(count: number, seconds: number, trials: number): Promise<{ members: number; trials: Rate[]; medianPerSecond: number; medianP50Ms: number; medianP99Ms: number }> {
+async function measureLocks(count: number, seconds: number, trials: number): Promise<{ members: number; trials: Array<Rate & { readonly cpuUsPerOp: number }>; medianPerSecond: number; medianP50Ms: number; medianP99Ms: number; medianCpuUsPerOp: number }> {
   const { members } = await startCluster(weightsOf(count), {}, "l");
   const locker = members[1]!;
-  const rates: Rate[] = [];
+  const rates: Array<Rate & { readonly cpuUsPerOp: number }> = [];
   try {
     locker.post({ type: "locks", seconds: 1 });
     await locker.next("rate", 60_000);
     for (let trial = 0; trial < trials; trial++) {
       process.stderr.write(`locks: trial ${trial + 1}/${trials}\n`);
-      locker.post({ type: "locks", seconds });
-      rates.push((await locker.next("rate", seconds * 1000 + 60_000)).rate);
+      rates.push(await sequentialRun(members, locker, { type: "locks", seconds }, seconds));
     }
   } finally {
     await exitAll(members);
@@ -328,6 +357,7 @@ async function measureLocks(count: number, seconds: number, trials: number): Pro
     medianPerSecond: median(rates.map((r) => r.perSecond)),
     medianP50Ms: median(rates.map((r) => r.latency?.p50Ms ?? 0)),
     medianP99Ms: median(rates.map((r) => r.latency?.p99Ms ?? 0)),
+    medianCpuUsPerOp: median(rates.map((r) => r.cpuUsPerOp)),
   };
 }
 
@@ -519,13 +549,14 @@ async function main(): Promise<void> {
 
   const ms = (x: number) => `${x < 10 ? x.toFixed(2) : Math.round(x).toLocaleString("en-US")} ms`;
   const rate = thousands;
+  const us = (x: number) => `${Math.round(x).toLocaleString("en-US")} µs`;
   const each = (values: readonly number[], format: (x: number) => string) => values.map(format).join(", ");
   console.log(`\nCluster channels, members as separate Node processes on loopback multicast (${cpus().length} cores, Node ${process.version}, load average ${load.toFixed(2)} at start; medians of ${trials} trials)\n`);
   console.log("| measurement | result | reference |");
   console.log("| --- | ---: | --- |");
   for (const p of puts) {
     const seq = p.sequential;
-    console.log(`| acknowledged puts, 1 writer of ${p.members} members, ${p.size} B, one at a time | ${rate(seq.medianPerSecond)} puts/s (${each(seq.trials.map((r) => r.perSecond), rate)}); p50 ${ms(seq.medianP50Ms)}, p99 ${ms(seq.medianP99Ms)} | JGroups 2.12 replicated map: ${rate(JGROUPS.putsPerSecond)} puts/s (× ${(seq.medianPerSecond / JGROUPS.putsPerSecond).toFixed(2)}) |`);
+    console.log(`| acknowledged puts, 1 writer of ${p.members} members, ${p.size} B, one at a time | ${rate(seq.medianPerSecond)} puts/s (${each(seq.trials.map((r) => r.perSecond), rate)}); p50 ${ms(seq.medianP50Ms)}, p99 ${ms(seq.medianP99Ms)}; CPU ${us(seq.medianCpuUsPerOp)} per put (all members) | JGroups 2.12 replicated map: ${rate(JGROUPS.putsPerSecond)} puts/s (× ${(seq.medianPerSecond / JGROUPS.putsPerSecond).toFixed(2)}) |`);
     for (const pip of p.pipelined) {
       console.log(`| acknowledged puts, 1 writer of ${p.members} members, ${p.size} B, ${pip.inFlight} in flight | ${rate(pip.medianPerSecond)} puts/s (${each(pip.trials.map((r) => r.perSecond), rate)}) | JGroups 2.12 replicated map: ${rate(JGROUPS.putsPerSecond)} puts/s (× ${(pip.medianPerSecond / JGROUPS.putsPerSecond).toFixed(2)}) |`);
     }
@@ -533,7 +564,7 @@ async function main(): Promise<void> {
     console.log(`| acknowledged puts, all ${w.count} members writing at once (own keys), ${p.size} B, ${w.inFlight} in flight each | ${rate(w.medianPerSecond)} puts/s in all (${each(w.trials.map((t) => t.perSecond), rate)}) | 1 writer, ${w.inFlight} in flight: ${rate(p.pipelined.at(-1)!.medianPerSecond)} puts/s |`);
   }
   for (const l of locks) {
-    console.log(`| lock + unlock pairs, one at a time, uncontended, ${l.members} members | ${rate(l.medianPerSecond)} pairs/s (${each(l.trials.map((r) => r.perSecond), rate)}); p50 ${ms(l.medianP50Ms)}, p99 ${ms(l.medianP99Ms)} per pair | JGroups 2.12 locks: ${rate(JGROUPS.lockPairsPerSecond)} pairs/s (× ${(l.medianPerSecond / JGROUPS.lockPairsPerSecond).toFixed(2)}) |`);
+    console.log(`| lock + unlock pairs, one at a time, uncontended, ${l.members} members | ${rate(l.medianPerSecond)} pairs/s (${each(l.trials.map((r) => r.perSecond), rate)}); p50 ${ms(l.medianP50Ms)}, p99 ${ms(l.medianP99Ms)} per pair; CPU ${us(l.medianCpuUsPerOp)} per pair (all members) | JGroups 2.12 locks: ${rate(JGROUPS.lockPairsPerSecond)} pairs/s (× ${(l.medianPerSecond / JGROUPS.lockPairsPerSecond).toFixed(2)}) |`);
   }
   for (const f of [failoverFast, failoverDefault]) {
     if (f === undefined) continue;

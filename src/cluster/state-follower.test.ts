@@ -131,6 +131,16 @@ describe("ReplicaFollower", () => {
     expect(bed.own).toEqual([2]);
   });
 
+  it("sends a notice before the coordinator's acknowledgement (its requester waits for it)", () => {
+    const bed = new Bed();
+    bed.join();
+    bed.follower.flush();
+    bed.acks.length = 0;
+    bed.follower.onUpdate(M.id, update(1, R), 0, 0);
+    bed.follower.flush();
+    expect(bed.acks.map(([peer, ack]) => [peer, ack.position.index])).toEqual([[R.id, 1], [M.id, 1]]);
+  });
+
   it("installs a snapshot once it holds every chunk, showing the differences as a resync", () => {
     const bed = new Bed();
     bed.follower.onPrepare(M.id, 5, VIEW.id);

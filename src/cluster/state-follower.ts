@@ -286,19 +286,22 @@ export class ReplicaFollower {
   /** What this turn owes: the acknowledgement to the coordinator, notices to requesters, snapshot acknowledgements. */
   flush(): void {
     const view = this.#view;
-    if (this.#ackDue && view !== undefined && view.coordinator.id !== this.#host.local.id && this.#pullSource === undefined) {
-      this.#host.sendAck(view.coordinator.id, this.#ack(undefined));
-    }
+    const ackDue = this.#ackDue && view !== undefined && view.coordinator.id !== this.#host.local.id && this.#pullSource === undefined;
     this.#ackDue = false;
     if (this.#chunkAckDue && this.#staging !== undefined) {
       this.#host.sendAck(this.#staging.from, { ...this.#ack(undefined), snapshotTransfer: this.#staging.transfer, snapshotChunks: this.#staging.held });
     }
     this.#chunkAckDue = false;
+    // Notices first: their requesters wait for them, while the coordinator's acknowledgement only moves
+    // its commit point. (Not one multicast for both: every member that hears an acknowledgement takes it
+    // as addressed to it, and one coordinating another term would take our echo of this coordinator's
+    // lease probe for an echo of its own.)
     if (this.#notices.size > 0) {
       const ack = this.#ack(undefined);
       for (const [peer, position] of this.#notices) this.#host.sendAck(peer, { ...ack, position });
       this.#notices.clear();
     }
+    if (ackDue) this.#host.sendAck(view!.coordinator.id, this.#ack(undefined));
   }
 
   /**

@@ -1,11 +1,12 @@
 /**
  * The long sweep: thousands of seeded simulations (the test suite runs a few hundred).
  *
- *   npm run sweep -- [--scenario multicast|cluster|cluster-quorum-change|cluster-restarts|cluster-drop-together|cluster-deposed|jms|nack-<kind>|totem-partition|totem-flood|large-<kind>-<protocol>] [--from 1] [--count 5000]
+ *   npm run sweep -- [--scenario multicast|cluster|cluster-pipeline|cluster-quorum-change|cluster-restarts|cluster-drop-together|cluster-deposed|jms|nack-<kind>|totem-partition|totem-flood|large-<kind>-<protocol>] [--from 1] [--count 5000]
  *
  * Stops at the first failing seed and prints how to replay it.
  */
 import { parseArgs } from "node:util";
+import { runPipelineScenario } from "./cluster-pipeline-scenario.ts";
 import { runClusterScenario } from "./cluster-scenario.ts";
 import { type LargeKind, type LargeProtocol, runLargeScenario } from "./large-scenario.ts";
 import { runJmsScenario } from "./jms-scenario.ts";
@@ -25,6 +26,7 @@ interface Scenario {
 const scenarios: Record<string, Scenario> = {
   multicast: { run: async (seed) => (await runMulticastScenario(seed)).messages, unit: "messages", file: "test/sim/multicast.test.ts" },
   cluster: { run: async (seed) => (await runClusterScenario(seed)).acknowledged, unit: "acknowledged writes", file: "test/sim/cluster.test.ts" },
+  "cluster-pipeline": { run: async (seed) => (await runPipelineScenario(seed)).acknowledged, unit: "acknowledged writes", file: "test/sim/cluster-pipeline.test.ts" },
   "totem-partition": { run: async (seed) => (await runTotemPartitionScenario(seed)).messages, unit: "messages", file: "test/sim/totem-adv.test.ts" },
   "totem-flood": { run: async (seed) => (await runTotemFloodScenario(seed)).messages, unit: "messages", file: "test/sim/totem-flood.test.ts" },
   ...largeScenarios(),
