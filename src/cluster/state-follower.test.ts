@@ -136,7 +136,7 @@ describe("ReplicaFollower", () => {
     bed.join();
     bed.follower.flush();
     bed.acks.length = 0;
-    bed.follower.onUpdate(M.id, update(1, R), 0, 0);
+    bed.follower.onUpdate(M.id, update(1, R), 0, false, 0);
     bed.follower.flush();
     expect(bed.acks.map(([peer, ack]) => [peer, ack.position.index])).toEqual([[R.id, 1], [M.id, 1]]);
   });
