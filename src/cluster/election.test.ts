@@ -159,8 +159,43 @@ describe("TermElection", () => {
     election.answer(A.id, 1, ack(t3, { epoch: 4, coordinator: A.id }, 5), A.id);
     election.answer(B.id, 1, ack(t3, { epoch: 4, coordinator: A.id }, 9), A.id);
     expect(election.decide(A.id, { quorum: false, minimumMembers: 1 })).toEqual({ kind: "pull", from: B.id });
-    election.updateOwn(A.id, { epoch: 3, coordinator: A.id, index: 9 }, 1);
+    election.pulled(A.id, B.id, { epoch: 3, coordinator: A.id, index: 9 }, 1);
     expect(election.decide(A.id, { quorum: false, minimumMembers: 1 })).toMatchObject({ kind: "start" });
+  });
+
+  it("takes a pulled member for where its pull found it, not for what it reported: it never pulls from it again", () => {
+    // B reported the position of the later term 15 (C's), then applied updates of A's older line that
+    // A's earlier term sync had sent it: it is at 4/414 of A when pulled. Compared with its report
+    // again, it would stay "further along", and A would pull from it for ever.
+    const t15 = term(15, C, [B, C, D]);
+    const t6 = term(6, A, [A, B, C]);
+    const promise = { epoch: 16, coordinator: A.id };
+    const free = { quorum: false, minimumMembers: 1 };
+    const election = new TermElection([A, B], 16);
+    election.answer(A.id, 1, ack(t6, promise, 414), A.id);
+    election.answer(B.id, 1, ack(t15, promise, 408), A.id);
+    expect(election.decide(A.id, free)).toEqual({ kind: "pull", from: B.id });
+    const found = { epoch: 4, coordinator: A.id, index: 414 };
+    election.pulled(A.id, B.id, found, 1);
+    expect(election.decide(A.id, free)).toMatchObject({ kind: "start" });
+    expect(election.positions()).toEqual(new Map([[A.id, found], [B.id, found]]));
+  });
+
+  it("pulls from the next member further along once a pull found its source behind its report", () => {
+    const t15 = term(15, C, [B, C, D]);
+    const t6 = term(6, A, [A, B, C]);
+    const promise = { epoch: 16, coordinator: A.id };
+    const free = { quorum: false, minimumMembers: 1 };
+    const election = new TermElection([A, B, C], 16);
+    election.answer(A.id, 1, ack(t6, promise, 414), A.id);
+    election.answer(B.id, 1, ack(t15, promise, 408), A.id);
+    election.answer(C.id, 1, ack(t15, promise, 408), A.id);
+    expect(election.decide(A.id, free)).toEqual({ kind: "pull", from: B.id });
+    // B had gone back onto A's older line; C still stands where it reported.
+    election.pulled(A.id, B.id, { epoch: 4, coordinator: A.id, index: 414 }, 1);
+    expect(election.decide(A.id, free)).toEqual({ kind: "pull", from: C.id });
+    election.pulled(A.id, C.id, { epoch: 15, coordinator: C.id, index: 408 }, 1);
+    expect(election.decide(A.id, free)).toMatchObject({ kind: "start" });
   });
 
   it("refuses below minimumMembers, and without a quorum", () => {

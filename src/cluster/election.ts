@@ -136,10 +136,17 @@ export class TermElection {
     return new Map([...this.#reports].map(([peer, report]) => [peer, report.position]));
   }
 
-  /** Our own position moved (a pull brought it to the best): decide again with it. */
-  updateOwn(local: PeerKey, position: Position, tokenCeiling: number): void {
+  /**
+   * A pull from `source` brought our replica to `position`, where `source` stood when it answered (its
+   * SyncComplete names it): decide again with both there. It may be short of what `source` reported —
+   * it took updates of another line since, from a coordinator it followed — and compared with its
+   * report again, `source` would stay further along and be pulled from without end.
+   */
+  pulled(local: PeerKey, source: PeerKey, position: Position, tokenCeiling: number): void {
     const own = this.#reports.get(local);
     if (own !== undefined) this.#reports.set(local, { ...own, position, tokenCeiling: Math.max(own.tokenCeiling, tokenCeiling) });
+    const pulled = this.#reports.get(source);
+    if (pulled !== undefined) this.#reports.set(source, { ...pulled, position });
   }
 
   /** The `prior` of the term this election starts (once every member promised). */

@@ -416,10 +416,11 @@ export class StateEngine implements TimedUnit {
 
   #pulled(now: number): void {
     if (this.#role !== "pulling") return;
+    const source = this.#pullTarget!;
     this.#role = "electing";
     this.#pullTarget = undefined;
     this.#retryAt = Number.POSITIVE_INFINITY;
-    this.#election!.updateOwn(this.#host.local.id, this.replica.position, this.replica.tokenCeiling);
+    this.#election!.pulled(this.#host.local.id, source, this.replica.position, this.replica.tokenCeiling);
     this.#decide(now);
   }
 
