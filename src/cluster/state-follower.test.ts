@@ -109,6 +109,7 @@ describe("ReplicaFollower", () => {
     bed.follower.onUpdate(M.id, { ...update(1, R, 4) }, 0, true, 0);
     bed.follower.onAnnounce(M.id, { epoch: 5, coordinator: R.id, index: 1, leaseProbe: 0 }, true);
     expect(bed.memory.begun).toBe(false);
+    bed.follower.onUpdate(M.id, update(1), 0, false, 0);
     bed.follower.onUpdate(M.id, update(2), 0, false, 0);
     expect(bed.memory.begun).toBe(false);
     bed.follower.onAnnounce(M.id, { epoch: 5, coordinator: M.id, index: 2, leaseProbe: 0 }, true);
@@ -215,6 +216,28 @@ describe("ReplicaFollower", () => {
     bed.follower.onSync(M.id, { epoch: 7, coordinator: M.id, index: 3, members: VIEW.members, tokenCeiling: 100, snapshotTransfer: 1, snapshotChunks: 1, entryCount: 0, prior: [] }, 0);
     bed.follower.onUpdate(M.id, update(4, R, 7), 10, false, 0);
     expect(bed.replica.position).toEqual({ epoch: 7, coordinator: M.id, index: 4 });
+  });
+
+  it("takes no update of an epoch below its position's: a sync suffix sent from a position it reported before it accepted a later term does not follow on from it", () => {
+    const bed = new Bed();
+    bed.join();
+    bed.follower.onUpdate(M.id, update(1), 3, false, 0);
+    // R's view: it promises R's term 7 and accepts it where it stands, then takes an update R ordered in it.
+    const viewOfR = { id: { installer: R.id, counter: 5 }, members: VIEW.members, coordinator: R };
+    bed.follower.onView(viewOfR);
+    bed.follower.onPrepare(R.id, 7, viewOfR.id);
+    bed.follower.onSync(R.id, { epoch: 7, coordinator: R.id, index: 1, members: VIEW.members, tokenCeiling: 100, snapshotTransfer: 0, snapshotChunks: 0, entryCount: 0, prior: [] }, 0);
+    bed.follower.onUpdate(R.id, { ...update(2, ME, 7), coordinator: R.id }, 0, false, 0);
+    expect(bed.replica.position).toEqual({ epoch: 7, coordinator: R.id, index: 2 });
+    // Back in M's view, M's suffix of its line 5 from index 1 (where it stood when it promised M), delayed:
+    // index 3 of M's line is not the update after index 2 of R's.
+    bed.follower.onView({ ...VIEW, id: { installer: M.id, counter: 6 } });
+    const refused = bed.follower.stats.staleRefused;
+    bed.follower.onUpdate(M.id, update(2), 0, false, 0);
+    bed.follower.onUpdate(M.id, update(3), 0, false, 0);
+    expect(bed.replica.position).toEqual({ epoch: 7, coordinator: R.id, index: 2 });
+    expect(bed.replica.entries.has("k3")).toBe(false);
+    expect(bed.follower.stats.staleRefused).toBe(refused + 2);
   });
 
   it("once it promised a next term, takes no more of the last term's multicast, and drops what it kept past a gap: the next term's sync brings what follows its position", () => {

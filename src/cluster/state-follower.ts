@@ -314,11 +314,16 @@ export class ReplicaFollower {
    * other than ours — a deposed coordinator's that we hold, or the coordinator's own from before it took
    * a replica further along — and is refused: the next term's sync, from the position we report, brings
    * what we lack.
+   *
+   * Nor does one of an epoch below our position's follow on from it: along a coordinator's log epochs
+   * never fall, and a log that passes through our position goes on from its epoch. Such an update was
+   * sent from a position we reported before we accepted a later term (a sync suffix delayed, or of a
+   * term we then refused), and taken, it would graft the coordinator's older line onto that term's.
    */
   #acceptable(update: Update, probing: boolean): boolean {
     const { accepted, promised } = this.#host.memory;
     const ourTerm = update.epoch === accepted.epoch && update.coordinator === accepted.coordinator;
-    if (probing && (!ourTerm || promised.epoch > accepted.epoch)) {
+    if (update.epoch < this.#host.replica.position.epoch || (probing && (!ourTerm || promised.epoch > accepted.epoch))) {
       this.stats.staleRefused++;
       return false;
     }
