@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { isBlazeError } from "../../src/errors.ts";
 import { BlazeMessage } from "../../src/message/blaze-message.ts";
 import {
@@ -400,6 +400,53 @@ describe("JMS queues", () => {
     await bed.settle(context.acknowledge());
     await bed.until(() => a.queueDepth("batched") === 0 && b.queueDepth("batched") === 0 && entries().length === 0);
     expect(b.stats.queue.acknowledged).toBe(200);
+  });
+
+  it("lets a dispatcher's write apply only when made knowing the one before, so two members that both think they coordinate give each message once", async () => {
+    bed = new MessagingBed();
+    const a = await bed.add();
+    // b believes it coordinates too (as a deposed coordinator does until it learns otherwise): both dispatch.
+    const b = await bed.add({ prepare: (channel) => vi.spyOn(channel, "isMaster").mockReturnValue(true) });
+    const c = await bed.add();
+    await bed.run(500);
+    // Each member's dispatch writes, and how they ended.
+    const dispatches = new Map<string, { applied: number; refused: number }>();
+    for (const member of [a, b]) {
+      const map = member.channel.map;
+      const putAll = map.putAll.bind(map);
+      const tally = { applied: 0, refused: 0 };
+      dispatches.set(member.channel.id, tally);
+      vi.spyOn(map, "putAll").mockImplementation((entries, options) => {
+        const write = putAll(entries, options);
+        const keys = Symbol.iterator in entries ? [...entries].map(([key]) => key) : Object.keys(entries);
+        if (keys.includes("$jms/dispatch")) write.then(() => tally.applied++, () => tally.refused++);
+        return write;
+      });
+    }
+    const queue = a.createContext().queue("contended");
+    const got = new Map<string, number>();
+    for (const factory of [b, c]) {
+      factory
+        .createContext()
+        .createConsumer(queue, { prefetch: 4 })
+        .setMessageListener((message) => {
+          const text = (message as TextMessage).text!;
+          got.set(text, (got.get(text) ?? 0) + 1);
+        });
+    }
+    const producer = a.createContext().createProducer();
+    for (let round = 0; round < 10; round++) {
+      await bed.settle(Promise.all(Array.from({ length: 12 }, (_, i) => producer.send(queue, `job-${round * 12 + i}`))));
+      await bed.run(20);
+    }
+    await bed.until(() => got.size === 120 && a.queueDepth("contended") === 0, 20_000);
+    await bed.run(500);
+    // Both dispatched, some of their writes were refused, and yet no message went out twice.
+    const tallies = [...dispatches.values()];
+    expect(tallies.every(({ applied, refused }) => applied + refused > 0)).toBe(true);
+    expect(tallies.reduce((sum, { refused }) => sum + refused, 0)).toBeGreaterThan(0);
+    expect([...got.values()].every((count) => count === 1)).toBe(true);
+    expect(got.size).toBe(120);
   });
 
   it("redelivers every message of a batch whose consumer crashed holding it, each once, to another consumer", async () => {

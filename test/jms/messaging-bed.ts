@@ -22,7 +22,14 @@ export class MessagingBed {
   }
 
   /** A new member, joined, with its factory. */
-  async add(options: { channel?: Partial<ClusterChannelOptions>; factory?: Omit<ConnectionFactoryOptions, "channel" | "clock"> } = {}): Promise<ConnectionFactory> {
+  async add(
+    options: {
+      channel?: Partial<ClusterChannelOptions>;
+      factory?: Omit<ConnectionFactoryOptions, "channel" | "clock">;
+      /** Runs on the joined channel before its factory is made (a test's stubs). */
+      prepare?: (channel: ClusterChannel) => void;
+    } = {},
+  ): Promise<ConnectionFactory> {
     const index = this.#count++;
     const host = `h${index}`;
     const channel = new ClusterChannel({
@@ -37,6 +44,7 @@ export class MessagingBed {
     });
     await channel.init();
     await this.settle(channel.join());
+    options.prepare?.(channel);
     const factory = await createConnectionFactory({ ...options.factory, channel, clock: this.net.clock });
     this.members.push({ host, channel, factory });
     return factory;
