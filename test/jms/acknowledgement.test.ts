@@ -140,10 +140,7 @@ describe("consumers that close during traffic", () => {
 describe("topics", () => {
   it("splits a shared subscription's messages between its consumers on different members, each message once", async () => {
     bed = new MessagingBed();
-    const a = await bed.add();
-    const b = await bed.add();
-    const c = await bed.add();
-    await bed.run(500);
+    const [a, b, c] = await bed.addMembers(3);
     const counts = [0, 0];
     const seen = new Set<string>();
     [b, c].forEach((factory, i) => {
@@ -208,9 +205,7 @@ describe("topics", () => {
 
   it("delivers a temporary topic only to its own context, and refuses its use after the context closed", async () => {
     bed = new MessagingBed();
-    const a = await bed.add();
-    const b = await bed.add();
-    await bed.run(500);
+    const [a, b] = await bed.addMembers(2);
     const owner = a.createContext();
     const temporary = owner.createTemporaryTopic();
     const consumer = owner.createConsumer(temporary);
@@ -235,9 +230,7 @@ describe("limits and hostile input", () => {
 
   it("drops and counts payloads on the messaging topic and inbox that do not decode, and delivers what follows", async () => {
     bed = new MessagingBed();
-    const a = await bed.add();
-    const b = await bed.add();
-    await bed.run(500);
+    const [a, b] = await bed.addMembers(2);
     const context = b.createContext();
     const consumer = context.createConsumer(context.topic("news"));
     const temporary = context.createTemporaryQueue();
@@ -262,9 +255,7 @@ describe("limits and hostile input", () => {
 describe("queue entries written by a faulty member", () => {
   it("counts entries under the messaging keys that do not decode, and goes on dispatching the others", async () => {
     bed = new MessagingBed();
-    const a = await bed.add();
-    const b = await bed.add();
-    await bed.run(500);
+    const [a, b] = await bed.addMembers(2);
     const garbage = new Uint8Array([0xff, 0xff]);
     await bed.settle(a.channel.map.put("$jms/a/work/ID:nothing:1:1", garbage));
     await bed.settle(a.channel.map.put("$jms/c/not-a-consumer", garbage));

@@ -22,9 +22,7 @@ afterEach(async () => {
 describe("JMS topics", () => {
   it("delivers to every subscriber, with wildcards, selectors, headers, properties and every body type", async () => {
     bed = new MessagingBed();
-    const a = await bed.add();
-    const b = await bed.add();
-    await bed.run(500);
+    const [a, b] = await bed.addMembers(2);
     const publisher = a.createContext();
     const subscriber = b.createContext();
     const all = subscriber.createConsumer(subscriber.topic("prices.>"));
@@ -75,9 +73,7 @@ describe("JMS topics", () => {
 
   it("delivers higher priorities first, out of band for 7–9, and never an expired message", async () => {
     bed = new MessagingBed();
-    const a = await bed.add();
-    const b = await bed.add();
-    await bed.run(500);
+    const [a, b] = await bed.addMembers(2);
     const subscriber = b.createContext({ autoStart: false });
     const consumer = subscriber.createConsumer(subscriber.topic("alerts"));
     await bed.run(50);
@@ -122,9 +118,7 @@ describe("JMS topics", () => {
 
   it("routes each message to the consumers its topic has when it arrives, as they come and go, past many topic names", async () => {
     bed = new MessagingBed();
-    const a = await bed.add();
-    const b = await bed.add();
-    await bed.run(500);
+    const [a, b] = await bed.addMembers(2);
     const publisher = a.createContext();
     const producer = publisher.createProducer();
     const subscriber = b.createContext();
@@ -189,9 +183,7 @@ describe("JMS topics", () => {
 
   it("runs a context's listeners one at a time, waiting for those that return a promise, and redelivers when one rejects", async () => {
     bed = new MessagingBed();
-    const a = await bed.add();
-    const b = await bed.add();
-    await bed.run(500);
+    const [a, b] = await bed.addMembers(2);
     const subscriber = b.createContext();
     const errors: string[] = [];
     subscriber.on("error", ({ error }) => errors.push(error.code));
@@ -250,10 +242,7 @@ describe("JMS producers", () => {
 describe("JMS queues", () => {
   it("gives each message to exactly one consumer, within prefetch, in priority order", async () => {
     bed = new MessagingBed();
-    const a = await bed.add();
-    const b = await bed.add();
-    const c = await bed.add();
-    await bed.run(500);
+    const [a, b, c] = await bed.addMembers(3);
     const producerContext = a.createContext();
     const queue = producerContext.queue("orders");
     const producer = producerContext.createProducer();
@@ -281,9 +270,7 @@ describe("JMS queues", () => {
 
   it("takes more sends, assignments and acknowledgements at once than one write of the replicated map holds", async () => {
     bed = new MessagingBed();
-    const a = await bed.add();
-    const b = await bed.add();
-    await bed.run(500);
+    const [a, b] = await bed.addMembers(2);
     const context = a.createContext();
     const queue = context.queue("bulk");
     const producer = context.createProducer();
@@ -307,10 +294,7 @@ describe("JMS queues", () => {
 
   it("keeps a message its producer sent when the producer crashes, and redelivers one whose consumer crashed", async () => {
     bed = new MessagingBed();
-    const a = await bed.add();
-    const b = await bed.add();
-    const c = await bed.add();
-    await bed.run(500);
+    const [a, b, c] = await bed.addMembers(3);
     const queue = a.createContext().queue("jobs");
     await bed.settle(a.createContext().createProducer().send(queue, "job-1"));
     bed.crash(0);
@@ -380,9 +364,7 @@ describe("JMS queues", () => {
   });
   it("names a consumer's messages in one assignment entry per dispatch round, and leaves no entry once they are acknowledged", async () => {
     bed = new MessagingBed();
-    const a = await bed.add();
-    const b = await bed.add();
-    await bed.run(500);
+    const [a, b] = await bed.addMembers(2);
     const queue = a.createContext().queue("batched");
     const producer = a.createContext().createProducer();
     await bed.settle(Promise.all(Array.from({ length: 200 }, (_, i) => producer.send(queue, `m-${i}`))));
@@ -451,10 +433,7 @@ describe("JMS queues", () => {
 
   it("redelivers every message of a batch whose consumer crashed holding it, each once, to another consumer", async () => {
     bed = new MessagingBed();
-    const a = await bed.add();
-    const b = await bed.add();
-    const c = await bed.add();
-    await bed.run(500);
+    const [a, b, c] = await bed.addMembers(3);
     const queue = a.createContext().queue("jobs");
     const producer = a.createContext().createProducer();
     await bed.settle(Promise.all(Array.from({ length: 60 }, (_, i) => producer.send(queue, `job-${i}`))));
@@ -484,10 +463,7 @@ describe("JMS queues", () => {
 
   it("rolls back a transaction whose messages went to another consumer when its own registration went, and the other processes each once", async () => {
     bed = new MessagingBed();
-    const a = await bed.add();
-    const b = await bed.add();
-    const c = await bed.add();
-    await bed.run(500);
+    const [a, b, c] = await bed.addMembers(3);
     const queue = a.createContext().queue("work");
     const producer = a.createContext().createProducer();
     await bed.settle(Promise.all(Array.from({ length: 10 }, (_, i) => producer.send(queue, `w-${i}`))));
@@ -517,9 +493,7 @@ describe("JMS queues", () => {
 describe("JMS transactions", () => {
   it("holds sends until commit and delivers them together; rollback drops them and redelivers what was consumed", async () => {
     bed = new MessagingBed();
-    const a = await bed.add();
-    const b = await bed.add();
-    await bed.run(500);
+    const [a, b] = await bed.addMembers(2);
     const tx = a.createContext({ sessionMode: "SESSION_TRANSACTED" });
     const watcher = b.createContext();
     const topicConsumer = watcher.createConsumer(watcher.topic("audit"));
@@ -561,9 +535,7 @@ describe("JMS transactions", () => {
 describe("JMS request/reply", () => {
   it("answers through a temporary queue, matched by correlation id; times out with TIMEOUT", async () => {
     bed = new MessagingBed();
-    const a = await bed.add();
-    const b = await bed.add();
-    await bed.run(500);
+    const [a, b] = await bed.addMembers(2);
     const server = b.createContext();
     const replies = server.createProducer();
     server.createConsumer(server.queue("rpc")).setMessageListener(async (request) => {

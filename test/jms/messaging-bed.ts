@@ -50,6 +50,16 @@ export class MessagingBed {
     return factory;
   }
 
+  /** `count` new members with default options, one after the other, and then half a virtual second for their views to settle. */
+  async addMembers(count: 2): Promise<[ConnectionFactory, ConnectionFactory]>;
+  async addMembers(count: 3): Promise<[ConnectionFactory, ConnectionFactory, ConnectionFactory]>;
+  async addMembers(count: number): Promise<ConnectionFactory[]> {
+    const factories: ConnectionFactory[] = [];
+    for (let i = 0; i < count; i++) factories.push(await this.add());
+    await this.run(500);
+    return factories;
+  }
+
   /** Runs virtual time until the promise settles (or `maxMs` passes: then throws). */
   async settle<T>(promise: Promise<T>, maxMs = 30_000): Promise<T> {
     return settleInVirtualTime(this.net.clock, promise, maxMs);
