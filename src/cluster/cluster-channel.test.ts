@@ -89,6 +89,27 @@ describe("ClusterChannel", () => {
     expect(c.map.get("m")).toBeInstanceOf(BlazeMessage);
   });
 
+  it("a master of two sends its updates point to point (no copy comes back to it); of three, it multicasts them", async () => {
+    for (const size of [2, 3]) {
+      bed = new Bed();
+      const members = [await bed.spawn({ weight: 10 })];
+      for (let i = 1; i < size; i++) members.push(await bed.spawn());
+      await bed.settle(Promise.all(members.map((x) => x.join())));
+      const [master, writer] = [members[0]!, members[1]!];
+      expect(master.isMaster()).toBe(true);
+      const own = master.stats.network.ownDatagrams;
+      const sent = master.stats.network.datagramsSent;
+      for (let n = 0; n < 20; n++) await bed.settle(writer.map.put(`k${n}`, text(`v${n}`)));
+      for (const x of members) expect(str(x.map.get("k19"))).toBe("v19");
+      // Heartbeats are multicast too, a few within the puts at most.
+      if (size === 2) {
+        expect(master.stats.network.ownDatagrams - own).toBeLessThan(5);
+        expect(master.stats.network.datagramsSent - sent).toBeLessThan(25);
+      } else expect(master.stats.network.ownDatagrams - own).toBeGreaterThanOrEqual(20);
+      for (const c of bed.channels) await c.stop();
+    }
+  });
+
   it("locks: holder writes, others are refused, waiters queue, failover keeps them", async () => {
     bed = new Bed(2);
     const [a, b, c] = [await bed.spawn(), await bed.spawn(), await bed.spawn()];
