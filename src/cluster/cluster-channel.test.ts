@@ -506,6 +506,18 @@ describe("ClusterChannel", () => {
     await expect(bed.settle(holder.map.lock("r", { autoRenew: true }))).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
   });
 
+  it("a lock lost before anyone looked at its lost signal: the signal, read afterwards, is aborted with the reason", async () => {
+    const [a, b] = await cluster(2, 34, { state: { requestTimeoutMs: 400 } });
+    const holder = a.isMaster() ? b : a;
+    const lock = await bed.settle(holder.map.lock("r", { leaseMs: 300, autoRenew: true }));
+    bed.net.partition([`h${bed.channels.indexOf(a)}`], [`h${bed.channels.indexOf(b)}`]);
+    await bed.run(600);
+    expect(lock.valid).toBe(false);
+    expect(lock.lost.aborted).toBe(true);
+    expect(isBlazeError(lock.lost.reason, "STALE_TOKEN")).toBe(true);
+    expect((lock.lost.reason as Error).message).toContain("its lease ran out before it was renewed");
+  });
+
   it("a release that fails during a failover leaves the handle held, and succeeds when tried again", async () => {
     const [a, b, c] = await cluster(3, 33, { state: { requestTimeoutMs: 300 } });
     const master = [a, b, c].find((x) => x.isMaster())!;
