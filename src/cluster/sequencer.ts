@@ -131,7 +131,7 @@ type Refusal = { readonly outcome: StateOutcome; readonly message: string };
 /**
  * The coordinator's sequencer for one term: it orders the requests of the term's members (checked
  * against locks, versions and tokens) into the log, a batch at a time — the requests of one turn that
- * touch different keys become one update, multicast once to the group — and applies them here at once.
+ * touch different keys become one update, multicast once to the group (of two, sent to the other member) — and applies them here at once.
  * Members acknowledge cumulatively; one that lags (or says it lacks updates) is sent them again point to
  * point from the log, or brought up by snapshot when the log no longer has them. An update is committed
  * once every member of the term holds it: the application here sees it then, and this member's own
