@@ -89,6 +89,27 @@ describe("ClusterChannel", () => {
     expect(c.map.get("m")).toBeInstanceOf(BlazeMessage);
   });
 
+  it("a master of two sends its updates point to point (no copy comes back to it); of three, it multicasts them", async () => {
+    for (const size of [2, 3]) {
+      bed = new Bed();
+      const members = [await bed.spawn({ weight: 10 })];
+      for (let i = 1; i < size; i++) members.push(await bed.spawn());
+      await bed.settle(Promise.all(members.map((x) => x.join())));
+      const [master, writer] = [members[0]!, members[1]!];
+      expect(master.isMaster()).toBe(true);
+      const own = master.stats.network.ownDatagrams;
+      const sent = master.stats.network.datagramsSent;
+      for (let n = 0; n < 20; n++) await bed.settle(writer.map.put(`k${n}`, text(`v${n}`)));
+      for (const x of members) expect(str(x.map.get("k19"))).toBe("v19");
+      // Heartbeats are multicast too, a few within the puts at most.
+      if (size === 2) {
+        expect(master.stats.network.ownDatagrams - own).toBeLessThan(5);
+        expect(master.stats.network.datagramsSent - sent).toBeLessThan(25);
+      } else expect(master.stats.network.ownDatagrams - own).toBeGreaterThanOrEqual(20);
+      for (const c of bed.channels) await c.stop();
+    }
+  });
+
   it("locks: holder writes, others are refused, waiters queue, failover keeps them", async () => {
     bed = new Bed(2);
     const [a, b, c] = [await bed.spawn(), await bed.spawn(), await bed.spawn()];
@@ -483,6 +504,18 @@ describe("ClusterChannel", () => {
     expect(lock.valid).toBe(false);
     expect(isBlazeError(lock.lost.reason, "STALE_TOKEN")).toBe(true);
     await expect(bed.settle(holder.map.lock("r", { autoRenew: true }))).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
+  });
+
+  it("a lock lost before anyone looked at its lost signal: the signal, read afterwards, is aborted with the reason", async () => {
+    const [a, b] = await cluster(2, 34, { state: { requestTimeoutMs: 400 } });
+    const holder = a.isMaster() ? b : a;
+    const lock = await bed.settle(holder.map.lock("r", { leaseMs: 300, autoRenew: true }));
+    bed.net.partition([`h${bed.channels.indexOf(a)}`], [`h${bed.channels.indexOf(b)}`]);
+    await bed.run(600);
+    expect(lock.valid).toBe(false);
+    expect(lock.lost.aborted).toBe(true);
+    expect(isBlazeError(lock.lost.reason, "STALE_TOKEN")).toBe(true);
+    expect((lock.lost.reason as Error).message).toContain("its lease ran out before it was renewed");
   });
 
   it("a release that fails during a failover leaves the handle held, and succeeds when tried again", async () => {

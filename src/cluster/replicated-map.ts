@@ -167,7 +167,9 @@ const { AbortController } = globalThis as unknown as { AbortController: new () =
  */
 export class LockHandle implements AsyncDisposable {
   readonly #access: HandleAccess;
-  readonly #lost = new AbortController();
+  /** Made when first asked for (most handles are released without anyone looking at it); `#lostReason` says why it was lost. */
+  #lost: { readonly signal: AbortSignalLike; abort(reason?: unknown): void } | undefined;
+  #lostReason: BlazeError | undefined;
   #released = false;
   #releasing: Promise<void> | undefined;
   /** When the lease ends on this member's monotonic clock (Infinity without a lease). */
@@ -194,7 +196,7 @@ export class LockHandle implements AsyncDisposable {
 
   /** True until released or lost, and until the lease (counted from the last request) may have run out. */
   get valid(): boolean {
-    return !this.#released && !this.#lost.signal.aborted && this.#access.now() < this.#expiresAt;
+    return !this.#released && this.#lostReason === undefined && this.#access.now() < this.#expiresAt;
   }
 
   /** True once released (the release acknowledged). */
@@ -213,6 +215,10 @@ export class LockHandle implements AsyncDisposable {
    * holder's exit). Its reason is a `BlazeError` saying which.
    */
   get lost(): AbortSignalLike {
+    if (this.#lost === undefined) {
+      this.#lost = new AbortController();
+      if (this.#lostReason !== undefined) this.#lost.abort(this.#lostReason);
+    }
     return this.#lost.signal;
   }
 
@@ -259,17 +265,18 @@ export class LockHandle implements AsyncDisposable {
 
   /** @internal The lock is no longer this handle's. */
   lose(reason: LossReason, cause?: unknown): void {
-    if (this.#released || this.#lost.signal.aborted) return;
+    if (this.#released || this.#lostReason !== undefined) return;
     const what =
       reason === "refused" ? "its renewal was refused" : reason === "expired" ? "its lease ran out before it was renewed" : "it was freed without this handle's release";
-    this.#lost.abort(new BlazeError("STALE_TOKEN", `the lock on "${this.key}" (fencing token ${this.fencingToken}) was lost: ${what}`, cause === undefined ? undefined : { cause }));
+    this.#lostReason = new BlazeError("STALE_TOKEN", `the lock on "${this.key}" (fencing token ${this.fencingToken}) was lost: ${what}`, cause === undefined ? undefined : { cause });
+    this.#lost?.abort(this.#lostReason);
     this.#access.ended(this);
   }
 
   #end(): void {
     if (this.#released) return;
     this.#released = true;
-    if (!this.#lost.signal.aborted) this.#access.ended(this);
+    if (this.#lostReason === undefined) this.#access.ended(this);
   }
 }
 

@@ -131,7 +131,7 @@ type Refusal = { readonly outcome: StateOutcome; readonly message: string };
 /**
  * The coordinator's sequencer for one term: it orders the requests of the term's members (checked
  * against locks, versions and tokens) into the log, a batch at a time — the requests of one turn that
- * touch different keys become one update, multicast once to the group — and applies them here at once.
+ * touch different keys become one update, multicast once to the group (of two, sent to the other member) — and applies them here at once.
  * Members acknowledge cumulatively; one that lags (or says it lacks updates) is sent them again point to
  * point from the log, or brought up by snapshot when the log no longer has them. An update is committed
  * once every member of the term holds it: the application here sees it then, and this member's own
@@ -171,6 +171,8 @@ export class Sequencer implements TimedUnit {
   readonly #refused = new Map<string, Refusal>();
   #lastSentAt: number;
   #wasServing = false;
+  /** When the lease runs out, as the members' echoes stand (worked out again when one moves). */
+  #leaseEndAt: number;
 
   constructor(host: SequencerHost, options: SequencerOptions, term: SequencerTerm, firstProbe: number, now: number) {
     this.#host = host;
@@ -184,6 +186,7 @@ export class Sequencer implements TimedUnit {
       if (member.id === host.local.id) continue;
       this.#members.set(member.id, { member, accepted: false, acked: -1, progressAt: now, repairedAt: Number.NEGATIVE_INFINITY, probedAt: Number.NEGATIVE_INFINITY, resentUpTo: 0, resentAt: Number.NEGATIVE_INFINITY, heardAt: Number.NEGATIVE_INFINITY });
     }
+    this.#leaseEndAt = this.#leaseEnd();
     this.#locks = new LockQueue((waiter) => this.#respondTo(waiter.requester, waiter.requestId, "LOCKED", `"${waiter.key}" was still locked after waiting`));
     this.#expiry = new Expiry(host.replica, (changes, at) => this.#coordinatorChanges(changes, at));
     this.#committed = host.replica.position.index - 1;
@@ -227,6 +230,7 @@ export class Sequencer implements TimedUnit {
     if (heard !== undefined && heard > state.heardAt) {
       const before = this.serving(now);
       state.heardAt = heard;
+      this.#leaseEndAt = this.#leaseEnd();
       if (!before && this.serving(now)) this.#resume(now);
     }
     const index = ack.position.index;
@@ -282,7 +286,7 @@ export class Sequencer implements TimedUnit {
       if (state.accepted && state.acked < position) next = Math.min(next, Math.max(state.progressAt, state.repairedAt, state.probedAt) + REPAIR_MS);
     }
     // The lease runs out (serving stops) when the majority's latest probe echo gets too old.
-    if (this.#wasServing) next = Math.min(next, this.#leaseEnd());
+    if (this.#wasServing) next = Math.min(next, this.#leaseEndAt);
     return next;
   }
 
@@ -334,7 +338,7 @@ export class Sequencer implements TimedUnit {
   }
 
   #leaseHolds(now: number): boolean {
-    return this.#leaseEnd() > now;
+    return this.#leaseEndAt > now;
   }
 
   #handle(requester: MemberInstance, request: StateRequest, now: number): void {

@@ -444,6 +444,7 @@ export class StateEngine implements TimedUnit {
     // Updates and announces of this term say once it has begun (every member accepted it): what lets a
     // later election count on this term's members alone.
     const begun = (update: Update) => memory.begun && update.epoch === epoch && update.coordinator === local.id;
+    const other = members.length === 2 ? members.find((m) => m.id !== local.id) : undefined;
     this.#sync = new TermSync(
       {
         replica,
@@ -462,7 +463,13 @@ export class StateEngine implements TimedUnit {
         local,
         replica,
         visible: this.visible,
-        multicastUpdate: (update, probe) => this.#host.multicast(encodeUpdate(group, update, probe, begun(update))),
+        multicastUpdate: (update, probe) => {
+          const frame = encodeUpdate(group, update, probe, begun(update));
+          // A term of two: point to point to the other member. A multicast comes back to this member's
+          // own socket too — a second delivery, read and dropped, for every write.
+          if (other !== undefined) this.#host.unicast(other.id, frame);
+          else this.#host.multicast(frame);
+        },
         multicastAnnounce: (announce) => this.#host.multicast(encodeAnnounce(group, announce, memory.begun)),
         sendAnnounce: (peer, announce) => this.#host.unicast(peer, encodeAnnounce(group, announce, memory.begun)),
         sendUpdate: (peer, update) => this.#host.unicast(peer, encodeUpdate(group, update, 0, begun(update))),
