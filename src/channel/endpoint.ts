@@ -436,7 +436,8 @@ export class Endpoint {
         dirty[i]!.dirty = false;
         this.#send(dirty[i]!);
       }
-      dirty.length = 0;
+      // Emptied by pops: setting `length` goes through the engine's runtime on every flush.
+      while (dirty.length > 0) dirty.pop();
     } finally {
       if (batching) this.#sendBatch(sender, this.#batch!);
     }
@@ -497,6 +498,11 @@ export class Endpoint {
     const datagram = outbox.builder.finish();
     const sender = this.#sender;
     if (datagram === undefined || sender === undefined || !this.#running) return;
+    // Unsealed (the common case), a datagram needs neither its receiver looked up nor a callback.
+    if (this.#guard === undefined) {
+      this.#transmitTo(sender, datagram, outbox.to);
+      return;
+    }
     const receiver = outbox.to === "group" ? "group" : this.#peersByAddress.get(addressKey(outbox.to))?.id;
     this.#seal(datagram, receiver, (bytes) => this.#transmitTo(sender, bytes, outbox.to));
   }
