@@ -6,11 +6,13 @@
  *
  *   npx tsx bench/request-cost.ts [--lib dist] [--count 10000] [--warmup 3000] [--size 64] [--raw]
  *
- * `--lib` is the built package to load (another checkout's `dist/` for an A/B comparison). Under
- * `valgrind --tool=callgrind node --import tsx bench/request-cost.ts --count N`, the instructions of one
- * round trip are the difference between two runs' totals divided by the difference of their counts
- * (start-up, joining and warm-up cancel out); only this process is traced. `node --cpu-prof` attributes
- * them to functions.
+ * `--lib` is the built package to load (another checkout's `dist/` for an A/B comparison). With
+ * `--callgrind`, under `valgrind --tool=callgrind --instr-atstart=no --separate-threads=yes node --import
+ * tsx bench/request-cost.ts --callgrind --warmup 10000 --count N`, only the measured loop is counted
+ * (switched on and off with callgrind_control): the main thread's total (the `.out-01` file), less a
+ * short run's, over the difference of their counts, is the requester's instructions per round trip.
+ * Only this process is traced. Adding `--perf-basic-prof` to node writes the map that names its
+ * compiled functions; `node --cpu-prof` samples them instead.
  */
 import { execFile, fork } from "node:child_process";
 import { createSocket } from "node:dgram";
