@@ -377,12 +377,14 @@ export class Endpoint {
   /**
    * Writes a point-to-point Data frame into the next datagram to `peer`; returns the frame's bytes (kept
    * for retransmission). To a peer not heard from directly yet, the frame is only encoded — the stream
-   * retransmits it once the peer is admitted — and the peer is introduced at `hint`'s address.
+   * retransmits it once the peer is admitted — and the peer is introduced at the address `hint` gives for
+   * it (asked only then).
    */
-  unicastData(peer: PeerKey, data: DataFields, hint: { readonly incarnation: number; readonly address: Address } | undefined): Uint8Array {
+  unicastData(peer: PeerKey, data: DataFields, hint: (peer: PeerKey) => { readonly incarnation: number; readonly address: Address } | undefined): Uint8Array {
     const known = this.#peers.get(peer);
     if (known !== undefined) return this.#addData((known.outbox ??= this.#newOutbox(known.address)), data);
-    if (hint !== undefined) this.introduce(peer, hint.incarnation, hint.address);
+    const member = hint(peer);
+    if (member !== undefined) this.introduce(peer, member.incarnation, member.address);
     const frame = this.#unsent.addData(data);
     this.#unsent.finish();
     return frame;
@@ -436,7 +438,8 @@ export class Endpoint {
         dirty[i]!.dirty = false;
         this.#send(dirty[i]!);
       }
-      dirty.length = 0;
+      // Emptied by pops: setting `length` goes through the engine's runtime on every flush.
+      while (dirty.length > 0) dirty.pop();
     } finally {
       if (batching) this.#sendBatch(sender, this.#batch!);
     }
@@ -497,6 +500,11 @@ export class Endpoint {
     const datagram = outbox.builder.finish();
     const sender = this.#sender;
     if (datagram === undefined || sender === undefined || !this.#running) return;
+    // Unsealed (the common case), a datagram needs neither its receiver looked up nor a callback.
+    if (this.#guard === undefined) {
+      this.#transmitTo(sender, datagram, outbox.to);
+      return;
+    }
     const receiver = outbox.to === "group" ? "group" : this.#peersByAddress.get(addressKey(outbox.to))?.id;
     this.#seal(datagram, receiver, (bytes) => this.#transmitTo(sender, bytes, outbox.to));
   }

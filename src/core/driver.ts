@@ -23,6 +23,10 @@ export class Driver {
   readonly #clock: Clock;
   readonly #fault: (error: unknown) => void;
   readonly #units: TimedUnit[] = [];
+  // Each unit's two methods, bound once: read from units of several classes in every turn, they were a
+  // megamorphic property load each time.
+  readonly #polls: Array<() => number> = [];
+  readonly #handlers: Array<(now: number) => void> = [];
   readonly #endOfTurn: Array<() => void> = [];
   readonly #flushes: Array<() => void> = [];
   #once: Array<() => void> = [];
@@ -45,13 +49,20 @@ export class Driver {
   }
 
   add(unit: TimedUnit): void {
-    if (!this.#units.includes(unit)) this.#units.push(unit);
+    if (!this.#units.includes(unit)) {
+      this.#units.push(unit);
+      this.#polls.push(unit.pollTimeout.bind(unit));
+      this.#handlers.push(unit.handleTimeout.bind(unit));
+    }
     this.touch();
   }
 
   remove(unit: TimedUnit): void {
     const index = this.#units.indexOf(unit);
-    if (index >= 0) this.#units.splice(index, 1);
+    if (index < 0) return;
+    this.#units.splice(index, 1);
+    this.#polls.splice(index, 1);
+    this.#handlers.splice(index, 1);
   }
 
   /** Runs `fn` at the end of every turn that did something (before the timer is re-armed): a flush. Returns its remover. */
@@ -112,8 +123,12 @@ export class Driver {
       return;
     }
     const now = this.#clock.now();
-    for (const unit of this.#units) {
-      if (unit.pollTimeout() <= now) this.#guard(() => unit.handleTimeout(now));
+    const polls = this.#polls;
+    for (let i = 0; i < polls.length; i++) {
+      if (polls[i]!() <= now) {
+        const handle = this.#handlers[i]!;
+        this.#guard(() => handle(now));
+      }
     }
     this.#turnScheduled = false;
     this.#endingTurn = true;
@@ -150,8 +165,9 @@ export class Driver {
   // timer: a timer of 0 ms waits a millisecond or more on some runtimes.
   #arm(): void {
     let next = Number.POSITIVE_INFINITY;
-    for (const unit of this.#units) {
-      const at = unit.pollTimeout();
+    const polls = this.#polls;
+    for (let i = 0; i < polls.length; i++) {
+      const at = polls[i]!();
       if (at < next) next = at;
     }
     if (next <= this.#clock.now() || this.#once.length > 0) {

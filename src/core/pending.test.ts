@@ -45,4 +45,27 @@ describe("PendingCalls", () => {
     await expect(late.promise).rejects.toMatchObject({ code: "TIMEOUT", message: "the late call: no answer within 20 ms" });
     expect(calls.settle(late.id, "too late")).toBe(false);
   });
+
+  it("lists the open calls in the order they were opened, the latest one included, and fails them all", async () => {
+    const calls = new PendingCalls<string, string>();
+    const a = calls.open(0, 100, undefined, "a", "first");
+    const b = calls.open(0, 100, undefined, "b", "second");
+    const c = calls.open(0, 100, undefined, "c", "third");
+    expect(calls.settle(c.id, "done")).toBe(true);
+    expect(calls.settle(c.id, "again")).toBe(false);
+    const d = calls.open(0, 100, undefined, "d", "fourth");
+    expect(calls.settle(a.id, "done")).toBe(true);
+    expect([...calls.entries()]).toEqual([
+      [b.id, "second"],
+      [d.id, "fourth"],
+    ]);
+    expect(calls.size).toBe(2);
+    expect(calls.meta(d.id)).toBe("fourth");
+    expect(calls.meta(c.id)).toBeUndefined();
+    calls.failAll(new BlazeError("CLOSED", "closed"));
+    expect(calls.size).toBe(0);
+    await expect(b.promise).rejects.toMatchObject({ code: "CLOSED" });
+    await expect(d.promise).rejects.toMatchObject({ code: "CLOSED" });
+    await expect(c.promise).resolves.toBe("done");
+  });
 });

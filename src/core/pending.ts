@@ -10,7 +10,9 @@ interface Entry<T, M> {
   readonly deadline: number;
   readonly signal: AbortSignalLike | undefined;
   readonly onAbort: (() => void) | undefined;
-  readonly timeoutMessage: string;
+  /** What the call is and how long it may take: its TIMEOUT error's message, written only if it times out. */
+  readonly what: string;
+  readonly timeoutMs: number;
   readonly meta: M;
 }
 
@@ -22,11 +24,18 @@ interface Entry<T, M> {
  */
 export class PendingCalls<T, M = undefined> implements TimedUnit {
   readonly #entries = new Map<number, Entry<T, M>>();
+  /**
+   * The call opened last, kept out of the map until the next one opens: a caller that waits for each
+   * answer before its next call (sequential requests) never touches the map, which a stream of new ids
+   * with deletions in between would otherwise rebuild every few calls.
+   */
+  #latestId = 0;
+  #latest: Entry<T, M> | undefined;
   readonly #deadlines = new Deadlines<number>();
   #nextId = 1;
 
   get size(): number {
-    return this.#entries.size;
+    return this.#entries.size + (this.#latest === undefined ? 0 : 1);
   }
 
   /**
@@ -39,7 +48,9 @@ export class PendingCalls<T, M = undefined> implements TimedUnit {
     const promise = new Promise<T>((resolve, reject) => {
       const onAbort = signal === undefined ? undefined : () => this.fail(id, new BlazeError("ABORTED", `${what} was aborted`, { cause: signal.reason }));
       const deadline = now + timeoutMs;
-      this.#entries.set(id, { resolve, reject, deadline, signal, onAbort, timeoutMessage: `${what}: no answer within ${timeoutMs} ms`, meta });
+      if (this.#latest !== undefined) this.#entries.set(this.#latestId, this.#latest);
+      this.#latestId = id;
+      this.#latest = { resolve, reject, deadline, signal, onAbort, what, timeoutMs, meta };
       this.#deadlines.push(deadline, id);
       signal?.addEventListener("abort", onAbort!, { once: true });
     });
@@ -48,12 +59,13 @@ export class PendingCalls<T, M = undefined> implements TimedUnit {
 
   /** What the owner keeps with call `id` (undefined once it ended). */
   meta(id: number): M | undefined {
-    return this.#entries.get(id)?.meta;
+    return this.#get(id)?.meta;
   }
 
-  /** The calls still open, with what their owner keeps. */
+  /** The calls still open, with what their owner keeps, in the order they were opened. */
   *entries(): IterableIterator<[number, M]> {
     for (const [id, entry] of this.#entries) yield [id, entry.meta];
+    if (this.#latest !== undefined) yield [this.#latestId, this.#latest.meta];
   }
 
   /** Ends call `id` with its answer; false when it had ended already. */
@@ -72,7 +84,7 @@ export class PendingCalls<T, M = undefined> implements TimedUnit {
 
   /** Ends every open call with `error`. */
   failAll(error: BlazeError): void {
-    for (const id of [...this.#entries.keys()]) this.fail(id, error);
+    for (const [id] of [...this.entries()]) this.fail(id, error);
     this.#deadlines.clear();
   }
 
@@ -80,21 +92,31 @@ export class PendingCalls<T, M = undefined> implements TimedUnit {
     // A call that ended before its deadline leaves its entry in the heap: dropped here once it is the
     // earliest, or every answered call would wake the driver for nothing when its deadline came.
     const deadlines = this.#deadlines;
-    for (let id = deadlines.first(); id !== undefined && !this.#entries.has(id); id = deadlines.first()) deadlines.dropFirst();
+    for (let id = deadlines.first(); id !== undefined && this.#get(id) === undefined; id = deadlines.first()) deadlines.dropFirst();
     return deadlines.next();
   }
 
   handleTimeout(now: number): void {
     for (let id = this.#deadlines.popDue(now); id !== undefined; id = this.#deadlines.popDue(now)) {
-      const entry = this.#entries.get(id);
-      if (entry !== undefined && entry.deadline <= now) this.fail(id, new BlazeError("TIMEOUT", entry.timeoutMessage));
+      const entry = this.#get(id);
+      if (entry !== undefined && entry.deadline <= now) this.fail(id, new BlazeError("TIMEOUT", `${entry.what}: no answer within ${entry.timeoutMs} ms`));
     }
   }
 
+  #get(id: number): Entry<T, M> | undefined {
+    return id === this.#latestId ? this.#latest : this.#entries.get(id);
+  }
+
   #take(id: number): Entry<T, M> | undefined {
-    const entry = this.#entries.get(id);
+    let entry: Entry<T, M> | undefined;
+    if (id === this.#latestId) {
+      entry = this.#latest;
+      this.#latest = undefined;
+    } else {
+      entry = this.#entries.get(id);
+      if (entry !== undefined) this.#entries.delete(id);
+    }
     if (entry === undefined) return undefined;
-    this.#entries.delete(id);
     if (entry.onAbort !== undefined) entry.signal?.removeEventListener("abort", entry.onAbort);
     return entry;
   }

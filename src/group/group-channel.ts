@@ -589,7 +589,7 @@ export class GroupChannel implements AsyncDisposable {
     this.#unicast = new UnicastProtocol({
       localKey: this.id,
       localIncarnation: context.incarnation,
-      unicastData: (peer, data) => context.endpoint.unicastData(peer, data, this.getMemberById(peer)),
+      unicastData: (peer, data) => context.endpoint.unicastData(peer, data, this.#memberOf),
       unicastFrame: (peer, frame) => context.endpoint.unicastFrame(peer, frame),
       deliver: (peer, data, incarnation) => this.#onPointToPoint(peer, data, incarnation),
       writable: (peer) => this.#pump(peer),
@@ -810,6 +810,9 @@ export class GroupChannel implements AsyncDisposable {
     }
     done?.();
   }
+
+  // Where a member not heard from directly yet is to be found: its view entry.
+  readonly #memberOf = (peer: PeerKey): Member | undefined => this.getMemberById(peer);
 
   #message(peer: PeerKey, destination: string, payload: Uint8Array, format: number, requestId: number, replier: GroupMessage["reply"] | undefined): GroupMessage {
     return new GroupMessage(this.getMemberById(peer), peer, destination, payload, formatName(format), requestId, replier);

@@ -46,16 +46,19 @@ const deferAfterIo: (fn: () => void) => void =
 // (test/runtime/deno-timer-order.ts).
 const timersWaitForIo = "Deno" in globalThis;
 
+// Read once: Node defines `globalThis.performance` as a lazy accessor, which runs on every read.
+const performance = web.performance;
+
 /** The real monotonic clock (`performance.now`) with `setTimeout` timers. */
 export const systemClock: Clock = {
-  now: () => web.performance.now(),
+  now: () => performance.now(),
   defer: deferAfterIo,
   setTimer(delayMs, fn) {
     // Runtimes count timers in whole milliseconds from a time read at the start of the event loop's
     // turn, so a fractional delay mostly ends up to a millisecond early, and a driver woken early finds
     // nothing due and arms another timer. Rounded up, and with what is left waited out when still early,
     // a timer never fires before its delay.
-    const due = web.performance.now() + delayMs;
+    const due = performance.now() + delayMs;
     const arm = (ms: number) => {
       const id = web.setTimeout(fire, Math.ceil(Math.max(0, ms)));
       // Node's timers keep the process alive; a protocol timer must not, or an idle member
@@ -65,7 +68,7 @@ export const systemClock: Clock = {
     };
     let waitedForIo = !timersWaitForIo;
     const fire = () => {
-      const left = due - web.performance.now();
+      const left = due - performance.now();
       if (left > 0) id = arm(left);
       else if (!waitedForIo) {
         waitedForIo = true;

@@ -148,6 +148,34 @@ describe("DatagramReader", () => {
     expect(accepted).toBeGreaterThan(100);
   });
 
+  it("reads a header it read before as a fresh reader does: alternating senders, a header followed by more header fields, the first datagram overwritten", () => {
+    const warm = new DatagramReader({ cluster });
+    const otherId = new Uint8Array(16).fill(9);
+    const datagram = (id: Uint8Array, incarnation: number, seq: number) => {
+      const builder = new DatagramBuilder(encodeEnvelopeHeader(cluster, id, incarnation));
+      builder.addData(data({ seq }));
+      return builder.finish()!.slice();
+    };
+    const first = datagram(senderId, 3, 1);
+    const header = encodeEnvelopeHeader(cluster, senderId, 3);
+    const body = first.subarray(header.length);
+    // The same header, then a repeated incarnation field (5 << 3 = 0x28) before the body.
+    const repeated = new Uint8Array([...header, 0x28, 0x07, ...body]);
+    const cases = [first, datagram(otherId, 4, 1), datagram(senderId, 3, 2), repeated, datagram(senderId, 5, 1), header.slice(), datagram(senderId, 3, 3)];
+    expect(warm.read(first)).toMatchObject({ ok: true, datagram: { senderId, incarnation: 3 } });
+    first.fill(0);
+    for (const [i, bytes] of cases.entries()) {
+      const fresh = new DatagramReader({ cluster }).read(bytes);
+      const result = warm.read(bytes);
+      expect(normalise(result), `case ${i}`).toEqual(normalise(fresh));
+      expect(normalise(result), `case ${i}`).toEqual(reference(bytes));
+      if (result.ok && fresh.ok) {
+        expect(result.datagram.senderId, `case ${i}`).toEqual(fresh.datagram.senderId);
+        expect(result.datagram.incarnation, `case ${i}`).toBe(fresh.datagram.incarnation);
+      }
+    }
+  });
+
   it("refuses another cluster, a bad version and oversize datagrams with the generated decoder's reasons", () => {
     const other = new DatagramBuilder(encodeEnvelopeHeader("elsewhere", senderId, 1));
     other.addData(data());

@@ -308,6 +308,13 @@ export function readEnvelopeHeader(bytes: Uint8Array, cluster: Uint8Array): Clea
   return { senderId, incarnation, end };
 }
 
+// Compared from the end: the headers of two senders differ in their last bytes (id, incarnation).
+function startsWithBytes(bytes: Uint8Array, prefix: Uint8Array): boolean {
+  if (bytes.length < prefix.length) return false;
+  for (let i = prefix.length - 1; i >= 0; i--) if (bytes[i] !== prefix[i]) return false;
+  return true;
+}
+
 /** An envelope in two parts: its header, read already, and its body (one body field). */
 export interface SplitEnvelope {
   /** The header's bytes: the envelope is these followed by `body`. */
@@ -335,6 +342,9 @@ export class DatagramReader {
   readonly #maxBytes: number;
   #lastDestinationBytes: Uint8Array = NO_BYTES;
   #lastDestination = "";
+  /** The last header read, and its bytes (a copy): a sender's header is the same in all its datagrams. */
+  #lastHeaderBytes: Uint8Array = NO_BYTES;
+  #lastHeader: ClearHeader | undefined;
 
   constructor(context: EnvelopeContext) {
     this.#context = context;
@@ -359,8 +369,22 @@ export class DatagramReader {
 
   // Undefined means "not the usual shape": the generated decoder decides.
   #readFast(bytes: Uint8Array): ReceiveResult | undefined {
-    const header = readEnvelopeHeader(bytes, this.#cluster);
+    const header = this.#header(bytes);
     return header === undefined ? undefined : this.#readBody(bytes, header.end, header);
+  }
+
+  // Consecutive datagrams mostly come from the same sender: when one begins with the bytes of the last
+  // header read, that header is what reading it would give (what follows is the body's to judge).
+  #header(bytes: Uint8Array): ClearHeader | undefined {
+    const last = this.#lastHeaderBytes;
+    if (this.#lastHeader !== undefined && startsWithBytes(bytes, last)) return this.#lastHeader;
+    const header = readEnvelopeHeader(bytes, this.#cluster);
+    if (header === undefined) return undefined;
+    const copy = bytes.slice(0, header.end);
+    const idStart = header.senderId.byteOffset - bytes.byteOffset;
+    this.#lastHeaderBytes = copy;
+    this.#lastHeader = { senderId: copy.subarray(idStart, idStart + header.senderId.length), incarnation: header.incarnation, end: header.end };
+    return this.#lastHeader;
   }
 
   // The body that follows a header: one Data or one Bundle field, up to the end.

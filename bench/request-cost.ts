@@ -1,0 +1,168 @@
+/**
+ * The requester's cost of one request/reply, for profiling: this process is the requester, a forked
+ * child the responder (or, with `--raw`, a node:dgram ping-pong of the same size, for comparison).
+ * After `--warmup` round trips it runs `--count` more, sequentially, and prints one JSON line: CPU time
+ * per round trip and the requester's datagrams per round trip.
+ *
+ *   npx tsx bench/request-cost.ts [--lib dist] [--count 10000] [--warmup 3000] [--size 64] [--raw]
+ *
+ * `--lib` is the built package to load (another checkout's `dist/` for an A/B comparison). With
+ * `--callgrind`, under `valgrind --tool=callgrind --instr-atstart=no --separate-threads=yes node --import
+ * tsx bench/request-cost.ts --callgrind --warmup 10000 --count N`, only the measured loop is counted
+ * (switched on and off with callgrind_control): the main thread's total (the `.out-01` file), less a
+ * short run's, over the difference of their counts, is the requester's instructions per round trip.
+ * Only this process is traced. Adding `--perf-basic-prof` to node writes the map that names its
+ * compiled functions; `node --cpu-prof` samples them instead.
+ */
+import { execFile, fork } from "node:child_process";
+import { createSocket } from "node:dgram";
+import { resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { freshNetwork, type Network } from "./lib.ts";
+
+type Library = typeof import("../src/group/group-channel.ts") & typeof import("../src/adapters/node.ts");
+
+interface ChildReady {
+  readonly id?: string;
+  readonly port?: number;
+}
+
+const { values } = parseArgs({
+  options: {
+    lib: { type: "string", default: "dist" },
+    count: { type: "string", default: "10000" },
+    warmup: { type: "string", default: "3000" },
+    size: { type: "string", default: "64" },
+    raw: { type: "boolean", default: false },
+    callgrind: { type: "boolean", default: false },
+    child: { type: "string" },
+    network: { type: "string" },
+  },
+});
+
+async function load(): Promise<Library> {
+  const dir = resolve(values.lib!);
+  return { ...((await import(resolve(dir, "index.js"))) as Library), ...((await import(resolve(dir, "adapters", "node.js"))) as Library) };
+}
+
+// Long failure timeouts: a requester slowed down by a profiler must not be suspected.
+function options(name: string, network: Network, transport: Library["createUdpTransport"]) {
+  return {
+    cluster: network.cluster,
+    name,
+    network: { type: "multicast" as const, group: network.group, port: network.port, interface: "127.0.0.1" },
+    groups: ["g"],
+    transport,
+    failureTimeoutMs: 600_000,
+  };
+}
+
+async function responder(network: Network): Promise<void> {
+  const { GroupChannel, createUdpTransport } = await load();
+  const channel = new GroupChannel(options("responder", network, createUdpTransport));
+  channel.onInbox("echo", (request) => request.reply(request.payload));
+  await channel.join({ timeoutMs: 60_000 });
+  process.send!({ id: channel.id } satisfies ChildReady);
+  process.on("message", () => void channel.shutDown().then(() => process.exit(0)));
+  process.on("disconnect", () => process.exit(0));
+}
+
+async function rawEcho(): Promise<void> {
+  const socket = createSocket("udp4");
+  socket.on("message", (message, from) => socket.send(message, from.port, from.address));
+  await new Promise<void>((done) => socket.bind(0, "127.0.0.1", done));
+  process.send!({ port: socket.address().port } satisfies ChildReady);
+  process.on("message", () => process.exit(0));
+  process.on("disconnect", () => process.exit(0));
+}
+
+function callgrindInstrumentation(state: "on" | "off"): Promise<void> {
+  return new Promise((done, fail) => execFile("callgrind_control", ["-i", state, String(process.pid)], (error) => (error === null ? done() : fail(error))));
+}
+
+function cpuMs(): number {
+  const usage = process.cpuUsage();
+  return (usage.user + usage.system) / 1000;
+}
+
+async function main(): Promise<void> {
+  const count = Number(values.count);
+  const warmup = Number(values.warmup);
+  const payload = new Uint8Array(Number(values.size)).fill(7);
+  const network = freshNetwork("request-cost");
+  const child = fork(process.argv[1]!, ["--child", values.raw ? "raw" : "responder", "--lib", values.lib!, "--network", JSON.stringify(network)], {
+    execArgv: process.execArgv,
+  });
+  const ready = new Promise<ChildReady>((done) => child.once("message", (message) => done(message as ChildReady)));
+  let run: (payload: Uint8Array) => Promise<void>;
+  let traffic: () => { sent: number; received: number };
+  let close: () => Promise<void>;
+  if (values.raw) {
+    const { port } = await ready;
+    const socket = createSocket("udp4");
+    await new Promise<void>((done) => socket.bind(0, "127.0.0.1", done));
+    // As bench/group.ts's raw ping does: a loss timer armed and cleared per round trip.
+    let answer: () => void = () => {};
+    socket.on("message", () => answer());
+    run = (bytes) =>
+      new Promise<void>((done, fail) => {
+        const timer = setTimeout(() => fail(new Error("a raw datagram was lost")), 60_000);
+        answer = () => {
+          clearTimeout(timer);
+          done();
+        };
+        socket.send(bytes, port!, "127.0.0.1");
+      });
+    let sent = 0;
+    traffic = () => ({ sent, received: sent });
+    const send = run;
+    run = (bytes) => (sent++, send(bytes));
+    close = async () => void socket.close();
+  } else {
+    const { GroupChannel, createUdpTransport } = await load();
+    const channel = new GroupChannel(options("requester", network, createUdpTransport));
+    await channel.join({ timeoutMs: 60_000 });
+    const { id } = await ready;
+    while (channel.getMemberById(id!) === undefined) await new Promise((done) => setTimeout(done, 20));
+    run = async (bytes) => {
+      const reply = await channel.request(id!, bytes, { inbox: "echo", timeoutMs: 60_000 });
+      if (reply.payload.length !== bytes.length) throw new Error(`a reply of ${reply.payload.length} bytes`);
+    };
+    traffic = () => ({ sent: channel.stats.network.datagramsSent, received: channel.stats.network.datagramsReceived });
+    close = () => channel.shutDown();
+  }
+  // Under `valgrind --tool=callgrind --instr-atstart=no`, only the measured loop is counted (and the
+  // control calls' own code is warm by then).
+  if (values.callgrind) await callgrindInstrumentation("off");
+  for (let i = 0; i < warmup; i++) await run(payload);
+  if (values.callgrind) await callgrindInstrumentation("on");
+  const before = traffic();
+  const cpuBefore = cpuMs();
+  const started = performance.now();
+  const startedAtUs = process.hrtime.bigint() / 1000n;
+  for (let i = 0; i < count; i++) await run(payload);
+  const endedAtUs = process.hrtime.bigint() / 1000n;
+  if (values.callgrind) await callgrindInstrumentation("off");
+  const wallMs = performance.now() - started;
+  const cpu = cpuMs() - cpuBefore;
+  const after = traffic();
+  child.send("exit");
+  await close();
+  console.log(
+    JSON.stringify({
+      what: values.raw ? "raw" : "request",
+      lib: values.lib,
+      count,
+      cpuUsPerRoundTrip: (cpu * 1000) / count,
+      wallUsPerRoundTrip: (wallMs * 1000) / count,
+      datagramsSentPerRoundTrip: (after.sent - before.sent) / count,
+      datagramsReceivedPerRoundTrip: (after.received - before.received) / count,
+      // The measured loop on the monotonic clock (µs), as a CPU profile's timestamps read.
+      window: [Number(startedAtUs), Number(endedAtUs)],
+    }),
+  );
+}
+
+if (values.child === "responder") await responder(JSON.parse(values.network!) as Network);
+else if (values.child === "raw") await rawEcho();
+else await main();
