@@ -3,7 +3,6 @@ import {
   type CryptoProvider,
   ED25519_PKCS8_PREFIX,
   ED25519_SPKI_PREFIX,
-  nonceOf,
   type SealMode,
   type SenderKey,
   type SigningKey,
@@ -11,6 +10,7 @@ import {
   TAG_BYTES,
   type VerifyKey,
   withPrefix,
+  writeNonce,
 } from "../security/crypto-provider.ts";
 import { decodeBase64 } from "../security/options.ts";
 
@@ -21,6 +21,10 @@ import { decodeBase64 } from "../security/options.ts";
  */
 interface KeyObject {
   export(options: { format: "jwk" }): { x?: string; d?: string };
+}
+/** A secret key held by node:crypto, as `createSecretKey` makes it. */
+interface SecretKeyObject {
+  readonly type: "secret";
 }
 interface Cipher {
   setAAD(aad: Uint8Array): void;
@@ -34,9 +38,10 @@ interface Hmac {
   digest(): Uint8Array;
 }
 interface NodeCrypto {
-  createCipheriv(algorithm: "aes-256-gcm", key: Uint8Array, iv: Uint8Array): Cipher;
-  createDecipheriv(algorithm: "aes-256-gcm", key: Uint8Array, iv: Uint8Array): Cipher;
-  createHmac(algorithm: "sha256", key: Uint8Array): Hmac;
+  createCipheriv(algorithm: "aes-256-gcm", key: SecretKeyObject, iv: Uint8Array): Cipher;
+  createDecipheriv(algorithm: "aes-256-gcm", key: SecretKeyObject, iv: Uint8Array): Cipher;
+  createHmac(algorithm: "sha256", key: Uint8Array | SecretKeyObject): Hmac;
+  createSecretKey(key: Uint8Array): SecretKeyObject;
   createPrivateKey(options: { key: Uint8Array; format: "der"; type: "pkcs8" }): KeyObject;
   createPublicKey(options: { key: Uint8Array; format: "der"; type: "spki" } | KeyObject): KeyObject;
   generateKeyPairSync(type: "ed25519"): { privateKey: KeyObject; publicKey: KeyObject };
@@ -82,7 +87,11 @@ function rawKeyFromJwk(key: KeyObject, part: "x" | "d"): Uint8Array {
  * what sealing a small datagram costs here, and it can be done between turns, off the datagram's way.
  */
 interface NodeSenderKey {
-  readonly secret: Uint8Array;
+  /**
+   * The key as node:crypto holds it: a cipher or HMAC made from a KeyObject skips copying and checking
+   * the key's bytes each time, which is most of what making one costs besides the key schedule.
+   */
+  readonly secret: SecretKeyObject;
   /** By counter parity: a cipher (or HMAC) for exactly one counter and one use, used once. */
   readonly ready: [Ready | undefined, Ready | undefined];
 }
@@ -93,13 +102,17 @@ interface Ready {
   readonly made: Cipher | Hmac;
 }
 
+/** The nonce of the cipher being made: node:crypto copies it as the cipher is made, so one serves all. */
+const nonce = new Uint8Array(12);
+
 function nodeKey(key: SenderKey): NodeSenderKey {
   return key as unknown as NodeSenderKey;
 }
 
 function make(key: NodeSenderKey, mode: SealMode, counter: number, use: "seal" | "open"): Cipher | Hmac {
   if (mode === "authenticate") return nc().createHmac("sha256", key.secret);
-  return use === "seal" ? nc().createCipheriv("aes-256-gcm", key.secret, nonceOf(counter)) : nc().createDecipheriv("aes-256-gcm", key.secret, nonceOf(counter));
+  writeNonce(nonce, counter);
+  return use === "seal" ? nc().createCipheriv("aes-256-gcm", key.secret, nonce) : nc().createDecipheriv("aes-256-gcm", key.secret, nonce);
 }
 
 // What was made ahead for `counter` and `use`, taken (it serves once), or a new one. A cipher's nonce is
@@ -119,7 +132,7 @@ export const nodeCrypto: SyncCryptoProvider = {
   synchronous: true,
 
   deriveKey(_mode, secret, info) {
-    return { secret: hkdf32(secret, info), ready: [undefined, undefined] } satisfies NodeSenderKey as unknown as SenderKey;
+    return { secret: nc().createSecretKey(hkdf32(secret, info)), ready: [undefined, undefined] } satisfies NodeSenderKey as unknown as SenderKey;
   },
 
   prepare(key, mode, counter, use) {
