@@ -38,8 +38,8 @@ interface Hmac {
   digest(): Uint8Array;
 }
 interface NodeCrypto {
-  createCipheriv(algorithm: "aes-256-gcm", key: SecretKeyObject, iv: Uint8Array): Cipher;
-  createDecipheriv(algorithm: "aes-256-gcm", key: SecretKeyObject, iv: Uint8Array): Cipher;
+  createCipheriv(algorithm: "aes-256-gcm", key: Uint8Array | SecretKeyObject, iv: Uint8Array): Cipher;
+  createDecipheriv(algorithm: "aes-256-gcm", key: Uint8Array | SecretKeyObject, iv: Uint8Array): Cipher;
   createHmac(algorithm: "sha256", key: Uint8Array | SecretKeyObject): Hmac;
   createSecretKey(key: Uint8Array): SecretKeyObject;
   createPrivateKey(options: { key: Uint8Array; format: "der"; type: "pkcs8" }): KeyObject;
@@ -87,11 +87,14 @@ function rawKeyFromJwk(key: KeyObject, part: "x" | "d"): Uint8Array {
  * what sealing a small datagram costs here, and it can be done between turns, off the datagram's way.
  */
 interface NodeSenderKey {
+  /** The derived key's bytes. */
+  readonly secret: Uint8Array;
   /**
-   * The key as node:crypto holds it: a cipher or HMAC made from a KeyObject skips copying and checking
-   * the key's bytes each time, which is most of what making one costs besides the key schedule.
+   * The key as node:crypto holds it, made once the key is prepared for (a sender that authenticated,
+   * or this member's own): a cipher made from a KeyObject skips copying and checking the key's bytes.
+   * A key derived for a datagram that does not open never gets one, so refusing it costs no more.
    */
-  readonly secret: SecretKeyObject;
+  keyObject: SecretKeyObject | undefined;
   /** By counter parity: a cipher (or HMAC) for exactly one counter and one use, used once. */
   readonly ready: [Ready | undefined, Ready | undefined];
 }
@@ -110,9 +113,10 @@ function nodeKey(key: SenderKey): NodeSenderKey {
 }
 
 function make(key: NodeSenderKey, mode: SealMode, counter: number, use: "seal" | "open"): Cipher | Hmac {
-  if (mode === "authenticate") return nc().createHmac("sha256", key.secret);
+  const secret = key.keyObject ?? key.secret;
+  if (mode === "authenticate") return nc().createHmac("sha256", secret);
   writeNonce(nonce, counter);
-  return use === "seal" ? nc().createCipheriv("aes-256-gcm", key.secret, nonce) : nc().createDecipheriv("aes-256-gcm", key.secret, nonce);
+  return use === "seal" ? nc().createCipheriv("aes-256-gcm", secret, nonce) : nc().createDecipheriv("aes-256-gcm", secret, nonce);
 }
 
 // What was made ahead for `counter` and `use`, taken (it serves once), or a new one. A cipher's nonce is
@@ -132,11 +136,12 @@ export const nodeCrypto: SyncCryptoProvider = {
   synchronous: true,
 
   deriveKey(_mode, secret, info) {
-    return { secret: nc().createSecretKey(hkdf32(secret, info)), ready: [undefined, undefined] } satisfies NodeSenderKey as unknown as SenderKey;
+    return { secret: hkdf32(secret, info), keyObject: undefined, ready: [undefined, undefined] } satisfies NodeSenderKey as unknown as SenderKey;
   },
 
   prepare(key, mode, counter, use) {
     const prepared = nodeKey(key);
+    prepared.keyObject ??= nc().createSecretKey(prepared.secret);
     const slot = counter % 2;
     const ready = prepared.ready[slot];
     if (ready !== undefined && ready.counter === counter && ready.use === use) return;
