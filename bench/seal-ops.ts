@@ -5,8 +5,11 @@
  * primitives under them cost (making a cipher, AES-256-GCM of the bytes, HMAC-SHA-256).
  *
  * Each figure is the median of `--rounds` rounds of `--count` operations, as CPU time (user + system)
- * per operation, with the JavaScript heap and ArrayBuffer bytes allocated per operation (measured over
- * rounds in which no garbage collection ran). One process, one core; no network.
+ * per operation (a "prepared" row counts the guard's or provider's `prepare` too), with the JavaScript
+ * heap and ArrayBuffer bytes allocated per operation (measured over rounds of 500 in which no garbage
+ * collection ran). Guard rows also give the mean wall time of the seal or open alone, without the
+ * `prepare` that follows it: what lies on a datagram's way (timed per call, so noisier). One process,
+ * one core; no network.
  *
  *   npx tsx bench/seal-ops.ts [--count 50000] [--rounds 7] [--body 120] [--only guard,provider,primitives]
  */
