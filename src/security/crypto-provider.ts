@@ -82,7 +82,11 @@ export function isCryptoProvider(value: unknown): value is CryptoProvider {
 
 /** The AES-GCM nonce of a counter: 4 zero bytes, then the counter as 8 bytes big-endian. */
 export function nonceOf(counter: number): Uint8Array {
-  const nonce = new Uint8Array(12);
+  return writeNonce(new Uint8Array(12), counter);
+}
+
+/** Writes the nonce of `counter` into `nonce` (12 bytes, its first 4 left as they are: zero) and returns it. */
+export function writeNonce(nonce: Uint8Array, counter: number): Uint8Array {
   const high = Math.floor(counter / 2 ** 32);
   const low = counter >>> 0;
   nonce[4] = high >>> 24;
