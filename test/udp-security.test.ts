@@ -279,9 +279,12 @@ describe("secured channels over real UDP, under attack", () => {
       };
       const victimId = Uint8Array.from(Buffer.from(victim.id, "hex"));
       const victimKey = identities[0]!;
+      // A second victim: the first drops what names it as the sender as its own, so it meets this one's forgeries.
+      const secondId = Uint8Array.from(Buffer.from(ready[1]!.id, "hex"));
       const attack = () => {
         intruder.send("own-key-as-victim", speakAs(insider, victimId), group);
         intruder.send("victim-key-signed-by-insider", speakAs(victimKey, victimId, insider), group);
+        intruder.send("second-victim-key-signed-by-insider", speakAs(identities[1]!, secondId, insider), group);
         intruder.send("as-itself-untrusted", speakAs(insider, insider.publicKey.slice(0, 16)), group);
         intruder.attack(ports, network.cluster, intruder.heard, ["replay", "flip"]);
       };
