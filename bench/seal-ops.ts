@@ -25,6 +25,7 @@ import { securityOptionsSchema } from "../src/security/options.ts";
 import type { SealMode } from "../src/security/crypto-provider.ts";
 import { DatagramBuilder, emptyDataFields, encodeEnvelopeHeader } from "../src/wire/frames.ts";
 import { MAX_DATAGRAM_BYTES } from "../src/wire/limits.ts";
+import { median } from "./lib.ts";
 
 const { values } = parseArgs({
   options: {
@@ -50,8 +51,6 @@ interface Figure {
   readonly heapBytes: number | undefined;
   readonly arrayBufferBytes: number | undefined;
 }
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 /**
  * Runs `op(i)` `COUNT` times a round (`setup` before each round and before the warm-up, not measured),

@@ -308,13 +308,6 @@ export function readEnvelopeHeader(bytes: Uint8Array, cluster: Uint8Array): Clea
   return { senderId, incarnation, end };
 }
 
-// Compared from the end: the headers of two senders differ in their last bytes (id, incarnation).
-function startsWithBytes(bytes: Uint8Array, prefix: Uint8Array): boolean {
-  if (bytes.length < prefix.length) return false;
-  for (let i = prefix.length - 1; i >= 0; i--) if (bytes[i] !== prefix[i]) return false;
-  return true;
-}
-
 /** An envelope in two parts: its header, read already, and its body (one body field). */
 export interface SplitEnvelope {
   /** The header's bytes: the envelope is these followed by `body`. */
@@ -377,7 +370,7 @@ export class DatagramReader {
   // header read, that header is what reading it would give (what follows is the body's to judge).
   #header(bytes: Uint8Array): ClearHeader | undefined {
     const last = this.#lastHeaderBytes;
-    if (this.#lastHeader !== undefined && startsWithBytes(bytes, last)) return this.#lastHeader;
+    if (this.#lastHeader !== undefined && bytes.length >= last.length && sameBytes(bytes, 0, last.length, last)) return this.#lastHeader;
     const header = readEnvelopeHeader(bytes, this.#cluster);
     if (header === undefined) return undefined;
     const copy = bytes.slice(0, header.end);
