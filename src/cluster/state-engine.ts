@@ -548,8 +548,7 @@ export class StateEngine implements TimedUnit {
       const local = this.#host.local.id;
       const epoch = this.memory.accepted.epoch;
       if (ack.accepted.epoch === epoch && ack.accepted.coordinator === local) {
-        if (this.#sync?.isWaiting(peer)) {
-          this.#sync.accepted(peer);
+        if (this.#sync?.reached(peer, incarnation, ack.position)) {
           if (this.#sync.waiting === 0) this.memory.begun = true;
           sequencer.accepted(peer, ack.position.index, now);
         }
@@ -558,7 +557,7 @@ export class StateEngine implements TimedUnit {
         // A member went on to a later term: ours is over; ask above it.
         this.#elect(now, Math.max(ack.accepted.epoch, ack.promised.epoch));
       } else {
-        this.#sync?.onPosition(peer, ack.position);
+        this.#sync?.onPosition(peer, incarnation, ack.position);
       }
       return;
     }

@@ -52,6 +52,8 @@ export function bringUp(host: SyncHost, peer: PeerKey, position: Position, targe
 
 interface MemberSync {
   readonly member: MemberInstance;
+  /** The incarnation it last answered as: what was sent to an earlier one is lost with it. */
+  incarnation: number;
   /** Where it stands, as it last said. */
   position: Position;
   /** It said so since we last sent it something. */
@@ -84,7 +86,7 @@ export class TermSync implements TimedUnit {
     for (const member of target.members) {
       if (member.id === target.coordinator) continue;
       const position = positions.get(member.id)!;
-      const sync: MemberSync = { member, position, moved: false, sent: undefined, sentAt: now };
+      const sync: MemberSync = { member, incarnation: member.incarnation, position, moved: false, sent: undefined, sentAt: now };
       this.#pending.set(member.id, sync);
       this.#send(sync, now);
     }
@@ -95,29 +97,50 @@ export class TermSync implements TimedUnit {
     return this.#pending.size;
   }
 
-  isWaiting(peer: PeerKey): boolean {
-    return this.#pending.has(peer);
+  /**
+   * `peer`, running as `incarnation`, says it accepted the term and stands at `position`: true once that
+   * is where the SyncComplete last sent brought it (on our line, at its index or past it) — it is in the
+   * term at our state, and no longer waited for. Not before: a member brought up again during the term
+   * accepted the term long ago and says so in every acknowledgement, and a member restarted in place
+   * keeps the term it accepted but not its replica; either is still brought up.
+   */
+  reached(peer: PeerKey, incarnation: number, position: Position): boolean {
+    const sync = this.#pending.get(peer);
+    if (sync === undefined) return false;
+    const target = this.#target;
+    if (sync.incarnation === incarnation && position.epoch === target.epoch && position.coordinator === target.coordinator && position.index >= sync.sent!.index) {
+      this.#pending.delete(peer);
+      return true;
+    }
+    this.onPosition(peer, incarnation, position);
+    return false;
   }
 
-  /** `peer` accepted the term. */
-  accepted(peer: PeerKey): void {
-    this.#pending.delete(peer);
-  }
-
-  /** `peer` (not in the term yet) says where it stands: it refused the SyncComplete, or lacks updates. */
-  onPosition(peer: PeerKey, position: Position): void {
+  /**
+   * `peer` (not in the term at our state yet), running as `incarnation`, says where it stands: it refused
+   * the SyncComplete, lacks updates, or restarted since (what it had been sent is lost with its earlier
+   * run: it is brought up afresh from there).
+   */
+  onPosition(peer: PeerKey, incarnation: number, position: Position): void {
     const sync = this.#pending.get(peer);
     if (sync === undefined) return;
-    if (position.index !== sync.position.index || position.epoch !== sync.position.epoch || position.coordinator !== sync.position.coordinator) sync.moved = true;
+    if (incarnation !== sync.incarnation) {
+      sync.incarnation = incarnation;
+      sync.moved = true;
+      this.#host.snapshots.cancel(peer);
+    } else if (position.index !== sync.position.index || position.epoch !== sync.position.epoch || position.coordinator !== sync.position.coordinator) sync.moved = true;
     sync.position = position;
   }
 
   /**
    * Brings `member`, at `position`, up again to our state now (the log no longer has what it lacks: a
-   * snapshot). The SyncComplete repeats the term (same epoch and coordinator) at our current index.
+   * snapshot). The SyncComplete repeats the term (same epoch and coordinator) at our current index. A
+   * member being brought up already goes on with that (its snapshot started over at every gap it
+   * reports would never arrive while updates keep coming).
    */
   resync(member: MemberInstance, position: Position, now: number): void {
-    const sync: MemberSync = { member, position, moved: false, sent: undefined, sentAt: now };
+    if (this.#pending.has(member.id)) return;
+    const sync: MemberSync = { member, incarnation: member.incarnation, position, moved: false, sent: undefined, sentAt: now };
     this.#pending.set(member.id, sync);
     this.#send(sync, now);
   }

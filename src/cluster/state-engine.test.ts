@@ -1,0 +1,178 @@
+import { fromBinary } from "@bufbuild/protobuf";
+import { describe, expect, it } from "vitest";
+import { FrameSchema } from "../../gen/activeblaze/v1/envelope_pb.ts";
+import { StateEngine, type StateEngineOptions, type TermMemory } from "./state-engine.ts";
+import { type MemberInstance, NO_PROMISE, NO_TERM, type StateResponse } from "./state-types.ts";
+import { decodeStateFrame, type StateFrame } from "./state-wire.ts";
+
+const C = "0c".repeat(16);
+const A = "0a".repeat(16);
+const B = "0b".repeat(16);
+const LEASE_MS = 500;
+const OPTIONS: StateEngineOptions = {
+  quorum: true,
+  minimumMembers: 1,
+  logLimit: 4,
+  snapshotChunkBytes: 256,
+  maxUpdateBytes: 1_200,
+  retryDelayMs: 50,
+  leaseMs: LEASE_MS,
+};
+
+interface Node {
+  readonly member: MemberInstance;
+  readonly memory: TermMemory;
+  readonly engine: StateEngine;
+}
+
+/**
+ * State engines of a group on a network of their own: frames go through the wire format, are delivered
+ * in order at the next step unless `drop` says otherwise, and the time moves a millisecond a step.
+ */
+class Bed {
+  now = 0;
+  readonly nodes = new Map<string, Node>();
+  readonly #memories = new Map<string, TermMemory>();
+  #queue: Array<{ readonly from: MemberInstance; readonly to: string; readonly bytes: Uint8Array }> = [];
+  drop: (from: string, to: string, frame: StateFrame) => boolean = () => false;
+  readonly sent: Array<{ readonly from: string; readonly to: string; readonly frame: StateFrame }> = [];
+
+  /** Starts member `id` as `incarnation`; its term memory is kept across its restarts, as ClusterState keeps it. */
+  start(id: string, incarnation = 1): Node {
+    this.nodes.get(id)?.engine.close(this.now);
+    let memory = this.#memories.get(id);
+    if (memory === undefined) {
+      memory = { accepted: NO_TERM, begun: false, promised: NO_PROMISE };
+      this.#memories.set(id, memory);
+    }
+    const member = { id, incarnation };
+    const engine = new StateEngine(
+      {
+        local: member,
+        group: "g",
+        unicast: (peer, frame) => this.#queue.push({ from: member, to: peer, bytes: frame }),
+        multicast: (frame) => {
+          for (const other of this.nodes.keys()) if (other !== id) this.#queue.push({ from: member, to: other, bytes: frame });
+        },
+        changed: () => undefined,
+        changesWatched: () => false,
+        synced: () => undefined,
+        wake: () => undefined,
+      },
+      OPTIONS,
+      memory,
+    );
+    const node = { member, memory, engine };
+    this.nodes.set(id, node);
+    return node;
+  }
+
+  node(id: string): Node {
+    return this.nodes.get(id)!;
+  }
+
+  /** Installs a view of `ids` (coordinated by the first) at each of them. */
+  view(counter: number, ids: readonly string[]): void {
+    const members = ids.map((id) => this.node(id).member);
+    for (const id of ids) this.node(id).engine.onView({ id: { installer: ids[0]!, counter }, members, coordinator: members[0]! }, this.now);
+  }
+
+  /** Runs `ms` milliseconds: delivers what was sent, ends every member's turn, fires what is due. */
+  run(ms: number, until: () => boolean = () => false): void {
+    const end = this.now + ms;
+    while (this.now < end && !until()) {
+      this.now++;
+      for (const node of this.nodes.values()) if (node.engine.pollTimeout() <= this.now) node.engine.handleTimeout(this.now);
+      this.#deliver();
+    }
+  }
+
+  put(id: string, key: string, size = 64): { response: StateResponse | undefined } {
+    const result: { response: StateResponse | undefined } = { response: undefined };
+    const value = new Uint8Array(size).fill(key.length);
+    this.node(id).engine.request({ case: "put", put: { key, value, format: 0, ttlMs: 0, removeOnExit: false, ifVersion: undefined, fencingToken: 0 } }, (response) => {
+      result.response = response;
+      return true;
+    }, this.now);
+    this.#deliver();
+    return result;
+  }
+
+  #deliver(): void {
+    for (let round = 0; round < 100; round++) {
+      for (const node of this.nodes.values()) node.engine.flush(this.now);
+      const queue = this.#queue;
+      if (queue.length === 0) return;
+      this.#queue = [];
+      for (const { from, to, bytes } of queue) {
+        const frame = decodeStateFrame(fromBinary(FrameSchema, bytes), this.now)!;
+        this.sent.push({ from: from.id, to, frame });
+        const target = this.nodes.get(to);
+        if (target === undefined || this.drop(from.id, to, frame)) continue;
+        target.engine.onFrame(from.id, from.incarnation, frame, this.now);
+      }
+    }
+  }
+}
+
+/** C coordinates a term of C, A and B (quorum mode), which has begun. */
+function termOfThree(): Bed {
+  const bed = new Bed();
+  for (const id of [C, A, B]) bed.start(id);
+  bed.view(1, [C, A, B]);
+  bed.run(1_000, () => bed.node(C).engine.serving(bed.now));
+  expect(bed.node(C).engine.serving(bed.now)).toBe(true);
+  return bed;
+}
+
+/** Puts while `running` and until `done` (or `rounds` puts, 5 ms apart), at C. */
+function writeUntil(bed: Bed, done: () => boolean, rounds = 200): void {
+  for (let i = 0; i < rounds && !done(); i++) {
+    bed.put(C, `w${i % 8}`);
+    bed.run(5);
+  }
+}
+
+/** B is cut off while C orders more than its log keeps: B can only be brought up again by snapshot. */
+function leaveBehind(bed: Bed): void {
+  bed.drop = (_from, to) => to === B;
+  for (let i = 0; i < 40; i++) {
+    bed.put(C, `k${i}`);
+    bed.run(2);
+  }
+}
+
+const caughtUp = (bed: Bed) => () => bed.node(B).engine.replica.position.index === bed.node(C).engine.replica.position.index;
+
+describe("StateEngine", () => {
+  it("brings a member the log can no longer repair up again by one snapshot while writes go on, and sends its SyncComplete again when lost", () => {
+    const bed = termOfThree();
+    const before = bed.node(C).engine.stats.snapshotsSent;
+    leaveBehind(bed);
+    // B is heard again; the first SyncComplete of its snapshot (which takes many chunks) is lost. Every
+    // update B now gets lies past its gap, and its acknowledgement says so.
+    let lost = 0;
+    bed.drop = (_from, to, frame) => to === B && frame.kind === "sync" && lost++ === 0;
+    writeUntil(bed, caughtUp(bed));
+    expect(lost).toBeGreaterThan(1);
+    expect(bed.node(B).engine.replica.position).toEqual(bed.node(C).engine.replica.position);
+    expect([...bed.node(B).engine.replica.entries.keys()].sort()).toEqual([...bed.node(C).engine.replica.entries.keys()].sort());
+    expect(bed.node(C).engine.stats.snapshotsSent - before).toBe(1);
+  });
+
+  it("starts a member's snapshot afresh when it answers as a later incarnation (restarted in place, the chunks it held lost)", () => {
+    const bed = termOfThree();
+    leaveBehind(bed);
+    // B is heard again but gets only the first eight chunks of its snapshot: the snapshot is on its way.
+    bed.drop = (_from, to, frame) => to === B && frame.kind === "snapshot" && frame.chunk.chunk >= 8;
+    bed.run(20);
+    expect(bed.node(B).engine.replica.position.index).toBe(0);
+    // B restarts in place (its term memory kept, its replica and staged chunks gone) and follows C again.
+    const restarted = bed.start(B, 2);
+    const members = [C, A, B].map((id) => bed.node(id).member);
+    restarted.engine.onView({ id: { installer: C, counter: 1 }, members, coordinator: bed.node(C).member }, bed.now);
+    bed.drop = () => false;
+    writeUntil(bed, caughtUp(bed));
+    expect(bed.node(B).engine.replica.position).toEqual(bed.node(C).engine.replica.position);
+  });
+});
