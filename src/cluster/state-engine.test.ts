@@ -42,7 +42,7 @@ class Bed {
     this.nodes.get(id)?.engine.close(this.now);
     let memory = this.#memories.get(id);
     if (memory === undefined) {
-      memory = { accepted: NO_TERM, begun: false, promised: NO_PROMISE };
+      memory = { accepted: NO_TERM, begun: false, promised: NO_PROMISE, echoed: undefined };
       this.#memories.set(id, memory);
     }
     const member = { id, incarnation };
@@ -174,5 +174,27 @@ describe("StateEngine", () => {
     bed.drop = () => false;
     writeUntil(bed, caughtUp(bed));
     expect(bed.node(B).engine.replica.position).toEqual(bed.node(C).engine.replica.position);
+  });
+
+  it("keeps, across a restart in place, the lease it echoed: the restarted member promises another coordinator only once that lease ran out", () => {
+    const bed = termOfThree();
+    // B hears nothing from C for longer than the lease: C serves on A's echoes alone.
+    bed.drop = (from, to) => (from === C && to === B) || (from === B && to === C);
+    bed.run(2 * LEASE_MS);
+    expect(bed.node(C).engine.serving(bed.now)).toBe(true);
+    // Now C is cut off from A too, just after A echoed it, and A restarts in place. B and A's next
+    // incarnation form a view without C, which B coordinates.
+    bed.drop = (from, to) => from === C || to === C;
+    const echoedAt = bed.now;
+    bed.start(A, 2);
+    bed.view(2, [B, A]);
+    let overlap = 0;
+    bed.run(3 * LEASE_MS, () => {
+      if (bed.node(B).engine.serving(bed.now) && bed.node(C).engine.serving(bed.now)) overlap++;
+      return bed.node(B).engine.serving(bed.now);
+    });
+    expect(overlap).toBe(0);
+    expect(bed.node(B).engine.serving(bed.now)).toBe(true);
+    expect(bed.now).toBeGreaterThanOrEqual(echoedAt + LEASE_MS);
   });
 });

@@ -111,8 +111,6 @@ export class StateEngine implements TimedUnit {
   /** What this member last sent the coordinator that pulled from it: where the coordinator stood, and the SyncComplete. */
   #pullAnswer: { readonly peer: PeerKey; readonly from: Position; readonly sync: SyncComplete } | undefined;
   #probe = 0;
-  /** The coordinator whose lease probes this member last followed, and when it last had one. */
-  #echoed: { readonly coordinator: PeerKey; readonly at: number } | undefined;
   #pulls = 0;
   #terms = 0;
   #malformed = 0;
@@ -250,7 +248,7 @@ export class StateEngine implements TimedUnit {
       }
       if ("group" in frame && frame.group !== this.#host.group) return;
       if ((frame.kind === "update" || frame.kind === "announce") && peer === this.#view?.coordinator.id && peer !== this.#host.local.id) {
-        this.#echoed = { coordinator: peer, at: now };
+        this.memory.echoed = { coordinator: peer, at: now };
       }
       switch (frame.kind) {
         case "request":
@@ -400,7 +398,7 @@ export class StateEngine implements TimedUnit {
    * took over): nothing to wait for.
    */
   #echoedLeaseEnd(coordinator: PeerKey): number {
-    const echoed = this.#echoed;
+    const echoed = this.memory.echoed;
     const view = this.#view;
     if (echoed === undefined || echoed.coordinator === coordinator) return Number.NEGATIVE_INFINITY;
     if (view !== undefined && (view.id.installer === echoed.coordinator || view.members.some((m) => m.id === echoed.coordinator))) return Number.NEGATIVE_INFINITY;

@@ -37,6 +37,13 @@ export interface TermMemory {
   /** The accepted term is known to have begun: every one of its members accepted it. */
   begun: boolean;
   promised: EpochPromise;
+  /**
+   * The coordinator whose lease probes this member last followed, and when it last had one: that
+   * coordinator may serve on this member's echoes until a lease later, so the member promises another
+   * one only after that (see StateEngine) — also as its next incarnation, whose restart in place does
+   * not end that lease.
+   */
+  echoed: { readonly coordinator: PeerKey; readonly at: number } | undefined;
 }
 
 export interface FollowerHost {
