@@ -197,4 +197,16 @@ describe("StateEngine", () => {
     expect(bed.node(B).engine.serving(bed.now)).toBe(true);
     expect(bed.now).toBeGreaterThanOrEqual(echoedAt + LEASE_MS);
   });
+
+  it("serves again soon as a coordinator restarted in place (coordinator again): its members echo its new run's lease probes, not their count of its earlier run's", () => {
+    const bed = termOfThree();
+    // A while of the term: the lease probe numbers grow.
+    bed.run(20 * LEASE_MS);
+    bed.start(C, 2);
+    bed.view(2, [C, A, B]);
+    const restartedAt = bed.now;
+    bed.run(20 * LEASE_MS, () => bed.node(C).engine.serving(bed.now));
+    expect(bed.node(C).engine.serving(bed.now)).toBe(true);
+    expect(bed.now - restartedAt).toBeLessThan(LEASE_MS);
+  });
 });

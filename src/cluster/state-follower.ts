@@ -128,7 +128,8 @@ export class ReplicaFollower {
     this.#pullSource = undefined;
     this.#buffer.clear();
     this.#highestSeen = 0;
-    if (previous?.coordinator.id !== view?.coordinator.id) this.#leaseProbe = 0;
+    // Lease probes are numbered afresh by each coordinator, and by each run of one (restarted in place).
+    if (previous?.coordinator.id !== view?.coordinator.id || previous?.coordinator.incarnation !== view?.coordinator.incarnation) this.#leaseProbe = 0;
   }
 
   /**
