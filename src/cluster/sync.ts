@@ -123,8 +123,9 @@ export class TermSync implements TimedUnit {
    */
   onPosition(peer: PeerKey, incarnation: number, position: Position): void {
     const sync = this.#pending.get(peer);
-    if (sync === undefined) return;
-    if (incarnation !== sync.incarnation) {
+    // An answer of an earlier run, come late, says nothing of where the member stands now.
+    if (sync === undefined || incarnation < sync.incarnation) return;
+    if (incarnation > sync.incarnation) {
       sync.incarnation = incarnation;
       sync.moved = true;
       this.#host.snapshots.cancel(peer);
