@@ -189,6 +189,25 @@ describe("StateEngine", () => {
     expect(bed.node(C).engine.stats.snapshotsSent - before).toBe(2);
   });
 
+  it("counts a member restarted in place at the position its new replica holds, though it names the term: a write commits once that run holds it", () => {
+    const bed = termOfThree();
+    bed.put(C, "before");
+    bed.run(20);
+    const restarted = bed.start(B, 2);
+    const members = [C, A, B].map((id) => bed.node(id).member);
+    restarted.engine.onView({ id: { installer: C, counter: 1 }, members, coordinator: bed.node(C).member }, bed.now);
+    // The new run cannot be brought up for now: its acknowledgements name the term, at index 0.
+    bed.drop = (_from, to, frame) => to === B && frame.kind !== "announce";
+    const write = bed.put(C, "after");
+    bed.run(300);
+    expect(bed.sent.some((s) => s.from === B && s.frame.kind === "ack" && s.frame.ack.accepted.epoch === bed.node(C).engine.epoch)).toBe(true);
+    expect(write.response).toBeUndefined();
+    bed.drop = () => false;
+    bed.run(500, () => write.response !== undefined);
+    expect(write.response).toMatchObject({ outcome: "OK" });
+    expect(bed.node(B).engine.replica.position.index).toBeGreaterThanOrEqual(write.response!.index);
+  });
+
   it("keeps, across a restart in place, the lease it echoed: the restarted member promises another coordinator only once that lease ran out", () => {
     const bed = termOfThree();
     // B hears nothing from C for longer than the lease: C serves on A's echoes alone.
