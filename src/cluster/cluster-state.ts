@@ -33,7 +33,7 @@ export class ClusterState {
   readonly #group: GroupChannel;
   readonly #settings: ClusterStateSettings;
   /** The term accepted and the epoch promised, kept across restarts (stop, start) of this member. */
-  readonly #memory: TermMemory = { accepted: NO_TERM, begun: false, promised: NO_PROMISE, echoed: undefined };
+  readonly #memory: TermMemory = { accepted: NO_TERM, begun: false, promised: NO_PROMISE, echoed: undefined, probe: 0 };
   readonly #events: Emitter<ClusterEvents>;
   /** What it registered with the group channel. */
   readonly #registrations: Array<() => void>;

@@ -42,7 +42,7 @@ class Bed {
     this.nodes.get(id)?.engine.close(this.now);
     let memory = this.#memories.get(id);
     if (memory === undefined) {
-      memory = { accepted: NO_TERM, begun: false, promised: NO_PROMISE, echoed: undefined };
+      memory = { accepted: NO_TERM, begun: false, promised: NO_PROMISE, echoed: undefined, probe: 0 };
       this.#memories.set(id, memory);
     }
     const member = { id, incarnation };
@@ -98,10 +98,9 @@ class Bed {
     return result;
   }
 
-  /** Hands `to` a frame from `from` running as `incarnation` (one that was on its way, say). */
+  /** Hands `to` a frame from `from` running as `incarnation` (one that was on its way, say); what it sends goes at the next step. */
   inject(from: string, incarnation: number, to: string, frame: StateFrame): void {
     this.node(to).engine.onFrame(from, incarnation, frame, this.now);
-    this.#deliver();
   }
 
   #deliver(): void {
@@ -174,7 +173,7 @@ describe("StateEngine", () => {
     bed.drop = (_from, to, frame) => to === B && frame.kind === "snapshot" && frame.chunk.chunk >= 8;
     bed.run(20);
     expect(bed.node(B).engine.replica.position.index).toBe(0);
-    const late = bed.sent.findLast((s) => s.from === B && s.frame.kind === "ack" && s.frame.ack.snapshotTransfer === 0)!.frame;
+    const late = bed.sent.filter((s) => s.from === B && s.frame.kind === "ack" && s.frame.ack.snapshotTransfer === 0).at(-1)!.frame;
     // B restarts in place (its term memory kept, its replica and staged chunks gone) and follows C again.
     const restarted = bed.start(B, 2);
     const members = [C, A, B].map((id) => bed.node(id).member);
@@ -236,6 +235,19 @@ describe("StateEngine", () => {
     bed.run(20 * LEASE_MS);
     bed.start(C, 2);
     bed.view(2, [C, A, B]);
+    const restartedAt = bed.now;
+    bed.run(20 * LEASE_MS, () => bed.node(C).engine.serving(bed.now));
+    expect(bed.node(C).engine.serving(bed.now)).toBe(true);
+    expect(bed.now - restartedAt).toBeLessThan(LEASE_MS);
+  });
+
+  it("serves again soon as a coordinator restarted in place when an announce of its earlier run reaches its members late, after the view", () => {
+    const bed = termOfThree();
+    bed.run(20 * LEASE_MS);
+    const late = bed.sent.filter((s) => s.from === C && s.frame.kind === "announce").at(-1)!.frame;
+    bed.start(C, 2);
+    bed.view(2, [C, A, B]);
+    for (const id of [A, B]) bed.inject(C, 1, id, late);
     const restartedAt = bed.now;
     bed.run(20 * LEASE_MS, () => bed.node(C).engine.serving(bed.now));
     expect(bed.node(C).engine.serving(bed.now)).toBe(true);

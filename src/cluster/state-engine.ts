@@ -110,7 +110,6 @@ export class StateEngine implements TimedUnit {
   #pullTarget: PeerKey | undefined;
   /** What this member last sent the coordinator that pulled from it: where the coordinator stood, and the SyncComplete. */
   #pullAnswer: { readonly peer: PeerKey; readonly from: Position; readonly sync: SyncComplete } | undefined;
-  #probe = 0;
   #pulls = 0;
   #terms = 0;
   #malformed = 0;
@@ -479,7 +478,7 @@ export class StateEngine implements TimedUnit {
       },
       { leaseMs: this.#options.leaseMs, maxUpdateBytes: this.#options.maxUpdateBytes },
       { epoch, members, tokenCeiling: ceiling },
-      this.#probe,
+      memory.probe,
       now,
     );
     this.#sequencer = sequencer;
@@ -496,7 +495,7 @@ export class StateEngine implements TimedUnit {
   #endTerm(now: number): void {
     const sequencer = this.#sequencer;
     if (sequencer !== undefined) {
-      this.#probe = sequencer.probe;
+      this.memory.probe = sequencer.probe;
       const stats = sequencer.stats;
       this.#closedStats.updatesApplied += stats.updatesApplied;
       this.#closedStats.requestsApplied += stats.requestsApplied;

@@ -44,6 +44,12 @@ export interface TermMemory {
    * not end that lease.
    */
   echoed: { readonly coordinator: PeerKey; readonly at: number } | undefined;
+  /**
+   * The highest lease probe this member sent as a coordinator: its next term goes on above it, also in
+   * its next run — its members echo the highest probe they saw from it, and one of its earlier run that
+   * reaches them late must not outnumber the new run's.
+   */
+  probe: number;
 }
 
 export interface FollowerHost {
