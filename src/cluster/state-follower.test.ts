@@ -172,6 +172,28 @@ describe("ReplicaFollower", () => {
     expect(bed.changes).toEqual([[expect.objectContaining({ kind: "lock" }), true]]);
   });
 
+  it("installs only the snapshot a SyncComplete names: a complete one staged from its sender's earlier run, numbered alike, is not taken for it", () => {
+    const bed = new Bed();
+    bed.follower.onPrepare(M.id, 5, VIEW.id);
+    const entry = (version: number) => ({ key: "s", value: new Uint8Array([version]), format: 0, version, owner: R, removeOnExit: false, ttlMs: 0, expiresAt: undefined });
+    // A chunk of M's earlier run (a copy that came after that snapshot was installed, or one whose
+    // SyncComplete never came): staged, complete.
+    bed.follower.onSnapshot(M.id, { transfer: 1, epoch: 3, index: 40, chunkCount: 1, chunk: 0, entries: [entry(30)], locks: [], applied: [], nextToken: 5 });
+    // M restarted in place numbers its transfers afresh: its first SyncComplete overtakes its chunk.
+    const sync = { epoch: 5, coordinator: M.id, index: 60, members: VIEW.members, tokenCeiling: 100, snapshotTransfer: 1, snapshotChunks: 1, entryCount: 1, prior: [] };
+    bed.follower.onSync(M.id, sync, 0);
+    expect(bed.follower.current).toBe(false);
+    expect(bed.replica.entries.has("s")).toBe(false);
+    // Nor does it tell M it holds the chunk of that number.
+    bed.follower.flush();
+    expect(bed.acks.filter(([, ack]) => ack.snapshotTransfer !== 0)).toEqual([]);
+    bed.follower.onSnapshot(M.id, { transfer: 1, epoch: 4, index: 60, chunkCount: 1, chunk: 0, entries: [entry(55)], locks: [], applied: [], nextToken: 5 });
+    bed.follower.onSync(M.id, sync, 0);
+    expect(bed.follower.current).toBe(true);
+    expect(bed.replica.position.index).toBe(60);
+    expect(bed.replica.entries.get("s")!.version).toBe(55);
+  });
+
   it("does not take its replica back to a copy of a snapshot of the term it already installed and went past", () => {
     const bed = new Bed();
     bed.follower.onPrepare(M.id, 5, VIEW.id);

@@ -243,7 +243,14 @@ export class ReplicaFollower {
     }
     const replica = this.#host.replica;
     if (sync.snapshotChunks > 0) {
-      const staging = this.#staging;
+      let staging = this.#staging;
+      if (staging !== undefined && staging.from === peer && staging.transfer === sync.snapshotTransfer && staging.index !== sync.index) {
+        // The snapshot it names is of its sender's position when it was sent, the SyncComplete's index:
+        // one of another index numbered alike is of the sender's earlier run (restarted in place, it
+        // numbers its transfers afresh), perhaps complete and never taken. It is dropped, not
+        // acknowledged: the sender would take that for the chunks of the snapshot on its way.
+        this.#staging = staging = undefined;
+      }
       if (staging === undefined || staging.from !== peer || staging.transfer !== sync.snapshotTransfer || staging.held < sync.snapshotChunks) {
         // The chunks are still on their way (or some were lost): say which we hold.
         this.#chunkAckDue = true;

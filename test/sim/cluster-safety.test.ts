@@ -54,12 +54,13 @@ describe("cluster safety on the simulated network", () => {
     if (results.length >= SEEDS) expect(sum(results, (r) => r.partitions)).toBeGreaterThanOrEqual(SEEDS);
   }, 600_000);
 
-  it("seeds that once failed: a merge takes members of a coordinator still serving on their echoes into another's view (quorum-change 1197), a snapshot staged from a member's earlier run (restarts 1012), a term begun on only some of its members counted as the agreed set (quorum-change 405: two masters), a coordinator pulling without end from a member that had gone back onto an older line since its report (quorum-change 532: a storm that never let the run end)", async () => {
+  it("seeds that once failed: a merge takes members of a coordinator still serving on their echoes into another's view (quorum-change 1197), a snapshot staged from a member's earlier run (restarts 1012), a term begun on only some of its members counted as the agreed set (quorum-change 405: two masters), a coordinator pulling without end from a member that had gone back onto an older line since its report (quorum-change 532: a storm that never let the run end), a snapshot of a member's earlier run, numbered like its later run's, installed for the one a SyncComplete named (restarts 399: a lock lost, another member's write taken)", async () => {
     for (const [seed, kind] of [
       [1197, "quorum-change"],
       [405, "quorum-change"],
       [532, "quorum-change"],
       [1012, "restarts"],
+      [399, "restarts"],
     ] as const) {
       const result = await runClusterScenario(seed, kind);
       expect(result.finalWrite).toBe("ok");
