@@ -32,7 +32,7 @@ export class ClusterState {
   readonly map: ReplicatedMap;
   readonly #group: GroupChannel;
   readonly #settings: ClusterStateSettings;
-  /** The term accepted and the epoch promised, kept across restarts (stop, start) of this member. */
+  /** The term accepted, the epoch promised, the lease echoed and the lease probes used, kept across restarts (stop, start) of this member. */
   readonly #memory: TermMemory = { accepted: NO_TERM, begun: false, promised: NO_PROMISE, echoed: undefined, probe: 0 };
   readonly #events: Emitter<ClusterEvents>;
   /** What it registered with the group channel. */
