@@ -28,6 +28,7 @@ import type { PeerKey } from "../reliable/protocol.ts";
 import { MAX_COUNTER } from "../wire/safe-integers.ts";
 import { MEMBER_ID_BYTES } from "../wire/limits.ts";
 import { type BlockLock, readEntryBlock, writeEntryBlock } from "./entry-block.ts";
+import { writeAckFrame, writeRequestFrame, writeUpdateFrame } from "./state-writer.ts";
 import {
   type Announce,
   type AppliedRecord,
@@ -297,6 +298,11 @@ function opInit(op: StateOp): MessageInitShape<typeof StateRequestSchema>["op"] 
 }
 
 export function encodeRequest(group: string, request: StateRequest): Uint8Array {
+  return writeRequestFrame(group, request) ?? encodeRequestGenerically(group, request);
+}
+
+/** A request as the schema's codec writes it (what writeRequestFrame's bytes are checked against). */
+export function encodeRequestGenerically(group: string, request: StateRequest): Uint8Array {
   return encodeFrame({ case: "stateRequest", value: { requestId: BigInt(request.requestId), group, op: opInit(request.op) } });
 }
 
@@ -320,6 +326,11 @@ export function encodeResponse(response: StateResponse, now: number): Uint8Array
  * it); `termBegun`: the term it names has begun, as its coordinator knows.
  */
 export function encodeUpdate(group: string, update: Update, leaseProbe: number, termBegun: boolean): Uint8Array {
+  return writeUpdateFrame(group, update, leaseProbe, termBegun);
+}
+
+/** An update as the schema's codec writes it (what writeUpdateFrame's bytes are checked against). */
+export function encodeUpdateGenerically(group: string, update: Update, leaseProbe: number, termBegun: boolean): Uint8Array {
   const [first, ...rest] = update.requests;
   const changes = (request: OrderedRequest | undefined) => (request?.changes ?? []).map((change) => changeInit(change, request?.requester));
   return encodeFrame({
@@ -395,6 +406,11 @@ export function encodeSync(group: string, sync: SyncComplete): Uint8Array {
 }
 
 export function encodeAck(group: string, ack: StateAck): Uint8Array {
+  return writeAckFrame(group, ack) ?? encodeAckGenerically(group, ack);
+}
+
+/** An acknowledgement as the schema's codec writes it (what writeAckFrame's bytes are checked against). */
+export function encodeAckGenerically(group: string, ack: StateAck): Uint8Array {
   return encodeFrame({
     case: "stateAck",
     value: {
