@@ -108,9 +108,24 @@ function num(value: bigint): number {
   return Number(value);
 }
 
+/**
+ * The keys of the member ids read lately: state frames name a few members (the coordinator, the
+ * writers) over and over, and a key made afresh is sixteen concatenations and a new string to hash
+ * wherever it is looked up.
+ */
+const RECENT_PEERS = 4;
+const recentIds: Uint8Array[] = [];
+const recentKeys: PeerKey[] = [];
+let recentNext = 0;
+
 function peerOf(id: Uint8Array): PeerKey {
   if (id.length !== MEMBER_ID_BYTES) throw new Malformed("a member id that is not 16 bytes");
-  return keyOf(id);
+  for (let i = 0; i < recentIds.length; i++) if (sameId(recentIds[i]!, id)) return recentKeys[i]!;
+  const key = keyOf(id);
+  recentIds[recentNext] = id.slice();
+  recentKeys[recentNext] = key;
+  recentNext = (recentNext + 1) % RECENT_PEERS;
+  return key;
 }
 
 /** An id that may be absent (a replica that never synced names no coordinator). */
