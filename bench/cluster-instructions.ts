@@ -1,7 +1,6 @@
 /**
  * What one replicated write costs in instructions: every member of a cluster in this one process, on
- * loopback multicast, one member (not the coordinator) doing sequential puts or lock + unlock pairs.
- * Instruction counts do not depend on the machine's load, unlike CPU time:
+ * loopback multicast, one member (not the coordinator) doing sequential puts or lock + unlock pairs:
  *
  *   valgrind --tool=callgrind --instr-atstart=no --separate-threads=yes --callgrind-out-file=out.%p \
  *     node --import tsx bench/cluster-instructions.ts --callgrind [--members 2] [--op puts] \
@@ -9,8 +8,11 @@
  *
  * Only the measured loop is counted (switched on and off with callgrind_control): the main thread's
  * total (the `-01` file), less a shorter run's, over the difference of their counts, is the
- * instructions of one operation, every member's together. Without `--callgrind` it prints the CPU
- * time per operation of the process (all members).
+ * instructions of one operation, every member's together. The count takes in the periodic work too
+ * (heartbeats, the coordinator's lease probes) for as long as the loop runs, which valgrind stretches
+ * a hundredfold and the machine's load stretches further: compare two builds run side by side, more
+ * than once. Without `--callgrind` it prints the CPU time per operation of the process (all members),
+ * for alternating A/B runs of two builds.
  */
 import { execFile } from "node:child_process";
 import { resolve } from "node:path";
