@@ -25,6 +25,12 @@ export class Emitter<Events extends { [K in keyof Events]: unknown }> {
     this.#listeners.get(type)?.delete(listener as (event: never) => void);
   }
 
+  /** True when `type` has a listener (an event nobody listens to need not be made). */
+  listens(type: keyof Events): boolean {
+    const set = this.#listeners.get(type);
+    return set !== undefined && set.size > 0;
+  }
+
   /** Calls every listener of `type`; returns false when there was none. */
   emit<K extends keyof Events>(type: K, event: Events[K]): boolean {
     const set = this.#listeners.get(type);

@@ -53,6 +53,20 @@ describe("Replica", () => {
     expect(replica.updatesAfter(30)).toEqual([]);
   });
 
+  it("keeps exactly the last logLimit updates, and after a snapshot only the updates that follow it", () => {
+    const replica = new Replica(16);
+    for (let i = 1; i <= 40; i++) replica.apply(update(i, []), 0);
+    expect(replica.updatesAfter(24)?.map((u) => u.index)).toEqual(Array.from({ length: 16 }, (_, i) => 25 + i));
+    expect(replica.updatesAfter(23)).toBeUndefined();
+    expect(replica.updatesAfter(38, 1)?.map((u) => u.index)).toEqual([39]);
+    replica.install(snapshot(), [], [], 50, 1, 0);
+    replica.synced(1, B.id, 50, 0);
+    for (let i = 51; i <= 53; i++) replica.apply(update(i, []), 0);
+    expect(replica.updatesAfter(50)?.map((u) => u.index)).toEqual([51, 52, 53]);
+    expect(replica.updatesAfter(49)).toBeUndefined();
+    expect(replica.updatesAfter(35)).toBeUndefined();
+  });
+
   it("installs a snapshot into an empty replica (a joiner) and into one with entries to the same state, with the differences as changes", () => {
     const incoming = () => snapshot(stored("a", 5), stored("b", 6), stored("c", 7));
     const joiner = new Replica(16);

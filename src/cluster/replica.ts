@@ -46,15 +46,21 @@ export class Replica {
   #position: Position = ORIGIN;
   #nextToken = 1;
   #tokenCeiling = 1;
-  /** Updates kept for replicas that are behind: index → update. */
-  readonly #log = new Map<number, Update>();
+  /**
+   * Updates kept for replicas that are behind, from `#logFirst` on: update `index` in slot `index %
+   * logLimit` (a ring, where a map of ten thousand indexes cost a hashed insert and delete a write).
+   */
+  readonly #log: Array<Update | undefined>;
   #logFirst = 1;
   readonly #logLimit: number;
   /** The coordinator terms this replica followed: line key → [first index, last index]. */
   readonly #history = new Map<string, { base: number; last: number }>();
+  /** The line key made last: most updates are of the term before them. */
+  #line = { epoch: 0, coordinator: "", key: lineKey(0, "") };
 
   constructor(logLimit: number) {
     this.#logLimit = logLimit;
+    this.#log = new Array<Update | undefined>(logLimit).fill(undefined);
   }
 
   /** The entries by key (a snapshot installed replaces this map with its own). */
@@ -79,7 +85,7 @@ export class Replica {
   /** True when `position` lies on the sequence of updates this replica has (it is a prefix of ours). */
   follows(position: Position): boolean {
     if (position.index === 0) return false;
-    const term = this.#history.get(lineKey(position.epoch, position.coordinator));
+    const term = this.#history.get(this.#lineKey(position.epoch, position.coordinator));
     return term !== undefined && term.base <= position.index && position.index <= term.last;
   }
 
@@ -88,8 +94,8 @@ export class Replica {
     if (index + 1 < this.#logFirst && index < this.#position.index) return undefined;
     const updates: Update[] = [];
     for (let i = index + 1; i <= this.#position.index && updates.length < limit; i++) {
-      const update = this.#log.get(i);
-      if (update === undefined) return undefined;
+      const update = i < this.#logFirst ? undefined : this.#log[i % this.#logLimit];
+      if (update === undefined || update.index !== i) return undefined;
       updates.push(update);
     }
     return updates;
@@ -127,9 +133,9 @@ export class Replica {
     }
     for (const member of update.forget) this.#applied.delete(instanceKey(member));
     if (update.tokenCeiling > this.#tokenCeiling) this.#tokenCeiling = update.tokenCeiling;
-    this.#log.set(index, update);
-    while (this.#log.size > this.#logLimit) this.#log.delete(this.#logFirst++);
-    const key = lineKey(epoch, coordinator);
+    this.#log[index % this.#logLimit] = update;
+    if (this.#logFirst <= index - this.#logLimit) this.#logFirst = index - this.#logLimit + 1;
+    const key = this.#lineKey(epoch, coordinator);
     const term = this.#history.get(key);
     if (term === undefined) this.#addTerm(key, index - 1, index);
     else term.last = index;
@@ -140,7 +146,7 @@ export class Replica {
   /** A sync finished: we are at `index` of the term (epoch, coordinator). */
   synced(epoch: number, coordinator: PeerKey, index: number, tokenCeiling: number): void {
     if (tokenCeiling > this.#tokenCeiling) this.#tokenCeiling = tokenCeiling;
-    const key = lineKey(epoch, coordinator);
+    const key = this.#lineKey(epoch, coordinator);
     const term = this.#history.get(key);
     if (term === undefined) this.#addTerm(key, index, index);
     else if (index > term.last) term.last = index;
@@ -196,7 +202,7 @@ export class Replica {
     if (nextToken > this.#nextToken) this.#nextToken = nextToken;
     this.#applied.clear();
     for (const record of applied) this.#remember(record);
-    this.#log.clear();
+    this.#log.fill(undefined);
     this.#logFirst = index + 1;
     this.#history.clear();
     return changes;
@@ -232,6 +238,13 @@ export class Replica {
     if (perRequester === undefined) this.#applied.set(key, (perRequester = new Map()));
     perRequester.set(record.requestId, record);
     if (perRequester.size > APPLIED_PER_REQUESTER) perRequester.delete(perRequester.keys().next().value!);
+  }
+
+  #lineKey(epoch: number, coordinator: PeerKey): string {
+    const line = this.#line;
+    if (line.epoch === epoch && line.coordinator === coordinator) return line.key;
+    this.#line = { epoch, coordinator, key: lineKey(epoch, coordinator) };
+    return this.#line.key;
   }
 
   #addTerm(key: string, base: number, last: number): void {

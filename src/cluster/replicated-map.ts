@@ -519,14 +519,17 @@ export class ReplicatedMap {
           this.#events.emit("change", { type: "remove", key: change.entry.key, value, owner: change.entry.owner, expired: change.expired, resync });
           break;
         }
-        case "lock":
-          this.#events.emit("lock", { ...lockInfo(change.lock), resync });
+        case "lock": {
+          const { key, holder, token, leaseMs } = change.lock;
+          if (this.#events.listens("lock")) this.#events.emit("lock", { key, holder, fencingToken: token, leaseMs, resync });
           break;
+        }
         case "unlock": {
           // A lock of ours freed without our release: the handle lost it.
           const handle = this.#handles.get(change.lock.key);
           if (handle !== undefined && handle.fencingToken === change.lock.token && !handle.releasing) handle.lose(change.expired ? "expired" : "freed");
-          this.#events.emit("unlock", { ...lockInfo(change.lock), expired: change.expired, resync });
+          const { key, holder, token, leaseMs } = change.lock;
+          if (this.#events.listens("unlock")) this.#events.emit("unlock", { key, holder, fencingToken: token, leaseMs, expired: change.expired, resync });
           if (change.expired) this.#events.emit("lockExpired", lockInfo(change.lock));
           break;
         }

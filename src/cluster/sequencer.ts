@@ -7,6 +7,7 @@ import {
   type Announce,
   type AppliedRecord,
   type Change,
+  instanceKey,
   majority,
   type MemberInstance,
   putBytes,
@@ -123,7 +124,7 @@ interface Batch {
 }
 
 function requestKey(requester: MemberInstance, requestId: number): string {
-  return `${requester.id}:${requester.incarnation}:${requestId}`;
+  return `${instanceKey(requester)}:${requestId}`;
 }
 
 type Refusal = { readonly outcome: StateOutcome; readonly message: string };
@@ -169,6 +170,8 @@ export class Sequencer implements TimedUnit {
   readonly #probes = new Map<number, number>();
   /** The latest refusals, by requester and request id, oldest first. */
   readonly #refused = new Map<string, Refusal>();
+  /** The request whose key was made last: a request's key is wanted a few times while it is handled. */
+  #lastRequest: { readonly requester: MemberInstance; readonly requestId: number; readonly key: string } | undefined;
   #lastSentAt: number;
   #wasServing = false;
   /** When the lease runs out, as the members' echoes stand (worked out again when one moves). */
@@ -344,7 +347,7 @@ export class Sequencer implements TimedUnit {
   #handle(requester: MemberInstance, request: StateRequest, now: number): void {
     const requestId = request.requestId;
     const op = request.op;
-    if (this.#batch?.ids.has(requestKey(requester, requestId))) return;
+    if (this.#batch?.ids.has(this.#requestKey(requester, requestId))) return;
     const applied = this.#host.replica.appliedRequest(requester, requestId);
     if (applied !== undefined) {
       // Sent again: applied already (here, or by a coordinator before us). Answered once it is committed
@@ -355,7 +358,7 @@ export class Sequencer implements TimedUnit {
       return;
     }
     if (this.#locks.isQueued(requester, requestId) || this.#tokenWait.some((w) => w.requestId === requestId && sameInstance(w.requester, requester))) return;
-    const refusal = this.#refused.get(requestKey(requester, requestId));
+    const refusal = this.#refused.get(this.#requestKey(requester, requestId));
     if (refusal !== undefined) {
       this.stats.requestsDeduplicated++;
       return this.#respondTo(requester, requestId, refusal.outcome, refusal.message);
@@ -428,7 +431,9 @@ export class Sequencer implements TimedUnit {
       this.#commitBatch(now);
       return;
     }
-    const keys = [...puts.map((p) => p.key), ...removes.map((r) => r.key)];
+    const keys: string[] = [];
+    for (const put of puts) keys.push(put.key);
+    for (const remove of removes) keys.push(remove.key);
     let bytes = REQUEST_OVERHEAD_BYTES;
     for (const put of puts) bytes += putBytes(put.key, put.value.length);
     for (const remove of removes) bytes += removeBytes(remove.key);
@@ -437,7 +442,8 @@ export class Sequencer implements TimedUnit {
     }
     this.#open(keys, bytes, now);
     const index = this.#batch!.index;
-    const seen = new Set<string>();
+    // A key twice is looked for in a batch only.
+    const seen = keys.length > 1 ? new Set<string>() : undefined;
     const changes: Change[] = [];
     for (const put of puts) {
       const refusal = this.#check(requester, put.key, put.ifVersion, put.fencingToken, seen);
@@ -456,10 +462,12 @@ export class Sequencer implements TimedUnit {
     this.#add(requester, request.requestId, changes, keys);
   }
 
-  #check(requester: MemberInstance, key: string, ifVersion: number | undefined, fencingToken: number, seen: Set<string>): Refusal | undefined {
+  #check(requester: MemberInstance, key: string, ifVersion: number | undefined, fencingToken: number, seen: Set<string> | undefined): Refusal | undefined {
     if (key === "") return { outcome: "INVALID", message: "an entry needs a key" };
-    if (seen.has(key)) return { outcome: "INVALID", message: `"${key}" appears twice in one batch` };
-    seen.add(key);
+    if (seen !== undefined) {
+      if (seen.has(key)) return { outcome: "INVALID", message: `"${key}" appears twice in one batch` };
+      seen.add(key);
+    }
     const replica = this.#host.replica;
     const lock = replica.locks.get(key);
     if (lock !== undefined && !sameInstance(lock.holder, requester)) return { outcome: "LOCKED", message: `"${key}" is locked by ${lock.holder.id.slice(0, 8)}` };
@@ -501,7 +509,7 @@ export class Sequencer implements TimedUnit {
    * coordinator), and a granted one is released. Answered like a lock operation.
    */
   #cancel(requester: MemberInstance, requestId: number, key: string, lockRequestId: number, now: number): void {
-    if (this.#batch?.ids.has(requestKey(requester, lockRequestId))) this.#commitBatch(now);
+    if (this.#batch?.ids.has(this.#requestKey(requester, lockRequestId))) this.#commitBatch(now);
     const replica = this.#host.replica;
     const record = replica.appliedRequest(requester, lockRequestId);
     if (record !== undefined) {
@@ -573,9 +581,17 @@ export class Sequencer implements TimedUnit {
     batch.requests.push({ requestId, requester, changes });
     if (keys === undefined) batch.keys.add("");
     else for (const key of keys) batch.keys.add(key);
-    if (requester !== undefined) batch.ids.add(requestKey(requester, requestId));
+    if (requester !== undefined) batch.ids.add(this.#requestKey(requester, requestId));
     batch.bytes += REQUEST_OVERHEAD_BYTES;
     for (const change of changes) batch.bytes += changeBytes(change);
+  }
+
+  #requestKey(requester: MemberInstance, requestId: number): string {
+    const last = this.#lastRequest;
+    if (last !== undefined && last.requester === requester && last.requestId === requestId) return last.key;
+    const key = requestKey(requester, requestId);
+    this.#lastRequest = { requester, requestId, key };
+    return key;
   }
 
   #commitBatch(now: number): void {
@@ -728,7 +744,7 @@ export class Sequencer implements TimedUnit {
   #respondTo(requester: MemberInstance, requestId: number, outcome: StateOutcome, message: string): void {
     if (requestId === 0) return;
     if (outcome !== "OK") {
-      this.#refused.set(requestKey(requester, requestId), { outcome, message });
+      this.#refused.set(this.#requestKey(requester, requestId), { outcome, message });
       if (this.#refused.size > REFUSALS_KEPT) this.#refused.delete(this.#refused.keys().next().value!);
     }
     this.#host.respond(requester, { requestId, outcome, message, epoch: this.#epoch, index: 0, previous: [], token: 0 });

@@ -28,6 +28,7 @@ import type { PeerKey } from "../reliable/protocol.ts";
 import { MAX_COUNTER } from "../wire/safe-integers.ts";
 import { MEMBER_ID_BYTES } from "../wire/limits.ts";
 import { type BlockLock, readEntryBlock, writeEntryBlock } from "./entry-block.ts";
+import { writeAckFrame, writeRequestFrame, writeUpdateFrame } from "./state-writer.ts";
 import {
   type Announce,
   type AppliedRecord,
@@ -107,9 +108,24 @@ function num(value: bigint): number {
   return Number(value);
 }
 
+/**
+ * The keys of the member ids read lately: state frames name a few members (the coordinator, the
+ * writers) over and over, and a key made afresh is sixteen concatenations and a new string to hash
+ * wherever it is looked up.
+ */
+const RECENT_PEERS = 4;
+const recentIds: Uint8Array[] = [];
+const recentKeys: PeerKey[] = [];
+let recentNext = 0;
+
 function peerOf(id: Uint8Array): PeerKey {
   if (id.length !== MEMBER_ID_BYTES) throw new Malformed("a member id that is not 16 bytes");
-  return keyOf(id);
+  for (let i = 0; i < recentIds.length; i++) if (sameId(recentIds[i]!, id)) return recentKeys[i]!;
+  const key = keyOf(id);
+  recentIds[recentNext] = id.slice();
+  recentKeys[recentNext] = key;
+  recentNext = (recentNext + 1) % RECENT_PEERS;
+  return key;
 }
 
 /** An id that may be absent (a replica that never synced names no coordinator). */
@@ -297,6 +313,11 @@ function opInit(op: StateOp): MessageInitShape<typeof StateRequestSchema>["op"] 
 }
 
 export function encodeRequest(group: string, request: StateRequest): Uint8Array {
+  return writeRequestFrame(group, request) ?? encodeRequestGenerically(group, request);
+}
+
+/** A request as the schema's codec writes it (what writeRequestFrame's bytes are checked against). */
+export function encodeRequestGenerically(group: string, request: StateRequest): Uint8Array {
   return encodeFrame({ case: "stateRequest", value: { requestId: BigInt(request.requestId), group, op: opInit(request.op) } });
 }
 
@@ -320,6 +341,11 @@ export function encodeResponse(response: StateResponse, now: number): Uint8Array
  * it); `termBegun`: the term it names has begun, as its coordinator knows.
  */
 export function encodeUpdate(group: string, update: Update, leaseProbe: number, termBegun: boolean): Uint8Array {
+  return writeUpdateFrame(group, update, leaseProbe, termBegun);
+}
+
+/** An update as the schema's codec writes it (what writeUpdateFrame's bytes are checked against). */
+export function encodeUpdateGenerically(group: string, update: Update, leaseProbe: number, termBegun: boolean): Uint8Array {
   const [first, ...rest] = update.requests;
   const changes = (request: OrderedRequest | undefined) => (request?.changes ?? []).map((change) => changeInit(change, request?.requester));
   return encodeFrame({
@@ -395,6 +421,11 @@ export function encodeSync(group: string, sync: SyncComplete): Uint8Array {
 }
 
 export function encodeAck(group: string, ack: StateAck): Uint8Array {
+  return writeAckFrame(group, ack) ?? encodeAckGenerically(group, ack);
+}
+
+/** An acknowledgement as the schema's codec writes it (what writeAckFrame's bytes are checked against). */
+export function encodeAckGenerically(group: string, ack: StateAck): Uint8Array {
   return encodeFrame({
     case: "stateAck",
     value: {

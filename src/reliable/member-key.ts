@@ -20,6 +20,13 @@ export function idOf(key: PeerKey): Uint8Array {
   return id;
 }
 
+/** Writes the member id of a key at `pos` (as `idOf` makes it, without the array); returns the end. */
+export function writeIdOf(key: PeerKey, buffer: Uint8Array, pos: number): number {
+  const length = key.length >> 1;
+  for (let i = 0; i < length; i++) buffer[pos + i] = (DIGIT[key.charCodeAt(2 * i) & 0x7f]! << 4) | DIGIT[key.charCodeAt(2 * i + 1) & 0x7f]!;
+  return pos + length;
+}
+
 /** True when two member ids are the same bytes. */
 export function sameId(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;

@@ -232,7 +232,8 @@ const SLAB_BYTES = 8 * 1024;
 let slab = new ArrayBuffer(SLAB_BYTES);
 let slabUsed = 0;
 
-function allocate(size: number): Uint8Array {
+/** `size` bytes for an encoded message, cut from the codec's slab (hand-written writers share it). */
+export function allocate(size: number): Uint8Array {
   if (size > SLAB_BYTES / 4) return new Uint8Array(size);
   if (slabUsed + size > SLAB_BYTES) {
     slab = new ArrayBuffer(SLAB_BYTES);

@@ -1,0 +1,79 @@
+/**
+ * What one replicated write costs in instructions: every member of a cluster in this one process, on
+ * loopback multicast, one member (not the coordinator) doing sequential puts or lock + unlock pairs:
+ *
+ *   valgrind --tool=callgrind --instr-atstart=no --separate-threads=yes --callgrind-out-file=out.%p \
+ *     node --import tsx bench/cluster-instructions.ts --callgrind [--members 2] [--op puts] \
+ *     [--warmup 2000] [--count N] [--dist dist]
+ *
+ * Only the measured loop is counted (switched on and off with callgrind_control): the main thread's
+ * total (the `-01` file), less a shorter run's, over the difference of their counts, is the
+ * instructions of one operation, every member's together. The count takes in the periodic work too
+ * (heartbeats, the coordinator's lease probes) for as long as the loop runs, which valgrind stretches
+ * a hundredfold and the machine's load stretches further: compare two builds run side by side, more
+ * than once. Without `--callgrind` it prints the CPU time per operation of the process (all members),
+ * for alternating A/B runs of two builds.
+ */
+import { execFile } from "node:child_process";
+import { resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { freshNetwork, memberOptions } from "./lib.ts";
+
+const { values } = parseArgs({
+  options: {
+    members: { type: "string", default: "2" },
+    op: { type: "string", default: "puts" },
+    warmup: { type: "string", default: "2000" },
+    count: { type: "string", default: "2000" },
+    dist: { type: "string", default: "dist" },
+    callgrind: { type: "boolean", default: false },
+  },
+});
+
+function callgrindInstrumentation(state: "on" | "off"): Promise<void> {
+  return new Promise((done, fail) => execFile("callgrind_control", ["-i", state, String(process.pid)], (error) => (error === null ? done() : fail(error))));
+}
+
+const dist = resolve(values.dist);
+const extension = dist.endsWith("src") ? "ts" : "js";
+const { ClusterChannel } = (await import(resolve(dist, `index.${extension}`))) as typeof import("../src/cluster/cluster-channel.ts");
+const { createUdpTransport } = (await import(resolve(dist, `adapters/node.${extension}`))) as typeof import("../src/adapters/node.ts");
+
+const network = freshNetwork("bench-instructions");
+const count = Number(values.members);
+const channels: Array<InstanceType<typeof ClusterChannel>> = [];
+for (let i = 0; i < count; i++) {
+  const channel = new ClusterChannel({ ...memberOptions({ name: `m${i}`, network, timing: {} }, createUdpTransport), weight: i === 0 ? 10 : 0 });
+  channel.on("error", ({ error, stage }) => console.error(`m${i}: ${stage}: ${error.message}`));
+  await channel.init();
+  await channel.join({ timeoutMs: 60_000 });
+  channels.push(channel);
+}
+const deadline = Date.now() + 60_000;
+while (!channels.every((c) => c.getMembers().length === count && c.ready)) {
+  if (Date.now() > deadline) throw new Error(`no ${count}-member view`);
+  await new Promise((r) => setTimeout(r, 10));
+}
+const map = channels[1]!.map;
+const value = new Uint8Array(64).fill(7);
+const run = async (n: number) => {
+  for (let i = 0; i < n; i++) {
+    if (values.op === "puts") await map.put(`k${i % 10_000}`, value);
+    else {
+      const lock = await map.lock("bench-lock");
+      await lock.release();
+    }
+  }
+};
+await run(Number(values.warmup));
+const n = Number(values.count);
+if (values.callgrind) await callgrindInstrumentation("on");
+const cpu = process.cpuUsage();
+const started = performance.now();
+await run(n);
+const ms = performance.now() - started;
+const used = process.cpuUsage(cpu);
+if (values.callgrind) await callgrindInstrumentation("off");
+console.log(JSON.stringify({ members: count, op: values.op, count: n, cpuUsPerOp: (used.user + used.system) / n, opsPerSecond: Math.round(n / (ms / 1000)) }));
+for (const channel of channels.reverse()) await channel.shutDown().catch(() => undefined);
+process.exit(0);
