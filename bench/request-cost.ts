@@ -11,7 +11,9 @@
  * tsx bench/request-cost.ts --callgrind --warmup 10000 --count N`, only the measured loop is counted
  * (switched on and off with callgrind_control): the main thread's total (the `.out-01` file), less a
  * short run's, over the difference of their counts, is the requester's instructions per round trip.
- * Only this process is traced. Adding `--perf-basic-prof` to node writes the map that names its
+ * With `--callgrind-responder` as well, and valgrind's `--trace-children=yes`, the responder's loop is
+ * counted too, in the child's own `.out-01` file (the raw echo cannot be counted: its child is not switched).
+ * Adding `--perf-basic-prof` to node writes the map that names its
  * compiled functions; `node --cpu-prof` samples them instead.
  */
 import { execFile, fork } from "node:child_process";
@@ -35,6 +37,7 @@ const { values } = parseArgs({
     size: { type: "string", default: "64" },
     raw: { type: "boolean", default: false },
     callgrind: { type: "boolean", default: false },
+    "callgrind-responder": { type: "boolean", default: false },
     child: { type: "string" },
     network: { type: "string" },
   },
@@ -76,8 +79,10 @@ async function rawEcho(): Promise<void> {
   process.on("disconnect", () => process.exit(0));
 }
 
-function callgrindInstrumentation(state: "on" | "off"): Promise<void> {
-  return new Promise((done, fail) => execFile("callgrind_control", ["-i", state, String(process.pid)], (error) => (error === null ? done() : fail(error))));
+function callgrindInstrumentation(state: "on" | "off", pids: readonly number[]): Promise<void> {
+  const switchOne = (pid: number) =>
+    new Promise<void>((done, fail) => execFile("callgrind_control", ["-i", state, String(pid)], (error) => (error === null ? done() : fail(error))));
+  return Promise.all(pids.map(switchOne)).then(() => {});
 }
 
 function cpuMs(): number {
@@ -133,16 +138,17 @@ async function main(): Promise<void> {
   }
   // Under `valgrind --tool=callgrind --instr-atstart=no`, only the measured loop is counted (and the
   // control calls' own code is warm by then).
-  if (values.callgrind) await callgrindInstrumentation("off");
+  const traced = values["callgrind-responder"] && !values.raw ? [process.pid, child.pid!] : [process.pid];
+  if (values.callgrind) await callgrindInstrumentation("off", traced);
   for (let i = 0; i < warmup; i++) await run(payload);
-  if (values.callgrind) await callgrindInstrumentation("on");
+  if (values.callgrind) await callgrindInstrumentation("on", traced);
   const before = traffic();
   const cpuBefore = cpuMs();
   const started = performance.now();
   const startedAtUs = process.hrtime.bigint() / 1000n;
   for (let i = 0; i < count; i++) await run(payload);
   const endedAtUs = process.hrtime.bigint() / 1000n;
-  if (values.callgrind) await callgrindInstrumentation("off");
+  if (values.callgrind) await callgrindInstrumentation("off", traced);
   const wallMs = performance.now() - started;
   const cpu = cpuMs() - cpuBefore;
   const after = traffic();
