@@ -120,7 +120,7 @@ export function readAckFrame(bytes: Uint8Array, start: number, end: number): Fra
     $typeName: "activeblaze.v1.Ack",
     stream,
     originId,
-    originIncarnation: BigInt(incarnation),
+    originIncarnation: incarnation === lastIncarnation ? lastIncarnationBig : incarnationBig(incarnation),
     cumulative: BigInt(cumulative),
     received,
   };
@@ -147,3 +147,14 @@ function readRange(bytes: Uint8Array, start: number, end: number): SeqRange | un
 }
 
 const EMPTY = new Uint8Array(0);
+
+// The acknowledgements a member receives all name its own incarnation (as the origin of the stream they
+// acknowledge): the bigint of the last one read is kept and handed out again while it is the same.
+let lastIncarnation = 0;
+let lastIncarnationBig = 0n;
+
+function incarnationBig(incarnation: number): bigint {
+  lastIncarnation = incarnation;
+  lastIncarnationBig = BigInt(incarnation);
+  return lastIncarnationBig;
+}

@@ -295,15 +295,17 @@ export class UnicastProtocol implements TimedUnit {
     const stream = this.#sendStreams.get(peer);
     // From another incarnation of the receiver than the one the stream goes to: not about this stream.
     if (stream === undefined || stream.incarnation !== incarnation) return;
-    // Nothing past what was sent on the stream can be acknowledged or missing.
-    const sent = BigInt(stream.buffer.nextSeq);
+    // Nothing past what was sent on the stream can be acknowledged or missing. An acknowledgement is
+    // compared as a number, no bigint made: past 2^53 one rounds to 2^53 or more, never below what was sent.
+    const sent = stream.buffer.nextSeq;
     if (kind.case === "ack") {
-      if (kind.value.cumulative < sent) this.#onAck(stream, Number(kind.value.cumulative), now);
+      const cumulative = Number(kind.value.cumulative);
+      if (cumulative < sent) this.#onAck(stream, cumulative, now);
       else this.#stats.refused++;
-    } else if (kind.value.missing.every((range) => range.first >= 1n && range.first <= range.last && range.last < sent)) {
-      this.#onNack(stream, kind.value, now);
     } else {
-      this.#stats.refused++;
+      const limit = BigInt(sent);
+      if (kind.value.missing.every((range) => range.first >= 1n && range.first <= range.last && range.last < limit)) this.#onNack(stream, kind.value, now);
+      else this.#stats.refused++;
     }
   }
 
