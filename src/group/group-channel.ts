@@ -591,6 +591,8 @@ export class GroupChannel implements AsyncDisposable {
       localIncarnation: context.incarnation,
       unicastData: (peer, data) => context.endpoint.unicastData(peer, data, this.#memberOf),
       unicastFrame: (peer, frame) => context.endpoint.unicastFrame(peer, frame),
+      unicastAck: (peer, stream, originId, incarnation, cumulative, highestReceived) =>
+        context.endpoint.unicastAck(peer, stream, originId, incarnation, cumulative, highestReceived),
       deliver: (peer, data, incarnation) => this.#onPointToPoint(peer, data, incarnation),
       writable: (peer) => this.#pump(peer),
     }, this.#group.unicast);
