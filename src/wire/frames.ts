@@ -263,6 +263,13 @@ export class DatagramBuilder {
 // How many full datagrams one slab holds: two, so that small datagrams share one for a while.
 const SLAB_DATAGRAMS = 2;
 
+// Where a refusal finds a bundle's Data frame: the first places' names made once, up front, not for every
+// datagram read (a bundle of more frames is rare, and its names are made when needed).
+const BUNDLE_DATA_PATHS: readonly string[] = Array.from({ length: 16 }, (_, index) => `bundle.frames[${index}].data`);
+function bundleDataPath(index: number): string {
+  return index < BUNDLE_DATA_PATHS.length ? BUNDLE_DATA_PATHS[index]! : `bundle.frames[${index}].data`;
+}
+
 /** An empty byte array, shared. */
 export const NO_BYTES: Uint8Array = new Uint8Array(0);
 
@@ -421,7 +428,7 @@ export class DatagramReader {
     for (let i = 0; i < frames.length; i++) {
       const frame = frames[i]!;
       if (frame.case === "data") {
-        const refusal = validateData(frame, bundled ? `bundle.frames[${i}].data` : "data");
+        const refusal = validateData(frame, bundled ? bundleDataPath(i) : "data");
         if (refusal !== undefined) return { ok: false, ...refusal };
       }
     }
