@@ -6,13 +6,24 @@
  *
  *   npx tsx bench/request-cost.ts [--lib dist] [--count 10000] [--warmup 3000] [--size 64] [--raw]
  *
- * `--lib` is the built package to load (another checkout's `dist/` for an A/B comparison). With
+ * `--lib` is the built package to load (another checkout's `dist/` for an A/B comparison). A copy kept
+ * outside the package needs a `package.json` of `"type": "module"` beside or above it: otherwise tsx
+ * transforms its files on loading, and the `__name` call it adds to every named closure costs the
+ * library a property definition each time one is made (some 1,400 instructions per round trip). With
  * `--callgrind`, under `valgrind --tool=callgrind --instr-atstart=no --separate-threads=yes node --import
  * tsx bench/request-cost.ts --callgrind --warmup 10000 --count N`, only the measured loop is counted
  * (switched on and off with callgrind_control): the main thread's total (the `.out-01` file), less a
  * short run's, over the difference of their counts, is the requester's instructions per round trip.
- * Only this process is traced. Adding `--perf-basic-prof` to node writes the map that names its
- * compiled functions; `node --cpu-prof` samples them instead.
+ * With `--callgrind-responder` as well, and valgrind's `--trace-children=yes`, the responder's loop is
+ * counted too, in the child's own `.out-01` file (the raw echo cannot be counted: its child is not switched).
+ * Adding `--perf-basic-prof` to node writes the map that names its compiled functions; `node --cpu-prof`
+ * samples them instead.
+ *
+ * Under valgrind a round trip takes milliseconds, not tens of microseconds, so what comes per unit of
+ * time weighs far more in the totals than at full speed: the 5 ms acknowledgement timer armed again
+ * every round trip, heartbeats and their decoding; and the zeroing of a fresh datagram slab is counted
+ * byte by byte (`rep stosb`). Totals also move by thousands from run to run with what the engine
+ * happens to have optimized; a change is best judged by the inclusive cost of the functions it touches.
  */
 import { execFile, fork } from "node:child_process";
 import { createSocket } from "node:dgram";
@@ -35,6 +46,7 @@ const { values } = parseArgs({
     size: { type: "string", default: "64" },
     raw: { type: "boolean", default: false },
     callgrind: { type: "boolean", default: false },
+    "callgrind-responder": { type: "boolean", default: false },
     child: { type: "string" },
     network: { type: "string" },
   },
@@ -76,8 +88,10 @@ async function rawEcho(): Promise<void> {
   process.on("disconnect", () => process.exit(0));
 }
 
-function callgrindInstrumentation(state: "on" | "off"): Promise<void> {
-  return new Promise((done, fail) => execFile("callgrind_control", ["-i", state, String(process.pid)], (error) => (error === null ? done() : fail(error))));
+function callgrindInstrumentation(state: "on" | "off", pids: readonly number[]): Promise<void> {
+  const switchOne = (pid: number) =>
+    new Promise<void>((done, fail) => execFile("callgrind_control", ["-i", state, String(pid)], (error) => (error === null ? done() : fail(error))));
+  return Promise.all(pids.map(switchOne)).then(() => {});
 }
 
 function cpuMs(): number {
@@ -133,16 +147,17 @@ async function main(): Promise<void> {
   }
   // Under `valgrind --tool=callgrind --instr-atstart=no`, only the measured loop is counted (and the
   // control calls' own code is warm by then).
-  if (values.callgrind) await callgrindInstrumentation("off");
+  const traced = values["callgrind-responder"] && !values.raw ? [process.pid, child.pid!] : [process.pid];
+  if (values.callgrind) await callgrindInstrumentation("off", traced);
   for (let i = 0; i < warmup; i++) await run(payload);
-  if (values.callgrind) await callgrindInstrumentation("on");
+  if (values.callgrind) await callgrindInstrumentation("on", traced);
   const before = traffic();
   const cpuBefore = cpuMs();
   const started = performance.now();
   const startedAtUs = process.hrtime.bigint() / 1000n;
   for (let i = 0; i < count; i++) await run(payload);
   const endedAtUs = process.hrtime.bigint() / 1000n;
-  if (values.callgrind) await callgrindInstrumentation("off");
+  if (values.callgrind) await callgrindInstrumentation("off", traced);
   const wallMs = performance.now() - started;
   const cpu = cpuMs() - cpuBefore;
   const after = traffic();

@@ -350,6 +350,21 @@ export class Endpoint {
     if (known !== undefined) this.#queueFrame((known.outbox ??= this.#newOutbox(known.address)), frame);
   }
 
+  /**
+   * Queues an acknowledgement (the fields of `encodeAckFrame`) for the next datagram to `peer`, written
+   * straight into it: the most frequent control frame costs no frame of its own.
+   */
+  unicastAck(peer: PeerKey, stream: number, originId: Uint8Array, incarnation: number, cumulative: number, highestReceived: number): void {
+    const known = this.#peers.get(peer);
+    if (known === undefined) return;
+    const outbox = (known.outbox ??= this.#newOutbox(known.address));
+    if (!outbox.builder.tryAddAck(stream, originId, incarnation, cumulative, highestReceived)) {
+      this.#send(outbox);
+      outbox.builder.tryAddAck(stream, originId, incarnation, cumulative, highestReceived);
+    }
+    this.#filled(outbox);
+  }
+
   /** Queues a frame for `address`: a peer's, or the source of a datagram just received (a reply). */
   unicastFrameTo(address: Address, frame: Uint8Array): void {
     this.#queueFrame(this.#outboxTo(address), frame);

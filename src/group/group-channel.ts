@@ -591,6 +591,8 @@ export class GroupChannel implements AsyncDisposable {
       localIncarnation: context.incarnation,
       unicastData: (peer, data) => context.endpoint.unicastData(peer, data, this.#memberOf),
       unicastFrame: (peer, frame) => context.endpoint.unicastFrame(peer, frame),
+      unicastAck: (peer, stream, originId, incarnation, cumulative, highestReceived) =>
+        context.endpoint.unicastAck(peer, stream, originId, incarnation, cumulative, highestReceived),
       deliver: (peer, data, incarnation) => this.#onPointToPoint(peer, data, incarnation),
       writable: (peer) => this.#pump(peer),
     }, this.#group.unicast);
@@ -695,9 +697,13 @@ export class GroupChannel implements AsyncDisposable {
   #target(to: Member | string): { id: PeerKey; incarnation: number } {
     const id = typeof to === "string" ? to : to.id;
     const member = typeof to === "string" ? this.getMemberById(id) : to;
-    const incarnation = member?.incarnation ?? this.#context?.endpoint.peers.get(id)?.incarnation;
+    const peer = this.#context?.endpoint.peers.get(id);
+    const incarnation = member?.incarnation ?? peer?.incarnation;
     if (incarnation === undefined) throw new BlazeError("UNREACHABLE", `no member ${id.slice(0, 8)} is known here`);
-    return { id, incarnation };
+    // The endpoint's own string for a peer it has heard from: the maps on the way (streams, outbox, the
+    // call's target) then find it by reference, where a caller's equal string costs a comparison of its
+    // 32 characters at each of them, on the request and on its reply.
+    return { id: peer?.key ?? id, incarnation };
   }
 
   #sendTo(peer: PeerKey, incarnation: number, addressing: Addressing, destination: string, payload: Uint8Array, format: number, requestId: number): Promise<void> {

@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { FrameSchema } from "../../gen/activeblaze/v1/envelope_pb.ts";
 import { AckSchema, SeqRangeSchema } from "../../gen/activeblaze/v1/reliable_pb.ts";
 import { SeededRandom } from "../transport/seeded-random.ts";
-import { encodeAckFrame, readAckFrame } from "./ack-codec.ts";
+import { encodeAckFrame, MAX_ACK_FRAME_BYTES, readAckFrame, writeAckFrame } from "./ack-codec.ts";
 
 function generated(stream: number, originId: Uint8Array, incarnation: number, cumulative: number, highest: number): Uint8Array {
   const received = highest > cumulative ? [create(SeqRangeSchema, { first: BigInt(highest), last: BigInt(highest) })] : [];
@@ -22,6 +22,22 @@ describe("acknowledgements by hand", () => {
       expect(bytes).toEqual(generated(...args));
       expect(readAckFrame(bytes, 0, bytes.length)).toEqual(fromBinary(FrameSchema, bytes));
     }
+  });
+
+  it("writes in place the bytes it encodes, within MAX_ACK_FRAME_BYTES (5,000 random ones, the largest numbers among them)", () => {
+    const random = new SeededRandom(2);
+    const pick = () => [0, 1, 127, 128, 16_383, 16_384, 2 ** 31, 2 ** 53 - 1, random.nextInt(2 ** 32)][random.nextInt(9)]!;
+    const buffer = new Uint8Array(3 + MAX_ACK_FRAME_BYTES + 3).fill(0xee);
+    for (let i = 0; i < 5_000; i++) {
+      const id = random.nextInt(10) === 0 ? new Uint8Array(0) : random.fill(new Uint8Array(16));
+      const args = [random.nextInt(3), id, pick(), pick(), pick()] as const;
+      const end = writeAckFrame(buffer, 3, ...args);
+      expect(buffer.subarray(3, end)).toEqual(encodeAckFrame(...args));
+      expect(end - 3).toBeLessThanOrEqual(MAX_ACK_FRAME_BYTES);
+    }
+    const largest = writeAckFrame(buffer, 3, 2, new Uint8Array(16).fill(9), 2 ** 53 - 1, 2 ** 53 - 2, 2 ** 53 - 1);
+    expect(largest - 3).toBe(encodeAckFrame(2, new Uint8Array(16).fill(9), 2 ** 53 - 1, 2 ** 53 - 2, 2 ** 53 - 1).length);
+    expect(buffer.subarray(0, 3)).toEqual(new Uint8Array(3).fill(0xee));
   });
 
   it("leaves unusual shapes to the generated decoder: a repeated field, an unknown one, a number past 2^53 − 1", () => {

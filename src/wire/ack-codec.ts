@@ -57,6 +57,39 @@ export function encodeAckFrame(stream: number, originId: Uint8Array, incarnation
   return frame;
 }
 
+/** The most bytes `encodeAckFrame` gives for an origin id of at most `MEMBER_ID_BYTES`: 2 + 1 + 62. */
+export const MAX_ACK_FRAME_BYTES = 65;
+
+/**
+ * Writes the bytes `encodeAckFrame` gives into `buffer` at `pos`, which has room for
+ * `MAX_ACK_FRAME_BYTES`; returns the position after them. `originId` has at most `MEMBER_ID_BYTES`, so
+ * both lengths inside take one byte each: they are filled in once the fields are written, and no size is
+ * worked out first. How a sender writes its acknowledgement straight into a datagram.
+ */
+export function writeAckFrame(buffer: Uint8Array, pos: number, stream: number, originId: Uint8Array, incarnation: number, cumulative: number, highestReceived: number): number {
+  buffer[pos] = TAG_ACK[0];
+  buffer[pos + 1] = TAG_ACK[1];
+  const ackStart = pos + 3;
+  pos = writeUint(buffer, ackStart, 1, stream);
+  const idLength = originId.length;
+  if (idLength > 0) {
+    buffer[pos++] = (2 << 3) | 2;
+    buffer[pos++] = idLength;
+    for (let i = 0; i < idLength; i++) buffer[pos++] = originId[i]!;
+  }
+  pos = writeUint(buffer, pos, 3, incarnation);
+  pos = writeUint(buffer, pos, 4, cumulative);
+  if (highestReceived > cumulative) {
+    buffer[pos] = (5 << 3) | 2;
+    const rangeStart = pos + 2;
+    pos = writeUint(buffer, rangeStart, 1, highestReceived);
+    pos = writeUint(buffer, pos, 2, highestReceived);
+    buffer[rangeStart - 1] = pos - rangeStart;
+  }
+  buffer[ackStart - 1] = pos - ackStart;
+  return pos;
+}
+
 /** True when the frame at `bytes[start, end)` is an Ack (its two-byte tag). */
 export function isAckFrame(bytes: Uint8Array, start: number, end: number): boolean {
   return end - start > 2 && bytes[start] === TAG_ACK[0] && bytes[start + 1] === TAG_ACK[1];
@@ -120,7 +153,7 @@ export function readAckFrame(bytes: Uint8Array, start: number, end: number): Fra
     $typeName: "activeblaze.v1.Ack",
     stream,
     originId,
-    originIncarnation: BigInt(incarnation),
+    originIncarnation: incarnation === lastIncarnation ? lastIncarnationBig : incarnationBig(incarnation),
     cumulative: BigInt(cumulative),
     received,
   };
@@ -147,3 +180,14 @@ function readRange(bytes: Uint8Array, start: number, end: number): SeqRange | un
 }
 
 const EMPTY = new Uint8Array(0);
+
+// The acknowledgements a member receives all name its own incarnation (as the origin of the stream they
+// acknowledge): the bigint of the last one read is kept and handed out again while it is the same.
+let lastIncarnation = 0;
+let lastIncarnationBig = 0n;
+
+function incarnationBig(incarnation: number): bigint {
+  lastIncarnation = incarnation;
+  lastIncarnationBig = BigInt(incarnation);
+  return lastIncarnationBig;
+}

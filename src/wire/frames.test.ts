@@ -3,6 +3,7 @@ import { describe, expect, it } from "vitest";
 import { EnvelopeSchema, FrameSchema } from "../../gen/activeblaze/v1/envelope_pb.ts";
 import { Addressing, DataSchema, HeartbeatSchema } from "../../gen/activeblaze/v1/reliable_pb.ts";
 import { SeededRandom } from "../transport/seeded-random.ts";
+import { encodeAckFrame } from "./ack-codec.ts";
 import { createEnvelope, decodeEnvelope, encodeEnvelope } from "./codec.ts";
 import {
   type DataFields,
@@ -93,6 +94,35 @@ describe("DatagramBuilder", () => {
     }
     expect(builder.finish()!.length).toBeLessThanOrEqual(1400);
     expect(datagrams).toBeGreaterThan(5);
+  });
+
+  it("writes an acknowledgement in place as the bytes of its encoded frame, and adds none to a datagram too full for it", () => {
+    const acks: Array<[stream: number, originId: Uint8Array, incarnation: number, cumulative: number, highestReceived: number]> = [
+      [2, senderId, 7, 41, 0],
+      [2, senderId, 2 ** 40, 2 ** 53 - 1, 0],
+      [1, NO_BYTES, 0, 0, 0],
+      [2, senderId, 3, 10, 300],
+    ];
+    const inPlace = new DatagramBuilder(header);
+    const encoded = new DatagramBuilder(header);
+    inPlace.addData(data());
+    encoded.addData(data());
+    for (const ack of acks) {
+      expect(inPlace.tryAddAck(...ack)).toBe(true);
+      encoded.addFrame(encodeAckFrame(...ack));
+    }
+    expect(Buffer.from(inPlace.finish()!).toString("hex")).toBe(Buffer.from(encoded.finish()!).toString("hex"));
+
+    const full = new DatagramBuilder(header, 1400);
+    full.addData(data({ payload: new Uint8Array(1200) }));
+    let added = 0;
+    while (full.tryAddAck(2, senderId, 7, 41, 0)) added++;
+    const datagram = full.finish()!;
+    expect(added).toBeGreaterThan(0);
+    expect(datagram.length).toBeLessThanOrEqual(1400);
+    expect(datagram.length + DatagramBuilder.framedSize(encodeAckFrame(2, senderId, 7, 41, 0).length)).toBeGreaterThan(1400 - 3);
+    const result = new DatagramReader({ cluster }).read(datagram);
+    expect(result.ok && result.datagram.frames.map((f) => f.case)).toEqual(["data", ...Array<string>(added).fill("ack")]);
   });
 });
 

@@ -3,7 +3,7 @@ import { type Envelope, type Frame, FrameSchema } from "../../gen/activeblaze/v1
 import { type Data, DataSchema } from "../../gen/activeblaze/v1/reliable_pb.ts";
 import { decodeEnvelope, type EnvelopeContext, type Refusal, validateData } from "./codec.ts";
 import { type DataFields, dataSize, readData, writeData } from "../../gen/activeblaze/v1/reliable_fast.ts";
-import { isAckFrame, readAckFrame } from "./ack-codec.ts";
+import { encodeAckFrame, isAckFrame, MAX_ACK_FRAME_BYTES, readAckFrame, writeAckFrame } from "./ack-codec.ts";
 import { fastCodec } from "./fast-codec.ts";
 import { MAX_DATAGRAM_BYTES, MEMBER_ID_BYTES, PROTOCOL_MINOR_VERSION, PROTOCOL_VERSION } from "./limits.ts";
 import { ByteCursor, decodeUtf8, varintSize, writeVarint } from "./varint.ts";
@@ -191,6 +191,29 @@ export class DatagramBuilder {
     return buffer.subarray(frameStart, pos);
   }
 
+  /**
+   * Appends an Ack frame (the bytes `encodeAckFrame` gives for these fields), written in place, when it
+   * fits in the current datagram; false (and nothing added) when the datagram is too full for it.
+   */
+  tryAddAck(stream: number, originId: Uint8Array, incarnation: number, cumulative: number, highestReceived: number): boolean {
+    const pos = this.#pos;
+    if (originId.length > MEMBER_ID_BYTES || (this.#frames > 0 && pos + 2 + MAX_ACK_FRAME_BYTES > this.#region + this.#maxBytes)) {
+      // Near the end of a datagram (or an unusual id): whether it fits is worked out from its encoding.
+      const frame = encodeAckFrame(stream, originId, incarnation, cumulative, highestReceived);
+      if (this.#frames > 0 && !this.fits(DatagramBuilder.framedSize(frame.length))) return false;
+      this.addFrame(frame);
+      return true;
+    }
+    // The frame's length takes one byte (it is at most MAX_ACK_FRAME_BYTES): filled in after it.
+    const buffer = this.#slab;
+    buffer[pos] = TAG_FRAME;
+    const end = writeAckFrame(buffer, pos + 2, stream, originId, incarnation, cumulative, highestReceived);
+    buffer[pos + 1] = end - pos - 2;
+    this.#pos = end;
+    this.#frames++;
+    return true;
+  }
+
   /** Appends an already encoded frame (a retransmission, or a control message's `Frame` bytes). */
   addFrame(frame: Uint8Array): void {
     const buffer = this.#slab;
@@ -239,6 +262,13 @@ export class DatagramBuilder {
 
 // How many full datagrams one slab holds: two, so that small datagrams share one for a while.
 const SLAB_DATAGRAMS = 2;
+
+// Where a refusal finds a bundle's Data frame: the first places' names made once, up front, not for every
+// datagram read (a bundle of more frames is rare, and its names are made when needed).
+const BUNDLE_DATA_PATHS: readonly string[] = Array.from({ length: 16 }, (_, index) => `bundle.frames[${index}].data`);
+function bundleDataPath(index: number): string {
+  return index < BUNDLE_DATA_PATHS.length ? BUNDLE_DATA_PATHS[index]! : `bundle.frames[${index}].data`;
+}
 
 /** An empty byte array, shared. */
 export const NO_BYTES: Uint8Array = new Uint8Array(0);
@@ -398,7 +428,7 @@ export class DatagramReader {
     for (let i = 0; i < frames.length; i++) {
       const frame = frames[i]!;
       if (frame.case === "data") {
-        const refusal = validateData(frame, bundled ? `bundle.frames[${i}].data` : "data");
+        const refusal = validateData(frame, bundled ? bundleDataPath(i) : "data");
         if (refusal !== undefined) return { ok: false, ...refusal };
       }
     }

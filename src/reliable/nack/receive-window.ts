@@ -70,10 +70,20 @@ export function ackDueNow(stream: IncomingStream, policy: AckPolicy, now: number
 /** The acknowledgement of everything the stream has delivered and received; counts start again. */
 export function takeAck(stream: IncomingStream, kind: Stream): Uint8Array {
   const window = stream.window;
+  const frame = ackFrame(kind, stream.originId, window.incarnation, window.next - 1, window.highestReceived);
+  ackTaken(stream);
+  return frame;
+}
+
+/**
+ * The acknowledgement of everything the stream has delivered and received went out (its fields read
+ * from the window by a sender that writes it in place, or by `takeAck`): counts start again.
+ */
+export function ackTaken(stream: IncomingStream): void {
+  const window = stream.window;
   window.unacked = 0;
   window.unackedBytes = 0;
   stream.ackDue = Number.POSITIVE_INFINITY;
-  return ackFrame(kind, stream.originId, window.incarnation, window.next - 1, window.highestReceived);
 }
 
 /** The gap is filled: no NACK is due, and the next one starts afresh. */

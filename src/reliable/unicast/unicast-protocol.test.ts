@@ -155,6 +155,14 @@ class Member {
         builder.addFrame(frame);
         this.#scheduleFlush();
       },
+      unicastAck: (peer, stream, originId, incarnation, cumulative, highestReceived) => {
+        const builder = this.#builder(peer);
+        if (!builder.tryAddAck(stream, originId, incarnation, cumulative, highestReceived)) {
+          this.#flush(peer, builder);
+          builder.tryAddAck(stream, originId, incarnation, cumulative, highestReceived);
+        }
+        this.#scheduleFlush();
+      },
       deliver: (peer, data) => this.#deliver(peer, data),
       writable: (peer) => this.onWritable?.(peer),
     };

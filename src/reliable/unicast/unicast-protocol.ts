@@ -5,7 +5,7 @@ import type { TimedUnit } from "../../core/driver.ts";
 import { type DataFields, emptyDataFields, NO_BYTES } from "../../wire/frames.ts";
 import { nackFrame } from "../control-frames.ts";
 import { idOf, sameId } from "../member-key.ts";
-import { ackDueNow, clearNack, type EarlyLimits, type IncomingStream, openIncomingStream, takeAck } from "../nack/receive-window.ts";
+import { ackDueNow, ackTaken, clearNack, type EarlyLimits, type IncomingStream, openIncomingStream } from "../nack/receive-window.ts";
 import { emptyStats, fillData, type OutgoingData, type PeerKey, type ProtocolStats } from "../protocol.ts";
 
 /** What the point-to-point streams need from the channel they run in. */
@@ -15,8 +15,10 @@ export interface UnicastHost {
   readonly localIncarnation: number;
   /** Writes a point-to-point Data frame into the next datagram to `peer`; returns the frame bytes (kept for retransmission). */
   unicastData(peer: PeerKey, data: DataFields): Uint8Array;
-  /** Queues an encoded frame (a retransmission, an ack or a nack) for the next datagram to `peer`. */
+  /** Queues an encoded frame (a retransmission or a nack) for the next datagram to `peer`. */
   unicastFrame(peer: PeerKey, frame: Uint8Array): void;
+  /** Queues an acknowledgement, the fields of `ackFrame`, for the next datagram to `peer` (written in place). */
+  unicastAck(peer: PeerKey, stream: Stream, originId: Uint8Array, incarnation: number, cumulative: number, highestReceived: number): void;
   /** Hands a received message of `peer`'s incarnation `incarnation` up, in order, exactly once per (sender incarnation, receiver incarnation). */
   deliver(peer: PeerKey, data: DataFields, incarnation: number): void;
   /** The window to `peer` has room again. */
@@ -295,15 +297,17 @@ export class UnicastProtocol implements TimedUnit {
     const stream = this.#sendStreams.get(peer);
     // From another incarnation of the receiver than the one the stream goes to: not about this stream.
     if (stream === undefined || stream.incarnation !== incarnation) return;
-    // Nothing past what was sent on the stream can be acknowledged or missing.
-    const sent = BigInt(stream.buffer.nextSeq);
+    // Nothing past what was sent on the stream can be acknowledged or missing. An acknowledgement is
+    // compared as a number, no bigint made: past 2^53 one rounds to 2^53 or more, never below what was sent.
+    const sent = stream.buffer.nextSeq;
     if (kind.case === "ack") {
-      if (kind.value.cumulative < sent) this.#onAck(stream, Number(kind.value.cumulative), now);
+      const cumulative = Number(kind.value.cumulative);
+      if (cumulative < sent) this.#onAck(stream, cumulative, now);
       else this.#stats.refused++;
-    } else if (kind.value.missing.every((range) => range.first >= 1n && range.first <= range.last && range.last < sent)) {
-      this.#onNack(stream, kind.value, now);
     } else {
-      this.#stats.refused++;
+      const limit = BigInt(sent);
+      if (kind.value.missing.every((range) => range.first >= 1n && range.first <= range.last && range.last < limit)) this.#onNack(stream, kind.value, now);
+      else this.#stats.refused++;
     }
   }
 
@@ -450,7 +454,9 @@ export class UnicastProtocol implements TimedUnit {
   }
 
   #sendAck(stream: ReceiveStream): void {
-    this.#host.unicastFrame(stream.peer, takeAck(stream, Stream.UNICAST));
+    const window = stream.window;
+    this.#host.unicastAck(stream.peer, Stream.UNICAST, stream.originId, window.incarnation, window.next - 1, window.highestReceived);
+    ackTaken(stream);
     this.#stats.acksSent++;
   }
 
