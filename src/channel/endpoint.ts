@@ -131,6 +131,8 @@ export function emptyEndpointStats(): EndpointStats {
 interface Outbox {
   readonly builder: DatagramBuilder;
   readonly to: Address | "group";
+  /** The member a peer's outbox is for: a sealed datagram names it (undefined for other addresses). */
+  readonly receiver?: Uint8Array;
   /** Holds frames not sent yet (it is on the list the next flush sends). */
   dirty: boolean;
 }
@@ -347,7 +349,7 @@ export class Endpoint {
 
   unicastFrame(peer: PeerKey, frame: Uint8Array): void {
     const known = this.#peers.get(peer);
-    if (known !== undefined) this.#queueFrame((known.outbox ??= this.#newOutbox(known.address)), frame);
+    if (known !== undefined) this.#queueFrame((known.outbox ??= this.#newOutbox(known.address, known.id)), frame);
   }
 
   /** Queues a frame for `address`: a peer's, or the source of a datagram just received (a reply). */
@@ -382,7 +384,7 @@ export class Endpoint {
    */
   unicastData(peer: PeerKey, data: DataFields, hint: (peer: PeerKey) => { readonly incarnation: number; readonly address: Address } | undefined): Uint8Array {
     const known = this.#peers.get(peer);
-    if (known !== undefined) return this.#addData((known.outbox ??= this.#newOutbox(known.address)), data);
+    if (known !== undefined) return this.#addData((known.outbox ??= this.#newOutbox(known.address, known.id)), data);
     const member = hint(peer);
     if (member !== undefined) this.introduce(peer, member.incarnation, member.address);
     const frame = this.#unsent.addData(data);
@@ -409,8 +411,8 @@ export class Endpoint {
     return frame;
   }
 
-  #newOutbox(to: Address | "group"): Outbox {
-    return { builder: new DatagramBuilder(this.#header, this.#builderBytes), to, dirty: false };
+  #newOutbox(to: Address | "group", receiver?: Uint8Array): Outbox {
+    return { builder: new DatagramBuilder(this.#header, this.#builderBytes), to, receiver, dirty: false };
   }
 
   // For replies to a datagram's source (rare: a discovery, a ping); a peer's own traffic has its outbox.
@@ -505,7 +507,8 @@ export class Endpoint {
       this.#transmitTo(sender, datagram, outbox.to);
       return;
     }
-    const receiver = outbox.to === "group" ? "group" : this.#peersByAddress.get(addressKey(outbox.to))?.id;
+    // A peer's outbox knows its member; a datagram to another address names the peer there, if any.
+    const receiver = outbox.to === "group" ? "group" : (outbox.receiver ?? this.#peersByAddress.get(addressKey(outbox.to))?.id);
     this.#seal(datagram, receiver, (bytes) => this.#transmitTo(sender, bytes, outbox.to));
   }
 
