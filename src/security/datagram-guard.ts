@@ -1,7 +1,7 @@
 import { keyOf } from "../reliable/member-key.ts";
 import type { PeerKey } from "../reliable/protocol.ts";
 import type { EnvelopeContext } from "../wire/codec.ts";
-import type { SplitEnvelope } from "../wire/frames.ts";
+import { ClearHeaderReader, type SplitEnvelope } from "../wire/frames.ts";
 import { concatBytes, Slab } from "../wire/bytes.ts";
 import type { DropReason } from "../wire/drop-reason.ts";
 import { MAX_DATAGRAM_BYTES, MEMBER_ID_BYTES } from "../wire/limits.ts";
@@ -130,7 +130,8 @@ export class DatagramGuard {
   readonly #options: ResolvedSecurityOptions;
   readonly #provider: CryptoProvider;
   readonly #cluster: string;
-  readonly #clusterBytes: Uint8Array;
+  /** Reads the clear header of datagrams in, remembering the last sender's. */
+  readonly #headers: ClearHeaderReader;
   readonly #context: EnvelopeContext;
   readonly #host: GuardHost;
   readonly #wallClock: () => number;
@@ -174,7 +175,7 @@ export class DatagramGuard {
     this.keyring = keyring;
     this.#provider = provider;
     this.#cluster = identity.cluster;
-    this.#clusterBytes = encoder.encode(identity.cluster);
+    this.#headers = new ClearHeaderReader(identity.cluster);
     this.#localId = identity.memberId;
     this.#context = { cluster: identity.cluster, maxDatagramBytes: identity.maxDatagramBytes };
     this.#host = host;
@@ -310,7 +311,7 @@ export class DatagramGuard {
    * reaches `deliver`.
    */
   open(bytes: Uint8Array, deliver: (opened: SplitEnvelope, keyId: number) => void): void {
-    const read = readSealed(bytes, this.#context, this.#clusterBytes);
+    const read = readSealed(bytes, this.#context, this.#headers);
     if (!read.ok) return this.#host.refused(read.reason, read.detail);
     const sealed = read.sealed;
     if (equalBytes(sealed.senderId, this.#localId)) return this.#host.own();
