@@ -262,10 +262,18 @@ export class DatagramGuard {
   /**
    * Seals `datagram` (an envelope: `headerLength` bytes of header, then its body) for the group
    * (`receiverId` "group") or for one member (its id, or undefined when not known), with key `keyId`
-   * (default: the primary key), and hands the sealed datagram to `send`: at once, or — with an
-   * asynchronous provider — once it and every datagram sealed before it are ready.
+   * (default: the primary key), and hands the sealed datagram to `send` with `to`: at once, or — with
+   * an asynchronous provider — once it and every datagram sealed before it are ready. (`to` is the
+   * caller's, handed back as given: one `send` can serve every datagram, wherever it goes.)
    */
-  seal(datagram: Uint8Array, headerLength: number, receiverId: Uint8Array | "group" | undefined, send: (sealed: Uint8Array) => void, keyId: number = this.keyring.primary): void {
+  seal<To>(
+    datagram: Uint8Array,
+    headerLength: number,
+    receiverId: Uint8Array | "group" | undefined,
+    send: (sealed: Uint8Array, to: To) => void,
+    keyId: number = this.keyring.primary,
+    to?: To,
+  ): void {
     const toGroup = receiverId === "group";
     const counter = toGroup ? this.#groupCounter : this.#unicastCounter;
     if (counter > Number.MAX_SAFE_INTEGER - 2) {
@@ -283,7 +291,7 @@ export class DatagramGuard {
     if (provider.synchronous) {
       const sealed = sealDatagram(provider, header, body, fields, key as SenderKey, this.#signingKey as SigningKey | undefined, this.#sealedBuffers);
       this.#stats.sealed++;
-      send(sealed);
+      send(sealed, to as To);
       return;
     }
     const work = (async () => {
@@ -297,7 +305,7 @@ export class DatagramGuard {
       work,
       (sealed) => {
         this.#stats.sealed++;
-        send(sealed);
+        send(sealed, to as To);
       },
       (error) => this.#host.fault(error),
     );
@@ -315,10 +323,10 @@ export class DatagramGuard {
     if (!read.ok) return this.#host.refused(read.reason, read.detail);
     const sealed = read.sealed;
     if (equalBytes(sealed.senderId, this.#localId)) return this.#host.own();
-    const refusal = this.#check(sealed);
-    if (refusal !== undefined) return this.#host.refused(refusal[0], refusal[1]);
     const senderKey = this.#keyOf(sealed.senderId);
     const known = this.#senders.get(senderKey);
+    const refusal = this.#check(sealed, known);
+    if (refusal !== undefined) return this.#host.refused(refusal[0], refusal[1]);
     const state = known?.incarnation === sealed.incarnation ? known : undefined;
     const provider = this.#provider;
     if (provider.synchronous) {
@@ -356,8 +364,9 @@ export class DatagramGuard {
     if (!queued) this.#stats.queueFull++;
   }
 
-  // The checks that need no cryptography, in the receiver's order; a refusal's reason and detail.
-  #check(sealed: SealedDatagram): readonly [DropReason, string] | undefined {
+  // The checks that need no cryptography, in the receiver's order (`known`: what is known of the
+  // sender); a refusal's reason and detail.
+  #check(sealed: SealedDatagram, known: SenderState | undefined): readonly [DropReason, string] | undefined {
     const insider = this.#signer.length > 0;
     if (sealed.mode !== this.#options.mode || (sealed.signerKey.length > 0) !== insider) {
       return ["WRONG_MODE", `sealed ${sealed.mode ?? "in an unknown mode"}${sealed.signerKey.length > 0 ? " with signatures" : ""}; this member uses ${this.#options.mode}${insider ? " with signatures" : ""}`];
@@ -371,7 +380,6 @@ export class DatagramGuard {
     if (sealed.incarnation > this.#wallClock() + this.#options.incarnationSkewMs) {
       return ["FUTURE_INCARNATION", `incarnation ${sealed.incarnation} is more than ${this.#options.incarnationSkewMs} ms ahead of this member's clock`];
     }
-    const known = this.#senders.get(this.#keyOf(sealed.senderId));
     if (known !== undefined) {
       if (sealed.incarnation < known.incarnation) return ["REPLAYED", `incarnation ${sealed.incarnation} is older than ${known.incarnation}, already heard`];
       if (sealed.incarnation === known.incarnation && !known.windows[sealed.counter % 2 === 1 ? 0 : 1].fresh(sequenceOf(sealed.counter))) {
