@@ -371,9 +371,8 @@ export class Endpoint {
     else this.#guard.seal(datagram, this.#header.length, idOf(receiver), this.#transmitSealed, keyId, to);
   }
 
-  // Where the guard hands sealed datagrams: one function for all of them, told where each goes. (A new
-  // closure per datagram left this path to the unoptimized tiers: a sealed send cost thousands of
-  // instructions more than the seal itself.)
+  // Where the guard hands what it seals later (an asynchronous provider) or for `#sendNow`: one function
+  // for all of them, told where each goes, rather than a closure made per datagram.
   readonly #transmitSealed = (sealed: Uint8Array, to: Address | "group"): void => {
     const sender = this.#sender;
     if (sender !== undefined) this.#transmitTo(sender, sealed, to);
@@ -513,26 +512,37 @@ export class Endpoint {
     // Sealed once per datagram, however many receivers it goes to; one to a single member names it: a
     // peer's outbox knows its member, a datagram to another address names the peer there, if any.
     const receiver = outbox.to === "group" ? "group" : (outbox.receiver ?? this.#peersByAddress.get(addressKey(outbox.to))?.id);
-    this.#guard.seal(datagram, this.#header.length, receiver, this.#transmitSealed, undefined, outbox.to);
+    const guard = this.#guard;
+    if (!guard.synchronous) guard.seal(datagram, this.#header.length, receiver, this.#transmitSealed, undefined, outbox.to);
+    else {
+      // Handed on from here, as a plain datagram is: the whole path is optimized as one.
+      const sealed = guard.sealNow(datagram, this.#header.length, receiver);
+      if (sealed !== undefined) this.#transmitTo(sender, sealed, outbox.to);
+    }
   }
 
+  // Small on purpose, the group's fan-out apart: the optimizing compiler inlines it into the send path
+  // (larger, it was compiled on its own, and only after thousands of datagrams had gone through it
+  // unoptimized).
   #transmitTo(sender: Transport, datagram: Uint8Array, to: Address | "group"): void {
     try {
       if (to !== "group") this.#transmit(sender, datagram, to);
-      else {
-        const network = this.#config.network;
-        if (network.type === "multicast") this.#transmit(sender, datagram, { host: network.group, port: network.port });
-        else {
-          // The configured peers are seeds: members heard from that are not among them are reached too.
-          const seeds = this.#seeds!.addresses;
-          for (const peer of seeds) if (!isSelf(peer, sender.localAddress)) this.#transmit(sender, datagram, peer);
-          for (const peer of this.#peers.values()) {
-            if (!seeds.some((seed) => sameAddress(seed, peer.address))) this.#transmit(sender, datagram, peer.address);
-          }
-        }
-      }
+      else this.#transmitToGroup(sender, datagram);
     } catch (error) {
       this.#sendFailed(error);
+    }
+  }
+
+  #transmitToGroup(sender: Transport, datagram: Uint8Array): void {
+    const network = this.#config.network;
+    if (network.type === "multicast") this.#transmit(sender, datagram, { host: network.group, port: network.port });
+    else {
+      // The configured peers are seeds: members heard from that are not among them are reached too.
+      const seeds = this.#seeds!.addresses;
+      for (const peer of seeds) if (!isSelf(peer, sender.localAddress)) this.#transmit(sender, datagram, peer);
+      for (const peer of this.#peers.values()) {
+        if (!seeds.some((seed) => sameAddress(seed, peer.address))) this.#transmit(sender, datagram, peer.address);
+      }
     }
   }
 
