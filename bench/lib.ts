@@ -7,7 +7,7 @@
 import { type ChildProcess, execFileSync, fork } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import type { PerfResult } from "../src/cli/perf.ts";
 
@@ -60,13 +60,13 @@ export function freshNetwork(prefix: string): Network {
 
 /**
  * The built package (`npm run build` first), as users run it, with the Node adapter; or, when
- * `fromSources`, the sources through tsx.
+ * `fromSources`, the sources through tsx. `dist` is another build's directory (an A/B comparison).
  */
-export async function loadLibrary<Library>(fromSources: boolean, sources: () => Promise<Library>): Promise<Library> {
+export async function loadLibrary<Library>(fromSources: boolean, sources: () => Promise<Library>, dist?: string): Promise<Library> {
   if (fromSources) return sources();
   // Paths in variables: the type checker must not require dist/ to exist.
-  const index = "../dist/index.js";
-  const adapter = "../dist/adapters/node.js";
+  const index = dist === undefined ? "../dist/index.js" : join(resolve(dist), "index.js");
+  const adapter = dist === undefined ? "../dist/adapters/node.js" : join(resolve(dist), "adapters", "node.js");
   return { ...((await import(index)) as Library), ...((await import(adapter)) as Library) };
 }
 

@@ -4,7 +4,10 @@
  * After `--warmup` round trips it runs `--count` more, sequentially, and prints one JSON line: CPU time
  * per round trip and the requester's datagrams per round trip.
  *
- *   npx tsx bench/request-cost.ts [--lib dist] [--count 10000] [--warmup 3000] [--size 64] [--raw]
+ *   npx tsx bench/request-cost.ts [--lib dist] [--count 10000] [--warmup 3000] [--size 64] [--raw | --sealed]
+ *
+ * `--sealed` seals every datagram of both members (AES-256-GCM under one shared key, the built
+ * package's own provider: node:crypto), for comparing a sealed round trip with a plain one.
  *
  * `--lib` is the built package to load (another checkout's `dist/` for an A/B comparison). A copy kept
  * outside the package needs a `package.json` of `"type": "module"` beside or above it: otherwise tsx
@@ -26,6 +29,7 @@
  * happens to have optimized; a change is best judged by the inclusive cost of the functions it touches.
  */
 import { execFile, fork } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { createSocket } from "node:dgram";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
@@ -45,6 +49,8 @@ const { values } = parseArgs({
     warmup: { type: "string", default: "3000" },
     size: { type: "string", default: "64" },
     raw: { type: "boolean", default: false },
+    sealed: { type: "boolean", default: false },
+    secret: { type: "string" },
     callgrind: { type: "boolean", default: false },
     "callgrind-responder": { type: "boolean", default: false },
     child: { type: "string" },
@@ -58,8 +64,9 @@ async function load(): Promise<Library> {
 }
 
 // Long failure timeouts: a requester slowed down by a profiler must not be suspected.
-function options(name: string, network: Network, transport: Library["createUdpTransport"]) {
+function options(name: string, network: Network, transport: Library["createUdpTransport"], secret: string | undefined) {
   return {
+    ...(secret === undefined ? {} : { security: { keys: [{ id: 1, secret }] } }),
     cluster: network.cluster,
     name,
     network: { type: "multicast" as const, group: network.group, port: network.port, interface: "127.0.0.1" },
@@ -69,9 +76,9 @@ function options(name: string, network: Network, transport: Library["createUdpTr
   };
 }
 
-async function responder(network: Network): Promise<void> {
+async function responder(network: Network, secret: string | undefined): Promise<void> {
   const { GroupChannel, createUdpTransport } = await load();
-  const channel = new GroupChannel(options("responder", network, createUdpTransport));
+  const channel = new GroupChannel(options("responder", network, createUdpTransport, secret));
   channel.onInbox("echo", (request) => request.reply(request.payload));
   await channel.join({ timeoutMs: 60_000 });
   process.send!({ id: channel.id } satisfies ChildReady);
@@ -104,7 +111,10 @@ async function main(): Promise<void> {
   const warmup = Number(values.warmup);
   const payload = new Uint8Array(Number(values.size)).fill(7);
   const network = freshNetwork("request-cost");
-  const child = fork(process.argv[1]!, ["--child", values.raw ? "raw" : "responder", "--lib", values.lib!, "--network", JSON.stringify(network)], {
+  // 32 bytes, base64: the form `npx blaze keygen` prints.
+  const secret = values.sealed ? randomBytes(32).toString("base64") : undefined;
+  const sealing = secret === undefined ? [] : ["--secret", secret];
+  const child = fork(process.argv[1]!, ["--child", values.raw ? "raw" : "responder", "--lib", values.lib!, "--network", JSON.stringify(network), ...sealing], {
     execArgv: process.execArgv,
   });
   const ready = new Promise<ChildReady>((done) => child.once("message", (message) => done(message as ChildReady)));
@@ -134,7 +144,7 @@ async function main(): Promise<void> {
     close = async () => void socket.close();
   } else {
     const { GroupChannel, createUdpTransport } = await load();
-    const channel = new GroupChannel(options("requester", network, createUdpTransport));
+    const channel = new GroupChannel(options("requester", network, createUdpTransport, secret));
     await channel.join({ timeoutMs: 60_000 });
     const { id } = await ready;
     while (channel.getMemberById(id!) === undefined) await new Promise((done) => setTimeout(done, 20));
@@ -165,7 +175,7 @@ async function main(): Promise<void> {
   await close();
   console.log(
     JSON.stringify({
-      what: values.raw ? "raw" : "request",
+      what: values.raw ? "raw" : values.sealed ? "sealed request" : "request",
       lib: values.lib,
       count,
       cpuUsPerRoundTrip: (cpu * 1000) / count,
@@ -178,6 +188,6 @@ async function main(): Promise<void> {
   );
 }
 
-if (values.child === "responder") await responder(JSON.parse(values.network!) as Network);
+if (values.child === "responder") await responder(JSON.parse(values.network!) as Network, values.secret);
 else if (values.child === "raw") await rawEcho();
 else await main();

@@ -12,7 +12,10 @@
  * within +20 % of the plain one. Writes bench/results/security.json and prints a table.
  *
  *   npm run bench:security
- *   npx tsx bench/security.ts [--seconds 5] [--rounds 3] [--requests 5000] [--chunks 10] [--only throughput,rtt]
+ *   npx tsx bench/security.ts [--seconds 5] [--rounds 3] [--requests 5000] [--chunks 10] [--only throughput,rtt] [--lib dir]
+ *
+ * `--lib` is the built package the request/reply members load (another build's `dist/`, for an A/B
+ * comparison; the default is this checkout's).
  */
 import { execFileSync } from "node:child_process";
 import { cpus } from "node:os";
@@ -59,11 +62,15 @@ type FromChild =
 
 type Library = typeof import("../src/group/group-channel.ts") & typeof import("../src/adapters/node.ts");
 
-async function runMember(): Promise<void> {
-  const { GroupChannel, createUdpTransport } = await loadLibrary<Library>(false, async () => ({
-    ...(await import("../src/group/group-channel.ts")),
-    ...(await import("../src/adapters/node.ts")),
-  }));
+async function runMember(dist: string | undefined): Promise<void> {
+  const { GroupChannel, createUdpTransport } = await loadLibrary<Library>(
+    false,
+    async () => ({
+      ...(await import("../src/group/group-channel.ts")),
+      ...(await import("../src/adapters/node.ts")),
+    }),
+    dist,
+  );
   const send = (message: FromChild) => process.send!(message);
   let channel: InstanceType<typeof GroupChannel> | undefined;
   serve<ToChild>({
@@ -101,11 +108,11 @@ async function runMember(): Promise<void> {
 
 type Child = ForkedChild<ToChild, FromChild>;
 
-const spawnMember = (): Child => new ForkedChild<ToChild, FromChild>(import.meta.filename, ["--child"]);
+const spawnMember = (dist: string | undefined): Child => new ForkedChild<ToChild, FromChild>(import.meta.filename, ["--child", ...(dist === undefined ? [] : [dist])]);
 
 /** A joined pair of members, sealed under `secret` or in clear, pinned to cores 0 and 1. */
-async function pair(secret: string | undefined): Promise<[Child, Child]> {
-  const members = await whenReady([spawnMember(), spawnMember()]);
+async function pair(secret: string | undefined, dist: string | undefined): Promise<[Child, Child]> {
+  const members = await whenReady([spawnMember(dist), spawnMember(dist)]);
   const network = freshNetwork("bench-security");
   members.forEach((m, i) => m.post({ type: "join", name: `${secret === undefined ? "plain" : "sealed"}-${i}`, network, secret }));
   await Promise.all(members.map((m) => m.next("joined", 60_000)));
@@ -118,7 +125,7 @@ async function pair(secret: string | undefined): Promise<[Child, Child]> {
   return members as [Child, Child];
 }
 
-async function measureRoundTrip(chunks: number, count: number, size: number): Promise<{
+async function measureRoundTrip(chunks: number, count: number, size: number, dist: string | undefined): Promise<{
   size: number;
   requests: number;
   plain: LatencySummary;
@@ -130,8 +137,8 @@ async function measureRoundTrip(chunks: number, count: number, size: number): Pr
   p99Ratio: number;
 }> {
   const { generateSecret } = await import("../src/security/keys.ts");
-  const plain = await pair(undefined);
-  const sealed = await pair(generateSecret());
+  const plain = await pair(undefined, dist);
+  const sealed = await pair(generateSecret(), dist);
   const samples = { plain: [] as number[], sealed: [] as number[] };
   const chunkP50Ms = { plain: [] as number[], sealed: [] as number[] };
   const cpuMs = { plain: 0, sealed: 0 };
@@ -197,6 +204,7 @@ async function main(): Promise<void> {
       requests: { type: "string", default: "5000" },
       chunks: { type: "string", default: "10" },
       only: { type: "string" },
+      lib: { type: "string" },
     },
   });
   const only = values.only?.split(",");
@@ -205,7 +213,7 @@ async function main(): Promise<void> {
   const seconds = Number(values.seconds);
   const rounds = Number(values.rounds);
   const throughput = want("throughput") ? await timed("throughput", rounds * SETTINGS.length * (seconds + 30) * 1000, async () => ({ scenarios: await measureThroughput(seconds, rounds) })) : undefined;
-  const roundTrip = want("rtt") ? await timed("request/reply", 180_000, () => measureRoundTrip(Number(values.chunks), Number(values.requests), 64)) : undefined;
+  const roundTrip = want("rtt") ? await timed("request/reply", 180_000, () => measureRoundTrip(Number(values.chunks), Number(values.requests), 64, values.lib)) : undefined;
 
   const scenarios = throughput?.scenarios;
   const plainMBs = scenarios?.[SETTINGS[0]!.name]?.megabytesPerSecond ?? 0;
@@ -227,7 +235,7 @@ async function main(): Promise<void> {
     complete: Object.values(scenarios ?? {}).every((s) => s.runs.every((r) => r.complete)),
     failures,
   };
-  if (only === undefined) writeResults("security", summary);
+  if (only === undefined && values.lib === undefined) writeResults("security", summary);
 
   console.log(`\nSealed datagrams, security on against off in one run (${cpus().length} cores, Node ${process.version}, load average ${load.toFixed(2)} at start)\n`);
   if (scenarios !== undefined) {
@@ -256,6 +264,6 @@ async function main(): Promise<void> {
   finishRun({ load, wallSeconds: summary.wallSeconds, results: only === undefined ? "security" : undefined, busyNote: "the figures are noisy; the scenarios were interleaved so that load hits them alike." });
 }
 
-const [mode] = process.argv.slice(2);
-if (mode === "--child") await runMember();
+const [mode, dist] = process.argv.slice(2);
+if (mode === "--child") await runMember(dist);
 else await main();

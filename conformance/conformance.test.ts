@@ -12,7 +12,7 @@ import { isReflectMessage, reflect, type ReflectMessage } from "@bufbuild/protob
 import { afterAll, describe, expect, it } from "vitest";
 import { decodeEnvelope } from "../src/wire/codec.ts";
 import { DROP_REASONS } from "../src/wire/drop-reason.ts";
-import { DatagramReader } from "../src/wire/frames.ts";
+import { ClearHeaderReader, DatagramReader } from "../src/wire/frames.ts";
 import { wireRegistry } from "../src/wire/registry.ts";
 import { differingFiles, generateVectorFiles, SCHEMA_FILE } from "./generate.ts";
 import {
@@ -354,7 +354,7 @@ describe("the worked example of conformance/README.md", () => {
     const line = (label: string) => new RegExp(`^${label} +([0-9a-f]+)$`, "m").exec(readme)?.[1];
     const file = files.get("sealed.json")!;
     const test = file.testGroups[0]!.tests.find((t) => t.name === "sealed/aes-gcm/one-message")!;
-    const read = readSealed(hexToBytes(test.hex), { cluster: "conformance" }, new TextEncoder().encode("conformance"));
+    const read = readSealed(hexToBytes(test.hex), { cluster: "conformance" }, new ClearHeaderReader("conformance"));
     if (!read.ok) throw new Error(read.detail);
     const sealed = read.sealed;
     const secret = Uint8Array.from(Buffer.from(file.testGroups[0]!.security!.keys[0]!.secret, "base64"));

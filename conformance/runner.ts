@@ -23,7 +23,7 @@ import { decodeBase64, securityOptionsSchema } from "../src/security/options.ts"
 import { readSealed } from "../src/security/sealed-datagram.ts";
 import { decodeEnvelope, type EnvelopeContext } from "../src/wire/codec.ts";
 import type { DropReason } from "../src/wire/drop-reason.ts";
-import { encodeEnvelopeHeader, plainEnvelope } from "../src/wire/frames.ts";
+import { ClearHeaderReader, encodeEnvelopeHeader, plainEnvelope } from "../src/wire/frames.ts";
 import { MAX_DATAGRAM_BYTES } from "../src/wire/limits.ts";
 import { wireRegistry } from "../src/wire/registry.ts";
 
@@ -174,7 +174,7 @@ export function openAs(receiver: SealedReceiver, history: readonly Uint8Array[],
  * signer — with `receiver`'s keys and the published signers: what a valid sealed test's roundtrip compares.
  */
 export function resealAs(receiver: SealedReceiver, opened: Message, sealed: Uint8Array): Uint8Array {
-  const read = readSealed(sealed, RECEIVER_CONTEXT, new TextEncoder().encode(CONTEXT_CLUSTER));
+  const read = readSealed(sealed, RECEIVER_CONTEXT, new ClearHeaderReader(CONTEXT_CLUSTER));
   if (!read.ok) throw new Error(`not a sealed datagram: ${read.reason}`);
   const { keyId, counter, receiverId, signerKey, mode } = read.sealed;
   const envelope = opened as Envelope;

@@ -20,7 +20,7 @@ import { DatagramGuard } from "../src/security/datagram-guard.ts";
 import { KeyRing } from "../src/security/keyring.ts";
 import { encodeBase64, securityOptionsSchema } from "../src/security/options.ts";
 import { readSealed } from "../src/security/sealed-datagram.ts";
-import { DatagramBuilder, encodeEnvelopeHeader } from "../src/wire/frames.ts";
+import { ClearHeaderReader, DatagramBuilder, encodeEnvelopeHeader } from "../src/wire/frames.ts";
 import { freshNetwork, MemberProcess, type Runtime, trackMembers } from "./members.ts";
 import type { SecureMemberConfig, SecureMemberEvent, SecureMemberResult } from "./runtime/secure-member.ts";
 
@@ -102,7 +102,7 @@ class Intruder {
       case "truncate":
         return original.subarray(0, this.#next(original.length));
       default: {
-        const read = readSealed(original, { cluster }, new TextEncoder().encode(cluster));
+        const read = readSealed(original, { cluster }, new ClearHeaderReader(cluster));
         if (!read.ok) return undefined;
         const { senderId, incarnation } = read.sealed;
         if (kind === "future") {

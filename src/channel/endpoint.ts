@@ -131,6 +131,8 @@ export function emptyEndpointStats(): EndpointStats {
 interface Outbox {
   readonly builder: DatagramBuilder;
   readonly to: Address | "group";
+  /** The member a peer's outbox is for: a sealed datagram names it (undefined for other addresses). */
+  readonly receiver?: Uint8Array;
   /** Holds frames not sent yet (it is on the list the next flush sends). */
   dirty: boolean;
 }
@@ -347,7 +349,7 @@ export class Endpoint {
 
   unicastFrame(peer: PeerKey, frame: Uint8Array): void {
     const known = this.#peers.get(peer);
-    if (known !== undefined) this.#queueFrame((known.outbox ??= this.#newOutbox(known.address)), frame);
+    if (known !== undefined) this.#queueFrame((known.outbox ??= this.#newOutbox(known.address, known.id)), frame);
   }
 
   /**
@@ -380,14 +382,16 @@ export class Endpoint {
     const datagram = new Uint8Array(this.#header.length + frame.length);
     datagram.set(this.#header);
     datagram.set(frame, this.#header.length);
-    this.#seal(datagram, idOf(receiver), (bytes) => this.#transmitTo(sender, bytes, to), keyId);
+    if (this.#guard === undefined) this.#transmitTo(sender, datagram, to);
+    else this.#guard.seal(datagram, this.#header.length, idOf(receiver), this.#transmitSealed, keyId, to);
   }
 
-  // Sealed once per datagram, however many receivers it goes to; one to a single member names it.
-  #seal(datagram: Uint8Array, receiver: Uint8Array | "group" | undefined, send: (bytes: Uint8Array) => void, keyId?: number): void {
-    if (this.#guard === undefined) send(datagram);
-    else this.#guard.seal(datagram, this.#header.length, receiver, send, keyId);
-  }
+  // Where the guard hands what it seals later (an asynchronous provider) or for `#sendNow`: one function
+  // for all of them, told where each goes, rather than a closure made per datagram.
+  readonly #transmitSealed = (sealed: Uint8Array, to: Address | "group"): void => {
+    const sender = this.#sender;
+    if (sender !== undefined) this.#transmitTo(sender, sealed, to);
+  };
 
   /**
    * Writes a point-to-point Data frame into the next datagram to `peer`; returns the frame's bytes (kept
@@ -397,7 +401,7 @@ export class Endpoint {
    */
   unicastData(peer: PeerKey, data: DataFields, hint: (peer: PeerKey) => { readonly incarnation: number; readonly address: Address } | undefined): Uint8Array {
     const known = this.#peers.get(peer);
-    if (known !== undefined) return this.#addData((known.outbox ??= this.#newOutbox(known.address)), data);
+    if (known !== undefined) return this.#addData((known.outbox ??= this.#newOutbox(known.address, known.id)), data);
     const member = hint(peer);
     if (member !== undefined) this.introduce(peer, member.incarnation, member.address);
     const frame = this.#unsent.addData(data);
@@ -424,8 +428,8 @@ export class Endpoint {
     return frame;
   }
 
-  #newOutbox(to: Address | "group"): Outbox {
-    return { builder: new DatagramBuilder(this.#header, this.#builderBytes), to, dirty: false };
+  #newOutbox(to: Address | "group", receiver?: Uint8Array): Outbox {
+    return { builder: new DatagramBuilder(this.#header, this.#builderBytes), to, receiver, dirty: false };
   }
 
   // For replies to a datagram's source (rare: a discovery, a ping); a peer's own traffic has its outbox.
@@ -520,27 +524,40 @@ export class Endpoint {
       this.#transmitTo(sender, datagram, outbox.to);
       return;
     }
-    const receiver = outbox.to === "group" ? "group" : this.#peersByAddress.get(addressKey(outbox.to))?.id;
-    this.#seal(datagram, receiver, (bytes) => this.#transmitTo(sender, bytes, outbox.to));
+    // Sealed once per datagram, however many receivers it goes to; one to a single member names it: a
+    // peer's outbox knows its member, a datagram to another address names the peer there, if any.
+    const receiver = outbox.to === "group" ? "group" : (outbox.receiver ?? this.#peersByAddress.get(addressKey(outbox.to))?.id);
+    const guard = this.#guard;
+    if (!guard.synchronous) guard.seal(datagram, this.#header.length, receiver, this.#transmitSealed, undefined, outbox.to);
+    else {
+      // Handed on from here, as a plain datagram is: the whole path is optimized as one.
+      const sealed = guard.sealNow(datagram, this.#header.length, receiver);
+      if (sealed !== undefined) this.#transmitTo(sender, sealed, outbox.to);
+    }
   }
 
+  // Small on purpose, the group's fan-out apart: the optimizing compiler inlines it into the send path
+  // (larger, it was compiled on its own, and only after thousands of datagrams had gone through it
+  // unoptimized).
   #transmitTo(sender: Transport, datagram: Uint8Array, to: Address | "group"): void {
     try {
       if (to !== "group") this.#transmit(sender, datagram, to);
-      else {
-        const network = this.#config.network;
-        if (network.type === "multicast") this.#transmit(sender, datagram, { host: network.group, port: network.port });
-        else {
-          // The configured peers are seeds: members heard from that are not among them are reached too.
-          const seeds = this.#seeds!.addresses;
-          for (const peer of seeds) if (!isSelf(peer, sender.localAddress)) this.#transmit(sender, datagram, peer);
-          for (const peer of this.#peers.values()) {
-            if (!seeds.some((seed) => sameAddress(seed, peer.address))) this.#transmit(sender, datagram, peer.address);
-          }
-        }
-      }
+      else this.#transmitToGroup(sender, datagram);
     } catch (error) {
       this.#sendFailed(error);
+    }
+  }
+
+  #transmitToGroup(sender: Transport, datagram: Uint8Array): void {
+    const network = this.#config.network;
+    if (network.type === "multicast") this.#transmit(sender, datagram, { host: network.group, port: network.port });
+    else {
+      // The configured peers are seeds: members heard from that are not among them are reached too.
+      const seeds = this.#seeds!.addresses;
+      for (const peer of seeds) if (!isSelf(peer, sender.localAddress)) this.#transmit(sender, datagram, peer);
+      for (const peer of this.#peers.values()) {
+        if (!seeds.some((seed) => sameAddress(seed, peer.address))) this.#transmit(sender, datagram, peer.address);
+      }
     }
   }
 

@@ -7,7 +7,7 @@ import { encodeBase64 } from "../security/options.ts";
 import { readSealed } from "../security/sealed-datagram.ts";
 import { wireRegistry } from "../wire/registry.ts";
 import { validateEnvelope } from "../wire/codec.ts";
-import { plainEnvelope } from "../wire/frames.ts";
+import { ClearHeaderReader, plainEnvelope } from "../wire/frames.ts";
 
 /** Parses hex (whitespace, `0x` and `:` separators allowed) into bytes; undefined if it is not hex. */
 export function parseHex(text: string): Uint8Array | undefined {
@@ -68,7 +68,7 @@ export function inspectSealed(bytes: Uint8Array, secret: Uint8Array, cluster?: s
     return { messageType, ok: false, error: { code: "DECODE_FAILED", detail: (error as Error).message } };
   }
   const context = { cluster: cluster ?? claimed };
-  const read = readSealed(bytes, context, new TextEncoder().encode(context.cluster));
+  const read = readSealed(bytes, context, new ClearHeaderReader(context.cluster));
   if (!read.ok) return { messageType, ok: false, error: { code: read.reason, detail: read.detail } };
   const sealed = read.sealed;
   const seal = {

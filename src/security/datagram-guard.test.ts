@@ -276,6 +276,26 @@ describe("DatagramGuard in insider mode", () => {
   }
 });
 
+describe("DatagramGuard.sealNow (a synchronous provider's seal, returned)", () => {
+  it("returns what seal hands on, with the same counters, to the group and to one member; refuses an asynchronous provider", async () => {
+    const now = side(nodeCrypto, ID_A);
+    const later = side(nodeCrypto, ID_A);
+    const receiver = side(nodeCrypto, ID_B);
+    for (const to of ["group", ID_B, "group", ID_B] as const) {
+      const plain = plainFrom(ID_A);
+      expect(now.guard.synchronous).toBe(true);
+      const sealed = now.guard.sealNow(plain.datagram, plain.headerLength, to)!;
+      expect(sealed).toEqual(await later.send(plain, to));
+      await receiver.receive(sealed);
+    }
+    expect(receiver.delivered).toHaveLength(4);
+    expect(now.guard.stats).toMatchObject({ sealed: 4 });
+    const asynchronous = side(webCrypto, ID_A);
+    expect(asynchronous.guard.synchronous).toBe(false);
+    expect(() => asynchronous.guard.sealNow(plainFrom(ID_A).datagram, plainFrom(ID_A).headerLength, "group")).toThrow(/synchronous/);
+  });
+});
+
 describe("DatagramGuard with what node:crypto makes ahead (prepare, at the end of a turn)", () => {
   const keys = [
     { id: 1, secret: SECRET_1 },

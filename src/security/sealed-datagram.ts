@@ -2,7 +2,7 @@ import { fromBinary } from "@bufbuild/protobuf";
 import { type Envelope, EnvelopeSchema } from "../../gen/activeblaze/v1/envelope_pb.ts";
 import { SealMode as WireSealMode } from "../../gen/activeblaze/v1/security_pb.ts";
 import { type EnvelopeContext, type Refusal, validateHeader } from "../wire/codec.ts";
-import { encodeEnvelopeHeader, readEnvelopeHeader, sameBytes } from "../wire/frames.ts";
+import { type ClearHeaderReader, encodeEnvelopeHeader, sameBytes } from "../wire/frames.ts";
 import { MAX_DATAGRAM_BYTES, MEMBER_ID_BYTES } from "../wire/limits.ts";
 import { ByteCursor, varintSize, writeVarint } from "../wire/varint.ts";
 import { web } from "../web.ts";
@@ -118,28 +118,29 @@ export function writeSealedPrefix(out: Uint8Array, header: Uint8Array, fields: S
 
 /**
  * Reads a datagram as a sealed one, with the receiver's checks in their order (size, decoding,
- * version, cluster, sender id, then UNSEALED, then the seal's own fields). Never throws.
+ * version, cluster, sender id, then UNSEALED, then the seal's own fields), its clear header through
+ * `headers` (the receiver's: it remembers the last one). Never throws.
  */
-export function readSealed(bytes: Uint8Array, context: EnvelopeContext, cluster: Uint8Array): SealedRead {
+export function readSealed(bytes: Uint8Array, context: EnvelopeContext, headers: ClearHeaderReader): SealedRead {
   const maxBytes = context.maxDatagramBytes ?? MAX_DATAGRAM_BYTES;
   if (bytes.length > maxBytes) {
     return { ok: false, reason: "OVERSIZE", detail: `datagram of ${bytes.length} bytes exceeds the limit of ${maxBytes}` };
   }
-  return readCanonical(bytes, cluster) ?? readGenerated(bytes, context);
+  return readCanonical(bytes, headers) ?? readGenerated(bytes, context);
 }
 
 // The layout members write, read by hand; undefined for anything else (the generated decoder decides).
-function readCanonical(bytes: Uint8Array, cluster: Uint8Array): SealedRead | undefined {
-  const header = readEnvelopeHeader(bytes, cluster);
+function readCanonical(bytes: Uint8Array, headers: ClearHeaderReader): SealedRead | undefined {
+  const header = headers.read(bytes);
   if (header === undefined) return undefined;
   const cursor = new ByteCursor(bytes, header.end, bytes.length);
   if (cursor.varint() !== ((SEALED_FIELD << 3) | 2)) return undefined;
   const end = cursor.delimitedEnd();
   if (cursor.failed || end !== bytes.length) return undefined;
-  return readSeal(bytes, header.end, cursor.pos, header.senderId, header.incarnation);
+  return readSeal(bytes, header.bytes, cursor.pos, header.senderId, header.incarnation);
 }
 
-function readSeal(bytes: Uint8Array, headerEnd: number, start: number, senderId: Uint8Array, incarnation: number): SealedRead | undefined {
+function readSeal(bytes: Uint8Array, header: Uint8Array, start: number, senderId: Uint8Array, incarnation: number): SealedRead | undefined {
   const cursor = new ByteCursor(bytes, start, bytes.length);
   let keyId = 0;
   let mode = 0;
@@ -174,7 +175,7 @@ function readSeal(bytes: Uint8Array, headerEnd: number, start: number, senderId:
         // uint32 and enum fields past their range are the generated decoder's to judge; so is counter 0.
         if (keyId > 0xffff_ffff || mode > 0x7fff_ffff || counter === 0) return undefined;
         const sealed: SealedDatagram = {
-          header: bytes.subarray(0, headerEnd),
+          header,
           senderId,
           incarnation,
           keyId,

@@ -338,6 +338,36 @@ export function readEnvelopeHeader(bytes: Uint8Array, cluster: Uint8Array): Clea
   return { senderId, incarnation, end };
 }
 
+/** A clear header read by a `ClearHeaderReader`, with its bytes (a copy, shared by every datagram that starts with them). */
+export interface ReadHeader extends ClearHeader {
+  readonly bytes: Uint8Array;
+}
+
+/**
+ * Reads clear headers (`readEnvelopeHeader`) for one receiver, remembering the last one: consecutive
+ * datagrams mostly come from the same sender, and one that begins with the bytes of the last header
+ * read has that header (what follows is the body's to judge). Plain and sealed datagrams alike.
+ */
+export class ClearHeaderReader {
+  readonly #cluster: Uint8Array;
+  #last: ReadHeader | undefined;
+
+  constructor(cluster: string) {
+    this.#cluster = encoder.encode(cluster);
+  }
+
+  read(bytes: Uint8Array): ReadHeader | undefined {
+    const last = this.#last;
+    if (last !== undefined && bytes.length >= last.end && sameBytes(bytes, 0, last.end, last.bytes)) return last;
+    const header = readEnvelopeHeader(bytes, this.#cluster);
+    if (header === undefined) return undefined;
+    const copy = bytes.slice(0, header.end);
+    const idStart = header.senderId.byteOffset - bytes.byteOffset;
+    this.#last = { senderId: copy.subarray(idStart, idStart + header.senderId.length), incarnation: header.incarnation, end: header.end, bytes: copy };
+    return this.#last;
+  }
+}
+
 /** An envelope in two parts: its header, read already, and its body (one body field). */
 export interface SplitEnvelope {
   /** The header's bytes: the envelope is these followed by `body`. */
@@ -361,17 +391,14 @@ export function plainEnvelope(header: Uint8Array, body: Uint8Array): Uint8Array 
  */
 export class DatagramReader {
   readonly #context: EnvelopeContext;
-  readonly #cluster: Uint8Array;
   readonly #maxBytes: number;
   #lastDestinationBytes: Uint8Array = NO_BYTES;
   #lastDestination = "";
-  /** The last header read, and its bytes (a copy): a sender's header is the same in all its datagrams. */
-  #lastHeaderBytes: Uint8Array = NO_BYTES;
-  #lastHeader: ClearHeader | undefined;
+  readonly #headers: ClearHeaderReader;
 
   constructor(context: EnvelopeContext) {
     this.#context = context;
-    this.#cluster = encoder.encode(context.cluster);
+    this.#headers = new ClearHeaderReader(context.cluster);
     this.#maxBytes = context.maxDatagramBytes ?? MAX_DATAGRAM_BYTES;
   }
 
@@ -392,22 +419,8 @@ export class DatagramReader {
 
   // Undefined means "not the usual shape": the generated decoder decides.
   #readFast(bytes: Uint8Array): ReceiveResult | undefined {
-    const header = this.#header(bytes);
+    const header = this.#headers.read(bytes);
     return header === undefined ? undefined : this.#readBody(bytes, header.end, header);
-  }
-
-  // Consecutive datagrams mostly come from the same sender: when one begins with the bytes of the last
-  // header read, that header is what reading it would give (what follows is the body's to judge).
-  #header(bytes: Uint8Array): ClearHeader | undefined {
-    const last = this.#lastHeaderBytes;
-    if (this.#lastHeader !== undefined && bytes.length >= last.length && sameBytes(bytes, 0, last.length, last)) return this.#lastHeader;
-    const header = readEnvelopeHeader(bytes, this.#cluster);
-    if (header === undefined) return undefined;
-    const copy = bytes.slice(0, header.end);
-    const idStart = header.senderId.byteOffset - bytes.byteOffset;
-    this.#lastHeaderBytes = copy;
-    this.#lastHeader = { senderId: copy.subarray(idStart, idStart + header.senderId.length), incarnation: header.incarnation, end: header.end };
-    return this.#lastHeader;
   }
 
   // The body that follows a header: one Data or one Bundle field, up to the end.

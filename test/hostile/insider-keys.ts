@@ -3,7 +3,7 @@ import { DatagramGuard, senderKeyInfo } from "../../src/security/datagram-guard.
 import { KeyRing } from "../../src/security/keyring.ts";
 import { type SecurityOptions, securityOptionsSchema } from "../../src/security/options.ts";
 import { readSealed } from "../../src/security/sealed-datagram.ts";
-import { encodeEnvelopeHeader, plainEnvelope } from "../../src/wire/frames.ts";
+import { ClearHeaderReader, encodeEnvelopeHeader, plainEnvelope } from "../../src/wire/frames.ts";
 import type { Identity } from "./attacker.ts";
 
 /** How a speaker seals what it says and opens what it hears. */
@@ -30,7 +30,7 @@ export class InsiderKeys {
 
   /** The plain envelope inside a member's sealed datagram, or undefined. */
   open(bytes: Uint8Array): Uint8Array | undefined {
-    const read = readSealed(bytes, { cluster: this.#cluster }, new TextEncoder().encode(this.#cluster));
+    const read = readSealed(bytes, { cluster: this.#cluster }, new ClearHeaderReader(this.#cluster));
     if (!read.ok) return undefined;
     const sealed = read.sealed;
     const mode = sealed.mode;
