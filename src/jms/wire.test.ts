@@ -169,6 +169,25 @@ describe("the messaging codec's writer and reader", () => {
     }
   });
 
+  it("writes the headers a send sets (timestamps, delivery modes, priorities, times to live, delays, a long id) as the generated codec, to a new destination and again", () => {
+    const topic = { kind: DestinationKind.TOPIC, name: "prices.acme" };
+    const long = new MessageIdPrefix(`ID:${"f".repeat(130)}:1:`);
+    for (const id of [MessageId.sent(prefix, 0), MessageId.sent(prefix, 123_456), MessageId.sent(long, 7)]) {
+      for (const [timestampMs, deliveryMode, priority, timeToLiveMs, deliveryDelayMs] of [
+        [0, DeliveryMode.UNSPECIFIED, 4, 0, 0],
+        [1_764_777_777_777, DeliveryMode.NON_PERSISTENT, 4, 0, 0],
+        [1, DeliveryMode.PERSISTENT, 0, 1, 1],
+        [127, DeliveryMode.NON_PERSISTENT, 9, 128, 16_384],
+        [Number.MAX_SAFE_INTEGER, DeliveryMode.NON_PERSISTENT, 7, 86_400_000, 2 ** 40],
+      ] as const) {
+        const wire: WireMessage = { headers: { ...emptyHeaders(), destination: topic, messageId: id, timestampMs, deliveryMode, priority, timeToLiveMs, deliveryDelayMs }, body: { kind: "bytes", value: new Uint8Array(3).fill(priority) } };
+        const expected = toBinary(MessagingBatchSchema, create(MessagingBatchSchema, { messages: [messageInit(wire), messageInit(wire)] }));
+        expect(sameBytes(encodeBatch([wire, wire]), expected), `${id.text} ${timestampMs} ${priority}`).toBe(true);
+        expect(sameBytes(encodeBatch([wire]), generated(wire)), `${id.text} ${timestampMs} ${priority}`).toBe(true);
+      }
+    }
+  });
+
   it("tells a context's message ids by their prefix, sent or received", () => {
     const one = new MessageIdPrefix("ID:0123456789abcdef0123456789abcdef:1:");
     const eleven = new MessageIdPrefix("ID:0123456789abcdef0123456789abcdef:11:");

@@ -565,7 +565,7 @@ function skip(c: ByteCursor, wireType: number): boolean {
       c.pos += 8;
       return c.pos <= c.end;
     case LEN: {
-      const end = c.delimitedEnd();
+      const end = delimitedEnd(c);
       if (Number.isNaN(end)) return false;
       c.pos = end;
       return true;
@@ -594,13 +594,37 @@ function varint64(c: ByteCursor): bigint | undefined {
 
 /** A tag (field number × 8 + wire type), or -1 at a bad one. Numbers, not objects: this runs for every field. */
 function readTag(c: ByteCursor): number {
+  // Mostly one byte (fields 1–15): read here, without the cursor's general varint.
+  const pos = c.pos;
+  if (pos < c.end) {
+    const byte = c.bytes[pos]!;
+    if (byte < 0x80) {
+      c.pos = pos + 1;
+      return byte < 8 ? -1 : byte;
+    }
+  }
   const key = c.varint();
   if (Number.isNaN(key) || key >= UINT32 || key < 8) return -1;
   return key;
 }
 
+/** Where a length-delimited field that starts at the cursor ends (NaN when it does not fit): `ByteCursor.delimitedEnd`, a one-byte length read here. */
+function delimitedEnd(c: ByteCursor): number {
+  const pos = c.pos;
+  if (pos < c.end) {
+    const length = c.bytes[pos]!;
+    if (length < 0x80) {
+      const end = pos + 1 + length;
+      if (end > c.end) return Number.NaN;
+      c.pos = pos + 1;
+      return end;
+    }
+  }
+  return c.delimitedEnd();
+}
+
 function readString(c: ByteCursor): string | undefined {
-  const end = c.delimitedEnd();
+  const end = delimitedEnd(c);
   if (Number.isNaN(end)) return undefined;
   const start = c.pos;
   c.pos = end;
@@ -608,7 +632,7 @@ function readString(c: ByteCursor): string | undefined {
 }
 
 function readBytes(c: ByteCursor): Uint8Array | undefined {
-  const end = c.delimitedEnd();
+  const end = delimitedEnd(c);
   if (Number.isNaN(end)) return undefined;
   const bytes = c.bytes.subarray(c.pos, end);
   c.pos = end;
@@ -727,7 +751,7 @@ function decodePropertyEntry(c: ByteCursor, end: number, into: Map<string, Prope
       if (value === undefined) return false;
       name = value;
     } else if (key === (2 << 3) + LEN) {
-      const valueEnd = c.delimitedEnd();
+      const valueEnd = delimitedEnd(c);
       if (Number.isNaN(valueEnd)) return false;
       const value = decodeProperty(c, valueEnd);
       if (value === undefined) return false;
@@ -787,21 +811,21 @@ function decodeHeaders(c: ByteCursor, end: number, h: WireHeaders): boolean {
     const field = key >>> 3;
     const wireType = key & 7;
     if (wireType === LEN && field === 1 && h.destination === NO_DESTINATION) {
-      const destinationEnd = c.delimitedEnd();
+      const destinationEnd = delimitedEnd(c);
       if (Number.isNaN(destinationEnd)) return false;
       const destination = readDestination(c, destinationEnd);
       if (destination === undefined) return false;
       h.destination = destination;
     } else if (wireType === LEN && (field === 1 || field === 5)) {
       // The reply-to destination, or a second destination field that merges into the first.
-      const destinationEnd = c.delimitedEnd();
+      const destinationEnd = delimitedEnd(c);
       if (Number.isNaN(destinationEnd)) return false;
       const destination = decodeDestination(c, destinationEnd, field === 1 ? h.destination : h.replyTo);
       if (destination === undefined) return false;
       if (field === 1) h.destination = destination;
       else h.replyTo = destination;
     } else if (wireType === LEN && field === 2) {
-      const idEnd = c.delimitedEnd();
+      const idEnd = delimitedEnd(c);
       if (Number.isNaN(idEnd)) return false;
       const id = readMessageId(c.bytes, c.pos, idEnd);
       if (id === undefined) return false;
@@ -824,7 +848,7 @@ function decodeHeaders(c: ByteCursor, end: number, h: WireHeaders): boolean {
       if (field === 7) h.deliveryMode = value as DeliveryMode;
       else h.priority = value;
     } else if (wireType === LEN && field === 11) {
-      const entryEnd = c.delimitedEnd();
+      const entryEnd = delimitedEnd(c);
       if (h.properties === NO_PROPERTIES) h.properties = new Map();
       if (Number.isNaN(entryEnd) || !decodePropertyEntry(c, entryEnd, h.properties)) return false;
     } else if (!skip(c, wireType)) return false;
@@ -848,7 +872,7 @@ function decodeMessageAt(c: ByteCursor, end: number): WireMessage | undefined {
       continue;
     }
     if (field === 1) {
-      const headersEnd = c.delimitedEnd();
+      const headersEnd = delimitedEnd(c);
       if (Number.isNaN(headersEnd) || !decodeHeaders(c, headersEnd, headers)) return undefined;
     } else if (field === 2 || field === 5) {
       const value = readString(c);
@@ -875,7 +899,7 @@ export function decodeBatch(bytes: Uint8Array): WireMessage[] | undefined {
     const key = readTag(c);
     if (key < 0) return undefined;
     if (key === (1 << 3) + LEN) {
-      const end = c.delimitedEnd();
+      const end = delimitedEnd(c);
       if (Number.isNaN(end)) return undefined;
       const message = decodeMessageAt(c, end);
       if (message === undefined) return undefined;
@@ -904,7 +928,7 @@ export function decodeAssignment(bytes: Uint8Array): WireAssignment | undefined 
       consumer = value;
     } else if (key === (3 << 3) + LEN) {
       // Ids become map keys: the runtime's decoder makes a flat string quicker than readString's loop does.
-      const end = c.delimitedEnd();
+      const end = delimitedEnd(c);
       const value = Number.isNaN(end) ? undefined : decodeUtf8(c.bytes.subarray(c.pos, end));
       if (value === undefined) return undefined;
       c.pos = end;
@@ -929,7 +953,7 @@ export function decodeRegistration(bytes: Uint8Array): WireRegistration | undefi
     if (key < 0) return undefined;
     const tag = { field: key >>> 3, wireType: key & 7 };
     if (tag.field === 1 && tag.wireType === LEN) {
-      const end = c.delimitedEnd();
+      const end = delimitedEnd(c);
       const value = Number.isNaN(end) ? undefined : decodeDestination(c, end, destination);
       if (value === undefined) return undefined;
       destination = value;
