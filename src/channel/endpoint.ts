@@ -349,7 +349,7 @@ export class Endpoint {
 
   unicastFrame(peer: PeerKey, frame: Uint8Array): void {
     const known = this.#peers.get(peer);
-    if (known !== undefined) this.#queueFrame((known.outbox ??= this.#newOutbox(known.address, known.id)), frame);
+    if (known !== undefined) this.#queueFrame(this.#peerOutbox(known), frame);
   }
 
   /**
@@ -359,7 +359,7 @@ export class Endpoint {
   unicastAck(peer: PeerKey, stream: number, originId: Uint8Array, incarnation: number, cumulative: number, highestReceived: number): void {
     const known = this.#peers.get(peer);
     if (known === undefined) return;
-    const outbox = (known.outbox ??= this.#newOutbox(known.address));
+    const outbox = this.#peerOutbox(known);
     if (!outbox.builder.tryAddAck(stream, originId, incarnation, cumulative, highestReceived)) {
       this.#send(outbox);
       outbox.builder.tryAddAck(stream, originId, incarnation, cumulative, highestReceived);
@@ -401,7 +401,7 @@ export class Endpoint {
    */
   unicastData(peer: PeerKey, data: DataFields, hint: (peer: PeerKey) => { readonly incarnation: number; readonly address: Address } | undefined): Uint8Array {
     const known = this.#peers.get(peer);
-    if (known !== undefined) return this.#addData((known.outbox ??= this.#newOutbox(known.address, known.id)), data);
+    if (known !== undefined) return this.#addData(this.#peerOutbox(known), data);
     const member = hint(peer);
     if (member !== undefined) this.introduce(peer, member.incarnation, member.address);
     const frame = this.#unsent.addData(data);
@@ -426,6 +426,11 @@ export class Endpoint {
     }
     this.#filled(outbox);
     return frame;
+  }
+
+  // A peer's own outbox, made on first use: it knows the member it is for (a sealed datagram names it).
+  #peerOutbox(known: Peer): Outbox {
+    return (known.outbox ??= this.#newOutbox(known.address, known.id));
   }
 
   #newOutbox(to: Address | "group", receiver?: Uint8Array): Outbox {
