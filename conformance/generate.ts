@@ -1662,7 +1662,7 @@ const STATE_MAP: AreaTable = {
       },
       {
         name: "state-map/ack/accepted-term-begun",
-        comment: "A replica answers a new view's coordinator: the term it accepted (with its prior terms) is known to have begun.",
+        comment: "A replica answers a new view's coordinator: the term it accepted (with its prior terms) is known to have begun; its term memory reaches back to its incarnation 2 (memory_since).",
         flags: [],
         init: env({
           case: "stateAck",
@@ -1681,6 +1681,7 @@ const STATE_MAP: AreaTable = {
             promisedCoordinatorId: ID_B,
             acceptedBegun: true,
             acceptedPrior: [{ epoch: 8n, coordinatorId: ID_A, members: [REF_A, REF_B, REF_C] }],
+            memorySince: 2n,
           },
         }),
         result: "valid",

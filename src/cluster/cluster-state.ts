@@ -33,7 +33,7 @@ export class ClusterState {
   readonly #group: GroupChannel;
   readonly #settings: ClusterStateSettings;
   /** The term accepted, the epoch promised, the lease echoed and the lease probes used, kept across restarts (stop, start) of this member. */
-  readonly #memory: TermMemory = { accepted: NO_TERM, begun: false, promised: NO_PROMISE, echoed: undefined, probe: 0 };
+  readonly #memory: TermMemory = { accepted: NO_TERM, begun: false, promised: NO_PROMISE, echoed: undefined, probe: 0, since: undefined };
   readonly #events: Emitter<ClusterEvents>;
   /** What it registered with the group channel. */
   readonly #registrations: Array<() => void>;

@@ -15,12 +15,13 @@ const term = (epoch: number, coordinator: MemberInstance, members: MemberInstanc
   members,
   prior: prior.map(({ epoch, coordinator, members }) => ({ epoch, coordinator, members })),
 });
-const report = (member: MemberInstance, accepted: Term, index = 10, begun = false): Report => ({
+const report = (member: MemberInstance, accepted: Term, index = 10, begun = false, memorySince = 0): Report => ({
   member,
   position: { epoch: accepted.epoch, coordinator: accepted.coordinator, index },
   accepted,
   begun,
   tokenCeiling: 1,
+  memorySince,
 });
 
 describe("quorumRefusal", () => {
@@ -93,6 +94,47 @@ describe("quorumRefusal", () => {
   });
 });
 
+describe("quorumRefusal, members whose process started again under the same id (an insider identity)", () => {
+  const F = { id: "f".repeat(32), incarnation: 1 };
+  // The process started again: a later incarnation, and a term memory that begins with it.
+  const fresh = (m: MemberInstance) => ({ id: m.id, incarnation: m.incarnation + 1_000 });
+  const freshReport = (m: MemberInstance) => report(fresh(m), NO_TERM, 0, false, fresh(m).incarnation);
+
+  it("does not take a member's forgetting a term for that term never having begun", () => {
+    // 5 = {A..E} began. {A, B, E} go on with it; C's process starts again and, with D and a newcomer F,
+    // forms another view. C not remembering 5 must not strike 5 from the terms that may hold the agreed
+    // set: this side holds 2 of its 5 members (D, and C only by id), not a quorum.
+    const t5 = term(5, A, [A, B, C, D, E]);
+    const side = [fresh(C), D, F];
+    expect(quorumRefusal(side, [freshReport(C), report(D, t5, 10, true), report(F, NO_TERM, 0, false, 1)])).toMatch(/holds 1 of the 5/);
+    // The other side: 3 of 5.
+    expect(quorumRefusal([A, B, E], [report(A, t5, 10, true), report(B, t5, 10, true), report(E, t5, 10, true)])).toBeUndefined();
+  });
+
+  it("does not count a member by id for a term it may have forgotten being part of", () => {
+    // 5 = {A..E} began, then 7 = {A, B, C, E} (D away) began too. C and E start again as new processes
+    // and meet D, which knows only 5: counted by id they would be 3 of 5's members, while {A, B} serve 7
+    // (half of it, with its coordinator). They forgot 7, so they do not count for 5 either.
+    const t5 = term(5, A, [A, B, C, D, E]);
+    const t7 = term(7, A, [A, B, C, E], [t5]);
+    expect(quorumRefusal([A, B], [report(A, t7, 12, true), report(B, t7, 12, true)])).toBeUndefined();
+    expect(quorumRefusal([fresh(C), D, fresh(E)], [freshReport(C), report(D, t5, 10, true), freshReport(E)])).toMatch(/holds 1 of the 5/);
+  });
+
+  it("counts a member restarted in place, whose memory reaches back to the incarnation a term names", () => {
+    const t5 = term(5, A, [A, B, C]);
+    // B restarted in place: a later incarnation, its memory from its first one.
+    const b = restarted(B);
+    expect(quorumRefusal([A, b], [report(A, t5, 10, true), report(b, t5, 10, true, B.incarnation)])).toBeUndefined();
+    // The same, started again as a new process: A alone holds 1 of 3.
+    expect(quorumRefusal([A, fresh(B)], [report(A, t5, 10, true), freshReport(B)])).toMatch(/holds 1 of the 3/);
+  });
+
+  it("lets a group whose every member started afresh start again, as at a first start", () => {
+    expect(quorumRefusal([fresh(A), fresh(B), fresh(C)], [freshReport(A), freshReport(B), freshReport(C)])).toBeUndefined();
+  });
+});
+
 function ack(accepted: Term, promised: { epoch: number; coordinator: string }, index = 3, tokenCeiling = 1): StateAck {
   return {
     position: { epoch: accepted.epoch, coordinator: accepted.coordinator, index },
@@ -101,6 +143,7 @@ function ack(accepted: Term, promised: { epoch: number; coordinator: string }, i
     accepted,
     acceptedBegun: false,
     promised,
+    memorySince: 0,
     ready: true,
     highestSeen: index,
     leaseProbe: 0,

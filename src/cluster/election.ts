@@ -9,6 +9,18 @@ export interface Report {
   /** The member knows `accepted` began (every one of its members accepted it). */
   readonly begun: boolean;
   readonly tokenCeiling: number;
+  /** The first incarnation whose term memory the member keeps (StateAck.memorySince). */
+  readonly memorySince: number;
+}
+
+/**
+ * Whether `report` speaks for `member` (a member of some term, in the incarnation the term names): it is
+ * that member, in that incarnation or a later one whose memory reaches back to it. A process started
+ * again under the same member id (an insider identity) does not: it forgot what its earlier run promised
+ * and accepted.
+ */
+function speaksFor(report: Report, member: MemberInstance): boolean {
+  return report.member.id === member.id && report.memorySince <= member.incarnation;
 }
 
 /** What the coordinator of a view does once every member promised. */
@@ -44,16 +56,18 @@ export function agreedCandidates(reports: readonly Report[]): TermRecord[] {
   const term = latest;
   const begun = reports.some((r) => r.begun && r.accepted.epoch === term.epoch && r.accepted.coordinator === term.coordinator);
   const candidates = begun ? [record(term)] : [record(term), ...term.prior];
-  return candidates.filter((candidate) => !reports.some((r) => r.accepted.epoch < candidate.epoch && candidate.members.some((m) => m.id === r.member.id)));
+  return candidates.filter((candidate) => !reports.some((r) => r.accepted.epoch < candidate.epoch && candidate.members.some((m) => speaksFor(r, m))));
 }
 
 /**
  * Whether a view may start a term, in quorum mode, from what its members reported (see
  * {@link agreedCandidates} for the terms that may hold the agreed set):
  * - the view holds more than half of the members of each such term — or exactly half, with the term's
- *   coordinator — counted by member id: a member that restarted (same id, a later incarnation) counts as
- *   itself, because its earlier run is certainly gone and a restarted member keeps the term it accepted
- *   and the epochs it promised across its restart;
+ *   coordinator — counted by member id: a member that restarted in place (same id, a later incarnation)
+ *   counts as itself, because its earlier run is certainly gone and it kept the term it accepted and the
+ *   epochs it promised across its restart; one whose memory does not reach back to the incarnation the
+ *   term names (a process started again under the same id) does not count: it may have forgotten a
+ *   later term it was part of;
  * - and one of them at least still holds the newest such term's data: it accepted that term, or a later
  *   one, in the incarnation the term names (it did not restart since). Whatever a term committed is on
  *   every one of its members, and a later term's sync brought it along, so it is then here. With every
@@ -70,10 +84,19 @@ export function quorumRefusal(view: readonly MemberInstance[], reports: readonly
   const newest = candidates[0];
   if (newest === undefined) return undefined;
   const ids = new Set(view.map((m) => m.id));
+  const reported = new Map(reports.map((r) => [r.member.id, r]));
+  // Here for `member` of a term: in the view, and (when it reported) remembering that incarnation.
+  const here = (member: MemberInstance) => {
+    if (!ids.has(member.id)) return false;
+    const report = reported.get(member.id);
+    return report === undefined || speaksFor(report, member);
+  };
   for (const term of candidates) {
     const size = term.members.length;
-    const present = term.members.filter((m) => ids.has(m.id)).length;
-    if (present * 2 < size || (present * 2 === size && !ids.has(term.coordinator))) {
+    const present = term.members.filter(here).length;
+    const coordinator = term.members.find((m) => m.id === term.coordinator);
+    const coordinatorHere = coordinator === undefined ? ids.has(term.coordinator) : here(coordinator);
+    if (present * 2 < size || (present * 2 === size && !coordinatorHere)) {
       const which = term === newest ? "that last agreed on the map" : `of the term ${term.epoch} that may still hold the agreed set`;
       return `no quorum: this side holds ${present} of the ${size} members ${which}`;
     }
@@ -116,7 +139,7 @@ export class TermElection {
     if (member === undefined) return;
     const seen = Math.max(ack.promised.epoch, ack.accepted.epoch, ack.position.epoch);
     if (ack.promised.epoch === this.epoch && ack.promised.coordinator === local) {
-      this.#reports.set(peer, { member, position: ack.position, accepted: ack.accepted, begun: ack.acceptedBegun, tokenCeiling: ack.tokenCeiling });
+      this.#reports.set(peer, { member, position: ack.position, accepted: ack.accepted, begun: ack.acceptedBegun, tokenCeiling: ack.tokenCeiling, memorySince: ack.memorySince });
     } else if (seen >= this.epoch) {
       this.#higher = Math.max(this.#higher, seen);
     }

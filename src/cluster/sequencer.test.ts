@@ -58,6 +58,7 @@ class Bed {
       accepted: { epoch: 2, coordinator: M.id, members: [], prior: [] },
       acceptedBegun: true,
       promised: { epoch: 2, coordinator: M.id },
+      memorySince: 0,
       ready: true,
       highestSeen,
       leaseProbe,

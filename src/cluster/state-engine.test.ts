@@ -37,12 +37,17 @@ class Bed {
   drop: (from: string, to: string, frame: StateFrame) => boolean = () => false;
   readonly sent: Array<{ readonly from: string; readonly to: string; readonly frame: StateFrame }> = [];
 
-  /** Starts member `id` as `incarnation`; its term memory is kept across its restarts, as ClusterState keeps it. */
-  start(id: string, incarnation = 1): Node {
+  /**
+   * Starts member `id` as `incarnation`; its term memory is kept across its restarts, as ClusterState keeps
+   * it — unless `newProcess`: a process started again under the same id (an insider identity) begins with
+   * a memory of its own.
+   */
+  start(id: string, incarnation = 1, newProcess = false): Node {
     this.nodes.get(id)?.engine.close(this.now);
+    if (newProcess) this.#memories.delete(id);
     let memory = this.#memories.get(id);
     if (memory === undefined) {
-      memory = { accepted: NO_TERM, begun: false, promised: NO_PROMISE, echoed: undefined, probe: 0 };
+      memory = { accepted: NO_TERM, begun: false, promised: NO_PROMISE, echoed: undefined, probe: 0, since: undefined };
       this.#memories.set(id, memory);
     }
     const member = { id, incarnation };
@@ -205,6 +210,38 @@ describe("StateEngine", () => {
     bed.run(500, () => write.response !== undefined);
     expect(write.response).toMatchObject({ outcome: "OK" });
     expect(bed.node(B).engine.replica.position.index).toBeGreaterThanOrEqual(write.response!.index);
+  });
+
+  it("reports how far back its term memory reaches: its first incarnation, kept across restarts in place", () => {
+    const bed = termOfThree();
+    expect(bed.node(B).memory.since).toBe(1);
+    bed.start(B, 2);
+    expect(bed.node(B).memory.since).toBe(1);
+    bed.start(B, 7, true);
+    expect(bed.node(B).memory.since).toBe(7);
+    bed.view(2, [C, A, B]);
+    bed.run(20);
+    const answers = bed.sent.filter((s) => s.from === B && s.frame.kind === "ack" && s.frame.ack.view !== undefined);
+    expect(answers.at(-1)!.frame).toMatchObject({ ack: { memorySince: 7 } });
+  });
+
+  it("never serves on the word of a member whose process started again under the same id: it may have forgotten a later term", () => {
+    const bed = termOfThree();
+    // B is cut off; C and A go on as a term of their own (2 of the 3), which begins.
+    bed.drop = (from, to) => from === B || to === B;
+    bed.view(2, [C, A]);
+    bed.run(1_000, () => bed.node(C).engine.serving(bed.now) && bed.node(C).memory.begun);
+    expect(bed.node(C).memory).toMatchObject({ accepted: { members: [{ id: C }, { id: A }] }, begun: true });
+    // A's process starts again under the same id, forgetting that term, and meets B; C goes on alone
+    // (half of its term {C, A}, with its coordinator: it may serve).
+    bed.start(A, 1_000, true);
+    bed.drop = (from, to) => (from === C) !== (to === C);
+    bed.view(3, [C]);
+    bed.view(3, [B, A]);
+    bed.run(2_000);
+    expect(bed.node(C).engine.serving(bed.now)).toBe(true);
+    // B knows only the first term: A does not speak for that term's A, so B's side holds 1 of its 3.
+    expect(bed.node(B).engine.serving(bed.now)).toBe(false);
   });
 
   it("keeps, across a restart in place, the lease it echoed: the restarted member promises another coordinator only once that lease ran out", () => {

@@ -124,6 +124,8 @@ export class StateEngine implements TimedUnit {
     this.#host = host;
     this.#options = options;
     this.memory = memory;
+    // What this memory holds, it holds from the first incarnation it served on (restarts in place keep it).
+    memory.since ??= host.local.incarnation;
     this.replica = new Replica(options.logLimit);
     this.visible = new VisibleState(this.replica);
     const group = host.group;

@@ -12,7 +12,7 @@ const VIEW = { id: { installer: M.id, counter: 4 }, members: [M, ME, R], coordin
 class Bed {
   readonly replica = new Replica(64);
   readonly visible = new VisibleState(this.replica);
-  readonly memory: TermMemory = { accepted: NO_TERM, begun: false, promised: NO_PROMISE, echoed: undefined, probe: 0 };
+  readonly memory: TermMemory = { accepted: NO_TERM, begun: false, promised: NO_PROMISE, echoed: undefined, probe: 0, since: undefined };
   readonly acks: Array<[string, StateAck]> = [];
   readonly changes: Array<[ReplicaChange, boolean]> = [];
   readonly own: number[] = [];

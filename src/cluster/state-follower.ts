@@ -50,6 +50,13 @@ export interface TermMemory {
    * reaches them late must not outnumber the new run's.
    */
   probe: number;
+  /**
+   * The incarnation this memory was first used in (set when the first state engine starts on it): it
+   * knows nothing of what the member promised or accepted in earlier incarnations. A process started
+   * again under the same member id (an insider identity is its key's) begins with a memory of its own,
+   * so its reports must not stand for the earlier run's (see agreedCandidates, quorumRefusal).
+   */
+  since: number | undefined;
 }
 
 export interface FollowerHost {
@@ -404,6 +411,7 @@ export class ReplicaFollower {
       accepted: this.#host.memory.accepted,
       acceptedBegun: this.#host.memory.begun,
       promised: this.#host.memory.promised,
+      memorySince: this.#host.memory.since ?? this.#host.local.incarnation,
       ready: this.#ready,
       highestSeen: Math.max(this.#highestSeen, replica.position.index),
       leaseProbe: this.#leaseProbe,

@@ -243,6 +243,11 @@ export interface StateAck {
   readonly acceptedBegun: boolean;
   /** The highest epoch promised (to a coordinator's PrepareOp), and to whom. */
   readonly promised: EpochPromise;
+  /**
+   * The first incarnation of this member whose term memory it keeps (see TermMemory.since): a term that
+   * names it in an earlier incarnation is unknown to it. 0: every incarnation.
+   */
+  readonly memorySince: number;
   readonly ready: boolean;
   readonly highestSeen: number;
   readonly leaseProbe: number;

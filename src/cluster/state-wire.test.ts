@@ -80,6 +80,7 @@ describe("state frames on the wire", () => {
       accepted: { epoch: 5, coordinator: A.id, members: [A, B], prior },
       acceptedBegun: true,
       promised: { epoch: 6, coordinator: B.id },
+      memorySince: 1_764_000_000_123,
       ready: true,
       highestSeen: 101,
       leaseProbe: 4,
@@ -88,11 +89,11 @@ describe("state frames on the wire", () => {
     };
     // This member reads entry blocks, and says so.
     expect(decode(encodeAck("g", ack))).toEqual({ kind: "ack", group: "g", ack, readsEntryBlock: true });
-    // Only an answer to a PrepareOp says what the accepted term is and whether it began.
+    // Only an answer to a PrepareOp says what the accepted term is, whether it began, and how far back its memory reaches.
     expect(decode(encodeAck("g", { ...ack, view: undefined }))).toEqual({
       kind: "ack",
       group: "g",
-      ack: { ...ack, view: undefined, accepted: { ...ack.accepted, members: [], prior: [] }, acceptedBegun: false },
+      ack: { ...ack, view: undefined, accepted: { ...ack.accepted, members: [], prior: [] }, acceptedBegun: false, memorySince: 0 },
       readsEntryBlock: true,
     });
   });

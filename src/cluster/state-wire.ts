@@ -448,6 +448,7 @@ export function encodeAckGenerically(group: string, ack: StateAck): Uint8Array {
       readsEntryBlock: true,
       acceptedBegun: ack.view !== undefined && ack.acceptedBegun,
       acceptedPrior: ack.view === undefined ? [] : ack.accepted.prior.map(termRecordInit),
+      memorySince: ack.view === undefined ? 0n : BigInt(ack.memorySince),
     },
   });
 }
@@ -647,6 +648,7 @@ function ackOf(wire: WireAck): StateAck {
     accepted,
     acceptedBegun: wire.acceptedBegun,
     promised: { epoch: counter(wire.promisedEpoch), coordinator: optionalPeerOf(wire.promisedCoordinatorId) },
+    memorySince: counter(wire.memorySince),
     ready: wire.ready,
     highestSeen: counter(wire.highestSeen),
     leaseProbe: counter(wire.leaseProbe),

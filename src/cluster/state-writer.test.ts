@@ -75,6 +75,7 @@ describe("hand-written state frames", () => {
         accepted: term,
         acceptedBegun: next() < 0.5,
         promised: { epoch: counter(), coordinator: pick([A.id, B.id, ""]) },
+        memorySince: counter(),
         ready: next() < 0.5,
         highestSeen: counter(),
         leaseProbe: counter(),
