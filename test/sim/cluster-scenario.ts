@@ -19,7 +19,11 @@ import { flush } from "./sim-helpers.ts";
  * - `drop-together`: without quorum, the coordinator and a lock holder crash together — fencing tokens
  *   never repeat;
  * - `deposed`: quorum mode, the coordinator cut off alone while its application writes — it stops
- *   being master before another is elected, and what it showed its application survives.
+ *   being master before another is elected, and what it showed its application survives;
+ * - `new-process`: three members in quorum mode; a member's process starts again under the same id
+ *   (as an insider identity's does: a later incarnation, and a term memory of its own), alone or while
+ *   another is cut off, then joins the one cut off — it forgot the terms of its earlier run, so its word
+ *   never lets a side serve that is not a quorum of them: no two masters.
  *
  * Every member runs a random workload (puts, removes, compare-and-set, atomic batches, lock → writes
  * under the fencing token → release, and a journal of unique keys) and every member's stream of map
@@ -67,6 +71,8 @@ class JumpyClock implements Clock {
 
 interface Proc {
   readonly index: number;
+  /** The label of the random source its member id was drawn from (a new process under the same id draws it again). */
+  readonly idSource: string;
   readonly host: string;
   readonly channel: ClusterChannel;
   readonly clock: JumpyClock;
@@ -80,7 +86,7 @@ interface Proc {
   readonly versions: Map<string, number>;
 }
 
-export type ClusterScenarioKind = "mixed" | "quorum-change" | "restarts" | "drop-together" | "deposed";
+export type ClusterScenarioKind = "mixed" | "quorum-change" | "restarts" | "drop-together" | "deposed" | "new-process";
 
 export interface ClusterScenarioResult {
   readonly seed: number;
@@ -136,22 +142,28 @@ export async function runClusterScenario(seed: number, kind: ClusterScenarioKind
   /** Journal values a member showed its application while it was master (committed there). */
   const shownByMaster = new Map<string, string>();
 
-  const spawn = async (host: string): Promise<Proc> => {
+  /** Starts a member on `host`: a new one, or — `sameIdAs` — a new process under that member's id (a later incarnation, a term memory of its own). */
+  const spawn = async (host: string, sameIdAs?: Proc): Promise<Proc> => {
     const index = nextIndex++;
+    const idSource = sameIdAs?.idSource ?? `p${index}`;
     const jumpy = new JumpyClock(clock);
     const channel = new ClusterChannel({
       name: `p${index}`,
       transport: net.transportFactory(host),
       clock: jumpy,
-      random: net.random.fork(`p${index}`),
-      incarnation: index + 1,
+      // The member id is the first thing drawn from this source: the same source, the same id.
+      random: net.random.fork(idSource),
+      incarnation: sameIdAs === undefined ? index + 1 : sameIdAs.channel.incarnation + 1_000,
       groups: [GROUP],
       ...TIMING,
-      state: { quorum, requestTimeoutMs: 2_000, lockTimeoutMs: 300 },
+      // A process that starts alone knows nothing of the group it was in (as at a first start): only a
+      // majority of the intended size keeps it from taking writes on its own.
+      state: { quorum, requestTimeoutMs: 2_000, lockTimeoutMs: 300, ...(kind === "new-process" ? { minimumMembers: 2 } : {}) },
     });
-    const proc: Proc = { index, host, channel, clock: jumpy, status: "running", maxToken: 0, locks: new Map(), applied: new Map(), versions: new Map() };
+    const proc: Proc = { index, idSource, host, channel, clock: jumpy, status: "running", maxToken: 0, locks: new Map(), applied: new Map(), versions: new Map() };
     procs.push(proc);
-    note(`start p${index}@${host} ${channel.id.slice(0, 8)}`);
+    note(`start p${index}@${host} ${channel.id.slice(0, 8)}${sameIdAs === undefined ? "" : ` (a new process of p${sameIdAs.index})`}`);
+    if (sameIdAs !== undefined && channel.id !== sameIdAs.channel.id) throw new Error(`a new process meant to have the id of another member has its own: ${channel.id} vs ${sameIdAs.channel.id}`);
     watch(proc);
     if (TRACE_KEY !== undefined) {
       channel.on("viewChange", ({ view }) => console.log(`${clock.now().toFixed(1)} p${index} view ${view.id.counter} [${view.members.map((m) => m.name).join(",")}] coordinator ${view.coordinator.name}`));
@@ -336,6 +348,15 @@ export async function runClusterScenario(seed: number, kind: ClusterScenarioKind
   };
 
   // --- the scenario ---
+  /** Crashes `proc` and starts a new process under its id on its host. */
+  const newProcess = async (proc: Proc, downMs: number): Promise<Proc> => {
+    crash(proc);
+    restarts++;
+    await step(downMs);
+    net.restart(proc.host);
+    return spawn(proc.host, proc);
+  };
+
   const members = kind === "quorum-change" ? 5 : kind === "mixed" ? 3 + Math.floor(rng.next() * 3) : 3 + (kind === "drop-together" ? Math.floor(rng.next() * 2) : 0);
   for (let i = 0; i < members; i++) {
     await spawn(`h${i}`);
@@ -402,6 +423,23 @@ export async function runClusterScenario(seed: number, kind: ClusterScenarioKind
         await step(300 + rng.next() * 600);
         note("heal");
         net.heal();
+      }
+    } else if (kind === "new-process" && live.length >= 3 && live.every((p) => p.channel.stateStats.epoch > 0 && p.channel.stateStats.epoch === live[0]!.channel.stateStats.epoch)) {
+      // Only once every member took up one term: a new process forgets its earlier run's terms, and
+      // with the processes that remembered a term all gone its members would be as at a first start
+      // (term memory lives in the process; minimumMembers is all that guards a first start).
+      const [x, y, z] = shuffled(live) as [Proc, Proc, Proc];
+      if (rng.next() < 0.7) {
+        // x cut off; y and z go on (a term of their own may begin); y's process starts again and joins x.
+        partition([x], [y, z]);
+        await step(300 + rng.next() * 1_200);
+        const y2 = await newProcess(y, 50 + rng.next() * 300);
+        partition([x, y2], [z]);
+        await step(800 + rng.next() * 1_500);
+        note("heal");
+        net.heal();
+      } else {
+        await newProcess(y, 100 + rng.next() * 400);
       }
     } else if (kind === "drop-together" && live.length >= 3) {
       // The coordinator and a member that holds (or just got) a lock crash at the same moment.
@@ -484,7 +522,8 @@ export async function runClusterScenario(seed: number, kind: ClusterScenarioKind
   if (outcome !== "ok") {
     // Every member back and the network whole: only a mixed run may have lost its quorum for good
     // (members crashed for good are new members when they come back).
-    if (quorum && kind === "mixed" && outcome instanceof BlazeError && outcome.code === "NO_QUORUM") finalWrite = "no-quorum";
+    // So may a run whose members' new processes forgot terms the others cannot do without.
+    if (quorum && (kind === "mixed" || kind === "new-process") && outcome instanceof BlazeError && outcome.code === "NO_QUORUM") finalWrite = "no-quorum";
     else violation(`the final write failed after the network healed: ${String(outcome)}`);
   }
   await step(500);

@@ -1,7 +1,7 @@
 /**
  * The long sweep: thousands of seeded simulations (the test suite runs a few hundred).
  *
- *   npm run sweep -- [--scenario multicast|cluster|cluster-pipeline|cluster-quorum-change|cluster-restarts|cluster-drop-together|cluster-deposed|jms|nack-<kind>|totem-partition|totem-flood|large-<kind>-<protocol>] [--from 1] [--count 5000]
+ *   npm run sweep -- [--scenario multicast|cluster|cluster-pipeline|cluster-quorum-change|cluster-restarts|cluster-drop-together|cluster-deposed|cluster-new-process|jms|nack-<kind>|totem-partition|totem-flood|large-<kind>-<protocol>] [--from 1] [--count 5000]
  *
  * Stops at the first failing seed and prints how to replay it.
  */
@@ -32,7 +32,7 @@ const scenarios: Record<string, Scenario> = {
   ...largeScenarios(),
   jms: { run: async (seed) => (await runJmsScenario(seed)).processed, unit: "messages processed once", file: "test/sim/jms.test.ts" },
 };
-for (const kind of ["quorum-change", "restarts", "drop-together", "deposed"] as const) {
+for (const kind of ["quorum-change", "restarts", "drop-together", "deposed", "new-process"] as const) {
   scenarios[`cluster-${kind}`] = { run: async (seed) => (await runClusterScenario(seed, kind)).acknowledged, unit: "acknowledged writes", file: "test/sim/cluster-safety.test.ts" };
 }
 for (const kind of NACK_SCENARIO_KINDS) {
