@@ -10,6 +10,9 @@
  *     key, sequentially, uncontended;
  *     of both sequential measurements, also the CPU time the members' processes spent on one operation,
  *     in all: on a busy machine the latency is mostly waiting for a core, the CPU time much less so;
+ *     and contended: all three members of a cluster lock, release and ask again for one key at once —
+ *     the pairs/s of all, each member's share, and grants that went out of request order (first come,
+ *     first served at the coordinator);
  *  3. failover: SIGKILL the coordinator while a member writes (one put at a time); the time from the
  *     kill to the first write acknowledged under the new coordinator, next to the failure detection's
  *     timeouts (the defaults, and fast ones) and to when the survivors installed the view without it;
@@ -20,7 +23,7 @@
  * Writes bench/results/cluster.json and prints a markdown table, with the JGroups 2.12 figures measured
  * on the same machine next to ours.
  *
- *   npx tsx bench/cluster.ts [--trials 3] [--seconds 5] [--entries 1000000] [--only puts,locks,failover,join]
+ *   npx tsx bench/cluster.ts [--trials 3] [--seconds 5] [--entries 1000000] [--only puts,locks,contended,failover,join]
  *                            [--members 2,3] [--in-flight 64,1024] [--jgroups-puts N --jgroups-locks N]
  *
  * `--only` runs some measurements and writes no JSON, as do `--members` and `--in-flight` (the numbers
@@ -63,6 +66,8 @@ type ToChild =
   /** Puts to keys `${prefix}k0` … over KEY_RANGE keys. */
   | { readonly type: "puts"; readonly seconds: number; readonly inFlight: number; readonly size: number; readonly prefix: string }
   | { readonly type: "locks"; readonly seconds: number }
+  /** Lock + unlock of one key, contended by every member, from `startAt` (wall clock) for `seconds`. */
+  | { readonly type: "contend"; readonly startAt: number; readonly seconds: number }
   | { readonly type: "fill"; readonly entries: number; readonly size: number; readonly batch: number }
   /** Puts one at a time until "stop"; reports the first one acknowledged under another coordinator. */
   | { readonly type: "stream"; readonly size: number }
@@ -82,7 +87,15 @@ type FromChild =
   | { readonly type: "failover"; readonly at: number }
   | { readonly type: "streamed"; readonly acked: number; readonly failed: number; readonly firstError?: string }
   | { readonly type: "cpu"; readonly cpuMs: number }
+  | { readonly type: "contended"; readonly grants: readonly Grant[]; readonly failed: number; readonly firstError?: string }
   | { readonly type: "failed"; readonly error: string };
+
+/** One grant of a contended lock: when its lock() was called and resolved (wall clock, ms), and its fencing token (grants in order). */
+interface Grant {
+  readonly requestedAt: number;
+  readonly grantedAt: number;
+  readonly token: number;
+}
 
 /** A joiner's memory once ready, MB: as `process.memoryUsage()` tells it, and the peak resident set of its process. */
 interface JoinerMemory {
@@ -180,6 +193,26 @@ async function runMember(): Promise<void> {
           await lock.release();
         }),
       });
+    },
+    contend: async (message: Extract<ToChild, { type: "contend" }>) => {
+      const map = channel!.map;
+      const grants: Grant[] = [];
+      let failed = 0;
+      let firstError: string | undefined;
+      await sleep(Math.max(0, message.startAt - absoluteNow()));
+      const endAt = message.startAt + message.seconds * 1000;
+      while (absoluteNow() < endAt) {
+        const requestedAt = absoluteNow();
+        try {
+          const lock = await map.lock("contended-lock", { timeoutMs: 10_000 });
+          grants.push({ requestedAt, grantedAt: absoluteNow(), token: lock.fencingToken });
+          await lock.release();
+        } catch (error) {
+          failed++;
+          firstError ??= describe(error);
+        }
+      }
+      send({ type: "contended", grants, failed, ...(firstError === undefined ? {} : { firstError }) });
     },
     fill: async (message: Extract<ToChild, { type: "fill" }>) => {
       const map = channel!.map;
@@ -361,6 +394,56 @@ async function measureLocks(count: number, seconds: number, trials: number): Pro
   };
 }
 
+/**
+ * 2b. Lock + unlock pairs/s of one key that all `count` members want at once (each locks, releases and
+ * asks again at once): the pairs/s of all together, each member's share, and how fair the grants were.
+ * Grants go first come, first served at the coordinator; a grant "out of request order" went to a member
+ * that asked later — by more than `ORDER_SLACK_MS` (wall clock, across processes), more than the trip
+ * of a request to the coordinator — than another member still waiting.
+ */
+const ORDER_SLACK_MS = 1;
+
+async function measureContended(count: number, seconds: number, trials: number) {
+  const { members } = await startCluster(weightsOf(count), {}, "c");
+  const results: Array<{ perSecond: number; grants: number; failed: number; shares: number[]; outOfOrder: number; longestWaitMs: number }> = [];
+  try {
+    for (let trial = 0; trial < trials; trial++) {
+      process.stderr.write(`contended locks, ${count} members: trial ${trial + 1}/${trials}\n`);
+      const startAt = absoluteNow() + 200;
+      for (const m of members) m.post({ type: "contend", startAt, seconds });
+      const reports = await Promise.all(members.map((m) => m.next("contended", seconds * 1000 + 60_000)));
+      const grants = reports.flatMap((r, member) => r.grants.map((g) => ({ ...g, member })));
+      for (const r of reports) if (r.firstError !== undefined) process.stderr.write(`contended locks: ${r.failed} failed, first: ${r.firstError}\n`);
+      grants.sort((a, b) => a.token - b.token);
+      // Out of request order: a grant to a member that asked later than one that is granted after it.
+      let outOfOrder = 0;
+      for (let i = 0; i < grants.length; i++) {
+        const g = grants[i]!;
+        for (let j = i + 1; j < grants.length && j < i + 4 * count; j++) {
+          const later = grants[j]!;
+          if (later.member !== g.member && later.requestedAt < g.requestedAt - ORDER_SLACK_MS) {
+            outOfOrder++;
+            break;
+          }
+        }
+      }
+      const wallMs = Math.max(...grants.map((g) => g.grantedAt)) - startAt;
+      results.push({
+        perSecond: grants.length / (wallMs / 1000),
+        grants: grants.length,
+        failed: reports.reduce((sum, r) => sum + r.failed, 0),
+        shares: reports.map((r) => r.grants.length / Math.max(1, grants.length)),
+        outOfOrder,
+        longestWaitMs: Math.max(...grants.map((g) => g.grantedAt - g.requestedAt)),
+      });
+    }
+  } finally {
+    await exitAll(members);
+  }
+  const best = (f: (r: (typeof results)[number]) => number) => median(results.map(f));
+  return { members: count, seconds, trials: results, medianPerSecond: best((r) => r.perSecond), medianOutOfOrder: best((r) => r.outOfOrder), medianLongestWaitMs: best((r) => r.longestWaitMs) };
+}
+
 interface FailoverTrial {
   /** From the kill to the first write acknowledged under the new coordinator. */
   readonly firstWriteMs: number;
@@ -510,6 +593,7 @@ async function main(): Promise<void> {
     const l = want("locks") ? await timed(`locks, ${count} members`, 30_000 + trials * seconds * 1_000 + 60_000, () => measureLocks(count, seconds, trials)) : undefined;
     if (l !== undefined) locks.push(l);
   }
+  const contended = want("contended") ? await timed("contended locks", 30_000 + trials * (seconds + 5) * 1_000 + 60_000, () => measureContended(3, seconds, trials)) : undefined;
   const failoverFast = want("failover") ? await timed("failover, fast timeouts", 60_000 * trials, () => measureFailover(FAST_TIMING, trials, 64)) : undefined;
   const failoverDefault = want("failover") ? await timed("failover, default timeouts", 60_000 * trials, () => measureFailover(DEFAULT_TIMING, trials, 64)) : undefined;
   const joiner = want("join") ? await timed("join", 600_000, () => measureJoin(Number(values.entries), 100, trials)) : undefined;
@@ -541,6 +625,7 @@ async function main(): Promise<void> {
     },
     puts,
     locks,
+    contended,
     failover: { fast: failoverFast, default: failoverDefault },
     join: joiner,
     failures,
@@ -565,6 +650,13 @@ async function main(): Promise<void> {
   }
   for (const l of locks) {
     console.log(`| lock + unlock pairs, one at a time, uncontended, ${l.members} members | ${rate(l.medianPerSecond)} pairs/s (${each(l.trials.map((r) => r.perSecond), rate)}); p50 ${ms(l.medianP50Ms)}, p99 ${ms(l.medianP99Ms)} per pair; CPU ${us(l.medianCpuUsPerOp)} per pair (all members) | JGroups 2.12 locks: ${rate(JGROUPS.lockPairsPerSecond)} pairs/s (× ${(l.medianPerSecond / JGROUPS.lockPairsPerSecond).toFixed(2)}) |`);
+  }
+  if (contended !== undefined) {
+    const c = contended;
+    const shares = c.trials.map((t) => t.shares.map((s) => `${Math.round(s * 100)} %`).join("/")).join("; ");
+    console.log(
+      `| lock + unlock pairs of one key, all ${c.members} members contending | ${rate(c.medianPerSecond)} pairs/s in all (${each(c.trials.map((t) => t.perSecond), rate)}); shares per member ${shares} | grants out of request order (by > ${ORDER_SLACK_MS} ms): ${each(c.trials.map((t) => t.outOfOrder), String)} of ${each(c.trials.map((t) => t.grants), String)}; longest wait ${ms(c.medianLongestWaitMs)} |`,
+    );
   }
   for (const f of [failoverFast, failoverDefault]) {
     if (f === undefined) continue;
