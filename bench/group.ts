@@ -6,24 +6,32 @@
  *  2. crash detection: SIGKILL one member of 5, until every survivor installed a view without it,
  *     next to failureTimeoutMs + verifyTimeoutMs (default options);
  *  3. request/reply round trip between two members, p50 and p99 of sequential requests, next to a raw
- *     node:dgram ping-pong between two processes measured in the same run, same payload;
+ *     node:dgram ping-pong between two processes measured in the same run, same payload; with
+ *     `--runtime bun`, the two members run under Bun (its adapter) next to a raw Bun.udpSocket ping-pong;
  *  4. queue throughput: one producer keeps 1,000 sendToQueue() in flight to 3 consumer processes.
  *
  * Writes bench/results/group.json and prints a markdown table.
  *
- *   npx tsx bench/group.ts [--members 16] [--trials 3] [--requests 5000] [--chunks 10] [--seconds 5] [--only convergence,crash,rtt,queue]
+ *   npx tsx bench/group.ts [--members 16] [--trials 3] [--requests 5000] [--chunks 10] [--seconds 5] [--only convergence,crash,rtt,queue] [--runtime node|bun]
  *
- * `--only` runs some measurements and writes no JSON. GROUP_BENCH_PROFILE=<dir> writes a V8 CPU profile
+ * `--only` runs some measurements and writes no JSON. GROUP_BENCH_PROFILE=<dir> writes a CPU profile
  * of every forked process into <dir>. Members run on the built package (dist/, from `npm run build`), as
  * users run it; GROUP_BENCH_FROM=src runs them on the sources through tsx instead.
+ *
+ * `--runtime bun` (default node) runs the request/reply members and the raw ping-pong under Bun
+ * (node_modules/.bin/bun, which speaks Node's IPC channel, runs the sources itself and picks its own
+ * adapter); the other measurements stay on Node, and a full run writes bench/results/group-bun.json.
  */
 import { execFileSync } from "node:child_process";
 import { createSocket } from "node:dgram";
 import { cpus } from "node:os";
 import { parseArgs } from "node:util";
-import { absoluteNow, Child as ForkedChild, exitAll as exitChildren, failures, finishRun, freshNetwork, jgroupsFigures, type LatencySummary, loadLibrary, machine, memberOptions, median, type Network, serve, sleep, startRun, summarize, timed, type Timing, whenReady, writeResults } from "./lib.ts";
+import { absoluteNow, bunPath, Child as ForkedChild, exitAll as exitChildren, failures, finishRun, freshNetwork, jgroupsFigures, type LatencySummary, loadLibrary, machine, memberOptions, median, type Network, runtimeName, serve, sleep, startRun, summarize, timed, type Timing, whenReady, writeResults } from "./lib.ts";
 
 // --- what the parent and its children say to each other (over Node's IPC channel) ---
+
+/** The runtime of the request/reply members and the raw ping-pong. */
+type Runtime = "node" | "bun";
 
 type ToChild =
   | { readonly type: "join"; readonly name: string; readonly network: Network; readonly timing: Timing }
@@ -71,13 +79,14 @@ function cpuMs(): number {
 
 // --- the children ---
 
-type Library = typeof import("../src/group/group-channel.ts") & typeof import("../src/adapters/node.ts");
+/** The group channel and a runtime adapter's transport (Node's or Bun's: the same factory type). */
+type Library = typeof import("../src/group/group-channel.ts") & Pick<typeof import("../src/adapters/node.ts"), "createUdpTransport">;
 
 /** A group member: joins when told, reports its views, answers requests on "echo", consumes or produces when told. */
 async function runMember(): Promise<void> {
   const { GroupChannel, createUdpTransport } = await loadLibrary<Library>(process.env.GROUP_BENCH_FROM === "src", async () => ({
     ...(await import("../src/group/group-channel.ts")),
-    ...(await import("../src/adapters/node.ts")),
+    ...(runtimeName === "bun" ? await import("../src/adapters/bun.ts") : await import("../src/adapters/node.ts")),
   }));
   const send = (message: FromChild) => process.send!(message);
   let channel: InstanceType<typeof GroupChannel> | undefined;
@@ -161,12 +170,38 @@ async function runMember(): Promise<void> {
   });
 }
 
+/** A UDP socket of the raw baseline, bound to a free port of 127.0.0.1. */
+interface RawSocket {
+  readonly port: number;
+  send(payload: Uint8Array, port: number, host: string): void;
+}
+
+/** The part of Bun's UDP socket API the raw baseline uses (as the Bun adapter opens it). */
+interface BunUdpSocket {
+  readonly port: number;
+  send(data: Uint8Array, port: number, host: string): boolean;
+}
+type BunUdp = (options: {
+  hostname: string;
+  binaryType: "uint8array";
+  socket: { data(socket: BunUdpSocket, data: Uint8Array, port: number, address: string): void };
+}) => Promise<BunUdpSocket>;
+
+/** This runtime's raw socket, as its adapter opens one: node:dgram under Node, Bun.udpSocket under Bun. */
+async function openRawSocket(onMessage: (socket: RawSocket, data: Uint8Array, port: number, host: string) => void): Promise<RawSocket> {
+  const udpSocket = (globalThis as { Bun?: { udpSocket: BunUdp } }).Bun?.udpSocket;
+  if (udpSocket !== undefined) return udpSocket({ hostname: "127.0.0.1", binaryType: "uint8array", socket: { data: onMessage } });
+  const socket = createSocket({ type: "udp4", lookup: immediateLookup as never });
+  await new Promise<void>((resolve) => socket.bind(0, "127.0.0.1", resolve));
+  const raw: RawSocket = { port: socket.address().port, send: (payload, port, host) => socket.send(payload, port, host) };
+  socket.on("message", (message, rinfo) => onMessage(raw, message, rinfo.port, rinfo.address));
+  return raw;
+}
+
 /** The raw baseline's echo side: sends every datagram back where it came from. */
 async function runRawEcho(): Promise<void> {
-  const socket = createSocket({ type: "udp4", lookup: immediateLookup as never });
-  socket.on("message", (message, rinfo) => socket.send(message, rinfo.port, rinfo.address));
-  await new Promise<void>((resolve) => socket.bind(0, "127.0.0.1", resolve));
-  process.send!({ type: "listening", port: socket.address().port } satisfies FromChild);
+  const socket = await openRawSocket((socket, data, port, host) => socket.send(data, port, host));
+  process.send!({ type: "listening", port: socket.port } satisfies FromChild);
   process.on("message", (message: ToChild) => {
     if (message.type === "exit") process.exit(0);
   });
@@ -174,10 +209,8 @@ async function runRawEcho(): Promise<void> {
 
 /** The raw baseline's ping side: on each "rtt" command, `warmup` then `count` sequential round trips of `size`-byte datagrams. */
 async function runRawPing(port: number): Promise<void> {
-  const socket = createSocket({ type: "udp4", lookup: immediateLookup as never });
-  await new Promise<void>((resolve) => socket.bind(0, "127.0.0.1", resolve));
   let answer: (() => void) | undefined;
-  socket.on("message", () => answer?.());
+  const socket = await openRawSocket(() => answer?.());
   const roundTrip = (payload: Uint8Array) =>
     new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error("a raw datagram was lost")), 1_000);
@@ -215,15 +248,19 @@ function immediateLookup(_host: string, _options: unknown, callback: (error: nul
 
 type Child = ForkedChild<ToChild, FromChild>;
 
-/** A child of this file in `role`; GROUP_BENCH_PROFILE=<dir> has it write a V8 CPU profile there. */
-function spawnChild(...args: string[]): Child {
+/**
+ * A child of this file in `role`, under Node through tsx or under Bun (which runs TypeScript itself);
+ * GROUP_BENCH_PROFILE=<dir> has it write a CPU profile there.
+ */
+function spawnChild(runtime: Runtime, ...args: string[]): Child {
   const profile = process.env.GROUP_BENCH_PROFILE;
-  const execArgv = profile === undefined ? process.execArgv : [...process.execArgv, "--cpu-prof", `--cpu-prof-dir=${profile}`];
-  return new ForkedChild<ToChild, FromChild>(import.meta.filename, ["--child", ...args], execArgv);
+  const loader = runtime === "node" ? process.execArgv : [];
+  const execArgv = profile === undefined ? loader : [...loader, "--cpu-prof", `--cpu-prof-dir=${profile}`];
+  return new ForkedChild<ToChild, FromChild>(import.meta.filename, ["--child", ...args], execArgv, [], runtime === "node" ? process.execPath : bunPath);
 }
 
-async function startMembers(count: number): Promise<Child[]> {
-  return whenReady(Array.from({ length: count }, () => spawnChild("member")));
+async function startMembers(count: number, runtime: Runtime = "node"): Promise<Child[]> {
+  return whenReady(Array.from({ length: count }, () => spawnChild(runtime, "member")));
 }
 
 /** Until every member's latest view is the same one of `size` members; resolves with that view's key. */
@@ -348,8 +385,11 @@ function pin(pid: number, cpus: string): void {
 }
 
 // 3. Request/reply round trips between two members, next to raw node:dgram ping-pong between two
-// processes. The two alternate in `chunks` chunks, so that a busy moment of this shared machine hits both.
-async function measureRoundTrip(chunks: number, count: number, size: number, placement: Placement): Promise<{
+// processes (under Bun: members on Bun's adapter, raw Bun.udpSocket ping-pong). The two alternate in
+// `chunks` chunks, so that a busy moment of this shared machine hits both.
+async function measureRoundTrip(chunks: number, count: number, size: number, placement: Placement, runtime: Runtime): Promise<{
+  /** The runtime of the members and of the raw ping-pong. */
+  runtime: Runtime;
   placement: Placement;
   size: number;
   requests: number;
@@ -368,8 +408,8 @@ async function measureRoundTrip(chunks: number, count: number, size: number, pla
   // JIT and the first chunks run slower: warm both up properly.
   const warmup = 2_000;
   const perChunk = Math.ceil(count / chunks);
-  const members = await startMembers(2);
-  const echo = spawnChild("raw-echo");
+  const members = await startMembers(2, runtime);
+  const echo = spawnChild(runtime, "raw-echo");
   const groupSamples: number[] = [];
   const rawSamples: number[] = [];
   const chunkP50Ms = { group: [] as number[], raw: [] as number[] };
@@ -379,7 +419,7 @@ async function measureRoundTrip(chunks: number, count: number, size: number, pla
   let ping: Child | undefined;
   try {
     const { port } = await echo.next("listening", 30_000);
-    ping = spawnChild("raw-ping", String(port));
+    ping = spawnChild(runtime, "raw-ping", String(port));
     await ping.next("ready", 30_000);
     await joinAll(members, freshNetwork("bench-group"), {}, "r");
     await converged(members, 2, 30_000);
@@ -412,6 +452,7 @@ async function measureRoundTrip(chunks: number, count: number, size: number, pla
   const group = summarize(groupSamples);
   const raw = summarize(rawSamples);
   return {
+    runtime,
     placement,
     size,
     requests: groupSamples.length,
@@ -476,8 +517,12 @@ async function main(): Promise<void> {
       seconds: { type: "string", default: "5" },
       only: { type: "string" },
       jgroups: { type: "string" },
+      runtime: { type: "string", default: "node" },
     },
   });
+  const runtime = values.runtime;
+  if (runtime !== "node" && runtime !== "bun") throw new Error(`--runtime is node or bun, not ${runtime}`);
+  const bunVersion = runtime === "bun" ? execFileSync(bunPath, ["--version"], { encoding: "utf8" }).trim() : undefined;
   const only = values.only?.split(",");
   const want = (name: string) => only === undefined || only.includes(name);
   const { startedAt, load } = startRun();
@@ -485,17 +530,21 @@ async function main(): Promise<void> {
   const convergence = want("convergence") ? await timed("convergence", 90_000, () => measureConvergence(Number(values.members), Number(values.trials))) : undefined;
   const crash = want("crash") ? await timed("crash detection", 90_000, () => measureCrashDetection(Number(values.trials))) : undefined;
   // Requester and responder on two cores, as members of a LAN group are on two machines; and on one core.
-  const roundTrip = want("rtt") ? await timed("request/reply", 90_000, () => measureRoundTrip(Number(values.chunks), Number(values.requests), 64, "two cores")) : undefined;
-  const roundTripOneCore = want("rtt") ? await timed("request/reply, one core", 90_000, () => measureRoundTrip(Number(values.chunks), Number(values.requests), 64, "one core")) : undefined;
+  const roundTrip = want("rtt") ? await timed("request/reply", 90_000, () => measureRoundTrip(Number(values.chunks), Number(values.requests), 64, "two cores", runtime)) : undefined;
+  const roundTripOneCore = want("rtt") ? await timed("request/reply, one core", 90_000, () => measureRoundTrip(Number(values.chunks), Number(values.requests), 64, "one core", runtime)) : undefined;
   const queue = want("queue") ? await timed("queue", 60_000, () => measureQueue(Number(values.seconds), 1_000, 64)) : undefined;
   // The peer, in this same run: JGroups 2.12's unicast request/reply (../shared/peers/jgroups/run.sh).
   const jgroups = want("rtt") ? jgroupsFigures(values.jgroups, "rtt") : undefined;
   const jgroupsP50Ms = jgroups?.["unicast_msg_rtt_p50"] === undefined ? undefined : jgroups["unicast_msg_rtt_p50"] / 1000;
+  // How the table and targets name the request/reply runtime and its raw baseline.
+  const rawName = runtime === "node" ? "raw node:dgram ping-pong" : "raw Bun.udpSocket ping-pong";
+  const onBun = runtime === "node" ? "" : ", Bun members";
+  const results = only !== undefined ? undefined : runtime === "node" ? "group" : "group-bun";
 
   const summary = {
     benchmark: "group",
     date: new Date().toISOString(),
-    machine: machine(load),
+    machine: bunVersion === undefined ? machine(load) : { ...machine(load), bun: bunVersion },
     wallSeconds: (Date.now() - startedAt) / 1000,
     convergence,
     crashDetection: crash,
@@ -508,23 +557,23 @@ async function main(): Promise<void> {
       roundTrip === undefined
         ? []
         : [
-            { target: "request/reply p50 within 1.15× of raw node:dgram ping-pong (two cores)", value: roundTrip.p50Ratio, goal: 1.15, met: roundTrip.p50Ratio <= 1.15 },
-            { target: "request/reply p99 within 2.5× of raw (two cores)", value: roundTrip.p99Ratio, goal: 2.5, met: roundTrip.p99Ratio <= 2.5 },
+            { target: `request/reply p50 within 1.15× of ${rawName} (two cores${onBun})`, value: roundTrip.p50Ratio, goal: 1.15, met: roundTrip.p50Ratio <= 1.15 },
+            { target: `request/reply p99 within 2.5× of raw (two cores${onBun})`, value: roundTrip.p99Ratio, goal: 2.5, met: roundTrip.p99Ratio <= 2.5 },
             {
-              target: "requester CPU per request within 1.3× of raw per round trip (two cores)",
+              target: `requester CPU per request within 1.3× of raw per round trip (two cores${onBun})`,
               value: roundTrip.groupCpuMsPerRequest / roundTrip.rawCpuMsPerRoundTrip,
               goal: 1.3,
               met: roundTrip.groupCpuMsPerRequest / roundTrip.rawCpuMsPerRoundTrip <= 1.3,
             },
             ...(jgroupsP50Ms === undefined
               ? []
-              : [{ target: "request/reply p50 no slower than JGroups 2.12's in the same run", value: roundTrip.group.p50Ms / jgroupsP50Ms, goal: 1, met: roundTrip.group.p50Ms <= jgroupsP50Ms }]),
+              : [{ target: `request/reply p50 no slower than JGroups 2.12's in the same run${onBun}`, value: roundTrip.group.p50Ms / jgroupsP50Ms, goal: 1, met: roundTrip.group.p50Ms <= jgroupsP50Ms }]),
           ],
   };
-  if (only === undefined) writeResults("group", summary);
+  if (results !== undefined) writeResults(results, summary);
 
   const ms = (x: number) => `${x < 10 ? x.toFixed(3) : Math.round(x).toLocaleString("en-US")} ms`;
-  console.log(`\nGroups, members as separate Node processes on loopback multicast (${cpus().length} cores, Node ${process.version}, load average ${load.toFixed(2)} at start)\n`);
+  console.log(`\nGroups, members as separate Node processes on loopback multicast (${cpus().length} cores, Node ${process.version}, load average ${load.toFixed(2)} at start${bunVersion === undefined ? "" : `; request/reply members under Bun ${bunVersion}`})\n`);
   console.log("| measurement | result | reference |");
   console.log("| --- | ---: | --- |");
   if (convergence !== undefined) {
@@ -536,12 +585,12 @@ async function main(): Promise<void> {
   }
   for (const r of [roundTrip, roundTripOneCore]) {
     if (r === undefined) continue;
-    const what = `${r.size} B, ${r.requests.toLocaleString("en-US")} sequential, ${r.placement}`;
+    const what = `${r.size} B, ${r.requests.toLocaleString("en-US")} sequential, ${r.placement}${onBun}`;
     const goal = r.placement === "two cores" ? ` (goal ≤ 1.15×: ${r.p50Ratio <= 1.15 ? "met" : "NOT met"})` : "";
-    console.log(`| request/reply round trip, ${what}, p50 | ${ms(r.group.p50Ms)} | raw node:dgram ping-pong ${ms(r.raw.p50Ms)}: ${r.p50Ratio.toFixed(2)}×${goal} |`);
-    console.log(`| request/reply round trip, ${what}, p99 | ${ms(r.group.p99Ms)} | raw node:dgram ping-pong ${ms(r.raw.p99Ms)}: ${r.p99Ratio.toFixed(2)}× |`);
+    console.log(`| request/reply round trip, ${what}, p50 | ${ms(r.group.p50Ms)} | ${rawName} ${ms(r.raw.p50Ms)}: ${r.p50Ratio.toFixed(2)}×${goal} |`);
+    console.log(`| request/reply round trip, ${what}, p99 | ${ms(r.group.p99Ms)} | ${rawName} ${ms(r.raw.p99Ms)}: ${r.p99Ratio.toFixed(2)}× |`);
     const t = r.requesterTrafficPerRequest;
-    console.log(`| requester CPU per request, ${r.placement} | ${ms(r.groupCpuMsPerRequest)} | raw ${ms(r.rawCpuMsPerRoundTrip)} per round trip (${(r.groupCpuMsPerRequest / r.rawCpuMsPerRoundTrip).toFixed(2)}×); requester datagrams per request: ${(t.datagramsSent ?? 0).toFixed(2)} sent, ${(t.datagramsReceived ?? 0).toFixed(2)} received |`);
+    console.log(`| requester CPU per request, ${r.placement}${onBun} | ${ms(r.groupCpuMsPerRequest)} | raw ${ms(r.rawCpuMsPerRoundTrip)} per round trip (${(r.groupCpuMsPerRequest / r.rawCpuMsPerRoundTrip).toFixed(2)}×); requester datagrams per request: ${(t.datagramsSent ?? 0).toFixed(2)} sent, ${(t.datagramsReceived ?? 0).toFixed(2)} received |`);
   }
   if (jgroups !== undefined && roundTrip !== undefined && jgroupsP50Ms !== undefined) {
     console.log(`| JGroups 2.12 unicast request/reply, 64 B, this run, p50 / p99 | ${ms(jgroupsP50Ms)} / ${ms((jgroups["unicast_msg_rtt_p99"] ?? Number.NaN) / 1000)} | ours ${ms(roundTrip.group.p50Ms)}: ${(roundTrip.group.p50Ms / jgroupsP50Ms).toFixed(2)}× |`);
@@ -552,7 +601,7 @@ async function main(): Promise<void> {
   finishRun({
     load,
     wallSeconds: summary.wallSeconds,
-    results: only === undefined ? "group" : undefined,
+    results,
     busyNote: "latencies and rates are pessimistic and noisy; compare with the raw baseline measured alongside.",
   });
 }

@@ -1,8 +1,8 @@
 /**
- * What the benchmarks share: members forked as Node processes that talk to the parent over Node's IPC
- * channel, medians and latency summaries, measurements run within a time limit, the report of the
- * machine, its load and the failures at the end of a run, and the summaries and tables of `blaze perf`
- * runs.
+ * What the benchmarks share: members forked as Node (or Bun) processes that talk to the parent over
+ * Node's IPC channel, medians and latency summaries, measurements run within a time limit, the report
+ * of the machine, its load and the failures at the end of a run, and the summaries and tables of
+ * `blaze perf` runs.
  */
 import { type ChildProcess, execFileSync, fork } from "node:child_process";
 import { writeFileSync } from "node:fs";
@@ -58,15 +58,22 @@ export function freshNetwork(prefix: string): Network {
 
 // --- the children ---
 
+/** The runtime this process runs in: Bun, or else Node. */
+export const runtimeName: "node" | "bun" = "Bun" in globalThis ? "bun" : "node";
+
+/** Bun as this package installs it (the `bun` dev dependency). */
+export const bunPath = join(import.meta.dirname, "..", "node_modules", ".bin", "bun");
+
 /**
- * The built package (`npm run build` first), as users run it, with the Node adapter; or, when
- * `fromSources`, the sources through tsx. `dist` is another build's directory (an A/B comparison).
+ * The built package (`npm run build` first), as users run it, with this runtime's adapter (Node's, or
+ * Bun's under Bun, as the package's conditional export `./udp` picks); or, when `fromSources`, the
+ * sources through tsx. `dist` is another build's directory (an A/B comparison).
  */
 export async function loadLibrary<Library>(fromSources: boolean, sources: () => Promise<Library>, dist?: string): Promise<Library> {
   if (fromSources) return sources();
   // Paths in variables: the type checker must not require dist/ to exist.
   const index = dist === undefined ? "../dist/index.js" : join(resolve(dist), "index.js");
-  const adapter = dist === undefined ? "../dist/adapters/node.js" : join(resolve(dist), "adapters", "node.js");
+  const adapter = dist === undefined ? `../dist/adapters/${runtimeName}.js` : join(resolve(dist), "adapters", `${runtimeName}.js`);
   return { ...((await import(index)) as Library), ...((await import(adapter)) as Library) };
 }
 
@@ -109,10 +116,11 @@ export class Child<To extends { readonly type: string }, From extends ChildMessa
   /**
    * Forks `script` with `args`, as this process runs (through tsx: its loader is in execArgv); `within`
    * is a command prefix that runs it elsewhere (`ip netns exec <namespace>`, which execs node in the
-   * namespace with the IPC channel's descriptor inherited).
+   * namespace with the IPC channel's descriptor inherited). `runtime` is the executable that runs it:
+   * this Node by default, or Bun (its execArgv without tsx's loader), which speaks Node's IPC channel too.
    */
-  constructor(script: string, args: readonly string[], execArgv: readonly string[] = process.execArgv, within: readonly string[] = []) {
-    const [execPath, ...prefix] = within.length === 0 ? [process.execPath] : [...within, process.execPath];
+  constructor(script: string, args: readonly string[], execArgv: readonly string[] = process.execArgv, within: readonly string[] = [], runtime: string = process.execPath) {
+    const [execPath, ...prefix] = within.length === 0 ? [runtime] : [...within, runtime];
     this.process = fork(script, args, { stdio: ["ignore", "inherit", "inherit", "ipc"], execPath, execArgv: [...prefix, ...execArgv] });
     children.add(this);
     this.process.on("message", (message: From) => {
