@@ -45,15 +45,26 @@ interface NodeCrypto {
   timingSafeEqual(a: Uint8Array, b: Uint8Array): boolean;
 }
 
+interface NodeBuffer {
+  Buffer: { allocUnsafeSlow(size: number): Uint8Array };
+}
+
 let loaded: NodeCrypto | undefined;
+let loadedBuffer: NodeBuffer | undefined;
+
+function builtin(id: string): unknown {
+  const getBuiltinModule = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process?.getBuiltinModule;
+  if (typeof getBuiltinModule !== "function") throw new Error("node:crypto needs Node 20.16 or later, or Bun (process.getBuiltinModule)");
+  return getBuiltinModule(id);
+}
 
 // Loaded on first use: importing this module costs nothing where it is not used.
 function nc(): NodeCrypto {
-  if (loaded !== undefined) return loaded;
-  const getBuiltinModule = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process?.getBuiltinModule;
-  if (typeof getBuiltinModule !== "function") throw new Error("node:crypto needs Node 20.16 or later, or Bun (process.getBuiltinModule)");
-  loaded = getBuiltinModule("node:crypto") as NodeCrypto;
-  return loaded;
+  return (loaded ??= builtin("node:crypto") as NodeCrypto);
+}
+
+function nb(): NodeBuffer {
+  return (loadedBuffer ??= builtin("node:buffer") as NodeBuffer);
 }
 
 /** HKDF's extract step with an empty salt is HMAC keyed with 32 zero bytes (RFC 5869, 2.2). */
@@ -136,6 +147,13 @@ export const nodeCrypto: SyncCryptoProvider = {
     const ready = prepared.ready[slot];
     if (ready !== undefined && ready.counter === counter && ready.use === use) return;
     prepared.ready[slot] = { counter, use, made: make(prepared, mode, counter, use) };
+  },
+
+  // A large sealed datagram (tens of kilobytes of bundled messages) is written whole, prefix, payload and
+  // tag: zeroing its bytes first was a pass over the datagram for nothing. It is handed on as a plain
+  // Uint8Array over the buffer's own memory (a Buffer's `slice` would share bytes, a Uint8Array's copies).
+  allocate(length) {
+    return new Uint8Array(nb().Buffer.allocUnsafeSlow(length).buffer, 0, length);
   },
 
   seal(key, mode, counter, aad, body, out, offset) {
