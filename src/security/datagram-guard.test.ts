@@ -324,6 +324,31 @@ describe("DatagramGuard with a provider that allocates sealed datagrams (not zer
   });
 });
 
+describe("DatagramGuard.sealParts (a large datagram sealed into parts, sent gathered)", () => {
+  it("gives the very bytes sealNow gives, in parts, with the same counters, in both modes; only for large datagrams", async () => {
+    for (const mode of ["encrypt", "authenticate"] as const) {
+      const parts = side(nodeCrypto, ID_A, { mode });
+      const whole = side(nodeCrypto, ID_A, { mode });
+      const b = side(nodeCrypto, ID_B, { mode });
+      for (const to of ["group", ID_B, "group"] as const) {
+        const plain = plainFrom(ID_A, 1, 1, 40_000);
+        expect(parts.guard.sealsInParts(plain.datagram.length)).toBe(true);
+        const [aad, payload, tag] = parts.guard.sealParts(plain.datagram, plain.headerLength, to)!;
+        expect(tag).toHaveLength(16);
+        const joined = new Uint8Array([...aad, ...payload, ...tag]);
+        expect(joined).toEqual(whole.guard.sealNow(plain.datagram, plain.headerLength, to));
+        await b.receive(joined);
+        expect(b.delivered.at(-1)!.plain).toEqual(plain.datagram);
+      }
+      expect(b.delivered).toHaveLength(3);
+      expect(parts.guard.stats).toMatchObject({ sealed: 3 });
+      expect(parts.guard.sealsInParts(plainFrom(ID_A, 1, 1, 200).datagram.length)).toBe(false);
+    }
+    expect(side(webCrypto, ID_A).guard.sealsInParts(50_000)).toBe(false);
+    expect(side(nodeCrypto, ID_A, { identity: nodeCrypto.generateIdentity() }).guard.sealsInParts(50_000)).toBe(false);
+  });
+});
+
 describe("DatagramGuard with what node:crypto makes ahead (prepare, at the end of a turn)", () => {
   const keys = [
     { id: 1, secret: SECRET_1 },

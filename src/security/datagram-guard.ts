@@ -330,6 +330,36 @@ export class DatagramGuard {
     return sealed;
   }
 
+  /**
+   * True when a datagram of `length` bytes is best sealed with `sealParts`: a large one, a synchronous
+   * provider that seals into parts, and no signature (insider mode signs the body and the seal's fields).
+   */
+  sealsInParts(length: number): boolean {
+    return length > LARGE_DATAGRAM_BYTES && this.#provider.synchronous && this.#provider.sealParts !== undefined && this.#signer.length === 0;
+  }
+
+  /**
+   * Seals as `sealNow` does, and returns the sealed datagram in three parts to be sent as one: the
+   * associated data (the header and the seal's fields), the ciphertext, the tag. A large datagram is
+   * thus never copied into one buffer (the network gathers the parts as it sends them). Only when
+   * `sealsInParts` says so; undefined when the incarnation's counter is exhausted (a fault).
+   */
+  sealParts(datagram: Uint8Array, headerLength: number, receiverId: Uint8Array | "group" | undefined, keyId: number = this.keyring.primary): readonly [Uint8Array, Uint8Array, Uint8Array] | undefined {
+    const provider = this.#provider as SyncCryptoProvider;
+    const counter = this.#nextCounter(receiverId);
+    if (counter === undefined) return undefined;
+    const fields = this.#sealFields(keyId, counter, receiverId);
+    const header = datagram.subarray(0, headerLength);
+    const body = datagram.subarray(headerLength);
+    const payloadLength = body.length + TAG_BYTES;
+    const aadLength = sealedPrefixSize(header, fields, payloadLength);
+    const aad = this.#sealedBuffers.take(aadLength);
+    if (writeSealedPrefix(aad, header, fields, payloadLength) !== aadLength) throw new Error(`the seal's fields laid out in other than ${aadLength} bytes`);
+    const [payload, tag] = provider.sealParts!(this.#ownKey(keyId) as SenderKey, fields.mode, counter, aad, body);
+    this.#stats.sealed++;
+    return [aad, payload, tag];
+  }
+
   // The counter of the next datagram to the group or to one member, taken; undefined (a fault) when exhausted.
   #nextCounter(receiverId: Uint8Array | "group" | undefined): number | undefined {
     const toGroup = receiverId === "group";
