@@ -175,13 +175,12 @@ export const nodeCrypto: SyncCryptoProvider = {
   // datagram's size for the collector to find.
   sealParts(key, mode, counter, aad, body) {
     const made = take(nodeKey(key), mode, counter, "seal");
-    if (mode === "authenticate") return [body, (made as Hmac).update(aad).update(body).digest().subarray(0, TAG_BYTES)];
+    if (mode === "authenticate") return [body, plainView((made as Hmac).update(aad).update(body).digest(), TAG_BYTES)];
     const cipher = made as Cipher;
     cipher.setAAD(aad);
     const encrypted = cipher.update(body);
     cipher.final();
-    const tag = cipher.getAuthTag();
-    return [new Uint8Array(encrypted.buffer, encrypted.byteOffset, encrypted.byteLength), new Uint8Array(tag.buffer, tag.byteOffset, tag.byteLength)];
+    return [plainView(encrypted, encrypted.byteLength), plainView(cipher.getAuthTag(), TAG_BYTES)];
   },
 
   open(key, mode, counter, aad, payload) {
@@ -235,6 +234,11 @@ export const nodeCrypto: SyncCryptoProvider = {
     return { privateKey: rawKeyFromJwk(privateKey, "d"), publicKey: rawKeyFromJwk(publicKey, "x") };
   },
 };
+
+/** The first `length` bytes of a Buffer as a plain Uint8Array (whose `slice` copies, as everywhere else). */
+function plainView(bytes: Uint8Array, length: number): Uint8Array {
+  return new Uint8Array(bytes.buffer, bytes.byteOffset, length);
+}
 
 /** The provider a channel uses by default on Node and Bun. */
 export const cryptoProvider: CryptoProvider = nodeCrypto;
