@@ -311,3 +311,53 @@ describe("secured channels over real UDP, under attack", () => {
     120_000,
   );
 });
+
+describe("large sealed datagrams over real UDP", () => {
+  it("a burst of 1 KiB messages goes out in large sealed datagrams, sent in parts the socket gathers; all delivered in order", async () => {
+    const network = freshNetwork("udp-parts");
+    const secret = encodeBase64(randomKey());
+    const partsSent: number[] = [];
+    // node:dgram's transport, its gathered sends counted (the datagram's length, in parts).
+    const counted = async (options?: Parameters<typeof createUdpTransport>[0]) => {
+      const transport = await createUdpTransport(options);
+      const sendParts = transport.sendParts!.bind(transport);
+      return Object.assign(transport, {
+        sendParts(parts: readonly Uint8Array[], to: { host: string; port: number }) {
+          partsSent.push(parts.reduce((sum, part) => sum + part.length, 0));
+          sendParts(parts, to);
+        },
+      });
+    };
+    const open = (name: string) => {
+      const channel = new Channel({
+        cluster: network.cluster,
+        name,
+        network: { type: "multicast", group: network.group, port: network.port, interface: "127.0.0.1" },
+        reliability: "nack",
+        loopback: false,
+        transport: counted,
+        security: { keys: [{ id: 1, secret }] },
+      });
+      cleanup.push(() => channel.shutDown());
+      return channel;
+    };
+    const sender = open("sender");
+    const receiver = open("receiver");
+    const received: number[] = [];
+    receiver.onTopic("bulk", (message) => received.push(new DataView(message.payload.buffer, message.payload.byteOffset).getUint32(0)));
+    await Promise.all([sender.start(), receiver.start()]);
+    await receiver.waitForPeers(1, { timeoutMs: 10_000 });
+    const count = 200;
+    for (let i = 0; i < count; i++) {
+      const payload = new Uint8Array(1024).fill(i & 0xff);
+      new DataView(payload.buffer).setUint32(0, i);
+      void sender.broadcast("bulk", payload);
+    }
+    for (let waited = 0; received.length < count && waited < 10_000; waited += 20) await sleep(20);
+    expect(received).toEqual(Array.from({ length: count }, (_, i) => i));
+    expect(partsSent.length).toBeGreaterThan(0);
+    expect(Math.max(...partsSent)).toBeGreaterThan(32_000);
+    expect(receiver.stats.network.security).toMatchObject({ opened: expect.any(Number) });
+    expect(Object.values(receiver.stats.dropped).reduce((sum, n) => sum + n, 0)).toBe(0);
+  }, 30_000);
+});

@@ -45,15 +45,26 @@ interface NodeCrypto {
   timingSafeEqual(a: Uint8Array, b: Uint8Array): boolean;
 }
 
+interface NodeBuffer {
+  Buffer: { allocUnsafeSlow(size: number): Uint8Array };
+}
+
 let loaded: NodeCrypto | undefined;
+let loadedBuffer: NodeBuffer | undefined;
+
+function builtin(id: string): unknown {
+  const getBuiltinModule = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process?.getBuiltinModule;
+  if (typeof getBuiltinModule !== "function") throw new Error("node:crypto needs Node 20.16 or later, or Bun (process.getBuiltinModule)");
+  return getBuiltinModule(id);
+}
 
 // Loaded on first use: importing this module costs nothing where it is not used.
 function nc(): NodeCrypto {
-  if (loaded !== undefined) return loaded;
-  const getBuiltinModule = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process?.getBuiltinModule;
-  if (typeof getBuiltinModule !== "function") throw new Error("node:crypto needs Node 20.16 or later, or Bun (process.getBuiltinModule)");
-  loaded = getBuiltinModule("node:crypto") as NodeCrypto;
-  return loaded;
+  return (loaded ??= builtin("node:crypto") as NodeCrypto);
+}
+
+function nb(): NodeBuffer {
+  return (loadedBuffer ??= builtin("node:buffer") as NodeBuffer);
 }
 
 /** HKDF's extract step with an empty salt is HMAC keyed with 32 zero bytes (RFC 5869, 2.2). */
@@ -138,6 +149,13 @@ export const nodeCrypto: SyncCryptoProvider = {
     prepared.ready[slot] = { counter, use, made: make(prepared, mode, counter, use) };
   },
 
+  // A large sealed datagram (tens of kilobytes of bundled messages) is written whole, prefix, payload and
+  // tag: zeroing its bytes first was a pass over the datagram for nothing. It is handed on as a plain
+  // Uint8Array over the buffer's own memory (a Buffer's `slice` would share bytes, a Uint8Array's copies).
+  allocate(length) {
+    return new Uint8Array(nb().Buffer.allocUnsafeSlow(length).buffer, 0, length);
+  },
+
   seal(key, mode, counter, aad, body, out, offset) {
     const made = take(nodeKey(key), mode, counter, "seal");
     if (mode === "authenticate") {
@@ -151,6 +169,18 @@ export const nodeCrypto: SyncCryptoProvider = {
     // GCM is a stream mode: update returns every byte, final none.
     cipher.final();
     out.set(cipher.getAuthTag(), offset + body.length);
+  },
+
+  // The ciphertext stays in the buffer node:crypto made for it: no copy, and no second buffer of the
+  // datagram's size for the collector to find.
+  sealParts(key, mode, counter, aad, body) {
+    const made = take(nodeKey(key), mode, counter, "seal");
+    if (mode === "authenticate") return [body, plainView((made as Hmac).update(aad).update(body).digest(), TAG_BYTES)];
+    const cipher = made as Cipher;
+    cipher.setAAD(aad);
+    const encrypted = cipher.update(body);
+    cipher.final();
+    return [plainView(encrypted, encrypted.byteLength), plainView(cipher.getAuthTag(), TAG_BYTES)];
   },
 
   open(key, mode, counter, aad, payload) {
@@ -204,6 +234,11 @@ export const nodeCrypto: SyncCryptoProvider = {
     return { privateKey: rawKeyFromJwk(privateKey, "d"), publicKey: rawKeyFromJwk(publicKey, "x") };
   },
 };
+
+/** The first `length` bytes of a Buffer as a plain Uint8Array (whose `slice` copies, as everywhere else). */
+function plainView(bytes: Uint8Array, length: number): Uint8Array {
+  return new Uint8Array(bytes.buffer, bytes.byteOffset, length);
+}
 
 /** The provider a channel uses by default on Node and Bun. */
 export const cryptoProvider: CryptoProvider = nodeCrypto;

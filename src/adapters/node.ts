@@ -16,7 +16,7 @@ interface NodeSocket {
   on(event: "error", listener: (error: Error & { syscall?: string }) => void): void;
   on(event: "message", listener: (message: Uint8Array, rinfo: { address: string; port: number }) => void): void;
   address(): { address: string; port: number };
-  send(data: Uint8Array, port: number, host: string): void;
+  send(data: Uint8Array | readonly Uint8Array[], port: number, host: string): void;
   setMulticastTTL(ttl: number): void;
   setMulticastLoopback(enabled: boolean): void;
   setMulticastInterface(iface: string): void;
@@ -99,7 +99,7 @@ export const createUdpTransport: TransportFactory = async (options) => {
   // A Buffer is a Uint8Array; a plain view of its bytes is what receivers get in every runtime.
   socket.on("message", (msg, rinfo) => core.deliver(new Uint8Array(msg.buffer, msg.byteOffset, msg.length), { host: rinfo.address, port: rinfo.port }));
 
-  const sendOne = (data: Uint8Array, to: Address): void => {
+  const sendOne = (data: Uint8Array | readonly Uint8Array[], to: Address): void => {
     try {
       socket.send(data, to.port, to.host);
     } catch (error) {
@@ -130,6 +130,13 @@ export const createUdpTransport: TransportFactory = async (options) => {
     sendMany(datagrams) {
       core.checkBatch(datagrams);
       for (const [data, to] of datagrams) sendOne(data, to);
+    },
+    // dgram sends an array of buffers as one datagram, gathered by the kernel.
+    sendParts(parts, to) {
+      let length = 0;
+      for (const part of parts) length += part.length;
+      core.checkLength(length);
+      sendOne(parts, to);
     },
     joinGroup: (group, iface) => membership(false, group, iface),
     leaveGroup: (group, iface) => membership(true, group, iface),

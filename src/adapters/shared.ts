@@ -70,11 +70,16 @@ export class AdapterCore {
 
   /** The synchronous checks of `send`: throws `CLOSED` or `DATAGRAM_TOO_LARGE`. */
   checkSend(data: Uint8Array): void {
+    this.checkLength(data.length);
+  }
+
+  /** The checks of `send` for a datagram of `length` bytes (given in parts, say). */
+  checkLength(length: number): void {
     if (this.closed) throw new BlazeError("CLOSED", "The transport is closed");
-    if (data.length > this.maxDatagramBytes) {
+    if (length > this.maxDatagramBytes) {
       throw new BlazeError(
         "DATAGRAM_TOO_LARGE",
-        `Datagram of ${data.length} bytes exceeds the maximum of ${this.maxDatagramBytes} bytes`,
+        `Datagram of ${length} bytes exceeds the maximum of ${this.maxDatagramBytes} bytes`,
       );
     }
   }

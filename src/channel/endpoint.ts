@@ -534,11 +534,37 @@ export class Endpoint {
     const receiver = outbox.to === "group" ? "group" : (outbox.receiver ?? this.#peersByAddress.get(addressKey(outbox.to))?.id);
     const guard = this.#guard;
     if (!guard.synchronous) guard.seal(datagram, this.#header.length, receiver, this.#transmitSealed, undefined, outbox.to);
+    else if (sender.sendParts !== undefined && this.#batch === undefined && guard.sealsInParts(datagram.length)) this.#sendInParts(sender, guard, datagram, receiver, outbox.to);
     else {
       // Handed on from here, as a plain datagram is: the whole path is optimized as one.
       const sealed = guard.sealNow(datagram, this.#header.length, receiver);
       if (sealed !== undefined) this.#transmitTo(sender, sealed, outbox.to);
     }
+  }
+
+  // A large datagram, sealed into parts that the transport sends as one (it gathers them): the ciphertext
+  // is never copied into a buffer of the datagram's size. To the group on a network of peers (one send
+  // to each), the parts are joined once and sent as any datagram is.
+  #sendInParts(sender: Transport, guard: DatagramGuard, datagram: Uint8Array, receiver: Uint8Array | "group" | undefined, to: Address | "group"): void {
+    const parts = guard.sealParts(datagram, this.#header.length, receiver);
+    if (parts === undefined) return;
+    const length = parts[0].length + parts[1].length + parts[2].length;
+    try {
+      if (to !== "group") this.#transmitParts(sender, parts, length, to);
+      else {
+        const network = this.#config.network;
+        if (network.type === "multicast") this.#transmitParts(sender, parts, length, { host: network.group, port: network.port });
+        else this.#transmitToGroup(sender, joinParts(parts, length));
+      }
+    } catch (error) {
+      this.#sendFailed(error);
+    }
+  }
+
+  #transmitParts(sender: Transport, parts: readonly Uint8Array[], length: number, to: Address): void {
+    sender.sendParts!(parts, to);
+    this.stats.datagramsSent++;
+    this.stats.bytesSent += length;
   }
 
   // Small on purpose, the group's fan-out apart: the optimizing compiler inlines it into the send path
@@ -772,3 +798,13 @@ function isSelf(peer: Address, local: Address): boolean {
 
 /** Re-export for callers that dispatch frames. */
 export type { Frame };
+
+function joinParts(parts: readonly Uint8Array[], length: number): Uint8Array {
+  const joined = new Uint8Array(length);
+  let offset = 0;
+  for (const part of parts) {
+    joined.set(part, offset);
+    offset += part.length;
+  }
+  return joined;
+}

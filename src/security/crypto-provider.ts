@@ -54,6 +54,18 @@ export interface CryptoOperations<Synchronous extends boolean> {
    * had to send is sent: for its own next counters, and for the next counter of each sender just heard.
    */
   prepare?(key: SenderKey, mode: SealMode, counter: number, use: "seal" | "open"): void;
+  /**
+   * Optional: a new buffer of `length` bytes for a sealed datagram, whose bytes need not be zero (the
+   * sender writes every one of them before the datagram leaves). A runtime that can skip zeroing
+   * saves that pass over a large datagram; without it, a sender allocates zeroed bytes.
+   */
+  allocate?(length: number): Uint8Array;
+  /**
+   * Optional, synchronous providers: the sealed payload of `body` as `seal` writes it, in two parts
+   * (AES-256-GCM ciphertext, or `body` itself when authenticating; then the tag), each in a buffer of
+   * its own: for a sender that hands the parts to the network as they are rather than joining them.
+   */
+  sealParts?(key: SenderKey, mode: SealMode, counter: number, aad: Uint8Array, body: Uint8Array): CryptoResult<Synchronous, readonly [Uint8Array, Uint8Array]>;
   /** The body of a sealed payload, or undefined when it does not authenticate. Never throws for bad input. */
   open(key: SenderKey, mode: SealMode, counter: number, aad: Uint8Array, payload: Uint8Array): CryptoResult<Synchronous, Uint8Array | undefined>;
   signingKey(privateKey: Uint8Array): CryptoResult<Synchronous, SigningKey>;

@@ -296,6 +296,59 @@ describe("DatagramGuard.sealNow (a synchronous provider's seal, returned)", () =
   });
 });
 
+describe("DatagramGuard with a provider that allocates sealed datagrams (not zeroed)", () => {
+  it("writes every byte of a large datagram into the provider's buffer, and carves small ones as before", async () => {
+    const allocated: number[] = [];
+    // Bytes left over from earlier use: a byte the sender failed to write would show in the output.
+    const dirty: SyncCryptoProvider = { ...nodeCrypto, allocate: (length) => (allocated.push(length), new Uint8Array(length).fill(0xaa)) };
+    const zeroed: SyncCryptoProvider = { ...nodeCrypto, allocate: undefined };
+    for (const mode of ["encrypt", "authenticate"] as const) {
+      const a = side(dirty, ID_A, { mode });
+      const same = side(zeroed, ID_A, { mode });
+      const b = side(nodeCrypto, ID_B, { mode });
+      allocated.length = 0;
+      for (const payloadBytes of [60_000, 200, 20_000]) {
+        const plain = plainFrom(ID_A, 1, 1, payloadBytes);
+        const sealed = a.guard.sealNow(plain.datagram, plain.headerLength, "group")!;
+        expect(sealed).toEqual(same.guard.sealNow(plain.datagram, plain.headerLength, "group"));
+        await b.receive(sealed);
+        expect(b.delivered.at(-1)!.plain).toEqual(plain.datagram);
+      }
+      expect(allocated).toHaveLength(2);
+      expect(allocated[0]).toBeGreaterThan(60_000);
+    }
+    // node:crypto's buffer is a plain Uint8Array of its own (a Buffer's `slice` would not copy).
+    const own = nodeCrypto.allocate!(70_000);
+    expect(Object.getPrototypeOf(own)).toBe(Uint8Array.prototype);
+    expect([own.length, own.byteOffset, own.buffer.byteLength]).toEqual([70_000, 0, 70_000]);
+  });
+});
+
+describe("DatagramGuard.sealParts (a large datagram sealed into parts, sent gathered)", () => {
+  it("gives the very bytes sealNow gives, in parts, with the same counters, in both modes; only for large datagrams", async () => {
+    for (const mode of ["encrypt", "authenticate"] as const) {
+      const parts = side(nodeCrypto, ID_A, { mode });
+      const whole = side(nodeCrypto, ID_A, { mode });
+      const b = side(nodeCrypto, ID_B, { mode });
+      for (const to of ["group", ID_B, "group"] as const) {
+        const plain = plainFrom(ID_A, 1, 1, 40_000);
+        expect(parts.guard.sealsInParts(plain.datagram.length)).toBe(true);
+        const [aad, payload, tag] = parts.guard.sealParts(plain.datagram, plain.headerLength, to)!;
+        expect(tag).toHaveLength(16);
+        const joined = new Uint8Array([...aad, ...payload, ...tag]);
+        expect(joined).toEqual(whole.guard.sealNow(plain.datagram, plain.headerLength, to));
+        await b.receive(joined);
+        expect(b.delivered.at(-1)!.plain).toEqual(plain.datagram);
+      }
+      expect(b.delivered).toHaveLength(3);
+      expect(parts.guard.stats).toMatchObject({ sealed: 3 });
+      expect(parts.guard.sealsInParts(plainFrom(ID_A, 1, 1, 200).datagram.length)).toBe(false);
+    }
+    expect(side(webCrypto, ID_A).guard.sealsInParts(50_000)).toBe(false);
+    expect(side(nodeCrypto, ID_A, { identity: nodeCrypto.generateIdentity() }).guard.sealsInParts(50_000)).toBe(false);
+  });
+});
+
 describe("DatagramGuard with what node:crypto makes ahead (prepare, at the end of a turn)", () => {
   const keys = [
     { id: 1, secret: SECRET_1 },

@@ -86,6 +86,9 @@ interface Opened {
 
 const INFO_LABEL = "activeblaze/v1 sender key";
 const NO_BYTES = new Uint8Array(0);
+/** Sealed datagrams up to a sixteenth of this are carved from a slab of this size; larger ones get their own buffer. */
+const SEALED_SLAB_BYTES = 1 << 18;
+const LARGE_DATAGRAM_BYTES = SEALED_SLAB_BYTES / 16;
 const encoder = new web.TextEncoder();
 
 /**
@@ -154,7 +157,7 @@ export class DatagramGuard {
   /** Senders' keys heard this turn, with the counter each sender's next datagram in that sequence will carry. */
   readonly #heard = new Map<SenderKey, number>();
   /** Sealed datagrams are carved from here: a small one costs no buffer of its own. */
-  readonly #sealedBuffers = new Slab(1 << 18);
+  readonly #sealedBuffers = new Slab(SEALED_SLAB_BYTES);
   readonly #unsubscribe: () => void;
 
   constructor(
@@ -287,7 +290,7 @@ export class DatagramGuard {
     const fields = this.#sealFields(keyId, counter, receiverId);
     const key = this.#ownKey(keyId);
     const work = (async () => {
-      const { out, aad, payloadStart } = sealedFrame(header, body, fields, this.#sealedBuffers);
+      const { out, aad, payloadStart } = sealedFrame(header, body, fields, provider, this.#sealedBuffers);
       const signingKey = await this.#signingKey;
       const plain = signingKey === undefined ? body : concatBytes(body, await provider.sign(signingKey, concatBytes(aad, body)));
       await provider.seal(await key, fields.mode, counter, aad, plain, out, payloadStart);
@@ -325,6 +328,36 @@ export class DatagramGuard {
     const sealed = sealDatagram(provider, datagram.subarray(0, headerLength), datagram.subarray(headerLength), fields, key, this.#signingKey as SigningKey | undefined, this.#sealedBuffers);
     this.#stats.sealed++;
     return sealed;
+  }
+
+  /**
+   * True when a datagram of `length` bytes is best sealed with `sealParts`: a large one, a synchronous
+   * provider that seals into parts, and no signature (insider mode signs the body and the seal's fields).
+   */
+  sealsInParts(length: number): boolean {
+    return length > LARGE_DATAGRAM_BYTES && this.#provider.synchronous && this.#provider.sealParts !== undefined && this.#signer.length === 0;
+  }
+
+  /**
+   * Seals as `sealNow` does, and returns the sealed datagram in three parts to be sent as one: the
+   * associated data (the header and the seal's fields), the ciphertext, the tag. A large datagram is
+   * thus never copied into one buffer (the network gathers the parts as it sends them). Only when
+   * `sealsInParts` says so; undefined when the incarnation's counter is exhausted (a fault).
+   */
+  sealParts(datagram: Uint8Array, headerLength: number, receiverId: Uint8Array | "group" | undefined, keyId: number = this.keyring.primary): readonly [Uint8Array, Uint8Array, Uint8Array] | undefined {
+    const provider = this.#provider as SyncCryptoProvider;
+    const counter = this.#nextCounter(receiverId);
+    if (counter === undefined) return undefined;
+    const fields = this.#sealFields(keyId, counter, receiverId);
+    const header = datagram.subarray(0, headerLength);
+    const body = datagram.subarray(headerLength);
+    const payloadLength = body.length + TAG_BYTES;
+    const aadLength = sealedPrefixSize(header, fields, payloadLength);
+    const aad = this.#sealedBuffers.take(aadLength);
+    if (writeSealedPrefix(aad, header, fields, payloadLength) !== aadLength) throw new Error(`the seal's fields laid out in other than ${aadLength} bytes`);
+    const [payload, tag] = provider.sealParts!(this.#ownKey(keyId) as SenderKey, fields.mode, counter, aad, body);
+    this.#stats.sealed++;
+    return [aad, payload, tag];
   }
 
   // The counter of the next datagram to the group or to one member, taken; undefined (a fault) when exhausted.
@@ -495,19 +528,29 @@ export function sealDatagram(
   signingKey: SigningKey | undefined,
   buffers?: Slab,
 ): Uint8Array {
-  const { out, aad, payloadStart } = sealedFrame(header, body, fields, buffers);
+  const { out, aad, payloadStart } = sealedFrame(header, body, fields, provider, buffers);
   const plain = signingKey === undefined ? body : concatBytes(body, provider.sign(signingKey, concatBytes(aad, body)));
   provider.seal(key, fields.mode, fields.counter, aad, plain, out, payloadStart);
   return out;
 }
 
-// The sealed datagram's buffer (from `buffers` when given), its associated data written; the payload goes at `payloadStart`.
-function sealedFrame(header: Uint8Array, body: Uint8Array, fields: SealFields, buffers?: Slab): { out: Uint8Array; aad: Uint8Array; payloadStart: number } {
+// The sealed datagram's buffer, its associated data written; the payload goes at `payloadStart`. A small
+// datagram is carved from `buffers` when given; a large one comes from the provider's `allocate` when it
+// has one (not zeroed: the prefix, the payload and the tag cover every byte, which is checked here).
+function sealedFrame(
+  header: Uint8Array,
+  body: Uint8Array,
+  fields: SealFields,
+  provider: CryptoProvider,
+  buffers?: Slab,
+): { out: Uint8Array; aad: Uint8Array; payloadStart: number } {
   const plainLength = body.length + (fields.signerKey.length > 0 ? SIGNATURE_BYTES : 0);
   const payloadLength = plainLength + TAG_BYTES;
   const length = sealedPrefixSize(header, fields, payloadLength) + payloadLength;
-  const out = buffers === undefined ? new Uint8Array(length) : buffers.take(length);
+  const out =
+    length > LARGE_DATAGRAM_BYTES && provider.allocate !== undefined ? provider.allocate(length) : buffers === undefined ? new Uint8Array(length) : buffers.take(length);
   const payloadStart = writeSealedPrefix(out, header, fields, payloadLength);
+  if (payloadStart + payloadLength !== length) throw new Error(`a sealed datagram of ${length} bytes laid out as ${payloadStart + payloadLength}`);
   return { out, aad: out.subarray(0, payloadStart), payloadStart };
 }
 

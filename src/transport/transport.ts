@@ -37,6 +37,11 @@ export interface Transport {
   /** Sends several datagrams, in order; natively batched where the runtime can. Same errors as `send`. */
   sendMany(datagrams: ReadonlyArray<readonly [data: Uint8Array, to: Address]>): void;
   /**
+   * Optional: sends one datagram given as consecutive parts, which the runtime gathers as it sends
+   * (no copy into one buffer first). Same errors as `send`, for the parts' total length.
+   */
+  sendParts?(parts: readonly Uint8Array[], to: Address): void;
+  /**
    * Joins a multicast group on an interface, given by address or (IPv6) by name (default: the interface
    * the transport is bound to, or the one given as `multicastInterface` when it was created).
    * @throws BlazeError `BIND_FAILED` when the runtime refuses.

@@ -90,6 +90,7 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
 const bytes = (...values: number[]) => new Uint8Array(values);
 const randomBytes = (length: number) => Uint8Array.from({ length }, () => Math.floor(Math.random() * 256));
 const sameAddress = (a: Address, b: Address) => a.host === b.host && a.port === b.port;
+const sameBytes = (a: Uint8Array, b: Uint8Array) => a.length === b.length && a.every((value, i) => value === b[i]);
 const show = (a: Address) => `${a.host}:${a.port}`;
 
 /** Sends every 100 ms until `done()` holds: multicast joins may complete asynchronously (Deno). */
@@ -196,6 +197,26 @@ const checks: Record<string, Check> = {
     a.transport.send(bytes(42), b.transport.localAddress);
     await a.until(() => a.received.length > 0);
     if (a.received[0]!.data[0] !== 42) fail("no echo after the garbage");
+  },
+
+  async "sendParts, where a runtime has it, sends the parts as one datagram and checks their total length"(open) {
+    const a = await open({ bindAddress: LOOPBACK, maxDatagramBytes: 60_000 });
+    const b = await open({ bindAddress: LOOPBACK });
+    const sendParts = a.transport.sendParts?.bind(a.transport);
+    if (sendParts === undefined) return;
+    const to = b.transport.localAddress;
+    const parts = [randomBytes(57), randomBytes(50_000), randomBytes(16)];
+    sendParts(parts, to);
+    expectCode(() => sendParts([new Uint8Array(30_000), new Uint8Array(30_001)], to), "DATAGRAM_TOO_LARGE", "60001", "60000");
+    sendParts([bytes(7)], to);
+    await b.until(() => b.received.length >= 2);
+    const joined = new Uint8Array(50_073);
+    joined.set(parts[0]!);
+    joined.set(parts[1]!, 57);
+    joined.set(parts[2]!, 50_057);
+    if (b.received.length !== 2 || !sameBytes(b.received[0]!.data, joined) || !sameBytes(b.received[1]!.data, bytes(7))) {
+      fail(`received ${b.received.map((r) => r.data.length)}`);
+    }
   },
 
   async "sendMany delivers a batch of 100 in order"(open) {
