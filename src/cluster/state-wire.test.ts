@@ -32,6 +32,21 @@ describe("state frames on the wire", () => {
     expect(decode(encodeUpdate("g", update, 12, false))).toEqual({ kind: "update", group: "g", update, leaseProbe: 12, termBegun: false });
   });
 
+  it("hands out one member instance for one requester across updates (its key is made once), another for its next incarnation", () => {
+    const requesterOf = (requester: typeof A, index: number) => {
+      const update: Update = { epoch: 1, index, coordinator: B.id, requests: [{ requestId: index, requester, changes: [{ kind: "remove", key: "k", expired: false }] }], tokenCeiling: 0, forget: [] };
+      const frame = decode(encodeUpdate("g", update, 0, true));
+      return frame?.kind === "update" ? frame.update.requests[0]!.requester : undefined;
+    };
+    const first = requesterOf(A, 1);
+    expect(first).toEqual(A);
+    expect(requesterOf(C, 2)).toEqual(C);
+    expect(requesterOf(A, 3)).toBe(first);
+    const restarted = requesterOf({ ...A, incarnation: 8 }, 4);
+    expect(restarted).toEqual({ ...A, incarnation: 8 });
+    expect(restarted).not.toBe(first);
+  });
+
   it("round-trips requests, responses, announcements, snapshots, syncs and acknowledgements", () => {
     const request = { requestId: 5, op: { case: "prepare", epoch: 8, view: { installer: A.id, counter: 12 } } } as const;
     expect(decode(encodeRequest("g", request))).toEqual({ kind: "request", group: "g", request });

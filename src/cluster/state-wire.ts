@@ -133,9 +133,27 @@ function optionalPeerOf(id: Uint8Array): PeerKey {
   return id.length === 0 ? "" : peerOf(id);
 }
 
+/**
+ * The member instances decoded last, handed out again: every update names its requesters, mostly the
+ * same few, and one instance each keeps their key made once (see instanceKey) rather than a string
+ * and a weak entry more for every write.
+ */
+const RECENT_INSTANCES = 8;
+const recentInstances: MemberInstance[] = [];
+let recentInstanceNext = 0;
+
 function instanceOf(ref: MemberRef | undefined): MemberInstance {
   if (ref === undefined) throw new Malformed("a member reference is missing");
-  return { id: peerOf(ref.id), incarnation: num(ref.incarnation) };
+  const id = peerOf(ref.id);
+  const incarnation = num(ref.incarnation);
+  for (let i = 0; i < recentInstances.length; i++) {
+    const member = recentInstances[i]!;
+    if (member.id === id && member.incarnation === incarnation) return member;
+  }
+  const member = { id, incarnation };
+  recentInstances[recentInstanceNext] = member;
+  recentInstanceNext = (recentInstanceNext + 1) % RECENT_INSTANCES;
+  return member;
 }
 
 function termRecordInit(term: TermRecord): MessageInitShape<typeof TermRecordSchema> {
