@@ -136,6 +136,48 @@ describe("Driver", () => {
     driver.close();
   });
 
+  it("takes the turn of a round's first input as soon as it has been handled, with a clock that can, and defers the rest of the round's", async () => {
+    const clock = new VirtualClock();
+    // Early turns as the system clock takes them: microtasks.
+    const early: Clock = {
+      now: () => clock.now(),
+      defer: (fn) => clock.defer(fn),
+      setTimer: (delayMs, fn) => clock.setTimer(delayMs, fn),
+      soon: (fn) => queueMicrotask(fn),
+    };
+    const driver = new Driver(early, (error) => {
+      throw error;
+    });
+    const log: string[] = [];
+    const unit = unitWithDeadline(log, "u");
+    driver.add(unit);
+    await Promise.resolve();
+    clock.runFor(0);
+    driver.onFlush(() => log.push("flush"));
+    // The first input of a round (a datagram, say): its turn comes before the runtime's next callback.
+    driver.touch();
+    await Promise.resolve();
+    expect(log).toEqual(["flush"]);
+    // A later one in the same round waits for the inputs ready by then, to go out bundled with theirs.
+    driver.touch();
+    await Promise.resolve();
+    expect(log).toEqual(["flush"]);
+    clock.runFor(0);
+    expect(log).toEqual(["flush", "flush"]);
+    // The next round's first input is early again.
+    driver.touch();
+    await Promise.resolve();
+    expect(log).toEqual(["flush", "flush", "flush"]);
+    // A timer's turn is never early: it comes after the inputs ready by then, as without the early turns.
+    unit.due = 5;
+    driver.touch();
+    clock.runFor(0);
+    log.length = 0;
+    clock.runFor(5);
+    expect(log).toEqual(["u@5", "flush"]);
+    driver.close();
+  });
+
   it("runs nothing once closed", () => {
     const { clock, counting } = countingClock();
     const log: string[] = [];

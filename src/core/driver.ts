@@ -18,6 +18,12 @@ export interface TimedUnit {
  * of any unit — and when that timer fires it takes a turn, after the inputs ready by then, that hands
  * the time to the units that are due. Units never re-enter each other through it, and nothing in them
  * waits on the event loop.
+ *
+ * A turn waits for the inputs ready now (every datagram the runtime has read), so that what they
+ * produce goes out bundled — except the first input of a round of the event loop, whose turn, where
+ * the clock can (`Clock.soon`), is taken as soon as it has been handled: a request's reply, or the
+ * next request made when a reply arrives, then leaves before the process goes back to its sockets
+ * instead of after them. Inputs of the same round that come after it are bundled as before.
  */
 export class Driver {
   readonly #clock: Clock;
@@ -33,6 +39,10 @@ export class Driver {
   #timer: TimerHandle | undefined;
   #armedAt = Number.POSITIVE_INFINITY;
   #turnScheduled = false;
+  /** This round of the event loop took its early turn already (see {@link touch}); cleared by a deferred call. */
+  #earlyTurnTaken = false;
+  /** While a turn runs: what it touches takes the next deferred turn, never an early one. */
+  #turning = false;
   /** While the end-of-turn calls run: what they touch goes out with this turn's flush, which follows. */
   #endingTurn = false;
   #closed = false;
@@ -98,13 +108,40 @@ export class Driver {
 
   /**
    * An input changed something: at the end of this turn — once the inputs ready now have all been
-   * handled, so that what they produced goes out bundled — flush, and re-arm the timer.
+   * handled, so that what they produced goes out bundled — flush, and re-arm the timer. The first
+   * input of a round of the event loop has its turn as soon as it has been handled (a microtask), so
+   * what it produced does not wait for the runtime to read its sockets again: the one datagram of a
+   * request/reply round trip goes out at once, and a burst's first datagram alone goes out early.
    */
   touch(): void {
     if (this.#turnScheduled || this.#endingTurn || this.#closed) return;
     this.#turnScheduled = true;
+    const soon = this.#clock.soon;
+    if (soon === undefined || this.#earlyTurnTaken || this.#turning) {
+      this.#clock.defer(this.#turnEnded);
+      return;
+    }
+    this.#earlyTurnTaken = true;
+    soon(this.#earlyTurn);
+  }
+
+  // A turn of the driver's own (a timer's, a deadline that has come): after the inputs ready by then.
+  #touchLater(): void {
+    if (this.#turnScheduled || this.#endingTurn || this.#closed) return;
+    this.#turnScheduled = true;
     this.#clock.defer(this.#turnEnded);
   }
+
+  // The turn of a round's first input; once what it produced is out (not before: the reply waits for
+  // nothing), the end of the round is marked, after its other inputs: the next round's first may take one.
+  readonly #earlyTurn = (): void => {
+    this.#turnEnded();
+    this.#clock.defer(this.#roundEnded);
+  };
+
+  readonly #roundEnded = (): void => {
+    this.#earlyTurnTaken = false;
+  };
 
   /** Stops the timer; the driver does nothing more. */
   close(): void {
@@ -122,6 +159,15 @@ export class Driver {
       this.#turnScheduled = false;
       return;
     }
+    this.#turning = true;
+    try {
+      this.#takeTurn();
+    } finally {
+      this.#turning = false;
+    }
+  };
+
+  #takeTurn(): void {
     const now = this.#clock.now();
     const polls = this.#polls;
     for (let i = 0; i < polls.length; i++) {
@@ -145,7 +191,7 @@ export class Driver {
       for (const fn of once) this.#guard(fn);
     }
     this.#arm();
-  };
+  }
 
   // A timer takes a turn like an input does, after the inputs ready now: a process that was descheduled
   // wakes to due timers and to datagrams already waiting, and runtimes run timers first (Node before it
@@ -156,7 +202,7 @@ export class Driver {
   readonly #fire = (): void => {
     this.#timer = undefined;
     this.#armedAt = Number.POSITIVE_INFINITY;
-    this.touch();
+    this.#touchLater();
   };
 
   // One timer, for the earliest deadline. One armed for a later time is moved earlier; one armed for an
@@ -171,7 +217,7 @@ export class Driver {
       if (at < next) next = at;
     }
     if (next <= this.#clock.now() || this.#once.length > 0) {
-      this.touch();
+      this.#touchLater();
       return;
     }
     if (next >= this.#armedAt) return;
