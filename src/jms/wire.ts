@@ -817,10 +817,11 @@ function readDestination(c: ByteCursor, end: number): WireDestination | undefine
   const start = c.pos;
   const bytes = c.bytes;
   const last = lastDestinationBytes;
-  if (end - start === last.length) {
+  const length = end - start;
+  if (length === last.length) {
     let i = 0;
-    while (i < last.length && bytes[start + i] === last[i]) i++;
-    if (i === last.length) {
+    while (i < length && bytes[start + i] === last[i]) i++;
+    if (i === length) {
       c.pos = end;
       return lastDestination;
     }
@@ -828,7 +829,8 @@ function readDestination(c: ByteCursor, end: number): WireDestination | undefine
   const destination = decodeDestination(c, end, undefined);
   if (destination !== undefined) {
     lastDestination = destination;
-    lastDestinationBytes = bytes.slice(start, end);
+    // A copy, and a plain Uint8Array whatever `bytes` is (a Node Buffer's slice would be a view of the datagram).
+    lastDestinationBytes = new Uint8Array(bytes.subarray(start, end));
   }
   return destination;
 }
