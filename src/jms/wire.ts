@@ -175,9 +175,6 @@ const I64 = 1;
 
 const encoder = new web.TextEncoder();
 
-/** Bytes up to this many are copied in a loop rather than with `set`. */
-const SHORT_COPY = 32;
-
 /** Encoded messages are cut from slabs of this size (larger for a larger message); a slab is freed once no message refers to it. */
 const SLAB_BYTES = 64 * 1024;
 
@@ -239,10 +236,7 @@ class ProtoWriter {
   }
 
   tag(field: number, wireType: number): void {
-    // Fields 1–15 take one byte: written here, without the general varint.
-    const key = field * 8 + wireType;
-    if (key < 0x80 && this.pos < this.buffer.length) this.buffer[this.pos++] = key;
-    else this.varint(key);
+    this.varint(field * 8 + wireType);
   }
 
   uint(field: number, value: number): void {
@@ -312,16 +306,8 @@ class ProtoWriter {
   /** Bytes written as they are. */
   raw(bytes: Uint8Array): void {
     this.ensure(bytes.length);
-    if (bytes.length > SHORT_COPY) {
-      this.buffer.set(bytes, this.pos);
-      this.pos += bytes.length;
-      return;
-    }
-    // A few bytes (a destination's): a loop costs less than the runtime's copy.
-    const buffer = this.buffer;
-    let pos = this.pos;
-    for (let i = 0; i < bytes.length; i++) buffer[pos++] = bytes[i]!;
-    this.pos = pos;
+    this.buffer.set(bytes, this.pos);
+    this.pos += bytes.length;
   }
 
   bytes(field: number, bytes: Uint8Array, always = false): void {
