@@ -56,6 +56,8 @@ const PRIORITIES = 10;
 export class JMSConsumer implements AsyncIterable<Message> {
   /** Pending messages by priority (0–9), each in arrival order. */
   readonly #lanes: Incoming[][] = Array.from({ length: PRIORITIES }, () => []);
+  /** Bit p set: lane p holds messages (the highest is found without looking at the empty lanes). */
+  #filled = 0;
   #count = 0;
   readonly #waiters: Waiter[] = [];
   #listener: MessageListener | undefined;
@@ -96,9 +98,11 @@ export class JMSConsumer implements AsyncIterable<Message> {
   /** @internal Adds a message; `first` puts it before others of its priority (a redelivery). */
   push(incoming: Incoming, first = false): void {
     if (this.#closed) return;
-    const lane = this.#lanes[Math.min(PRIORITIES - 1, Math.max(0, incoming.wire.headers.priority))]!;
+    const priority = Math.min(PRIORITIES - 1, Math.max(0, incoming.wire.headers.priority));
+    const lane = this.#lanes[priority]!;
     if (first) lane.unshift(incoming);
     else lane.push(incoming);
+    this.#filled |= 1 << priority;
     this.#count++;
     if (incoming.queue === undefined && this.#count > this.maxBuffered) this.#dropOldestTopicMessage();
     this.drain();
@@ -236,6 +240,7 @@ export class JMSConsumer implements AsyncIterable<Message> {
     if (this.#closed) return;
     this.#closed = true;
     const undelivered = this.#lanes.flatMap((lane) => lane.splice(0));
+    this.#filled = 0;
     this.#count = 0;
     for (const waiter of this.#waiters.splice(0)) waiter.reject(new BlazeError("CLOSED", "the consumer closed"));
     this.host.giveBack(this, undelivered.filter((incoming) => incoming.queue !== undefined));
@@ -271,16 +276,13 @@ export class JMSConsumer implements AsyncIterable<Message> {
   /** The next deliverable message (highest priority first), skipping expired ones. */
   #take(): Message | undefined {
     while (this.#count > 0) {
-      let incoming: Incoming | undefined;
-      for (let priority = PRIORITIES - 1; priority >= 0; priority--) {
-        const lane = this.#lanes[priority]!;
-        if (lane.length > 0) {
-          incoming = lane.shift();
-          break;
-        }
-      }
+      // The highest filled lane: the highest bit set.
+      const priority = 31 - Math.clz32(this.#filled);
+      const lane = this.#lanes[priority]!;
+      const incoming = lane.shift()!;
+      if (lane.length === 0) this.#filled &= ~(1 << priority);
       this.#count--;
-      const message = this.host.deliver(this, incoming!);
+      const message = this.host.deliver(this, incoming);
       if (message !== undefined) return message;
     }
     return undefined;
@@ -288,13 +290,13 @@ export class JMSConsumer implements AsyncIterable<Message> {
 
   /** A topic consumer holds topic messages only: the oldest of the lowest priority goes. */
   #dropOldestTopicMessage(): void {
-    for (let priority = 0; priority < PRIORITIES; priority++) {
-      const lane = this.#lanes[priority]!;
-      if (lane.length === 0) continue;
-      lane.shift();
-      this.#count--;
-      this.onOverflow();
-      return;
-    }
+    if (this.#filled === 0) return;
+    // The lowest filled lane: the lowest bit set.
+    const priority = 31 - Math.clz32(this.#filled & -this.#filled);
+    const lane = this.#lanes[priority]!;
+    lane.shift();
+    if (lane.length === 0) this.#filled &= ~(1 << priority);
+    this.#count--;
+    this.onOverflow();
   }
 }

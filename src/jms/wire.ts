@@ -641,8 +641,36 @@ function readBytes(c: ByteCursor): Uint8Array | undefined {
 
 /** Reads a varint that must fit a safe integer (uint64 fields are held to 2^53 − 1, as the envelope's are). */
 function readUint(c: ByteCursor): number | undefined {
-  const value = c.varint();
-  return Number.isNaN(value) ? undefined : value;
+  const bytes = c.bytes;
+  const end = c.end;
+  let pos = c.pos;
+  // The low four groups (28 bits) in integer arithmetic, then — a timestamp's — the rest scaled in
+  // floating point, each byte read once: at most eight groups, as the cursor's varint reads.
+  let low = 0;
+  for (let shift = 0; shift < 28; shift += 7) {
+    if (pos >= end) return undefined;
+    const byte = bytes[pos++]!;
+    low |= (byte & 0x7f) << shift;
+    if (byte < 0x80) {
+      c.pos = pos;
+      return low;
+    }
+  }
+  let high = 0;
+  let scale = 1;
+  for (let group = 4; group < 8; group++) {
+    if (pos >= end) return undefined;
+    const byte = bytes[pos++]!;
+    high += (byte & 0x7f) * scale;
+    if (byte < 0x80) {
+      const value = low + high * 2 ** 28;
+      if (value > Number.MAX_SAFE_INTEGER) return undefined;
+      c.pos = pos;
+      return value;
+    }
+    scale *= 0x80;
+  }
+  return undefined;
 }
 
 /** An int32 or enum varint: its low 32 bits, signed for int32. */
@@ -775,10 +803,11 @@ function readDestination(c: ByteCursor, end: number): WireDestination | undefine
   const start = c.pos;
   const bytes = c.bytes;
   const last = lastDestinationBytes;
-  if (end - start === last.length) {
+  const length = end - start;
+  if (length === last.length) {
     let i = 0;
-    while (i < last.length && bytes[start + i] === last[i]) i++;
-    if (i === last.length) {
+    while (i < length && bytes[start + i] === last[i]) i++;
+    if (i === length) {
       c.pos = end;
       return lastDestination;
     }
@@ -786,18 +815,23 @@ function readDestination(c: ByteCursor, end: number): WireDestination | undefine
   const destination = decodeDestination(c, end, undefined);
   if (destination !== undefined) {
     lastDestination = destination;
-    lastDestinationBytes = bytes.slice(start, end);
+    // A copy, and a plain Uint8Array whatever `bytes` is (a Node Buffer's slice would be a view of the datagram).
+    lastDestinationBytes = new Uint8Array(bytes.subarray(start, end));
   }
   return destination;
 }
 
 /** A message id: kept as its bytes when they are ASCII (as every id this library makes), else decoded now; undefined when not UTF-8. */
 function readMessageId(bytes: Uint8Array, start: number, end: number): MessageId | undefined {
-  for (let i = start; i < end; i++) {
-    if (bytes[i]! >= 0x80) {
-      const text = decodeUtf8(bytes.subarray(start, end));
-      return text === undefined ? undefined : MessageId.of(text);
-    }
+  // The bytes are ORed together, four at a time, rather than each compared: every id is looked at, and
+  // they are ASCII but for another port's.
+  let high = 0;
+  let i = start;
+  for (; i + 4 <= end; i += 4) high |= bytes[i]! | bytes[i + 1]! | bytes[i + 2]! | bytes[i + 3]!;
+  for (; i < end; i++) high |= bytes[i]!;
+  if (high >= 0x80) {
+    const text = decodeUtf8(bytes.subarray(start, end));
+    return text === undefined ? undefined : MessageId.of(text);
   }
   return MessageId.received(bytes, start, end);
 }
