@@ -123,6 +123,9 @@ interface Batch {
   bytes: number;
 }
 
+const NO_PUTS: readonly PutSpec[] = [];
+const NO_REMOVES: readonly RemoveSpec[] = [];
+
 function requestKey(requester: MemberInstance, requestId: number): string {
   return `${instanceKey(requester)}:${requestId}`;
 }
@@ -413,14 +416,9 @@ export class Sequencer implements TimedUnit {
 
   #write(requester: MemberInstance, request: StateRequest, now: number): void {
     const op = request.op as Extract<StateRequest["op"], { case: "put" | "remove" | "batch" | "clear" }>;
-    const puts: PutSpec[] = [];
-    const removes: RemoveSpec[] = [];
-    if (op.case === "put") puts.push(op.put);
-    else if (op.case === "remove") removes.push(op.remove);
-    else if (op.case === "batch") {
-      puts.push(...op.puts);
-      removes.push(...op.removes);
-    }
+    // A put or a remove is one key: its spec in an array of one, no copies of a batch's arrays.
+    const puts: readonly PutSpec[] = op.case === "put" ? [op.put] : op.case === "batch" ? op.puts : NO_PUTS;
+    const removes: readonly RemoveSpec[] = op.case === "remove" ? [op.remove] : op.case === "batch" ? op.removes : NO_REMOVES;
     const replica = this.#host.replica;
     if (op.case === "clear") {
       this.#open(undefined, 0, now);
@@ -568,7 +566,8 @@ export class Sequencer implements TimedUnit {
   #open(keys: readonly string[] | undefined, bytes: number, now: number): void {
     const batch = this.#batch;
     if (batch !== undefined) {
-      const clash = keys === undefined || batch.keys.has("") || keys.some((key) => batch.keys.has(key)) || batch.bytes + bytes > this.#options.maxUpdateBytes;
+      let clash = keys === undefined || batch.keys.has("") || batch.bytes + bytes > this.#options.maxUpdateBytes;
+      for (let i = 0; !clash && i < keys!.length; i++) clash = batch.keys.has(keys![i]!);
       if (!clash) return;
       this.#commitBatch(now);
     }
