@@ -4,11 +4,12 @@
  *
  *   valgrind --tool=callgrind --instr-atstart=no --separate-threads=yes --callgrind-out-file=out.%p \
  *     node --import tsx bench/cluster-instructions.ts --callgrind [--members 2] [--op puts] \
- *     [--warmup 2000] [--count N] [--dist dist]
+ *     [--warmup 2000] [--count N] [--in-flight N] [--dist dist]
  *
  * Only the measured loop is counted (switched on and off with callgrind_control): the main thread's
  * total (the `-01` file), less a shorter run's, over the difference of their counts, is the
- * instructions of one operation, every member's together. The count takes in the periodic work too
+ * instructions of one operation, every member's together. `--in-flight N` keeps up to N puts outstanding
+ * at once (pipelined: what batching saves shows there). The count takes in the periodic work too
  * (heartbeats, the coordinator's lease probes) for as long as the loop runs, which valgrind stretches
  * a hundredfold and the machine's load stretches further: compare two builds run side by side, more
  * than once. Without `--callgrind` it prints the CPU time per operation of the process (all members),
@@ -25,6 +26,7 @@ const { values } = parseArgs({
     op: { type: "string", default: "puts" },
     warmup: { type: "string", default: "2000" },
     count: { type: "string", default: "2000" },
+    "in-flight": { type: "string", default: "1" },
     dist: { type: "string", default: "dist" },
     callgrind: { type: "boolean", default: false },
   },
@@ -56,7 +58,22 @@ while (!channels.every((c) => c.getMembers().length === count && c.ready)) {
 }
 const map = channels[1]!.map;
 const value = new Uint8Array(64).fill(7);
+const inFlight = Number(values["in-flight"]);
+/** Under valgrind a thousand puts in flight take longer than the default timeout to be answered. */
+const slow = { timeoutMs: 600_000 };
+/** Puts with up to `inFlight` of them outstanding at once (pipelined), each worker starting the next when one is done. */
+const pipelined = async (n: number) => {
+  let next = 0;
+  const worker = async () => {
+    while (next < n) {
+      const i = next++;
+      await map.put(`k${i % 10_000}`, value, slow);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(inFlight, n) }, worker));
+};
 const run = async (n: number) => {
+  if (values.op === "puts" && inFlight > 1) return pipelined(n);
   for (let i = 0; i < n; i++) {
     if (values.op === "puts") await map.put(`k${i % 10_000}`, value);
     else {
@@ -67,6 +84,13 @@ const run = async (n: number) => {
 };
 await run(Number(values.warmup));
 const n = Number(values.count);
+/** Per member: datagrams sent, requests sent, updates sent (the coordinator), requests ordered. */
+const counters = () =>
+  channels.map((c) => {
+    const state = c.stateStats;
+    return [c.stats.network.datagramsSent, state.requestsSent, state.updatesSent, state.requestsApplied];
+  });
+const countersBefore = counters();
 if (values.callgrind) await callgrindInstrumentation("on");
 const cpu = process.cpuUsage();
 const started = performance.now();
@@ -74,6 +98,21 @@ await run(n);
 const ms = performance.now() - started;
 const used = process.cpuUsage(cpu);
 if (values.callgrind) await callgrindInstrumentation("off");
-console.log(JSON.stringify({ members: count, op: values.op, count: n, cpuUsPerOp: (used.user + used.system) / n, opsPerSecond: Math.round(n / (ms / 1000)) }));
+// What batching there was: per operation, each member's datagrams, requests and updates sent, and the
+// coordinator's requests ordered per update sent.
+const perMember = counters().map((after, i) => after.map((value, j) => (value - countersBefore[i]![j]!) / n));
+const coordinator = perMember[0]!;
+console.log(
+  JSON.stringify({
+    members: count,
+    op: values.op,
+    inFlight,
+    count: n,
+    cpuUsPerOp: (used.user + used.system) / n,
+    opsPerSecond: Math.round(n / (ms / 1000)),
+    datagramsPerOp: perMember.map((m) => +m[0]!.toFixed(3)),
+    requestsPerUpdate: coordinator[2]! > 0 ? +(coordinator[3]! / coordinator[2]!).toFixed(1) : undefined,
+  }),
+);
 for (const channel of channels.reverse()) await channel.shutDown().catch(() => undefined);
 process.exit(0);

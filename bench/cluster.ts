@@ -29,7 +29,8 @@
  * `--only` runs some measurements and writes no JSON, as do `--members` and `--in-flight` (the numbers
  * of members of the puts and locks measurements, and the pipelined puts' windows; the last window is
  * the multi-writer one's). Members run on the built package (dist/, from
- * `npm run build`), as users run it; CLUSTER_BENCH_FROM=src runs them on the sources through tsx instead.
+ * `npm run build`), as users run it; CLUSTER_BENCH_FROM=src runs them on the sources through tsx instead, and
+ * CLUSTER_BENCH_DIST=path on another build (an older one kept to compare with, run alternately).
  */
 import { cpus } from "node:os";
 import { parseArgs } from "node:util";
@@ -121,7 +122,7 @@ async function runMember(): Promise<void> {
   const { ClusterChannel, createUdpTransport } = await loadLibrary<Library>(process.env.CLUSTER_BENCH_FROM === "src", async () => ({
     ...(await import("../src/cluster/cluster-channel.ts")),
     ...(await import("../src/adapters/node.ts")),
-  }));
+  }), process.env.CLUSTER_BENCH_DIST);
   const send = (message: FromChild) => process.send!(message);
   let channel: InstanceType<typeof ClusterChannel> | undefined;
   let streaming = false;

@@ -23,6 +23,9 @@ const APPLIED_PER_REQUESTER = 4_096;
 /** How many coordinator terms the line history remembers. */
 const HISTORY_TERMS = 64;
 
+/** No entries before (shared: most records have none, and nobody changes one). */
+const NONE: readonly StoredEntry[] = [];
+
 function lineKey(epoch: number, coordinator: PeerKey): string {
   return `${epoch}/${coordinator}`;
 }
@@ -110,24 +113,32 @@ export class Replica {
     const { index, epoch, coordinator } = update;
     const changes: ReplicaChange[] = [];
     const records: AppliedRecord[] = [];
+    // The requests of an update mostly come from one member or a few: its key is looked up once a run.
+    let requester: MemberInstance | undefined;
+    let applied: Map<number, AppliedRecord> | undefined;
     for (const request of update.requests) {
-      const previous: StoredEntry[] = [];
+      // Only single-key writes answer with the entry as it was (put, remove); a batch's would be large.
+      // Most requests change one key: no array of the entries before unless one was there.
+      const single = request.changes.length === 1 && request.changes[0]!.kind !== "clear";
+      let previous: readonly StoredEntry[] = NONE;
       let token = 0;
       for (const change of request.changes) {
         const before = changes.length;
         this.#applyChange(change, now, changes);
         for (let i = before; i < changes.length; i++) {
-          const applied = changes[i]!;
-          if (applied.kind === "update") previous.push(applied.previous);
-          else if (applied.kind === "remove" && !applied.expired) previous.push(applied.entry);
-          else if (applied.kind === "lock") token = applied.lock.token;
+          const done = changes[i]!;
+          if (done.kind === "update") previous = single ? [done.previous] : NONE;
+          else if (done.kind === "remove" && !done.expired) previous = single ? [done.entry] : NONE;
+          else if (done.kind === "lock") token = done.lock.token;
         }
       }
       if (request.requestId !== 0 && request.requester !== undefined) {
-        // Only single-key writes answer with the entry as it was (put, remove); a batch's would be large.
-        const single = request.changes.length === 1 && request.changes[0]!.kind !== "clear";
-        const record: AppliedRecord = { requester: request.requester, requestId: request.requestId, index, previous: single ? previous : [], token };
-        this.#remember(record);
+        const record: AppliedRecord = { requester: request.requester, requestId: request.requestId, index, previous, token };
+        if (request.requester !== requester) {
+          requester = request.requester;
+          applied = this.#appliedOf(requester);
+        }
+        this.#rememberIn(applied!, record);
         records.push(record);
       }
     }
@@ -233,9 +244,18 @@ export class Replica {
   }
 
   #remember(record: AppliedRecord): void {
-    const key = instanceKey(record.requester);
+    this.#rememberIn(this.#appliedOf(record.requester), record);
+  }
+
+  /** The applied requests remembered of `requester` (made empty if none). */
+  #appliedOf(requester: MemberInstance): Map<number, AppliedRecord> {
+    const key = instanceKey(requester);
     let perRequester = this.#applied.get(key);
     if (perRequester === undefined) this.#applied.set(key, (perRequester = new Map()));
+    return perRequester;
+  }
+
+  #rememberIn(perRequester: Map<number, AppliedRecord>, record: AppliedRecord): void {
     perRequester.set(record.requestId, record);
     if (perRequester.size > APPLIED_PER_REQUESTER) perRequester.delete(perRequester.keys().next().value!);
   }

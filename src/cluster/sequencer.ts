@@ -118,9 +118,16 @@ interface Batch {
   readonly index: number;
   readonly requests: OrderedRequest[];
   readonly keys: Set<string>;
-  /** The requests in it (requester and id). */
-  readonly ids: Set<string>;
+  /** The requests in it: their ids by requester (its instance key), no string made for each. */
+  readonly ids: Map<string, Set<number>>;
   bytes: number;
+}
+
+const NO_PUTS: readonly PutSpec[] = [];
+const NO_REMOVES: readonly RemoveSpec[] = [];
+
+function inBatch(batch: Batch, requester: MemberInstance, requestId: number): boolean {
+  return batch.ids.get(instanceKey(requester))?.has(requestId) ?? false;
 }
 
 function requestKey(requester: MemberInstance, requestId: number): string {
@@ -347,7 +354,7 @@ export class Sequencer implements TimedUnit {
   #handle(requester: MemberInstance, request: StateRequest, now: number): void {
     const requestId = request.requestId;
     const op = request.op;
-    if (this.#batch?.ids.has(this.#requestKey(requester, requestId))) return;
+    if (this.#batch !== undefined && inBatch(this.#batch, requester, requestId)) return;
     const applied = this.#host.replica.appliedRequest(requester, requestId);
     if (applied !== undefined) {
       // Sent again: applied already (here, or by a coordinator before us). Answered once it is committed
@@ -358,7 +365,8 @@ export class Sequencer implements TimedUnit {
       return;
     }
     if (this.#locks.isQueued(requester, requestId) || this.#tokenWait.some((w) => w.requestId === requestId && sameInstance(w.requester, requester))) return;
-    const refusal = this.#refused.get(this.#requestKey(requester, requestId));
+    // Refusals are few (most terms have none): no key made to look for one among none.
+    const refusal = this.#refused.size === 0 ? undefined : this.#refused.get(this.#requestKey(requester, requestId));
     if (refusal !== undefined) {
       this.stats.requestsDeduplicated++;
       return this.#respondTo(requester, requestId, refusal.outcome, refusal.message);
@@ -413,14 +421,9 @@ export class Sequencer implements TimedUnit {
 
   #write(requester: MemberInstance, request: StateRequest, now: number): void {
     const op = request.op as Extract<StateRequest["op"], { case: "put" | "remove" | "batch" | "clear" }>;
-    const puts: PutSpec[] = [];
-    const removes: RemoveSpec[] = [];
-    if (op.case === "put") puts.push(op.put);
-    else if (op.case === "remove") removes.push(op.remove);
-    else if (op.case === "batch") {
-      puts.push(...op.puts);
-      removes.push(...op.removes);
-    }
+    // A put or a remove is one key: its spec in an array of one, no copies of a batch's arrays.
+    const puts: readonly PutSpec[] = op.case === "put" ? [op.put] : op.case === "batch" ? op.puts : NO_PUTS;
+    const removes: readonly RemoveSpec[] = op.case === "remove" ? [op.remove] : op.case === "batch" ? op.removes : NO_REMOVES;
     const replica = this.#host.replica;
     if (op.case === "clear") {
       this.#open(undefined, 0, now);
@@ -509,7 +512,7 @@ export class Sequencer implements TimedUnit {
    * coordinator), and a granted one is released. Answered like a lock operation.
    */
   #cancel(requester: MemberInstance, requestId: number, key: string, lockRequestId: number, now: number): void {
-    if (this.#batch?.ids.has(this.#requestKey(requester, lockRequestId))) this.#commitBatch(now);
+    if (this.#batch !== undefined && inBatch(this.#batch, requester, lockRequestId)) this.#commitBatch(now);
     const replica = this.#host.replica;
     const record = replica.appliedRequest(requester, lockRequestId);
     if (record !== undefined) {
@@ -568,7 +571,8 @@ export class Sequencer implements TimedUnit {
   #open(keys: readonly string[] | undefined, bytes: number, now: number): void {
     const batch = this.#batch;
     if (batch !== undefined) {
-      const clash = keys === undefined || batch.keys.has("") || keys.some((key) => batch.keys.has(key)) || batch.bytes + bytes > this.#options.maxUpdateBytes;
+      let clash = keys === undefined || batch.keys.has("") || batch.bytes + bytes > this.#options.maxUpdateBytes;
+      for (let i = 0; !clash && i < keys!.length; i++) clash = batch.keys.has(keys![i]!);
       if (!clash) return;
       this.#commitBatch(now);
     }
@@ -581,7 +585,12 @@ export class Sequencer implements TimedUnit {
     batch.requests.push({ requestId, requester, changes });
     if (keys === undefined) batch.keys.add("");
     else for (const key of keys) batch.keys.add(key);
-    if (requester !== undefined) batch.ids.add(this.#requestKey(requester, requestId));
+    if (requester !== undefined) {
+      const key = instanceKey(requester);
+      let ids = batch.ids.get(key);
+      if (ids === undefined) batch.ids.set(key, (ids = new Set()));
+      ids.add(requestId);
+    }
     batch.bytes += REQUEST_OVERHEAD_BYTES;
     for (const change of changes) batch.bytes += changeBytes(change);
   }
@@ -752,7 +761,7 @@ export class Sequencer implements TimedUnit {
 }
 
 function emptyBatch(index: number): Batch {
-  return { index, requests: [], keys: new Set(), ids: new Set(), bytes: UPDATE_OVERHEAD_BYTES };
+  return { index, requests: [], keys: new Set(), ids: new Map(), bytes: UPDATE_OVERHEAD_BYTES };
 }
 
 /** At most what a lock, unlock or lease renewal of `key` adds to an update (the request with its change). */

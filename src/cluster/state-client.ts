@@ -45,8 +45,11 @@ interface Outstanding {
   /** Whoever waits for it; undefined for a withdrawal of a lock request given up on (sent until confirmed). */
   readonly answer: Answer | undefined;
   sentTo: PeerKey | undefined;
-  /** Every coordinator it was sent to: one of them may have applied it even if another refuses it. */
-  readonly sentToAll: Set<PeerKey>;
+  /**
+   * It went to more than one coordinator: one of them may have applied it even if another refuses it.
+   * (A flag, not the set of them: most requests go to one, and a set each cost a write its allocation.)
+   */
+  sentToMany: boolean;
   /** Times it went out (to a remote coordinator): a copy sent earlier may still be on its way. */
   sends: number;
   /** When it first went out to a remote coordinator. */
@@ -111,7 +114,7 @@ export class StateClient implements TimedUnit {
     if (outstanding === undefined || outstanding.answer === undefined) return;
     this.#outstanding.delete(id);
     const op = outstanding.request.op;
-    if (op.case === "lock" && outstanding.sentToAll.size > 0) this.#withdraw(op.key, id, now);
+    if (op.case === "lock" && outstanding.sentTo !== undefined) this.#withdraw(op.key, id, now);
   }
 
   /** The view changed: requests go to its coordinator. */
@@ -254,8 +257,7 @@ export class StateClient implements TimedUnit {
     // or when it went out more than once: a copy still on its way (sent before the refusal came) finds the
     // request no longer waiting there and would be granted, to nobody.
     const granted = response.outcome === "OK" && response.token > 0;
-    const elsewhere = [...outstanding.sentToAll].some((peer) => peer !== outstanding.sentTo);
-    if (granted ? !taken : response.outcome === "NO_QUORUM" || elsewhere || outstanding.sends > 1) this.#withdraw(op.key, id, now);
+    if (granted ? !taken : response.outcome === "NO_QUORUM" || outstanding.sentToMany || outstanding.sends > 1) this.#withdraw(op.key, id, now);
   }
 
   #withdraw(key: string, lockRequestId: number, now: number): void {
@@ -270,7 +272,7 @@ export class StateClient implements TimedUnit {
       request: { requestId: id, op },
       answer,
       sentTo: undefined,
-      sentToAll: new Set(),
+      sentToMany: false,
       sends: 0,
       sentAt: now,
       firstSeq: 0,
@@ -292,8 +294,8 @@ export class StateClient implements TimedUnit {
       return;
     }
     if (retry) this.stats.requestsRetried++;
+    if (outstanding.sentTo !== undefined && outstanding.sentTo !== coordinator.id) outstanding.sentToMany = true;
     outstanding.sentTo = coordinator.id;
-    outstanding.sentToAll.add(coordinator.id);
     if (coordinator.id === this.#host.local.id) {
       // Handed over here, nothing is lost on the way: the coordinator answers (or refuses) it.
       outstanding.resendAt = Number.POSITIVE_INFINITY;

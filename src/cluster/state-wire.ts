@@ -505,10 +505,9 @@ function optionalCounter(value: bigint | undefined): number | undefined {
   return value === undefined ? undefined : counter(value);
 }
 
-function requestOf(wire: WireRequest): StateRequest {
-  const requestId = counter(wire.requestId);
-  const op = wire.op;
-  const put = (p: { key: string; value: Uint8Array; format: number; ttlMs: bigint; removeOnExit: boolean; ifVersion?: bigint; fencingToken: bigint }): PutSpec => ({
+/** A put of a request (made once, not a closure per request). */
+function putOf(p: { key: string; value: Uint8Array; format: number; ttlMs: bigint; removeOnExit: boolean; ifVersion?: bigint; fencingToken: bigint }): PutSpec {
+  return {
     key: p.key,
     value: p.value,
     format: p.format,
@@ -516,15 +515,23 @@ function requestOf(wire: WireRequest): StateRequest {
     removeOnExit: p.removeOnExit,
     ifVersion: optionalCounter(p.ifVersion),
     fencingToken: counter(p.fencingToken),
-  });
-  const remove = (r: { key: string; ifVersion?: bigint; fencingToken: bigint }): RemoveSpec => ({ key: r.key, ifVersion: optionalCounter(r.ifVersion), fencingToken: counter(r.fencingToken) });
+  };
+}
+
+function removeOf(r: { key: string; ifVersion?: bigint; fencingToken: bigint }): RemoveSpec {
+  return { key: r.key, ifVersion: optionalCounter(r.ifVersion), fencingToken: counter(r.fencingToken) };
+}
+
+function requestOf(wire: WireRequest): StateRequest {
+  const requestId = counter(wire.requestId);
+  const op = wire.op;
   switch (op.case) {
     case "put":
-      return { requestId, op: { case: "put", put: put(op.value) } };
+      return { requestId, op: { case: "put", put: putOf(op.value) } };
     case "remove":
-      return { requestId, op: { case: "remove", remove: remove(op.value) } };
+      return { requestId, op: { case: "remove", remove: removeOf(op.value) } };
     case "batch":
-      return { requestId, op: { case: "batch", puts: op.value.puts.map(put), removes: op.value.removes.map(remove) } };
+      return { requestId, op: { case: "batch", puts: op.value.puts.map(putOf), removes: op.value.removes.map(removeOf) } };
     case "clear":
       return { requestId, op: { case: "clear" } };
     case "lock":
