@@ -86,8 +86,10 @@ describe.skipIf(unsupported !== undefined)(`insider identities across network na
     // Their side takes nothing: it refuses (NO_QUORUM) all along.
     expect([...a2.acked(), ...b.acked(splitAt)].map((e) => e.key), all).toEqual([]);
     const refused = [...a2.of("writeFailed"), ...b.of("writeFailed").filter((e) => e.at > splitAt)];
-    expect(refused.length, all).toBeGreaterThan(0);
-    expect(new Set(refused.map((e) => e.error.split(":")[0])), all).toEqual(new Set(["NO_QUORUM"]));
+    const codes = refused.map((e) => e.error.split(":")[0]);
+    expect(codes.filter((code) => code === "NO_QUORUM").length, all).toBeGreaterThan(0);
+    // (A write B began before the split may have timed out after it.)
+    expect(codes.filter((code) => code !== "NO_QUORUM" && code !== "TIMEOUT"), all).toEqual([]);
     for (const m of members) expect(m.of("error"), m.output).toEqual([]);
     console.log(`new process of A with B: ${refused.length} writes refused (NO_QUORUM) in ${WATCH_MS} ms; C, alone, acknowledged ${c.acked(splitAt).length} (it serves when it coordinated its term with A's earlier run)`);
   }, 120_000);
