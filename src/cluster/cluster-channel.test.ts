@@ -89,8 +89,8 @@ describe("ClusterChannel", () => {
     expect(c.map.get("m")).toBeInstanceOf(BlazeMessage);
   });
 
-  it("a master of two or three sends its updates point to point (no copy comes back to it); of four, it multicasts them", async () => {
-    for (const size of [2, 3, 4]) {
+  it("a master of two sends its updates point to point (no copy comes back to it); of three, it multicasts them", async () => {
+    for (const size of [2, 3]) {
       bed = new Bed();
       const members = [await bed.spawn({ weight: 10 })];
       for (let i = 1; i < size; i++) members.push(await bed.spawn());
@@ -102,9 +102,9 @@ describe("ClusterChannel", () => {
       for (let n = 0; n < 20; n++) await bed.settle(writer.map.put(`k${n}`, text(`v${n}`)));
       for (const x of members) expect(str(x.map.get("k19"))).toBe("v19");
       // Heartbeats are multicast too, a few within the puts at most.
-      if (size <= 3) {
+      if (size === 2) {
         expect(master.stats.network.ownDatagrams - own).toBeLessThan(5);
-        expect(master.stats.network.datagramsSent - sent).toBeLessThan(25 * (size - 1));
+        expect(master.stats.network.datagramsSent - sent).toBeLessThan(25);
       } else expect(master.stats.network.ownDatagrams - own).toBeGreaterThanOrEqual(20);
       for (const c of bed.channels) await c.stop();
     }

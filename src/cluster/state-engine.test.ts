@@ -290,15 +290,4 @@ describe("StateEngine", () => {
     expect(bed.node(C).engine.serving(bed.now)).toBe(true);
     expect(bed.now - restartedAt).toBeLessThan(LEASE_MS);
   });
-
-  it("sends a term of three its updates point to point, to the member that requested nothing in them first: the requester waits for that member's notice too", () => {
-    const bed = termOfThree();
-    const from = bed.sent.length;
-    const put = bed.put(A, "k");
-    bed.run(5, () => put.response !== undefined);
-    expect(put.response?.outcome).toBe("OK");
-    const updates = bed.sent.slice(from).filter((s) => s.from === C && s.frame.kind === "update");
-    expect(updates.map((s) => s.to)).toEqual([B, A]);
-    expect(bed.node(B).engine.replica.entries.has("k")).toBe(true);
-  });
 });

@@ -15,11 +15,6 @@ export type { StateView, TermMemory } from "./state-follower.ts";
 
 /** A coordinator asks its members for their promise again this often, and a replica it pulls from. */
 const RETRY_MS = 100;
-/**
- * Terms of up to this many members send their updates point to point, one datagram to each other
- * member, rather than multicast (which also comes back to the coordinator's own socket).
- */
-const POINT_TO_POINT_MEMBERS = 3;
 
 export interface StateEngineHost {
   readonly local: MemberInstance;
@@ -448,8 +443,7 @@ export class StateEngine implements TimedUnit {
     // Updates and announces of this term say once it has begun (every member accepted it): what lets a
     // later election count on this term's members alone.
     const begun = (update: Update) => memory.begun && update.epoch === epoch && update.coordinator === local.id;
-    // A term of a few members: updates go point to point to each other member (see multicastUpdate).
-    const others = members.length <= POINT_TO_POINT_MEMBERS ? members.filter((m) => m.id !== local.id) : undefined;
+    const other = members.length === 2 ? members.find((m) => m.id !== local.id) : undefined;
     this.#sync = new TermSync(
       {
         replica,
@@ -470,16 +464,10 @@ export class StateEngine implements TimedUnit {
         visible: this.visible,
         multicastUpdate: (update, probe) => {
           const frame = encodeUpdate(group, update, probe, begun(update));
-          // A term of a few members: point to point to each other member, the datagrams of one flush
-          // sent in one call. A multicast comes back to this member's own socket too — a second
-          // delivery, read and dropped (a wake-up), for every write. The members that requested
-          // nothing in the update come first: a requester waits for their notices too.
-          if (others === undefined) {
-            this.#host.multicast(frame);
-            return;
-          }
-          for (const member of others) if (!requests(update, member.id)) this.#host.unicast(member.id, frame);
-          for (const member of others) if (requests(update, member.id)) this.#host.unicast(member.id, frame);
+          // A term of two: point to point to the other member. A multicast comes back to this member's
+          // own socket too — a second delivery, read and dropped, for every write.
+          if (other !== undefined) this.#host.unicast(other.id, frame);
+          else this.#host.multicast(frame);
         },
         multicastAnnounce: (announce) => this.#host.multicast(encodeAnnounce(group, announce, memory.begun)),
         sendAnnounce: (peer, announce) => this.#host.unicast(peer, encodeAnnounce(group, announce, memory.begun)),
@@ -653,12 +641,6 @@ export class StateEngine implements TimedUnit {
       this.#depth--;
     }
   }
-}
-
-/** True when `update` holds a request of member `peer`. */
-function requests(update: Update, peer: PeerKey): boolean {
-  for (const request of update.requests) if (request.requester?.id === peer) return true;
-  return false;
 }
 
 function refusal(requestId: number, outcome: StateResponse["outcome"], message: string): StateResponse {
