@@ -114,22 +114,22 @@ export class Driver {
    * request/reply round trip goes out at once, and a burst's first datagram alone goes out early.
    */
   touch(): void {
+    this.#schedule(true);
+  }
+
+  // Schedules the next turn, unless one is scheduled or running its end already. `input`: an input's
+  // turn, which may be taken early; a turn of the driver's own (a timer's, a deadline that has come)
+  // always comes after the inputs ready by then.
+  #schedule(input: boolean): void {
     if (this.#turnScheduled || this.#endingTurn || this.#closed) return;
     this.#turnScheduled = true;
     const soon = this.#clock.soon;
-    if (soon === undefined || this.#earlyTurnTaken || this.#turning) {
+    if (!input || soon === undefined || this.#earlyTurnTaken || this.#turning) {
       this.#clock.defer(this.#turnEnded);
       return;
     }
     this.#earlyTurnTaken = true;
     soon(this.#earlyTurn);
-  }
-
-  // A turn of the driver's own (a timer's, a deadline that has come): after the inputs ready by then.
-  #touchLater(): void {
-    if (this.#turnScheduled || this.#endingTurn || this.#closed) return;
-    this.#turnScheduled = true;
-    this.#clock.defer(this.#turnEnded);
   }
 
   // The turn of a round's first input; once what it produced is out (not before: the reply waits for
@@ -202,7 +202,7 @@ export class Driver {
   readonly #fire = (): void => {
     this.#timer = undefined;
     this.#armedAt = Number.POSITIVE_INFINITY;
-    this.#touchLater();
+    this.#schedule(false);
   };
 
   // One timer, for the earliest deadline. One armed for a later time is moved earlier; one armed for an
@@ -217,7 +217,7 @@ export class Driver {
       if (at < next) next = at;
     }
     if (next <= this.#clock.now() || this.#once.length > 0) {
-      this.#touchLater();
+      this.#schedule(false);
       return;
     }
     if (next >= this.#armedAt) return;
