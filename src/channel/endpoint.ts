@@ -12,6 +12,7 @@ import type { ResolvedSecurityOptions } from "../security/options.ts";
 import type { Clock, RandomSource } from "../transport/clock.ts";
 import { familyOf, type HostResolver, type Seed, StaticSeeds } from "../transport/host-names.ts";
 import type { Address, Transport, TransportFactory } from "../transport/transport.ts";
+import { joinBytes } from "../wire/bytes.ts";
 import { DropCounters, type DropReason } from "../wire/drop-reason.ts";
 import { type DataFields, DatagramBuilder, DatagramReader, encodeEnvelopeHeader, encodeFrame, leaveGroupOf, type ReceivedFrame, type ReceiveResult } from "../wire/frames.ts";
 import { Admission, type AdmissionStats, isChallenge } from "./admission.ts";
@@ -554,7 +555,7 @@ export class Endpoint {
       else {
         const network = this.#config.network;
         if (network.type === "multicast") this.#transmitParts(sender, parts, length, { host: network.group, port: network.port });
-        else this.#transmitToGroup(sender, joinParts(parts, length));
+        else this.#transmitToGroup(sender, joinBytes(parts, length));
       }
     } catch (error) {
       this.#sendFailed(error);
@@ -798,13 +799,3 @@ function isSelf(peer: Address, local: Address): boolean {
 
 /** Re-export for callers that dispatch frames. */
 export type { Frame };
-
-function joinParts(parts: readonly Uint8Array[], length: number): Uint8Array {
-  const joined = new Uint8Array(length);
-  let offset = 0;
-  for (const part of parts) {
-    joined.set(part, offset);
-    offset += part.length;
-  }
-  return joined;
-}

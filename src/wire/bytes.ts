@@ -1,10 +1,21 @@
-/** Byte-array helpers shared by the levels: joining two arrays, comparing two. */
+/** Byte-array helpers shared by the levels: joining arrays, comparing two. */
 
 /** `a` followed by `b`, in a new array. */
 export function concatBytes(a: Uint8Array, b: Uint8Array): Uint8Array {
   const joined = new Uint8Array(a.length + b.length);
   joined.set(a);
   joined.set(b, a.length);
+  return joined;
+}
+
+/** `parts` one after another, in a new array of `length` bytes (their lengths summed). */
+export function joinBytes(parts: readonly Uint8Array[], length: number): Uint8Array {
+  const joined = new Uint8Array(length);
+  let offset = 0;
+  for (const part of parts) {
+    joined.set(part, offset);
+    offset += part.length;
+  }
   return joined;
 }
 
