@@ -641,36 +641,8 @@ function readBytes(c: ByteCursor): Uint8Array | undefined {
 
 /** Reads a varint that must fit a safe integer (uint64 fields are held to 2^53 − 1, as the envelope's are). */
 function readUint(c: ByteCursor): number | undefined {
-  const bytes = c.bytes;
-  const end = c.end;
-  let pos = c.pos;
-  // The low four groups (28 bits) in integer arithmetic, then — a timestamp's — the rest scaled in
-  // floating point, each byte read once: at most eight groups, as the cursor's varint reads.
-  let low = 0;
-  for (let shift = 0; shift < 28; shift += 7) {
-    if (pos >= end) return undefined;
-    const byte = bytes[pos++]!;
-    low |= (byte & 0x7f) << shift;
-    if (byte < 0x80) {
-      c.pos = pos;
-      return low;
-    }
-  }
-  let high = 0;
-  let scale = 1;
-  for (let group = 4; group < 8; group++) {
-    if (pos >= end) return undefined;
-    const byte = bytes[pos++]!;
-    high += (byte & 0x7f) * scale;
-    if (byte < 0x80) {
-      const value = low + high * 2 ** 28;
-      if (value > Number.MAX_SAFE_INTEGER) return undefined;
-      c.pos = pos;
-      return value;
-    }
-    scale *= 0x80;
-  }
-  return undefined;
+  const value = c.varint();
+  return Number.isNaN(value) ? undefined : value;
 }
 
 /** An int32 or enum varint: its low 32 bits, signed for int32. */
