@@ -49,10 +49,13 @@ describe("runtime UDP adapters", () => {
   });
 
   it("on Deno, a driver's timer takes its turn after a datagram that waited at the socket when it fired", async () => {
-    // With the turn deferred as on Node (setImmediate), or by a microtask: 1 trial in 30.
+    // With the turn deferred as on Node (setImmediate), or by a microtask: 1 trial in 30. With the
+    // timeout of 0, every trial on a quiet machine; on a loaded one the runtime's reactor may not yet
+    // have seen a datagram the kernel holds (29 of 30 seen once), so a few misses are allowed: the
+    // ordering is what the driver can ask for, not what the runtime promises.
     const args = ["run", "--unstable-net", "--allow-net", "--allow-read=test/runtime", "--no-lock", "--no-prompt", "test/runtime/deno-timer-order.ts"];
     const result = await runIn<{ trials: number; datagramFirst: number }>("deno", args);
-    expect(result.datagramFirst).toBe(result.trials);
+    expect(result.datagramFirst).toBeGreaterThanOrEqual(result.trials - 4);
   });
 
   it("the Bun and Deno adapters refuse to run on Node with WRONG_RUNTIME", async () => {
