@@ -653,9 +653,13 @@ export class Endpoint {
       this.stats.addressMismatch++;
       return;
     }
-    this.#admission.answer(from, key, frames);
+    // Most datagrams carry stream frames alone (a request or a reply and its acknowledgement): nothing
+    // in them is a challenge, a goodbye, a diagnostics request or key rotation, and the scans for those
+    // are skipped.
+    const streamOnly = streamFramesOnly(frames);
+    if (!streamOnly) this.#admission.answer(from, key, frames);
     // A Leave of no group is a channel-level goodbye; one naming a group is membership's business.
-    const leaving = frames.some((frame) => frame.case === "leave" && leaveGroupOf(frame.frame) === "");
+    const leaving = !streamOnly && frames.some((frame) => frame.case === "leave" && leaveGroupOf(frame.frame) === "");
     let held: ReadonlyArray<readonly ReceivedFrame[]> = [];
     if (peer === undefined || incarnation > peer.incarnation) {
       if (leaving && peer === undefined) return;
@@ -680,7 +684,8 @@ export class Endpoint {
     peer.lastHeardAt = now;
     // What it sent while being admitted (its first datagram and its latest) is handled now, before this one.
     for (const frames of held) this.#handFrames(peer, frames, undefined);
-    this.#handFrames(peer, frames, sealedWith);
+    if (streamOnly) this.#handlers.frames(peer, frames);
+    else this.#handFrames(peer, frames, sealedWith);
     if (leaving) this.#remove(peer, "left", now);
     // Whatever the frames changed (a deadline, a datagram to send) is taken up at the end of the turn.
     this.#driver.touch();
@@ -760,6 +765,15 @@ export class Endpoint {
     this.#lastKey = keyOf(id);
     return this.#lastKey;
   }
+}
+
+/** True when every frame belongs to a stream (data, acknowledgements, NACKs), as in most datagrams. */
+function streamFramesOnly(frames: readonly ReceivedFrame[]): boolean {
+  for (let i = 0; i < frames.length; i++) {
+    const kind = frames[i]!.case;
+    if (kind !== "data" && kind !== "ack" && kind !== "nack") return false;
+  }
+  return frames.length > 0;
 }
 
 function isKeyRotation(frame: ReceivedFrame): boolean {
