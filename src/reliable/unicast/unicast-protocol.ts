@@ -180,6 +180,7 @@ export class UnicastProtocol implements TimedUnit {
   readonly #host: UnicastHost;
   readonly #options: UnicastOptions;
   readonly #localId: Uint8Array;
+  readonly #localIncarnation: bigint;
   readonly #sendStreams = new Map<PeerKey, SendStream>();
   readonly #receiveStreams = new Map<PeerKey, ReceiveStream>();
   /** The deadlines of the send streams (retransmission) and of the receive streams (acknowledgement, NACK). */
@@ -201,6 +202,7 @@ export class UnicastProtocol implements TimedUnit {
     this.#host = host;
     this.#options = { ...DEFAULT_UNICAST_OPTIONS, ...options };
     this.#localId = idOf(host.localKey);
+    this.#localIncarnation = BigInt(host.localIncarnation);
     this.#limits = { messages: this.#options.windowMessages, bytes: this.#options.windowBytes };
   }
 
@@ -293,7 +295,9 @@ export class UnicastProtocol implements TimedUnit {
     if (kind.case !== "ack" && kind.case !== "nack") return;
     const control: Ack | Nack = kind.value;
     if (control.stream !== Stream.UNICAST || !sameId(control.originId, this.#localId)) return;
-    if (Number(control.originIncarnation) !== this.#host.localIncarnation) return;
+    // Compared as bigints: the decoder hands out one for the incarnation it read last, and converting it
+    // to a number costs more than comparing it.
+    if (control.originIncarnation !== this.#localIncarnation) return;
     const stream = this.#sendStreams.get(peer);
     // From another incarnation of the receiver than the one the stream goes to: not about this stream.
     if (stream === undefined || stream.incarnation !== incarnation) return;
