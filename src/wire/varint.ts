@@ -12,20 +12,34 @@ export function varintSize(value: number): number {
   if (value < 0x4000) return 2;
   if (value < 0x200000) return 3;
   if (value < 0x10000000) return 4;
-  let size = 4;
-  value = Math.floor(value / 0x10000000);
-  while (value > 0) {
-    size++;
-    value = Math.floor(value / 0x80);
-  }
-  return size;
+  // Compared, not divided: an incarnation (a time in milliseconds, past 2^40) is in every datagram.
+  if (value < 0x800000000) return 5;
+  if (value < 0x40000000000) return 6;
+  if (value < 0x2000000000000) return 7;
+  return 8;
 }
 
-/** Writes `value` at `pos`; returns the position after it. */
+/**
+ * Writes `value` (0 ≤ value ≤ 2^53) at `pos`; returns the position after it. Every step is a 32-bit
+ * integer operation: past 2^31 − 1 the low 28 bits are written first, as four groups, and what is left
+ * fits in 32 bits. (Division and remainder of a larger number are floating-point operations, several
+ * times slower, and an incarnation is in every datagram.)
+ */
 export function writeVarint(buffer: Uint8Array, pos: number, value: number): number {
+  if (value > 0x7fffffff) {
+    const high = Math.floor(value / 0x10000000);
+    let low = value - high * 0x10000000;
+    buffer[pos++] = (low & 0x7f) | 0x80;
+    low >>>= 7;
+    buffer[pos++] = (low & 0x7f) | 0x80;
+    low >>>= 7;
+    buffer[pos++] = (low & 0x7f) | 0x80;
+    buffer[pos++] = (low >>> 7) | 0x80;
+    value = high;
+  }
   while (value >= 0x80) {
-    buffer[pos++] = (value % 0x80) | 0x80;
-    value = Math.floor(value / 0x80);
+    buffer[pos++] = (value & 0x7f) | 0x80;
+    value >>>= 7;
   }
   buffer[pos++] = value;
   return pos;

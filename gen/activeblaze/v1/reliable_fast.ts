@@ -305,25 +305,34 @@ export function readData(bytes: Uint8Array, start: number, end: number, readStri
 
 const EMPTY = new Uint8Array(0);
 
-/** Bytes a varint of `value` (0 ≤ value ≤ 2^53 − 1) takes. */
+/** Bytes a varint of `value` (0 ≤ value ≤ 2^53 − 1) takes: compared, not divided. */
 function varintSize(value: number): number {
   if (value < 0x80) return 1;
   if (value < 0x4000) return 2;
   if (value < 0x200000) return 3;
   if (value < 0x10000000) return 4;
-  let size = 4;
-  value = Math.floor(value / 0x10000000);
-  while (value > 0) {
-    size++;
-    value = Math.floor(value / 0x80);
-  }
-  return size;
+  if (value < 0x800000000) return 5;
+  if (value < 0x40000000000) return 6;
+  if (value < 0x2000000000000) return 7;
+  return 8;
 }
 
+/** Writes `value` (0 ≤ value ≤ 2^53 − 1) in 32-bit integer steps: past 2^31 − 1, the low 28 bits first. */
 function writeVarint(buffer: Uint8Array, pos: number, value: number): number {
+  if (value > 0x7fffffff) {
+    const high = Math.floor(value / 0x10000000);
+    let low = value - high * 0x10000000;
+    buffer[pos++] = (low & 0x7f) | 0x80;
+    low >>>= 7;
+    buffer[pos++] = (low & 0x7f) | 0x80;
+    low >>>= 7;
+    buffer[pos++] = (low & 0x7f) | 0x80;
+    buffer[pos++] = (low >>> 7) | 0x80;
+    value = high;
+  }
   while (value >= 0x80) {
-    buffer[pos++] = (value % 0x80) | 0x80;
-    value = Math.floor(value / 0x80);
+    buffer[pos++] = (value & 0x7f) | 0x80;
+    value >>>= 7;
   }
   buffer[pos++] = value;
   return pos;
