@@ -180,6 +180,8 @@ export class Endpoint {
   #batch: Array<readonly [Uint8Array, Address]> | undefined;
   #running = false;
   #lastKeyBytes: Uint8Array | undefined;
+  /** The array `#lastKey` was last found for (a header reader's copy, never written again). */
+  #lastKeyId: Uint8Array | undefined;
   #lastKey = "";
   /** With security: seals what goes out and opens what comes in (the one seam of the security layer). */
   readonly #guard: DatagramGuard | undefined;
@@ -748,8 +750,11 @@ export class Endpoint {
     return incarnation <= departed.incarnation;
   }
 
-  // Consecutive datagrams mostly come from the same sender: reuse its key.
+  // Consecutive datagrams mostly come from the same sender: reuse its key. The header reader hands out
+  // the same sender id (its own copy) for every datagram of the header it read last: that one is known
+  // without comparing its bytes.
   #keyOf(id: Uint8Array): PeerKey {
+    if (id === this.#lastKeyId) return this.#lastKey;
     const last = this.#lastKeyBytes;
     if (last !== undefined && last.length === id.length) {
       let same = true;
@@ -759,9 +764,13 @@ export class Endpoint {
           break;
         }
       }
-      if (same) return this.#lastKey;
+      if (same) {
+        this.#lastKeyId = id;
+        return this.#lastKey;
+      }
     }
     this.#lastKeyBytes = id.slice();
+    this.#lastKeyId = id;
     this.#lastKey = keyOf(id);
     return this.#lastKey;
   }
