@@ -75,7 +75,9 @@ export function writeAckFrame(buffer: Uint8Array, pos: number, stream: number, o
   if (idLength > 0) {
     buffer[pos++] = (2 << 3) | 2;
     buffer[pos++] = idLength;
-    for (let i = 0; i < idLength; i++) buffer[pos++] = originId[i]!;
+    // Copied by the engine's own routine: quicker than a loop over its 16 bytes.
+    buffer.set(originId, pos);
+    pos += idLength;
   }
   pos = writeUint(buffer, pos, 3, incarnation);
   pos = writeUint(buffer, pos, 4, cumulative);
