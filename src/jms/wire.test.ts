@@ -188,6 +188,23 @@ describe("the messaging codec's writer and reader", () => {
     }
   });
 
+  it("writes sent ids as the generated codec as their destination, their prefix and their number of digits change from message to message", () => {
+    const other = new MessageIdPrefix("ID:fedcba:12:");
+    const topic = { kind: DestinationKind.TOPIC, name: "prices.acme" };
+    const queue = { kind: DestinationKind.QUEUE, name: "orders" };
+    const wires: WireMessage[] = [];
+    for (const destination of [topic, queue, { ...topic }]) {
+      for (const idPrefix of [prefix, other, prefix]) {
+        for (const sequence of [5, 8, 9, 10, 11, 99, 100, 9, 1_000_000, 7]) {
+          wires.push({ headers: { ...emptyHeaders(), destination, messageId: MessageId.sent(idPrefix, sequence), timestampMs: 1_764_777_777_777 }, body: { kind: "bytes", value: new Uint8Array([sequence % 256]) } });
+        }
+      }
+    }
+    for (const wire of wires) expect(sameBytes(encodeBatch([wire]), generated(wire)), wire.headers.messageId.text).toBe(true);
+    const expected = toBinary(MessagingBatchSchema, create(MessagingBatchSchema, { messages: wires.map(messageInit) }));
+    expect(sameBytes(encodeBatch(wires), expected)).toBe(true);
+  });
+
   it("tells a context's message ids by their prefix, sent or received", () => {
     const one = new MessageIdPrefix("ID:0123456789abcdef0123456789abcdef:1:");
     const eleven = new MessageIdPrefix("ID:0123456789abcdef0123456789abcdef:11:");

@@ -185,11 +185,16 @@ const SLAB_BYTES = 64 * 1024;
  * relative to the message being written, which moves to a new slab when the slab is full.
  */
 class ProtoWriter {
-  buffer = new Uint8Array(SLAB_BYTES);
+  buffer: Uint8Array;
   /** Where the message being written starts in `buffer` (the bytes before it were given out). */
   base = 0;
   pos = 0;
-  #view = new DataView(this.buffer.buffer);
+  #view: DataView;
+
+  constructor(bytes = SLAB_BYTES) {
+    this.buffer = new Uint8Array(bytes);
+    this.#view = new DataView(this.buffer.buffer);
+  }
 
   reset(): void {
     this.pos = this.base;
@@ -433,9 +438,49 @@ function writeProperty(w: ProtoWriter, name: string, property: PropertyValue): v
   w.end(entry);
 }
 
+/**
+ * What leads the headers of a context's messages to one destination, with ids of one number of digits:
+ * the destination field, then the message id's tag, length and prefix (one copy instead of two, and no
+ * tags written). Made again when a message differs in one of the three.
+ */
+let leadDestination: WireDestination | undefined;
+let leadPrefix: Uint8Array | undefined;
+let leadDigits = 0;
+let leadBytes: Uint8Array = new Uint8Array(0);
+/** Writes leads, apart from the slab messages are written in. */
+const leadWriter = new ProtoWriter(256);
+
 function writeHeaders(w: ProtoWriter, h: WireHeaders): void {
-  if (h.destination.kind !== DestinationKind.UNSPECIFIED || h.destination.name !== "") writeDestination(w, 1, h.destination);
-  w.messageId(2, h.messageId);
+  const id = h.messageId;
+  const destination = h.destination;
+  if (id.sequence >= 0 && (destination.kind !== DestinationKind.UNSPECIFIED || destination.name !== "")) {
+    // A sent id (its prefix whole, then its number) to a destination: the lead, then the digits.
+    let digits = 1;
+    for (let ten = 10; id.sequence >= ten; ten *= 10) digits++;
+    if (destination !== leadDestination || id.bytes !== leadPrefix || digits !== leadDigits) {
+      leadWriter.reset();
+      writeDestination(leadWriter, 1, destination);
+      leadWriter.tag(2, LEN);
+      leadWriter.varint(id.end + digits);
+      leadWriter.raw(id.bytes!);
+      leadBytes = leadWriter.finish();
+      leadDestination = destination;
+      leadPrefix = id.bytes;
+      leadDigits = digits;
+    }
+    w.raw(leadBytes);
+    w.ensure(digits);
+    const buffer = w.buffer;
+    let rest = id.sequence;
+    for (let at = w.pos + digits - 1; at >= w.pos; at--) {
+      buffer[at] = 0x30 + (rest % 10);
+      rest = Math.floor(rest / 10);
+    }
+    w.pos += digits;
+  } else {
+    if (destination.kind !== DestinationKind.UNSPECIFIED || destination.name !== "") writeDestination(w, 1, destination);
+    w.messageId(2, id);
+  }
   w.uint(3, h.timestampMs);
   w.string(4, h.correlationId);
   if (h.replyTo !== undefined) writeDestination(w, 5, h.replyTo);
@@ -448,7 +493,7 @@ function writeHeaders(w: ProtoWriter, h: WireHeaders): void {
   }
   w.uint(9, h.timeToLiveMs);
   w.uint(10, h.deliveryDelayMs);
-  for (const [name, property] of h.properties) writeProperty(w, name, property);
+  if (h.properties.size > 0) for (const [name, property] of h.properties) writeProperty(w, name, property);
 }
 
 function writeMessage(w: ProtoWriter, message: WireMessage): void {
