@@ -285,11 +285,7 @@ class ProtoWriter {
       this.string(field, id.text);
       return;
     }
-    let digits = 0;
-    if (id.sequence >= 0) {
-      digits = 1;
-      for (let ten = 10; id.sequence >= ten; ten *= 10) digits++;
-    }
+    const digits = id.sequence >= 0 ? digitCount(id.sequence) : 0;
     const length = id.end - id.start + digits;
     this.tag(field, LEN);
     this.varint(length);
@@ -300,12 +296,7 @@ class ProtoWriter {
       buffer.set(bytes, pos);
       pos += bytes.length;
     } else for (let i = id.start; i < id.end; i++) buffer[pos++] = bytes[i]!;
-    let rest = id.sequence;
-    for (let at = pos + digits - 1; at >= pos; at--) {
-      buffer[at] = 0x30 + (rest % 10);
-      rest = Math.floor(rest / 10);
-    }
-    this.pos = pos + digits;
+    this.pos = putDigits(buffer, pos, id.sequence, digits);
   }
 
   /** Bytes written as they are. */
@@ -473,12 +464,22 @@ function leadOf(destination: WireDestination, id: MessageId, digits: number): Ui
   return leadBytes;
 }
 
-/** Writes `sequence` in `digits` decimal digits at `pos`; returns the position after them. */
+/**
+ * Writes `sequence` in `digits` decimal digits at `pos`; returns the position after them. Digits are
+ * taken in 32-bit integer arithmetic (a division by 10 the compiler makes a multiplication), those of a
+ * number past 2^31 − 1 in floating point until the rest fits.
+ */
 function putDigits(buffer: Uint8Array, pos: number, sequence: number, digits: number): number {
   let rest = sequence;
-  for (let at = pos + digits - 1; at >= pos; at--) {
+  let at = pos + digits - 1;
+  for (; rest > 0x7fffffff; at--) {
     buffer[at] = 0x30 + (rest % 10);
     rest = Math.floor(rest / 10);
+  }
+  for (; at >= pos; at--) {
+    const next = (rest / 10) | 0;
+    buffer[at] = 0x30 + rest - next * 10;
+    rest = next;
   }
   return pos + digits;
 }
