@@ -116,7 +116,7 @@ export class MessageIdPrefix {
  */
 export class MessageId {
   /** No id (absent on the wire). */
-  static readonly NONE: MessageId = new MessageId(undefined, 0, 0, -1, "");
+  static readonly NONE: MessageId = new MessageId(undefined, 0, 0, -1, "", "");
   #text: string | undefined;
   /** A sent id's prefix, as text. */
   readonly #head: string;
@@ -129,7 +129,7 @@ export class MessageId {
     /** A sent id's number, in decimal after the bytes; −1 for the others. */
     readonly sequence: number,
     text: string | undefined,
-    head = "",
+    head: string,
   ) {
     this.#text = text;
     this.#head = head;
@@ -142,11 +142,11 @@ export class MessageId {
 
   /** An id read from the wire: `bytes` from `start` to `end`, all ASCII (other ids are read as strings: `of`). */
   static received(bytes: Uint8Array, start: number, end: number): MessageId {
-    return start === end ? MessageId.NONE : new MessageId(bytes, start, end, -1, undefined);
+    return start === end ? MessageId.NONE : new MessageId(bytes, start, end, -1, undefined, "");
   }
 
   static of(text: string): MessageId {
-    return text === "" ? MessageId.NONE : new MessageId(undefined, 0, 0, -1, text);
+    return text === "" ? MessageId.NONE : new MessageId(undefined, 0, 0, -1, text, "");
   }
 
   get text(): string {
