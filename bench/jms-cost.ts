@@ -8,12 +8,17 @@
  *
  *   npx tsx bench/jms-cost.ts [--lib dist] [--api jms] [--side publisher] [--body bytes] [--count 20000] [--warmup 20000] [--size 256]
  *
- * `--lib` is the built package to load (a copy of an older `dist/` for an A/B comparison); `--body text`
- * sends TextMessages (the core API sends the same bytes either way). With `--callgrind`, under
+ * `--lib` is the built package to load (a copy of an older `dist/` for an A/B comparison: kept outside
+ * the package, it needs a `package.json` of `"type": "module"` beside it, or tsx transforms its files,
+ * and the package's `node_modules` reachable from it); `--body text` sends TextMessages (the core API
+ * sends the same bytes either way). With `--callgrind`, under
  * `valgrind --tool=callgrind --instr-atstart=no --separate-threads=yes node --import tsx bench/jms-cost.ts
  * --callgrind …`, only the measured messages are counted (switched on and off with callgrind_control):
  * the main thread's total (the `.out-01` file), less a shorter run's, over the difference of their
- * counts, is this side's instructions per message. Only this process is traced.
+ * counts, is this side's instructions per message. Only this process is traced. Those totals move by
+ * thousands with the tier the channel's own `broadcast` happens to run in; with `--perf-basic-prof` on
+ * node, the layer's part alone is the inclusive cost of the publishing closure less the `broadcast`
+ * calls under it.
  */
 import { execFile, fork } from "node:child_process";
 import { resolve } from "node:path";

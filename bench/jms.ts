@@ -15,13 +15,17 @@
  *  3. the STOMP gateway with one client: a member runs the gateway; one TCP client in this process
  *     subscribes to a topic and publishes to it (SEND without receipt), counting what comes back.
  *
- *   npx tsx bench/jms.ts [--seconds 3] [--rounds 2] [--size 256] [--large-size 4096] [--in-flight 256] [--only topic,queue,stomp] [--apis core,jms]
+ *   npx tsx bench/jms.ts [--seconds 3] [--rounds 2] [--size 256] [--large-size 4096] [--in-flight 256] [--only topic,queue,stomp] [--apis core,jms] [--lib dist]
  *
+ * `--lib` runs the members on a built package (a copy of an older `dist/` for an A/B comparison: see
+ * bench/jms-cost.ts) instead of the sources. A copy kept outside the package needs a `package.json` of
+ * `"type": "module"` beside it and the package's `node_modules` reachable from it.
  * `--apis jms` measures the queue of one API only (to profile it: `node --cpu-prof --import tsx bench/jms.ts …`,
  * whose members inherit the flag). Writes bench/results/jms.json (full runs) and prints a table.
  */
 import { connect } from "node:net";
 import { cpus } from "node:os";
+import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import type { ClusterChannel } from "../src/cluster/cluster-channel.ts";
 import type { ConnectionFactory, JMSContext } from "../src/jms/index.ts";
@@ -48,11 +52,12 @@ type FromChild =
 
 // --- a member ---
 
-async function runMember(): Promise<void> {
-  const { createClusterChannel } = await import("../src/cluster/cluster-channel.ts");
-  const { createConnectionFactory } = await import("../src/jms/index.ts");
-  const { createStompGateway } = await import("../src/stomp/index.ts");
-  const { createUdpTransport } = await import("../src/adapters/node.ts");
+async function runMember(lib: string | undefined): Promise<void> {
+  const from = (source: string, built: string) => (lib === undefined ? import(source) : import(resolve(lib, built)));
+  const { createClusterChannel } = (await from("../src/cluster/cluster-channel.ts", "index.js")) as typeof import("../src/cluster/cluster-channel.ts");
+  const { createConnectionFactory } = (await from("../src/jms/index.ts", "jms/index.js")) as typeof import("../src/jms/index.ts");
+  const { createStompGateway } = (await from("../src/stomp/index.ts", "stomp/index.js")) as typeof import("../src/stomp/index.ts");
+  const { createUdpTransport } = (await from("../src/adapters/node.ts", "adapters/node.js")) as typeof import("../src/adapters/node.ts");
   let channel: ClusterChannel | undefined;
   let factory: ConnectionFactory | undefined;
   let context: JMSContext | undefined;
@@ -172,7 +177,7 @@ type Member = Child<ToChild, FromChild>;
 
 async function startMembers(count: number): Promise<Member[]> {
   const network = freshNetwork("bench-jms");
-  const members = await whenReady(Array.from({ length: count }, () => new Child<ToChild, FromChild>(import.meta.filename, ["--child"])));
+  const members = await whenReady(Array.from({ length: count }, () => new Child<ToChild, FromChild>(import.meta.filename, lib === undefined ? ["--child"] : ["--child", "--lib", lib])));
   members.forEach((m, i) => m.post({ type: "join", name: `m${i}`, network }));
   await Promise.all(members.map((m) => m.next("joined", 60_000)));
   // Let every member see the others in one view and the queue's dispatcher settle.
@@ -358,8 +363,10 @@ async function main(): Promise<void> {
       "in-flight": { type: "string", default: "256" },
       only: { type: "string" },
       apis: { type: "string", default: "core,jms" },
+      lib: { type: "string" },
     },
   });
+  lib = values.lib === undefined ? undefined : resolve(values.lib);
   const only = values.only?.split(",");
   const apis = values.apis.split(",").filter((api): api is "core" | "jms" => api === "core" || api === "jms");
   if (apis.length === 0) throw new Error(`--apis takes core, jms or both, not "${values.apis}"`);
@@ -403,6 +410,8 @@ async function main(): Promise<void> {
   finishRun({ load, wallSeconds: summary.wallSeconds, results: only === undefined ? "jms" : undefined, busyNote: "rates are pessimistic and noisy; the ratios compare runs in the same processes." });
 }
 
-const [mode] = process.argv.slice(2);
-if (mode === "--child") await runMember();
+const [mode, libFlag, libValue] = process.argv.slice(2);
+/** The built package the members run on (`--lib`), or undefined for the sources. */
+let lib: string | undefined;
+if (mode === "--child") await runMember(libFlag === "--lib" ? libValue : undefined);
 else await main();

@@ -1,3 +1,4 @@
+import { DeliveryMode as WireDeliveryMode } from "../../gen/activeblaze/v1/messaging_pb.ts";
 import { Emitter } from "../channel/events.ts";
 import { BlazeError } from "../errors.ts";
 import type { TimerHandle } from "../transport/clock.ts";
@@ -18,9 +19,9 @@ import {
   toWireMessage,
 } from "./message.ts";
 import { type ConsumerOptions, resolveConsumerOptions, type ResolvedContextOptions, type SessionMode } from "./options.ts";
-import { JMSProducer, type ProducerSettings } from "./producer.ts";
+import { DEFAULT_SETTINGS, JMSProducer, type ProducerSettings } from "./producer.ts";
 import { parseSelector, type Selector } from "./selector.ts";
-import { MessageId, MessageIdPrefix, type WireMessage } from "./wire.ts";
+import { MessageId, MessageIdPrefix, type PropertyValue, type WireBody, type WireHeaders, type WireMessage } from "./wire.ts";
 import type { BlazeMessage, BlazeValue } from "../message/blaze-message.ts";
 
 /** Events of a context: `error` is JMS's exception listener. */
@@ -224,7 +225,10 @@ export class JMSContext implements AsyncDisposable {
 
   createProducer(): JMSProducer {
     this.#requireOpen("createProducer()");
-    return new JMSProducer({ send: (destination, message, settings) => this.#send(destination, message, settings) });
+    return new JMSProducer({
+      send: (destination, message, settings) => this.#send(destination, message, settings),
+      sendBody: (destination, body, settings) => this.#sendBody(destination, body, settings),
+    });
   }
 
   /**
@@ -301,7 +305,7 @@ export class JMSContext implements AsyncDisposable {
       this.#requests.set(correlationId, pending);
     });
     try {
-      await this.#send(destination, message, { priority: 4, timeToLiveMs: 0, deliveryDelayMs: 0 });
+      await this.#send(destination, message, DEFAULT_SETTINGS);
     } catch (error) {
       this.#requests.get(correlationId)?.reject(error instanceof BlazeError ? error : new BlazeError("SEND_FAILED", String(error), { cause: error }));
       return reply;
@@ -430,15 +434,9 @@ export class JMSContext implements AsyncDisposable {
     this.#factory.removeConsumer(consumer);
   }
 
-  /** Sends (or holds for the commit); throws what is wrong with the call at once. */
+  /** Sends `message` (or holds it for the commit), filling the headers `send` owns; throws what is wrong with the call at once. */
   #send(destination: Destination, message: Message, settings: ProducerSettings): Promise<void> {
-    this.#requireOpen("send()");
-    const kind = destination.kind;
-    if (kind === "topic") {
-      if ((destination as Topic).isWildcard) throw new BlazeError("INVALID_ARGUMENT", `cannot send to the wildcard topic "${destination.name}"`);
-    } else if (kind !== "queue" && destination.name.startsWith(`${this.#factory.memberId}/`) && !this.#factory.hasTemporary(destination.name)) {
-      throw new BlazeError("INVALID_ARGUMENT", `${destination} was deleted (its context closed)`);
-    }
+    this.#checkSend(destination);
     const now = Date.now();
     message.JMSDestination = destination;
     message.JMSDeliveryMode = "NON_PERSISTENT";
@@ -447,11 +445,47 @@ export class JMSContext implements AsyncDisposable {
     message.JMSTimestamp = now;
     message.JMSExpiration = settings.timeToLiveMs > 0 ? now + settings.timeToLiveMs : 0;
     message.JMSDeliveryTime = now + settings.deliveryDelayMs;
-    const wire = toWireMessage(message, settings.timeToLiveMs, settings.deliveryDelayMs);
+    return this.#dispatch(destination, toWireMessage(message, settings.timeToLiveMs, settings.deliveryDelayMs));
+  }
+
+  /** `#send` for a body sent as it is: the headers go straight to its wire form (what `toWireMessage` makes of a message). */
+  #sendBody(destination: Destination, body: WireBody, settings: ProducerSettings): Promise<void> {
+    this.#checkSend(destination);
+    const headers: WireHeaders = {
+      destination: destination.wire,
+      messageId: MessageId.sent(this.messageIdPrefix, ++this.#sequence),
+      timestampMs: Date.now(),
+      correlationId: settings.correlationId ?? "",
+      replyTo: settings.replyTo === null ? undefined : settings.replyTo.wire,
+      type: settings.type ?? "",
+      deliveryMode: WireDeliveryMode.NON_PERSISTENT,
+      priority: settings.priority,
+      timeToLiveMs: settings.timeToLiveMs,
+      deliveryDelayMs: settings.deliveryDelayMs,
+      // A copy: a subscriber of this member takes the map as its message's own.
+      properties: settings.properties.size === 0 ? (settings.properties as Map<string, PropertyValue>) : new Map(settings.properties),
+    };
+    return this.#dispatch(destination, { headers, body });
+  }
+
+  /** Throws what is wrong with a send to `destination`. */
+  #checkSend(destination: Destination): void {
+    this.#requireOpen("send()");
+    const kind = destination.kind;
+    if (kind === "topic") {
+      if ((destination as Topic).isWildcard) throw new BlazeError("INVALID_ARGUMENT", `cannot send to the wildcard topic "${destination.name}"`);
+    } else if (kind !== "queue" && destination.name.startsWith(`${this.#factory.memberId}/`) && !this.#factory.hasTemporary(destination.name)) {
+      throw new BlazeError("INVALID_ARGUMENT", `${destination} was deleted (its context closed)`);
+    }
+  }
+
+  /** Sends a message's wire form to `destination`, or holds it for the commit. */
+  #dispatch(destination: Destination, wire: WireMessage): Promise<void> {
     if (this.transacted) {
       this.#held.push({ destination, wire });
       return RESOLVED;
     }
+    const kind = destination.kind;
     if (kind === "queue") return this.#factory.replica.enqueue([wire]);
     if (kind === "temporary-queue") return this.#factory.sendToTemporaryQueues([wire]);
     return this.#factory.publish([wire]);

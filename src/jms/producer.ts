@@ -1,17 +1,29 @@
 import { BlazeError } from "../errors.ts";
 import type { Destination } from "./destination.ts";
-import { type DeliveryMode, type Message, messageOf, type PropertyType } from "./message.ts";
+import { type DeliveryMode, Message, messageOf, type PropertyType } from "./message.ts";
+import { NO_PROPERTIES, type PropertyValue, type WireBody } from "./wire.ts";
 
 /** What a producer needs of its context. */
 export interface ProducerHost {
   send(destination: Destination, message: Message, settings: ProducerSettings): Promise<void>;
+  /** Sends a body no message object was made for, with the headers and properties of `settings`. */
+  sendBody(destination: Destination, body: WireBody, settings: ProducerSettings): Promise<void>;
 }
 
+/** What a producer sets on every message it sends, checked when set. */
 export interface ProducerSettings {
   readonly priority: number;
   readonly timeToLiveMs: number;
   readonly deliveryDelayMs: number;
+  readonly correlationId: string | null;
+  readonly replyTo: Destination | null;
+  readonly type: string | null;
+  /** Typed as `Message.setProperty` types them; never changed (a setter replaces it). */
+  readonly properties: ReadonlyMap<string, PropertyValue>;
 }
+
+/** The settings of a new producer, and of a request. */
+export const DEFAULT_SETTINGS: ProducerSettings = { priority: 4, timeToLiveMs: 0, deliveryDelayMs: 0, correlationId: null, replyTo: null, type: null, properties: NO_PROPERTIES };
 
 /**
  * A JMS 2.0 producer: fluent settings, then `send(destination, body | message)`. A string body becomes a
@@ -22,12 +34,8 @@ export interface ProducerSettings {
  * at once rather than silently sending without durable retention.
  */
 export class JMSProducer {
-  /** Replaced (never changed) by the setters: every send passes the same object. */
-  #settings: ProducerSettings = { priority: 4, timeToLiveMs: 0, deliveryDelayMs: 0 };
-  #correlationId: string | null = null;
-  #replyTo: Destination | null = null;
-  #type: string | null = null;
-  readonly #properties = new Map<string, PropertyType>();
+  /** Replaced (never changed) by the setters: every send passes the same object, checked once. */
+  #settings: ProducerSettings = DEFAULT_SETTINGS;
 
   /** @internal A context makes its producers (`createProducer`). */
   constructor(private readonly host: ProducerHost) {}
@@ -38,13 +46,17 @@ export class JMSProducer {
    * once it is held for the commit. Rejects with `QUEUE_FULL`, `TIMEOUT`, `MESSAGE_TOO_LARGE`, `CLOSED`.
    */
   send(destination: Destination, body: unknown): Promise<void> {
+    const settings = this.#settings;
     try {
+      // A text or bytes body goes as it is: the message it becomes is never seen, so none is made.
+      if (typeof body === "string") return this.host.sendBody(destination, { kind: "text", value: body }, settings);
+      if (body instanceof Uint8Array) return this.host.sendBody(destination, { kind: "bytes", value: body }, settings);
       const message = messageOf(body);
-      if (this.#correlationId !== null) message.JMSCorrelationID = this.#correlationId;
-      if (this.#replyTo !== null) message.JMSReplyTo = this.#replyTo;
-      if (this.#type !== null) message.JMSType = this.#type;
-      if (this.#properties.size > 0) for (const [name, value] of this.#properties) message.setProperty(name, value);
-      return this.host.send(destination, message, this.#settings);
+      if (settings.correlationId !== null) message.JMSCorrelationID = settings.correlationId;
+      if (settings.replyTo !== null) message.JMSReplyTo = settings.replyTo;
+      if (settings.type !== null) message.JMSType = settings.type;
+      for (const [name, property] of settings.properties) message.setProperty(name, property.value);
+      return this.host.send(destination, message, settings);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -94,47 +106,49 @@ export class JMSProducer {
   }
 
   setJMSCorrelationID(correlationId: string | null): this {
-    this.#correlationId = correlationId;
+    this.#settings = { ...this.#settings, correlationId };
     return this;
   }
 
   getJMSCorrelationID(): string | null {
-    return this.#correlationId;
+    return this.#settings.correlationId;
   }
 
   setJMSReplyTo(replyTo: Destination | null): this {
-    this.#replyTo = replyTo;
+    this.#settings = { ...this.#settings, replyTo };
     return this;
   }
 
   getJMSReplyTo(): Destination | null {
-    return this.#replyTo;
+    return this.#settings.replyTo;
   }
 
   setJMSType(type: string | null): this {
-    this.#type = type;
+    this.#settings = { ...this.#settings, type };
     return this;
   }
 
   getJMSType(): string | null {
-    return this.#type;
+    return this.#settings.type;
   }
 
   /** Sets a property on every message sent (typed as `Message.setProperty` types it). */
   setProperty(name: string, value: PropertyType): this {
-    // Checked now, so that a bad name fails here rather than at the next send.
-    messageOf("").setProperty(name, value);
-    this.#properties.set(name, value);
+    // Checked and typed now, so that a bad name fails here rather than at the next send.
+    const property = new Message().setProperty(name, value).properties.get(name)!;
+    const properties = new Map(this.#settings.properties);
+    properties.set(name, property);
+    this.#settings = { ...this.#settings, properties };
     return this;
   }
 
   clearProperties(): this {
-    this.#properties.clear();
+    this.#settings = { ...this.#settings, properties: NO_PROPERTIES };
     return this;
   }
 
   getPropertyNames(): string[] {
-    return [...this.#properties.keys()];
+    return [...this.#settings.properties.keys()];
   }
 }
 

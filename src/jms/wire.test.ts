@@ -26,6 +26,7 @@ import {
   emptyHeaders,
   MessageId,
   MessageIdPrefix,
+  type WireBody,
   type WireMessage,
 } from "./wire.ts";
 
@@ -186,6 +187,30 @@ describe("the messaging codec's writer and reader", () => {
         expect(sameBytes(encodeBatch([wire]), generated(wire)), `${id.text} ${timestampMs} ${priority}`).toBe(true);
       }
     }
+  });
+
+  it("writes sent ids as the generated codec as their destination, their prefix and their number of digits change from message to message, whatever else the message holds", () => {
+    const other = new MessageIdPrefix("ID:fedcba:12:");
+    const topic = { kind: DestinationKind.TOPIC, name: "prices.acme" };
+    const queue = { kind: DestinationKind.QUEUE, name: "orders" };
+    const wires: WireMessage[] = [];
+    for (const destination of [topic, queue, { ...topic }]) {
+      for (const idPrefix of [prefix, other, prefix]) {
+        for (const sequence of [5, 8, 9, 10, 11, 99, 100, 9, 1_000_000, 7]) {
+          wires.push({ headers: { ...emptyHeaders(), destination, messageId: MessageId.sent(idPrefix, sequence), timestampMs: 1_764_777_777_777 }, body: { kind: "bytes", value: new Uint8Array([sequence % 256]) } });
+        }
+      }
+    }
+    // Bodies and headers that a send writes straight, and others, mixed in one batch.
+    const bodies: WireBody[] = [{ kind: "none" }, { kind: "bytes", value: new Uint8Array(0) }, { kind: "bytes", value: new Uint8Array(300).fill(3) }, { kind: "text", value: "é" }];
+    for (const [i, body] of bodies.entries()) {
+      const headers = { ...emptyHeaders(), destination: topic, messageId: MessageId.sent(prefix, 12 + i) };
+      wires.push({ headers, body }, { headers: { ...headers, priority: 0, timeToLiveMs: 5, deliveryDelayMs: 2 ** 35, deliveryMode: DeliveryMode.NON_PERSISTENT }, body });
+      wires.push({ headers: { ...headers, type: "t" }, body }, { headers: { ...headers, properties: new Map([["p", { type: "int", value: 1 }]]) }, body });
+    }
+    for (const wire of wires) expect(sameBytes(encodeBatch([wire]), generated(wire)), wire.headers.messageId.text).toBe(true);
+    const expected = toBinary(MessagingBatchSchema, create(MessagingBatchSchema, { messages: wires.map(messageInit) }));
+    expect(sameBytes(encodeBatch(wires), expected)).toBe(true);
   });
 
   it("tells a context's message ids by their prefix, sent or received", () => {

@@ -116,7 +116,7 @@ export class MessageIdPrefix {
  */
 export class MessageId {
   /** No id (absent on the wire). */
-  static readonly NONE: MessageId = new MessageId(undefined, 0, 0, -1, "");
+  static readonly NONE: MessageId = new MessageId(undefined, 0, 0, -1, "", "");
   #text: string | undefined;
   /** A sent id's prefix, as text. */
   readonly #head: string;
@@ -129,7 +129,7 @@ export class MessageId {
     /** A sent id's number, in decimal after the bytes; −1 for the others. */
     readonly sequence: number,
     text: string | undefined,
-    head = "",
+    head: string,
   ) {
     this.#text = text;
     this.#head = head;
@@ -142,11 +142,11 @@ export class MessageId {
 
   /** An id read from the wire: `bytes` from `start` to `end`, all ASCII (other ids are read as strings: `of`). */
   static received(bytes: Uint8Array, start: number, end: number): MessageId {
-    return start === end ? MessageId.NONE : new MessageId(bytes, start, end, -1, undefined);
+    return start === end ? MessageId.NONE : new MessageId(bytes, start, end, -1, undefined, "");
   }
 
   static of(text: string): MessageId {
-    return text === "" ? MessageId.NONE : new MessageId(undefined, 0, 0, -1, text);
+    return text === "" ? MessageId.NONE : new MessageId(undefined, 0, 0, -1, text, "");
   }
 
   get text(): string {
@@ -185,11 +185,16 @@ const SLAB_BYTES = 64 * 1024;
  * relative to the message being written, which moves to a new slab when the slab is full.
  */
 class ProtoWriter {
-  buffer = new Uint8Array(SLAB_BYTES);
+  buffer: Uint8Array;
   /** Where the message being written starts in `buffer` (the bytes before it were given out). */
   base = 0;
   pos = 0;
-  #view = new DataView(this.buffer.buffer);
+  #view: DataView;
+
+  constructor(bytes = SLAB_BYTES) {
+    this.buffer = new Uint8Array(bytes);
+    this.#view = new DataView(this.buffer.buffer);
+  }
 
   reset(): void {
     this.pos = this.base;
@@ -280,11 +285,7 @@ class ProtoWriter {
       this.string(field, id.text);
       return;
     }
-    let digits = 0;
-    if (id.sequence >= 0) {
-      digits = 1;
-      for (let ten = 10; id.sequence >= ten; ten *= 10) digits++;
-    }
+    const digits = id.sequence >= 0 ? digitCount(id.sequence) : 0;
     const length = id.end - id.start + digits;
     this.tag(field, LEN);
     this.varint(length);
@@ -295,12 +296,7 @@ class ProtoWriter {
       buffer.set(bytes, pos);
       pos += bytes.length;
     } else for (let i = id.start; i < id.end; i++) buffer[pos++] = bytes[i]!;
-    let rest = id.sequence;
-    for (let at = pos + digits - 1; at >= pos; at--) {
-      buffer[at] = 0x30 + (rest % 10);
-      rest = Math.floor(rest / 10);
-    }
-    this.pos = pos + digits;
+    this.pos = putDigits(buffer, pos, id.sequence, digits);
   }
 
   /** Bytes written as they are. */
@@ -433,9 +429,103 @@ function writeProperty(w: ProtoWriter, name: string, property: PropertyValue): v
   w.end(entry);
 }
 
+/**
+ * What leads the headers of a context's messages to one destination, with ids of one number of digits:
+ * the destination field, then the message id's tag, length and prefix (one copy instead of two, and no
+ * tags written). Made again when a message differs in one of the three.
+ */
+let leadDestination: WireDestination | undefined;
+let leadPrefix: Uint8Array | undefined;
+let leadDigits = 0;
+let leadBytes: Uint8Array = new Uint8Array(0);
+/** Writes leads, apart from the slab messages are written in. */
+const leadWriter = new ProtoWriter(256);
+
+/** The count of decimal digits of a sent id's number. */
+function digitCount(sequence: number): number {
+  let digits = 1;
+  for (let ten = 10; sequence >= ten; ten *= 10) digits++;
+  return digits;
+}
+
+/** The lead of sent id `id`, of `digits` digits, to `destination` (a destination the headers write). */
+function leadOf(destination: WireDestination, id: MessageId, digits: number): Uint8Array {
+  if (destination !== leadDestination || id.bytes !== leadPrefix || digits !== leadDigits) {
+    leadWriter.reset();
+    writeDestination(leadWriter, 1, destination);
+    leadWriter.tag(2, LEN);
+    leadWriter.varint(id.end + digits);
+    leadWriter.raw(id.bytes!);
+    leadBytes = leadWriter.finish();
+    leadDestination = destination;
+    leadPrefix = id.bytes;
+    leadDigits = digits;
+  }
+  return leadBytes;
+}
+
+/**
+ * Writes `sequence` in `digits` decimal digits at `pos`; returns the position after them. Digits are
+ * taken in 32-bit integer arithmetic (a division by 10 the compiler makes a multiplication), those of a
+ * number past 2^31 − 1 in floating point until the rest fits.
+ */
+function putDigits(buffer: Uint8Array, pos: number, sequence: number, digits: number): number {
+  let rest = sequence;
+  let at = pos + digits - 1;
+  for (; rest > 0x7fffffff; at--) {
+    buffer[at] = 0x30 + (rest % 10);
+    rest = Math.floor(rest / 10);
+  }
+  for (; at >= pos; at--) {
+    const next = (rest / 10) | 0;
+    buffer[at] = 0x30 + rest - next * 10;
+    rest = next;
+  }
+  return pos + digits;
+}
+
+/**
+ * Writes a varint of a whole number from 0 to 2^53 − 1 at `pos` (room checked by the caller) as
+ * `ProtoWriter.varint` writes it; returns the position after it. Groups are taken in 32-bit integer
+ * arithmetic: a number past 28 bits (a timestamp) is split in two first.
+ */
+function putVarint(buffer: Uint8Array, pos: number, value: number): number {
+  let low = value;
+  if (value >= 0x10000000) {
+    let high = Math.floor(value / 0x10000000);
+    low = value - high * 0x10000000;
+    for (let i = 0; i < 4; i++) {
+      buffer[pos++] = (low & 0x7f) | 0x80;
+      low >>>= 7;
+    }
+    while (high >= 0x80) {
+      buffer[pos++] = (high & 0x7f) | 0x80;
+      high >>>= 7;
+    }
+    buffer[pos++] = high;
+    return pos;
+  }
+  while (low >= 0x80) {
+    buffer[pos++] = (low & 0x7f) | 0x80;
+    low >>>= 7;
+  }
+  buffer[pos++] = low;
+  return pos;
+}
+
 function writeHeaders(w: ProtoWriter, h: WireHeaders): void {
-  if (h.destination.kind !== DestinationKind.UNSPECIFIED || h.destination.name !== "") writeDestination(w, 1, h.destination);
-  w.messageId(2, h.messageId);
+  const id = h.messageId;
+  const destination = h.destination;
+  if (id.sequence >= 0 && (destination.kind !== DestinationKind.UNSPECIFIED || destination.name !== "")) {
+    // A sent id (its prefix whole, then its number) to a destination: the lead, then the digits.
+    const digits = digitCount(id.sequence);
+    w.raw(leadOf(destination, id, digits));
+    w.ensure(digits);
+    w.pos = putDigits(w.buffer, w.pos, id.sequence, digits);
+  } else {
+    if (destination.kind !== DestinationKind.UNSPECIFIED || destination.name !== "") writeDestination(w, 1, destination);
+    w.messageId(2, id);
+  }
   w.uint(3, h.timestampMs);
   w.string(4, h.correlationId);
   if (h.replyTo !== undefined) writeDestination(w, 5, h.replyTo);
@@ -448,7 +538,7 @@ function writeHeaders(w: ProtoWriter, h: WireHeaders): void {
   }
   w.uint(9, h.timeToLiveMs);
   w.uint(10, h.deliveryDelayMs);
-  for (const [name, property] of h.properties) writeProperty(w, name, property);
+  if (h.properties.size > 0) for (const [name, property] of h.properties) writeProperty(w, name, property);
 }
 
 function writeMessage(w: ProtoWriter, message: WireMessage): void {
@@ -497,10 +587,91 @@ function bodyLength(body: WireBody): number {
   }
 }
 
+/** A varint field's size, or 0 for a value of 0 (left out). */
+function uintFieldSize(value: number): number {
+  return value === 0 ? 0 : 1 + varintSize(value);
+}
+
+/**
+ * Writes `message` as a batch's element when it is as a send of bytes most often makes it — a sent id,
+ * a destination, a body of bytes or none, no correlation id, reply-to, type or property — every length
+ * counted first, so that each is written once where it goes; false (and nothing written) for any other.
+ * The bytes are those `writeMessage` writes.
+ */
+function writePlain(w: ProtoWriter, message: WireMessage): boolean {
+  const h = message.headers;
+  const body = message.body;
+  const id = h.messageId;
+  const destination = h.destination;
+  if (
+    id.sequence < 0 ||
+    (body.kind !== "bytes" && body.kind !== "none") ||
+    h.correlationId !== "" ||
+    h.replyTo !== undefined ||
+    h.type !== "" ||
+    h.properties.size > 0 ||
+    (destination.kind === DestinationKind.UNSPECIFIED && destination.name === "")
+  ) {
+    return false;
+  }
+  const digits = digitCount(id.sequence);
+  const lead = leadOf(destination, id, digits);
+  // Explicit presence: any priority but the default is written, 0 too.
+  const priority = h.priority !== DEFAULT_PRIORITY;
+  const headersLength =
+    lead.length +
+    digits +
+    uintFieldSize(h.timestampMs) +
+    uintFieldSize(h.deliveryMode) +
+    (priority ? 1 + varintSize(h.priority) : 0) +
+    uintFieldSize(h.timeToLiveMs) +
+    uintFieldSize(h.deliveryDelayMs);
+  const bytes = body.kind === "bytes" ? body.value : undefined;
+  const messageLength = 1 + varintSize(headersLength) + headersLength + (bytes === undefined ? 0 : 1 + varintSize(bytes.length) + bytes.length);
+  w.ensure(1 + varintSize(messageLength) + messageLength);
+  const buffer = w.buffer;
+  let pos = w.pos;
+  buffer[pos++] = (1 << 3) + LEN;
+  pos = putVarint(buffer, pos, messageLength);
+  buffer[pos++] = (1 << 3) + LEN;
+  pos = putVarint(buffer, pos, headersLength);
+  buffer.set(lead, pos);
+  pos = putDigits(buffer, pos + lead.length, id.sequence, digits);
+  if (h.timestampMs !== 0) {
+    buffer[pos++] = (3 << 3) + VARINT;
+    pos = putVarint(buffer, pos, h.timestampMs);
+  }
+  if (h.deliveryMode !== 0) {
+    buffer[pos++] = (7 << 3) + VARINT;
+    pos = putVarint(buffer, pos, h.deliveryMode);
+  }
+  if (priority) {
+    buffer[pos++] = (8 << 3) + VARINT;
+    pos = putVarint(buffer, pos, h.priority);
+  }
+  if (h.timeToLiveMs !== 0) {
+    buffer[pos++] = (9 << 3) + VARINT;
+    pos = putVarint(buffer, pos, h.timeToLiveMs);
+  }
+  if (h.deliveryDelayMs !== 0) {
+    buffer[pos++] = (10 << 3) + VARINT;
+    pos = putVarint(buffer, pos, h.deliveryDelayMs);
+  }
+  if (bytes !== undefined) {
+    buffer[pos++] = (3 << 3) + LEN;
+    pos = putVarint(buffer, pos, bytes.length);
+    buffer.set(bytes, pos);
+    pos += bytes.length;
+  }
+  w.pos = pos;
+  return true;
+}
+
 /** Encodes a MessagingBatch of `messages` (bytes to send: they may share a slab with others). */
 export function encodeBatch(messages: readonly WireMessage[]): Uint8Array {
   writer.reset();
   for (const message of messages) {
+    if (writePlain(writer, message)) continue;
     writer.tag(1, LEN);
     const start = writer.begin(128, varintSize(HEADERS_GUESS + bodyLength(message.body)));
     writeMessage(writer, message);

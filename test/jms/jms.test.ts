@@ -71,6 +71,49 @@ describe("JMS topics", () => {
     expect(own.pending).toBe(5);
   });
 
+  it("gives a text or bytes body sent as it is the headers and properties of its producer, as a message sent the same way has them", async () => {
+    bed = new MessagingBed();
+    const [a, b] = await bed.addMembers(2);
+    const publisher = a.createContext();
+    const subscriber = b.createContext();
+    const topic = publisher.topic("orders.new");
+    const remote = subscriber.createConsumer(subscriber.topic("orders.new"));
+    const own = publisher.createConsumer(topic);
+    await bed.run(50);
+    const replyTo = publisher.queue("orders.replies");
+    const producer = publisher.createProducer().setProperty("venue", "XETRA").setProperty("size", 2 ** 40).setJMSType("Order").setJMSCorrelationID("c-7").setJMSReplyTo(replyTo).setPriority(6).setTimeToLive(60_000);
+    await producer.send(topic, "as text");
+    await producer.send(topic, new Uint8Array([4, 5]));
+    await producer.send(topic, new TextMessage("as a message"));
+    for (const consumer of [remote, own]) {
+      const received: Message[] = [];
+      for (let i = 0; i < 3; i++) received.push(await bed.settle(consumer.receive({ timeoutMs: 5_000 })));
+      expect(received.map((m) => m.getBody())).toEqual(["as text", new Uint8Array([4, 5]), "as a message"]);
+      expect(received.map((m) => m.JMSMessageID)).toEqual([1, 2, 3].map((n) => expect.stringMatching(new RegExp(`^ID:[0-9a-f]{32}:1:${n}$`))));
+      for (const message of received) {
+        expect(message.getPropertyNames()).toEqual(["venue", "size"]);
+        expect(message.getStringProperty("venue")).toBe("XETRA");
+        expect(message.getPropertyType("size")).toBe("long");
+        expect(message.getLongProperty("size")).toBe(2n ** 40n);
+        expect([message.JMSType, message.JMSCorrelationID, message.JMSPriority, message.JMSDeliveryMode]).toEqual(["Order", "c-7", 6, "NON_PERSISTENT"]);
+        expect(message.JMSReplyTo?.equals(replyTo)).toBe(true);
+        expect(message.JMSDestination?.equals(topic)).toBe(true);
+        expect(message.JMSExpiration).toBeGreaterThan(0);
+        expect(message.JMSTimestamp).toBeGreaterThan(0);
+      }
+    }
+    // A subscriber here that changes its message's properties changes no other message, nor the producer's.
+    producer.clearProperties().setProperty("venue", "LSE");
+    await producer.send(topic, "first");
+    await producer.send(topic, "second");
+    const first = await bed.settle(own.receive({ timeoutMs: 5_000 }));
+    first.setStringProperty("venue", "changed");
+    first.setBooleanProperty("extra", true);
+    const second = await bed.settle(own.receive({ timeoutMs: 5_000 }));
+    expect([second.getPropertyNames(), second.getStringProperty("venue")]).toEqual([["venue"], "LSE"]);
+    expect(producer.getPropertyNames()).toEqual(["venue"]);
+  });
+
   it("delivers higher priorities first, out of band for 7–9, and never an expired message", async () => {
     bed = new MessagingBed();
     const [a, b] = await bed.addMembers(2);
