@@ -42,7 +42,7 @@ function normalise(result: ReceiveResult): { ok: boolean; reason?: string; frame
     frames: result.datagram.frames.map((frame) =>
       frame.case === "data"
         ? toBinary(FrameSchema, create(FrameSchema, { kind: { case: "data", value: toData(frame) } }))
-        : toBinary(FrameSchema, create(FrameSchema, { kind: frame.frame.kind })),
+        : toBinary(FrameSchema, create(FrameSchema, { kind: frame.frame!.kind })),
     ),
   };
 }
