@@ -61,7 +61,7 @@ export class ClusterState {
       },
       settings.options,
       (error) => group.reportError(error, "listener"),
-      (name, ms, attributes) => group.observer.record(name, ms, attributes),
+      { measuring: () => group.observer.measuring, record: (name, ms, attributes) => group.observer.record(name, ms, attributes) },
     );
     this.#registrations = [
       group.onLifecycle(

@@ -301,7 +301,7 @@ export class ReplicatedMap {
   /** Listeners of "change" (a snapshot's entry changes are worked out only for someone). */
   #changeListeners = 0;
   /** Where write and lock-wait durations go (the `metrics` option). */
-  readonly #measure: MeasureMap;
+  readonly #metrics: MapMetrics;
   readonly #calls = new PendingCalls<StateResponse | undefined, CallMeta>();
   /** Keys this member holds or is asking for, and the calls queued behind. */
   readonly #turns = new Map<string, { queue: number[] }>();
@@ -310,9 +310,9 @@ export class ReplicatedMap {
   readonly #handleAccess: HandleAccess;
 
   /** @internal Created by the cluster channel. */
-  constructor(access: MapAccess, options: ResolvedStateOptions, onListenerError: (error: BlazeError) => void, measure: MeasureMap = () => undefined) {
+  constructor(access: MapAccess, options: ResolvedStateOptions, onListenerError: (error: BlazeError) => void, metrics: MapMetrics = NO_METRICS) {
     this.#access = access;
-    this.#measure = measure;
+    this.#metrics = metrics;
     this.#options = options;
     this.#events = new Emitter<MapEvents>((error) => onListenerError(error));
     this.#handleAccess = {
@@ -547,7 +547,7 @@ export class ReplicatedMap {
   #call(op: StateOp, timeoutMs: number, signal: AbortSignalLike | undefined, what: string): Promise<StateResponse> {
     const engine = this.#engine();
     const access = this.#access;
-    const { id, promise } = this.#calls.open(access.now(), timeoutMs, signal, what, { request: true });
+    const { id, promise } = this.#calls.open(access.now(), timeoutMs, signal, what, REQUEST_CALL);
     let answered = false;
     const request = engine.request(
       op,
@@ -573,17 +573,25 @@ export class ReplicatedMap {
     const timeoutMs = options.timeoutMs ?? this.#options.requestTimeoutMs;
     checkDuration(timeoutMs, "timeoutMs");
     const started = this.#access.now();
-    const outcome = (result: string) => this.#measure("activeblaze.map.write.duration", this.#access.now() - started, { operation: op.case, outcome: result });
     let response: StateResponse;
     try {
       response = await this.#call(op, timeoutMs, options.signal, what);
     } catch (error) {
-      outcome(error instanceof BlazeError ? error.code : "error");
+      this.#measureWrite(op.case, started, error instanceof BlazeError ? error.code : "error");
       throw error;
     }
-    outcome(response.outcome === "OK" ? "ok" : responseError(response).code);
-    if (response.outcome !== "OK") throw responseError(response);
+    if (response.outcome !== "OK") {
+      const error = responseError(response);
+      this.#measureWrite(op.case, started, error.code);
+      throw error;
+    }
+    this.#measureWrite(op.case, started, "ok");
     return response;
+  }
+
+  /** A write's duration, to the metrics backend when there is one (nothing made for nobody: writes are many). */
+  #measureWrite(operation: string, started: number, outcome: string): void {
+    if (this.#metrics.measuring()) this.#metrics.record("activeblaze.map.write.duration", this.#access.now() - started, { operation, outcome });
   }
 
   #putSpec(key: string, value: MapValue, options: PutOptions, keys: readonly string[]): PutSpec {
@@ -632,7 +640,7 @@ export class ReplicatedMap {
       const asked = access.now();
       const wait = Math.max(0, waitMs - Math.round(asked - began));
       // The coordinator gives up after `wait`; this member waits a little longer for that answer.
-      const waited = (outcome: string) => this.#measure("activeblaze.map.lock.wait", access.now() - asked, { outcome });
+      const waited = (outcome: string) => this.#metrics.record("activeblaze.map.lock.wait", access.now() - asked, { outcome });
       const response = await this.#call(
         { case: "lock", key, leaseMs, waitMs: wait, releaseOnExit: options.releaseOnExit ?? this.#options.releaseLockOnExit },
         wait + this.#options.requestTimeoutMs,
@@ -779,4 +787,13 @@ function isIterable(value: unknown): value is Iterable<readonly [string, MapValu
 }
 
 /** Records how long a write took to be acknowledged, or a lock to be granted, in ms. */
-type MeasureMap = (name: "activeblaze.map.write.duration" | "activeblaze.map.lock.wait", ms: number, attributes: Record<string, string>) => void;
+/** Where the map's durations go: `record` takes one; `measuring` is false when nothing takes them. */
+interface MapMetrics {
+  measuring(): boolean;
+  record(name: "activeblaze.map.write.duration" | "activeblaze.map.lock.wait", ms: number, attributes: Record<string, string>): void;
+}
+
+const NO_METRICS: MapMetrics = { measuring: () => false, record: () => undefined };
+
+/** What a call of the engine keeps while it waits (one object for all of them). */
+const REQUEST_CALL: CallMeta = { request: true };
