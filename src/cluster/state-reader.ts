@@ -142,6 +142,29 @@ function string(cursor: ByteCursor, end: number): string {
   return text;
 }
 
+/** The group named last, and its bytes: every state frame names its group, nearly always the same one. */
+let lastGroupBytes = new Uint8Array(0);
+let lastGroup = "";
+
+/** A group name field: the name read last when it is the same bytes (no new string for every frame). */
+function group(cursor: ByteCursor, end: number): string {
+  const fieldEnd = delimitedEnd(cursor, end);
+  const bytes = cursor.bytes;
+  const start = cursor.pos;
+  cursor.pos = fieldEnd;
+  const length = fieldEnd - start;
+  if (length === lastGroupBytes.length) {
+    let i = 0;
+    while (i < length && lastGroupBytes[i] === bytes[start + i]) i++;
+    if (i === length) return lastGroup;
+  }
+  const text = readUtf8(bytes, start, fieldEnd);
+  if (text === undefined) unusual();
+  lastGroupBytes = bytes.slice(start, fieldEnd);
+  lastGroup = text;
+  return text;
+}
+
 /** A bytes field, copied (a value the map keeps must not hold on to the whole datagram). */
 function bytes(cursor: ByteCursor, end: number): Uint8Array {
   const fieldEnd = delimitedEnd(cursor, end);
@@ -600,7 +623,7 @@ export function readStateRequest(bytes: Uint8Array, start: number, end: number):
   const cursor = new ByteCursor(bytes, start, end);
   try {
     let requestId = 0;
-    let group = "";
+    let groupName = "";
     let op: StateOp | undefined;
     let seen = 0;
     while (cursor.pos < end) {
@@ -614,7 +637,7 @@ export function readStateRequest(bytes: Uint8Array, start: number, end: number):
           break;
         case tag(2, WIRE_LEN):
           seen = once(seen, 2);
-          group = string(cursor, end);
+          groupName = group(cursor, end);
           break;
         case tag(3, WIRE_LEN):
           op = { case: "put", put: putOp(cursor, end) };
@@ -637,7 +660,7 @@ export function readStateRequest(bytes: Uint8Array, start: number, end: number):
     }
     finished(cursor, end);
     if (op === undefined) unusual();
-    return { kind: "request", group, request: { requestId, op } };
+    return { kind: "request", group: groupName, request: { requestId, op } };
   } catch (error) {
     if (error === UNUSUAL) return undefined;
     throw error;
@@ -650,7 +673,7 @@ export function readStateUpdate(bytes: Uint8Array, start: number, end: number): 
   try {
     let epoch = 0;
     let index = 0;
-    let group = "";
+    let groupName = "";
     const first = new RequestReader();
     let coordinator: PeerKey = "";
     const requests: OrderedRequest[] = [];
@@ -672,7 +695,7 @@ export function readStateUpdate(bytes: Uint8Array, start: number, end: number): 
           break;
         case tag(3, WIRE_LEN):
           seen = once(seen, 3);
-          group = string(cursor, end);
+          groupName = group(cursor, end);
           break;
         case tag(4, WIRE_VARINT):
           first.id(cursor);
@@ -716,9 +739,9 @@ export function readStateUpdate(bytes: Uint8Array, start: number, end: number): 
     finished(cursor, end);
     // An update names its coordinator (a whole id).
     if (coordinator === "") unusual();
-    if (announce) return { kind: "announce", group, announce: { epoch, coordinator, index, leaseProbe }, termBegun };
+    if (announce) return { kind: "announce", group: groupName, announce: { epoch, coordinator, index, leaseProbe }, termBegun };
     requests.unshift(first.ordered());
-    return { kind: "update", group, update: { epoch, index, coordinator, requests, tokenCeiling, forget }, leaseProbe, termBegun };
+    return { kind: "update", group: groupName, update: { epoch, index, coordinator, requests, tokenCeiling, forget }, leaseProbe, termBegun };
   } catch (error) {
     if (error === UNUSUAL) return undefined;
     throw error;
@@ -732,7 +755,7 @@ export function readStateUpdate(bytes: Uint8Array, start: number, end: number): 
 export function readStateAck(bytes: Uint8Array, start: number, end: number): StateFrame | undefined {
   const cursor = new ByteCursor(bytes, start, end);
   try {
-    let group = "";
+    let groupName = "";
     let epoch = 0;
     let index = 0;
     let tokenCeiling = 0;
@@ -754,7 +777,7 @@ export function readStateAck(bytes: Uint8Array, start: number, end: number): Sta
       switch (uint(cursor)) {
         case tag(1, WIRE_LEN):
           seen = once(seen, 1);
-          group = string(cursor, end);
+          groupName = group(cursor, end);
           break;
         case tag(2, WIRE_VARINT):
           seen = once(seen, 2);
@@ -839,7 +862,7 @@ export function readStateAck(bytes: Uint8Array, start: number, end: number): Sta
       snapshotTransfer,
       snapshotChunks,
     };
-    return { kind: "ack", group, ack, readsEntryBlock };
+    return { kind: "ack", group: groupName, ack, readsEntryBlock };
   } catch (error) {
     if (error === UNUSUAL) return undefined;
     throw error;
