@@ -543,8 +543,11 @@ export class ReplicatedMap {
     return this.#access.engine();
   }
 
-  /** Sends `op` and waits for its answer (refusals included): rejects with TIMEOUT, ABORTED or CLOSED. */
-  #call(op: StateOp, timeoutMs: number, signal: AbortSignalLike | undefined, what: string): Promise<StateResponse> {
+  /**
+   * Sends `op` and waits for its answer (refusals included): rejects with TIMEOUT, ABORTED or CLOSED. A
+   * write (`started`: when it began) rejects with a refusal's error instead, and is measured as it ends.
+   */
+  #call(op: StateOp, timeoutMs: number, signal: AbortSignalLike | undefined, what: string, started?: number): Promise<StateResponse> {
     const engine = this.#engine();
     const access = this.#access;
     const { id, promise } = this.#calls.open(access.now(), timeoutMs, signal, what, REQUEST_CALL);
@@ -553,40 +556,44 @@ export class ReplicatedMap {
       op,
       (response) => {
         answered = true;
-        return this.#calls.settle(id, response);
+        if (started === undefined) return this.#calls.settle(id, response);
+        // A write's outcome is settled here, as the answer comes: no async step more for every write.
+        if (response.outcome === "OK") {
+          if (!this.#calls.settle(id, response)) return false;
+          this.#measureWrite(op.case, started, "ok");
+          return true;
+        }
+        const error = responseError(response);
+        if (!this.#calls.fail(id, error)) return false;
+        this.#measureWrite(op.case, started, error.code);
+        return true;
       },
       access.now(),
     );
     access.touch();
     // However the call ends without its answer, the engine stops asking (and withdraws a lock request).
-    promise.catch(() => {
+    promise.catch((error: unknown) => {
       if (answered) return;
+      if (started !== undefined) this.#measureWrite(op.case, started, error instanceof BlazeError ? error.code : "error");
       engine.abandon(request, access.now());
       access.touch();
     });
     return promise as Promise<StateResponse>;
   }
 
-  async #write(op: StateOp, bytes: number, options: WriteOptions, what: string): Promise<StateResponse> {
+  /** A write: resolves with its answer, or rejects with its refusal's error (or TIMEOUT, ABORTED, CLOSED). */
+  #write(op: StateOp, bytes: number, options: WriteOptions, what: string): Promise<StateResponse> {
     const max = this.#access.maxUpdateBytes();
     if (bytes > max) throw new BlazeError("MESSAGE_TOO_LARGE", `${what} makes an update of about ${bytes} bytes, more than one datagram carries (${max})`);
     const timeoutMs = options.timeoutMs ?? this.#options.requestTimeoutMs;
     checkDuration(timeoutMs, "timeoutMs");
     const started = this.#access.now();
-    let response: StateResponse;
     try {
-      response = await this.#call(op, timeoutMs, options.signal, what);
+      return this.#call(op, timeoutMs, options.signal, what, started);
     } catch (error) {
       this.#measureWrite(op.case, started, error instanceof BlazeError ? error.code : "error");
       throw error;
     }
-    if (response.outcome !== "OK") {
-      const error = responseError(response);
-      this.#measureWrite(op.case, started, error.code);
-      throw error;
-    }
-    this.#measureWrite(op.case, started, "ok");
-    return response;
   }
 
   /** A write's duration, to the metrics backend when there is one (nothing made for nobody: writes are many). */
