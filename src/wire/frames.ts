@@ -47,7 +47,8 @@ export interface HandReadFrame {
 /**
  * A hand reader of a frame kind: reads the message at `bytes[start, end)` (inside its Frame field) into
  * its level's own form, or answers undefined when it is not the usual shape. It accepts only bytes the
- * generated decoder accepts; what it declines goes to the generated decoder, as any other frame does.
+ * generated decoder accepts; what it declines goes to the generated decoder, as any other frame does
+ * (and so does a frame it throws on: nothing is thrown out of the receive path).
  */
 export type FrameReader = (bytes: Uint8Array, start: number, end: number) => object | undefined;
 
@@ -66,15 +67,21 @@ export function readFramesByHand(kind: HandReadCase, read: FrameReader): void {
 /** The frame at `bytes[start, end)` read by its kind's hand reader; undefined when it has none, or it declined. */
 function readByHand(bytes: Uint8Array, start: number, end: number): HandReadFrame | undefined {
   // The hand-read kinds are fields 16 to 2047: two-byte tags, length-delimited.
+  if (end - start < 3) return undefined;
   const low = bytes[start]!;
   const high = bytes[start + 1]!;
-  if (end - start < 3 || low < 0x80 || high >= 0x80 || (low & 7) !== 2) return undefined;
+  if (low < 0x80 || high >= 0x80 || (low & 7) !== 2) return undefined;
   const hand = handReaders[((low & 0x7f) | (high << 7)) >>> 3];
   if (hand === undefined) return undefined;
   const cursor = new ByteCursor(bytes, start + 2, end);
   const messageEnd = cursor.delimitedEnd();
   if (cursor.failed || messageEnd !== end) return undefined;
-  const read = hand.read(bytes, cursor.pos, end);
+  let read: object | undefined;
+  try {
+    read = hand.read(bytes, cursor.pos, end);
+  } catch {
+    return undefined;
+  }
   return read === undefined ? undefined : { case: hand.case, read };
 }
 
