@@ -13,11 +13,13 @@
  * (heartbeats, the coordinator's lease probes) for as long as the loop runs, which valgrind stretches
  * a hundredfold and the machine's load stretches further: compare two builds run side by side, more
  * than once. Without `--callgrind` it prints the CPU time per operation of the process (all members),
- * for alternating A/B runs of two builds.
+ * for alternating A/B runs of two builds, and the bytes the process allocated on its heap per operation
+ * (from the heap's size before each collection and after the one before it, over the measured loop).
  */
 import { execFile } from "node:child_process";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { GCProfiler, getHeapStatistics } from "node:v8";
 import { freshNetwork, memberOptions } from "./lib.ts";
 
 const { values } = parseArgs({
@@ -92,12 +94,25 @@ const counters = () =>
   });
 const countersBefore = counters();
 if (values.callgrind) await callgrindInstrumentation("on");
+const profiler = new GCProfiler();
+profiler.start();
+const heapBefore = getHeapStatistics().used_heap_size;
 const cpu = process.cpuUsage();
 const started = performance.now();
 await run(n);
 const ms = performance.now() - started;
 const used = process.cpuUsage(cpu);
+const heapAfter = getHeapStatistics().used_heap_size;
+const collections = profiler.stop()?.statistics ?? [];
 if (values.callgrind) await callgrindInstrumentation("off");
+/** What was allocated: the heap's growth between collections (what each one found, less what the last one left). */
+let allocated = 0;
+let heapSince = heapBefore;
+for (const gc of collections) {
+  allocated += gc.beforeGC.heapStatistics.usedHeapSize - heapSince;
+  heapSince = gc.afterGC.heapStatistics.usedHeapSize;
+}
+allocated += heapAfter - heapSince;
 // What batching there was: per operation, each member's datagrams, requests and updates sent, and the
 // coordinator's requests ordered per update sent.
 const perMember = counters().map((after, i) => after.map((value, j) => (value - countersBefore[i]![j]!) / n));
@@ -109,6 +124,7 @@ console.log(
     inFlight,
     count: n,
     cpuUsPerOp: (used.user + used.system) / n,
+    bytesAllocatedPerOp: Math.round(allocated / n),
     opsPerSecond: Math.round(n / (ms / 1000)),
     datagramsPerOp: perMember.map((m) => +m[0]!.toFixed(3)),
     requestsPerUpdate: coordinator[2]! > 0 ? +(coordinator[3]! / coordinator[2]!).toFixed(1) : undefined,

@@ -1,6 +1,6 @@
 import type { Frame } from "../../gen/activeblaze/v1/envelope_pb.ts";
 import { Stream } from "../../gen/activeblaze/v1/reliable_pb.ts";
-import { leaveGroupOf, type ReceivedFrame, streamOf } from "../wire/frames.ts";
+import { type HandReadCase, type HandReadFrame, leaveGroupOf, type ReceivedFrame, streamOf } from "../wire/frames.ts";
 import type { Peer } from "./endpoint.ts";
 
 /** The routes of a stream's frames: its data, acks and NACKs, whatever their kind. */
@@ -12,8 +12,15 @@ export type StreamRoute = "multicastStream" | "unicastStream";
  */
 export type FrameRoute = StreamRoute | Exclude<NonNullable<Frame["kind"]["case"]>, "data" | "nack" | "ack">;
 
-/** The frames a route carries: a stream's data, acks and NACKs, or the frames of the route's kind. */
-export type RoutedFrame<R extends FrameRoute> = R extends StreamRoute ? ReceivedFrame : { readonly case: R; readonly frame: Frame };
+/**
+ * The frames a route carries: a stream's data, acks and NACKs, or the frames of the route's kind (of a
+ * kind read by hand, the hand reader's form, or the generated message where it declined).
+ */
+export type RoutedFrame<R extends FrameRoute> = R extends StreamRoute
+  ? Exclude<ReceivedFrame, HandReadFrame>
+  : R extends HandReadCase
+    ? { readonly case: R; readonly frame: Frame; readonly read?: undefined } | (HandReadFrame & { readonly case: R })
+    : { readonly case: R; readonly frame: Frame; readonly read?: undefined };
 
 /** What a unit registers for its routes: called with each frame in arrival order, and the peer it came from. */
 export type FrameHandler<R extends FrameRoute = FrameRoute> = (peer: Peer, frame: RoutedFrame<R>) => void;

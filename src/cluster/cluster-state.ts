@@ -9,7 +9,7 @@ import type { ClusterStateSettings } from "./options.ts";
 import { ReplicatedMap } from "./replicated-map.ts";
 import { StateEngine, type StateStats, type TermMemory } from "./state-engine.ts";
 import { NO_PROMISE, NO_TERM } from "./state-types.ts";
-import { decodeStateFrame, STATE_FRAME_KINDS } from "./state-wire.ts";
+import { decodeStateFrame, STATE_FRAME_KINDS, type StateFrame } from "./state-wire.ts";
 
 /** Events of a cluster channel, by name (besides a group channel's). */
 export interface ClusterEvents {
@@ -61,7 +61,7 @@ export class ClusterState {
       },
       settings.options,
       (error) => group.reportError(error, "listener"),
-      (name, ms, attributes) => group.observer.record(name, ms, attributes),
+      { measuring: () => group.observer.measuring, record: (name, ms, attributes) => group.observer.record(name, ms, attributes) },
     );
     this.#registrations = [
       group.onLifecycle(
@@ -193,9 +193,11 @@ export class ClusterState {
     this.#engine = engine;
     driver.add(engine);
     for (const unit of this.map.units) driver.add(unit);
-    this.#stopRouting = this.#group.routeFrames(STATE_FRAME_KINDS, (peer, { frame }) => {
+    this.#stopRouting = this.#group.routeFrames(STATE_FRAME_KINDS, (peer, received) => {
       const now = driver.now();
-      engine.onFrame(peer.key, peer.incarnation, decodeStateFrame(frame, now), now);
+      // The frames of every write come read by hand (state-reader.ts); the others, and any it declined, decoded.
+      const frame = received.read === undefined ? decodeStateFrame(received.frame, now) : (received.read as StateFrame);
+      engine.onFrame(peer.key, peer.incarnation, frame, now);
       driver.touch();
     });
     // What a turn produced (the coordinator's batch, acknowledgements, notices) goes out with the turn,

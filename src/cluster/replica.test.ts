@@ -40,6 +40,22 @@ describe("Replica", () => {
     expect(replica.tokenCeiling).toBe(1_024);
   });
 
+  it("remembers the last 4,096 requests of a requester, in the order they were first applied (one applied again keeps its place)", () => {
+    const replica = new Replica(16);
+    let index = 0;
+    const applyRequest = (requestId: number) => replica.apply(update(++index, [{ requestId, requester: A, changes: [] }]), 0);
+    for (let id = 1; id <= 4_096; id++) applyRequest(id);
+    // Request 1 again: remembered already, it stays the oldest.
+    applyRequest(1);
+    expect(replica.appliedRequest(A, 1)?.index).toBe(index);
+    applyRequest(4_097);
+    expect(replica.appliedRequest(A, 1)).toBeUndefined();
+    expect(replica.appliedRequest(A, 2)).toBeDefined();
+    for (let id = 4_098; id <= 4_096 * 2 + 10; id++) applyRequest(id);
+    expect(replica.appliedRecords().map((r) => r.requestId)).toEqual(Array.from({ length: 4_096 }, (_, i) => 4_096 + 11 + i));
+    expect(replica.lastAppliedIndex(A)).toBe(index);
+  });
+
   it("keeps a log of the last updates for replicas behind, and knows the line it follows", () => {
     const replica = new Replica(16);
     for (let i = 1; i <= 20; i++) replica.apply(update(i, []), 0);

@@ -30,6 +30,34 @@ function lineKey(epoch: number, coordinator: PeerKey): string {
   return `${epoch}/${coordinator}`;
 }
 
+/**
+ * The applied requests remembered of one requester, by request id, in the order they were applied; past
+ * APPLIED_PER_REQUESTER the oldest is forgotten. The ids' order is kept in a ring beside the map, so the
+ * oldest is found without an iterator made for every write.
+ */
+class RequesterRecords {
+  readonly byId = new Map<number, AppliedRecord>();
+  readonly #order: number[] = [];
+  /** Where the oldest id is in `#order`, once it is full. */
+  #oldest = 0;
+
+  remember(record: AppliedRecord): void {
+    const byId = this.byId;
+    const size = byId.size;
+    byId.set(record.requestId, record);
+    // An id remembered already keeps its place (as in the map's order).
+    if (byId.size === size) return;
+    if (size < APPLIED_PER_REQUESTER) {
+      this.#order.push(record.requestId);
+      return;
+    }
+    // Full: the oldest is forgotten, and its slot in the ring taken by the newest.
+    byId.delete(this.#order[this.#oldest]!);
+    this.#order[this.#oldest] = record.requestId;
+    this.#oldest = (this.#oldest + 1) % APPLIED_PER_REQUESTER;
+  }
+}
+
 /** What one update did: the replica's changes (for listeners) and a record per request it applied. */
 export interface Applied {
   readonly changes: ReplicaChange[];
@@ -45,7 +73,7 @@ export interface Applied {
 export class Replica {
   #entries = new Map<string, StoredEntry>();
   readonly locks: Map<string, StoredLock> = new Map();
-  readonly #applied = new Map<string, Map<number, AppliedRecord>>();
+  readonly #applied = new Map<string, RequesterRecords>();
   #position: Position = ORIGIN;
   #nextToken = 1;
   #tokenCeiling = 1;
@@ -105,7 +133,7 @@ export class Replica {
   }
 
   appliedRequest(requester: MemberInstance, requestId: number): AppliedRecord | undefined {
-    return this.#applied.get(instanceKey(requester))?.get(requestId);
+    return this.#applied.get(instanceKey(requester))?.byId.get(requestId);
   }
 
   /** Applies one update (the caller checked it follows our position), returning what changed. */
@@ -115,7 +143,7 @@ export class Replica {
     const records: AppliedRecord[] = [];
     // The requests of an update mostly come from one member or a few: its key is looked up once a run.
     let requester: MemberInstance | undefined;
-    let applied: Map<number, AppliedRecord> | undefined;
+    let applied: RequesterRecords | undefined;
     for (const request of update.requests) {
       // Only single-key writes answer with the entry as it was (put, remove); a batch's would be large.
       // Most requests change one key: no array of the entries before unless one was there.
@@ -138,7 +166,7 @@ export class Replica {
           requester = request.requester;
           applied = this.#appliedOf(requester);
         }
-        this.#rememberIn(applied!, record);
+        applied!.remember(record);
         records.push(record);
       }
     }
@@ -222,7 +250,7 @@ export class Replica {
   /** Every applied request remembered, for a snapshot. */
   appliedRecords(): AppliedRecord[] {
     const records: AppliedRecord[] = [];
-    for (const perRequester of this.#applied.values()) records.push(...perRequester.values());
+    for (const perRequester of this.#applied.values()) records.push(...perRequester.byId.values());
     return records;
   }
 
@@ -230,7 +258,7 @@ export class Replica {
   requesters(): MemberInstance[] {
     const members: MemberInstance[] = [];
     for (const perRequester of this.#applied.values()) {
-      const first = perRequester.values().next();
+      const first = perRequester.byId.values().next();
       if (!first.done) members.push(first.value.requester);
     }
     return members;
@@ -239,25 +267,20 @@ export class Replica {
   /** The index of the last request of `requester` this replica remembers (0: none). */
   lastAppliedIndex(requester: MemberInstance): number {
     let last = 0;
-    for (const record of this.#applied.get(instanceKey(requester))?.values() ?? []) if (record.index > last) last = record.index;
+    for (const record of this.#applied.get(instanceKey(requester))?.byId.values() ?? []) if (record.index > last) last = record.index;
     return last;
   }
 
   #remember(record: AppliedRecord): void {
-    this.#rememberIn(this.#appliedOf(record.requester), record);
+    this.#appliedOf(record.requester).remember(record);
   }
 
   /** The applied requests remembered of `requester` (made empty if none). */
-  #appliedOf(requester: MemberInstance): Map<number, AppliedRecord> {
+  #appliedOf(requester: MemberInstance): RequesterRecords {
     const key = instanceKey(requester);
     let perRequester = this.#applied.get(key);
-    if (perRequester === undefined) this.#applied.set(key, (perRequester = new Map()));
+    if (perRequester === undefined) this.#applied.set(key, (perRequester = new RequesterRecords()));
     return perRequester;
-  }
-
-  #rememberIn(perRequester: Map<number, AppliedRecord>, record: AppliedRecord): void {
-    perRequester.set(record.requestId, record);
-    if (perRequester.size > APPLIED_PER_REQUESTER) perRequester.delete(perRequester.keys().next().value!);
   }
 
   #lineKey(epoch: number, coordinator: PeerKey): string {

@@ -301,7 +301,7 @@ export class ReplicatedMap {
   /** Listeners of "change" (a snapshot's entry changes are worked out only for someone). */
   #changeListeners = 0;
   /** Where write and lock-wait durations go (the `metrics` option). */
-  readonly #measure: MeasureMap;
+  readonly #metrics: MapMetrics;
   readonly #calls = new PendingCalls<StateResponse | undefined, CallMeta>();
   /** Keys this member holds or is asking for, and the calls queued behind. */
   readonly #turns = new Map<string, { queue: number[] }>();
@@ -310,9 +310,9 @@ export class ReplicatedMap {
   readonly #handleAccess: HandleAccess;
 
   /** @internal Created by the cluster channel. */
-  constructor(access: MapAccess, options: ResolvedStateOptions, onListenerError: (error: BlazeError) => void, measure: MeasureMap = () => undefined) {
+  constructor(access: MapAccess, options: ResolvedStateOptions, onListenerError: (error: BlazeError) => void, metrics: MapMetrics = NO_METRICS) {
     this.#access = access;
-    this.#measure = measure;
+    this.#metrics = metrics;
     this.#options = options;
     this.#events = new Emitter<MapEvents>((error) => onListenerError(error));
     this.#handleAccess = {
@@ -543,47 +543,62 @@ export class ReplicatedMap {
     return this.#access.engine();
   }
 
-  /** Sends `op` and waits for its answer (refusals included): rejects with TIMEOUT, ABORTED or CLOSED. */
-  #call(op: StateOp, timeoutMs: number, signal: AbortSignalLike | undefined, what: string): Promise<StateResponse> {
+  /**
+   * Sends `op` and waits for its answer (refusals included): rejects with TIMEOUT, ABORTED or CLOSED. A
+   * write (`started`: when it began) rejects with a refusal's error instead, and is measured as it ends.
+   */
+  #call(op: StateOp, timeoutMs: number, signal: AbortSignalLike | undefined, what: string, started?: number): Promise<StateResponse> {
     const engine = this.#engine();
     const access = this.#access;
-    const { id, promise } = this.#calls.open(access.now(), timeoutMs, signal, what, { request: true });
+    const { id, promise } = this.#calls.open(access.now(), timeoutMs, signal, what, REQUEST_CALL);
     let answered = false;
     const request = engine.request(
       op,
       (response) => {
         answered = true;
-        return this.#calls.settle(id, response);
+        if (started === undefined) return this.#calls.settle(id, response);
+        // A write's outcome is settled here, as the answer comes: no async step more for every write.
+        if (response.outcome === "OK") {
+          if (!this.#calls.settle(id, response)) return false;
+          this.#measureWrite(op.case, started, "ok");
+          return true;
+        }
+        const error = responseError(response);
+        if (!this.#calls.fail(id, error)) return false;
+        this.#measureWrite(op.case, started, error.code);
+        return true;
       },
       access.now(),
     );
     access.touch();
     // However the call ends without its answer, the engine stops asking (and withdraws a lock request).
-    promise.catch(() => {
+    promise.catch((error: unknown) => {
       if (answered) return;
+      if (started !== undefined) this.#measureWrite(op.case, started, error instanceof BlazeError ? error.code : "error");
       engine.abandon(request, access.now());
       access.touch();
     });
     return promise as Promise<StateResponse>;
   }
 
-  async #write(op: StateOp, bytes: number, options: WriteOptions, what: string): Promise<StateResponse> {
+  /** A write: resolves with its answer, or rejects with its refusal's error (or TIMEOUT, ABORTED, CLOSED). */
+  #write(op: StateOp, bytes: number, options: WriteOptions, what: string): Promise<StateResponse> {
     const max = this.#access.maxUpdateBytes();
     if (bytes > max) throw new BlazeError("MESSAGE_TOO_LARGE", `${what} makes an update of about ${bytes} bytes, more than one datagram carries (${max})`);
     const timeoutMs = options.timeoutMs ?? this.#options.requestTimeoutMs;
     checkDuration(timeoutMs, "timeoutMs");
     const started = this.#access.now();
-    const outcome = (result: string) => this.#measure("activeblaze.map.write.duration", this.#access.now() - started, { operation: op.case, outcome: result });
-    let response: StateResponse;
     try {
-      response = await this.#call(op, timeoutMs, options.signal, what);
+      return this.#call(op, timeoutMs, options.signal, what, started);
     } catch (error) {
-      outcome(error instanceof BlazeError ? error.code : "error");
+      this.#measureWrite(op.case, started, error instanceof BlazeError ? error.code : "error");
       throw error;
     }
-    outcome(response.outcome === "OK" ? "ok" : responseError(response).code);
-    if (response.outcome !== "OK") throw responseError(response);
-    return response;
+  }
+
+  /** A write's duration, to the metrics backend when there is one (nothing made for nobody: writes are many). */
+  #measureWrite(operation: string, started: number, outcome: string): void {
+    if (this.#metrics.measuring()) this.#metrics.record("activeblaze.map.write.duration", this.#access.now() - started, { operation, outcome });
   }
 
   #putSpec(key: string, value: MapValue, options: PutOptions, keys: readonly string[]): PutSpec {
@@ -632,7 +647,7 @@ export class ReplicatedMap {
       const asked = access.now();
       const wait = Math.max(0, waitMs - Math.round(asked - began));
       // The coordinator gives up after `wait`; this member waits a little longer for that answer.
-      const waited = (outcome: string) => this.#measure("activeblaze.map.lock.wait", access.now() - asked, { outcome });
+      const waited = (outcome: string) => this.#metrics.record("activeblaze.map.lock.wait", access.now() - asked, { outcome });
       const response = await this.#call(
         { case: "lock", key, leaseMs, waitMs: wait, releaseOnExit: options.releaseOnExit ?? this.#options.releaseLockOnExit },
         wait + this.#options.requestTimeoutMs,
@@ -779,4 +794,13 @@ function isIterable(value: unknown): value is Iterable<readonly [string, MapValu
 }
 
 /** Records how long a write took to be acknowledged, or a lock to be granted, in ms. */
-type MeasureMap = (name: "activeblaze.map.write.duration" | "activeblaze.map.lock.wait", ms: number, attributes: Record<string, string>) => void;
+/** Where the map's durations go: `record` takes one; `measuring` is false when nothing takes them. */
+interface MapMetrics {
+  measuring(): boolean;
+  record(name: "activeblaze.map.write.duration" | "activeblaze.map.lock.wait", ms: number, attributes: Record<string, string>): void;
+}
+
+const NO_METRICS: MapMetrics = { measuring: () => false, record: () => undefined };
+
+/** What a call of the engine keeps while it waits (one object for all of them). */
+const REQUEST_CALL: CallMeta = { request: true };

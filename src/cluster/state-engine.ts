@@ -242,42 +242,55 @@ export class StateEngine implements TimedUnit {
 
   /** A state frame from `peer`, running as `incarnation`. */
   onFrame(peer: PeerKey, incarnation: number, frame: StateFrame | undefined, now: number): void {
-    this.#run(now, () => {
-      if (frame === undefined) {
-        this.#malformed++;
-        return;
-      }
-      if ("group" in frame && frame.group !== this.#host.group) return;
-      if ((frame.kind === "update" || frame.kind === "announce") && peer === this.#view?.coordinator.id && peer !== this.#host.local.id) {
-        this.memory.echoed = { coordinator: peer, at: now };
-      }
-      switch (frame.kind) {
-        case "request":
-          return this.#onRequest(peer, incarnation, frame.request, now);
-        case "response":
-          return this.#client.onResponse(peer, frame.response, this.memory.accepted.epoch, now);
-        case "update":
-          return this.#follower.onUpdate(peer, frame.update, frame.leaseProbe, frame.termBegun, now);
-        case "announce":
-          return this.#follower.onAnnounce(peer, frame.announce, frame.termBegun);
-        case "snapshot":
-          return this.#follower.onSnapshot(peer, frame.chunk);
-        case "sync":
-          return this.#follower.onSync(peer, frame.sync, now);
-        case "ack":
-          this.#snapshots.readsEntryBlock(peer, frame.readsEntryBlock);
-          return this.#onAck(peer, incarnation, frame.ack, now);
-      }
-    });
+    // As #run does, without a closure: a frame arrives for every write.
+    const outer = this.#enter(now);
+    try {
+      this.#onFrame(peer, incarnation, frame, now);
+      if (outer) this.#runLater();
+    } finally {
+      this.#depth--;
+    }
+  }
+
+  #onFrame(peer: PeerKey, incarnation: number, frame: StateFrame | undefined, now: number): void {
+    if (frame === undefined) {
+      this.#malformed++;
+      return;
+    }
+    if ("group" in frame && frame.group !== this.#host.group) return;
+    if ((frame.kind === "update" || frame.kind === "announce") && peer === this.#view?.coordinator.id && peer !== this.#host.local.id) {
+      this.memory.echoed = { coordinator: peer, at: now };
+    }
+    switch (frame.kind) {
+      case "request":
+        return this.#onRequest(peer, incarnation, frame.request, now);
+      case "response":
+        return this.#client.onResponse(peer, frame.response, this.memory.accepted.epoch, now);
+      case "update":
+        return this.#follower.onUpdate(peer, frame.update, frame.leaseProbe, frame.termBegun, now);
+      case "announce":
+        return this.#follower.onAnnounce(peer, frame.announce, frame.termBegun);
+      case "snapshot":
+        return this.#follower.onSnapshot(peer, frame.chunk);
+      case "sync":
+        return this.#follower.onSync(peer, frame.sync, now);
+      case "ack":
+        this.#snapshots.readsEntryBlock(peer, frame.readsEntryBlock);
+        return this.#onAck(peer, incarnation, frame.ack, now);
+    }
   }
 
   /** Opens a request of this member, answered through `answer` (perhaps before this returns); returns its id. */
   request(op: StateOp, answer: Answer, now: number): number {
-    let id = 0;
-    this.#run(now, () => {
-      id = this.#client.open(op, answer, now);
-    });
-    return id;
+    // As #run does, without a closure: a request is opened for every write.
+    const outer = this.#enter(now);
+    try {
+      const id = this.#client.open(op, answer, now);
+      if (outer) this.#runLater();
+      return id;
+    } finally {
+      this.#depth--;
+    }
   }
 
   /** The caller of request `id` stopped waiting: a lock request is withdrawn. */
@@ -631,15 +644,26 @@ export class StateEngine implements TimedUnit {
 
   /** Runs an input, then what it handed over within the member and the listeners' events, in order. */
   #run(now: number, input: () => void): void {
-    this.#depth++;
-    const outer = this.#depth === 1;
-    if (outer) this.#now = now;
+    const outer = this.#enter(now);
     try {
       input();
-      if (outer) for (let next = this.#later.shift(); next !== undefined; next = this.#later.shift()) next();
+      if (outer) this.#runLater();
     } finally {
       this.#depth--;
     }
+  }
+
+  /** Enters an input (the caller leaves it, `#depth--`, however it ends); true for the outermost one. */
+  #enter(now: number): boolean {
+    this.#depth++;
+    const outer = this.#depth === 1;
+    if (outer) this.#now = now;
+    return outer;
+  }
+
+  /** What the outermost input left for its end. */
+  #runLater(): void {
+    for (let next = this.#later.shift(); next !== undefined; next = this.#later.shift()) next();
   }
 }
 

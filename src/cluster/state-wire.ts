@@ -21,13 +21,13 @@ import {
   type TermRecordSchema,
 } from "../../gen/activeblaze/v1/cluster_pb.ts";
 import type { Frame } from "../../gen/activeblaze/v1/envelope_pb.ts";
-import { idOf, keyOf, sameId } from "../reliable/member-key.ts";
+import { idOf, sameId } from "../reliable/member-key.ts";
 import { fastCodec } from "../wire/fast-codec.ts";
-import { encodeFrame } from "../wire/frames.ts";
+import { encodeFrame, readFramesByHand } from "../wire/frames.ts";
 import type { PeerKey } from "../reliable/protocol.ts";
 import { MAX_COUNTER } from "../wire/safe-integers.ts";
-import { MEMBER_ID_BYTES } from "../wire/limits.ts";
 import { type BlockLock, readEntryBlock, writeEntryBlock } from "./entry-block.ts";
+import { memberInstance, peerKeyAt, readStateAck, readStateRequest, readStateUpdate } from "./state-reader.ts";
 import { writeAckFrame, writeRequestFrame, writeUpdateFrame } from "./state-writer.ts";
 import {
   type Announce,
@@ -80,6 +80,11 @@ export type StateFrame =
 
 class Malformed extends Error {}
 
+// The frames of every write are read by hand, straight into the forms above (state-reader.ts).
+readFramesByHand("stateRequest", readStateRequest);
+readFramesByHand("stateUpdate", readStateUpdate);
+readFramesByHand("stateAck", readStateAck);
+
 const OUTCOMES: Record<StateOutcome, StateResult> = {
   OK: StateResult.OK,
   LOCKED: StateResult.LOCKED,
@@ -108,24 +113,8 @@ function num(value: bigint): number {
   return Number(value);
 }
 
-/**
- * The keys of the member ids read lately: state frames name a few members (the coordinator, the
- * writers) over and over, and a key made afresh is sixteen concatenations and a new string to hash
- * wherever it is looked up.
- */
-const RECENT_PEERS = 4;
-const recentIds: Uint8Array[] = [];
-const recentKeys: PeerKey[] = [];
-let recentNext = 0;
-
 function peerOf(id: Uint8Array): PeerKey {
-  if (id.length !== MEMBER_ID_BYTES) throw new Malformed("a member id that is not 16 bytes");
-  for (let i = 0; i < recentIds.length; i++) if (sameId(recentIds[i]!, id)) return recentKeys[i]!;
-  const key = keyOf(id);
-  recentIds[recentNext] = id.slice();
-  recentKeys[recentNext] = key;
-  recentNext = (recentNext + 1) % RECENT_PEERS;
-  return key;
+  return peerKeyAt(id, 0, id.length) ?? malformed("a member id that is not 16 bytes");
 }
 
 /** An id that may be absent (a replica that never synced names no coordinator). */
@@ -133,27 +122,13 @@ function optionalPeerOf(id: Uint8Array): PeerKey {
   return id.length === 0 ? "" : peerOf(id);
 }
 
-/**
- * The member instances decoded last, handed out again: every update names its requesters, mostly the
- * same few, and one instance each keeps their key made once (see instanceKey) rather than a string
- * and a weak entry more for every write.
- */
-const RECENT_INSTANCES = 8;
-const recentInstances: MemberInstance[] = [];
-let recentInstanceNext = 0;
-
 function instanceOf(ref: MemberRef | undefined): MemberInstance {
   if (ref === undefined) throw new Malformed("a member reference is missing");
-  const id = peerOf(ref.id);
-  const incarnation = num(ref.incarnation);
-  for (let i = 0; i < recentInstances.length; i++) {
-    const member = recentInstances[i]!;
-    if (member.id === id && member.incarnation === incarnation) return member;
-  }
-  const member = { id, incarnation };
-  recentInstances[recentInstanceNext] = member;
-  recentInstanceNext = (recentInstanceNext + 1) % RECENT_INSTANCES;
-  return member;
+  return memberInstance(peerOf(ref.id), num(ref.incarnation));
+}
+
+function malformed(reason: string): never {
+  throw new Malformed(reason);
 }
 
 function termRecordInit(term: TermRecord): MessageInitShape<typeof TermRecordSchema> {

@@ -11,7 +11,9 @@ import {
   DatagramReader,
   emptyDataFields,
   encodeEnvelopeHeader,
+  encodeFrame,
   NO_BYTES,
+  readFramesByHand,
   type ReceiveResult,
   toData,
   toDataFields,
@@ -42,7 +44,7 @@ function normalise(result: ReceiveResult): { ok: boolean; reason?: string; frame
     frames: result.datagram.frames.map((frame) =>
       frame.case === "data"
         ? toBinary(FrameSchema, create(FrameSchema, { kind: { case: "data", value: toData(frame) } }))
-        : toBinary(FrameSchema, create(FrameSchema, { kind: frame.frame.kind })),
+        : toBinary(FrameSchema, create(FrameSchema, { kind: frame.frame!.kind })),
     ),
   };
 }
@@ -204,6 +206,24 @@ describe("DatagramReader", () => {
         expect(result.datagram.incarnation, `case ${i}`).toBe(fresh.datagram.incarnation);
       }
     }
+  });
+
+  it("hands a frame to its kind's hand reader, and to the generated decoder where the reader declines or throws", () => {
+    const builder = new DatagramBuilder(encodeEnvelopeHeader(cluster, senderId, 1));
+    builder.addFrame(encodeFrame({ case: "stateAck", value: { group: "read" } }));
+    builder.addFrame(encodeFrame({ case: "stateAck", value: { group: "declined" } }));
+    builder.addFrame(encodeFrame({ case: "stateAck", value: { group: "thrown" } }));
+    const datagram = builder.finish()!;
+    readFramesByHand("stateAck", (bytes, start, end) => {
+      const group = new TextDecoder().decode(bytes.subarray(start + 2, end));
+      if (group === "thrown") throw new Error("a reader's fault");
+      return group === "read" ? { group } : undefined;
+    });
+    const read = new DatagramReader({ cluster }).read(datagram);
+    expect(read.ok).toBe(true);
+    const frames = read.ok ? read.datagram.frames : [];
+    expect(frames[0]).toEqual({ case: "stateAck", read: { group: "read" } });
+    for (const frame of frames.slice(1)) expect(frame.case === "stateAck" && frame.frame?.kind.case).toBe("stateAck");
   });
 
   it("refuses another cluster, a bad version and oversize datagrams with the generated decoder's reasons", () => {

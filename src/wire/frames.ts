@@ -28,7 +28,62 @@ export { emptyDataFields } from "../../gen/activeblaze/v1/reliable_fast.ts";
 /** One frame of a received datagram: user data in hot-path form, or any other protocol message. */
 export type ReceivedFrame =
   | DataFields
-  | { readonly case: Exclude<Frame["kind"]["case"], "data" | undefined>; readonly frame: Frame };
+  | { readonly case: Exclude<Frame["kind"]["case"], "data" | undefined>; readonly frame: Frame; readonly read?: undefined }
+  | HandReadFrame;
+
+/**
+ * The frame kinds a level may read by hand, into its own form (the replicated map's frames of every
+ * write): see `readFramesByHand`.
+ */
+export type HandReadCase = "stateRequest" | "stateUpdate" | "stateAck";
+
+/** A frame read by its kind's hand reader: the reader's form of it, and no generated message. */
+export interface HandReadFrame {
+  readonly case: HandReadCase;
+  readonly frame?: undefined;
+  readonly read: object;
+}
+
+/**
+ * A hand reader of a frame kind: reads the message at `bytes[start, end)` (inside its Frame field) into
+ * its level's own form, or answers undefined when it is not the usual shape. It accepts only bytes the
+ * generated decoder accepts; what it declines goes to the generated decoder, as any other frame does
+ * (and so does a frame it throws on: nothing is thrown out of the receive path).
+ */
+export type FrameReader = (bytes: Uint8Array, start: number, end: number) => object | undefined;
+
+/** The hand readers, by the number of their kind's Frame field. */
+const handReaders: Array<{ readonly case: HandReadCase; readonly read: FrameReader } | undefined> = [];
+
+/**
+ * Has frames of `kind` read by `read` from now on, by every reader of datagrams (a level registers its
+ * readers once, when its module loads). A frame it reads reaches the level's route as a HandReadFrame;
+ * one it declines, as the generated message.
+ */
+export function readFramesByHand(kind: HandReadCase, read: FrameReader): void {
+  handReaders[FrameSchema.field[kind]!.number] = { case: kind, read };
+}
+
+/** The frame at `bytes[start, end)` read by its kind's hand reader; undefined when it has none, or it declined. */
+function readByHand(bytes: Uint8Array, start: number, end: number): HandReadFrame | undefined {
+  // The hand-read kinds are fields 16 to 2047: two-byte tags, length-delimited.
+  if (end - start < 3) return undefined;
+  const low = bytes[start]!;
+  const high = bytes[start + 1]!;
+  if (low < 0x80 || high >= 0x80 || (low & 7) !== 2) return undefined;
+  const hand = handReaders[((low & 0x7f) | (high << 7)) >>> 3];
+  if (hand === undefined) return undefined;
+  const cursor = new ByteCursor(bytes, start + 2, end);
+  const messageEnd = cursor.delimitedEnd();
+  if (cursor.failed || messageEnd !== end) return undefined;
+  let read: object | undefined;
+  try {
+    read = hand.read(bytes, cursor.pos, end);
+  } catch {
+    return undefined;
+  }
+  return read === undefined ? undefined : { case: hand.case, read };
+}
 
 /** A received datagram that passed every check. */
 export interface ReceivedDatagram {
@@ -468,6 +523,12 @@ export class DatagramReader {
         if (data === undefined) return undefined;
         frames.push(data);
       } else {
+        const hand = readByHand(bytes, frameStart, frameEnd);
+        if (hand !== undefined) {
+          frames.push(hand);
+          cursor.pos = frameEnd;
+          continue;
+        }
         let frame: Frame;
         try {
           frame = FRAME_CODEC.decode(bytes, frameStart, frameEnd);
