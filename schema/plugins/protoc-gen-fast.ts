@@ -7,13 +7,17 @@
  * field, an unexpected wire type, a number the field's type cannot hold), which the generated decoder
  * then judges. So the schema stays the one source of truth for every byte, hot path included.
  *
- * Options: `message=<fully qualified name>`, once per message.
+ * Options: `message=<fully qualified name>`, once per message; `shared=<message name>.<field name>`, for a
+ * bytes field that its reader takes from `readShared` instead of as a view into the datagram (a field
+ * receivers keep or only measure, which a view per datagram would cost more than a copy made once).
  */
 import { type DescField, type DescMessage, ScalarType } from "@bufbuild/protobuf";
 import { createEcmaScriptPlugin, type GeneratedFile, runNodeJs } from "@bufbuild/protoplugin";
 
 interface Options {
   readonly messages: readonly string[];
+  /** Bytes fields read through `readShared`, by fully qualified message name and field name. */
+  readonly shared: readonly string[];
 }
 
 type Kind = "uint" | "uint32" | "enum" | "bool" | "string" | "bytes";
@@ -24,6 +28,8 @@ interface Field {
   readonly kind: Kind;
   /** Bytes of its tag. */
   readonly tagBytes: number[];
+  /** A bytes field read through `readShared`. */
+  readonly shared: boolean;
 }
 
 function kindOf(field: DescField): Kind {
@@ -57,22 +63,25 @@ function varint(value: number): number[] {
   return bytes;
 }
 
-function fieldsOf(message: DescMessage): Field[] {
+function fieldsOf(message: DescMessage, shared: readonly string[]): Field[] {
   return [...message.fields]
     .sort((a, b) => a.number - b.number)
     .map((field) => {
       const kind = kindOf(field);
       const wireType = kind === "string" || kind === "bytes" ? 2 : 0;
-      return { number: field.number, name: field.localName, kind, tagBytes: varint((field.number << 3) | wireType) };
+      const isShared = shared.includes(`${message.typeName}.${field.name}`);
+      if (isShared && kind !== "bytes") throw new Error(`protoc-gen-fast: ${message.typeName}.${field.name} is not a bytes field`);
+      return { number: field.number, name: field.localName, kind, tagBytes: varint((field.number << 3) | wireType), shared: isShared };
     });
 }
 
 const TS_TYPE: Record<Kind, string> = { uint: "number", uint32: "number", enum: "number", bool: "boolean", string: "string", bytes: "Uint8Array" };
 const DEFAULT: Record<Kind, string> = { uint: "0", uint32: "0", enum: "0", bool: "false", string: '""', bytes: "EMPTY" };
 
-function generate(f: GeneratedFile, message: DescMessage): void {
+function generate(f: GeneratedFile, message: DescMessage, shared: readonly string[]): void {
   const name = message.name;
-  const fields = fieldsOf(message);
+  const fields = fieldsOf(message, shared);
+  const sharedParam = fields.some((field) => field.shared) ? ", readShared: (bytes: Uint8Array, start: number, end: number) => Uint8Array" : "";
   const strings = fields.filter((field) => field.kind === "string");
   const stringParams = strings.map((field) => `${field.name}Bytes: Uint8Array`).join(", ");
   const stringArgs = strings.map((field) => `${field.name}Bytes`).join(", ");
@@ -154,10 +163,10 @@ function generate(f: GeneratedFile, message: DescMessage): void {
 
   f.print(
     f.jsDoc(
-      `Reads the ${name} in \`bytes[start, end)\`: a fresh object (receivers may keep it), whose bytes fields are views\ninto \`bytes\`. Undefined when the bytes are not the usual shape — a field repeated or unknown, another wire\ntype, a number its type cannot hold (past 2^53 − 1, a 32-bit field past 2^32 − 1, an enum past 2^31 − 1, a\nbool past 1) — or \`readString\` refuses a string: the generated decoder then has the last word.`,
+      `Reads the ${name} in \`bytes[start, end)\`: a fresh object (receivers may keep it), whose bytes fields are views\ninto \`bytes\`. Undefined when the bytes are not the usual shape — a field repeated or unknown, another wire\ntype, a number its type cannot hold (past 2^53 − 1, a 32-bit field past 2^32 − 1, an enum past 2^31 − 1, a\nbool past 1) — or \`readString\` refuses a string: the generated decoder then has the last word.${sharedParam === "" ? "" : "\nA bytes field read through \`readShared\` is what that returns, not a view."}`,
     ),
   );
-  f.print`export function read${name}(bytes: Uint8Array, start: number, end: number, readString: (bytes: Uint8Array, start: number, end: number) => string | undefined): ${name}Fields | undefined {`;
+  f.print`export function read${name}(bytes: Uint8Array, start: number, end: number, readString: (bytes: Uint8Array, start: number, end: number) => string | undefined${sharedParam}): ${name}Fields | undefined {`;
   f.print`  const data = empty${name}Fields();`;
   f.print`  let pos = start;`;
   f.print`  let seen = 0;`;
@@ -187,6 +196,8 @@ function generate(f: GeneratedFile, message: DescMessage): void {
         f.print`        const text = readString(bytes, pos, pos + length);`;
         f.print`        if (text === undefined) return undefined;`;
         f.print`        data.${field.name} = text;`;
+      } else if (field.shared) {
+        f.print`        data.${field.name} = readShared(bytes, pos, pos + length);`;
       } else {
         f.print`        data.${field.name} = bytes.subarray(pos, pos + length);`;
       }
@@ -272,11 +283,13 @@ const plugin = createEcmaScriptPlugin({
   version: "v1",
   parseOptions(raw): Options {
     const messages: string[] = [];
+    const shared: string[] = [];
     for (const { key, value } of raw) {
-      if (key !== "message") throw new Error(`protoc-gen-fast: unknown option ${key}`);
-      messages.push(value);
+      if (key === "message") messages.push(value);
+      else if (key === "shared") shared.push(value);
+      else throw new Error(`protoc-gen-fast: unknown option ${key}`);
     }
-    return { messages };
+    return { messages, shared };
   },
   generateTs(schema) {
     for (const file of schema.files) {
@@ -284,7 +297,7 @@ const plugin = createEcmaScriptPlugin({
       if (chosen.length === 0) continue;
       const f = schema.generateFile(`${file.name}_fast.ts`);
       f.preamble(file);
-      for (const message of chosen) generate(f, message);
+      for (const message of chosen) generate(f, message, schema.options.shared);
       runtime(f);
     }
   },

@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { FrameSchema } from "../../gen/activeblaze/v1/envelope_pb.ts";
 import { AckSchema, SeqRangeSchema } from "../../gen/activeblaze/v1/reliable_pb.ts";
 import { SeededRandom } from "../transport/seeded-random.ts";
-import { encodeAckFrame, MAX_ACK_FRAME_BYTES, readAckFrame, writeAckFrame } from "./ack-codec.ts";
+import { ackCumulative, encodeAckFrame, MAX_ACK_FRAME_BYTES, readAckFrame, writeAckFrame } from "./ack-codec.ts";
 
 function generated(stream: number, originId: Uint8Array, incarnation: number, cumulative: number, highest: number): Uint8Array {
   const received = highest > cumulative ? [create(SeqRangeSchema, { first: BigInt(highest), last: BigInt(highest) })] : [];
@@ -22,6 +22,19 @@ describe("acknowledgements by hand", () => {
       expect(bytes).toEqual(generated(...args));
       expect(readAckFrame(bytes, 0, bytes.length)).toEqual(fromBinary(FrameSchema, bytes));
     }
+  });
+
+  it("gives an Ack's cumulative count as a number: the one it read for the Ack it read last, converted for any other", () => {
+    const read = (cumulative: number) => {
+      const bytes = encodeAckFrame(1, new Uint8Array(16), 5, cumulative, 0);
+      const frame = readAckFrame(bytes, 0, bytes.length);
+      return (frame?.kind.case === "ack" ? frame.kind.value : undefined)!;
+    };
+    const first = read(2 ** 40 + 3);
+    const last = read(77);
+    expect(ackCumulative(last)).toBe(77);
+    expect(ackCumulative(first)).toBe(2 ** 40 + 3);
+    expect(ackCumulative(create(AckSchema, { cumulative: 9n }))).toBe(9);
   });
 
   it("writes in place the bytes it encodes, within MAX_ACK_FRAME_BYTES (5,000 random ones, the largest numbers among them)", () => {

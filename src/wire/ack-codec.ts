@@ -159,6 +159,8 @@ export function readAckFrame(bytes: Uint8Array, start: number, end: number): Fra
     cumulative: BigInt(cumulative),
     received,
   };
+  lastAck = ack;
+  lastCumulative = cumulative;
   return { $typeName: "activeblaze.v1.Frame", kind: { case: "ack", value: ack } };
 }
 
@@ -182,6 +184,16 @@ function readRange(bytes: Uint8Array, start: number, end: number): SeqRange | un
 }
 
 const EMPTY = new Uint8Array(0);
+
+// The Ack read last and its cumulative count as read: the protocol that handles it next takes the number
+// from here, not converted back from the bigint the message holds.
+let lastAck: Ack | undefined;
+let lastCumulative = 0;
+
+/** An Ack's cumulative count as a number (past 2^53 − 1, rounded). */
+export function ackCumulative(ack: Ack): number {
+  return ack === lastAck ? lastCumulative : Number(ack.cumulative);
+}
 
 // The acknowledgements a member receives all name its own incarnation (as the origin of the stream they
 // acknowledge): the bigint of the last one read is kept and handed out again while it is the same.

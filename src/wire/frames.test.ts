@@ -226,6 +226,29 @@ describe("DatagramReader", () => {
     for (const frame of frames.slice(1)) expect(frame.case === "stateAck" && frame.frame?.kind.case).toBe("stateAck");
   });
 
+  it("hands out one copy of a Data's target while it stays the same, not a view into each datagram", () => {
+    const warm = new DatagramReader({ cluster });
+    const otherId = new Uint8Array(16).fill(9);
+    const datagram = (target: Uint8Array, seq: number) => {
+      const builder = new DatagramBuilder(encodeEnvelopeHeader(cluster, otherId, 2));
+      builder.addData(data({ seq, addressing: Addressing.MEMBER, targetId: target }));
+      return builder.finish()!.slice();
+    };
+    const targetOf = (bytes: Uint8Array) => {
+      const result = warm.read(bytes);
+      const frame = result.ok ? result.datagram.frames[0] : undefined;
+      return frame?.case === "data" ? frame.targetId : undefined;
+    };
+    const first = datagram(senderId, 1);
+    const target = targetOf(first);
+    expect(target).toEqual(senderId);
+    first.fill(0);
+    expect(target).toEqual(senderId);
+    expect(targetOf(datagram(senderId, 2))).toBe(target);
+    expect(targetOf(datagram(otherId, 3))).toEqual(otherId);
+    expect(targetOf(datagram(senderId, 4))).toEqual(senderId);
+  });
+
   it("refuses another cluster, a bad version and oversize datagrams with the generated decoder's reasons", () => {
     const other = new DatagramBuilder(encodeEnvelopeHeader("elsewhere", senderId, 1));
     other.addData(data());

@@ -449,6 +449,7 @@ export class DatagramReader {
   readonly #maxBytes: number;
   #lastDestinationBytes: Uint8Array = NO_BYTES;
   #lastDestination = "";
+  #lastTarget: Uint8Array = NO_BYTES;
   readonly #headers: ClearHeaderReader;
 
   constructor(context: EnvelopeContext) {
@@ -486,7 +487,7 @@ export class DatagramReader {
     if (cursor.failed || end !== bytes.length) return undefined;
     let frames: ReceivedFrame[] | undefined;
     if (tag === ((16 << 3) | 2)) {
-      const data = readData(bytes, cursor.pos, end, this.#readDestination);
+      const data = readData(bytes, cursor.pos, end, this.#readDestination, this.#readTarget);
       frames = data === undefined ? undefined : [data];
     } else if (tag === ((17 << 3) | 2)) {
       frames = this.#readBundle(bytes, cursor.pos, end);
@@ -519,7 +520,7 @@ export class DatagramReader {
         cursor.pos = frameStart + 2;
         const dataEnd = cursor.delimitedEnd();
         if (dataEnd !== frameEnd) return undefined;
-        const data = readData(bytes, cursor.pos, dataEnd, this.#readDestination);
+        const data = readData(bytes, cursor.pos, dataEnd, this.#readDestination, this.#readTarget);
         if (data === undefined) return undefined;
         frames.push(data);
       } else {
@@ -558,6 +559,15 @@ export class DatagramReader {
     }
     return text;
   }
+
+  // A Data's target is this member's id, or one id of a few: the copy made for the last one is handed
+  // out again while the bytes are the same, instead of a view into every datagram (receivers only keep
+  // it or measure it).
+  readonly #readTarget = (bytes: Uint8Array, start: number, end: number): Uint8Array => {
+    if (sameBytes(bytes, start, end, this.#lastTarget)) return this.#lastTarget;
+    this.#lastTarget = bytes.slice(start, end);
+    return this.#lastTarget;
+  };
 
   #readGenerated(bytes: Uint8Array): ReceiveResult {
     const result = decodeEnvelope(bytes, this.#context);

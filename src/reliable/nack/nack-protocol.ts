@@ -3,6 +3,7 @@ import type { Frame } from "../../../gen/activeblaze/v1/envelope_pb.ts";
 import { type Ack, type DigestEntry, DigestEntrySchema, type Heartbeat, type Nack, type SeqRange, Stream } from "../../../gen/activeblaze/v1/reliable_pb.ts";
 import { type Scheduled, Timetable } from "../../core/deadlines.ts";
 import type { TimedUnit } from "../../core/driver.ts";
+import { ackCumulative } from "../../wire/ack-codec.ts";
 import { type DataFields, emptyDataFields, NO_BYTES } from "../../wire/frames.ts";
 import { heartbeatFrame, nackFrame } from "../control-frames.ts";
 import { idOf, keyOf, sameId } from "../member-key.ts";
@@ -577,7 +578,7 @@ export class NackProtocol implements ReliabilityProtocol, TimedUnit {
   }
 
   #onAckFrame(peer: PeerKey, ack: Ack, now: number): void {
-    const cumulative = Number(ack.cumulative);
+    const cumulative = ackCumulative(ack);
     let received = cumulative;
     const valid = cumulative < this.#window.nextSeq && ack.received.every((range) => this.#sent(range));
     if (!valid) {

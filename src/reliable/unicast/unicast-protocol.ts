@@ -2,6 +2,7 @@ import type { Frame } from "../../../gen/activeblaze/v1/envelope_pb.ts";
 import { type Ack, type Nack, Stream } from "../../../gen/activeblaze/v1/reliable_pb.ts";
 import { type Scheduled, Timetable } from "../../core/deadlines.ts";
 import type { TimedUnit } from "../../core/driver.ts";
+import { ackCumulative } from "../../wire/ack-codec.ts";
 import { type DataFields, emptyDataFields, NO_BYTES } from "../../wire/frames.ts";
 import { nackFrame } from "../control-frames.ts";
 import { idOf, sameId } from "../member-key.ts";
@@ -305,7 +306,7 @@ export class UnicastProtocol implements TimedUnit {
     // compared as a number, no bigint made: past 2^53 one rounds to 2^53 or more, never below what was sent.
     const sent = stream.buffer.nextSeq;
     if (kind.case === "ack") {
-      const cumulative = Number(kind.value.cumulative);
+      const cumulative = ackCumulative(kind.value);
       if (cumulative < sent) this.#onAck(stream, cumulative, now);
       else this.#stats.refused++;
     } else {
