@@ -27,7 +27,7 @@ import { type Clock, guardedClock, type RandomSource, systemClock, systemRandom 
 import { formatAddress } from "../transport/host-names.ts";
 import type { Address } from "../transport/transport.ts";
 import { DropCounters, type DropReason } from "../wire/drop-reason.ts";
-import { type DataFields, NO_BYTES, type ReceivedFrame } from "../wire/frames.ts";
+import { type DataFields, type FrameReader, type HandReadCase, HandReaders, NO_BYTES, type ReceivedFrame } from "../wire/frames.ts";
 import { MAX_NAME_BYTES, MEMBER_ID_BYTES } from "../wire/limits.ts";
 import { web } from "../web.ts";
 import { emptyNetworkStats, Endpoint, type NetworkConfig, type NetworkStats, type Peer } from "./endpoint.ts";
@@ -205,6 +205,8 @@ export class Channel implements AsyncDisposable {
 
   /** Which unit handles which received frames: the multicast protocol's, and those of the levels built on this channel. */
   readonly #routes = new FrameRoutes();
+  /** The frame kinds the levels above read by hand, for every endpoint this channel binds. */
+  readonly #handReaders = new HandReaders();
   /** The levels built on this channel, as they registered: what each is told of the life cycle, peers and heartbeat. */
   readonly #started = new Set<(context: ChannelContext) => void>();
   readonly #stopping = new Set<() => void>();
@@ -498,6 +500,15 @@ export class Channel implements AsyncDisposable {
   }
 
   /**
+   * @internal Has this channel's frames of `kind` read by `read`, into its level's own form (they reach
+   * that route's handlers as such; what it declines, as the generated message); returns the function
+   * that stops it.
+   */
+  readFramesByHand(kind: HandReadCase, read: FrameReader): () => void {
+    return this.#handReaders.set(kind, read);
+  }
+
+  /**
    * @internal Calls `started` each time the channel starts (the endpoint is live and the multicast protocol
    * running), and `stopping` each time it stops (the endpoint still sends), in registration order.
    * Returns the function that stops calling them.
@@ -580,6 +591,7 @@ export class Channel implements AsyncDisposable {
         maxPeers: this.#options.maxPeers,
         ...(security === undefined ? {} : { security }),
         resolver: this.#options.resolver ?? (async (name) => (await runtimeAdapters()).lookupHost(name)),
+        handReaders: this.#handReaders,
       },
       this.#clock,
       this.#driver,

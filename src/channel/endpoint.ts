@@ -14,7 +14,7 @@ import { familyOf, type HostResolver, type Seed, StaticSeeds } from "../transpor
 import type { Address, Transport, TransportFactory } from "../transport/transport.ts";
 import { joinBytes } from "../wire/bytes.ts";
 import { DropCounters, type DropReason } from "../wire/drop-reason.ts";
-import { type DataFields, DatagramBuilder, DatagramReader, encodeEnvelopeHeader, encodeFrame, leaveGroupOf, type ReceivedFrame, type ReceiveResult } from "../wire/frames.ts";
+import { type DataFields, DatagramBuilder, DatagramReader, encodeEnvelopeHeader, encodeFrame, type HandReaders, leaveGroupOf, type ReceivedFrame, type ReceiveResult } from "../wire/frames.ts";
 import { Admission, type AdmissionStats, isChallenge } from "./admission.ts";
 import { multicastBindings } from "./options.ts";
 
@@ -54,6 +54,8 @@ export interface EndpointConfig {
   };
   /** Resolves the host names among static peers (never a name read from a datagram). */
   readonly resolver: HostResolver;
+  /** The frame kinds the levels above read by hand (the channel's, kept across its endpoints). */
+  readonly handReaders?: HandReaders;
 }
 
 /** A peer heard on the network. */
@@ -199,7 +201,7 @@ export class Endpoint {
     this.#handlers = handlers;
     this.#admission = new Admission(random, (to, frame, receiver) => this.#sendNow(to, frame, receiver));
     this.localKey = keyOf(config.memberId);
-    this.#reader = new DatagramReader({ cluster: config.cluster, maxDatagramBytes: config.maxDatagramBytes });
+    this.#reader = new DatagramReader({ cluster: config.cluster, maxDatagramBytes: config.maxDatagramBytes }, config.handReaders);
     const security = config.security;
     if (security !== undefined) {
       const host = {

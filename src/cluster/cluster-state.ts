@@ -9,7 +9,7 @@ import type { ClusterStateSettings } from "./options.ts";
 import { ReplicatedMap } from "./replicated-map.ts";
 import { StateEngine, type StateStats, type TermMemory } from "./state-engine.ts";
 import { NO_PROMISE, NO_TERM } from "./state-types.ts";
-import { decodeStateFrame, STATE_FRAME_KINDS, type StateFrame } from "./state-wire.ts";
+import { decodeStateFrame, STATE_FRAME_KINDS, STATE_HAND_READERS, type StateFrame } from "./state-wire.ts";
 
 /** Events of a cluster channel, by name (besides a group channel's). */
 export interface ClusterEvents {
@@ -69,6 +69,8 @@ export class ClusterState {
         () => this.#stopping(),
       ),
       group.watchViews((name, view) => this.#onView(name, view)),
+      // The frames of every write come read by hand (state-reader.ts), straight into the engine's forms.
+      ...Object.entries(STATE_HAND_READERS).map(([kind, read]) => group.readFramesByHand(kind as keyof typeof STATE_HAND_READERS, read)),
     ];
   }
 

@@ -2,12 +2,12 @@ import { fromBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
 import { type StateAckSchema, type StateRequestSchema, type StateUpdateSchema } from "../../gen/activeblaze/v1/cluster_pb.ts";
 import { FrameSchema } from "../../gen/activeblaze/v1/envelope_pb.ts";
-import { DatagramBuilder, DatagramReader, encodeEnvelopeHeader, encodeFrame } from "../wire/frames.ts";
+import { DatagramBuilder, DatagramReader, encodeEnvelopeHeader, encodeFrame, HandReaders, type HandReadCase } from "../wire/frames.ts";
 import { MAX_COUNTER } from "../wire/safe-integers.ts";
 import { ByteCursor } from "../wire/varint.ts";
 import { readStateAck, readStateRequest, readStateUpdate } from "./state-reader.ts";
 import type { Change, MemberInstance, OrderedRequest, StateAck, StateRequest, Update } from "./state-types.ts";
-import { decodeStateFrame, encodeAck, encodeRequest, encodeUpdate, type StateFrame } from "./state-wire.ts";
+import { decodeStateFrame, encodeAck, encodeRequest, encodeUpdate, STATE_HAND_READERS, type StateFrame } from "./state-wire.ts";
 
 const A = { id: "0a".repeat(16), incarnation: 7 };
 const B = { id: "f0".repeat(16), incarnation: 2 ** 41 + 3 };
@@ -274,7 +274,9 @@ describe("the state frames read by hand", () => {
     builder.addFrame(encodeUpdate("g", update, 1, true));
     // A prepare's request is not read by hand.
     builder.addFrame(encodeRequest("g", { requestId: 4, op: { case: "prepare", epoch: 3, view: { installer: A.id, counter: 2 } } }));
-    const read = new DatagramReader({ cluster: "c" }).read(builder.finish()!);
+    const hands = new HandReaders();
+    for (const [kind, read] of Object.entries(STATE_HAND_READERS)) hands.set(kind as HandReadCase, read);
+    const read = new DatagramReader({ cluster: "c" }, hands).read(builder.finish()!);
     expect(read.ok).toBe(true);
     const [first, second] = read.ok ? read.datagram.frames : [];
     expect(first).toEqual({ case: "stateUpdate", read: { kind: "update", group: "g", update, leaseProbe: 1, termBegun: true } });

@@ -23,7 +23,7 @@ import {
 import type { Frame } from "../../gen/activeblaze/v1/envelope_pb.ts";
 import { idOf, sameId } from "../reliable/member-key.ts";
 import { fastCodec } from "../wire/fast-codec.ts";
-import { encodeFrame, readFramesByHand } from "../wire/frames.ts";
+import { encodeFrame, type FrameReader, type HandReadCase } from "../wire/frames.ts";
 import type { PeerKey } from "../reliable/protocol.ts";
 import { MAX_COUNTER } from "../wire/safe-integers.ts";
 import { type BlockLock, readEntryBlock, writeEntryBlock } from "./entry-block.ts";
@@ -80,10 +80,12 @@ export type StateFrame =
 
 class Malformed extends Error {}
 
-// The frames of every write are read by hand, straight into the forms above (state-reader.ts).
-readFramesByHand("stateRequest", readStateRequest);
-readFramesByHand("stateUpdate", readStateUpdate);
-readFramesByHand("stateAck", readStateAck);
+/** The frames of every write, read by hand straight into the forms above (state-reader.ts), by kind. */
+export const STATE_HAND_READERS: Readonly<Record<HandReadCase, FrameReader>> = {
+  stateRequest: readStateRequest,
+  stateUpdate: readStateUpdate,
+  stateAck: readStateAck,
+};
 
 const OUTCOMES: Record<StateOutcome, StateResult> = {
   OK: StateResult.OK,

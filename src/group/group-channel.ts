@@ -26,7 +26,7 @@ import { Reassembler, reassemblyLimits } from "../reliable/reassembler.ts";
 import { UnicastProtocol } from "../reliable/unicast/unicast-protocol.ts";
 import type { ChannelSecurity } from "../security/channel-security.ts";
 import type { Address } from "../transport/transport.ts";
-import { type DataFields, NO_BYTES } from "../wire/frames.ts";
+import { type DataFields, type FrameReader, type HandReadCase, NO_BYTES } from "../wire/frames.ts";
 import type { DescribedMember } from "../diagnostics/member-events.ts";
 import type { MemberObserver } from "../diagnostics/member-observer.ts";
 import type { AbortSignalLike } from "../web.ts";
@@ -107,7 +107,7 @@ export async function createGroupChannel(options?: GroupChannelOptions): Promise
 }
 
 /** The members by which a block built on a group channel takes part in it: not a group channel's public API. */
-type GroupChannelInternals = "onLifecycle" | "routeFrames" | "watchViews" | "addWaiter" | "wakeWaiters" | "reportError" | "observer";
+type GroupChannelInternals = "onLifecycle" | "routeFrames" | "readFramesByHand" | "watchViews" | "addWaiter" | "wakeWaiters" | "reportError" | "observer";
 
 /**
  * A group channel's API, whichever level offers it: a {@link GroupChannel}, or a
@@ -939,6 +939,11 @@ export class GroupChannel implements AsyncDisposable {
   /** @internal Hands received frames of `routes` to `handler`; returns the function that stops it. */
   routeFrames<R extends FrameRoute>(routes: readonly R[], handler: FrameHandler<R>): () => void {
     return this.#channel.routeFrames(routes, handler);
+  }
+
+  /** @internal Has the channel's frames of `kind` read by `read`, into its level's own form; returns the function that stops it. */
+  readFramesByHand(kind: HandReadCase, read: FrameReader): () => void {
+    return this.#channel.readFramesByHand(kind, read);
   }
 
   /** @internal Calls `watcher` when `group` installs a view here, or this member leaves it (undefined), before the view's events. */

@@ -13,7 +13,7 @@ import {
   encodeEnvelopeHeader,
   encodeFrame,
   NO_BYTES,
-  readFramesByHand,
+  HandReaders,
   type ReceiveResult,
   toData,
   toDataFields,
@@ -214,16 +214,23 @@ describe("DatagramReader", () => {
     builder.addFrame(encodeFrame({ case: "stateAck", value: { group: "declined" } }));
     builder.addFrame(encodeFrame({ case: "stateAck", value: { group: "thrown" } }));
     const datagram = builder.finish()!;
-    readFramesByHand("stateAck", (bytes, start, end) => {
+    const hands = new HandReaders();
+    const stop = hands.set("stateAck", (bytes, start, end) => {
       const group = new TextDecoder().decode(bytes.subarray(start + 2, end));
       if (group === "thrown") throw new Error("a reader's fault");
       return group === "read" ? { group } : undefined;
     });
-    const read = new DatagramReader({ cluster }).read(datagram);
+    const read = new DatagramReader({ cluster }, hands).read(datagram);
     expect(read.ok).toBe(true);
     const frames = read.ok ? read.datagram.frames : [];
     expect(frames[0]).toEqual({ case: "stateAck", read: { group: "read" } });
     for (const frame of frames.slice(1)) expect(frame.case === "stateAck" && frame.frame?.kind.case).toBe("stateAck");
+    // A reader given no hand readers (another channel's), and this one once the reader is removed, decode every frame.
+    stop();
+    for (const reader of [new DatagramReader({ cluster }), new DatagramReader({ cluster }, hands)]) {
+      const again = reader.read(datagram);
+      expect(again.ok && again.datagram.frames.every((frame) => frame.case === "stateAck" && frame.frame?.kind.case === "stateAck")).toBe(true);
+    }
   });
 
   it("hands out one copy of a Data's target while it stays the same, not a view into each datagram", () => {

@@ -33,7 +33,7 @@ export type ReceivedFrame =
 
 /**
  * The frame kinds a level may read by hand, into its own form (the replicated map's frames of every
- * write): see `readFramesByHand`.
+ * write): see HandReaders.
  */
 export type HandReadCase = "stateRequest" | "stateUpdate" | "stateAck";
 
@@ -52,37 +52,44 @@ export interface HandReadFrame {
  */
 export type FrameReader = (bytes: Uint8Array, start: number, end: number) => object | undefined;
 
-/** The hand readers, by the number of their kind's Frame field. */
-const handReaders: Array<{ readonly case: HandReadCase; readonly read: FrameReader } | undefined> = [];
-
 /**
- * Has frames of `kind` read by `read` from now on, by every reader of datagrams (a level registers its
- * readers once, when its module loads). A frame it reads reaches the level's route as a HandReadFrame;
- * one it declines, as the generated message.
+ * The hand readers a channel's datagram reader uses, by the number of their kind's Frame field: a level
+ * registers its readers with the channel it runs on (see Channel.readFramesByHand), so that only that
+ * channel's frames of those kinds come in its form, and only while it is there.
  */
-export function readFramesByHand(kind: HandReadCase, read: FrameReader): void {
-  handReaders[FrameSchema.field[kind]!.number] = { case: kind, read };
-}
+export class HandReaders {
+  readonly #byField: Array<{ readonly case: HandReadCase; readonly read: FrameReader } | undefined> = [];
 
-/** The frame at `bytes[start, end)` read by its kind's hand reader; undefined when it has none, or it declined. */
-function readByHand(bytes: Uint8Array, start: number, end: number): HandReadFrame | undefined {
-  // The hand-read kinds are fields 16 to 2047: two-byte tags, length-delimited.
-  if (end - start < 3) return undefined;
-  const low = bytes[start]!;
-  const high = bytes[start + 1]!;
-  if (low < 0x80 || high >= 0x80 || (low & 7) !== 2) return undefined;
-  const hand = handReaders[((low & 0x7f) | (high << 7)) >>> 3];
-  if (hand === undefined) return undefined;
-  const cursor = new ByteCursor(bytes, start + 2, end);
-  const messageEnd = cursor.delimitedEnd();
-  if (cursor.failed || messageEnd !== end) return undefined;
-  let read: object | undefined;
-  try {
-    read = hand.read(bytes, cursor.pos, end);
-  } catch {
-    return undefined;
+  /** Has frames of `kind` read by `read` from now on; returns the function that stops it. */
+  set(kind: HandReadCase, read: FrameReader): () => void {
+    const field = FrameSchema.field[kind]!.number;
+    const entry = { case: kind, read };
+    this.#byField[field] = entry;
+    return () => {
+      if (this.#byField[field] === entry) this.#byField[field] = undefined;
+    };
   }
-  return read === undefined ? undefined : { case: hand.case, read };
+
+  /** The frame at `bytes[start, end)` read by its kind's hand reader; undefined when it has none, or it declined. */
+  read(bytes: Uint8Array, start: number, end: number): HandReadFrame | undefined {
+    // The hand-read kinds are fields 16 to 2047: two-byte tags, length-delimited.
+    if (end - start < 3) return undefined;
+    const low = bytes[start]!;
+    const high = bytes[start + 1]!;
+    if (low < 0x80 || high >= 0x80 || (low & 7) !== 2) return undefined;
+    const hand = this.#byField[((low & 0x7f) | (high << 7)) >>> 3];
+    if (hand === undefined) return undefined;
+    const cursor = new ByteCursor(bytes, start + 2, end);
+    const messageEnd = cursor.delimitedEnd();
+    if (cursor.failed || messageEnd !== end) return undefined;
+    let read: object | undefined;
+    try {
+      read = hand.read(bytes, cursor.pos, end);
+    } catch {
+      return undefined;
+    }
+    return read === undefined ? undefined : { case: hand.case, read };
+  }
 }
 
 /** A received datagram that passed every check. */
@@ -451,9 +458,12 @@ export class DatagramReader {
   #lastDestination = "";
   #lastTarget: Uint8Array = NO_BYTES;
   readonly #headers: ClearHeaderReader;
+  readonly #handReaders: HandReaders | undefined;
 
-  constructor(context: EnvelopeContext) {
+  /** `handReaders`: the hand readers of the channel it reads for (without, every frame is decoded). */
+  constructor(context: EnvelopeContext, handReaders?: HandReaders) {
     this.#context = context;
+    this.#handReaders = handReaders;
     this.#headers = new ClearHeaderReader(context.cluster);
     this.#maxBytes = context.maxDatagramBytes ?? MAX_DATAGRAM_BYTES;
   }
@@ -524,7 +534,7 @@ export class DatagramReader {
         if (data === undefined) return undefined;
         frames.push(data);
       } else {
-        const hand = readByHand(bytes, frameStart, frameEnd);
+        const hand = this.#handReaders?.read(bytes, frameStart, frameEnd);
         if (hand !== undefined) {
           frames.push(hand);
           cursor.pos = frameEnd;

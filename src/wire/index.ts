@@ -3,8 +3,8 @@
 export { createEnvelope, decodeEnvelope, encodeEnvelope, validateEnvelope } from "./codec.ts";
 export type { Body, BodyCase, DecodeResult, EnvelopeContext, EnvelopeHeader, Refusal } from "./codec.ts";
 export { DROP_REASONS, DropCounters } from "./drop-reason.ts";
-export { DatagramBuilder, DatagramReader, encodeEnvelopeHeader, toData, toDataFields } from "./frames.ts";
-export type { DataFields, HandReadCase, HandReadFrame, ReceivedDatagram, ReceivedFrame, ReceiveResult, SplitEnvelope } from "./frames.ts";
+export { DatagramBuilder, DatagramReader, encodeEnvelopeHeader, HandReaders, toData, toDataFields } from "./frames.ts";
+export type { DataFields, FrameReader, HandReadCase, HandReadFrame, ReceivedDatagram, ReceivedFrame, ReceiveResult, SplitEnvelope } from "./frames.ts";
 export type { DropReason } from "./drop-reason.ts";
 export * from "./limits.ts";
 export { wireFiles, wireRegistry } from "./registry.ts";
