@@ -13,8 +13,11 @@ import type { Change, MemberInstance, OrderedRequest, StateAck, StateRequest, Up
  * implicit defaults left out, message fields written when set), which the tests check; the rarer
  * forms (a request of another kind, an acknowledgement that answers a prepare) go through it.
  *
- * Each message has a size function and a writer: the writer of a message field measures it once more
- * for its length (the nested messages here are a few bytes).
+ * Each message has a size function and a writer. The sizes of an update's changes and entries, and of
+ * its batched requests, are measured once: the size functions keep them in {@link nestedSizes} in the
+ * order their messages are written, and the writers take them from there in that order (an update
+ * holds hundreds of changes, each of which its writer would otherwise measure three times over). The
+ * smaller messages (a member reference, a lock) are measured again by their writers.
  */
 
 const WIRE_VARINT = 0;
@@ -24,6 +27,30 @@ const WIRE_LEN = 2;
 const FRAME_STATE_REQUEST = 48;
 const FRAME_STATE_UPDATE = 50;
 const FRAME_STATE_ACK = 53;
+
+/**
+ * The sizes of the nested messages of the frame being written, each kept by its size function (a slot
+ * taken before its fields are measured, so a message comes before the messages inside it) and read
+ * back by its writer, in the same order, through {@link nextNestedSize}. Cleared for every frame.
+ */
+const nestedSizes: number[] = [];
+let nestedRead = 0;
+
+/** Takes a slot for a message's size before its fields are measured. */
+function takeSizeSlot(): number {
+  nestedSizes.push(0);
+  return nestedSizes.length - 1;
+}
+
+/** The next size kept by the size functions, for the writer of the next nested message. */
+function nextNestedSize(): number {
+  return nestedSizes[nestedRead++]!;
+}
+
+function clearNestedSizes(): void {
+  nestedSizes.length = 0;
+  nestedRead = 0;
+}
 
 // --- fields ---
 
@@ -146,6 +173,11 @@ function writeRefField(buffer: Uint8Array, pos: number, no: number, member: Memb
  * the key alone (a remove, an unlock), or the key with its LockState (a lock).
  */
 function entrySize(change: Change, requester: MemberInstance | undefined): number {
+  const slot = takeSizeSlot();
+  return (nestedSizes[slot] = measureEntry(change, requester));
+}
+
+function measureEntry(change: Change, requester: MemberInstance | undefined): number {
   switch (change.kind) {
     case "put": {
       const entry = change.entry;
@@ -170,7 +202,7 @@ function entrySize(change: Change, requester: MemberInstance | undefined): numbe
 }
 
 function writeEntryField(buffer: Uint8Array, pos: number, no: number, change: Change, requester: MemberInstance | undefined): number {
-  pos = writeVarint(buffer, writeTag(buffer, pos, no, WIRE_LEN), entrySize(change, requester));
+  pos = writeVarint(buffer, writeTag(buffer, pos, no, WIRE_LEN), nextNestedSize());
   switch (change.kind) {
     case "put": {
       const entry = change.entry;
@@ -223,12 +255,13 @@ function changeKind(change: Change): ChangeKind {
 
 /** EntryChange { ChangeKind kind = 1; Entry entry = 2; bool expired = 3; } */
 function changeSize(change: Change, requester: MemberInstance | undefined): number {
+  const slot = takeSizeSlot();
   const expired = change.kind === "remove" || change.kind === "unlock" ? change.expired : false;
-  return enumSize(1, changeKind(change)) + (change.kind === "clear" ? 0 : delimitedSize(2, entrySize(change, requester))) + boolSize(3, expired);
+  return (nestedSizes[slot] = enumSize(1, changeKind(change)) + (change.kind === "clear" ? 0 : delimitedSize(2, entrySize(change, requester))) + boolSize(3, expired));
 }
 
 function writeChangeField(buffer: Uint8Array, pos: number, no: number, change: Change, requester: MemberInstance | undefined): number {
-  pos = writeVarint(buffer, writeTag(buffer, pos, no, WIRE_LEN), changeSize(change, requester));
+  pos = writeVarint(buffer, writeTag(buffer, pos, no, WIRE_LEN), nextNestedSize());
   pos = writeEnumField(buffer, pos, 1, changeKind(change));
   if (change.kind !== "clear") pos = writeEntryField(buffer, pos, 2, change, requester);
   return writeBoolField(buffer, pos, 3, change.kind === "remove" || change.kind === "unlock" ? change.expired : false);
@@ -247,7 +280,8 @@ function writeChanges(buffer: Uint8Array, pos: number, no: number, request: Orde
 
 /** BatchedRequest { uint64 request_id = 1; MemberRef requester = 2; repeated EntryChange changes = 3; } */
 function batchedSize(request: OrderedRequest): number {
-  return uintSize(1, request.requestId) + (request.requester === undefined ? 0 : delimitedSize(2, refSize(request.requester))) + changesSize(3, request);
+  const slot = takeSizeSlot();
+  return (nestedSizes[slot] = uintSize(1, request.requestId) + (request.requester === undefined ? 0 : delimitedSize(2, refSize(request.requester))) + changesSize(3, request));
 }
 
 /** A frame of `body` bytes: its Frame field's tag and length, then the body. */
@@ -267,6 +301,7 @@ function finished(bytes: Uint8Array, end: number): Uint8Array {
 export function writeUpdateFrame(group: string, update: Update, leaseProbe: number, termBegun: boolean): Uint8Array {
   const requests = update.requests;
   const first = requests[0];
+  clearNestedSizes();
   let size =
     uintSize(1, update.epoch) +
     uintSize(2, update.index) +
@@ -290,7 +325,7 @@ export function writeUpdateFrame(group: string, update: Update, leaseProbe: numb
   pos = writeIdField(bytes, pos, 7, update.coordinator);
   for (let i = 1; i < requests.length; i++) {
     const request = requests[i]!;
-    pos = writeVarint(bytes, writeTag(bytes, pos, 8, WIRE_LEN), batchedSize(request));
+    pos = writeVarint(bytes, writeTag(bytes, pos, 8, WIRE_LEN), nextNestedSize());
     pos = writeUintField(bytes, pos, 1, request.requestId);
     if (request.requester !== undefined) pos = writeRefField(bytes, pos, 2, request.requester);
     pos = writeChanges(bytes, pos, 3, request);
@@ -299,6 +334,8 @@ export function writeUpdateFrame(group: string, update: Update, leaseProbe: numb
   pos = writeUintField(bytes, pos, 10, leaseProbe);
   for (const member of update.forget) pos = writeRefField(bytes, pos, 12, member);
   pos = writeBoolField(bytes, pos, 13, termBegun);
+  if (nestedRead !== nestedSizes.length) throw new Error(`a state frame: wrote ${nestedRead} nested messages of ${nestedSizes.length}`);
+  clearNestedSizes();
   return finished(bytes, pos);
 }
 
