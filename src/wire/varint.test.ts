@@ -1,7 +1,7 @@
 import { BinaryWriter } from "@bufbuild/protobuf/wire";
 import { describe, expect, it } from "vitest";
 import { SeededRandom } from "../transport/seeded-random.ts";
-import { ByteCursor, varintSize, writeVarint } from "./varint.ts";
+import { ByteCursor, readUtf8, varintSize, writeVarint } from "./varint.ts";
 
 // The protobuf library's own encoding of an unsigned 64-bit varint.
 function reference(value: number): Uint8Array {
@@ -22,5 +22,21 @@ describe("varints of numbers up to 2^53", () => {
       // The reader takes numbers up to 2^53 − 1 only.
       if (value <= Number.MAX_SAFE_INTEGER) expect(new ByteCursor(buffer, 1, end).varint()).toBe(value);
     }
+  });
+});
+
+describe("UTF-8 text read from a buffer", () => {
+  it("reads text of every length around the short ASCII paths as the decoder does, and refuses invalid UTF-8", () => {
+    const encoder = new TextEncoder();
+    for (let length = 0; length <= 70; length++) {
+      for (const text of ["k".repeat(length), Array.from({ length }, (_, i) => String.fromCharCode(32 + ((i * 7) % 95))).join(""), "é".repeat(length)]) {
+        const bytes = encoder.encode(text);
+        const buffer = new Uint8Array(bytes.length + 6);
+        buffer.set(bytes, 3);
+        expect(readUtf8(buffer, 3, 3 + bytes.length)).toBe(text);
+      }
+    }
+    expect(readUtf8(new Uint8Array([0x6b, 0xc3]), 0, 2)).toBeUndefined();
+    expect(readUtf8(new Uint8Array([0x6b, 0xff, 0x6b]), 0, 3)).toBeUndefined();
   });
 });

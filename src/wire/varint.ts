@@ -138,15 +138,41 @@ export function writeUtf8(buffer: Uint8Array, pos: number, text: string, byteLen
 /** The text of the UTF-8 in `bytes` from `start` to `end`, or undefined for invalid UTF-8. */
 export function readUtf8(bytes: Uint8Array, start: number, end: number): string | undefined {
   if (end - start <= SHORT_ASCII_BYTES) {
-    let text = "";
-    for (let i = start; i < end; i++) {
-      const byte = bytes[i]!;
-      if (byte >= 0x80) return decodeUtf8(bytes.subarray(start, end));
-      text += String.fromCharCode(byte);
-    }
-    return text;
+    for (let i = start; i < end; i++) if (bytes[i]! >= 0x80) return decodeUtf8(bytes.subarray(start, end));
+    return asciiText(bytes, start, end);
   }
   return decodeUtf8(bytes.subarray(start, end));
+}
+
+/**
+ * The text of the ASCII bytes from `start` to `end` (at most {@link SHORT_ASCII_BYTES}). Up to eight
+ * are made into a string in one call, not a string a byte (each longer string a new copy, for strings
+ * this short); longer ones are joined a byte at a time, which for them makes ropes, not copies.
+ */
+function asciiText(b: Uint8Array, s: number, end: number): string {
+  switch (end - s) {
+    case 0:
+      return "";
+    case 1:
+      return String.fromCharCode(b[s]!);
+    case 2:
+      return String.fromCharCode(b[s]!, b[s + 1]!);
+    case 3:
+      return String.fromCharCode(b[s]!, b[s + 1]!, b[s + 2]!);
+    case 4:
+      return String.fromCharCode(b[s]!, b[s + 1]!, b[s + 2]!, b[s + 3]!);
+    case 5:
+      return String.fromCharCode(b[s]!, b[s + 1]!, b[s + 2]!, b[s + 3]!, b[s + 4]!);
+    case 6:
+      return String.fromCharCode(b[s]!, b[s + 1]!, b[s + 2]!, b[s + 3]!, b[s + 4]!, b[s + 5]!);
+    case 7:
+      return String.fromCharCode(b[s]!, b[s + 1]!, b[s + 2]!, b[s + 3]!, b[s + 4]!, b[s + 5]!, b[s + 6]!);
+    case 8:
+      return String.fromCharCode(b[s]!, b[s + 1]!, b[s + 2]!, b[s + 3]!, b[s + 4]!, b[s + 5]!, b[s + 6]!, b[s + 7]!);
+  }
+  let text = "";
+  for (let i = s; i < end; i++) text += String.fromCharCode(b[i]!);
+  return text;
 }
 
 /** Decodes UTF-8, or returns undefined for invalid UTF-8. */
