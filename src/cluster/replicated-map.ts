@@ -380,11 +380,16 @@ export class ReplicatedMap {
   // --- writes ---
 
   /** Writes `key`; resolves with the value it had before (undefined: it was absent) once applied everywhere. */
-  async put(key: string, value: MapValue, options: PutOptions = {}): Promise<MapValue | undefined> {
-    const put = this.#putSpec(key, value, options, [key]);
-    const response = await this.#write({ case: "put", put }, this.#bytesOf([put], []), options, `put("${key}")`);
-    const previous = response.previous[0];
-    return previous === undefined ? undefined : valueOf(previous);
+  put(key: string, value: MapValue, options: PutOptions = {}): Promise<MapValue | undefined> {
+    // Not an async function: a write's answer goes through one reaction, with no suspended frame per
+    // put; what the checks throw still rejects the promise.
+    try {
+      const put = this.#putSpec(key, value, options, key);
+      const bytes = UPDATE_OVERHEAD_BYTES + REQUEST_OVERHEAD_BYTES + putBytes(key, put.value.length);
+      return this.#write({ case: "put", put }, bytes, options, `put("${key}")`).then(previousValue);
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
   /** Compare-and-set: writes `key` only if it is at `version` (0: absent); false if it was not. */
@@ -394,10 +399,8 @@ export class ReplicatedMap {
 
   /** Removes `key`; resolves with its value before (undefined: it was absent). */
   async remove(key: string, options: RemoveOptions = {}): Promise<MapValue | undefined> {
-    const remove = { key: checkKey(key), ifVersion: optionalVersion(options.ifVersion), fencingToken: tokenOf(options, [key]) };
-    const response = await this.#write({ case: "remove", remove }, this.#bytesOf([], [remove]), options, `remove("${key}")`);
-    const previous = response.previous[0];
-    return previous === undefined ? undefined : valueOf(previous);
+    const remove = { key: checkKey(key), ifVersion: optionalVersion(options.ifVersion), fencingToken: tokenOf(options, key) };
+    return previousValue(await this.#write({ case: "remove", remove }, this.#bytesOf([], [remove]), options, `remove("${key}")`));
   }
 
   /**
@@ -601,7 +604,8 @@ export class ReplicatedMap {
     if (this.#metrics.measuring()) this.#metrics.record("activeblaze.map.write.duration", this.#access.now() - started, { operation, outcome });
   }
 
-  #putSpec(key: string, value: MapValue, options: PutOptions, keys: readonly string[]): PutSpec {
+  /** `keys`: every key the write takes (one key alone as a string), which a lock handle must guard. */
+  #putSpec(key: string, value: MapValue, options: PutOptions, keys: string | readonly string[]): PutSpec {
     checkKey(key);
     const ttl = options.timeToLiveMs ?? this.#options.timeToLiveMs;
     checkDuration(ttl, "timeToLiveMs");
@@ -752,6 +756,12 @@ export async function versionMatched(write: Promise<unknown>): Promise<boolean> 
 }
 
 /** A stored value as the application sees it: a BlazeMessage if it was written as one, else its bytes. */
+/** What a put or remove resolves with: the value the key had before (undefined: it was absent). */
+function previousValue(response: StateResponse): MapValue | undefined {
+  const previous = response.previous[0];
+  return previous === undefined ? undefined : valueOf(previous);
+}
+
 export function valueOf(entry: { readonly format: PayloadFormat; readonly value: Uint8Array }): MapValue {
   if (entry.format === PayloadFormat.BLAZE_MESSAGE) {
     try {
@@ -779,11 +789,12 @@ function optionalVersion(version: number | undefined): number | undefined {
 }
 
 /** The fencing token a write carries; a handle guards writes of its own key only. */
-function tokenOf(options: WriteOptions, keys: readonly string[]): number {
+/** The fencing token a write carries; `keys`: the keys it writes (one key alone as a string, no array made). */
+function tokenOf(options: WriteOptions, keys: string | readonly string[]): number {
   const lock = options.lock;
   if (lock === undefined) return 0;
   if (lock instanceof LockHandle) {
-    const other = keys.find((key) => key !== lock.key);
+    const other = typeof keys === "string" ? (keys === lock.key ? undefined : keys) : keys.find((key) => key !== lock.key);
     if (other !== undefined) throw new BlazeError("INVALID_ARGUMENT", `the lock on "${lock.key}" guards writes of "${lock.key}", not of "${other}"`, { path: ["lock"] });
   }
   return lock.fencingToken;
