@@ -1,5 +1,6 @@
 import { keyOf } from "../reliable/member-key.ts";
 import type { PeerKey } from "../reliable/protocol.ts";
+import { sameBytes } from "../wire/bytes.ts";
 import { MEMBER_ID_BYTES } from "../wire/limits.ts";
 import { MAX_COUNTER } from "../wire/safe-integers.ts";
 import { ByteCursor, readUtf8 } from "../wire/varint.ts";
@@ -38,12 +39,7 @@ let recentNext = 0;
 /** The key of the member id at `bytes[start, end)`; undefined when it is not 16 bytes. */
 export function peerKeyAt(bytes: Uint8Array, start: number, end: number): PeerKey | undefined {
   if (end - start !== MEMBER_ID_BYTES) return undefined;
-  for (let i = 0; i < recentIds.length; i++) {
-    const id = recentIds[i]!;
-    let j = 0;
-    while (j < MEMBER_ID_BYTES && id[j] === bytes[start + j]) j++;
-    if (j === MEMBER_ID_BYTES) return recentKeys[i]!;
-  }
+  for (let i = 0; i < recentIds.length; i++) if (sameBytes(bytes, start, end, recentIds[i]!)) return recentKeys[i]!;
   const id = bytes.slice(start, end);
   const key = keyOf(id);
   recentIds[recentNext] = id;
@@ -152,12 +148,7 @@ function group(cursor: ByteCursor, end: number): string {
   const bytes = cursor.bytes;
   const start = cursor.pos;
   cursor.pos = fieldEnd;
-  const length = fieldEnd - start;
-  if (length === lastGroupBytes.length) {
-    let i = 0;
-    while (i < length && lastGroupBytes[i] === bytes[start + i]) i++;
-    if (i === length) return lastGroup;
-  }
+  if (sameBytes(bytes, start, fieldEnd, lastGroupBytes)) return lastGroup;
   const text = readUtf8(bytes, start, fieldEnd);
   if (text === undefined) unusual();
   lastGroupBytes = bytes.slice(start, fieldEnd);

@@ -1,9 +1,9 @@
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import { type ValueList, ValueListSchema } from "../../gen/activeblaze/v1/message_pb.ts";
 import { DeliveryMode, DestinationKind } from "../../gen/activeblaze/v1/messaging_pb.ts";
-import { ByteCursor, decodeUtf8, readUtf8, varintSize } from "../wire/varint.ts";
+import { ByteCursor, decodeUtf8, readUtf8, varintSize, writeVarint } from "../wire/varint.ts";
 import { web } from "../web.ts";
-import { concatBytes } from "../wire/bytes.ts";
+import { concatBytes, sameBytes } from "../wire/bytes.ts";
 
 /**
  * The messaging layer's codec for activeblaze.v1.MessagingBatch, MessagingMessage, QueueAssignment and
@@ -219,14 +219,7 @@ class ProtoWriter {
 
   varint(value: number): void {
     this.ensure(10);
-    const buffer = this.buffer;
-    let pos = this.pos;
-    while (value >= 0x80) {
-      buffer[pos++] = (value % 0x80) | 0x80;
-      value = Math.floor(value / 0x80);
-    }
-    buffer[pos++] = value;
-    this.pos = pos;
+    this.pos = writeVarint(this.buffer, this.pos, value);
   }
 
   /** A signed 64-bit value as protobuf writes int64 (two's complement, 10 bytes when negative). */
@@ -484,35 +477,6 @@ function putDigits(buffer: Uint8Array, pos: number, sequence: number, digits: nu
   return pos + digits;
 }
 
-/**
- * Writes a varint of a whole number from 0 to 2^53 − 1 at `pos` (room checked by the caller) as
- * `ProtoWriter.varint` writes it; returns the position after it. Groups are taken in 32-bit integer
- * arithmetic: a number past 28 bits (a timestamp) is split in two first.
- */
-function putVarint(buffer: Uint8Array, pos: number, value: number): number {
-  let low = value;
-  if (value >= 0x10000000) {
-    let high = Math.floor(value / 0x10000000);
-    low = value - high * 0x10000000;
-    for (let i = 0; i < 4; i++) {
-      buffer[pos++] = (low & 0x7f) | 0x80;
-      low >>>= 7;
-    }
-    while (high >= 0x80) {
-      buffer[pos++] = (high & 0x7f) | 0x80;
-      high >>>= 7;
-    }
-    buffer[pos++] = high;
-    return pos;
-  }
-  while (low >= 0x80) {
-    buffer[pos++] = (low & 0x7f) | 0x80;
-    low >>>= 7;
-  }
-  buffer[pos++] = low;
-  return pos;
-}
-
 function writeHeaders(w: ProtoWriter, h: WireHeaders): void {
   const id = h.messageId;
   const destination = h.destination;
@@ -632,34 +596,34 @@ function writePlain(w: ProtoWriter, message: WireMessage): boolean {
   const buffer = w.buffer;
   let pos = w.pos;
   buffer[pos++] = (1 << 3) + LEN;
-  pos = putVarint(buffer, pos, messageLength);
+  pos = writeVarint(buffer, pos, messageLength);
   buffer[pos++] = (1 << 3) + LEN;
-  pos = putVarint(buffer, pos, headersLength);
+  pos = writeVarint(buffer, pos, headersLength);
   buffer.set(lead, pos);
   pos = putDigits(buffer, pos + lead.length, id.sequence, digits);
   if (h.timestampMs !== 0) {
     buffer[pos++] = (3 << 3) + VARINT;
-    pos = putVarint(buffer, pos, h.timestampMs);
+    pos = writeVarint(buffer, pos, h.timestampMs);
   }
   if (h.deliveryMode !== 0) {
     buffer[pos++] = (7 << 3) + VARINT;
-    pos = putVarint(buffer, pos, h.deliveryMode);
+    pos = writeVarint(buffer, pos, h.deliveryMode);
   }
   if (priority) {
     buffer[pos++] = (8 << 3) + VARINT;
-    pos = putVarint(buffer, pos, h.priority);
+    pos = writeVarint(buffer, pos, h.priority);
   }
   if (h.timeToLiveMs !== 0) {
     buffer[pos++] = (9 << 3) + VARINT;
-    pos = putVarint(buffer, pos, h.timeToLiveMs);
+    pos = writeVarint(buffer, pos, h.timeToLiveMs);
   }
   if (h.deliveryDelayMs !== 0) {
     buffer[pos++] = (10 << 3) + VARINT;
-    pos = putVarint(buffer, pos, h.deliveryDelayMs);
+    pos = writeVarint(buffer, pos, h.deliveryDelayMs);
   }
   if (bytes !== undefined) {
     buffer[pos++] = (3 << 3) + LEN;
-    pos = putVarint(buffer, pos, bytes.length);
+    pos = writeVarint(buffer, pos, bytes.length);
     buffer.set(bytes, pos);
     pos += bytes.length;
   }
@@ -945,15 +909,9 @@ let lastDestinationBytes = new Uint8Array(0);
 function readDestination(c: ByteCursor, end: number): WireDestination | undefined {
   const start = c.pos;
   const bytes = c.bytes;
-  const last = lastDestinationBytes;
-  const length = end - start;
-  if (length === last.length) {
-    let i = 0;
-    while (i < length && bytes[start + i] === last[i]) i++;
-    if (i === length) {
-      c.pos = end;
-      return lastDestination;
-    }
+  if (sameBytes(bytes, start, end, lastDestinationBytes)) {
+    c.pos = end;
+    return lastDestination;
   }
   const destination = decodeDestination(c, end, undefined);
   if (destination !== undefined) {

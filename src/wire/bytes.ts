@@ -26,6 +26,13 @@ export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
   return true;
 }
 
+/** True when `bytes[start, end)` holds exactly `expected`. */
+export function sameBytes(bytes: Uint8Array, start: number, end: number, expected: Uint8Array): boolean {
+  if (end - start !== expected.length) return false;
+  for (let i = 0; i < expected.length; i++) if (bytes[start + i] !== expected[i]) return false;
+  return true;
+}
+
 /**
  * Hands out buffers carved one after another from larger regions, and never hands out a byte twice: a
  * buffer stays valid as long as anyone keeps it (a datagram the transport still holds, a queued copy),

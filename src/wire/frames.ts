@@ -6,6 +6,7 @@ import { type DataFields, dataSize, readData, writeData } from "../../gen/active
 import { encodeAckFrame, isAckFrame, MAX_ACK_FRAME_BYTES, readAckFrame, writeAckFrame } from "./ack-codec.ts";
 import { fastCodec } from "./fast-codec.ts";
 import { MAX_DATAGRAM_BYTES, MEMBER_ID_BYTES, PROTOCOL_MINOR_VERSION, PROTOCOL_VERSION } from "./limits.ts";
+import { sameBytes } from "./bytes.ts";
 import { ByteCursor, decodeUtf8, varintSize, writeVarint } from "./varint.ts";
 import { web } from "../web.ts";
 
@@ -661,13 +662,6 @@ export function toData(fields: DataFields): Data {
 
 function toSafeNumber(value: bigint): number | undefined {
   return value <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(value) : undefined;
-}
-
-/** True when `bytes[start, end)` holds exactly `expected`. */
-export function sameBytes(bytes: Uint8Array, start: number, end: number, expected: Uint8Array): boolean {
-  if (end - start !== expected.length) return false;
-  for (let i = 0; i < expected.length; i++) if (bytes[start + i] !== expected[i]) return false;
-  return true;
 }
 
 /** The stream an Ack or Nack frame refers to (undefined for other kinds). */
