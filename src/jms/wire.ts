@@ -556,6 +556,13 @@ function uintFieldSize(value: number): number {
   return value === 0 ? 0 : 1 + varintSize(value);
 }
 
+/** Writes varint field `field` (below 16: a one-byte tag) at `pos`, nothing for a value of 0; returns the position after it. */
+function putUintField(buffer: Uint8Array, pos: number, field: number, value: number): number {
+  if (value === 0) return pos;
+  buffer[pos++] = (field << 3) + VARINT;
+  return writeVarint(buffer, pos, value);
+}
+
 /**
  * Writes `message` as a batch's element when it is as a send of bytes most often makes it — a sent id,
  * a destination, a body of bytes or none, no correlation id, reply-to, type or property — every length
@@ -601,26 +608,14 @@ function writePlain(w: ProtoWriter, message: WireMessage): boolean {
   pos = writeVarint(buffer, pos, headersLength);
   buffer.set(lead, pos);
   pos = putDigits(buffer, pos + lead.length, id.sequence, digits);
-  if (h.timestampMs !== 0) {
-    buffer[pos++] = (3 << 3) + VARINT;
-    pos = writeVarint(buffer, pos, h.timestampMs);
-  }
-  if (h.deliveryMode !== 0) {
-    buffer[pos++] = (7 << 3) + VARINT;
-    pos = writeVarint(buffer, pos, h.deliveryMode);
-  }
+  pos = putUintField(buffer, pos, 3, h.timestampMs);
+  pos = putUintField(buffer, pos, 7, h.deliveryMode);
   if (priority) {
     buffer[pos++] = (8 << 3) + VARINT;
     pos = writeVarint(buffer, pos, h.priority);
   }
-  if (h.timeToLiveMs !== 0) {
-    buffer[pos++] = (9 << 3) + VARINT;
-    pos = writeVarint(buffer, pos, h.timeToLiveMs);
-  }
-  if (h.deliveryDelayMs !== 0) {
-    buffer[pos++] = (10 << 3) + VARINT;
-    pos = writeVarint(buffer, pos, h.deliveryDelayMs);
-  }
+  pos = putUintField(buffer, pos, 9, h.timeToLiveMs);
+  pos = putUintField(buffer, pos, 10, h.deliveryDelayMs);
   if (bytes !== undefined) {
     buffer[pos++] = (3 << 3) + LEN;
     pos = writeVarint(buffer, pos, bytes.length);
