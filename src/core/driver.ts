@@ -170,10 +170,15 @@ export class Driver {
   #takeTurn(): void {
     const now = this.#clock.now();
     const polls = this.#polls;
+    const handlers = this.#handlers;
     for (let i = 0; i < polls.length; i++) {
       if (polls[i]!() <= now) {
-        const handle = this.#handlers[i]!;
-        this.#guard(() => handle(now));
+        // Guarded in place: no closure made for each unit that acts.
+        try {
+          handlers[i]!(now);
+        } catch (error) {
+          this.#fault(error);
+        }
       }
     }
     this.#turnScheduled = false;
