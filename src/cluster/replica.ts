@@ -58,6 +58,25 @@ class RequesterRecords {
   }
 }
 
+/**
+ * A request this replica applied: the entry it replaced or removed is kept as it is, and put in the array
+ * that responses and snapshots carry only when someone asks for it — most records are never read (every
+ * member remembers every request; only the requester's own answer, or a snapshot, reads one).
+ */
+class AppliedRequest implements AppliedRecord {
+  constructor(
+    readonly requester: MemberInstance,
+    readonly requestId: number,
+    readonly index: number,
+    readonly before: StoredEntry | undefined,
+    readonly token: number,
+  ) {}
+
+  get previous(): readonly StoredEntry[] {
+    return this.before === undefined ? NONE : [this.before];
+  }
+}
+
 /** What one update did: the replica's changes (for listeners) and a record per request it applied. */
 export interface Applied {
   readonly changes: ReplicaChange[];
@@ -148,20 +167,20 @@ export class Replica {
       // Only single-key writes answer with the entry as it was (put, remove); a batch's would be large.
       // Most requests change one key: no array of the entries before unless one was there.
       const single = request.changes.length === 1 && request.changes[0]!.kind !== "clear";
-      let previous: readonly StoredEntry[] = NONE;
+      let previous: StoredEntry | undefined;
       let token = 0;
       for (const change of request.changes) {
         const before = changes.length;
         this.#applyChange(change, now, changes);
         for (let i = before; i < changes.length; i++) {
           const done = changes[i]!;
-          if (done.kind === "update") previous = single ? [done.previous] : NONE;
-          else if (done.kind === "remove" && !done.expired) previous = single ? [done.entry] : NONE;
+          if (done.kind === "update") previous = single ? done.previous : undefined;
+          else if (done.kind === "remove" && !done.expired) previous = single ? done.entry : undefined;
           else if (done.kind === "lock") token = done.lock.token;
         }
       }
       if (request.requestId !== 0 && request.requester !== undefined) {
-        const record: AppliedRecord = { requester: request.requester, requestId: request.requestId, index, previous, token };
+        const record = new AppliedRequest(request.requester, request.requestId, index, previous, token);
         if (request.requester !== requester) {
           requester = request.requester;
           applied = this.#appliedOf(requester);
