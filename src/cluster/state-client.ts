@@ -176,7 +176,7 @@ export class StateClient implements TimedUnit {
     const outstanding = this.#outstanding.get(record.requestId);
     if (outstanding === undefined) return;
     const term = this.#host.term();
-    if (term.epoch !== epoch || !term.members.some((m) => m.id === this.#host.local.id)) return;
+    if (term.epoch !== epoch || !hasMember(term.members, this.#host.local.id)) return;
     outstanding.applied = { record, epoch, needed: noticesNeeded(term.members.length) };
     this.#taken(outstanding, now);
     this.#settle(record.requestId, outstanding, now);
@@ -185,7 +185,7 @@ export class StateClient implements TimedUnit {
   /** Member `peer` applied the updates of term `position.epoch` up to `position.index` (a notice). */
   onNotice(peer: PeerKey, position: Position, now: number): void {
     const term = this.#host.term();
-    if (position.epoch !== term.epoch || peer === term.coordinator || !term.members.some((m) => m.id === peer)) return;
+    if (position.epoch !== term.epoch || peer === term.coordinator || !hasMember(term.members, peer)) return;
     const seen = this.#noticed.get(peer);
     if (seen !== undefined && seen.index >= position.index) return;
     this.#noticed.set(peer, position);
@@ -331,4 +331,10 @@ export class StateClient implements TimedUnit {
     if (this.#answerMs === undefined) return RESEND_FIRST_MS;
     return Math.min(RESEND_MOST_MS, Math.max(RESEND_FIRST_MS, this.#answerMs + 4 * this.#answerVarianceMs));
   }
+}
+
+/** True when `members` has one of id `peer` (a loop: no closure made for every write). */
+function hasMember(members: readonly MemberInstance[], peer: PeerKey): boolean {
+  for (const member of members) if (member.id === peer) return true;
+  return false;
 }

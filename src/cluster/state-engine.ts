@@ -612,7 +612,7 @@ export class StateEngine implements TimedUnit {
       return;
     }
     const view = this.#view;
-    const requester = peer === this.#host.local.id ? this.#host.local : view?.members.find((m) => m.id === peer);
+    const requester = peer === this.#host.local.id ? this.#host.local : view === undefined ? undefined : memberOf(view.members, peer);
     if (requester === undefined || requester.incarnation !== incarnation) {
       // Not (yet) in our view, or restarted and our view still has its previous run: its requests, its
       // entries and its locks must not be taken for the other run's. It asks again shortly.
@@ -669,4 +669,10 @@ export class StateEngine implements TimedUnit {
 
 function refusal(requestId: number, outcome: StateResponse["outcome"], message: string): StateResponse {
   return { requestId, outcome, message, epoch: 0, index: 0, previous: [], token: 0 };
+}
+
+/** The member of `members` with id `peer` (a loop, not a closure made for every request). */
+function memberOf(members: readonly MemberInstance[], peer: PeerKey): MemberInstance | undefined {
+  for (const member of members) if (member.id === peer) return member;
+  return undefined;
 }
