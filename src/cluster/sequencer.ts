@@ -11,6 +11,7 @@ import {
   majority,
   type MemberInstance,
   putBytes,
+  putEntrySpec,
   removeBytes,
   REQUEST_OVERHEAD_BYTES,
   UPDATE_OVERHEAD_BYTES,
@@ -458,7 +459,7 @@ export class Sequencer implements TimedUnit {
       if (refusal !== undefined) return this.#respond(requester, request, refusal.outcome, refusal.message);
       changes.push({
         kind: "put",
-        entry: { key: put.key, value: put.value, format: put.format, version: index, owner: requester, removeOnExit: put.removeOnExit, ttlMs: put.ttlMs },
+        entry: putEntrySpec(put.key, put.value, put.format, index, requester, put.removeOnExit, put.ttlMs),
         inserted: !replica.entries.has(put.key),
       });
     }
@@ -484,7 +485,7 @@ export class Sequencer implements TimedUnit {
     const replica = this.#host.replica;
     let changes: readonly Change[];
     if (put !== undefined) {
-      const entry = { key, value: put.value, format: put.format, version: this.#batch!.index, owner: requester, removeOnExit: put.removeOnExit, ttlMs: put.ttlMs };
+      const entry = putEntrySpec(key, put.value, put.format, this.#batch!.index, requester, put.removeOnExit, put.ttlMs);
       changes = [{ kind: "put", entry, inserted: !replica.entries.has(key) }];
     } else changes = replica.entries.has(key) ? [{ kind: "remove", key, expired: false }] : NO_CHANGES;
     this.#add(requester, request.requestId, changes, keys);

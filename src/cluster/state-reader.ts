@@ -4,7 +4,7 @@ import { sameBytes } from "../wire/bytes.ts";
 import { MEMBER_ID_BYTES } from "../wire/limits.ts";
 import { MAX_COUNTER } from "../wire/safe-integers.ts";
 import { ByteCursor, readUtf8 } from "../wire/varint.ts";
-import type { Change, MemberInstance, OrderedRequest, PutSpec, RemoveSpec, StateAck, StateOp } from "./state-types.ts";
+import { type Change, type MemberInstance, type OrderedRequest, putEntrySpec, type PutSpec, type RemoveSpec, type StateAck, type StateOp } from "./state-types.ts";
 import type { StateFrame } from "./state-wire.ts";
 
 /**
@@ -411,7 +411,7 @@ function putEntry(cursor: ByteCursor, end: number, requester: MemberInstance | u
   }
   finished(cursor, end);
   if (owner === undefined) unusual();
-  return { kind: "put", entry: { key, value, format, version, owner, removeOnExit, ttlMs }, inserted };
+  return { kind: "put", entry: putEntrySpec(key, value, format, version, owner, removeOnExit, ttlMs), inserted };
 }
 
 /** The Entry of a remove or an unlock: its key alone. */
