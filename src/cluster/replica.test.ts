@@ -56,6 +56,29 @@ describe("Replica", () => {
     expect(replica.lastAppliedIndex(A)).toBe(index);
   });
 
+  it("remembers requests whose ids lie far apart as it does ids one after another", () => {
+    const replica = new Replica(16);
+    let index = 0;
+    const applyRequest = (requestId: number) => replica.apply(update(++index, [{ requestId, requester: A, changes: [] }]), 0);
+    // Ids a multiple of every table size apart, and some one after another among them.
+    const ids = [1, 2 ** 20 + 1, 2 ** 40 + 1, 3, 2 ** 20 + 3, 4, 5, 2 ** 33 + 5];
+    for (const id of ids) applyRequest(id);
+    for (let id = 6; id <= 4_096; id++) applyRequest(id);
+    // The oldest 3 went (1, 2^20 + 1, 2^40 + 1); the rest are found, in the order they were applied.
+    expect([1, 2 ** 20 + 1, 2 ** 40 + 1].map((id) => replica.appliedRequest(A, id))).toEqual([undefined, undefined, undefined]);
+    for (const id of [3, 2 ** 20 + 3, 4, 5, 2 ** 33 + 5, 6, 4_096]) expect(replica.appliedRequest(A, id)?.requestId).toBe(id);
+    expect(replica.appliedRequest(A, 2)).toBeUndefined();
+    expect(replica.appliedRecords().map((r) => r.requestId).slice(0, 6)).toEqual([3, 2 ** 20 + 3, 4, 5, 2 ** 33 + 5, 6]);
+    expect(replica.appliedRecords()).toHaveLength(4_096);
+    // One applied again takes its new record and keeps its place.
+    applyRequest(2 ** 20 + 3);
+    expect(replica.appliedRequest(A, 2 ** 20 + 3)?.index).toBe(index);
+    expect(replica.appliedRecords()[1]!.requestId).toBe(2 ** 20 + 3);
+    applyRequest(4_100);
+    expect(replica.appliedRequest(A, 3)).toBeUndefined();
+    expect(replica.appliedRecords().map((r) => r.requestId).slice(0, 2)).toEqual([2 ** 20 + 3, 4]);
+  });
+
   it("keeps a log of the last updates for replicas behind, and knows the line it follows", () => {
     const replica = new Replica(16);
     for (let i = 1; i <= 20; i++) replica.apply(update(i, []), 0);

@@ -32,29 +32,103 @@ function lineKey(epoch: number, coordinator: PeerKey): string {
 
 /**
  * The applied requests remembered of one requester, by request id, in the order they were applied; past
- * APPLIED_PER_REQUESTER the oldest is forgotten. The ids' order is kept in a ring beside the map, so the
- * oldest is found without an iterator made for every write.
+ * APPLIED_PER_REQUESTER the oldest is forgotten. A requester numbers its requests one after another, so
+ * they are kept in a table by id modulo its size (twice the most remembered, grown to it as they come):
+ * a new one mostly takes the slot an id forgotten long before left, with no hashed insert and delete —
+ * a map whose deletions pile up is rebuilt every few thousand writes. An id whose slot another one
+ * remembered holds (ids far apart) goes to a map beside. The ids' order is kept in a ring, so the oldest
+ * is found without an iterator made for every write.
  */
 class RequesterRecords {
-  readonly byId = new Map<number, AppliedRecord>();
+  #slots: Array<AppliedRecord | undefined> = new Array<AppliedRecord | undefined>(16).fill(undefined);
+  readonly #overflow = new Map<number, AppliedRecord>();
   readonly #order: number[] = [];
   /** Where the oldest id is in `#order`, once it is full. */
   #oldest = 0;
 
+  get(requestId: number): AppliedRecord | undefined {
+    const record = this.#slots[requestId & (this.#slots.length - 1)];
+    if (record !== undefined && record.requestId === requestId) return record;
+    return this.#overflow.size === 0 ? undefined : this.#overflow.get(requestId);
+  }
+
+  /** The records, oldest first. */
+  values(): AppliedRecord[] {
+    const order = this.#order;
+    const records: AppliedRecord[] = [];
+    for (let i = 0; i < order.length; i++) records.push(this.get(order[(this.#oldest + i) % order.length]!)!);
+    return records;
+  }
+
+  /** The oldest record (undefined: none). */
+  first(): AppliedRecord | undefined {
+    return this.#order.length === 0 ? undefined : this.get(this.#order[this.#oldest]!);
+  }
+
   remember(record: AppliedRecord): void {
-    const byId = this.byId;
-    const size = byId.size;
-    byId.set(record.requestId, record);
-    // An id remembered already keeps its place (as in the map's order).
-    if (byId.size === size) return;
-    if (size < APPLIED_PER_REQUESTER) {
-      this.#order.push(record.requestId);
+    const requestId = record.requestId;
+    // An id remembered already keeps its place (as in a map's order), with its new record.
+    const slot = requestId & (this.#slots.length - 1);
+    const held = this.#slots[slot];
+    if (held !== undefined && held.requestId === requestId) {
+      this.#slots[slot] = record;
       return;
     }
-    // Full: the oldest is forgotten, and its slot in the ring taken by the newest.
-    byId.delete(this.#order[this.#oldest]!);
-    this.#order[this.#oldest] = record.requestId;
-    this.#oldest = (this.#oldest + 1) % APPLIED_PER_REQUESTER;
+    if (this.#overflow.has(requestId)) {
+      this.#overflow.set(requestId, record);
+      return;
+    }
+    const order = this.#order;
+    if (order.length < APPLIED_PER_REQUESTER) {
+      if (2 * (order.length + 1) > this.#slots.length) this.#grow();
+      order.push(requestId);
+    } else {
+      // Full: the oldest is forgotten, and its slot in the ring taken by the newest.
+      this.#forget(order[this.#oldest]!);
+      order[this.#oldest] = requestId;
+      this.#oldest = (this.#oldest + 1) % APPLIED_PER_REQUESTER;
+    }
+    this.#place(record);
+  }
+
+  #place(record: AppliedRecord): void {
+    const slot = record.requestId & (this.#slots.length - 1);
+    if (this.#slots[slot] === undefined) this.#slots[slot] = record;
+    else this.#overflow.set(record.requestId, record);
+  }
+
+  #forget(requestId: number): void {
+    const slot = requestId & (this.#slots.length - 1);
+    const held = this.#slots[slot];
+    if (held !== undefined && held.requestId === requestId) this.#slots[slot] = undefined;
+    else this.#overflow.delete(requestId);
+  }
+
+  /** A table twice the size, the records placed in it again (before the ring is full: no oldest yet). */
+  #grow(): void {
+    const records = this.values();
+    this.#slots = new Array<AppliedRecord | undefined>(this.#slots.length * 2).fill(undefined);
+    this.#overflow.clear();
+    for (const record of records) this.#place(record);
+  }
+}
+
+/**
+ * A request this replica applied: the entry it replaced or removed is kept as it is, and put in the array
+ * that responses and snapshots carry only when someone asks for it — most records are never read (every
+ * member remembers every request; only the requester's own answer, or a snapshot, reads one).
+ */
+class AppliedRequest implements AppliedRecord {
+  constructor(
+    readonly requester: MemberInstance,
+    readonly requestId: number,
+    readonly index: number,
+    readonly before: StoredEntry | undefined,
+    readonly token: number,
+  ) {}
+
+  get previous(): readonly StoredEntry[] {
+    return this.before === undefined ? NONE : [this.before];
   }
 }
 
@@ -133,7 +207,7 @@ export class Replica {
   }
 
   appliedRequest(requester: MemberInstance, requestId: number): AppliedRecord | undefined {
-    return this.#applied.get(instanceKey(requester))?.byId.get(requestId);
+    return this.#applied.get(instanceKey(requester))?.get(requestId);
   }
 
   /** Applies one update (the caller checked it follows our position), returning what changed. */
@@ -148,20 +222,20 @@ export class Replica {
       // Only single-key writes answer with the entry as it was (put, remove); a batch's would be large.
       // Most requests change one key: no array of the entries before unless one was there.
       const single = request.changes.length === 1 && request.changes[0]!.kind !== "clear";
-      let previous: readonly StoredEntry[] = NONE;
+      let previous: StoredEntry | undefined;
       let token = 0;
       for (const change of request.changes) {
         const before = changes.length;
         this.#applyChange(change, now, changes);
         for (let i = before; i < changes.length; i++) {
           const done = changes[i]!;
-          if (done.kind === "update") previous = single ? [done.previous] : NONE;
-          else if (done.kind === "remove" && !done.expired) previous = single ? [done.entry] : NONE;
+          if (done.kind === "update") previous = single ? done.previous : undefined;
+          else if (done.kind === "remove" && !done.expired) previous = single ? done.entry : undefined;
           else if (done.kind === "lock") token = done.lock.token;
         }
       }
       if (request.requestId !== 0 && request.requester !== undefined) {
-        const record: AppliedRecord = { requester: request.requester, requestId: request.requestId, index, previous, token };
+        const record = new AppliedRequest(request.requester, request.requestId, index, previous, token);
         if (request.requester !== requester) {
           requester = request.requester;
           applied = this.#appliedOf(requester);
@@ -250,7 +324,7 @@ export class Replica {
   /** Every applied request remembered, for a snapshot. */
   appliedRecords(): AppliedRecord[] {
     const records: AppliedRecord[] = [];
-    for (const perRequester of this.#applied.values()) records.push(...perRequester.byId.values());
+    for (const perRequester of this.#applied.values()) records.push(...perRequester.values());
     return records;
   }
 
@@ -258,8 +332,8 @@ export class Replica {
   requesters(): MemberInstance[] {
     const members: MemberInstance[] = [];
     for (const perRequester of this.#applied.values()) {
-      const first = perRequester.byId.values().next();
-      if (!first.done) members.push(first.value.requester);
+      const first = perRequester.first();
+      if (first !== undefined) members.push(first.requester);
     }
     return members;
   }
@@ -267,7 +341,7 @@ export class Replica {
   /** The index of the last request of `requester` this replica remembers (0: none). */
   lastAppliedIndex(requester: MemberInstance): number {
     let last = 0;
-    for (const record of this.#applied.get(instanceKey(requester))?.byId.values() ?? []) if (record.index > last) last = record.index;
+    for (const record of this.#applied.get(instanceKey(requester))?.values() ?? []) if (record.index > last) last = record.index;
     return last;
   }
 

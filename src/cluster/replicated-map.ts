@@ -386,7 +386,7 @@ export class ReplicatedMap {
     try {
       const put = this.#putSpec(key, value, options, key);
       const bytes = UPDATE_OVERHEAD_BYTES + REQUEST_OVERHEAD_BYTES + putBytes(key, put.value.length);
-      return this.#write({ case: "put", put }, bytes, options, `put("${key}")`).then(previousValue);
+      return this.#write({ case: "put", put }, bytes, options, `put("${key}")`, previousValue);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -549,8 +549,12 @@ export class ReplicatedMap {
   /**
    * Sends `op` and waits for its answer (refusals included): rejects with TIMEOUT, ABORTED or CLOSED. A
    * write (`started`: when it began) rejects with a refusal's error instead, and is measured as it ends.
+   * `answerOf` makes the call's promise resolve with what it makes of the answer, in the one reaction
+   * that also sees the call end without one.
    */
-  #call(op: StateOp, timeoutMs: number, signal: AbortSignalLike | undefined, what: string, started?: number): Promise<StateResponse> {
+  #call(op: StateOp, timeoutMs: number, signal: AbortSignalLike | undefined, what: string, started?: number): Promise<StateResponse>;
+  #call<R>(op: StateOp, timeoutMs: number, signal: AbortSignalLike | undefined, what: string, started: number, answerOf: (response: StateResponse) => R): Promise<R>;
+  #call<R>(op: StateOp, timeoutMs: number, signal: AbortSignalLike | undefined, what: string, started?: number, answerOf?: (response: StateResponse) => R): Promise<R | StateResponse> {
     const engine = this.#engine();
     const access = this.#access;
     const { id, promise } = this.#calls.open(access.now(), timeoutMs, signal, what, REQUEST_CALL);
@@ -575,24 +579,34 @@ export class ReplicatedMap {
     );
     access.touch();
     // However the call ends without its answer, the engine stops asking (and withdraws a lock request).
-    promise.catch((error: unknown) => {
-      if (answered) return;
-      if (started !== undefined) this.#measureWrite(op.case, started, error instanceof BlazeError ? error.code : "error");
-      engine.abandon(request, access.now());
-      access.touch();
-    });
+    // With `answerOf` this is the reaction the caller's promise comes from, and passes the error on.
+    const ended = (error: unknown) => {
+      if (!answered) {
+        if (started !== undefined) this.#measureWrite(op.case, started, error instanceof BlazeError ? error.code : "error");
+        engine.abandon(request, access.now());
+        access.touch();
+      }
+      if (answerOf !== undefined) throw error;
+    };
+    if (answerOf !== undefined) return (promise as Promise<StateResponse>).then(answerOf, ended as (error: unknown) => never);
+    promise.catch(ended);
     return promise as Promise<StateResponse>;
   }
 
-  /** A write: resolves with its answer, or rejects with its refusal's error (or TIMEOUT, ABORTED, CLOSED). */
-  #write(op: StateOp, bytes: number, options: WriteOptions, what: string): Promise<StateResponse> {
+  /**
+   * A write: resolves with its answer (or what `answerOf` makes of it), or rejects with its refusal's error
+   * (or TIMEOUT, ABORTED, CLOSED).
+   */
+  #write(op: StateOp, bytes: number, options: WriteOptions, what: string): Promise<StateResponse>;
+  #write<R>(op: StateOp, bytes: number, options: WriteOptions, what: string, answerOf: (response: StateResponse) => R): Promise<R>;
+  #write<R>(op: StateOp, bytes: number, options: WriteOptions, what: string, answerOf?: (response: StateResponse) => R): Promise<R | StateResponse> {
     const max = this.#access.maxUpdateBytes();
     if (bytes > max) throw new BlazeError("MESSAGE_TOO_LARGE", `${what} makes an update of about ${bytes} bytes, more than one datagram carries (${max})`);
     const timeoutMs = options.timeoutMs ?? this.#options.requestTimeoutMs;
     checkDuration(timeoutMs, "timeoutMs");
     const started = this.#access.now();
     try {
-      return this.#call(op, timeoutMs, options.signal, what, started);
+      return answerOf === undefined ? this.#call(op, timeoutMs, options.signal, what, started) : this.#call(op, timeoutMs, options.signal, what, started, answerOf);
     } catch (error) {
       this.#measureWrite(op.case, started, error instanceof BlazeError ? error.code : "error");
       throw error;

@@ -11,6 +11,7 @@ import {
   majority,
   type MemberInstance,
   putBytes,
+  putEntrySpec,
   removeBytes,
   REQUEST_OVERHEAD_BYTES,
   UPDATE_OVERHEAD_BYTES,
@@ -124,6 +125,7 @@ interface Batch {
 }
 
 const NO_PUTS: readonly PutSpec[] = [];
+const NO_CHANGES: readonly Change[] = [];
 const NO_REMOVES: readonly RemoveSpec[] = [];
 
 function inBatch(batch: Batch, requester: MemberInstance, requestId: number): boolean {
@@ -364,7 +366,8 @@ export class Sequencer implements TimedUnit {
       else if (sameInstance(requester, this.#host.local)) this.#await(applied.index, requestId);
       return;
     }
-    if (this.#locks.isQueued(requester, requestId) || this.#tokenWait.some((w) => w.requestId === requestId && sameInstance(w.requester, requester))) return;
+    // Grants waiting for a token are few (most turns have none): no closure made to look among none.
+    if (this.#locks.isQueued(requester, requestId) || (this.#tokenWait.length > 0 && this.#tokenWait.some((w) => w.requestId === requestId && sameInstance(w.requester, requester)))) return;
     // Refusals are few (most terms have none): no key made to look for one among none.
     const refusal = this.#refused.size === 0 ? undefined : this.#refused.get(this.#requestKey(requester, requestId));
     if (refusal !== undefined) {
@@ -421,9 +424,12 @@ export class Sequencer implements TimedUnit {
 
   #write(requester: MemberInstance, request: StateRequest, now: number): void {
     const op = request.op as Extract<StateRequest["op"], { case: "put" | "remove" | "batch" | "clear" }>;
-    // A put or a remove is one key: its spec in an array of one, no copies of a batch's arrays.
-    const puts: readonly PutSpec[] = op.case === "put" ? [op.put] : op.case === "batch" ? op.puts : NO_PUTS;
-    const removes: readonly RemoveSpec[] = op.case === "remove" ? [op.remove] : op.case === "batch" ? op.removes : NO_REMOVES;
+    // A put or a remove is one key, looked at as it is: no array of its spec, none of its key grown by
+    // pushes (an empty array's first push makes room for seventeen), no copies of a batch's arrays.
+    if (op.case === "put") return this.#writeOne(requester, request, op.put, undefined, now);
+    if (op.case === "remove") return this.#writeOne(requester, request, undefined, op.remove, now);
+    const puts: readonly PutSpec[] = op.case === "batch" ? op.puts : NO_PUTS;
+    const removes: readonly RemoveSpec[] = op.case === "batch" ? op.removes : NO_REMOVES;
     const replica = this.#host.replica;
     if (op.case === "clear") {
       this.#open(undefined, 0, now);
@@ -453,7 +459,7 @@ export class Sequencer implements TimedUnit {
       if (refusal !== undefined) return this.#respond(requester, request, refusal.outcome, refusal.message);
       changes.push({
         kind: "put",
-        entry: { key: put.key, value: put.value, format: put.format, version: index, owner: requester, removeOnExit: put.removeOnExit, ttlMs: put.ttlMs },
+        entry: putEntrySpec(put.key, put.value, put.format, index, requester, put.removeOnExit, put.ttlMs),
         inserted: !replica.entries.has(put.key),
       });
     }
@@ -462,6 +468,26 @@ export class Sequencer implements TimedUnit {
       if (refusal !== undefined) return this.#respond(requester, request, refusal.outcome, refusal.message);
       if (replica.entries.has(remove.key)) changes.push({ kind: "remove", key: remove.key, expired: false });
     }
+    this.#add(requester, request.requestId, changes, keys);
+  }
+
+  /** A put (`put`) or a remove (`remove`) of one key: #write's work for a batch of one, without its arrays. */
+  #writeOne(requester: MemberInstance, request: StateRequest, put: PutSpec | undefined, remove: RemoveSpec | undefined, now: number): void {
+    const key = put !== undefined ? put.key : remove!.key;
+    const bytes = REQUEST_OVERHEAD_BYTES + (put !== undefined ? putBytes(key, put.value.length) : removeBytes(key));
+    if (bytes + UPDATE_OVERHEAD_BYTES > this.#options.maxUpdateBytes) {
+      return this.#respond(requester, request, "TOO_LARGE", `the update would take about ${bytes} bytes, more than one datagram carries (${this.#options.maxUpdateBytes})`);
+    }
+    const keys = [key];
+    this.#open(keys, bytes, now);
+    const refusal = put !== undefined ? this.#check(requester, key, put.ifVersion, put.fencingToken, undefined) : this.#check(requester, key, remove!.ifVersion, remove!.fencingToken, undefined);
+    if (refusal !== undefined) return this.#respond(requester, request, refusal.outcome, refusal.message);
+    const replica = this.#host.replica;
+    let changes: readonly Change[];
+    if (put !== undefined) {
+      const entry = putEntrySpec(key, put.value, put.format, this.#batch!.index, requester, put.removeOnExit, put.ttlMs);
+      changes = [{ kind: "put", entry, inserted: !replica.entries.has(key) }];
+    } else changes = replica.entries.has(key) ? [{ kind: "remove", key, expired: false }] : NO_CHANGES;
     this.#add(requester, request.requestId, changes, keys);
   }
 

@@ -59,8 +59,13 @@ interface Outstanding {
   sendSeq: number;
   resendAt: number;
   resendMs: number;
-  /** Our own request, applied here at this position: done once enough members noticed it too. */
-  applied: { readonly record: AppliedRecord; readonly epoch: number; readonly needed: number } | undefined;
+  /**
+   * Our own request, applied here (this record, from the coordinator of term `appliedEpoch`): done once
+   * `noticesNeeded` members noticed it too. Fields of their own, not an object made for every write.
+   */
+  applied: AppliedRecord | undefined;
+  appliedEpoch: number;
+  noticesNeeded: number;
 }
 
 /**
@@ -176,8 +181,10 @@ export class StateClient implements TimedUnit {
     const outstanding = this.#outstanding.get(record.requestId);
     if (outstanding === undefined) return;
     const term = this.#host.term();
-    if (term.epoch !== epoch || !term.members.some((m) => m.id === this.#host.local.id)) return;
-    outstanding.applied = { record, epoch, needed: noticesNeeded(term.members.length) };
+    if (term.epoch !== epoch || !hasMember(term.members, this.#host.local.id)) return;
+    outstanding.applied = record;
+    outstanding.appliedEpoch = epoch;
+    outstanding.noticesNeeded = noticesNeeded(term.members.length);
     this.#taken(outstanding, now);
     this.#settle(record.requestId, outstanding, now);
   }
@@ -185,7 +192,7 @@ export class StateClient implements TimedUnit {
   /** Member `peer` applied the updates of term `position.epoch` up to `position.index` (a notice). */
   onNotice(peer: PeerKey, position: Position, now: number): void {
     const term = this.#host.term();
-    if (position.epoch !== term.epoch || peer === term.coordinator || !term.members.some((m) => m.id === peer)) return;
+    if (position.epoch !== term.epoch || peer === term.coordinator || !hasMember(term.members, peer)) return;
     const seen = this.#noticed.get(peer);
     if (seen !== undefined && seen.index >= position.index) return;
     this.#noticed.set(peer, position);
@@ -228,17 +235,17 @@ export class StateClient implements TimedUnit {
   }
 
   #settle(id: number, outstanding: Outstanding, now: number): void {
-    const applied = outstanding.applied!;
+    const record = outstanding.applied!;
+    const epoch = outstanding.appliedEpoch;
     const term = this.#host.term();
     let noticed = 0;
     for (const member of term.members) {
       if (member.id === this.#host.local.id || member.id === term.coordinator) continue;
       const seen = this.#noticed.get(member.id);
-      if (seen !== undefined && seen.epoch === applied.epoch && seen.index >= applied.record.index) noticed++;
+      if (seen !== undefined && seen.epoch === epoch && seen.index >= record.index) noticed++;
     }
-    if (noticed < applied.needed) return;
-    const { record } = applied;
-    this.#finish(id, outstanding, { requestId: id, outcome: "OK", message: "", epoch: applied.epoch, index: record.index, previous: record.previous, token: record.token }, now);
+    if (noticed < outstanding.noticesNeeded) return;
+    this.#finish(id, outstanding, { requestId: id, outcome: "OK", message: "", epoch, index: record.index, previous: record.previous, token: record.token }, now);
   }
 
   #finish(id: number, outstanding: Outstanding, response: StateResponse, now: number): void {
@@ -280,6 +287,8 @@ export class StateClient implements TimedUnit {
       resendAt: now,
       resendMs: this.#resendFirstMs(),
       applied: undefined,
+      appliedEpoch: 0,
+      noticesNeeded: 0,
     });
     this.#dispatch(id, now, false);
     return id;
@@ -331,4 +340,10 @@ export class StateClient implements TimedUnit {
     if (this.#answerMs === undefined) return RESEND_FIRST_MS;
     return Math.min(RESEND_MOST_MS, Math.max(RESEND_FIRST_MS, this.#answerMs + 4 * this.#answerVarianceMs));
   }
+}
+
+/** True when `members` has one of id `peer` (a loop: no closure made for every write). */
+function hasMember(members: readonly MemberInstance[], peer: PeerKey): boolean {
+  for (const member of members) if (member.id === peer) return true;
+  return false;
 }

@@ -6,7 +6,7 @@ import { Sequencer, TOKEN_BLOCK } from "./sequencer.ts";
 import { SnapshotSender } from "./snapshot.ts";
 import { type Answer, StateClient } from "./state-client.ts";
 import { ReplicaFollower, type StateView, type TermMemory } from "./state-follower.ts";
-import { comparePositions, type MemberInstance, type Position, type ReplicaChange, type StateAck, type StateOp, type StateRequest, type StateResponse, type SyncComplete, type Update } from "./state-types.ts";
+import { type AppliedRecord, comparePositions, type MemberInstance, type Position, type ReplicaChange, type StateAck, type StateOp, type StateRequest, type StateResponse, type SyncComplete, type Update } from "./state-types.ts";
 import { encodeAck, encodeAnnounce, encodeRequest, encodeResponse, encodeSnapshot, encodeSync, encodeUpdate, type StateFrame } from "./state-wire.ts";
 import { bringUp, TermSync } from "./sync.ts";
 import { VisibleState } from "./visible-state.ts";
@@ -119,6 +119,13 @@ export class StateEngine implements TimedUnit {
   /** Work handed over within this member, and listeners' events: run once the current input is handled. */
   readonly #later: Array<() => void> = [];
   #depth = 0;
+  /**
+   * This member's own requests applied here, with the epochs of their updates, in the order their turns
+   * in `#later` come (one function made once takes the next): no closure made for every own write.
+   */
+  readonly #ownApplied: AppliedRecord[] = [];
+  readonly #ownAppliedEpochs: number[] = [];
+  readonly #takeOwnApplied = (): void => this.#client.onApplied(this.#ownApplied.shift()!, this.#ownAppliedEpochs.shift()!, this.#now);
 
   constructor(host: StateEngineHost, options: StateEngineOptions, memory: TermMemory) {
     this.#host = host;
@@ -138,7 +145,11 @@ export class StateEngine implements TimedUnit {
       sendAck: (peer, ack) => host.unicast(peer, encodeAck(group, ack)),
       changed: (changes, resync) => this.#later.push(() => host.changed(changes, resync)),
       changesWatched: () => host.changesWatched(),
-      ownApplied: (record, epoch) => this.#later.push(() => this.#client.onApplied(record, epoch, this.#now)),
+      ownApplied: (record, epoch) => {
+        this.#ownApplied.push(record);
+        this.#ownAppliedEpochs.push(epoch);
+        this.#later.push(this.#takeOwnApplied);
+      },
       accepted: (epoch, newTerm) => {
         if (newTerm) this.#client.onTerm(this.#now);
         this.#later.push(() => {
@@ -612,7 +623,7 @@ export class StateEngine implements TimedUnit {
       return;
     }
     const view = this.#view;
-    const requester = peer === this.#host.local.id ? this.#host.local : view?.members.find((m) => m.id === peer);
+    const requester = peer === this.#host.local.id ? this.#host.local : view === undefined ? undefined : memberOf(view.members, peer);
     if (requester === undefined || requester.incarnation !== incarnation) {
       // Not (yet) in our view, or restarted and our view still has its previous run: its requests, its
       // entries and its locks must not be taken for the other run's. It asks again shortly.
@@ -669,4 +680,10 @@ export class StateEngine implements TimedUnit {
 
 function refusal(requestId: number, outcome: StateResponse["outcome"], message: string): StateResponse {
   return { requestId, outcome, message, epoch: 0, index: 0, previous: [], token: 0 };
+}
+
+/** The member of `members` with id `peer` (a loop, not a closure made for every request). */
+function memberOf(members: readonly MemberInstance[], peer: PeerKey): MemberInstance | undefined {
+  for (const member of members) if (member.id === peer) return member;
+  return undefined;
 }

@@ -379,11 +379,14 @@ export class ReplicaFollower {
     this.#ackDue = true;
     const local = this.#host.local;
     const term = this.#host.memory.accepted;
+    // Where the replica now stands is the update's place (epoch, coordinator, index): every notice of it
+    // names that one object.
+    const position = this.#host.replica.position;
     for (const record of records) {
       if (record.requester.id === local.id) {
         if (record.requester.incarnation === local.incarnation) this.#host.ownApplied(record, update.epoch);
       } else if (record.requester.id !== update.coordinator && noticesNeeded(term.members.length) > 0) {
-        this.#notices.set(record.requester.id, { epoch: update.epoch, coordinator: update.coordinator, index: update.index });
+        this.#notices.set(record.requester.id, position);
       }
     }
   }

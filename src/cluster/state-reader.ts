@@ -4,7 +4,7 @@ import { sameBytes } from "../wire/bytes.ts";
 import { MEMBER_ID_BYTES } from "../wire/limits.ts";
 import { MAX_COUNTER } from "../wire/safe-integers.ts";
 import { ByteCursor, readUtf8 } from "../wire/varint.ts";
-import type { Change, MemberInstance, OrderedRequest, PutSpec, RemoveSpec, StateAck, StateOp } from "./state-types.ts";
+import { type Change, type MemberInstance, type OrderedRequest, putEntrySpec, type PutSpec, type RemoveSpec, type StateAck, type StateOp } from "./state-types.ts";
 import type { StateFrame } from "./state-wire.ts";
 
 /**
@@ -411,7 +411,7 @@ function putEntry(cursor: ByteCursor, end: number, requester: MemberInstance | u
   }
   finished(cursor, end);
   if (owner === undefined) unusual();
-  return { kind: "put", entry: { key, value, format, version, owner, removeOnExit, ttlMs }, inserted };
+  return { kind: "put", entry: putEntrySpec(key, value, format, version, owner, removeOnExit, ttlMs), inserted };
 }
 
 /** The Entry of a remove or an unlock: its key alone. */
@@ -553,10 +553,11 @@ function change(cursor: ByteCursor, end: number, requester: MemberInstance | und
  * A request's changes depend on its id and requester (a put names no owner when it is the requester's),
  * so these come first, as the writers write them.
  */
-class RequestReader {
+class RequestReader implements OrderedRequest {
   requestId = 0;
   requester: MemberInstance | undefined;
-  changes: Change[] = [];
+  /** Most requests make one change: an array of one, not an empty one grown (seventeen slots) by a push. */
+  changes: Change[] = NO_CHANGES;
   #seen = 0;
 
   id(cursor: ByteCursor): void {
@@ -574,14 +575,20 @@ class RequestReader {
 
   change(cursor: ByteCursor, end: number): void {
     if (this.requestId !== 0 && this.requester === undefined) unusual();
-    this.changes.push(change(cursor, end, this.requester));
+    const read = change(cursor, end, this.requester);
+    if (this.changes === NO_CHANGES) this.changes = [read];
+    else this.changes.push(read);
   }
 
+  /** The request read: this reader itself (no copy of its fields made for every request). */
   ordered(): OrderedRequest {
     if (this.requestId !== 0 && this.requester === undefined) unusual();
-    return { requestId: this.requestId, requester: this.requester, changes: this.changes };
+    return this;
   }
 }
+
+/** No changes (yet): shared, never written to (a reader replaces it with its first change). */
+const NO_CHANGES: Change[] = [];
 
 function batched(cursor: ByteCursor, end: number): OrderedRequest {
   const batchEnd = delimitedEnd(cursor, end);
@@ -667,7 +674,9 @@ export function readStateUpdate(bytes: Uint8Array, start: number, end: number): 
     let groupName = "";
     const first = new RequestReader();
     let coordinator: PeerKey = "";
-    const requests: OrderedRequest[] = [];
+    // The first request is the reader of the update's own fields, read as they come: it leads the list
+    // from the start (not moved in front of the others at the end).
+    const requests: OrderedRequest[] = [first];
     let tokenCeiling = 0;
     let leaseProbe = 0;
     let announce = false;
@@ -731,7 +740,8 @@ export function readStateUpdate(bytes: Uint8Array, start: number, end: number): 
     // An update names its coordinator (a whole id).
     if (coordinator === "") unusual();
     if (announce) return { kind: "announce", group: groupName, announce: { epoch, coordinator, index, leaseProbe }, termBegun };
-    requests.unshift(first.ordered());
+    // The first request is whole (it names its requester when it has an id), as every batched one is.
+    first.ordered();
     return { kind: "update", group: groupName, update: { epoch, index, coordinator, requests, tokenCeiling, forget }, leaseProbe, termBegun };
   } catch (error) {
     if (error === UNUSUAL) return undefined;

@@ -111,6 +111,16 @@ export interface EntrySpec {
   readonly ttlMs: number;
 }
 
+/**
+ * The entry of a put change, made in the form a replica stores (what storedEntry in state-wire.ts makes
+ * of it, its fields in the same order): with no time to live it is stored as it is, one object less on
+ * every member for every put.
+ */
+export function putEntrySpec(key: string, value: Uint8Array, format: number, version: number, owner: MemberInstance, removeOnExit: boolean, ttlMs: number): EntrySpec {
+  const entry: StoredEntry = { key, value, format, version, owner, removeOnExit, ttlMs, expiresAt: undefined };
+  return entry;
+}
+
 /** A lock as a change or a snapshot carries it: `leaseMs` is the lease left when it was sent (0: none). */
 export interface LockSpec {
   readonly key: string;

@@ -37,18 +37,13 @@ export class VisibleState {
   hide(index: number, changes: readonly ReplicaChange[]): void {
     if (changes.length === 0) return;
     this.#pending.push({ index, changes });
-    const seen = new Set<string>();
+    // The first change of a key in this update says what it held before: a later one finds the key
+    // hidden at this index already (no set of the keys seen made for every update).
     for (const change of changes) {
       if (change.kind === "lock" || change.kind === "unlock") {
-        const key = `lock ${change.lock.key}`;
-        if (seen.has(key)) continue;
-        seen.add(key);
-        push(this.#locks, change.lock.key, { index, before: change.kind === "lock" ? change.previous : change.lock });
+        hide(this.#locks, change.lock.key, index, change.kind === "lock" ? change.previous : change.lock);
       } else {
-        const entryKey = change.entry.key;
-        if (seen.has(entryKey)) continue;
-        seen.add(entryKey);
-        push(this.#entries, entryKey, { index, before: change.kind === "insert" ? undefined : change.kind === "update" ? change.previous : change.entry });
+        hide(this.#entries, change.entry.key, index, change.kind === "insert" ? undefined : change.kind === "update" ? change.previous : change.entry);
       }
     }
   }
@@ -129,10 +124,11 @@ export class VisibleState {
   }
 }
 
-function push<T>(map: Map<string, Array<Hidden<T>>>, key: string, hidden: Hidden<T>): void {
+/** Hides `key` as of update `index`, holding `before`, unless an earlier change of that update hid it. */
+function hide<T>(map: Map<string, Array<Hidden<T>>>, key: string, index: number, before: T | undefined): void {
   const list = map.get(key);
-  if (list === undefined) map.set(key, [hidden]);
-  else list.push(hidden);
+  if (list === undefined) map.set(key, [{ index, before }]);
+  else if (list[list.length - 1]!.index !== index) list.push({ index, before });
 }
 
 /** Forgets what updates up to `index` hid: a key none of the later ones touched shows the replica's value again. */

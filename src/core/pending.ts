@@ -45,15 +45,18 @@ export class PendingCalls<T, M = undefined> implements TimedUnit {
   open(now: number, timeoutMs: number, signal: AbortSignalLike | undefined, what: string, meta: M): { readonly id: number; readonly promise: Promise<T> } {
     const id = this.#nextId++;
     if (signal?.aborted) return { id, promise: Promise.reject(new BlazeError("ABORTED", `${what} was aborted`, { cause: signal.reason })) };
-    const promise = new Promise<T>((resolve, reject) => {
-      const onAbort = signal === undefined ? undefined : () => this.fail(id, new BlazeError("ABORTED", `${what} was aborted`, { cause: signal.reason }));
-      const deadline = now + timeoutMs;
-      if (this.#latest !== undefined) this.#entries.set(this.#latestId, this.#latest);
-      this.#latestId = id;
-      this.#latest = { resolve, reject, deadline, signal, onAbort, what, timeoutMs, meta };
-      this.#deadlines.push(deadline, id);
-      signal?.addEventListener("abort", onAbort!, { once: true });
-    });
+    // The promise's ends are handed out by one executor made once, and the abort listener is made apart
+    // (only for a call with a signal): no closure, nor the scope it keeps, made for every call.
+    const promise = new Promise<T>(takeEnds);
+    const resolve = takenResolve as (value: T) => void;
+    const reject = takenReject;
+    const onAbort = signal === undefined ? undefined : abortListener(this, id, what, signal);
+    const deadline = now + timeoutMs;
+    if (this.#latest !== undefined) this.#entries.set(this.#latestId, this.#latest);
+    this.#latestId = id;
+    this.#latest = { resolve, reject, deadline, signal, onAbort, what, timeoutMs, meta };
+    this.#deadlines.push(deadline, id);
+    if (onAbort !== undefined) signal!.addEventListener("abort", onAbort, { once: true });
     return { id, promise };
   }
 
@@ -120,4 +123,18 @@ export class PendingCalls<T, M = undefined> implements TimedUnit {
     if (entry.onAbort !== undefined) entry.signal?.removeEventListener("abort", entry.onAbort);
     return entry;
   }
+}
+
+/** The ends of the promise made last, set by its executor (which runs at once) and taken by `open`. */
+let takenResolve: (value: never) => void = () => undefined;
+let takenReject: (error: BlazeError) => void = () => undefined;
+
+function takeEnds(resolve: (value: never) => void, reject: (error: BlazeError) => void): void {
+  takenResolve = resolve;
+  takenReject = reject;
+}
+
+/** What fails call `id` of `calls` when `signal` aborts. */
+function abortListener(calls: { fail(id: number, error: BlazeError): boolean }, id: number, what: string, signal: AbortSignalLike): () => void {
+  return () => calls.fail(id, new BlazeError("ABORTED", `${what} was aborted`, { cause: signal.reason }));
 }
