@@ -454,6 +454,9 @@ export class JMSContext implements AsyncDisposable {
     const headers: WireHeaders = {
       destination: destination.wire,
       messageId: MessageId.sent(this.messageIdPrefix, ++this.#sequence),
+      // Read for every send, not once for the sends of a turn: a loop of sends, or work between them, can
+      // run for milliseconds, and JMSTimestamp is when this message was handed over. The read is some
+      // 150 to 200 instructions of a send's 15,000 (callgrind).
       timestampMs: Date.now(),
       correlationId: settings.correlationId ?? "",
       replyTo: settings.replyTo === null ? undefined : settings.replyTo.wire,

@@ -118,12 +118,19 @@ const received = new Map<DestinationKind, Map<string, Destination | undefined>>(
 const MAX_REMEMBERED = 1024;
 let last: Destination | undefined;
 let lastKind = DestinationKind.UNSPECIFIED;
+/** The wire value `last` was found for last: the codec hands out one value for a sender's destination, message after message. */
+let lastWire: WireDestination | undefined;
 
 /** The destination a wire value names, or undefined when it names none this version knows. */
 export function fromWire(destination: WireDestination | undefined): Destination | undefined {
   if (destination === undefined) return undefined;
+  // Wire values are never changed: the same value names the same destination, without comparing names.
+  if (destination === lastWire) return last;
   // Mostly the destination of the message before: a comparison of names, not a lookup.
-  if (last !== undefined && destination.name === last.name && destination.kind === lastKind) return last;
+  if (last !== undefined && destination.name === last.name && destination.kind === lastKind) {
+    lastWire = destination;
+    return last;
+  }
   const byName = received.get(destination.kind);
   // A kind this version does not know names no destination.
   if (byName === undefined) return undefined;
@@ -136,6 +143,7 @@ export function fromWire(destination: WireDestination | undefined): Destination 
   if (made !== undefined) {
     last = made;
     lastKind = destination.kind;
+    lastWire = destination;
   }
   return made;
 }

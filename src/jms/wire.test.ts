@@ -325,6 +325,36 @@ describe("the messaging codec on mutated input", () => {
     // The mutations must reach the decoder's paths, not only its refusals.
     expect(accepted).toBeGreaterThan(500);
   });
+
+  it("reads a message as most are written exactly as the general decoder reads it, or refuses it as that one does (6,000 seeded mutations)", () => {
+    const prefix = new MessageIdPrefix("ID:0123456789abcdef0123456789abcdef:3:");
+    const topic = { kind: DestinationKind.TOPIC, name: "prices.acme" };
+    const headers = (sequence: number) => ({ ...emptyHeaders(), destination: topic, messageId: MessageId.sent(prefix, sequence), timestampMs: 1_764_777_777_777 + sequence, deliveryMode: DeliveryMode.NON_PERSISTENT });
+    const plain = [
+      encodeMessage({ headers: headers(7), body: { kind: "bytes", value: Uint8Array.of(1, 2, 3) } }),
+      encodeMessage({ headers: { ...headers(8), priority: 0, timeToLiveMs: 5_000, deliveryDelayMs: 300 }, body: { kind: "text", value: "héllo" } }),
+      encodeMessage({ headers: { ...headers(9), priority: 9 }, body: { kind: "none" } }),
+      encodeMessage({ headers: headers(10), body: { kind: "bytes", value: new Uint8Array(200).fill(5) } }),
+    ];
+    // A message with a property is not of that form: a batch holding one is read whole by the general decoder.
+    const general = encodeMessage({ headers: { ...headers(11), properties: new Map([["region", { type: "string" as const, value: "eu" }]]) }, body: { kind: "none" } });
+    const field = (message: Uint8Array) => [(1 << 3) | 2, ...lengthPrefix(message.length), ...message];
+    const readable = (message: WireMessage | undefined) => message && { ...message.headers, messageId: message.headers.messageId.text, properties: [...message.headers.properties], body: message.body };
+    const random = new SeededRandom(31);
+    let accepted = 0;
+    for (let n = 0; n < 6_000; n++) {
+      // The message's own bytes are mutated, not the batch's framing: both batches hold the same bytes.
+      const message = plain[n % plain.length]!.slice();
+      for (let k = 0; k < 1 + random.nextInt(2); k++) message[random.nextInt(message.length)] = random.nextInt(256);
+      const alone = decodeBatch(Uint8Array.from(field(message)));
+      const withOther = decodeBatch(Uint8Array.from([...field(message), ...field(general)]));
+      expect(alone === undefined, `case ${n}`).toBe(withOther === undefined);
+      if (alone === undefined) continue;
+      expect(readable(alone[0]), `case ${n}`).toEqual(readable(withOther![0]));
+      accepted++;
+    }
+    expect(accepted).toBeGreaterThan(1_000);
+  });
 });
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {

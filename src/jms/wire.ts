@@ -900,15 +900,10 @@ function decodePropertyEntry(c: ByteCursor, end: number, into: Map<string, Prope
 let lastDestination: WireDestination = NO_DESTINATION;
 let lastDestinationBytes = new Uint8Array(0);
 
-/** A message's destination from `c.pos` to `end`: the one decoded last when its bytes are the same. */
-function readDestination(c: ByteCursor, end: number): WireDestination | undefined {
-  const start = c.pos;
-  const bytes = c.bytes;
-  if (sameBytes(bytes, start, end, lastDestinationBytes)) {
-    c.pos = end;
-    return lastDestination;
-  }
-  const destination = decodeDestination(c, end, undefined);
+/** A message's destination from `start` to `end` of `bytes`: the one decoded last when its bytes are the same. */
+function readDestination(bytes: Uint8Array, start: number, end: number): WireDestination | undefined {
+  if (sameBytes(bytes, start, end, lastDestinationBytes)) return lastDestination;
+  const destination = decodeDestination(new ByteCursor(bytes, start, end), end, undefined);
   if (destination !== undefined) {
     lastDestination = destination;
     // A copy, and a plain Uint8Array whatever `bytes` is (a Node Buffer's slice would be a view of the datagram).
@@ -943,8 +938,9 @@ function decodeHeaders(c: ByteCursor, end: number, h: WireHeaders): boolean {
     if (wireType === LEN && field === 1 && h.destination === NO_DESTINATION) {
       const destinationEnd = delimitedEnd(c);
       if (Number.isNaN(destinationEnd)) return false;
-      const destination = readDestination(c, destinationEnd);
+      const destination = readDestination(c.bytes, c.pos, destinationEnd);
       if (destination === undefined) return false;
+      c.pos = destinationEnd;
       h.destination = destination;
     } else if (wireType === LEN && (field === 1 || field === 5)) {
       // The reply-to destination, or a second destination field that merges into the first.
@@ -1021,8 +1017,136 @@ function decodeMessageAt(c: ByteCursor, end: number): WireMessage | undefined {
   return c.pos === end ? { headers, body } : undefined;
 }
 
+/** Where the plain reader's last varint ended (`plainVarint` returns the value). */
+let plainEnd = 0;
+
+/**
+ * The varint at `pos`, before `end`, as `ByteCursor.varint` reads it (at most eight groups, at most
+ * 2^53 − 1), its end left in `plainEnd`; −1 for any other (the general decoder judges it).
+ */
+function plainVarint(bytes: Uint8Array, pos: number, end: number): number {
+  let result = 0;
+  let scale = 1;
+  for (let i = 0; i < 8 && pos < end; i++) {
+    const byte = bytes[pos++]!;
+    result += (byte & 0x7f) * scale;
+    if (byte < 0x80) {
+      if (result > Number.MAX_SAFE_INTEGER) return -1;
+      plainEnd = pos;
+      return result;
+    }
+    scale *= 0x80;
+  }
+  return -1;
+}
+
+/**
+ * Reads one message as `writePlain` writes it, and as the other ports write it too — headers first
+ * (a destination, a message id, then a timestamp, delivery mode, priority, time to live and delivery
+ * delay, each at most once, in that order), then a body of bytes, of text or none — in one pass over
+ * local positions, no cursor and no loop over fields. Undefined for any other form, or for bytes that
+ * would be refused: the general decoder then reads the message (and refuses what it refuses), so that
+ * what this reads is exactly what that one reads.
+ */
+function readPlainMessage(bytes: Uint8Array, start: number, end: number): WireMessage | undefined {
+  if (start >= end || bytes[start] !== (1 << 3) + LEN) return undefined;
+  let pos = start + 1;
+  const headersLength = plainVarint(bytes, pos, end);
+  if (headersLength < 0) return undefined;
+  pos = plainEnd;
+  const headersEnd = pos + headersLength;
+  if (headersEnd > end || pos >= headersEnd || bytes[pos] !== (1 << 3) + LEN) return undefined;
+  const destinationLength = plainVarint(bytes, pos + 1, headersEnd);
+  if (destinationLength < 0) return undefined;
+  pos = plainEnd;
+  const destinationEnd = pos + destinationLength;
+  if (destinationEnd > headersEnd) return undefined;
+  const destination = readDestination(bytes, pos, destinationEnd);
+  pos = destinationEnd;
+  if (destination === undefined || pos >= headersEnd || bytes[pos] !== (2 << 3) + LEN) return undefined;
+  const idLength = plainVarint(bytes, pos + 1, headersEnd);
+  if (idLength < 0) return undefined;
+  pos = plainEnd;
+  const idEnd = pos + idLength;
+  if (idEnd > headersEnd) return undefined;
+  const messageId = readMessageId(bytes, pos, idEnd);
+  if (messageId === undefined) return undefined;
+  pos = idEnd;
+  let timestampMs = 0;
+  if (pos < headersEnd && bytes[pos] === (3 << 3) + VARINT) {
+    timestampMs = plainVarint(bytes, pos + 1, headersEnd);
+    if (timestampMs < 0) return undefined;
+    pos = plainEnd;
+  }
+  // An enum and a priority of one byte (any other: the general decoder's int32).
+  let deliveryMode = DeliveryMode.UNSPECIFIED;
+  if (pos < headersEnd && bytes[pos] === (7 << 3) + VARINT) {
+    if (pos + 1 >= headersEnd || bytes[pos + 1]! >= 0x80) return undefined;
+    deliveryMode = bytes[pos + 1]! as DeliveryMode;
+    pos += 2;
+  }
+  let priority = DEFAULT_PRIORITY;
+  if (pos < headersEnd && bytes[pos] === (8 << 3) + VARINT) {
+    if (pos + 1 >= headersEnd || bytes[pos + 1]! >= 0x80) return undefined;
+    priority = bytes[pos + 1]!;
+    pos += 2;
+  }
+  let timeToLiveMs = 0;
+  if (pos < headersEnd && bytes[pos] === (9 << 3) + VARINT) {
+    timeToLiveMs = plainVarint(bytes, pos + 1, headersEnd);
+    if (timeToLiveMs < 0) return undefined;
+    pos = plainEnd;
+  }
+  let deliveryDelayMs = 0;
+  if (pos < headersEnd && bytes[pos] === (10 << 3) + VARINT) {
+    deliveryDelayMs = plainVarint(bytes, pos + 1, headersEnd);
+    if (deliveryDelayMs < 0) return undefined;
+    pos = plainEnd;
+  }
+  if (pos !== headersEnd) return undefined;
+  const headers: WireHeaders = {
+    destination,
+    messageId,
+    timestampMs,
+    correlationId: "",
+    replyTo: undefined,
+    type: "",
+    deliveryMode,
+    priority,
+    timeToLiveMs,
+    deliveryDelayMs,
+    properties: NO_PROPERTIES as Map<string, PropertyValue>,
+  };
+  if (pos === end) return { headers, body: NONE };
+  const tag = bytes[pos];
+  if (tag !== (3 << 3) + LEN && tag !== (2 << 3) + LEN) return undefined;
+  const bodyLength = plainVarint(bytes, pos + 1, end);
+  if (bodyLength < 0 || plainEnd + bodyLength !== end) return undefined;
+  if (tag === (3 << 3) + LEN) return { headers, body: { kind: "bytes", value: bytes.subarray(plainEnd, end) } };
+  const value = readUtf8(bytes, plainEnd, end);
+  return value === undefined ? undefined : { headers, body: { kind: "text", value } };
+}
+
 /** Decodes a MessagingBatch; undefined when the bytes are not one. */
 export function decodeBatch(bytes: Uint8Array): WireMessage[] | undefined {
+  // Each message as most are written (`readPlainMessage`), else the whole batch by the general decoder.
+  const messages: WireMessage[] = [];
+  const end = bytes.length;
+  let pos = 0;
+  while (pos < end) {
+    if (bytes[pos] !== (1 << 3) + LEN) return decodeAnyBatch(bytes);
+    const length = plainVarint(bytes, pos + 1, end);
+    if (length < 0 || plainEnd + length > end) return decodeAnyBatch(bytes);
+    pos = plainEnd + length;
+    const message = readPlainMessage(bytes, plainEnd, pos);
+    if (message === undefined) return decodeAnyBatch(bytes);
+    messages.push(message);
+  }
+  return messages;
+}
+
+/** Decodes a MessagingBatch of messages in any valid encoding; undefined when the bytes are not one. */
+function decodeAnyBatch(bytes: Uint8Array): WireMessage[] | undefined {
   const c = new ByteCursor(bytes, 0, bytes.length);
   const messages: WireMessage[] = [];
   while (c.pos < c.end) {
