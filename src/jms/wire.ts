@@ -1041,6 +1041,17 @@ function plainVarint(bytes: Uint8Array, pos: number, end: number): number {
 }
 
 /**
+ * The end of the length-delimited field whose length is the varint at `pos` (just after its tag), when
+ * the field ends by `limit`; its content starts at `plainEnd`. −1 for any other.
+ */
+function plainDelimited(bytes: Uint8Array, pos: number, limit: number): number {
+  const length = plainVarint(bytes, pos, limit);
+  if (length < 0) return -1;
+  const fieldEnd = plainEnd + length;
+  return fieldEnd > limit ? -1 : fieldEnd;
+}
+
+/**
  * Reads one message as `writePlain` writes it, and as the other ports write it too — headers first
  * (a destination, a message id, then a timestamp, delivery mode, priority, time to live and delivery
  * delay, each at most once, in that order), then a body of bytes, of text or none — in one pass over
@@ -1050,26 +1061,18 @@ function plainVarint(bytes: Uint8Array, pos: number, end: number): number {
  */
 function readPlainMessage(bytes: Uint8Array, start: number, end: number): WireMessage | undefined {
   if (start >= end || bytes[start] !== (1 << 3) + LEN) return undefined;
-  let pos = start + 1;
-  const headersLength = plainVarint(bytes, pos, end);
-  if (headersLength < 0) return undefined;
-  pos = plainEnd;
-  const headersEnd = pos + headersLength;
-  if (headersEnd > end || pos >= headersEnd || bytes[pos] !== (1 << 3) + LEN) return undefined;
-  const destinationLength = plainVarint(bytes, pos + 1, headersEnd);
-  if (destinationLength < 0) return undefined;
-  pos = plainEnd;
-  const destinationEnd = pos + destinationLength;
-  if (destinationEnd > headersEnd) return undefined;
-  const destination = readDestination(bytes, pos, destinationEnd);
+  const headersEnd = plainDelimited(bytes, start + 1, end);
+  if (headersEnd < 0) return undefined;
+  let pos = plainEnd;
+  if (pos >= headersEnd || bytes[pos] !== (1 << 3) + LEN) return undefined;
+  const destinationEnd = plainDelimited(bytes, pos + 1, headersEnd);
+  if (destinationEnd < 0) return undefined;
+  const destination = readDestination(bytes, plainEnd, destinationEnd);
   pos = destinationEnd;
   if (destination === undefined || pos >= headersEnd || bytes[pos] !== (2 << 3) + LEN) return undefined;
-  const idLength = plainVarint(bytes, pos + 1, headersEnd);
-  if (idLength < 0) return undefined;
-  pos = plainEnd;
-  const idEnd = pos + idLength;
-  if (idEnd > headersEnd) return undefined;
-  const messageId = readMessageId(bytes, pos, idEnd);
+  const idEnd = plainDelimited(bytes, pos + 1, headersEnd);
+  if (idEnd < 0) return undefined;
+  const messageId = readMessageId(bytes, plainEnd, idEnd);
   if (messageId === undefined) return undefined;
   pos = idEnd;
   let timestampMs = 0;
@@ -1120,8 +1123,7 @@ function readPlainMessage(bytes: Uint8Array, start: number, end: number): WireMe
   if (pos === end) return { headers, body: NONE };
   const tag = bytes[pos];
   if (tag !== (3 << 3) + LEN && tag !== (2 << 3) + LEN) return undefined;
-  const bodyLength = plainVarint(bytes, pos + 1, end);
-  if (bodyLength < 0 || plainEnd + bodyLength !== end) return undefined;
+  if (plainDelimited(bytes, pos + 1, end) !== end) return undefined;
   if (tag === (3 << 3) + LEN) return { headers, body: { kind: "bytes", value: bytes.subarray(plainEnd, end) } };
   const value = readUtf8(bytes, plainEnd, end);
   return value === undefined ? undefined : { headers, body: { kind: "text", value } };
@@ -1135,9 +1137,9 @@ export function decodeBatch(bytes: Uint8Array): WireMessage[] | undefined {
   let pos = 0;
   while (pos < end) {
     if (bytes[pos] !== (1 << 3) + LEN) return decodeAnyBatch(bytes);
-    const length = plainVarint(bytes, pos + 1, end);
-    if (length < 0 || plainEnd + length > end) return decodeAnyBatch(bytes);
-    pos = plainEnd + length;
+    const messageEnd = plainDelimited(bytes, pos + 1, end);
+    if (messageEnd < 0) return decodeAnyBatch(bytes);
+    pos = messageEnd;
     const message = readPlainMessage(bytes, plainEnd, pos);
     if (message === undefined) return decodeAnyBatch(bytes);
     messages.push(message);
