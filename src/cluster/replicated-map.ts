@@ -769,13 +769,13 @@ export async function versionMatched(write: Promise<unknown>): Promise<boolean> 
   }
 }
 
-/** A stored value as the application sees it: a BlazeMessage if it was written as one, else its bytes. */
 /** What a put or remove resolves with: the value the key had before (undefined: it was absent). */
 function previousValue(response: StateResponse): MapValue | undefined {
   const previous = response.previous[0];
   return previous === undefined ? undefined : valueOf(previous);
 }
 
+/** A stored value as the application sees it: a BlazeMessage if it was written as one, else its bytes. */
 export function valueOf(entry: { readonly format: PayloadFormat; readonly value: Uint8Array }): MapValue {
   if (entry.format === PayloadFormat.BLAZE_MESSAGE) {
     try {
@@ -802,8 +802,10 @@ function optionalVersion(version: number | undefined): number | undefined {
   return version;
 }
 
-/** The fencing token a write carries; a handle guards writes of its own key only. */
-/** The fencing token a write carries; `keys`: the keys it writes (one key alone as a string, no array made). */
+/**
+ * The fencing token a write carries; a handle guards writes of its own key only. `keys`: the keys it
+ * writes (one key alone as a string, no array made).
+ */
 function tokenOf(options: WriteOptions, keys: string | readonly string[]): number {
   const lock = options.lock;
   if (lock === undefined) return 0;
@@ -818,8 +820,10 @@ function isIterable(value: unknown): value is Iterable<readonly [string, MapValu
   return typeof (value as Iterable<unknown>)[Symbol.iterator] === "function";
 }
 
-/** Records how long a write took to be acknowledged, or a lock to be granted, in ms. */
-/** Where the map's durations go: `record` takes one; `measuring` is false when nothing takes them. */
+/**
+ * Where the map's durations go (how long a write took to be acknowledged, or a lock to be granted, in
+ * ms): `record` takes one; `measuring` is false when nothing takes them.
+ */
 interface MapMetrics {
   measuring(): boolean;
   record(name: "activeblaze.map.write.duration" | "activeblaze.map.lock.wait", ms: number, attributes: Record<string, string>): void;

@@ -128,6 +128,11 @@ const NO_PUTS: readonly PutSpec[] = [];
 const NO_CHANGES: readonly Change[] = [];
 const NO_REMOVES: readonly RemoveSpec[] = [];
 
+/** The change a put makes as the write of `requester` at log index `index` (an insert when `replica` lacks its key). */
+function putChange(put: PutSpec, index: number, requester: MemberInstance, replica: Replica): Change {
+  return { kind: "put", entry: putEntrySpec(put.key, put.value, put.format, index, requester, put.removeOnExit, put.ttlMs), inserted: !replica.entries.has(put.key) };
+}
+
 function inBatch(batch: Batch, requester: MemberInstance, requestId: number): boolean {
   return batch.ids.get(instanceKey(requester))?.has(requestId) ?? false;
 }
@@ -446,9 +451,7 @@ export class Sequencer implements TimedUnit {
     let bytes = REQUEST_OVERHEAD_BYTES;
     for (const put of puts) bytes += putBytes(put.key, put.value.length);
     for (const remove of removes) bytes += removeBytes(remove.key);
-    if (bytes + UPDATE_OVERHEAD_BYTES > this.#options.maxUpdateBytes) {
-      return this.#respond(requester, request, "TOO_LARGE", `the update would take about ${bytes} bytes, more than one datagram carries (${this.#options.maxUpdateBytes})`);
-    }
+    if (this.#refusedTooLarge(requester, request, bytes)) return;
     this.#open(keys, bytes, now);
     const index = this.#batch!.index;
     // A key twice is looked for in a batch only.
@@ -457,11 +460,7 @@ export class Sequencer implements TimedUnit {
     for (const put of puts) {
       const refusal = this.#check(requester, put.key, put.ifVersion, put.fencingToken, seen);
       if (refusal !== undefined) return this.#respond(requester, request, refusal.outcome, refusal.message);
-      changes.push({
-        kind: "put",
-        entry: putEntrySpec(put.key, put.value, put.format, index, requester, put.removeOnExit, put.ttlMs),
-        inserted: !replica.entries.has(put.key),
-      });
+      changes.push(putChange(put, index, requester, replica));
     }
     for (const remove of removes) {
       const refusal = this.#check(requester, remove.key, remove.ifVersion, remove.fencingToken, seen);
@@ -471,23 +470,26 @@ export class Sequencer implements TimedUnit {
     this.#add(requester, request.requestId, changes, keys);
   }
 
+  /** Refuses `request` when its update would not fit one datagram (`bytes`: the request's size); true then. */
+  #refusedTooLarge(requester: MemberInstance, request: StateRequest, bytes: number): boolean {
+    if (bytes + UPDATE_OVERHEAD_BYTES <= this.#options.maxUpdateBytes) return false;
+    this.#respond(requester, request, "TOO_LARGE", `the update would take about ${bytes} bytes, more than one datagram carries (${this.#options.maxUpdateBytes})`);
+    return true;
+  }
+
   /** A put (`put`) or a remove (`remove`) of one key: #write's work for a batch of one, without its arrays. */
   #writeOne(requester: MemberInstance, request: StateRequest, put: PutSpec | undefined, remove: RemoveSpec | undefined, now: number): void {
     const key = put !== undefined ? put.key : remove!.key;
     const bytes = REQUEST_OVERHEAD_BYTES + (put !== undefined ? putBytes(key, put.value.length) : removeBytes(key));
-    if (bytes + UPDATE_OVERHEAD_BYTES > this.#options.maxUpdateBytes) {
-      return this.#respond(requester, request, "TOO_LARGE", `the update would take about ${bytes} bytes, more than one datagram carries (${this.#options.maxUpdateBytes})`);
-    }
+    if (this.#refusedTooLarge(requester, request, bytes)) return;
     const keys = [key];
     this.#open(keys, bytes, now);
     const refusal = put !== undefined ? this.#check(requester, key, put.ifVersion, put.fencingToken, undefined) : this.#check(requester, key, remove!.ifVersion, remove!.fencingToken, undefined);
     if (refusal !== undefined) return this.#respond(requester, request, refusal.outcome, refusal.message);
     const replica = this.#host.replica;
     let changes: readonly Change[];
-    if (put !== undefined) {
-      const entry = putEntrySpec(key, put.value, put.format, this.#batch!.index, requester, put.removeOnExit, put.ttlMs);
-      changes = [{ kind: "put", entry, inserted: !replica.entries.has(key) }];
-    } else changes = replica.entries.has(key) ? [{ kind: "remove", key, expired: false }] : NO_CHANGES;
+    if (put !== undefined) changes = [putChange(put, this.#batch!.index, requester, replica)];
+    else changes = replica.entries.has(key) ? [{ kind: "remove", key, expired: false }] : NO_CHANGES;
     this.#add(requester, request.requestId, changes, keys);
   }
 

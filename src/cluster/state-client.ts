@@ -3,6 +3,7 @@ import type { PeerKey } from "../reliable/protocol.ts";
 import {
   type AppliedRecord,
   type MemberInstance,
+  memberOf,
   noticesNeeded,
   type Position,
   type StateOp,
@@ -181,7 +182,7 @@ export class StateClient implements TimedUnit {
     const outstanding = this.#outstanding.get(record.requestId);
     if (outstanding === undefined) return;
     const term = this.#host.term();
-    if (term.epoch !== epoch || !hasMember(term.members, this.#host.local.id)) return;
+    if (term.epoch !== epoch || memberOf(term.members, this.#host.local.id) === undefined) return;
     outstanding.applied = record;
     outstanding.appliedEpoch = epoch;
     outstanding.noticesNeeded = noticesNeeded(term.members.length);
@@ -192,7 +193,7 @@ export class StateClient implements TimedUnit {
   /** Member `peer` applied the updates of term `position.epoch` up to `position.index` (a notice). */
   onNotice(peer: PeerKey, position: Position, now: number): void {
     const term = this.#host.term();
-    if (position.epoch !== term.epoch || peer === term.coordinator || !hasMember(term.members, peer)) return;
+    if (position.epoch !== term.epoch || peer === term.coordinator || memberOf(term.members, peer) === undefined) return;
     const seen = this.#noticed.get(peer);
     if (seen !== undefined && seen.index >= position.index) return;
     this.#noticed.set(peer, position);
@@ -340,10 +341,4 @@ export class StateClient implements TimedUnit {
     if (this.#answerMs === undefined) return RESEND_FIRST_MS;
     return Math.min(RESEND_MOST_MS, Math.max(RESEND_FIRST_MS, this.#answerMs + 4 * this.#answerVarianceMs));
   }
-}
-
-/** True when `members` has one of id `peer` (a loop: no closure made for every write). */
-function hasMember(members: readonly MemberInstance[], peer: PeerKey): boolean {
-  for (const member of members) if (member.id === peer) return true;
-  return false;
 }

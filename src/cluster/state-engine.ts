@@ -6,7 +6,7 @@ import { Sequencer, TOKEN_BLOCK } from "./sequencer.ts";
 import { SnapshotSender } from "./snapshot.ts";
 import { type Answer, StateClient } from "./state-client.ts";
 import { ReplicaFollower, type StateView, type TermMemory } from "./state-follower.ts";
-import { type AppliedRecord, comparePositions, type MemberInstance, type Position, type ReplicaChange, type StateAck, type StateOp, type StateRequest, type StateResponse, type SyncComplete, type Update } from "./state-types.ts";
+import { type AppliedRecord, comparePositions, type MemberInstance, memberOf, type Position, type ReplicaChange, type StateAck, type StateOp, type StateRequest, type StateResponse, type SyncComplete, type Update } from "./state-types.ts";
 import { encodeAck, encodeAnnounce, encodeRequest, encodeResponse, encodeSnapshot, encodeSync, encodeUpdate, type StateFrame } from "./state-wire.ts";
 import { bringUp, TermSync } from "./sync.ts";
 import { VisibleState } from "./visible-state.ts";
@@ -680,10 +680,4 @@ export class StateEngine implements TimedUnit {
 
 function refusal(requestId: number, outcome: StateResponse["outcome"], message: string): StateResponse {
   return { requestId, outcome, message, epoch: 0, index: 0, previous: [], token: 0 };
-}
-
-/** The member of `members` with id `peer` (a loop, not a closure made for every request). */
-function memberOf(members: readonly MemberInstance[], peer: PeerKey): MemberInstance | undefined {
-  for (const member of members) if (member.id === peer) return member;
-  return undefined;
 }

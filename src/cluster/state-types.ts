@@ -277,6 +277,12 @@ export function sameInstance(a: MemberInstance, b: MemberInstance): boolean {
   return a.id === b.id && a.incarnation === b.incarnation;
 }
 
+/** The member of `members` with id `peer` (a loop, not a closure made for every request or write). */
+export function memberOf(members: readonly MemberInstance[], peer: PeerKey): MemberInstance | undefined {
+  for (const member of members) if (member.id === peer) return member;
+  return undefined;
+}
+
 /** Keys made, by instance: an update's requests share their requester's instance (see state-wire.ts). */
 const INSTANCE_KEYS = new WeakMap<MemberInstance, string>();
 
