@@ -4,7 +4,7 @@
  *
  *   valgrind --tool=callgrind --instr-atstart=no --separate-threads=yes --callgrind-out-file=out.%p \
  *     node --import tsx bench/cluster-instructions.ts --callgrind [--members 2] [--op puts] \
- *     [--warmup 2000] [--count N] [--in-flight N] [--dist dist]
+ *     [--warmup 2000] [--count N] [--in-flight N] [--dist dist] [--heap-profile file]
  *
  * Only the measured loop is counted (switched on and off with callgrind_control): the main thread's
  * total (the `-01` file), less a shorter run's, over the difference of their counts, is the
@@ -15,8 +15,12 @@
  * than once. Without `--callgrind` it prints the CPU time per operation of the process (all members),
  * for alternating A/B runs of two builds, and the bytes the process allocated on its heap per operation
  * (from the heap's size before each collection and after the one before it, over the measured loop).
+ * `--heap-profile file` samples what the measured loop allocates (what the collector took back
+ * included), writes the profile to `file` and prints the sites that allocated most, in bytes an operation.
  */
 import { execFile } from "node:child_process";
+import { writeFileSync } from "node:fs";
+import { Session } from "node:inspector/promises";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { GCProfiler, getHeapStatistics } from "node:v8";
@@ -31,11 +35,49 @@ const { values } = parseArgs({
     "in-flight": { type: "string", default: "1" },
     dist: { type: "string", default: "dist" },
     callgrind: { type: "boolean", default: false },
+    "heap-profile": { type: "string" },
   },
 });
 
 function callgrindInstrumentation(state: "on" | "off"): Promise<void> {
   return new Promise((done, fail) => execFile("callgrind_control", ["-i", state, String(process.pid)], (error) => (error === null ? done() : fail(error))));
+}
+
+/** V8's sampling heap profiler over the measured loop, counting what the collector took back since as well. */
+async function startHeapSampling(): Promise<Session> {
+  const session = new Session();
+  session.connect();
+  await session.post("HeapProfiler.startSampling", { samplingInterval: 256, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+  return session;
+}
+
+interface SamplingNode {
+  readonly callFrame: { readonly functionName: string; readonly url: string; readonly lineNumber: number };
+  readonly selfSize: number;
+  readonly children: readonly SamplingNode[];
+}
+
+/**
+ * Writes the profile (`.heapprofile`, for a browser's developer tools) and prints the sites that
+ * allocated most, in bytes an operation: each function with the two calls that led to it.
+ */
+async function stopHeapSampling(session: Session, file: string, operations: number): Promise<void> {
+  const { profile } = (await session.post("HeapProfiler.stopSampling")) as { profile: { head: SamplingNode } };
+  session.disconnect();
+  writeFileSync(file, JSON.stringify(profile));
+  const frame = (node: SamplingNode) => `${node.callFrame.functionName || "(anonymous)"} ${node.callFrame.url.replace(/^.*\//, "")}:${node.callFrame.lineNumber + 1}`;
+  const sites = new Map<string, number>();
+  const walk = (node: SamplingNode, path: readonly string[]) => {
+    const here = [...path, frame(node)];
+    if (node.selfSize > 0) {
+      const site = here.slice(-3).reverse().join(" < ");
+      sites.set(site, (sites.get(site) ?? 0) + node.selfSize);
+    }
+    for (const child of node.children) walk(child, here);
+  };
+  walk(profile.head, []);
+  const top = [...sites].sort((a, b) => b[1] - a[1]).slice(0, 40);
+  for (const [site, bytes] of top) console.error(`${(bytes / operations).toFixed(0).padStart(6)} B/op  ${site}`);
 }
 
 const dist = resolve(values.dist);
@@ -94,6 +136,7 @@ const counters = () =>
   });
 const countersBefore = counters();
 if (values.callgrind) await callgrindInstrumentation("on");
+const heapProfile = values["heap-profile"] === undefined ? undefined : await startHeapSampling();
 const profiler = new GCProfiler();
 profiler.start();
 const heapBefore = getHeapStatistics().used_heap_size;
@@ -105,6 +148,7 @@ const used = process.cpuUsage(cpu);
 const heapAfter = getHeapStatistics().used_heap_size;
 const collections = profiler.stop()?.statistics ?? [];
 if (values.callgrind) await callgrindInstrumentation("off");
+if (heapProfile !== undefined) await stopHeapSampling(heapProfile, values["heap-profile"]!, n);
 /** What was allocated: the heap's growth between collections (what each one found, less what the last one left). */
 let allocated = 0;
 let heapSince = heapBefore;
