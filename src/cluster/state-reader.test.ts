@@ -260,6 +260,19 @@ describe("the state frames read by hand", () => {
     });
   });
 
+  it("copy the values they read: each keeps its bytes when its frame's change, and when many more are read after it", () => {
+    const kept: Array<{ value: Uint8Array; bytes: number[] }> = [];
+    for (let i = 0; i < 500; i++) {
+      const bytes = Array.from({ length: 1 + (i % 150) }, (_, j) => (i * 31 + j) & 0xff);
+      const frame = encodeRequest("g", { requestId: i + 1, op: { case: "put", put: { key: `k${i}`, value: new Uint8Array(bytes), format: 0, ttlMs: 0, removeOnExit: false, ifVersion: undefined, fencingToken: 0 } } });
+      const read = readByHand(frame);
+      if (read?.kind !== "request" || read.request.op.case !== "put") throw new Error("not read by hand");
+      frame.fill(0);
+      kept.push({ value: read.request.op.put.value, bytes });
+    }
+    for (const { value, bytes } of kept) expect([...value]).toEqual(bytes);
+  });
+
   it("reach the map in the map's own form through the receive path, and in the generated form where declined", () => {
     const sender = new Uint8Array(16).fill(1);
     const builder = new DatagramBuilder(encodeEnvelopeHeader("c", sender, 1));
