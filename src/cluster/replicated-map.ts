@@ -7,6 +7,7 @@ import { encodePayload } from "../message/payload-message.ts";
 import type { AbortSignalLike } from "../web.ts";
 import { LockKeeper } from "./lock-keeper.ts";
 import type { ResolvedStateOptions } from "./options.ts";
+import type { Waiter } from "./state-client.ts";
 import type { StateEngine } from "./state-engine.ts";
 import {
   type MemberInstance,
@@ -280,8 +281,66 @@ export class LockHandle implements AsyncDisposable {
   }
 }
 
-/** What a map call keeps while it waits: the engine's request id, or a turn in this member's queue for a key. */
-type CallMeta = { readonly request: true } | { readonly turn: string };
+/**
+ * A call of this member's to the engine (a write, a lock, an unlock, a renewal) while it waits: the
+ * engine hands its answer to it, and the map reads it when the call ends without one. One object a
+ * call, not closures (and the scope they keep) for each.
+ */
+class RequestCall implements Waiter {
+  /** Its id in the map's table of calls, and its request's id at the engine. */
+  id = 0;
+  request = 0;
+  answered = false;
+
+  constructor(
+    readonly map: CallAccess,
+    readonly engine: StateEngine,
+    readonly op: StateOp,
+    /** When a write began (undefined: not a write, whose duration is not measured). */
+    readonly started: number | undefined,
+    /** What the call's promise resolves with, made of its answer (undefined: the answer itself). */
+    readonly answerOf: ((response: StateResponse) => unknown) | undefined,
+  ) {}
+
+  answer(response: StateResponse): boolean {
+    return this.map.answered(this, response);
+  }
+}
+
+/** What a request call needs of its map (made once, as the lock handles' access is). */
+interface CallAccess {
+  /** The call's answer came: settles it; false when it had ended already. */
+  answered(call: RequestCall, response: StateResponse): boolean;
+}
+
+/** What a map call keeps while it waits: its request to the engine, or a turn in this member's queue for a key. */
+type CallMeta = RequestCall | { readonly turn: string };
+
+/** How a call is named in its errors (made only when one needs it). */
+function callName(meta: CallMeta): string {
+  return meta instanceof RequestCall ? opName(meta.op) : `the lock on "${meta.turn}" (held by this member)`;
+}
+
+function opName(op: StateOp): string {
+  switch (op.case) {
+    case "put":
+      return `put("${op.put.key}")`;
+    case "remove":
+      return `remove("${op.remove.key}")`;
+    case "batch":
+      return `putAll(${op.puts.length} entries)`;
+    case "clear":
+      return "clear()";
+    case "lock":
+      return `the lock on "${op.key}"`;
+    case "unlock":
+      return `unlock("${op.key}")`;
+    case "renewLease":
+      return `renewing the lease on "${op.key}"`;
+    default:
+      return op.case;
+  }
+}
 
 /**
  * The replicated state map of a cluster channel's group (ActiveBlaze's distributed state map). Every
@@ -302,7 +361,13 @@ export class ReplicatedMap {
   #changeListeners = 0;
   /** Where write and lock-wait durations go (the `metrics` option). */
   readonly #metrics: MapMetrics;
-  readonly #calls = new PendingCalls<StateResponse | undefined, CallMeta>();
+  /**
+   * What waits for an answer: a call's promise resolves with what the call makes of it (a request's
+   * answer, a put's value before, nothing for a turn); a request that ends without its answer is
+   * abandoned at the engine as it fails.
+   */
+  readonly #calls = new PendingCalls<unknown, CallMeta>({ onFail: (meta, error) => this.#failed(meta, error.code), what: callName });
+  readonly #callAccess: CallAccess = { answered: (call, response) => this.#answered(call, response) };
   /** Keys this member holds or is asking for, and the calls queued behind. */
   readonly #turns = new Map<string, { queue: number[] }>();
   readonly #handles = new Map<string, LockHandle>();
@@ -386,7 +451,7 @@ export class ReplicatedMap {
     try {
       const put = this.#putSpec(key, value, options, key);
       const bytes = UPDATE_OVERHEAD_BYTES + REQUEST_OVERHEAD_BYTES + putBytes(key, put.value.length);
-      return this.#write({ case: "put", put }, bytes, options, `put("${key}")`, previousValue);
+      return this.#write({ case: "put", put }, bytes, options, previousValue);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -400,7 +465,7 @@ export class ReplicatedMap {
   /** Removes `key`; resolves with its value before (undefined: it was absent). */
   async remove(key: string, options: RemoveOptions = {}): Promise<MapValue | undefined> {
     const remove = { key: checkKey(key), ifVersion: optionalVersion(options.ifVersion), fencingToken: tokenOf(options, key) };
-    return previousValue(await this.#write({ case: "remove", remove }, this.#bytesOf([], [remove]), options, `remove("${key}")`));
+    return previousValue(await this.#write({ case: "remove", remove }, this.#bytesOf([], [remove]), options));
   }
 
   /**
@@ -422,12 +487,12 @@ export class ReplicatedMap {
     }
     const puts = pairs.map(([key, value]) => this.#putSpec(key, value, { ...options, ifVersion: options.ifVersions?.get(key) }, keys));
     const removes = (options.remove ?? []).map((key) => ({ key: checkKey(key), ifVersion: optionalVersion(options.ifVersions?.get(key)), fencingToken: tokenOf(options, keys) }));
-    await this.#write({ case: "batch", puts, removes }, this.#bytesOf(puts, removes), options, `putAll(${pairs.length} entries)`);
+    await this.#write({ case: "batch", puts, removes }, this.#bytesOf(puts, removes), options);
   }
 
   /** Removes every entry; refused (`LOCKED`, nothing removed) while another member holds a lock on one. */
   async clear(options: WriteOptions = {}): Promise<void> {
-    await this.#write({ case: "clear" }, 0, options, "clear()");
+    await this.#write({ case: "clear" }, 0, options);
   }
 
   // --- locks ---
@@ -476,7 +541,7 @@ export class ReplicatedMap {
   // --- internal: the channel's side ---
 
   /** @internal The timed parts of the map (waiting calls, lease renewals), for the channel's driver. */
-  get units(): readonly [PendingCalls<StateResponse | undefined, CallMeta>, LockKeeper] {
+  get units(): readonly [PendingCalls<unknown, CallMeta>, LockKeeper] {
     return [this.#calls, this.#keeper];
   }
 
@@ -549,64 +614,64 @@ export class ReplicatedMap {
   /**
    * Sends `op` and waits for its answer (refusals included): rejects with TIMEOUT, ABORTED or CLOSED. A
    * write (`started`: when it began) rejects with a refusal's error instead, and is measured as it ends.
-   * `answerOf` makes the call's promise resolve with what it makes of the answer, in the one reaction
-   * that also sees the call end without one.
+   * `answerOf` makes the call's promise resolve with what it makes of the answer, as the answer comes:
+   * one promise a call, nothing chained to it.
    */
-  #call(op: StateOp, timeoutMs: number, signal: AbortSignalLike | undefined, what: string, started?: number): Promise<StateResponse>;
-  #call<R>(op: StateOp, timeoutMs: number, signal: AbortSignalLike | undefined, what: string, started: number, answerOf: (response: StateResponse) => R): Promise<R>;
-  #call<R>(op: StateOp, timeoutMs: number, signal: AbortSignalLike | undefined, what: string, started?: number, answerOf?: (response: StateResponse) => R): Promise<R | StateResponse> {
+  #call(op: StateOp, timeoutMs: number, signal: AbortSignalLike | undefined, started?: number): Promise<StateResponse>;
+  #call<R>(op: StateOp, timeoutMs: number, signal: AbortSignalLike | undefined, started: number, answerOf: (response: StateResponse) => R): Promise<R>;
+  #call<R>(op: StateOp, timeoutMs: number, signal: AbortSignalLike | undefined, started?: number, answerOf?: (response: StateResponse) => R): Promise<unknown> {
     const engine = this.#engine();
     const access = this.#access;
-    const { id, promise } = this.#calls.open(access.now(), timeoutMs, signal, what, REQUEST_CALL);
-    let answered = false;
-    const request = engine.request(
-      op,
-      (response) => {
-        answered = true;
-        if (started === undefined) return this.#calls.settle(id, response);
-        // A write's outcome is settled here, as the answer comes: no async step more for every write.
-        if (response.outcome === "OK") {
-          if (!this.#calls.settle(id, response)) return false;
-          this.#measureWrite(op.case, started, "ok");
-          return true;
-        }
-        const error = responseError(response);
-        if (!this.#calls.fail(id, error)) return false;
-        this.#measureWrite(op.case, started, error.code);
-        return true;
-      },
-      access.now(),
-    );
+    const call = new RequestCall(this.#callAccess, engine, op, started, answerOf);
+    const { id, promise } = this.#calls.open(access.now(), timeoutMs, signal, undefined, call);
+    call.id = id;
+    call.request = engine.request(op, call, access.now());
     access.touch();
-    // However the call ends without its answer, the engine stops asking (and withdraws a lock request).
-    // With `answerOf` this is the reaction the caller's promise comes from, and passes the error on.
-    const ended = (error: unknown) => {
-      if (!answered) {
-        if (started !== undefined) this.#measureWrite(op.case, started, error instanceof BlazeError ? error.code : "error");
-        engine.abandon(request, access.now());
-        access.touch();
-      }
-      if (answerOf !== undefined) throw error;
-    };
-    if (answerOf !== undefined) return (promise as Promise<StateResponse>).then(answerOf, ended as (error: unknown) => never);
-    promise.catch(ended);
-    return promise as Promise<StateResponse>;
+    // A signal aborted already rejected the call at once (the table never held it): its request, sent
+    // all the same, is abandoned as any call's that ends without its answer.
+    if (signal?.aborted === true) this.#failed(call, "ABORTED");
+    return promise;
+  }
+
+  /** Request call `call` was answered: its promise settles (a write's refusal rejects it), and a write is measured. */
+  #answered(call: RequestCall, response: StateResponse): boolean {
+    call.answered = true;
+    const started = call.started;
+    if (started === undefined) return this.#calls.settle(call.id, response);
+    // A write's outcome is settled here, as the answer comes: no async step more for every write.
+    if (response.outcome === "OK") {
+      if (!this.#calls.settle(call.id, call.answerOf === undefined ? response : call.answerOf(response))) return false;
+      this.#measureWrite(call.op.case, started, "ok");
+      return true;
+    }
+    const error = responseError(response);
+    if (!this.#calls.fail(call.id, error)) return false;
+    this.#measureWrite(call.op.case, started, error.code);
+    return true;
+  }
+
+  /** A call ended without its answer (`code`: how): the engine stops asking, and withdraws a lock request. */
+  #failed(meta: CallMeta, code: BlazeErrorCode): void {
+    if (!(meta instanceof RequestCall) || meta.answered) return;
+    if (meta.started !== undefined) this.#measureWrite(meta.op.case, meta.started, code);
+    meta.engine.abandon(meta.request, this.#access.now());
+    this.#access.touch();
   }
 
   /**
    * A write: resolves with its answer (or what `answerOf` makes of it), or rejects with its refusal's error
    * (or TIMEOUT, ABORTED, CLOSED).
    */
-  #write(op: StateOp, bytes: number, options: WriteOptions, what: string): Promise<StateResponse>;
-  #write<R>(op: StateOp, bytes: number, options: WriteOptions, what: string, answerOf: (response: StateResponse) => R): Promise<R>;
-  #write<R>(op: StateOp, bytes: number, options: WriteOptions, what: string, answerOf?: (response: StateResponse) => R): Promise<R | StateResponse> {
+  #write(op: StateOp, bytes: number, options: WriteOptions): Promise<StateResponse>;
+  #write<R>(op: StateOp, bytes: number, options: WriteOptions, answerOf: (response: StateResponse) => R): Promise<R>;
+  #write<R>(op: StateOp, bytes: number, options: WriteOptions, answerOf?: (response: StateResponse) => R): Promise<R | StateResponse> {
     const max = this.#access.maxUpdateBytes();
-    if (bytes > max) throw new BlazeError("MESSAGE_TOO_LARGE", `${what} makes an update of about ${bytes} bytes, more than one datagram carries (${max})`);
+    if (bytes > max) throw new BlazeError("MESSAGE_TOO_LARGE", `${opName(op)} makes an update of about ${bytes} bytes, more than one datagram carries (${max})`);
     const timeoutMs = options.timeoutMs ?? this.#options.requestTimeoutMs;
     checkDuration(timeoutMs, "timeoutMs");
     const started = this.#access.now();
     try {
-      return answerOf === undefined ? this.#call(op, timeoutMs, options.signal, what, started) : this.#call(op, timeoutMs, options.signal, what, started, answerOf);
+      return answerOf === undefined ? this.#call(op, timeoutMs, options.signal, started) : this.#call(op, timeoutMs, options.signal, started, answerOf);
     } catch (error) {
       this.#measureWrite(op.case, started, error instanceof BlazeError ? error.code : "error");
       throw error;
@@ -670,7 +735,6 @@ export class ReplicatedMap {
         { case: "lock", key, leaseMs, waitMs: wait, releaseOnExit: options.releaseOnExit ?? this.#options.releaseLockOnExit },
         wait + this.#options.requestTimeoutMs,
         options.signal,
-        `the lock on "${key}"`,
       ).catch((error: unknown) => {
         waited(error instanceof BlazeError ? error.code : "error");
         throw error;
@@ -699,7 +763,7 @@ export class ReplicatedMap {
     }
     if (waitMs === 0) return "held by this member";
     const access = this.#access;
-    const { id, promise } = this.#calls.open(access.now(), waitMs, signal, `the lock on "${key}" (held by this member)`, { turn: key });
+    const { id, promise } = this.#calls.open(access.now(), waitMs, signal, undefined, { turn: key });
     slot.queue.push(id);
     access.touch();
     try {
@@ -731,19 +795,14 @@ export class ReplicatedMap {
 
   async #unlock(handle: LockHandle, options: { timeoutMs?: number; signal?: AbortSignalLike }): Promise<void> {
     const timeoutMs = options.timeoutMs ?? this.#options.requestTimeoutMs;
-    const response = await this.#call({ case: "unlock", key: handle.key, fencingToken: handle.fencingToken }, timeoutMs, options.signal, `unlock("${handle.key}")`);
+    const response = await this.#call({ case: "unlock", key: handle.key, fencingToken: handle.fencingToken }, timeoutMs, options.signal);
     if (response.outcome !== "OK") throw responseError(response);
   }
 
   async #renew(handle: LockHandle, leaseMs: number, options: { timeoutMs?: number; signal?: AbortSignalLike }): Promise<void> {
     checkDuration(leaseMs, "leaseMs");
     const timeoutMs = options.timeoutMs ?? this.#options.requestTimeoutMs;
-    const response = await this.#call(
-      { case: "renewLease", key: handle.key, fencingToken: handle.fencingToken, leaseMs },
-      timeoutMs,
-      options.signal,
-      `renewing the lease on "${handle.key}"`,
-    );
+    const response = await this.#call({ case: "renewLease", key: handle.key, fencingToken: handle.fencingToken, leaseMs }, timeoutMs, options.signal);
     if (response.outcome !== "OK") throw responseError(response);
     this.#keeper.renewed(handle, this.#access.now());
     this.#access.touch();
@@ -832,4 +891,3 @@ interface MapMetrics {
 const NO_METRICS: MapMetrics = { measuring: () => false, record: () => undefined };
 
 /** What a call of the engine keeps while it waits (one object for all of them). */
-const REQUEST_CALL: CallMeta = { request: true };

@@ -21,9 +21,11 @@ class Bed {
   open(op: StateRequest["op"], now = 0): number {
     const id = this.client.open(
       op,
-      (response) => {
-        this.answers.set(response.requestId, response);
-        return this.taking;
+      {
+        answer: (response) => {
+          this.answers.set(response.requestId, response);
+          return this.taking;
+        },
       },
       now,
     );

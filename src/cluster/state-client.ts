@@ -31,8 +31,14 @@ export interface ClientHost {
   sendRequest(to: PeerKey, request: StateRequest, now: number): void;
 }
 
-/** Hands a request's answer to whoever waits for it; false when nobody does any more (it gave up meanwhile). */
-export type Answer = (response: StateResponse) => boolean;
+/**
+ * Whoever waits for a request's answer. An object with a method, not a function: the caller's own record
+ * of its call takes the answer, with no closure made for every request.
+ */
+export interface Waiter {
+  /** Hands over the request's answer; false when nobody waits for it any more (it gave up meanwhile). */
+  answer(response: StateResponse): boolean;
+}
 
 export interface ClientStats {
   requestsSent: number;
@@ -44,7 +50,7 @@ export interface ClientStats {
 interface Outstanding {
   readonly request: StateRequest;
   /** Whoever waits for it; undefined for a withdrawal of a lock request given up on (sent until confirmed). */
-  readonly answer: Answer | undefined;
+  readonly waiter: Waiter | undefined;
   sentTo: PeerKey | undefined;
   /**
    * It went to more than one coordinator: one of them may have applied it even if another refuses it.
@@ -104,20 +110,20 @@ export class StateClient implements TimedUnit {
 
   get pending(): number {
     let count = 0;
-    for (const outstanding of this.#outstanding.values()) if (outstanding.answer !== undefined) count++;
+    for (const outstanding of this.#outstanding.values()) if (outstanding.waiter !== undefined) count++;
     return count;
   }
 
-  /** Opens a request, answered through `answer` (perhaps before this returns); returns its id. */
-  open(op: StateOp, answer: Answer, now: number): number {
+  /** Opens a request, answered through `waiter` (perhaps before this returns); returns its id. */
+  open(op: StateOp, waiter: Waiter, now: number): number {
     this.stats.requestsSent++;
-    return this.#send(op, answer, now);
+    return this.#send(op, waiter, now);
   }
 
   /** The caller of request `id` stopped waiting (timeout, abort): a lock request that went out is withdrawn. */
   abandon(id: number, now: number): void {
     const outstanding = this.#outstanding.get(id);
-    if (outstanding === undefined || outstanding.answer === undefined) return;
+    if (outstanding === undefined || outstanding.waiter === undefined) return;
     this.#outstanding.delete(id);
     const op = outstanding.request.op;
     if (op.case === "lock" && outstanding.sentTo !== undefined) this.#withdraw(op.key, id, now);
@@ -156,7 +162,7 @@ export class StateClient implements TimedUnit {
     if (peer !== outstanding.sentTo) return;
     // Not (yet) the coordinator, or it stepped down — or, for a withdrawal, any answer but its
     // confirmation: ask again shortly, wherever the view says.
-    if (response.outcome === "NOT_COORDINATOR" || (outstanding.answer === undefined && response.outcome !== "OK")) {
+    if (response.outcome === "NOT_COORDINATOR" || (outstanding.waiter === undefined && response.outcome !== "OK")) {
       outstanding.resendAt = Math.min(outstanding.resendAt, now + this.#retryDelayMs);
       return;
     }
@@ -167,7 +173,7 @@ export class StateClient implements TimedUnit {
   onLocalResponse(response: StateResponse, now: number): void {
     const outstanding = this.#outstanding.get(response.requestId);
     if (outstanding === undefined) return;
-    if (response.outcome === "NOT_COORDINATOR" || (outstanding.answer === undefined && response.outcome !== "OK")) {
+    if (response.outcome === "NOT_COORDINATOR" || (outstanding.waiter === undefined && response.outcome !== "OK")) {
       outstanding.resendAt = now + this.#retryDelayMs;
       return;
     }
@@ -255,9 +261,9 @@ export class StateClient implements TimedUnit {
     // Only writes tell how long answers take (a lock's answer waits for the lock), counted from their
     // first send: a write sent again counts its wait too, which errs on the long side, never the short.
     if (outstanding.sends > 0 && outstanding.sentTo !== this.#host.local.id && WRITES.has(outstanding.request.op.case)) this.#answered(now - outstanding.sentAt);
-    if (outstanding.answer === undefined) return;
+    if (outstanding.waiter === undefined) return;
     const op = outstanding.request.op;
-    const taken = outstanding.answer(response);
+    const taken = outstanding.waiter.answer(response);
     if (op.case !== "lock") return;
     // A lock granted to a caller that gave up meanwhile is withdrawn (and so released) at once. So is one
     // refused where a grant may live on elsewhere: by a coordinator without a quorum (it did not look),
@@ -274,11 +280,11 @@ export class StateClient implements TimedUnit {
   }
 
   /** A new outstanding request for `op`, sent at once; returns its id. */
-  #send(op: StateOp, answer: Answer | undefined, now: number): number {
+  #send(op: StateOp, waiter: Waiter | undefined, now: number): number {
     const id = this.#nextId++;
     this.#outstanding.set(id, {
       request: { requestId: id, op },
-      answer,
+      waiter,
       sentTo: undefined,
       sentToMany: false,
       sends: 0,

@@ -95,9 +95,11 @@ class Bed {
   put(id: string, key: string, size = 64): { response: StateResponse | undefined } {
     const result: { response: StateResponse | undefined } = { response: undefined };
     const value = new Uint8Array(size).fill(key.length);
-    this.node(id).engine.request({ case: "put", put: { key, value, format: 0, ttlMs: 0, removeOnExit: false, ifVersion: undefined, fencingToken: 0 } }, (response) => {
-      result.response = response;
-      return true;
+    this.node(id).engine.request({ case: "put", put: { key, value, format: 0, ttlMs: 0, removeOnExit: false, ifVersion: undefined, fencingToken: 0 } }, {
+      answer: (response) => {
+        result.response = response;
+        return true;
+      },
     }, this.now);
     this.#deliver();
     return result;

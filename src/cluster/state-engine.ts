@@ -4,7 +4,7 @@ import { type ElectionRules, TermElection } from "./election.ts";
 import { Replica } from "./replica.ts";
 import { Sequencer, TOKEN_BLOCK } from "./sequencer.ts";
 import { SnapshotSender } from "./snapshot.ts";
-import { type Answer, StateClient } from "./state-client.ts";
+import { StateClient, type Waiter } from "./state-client.ts";
 import { ReplicaFollower, type StateView, type TermMemory } from "./state-follower.ts";
 import { type AppliedRecord, comparePositions, type MemberInstance, memberOf, type Position, type ReplicaChange, type StateAck, type StateOp, type StateRequest, type StateResponse, type SyncComplete, type Update } from "./state-types.ts";
 import { encodeAck, encodeAnnounce, encodeRequest, encodeResponse, encodeSnapshot, encodeSync, encodeUpdate, type StateFrame } from "./state-wire.ts";
@@ -291,12 +291,12 @@ export class StateEngine implements TimedUnit {
     }
   }
 
-  /** Opens a request of this member, answered through `answer` (perhaps before this returns); returns its id. */
-  request(op: StateOp, answer: Answer, now: number): number {
+  /** Opens a request of this member, answered through `waiter` (perhaps before this returns); returns its id. */
+  request(op: StateOp, waiter: Waiter, now: number): number {
     // As #run does, without a closure: a request is opened for every write.
     const outer = this.#enter(now);
     try {
-      const id = this.#client.open(op, answer, now);
+      const id = this.#client.open(op, waiter, now);
       if (outer) this.#runLater();
       return id;
     } finally {

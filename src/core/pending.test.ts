@@ -68,4 +68,40 @@ describe("PendingCalls", () => {
     await expect(d.promise).rejects.toMatchObject({ code: "CLOSED" });
     await expect(c.promise).resolves.toBe("done");
   });
+
+  it("tells its owner of every open call that fails, however it fails, and names a call from its meta only when an error needs it", async () => {
+    const failed: Array<[string, string]> = [];
+    const named: string[] = [];
+    const calls = new PendingCalls<string, string>({
+      onFail: (meta, error) => failed.push([meta, error.code]),
+      what: (meta) => {
+        named.push(meta);
+        return `call ${meta}`;
+      },
+    });
+    const answered = calls.open(0, 10, undefined, undefined, "answered");
+    const late = calls.open(0, 10, undefined, undefined, "late");
+    const refused = calls.open(0, 10, undefined, undefined, "refused");
+    const signal = new AbortController();
+    const aborted = calls.open(0, 10, signal.signal, "aborted by name", "aborted");
+    const closed = calls.open(0, 100, undefined, undefined, "closed");
+    calls.settle(answered.id, "yes");
+    calls.fail(refused.id, new BlazeError("LOCKED", "refused"));
+    signal.abort();
+    expect(named).toEqual([]);
+    calls.handleTimeout(10);
+    calls.failAll(new BlazeError("CLOSED", "closed"));
+    expect(failed).toEqual([
+      ["refused", "LOCKED"],
+      ["aborted", "ABORTED"],
+      ["late", "TIMEOUT"],
+      ["closed", "CLOSED"],
+    ]);
+    expect(named).toEqual(["late"]);
+    await expect(answered.promise).resolves.toBe("yes");
+    await expect(late.promise).rejects.toMatchObject({ code: "TIMEOUT", message: "call late: no answer within 10 ms" });
+    await expect(aborted.promise).rejects.toMatchObject({ code: "ABORTED", message: "aborted by name was aborted" });
+    await expect(refused.promise).rejects.toMatchObject({ code: "LOCKED" });
+    await expect(closed.promise).rejects.toMatchObject({ code: "CLOSED" });
+  });
 });

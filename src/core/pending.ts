@@ -10,10 +10,29 @@ interface Entry<T, M> {
   readonly deadline: number;
   readonly signal: AbortSignalLike | undefined;
   readonly onAbort: (() => void) | undefined;
-  /** What the call is and how long it may take: its TIMEOUT error's message, written only if it times out. */
-  readonly what: string;
+  /**
+   * What the call is and how long it may take: its TIMEOUT error's message, written only if it times out
+   * (undefined: the table's `what` names it from its meta, then).
+   */
+  readonly what: string | undefined;
   readonly timeoutMs: number;
   readonly meta: M;
+}
+
+/** What an owner may tell a table of calls when it makes it. */
+export interface PendingCallsOptions<M> {
+  /**
+   * Told of every open call that fails (times out, is aborted, or is failed by its owner or by
+   * failAll), with what its owner keeps with it, as its promise rejects (before any reaction to that
+   * runs): an owner that must undo something then needs no reaction of its own on every call's promise.
+   * Default: nothing.
+   */
+  readonly onFail?: (meta: M, error: BlazeError) => void;
+  /**
+   * Names a call opened without a `what` in its TIMEOUT and ABORTED errors, from what its owner keeps
+   * with it: the name is made only when an error needs it, not for every call. Default: "a call".
+   */
+  readonly what?: (meta: M) => string;
 }
 
 /**
@@ -33,6 +52,13 @@ export class PendingCalls<T, M = undefined> implements TimedUnit {
   #latest: Entry<T, M> | undefined;
   readonly #deadlines = new Deadlines<number>();
   #nextId = 1;
+  readonly #onFail: ((meta: M, error: BlazeError) => void) | undefined;
+  readonly #what: ((meta: M) => string) | undefined;
+
+  constructor(options: PendingCallsOptions<M> = {}) {
+    this.#onFail = options.onFail;
+    this.#what = options.what;
+  }
 
   get size(): number {
     return this.#entries.size + (this.#latest === undefined ? 0 : 1);
@@ -40,17 +66,18 @@ export class PendingCalls<T, M = undefined> implements TimedUnit {
 
   /**
    * Opens a call: returns its id (unique in this table) and its promise. `timeoutMs`: from `now`;
-   * `what` names the call in its TIMEOUT and ABORTED errors.
+   * `what` names the call in its TIMEOUT and ABORTED errors (undefined: the table's `what` option does,
+   * from `meta`). A call whose signal aborted already is rejected at once, never open.
    */
-  open(now: number, timeoutMs: number, signal: AbortSignalLike | undefined, what: string, meta: M): { readonly id: number; readonly promise: Promise<T> } {
+  open(now: number, timeoutMs: number, signal: AbortSignalLike | undefined, what: string | undefined, meta: M): { readonly id: number; readonly promise: Promise<T> } {
     const id = this.#nextId++;
-    if (signal?.aborted) return { id, promise: Promise.reject(new BlazeError("ABORTED", `${what} was aborted`, { cause: signal.reason })) };
+    if (signal?.aborted) return { id, promise: Promise.reject(new BlazeError("ABORTED", `${this.#name(what, meta)} was aborted`, { cause: signal.reason })) };
     // The promise's ends are handed out by one executor made once, and the abort listener is made apart
     // (only for a call with a signal): no closure, nor the scope it keeps, made for every call.
     const promise = new Promise<T>(takeEnds);
     const resolve = takenResolve as (value: T) => void;
     const reject = takenReject;
-    const onAbort = signal === undefined ? undefined : abortListener(this, id, what, signal);
+    const onAbort = signal === undefined ? undefined : abortListener(this, id, this.#name(what, meta), signal);
     const deadline = now + timeoutMs;
     if (this.#latest !== undefined) this.#entries.set(this.#latestId, this.#latest);
     this.#latestId = id;
@@ -81,8 +108,10 @@ export class PendingCalls<T, M = undefined> implements TimedUnit {
   /** Ends call `id` with an error; false when it had ended already. */
   fail(id: number, error: BlazeError): boolean {
     const entry = this.#take(id);
-    entry?.reject(error);
-    return entry !== undefined;
+    if (entry === undefined) return false;
+    entry.reject(error);
+    this.#onFail?.(entry.meta, error);
+    return true;
   }
 
   /** Ends every open call with `error`. */
@@ -102,8 +131,12 @@ export class PendingCalls<T, M = undefined> implements TimedUnit {
   handleTimeout(now: number): void {
     for (let id = this.#deadlines.popDue(now); id !== undefined; id = this.#deadlines.popDue(now)) {
       const entry = this.#get(id);
-      if (entry !== undefined && entry.deadline <= now) this.fail(id, new BlazeError("TIMEOUT", `${entry.what}: no answer within ${entry.timeoutMs} ms`));
+      if (entry !== undefined && entry.deadline <= now) this.fail(id, new BlazeError("TIMEOUT", `${this.#name(entry.what, entry.meta)}: no answer within ${entry.timeoutMs} ms`));
     }
+  }
+
+  #name(what: string | undefined, meta: M): string {
+    return what ?? this.#what?.(meta) ?? "a call";
   }
 
   #get(id: number): Entry<T, M> | undefined {
