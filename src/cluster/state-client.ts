@@ -203,7 +203,8 @@ export class StateClient implements TimedUnit {
     const seen = this.#noticed.get(peer);
     if (seen !== undefined && seen.index >= position.index) return;
     this.#noticed.set(peer, position);
-    for (const [id, outstanding] of this.#outstanding) if (outstanding.applied !== undefined) this.#settle(id, outstanding, now);
+    // Over the values, each request's id its own: no [id, request] pair made for every request waiting.
+    for (const outstanding of this.#outstanding.values()) if (outstanding.applied !== undefined) this.#settle(outstanding.request.requestId, outstanding, now);
   }
 
   /** Fails nothing (the map API fails its calls): forgets every request. */
@@ -219,8 +220,9 @@ export class StateClient implements TimedUnit {
   }
 
   handleTimeout(now: number): void {
-    for (const [id, outstanding] of this.#outstanding) {
+    for (const outstanding of this.#outstanding.values()) {
       if (outstanding.resendAt > now) continue;
+      const id = outstanding.request.requestId;
       // A write waits its turn at a coordinator that takes our writes, while none sent after it was taken —
       // or it was taken, and applied here, and waits for other members' notices: sent again, it would
       // only load the coordinator further. One overtaken by a later write was lost on its way.
