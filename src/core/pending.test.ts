@@ -69,6 +69,35 @@ describe("PendingCalls", () => {
     await expect(c.promise).resolves.toBe("done");
   });
 
+  it("keeps every open call findable by its id, in the order opened, whatever the order they end in and however many are open", () => {
+    const calls = new PendingCalls<number, number>();
+    const open = new Map<number, number>();
+    let state = 7;
+    const next = (n: number) => {
+      state = (Math.imul(state, 1_664_525) + 1_013_904_223) >>> 0;
+      return state % n;
+    };
+    // A call open throughout, and waves of calls opened and ended out of order around it.
+    const first = calls.open(0, 1e9, undefined, "first", -1).id;
+    open.set(first, -1);
+    for (let wave = 0; wave < 40; wave++) {
+      const count = next(wave % 2 === 0 ? 3_000 : 30);
+      for (let i = 0; i < count; i++) {
+        const { id } = calls.open(0, 1e9, undefined, "call", wave);
+        open.set(id, wave);
+      }
+      const ids = [...open.keys()].filter((id) => id !== first);
+      for (const id of ids) if (next(3) > 0) {
+        expect(calls.settle(id, id)).toBe(true);
+        expect(calls.settle(id, id)).toBe(false);
+        open.delete(id);
+      }
+      expect(calls.size).toBe(open.size);
+      for (const [id, meta] of open) expect(calls.meta(id)).toBe(meta);
+      expect([...calls.entries()]).toEqual([...open]);
+    }
+  });
+
   it("tells its owner of every open call that fails, however it fails, and names a call from its meta only when an error needs it", async () => {
     const failed: Array<[string, string]> = [];
     const named: string[] = [];

@@ -5,6 +5,7 @@ import type { TimedUnit } from "./driver.ts";
 
 /** One call waiting for an answer: its promise's ends, its deadline, and what its owner keeps with it. */
 interface Entry<T, M> {
+  readonly id: number;
   readonly resolve: (value: T) => void;
   readonly reject: (error: BlazeError) => void;
   readonly deadline: number;
@@ -42,14 +43,7 @@ export interface PendingCallsOptions<M> {
  * forgotten, with its abort listener, however it ends. Deadlines are the driver's: no timer per call.
  */
 export class PendingCalls<T, M = undefined> implements TimedUnit {
-  readonly #entries = new Map<number, Entry<T, M>>();
-  /**
-   * The call opened last, kept out of the map until the next one opens: a caller that waits for each
-   * answer before its next call (sequential requests) never touches the map, which a stream of new ids
-   * with deletions in between would otherwise rebuild every few calls.
-   */
-  #latestId = 0;
-  #latest: Entry<T, M> | undefined;
+  readonly #entries = new OpenCalls<Entry<T, M>>();
   readonly #deadlines = new Deadlines<number>();
   #nextId = 1;
   readonly #onFail: ((meta: M, error: BlazeError) => void) | undefined;
@@ -61,7 +55,7 @@ export class PendingCalls<T, M = undefined> implements TimedUnit {
   }
 
   get size(): number {
-    return this.#entries.size + (this.#latest === undefined ? 0 : 1);
+    return this.#entries.size;
   }
 
   /**
@@ -79,9 +73,7 @@ export class PendingCalls<T, M = undefined> implements TimedUnit {
     const reject = takenReject;
     const onAbort = signal === undefined ? undefined : abortListener(this, id, this.#name(what, meta), signal);
     const deadline = now + timeoutMs;
-    if (this.#latest !== undefined) this.#entries.set(this.#latestId, this.#latest);
-    this.#latestId = id;
-    this.#latest = { resolve, reject, deadline, signal, onAbort, what, timeoutMs, meta };
+    this.#entries.add({ id, resolve, reject, deadline, signal, onAbort, what, timeoutMs, meta });
     this.#deadlines.push(deadline, id);
     if (onAbort !== undefined) signal!.addEventListener("abort", onAbort, { once: true });
     return { id, promise };
@@ -89,13 +81,12 @@ export class PendingCalls<T, M = undefined> implements TimedUnit {
 
   /** What the owner keeps with call `id` (undefined once it ended). */
   meta(id: number): M | undefined {
-    return this.#get(id)?.meta;
+    return this.#entries.get(id)?.meta;
   }
 
   /** The calls still open, with what their owner keeps, in the order they were opened. */
   *entries(): IterableIterator<[number, M]> {
-    for (const [id, entry] of this.#entries) yield [id, entry.meta];
-    if (this.#latest !== undefined) yield [this.#latestId, this.#latest.meta];
+    for (const entry of this.#entries.inOrder()) yield [entry.id, entry.meta];
   }
 
   /** Ends call `id` with its answer; false when it had ended already. */
@@ -124,13 +115,13 @@ export class PendingCalls<T, M = undefined> implements TimedUnit {
     // A call that ended before its deadline leaves its entry in the heap: dropped here once it is the
     // earliest, or every answered call would wake the driver for nothing when its deadline came.
     const deadlines = this.#deadlines;
-    for (let id = deadlines.first(); id !== undefined && this.#get(id) === undefined; id = deadlines.first()) deadlines.dropFirst();
+    for (let id = deadlines.first(); id !== undefined && this.#entries.get(id) === undefined; id = deadlines.first()) deadlines.dropFirst();
     return deadlines.next();
   }
 
   handleTimeout(now: number): void {
     for (let id = this.#deadlines.popDue(now); id !== undefined; id = this.#deadlines.popDue(now)) {
-      const entry = this.#get(id);
+      const entry = this.#entries.get(id);
       if (entry !== undefined && entry.deadline <= now) this.fail(id, new BlazeError("TIMEOUT", `${this.#name(entry.what, entry.meta)}: no answer within ${entry.timeoutMs} ms`));
     }
   }
@@ -139,22 +130,75 @@ export class PendingCalls<T, M = undefined> implements TimedUnit {
     return what ?? this.#what?.(meta) ?? "a call";
   }
 
-  #get(id: number): Entry<T, M> | undefined {
-    return id === this.#latestId ? this.#latest : this.#entries.get(id);
-  }
-
   #take(id: number): Entry<T, M> | undefined {
-    let entry: Entry<T, M> | undefined;
-    if (id === this.#latestId) {
-      entry = this.#latest;
-      this.#latest = undefined;
-    } else {
-      entry = this.#entries.get(id);
-      if (entry !== undefined) this.#entries.delete(id);
-    }
+    const entry = this.#entries.take(id);
     if (entry === undefined) return undefined;
     if (entry.onAbort !== undefined) entry.signal?.removeEventListener("abort", entry.onAbort);
     return entry;
+  }
+}
+
+/**
+ * The open calls by id. Ids are handed out in order and most calls end within a window of the latest
+ * ones: a call sits in a ring of slots by its id modulo the ring's size (at least twice the calls open,
+ * at most sixteen times once past its first size), one whose slot an older call still holds in a map beside. A map of them all, with deletions between
+ * new ids, would be rebuilt every few hundred calls, and shrunk again as it empties.
+ */
+const FIRST_SLOTS = 16;
+
+class OpenCalls<E extends { readonly id: number }> {
+  #slots: Array<E | undefined> = new Array<E | undefined>(FIRST_SLOTS).fill(undefined);
+  readonly #beside = new Map<number, E>();
+  #size = 0;
+
+  get size(): number {
+    return this.#size;
+  }
+
+  get(id: number): E | undefined {
+    const entry = this.#slots[id & (this.#slots.length - 1)];
+    if (entry !== undefined && entry.id === id) return entry;
+    return this.#beside.size === 0 ? undefined : this.#beside.get(id);
+  }
+
+  add(entry: E): void {
+    if (2 * (this.#size + 1) > this.#slots.length) this.#resize(2 * this.#slots.length);
+    this.#size++;
+    this.#place(entry);
+  }
+
+  take(id: number): E | undefined {
+    const slot = id & (this.#slots.length - 1);
+    let entry = this.#slots[slot];
+    if (entry !== undefined && entry.id === id) this.#slots[slot] = undefined;
+    else {
+      entry = this.#beside.size === 0 ? undefined : this.#beside.get(id);
+      if (entry === undefined) return undefined;
+      this.#beside.delete(id);
+    }
+    this.#size--;
+    if (this.#slots.length > FIRST_SLOTS && 16 * this.#size < this.#slots.length) this.#resize(this.#slots.length / 2);
+    return entry;
+  }
+
+  /** Every open call, in the order of their ids (the order they were opened). */
+  inOrder(): E[] {
+    const entries: E[] = [...this.#beside.values()];
+    for (const entry of this.#slots) if (entry !== undefined) entries.push(entry);
+    return entries.sort((a, b) => a.id - b.id);
+  }
+
+  #place(entry: E): void {
+    const slot = entry.id & (this.#slots.length - 1);
+    if (this.#slots[slot] === undefined) this.#slots[slot] = entry;
+    else this.#beside.set(entry.id, entry);
+  }
+
+  #resize(slots: number): void {
+    const entries = this.inOrder();
+    this.#slots = new Array<E | undefined>(slots).fill(undefined);
+    this.#beside.clear();
+    for (const entry of entries) this.#place(entry);
   }
 }
 
