@@ -55,9 +55,19 @@ export class VisibleState {
       const { changes } = this.#pending.shift()!;
       for (const change of changes) shown.push(change);
     }
-    if (shown.length > 0) {
-      release(this.#entries, index);
-      release(this.#locks, index);
+    if (shown.length === 0) return shown;
+    if (this.#pending.length === 0) {
+      // Nothing hidden is left: every key was hidden by an update shown now. Emptied at once, not key by
+      // key (a map emptied by deletions shrinks its table again and again on the way).
+      if (this.#entries.size > 0) this.#entries.clear();
+      if (this.#locks.size > 0) this.#locks.clear();
+    } else {
+      // What updates up to `index` hid, they hid under the keys of their changes, shown now: only those
+      // are looked at, not every key hidden by the updates still pending.
+      for (const change of shown) {
+        if (change.kind === "lock" || change.kind === "unlock") release(this.#locks, change.lock.key, index);
+        else release(this.#entries, change.entry.key, index);
+      }
     }
     return shown;
   }
@@ -131,12 +141,12 @@ function hide<T>(map: Map<string, Array<Hidden<T>>>, key: string, index: number,
   else if (list[list.length - 1]!.index !== index) list.push({ index, before });
 }
 
-/** Forgets what updates up to `index` hid: a key none of the later ones touched shows the replica's value again. */
-function release<T>(map: Map<string, Array<Hidden<T>>>, index: number): void {
-  for (const [key, list] of map) {
-    let drop = 0;
-    while (drop < list.length && list[drop]!.index <= index) drop++;
-    if (drop === list.length) map.delete(key);
-    else if (drop > 0) list.splice(0, drop);
-  }
+/** Forgets what updates up to `index` hid of `key`: unless a later one touched it, it shows the replica's value again. */
+function release<T>(map: Map<string, Array<Hidden<T>>>, key: string, index: number): void {
+  const list = map.get(key);
+  if (list === undefined) return;
+  let drop = 0;
+  while (drop < list.length && list[drop]!.index <= index) drop++;
+  if (drop === list.length) map.delete(key);
+  else if (drop > 0) list.splice(0, drop);
 }
