@@ -482,15 +482,14 @@ export class Sequencer implements TimedUnit {
     const key = put !== undefined ? put.key : remove!.key;
     const bytes = REQUEST_OVERHEAD_BYTES + (put !== undefined ? putBytes(key, put.value.length) : removeBytes(key));
     if (this.#refusedTooLarge(requester, request, bytes)) return;
-    const keys = [key];
-    this.#open(keys, bytes, now);
+    this.#open(key, bytes, now);
     const refusal = put !== undefined ? this.#check(requester, key, put.ifVersion, put.fencingToken, undefined) : this.#check(requester, key, remove!.ifVersion, remove!.fencingToken, undefined);
     if (refusal !== undefined) return this.#respond(requester, request, refusal.outcome, refusal.message);
     const replica = this.#host.replica;
     let changes: readonly Change[];
     if (put !== undefined) changes = [putChange(put, this.#batch!.index, requester, replica)];
     else changes = replica.entries.has(key) ? [{ kind: "remove", key, expired: false }] : NO_CHANGES;
-    this.#add(requester, request.requestId, changes, keys);
+    this.#add(requester, request.requestId, changes, key);
   }
 
   #check(requester: MemberInstance, key: string, ifVersion: number | undefined, fencingToken: number, seen: Set<string> | undefined): Refusal | undefined {
@@ -595,12 +594,18 @@ export class Sequencer implements TimedUnit {
 
   // --- the log ---
 
-  /** Opens a batch for changes to `keys` (undefined: every key) of about `bytes`, closing the current one if they would clash. */
-  #open(keys: readonly string[] | undefined, bytes: number, now: number): void {
+  /**
+   * Opens a batch for changes to `keys` (one key alone as a string, undefined: every key) of about
+   * `bytes`, closing the current one if they would clash.
+   */
+  #open(keys: string | readonly string[] | undefined, bytes: number, now: number): void {
     const batch = this.#batch;
     if (batch !== undefined) {
       let clash = keys === undefined || batch.keys.has("") || batch.bytes + bytes > this.#options.maxUpdateBytes;
-      for (let i = 0; !clash && i < keys!.length; i++) clash = batch.keys.has(keys![i]!);
+      if (!clash) {
+        if (typeof keys === "string") clash = batch.keys.has(keys);
+        else for (let i = 0; !clash && i < keys!.length; i++) clash = batch.keys.has(keys![i]!);
+      }
       if (!clash) return;
       this.#commitBatch(now);
     }
@@ -608,10 +613,11 @@ export class Sequencer implements TimedUnit {
   }
 
   /** Adds a request's changes to the open batch (#open made room for them). */
-  #add(requester: MemberInstance | undefined, requestId: number, changes: readonly Change[], keys: readonly string[] | undefined): void {
+  #add(requester: MemberInstance | undefined, requestId: number, changes: readonly Change[], keys: string | readonly string[] | undefined): void {
     const batch = this.#batch!;
     batch.requests.push({ requestId, requester, changes });
     if (keys === undefined) batch.keys.add("");
+    else if (typeof keys === "string") batch.keys.add(keys);
     else for (const key of keys) batch.keys.add(key);
     if (requester !== undefined) {
       const key = instanceKey(requester);
