@@ -4,7 +4,18 @@ import { sameBytes } from "../wire/bytes.ts";
 import { MEMBER_ID_BYTES } from "../wire/limits.ts";
 import { MAX_COUNTER } from "../wire/safe-integers.ts";
 import { ByteCursor, readUtf8 } from "../wire/varint.ts";
-import { type Change, type MemberInstance, type OrderedRequest, putEntrySpec, type PutSpec, type RemoveSpec, type StateAck, type StateOp } from "./state-types.ts";
+import {
+  type Change,
+  type EpochPromise,
+  type MemberInstance,
+  type OrderedRequest,
+  putEntrySpec,
+  type PutSpec,
+  type RemoveSpec,
+  type StateAck,
+  type StateOp,
+  type Term,
+} from "./state-types.ts";
 import type { StateFrame } from "./state-wire.ts";
 
 /**
@@ -773,6 +784,26 @@ export function readStateUpdate(bytes: Uint8Array, start: number, end: number): 
 }
 
 /**
+ * The accepted term and the promise of the acknowledgement read last, handed out again when the next
+ * names the same (they change once a term, acknowledgements come with every update): no objects, nor
+ * empty arrays of members and prior terms (an acknowledgement carries none), made for each.
+ */
+const NO_MEMBERS: readonly MemberInstance[] = [];
+const NO_PRIOR: Term["prior"] = [];
+let lastAccepted: Term = { epoch: 0, coordinator: "", members: NO_MEMBERS, prior: NO_PRIOR };
+let lastPromise: EpochPromise = { epoch: 0, coordinator: "" };
+
+function acceptedTerm(epoch: number, coordinator: PeerKey): Term {
+  if (lastAccepted.epoch !== epoch || lastAccepted.coordinator !== coordinator) lastAccepted = { epoch, coordinator, members: NO_MEMBERS, prior: NO_PRIOR };
+  return lastAccepted;
+}
+
+function promise(epoch: number, coordinator: PeerKey): EpochPromise {
+  if (lastPromise.epoch !== epoch || lastPromise.coordinator !== coordinator) lastPromise = { epoch, coordinator };
+  return lastPromise;
+}
+
+/**
  * Reads a StateAck that answers no prepare (no view, agreed members or prior terms: those go to the
  * schema's codec); undefined when unusual (see above).
  */
@@ -876,9 +907,9 @@ export function readStateAck(bytes: Uint8Array, start: number, end: number): Sta
       position: { epoch, coordinator: epochCoordinator, index },
       view: undefined,
       tokenCeiling,
-      accepted: { epoch: acceptedEpoch, coordinator: acceptedCoordinator, members: [], prior: [] },
+      accepted: acceptedTerm(acceptedEpoch, acceptedCoordinator),
       acceptedBegun,
-      promised: { epoch: promisedEpoch, coordinator: promisedCoordinator },
+      promised: promise(promisedEpoch, promisedCoordinator),
       memorySince,
       ready,
       highestSeen,
