@@ -26,6 +26,21 @@ const HISTORY_TERMS = 64;
 /** No entries before (shared: most records have none, and nobody changes one). */
 const NONE: readonly StoredEntry[] = [];
 
+/**
+ * No changes, no records (yet): shared, never written to. An update's first change and first record
+ * make arrays of one, not empty arrays grown by a push (the first push makes room for seventeen): most
+ * updates of sequential writes carry one request.
+ */
+const NO_CHANGES: ReplicaChange[] = [];
+const NO_RECORDS: AppliedRecord[] = [];
+
+/** `out` with `change` added: an array of one made for it when `out` is the shared empty one. */
+function added(out: ReplicaChange[], change: ReplicaChange): ReplicaChange[] {
+  if (out === NO_CHANGES) return [change];
+  out.push(change);
+  return out;
+}
+
 function lineKey(epoch: number, coordinator: PeerKey): string {
   return `${epoch}/${coordinator}`;
 }
@@ -213,8 +228,8 @@ export class Replica {
   /** Applies one update (the caller checked it follows our position), returning what changed. */
   apply(update: Update, now: number): Applied {
     const { index, epoch, coordinator } = update;
-    const changes: ReplicaChange[] = [];
-    const records: AppliedRecord[] = [];
+    let changes = NO_CHANGES;
+    let records = NO_RECORDS;
     // The requests of an update mostly come from one member or a few: its key is looked up once a run.
     let requester: MemberInstance | undefined;
     let applied: RequesterRecords | undefined;
@@ -226,7 +241,7 @@ export class Replica {
       let token = 0;
       for (const change of request.changes) {
         const before = changes.length;
-        this.#applyChange(change, now, changes);
+        changes = this.#applyChange(change, now, changes);
         for (let i = before; i < changes.length; i++) {
           const done = changes[i]!;
           if (done.kind === "update") previous = single ? done.previous : undefined;
@@ -241,7 +256,8 @@ export class Replica {
           applied = this.#appliedOf(requester);
         }
         applied!.remember(record);
-        records.push(record);
+        if (records === NO_RECORDS) records = [record];
+        else records.push(record);
       }
     }
     for (const member of update.forget) this.#applied.delete(instanceKey(member));
@@ -369,41 +385,39 @@ export class Replica {
     if (this.#history.size > HISTORY_TERMS) this.#history.delete(this.#history.keys().next().value!);
   }
 
-  #applyChange(change: Change, now: number, out: ReplicaChange[]): void {
+  /** Applies `change`; returns `out` with what it did added (a new array when `out` was the shared empty one). */
+  #applyChange(change: Change, now: number, out: ReplicaChange[]): ReplicaChange[] {
     switch (change.kind) {
       case "put": {
         const entry = storedEntry(change.entry, now);
         const previous = this.entries.get(entry.key);
         this.entries.set(entry.key, entry);
-        out.push(previous === undefined ? { kind: "insert", entry } : { kind: "update", entry, previous });
-        return;
+        return added(out, previous === undefined ? { kind: "insert", entry } : { kind: "update", entry, previous });
       }
       case "remove": {
         const entry = this.entries.get(change.key);
-        if (entry === undefined) return;
+        if (entry === undefined) return out;
         this.entries.delete(change.key);
-        out.push({ kind: "remove", entry, expired: change.expired });
-        return;
+        return added(out, { kind: "remove", entry, expired: change.expired });
       }
       case "clear": {
-        for (const entry of this.entries.values()) out.push({ kind: "remove", entry, expired: false });
+        let cleared = out;
+        for (const entry of this.entries.values()) cleared = added(cleared, { kind: "remove", entry, expired: false });
         this.entries.clear();
-        return;
+        return cleared;
       }
       case "lock": {
         const lock = storedLock(change.lock, now);
         const previous = this.locks.get(lock.key);
         this.locks.set(lock.key, lock);
         if (lock.token >= this.#nextToken) this.#nextToken = lock.token + 1;
-        out.push({ kind: "lock", lock, previous });
-        return;
+        return added(out, { kind: "lock", lock, previous });
       }
       case "unlock": {
         const lock = this.locks.get(change.key);
-        if (lock === undefined) return;
+        if (lock === undefined) return out;
         this.locks.delete(change.key);
-        out.push({ kind: "unlock", lock, expired: change.expired });
-        return;
+        return added(out, { kind: "unlock", lock, expired: change.expired });
       }
     }
   }
