@@ -145,6 +145,22 @@ describe("Sequencer", () => {
     expect(bed.response(stale)).toMatchObject({ outcome: "VERSION_MISMATCH" });
   });
 
+  it("orders a request sent again while its batch is open once, whatever the order its requester's ids come in", () => {
+    const bed = new Bed();
+    bed.start();
+    const put = (requester: MemberInstance, requestId: number, key: string) =>
+      bed.sequencer.onRequest(requester, { requestId, op: { case: "put", put: { key, value: new Uint8Array([1]), format: 0, ttlMs: 0, removeOnExit: false, ifVersion: undefined, fencingToken: 0 } } }, bed.now);
+    for (const [requestId, key] of [[10, "a"], [11, "b"], [12, "c"], [5, "d"], [20, "e"], [11, "b"], [5, "d"], [12, "c"], [20, "e"]] as const) put(B, requestId, key);
+    put(C, 11, "f");
+    bed.sequencer.flush(0);
+    expect(bed.multicast.map((u) => u.requests.map((r) => r.requestId))).toEqual([[10, 11, 12, 5, 20, 11]]);
+    // The next batch knows none of them as its own: a new id of B's, and an id of the batch before, are ordered anew.
+    put(B, 13, "a");
+    put(C, 12, "b");
+    bed.sequencer.flush(0);
+    expect(bed.multicast.map((u) => u.requests.map((r) => r.requestId))).toEqual([[10, 11, 12, 5, 20, 11], [13, 12]]);
+  });
+
   it("commits once every member has an update: the application sees it then, and its own request is answered", () => {
     const bed = new Bed();
     bed.start();

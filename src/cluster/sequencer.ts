@@ -116,13 +116,27 @@ interface MemberState {
 }
 
 interface Batch {
+  /** This sequencer's number for it, unique (its log index may come again: a batch left empty is dropped). */
+  readonly serial: number;
   readonly index: number;
   readonly requests: OrderedRequest[];
-  readonly keys: Set<string>;
-  /** The requests in it: their ids by requester (its instance key), no string made for each. */
-  readonly ids: Map<string, Set<number>>;
   bytes: number;
 }
+
+/**
+ * The ids of one requester's requests in the open batch (the batch `serial`): a run `first` to `last`
+ * (a requester's ids mostly come one after the other), the others in a set made only for them.
+ */
+interface BatchIds {
+  serial: number;
+  first: number;
+  last: number;
+  others: Set<number> | undefined;
+}
+
+/** How many keys' batches, and requesters' ids, are kept before the tables are emptied (each names the open batch only). */
+const KEYS_KEPT = 65_536;
+const REQUESTERS_KEPT = 64;
 
 const NO_PUTS: readonly PutSpec[] = [];
 const NO_CHANGES: readonly Change[] = [];
@@ -131,10 +145,6 @@ const NO_REMOVES: readonly RemoveSpec[] = [];
 /** The change a put makes as the write of `requester` at log index `index` (an insert when `replica` lacks its key). */
 function putChange(put: PutSpec, index: number, requester: MemberInstance, replica: Replica): Change {
   return { kind: "put", entry: putEntrySpec(put.key, put.value, put.format, index, requester, put.removeOnExit, put.ttlMs), inserted: !replica.entries.has(put.key) };
-}
-
-function inBatch(batch: Batch, requester: MemberInstance, requestId: number): boolean {
-  return batch.ids.get(instanceKey(requester))?.has(requestId) ?? false;
 }
 
 function requestKey(requester: MemberInstance, requestId: number): string {
@@ -173,6 +183,15 @@ export class Sequencer implements TimedUnit {
   /** This member's own requests applied and not answered yet. */
   readonly #awaiting: Array<{ readonly index: number; readonly requestId: number }> = [];
   #batch: Batch | undefined;
+  #batchSerial = 0;
+  /**
+   * The batch each key was added to last (its serial), and the ids of each requester's requests in it:
+   * a key clashes with the open batch when it names that batch. Kept from batch to batch (a key's entry
+   * is overwritten by its next batch), not a set of keys and one of ids for every batch, grown to its
+   * hundreds of requests each time.
+   */
+  readonly #keyBatches = new Map<string, number>();
+  readonly #batchIds = new Map<string, BatchIds>();
   #forget: MemberInstance[] = [];
   #usableCeiling: number;
   #raise: { readonly ceiling: number; index: number } | undefined;
@@ -361,7 +380,7 @@ export class Sequencer implements TimedUnit {
   #handle(requester: MemberInstance, request: StateRequest, now: number): void {
     const requestId = request.requestId;
     const op = request.op;
-    if (this.#batch !== undefined && inBatch(this.#batch, requester, requestId)) return;
+    if (this.#inBatch(requester, requestId)) return;
     const applied = this.#host.replica.appliedRequest(requester, requestId);
     if (applied !== undefined) {
       // Sent again: applied already (here, or by a coordinator before us). Answered once it is committed
@@ -539,7 +558,7 @@ export class Sequencer implements TimedUnit {
    * coordinator), and a granted one is released. Answered like a lock operation.
    */
   #cancel(requester: MemberInstance, requestId: number, key: string, lockRequestId: number, now: number): void {
-    if (this.#batch !== undefined && inBatch(this.#batch, requester, lockRequestId)) this.#commitBatch(now);
+    if (this.#inBatch(requester, lockRequestId)) this.#commitBatch(now);
     const replica = this.#host.replica;
     const record = replica.appliedRequest(requester, lockRequestId);
     if (record !== undefined) {
@@ -601,29 +620,53 @@ export class Sequencer implements TimedUnit {
   #open(keys: string | readonly string[] | undefined, bytes: number, now: number): void {
     const batch = this.#batch;
     if (batch !== undefined) {
-      let clash = keys === undefined || batch.keys.has("") || batch.bytes + bytes > this.#options.maxUpdateBytes;
+      const serial = batch.serial;
+      const batches = this.#keyBatches;
+      let clash = keys === undefined || batches.get("") === serial || batch.bytes + bytes > this.#options.maxUpdateBytes;
       if (!clash) {
-        if (typeof keys === "string") clash = batch.keys.has(keys);
-        else for (let i = 0; !clash && i < keys!.length; i++) clash = batch.keys.has(keys![i]!);
+        if (typeof keys === "string") clash = batches.get(keys) === serial;
+        else for (let i = 0; !clash && i < keys!.length; i++) clash = batches.get(keys![i]!) === serial;
       }
       if (!clash) return;
       this.#commitBatch(now);
     }
-    this.#batch = emptyBatch(this.#host.replica.position.index + 1);
+    this.#batch = this.#emptyBatch();
+  }
+
+  /** A new batch, at the log index after this replica's. */
+  #emptyBatch(): Batch {
+    if (this.#keyBatches.size > KEYS_KEPT) this.#keyBatches.clear();
+    if (this.#batchIds.size > REQUESTERS_KEPT) this.#batchIds.clear();
+    return { serial: ++this.#batchSerial, index: this.#host.replica.position.index + 1, requests: [], bytes: UPDATE_OVERHEAD_BYTES };
+  }
+
+  /** Request `requestId` of `requester` is in the open batch. */
+  #inBatch(requester: MemberInstance, requestId: number): boolean {
+    const batch = this.#batch;
+    if (batch === undefined) return false;
+    const ids = this.#batchIds.get(instanceKey(requester));
+    if (ids === undefined || ids.serial !== batch.serial) return false;
+    return (requestId >= ids.first && requestId <= ids.last) || (ids.others?.has(requestId) ?? false);
   }
 
   /** Adds a request's changes to the open batch (#open made room for them). */
   #add(requester: MemberInstance | undefined, requestId: number, changes: readonly Change[], keys: string | readonly string[] | undefined): void {
     const batch = this.#batch!;
     batch.requests.push({ requestId, requester, changes });
-    if (keys === undefined) batch.keys.add("");
-    else if (typeof keys === "string") batch.keys.add(keys);
-    else for (const key of keys) batch.keys.add(key);
+    const serial = batch.serial;
+    if (keys === undefined) this.#keyBatches.set("", serial);
+    else if (typeof keys === "string") this.#keyBatches.set(keys, serial);
+    else for (const key of keys) this.#keyBatches.set(key, serial);
     if (requester !== undefined) {
       const key = instanceKey(requester);
-      let ids = batch.ids.get(key);
-      if (ids === undefined) batch.ids.set(key, (ids = new Set()));
-      ids.add(requestId);
+      const ids = this.#batchIds.get(key);
+      if (ids === undefined) this.#batchIds.set(key, { serial, first: requestId, last: requestId, others: undefined });
+      else if (ids.serial !== serial) {
+        ids.serial = serial;
+        ids.first = ids.last = requestId;
+        ids.others = undefined;
+      } else if (requestId === ids.last + 1) ids.last = requestId;
+      else (ids.others ??= new Set()).add(requestId);
     }
     batch.bytes += REQUEST_OVERHEAD_BYTES;
     for (const change of changes) batch.bytes += changeBytes(change);
@@ -714,7 +757,7 @@ export class Sequencer implements TimedUnit {
     if (this.#raise !== undefined) return;
     this.#raise = { ceiling: Math.max(this.#usableCeiling, this.#host.replica.nextToken) + TOKEN_BLOCK, index: 0 };
     // Carried by the next update: make one if nothing else is ordered this turn.
-    this.#batch ??= emptyBatch(this.#host.replica.position.index + 1);
+    this.#batch ??= this.#emptyBatch();
   }
 
   /**
@@ -792,10 +835,6 @@ export class Sequencer implements TimedUnit {
     }
     this.#host.respond(requester, { requestId, outcome, message, epoch: this.#epoch, index: 0, previous: [], token: 0 });
   }
-}
-
-function emptyBatch(index: number): Batch {
-  return { index, requests: [], keys: new Set(), ids: new Map(), bytes: UPDATE_OVERHEAD_BYTES };
 }
 
 /** At most what a lock, unlock or lease renewal of `key` adds to an update (the request with its change). */
