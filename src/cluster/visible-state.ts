@@ -8,6 +8,17 @@ interface Hidden<T> {
 }
 
 /**
+ * What the updates not yet committed hid of one key: the first one's alone (most keys: no array of one
+ * made for each), or every one's, in order, once a later update touched the key too.
+ */
+type HiddenOf<T> = Hidden<T> | Array<Hidden<T>>;
+
+/** The first update's: what the key held before the updates not yet committed. */
+function firstOf<T>(hidden: HiddenOf<T>): Hidden<T> {
+  return Array.isArray(hidden) ? hidden[0]! : hidden;
+}
+
+/**
  * The state this member's application sees. A replica that follows a coordinator shows every update as
  * it applies it. The coordinator applies what it orders at once (later requests are checked against
  * it), but shows an update — to reads and to listeners — only once it is committed: applied by every
@@ -19,8 +30,8 @@ interface Hidden<T> {
  */
 export class VisibleState {
   readonly #replica: Replica;
-  readonly #entries = new Map<string, Array<Hidden<StoredEntry>>>();
-  readonly #locks = new Map<string, Array<Hidden<StoredLock>>>();
+  readonly #entries = new Map<string, HiddenOf<StoredEntry>>();
+  readonly #locks = new Map<string, HiddenOf<StoredLock>>();
   /** Updates applied and not yet shown, in order, with their changes for the listeners. */
   readonly #pending: Array<{ readonly index: number; readonly changes: readonly ReplicaChange[] }> = [];
 
@@ -83,12 +94,12 @@ export class VisibleState {
    */
   revert(): void {
     for (const [key, hidden] of this.#entries) {
-      const before = hidden[0]!.before;
+      const before = firstOf(hidden).before;
       if (before === undefined) this.#replica.entries.delete(key);
       else this.#replica.entries.set(key, before);
     }
     for (const [key, hidden] of this.#locks) {
-      const before = hidden[0]!.before;
+      const before = firstOf(hidden).before;
       if (before === undefined) this.#replica.locks.delete(key);
       else this.#replica.locks.set(key, before);
     }
@@ -101,50 +112,62 @@ export class VisibleState {
 
   getEntry(key: string): StoredEntry | undefined {
     const hidden = this.#entries.get(key);
-    return hidden === undefined ? this.#replica.entries.get(key) : hidden[0]!.before;
+    return hidden === undefined ? this.#replica.entries.get(key) : firstOf(hidden).before;
   }
 
   getLock(key: string): StoredLock | undefined {
     const hidden = this.#locks.get(key);
-    return hidden === undefined ? this.#replica.locks.get(key) : hidden[0]!.before;
+    return hidden === undefined ? this.#replica.locks.get(key) : firstOf(hidden).before;
   }
 
   get size(): number {
     let size = this.#replica.entries.size;
-    for (const [key, hidden] of this.#entries) size += (hidden[0]!.before === undefined ? 0 : 1) - (this.#replica.entries.has(key) ? 1 : 0);
+    for (const [key, hidden] of this.#entries) size += (firstOf(hidden).before === undefined ? 0 : 1) - (this.#replica.entries.has(key) ? 1 : 0);
     return size;
   }
 
   *entries(): IterableIterator<StoredEntry> {
     for (const [key, entry] of this.#replica.entries) {
       const hidden = this.#entries.get(key);
-      if (hidden === undefined) yield entry;
-      else if (hidden[0]!.before !== undefined) yield hidden[0]!.before;
+      const before = hidden === undefined ? entry : firstOf(hidden).before;
+      if (before !== undefined) yield before;
     }
-    for (const [key, hidden] of this.#entries) if (!this.#replica.entries.has(key) && hidden[0]!.before !== undefined) yield hidden[0]!.before;
+    for (const [key, hidden] of this.#entries) {
+      const before = firstOf(hidden).before;
+      if (!this.#replica.entries.has(key) && before !== undefined) yield before;
+    }
   }
 
   *locks(): IterableIterator<StoredLock> {
     for (const [key, lock] of this.#replica.locks) {
       const hidden = this.#locks.get(key);
-      if (hidden === undefined) yield lock;
-      else if (hidden[0]!.before !== undefined) yield hidden[0]!.before;
+      const before = hidden === undefined ? lock : firstOf(hidden).before;
+      if (before !== undefined) yield before;
     }
-    for (const [key, hidden] of this.#locks) if (!this.#replica.locks.has(key) && hidden[0]!.before !== undefined) yield hidden[0]!.before;
+    for (const [key, hidden] of this.#locks) {
+      const before = firstOf(hidden).before;
+      if (!this.#replica.locks.has(key) && before !== undefined) yield before;
+    }
   }
 }
 
 /** Hides `key` as of update `index`, holding `before`, unless an earlier change of that update hid it. */
-function hide<T>(map: Map<string, Array<Hidden<T>>>, key: string, index: number, before: T | undefined): void {
-  const list = map.get(key);
-  if (list === undefined) map.set(key, [{ index, before }]);
-  else if (list[list.length - 1]!.index !== index) list.push({ index, before });
+function hide<T>(map: Map<string, HiddenOf<T>>, key: string, index: number, before: T | undefined): void {
+  const hidden = map.get(key);
+  if (hidden === undefined) map.set(key, { index, before });
+  else if (!Array.isArray(hidden)) {
+    if (hidden.index !== index) map.set(key, [hidden, { index, before }]);
+  } else if (hidden[hidden.length - 1]!.index !== index) hidden.push({ index, before });
 }
 
 /** Forgets what updates up to `index` hid of `key`: unless a later one touched it, it shows the replica's value again. */
-function release<T>(map: Map<string, Array<Hidden<T>>>, key: string, index: number): void {
+function release<T>(map: Map<string, HiddenOf<T>>, key: string, index: number): void {
   const list = map.get(key);
   if (list === undefined) return;
+  if (!Array.isArray(list)) {
+    if (list.index <= index) map.delete(key);
+    return;
+  }
   let drop = 0;
   while (drop < list.length && list[drop]!.index <= index) drop++;
   if (drop === list.length) map.delete(key);
