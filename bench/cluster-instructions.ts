@@ -4,12 +4,13 @@
  *
  *   valgrind --tool=callgrind --instr-atstart=no --separate-threads=yes --callgrind-out-file=out.%p \
  *     node --import tsx bench/cluster-instructions.ts --callgrind [--members 2] [--op puts] \
- *     [--warmup 2000] [--count N] [--in-flight N] [--dist dist] [--heap-profile file]
+ *     [--warmup 2000] [--count N] [--in-flight N] [--writers N] [--dist dist] [--heap-profile file]
  *
  * Only the measured loop is counted (switched on and off with callgrind_control): the main thread's
  * total (the `-01` file), less a shorter run's, over the difference of their counts, is the
  * instructions of one operation, every member's together. `--in-flight N` keeps up to N puts outstanding
- * at once (pipelined: what batching saves shows there). The count takes in the periodic work too
+ * at once (pipelined: what batching saves shows there); `--writers N` has N members write so at once,
+ * each to keys of its own (N × in-flight outstanding in all). The count takes in the periodic work too
  * (heartbeats, the coordinator's lease probes) for as long as the loop runs, which valgrind stretches
  * a hundredfold and the machine's load stretches further: compare two builds run side by side, more
  * than once. Without `--callgrind` it prints the CPU time per operation of the process (all members),
@@ -33,6 +34,7 @@ const { values } = parseArgs({
     warmup: { type: "string", default: "2000" },
     count: { type: "string", default: "2000" },
     "in-flight": { type: "string", default: "1" },
+    writers: { type: "string", default: "1" },
     dist: { type: "string", default: "dist" },
     callgrind: { type: "boolean", default: false },
     "heap-profile": { type: "string" },
@@ -103,21 +105,26 @@ while (!channels.every((c) => c.getMembers().length === count && c.ready)) {
 const map = channels[1]!.map;
 const value = new Uint8Array(64).fill(7);
 const inFlight = Number(values["in-flight"]);
+/** Members writing at once (pipelined puts): the first not the coordinator, then the others in turn, each to keys of its own. */
+const writers = Array.from({ length: Math.min(count, Number(values.writers)) }, (_, w) => ({ map: channels[(1 + w) % count]!.map, prefix: `w${w}-` }));
 /** Under valgrind a thousand puts in flight take longer than the default timeout to be answered. */
 const slow = { timeoutMs: 600_000 };
-/** Puts with up to `inFlight` of them outstanding at once (pipelined), each worker starting the next when one is done. */
+/**
+ * Puts with up to `inFlight` of them outstanding at once (pipelined) at each writer, each worker starting
+ * the next when one is done; `n` in all.
+ */
 const pipelined = async (n: number) => {
   let next = 0;
-  const worker = async () => {
+  const worker = async (writer: (typeof writers)[number]) => {
     while (next < n) {
       const i = next++;
-      await map.put(`k${i % 10_000}`, value, slow);
+      await writer.map.put(`${writer.prefix}k${i % 10_000}`, value, slow);
     }
   };
-  await Promise.all(Array.from({ length: Math.min(inFlight, n) }, worker));
+  await Promise.all(writers.flatMap((writer) => Array.from({ length: Math.min(inFlight, n) }, () => worker(writer))));
 };
 const run = async (n: number) => {
-  if (values.op === "puts" && inFlight > 1) return pipelined(n);
+  if (values.op === "puts" && (inFlight > 1 || writers.length > 1)) return pipelined(n);
   for (let i = 0; i < n; i++) {
     if (values.op === "puts") await map.put(`k${i % 10_000}`, value);
     else {
@@ -166,6 +173,7 @@ console.log(
     members: count,
     op: values.op,
     inFlight,
+    writers: writers.length,
     count: n,
     cpuUsPerOp: (used.user + used.system) / n,
     bytesAllocatedPerOp: Math.round(allocated / n),
