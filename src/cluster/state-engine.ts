@@ -126,6 +126,9 @@ export class StateEngine implements TimedUnit {
   readonly #ownApplied: AppliedRecord[] = [];
   readonly #ownAppliedEpochs: number[] = [];
   readonly #takeOwnApplied = (): void => this.#client.onApplied(this.#ownApplied.shift()!, this.#ownAppliedEpochs.shift()!, this.#now);
+  /** The coordinator's answers to this member's own requests, taken in their turns in `#later` as those are (no closure made for every one). */
+  readonly #ownResponses: StateResponse[] = [];
+  readonly #takeOwnResponse = (): void => this.#client.onLocalResponse(this.#ownResponses.shift()!, this.#now);
 
   constructor(host: StateEngineHost, options: StateEngineOptions, memory: TermMemory) {
     this.#host = host;
@@ -647,7 +650,10 @@ export class StateEngine implements TimedUnit {
   #respond(requester: MemberInstance, response: StateResponse): void {
     if (response.requestId === 0) return;
     if (requester.id === this.#host.local.id) {
-      if (requester.incarnation === this.#host.local.incarnation) this.#later.push(() => this.#client.onLocalResponse(response, this.#now));
+      if (requester.incarnation === this.#host.local.incarnation) {
+        this.#ownResponses.push(response);
+        this.#later.push(this.#takeOwnResponse);
+      }
       return;
     }
     this.#host.unicast(requester.id, encodeResponse(response, this.#now));
