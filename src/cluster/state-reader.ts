@@ -192,10 +192,11 @@ function bytes(cursor: ByteCursor, end: number): Uint8Array {
     slab = new Uint8Array(SLAB_BYTES);
     slabUsed = 0;
   }
+  const target = slab;
   const at = slabUsed;
-  for (let i = 0; i < length; i++) slab[at + i] = source[start + i]!;
+  for (let i = 0; i < length; i++) target[at + i] = source[start + i]!;
   slabUsed = at + length;
-  return new Uint8Array(slab.buffer, at, length);
+  return new Uint8Array(target.buffer, at, length);
 }
 
 /** A member id field: its key, "" when empty (no member). */
