@@ -623,9 +623,11 @@ export class ReplicatedMap {
     const engine = this.#engine();
     const access = this.#access;
     const call = new RequestCall(this.#callAccess, engine, op, started, answerOf);
-    const { id, promise } = this.#calls.open(access.now(), timeoutMs, signal, undefined, call);
+    // One reading of the clock serves the call's deadline and its request (a write's: when it began).
+    const now = started ?? access.now();
+    const { id, promise } = this.#calls.open(now, timeoutMs, signal, undefined, call);
     call.id = id;
-    call.request = engine.request(op, call, access.now());
+    call.request = engine.request(op, call, now);
     access.touch();
     // A signal aborted already rejected the call at once (the table never held it): its request, sent
     // all the same, is abandoned as any call's that ends without its answer.
