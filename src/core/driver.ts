@@ -47,7 +47,11 @@ export class Driver {
   #endingTurn = false;
   #closed = false;
 
-  /** `fault`: where an exception thrown by a unit goes (the member carries on). */
+  /**
+   * `fault`: where an exception thrown by a unit goes (the member carries on) — or by anything the
+   * driver calls from its own turns, deferred calls and timer, which it guards itself: `clock` need
+   * not guard what it calls, and a guarded one would make a closure for every turn.
+   */
   constructor(clock: Clock, fault: (error: unknown) => void) {
     this.#clock = clock;
     this.#fault = fault;
@@ -162,6 +166,10 @@ export class Driver {
     this.#turning = true;
     try {
       this.#takeTurn();
+    } catch (error) {
+      // A unit's pollTimeout threw: the next input takes a turn again.
+      this.#turnScheduled = false;
+      this.#fault(error);
     } finally {
       this.#turning = false;
     }
