@@ -233,7 +233,9 @@ export class Channel implements AsyncDisposable {
     );
     // Every timer of every level runs through this clock: a fault in one is reported, never fatal.
     this.#clock = guardedClock(this.#options.clock ?? systemClock, (error) => this.#errors.report(internalError("a protocol timer", error), "timer"));
-    this.#driver = new Driver(this.#clock, (error) => this.#errors.report(internalError("a protocol unit", error), "timer"));
+    // The driver guards its turns itself (each unit's, and its own): on the clock as it is, it makes no
+    // guarding closure for every turn.
+    this.#driver = new Driver(this.#options.clock ?? systemClock, (error) => this.#errors.report(internalError("a protocol unit", error), "timer"));
     this.#random = this.#options.random ?? systemRandom;
     this.#createdAt = this.#clock.now();
     const security = this.#options.security;

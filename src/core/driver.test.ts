@@ -178,6 +178,29 @@ describe("Driver", () => {
     driver.close();
   });
 
+  it("reports an exception thrown in a turn outside the units' handlers (a unit's pollTimeout) to fault, and takes turns again", () => {
+    const clock = new VirtualClock();
+    const faults: unknown[] = [];
+    const driver = new Driver(clock, (error) => faults.push(error));
+    const log: string[] = [];
+    let failing = true;
+    driver.add({
+      pollTimeout: () => {
+        if (failing) throw new Error("poll");
+        return Number.POSITIVE_INFINITY;
+      },
+      handleTimeout: () => undefined,
+    });
+    driver.onFlush(() => log.push("flush"));
+    clock.runFor(0);
+    expect(faults).toEqual([new Error("poll")]);
+    failing = false;
+    driver.touch();
+    clock.runFor(0);
+    expect(log).toEqual(["flush"]);
+    driver.close();
+  });
+
   it("runs nothing once closed", () => {
     const { clock, counting } = countingClock();
     const log: string[] = [];

@@ -47,7 +47,11 @@ export class Driver {
   #endingTurn = false;
   #closed = false;
 
-  /** `fault`: where an exception thrown by a unit goes (the member carries on). */
+  /**
+   * `fault`: where an exception thrown by a unit goes (the member carries on) — or by anything the
+   * driver calls from its own turns, deferred calls and timer, which it guards itself: `clock` need
+   * not guard what it calls, and a guarded one would make a closure for every turn.
+   */
   constructor(clock: Clock, fault: (error: unknown) => void) {
     this.#clock = clock;
     this.#fault = fault;
@@ -162,6 +166,10 @@ export class Driver {
     this.#turning = true;
     try {
       this.#takeTurn();
+    } catch (error) {
+      // A unit's pollTimeout threw: the next input takes a turn again.
+      this.#turnScheduled = false;
+      this.#fault(error);
     } finally {
       this.#turning = false;
     }
@@ -195,7 +203,7 @@ export class Driver {
       this.#once = [];
       for (const fn of once) this.#guard(fn);
     }
-    this.#arm();
+    this.#arm(now);
   }
 
   // A timer takes a turn like an input does, after the inputs ready now: a process that was descheduled
@@ -213,22 +221,30 @@ export class Driver {
   // One timer, for the earliest deadline. One armed for a later time is moved earlier; one armed for an
   // earlier time than needed fires early, finds nothing due, and is armed again. A deadline that has
   // come already (a unit that is to act now), or a one-shot call added by one, takes another turn, not a
-  // timer: a timer of 0 ms waits a millisecond or more on some runtimes.
-  #arm(): void {
+  // timer: a timer of 0 ms waits a millisecond or more on some runtimes. `turnStarted`: the time the turn
+  // read; the clock is read again only to arm a timer (most turns leave the earliest deadline as it was,
+  // and a deadline that came during the turn with a timer armed for it already is that timer's).
+  #arm(turnStarted: number): void {
     let next = Number.POSITIVE_INFINITY;
     const polls = this.#polls;
     for (let i = 0; i < polls.length; i++) {
       const at = polls[i]!();
       if (at < next) next = at;
     }
-    if (next <= this.#clock.now() || this.#once.length > 0) {
+    if (next <= turnStarted || this.#once.length > 0) {
       this.#schedule(false);
       return;
     }
     if (next >= this.#armedAt) return;
+    const now = this.#clock.now();
+    if (next <= now) {
+      this.#schedule(false);
+      return;
+    }
     this.#timer?.cancel();
     this.#armedAt = next;
-    this.#timer = next === Number.POSITIVE_INFINITY ? undefined : this.#clock.setTimer(Math.max(0, next - this.#clock.now()), this.#fire);
+    // (Never for no deadline: that is no earlier than any armed time.)
+    this.#timer = this.#clock.setTimer(next - now, this.#fire);
   }
 
   #guard(fn: () => void): void {

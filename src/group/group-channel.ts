@@ -464,9 +464,11 @@ export class GroupChannel implements AsyncDisposable {
   request(to: Member | string, message: BlazeMessage | Uint8Array, options: RequestOptions = {}): Promise<GroupMessage> {
     try {
       const target = this.#target(to);
-      const { id, promise } = this.#open(options.timeoutMs ?? this.#group.requestTimeoutMs, options.signal, "the request", { target: target.id });
+      // The clock read once for the call's deadline and the send.
+      const now = this.#context?.driver.now() ?? 0;
+      const { id, promise } = this.#open(now, options.timeoutMs ?? this.#group.requestTimeoutMs, options.signal, "the request", { target: target.id });
       const { payload, format } = encodePayload(message);
-      const sent = this.#sendTo(target.id, target.incarnation, Addressing.MEMBER, options.inbox ?? "", payload, format, id);
+      const sent = this.#sendTo(target.id, target.incarnation, Addressing.MEMBER, options.inbox ?? "", payload, format, id, now);
       // Sent at once (the common case) it cannot fail: no handler, which would cost a promise and a microtask per request.
       if (sent !== RESOLVED) {
         sent.catch((error: unknown) => this.#calls.fail(id, error instanceof BlazeError ? error : new BlazeError("SEND_FAILED", String(error), { cause: error })));
@@ -712,7 +714,8 @@ export class GroupChannel implements AsyncDisposable {
     return { id: peer?.key ?? id, incarnation };
   }
 
-  #sendTo(peer: PeerKey, incarnation: number, addressing: Addressing, destination: string, payload: Uint8Array, format: number, requestId: number): Promise<void> {
+  // `now`: the driver's time, when the caller has read it already.
+  #sendTo(peer: PeerKey, incarnation: number, addressing: Addressing, destination: string, payload: Uint8Array, format: number, requestId: number, now?: number): Promise<void> {
     const unicast = this.#unicast;
     const context = this.#context;
     if (this.state !== "started" || unicast === undefined || context === undefined) {
@@ -733,7 +736,7 @@ export class GroupChannel implements AsyncDisposable {
       piece.format = format;
       piece.requestId = requestId;
       piece.payload = payload;
-      unicast.send(peer, incarnation, piece, context.driver.now());
+      unicast.send(peer, incarnation, piece, now ?? context.driver.now());
       piece.payload = NO_BYTES;
       return RESOLVED;
     }
@@ -847,10 +850,10 @@ export class GroupChannel implements AsyncDisposable {
     return this.#sendTo(peer, incarnation, Addressing.QUEUE_ACK, queue, new Uint8Array(0), PayloadFormat.UNSPECIFIED, requestId).catch(() => undefined);
   }
 
-  #open(timeoutMs: number, signal: AbortSignalLike | undefined, what: string, call: Call): { readonly id: number; readonly promise: Promise<GroupMessage | undefined> } {
+  #open(now: number, timeoutMs: number, signal: AbortSignalLike | undefined, what: string, call: Call): { readonly id: number; readonly promise: Promise<GroupMessage | undefined> } {
     const context = this.#context;
     if (context === undefined) throw new BlazeError("ILLEGAL_STATE", "the group channel is not started");
-    const opened = this.#calls.open(context.driver.now(), timeoutMs, signal, what, call);
+    const opened = this.#calls.open(now, timeoutMs, signal, what, call);
     context.driver.touch();
     return opened;
   }
@@ -858,7 +861,7 @@ export class GroupChannel implements AsyncDisposable {
   #queueRequest(name: string, message: BlazeMessage | Uint8Array, expectsReply: boolean, timeoutMs: number, signal: AbortSignalLike | undefined): Promise<GroupMessage | undefined> {
     const { payload, format } = encodePayload(message);
     const call: Call = { target: "", queue: { name, payload, format, expectsReply } };
-    const { id, promise } = this.#open(timeoutMs, signal, `the message to queue "${name}"`, call);
+    const { id, promise } = this.#open(this.#context?.driver.now() ?? 0, timeoutMs, signal, `the message to queue "${name}"`, call);
     this.#dispatchQueue(id, call);
     return promise;
   }
