@@ -87,9 +87,9 @@ export class JMSContext implements AsyncDisposable {
   readonly #listenerQueue: JMSConsumer[] = [];
   readonly #temporary = new Set<string>();
   readonly #requests = new Map<string, PendingRequest>();
-  readonly #host: ConsumerHost;
+  /** What its consumers see of this context; `started` is a field kept by `start`, `stop` and `close`, not a getter (read for every message delivered). */
+  readonly #host: { -readonly [K in keyof ConsumerHost]: ConsumerHost[K] };
   #replyQueue: TemporaryQueue | undefined;
-  #started = false;
   #closed = false;
   #pumping = false;
   #sequence = 0;
@@ -104,11 +104,8 @@ export class JMSContext implements AsyncDisposable {
     this.clientId = options.clientId;
     this.#autoStart = options.autoStart;
     this.#events = new Emitter<ContextEvents>((error) => factory.report(error));
-    const self = this;
     this.#host = {
-      get started() {
-        return self.#started;
-      },
+      started: false,
       deliver: (consumer, incoming) => this.#deliver(consumer, incoming),
       processed: (message) => this.#processed(message),
       giveBack: (_consumer, incoming) =>
@@ -132,13 +129,13 @@ export class JMSContext implements AsyncDisposable {
   /** Starts delivery to consumers (JMS's start). Idempotent. */
   start(): void {
     this.#requireOpen("start()");
-    this.#started = true;
+    this.#host.started = true;
     for (const consumer of this.#consumers) consumer.drain();
   }
 
   /** Pauses delivery; sends still go. Idempotent. */
   stop(): void {
-    this.#started = false;
+    this.#host.started = false;
   }
 
   /**
@@ -148,7 +145,7 @@ export class JMSContext implements AsyncDisposable {
    */
   async close(): Promise<void> {
     if (this.#closed) return;
-    this.#started = false;
+    this.#host.started = false;
     for (const consumer of [...this.#consumers]) consumer.close();
     this.#closed = true;
     this.#held.length = 0;
@@ -579,7 +576,7 @@ export class JMSContext implements AsyncDisposable {
     this.#pumping = true;
     let waiting = false;
     try {
-      while (this.#listenerQueue.length > 0 && this.#started) {
+      while (this.#listenerQueue.length > 0 && this.#host.started) {
         const consumer = this.#listenerQueue.shift()!;
         const listener = consumer.listener;
         const message = consumer.nextForListener();
