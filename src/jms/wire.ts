@@ -1160,7 +1160,7 @@ function readPlainMessage(bytes: Uint8Array, start: number, end: number): WireMe
 /** Decodes a MessagingBatch; undefined when the bytes are not one. */
 export function decodeBatch(bytes: Uint8Array): WireMessage[] | undefined {
   // Each message as most are written (`readPlainMessage`), else the whole batch by the general decoder.
-  const messages: WireMessage[] = [];
+  let messages: WireMessage[] | undefined;
   const end = bytes.length;
   let pos = 0;
   while (pos < end) {
@@ -1170,9 +1170,12 @@ export function decodeBatch(bytes: Uint8Array): WireMessage[] | undefined {
     pos = messageEnd;
     const message = readPlainMessage(bytes, plainEnd, pos);
     if (message === undefined) return decodeAnyBatch(bytes);
-    messages.push(message);
+    // Most batches hold one message: its array is made to its size, not grown by a push.
+    if (messages !== undefined) messages.push(message);
+    else if (pos === end) return [message];
+    else messages = [message];
   }
-  return messages;
+  return messages ?? [];
 }
 
 /** Decodes a MessagingBatch of messages in any valid encoding; undefined when the bytes are not one. */
