@@ -3,7 +3,7 @@ import { type ValueList, ValueListSchema } from "../../gen/activeblaze/v1/messag
 import { DeliveryMode, DestinationKind } from "../../gen/activeblaze/v1/messaging_pb.ts";
 import { ByteCursor, decodeUtf8, readUtf8, varintSize, writeVarint } from "../wire/varint.ts";
 import { web } from "../web.ts";
-import { concatBytes, sameBytes } from "../wire/bytes.ts";
+import { concatBytes } from "../wire/bytes.ts";
 
 /**
  * The messaging layer's codec for activeblaze.v1.MessagingBatch, MessagingMessage, QueueAssignment and
@@ -928,9 +928,29 @@ function decodePropertyEntry(c: ByteCursor, end: number, into: Map<string, Prope
 let lastDestination: WireDestination = NO_DESTINATION;
 let lastDestinationBytes = new Uint8Array(0);
 
+/**
+ * Whether `bytes` from `start` to `end` are those of the destination decoded last: their differences
+ * ORed together four bytes at a time. A function of its own that V8 calls from `readPlainMessage`
+ * rather than inlines, which leaves that function room to inline the construction of the message id
+ * (callgrind: 146 instructions a message fewer than with `sameBytes` inlined there).
+ */
+function sameDestinationBytes(bytes: Uint8Array, start: number, end: number): boolean {
+  const expected = lastDestinationBytes;
+  const length = expected.length;
+  if (end - start !== length) return false;
+  let difference = 0;
+  let i = 0;
+  for (; i + 4 <= length; i += 4) {
+    const at = start + i;
+    difference |= (bytes[at]! ^ expected[i]!) | (bytes[at + 1]! ^ expected[i + 1]!) | (bytes[at + 2]! ^ expected[i + 2]!) | (bytes[at + 3]! ^ expected[i + 3]!);
+  }
+  for (; i < length; i++) difference |= bytes[start + i]! ^ expected[i]!;
+  return difference === 0;
+}
+
 /** A message's destination from `start` to `end` of `bytes`: the one decoded last when its bytes are the same. */
 function readDestination(bytes: Uint8Array, start: number, end: number): WireDestination | undefined {
-  if (sameBytes(bytes, start, end, lastDestinationBytes)) return lastDestination;
+  if (sameDestinationBytes(bytes, start, end)) return lastDestination;
   const destination = decodeDestination(new ByteCursor(bytes, start, end), end, undefined);
   if (destination !== undefined) {
     lastDestination = destination;
