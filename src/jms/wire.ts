@@ -620,7 +620,8 @@ function writePlain(w: ProtoWriter, message: WireMessage): boolean {
   const headersLength =
     lead.length +
     digits +
-    uintFieldSize(h.timestampMs) +
+    // A timestamp takes six bytes (from 2^35 to 2^42 ms since 1970): the general varint's size and writer.
+    (h.timestampMs === 0 ? 0 : 1 + varintSize(h.timestampMs)) +
     uintFieldSize(h.deliveryMode) +
     (priority ? 1 + smallVarintSize(h.priority) : 0) +
     uintFieldSize(h.timeToLiveMs) +
@@ -636,7 +637,10 @@ function writePlain(w: ProtoWriter, message: WireMessage): boolean {
   pos = putSmallVarint(buffer, pos, headersLength);
   copyInto.call(buffer, lead, pos);
   pos = putDigits(buffer, pos + lead.length, id.sequence, digits);
-  pos = putUintField(buffer, pos, 3, h.timestampMs);
+  if (h.timestampMs !== 0) {
+    buffer[pos++] = (3 << 3) + VARINT;
+    pos = writeVarint(buffer, pos, h.timestampMs);
+  }
   pos = putUintField(buffer, pos, 7, h.deliveryMode);
   if (priority) {
     buffer[pos++] = (8 << 3) + VARINT;
