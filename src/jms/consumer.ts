@@ -32,6 +32,11 @@ export interface ConsumerHost {
   listenerFailed(error: unknown): void;
   /** Runs listener deliveries one at a time per context (JMS: a session's listeners run serially). */
   schedule(consumer: JMSConsumer): void;
+  /**
+   * Hands a message for a consumer with nothing pending to its listener at once, when no other delivery
+   * of the context is under way or waiting (it would be the next one); false, and nothing done, otherwise.
+   */
+  deliverNow(consumer: JMSConsumer, incoming: Incoming): boolean;
 }
 
 export type MessageListener = (message: Message) => void | Promise<void>;
@@ -98,6 +103,8 @@ export class JMSConsumer implements AsyncIterable<Message> {
   /** @internal Adds a message; `first` puts it before others of its priority (a redelivery). */
   push(incoming: Incoming, first = false): void {
     if (this.#closed) return;
+    // A topic message for an idle listener goes to it straight away, as it would through the lanes.
+    if (this.#count === 0 && !first && incoming.queue === undefined && this.#listener !== undefined && this.host.deliverNow(this, incoming)) return;
     const priority = Math.min(PRIORITIES - 1, Math.max(0, incoming.wire.headers.priority));
     const lane = this.#lanes[priority]!;
     if (first) lane.unshift(incoming);

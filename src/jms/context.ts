@@ -4,7 +4,7 @@ import { BlazeError } from "../errors.ts";
 import type { TimerHandle } from "../transport/clock.ts";
 import type { AbortSignalLike } from "../web.ts";
 import type { ConnectionFactory } from "./connection-factory.ts";
-import { type ConsumerHost, type Incoming, JMSConsumer } from "./consumer.ts";
+import { type ConsumerHost, type Incoming, JMSConsumer, type MessageListener } from "./consumer.ts";
 import { type Destination, Queue, TemporaryQueue, TemporaryTopic, Topic } from "./destination.ts";
 import {
   BytesMessage,
@@ -87,9 +87,9 @@ export class JMSContext implements AsyncDisposable {
   readonly #listenerQueue: JMSConsumer[] = [];
   readonly #temporary = new Set<string>();
   readonly #requests = new Map<string, PendingRequest>();
-  readonly #host: ConsumerHost;
+  /** What its consumers see of this context; `started` is a field kept by `start`, `stop` and `close`, not a getter (read for every message delivered). */
+  readonly #host: { -readonly [K in keyof ConsumerHost]: ConsumerHost[K] };
   #replyQueue: TemporaryQueue | undefined;
-  #started = false;
   #closed = false;
   #pumping = false;
   #sequence = 0;
@@ -104,11 +104,8 @@ export class JMSContext implements AsyncDisposable {
     this.clientId = options.clientId;
     this.#autoStart = options.autoStart;
     this.#events = new Emitter<ContextEvents>((error) => factory.report(error));
-    const self = this;
     this.#host = {
-      get started() {
-        return self.#started;
-      },
+      started: false,
       deliver: (consumer, incoming) => this.#deliver(consumer, incoming),
       processed: (message) => this.#processed(message),
       giveBack: (_consumer, incoming) =>
@@ -117,6 +114,7 @@ export class JMSContext implements AsyncDisposable {
       setTimer: (delayMs, fn) => factory.clock.setTimer(delayMs, fn),
       listenerFailed: (error) => this.#reportError(new BlazeError("LISTENER_ERROR", "a message listener threw", { cause: error })),
       schedule: (consumer) => this.#schedule(consumer),
+      deliverNow: (consumer, incoming) => this.#deliverNow(consumer, incoming),
     };
   }
 
@@ -132,13 +130,13 @@ export class JMSContext implements AsyncDisposable {
   /** Starts delivery to consumers (JMS's start). Idempotent. */
   start(): void {
     this.#requireOpen("start()");
-    this.#started = true;
+    this.#host.started = true;
     for (const consumer of this.#consumers) consumer.drain();
   }
 
   /** Pauses delivery; sends still go. Idempotent. */
   stop(): void {
-    this.#started = false;
+    this.#host.started = false;
   }
 
   /**
@@ -148,7 +146,7 @@ export class JMSContext implements AsyncDisposable {
    */
   async close(): Promise<void> {
     if (this.#closed) return;
-    this.#started = false;
+    this.#host.started = false;
     for (const consumer of [...this.#consumers]) consumer.close();
     this.#closed = true;
     this.#held.length = 0;
@@ -579,31 +577,62 @@ export class JMSContext implements AsyncDisposable {
     this.#pumping = true;
     let waiting = false;
     try {
-      while (this.#listenerQueue.length > 0 && this.#started) {
+      while (this.#listenerQueue.length > 0 && this.#host.started) {
         const consumer = this.#listenerQueue.shift()!;
         const listener = consumer.listener;
         const message = consumer.nextForListener();
         if (listener === undefined || message === undefined) continue;
-        let result: void | Promise<void>;
-        try {
-          result = listener(message);
-        } catch (error) {
-          this.#listened(consumer, message, error, true);
-          continue;
-        }
-        if (result instanceof Promise) {
+        if (this.#call(consumer, listener, message)) {
           waiting = true;
-          result.then(
-            () => this.#resume(consumer, message, undefined, false),
-            (error: unknown) => this.#resume(consumer, message, error, true),
-          );
           return;
         }
-        this.#listened(consumer, message, undefined, false);
       }
     } finally {
       if (!waiting) this.#pumping = false;
     }
+  }
+
+  /**
+   * `#pump` for a message of a consumer with nothing pending, when nothing else of this context is being
+   * delivered or waits to be: it would be the next one `#pump` delivers, and goes to the listener without
+   * a lane or a turn in the listener queue. False when this context is not so idle.
+   */
+  #deliverNow(consumer: JMSConsumer, incoming: Incoming): boolean {
+    const listener = consumer.listener;
+    if (!this.#host.started || this.#pumping || this.#listenerQueue.length > 0 || listener === undefined) return false;
+    const message = this.#deliver(consumer, incoming);
+    // Expired or unreadable: dropped, as `#take` drops it.
+    if (message === undefined) return true;
+    this.#pumping = true;
+    let waiting = false;
+    try {
+      waiting = this.#call(consumer, listener, message);
+    } finally {
+      if (!waiting) this.#pumping = false;
+    }
+    // What the listener made due meanwhile (a message given back by `recover`, say).
+    if (!waiting && this.#listenerQueue.length > 0) this.#pump();
+    return true;
+  }
+
+  /** Calls `listener` with `message`; true when it returned a promise, which holds the next delivery back until it settles. */
+  #call(consumer: JMSConsumer, listener: MessageListener, message: Message): boolean {
+    let result: void | Promise<void>;
+    try {
+      result = listener(message);
+    } catch (error) {
+      this.#listened(consumer, message, error, true);
+      return false;
+    }
+    if (result instanceof Promise) {
+      result.then(
+        () => this.#resume(consumer, message, undefined, false),
+        (error: unknown) => this.#resume(consumer, message, error, true),
+      );
+      return true;
+    }
+    this.#listened(consumer, message, undefined, false);
+    return false;
   }
 
   #resume(consumer: JMSConsumer, message: Message, error: unknown, failed: boolean): void {
