@@ -138,14 +138,16 @@ export class PendingCalls<T, M = undefined> implements TimedUnit {
   }
 }
 
+/** The ring's size when it is made, and the least it shrinks to. */
+const FIRST_SLOTS = 16;
+
 /**
  * The open calls by id. Ids are handed out in order and most calls end within a window of the latest
  * ones: a call sits in a ring of slots by its id modulo the ring's size (at least twice the calls open,
- * at most sixteen times once past its first size), one whose slot an older call still holds in a map beside. A map of them all, with deletions between
- * new ids, would be rebuilt every few hundred calls, and shrunk again as it empties.
+ * at most sixteen times once past its first size), and one whose slot an older call still holds sits in
+ * a map beside. A map of them all, with deletions between new ids, would be rebuilt every few hundred
+ * calls, and shrunk again as it empties.
  */
-const FIRST_SLOTS = 16;
-
 class OpenCalls<E extends { readonly id: number }> {
   #slots: Array<E | undefined> = new Array<E | undefined>(FIRST_SLOTS).fill(undefined);
   readonly #beside = new Map<number, E>();
