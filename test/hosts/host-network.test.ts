@@ -24,7 +24,10 @@ const PROBE = `
 const dgram = require("node:dgram");
 const [iface, group, port, count] = process.argv.slice(1);
 const received = {};
-const rx = dgram.createSocket({ type: "udp4", reuseAddr: true });
+// The largest receive buffer the kernel allows, and sends paced at 5 datagrams per 5 ms a sender: a
+// probe descheduled for a while on a loaded machine (three senders' bursts arriving meanwhile) must not
+// overflow its buffer, which would read as a link that drops.
+const rx = dgram.createSocket({ type: "udp4", reuseAddr: true, recvBufferSize: 4 * 1024 * 1024 });
 rx.on("message", (_, from) => (received[from.address] = (received[from.address] ?? 0) + 1));
 const tx = dgram.createSocket("udp4");
 rx.bind(Number(port), "0.0.0.0", () => {
@@ -42,12 +45,12 @@ require("node:readline").createInterface({ input: process.stdin }).on("line", (l
   }
   let sent = 0;
   const timer = setInterval(() => {
-    for (let i = 0; i < 10 && sent < Number(count); i++, sent++) tx.send(Buffer.alloc(64, sent), Number(port), group);
+    for (let i = 0; i < 5 && sent < Number(count); i++, sent++) tx.send(Buffer.alloc(64, sent), Number(port), group);
     if (sent === Number(count)) {
       clearInterval(timer);
       console.log("sent");
     }
-  }, 2);
+  }, 5);
 });
 `;
 
