@@ -184,4 +184,25 @@ describe("StateClient", () => {
     other.client.handleTimeout(100);
     expect(other.sent.filter(([, r]) => r.requestId === lost)).toHaveLength(2);
   });
+
+  it("keeps a request that many later ones came and went past, and sends its requests again in the order they were opened", () => {
+    const bed = new Bed();
+    const lock = bed.open({ case: "lock", key: "l", leaseMs: 0, waitMs: 60_000, releaseOnExit: true });
+    const waiting: number[] = [];
+    for (let i = 0; i < 5_000; i++) {
+      const id = bed.open(put);
+      if (i % 1_000 === 999) waiting.push(id);
+      else bed.client.onResponse(M.id, ok(id), 3, 0);
+    }
+    expect(bed.client.pending).toBe(1 + waiting.length);
+    bed.sent.length = 0;
+    bed.coordinator = R;
+    bed.client.onView(10);
+    expect(bed.sent.map(([, request]) => request.requestId)).toEqual([lock, ...waiting]);
+    bed.client.onResponse(R.id, ok(lock, 3, 9), 3, 20);
+    expect(bed.answers.get(lock)).toMatchObject({ outcome: "OK", token: 9 });
+    for (const id of waiting) bed.client.onResponse(R.id, ok(id), 3, 20);
+    expect(bed.client.pending).toBe(0);
+    expect(bed.client.pollTimeout()).toBe(Number.POSITIVE_INFINITY);
+  });
 });

@@ -88,7 +88,7 @@ export class StateClient implements TimedUnit {
   readonly stats: ClientStats = { requestsSent: 0, requestsRetried: 0, cancelsSent: 0, staleRefused: 0 };
   readonly #host: ClientHost;
   readonly #retryDelayMs: number;
-  readonly #outstanding = new Map<number, Outstanding>();
+  readonly #outstanding = new OutstandingRequests();
   /** The last update each member told us it applied (notices of our requests), in the accepted term. */
   readonly #noticed = new Map<PeerKey, Position>();
   #nextId = 1;
@@ -110,7 +110,7 @@ export class StateClient implements TimedUnit {
 
   get pending(): number {
     let count = 0;
-    for (const outstanding of this.#outstanding.values()) if (outstanding.waiter !== undefined) count++;
+    for (let outstanding = this.#outstanding.after(0); outstanding !== undefined; outstanding = this.#outstanding.after(outstanding.request.requestId)) if (outstanding.waiter !== undefined) count++;
     return count;
   }
 
@@ -124,14 +124,14 @@ export class StateClient implements TimedUnit {
   abandon(id: number, now: number): void {
     const outstanding = this.#outstanding.get(id);
     if (outstanding === undefined || outstanding.waiter === undefined) return;
-    this.#outstanding.delete(id);
+    this.#outstanding.take(id);
     const op = outstanding.request.op;
     if (op.case === "lock" && outstanding.sentTo !== undefined) this.#withdraw(op.key, id, now);
   }
 
   /** The view changed: requests go to its coordinator. */
   onView(now: number): void {
-    for (const id of this.#outstanding.keys()) this.#dispatch(id, now, true);
+    for (let outstanding = this.#outstanding.after(0); outstanding !== undefined; outstanding = this.#outstanding.after(outstanding.request.requestId)) this.#dispatch(outstanding.request.requestId, now, true);
   }
 
   /**
@@ -142,7 +142,7 @@ export class StateClient implements TimedUnit {
    */
   onTerm(now: number): void {
     this.#noticed.clear();
-    for (const outstanding of this.#outstanding.values()) {
+    for (let outstanding = this.#outstanding.after(0); outstanding !== undefined; outstanding = this.#outstanding.after(outstanding.request.requestId)) {
       outstanding.applied = undefined;
       if (outstanding.sentTo !== undefined) outstanding.resendAt = now;
     }
@@ -203,8 +203,10 @@ export class StateClient implements TimedUnit {
     const seen = this.#noticed.get(peer);
     if (seen !== undefined && seen.index >= position.index) return;
     this.#noticed.set(peer, position);
-    // Over the values, each request's id its own: no [id, request] pair made for every request waiting.
-    for (const outstanding of this.#outstanding.values()) if (outstanding.applied !== undefined) this.#settle(outstanding.request.requestId, outstanding, now);
+    // In the order of their ids, each request's id its own (one that ends meanwhile is passed by its id).
+    for (let outstanding = this.#outstanding.after(0); outstanding !== undefined; outstanding = this.#outstanding.after(outstanding.request.requestId)) {
+      if (outstanding.applied !== undefined) this.#settle(outstanding.request.requestId, outstanding, now);
+    }
   }
 
   /** Fails nothing (the map API fails its calls): forgets every request. */
@@ -215,12 +217,14 @@ export class StateClient implements TimedUnit {
 
   pollTimeout(): number {
     let next = Number.POSITIVE_INFINITY;
-    for (const outstanding of this.#outstanding.values()) if (outstanding.resendAt < next) next = outstanding.resendAt;
+    for (let outstanding = this.#outstanding.after(0); outstanding !== undefined; outstanding = this.#outstanding.after(outstanding.request.requestId)) {
+      if (outstanding.resendAt < next) next = outstanding.resendAt;
+    }
     return next;
   }
 
   handleTimeout(now: number): void {
-    for (const outstanding of this.#outstanding.values()) {
+    for (let outstanding = this.#outstanding.after(0); outstanding !== undefined; outstanding = this.#outstanding.after(outstanding.request.requestId)) {
       if (outstanding.resendAt > now) continue;
       const id = outstanding.request.requestId;
       // A write waits its turn at a coordinator that takes our writes, while none sent after it was taken —
@@ -258,7 +262,7 @@ export class StateClient implements TimedUnit {
   }
 
   #finish(id: number, outstanding: Outstanding, response: StateResponse, now: number): void {
-    this.#outstanding.delete(id);
+    this.#outstanding.take(id);
     this.#taken(outstanding, now);
     // Only writes tell how long answers take (a lock's answer waits for the lock), counted from their
     // first send: a write sent again counts its wait too, which errs on the long side, never the short.
@@ -284,7 +288,7 @@ export class StateClient implements TimedUnit {
   /** A new outstanding request for `op`, sent at once; returns its id. */
   #send(op: StateOp, waiter: Waiter | undefined, now: number): number {
     const id = this.#nextId++;
-    this.#outstanding.set(id, {
+    this.#outstanding.add({
       request: { requestId: id, op },
       waiter,
       sentTo: undefined,
@@ -348,5 +352,101 @@ export class StateClient implements TimedUnit {
   #resendFirstMs(): number {
     if (this.#answerMs === undefined) return RESEND_FIRST_MS;
     return Math.min(RESEND_MOST_MS, Math.max(RESEND_FIRST_MS, this.#answerMs + 4 * this.#answerVarianceMs));
+  }
+}
+
+/** The ring's size when it is made, and the least it shrinks to. */
+const FIRST_SLOTS = 16;
+
+/**
+ * A client's outstanding requests by id, walked in the order of their ids (the order they were opened).
+ * Ids are handed out one after another and most requests end within a window of the latest ones: a
+ * request sits in a ring of slots by its id modulo the ring's size (at least twice the requests in it,
+ * at most sixteen times once past its first size), which spans the ids from the oldest request in it to
+ * the latest. One left behind by far younger ones (a lock request waiting long while writes come and go)
+ * moves out of the ring to a list beside it, older than every request in the ring. A map of them all,
+ * with deletions between new ids, would be rebuilt every few hundred requests.
+ */
+class OutstandingRequests {
+  #slots: Array<Outstanding | undefined> = new Array<Outstanding | undefined>(FIRST_SLOTS).fill(undefined);
+  /** The ids the ring spans: from the oldest request in it to past the latest (no more than its slots). */
+  #first = 0;
+  #next = 0;
+  #inRing = 0;
+  /** Requests moved out of the ring, in the order of their ids, each older than every one in the ring. */
+  readonly #behind: Outstanding[] = [];
+
+  get(id: number): Outstanding | undefined {
+    if (id >= this.#first) return id < this.#next ? this.#slots[id & (this.#slots.length - 1)] : undefined;
+    for (const outstanding of this.#behind) if (outstanding.request.requestId === id) return outstanding;
+    return undefined;
+  }
+
+  /** The request with the least id above `id` (undefined: none): a walk in id order that requests may end or open during. */
+  after(id: number): Outstanding | undefined {
+    for (const outstanding of this.#behind) if (outstanding.request.requestId > id) return outstanding;
+    const slots = this.#slots;
+    for (let i = Math.max(id + 1, this.#first); i < this.#next; i++) {
+      const outstanding = slots[i & (slots.length - 1)];
+      if (outstanding !== undefined) return outstanding;
+    }
+    return undefined;
+  }
+
+  /** Adds a request whose id is above every one added before. */
+  add(outstanding: Outstanding): void {
+    const id = outstanding.request.requestId;
+    if (this.#inRing === 0) this.#first = id;
+    while (id + 1 - this.#first > this.#slots.length) {
+      if (2 * (this.#inRing + 1) > this.#slots.length) this.#resize(2 * this.#slots.length);
+      else this.#leaveBehind();
+    }
+    this.#slots[id & (this.#slots.length - 1)] = outstanding;
+    this.#next = id + 1;
+    this.#inRing++;
+  }
+
+  take(id: number): Outstanding | undefined {
+    if (id < this.#first) {
+      const at = this.#behind.findIndex((outstanding) => outstanding.request.requestId === id);
+      return at < 0 ? undefined : this.#behind.splice(at, 1)[0];
+    }
+    if (id >= this.#next) return undefined;
+    const slot = id & (this.#slots.length - 1);
+    const outstanding = this.#slots[slot];
+    if (outstanding === undefined) return undefined;
+    this.#slots[slot] = undefined;
+    this.#inRing--;
+    if (id === this.#first) this.#passGaps();
+    if (this.#slots.length > FIRST_SLOTS && 16 * this.#inRing < this.#slots.length && 2 * (this.#next - this.#first) <= this.#slots.length) this.#resize(this.#slots.length / 2);
+    return outstanding;
+  }
+
+  clear(): void {
+    this.#slots = new Array<Outstanding | undefined>(FIRST_SLOTS).fill(undefined);
+    this.#first = this.#next;
+    this.#inRing = 0;
+    this.#behind.length = 0;
+  }
+
+  /** The oldest request in the ring moves out of it, and the ring spans from the next one. */
+  #leaveBehind(): void {
+    const slot = this.#first & (this.#slots.length - 1);
+    this.#behind.push(this.#slots[slot]!);
+    this.#slots[slot] = undefined;
+    this.#inRing--;
+    this.#passGaps();
+  }
+
+  /** The ring spans from its oldest request (or from past its latest, when it holds none). */
+  #passGaps(): void {
+    const slots = this.#slots;
+    while (this.#first < this.#next && slots[this.#first & (slots.length - 1)] === undefined) this.#first++;
+  }
+
+  #resize(size: number): void {
+    const slots = new Array<Outstanding | undefined>(size).fill(undefined);
+    for (let id = this.#first; id < this.#next; id++) slots[id & (size - 1)] = this.#slots[id & (this.#slots.length - 1)];
+    this.#slots = slots;
   }
 }

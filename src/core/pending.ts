@@ -3,12 +3,14 @@ import type { AbortSignalLike } from "../web.ts";
 import { Deadlines } from "./deadlines.ts";
 import type { TimedUnit } from "./driver.ts";
 
-/** One call waiting for an answer: its promise's ends, its deadline, and what its owner keeps with it. */
+/**
+ * One call waiting for an answer: its promise's ends and what its owner keeps with it. Its deadline is
+ * the table's heap's alone (a time kept here too would be a number boxed on the heap for every call).
+ */
 interface Entry<T, M> {
   readonly id: number;
   readonly resolve: (value: T) => void;
   readonly reject: (error: BlazeError) => void;
-  readonly deadline: number;
   readonly signal: AbortSignalLike | undefined;
   readonly onAbort: (() => void) | undefined;
   /**
@@ -72,9 +74,8 @@ export class PendingCalls<T, M = undefined> implements TimedUnit {
     const resolve = takenResolve as (value: T) => void;
     const reject = takenReject;
     const onAbort = signal === undefined ? undefined : abortListener(this, id, this.#name(what, meta), signal);
-    const deadline = now + timeoutMs;
-    this.#entries.add({ id, resolve, reject, deadline, signal, onAbort, what, timeoutMs, meta });
-    this.#deadlines.push(deadline, id);
+    this.#entries.add({ id, resolve, reject, signal, onAbort, what, timeoutMs, meta });
+    this.#deadlines.push(now + timeoutMs, id);
     if (onAbort !== undefined) signal!.addEventListener("abort", onAbort, { once: true });
     return { id, promise };
   }
@@ -120,9 +121,10 @@ export class PendingCalls<T, M = undefined> implements TimedUnit {
   }
 
   handleTimeout(now: number): void {
+    // Each call's id is in the heap once, at its deadline: one popped is due (if it is still open).
     for (let id = this.#deadlines.popDue(now); id !== undefined; id = this.#deadlines.popDue(now)) {
       const entry = this.#entries.get(id);
-      if (entry !== undefined && entry.deadline <= now) this.fail(id, new BlazeError("TIMEOUT", `${this.#name(entry.what, entry.meta)}: no answer within ${entry.timeoutMs} ms`));
+      if (entry !== undefined) this.fail(id, new BlazeError("TIMEOUT", `${this.#name(entry.what, entry.meta)}: no answer within ${entry.timeoutMs} ms`));
     }
   }
 
