@@ -384,7 +384,18 @@ class OutstandingRequests {
 
   /** The request with the least id above `id` (undefined: none): a walk in id order that requests may end or open during. */
   after(id: number): Outstanding | undefined {
-    for (const outstanding of this.#behind) if (outstanding.request.requestId > id) return outstanding;
+    const behind = this.#behind;
+    if (behind.length > 0 && behind[behind.length - 1]!.request.requestId > id) {
+      // The first of them past `id`, found by halves: a walk through many left behind stays linear.
+      let low = 0;
+      let high = behind.length - 1;
+      while (low < high) {
+        const middle = (low + high) >>> 1;
+        if (behind[middle]!.request.requestId > id) high = middle;
+        else low = middle + 1;
+      }
+      return behind[low];
+    }
     const slots = this.#slots;
     for (let i = Math.max(id + 1, this.#first); i < this.#next; i++) {
       const outstanding = slots[i & (slots.length - 1)];
