@@ -891,5 +891,3 @@ interface MapMetrics {
 }
 
 const NO_METRICS: MapMetrics = { measuring: () => false, record: () => undefined };
-
-/** What a call of the engine keeps while it waits (one object for all of them). */
