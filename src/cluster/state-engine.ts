@@ -169,7 +169,10 @@ export class StateEngine implements TimedUnit {
         term: () => memory.accepted,
         sendRequest: (to, request, now) => {
           if (to === host.local.id) this.#later.push(() => this.#onRequest(host.local.id, host.local.incarnation, request, now));
-          else host.unicast(to, encodeRequest(group, request));
+          else {
+            host.unicast(to, encodeRequest(group, request));
+            this.#requestSent = true;
+          }
         },
       },
       options.retryDelayMs,
@@ -178,6 +181,8 @@ export class StateEngine implements TimedUnit {
 
   /** The time of the input being handled. */
   #now = 0;
+  /** A request went to another member (the coordinator) this turn: an acknowledgement held back goes with it. */
+  #requestSent = false;
 
   /** True once this replica finished a sync with a coordinator: it holds the whole map. */
   get ready(): boolean {
@@ -316,7 +321,8 @@ export class StateEngine implements TimedUnit {
   flush(now: number): void {
     this.#run(now, () => {
       this.#sequencer?.flush(now);
-      this.#follower.flush();
+      this.#follower.flush(this.#requestSent);
+      this.#requestSent = false;
     });
   }
 
@@ -333,7 +339,7 @@ export class StateEngine implements TimedUnit {
 
   pollTimeout(): number {
     if (this.#closed) return Number.POSITIVE_INFINITY;
-    return Math.min(this.#retryAt, this.#client.pollTimeout(), this.#snapshots.pollTimeout(), this.#sync?.pollTimeout() ?? Infinity, this.#sequencer?.pollTimeout() ?? Infinity);
+    return Math.min(this.#retryAt, this.#follower.pollTimeout(), this.#client.pollTimeout(), this.#snapshots.pollTimeout(), this.#sync?.pollTimeout() ?? Infinity, this.#sequencer?.pollTimeout() ?? Infinity);
   }
 
   handleTimeout(now: number): void {

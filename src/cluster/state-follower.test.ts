@@ -89,7 +89,7 @@ describe("ReplicaFollower", () => {
     bed.join();
     bed.follower.onUpdate(M.id, update(1), 3, false, 0);
     bed.follower.onUpdate(M.id, update(3), 3, false, 0);
-    bed.follower.flush();
+    bed.follower.flush(false);
     expect(bed.acks.filter(([peer]) => peer === M.id).at(-1)![1]).toMatchObject({ position: { index: 1 }, highestSeen: 3, leaseProbe: 3 });
     bed.follower.onUpdate(M.id, update(2), 3, false, 0);
     expect(bed.replica.position.index).toBe(3);
@@ -127,7 +127,7 @@ describe("ReplicaFollower", () => {
     bed.join();
     bed.follower.onUpdate(M.id, update(1, R), 0, false, 0);
     bed.follower.onUpdate(M.id, update(2, ME), 0, false, 0);
-    bed.follower.flush();
+    bed.follower.flush(false);
     expect(bed.acks.filter(([peer]) => peer === R.id).map(([, ack]) => ack.position.index)).toEqual([1]);
     expect(bed.own).toEqual([2]);
   });
@@ -135,11 +135,61 @@ describe("ReplicaFollower", () => {
   it("sends a notice before the coordinator's acknowledgement (its requester waits for it)", () => {
     const bed = new Bed();
     bed.join();
-    bed.follower.flush();
+    bed.follower.flush(false);
     bed.acks.length = 0;
     bed.follower.onUpdate(M.id, update(1, R), 0, false, 0);
-    bed.follower.flush();
+    // (The acknowledgement of R's request waits for the next turn.)
+    bed.follower.flush(false);
+    bed.follower.flush(false);
     expect(bed.acks.map(([peer, ack]) => [peer, ack.position.index])).toEqual([[R.id, 1], [M.id, 1]]);
+  });
+
+  it("holds back an acknowledgement of other members' requests and its own to the next turn, or to a request to the coordinator in this one", () => {
+    const bed = new Bed();
+    bed.join();
+    bed.follower.flush(false);
+    bed.acks.length = 0;
+    const toM = () => bed.acks.filter(([peer]) => peer === M.id).map(([, ack]) => ack.position.index);
+    bed.follower.onUpdate(M.id, update(1, R), 0, false, 10);
+    bed.follower.onUpdate(M.id, update(2, ME), 0, false, 10.5);
+    // The notice to R goes now; the acknowledgement waits, and asks for a turn at once.
+    bed.follower.flush(false);
+    expect(bed.acks.map(([peer]) => peer)).toEqual([R.id]);
+    expect(bed.follower.pollTimeout()).toBe(10);
+    // The next turn sends it.
+    bed.follower.flush(false);
+    expect(toM()).toEqual([2]);
+    expect(bed.follower.pollTimeout()).toBe(Number.POSITIVE_INFINITY);
+    // With a request of this member to the coordinator in the same turn, it goes with that.
+    bed.follower.onUpdate(M.id, update(3, ME), 0, false, 20);
+    bed.follower.flush(true);
+    expect(toM()).toEqual([2, 3]);
+    bed.follower.flush(false);
+    expect(toM()).toEqual([2, 3]);
+  });
+
+  it("acknowledges at once what the coordinator waits for: its own requests and expiries, a raised token ceiling, a new lease probe", () => {
+    const bed = new Bed();
+    bed.join();
+    bed.follower.flush(false);
+    bed.acks.length = 0;
+    const toM = () => bed.acks.filter(([peer]) => peer === M.id).map(([, ack]) => ack.position.index);
+    bed.follower.onUpdate(M.id, update(1, M), 0, false, 0);
+    bed.follower.flush(false);
+    expect(toM()).toEqual([1]);
+    bed.follower.onUpdate(M.id, { ...update(2), requests: [{ requestId: 0, requester: undefined, changes: [{ kind: "remove", key: "k1", expired: true }] }] }, 0, false, 0);
+    bed.follower.flush(false);
+    expect(toM()).toEqual([1, 2]);
+    bed.follower.onUpdate(M.id, { ...update(3), tokenCeiling: 200 }, 0, false, 0);
+    bed.follower.flush(false);
+    expect(toM()).toEqual([1, 2, 3]);
+    bed.follower.onUpdate(M.id, update(4), 7, false, 0);
+    bed.follower.flush(false);
+    expect(toM()).toEqual([1, 2, 3, 4]);
+    // The same probe again is no news: held.
+    bed.follower.onUpdate(M.id, update(5), 7, false, 0);
+    bed.follower.flush(false);
+    expect(toM()).toEqual([1, 2, 3, 4]);
   });
 
   it("installs a snapshot once it holds every chunk, showing the differences as a resync", () => {
@@ -151,7 +201,7 @@ describe("ReplicaFollower", () => {
     const sync = { epoch: 5, coordinator: M.id, index: 40, members: VIEW.members, tokenCeiling: 100, snapshotTransfer: 1, snapshotChunks: 2, entryCount: 1, prior: [] };
     bed.follower.onSync(M.id, sync, 0);
     expect(bed.follower.current).toBe(false);
-    bed.follower.flush();
+    bed.follower.flush(false);
     expect(bed.acks.at(-1)![1]).toMatchObject({ snapshotTransfer: 1, snapshotChunks: 1 });
     bed.follower.onSnapshot(M.id, { ...chunk, chunk: 1, entries: [] });
     bed.follower.onSync(M.id, sync, 0);
@@ -185,7 +235,7 @@ describe("ReplicaFollower", () => {
     expect(bed.follower.current).toBe(false);
     expect(bed.replica.entries.has("s")).toBe(false);
     // Nor does it tell M it holds the chunk of that number.
-    bed.follower.flush();
+    bed.follower.flush(false);
     expect(bed.acks.filter(([, ack]) => ack.snapshotTransfer !== 0)).toEqual([]);
     bed.follower.onSnapshot(M.id, { transfer: 1, epoch: 4, index: 60, chunkCount: 1, chunk: 0, entries: [entry(55)], locks: [], applied: [], nextToken: 5 });
     bed.follower.onSync(M.id, sync, 0);
@@ -211,7 +261,7 @@ describe("ReplicaFollower", () => {
     expect(bed.replica.position.index).toBe(42);
     expect(bed.replica.entries.has("k42")).toBe(true);
     expect(bed.follower.stats.snapshotsInstalled).toBe(1);
-    bed.follower.flush();
+    bed.follower.flush(false);
     expect(bed.acks.filter(([peer]) => peer === M.id).at(-1)![1]).toMatchObject({ position: { index: 42 } });
   });
 

@@ -94,6 +94,14 @@ export interface FollowerStats {
  * takes snapshots chunk by chunk, and accepts a new term when the coordinator's SyncComplete finds it at
  * the term's position.
  *
+ * An acknowledgement moves the coordinator's commit point, which the coordinator's own requests, a
+ * raised fencing-token ceiling and its lease wait for; other members' requests are done at their
+ * requesters, by notices. One for updates holding none of those — only other members' requests (or
+ * ours), no ceiling, no new lease probe — waits one turn: a request this member makes as its own
+ * request is done (its caller's continuation runs after the turn that applied it) then goes out with it,
+ * in one datagram, not one each. The next turn comes in the same round of the event loop, so the
+ * coordinator's application sees those writes no later than it did.
+ *
  * Members accept updates only from their view's coordinator, and a term only above the one they
  * accepted last and not below the epoch they promised (the same term again is a repeat), so a deposed
  * coordinator is refused.
@@ -112,6 +120,10 @@ export class ReplicaFollower {
   #leaseProbe = 0;
   #staging: Staging | undefined;
   #ackDue = false;
+  /** Since when an acknowledgement waits for the next turn (infinite: none does). */
+  #ackHeldAt = Number.POSITIVE_INFINITY;
+  /** That acknowledgement was held back in this turn: it goes at the next one (or with a request in this one). */
+  #heldThisTurn = false;
   readonly #notices = new Map<PeerKey, Position>();
   #chunkAckDue = false;
 
@@ -141,6 +153,7 @@ export class ReplicaFollower {
     this.#pullSource = undefined;
     this.#buffer.clear();
     this.#highestSeen = 0;
+    this.#ackHeldAt = Number.POSITIVE_INFINITY;
     // Lease probes are numbered afresh by each coordinator, and by each run of one (restarted in place).
     if (previous?.coordinator.id !== view?.coordinator.id || previous?.coordinator.incarnation !== view?.coordinator.incarnation) this.#leaseProbe = 0;
   }
@@ -193,9 +206,13 @@ export class ReplicaFollower {
       this.stats.staleRefused++;
       return;
     }
+    let probed = false;
     if (this.#pullSource === undefined) {
       if (!this.#acceptable(update, leaseProbe !== 0)) return;
-      if (leaseProbe > this.#leaseProbe) this.#leaseProbe = leaseProbe;
+      if (leaseProbe > this.#leaseProbe) {
+        this.#leaseProbe = leaseProbe;
+        probed = true;
+      }
       if (termBegun) this.#termBegun(peer, update.epoch, update.coordinator);
     }
     const position = this.#host.replica.position.index;
@@ -212,6 +229,8 @@ export class ReplicaFollower {
       return;
     }
     this.#apply(update, now);
+    // A new lease probe is echoed at once: the coordinator serves on the echoes of a majority.
+    if (probed) this.#ackDue = true;
     this.#drain(now);
   }
 
@@ -311,11 +330,23 @@ export class ReplicaFollower {
     if (coordinator === peer && epoch === memory.accepted.epoch && coordinator === memory.accepted.coordinator) memory.begun = true;
   }
 
-  /** What this turn owes: the acknowledgement to the coordinator, notices to requesters, snapshot acknowledgements. */
-  flush(): void {
+  /** When an acknowledgement held back goes out: at the next turn (infinite: none is held). */
+  pollTimeout(): number {
+    return this.#ackHeldAt;
+  }
+
+  /**
+   * What this turn owes: the acknowledgement to the coordinator, notices to requesters, snapshot
+   * acknowledgements. `toCoordinator`: this turn sends the coordinator a request, which an
+   * acknowledgement held back joins.
+   */
+  flush(toCoordinator: boolean): void {
     const view = this.#view;
-    const ackDue = this.#ackDue && view !== undefined && view.coordinator.id !== this.#host.local.id && this.#pullSource === undefined;
+    const wanted = this.#ackDue || (this.#ackHeldAt !== Number.POSITIVE_INFINITY && (toCoordinator || !this.#heldThisTurn));
+    const ackDue = wanted && view !== undefined && view.coordinator.id !== this.#host.local.id && this.#pullSource === undefined;
     this.#ackDue = false;
+    this.#heldThisTurn = false;
+    if (wanted) this.#ackHeldAt = Number.POSITIVE_INFINITY;
     if (this.#chunkAckDue && this.#staging !== undefined) {
       this.#host.sendAck(this.#staging.from, { ...this.#ack(undefined), snapshotTransfer: this.#staging.transfer, snapshotChunks: this.#staging.held });
     }
@@ -376,9 +407,20 @@ export class ReplicaFollower {
     this.stats.updatesApplied++;
     if (changes.length > 0) this.#host.changed(changes, false);
     if (this.#pullSource !== undefined) return;
-    this.#ackDue = true;
     const local = this.#host.local;
     const term = this.#host.memory.accepted;
+    // Held back only when no one waits for the coordinator's commit point (see the class).
+    let held = update.tokenCeiling === 0;
+    const requests = update.requests;
+    for (let i = 0; held && i < requests.length; i++) {
+      const requester = requests[i]!.requester;
+      if (requester === undefined || requester.id === update.coordinator) held = false;
+    }
+    if (!held) this.#ackDue = true;
+    else if (this.#ackHeldAt === Number.POSITIVE_INFINITY) {
+      this.#ackHeldAt = now;
+      this.#heldThisTurn = true;
+    }
     // Where the replica now stands is the update's place (epoch, coordinator, index): every notice of it
     // names that one object.
     const position = this.#host.replica.position;
