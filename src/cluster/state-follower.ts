@@ -96,10 +96,11 @@ export interface FollowerStats {
  *
  * An acknowledgement moves the coordinator's commit point, which the coordinator's own requests, a
  * raised fencing-token ceiling and its lease wait for; other members' requests are done at their
- * requesters, by notices. One for updates holding none of those — only other members' requests (or
- * ours), no ceiling, no new lease probe — waits one turn: a request this member makes as its own
- * request is done (its caller's continuation runs after the turn that applied it) then goes out with it,
- * in one datagram, not one each. The next turn comes in the same round of the event loop, so the
+ * requesters (by notices, or in a term of two as soon as applied). One for an update that completes a
+ * request of ours here and holds none of those — no request of the coordinator's, no ceiling, no new
+ * lease probe — waits one turn: the request this member's application makes on seeing its own done
+ * (its caller's continuation runs after the turn that applied it) then goes out with it, in one
+ * datagram, not one each. The next turn comes in the same round of the event loop, so the
  * coordinator's application sees those writes no later than it did.
  *
  * Members accept updates only from their view's coordinator, and a term only above the one they
@@ -409,8 +410,24 @@ export class ReplicaFollower {
     if (this.#pullSource !== undefined) return;
     const local = this.#host.local;
     const term = this.#host.memory.accepted;
-    // Held back only when no one waits for the coordinator's commit point (see the class).
-    let held = update.tokenCeiling === 0;
+    // Where the replica now stands is the update's place (epoch, coordinator, index): every notice of it
+    // names that one object.
+    const position = this.#host.replica.position;
+    const noticed = noticesNeeded(term.members.length) > 0;
+    let ownDone = false;
+    for (const record of records) {
+      if (record.requester.id === local.id) {
+        if (record.requester.incarnation === local.incarnation) {
+          this.#host.ownApplied(record, update.epoch);
+          ownDone = !noticed;
+        }
+      } else if (record.requester.id !== update.coordinator && noticed) {
+        this.#notices.set(record.requester.id, position);
+      }
+    }
+    // Held back only when it completes a request of ours and no one waits for the coordinator's commit
+    // point (see the class).
+    let held = ownDone && update.tokenCeiling === 0;
     const requests = update.requests;
     for (let i = 0; held && i < requests.length; i++) {
       const requester = requests[i]!.requester;
@@ -420,16 +437,6 @@ export class ReplicaFollower {
     else if (this.#ackHeldAt === Number.POSITIVE_INFINITY) {
       this.#ackHeldAt = now;
       this.#heldThisTurn = true;
-    }
-    // Where the replica now stands is the update's place (epoch, coordinator, index): every notice of it
-    // names that one object.
-    const position = this.#host.replica.position;
-    for (const record of records) {
-      if (record.requester.id === local.id) {
-        if (record.requester.incarnation === local.incarnation) this.#host.ownApplied(record, update.epoch);
-      } else if (record.requester.id !== update.coordinator && noticesNeeded(term.members.length) > 0) {
-        this.#notices.set(record.requester.id, position);
-      }
     }
   }
 
