@@ -727,18 +727,19 @@ export class GroupChannel implements AsyncDisposable {
       return Promise.resolve();
     }
     const maxPiece = context.endpoint.maxPayloadBytes(destination);
-    if (!this.#sendQueues.has(peer) && payload.length <= maxPiece && unicast.canSend(peer, payload.length)) {
+    // (No queue to any peer, the common case, is known without looking the peer up.)
+    if ((this.#sendQueues.size === 0 || !this.#sendQueues.has(peer)) && payload.length <= maxPiece) {
       // The common case (one piece, room in the window): no queue, no promise of its own, and one scratch
-      // piece (the protocol encodes it at once).
+      // piece (the protocol encodes it at once, if its window has room).
       const piece = this.#scratch;
       piece.destination = destination;
       piece.addressing = addressing;
       piece.format = format;
       piece.requestId = requestId;
       piece.payload = payload;
-      unicast.send(peer, incarnation, piece, now ?? context.driver.now());
+      const sent = unicast.trySend(peer, incarnation, piece, now ?? context.driver.now());
       piece.payload = NO_BYTES;
-      return RESOLVED;
+      if (sent !== 0) return RESOLVED;
     }
     const pieces = splitMessage({ destination, addressing, format, outOfBand: false, requestId }, payload, maxPiece);
     return new Promise((resolve, reject) => {
@@ -756,9 +757,7 @@ export class GroupChannel implements AsyncDisposable {
     const now = this.#context!.driver.now();
     while (queue.length > 0) {
       const head = queue[0]!;
-      while (head.next < head.pieces.length && unicast.canSend(peer, head.pieces[head.next]!.payload.length)) {
-        unicast.send(peer, head.incarnation, head.pieces[head.next++]!, now);
-      }
+      while (head.next < head.pieces.length && unicast.trySend(peer, head.incarnation, head.pieces[head.next]!, now) !== 0) head.next++;
       if (head.next < head.pieces.length) return;
       queue.shift();
       head.resolve();

@@ -219,13 +219,32 @@ export class UnicastProtocol implements TimedUnit {
   }
 
   canSend(peer: PeerKey, bytes: number): boolean {
-    const buffer = this.#sendStreams.get(peer)?.buffer;
+    return this.#hasRoom(this.#sendStreams.get(peer), bytes);
+  }
+
+  send(peer: PeerKey, peerIncarnation: number, out: OutgoingData, now: number): number {
+    return this.#send(peer, this.#sendStreams.get(peer), peerIncarnation, out, now);
+  }
+
+  /**
+   * Sends `out` if the window to `peer` has room for it (`canSend` and `send` in one, the stream looked
+   * up once for both); returns its sequence number, or 0 when the window is full and nothing was sent.
+   */
+  trySend(peer: PeerKey, peerIncarnation: number, out: OutgoingData, now: number): number {
+    const stream = this.#sendStreams.get(peer);
+    return this.#hasRoom(stream, out.payload.length) ? this.#send(peer, stream, peerIncarnation, out, now) : 0;
+  }
+
+  // Whether the window of `stream` (the peer's current one, of whatever incarnation) has room for `bytes` more.
+  #hasRoom(stream: SendStream | undefined, bytes: number): boolean {
+    const buffer = stream?.buffer;
     if (buffer === undefined || buffer.size === 0) return true;
     return buffer.size < this.#options.windowMessages && buffer.bytes + bytes <= this.#options.windowBytes;
   }
 
-  send(peer: PeerKey, peerIncarnation: number, out: OutgoingData, now: number): number {
-    let stream = this.#sendStreams.get(peer);
+  // `current`: the peer's send stream, as looked up by the caller.
+  #send(peer: PeerKey, current: SendStream | undefined, peerIncarnation: number, out: OutgoingData, now: number): number {
+    let stream = current;
     if (stream === undefined || stream.incarnation !== peerIncarnation) stream = this.#openSend(peer, peerIncarnation);
     // What we owe the peer's stream to us rides along (a reply acknowledges its request).
     const receiving = this.#receiveStreams.get(peer);
