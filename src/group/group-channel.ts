@@ -837,9 +837,11 @@ export class GroupChannel implements AsyncDisposable {
     return (response) => {
       if (answered) throw new BlazeError("ILLEGAL_STATE", "this request was answered already");
       answered = true;
-      const target = this.#target(peer);
+      // As `#target` finds it, the peer's own key at hand already: the endpoint is asked only for a member not in a view.
+      const incarnation = this.getMemberById(peer)?.incarnation ?? this.#context?.endpoint.peers.get(peer)?.incarnation;
+      if (incarnation === undefined) throw new BlazeError("UNREACHABLE", `no member ${peer.slice(0, 8)} is known here`);
       const { payload, format } = encodePayload(response);
-      return this.#sendTo(peer, target.incarnation, Addressing.REPLY, "", payload, format, requestId);
+      return this.#sendTo(peer, incarnation, Addressing.REPLY, "", payload, format, requestId);
     };
   }
 
