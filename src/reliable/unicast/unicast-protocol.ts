@@ -141,6 +141,45 @@ class SendBuffer {
   }
 }
 
+/**
+ * Streams by their peer's key, the one asked for last kept beside the map: a request and its reply, and
+ * their acknowledgements, go to and come from one peer at a time, and each looks its streams up again
+ * (to send, to acknowledge, on an acknowledgement, on data) — found here without hashing the key.
+ */
+class StreamTable<S> {
+  readonly #streams = new Map<PeerKey, S>();
+  #lastPeer: PeerKey | undefined;
+  #last: S | undefined;
+
+  get(peer: PeerKey): S | undefined {
+    if (peer === this.#lastPeer) return this.#last;
+    const stream = this.#streams.get(peer);
+    this.#lastPeer = peer;
+    this.#last = stream;
+    return stream;
+  }
+
+  set(peer: PeerKey, stream: S): void {
+    this.#streams.set(peer, stream);
+    if (peer === this.#lastPeer) this.#last = stream;
+  }
+
+  delete(peer: PeerKey): void {
+    this.#streams.delete(peer);
+    if (peer === this.#lastPeer) this.#last = undefined;
+  }
+
+  clear(): void {
+    this.#streams.clear();
+    this.#lastPeer = undefined;
+    this.#last = undefined;
+  }
+
+  values(): IterableIterator<S> {
+    return this.#streams.values();
+  }
+}
+
 /** Our stream to one incarnation of a peer. */
 interface SendStream extends Scheduled {
   readonly peer: PeerKey;
@@ -182,8 +221,8 @@ export class UnicastProtocol implements TimedUnit {
   readonly #options: UnicastOptions;
   readonly #localId: Uint8Array;
   readonly #localIncarnation: bigint;
-  readonly #sendStreams = new Map<PeerKey, SendStream>();
-  readonly #receiveStreams = new Map<PeerKey, ReceiveStream>();
+  readonly #sendStreams = new StreamTable<SendStream>();
+  readonly #receiveStreams = new StreamTable<ReceiveStream>();
   /** The deadlines of the send streams (retransmission) and of the receive streams (acknowledgement, NACK). */
   readonly #sending = new Timetable<SendStream>();
   readonly #receiving = new Timetable<ReceiveStream>();
