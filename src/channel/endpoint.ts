@@ -691,8 +691,9 @@ export class Endpoint {
     if (streamOnly) this.#handlers.frames(peer, frames);
     else this.#handFrames(peer, frames, sealedWith);
     if (leaving) this.#remove(peer, "left", now);
-    // Whatever the frames changed (a deadline, a datagram to send) is taken up at the end of the turn.
-    this.#driver.touch();
+    // Whatever the frames changed (a deadline, a datagram to send) is taken up at the end of the turn,
+    // which, early, takes the time read here as its own.
+    this.#driver.touchAt(now);
   }
 
   // Challenges are admission's, diagnostics requests answered here, key rotation's frames the

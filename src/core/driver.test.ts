@@ -178,6 +178,44 @@ describe("Driver", () => {
     driver.close();
   });
 
+  it("takes the time an input read as its early turn's, and reads the clock for a deferred turn", async () => {
+    const clock = new VirtualClock();
+    let reads = 0;
+    const early: Clock = {
+      now: () => {
+        reads++;
+        return clock.now();
+      },
+      defer: (fn) => clock.defer(fn),
+      setTimer: (delayMs, fn) => clock.setTimer(delayMs, fn),
+      soon: (fn) => queueMicrotask(fn),
+    };
+    const driver = new Driver(early, (error) => {
+      throw error;
+    });
+    const log: string[] = [];
+    const unit = unitWithDeadline(log, "u");
+    driver.add(unit);
+    await Promise.resolve();
+    clock.runFor(10);
+    // Due at 10: an input that read 10 as it began has the unit act at 10, the clock not read again.
+    unit.due = 10;
+    reads = 0;
+    driver.touchAt(10);
+    await Promise.resolve();
+    expect(log).toEqual(["u@10"]);
+    expect(reads).toBe(0);
+    // The round's next input waits for a deferred turn, which reads the clock.
+    unit.due = 10;
+    driver.touchAt(9);
+    await Promise.resolve();
+    expect(log).toEqual(["u@10"]);
+    clock.runFor(0);
+    expect(log).toEqual(["u@10", "u@10"]);
+    expect(reads).toBe(1);
+    driver.close();
+  });
+
   it("reports an exception thrown in a turn outside the units' handlers (a unit's pollTimeout) to fault, and takes turns again", () => {
     const clock = new VirtualClock();
     const faults: unknown[] = [];

@@ -43,6 +43,8 @@ export class Driver {
   #earlyTurnTaken = false;
   /** While a turn runs: what it touches takes the next deferred turn, never an early one. */
   #turning = false;
+  /** The time the input that scheduled this round's early turn read (see {@link touchAt}); undefined: none given. */
+  #earlyTurnAt: number | undefined;
   /** While the end-of-turn calls run: what they touch goes out with this turn's flush, which follows. */
   #endingTurn = false;
   #closed = false;
@@ -118,13 +120,23 @@ export class Driver {
    * request/reply round trip goes out at once, and a burst's first datagram alone goes out early.
    */
   touch(): void {
-    this.#schedule(true);
+    this.#schedule(true, undefined);
+  }
+
+  /**
+   * {@link touch}, from an input that read the driver's time `now` as it began (a datagram): should its
+   * turn be the round's early one, that turn takes `now` as its time instead of reading the clock again —
+   * it comes before the runtime's next callback, once the input and the microtasks it queued have run
+   * (the code a reply resumed). A deadline that falls due meanwhile is then the next turn's, or its timer's.
+   */
+  touchAt(now: number): void {
+    this.#schedule(true, now);
   }
 
   // Schedules the next turn, unless one is scheduled or running its end already. `input`: an input's
   // turn, which may be taken early; a turn of the driver's own (a timer's, a deadline that has come)
-  // always comes after the inputs ready by then.
-  #schedule(input: boolean): void {
+  // always comes after the inputs ready by then. `at`: the input's time, for an early turn.
+  #schedule(input: boolean, at: number | undefined): void {
     if (this.#turnScheduled || this.#endingTurn || this.#closed) return;
     this.#turnScheduled = true;
     const soon = this.#clock.soon;
@@ -133,13 +145,14 @@ export class Driver {
       return;
     }
     this.#earlyTurnTaken = true;
+    this.#earlyTurnAt = at;
     soon(this.#earlyTurn);
   }
 
   // The turn of a round's first input; once what it produced is out (not before: the reply waits for
   // nothing), the end of the round is marked, after its other inputs: the next round's first may take one.
   readonly #earlyTurn = (): void => {
-    this.#turnEnded();
+    this.#runTurn(this.#earlyTurnAt);
     this.#clock.defer(this.#roundEnded);
   };
 
@@ -159,13 +172,18 @@ export class Driver {
   // Units whose deadline has come act first (a touch meanwhile is part of this turn), then the
   // end-of-turn calls, then the flush sends what the turn produced, then the one-shot calls run.
   readonly #turnEnded = (): void => {
+    this.#runTurn(undefined);
+  };
+
+  // `at`: the turn's time, if an input read it already; undefined: the clock is read.
+  #runTurn(at: number | undefined): void {
     if (this.#closed) {
       this.#turnScheduled = false;
       return;
     }
     this.#turning = true;
     try {
-      this.#takeTurn();
+      this.#takeTurn(at ?? this.#clock.now());
     } catch (error) {
       // A unit's pollTimeout threw: the next input takes a turn again.
       this.#turnScheduled = false;
@@ -173,10 +191,9 @@ export class Driver {
     } finally {
       this.#turning = false;
     }
-  };
+  }
 
-  #takeTurn(): void {
-    const now = this.#clock.now();
+  #takeTurn(now: number): void {
     const polls = this.#polls;
     const handlers = this.#handlers;
     for (let i = 0; i < polls.length; i++) {
@@ -215,7 +232,7 @@ export class Driver {
   readonly #fire = (): void => {
     this.#timer = undefined;
     this.#armedAt = Number.POSITIVE_INFINITY;
-    this.#schedule(false);
+    this.#schedule(false, undefined);
   };
 
   // One timer, for the earliest deadline. One armed for a later time is moved earlier; one armed for an
@@ -232,13 +249,13 @@ export class Driver {
       if (at < next) next = at;
     }
     if (next <= turnStarted || this.#once.length > 0) {
-      this.#schedule(false);
+      this.#schedule(false, undefined);
       return;
     }
     if (next >= this.#armedAt) return;
     const now = this.#clock.now();
     if (next <= now) {
-      this.#schedule(false);
+      this.#schedule(false, undefined);
       return;
     }
     this.#timer?.cancel();
