@@ -752,6 +752,8 @@ export class GroupChannel implements AsyncDisposable {
 
   #pump(peer: PeerKey): void {
     const unicast = this.#unicast;
+    // Called on every acknowledgement that frees the window: with no queue to any peer, none is looked up.
+    if (this.#sendQueues.size === 0) return;
     const queue = this.#sendQueues.get(peer);
     if (unicast === undefined || queue === undefined) return;
     const now = this.#context!.driver.now();
