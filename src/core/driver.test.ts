@@ -216,6 +216,59 @@ describe("Driver", () => {
     driver.close();
   });
 
+  it("polls each unit once in a turn where none acts and nothing else ran, and again after one acted or an end-of-turn call ran", () => {
+    const { clock, counting, armed } = countingClock();
+    const log: string[] = [];
+    const driver = new Driver(counting, (error) => {
+      throw error;
+    });
+    const unit = unitWithDeadline(log, "u");
+    let polls = 0;
+    const poll = unit.pollTimeout;
+    unit.pollTimeout = () => {
+      polls++;
+      return poll();
+    };
+    // What the unit does after acting (read when it acts: the driver holds the unit's methods from `add`).
+    let afterActing: (now: number) => void = () => undefined;
+    const handle = unit.handleTimeout;
+    unit.handleTimeout = (now) => {
+      handle(now);
+      afterActing(now);
+    };
+    driver.add(unit);
+    clock.runFor(0);
+    // A deadline set before the turn is armed from the one poll.
+    unit.due = 5;
+    polls = 0;
+    driver.touch();
+    clock.runFor(0);
+    expect(polls).toBe(1);
+    expect(armed).toEqual([5]);
+    // The unit acts and sets its next deadline: polled again, that deadline armed.
+    afterActing = (now) => {
+      unit.due = now + 3;
+    };
+    polls = 0;
+    clock.runFor(5);
+    expect(log).toEqual(["u@5"]);
+    expect(polls).toBe(2);
+    expect(armed).toEqual([5, 3]);
+    // An end-of-turn call that moves a deadline earlier: polled again, and armed for it.
+    afterActing = () => undefined;
+    driver.onEndOfTurn(() => {
+      if (unit.due === 8) unit.due = 7;
+    });
+    polls = 0;
+    driver.touch();
+    clock.runFor(0);
+    expect(polls).toBe(2);
+    expect(armed).toEqual([5, 3, 2]);
+    clock.runFor(2);
+    expect(log).toEqual(["u@5", "u@7"]);
+    driver.close();
+  });
+
   it("reports an exception thrown in a turn outside the units' handlers (a unit's pollTimeout) to fault, and takes turns again", () => {
     const clock = new VirtualClock();
     const faults: unknown[] = [];

@@ -196,16 +196,25 @@ export class Driver {
   #takeTurn(now: number): void {
     const polls = this.#polls;
     const handlers = this.#handlers;
+    // The earliest deadline of the units that did not act, and whether any did.
+    let next = Number.POSITIVE_INFINITY;
+    let acted = false;
     for (let i = 0; i < polls.length; i++) {
-      if (polls[i]!() <= now) {
+      const at = polls[i]!();
+      if (at <= now) {
+        acted = true;
         // Guarded in place: no closure made for each unit that acts.
         try {
           handlers[i]!(now);
         } catch (error) {
           this.#fault(error);
         }
-      }
+      } else if (at < next) next = at;
     }
+    // Units change only through what is called on them: in a turn where none acted, no end-of-turn or
+    // one-shot call ran, and the flush touched nothing (which takes another turn), each deadline is still
+    // the one just polled — a request/reply's turn, say. Otherwise every unit is polled again.
+    const moved = acted || this.#endOfTurn.length > 0 || this.#once.length > 0;
     this.#turnScheduled = false;
     this.#endingTurn = true;
     try {
@@ -220,7 +229,7 @@ export class Driver {
       this.#once = [];
       for (const fn of once) this.#guard(fn);
     }
-    this.#arm(now);
+    this.#arm(now, moved || this.#turnScheduled ? undefined : next);
   }
 
   // A timer takes a turn like an input does, after the inputs ready now: a process that was descheduled
@@ -241,12 +250,15 @@ export class Driver {
   // timer: a timer of 0 ms waits a millisecond or more on some runtimes. `turnStarted`: the time the turn
   // read; the clock is read again only to arm a timer (most turns leave the earliest deadline as it was,
   // and a deadline that came during the turn with a timer armed for it already is that timer's).
-  #arm(turnStarted: number): void {
-    let next = Number.POSITIVE_INFINITY;
-    const polls = this.#polls;
-    for (let i = 0; i < polls.length; i++) {
-      const at = polls[i]!();
-      if (at < next) next = at;
+  // `polled`: the earliest deadline, when the turn knows it still holds; undefined: the units are polled.
+  #arm(turnStarted: number, polled: number | undefined): void {
+    let next = polled ?? Number.POSITIVE_INFINITY;
+    if (polled === undefined) {
+      const polls = this.#polls;
+      for (let i = 0; i < polls.length; i++) {
+        const at = polls[i]!();
+        if (at < next) next = at;
+      }
     }
     if (next <= turnStarted || this.#once.length > 0) {
       this.#schedule(false, undefined);
