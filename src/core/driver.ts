@@ -3,7 +3,8 @@ import type { Clock, TimerHandle } from "../transport/clock.ts";
 /**
  * A protocol unit as its driver sees it: a state machine that never reads a clock or arms a timer of
  * its own. It says when it next needs to act (`pollTimeout`), and acts when told the time has come.
- * Inputs (datagrams, user calls) reach it through its own methods, each given `now`.
+ * Inputs (datagrams, user calls) reach it through its own methods, each given `now`: its deadline moves
+ * only through calls on it, so a deadline polled earlier in a turn that called nothing on any unit holds.
  */
 export interface TimedUnit {
   /** The earliest time, on the driver's clock, at which `handleTimeout` is due; `Infinity` for never. */
