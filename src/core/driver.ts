@@ -170,12 +170,13 @@ export class Driver {
     this.#armedAt = Number.POSITIVE_INFINITY;
   }
 
-  // Units whose deadline has come act first (a touch meanwhile is part of this turn), then the
-  // end-of-turn calls, then the flush sends what the turn produced, then the one-shot calls run.
+  // A deferred turn (or a timer's): it reads the clock.
   readonly #turnEnded = (): void => {
     this.#runTurn(undefined);
   };
 
+  // Units whose deadline has come act first (a touch meanwhile is part of this turn), then the
+  // end-of-turn calls, then the flush sends what the turn produced, then the one-shot calls run.
   // `at`: the turn's time, if an input read it already; undefined: the clock is read.
   #runTurn(at: number | undefined): void {
     if (this.#closed) {
