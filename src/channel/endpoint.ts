@@ -156,6 +156,9 @@ export class Endpoint {
   readonly #stopFlushing: () => void;
   readonly #handlers: EndpointHandlers;
   readonly #peers = new Map<PeerKey, Peer>();
+  // The peer a frame was queued for last: a message, its acknowledgement and the next message mostly
+  // go to one peer, found again without the map (forgotten when that peer goes).
+  #lastQueuedFor: Peer | undefined;
   /** The same peers by "host:port": whom a datagram to an address is for (a sealed one names its receiver). */
   readonly #peersByAddress = new Map<string, Peer>();
   /** Peers that left or timed out, by the incarnation they had, for one peer timeout: their late datagrams are stale. */
@@ -317,6 +320,7 @@ export class Endpoint {
       }
     }
     this.#peers.clear();
+    this.#lastQueuedFor = undefined;
     this.#peersByAddress.clear();
     this.#departed.clear();
     this.#admission.clear();
@@ -353,7 +357,7 @@ export class Endpoint {
   }
 
   unicastFrame(peer: PeerKey, frame: Uint8Array): void {
-    const known = this.#peers.get(peer);
+    const known = this.#peerOf(peer);
     if (known !== undefined) this.#queueFrame(this.#peerOutbox(known), frame);
   }
 
@@ -362,7 +366,7 @@ export class Endpoint {
    * straight into it: the most frequent control frame costs no frame of its own.
    */
   unicastAck(peer: PeerKey, stream: number, originId: Uint8Array, incarnation: number, cumulative: number, highestReceived: number): void {
-    const known = this.#peers.get(peer);
+    const known = this.#peerOf(peer);
     if (known === undefined) return;
     const outbox = this.#peerOutbox(known);
     if (!outbox.builder.tryAddAck(stream, originId, incarnation, cumulative, highestReceived)) {
@@ -405,7 +409,7 @@ export class Endpoint {
    * it (asked only then).
    */
   unicastData(peer: PeerKey, data: DataFields, hint: (peer: PeerKey) => { readonly incarnation: number; readonly address: Address } | undefined): Uint8Array {
-    const known = this.#peers.get(peer);
+    const known = this.#peerOf(peer);
     if (known !== undefined) return this.#addData(this.#peerOutbox(known), data);
     const member = hint(peer);
     if (member !== undefined) this.introduce(peer, member.incarnation, member.address);
@@ -421,6 +425,15 @@ export class Endpoint {
   introduce(peer: PeerKey, incarnation: number, address: Address): void {
     if (this.#peers.has(peer) || peer === this.localKey) return;
     this.#admission.introduce(peer, incarnation, address, this.#clock.now());
+  }
+
+  // A peer heard from, by its key, for a frame queued for it.
+  #peerOf(key: PeerKey): Peer | undefined {
+    const last = this.#lastQueuedFor;
+    if (last !== undefined && last.key === key) return last;
+    const known = this.#peers.get(key);
+    if (known !== undefined) this.#lastQueuedFor = known;
+    return known;
   }
 
   #addData(outbox: Outbox, data: DataFields): Uint8Array {
@@ -691,8 +704,9 @@ export class Endpoint {
     if (streamOnly) this.#handlers.frames(peer, frames);
     else this.#handFrames(peer, frames, sealedWith);
     if (leaving) this.#remove(peer, "left", now);
-    // Whatever the frames changed (a deadline, a datagram to send) is taken up at the end of the turn.
-    this.#driver.touch();
+    // Whatever the frames changed (a deadline, a datagram to send) is taken up at the end of the turn,
+    // which, early, takes the time read here as its own.
+    this.#driver.touchAt(now);
   }
 
   // Challenges are admission's, diagnostics requests answered here, key rotation's frames the
@@ -723,6 +737,7 @@ export class Endpoint {
 
   #remove(peer: Peer, reason: "left" | "timeout", now: number): void {
     this.#peers.delete(peer.key);
+    if (this.#lastQueuedFor === peer) this.#lastQueuedFor = undefined;
     if (this.#peersByAddress.get(addressKey(peer.address)) === peer) this.#peersByAddress.delete(addressKey(peer.address));
     this.#rotation?.peerDown(peer.key);
     // Only a goodbye makes the incarnation's late datagrams stale; a peer that merely fell silent (a

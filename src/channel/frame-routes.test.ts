@@ -66,4 +66,27 @@ describe("FrameRoutes", () => {
     expect(routes.dispatch("multicastStream", PEER, data(new Uint8Array(0)))).toBe(true);
     expect(calls).toEqual(["handled"]);
   });
+
+  it("routes the streams' frames as any other, handlers of both streams added and removed in turn", () => {
+    const routes = new FrameRoutes();
+    const seen: string[] = [];
+    const unicast = data(new Uint8Array(16));
+    const multicast = data(new Uint8Array(0));
+    expect(routes.dispatch("unicastStream", PEER, unicast)).toBe(false);
+    const stopUnicast = routes.add(["unicastStream"], () => seen.push("unicast"));
+    const stopBoth = routes.add(["unicastStream", "multicastStream"], () => seen.push("both"));
+    expect(routes.dispatch("unicastStream", PEER, unicast)).toBe(true);
+    expect(routes.dispatch("multicastStream", PEER, multicast)).toBe(true);
+    expect(seen).toEqual(["unicast", "both", "both"]);
+    stopBoth();
+    seen.length = 0;
+    expect(routes.dispatch("multicastStream", PEER, multicast)).toBe(false);
+    expect(routes.dispatch("unicastStream", PEER, unicast)).toBe(true);
+    expect(seen).toEqual(["unicast"]);
+    stopUnicast();
+    expect(routes.dispatch("unicastStream", PEER, unicast)).toBe(false);
+    routes.add(["unicastStream"], () => seen.push("again"));
+    expect(routes.dispatch("unicastStream", PEER, unicast)).toBe(true);
+    expect(seen).toEqual(["unicast", "again"]);
+  });
 });

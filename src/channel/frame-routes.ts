@@ -47,6 +47,11 @@ export function routeOf(frame: ReceivedFrame): FrameRoute | undefined {
  */
 export class FrameRoutes {
   readonly #routes = new Map<FrameRoute, Array<FrameHandler<never>>>();
+  // The handlers of the two stream routes, the map's own arrays held in fields as well: nearly every
+  // frame received is a stream's (a request, a reply, their acknowledgements), and a field is read
+  // without the map lookup, two a request/reply datagram.
+  #unicastStream: Array<FrameHandler<never>> | undefined;
+  #multicastStream: Array<FrameHandler<never>> | undefined;
 
   /** Hands frames of `routes` to `handler`; returns the function that stops it. */
   add<R extends FrameRoute>(routes: readonly R[], handler: FrameHandler<R>): () => void {
@@ -54,6 +59,7 @@ export class FrameRoutes {
       const handlers = this.#routes.get(route);
       if (handlers === undefined) this.#routes.set(route, [handler as FrameHandler<never>]);
       else handlers.push(handler as FrameHandler<never>);
+      this.#held(route);
     }
     let added = true;
     return () => {
@@ -64,14 +70,24 @@ export class FrameRoutes {
         const index = handlers?.indexOf(handler as FrameHandler<never>) ?? -1;
         if (index < 0) continue;
         handlers!.splice(index, 1);
-        if (handlers!.length === 0) this.#routes.delete(route);
+        if (handlers!.length === 0) {
+          this.#routes.delete(route);
+          this.#held(route);
+        }
       }
     };
   }
 
+  // The fields of the stream routes follow the map.
+  #held(route: FrameRoute): void {
+    if (route === "unicastStream") this.#unicastStream = this.#routes.get(route);
+    else if (route === "multicastStream") this.#multicastStream = this.#routes.get(route);
+  }
+
   /** Hands `frame` to the handlers of `route`; false when none is registered. */
   dispatch(route: FrameRoute, peer: Peer, frame: ReceivedFrame): boolean {
-    const handlers = this.#routes.get(route) as Array<(peer: Peer, frame: ReceivedFrame) => void> | undefined;
+    const held = route === "unicastStream" ? this.#unicastStream : route === "multicastStream" ? this.#multicastStream : this.#routes.get(route);
+    const handlers = held as Array<(peer: Peer, frame: ReceivedFrame) => void> | undefined;
     if (handlers === undefined) return false;
     for (const handler of handlers) handler(peer, frame);
     return true;

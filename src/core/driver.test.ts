@@ -178,6 +178,97 @@ describe("Driver", () => {
     driver.close();
   });
 
+  it("takes the time an input read as its early turn's, and reads the clock for a deferred turn", async () => {
+    const clock = new VirtualClock();
+    let reads = 0;
+    const early: Clock = {
+      now: () => {
+        reads++;
+        return clock.now();
+      },
+      defer: (fn) => clock.defer(fn),
+      setTimer: (delayMs, fn) => clock.setTimer(delayMs, fn),
+      soon: (fn) => queueMicrotask(fn),
+    };
+    const driver = new Driver(early, (error) => {
+      throw error;
+    });
+    const log: string[] = [];
+    const unit = unitWithDeadline(log, "u");
+    driver.add(unit);
+    await Promise.resolve();
+    clock.runFor(10);
+    // Due at 10: an input that read 10 as it began has the unit act at 10, the clock not read again.
+    unit.due = 10;
+    reads = 0;
+    driver.touchAt(10);
+    await Promise.resolve();
+    expect(log).toEqual(["u@10"]);
+    expect(reads).toBe(0);
+    // The round's next input waits for a deferred turn, which reads the clock.
+    unit.due = 10;
+    driver.touchAt(9);
+    await Promise.resolve();
+    expect(log).toEqual(["u@10"]);
+    clock.runFor(0);
+    expect(log).toEqual(["u@10", "u@10"]);
+    expect(reads).toBe(1);
+    driver.close();
+  });
+
+  it("polls each unit once in a turn where none acts and nothing else ran, and again after one acted or an end-of-turn call ran", () => {
+    const { clock, counting, armed } = countingClock();
+    const log: string[] = [];
+    const driver = new Driver(counting, (error) => {
+      throw error;
+    });
+    const unit = unitWithDeadline(log, "u");
+    let polls = 0;
+    const poll = unit.pollTimeout;
+    unit.pollTimeout = () => {
+      polls++;
+      return poll();
+    };
+    // What the unit does after acting (read when it acts: the driver holds the unit's methods from `add`).
+    let afterActing: (now: number) => void = () => undefined;
+    const handle = unit.handleTimeout;
+    unit.handleTimeout = (now) => {
+      handle(now);
+      afterActing(now);
+    };
+    driver.add(unit);
+    clock.runFor(0);
+    // A deadline set before the turn is armed from the one poll.
+    unit.due = 5;
+    polls = 0;
+    driver.touch();
+    clock.runFor(0);
+    expect(polls).toBe(1);
+    expect(armed).toEqual([5]);
+    // The unit acts and sets its next deadline: polled again, that deadline armed.
+    afterActing = (now) => {
+      unit.due = now + 3;
+    };
+    polls = 0;
+    clock.runFor(5);
+    expect(log).toEqual(["u@5"]);
+    expect(polls).toBe(2);
+    expect(armed).toEqual([5, 3]);
+    // An end-of-turn call that moves a deadline earlier: polled again, and armed for it.
+    afterActing = () => undefined;
+    driver.onEndOfTurn(() => {
+      if (unit.due === 8) unit.due = 7;
+    });
+    polls = 0;
+    driver.touch();
+    clock.runFor(0);
+    expect(polls).toBe(2);
+    expect(armed).toEqual([5, 3, 2]);
+    clock.runFor(2);
+    expect(log).toEqual(["u@5", "u@7"]);
+    driver.close();
+  });
+
   it("reports an exception thrown in a turn outside the units' handlers (a unit's pollTimeout) to fault, and takes turns again", () => {
     const clock = new VirtualClock();
     const faults: unknown[] = [];

@@ -3,7 +3,8 @@ import type { Clock, TimerHandle } from "../transport/clock.ts";
 /**
  * A protocol unit as its driver sees it: a state machine that never reads a clock or arms a timer of
  * its own. It says when it next needs to act (`pollTimeout`), and acts when told the time has come.
- * Inputs (datagrams, user calls) reach it through its own methods, each given `now`.
+ * Inputs (datagrams, user calls) reach it through its own methods, each given `now`: its deadline moves
+ * only through calls on it, so a deadline polled earlier in a turn that called nothing on any unit holds.
  */
 export interface TimedUnit {
   /** The earliest time, on the driver's clock, at which `handleTimeout` is due; `Infinity` for never. */
@@ -43,6 +44,8 @@ export class Driver {
   #earlyTurnTaken = false;
   /** While a turn runs: what it touches takes the next deferred turn, never an early one. */
   #turning = false;
+  /** The time the input that scheduled this round's early turn read (see {@link touchAt}); undefined: none given. */
+  #earlyTurnAt: number | undefined;
   /** While the end-of-turn calls run: what they touch goes out with this turn's flush, which follows. */
   #endingTurn = false;
   #closed = false;
@@ -118,13 +121,23 @@ export class Driver {
    * request/reply round trip goes out at once, and a burst's first datagram alone goes out early.
    */
   touch(): void {
-    this.#schedule(true);
+    this.#schedule(true, undefined);
+  }
+
+  /**
+   * {@link touch}, from an input that read the driver's time `now` as it began (a datagram): should its
+   * turn be the round's early one, that turn takes `now` as its time instead of reading the clock again —
+   * it comes before the runtime's next callback, once the input and the microtasks it queued have run
+   * (the code a reply resumed). A deadline that falls due meanwhile is then the next turn's, or its timer's.
+   */
+  touchAt(now: number): void {
+    this.#schedule(true, now);
   }
 
   // Schedules the next turn, unless one is scheduled or running its end already. `input`: an input's
   // turn, which may be taken early; a turn of the driver's own (a timer's, a deadline that has come)
-  // always comes after the inputs ready by then.
-  #schedule(input: boolean): void {
+  // always comes after the inputs ready by then. `at`: the input's time, for an early turn.
+  #schedule(input: boolean, at: number | undefined): void {
     if (this.#turnScheduled || this.#endingTurn || this.#closed) return;
     this.#turnScheduled = true;
     const soon = this.#clock.soon;
@@ -133,13 +146,14 @@ export class Driver {
       return;
     }
     this.#earlyTurnTaken = true;
+    this.#earlyTurnAt = at;
     soon(this.#earlyTurn);
   }
 
   // The turn of a round's first input; once what it produced is out (not before: the reply waits for
   // nothing), the end of the round is marked, after its other inputs: the next round's first may take one.
   readonly #earlyTurn = (): void => {
-    this.#turnEnded();
+    this.#runTurn(this.#earlyTurnAt);
     this.#clock.defer(this.#roundEnded);
   };
 
@@ -156,16 +170,22 @@ export class Driver {
     this.#armedAt = Number.POSITIVE_INFINITY;
   }
 
+  // A deferred turn (or a timer's): it reads the clock.
+  readonly #turnEnded = (): void => {
+    this.#runTurn(undefined);
+  };
+
   // Units whose deadline has come act first (a touch meanwhile is part of this turn), then the
   // end-of-turn calls, then the flush sends what the turn produced, then the one-shot calls run.
-  readonly #turnEnded = (): void => {
+  // `at`: the turn's time, if an input read it already; undefined: the clock is read.
+  #runTurn(at: number | undefined): void {
     if (this.#closed) {
       this.#turnScheduled = false;
       return;
     }
     this.#turning = true;
     try {
-      this.#takeTurn();
+      this.#takeTurn(at ?? this.#clock.now());
     } catch (error) {
       // A unit's pollTimeout threw: the next input takes a turn again.
       this.#turnScheduled = false;
@@ -173,22 +193,30 @@ export class Driver {
     } finally {
       this.#turning = false;
     }
-  };
+  }
 
-  #takeTurn(): void {
-    const now = this.#clock.now();
+  #takeTurn(now: number): void {
     const polls = this.#polls;
     const handlers = this.#handlers;
+    // The earliest deadline of the units that did not act, and whether any did.
+    let next = Number.POSITIVE_INFINITY;
+    let acted = false;
     for (let i = 0; i < polls.length; i++) {
-      if (polls[i]!() <= now) {
+      const at = polls[i]!();
+      if (at <= now) {
+        acted = true;
         // Guarded in place: no closure made for each unit that acts.
         try {
           handlers[i]!(now);
         } catch (error) {
           this.#fault(error);
         }
-      }
+      } else if (at < next) next = at;
     }
+    // Units change only through what is called on them: in a turn where none acted, no end-of-turn or
+    // one-shot call ran, and the flush touched nothing (which takes another turn), each deadline is still
+    // the one just polled — a request/reply's turn, say. Otherwise every unit is polled again.
+    const moved = acted || this.#endOfTurn.length > 0 || this.#once.length > 0;
     this.#turnScheduled = false;
     this.#endingTurn = true;
     try {
@@ -203,7 +231,7 @@ export class Driver {
       this.#once = [];
       for (const fn of once) this.#guard(fn);
     }
-    this.#arm(now);
+    this.#arm(now, moved || this.#turnScheduled ? undefined : next);
   }
 
   // A timer takes a turn like an input does, after the inputs ready now: a process that was descheduled
@@ -215,7 +243,7 @@ export class Driver {
   readonly #fire = (): void => {
     this.#timer = undefined;
     this.#armedAt = Number.POSITIVE_INFINITY;
-    this.#schedule(false);
+    this.#schedule(false, undefined);
   };
 
   // One timer, for the earliest deadline. One armed for a later time is moved earlier; one armed for an
@@ -224,21 +252,24 @@ export class Driver {
   // timer: a timer of 0 ms waits a millisecond or more on some runtimes. `turnStarted`: the time the turn
   // read; the clock is read again only to arm a timer (most turns leave the earliest deadline as it was,
   // and a deadline that came during the turn with a timer armed for it already is that timer's).
-  #arm(turnStarted: number): void {
-    let next = Number.POSITIVE_INFINITY;
-    const polls = this.#polls;
-    for (let i = 0; i < polls.length; i++) {
-      const at = polls[i]!();
-      if (at < next) next = at;
+  // `polled`: the earliest deadline, when the turn knows it still holds; undefined: the units are polled.
+  #arm(turnStarted: number, polled: number | undefined): void {
+    let next = polled ?? Number.POSITIVE_INFINITY;
+    if (polled === undefined) {
+      const polls = this.#polls;
+      for (let i = 0; i < polls.length; i++) {
+        const at = polls[i]!();
+        if (at < next) next = at;
+      }
     }
     if (next <= turnStarted || this.#once.length > 0) {
-      this.#schedule(false);
+      this.#schedule(false, undefined);
       return;
     }
     if (next >= this.#armedAt) return;
     const now = this.#clock.now();
     if (next <= now) {
-      this.#schedule(false);
+      this.#schedule(false, undefined);
       return;
     }
     this.#timer?.cancel();

@@ -727,18 +727,19 @@ export class GroupChannel implements AsyncDisposable {
       return Promise.resolve();
     }
     const maxPiece = context.endpoint.maxPayloadBytes(destination);
-    if (!this.#sendQueues.has(peer) && payload.length <= maxPiece && unicast.canSend(peer, payload.length)) {
+    // (No queue to any peer, the common case, is known without looking the peer up.)
+    if ((this.#sendQueues.size === 0 || !this.#sendQueues.has(peer)) && payload.length <= maxPiece) {
       // The common case (one piece, room in the window): no queue, no promise of its own, and one scratch
-      // piece (the protocol encodes it at once).
+      // piece (the protocol encodes it at once, if its window has room).
       const piece = this.#scratch;
       piece.destination = destination;
       piece.addressing = addressing;
       piece.format = format;
       piece.requestId = requestId;
       piece.payload = payload;
-      unicast.send(peer, incarnation, piece, now ?? context.driver.now());
+      const sent = unicast.trySend(peer, incarnation, piece, now ?? context.driver.now());
       piece.payload = NO_BYTES;
-      return RESOLVED;
+      if (sent !== 0) return RESOLVED;
     }
     const pieces = splitMessage({ destination, addressing, format, outOfBand: false, requestId }, payload, maxPiece);
     return new Promise((resolve, reject) => {
@@ -751,14 +752,14 @@ export class GroupChannel implements AsyncDisposable {
 
   #pump(peer: PeerKey): void {
     const unicast = this.#unicast;
+    // Called on every acknowledgement that frees the window: with no queue to any peer, none is looked up.
+    if (this.#sendQueues.size === 0) return;
     const queue = this.#sendQueues.get(peer);
     if (unicast === undefined || queue === undefined) return;
     const now = this.#context!.driver.now();
     while (queue.length > 0) {
       const head = queue[0]!;
-      while (head.next < head.pieces.length && unicast.canSend(peer, head.pieces[head.next]!.payload.length)) {
-        unicast.send(peer, head.incarnation, head.pieces[head.next++]!, now);
-      }
+      while (head.next < head.pieces.length && unicast.trySend(peer, head.incarnation, head.pieces[head.next]!, now) !== 0) head.next++;
       if (head.next < head.pieces.length) return;
       queue.shift();
       head.resolve();
@@ -838,9 +839,11 @@ export class GroupChannel implements AsyncDisposable {
     return (response) => {
       if (answered) throw new BlazeError("ILLEGAL_STATE", "this request was answered already");
       answered = true;
-      const target = this.#target(peer);
+      // As `#target` finds it, the peer's own key at hand already: the endpoint is asked only for a member not in a view.
+      const incarnation = this.getMemberById(peer)?.incarnation ?? this.#context?.endpoint.peers.get(peer)?.incarnation;
+      if (incarnation === undefined) throw new BlazeError("UNREACHABLE", `no member ${peer.slice(0, 8)} is known here`);
       const { payload, format } = encodePayload(response);
-      return this.#sendTo(peer, target.incarnation, Addressing.REPLY, "", payload, format, requestId);
+      return this.#sendTo(peer, incarnation, Addressing.REPLY, "", payload, format, requestId);
     };
   }
 

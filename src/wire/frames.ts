@@ -111,14 +111,21 @@ const encoder = new web.TextEncoder();
 /** Encoded destination names, so a topic's UTF-8 is computed once, not per message. */
 class Utf8Cache {
   #entries = new Map<string, Uint8Array>();
+  // The text asked for last, and its bytes: a message's destination is asked for twice as it is sent (its
+  // size, then its frame), and consecutive messages mostly go to the same one — found without the map.
+  #lastText = "";
+  #lastBytes: Uint8Array = new Uint8Array(0);
 
   get(text: string): Uint8Array {
+    if (text === this.#lastText) return this.#lastBytes;
     let bytes = this.#entries.get(text);
     if (bytes === undefined) {
       if (this.#entries.size >= 1024) this.#entries.clear();
       bytes = encoder.encode(text);
       this.#entries.set(text, bytes);
     }
+    this.#lastText = text;
+    this.#lastBytes = bytes;
     return bytes;
   }
 }

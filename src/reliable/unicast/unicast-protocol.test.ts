@@ -87,6 +87,12 @@ class Driven {
     return seq;
   }
 
+  trySend(peer: PeerKey, incarnation: number, out: OutgoingData): number {
+    const seq = this.#protocol.trySend(peer, incarnation, out, this.#clock.now());
+    this.#driver.touch();
+    return seq;
+  }
+
   onData(peer: PeerKey, incarnation: number, data: DataFields): void {
     this.#protocol.onData(peer, incarnation, data, this.#clock.now());
     this.#driver.touch();
@@ -592,6 +598,20 @@ describe("UnicastProtocol", () => {
     expect(writable).toEqual([b.key]);
     expect(a.protocol.canSend(b.key, 16)).toBe(true);
     expect(b.received(a.key)).toEqual(range(0, 4));
+  });
+
+  it("sends through trySend while the window has room, and sends nothing when it is full", () => {
+    const { wire, a, b } = pair(8, LOSSLESS, { windowMessages: 4, windowBytes: 1 << 20 });
+    const seqs: number[] = [];
+    for (let i = 0; i < 4; i++) seqs.push(a.protocol.trySend(b.key, 1, outgoing(i)));
+    expect(seqs).toEqual([1, 2, 3, 4]);
+    expect(a.protocol.trySend(b.key, 1, outgoing(4))).toBe(0);
+    expect(a.protocol.unacked(b.key)).toBe(4);
+    wire.clock.runUntilIdle();
+    expect(b.received(a.key)).toEqual(range(0, 4));
+    expect(a.protocol.trySend(b.key, 1, outgoing(4))).toBe(5);
+    wire.clock.runUntilIdle();
+    expect(b.received(a.key)).toEqual(range(0, 5));
   });
 
   it("refuses a floor above its own message, and acknowledgements and NACKs of messages never sent, counting them", () => {

@@ -141,6 +141,45 @@ class SendBuffer {
   }
 }
 
+/**
+ * Streams by their peer's key, the one asked for last kept beside the map: a request and its reply, and
+ * their acknowledgements, go to and come from one peer at a time, and each looks its streams up again
+ * (to send, to acknowledge, on an acknowledgement, on data) — found here without hashing the key.
+ */
+class StreamTable<S> {
+  readonly #streams = new Map<PeerKey, S>();
+  #lastPeer: PeerKey | undefined;
+  #last: S | undefined;
+
+  get(peer: PeerKey): S | undefined {
+    if (peer === this.#lastPeer) return this.#last;
+    const stream = this.#streams.get(peer);
+    this.#lastPeer = peer;
+    this.#last = stream;
+    return stream;
+  }
+
+  set(peer: PeerKey, stream: S): void {
+    this.#streams.set(peer, stream);
+    if (peer === this.#lastPeer) this.#last = stream;
+  }
+
+  delete(peer: PeerKey): void {
+    this.#streams.delete(peer);
+    if (peer === this.#lastPeer) this.#last = undefined;
+  }
+
+  clear(): void {
+    this.#streams.clear();
+    this.#lastPeer = undefined;
+    this.#last = undefined;
+  }
+
+  values(): IterableIterator<S> {
+    return this.#streams.values();
+  }
+}
+
 /** Our stream to one incarnation of a peer. */
 interface SendStream extends Scheduled {
   readonly peer: PeerKey;
@@ -182,8 +221,8 @@ export class UnicastProtocol implements TimedUnit {
   readonly #options: UnicastOptions;
   readonly #localId: Uint8Array;
   readonly #localIncarnation: bigint;
-  readonly #sendStreams = new Map<PeerKey, SendStream>();
-  readonly #receiveStreams = new Map<PeerKey, ReceiveStream>();
+  readonly #sendStreams = new StreamTable<SendStream>();
+  readonly #receiveStreams = new StreamTable<ReceiveStream>();
   /** The deadlines of the send streams (retransmission) and of the receive streams (acknowledgement, NACK). */
   readonly #sending = new Timetable<SendStream>();
   readonly #receiving = new Timetable<ReceiveStream>();
@@ -219,13 +258,32 @@ export class UnicastProtocol implements TimedUnit {
   }
 
   canSend(peer: PeerKey, bytes: number): boolean {
-    const buffer = this.#sendStreams.get(peer)?.buffer;
+    return this.#hasRoom(this.#sendStreams.get(peer), bytes);
+  }
+
+  send(peer: PeerKey, peerIncarnation: number, out: OutgoingData, now: number): number {
+    return this.#send(peer, this.#sendStreams.get(peer), peerIncarnation, out, now);
+  }
+
+  /**
+   * Sends `out` if the window to `peer` has room for it (`canSend` and `send` in one, the stream looked
+   * up once for both); returns its sequence number, or 0 when the window is full and nothing was sent.
+   */
+  trySend(peer: PeerKey, peerIncarnation: number, out: OutgoingData, now: number): number {
+    const stream = this.#sendStreams.get(peer);
+    return this.#hasRoom(stream, out.payload.length) ? this.#send(peer, stream, peerIncarnation, out, now) : 0;
+  }
+
+  // Whether the window of `stream` (the peer's current one, of whatever incarnation) has room for `bytes` more.
+  #hasRoom(stream: SendStream | undefined, bytes: number): boolean {
+    const buffer = stream?.buffer;
     if (buffer === undefined || buffer.size === 0) return true;
     return buffer.size < this.#options.windowMessages && buffer.bytes + bytes <= this.#options.windowBytes;
   }
 
-  send(peer: PeerKey, peerIncarnation: number, out: OutgoingData, now: number): number {
-    let stream = this.#sendStreams.get(peer);
+  // `current`: the peer's send stream, as looked up by the caller.
+  #send(peer: PeerKey, current: SendStream | undefined, peerIncarnation: number, out: OutgoingData, now: number): number {
+    let stream = current;
     if (stream === undefined || stream.incarnation !== peerIncarnation) stream = this.#openSend(peer, peerIncarnation);
     // What we owe the peer's stream to us rides along (a reply acknowledges its request).
     const receiving = this.#receiveStreams.get(peer);
