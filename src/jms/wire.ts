@@ -966,17 +966,20 @@ function readDestination(bytes: Uint8Array, start: number, end: number): WireDes
 
 /** A message id: kept as its bytes when they are ASCII (as every id this library makes), else decoded now; undefined when not UTF-8. */
 function readMessageId(bytes: Uint8Array, start: number, end: number): MessageId | undefined {
-  // The bytes are ORed together, four at a time, rather than each compared: every id is looked at, and
-  // they are ASCII but for another port's.
+  // The bytes are ORed together, eight at a time, rather than each compared: every id is looked at, and
+  // they are ASCII but for another port's. Each byte still costs some twelve instructions (V8 checks
+  // each load's bounds and overflow on its own); ids of other bytes are decoded out of the reader's way.
   let high = 0;
   let i = start;
-  for (; i + 4 <= end; i += 4) high |= bytes[i]! | bytes[i + 1]! | bytes[i + 2]! | bytes[i + 3]!;
+  for (; i < end - 7; i += 8) high |= bytes[i]! | bytes[i + 1]! | bytes[i + 2]! | bytes[i + 3]! | bytes[i + 4]! | bytes[i + 5]! | bytes[i + 6]! | bytes[i + 7]!;
   for (; i < end; i++) high |= bytes[i]!;
-  if (high >= 0x80) {
-    const text = decodeUtf8(bytes.subarray(start, end));
-    return text === undefined ? undefined : MessageId.of(text);
-  }
-  return MessageId.received(bytes, start, end);
+  return high < 0x80 ? MessageId.received(bytes, start, end) : decodedMessageId(bytes, start, end);
+}
+
+/** A message id of bytes not all ASCII, decoded now; undefined when not UTF-8. */
+function decodedMessageId(bytes: Uint8Array, start: number, end: number): MessageId | undefined {
+  const text = decodeUtf8(bytes.subarray(start, end));
+  return text === undefined ? undefined : MessageId.of(text);
 }
 
 function decodeHeaders(c: ByteCursor, end: number, h: WireHeaders): boolean {
@@ -1097,8 +1100,19 @@ function plainVarint(bytes: Uint8Array, pos: number, end: number): number {
  * the field ends by `limit`; its content starts at `plainEnd`. −1 for any other.
  */
 function plainDelimited(bytes: Uint8Array, pos: number, limit: number): number {
-  const length = plainVarint(bytes, pos, limit);
-  if (length < 0) return -1;
+  if (pos >= limit) return -1;
+  // A length of one byte, as those of most fields are, read here; any other by `plainVarint`. V8 inlines
+  // this function at each of the reader's fields, and `plainVarint` within it only where a field's
+  // length took more than a byte. Each copy of `plainVarint` took 107 bytes of bytecode of the 920 that
+  // V8 inlines into one function; with them, the message id's construction did not fit beside its
+  // check eight bytes at a time, and was made through the generic path (callgrind, jms-cost subscriber
+  // of 256 B topic messages: readPlainMessage with what it calls 2,235 → 2,123 instructions a message).
+  let length = bytes[pos]!;
+  if (length < 0x80) plainEnd = pos + 1;
+  else {
+    length = plainVarint(bytes, pos, limit);
+    if (length < 0) return -1;
+  }
   const fieldEnd = plainEnd + length;
   return fieldEnd > limit ? -1 : fieldEnd;
 }
