@@ -32,6 +32,19 @@ function unitWithDeadline(log: string[], name: string): TimedUnit & { due: numbe
   return unit;
 }
 
+/** A virtual clock that takes early turns as the system clock does (microtasks); `read` counts its readings. */
+function earlyTurnClock(clock: VirtualClock, read: () => void = () => undefined): Clock {
+  return {
+    now: () => {
+      read();
+      return clock.now();
+    },
+    defer: (fn) => clock.defer(fn),
+    setTimer: (delayMs, fn) => clock.setTimer(delayMs, fn),
+    soon: (fn) => queueMicrotask(fn),
+  };
+}
+
 describe("Driver", () => {
   it("acts on a deadline that has come already in the next turn, arming no timer for it", () => {
     const { clock, counting, armed } = countingClock();
@@ -138,13 +151,7 @@ describe("Driver", () => {
 
   it("takes the turn of a round's first input as soon as it has been handled, with a clock that can, and defers the rest of the round's", async () => {
     const clock = new VirtualClock();
-    // Early turns as the system clock takes them: microtasks.
-    const early: Clock = {
-      now: () => clock.now(),
-      defer: (fn) => clock.defer(fn),
-      setTimer: (delayMs, fn) => clock.setTimer(delayMs, fn),
-      soon: (fn) => queueMicrotask(fn),
-    };
+    const early = earlyTurnClock(clock);
     const driver = new Driver(early, (error) => {
       throw error;
     });
@@ -181,15 +188,7 @@ describe("Driver", () => {
   it("takes the time an input read as its early turn's, and reads the clock for a deferred turn", async () => {
     const clock = new VirtualClock();
     let reads = 0;
-    const early: Clock = {
-      now: () => {
-        reads++;
-        return clock.now();
-      },
-      defer: (fn) => clock.defer(fn),
-      setTimer: (delayMs, fn) => clock.setTimer(delayMs, fn),
-      soon: (fn) => queueMicrotask(fn),
-    };
+    const early = earlyTurnClock(clock, () => reads++);
     const driver = new Driver(early, (error) => {
       throw error;
     });
