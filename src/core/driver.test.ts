@@ -32,9 +32,12 @@ function unitWithDeadline(log: string[], name: string): TimedUnit & { due: numbe
   return unit;
 }
 
-/** A virtual clock that takes early turns as the system clock does (microtasks); `read` counts its readings. */
-function earlyTurnClock(clock: VirtualClock, read: () => void = () => undefined): Clock {
-  return {
+/**
+ * A driver on a virtual clock that takes early turns as the system clock does (microtasks), with one
+ * unit added (its turn taken); `read` is called at each reading of the clock.
+ */
+async function earlyTurnDriver(clock: VirtualClock, read: () => void = () => undefined) {
+  const early: Clock = {
     now: () => {
       read();
       return clock.now();
@@ -43,6 +46,14 @@ function earlyTurnClock(clock: VirtualClock, read: () => void = () => undefined)
     setTimer: (delayMs, fn) => clock.setTimer(delayMs, fn),
     soon: (fn) => queueMicrotask(fn),
   };
+  const driver = new Driver(early, (error) => {
+    throw error;
+  });
+  const log: string[] = [];
+  const unit = unitWithDeadline(log, "u");
+  driver.add(unit);
+  await Promise.resolve();
+  return { driver, log, unit };
 }
 
 describe("Driver", () => {
@@ -151,14 +162,7 @@ describe("Driver", () => {
 
   it("takes the turn of a round's first input as soon as it has been handled, with a clock that can, and defers the rest of the round's", async () => {
     const clock = new VirtualClock();
-    const early = earlyTurnClock(clock);
-    const driver = new Driver(early, (error) => {
-      throw error;
-    });
-    const log: string[] = [];
-    const unit = unitWithDeadline(log, "u");
-    driver.add(unit);
-    await Promise.resolve();
+    const { driver, log, unit } = await earlyTurnDriver(clock);
     clock.runFor(0);
     driver.onFlush(() => log.push("flush"));
     // The first input of a round (a datagram, say): its turn comes before the runtime's next callback.
@@ -188,14 +192,7 @@ describe("Driver", () => {
   it("takes the time an input read as its early turn's, and reads the clock for a deferred turn", async () => {
     const clock = new VirtualClock();
     let reads = 0;
-    const early = earlyTurnClock(clock, () => reads++);
-    const driver = new Driver(early, (error) => {
-      throw error;
-    });
-    const log: string[] = [];
-    const unit = unitWithDeadline(log, "u");
-    driver.add(unit);
-    await Promise.resolve();
+    const { driver, log, unit } = await earlyTurnDriver(clock, () => reads++);
     clock.runFor(10);
     // Due at 10: an input that read 10 as it began has the unit act at 10, the clock not read again.
     unit.due = 10;
