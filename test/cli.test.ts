@@ -1,12 +1,12 @@
 import { spawn, spawnSync } from "node:child_process";
-import { readFileSync, writeFileSync, mkdtempSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createUdpTransport } from "../src/adapters/node.ts";
 import { ClusterChannel } from "../src/cluster/cluster-channel.ts";
 import { parseCommandLine, UsageError } from "../src/cli/command-line.ts";
 import { BlazeMessage } from "../src/message/blaze-message.ts";
+import { temporaryDirectory } from "./support/temporary.ts";
 
 const root = join(import.meta.dirname, "..");
 const tsx = join(root, "node_modules", ".bin", "tsx");
@@ -60,7 +60,7 @@ describe("blaze", () => {
   });
 
   it("inspect reads a file of raw bytes", () => {
-    const file = join(mkdtempSync(join(tmpdir(), "blaze-inspect-")), "datagram.bin");
+    const file = join(temporaryDirectory("blaze-inspect-"), "datagram.bin");
     writeFileSync(file, Buffer.from(valid.hex, "hex"));
     const { status, stdout } = blaze("inspect", file, "--protojson");
     expect(status).toBe(0);
@@ -117,7 +117,7 @@ describe("blaze", () => {
 
   it("probe and dashboard take a key: --key (with --key-id), or --key-file holding a secret, keygen's output or a security option", () => {
     const secret = Buffer.alloc(32, 5).toString("base64");
-    const directory = mkdtempSync(join(tmpdir(), "blaze-keys-"));
+    const directory = temporaryDirectory("blaze-keys-");
     const file = (name: string, text: string) => (writeFileSync(join(directory, name), text), join(directory, name));
     const bare = file("bare", `${secret}\n`);
     const keygen = file("keygen.json", JSON.stringify({ id: 3, secret }));

@@ -5,8 +5,7 @@
  * clear or under another key, which says the cluster may need a key.
  */
 import { spawn } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createUdpTransport } from "../src/adapters/node.ts";
@@ -19,6 +18,7 @@ import { encodeBase64 } from "../src/security/options.ts";
 import { webCrypto } from "../src/security/web-crypto.ts";
 import type { DropReason } from "../src/wire/drop-reason.ts";
 import { FAST_TIMING, freshNetwork } from "./members.ts";
+import { temporaryDirectory } from "./support/temporary.ts";
 
 const root = join(import.meta.dirname, "..");
 const KEY = { id: 7, secret: encodeBase64(nodeCrypto.generateIdentity().privateKey) };
@@ -111,7 +111,7 @@ describe("diagnostics of a secured cluster over UDP", () => {
   }, 30_000);
 
   it("blaze probe --key-file and --key answer; without a key it exits 1 saying the cluster may need a key", async () => {
-    const directory = mkdtempSync(join(tmpdir(), "blaze-key-"));
+    const directory = temporaryDirectory("blaze-key-");
     const keyFile = join(directory, "key.json");
     // What `blaze keygen --id 7` prints.
     writeFileSync(keyFile, JSON.stringify(KEY, null, 2));
