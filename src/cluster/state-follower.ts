@@ -100,8 +100,8 @@ export interface FollowerStats {
  * request of ours here and holds none of those — no request of the coordinator's, no ceiling, no new
  * lease probe — waits one turn: the request this member's application makes on seeing its own done
  * (its caller's continuation runs after the turn that applied it) then goes out with it, in one
- * datagram, not one each. The next turn comes in the same round of the event loop, so the
- * coordinator's application sees those writes no later than it did.
+ * datagram, not one each. The next turn comes in the same round of the event loop: the coordinator
+ * commits those writes (and its application sees them) a moment later at most.
  *
  * Members accept updates only from their view's coordinator, and a term only above the one they
  * accepted last and not below the epoch they promised (the same term again is a repeat), so a deposed
