@@ -110,7 +110,7 @@ export class StateClient implements TimedUnit {
 
   get pending(): number {
     let count = 0;
-    for (let outstanding = this.#outstanding.after(0); outstanding !== undefined; outstanding = this.#outstanding.after(outstanding.request.requestId)) if (outstanding.waiter !== undefined) count++;
+    for (let outstanding = this.#outstanding.first(); outstanding !== undefined; outstanding = this.#outstanding.next(outstanding)) if (outstanding.waiter !== undefined) count++;
     return count;
   }
 
@@ -131,7 +131,7 @@ export class StateClient implements TimedUnit {
 
   /** The view changed: requests go to its coordinator. */
   onView(now: number): void {
-    for (let outstanding = this.#outstanding.after(0); outstanding !== undefined; outstanding = this.#outstanding.after(outstanding.request.requestId)) this.#dispatch(outstanding.request.requestId, now, true);
+    for (let outstanding = this.#outstanding.first(); outstanding !== undefined; outstanding = this.#outstanding.next(outstanding)) this.#dispatch(outstanding.request.requestId, now, true);
   }
 
   /**
@@ -142,7 +142,7 @@ export class StateClient implements TimedUnit {
    */
   onTerm(now: number): void {
     this.#noticed.clear();
-    for (let outstanding = this.#outstanding.after(0); outstanding !== undefined; outstanding = this.#outstanding.after(outstanding.request.requestId)) {
+    for (let outstanding = this.#outstanding.first(); outstanding !== undefined; outstanding = this.#outstanding.next(outstanding)) {
       outstanding.applied = undefined;
       if (outstanding.sentTo !== undefined) outstanding.resendAt = now;
     }
@@ -204,7 +204,7 @@ export class StateClient implements TimedUnit {
     if (seen !== undefined && seen.index >= position.index) return;
     this.#noticed.set(peer, position);
     // In the order of their ids, each request's id its own (one that ends meanwhile is passed by its id).
-    for (let outstanding = this.#outstanding.after(0); outstanding !== undefined; outstanding = this.#outstanding.after(outstanding.request.requestId)) {
+    for (let outstanding = this.#outstanding.first(); outstanding !== undefined; outstanding = this.#outstanding.next(outstanding)) {
       if (outstanding.applied !== undefined) this.#settle(outstanding.request.requestId, outstanding, now);
     }
   }
@@ -217,14 +217,14 @@ export class StateClient implements TimedUnit {
 
   pollTimeout(): number {
     let next = Number.POSITIVE_INFINITY;
-    for (let outstanding = this.#outstanding.after(0); outstanding !== undefined; outstanding = this.#outstanding.after(outstanding.request.requestId)) {
+    for (let outstanding = this.#outstanding.first(); outstanding !== undefined; outstanding = this.#outstanding.next(outstanding)) {
       if (outstanding.resendAt < next) next = outstanding.resendAt;
     }
     return next;
   }
 
   handleTimeout(now: number): void {
-    for (let outstanding = this.#outstanding.after(0); outstanding !== undefined; outstanding = this.#outstanding.after(outstanding.request.requestId)) {
+    for (let outstanding = this.#outstanding.first(); outstanding !== undefined; outstanding = this.#outstanding.next(outstanding)) {
       if (outstanding.resendAt > now) continue;
       const id = outstanding.request.requestId;
       // A write waits its turn at a coordinator that takes our writes, while none sent after it was taken —
@@ -382,8 +382,18 @@ class OutstandingRequests {
     return undefined;
   }
 
+  /** The request with the least id (undefined: none): where a walk in id order starts. */
+  first(): Outstanding | undefined {
+    return this.#after(0);
+  }
+
+  /** The request after `outstanding` in id order (undefined: none), whether or not `outstanding` ended meanwhile. */
+  next(outstanding: Outstanding): Outstanding | undefined {
+    return this.#after(outstanding.request.requestId);
+  }
+
   /** The request with the least id above `id` (undefined: none): a walk in id order that requests may end or open during. */
-  after(id: number): Outstanding | undefined {
+  #after(id: number): Outstanding | undefined {
     const behind = this.#behind;
     if (behind.length > 0 && behind[behind.length - 1]!.request.requestId > id) {
       // The first of them past `id`, found by halves: a walk through many left behind stays linear.
