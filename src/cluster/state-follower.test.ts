@@ -36,10 +36,17 @@ class Bed {
     this.follower.onView(VIEW);
   }
 
-  /** Promises epoch 5 to M and accepts its term at index `index`. */
-  join(index = 0): void {
-    this.follower.onPrepare(M.id, 5, VIEW.id);
-    this.follower.onSync(M.id, { epoch: 5, coordinator: M.id, index, members: VIEW.members, tokenCeiling: 100, snapshotTransfer: 0, snapshotChunks: 0, entryCount: 0, prior: [] }, 0);
+  /** Promises epoch 5 to M and accepts its term at index `index`, in `view` (installed before). */
+  join(index = 0, view = VIEW): void {
+    this.follower.onPrepare(M.id, 5, view.id);
+    this.follower.onSync(M.id, { epoch: 5, coordinator: M.id, index, members: view.members, tokenCeiling: 100, snapshotTransfer: 0, snapshotChunks: 0, entryCount: 0, prior: [] }, 0);
+  }
+
+  /** {@link join}, then sends what joining owed and forgets it: what it sends next is what follows. */
+  joinQuietly(view = VIEW): void {
+    this.join(0, view);
+    this.follower.flush(false);
+    this.acks.length = 0;
   }
 }
 
@@ -134,9 +141,7 @@ describe("ReplicaFollower", () => {
 
   it("sends a notice before the coordinator's acknowledgement (its requester waits for it)", () => {
     const bed = new Bed();
-    bed.join();
-    bed.follower.flush(false);
-    bed.acks.length = 0;
+    bed.joinQuietly();
     bed.follower.onUpdate(M.id, update(1, R), 0, false, 0);
     bed.follower.flush(false);
     expect(bed.acks.map(([peer, ack]) => [peer, ack.position.index])).toEqual([[R.id, 1], [M.id, 1]]);
@@ -146,10 +151,7 @@ describe("ReplicaFollower", () => {
     const bed = new Bed();
     const pair = { ...VIEW, members: [M, ME] };
     bed.follower.onView(pair);
-    bed.follower.onPrepare(M.id, 5, pair.id);
-    bed.follower.onSync(M.id, { epoch: 5, coordinator: M.id, index: 0, members: pair.members, tokenCeiling: 100, snapshotTransfer: 0, snapshotChunks: 0, entryCount: 0, prior: [] }, 0);
-    bed.follower.flush(false);
-    bed.acks.length = 0;
+    bed.joinQuietly(pair);
     const toM = () => bed.acks.filter(([peer]) => peer === M.id).map(([, ack]) => ack.position.index);
     bed.follower.onUpdate(M.id, update(1, ME), 0, false, 10);
     bed.follower.onUpdate(M.id, update(2, ME), 0, false, 10.5);
@@ -184,9 +186,7 @@ describe("ReplicaFollower", () => {
 
   it("in a term of three, acknowledges at once: its own requests are done by the other members' notices", () => {
     const bed = new Bed();
-    bed.join();
-    bed.follower.flush(false);
-    bed.acks.length = 0;
+    bed.joinQuietly();
     bed.follower.onUpdate(M.id, update(1, ME), 0, false, 0);
     bed.follower.onUpdate(M.id, update(2, R), 0, false, 0);
     bed.follower.flush(false);
