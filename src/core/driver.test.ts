@@ -189,6 +189,51 @@ describe("Driver", () => {
     driver.close();
   });
 
+  it("tells a round's first input by the clock's round mark where it has one, deferring nothing to mark a round's end", async () => {
+    const clock = new VirtualClock();
+    let round = 1;
+    let defers = 0;
+    const marked: Clock = {
+      now: () => clock.now(),
+      defer: (fn) => {
+        defers++;
+        clock.defer(fn);
+      },
+      setTimer: (delayMs, fn) => clock.setTimer(delayMs, fn),
+      soon: (fn) => queueMicrotask(fn),
+      round: () => round,
+    };
+    const driver = new Driver(marked, (error) => {
+      throw error;
+    });
+    const log: string[] = [];
+    driver.onFlush(() => log.push("flush"));
+    // The round's first input: an early turn, and no deferred call after it.
+    driver.touch();
+    await Promise.resolve();
+    expect(log).toEqual(["flush"]);
+    expect(defers).toBe(0);
+    // A later input of the same round (the mark has not moved) waits for the inputs ready by then.
+    driver.touch();
+    await Promise.resolve();
+    expect(log).toEqual(["flush"]);
+    expect(defers).toBe(1);
+    clock.runFor(0);
+    expect(log).toEqual(["flush", "flush"]);
+    // A deferred turn does not end the round: the mark does.
+    driver.touch();
+    await Promise.resolve();
+    expect(log).toEqual(["flush", "flush"]);
+    clock.runFor(0);
+    expect(log).toEqual(["flush", "flush", "flush"]);
+    round = 2;
+    driver.touch();
+    await Promise.resolve();
+    expect(log).toEqual(["flush", "flush", "flush", "flush"]);
+    expect(defers).toBe(2);
+    driver.close();
+  });
+
   it("takes the time an input read as its early turn's, and reads the clock for a deferred turn", async () => {
     const clock = new VirtualClock();
     let reads = 0;

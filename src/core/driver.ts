@@ -42,6 +42,8 @@ export class Driver {
   #turnScheduled = false;
   /** This round of the event loop took its early turn already (see {@link touch}); cleared by a deferred call. */
   #earlyTurnTaken = false;
+  /** The round mark ({@link Clock.round}) of the last round that took an early turn; NaN: none yet. */
+  #earlyTurnRound = Number.NaN;
   /** While a turn runs: what it touches takes the next deferred turn, never an early one. */
   #turning = false;
   /** The time the input that scheduled this round's early turn read (see {@link touchAt}); undefined: none given. */
@@ -141,20 +143,36 @@ export class Driver {
     if (this.#turnScheduled || this.#endingTurn || this.#closed) return;
     this.#turnScheduled = true;
     const soon = this.#clock.soon;
-    if (!input || soon === undefined || this.#earlyTurnTaken || this.#turning) {
-      this.#clock.defer(this.#turnEnded);
+    if (input && soon !== undefined && !this.#turning && this.#firstOfRound()) {
+      this.#earlyTurnAt = at;
+      soon(this.#earlyTurn);
       return;
     }
-    this.#earlyTurnTaken = true;
-    this.#earlyTurnAt = at;
-    soon(this.#earlyTurn);
+    this.#clock.defer(this.#turnEnded);
+  }
+
+  // Whether an input is the first of its round of the event loop to have a turn, which is then the
+  // round's early one. By the clock's round mark where it has one; else the end of a round that took
+  // its early turn is marked by a deferred call.
+  #firstOfRound(): boolean {
+    const round = this.#clock.round;
+    if (round === undefined) {
+      if (this.#earlyTurnTaken) return false;
+      this.#earlyTurnTaken = true;
+      return true;
+    }
+    const mark = round();
+    if (mark === this.#earlyTurnRound) return false;
+    this.#earlyTurnRound = mark;
+    return true;
   }
 
   // The turn of a round's first input; once what it produced is out (not before: the reply waits for
-  // nothing), the end of the round is marked, after its other inputs: the next round's first may take one.
+  // nothing), the end of the round is marked, after its other inputs — where the clock has no round
+  // mark — so that the next round's first may take one.
   readonly #earlyTurn = (): void => {
     this.#runTurn(this.#earlyTurnAt);
-    this.#clock.defer(this.#roundEnded);
+    if (this.#clock.round === undefined) this.#clock.defer(this.#roundEnded);
   };
 
   readonly #roundEnded = (): void => {
