@@ -724,24 +724,31 @@ export class ReplicatedMap {
     this.#engine();
     const access = this.#access;
     const began = access.now();
-    // This member's turn for the key first: one lock() of a key at a time goes to the coordinator.
-    const turn = await this.#takeTurn(key, waitMs, options.signal);
-    if (turn !== undefined) return turn;
+    // This member's turn for the key first: one lock() of a key at a time goes to the coordinator. A
+    // key no call of this member holds is its turn at once (no promise made and waited for).
+    const slot = this.#turns.get(key);
+    if (slot === undefined) this.#turns.set(key, { queue: [] });
+    else {
+      if (waitMs === 0) return "held by this member";
+      await this.#waitTurn(key, slot, waitMs, options.signal);
+    }
     let handle: LockHandle | undefined;
     try {
       const asked = access.now();
       const wait = Math.max(0, waitMs - Math.round(asked - began));
       // The coordinator gives up after `wait`; this member waits a little longer for that answer.
-      const waited = (outcome: string) => this.#metrics.record("activeblaze.map.lock.wait", access.now() - asked, { outcome });
-      const response = await this.#call(
-        { case: "lock", key, leaseMs, waitMs: wait, releaseOnExit: options.releaseOnExit ?? this.#options.releaseLockOnExit },
-        wait + this.#options.requestTimeoutMs,
-        options.signal,
-      ).catch((error: unknown) => {
-        waited(error instanceof BlazeError ? error.code : "error");
+      let response: StateResponse;
+      try {
+        response = await this.#call(
+          { case: "lock", key, leaseMs, waitMs: wait, releaseOnExit: options.releaseOnExit ?? this.#options.releaseLockOnExit },
+          wait + this.#options.requestTimeoutMs,
+          options.signal,
+        );
+      } catch (error) {
+        this.#measureLockWait(asked, error instanceof BlazeError ? error.code : "error");
         throw error;
-      });
-      waited(response.outcome === "OK" ? "acquired" : response.outcome === "LOCKED" ? "LOCKED" : responseError(response).code);
+      }
+      this.#measureLockWait(asked, response.outcome === "OK" ? "acquired" : response.outcome === "LOCKED" ? "LOCKED" : responseError(response).code);
       if (response.outcome === "LOCKED") return response.message;
       // Locks are not re-entrant at the coordinator (this member's own tasks queue here, above).
       if (response.outcome === "INVALID") throw new BlazeError("ILLEGAL_STATE", response.message);
@@ -756,14 +763,13 @@ export class ReplicatedMap {
     }
   }
 
-  /** Waits for this member's turn at `key`; returns why not (tryLock: held here), or undefined once it is ours. */
-  async #takeTurn(key: string, waitMs: number, signal: AbortSignalLike | undefined): Promise<string | undefined> {
-    const slot = this.#turns.get(key);
-    if (slot === undefined) {
-      this.#turns.set(key, { queue: [] });
-      return undefined;
-    }
-    if (waitMs === 0) return "held by this member";
+  /** A lock's wait, to the metrics backend when there is one (`outcome`: how it ended). */
+  #measureLockWait(asked: number, outcome: string): void {
+    if (this.#metrics.measuring()) this.#metrics.record("activeblaze.map.lock.wait", this.#access.now() - asked, { outcome });
+  }
+
+  /** Waits for this member's turn at `key`, which another call of this member holds (`slot`). */
+  async #waitTurn(key: string, slot: { queue: number[] }, waitMs: number, signal: AbortSignalLike | undefined): Promise<void> {
     const access = this.#access;
     const { id, promise } = this.#calls.open(access.now(), waitMs, signal, undefined, { turn: key });
     slot.queue.push(id);
@@ -774,7 +780,6 @@ export class ReplicatedMap {
       const at = slot.queue.indexOf(id);
       if (at >= 0) slot.queue.splice(at, 1);
     }
-    return undefined;
   }
 
   /** The key's turn goes to the next call of this member waiting for it (or nobody's). */
