@@ -1,6 +1,8 @@
 import type { Replica } from "./replica.ts";
 import type { ReplicaChange, StoredEntry, StoredLock } from "./state-types.ts";
 
+const NONE: readonly ReplicaChange[] = [];
+
 /** What a key held before the first update not yet committed that touched it. */
 interface Hidden<T> {
   readonly index: number;
@@ -60,13 +62,16 @@ export class VisibleState {
   }
 
   /** Shows the updates up to `index` (committed); returns their changes, in order, for the listeners. */
-  commit(index: number): ReplicaChange[] {
-    const shown: ReplicaChange[] = [];
-    while (this.#pending.length > 0 && this.#pending[0]!.index <= index) {
-      const { changes } = this.#pending.shift()!;
-      for (const change of changes) shown.push(change);
+  commit(index: number): readonly ReplicaChange[] {
+    const pending = this.#pending;
+    if (pending.length === 0 || pending[0]!.index > index) return NONE;
+    // One update shown (a write at a time): its own changes, not a copy.
+    let shown = pending.shift()!.changes;
+    if (pending.length > 0 && pending[0]!.index <= index) {
+      const all = shown.slice();
+      while (pending.length > 0 && pending[0]!.index <= index) for (const change of pending.shift()!.changes) all.push(change);
+      shown = all;
     }
-    if (shown.length === 0) return shown;
     if (this.#pending.length === 0) {
       // Nothing hidden is left: every key was hidden by an update shown now. Emptied at once, not key by
       // key (a map emptied by deletions shrinks its table again and again on the way).
@@ -84,7 +89,7 @@ export class VisibleState {
   }
 
   /** Shows every update applied (the next term keeps this history). */
-  commitAll(): ReplicaChange[] {
+  commitAll(): readonly ReplicaChange[] {
     return this.commit(Number.POSITIVE_INFINITY);
   }
 
