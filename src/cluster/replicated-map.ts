@@ -368,9 +368,11 @@ export class ReplicatedMap {
    */
   readonly #calls = new PendingCalls<unknown, CallMeta>({ onFail: (meta, error) => this.#failed(meta, error.code), what: callName });
   readonly #callAccess: CallAccess = { answered: (call, response) => this.#answered(call, response) };
-  /** Keys this member holds or is asking for, and the calls queued behind. */
-  readonly #turns = new Map<string, { queue: number[] }>();
-  readonly #handles = new Map<string, LockHandle>();
+  /**
+   * Keys this member holds or is asking for: the calls queued behind, and the handle of the lock held
+   * (one map for both: a lock and its release add and delete one key, not one in each of two maps).
+   */
+  readonly #turns = new Map<string, Turn>();
   readonly #keeper: LockKeeper;
   readonly #handleAccess: HandleAccess;
 
@@ -548,9 +550,10 @@ export class ReplicatedMap {
   /** @internal The channel stopped: every waiting call fails with CLOSED; held locks are lost. */
   closed(): void {
     this.#calls.failAll(new BlazeError("CLOSED", "the cluster channel stopped"));
+    const held: LockHandle[] = [];
+    for (const turn of this.#turns.values()) if (turn.handle !== undefined) held.push(turn.handle);
     this.#turns.clear();
-    for (const handle of [...this.#handles.values()]) handle.lose("freed");
-    this.#handles.clear();
+    for (const handle of held) handle.lose("freed");
     this.#keeper.clear();
   }
 
@@ -594,7 +597,7 @@ export class ReplicatedMap {
         }
         case "unlock": {
           // A lock of ours freed without our release: the handle lost it.
-          const handle = this.#handles.get(change.lock.key);
+          const handle = this.#turns.get(change.lock.key)?.handle;
           if (handle !== undefined && handle.fencingToken === change.lock.token && !handle.releasing) handle.lose(change.expired ? "expired" : "freed");
           const { key, holder, token, leaseMs } = change.lock;
           if (this.#events.listens("unlock")) this.#events.emit("unlock", { key, holder, fencingToken: token, leaseMs, expired: change.expired, resync });
@@ -726,8 +729,8 @@ export class ReplicatedMap {
     const began = access.now();
     // This member's turn for the key first: one lock() of a key at a time goes to the coordinator. A
     // key no call of this member holds is its turn at once (no promise made and waited for).
-    const slot = this.#turns.get(key);
-    if (slot === undefined) this.#turns.set(key, { queue: [] });
+    let slot = this.#turns.get(key);
+    if (slot === undefined) this.#turns.set(key, (slot = { queue: [], handle: undefined }));
     else {
       if (waitMs === 0) return "held by this member";
       await this.#waitTurn(key, slot, waitMs, options.signal);
@@ -754,7 +757,7 @@ export class ReplicatedMap {
       if (response.outcome === "INVALID") throw new BlazeError("ILLEGAL_STATE", response.message);
       if (response.outcome !== "OK") throw responseError(response);
       handle = new LockHandle(key, response.token, leaseMs, leaseMs > 0 ? asked + leaseMs : Number.POSITIVE_INFINITY, autoRenew, this.#handleAccess);
-      this.#handles.set(key, handle);
+      slot.handle = handle;
       if (leaseMs > 0) this.#keeper.watch(handle, access.now());
       access.touch();
       return handle;
@@ -769,7 +772,7 @@ export class ReplicatedMap {
   }
 
   /** Waits for this member's turn at `key`, which another call of this member holds (`slot`). */
-  async #waitTurn(key: string, slot: { queue: number[] }, waitMs: number, signal: AbortSignalLike | undefined): Promise<void> {
+  async #waitTurn(key: string, slot: Turn, waitMs: number, signal: AbortSignalLike | undefined): Promise<void> {
     const access = this.#access;
     const { id, promise } = this.#calls.open(access.now(), waitMs, signal, undefined, { turn: key });
     slot.queue.push(id);
@@ -794,8 +797,9 @@ export class ReplicatedMap {
   }
 
   #ended(handle: LockHandle): void {
-    if (this.#handles.get(handle.key) !== handle) return;
-    this.#handles.delete(handle.key);
+    const turn = this.#turns.get(handle.key);
+    if (turn === undefined || turn.handle !== handle) return;
+    turn.handle = undefined;
     this.#keeper.forget(handle);
     this.#passTurn(handle.key);
   }
@@ -884,6 +888,14 @@ function tokenOf(options: WriteOptions, keys: string | readonly string[]): numbe
 
 function isIterable(value: unknown): value is Iterable<readonly [string, MapValue]> {
   return typeof (value as Iterable<unknown>)[Symbol.iterator] === "function";
+}
+
+/** A key this member holds or is asking for (see ReplicatedMap's turns). */
+interface Turn {
+  /** The calls of this member waiting for the key, first first. */
+  readonly queue: number[];
+  /** The handle of the lock this member holds on the key, once granted. */
+  handle: LockHandle | undefined;
 }
 
 /**
