@@ -804,10 +804,15 @@ export class ReplicatedMap {
     this.#passTurn(handle.key);
   }
 
-  async #unlock(handle: LockHandle, options: { timeoutMs?: number; signal?: AbortSignalLike }): Promise<void> {
-    const timeoutMs = options.timeoutMs ?? this.#options.requestTimeoutMs;
-    const response = await this.#call({ case: "unlock", key: handle.key, fencingToken: handle.fencingToken }, timeoutMs, options.signal);
-    if (response.outcome !== "OK") throw responseError(response);
+  // Not an async function: the call's promise and one reaction to its answer, no suspended frame (a call
+  // that cannot be made rejects, as an async function's would).
+  #unlock(handle: LockHandle, options: { timeoutMs?: number; signal?: AbortSignalLike }): Promise<void> {
+    try {
+      const timeoutMs = options.timeoutMs ?? this.#options.requestTimeoutMs;
+      return this.#call({ case: "unlock", key: handle.key, fencingToken: handle.fencingToken }, timeoutMs, options.signal).then(unlocked);
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
   async #renew(handle: LockHandle, leaseMs: number, options: { timeoutMs?: number; signal?: AbortSignalLike }): Promise<void> {
@@ -818,6 +823,11 @@ export class ReplicatedMap {
     this.#keeper.renewed(handle, this.#access.now());
     this.#access.touch();
   }
+}
+
+/** An unlock's answer: a refusal rejects. */
+function unlocked(response: StateResponse): void {
+  if (response.outcome !== "OK") throw responseError(response);
 }
 
 function lockInfo(lock: StoredLock): LockInfo {
