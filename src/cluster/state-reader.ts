@@ -739,7 +739,8 @@ export function readStateUpdate(bytes: Uint8Array, start: number, end: number): 
     let tokenCeiling = 0;
     let leaseProbe = 0;
     let announce = false;
-    const forget: MemberInstance[] = [];
+    // Members to forget are rare: an array only for an update that names some.
+    let forget: MemberInstance[] | undefined;
     let termBegun = false;
     let seen = 0;
     while (cursor.pos < end) {
@@ -785,7 +786,7 @@ export function readStateUpdate(bytes: Uint8Array, start: number, end: number): 
           announce = bool(cursor);
           break;
         case tag(12, WIRE_LEN):
-          forget.push(member(cursor, end));
+          (forget ??= []).push(member(cursor, end));
           break;
         case tag(13, WIRE_VARINT):
           seen = once(seen, 13);
@@ -801,7 +802,7 @@ export function readStateUpdate(bytes: Uint8Array, start: number, end: number): 
     if (announce) return { kind: "announce", group: groupName, announce: { epoch, coordinator, index, leaseProbe }, termBegun };
     // The first request is whole (it names its requester when it has an id), as every batched one is.
     first.ordered();
-    return { kind: "update", group: groupName, update: { epoch, index, coordinator, requests, tokenCeiling, forget }, leaseProbe, termBegun };
+    return { kind: "update", group: groupName, update: { epoch, index, coordinator, requests, tokenCeiling, forget: forget ?? NO_MEMBERS }, leaseProbe, termBegun };
   } catch (error) {
     if (error === UNUSUAL) return undefined;
     throw error;
