@@ -139,6 +139,8 @@ const KEYS_KEPT = 65_536;
 const REQUESTERS_KEPT = 64;
 
 const NO_PUTS: readonly PutSpec[] = [];
+/** No members to forget: what most updates carry (never written to). */
+const NO_MEMBERS: readonly MemberInstance[] = [];
 const NO_CHANGES: readonly Change[] = [];
 const NO_REMOVES: readonly RemoveSpec[] = [];
 
@@ -192,7 +194,7 @@ export class Sequencer implements TimedUnit {
    */
   readonly #keyBatches = new Map<string, number>();
   readonly #batchIds = new Map<string, BatchIds>();
-  #forget: MemberInstance[] = [];
+  #forget: readonly MemberInstance[] = NO_MEMBERS;
   #usableCeiling: number;
   #raise: { readonly ceiling: number; index: number } | undefined;
   #committed = 0;
@@ -696,7 +698,7 @@ export class Sequencer implements TimedUnit {
       tokenCeiling: raise?.ceiling ?? 0,
       forget: this.#forget,
     };
-    this.#forget = [];
+    this.#forget = NO_MEMBERS;
     if (raise !== undefined) {
       raise.index = batch.index;
       this.#host.ceilingRaised(raise.ceiling);
