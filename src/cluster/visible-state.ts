@@ -1,4 +1,5 @@
 import type { Replica } from "./replica.ts";
+import { SoleKeyMap } from "./sole-key-map.ts";
 import type { ReplicaChange, StoredEntry, StoredLock } from "./state-types.ts";
 
 const NONE: readonly ReplicaChange[] = [];
@@ -14,54 +15,6 @@ interface Hidden<T> {
  * made for each), or every one's, in order, once a later update touched the key too.
  */
 type HiddenOf<T> = Hidden<T> | Array<Hidden<T>>;
-
-/**
- * The keys hidden by updates not yet committed, each with what it held: a map, except that the first key
- * hidden while none is (the one key of a write or a lock at a time) is kept in fields beside it. A map
- * emptied after every update remakes or shrinks its table each time, a runtime call and an allocation
- * per write. Iterated in the order the keys were hidden, as a map is: the key beside it always came
- * before the map's.
- */
-class HiddenKeys<T> {
-  #soleKey: string | undefined;
-  #sole: HiddenOf<T> | undefined;
-  readonly #map = new Map<string, HiddenOf<T>>();
-
-  get size(): number {
-    return this.#map.size + (this.#soleKey === undefined ? 0 : 1);
-  }
-
-  get(key: string): HiddenOf<T> | undefined {
-    if (key === this.#soleKey) return this.#sole;
-    return this.#map.size === 0 ? undefined : this.#map.get(key);
-  }
-
-  set(key: string, hidden: HiddenOf<T>): void {
-    if (key === this.#soleKey) this.#sole = hidden;
-    else if (this.#soleKey === undefined && this.#map.size === 0) {
-      this.#soleKey = key;
-      this.#sole = hidden;
-    } else this.#map.set(key, hidden);
-  }
-
-  delete(key: string): void {
-    if (key === this.#soleKey) {
-      this.#soleKey = undefined;
-      this.#sole = undefined;
-    } else if (this.#map.size > 0) this.#map.delete(key);
-  }
-
-  clear(): void {
-    this.#soleKey = undefined;
-    this.#sole = undefined;
-    if (this.#map.size > 0) this.#map.clear();
-  }
-
-  *[Symbol.iterator](): IterableIterator<[string, HiddenOf<T>]> {
-    if (this.#soleKey !== undefined) yield [this.#soleKey, this.#sole!];
-    yield* this.#map;
-  }
-}
 
 /** The first update's: what the key held before the updates not yet committed. */
 function firstOf<T>(hidden: HiddenOf<T>): Hidden<T> {
@@ -80,8 +33,9 @@ function firstOf<T>(hidden: HiddenOf<T>): Hidden<T> {
  */
 export class VisibleState {
   readonly #replica: Replica;
-  readonly #entries = new HiddenKeys<StoredEntry>();
-  readonly #locks = new HiddenKeys<StoredLock>();
+  // The key of a write at a time comes and goes: kept beside a map, not in it (see SoleKeyMap).
+  readonly #entries = new SoleKeyMap<string, HiddenOf<StoredEntry>>();
+  readonly #locks = new SoleKeyMap<string, HiddenOf<StoredLock>>();
   /** Updates applied and not yet shown, in order, with their changes for the listeners. */
   readonly #pending: Array<{ readonly index: number; readonly changes: readonly ReplicaChange[] }> = [];
 
@@ -205,7 +159,7 @@ export class VisibleState {
 }
 
 /** Hides `key` as of update `index`, holding `before`, unless an earlier change of that update hid it. */
-function hide<T>(map: HiddenKeys<T>, key: string, index: number, before: T | undefined): void {
+function hide<T>(map: Map<string, HiddenOf<T>>, key: string, index: number, before: T | undefined): void {
   const hidden = map.get(key);
   if (hidden === undefined) map.set(key, { index, before });
   else if (!Array.isArray(hidden)) {
@@ -214,7 +168,7 @@ function hide<T>(map: HiddenKeys<T>, key: string, index: number, before: T | und
 }
 
 /** Forgets what updates up to `index` hid of `key`: unless a later one touched it, it shows the replica's value again. */
-function release<T>(map: HiddenKeys<T>, key: string, index: number): void {
+function release<T>(map: Map<string, HiddenOf<T>>, key: string, index: number): void {
   const list = map.get(key);
   if (list === undefined) return;
   if (!Array.isArray(list)) {
