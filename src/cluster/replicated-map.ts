@@ -7,6 +7,7 @@ import { encodePayload } from "../message/payload-message.ts";
 import type { AbortSignalLike } from "../web.ts";
 import { LockKeeper } from "./lock-keeper.ts";
 import type { ResolvedStateOptions } from "./options.ts";
+import { SoleKeyMap } from "./sole-key-map.ts";
 import type { Waiter } from "./state-client.ts";
 import type { StateEngine } from "./state-engine.ts";
 import {
@@ -370,9 +371,10 @@ export class ReplicatedMap {
   readonly #callAccess: CallAccess = { answered: (call, response) => this.#answered(call, response) };
   /**
    * Keys this member holds or is asking for: the calls queued behind, and the handle of the lock held
-   * (one map for both: a lock and its release add and delete one key, not one in each of two maps).
+   * (one map for both: a lock and its release add and delete one key, not one in each of two maps). The
+   * key of one lock at a time comes and goes beside a map, not in it (see SoleKeyMap).
    */
-  readonly #turns = new Map<string, Turn>();
+  readonly #turns = new SoleKeyMap<string, Turn>();
   readonly #keeper: LockKeeper;
   readonly #handleAccess: HandleAccess;
 
