@@ -163,7 +163,7 @@ export interface Applied {
 export class Replica {
   #entries = new Map<string, StoredEntry>();
   /** The locks by key: a lock taken and released again and again comes and goes beside a map, not in it. */
-  readonly locks: Map<string, StoredLock> = new SoleKeyMap();
+  readonly locks: SoleKeyMap<string, StoredLock> = new SoleKeyMap();
   readonly #applied = new Map<string, RequesterRecords>();
   #position: Position = ORIGIN;
   #nextToken = 1;

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { SoleKeyMap } from "./sole-key-map.ts";
 
 /** The map's contents as a Map's would be listed: entries in order, size, and each key's value. */
-function listed<K, V>(map: Map<K, V>): { entries: Array<[K, V]>; size: number } {
+function listed<K, V>(map: ReadonlyMap<K, V>): { entries: Array<[K, V]>; size: number } {
   return { entries: [...map], size: map.size };
 }
 
@@ -10,7 +10,7 @@ describe("SoleKeyMap", () => {
   it("does what a Map does, through a key coming and going beside keys that stay", () => {
     const map = new SoleKeyMap<string, number>();
     const reference = new Map<string, number>();
-    const steps: Array<(m: Map<string, number>) => unknown> = [
+    const steps: Array<(m: Map<string, number> | SoleKeyMap<string, number>) => unknown> = [
       (m) => m.set("a", 1),
       (m) => m.get("a"),
       (m) => m.delete("a"),

@@ -4,11 +4,13 @@
  * committed) never touches the Map. A Map emptied by a deletion shrinks its table, and one cleared
  * remakes it — a runtime call and an allocation each time, a good part of what a lock cost.
  *
- * It is iterated in the order its keys were set, as a Map is: the key beside the Map was set while the
- * Map was empty, so before every key in it. (One difference: a key set while the map is being iterated,
- * after the key beside it was passed and when the Map is empty, is not visited.)
+ * It reads as a ReadonlyMap and is written through set, delete and clear, as a Map is (not declared a
+ * Map: the runtimes' libraries add methods to Map that this need not have). It is iterated in the order
+ * its keys were set, as a Map is: the key beside the Map was set while the Map was empty, so before every
+ * key in it. (One difference: a key set while the map is being iterated, after the key beside it was
+ * passed and when the Map is empty, is not visited.)
  */
-export class SoleKeyMap<K, V> implements Map<K, V> {
+export class SoleKeyMap<K, V> implements ReadonlyMap<K, V> {
   #hasSole = false;
   #soleKey: K | undefined;
   #sole: V | undefined;
@@ -59,7 +61,7 @@ export class SoleKeyMap<K, V> implements Map<K, V> {
     if (this.#others.size > 0) this.#others.clear();
   }
 
-  forEach(callback: (value: V, key: K, map: Map<K, V>) => void, thisArg?: unknown): void {
+  forEach(callback: (value: V, key: K, map: ReadonlyMap<K, V>) => void, thisArg?: unknown): void {
     for (const [key, value] of this) callback.call(thisArg, value, key, this);
   }
 

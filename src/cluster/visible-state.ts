@@ -159,7 +159,7 @@ export class VisibleState {
 }
 
 /** Hides `key` as of update `index`, holding `before`, unless an earlier change of that update hid it. */
-function hide<T>(map: Map<string, HiddenOf<T>>, key: string, index: number, before: T | undefined): void {
+function hide<T>(map: SoleKeyMap<string, HiddenOf<T>>, key: string, index: number, before: T | undefined): void {
   const hidden = map.get(key);
   if (hidden === undefined) map.set(key, { index, before });
   else if (!Array.isArray(hidden)) {
@@ -168,7 +168,7 @@ function hide<T>(map: Map<string, HiddenOf<T>>, key: string, index: number, befo
 }
 
 /** Forgets what updates up to `index` hid of `key`: unless a later one touched it, it shows the replica's value again. */
-function release<T>(map: Map<string, HiddenOf<T>>, key: string, index: number): void {
+function release<T>(map: SoleKeyMap<string, HiddenOf<T>>, key: string, index: number): void {
   const list = map.get(key);
   if (list === undefined) return;
   if (!Array.isArray(list)) {
