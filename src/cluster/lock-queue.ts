@@ -42,6 +42,7 @@ export class LockQueue implements TimedUnit {
   }
 
   isQueued(requester: MemberInstance, requestId: number): boolean {
+    if (this.#queues.size === 0) return false;
     for (const queue of this.#queues.values()) if (queue.some((w) => w.requestId === requestId && sameInstance(w.requester, requester))) return true;
     return false;
   }

@@ -1,4 +1,5 @@
 import type { PeerKey } from "../reliable/protocol.ts";
+import { SoleKeyMap } from "./sole-key-map.ts";
 import { storedEntry } from "./state-wire.ts";
 import {
   type AppliedRecord,
@@ -161,7 +162,8 @@ export interface Applied {
  */
 export class Replica {
   #entries = new Map<string, StoredEntry>();
-  readonly locks: Map<string, StoredLock> = new Map();
+  /** The locks by key: a lock taken and released again and again comes and goes beside a map, not in it. */
+  readonly locks: SoleKeyMap<string, StoredLock> = new SoleKeyMap();
   readonly #applied = new Map<string, RequesterRecords>();
   #position: Position = ORIGIN;
   #nextToken = 1;

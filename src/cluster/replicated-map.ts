@@ -7,6 +7,7 @@ import { encodePayload } from "../message/payload-message.ts";
 import type { AbortSignalLike } from "../web.ts";
 import { LockKeeper } from "./lock-keeper.ts";
 import type { ResolvedStateOptions } from "./options.ts";
+import { SoleKeyMap } from "./sole-key-map.ts";
 import type { Waiter } from "./state-client.ts";
 import type { StateEngine } from "./state-engine.ts";
 import {
@@ -368,9 +369,12 @@ export class ReplicatedMap {
    */
   readonly #calls = new PendingCalls<unknown, CallMeta>({ onFail: (meta, error) => this.#failed(meta, error.code), what: callName });
   readonly #callAccess: CallAccess = { answered: (call, response) => this.#answered(call, response) };
-  /** Keys this member holds or is asking for, and the calls queued behind. */
-  readonly #turns = new Map<string, { queue: number[] }>();
-  readonly #handles = new Map<string, LockHandle>();
+  /**
+   * Keys this member holds or is asking for: the calls queued behind, and the handle of the lock held
+   * (one map for both: a lock and its release add and delete one key, not one in each of two maps). The
+   * key of one lock at a time comes and goes beside a map, not in it (see SoleKeyMap).
+   */
+  readonly #turns = new SoleKeyMap<string, Turn>();
   readonly #keeper: LockKeeper;
   readonly #handleAccess: HandleAccess;
 
@@ -548,9 +552,10 @@ export class ReplicatedMap {
   /** @internal The channel stopped: every waiting call fails with CLOSED; held locks are lost. */
   closed(): void {
     this.#calls.failAll(new BlazeError("CLOSED", "the cluster channel stopped"));
+    const held: LockHandle[] = [];
+    for (const turn of this.#turns.values()) if (turn.handle !== undefined) held.push(turn.handle);
     this.#turns.clear();
-    for (const handle of [...this.#handles.values()]) handle.lose("freed");
-    this.#handles.clear();
+    for (const handle of held) handle.lose("freed");
     this.#keeper.clear();
   }
 
@@ -594,7 +599,7 @@ export class ReplicatedMap {
         }
         case "unlock": {
           // A lock of ours freed without our release: the handle lost it.
-          const handle = this.#handles.get(change.lock.key);
+          const handle = this.#turns.get(change.lock.key)?.handle;
           if (handle !== undefined && handle.fencingToken === change.lock.token && !handle.releasing) handle.lose(change.expired ? "expired" : "freed");
           const { key, holder, token, leaseMs } = change.lock;
           if (this.#events.listens("unlock")) this.#events.emit("unlock", { key, holder, fencingToken: token, leaseMs, expired: change.expired, resync });
@@ -724,30 +729,37 @@ export class ReplicatedMap {
     this.#engine();
     const access = this.#access;
     const began = access.now();
-    // This member's turn for the key first: one lock() of a key at a time goes to the coordinator.
-    const turn = await this.#takeTurn(key, waitMs, options.signal);
-    if (turn !== undefined) return turn;
+    // This member's turn for the key first: one lock() of a key at a time goes to the coordinator. A
+    // key no call of this member holds is its turn at once (no promise made and waited for).
+    let slot = this.#turns.get(key);
+    if (slot === undefined) this.#turns.set(key, (slot = { queue: [], handle: undefined }));
+    else {
+      if (waitMs === 0) return "held by this member";
+      await this.#waitTurn(key, slot, waitMs, options.signal);
+    }
     let handle: LockHandle | undefined;
     try {
       const asked = access.now();
       const wait = Math.max(0, waitMs - Math.round(asked - began));
       // The coordinator gives up after `wait`; this member waits a little longer for that answer.
-      const waited = (outcome: string) => this.#metrics.record("activeblaze.map.lock.wait", access.now() - asked, { outcome });
-      const response = await this.#call(
-        { case: "lock", key, leaseMs, waitMs: wait, releaseOnExit: options.releaseOnExit ?? this.#options.releaseLockOnExit },
-        wait + this.#options.requestTimeoutMs,
-        options.signal,
-      ).catch((error: unknown) => {
-        waited(error instanceof BlazeError ? error.code : "error");
+      let response: StateResponse;
+      try {
+        response = await this.#call(
+          { case: "lock", key, leaseMs, waitMs: wait, releaseOnExit: options.releaseOnExit ?? this.#options.releaseLockOnExit },
+          wait + this.#options.requestTimeoutMs,
+          options.signal,
+        );
+      } catch (error) {
+        this.#measureLockWait(asked, error instanceof BlazeError ? error.code : "error");
         throw error;
-      });
-      waited(response.outcome === "OK" ? "acquired" : response.outcome === "LOCKED" ? "LOCKED" : responseError(response).code);
+      }
+      this.#measureLockWait(asked, response.outcome === "OK" ? "acquired" : response.outcome === "LOCKED" ? "LOCKED" : responseError(response).code);
       if (response.outcome === "LOCKED") return response.message;
       // Locks are not re-entrant at the coordinator (this member's own tasks queue here, above).
       if (response.outcome === "INVALID") throw new BlazeError("ILLEGAL_STATE", response.message);
       if (response.outcome !== "OK") throw responseError(response);
       handle = new LockHandle(key, response.token, leaseMs, leaseMs > 0 ? asked + leaseMs : Number.POSITIVE_INFINITY, autoRenew, this.#handleAccess);
-      this.#handles.set(key, handle);
+      slot.handle = handle;
       if (leaseMs > 0) this.#keeper.watch(handle, access.now());
       access.touch();
       return handle;
@@ -756,14 +768,13 @@ export class ReplicatedMap {
     }
   }
 
-  /** Waits for this member's turn at `key`; returns why not (tryLock: held here), or undefined once it is ours. */
-  async #takeTurn(key: string, waitMs: number, signal: AbortSignalLike | undefined): Promise<string | undefined> {
-    const slot = this.#turns.get(key);
-    if (slot === undefined) {
-      this.#turns.set(key, { queue: [] });
-      return undefined;
-    }
-    if (waitMs === 0) return "held by this member";
+  /** A lock's wait, to the metrics backend when there is one (`outcome`: how it ended). */
+  #measureLockWait(asked: number, outcome: string): void {
+    if (this.#metrics.measuring()) this.#metrics.record("activeblaze.map.lock.wait", this.#access.now() - asked, { outcome });
+  }
+
+  /** Waits for this member's turn at `key`, which another call of this member holds (`slot`). */
+  async #waitTurn(key: string, slot: Turn, waitMs: number, signal: AbortSignalLike | undefined): Promise<void> {
     const access = this.#access;
     const { id, promise } = this.#calls.open(access.now(), waitMs, signal, undefined, { turn: key });
     slot.queue.push(id);
@@ -774,7 +785,6 @@ export class ReplicatedMap {
       const at = slot.queue.indexOf(id);
       if (at >= 0) slot.queue.splice(at, 1);
     }
-    return undefined;
   }
 
   /** The key's turn goes to the next call of this member waiting for it (or nobody's). */
@@ -789,16 +799,22 @@ export class ReplicatedMap {
   }
 
   #ended(handle: LockHandle): void {
-    if (this.#handles.get(handle.key) !== handle) return;
-    this.#handles.delete(handle.key);
+    const turn = this.#turns.get(handle.key);
+    if (turn === undefined || turn.handle !== handle) return;
+    turn.handle = undefined;
     this.#keeper.forget(handle);
     this.#passTurn(handle.key);
   }
 
-  async #unlock(handle: LockHandle, options: { timeoutMs?: number; signal?: AbortSignalLike }): Promise<void> {
-    const timeoutMs = options.timeoutMs ?? this.#options.requestTimeoutMs;
-    const response = await this.#call({ case: "unlock", key: handle.key, fencingToken: handle.fencingToken }, timeoutMs, options.signal);
-    if (response.outcome !== "OK") throw responseError(response);
+  // Not an async function: the call's promise and one reaction to its answer, no suspended frame (a call
+  // that cannot be made rejects, as an async function's would).
+  #unlock(handle: LockHandle, options: { timeoutMs?: number; signal?: AbortSignalLike }): Promise<void> {
+    try {
+      const timeoutMs = options.timeoutMs ?? this.#options.requestTimeoutMs;
+      return this.#call({ case: "unlock", key: handle.key, fencingToken: handle.fencingToken }, timeoutMs, options.signal).then(unlocked);
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
   async #renew(handle: LockHandle, leaseMs: number, options: { timeoutMs?: number; signal?: AbortSignalLike }): Promise<void> {
@@ -809,6 +825,11 @@ export class ReplicatedMap {
     this.#keeper.renewed(handle, this.#access.now());
     this.#access.touch();
   }
+}
+
+/** An unlock's answer: a refusal rejects. */
+function unlocked(response: StateResponse): void {
+  if (response.outcome !== "OK") throw responseError(response);
 }
 
 function lockInfo(lock: StoredLock): LockInfo {
@@ -879,6 +900,14 @@ function tokenOf(options: WriteOptions, keys: string | readonly string[]): numbe
 
 function isIterable(value: unknown): value is Iterable<readonly [string, MapValue]> {
   return typeof (value as Iterable<unknown>)[Symbol.iterator] === "function";
+}
+
+/** A key this member holds or is asking for (see ReplicatedMap's turns). */
+interface Turn {
+  /** The calls of this member waiting for the key, first first. */
+  readonly queue: number[];
+  /** The handle of the lock this member holds on the key, once granted. */
+  handle: LockHandle | undefined;
 }
 
 /**

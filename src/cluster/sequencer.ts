@@ -139,6 +139,8 @@ const KEYS_KEPT = 65_536;
 const REQUESTERS_KEPT = 64;
 
 const NO_PUTS: readonly PutSpec[] = [];
+/** No members to forget: what most updates carry (never written to). */
+const NO_MEMBERS: readonly MemberInstance[] = [];
 const NO_CHANGES: readonly Change[] = [];
 const NO_REMOVES: readonly RemoveSpec[] = [];
 
@@ -192,7 +194,7 @@ export class Sequencer implements TimedUnit {
    */
   readonly #keyBatches = new Map<string, number>();
   readonly #batchIds = new Map<string, BatchIds>();
-  #forget: MemberInstance[] = [];
+  #forget: readonly MemberInstance[] = NO_MEMBERS;
   #usableCeiling: number;
   #raise: { readonly ceiling: number; index: number } | undefined;
   #committed = 0;
@@ -407,7 +409,7 @@ export class Sequencer implements TimedUnit {
       case "lock": {
         const { key, leaseMs, waitMs, releaseOnExit } = op;
         if (key === "") return this.#respond(requester, request, "INVALID", "a lock needs a key");
-        this.#open([key], lockRequestBytes(key), now);
+        this.#open(key, lockRequestBytes(key), now);
         const held = this.#host.replica.locks.get(key);
         if (held === undefined && !this.#locks.hasWaiters(key)) return this.#grant({ key, requester, requestId, leaseMs, releaseOnExit, deadline: now + waitMs }, now);
         if (held !== undefined && sameInstance(held.holder, requester)) {
@@ -419,24 +421,24 @@ export class Sequencer implements TimedUnit {
       }
       case "unlock": {
         const { key, fencingToken } = op;
-        this.#open([key], lockRequestBytes(key), now);
+        this.#open(key, lockRequestBytes(key), now);
         const held = this.#host.replica.locks.get(key);
         if (held === undefined) return this.#respond(requester, request, "NOT_FOUND", `"${key}" is not locked`);
         if (!sameInstance(held.holder, requester)) return this.#respond(requester, request, "LOCKED", `"${key}" is locked by another member`);
         if (fencingToken !== 0 && fencingToken !== held.token) return this.#respond(requester, request, "STALE_TOKEN", `fencing token ${fencingToken} is not the lock's (${held.token})`);
-        this.#add(requester, requestId, [{ kind: "unlock", key, expired: false }], [key]);
+        this.#add(requester, requestId, [{ kind: "unlock", key, expired: false }], key);
         this.#grantNext(key, now);
         return;
       }
       case "renewLease": {
         const { key, fencingToken, leaseMs } = op;
-        this.#open([key], lockRequestBytes(key), now);
+        this.#open(key, lockRequestBytes(key), now);
         const held = this.#host.replica.locks.get(key);
         if (held === undefined || !sameInstance(held.holder, requester) || fencingToken !== held.token) {
           return this.#respond(requester, request, "STALE_TOKEN", `the lock on "${key}" with token ${fencingToken} is no longer held`);
         }
         const change: Change = { kind: "lock", lock: { key, holder: held.holder, token: held.token, leaseMs, releaseOnExit: held.releaseOnExit } };
-        this.#add(requester, requestId, [change], [key]);
+        this.#add(requester, requestId, [change], key);
         return;
       }
       case "cancel":
@@ -539,16 +541,17 @@ export class Sequencer implements TimedUnit {
       return;
     }
     const token = replica.takeToken();
-    this.#add(waiter.requester, waiter.requestId, [{ kind: "lock", lock: { key: waiter.key, holder: waiter.requester, token, leaseMs: waiter.leaseMs, releaseOnExit: waiter.releaseOnExit } }], [waiter.key]);
+    this.#add(waiter.requester, waiter.requestId, [{ kind: "lock", lock: { key: waiter.key, holder: waiter.requester, token, leaseMs: waiter.leaseMs, releaseOnExit: waiter.releaseOnExit } }], waiter.key);
     if (replica.nextToken + TOKEN_BLOCK / 2 >= this.#usableCeiling) this.#raiseCeiling();
   }
 
   /** The lock on `key` is free: the first waiter not applied already gets it. */
   #grantNext(key: string, now: number): void {
+    if (!this.#locks.hasWaiters(key)) return;
     const replica = this.#host.replica;
     const waiter = this.#locks.next(key, (w) => replica.appliedRequest(w.requester, w.requestId) === undefined);
     if (waiter === undefined) return;
-    this.#open([key], lockRequestBytes(key), now);
+    this.#open(key, lockRequestBytes(key), now);
     this.#grant(waiter, now);
   }
 
@@ -564,8 +567,8 @@ export class Sequencer implements TimedUnit {
     if (record !== undefined) {
       const held = replica.locks.get(key);
       if (record.token > 0 && held !== undefined && held.token === record.token && sameInstance(held.holder, requester)) {
-        this.#open([key], lockRequestBytes(key), now);
-        this.#add(requester, requestId, [{ kind: "unlock", key, expired: false }], [key]);
+        this.#open(key, lockRequestBytes(key), now);
+        this.#add(requester, requestId, [{ kind: "unlock", key, expired: false }], key);
         this.#grantNext(key, now);
       } else {
         this.#respondTo(requester, requestId, "OK", "");
@@ -586,7 +589,7 @@ export class Sequencer implements TimedUnit {
     for (const change of changes) {
       const key = change.kind === "put" ? change.entry.key : change.kind === "lock" ? change.lock.key : change.kind === "clear" ? "" : change.key;
       this.#open([key], REQUEST_OVERHEAD_BYTES + changeBytes(change), now);
-      this.#add(undefined, 0, [change], [key]);
+      this.#add(undefined, 0, [change], key);
       if (change.kind === "unlock") freed.push(change.key);
     }
     for (const key of freed) this.#grantNext(key, now);
@@ -695,7 +698,7 @@ export class Sequencer implements TimedUnit {
       tokenCeiling: raise?.ceiling ?? 0,
       forget: this.#forget,
     };
-    this.#forget = [];
+    this.#forget = NO_MEMBERS;
     if (raise !== undefined) {
       raise.index = batch.index;
       this.#host.ceilingRaised(raise.ceiling);

@@ -129,6 +129,10 @@ export class StateEngine implements TimedUnit {
   /** The coordinator's answers to this member's own requests, taken in their turns in `#later` as those are (no closure made for every one). */
   readonly #ownResponses: StateResponse[] = [];
   readonly #takeOwnResponse = (): void => this.#client.onLocalResponse(this.#ownResponses.shift()!, this.#now);
+  /** The replica's changes for the listeners (and whether a resync made them), taken in their turns in `#later` as those are (no closure made for every update). */
+  readonly #changes: Array<readonly ReplicaChange[]> = [];
+  readonly #changesResync: boolean[] = [];
+  readonly #takeChanges = (): void => this.#host.changed(this.#changes.shift()!, this.#changesResync.shift()!);
 
   constructor(host: StateEngineHost, options: StateEngineOptions, memory: TermMemory) {
     this.#host = host;
@@ -146,7 +150,7 @@ export class StateEngine implements TimedUnit {
       visible: this.visible,
       memory,
       sendAck: (peer, ack) => host.unicast(peer, encodeAck(group, ack)),
-      changed: (changes, resync) => this.#later.push(() => host.changed(changes, resync)),
+      changed: (changes, resync) => this.#changed(changes, resync),
       changesWatched: () => host.changesWatched(),
       ownApplied: (record, epoch) => {
         this.#ownApplied.push(record);
@@ -506,7 +510,7 @@ export class StateEngine implements TimedUnit {
         sendAnnounce: (peer, announce) => this.#host.unicast(peer, encodeAnnounce(group, announce, memory.begun)),
         sendUpdate: (peer, update) => this.#host.unicast(peer, encodeUpdate(group, update, 0, begun(update))),
         respond: (requester, response) => this.#respond(requester, response),
-        shown: (changes) => this.#later.push(() => this.#host.changed(changes, false)),
+        shown: (changes) => this.#changed(changes, false),
         resync: (member, position) => this.#sync?.resync(member, position, this.#now),
         ceilingRaised: (raised) => this.#sync?.raiseCeiling(raised),
         wake: () => this.#later.push(() => this.#host.wake()),
@@ -651,6 +655,13 @@ export class StateEngine implements TimedUnit {
       default:
         this.#respond(requester, refusal(request.requestId, "NOT_COORDINATOR", "this member does not coordinate the map"));
     }
+  }
+
+  /** The replica changed: the listeners are told in the turn of this in `#later`. */
+  #changed(changes: readonly ReplicaChange[], resync: boolean): void {
+    this.#changes.push(changes);
+    this.#changesResync.push(resync);
+    this.#later.push(this.#takeChanges);
   }
 
   #respond(requester: MemberInstance, response: StateResponse): void {

@@ -167,6 +167,30 @@ function group(cursor: ByteCursor, end: number): string {
   return text;
 }
 
+/** The lock key read last, when it is ASCII (its characters are its bytes): a lock is taken and released again and again. */
+let lastLockKey = "";
+
+/** A lock's key: the one read last when it is the same bytes (no new string for every lock frame). */
+function lockKey(cursor: ByteCursor, end: number): string {
+  const fieldEnd = delimitedEnd(cursor, end);
+  const bytes = cursor.bytes;
+  const start = cursor.pos;
+  const key = lastLockKey;
+  if (fieldEnd - start === key.length && key !== "") {
+    let i = 0;
+    while (i < key.length && bytes[start + i] === key.charCodeAt(i)) i++;
+    if (i === key.length) {
+      cursor.pos = fieldEnd;
+      return key;
+    }
+  }
+  const text = readUtf8(bytes, start, fieldEnd);
+  if (text === undefined) unusual();
+  cursor.pos = fieldEnd;
+  if (text.length === fieldEnd - start) lastLockKey = text;
+  return text;
+}
+
 /**
  * Small values read lately are copied into one shared buffer, each a view of its part: a copy with a
  * buffer of its own costs a value of 64 bytes some 260 bytes of heap (its bytes, its buffer and its
@@ -351,7 +375,7 @@ function lockOp(cursor: ByteCursor, end: number): StateOp {
     switch (uint(cursor)) {
       case tag(1, WIRE_LEN):
         seen = once(seen, 1);
-        key = string(cursor, opEnd);
+        key = lockKey(cursor, opEnd);
         break;
       case tag(2, WIRE_VARINT):
         seen = once(seen, 2);
@@ -383,7 +407,7 @@ function unlockOp(cursor: ByteCursor, end: number): StateOp {
     switch (uint(cursor)) {
       case tag(1, WIRE_LEN):
         seen = once(seen, 1);
-        key = string(cursor, opEnd);
+        key = lockKey(cursor, opEnd);
         break;
       case tag(2, WIRE_VARINT):
         seen = once(seen, 2);
@@ -449,14 +473,14 @@ function putEntry(cursor: ByteCursor, end: number, requester: MemberInstance | u
   return { kind: "put", entry: putEntrySpec(key, value, format, version, owner, removeOnExit, ttlMs), inserted };
 }
 
-/** The Entry of a remove or an unlock: its key alone. */
-function entryKey(cursor: ByteCursor, end: number): string {
+/** The Entry of a remove or an unlock (`lock`): its key alone. */
+function entryKey(cursor: ByteCursor, end: number, lock: boolean): string {
   let key = "";
   let seen = 0;
   while (cursor.pos < end) {
     if (uint(cursor) !== tag(1, WIRE_LEN)) unusual();
     seen = once(seen, 1);
-    key = string(cursor, end);
+    key = lock ? lockKey(cursor, end) : string(cursor, end);
   }
   finished(cursor, end);
   return key;
@@ -474,7 +498,7 @@ function lockEntry(cursor: ByteCursor, end: number): Change {
     switch (uint(cursor)) {
       case tag(1, WIRE_LEN):
         seen = once(seen, 1);
-        key = string(cursor, end);
+        key = lockKey(cursor, end);
         break;
       case tag(8, WIRE_LEN): {
         seen = once(seen, 8);
@@ -567,10 +591,10 @@ function change(cursor: ByteCursor, end: number, requester: MemberInstance | und
       read = putEntry(cursor, entryEnd, requester, kind === INSERT);
       break;
     case REMOVE:
-      read = { kind: "remove", key: entryKey(cursor, entryEnd), expired };
+      read = { kind: "remove", key: entryKey(cursor, entryEnd, false), expired };
       break;
     case UNLOCK:
-      read = { kind: "unlock", key: entryKey(cursor, entryEnd), expired };
+      read = { kind: "unlock", key: entryKey(cursor, entryEnd, true), expired };
       break;
     case LOCK:
       read = lockEntry(cursor, entryEnd);
@@ -715,7 +739,8 @@ export function readStateUpdate(bytes: Uint8Array, start: number, end: number): 
     let tokenCeiling = 0;
     let leaseProbe = 0;
     let announce = false;
-    const forget: MemberInstance[] = [];
+    // Members to forget are rare: an array only for an update that names some.
+    let forget: MemberInstance[] | undefined;
     let termBegun = false;
     let seen = 0;
     while (cursor.pos < end) {
@@ -761,7 +786,7 @@ export function readStateUpdate(bytes: Uint8Array, start: number, end: number): 
           announce = bool(cursor);
           break;
         case tag(12, WIRE_LEN):
-          forget.push(member(cursor, end));
+          (forget ??= []).push(member(cursor, end));
           break;
         case tag(13, WIRE_VARINT):
           seen = once(seen, 13);
@@ -777,7 +802,7 @@ export function readStateUpdate(bytes: Uint8Array, start: number, end: number): 
     if (announce) return { kind: "announce", group: groupName, announce: { epoch, coordinator, index, leaseProbe }, termBegun };
     // The first request is whole (it names its requester when it has an id), as every batched one is.
     first.ordered();
-    return { kind: "update", group: groupName, update: { epoch, index, coordinator, requests, tokenCeiling, forget }, leaseProbe, termBegun };
+    return { kind: "update", group: groupName, update: { epoch, index, coordinator, requests, tokenCeiling, forget: forget ?? NO_MEMBERS }, leaseProbe, termBegun };
   } catch (error) {
     if (error === UNUSUAL) return undefined;
     throw error;

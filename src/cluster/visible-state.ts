@@ -1,5 +1,8 @@
 import type { Replica } from "./replica.ts";
+import { SoleKeyMap } from "./sole-key-map.ts";
 import type { ReplicaChange, StoredEntry, StoredLock } from "./state-types.ts";
+
+const NONE: readonly ReplicaChange[] = [];
 
 /** What a key held before the first update not yet committed that touched it. */
 interface Hidden<T> {
@@ -30,8 +33,9 @@ function firstOf<T>(hidden: HiddenOf<T>): Hidden<T> {
  */
 export class VisibleState {
   readonly #replica: Replica;
-  readonly #entries = new Map<string, HiddenOf<StoredEntry>>();
-  readonly #locks = new Map<string, HiddenOf<StoredLock>>();
+  // The key of a write at a time comes and goes: kept beside a map, not in it (see SoleKeyMap).
+  readonly #entries = new SoleKeyMap<string, HiddenOf<StoredEntry>>();
+  readonly #locks = new SoleKeyMap<string, HiddenOf<StoredLock>>();
   /** Updates applied and not yet shown, in order, with their changes for the listeners. */
   readonly #pending: Array<{ readonly index: number; readonly changes: readonly ReplicaChange[] }> = [];
 
@@ -60,18 +64,21 @@ export class VisibleState {
   }
 
   /** Shows the updates up to `index` (committed); returns their changes, in order, for the listeners. */
-  commit(index: number): ReplicaChange[] {
-    const shown: ReplicaChange[] = [];
-    while (this.#pending.length > 0 && this.#pending[0]!.index <= index) {
-      const { changes } = this.#pending.shift()!;
-      for (const change of changes) shown.push(change);
+  commit(index: number): readonly ReplicaChange[] {
+    const pending = this.#pending;
+    if (pending.length === 0 || pending[0]!.index > index) return NONE;
+    // One update shown (a write at a time): its own changes, not a copy.
+    let shown = pending.shift()!.changes;
+    if (pending.length > 0 && pending[0]!.index <= index) {
+      const all = shown.slice();
+      while (pending.length > 0 && pending[0]!.index <= index) for (const change of pending.shift()!.changes) all.push(change);
+      shown = all;
     }
-    if (shown.length === 0) return shown;
     if (this.#pending.length === 0) {
       // Nothing hidden is left: every key was hidden by an update shown now. Emptied at once, not key by
       // key (a map emptied by deletions shrinks its table again and again on the way).
-      if (this.#entries.size > 0) this.#entries.clear();
-      if (this.#locks.size > 0) this.#locks.clear();
+      this.#entries.clear();
+      this.#locks.clear();
     } else {
       // What updates up to `index` hid, they hid under the keys of their changes, shown now: only those
       // are looked at, not every key hidden by the updates still pending.
@@ -84,7 +91,7 @@ export class VisibleState {
   }
 
   /** Shows every update applied (the next term keeps this history). */
-  commitAll(): ReplicaChange[] {
+  commitAll(): readonly ReplicaChange[] {
     return this.commit(Number.POSITIVE_INFINITY);
   }
 
@@ -152,7 +159,7 @@ export class VisibleState {
 }
 
 /** Hides `key` as of update `index`, holding `before`, unless an earlier change of that update hid it. */
-function hide<T>(map: Map<string, HiddenOf<T>>, key: string, index: number, before: T | undefined): void {
+function hide<T>(map: SoleKeyMap<string, HiddenOf<T>>, key: string, index: number, before: T | undefined): void {
   const hidden = map.get(key);
   if (hidden === undefined) map.set(key, { index, before });
   else if (!Array.isArray(hidden)) {
@@ -161,7 +168,7 @@ function hide<T>(map: Map<string, HiddenOf<T>>, key: string, index: number, befo
 }
 
 /** Forgets what updates up to `index` hid of `key`: unless a later one touched it, it shows the replica's value again. */
-function release<T>(map: Map<string, HiddenOf<T>>, key: string, index: number): void {
+function release<T>(map: SoleKeyMap<string, HiddenOf<T>>, key: string, index: number): void {
   const list = map.get(key);
   if (list === undefined) return;
   if (!Array.isArray(list)) {

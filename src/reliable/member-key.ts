@@ -20,11 +20,32 @@ export function idOf(key: PeerKey): Uint8Array {
   return id;
 }
 
-/** Writes the member id of a key at `pos` (as `idOf` makes it, without the array); returns the end. */
+/**
+ * The ids of the keys written last: frames name the same few members over and over, and a key made by
+ * `keyOf` is a string of sixteen concatenations, whose characters are read through that each time.
+ */
+const WRITTEN_KEPT = 4;
+const writtenKeys: PeerKey[] = [];
+const writtenIds: Uint8Array[] = [];
+let writtenNext = 0;
+
+/** Writes the member id of a key at `pos` (as `idOf` makes it); returns the end. */
 export function writeIdOf(key: PeerKey, buffer: Uint8Array, pos: number): number {
-  const length = key.length >> 1;
-  for (let i = 0; i < length; i++) buffer[pos + i] = (DIGIT[key.charCodeAt(2 * i) & 0x7f]! << 4) | DIGIT[key.charCodeAt(2 * i + 1) & 0x7f]!;
-  return pos + length;
+  let id: Uint8Array | undefined;
+  for (let i = 0; i < writtenKeys.length; i++) {
+    if (writtenKeys[i] === key) {
+      id = writtenIds[i]!;
+      break;
+    }
+  }
+  if (id === undefined) {
+    id = idOf(key);
+    writtenKeys[writtenNext] = key;
+    writtenIds[writtenNext] = id;
+    writtenNext = (writtenNext + 1) % WRITTEN_KEPT;
+  }
+  for (let i = 0; i < id.length; i++) buffer[pos + i] = id[i]!;
+  return pos + id.length;
 }
 
 /** True when two member ids are the same bytes. */
