@@ -588,7 +588,7 @@ export class Sequencer implements TimedUnit {
     const freed: string[] = [];
     for (const change of changes) {
       const key = change.kind === "put" ? change.entry.key : change.kind === "lock" ? change.lock.key : change.kind === "clear" ? "" : change.key;
-      this.#open([key], REQUEST_OVERHEAD_BYTES + changeBytes(change), now);
+      this.#open(key, REQUEST_OVERHEAD_BYTES + changeBytes(change), now);
       this.#add(undefined, 0, [change], key);
       if (change.kind === "unlock") freed.push(change.key);
     }
