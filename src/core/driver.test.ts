@@ -34,17 +34,23 @@ function unitWithDeadline(log: string[], name: string): TimedUnit & { due: numbe
 
 /**
  * A driver on a virtual clock that takes early turns as the system clock does (microtasks), with one
- * unit added (its turn taken); `read` is called at each reading of the clock.
+ * unit added (its turn taken); `read` is called at each reading of the clock, and `round`, when given,
+ * is the clock's round mark. `defers()` counts the deferred calls made since.
  */
-async function earlyTurnDriver(clock: VirtualClock, read: () => void = () => undefined) {
+async function earlyTurnDriver(clock: VirtualClock, options: { read?: () => void; round?: () => number } = {}) {
+  let deferred = 0;
   const early: Clock = {
     now: () => {
-      read();
+      options.read?.();
       return clock.now();
     },
-    defer: (fn) => clock.defer(fn),
+    defer: (fn) => {
+      deferred++;
+      clock.defer(fn);
+    },
     setTimer: (delayMs, fn) => clock.setTimer(delayMs, fn),
     soon: (fn) => queueMicrotask(fn),
+    round: options.round,
   };
   const driver = new Driver(early, (error) => {
     throw error;
@@ -53,7 +59,8 @@ async function earlyTurnDriver(clock: VirtualClock, read: () => void = () => und
   const unit = unitWithDeadline(log, "u");
   driver.add(unit);
   await Promise.resolve();
-  return { driver, log, unit };
+  const before = deferred;
+  return { driver, log, unit, defers: () => deferred - before };
 }
 
 describe("Driver", () => {
@@ -192,32 +199,20 @@ describe("Driver", () => {
   it("tells a round's first input by the clock's round mark where it has one, deferring nothing to mark a round's end", async () => {
     const clock = new VirtualClock();
     let round = 1;
-    let defers = 0;
-    const marked: Clock = {
-      now: () => clock.now(),
-      defer: (fn) => {
-        defers++;
-        clock.defer(fn);
-      },
-      setTimer: (delayMs, fn) => clock.setTimer(delayMs, fn),
-      soon: (fn) => queueMicrotask(fn),
-      round: () => round,
-    };
-    const driver = new Driver(marked, (error) => {
-      throw error;
-    });
-    const log: string[] = [];
+    const { driver, log, defers } = await earlyTurnDriver(clock, { round: () => round });
+    // Adding the unit took round 1's early turn: this input is the first of round 2.
+    round = 2;
     driver.onFlush(() => log.push("flush"));
     // The round's first input: an early turn, and no deferred call after it.
     driver.touch();
     await Promise.resolve();
     expect(log).toEqual(["flush"]);
-    expect(defers).toBe(0);
+    expect(defers()).toBe(0);
     // A later input of the same round (the mark has not moved) waits for the inputs ready by then.
     driver.touch();
     await Promise.resolve();
     expect(log).toEqual(["flush"]);
-    expect(defers).toBe(1);
+    expect(defers()).toBe(1);
     clock.runFor(0);
     expect(log).toEqual(["flush", "flush"]);
     // A deferred turn does not end the round: the mark does.
@@ -226,18 +221,18 @@ describe("Driver", () => {
     expect(log).toEqual(["flush", "flush"]);
     clock.runFor(0);
     expect(log).toEqual(["flush", "flush", "flush"]);
-    round = 2;
+    round = 3;
     driver.touch();
     await Promise.resolve();
     expect(log).toEqual(["flush", "flush", "flush", "flush"]);
-    expect(defers).toBe(2);
+    expect(defers()).toBe(2);
     driver.close();
   });
 
   it("takes the time an input read as its early turn's, and reads the clock for a deferred turn", async () => {
     const clock = new VirtualClock();
     let reads = 0;
-    const { driver, log, unit } = await earlyTurnDriver(clock, () => reads++);
+    const { driver, log, unit } = await earlyTurnDriver(clock, { read: () => reads++ });
     clock.runFor(10);
     // Due at 10: an input that read 10 as it began has the unit act at 10, the clock not read again.
     unit.due = 10;
